@@ -1,0 +1,62 @@
+"""robot_twin: an ament_python package that also installs with pip into a plain venv."""
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+package_name = 'robot_twin'
+
+
+def share_tree(folder):
+    """List (install dir, [files]) pairs that copy ``folder`` to share/robot_twin/."""
+    pairs = []
+    for root, _dirs, files in os.walk(folder):
+        paths = [os.path.join(root, f) for f in files if not f.endswith('.pyc')]
+        if paths:
+            pairs.append((os.path.join('share', package_name, root), paths))
+    return pairs
+
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*', 'benchmarks']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/dds', glob('dds/*.xml')),
+    ] + share_tree('urdf') + share_tree('config'),
+    include_package_data=True,
+    zip_safe=False,
+    python_requires='>=3.10',
+    # Runtime Python dependencies. rclpy and the message packages are not listed: on a ROS 2
+    # install they come from the distribution, in a venv from requirements.txt (PyPI wheels).
+    install_requires=[
+        'setuptools',
+        'numpy',
+        'scipy',
+        'PyYAML',
+        'pybullet',
+        'pin',
+        'transforms3d',
+        'onnxruntime',
+        'rosbags',
+        'tqdm',
+        'matplotlib',
+    ],
+    maintainer='robot_twin maintainers',
+    maintainer_email='maintainers@users.noreply.b-seed-f74f7c30.example',
+    description='A live digital twin for robot arms on ROS 2.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'robot-twin = robot_twin.cli:main',
+            'twin_bridge = twin_bridge.bridge_node:main',
+            'twin_sim = twin_sim.sim_node:main',
+            'twin_anomaly = twin_anomaly.anomaly_node:main',
+            'demo_controller = robot_twin.demo_controller_node:main',
+        ],
+    },
+)
