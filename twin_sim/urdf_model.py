@@ -1,0 +1,902 @@
+"""Robot model from a URDF: joints, limits, rigid-body dynamics (pinocchio) and the FT wrench.
+
+:meth:`RobotModel.from_urdf` checks the URDF itself (``xml.etree``), then builds a pinocchio
+model of it. The robot base (the URDF's root link) is fixed at the world origin; gravity is
+``(0, 0, -9.81)`` m/s^2 in the world frame. Joint arrays are in the model order
+(:attr:`RobotModel.joint_names`: the movable joints in kinematic-tree order, as pinocchio
+orders them).
+
+What the URDF check accepts and rejects
+---------------------------------------
+- Joint types ``revolute``, ``prismatic``, ``continuous`` and ``fixed``. ``floating`` and
+  ``planar`` raise :class:`URDFError` naming the joint (the twin is a fixed-base arm).
+- ``continuous`` joints are modelled as revolute joints without position limits, so that every
+  joint has exactly one coordinate (an angle in rad); pinocchio's own continuous joint would
+  use ``(cos, sin)``. ``lower``/``upper`` are ``-inf``/``+inf`` for them.
+- ``revolute`` and ``prismatic`` joints need ``<limit>`` with ``lower < upper`` and positive
+  ``effort`` and ``velocity``; otherwise :class:`URDFError`. A continuous joint without them
+  gets ``inf`` and a :class:`URDFWarning`.
+- Inertia: negative or non-finite masses and non-positive-semi-definite inertia tensors raise
+  :class:`URDFError`; a tensor that violates the triangle inequality, or a zero mass with a
+  non-zero tensor, gives a warning (kept as written).
+- Massless moving bodies: a movable joint moves its child link together with every link fixed
+  to it. If none of those has an ``<inertial>`` and nothing further out has mass either, the
+  joint's dynamics are undefined (a zero column of the mass matrix): :class:`URDFError`. If the
+  moving body is massless but links further out have mass, the dynamics are defined: warning.
+  Fixed frames without ``<inertial>`` (``world``, ``tool0``, ...) are normal and not reported.
+- Mesh files are not needed for dynamics: a mesh that does not resolve (``package://``,
+  ``file://`` or relative to the URDF) gives one warning listing them.
+- ``<mimic>`` joints are modelled as independent joints (warning).
+
+Force-torque sensor
+-------------------
+The sensor is the link named ``ft_link`` (default ``ft_sensor``). :meth:`RobotModel.ft_wrench`
+is the wrench ``[fx, fy, fz, tx, ty, tz]`` (N, N·m) that the bodies distal to the sensor exert
+on it, expressed in the ``ft_link`` frame, torque about its origin (docs/conventions.md): a
+mass ``m`` hanging at rest reads ``m * g_world`` rotated into the sensor frame. "Distal" is
+every link rigidly (fixed joints) attached below ``ft_link`` plus the payload; the ``ft_link``
+body itself is on the robot side. Pinocchio merges fixed links into their parent joint's body,
+so the distal inertia is summed separately from the URDF, in the sensor frame. Subtrees behind
+movable joints below the sensor (e.g. gripper fingers) add the force pinocchio's RNEA
+transmits through those joints.
+
+A :class:`Payload` is given in the payload frame :attr:`RobotModel.payload_frame`: the
+``ft_link`` frame if the robot has a sensor, else the child link of the last joint. It is added
+to the body of the joint that carries that frame, for inverse and forward dynamics alike.
+
+Models are not thread-safe: each holds one pinocchio ``Data``; use :meth:`RobotModel.copy`
+per thread.
+"""
+import contextlib
+import copy
+from dataclasses import dataclass
+import math
+import os
+from pathlib import Path
+import warnings
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pinocchio as pin
+import yaml
+
+from twin_sim.friction import FrictionError, FrictionModel
+
+__all__ = [
+    'DEFAULT_FT_LINK', 'GRAVITY', 'ParametersError', 'Payload', 'RobotModel', 'URDFError',
+    'URDFWarning',
+]
+
+GRAVITY = np.array([0.0, 0.0, -9.81])
+"""Gravity in the world frame, m/s^2."""
+
+DEFAULT_FT_LINK = 'ft_sensor'
+MOVABLE_TYPES = ('revolute', 'prismatic', 'continuous')
+SUPPORTED_TYPES = MOVABLE_TYPES + ('fixed',)
+PARAMS_KEY = 'robot_twin_dynamics'
+PARAMS_VERSION = 1
+_UNLIMITED = 1e10  # position limit written into pinocchio's XML for continuous joints
+
+
+class URDFError(ValueError):
+    """The URDF cannot be used: the message names the file, element and what to change."""
+
+
+class URDFWarning(UserWarning):
+    """The URDF loads, but something in it is suspicious (named in the message)."""
+
+
+class ParametersError(ValueError):
+    """An identified-dynamics file (params.yaml) is malformed (names the field)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Payload:
+    """A rigid payload carried by the tool.
+
+    Parameters
+    ----------
+    mass : float, kg
+        Payload mass (>= 0).
+    com : (3,) m
+        Centre of mass in the payload frame (:attr:`RobotModel.payload_frame`, the
+        ``ft_sensor`` frame when the robot has a force-torque sensor).
+    inertia : (3, 3) kg·m^2
+        Rotational inertia about the centre of mass, axes of the payload frame (symmetric,
+        positive semi-definite). Default zero (a point mass).
+    """
+
+    mass: float
+    com: np.ndarray = (0.0, 0.0, 0.0)
+    inertia: np.ndarray = None
+
+    def __post_init__(self):
+        mass = float(self.mass)
+        com = np.array(self.com, dtype=float)
+        inertia = np.zeros((3, 3)) if self.inertia is None else np.array(self.inertia, float)
+        if not (math.isfinite(mass) and mass >= 0.0):
+            raise ValueError(f'payload mass must be a finite number >= 0 kg, got {self.mass}')
+        if com.shape != (3,) or not np.all(np.isfinite(com)):
+            raise ValueError(f'payload com must be 3 finite numbers (m), got {self.com}')
+        if inertia.shape != (3, 3) or not np.all(np.isfinite(inertia)):
+            raise ValueError(f'payload inertia must be a finite (3, 3) matrix, got {inertia}')
+        if not np.allclose(inertia, inertia.T, atol=1e-12):
+            raise ValueError(f'payload inertia must be symmetric, got {inertia.tolist()}')
+        if np.linalg.eigvalsh(inertia)[0] < -1e-12:
+            raise ValueError('payload inertia must be positive semi-definite, got '
+                             f'{inertia.tolist()}')
+        object.__setattr__(self, 'mass', mass)
+        object.__setattr__(self, 'com', com)
+        object.__setattr__(self, 'inertia', inertia)
+
+    def spatial_inertia(self):
+        """Return the payload as a pinocchio ``Inertia`` in the payload frame."""
+        return pin.Inertia(self.mass, self.com, self.inertia)
+
+
+# --------------------------------------------------------------------------------------------
+# URDF parsing and checks
+
+@dataclass
+class _Joint:
+    name: str
+    type: str
+    parent: str
+    child: str
+    origin: pin.SE3
+    lower: float = -math.inf
+    upper: float = math.inf
+    velocity: float = math.inf
+    effort: float = math.inf
+    damping: float = 0.0
+    friction: float = 0.0
+
+
+@dataclass
+class _Urdf:
+    path: Path
+    root: ET.Element
+    links: dict          # link name -> pin.Inertia in the link frame, or None
+    joints: dict         # joint name -> _Joint (document order)
+    parent_joint: dict   # link name -> _Joint
+    root_link: str
+
+
+def _floats(text, count, what):
+    try:
+        values = [float(x) for x in (text or '').split()]
+    except ValueError:
+        raise URDFError(f'{what}: expected {count} numbers, got {text!r}') from None
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise URDFError(f'{what}: expected {count} finite numbers, got {text!r}')
+    return values
+
+
+def _attr_float(elem, attr, what, default=None):
+    text = elem.get(attr)
+    if text is None:
+        if default is None:
+            raise URDFError(f'{what}: missing attribute {attr!r}')
+        return default
+    return _floats(text, 1, f'{what} {attr}')[0]
+
+
+def _origin(elem, what):
+    origin = elem.find('origin')
+    if origin is None:
+        return pin.SE3.Identity()
+    xyz = _floats(origin.get('xyz', '0 0 0'), 3, f'{what} <origin xyz>')
+    rpy = _floats(origin.get('rpy', '0 0 0'), 3, f'{what} <origin rpy>')
+    return pin.SE3(pin.rpy.rpyToMatrix(*rpy), np.array(xyz))
+
+
+def _parse_inertial(link, path):
+    name = link.get('name')
+    inertial = link.find('inertial')
+    if inertial is None:
+        return None
+    what = f'{path}: link {name!r} <inertial>'
+    mass_elem = inertial.find('mass')
+    if mass_elem is None:
+        raise URDFError(f'{what} has no <mass>; add <mass value="..."/> (kg)')
+    mass = _attr_float(mass_elem, 'value', f'{what} <mass>')
+    if mass < 0.0:
+        raise URDFError(f'{what}: mass {mass} kg is negative')
+    inertia_elem = inertial.find('inertia')
+    if inertia_elem is None:
+        raise URDFError(f'{what} has no <inertia>; add ixx, ixy, ixz, iyy, iyz, izz (kg m^2)')
+    c = {k: _attr_float(inertia_elem, k, f'{what} <inertia>')
+         for k in ('ixx', 'ixy', 'ixz', 'iyy', 'iyz', 'izz')}
+    tensor = np.array([[c['ixx'], c['ixy'], c['ixz']],
+                       [c['ixy'], c['iyy'], c['iyz']],
+                       [c['ixz'], c['iyz'], c['izz']]])
+    eig = np.linalg.eigvalsh(tensor)
+    tol = 1e-9 * max(1.0, float(np.abs(eig).max()))
+    if eig[0] < -tol:
+        raise URDFError(f'{what}: inertia tensor is not positive semi-definite (eigenvalues '
+                        f'{eig.tolist()} kg m^2); fix ixx..izz')
+    if eig[0] + eig[1] < eig[2] - tol:
+        warnings.warn(f'{what}: inertia violates the triangle inequality (principal moments '
+                      f'{eig.tolist()} kg m^2): physically impossible, kept as written '
+                      "(PyBullet's importer zeroes such a tensor)",
+                      URDFWarning, stacklevel=4)
+    if mass == 0.0 and eig[2] > 0.0:
+        warnings.warn(f'{what}: mass 0 with a non-zero inertia tensor; kept as written '
+                      '(pinocchio uses the tensor, other engines may not)',
+                      URDFWarning, stacklevel=4)
+    origin = _origin(inertial, what)
+    rot = origin.rotation
+    return pin.Inertia(mass, origin.translation.copy(), rot @ tensor @ rot.T)
+
+
+def _parse_joint(elem, links, path):
+    name = elem.get('name')
+    what = f'{path}: joint {name!r}'
+    if not name:
+        raise URDFError(f'{path}: a <joint> has no name attribute')
+    jtype = elem.get('type')
+    if jtype in ('floating', 'planar'):
+        raise URDFError(f'{what} has type {jtype!r}, which robot_twin does not support: the '
+                        'twin models a fixed-base arm with one coordinate per joint. Make the '
+                        'base fixed (type="fixed") or remove the joint.')
+    if jtype not in SUPPORTED_TYPES:
+        raise URDFError(f'{what} has unknown type {jtype!r}; supported: {SUPPORTED_TYPES}')
+    ends = {}
+    for tag in ('parent', 'child'):
+        sub = elem.find(tag)
+        link = sub.get('link') if sub is not None else None
+        if link is None:
+            raise URDFError(f'{what} has no <{tag} link="..."/>')
+        if link not in links:
+            raise URDFError(f'{what}: {tag} link {link!r} is not defined in the URDF')
+        ends[tag] = link
+    joint = _Joint(name, jtype, ends['parent'], ends['child'], _origin(elem, what))
+    if jtype == 'fixed':
+        return joint
+    axis_elem = elem.find('axis')
+    axis = _floats(axis_elem.get('xyz', '1 0 0') if axis_elem is not None else '1 0 0', 3,
+                   f'{what} <axis xyz>')
+    if np.linalg.norm(axis) < 1e-9:
+        raise URDFError(f'{what}: <axis xyz> is zero; give the joint axis direction')
+    limit = elem.find('limit')
+    if jtype in ('revolute', 'prismatic'):
+        if limit is None:
+            raise URDFError(f'{what} ({jtype}) has no <limit>; add <limit lower="..." '
+                            'upper="..." effort="..." velocity="..."/> (SI units)')
+        for attr in ('lower', 'upper', 'effort', 'velocity'):
+            if limit.get(attr) is None:
+                raise URDFError(f'{what} ({jtype}) <limit> lacks {attr!r}; robot_twin needs '
+                                'position, velocity and effort limits (SI units)')
+        joint.lower = _attr_float(limit, 'lower', f'{what} <limit>')
+        joint.upper = _attr_float(limit, 'upper', f'{what} <limit>')
+        if not joint.lower < joint.upper:
+            raise URDFError(f'{what}: <limit> lower {joint.lower} must be below upper '
+                            f'{joint.upper}')
+    if limit is not None and limit.get('effort') is not None:
+        joint.effort = _attr_float(limit, 'effort', f'{what} <limit>')
+    if limit is not None and limit.get('velocity') is not None:
+        joint.velocity = _attr_float(limit, 'velocity', f'{what} <limit>')
+    for attr in ('effort', 'velocity'):
+        if not getattr(joint, attr) > 0.0:
+            raise URDFError(f'{what}: <limit {attr}> must be > 0, got {getattr(joint, attr)}')
+    if jtype == 'continuous' and math.inf in (joint.effort, joint.velocity):
+        warnings.warn(f'{what} (continuous) has no effort/velocity limit; using inf (the '
+                      'governor cannot limit it)', URDFWarning, stacklevel=4)
+    dynamics = elem.find('dynamics')
+    if dynamics is not None:
+        joint.damping = _attr_float(dynamics, 'damping', f'{what} <dynamics>', 0.0)
+        joint.friction = _attr_float(dynamics, 'friction', f'{what} <dynamics>', 0.0)
+        if joint.damping < 0.0 or joint.friction < 0.0:
+            raise URDFError(f'{what}: <dynamics> damping and friction must be >= 0')
+    if elem.find('mimic') is not None:
+        warnings.warn(f'{what} has <mimic>; it is modelled as an independent joint',
+                      URDFWarning, stacklevel=4)
+    return joint
+
+
+def _package_roots(package_dirs):
+    roots = [Path(d) for d in (package_dirs or ())]
+    for var in ('ROS_PACKAGE_PATH',):
+        roots += [Path(d) for d in os.environ.get(var, '').split(os.pathsep) if d]
+    roots += [Path(d) / 'share' for d in os.environ.get('AMENT_PREFIX_PATH', '').split(
+        os.pathsep) if d]
+    return roots
+
+
+def _mesh_resolves(filename, urdf_dir, roots):
+    if filename.startswith('package://'):
+        rest = filename[len('package://'):]
+        package, _, relative = rest.partition('/')
+        candidates = [urdf_dir / rest, urdf_dir / relative]
+        for root in roots:
+            candidates += [root / package / relative]
+            if root.name == package:
+                candidates.append(root / relative)
+    elif filename.startswith('file://'):
+        candidates = [Path(filename[len('file://'):])]
+    else:
+        candidates = [urdf_dir / filename]
+    return any(c.is_file() for c in candidates)
+
+
+def _check_meshes(robot, path, package_dirs):
+    roots = _package_roots(package_dirs)
+    missing = []
+    for link in robot.findall('link'):
+        for mesh in link.findall('./visual/geometry/mesh') + link.findall(
+                './collision/geometry/mesh'):
+            filename = mesh.get('filename', '')
+            if not _mesh_resolves(filename, path.parent, roots):
+                missing.append(f'{link.get("name")}: {filename}')
+    if missing:
+        shown = '; '.join(missing[:5]) + (f'; ... ({len(missing)} in all)'
+                                          if len(missing) > 5 else '')
+        warnings.warn(f'{path}: mesh files not found ({shown}). Dynamics do not need them; '
+                      'pass package_dirs=[...] for package:// paths if a viewer does.',
+                      URDFWarning, stacklevel=4)
+
+
+def _parse_urdf(path, package_dirs):
+    path = Path(path)
+    if not path.is_file():
+        raise URDFError(f'URDF file not found: {path}')
+    try:
+        robot = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise URDFError(f'{path}: not valid XML ({exc})') from None
+    if robot.tag != 'robot':
+        raise URDFError(f'{path}: root element is <{robot.tag}>, expected <robot>')
+    links = {}
+    for link in robot.findall('link'):
+        name = link.get('name')
+        if not name:
+            raise URDFError(f'{path}: a <link> has no name attribute')
+        if name in links:
+            raise URDFError(f'{path}: link {name!r} is defined twice')
+        links[name] = _parse_inertial(link, path)
+    if not links:
+        raise URDFError(f'{path}: the URDF defines no <link>')
+    joints, parent_joint = {}, {}
+    for elem in robot.findall('joint'):
+        joint = _parse_joint(elem, links, path)
+        if joint.name in joints:
+            raise URDFError(f'{path}: joint {joint.name!r} is defined twice')
+        if joint.child in parent_joint:
+            raise URDFError(f'{path}: link {joint.child!r} is the child of two joints '
+                            f'({parent_joint[joint.child].name!r}, {joint.name!r})')
+        joints[joint.name] = joint
+        parent_joint[joint.child] = joint
+    roots = [name for name in links if name not in parent_joint]
+    if len(roots) != 1:
+        raise URDFError(f'{path}: expected one root link, found {roots or "none (a cycle)"}')
+    urdf = _Urdf(path, robot, links, joints, parent_joint, roots[0])
+    reachable = {roots[0]}
+    for link in _subtree(urdf, roots[0]):
+        reachable.add(link)
+    if len(reachable) != len(links):
+        raise URDFError(f'{path}: links {sorted(set(links) - reachable)} are not connected '
+                        f'to the root link {roots[0]!r} (a cycle?)')
+    _check_massless_bodies(urdf)
+    _check_meshes(robot, path, package_dirs)
+    return urdf
+
+
+def _children(urdf, link):
+    return [j for j in urdf.joints.values() if j.parent == link]
+
+
+def _subtree(urdf, link, fixed_only=False):
+    """Links below ``link`` (not including it), depth first; optionally only fixed joints."""
+    out, stack = [], [link]
+    while stack:
+        for joint in _children(urdf, stack.pop()):
+            if fixed_only and joint.type != 'fixed':
+                continue
+            out.append(joint.child)
+            stack.append(joint.child)
+    return out
+
+
+def _mass(urdf, link):
+    inertia = urdf.links[link]
+    return 0.0 if inertia is None else inertia.mass
+
+
+def _check_massless_bodies(urdf):
+    for joint in urdf.joints.values():
+        if joint.type == 'fixed':
+            continue
+        body = [joint.child] + _subtree(urdf, joint.child, fixed_only=True)
+        if any(urdf.links[link] is not None for link in body):
+            continue
+        beyond = sum(_mass(urdf, link) for link in _subtree(urdf, joint.child))
+        if beyond > 0.0:
+            warnings.warn(f'{urdf.path}: link {joint.child!r}, moved by joint {joint.name!r}, '
+                          'has no <inertial>; treated as massless (PyBullet would give it 1 kg '
+                          'and unit inertia)', URDFWarning, stacklevel=4)
+        else:
+            raise URDFError(f'{urdf.path}: link {joint.child!r}, moved by {joint.type} joint '
+                            f'{joint.name!r}, has no <inertial> and nothing beyond it has mass, '
+                            "so the joint's dynamics are undefined. Add an <inertial> element "
+                            '(mass, origin, inertia) to the link.')
+
+
+def _build_pinocchio(urdf):
+    continuous = [j for j in urdf.joints.values() if j.type == 'continuous']
+    try:
+        if not continuous:
+            return pin.buildModelFromUrdf(str(urdf.path))
+        root = copy.deepcopy(urdf.root)
+        for elem in root.findall('joint'):
+            if elem.get('type') != 'continuous':
+                continue
+            elem.set('type', 'revolute')
+            for old in elem.findall('limit'):
+                elem.remove(old)
+            joint = urdf.joints[elem.get('name')]
+            ET.SubElement(elem, 'limit', lower=str(-_UNLIMITED), upper=str(_UNLIMITED),
+                          effort=str(min(joint.effort, _UNLIMITED)),
+                          velocity=str(min(joint.velocity, _UNLIMITED)))
+        return pin.buildModelFromXML(ET.tostring(root, encoding='unicode'))
+    except (RuntimeError, ValueError) as exc:
+        raise URDFError(f'{urdf.path}: pinocchio cannot build a model: {exc}') from None
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+
+class RobotModel:
+    """Rigid-body model of a fixed-base arm; build it with :meth:`from_urdf`.
+
+    Attributes
+    ----------
+    urdf_path : str
+        The URDF it was built from.
+    joint_names : list of str
+        Movable joints in model order (kinematic tree, as pinocchio orders them).
+    joint_types : list of str
+        ``revolute``, ``prismatic`` or ``continuous`` per joint.
+    n : int
+        Number of joints.
+    lower, upper : (n,) rad (m for prismatic)
+        Position limits (``-inf``/``inf`` for continuous joints).
+    velocity_limit : (n,) rad/s (m/s)
+    effort_limit : (n,) N·m (N)
+    damping : (n,) N·m·s/rad
+        URDF ``<dynamics damping>`` (viscous friction) as written in the URDF.
+    friction : (n,) N·m
+        URDF ``<dynamics friction>`` (Coulomb friction) as written in the URDF.
+    friction_model : FrictionModel
+        The active friction model: from ``damping``/``friction`` until identified parameters
+        are applied (:meth:`apply_parameters`).
+    ft_frame : str or None
+        The force-torque sensor link, or None if the robot has none.
+    payload_frame : str
+        Frame of :class:`Payload` coordinates (``ft_frame`` or the last joint's child link).
+    payload : Payload or None
+        The payload this model carries (see :meth:`with_payload`).
+    pin_model, pin_data : pinocchio.Model, pinocchio.Data
+        The pinocchio model (payload included in the carrying body) and its workspace.
+
+    Notes
+    -----
+    The dynamics methods are rigid-body only: they include neither joint friction nor motor
+    inertia (see :mod:`twin_sim.friction` and :mod:`twin_sim.predictor`).
+    """
+
+    def __init__(self, urdf, pin_model, ft_link):
+        self.urdf_path = str(urdf.path)
+        self.pin_model = pin_model
+        self.pin_data = pin_model.createData()
+        names = list(pin_model.names)[1:]
+        for jid in range(1, pin_model.njoints):
+            joint = pin_model.joints[jid]
+            if joint.nq != 1 or joint.nv != 1:
+                raise URDFError(f'{urdf.path}: joint {names[jid - 1]!r} has {joint.nq} '
+                                'coordinates; robot_twin supports one per joint')
+        missing = [name for name in names if name not in urdf.joints]
+        if missing:
+            raise URDFError(f'{urdf.path}: pinocchio joints {missing} not found in the URDF')
+        joints = [urdf.joints[name] for name in names]
+        self.joint_names = names
+        self.joint_types = [j.type for j in joints]
+        self.n = len(names)
+        self.lower = np.array([j.lower if j.type != 'continuous' else -math.inf for j in joints])
+        self.upper = np.array([j.upper if j.type != 'continuous' else math.inf for j in joints])
+        self.velocity_limit = np.array([j.velocity for j in joints])
+        self.effort_limit = np.array([j.effort for j in joints])
+        self.damping = np.array([j.damping for j in joints])
+        self.friction = np.array([j.friction for j in joints])
+        self.friction_model = FrictionModel.from_urdf(self)
+        self.payload = None
+        self._nominal = [pin_model.inertias[i].copy() for i in range(pin_model.njoints)]
+        self._setup_ft(urdf, ft_link)
+
+    @classmethod
+    def from_urdf(cls, path, *, ft_link=DEFAULT_FT_LINK, package_dirs=None):
+        """Load and check a URDF.
+
+        Parameters
+        ----------
+        path : str or Path
+            The URDF file.
+        ft_link : str or None
+            Name of the force-torque sensor link. If the URDF has no such link the model has
+            no sensor (``ft_frame is None``), unless a non-default name was asked for, which
+            raises :class:`URDFError`. None: no sensor.
+        package_dirs : list of str, optional
+            Directories searched for ``package://`` meshes (besides ``ROS_PACKAGE_PATH``,
+            ``AMENT_PREFIX_PATH`` and the URDF's folder); only used to report missing meshes.
+
+        Raises
+        ------
+        URDFError
+            Missing file, invalid XML, unsupported joint, missing limits, bad inertia, a
+            moving joint with undefined dynamics (see the module docstring).
+        """
+        urdf = _parse_urdf(path, package_dirs)
+        if ft_link is not None and ft_link not in urdf.links:
+            if ft_link != DEFAULT_FT_LINK:
+                raise URDFError(f'{urdf.path}: force-torque sensor link {ft_link!r} not found; '
+                                f'links are {sorted(urdf.links)}')
+            ft_link = None
+        if ft_link is not None and ft_link == urdf.root_link:
+            raise URDFError(f'{urdf.path}: the force-torque sensor link {ft_link!r} is the '
+                            'root link; it must sit on the arm')
+        return cls(urdf, _build_pinocchio(urdf), ft_link)
+
+    # ---------------------------------------------------------------------- set-up helpers
+    def _setup_ft(self, urdf, ft_link):
+        model = self.pin_model
+        self.ft_frame = ft_link
+        self._ft_children = []
+        if ft_link is None:
+            last = urdf.joints[self.joint_names[-1]] if self.n else None
+            self.payload_frame = last.child if last else urdf.root_link
+            self._payload_joint = model.njoints - 1
+            self._payload_placement = pin.SE3.Identity()
+            self._ft_joint = None
+            self._ft_placement = None
+            self._ft_inertia_nominal = None
+            self._ft_inertia = None
+            return
+        frame = model.frames[model.getFrameId(ft_link, pin.BODY)]
+        self.payload_frame = ft_link
+        self._ft_joint = self._payload_joint = frame.parentJoint
+        self._ft_placement = self._payload_placement = frame.placement.copy()
+        # Distal rigid bodies: everything fixed below the sensor link, in the sensor frame.
+        distal = pin.Inertia.Zero()
+        placement = {ft_link: pin.SE3.Identity()}
+        stack = [ft_link]
+        while stack:
+            link = stack.pop()
+            for joint in _children(urdf, link):
+                if joint.type != 'fixed':
+                    self._ft_children.append(model.getJointId(joint.name))
+                    continue
+                placement[joint.child] = placement[link] * joint.origin
+                if urdf.links[joint.child] is not None:
+                    distal += placement[joint.child].act(urdf.links[joint.child])
+                stack.append(joint.child)
+        self._ft_inertia_nominal = distal
+        self._ft_inertia = distal.copy()
+
+    def _apply_payload(self, payload):
+        """Set the carrying body's inertia (and the sensor's distal inertia) for ``payload``."""
+        jid = self._payload_joint
+        body = self._nominal[jid].copy()
+        distal = None if self._ft_inertia_nominal is None else self._ft_inertia_nominal.copy()
+        if payload is not None:
+            spatial = payload.spatial_inertia()
+            body += self._payload_placement.act(spatial)
+            if distal is not None:
+                distal += spatial
+        self.pin_model.inertias[jid] = body
+        self._ft_inertia = distal
+
+    @contextlib.contextmanager
+    def _payload_for_call(self, payload):
+        if payload is None or payload is self.payload:
+            yield
+            return
+        self._apply_payload(payload)
+        try:
+            yield
+        finally:
+            self._apply_payload(self.payload)
+
+    def _joint_vector(self, value, name):
+        arr = np.asarray(value, dtype=float)
+        if arr.shape != (self.n,):
+            raise ValueError(f'{name} must have shape ({self.n},) in model joint order '
+                             f'{self.joint_names}; got shape {arr.shape}')
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f'{name} has non-finite values: {arr}')
+        return arr
+
+    # ------------------------------------------------------------------------ copies
+    def copy(self):
+        """Return an independent duplicate (own pinocchio model and data)."""
+        other = copy.copy(self)
+        other.pin_model = self.pin_model.copy()
+        other.pin_data = other.pin_model.createData()
+        other._nominal = [inertia.copy() for inertia in self._nominal]
+        other.friction_model = self.friction_model.copy()
+        for name in ('lower', 'upper', 'velocity_limit', 'effort_limit', 'damping',
+                     'friction'):
+            setattr(other, name, getattr(self, name).copy())
+        other.joint_names = list(self.joint_names)
+        other.joint_types = list(self.joint_types)
+        other._ft_children = list(self._ft_children)
+        if self._ft_inertia_nominal is not None:
+            other._ft_inertia_nominal = self._ft_inertia_nominal.copy()
+        other._apply_payload(other.payload)
+        return other
+
+    def with_payload(self, payload):
+        """Return a duplicate of this model that carries ``payload`` (None: no payload).
+
+        Parameters
+        ----------
+        payload : Payload or None
+            In the :attr:`payload_frame`.
+        """
+        if payload is not None and not isinstance(payload, Payload):
+            raise TypeError(f'payload must be a Payload or None, got {type(payload).__name__}')
+        other = self.copy()
+        other.payload = payload
+        other._apply_payload(payload)
+        return other
+
+    # ------------------------------------------------------------------------ dynamics
+    def inverse_dynamics(self, q, qd, qdd, payload=None):
+        """Joint torques for a motion (RNEA), without friction.
+
+        Parameters
+        ----------
+        q : (n,) rad
+        qd : (n,) rad/s
+        qdd : (n,) rad/s^2
+        payload : Payload, optional
+            Overrides the model's own :attr:`payload` for this call.
+
+        Returns
+        -------
+        tau : (n,) N·m
+        """
+        q, qd, qdd = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
+                      self._joint_vector(qdd, 'qdd'))
+        with self._payload_for_call(payload):
+            return pin.rnea(self.pin_model, self.pin_data, q, qd, qdd).copy()
+
+    def gravity(self, q, payload=None):
+        """Gravity torques ``g(q)``: (n,) N·m that hold the arm still at ``q`` (n,) rad."""
+        q = self._joint_vector(q, 'q')
+        with self._payload_for_call(payload):
+            return pin.computeGeneralizedGravity(self.pin_model, self.pin_data, q).copy()
+
+    def forward_dynamics(self, q, qd, tau, payload=None):
+        """Joint accelerations under joint torques (ABA), without friction.
+
+        Parameters
+        ----------
+        q : (n,) rad
+        qd : (n,) rad/s
+        tau : (n,) N·m
+        payload : Payload, optional
+            Overrides the model's own :attr:`payload` for this call.
+
+        Returns
+        -------
+        qdd : (n,) rad/s^2
+        """
+        q, qd, tau = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
+                      self._joint_vector(tau, 'tau'))
+        with self._payload_for_call(payload):
+            return pin.aba(self.pin_model, self.pin_data, q, qd, tau).copy()
+
+    def mass_matrix(self, q, payload=None):
+        """Joint-space mass matrix ``M(q)``: (n, n) kg·m^2, symmetric."""
+        q = self._joint_vector(q, 'q')
+        with self._payload_for_call(payload):
+            upper = np.triu(pin.crba(self.pin_model, self.pin_data, q))
+        return upper + np.triu(upper, 1).T
+
+    def ft_wrench(self, q, qd, qdd, payload=None):
+        """Wrench that the distal bodies exert on the force-torque sensor.
+
+        Parameters
+        ----------
+        q : (n,) rad
+        qd : (n,) rad/s
+        qdd : (n,) rad/s^2
+        payload : Payload, optional
+            Overrides the model's own :attr:`payload` for this call.
+
+        Returns
+        -------
+        wrench : (6,) [N, N, N, N·m, N·m, N·m]
+            ``[fx, fy, fz, tx, ty, tz]`` in the :attr:`ft_frame`, torque about its origin.
+        """
+        if self.ft_frame is None:
+            raise ValueError(f'{self.urdf_path}: the model has no force-torque sensor link '
+                             '(load it with ft_link=<sensor link name>)')
+        q, qd, qdd = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
+                      self._joint_vector(qdd, 'qdd'))
+        with self._payload_for_call(payload):
+            pin.rnea(self.pin_model, self.pin_data, q, qd, qdd)
+            return self.ft_wrench_from_data(self.pin_data)
+
+    def ft_wrench_from_data(self, data):
+        """FT wrench from a pinocchio ``Data`` on which ``pin.rnea`` has just run.
+
+        The hot-path form of :meth:`ft_wrench`: it reuses the velocity and acceleration (with
+        gravity) of the sensor's parent joint that RNEA stored, so it costs a few spatial
+        products instead of a second dynamics pass.
+
+        Parameters
+        ----------
+        data : pinocchio.Data
+            Workspace of this model (or of a copy with the same payload) after ``pin.rnea``.
+
+        Returns
+        -------
+        wrench : (6,) N, N·m, in the :attr:`ft_frame`
+        """
+        placement = self._ft_placement
+        jid = self._ft_joint
+        v = placement.actInv(data.v[jid])
+        a = placement.actInv(data.a_gf[jid])
+        inertia = self._ft_inertia
+        force = inertia * a + inertia.vxiv(v)
+        for k in self._ft_children:
+            force += placement.actInv(data.liMi[k].act(data.f[k]))
+        return -force.vector
+
+    @property
+    def ft_distal_inertia(self):
+        """Spatial inertia of everything distal to the sensor, payload included.
+
+        Returns
+        -------
+        pinocchio.Inertia or None
+            Mass (kg), centre of mass (m) and rotational inertia about it (kg·m^2), in the
+            :attr:`ft_frame`; None without a sensor.
+        """
+        return None if self._ft_inertia is None else self._ft_inertia.copy()
+
+    def frame_pose(self, q, frame):
+        """World pose of a URDF link or joint frame.
+
+        Parameters
+        ----------
+        q : (n,) rad
+        frame : str
+            A link or joint name of the URDF.
+
+        Returns
+        -------
+        T : (4, 4)
+            Homogeneous transform world <- frame (m).
+        """
+        q = self._joint_vector(q, 'q')
+        if not self.pin_model.existFrame(frame):
+            names = sorted({f.name for f in self.pin_model.frames})
+            raise ValueError(f'unknown frame {frame!r}; frames are {names}')
+        fid = self.pin_model.getFrameId(frame)
+        pin.framesForwardKinematics(self.pin_model, self.pin_data, q)
+        return self.pin_data.oMf[fid].homogeneous.copy()
+
+    # ------------------------------------------------------------------ parameters file
+    def dynamic_parameters(self):
+        """Return the model's dynamics as a params.yaml document (docs/conventions.md).
+
+        Returns
+        -------
+        dict
+            ``{'robot_twin_dynamics': {version, urdf, joints, friction_model, friction,
+            bodies}}``; ``bodies[joint]['dynamic_parameters']`` is the 10-vector
+            ``[m, mcx, mcy, mcz, Ixx, Ixy, Iyy, Ixz, Iyz, Izz]`` of the body that joint moves
+            (fixed-attached links merged, payload excluded), in the joint frame, inertia about
+            the joint frame origin.
+        """
+        doc = {'version': PARAMS_VERSION, 'urdf': self.urdf_path,
+               'joints': list(self.joint_names)}
+        doc.update(self.friction_model.to_params())
+        doc['bodies'] = {
+            name: {'dynamic_parameters': [float(x) for x in
+                                          self._nominal[i + 1].toDynamicParameters()]}
+            for i, name in enumerate(self.joint_names)}
+        return {PARAMS_KEY: doc}
+
+    def save_parameters(self, path):
+        """Write :meth:`dynamic_parameters` to ``path`` as YAML."""
+        with open(path, 'w', encoding='utf-8') as stream:
+            yaml.safe_dump(self.dynamic_parameters(), stream, sort_keys=False)
+
+    def apply_parameters(self, params):
+        """Replace inertial and friction parameters with identified ones.
+
+        Bodies and joints the document does not name keep their current values. Nothing is
+        changed if any entry is invalid.
+
+        Parameters
+        ----------
+        params : dict
+            A params.yaml document (with or without the top key ``robot_twin_dynamics``).
+
+        Raises
+        ------
+        ParametersError
+            Wrong version, unknown joint, a ``dynamic_parameters`` entry that is not 10 finite
+            numbers with positive mass, a malformed friction entry.
+        """
+        if not isinstance(params, dict):
+            raise ParametersError(f'parameters must be a mapping, got {type(params).__name__}')
+        doc = params.get(PARAMS_KEY, params)
+        if not isinstance(doc, dict):
+            raise ParametersError(f'{PARAMS_KEY!r} must be a mapping')
+        version = doc.get('version', PARAMS_VERSION)
+        if version != PARAMS_VERSION:
+            raise ParametersError(f'params version {version!r} is not supported (expected '
+                                  f'{PARAMS_VERSION})')
+        unknown = [j for j in doc.get('joints') or () if j not in self.joint_names]
+        if unknown:
+            raise ParametersError(f'params name joints {unknown} that the model does not '
+                                  f'have; model joints are {self.joint_names}')
+        bodies = doc.get('bodies') or {}
+        if not isinstance(bodies, dict):
+            raise ParametersError('params "bodies" must map joint names to '
+                                  '{dynamic_parameters: [10 numbers]}')
+        new = {}
+        for joint, entry in bodies.items():
+            new[joint] = self._body_from_params(joint, entry)
+        try:
+            friction = FrictionModel.from_params(doc, self.joint_names,
+                                                 base=self.friction_model)
+        except FrictionError as exc:
+            raise ParametersError(str(exc)) from None
+        for joint, inertia in new.items():
+            self._nominal[self.joint_names.index(joint) + 1] = inertia
+            jid = self.joint_names.index(joint) + 1
+            self.pin_model.inertias[jid] = inertia
+        self.friction_model = friction
+        self._apply_payload(self.payload)
+
+    def _body_from_params(self, joint, entry):
+        if joint not in self.joint_names:
+            raise ParametersError(f'params body for unknown joint {joint!r}; model joints are '
+                                  f'{self.joint_names}')
+        values = entry.get('dynamic_parameters') if isinstance(entry, dict) else None
+        try:
+            vector = np.array(values, dtype=float)
+        except (TypeError, ValueError):
+            vector = np.array([])
+        if vector.shape != (10,) or not np.all(np.isfinite(vector)):
+            raise ParametersError(f'bodies.{joint}.dynamic_parameters must be 10 finite '
+                                  'numbers [m, mcx, mcy, mcz, Ixx, Ixy, Iyy, Ixz, Iyz, Izz], '
+                                  f'got {values!r}')
+        if not vector[0] > 0.0:
+            raise ParametersError(f'bodies.{joint}: mass must be > 0 kg, got {vector[0]}')
+        inertia = pin.Inertia.FromDynamicParameters(vector)
+        eig = np.linalg.eigvalsh(inertia.inertia)
+        if eig[0] < -1e-9 * max(1.0, abs(eig[-1])):
+            warnings.warn(f'bodies.{joint}: inertia about the centre of mass is not positive '
+                          f'semi-definite (eigenvalues {eig.tolist()}); applied anyway',
+                          URDFWarning, stacklevel=3)
+        return inertia
+
+    def load_parameters(self, path):
+        """Apply an identified-dynamics file (params.yaml); see :meth:`apply_parameters`."""
+        path = Path(path)
+        if not path.is_file():
+            raise ParametersError(f'parameters file not found: {path}')
+        try:
+            with open(path, encoding='utf-8') as stream:
+                params = yaml.safe_load(stream)
+        except yaml.YAMLError as exc:
+            raise ParametersError(f'{path}: not valid YAML ({exc})') from None
+        try:
+            self.apply_parameters(params)
+        except ParametersError as exc:
+            raise ParametersError(f'{path}: {exc}') from None
