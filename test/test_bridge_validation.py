@@ -1,0 +1,222 @@
+"""Tests of joint-state and wrench validation: every rejection cause, its counter and reason."""
+import array
+import math
+
+import numpy as np
+import pytest
+
+from twin_bridge.validation import (CAUSES, JointStateValidator, ValidationConfigError,
+                                    WRENCH_CAUSES, WrenchValidator)
+
+NAMES = [f'joint{i}' for i in range(1, 8)]
+P = [0.1 * i for i in range(7)]
+
+
+def fresh(names):
+    """Names as rclpy delivers them: new str objects each message."""
+    return [''.join(list(n)) for n in names]
+
+
+def make(**kw):
+    return JointStateValidator(NAMES, **kw)
+
+
+def test_accepts_good_samples_in_any_container():
+    v = make()
+    assert v.validate(NAMES, P, P, P, 1.0, 1.0) is None
+    assert v.validate(fresh(NAMES), array.array('d', P), array.array('d'), array.array('d'),
+                      1.001, 1.001) is None
+    assert v.validate(tuple(NAMES), np.array(P), np.array(P), [], 1.002, 1.002) is None
+    assert v.counters['accepted'] == 3 and v.counters['rejected'] == 0
+    assert v.last_reason is None
+
+
+@pytest.mark.parametrize('field', ['position', 'velocity', 'effort'])
+@pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
+def test_nonfinite_values(field, bad):
+    v = make()
+    arrays = {'position': list(P), 'velocity': list(P), 'effort': list(P)}
+    arrays[field][3] = bad
+    reason = v.validate(NAMES, arrays['position'], arrays['velocity'], arrays['effort'],
+                        1.0, 1.0)
+    assert reason == (f"{field} of 'joint4' is {bad!r} in /joint_states; all values must be "
+                      'finite')
+    assert v.counters['nonfinite'] == 1 and v.counters['rejected'] == 1
+    assert v.last_reason == reason
+
+
+def test_huge_finite_values_are_not_mistaken_for_inf():
+    # The fast path sums the values; 1e308 + 1e308 overflows but every value is finite.
+    assert make().validate(NAMES[:2], [1e308, 1e308], [], [], 1.0, 1.0) is None
+
+
+def test_length_mismatch_and_empty_optional_arrays():
+    v = make()
+    r = v.validate(NAMES, P[:6], [], [], 1.0, 1.0)
+    assert 'position has 6 values for 7 joint names' in r
+    r = v.validate(NAMES, P, P[:3], [], 1.0, 1.0)
+    assert 'velocity has 3 values for 7 joint names' in r
+    r = v.validate(NAMES, P, [], P + [0.0], 1.0, 1.0)
+    assert 'effort has 8 values' in r
+    r = v.validate(NAMES, [], [], [], 1.0, 1.0)
+    assert 'position is required' in r
+    assert v.counters['length_mismatch'] == 4
+    # Empty velocity and effort: "not provided" by JointState semantics.
+    assert v.validate(NAMES, P, [], [], 1.0, 1.0) is None
+
+
+def test_empty_message():
+    v = make()
+    assert 'no joint names' in v.validate([], [], [], [], 1.0, 1.0)
+    assert v.counters['empty'] == 1
+
+
+def test_duplicated_names():
+    v = make()
+    r = v.validate(['joint1', 'joint2', 'joint1'], [0.0] * 3, [], [], 1.0, 1.0)
+    assert r == "duplicated joint 'joint1' in /joint_states; each joint may appear once"
+    assert v.counters['duplicate_joint'] == 1
+
+
+def test_unknown_joint_rejected_by_default():
+    v = make()
+    r = v.validate(NAMES + ['j8'], P + [0.0], [], [], 1.0, 1.0)
+    assert r.startswith("unknown joint 'j8' in /joint_states; model has joint1..joint7")
+    assert 'unknown_joints: ignore' in r
+    assert v.counters['unknown_joint'] == 1
+
+
+def test_unknown_joint_ignored_by_policy():
+    v = make(unknown_joints='ignore')
+    names = ['finger', 'joint2', 'joint1']
+    assert v.validate(names, [0.0, 1.0, 2.0], [], [], 1.0, 1.0) is None
+    assert v.counters['ignored_unknown'] == 1 and v.ignored_joints == {'finger'}
+    # A NaN in a dropped joint does not reject the joints that are kept...
+    assert v.validate(names, [math.nan, 1.0, 2.0], [], [], 1.1, 1.1) is None
+    # ...a NaN in a kept joint does.
+    assert "'joint2' is nan" in v.validate(names, [0.0, math.nan, 2.0], [], [], 1.2, 1.2)
+    # Nothing the model knows: rejected even under 'ignore'.
+    r = v.validate(['finger'], [0.0], [], [], 1.3, 1.3)
+    assert "unknown joint 'finger'" in r and 'unknown_joints: ignore' not in r
+    assert v.counters['unknown_joint'] == 1
+
+
+def test_stamp_checks():
+    v = make(max_future_s=0.5)
+    assert 'is 0' in v.validate(NAMES, P, [], [], 0.0, 1.0)
+    assert 'negative' in v.validate(NAMES, P, [], [], -1.0, 1.0)
+    assert v.counters['zero_stamp'] == 2
+    assert 'stamp is nan' in v.validate(NAMES, P, [], [], math.nan, 1.0)
+    assert v.counters['nonfinite'] == 1
+    r = v.validate(NAMES, P, [], [], 10.6, 10.0)
+    assert '0.600000 s ahead of the local clock' in r and 'max_future_s=0.5' in r
+    assert v.counters['future_stamp'] == 1
+    assert v.validate(NAMES, P, [], [], 10.5, 10.0) is None      # exactly at the bound
+    # Out of order: older than the last accepted; an equal stamp is accepted.
+    r = v.validate(NAMES, P, [], [], 10.4, 10.1)
+    assert 'older than the last accepted' in r and '0.100000 s' in r
+    assert v.counters['out_of_order'] == 1
+    assert v.validate(NAMES, P, [], [], 10.5, 10.1) is None
+    # Rejected samples do not move the reference stamp.
+    assert v.validate(NAMES, P, [], [], 10.55, 10.2) is None
+
+
+def test_future_check_can_be_disabled():
+    v = make(max_future_s=None)
+    assert v.validate(NAMES, P, [], [], 1e9, 1.0) is None
+
+
+def test_separate_messages_for_separate_joints_do_not_conflict():
+    # Arm and gripper on separate publishers: interleaved stamps are fine per joint group...
+    v = JointStateValidator(['a1', 'a2', 'g1'])
+    assert v.validate(['a1', 'a2'], [0.0, 0.0], [], [], 1.002, 1.003) is None
+    assert v.validate(['g1'], [0.0], [], [], 1.001, 1.003) is None
+    assert v.validate(['a2', 'a1'], [0.0, 0.0], [], [], 1.003, 1.004) is None
+    # ...but a message touching a joint with a newer accepted stamp is out of order.
+    assert 'out of order' in v.validate(['a1', 'g1'], [0.0, 0.0], [], [], 1.0025, 1.004)
+
+
+def test_missing_joints_within_window():
+    v = make(missing_window_s=0.5)
+    assert v.missing_joints(0.0) == NAMES and v.never_seen() == NAMES
+    assert v.validate(NAMES[:5], P[:5], [], [], 1.0, 1.0) is None
+    assert v.missing_joints(1.2) == ['joint6', 'joint7']
+    assert v.never_seen() == ['joint6', 'joint7']
+    assert v.validate(NAMES[5:], P[5:], [], [], 1.3, 1.3) is None
+    assert v.missing_joints(1.4) == []
+    assert v.missing_joints(1.7) == NAMES[:5]       # last seen at 1.0, window 0.5 s
+    assert v.never_seen() == []
+
+
+def test_malformed_data_never_raises():
+    v = make()
+    cases = [
+        (NAMES, ['a'] * 7, [], [], 1.0, 1.0),
+        (NAMES, [None] * 7, [], [], 1.0, 1.0),
+        (None, P, [], [], 1.0, 1.0),
+        (NAMES, P, [], [], 'now', 1.0),
+        ([['x']] * 7, P, [], [], 1.0, 1.0),
+        (NAMES, 5, [], [], 1.0, 1.0),
+    ]
+    for case in cases:
+        r = v.validate(*case)
+        assert r.startswith('malformed /joint_states message'), r
+    assert 'local time' in v.validate(NAMES, P, [], [], 1.0, math.nan)
+    assert v.counters['malformed'] == len(cases) + 1
+    assert v.counters['rejected'] == len(cases) + 1
+
+
+def test_counters_dict_for_status_and_reset():
+    v = make()
+    v.validate(NAMES, P, [], [], 1.0, 1.0)
+    v.validate(NAMES, P, [], [], 0.0, 1.0)
+    d = v.counters.as_dict('joint_states.')
+    assert d['joint_states.accepted'] == 1 and d['joint_states.zero_stamp'] == 1
+    assert d['joint_states.rejected'] == 1
+    assert set(CAUSES) <= {k.split('.', 1)[1] for k in d}
+    assert sum(d[f'joint_states.{c}'] for c in CAUSES) == d['joint_states.rejected']
+    v.reset()
+    assert v.counters['accepted'] == 0 and v.validate(NAMES, P, [], [], 0.5, 1.0) is None
+
+
+def test_custom_topic_in_reasons():
+    v = JointStateValidator(['a', 'b'], topic='/arm/joint_states')
+    assert "model has 'a', 'b'" in v.validate(['c'], [0.0], [], [], 1.0, 1.0)
+    assert '/arm/joint_states' in v.last_reason
+
+
+def test_bad_configuration_raises():
+    for kw, words in [({'unknown_joints': 'drop'}, 'unknown_joints'),
+                      ({'max_future_s': -1.0}, 'max_future_s'),
+                      ({'max_future_s': 'x'}, 'max_future_s'),
+                      ({'missing_window_s': 0.0}, 'missing_window_s')]:
+        with pytest.raises(ValidationConfigError, match=words):
+            make(**kw)
+    for names in ([], ['a', 'a'], ['a', '']):
+        with pytest.raises(ValidationConfigError, match='model_joint_names'):
+            JointStateValidator(names)
+
+
+# ----------------------------------------------------------------------------- wrench
+W = [1.0, 2.0, -9.81, 0.1, 0.2, 0.3]
+
+
+def test_wrench_validation():
+    v = WrenchValidator(max_future_s=0.1)
+    assert v.validate(W, 1.0, 1.0) is None
+    assert v.validate(tuple(W), 1.0, 1.001) is None
+    r = v.validate(W[:5], 1.1, 1.1)
+    assert r == 'wrench has 5 values in /ft_sensor/wrench; expected 6: fx, fy, fz, tx, ty, tz'
+    assert v.validate(W[:4] + [math.nan, 0.0], 1.1, 1.1) == (
+        'wrench ty is nan in /ft_sensor/wrench; all values must be finite')
+    assert 'is 0' in v.validate(W, 0.0, 1.1)
+    assert 'ahead of the local clock' in v.validate(W, 2.0, 1.1)
+    assert 'out of order' in v.validate(W, 0.5, 1.1)
+    assert v.validate(['x'] * 6, 1.2, 1.2).startswith('malformed')
+    assert v.validate(None, 1.2, 1.2).startswith('malformed')
+    c = v.counters.as_dict()
+    assert (c['accepted'], c['rejected'], c['length_mismatch'], c['nonfinite'], c['zero_stamp'],
+            c['future_stamp'], c['out_of_order'], c['malformed']) == (2, 7, 1, 1, 1, 1, 1, 2)
+    assert set(c) == {'accepted', 'rejected'} | set(WRENCH_CAUSES)
+    with pytest.raises(ValidationConfigError):
+        WrenchValidator(max_future_s=math.inf)

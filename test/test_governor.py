@@ -1,0 +1,515 @@
+"""Tests of the safety governor: each rule with hand-computed values, and property tests that no
+allowed output ever leaves the URDF limits (10^5 seeded random commands plus hypothesis)."""
+import dataclasses
+import math
+from types import SimpleNamespace
+
+from hypothesis import given, HealthCheck, settings, strategies as st
+import numpy as np
+import pytest
+
+from twin_bridge.governor import (GovernorConfigError, JointCommand, JointLimits,
+                                  REFUSAL_CAUSES, SafetyGovernor, TrajectoryCommand,
+                                  TrajectoryPoint)
+
+NAMES = ('j1', 'j2', 'j3')
+
+
+def limits3():
+    return JointLimits(NAMES, lower=[-1.0, -2.0, -math.inf], upper=[1.0, 2.0, math.inf],
+                       velocity=[1.0, 2.0, 4.0], effort=[10.0, 20.0, 5.0])
+
+
+def gov(**kw):
+    kw.setdefault('max_rate_hz', 10.0)
+    return SafetyGovernor(limits3(), **kw)
+
+
+ZERO = np.zeros(3)
+
+
+# ----------------------------------------------------------------------------- limits / config
+def test_limits_from_model_and_validation():
+    model = SimpleNamespace(joint_names=['a', 'b'], lower=[-1, -2], upper=[1, 2],
+                            velocity_limit=[1, 2], effort_limit=[3, 4])
+    lim = JointLimits.from_model(model)
+    assert lim.names == ('a', 'b') and lim.n == 2
+    np.testing.assert_array_equal(lim.velocity, [1.0, 2.0])
+    with pytest.raises(ValueError):
+        lim.lower[0] = 5.0      # read-only: limits cannot be changed behind the governor's back
+    bad = dict(names=('a', 'b'), lower=[-1, -2], upper=[1, 2], velocity=[1, 2], effort=[3, 4])
+    for key, value, words in [('lower', [2, -2], "'a'"), ('upper', [1, math.nan], "'b'"),
+                              ('velocity', [0, 1], 'velocity limit 0.0'),
+                              ('velocity', [1, math.inf], "'b'"), ('effort', [-1, 1], 'effort'),
+                              ('lower', [-1, -2, -3], 'shape'), ('names', ('a', 'a'), 'dupl')]:
+        with pytest.raises(GovernorConfigError, match=words):
+            JointLimits(**{**bad, key: value})
+
+
+def test_limits_from_the_built_in_urdf():
+    from pathlib import Path
+
+    from twin_sim.urdf_model import RobotModel
+    urdf = Path(__file__).resolve().parents[1] / 'urdf' / 'robot_twin_arm.urdf'
+    model = RobotModel.from_urdf(str(urdf))
+    lim = JointLimits.from_model(model)
+    assert lim.names == tuple(model.joint_names)
+    np.testing.assert_array_equal(lim.velocity, model.velocity_limit)
+    g = SafetyGovernor(lim, max_rate_hz=100.0, position_margin_rad=0.05)
+    d = g.govern(JointCommand('position', lim.upper + 1.0, duration_s=100.0), 1.0, True,
+                 np.zeros(lim.n))
+    np.testing.assert_allclose(d.command.values, lim.upper - 0.05)
+
+
+def test_governor_config_errors():
+    for kw, words in [({'max_rate_hz': 0}, 'max_rate_hz'),
+                      ({'velocity_scale': 1.5}, 'velocity_scale'),
+                      ({'velocity_scale': 0.0}, 'velocity_scale'),
+                      ({'max_step_rad': -1}, 'max_step_rad'),
+                      ({'horizon_s': math.nan}, 'horizon_s'),
+                      ({'position_margin_rad': 1.5}, "joint 'j1'"),
+                      ({'position_margin_rad': -0.1}, 'position_margin_rad'),
+                      ({'position_margin_rad': [0.1, 0.1]}, 'shape')]:
+        with pytest.raises(GovernorConfigError, match=words):
+            gov(**kw)
+    with pytest.raises(GovernorConfigError, match='JointLimits'):
+        SafetyGovernor({'names': NAMES})
+
+
+# ----------------------------------------------------------------------------- refusals
+def test_stale_interlock_refuses_everything():
+    g = gov()
+    for cmd in (JointCommand('effort', [0.0, 0.0, 0.0]), JointCommand('position', ZERO),
+                TrajectoryCommand([(1.0, ZERO)])):
+        d = g.govern(cmd, 1.0, False, ZERO)
+        assert not d.allowed and d.command is None and d.cause == 'stale'
+        assert 'stale' in d.reasons[0]
+    assert g.counters['stale'] == 3 and g.counters['refused'] == 3
+    # Without the interlock the state flag is not consulted.
+    d = gov(stale_interlock=False).govern(JointCommand('effort', [1.0, 2.0, 3.0]), 1.0, False)
+    assert d.allowed
+
+
+@pytest.mark.parametrize('cmd,cause,words', [
+    (JointCommand('position', [0.0, math.nan, 0.0]), 'nonfinite', 'NaN'),
+    (JointCommand('velocity', [0.0, math.inf, 0.0]), 'nonfinite', 'inf'),
+    (JointCommand('effort', [0.0, 0.0]), 'length', 'shape'),
+    (JointCommand('effort', [[0.0, 0.0, 0.0]]), 'length', 'shape'),
+    (JointCommand('effort', [0.0], joints=['j8']), 'unknown_joint', "'j8'"),
+    (JointCommand('effort', [0.0, 0.0], joints=['j1', 'j1']), 'malformed', 'duplicated'),
+    (JointCommand('effort', ['a', 'b', 'c']), 'malformed', 'not numbers'),
+    (JointCommand('effort', [0.0], joints='j1'), 'malformed', 'string'),
+    (JointCommand('teleport', ZERO), 'malformed', 'kind'),
+    (JointCommand('position', ZERO, duration_s=-1.0), 'malformed', 'duration_s'),
+    (JointCommand('position', ZERO, duration_s=math.nan), 'nonfinite', 'duration_s'),
+    (TrajectoryCommand([]), 'length', 'no points'),
+    (TrajectoryCommand([(1.0, ZERO), (1.0, ZERO)]), 'malformed', 'increase'),
+    (TrajectoryCommand([(-0.5, ZERO)]), 'malformed', 'negative'),
+    (TrajectoryCommand([(math.nan, ZERO)]), 'nonfinite', 'time_from_start'),
+    (TrajectoryCommand([(1.0, [0.0, 0.0])]), 'length', 'point 0 positions'),
+    (TrajectoryCommand([(1.0, ZERO, [0.0, math.inf, 0.0])]), 'nonfinite', 'velocities'),
+    (TrajectoryCommand([(1.0,)]), 'malformed', 'point 0'),
+    (TrajectoryCommand(5), 'malformed', 'not a sequence'),
+    ('not a command', 'malformed', 'kind'),
+])
+def test_bad_commands_are_refused_with_reason(cmd, cause, words):
+    g = gov()
+    d = g.govern(cmd, 1.0, True, ZERO)
+    assert not d.allowed and d.command is None
+    assert d.cause == cause, d.reasons
+    assert words in d.reasons[0]
+    assert g.counters[cause] == 1
+
+
+def test_position_velocity_trajectory_need_measured_state():
+    g = gov()
+    for state in (None, [0.0, 0.0], [0.0, math.nan, 0.0], ['x', 0, 0]):
+        d = g.govern(JointCommand('position', ZERO), 1.0, True, state)
+        assert d.cause == 'no_state', d.reasons
+    # Only the commanded joints need a valid measurement.
+    d = g.govern(JointCommand('position', [0.0], joints=['j1']), 1.0, True, [0.0, math.nan, 0.0])
+    assert d.allowed
+    # Efforts need none.
+    assert g.govern(JointCommand('effort', ZERO), 2.0, True, None).allowed
+
+
+def test_bad_now_is_refused():
+    g = gov()
+    for now in (math.nan, math.inf, None, 'x', '1.0', True):
+        assert g.govern(JointCommand('effort', ZERO), now, True).cause == 'malformed'
+
+
+def test_rate_limit():
+    g = gov(max_rate_hz=10.0)         # at most one command per 0.1 s
+    cmd = JointCommand('effort', ZERO)
+    assert g.govern(cmd, 1.0, True).allowed
+    d = g.govern(cmd, 1.05, True)
+    assert d.cause == 'rate' and '0.1' in d.reasons[0]
+    assert g.govern(cmd, 1.0999, True).cause == 'rate'
+    assert g.govern(cmd, 1.1, True).allowed
+    # Refused commands do not consume a slot: 1.15 refused, 1.2 allowed.
+    assert g.govern(cmd, 1.15, True).cause == 'rate'
+    assert g.govern(cmd, 1.2, True).allowed
+    # A bad command does not consume a slot either.
+    assert g.govern(JointCommand('effort', [math.nan] * 3), 1.35, True).cause == 'nonfinite'
+    assert g.govern(cmd, 1.3, True).allowed
+    # Clock restarted (sim reset): the gate restarts instead of locking up.
+    assert g.govern(cmd, 0.01, True).allowed
+    g.reset()
+    assert g.govern(cmd, 0.02, True).allowed
+
+
+# ----------------------------------------------------------------------------- clamping
+def test_position_clamped_into_range_with_margin():
+    g = gov(position_margin_rad=0.1, horizon_s=10.0)   # large horizon: only the range applies
+    d = g.govern(JointCommand('position', [5.0, -5.0, 1e6]), 1.0, True, ZERO)
+    assert d.allowed and d.clamped
+    np.testing.assert_allclose(d.command.values, [0.9, -1.9, 40.0])   # j3: continuous, 4*10
+    assert d.command.joints == NAMES
+    assert any("'j1' position 5 -> 0.9: position limits [-1, 1] with margin 0.1" in r
+               for r in d.reasons)
+
+
+def test_position_step_limited_by_velocity_limit():
+    # step = velocity * velocity_scale * dt; dt = horizon_s = 0.02 s: j1 0.01, j2 0.02, j3 0.04
+    g = gov(velocity_scale=0.5, horizon_s=0.02)
+    d = g.govern(JointCommand('position', [0.5, -0.5, 0.01]), 1.0, True, [0.1, 0.2, 0.0])
+    np.testing.assert_allclose(d.command.values, [0.11, 0.18, 0.01])
+    assert d.clamped and len(d.reasons) == 2 and 'step from measured 0.1' in d.reasons[0]
+    # The command's own duration: 0.5 s at 0.5 rad/s allows 0.25 rad on j1.
+    d = g.govern(JointCommand('position', [0.5, 0.2, 0.0], duration_s=0.5), 2.0, True,
+                 [0.1, 0.2, 0.0])
+    np.testing.assert_allclose(d.command.values, [0.35, 0.2, 0.0])
+    assert d.command.duration_s == 0.5
+    # max_step_rad caps the step further.
+    g = gov(max_step_rad=0.05)
+    d = g.govern(JointCommand('position', [0.5, 0.5, 0.5], duration_s=1.0), 1.0, True, ZERO)
+    np.testing.assert_allclose(d.command.values, [0.05, 0.05, 0.05])
+
+
+def test_default_horizon_is_rate_period():
+    g = SafetyGovernor(limits3(), max_rate_hz=50.0)
+    assert g.horizon_s == pytest.approx(0.02)
+    d = g.govern(JointCommand('position', [1.0, 1.0, 1.0]), 1.0, True, ZERO)
+    np.testing.assert_allclose(d.command.values, [0.02, 0.04, 0.08])
+
+
+def test_unchanged_command_is_not_marked_clamped():
+    g = gov()
+    d = g.govern(JointCommand('position', [0.01, 0.0, -0.02], duration_s=1.0), 1.0, True, ZERO)
+    assert d.allowed and not d.clamped and d.reasons == []
+    np.testing.assert_array_equal(d.command.values, [0.01, 0.0, -0.02])
+
+
+def test_subset_command_in_any_order():
+    g = gov(horizon_s=10.0)
+    d = g.govern(JointCommand('position', [3.0, 3.0], joints=['j2', 'j1']), 1.0, True, ZERO)
+    assert d.command.joints == ('j2', 'j1')
+    np.testing.assert_allclose(d.command.values, [2.0, 1.0])
+
+
+def test_measured_position_far_outside_range_is_refused():
+    g = gov(position_margin_rad=0.1, horizon_s=0.02)
+    # j1 measured at 1.5: the range ends at 0.9 and one step is 0.02 rad.
+    d = g.govern(JointCommand('position', [0.0, 0.0, 0.0]), 1.0, True, [1.5, 0.0, 0.0])
+    assert d.cause == 'unreachable' and "'j1'" in d.reasons[0]
+    # Just outside (0.91, within one step of 0.9): a target beyond stays on the range edge,
+    # a target inside is approached by one step.
+    d = g.govern(JointCommand('position', [0.95, 0.0, 0.0]), 2.0, True, [0.91, 0.0, 0.0])
+    assert d.allowed and d.command.values[0] == pytest.approx(0.9)
+    d = g.govern(JointCommand('position', [0.0, 0.0, 0.0]), 3.0, True, [0.91, 0.0, 0.0])
+    assert d.allowed and d.command.values[0] == pytest.approx(0.89)
+
+
+def test_velocity_clamped_and_kept_out_of_the_limits():
+    g = gov(velocity_scale=0.5, horizon_s=0.1)
+    d = g.govern(JointCommand('velocity', [5.0, -5.0, 1.0]), 1.0, True, ZERO)
+    np.testing.assert_allclose(d.command.values, [0.5, -1.0, 1.0])
+    # j1 at 0.98 of upper 1.0: in 0.1 s it may move 0.02 -> at most 0.2 rad/s outward.
+    # j2 beyond its lower limit: outward motion is zeroed, inward is allowed, never reversed.
+    d = g.govern(JointCommand('velocity', [0.4, -1.0, 0.0]), 2.0, True, [0.98, -2.5, 0.0])
+    np.testing.assert_allclose(d.command.values, [0.2, 0.0, 0.0])
+    d = g.govern(JointCommand('velocity', [-0.4, 0.7, 0.0]), 3.0, True, [0.98, -2.5, 0.0])
+    np.testing.assert_allclose(d.command.values, [-0.4, 0.7, 0.0])
+    assert not d.clamped
+
+
+def test_effort_clamped():
+    g = gov()
+    d = g.govern(JointCommand('effort', [100.0, -100.0, 4.0]), 1.0, True)
+    np.testing.assert_allclose(d.command.values, [10.0, -20.0, 4.0])
+    assert d.clamped and 'effort limit 10' in d.reasons[0]
+
+
+def test_trajectory_is_slowed_to_velocity_limits():
+    g = gov()
+    # j1 moves 0 -> 0.5 -> -0.5 in 0.25 s segments: 2 and 4 rad/s vs its 1 rad/s limit.
+    pts = [TrajectoryPoint(0.25, [0.5, 0.0, 0.0], [2.0, 0.0, 0.0]),
+           TrajectoryPoint(0.5, [-0.5, 0.0, 0.0], [0.0, 0.0, 0.0])]
+    d = g.govern(TrajectoryCommand(pts), 1.0, True, ZERO)
+    assert d.allowed and d.clamped
+    out = d.command.points
+    # Uniform time scaling by 4 (the worst segment): 1.0 s and 2.0 s; velocities / 4.
+    assert out[0].time_from_start == pytest.approx(1.0)
+    assert out[1].time_from_start == pytest.approx(2.0)
+    np.testing.assert_allclose(out[0].velocities, [0.5, 0.0, 0.0])
+    np.testing.assert_allclose(out[0].positions, [0.5, 0.0, 0.0])
+    assert any('factor 4' in r for r in d.reasons)
+
+
+def test_trajectory_positions_clamped_and_first_point_gets_time():
+    g = gov(position_margin_rad=0.1)
+    # First point at t=0 away from the measured state: it needs 0.9 rad / 1 rad/s = 0.9 s.
+    d = g.govern(TrajectoryCommand([(0.0, [2.0, 0.0, 0.0]), (2.0, [0.0, 0.0, 0.0])]),
+                 1.0, True, ZERO)
+    out = d.command.points
+    np.testing.assert_allclose(out[0].positions, [0.9, 0.0, 0.0])
+    assert out[0].time_from_start == pytest.approx(0.9)
+    # The 2 s segment moving 0.9 rad is within limits: kept as 2 s long.
+    assert out[1].time_from_start - out[0].time_from_start == pytest.approx(2.0)
+    assert out[1].velocities is None
+    # A first point at the measured state may stay at t=0.
+    d = g.govern(TrajectoryCommand([(0.0, ZERO), (1.0, [0.5, 0.0, 0.0])]), 2.0, True, ZERO)
+    assert d.allowed and not d.clamped and d.command.points[0].time_from_start == 0.0
+
+
+def test_hold_trajectory_from_corrective_policy_passes_unchanged():
+    q = np.array([0.3, -0.2, 10.0])
+    d = gov().govern(TrajectoryCommand([(0.5, q, np.zeros(3))]), 1.0, True, q)
+    assert d.allowed and not d.clamped
+    np.testing.assert_array_equal(d.command.points[0].positions, q)
+
+
+def test_final_check_refuses_a_broken_clamp(monkeypatch):
+    # If a clamping step were ever wrong, the independent final check refuses the command.
+    g = gov()
+    monkeypatch.setattr(g, '_effort', lambda values, idx, joints: (
+        JointCommand('effort', values, joints), []))
+    d = g.govern(JointCommand('effort', [100.0, 0.0, 0.0]), 1.0, True)
+    assert not d.allowed and d.cause == 'invariant' and 'effort outside limits' in d.reasons[0]
+    assert g.counters['invariant'] == 1
+
+
+def test_counters_add_up():
+    g = gov()
+    g.govern(JointCommand('effort', [100.0, 0.0, 0.0]), 1.0, True)
+    g.govern(JointCommand('effort', ZERO), 1.01, True)
+    g.govern(JointCommand('effort', ZERO), 1.5, False)
+    c = g.counters
+    assert (c['allowed'], c['clamped'], c['refused'], c['rate'], c['stale']) == (1, 1, 2, 1, 1)
+    assert c['invariant'] == 0
+
+
+# ----------------------------------------------------------------------------- property tests
+TOL = 1e-9
+
+
+def check_decision(g, cmd, decision, cur, last_allowed):
+    """Independently check that an allowed output respects every limit; return its time."""
+    lim = g.limits
+    if not decision.allowed:
+        assert decision.command is None and decision.cause in REFUSAL_CAUSES
+        assert decision.reasons and all(isinstance(r, str) and r for r in decision.reasons)
+        return last_allowed
+    now = decision.time
+    if last_allowed is not None and now >= last_allowed:
+        assert now - last_allowed >= 1.0 / g.max_rate_hz - 1e-6
+    out = decision.command
+    joints = list(out.joints)
+    assert len(set(joints)) == len(joints) and set(joints) <= set(lim.names)
+    if cmd.joints is not None:
+        assert joints == list(cmd.joints)
+    idx = np.array([lim.names.index(j) for j in joints])
+    lo = lim.lower[idx] + g.position_margin[idx]
+    hi = lim.upper[idx] - g.position_margin[idx]
+    assert (lo >= lim.lower[idx]).all() and (hi <= lim.upper[idx]).all()
+    vmax = lim.velocity[idx] * g.velocity_scale
+    assert (vmax <= lim.velocity[idx]).all()
+    if out.kind == 'trajectory':
+        c = np.asarray(cur, dtype=float)[idx]
+        t_prev, prev = 0.0, c
+        for k, p in enumerate(out.points):
+            q = np.asarray(p.positions, dtype=float)
+            t = p.time_from_start
+            assert q.shape == (len(idx),) and np.isfinite(q).all() and math.isfinite(t)
+            assert ((lo <= q) & (q <= hi)).all()
+            if k == 0 and t == 0.0:
+                assert (q == c).all()
+            else:
+                assert t > t_prev
+                assert (np.abs(q - prev) <= vmax * (t - t_prev) * (1 + TOL)).all()
+            if p.velocities is not None:
+                v = np.asarray(p.velocities)
+                assert np.isfinite(v).all() and (np.abs(v) <= vmax).all()
+            t_prev, prev = t, q
+        return now
+    v = np.asarray(out.values, dtype=float)
+    assert v.shape == (len(idx),) and np.isfinite(v).all()
+    if out.kind == 'position':
+        c = np.asarray(cur, dtype=float)[idx]
+        dt = g.horizon_s if cmd.duration_s is None else cmd.duration_s
+        assert ((lo <= v) & (v <= hi)).all()
+        assert (np.abs(v - c) <= vmax * dt * (1 + TOL) + TOL * np.abs(c)).all()
+        if g.max_step_rad is not None:
+            assert (np.abs(v - c) <= g.max_step_rad * (1 + TOL) + TOL * np.abs(c)).all()
+    elif out.kind == 'velocity':
+        c = np.asarray(cur, dtype=float)[idx]
+        assert (np.abs(v) <= vmax).all()
+        h = g.horizon_s
+        # Moving outward never ends beyond the range within the horizon.
+        up = v > 0
+        assert (c[up] + v[up] * h <= hi[up] + TOL * (1 + np.abs(hi[up]))).all()
+        down = v < 0
+        assert (c[down] + v[down] * h >= lo[down] - TOL * (1 + np.abs(lo[down]))).all()
+    else:
+        assert out.kind == 'effort'
+        assert (np.abs(v) <= lim.effort[idx]).all()
+    return now
+
+
+def random_limits(rng):
+    n = int(rng.integers(1, 9))
+    lower = rng.uniform(-4.0, 0.5, n)
+    upper = lower + rng.uniform(0.0, 6.0, n) * (rng.random(n) > 0.05)   # some zero ranges
+    cont = rng.random(n) < 0.15
+    lower[cont], upper[cont] = -math.inf, math.inf
+    names = tuple(f'joint_{i}' for i in rng.permutation(n))
+    lim = JointLimits(names, lower, upper, rng.uniform(0.01, 10.0, n),
+                      rng.uniform(0.1, 500.0, n))
+    finite_range = np.where(cont, 1.0, upper - lower)
+    margin = rng.uniform(0.0, 0.5) * finite_range * (rng.random() < 0.7)
+    g = SafetyGovernor(
+        lim, max_rate_hz=float(rng.uniform(1.0, 1000.0)), position_margin_rad=margin,
+        max_step_rad=None if rng.random() < 0.5 else float(rng.uniform(1e-3, 1.0)),
+        horizon_s=None if rng.random() < 0.5 else float(rng.uniform(1e-3, 1.0)),
+        velocity_scale=float(rng.uniform(0.05, 1.0)), stale_interlock=rng.random() < 0.8)
+    return g
+
+
+SPECIALS = np.array([math.nan, math.inf, -math.inf, 1e300, -1e300, 0.0, -0.0, 1e-300])
+
+
+def random_values(rng, m):
+    scale = (1.0, 10.0, 1e3, 1e300)[int(rng.integers(4))]
+    v = rng.normal(0.0, scale, m)
+    if rng.random() < 0.15:
+        bad = rng.random(m) < 0.3
+        v[bad] = rng.choice(SPECIALS, int(bad.sum()))
+    return v
+
+
+def random_command(rng, names):
+    n = len(names)
+    r = rng.random()
+    if r < 0.4:
+        joints = None
+        m = n
+    else:
+        m = int(rng.integers(1, n + 1))
+        joints = [names[i] for i in rng.permutation(n)[:m]]
+        if rng.random() < 0.03:
+            joints[int(rng.integers(m))] = 'unknown_joint'
+        if rng.random() < 0.03 and m > 1:
+            joints[0] = joints[-1]
+    size = m + (int(rng.integers(-1, 2)) if rng.random() < 0.05 else 0)
+    kind = ('position', 'velocity', 'effort', 'trajectory')[int(rng.integers(4))]
+    if kind != 'trajectory':
+        duration = None
+        if kind == 'position' and rng.random() < 0.5:
+            duration = (float(rng.uniform(-0.1, 2.0)) if rng.random() < 0.95
+                        else float(rng.choice(SPECIALS)))
+        return JointCommand(kind, random_values(rng, size), joints, duration)
+    k = int(rng.integers(1, 6))
+    times = np.cumsum(rng.exponential(0.3, k)) * (rng.random() < 0.9)
+    if rng.random() < 0.05:
+        times = rng.permutation(times)
+    if rng.random() < 0.5:
+        times[0] = 0.0
+    points = []
+    for t in times:
+        vel = None if rng.random() < 0.5 else random_values(rng, size)
+        points.append((float(t), random_values(rng, size), vel))
+    return TrajectoryCommand(points, joints)
+
+
+def random_state(rng, g):
+    lim = g.limits
+    n = lim.n
+    r = rng.random()
+    if r < 0.02:
+        return None
+    if r < 0.04:
+        return np.zeros(n + 1)
+    lo = np.where(np.isfinite(lim.lower), lim.lower, -10.0)
+    hi = np.where(np.isfinite(lim.upper), lim.upper, 10.0)
+    q = rng.uniform(lo, hi)
+    if rng.random() < 0.2:
+        q += rng.normal(0.0, 0.05, n)        # near or slightly beyond the limits
+    if rng.random() < 0.03:
+        q[int(rng.integers(n))] = rng.choice(SPECIALS)
+    return q
+
+
+def test_property_1e5_random_commands_stay_inside_limits():
+    rng = np.random.default_rng(20240611)
+    total = 100_000
+    allowed = 0
+    done = 0
+    while done < total:
+        g = random_limits(rng)
+        now = float(rng.uniform(0.0, 100.0))
+        last = None
+        for _ in range(500):
+            cmd = random_command(rng, g.limits.names)
+            cur = random_state(rng, g)
+            step = rng.exponential(1.0 / g.max_rate_hz)
+            now = now + step if rng.random() > 0.01 else now - 5.0
+            d = g.govern(cmd, now, bool(rng.random() < 0.95), cur)
+            last = check_decision(g, cmd, d, cur, last)
+            allowed += d.allowed
+            done += 1
+        assert g.counters['invariant'] == 0
+    # The test means something only if many commands got through (and many were clamped).
+    assert allowed > total // 5, allowed
+
+
+@st.composite
+def governed_case(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    g = random_limits(rng)
+    names = g.limits.names
+    n = len(names)
+    floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
+    kind = draw(st.sampled_from(['position', 'velocity', 'effort', 'trajectory']))
+    m = draw(st.integers(0, n + 1))
+    values = draw(st.lists(floats, min_size=m, max_size=m))
+    joints = None if m == n and draw(st.booleans()) else draw(
+        st.lists(st.sampled_from(list(names) + ['x']), min_size=m, max_size=m))
+    if kind == 'trajectory':
+        k = draw(st.integers(1, 4))
+        times = draw(st.lists(st.floats(-1.0, 10.0), min_size=k, max_size=k))
+        pts = [(t, values, draw(st.one_of(st.none(),
+                                          st.lists(floats, min_size=m, max_size=m))))
+               for t in sorted(times)]
+        cmd = TrajectoryCommand(pts, joints)
+    else:
+        cmd = JointCommand(kind, values, joints,
+                           draw(st.one_of(st.none(), st.floats(allow_nan=True))))
+    cur = draw(st.one_of(st.none(), st.lists(floats, min_size=n, max_size=n),
+                         st.lists(st.floats(-5.0, 5.0), min_size=n, max_size=n)))
+    return g, cmd, cur, draw(st.booleans())
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(governed_case())
+def test_property_hypothesis_outputs_stay_inside_limits(case):
+    g, cmd, cur, state_ok = case
+    d = g.govern(cmd, 1.0, state_ok, cur)
+    check_decision(g, cmd, d, cur, None)
+    assert g.counters['invariant'] == 0
+
+
+def test_decision_is_a_plain_dataclass():
+    d = gov().govern(JointCommand('effort', ZERO), 1.0, True)
+    assert dataclasses.asdict(d)['allowed'] is True

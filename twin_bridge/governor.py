@@ -1,0 +1,672 @@
+"""Safety governor: every corrective command passes here before it may reach the robot.
+
+ROS-free. :class:`SafetyGovernor.govern` takes one command (position, velocity or effort targets
+for some model joints, or a joint trajectory), the local time, whether the mirrored state is
+fresh, and the measured joint positions, and returns a :class:`GovernorDecision`: refused, or
+allowed with a command brought inside the limits.
+
+Rules, in order:
+
+1. stale interlock: state not OK -> refuse everything (``stale_interlock=True``);
+2. malformed command, unknown or duplicated joint name, wrong array length, NaN/inf -> refuse;
+3. rate limit: a command less than ``1 / max_rate_hz`` (less 1 µs for float rounding) after the
+   last allowed one -> refuse;
+4. position targets: clamped into ``[lower + margin, upper - margin]`` and to a step from the
+   measured position of at most ``velocity * velocity_scale * dt`` (``dt`` the command's
+   ``duration_s`` or else ``horizon_s``) and at most ``max_step_rad``; if the measured position
+   is so far outside the range that no target satisfies both, refuse;
+5. velocity targets: clamped to ``±velocity * velocity_scale``, and reduced so that holding them
+   for ``horizon_s`` does not carry a joint past its position range (never reversed);
+6. effort targets: clamped to ``±effort``;
+7. trajectories: positions clamped into the range; then time is stretched (uniformly, plus the
+   first segment from the measured state as needed) so that the implied velocity of every
+   segment, including measured state -> first point, is within ``velocity * velocity_scale``;
+   point velocities scaled by the same factor and clamped.
+
+After clamping, an independent final check re-verifies every output bound (with no tolerance);
+should it ever fail, the command is refused (cause ``invariant``), never sent.
+
+Units: rad, rad/s, N·m (m, m/s, N for prismatic joints), s. Arrays in model joint order unless a
+command names its joints.
+"""
+from dataclasses import dataclass, field
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from twin_bridge.mapping import format_joint_names
+
+COMMAND_KINDS = ('position', 'velocity', 'effort', 'trajectory')
+REFUSAL_CAUSES = ('malformed', 'stale', 'unknown_joint', 'length', 'nonfinite', 'no_state',
+                  'rate', 'unreachable', 'invariant')
+
+
+# Float stamps (epoch seconds carry ~0.2 µs of rounding) must not refuse a command sent exactly
+# at the allowed rate: the rate check forgives this much.
+_RATE_SLACK_S = 1e-6
+
+
+class GovernorConfigError(ValueError):
+    """Bad limits or governor parameter (the message names the joint or parameter)."""
+
+
+def _vector(values, n, name):
+    arr = np.array(values, dtype=float)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise GovernorConfigError(f'{name} must have shape ({n},), got {arr.shape}')
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """URDF joint limits in model joint order.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Joint names, ``n`` of them.
+    lower, upper : (n,) float arrays
+        Position limits, rad (m); ±inf for unbounded (continuous) joints.
+    velocity : (n,) float array
+        Velocity limits, rad/s (m/s); finite, > 0.
+    effort : (n,) float array
+        Effort limits, N·m (N); finite, > 0.
+    """
+
+    names: tuple
+    lower: np.ndarray
+    upper: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+
+    def __post_init__(self):
+        names = tuple(self.names)
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise GovernorConfigError(f'names must be non-empty joint name strings, got {names!r}')
+        if len(set(names)) != len(names):
+            raise GovernorConfigError(f'duplicated joint names in limits: {names!r}')
+        n = len(names)
+        object.__setattr__(self, 'names', names)
+        for attr in ('lower', 'upper', 'velocity', 'effort'):
+            object.__setattr__(self, attr, _vector(getattr(self, attr), n, attr))
+        for i, name in enumerate(names):
+            lo, hi = self.lower[i], self.upper[i]
+            if math.isnan(lo) or math.isnan(hi) or lo > hi or lo == math.inf or hi == -math.inf:
+                raise GovernorConfigError(
+                    f'joint {name!r}: position limits [{lo}, {hi}] are not a valid range; need '
+                    'lower <= upper (use -inf/inf for a continuous joint)')
+            for attr, unit in (('velocity', 'rad/s'), ('effort', 'N·m')):
+                v = getattr(self, attr)[i]
+                if not (math.isfinite(v) and v > 0.0):
+                    raise GovernorConfigError(
+                        f'joint {name!r}: {attr} limit {v} {unit} is not a finite number > 0; '
+                        f'set <limit {attr}="..."> in the URDF or pass limits with '
+                        f'dataclasses.replace(limits, {attr}=...)')
+
+    @classmethod
+    def from_model(cls, model):
+        """Build limits from a ``RobotModel``-like object.
+
+        Parameters
+        ----------
+        model : object
+            With attributes ``joint_names`` (n,), ``lower``, ``upper`` (n,) rad,
+            ``velocity_limit`` (n,) rad/s and ``effort_limit`` (n,) N·m.
+        """
+        return cls(names=tuple(model.joint_names), lower=model.lower, upper=model.upper,
+                   velocity=model.velocity_limit, effort=model.effort_limit)
+
+    @property
+    def n(self):
+        """Number of joints (int)."""
+        return len(self.names)
+
+
+@dataclass
+class JointCommand:
+    """Position, velocity or effort targets for some joints.
+
+    Attributes
+    ----------
+    kind : {'position', 'velocity', 'effort'}
+    values : (m,) sequence of float
+        rad, rad/s or N·m, in the order of ``joints``.
+    joints : sequence of str or None
+        Joint names of ``values``; None means every model joint in model order.
+    duration_s : float or None
+        Position commands only: time over which the controller moves to the target, s (> 0).
+        None: the governor's ``horizon_s`` (a target applied at once).
+    """
+
+    kind: str
+    values: Any
+    joints: Any = None
+    duration_s: Any = None
+
+
+class TrajectoryPoint(NamedTuple):
+    """One trajectory point: time from start (s), positions (m,) rad, velocities (m,) or None."""
+
+    time_from_start: float
+    positions: Any
+    velocities: Any = None
+
+
+@dataclass
+class TrajectoryCommand:
+    """A joint trajectory.
+
+    Attributes
+    ----------
+    points : sequence
+        :class:`TrajectoryPoint` or ``(time_from_start, positions[, velocities])`` tuples;
+        times in s from the moment the command is sent, strictly increasing, the first >= 0.
+    joints : sequence of str or None
+        Joint names of the point arrays; None means every model joint in model order.
+    """
+
+    points: Any
+    joints: Any = None
+    kind: str = field(default='trajectory', init=False)
+
+
+@dataclass
+class GovernorDecision:
+    """Result of :meth:`SafetyGovernor.govern`.
+
+    Attributes
+    ----------
+    allowed : bool
+    command : JointCommand or TrajectoryCommand or None
+        The command to send (values within the limits, ``joints`` a tuple of names), or None
+        when refused.
+    reasons : list of str
+        Why it was refused, or what was clamped (empty when sent unchanged).
+    clamped : bool
+        True if any value or time was changed.
+    kind : str or None
+        Command kind (None if unreadable).
+    joints : tuple of str
+        Joints the command addresses (empty if unreadable).
+    requested : object
+        The command as given.
+    time : float
+        ``now`` passed to ``govern``, s.
+    cause : str or None
+        Refusal cause (one of :data:`REFUSAL_CAUSES`), None when allowed.
+    """
+
+    allowed: bool
+    command: Any
+    reasons: list
+    clamped: bool
+    kind: Any = None
+    joints: tuple = ()
+    requested: Any = None
+    time: float = math.nan
+    cause: Any = None
+
+
+class _Refuse(Exception):
+    def __init__(self, cause, reason):
+        super().__init__(reason)
+        self.cause = cause
+        self.reason = reason
+
+
+def _finite_number(x):
+    if isinstance(x, (str, bytes, bool)):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _fmt(x):
+    return f'{x:.6g}'
+
+
+class SafetyGovernor:
+    """Bring commands inside URDF limits, or refuse them.
+
+    Parameters
+    ----------
+    limits : JointLimits
+        Limits of the model's joints.
+    max_rate_hz : float
+        Most allowed commands per second (> 0); a faster command is refused.
+    position_margin_rad : float or (n,) array
+        Kept away from each position limit, rad (m) (>= 0; at most half of each joint's range).
+    max_step_rad : float or None
+        Largest position-command step from the measured position, rad (> 0); None: only the
+        velocity-derived step applies.
+    horizon_s : float or None
+        Time a position or velocity command is assumed to act before the next one, s (> 0);
+        None: ``1 / max_rate_hz``.
+    velocity_scale : float
+        Fraction of the URDF velocity limits the governor allows, in (0, 1].
+    stale_interlock : bool
+        Refuse every command while ``state_ok`` is False.
+
+    Attributes
+    ----------
+    counters : dict
+        ``allowed``, ``refused``, ``clamped`` and one key per refusal cause.
+    """
+
+    def __init__(self, limits, *, max_rate_hz=50.0, position_margin_rad=0.0, max_step_rad=None,
+                 horizon_s=None, velocity_scale=1.0, stale_interlock=True):
+        if not isinstance(limits, JointLimits):
+            raise GovernorConfigError(
+                f'limits must be a JointLimits (JointLimits.from_model(model)), got '
+                f'{type(limits).__name__}')
+        self.limits = limits
+        self.max_rate_hz = self._param(max_rate_hz, 'max_rate_hz', lambda v: v > 0.0, '> 0')
+        self.velocity_scale = self._param(velocity_scale, 'velocity_scale',
+                                          lambda v: 0.0 < v <= 1.0, 'in (0, 1]')
+        self.max_step_rad = (None if max_step_rad is None else self._param(
+            max_step_rad, 'max_step_rad', lambda v: v > 0.0, '> 0 (or None)'))
+        self.horizon_s = (1.0 / self.max_rate_hz if horizon_s is None else self._param(
+            horizon_s, 'horizon_s', lambda v: v > 0.0, '> 0 (or None)'))
+        self.stale_interlock = bool(stale_interlock)
+        try:
+            margin = _vector(position_margin_rad, limits.n, 'position_margin_rad')
+        except (TypeError, ValueError) as exc:
+            raise GovernorConfigError(f'position_margin_rad: {exc}') from None
+        lo = limits.lower + margin
+        hi = limits.upper - margin
+        for i, name in enumerate(limits.names):
+            if not (math.isfinite(margin[i]) and margin[i] >= 0.0):
+                raise GovernorConfigError(
+                    f'position_margin_rad for joint {name!r} must be finite and >= 0, got '
+                    f'{margin[i]}')
+            if not lo[i] <= hi[i]:
+                raise GovernorConfigError(
+                    f'position_margin_rad {margin[i]} leaves no range for joint {name!r} '
+                    f'(limits [{limits.lower[i]}, {limits.upper[i]}]); use a margin of at most '
+                    'half the range')
+        self.position_margin = margin
+        self._lo = lo
+        self._hi = hi
+        self._vmax = limits.velocity * self.velocity_scale
+        self._emax = limits.effort
+        self._index_of = {n: i for i, n in enumerate(limits.names)}
+        self._all = np.arange(limits.n)
+        self._period = 1.0 / self.max_rate_hz
+        self._last_allowed = None
+        self.counters = dict.fromkeys(('allowed', 'refused', 'clamped') + REFUSAL_CAUSES, 0)
+
+    @staticmethod
+    def _param(value, name, ok, rule):
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            out = math.nan
+        if not (math.isfinite(out) and ok(out)):
+            raise GovernorConfigError(f'{name} must be a finite number {rule}, got {value!r}')
+        return out
+
+    def reset(self):
+        """Forget the last allowed command time (the rate limit starts afresh)."""
+        self._last_allowed = None
+
+    # ------------------------------------------------------------------ entry point
+    def govern(self, command, now, state_ok, current_state=None):
+        """Decide whether a command may be sent, and bring it inside the limits.
+
+        Never raises on bad data: a malformed command is refused with a reason.
+
+        Parameters
+        ----------
+        command : JointCommand or TrajectoryCommand
+        now : float
+            Local time, s (node clock; sim time under ``use_sim_time``).
+        state_ok : bool
+            True when the mirrored state is fresh (watchdog ``OK`` for the joint states).
+        current_state : (n,) array or None
+            Measured joint positions in model order, rad; needed by position, velocity and
+            trajectory commands (NaN for joints never received).
+
+        Returns
+        -------
+        GovernorDecision
+        """
+        kind = getattr(command, 'kind', None)
+        decision = GovernorDecision(False, None, [], False, kind=kind, requested=command,
+                                    time=now)
+        try:
+            with np.errstate(all='ignore'):  # huge inputs overflow to inf, which is then refused
+                self._govern(command, kind, now, state_ok, current_state, decision)
+        except _Refuse as refusal:
+            decision.allowed, decision.command, decision.clamped = False, None, False
+            decision.cause = refusal.cause
+            decision.reasons = [refusal.reason]
+        except Exception as exc:  # noqa: BLE001 - bad data must never crash the node
+            decision.allowed, decision.command, decision.clamped = False, None, False
+            decision.cause = 'malformed'
+            decision.reasons = [f'malformed {kind} command ({type(exc).__name__}: {exc})']
+        c = self.counters
+        if decision.allowed:
+            c['allowed'] += 1
+            c['clamped'] += decision.clamped
+            self._last_allowed = float(now)
+        else:
+            c['refused'] += 1
+            c[decision.cause] += 1
+        return decision
+
+    def _govern(self, command, kind, now, state_ok, current_state, decision):
+        if kind not in COMMAND_KINDS:
+            raise _Refuse('malformed', f'command kind {kind!r} is not one of {COMMAND_KINDS}')
+        if not _finite_number(now):
+            raise _Refuse('malformed', f'time now={now!r} is not a finite number of seconds')
+        now = float(now)
+        if self.stale_interlock and not state_ok:
+            raise _Refuse('stale', 'mirrored state is not OK (stale or invalid): every command '
+                                   'is refused until the robot stream is fresh again')
+        joints, idx = self._joints(command.joints)
+        decision.joints = joints
+        m = len(joints)
+        if kind == 'trajectory':
+            times, pos, vel = self._points(command.points, m)
+        else:
+            values = self._values(command.values, m, kind)
+        cur = None
+        if kind != 'effort':
+            cur = self._current(current_state, idx, joints)
+        if self._last_allowed is not None and self._last_allowed <= now:
+            since = now - self._last_allowed
+            if since < self._period - _RATE_SLACK_S:
+                raise _Refuse('rate', f'{since:.6g} s since the last allowed command is less '
+                                      f'than 1/max_rate_hz = {self._period:.6g} s')
+        if kind == 'position':
+            out, reasons = self._position(values, idx, joints, cur, command.duration_s)
+        elif kind == 'velocity':
+            out, reasons = self._velocity(values, idx, joints, cur)
+        elif kind == 'effort':
+            out, reasons = self._effort(values, idx, joints)
+        else:
+            out, reasons = self._trajectory(times, pos, vel, idx, joints, cur)
+        violations = self._violations(kind, out, idx, cur, command)
+        if violations:
+            raise _Refuse('invariant', 'internal check failed, command not sent: '
+                                       + '; '.join(violations))
+        decision.allowed = True
+        decision.command = out
+        decision.reasons = reasons
+        decision.clamped = bool(reasons)
+
+    # ------------------------------------------------------------------ input checks
+    def _joints(self, joints):
+        if joints is None:
+            return self.limits.names, self._all
+        if isinstance(joints, str):
+            raise _Refuse('malformed', f'joints must be a sequence of names, got the string '
+                                       f'{joints!r}')
+        joints = tuple(joints)
+        if not joints:
+            raise _Refuse('length', 'command names no joints')
+        unknown = [j for j in joints if j not in self._index_of]
+        if unknown:
+            raise _Refuse('unknown_joint', f'unknown joint {format_joint_names(unknown)} in '
+                                           f'command; model has '
+                                           f'{format_joint_names(self.limits.names)}')
+        if len(set(joints)) != len(joints):
+            raise _Refuse('malformed', f'duplicated joint names in command: {list(joints)}')
+        return joints, np.array([self._index_of[j] for j in joints], dtype=np.intp)
+
+    @staticmethod
+    def _array(values, m, what):
+        try:
+            arr = np.array(values, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise _Refuse('malformed', f'{what} are not numbers ({exc})') from None
+        if arr.shape != (m,):
+            raise _Refuse('length', f'{what} have shape {arr.shape}; expected ({m},), one per '
+                                    'joint')
+        if not np.isfinite(arr).all():
+            raise _Refuse('nonfinite', f'{what} contain NaN or inf: {arr.tolist()}')
+        return arr
+
+    def _values(self, values, m, kind):
+        return self._array(values, m, f'{kind} targets')
+
+    def _points(self, points, m):
+        try:
+            points = list(points)
+        except TypeError:
+            raise _Refuse('malformed', 'trajectory points are not a sequence') from None
+        if not points:
+            raise _Refuse('length', 'trajectory has no points')
+        times = np.empty(len(points))
+        pos = np.empty((len(points), m))
+        vel = np.zeros((len(points), m))
+        has_vel = False
+        for k, point in enumerate(points):
+            if not 2 <= len(point) <= 3:
+                raise _Refuse('malformed', f'trajectory point {k} is not (time_from_start, '
+                                           'positions[, velocities])')
+            t = point[0]
+            try:
+                t = float(t)
+            except (TypeError, ValueError):
+                raise _Refuse('malformed', f'point {k}: time_from_start {t!r} is not a '
+                                           'number') from None
+            if not math.isfinite(t):
+                raise _Refuse('nonfinite', f'point {k}: time_from_start is {t}')
+            times[k] = t
+            pos[k] = self._array(point[1], m, f'point {k} positions')
+            v = point[2] if len(point) == 3 else None
+            if v is not None and len(v):
+                vel[k] = self._array(v, m, f'point {k} velocities')
+                has_vel = True
+        if times[0] < 0.0:
+            raise _Refuse('malformed', f'first time_from_start {times[0]} s is negative')
+        steps = np.diff(times)
+        if (steps <= 0.0).any():
+            k = int(np.argmax(steps <= 0.0)) + 1
+            raise _Refuse('malformed', f'trajectory times must increase strictly; point {k} at '
+                                       f'{times[k]} s follows {times[k - 1]} s')
+        return times, pos, (vel if has_vel else None)
+
+    def _current(self, current_state, idx, joints):
+        if current_state is None:
+            raise _Refuse('no_state', 'no measured joint positions: position, velocity and '
+                                      'trajectory commands need the mirrored state')
+        try:
+            cur = np.asarray(current_state, dtype=float)
+        except (TypeError, ValueError):
+            raise _Refuse('no_state', 'measured joint positions are not numbers') from None
+        if cur.shape != (self.limits.n,):
+            raise _Refuse('no_state', f'measured joint positions have shape {cur.shape}; '
+                                      f'expected ({self.limits.n},) in model order')
+        cur = cur[idx]
+        bad = ~np.isfinite(cur)
+        if bad.any():
+            names = [j for j, b in zip(joints, bad) if b]
+            raise _Refuse('no_state', f'no valid measured position for '
+                                      f'{format_joint_names(names)}')
+        return cur
+
+    # ------------------------------------------------------------------ clamping
+    def _step_bounds(self, idx, cur, duration_s):
+        if duration_s is None:
+            dt = self.horizon_s
+        else:
+            try:
+                dt = float(duration_s)
+            except (TypeError, ValueError):
+                raise _Refuse('malformed', f'duration_s {duration_s!r} is not a number') from None
+            if not (math.isfinite(dt) and dt > 0.0):
+                raise _Refuse('nonfinite' if not math.isfinite(dt) else 'malformed',
+                              f'duration_s must be a finite number > 0 s, got {duration_s!r}')
+        step = self._vmax[idx] * dt
+        if self.max_step_rad is not None:
+            step = np.minimum(step, self.max_step_rad)
+        lo = np.maximum(self._lo[idx], cur - step)
+        hi = np.minimum(self._hi[idx], cur + step)
+        return lo, hi, step, dt
+
+    def _unreachable(self, joints, idx, cur, lo, hi):
+        bad = lo > hi
+        if bad.any():
+            k = int(np.argmax(bad))
+            i = idx[k]
+            raise _Refuse('unreachable',
+                          f'measured position of {joints[k]!r} ({_fmt(cur[k])}) is outside the '
+                          f'governed range [{_fmt(self._lo[i])}, {_fmt(self._hi[i])}] by more '
+                          'than one allowed step; bring the joint back into range first')
+
+    def _position(self, values, idx, joints, cur, duration_s):
+        lo, hi, step, dt = self._step_bounds(idx, cur, duration_s)
+        self._unreachable(joints, idx, cur, lo, hi)
+        out = np.clip(values, lo, hi)
+        reasons = []
+        for k in np.flatnonzero(out != values):
+            i = idx[k]
+            why = []
+            in_range = min(max(values[k], self._lo[i]), self._hi[i])
+            if in_range != values[k]:
+                why.append(f'position limits [{_fmt(self.limits.lower[i])}, '
+                           f'{_fmt(self.limits.upper[i])}] with margin '
+                           f'{_fmt(self.position_margin[i])}')
+            if out[k] != in_range:
+                why.append(f'step from measured {_fmt(cur[k])} limited to {_fmt(step[k])} '
+                           f'(velocity limit {_fmt(self._vmax[i])} x {_fmt(dt)} s'
+                           + (f', max_step_rad {_fmt(self.max_step_rad)}'
+                              if self.max_step_rad is not None else '') + ')')
+            reasons.append(f'{joints[k]!r} position {_fmt(values[k])} -> {_fmt(out[k])}: '
+                           + ' and '.join(why))
+        return JointCommand('position', out, joints, duration_s), reasons
+
+    def _velocity_bounds(self, idx, cur):
+        vmax = self._vmax[idx]
+        h = self.horizon_s
+        room_up = np.maximum(0.0, (self._hi[idx] - cur) / h)
+        room_down = np.minimum(0.0, (self._lo[idx] - cur) / h)
+        return np.maximum(-vmax, room_down), np.minimum(vmax, room_up)
+
+    def _velocity(self, values, idx, joints, cur):
+        lo, hi = self._velocity_bounds(idx, cur)
+        out = np.clip(values, lo, hi)
+        reasons = []
+        for k in np.flatnonzero(out != values):
+            i = idx[k]
+            if abs(values[k]) > self._vmax[i] and abs(out[k]) == self._vmax[i]:
+                why = f'velocity limit {_fmt(self._vmax[i])}'
+            else:
+                why = (f'position limit within {_fmt(self.horizon_s)} s (measured '
+                       f'{_fmt(cur[k])}, range [{_fmt(self._lo[i])}, {_fmt(self._hi[i])}])')
+            reasons.append(f'{joints[k]!r} velocity {_fmt(values[k])} -> {_fmt(out[k])}: {why}')
+        return JointCommand('velocity', out, joints), reasons
+
+    def _effort(self, values, idx, joints):
+        emax = self._emax[idx]
+        out = np.clip(values, -emax, emax)
+        reasons = [f'{joints[k]!r} effort {_fmt(values[k])} -> {_fmt(out[k])}: effort limit '
+                   f'{_fmt(emax[k])}' for k in np.flatnonzero(out != values)]
+        return JointCommand('effort', out, joints), reasons
+
+    def _segment_ok(self, dq, vmax, t_prev, t_next):
+        return t_next > t_prev and bool((dq <= vmax * (t_next - t_prev)).all())
+
+    def _trajectory(self, times, pos, vel, idx, joints, cur):
+        lo, hi = self._lo[idx], self._hi[idx]
+        vmax = self._vmax[idx]
+        reasons = []
+        out_pos = np.clip(pos, lo, hi)
+        moved = out_pos != pos
+        if moved.any():
+            ks, js = np.nonzero(moved)
+            reasons.append('positions clamped into the limits (with margin): ' + ', '.join(
+                f'point {k} {joints[j]!r} {_fmt(pos[k, j])} -> {_fmt(out_pos[k, j])}'
+                for k, j in zip(ks, js)))
+        prev = np.vstack([cur[None, :], out_pos[:-1]])
+        dq = np.abs(out_pos - prev)                       # (k, m) distance per segment
+        need = (dq / vmax).max(axis=1)                    # (k,) s needed per segment
+        dt = np.diff(np.concatenate([[0.0], times]))      # (k,) s given per segment
+        ratio = np.where(dt > 0.0, need / dt, 0.0)
+        scale = max(1.0, float(ratio[1:].max()) if len(ratio) > 1 else 1.0,
+                    float(ratio[0]) if dt[0] > 0.0 else 1.0)
+        new_times = np.empty_like(times)
+        t_prev = 0.0
+        for k in range(len(times)):
+            t_next = t_prev + max(dt[k] * scale, need[k])
+            for _ in range(64):
+                if (t_next > t_prev or (k == 0 and t_next == 0.0 and not dq[0].any())) and \
+                        bool((dq[k] <= vmax * (t_next - t_prev)).all()):
+                    break
+                t_next = np.nextafter(t_next, math.inf)
+            new_times[k] = t_next
+            t_prev = t_next
+        if not math.isfinite(t_prev):
+            raise _Refuse('malformed', 'trajectory duration overflows after slowing it down')
+        if scale > 1.0:
+            k = int(np.argmax(ratio))
+            j = int(np.argmax(dq[k] / vmax))
+            reasons.append(
+                f'trajectory slowed down by a factor {_fmt(scale)}: segment {k} moves '
+                f'{joints[j]!r} at {_fmt(dq[k, j] / dt[k])} > velocity limit {_fmt(vmax[j])}')
+        if need[0] > dt[0] * scale:
+            reasons.append(f'first point reached at {_fmt(new_times[0])} s instead of '
+                           f'{_fmt(times[0])} s: the move from the measured position needs it')
+        if not reasons and (new_times != times).any():
+            reasons.append('times moved by float rounding to keep within the velocity limits')
+        out_vel = None
+        if vel is not None:
+            out_vel = np.clip(vel / scale, -vmax, vmax)
+            if (np.abs(vel) > vmax).any():
+                reasons.append('point velocities clamped to the velocity limits')
+        points = tuple(TrajectoryPoint(float(new_times[k]), out_pos[k],
+                                       None if out_vel is None else out_vel[k])
+                       for k in range(len(times)))
+        return TrajectoryCommand(points, joints), reasons
+
+    # ------------------------------------------------------------------ final check
+    def _violations(self, kind, out, idx, cur, command):
+        """Re-check every bound of an output command; return what is violated (no tolerance)."""
+        bad = []
+        names = out.joints
+        if tuple(names) != tuple(self.limits.names[i] for i in idx):
+            bad.append('joint names changed')
+        if kind == 'trajectory':
+            vmax = self._vmax[idx]
+            t_prev = 0.0
+            prev = cur
+            for k, p in enumerate(out.points):
+                q = np.asarray(p.positions)
+                if not (np.isfinite(q).all() and math.isfinite(p.time_from_start)):
+                    bad.append(f'point {k} not finite')
+                    continue
+                if ((q < self._lo[idx]) | (q > self._hi[idx])).any():
+                    bad.append(f'point {k} outside position limits')
+                dq = np.abs(q - prev)
+                t = p.time_from_start
+                still = k == 0 and t == 0.0 and not dq.any()
+                if not (still or self._segment_ok(dq, vmax, t_prev, t)):
+                    bad.append(f'segment {k} exceeds velocity limits')
+                if p.velocities is not None and not (np.abs(p.velocities) <= vmax).all():
+                    bad.append(f'point {k} velocities exceed limits')
+                t_prev, prev = t, q
+            return bad
+        v = np.asarray(out.values)
+        if v.shape != (len(idx),) or not np.isfinite(v).all():
+            return bad + ['values not finite or wrong length']
+        if kind == 'position':
+            lo, hi, _, _ = self._step_bounds(idx, cur, command.duration_s)
+            if not ((self._lo[idx] <= v) & (v <= self._hi[idx])).all():
+                bad.append('position outside limits')
+            if not ((lo <= v) & (v <= hi)).all():
+                bad.append('position step exceeds velocity limit')
+        elif kind == 'velocity':
+            lo, hi = self._velocity_bounds(idx, cur)
+            if not (np.abs(v) <= self._vmax[idx]).all() or not ((lo <= v) & (v <= hi)).all():
+                bad.append('velocity outside limits')
+        elif not (np.abs(v) <= self._emax[idx]).all():
+            bad.append('effort outside limits')
+        return bad
