@@ -1,0 +1,248 @@
+"""The emulated robot: commands, physical faults, determinism."""
+from pathlib import Path
+
+import numpy as np
+import pinocchio as pin
+import pytest
+
+from twin_sim.faults import FaultScenario, FrictionIncrease
+from twin_sim.plant import Plant, PlantError
+from twin_sim.trajectory import JointTrajectoryInterpolator
+from twin_sim.urdf_model import Payload, RobotModel
+
+ROOT = Path(__file__).resolve().parents[1]
+ARM = ROOT / 'urdf' / 'robot_twin_arm.urdf'
+POSE = np.array([0.2, 0.4, 0.0, -1.0, 0.0, 0.8, 0.0])
+G = 9.81
+
+
+@pytest.fixture(scope='module')
+def model():
+    return RobotModel.from_urdf(ARM)
+
+
+def _scenario(*faults):
+    return FaultScenario.from_dict({'name': 'test', 'faults': list(faults)})
+
+
+def test_holds_initial_pose_without_command(model):
+    plant = Plant(ARM, initial_q=POSE)
+    out = plant.run(1.0)
+    assert len(out) == 1000
+    assert max(np.max(np.abs(m.q - POSE)) for m in out) < 1e-6
+    np.testing.assert_allclose(out[-1].effort, model.gravity(POSE), atol=1e-5)
+
+
+def test_position_command_converges():
+    plant = Plant(ARM, initial_q=POSE)
+    target = POSE + np.array([0.3, -0.2, 0.4, 0.3, -0.5, 0.2, 0.6])
+    # a smooth 1 s move (as a controller would command it), then 1 s to settle
+    for k in range(1000):
+        s = (k + 1) / 1000.0
+        plant.command_position(POSE + (3 * s ** 2 - 2 * s ** 3) * (target - POSE))
+        plant.step()
+    errors = [np.max(np.abs(plant.step().q - target)) for _ in range(1000)]
+    assert errors[-1] < 1e-4
+    assert errors[-1] <= errors[0]
+
+
+def test_trajectory_following():
+    plant = Plant(ARM, initial_q=POSE)
+    goal1 = POSE + np.array([0.4, 0.2, -0.3, 0.3, 0.4, -0.3, 0.5])
+    goal2 = POSE - 0.2
+    traj = JointTrajectoryInterpolator.from_points([1.0, 2.0], [goal1, goal2], start_q=POSE)
+    plant.command_trajectory(traj)
+    worst = 0.0
+    for _ in range(2000):
+        m = plant.step()
+        q_ref, _, _ = traj.sample(m.t)
+        worst = max(worst, np.max(np.abs(m.q - q_ref)))
+    assert worst < 0.01                                # tracks along the way
+    plant.run(0.5)
+    assert np.max(np.abs(plant.step().q - goal2)) < 1e-3   # holds the last point
+
+
+def test_bit_for_bit_determinism():
+    scenario = _scenario(
+        {'type': 'sensor_noise', 'signal': 'effort', 'joint': 'joint1', 'start_s': 0.1,
+         'size': 0.5},
+        {'type': 'dropout', 'start_s': 0.2, 'size': 0.2},
+        {'type': 'friction_increase', 'joint': 'joint3', 'start_s': 0.1, 'ramp_s': 0.3,
+         'size': 1.0},
+        {'type': 'delay', 'start_s': 0.4, 'size': 0.01})
+
+    def run():
+        plant = Plant(ARM, scenario=scenario, seed=42, initial_q=POSE)
+        out = []
+        for k in range(800):
+            plant.command_position(POSE + 0.3 * np.sin(0.004 * k))
+            out.append(plant.step())
+        plant.close()
+        return out
+    first, second = run(), run()
+    assert [m is None for m in first] == [m is None for m in second]
+    assert any(m is None for m in first)
+    for a, b in zip(first, second):
+        if a is not None:
+            assert a.t == b.t
+            for name in ('q', 'qd', 'effort', 'wrench'):
+                assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
+def _constant_velocity_effort(scenario, joint=2, speed=0.3, seconds=3.0):
+    """Move one joint at constant speed; return times and that joint's measured effort."""
+    plant = Plant(ARM, scenario=scenario, initial_q=POSE)
+    times, effort, friction = [], [], []
+    for k in range(int(seconds / plant.dt)):
+        t = plant.time
+        q = POSE.copy()
+        qd = np.zeros(7)
+        q[joint] += speed * t
+        qd[joint] = speed
+        plant.command_position(q, qd)
+        m = plant.step()
+        times.append(m.t)
+        effort.append(m.effort[joint])
+        friction.append(plant.world.coulomb_friction()[joint])
+    return np.array(times), np.array(effort), np.array(friction)
+
+
+def test_friction_increase_changes_effort_by_size():
+    size = 2.0
+    incipient = _scenario({'type': 'friction_increase', 'joint': 'joint3', 'start_s': 1.0,
+                           'ramp_s': 1.0, 'size': size})
+    times, effort, friction = _constant_velocity_effort(incipient)
+    _, nominal, nominal_friction = _constant_velocity_effort(None)
+    delta = effort - nominal
+    after = times > 2.3
+    assert np.all(np.abs(delta[after] - size) < 0.02 * size)
+    mid = np.argmin(np.abs(times - 1.5))
+    assert delta[mid] == pytest.approx(size / 2, rel=0.05)   # linear ramp: half way
+    assert np.all(np.abs(delta[times < 1.0]) < 1e-9)
+    np.testing.assert_allclose(friction[after] - nominal_friction[after], size)
+    abrupt = _scenario({'type': 'friction_increase', 'joint': 'joint3', 'start_s': 1.0,
+                        'size': 3.0, 'mode': 'scale'})
+    times, effort, _ = _constant_velocity_effort(abrupt)
+    extra = 2.0 * (0.6 + 0.4 * 0.3)          # (3 - 1) x (Coulomb + viscous at 0.3 rad/s)
+    late = times > 1.3
+    assert np.mean(effort[late] - nominal[late]) == pytest.approx(extra, rel=0.02)
+
+
+def test_joint_lock_keeps_the_joint_still():
+    plant = Plant(ARM, scenario=_scenario({'type': 'joint_lock', 'joint': 'joint4',
+                                           'start_s': 0.2}), initial_q=POSE)
+    qs = []
+    for k in range(1000):
+        plant.command_position(POSE + 0.5 * np.sin(np.pi * plant.time))
+        qs.append(plant.step().q)
+    qs = np.array(qs)
+    locked = qs[200:, 3]
+    assert np.max(np.abs(locked - locked[0])) < 1e-4
+    assert np.ptp(qs[200:, 0]) > 0.3                   # the others follow the command
+
+
+def test_torque_saturation_clips(model):
+    plant = Plant(ARM, scenario=_scenario({'type': 'torque_saturation', 'joint': 'joint2',
+                                           'start_s': 0.1, 'size': 0.1}), initial_q=POSE)
+    limit = 0.1 * model.effort_limit[1]
+    assert abs(model.gravity(POSE)[1]) > limit         # holding the arm needs more
+    out = plant.run(0.5)
+    effort = np.array([m.effort[1] for m in out])
+    times = np.array([m.t for m in out])
+    assert np.all(np.abs(effort[times > 0.1 + 1e-9]) <= limit + 1e-9)
+    assert np.any(np.abs(effort[times > 0.1 + 1e-9]) > limit - 1e-6)   # it is saturated
+    assert abs(out[-1].q[1] - POSE[1]) > 0.05          # and the arm sags
+
+
+def test_payload_change_shows_in_ft_and_efforts(model):
+    scenario = _scenario({'type': 'payload_change', 'start_s': 0.2, 'size': 1.5,
+                          'com': [0.0, 0.01, 0.06], 'radius_m': 0.04})
+    plant = Plant(ARM, scenario=scenario, initial_q=POSE)
+    before = plant.run(0.2)[-1]
+    after = plant.run(0.5)[-1]
+    _, rot = plant.world.link_pose('ft_sensor')
+    weight = rot.T @ np.array([0.0, 0.0, -1.5 * G])
+    delta = after.wrench - before.wrench
+    assert np.linalg.norm(delta[:3] - weight) < 0.01 * 1.5 * G
+    np.testing.assert_allclose(delta[3:], np.cross([0.0, 0.01, 0.06], weight), atol=1e-3)
+    payload = Payload(1.5, [0.0, 0.01, 0.06], 0.4 * 1.5 * 0.04 ** 2 * np.eye(3))
+    np.testing.assert_allclose(after.effort, model.gravity(after.q, payload=payload),
+                               atol=1e-3)
+
+
+def test_collision_force_shows_in_ft_and_joint_torques(model):
+    scenario = _scenario({'type': 'collision_force', 'start_s': 0.3, 'end_s': 0.8,
+                          'size': 20.0, 'direction': [0, 1, 0], 'link': 'tool'})
+    plant = Plant(ARM, scenario=scenario, initial_q=POSE,
+                  joint_damping=np.zeros(7), joint_friction=np.zeros(7))
+    before = plant.run(0.3)[-1]
+    during = plant.run(0.49)[-1]
+    force = np.array([0.0, 20.0, 0.0])
+    origin, rot = plant.world.link_pose('ft_sensor')
+    position, _ = plant.world.link_pose('tool')
+    delta = during.wrench - before.wrench
+    np.testing.assert_allclose(delta[:3], rot.T @ force, atol=0.01)
+    np.testing.assert_allclose(delta[3:], rot.T @ np.cross(position - origin, force),
+                               atol=0.005)
+    pm, data = model.pin_model, model.pin_data
+    pin.computeJointJacobians(pm, data, during.q)
+    pin.updateFramePlacements(pm, data)
+    jac = pin.getFrameJacobian(pm, data, pm.getFrameId('tool'), pin.LOCAL_WORLD_ALIGNED)[:3]
+    np.testing.assert_allclose(during.effort, model.gravity(during.q) - jac.T @ force,
+                               atol=0.01)
+    after = plant.run(0.5)[-1]                         # the push is over
+    np.testing.assert_allclose(after.wrench, before.wrench, atol=1e-4)
+
+
+def test_set_and_clear_faults_at_runtime():
+    plant = Plant(ARM, initial_q=POSE)
+    plant.run(0.1)
+    plant.set_fault({'type': 'sensor_bias', 'signal': 'position', 'joint': 'joint1',
+                     'start_s': 0.0, 'size': 0.1})
+    plant.set_fault(FrictionIncrease(joint='joint2', start_s=0.0, size=5.0))
+    m = plant.step()
+    assert m.q[0] == pytest.approx(POSE[0] + 0.1, abs=1e-6)
+    assert plant.world.coulomb_friction()[1] == pytest.approx(0.8 + 5.0)
+    plant.clear_faults()
+    assert plant.step().q[0] == pytest.approx(POSE[0], abs=1e-6)
+    assert plant.world.coulomb_friction()[1] == pytest.approx(0.8)
+    with pytest.raises(Exception, match='joint9'):
+        plant.set_fault({'type': 'joint_lock', 'joint': 'joint9', 'start_s': 0})
+
+
+def test_reset_replays_identically():
+    scenario = _scenario({'type': 'sensor_noise', 'signal': 'position', 'joint': 'joint2',
+                          'start_s': 0.0, 'size': 0.01})
+    plant = Plant(ARM, scenario=scenario, seed=3, initial_q=POSE)
+    first = [m.q for m in plant.run(0.2)]
+    plant.reset()
+    assert plant.time == 0.0
+    second = [m.q for m in plant.run(0.2)]
+    np.testing.assert_array_equal(first, second)
+
+
+def test_velocity_and_effort_commands(model):
+    plant = Plant(ARM, initial_q=POSE)
+    velocity = np.array([0.2, 0.0, -0.1, 0.0, 0.3, 0.0, 0.0])
+    plant.command_velocity(velocity)
+    m = plant.run(0.5)[-1]
+    np.testing.assert_allclose(m.qd, velocity, atol=2e-3)
+    plant.command_effort(model.gravity(m.q) + 500.0)
+    m = plant.step()
+    assert np.all(m.effort <= model.effort_limit + 1e-9)   # clipped to the effort limits
+
+
+def test_bad_commands_and_arguments():
+    plant = Plant(ARM)
+    with pytest.raises(PlantError, match='expected 7 values'):
+        plant.command_position(np.zeros(3))
+    with pytest.raises(PlantError, match='finite'):
+        plant.command_effort([np.inf] * 7)
+    with pytest.raises(PlantError, match='JointTrajectoryInterpolator'):
+        plant.command_trajectory([[0.0] * 7])
+    with pytest.raises(PlantError, match='3 joints'):
+        plant.command_trajectory(JointTrajectoryInterpolator([0.0, 1.0], np.zeros((2, 3))))
+    with pytest.raises(PlantError, match='outside the joint limits'):
+        Plant(ARM, initial_q=np.full(7, 3.0))
+    with pytest.raises(PlantError, match='not found|cannot'):
+        Plant(ROOT / 'missing.urdf')

@@ -1,0 +1,409 @@
+"""SimWorld physics against hand-derived values and an independent engine (pinocchio)."""
+from pathlib import Path
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pinocchio as pin
+import pytest
+
+from twin_sim.urdf_model import Payload, RobotModel
+from twin_sim.world import SimWorld, WorldError
+
+ROOT = Path(__file__).resolve().parents[1]
+ARM = ROOT / 'urdf' / 'robot_twin_arm.urdf'
+G = 9.81
+POSE = np.array([0.3, 0.5, -0.2, -1.0, 0.4, 0.7, 0.1])
+LOSSLESS = dict(joint_damping=np.zeros(7), joint_friction=np.zeros(7))
+
+
+@pytest.fixture(scope='module')
+def model():
+    return RobotModel.from_urdf(ARM)
+
+
+def energy(pm, data, q, qd):
+    return pin.computeKineticEnergy(pm, data, q, qd) + pin.computePotentialEnergy(pm, data, q)
+
+
+def _disk_urdf(tmp_path, inertia_zz=0.02, damping=0.0, friction=0.0):
+    """One revolute joint about the vertical axis carrying a disk (gravity does no work)."""
+    text = f"""<?xml version="1.0"?>
+<robot name="disk">
+  <link name="base"/>
+  <joint name="spin" type="revolute">
+    <parent link="base"/><child link="disk"/>
+    <origin xyz="0 0 0.1" rpy="0 0 0"/><axis xyz="0 0 1"/>
+    <limit lower="-1000" upper="1000" effort="50" velocity="100"/>
+    <dynamics damping="{damping}" friction="{friction}"/>
+  </joint>
+  <link name="disk">
+    <inertial><origin xyz="0 0 0" rpy="0 0 0"/><mass value="2.0"/>
+      <inertia ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="{inertia_zz}"/></inertial>
+  </link>
+</robot>
+"""
+    path = tmp_path / 'disk.urdf'
+    path.write_text(text)
+    return path
+
+
+def _two_link_urdf(tmp_path):
+    """A 2-DoF arm whose sensor link has a tilted, offset inertial and listed joints out of order.
+
+    Hand-derived sensor reading at rest: the only distal body is ``tool`` (1.5 kg at
+    (0.02, 0, 0.04) in the sensor frame).
+    """
+    text = """<?xml version="1.0"?>
+<robot name="two">
+  <link name="base"><inertial><mass value="1"/>
+    <inertia ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="0.01"/></inertial></link>
+  <link name="l1"><inertial><origin xyz="0 0 0.2"/><mass value="2"/>
+    <inertia ixx="0.02" ixy="0" ixz="0" iyy="0.02" iyz="0" izz="0.004"/></inertial></link>
+  <link name="l2"><inertial><origin xyz="0.15 0 0"/><mass value="1.2"/>
+    <inertia ixx="0.002" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="0.01"/></inertial></link>
+  <link name="ft_sensor"><inertial><origin xyz="0.01 0.005 0.01" rpy="0.3 -0.2 0.5"/>
+    <mass value="0.2"/>
+    <inertia ixx="0.0003" ixy="0.00001" ixz="0" iyy="0.0002" iyz="0" izz="0.00015"/>
+  </inertial></link>
+  <link name="tool"><inertial><origin xyz="0.02 0 0.01"/><mass value="1.5"/>
+    <inertia ixx="0.001" ixy="0" ixz="0" iyy="0.001" iyz="0" izz="0.001"/></inertial></link>
+  <joint name="ft_joint" type="fixed"><parent link="l2"/><child link="ft_sensor"/>
+    <origin xyz="0.3 0 0" rpy="0 1.2 0"/></joint>
+  <joint name="tool_joint" type="fixed"><parent link="ft_sensor"/><child link="tool"/>
+    <origin xyz="0 0 0.03"/></joint>
+  <joint name="shoulder" type="revolute"><parent link="base"/><child link="l1"/>
+    <origin xyz="0 0 0.1"/><axis xyz="0 1 0"/>
+    <limit lower="-2" upper="2" effort="100" velocity="2"/></joint>
+  <joint name="elbow" type="revolute"><parent link="l1"/><child link="l2"/>
+    <origin xyz="0 0 0.4"/><axis xyz="0 1 0"/>
+    <limit lower="-2" upper="2" effort="60" velocity="2"/></joint>
+</robot>
+"""
+    path = tmp_path / 'two.urdf'
+    path.write_text(text)
+    return path
+
+
+def _smooth_run(world, seconds=1.0):
+    """Track a smooth motion from rest; return the measurements (index 0 = initial state)."""
+    out = [world.measure()]
+    for t in np.arange(0.0, seconds, world.dt):
+        fade = np.sin(np.pi * t / seconds) ** 2
+        world.set_control('position', POSE + 0.3 * fade * np.sin(np.pi * t + np.arange(7)))
+        world.step()
+        out.append(world.measure())
+    return out
+
+
+def test_effort_at_rest_is_gravity_torque(model):
+    world = SimWorld(ARM)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        q = rng.uniform(0.6 * world.lower, 0.6 * world.upper)
+        world.reset(q)
+        world.step(300)
+        m = world.measure()
+        assert np.max(np.abs(m.q - q)) < 1e-6
+        np.testing.assert_allclose(m.effort, model.gravity(m.q), atol=1e-6)
+
+
+def test_ft_reads_payload_weight_at_rest(model):
+    """Payload + tool weight, hand-derived from the URDF numbers, within 1 %."""
+    world = SimWorld(ARM)
+    world.reset(POSE)
+    payload = Payload(2.5, [0.01, -0.02, 0.09], np.diag([0.003, 0.004, 0.002]))
+    world.set_payload(payload)
+    world.step(500)
+    m = world.measure()
+    _, rot = world.link_pose('ft_sensor')
+    g_sensor = rot.T @ np.array([0.0, 0.0, -G])
+    # distal bodies in the sensor frame: tool 0.3 kg at (0.01, 0, 0.05) + 0.03 z, and payload
+    masses = [(0.3, np.array([0.01, 0.0, 0.08])), (2.5, payload.com)]
+    force = sum(mass for mass, _ in masses) * g_sensor
+    torque = sum(np.cross(com, mass * g_sensor) for mass, com in masses)
+    assert np.linalg.norm(m.wrench[:3] - force) < 0.01 * np.linalg.norm(force)
+    assert np.linalg.norm(m.wrench[3:] - torque) < 0.01 * np.linalg.norm(torque)
+    assert abs(np.linalg.norm(m.wrench[:3]) - 2.8 * G) < 0.01 * 2.8 * G
+    # and the independent model agrees to numerical precision
+    zero = np.zeros(7)
+    np.testing.assert_allclose(m.wrench, model.ft_wrench(m.q, zero, zero, payload=payload),
+                               atol=1e-6)
+    np.testing.assert_allclose(m.effort, model.gravity(m.q, payload=payload), atol=1e-6)
+    # removing the payload brings the tool-only reading back
+    world.set_payload(None)
+    world.step(300)
+    m = world.measure()
+    np.testing.assert_allclose(m.wrench[:3], 0.3 * g_sensor, atol=1e-6)
+
+
+def test_dynamics_match_pinocchio_along_a_motion(model):
+    """Effort = RNEA at the finite-difference acceleration; FT reading = model wrench."""
+    world = SimWorld(ARM, **LOSSLESS)
+    world.reset(POSE)
+    out = _smooth_run(world)
+    q = np.array([m.q for m in out])
+    qd = np.array([m.qd for m in out])
+    effort_err, wrench_err, peak = 0.0, 0.0, 0.0
+    for k in range(1, len(out)):
+        qdd = (qd[k] - qd[k - 1]) / world.dt
+        tau = model.inverse_dynamics(q[k - 1], qd[k - 1], qdd)
+        effort_err = max(effort_err, np.max(np.abs(out[k].effort - tau)))
+        wrench = model.ft_wrench(q[k - 1], qd[k - 1], qdd)
+        wrench_err = max(wrench_err, np.max(np.abs(out[k].wrench[:3] - wrench[:3])))
+        peak = max(peak, np.linalg.norm(wrench[:3]))
+    assert np.max(np.abs(qd)) > 0.3            # it did move
+    assert effort_err < 1e-6
+    # PyBullet's joint force sensor deviates a little in fast transients (about 0.3 % of the
+    # inertial part when a wrist joint is accelerated at 2500 rad/s^2): within 3 % of the peak
+    assert wrench_err < 0.03 * peak
+
+
+def test_friction_is_accounted_for_exactly(model):
+    """effort + friction torque = rigid-body torque, step by step, with the URDF friction."""
+    world = SimWorld(ARM)
+    world.reset(POSE)
+    out, friction = [world.measure()], [None]
+    for t in np.arange(0.0, 0.6, world.dt):
+        world.set_control('position', POSE + 0.2 * np.sin(np.pi * t) ** 2)
+        world.step()
+        out.append(world.measure())
+        friction.append(world.friction_torque())
+    q = np.array([m.q for m in out])
+    qd = np.array([m.qd for m in out])
+    for k in range(1, len(out)):
+        qdd = (qd[k] - qd[k - 1]) / world.dt
+        tau = model.inverse_dynamics(q[k - 1], qd[k - 1], qdd)
+        np.testing.assert_allclose(out[k].effort + friction[k], tau, atol=1e-6)
+    sliding = np.abs(qd[-100]) > 1e-3
+    np.testing.assert_allclose(np.abs(friction[-100] + world.damping * qd[-101])[sliding],
+                               world.friction[sliding], rtol=1e-3)
+
+
+def test_energy_conserved_zero_gravity():
+    """Coasting without gravity for 2 s (no limit reached): kinetic energy drifts < 1 %."""
+    world = SimWorld(ARM, gravity=(0.0, 0.0, 0.0), **LOSSLESS)
+    pm = pin.buildModelFromUrdf(str(ARM))
+    pm.gravity.linear = np.zeros(3)
+    data = pm.createData()
+    q0, qd0 = np.array([0.2, 0.6, 0.3, -0.9, 0.5, 0.8, 0.0]), np.full(7, 0.4)
+    world.reset(q0, qd0)
+    world.set_control('torque', np.zeros(7))
+    e0 = energy(pm, data, q0, qd0)
+    drift = 0.0
+    for _ in range(2000):
+        world.step()
+        m = world.measure()
+        assert np.all(m.q > world.lower + 0.05) and np.all(m.q < world.upper - 0.05)
+        drift = max(drift, abs(energy(pm, data, m.q, m.qd) - e0))
+    assert drift < 0.01 * e0
+
+
+def test_energy_conserved_falling_within_limits():
+    """Free fall under gravity (no limit reached): drift < 1 % of the kinetic energy gained."""
+    world = SimWorld(ARM, **LOSSLESS)
+    pm = pin.buildModelFromUrdf(str(ARM))
+    data = pm.createData()
+    q0 = np.array([0.0, 0.3, 0.0, -0.3, 0.0, 0.3, 0.0])
+    world.reset(q0)
+    world.set_control('torque', np.zeros(7))
+    e0 = energy(pm, data, q0, np.zeros(7))
+    drift, kinetic = 0.0, 0.0
+    for _ in range(500):
+        world.step()
+        m = world.measure()
+        assert np.all(m.q > world.lower + 0.05) and np.all(m.q < world.upper - 0.05)
+        drift = max(drift, abs(energy(pm, data, m.q, m.qd) - e0))
+        kinetic = max(kinetic, pin.computeKineticEnergy(pm, data, m.q, m.qd))
+    assert kinetic > 20.0
+    assert drift < 0.01 * kinetic
+
+
+def test_energy_free_swing_two_seconds(tmp_path):
+    """2 s of chaotic frictionless swing at 1 kHz (limits removed so the arm can hang).
+
+    Bullet integrates with semi-implicit Euler: the drift stays under 6 % of the peak kinetic
+    energy at 1 kHz and shrinks at least 1.6x when dt halves (a first-order integrator error,
+    not a modelling error).
+    """
+    text = re.sub(r'lower="[-0-9.]+" upper="[-0-9.]+"', 'lower="-1000" upper="1000"',
+                  ARM.read_text())
+    urdf = tmp_path / 'arm_nolimits.urdf'
+    urdf.write_text(text)
+    pm = pin.buildModelFromUrdf(str(urdf))
+    data = pm.createData()
+    q0 = np.array([0.0, np.pi - 0.6, 0.3, -0.5, 0.2, 0.4, 0.0])
+    drifts = []
+    for dt in (0.001, 0.0005):
+        world = SimWorld(urdf, dt=dt, **LOSSLESS)
+        world.reset(q0)
+        world.set_control('torque', np.zeros(7))
+        e0 = energy(pm, data, q0, np.zeros(7))
+        drift, kinetic = 0.0, 0.0
+        for _ in range(int(round(2.0 / dt))):
+            world.step()
+            m = world.measure()
+            drift = max(drift, abs(energy(pm, data, m.q, m.qd) - e0))
+            kinetic = max(kinetic, pin.computeKineticEnergy(pm, data, m.q, m.qd))
+        world.close()
+        drifts.append(drift)
+        if dt == 0.001:
+            assert kinetic > 5.0
+            assert drift < 0.06 * kinetic
+    assert drifts[1] < drifts[0] / 1.6
+
+
+def test_viscous_damping_law(tmp_path):
+    """A disk spinning on a damped joint: qd(t) = qd0 exp(-b t / I)."""
+    inertia, b = 0.02, 0.05
+    world = SimWorld(_disk_urdf(tmp_path, inertia_zz=inertia, damping=b), ft_link=None)
+    world.reset([0.0], [3.0])
+    world.set_control('torque', [0.0])
+    world.step(1000)
+    expected = 3.0 * np.exp(-b * 1.0 / inertia)
+    assert abs(world.measure().qd[0] - expected) < 0.005 * expected
+    assert world.measure().wrench is None
+
+
+def test_coulomb_friction_decelerates_linearly_then_sticks(tmp_path):
+    """qd(t) = qd0 - fc t / I until it stops; then it stays stopped under a smaller torque."""
+    inertia, fc = 0.02, 0.1
+    world = SimWorld(_disk_urdf(tmp_path, inertia_zz=inertia, friction=fc), ft_link=None)
+    world.reset([0.0], [2.0])
+    world.set_control('torque', [0.0])
+    world.step(200)
+    assert abs(world.measure().qd[0] - (2.0 - fc * 0.2 / inertia)) < 1e-3
+    np.testing.assert_allclose(world.friction_torque(), [-fc], rtol=1e-6)
+    world.step(300)                                   # stops at 0.4 s
+    world.set_control('torque', [0.8 * fc])           # below the breakaway torque
+    world.step(500)
+    assert abs(world.measure().qd[0]) < 1e-9
+    world.set_friction_offset('spin', 0.05)           # fault-style increase
+    np.testing.assert_allclose(world.coulomb_friction(), [fc + 0.05])
+    world.set_control('torque', [0.3])
+    world.step(100)
+    qd_100 = world.measure().qd[0]
+    assert abs(qd_100 - (0.3 - fc - 0.05) * 0.1 / inertia) < 2e-3
+
+
+def test_general_urdf_sensor_frame_and_joint_order(tmp_path):
+    """Tilted sensor inertial, joints listed out of document order, a custom joint order."""
+    urdf = _two_link_urdf(tmp_path)
+    world = SimWorld(urdf, joint_names=['elbow', 'shoulder'])
+    assert world.joint_names == ('elbow', 'shoulder')
+    q = np.array([0.7, -0.4])                         # elbow, shoulder
+    world.reset(q)
+    world.step(500)
+    m = world.measure()
+    assert np.max(np.abs(m.q - q)) < 1e-6
+    _, rot = world.link_pose('ft_sensor')
+    g_sensor = rot.T @ np.array([0.0, 0.0, -G])
+    com = np.array([0.02, 0.0, 0.04])
+    np.testing.assert_allclose(m.wrench[:3], 1.5 * g_sensor, atol=1e-6)
+    np.testing.assert_allclose(m.wrench[3:], np.cross(com, 1.5 * g_sensor), atol=1e-6)
+    model = RobotModel.from_urdf(urdf)               # model order: shoulder, elbow
+    np.testing.assert_allclose(m.effort[::-1], model.gravity(m.q[::-1]), atol=1e-6)
+
+
+def test_worlds_are_independent():
+    a = SimWorld(ARM)
+    b = SimWorld(ARM)
+    assert a.client_id != b.client_id
+    a.reset(POSE)
+    a.set_control('torque', np.zeros(7))
+    b.reset(np.zeros(7))
+    alone = SimWorld(ARM)
+    alone.reset(POSE)
+    alone.set_control('torque', np.zeros(7))
+    for _ in range(200):
+        a.step()
+        b.step()
+        alone.step()
+    np.testing.assert_array_equal(a.measure().q, alone.measure().q)
+    assert np.max(np.abs(b.measure().q)) < 1e-9
+    a.close()
+    b.step()                                          # closing one leaves the other running
+
+
+def test_position_and_velocity_control_converge():
+    world = SimWorld(ARM)
+    world.reset(np.zeros(7))
+    target = np.array([0.5, 0.6, -0.4, -0.9, 0.3, 0.5, -0.2])
+    ramp = np.linspace(0.0, 1.0, 1000)
+    for s in ramp:                                    # a ramped command, as a controller sends
+        world.set_control('position', s * target)
+        world.step()
+    world.step(1000)
+    assert np.max(np.abs(world.measure().q - target)) < 1e-3
+    assert np.all(np.abs(world.measure().effort) <= world.effort_limit + 1e-9)
+    velocity = np.array([0.2, 0.0, 0.0, 0.0, 0.0, 0.0, -0.3])
+    world.set_control('velocity', velocity)
+    world.step(500)
+    np.testing.assert_allclose(world.measure().qd, velocity, atol=2e-3)
+
+
+def test_lock_limit_and_external_force(model):
+    world = SimWorld(ARM)
+    world.reset(POSE)
+    world.step(100)
+    world.lock_joint('joint4')
+    assert world.locked_joints == ('joint4',)
+    world.set_control('torque', np.full(7, 10.0) + world.measure().effort)
+    world.step(300)
+    m = world.measure()
+    assert abs(m.q[3] - POSE[3]) < 1e-4 and abs(m.qd[3]) < 1e-3
+    assert abs(m.q[0] - POSE[0]) > 1e-2               # the others move
+    world.unlock_joint('joint4')
+    world.reset(POSE)
+    world.set_torque_limit('joint2', 10.0)
+    world.step(5)
+    assert abs(world.measure().effort[1]) <= 10.0 + 1e-12
+    world.set_torque_limit('joint2', None)
+    lossless = SimWorld(ARM, **LOSSLESS)
+    lossless.reset(POSE)
+    lossless.step(200)
+    before = lossless.measure()
+    force = np.array([15.0, -5.0, 8.0])
+    for _ in range(1000):                             # a steady push on the tool origin
+        position, rotation = lossless.link_pose('tool')
+        lossless.apply_external_force('tool', force, position)
+        lossless.step()
+    after = lossless.measure()
+    assert np.max(np.abs(after.qd)) < 1e-4           # settled
+    position, _ = lossless.link_pose('tool')
+    origin, rotation = lossless.link_pose('ft_sensor')
+    # the sensor feels the push: what the tool exerts on it changes by F
+    delta = after.wrench - before.wrench
+    np.testing.assert_allclose(delta[:3], rotation.T @ force, atol=1e-3)
+    np.testing.assert_allclose(delta[3:], rotation.T @ np.cross(position - origin, force),
+                               atol=1e-4)
+    # and the motors resist it: static equilibrium effort = g(q) - J(q)^T F
+    pm, data = model.pin_model, model.pin_data
+    pin.computeJointJacobians(pm, data, after.q)
+    pin.updateFramePlacements(pm, data)
+    jac = pin.getFrameJacobian(pm, data, pm.getFrameId('tool'), pin.LOCAL_WORLD_ALIGNED)[:3]
+    np.testing.assert_allclose(after.effort, model.gravity(after.q) - jac.T @ force, atol=1e-3)
+
+
+def test_bad_inputs_are_rejected(tmp_path):
+    with pytest.raises(WorldError, match='not found|cannot'):
+        SimWorld(tmp_path / 'missing.urdf')
+    with pytest.raises(WorldError, match='dt'):
+        SimWorld(ARM, dt=0.0)
+    with pytest.raises(WorldError, match='flange_ft'):
+        SimWorld(ARM, ft_link='flange_ft')
+    with pytest.raises(WorldError, match='joint_names'):
+        SimWorld(ARM, joint_names=['joint1', 'joint2'])
+    world = SimWorld(ARM)
+    with pytest.raises(WorldError, match='expected 7 values'):
+        world.set_control('position', np.zeros(6))
+    with pytest.raises(WorldError, match='finite'):
+        world.set_control('torque', [np.nan] * 7)
+    with pytest.raises(WorldError, match='control mode'):
+        world.set_control('impedance', np.zeros(7))
+    with pytest.raises(WorldError, match="unknown joint 'joint9'"):
+        world.lock_joint('joint9')
+    with pytest.raises(WorldError, match='unknown link'):
+        world.apply_external_force('gripper', [1, 0, 0], [0, 0, 0])
+    with pytest.raises(WorldError, match='mass must be >= 0'):
+        world.set_payload(SimpleNamespace(mass=-1.0, com=[0, 0, 0], inertia=np.eye(3)))

@@ -1,0 +1,290 @@
+"""The emulated robot: a simulated arm with fault injection and a ros2_control-like interface.
+
+The arm is a :class:`~twin_sim.world.SimWorld`; faults come from :mod:`twin_sim.faults`.
+Each :meth:`Plant.step` advances one ``dt``: the active command becomes a control target, the
+physical faults act on the world, the world steps, and the sensor sample passes the sensor
+faults (it may come out changed, late, or not at all). Without a command the arm holds its
+initial pose in position mode. The same inputs and seed give bit-identical outputs.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from twin_sim.faults import Fault, FaultScenario, fault_from_dict, PhysicalEffects
+from twin_sim.trajectory import JointTrajectoryInterpolator
+from twin_sim.urdf_model import Payload
+from twin_sim.world import SimWorld, WorldError
+
+__all__ = ['Plant', 'PlantError']
+
+
+class PlantError(ValueError):
+    """Bad input to :class:`Plant`; the message says what was wrong and what to do."""
+
+
+class Plant:
+    """The emulated robot.
+
+    Parameters
+    ----------
+    urdf_path : str or Path
+        The robot's URDF.
+    scenario : FaultScenario, str, Path or None
+        Faults to inject: a scenario, a scenario file, or the name of a packaged one
+        (``'demo'``); checked against the robot's joints and links.
+    dt : float
+        Control and sample period, s.
+    seed : int
+        Seeds the sensor faults' random generators (fault ``i`` draws from
+        ``default_rng([seed, i])``).
+    initial_q : (n,) rad, optional
+        Initial pose, held until a command arrives (default: zeros clipped into the limits).
+    payload : Payload, optional
+        Nominal payload on the tool (in the sensor frame).
+    **world_kwargs
+        Passed to :class:`SimWorld` (``joint_names``, ``ft_link``, ``joint_damping``,
+        ``joint_friction``, ``gravity``, ``control_bandwidth``, ...).
+
+    Raises
+    ------
+    PlantError
+        Bad URDF, scenario or arguments (the message names the problem).
+    """
+
+    def __init__(self, urdf_path, *, scenario=None, dt=0.001, seed=0, initial_q=None,
+                 payload=None, **world_kwargs):
+        try:
+            self.world = SimWorld(urdf_path, dt=dt, seed=seed, **world_kwargs)
+        except WorldError as exc:
+            raise PlantError(str(exc)) from exc
+        self.urdf_path = Path(urdf_path)
+        self.seed = int(seed)
+        self.dt = self.world.dt
+        self.joint_names = self.world.joint_names
+        self.n = self.world.n
+        self.model = self.world.model
+        if initial_q is None:
+            self.initial_q = self.world.q0.copy()
+        else:
+            self.initial_q = self._vector(initial_q, 'initial_q')
+            if np.any(self.initial_q < self.world.lower) or \
+                    np.any(self.initial_q > self.world.upper):
+                raise PlantError(f'initial_q {self.initial_q.tolist()} is outside the joint '
+                                 f'limits {self.world.lower.tolist()}..'
+                                 f'{self.world.upper.tolist()}')
+        if payload is not None and not isinstance(payload, Payload):
+            raise PlantError(f'payload must be a twin_sim.urdf_model.Payload, got '
+                             f'{type(payload).__name__}')
+        self.nominal_payload = payload
+        self.scenario = None
+        self.faults = []
+        self._added = 0
+        if scenario is not None:
+            self.load_scenario(scenario)
+        self.reset()
+
+    # ------------------------------------------------------------------ helpers
+    def _vector(self, value, what):
+        try:
+            arr = np.array(value, dtype=float).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise PlantError(f'{what}: expected {self.n} numbers in joint order '
+                             f'{list(self.joint_names)}') from exc
+        if arr.shape != (self.n,):
+            raise PlantError(f'{what}: expected {self.n} values in joint order '
+                             f'{list(self.joint_names)}, got {arr.size}')
+        if not np.all(np.isfinite(arr)):
+            raise PlantError(f'{what}: values must be finite, got {arr.tolist()}')
+        return arr
+
+    @property
+    def time(self):
+        """Plant time, s (since :meth:`reset`)."""
+        return self.world.time
+
+    # ------------------------------------------------------------------ faults
+    def load_scenario(self, scenario):
+        """Replace the faults by those of a scenario (object, file or packaged name)."""
+        if not isinstance(scenario, FaultScenario):
+            scenario = FaultScenario.load(scenario)
+        scenario.bind(self.joint_names, self.world.link_names)
+        self.scenario = scenario
+        self.clear_faults()
+        for fault in scenario.faults:
+            self._add(fault)
+
+    def _add(self, fault):
+        fault.reset(np.random.default_rng([self.seed, self._added]))
+        self._added += 1
+        self.faults.append(fault)
+
+    def set_fault(self, fault):
+        """Add a fault (a :class:`~twin_sim.faults.Fault` or its scenario mapping).
+
+        Its times are plant times (``start_s: 0`` with the plant at 5 s acts at once).
+        """
+        if isinstance(fault, dict):
+            fault = fault_from_dict(fault, source='set_fault')
+        if not isinstance(fault, Fault):
+            raise PlantError(f'set_fault needs a Fault or a mapping, got {type(fault).__name__}')
+        check = FaultScenario('set_fault', [fault], source='set_fault')
+        check.bind(self.joint_names, self.world.link_names)
+        self._add(fault)
+
+    def clear_faults(self):
+        """Remove every fault and restore the nominal robot (friction, limits, payload)."""
+        self.faults = []
+        self._added = 0
+        self.world.restore_nominal()
+        self.world.set_payload(self.nominal_payload)
+        self._applied_payload = self.nominal_payload
+        self._physical_active = False
+
+    def _apply_physical(self, t):
+        physical = [f for f in self.faults if f.kind == 'physical']
+        if not physical and not self._physical_active:
+            return
+        world = self.world
+        effects = PhysicalEffects.nominal(self.n)
+        for fault in physical:
+            fault.contribute(effects, t)
+        for j, name in enumerate(self.joint_names):
+            world.set_friction_scale(j, effects.friction_scale[j])
+            world.set_friction_offset(j, effects.friction_add[j])
+            world.set_torque_limit(j, effects.torque_fraction[j] * world.effort_limit[j])
+            if name in effects.locked:
+                world.lock_joint(name)
+            elif name in world.locked_joints:
+                world.unlock_joint(name)
+        payload = self._combined_payload(effects.payloads)
+        if not _same_payload(payload, self._applied_payload):
+            world.set_payload(payload)
+            self._applied_payload = payload
+        for link, force, point in effects.forces:
+            link = link or self.model.payload_frame
+            position, rotation = world.link_pose(link)
+            world.apply_external_force(link, force, position + rotation @ point)
+        self._physical_active = bool(physical)
+
+    def _combined_payload(self, extra):
+        if not extra:
+            return self.nominal_payload
+        parts = [] if self.nominal_payload is None else [
+            (self.nominal_payload.mass, self.nominal_payload.com, self.nominal_payload.inertia)]
+        parts += extra
+        mass = sum(p[0] for p in parts)
+        if mass <= 0.0:
+            return None
+        com = sum(p[0] * np.asarray(p[1]) for p in parts) / mass
+        inertia = np.zeros((3, 3))
+        for m, c, inertia_c in parts:
+            r = np.asarray(c) - com
+            inertia += inertia_c + m * (np.dot(r, r) * np.eye(3) - np.outer(r, r))
+        return Payload(mass, com, inertia)
+
+    # ------------------------------------------------------------------ commands
+    def command_position(self, q, qd=None, qdd=None):
+        """Hold/track joint positions ``q`` (n,) rad (clipped to the limits).
+
+        ``qd`` (rad/s) and ``qdd`` (rad/s^2) are optional feedforward terms.
+        """
+        q = self._vector(q, 'position command')
+        qd = None if qd is None else self._vector(qd, 'velocity feedforward')
+        qdd = None if qdd is None else self._vector(qdd, 'acceleration feedforward')
+        self._trajectory = None
+        self.world.set_control('position', q, qd, qdd)
+
+    def command_velocity(self, qd):
+        """Track joint velocities ``qd`` (n,) rad/s."""
+        self._trajectory = None
+        self.world.set_control('velocity', self._vector(qd, 'velocity command'))
+
+    def command_effort(self, tau):
+        """Apply joint torques ``tau`` (n,) N·m (clipped to the torque limits)."""
+        self._trajectory = None
+        self.world.set_control('torque', self._vector(tau, 'effort command'))
+
+    def command_trajectory(self, interpolator, start_time=None):
+        """Follow a :class:`~twin_sim.trajectory.JointTrajectoryInterpolator`.
+
+        Parameters
+        ----------
+        interpolator : JointTrajectoryInterpolator
+            In model joint order (``n`` columns).
+        start_time : float, optional
+            Plant time of the trajectory's ``t = 0`` (default now). After its end the last
+            point is held.
+        """
+        if not isinstance(interpolator, JointTrajectoryInterpolator):
+            raise PlantError('command_trajectory needs a JointTrajectoryInterpolator, got '
+                             f'{type(interpolator).__name__}')
+        if interpolator.n != self.n:
+            raise PlantError(f'trajectory has {interpolator.n} joints, the robot has {self.n} '
+                             f'({list(self.joint_names)}); map it to the model order first')
+        start = self.time if start_time is None else float(start_time)
+        self._trajectory = (interpolator, start)
+        self._follow_trajectory(self.time)
+
+    def _follow_trajectory(self, t):
+        interpolator, start = self._trajectory
+        q, qd, qdd = interpolator.sample(t - start)
+        self.world.set_control('position', q, qd, qdd)
+
+    # ------------------------------------------------------------------ stepping
+    def step(self):
+        """Advance one ``dt`` and return the sample the robot sends (or None).
+
+        Returns
+        -------
+        Measurement or None
+            None when the sample is dropped, or held back by a delay.
+        """
+        world = self.world
+        t = world.time
+        if self._trajectory is not None:
+            self._follow_trajectory(t)
+        if self.faults or self._physical_active:
+            self._apply_physical(t)
+        world.step()
+        m = world.measure()
+        t_now = m.t
+        for fault in self.faults:
+            if fault.kind == 'sensor':
+                m = fault.apply(m, t_now)
+        return m
+
+    def run(self, duration_s):
+        """Step for ``duration_s`` and return the samples that came out (list)."""
+        steps = int(round(float(duration_s) / self.dt))
+        out = []
+        for _ in range(steps):
+            m = self.step()
+            if m is not None:
+                out.append(m)
+        return out
+
+    def reset(self):
+        """Back to time 0 at the initial pose, holding it; faults restart (kept)."""
+        faults = list(self.faults)
+        self.clear_faults()
+        for fault in faults:
+            self._add(fault)
+        self._trajectory = None
+        self.world.reset(self.initial_q)
+
+    def close(self):
+        """Release the simulation."""
+        self.world.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _same_payload(a, b):
+    if a is None or b is None:
+        return a is b
+    return (a.mass == b.mass and np.array_equal(a.com, b.com) and
+            np.array_equal(a.inertia, b.inertia))

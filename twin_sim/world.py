@@ -1,0 +1,876 @@
+"""The simulated world: a PyBullet DIRECT world of one fixed-base arm, stepped at a fixed rate.
+
+:class:`SimWorld` is the physics under the emulated robot (:mod:`twin_sim.plant`). Each world
+has its own PyBullet client, so several worlds in one process are independent.
+
+Physics set-up (what PyBullet does and does not do, checked by experiment with pybullet 3.2.7):
+
+* The URDF's ``<dynamics damping>`` *is* applied by PyBullet to multibody joints (as
+  ``-damping * qd``, explicitly, at the start of a step); its ``<dynamics friction>`` is
+  ignored. PyBullet also gives every link a default linear/angular velocity damping of 0.04,
+  which is not physics; the world sets it to 0.
+* The world therefore sets both joint losses itself: viscous damping through PyBullet's joint
+  damping (``tau = -b * qd``, set per joint, scaled by faults) and Coulomb friction through a
+  velocity motor per joint with target velocity 0 and maximum torque ``fc``. That motor is
+  solved with the constraints, so it gives true stick-slip (it holds the joint while the other
+  torques are below ``fc`` and opposes motion with exactly ``fc`` when it slides) with no
+  chattering at 1 kHz. :meth:`SimWorld.friction_torque` reads back the friction torque that
+  acted over the last step (viscous part + the motor's reaction).
+* Torque control is real: the joint torque is what :meth:`SimWorld.set_control` asks for
+  (position and velocity targets go through the world's own computed-torque controller),
+  clipped to the effort limits, sent with ``TORQUE_CONTROL`` before every step.
+* The URDF is loaded from a rewritten copy: visual and collision geometry are dropped (the
+  world has no contacts; collisions are external forces, :meth:`SimWorld.apply_external_force`),
+  links without ``<inertial>`` get a negligible one (PyBullet would otherwise give them 1 kg),
+  ``continuous`` joints become revolute joints with very wide limits, and a payload, when set,
+  is an extra fixed link ``twin_payload`` on the force-torque sensor link. PyBullet reads the
+  inertias from the file (``URDF_USE_INERTIA_FROM_FILE``; it diagonalizes them itself).
+
+Force-torque sensor: PyBullet's ``enableJointForceTorqueSensor`` on the fixed joint whose child
+is ``ft_link``. PyBullet reports, after a step, the wrench that the *parent* exerts on the
+*child* across that joint, expressed in the child's *inertial* frame (origin at the child
+link's centre of mass, axes the principal axes PyBullet chose), torque about the centre of mass.
+docs/conventions.md wants the wrench that the distal bodies exert *on* the sensor, in the
+``ft_link`` frame, torque about its origin. With ``R`` the child's inertial orientation and
+``c`` its centre of mass in the link frame::
+
+    F = -R @ F_pybullet
+    T = -R @ T_pybullet + c x F
+
+(checked at rest against the weight of the distal links: a link above the sensor reads
+``+m g`` on ``fz`` in PyBullet and ``-m g`` here). The sensor link's own body is on the robot
+side of the sensing plane (as in :meth:`RobotModel.ft_wrench`), so its inertia is moved to a
+link ``twin_sensor_body`` fixed to the sensor joint's parent at the same place; the sensor link
+then has a negligible inertia at its origin (``R = I``, ``c = 0``). Along fast transients the
+PyBullet reading differs from pinocchio's by up to ~0.3 % of its inertial part; at rest and
+in steady motion it agrees to 1e-6 N.
+
+Computed-torque controller (position and velocity modes)::
+
+    tau = M(q) a + C(q, qd) qd + g(q),
+    a = qdd_ref + kp e + kd (qd_ref - qd) + ki int(e dt),   e = q_ref - q
+
+evaluated by pinocchio's RNEA on a model of the same URDF including the current payload. The
+gains put a triple closed-loop pole at ``-w`` (``kp = 3 w^2``, ``kd = 3 w``, ``ki = w^3``) with
+``w = control_bandwidth`` (default ``0.2 / dt`` rad/s, well damped for the explicit 1 kHz loop).
+The integral removes the steady error that Coulomb friction would leave on the light wrist
+joints; it only integrates while the joint's torque is not saturated (anti-windup). Friction is
+not fed forward: the loop rejects it, so the measured effort includes it, as on a real arm. The
+torque is clipped to the (possibly fault-reduced) effort limits. Velocity mode integrates the
+velocity command into a position reference that may lag the measured position by at most
+``velocity_mode_max_lag`` rad.
+"""
+from dataclasses import dataclass
+import math
+from pathlib import Path
+import shutil
+import tempfile
+from typing import Optional
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import pinocchio as pin
+import pybullet
+
+from twin_sim.urdf_model import DEFAULT_FT_LINK, RobotModel, URDFError
+
+__all__ = ['Measurement', 'SimWorld', 'WorldError', 'PAYLOAD_LINK', 'SENSOR_BODY_LINK']
+
+#: Name of the link that carries the payload (a fixed child of the force-torque sensor link).
+PAYLOAD_LINK = 'twin_payload'
+#: Name of the link that carries the sensor link's own inertia (on the robot side).
+SENSOR_BODY_LINK = 'twin_sensor_body'
+_TINY_MASS = 1e-9
+_TINY_INERTIA = 1e-12
+_WIDE_LIMIT = 1e6  # rad, for continuous joints made revolute
+_CONTROL_MODES = ('position', 'velocity', 'torque')
+
+
+class WorldError(ValueError):
+    """Bad input to :class:`SimWorld`; the message says what was wrong and what to do."""
+
+
+@dataclass
+class Measurement:
+    """One sample of the robot's sensors.
+
+    Attributes
+    ----------
+    t : float
+        Time stamp, s (the world time at the end of the step that produced it).
+    q : (n,) ndarray
+        Joint positions, rad, model joint order.
+    qd : (n,) ndarray
+        Joint velocities, rad/s.
+    effort : (n,) ndarray
+        Motor torque applied over the step that ended at ``t``, N·m (after clipping to the
+        effort limits; friction is not included, it acts inside the joint).
+    wrench : (6,) ndarray or None
+        Force-torque sensor reading ``[fx, fy, fz, tx, ty, tz]`` (N, N·m) in the sensor frame,
+        what the distal bodies exert on the sensor (docs/conventions.md), for the same step;
+        ``None`` if the robot has no sensor or the reading was dropped.
+    """
+
+    t: float
+    q: np.ndarray
+    qd: np.ndarray
+    effort: np.ndarray
+    wrench: Optional[np.ndarray] = None
+
+    def copy(self):
+        """Return an independent duplicate with its own arrays."""
+        return Measurement(self.t, self.q.copy(), self.qd.copy(), self.effort.copy(),
+                           None if self.wrench is None else self.wrench.copy())
+
+
+def _as_vector(value, n, what, names):
+    try:
+        arr = np.array(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise WorldError(f'{what}: expected {n} numbers in joint order {list(names)}, '
+                         f'got {value!r}') from exc
+    if arr.shape != (n,):
+        raise WorldError(f'{what}: expected {n} values in joint order {list(names)}, '
+                         f'got {arr.size}')
+    if not np.all(np.isfinite(arr)):
+        raise WorldError(f'{what}: values must be finite, got {arr.tolist()}')
+    return arr
+
+
+def _payload_parts(payload):
+    """Return ``(mass, com (3,), principal inertia (3,), R (3, 3))`` of a payload object."""
+    try:
+        mass = float(payload.mass)
+        com = np.array(payload.com, dtype=float).reshape(3)
+        inertia = np.array(getattr(payload, 'inertia', np.zeros(3)), dtype=float)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise WorldError(f'payload must have mass (kg), com (3,) m and inertia (3, 3) or (3,) '
+                         f'kg m^2, got {payload!r}') from exc
+    if inertia.shape == (3,):
+        inertia = np.diag(inertia)
+    if inertia.shape != (3, 3) or not (np.all(np.isfinite(inertia)) and math.isfinite(mass)
+                                       and np.all(np.isfinite(com))):
+        raise WorldError(f'payload inertia must be (3, 3) or (3,) and all values finite, '
+                         f'got {payload!r}')
+    if mass < 0.0:
+        raise WorldError(f'payload mass must be >= 0 kg, got {mass}')
+    inertia = 0.5 * (inertia + inertia.T)
+    principal, axes = np.linalg.eigh(inertia)
+    if np.linalg.det(axes) < 0.0:
+        axes[:, 2] = -axes[:, 2]
+    if principal.min() < -1e-12:
+        raise WorldError(f'payload inertia must be positive semi-definite, got eigenvalues '
+                         f'{principal.tolist()}')
+    return mass, com, np.maximum(principal, 0.0), axes
+
+
+def _rpy_from_matrix(rot):
+    return pin.rpy.matrixToRpy(rot)
+
+
+def _tiny_inertial(link):
+    inertial = ElementTree.SubElement(link, 'inertial')
+    ElementTree.SubElement(inertial, 'mass', value=repr(_TINY_MASS))
+    ElementTree.SubElement(inertial, 'inertia', ixx=repr(_TINY_INERTIA), ixy='0', ixz='0',
+                           iyy=repr(_TINY_INERTIA), iyz='0', izz=repr(_TINY_INERTIA))
+
+
+class SimWorld:
+    """A PyBullet DIRECT world with one fixed-base robot from a URDF.
+
+    Parameters
+    ----------
+    urdf_path : str or Path
+        The robot's URDF (its movable joints must be revolute, continuous or prismatic).
+    dt : float
+        Fixed time step, s (default 1 kHz).
+    joint_names : sequence of str, optional
+        Joint order of every array; must name each movable joint once. Default: the model
+        order (pinocchio's, i.e. ``RobotModel.joint_names``).
+    gravity : (3,) float
+        World gravity, m/s^2.
+    ft_link : str or None
+        The force-torque sensor link (child of the sensor's fixed joint). ``None``: the robot
+        has no sensor and measurements carry ``wrench=None``.
+    joint_damping, joint_friction : (n,) float, optional
+        Viscous damping (N·m·s/rad) and Coulomb friction (N·m) per joint; default the URDF's
+        ``<dynamics damping friction>``. Pass zeros for a lossless arm.
+    seed : int, optional
+        Seeds :attr:`rng`, offered to stochastic components acting on this world (the physics
+        itself is deterministic).
+    control_bandwidth : float, optional
+        Closed-loop bandwidth ``w`` of the computed-torque controller, rad/s (default
+        ``0.2 / dt``).
+    velocity_mode_max_lag : float
+        Anti-windup bound of velocity mode, rad.
+    solver_iterations : int, optional
+        PyBullet's ``numSolverIterations`` (default PyBullet's, 50).
+
+    Raises
+    ------
+    WorldError
+        If the URDF cannot be read or loaded, ``dt`` is not positive, ``joint_names`` does not
+        match the robot, ``ft_link`` is not a link of it, or an array has the wrong length.
+    """
+
+    def __init__(self, urdf_path, *, dt=0.001, joint_names=None, gravity=(0.0, 0.0, -9.81),
+                 ft_link=DEFAULT_FT_LINK, joint_damping=None, joint_friction=None, seed=None,
+                 control_bandwidth=None, velocity_mode_max_lag=0.05, solver_iterations=None):
+        self._client = None
+        self._tmpdir = None
+        self.urdf_path = Path(urdf_path)
+        dt = float(dt)
+        if not (math.isfinite(dt) and dt > 0.0):
+            raise WorldError(f'dt must be a positive number of seconds, got {dt}')
+        self.dt = dt
+        self.rng = np.random.default_rng(seed)
+        try:
+            self.model = RobotModel.from_urdf(self.urdf_path, ft_link=ft_link)
+        except URDFError as exc:
+            raise WorldError(str(exc)) from exc
+        model = self.model
+        self.ft_link = model.ft_frame
+        self._payload_parent = model.payload_frame
+        self._root = self._prepared_urdf()
+        self._pin_model = pin.buildModelFromXML(ElementTree.tostring(self._root,
+                                                                     encoding='unicode'))
+        self._pin_data = self._pin_model.createData()
+        pin_names = list(self._pin_model.names)[1:]
+        if pin_names != list(model.joint_names):
+            raise WorldError(f'{self.urdf_path}: joint order {pin_names} differs from the '
+                             f'model order {model.joint_names}')
+        if joint_names is None:
+            joint_names = pin_names
+        joint_names = [str(j) for j in joint_names]
+        if sorted(joint_names) != sorted(pin_names) or len(set(joint_names)) != len(pin_names):
+            raise WorldError(f'joint_names {joint_names} must name each movable joint of '
+                             f'{self.urdf_path} once: {pin_names}')
+        self.joint_names = tuple(joint_names)
+        self.n = len(joint_names)
+        to_pin = [pin_names.index(j) for j in joint_names]
+        self._pin_perm = None if to_pin == list(range(self.n)) else np.array(to_pin)
+        # model-order views of the model's joint data (pin index of joint i is to_pin[i])
+        self.lower = np.asarray(model.lower, dtype=float)[to_pin]
+        self.upper = np.asarray(model.upper, dtype=float)[to_pin]
+        self.velocity_limit = np.asarray(model.velocity_limit, dtype=float)[to_pin]
+        effort = np.asarray(model.effort_limit, dtype=float)[to_pin]
+        self.effort_limit = np.where(effort > 0.0, effort, np.inf)
+        self.damping = (np.asarray(model.damping, dtype=float)[to_pin] if joint_damping is None
+                        else np.abs(_as_vector(joint_damping, self.n, 'joint_damping',
+                                               joint_names)))
+        self.friction = (np.asarray(model.friction, dtype=float)[to_pin]
+                         if joint_friction is None else
+                         np.abs(_as_vector(joint_friction, self.n, 'joint_friction',
+                                           joint_names)))
+        m = self._pin_model
+        self._base_inertias = [pin.Inertia(m.inertias[i]) for i in range(m.njoints)]
+        self.gravity = _as_vector(gravity, 3, 'gravity', ['x', 'y', 'z'])
+        m.gravity.linear = self.gravity
+        frame_id = m.getFrameId(self._payload_parent, pin.BODY)
+        self._payload_joint = m.frames[frame_id].parentJoint
+        self._payload_parent_placement = pin.SE3(m.frames[frame_id].placement)
+        w = float(control_bandwidth) if control_bandwidth is not None else 0.2 / dt
+        if not (math.isfinite(w) and w > 0.0):
+            raise WorldError(f'control_bandwidth must be > 0 rad/s, got {control_bandwidth}')
+        # PID with a triple closed-loop pole at -w: s^3 + kd s^2 + kp s + ki = (s + w)^3
+        self.kp = 3.0 * w * w
+        self.kd = 3.0 * w
+        self.ki = w ** 3
+        self._integral = np.zeros(self.n)
+        self.velocity_mode_max_lag = float(velocity_mode_max_lag)
+        # fault-adjustable state
+        self._friction_scale = np.ones(self.n)
+        self._friction_add = np.zeros(self.n)
+        self._torque_limit = self.effort_limit.copy()
+        self._locked = {}
+        self.payload = None
+        self._payload_geometry = None
+        self._external = []
+        self._mode = None
+        self._prev_qd = None
+        self._tmpdir = tempfile.mkdtemp(prefix='twin_world_')
+        self._client = pybullet.connect(pybullet.DIRECT)
+        if self._client < 0:
+            raise WorldError('cannot start a PyBullet DIRECT client')
+        params = dict(fixedTimeStep=dt, numSubSteps=0)
+        if solver_iterations is not None:
+            params['numSolverIterations'] = int(solver_iterations)
+        pybullet.setPhysicsEngineParameter(physicsClientId=self._client, **params)
+        pybullet.setGravity(*self.gravity.tolist(), physicsClientId=self._client)
+        self._body = None
+        self._load_body()
+        self._k = 0
+        self._tau = np.zeros(self.n)
+        self._tau_list = [0.0] * self.n
+        self.q0 = np.clip(np.zeros(self.n), self.lower, self.upper)
+        self.reset()
+
+    # ------------------------------------------------------------------ URDF and body set-up
+    def _prepared_urdf(self):
+        """Return the URDF tree PyBullet and the controller model load (see module doc)."""
+        path = self.urdf_path
+        try:
+            root = ElementTree.parse(str(path)).getroot()
+        except (OSError, ElementTree.ParseError) as exc:
+            raise WorldError(f'cannot read URDF {path}: {exc}') from exc
+        for link in root.findall('link'):
+            for tag in ('visual', 'collision'):
+                for element in link.findall(tag):
+                    link.remove(element)
+        for joint in root.findall('joint'):
+            if joint.get('type') == 'continuous':
+                joint.set('type', 'revolute')
+                limit = joint.find('limit')
+                if limit is None:
+                    limit = ElementTree.SubElement(joint, 'limit', effort='0', velocity='0')
+                limit.set('lower', repr(-_WIDE_LIMIT))
+                limit.set('upper', repr(_WIDE_LIMIT))
+        if self.ft_link is not None:
+            self._move_sensor_body(root)
+        for link in root.findall('link'):
+            if link.find('inertial') is None:
+                _tiny_inertial(link)
+        return root
+
+    def _move_sensor_body(self, root):
+        """Put the sensor link's own inertia on the robot side of the sensing plane.
+
+        The reading is what the bodies distal to the sensor exert on it; the sensor body itself
+        belongs to the robot (as in :meth:`RobotModel.ft_wrench`). PyBullet's reaction at the
+        sensor joint would include the sensor link's inertia, so that inertia moves to a new
+        link fixed to the sensor joint's parent at the same place; the rigid-body dynamics of
+        the arm are unchanged.
+        """
+        joint = next(j for j in root.findall('joint')
+                     if j.find('child').get('link') == self.ft_link)
+        if joint.get('type') != 'fixed':
+            raise WorldError(f'{self.urdf_path}: the force-torque sensor link {self.ft_link!r} '
+                             f'hangs on joint {joint.get("name")!r} of type '
+                             f'{joint.get("type")}; it must be a fixed joint')
+        link = next(k for k in root.findall('link') if k.get('name') == self.ft_link)
+        inertial = link.find('inertial')
+        if inertial is None:
+            return
+        link.remove(inertial)
+        body = ElementTree.SubElement(root, 'link', name=SENSOR_BODY_LINK)
+        body.append(inertial)
+        fixed = ElementTree.SubElement(root, 'joint', name=SENSOR_BODY_LINK + '_joint',
+                                       type='fixed')
+        ElementTree.SubElement(fixed, 'parent', link=joint.find('parent').get('link'))
+        ElementTree.SubElement(fixed, 'child', link=SENSOR_BODY_LINK)
+        origin = joint.find('origin')
+        if origin is not None:
+            fixed.append(ElementTree.fromstring(ElementTree.tostring(origin)))
+
+    def _urdf_with_payload(self):
+        root = ElementTree.fromstring(ElementTree.tostring(self._root))
+        if self._payload_geometry is not None:
+            com, axes = self._payload_geometry
+            _tiny_inertial(ElementTree.SubElement(root, 'link', name=PAYLOAD_LINK))
+            joint = ElementTree.SubElement(root, 'joint', name=PAYLOAD_LINK + '_joint',
+                                           type='fixed')
+            ElementTree.SubElement(joint, 'parent', link=self._payload_parent)
+            ElementTree.SubElement(joint, 'child', link=PAYLOAD_LINK)
+            rpy = _rpy_from_matrix(axes)
+            ElementTree.SubElement(joint, 'origin', xyz=' '.join(repr(float(v)) for v in com),
+                                   rpy=' '.join(repr(float(v)) for v in rpy))
+        # a new file name per load: PyBullet caches parsed files by name
+        self._loads = getattr(self, '_loads', 0) + 1
+        path = Path(self._tmpdir) / f'robot_{self._loads}.urdf'
+        ElementTree.ElementTree(root).write(str(path))
+        return path
+
+    def _load_body(self):
+        """(Re)load the robot body and configure it; keeps the joint state if reloading."""
+        c = self._client
+        state = None
+        if self._body is not None:
+            state = self._read_states()
+            pybullet.removeBody(self._body, physicsClientId=c)
+        path = self._urdf_with_payload()
+        try:
+            body = pybullet.loadURDF(str(path), useFixedBase=True,
+                                     flags=pybullet.URDF_USE_INERTIA_FROM_FILE,
+                                     physicsClientId=c)
+        except pybullet.error as exc:
+            raise WorldError(f'PyBullet cannot load {self.urdf_path}: {exc}') from exc
+        self._body = body
+        num = pybullet.getNumJoints(body, physicsClientId=c)
+        joint_index, link_index = {}, {}
+        for i in range(num):
+            info = pybullet.getJointInfo(body, i, physicsClientId=c)
+            joint_index[info[1].decode()] = i
+            link_index[info[12].decode()] = i
+        link_index[pybullet.getBodyInfo(body, physicsClientId=c)[0].decode()] = -1
+        self._link_index = link_index
+        missing = [j for j in self.joint_names if j not in joint_index]
+        if missing:
+            raise WorldError(f'PyBullet did not load joints {missing} of {self.urdf_path}')
+        self._idx = [joint_index[j] for j in self.joint_names]
+        for i in range(-1, num):
+            pybullet.changeDynamics(body, i, linearDamping=0.0, angularDamping=0.0,
+                                    jointDamping=0.0, physicsClientId=c)
+        self._applied_damping = np.full(self.n, np.nan)
+        self._applied_coulomb = np.full(self.n, np.nan)
+        self._ft_index = None
+        self._read_idx = list(self._idx)
+        if self.ft_link is not None:
+            self._ft_index = link_index[self.ft_link]
+            pybullet.enableJointForceTorqueSensor(body, self._ft_index, True, physicsClientId=c)
+            info = pybullet.getDynamicsInfo(body, self._ft_index, physicsClientId=c)
+            self._ft_com = np.array(info[3], dtype=float)
+            self._ft_rot = np.array(pybullet.getMatrixFromQuaternion(info[4]),
+                                    dtype=float).reshape(3, 3)
+            self._ft_identity = (np.array_equal(self._ft_com, np.zeros(3)) and
+                                 np.array_equal(self._ft_rot, np.eye(3)))
+            self._read_idx.append(self._ft_index)
+        if self.payload is not None and self._payload_geometry is not None:
+            self._apply_payload_dynamics()
+        self._apply_joint_losses()
+        for joint in list(self._locked):
+            self._engage_lock(joint)
+        if state is not None:
+            self._write_states(state[0], state[1])
+        self._cached = None
+
+    # ------------------------------------------------------------------ state I/O
+    def _read_states(self):
+        states = pybullet.getJointStates(self._body, self._read_idx,
+                                         physicsClientId=self._client)
+        n = self.n
+        q = np.array([s[0] for s in states[:n]])
+        qd = np.array([s[1] for s in states[:n]])
+        motor = [s[3] for s in states[:n]]
+        reaction = states[n][2] if self._ft_index is not None else None
+        return q, qd, motor, reaction
+
+    def _state(self):
+        if self._cached is None:
+            self._cached = self._read_states()
+        return self._cached
+
+    def _write_states(self, q, qd):
+        c, b = self._client, self._body
+        for i, j in enumerate(self._idx):
+            pybullet.resetJointState(b, j, float(q[i]), float(qd[i]), physicsClientId=c)
+        self._cached = None
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def time(self):
+        """World time, s (steps since :meth:`reset` times ``dt``)."""
+        return self._k * self.dt
+
+    @property
+    def client_id(self):
+        """This world's PyBullet client id."""
+        return self._client
+
+    @property
+    def body_id(self):
+        """The robot's PyBullet body id (changes when a payload reloads the body)."""
+        return self._body
+
+    def reset(self, q=None, qd=None):
+        """Put the arm at ``q`` (default :attr:`q0`) with velocity ``qd`` (default 0), time 0.
+
+        The controller holds ``q`` in position mode afterwards. Fault-adjusted friction,
+        limits, locks and the payload are kept (see :meth:`restore_nominal`).
+
+        Parameters
+        ----------
+        q : (n,) rad, optional
+        qd : (n,) rad/s, optional
+        """
+        q = self.q0 if q is None else _as_vector(q, self.n, 'reset q', self.joint_names)
+        qd = np.zeros(self.n) if qd is None else _as_vector(qd, self.n, 'reset qd',
+                                                            self.joint_names)
+        self._write_states(q, qd)
+        self._k = 0
+        self._tau = np.zeros(self.n)
+        self._tau_list = [0.0] * self.n
+        self._external = []
+        self._prev_qd = None
+        self._integral = np.zeros(self.n)
+        for joint in list(self._locked):
+            self._locked[joint] = float(q[self.joint_names.index(joint)])
+            self._engage_lock(joint)
+        self.set_control('position', q)
+
+    def set_control(self, mode, target, velocity=None, acceleration=None):
+        """Choose the control mode and its target (held until the next call).
+
+        Parameters
+        ----------
+        mode : {'position', 'velocity', 'torque'}
+        target : (n,) float
+            Positions (rad, clipped to the joint limits), velocities (rad/s) or torques (N·m,
+            clipped to the effort limits at each step).
+        velocity : (n,) rad/s, optional
+            Position mode: velocity feedforward (default 0).
+        acceleration : (n,) rad/s^2, optional
+            Position mode: acceleration feedforward (default 0).
+        """
+        if mode not in _CONTROL_MODES:
+            raise WorldError(f'control mode must be one of {_CONTROL_MODES}, got {mode!r}')
+        target = _as_vector(target, self.n, f'{mode} target', self.joint_names)
+        if self._mode == 'torque' and mode != 'torque':
+            self._integral = np.zeros(self.n)
+        if mode == 'torque':
+            self._tau_cmd = target
+            self._tau = np.clip(target, -self._torque_limit, self._torque_limit)
+            self._tau_list = self._tau.tolist()
+        elif mode == 'position':
+            self._q_ref = np.clip(target, self.lower, self.upper)
+            self._qd_ref = (np.zeros(self.n) if velocity is None else
+                            _as_vector(velocity, self.n, 'position velocity feedforward',
+                                       self.joint_names))
+            self._qdd_ref = (np.zeros(self.n) if acceleration is None else
+                             _as_vector(acceleration, self.n,
+                                        'position acceleration feedforward', self.joint_names))
+        else:
+            if getattr(self, '_mode', None) != 'velocity':
+                self._q_ref = self._state()[0].copy()
+            self._qd_ref = target
+            self._qdd_ref = np.zeros(self.n)
+        self._mode = mode
+
+    @property
+    def control_mode(self):
+        """The current control mode."""
+        return self._mode
+
+    def _control_torque(self):
+        q, qd = self._state()[:2]
+        if self._mode == 'velocity':
+            lag = self.velocity_mode_max_lag
+            self._q_ref = np.clip(np.clip(self._q_ref + self._qd_ref * self.dt, q - lag,
+                                          q + lag), self.lower, self.upper)
+        error = self._q_ref - q
+        integral = self._integral + error * self.dt
+        acc = (self._qdd_ref + self.kp * error + self.kd * (self._qd_ref - qd)
+               + self.ki * integral)
+        if self._pin_perm is None:
+            tau = pin.rnea(self._pin_model, self._pin_data, q, qd, acc)
+        else:
+            p = np.empty(self.n)
+            p[self._pin_perm] = q
+            v = np.empty(self.n)
+            v[self._pin_perm] = qd
+            a = np.empty(self.n)
+            a[self._pin_perm] = acc
+            tau = pin.rnea(self._pin_model, self._pin_data, p, v, a)[self._pin_perm]
+        lim = self._torque_limit
+        clipped = np.minimum(np.maximum(tau, -lim), lim)
+        # anti-windup: integrate only where the torque is not saturated
+        self._integral = np.where(clipped == tau, integral, self._integral)
+        self._tau = clipped
+        self._tau_list = clipped.tolist()
+
+    def step(self, n_steps=1):
+        """Advance ``n_steps`` fixed steps of ``dt``.
+
+        External forces queued by :meth:`apply_external_force` act during the first of them.
+        """
+        n_steps = int(n_steps)
+        if n_steps <= 0:
+            return
+        c, b, idx = self._client, self._body, self._idx
+        send = pybullet.setJointMotorControlArray
+        sim = pybullet.stepSimulation
+        torque_mode = pybullet.TORQUE_CONTROL
+        if self._external:
+            if self._mode != 'torque':
+                self._control_torque()
+            self._prev_qd = None if self._cached is None else self._cached[1]
+            send(b, idx, torque_mode, forces=self._tau_list, physicsClientId=c)
+            for link, force, point in self._external:
+                pybullet.applyExternalForce(b, link, force, point, pybullet.WORLD_FRAME,
+                                            physicsClientId=c)
+            self._external = []
+            sim(physicsClientId=c)
+            self._k += 1
+            self._cached = None
+            n_steps -= 1
+        if self._mode == 'torque':
+            self._prev_qd = (self._cached[1] if n_steps == 1 and self._cached is not None
+                             else None)
+            forces = self._tau_list
+            for _ in range(n_steps):
+                send(b, idx, torque_mode, forces=forces, physicsClientId=c)
+                sim(physicsClientId=c)
+        else:
+            control = self._control_torque
+            for _ in range(n_steps):
+                control()
+                self._prev_qd = self._cached[1]
+                send(b, idx, torque_mode, forces=self._tau_list, physicsClientId=c)
+                sim(physicsClientId=c)
+                self._cached = None
+        self._k += n_steps
+        self._cached = None
+
+    def measure(self):
+        """Return the sensor sample at the current time (:class:`Measurement`)."""
+        q, qd, _, reaction = self._state()
+        wrench = None
+        if reaction is not None:
+            wrench = -np.array(reaction)
+            if not self._ft_identity:
+                f = self._ft_rot @ wrench[:3]
+                c = self._ft_com
+                t = self._ft_rot @ wrench[3:] + (c[1] * f[2] - c[2] * f[1],
+                                                 c[2] * f[0] - c[0] * f[2],
+                                                 c[0] * f[1] - c[1] * f[0])
+                wrench = np.concatenate([f, t])
+        return Measurement(self._k * self.dt, q.copy(), qd.copy(), self._tau.copy(), wrench)
+
+    def friction_torque(self):
+        """Joint friction torque that acted over the last step, N·m, ``(n,)``.
+
+        Viscous ``-b qd`` (PyBullet applies it at the velocity at the start of the step; that
+        velocity is used when the world knows it, i.e. when the state was read before the
+        step, else the current one) plus the Coulomb motor's reaction (``-fc sign(qd)`` while
+        sliding, less while stuck). Locked joints report the lock's holding torque instead of
+        the Coulomb part.
+        """
+        _, qd, motor, _ = self._state()
+        if self._prev_qd is not None:
+            qd = self._prev_qd
+        return np.array(motor) - self._applied_damping * qd
+
+    # ------------------------------------------------------------------ friction, limits, lock
+    def _joint(self, joint):
+        if isinstance(joint, (int, np.integer)) and 0 <= int(joint) < self.n:
+            return int(joint)
+        try:
+            return self.joint_names.index(joint)
+        except ValueError:
+            raise WorldError(f'unknown joint {joint!r}; the robot has {list(self.joint_names)}'
+                             ) from None
+
+    def _apply_joint_losses(self):
+        c, b = self._client, self._body
+        damping = self.damping * self._friction_scale
+        coulomb = np.maximum(self.friction * self._friction_scale + self._friction_add, 0.0)
+        for i in np.flatnonzero(damping != self._applied_damping):
+            pybullet.changeDynamics(b, self._idx[i], jointDamping=float(damping[i]),
+                                    physicsClientId=c)
+        changed = [i for i in np.flatnonzero(coulomb != self._applied_coulomb)
+                   if self.joint_names[i] not in self._locked]
+        if changed:
+            pybullet.setJointMotorControlArray(
+                b, [self._idx[i] for i in changed], pybullet.VELOCITY_CONTROL,
+                targetVelocities=[0.0] * len(changed),
+                forces=[float(coulomb[i]) for i in changed], physicsClientId=c)
+        self._applied_damping = damping
+        self._applied_coulomb = coulomb
+
+    def set_friction_scale(self, joint, factor):
+        """Multiply a joint's nominal viscous and Coulomb friction by ``factor`` (>= 0)."""
+        i = self._joint(joint)
+        factor = float(factor)
+        if not (math.isfinite(factor) and factor >= 0.0):
+            raise WorldError(f'friction scale of {self.joint_names[i]} must be >= 0, '
+                             f'got {factor}')
+        if self._friction_scale[i] != factor:
+            self._friction_scale[i] = factor
+            self._apply_joint_losses()
+
+    def set_friction_offset(self, joint, coulomb_nm):
+        """Add ``coulomb_nm`` N·m to a joint's Coulomb friction (total is kept >= 0)."""
+        i = self._joint(joint)
+        value = float(coulomb_nm)
+        if not math.isfinite(value):
+            raise WorldError(f'friction offset of {self.joint_names[i]} must be finite')
+        if self._friction_add[i] != value:
+            self._friction_add[i] = value
+            self._apply_joint_losses()
+
+    def coulomb_friction(self):
+        """Return the Coulomb friction per joint (nominal * scale + offset), N·m, ``(n,)``."""
+        return self._applied_coulomb.copy()
+
+    def viscous_damping(self):
+        """Return the current viscous damping per joint, N·m·s/rad, ``(n,)``."""
+        return self._applied_damping.copy()
+
+    def set_torque_limit(self, joint, limit):
+        """Clip a joint's motor torque at ``limit`` N·m (``None`` restores the effort limit)."""
+        i = self._joint(joint)
+        limit = self.effort_limit[i] if limit is None else float(limit)
+        if not (limit >= 0.0):
+            raise WorldError(f'torque limit of {self.joint_names[i]} must be >= 0 N·m, '
+                             f'got {limit}')
+        if self._torque_limit[i] == limit:
+            return
+        self._torque_limit[i] = limit
+        if self._mode == 'torque':
+            self._tau = np.clip(self._tau_cmd, -self._torque_limit, self._torque_limit)
+            self._tau_list = self._tau.tolist()
+
+    def torque_limit(self):
+        """Return the current torque limits, N·m, ``(n,)``."""
+        return self._torque_limit.copy()
+
+    def _engage_lock(self, joint):
+        i = self.joint_names.index(joint)
+        # A stiff position motor: the joint holds its position against any motor torque.
+        pybullet.setJointMotorControl2(
+            self._body, self._idx[i], pybullet.POSITION_CONTROL,
+            targetPosition=self._locked[joint], targetVelocity=0.0,
+            force=1e3 * max(float(np.nan_to_num(self.effort_limit[i], posinf=1e3)), 1.0),
+            positionGain=1.0, velocityGain=1.0, physicsClientId=self._client)
+
+    def lock_joint(self, joint):
+        """Seize a joint at its current position (a locked brake or jammed gear)."""
+        i = self._joint(joint)
+        name = self.joint_names[i]
+        if name in self._locked:
+            return
+        self._locked[name] = float(self._state()[0][i])
+        self._engage_lock(name)
+
+    def unlock_joint(self, joint):
+        """Release a joint locked by :meth:`lock_joint` (its friction comes back)."""
+        i = self._joint(joint)
+        name = self.joint_names[i]
+        if self._locked.pop(name, None) is None:
+            return
+        pybullet.setJointMotorControl2(
+            self._body, self._idx[i], pybullet.VELOCITY_CONTROL, targetVelocity=0.0,
+            force=float(self._applied_coulomb[i]), physicsClientId=self._client)
+
+    @property
+    def locked_joints(self):
+        """Names of the locked joints."""
+        return tuple(self._locked)
+
+    def restore_nominal(self):
+        """Undo friction scales and offsets, torque limits and locks (not the payload)."""
+        for joint in list(self._locked):
+            self.unlock_joint(joint)
+        self._friction_scale[:] = 1.0
+        self._friction_add[:] = 0.0
+        self._apply_joint_losses()
+        self._torque_limit = self.effort_limit.copy()
+        if self._mode == 'torque':
+            self._tau = np.clip(self._tau_cmd, -self._torque_limit, self._torque_limit)
+            self._tau_list = self._tau.tolist()
+
+    # ------------------------------------------------------------------ payload, forces
+    def set_payload(self, payload):
+        """Attach a payload rigidly to the force-torque sensor link (``None`` removes it).
+
+        Parameters
+        ----------
+        payload : Payload or None
+            Any object with ``mass`` (kg), ``com`` ((3,) m, in the ``ft_link`` frame, or the
+            last link's if the robot has no sensor) and ``inertia`` ((3, 3) kg m^2 about the
+            centre of mass in that frame's axes, or its (3,) diagonal). It acts on the
+            simulated arm (so on the FT reading and the joint torques) and on the
+            controller's model. Changing only mass and inertia scale is cheap; a new centre
+            of mass or new principal axes reload the PyBullet body (joint state kept).
+        """
+        if payload is None:
+            if self.payload is not None:
+                self.payload = None
+                if self._payload_geometry is not None:
+                    self._set_pin_payload(None)
+                    pybullet.changeDynamics(self._body, self._link_index[PAYLOAD_LINK],
+                                            mass=_TINY_MASS,
+                                            localInertiaDiagonal=[_TINY_INERTIA] * 3,
+                                            physicsClientId=self._client)
+            return
+        mass, com, principal, axes = _payload_parts(payload)
+        self.payload = payload
+        geometry = self._payload_geometry
+        if geometry is None or not (np.array_equal(geometry[0], com)
+                                    and np.allclose(geometry[1], axes, atol=1e-12)):
+            self._payload_geometry = (com, axes)
+            self._parts = (mass, principal)
+            self._load_body()
+        else:
+            self._parts = (mass, principal)
+            self._apply_payload_dynamics()
+        self._set_pin_payload((mass, com, principal, axes))
+
+    def _apply_payload_dynamics(self):
+        mass, principal = self._parts
+        pybullet.changeDynamics(self._body, self._link_index[PAYLOAD_LINK],
+                                mass=max(mass, _TINY_MASS),
+                                localInertiaDiagonal=np.maximum(principal,
+                                                                _TINY_INERTIA).tolist(),
+                                physicsClientId=self._client)
+
+    def _set_pin_payload(self, parts):
+        jid = self._payload_joint
+        inertia = pin.Inertia(self._base_inertias[jid])
+        if parts is not None:
+            mass, com, principal, axes = parts
+            local = pin.Inertia(mass, com, axes @ np.diag(principal) @ axes.T)
+            inertia = inertia + self._payload_parent_placement.act(local)
+        self._pin_model.inertias[jid] = inertia
+
+    def apply_external_force(self, link, force_world, point_world):
+        """Apply a force to a link during the next step only (e.g. a collision).
+
+        Parameters
+        ----------
+        link : str
+            Link name (e.g. ``'tool'``).
+        force_world : (3,) N
+            Force in the world frame.
+        point_world : (3,) m
+            Point of application in the world frame.
+        """
+        if link not in self._link_index:
+            raise WorldError(f'unknown link {link!r}; links: {sorted(self._link_index)}')
+        force = _as_vector(force_world, 3, 'external force', ['x', 'y', 'z'])
+        point = _as_vector(point_world, 3, 'external force point', ['x', 'y', 'z'])
+        self._external.append((self._link_index[link], force.tolist(), point.tolist()))
+
+    def link_pose(self, link):
+        """Return ``(position (3,) m, rotation (3, 3))`` of a link frame in the world frame."""
+        if link not in self._link_index:
+            raise WorldError(f'unknown link {link!r}; links: {sorted(self._link_index)}')
+        i = self._link_index[link]
+        if i < 0:
+            pos, orn = pybullet.getBasePositionAndOrientation(self._body,
+                                                              physicsClientId=self._client)
+        else:
+            state = pybullet.getLinkState(self._body, i, computeForwardKinematics=True,
+                                          physicsClientId=self._client)
+            pos, orn = state[4], state[5]
+        rot = np.array(pybullet.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        return np.array(pos), rot
+
+    @property
+    def link_names(self):
+        """Names of the links of the loaded body (the base link included)."""
+        return tuple(self._link_index)
+
+    # ------------------------------------------------------------------ life cycle
+    def close(self):
+        """Disconnect the PyBullet client and remove temporary files (idempotent)."""
+        if self._client is not None and self._client >= 0:
+            try:
+                pybullet.disconnect(physicsClientId=self._client)
+            except pybullet.error:
+                pass
+        self._client = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to clean
+            pass
