@@ -1,8 +1,39 @@
-"""The ``robot-twin`` command line (placeholder until the sub-commands land)."""
+"""The ``robot-twin`` command line: demo, bring-up and the offline tools.
+
+Each sub-command lives in its own module and adds itself with ``add_<name>_parser``; this file
+only collects them (see ``robot-twin --help``).
+"""
 import argparse
+import sys
+
+
+def build_parser():
+    """Return the ``robot-twin`` argument parser with every sub-command."""
+    from robot_twin.bringup import add_up_parser
+    from robot_twin.demo import add_demo_parser
+    from robot_twin.sysid_cli import add_excite_parser, add_sysid_parser
+    from robot_twin.whatif_cli import add_whatif_parser
+
+    parser = argparse.ArgumentParser(
+        prog='robot-twin',
+        description='A live digital twin for robot arms on ROS 2 (see README.md).')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    add_demo_parser(sub)
+    add_up_parser(sub)
+    add_sysid_parser(sub)
+    add_excite_parser(sub)
+    add_whatif_parser(sub)
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='robot-twin')
-    parser.parse_args(argv)
-    return 0
+    """Run ``robot-twin``; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

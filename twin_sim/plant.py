@@ -183,25 +183,44 @@ class Plant:
         return Payload(mass, com, inertia)
 
     # ------------------------------------------------------------------ commands
-    def command_position(self, q, qd=None, qdd=None):
+    def command_position(self, q, qd=None, qdd=None, *, extrapolate_s=0.0):
         """Hold/track joint positions ``q`` (n,) rad (clipped to the limits).
 
         ``qd`` (rad/s) and ``qdd`` (rad/s^2) are optional feedforward terms.
+
+        ``extrapolate_s`` > 0 treats the command as one set-point of a stream (a controller
+        sending position + velocity at its own rate, e.g. 100 Hz): until the next command, the
+        reference moves on as ``q + qd (t - t_cmd)`` for at most ``extrapolate_s`` and then
+        holds, as a real streaming position interface interpolates between set-points instead
+        of jumping (which would saturate the drives at each set-point).
         """
         q = self._vector(q, 'position command')
         qd = None if qd is None else self._vector(qd, 'velocity feedforward')
         qdd = None if qdd is None else self._vector(qdd, 'acceleration feedforward')
         self._trajectory = None
+        if extrapolate_s > 0.0 and qd is not None:
+            self._stream = (q, qd, qdd, self.time, float(extrapolate_s))
+        else:
+            self._stream = None
         self.world.set_control('position', q, qd, qdd)
+
+    def _follow_stream(self, t):
+        q, qd, qdd, t_cmd, horizon = self._stream
+        age = min(t - t_cmd, horizon)
+        if age >= horizon:
+            self.world.set_control('position', q + qd * horizon)
+            self._stream = None
+        else:
+            self.world.set_control('position', q + qd * age, qd, qdd)
 
     def command_velocity(self, qd):
         """Track joint velocities ``qd`` (n,) rad/s."""
-        self._trajectory = None
+        self._trajectory = self._stream = None
         self.world.set_control('velocity', self._vector(qd, 'velocity command'))
 
     def command_effort(self, tau):
         """Apply joint torques ``tau`` (n,) N·m (clipped to the torque limits)."""
-        self._trajectory = None
+        self._trajectory = self._stream = None
         self.world.set_control('torque', self._vector(tau, 'effort command'))
 
     def command_trajectory(self, interpolator, start_time=None):
@@ -222,6 +241,7 @@ class Plant:
             raise PlantError(f'trajectory has {interpolator.n} joints, the robot has {self.n} '
                              f'({list(self.joint_names)}); map it to the model order first')
         start = self.time if start_time is None else float(start_time)
+        self._stream = None
         self._trajectory = (interpolator, start)
         self._follow_trajectory(self.time)
 
@@ -243,6 +263,8 @@ class Plant:
         t = world.time
         if self._trajectory is not None:
             self._follow_trajectory(t)
+        elif self._stream is not None:
+            self._follow_stream(t)
         if self.faults or self._physical_active:
             self._apply_physical(t)
         world.step()
@@ -269,7 +291,7 @@ class Plant:
         self.clear_faults()
         for fault in faults:
             self._add(fault)
-        self._trajectory = None
+        self._trajectory = self._stream = None
         self.world.reset(self.initial_q)
 
     def close(self):

@@ -1,0 +1,406 @@
+"""``robot-twin up``: start a config's nodes without ``ros2 launch``, as one process group.
+
+Every node of :func:`robot_twin.graph.describe_graph` runs as ``python -c 'from <module> import
+main; ...' --ros-args ...`` with the same ROS arguments that ``launch_ros`` gives it in the launch
+files (name, namespace, params file, ``-p`` overrides, remappings). Output is prefixed with the
+node name. SIGINT/SIGTERM are forwarded to every node, which gets ``stop_timeout_s`` to exit
+before SIGKILL (a second Ctrl-C kills at once). If a node exits on its own, the others are
+stopped and ``up`` exits non-zero.
+
+The demo reuses :func:`start_graph` / :class:`ProcessGroup`::
+
+    with start_graph(graph.nodes, env=localhost_env(domain_id)) as group:
+        ...                     # group.poll() tells if a node died
+    # leaving the block stops every node
+"""
+import argparse
+import importlib.util
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import yaml
+
+from robot_twin.config import ConfigError, parse_bool
+from robot_twin.graph import describe_graph, missing_files, MODULES, PACKAGE, PROFILES
+from robot_twin.ros_env import localhost_env
+
+_TAG = 'robot-twin up'
+
+
+def format_value(value):
+    """Write a parameter value as rcl reads ``-p name:=value`` (YAML; strings stay strings)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=float('inf'))
+    return text[:-len('\n...\n')] if text.endswith('\n...\n') else text.rstrip('\n')
+
+
+def node_command(spec, python=None):
+    """Return the argv that starts one robot_twin node like ``launch_ros`` would.
+
+    Parameters
+    ----------
+    spec : robot_twin.graph.NodeSpec
+        A node of package robot_twin.
+    python : str, optional
+        Interpreter; default ``sys.executable``.
+
+    Returns
+    -------
+    list of str
+        ``[python, '-c', <run main>, *arguments, '--ros-args', '-r', '__node:=NAME',
+        ('-r', '__ns:=NS'), ('--params-file', FILE)..., ('-p', 'NAME:=VALUE')...,
+        ('-r', 'FROM:=TO')...]``.
+    """
+    if spec.package != PACKAGE or spec.executable not in MODULES:
+        raise ConfigError(spec.name, [
+            f'{spec.package}/{spec.executable} needs a ROS 2 install (ros2 launch); '
+            f'robot-twin up starts {", ".join(MODULES)}'])
+    code = f'import sys; from {MODULES[spec.executable]} import main; sys.exit(main())'
+    argv = [python or sys.executable, '-c', code, *spec.arguments,
+            '--ros-args', '-r', f'__node:={spec.name}']
+    if spec.namespace:
+        argv += ['-r', f'__ns:={spec.namespace}']
+    for path in spec.params_files:
+        argv += ['--params-file', path]
+    for name, value in spec.parameters.items():
+        argv += ['-p', f'{name}:={format_value(value)}']
+    for src, dst in spec.remappings:
+        argv += ['-r', f'{src}:={dst}']
+    return argv
+
+
+def _describe_exit(code):
+    if code is None:
+        return 'is running'
+    if code < 0:
+        try:
+            return f'was killed by {signal.Signals(-code).name}'
+        except ValueError:
+            return f'was killed by signal {-code}'
+    return f'exited with code {code}'
+
+
+class ProcessGroup:
+    """Child processes started and stopped together, with their output prefixed by name.
+
+    Each child runs in a session of its own, so a Ctrl-C in the terminal reaches only this
+    process, which forwards it: the children are stopped in one orderly way.
+
+    Parameters
+    ----------
+    commands : list of (str, list of str)
+        ``(name, argv)`` of each child, started in this order.
+    env : dict, optional
+        Environment of the children; default ``os.environ``. ``PYTHONUNBUFFERED=1`` is added
+        so that output arrives line by line.
+    on_line : callable, optional
+        ``on_line(name, line)`` for every output line (stdout and stderr, without the newline);
+        default: print ``[name] line`` to ``sys.stdout``.
+    stop_timeout_s : float
+        How long :meth:`stop` waits for the children after the signal before SIGKILL.
+    cwd : str, optional
+        Working directory of the children.
+    """
+
+    def __init__(self, commands, env=None, *, on_line=None, stop_timeout_s=5.0, cwd=None):
+        names = [name for name, _argv in commands]
+        if len(set(names)) != len(names):
+            raise ValueError(f'process names must be unique, got {names}')
+        self.commands = list(commands)
+        self.env = dict(os.environ if env is None else env)
+        self.env['PYTHONUNBUFFERED'] = '1'
+        self.stop_timeout_s = float(stop_timeout_s)
+        self.cwd = cwd
+        self.processes = {}
+        self._threads = []
+        self._width = max((len(n) for n in names), default=0)
+        self._print_lock = threading.Lock()
+        self._on_line = on_line or self._print_line
+        self._kill_now = False
+        self.stopping = False
+
+    def _print_line(self, name, line):
+        with self._print_lock:
+            sys.stdout.write(f'[{name:<{self._width}}] {line}\n')
+            sys.stdout.flush()
+
+    def _pump(self, name, stream):
+        for line in iter(stream.readline, ''):
+            self._on_line(name, line.rstrip('\n'))
+        stream.close()
+
+    def start(self):
+        """Start every child; if one cannot be started, stop those already running and raise."""
+        for name, argv in self.commands:
+            try:
+                proc = subprocess.Popen(
+                    argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                    errors='replace', bufsize=1, start_new_session=True)
+            except OSError as exc:
+                self.stop()
+                raise RuntimeError(f'cannot start {name} ({argv[0]}): {exc}') from exc
+            self.processes[name] = proc
+            thread = threading.Thread(target=self._pump, args=(name, proc.stdout),
+                                      name=f'output-{name}', daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    @property
+    def pids(self):
+        """``{name: pid}`` of the started children."""
+        return {name: proc.pid for name, proc in self.processes.items()}
+
+    @staticmethod
+    def _status(proc):
+        """Return the child's exit status without reaping it, or None while it runs.
+
+        An unreaped child keeps its process id, and with it its process group id, reserved:
+        :meth:`stop` can then signal the whole group (grandchildren included) without any risk
+        of reaching an unrelated process that got a recycled id.
+        """
+        if proc.returncode is not None:
+            return proc.returncode
+        try:
+            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped elsewhere
+            return proc.poll()
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+    def returncodes(self):
+        """``{name: returncode or None}`` (negative = killed by that signal)."""
+        return {name: self._status(proc) for name, proc in self.processes.items()}
+
+    def poll(self):
+        """Return ``(name, returncode)`` of the first exited child (start order), or None."""
+        for name, proc in self.processes.items():
+            code = self._status(proc)
+            if code is not None:
+                return name, code
+        return None
+
+    def wait(self, timeout=None, interval=0.05):
+        """Wait until a child exits (return ``(name, returncode)``) or ``timeout`` s (None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            exited = self.poll()
+            if exited is not None or not self.processes:
+                return exited
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(interval)
+
+    @staticmethod
+    def _signal_group(proc, sig):
+        if proc.returncode is None:  # not reaped: the process group id is still ours
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def kill_now(self):
+        """Make a running :meth:`stop` skip the rest of its grace period (second Ctrl-C)."""
+        self._kill_now = True
+
+    def stop(self, sig=signal.SIGINT, timeout_s=None):
+        """Stop every child: send ``sig``, wait up to ``timeout_s``, then SIGKILL the rest.
+
+        Signals go to each child's process group, so processes a node started go with it;
+        whatever is left of a group once its node has exited is killed.
+
+        Returns
+        -------
+        list of str
+            Names of the children that had to be killed (empty after a clean stop).
+        """
+        self.stopping = True
+        timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
+        for proc in reversed(list(self.processes.values())):
+            if self._status(proc) is None:
+                self._signal_group(proc, sig)
+        deadline = time.monotonic() + timeout_s
+        while (not self._kill_now and time.monotonic() < deadline
+               and any(code is None for code in self.returncodes().values())):
+            time.sleep(0.02)
+        killed = [name for name, code in self.returncodes().items() if code is None]
+        for proc in self.processes.values():
+            self._signal_group(proc, signal.SIGKILL)
+        for proc in self.processes.values():
+            proc.wait()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        return killed
+
+    def __enter__(self):
+        if not self.processes:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def start_graph(specs, env=None, **kwargs):
+    """Start robot_twin nodes; return the running :class:`ProcessGroup`.
+
+    Parameters
+    ----------
+    specs : iterable of robot_twin.graph.NodeSpec
+        Usually ``describe_graph(...).nodes``.
+    env : dict, optional
+        Environment of the nodes (default ``os.environ``: the user's ROS set-up, e.g. beside a
+        real robot). Tests and the demo pass ``robot_twin.ros_env.localhost_env(domain_id)``.
+    **kwargs
+        ``on_line``, ``stop_timeout_s``, ``cwd`` of :class:`ProcessGroup`.
+    """
+    commands = [(spec.name, node_command(spec)) for spec in specs]
+    return ProcessGroup(commands, env, **kwargs).start()
+
+
+def run_until_stopped(group, log=None):
+    """Run ``group`` until SIGINT/SIGTERM or until a child exits; stop it; return an exit code.
+
+    Starts ``group`` if it has not been started. Must be called from the main thread (it
+    installs signal handlers, restored on return).
+
+    Returns
+    -------
+    int
+        0 after a requested stop in which every child exited cleanly and in time; 1 when a
+        child exited on its own, failed on the way out or had to be killed.
+    """
+    log = log or (lambda text: print(f'[{_TAG}] {text}', file=sys.stderr, flush=True))
+    requested = []
+
+    def handler(signum, _frame):
+        if requested:
+            log('second signal: killing every node now')
+            group.kill_now()
+        requested.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if not group.processes:  # started here, so that a Ctrl-C during start-up is handled
+            try:
+                group.start()
+            except RuntimeError as exc:
+                log(str(exc))
+                return 1
+        exited = None
+        while not requested and exited is None:
+            exited = group.wait(timeout=0.2)
+        code = 0
+        if exited is not None and not requested:
+            name, returncode = exited
+            log(f'node {name} {_describe_exit(returncode)}; stopping the others')
+            code = 1
+        sig = signal.Signals(requested[0]) if requested else signal.SIGINT
+        if requested:
+            log(f'{sig.name}: stopping {len(group.processes)} nodes '
+                f'(up to {group.stop_timeout_s:g} s; Ctrl-C again to kill)')
+        killed = group.stop(sig)
+        if killed:
+            log(f'killed {", ".join(killed)}: did not exit within {group.stop_timeout_s:g} s')
+            code = 1
+        reported = exited[0] if exited is not None else None
+        for name, returncode in group.returncodes().items():
+            if name != reported and returncode not in (
+                    0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL):
+                log(f'node {name} {_describe_exit(returncode)}')
+                code = 1
+        return code
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def up_env(domain_id=None, localhost=False, base=None):
+    """Return the nodes' environment: the user's (real robot), or localhost-only DDS."""
+    env = dict(os.environ if base is None else base)
+    if localhost:
+        domain = domain_id if domain_id is not None else int(env.get('ROS_DOMAIN_ID') or 0)
+        return localhost_env(domain, base=env)
+    if domain_id is not None:
+        if not 0 <= domain_id <= 232:
+            raise ConfigError('--domain-id', [f'{domain_id} is not a ROS_DOMAIN_ID (0..232)'])
+        env['ROS_DOMAIN_ID'] = str(domain_id)
+    return env
+
+
+def add_up_parser(subparsers):
+    """Add the ``up`` sub-command to an ``argparse`` sub-parsers object; return its parser."""
+    parser = subparsers.add_parser(
+        'up', help='start the configured nodes without ros2 launch',
+        description='Start the nodes of a config file (same nodes and parameters as the launch '
+                    'files) and stop them together on Ctrl-C.')
+    parser.add_argument('--config', default='twin', metavar='FILE',
+                        help=f'params file with a robot_twin section, or a profile '
+                             f'({", ".join(PROFILES)}); default: twin (beside a real robot)')
+    parser.add_argument('--urdf', default='', metavar='PATH',
+                        help='robot URDF for every node (overrides urdf_path)')
+    parser.add_argument('--namespace', default='', help='ROS namespace of the nodes')
+    parser.add_argument('--use-sim-time', choices=('true', 'false'), default=None,
+                        help='set use_sim_time on every node except a plant')
+    parser.add_argument('--domain-id', type=int, default=None, metavar='N',
+                        help='ROS_DOMAIN_ID for the nodes (default: your environment)')
+    parser.add_argument('--localhost', action='store_true',
+                        help='keep DDS on this machine (localhost-only discovery and transport)')
+    parser.add_argument('--stop-timeout', type=float, default=5.0, metavar='S',
+                        help='seconds each node gets to exit on Ctrl-C before SIGKILL')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the command lines and exit')
+    parser.set_defaults(func=cmd_up)
+    return parser
+
+
+def cmd_up(args):
+    """Run ``robot-twin up`` with parsed ``args``; return the exit code."""
+    try:
+        graph = describe_graph(
+            args.config, urdf=args.urdf, namespace=args.namespace,
+            use_sim_time=None if args.use_sim_time is None else parse_bool(
+                args.use_sim_time, '--use-sim-time'))
+        env = up_env(args.domain_id, args.localhost)
+        commands = [(spec.name, node_command(spec)) for spec in graph.nodes]
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f'{_TAG}: {exc}', file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for _name, argv in commands:
+            print(shlex.join(argv))
+        return 0
+    problems = missing_files(graph)
+    if problems:
+        print(f'{_TAG}: ' + '; '.join(problems), file=sys.stderr)
+        return 2
+    missing = [MODULES[s.executable] for s in graph.nodes
+               if importlib.util.find_spec(MODULES[s.executable].rsplit('.', 1)[0]) is None
+               or importlib.util.find_spec(MODULES[s.executable]) is None]
+    if missing:
+        print(f'{_TAG}: cannot import {", ".join(missing)} with {sys.executable}; install '
+              'robot_twin into this Python (make setup)', file=sys.stderr)
+        return 2
+    dds = 'localhost only, ' if args.localhost else ''
+    print(f'[{_TAG}] {graph.config.path}: starting {", ".join(graph.config.nodes)} '
+          f'({dds}ROS_DOMAIN_ID={env.get("ROS_DOMAIN_ID", "0 (default)")})', flush=True)
+    return run_until_stopped(ProcessGroup(commands, env, stop_timeout_s=args.stop_timeout))
+
+
+def main(argv=None):
+    """Run ``up`` on its own (``python -m robot_twin.bringup ...``)."""
+    parser = argparse.ArgumentParser(prog='robot-twin')
+    add_up_parser(parser.add_subparsers(dest='command', required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""A listener on the twin's outputs, for the demo's live display and the integration tests.
+
+:class:`TwinMonitorNode` subscribes to /twin/status, /twin/anomaly, /twin/residuals,
+/twin/plant_status and the robot's command topics, and keeps a plain-Python picture of what it
+saw (:class:`Observation`), so that callers only read attributes. It never publishes.
+"""
+from collections import deque
+from dataclasses import dataclass, field
+import math
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_twin.msg_conversions import level_name, stamp_to_sec, status_values, \
+    trajectory_points
+
+STREAM_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@dataclass
+class Observation:
+    """What the monitor has seen so far (times are wall-clock seconds unless named stamp)."""
+
+    status: dict = field(default_factory=dict)          # latest /twin/status values
+    status_level: str = ''
+    status_message: str = ''
+    stale_seen: bool = False                             # a STALE /twin/status was seen
+    anomaly: dict = field(default_factory=dict)          # status name -> (level, msg, values)
+    first_alarm: tuple = None      # (wall time, joint, fault_type, since stamp) of first ERROR
+    commissioned_at: float = None  # wall time the anomaly phase became 'monitoring'
+    residual_count: int = 0
+    residual_names: list = field(default_factory=list)
+    residual_rms: np.ndarray = None        # effort residual RMS over the last second, N·m
+    latency_s: deque = field(default_factory=lambda: deque(maxlen=2000))
+    plant: dict = field(default_factory=dict)            # latest /twin/plant_status values
+    commands: list = field(default_factory=list)         # (kind, joint names, positions)
+
+
+class TwinMonitorNode(Node):
+    """Collect the twin's outputs into an :class:`Observation`."""
+
+    def __init__(self, name='twin_monitor', watch_commands=True, **kwargs):
+        super().__init__(name, **kwargs)
+        self.obs = Observation()
+        self._effort_sq = deque(maxlen=1000)
+        self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, RELIABLE_QOS)
+        self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, LATCHED_QOS)
+        self.create_subscription(DiagnosticArray, '/twin/plant_status', self.on_plant,
+                                 LATCHED_QOS)
+        self.create_subscription(JointState, '/twin/residuals', self.on_residuals, STREAM_QOS)
+        if watch_commands:
+            self.create_subscription(
+                JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
+                self.on_trajectory, RELIABLE_QOS)
+
+    def on_status(self, msg):
+        """Keep the bridge's latest sync status."""
+        for s in msg.status:
+            if s.name == 'twin/status/sync':
+                self.obs.status = status_values(s)
+                self.obs.status_level = level_name(s.level)
+                self.obs.status_message = s.message
+                self.obs.stale_seen |= self.obs.status_level == 'STALE'
+
+    def on_anomaly(self, msg):
+        """Keep the anomaly statuses; note commissioning end and the first alarm."""
+        for s in msg.status:
+            values = status_values(s)
+            self.obs.anomaly[s.name] = (level_name(s.level), s.message, values)
+            if s.name != 'twin/anomaly/robot':
+                continue
+            if values.get('phase') == 'monitoring' and self.obs.commissioned_at is None:
+                self.obs.commissioned_at = time.time()
+            if level_name(s.level) == 'ERROR' and self.obs.first_alarm is None:
+                since = float(values['since']) if values.get('since') else math.nan
+                self.obs.first_alarm = (time.time(), values.get('joint', ''),
+                                        values.get('fault_type', ''), since)
+
+    def on_plant(self, msg):
+        """Keep the plant's scenario status (demo and HIL only)."""
+        for s in msg.status:
+            self.obs.plant = status_values(s)
+
+    def on_residuals(self, msg):
+        """Count residual samples, their latency from the robot stamp, and effort RMS."""
+        obs = self.obs
+        obs.residual_count += 1
+        obs.latency_s.append(self.get_clock().now().nanoseconds * 1e-9
+                             - stamp_to_sec(msg.header.stamp))
+        if len(msg.effort):
+            obs.residual_names = list(msg.name)
+            self._effort_sq.append(np.square(np.asarray(msg.effort, dtype=float)))
+            if obs.residual_count % 100 == 0:
+                obs.residual_rms = np.sqrt(np.mean(np.asarray(self._effort_sq), axis=0))
+
+    def on_trajectory(self, msg):
+        """Record trajectories commanded to the robot (e.g. corrective holds)."""
+        names, points = trajectory_points(msg)
+        self.obs.commands.append(('trajectory', names, [p[1] for p in points]))
+
+    def robot_anomaly(self):
+        """Return (level, message, values) of ``twin/anomaly/robot`` or None."""
+        return self.obs.anomaly.get('twin/anomaly/robot')

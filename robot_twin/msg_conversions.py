@@ -1,0 +1,157 @@
+"""Conversions between ROS 2 messages and the numpy arrays the twin cores work on.
+
+Message types only (no rclpy): every ``*_node.py`` uses these so that the nodes stay thin and the
+conversions are tested once. Stamps are float seconds inside the cores.
+"""
+import math
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import WrenchStamped
+import numpy as np
+from sensor_msgs.msg import JointState
+
+LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN,
+          'ERROR': DiagnosticStatus.ERROR, 'STALE': DiagnosticStatus.STALE}
+
+
+def stamp_to_sec(stamp):
+    """Return a builtin_interfaces/Time as float seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sec_to_stamp(t):
+    """Return float seconds ``t`` as a builtin_interfaces/Time (floor to whole nanoseconds)."""
+    if not math.isfinite(t) or t < 0.0:
+        raise ValueError(f'cannot stamp a message with time {t!r}: need a finite t >= 0')
+    ns = int(round(t * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def joint_state_to_arrays(msg):
+    """Unpack a sensor_msgs/JointState.
+
+    Returns
+    -------
+    names : list of str
+    position, velocity, effort : (k,) float arrays, or empty arrays where the message has none
+    stamp : float
+        Header stamp, seconds.
+    """
+    return (list(msg.name), np.asarray(msg.position, dtype=float),
+            np.asarray(msg.velocity, dtype=float), np.asarray(msg.effort, dtype=float),
+            stamp_to_sec(msg.header.stamp))
+
+
+def make_joint_state(stamp, names, position=None, velocity=None, effort=None, frame_id=''):
+    """Build a sensor_msgs/JointState; arrays are (len(names),) or None for 'not given'.
+
+    ``stamp`` is a builtin_interfaces/Time (pass the robot sample's stamp through unchanged).
+    """
+    msg = JointState()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.name = list(names)
+    if position is not None:
+        msg.position = np.asarray(position, dtype=float).tolist()
+    if velocity is not None:
+        msg.velocity = np.asarray(velocity, dtype=float).tolist()
+    if effort is not None:
+        msg.effort = np.asarray(effort, dtype=float).tolist()
+    return msg
+
+
+def wrench_to_array(msg):
+    """Return ``(w, stamp)``: ``w`` (6,) [fx, fy, fz, tx, ty, tz] of a WrenchStamped."""
+    f, t = msg.wrench.force, msg.wrench.torque
+    return np.array([f.x, f.y, f.z, t.x, t.y, t.z]), stamp_to_sec(msg.header.stamp)
+
+
+def make_wrench(stamp, frame_id, w):
+    """Build a geometry_msgs/WrenchStamped from ``w`` (6,) [N, N·m] in frame ``frame_id``."""
+    msg = WrenchStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    w = [float(v) for v in w]
+    f, t = msg.wrench.force, msg.wrench.torque
+    f.x, f.y, f.z, t.x, t.y, t.z = w
+    return msg
+
+
+def make_status(name, level, message, values=None, hardware_id='robot_twin'):
+    """Build a diagnostic_msgs/DiagnosticStatus.
+
+    Parameters
+    ----------
+    level : str or int
+        'OK', 'WARN', 'ERROR', 'STALE' or the byte value.
+    values : dict, optional
+        Key-value pairs; values are turned into strings (floats with 6 significant digits).
+    """
+    status = DiagnosticStatus()
+    status.name = name
+    status.level = LEVELS[level] if isinstance(level, str) else bytes([int(level)])
+    status.message = str(message)
+    status.hardware_id = hardware_id
+    for key, value in (values or {}).items():
+        text = f'{value:.6g}' if isinstance(value, float) else str(value)
+        status.values.append(KeyValue(key=str(key), value=text))
+    return status
+
+
+def status_values(status):
+    """Return the key-value pairs of a DiagnosticStatus as a dict of strings."""
+    return {kv.key: kv.value for kv in status.values}
+
+
+def level_name(level):
+    """Return 'OK', 'WARN', 'ERROR' or 'STALE' for a DiagnosticStatus level (bytes or int)."""
+    value = level[0] if isinstance(level, (bytes, bytearray)) else int(level)
+    for name, byte in LEVELS.items():
+        if byte[0] == value:
+            return name
+    return f'LEVEL{value}'
+
+
+def duration_msg(seconds):
+    """Return a builtin_interfaces/Duration for ``seconds`` >= 0."""
+    from builtin_interfaces.msg import Duration
+    ns = int(round(max(0.0, float(seconds)) * 1e9))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def trajectory_msg(joints, points):
+    """Build a trajectory_msgs/JointTrajectory.
+
+    Parameters
+    ----------
+    joints : sequence of str
+    points : sequence of (time_from_start s, positions (m,), velocities (m,) or None)
+    """
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    msg = JointTrajectory()
+    msg.joint_names = list(joints)
+    for point in points:
+        t, positions = point[0], point[1]
+        velocities = point[2] if len(point) > 2 else None
+        p = JointTrajectoryPoint()
+        p.positions = np.asarray(positions, dtype=float).tolist()
+        if velocities is not None:
+            p.velocities = np.asarray(velocities, dtype=float).tolist()
+        p.time_from_start = duration_msg(t)
+        msg.points.append(p)
+    return msg
+
+
+def trajectory_points(msg):
+    """Unpack a JointTrajectory: ``(joint_names, [(t s, positions, velocities or None), ...])``.
+
+    Velocities are None where a point has none; positions are empty arrays where a point has
+    none (the caller rejects such a trajectory).
+    """
+    points = []
+    for p in msg.points:
+        t = p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
+        velocities = np.asarray(p.velocities, dtype=float) if len(p.velocities) else None
+        points.append((t, np.asarray(p.positions, dtype=float), velocities))
+    return list(msg.joint_names), points

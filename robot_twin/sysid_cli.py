@@ -1,0 +1,230 @@
+"""``robot-twin sysid`` and ``robot-twin excite``: system identification from the command line.
+
+Wiring (robot_twin/cli.py)::
+
+    add_sysid_parser(sub)
+    add_excite_parser(sub)
+
+Each handler returns the exit status: 0 on success, 2 when the input or an option is unusable
+(the message says what to change), 1 when an output cannot be written.
+"""
+import sys
+import time
+import warnings
+
+from robot_twin.resources import urdf_or_builtin
+
+_SYSID = 'robot-twin sysid'
+_EXCITE = 'robot-twin excite'
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise ValueError(text)
+    return value
+
+
+def _positive(text):
+    value = float(text)
+    if not value > 0.0:
+        raise ValueError(text)
+    return value
+
+
+_fraction.__name__ = 'number in (0, 1)'
+_positive.__name__ = 'positive number'
+
+
+def add_sysid_parser(subparsers):
+    """Add the ``sysid`` sub-command to an argparse sub-parser collection; returns its parser."""
+    from twin_sim.logdata import DEFAULT_CUTOFF_HZ, DEFAULT_TOPIC
+    from twin_sim.sysid import DEFAULT_MAX_CONDITION, FRICTION_MODELS
+
+    p = subparsers.add_parser(
+        'sysid', help='identify inertial and friction parameters from a joint log',
+        description='Identify the base inertial parameters and per-joint friction of a robot '
+                    'from a joint log (CSV or rosbag2), write them as params.yaml, and report '
+                    'the held-out torque RMSE before and after, with plots.')
+    p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
+    p.add_argument('--data', required=True,
+                   help='CSV with header time,<joint>.position,<joint>.velocity,<joint>.effort '
+                        '(velocity optional), or a rosbag2 directory (sqlite3 or MCAP)')
+    p.add_argument('--output', required=True, help='identified parameters (params.yaml)')
+    p.add_argument('--report', required=True,
+                   help='report JSON; plots are written next to it (<stem>_torques.png, '
+                        '<stem>_rmse.png)')
+    p.add_argument('--train-fraction', type=_fraction, default=0.7,
+                   help='first part of the log used for fitting; the rest is held out '
+                        '(default 0.7)')
+    p.add_argument('--friction', choices=FRICTION_MODELS, default='viscous-coulomb',
+                   help='per-joint friction model (default viscous-coulomb)')
+    p.add_argument('--topic', default=None,
+                   help=f'JointState topic of a bag (default {DEFAULT_TOPIC}, or the only '
+                        'JointState topic)')
+    p.add_argument('--cutoff', type=_positive, default=DEFAULT_CUTOFF_HZ, metavar='HZ',
+                   help='low-pass cut-off of the zero-phase Butterworth filter used for '
+                        f'velocities and accelerations (default {DEFAULT_CUTOFF_HZ:g} Hz)')
+    p.add_argument('--rate', type=_positive, default=None, metavar='HZ',
+                   help="uniform resampling rate (default: the log's median rate)")
+    p.add_argument('--fit-torque', choices=('raw', 'filtered'), default='raw',
+                   help='fit the measured effort as recorded (default) or low-pass filtered')
+    p.add_argument('--lock-joints', nargs='+', default=[], metavar='JOINT',
+                   help='joints that do not move in the log (effort not used, friction not '
+                        'fitted)')
+    p.add_argument('--consistency', choices=('auto', 'check'), default='auto',
+                   help='auto: refit with physically consistent bodies when needed (default); '
+                        'check: only warn')
+    p.add_argument('--max-condition', type=_positive, default=DEFAULT_MAX_CONDITION,
+                   help='refuse a log whose (column-normalized) regressor condition number is '
+                        f'above this (default {DEFAULT_MAX_CONDITION:g})')
+    p.add_argument('--max-nan-fraction', type=_fraction, default=0.05,
+                   help='refuse a log with more rows containing NaN than this (default 0.05)')
+    p.add_argument('--no-plots', action='store_true', help='write the report without plots')
+    p.add_argument('--quiet', action='store_true', help='no progress bar, warnings or summary')
+    p.set_defaults(func=run_sysid)
+    return p
+
+
+def _print_warnings(caught, tag, quiet):
+    if quiet:
+        return
+    seen = set()
+    for w in caught:
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            print(f'{tag}: warning: {text}', file=sys.stderr)
+
+
+def run_sysid(args):
+    """Handle ``robot-twin sysid``; returns the exit status."""
+    from twin_sim.logdata import SysIdError
+    from twin_sim.sysid import identify_log, save_parameters
+    from twin_sim.sysid_report import write_report
+
+    progress = None if not args.quiet else False
+    urdf = urdf_or_builtin(args.urdf)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try:
+            result = identify_log(
+                urdf, args.data, topic=args.topic, cutoff_hz=args.cutoff, rate_hz=args.rate,
+                max_nan_fraction=args.max_nan_fraction, friction=args.friction,
+                train_fraction=args.train_fraction, lock_joints=args.lock_joints,
+                consistency=args.consistency, max_condition=args.max_condition,
+                progress=progress, fit_torque=args.fit_torque)
+        except SysIdError as exc:
+            _print_warnings(caught, _SYSID, args.quiet)
+            print(f'{_SYSID}: error: {exc}', file=sys.stderr)
+            return 2
+    _print_warnings(caught, _SYSID, args.quiet)
+    try:
+        save_parameters(result, args.output)
+        report = write_report(result, args.report, data=args.data, plots=not args.no_plots)
+    except OSError as exc:
+        print(f'{_SYSID}: error: cannot write the results: {exc}', file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f'{_SYSID}: {report["train_samples"]} training and {report["test_samples"]} '
+              f'held-out samples, {report["base_parameter_count"]} base parameters, condition '
+              f'number {report["condition_number"]:.3g}, consistency: '
+              f'{result.consistency["method"]}')
+        print(f'{"joint":<24} {"RMSE before":>12} {"RMSE after":>12}   (held-out, N·m)')
+        for joint, r in report['joints'].items():
+            print(f'{joint:<24} {r["rmse_before"]:>12.4f} {r["rmse_after"]:>12.4f}')
+        print(f'{"mean":<24} {report["rmse_before_mean"]:>12.4f} '
+              f'{report["rmse_after_mean"]:>12.4f}')
+        written = [args.output, args.report] + report['plots']
+        print(f'{_SYSID}: wrote {", ".join(str(w) for w in written)} '
+              f'({time.perf_counter() - t0:.1f} s)')
+    return 0
+
+
+def add_excite_parser(subparsers):
+    """Add the ``excite`` sub-command to an argparse sub-parser collection; returns its parser."""
+    from twin_sim.excitation import DEFAULT_MARGIN, DEFAULT_MAX_ACCELERATION
+
+    p = subparsers.add_parser(
+        'excite', help='write an excitation trajectory for system identification',
+        description='Design a periodic Fourier-series excitation trajectory (Swevers style) '
+                    'within the URDF joint limits, optimized for a well-conditioned '
+                    'identification, and write it as CSV time,<joint>.position,'
+                    '<joint>.velocity,<joint>.acceleration. It starts and ends at rest in the '
+                    'middle of every joint range. Self-collision is NOT checked: look at it '
+                    'in simulation before running it on a robot.')
+    p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
+    p.add_argument('--output', required=True, help='trajectory CSV to write')
+    p.add_argument('--duration', type=_positive, default=30.0,
+                   help='seconds, rounded up to whole periods (default 30)')
+    p.add_argument('--harmonics', type=int, default=5, help='harmonics per joint (default 5)')
+    p.add_argument('--base-frequency', type=_positive, default=0.1, metavar='HZ',
+                   help='fundamental frequency; the period is its inverse (default 0.1 Hz)')
+    p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    p.add_argument('--rate', type=_positive, default=100.0, metavar='HZ',
+                   help='sample rate of the CSV rows (default 100 Hz)')
+    p.add_argument('--margin', type=float, default=DEFAULT_MARGIN,
+                   help='fraction of each joint range and of the velocity, acceleration and '
+                        f'effort limits kept in reserve (default {DEFAULT_MARGIN:g})')
+    p.add_argument('--max-acceleration', type=_positive, default=DEFAULT_MAX_ACCELERATION,
+                   help='acceleration limit for every joint, rad/s^2 (URDFs have none; '
+                        f'default {DEFAULT_MAX_ACCELERATION:g})')
+    p.add_argument('--hold-joints', nargs='+', default=[], metavar='JOINT',
+                   help='joints kept still (e.g. gripper fingers)')
+    p.add_argument('--iterations', type=int, default=30,
+                   help='optimizer iterations on the condition number; 0: best random start '
+                        '(default 30)')
+    p.add_argument('--quiet', action='store_true', help='print nothing on success')
+    p.set_defaults(func=run_excite)
+    return p
+
+
+def run_excite(args):
+    """Handle ``robot-twin excite``; returns the exit status."""
+    from twin_sim.excitation import design_excitation, write_trajectory_csv
+    from twin_sim.logdata import SysIdError
+    from twin_sim.sysid import load_model
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try:
+            model = load_model(urdf_or_builtin(args.urdf))
+            traj = design_excitation(
+                model, duration=args.duration, harmonics=args.harmonics,
+                base_frequency=args.base_frequency, seed=args.seed, margin=args.margin,
+                max_acceleration=args.max_acceleration, hold_joints=args.hold_joints,
+                iterations=max(args.iterations, 0))
+        except SysIdError as exc:
+            _print_warnings(caught, _EXCITE, args.quiet)
+            print(f'{_EXCITE}: error: {exc}', file=sys.stderr)
+            return 2
+    _print_warnings(caught, _EXCITE, args.quiet)
+    try:
+        rows = write_trajectory_csv(traj, args.output, rate_hz=args.rate)
+    except OSError as exc:
+        print(f'{_EXCITE}: error: cannot write {args.output}: {exc}', file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f'{_EXCITE}: {traj.duration:g} s ({traj.duration * traj.base_frequency:.0f} '
+              f'periods of {traj.period:g} s), {rows} rows at {args.rate:g} Hz -> {args.output}')
+        print(f'{_EXCITE}: regressor condition number {traj.condition_number:.3g} '
+              '(column-normalized, base inertial + friction parameters)')
+        print(f'{"joint":<24} {"range used":>10} {"vel used":>9} {"acc max":>9} {"effort":>8}')
+        for joint in traj.joint_names:
+            i = traj.info[joint]
+            if i['held']:
+                print(f'{joint:<24} {"held":>10}')
+                continue
+            pos = i['position_fraction_of_range']
+            vel, eff = i['velocity_fraction'], i['effort_fraction']
+            print(f'{joint:<24} {_pct(pos):>10} {_pct(vel):>9} {i["max_acceleration"]:>9.2f} '
+                  f'{_pct(eff):>8}')
+        print(f'{_EXCITE}: done in {time.perf_counter() - t0:.1f} s; not checked for '
+              'collisions')
+    return 0
+
+
+def _pct(x):
+    return '-' if x is None else f'{100 * x:.0f} %'
