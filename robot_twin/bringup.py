@@ -121,7 +121,6 @@ class ProcessGroup:
         self._print_lock = threading.Lock()
         self._on_line = on_line or self._print_line
         self._kill_now = False
-        self.stopping = False
 
     def _print_line(self, name, line):
         with self._print_lock:
@@ -220,7 +219,6 @@ class ProcessGroup:
         list of str
             Names of the children that had to be killed (empty after a clean stop).
         """
-        self.stopping = True
         timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
         for proc in reversed(list(self.processes.values())):
             if self._status(proc) is None:

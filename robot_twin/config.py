@@ -152,11 +152,11 @@ _WRENCH_TOPIC = ParamSpec(
 _UNKNOWN_JOINTS = ParamSpec(
     'unknown_joints', str, 'reject',
     'A JointState that names a joint the URDF does not have: reject the message (and count '
-    'it in /twin/status) or ignore that joint.', choices=('reject', 'ignore'))
+    'it in /twin/status) or ignore that joint.', choices=('reject', 'ignore'), read_only=True)
 _MAX_FUTURE = ParamSpec(
     'max_future_s', float, 0.1,
     'A message stamped more than this many seconds in the future is invalid (clock skew).',
-    min=0.0, max=60.0)
+    min=0.0, max=60.0, read_only=True)
 
 PARAMETERS = {
     'twin_bridge': (
@@ -167,7 +167,7 @@ PARAMETERS = {
                   read_only=True),
         ParamSpec('stale_timeout_s', float, 0.1,
                   'A stream whose newest message is older than this (s) is STALE; a stale '
-                  'state blocks corrective commands.', min=0.001, max=10.0),
+                  'state blocks corrective commands.', min=0.001, max=10.0, read_only=True),
         ParamSpec('status_rate_hz', float, 10.0, 'Rate of /twin/status (Hz).',
                   min=0.1, max=1000.0, read_only=True),
         ParamSpec('corrective_actions.enabled', bool, False,
@@ -182,13 +182,14 @@ PARAMETERS = {
                   '(/joint_trajectory_controller/joint_trajectory, '
                   '/forward_position_controller/commands, /joint_command).', read_only=True),
         ParamSpec('corrective_actions.max_rate_hz', float, 10.0,
-                  'At most this many corrective commands per second.', min=0.01, max=1000.0),
+                  'At most this many corrective commands per second.', min=0.01, max=1000.0,
+                  read_only=True),
         ParamSpec('corrective_actions.position_margin_rad', float, 0.05,
                   'Commanded positions stay this far (rad, or m for prismatic joints) inside '
-                  'the URDF position limits.', min=0.0, max=1.0),
+                  'the URDF position limits.', min=0.0, max=1.0, read_only=True),
         ParamSpec('corrective_actions.velocity_scale', float, 0.5,
                   'Commands use at most this fraction of the URDF velocity limits.',
-                  min=0.01, max=1.0),
+                  min=0.01, max=1.0, read_only=True),
         ParamSpec('audit_log_path', str, '',
                   'File the governor appends one line per corrective command to (what, why, '
                   'which anomaly); empty = the ROS log only.', read_only=True),
@@ -212,7 +213,7 @@ PARAMETERS = {
                   min=0, max=2 ** 31 - 1, read_only=True),
         ParamSpec('payload_mass_kg', float, 0.0,
                   'Payload at the tool (kg): the known payload in mirror mode, the carried one '
-                  'in plant mode.', min=0.0, max=1000.0),
+                  'in plant mode.', min=0.0, max=1000.0, read_only=True),
     ),
     'twin_anomaly': (
         _URDF,
@@ -232,7 +233,7 @@ PARAMETERS = {
                   min=0.1, max=1000.0, read_only=True),
         ParamSpec('persistence_s', float, 0.2,
                   'A score must stay above its threshold this long (s) before an alarm.',
-                  min=0.0, max=60.0),
+                  min=0.0, max=60.0, read_only=True),
     ),
     'demo_controller': (
         _URDF,
@@ -240,9 +241,9 @@ PARAMETERS = {
                   read_only=True),
         ParamSpec('amplitude_fraction', float, 0.3,
                   'Motion amplitude as a fraction of the position range of each joint.',
-                  min=0.0, max=1.0),
+                  min=0.0, max=1.0, read_only=True),
         ParamSpec('period_s', float, 6.0, 'Period of the demo motion (s).',
-                  min=0.1, max=600.0),
+                  min=0.1, max=600.0, read_only=True),
         ParamSpec('interface', str, 'joint_command',
                   'How commands are sent: trajectory, forward_position or joint_command.',
                   choices=INTERFACES, read_only=True),

@@ -222,25 +222,32 @@ def visualization_nodes(graph, rviz=False):
     - ``twin_state_publisher``: robot_state_publisher of the twin's URDF, fed by
       /twin/joint_states, TF frames prefixed ``twin/``, description on /twin/robot_description;
     - ``twin_base_tf``: static identity transform from the robot's root link to the twin's;
-    - ``robot_state_publisher``: only when the graph has a plant (demo, HIL), for the emulated
-      robot, which has no robot stack of its own; a real robot has one;
+    - ``robot_state_publisher``: for a plant (demo, HIL), which has no robot stack of its own
+      (a real robot has one);
     - ``rviz2`` with config/rviz/twin.rviz, when ``rviz`` is true.
+
+    The first two come only with twin nodes: a HIL graph has none (the twin launched beside it
+    brings its own).
     """
     twin = [n.name for n in graph.nodes if not graph.is_plant(n.name)]
     plants = [n.name for n in graph.nodes if graph.is_plant(n.name)]
-    twin_urdf = graph.urdf_path((twin or plants)[0])
-    sim_time = {'use_sim_time': graph.use_sim_time}
+    sim_time = {'use_sim_time': graph.use_sim_time or not twin and graph.parameters(
+        plants[0])['use_sim_time']}
     ns = graph.namespace
-    root = urdf_root_link(twin_urdf)
-    specs = [
-        NodeSpec('robot_state_publisher', 'robot_state_publisher', 'twin_state_publisher', ns,
-                 parameters={'robot_description': _read(twin_urdf),
-                             'frame_prefix': TWIN_FRAME_PREFIX, **sim_time},
-                 remappings=(('joint_states', '/twin/joint_states'),
-                             ('robot_description', '/twin/robot_description'))),
-        NodeSpec('tf2_ros', 'static_transform_publisher', 'twin_base_tf', ns,
-                 arguments=('--frame-id', root, '--child-frame-id', TWIN_FRAME_PREFIX + root)),
-    ]
+    specs = []
+    if twin:
+        twin_urdf = graph.urdf_path(twin[0])
+        root = urdf_root_link(twin_urdf)
+        specs += [
+            NodeSpec('robot_state_publisher', 'robot_state_publisher', 'twin_state_publisher',
+                     ns, parameters={'robot_description': _read(twin_urdf),
+                                     'frame_prefix': TWIN_FRAME_PREFIX, **sim_time},
+                     remappings=(('joint_states', '/twin/joint_states'),
+                                 ('robot_description', '/twin/robot_description'))),
+            NodeSpec('tf2_ros', 'static_transform_publisher', 'twin_base_tf', ns,
+                     arguments=('--frame-id', root,
+                                '--child-frame-id', TWIN_FRAME_PREFIX + root)),
+        ]
     if plants:
         specs.append(NodeSpec(
             'robot_state_publisher', 'robot_state_publisher', 'robot_state_publisher', ns,

@@ -44,7 +44,9 @@ class TwinSimNode(Node):
 
     def destroy_node(self):
         """Stop the role's threads before the node goes."""
-        self.role.close()
+        role = getattr(self, 'role', None)   # absent when start-up failed
+        if role is not None:
+            role.close()
         return super().destroy_node()
 
 

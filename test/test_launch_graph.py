@@ -1,0 +1,341 @@
+"""The launch files start exactly the nodes ``robot-twin up`` starts, with the same arguments.
+
+There is no ``launch``/``launch_ros`` here (ROS 2 comes from PyPI wheels), so small recording
+fakes of the parts the launch files use stand in for them. The fakes keep the real signatures
+(keyword-only arguments, the ExecuteProcess keywords Node forwards) and the checks the real
+classes make, so a misspelt argument fails here as it would under ``ros2 launch``.
+"""
+import contextlib
+import importlib.util
+import io
+from pathlib import Path
+import re
+import shlex
+import sys
+import types
+
+import pytest
+import yaml
+
+from robot_twin import bringup
+from robot_twin.graph import MODULES, share_path, urdf_root_link
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGUMENTS = {'urdf', 'namespace', 'use_sim_time', 'config', 'rviz'}
+# keywords launch_ros.actions.Node forwards to launch.actions.ExecuteProcess
+EXECUTE_PROCESS_KWARGS = {
+    'cwd', 'env', 'additional_env', 'shell', 'sigterm_timeout', 'sigkill_timeout',
+    'emulate_tty', 'output', 'output_format', 'log_cmd', 'on_exit', 'respawn',
+    'respawn_delay', 'respawn_max_retries', 'cached_output', 'condition', 'prefix'}
+
+
+class FakeAction:
+    def __init__(self, *, condition=None):
+        self.condition = condition
+
+
+class LaunchDescription:
+    def __init__(self, initial_entities=None, *, deprecated_reason=None):
+        self.entities = list(initial_entities or [])
+
+
+class DeclareLaunchArgument(FakeAction):
+    def __init__(self, name, *, default_value=None, description=None, choices=None, **kwargs):
+        super().__init__(**kwargs)
+        if choices is not None and default_value is not None and default_value not in choices:
+            raise ValueError(f'{name}: default {default_value!r} not in choices {choices}')
+        self.name, self.default_value = name, default_value
+        self.description, self.choices = description, choices
+
+
+class OpaqueFunction(FakeAction):
+    def __init__(self, *, function, args=None, kwargs=None, **left_over):
+        super().__init__(**left_over)
+        assert callable(function)
+        self.function, self.args, self.kwargs = function, list(args or []), dict(kwargs or {})
+
+    def execute(self, context):
+        return self.function(context, *self.args, **self.kwargs)
+
+
+class LaunchConfiguration:
+    def __init__(self, variable_name, *, default=None):
+        self.variable_name, self.default = variable_name, default
+
+    def perform(self, context):
+        if self.variable_name in context.launch_configurations:
+            return context.launch_configurations[self.variable_name]
+        if self.default is None:
+            raise KeyError(f'launch configuration {self.variable_name!r} is not set')
+        return self.default
+
+
+class IfCondition:
+    def __init__(self, predicate_expression):
+        self.predicate_expression = predicate_expression
+
+
+class Node(FakeAction):
+    def __init__(self, *, executable, package=None, name=None, namespace=None, exec_name=None,
+                 parameters=None, remappings=None, ros_arguments=None, arguments=None,
+                 **kwargs):
+        unknown = set(kwargs) - EXECUTE_PROCESS_KWARGS
+        assert not unknown, f'launch_ros Node has no argument {unknown}'
+        super().__init__(condition=kwargs.get('condition'))
+        assert parameters is None or isinstance(parameters, list)  # as launch_ros requires
+        for entry in parameters or []:
+            if isinstance(entry, dict):
+                for key, value in entry.items():
+                    ok = isinstance(value, (bool, int, float, str)) or (
+                        isinstance(value, list) and value)
+                    assert ok, f'launch_ros cannot pass parameter {key} = {value!r}'
+            else:
+                assert isinstance(entry, str) and Path(entry).is_file(), entry
+        for rule in remappings or []:
+            assert len(rule) == 2 and all(isinstance(r, str) for r in rule), rule
+        self.package, self.executable, self.name, self.namespace = (
+            package, executable, name, namespace)
+        self.parameters = list(parameters or [])
+        self.remappings = [tuple(r) for r in remappings or []]
+        self.arguments = list(arguments or [])
+        self.output = kwargs.get('output')
+
+
+class FakeContext:
+    def __init__(self, launch_configurations):
+        self.launch_configurations = dict(launch_configurations)
+
+
+@pytest.fixture
+def fake_launch(monkeypatch):
+    modules = {
+        'launch': {'LaunchDescription': LaunchDescription},
+        'launch.actions': {'DeclareLaunchArgument': DeclareLaunchArgument,
+                           'OpaqueFunction': OpaqueFunction},
+        'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration},
+        'launch.conditions': {'IfCondition': IfCondition},
+        'launch_ros': {},
+        'launch_ros.actions': {'Node': Node},
+    }
+    for name, attributes in modules.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def run_launch_file(profile, **arguments):
+    """Import launch/<profile>.launch.py, run it with the given arguments, return its actions."""
+    path = ROOT / 'launch' / f'{profile}.launch.py'
+    spec = importlib.util.spec_from_file_location(f'launch_file_{profile}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
+    unknown = set(arguments) - {d.name for d in declared}
+    assert not unknown, f'{profile}.launch.py declares no {unknown}'
+    values = {d.name: d.default_value for d in declared}
+    for name, value in arguments.items():
+        choices = next(d.choices for d in declared if d.name == name)
+        assert choices is None or value in choices, (name, value)
+        values[name] = value
+    context = FakeContext(values)
+    nodes = []
+    for entity in description.entities:
+        if isinstance(entity, OpaqueFunction):
+            nodes += entity.execute(context)
+        elif isinstance(entity, Node):
+            nodes.append(entity)
+    assert all(isinstance(n, Node) for n in nodes)
+    return declared, nodes
+
+
+def launch_view(node):
+    """What a launch_ros Node passes to its process, in comparable form."""
+    files = tuple(p for p in node.parameters if isinstance(p, str))
+    parameters = {}
+    for entry in node.parameters:
+        if isinstance(entry, dict):
+            parameters.update(entry)
+    return (node.package, node.executable, node.name, node.namespace or '', files,
+            tuple(sorted(parameters.items())), tuple(node.remappings))
+
+
+def parse_command(argv):
+    """Read a ``robot-twin up`` command line back into the same form as :func:`launch_view`."""
+    module = re.search(r'from (\S+) import main', argv[2]).group(1)
+    executable = {m: e for e, m in MODULES.items()}[module]
+    ros = argv[argv.index('--ros-args') + 1:]
+    name, namespace, files, parameters, remappings = None, '', [], {}, []
+    for flag, value in zip(ros[::2], ros[1::2]):
+        key, _, rest = value.partition(':=')
+        if flag == '--params-file':
+            files.append(value)
+        elif flag == '-p':
+            parameters[key] = yaml.safe_load(rest)
+        elif flag == '-r' and key == '__node':
+            name = rest
+        elif flag == '-r' and key == '__ns':
+            namespace = rest
+        elif flag == '-r':
+            remappings.append((key, rest))
+        else:
+            raise AssertionError(f'unexpected {flag} {value}')
+    return ('robot_twin', executable, name, namespace, tuple(files),
+            tuple(sorted(parameters.items())), tuple(remappings))
+
+
+def up_commands(*args):
+    """Run ``robot-twin up --dry-run`` and return its command lines."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = bringup.main(['up', '--dry-run', *args])
+    assert code == 0
+    return [shlex.split(line) for line in out.getvalue().splitlines()]
+
+
+def twin_nodes(nodes):
+    return [n for n in nodes if n.package == 'robot_twin']
+
+
+CUSTOM = """\
+robot_twin:
+  ros__parameters:
+    nodes: [rig, twin_bridge]
+    executables: {rig: twin_sim}
+    remappings:
+      twin_bridge: ['/joint_states:=/arm/joint_states', 'x:=/y']
+/**/rig:
+  ros__parameters: {mode: plant, seed: 3}
+"""
+
+
+@pytest.mark.parametrize('profile', ['twin', 'hil', 'demo'])
+def test_declared_arguments(fake_launch, profile):
+    declared, _nodes = run_launch_file(profile)
+    assert {d.name for d in declared} == ARGUMENTS
+    for argument in declared:
+        assert argument.description and argument.description.strip(), argument.name
+    config = next(d for d in declared if d.name == 'config').default_value
+    assert config == share_path('config', f'{profile}.yaml')
+
+
+@pytest.mark.parametrize('profile, launch_args, up_args', [
+    ('twin', {}, []),
+    ('hil', {}, []),
+    ('demo', {}, []),
+    ('twin', {'urdf': str(ROOT / 'urdf' / 'robot_twin_arm.urdf'), 'namespace': 'arm1',
+              'use_sim_time': 'true'},
+     ['--urdf', str(ROOT / 'urdf' / 'robot_twin_arm.urdf'), '--namespace', 'arm1',
+      '--use-sim-time', 'true']),
+    ('demo', {'use_sim_time': 'false', 'namespace': '/lab/arm'},
+     ['--use-sim-time', 'false', '--namespace', '/lab/arm']),
+    ('custom', {}, []),
+])
+def test_launch_and_up_start_the_same_nodes(fake_launch, tmp_path, profile, launch_args,
+                                            up_args):
+    if profile == 'custom':
+        path = tmp_path / 'custom.yaml'
+        path.write_text(CUSTOM)
+        launch_args = {'config': str(path)}
+        up_args = ['--config', str(path)]
+        _declared, nodes = run_launch_file('twin', **launch_args)
+    else:
+        _declared, nodes = run_launch_file(profile, **launch_args)
+        up_args = ['--config', share_path('config', f'{profile}.yaml'), *up_args]
+    from_launch = [launch_view(n) for n in twin_nodes(nodes)]
+    from_up = [parse_command(argv) for argv in up_commands(*up_args)]
+    assert from_launch == from_up          # same nodes, same arguments, same start order
+    assert from_launch                     # and not trivially
+    for node in twin_nodes(nodes):
+        assert node.output == 'screen'
+
+
+def test_overrides_reach_every_node_but_the_plant_clock(fake_launch):
+    urdf = str(ROOT / 'urdf' / 'robot_twin_arm.urdf')
+    _declared, nodes = run_launch_file('demo', urdf=urdf, use_sim_time='true', namespace='arm1')
+    by_name = {n.name: n for n in twin_nodes(nodes)}
+    assert set(by_name) == {'plant', 'twin_bridge', 'twin_sim', 'twin_anomaly',
+                            'demo_controller'}
+    for name, node in by_name.items():
+        overrides = node.parameters[-1]
+        assert overrides['urdf_path'] == urdf and node.namespace == '/arm1'
+        assert overrides.get('use_sim_time') == (None if name == 'plant' else True), name
+        assert node.parameters[0] == share_path('config', 'demo.yaml')
+
+
+def test_custom_config_remappings_and_executables(fake_launch, tmp_path):
+    path = tmp_path / 'custom.yaml'
+    path.write_text(CUSTOM)
+    _declared, nodes = run_launch_file('twin', config=str(path))
+    rig, bridge = twin_nodes(nodes)
+    assert (rig.name, rig.executable) == ('rig', 'twin_sim')
+    assert bridge.remappings == [('/joint_states', '/arm/joint_states'), ('x', '/y')]
+    # the rig is a plant: the emulated robot gets a robot_state_publisher of its own
+    assert 'robot_state_publisher' in {n.name for n in nodes}
+
+
+@pytest.mark.parametrize('profile, has_twin, has_plant', [
+    ('twin', True, False), ('hil', False, True), ('demo', True, True)])
+def test_visualization_nodes(fake_launch, profile, has_twin, has_plant):
+    urdf_file = ROOT / 'urdf' / 'robot_twin_arm.urdf'
+    for rviz in ('false', 'true'):
+        _declared, nodes = run_launch_file(profile, rviz=rviz)
+        helpers = {n.name: n for n in nodes if n.package != 'robot_twin'}
+        expected = {'twin_state_publisher', 'twin_base_tf'} if has_twin else set()
+        expected |= {'robot_state_publisher'} if has_plant else set()
+        expected |= {'rviz2'} if rviz == 'true' else set()
+        assert set(helpers) == expected
+    rviz_config = helpers['rviz2'].arguments
+    assert rviz_config[0] == '-d' and Path(rviz_config[1]).is_file()
+    if has_plant:
+        robot = helpers['robot_state_publisher']
+        assert robot.parameters[0]['robot_description'] == urdf_file.read_text()
+        assert 'frame_prefix' not in robot.parameters[0] and not robot.remappings
+    if not has_twin:
+        return
+    twin_rsp = helpers['twin_state_publisher']
+    params = twin_rsp.parameters[0]
+    assert params['frame_prefix'] == 'twin/'
+    assert params['robot_description'] == urdf_file.read_text()
+    assert ('joint_states', '/twin/joint_states') in twin_rsp.remappings
+    root = urdf_root_link(urdf_file)
+    assert root == 'base_link'
+    assert helpers['twin_base_tf'].arguments == ['--frame-id', root,
+                                                 '--child-frame-id', 'twin/' + root]
+    # the helpers follow the twin nodes' clock
+    assert params['use_sim_time'] is False
+    _declared, nodes = run_launch_file(profile, use_sim_time='true', rviz='true')
+    for node in nodes:
+        if node.package in ('robot_state_publisher', 'rviz2'):
+            assert node.parameters[0]['use_sim_time'] is True, node.name
+
+
+def test_rviz_config_shows_robot_twin_and_markers():
+    rviz = yaml.safe_load((ROOT / 'config' / 'rviz' / 'twin.rviz').read_text())
+    manager = rviz['Visualization Manager']
+    assert manager['Global Options']['Fixed Frame'] == 'base_link'
+    displays = manager['Displays']
+    classes = [d['Class'] for d in displays]
+    assert 'rviz_default_plugins/Grid' in classes
+    models = [d for d in displays if d['Class'] == 'rviz_default_plugins/RobotModel']
+    robot = next(m for m in models if m['TF Prefix'] == '')
+    twin = next(m for m in models if m['TF Prefix'] == 'twin')
+    assert robot['Description Topic']['Value'] == '/robot_description'
+    assert twin['Description Topic']['Value'] == '/twin/robot_description'
+    assert twin['Alpha'] == 0.3 and robot['Alpha'] == 1
+    for model in models:   # robot_state_publisher latches the description
+        assert model['Description Topic']['Durability Policy'] == 'Transient Local'
+    markers = next(d for d in displays if d['Class'] == 'rviz_default_plugins/MarkerArray')
+    assert markers['Topic']['Value'] == '/twin/markers'
+
+
+def test_bad_launch_arguments_fail_with_a_named_error(fake_launch, tmp_path):
+    with pytest.raises(Exception, match='URDF file not found'):
+        run_launch_file('twin', urdf=str(tmp_path / 'nope.urdf'))
+    with pytest.raises(Exception, match="namespace '1arm'"):
+        run_launch_file('twin', namespace='1arm')
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('robot_twin:\n  ros__parameters: {nodes: [twin_brige]}\n')
+    with pytest.raises(Exception, match="node 'twin_brige' needs executables"):
+        run_launch_file('twin', config=str(bad))
