@@ -1,0 +1,434 @@
+"""Tests of twin_sim.sysid, twin_sim.sysid_report and ``robot-twin sysid``.
+
+Logs are simulated with KNOWN parameters that differ from the URDF's (heavier / lighter links,
+shifted centres of mass, joint friction), along excitation trajectories from
+twin_sim.excitation, with measurement noise, irregular stamps and a NaN row. One log comes
+from PyBullet's inverse dynamics instead of pinocchio's (an independent engine).
+
+Noise levels (standard deviations): position 1e-4 rad, velocity 1e-3 rad/s, torque
+0.05 N·m; stamps jitter by up to +-30 % of the 5 ms period. The held-out RMSE is against the
+measured torque linearly resampled onto the uniform grid. Its floor is the RMSE of the TRUE
+model fed with the same filtered (noisy) states: state noise reaches the torque through the
+inertia, and resampling averages neighbouring torque samples.
+"""
+import argparse
+import json
+import warnings
+
+import numpy as np
+import pinocchio as pin
+import pytest
+import yaml
+from sysid_testing import (ARM_FRICTION, ARM_SIGMOID, ARM_URDF, MIXED_URDF, PANDA_FINGERS,
+                           PANDA_URDF, perturbed_parameters, write_bag)
+
+from robot_twin.sysid_cli import add_sysid_parser
+from twin_sim.excitation import design_excitation, simulate_log
+from twin_sim.logdata import LogData, prepare_log, SysIdError, write_csv
+from twin_sim.sysid import (base_parameters, check_physical_consistency, friction_torque,
+                            identify, identify_log, load_model, model_joint_names,
+                            predict_torque, save_parameters)
+
+pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
+
+TORQUE_NOISE = 0.05
+NOISE = dict(position_noise=1e-4, velocity_noise=1e-3, torque_noise=TORQUE_NOISE, jitter=0.3)
+RATE = 200.0
+# Joint index (pinocchio, 1-based) -> (relative mass change, COM shift in m).
+ARM_CHANGES = {3: (0.2, [0.01, 0.0, 0.02]), 5: (0.0, [0.01, 0.02, -0.01]),
+               7: (0.7, [0.0, 0.0, 0.03])}
+
+
+def quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        out = fn(*args, **kwargs)
+    return out, [str(w.message) for w in caught]
+
+
+@pytest.fixture(scope='module')
+def arm():
+    return load_model(ARM_URDF)
+
+
+@pytest.fixture(scope='module')
+def arm_traj(arm):
+    return design_excitation(arm, duration=20.0, harmonics=5, base_frequency=0.1, seed=0,
+                             iterations=3, restarts=3)
+
+
+@pytest.fixture(scope='module')
+def arm_truth(arm):
+    return perturbed_parameters(arm, ARM_CHANGES)
+
+
+@pytest.fixture(scope='module')
+def arm_log(arm, arm_traj, arm_truth):
+    log = simulate_log(arm, arm_traj, rate_hz=RATE, theta=arm_truth,
+                       friction_model='viscous-coulomb', friction=ARM_FRICTION, seed=1, **NOISE)
+    log.effort[300, 2] = np.nan
+    return log
+
+
+@pytest.fixture(scope='module')
+def arm_result(arm, arm_log, arm_truth):
+    processed, _ = quiet(prepare_log, arm_log, model_joint_names(arm))
+    result, notes = quiet(identify, arm, processed, progress=False)
+    floor = noise_floor(arm, processed, result, arm_truth, 'viscous-coulomb', ARM_FRICTION)
+    return result, notes, floor
+
+
+def noise_floor(model, processed, result, theta, friction_model, friction):
+    """Held-out RMSE (n,) of the true model on the same filtered states."""
+    test = processed.slice(result.n_train, len(processed))
+    pred = predict_torque(model, theta, test.q, test.qd, test.qdd, friction_model, friction)
+    return np.sqrt(np.mean((pred - test.tau_raw) ** 2, axis=0))
+
+
+def assert_at_floor(after, floor):
+    """Identified-model RMSE within 5 % (+ 3 mN·m) of the true model's."""
+    assert np.all(after <= 1.05 * floor + 0.003), (after, floor)
+
+
+# ------------------------------------------------------------------------ accuracy
+def test_heldout_rmse_at_noise_floor(arm_result):
+    result, notes, floor = arm_result
+    after, before = result.rmse('after'), result.rmse('before')
+    assert result.n_train == pytest.approx(0.7 * (result.n_train + result.n_test), abs=1)
+    assert_at_floor(after, floor)
+    assert np.all(floor < 2 * TORQUE_NOISE)
+    assert np.all(after > 0.6 * TORQUE_NOISE)       # noise is not fitted away
+    # The URDF is far off wherever the changed links or friction act; joint7's own torque
+    # hardly sees the changes (its nominal friction is close to the truth).
+    assert np.all(before > 1.2 * after), (before, after)
+    assert np.sum(before > 4 * after) >= 5
+    assert before.mean() > 10 * after.mean()
+    assert any('dropped 1 of' in n for n in result.warnings)  # the NaN row
+    assert result.info['dropped_nan_rows'] == 1
+
+
+def test_base_parameters_recovered(arm, arm_result, arm_truth):
+    result, _, _ = arm_result
+    assert result.base.rank == 43
+    truth = result.base.projection @ arm_truth
+    nominal = result.beta_nominal
+    err = result.beta - truth
+    std = result.beta_std
+    # Tolerance: 6 standard deviations of the weighted fit plus 1 % of the value.
+    assert np.all(np.abs(err) <= 6 * std + 0.01 * np.abs(truth)), np.abs(err) / std
+    # Every parameter the perturbation moved clearly (by > 20 std) moved >= 90 % of the way.
+    moved = np.abs(truth - nominal) > 20 * std
+    assert moved.sum() >= 8
+    assert np.all(np.abs(err[moved]) <= 0.1 * np.abs(truth - nominal)[moved])
+    # The standard deviations are small: the large parameters are known to better than 1 %.
+    big = np.abs(truth) > 0.1
+    assert np.all(std[big] < 0.01 * np.abs(truth[big]))
+
+
+def test_friction_recovered(arm_result):
+    result, _, _ = arm_result
+    err = np.abs(result.friction - ARM_FRICTION)
+    # Viscous N·m·s/rad, Coulomb N·m, offset N·m.
+    assert np.all(err[:, 0] < 0.03), err
+    assert np.all(err[:, 1] < 0.03), err
+    assert np.all(err[:, 2] < 0.03), err
+
+
+def test_identified_parameters_physically_consistent(arm_result):
+    result, _, _ = arm_result
+    assert check_physical_consistency(result.theta, result.joint_names) == []
+    assert result.consistency['method'] in ('projection', 'log-cholesky')
+    # The consistent model reproduces the base parameters of the fit it reports.
+    assert np.allclose(result.base.projection @ result.theta, result.beta, atol=1e-9)
+
+
+def test_consistency_check_detects_bad_bodies():
+    good = pin.Inertia(2.0, np.array([0.0, 0.1, 0.0]), np.diag([0.02, 0.03, 0.04]))
+    theta = good.toDynamicParameters()
+    assert check_physical_consistency(theta, ['a']) == []
+    neg_mass = theta.copy()
+    neg_mass[0] = -1.0
+    assert 'mass' in check_physical_consistency(neg_mass, ['a'])[0]
+    # Principal moments (0.01, 0.01, 0.05) about the COM break I1 + I2 >= I3.
+    thin = pin.Inertia(2.0, np.zeros(3), np.diag([0.01, 0.01, 0.05])).toDynamicParameters()
+    assert 'triangle' in check_physical_consistency(thin, ['a'])[0]
+    indefinite = theta.copy()
+    indefinite[9] -= 0.1  # Izz about the origin 0.04 + 2 * 0.1^2 -> below zero about the COM
+    assert 'positive definite' in check_physical_consistency(indefinite, ['a'])[0]
+
+
+def test_params_yaml_reproduces_predictions(tmp_path, arm, arm_result, arm_log):
+    from twin_sim.urdf_model import RobotModel
+
+    result, _, _ = arm_result
+    path = tmp_path / 'params.yaml'
+    result.urdf = str(ARM_URDF)
+    save_parameters(result, path)
+    doc = yaml.safe_load(path.read_text())['robot_twin_dynamics']
+    assert doc['joints'] == model_joint_names(arm)
+    assert doc['friction_model'] == 'viscous-coulomb'
+    assert set(doc['friction']['joint1']) == {'viscous', 'coulomb', 'offset'}
+    assert len(doc['bodies']['joint7']['dynamic_parameters']) == 10
+    robot, _ = quiet(RobotModel.from_urdf, ARM_URDF)
+    robot.load_parameters(path)
+    processed, _ = quiet(prepare_log, arm_log, robot.joint_names)
+    test = processed.slice(result.n_train, len(processed))
+    tau = np.array([robot.inverse_dynamics(q, qd, qdd) for q, qd, qdd in
+                    zip(test.q, test.qd, test.qdd)]) + robot.friction_model.torque(test.qd)
+    assert np.allclose(tau, result.tau_after, rtol=1e-9, atol=1e-9)
+
+
+# ------------------------------------------------------------------------ structure
+def one_joint_urdf(axis):
+    return f"""<?xml version="1.0"?>
+<robot name="pendulum">
+  <link name="base"/>
+  <joint name="j" type="revolute">
+    <parent link="base"/><child link="arm"/><axis xyz="{axis}"/>
+    <limit lower="-3" upper="3" effort="10" velocity="2"/>
+  </joint>
+  <link name="arm"><inertial><origin xyz="0.1 0.02 0.3"/><mass value="1"/>
+    <inertia ixx="0.01" ixy="0" ixz="0" iyy="0.02" iyz="0" izz="0.03"/></inertial></link>
+</robot>
+"""
+
+
+def test_base_parameters_hand_derived(tmp_path):
+    """A single joint: about the vertical axis only Izz acts (tau = Izz qdd); about a
+    horizontal y axis, tau = Iyy qdd - g (mcx cos q + mcz sin q): three parameters."""
+    path = tmp_path / 'p.urdf'
+    path.write_text(one_joint_urdf('0 0 1'))
+    vertical = base_parameters(load_model(path))
+    assert vertical.names == ['j.Izz']
+    path.write_text(one_joint_urdf('0 1 0'))
+    horizontal = base_parameters(load_model(path))
+    assert sorted(horizontal.names) == ['j.Iyy', 'j.mcx', 'j.mcz']
+    # Holding torque about y: minus the gravity moment (r x m g)_y = m g x_c.
+    model = load_model(path)
+    q = np.array([[0.0], [np.pi / 2]])
+    tau = predict_torque(model, None, q, np.zeros((2, 1)), np.zeros((2, 1)))
+    assert tau[0, 0] == pytest.approx(-1.0 * 9.81 * 0.1)
+    assert tau[1, 0] == pytest.approx(-1.0 * 9.81 * 0.3)  # rotated: the COM's z arm acts
+
+
+def test_panda_missing_fingers():
+    panda = load_model(PANDA_URDF)
+    names = model_joint_names(panda)
+    traj = design_excitation(panda, duration=20.0, iterations=0, restarts=3,
+                             hold_joints=PANDA_FINGERS, seed=2)
+    truth = perturbed_parameters(panda, {2: (0.25, [0.01, 0.0, 0.0]),
+                                         5: (-0.2, [0.0, 0.02, 0.0]),
+                                         7: (0.5, [0.0, 0.0, 0.04])})
+    friction = np.zeros((9, 3))
+    friction[:7] = ARM_FRICTION * 0.5
+    full = simulate_log(panda, traj, rate_hz=RATE, theta=truth,
+                        friction_model='viscous-coulomb', friction=friction, seed=3, **NOISE)
+    log = LogData(full.time, names[:7], full.position[:, :7], full.velocity[:, :7],
+                  full.effort[:, :7], 'panda')
+    processed, notes = quiet(prepare_log, log, names)
+    result, more = quiet(identify, panda, processed, progress=False)
+    assert any('panda_finger_joint1' in n and 'holding them at zero' in n for n in notes)
+    assert result.base.rank == 43  # Gaz et al. 2019: the Panda arm has 43 base parameters
+    assert list(result.active) == [True] * 7 + [False] * 2
+    after = result.rmse('after')
+    floor = noise_floor(panda, processed, result, truth, 'viscous-coulomb', friction)
+    assert_at_floor(after[:7], floor[:7])
+    assert np.all(np.isnan(after[7:]))
+    assert np.all(result.rmse('before')[:7] > 1.2 * after[:7])
+    assert result.rmse('before')[:7].mean() > 10 * after[:7].mean()
+    assert np.all(np.abs(result.friction[:7] - friction[:7]) < 0.03)
+
+
+def test_continuous_and_prismatic_joints(tmp_path):
+    urdf = tmp_path / 'mixed.urdf'
+    urdf.write_text(MIXED_URDF)
+    model = load_model(urdf)
+    traj = design_excitation(model, duration=20.0, iterations=0, restarts=2)
+    truth = perturbed_parameters(model, {1: (0.3, [0.02, 0.0, 0.0]), 2: (-0.2, [0.0, 0.01, 0.0])})
+    friction = np.array([[0.3, 0.5, 0.02], [2.0, 3.0, -0.5]])  # N·m / N units per joint
+    log = simulate_log(model, traj, rate_hz=RATE, theta=truth, friction_model='viscous-coulomb',
+                       friction=friction, seed=6, **NOISE)
+    processed, _ = quiet(prepare_log, log, model_joint_names(model))
+    result, _ = quiet(identify, model, processed, progress=False)
+    floor = noise_floor(model, processed, result, truth, 'viscous-coulomb', friction)
+    assert_at_floor(result.rmse('after'), floor)
+    assert np.all(np.abs(result.friction - friction) < 0.05)
+    assert np.allclose(result.beta, result.base.projection @ truth, rtol=0.02, atol=2e-3)
+
+
+def test_sigmoid_friction_recovered(arm, arm_traj):
+    log = simulate_log(arm, arm_traj, rate_hz=RATE, friction_model='sigmoid',
+                       friction=ARM_SIGMOID, seed=4, **NOISE)
+    processed, _ = quiet(prepare_log, log, model_joint_names(arm))
+    result, _ = quiet(identify, arm, processed, friction='sigmoid', progress=False)
+    phi = result.friction
+    assert np.all(np.abs(phi[:, 0] - ARM_SIGMOID[:, 0]) < 0.05 * ARM_SIGMOID[:, 0] + 0.02)
+    assert np.all(np.abs(phi[:, 1] - ARM_SIGMOID[:, 1]) < 0.2 * ARM_SIGMOID[:, 1])
+    assert np.all(np.abs(phi[:, 2] - ARM_SIGMOID[:, 2]) < 0.015)
+    assert np.all(np.abs(phi[:, 3] - ARM_SIGMOID[:, 3]) < 0.03)
+    floor = noise_floor(arm, processed, result, None, 'sigmoid', ARM_SIGMOID)
+    assert_at_floor(result.rmse('after'), floor)
+    # The viscous-Coulomb model cannot follow the sigmoid as well.
+    linear, _ = quiet(identify, arm, processed, progress=False, consistency='check')
+    assert linear.rmse('after').mean() > 1.2 * result.rmse('after').mean()
+
+
+def test_independent_engine_pybullet(arm, arm_traj):
+    """Torques from PyBullet's inverse dynamics with heavier links 4 and 7: the identified
+    model explains them at the noise floor and gets the static gravity torques right at
+    poses that are not in the log."""
+    import pybullet as p
+
+    client = p.connect(p.DIRECT)
+    try:
+        p.setGravity(0, 0, -9.81, physicsClientId=client)
+        body = p.loadURDF(str(ARM_URDF), useFixedBase=True, physicsClientId=client,
+                          flags=p.URDF_USE_INERTIA_FROM_FILE)
+        for link, mass in ((3, 4.0), (6, 0.9)):  # link3 2.7 -> 4.0 kg, link7 0.3 -> 0.9 kg
+            p.changeDynamics(body, link, mass=mass, physicsClientId=client)
+        rng = np.random.default_rng(5)
+        n = int(arm_traj.duration * RATE) + 1
+        t = (np.arange(n) + rng.uniform(-0.3, 0.3, n)) / RATE
+        q, qd, qdd = arm_traj.evaluate(np.clip(t, 0, arm_traj.duration))
+
+        def bullet_id(qk, qdk, qddk):
+            return np.array(p.calculateInverseDynamics(body, list(qk), list(qdk), list(qddk),
+                                                       physicsClientId=client))
+
+        tau = np.array([bullet_id(*s) for s in zip(q, qd, qdd)])
+        tau += friction_torque('viscous-coulomb', ARM_FRICTION, qd)
+        log = LogData(t, model_joint_names(arm), q + 1e-4 * rng.standard_normal(q.shape),
+                      qd + 1e-3 * rng.standard_normal(q.shape),
+                      tau + TORQUE_NOISE * rng.standard_normal(q.shape), 'pybullet')
+        processed, _ = quiet(prepare_log, log, model_joint_names(arm))
+        result, _ = quiet(identify, arm, processed, progress=False)
+        test = processed.slice(result.n_train, len(processed))
+        truth = np.array([bullet_id(*s) for s in zip(test.q, test.qd, test.qdd)])
+        truth += friction_torque('viscous-coulomb', ARM_FRICTION, test.qd)
+        assert_at_floor(result.rmse('after'), np.sqrt(np.mean((truth - test.tau_raw) ** 2, 0)))
+        before, after = result.rmse('before'), result.rmse('after')
+        assert np.all(before > 1.2 * after) and np.sum(before > 4 * after) >= 5
+        lo, hi = q.min(0), q.max(0)
+        poses = rng.uniform(lo, hi, size=(20, 7))
+        g_bullet = np.array([bullet_id(x, np.zeros(7), np.zeros(7)) for x in poses])
+        zeros = np.zeros_like(poses)
+        g_ident = predict_torque(arm, result.theta, poses, zeros, zeros)
+        g_urdf = predict_torque(arm, None, poses, zeros, zeros)
+        assert np.abs(g_ident - g_bullet).max() < 0.1
+        assert np.abs(g_urdf - g_bullet).max() > 2.0
+    finally:
+        p.disconnect(client)
+
+
+# ------------------------------------------------------------------------ files and CLI
+def test_csv_shuffled_and_rosbags_agree(tmp_path, arm, arm_log):
+    short = LogData(arm_log.time[:2000], arm_log.joint_names, arm_log.position[:2000],
+                    arm_log.velocity[:2000], arm_log.effort[:2000], 'short')
+    write_csv(short, tmp_path / 'ordered.csv')
+    write_csv(short, tmp_path / 'shuffled.csv', joint_order=[f'joint{i}' for i in
+                                                             (4, 7, 1, 3, 6, 2, 5)])
+    write_bag(short, tmp_path / 'sqlite', storage='sqlite3', joint_order='alternate')
+    write_bag(short, tmp_path / 'mcap', storage='mcap')
+    results = {}
+    for name in ('ordered.csv', 'shuffled.csv', 'sqlite', 'mcap'):
+        results[name], _ = quiet(identify_log, ARM_URDF, tmp_path / name, progress=False,
+                                 consistency='check')
+    ref = results['ordered.csv']
+    assert ref.n_train + ref.n_test > 1500
+    assert np.array_equal(results['shuffled.csv'].beta, ref.beta)
+    for name in ('sqlite', 'mcap'):
+        # Bag stamps are integer nanoseconds: the fits agree to that rounding.
+        assert np.allclose(results[name].beta, ref.beta, rtol=1e-4, atol=1e-6)
+        assert np.allclose(results[name].tau_after, ref.tau_after, atol=1e-4)
+        assert np.allclose(results[name].rmse('after'), ref.rmse('after'), rtol=1e-4)
+
+
+def test_joint_that_never_moves(arm, arm_log):
+    log = LogData(arm_log.time, arm_log.joint_names, arm_log.position.copy(),
+                  arm_log.velocity.copy(), arm_log.effort, 'frozen')
+    log.position[:, 3] = 0.4
+    log.velocity[:, 3] = 0.0
+    processed, _ = quiet(prepare_log, log, model_joint_names(arm))
+    with pytest.raises(SysIdError, match=r'joint joint4 does not move.*--lock-joints joint4'):
+        quiet(identify, arm, processed, progress=False)
+    # Locked, joint4 is held at its position: the rest is identified, joint4 is left out.
+    result, _ = quiet(identify, arm, processed, lock_joints=['joint4'], progress=False,
+                      consistency='check')
+    assert list(result.active) == [True, True, True, False, True, True, True]
+    assert result.info['locked_joints'] == {'joint4': pytest.approx(0.4)}
+    assert np.isnan(result.rmse('after')[3]) and 'joint4' not in result.friction_dict()
+    assert result.base.rank < 43
+
+
+def test_one_direction_joint_not_excited(arm, arm_traj):
+    t = np.arange(0.0, 20.0, 1.0 / RATE)
+    q, qd, qdd = arm_traj.evaluate(t)
+    q[:, 6], qd[:, 6], qdd[:, 6] = 0.1 * t - 1.0, 0.1, 0.0  # joint7 only turns one way
+    tau = predict_torque(arm, None, q, qd, qdd, 'viscous-coulomb', ARM_FRICTION)
+    rng = np.random.default_rng(0)
+    log = LogData(t, model_joint_names(arm), q, qd, tau + 0.05 * rng.standard_normal(q.shape))
+    processed, _ = quiet(prepare_log, log, model_joint_names(arm))
+    with pytest.raises(SysIdError, match=r'condition number.*joint7\.(coulomb|offset)'):
+        quiet(identify, arm, processed, progress=False)
+
+
+def test_too_few_samples_and_bad_options(arm, arm_log):
+    few = LogData(arm_log.time[:150], arm_log.joint_names, arm_log.position[:150],
+                  arm_log.velocity[:150], arm_log.effort[:150])
+    processed, _ = quiet(prepare_log, few, model_joint_names(arm), min_samples=50,
+                         min_duration_s=0.5)
+    with pytest.raises(SysIdError, match='too few samples'):
+        quiet(identify, arm, processed, progress=False)
+    with pytest.raises(SysIdError, match='train fraction'):
+        identify(arm, processed, train_fraction=1.0)
+    with pytest.raises(SysIdError, match='unknown friction model'):
+        identify(arm, processed, friction='stribeck')
+    with pytest.raises(SysIdError, match='log too short'):
+        quiet(prepare_log, few, model_joint_names(arm))
+
+
+def run_cli(argv):
+    parser = argparse.ArgumentParser(prog='robot-twin')
+    add_sysid_parser(parser.add_subparsers(dest='command', required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_end_to_end(tmp_path, capsys, arm_log):
+    data = tmp_path / 'log.csv'
+    write_csv(arm_log, data)
+    out, report = tmp_path / 'params.yaml', tmp_path / 'report.json'
+    code = run_cli(['sysid', '--urdf', str(ARM_URDF), '--data', str(data), '--output', str(out),
+                    '--report', str(report), '--train-fraction', '0.6'])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert 'dropped 1 of' in captured.err
+    assert 'RMSE before' in captured.out
+    rep = json.loads(report.read_text())
+    for key in ('train_samples', 'test_samples', 'joints', 'rmse_before_mean',
+                'rmse_after_mean', 'condition_number', 'base_parameter_count'):
+        assert key in rep
+    assert set(rep['joints']) == set(model_joint_names(load_model(ARM_URDF)))
+    assert set(rep['joints']['joint1']) >= {'rmse_before', 'rmse_after'}
+    assert rep['train_samples'] == pytest.approx(0.6 * (rep['train_samples']
+                                                        + rep['test_samples']), abs=1)
+    assert rep['rmse_after_mean'] < 1.5 * TORQUE_NOISE
+    assert rep['rmse_before_mean'] > 10 * TORQUE_NOISE
+    for png in rep['plots']:
+        assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+    assert (tmp_path / 'report_torques.png').exists()
+    assert yaml.safe_load(out.read_text())['robot_twin_dynamics']['version'] == 1
+
+
+def test_cli_errors(tmp_path, capsys, arm_log):
+    data = tmp_path / 'log.csv'
+    write_csv(LogData(arm_log.time, arm_log.joint_names, arm_log.position, arm_log.velocity,
+                      np.where(np.arange(7) == 2, np.nan, arm_log.effort)), data)
+    args = ['sysid', '--urdf', str(ARM_URDF), '--data', str(data), '--output',
+            str(tmp_path / 'p.yaml'), '--report', str(tmp_path / 'r.json')]
+    assert run_cli(args) == 2
+    assert "missing or empty columns ['joint3.effort']" in capsys.readouterr().err
+    assert not (tmp_path / 'p.yaml').exists()
+    args[4] = str(tmp_path / 'missing.csv')
+    assert run_cli(args) == 2
+    assert 'does not exist' in capsys.readouterr().err
