@@ -1,0 +1,129 @@
+"""What-if throughput (simulated s per wall s) against raw PyBullet; 1 -> 2 worker speed-up.
+
+Prints, all measured in this run on this machine:
+
+1. raw PyBullet stepping of the same arm (``TORQUE_CONTROL`` + ``stepSimulation`` +
+   ``getJointStates`` per 1 kHz step, nothing else): simulated seconds per wall second;
+2. the plant alone (``Plant.command_position`` + ``Plant.step``: computed-torque controller,
+   friction, force-torque sensor), for the breakdown;
+3. ``run_whatif`` with 1 worker (in-process): plant + twin (Mirror) + detector per step, and its
+   ratio to (1) (goal >= 0.8 per core);
+4. ``run_whatif`` with 2 worker processes, and its speed-up over (3) (goal >= 1.8 on 2 cores),
+   pool start-up included; the start-up alone (a run of two 0.3 s samples) is printed too.
+
+Usage: ``python benchmarks/bench_whatif.py [--samples 12] [--duration 4] [--repeat 2]``.
+The machine may be shared: the load average is printed, and the best of ``--repeat`` runs is
+reported for each figure.
+"""
+import argparse
+import os
+from pathlib import Path
+import time
+
+import numpy as np
+import pybullet
+
+from twin_sim.plant import Plant
+from twin_sim.whatif import load_scenario, prepare, run_whatif
+
+ROOT = Path(__file__).resolve().parents[1]
+URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'
+
+
+def raw_pybullet(sim_s, dt=0.001):
+    """Return simulated s per wall s of a bare PyBullet loop on the arm (torque control)."""
+    client = pybullet.connect(pybullet.DIRECT)
+    try:
+        body = pybullet.loadURDF(str(URDF), useFixedBase=True,
+                                 flags=pybullet.URDF_USE_INERTIA_FROM_FILE,
+                                 physicsClientId=client)
+        pybullet.setPhysicsEngineParameter(fixedTimeStep=dt, numSubSteps=0,
+                                           physicsClientId=client)
+        pybullet.setGravity(0, 0, -9.81, physicsClientId=client)
+        joints = [i for i in range(pybullet.getNumJoints(body, physicsClientId=client))
+                  if pybullet.getJointInfo(body, i, physicsClientId=client)[2]
+                  == pybullet.JOINT_REVOLUTE]
+        pybullet.setJointMotorControlArray(body, joints, pybullet.VELOCITY_CONTROL,
+                                           forces=[0.0] * len(joints), physicsClientId=client)
+        torque = [0.0] * len(joints)
+        steps = int(round(sim_s / dt))
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            pybullet.setJointMotorControlArray(body, joints, pybullet.TORQUE_CONTROL,
+                                               forces=torque, physicsClientId=client)
+            pybullet.stepSimulation(physicsClientId=client)
+            pybullet.getJointStates(body, joints, physicsClientId=client)
+        return sim_s / (time.perf_counter() - t0)
+    finally:
+        pybullet.disconnect(physicsClientId=client)
+
+
+def plant_only(setup):
+    """Return simulated s per wall s of the plant following the reference, nothing else."""
+    q, qd, qdd = setup.reference
+    plant = Plant(URDF, dt=setup.scenario.dt, initial_q=q[0])
+    try:
+        t0 = time.perf_counter()
+        for k in range(setup.scenario.steps):
+            plant.command_position(q[k], qd[k], qdd[k])
+            plant.step()
+        wall = time.perf_counter() - t0
+    finally:
+        plant.close()
+    return setup.scenario.steps * setup.scenario.dt / wall
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--samples', type=int, default=12)
+    parser.add_argument('--duration', type=float, default=4.0, help='simulated s per sample')
+    parser.add_argument('--repeat', type=int, default=2)
+    args = parser.parse_args()
+
+    scenario = load_scenario('payload_sweep')
+    scenario.duration_s = args.duration
+    scenario.detector = dict(scenario.detector,
+                             commissioning_duration_s=min(2.0, 0.5 * args.duration))
+    setup = prepare(scenario, URDF, seed=0)
+    print(f'machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start')
+    print(f'what-if: scenario payload_sweep, {args.samples} samples x {args.duration:g} s at '
+          f'{1.0 / scenario.dt:g} Hz, best of {args.repeat}')
+    raw, plant, one, two, startup = [], [], [], [], []
+    sim_total = args.samples * args.duration
+    probe = load_scenario('payload_sweep')
+    probe.duration_s = 0.3
+    probe.detector = dict(probe.detector, commissioning_duration_s=0.2)
+    for _ in range(args.repeat):
+        startup.append(run_whatif(probe, 2, urdf=URDF, workers=2).run['wall_s'])
+        raw.append(raw_pybullet(args.duration))
+        plant.append(plant_only(setup))
+        r1 = run_whatif(scenario, args.samples, urdf=URDF, seed=0, workers=1)
+        one.append((r1.run['sim_s_per_wall_s'], r1.run['wall_s']))
+        r2 = run_whatif(scenario, args.samples, urdf=URDF, seed=0, workers=2)
+        two.append((r2.run['sim_s_per_wall_s'], r2.run['wall_s']))
+        assert r1.summary == r2.summary, 'summaries differ between 1 and 2 workers'
+    raw_best, plant_best = max(raw), max(plant)
+    one_best, two_best = max(one), max(two)
+    print(f'raw PyBullet stepping            : {raw_best:8.1f} sim s / wall s '
+          f'({1e6 / (raw_best * 1000):.1f} us per step)')
+    print(f'plant only (Plant.step)          : {plant_best:8.1f} sim s / wall s '
+          f'({1e6 / (plant_best * 1000):.1f} us per step)')
+    print(f'what-if, 1 worker (in-process)   : {one_best[0]:8.2f} sim s / wall s '
+          f'({1e6 / (one_best[0] * 1000):.1f} us per step; {sim_total:g} sim s in '
+          f'{one_best[1]:.1f} s)')
+    print(f'  ratio to raw PyBullet per core : {one_best[0] / raw_best:8.3f}  (goal >= 0.8)')
+    print(f'  ratio to the plant alone       : {one_best[0] / plant_best:8.3f}')
+    print(f'what-if, 2 workers (processes)   : {two_best[0]:8.2f} sim s / wall s '
+          f'({sim_total:g} sim s in {two_best[1]:.1f} s, pool start-up included)')
+    print(f'  speed-up 1 -> 2 workers        : {two_best[0] / one_best[0]:8.3f}  (goal >= 1.8)')
+    rest = two_best[1] - min(startup)
+    print(f'  pool start-up (2 x 0.3 s run)  : {min(startup):8.2f} s; without it the 2-worker '
+          f'run would take {rest:.1f} s: speed-up {one_best[1] / rest:.3f}')
+    print(f'  all runs (sim s / wall s): raw {np.round(raw, 1).tolist()}, plant '
+          f'{np.round(plant, 1).tolist()}, 1 worker {[round(x[0], 2) for x in one]}, '
+          f'2 workers {[round(x[0], 2) for x in two]}')
+    print(f'load average at end {os.getloadavg()[0]:.2f}')
+
+
+if __name__ == '__main__':
+    main()

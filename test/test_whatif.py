@@ -1,0 +1,351 @@
+"""What-if runs: reproducible across worker counts, physics of the spread, faults, CLI, Ray."""
+import inspect
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from robot_twin.whatif_cli import main as whatif_main
+from twin_anomaly.detector import ResidualDetector
+from twin_sim.mirror import Mirror
+from twin_sim.urdf_model import RobotModel
+from twin_sim.whatif import format_table, load_scenario, nominal_residual_samples, prepare, \
+    run_sample, run_whatif, scenario_from_dict, WhatIfError, write_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'
+POSE = [0.0, 0.8, 0.0, -1.0, 0.0, 0.5, 0.0]
+#: every range a point: the variants are the nominal robot
+FIXED = {'links': {'mass_scale': 1.0, 'com_offset_m': 0.0, 'inertia_scale': 1.0},
+         'friction': {'viscous_scale': 1.0, 'coulomb_scale': 1.0},
+         'sensor': {'position_noise_std_rad': 0.0, 'velocity_noise_std_rad_s': 0.0,
+                    'effort_noise_std_nm': 0.0, 'force_noise_std_n': 0.0,
+                    'torque_noise_std_nm': 0.0, 'delay_s': 0.0},
+         'actuator': {'effort_limit_scale': 1.0, 'velocity_limit_scale': 1.0}}
+
+
+def _scenario(**changes):
+    data = {'name': 'small', 'duration_s': 1.0,
+            'trajectory': {'type': 'demo_motion', 'fraction': 0.35, 'period_s': 1.0,
+                           'fade_in_s': 0.2, 'center': POSE},
+            'randomization': 'default', 'detector': {'commissioning_duration_s': 0.5},
+            'record_rate_hz': 20}
+    data.update(changes)
+    return scenario_from_dict(data, 'test', ROOT)
+
+
+def test_summary_is_identical_for_one_and_two_workers(tmp_path):
+    scenario = _scenario()
+    one = run_whatif(scenario, 4, urdf=URDF, seed=11, workers=1)
+    two = run_whatif(scenario, 4, urdf=URDF, seed=11, workers=2)
+    assert one.run['backend'] == 'in-process' and two.run['backend'].startswith('processes')
+    a = json.dumps(one.summary, sort_keys=True)
+    assert a == json.dumps(two.summary, sort_keys=True)
+    for x, y in zip(one.samples, two.samples):
+        assert x.variant == y.variant
+        assert np.array_equal(x.record_effort, y.record_effort)
+    # the variants differ from each other, and another seed gives another summary
+    torques = [s.metrics['torque_rms_nm'][1] for s in one.samples]
+    assert len(set(torques)) == 4
+    other = run_whatif(scenario, 4, urdf=URDF, seed=12, workers=1)
+    assert json.dumps(other.summary, sort_keys=True) != a
+    # a sample alone (any order, any process) is the same as in the run
+    setup = prepare(scenario, URDF, seed=11)
+    alone = run_sample(setup, 2)
+    assert np.array_equal(alone.metrics['torque_peak_nm'],
+                          one.samples[2].metrics['torque_peak_nm'])
+    files = write_outputs(one, tmp_path / 'out')
+    names = sorted(p.name for p in files)
+    assert names == ['anomaly_score_hist.png', 'run.json', 'samples.csv', 'summary.json',
+                     'torque_spread.png', 'tracking_error_box.png']
+    summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert summary['samples'] == 4 and summary['joints'] == [f'joint{i}' for i in range(1, 8)]
+    rows = (tmp_path / 'out' / 'samples.csv').read_text().splitlines()
+    assert len(rows) == 5 and 'joint2.torque_rms_nm' in rows[0]
+    assert 'joint2' in format_table(one.summary)
+
+
+def _payload_torque_by_hand(model, q, mass, com):
+    """Joint-2 torque that a point mass at ``com`` (ft_sensor frame) needs at rest, N m."""
+    sensor = model.frame_pose(q, 'ft_sensor')
+    point = sensor[:3, :3] @ np.asarray(com) + sensor[:3, 3]
+    joint = model.frame_pose(q, 'link2')          # joint2's frame: its axis is local y
+    lever = point - joint[:3, 3]
+    force = np.array([0.0, 0.0, -9.81 * mass])
+    # the motor holds the payload: its torque cancels the payload's moment about the axis
+    return -float(joint[:3, 1] @ np.cross(lever, force))
+
+
+def test_payload_mass_spreads_joint2_torque_by_the_lever_arm():
+    com = [0.0, 0.0, 0.05]
+    hold = {'type': 'hold', 'q': POSE}
+    payload = dict(FIXED, payload={'mass_kg': [0.0, 4.0], 'com_z_m': 0.05, 'radius_m': 0.0})
+    scenario = _scenario(trajectory=hold, randomization={'overrides': payload})
+    result = run_whatif(scenario, 6, urdf=URDF, seed=3)
+    nominal = run_whatif(_scenario(trajectory=hold, randomization={'overrides': FIXED}), 3,
+                         urdf=URDF, seed=3)
+    model = RobotModel.from_urdf(URDF)
+    q = np.array(POSE)
+    # zero-width ranges: every variant is the same robot, the spread is exactly zero
+    stats = nominal.summary['metrics']['torque_rms_nm']['joint2']
+    assert stats['p5'] == stats['p95'] == stats['min'] == stats['max']
+    base = nominal.samples[0].record_effort[-1]
+    assert base[1] == pytest.approx(model.gravity(q)[1], abs=0.05)
+    masses = [s.variant['payload.mass_kg'] for s in result.samples]
+    assert max(masses) - min(masses) > 1.0
+    for sample, mass in zip(result.samples, masses):
+        held = sample.record_effort[-1]
+        expected = _payload_torque_by_hand(model, q, mass, com)
+        assert held[1] - base[1] == pytest.approx(expected, abs=0.02 + 0.01 * abs(expected))
+        assert held[0] - base[0] == pytest.approx(0.0, abs=0.02)   # vertical axis: no load
+    spread = result.summary['metrics']['torque_rms_nm']['joint2']
+    lever_per_kg = abs(_payload_torque_by_hand(model, q, 1.0, com))
+    assert spread['max'] - spread['min'] == pytest.approx(
+        lever_per_kg * (max(masses) - min(masses)), rel=0.02)
+
+
+def test_identified_parameters_are_the_plant_and_the_twin(tmp_path):
+    model = RobotModel.from_urdf(URDF)
+    doc = model.dynamic_parameters()
+    inner = doc['robot_twin_dynamics']
+    pi = np.array(inner['bodies']['joint4']['dynamic_parameters'])
+    inner['bodies'] = {'joint4': {'dynamic_parameters': (pi * 1.3).tolist()}}
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump(doc))
+    identified = model.copy()
+    identified.load_parameters(params)
+    q = np.array(POSE)
+    assert abs(identified.gravity(q)[1] - model.gravity(q)[1]) > 1.0
+    scenario = _scenario(trajectory={'type': 'hold', 'q': POSE},
+                         randomization={'overrides': FIXED})
+    result = run_whatif(scenario, 1, urdf=URDF, params=params)
+    held = result.samples[0].record_effort[-1]
+    assert held[1] == pytest.approx(identified.gravity(q)[1], abs=0.05)
+    # the twin predicts with the identified model too: no residual to speak of
+    assert result.samples[0].metrics['effort_residual_rms_nm'][1] < 0.05
+    assert result.summary['params'] == str(params.resolve())
+
+
+def test_randomized_dynamics_give_larger_twin_residuals():
+    traces = nominal_residual_samples(2, urdf=URDF, duration_s=1.0, seed=5,
+                                      trajectory={'type': 'demo_motion', 'fraction': 0.35,
+                                                  'period_s': 1.0, 'fade_in_s': 0.2,
+                                                  'center': POSE},
+                                      randomization=FIXED)
+    wide = nominal_residual_samples(2, urdf=URDF, duration_s=1.0, seed=5,
+                                    trajectory={'type': 'demo_motion', 'fraction': 0.35,
+                                                'period_s': 1.0, 'fade_in_s': 0.2,
+                                                'center': POSE},
+                                    randomization=dict(FIXED, links={'mass_scale': [1.2, 1.3]}))
+    assert len(traces) == 2 and traces[0].effort.shape == (traces[0].t.size, 7)
+    assert traces[0].t.size > 900 and np.all(np.diff(traces[0].t) > 0)
+    exact = np.sqrt(np.mean(traces[0].effort[200:] ** 2, axis=0))
+    heavy = np.sqrt(np.mean(wide[0].effort[200:] ** 2, axis=0))
+    # the twin's model is the plant's: residuals are small; 20-30 % heavier links are not
+    assert exact[1] < 1.0
+    assert heavy[1] > 3.0 * exact[1] + 1.0
+    assert np.all(np.isfinite(traces[0].wrench))
+    # the traces commission a detector (its "normal" across variants)
+    detector = ResidualDetector([f'joint{i}' for i in range(1, 8)],
+                                commissioning_duration_s=1.5)
+    offset = 0.0
+    for trace in traces:
+        offset = trace.feed(detector, offset) + 0.001
+    assert detector.commissioned
+    assert detector.report().level == 'OK'
+
+
+def test_sensor_noise_reaches_the_twin_with_the_right_size():
+    hold = {'type': 'hold', 'q': POSE}
+    sigma = 1.0
+    noisy = dict(FIXED, sensor=dict(FIXED['sensor'], effort_noise_std_nm=sigma))
+    quiet = run_whatif(_scenario(trajectory=hold, randomization={'overrides': FIXED},
+                                 duration_s=2.0), 1, urdf=URDF)
+    loud = run_whatif(_scenario(trajectory=hold, randomization={'overrides': noisy},
+                                duration_s=2.0), 1, urdf=URDF)
+    # the twin low-passes the measured effort like its acceleration (first order, one pole):
+    # white noise of std s comes out with std s * sqrt(a / (2 - a)), a = dt / (dt + tau)
+    cutoff = inspect.signature(Mirror).parameters['accel_cutoff_hz'].default
+    tau = 1.0 / (2.0 * np.pi * cutoff)
+    a = 0.001 / (0.001 + tau)
+    expected = sigma * np.sqrt(a / (2.0 - a))
+    residual = loud.samples[0].metrics['effort_residual_rms_nm']
+    assert quiet.samples[0].metrics['effort_residual_rms_nm'].max() < 0.02
+    # ~1500 monitored samples per joint, correlated over ~5: each RMS within 20 %, their
+    # mean over the 7 independent joints within 6 %
+    assert np.all(np.abs(residual - expected) < 0.2 * expected)
+    assert abs(residual.mean() - expected) < 0.06 * expected
+    # sensor noise is in the measurement only: the arm's torques are untouched
+    assert np.array_equal(loud.samples[0].metrics['torque_rms_nm'],
+                          quiet.samples[0].metrics['torque_rms_nm'])
+
+
+def test_fault_is_detected_after_it_starts():
+    faults = {'name': 'bias', 'faults': [{'type': 'sensor_bias', 'signal': 'effort',
+                                          'joint': 'joint2', 'start_s': 1.2, 'size': 8.0}]}
+    scenario = _scenario(duration_s=1.6, faults=faults,
+                         randomization={'overrides': FIXED},
+                         detector={'commissioning_duration_s': 0.8})
+    result = run_whatif(scenario, 2, urdf=URDF, seed=0)
+    alarms = result.summary['alarms']
+    assert alarms['first_fault_s'] == 1.2
+    assert alarms['detected'] == 2 and alarms['false_alarms'] == 0
+    for sample in result.samples:
+        assert 1.2 <= sample.alarm_time_s < 1.4
+        assert sample.alarm_joint == 'joint2'
+        assert sample.max_score >= 1.0
+        # the bias is on the sensor: the motor torque itself is unchanged
+        assert sample.metrics['effort_residual_rms_nm'][1] > 1.0
+
+
+def test_csv_trajectory_is_followed(tmp_path):
+    t = np.linspace(0.0, 1.0, 101)
+    q = np.tile(POSE, (t.size, 1))
+    q[:, 1] += 0.2 * np.sin(np.pi * t) ** 2
+    path = tmp_path / 'traj.csv'
+    header = 'time,' + ','.join(f'joint{i}.position' for i in range(1, 8))
+    np.savetxt(path, np.column_stack([t, q]), delimiter=',', header=header, comments='')
+    scenario = _scenario(trajectory={'type': 'csv', 'path': str(path)},
+                         randomization={'overrides': FIXED})
+    sample = run_sample(prepare(scenario, URDF, seed=0), 0)
+    assert sample.metrics['tracking_max_rad'].max() < 2e-3
+    assert sample.samples_received == 1000
+    # a robot that sends 250 samples/s: the twin sees every 4th step, residuals stay small
+    slow = _scenario(trajectory={'type': 'csv', 'path': str(path)}, sample_rate_hz=250,
+                     randomization={'overrides': FIXED})
+    sparse = run_sample(prepare(slow, URDF, seed=0), 0)
+    assert sparse.samples_received == 250
+    assert np.array_equal(sparse.metrics['torque_rms_nm'], sample.metrics['torque_rms_nm'])
+    assert sparse.metrics['effort_residual_rms_nm'][1] < 0.5
+    with pytest.raises(WhatIfError, match='sample_rate_hz: 300'):
+        _scenario(sample_rate_hz=300)
+    bad = tmp_path / 'bad.csv'
+    bad.write_text('time,joint1.position\n0,0\n1,0.1\n')
+    with pytest.raises(WhatIfError, match='missing column.*joint2.position'):
+        prepare(_scenario(trajectory={'type': 'csv', 'path': str(bad)}), URDF)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'duration_s': -1.0}, 'duration_s: must be > 0'),
+    ({'trajectory': {'type': 'spiral'}}, 'trajectory.type: must be one of'),
+    ({'trajectory': {'type': 'demo_motion', 'fraction': 2.0}}, 'trajectory.fraction'),
+    ({'trajectory': {'type': 'demo_motion', 'amplitude': 0.3}}, "unknown field(s) ['amplitude']"),
+    ({'faults': 'no_such_fault'}, "faults: 'no_such_fault' is neither a file"),
+    ({'randomization': {'overrides': {'payload': {'mass_kg': [3, 1]}}}},
+     'payload.mass_kg: low 3.0 is above high 1.0'),
+    ({'twin': {'payload': 'magic'}}, 'twin.payload'),
+    ({'detector': {'commissioning_duration_s': 5.0}}, 'must be shorter than duration_s'),
+    ({'detector': {'persistance_s': 1.0}}, "detector: unknown field(s) ['persistance_s']"),
+    ({'speed': 2}, "unknown field(s) ['speed']"),
+])
+def test_invalid_scenario_is_rejected_naming_the_field(change, message):
+    with pytest.raises(WhatIfError) as info:
+        _scenario(**change)
+    assert message in str(info.value)
+    assert 'test' in str(info.value)
+
+
+def test_run_arguments_are_checked():
+    scenario = _scenario()
+    with pytest.raises(WhatIfError, match='samples must be a positive integer'):
+        run_whatif(scenario, 0, urdf=URDF)
+    with pytest.raises(WhatIfError, match='workers'):
+        run_whatif(scenario, 1, urdf=URDF, workers=0)
+    with pytest.raises(WhatIfError, match='seed'):
+        run_whatif(scenario, 1, urdf=URDF, seed=-3)
+    with pytest.raises(WhatIfError, match='URDF not found'):
+        run_whatif(scenario, 1, urdf='/nonexistent/robot.urdf')
+    with pytest.raises(WhatIfError, match='parameters file not found'):
+        run_whatif(scenario, 1, urdf=URDF, params='/nonexistent/params.yaml')
+    with pytest.raises(WhatIfError, match='trajectory.center: 2 values for the 7 joints'):
+        prepare(_scenario(trajectory={'type': 'demo_motion', 'center': [0.0, 0.1]}), URDF)
+
+
+def test_packaged_scenarios_load():
+    sweep = load_scenario('payload_sweep')
+    assert sweep.randomization.range('payload', 'mass_kg').width > 0.0
+    wear = load_scenario('friction_wear')
+    assert wear.faults['faults'][0]['type'] == 'friction_increase'
+    assert wear.commissioning_s < wear.fault_start_s()
+    with pytest.raises(WhatIfError, match='packaged what-if scenario'):
+        load_scenario('no_such_scenario')
+
+
+def test_missing_ray_gives_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'ray', None)     # import ray -> ImportError
+    with pytest.raises(WhatIfError, match='pip install ray'):
+        run_whatif(_scenario(), 1, urdf=URDF, ray_address='auto')
+    status = whatif_main(['--scenario', 'payload_sweep', '--samples', '1', '--ray'])
+    assert status == 2
+    assert 'pip install ray' in capsys.readouterr().err
+
+
+class _FakeRay:
+    """Stands in for the ``ray`` module: runs tasks here, completes them in reverse order."""
+
+    def __init__(self):
+        self.address = 'unset'
+
+    def init(self, address=None, **kwargs):
+        self.address = address
+
+    def put(self, value):
+        return value
+
+    def remote(self, **options):
+        assert options == {'num_cpus': 1}
+
+        def wrap(function):
+            class Remote:
+                @staticmethod
+                def remote(*args):
+                    return _FakeRef(function, args)
+            return Remote
+        return wrap
+
+    def wait(self, refs, num_returns=1):
+        return refs[-num_returns:], refs[:-num_returns]
+
+    def get(self, ref):
+        return ref.function(*ref.args)
+
+
+class _FakeRef:
+    def __init__(self, function, args):
+        self.function, self.args = function, args
+
+
+def test_ray_path_keeps_the_index_order(monkeypatch):
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, 'ray', fake)
+    scenario = _scenario(duration_s=0.6, detector={'commissioning_duration_s': 0.3})
+    on_ray = run_whatif(scenario, 3, urdf=URDF, seed=2, ray_address='auto')
+    local = run_whatif(scenario, 3, urdf=URDF, seed=2)
+    assert fake.address == 'auto' and on_ray.run['backend'] == 'ray'
+    assert [s.index for s in on_ray.samples] == [0, 1, 2]
+    assert json.dumps(on_ray.summary, sort_keys=True) == json.dumps(local.summary,
+                                                                    sort_keys=True)
+    run_whatif(scenario, 1, urdf=URDF, ray_address='local')
+    assert fake.address is None
+
+
+def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
+    scenario = tmp_path / 'tiny.yaml'
+    scenario.write_text('name: tiny\nduration_s: 0.6\ntrajectory: {type: hold}\n'
+                        'randomization: {file: default, overrides: {payload: {mass_kg: [0, 1]}}}'
+                        '\ndetector: {commissioning_duration_s: 0.3}\n')
+    out = tmp_path / 'out'
+    status = whatif_main(['--scenario', str(scenario), '--samples', '2', '--seed', '4',
+                          '--output', str(out), '--quiet', '--no-plots'])
+    assert status == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['scenario'] == 'tiny' and summary['seed'] == 4
+    assert not (out / 'torque_spread.png').exists()
+    status = whatif_main(['--scenario', str(tmp_path / 'missing.yaml'), '--samples', '2'])
+    assert status == 2
+    assert 'neither a file' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        whatif_main(['--scenario', str(scenario), '--samples', '0'])

@@ -1,0 +1,1367 @@
+"""What-if runs: N domain-randomized variants of a scenario, and how their results spread.
+
+A what-if scenario (``config/whatif/<name>.yaml``)::
+
+    name: payload_sweep
+    description: Unknown payloads of 0..5 kg on the tool.
+    duration_s: 8.0                 # simulated time per variant, s
+    dt: 0.001                       # plant step, s (optional)
+    sample_rate_hz: 1000            # rate the robot sends samples to the twin (default 1 / dt)
+    trajectory:                     # what the arm does (position control)
+      type: demo_motion             # demo_motion | csv | hold
+      fraction: 0.3                 # demo_motion: share of the joint and velocity limits
+      period_s: 4.0                 # demo_motion: period, s
+      fade_in_s: 1.0                # demo_motion: smooth start, s
+      seed: 0                       # demo_motion: phases and harmonics
+      center: [0, 0.5, 0, -1, 0, 0.6, 0]  # demo_motion: centre pose (default: mid-range)
+      # csv:  path: excitation.csv  (time,<joint>.position[,<joint>.velocity[,.acceleration]],
+      #                              relative to this file; `robot-twin excite` writes one)
+      # hold: q: [...]              (hold a pose; default zeros clipped into the limits)
+    faults: null                    # a fault scenario: name in config/faults, path, or inline
+    randomization:                  # ranges around the URDF / identified parameters
+      file: default                 # name in config/randomization, or path
+      overrides: {payload: {mass_kg: [0.0, 5.0]}}
+    twin:
+      payload: nominal              # nominal: the twin does not know the variant's payload;
+                                    # variant: it does
+    detector:                       # twin_anomaly.detector.DetectorConfig fields
+      commissioning_duration_s: 3.0 # learned on the first part of every variant's run
+    record_rate_hz: 50              # time series kept for the plots, Hz
+
+One *sample* (:func:`run_sample`) draws variant ``i`` of the seed
+(:meth:`~twin_sim.randomization.RandomizationSpec.sample`), builds a
+:class:`~twin_sim.plant.Plant` from the variant's URDF (bodies, friction, effort and velocity
+limits; the simulated world clips torques at the effort limits, it does not enforce velocity
+limits) with the variant's payload and the scenario's faults, drives it along the trajectory
+(position control), adds the variant's white sensor noise, and runs the live twin's own
+residual pipeline on what comes out: :class:`~twin_sim.mirror.Mirror` with the *nominal* (or
+identified) model, and a :class:`~twin_anomaly.detector.ResidualDetector` that commissions on
+the first ``commissioning_duration_s`` of the run and then monitors. It records per-joint
+torque RMS and peak, tracking error RMS and maximum, effort residual RMS, the largest anomaly
+score after commissioning and the first alarm. The variant's measurement delay is a latency:
+samples keep their stamps and order (as the plant's ``delay`` fault does), so residuals are
+unchanged and the alarm is raised ``delay_s`` later.
+
+:func:`run_whatif` runs the samples on local processes (``concurrent.futures`` with the
+``forkserver`` start method; each process has its own PyBullet clients) or on a Ray cluster,
+and :func:`summarize` gives p5/p50/p95 across the samples. A sample depends only on
+``(seed, index)``, so the summary is the same for any number of workers.
+:func:`nominal_residual_samples` gives the residuals of fault-free variants, the data an anomaly
+detector learns "normal" from across the randomized range.
+"""
+import concurrent.futures
+import csv
+from dataclasses import dataclass, field, fields
+import hashlib
+import json
+import math
+import multiprocessing
+from pathlib import Path
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import yaml
+
+from twin_sim.randomization import DEFAULT_RANDOMIZATION, load_randomization, \
+    NominalDynamics, RandomizationError, RandomizationSpec, write_variant_urdf
+
+__all__ = [
+    'WhatIfError', 'WhatIfScenario', 'SampleResult', 'WhatIfResult', 'ResidualTrace',
+    'load_scenario', 'scenario_from_dict', 'prepare', 'reference_trajectory', 'run_sample',
+    'run_whatif', 'summarize', 'write_outputs', 'format_table', 'nominal_residual_samples',
+    'WHATIF_DIR', 'PERCENTILES',
+]
+
+_CONFIG = Path(__file__).resolve().parents[1] / 'config'
+#: The packaged what-if scenarios.
+WHATIF_DIR = _CONFIG / 'whatif'
+_RANDOMIZATION_DIR = _CONFIG / 'randomization'
+_TRAJECTORY_TYPES = ('demo_motion', 'csv', 'hold')
+_TOP_FIELDS = ('name', 'description', 'duration_s', 'dt', 'trajectory', 'faults',
+               'randomization', 'twin', 'detector', 'record_rate_hz', 'sample_rate_hz')
+_DEMO_FIELDS = {'fraction': 0.3, 'period_s': 4.0, 'fade_in_s': 1.0, 'harmonics': 2, 'seed': 0,
+                'center': None}
+#: Percentiles reported across samples.
+PERCENTILES = (5, 50, 95)
+
+
+class WhatIfError(ValueError):
+    """A what-if scenario, option or run is unusable; the message says what and how to fix it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario files
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class WhatIfScenario:
+    """A validated what-if scenario (see the module docstring for the file format).
+
+    Attributes
+    ----------
+    name, description, source : str
+    duration_s : float, s
+        Simulated time per variant.
+    dt : float, s
+        Plant step.
+    trajectory : dict
+        ``{'type': 'demo_motion', fraction, period_s, fade_in_s, harmonics, seed, center}``,
+        ``{'type': 'csv', 'path': Path}`` or ``{'type': 'hold'}``.
+    faults : dict or None
+        The fault scenario as a mapping (:meth:`twin_sim.faults.FaultScenario.to_dict`).
+    randomization : RandomizationSpec
+        Ranges, with the scenario's overrides merged in.
+    randomization_source : str
+        Where the ranges came from.
+    twin_payload : str
+        ``'nominal'`` (the twin's model has no payload) or ``'variant'`` (it has the variant's).
+    detector : dict
+        :class:`~twin_anomaly.detector.DetectorConfig` fields.
+    record_rate_hz : float, Hz
+        Rate of the recorded time series.
+    sample_rate_hz : float or None, Hz
+        Rate at which the robot sends samples to the twin: every ``1 / (sample_rate_hz dt)``-th
+        plant step (None: every step).
+    """
+
+    name: str
+    duration_s: float
+    trajectory: dict
+    randomization: RandomizationSpec
+    description: str = ''
+    dt: float = 0.001
+    faults: dict = None
+    randomization_source: str = str(DEFAULT_RANDOMIZATION)
+    twin_payload: str = 'nominal'
+    detector: dict = field(default_factory=dict)
+    record_rate_hz: float = 50.0
+    sample_rate_hz: float = None
+    source: str = '<dict>'
+
+    @property
+    def sample_every(self):
+        """Plant steps per sample sent to the twin."""
+        if self.sample_rate_hz is None:
+            return 1
+        return max(1, int(round(1.0 / (self.sample_rate_hz * self.dt))))
+
+    @property
+    def steps(self):
+        """Number of plant steps per sample."""
+        return int(round(self.duration_s / self.dt))
+
+    @property
+    def commissioning_s(self):
+        """Commissioning time of each sample's detector, s."""
+        from twin_anomaly.detector import DetectorConfig
+        return float(self.detector.get('commissioning_duration_s',
+                                       DetectorConfig().commissioning_duration_s))
+
+    def fault_start_s(self):
+        """Earliest fault start in the scenario, s (None without faults)."""
+        if not self.faults or not self.faults.get('faults'):
+            return None
+        return min(float(f['start_s']) for f in self.faults['faults'])
+
+
+def _number(value, where, low=None, strictly=False, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value):
+        raise WhatIfError(f'{where}: must be a finite number, got {value!r}')
+    if integer and int(value) != value:
+        raise WhatIfError(f'{where}: must be an integer, got {value!r}')
+    if low is not None and (value <= low if strictly else value < low):
+        raise WhatIfError(f'{where}: must be {">" if strictly else ">="} {low}, got {value!r}')
+    return int(value) if integer else float(value)
+
+
+def _resolve(name, where, base_dir, packaged_dir, kind):
+    """Resolve a file reference: a path (absolute or relative to base_dir) or a packaged name."""
+    if not isinstance(name, str) or not name:
+        raise WhatIfError(f'{where}: must be a file path or a name, got {name!r}')
+    path = Path(name).expanduser()
+    candidates = [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]
+    stem = name if name.endswith(('.yaml', '.yml')) else name + '.yaml'
+    candidates.append(packaged_dir / stem)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    known = sorted(p.stem for p in packaged_dir.glob('*.yaml'))
+    raise WhatIfError(f'{where}: {name!r} is neither a file (relative to {base_dir}) nor a '
+                      f'packaged {kind} (known: {", ".join(known) or "none"})')
+
+
+def _parse_trajectory(data, where, base_dir):
+    if isinstance(data, str):
+        data = {'type': data}
+    if not isinstance(data, dict):
+        raise WhatIfError(f'{where}: must be a mapping with a type '
+                          f'({", ".join(_TRAJECTORY_TYPES)}), got {data!r}')
+    kind = data.get('type')
+    if kind not in _TRAJECTORY_TYPES:
+        raise WhatIfError(f'{where}.type: must be one of {", ".join(_TRAJECTORY_TYPES)}, got '
+                          f'{kind!r}')
+    allowed = {'type'} | (set(_DEMO_FIELDS) if kind == 'demo_motion' else
+                          {'path'} if kind == 'csv' else {'q'})
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise WhatIfError(f'{where}: unknown field(s) {unknown} for type {kind}; allowed: '
+                          f'{sorted(allowed)}')
+    out = {'type': kind}
+    if kind == 'demo_motion':
+        for key, default in _DEMO_FIELDS.items():
+            value = data.get(key, default)
+            if key == 'center':
+                if value is not None and (not isinstance(value, list) or not all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for v in value)):
+                    raise WhatIfError(f'{where}.center: must be a list of joint positions '
+                                      f'(rad), got {value!r}')
+            elif key == 'fraction':
+                value = _number(value, f'{where}.fraction', 0.0, strictly=True)
+                if value > 1.0:
+                    raise WhatIfError(f'{where}.fraction: must be in (0, 1], got {value}')
+            elif key in ('harmonics', 'seed'):
+                value = _number(value, f'{where}.{key}', 0 if key == 'seed' else 1,
+                                integer=True)
+            else:
+                value = _number(value, f'{where}.{key}', 0.0, strictly=key == 'period_s')
+            out[key] = value
+    elif kind == 'hold':
+        pose = data.get('q')
+        if pose is not None and (not isinstance(pose, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in pose)):
+            raise WhatIfError(f'{where}.q: must be a list of joint positions (rad), got '
+                              f'{pose!r}')
+        out['q'] = pose
+    elif kind == 'csv':
+        if 'path' not in data:
+            raise WhatIfError(f'{where}.path: missing; give the trajectory CSV '
+                              '(time,<joint>.position,...)')
+        path = Path(str(data['path'])).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if not path.is_file():
+            raise WhatIfError(f'{where}.path: trajectory CSV {path} not found')
+        out['path'] = path.resolve()
+    return out
+
+
+def _parse_faults(value, where, base_dir):
+    from twin_sim.faults import FaultScenario, ScenarioError, SCENARIO_DIR
+    if value is None:
+        return None
+    try:
+        if isinstance(value, dict):
+            scenario = FaultScenario.from_dict(value, source=where)
+        else:
+            path = _resolve(value, where, base_dir, SCENARIO_DIR, 'fault scenario')
+            scenario = FaultScenario.load(path)
+    except ScenarioError as exc:
+        raise WhatIfError(f'{where}: {exc}') from exc
+    return scenario.to_dict()
+
+
+def _parse_randomization(value, where, base_dir):
+    overrides = None
+    if value is None:
+        path = DEFAULT_RANDOMIZATION
+    elif isinstance(value, str):
+        path = _resolve(value, where, base_dir, _RANDOMIZATION_DIR, 'randomization file')
+    elif isinstance(value, dict):
+        unknown = sorted(set(value) - {'file', 'overrides'})
+        if unknown:
+            raise WhatIfError(f'{where}: unknown field(s) {unknown}; allowed: file, overrides')
+        file = value.get('file')
+        path = DEFAULT_RANDOMIZATION if file is None else _resolve(
+            file, f'{where}.file', base_dir, _RANDOMIZATION_DIR, 'randomization file')
+        overrides = value.get('overrides')
+        if overrides is not None and not isinstance(overrides, dict):
+            raise WhatIfError(f'{where}.overrides: must be a mapping of sections, got '
+                              f'{overrides!r}')
+    else:
+        raise WhatIfError(f'{where}: must be a file name or {{file, overrides}}, got {value!r}')
+    try:
+        return load_randomization(path, overrides), str(path)
+    except RandomizationError as exc:
+        raise WhatIfError(f'{where}: {exc}') from exc
+
+
+def _parse_detector(value, where):
+    from twin_anomaly.detector import DetectorConfig
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WhatIfError(f'{where}: must be a mapping of DetectorConfig fields, got {value!r}')
+    names = [f.name for f in fields(DetectorConfig)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise WhatIfError(f'{where}: unknown field(s) {unknown}; DetectorConfig has '
+                          f'{", ".join(names)}')
+    try:
+        DetectorConfig(**value)
+    except (TypeError, ValueError) as exc:
+        raise WhatIfError(f'{where}: {exc}') from exc
+    return dict(value)
+
+
+def scenario_from_dict(data, source='<dict>', base_dir=None):
+    """Validate a what-if scenario mapping; return a :class:`WhatIfScenario`.
+
+    Parameters
+    ----------
+    data : dict
+        The parsed YAML.
+    source : str
+        Name used in error messages.
+    base_dir : Path, optional
+        Directory relative file references are resolved against (default: current directory).
+
+    Raises
+    ------
+    WhatIfError
+        Naming the source and the field.
+    """
+    base_dir = Path.cwd() if base_dir is None else Path(base_dir)
+    if not isinstance(data, dict):
+        raise WhatIfError(f'{source}: a what-if scenario is a mapping, got '
+                          f'{type(data).__name__}')
+    unknown = sorted(set(data) - set(_TOP_FIELDS))
+    if unknown:
+        raise WhatIfError(f'{source}: unknown field(s) {unknown}; allowed: '
+                          f'{", ".join(_TOP_FIELDS)}')
+    name = data.get('name')
+    if not isinstance(name, str) or not name:
+        raise WhatIfError(f'{source}: name: must be a non-empty string, got {name!r}')
+    description = data.get('description', '')
+    if not isinstance(description, str):
+        raise WhatIfError(f'{source}: description: must be a string')
+    if 'duration_s' not in data:
+        raise WhatIfError(f'{source}: duration_s: missing; give the simulated time per '
+                          'variant (s)')
+    duration = _number(data['duration_s'], f'{source}: duration_s', 0.0, strictly=True)
+    dt = _number(data.get('dt', 0.001), f'{source}: dt', 0.0, strictly=True)
+    if dt > duration:
+        raise WhatIfError(f'{source}: dt: {dt} s is longer than duration_s {duration} s')
+    if 'trajectory' not in data:
+        raise WhatIfError(f'{source}: trajectory: missing; e.g. {{type: demo_motion, '
+                          'fraction: 0.3}}')
+    trajectory = _parse_trajectory(data['trajectory'], f'{source}: trajectory', base_dir)
+    faults = _parse_faults(data.get('faults'), f'{source}: faults', base_dir)
+    spec, spec_source = _parse_randomization(data.get('randomization'),
+                                             f'{source}: randomization', base_dir)
+    twin = data.get('twin') or {}
+    if not isinstance(twin, dict) or set(twin) - {'payload'}:
+        raise WhatIfError(f'{source}: twin: must be a mapping with optional payload '
+                          f'(nominal | variant), got {twin!r}')
+    twin_payload = twin.get('payload', 'nominal')
+    if twin_payload not in ('nominal', 'variant'):
+        raise WhatIfError(f'{source}: twin.payload: must be nominal or variant, got '
+                          f'{twin_payload!r}')
+    detector = _parse_detector(data.get('detector'), f'{source}: detector')
+    sample_rate = data.get('sample_rate_hz')
+    if sample_rate is not None:
+        sample_rate = _number(sample_rate, f'{source}: sample_rate_hz', 0.0, strictly=True)
+        every = 1.0 / (sample_rate * dt)
+        if every < 1.0 - 1e-9 or abs(every - round(every)) > 1e-6:
+            raise WhatIfError(f'{source}: sample_rate_hz: {sample_rate} Hz must divide the plant '
+                              f'rate {1.0 / dt:g} Hz (1 / dt) by a whole number')
+    record_rate = _number(data.get('record_rate_hz', 50.0), f'{source}: record_rate_hz', 0.0,
+                          strictly=True)
+    scenario = WhatIfScenario(
+        name=name, description=description, duration_s=duration, dt=dt,
+        trajectory=trajectory, faults=faults, randomization=spec,
+        randomization_source=spec_source, twin_payload=twin_payload, detector=detector,
+        record_rate_hz=record_rate, sample_rate_hz=sample_rate, source=source)
+    if scenario.commissioning_s >= duration:
+        raise WhatIfError(f'{source}: detector.commissioning_duration_s '
+                          f'({scenario.commissioning_s} s) must be shorter than duration_s '
+                          f'({duration} s), or nothing is monitored')
+    return scenario
+
+
+def load_scenario(name_or_path):
+    """Load a what-if scenario: a YAML path, or the name of one in ``config/whatif/``.
+
+    Raises
+    ------
+    WhatIfError
+        Unreadable file, invalid YAML or any problem of :func:`scenario_from_dict`.
+    """
+    path = _resolve(str(name_or_path), 'what-if scenario', Path.cwd(), WHATIF_DIR,
+                    'what-if scenario')
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise WhatIfError(f'cannot read {path}: {exc}') from exc
+    except yaml.YAMLError as exc:
+        raise WhatIfError(f'{path}: not valid YAML: {exc}') from exc
+    return scenario_from_dict(data, str(path), path.parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trajectory
+# ---------------------------------------------------------------------------------------------
+
+def _read_trajectory_csv(path, joint_names):
+    """Read ``time,<joint>.position[,.velocity[,.acceleration]]``; return an interpolator."""
+    from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
+    with open(path, encoding='utf-8') as handle:
+        header = [h.strip() for h in handle.readline().strip().split(',')]
+    if 'time' not in header:
+        raise WhatIfError(f'{path}: no "time" column; expected time,<joint>.position,...')
+    try:
+        data = np.atleast_2d(np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2))
+    except ValueError as exc:
+        raise WhatIfError(f'{path}: cannot parse the numbers ({exc})') from exc
+    if data.shape[1] != len(header):
+        raise WhatIfError(f'{path}: rows have {data.shape[1]} cells, the header '
+                          f'{len(header)} columns')
+
+    def columns(what, required):
+        cols = [f'{j}.{what}' for j in joint_names]
+        missing = [c for c in cols if c not in header]
+        if missing and (required or len(missing) < len(cols)):
+            raise WhatIfError(f'{path}: missing column(s) {missing}; the robot has joints '
+                              f'{list(joint_names)}')
+        return None if missing else data[:, [header.index(c) for c in cols]]
+
+    q = columns('position', True)
+    qd = columns('velocity', False)
+    qdd = columns('acceleration', False) if qd is not None else None
+    t = data[:, header.index('time')]
+    try:
+        return JointTrajectoryInterpolator(t - t[0], q, qd, qdd, joint_names=joint_names)
+    except TrajectoryError as exc:
+        raise WhatIfError(f'{path}: {exc}') from exc
+
+
+def reference_trajectory(scenario, model):
+    """Sample the scenario's reference on the plant's step grid.
+
+    Parameters
+    ----------
+    scenario : WhatIfScenario
+    model : RobotModel
+        The twin's model (limits, and effort fitting of the demo motion).
+
+    Returns
+    -------
+    q, qd, qdd : (steps + 1, n) ndarray
+        rad, rad/s, rad/s^2 at ``t = k dt``, ``k = 0..steps``.
+    """
+    from twin_sim.trajectory import DemoMotion, TrajectoryError
+    t = np.arange(scenario.steps + 1) * scenario.dt
+    spec = scenario.trajectory
+    if spec['type'] == 'hold':
+        q0 = np.clip(np.zeros(model.n), model.lower, model.upper)
+        if spec.get('q') is not None:
+            if len(spec['q']) != model.n:
+                raise WhatIfError(f'{scenario.source}: trajectory.q: {len(spec["q"])} values '
+                                  f'for the {model.n} joints {list(model.joint_names)}')
+            q0 = np.array(spec['q'], dtype=float)
+        return np.tile(q0, (t.size, 1)), np.zeros((t.size, model.n)), \
+            np.zeros((t.size, model.n))
+    if spec['type'] == 'csv':
+        q, qd, qdd = _read_trajectory_csv(spec['path'], model.joint_names).sample(t)
+    else:
+        kwargs = {k: spec[k] for k in _DEMO_FIELDS if k != 'center'}
+        if spec.get('center') is not None:
+            if len(spec['center']) != model.n:
+                raise WhatIfError(f'{scenario.source}: trajectory.center: '
+                                  f'{len(spec["center"])} values for the {model.n} joints '
+                                  f'{list(model.joint_names)}')
+            kwargs['center'] = spec['center']
+        try:
+            motion = DemoMotion.from_model(model, **kwargs)
+        except TrajectoryError as exc:
+            raise WhatIfError(f'{scenario.source}: trajectory: {exc}') from exc
+        q, qd, qdd = motion.sample(t)
+    out_of_range = (q < model.lower - 1e-9) | (q > model.upper + 1e-9)
+    if np.any(out_of_range):
+        k, j = np.argwhere(out_of_range)[0]
+        raise WhatIfError(f'{scenario.source}: trajectory leaves the limits of '
+                          f'{model.joint_names[j]} at t = {t[k]:.3f} s ({q[k, j]:.4f} rad)')
+    return q, qd, qdd
+
+
+# ---------------------------------------------------------------------------------------------
+# One sample
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Setup:
+    """What a worker needs to run samples (plain data: pickled to processes and Ray)."""
+
+    urdf_path: str
+    urdf_text: str
+    params_path: str
+    params_text: str
+    scenario: WhatIfScenario
+    seed: int
+    reference: tuple            # (q, qd, qdd), each (steps + 1, n)
+    joint_names: tuple = ()
+    token: str = ''
+
+
+@dataclass
+class SampleResult:
+    """Result of one randomized variant (arrays per joint in model order).
+
+    Attributes
+    ----------
+    index : int
+    variant : dict
+        The drawn values (:meth:`~twin_sim.randomization.Variant.as_flat_dict`).
+    metrics : dict of str -> (n,) ndarray
+        ``torque_rms_nm``, ``torque_peak_nm`` (actual motor torque), ``effort_utilization``
+        (peak over the variant's effort limit), ``tracking_rms_rad``, ``tracking_max_rad``
+        (actual position minus reference), ``effort_residual_rms_nm`` (measured minus the
+        twin's prediction, after commissioning).
+    max_score : float
+        Largest robot-level anomaly score after commissioning (threshold 1.0).
+    alarm_time_s : float
+        When the first alarm was raised: the stamp its run began plus the variant's
+        measurement latency, s; NaN without an alarm.
+    alarm_joint, alarm_fault_type : str
+        Faulty joint (or ``'wrench'``) and fault type of the first alarm ('' without one).
+    samples_received : int
+        Measurements that reached the twin.
+    record_t : (K,) ndarray, s
+        Stamps of the recorded series.
+    record_effort : (K, n) ndarray, N m
+        Actual motor torque at those stamps.
+    """
+
+    index: int
+    variant: dict
+    metrics: dict
+    max_score: float
+    alarm_time_s: float
+    alarm_joint: str
+    alarm_fault_type: str
+    samples_received: int
+    record_t: np.ndarray
+    record_effort: np.ndarray
+
+
+@dataclass
+class ResidualTrace:
+    """Residuals of one fault-free randomized variant, as the twin computes them live.
+
+    Attributes
+    ----------
+    index : int
+        Variant index.
+    variant : dict
+        The drawn values.
+    t : (N,) ndarray, s
+        Sample stamps.
+    position, velocity, effort : (N, n) ndarray
+        Residuals (measured minus predicted), rad, rad/s, N m, model joint order.
+    wrench : (N, 6) ndarray or None
+        Wrench residual ``[fx, fy, fz, tx, ty, tz]`` (N, N m, ft_sensor frame); NaN rows where
+        no wrench came.
+    velocity_measured : (N, n) ndarray, rad/s
+        The measured joint velocity (the detector's fault-pattern input).
+    """
+
+    index: int
+    variant: dict
+    t: np.ndarray
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+    wrench: np.ndarray
+    velocity_measured: np.ndarray
+
+    def feed(self, detector, t_offset=0.0):
+        """Pass every sample to ``detector.update`` (a ``ResidualDetector``), in order.
+
+        Parameters
+        ----------
+        detector : twin_anomaly.detector.ResidualDetector
+        t_offset : float, s
+            Added to the stamps. To commission one detector on several variants, feed them
+            one after the other with growing offsets (stamps must not go backwards)::
+
+                offset = 0.0
+                for trace in traces:
+                    trace.feed(detector, offset)
+                    offset += trace.t[-1] + 0.001
+
+        Returns
+        -------
+        float
+            The last stamp fed, s (with the offset).
+        """
+        for k in range(self.t.size):
+            wrench = None if self.wrench is None or np.isnan(self.wrench[k, 0]) else \
+                self.wrench[k]
+            detector.update(self.t[k] + t_offset, self.position[k], self.velocity[k],
+                            self.effort[k], wrench, velocity=self.velocity_measured[k])
+        return float(self.t[-1] + t_offset) if self.t.size else float(t_offset)
+
+
+class _Context:
+    """Per-process cache of what every sample of one run shares."""
+
+    def __init__(self, setup):
+        from twin_sim.urdf_model import RobotModel, URDFWarning
+        self.tmp = tempfile.TemporaryDirectory(prefix='twin_whatif_')
+        tmp = Path(self.tmp.name)
+        urdf = Path(setup.urdf_path)
+        if not (urdf.is_file() and urdf.read_text() == setup.urdf_text):
+            urdf = tmp / 'robot.urdf'           # e.g. on another machine of a Ray cluster
+            urdf.write_text(setup.urdf_text)
+        params = None
+        if setup.params_text is not None:
+            params = Path(setup.params_path)
+            if not (params.is_file() and params.read_text() == setup.params_text):
+                params = tmp / 'params.yaml'
+                params.write_text(setup.params_text)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', URDFWarning)   # the driver has shown them
+            urdf_model = RobotModel.from_urdf(urdf)
+            self.nominal = NominalDynamics.from_urdf(urdf, params, model=urdf_model)
+            self.twin_model = urdf_model.copy()
+            if params is not None:
+                self.twin_model.load_parameters(params)
+        self.urdf = urdf
+        self.joint_names = tuple(self.twin_model.joint_names)
+
+
+_CONTEXTS = {}
+
+
+def _context(setup):
+    ctx = _CONTEXTS.get(setup.token)
+    if ctx is None:
+        for old in _CONTEXTS.values():
+            old.tmp.cleanup()
+        _CONTEXTS.clear()
+        ctx = _CONTEXTS[setup.token] = _Context(setup)
+    return ctx
+
+
+def _variant_payload(variant):
+    from twin_sim.urdf_model import Payload
+    if variant.payload_mass_kg <= 0.0:
+        return None
+    return Payload(variant.payload_mass_kg, variant.payload_com_m, variant.payload_inertia)
+
+
+def _simulate(setup, index, *, trace=False):
+    """Run variant ``index``; return (SampleResult, ResidualTrace or None)."""
+    from twin_sim.faults import FaultScenario
+    from twin_sim.plant import Plant
+
+    ctx = _context(setup)
+    scenario = setup.scenario
+    n = len(ctx.joint_names)
+    variant = scenario.randomization.sample(ctx.joint_names, setup.seed, index)
+    payload = _variant_payload(variant)
+    q_ref, qd_ref, qdd_ref = setup.reference
+    urdf = write_variant_urdf(ctx.nominal, variant, Path(ctx.tmp.name) / f'variant_{index}.urdf')
+    faults = None if scenario.faults is None else FaultScenario.from_dict(
+        scenario.faults, source=scenario.source)
+    plant = Plant(urdf, scenario=faults, dt=scenario.dt, seed=variant.noise_seed,
+                  initial_q=q_ref[0], payload=payload)
+    try:
+        return _drive(plant, ctx, scenario, variant, payload, (q_ref, qd_ref, qdd_ref), n,
+                      trace)
+    finally:
+        plant.close()
+        urdf.unlink(missing_ok=True)
+
+
+def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
+    """Step the plant along the reference, run the twin and the detector; collect results."""
+    from twin_anomaly.detector import ResidualDetector
+    from twin_sim.mirror import Mirror
+    from twin_sim.predictor import Predictor
+
+    q_ref, qd_ref, qdd_ref = reference
+    steps = scenario.steps
+    world = plant.world
+    twin_payload = payload if scenario.twin_payload == 'variant' else None
+    mirror = Mirror(Predictor(ctx.twin_model, payload=twin_payload))
+    detector = ResidualDetector(ctx.joint_names, **scenario.detector)
+    commissioning_s = detector.config.commissioning_duration_s
+    sample_dt = scenario.dt * scenario.sample_every
+    report_every = max(1, int(round(detector.config.block_s / sample_dt)))
+    record_every = max(1, int(round(1.0 / (scenario.record_rate_hz * scenario.dt))))
+    sample_every = scenario.sample_every
+    sensor_faults = any(f.kind == 'sensor' for f in plant.faults)
+
+    # white sensor noise, drawn per step index from the variant's own stream (a child of its
+    # noise seed: independent of the plant's fault generators, default_rng([seed, i]))
+    noise_rng = np.random.default_rng(np.random.SeedSequence(variant.noise_seed,
+                                                             spawn_key=(1,)))
+    noise_std = np.concatenate([
+        np.full(n, variant.position_noise_std_rad), np.full(n, variant.velocity_noise_std_rad_s),
+        np.full(n, variant.effort_noise_std_nm), np.full(3, variant.force_noise_std_n),
+        np.full(3, variant.torque_noise_std_nm)])
+    noisy = bool(np.any(noise_std > 0.0))
+    noise = noise_rng.standard_normal((steps + 1, 3 * n + 6)) * noise_std if noisy else None
+
+    true_q = np.empty((steps, n))             # what the arm did, per step
+    true_effort = np.empty((steps, n))
+    res_t = np.full(steps, np.nan)            # what the twin saw, per step (NaN: nothing)
+    res_effort = np.full((steps, n), np.nan)
+    if trace:
+        res_pos, res_vel = np.full((steps, n), np.nan), np.full((steps, n), np.nan)
+        res_wrench, meas_qd = np.full((steps, 6), np.nan), np.full((steps, n), np.nan)
+    received = 0
+    max_score = 0.0
+    alarm = (math.nan, '', '')
+    set_control = world.set_control           # Plant.command_position minus a 2nd validation
+
+    for k in range(steps):
+        set_control('position', q_ref[k], qd_ref[k], qdd_ref[k])
+        m = plant.step()
+        truth = world.measure() if sensor_faults else m
+        true_q[k] = truth.q
+        true_effort[k] = truth.effort
+        if m is None or (k + 1) % sample_every:
+            continue
+        received += 1
+        if noisy:                     # truth has been recorded: add the noise in place
+            i = min(int(round(m.t / scenario.dt)), steps)
+            m.q += noise[i, :n]
+            m.qd += noise[i, n:2 * n]
+            m.effort += noise[i, 2 * n:3 * n]
+            if m.wrench is not None:
+                m.wrench += noise[i, 3 * n:]
+        r = mirror.update(m.t, m.q, m.qd, m.effort)
+        if r is None:
+            continue
+        wrench_res = None
+        if m.wrench is not None:
+            pair = mirror.wrench_residual(m.wrench)
+            wrench_res = None if pair is None else pair[1]
+        detector.update(m.t, r.position_residual, r.velocity_residual, r.effort_residual,
+                        wrench_res, velocity=m.qd)
+        res_t[k] = m.t
+        res_effort[k] = r.effort_residual
+        if trace:
+            res_pos[k], res_vel[k], meas_qd[k] = r.position_residual, r.velocity_residual, m.qd
+            if wrench_res is not None:
+                res_wrench[k] = wrench_res
+        if received % report_every == 0 and detector.commissioned:
+            state = detector.report()
+            max_score = max(max_score, state.score)
+            if state.level == 'ERROR' and math.isnan(alarm[0]):
+                joint = state.faulty_joint or ('wrench' if state.fault_type == 'wrench'
+                                               else '')
+                alarm = (state.since + variant.delay_s, joint, state.fault_type)
+
+    limit = world.effort_limit
+    peak = np.abs(true_effort).max(axis=0)
+    tracking = np.abs(true_q - q_ref[1:steps + 1])
+    monitored = res_t >= commissioning_s       # NaN stamps compare False
+    metrics = {
+        'torque_rms_nm': np.sqrt(np.mean(true_effort ** 2, axis=0)),
+        'torque_peak_nm': peak,
+        'effort_utilization': np.where(np.isfinite(limit), peak / limit, 0.0),
+        'tracking_rms_rad': np.sqrt(np.mean(tracking ** 2, axis=0)),
+        'tracking_max_rad': tracking.max(axis=0),
+        'effort_residual_rms_nm': (np.sqrt(np.mean(res_effort[monitored] ** 2, axis=0))
+                                   if monitored.any() else np.full(n, np.nan)),
+    }
+    record = np.arange(record_every - 1, steps, record_every)
+    result = SampleResult(
+        index=variant.index, variant=variant.as_flat_dict(), metrics=metrics,
+        max_score=float(max_score), alarm_time_s=float(alarm[0]), alarm_joint=alarm[1],
+        alarm_fault_type=alarm[2], samples_received=received,
+        record_t=(record + 1) * scenario.dt, record_effort=true_effort[record])
+    residuals = None
+    if trace:
+        keep = np.isfinite(res_t)
+        residuals = ResidualTrace(
+            index=variant.index, variant=result.variant, t=res_t[keep], position=res_pos[keep],
+            velocity=res_vel[keep], effort=res_effort[keep], wrench=res_wrench[keep],
+            velocity_measured=meas_qd[keep])
+    return result, residuals
+
+
+def run_sample(setup, index):
+    """Run randomized variant ``index`` of a prepared run (see :func:`prepare`).
+
+    Parameters
+    ----------
+    setup : _Setup
+        From :func:`prepare`.
+    index : int
+        Variant index (>= 0).
+
+    Returns
+    -------
+    SampleResult
+    """
+    return _simulate(setup, index)[0]
+
+
+def _run_trace(setup, index):
+    return _simulate(setup, index, trace=True)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+
+def prepare(scenario, urdf=None, params=None, seed=0):
+    """Check everything a run needs in this process, before any worker starts.
+
+    Parameters
+    ----------
+    scenario : WhatIfScenario, str or Path
+        A scenario, or a path / packaged name for :func:`load_scenario`.
+    urdf : str or Path, optional
+        The robot (default: the built-in arm).
+    params : str or Path, optional
+        Identified dynamics (``params.yaml`` from ``robot-twin sysid``): the randomization is
+        centred on them and the twin predicts with them.
+    seed : int
+        Non-negative; with the variant index it fixes every draw.
+
+    Returns
+    -------
+    _Setup
+        Plain data for :func:`run_sample` (picklable).
+
+    Raises
+    ------
+    WhatIfError
+        Naming what is wrong (scenario, URDF, params, seed, trajectory).
+    """
+    from twin_sim.faults import FaultScenario, ScenarioError
+    from twin_sim.urdf_model import ParametersError, RobotModel, URDFError
+    if not isinstance(scenario, WhatIfScenario):
+        scenario = load_scenario(scenario)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise WhatIfError(f'seed must be a non-negative integer, got {seed!r}')
+    if urdf is None:
+        urdf = Path(__file__).resolve().parents[1] / 'urdf' / 'robot_twin_arm.urdf'
+    urdf = Path(urdf).resolve()
+    if not urdf.is_file():
+        raise WhatIfError(f'URDF not found: {urdf}')
+    try:
+        model = RobotModel.from_urdf(urdf)
+        nominal = NominalDynamics.from_urdf(urdf, params, model=model)
+        twin = model.copy()
+        if params is not None:
+            twin.load_parameters(params)
+    except (URDFError, ParametersError, RandomizationError) as exc:
+        raise WhatIfError(str(exc)) from exc
+    try:
+        scenario.randomization.check_joints(nominal.joint_names)
+    except RandomizationError as exc:
+        raise WhatIfError(str(exc)) from exc
+    if scenario.faults is not None:
+        try:
+            FaultScenario.from_dict(scenario.faults, source=scenario.source,
+                                    joint_names=model.joint_names)
+        except ScenarioError as exc:
+            raise WhatIfError(f'{scenario.source}: faults: {exc}') from exc
+    reference = reference_trajectory(scenario, twin)
+    params_path = None if params is None else str(Path(params).resolve())
+    params_text = None if params is None else Path(params).read_text()
+    urdf_text = urdf.read_text()
+    digest = hashlib.sha256()
+    for part in (urdf_text, params_text or '', repr(scenario), str(seed)):
+        digest.update(part.encode())
+    for array in reference:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return _Setup(str(urdf), urdf_text, params_path, params_text, scenario, int(seed),
+                  reference, tuple(model.joint_names), digest.hexdigest())
+
+
+@dataclass
+class WhatIfResult:
+    """A finished what-if run.
+
+    Attributes
+    ----------
+    summary : dict
+        :func:`summarize` of the samples (the same for any worker count).
+    samples : list of SampleResult
+        In index order.
+    run : dict
+        How it ran: ``workers``, ``backend``, ``wall_s``, ``simulated_s`` and
+        ``sim_s_per_wall_s`` (not part of the summary: it depends on the machine).
+    """
+
+    summary: dict
+    samples: list
+    run: dict
+
+
+def _start_method():
+    methods = multiprocessing.get_all_start_methods()
+    return 'forkserver' if 'forkserver' in methods else 'spawn'
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise WhatIfError('--ray needs Ray, which is not installed here. Install it with '
+                          '`pip install ray` (the same version on every node of the cluster), '
+                          'or leave out --ray to run on local processes (--workers K).') \
+            from None
+    return ray
+
+
+def _map_ray(function, setup, indices, address, progress):
+    ray = _import_ray()
+    init_address = None if address in (None, '', 'local') else address
+    try:
+        ray.init(address=init_address, ignore_reinit_error=True, log_to_driver=False)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ... by version
+        raise WhatIfError(f'cannot connect to the Ray cluster at {address!r}: {exc}. Start '
+                          f'one (`ray start --head`), give its address, or use --ray local')\
+            from exc
+    remote = ray.remote(num_cpus=1)(function)
+    setup_ref = ray.put(setup)
+    pending = {remote.remote(setup_ref, int(i)): int(i) for i in indices}
+    results = {}
+    with _progress(len(indices), progress) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                results[pending.pop(ref)] = ray.get(ref)
+                bar.update(1)
+    return [results[int(i)] for i in indices]
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(total, progress):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, unit='sample', desc='what-if', leave=False)
+
+
+_WORKER = {}
+
+
+def _init_worker(function, setup):
+    """Pool initializer: receive the run's set-up once per process (not once per sample)."""
+    _WORKER['function'], _WORKER['setup'] = function, setup
+
+
+def _worker_task(index):
+    return _WORKER['function'](_WORKER['setup'], index)
+
+
+def _map(function, setup, indices, workers, ray_address, progress):
+    """Apply ``function(setup, i)`` to every index; results in index order."""
+    indices = [int(i) for i in indices]
+    if ray_address is not None:
+        return _map_ray(function, setup, indices, ray_address, progress), 'ray'
+    if workers == 1 or len(indices) <= 1:
+        out = []
+        with _progress(len(indices), progress) as bar:
+            for i in indices:
+                out.append(function(setup, i))
+                bar.update(1)
+        return out, 'in-process'
+    method = _start_method()
+    context = multiprocessing.get_context(method)
+    if method == 'forkserver':
+        # workers fork from a server that has imported numpy, pinocchio and pybullet once
+        context.set_forkserver_preload(['twin_sim.whatif', 'twin_sim.plant',
+                                        'twin_sim.mirror', 'twin_anomaly.detector'])
+    results = {}
+    with concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(workers, len(indices)), mp_context=context,
+            initializer=_init_worker, initargs=(function, setup)) as pool:
+        futures = {pool.submit(_worker_task, i): i for i in indices}
+        with _progress(len(indices), progress) as bar:
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return [results[i] for i in indices], f'processes ({method})'
+
+
+def _check_run_args(samples, workers):
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise WhatIfError(f'samples must be a positive integer, got {samples!r}')
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise WhatIfError(f'workers must be a positive integer, got {workers!r}')
+
+
+def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
+               ray_address=None, progress=False):
+    """Run ``samples`` randomized variants of a scenario and summarize them.
+
+    Parameters
+    ----------
+    scenario : WhatIfScenario, str or Path
+        The scenario (or a path / packaged name).
+    samples : int
+        Number of variants (indices ``0..samples-1``).
+    urdf : str or Path, optional
+        The robot (default: the built-in arm).
+    params : str or Path, optional
+        Identified dynamics to centre the randomization on and predict with.
+    seed : int
+        Randomization seed.
+    workers : int
+        Local processes (1 runs in this process).
+    ray_address : str, optional
+        Run on Ray instead: ``'auto'`` (an existing cluster), ``'local'`` (start one here) or
+        a cluster address. Ray is optional and imported only then.
+    progress : bool
+        Show a tqdm progress bar over samples.
+
+    Returns
+    -------
+    WhatIfResult
+    """
+    _check_run_args(samples, workers)
+    if ray_address is not None:
+        _import_ray()                        # fail before any work if Ray is missing
+    setup = prepare(scenario, urdf, params, seed)
+    t0 = time.perf_counter()
+    results, backend = _map(run_sample, setup, range(int(samples)), int(workers), ray_address,
+                            progress)
+    wall = time.perf_counter() - t0
+    simulated = int(samples) * setup.scenario.steps * setup.scenario.dt
+    summary = summarize(results, setup)
+    run = {'workers': int(workers), 'backend': backend, 'wall_s': wall,
+           'simulated_s': simulated, 'sim_s_per_wall_s': simulated / wall if wall else math.nan}
+    return WhatIfResult(summary, results, run)
+
+
+def nominal_residual_samples(samples, *, urdf=None, params=None, duration_s=20.0,
+                             trajectory=None, randomization=None, seed=0, workers=1,
+                             dt=0.001, ray_address=None, progress=False):
+    """Residuals of fault-free randomized variants: what "normal" looks like across the range.
+
+    Each variant is drawn as in a what-if run and driven without faults; the twin's residuals
+    (measured minus the nominal model's prediction, exactly as the live twin forms them) are
+    returned per sample. An anomaly detector's commissioning/training can use them to learn
+    thresholds that hold across the randomized range (e.g. ``trace.feed(detector)`` per trace,
+    or stacking the arrays).
+
+    Parameters
+    ----------
+    samples : int
+        Number of variants.
+    urdf, params : str or Path, optional
+        The robot and its identified dynamics.
+    duration_s : float, s
+        Simulated time per variant.
+    trajectory : dict, optional
+        As the scenario's ``trajectory`` (default ``{type: demo_motion, fraction: 0.3}``).
+    randomization : RandomizationSpec, str, Path or dict, optional
+        Ranges (a spec, a file, or a mapping); default ``config/randomization/default.yaml``.
+    seed, workers, dt, ray_address, progress
+        As :func:`run_whatif`.
+
+    Returns
+    -------
+    list of ResidualTrace
+        In variant order.
+    """
+    _check_run_args(samples, workers)
+    if ray_address is not None:
+        _import_ray()
+    if randomization is None or isinstance(randomization, (str, Path)):
+        spec = load_randomization(randomization)
+    elif isinstance(randomization, dict):
+        spec = RandomizationSpec.from_dict(randomization)
+    elif isinstance(randomization, RandomizationSpec):
+        spec = randomization
+    else:
+        raise WhatIfError(f'randomization must be a RandomizationSpec, file or mapping, got '
+                          f'{type(randomization).__name__}')
+    trajectory = _parse_trajectory(trajectory or {'type': 'demo_motion', 'fraction': 0.3},
+                                   'trajectory', Path.cwd())
+    duration_s = _number(duration_s, 'duration_s', 0.0, strictly=True)
+    scenario = WhatIfScenario(
+        name='nominal_residuals', duration_s=duration_s, dt=float(dt), trajectory=trajectory,
+        randomization=spec, randomization_source='<argument>',
+        detector={'commissioning_duration_s': max(duration_s, 1.0)},  # all commissioning
+        source='nominal_residual_samples')
+    setup = prepare(scenario, urdf, params, seed)
+    return _map(_run_trace, setup, range(int(samples)), int(workers), ray_address,
+                progress)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary, table, files, plots
+# ---------------------------------------------------------------------------------------------
+
+def _stats(values):
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        out = {f'p{p}': None for p in PERCENTILES}
+        out.update(mean=None, min=None, max=None, count=0)
+        return out
+    pct = np.percentile(finite, PERCENTILES)
+    out = {f'p{p}': float(v) for p, v in zip(PERCENTILES, pct)}
+    out.update(mean=float(finite.mean()), min=float(finite.min()), max=float(finite.max()),
+               count=int(finite.size))
+    return out
+
+
+def summarize(results, setup):
+    """Percentiles across samples (p5, p50, p95, mean, min, max) of every recorded figure.
+
+    Parameters
+    ----------
+    results : list of SampleResult
+        In index order.
+    setup : _Setup
+        The run's set-up (scenario, seed, robot).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``scenario``, ``samples``, ``seed``, ``joints``, ``metrics``
+        (``{metric: {joint: stats}}``), ``max_score``, ``alarms`` (count, fraction, before
+        and after the first fault, detection delay stats), ``time_series`` (p5/p50/p95 band
+        of the torque over time).
+    """
+    scenario = setup.scenario
+    joints = list(setup.joint_names)
+    metrics = {}
+    for name in results[0].metrics:
+        stacked = np.array([r.metrics[name] for r in results])
+        metrics[name] = {j: _stats(stacked[:, i]) for i, j in enumerate(joints)}
+    alarm_times = np.array([r.alarm_time_s for r in results])
+    alarmed = np.isfinite(alarm_times)
+    fault_start = scenario.fault_start_s()
+    alarms = {'count': int(alarmed.sum()), 'fraction': float(alarmed.mean()),
+              'alarm_time_s': _stats(alarm_times)}
+    if fault_start is None:
+        alarms['false_alarms'] = int(alarmed.sum())
+    else:
+        early = alarmed & (alarm_times < fault_start)
+        late = alarmed & ~early
+        alarms.update(first_fault_s=fault_start, false_alarms=int(early.sum()),
+                      detected=int(late.sum()), detection_fraction=float(late.mean()),
+                      detection_delay_s=_stats(alarm_times[late] - fault_start))
+    joints_hit = {}
+    for r in results:
+        if r.alarm_joint:
+            key = f'{r.alarm_joint}:{r.alarm_fault_type}'
+            joints_hit[key] = joints_hit.get(key, 0) + 1
+    alarms['by_joint_and_type'] = dict(sorted(joints_hit.items()))
+    t = results[0].record_t
+    efforts = np.array([r.record_effort for r in results])          # (S, K, n)
+    band = np.percentile(efforts, PERCENTILES, axis=0) if efforts.size else efforts
+    return {
+        'scenario': scenario.name,
+        'description': scenario.description,
+        'scenario_source': scenario.source,
+        'randomization_source': scenario.randomization_source,
+        'urdf': setup.urdf_path,
+        'params': setup.params_path,
+        'samples': len(results),
+        'seed': setup.seed,
+        'duration_s': scenario.duration_s,
+        'dt': scenario.dt,
+        'commissioning_s': scenario.commissioning_s,
+        'joints': joints,
+        'metrics': metrics,
+        'max_score': _stats([r.max_score for r in results]),
+        'alarms': alarms,
+        'time_series': {
+            't': t.tolist(),
+            'torque_nm': {f'p{p}': band[k].T.tolist() for k, p in enumerate(PERCENTILES)},
+        },
+    }
+
+
+_TABLE_METRICS = (('torque_rms_nm', 'torque RMS', 'N m'), ('torque_peak_nm', 'torque peak', 'N m'),
+                  ('tracking_rms_rad', 'tracking RMS', 'mrad'),
+                  ('effort_residual_rms_nm', 'effort residual RMS', 'N m'))
+
+
+def _fmt(value, scale=1.0, width=7):
+    return f'{"-":>{width}}' if value is None else f'{value * scale:{width}.3g}'
+
+
+def format_table(summary):
+    """Return the printed summary: per joint p5/p50/p95 of the main figures, then alarms."""
+    lines = [f"what-if '{summary['scenario']}': {summary['samples']} samples x "
+             f"{summary['duration_s']:g} s, seed {summary['seed']}; p5 / p50 / p95 across "
+             'samples']
+    cell = 3 * 7 + 2
+    head = f'{"joint":<12}' + ''.join(f' | {label + " [" + unit + "]":^{cell}}'
+                                      for _, label, unit in _TABLE_METRICS)
+    lines += [head, '-' * len(head)]
+    for joint in summary['joints']:
+        cells = []
+        for name, _, unit in _TABLE_METRICS:
+            s = summary['metrics'][name][joint]
+            scale = 1000.0 if unit == 'mrad' else 1.0
+            cells.append(' '.join(_fmt(s[f'p{p}'], scale) for p in PERCENTILES))
+        lines.append(f'{joint:<12} | ' + ' | '.join(cells))
+    ms = summary['max_score']
+    lines.append(f'max anomaly score after commissioning (threshold 1): '
+                 f'{_fmt(ms["p5"], width=1)} / {_fmt(ms["p50"], width=1)} / '
+                 f'{_fmt(ms["p95"], width=1)}')
+    al = summary['alarms']
+    text = f'alarms: {al["count"]}/{summary["samples"]}'
+    if 'first_fault_s' in al:
+        delay = al['detection_delay_s']
+        text += (f'; first fault at {al["first_fault_s"]:g} s: detected {al["detected"]}, '
+                 f'false alarms (before it) {al["false_alarms"]}')
+        if delay['count']:
+            text += (f'; detection delay p50 {delay["p50"]:.3g} s, p95 {delay["p95"]:.3g} s')
+    else:
+        text += ' (no faults: every alarm is a false alarm)'
+    lines.append(text)
+    if al['by_joint_and_type']:
+        lines.append('first alarm on: ' + ', '.join(f'{k} x{v}' for k, v in
+                                                    al['by_joint_and_type'].items()))
+    return '\n'.join(lines)
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_outputs(result, output_dir, plots=True):
+    """Write ``summary.json``, ``samples.csv``, ``run.json`` and the plots into a directory.
+
+    Parameters
+    ----------
+    result : WhatIfResult
+    output_dir : str or Path
+        Created if missing.
+    plots : bool
+        Also write ``torque_spread.png``, ``anomaly_score_hist.png`` and
+        ``tracking_error_box.png``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    path = out / 'summary.json'
+    path.write_text(json.dumps(_json_ready(result.summary), indent=1) + '\n')
+    written.append(path)
+    path = out / 'run.json'
+    path.write_text(json.dumps(_json_ready(result.run), indent=1) + '\n')
+    written.append(path)
+    path = out / 'samples.csv'
+    joints = result.summary['joints']
+    rows = []
+    for r in result.samples:
+        row = dict(r.variant)
+        for name, values in r.metrics.items():
+            row.update({f'{j}.{name}': float(v) for j, v in zip(joints, values)})
+        row.update(max_score=r.max_score, alarm_time_s=r.alarm_time_s,
+                   alarm_joint=r.alarm_joint, alarm_fault_type=r.alarm_fault_type,
+                   samples_received=r.samples_received)
+        rows.append(row)
+    with open(path, 'w', newline='', encoding='utf-8') as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    written.append(path)
+    if plots:
+        written += _plots(result, out)
+    return written
+
+
+def _plots(result, out):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    summary = result.summary
+    joints = summary['joints']
+    n = len(joints)
+    written = []
+    ts = summary['time_series']
+    t = np.array(ts['t'])
+    cols = min(n, 4)
+    rows = int(math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False,
+                             sharex=True)
+    for i, joint in enumerate(joints):
+        ax = axes[i // cols][i % cols]
+        lo, mid, hi = (np.array(ts['torque_nm'][f'p{p}'])[i] if t.size else np.array([])
+                       for p in PERCENTILES)
+        ax.fill_between(t, lo, hi, alpha=0.3, label='p5..p95')
+        ax.plot(t, mid, lw=1.0, label='median')
+        if summary['commissioning_s']:
+            ax.axvline(summary['commissioning_s'], color='grey', ls=':', lw=0.8)
+        ax.set_title(joint, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for i in range(n, rows * cols):
+        axes[i // cols][i % cols].axis('off')
+    axes[0][0].legend(fontsize=7)
+    fig.supxlabel('time [s]')
+    fig.supylabel('joint torque [N m]')
+    fig.suptitle(f"{summary['scenario']}: torque spread over {summary['samples']} variants",
+                 fontsize=10)
+    fig.tight_layout()
+    path = out / 'torque_spread.png'
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    scores = np.array([r.max_score for r in result.samples])
+    ax.hist(scores, bins=min(30, max(5, len(scores) // 2)))
+    ax.axvline(1.0, color='red', ls='--', lw=1.0, label='alarm threshold')
+    ax.set_xlabel('max anomaly score after commissioning')
+    ax.set_ylabel('variants')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / 'anomaly_score_hist.png'
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * n, 3.2))
+    data = [1000.0 * np.array([r.metrics['tracking_rms_rad'][i] for r in result.samples])
+            for i in range(n)]
+    ax.boxplot(data)
+    ax.set_xticks(range(1, n + 1))
+    ax.set_xticklabels(joints, rotation=45, fontsize=8)
+    ax.set_ylabel('tracking error RMS [mrad]')
+    fig.tight_layout()
+    path = out / 'tracking_error_box.png'
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
