@@ -5,6 +5,10 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.10 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' \
 	&& { echo $$p; break; }; done)
 VENV := .venv
+# Many small processes share 2 cores in the demo, the tests and the benchmarks: one BLAS thread
+# each is faster than several fighting for the cores.
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.robot_twin-setup
 

@@ -48,6 +48,9 @@ def localhost_env(domain_id, base=None):
     env['FASTDDS_DEFAULT_PROFILES_FILE'] = fastdds_profile_path()
     env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
     env['PYTHONUNBUFFERED'] = '1'
+    # many small processes on few cores: one BLAS thread each (unless the caller chose)
+    env.setdefault('OPENBLAS_NUM_THREADS', '1')
+    env.setdefault('OMP_NUM_THREADS', '1')
     return env
 
 

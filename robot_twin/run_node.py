@@ -2,6 +2,7 @@
 import sys
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 
 from robot_twin.config import ConfigError
@@ -20,7 +21,8 @@ def run_node(factory, args=None):
     try:
         try:
             node = factory()
-        except (ConfigError, URDFError, FileNotFoundError, ValueError) as exc:
+        except (ConfigError, URDFError, FileNotFoundError, ValueError,
+                ParameterException) as exc:   # ParameterException: rclpy's type/range check
             print(f'[ERROR] {exc}', file=sys.stderr)
             return 2
         try:

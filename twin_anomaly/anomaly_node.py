@@ -36,6 +36,7 @@ STREAM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 PLAIN_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+CLOCK_JUMP_S = 1.0   # stamps this far back mean a restarted robot clock, not a late sample
 
 
 def default_thresholds_file(model):
@@ -71,6 +72,7 @@ class TwinAnomalyNode(Node):
                                  STREAM_QOS)
         self.create_timer(1.0 / p['publish_rate_hz'], self.publish)
         self.q_display = None
+        self._last_t = None
 
     def _make_detector(self, config, recommission):
         path = Path(self.thresholds_file)
@@ -109,8 +111,14 @@ class TwinAnomalyNode(Node):
         pos = self.mapper.to_model(names, msg.position, fill)
         vel = self.mapper.to_model(names, msg.velocity, fill) if len(msg.velocity) else None
         eff = self.mapper.to_model(names, msg.effort, fill) if len(msg.effort) else None
-        self.detector.update(stamp_to_sec(msg.header.stamp), pos, vel, eff,
-                             self.wrench_residual, velocity=self.velocity)
+        t = stamp_to_sec(msg.header.stamp)
+        if self._last_t is not None and t < self._last_t - CLOCK_JUMP_S:
+            # the robot's clock went back (sim restarted, /twin/reset): a new stream
+            self.get_logger().warning(f'residual stamps jumped back {self._last_t - t:.3f} s; '
+                                      'restarting the detector (thresholds kept)')
+            self.detector.reset()
+        self._last_t = t
+        self.detector.update(t, pos, vel, eff, self.wrench_residual, velocity=self.velocity)
 
     def publish(self):
         """Publish the detector's report; save thresholds once commissioning ends."""

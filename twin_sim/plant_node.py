@@ -13,6 +13,8 @@ Services: /twin/reset, /twin/set_fault (re-arms the configured scenario with its
 counted from now), /twin/clear_fault; all std_srvs/Trigger (see README: no custom interfaces).
 /twin/plant_status (latched DiagnosticArray) names the scenario and the stamp of plant time 0.
 """
+from pathlib import Path
+import tempfile
 import threading
 import time
 
@@ -33,6 +35,7 @@ from robot_twin.resources import fault_scenario, urdf_or_builtin
 from twin_bridge.mapping import JointMapper, MappingError
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.plant import Plant, PlantError
+from twin_sim.randomization import write_identified_urdf
 from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
 from twin_sim.urdf_model import Payload
 
@@ -54,8 +57,15 @@ class PlantRole:
         self.log = node.get_logger()
         self.scenario_path = fault_scenario(params['scenario']) if params['scenario'] else None
         payload = Payload(params['payload_mass_kg']) if params['payload_mass_kg'] > 0 else None
+        urdf = urdf_or_builtin(params['urdf_path'])
+        self._tmpdir = None
+        if params['dynamics_params_file']:
+            # simulate the identified robot: its URDF with the params.yaml dynamics put in
+            self._tmpdir = tempfile.TemporaryDirectory(prefix='robot_twin_plant_')
+            urdf = str(write_identified_urdf(urdf, params['dynamics_params_file'],
+                                             Path(self._tmpdir.name) / 'identified.urdf'))
         try:
-            self.plant = Plant(urdf_or_builtin(params['urdf_path']), scenario=self.scenario_path,
+            self.plant = Plant(urdf, scenario=self.scenario_path,
                                dt=1.0 / params['publish_rate_hz'], seed=params['seed'],
                                payload=payload)
         except (PlantError, ScenarioError) as exc:
@@ -98,10 +108,15 @@ class PlantRole:
             with self.lock:
                 sample = self.plant.step()
                 plant_time = self.plant.time
-            self._publish(sample, plant_time)
-            k += 1
-            if k % steps_per_status == 0:
-                self.publish_status('running')
+            try:
+                self._publish(sample, plant_time)
+                k += 1
+                if k % steps_per_status == 0:
+                    self.publish_status('running')
+            except Exception:
+                if not self.node.context.ok():
+                    break   # Ctrl-C shut the context down under this thread: stop quietly
+                raise
             next_tick += dt
             delay = next_tick - time.perf_counter()
             if delay > 0.0:
@@ -143,7 +158,7 @@ class PlantRole:
         self.log.warning(f'{what} rejected: {exc}', throttle_duration_sec=2.0)
 
     def on_joint_command(self, msg):
-        """JointState command: position (+ velocity feedforward), else velocity, else effort.
+        """Apply a JointState command: position (+ velocity), else velocity, else effort.
 
         A position command with velocities is a set-point of a stream: the plant moves the
         reference on with that velocity until the next one (at most ``STREAM_HORIZON_S``).
@@ -241,3 +256,5 @@ class PlantRole:
         if self.thread.is_alive():
             self.thread.join(timeout=2.0)
         self.plant.close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()

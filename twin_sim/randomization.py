@@ -757,3 +757,27 @@ def write_variant_urdf(nominal, variant, out_path):
     out_path = Path(out_path)
     tree.write(str(out_path), encoding='utf-8', xml_declaration=True)
     return out_path
+
+
+def write_identified_urdf(urdf_path, params_path, out_path):
+    """Write the robot's URDF with the identified dynamics of a ``params.yaml`` put in.
+
+    The plant (HIL, demo) simulates a URDF; this is how it runs with the parameters
+    ``robot-twin sysid`` identified (the variant with every scale 1, no offsets).
+
+    Parameters
+    ----------
+    urdf_path, params_path, out_path : str or Path
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+    """
+    nominal = NominalDynamics.from_urdf(urdf_path, params_path)
+    n = len(nominal.joint_names)
+    ones = np.ones(n)
+    identity = Variant(index=0, seed=0, joint_names=nominal.joint_names, mass_scale=ones,
+                       com_offset_m=np.zeros((n, 3)), inertia_scale=ones, viscous_scale=ones,
+                       coulomb_scale=ones, effort_limit_scale=ones, velocity_limit_scale=ones)
+    return write_variant_urdf(nominal, identity, out_path)
