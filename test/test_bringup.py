@@ -277,7 +277,15 @@ FAKE_NODE = textwrap.dedent("""
         print('argv', json.dumps({'name': name, 'domain': os.environ.get('ROS_DOMAIN_ID'),
                                   'localhost': os.environ.get('ROS_LOCALHOST_ONLY'),
                                   'pid': os.getpid()}), flush=True)
+        ready = os.environ.get('FAKE_READY_DIR')
+        if ready:
+            open(os.path.join(ready, 'ready_' + name), 'w').close()
         if name == os.environ.get('FAKE_NODE_FAILS'):
+            # die only once every node has its handlers (else SIGINT lands mid-import)
+            deadline = time.time() + 20.0
+            while (len([f for f in os.listdir(ready) if f.startswith('ready_')])
+                   < int(os.environ['FAKE_NODE_COUNT']) and time.time() < deadline):
+                time.sleep(0.05)
             return 4
         while not stop:
             time.sleep(0.05)
@@ -301,6 +309,8 @@ def start_up(tmp_path, *args, fails=None):
     env.pop('ROS_DOMAIN_ID', None)
     if fails:
         env['FAKE_NODE_FAILS'] = fails
+        env['FAKE_NODE_COUNT'] = '3'      # the twin profile's nodes
+        env['FAKE_READY_DIR'] = str(tmp_path)
     return subprocess.Popen([PY, '-c', DRIVER, 'up', *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
