@@ -1,0 +1,68 @@
+"""Unit tests of the small bridge cores: the corrective policy and the robot intake."""
+import math
+
+import numpy as np
+import pytest
+
+from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
+from twin_bridge.intake import RobotIntake
+
+NAMES = ['j1', 'j2', 'j3']
+
+
+def event(level, since=10.0, joint='j2'):
+    return AnomalyEvent(level=level, joint=joint, fault_type='friction_like', score=2.0,
+                        since=since)
+
+
+def test_hold_is_proposed_once_per_episode():
+    policy = CorrectivePolicy(hold_time_s=0.5)
+    q = np.array([0.1, -0.2, 0.3])
+    first = policy.propose(event('ERROR'), q)
+    assert first is not None and first.kind == 'trajectory'
+    assert np.array_equal(first.positions, q) and np.array_equal(first.velocities, np.zeros(3))
+    assert first.time_from_start_s == 0.5 and 'j2' in first.reason
+    assert policy.propose(event('ERROR'), q) is None            # same episode: no repeat
+    assert policy.propose(event('OK'), q) is None               # episode over
+    assert policy.propose(event('ERROR', since=20.0), q) is not None   # a new one acts again
+
+
+def test_policy_ignores_warnings_and_bad_state_by_default():
+    policy = CorrectivePolicy()
+    assert policy.propose(event('WARN'), np.zeros(3)) is None
+    assert policy.propose(event('ERROR'), np.array([0.0, math.nan, 0.0])) is None
+    assert CorrectivePolicy(trigger_level='WARN').propose(event('WARN'), np.zeros(3))
+
+
+@pytest.mark.parametrize('kwargs, name', [({'policy': 'retreat'}, 'policy'),
+                                          ({'hold_time_s': 0.0}, 'hold_time_s'),
+                                          ({'trigger_level': 'OK'}, 'trigger_level')])
+def test_policy_rejects_bad_settings_by_name(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        CorrectivePolicy(**kwargs)
+
+
+def test_intake_maps_validates_and_watches():
+    intake = RobotIntake(NAMES, stale_timeout_s=0.1, max_future_s=0.1)
+    assert not intake.state_ok(1.0)                                  # nothing heard yet
+    assert intake.joint_state(['j3', 'j1', 'j2'], [3.0, 1.0, 2.0], [], [], 1.0, 1.0) is None
+    assert np.array_equal(intake.mapper.position, [1.0, 2.0, 3.0])  # model order
+    assert intake.wrench_sample([0, 0, -9.81, 0, 0, 0], 1.0, 1.0) is None
+    assert intake.state_ok(1.05)
+    assert not intake.state_ok(1.5)                                  # both streams stale
+    reason = intake.joint_state(['j1', 'j9'], [0.0, 0.0], [], [], 1.6, 1.6)
+    assert "unknown joint 'j9'" in reason
+    assert intake.joint_state(['j1'], [math.nan], [], [], 1.7, 1.7) is not None
+    counters = intake.counters()
+    assert counters['joint_states.unknown_joint'] == 1
+    assert counters['joint_states.nonfinite'] == 1
+    assert counters['joint_states.accepted'] == 1 and counters['wrench.accepted'] == 1
+    assert np.array_equal(intake.mapper.position, [1.0, 2.0, 3.0])  # rejected: unchanged
+    intake.reset(2.0)
+    assert intake.counters()['joint_states.accepted'] == 0 and intake.latest_wrench is None
+
+
+def test_intake_without_wrench_only_needs_joints():
+    intake = RobotIntake(NAMES, with_wrench=False)
+    intake.joint_state(NAMES, [0.0, 0.0, 0.0], [], [], 5.0, 5.0)
+    assert intake.state_ok(5.01)
