@@ -1,0 +1,231 @@
+"""The twin in mirror mode: follow the measured state, predict, and form residuals.
+
+ROS-free. For every validated robot sample (model joint order) it
+
+1. estimates joint accelerations causally (first difference of velocity: ``qdd_raw``),
+2. predicts the joint efforts the robot should need at this sample (inverse dynamics +
+   friction at ``q``, ``qd``, ``qdd_raw``) and the wrench its force-torque sensor should read,
+3. passes the measured efforts and that prediction through the same first-order low-pass (and
+   so compares them with the same lag: the residual is the low-passed raw residual),
+4. predicts this sample's position and velocity from the previous sample by forward dynamics
+   under the previous measured efforts (one step, semi-implicit Euler),
+5. returns measured minus predicted for position, velocity and effort.
+
+Why filter both sides, and after the model: the raw acceleration is too noisy to use as it is,
+and a low-pass on the acceleration alone delays the predicted inertial torque by the filter's
+time constant ``tau``, leaving a residual ``M(q) qddd tau`` (the jerk) even for a perfect model;
+a low-pass on the measured effort alone leaves ``tau dh/dt`` instead (gravity, friction and
+Coriolis torques change as the arm moves). Filtering measured and predicted effort alike keeps
+only the half-sample delay of the velocity difference (``M(q) qddd dt / 2``), while the noise is
+attenuated as by the acceleration filter. Filtering is linear: the effort residual is the
+low-passed residual ``effort - ID(q, qd, qdd_raw) - friction(qd)``. The wrench is treated the
+same way (measured wrench low-passed in :meth:`Mirror.wrench_residual`).
+
+A gap in the stream longer than ``max_gap_s`` (or a step back in time) restarts the estimator,
+so a dropped stretch never produces a burst of spurious residuals: after a (re)start the
+low-passes start from the first sample's values (not from zero). A sample with the same stamp
+as the previous one (a robot that publishes its joints in several messages) replaces the stored
+sample and yields no result.
+
+The inputs are copied: a caller may pass buffers it overwrites in place for the next sample
+(as :class:`twin_bridge.mapping.JointMapper` does).
+"""
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+
+@dataclass
+class MirrorResult:
+    """Prediction and residuals for one robot sample (all arrays (n,), model joint order).
+
+    ``predicted_position``/``predicted_velocity`` are the one-step forward-dynamics prediction
+    (rad, rad/s); ``predicted_effort`` is inverse dynamics + friction (N·m), low-passed like
+    ``measured_effort`` (the low-passed measured effort, N·m). Residuals are measured minus
+    predicted (``effort_residual = measured_effort - predicted_effort``). ``acceleration`` is
+    the low-passed acceleration estimate (rad/s^2). ``predicted_wrench`` is (6,) in the sensor
+    frame (low-passed like the effort), or None when the model has no force-torque frame.
+    """
+
+    t: float
+    predicted_position: np.ndarray
+    predicted_velocity: np.ndarray
+    predicted_effort: np.ndarray
+    position_residual: np.ndarray
+    velocity_residual: np.ndarray
+    effort_residual: np.ndarray
+    acceleration: np.ndarray
+    predicted_wrench: np.ndarray = None
+    measured_effort: np.ndarray = None
+
+
+class Mirror:
+    """Per-sample twin predictions for a live stream.
+
+    Parameters
+    ----------
+    predictor : twin_sim.predictor.Predictor
+        Model, friction and payload of the twin.
+    accel_cutoff_hz : float
+        Cut-off of the first-order low-pass applied to the differentiated velocity and to
+        measured and predicted effort and wrench, Hz (> 0).
+    max_gap_s : float
+        A larger time step between samples restarts the estimator, s (> 0).
+    """
+
+    def __init__(self, predictor, accel_cutoff_hz=40.0, max_gap_s=0.05):
+        if not accel_cutoff_hz > 0.0:
+            raise ValueError(f'accel_cutoff_hz must be > 0, got {accel_cutoff_hz}')
+        if not max_gap_s > 0.0:
+            raise ValueError(f'max_gap_s must be > 0, got {max_gap_s}')
+        self.predictor = predictor
+        self.n = predictor.model.n
+        self._tau_filter = 1.0 / (2.0 * math.pi * accel_cutoff_hz)
+        self.max_gap_s = float(max_gap_s)
+        self.restarts = 0
+        self.reset()
+
+    def reset(self):
+        """Forget the history (next sample starts a new stream)."""
+        self._t = None
+        self._q = None
+        self._qd = None
+        self._effort = None
+        self._restart_filters()
+        self._prev = None
+        self.last = None
+
+    def _restart_filters(self):
+        self._qdd = None         # low-passed acceleration estimate
+        self._effort_f = None    # low-passed measured effort
+        self._pred_f = None      # low-passed predicted effort
+        self._wpred_f = None     # low-passed predicted wrench
+        self._wrench_f = None    # low-passed measured wrench
+        self._wrench_t = None
+        self._alpha = None       # low-pass gain of the last joint step
+
+    def _restart(self, t, q, qd, effort):
+        """Keep one sample as the start of a new stream (``qd`` may be None: not known yet)."""
+        self._t, self._q, self._qd, self._effort = t, q, qd, effort
+        self._restart_filters()
+        self._prev = None   # (t, q) of the sample before, to differentiate a merged sample
+        self.last = None
+
+    def _gain(self, dt):
+        return dt / (dt + self._tau_filter)
+
+    def _vector(self, value, name):
+        arr = np.array(value, dtype=float)
+        if arr.shape != (self.n,):
+            raise ValueError(f'{name} must have shape ({self.n},) in model joint order '
+                             f'{self.predictor.model.joint_names}; got shape {arr.shape}')
+        return arr
+
+    def update(self, t, q, qd, effort):
+        """Process one sample; return a :class:`MirrorResult`, or None while (re)starting.
+
+        The first sample of a stream (and, without measured velocity, also the second) only
+        starts it; so does a sample more than ``max_gap_s`` after the previous one or older than
+        it (counted in :attr:`restarts`). A sample with the previous sample's stamp replaces it
+        and returns None.
+
+        Parameters
+        ----------
+        t : float
+            Sample stamp, s.
+        q, qd, effort : (n,) arrays
+            Measured position (rad), velocity (rad/s) and effort (N·m), model order. ``qd`` may
+            be None when the robot does not publish velocity: it is then differentiated from
+            ``q`` (backward difference). The arrays are copied.
+        """
+        t = float(t)
+        q = self._vector(q, 'q')
+        effort = self._vector(effort, 'effort')
+        qd = None if qd is None else self._vector(qd, 'qd')
+        if self._t is None:
+            self._restart(t, q, qd, effort)
+            return None
+        dt = t - self._t
+        if dt == 0.0:
+            # the same sample again, e.g. more of its joints: keep the newest values, no step
+            if qd is None and self._prev is not None:
+                qd = (q - self._prev[1]) / (t - self._prev[0])
+            self._q, self._qd, self._effort = q, qd, effort
+            return None
+        if not 0.0 < dt <= self.max_gap_s:
+            self.restarts += 1
+            self._restart(t, q, qd, effort)
+            return None
+        if qd is None:
+            qd = (q - self._q) / dt
+        if self._qd is None:
+            # no velocity before this sample (positions only): this one only starts the stream
+            self._prev = (self._t, self._q)
+            self._t, self._q, self._qd, self._effort = t, q, qd, effort
+            return None
+
+        qdd_raw = (qd - self._qd) / dt
+        prediction = self.predictor.predict(q, qd, qdd_raw)
+        wrench = prediction.wrench
+        if self._qdd is None:      # first step of a stream: the filters start here
+            self._qdd, self._effort_f, self._pred_f = qdd_raw, effort, prediction.effort
+            self._wpred_f = wrench
+            self._alpha = self._gain(dt)
+        else:
+            a = self._alpha = self._gain(dt)
+            self._qdd = self._qdd + a * (qdd_raw - self._qdd)
+            self._effort_f = self._effort_f + a * (effort - self._effort_f)
+            self._pred_f = self._pred_f + a * (prediction.effort - self._pred_f)
+            if wrench is not None:
+                self._wpred_f = self._wpred_f + a * (wrench - self._wpred_f)
+        q_pred, qd_pred = self.predictor.next_state(self._q, self._qd, self._effort, dt)
+
+        result = MirrorResult(
+            t=t, predicted_position=q_pred, predicted_velocity=qd_pred,
+            predicted_effort=self._pred_f, position_residual=q - q_pred,
+            velocity_residual=qd - qd_pred, effort_residual=self._effort_f - self._pred_f,
+            acceleration=self._qdd, predicted_wrench=self._wpred_f,
+            measured_effort=self._effort_f)
+        self._prev = (self._t, self._q)
+        self._t, self._q, self._qd, self._effort = t, q, qd, effort
+        self.last = result
+        return result
+
+    def wrench_residual(self, measured_wrench, t=None):
+        """Return ``(predicted (6,), residual (6,))`` for a wrench sample, or None.
+
+        Uses the prediction of the latest joint sample (the wrench stream is matched to the
+        newest joint state; both come from the robot at the same rate). The measured wrench
+        goes through the same low-pass as the prediction (gain from the wrench stamps when
+        given, else from the last joint step), so the residual is the low-passed raw residual.
+        None while there is no joint prediction, or when the wrench stamp ``t`` is more than
+        ``max_gap_s`` away from that of the joint sample (a stalled joint stream).
+
+        Parameters
+        ----------
+        measured_wrench : (6,) [N, N·m]
+            ``[fx, fy, fz, tx, ty, tz]`` in the sensor frame.
+        t : float, optional
+            Stamp of the wrench sample, s.
+        """
+        last = self.last
+        if last is None or last.predicted_wrench is None:
+            return None
+        if t is not None and abs(t - last.t) > self.max_gap_s:
+            return None
+        w = np.array(measured_wrench, dtype=float)
+        if w.shape != (6,):
+            raise ValueError('measured_wrench must have shape (6,) [fx fy fz tx ty tz], got '
+                             f'{w.shape}')
+        if self._wrench_f is None:
+            self._wrench_f = w
+        else:
+            dt = None
+            if t is not None and self._wrench_t is not None and t > self._wrench_t:
+                dt = t - self._wrench_t
+            a = self._alpha if dt is None else self._gain(dt)
+            self._wrench_f = self._wrench_f + a * (w - self._wrench_f)
+        self._wrench_t = t
+        predicted = last.predicted_wrench
+        return predicted, self._wrench_f - predicted
