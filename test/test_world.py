@@ -407,3 +407,87 @@ def test_bad_inputs_are_rejected(tmp_path):
         world.apply_external_force('gripper', [1, 0, 0], [0, 0, 0])
     with pytest.raises(WorldError, match='mass must be >= 0'):
         world.set_payload(SimpleNamespace(mass=-1.0, com=[0, 0, 0], inertia=np.eye(3)))
+
+
+def _tracking_run(world, seconds=1.5):
+    """Follow a smooth motion with feedforward from rest.
+
+    Returns the largest tracking error per joint after 1 s (rad, (n,)) and the efforts (T, n).
+    """
+    def reference(t):
+        fade = np.sin(np.pi * min(t, 0.5)) ** 2                # flat (= 1) after 0.5 s
+        phase = np.pi * t + np.arange(7)
+        return (POSE + 0.3 * fade * np.sin(phase), 0.3 * fade * np.pi * np.cos(phase),
+                -0.3 * fade * np.pi ** 2 * np.sin(phase))
+
+    errors, efforts = [], []
+    for k in range(int(round(seconds / world.dt))):
+        world.set_control('position', *reference(k * world.dt))
+        world.step()
+        m = world.measure()
+        errors.append(np.abs(m.q - reference(m.t)[0]))
+        efforts.append(m.effort)
+    return np.max(errors[int(1.0 / world.dt):], axis=0), np.array(efforts)
+
+
+def test_unvalidated_fast_path_is_bit_identical():
+    """set_control(validate=False) with checked arrays gives exactly the validated run."""
+    runs = []
+    for validate in (True, False):
+        world = SimWorld(ARM)
+        world.reset(POSE)
+        out = []
+        for t in np.arange(0.0, 0.3, world.dt):
+            q = POSE + 0.2 * np.sin(np.pi * t + np.arange(7))
+            qd = 0.2 * np.pi * np.cos(np.pi * t + np.arange(7))
+            world.set_control('position', q, qd, np.zeros(7), validate=validate)
+            world.step()
+            m = world.measure()
+            out.append(np.concatenate([m.q, m.qd, m.effort, m.wrench]))
+        # the fast path still clips the position target into the limits
+        world.set_control('position', world.upper + 1.0, validate=validate)
+        np.testing.assert_array_equal(world._q_ref, world.upper)
+        world.close()
+        runs.append(np.array(out))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_decimated_controller_holds_torque_and_still_tracks():
+    """Drive loops slower than the 1 kHz physics (control_period_steps): stable, tracking."""
+    errors = {}
+    for every in (1, 2, 4):
+        world = SimWorld(ARM, control_period_steps=every)
+        assert world.control_period_steps == every
+        world.reset(POSE)
+        errors[every], efforts = _tracking_run(world)
+        # the torque is recomputed at steps 0, every, 2 every, ... and held in between
+        blocks = efforts[:len(efforts) // every * every].reshape(-1, every, 7)
+        assert np.array_equal(blocks, np.repeat(blocks[:, :1], every, axis=1))
+        assert not np.array_equal(blocks[0, 0], blocks[1, 0])
+        # and it settles on a held pose like the full-rate loop
+        start, target = world.measure().q, POSE + 0.1
+        for s in np.linspace(0.0, 1.0, 500):          # a ramped command, as a controller sends
+            world.set_control('position', start + s * (target - start))
+            world.step()
+        world.step(1000)
+        assert np.max(np.abs(world.measure().q - target)) < 1e-3
+        assert np.max(np.abs(world.measure().qd)) < 1e-3
+        if every == 4:   # default bandwidth capped at 0.4 / (4 dt) = 100 rad/s (kd = 3 w)
+            assert world.kd == pytest.approx(300.0)
+        else:            # 0.2 / dt = 200 rad/s, as the full-rate loop
+            assert world.kd == pytest.approx(600.0)
+        world.close()
+    # full rate: sub-mrad; 500 Hz with the same gains: the same to 0.1 mrad; 250 Hz with the
+    # capped gains: stable, a few mrad on the light, friction-dominated wrist joint
+    assert errors[1].max() < 1e-3
+    np.testing.assert_allclose(errors[2], errors[1], atol=1e-4)
+    assert errors[4].max() < 5e-3
+    # a 250 Hz loop with the full-rate gains (w T = 0.8) would be unstable: not the default
+    world = SimWorld(ARM, control_period_steps=4, control_bandwidth=200.0)
+    world.reset(POSE)
+    assert _tracking_run(world)[0].max() > 0.1
+    world.close()
+    with pytest.raises(WorldError, match='control_period_steps'):
+        SimWorld(ARM, control_period_steps=0)
+    with pytest.raises(WorldError, match='control_period_steps'):
+        SimWorld(ARM, control_period_steps=2.5)

@@ -7,6 +7,8 @@ A what-if scenario (``config/whatif/<name>.yaml``)::
     duration_s: 8.0                 # simulated time per variant, s
     dt: 0.001                       # plant step, s (optional)
     sample_rate_hz: 1000            # rate the robot sends samples to the twin (default 1 / dt)
+    control_rate_hz: 1000           # rate of the arm's position controller (default 1 / dt;
+                                    # e.g. 250: torque recomputed every 4th step, held between)
     trajectory:                     # what the arm does (position control)
       type: demo_motion             # demo_motion | csv | hold
       fraction: 0.3                 # demo_motion: share of the joint and velocity limits
@@ -80,7 +82,8 @@ WHATIF_DIR = _CONFIG / 'whatif'
 _RANDOMIZATION_DIR = _CONFIG / 'randomization'
 _TRAJECTORY_TYPES = ('demo_motion', 'csv', 'hold')
 _TOP_FIELDS = ('name', 'description', 'duration_s', 'dt', 'trajectory', 'faults',
-               'randomization', 'twin', 'detector', 'record_rate_hz', 'sample_rate_hz')
+               'randomization', 'twin', 'detector', 'record_rate_hz', 'sample_rate_hz',
+               'control_rate_hz')
 _DEMO_FIELDS = {'fraction': 0.3, 'period_s': 4.0, 'fade_in_s': 1.0, 'harmonics': 2, 'seed': 0,
                 'center': None}
 #: Percentiles reported across samples.
@@ -124,6 +127,13 @@ class WhatIfScenario:
     sample_rate_hz : float or None, Hz
         Rate at which the robot sends samples to the twin: every ``1 / (sample_rate_hz dt)``-th
         plant step (None: every step).
+    control_rate_hz : float or None, Hz
+        Rate of the simulated arm's computed-torque position controller: its torque is
+        recomputed every ``1 / (control_rate_hz dt)``-th plant step and held in between
+        (:class:`~twin_sim.world.SimWorld` ``control_period_steps``; its bandwidth scales
+        with the rate). None (default): every step, the full-fidelity 1 kHz loop. A lower
+        rate is a different (slower) drive, not only a faster simulation: tracking errors
+        and torque ripple change.
     """
 
     name: str
@@ -138,6 +148,7 @@ class WhatIfScenario:
     detector: dict = field(default_factory=dict)
     record_rate_hz: float = 50.0
     sample_rate_hz: float = None
+    control_rate_hz: float = None
     source: str = '<dict>'
 
     @property
@@ -146,6 +157,13 @@ class WhatIfScenario:
         if self.sample_rate_hz is None:
             return 1
         return max(1, int(round(1.0 / (self.sample_rate_hz * self.dt))))
+
+    @property
+    def control_every(self):
+        """Plant steps per update of the arm's position controller."""
+        if self.control_rate_hz is None:
+            return 1
+        return max(1, int(round(1.0 / (self.control_rate_hz * self.dt))))
 
     @property
     def steps(self):
@@ -306,6 +324,18 @@ def _parse_detector(value, where):
     return dict(value)
 
 
+def _divider_rate(rate, where, dt):
+    """Check an optional rate (Hz) that divides the plant rate ``1 / dt`` by a whole number."""
+    if rate is None:
+        return None
+    rate = _number(rate, where, 0.0, strictly=True)
+    every = 1.0 / (rate * dt)
+    if every < 1.0 - 1e-9 or abs(every - round(every)) > 1e-6:
+        raise WhatIfError(f'{where}: {rate:g} Hz must divide the plant rate {1.0 / dt:g} Hz '
+                          f'(1 / dt) by a whole number')
+    return rate
+
+
 def scenario_from_dict(data, source='<dict>', base_dir=None):
     """Validate a what-if scenario mapping; return a :class:`WhatIfScenario`.
 
@@ -360,20 +390,16 @@ def scenario_from_dict(data, source='<dict>', base_dir=None):
         raise WhatIfError(f'{source}: twin.payload: must be nominal or variant, got '
                           f'{twin_payload!r}')
     detector = _parse_detector(data.get('detector'), f'{source}: detector')
-    sample_rate = data.get('sample_rate_hz')
-    if sample_rate is not None:
-        sample_rate = _number(sample_rate, f'{source}: sample_rate_hz', 0.0, strictly=True)
-        every = 1.0 / (sample_rate * dt)
-        if every < 1.0 - 1e-9 or abs(every - round(every)) > 1e-6:
-            raise WhatIfError(f'{source}: sample_rate_hz: {sample_rate} Hz must divide the plant '
-                              f'rate {1.0 / dt:g} Hz (1 / dt) by a whole number')
+    sample_rate, control_rate = (_divider_rate(data.get(key), f'{source}: {key}', dt)
+                                 for key in ('sample_rate_hz', 'control_rate_hz'))
     record_rate = _number(data.get('record_rate_hz', 50.0), f'{source}: record_rate_hz', 0.0,
                           strictly=True)
     scenario = WhatIfScenario(
         name=name, description=description, duration_s=duration, dt=dt,
         trajectory=trajectory, faults=faults, randomization=spec,
         randomization_source=spec_source, twin_payload=twin_payload, detector=detector,
-        record_rate_hz=record_rate, sample_rate_hz=sample_rate, source=source)
+        record_rate_hz=record_rate, sample_rate_hz=sample_rate,
+        control_rate_hz=control_rate, source=source)
     if scenario.commissioning_s >= duration:
         raise WhatIfError(f'{source}: detector.commissioning_duration_s '
                           f'({scenario.commissioning_s} s) must be shorter than duration_s '
@@ -461,8 +487,8 @@ def reference_trajectory(scenario, model):
                 raise WhatIfError(f'{scenario.source}: trajectory.q: {len(spec["q"])} values '
                                   f'for the {model.n} joints {list(model.joint_names)}')
             q0 = np.array(spec['q'], dtype=float)
-        return np.tile(q0, (t.size, 1)), np.zeros((t.size, model.n)), \
-            np.zeros((t.size, model.n))
+        return _checked_reference(scenario, model, t, np.tile(q0, (t.size, 1)),
+                                  np.zeros((t.size, model.n)), np.zeros((t.size, model.n)))
     if spec['type'] == 'csv':
         q, qd, qdd = _read_trajectory_csv(spec['path'], model.joint_names).sample(t)
     else:
@@ -483,7 +509,27 @@ def reference_trajectory(scenario, model):
         k, j = np.argwhere(out_of_range)[0]
         raise WhatIfError(f'{scenario.source}: trajectory leaves the limits of '
                           f'{model.joint_names[j]} at t = {t[k]:.3f} s ({q[k, j]:.4f} rad)')
-    return q, qd, qdd
+    return _checked_reference(scenario, model, t, q, qd, qdd)
+
+
+def _checked_reference(scenario, model, t, *arrays):
+    """Return the reference as C-contiguous float arrays, each checked finite ``(T, n)``.
+
+    The samples hand its rows to the world's unchecked fast path, so they are checked here.
+    """
+    out = []
+    for name, array in zip(('position', 'velocity', 'acceleration'), arrays):
+        array = np.ascontiguousarray(array, dtype=float)
+        if array.shape != (t.size, model.n):
+            raise WhatIfError(f'{scenario.source}: trajectory {name}: shape {array.shape}, '
+                              f'expected {(t.size, model.n)} (time steps, joints)')
+        bad = ~np.isfinite(array)
+        if bad.any():
+            k, j = np.argwhere(bad)[0]
+            raise WhatIfError(f'{scenario.source}: trajectory {name} of '
+                              f'{model.joint_names[j]} is not finite at t = {t[k]:.3f} s')
+        out.append(array)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,7 +713,8 @@ def _simulate(setup, index, *, trace=False):
     faults = None if scenario.faults is None else FaultScenario.from_dict(
         scenario.faults, source=scenario.source)
     plant = Plant(urdf, scenario=faults, dt=scenario.dt, seed=variant.noise_seed,
-                  initial_q=q_ref[0], payload=payload)
+                  initial_q=q_ref[0], payload=payload,
+                  control_period_steps=scenario.control_every)
     try:
         return _drive(plant, ctx, scenario, variant, payload, (q_ref, qd_ref, qdd_ref), n,
                       trace)
@@ -716,11 +763,20 @@ def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
     received = 0
     max_score = 0.0
     alarm = (math.nan, '', '')
-    set_control = world.set_control           # Plant.command_position minus a 2nd validation
+    # The reference was checked by prepare() (finite, (steps + 1, n) floats): its rows go to
+    # the world's trusted fast path (no per-step validation or copies). Without faults a plant
+    # step is exactly world.step() + world.measure(), so the plant is bypassed then.
+    set_control = world.set_control
+    step = plant.step if plant.faults else None
+    world_step, measure = world.step, world.measure
 
     for k in range(steps):
-        set_control('position', q_ref[k], qd_ref[k], qdd_ref[k])
-        m = plant.step()
+        set_control('position', q_ref[k], qd_ref[k], qdd_ref[k], validate=False)
+        if step is None:
+            world_step()
+            m = measure()
+        else:
+            m = step()
         truth = world.measure() if sensor_faults else m
         true_q[k] = truth.q
         true_effort[k] = truth.effort

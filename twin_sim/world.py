@@ -200,11 +200,19 @@ class SimWorld:
         itself is deterministic).
     control_bandwidth : float, optional
         Closed-loop bandwidth ``w`` of the computed-torque controller, rad/s (default
-        ``0.2 / dt``).
+        ``min(0.2 / dt, 0.4 / (dt * control_period_steps))``).
     velocity_mode_max_lag : float
         Anti-windup bound of velocity mode, rad.
     solver_iterations : int, optional
         PyBullet's ``numSolverIterations`` (default PyBullet's, 50).
+    control_period_steps : int
+        The position/velocity controller recomputes its torque every ``control_period_steps``
+        physics steps (on the world clock: at steps ``k`` with ``k % control_period_steps ==
+        0``) and holds it in between, as a drive whose control loop is slower than the
+        physics (1: every step, the default; 4 at ``dt = 1 ms``: a 250 Hz loop). The default
+        ``control_bandwidth`` becomes ``min(0.2 / dt, 0.4 / (dt * control_period_steps))``
+        (2 steps: unchanged; the cap keeps the sampled loop well damped: at ``0.8 /`` period
+        it is unstable). Torque mode is unaffected.
 
     Raises
     ------
@@ -215,7 +223,8 @@ class SimWorld:
 
     def __init__(self, urdf_path, *, dt=0.001, joint_names=None, gravity=(0.0, 0.0, -9.81),
                  ft_link=DEFAULT_FT_LINK, joint_damping=None, joint_friction=None, seed=None,
-                 control_bandwidth=None, velocity_mode_max_lag=0.05, solver_iterations=None):
+                 control_bandwidth=None, velocity_mode_max_lag=0.05, solver_iterations=None,
+                 control_period_steps=1):
         self._client = None
         self._tmpdir = None
         self.urdf_path = Path(urdf_path)
@@ -269,7 +278,14 @@ class SimWorld:
         frame_id = m.getFrameId(self._payload_parent, pin.BODY)
         self._payload_joint = m.frames[frame_id].parentJoint
         self._payload_parent_placement = pin.SE3(m.frames[frame_id].placement)
-        w = float(control_bandwidth) if control_bandwidth is not None else 0.2 / dt
+        every = control_period_steps
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise WorldError(f'control_period_steps must be a positive integer (physics steps '
+                             f'per controller update), got {control_period_steps!r}')
+        self.control_period_steps = int(every)
+        self._control_dt = dt * self.control_period_steps
+        w = (float(control_bandwidth) if control_bandwidth is not None
+             else min(0.2 / dt, 0.4 / self._control_dt))
         if not (math.isfinite(w) and w > 0.0):
             raise WorldError(f'control_bandwidth must be > 0 rad/s, got {control_bandwidth}')
         # PID with a triple closed-loop pole at -w: s^3 + kd s^2 + kp s + ki = (s + w)^3
@@ -277,6 +293,8 @@ class SimWorld:
         self.kd = 3.0 * w
         self.ki = w ** 3
         self._integral = np.zeros(self.n)
+        self._zeros = np.zeros(self.n)
+        self._zeros.flags.writeable = False
         self.velocity_mode_max_lag = float(velocity_mode_max_lag)
         # fault-adjustable state
         self._friction_scale = np.ones(self.n)
@@ -497,7 +515,7 @@ class SimWorld:
             self._engage_lock(joint)
         self.set_control('position', q)
 
-    def set_control(self, mode, target, velocity=None, acceleration=None):
+    def set_control(self, mode, target, velocity=None, acceleration=None, *, validate=True):
         """Choose the control mode and its target (held until the next call).
 
         Parameters
@@ -510,7 +528,20 @@ class SimWorld:
             Position mode: velocity feedforward (default 0).
         acceleration : (n,) rad/s^2, optional
             Position mode: acceleration feedforward (default 0).
+        validate : bool
+            True (default): check and copy every array (a clear :class:`WorldError` for a
+            wrong length or a non-finite value). False is a fast path for trusted callers
+            that pass finite float ndarrays of shape ``(n,)`` (e.g. rows of a checked
+            reference trajectory): they are used as given, without checks or copies (the
+            caller must not modify them while they are the target), and a wrong array gives
+            undefined results. The position target is still clipped to the joint limits.
         """
+        if not validate and mode == 'position' and self._mode != 'torque':
+            self._q_ref = np.minimum(np.maximum(target, self.lower), self.upper)
+            self._qd_ref = self._zeros if velocity is None else velocity
+            self._qdd_ref = self._zeros if acceleration is None else acceleration
+            self._mode = mode
+            return
         if mode not in _CONTROL_MODES:
             raise WorldError(f'control mode must be one of {_CONTROL_MODES}, got {mode!r}')
         target = _as_vector(target, self.n, f'{mode} target', self.joint_names)
@@ -544,10 +575,10 @@ class SimWorld:
         q, qd = self._state()[:2]
         if self._mode == 'velocity':
             lag = self.velocity_mode_max_lag
-            self._q_ref = np.clip(np.clip(self._q_ref + self._qd_ref * self.dt, q - lag,
-                                          q + lag), self.lower, self.upper)
+            self._q_ref = np.clip(np.clip(self._q_ref + self._qd_ref * self._control_dt,
+                                          q - lag, q + lag), self.lower, self.upper)
         error = self._q_ref - q
-        integral = self._integral + error * self.dt
+        integral = self._integral + error * self._control_dt
         acc = (self._qdd_ref + self.kp * error + self.kd * (self._qd_ref - qd)
                + self.ki * integral)
         if self._pin_perm is None:
@@ -579,8 +610,9 @@ class SimWorld:
         send = pybullet.setJointMotorControlArray
         sim = pybullet.stepSimulation
         torque_mode = pybullet.TORQUE_CONTROL
+        every = self.control_period_steps
         if self._external:
-            if self._mode != 'torque':
+            if self._mode != 'torque' and self._k % every == 0:
                 self._control_torque()
             self._prev_qd = None if self._cached is None else self._cached[1]
             send(b, idx, torque_mode, forces=self._tau_list, physicsClientId=c)
@@ -599,11 +631,23 @@ class SimWorld:
             for _ in range(n_steps):
                 send(b, idx, torque_mode, forces=forces, physicsClientId=c)
                 sim(physicsClientId=c)
-        else:
+        elif every == 1:
             control = self._control_torque
             for _ in range(n_steps):
                 control()
                 self._prev_qd = self._cached[1]
+                send(b, idx, torque_mode, forces=self._tau_list, physicsClientId=c)
+                sim(physicsClientId=c)
+                self._cached = None
+        else:
+            control = self._control_torque
+            k = self._k
+            for i in range(n_steps):
+                if (k + i) % every == 0:
+                    control()
+                    self._prev_qd = self._cached[1]
+                else:   # the drive holds its last torque; the state is not read this step
+                    self._prev_qd = None
                 send(b, idx, torque_mode, forces=self._tau_list, physicsClientId=c)
                 sim(physicsClientId=c)
                 self._cached = None
