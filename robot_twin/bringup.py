@@ -14,12 +14,14 @@ The demo reuses :func:`start_graph` / :class:`ProcessGroup`::
     # leaving the block stops every node
 """
 import argparse
+import dataclasses
 import importlib.util
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -246,6 +248,51 @@ class ProcessGroup:
         return False
 
 
+def _nested(parameters):
+    """Turn dotted names (``corrective_actions.enabled``) into the nested maps of a params file."""
+    out = {}
+    for name, value in parameters.items():
+        node = out
+        *parents, leaf = name.split('.')
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def with_override_files(specs, directory):
+    """Move each spec's parameter overrides into a params file read after its config file.
+
+    rcl files a ``-p name:=value`` under ``/**``, and a node-specific section of a params file
+    (``/**/plant: {scenario: demo}``) beats that whatever the order; an override written as a
+    ``/**/<name>`` section of a file read later does win. Launch files get the same effect from
+    ``launch_ros`` (a dict parameter becomes a params file after the config file).
+
+    Parameters
+    ----------
+    specs : iterable of robot_twin.graph.NodeSpec
+    directory : str or Path
+        Where to write ``<name>.overrides.yaml`` (must live as long as the nodes start).
+
+    Returns
+    -------
+    list of NodeSpec
+        With ``parameters`` empty and the overrides file appended to ``params_files``.
+    """
+    out = []
+    for spec in specs:
+        if not spec.parameters:
+            out.append(spec)
+            continue
+        path = os.path.join(str(directory), f'{spec.name}.overrides.yaml')
+        with open(path, 'w', encoding='utf-8') as f:
+            yaml.safe_dump({f'/**/{spec.name}': {'ros__parameters': _nested(spec.parameters)}},
+                           f)
+        out.append(dataclasses.replace(spec, params_files=spec.params_files + (path,),
+                                       parameters={}))
+    return out
+
+
 def start_graph(specs, env=None, **kwargs):
     """Start robot_twin nodes; return the running :class:`ProcessGroup`.
 
@@ -259,8 +306,12 @@ def start_graph(specs, env=None, **kwargs):
     **kwargs
         ``on_line``, ``stop_timeout_s``, ``cwd`` of :class:`ProcessGroup`.
     """
+    overrides = tempfile.TemporaryDirectory(prefix='robot_twin_up_')
+    specs = with_override_files(specs, overrides.name)
     commands = [(spec.name, node_command(spec)) for spec in specs]
-    return ProcessGroup(commands, env, **kwargs).start()
+    group = ProcessGroup(commands, env, **kwargs)
+    group.overrides_dir = overrides      # removed when the group is garbage-collected
+    return group.start()
 
 
 def run_until_stopped(group, log=None):
@@ -372,6 +423,7 @@ def cmd_up(args):
         print(f'{_TAG}: {exc}', file=sys.stderr)
         return 2
     if args.dry_run:
+        # at run time the -p overrides go into a params file read last (with_override_files)
         for _name, argv in commands:
             print(shlex.join(argv))
         return 0
@@ -389,7 +441,10 @@ def cmd_up(args):
     dds = 'localhost only, ' if args.localhost else ''
     print(f'[{_TAG}] {graph.config.path}: starting {", ".join(graph.config.nodes)} '
           f'({dds}ROS_DOMAIN_ID={env.get("ROS_DOMAIN_ID", "0 (default)")})', flush=True)
-    return run_until_stopped(ProcessGroup(commands, env, stop_timeout_s=args.stop_timeout))
+    with tempfile.TemporaryDirectory(prefix='robot_twin_up_') as overrides:
+        commands = [(spec.name, node_command(spec))
+                    for spec in with_override_files(graph.nodes, overrides)]
+        return run_until_stopped(ProcessGroup(commands, env, stop_timeout_s=args.stop_timeout))
 
 
 def main(argv=None):

@@ -23,8 +23,20 @@ def test_hold_is_proposed_once_per_episode():
     assert np.array_equal(first.positions, q) and np.array_equal(first.velocities, np.zeros(3))
     assert first.time_from_start_s == 0.5 and 'j2' in first.reason
     assert policy.propose(event('ERROR'), q) is None            # same episode: no repeat
+    # the top joint (and so the robot-level since) changes inside the episode: still no repeat
+    assert policy.propose(event('ERROR', since=11.0, joint='j3'), q) is None
     assert policy.propose(event('OK'), q) is None               # episode over
     assert policy.propose(event('ERROR', since=20.0), q) is not None   # a new one acts again
+
+
+def test_a_refused_proposal_is_retried_after_retry_s_only():
+    policy = CorrectivePolicy(retry_s=1.0)
+    q = np.zeros(3)
+    assert policy.propose(event('ERROR'), q, now=5.0) is not None
+    policy.refused(5.0)                                        # e.g. the state was stale
+    assert policy.propose(event('ERROR'), q, now=5.5) is None  # not at the topic's rate
+    assert policy.propose(event('ERROR'), q, now=6.0) is not None
+    assert policy.propose(event('ERROR'), q, now=9.0) is None  # sent: once per episode
 
 
 def test_policy_ignores_warnings_and_bad_state_by_default():
@@ -36,7 +48,8 @@ def test_policy_ignores_warnings_and_bad_state_by_default():
 
 @pytest.mark.parametrize('kwargs, name', [({'policy': 'retreat'}, 'policy'),
                                           ({'hold_time_s': 0.0}, 'hold_time_s'),
-                                          ({'trigger_level': 'OK'}, 'trigger_level')])
+                                          ({'trigger_level': 'OK'}, 'trigger_level'),
+                                          ({'retry_s': 0.0}, 'retry_s')])
 def test_policy_rejects_bad_settings_by_name(kwargs, name):
     with pytest.raises(ValueError, match=name):
         CorrectivePolicy(**kwargs)

@@ -115,7 +115,7 @@ class TwinBridgeNode(Node):
         event = AnomalyEvent(level=level, joint=values.get('joint', ''),
                              fault_type=values.get('fault_type', 'unknown'),
                              score=_float(values.get('score')), since=_float(values.get('since')))
-        proposal = self.policy.propose(event, self.intake.mapper.position)
+        proposal = self.policy.propose(event, self.intake.mapper.position, self._now())
         if proposal is not None:
             self.send_corrective(proposal)
 
@@ -131,6 +131,8 @@ class TwinBridgeNode(Node):
                               anomaly=proposal.anomaly)
         if not decision.allowed:
             self.get_logger().warning(f'corrective command refused: {decision.reasons}')
+            if decision.cause in ('stale', 'rate', 'no_state'):
+                self.policy.refused(now)     # passing reason: try again later in this episode
             return
         self.pub_command.publish(self._command_msg(decision.command))
         self.commands_sent += 1
@@ -170,7 +172,7 @@ class TwinBridgeNode(Node):
 
     def destroy_node(self):
         """Close the audit log before the node goes."""
-        if self.audit is not None:
+        if getattr(self, 'audit', None) is not None:   # None too if __init__ failed early
             self.audit.close()
         return super().destroy_node()
 

@@ -41,7 +41,13 @@ class CorrectiveProposal:
 
 
 class CorrectivePolicy:
-    """Turn anomaly episodes into at most one proposal each.
+    """Turn anomaly episodes into at most one sent command each.
+
+    An episode begins when the robot-level anomaly reaches ``trigger_level`` and ends when it
+    is back to OK; which joint tops the score inside it does not matter. If the governor refused
+    the episode's command for a passing reason (stale state, rate limit), call
+    :meth:`refused`: the policy proposes again after ``retry_s``, so a refusal is neither lost
+    nor repeated at the anomaly topic's rate.
 
     Parameters
     ----------
@@ -51,9 +57,11 @@ class CorrectivePolicy:
         Time over which the hold trajectory settles, s (> 0).
     trigger_level : str
         'WARN' or 'ERROR': the lowest anomaly level that acts.
+    retry_s : float
+        Wait after a refused proposal before proposing again in the same episode, s (> 0).
     """
 
-    def __init__(self, policy='hold', hold_time_s=0.5, trigger_level='ERROR'):
+    def __init__(self, policy='hold', hold_time_s=0.5, trigger_level='ERROR', retry_s=1.0):
         if policy not in POLICIES:
             raise ValueError(
                 f'corrective_actions.policy must be one of {POLICIES}, got {policy!r}')
@@ -63,34 +71,44 @@ class CorrectivePolicy:
             raise ValueError(
                 'corrective_actions.trigger_level must be WARN or ERROR, '
                 f'got {trigger_level!r}')
+        if not retry_s > 0.0:
+            raise ValueError(f'corrective_actions.retry_s must be > 0, got {retry_s}')
         self.policy = policy
         self.hold_time_s = float(hold_time_s)
+        self.retry_s = float(retry_s)
         self._trigger_rank = 1 if trigger_level == 'WARN' else 2
-        self._acted_on = None   # 'since' stamp of the episode already handled
+        self._in_episode = False
+        self._retry_at = None    # when a refused episode may propose again, s
 
-    def propose(self, event, q_measured):
-        """Return a :class:`CorrectiveProposal` for a new episode, else None.
+    def propose(self, event, q_measured, now=0.0):
+        """Return a :class:`CorrectiveProposal` for a new episode (or a due retry), else None.
 
         Parameters
         ----------
         event : AnomalyEvent
         q_measured : (n,) array, rad
             Latest mirrored joint positions in model order.
+        now : float
+            Local time, s (only needed for retries after :meth:`refused`).
         """
         rank = {'OK': 0, 'WARN': 1, 'ERROR': 2}.get(event.level, 0)
         if rank < self._trigger_rank:
             if rank == 0:
-                self._acted_on = None    # episode over: the next one may act again
+                self._in_episode, self._retry_at = False, None   # episode over
             return None
-        if self._acted_on is not None and self._acted_on == event.since:
+        if self._in_episode and (self._retry_at is None or now < self._retry_at):
             return None
         q = np.asarray(q_measured, dtype=float)
         if q.ndim != 1 or not np.all(np.isfinite(q)):
             return None
-        self._acted_on = event.since
+        self._in_episode, self._retry_at = True, None
         where = f' on {event.joint}' if event.joint else ''
         return CorrectiveProposal(
             kind='trajectory', positions=q.copy(), velocities=np.zeros_like(q),
             time_from_start_s=self.hold_time_s, anomaly=event,
             reason=f'hold position: {event.level} anomaly{where} ({event.fault_type}, '
                    f'score {event.score:.3g}) since t={event.since:.3f}')
+
+    def refused(self, now):
+        """Note that this episode's proposal was refused at ``now`` (s): retry after retry_s."""
+        self._retry_at = float(now) + self.retry_s

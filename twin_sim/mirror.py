@@ -60,6 +60,9 @@ class MirrorResult:
     measured_effort: np.ndarray = None
 
 
+GAP_FACTOR = 2.5   # a step this many typical periods long is a gap: restart the estimator
+
+
 class Mirror:
     """Per-sample twin predictions for a live stream.
 
@@ -71,7 +74,8 @@ class Mirror:
         Cut-off of the first-order low-pass applied to the differentiated velocity and to
         measured and predicted effort and wrench, Hz (> 0).
     max_gap_s : float
-        A larger time step between samples restarts the estimator, s (> 0).
+        A larger time step between samples restarts the estimator, s (> 0). So does a step
+        longer than ``GAP_FACTOR`` times the stream's typical period (a few dropped samples).
     """
 
     def __init__(self, predictor, accel_cutoff_hz=40.0, max_gap_s=0.05):
@@ -84,6 +88,7 @@ class Mirror:
         self._tau_filter = 1.0 / (2.0 * math.pi * accel_cutoff_hz)
         self.max_gap_s = float(max_gap_s)
         self.restarts = 0
+        self._period = None      # typical sample period, s (slow average of normal steps)
         self.reset()
 
     def reset(self):
@@ -153,10 +158,15 @@ class Mirror:
                 qd = (q - self._prev[1]) / (t - self._prev[0])
             self._q, self._qd, self._effort = q, qd, effort
             return None
-        if not 0.0 < dt <= self.max_gap_s:
+        period = self._period
+        if not 0.0 < dt <= self.max_gap_s or (period is not None and dt > GAP_FACTOR * period):
+            # a gap (dropped samples, a stalled robot) or a step back in time: filters and the
+            # one-step prediction would mix samples from either side of it, so start anew
             self.restarts += 1
+            self._period = None
             self._restart(t, q, qd, effort)
             return None
+        self._period = dt if period is None else period + 0.01 * (dt - period)
         if qd is None:
             qd = (q - self._q) / dt
         if self._qd is None:
