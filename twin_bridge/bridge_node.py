@@ -82,6 +82,7 @@ class TwinBridgeNode(Node):
         self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, LATCHED_QOS)
         self.create_timer(1.0 / p['status_rate_hz'], self.publish_status)
         self.commands_sent = 0
+        self.last_event = None     # latest robot-level anomaly (AnomalyEvent)
 
     def _now(self):
         return self.get_clock().now().nanoseconds * 1e-9
@@ -108,14 +109,22 @@ class TwinBridgeNode(Node):
     def on_anomaly(self, msg):
         """Act on the robot-level anomaly status, if corrective actions are enabled."""
         robot = next((s for s in msg.status if s.name == 'twin/anomaly/robot'), None)
-        if robot is None or not self.get_parameter('corrective_actions.enabled').value:
+        if robot is None:
             return
         values = status_values(robot)
         level = {0: 'OK', 1: 'WARN', 2: 'ERROR'}.get(robot.level[0], 'ERROR')
-        event = AnomalyEvent(level=level, joint=values.get('joint', ''),
-                             fault_type=values.get('fault_type', 'unknown'),
-                             score=_float(values.get('score')), since=_float(values.get('since')))
-        proposal = self.policy.propose(event, self.intake.mapper.position, self._now())
+        self.last_event = AnomalyEvent(
+            level=level, joint=values.get('joint', ''),
+            fault_type=values.get('fault_type', 'unknown'), score=_float(values.get('score')),
+            since=_float(values.get('since')))
+        self.act_on_anomaly()
+
+    def act_on_anomaly(self):
+        """Let the policy propose for the latest anomaly (new episode, or a due retry)."""
+        if self.last_event is None or not self.get_parameter('corrective_actions.enabled').value:
+            return
+        proposal = self.policy.propose(self.last_event, self.intake.mapper.position,
+                                       self._now())
         if proposal is not None:
             self.send_corrective(proposal)
 
@@ -150,7 +159,11 @@ class TwinBridgeNode(Node):
         return msg
 
     def publish_status(self):
-        """Publish /twin/status: sync state, latency, drift, staleness and counters."""
+        """Publish /twin/status: sync state, latency, drift, staleness and counters.
+
+        Also the moment a corrective proposal refused for a passing reason is retried.
+        """
+        self.act_on_anomaly()
         now = self._now()
         intake = self.intake
         values = dict(intake.watchdog.status(now))

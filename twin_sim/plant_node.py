@@ -141,7 +141,7 @@ class PlantRole:
 
     def publish_status(self, message):
         """Publish the latched /twin/plant_status."""
-        faults = self.plant.scenario.faults if self.plant.scenario else []
+        faults = self.plant.faults   # what the plant holds now (set_fault adds, clear removes)
         # start_stamp: the stamp of plant time 0 (moves on after CPU starvation, see _loop)
         values = {'scenario': self.scenario_path or '', 'start_stamp': f'{self.epoch:.6f}',
                   'plant_time_s': f'{self.plant.time:.3f}',
@@ -227,17 +227,23 @@ class PlantRole:
         return response
 
     def on_set_fault(self, _request, response):
-        """Re-arm the configured scenario's faults, their start times counted from now."""
+        """Re-arm the configured scenario's faults, their start and end times counted from now."""
         if not self.scenario_path:
             response.success = False
             response.message = 'no scenario configured (parameter scenario)'
             return response
-        with self.lock:
-            now = self.plant.time
-            for fault in FaultScenario.load(self.scenario_path).faults:
-                spec = fault.to_dict()
-                spec['start_s'] = now + float(spec.get('start_s', 0.0))
-                self.plant.set_fault(spec)
+        try:
+            with self.lock:
+                now = self.plant.time
+                for fault in FaultScenario.load(self.scenario_path).faults:
+                    spec = fault.to_dict()
+                    for key in ('start_s', 'end_s'):   # end_s too: it must stay after start_s
+                        if spec.get(key) is not None:
+                            spec[key] = now + float(spec[key])
+                    self.plant.set_fault(spec)
+        except (ScenarioError, PlantError) as exc:   # e.g. the file changed since start-up
+            response.success, response.message = False, f'cannot arm the faults: {exc}'
+            return response
         self.publish_status('faults armed')
         response.success, response.message = True, f'armed {self.scenario_path} at t={now:.3f}'
         return response

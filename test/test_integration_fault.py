@@ -1,0 +1,151 @@
+"""Integration: an injected fault is detected on its joint; the governed hold reaches the robot.
+
+One graph for the module, as in test_integration_loop but with the packaged scenario
+``friction_jump_joint5`` (joint5's Coulomb friction steps up by 3 N·m at 10 s of plant time)
+and corrective actions enabled on the trajectory interface. The demo controller keeps driving
+the arm on /joint_command, so the only JointTrajectory on the robot's
+/joint_trajectory_controller/joint_trajectory (which the plant obeys) is the twin's corrective
+command; the test reads it there, checks it against the URDF limits, and finds the audit line
+that sent it with the anomaly that caused it.
+"""
+import math
+from types import SimpleNamespace
+import time
+
+import numpy as np
+import pytest
+
+from robot_twin.resources import fault_scenario
+from ros_harness import model_limits, Observer, read_audit, ROBOT_RATE_HZ, start_loop, \
+    TwinGraph, unique_domain_id, wait_commissioned, wait_until
+from twin_sim.faults import FaultScenario
+
+pytestmark = pytest.mark.integration
+
+SCENARIO = 'friction_jump_joint5'
+MARGIN_RAD = 0.05          # corrective_actions.position_margin_rad of the test's bridge
+VELOCITY_SCALE = 0.5       # corrective_actions.velocity_scale of the test's bridge
+TRAJECTORY_TOPIC = '/joint_trajectory_controller/joint_trajectory'
+DETECT_TIMEOUT_S = 90.0
+"""Bound on the alarm after commissioning: the fault starts at 10 s of plant time."""
+
+
+@pytest.fixture(scope='module')
+def fault_loop(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp('fault_loop')
+    domain = unique_domain_id()
+    graph = TwinGraph(domain)
+    observer = None
+    try:
+        observer = Observer(domain)
+        start_loop(graph, observer, workdir, SCENARIO, extra={
+            'twin_bridge': {'corrective_actions.enabled': True,
+                            'corrective_actions.interface': 'trajectory',
+                            'corrective_actions.position_margin_rad': MARGIN_RAD,
+                            'corrective_actions.velocity_scale': VELOCITY_SCALE}})
+        (fault,) = FaultScenario.load(fault_scenario(SCENARIO)).faults
+        yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,
+                              workdir=workdir, fault=fault)
+    finally:
+        graph.stop()
+        if observer is not None:
+            observer.close()
+
+
+def _seen_status(monitor):
+    reports = monitor.statuses()
+    levels = [r[1] for r in reports]
+    last = reports[-1] if reports else None
+    return (f'/twin/status levels {[(lv, levels.count(lv)) for lv in sorted(set(levels))]}, '
+            f'last {last}')
+
+
+def _gaps(monitor, stamp):
+    """Describe gaps in the robot's and the residuals' stamps in the second before ``stamp``."""
+    period = 1.0 / ROBOT_RATE_HZ
+    out = []
+    for what, stamps in (('robot', monitor.robot_stamps), ('residual', monitor.residual_stamps)):
+        t = np.array(sorted(s * 1e-9 for s in list(stamps) if stamp - 1.0 <= s * 1e-9 <= stamp))
+        gaps = np.diff(t)
+        out.append(f'{what} samples {t.size}, gaps > 2.5 periods: '
+                   f'{[round(g, 3) for g in gaps[gaps > 2.5 * period]]}')
+    plant = monitor.plant_history[-1][1] if monitor.plant_history else {}
+    return '; '.join(out) + f'; plant overruns {plant.get("overruns")}'
+
+
+def _first_error(monitor):
+    return next((h for h in monitor.anomalies() if h[2] == 'ERROR'), None)
+
+
+def test_injected_fault_is_reported_on_its_joint(fault_loop):
+    """The friction step on joint5 gives an ERROR naming joint5, after the fault's onset."""
+    m, fault = fault_loop.monitor, fault_loop.fault
+    wait_commissioned(fault_loop.graph, fault_loop.observer)
+    first = m.plant_history[0][1] if m.plant_history else None
+    assert first is not None, 'no /twin/plant_status received'
+    onset = float(first['start_stamp']) + fault.start_s   # earliest possible onset stamp
+
+    _, _, _, message, values = wait_until(lambda: _first_error(m), DETECT_TIMEOUT_S,
+                                          f'an ERROR on /twin/anomaly ({fault.type} on '
+                                          f'{fault.joint})', fault_loop.graph)
+    plant_time = float(values['since']) - onset + fault.start_s   # of the alarm onset, s
+    where = (f'alarm at {plant_time:.3f} s of plant time ({fault.type} from {fault.start_s} s;'
+             f' {_gaps(m, float(values["since"]))})')
+    assert plant_time >= fault.start_s - 0.05, f'{where}, before the fault: {message} {values}'
+    assert values['joint'] == fault.joint, f'{where} on the wrong joint: {message} {values}'
+    assert values['phase'] == 'monitoring' and values['fault_type']
+    assert float(values['score']) >= float(values['threshold'])
+
+    joint_status = f'twin/anomaly/{fault.joint}'
+    wait_until(lambda: any(h[2] == 'ERROR' for h in m.anomalies(joint_status)),
+               30.0, f'{joint_status} at level ERROR', fault_loop.graph)
+
+
+def test_corrective_command_reaches_the_plant_within_limits(fault_loop):
+    """The bridge's hold is on the plant's trajectory topic, inside the URDF limits, audited."""
+    m, fault = fault_loop.monitor, fault_loop.fault
+    wait_until(lambda: _first_error(m), DETECT_TIMEOUT_S + 60.0, 'an ERROR on /twin/anomaly',
+               fault_loop.graph)
+    wait_until(lambda: m.trajectories, 30.0, f'a corrective JointTrajectory on {TRAJECTORY_TOPIC}',
+               fault_loop.graph, seen=lambda: _seen_status(m))
+    seen = time.time()
+    assert 'plant' in fault_loop.observer.subscribing_nodes(TRAJECTORY_TOPIC)
+
+    limits = model_limits()
+    lower, upper = limits.lower + MARGIN_RAD, limits.upper - MARGIN_RAD
+    for msg in list(m.trajectories):
+        assert list(msg.joint_names) == list(limits.names)
+        assert msg.points
+        for point in msg.points:
+            q = np.asarray(point.positions)
+            assert q.shape == (limits.n,) and np.all(np.isfinite(q))
+            assert np.all(q >= lower - 1e-9) and np.all(q <= upper + 1e-9), (
+                f'commanded {q} outside the URDF limits minus {MARGIN_RAD} rad')
+            if len(point.velocities):
+                qd = np.asarray(point.velocities)
+                assert np.all(np.abs(qd) <= VELOCITY_SCALE * limits.velocity + 1e-9)
+            t = point.time_from_start.sec + 1e-9 * point.time_from_start.nanosec
+            assert t > 0.0
+
+    # the audit log has the allowed command, with the anomaly that caused it
+    audit_path = fault_loop.workdir / 'audit.jsonl'
+    allowed = wait_until(lambda: [e for e in read_audit(audit_path) if e['allowed']], 30.0,
+                         f'an allowed command in {audit_path}', fault_loop.graph)
+    entry = allowed[0]
+    assert entry['kind'] == 'trajectory' and entry['cause'] is None
+    assert entry['anomaly']['level'] == 'ERROR'
+    assert entry['anomaly']['joint'] == fault.joint
+    assert math.isfinite(entry['anomaly']['since'])
+    sent = entry['sent']['points']
+    observed = m.trajectories[0].points
+    assert len(sent) == len(observed)
+    for s, o in zip(sent, observed):
+        np.testing.assert_allclose(s['positions'], o.positions, rtol=0, atol=1e-12)
+
+    # the bridge counts it; the plant took it (it counts every command it rejects)
+    status = wait_until(lambda: [s for s in m.statuses(seen)], 30.0, '/twin/status',
+                        fault_loop.graph)[-1][3]
+    assert int(status['commands_sent']) >= 1 and int(status['governor.allowed']) >= 1
+    plant = wait_until(lambda: [p for t, p in list(m.plant_history) if t > seen + 0.1], 30.0,
+                       '/twin/plant_status after the command', fault_loop.graph)[-1]
+    assert plant['rejected_commands'] == '0', plant

@@ -1,0 +1,88 @@
+"""Integration: the plant's services (HIL and demo), called over DDS like a user would.
+
+The plant alone (twin_sim in mode plant) with a scenario whose fault has an end
+(``test/data/collision_short.yaml``: a push on the tool from 0.5 s to 0.8 s). /twin/set_fault
+re-arms it counted from now, /twin/clear_fault removes every fault, /twin/reset restarts plant
+time; /twin/plant_status (latched) tells what the plant holds. Every call must succeed and the
+plant must keep running.
+"""
+from pathlib import Path
+import time
+
+import pytest
+
+from ros_harness import node_specs, Observer, START_TIMEOUT_S, TwinGraph, unique_domain_id, \
+    wait_until
+
+pytestmark = pytest.mark.integration
+
+SCENARIO = str(Path(__file__).resolve().parent / 'data' / 'collision_short.yaml')
+CALL_TIMEOUT_S = 30.0
+
+
+@pytest.fixture
+def plant(tmp_path):
+    domain = unique_domain_id()
+    graph = TwinGraph(domain)
+    observer = None
+    try:
+        observer = Observer(domain)
+        graph.start('robot', node_specs(['plant'], {'plant': {'scenario': SCENARIO}},
+                                        workdir=tmp_path))
+        yield graph, observer
+    finally:
+        graph.stop()
+        if observer is not None:
+            observer.close()
+
+
+def _call(observer, graph, service):
+    from std_srvs.srv import Trigger
+    client = observer.node.create_client(Trigger, service)
+    try:
+        wait_until(client.service_is_ready, START_TIMEOUT_S, f'{service} to be offered', graph)
+        future = client.call_async(Trigger.Request())
+        wait_until(future.done, CALL_TIMEOUT_S, f'the answer of {service}', graph)
+        return future.result()
+    finally:
+        observer.node.destroy_client(client)
+
+
+def _plant_status(monitor, since, **match):
+    """Latest /twin/plant_status values received after ``since`` matching ``match``."""
+    for stamp, values in reversed(list(monitor.plant_history)):
+        if stamp > since and all(values.get(k) == v for k, v in match.items()):
+            return values
+    return None
+
+
+def test_plant_services_rearm_clear_and_reset_faults(plant):
+    graph, observer = plant
+    m = observer.monitor
+    # past the scenario's fault (its end at 0.8 s is behind plant time now)
+    wait_until(lambda: m.plant_history and float(m.plant_history[-1][1]['plant_time_s']) >= 1.0,
+               START_TIMEOUT_S, 'plant time 1 s', graph)
+    assert _plant_status(m, 0.0)['faults'] == '1'
+
+    since = time.time()
+    answer = _call(observer, graph, '/twin/set_fault')
+    assert answer.success, answer.message
+    assert SCENARIO in answer.message
+    wait_until(lambda: _plant_status(m, since, faults='2'), CALL_TIMEOUT_S,
+               '/twin/plant_status with the re-armed fault', graph)
+
+    since = time.time()
+    answer = _call(observer, graph, '/twin/clear_fault')
+    assert answer.success, answer.message
+    wait_until(lambda: _plant_status(m, since, faults='0'), CALL_TIMEOUT_S,
+               '/twin/plant_status without faults', graph)
+
+    since = time.time()
+    answer = _call(observer, graph, '/twin/reset')
+    assert answer.success, answer.message
+    status = wait_until(lambda: _plant_status(m, since), CALL_TIMEOUT_S,
+                        '/twin/plant_status after the reset', graph)
+    assert float(status['plant_time_s']) < 1.0, status
+
+    graph.check_alive()
+    assert not [x for x in graph.lines('plant') if 'Traceback' in x], graph.output()

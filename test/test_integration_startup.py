@@ -1,0 +1,86 @@
+"""Integration: node processes refuse bad start-up parameters with one clear line, exit 2.
+
+Each node runs as ``robot-twin up`` starts it (:func:`robot_twin.bringup.node_command`), on a
+domain of its own, without a params file: the bad value comes from ``-p`` as a user would
+type it. The processes run in parallel; each must exit by itself.
+"""
+import dataclasses
+from pathlib import Path
+import subprocess
+
+import pytest
+
+from robot_twin.bringup import node_command
+from robot_twin.graph import describe_graph, NodeSpec
+from robot_twin.ros_env import localhost_env
+from ros_harness import START_TIMEOUT_S, TwinGraph, unique_domain_id, wait_until
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parent / 'data'
+MISSING_URDF = '/nonexistent/robot_twin_test/arm.urdf'
+BAD_SCENARIO = str(DATA / 'scenario_unknown_joint.yaml')
+
+CASES = {
+    # name: (executable, parameters, words the error line must contain)
+    'bridge_negative_timeout': ('twin_bridge', {'stale_timeout_s': -1.0}, ['stale_timeout_s']),
+    'bridge_wrong_type': ('twin_bridge', {'stale_timeout_s': 'soon'}, ['stale_timeout_s']),
+    'sim_missing_urdf': ('twin_sim', {'urdf_path': MISSING_URDF}, [MISSING_URDF]),
+    'plant_bad_scenario': ('twin_sim', {'mode': 'plant', 'scenario': BAD_SCENARIO},
+                           [BAD_SCENARIO, 'joint9']),
+    'anomaly_out_of_range': ('twin_anomaly', {'commissioning_duration_s': 0.0},
+                             ['commissioning_duration_s']),
+    'sim_bad_choice': ('twin_sim', {'mode': 'sideways'}, ['mode', 'sideways']),
+}
+
+
+@pytest.fixture(scope='module')
+def exits():
+    """Start every case at once; return ``{case: (returncode, output)}``."""
+    procs = {}
+    try:
+        for case, (executable, params, _words) in CASES.items():
+            spec = NodeSpec('robot_twin', executable, executable, parameters=params)
+            procs[case] = subprocess.Popen(
+                node_command(spec), env=localhost_env(unique_domain_id()),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True)
+        results = {}
+        for case, proc in procs.items():
+            try:
+                out, _ = proc.communicate(timeout=START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                out = '(still running: it did not refuse the parameter)'
+            results[case] = (proc.returncode, out)
+        return results
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_bad_start_up_parameter_exits_2_with_one_clear_line(exits, case):
+    code, out = exits[case]
+    assert code == 2, f'exit code {code}; output:\n{out}'
+    assert 'Traceback' not in out, out
+    errors = [line for line in out.splitlines() if line.startswith('[ERROR]')]
+    assert len(errors) == 1, out
+    for word in CASES[case][2]:
+        assert word in errors[0], f'{word!r} not named in: {errors[0]}'
+
+
+def test_spec_parameters_beat_the_config_file(tmp_path):
+    """A NodeSpec override wins over config/demo.yaml, as graph.NodeSpec documents."""
+    spec = dataclasses.replace(describe_graph('demo').node('twin_anomaly'), parameters={
+        'commissioning_duration_s': 3.5, 'thresholds_file': str(tmp_path / 't.yaml')})
+    graph = TwinGraph(unique_domain_id())
+    try:
+        graph.start('anomaly', [spec])
+        line = wait_until(lambda: next((x for x in graph.lines('twin_anomaly')
+                                        if 'commissioning for' in x), None),
+                          START_TIMEOUT_S, 'the commissioning log line', graph)
+    finally:
+        graph.stop()
+    assert 'commissioning for 3.5 s' in line, line
