@@ -128,11 +128,14 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
             executor.shutdown()
             monitor.destroy_node()
             rclpy.try_shutdown()
-        return summarize(monitor.obs, faults, exited, say)
+        return summarize(monitor.obs, faults, exited, say, monitor.scenario_time)
 
 
-def summarize(obs, faults, exited, say):
-    """Print what happened and return 0 if the loop worked, 1 otherwise."""
+def summarize(obs, faults, exited, say, scenario_time):
+    """Print what happened and return 0 if the loop worked, 1 otherwise.
+
+    ``scenario_time(stamp)`` maps a robot stamp to plant (scenario) time, s.
+    """
     say('--- summary ---')
     problems = []
     if exited:
@@ -146,11 +149,11 @@ def summarize(obs, faults, exited, say):
         problems.append('no residuals arrived: the loop did not run')
     if obs.commissioned_at is None:
         problems.append('commissioning never finished')
-    t0 = float(obs.plant.get('start_stamp', 'nan')) if obs.plant else math.nan
     alarm = obs.first_alarm
+    rel = math.nan
     if alarm is not None:
         _wall, joint, fault_type, since = alarm
-        rel = since - t0 if math.isfinite(t0) and math.isfinite(since) else math.nan
+        rel = scenario_time(since) if math.isfinite(since) else math.nan
         say(f'first alarm: joint {joint or "-"}, fault type {fault_type}, onset at '
             f't={rel:.2f} s of the scenario')
     if faults:
@@ -159,7 +162,6 @@ def summarize(obs, faults, exited, say):
         if alarm is None:
             problems.append(f"the {first.get('type')} fault was not detected")
         else:
-            rel = alarm[3] - t0 if math.isfinite(t0) else math.nan
             start_s = float(first.get('start_s', 0.0))
             if math.isfinite(rel) and rel < start_s:
                 problems.append(f'alarm at t={rel:.2f} s came before the fault (t={start_s} s)')

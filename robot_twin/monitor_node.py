@@ -42,6 +42,7 @@ class Observation:
     residual_rms: np.ndarray = None        # effort residual RMS over the last second, N·m
     latency_s: deque = field(default_factory=lambda: deque(maxlen=2000))
     plant: dict = field(default_factory=dict)            # latest /twin/plant_status values
+    epochs: list = field(default_factory=list)           # (start_stamp, plant_time_s) seen
     commands: list = field(default_factory=list)         # (kind, joint names, positions)
 
 
@@ -86,9 +87,29 @@ class TwinMonitorNode(Node):
                                         values.get('fault_type', ''), since)
 
     def on_plant(self, msg):
-        """Keep the plant's scenario status (demo and HIL only)."""
+        """Keep the plant's scenario status and every (epoch, plant time) it reported."""
         for s in msg.status:
-            self.obs.plant = status_values(s)
+            values = status_values(s)
+            self.obs.plant = values
+            try:
+                epoch = float(values['start_stamp'])
+                plant_time = float(values.get('plant_time_s', 'nan'))
+            except (KeyError, ValueError):
+                continue
+            if not self.obs.epochs or self.obs.epochs[-1][0] != epoch:
+                self.obs.epochs.append((epoch, plant_time))
+
+    def scenario_time(self, stamp):
+        """Plant (scenario) time of a robot stamp, s, or NaN before any /twin/plant_status.
+
+        The plant stamps samples with ``epoch + plant time`` and moves its epoch on when starved
+        of CPU; each reported epoch holds from the plant time it was reported at.
+        """
+        chosen = None
+        for epoch, plant_time in self.obs.epochs:
+            if chosen is None or not math.isfinite(plant_time) or epoch + plant_time <= stamp:
+                chosen = epoch
+        return math.nan if chosen is None else stamp - chosen
 
     def on_residuals(self, msg):
         """Count residual samples, their latency from the robot stamp, and effort RMS."""

@@ -61,6 +61,40 @@ def make_joint_state(stamp, names, position=None, velocity=None, effort=None, fr
     return msg
 
 
+def fill_joint_state(msg, stamp, position=None, velocity=None, effort=None):
+    """Overwrite the stamp and values of a JointState built once (its names already set).
+
+    The hot-path form of :func:`make_joint_state` for a node that publishes at the robot's
+    rate: refilling one message skips building message and header objects every sample
+    (``publish`` serializes at once, so the message may be refilled right after).
+
+    Parameters
+    ----------
+    msg : sensor_msgs/JointState
+    stamp : builtin_interfaces/Time
+    position, velocity, effort : (len(msg.name),) float arrays, or None to leave as is
+    """
+    msg.header.stamp = stamp
+    if position is not None:
+        msg.position = np.asarray(position, dtype=float).tolist()
+    if velocity is not None:
+        msg.velocity = np.asarray(velocity, dtype=float).tolist()
+    if effort is not None:
+        msg.effort = np.asarray(effort, dtype=float).tolist()
+    return msg
+
+
+def fill_wrench(msg, stamp, w):
+    """Overwrite the stamp and values of a WrenchStamped built once (frame already set).
+
+    The hot-path form of :func:`make_wrench`; ``w`` is (6,) [fx, fy, fz, tx, ty, tz] N, N·m.
+    """
+    msg.header.stamp = stamp
+    f, t = msg.wrench.force, msg.wrench.torque
+    f.x, f.y, f.z, t.x, t.y, t.z = np.asarray(w, dtype=float).tolist()
+    return msg
+
+
 def wrench_to_array(msg):
     """Return ``(w, stamp)``: ``w`` (6,) [fx, fy, fz, tx, ty, tz] of a WrenchStamped."""
     f, t = msg.wrench.force, msg.wrench.torque

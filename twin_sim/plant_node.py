@@ -102,21 +102,17 @@ class PlantRole:
     def _loop(self):
         dt = self.plant.dt
         steps_per_status = max(1, int(round(1.0 / dt)))
+        with self.lock:
+            # plant time 0 is now (not when the node was built): stamps track the wall clock
+            self.epoch = time.time() - self.plant.time
+        self.publish_status('running')
         next_tick = time.perf_counter()
         k = 0
         while self.running:
             with self.lock:
                 sample = self.plant.step()
                 plant_time = self.plant.time
-            try:
-                self._publish(sample, plant_time)
-                k += 1
-                if k % steps_per_status == 0:
-                    self.publish_status('running')
-            except Exception:
-                if not self.node.context.ok():
-                    break   # Ctrl-C shut the context down under this thread: stop quietly
-                raise
+            # publish a sample when the wall clock reaches its plant time, never before
             next_tick += dt
             delay = next_tick - time.perf_counter()
             if delay > 0.0:
@@ -127,7 +123,17 @@ class PlantRole:
                 self.overruns += 1
                 with self.lock:
                     self.epoch -= delay
+                self.publish_status('clock moved on')   # tools map stamps to plant time
                 next_tick = time.perf_counter()
+            try:
+                self._publish(sample, plant_time)
+                k += 1
+                if k % steps_per_status == 0:
+                    self.publish_status('running')
+            except Exception:
+                if not self.node.context.ok():
+                    break   # Ctrl-C shut the context down under this thread: stop quietly
+                raise
 
     def _publish(self, sample, plant_time):
         self.pub_clock.publish(Clock(clock=sec_to_stamp(self.epoch + plant_time)))

@@ -1,0 +1,331 @@
+"""The twin beside a 1 kHz robot: dropped samples, added latency and CPU of twin_sim (mirror).
+
+Separate processes on one private, localhost-only DDS domain
+(``robot_twin.ros_env.localhost_env``):
+
+- a synthetic robot (benchmarks/_robot_stream.py ``publish``): 1 kHz sensor_msgs/JointState
+  (7 joints) + 1 kHz geometry_msgs/WrenchStamped, stamped with the wall time at publication,
+  data from the model so that the mirror does its real work;
+- the twin: ``twin_sim`` with ``mode: mirror``, started like ``robot-twin up`` starts it
+  (:func:`robot_twin.bringup.node_command`), and in the second configuration ``twin_bridge``
+  beside it (the deployment runs both, both read /joint_states);
+- a receiver (_robot_stream.py ``receive``): subscribes to /twin/residuals and
+  /twin/wrench_residual, and to the robot's /joint_states directly, which gives the raw
+  publisher -> subscriber hop of the same run for comparison.
+
+After the receiver sees residuals and a warm-up, a measurement window of ``--duration`` seconds
+starts. Figures over the window (robot samples are identified by their stamps, which the twin
+passes through):
+
+- dropped: robot samples published in the window without a /twin/residuals message (and the
+  same for the raw hop and the wrench residual);
+- latency: receive time minus robot stamp (both wall clock, one machine), p50 and p99, for
+  /twin/residuals and for the raw /joint_states hop, and their ratio;
+- CPU: utime + stime of each process over the window (/proc/<pid>/stat), in cores.
+
+Goal (ARCHITECTURE.md, Performance budget): no drops, twin p50 <= 1.5x and p99 <= 2x the raw
+hop. Exits 0 when the runs complete (goals met or not), 1 when a process failed.
+
+Usage: ``.venv/bin/python benchmarks/bench_mirror.py [--duration 20] [--warmup 5] [--runs 1]
+[--config both|mirror|mirror+bridge] [--wait-quiet CORES]``
+"""
+import argparse
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from robot_twin.bringup import node_command, ProcessGroup
+from robot_twin.graph import NodeSpec
+from robot_twin.ros_env import free_domain_id, localhost_env
+
+HERE = Path(__file__).resolve().parent
+STREAM = HERE / '_robot_stream.py'
+CONFIGS = {'mirror': ('twin_sim',), 'mirror+bridge': ('twin_sim', 'twin_bridge')}
+GOAL_P50, GOAL_P99 = 1.5, 2.0
+
+
+def _cpu_seconds(pid):
+    """Return user + system CPU time of process ``pid`` (all threads), s; None when gone."""
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _machine_busy():
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    with open('/proc/stat', encoding='ascii') as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def wait_until_quiet(limit_cores, max_wait_s=300.0, probe_s=2.0):
+    """Wait until the machine is busier than ``limit_cores`` no more (or ``max_wait_s``).
+
+    Returns the busy cores of the last probe (other people's work on a shared machine).
+    """
+    ncpu = os.cpu_count() or 1
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy0, total0 = _machine_busy()
+        time.sleep(probe_s)
+        busy1, total1 = _machine_busy()
+        busy = ncpu * (busy1 - busy0) / max(total1 - total0, 1)
+        if busy <= limit_cores or time.monotonic() >= deadline:
+            return busy
+
+
+def _node_specs(names, urdf=''):
+    specs = []
+    for name in names:
+        parameters = {'mode': 'mirror'} if name == 'twin_sim' else {}
+        if urdf:
+            parameters['urdf_path'] = os.path.abspath(urdf)
+        specs.append(NodeSpec('robot_twin', name, name, parameters=parameters))
+    return specs
+
+
+class _Lines:
+    """Collects child output: keeps the tail for error reports, flags READY."""
+
+    def __init__(self, verbose):
+        self.ready = threading.Event()
+        self.tail = []
+        self.verbose = verbose
+        self._lock = threading.Lock()
+
+    def __call__(self, name, line):
+        if name == 'receiver' and line.strip() == 'READY':
+            self.ready.set()
+            return
+        with self._lock:
+            self.tail = (self.tail + [f'[{name}] {line}'])[-40:]
+        if self.verbose:
+            print(f'  [{name}] {line}', flush=True)
+
+
+def _stop_one(group, name, timeout_s=10.0):
+    proc = group.processes.get(name)
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        pass                                 # group.stop() kills it
+
+
+def _wait_ready(group, lines, timeout_s):
+    """Wait for the receiver's READY; raise RuntimeError if a process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not lines.ready.wait(0.2):
+        exited = group.poll()
+        if exited is not None:
+            raise RuntimeError('{} exited with {} before the twin answered'.format(*exited))
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'no /twin/residuals within {timeout_s:g} s')
+
+
+def run_once(config, args, domain_id, workdir):
+    """Run one configuration once; return a dict of figures (raises RuntimeError on failure)."""
+    env = localhost_env(domain_id)
+    pub_out = os.path.join(workdir, f'pub-{domain_id}.npz')
+    rec_out = os.path.join(workdir, f'rec-{domain_id}.npz')
+    commands = [(spec.name, node_command(spec))
+                for spec in _node_specs(CONFIGS[config], args.urdf)]
+    commands.append(('receiver', [sys.executable, str(STREAM), 'receive', '--output', rec_out]))
+    commands.append(('robot', [sys.executable, str(STREAM), 'publish', '--output', pub_out,
+                               '--rate-hz', str(args.rate_hz), '--urdf', args.urdf]))
+    lines = _Lines(args.verbose)
+    group = ProcessGroup(commands, env, on_line=lines, stop_timeout_s=5.0)
+    try:
+        group.start()
+        _wait_ready(group, lines, args.startup_timeout)
+        time.sleep(args.warmup)
+        if group.poll() is not None:
+            raise RuntimeError('{} {}'.format(*group.poll()))
+        pids = group.pids
+        cpu0 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        busy0, total0 = _machine_busy()
+        t0_ns, m0 = time.time_ns(), time.monotonic()
+        time.sleep(args.duration)
+        t1_ns, m1 = time.time_ns(), time.monotonic()
+        cpu1 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        busy1, total1 = _machine_busy()
+        load = os.getloadavg()
+        exited = group.poll()
+        if exited is not None:
+            raise RuntimeError('{} exited with {} during the measurement'.format(*exited))
+        _stop_one(group, 'robot')
+        time.sleep(0.5)                      # let the last samples arrive
+        _stop_one(group, 'receiver')
+    except BaseException:
+        group.stop(timeout_s=3.0)
+        if lines.tail:
+            print('\n'.join(lines.tail), file=sys.stderr)
+        raise
+    group.stop()
+    if not (os.path.exists(pub_out) and os.path.exists(rec_out)):
+        raise RuntimeError('the robot or the receiver wrote no results')
+    pub, rec = np.load(pub_out), np.load(rec_out)
+    window = (t0_ns, t1_ns)
+    wall = m1 - m0
+    figures = _figures(pub, rec, window)
+    figures['cpu'] = {name: (cpu1[name] - cpu0[name]) / wall
+                      for name in pids if cpu0[name] is not None and cpu1[name] is not None}
+    # CPU time per robot sample the process handled: less sensitive to a busy machine than
+    # the fraction of a core (a starved process handles fewer samples, not cheaper ones)
+    handled = {'twin_sim': figures['twin']['received'], 'receiver': figures['raw']['received']}
+    figures['cpu_us_per_sample'] = {
+        name: 1e6 * (cpu1[name] - cpu0[name]) / max(handled.get(name, figures['published']), 1)
+        for name in figures['cpu']}
+    ncpu = os.cpu_count() or 1
+    figures['machine_busy_cores'] = ncpu * (busy1 - busy0) / max(total1 - total0, 1)
+    figures['other_cores'] = max(0.0, figures['machine_busy_cores'] - sum(figures['cpu'].values()))
+    figures['loadavg'] = load
+    return figures
+
+
+def _in(stamps, window):
+    return (stamps >= window[0]) & (stamps < window[1])
+
+
+def _latency(rec, prefix, window, published):
+    stamp, recv = rec[f'{prefix}_stamp_ns'], rec[f'{prefix}_recv_ns']
+    sel = _in(stamp, window)
+    stamp, recv = stamp[sel], recv[sel]
+    received = np.unique(stamp)
+    lat_ms = (recv - stamp) * 1e-6
+    return {'received': int(received.size),
+            'dropped': int(published.size - np.intersect1d(published, received).size),
+            'foreign': int(np.setdiff1d(received, published).size),
+            'p50_ms': float(np.percentile(lat_ms, 50)) if lat_ms.size else float('nan'),
+            'p99_ms': float(np.percentile(lat_ms, 99)) if lat_ms.size else float('nan'),
+            'max_ms': float(lat_ms.max()) if lat_ms.size else float('nan')}
+
+
+def _figures(pub, rec, window):
+    published = pub['stamp_ns'][_in(pub['stamp_ns'], window)]
+    late_ms = pub['late_ns'][_in(pub['stamp_ns'], window)] * 1e-6
+    out = {'published': int(published.size),
+           'publish_late_p50_ms': float(np.percentile(late_ms, 50)),
+           'publish_late_p99_ms': float(np.percentile(late_ms, 99)),
+           'raw': _latency(rec, 'raw', window, published),
+           'twin': _latency(rec, 'res', window, published),
+           'wrench': _latency(rec, 'wres', window, published)}
+    res = rec['res_max_effort'][_in(rec['res_max_effort_stamp_ns'], window)]
+    out['residual_p99_Nm'] = float(np.percentile(res, 99)) if res.size else float('nan')
+    return out
+
+
+def _median(runs, *path):
+    values = []
+    for run in runs:
+        value = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return float(np.median(values))
+
+
+def _print_table(config, runs, duration):
+    med = (lambda *path: _median(runs, *path))
+    raw50, raw99 = med('raw', 'p50_ms'), med('raw', 'p99_ms')
+    tw50, tw99 = med('twin', 'p50_ms'), med('twin', 'p99_ms')
+    r50, r99 = tw50 / raw50, tw99 / raw99
+    drops = [r['twin']['dropped'] for r in runs]
+    ok = (max(drops) == 0, r50 <= GOAL_P50, r99 <= GOAL_P99)
+    mark = (lambda good: 'meets goal' if good else 'MISSES goal')
+    label = f'{len(runs)} run(s) of {duration:g} s, median' if len(runs) > 1 else \
+        f'{duration:g} s window'
+    print(f'\n== {config}: {label}')
+    print(f'  robot samples published      {med("published"):10.0f}   (publish lateness p50 '
+          f'{med("publish_late_p50_ms"):.3f} ms, p99 {med("publish_late_p99_ms"):.3f} ms)')
+    print(f'  {"stream":<30s}{"received":>10s}{"dropped":>9s}{"p50 ms":>9s}{"p99 ms":>9s}'
+          f'{"max ms":>9s}')
+    for key, name in (('raw', 'raw /joint_states hop'), ('twin', '/twin/residuals'),
+                      ('wrench', '/twin/wrench_residual')):
+        if key == 'wrench' and not any(r['wrench']['received'] for r in runs):
+            print(f'  {name:<30s}  none (the model has no force-torque sensor)')
+            continue
+        print(f'  {name:<30s}{med(key, "received"):10.0f}{med(key, "dropped"):9.0f}'
+              f'{med(key, "p50_ms"):9.3f}{med(key, "p99_ms"):9.3f}{med(key, "max_ms"):9.3f}')
+    print(f'  twin / raw latency            p50 {r50:.2f}x ({mark(ok[1])} <= {GOAL_P50}x), '
+          f'p99 {r99:.2f}x ({mark(ok[2])} <= {GOAL_P99}x)')
+    print(f'  twin added latency (p50)      {tw50 - raw50:.3f} ms;  dropped residuals per run '
+          f'{drops} ({mark(ok[0])}: none)')
+    cpu = ', '.join(f'{name} {med("cpu", name):.2f}' for name in runs[0]['cpu'])
+    print(f'  CPU (cores)                   {cpu}')
+    cpu = ', '.join(f'{name} {med("cpu_us_per_sample", name):.0f}'
+                    for name in runs[0]['cpu'])
+    print(f'  CPU per handled sample (us)   {cpu}')
+    print(f'  machine: busy {med("machine_busy_cores"):.2f} of {os.cpu_count()} cores over the '
+          f'window, of which other processes {med("other_cores"):.2f}; load average at its end '
+          + ' / '.join(f'{v:.2f}' for v in runs[-1]['loadavg']))
+    print(f'  residual sanity: p99 of max |effort residual| {med("residual_p99_Nm"):.3f} N·m')
+    if len(runs) > 1:
+        for k, r in enumerate(runs, start=1):
+            print(f'    run {k}: other processes {r["other_cores"]:.2f} cores; dropped '
+                  f'{r["twin"]["dropped"]}; raw p50/p99 {r["raw"]["p50_ms"]:.3f}/'
+                  f'{r["raw"]["p99_ms"]:.3f} ms; twin p50/p99 {r["twin"]["p50_ms"]:.3f}/'
+                  f'{r["twin"]["p99_ms"]:.3f} ms; twin_sim {r["cpu"]["twin_sim"]:.2f} cores')
+    foreign = max(r[key]['foreign'] for r in runs for key in ('raw', 'twin', 'wrench'))
+    if foreign:
+        print(f'  WARNING: {foreign} messages with stamps this robot never published: another '
+              'publisher on the domain (pass --domain-id)')
+    return all(ok)
+
+
+def main():
+    """Run the configurations, print a table per configuration."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--config', choices=('both', *CONFIGS), default='both')
+    parser.add_argument('--duration', type=float, default=20.0, help='measurement window, s')
+    parser.add_argument('--warmup', type=float, default=5.0,
+                        help='seconds after the first residual before the window')
+    parser.add_argument('--runs', type=int, default=1, help='runs per configuration')
+    parser.add_argument('--rate-hz', type=float, default=1000.0)
+    parser.add_argument('--urdf', default='', metavar='PATH',
+                        help='robot model of the synthetic robot and the twin (default: the '
+                             'built-in arm)')
+    parser.add_argument('--domain-id', type=int, default=None,
+                        help='ROS_DOMAIN_ID of the run (default: from the process id)')
+    parser.add_argument('--startup-timeout', type=float, default=60.0)
+    parser.add_argument('--wait-quiet', type=float, default=None, metavar='CORES',
+                        help='before each run, wait (up to 5 min) until the machine is busy '
+                             'with at most this many cores (a shared machine)')
+    parser.add_argument('--verbose', action='store_true', help="show the nodes' output")
+    args = parser.parse_args()
+    domain_id = free_domain_id() if args.domain_id is None else args.domain_id
+    configs = list(CONFIGS) if args.config == 'both' else [args.config]
+    print(f'bench_mirror: {args.rate_hz:g} Hz JointState (7 joints) + WrenchStamped -> '
+          f'twin_sim (mirror); ROS_DOMAIN_ID={domain_id}, localhost only; '
+          f'{args.warmup:g} s warm-up, {args.duration:g} s window; load average '
+          + ' / '.join(f'{v:.2f}' for v in os.getloadavg()))
+    with tempfile.TemporaryDirectory(prefix='bench_mirror-') as workdir:
+        for config in configs:
+            runs = []
+            for _ in range(args.runs):
+                if args.wait_quiet is not None:
+                    wait_until_quiet(args.wait_quiet)
+                try:
+                    runs.append(run_once(config, args, domain_id, workdir))
+                except RuntimeError as exc:
+                    print(f'bench_mirror: {config}: {exc}', file=sys.stderr)
+                    return 1
+            _print_table(config, runs, args.duration)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
