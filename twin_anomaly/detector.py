@@ -921,7 +921,19 @@ class ResidualDetector:
         unavailable = tuple(np.asarray(self.channel_names)[stale].tolist())
         groups = joints + ((wrench,) if wrench is not None else ())
         score = float(max(s.score for s in groups))
-        alarmed = sorted((s for s in groups if s.alarm), key=lambda s: -s.score)
+        # Localization: an effort residual comes from inverse dynamics at the measured state,
+        # so a drive-side fault (friction, collision, saturation) shows on its own joint only,
+        # while the one-step position/velocity residuals spread it over every joint the mass
+        # matrix couples. So when some alarmed joint's effort channel is over its threshold,
+        # the joint with the largest effort ratio is the faulty one; otherwise the top score.
+        effort_ratio = self._ratios[:, 2 * n:3 * n].max(axis=0)
+        effort_led = any(effort_ratio[j] >= 1.0 for j, s in enumerate(joints) if s.alarm)
+
+        def rank(s):
+            if effort_led and s is not wrench:
+                return (1, float(effort_ratio[self.joint_names.index(s.name)]))
+            return (0, s.score) if effort_led else (1, s.score)
+        alarmed = sorted((s for s in groups if s.alarm), key=rank, reverse=True)
         faulty, fault, since = None, 'none', math.nan
         if not lt.monitored.any():
             level, message = 'WARN', 'no residual channel could be commissioned'
