@@ -371,12 +371,17 @@ class HeuristicClassifier:
     Rules, on the dominant (channel, detector) pair of the joint's ratios:
 
     1. dominant detector ``noise`` -> ``'sensor_noise'``;
-    2. dominant channel position -> ``'sensor_position'``; velocity -> ``'sensor_velocity'``;
-    3. dominant channel effort: if the joint moved both ways since the exceedance began
+    2. the effort channel over its threshold (ratio >= 1), or dominant -> rule 3: a drive-side
+       fault shows on the joint's own effort residual, and the one-step position/velocity
+       residuals it also moves (through forward dynamics) may score higher without being
+       its cause;
+    3. effort: if the joint moved both ways since the exceedance began
        (velocity sign variance >= 0.2), fit ``z = offset + gain * sign(v)``:
        ``'friction_like'`` when ``|gain| > |offset|``, else ``'effort_offset'``; if it did not,
        the two cannot be told apart and the answer is ``'effort_offset'`` at confidence 0.5;
-    4. nothing finite -> ``'unknown'``.
+    4. otherwise dominant channel position -> ``'sensor_position'``; velocity ->
+       ``'sensor_velocity'``;
+    5. nothing finite -> ``'unknown'``.
 
     Confidence is the dominant share (dominant ratio / sum of the channel ratios, or
     ``max(|offset|, |gain|) / (|offset| + |gain|)`` for rule 3).
@@ -392,9 +397,10 @@ class HeuristicClassifier:
         share = float(per_channel[ch] / per_channel.sum())
         if DETECTORS[det] == 'noise':
             return 'sensor_noise', share
-        if JOINT_KINDS[ch] == 'position':
+        effort = JOINT_KINDS.index('effort')
+        if per_channel[effort] < 1.0 and JOINT_KINDS[ch] == 'position':
             return 'sensor_position', share
-        if JOINT_KINDS[ch] == 'velocity':
+        if per_channel[effort] < 1.0 and JOINT_KINDS[ch] == 'velocity':
             return 'sensor_velocity', share
         offset = features.effort_offset_z
         gain = features.effort_sign_gain_z
