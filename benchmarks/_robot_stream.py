@@ -1,4 +1,5 @@
-"""Helper processes of benchmarks/bench_mirror.py: a synthetic 1 kHz robot and a receiver.
+"""
+Helper processes of benchmarks/bench_mirror.py: a synthetic 1 kHz robot and a receiver.
 
 ``publish``: plays a robot. It publishes sensor_msgs/JointState on /joint_states and
 geometry_msgs/WrenchStamped on /ft_sensor/wrench at a fixed rate, paced precisely (sleep until
@@ -27,22 +28,20 @@ import struct
 import sys
 import time
 
+from geometry_msgs.msg import WrenchStamped
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from robot_twin.resources import urdf_or_builtin
+from sensor_msgs.msg import JointState
+from twin_sim.predictor import Predictor
+from twin_sim.urdf_model import RobotModel
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:   # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
-
-from geometry_msgs.msg import WrenchStamped
-from sensor_msgs.msg import JointState
-
-from robot_twin.resources import urdf_or_builtin
-from twin_sim.predictor import Predictor
-from twin_sim.urdf_model import RobotModel
 
 # The robot publishes like ros2_control's broadcasters (reliable, depth 10); the receiver reads
 # the raw stream as the twin does (best-effort) and the twin's outputs as they are offered.
@@ -76,7 +75,8 @@ def _precise_timers():
 
 
 class RobotMotion:
-    """Plausible robot data at any time: sinusoids within the joint limits, model dynamics.
+    """
+    Plausible robot data at any time: sinusoids within the joint limits, model dynamics.
 
     ``sample(t)`` returns position (rad), velocity (rad/s), effort (N·m, inverse dynamics +
     friction) as (n,) ``array.array('d')`` in model joint order, and the wrench (6,) list
@@ -158,7 +158,8 @@ def publish(args):
 
 
 def _cdr_stamp_ns(data):
-    """Header stamp (ns) of a serialized message whose first field is a std_msgs/Header.
+    """
+    Header stamp (ns) of a serialized message whose first field is a std_msgs/Header.
 
     CDR: a 4-byte encapsulation header (byte 1: 1 = little endian), then stamp.sec (int32)
     and stamp.nanosec (uint32). Reading it from the bytes spares the receiver the cost of

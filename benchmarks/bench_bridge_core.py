@@ -1,4 +1,5 @@
-"""Per-message cost of the bridge's hot path (validation + mapping), ROS-free.
+"""
+Per-message cost of the bridge's hot path (validation + mapping), ROS-free.
 
 Messages look like what rclpy hands a JointState callback: ``name`` a list of new str objects
 each message, ``position``/``velocity``/``effort`` as ``array.array('d')``. Prints the median

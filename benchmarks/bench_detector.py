@@ -1,4 +1,5 @@
-"""Cost and false-alarm margin of twin_anomaly's ResidualDetector (7 joints, 1 kHz).
+"""
+Cost and false-alarm margin of twin_anomaly's ResidualDetector (7 joints, 1 kHz).
 
 Prints:
 - ``update()`` time per sample: median (a sample that only adds to the block sums), mean

@@ -1,4 +1,5 @@
-"""The twin beside a 1 kHz robot: dropped samples, added latency and CPU of twin_sim (mirror).
+"""
+The twin beside a 1 kHz robot: dropped samples, added latency and CPU of twin_sim (mirror).
 
 Separate processes on one private, localhost-only DDS domain
 (``robot_twin.ros_env.localhost_env``):
@@ -70,7 +71,8 @@ def _machine_busy():
 
 
 def wait_until_quiet(limit_cores, max_wait_s=300.0, probe_s=2.0):
-    """Wait until the machine is busier than ``limit_cores`` no more (or ``max_wait_s``).
+    """
+    Wait until the machine is busier than ``limit_cores`` no more (or ``max_wait_s``).
 
     Returns the busy cores of the last probe (other people's work on a shared machine).
     """

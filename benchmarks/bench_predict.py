@@ -1,4 +1,5 @@
-"""Time the twin's per-sample predict step on the built-in 7-DoF arm.
+"""
+Time the twin's per-sample predict step on the built-in 7-DoF arm.
 
 One step is ``Predictor.predict`` (RNEA + friction + FT wrench) plus ``Predictor.residual``;
 the figures are wall-clock microseconds per step over random states within the joint limits.

@@ -1,4 +1,5 @@
-"""Benchmark system identification: seconds per stage on a 20k-sample, 7-joint log.
+"""
+Benchmark system identification: seconds per stage on a 20k-sample, 7-joint log.
 
 Generates a log of the built-in arm following an excitation trajectory (known parameters that
 differ from the URDF, viscous-Coulomb friction, measurement noise, irregular stamps), writes it
@@ -31,7 +32,7 @@ from twin_sim.logdata import LogData, prepare_log, read_log, write_csv  # noqa: 
 from twin_sim.sysid import identify, load_model, model_joint_names, save_parameters  # noqa: E402
 from twin_sim.sysid_report import write_report  # noqa: E402
 
-NOISE = dict(position_noise=1e-4, velocity_noise=1e-3, torque_noise=0.05, jitter=0.3)
+NOISE = {'position_noise': 1e-4, 'velocity_noise': 1e-3, 'torque_noise': 0.05, 'jitter': 0.3}
 GAZ_2019_RMSE = [0.64, 1.01, 0.77, 0.65, 0.42, 0.20, 0.16]  # N·m, real Panda, joints 1-7
 
 

@@ -1,4 +1,5 @@
-"""What-if throughput (simulated s per wall s) against raw PyBullet; 1 -> 2 worker speed-up.
+"""
+What-if throughput (simulated s per wall s) against raw PyBullet; 1 -> 2 worker speed-up.
 
 Prints, all measured in this run on this machine:
 

@@ -1,4 +1,5 @@
-"""Step rate of SimWorld against raw PyBullet stepSimulation on the same URDF.
+"""
+Step rate of SimWorld against raw PyBullet stepSimulation on the same URDF.
 
 Baselines (same URDF, dt 1 ms, gravity on, 5000 steps each, interleaved ``--rounds`` times):
 

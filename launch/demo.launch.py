@@ -1,4 +1,5 @@
-"""Launch the demo: the emulated robot, the twin watching it and a demo controller.
+"""
+Launch the demo: the emulated robot, the twin watching it and a demo controller.
 
     ros2 launch robot_twin demo.launch.py [rviz:=false]
 

@@ -1,4 +1,5 @@
-"""Launch the twin beside a real robot: twin_bridge, twin_sim (mirror) and twin_anomaly.
+"""
+Launch the twin beside a real robot: twin_bridge, twin_sim (mirror) and twin_anomaly.
 
     ros2 launch robot_twin twin.launch.py urdf:=/path/robot.urdf [rviz:=true]
 

@@ -1,4 +1,5 @@
-"""``robot-twin up``: start a config's nodes without ``ros2 launch``, as one process group.
+"""
+``robot-twin up``: start a config's nodes without ``ros2 launch``, as one process group.
 
 Every node of :func:`robot_twin.graph.describe_graph` runs as ``python -c 'from <module> import
 main; ...' --ros-args ...`` with the same ROS arguments that ``launch_ros`` gives it in the launch
@@ -25,11 +26,10 @@ import tempfile
 import threading
 import time
 
-import yaml
-
 from robot_twin.config import ConfigError, parse_bool
 from robot_twin.graph import describe_graph, missing_files, MODULES, PACKAGE, PROFILES
 from robot_twin.ros_env import localhost_env
+import yaml
 
 _TAG = 'robot-twin up'
 
@@ -41,7 +41,8 @@ def format_value(value):
 
 
 def node_command(spec, python=None):
-    """Return the argv that starts one robot_twin node like ``launch_ros`` would.
+    """
+    Return the argv that starts one robot_twin node like ``launch_ros`` would.
 
     Parameters
     ----------
@@ -56,6 +57,7 @@ def node_command(spec, python=None):
         ``[python, '-c', <run main>, *arguments, '--ros-args', '-r', '__node:=NAME',
         ('-r', '__ns:=NS'), ('--params-file', FILE)..., ('-p', 'NAME:=VALUE')...,
         ('-r', 'FROM:=TO')...]``.
+
     """
     if spec.package != PACKAGE or spec.executable not in MODULES:
         raise ConfigError(spec.name, [
@@ -87,7 +89,8 @@ def _describe_exit(code):
 
 
 class ProcessGroup:
-    """Child processes started and stopped together, with their output prefixed by name.
+    """
+    Child processes started and stopped together, with their output prefixed by name.
 
     Each child runs in a session of its own, so a Ctrl-C in the terminal reaches only this
     process, which forwards it: the children are stopped in one orderly way.
@@ -106,6 +109,7 @@ class ProcessGroup:
         How long :meth:`stop` waits for the children after the signal before SIGKILL.
     cwd : str, optional
         Working directory of the children.
+
     """
 
     def __init__(self, commands, env=None, *, on_line=None, stop_timeout_s=5.0, cwd=None):
@@ -159,7 +163,8 @@ class ProcessGroup:
 
     @staticmethod
     def _status(proc):
-        """Return the child's exit status without reaping it, or None while it runs.
+        """
+        Return the child's exit status without reaping it, or None while it runs.
 
         An unreaped child keeps its process id, and with it its process group id, reserved:
         :meth:`stop` can then signal the whole group (grandchildren included) without any risk
@@ -211,7 +216,8 @@ class ProcessGroup:
         self._kill_now = True
 
     def stop(self, sig=signal.SIGINT, timeout_s=None):
-        """Stop every child: send ``sig``, wait up to ``timeout_s``, then SIGKILL the rest.
+        """
+        Stop every child: send ``sig``, wait up to ``timeout_s``, then SIGKILL the rest.
 
         Signals go to each child's process group, so processes a node started go with it;
         whatever is left of a group once its node has exited is killed.
@@ -220,6 +226,7 @@ class ProcessGroup:
         -------
         list of str
             Names of the children that had to be killed (empty after a clean stop).
+
         """
         timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
         for proc in reversed(list(self.processes.values())):
@@ -261,7 +268,8 @@ def _nested(parameters):
 
 
 def with_override_files(specs, directory):
-    """Move each spec's parameter overrides into a params file read after its config file.
+    """
+    Move each spec's parameter overrides into a params file read after its config file.
 
     rcl files a ``-p name:=value`` under ``/**``, and a node-specific section of a params file
     (``/**/plant: {scenario: demo}``) beats that whatever the order; an override written as a
@@ -271,6 +279,7 @@ def with_override_files(specs, directory):
     Parameters
     ----------
     specs : iterable of robot_twin.graph.NodeSpec
+        The nodes to start; their ``overrides`` are moved into files.
     directory : str or Path
         Where to write ``<name>.overrides.yaml`` (must live as long as the nodes start).
 
@@ -278,6 +287,7 @@ def with_override_files(specs, directory):
     -------
     list of NodeSpec
         With ``parameters`` empty and the overrides file appended to ``params_files``.
+
     """
     out = []
     for spec in specs:
@@ -294,7 +304,8 @@ def with_override_files(specs, directory):
 
 
 def start_graph(specs, env=None, **kwargs):
-    """Start robot_twin nodes; return the running :class:`ProcessGroup`.
+    """
+    Start robot_twin nodes; return the running :class:`ProcessGroup`.
 
     Parameters
     ----------
@@ -305,6 +316,7 @@ def start_graph(specs, env=None, **kwargs):
         real robot). Tests and the demo pass ``robot_twin.ros_env.localhost_env(domain_id)``.
     **kwargs
         ``on_line``, ``stop_timeout_s``, ``cwd`` of :class:`ProcessGroup`.
+
     """
     overrides = tempfile.TemporaryDirectory(prefix='robot_twin_up_')
     specs = with_override_files(specs, overrides.name)
@@ -315,7 +327,8 @@ def start_graph(specs, env=None, **kwargs):
 
 
 def run_until_stopped(group, log=None):
-    """Run ``group`` until SIGINT/SIGTERM or until a child exits; stop it; return an exit code.
+    """
+    Run ``group`` until SIGINT/SIGTERM or until a child exits; stop it; return an exit code.
 
     Starts ``group`` if it has not been started. Must be called from the main thread (it
     installs signal handlers, restored on return).
@@ -325,6 +338,7 @@ def run_until_stopped(group, log=None):
     int
         0 after a requested stop in which every child exited cleanly and in time; 1 when a
         child exited on its own, failed on the way out or had to be killed.
+
     """
     log = log or (lambda text: print(f'[{_TAG}] {text}', file=sys.stderr, flush=True))
     requested = []

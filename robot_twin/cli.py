@@ -1,4 +1,5 @@
-"""The ``robot-twin`` command line: demo, bring-up and the offline tools.
+"""
+The ``robot-twin`` command line: demo, bring-up and the offline tools.
 
 Each sub-command lives in its own module and adds itself with ``add_<name>_parser``; this file
 only collects them (see ``robot-twin --help``).

@@ -1,4 +1,5 @@
-"""The one place robot_twin's node parameters are defined, and the loader of its config files.
+"""
+The one place robot_twin's node parameters are defined, and the loader of its config files.
 
 A config file (``config/twin.yaml``, ``hil.yaml``, ``demo.yaml`` or your own) is a standard ROS 2
 params file: every node reads its parameters from it with ``--params-file``. One extra section,
@@ -91,7 +92,8 @@ def _check(spec, value):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One ROS parameter of a node.
+    """
+    One ROS parameter of a node.
 
     Attributes
     ----------
@@ -110,14 +112,15 @@ class ParamSpec:
         Allowed values of a string.
     read_only : bool
         True when the node reads it only at start-up (changing it needs a restart).
+
     """
 
     name: str
-    type: type
+    type: type  # noqa: A003 (ParamSpec field read by other modules)
     default: object
     description: str
-    min: float = None
-    max: float = None
+    min: float = None  # noqa: A003 (ParamSpec field read by other modules)
+    max: float = None  # noqa: A003 (ParamSpec field read by other modules)
     choices: tuple = None
     read_only: bool = False
 
@@ -259,7 +262,8 @@ _REMAP = re.compile(r'^[^\s:=]+:=[^\s:=]+$')
 
 
 def parameter_spec(executable, name):
-    """Return the :class:`ParamSpec` of ``name`` on ``executable``, or None if it has none.
+    """
+    Return the :class:`ParamSpec` of ``name`` on ``executable``, or None if it has none.
 
     ROS's own parameters (``use_sim_time``, ...) are found for every executable.
     """
@@ -281,7 +285,8 @@ def _known_executable(executable):
 
 
 def validate_value(node, name, value):
-    """Check one parameter value against the schema.
+    """
+    Check one parameter value against the schema.
 
     Parameters
     ----------
@@ -297,6 +302,7 @@ def validate_value(node, name, value):
     -------
     str or None
         What is wrong, naming the parameter and what to do; None when the value is fine.
+
     """
     if node not in PARAMETERS:
         return f'unknown node executable {node!r}; robot_twin has {", ".join(EXECUTABLES)}'
@@ -335,7 +341,8 @@ _RclLoader.add_implicit_resolver(
 
 @dataclass(frozen=True)
 class Section:
-    """The ``ros__parameters`` of one node key of a params file.
+    """
+    The ``ros__parameters`` of one node key of a params file.
 
     Attributes
     ----------
@@ -343,13 +350,15 @@ class Section:
         The key as rcl sees it, absolute (``/**/twin_bridge``, ``/twin_bridge``, ``/**``).
     parameters : dict
         ``{dotted name: value}``, flattened.
+
     """
 
     key: str
     parameters: dict
 
     def matches(self, fqn):
-        """Whether this section applies to the node with fully qualified name ``fqn``.
+        """
+        Whether this section applies to the node with fully qualified name ``fqn``.
 
         Same rule as rclpy: ``/*`` stands for one name token, ``/**`` for any number.
         """
@@ -364,7 +373,8 @@ class Section:
 
 @dataclass(frozen=True)
 class Config:
-    """A loaded, validated config file.
+    """
+    A loaded, validated config file.
 
     Attributes
     ----------
@@ -378,6 +388,7 @@ class Config:
         ``{node name: ((from, to), ...)}``.
     sections : tuple of Section
         Node parameter sections in file order (the graph section excluded).
+
     """
 
     path: str
@@ -387,7 +398,8 @@ class Config:
     sections: tuple
 
     def file_parameters(self, name, namespace=''):
-        """Return the parameters this file gives node ``name`` in ``namespace``.
+        """
+        Return the parameters this file gives node ``name`` in ``namespace``.
 
         Sections apply in file order, later ones winning, as rclpy applies them.
         """
@@ -399,7 +411,8 @@ class Config:
         return values
 
     def parameters(self, name, namespace=''):
-        """Return the values node ``name`` starts with: its schema defaults, then this file.
+        """
+        Return the values node ``name`` starts with: its schema defaults, then this file.
 
         Only the parameters the node declares (and ``use_sim_time``) are returned; ROS ignores
         the rest of what a wildcard section sets.
@@ -529,13 +542,15 @@ def _read_graph(section, errors):
 
 
 def parse_config(data, source=''):
-    """Build a :class:`Config` from the parsed YAML ``data`` of a params file, or raise.
+    """
+    Build a :class:`Config` from the parsed YAML ``data`` of a params file, or raise.
 
     Raises
     ------
     ConfigError
         Listing every problem: not a valid ROS params file, a missing or malformed
         ``robot_twin`` section, an unknown node, an unknown parameter or a bad value.
+
     """
     errors = []
     if not isinstance(data, dict) or not data:
@@ -605,13 +620,15 @@ def _check_nodes(config):
 
 
 def load_config(path):
-    """Load and validate a config file; return a :class:`Config`.
+    """
+    Load and validate a config file; return a :class:`Config`.
 
     Raises
     ------
     ConfigError
         The file is missing, not YAML, or not valid (every problem is listed, each naming the
         node section and the parameter).
+
     """
     try:
         with open(path, encoding='utf-8') as handle:
@@ -646,7 +663,8 @@ def ros_descriptor(spec):
 
 
 def declare_node_parameters(node, executable):
-    """Declare every parameter of ``executable`` on an rclpy ``node`` and validate them.
+    """
+    Declare every parameter of ``executable`` on an rclpy ``node`` and validate them.
 
     Also installs a set-parameters callback that rejects a bad new value with the same message
     as the files get (choices included, which ROS descriptors cannot express).
@@ -667,6 +685,7 @@ def declare_node_parameters(node, executable):
     ------
     ConfigError
         Some start-up value is invalid; every problem is listed.
+
     """
     _known_executable(executable)
     values = {}

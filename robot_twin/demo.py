@@ -1,4 +1,5 @@
-"""``robot-twin demo``: the whole twin loop on the built-in emulated robot, live in the terminal.
+"""
+``robot-twin demo``: the whole twin loop on the built-in emulated robot, live in the terminal.
 
 On a private, localhost-only DDS domain it starts, as separate processes, the plant (twin_sim in
 plant mode, playing the real arm with a fault scenario), twin_bridge, twin_sim (mirror),
@@ -18,12 +19,11 @@ import threading
 import time
 
 import numpy as np
-import yaml
-
 from robot_twin.bringup import start_graph
 from robot_twin.graph import describe_graph
 from robot_twin.resources import fault_scenario
 from robot_twin.ros_env import free_domain_id, localhost_env
+import yaml
 
 
 def scenario_faults(path):
@@ -132,7 +132,8 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
 
 
 def summarize(obs, faults, exited, say, scenario_time):
-    """Print what happened and return 0 if the loop worked, 1 otherwise.
+    """
+    Print what happened and return 0 if the loop worked, 1 otherwise.
 
     ``scenario_time(stamp)`` maps a robot stamp to plant (scenario) time, s.
     """

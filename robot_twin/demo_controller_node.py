@@ -1,4 +1,5 @@
-"""The ``demo_controller`` node: the demo's stand-in for the robot's own controller.
+"""
+The ``demo_controller`` node: the demo's stand-in for the robot's own controller.
 
 Sends a smooth periodic motion (:class:`twin_sim.trajectory.DemoMotion`, kept within
 ``amplitude_fraction`` of the position, velocity and effort limits) at ``rate_hz`` on one of the
@@ -8,15 +9,13 @@ import sys
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory
-
 from robot_twin.config import declare_node_parameters
 from robot_twin.msg_conversions import make_joint_state, trajectory_msg
 from robot_twin.resources import urdf_or_builtin
 from robot_twin.run_node import run_node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
 from twin_sim.trajectory import DemoMotion
 from twin_sim.urdf_model import RobotModel
 

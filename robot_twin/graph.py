@@ -1,4 +1,5 @@
-"""What a bring-up starts: the one description both ``ros2 launch`` and ``robot-twin up`` use.
+"""
+What a bring-up starts: the one description both ``ros2 launch`` and ``robot-twin up`` use.
 
 :func:`describe_graph` reads a config file (see :mod:`robot_twin.config`) and the overrides a
 user gives (URDF, namespace, use_sim_time) and returns a :class:`Graph` of :class:`NodeSpec`.
@@ -33,7 +34,8 @@ FILE_PARAMETERS = ('urdf_path', 'dynamics_params_file', 'model_path')
 
 
 def share_path(*parts):
-    """Return the absolute path of a file installed under ``share/robot_twin/`` (a str).
+    """
+    Return the absolute path of a file installed under ``share/robot_twin/`` (a str).
 
     The source tree in a checkout or pip install, the ament share directory on a ROS 2 install
     (see :func:`robot_twin.resources.share_dir`). Raises ``FileNotFoundError`` if it is absent.
@@ -58,7 +60,8 @@ def config_path(config=None):
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One process of the graph, in the terms of ``launch_ros.actions.Node``.
+    """
+    One process of the graph, in the terms of ``launch_ros.actions.Node``.
 
     Attributes
     ----------
@@ -76,6 +79,7 @@ class NodeSpec:
         ``(from, to)`` rules (``-r from:=to``).
     arguments : tuple of str
         Non-ROS arguments before ``--ros-args`` (rviz2's ``-d FILE``).
+
     """
 
     package: str
@@ -90,7 +94,8 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class Graph:
-    """The nodes a config starts, with the user's overrides applied.
+    """
+    The nodes a config starts, with the user's overrides applied.
 
     Attributes
     ----------
@@ -100,6 +105,7 @@ class Graph:
         Namespace of every node ('' = root).
     nodes : tuple of NodeSpec
         robot_twin's nodes, in start order.
+
     """
 
     config: object
@@ -137,7 +143,8 @@ class Graph:
 
 
 def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None):
-    """Describe the nodes a config starts.
+    """
+    Describe the nodes a config starts.
 
     Parameters
     ----------
@@ -159,6 +166,7 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None):
     ------
     ConfigError
         The config is missing or invalid, or the URDF file does not exist.
+
     """
     path = config_path(config)
     loaded = load_config(path)
@@ -183,7 +191,8 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None):
 
 
 def missing_files(graph):
-    """Return what files the nodes of ``graph`` would not find (one line each; [] if none).
+    """
+    Return what files the nodes of ``graph`` would not find (one line each; [] if none).
 
     Checks :data:`FILE_PARAMETERS` (relative paths from the current directory, as the nodes
     see them) and the fault scenario of plant nodes (a file or a name in config/faults).
@@ -217,7 +226,8 @@ def urdf_root_link(path):
 
 
 def visualization_nodes(graph, rviz=False):
-    """Return the helper nodes a ROS 2 install adds to ``graph`` (not started by robot-twin up).
+    """
+    Return the helper nodes a ROS 2 install adds to ``graph`` (not started by robot-twin up).
 
     - ``twin_state_publisher``: robot_state_publisher of the twin's URDF, fed by
       /twin/joint_states, TF frames prefixed ``twin/``, description on /twin/robot_description;

@@ -1,4 +1,5 @@
-"""The launch description every robot_twin launch file shares (launch/*.launch.py).
+"""
+The launch description every robot_twin launch file shares (launch/*.launch.py).
 
 Imported only by launch files, on a ROS 2 install with ``launch`` and ``launch_ros``. The
 nodes and parameters come from a config file through :mod:`robot_twin.graph`, the same
@@ -32,7 +33,8 @@ def launch_setup(context):
 
 
 def generate(profile, rviz_default):
-    """Return the LaunchDescription of a profile (``twin``, ``hil`` or ``demo``).
+    """
+    Return the LaunchDescription of a profile (``twin``, ``hil`` or ``demo``).
 
     Parameters
     ----------
@@ -40,6 +42,7 @@ def generate(profile, rviz_default):
         Config file share/robot_twin/config/<profile>.yaml is the default ``config``.
     rviz_default : bool
         Default of the ``rviz`` argument.
+
     """
     return LaunchDescription([
         DeclareLaunchArgument(

@@ -1,4 +1,5 @@
-"""A listener on the twin's outputs, for the demo's live display and the integration tests.
+"""
+A listener on the twin's outputs, for the demo's live display and the integration tests.
 
 :class:`TwinMonitorNode` subscribes to /twin/status, /twin/anomaly, /twin/residuals,
 /twin/plant_status and the robot's command topics, and keeps a plain-Python picture of what it
@@ -9,16 +10,14 @@ from dataclasses import dataclass, field
 import math
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import JointState
-from trajectory_msgs.msg import JointTrajectory
-
 from robot_twin.msg_conversions import level_name, stamp_to_sec, status_values, \
     trajectory_points
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
 
 STREAM_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -100,7 +99,8 @@ class TwinMonitorNode(Node):
                 self.obs.epochs.append((epoch, plant_time))
 
     def scenario_time(self, stamp):
-        """Plant (scenario) time of a robot stamp, s, or NaN before any /twin/plant_status.
+        """
+        Plant (scenario) time of a robot stamp, s, or NaN before any /twin/plant_status.
 
         The plant stamps samples with ``epoch + plant time`` and moves its epoch on when starved
         of CPU; each reported epoch holds from the plant time it was reported at.

@@ -1,4 +1,5 @@
-"""Conversions between ROS 2 messages and the numpy arrays the twin cores work on.
+"""
+Conversions between ROS 2 messages and the numpy arrays the twin cores work on.
 
 Message types only (no rclpy): every ``*_node.py`` uses these so that the nodes stay thin and the
 conversions are tested once. Stamps are float seconds inside the cores.
@@ -29,7 +30,8 @@ def sec_to_stamp(t):
 
 
 def joint_state_to_arrays(msg):
-    """Unpack a sensor_msgs/JointState.
+    """
+    Unpack a sensor_msgs/JointState.
 
     Returns
     -------
@@ -37,6 +39,7 @@ def joint_state_to_arrays(msg):
     position, velocity, effort : (k,) float arrays, or empty arrays where the message has none
     stamp : float
         Header stamp, seconds.
+
     """
     return (list(msg.name), np.asarray(msg.position, dtype=float),
             np.asarray(msg.velocity, dtype=float), np.asarray(msg.effort, dtype=float),
@@ -44,7 +47,8 @@ def joint_state_to_arrays(msg):
 
 
 def make_joint_state(stamp, names, position=None, velocity=None, effort=None, frame_id=''):
-    """Build a sensor_msgs/JointState; arrays are (len(names),) or None for 'not given'.
+    """
+    Build a sensor_msgs/JointState; arrays are (len(names),) or None for 'not given'.
 
     ``stamp`` is a builtin_interfaces/Time (pass the robot sample's stamp through unchanged).
     """
@@ -62,7 +66,8 @@ def make_joint_state(stamp, names, position=None, velocity=None, effort=None, fr
 
 
 def fill_joint_state(msg, stamp, position=None, velocity=None, effort=None):
-    """Overwrite the stamp and values of a JointState built once (its names already set).
+    """
+    Overwrite the stamp and values of a JointState built once (its names already set).
 
     The hot-path form of :func:`make_joint_state` for a node that publishes at the robot's
     rate: refilling one message skips building message and header objects every sample
@@ -71,8 +76,12 @@ def fill_joint_state(msg, stamp, position=None, velocity=None, effort=None):
     Parameters
     ----------
     msg : sensor_msgs/JointState
+        The message to refill in place.
     stamp : builtin_interfaces/Time
+        Header stamp to set.
     position, velocity, effort : (len(msg.name),) float arrays, or None to leave as is
+        New values, in the order of ``msg.name``.
+
     """
     msg.header.stamp = stamp
     if position is not None:
@@ -85,7 +94,8 @@ def fill_joint_state(msg, stamp, position=None, velocity=None, effort=None):
 
 
 def fill_wrench(msg, stamp, w):
-    """Overwrite the stamp and values of a WrenchStamped built once (frame already set).
+    """
+    Overwrite the stamp and values of a WrenchStamped built once (frame already set).
 
     The hot-path form of :func:`make_wrench`; ``w`` is (6,) [fx, fy, fz, tx, ty, tz] N, N·m.
     """
@@ -113,14 +123,22 @@ def make_wrench(stamp, frame_id, w):
 
 
 def make_status(name, level, message, values=None, hardware_id='robot_twin'):
-    """Build a diagnostic_msgs/DiagnosticStatus.
+    """
+    Build a diagnostic_msgs/DiagnosticStatus.
 
     Parameters
     ----------
+    name : str
+        Name of the status (what it reports on).
     level : str or int
         'OK', 'WARN', 'ERROR', 'STALE' or the byte value.
+    message : str
+        Human-readable summary (converted with ``str``).
     values : dict, optional
         Key-value pairs; values are turned into strings (floats with 6 significant digits).
+    hardware_id : str
+        The status's ``hardware_id``.
+
     """
     status = DiagnosticStatus()
     status.name = name
@@ -155,12 +173,16 @@ def duration_msg(seconds):
 
 
 def trajectory_msg(joints, points):
-    """Build a trajectory_msgs/JointTrajectory.
+    """
+    Build a trajectory_msgs/JointTrajectory.
 
     Parameters
     ----------
     joints : sequence of str
+        Joint names of the trajectory, in the order of the point arrays.
     points : sequence of (time_from_start s, positions (m,), velocities (m,) or None)
+        The trajectory points, in time order.
+
     """
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
     msg = JointTrajectory()
@@ -178,7 +200,8 @@ def trajectory_msg(joints, points):
 
 
 def trajectory_points(msg):
-    """Unpack a JointTrajectory: ``(joint_names, [(t s, positions, velocities or None), ...])``.
+    """
+    Unpack a JointTrajectory: ``(joint_names, [(t s, positions, velocities or None), ...])``.
 
     Velocities are None where a point has none; positions are empty arrays where a point has
     none (the caller rejects such a trajectory).

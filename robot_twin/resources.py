@@ -1,4 +1,5 @@
-"""Where the package's data files are: the built-in URDF, configs and fault scenarios.
+"""
+Where the package's data files are: the built-in URDF, configs and fault scenarios.
 
 Works from the source tree (``pip install -e .``, tests) and from an installed package
 (``colcon build``: share/robot_twin/...).
@@ -39,7 +40,8 @@ def config_file(name):
 
 
 def fault_scenario(name_or_path):
-    """Resolve a fault scenario: an existing file path, or a name in config/faults/.
+    """
+    Resolve a fault scenario: an existing file path, or a name in config/faults/.
 
     ``'demo'`` and ``'demo.yaml'`` both give config/faults/demo.yaml.
     """

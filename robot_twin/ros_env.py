@@ -1,4 +1,5 @@
-"""Environment for every process robot_twin starts: DDS stays on this machine.
+"""
+Environment for every process robot_twin starts: DDS stays on this machine.
 
 Tests, the demo and the benchmarks each get a ROS_DOMAIN_ID of their own, discovery limited to
 localhost, and Fast DDS pointed at the project's loopback + shared-memory profile
@@ -11,7 +12,8 @@ _PROFILE_NAME = 'fastdds_localhost.xml'
 
 
 def fastdds_profile_path():
-    """Return the path of the project's localhost-only Fast DDS profile.
+    """
+    Return the path of the project's localhost-only Fast DDS profile.
 
     Looks in the source tree first (dds/ next to this package), then in the installed share
     directory (share/robot_twin/dds/).
@@ -30,7 +32,8 @@ def fastdds_profile_path():
 
 
 def localhost_env(domain_id, base=None):
-    """Return a copy of ``base`` (default ``os.environ``) that keeps DDS on localhost.
+    """
+    Return a copy of ``base`` (default ``os.environ``) that keeps DDS on localhost.
 
     Parameters
     ----------
@@ -38,6 +41,7 @@ def localhost_env(domain_id, base=None):
         ROS_DOMAIN_ID for this run, 0..101 (the range that is safe for Fast DDS ports).
     base : dict, optional
         Environment to start from.
+
     """
     if not 0 <= int(domain_id) <= 101:
         raise ValueError(f'ROS_DOMAIN_ID must be in 0..101, got {domain_id}')

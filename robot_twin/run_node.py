@@ -10,7 +10,8 @@ from twin_sim.urdf_model import URDFError
 
 
 def run_node(factory, args=None):
-    """Init rclpy, spin the node ``factory()`` builds, and shut down cleanly (Ctrl-C, SIGTERM).
+    """
+    Init rclpy, spin the node ``factory()`` builds, and shut down cleanly (Ctrl-C, SIGTERM).
 
     A configuration error while building the node (bad parameter, wrong URDF, missing file) is
     printed as one clear line and exits 2. An error raised by a callback while the context is

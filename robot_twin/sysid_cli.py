@@ -1,4 +1,5 @@
-"""``robot-twin sysid`` and ``robot-twin excite``: system identification from the command line.
+"""
+``robot-twin sysid`` and ``robot-twin excite``: system identification from the command line.
 
 Wiring (robot_twin/cli.py)::
 

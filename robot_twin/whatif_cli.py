@@ -1,4 +1,5 @@
-"""``robot-twin whatif``: run domain-randomized variants of a scenario and summarize the spread.
+"""
+``robot-twin whatif``: run domain-randomized variants of a scenario and summarize the spread.
 
 Wiring (robot_twin/cli.py)::
 

@@ -1,4 +1,5 @@
-"""Shared helpers of the integration tests: real node processes over localhost-only DDS.
+"""
+Shared helpers of the integration tests: real node processes over localhost-only DDS.
 
 Every test graph runs on a ROS_DOMAIN_ID of its own (:func:`unique_domain_id`), with the
 environment of :func:`robot_twin.ros_env.localhost_env`, and is stopped by the test's fixture
@@ -21,11 +22,10 @@ import socket
 import threading
 import time
 
-import yaml
-
 from robot_twin.bringup import start_graph
 from robot_twin.graph import describe_graph
 from robot_twin.ros_env import free_domain_id, localhost_env
+import yaml
 
 DDS_KEYS = ('ROS_DOMAIN_ID', 'ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
             'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION')
@@ -46,7 +46,8 @@ _test_counter = itertools.count()
 
 
 def _domain_busy(domain_id):
-    """Whether a DDS participant of this machine already uses ``domain_id``.
+    """
+    Whether a DDS participant of this machine already uses ``domain_id``.
 
     Fast DDS binds participant 0 of domain d to UDP port 7410 + 250 d (RTPS well-known
     unicast metatraffic port); if that port is taken, somebody else runs on the domain.
@@ -60,7 +61,8 @@ def _domain_busy(domain_id):
 
 
 def unique_domain_id():
-    """Return a ROS_DOMAIN_ID in 10..99 for one test: from the pid and a per-test counter.
+    """
+    Return a ROS_DOMAIN_ID in 10..99 for one test: from the pid and a per-test counter.
 
     Skips domains some other process of this machine (another test run, a demo) is using.
     """
@@ -75,7 +77,8 @@ def unique_domain_id():
 
 
 def node_specs(names, overrides=None, *, workdir):
-    """Return the demo graph's NodeSpecs named ``names``, with parameter overrides.
+    """
+    Return the demo graph's NodeSpecs named ``names``, with parameter overrides.
 
     The overrides go into a params file of their own (``<workdir>/overrides.yaml``, keyed
     ``/**/<node>`` like config/demo.yaml), read after the config file. They are not passed as
@@ -91,6 +94,7 @@ def node_specs(names, overrides=None, *, workdir):
         ``{node name: {parameter: value}}``.
     workdir : str or Path
         Directory for the overrides file.
+
     """
     graph = describe_graph('demo')
     path = Path(workdir) / 'overrides.yaml'
@@ -107,12 +111,14 @@ def node_specs(names, overrides=None, *, workdir):
 
 
 class TwinGraph:
-    """Node processes of one test, started in groups, stopped together.
+    """
+    Node processes of one test, started in groups, stopped together.
 
     Parameters
     ----------
     domain_id : int
         ROS_DOMAIN_ID of every process (and of the :class:`Observer`).
+
     """
 
     def __init__(self, domain_id):
@@ -181,7 +187,8 @@ class TwinGraph:
 
 
 def wait_until(condition, timeout_s, what, graph=None, interval_s=0.05, seen=None):
-    """Poll ``condition()`` until it returns a true value (returned), or fail at the deadline.
+    """
+    Poll ``condition()`` until it returns a true value (returned), or fail at the deadline.
 
     Fails at once, with the nodes' output, if a node of ``graph`` exits meanwhile. ``seen``
     (a callable returning text) adds what was observed instead to the failure message.
@@ -217,7 +224,8 @@ def stamp_ns(stamp):
 
 
 class Observer:
-    """An in-test ROS participant on the graph's domain, with its own rclpy Context.
+    """
+    An in-test ROS participant on the graph's domain, with its own rclpy Context.
 
     ``monitor`` is a :class:`robot_twin.monitor_node.TwinMonitorNode` (``monitor.obs`` holds
     what it saw), extended with the stamps of robot samples and residuals, every anomaly, status
@@ -280,7 +288,8 @@ class Observer:
 
     def publisher(self, msg_type, topic, qos, subscribers=(), timeout_s=START_TIMEOUT_S,
                   graph=None):
-        """Create a publisher on the observer's node and wait until ``subscribers`` match it.
+        """
+        Create a publisher on the observer's node and wait until ``subscribers`` match it.
 
         ``subscribers`` are node names; once they have matched, nothing published next is
         lost to discovery.
@@ -371,7 +380,8 @@ def _make_monitor(name, context):
                 return [h for h in self.status_history if h[0] > since]
 
         def anomalies(self, name='twin/anomaly/robot', since=-math.inf):
-            """Return the reports of anomaly status ``name`` received after ``since``.
+            """
+            Return the reports of anomaly status ``name`` received after ``since``.
 
             ``name`` None means every status; ``since`` is a wall time. Each report is a
             ``(wall time, name, level, message, values)`` tuple.
@@ -410,7 +420,8 @@ def loop_overrides(workdir, scenario, extra=None):
 
 
 def start_loop(graph, observer, workdir, scenario, extra=None, controller=True):
-    """Start the twin, wait until it listens, then start the robot (plant, demo controller).
+    """
+    Start the twin, wait until it listens, then start the robot (plant, demo controller).
 
     The twin comes first so that it commissions on the robot's first seconds, whatever the
     start-up times: plant time (when the scenario's faults start) and the twin's

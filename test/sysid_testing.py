@@ -41,17 +41,20 @@ ARM_SIGMOID = np.column_stack([[0.55, 0.87, 0.64, 1.28, 0.84, 0.30, 0.56],
 
 
 def perturbed_parameters(model, changes):
-    """Return true dynamic parameters: bodies with scaled mass/inertia, shifted COM.
+    """
+    Return true dynamic parameters: bodies with scaled mass/inertia, shifted COM.
 
     Parameters
     ----------
     model : pin.Model
+        Model whose inertial parameters are perturbed (not modified).
     changes : dict
         joint index (1-based, pinocchio) -> (relative mass change, COM shift (3,) m).
 
     Returns
     -------
     theta : (10 nb,) pinocchio order
+
     """
     truth = pin.Model(model)
     for jid, (dm, dc) in changes.items():
@@ -65,14 +68,19 @@ def perturbed_parameters(model, changes):
 
 def write_bag(log, path, storage='sqlite3', topic='/joint_states', joint_order=None,
               split=None, zero_stamps=False, extra_topics=()):
-    """Write a LogData as a rosbag2 of sensor_msgs/msg/JointState messages.
+    """
+    Write a LogData as a rosbag2 of sensor_msgs/msg/JointState messages.
 
     Parameters
     ----------
     log : LogData
+        The samples to write.
     path : Path
         Bag directory to create.
     storage : {'sqlite3', 'mcap'}
+        rosbag2 storage plugin of the bag.
+    topic : str
+        JointState topic to write.
     joint_order : list of str, optional
         Name order in the messages (default the log's); reversed every other message when
         'alternate'.
@@ -82,6 +90,7 @@ def write_bag(log, path, storage='sqlite3', topic='/joint_states', joint_order=N
         Leave header stamps at zero (the bag receive time carries the time).
     extra_topics : sequence of str
         Other JointState topics, written with the same content.
+
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import get_typestore, Stores

@@ -1,4 +1,5 @@
-"""robot-twin up: command lines of the nodes, and the process group that runs them.
+"""
+robot-twin up: command lines of the nodes, and the process group that runs them.
 
 The process tests run tiny Python processes (not ROS) and bound every wait; they check outcomes
 (who got which signal, who is left), never durations.
@@ -15,13 +16,12 @@ import threading
 import time
 
 import pytest
-import yaml
-
 from robot_twin import bringup
 from robot_twin.bringup import format_value, node_command, ProcessGroup, run_until_stopped
 from robot_twin.config import ConfigError
 from robot_twin.graph import NodeSpec
 from robot_twin.ros_env import free_domain_id, localhost_env
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -176,7 +176,7 @@ def test_stop_forwards_the_signal_to_every_child(lines, sig):
         assert group.poll() is None
         killed = group.stop(sig)
     assert killed == []
-    assert group.returncodes() == {n: 0 for n in names}
+    assert group.returncodes() == dict.fromkeys(names, 0)
     got = lines.wait_for(lambda n, line: line == f'got {sig.name}', count=3)
     assert sorted(n for n, _ in got) == names
 

@@ -280,7 +280,7 @@ print(json.dumps(out))
 
 
 def test_configs_read_the_same_by_rclpy():
-    """rcl parses the shipped files, and each node gets what Config.parameters() says."""
+    """Check that rcl parses the shipped files and each node gets what Config.parameters() says."""
     cases = [(str(p), ns) for p in CONFIGS.values() for ns in ('', '/arm1')]
     result = subprocess.run(
         [sys.executable, '-c', _RCLPY_SCRIPT, json.dumps(cases)], cwd=ROOT,

@@ -1,4 +1,5 @@
-"""ResidualDetector on seeded synthetic residual streams with known faults.
+"""
+ResidualDetector on seeded synthetic residual streams with known faults.
 
 Nominal residuals: white measurement noise plus a smooth, autocorrelated model-mismatch part
 and a constant bias on the effort, like a real twin's residual; the joints move back and forth
@@ -12,10 +13,9 @@ import math
 import numpy as np
 import pytest
 from scipy.signal import lfilter
-import yaml
-
 from twin_anomaly.detector import DetectorConfig, FaultFeatures, FEATURE_NAMES, \
     ResidualDetector, ThresholdsError
+import yaml
 
 RATE = 1000.0
 JOINTS = [f'joint{i + 1}' for i in range(7)]
@@ -63,7 +63,7 @@ def feed(det, data, start=0, stop=None, report_every=20):
 
 @pytest.fixture(scope='module')
 def commissioned():
-    """A detector commissioned on 30 s of nominal data, and a 100 s stream that continues it."""
+    """Return a detector commissioned on 30 s of nominal data and a 100 s stream continuing it."""
     data = nominal(11, 100.0)
     det = ResidualDetector(JOINTS)
     flags, reports = feed(det, data, 0, 30020)
@@ -424,6 +424,7 @@ def test_custom_classifier_replaces_the_heuristic(commissioned):
     seen = []
 
     class Stub:
+
         def classify(self, features):
             seen.append(features)
             return 'bearing_wear', 0.9
@@ -442,6 +443,7 @@ def test_custom_classifier_replaces_the_heuristic(commissioned):
         ResidualDetector(JOINTS, classifier=object())
 
     class Broken:
+
         def classify(self, features):
             return 'x', 7.0
 

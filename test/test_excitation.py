@@ -3,9 +3,8 @@ import argparse
 
 import numpy as np
 import pytest
-from sysid_testing import ARM_URDF, MIXED_URDF, PANDA_FINGERS, PANDA_URDF
-
 from robot_twin.sysid_cli import add_excite_parser
+from sysid_testing import ARM_URDF, MIXED_URDF, PANDA_FINGERS, PANDA_URDF
 from twin_sim.excitation import (design_excitation, excitation_condition,
                                  ExcitationTrajectory, write_trajectory_csv)
 from twin_sim.logdata import read_csv, SysIdError
@@ -70,7 +69,7 @@ def test_starts_and_ends_at_rest_within_limits(arm, arm_traj):
 
 
 def test_optimization_lowers_condition_number(arm):
-    kwargs = dict(duration=10.0, harmonics=4, base_frequency=0.1, seed=3, restarts=1)
+    kwargs = {'duration': 10.0, 'harmonics': 4, 'base_frequency': 0.1, 'seed': 3, 'restarts': 1}
     start = design_excitation(arm, iterations=0, **kwargs)
     tuned = design_excitation(arm, iterations=8, **kwargs)
     assert tuned.condition_number <= start.condition_number

@@ -3,11 +3,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-
-from twin_sim.faults import (FAULT_TYPES, fault_from_dict, FaultScenario, list_scenarios,
+from twin_sim.faults import (fault_from_dict, FAULT_TYPES, FaultScenario, list_scenarios,
                              ScenarioError)
 from twin_sim.plant import Plant
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM = ROOT / 'urdf' / 'robot_twin_arm.urdf'

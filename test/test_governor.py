@@ -1,5 +1,9 @@
-"""Tests of the safety governor: each rule with hand-computed values, and property tests that no
-allowed output ever leaves the URDF limits (10^5 seeded random commands plus hypothesis)."""
+"""
+Tests of the safety governor.
+
+Each rule is checked with hand-computed values, and property tests check that no allowed output
+ever leaves the URDF limits (10^5 seeded random commands plus hypothesis).
+"""
 import dataclasses
 import math
 from types import SimpleNamespace
@@ -37,7 +41,8 @@ def test_limits_from_model_and_validation():
     np.testing.assert_array_equal(lim.velocity, [1.0, 2.0])
     with pytest.raises(ValueError):
         lim.lower[0] = 5.0      # read-only: limits cannot be changed behind the governor's back
-    bad = dict(names=('a', 'b'), lower=[-1, -2], upper=[1, 2], velocity=[1, 2], effort=[3, 4])
+    bad = {'names': ('a', 'b'), 'lower': [-1, -2], 'upper': [1, 2], 'velocity': [1, 2],
+           'effort': [3, 4]}
     for key, value, words in [('lower', [2, -2], "'a'"), ('upper', [1, math.nan], "'b'"),
                               ('velocity', [0, 1], 'velocity limit 0.0'),
                               ('velocity', [1, math.inf], "'b'"), ('effort', [-1, 1], 'effort'),

@@ -1,4 +1,5 @@
-"""Integration: the bridge (and the mirror) against a robot stream the test controls.
+"""
+Integration: the bridge (and the mirror) against a robot stream the test controls.
 
 One graph for the module: twin_bridge (corrective actions enabled, trajectory interface, audit
 log) and twin_sim (mirror), fed by :class:`RobotStream`, a publisher in the test process that
@@ -33,7 +34,8 @@ def _stamp(t):
 
 
 class RobotStream:
-    """A robot holding still at ``q``: valid joint states and wrenches from the test process.
+    """
+    A robot holding still at ``q``: valid joint states and wrenches from the test process.
 
     Efforts are the model's gravity torques and the wrench its static sensor reading, so the
     mirror's residuals are near zero (nothing here asserts on them).
@@ -66,7 +68,7 @@ class RobotStream:
         self._thread = None
 
     def now(self):
-        """A stamp after every stamp sent so far (system clock), s."""
+        """Return a stamp after every stamp sent so far (system clock), s."""
         with self._lock:
             self._last = max(time.time(), self._last + 1e-6)
             return self._last
@@ -235,7 +237,7 @@ def test_malformed_messages_are_counted_and_nothing_crashes(bridge):
 
 
 def _anomaly_report(level, joint, since):
-    """A /twin/anomaly message as twin_anomaly publishes it (robot status only)."""
+    """Build a /twin/anomaly message as twin_anomaly publishes it (robot status only)."""
     from diagnostic_msgs.msg import DiagnosticArray
     from robot_twin.msg_conversions import make_status
     array = DiagnosticArray()
@@ -247,7 +249,8 @@ def _anomaly_report(level, joint, since):
 
 
 def test_stale_stream_is_reported_and_blocks_corrective_commands(bridge):
-    """A silent robot makes /twin/status STALE; an ERROR meanwhile gets its command refused.
+    """
+    A silent robot makes /twin/status STALE; an ERROR meanwhile gets its command refused.
 
     Control: once the stream is back, the next ERROR episode's command is allowed and sent,
     so the refusal was the stale interlock and nothing else.

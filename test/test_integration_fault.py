@@ -1,4 +1,5 @@
-"""Integration: an injected fault is detected on its joint; the governed hold reaches the robot.
+"""
+Integration: an injected fault is detected on its joint; the governed hold reaches the robot.
 
 One graph for the module, as in test_integration_loop but with the packaged scenario
 ``friction_jump_joint5`` (joint5's Coulomb friction steps up by 3 N·m at 10 s of plant time)
@@ -9,12 +10,11 @@ command; the test reads it there, checks it against the URDF limits, and finds t
 that sent it with the anomaly that caused it.
 """
 import math
-from types import SimpleNamespace
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from robot_twin.resources import fault_scenario
 from ros_harness import model_limits, Observer, read_audit, ROBOT_RATE_HZ, start_loop, \
     TwinGraph, unique_domain_id, wait_commissioned, wait_until
@@ -143,7 +143,7 @@ def test_corrective_command_reaches_the_plant_within_limits(fault_loop):
         np.testing.assert_allclose(s['positions'], o.positions, rtol=0, atol=1e-12)
 
     # the bridge counts it; the plant took it (it counts every command it rejects)
-    status = wait_until(lambda: [s for s in m.statuses(seen)], 30.0, '/twin/status',
+    status = wait_until(lambda: list(m.statuses(seen)), 30.0, '/twin/status',
                         fault_loop.graph)[-1][3]
     assert int(status['commands_sent']) >= 1 and int(status['governor.allowed']) >= 1
     plant = wait_until(lambda: [p for t, p in list(m.plant_history) if t > seen + 0.1], 30.0,

@@ -1,4 +1,5 @@
-"""Integration: the whole twin loop on the healthy emulated robot, over real DDS.
+"""
+Integration: the whole twin loop on the healthy emulated robot, over real DDS.
 
 One graph for the module: twin_bridge (corrective actions enabled), twin_sim (mirror) and
 twin_anomaly, then the plant (scenario ``nominal``) and the demo controller, each a process of
@@ -7,11 +8,10 @@ reports, never how fast: a nominal run raises no anomaly and sends no corrective
 residuals carry the robot's stamps, /twin/status says the twin is in sync; and once the robot
 stops, /twin/status says STALE. The last test stops the robot, so it stays last in the file.
 """
-from types import SimpleNamespace
 import time
+from types import SimpleNamespace
 
 import pytest
-
 from ros_harness import model_limits, Observer, start_loop, TwinGraph, unique_domain_id, \
     wait_commissioned, wait_until, watch
 

@@ -1,4 +1,5 @@
-"""Integration: the plant's services (HIL and demo), called over DDS like a user would.
+"""
+Integration: the plant's services (HIL and demo), called over DDS like a user would.
 
 The plant alone (twin_sim in mode plant) with a scenario whose fault has an end
 (``test/data/collision_short.yaml``: a push on the tool from 0.5 s to 0.8 s). /twin/set_fault

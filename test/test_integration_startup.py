@@ -1,4 +1,5 @@
-"""Integration: node processes refuse bad start-up parameters with one clear line, exit 2.
+"""
+Integration: node processes refuse bad start-up parameters with one clear line, exit 2.
 
 Each node runs as ``robot-twin up`` starts it (:func:`robot_twin.bringup.node_command`), on a
 domain of its own, without a params file: the bad value comes from ``-p`` as a user would

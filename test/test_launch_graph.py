@@ -1,4 +1,5 @@
-"""The launch files start exactly the nodes ``robot-twin up`` starts, with the same arguments.
+"""
+The launch files start exactly the nodes ``robot-twin up`` starts, with the same arguments.
 
 There is no ``launch``/``launch_ros`` here (ROS 2 comes from PyPI wheels), so small recording
 fakes of the parts the launch files use stand in for them. The fakes keep the real signatures
@@ -15,10 +16,9 @@ import sys
 import types
 
 import pytest
-import yaml
-
 from robot_twin import bringup
 from robot_twin.graph import MODULES, share_path, urdf_root_link
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGUMENTS = {'urdf', 'namespace', 'use_sim_time', 'config', 'rviz'}
@@ -30,16 +30,19 @@ EXECUTE_PROCESS_KWARGS = {
 
 
 class FakeAction:
+
     def __init__(self, *, condition=None):
         self.condition = condition
 
 
 class LaunchDescription:
+
     def __init__(self, initial_entities=None, *, deprecated_reason=None):
         self.entities = list(initial_entities or [])
 
 
 class DeclareLaunchArgument(FakeAction):
+
     def __init__(self, name, *, default_value=None, description=None, choices=None, **kwargs):
         super().__init__(**kwargs)
         if choices is not None and default_value is not None and default_value not in choices:
@@ -49,6 +52,7 @@ class DeclareLaunchArgument(FakeAction):
 
 
 class OpaqueFunction(FakeAction):
+
     def __init__(self, *, function, args=None, kwargs=None, **left_over):
         super().__init__(**left_over)
         assert callable(function)
@@ -59,6 +63,7 @@ class OpaqueFunction(FakeAction):
 
 
 class LaunchConfiguration:
+
     def __init__(self, variable_name, *, default=None):
         self.variable_name, self.default = variable_name, default
 
@@ -71,6 +76,7 @@ class LaunchConfiguration:
 
 
 class IfCondition:
+
     def __init__(self, predicate_expression):
         self.predicate_expression = predicate_expression
 
@@ -102,6 +108,7 @@ class Node(FakeAction):
 
 
 class FakeContext:
+
     def __init__(self, launch_configurations):
         self.launch_configurations = dict(launch_configurations)
 
@@ -151,7 +158,7 @@ def run_launch_file(profile, **arguments):
 
 
 def launch_view(node):
-    """What a launch_ros Node passes to its process, in comparable form."""
+    """Return what a launch_ros Node passes to its process, in comparable form."""
     files = tuple(p for p in node.parameters if isinstance(p, str))
     parameters = {}
     for entry in node.parameters:

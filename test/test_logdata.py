@@ -12,7 +12,8 @@ JOINTS = ['j1', 'j2', 'j3']
 
 
 def sine_log(duration=4.0, rate=500.0, jitter=0.3, noise=0.0, seed=0, with_velocity=True):
-    """Three joints on known sinusoids, sampled at irregular stamps.
+    """
+    Three joints on known sinusoids, sampled at irregular stamps.
 
     q_i = A_i sin(w_i t), effort_i = 2 q_i + 0.5 qdd_i (a linear 'plant').
     """

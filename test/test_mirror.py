@@ -1,4 +1,5 @@
-"""Mirror (twin_sim/mirror.py): residuals of a robot that moves exactly like its model.
+"""
+Mirror (twin_sim/mirror.py): residuals of a robot that moves exactly like its model.
 
 The "robot" is the model itself: smooth joint motion with analytic q, qd, qdd (and higher
 derivatives), efforts = RobotModel.inverse_dynamics + the model's friction, wrench =

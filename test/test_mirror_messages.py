@@ -1,13 +1,11 @@
 """The mirror node's reused output messages: a refilled message equals a freshly built one."""
-import numpy as np
-from rclpy.serialization import deserialize_message, serialize_message
-
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import WrenchStamped
-from sensor_msgs.msg import JointState
-
+import numpy as np
+from rclpy.serialization import deserialize_message, serialize_message
 from robot_twin.msg_conversions import fill_joint_state, fill_wrench, joint_state_to_arrays, \
     make_joint_state, make_wrench, wrench_to_array
+from sensor_msgs.msg import JointState
 
 NAMES = [f'joint{i}' for i in range(1, 8)]
 

@@ -1,17 +1,17 @@
-"""Docstring gate as in ros2/demos: pep257 via pydocstyle (config in setup.cfg)."""
+"""Docstring gate as in ros2/demos: ament_pep257 (the 'ament' convention)."""
 from pathlib import Path
-import subprocess
-import sys
 
+from ament_pep257.main import main
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The package's own source; never .venv, build or install trees.
+SOURCES = ['robot_twin', 'twin_sim', 'twin_bridge', 'twin_anomaly', 'launch', 'test',
+           'benchmarks', 'setup.py']
 
 
 @pytest.mark.linter
+@pytest.mark.pep257
 def test_pep257():
-    result = subprocess.run(
-        [sys.executable, '-m', 'pydocstyle', '--config', str(ROOT / 'setup.cfg'),
-         'robot_twin', 'twin_sim', 'twin_bridge', 'twin_anomaly', 'launch'],
-        cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, 'pydocstyle found problems:\n' + result.stdout + result.stderr
+    rc = main(argv=[str(ROOT / p) for p in SOURCES])
+    assert rc == 0, 'Found code style errors / warnings (listed above)'

@@ -4,12 +4,11 @@ from pathlib import Path
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
-import yaml
-
 from twin_sim.randomization import BodyInertial, deep_merge, load_randomization, \
     NominalDynamics, RandomizationError, RandomizationSpec, SCHEMA, variant_seed_sequence, \
     write_variant_urdf
 from twin_sim.urdf_model import RobotModel
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'
@@ -117,7 +116,7 @@ def test_zero_width_ranges_give_the_nominal_variant():
 def test_default_file_is_valid_and_centred():
     spec = load_randomization()
     assert spec.range('links', 'mass_scale').low < 1.0 < spec.range('links', 'mass_scale').high
-    assert set(sec for sec, _ in spec.ranges) <= set(SCHEMA)
+    assert {sec for sec, _ in spec.ranges} <= set(SCHEMA)
 
 
 @pytest.mark.parametrize('data, field', [

@@ -1,4 +1,5 @@
-"""Tests of twin_sim.sysid, twin_sim.sysid_report and ``robot-twin sysid``.
+"""
+Tests of twin_sim.sysid, twin_sim.sysid_report and ``robot-twin sysid``.
 
 Logs are simulated with KNOWN parameters that differ from the URDF's (heavier / lighter links,
 shifted centres of mass, joint friction), along excitation trajectories from
@@ -18,21 +19,21 @@ import warnings
 import numpy as np
 import pinocchio as pin
 import pytest
-import yaml
+from robot_twin.sysid_cli import add_sysid_parser
 from sysid_testing import (ARM_FRICTION, ARM_SIGMOID, ARM_URDF, MIXED_URDF, PANDA_FINGERS,
                            PANDA_URDF, perturbed_parameters, write_bag)
-
-from robot_twin.sysid_cli import add_sysid_parser
 from twin_sim.excitation import design_excitation, simulate_log
 from twin_sim.logdata import LogData, prepare_log, SysIdError, write_csv
 from twin_sim.sysid import (base_parameters, check_physical_consistency, friction_torque,
                             identify, identify_log, load_model, model_joint_names,
                             predict_torque, save_parameters)
+import yaml
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
 TORQUE_NOISE = 0.05
-NOISE = dict(position_noise=1e-4, velocity_noise=1e-3, torque_noise=TORQUE_NOISE, jitter=0.3)
+NOISE = {'position_noise': 1e-4, 'velocity_noise': 1e-3, 'torque_noise': TORQUE_NOISE,
+         'jitter': 0.3}
 RATE = 200.0
 # Joint index (pinocchio, 1-based) -> (relative mass change, COM shift in m).
 ARM_CHANGES = {3: (0.2, [0.01, 0.0, 0.02]), 5: (0.0, [0.01, 0.02, -0.01]),
@@ -194,8 +195,12 @@ def one_joint_urdf(axis):
 
 
 def test_base_parameters_hand_derived(tmp_path):
-    """A single joint: about the vertical axis only Izz acts (tau = Izz qdd); about a
-    horizontal y axis, tau = Iyy qdd - g (mcx cos q + mcz sin q): three parameters."""
+    """
+    Identify a single joint about a vertical and a horizontal axis.
+
+    About the vertical axis only Izz acts (tau = Izz qdd); about a horizontal y axis,
+    tau = Iyy qdd - g (mcx cos q + mcz sin q): three parameters.
+    """
     path = tmp_path / 'p.urdf'
     path.write_text(one_joint_urdf('0 0 1'))
     vertical = base_parameters(load_model(path))
@@ -274,9 +279,12 @@ def test_sigmoid_friction_recovered(arm, arm_traj):
 
 
 def test_independent_engine_pybullet(arm, arm_traj):
-    """Torques from PyBullet's inverse dynamics with heavier links 4 and 7: the identified
-    model explains them at the noise floor and gets the static gravity torques right at
-    poses that are not in the log."""
+    """
+    Identify from PyBullet's inverse-dynamics torques with heavier links 4 and 7.
+
+    The identified model explains them at the noise floor and gets the static gravity torques
+    right at poses that are not in the log.
+    """
     import pybullet as p
 
     client = p.connect(p.DIRECT)

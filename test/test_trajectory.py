@@ -14,7 +14,7 @@ POSITIONS = np.array([[0.0, 1.0], [0.5, 0.2], [-0.3, 0.4], [0.1, 0.1], [0.2, -0.
 
 
 def _derivative_check(traj, t0, t1):
-    """qd is the derivative of q, qdd of qd (central differences inside (t0, t1))."""
+    """Check that qd is the derivative of q, qdd of qd (central differences inside (t0, t1))."""
     t = np.linspace(t0, t1, 2001)[1:-1]
     h = 1e-6
     q_plus, qd_plus, _ = traj.sample(t + h)

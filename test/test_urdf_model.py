@@ -10,10 +10,9 @@ import pybullet
 import pybullet_data
 import pytest
 from scipy.spatial.transform import Rotation
-import yaml
-
 from twin_sim.urdf_model import (
     ParametersError, Payload, RobotModel, URDFError, URDFWarning)
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM = ROOT / 'urdf' / 'robot_twin_arm.urdf'
@@ -148,16 +147,18 @@ def _urdf_chain(path):
     for joint in robot.findall('joint'):
         origin = joint.find('origin')
         axis = joint.find('axis')
-        joints.append(dict(
-            name=joint.get('name'), type=joint.get('type'), child=joint.find('child').get('link'),
-            xyz=np.array([float(x) for x in origin.get('xyz').split()]),
-            rpy=np.array([float(x) for x in origin.get('rpy').split()]),
-            axis=None if axis is None else np.array([float(x) for x in axis.get('xyz').split()])))
+        joints.append({
+            'name': joint.get('name'), 'type': joint.get('type'),
+            'child': joint.find('child').get('link'),
+            'xyz': np.array([float(x) for x in origin.get('xyz').split()]),
+            'rpy': np.array([float(x) for x in origin.get('rpy').split()]),
+            'axis': (None if axis is None
+                     else np.array([float(x) for x in axis.get('xyz').split()]))})
     return joints, links
 
 
 def _hand_gravity(path, q):
-    """Holding torques -a_k . sum_i (c_i - o_k) x (m_i g) over the bodies beyond joint k."""
+    """Compute holding torques -a_k . sum_i (c_i - o_k) x (m_i g) over bodies beyond joint k."""
     joints, links = _urdf_chain(path)
     rot, pos = np.eye(3), np.zeros(3)
     frames = []   # (axis world, origin world) per revolute joint

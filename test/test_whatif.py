@@ -6,14 +6,13 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
-
 from robot_twin.whatif_cli import main as whatif_main
 from twin_anomaly.detector import ResidualDetector
 from twin_sim.mirror import Mirror
 from twin_sim.urdf_model import RobotModel
 from twin_sim.whatif import format_table, load_scenario, nominal_residual_samples, prepare, \
     run_sample, run_whatif, scenario_from_dict, WhatIfError, write_outputs
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'
@@ -300,6 +299,7 @@ class _FakeRay:
 
         def wrap(function):
             class Remote:
+
                 @staticmethod
                 def remote(*args):
                     return _FakeRef(function, args)
@@ -314,6 +314,7 @@ class _FakeRay:
 
 
 class _FakeRef:
+
     def __init__(self, function, args):
         self.function, self.args = function, args
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARM = ROOT / 'urdf' / 'robot_twin_arm.urdf'
 G = 9.81
 POSE = np.array([0.3, 0.5, -0.2, -1.0, 0.4, 0.7, 0.1])
-LOSSLESS = dict(joint_damping=np.zeros(7), joint_friction=np.zeros(7))
+LOSSLESS = {'joint_damping': np.zeros(7), 'joint_friction': np.zeros(7)}
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +49,8 @@ def _disk_urdf(tmp_path, inertia_zz=0.02, damping=0.0, friction=0.0):
 
 
 def _two_link_urdf(tmp_path):
-    """A 2-DoF arm whose sensor link has a tilted, offset inertial and listed joints out of order.
+    """
+    Write a 2-DoF arm whose sensor link has a tilted, offset inertial; joints out of order.
 
     Hand-derived sensor reading at rest: the only distal body is ``tool`` (1.5 kg at
     (0.02, 0, 0.04) in the sensor frame).
@@ -160,7 +161,7 @@ def test_dynamics_match_pinocchio_along_a_motion(model):
 
 
 def test_friction_is_accounted_for_exactly(model):
-    """effort + friction torque = rigid-body torque, step by step, with the URDF friction."""
+    """Check effort + friction torque = rigid-body torque, step by step, with URDF friction."""
     world = SimWorld(ARM)
     world.reset(POSE)
     out, friction = [world.measure()], [None]
@@ -220,7 +221,8 @@ def test_energy_conserved_falling_within_limits():
 
 
 def test_energy_free_swing_two_seconds(tmp_path):
-    """2 s of chaotic frictionless swing at 1 kHz (limits removed so the arm can hang).
+    """
+    2 s of chaotic frictionless swing at 1 kHz (limits removed so the arm can hang).
 
     Bullet integrates with semi-implicit Euler: the drift stays under 6 % of the peak kinetic
     energy at 1 kHz and shrinks at least 1.6x when dt halves (a first-order integrator error,
@@ -410,7 +412,8 @@ def test_bad_inputs_are_rejected(tmp_path):
 
 
 def _tracking_run(world, seconds=1.5):
-    """Follow a smooth motion with feedforward from rest.
+    """
+    Follow a smooth motion with feedforward from rest.
 
     Returns the largest tracking error per joint after 1 s (rad, (n,)) and the efforts (T, n).
     """

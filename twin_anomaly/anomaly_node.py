@@ -1,4 +1,5 @@
-"""The ``twin_anomaly`` node: residuals in, anomaly state out.
+"""
+The ``twin_anomaly`` node: residuals in, anomaly state out.
 
 Feeds every /twin/residuals sample (and /twin/wrench_residual) into
 :class:`twin_anomaly.detector.ResidualDetector`, which first commissions (learns normal residual
@@ -11,24 +12,22 @@ import math
 from pathlib import Path
 import sys
 
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import WrenchStamped
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64
-from visualization_msgs.msg import Marker, MarkerArray
-
 from robot_twin.config import declare_node_parameters
 from robot_twin.msg_conversions import make_status, stamp_to_sec, wrench_to_array
 from robot_twin.resources import urdf_or_builtin
 from robot_twin.run_node import run_node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
 from twin_anomaly.detector import ResidualDetector, ThresholdsError
 from twin_anomaly.report import marker_specs, status_entries
 from twin_bridge.mapping import JointMapper
 from twin_sim.urdf_model import RobotModel
+from visualization_msgs.msg import Marker, MarkerArray
 
 # QoS: residual streams as sensor data (best-effort reader matches our reliable writers);
 # anomaly state latched (reliable, transient-local) so late rviz/loggers see the current state.
@@ -55,8 +54,8 @@ class TwinAnomalyNode(Node):
         self.names = list(self.model.joint_names)
         self.mapper = JointMapper(self.names, ignore_unknown=True)
         self.thresholds_file = p['thresholds_file'] or default_thresholds_file(self.model)
-        config = dict(commissioning_duration_s=p['commissioning_duration_s'],
-                      persistence_s=p['persistence_s'])
+        config = {'commissioning_duration_s': p['commissioning_duration_s'],
+                  'persistence_s': p['persistence_s']}
         self.detector = self._make_detector(config, p['recommission'])
         self.saved = self.detector.commissioned
         self.wrench_residual = None

@@ -1,4 +1,5 @@
-"""Commissioned residual detector: anomaly score, alarm, faulty joint, fault type (ROS-free).
+"""
+Commissioned residual detector: anomaly score, alarm, faulty joint, fault type (ROS-free).
 
 Data flow
 ---------
@@ -77,10 +78,9 @@ from pathlib import Path
 from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
-import yaml
-
 from twin_anomaly.residual_stats import alpha_from_time_constant, Cusum, EwmaStats, \
     long_run_std, robust_center_scale, StrideBuffer, WindowedRms
+import yaml
 
 #: Residual kinds of a joint, in channel-block order.
 JOINT_KINDS = ('position', 'velocity', 'effort')
@@ -119,7 +119,8 @@ def _param(default, description):
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Validated settings of :class:`ResidualDetector` (each field has a ``description``).
+    """
+    Validated settings of :class:`ResidualDetector` (each field has a ``description``).
 
     ``dataclasses.fields(DetectorConfig)`` lists them with ``metadata['description']``, which
     a node can turn into parameter descriptors. A bad value raises ``ValueError`` naming the
@@ -210,7 +211,8 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class JointStatus:
-    """Anomaly status of one joint (or of the wrench group, ``name == 'wrench'``).
+    """
+    Anomaly status of one joint (or of the wrench group, ``name == 'wrench'``).
 
     Attributes
     ----------
@@ -233,6 +235,7 @@ class JointStatus:
         (``''`` if nothing is monitored).
     detector : str
         Dominant detector, one of :data:`DETECTORS` (``''`` if nothing is monitored).
+
     """
 
     name: str
@@ -248,7 +251,8 @@ class JointStatus:
 
 @dataclass(frozen=True)
 class DetectorState:
-    """Full detector status, built by :meth:`ResidualDetector.report`.
+    """
+    Full detector status, built by :meth:`ResidualDetector.report`.
 
     Attributes
     ----------
@@ -284,6 +288,7 @@ class DetectorState:
         ``'wrench.fx'``...) or unmonitored for lack of commissioning data.
     dropped_samples : int
         Samples refused because their stamp went backwards.
+
     """
 
     stamp: float
@@ -314,7 +319,8 @@ FEATURE_NAMES = tuple(
 
 @dataclass(frozen=True)
 class FaultFeatures:
-    """Residual pattern of one joint, the input of a :class:`FaultClassifier`.
+    """
+    Residual pattern of one joint, the input of a :class:`FaultClassifier`.
 
     Attributes
     ----------
@@ -337,6 +343,7 @@ class FaultFeatures:
         Variance of the (soft) velocity sign in that window, in [0, 1].
     wrench_z : (6,) float array
         Smoothed normalized wrench residual (NaN when not monitored).
+
     """
 
     joint: str
@@ -366,7 +373,8 @@ class FaultClassifier(Protocol):
 
 
 class HeuristicClassifier:
-    """First, hand-written fault-type rules (a heuristic, not a trained model).
+    """
+    First, hand-written fault-type rules (a heuristic, not a trained model).
 
     Rules, on the dominant (channel, detector) pair of the joint's ratios:
 
@@ -413,7 +421,8 @@ class HeuristicClassifier:
 
 @dataclass(frozen=True)
 class LearnedThresholds:
-    """What commissioning learned, per channel (C = 3 n + 6: position, velocity, effort, wrench).
+    """
+    What commissioning learned, per channel (C = 3 n + 6: position, velocity, effort, wrench).
 
     Attributes
     ----------
@@ -435,6 +444,7 @@ class LearnedThresholds:
         The commissioning quantiles the thresholds were built from.
     noise_variance : (C,) float array
         Median within-block variance, channel unit squared.
+
     """
 
     channels: tuple
@@ -457,7 +467,8 @@ class LearnedThresholds:
 
 
 class ResidualDetector:
-    """Commissioned anomaly detector on twin residuals (see the module docstring).
+    """
+    Commissioned anomaly detector on twin residuals (see the module docstring).
 
     Parameters
     ----------
@@ -474,6 +485,7 @@ class ResidualDetector:
     -----
     Not thread-safe: call :meth:`update` and :meth:`report` from one thread (or one
     mutually exclusive callback group).
+
     """
 
     def __init__(self, joint_names, *, classifier=None, **config):
@@ -521,7 +533,8 @@ class ResidualDetector:
 
     @classmethod
     def from_thresholds(cls, path, joint_names, *, classifier=None, **config):
-        """Create a detector that starts monitoring with thresholds saved by a commissioning.
+        """
+        Create a detector that starts monitoring with thresholds saved by a commissioning.
 
         The settings the saved statistics depend on (``block_s``, ``smoothing_s``,
         ``cusum_k``, ``threshold_quantile``) are taken from the file unless given; margins and
@@ -534,11 +547,16 @@ class ResidualDetector:
             File written by :meth:`save_thresholds`.
         joint_names : sequence of str
             The model's joint order; must name the same joints as the file.
+        classifier : FaultClassifier, optional
+            Fault-type classifier, as for the constructor.
+        **config
+            :class:`DetectorConfig` fields that override the file's settings and the defaults.
 
         Raises
         ------
         ThresholdsError
             File unreadable or malformed, other joints, or conflicting settings.
+
         """
         doc = _read_thresholds_file(path)
         settings = doc['settings']
@@ -551,7 +569,8 @@ class ResidualDetector:
         return det
 
     def reset(self):
-        """Forget the stream (time base, block sums, statistics, alarms); keep learned thresholds.
+        """
+        Forget the stream (time base, block sums, statistics, alarms); keep learned thresholds.
 
         Call it after a clock jump backwards (e.g. sim time restarted). If commissioning is not
         finished yet, it starts over.
@@ -601,7 +620,8 @@ class ResidualDetector:
 
     @property
     def commissioning_summary(self):
-        """dict: ``start_stamp``, ``end_stamp`` (s), ``blocks`` seen and decimation ``stride``.
+        """
+        Return a dict: ``start_stamp``, ``end_stamp`` (s), ``blocks`` seen, decimation ``stride``.
 
         Empty while commissioning; as saved in the file after :meth:`load_thresholds`.
         """
@@ -619,7 +639,8 @@ class ResidualDetector:
     # ------------------------------------------------------------------ per sample
 
     def update(self, t, pos_res, vel_res, eff_res, wrench_res=None, velocity=None):
-        """Add one sample; cheap (block sums only; statistics advance once per ``block_s``).
+        """
+        Add one sample; cheap (block sums only; statistics advance once per ``block_s``).
 
         Parameters
         ----------
@@ -650,6 +671,7 @@ class ResidualDetector:
         ------
         ValueError
             ``t`` not finite, or an array of the wrong length or not numeric.
+
         """
         t = float(t)
         if not self._last_t <= t < math.inf:
@@ -899,11 +921,13 @@ class ResidualDetector:
                            since=float(self._since[g]), channel=channel, detector=detector)
 
     def report(self):
-        """Build the full status (cost ~0.1 ms; call it at the publishing rate).
+        """
+        Build the full status (cost ~0.1 ms; call it at the publishing rate).
 
         Returns
         -------
         DetectorState
+
         """
         n = self._n
         cfg = self.config
@@ -964,7 +988,8 @@ class ResidualDetector:
                              fault, since, joints, wrench, unavailable, self._dropped)
 
     def features(self, joint):
-        """Return the :class:`FaultFeatures` of ``joint`` (a name) for a classifier.
+        """
+        Return the :class:`FaultFeatures` of ``joint`` (a name) for a classifier.
 
         Raises
         ------
@@ -972,6 +997,7 @@ class ResidualDetector:
             Unknown joint name.
         RuntimeError
             Still commissioning.
+
         """
         if joint not in self.joint_names:
             raise KeyError(f'unknown joint {joint!r}; joints are {list(self.joint_names)}')
@@ -1001,7 +1027,8 @@ class ResidualDetector:
     # ------------------------------------------------------------------ persistence
 
     def save_thresholds(self, path, *, urdf=None):
-        """Write the learned thresholds to a YAML file.
+        """
+        Write the learned thresholds to a YAML file.
 
         Parameters
         ----------
@@ -1014,6 +1041,7 @@ class ResidualDetector:
         ------
         RuntimeError
             Still commissioning (nothing learned yet).
+
         """
         lt = self._learned
         if lt is None:
@@ -1055,7 +1083,8 @@ class ResidualDetector:
                         + yaml.safe_dump(doc, sort_keys=False))
 
     def load_thresholds(self, path):
-        """Load thresholds saved by :meth:`save_thresholds` and start monitoring.
+        """
+        Load thresholds saved by :meth:`save_thresholds` and start monitoring.
 
         The file must name the same joints (any order) and have been learned with the same
         ``block_s``, ``smoothing_s``, ``cusum_k`` and ``threshold_quantile``. Margins and floors
@@ -1066,6 +1095,7 @@ class ResidualDetector:
         ------
         ThresholdsError
             Unreadable or malformed file, other joints, or conflicting settings.
+
         """
         self._apply_thresholds_doc(_read_thresholds_file(path), path)
 

@@ -1,4 +1,5 @@
-"""Turn a detector state into the contract's status entries and rviz marker specs (ROS-free).
+"""
+Turn a detector state into the contract's status entries and rviz marker specs (ROS-free).
 
 /twin/anomaly carries one status ``twin/anomaly/robot`` and one ``twin/anomaly/<joint>`` per
 joint, with the values ``score``, ``threshold``, ``fault_type`` and ``since`` (ARCHITECTURE.md),
@@ -72,13 +73,16 @@ def score_color(ratio):
 
 
 def marker_specs(state, joint_positions):
-    """Return one :class:`MarkerSpec` per joint.
+    """
+    Return one :class:`MarkerSpec` per joint.
 
     Parameters
     ----------
     state : DetectorState
+        The detector state to draw.
     joint_positions : dict
         ``{joint name: (3,) origin in the base frame, m}``; joints missing here get no marker.
+
     """
     specs = []
     for js in state.joints:

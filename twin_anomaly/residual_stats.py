@@ -1,4 +1,5 @@
-"""Cheap streaming statistics of residual channels (ROS-free).
+"""
+Cheap streaming statistics of residual channels (ROS-free).
 
 Every class here keeps one value per channel in flat numpy arrays and updates all channels with
 a handful of vectorized operations, so it can run at the robot's sample or block rate. A
@@ -35,7 +36,8 @@ MAD_TO_STD = 1.482602218505602
 
 
 def alpha_from_time_constant(dt_s, tau_s):
-    """Return the smoothing factor of a first-order low-pass filter.
+    """
+    Return the smoothing factor of a first-order low-pass filter.
 
     Parameters
     ----------
@@ -48,6 +50,7 @@ def alpha_from_time_constant(dt_s, tau_s):
     -------
     float
         ``1 - exp(-dt_s / tau_s)`` in (0, 1].
+
     """
     if not dt_s > 0.0 or not math.isfinite(dt_s):
         raise ValueError(f'dt_s must be a finite positive step in seconds, got {dt_s!r}')
@@ -66,7 +69,8 @@ def _check_channels(n_channels):
 
 
 class EwmaStats:
-    """Exponentially weighted mean and variance per channel.
+    """
+    Exponentially weighted mean and variance per channel.
 
     The update is ``mean += a_eff * (x - mean)``, ``var = (1 - a_eff) * (var + a_eff * d**2)``
     with ``a_eff = alpha / w`` and ``w = (1 - alpha) * w + alpha`` the accumulated weight, so
@@ -88,6 +92,7 @@ class EwmaStats:
         Weighted variance, in the channel's unit squared.
     weight : (C,) float array
         Accumulated weight in [0, 1]; 0 means "no data yet".
+
     """
 
     def __init__(self, n_channels, alpha):
@@ -103,12 +108,14 @@ class EwmaStats:
         self._d = np.zeros(n)
 
     def update(self, x):
-        """Fold one sample per channel in; non-finite entries are skipped.
+        """
+        Fold one sample per channel in; non-finite entries are skipped.
 
         Parameters
         ----------
         x : (C,) array_like
             One value per channel, in the channel's unit.
+
         """
         x = np.asarray(x, dtype=float)
         valid = np.isfinite(x)
@@ -124,7 +131,8 @@ class EwmaStats:
         self.weight = w
 
     def run(self, xs):
-        """Fold a batch of samples in, as repeated :meth:`update` calls would, vectorized.
+        """
+        Fold a batch of samples in, as repeated :meth:`update` calls would, vectorized.
 
         Uses ``mean = S / w``, ``var = S2 / w - mean**2`` with ``S``, ``S2`` and ``w`` the
         exponentially weighted sums of ``x``, ``x**2`` and 1 over the channel's finite
@@ -139,6 +147,7 @@ class EwmaStats:
         -------
         (m, C) float array
             The mean after each row (for a skipped entry, the unchanged previous mean).
+
         """
         xs = np.asarray(xs, dtype=float)
         if xs.ndim != 2 or xs.shape[1] != len(self.mean):
@@ -187,7 +196,8 @@ class EwmaStats:
 
 
 class WindowedRms:
-    """Root mean square over the last ``window`` updates, per channel.
+    """
+    Root mean square over the last ``window`` updates, per channel.
 
     Parameters
     ----------
@@ -201,6 +211,7 @@ class WindowedRms:
     The squares are kept in a ring buffer and summed when :meth:`rms` is called, so an update
     costs one row copy and there is no drifting running sum. Skipped (non-finite) entries are
     stored as NaN and left out of the mean.
+
     """
 
     def __init__(self, n_channels, window):
@@ -222,23 +233,27 @@ class WindowedRms:
         self.update_mean_square(x * x)
 
     def update_mean_square(self, mean_square):
-        """Add one already-squared value per channel (e.g. a block's mean of squares).
+        """
+        Add one already-squared value per channel (e.g. a block's mean of squares).
 
         Parameters
         ----------
         mean_square : (C,) array_like
             Mean of squares, channel unit squared; non-finite means "no data".
+
         """
         self._squares[self._row] = mean_square
         self._row = (self._row + 1) % self._squares.shape[0]
 
     def rms(self):
-        """Return the RMS over the window.
+        """
+        Return the RMS over the window.
 
         Returns
         -------
         (C,) float array
             RMS in the channel's unit; NaN for a channel with no finite value in the window.
+
         """
         finite = np.isfinite(self._squares)
         count = finite.sum(axis=0)
@@ -254,7 +269,8 @@ class WindowedRms:
 
 
 class Cusum:
-    """Two-sided CUSUM (Page 1954) per channel, for small persistent shifts of the mean.
+    """
+    Two-sided CUSUM (Page 1954) per channel, for small persistent shifts of the mean.
 
     With ``z`` a standardized input (zero mean, unit scale on nominal data),
     ``g_pos = max(0, g_pos + z - k)`` and ``g_neg = max(0, g_neg - z - k)``. A persistent
@@ -275,6 +291,7 @@ class Cusum:
     ----------
     g_pos, g_neg : (C,) float arrays
         Upper and lower cumulative sums (>= 0), in units of ``z``.
+
     """
 
     def __init__(self, n_channels, k, cap=None):
@@ -303,7 +320,8 @@ class Cusum:
             np.minimum(self.g_neg, self.cap, out=self.g_neg)
 
     def run(self, zs):
-        """Fold a batch of samples in, as repeated :meth:`update` calls would.
+        """
+        Fold a batch of samples in, as repeated :meth:`update` calls would.
 
         Without a cap this is vectorized over time with the Lindley form
         ``g_i = S_i - min(-g_0, min_{j <= i} S_j)``, ``S_i`` the cumulative sum of
@@ -318,6 +336,7 @@ class Cusum:
         -------
         (m, C) float array
             :attr:`statistic` after each row.
+
         """
         zs = np.asarray(zs, dtype=float)
         if zs.ndim != 2 or zs.shape[1] != len(self.g_pos):
@@ -362,7 +381,8 @@ class Cusum:
 
 
 def robust_center_scale(values):
-    """Median and MAD-based standard deviation per column, ignoring NaN.
+    """
+    Median and MAD-based standard deviation per column, ignoring NaN.
 
     Parameters
     ----------
@@ -376,6 +396,7 @@ def robust_center_scale(values):
     scale : (C,) float array
         ``1.4826 * median(|x - center|)``: the standard deviation for Gaussian data, robust to
         up to half of the samples being outliers. May be 0 (e.g. constant or quantized data).
+
     """
     values = np.asarray(values, dtype=float)
     if values.ndim != 2:
@@ -393,7 +414,8 @@ def robust_center_scale(values):
 
 
 def long_run_std(values, batch=None, upper_confidence=None):
-    """Long-run standard deviation per column, by non-overlapping batch means.
+    """
+    Long-run standard deviation per column, by non-overlapping batch means.
 
     For a stationary series the variance of a mean over ``L`` consecutive samples is about
     ``sigma_lr**2 / L``, with ``sigma_lr**2`` the long-run variance (the sum of all
@@ -416,6 +438,7 @@ def long_run_std(values, batch=None, upper_confidence=None):
     (C,) float array
         ``sqrt(L * var(batch means))`` (or its upper bound) in the unit of ``values``; NaN for
         a column with fewer than 2 batches holding data.
+
     """
     if upper_confidence is not None and not 0.0 < upper_confidence < 1.0:
         raise ValueError(f'upper_confidence must lie in (0, 1), got {upper_confidence!r}')
@@ -449,7 +472,8 @@ def long_run_std(values, batch=None, upper_confidence=None):
 
 
 class StrideBuffer:
-    """Uniformly decimated record of a stream of rows, in bounded memory.
+    """
+    Uniformly decimated record of a stream of rows, in bounded memory.
 
     Rows are kept at a fixed stride (every ``stride``-th appended row). When the buffer is
     full, every other kept row is dropped and the stride doubles, so the buffer always holds
@@ -463,6 +487,7 @@ class StrideBuffer:
         Width of a row.
     capacity : int
         Maximum number of kept rows (even, >= 2). Memory is ``capacity * n_columns`` floats.
+
     """
 
     def __init__(self, n_columns, capacity):

@@ -1,4 +1,5 @@
-"""Audit log of governed commands: one JSON object per line, flushed as it is written.
+"""
+Audit log of governed commands: one JSON object per line, flushed as it is written.
 
 ROS-free. Every command the governor decides on is recorded (allowed or refused) with what was
 requested, what was sent, why, and the anomaly that caused it. Write the line *before* sending
@@ -86,13 +87,15 @@ def _anomaly_body(anomaly):
 
 
 class AuditLog:
-    """Append-only JSON-lines log of governor decisions.
+    """
+    Append-only JSON-lines log of governor decisions.
 
     Parameters
     ----------
     target : str, os.PathLike or text stream
         A file path (opened for appending; parent directories are created) or an open text
         stream with ``write`` (and ``flush``), which the log does not close.
+
     """
 
     def __init__(self, target):
@@ -114,11 +117,13 @@ class AuditLog:
         self.lines_written = 0
 
     def record(self, decision, *, stamp=None, anomaly=None, wall_time=None):
-        """Write one line for a governor decision and flush it.
+        """
+        Write one line for a governor decision and flush it.
 
         Parameters
         ----------
         decision : twin_bridge.governor.GovernorDecision
+            The governor's verdict on the command.
         stamp : float or None
             Stamp of the robot sample the command was based on, s.
         anomaly : object, dict or None
@@ -131,6 +136,7 @@ class AuditLog:
         -------
         dict
             The entry as written (JSON values).
+
         """
         command = decision.command
         entry = {
@@ -179,7 +185,8 @@ def _decode(value):
 
 
 def read_audit_log(source):
-    """Read an audit log back into a list of dicts.
+    """
+    Read an audit log back into a list of dicts.
 
     Parameters
     ----------
@@ -197,6 +204,7 @@ def read_audit_log(source):
     ------
     ValueError
         A line that is not a JSON object (the message gives the line number).
+
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, encoding='utf-8') as f:

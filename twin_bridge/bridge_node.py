@@ -1,4 +1,5 @@
-"""The ``twin_bridge`` node: the twin's door to the robot, in both directions.
+"""
+The ``twin_bridge`` node: the twin's door to the robot, in both directions.
 
 In: /joint_states and the wrench topic, validated and mapped by
 :class:`twin_bridge.intake.RobotIntake`; accepted joint states are republished on
@@ -13,21 +14,19 @@ goes out on the configured command interface.
 """
 import sys
 
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import WrenchStamped
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory
-
 from robot_twin.config import declare_node_parameters
 from robot_twin.msg_conversions import joint_state_to_arrays, make_joint_state, make_status, \
     status_values, trajectory_msg, wrench_to_array
 from robot_twin.resources import urdf_or_builtin
 from robot_twin.run_node import run_node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
 from twin_bridge.audit import AuditLog
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
@@ -159,7 +158,8 @@ class TwinBridgeNode(Node):
         return msg
 
     def publish_status(self):
-        """Publish /twin/status: sync state, latency, drift, staleness and counters.
+        """
+        Publish /twin/status: sync state, latency, drift, staleness and counters.
 
         Also the moment a corrective proposal refused for a passing reason is retried.
         """

@@ -1,4 +1,5 @@
-"""Corrective-action policy: which command the twin proposes when it detects a fault.
+"""
+Corrective-action policy: which command the twin proposes when it detects a fault.
 
 ROS-free. The bridge node feeds it the robot-level anomaly report and the latest mirrored state;
 whatever it proposes still goes through :class:`twin_bridge.governor.SafetyGovernor` before it
@@ -41,7 +42,8 @@ class CorrectiveProposal:
 
 
 class CorrectivePolicy:
-    """Turn anomaly episodes into at most one sent command each.
+    """
+    Turn anomaly episodes into at most one sent command each.
 
     An episode begins when the robot-level anomaly reaches ``trigger_level`` and ends when it
     is back to OK; which joint tops the score inside it does not matter. If the governor refused
@@ -59,6 +61,7 @@ class CorrectivePolicy:
         'WARN' or 'ERROR': the lowest anomaly level that acts.
     retry_s : float
         Wait after a refused proposal before proposing again in the same episode, s (> 0).
+
     """
 
     def __init__(self, policy='hold', hold_time_s=0.5, trigger_level='ERROR', retry_s=1.0):
@@ -81,15 +84,18 @@ class CorrectivePolicy:
         self._retry_at = None    # when a refused episode may propose again, s
 
     def propose(self, event, q_measured, now=0.0):
-        """Return a :class:`CorrectiveProposal` for a new episode (or a due retry), else None.
+        """
+        Return a :class:`CorrectiveProposal` for a new episode (or a due retry), else None.
 
         Parameters
         ----------
         event : AnomalyEvent
+            The anomaly to respond to.
         q_measured : (n,) array, rad
             Latest mirrored joint positions in model order.
         now : float
             Local time, s (only needed for retries after :meth:`refused`).
+
         """
         rank = {'OK': 0, 'WARN': 1, 'ERROR': 2}.get(event.level, 0)
         if rank < self._trigger_rank:

@@ -1,4 +1,5 @@
-"""Safety governor: every corrective command passes here before it may reach the robot.
+"""
+Safety governor: every corrective command passes here before it may reach the robot.
 
 ROS-free. :class:`SafetyGovernor.govern` takes one command (position, velocity or effort targets
 for some model joints, or a joint trajectory), the local time, whether the mirrored state is
@@ -63,7 +64,8 @@ def _vector(values, n, name):
 
 @dataclass(frozen=True)
 class JointLimits:
-    """URDF joint limits in model joint order.
+    """
+    URDF joint limits in model joint order.
 
     Attributes
     ----------
@@ -75,6 +77,7 @@ class JointLimits:
         Velocity limits, rad/s (m/s); finite, > 0.
     effort : (n,) float array
         Effort limits, N·m (N); finite, > 0.
+
     """
 
     names: tuple
@@ -109,26 +112,29 @@ class JointLimits:
 
     @classmethod
     def from_model(cls, model):
-        """Build limits from a ``RobotModel``-like object.
+        """
+        Build limits from a ``RobotModel``-like object.
 
         Parameters
         ----------
         model : object
             With attributes ``joint_names`` (n,), ``lower``, ``upper`` (n,) rad,
             ``velocity_limit`` (n,) rad/s and ``effort_limit`` (n,) N·m.
+
         """
         return cls(names=tuple(model.joint_names), lower=model.lower, upper=model.upper,
                    velocity=model.velocity_limit, effort=model.effort_limit)
 
     @property
     def n(self):
-        """Number of joints (int)."""
+        """Return the number of joints (int)."""
         return len(self.names)
 
 
 @dataclass
 class JointCommand:
-    """Position, velocity or effort targets for some joints.
+    """
+    Position, velocity or effort targets for some joints.
 
     Attributes
     ----------
@@ -140,6 +146,7 @@ class JointCommand:
     duration_s : float or None
         Position commands only: time over which the controller moves to the target, s (> 0).
         None: the governor's ``horizon_s`` (a target applied at once).
+
     """
 
     kind: str
@@ -158,7 +165,8 @@ class TrajectoryPoint(NamedTuple):
 
 @dataclass
 class TrajectoryCommand:
-    """A joint trajectory.
+    """
+    A joint trajectory.
 
     Attributes
     ----------
@@ -167,6 +175,7 @@ class TrajectoryCommand:
         times in s from the moment the command is sent, strictly increasing, the first >= 0.
     joints : sequence of str or None
         Joint names of the point arrays; None means every model joint in model order.
+
     """
 
     points: Any
@@ -176,7 +185,8 @@ class TrajectoryCommand:
 
 @dataclass
 class GovernorDecision:
-    """Result of :meth:`SafetyGovernor.govern`.
+    """
+    Result of :meth:`SafetyGovernor.govern`.
 
     Attributes
     ----------
@@ -198,6 +208,7 @@ class GovernorDecision:
         ``now`` passed to ``govern``, s.
     cause : str or None
         Refusal cause (one of :data:`REFUSAL_CAUSES`), None when allowed.
+
     """
 
     allowed: bool
@@ -212,6 +223,7 @@ class GovernorDecision:
 
 
 class _Refuse(Exception):
+
     def __init__(self, cause, reason):
         super().__init__(reason)
         self.cause = cause
@@ -232,7 +244,8 @@ def _fmt(x):
 
 
 class SafetyGovernor:
-    """Bring commands inside URDF limits, or refuse them.
+    """
+    Bring commands inside URDF limits, or refuse them.
 
     Parameters
     ----------
@@ -257,6 +270,7 @@ class SafetyGovernor:
     ----------
     counters : dict
         ``allowed``, ``refused``, ``clamped`` and one key per refusal cause.
+
     """
 
     def __init__(self, limits, *, max_rate_hz=50.0, position_margin_rad=0.0, max_step_rad=None,
@@ -317,13 +331,15 @@ class SafetyGovernor:
 
     # ------------------------------------------------------------------ entry point
     def govern(self, command, now, state_ok, current_state=None):
-        """Decide whether a command may be sent, and bring it inside the limits.
+        """
+        Decide whether a command may be sent, and bring it inside the limits.
 
         Never raises on bad data: a malformed command is refused with a reason.
 
         Parameters
         ----------
         command : JointCommand or TrajectoryCommand
+            The proposed command, in model joint order.
         now : float
             Local time, s (node clock; sim time under ``use_sim_time``).
         state_ok : bool
@@ -335,6 +351,7 @@ class SafetyGovernor:
         Returns
         -------
         GovernorDecision
+
         """
         kind = getattr(command, 'kind', None)
         decision = GovernorDecision(False, None, [], False, kind=kind, requested=command,

@@ -1,4 +1,5 @@
-"""The robot's input streams, validated and mapped: what every twin node reads the robot through.
+"""
+The robot's input streams, validated and mapped: what every twin node reads the robot through.
 
 ROS-free. :class:`RobotIntake` chains the bridge cores for one robot: a JointState sample goes
 through :class:`~twin_bridge.validation.JointStateValidator` (NaN, lengths, unknown joints,
@@ -20,7 +21,8 @@ WRENCH = 'wrench'
 
 
 class RobotIntake:
-    """Validate, map and time the robot's joint-state and wrench streams.
+    """
+    Validate, map and time the robot's joint-state and wrench streams.
 
     Parameters
     ----------
@@ -35,6 +37,7 @@ class RobotIntake:
         Whether the robot has a force-torque stream to watch.
     joint_states_topic, wrench_topic : str
         Names used in reasons.
+
     """
 
     def __init__(self, joint_names, *, unknown_joints='reject', max_future_s=0.1,
@@ -50,7 +53,8 @@ class RobotIntake:
         self.latest_wrench = None
 
     def joint_state(self, names, position, velocity, effort, stamp, now):
-        """Take one JointState sample; return None if accepted, else the rejection reason.
+        """
+        Take one JointState sample; return None if accepted, else the rejection reason.
 
         After acceptance, ``mapper.position``/``velocity``/``effort`` hold the latest model-order
         values (NaN for joints or fields never received).

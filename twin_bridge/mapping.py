@@ -1,4 +1,5 @@
-"""Joint mapping between a message's name order and the model's joint order.
+"""
+Joint mapping between a message's name order and the model's joint order.
 
 ROS-free. A ``sensor_msgs/JointState`` may list its joints in any order and any subset (an arm
 and its gripper are often published on separate messages); the twin works in the model's joint
@@ -20,7 +21,8 @@ class MappingError(ValueError):
 
 
 def format_joint_names(names, limit=6):
-    """Describe a list of joint names compactly for error messages.
+    """
+    Describe a list of joint names compactly for error messages.
 
     ``['joint1', ..., 'joint7']`` becomes ``'joint1..joint7'``; other lists are quoted and
     shortened after ``limit`` names.
@@ -28,12 +30,14 @@ def format_joint_names(names, limit=6):
     Parameters
     ----------
     names : sequence of str
+        The names to list.
     limit : int
         Most names listed before the rest is summarized.
 
     Returns
     -------
     str
+
     """
     names = [str(n) for n in names]
     if not names:
@@ -52,7 +56,8 @@ def format_joint_names(names, limit=6):
 
 
 class NameLayout:
-    """How one message name list maps onto the model's joints (computed once, then cached).
+    """
+    How one message name list maps onto the model's joints (computed once, then cached).
 
     Attributes
     ----------
@@ -69,6 +74,7 @@ class NameLayout:
         Names that occur more than once.
     model_idx_list : list of int
         ``model_idx`` as a Python list (cheaper to iterate for small ``k``).
+
     """
 
     __slots__ = ('names', 'model_idx', 'msg_idx', 'unknown', 'duplicates', 'model_idx_list')
@@ -103,7 +109,8 @@ class NameLayout:
 
 
 class LayoutCache:
-    """Cache of :class:`NameLayout` per distinct name list, with a fast path for a repeat.
+    """
+    Cache of :class:`NameLayout` per distinct name list, with a fast path for a repeat.
 
     Parameters
     ----------
@@ -112,6 +119,7 @@ class LayoutCache:
     max_layouts : int
         Most distinct name lists kept; the cache is cleared when it fills (a robot publishes a
         handful of layouts; a flood of distinct ones is a malformed publisher).
+
     """
 
     def __init__(self, joint_names, max_layouts=64):
@@ -134,7 +142,8 @@ class LayoutCache:
         self._last_layout = None
 
     def get(self, names):
-        """Return the :class:`NameLayout` of a message name list (cached).
+        """
+        Return the :class:`NameLayout` of a message name list (cached).
 
         Parameters
         ----------
@@ -144,6 +153,7 @@ class LayoutCache:
         Returns
         -------
         NameLayout
+
         """
         if names == self._last_names:
             return self._last_layout
@@ -160,7 +170,8 @@ class LayoutCache:
 
 
 class JointMapper:
-    """Map joint-state messages (any order, any subset) into model-order arrays, and back.
+    """
+    Map joint-state messages (any order, any subset) into model-order arrays, and back.
 
     Parameters
     ----------
@@ -183,6 +194,7 @@ class JointMapper:
         Latest effort per joint; NaN until received (messages may omit effort).
     stamp : (n,) float array, s
         Header stamp of the message that last updated each joint's position; NaN until then.
+
     """
 
     def __init__(self, model_joint_names, *, ignore_unknown=False):
@@ -209,7 +221,8 @@ class JointMapper:
         return self._cache.get(names)
 
     def update(self, names, position, velocity=(), effort=(), stamp=math.nan):
-        """Store one message's values into the model-order arrays.
+        """
+        Store one message's values into the model-order arrays.
 
         Only the joints the message names are updated. An empty ``velocity`` or ``effort``
         means "not provided" (JointState semantics) and leaves those arrays unchanged.
@@ -237,6 +250,7 @@ class JointMapper:
         MappingError
             Duplicated names, unknown names (unless ``ignore_unknown``), or array lengths that
             do not match ``names``.
+
         """
         layout = self._cache.get(names)
         if layout.duplicates or (layout.unknown and not self.ignore_unknown):
@@ -285,16 +299,19 @@ class JointMapper:
         return self._missing[0] == 0
 
     def never_received(self, field='position'):
-        """Return the model joints that have never had a value for ``field``.
+        """
+        Return the model joints that have never had a value for ``field``.
 
         Parameters
         ----------
         field : {'position', 'velocity', 'effort'}
+            The JointState field to check.
 
         Returns
         -------
         list of str
             In model order.
+
         """
         try:
             row = ('position', 'velocity', 'effort').index(field)
@@ -304,7 +321,8 @@ class JointMapper:
         return [n for n, ok in zip(self.joint_names, self._received[row]) if not ok]
 
     def indices(self, joints=None):
-        """Return the model indices of a joint subset (cached per distinct subset).
+        """
+        Return the model indices of a joint subset (cached per distinct subset).
 
         Parameters
         ----------
@@ -314,6 +332,7 @@ class JointMapper:
         Returns
         -------
         (k,) intp array
+
         """
         if joints is None:
             joints = self.joint_names
@@ -331,19 +350,22 @@ class JointMapper:
         return idx
 
     def to_model(self, names, values, fill=math.nan):
-        """Map values given in a message's name order to a model-order array (stateless).
+        """
+        Map values given in a message's name order to a model-order array (stateless).
 
         Parameters
         ----------
         names : sequence of str
             ``m`` unique names, all in the model.
         values : (m,) sequence of float
+            One value per name in ``names``.
         fill : float
             Value for model joints that ``names`` does not list.
 
         Returns
         -------
         (n,) float array
+
         """
         idx = self.indices(names)
         values = np.asarray(values, dtype=float)
@@ -356,7 +378,8 @@ class JointMapper:
         return out
 
     def to_message(self, values, joints=None):
-        """Map a model-order array to the name and value lists of a command message.
+        """
+        Map a model-order array to the name and value lists of a command message.
 
         Parameters
         ----------
@@ -371,6 +394,7 @@ class JointMapper:
         names : list of str
         values : list of float
             ``values`` of ``joints``, in the order of ``joints``.
+
         """
         values = np.asarray(values, dtype=float)
         if values.shape != (self.n,):

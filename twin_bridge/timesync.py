@@ -1,4 +1,5 @@
-"""Mirror latency statistics and clock drift between the robot's stamps and the local clock.
+"""
+Mirror latency statistics and clock drift between the robot's stamps and the local clock.
 
 ROS-free and clock-free: the node passes each sample's header stamp and its local receive time
 (node clock, which is sim time under ``use_sim_time``), both float seconds.
@@ -39,7 +40,8 @@ def _positive(value, name, integer=False):
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency over the window, s (NaN when no sample yet).
+    """
+    Latency over the window, s (NaN when no sample yet).
 
     Attributes
     ----------
@@ -51,6 +53,7 @@ class LatencyStats:
         Median, 99th percentile, maximum and mean over the window, s.
     max_all_s : float
         Maximum since start or reset, s.
+
     """
 
     count: int
@@ -63,12 +66,14 @@ class LatencyStats:
 
 
 class LatencyWindow:
-    """Ring buffer of the last ``window`` latencies with on-demand percentiles.
+    """
+    Ring buffer of the last ``window`` latencies with on-demand percentiles.
 
     Parameters
     ----------
     window : int
         Number of most recent samples the statistics cover (> 0).
+
     """
 
     def __init__(self, window=1000):
@@ -108,7 +113,8 @@ class LatencyWindow:
 
 @dataclass(frozen=True)
 class DriftEstimate:
-    """Linear relation between the robot's stamps and the local clock.
+    """
+    Linear relation between the robot's stamps and the local clock.
 
     ``local ≈ stamp + offset_s + rate_ppm * 1e-6 * (stamp - reference_stamp)``.
 
@@ -125,6 +131,7 @@ class DriftEstimate:
         Bins (one minimum each) in the fit.
     spread_s : float
         Median absolute deviation of the bin minima from the fitted line, s.
+
     """
 
     offset_s: float
@@ -139,7 +146,8 @@ class DriftEstimate:
 
 
 class ClockDriftEstimator:
-    """Offset and rate of the local clock relative to the robot's stamps.
+    """
+    Offset and rate of the local clock relative to the robot's stamps.
 
     Parameters
     ----------
@@ -149,6 +157,7 @@ class ClockDriftEstimator:
         Bins kept (the fit spans ``bin_s * window_bins`` s of stamps).
     min_bins : int
         Closed bins needed before :meth:`estimate` returns a value (>= 2).
+
     """
 
     def __init__(self, bin_s=1.0, window_bins=300, min_bins=5):
@@ -211,7 +220,8 @@ class ClockDriftEstimator:
 
 
 class TimeSync:
-    """Latency statistics and drift estimate of one input stream, fed by one call per sample.
+    """
+    Latency statistics and drift estimate of one input stream, fed by one call per sample.
 
     Parameters
     ----------
@@ -221,6 +231,7 @@ class TimeSync:
         Bin span of the drift estimator, s.
     drift_window_bins : int
         Bins the drift fit spans.
+
     """
 
     def __init__(self, latency_window=1000, drift_bin_s=1.0, drift_window_bins=300):

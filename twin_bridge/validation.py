@@ -1,4 +1,5 @@
-"""Validation of robot samples (joint states, wrenches) before the twin uses them.
+"""
+Validation of robot samples (joint states, wrenches) before the twin uses them.
 
 ROS-free. The node converts a message to plain Python (names list, value sequences, header stamp
 and receive time as float seconds) and calls :meth:`JointStateValidator.validate` or
@@ -53,12 +54,14 @@ class ValidationConfigError(ValueError):
 
 
 class Counters:
-    """Counts of events by key (accepted samples, rejections by cause, ...).
+    """
+    Counts of events by key (accepted samples, rejections by cause, ...).
 
     Parameters
     ----------
     keys : sequence of str
         Keys reported even while their count is 0.
+
     """
 
     def __init__(self, keys):
@@ -136,7 +139,8 @@ def _first_nonfinite(values):
 
 
 class JointStateValidator:
-    """Validate joint-state samples against the model's joints and the stream's history.
+    """
+    Validate joint-state samples against the model's joints and the stream's history.
 
     Parameters
     ----------
@@ -163,6 +167,7 @@ class JointStateValidator:
         Reason of the last rejection (None after an accepted sample).
     ignored_joints : set of str
         Unknown names dropped so far under ``unknown_joints='ignore'``.
+
     """
 
     def __init__(self, model_joint_names, *, unknown_joints='reject', max_future_s=0.5,
@@ -202,7 +207,8 @@ class JointStateValidator:
         self.ignored_joints = set()
 
     def validate(self, names, position, velocity, effort, stamp, now):
-        """Check one joint-state sample; on acceptance, record its stamp per joint.
+        """
+        Check one joint-state sample; on acceptance, record its stamp per joint.
 
         Parameters
         ----------
@@ -223,6 +229,7 @@ class JointStateValidator:
         -------
         str or None
             None if accepted, else the reason of the rejection.
+
         """
         try:
             problem = self._check(names, position, velocity, effort, stamp, now)
@@ -305,7 +312,8 @@ class JointStateValidator:
         return None
 
     def missing_joints(self, now):
-        """Return the model joints no accepted message carried within ``missing_window_s``.
+        """
+        Return the model joints no accepted message carried within ``missing_window_s``.
 
         Parameters
         ----------
@@ -316,6 +324,7 @@ class JointStateValidator:
         -------
         list of str
             In model order; includes joints never received.
+
         """
         limit = now - self.missing_window_s
         return [n for n, t in zip(self.joint_names, self._last_seen) if not t >= limit]
@@ -326,7 +335,8 @@ class JointStateValidator:
 
 
 class WrenchValidator:
-    """Validate force-torque samples: 6 finite values and the stamp checks.
+    """
+    Validate force-torque samples: 6 finite values and the stamp checks.
 
     Parameters
     ----------
@@ -340,6 +350,7 @@ class WrenchValidator:
     counters : Counters
         ``accepted``, ``rejected`` and one key per cause in :data:`WRENCH_CAUSES`.
     last_reason : str or None
+
     """
 
     def __init__(self, *, max_future_s=0.5, topic='/ft_sensor/wrench'):
@@ -356,7 +367,8 @@ class WrenchValidator:
         self.last_reason = None
 
     def validate(self, wrench, stamp, now):
-        """Check one wrench sample; on acceptance, record its stamp.
+        """
+        Check one wrench sample; on acceptance, record its stamp.
 
         Parameters
         ----------
@@ -371,6 +383,7 @@ class WrenchValidator:
         -------
         str or None
             None if accepted, else the reason of the rejection.
+
         """
         try:
             problem = self._check(wrench, stamp, now)

@@ -1,4 +1,5 @@
-"""Staleness watchdog: whether each input stream (joint states, wrench, ...) is still fresh.
+"""
+Staleness watchdog: whether each input stream (joint states, wrench, ...) is still fresh.
 
 ROS-free and clock-free: every time is an argument (node clock, sim time under
 ``use_sim_time``), so it behaves the same live, in tests and on a replayed bag.
@@ -27,7 +28,8 @@ class WatchdogConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Transition:
-    """One change of a stream's state.
+    """
+    One change of a stream's state.
 
     Attributes
     ----------
@@ -37,6 +39,7 @@ class Transition:
     old : str
     new : str
         ``OK``, ``STALE`` or ``NEVER``.
+
     """
 
     stream: str
@@ -67,7 +70,8 @@ class _Stream:
 
 
 class StalenessWatchdog:
-    """Per-stream freshness with recorded transitions.
+    """
+    Per-stream freshness with recorded transitions.
 
     Parameters
     ----------
@@ -83,6 +87,7 @@ class StalenessWatchdog:
     ----------
     transitions : collections.deque of Transition
         Most recent state changes, oldest first.
+
     """
 
     def __init__(self, stale_timeout_s=0.1, streams=(), *, max_transitions=256):
@@ -109,15 +114,18 @@ class StalenessWatchdog:
         return list(self._streams)
 
     def observe(self, stream, receive_time, stamp=None):
-        """Record one accepted sample of ``stream``.
+        """
+        Record one accepted sample of ``stream``.
 
         Parameters
         ----------
         stream : str
+            Name of the stream the sample belongs to.
         receive_time : float
             Local time the sample arrived, s.
         stamp : float or None
             Its header stamp on the local time base, s; None to judge by arrival only.
+
         """
         s = self._streams.get(stream)
         if s is None:
@@ -154,7 +162,8 @@ class StalenessWatchdog:
         s.since = time
 
     def check(self, now):
-        """Return the state of every stream at local time ``now`` (recording transitions).
+        """
+        Return the state of every stream at local time ``now`` (recording transitions).
 
         Parameters
         ----------
@@ -165,6 +174,7 @@ class StalenessWatchdog:
         -------
         dict
             ``{stream: 'OK' | 'STALE' | 'NEVER'}``.
+
         """
         out = {}
         for name, s in self._streams.items():
@@ -188,7 +198,8 @@ class StalenessWatchdog:
         return self._streams[stream].since
 
     def age(self, stream, now):
-        """Return how old the stream's newest sample is at ``now``, s (inf while ``NEVER``).
+        """
+        Return how old the stream's newest sample is at ``now``, s (inf while ``NEVER``).
 
         The larger of the arrival age and, if stamps are given, the stamp age.
         """
@@ -209,7 +220,8 @@ class StalenessWatchdog:
         return out
 
     def reset(self, now=math.nan):
-        """Return every stream to ``NEVER`` (e.g. after /twin/reset or a sim-time restart).
+        """
+        Return every stream to ``NEVER`` (e.g. after /twin/reset or a sim-time restart).
 
         ``now`` (s) is the time recorded for the transitions.
         """

@@ -1,4 +1,5 @@
-"""Excitation trajectories for system identification (finite Fourier series, Swevers style).
+"""
+Excitation trajectories for system identification (finite Fourier series, Swevers style).
 
 Each joint follows a periodic finite Fourier series of base frequency ``f`` (angular
 ``w = 2 pi f``) with ``L`` harmonics::
@@ -40,7 +41,8 @@ DEFAULT_MARGIN = 0.1
 
 @dataclass
 class ExcitationTrajectory:
-    """A periodic Fourier-series trajectory in the model's joint order.
+    """
+    A periodic Fourier-series trajectory in the model's joint order.
 
     Attributes
     ----------
@@ -56,6 +58,7 @@ class ExcitationTrajectory:
         Column-normalized condition number of the identification regressor along one period.
     info : dict
         Per joint: fraction of the position, velocity, acceleration and effort limits used.
+
     """
 
     joint_names: list
@@ -73,15 +76,18 @@ class ExcitationTrajectory:
         return 1.0 / self.base_frequency
 
     def evaluate(self, t):
-        """Positions, velocities and accelerations at times ``t``.
+        """
+        Positions, velocities and accelerations at times ``t``.
 
         Parameters
         ----------
         t : (N,) s
+            Times at which to evaluate the trajectory.
 
         Returns
         -------
         q, qd, qdd : (N, n) rad, rad/s, rad/s² (m, m/s, m/s² for prismatic joints)
+
         """
         return _evaluate(self.a, self.b, self.q0, self.base_frequency, np.asarray(t, float))
 
@@ -138,12 +144,15 @@ def _scale_to_limits(a, b, q0, f, grid, lims, moving):
 
 
 def excitation_condition(model, q, qd, qdd, moving, base=None):
-    """Column-normalized condition number of the identification regressor.
+    """
+    Column-normalized condition number of the identification regressor.
 
     Parameters
     ----------
     model : pin.Model
+        The robot model (1-DoF joints).
     q, qd, qdd : (N, n)
+        Joint positions, velocities and accelerations along the trajectory.
     moving : (n,) bool
         Joints that move (others are held; their torque rows are left out).
     base : BaseParameters, optional
@@ -153,6 +162,7 @@ def excitation_condition(model, q, qd, qdd, moving, base=None):
     -------
     float
         Condition number of ``[Y_base, Y_friction]`` with unit-norm columns.
+
     """
     rows = np.flatnonzero(moving)
     if base is None:
@@ -173,7 +183,8 @@ def excitation_condition(model, q, qd, qdd, moving, base=None):
 def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, seed=0,
                       margin=DEFAULT_MARGIN, max_acceleration=DEFAULT_MAX_ACCELERATION,
                       hold_joints=(), iterations=30, restarts=8, samples_per_period=200):
-    """Design an excitation trajectory for a model.
+    """
+    Design an excitation trajectory for a model.
 
     Parameters
     ----------
@@ -182,8 +193,11 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     duration : float, s
         Rounded up to a whole number of periods ``1 / base_frequency``.
     harmonics : int >= 2
+        Number of Fourier harmonics per joint.
     base_frequency : float, Hz
+        Fundamental frequency of the periodic trajectory.
     seed : int
+        Seed of the random starts (and of the noise, in :func:`simulate_log`).
     margin : float in [0, 0.5)
         Fraction of each position range kept free at both ends, and of the velocity,
         acceleration and effort limits kept in reserve.
@@ -206,6 +220,7 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     ------
     SysIdError
         Bad options or a joint name the model lacks.
+
     """
     _check_model(model)
     names = model_joint_names(model)
@@ -308,12 +323,15 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
 
 
 def write_trajectory_csv(trajectory, path, rate_hz=100.0):
-    """Write ``time,<joint>.position,<joint>.velocity,<joint>.acceleration`` rows.
+    """
+    Write ``time,<joint>.position,<joint>.velocity,<joint>.acceleration`` rows.
 
     Parameters
     ----------
     trajectory : ExcitationTrajectory
+        The trajectory to sample.
     path : str or Path
+        CSV file to write.
     rate_hz : float
         Sample rate of the rows, Hz.
 
@@ -321,6 +339,7 @@ def write_trajectory_csv(trajectory, path, rate_hz=100.0):
     -------
     int
         Number of rows written.
+
     """
     if not rate_hz > 0:
         raise SysIdError(f'rate must be > 0 Hz, got {rate_hz}')
@@ -338,7 +357,8 @@ def write_trajectory_csv(trajectory, path, rate_hz=100.0):
 def simulate_log(model, trajectory, *, rate_hz=1000.0, theta=None, friction_model=None,
                  friction=None, position_noise=0.0, velocity_noise=0.0, torque_noise=0.0,
                  jitter=0.0, with_velocity=True, seed=0):
-    """Simulate the log of a robot with known dynamics that follows a trajectory exactly.
+    """
+    Simulate the log of a robot with known dynamics that follows a trajectory exactly.
 
     Joint states are sampled at irregular instants (``k / rate_hz`` plus a uniform jitter of up
     to ``jitter / rate_hz``), the torque is the inverse dynamics of ``model`` with the
@@ -348,12 +368,15 @@ def simulate_log(model, trajectory, *, rate_hz=1000.0, theta=None, friction_mode
     Parameters
     ----------
     model : pin.Model
+        The robot model (1-DoF joints).
     trajectory : ExcitationTrajectory
+        The trajectory to sample.
     rate_hz : float
         Mean sample rate, Hz.
     theta : (10 nb,), optional
         True dynamic parameters (default: the model's).
     friction_model : {'viscous-coulomb', 'sigmoid'} or None
+        Friction law added to the torques; None for none.
     friction : (n, 3 or 4), optional
         True friction parameters, see :func:`twin_sim.sysid.friction_torque`.
     position_noise, velocity_noise, torque_noise : float
@@ -363,11 +386,13 @@ def simulate_log(model, trajectory, *, rate_hz=1000.0, theta=None, friction_mode
     with_velocity : bool
         Include velocity columns (otherwise they are NaN, as in a log without velocity).
     seed : int
+        Seed of the random starts (and of the noise, in :func:`simulate_log`).
 
     Returns
     -------
     LogData
         In the model's joint order.
+
     """
     from twin_sim.logdata import LogData
 

@@ -1,4 +1,5 @@
-"""Fault injection for the emulated robot, and the YAML fault scenarios (``config/faults/``).
+"""
+Fault injection for the emulated robot, and the YAML fault scenarios (``config/faults/``).
 
 A scenario file (docs/conventions.md)::
 
@@ -76,7 +77,8 @@ _TIME_EPS = 1e-9
 
 
 class ScenarioError(ValueError):
-    """A fault scenario or fault is malformed; the message names file, fault index and field.
+    """
+    A fault scenario or fault is malformed; the message names file, fault index and field.
 
     Attributes
     ----------
@@ -86,6 +88,7 @@ class ScenarioError(ValueError):
         Index of the fault in ``faults``, None for a top-level problem.
     field : str or None
         The offending field.
+
     """
 
     def __init__(self, message, source='<dict>', index=None, field=None):
@@ -107,7 +110,7 @@ class _Field:
     low: Optional[float] = None
     high: Optional[float] = None
     choices: tuple = ()
-    help: str = ''
+    help: str = ''  # noqa: A003 (public field name)
 
     def parse(self, value, err):
         if self.kind in ('float', 'opt_float'):
@@ -155,13 +158,14 @@ _COMMON = {
 
 # ---------------------------------------------------------------------------- base classes
 class Fault:
-    """Base of all faults: the common envelope and field checking.
+    """
+    Base of all faults: the common envelope and field checking.
 
     Construct a fault with keyword arguments named as in the YAML (``start_s``, ``ramp_s``,
     ``size``, ...), or from a mapping with :func:`fault_from_dict`.
     """
 
-    type = None
+    type = None  # noqa: A003 (the scenario format's 'type' key)
     kind = None
     FIELDS = {}
 
@@ -244,7 +248,8 @@ class SensorFault(Fault):
     kind = 'sensor'
 
     def apply(self, m, t):
-        """Return the measurement as this fault lets it through.
+        """
+        Return the measurement as this fault lets it through.
 
         Parameters
         ----------
@@ -256,6 +261,7 @@ class SensorFault(Fault):
         Returns
         -------
         Measurement or None
+
         """
         raise NotImplementedError
 
@@ -310,7 +316,7 @@ class _SignalFault(SensorFault):
 class SensorBias(_SignalFault):
     """A constant offset on one signal: reads ``+ level * size`` (signal units)."""
 
-    type = 'sensor_bias'
+    type = 'sensor_bias'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = dict(_SignalFault.FIELDS,
                   size=_Field('float', required=True, help='signal units'))
 
@@ -327,7 +333,7 @@ class SensorBias(_SignalFault):
 class SensorNoise(_SignalFault):
     """Additive zero-mean Gaussian noise of standard deviation ``level * size``."""
 
-    type = 'sensor_noise'
+    type = 'sensor_noise'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = dict(_SignalFault.FIELDS,
                   size=_Field('float', required=True, low=0.0,
                               help='standard deviation, signal units'))
@@ -346,7 +352,7 @@ class SensorNoise(_SignalFault):
 class StuckSensor(_SignalFault):
     """The signal freezes at the value it had at ``start_s`` while the level is > 0."""
 
-    type = 'stuck_sensor'
+    type = 'stuck_sensor'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = dict(_SignalFault.FIELDS)
 
     def _check(self):
@@ -377,7 +383,7 @@ class StuckSensor(_SignalFault):
 class Dropout(SensorFault):
     """Samples are lost with probability ``level * size``."""
 
-    type = 'dropout'
+    type = 'dropout'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = {
         'size': _Field('float', required=True, low=0.0, high=1.0, help='probability'),
         'signal': _Field('choice', default='all', choices=('all', 'wrench')),
@@ -397,7 +403,7 @@ class Dropout(SensorFault):
 class Delay(SensorFault):
     """Whole samples come out ``level * size`` seconds late, with their original stamps."""
 
-    type = 'delay'
+    type = 'delay'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = {'size': _Field('float', required=True, low=0.0, help='s')}
 
     def reset(self, rng=None):
@@ -426,7 +432,8 @@ class Delay(SensorFault):
 # ---------------------------------------------------------------------------- physical faults
 @dataclass
 class PhysicalEffects:
-    """What the physical faults ask of the world for one step (model joint order).
+    """
+    What the physical faults ask of the world for one step (model joint order).
 
     Attributes
     ----------
@@ -442,6 +449,7 @@ class PhysicalEffects:
         Extra payloads ``(mass kg, com (3,) m, inertia (3, 3) kg m^2)`` in the sensor frame.
     forces : list
         External forces ``(link, force_world (3,) N, point_link (3,) m)``.
+
     """
 
     friction_scale: np.ndarray
@@ -468,7 +476,7 @@ class _JointPhysical(PhysicalFault):
 class FrictionIncrease(_JointPhysical):
     """Joint friction grows: ``+ level * size`` N·m Coulomb, or times ``1 + level*(size-1)``."""
 
-    type = 'friction_increase'
+    type = 'friction_increase'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = dict(_JointPhysical.FIELDS,
                   size=_Field('float', required=True, low=0.0,
                               help='N·m added Coulomb friction, or a factor with mode: scale'),
@@ -487,7 +495,7 @@ class FrictionIncrease(_JointPhysical):
 class TorqueSaturation(_JointPhysical):
     """The joint's motor torque limit drops to ``size`` times its effort limit."""
 
-    type = 'torque_saturation'
+    type = 'torque_saturation'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = dict(_JointPhysical.FIELDS,
                   size=_Field('float', required=True, low=0.0, high=1.0,
                               help='fraction of the effort limit'))
@@ -502,7 +510,7 @@ class TorqueSaturation(_JointPhysical):
 class JointLock(_JointPhysical):
     """The joint seizes where it is while the level is > 0."""
 
-    type = 'joint_lock'
+    type = 'joint_lock'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = dict(_JointPhysical.FIELDS)
 
     def _check(self):
@@ -517,7 +525,7 @@ class JointLock(_JointPhysical):
 class PayloadChange(PhysicalFault):
     """The tool picks up a payload of ``level * size`` kg (a solid sphere at ``com``)."""
 
-    type = 'payload_change'
+    type = 'payload_change'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = {
         'size': _Field('float', required=True, low=0.0, help='kg'),
         'com': _Field('vec3', default=np.zeros(3), help='m, sensor frame'),
@@ -535,7 +543,7 @@ class PayloadChange(PhysicalFault):
 class CollisionForce(PhysicalFault):
     """An external force of ``level * size`` N on a link (a collision or a push)."""
 
-    type = 'collision_force'
+    type = 'collision_force'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = {
         'size': _Field('float', required=True, low=0.0, help='N'),
         'direction': _Field('vec3', default=np.array([1.0, 0.0, 0.0]), help='world frame'),
@@ -566,12 +574,14 @@ FAULT_TYPES = {cls.type: cls for cls in (
 
 
 def fault_from_dict(data, *, source='<dict>', index=None):
-    """Build a fault from a scenario mapping (``{'type': ..., 'start_s': ..., ...}``).
+    """
+    Build a fault from a scenario mapping (``{'type': ..., 'start_s': ..., ...}``).
 
     Raises
     ------
     ScenarioError
         Unknown type, unknown/missing field, wrong type or range; the message names the field.
+
     """
     if not isinstance(data, dict):
         raise ScenarioError(f'each fault must be a mapping with a type, got {data!r}', source,
@@ -612,7 +622,8 @@ _TOP_FIELDS = ('name', 'description', 'duration_s', 'faults')
 
 @dataclass
 class FaultScenario:
-    """A named list of faults.
+    """
+    A named list of faults.
 
     Attributes
     ----------
@@ -623,6 +634,7 @@ class FaultScenario:
         How long the scenario is meant to run, s.
     source : str
         Where it came from (file path or ``'<dict>'``), used in error messages.
+
     """
 
     name: str
@@ -633,11 +645,13 @@ class FaultScenario:
 
     @classmethod
     def from_dict(cls, data, *, source='<dict>', joint_names=None, link_names=None):
-        """Build and check a scenario from a mapping (the parsed YAML).
+        """
+        Build and check a scenario from a mapping (the parsed YAML).
 
         Parameters
         ----------
         data : dict
+            The parsed scenario (as read from its YAML file).
         source : str
             Name used in error messages.
         joint_names, link_names : sequence of str, optional
@@ -646,6 +660,7 @@ class FaultScenario:
         Raises
         ------
         ScenarioError
+
         """
         if not isinstance(data, dict):
             raise ScenarioError(f'a scenario must be a mapping with name and faults, got '
@@ -685,12 +700,14 @@ class FaultScenario:
 
     @classmethod
     def load(cls, path, *, joint_names=None, link_names=None):
-        """Load a scenario YAML (a path, or the name of a packaged scenario).
+        """
+        Load a scenario YAML (a path, or the name of a packaged scenario).
 
         Raises
         ------
         ScenarioError
             Unreadable file, invalid YAML or any problem of :meth:`from_dict`.
+
         """
         path = scenario_path(path)
         try:
@@ -704,12 +721,14 @@ class FaultScenario:
                              link_names=link_names)
 
     def bind(self, joint_names, link_names=None):
-        """Check the faults' joints (and links) against a robot and resolve joint indices.
+        """
+        Check the faults' joints (and links) against a robot and resolve joint indices.
 
         Raises
         ------
         ScenarioError
             A fault names a joint or link the robot does not have.
+
         """
         joint_names = list(joint_names)
         for i, fault in enumerate(self.faults):
@@ -727,12 +746,12 @@ class FaultScenario:
 
     @property
     def sensor_faults(self):
-        """The sensor faults, in scenario order."""
+        """Return the sensor faults, in scenario order."""
         return [f for f in self.faults if f.kind == 'sensor']
 
     @property
     def physical_faults(self):
-        """The physical faults, in scenario order."""
+        """Return the physical faults, in scenario order."""
         return [f for f in self.faults if f.kind == 'physical']
 
     def to_dict(self):

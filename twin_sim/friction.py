@@ -1,4 +1,5 @@
-"""Joint friction models, vectorized over samples and joints.
+"""
+Joint friction models, vectorized over samples and joints.
 
 Two models, both giving the friction torque that the joint drive must overcome (it has the
 sign of the velocity, so ``effort = inverse_dynamics + friction``):
@@ -49,7 +50,8 @@ def _coulomb_switch(qd, smooth_velocity):
 
 def viscous_coulomb(qd, viscous, coulomb, offset=0.0, *,
                     smooth_velocity=DEFAULT_SMOOTH_VELOCITY):
-    """Viscous + Coulomb + constant-offset friction torque.
+    """
+    Viscous + Coulomb + constant-offset friction torque.
 
     Parameters
     ----------
@@ -69,13 +71,15 @@ def viscous_coulomb(qd, viscous, coulomb, offset=0.0, *,
     -------
     tau_f : (..., n) N·m
         Friction torque, with the sign of ``qd`` when ``offset`` is zero.
+
     """
     qd = np.asarray(qd, dtype=float)
     return viscous * qd + coulomb * _coulomb_switch(qd, smooth_velocity) + offset
 
 
 def viscous_coulomb_regressor(qd, *, smooth_velocity=DEFAULT_SMOOTH_VELOCITY):
-    """Regressor of the viscous-Coulomb-offset model, for linear identification.
+    """
+    Regressor of the viscous-Coulomb-offset model, for linear identification.
 
     ``viscous_coulomb(qd, fv, fc, fo)[..., j] == Y[..., j, :] @ [fv[j], fc[j], fo[j]]``.
 
@@ -90,13 +94,15 @@ def viscous_coulomb_regressor(qd, *, smooth_velocity=DEFAULT_SMOOTH_VELOCITY):
     -------
     Y : (..., n, 3)
         Columns ``[qd, s(qd), 1]`` per sample and joint.
+
     """
     qd = np.asarray(qd, dtype=float)
     return np.stack([qd, _coulomb_switch(qd, smooth_velocity), np.ones_like(qd)], axis=-1)
 
 
 def sigmoid_gaz(qd, phi1, phi2, phi3):
-    """Sigmoid friction model of Gaz et al. (RA-L 2019), zero at ``qd == 0``.
+    """
+    Sigmoid friction model of Gaz et al. (RA-L 2019), zero at ``qd == 0``.
 
     ``tau_f = phi1 / (1 + exp(-phi2 (qd + phi3))) - phi1 / (1 + exp(-phi2 phi3))``, computed
     with the overflow-free logistic function.
@@ -115,6 +121,7 @@ def sigmoid_gaz(qd, phi1, phi2, phi3):
     Returns
     -------
     tau_f : (..., n) N·m
+
     """
     qd = np.asarray(qd, dtype=float)
     phi2 = np.asarray(phi2, dtype=float)
@@ -131,7 +138,8 @@ def _vector(value, n, name):
 
 @dataclass(eq=False)
 class FrictionModel:
-    """Per-joint friction parameters; ``torque(qd)`` is the sum of both models plus offset.
+    """
+    Per-joint friction parameters; ``torque(qd)`` is the sum of both models plus offset.
 
     Attributes
     ----------
@@ -143,6 +151,7 @@ class FrictionModel:
         Gaz et al. sigmoid parameters (``phi1 == 0`` switches the sigmoid off for a joint).
     smooth_velocity : float, rad/s
         Coulomb smoothing scale, see :func:`viscous_coulomb`.
+
     """
 
     joint_names: list
@@ -167,7 +176,7 @@ class FrictionModel:
 
     @property
     def n(self):
-        """Number of joints."""
+        """Return the number of joints."""
         return len(self.joint_names)
 
     @classmethod
@@ -177,19 +186,22 @@ class FrictionModel:
 
     @classmethod
     def from_urdf(cls, model):
-        """Viscous-Coulomb model from the URDF ``<dynamics damping friction>`` values.
+        """
+        Viscous-Coulomb model from the URDF ``<dynamics damping friction>`` values.
 
         Parameters
         ----------
         model : RobotModel (or any object with ``joint_names``, ``damping``, ``friction``)
             ``damping`` (n,) N·m·s/rad becomes ``viscous``, ``friction`` (n,) N·m becomes
             ``coulomb``; offsets are zero.
+
         """
         return cls(model.joint_names, viscous=model.damping, coulomb=model.friction)
 
     @classmethod
     def from_params(cls, params, joint_names, base=None):
-        """Build from the ``friction`` section of a params.yaml document.
+        """
+        Build from the ``friction`` section of a params.yaml document.
 
         Parameters
         ----------
@@ -206,6 +218,7 @@ class FrictionModel:
         ------
         FrictionError
             Unknown joint, unknown or missing field, non-numeric value.
+
         """
         doc = params.get('robot_twin_dynamics', params) if isinstance(params, dict) else None
         if not isinstance(doc, dict):
@@ -263,13 +276,15 @@ class FrictionModel:
         self.offset[j] = values['offset']
 
     def to_params(self):
-        """Return the ``friction_model`` and ``friction`` entries of a params.yaml document.
+        """
+        Return the ``friction_model`` and ``friction`` entries of a params.yaml document.
 
         Returns
         -------
         dict
             ``{'friction_model': name, 'friction': {joint: {...}}}``, plain floats; the model
             name is ``sigmoid`` if any joint uses the sigmoid, else ``viscous-coulomb``.
+
         """
         section = {}
         for j, joint in enumerate(self.joint_names):
@@ -291,7 +306,8 @@ class FrictionModel:
                              self.phi3.copy(), self.smooth_velocity)
 
     def torque(self, qd):
-        """Friction torque at joint velocities ``qd``.
+        """
+        Friction torque at joint velocities ``qd``.
 
         Parameters
         ----------
@@ -302,6 +318,7 @@ class FrictionModel:
         -------
         tau_f : same shape as ``qd``, N·m
             ``viscous*qd + coulomb*s(qd) + offset + sigmoid_gaz(qd, phi1, phi2, phi3)``.
+
         """
         qd = np.asarray(qd, dtype=float)
         if qd.shape[-1:] != (self.n,):

@@ -1,4 +1,5 @@
-"""Joint logs for system identification: read CSV and rosbag2 logs, clean, resample, filter.
+"""
+Joint logs for system identification: read CSV and rosbag2 logs, clean, resample, filter.
 
 A log is read into a :class:`LogData` (the log's own joint order, raw time stamps, NaN where a
 value is absent), then :func:`prepare_log` maps it onto the model's joint order, drops NaN rows,
@@ -39,7 +40,8 @@ def _warn(bucket, text):
 
 @dataclass
 class LogData:
-    """A joint log as recorded, in the log's own joint order.
+    """
+    A joint log as recorded, in the log's own joint order.
 
     Attributes
     ----------
@@ -53,6 +55,7 @@ class LogData:
         Where the log came from (path, and topic for a bag).
     warnings : list of str
         Problems met while reading.
+
     """
 
     time: np.ndarray
@@ -73,7 +76,8 @@ class LogData:
 
 @dataclass
 class ProcessedLog:
-    """A log on a uniform time grid, in the model's joint order, filtered and differentiated.
+    """
+    A log on a uniform time grid, in the model's joint order, filtered and differentiated.
 
     Attributes
     ----------
@@ -97,6 +101,7 @@ class ProcessedLog:
         Samples in the log, and rows dropped because a used value was NaN.
     warnings : list of str
         Everything that was worked around.
+
     """
 
     time: np.ndarray
@@ -117,7 +122,7 @@ class ProcessedLog:
     def __len__(self):
         return len(self.time)
 
-    def slice(self, start, stop):
+    def slice(self, start, stop):  # noqa: A003 (public method name)
         """Return the samples ``start:stop`` as a new :class:`ProcessedLog` (shares warnings)."""
         s = np.s_[start:stop]
         return ProcessedLog(
@@ -130,7 +135,8 @@ class ProcessedLog:
 # Reading
 # --------------------------------------------------------------------------------------------
 def read_log(path, topic=None):
-    """Read a CSV file or a rosbag2 directory (sqlite3 or MCAP) into a :class:`LogData`.
+    """
+    Read a CSV file or a rosbag2 directory (sqlite3 or MCAP) into a :class:`LogData`.
 
     Parameters
     ----------
@@ -144,6 +150,7 @@ def read_log(path, topic=None):
     ------
     SysIdError
         The path does not exist or cannot be read as a log.
+
     """
     path = Path(path)
     if not path.exists():
@@ -157,7 +164,8 @@ def read_log(path, topic=None):
 
 
 def read_csv(path):
-    """Read a CSV log with header ``time,<joint>.position,<joint>.velocity,<joint>.effort``.
+    """
+    Read a CSV log with header ``time,<joint>.position,<joint>.velocity,<joint>.effort``.
 
     Joint triples may come in any order; a joint's velocity column may be absent (velocity is
     then differentiated from position). Empty cells read as NaN. Columns that are not
@@ -166,6 +174,7 @@ def read_csv(path):
     Parameters
     ----------
     path : str or Path
+        The CSV file.
 
     Returns
     -------
@@ -175,6 +184,7 @@ def read_csv(path):
     ------
     SysIdError
         No ``time`` column, duplicate columns, non-numeric cells, or no data rows.
+
     """
     path = Path(path)
     notes = []
@@ -224,7 +234,8 @@ def read_csv(path):
 
 
 def read_rosbag(path, topic=None):
-    """Read the ``sensor_msgs/msg/JointState`` messages of a rosbag2 directory.
+    """
+    Read the ``sensor_msgs/msg/JointState`` messages of a rosbag2 directory.
 
     Uses ``rosbags.highlevel.AnyReader`` (sqlite3 and MCAP storage). Time is the header stamp
     (a zero stamp is valid: simulated time may start at 0); if the publisher leaves every stamp
@@ -248,6 +259,7 @@ def read_rosbag(path, topic=None):
     ------
     SysIdError
         The bag cannot be opened, the topic is absent or not a JointState, or it is empty.
+
     """
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import get_typestore, Stores
@@ -334,7 +346,8 @@ def _merge_groups(groups, source, notes):
 # --------------------------------------------------------------------------------------------
 def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, filter_order=4,
                 max_nan_fraction=0.05, min_samples=100, min_duration_s=1.0, trim_s=None):
-    """Map a log onto the model's joints, clean it, resample it uniformly and filter it.
+    """
+    Map a log onto the model's joints, clean it, resample it uniformly and filter it.
 
     Steps: map joints (joints the log lacks are held at zero with a warning, joints the model
     lacks are ignored with a warning), sort stamps and drop repeated ones, drop rows with NaN
@@ -345,6 +358,7 @@ def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, 
     Parameters
     ----------
     log : LogData
+        The raw log.
     joint_names : sequence of str, length n
         The model's joint order.
     cutoff_hz : float
@@ -369,6 +383,7 @@ def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, 
     SysIdError
         No model joint in the log, a joint with effort but no position (or the reverse), too
         many NaN rows, a log too short, or bad options.
+
     """
     notes = list(log.warnings)
     src = log.source or 'log'
@@ -494,12 +509,15 @@ def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, 
 
 
 def write_csv(log, path, joint_order=None):
-    """Write a :class:`LogData` as a CSV log (the format :func:`read_csv` reads).
+    """
+    Write a :class:`LogData` as a CSV log (the format :func:`read_csv` reads).
 
     Parameters
     ----------
     log : LogData
+        The raw log.
     path : str or Path
+        The CSV file.
     joint_order : sequence of str, optional
         Order of the joint column triples (default: the log's). Velocity columns are left out
         for joints whose velocity is all NaN.
@@ -508,6 +526,7 @@ def write_csv(log, path, joint_order=None):
     -------
     int
         Rows written.
+
     """
     order = list(log.joint_names if joint_order is None else joint_order)
     header, cols = ['time'], [np.asarray(log.time, dtype=float)]

@@ -1,4 +1,5 @@
-"""The twin in mirror mode: follow the measured state, predict, and form residuals.
+"""
+The twin in mirror mode: follow the measured state, predict, and form residuals.
 
 ROS-free. For every validated robot sample (model joint order) it
 
@@ -38,7 +39,8 @@ import numpy as np
 
 @dataclass
 class MirrorResult:
-    """Prediction and residuals for one robot sample (all arrays (n,), model joint order).
+    """
+    Prediction and residuals for one robot sample (all arrays (n,), model joint order).
 
     ``predicted_position``/``predicted_velocity`` are the one-step forward-dynamics prediction
     (rad, rad/s); ``predicted_effort`` is inverse dynamics + friction (N·m), low-passed like
@@ -64,7 +66,8 @@ GAP_FACTOR = 2.5   # a step this many typical periods long is a gap: restart the
 
 
 class Mirror:
-    """Per-sample twin predictions for a live stream.
+    """
+    Per-sample twin predictions for a live stream.
 
     Parameters
     ----------
@@ -76,6 +79,7 @@ class Mirror:
     max_gap_s : float
         A larger time step between samples restarts the estimator, s (> 0). So does a step
         longer than ``GAP_FACTOR`` times the stream's typical period (a few dropped samples).
+
     """
 
     def __init__(self, predictor, accel_cutoff_hz=40.0, max_gap_s=0.05):
@@ -128,7 +132,8 @@ class Mirror:
         return arr
 
     def update(self, t, q, qd, effort):
-        """Process one sample; return a :class:`MirrorResult`, or None while (re)starting.
+        """
+        Process one sample; return a :class:`MirrorResult`, or None while (re)starting.
 
         The first sample of a stream (and, without measured velocity, also the second) only
         starts it; so does a sample more than ``max_gap_s`` after the previous one or older than
@@ -143,6 +148,7 @@ class Mirror:
             Measured position (rad), velocity (rad/s) and effort (N·m), model order. ``qd`` may
             be None when the robot does not publish velocity: it is then differentiated from
             ``q`` (backward difference). The arrays are copied.
+
         """
         t = float(t)
         q = self._vector(q, 'q')
@@ -203,7 +209,8 @@ class Mirror:
         return result
 
     def wrench_residual(self, measured_wrench, t=None):
-        """Return ``(predicted (6,), residual (6,))`` for a wrench sample, or None.
+        """
+        Return ``(predicted (6,), residual (6,))`` for a wrench sample, or None.
 
         Uses the prediction of the latest joint sample (the wrench stream is matched to the
         newest joint state; both come from the robot at the same rate). The measured wrench
@@ -218,6 +225,7 @@ class Mirror:
             ``[fx, fy, fz, tx, ty, tz]`` in the sensor frame.
         t : float, optional
             Stamp of the wrench sample, s.
+
         """
         last = self.last
         if last is None or last.predicted_wrench is None:

@@ -1,4 +1,5 @@
-"""twin_sim in mirror mode: robot samples in, predictions and residuals out, one DDS hop.
+"""
+twin_sim in mirror mode: robot samples in, predictions and residuals out, one DDS hop.
 
 Subscribes to the robot's /joint_states and wrench topic itself (through the bridge's
 validation core, :class:`twin_bridge.intake.RobotIntake`) so that a residual is a single hop
@@ -11,22 +12,20 @@ computed from:
 """
 import gc
 
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from robot_twin.msg_conversions import fill_joint_state, fill_wrench, joint_state_to_arrays, \
+    make_joint_state, make_wrench, wrench_to_array
+from sensor_msgs.msg import JointState
+from twin_bridge.intake import RobotIntake
+from twin_sim.mirror import Mirror
+from twin_sim.predictor import Predictor
 try:
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:   # Humble
     from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-from builtin_interfaces.msg import Time
-from geometry_msgs.msg import WrenchStamped
-from sensor_msgs.msg import JointState
-
-from robot_twin.msg_conversions import fill_joint_state, fill_wrench, joint_state_to_arrays, \
-    make_joint_state, make_wrench, wrench_to_array
-from twin_bridge.intake import RobotIntake
-from twin_sim.mirror import Mirror
-from twin_sim.predictor import Predictor
 
 # QoS: the robot's sensor streams are best-effort (a late sample is worth nothing); our own
 # outputs are reliable with a short queue, so best-effort and reliable readers both match.

@@ -1,4 +1,5 @@
-"""The emulated robot: a simulated arm with fault injection and a ros2_control-like interface.
+"""
+The emulated robot: a simulated arm with fault injection and a ros2_control-like interface.
 
 The arm is a :class:`~twin_sim.world.SimWorld`; faults come from :mod:`twin_sim.faults`.
 Each :meth:`Plant.step` advances one ``dt``: the active command becomes a control target, the
@@ -9,8 +10,7 @@ initial pose in position mode. The same inputs and seed give bit-identical outpu
 from pathlib import Path
 
 import numpy as np
-
-from twin_sim.faults import Fault, FaultScenario, fault_from_dict, PhysicalEffects
+from twin_sim.faults import Fault, fault_from_dict, FaultScenario, PhysicalEffects
 from twin_sim.trajectory import JointTrajectoryInterpolator
 from twin_sim.urdf_model import Payload
 from twin_sim.world import SimWorld, WorldError
@@ -23,7 +23,8 @@ class PlantError(ValueError):
 
 
 class Plant:
-    """The emulated robot.
+    """
+    The emulated robot.
 
     Parameters
     ----------
@@ -49,6 +50,7 @@ class Plant:
     ------
     PlantError
         Bad URDF, scenario or arguments (the message names the problem).
+
     """
 
     def __init__(self, urdf_path, *, scenario=None, dt=0.001, seed=0, initial_q=None,
@@ -119,7 +121,8 @@ class Plant:
         self.faults.append(fault)
 
     def set_fault(self, fault):
-        """Add a fault (a :class:`~twin_sim.faults.Fault` or its scenario mapping).
+        """
+        Add a fault (a :class:`~twin_sim.faults.Fault` or its scenario mapping).
 
         Its times are plant times (``start_s: 0`` with the plant at 5 s acts at once).
         """
@@ -184,7 +187,8 @@ class Plant:
 
     # ------------------------------------------------------------------ commands
     def command_position(self, q, qd=None, qdd=None, *, extrapolate_s=0.0):
-        """Hold/track joint positions ``q`` (n,) rad (clipped to the limits).
+        """
+        Hold/track joint positions ``q`` (n,) rad (clipped to the limits).
 
         ``qd`` (rad/s) and ``qdd`` (rad/s^2) are optional feedforward terms.
 
@@ -224,7 +228,8 @@ class Plant:
         self.world.set_control('torque', self._vector(tau, 'effort command'))
 
     def command_trajectory(self, interpolator, start_time=None):
-        """Follow a :class:`~twin_sim.trajectory.JointTrajectoryInterpolator`.
+        """
+        Follow a :class:`~twin_sim.trajectory.JointTrajectoryInterpolator`.
 
         Parameters
         ----------
@@ -233,6 +238,7 @@ class Plant:
         start_time : float, optional
             Plant time of the trajectory's ``t = 0`` (default now). After its end the last
             point is held.
+
         """
         if not isinstance(interpolator, JointTrajectoryInterpolator):
             raise PlantError('command_trajectory needs a JointTrajectoryInterpolator, got '
@@ -252,12 +258,14 @@ class Plant:
 
     # ------------------------------------------------------------------ stepping
     def step(self):
-        """Advance one ``dt`` and return the sample the robot sends (or None).
+        """
+        Advance one ``dt`` and return the sample the robot sends (or None).
 
         Returns
         -------
         Measurement or None
             None when the sample is dropped, or held back by a delay.
+
         """
         world = self.world
         t = world.time

@@ -1,4 +1,5 @@
-"""twin_sim in plant mode: the simulated arm plays the robot (HIL bench and demo).
+"""
+twin_sim in plant mode: the simulated arm plays the robot (HIL bench and demo).
 
 A stepping thread advances :class:`twin_sim.plant.Plant` at ``publish_rate_hz`` against the
 wall clock and publishes, per step, /joint_states, the wrench topic and /clock (all with the
@@ -18,20 +19,18 @@ import tempfile
 import threading
 import time
 
-import numpy as np
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
+import numpy as np
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from robot_twin.msg_conversions import make_joint_state, make_status, make_wrench, \
+    sec_to_stamp, trajectory_points
+from robot_twin.resources import fault_scenario, urdf_or_builtin
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
-
-from robot_twin.msg_conversions import make_joint_state, make_status, make_wrench, \
-    sec_to_stamp, trajectory_points
-from robot_twin.resources import fault_scenario, urdf_or_builtin
 from twin_bridge.mapping import JointMapper, MappingError
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.plant import Plant, PlantError
@@ -164,7 +163,8 @@ class PlantRole:
         self.log.warning(f'{what} rejected: {exc}', throttle_duration_sec=2.0)
 
     def on_joint_command(self, msg):
-        """Apply a JointState command: position (+ velocity), else velocity, else effort.
+        """
+        Apply a JointState command: position (+ velocity), else velocity, else effort.
 
         A position command with velocities is a set-point of a stream: the plant moves the
         reference on with that velocity until the next one (at most ``STREAM_HORIZON_S``).

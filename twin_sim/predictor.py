@@ -1,4 +1,5 @@
-"""The per-sample predict step of the live twin: effort and FT wrench from the measured motion.
+"""
+The per-sample predict step of the live twin: effort and FT wrench from the measured motion.
 
 ``effort = ID(q, qd, qdd) + friction(qd)`` (rigid-body inverse dynamics by pinocchio's RNEA
 plus the joint friction model) and the force-torque sensor wrench from the same RNEA pass;
@@ -21,7 +22,8 @@ __all__ = ['Prediction', 'Predictor', 'Residual']
 
 @dataclass(eq=False)
 class Prediction:
-    """Model prediction for one sample.
+    """
+    Model prediction for one sample.
 
     Attributes
     ----------
@@ -30,6 +32,7 @@ class Prediction:
     wrench : (6,) N, N·m, or None
         ``[fx, fy, fz, tx, ty, tz]`` in the ``ft_sensor`` frame (what the distal bodies exert
         on the sensor); None if the model has no sensor.
+
     """
 
     effort: np.ndarray
@@ -38,13 +41,15 @@ class Prediction:
 
 @dataclass(eq=False)
 class Residual:
-    """Measured minus predicted.
+    """
+    Measured minus predicted.
 
     Attributes
     ----------
     effort : (n,) N·m
     wrench : (6,) N, N·m, or None
         None when either the measurement or the prediction has no wrench.
+
     """
 
     effort: np.ndarray
@@ -52,7 +57,8 @@ class Residual:
 
 
 class Predictor:
-    """Predicts joint efforts and the FT wrench of a robot from its measured motion.
+    """
+    Predicts joint efforts and the FT wrench of a robot from its measured motion.
 
     Parameters
     ----------
@@ -63,6 +69,7 @@ class Predictor:
         Joint friction; default ``model.friction_model`` (URDF or identified values).
     payload : Payload, optional
         Payload in ``model.payload_frame``; default the model's own payload.
+
     """
 
     def __init__(self, model, friction=None, payload=None):
@@ -85,7 +92,7 @@ class Predictor:
 
     @property
     def payload(self):
-        """The payload in use (Payload or None)."""
+        """Return the payload in use (Payload or None)."""
         return self.model.payload
 
     def set_payload(self, payload):
@@ -100,12 +107,15 @@ class Predictor:
         return arr
 
     def predict(self, q, qd, qdd):
-        """Predict joint efforts and sensor wrench for one measured sample.
+        """
+        Predict joint efforts and sensor wrench for one measured sample.
 
         Parameters
         ----------
         q : (n,) rad
+            Joint positions, model joint order.
         qd : (n,) rad/s
+            Joint velocities, model joint order.
         qdd : (n,) rad/s^2
             Measured (or filtered) motion, model joint order.
 
@@ -113,6 +123,7 @@ class Predictor:
         -------
         Prediction
             ``effort`` (n,) N·m and ``wrench`` (6,) in the sensor frame (None without one).
+
         """
         q = self._check(q, 'q')
         qd = self._check(qd, 'qd')
@@ -123,19 +134,23 @@ class Predictor:
 
     @staticmethod
     def residual(measured_effort, measured_wrench, prediction):
-        """Measured minus predicted.
+        """
+        Measured minus predicted.
 
         Parameters
         ----------
         measured_effort : (n,) N·m
+            Measured joint efforts, model joint order.
         measured_wrench : (6,) N, N·m, or None
             In the sensor frame, same sign convention as the prediction.
         prediction : Prediction
+            The prediction to compare against.
 
         Returns
         -------
         Residual
             ``effort`` (n,) and ``wrench`` (6,) (None if either wrench is missing).
+
         """
         measured = np.asarray(measured_effort, dtype=float)
         if measured.shape != prediction.effort.shape:
@@ -152,14 +167,17 @@ class Predictor:
         return Residual(effort, wrench)
 
     def next_state(self, q, qd, tau, dt):
-        """One-step prediction by forward dynamics (semi-implicit Euler).
+        """
+        One-step prediction by forward dynamics (semi-implicit Euler).
 
         ``qdd = ABA(q, qd, tau - friction(qd))``, ``qd' = qd + dt qdd``, ``q' = q + dt qd'``.
 
         Parameters
         ----------
         q : (n,) rad
+            Joint positions, model joint order.
         qd : (n,) rad/s
+            Joint velocities, model joint order.
         tau : (n,) N·m
             Joint efforts applied by the drives (measured or commanded).
         dt : float, s
@@ -169,6 +187,7 @@ class Predictor:
         -------
         q_next : (n,) rad
         qd_next : (n,) rad/s
+
         """
         q = self._check(q, 'q')
         qd = self._check(qd, 'qd')

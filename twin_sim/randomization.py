@@ -1,4 +1,5 @@
-"""Domain randomization: draw robot variants around the identified (or URDF) parameters.
+"""
+Domain randomization: draw robot variants around the identified (or URDF) parameters.
 
 A randomization file (``config/randomization/*.yaml``) gives, per quantity, the range a variant
 draws it from::
@@ -58,7 +59,8 @@ class RandomizationError(ValueError):
 
 @dataclass(frozen=True)
 class Range:
-    """A scalar range a variant draws one value from.
+    """
+    A scalar range a variant draws one value from.
 
     Parameters
     ----------
@@ -66,6 +68,7 @@ class Range:
         Bounds, ``low <= high``; equal bounds give a fixed value.
     distribution : str
         ``'uniform'`` or ``'loguniform'`` (uniform in ``log``; needs ``low > 0``).
+
     """
 
     low: float
@@ -130,12 +133,14 @@ PER_JOINT_SECTIONS = ('links', 'friction', 'actuator')
 
 
 def deep_merge(base, overrides):
-    """Return ``base`` with ``overrides`` merged in (mappings recursively, other values replaced).
+    """
+    Return ``base`` with ``overrides`` merged in (mappings recursively, other values replaced).
 
     Parameters
     ----------
     base, overrides : dict
         Plain YAML-like mappings; neither is modified.
+
     """
     merged = dict(base)
     for key, value in (overrides or {}).items():
@@ -191,7 +196,8 @@ def _parse_range(value, where, spec):
 
 
 def variant_seed_sequence(seed, index):
-    """Return the :class:`numpy.random.SeedSequence` of variant ``index`` under ``seed``.
+    """
+    Return the :class:`numpy.random.SeedSequence` of variant ``index`` under ``seed``.
 
     It equals ``SeedSequence(seed).spawn(index + 1)[index]``.
     """
@@ -204,7 +210,8 @@ def variant_seed_sequence(seed, index):
 
 @dataclass
 class Variant:
-    """One randomized robot: multipliers and offsets around the nominal parameters.
+    """
+    One randomized robot: multipliers and offsets around the nominal parameters.
 
     Attributes
     ----------
@@ -235,6 +242,7 @@ class Variant:
         Measurement latency: samples reach the twin this late, with their original stamps.
     noise_seed : int
         Seed for the variant's noise and its plant (independent of the parameter draws).
+
     """
 
     index: int
@@ -284,7 +292,8 @@ class Variant:
 
 
 class RandomizationSpec:
-    """Validated ranges of a randomization file.
+    """
+    Validated ranges of a randomization file.
 
     Build with :meth:`from_dict` or :meth:`load` (or :func:`load_randomization`); draw variants
     with :meth:`sample`.
@@ -297,13 +306,15 @@ class RandomizationSpec:
 
     @classmethod
     def from_dict(cls, data, source='<dict>'):
-        """Validate a randomization mapping (the content of a randomization YAML file).
+        """
+        Validate a randomization mapping (the content of a randomization YAML file).
 
         Raises
         ------
         RandomizationError
             Naming the source and the offending field, for unknown sections or fields, ranges
             that are not ``[low, high]``, inverted or out-of-domain bounds, or a wrong version.
+
         """
         if data is None:
             data = {}
@@ -360,7 +371,8 @@ class RandomizationSpec:
 
     @classmethod
     def load(cls, path, overrides=None):
-        """Read and validate a randomization YAML file, with optional overrides merged in.
+        """
+        Read and validate a randomization YAML file, with optional overrides merged in.
 
         Parameters
         ----------
@@ -368,6 +380,7 @@ class RandomizationSpec:
             The YAML file.
         overrides : dict, optional
             Sections/fields that replace the file's (deep merge).
+
         """
         path = Path(path)
         try:
@@ -386,7 +399,7 @@ class RandomizationSpec:
             source += ' (with overrides)'
         return cls.from_dict(data, source)
 
-    def range(self, section, name, joint=None):
+    def range(self, section, name, joint=None):  # noqa: A003 (public method name)
         """Return the :class:`Range` of a field (the joint's override if any, else the default)."""
         if joint is not None and (section, joint, name) in self.joint_ranges:
             return self.joint_ranges[(section, joint, name)]
@@ -413,7 +426,8 @@ class RandomizationSpec:
         return out
 
     def sample(self, joint_names, seed, index):
-        """Draw variant ``index`` of ``seed`` for a robot with joints ``joint_names``.
+        """
+        Draw variant ``index`` of ``seed`` for a robot with joints ``joint_names``.
 
         Parameters
         ----------
@@ -425,6 +439,7 @@ class RandomizationSpec:
         Returns
         -------
         Variant
+
         """
         joint_names = tuple(joint_names)
         self.check_joints(joint_names)
@@ -456,7 +471,8 @@ class RandomizationSpec:
 
 
 def load_randomization(path=None, overrides=None):
-    """Load a randomization file (the packaged default when ``path`` is None).
+    """
+    Load a randomization file (the packaged default when ``path`` is None).
 
     Parameters
     ----------
@@ -468,6 +484,7 @@ def load_randomization(path=None, overrides=None):
     Returns
     -------
     RandomizationSpec
+
     """
     return RandomizationSpec.load(DEFAULT_RANDOMIZATION if path is None else path, overrides)
 
@@ -478,7 +495,8 @@ def load_randomization(path=None, overrides=None):
 
 @dataclass
 class BodyInertial:
-    """Inertial parameters of one link, in its link frame.
+    """
+    Inertial parameters of one link, in its link frame.
 
     Attributes
     ----------
@@ -487,6 +505,7 @@ class BodyInertial:
         Centre of mass in the link frame.
     inertia : (3, 3) ndarray, kg m^2
         Rotational inertia about the CoM, axes of the link frame.
+
     """
 
     mass: float
@@ -560,7 +579,8 @@ def _read_inertial(link):
 
 @dataclass
 class NominalDynamics:
-    """The parameters a randomization is centred on, per movable joint in model order.
+    """
+    The parameters a randomization is centred on, per movable joint in model order.
 
     Attributes
     ----------
@@ -578,6 +598,7 @@ class NominalDynamics:
     velocity_limit : (n,) ndarray, rad/s
     params_path : Path or None
         The identified ``params.yaml`` applied, if any.
+
     """
 
     urdf_path: Path
@@ -592,7 +613,8 @@ class NominalDynamics:
 
     @classmethod
     def from_urdf(cls, urdf_path, params_path=None, model=None):
-        """Read the nominal parameters from a URDF, optionally with an identified params.yaml.
+        """
+        Read the nominal parameters from a URDF, optionally with an identified params.yaml.
 
         Parameters
         ----------
@@ -612,6 +634,7 @@ class NominalDynamics:
         RandomizationError
             If the URDF cannot be read or the identified parameters give a child link that is
             not physical (mass <= 0).
+
         """
         from twin_sim.urdf_model import RobotModel
         urdf_path = Path(urdf_path).resolve()
@@ -655,7 +678,8 @@ def _dynamic_parameter_rows(model, joint_names):
 
 
 def _apply_identified(model, joint_names, child_links, bodies, viscous, coulomb, params_path):
-    """Move identified parameters from ``params_path`` onto the child links and friction.
+    """
+    Move identified parameters from ``params_path`` onto the child links and friction.
 
     Returns the child links' bodies and the viscous and Coulomb coefficients the plant gets.
     A joint with the Gaz sigmoid gets ``coulomb + phi1 / 2`` (the mean of its two saturation
@@ -691,7 +715,8 @@ def _set_floats(element, key, values):
 
 
 def write_variant_urdf(nominal, variant, out_path):
-    """Write the URDF of a variant: the nominal URDF with its bodies, friction and limits changed.
+    """
+    Write the URDF of a variant: the nominal URDF with its bodies, friction and limits changed.
 
     Each joint's child link gets the variant's mass, CoM and inertia (``<inertial>`` rewritten
     in the link frame, ``rpy`` 0); ``<dynamics damping friction>`` get the scaled viscous and
@@ -702,6 +727,7 @@ def write_variant_urdf(nominal, variant, out_path):
     Parameters
     ----------
     nominal : NominalDynamics
+        The nominal model the variant perturbs.
     variant : Variant
         Its ``joint_names`` must equal ``nominal.joint_names``.
     out_path : str or Path
@@ -711,6 +737,7 @@ def write_variant_urdf(nominal, variant, out_path):
     -------
     Path
         ``out_path``.
+
     """
     if tuple(variant.joint_names) != tuple(nominal.joint_names):
         raise RandomizationError(
@@ -760,7 +787,8 @@ def write_variant_urdf(nominal, variant, out_path):
 
 
 def write_identified_urdf(urdf_path, params_path, out_path):
-    """Write the robot's URDF with the identified dynamics of a ``params.yaml`` put in.
+    """
+    Write the robot's URDF with the identified dynamics of a ``params.yaml`` put in.
 
     The plant (HIL, demo) simulates a URDF; this is how it runs with the parameters
     ``robot-twin sysid`` identified (the variant with every scale 1, no offsets).
@@ -768,11 +796,13 @@ def write_identified_urdf(urdf_path, params_path, out_path):
     Parameters
     ----------
     urdf_path, params_path, out_path : str or Path
+        The source URDF, the identified-parameters file and the URDF to write.
 
     Returns
     -------
     Path
         ``out_path``.
+
     """
     nominal = NominalDynamics.from_urdf(urdf_path, params_path)
     n = len(nominal.joint_names)

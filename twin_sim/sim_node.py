@@ -1,4 +1,5 @@
-"""The ``twin_sim`` node: the twin's physics, as mirror of the robot or as the robot itself.
+"""
+The ``twin_sim`` node: the twin's physics, as mirror of the robot or as the robot itself.
 
 ``mode: mirror`` (beside a real robot) follows /joint_states and the wrench topic through the
 bridge's validation core and publishes predictions and residuals (:mod:`twin_sim.mirror_node`).

@@ -1,4 +1,5 @@
-"""Identification of inertial and friction parameters from a joint log.
+"""
+Identification of inertial and friction parameters from a joint log.
 
 Method
 ------
@@ -78,11 +79,13 @@ def _progress_default(progress):
 # Model helpers
 # --------------------------------------------------------------------------------------------
 def load_model(urdf):
-    """Build the pinocchio model of a URDF (fixed base), via ``RobotModel`` when it exists.
+    """
+    Build the pinocchio model of a URDF (fixed base), via ``RobotModel`` when it exists.
 
     Parameters
     ----------
     urdf : str or Path
+        The URDF file.
 
     Returns
     -------
@@ -93,6 +96,7 @@ def load_model(urdf):
     ------
     SysIdError
         The file is missing or not a URDF pinocchio can read, or has a multi-DoF joint.
+
     """
     try:
         from twin_sim.urdf_model import RobotModel
@@ -125,7 +129,8 @@ def model_joint_names(model):
 
 
 def joint_configuration(model, q):
-    """Turn joint coordinates into a pinocchio configuration vector.
+    """
+    Turn joint coordinates into a pinocchio configuration vector.
 
     Parameters
     ----------
@@ -138,6 +143,7 @@ def joint_configuration(model, q):
     Returns
     -------
     (nq,) pinocchio configuration.
+
     """
     if model.nq == model.nv:
         return np.asarray(q, dtype=float)
@@ -153,13 +159,15 @@ def joint_configuration(model, q):
 
 
 def nominal_parameters(model):
-    """Stacked dynamic parameters of the model's bodies.
+    """
+    Stacked dynamic parameters of the model's bodies.
 
     Returns
     -------
     theta : (10 nb,)
         ``[m, mcx, mcy, mcz, Ixx, Ixy, Iyy, Ixz, Iyz, Izz]`` per joint, pinocchio order; kg, kg·m,
         kg·m², about the joint frame origin, in the joint frame.
+
     """
     return np.concatenate([model.inertias[i].toDynamicParameters()
                            for i in range(1, model.njoints)])
@@ -180,24 +188,30 @@ def parameter_names(model):
 
 
 def regressor(model, q, qd, qdd, *, rows=None, columns=None, progress=False, desc='regressor'):
-    """Joint torque regressor stacked over samples.
+    """
+    Joint torque regressor stacked over samples.
 
     Parameters
     ----------
     model : pin.Model
+        The robot model.
     q, qd, qdd : (N, n) rad, rad/s, rad/s² (m, m/s, m/s² for prismatic joints)
+        Joint positions, velocities and accelerations, one row per sample.
     rows : (n_r,) int, optional
         Joints (torque rows) to keep; default all.
     columns : (n_c,) int, optional
         Parameter columns to keep; default all ``10 nb``.
     progress : bool
         Show a tqdm bar.
+    desc : str
+        Label of the tqdm bar.
 
     Returns
     -------
     Y : (N, n_r, n_c)
         ``tau[k, rows] = Y[k] @ theta[columns]`` when the other parameters are zero (or are
         dependent on ``columns`` through the base-parameter map).
+
     """
     from tqdm import tqdm
 
@@ -221,12 +235,14 @@ def regressor(model, q, qd, qdd, *, rows=None, columns=None, progress=False, des
 
 
 def position_limits(model):
-    """Position limits per joint, model order.
+    """
+    Position limits per joint, model order.
 
     Returns
     -------
     lo, hi : (n,) rad or m
         The URDF limits; ``-pi, pi`` for joints without finite limits (continuous joints).
+
     """
     n = model.nv
     lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
@@ -253,7 +269,8 @@ def _random_states(model, n_states, locked, rng):
 
 @dataclass
 class BaseParameters:
-    """Map from the full dynamic parameters to the identifiable base parameters.
+    """
+    Map from the full dynamic parameters to the identifiable base parameters.
 
     Attributes
     ----------
@@ -268,6 +285,7 @@ class BaseParameters:
         Joints whose torque the map is for (the log's measured, moving joints).
     locked : dict
         Joint index -> position (rad or m) held during the random states.
+
     """
 
     columns: np.ndarray
@@ -279,7 +297,7 @@ class BaseParameters:
 
     @property
     def rank(self):
-        """Number of base parameters."""
+        """Return the number of base parameters."""
         return len(self.columns)
 
     def describe(self, i, tol=1e-9):
@@ -293,11 +311,13 @@ class BaseParameters:
 
 
 def base_parameters(model, *, rows=None, locked=None, n_states=None, seed=0, rtol=1e-8):
-    """Find the base parameters by QR with column pivoting of a random-state regressor.
+    """
+    Find the base parameters by QR with column pivoting of a random-state regressor.
 
     Parameters
     ----------
     model : pin.Model
+        The robot model.
     rows : sequence of int, optional
         Joints whose torques are measured (default: all).
     locked : dict, optional
@@ -306,12 +326,14 @@ def base_parameters(model, *, rows=None, locked=None, n_states=None, seed=0, rto
     n_states : int, optional
         Random states stacked (default enough for 4x as many rows as parameters, >= 50).
     seed : int
+        Seed of the random states.
     rtol : float
         A pivot ``|R_ii| <= rtol * |R_00|`` marks the end of the base columns.
 
     Returns
     -------
     BaseParameters
+
     """
     locked = dict(locked or {})
     rows = np.arange(model.nv) if rows is None else np.asarray(rows, dtype=int)
@@ -341,18 +363,22 @@ def base_parameters(model, *, rows=None, locked=None, n_states=None, seed=0, rto
 # Friction
 # --------------------------------------------------------------------------------------------
 def friction_torque(friction_model, params, qd):
-    """Friction torque of the identified model.
+    """
+    Friction torque of the identified model.
 
     Parameters
     ----------
     friction_model : {'viscous-coulomb', 'sigmoid'}
+        The friction law.
     params : (n, 3) or (n, 4)
         ``[viscous, coulomb, offset]`` or ``[phi1, phi2, phi3, offset]`` per joint.
     qd : (N, n) rad/s
+        Joint velocities, one row per sample.
 
     Returns
     -------
     (N, n) N·m
+
     """
     params = np.asarray(params, dtype=float)
     if friction_model == 'viscous-coulomb':
@@ -377,19 +403,24 @@ def _sigmoid_jacobian(qd, p):
 # Physical consistency
 # --------------------------------------------------------------------------------------------
 def check_physical_consistency(theta, joint_names, rtol=1e-9):
-    """Check mass > 0 and a valid rotational inertia for every body.
+    """
+    Check mass > 0 and a valid rotational inertia for every body.
 
     Parameters
     ----------
     theta : (10 nb,)
         Dynamic parameters, pinocchio order.
     joint_names : list of str, length nb
+        Names of the bodies' joints, used in the messages.
+    rtol : float
+        Tolerance on the smallest inertia eigenvalue, relative to the body's inertia scale.
 
     Returns
     -------
     list of str
         One line per violation (empty when all bodies are consistent): non-positive mass,
         inertia about the centre of mass not positive definite, triangle inequality broken.
+
     """
     problems = []
     for b, joint in enumerate(joint_names):
@@ -415,7 +446,8 @@ def check_physical_consistency(theta, joint_names, rtol=1e-9):
 
 
 def parameter_scales(theta_nominal):
-    """Typical size of each dynamic parameter, to weigh changes of different units.
+    """
+    Typical size of each dynamic parameter, to weigh changes of different units.
 
     Per body: ``[m0, m0 r (x3), m0 r^2 (x6)]`` with ``m0`` the nominal mass (at least 0.1 kg)
     and ``r`` its radius of gyration about the joint origin (at least 0.05 m).
@@ -423,10 +455,12 @@ def parameter_scales(theta_nominal):
     Parameters
     ----------
     theta_nominal : (10 nb,)
+        Nominal dynamic parameters, pinocchio order.
 
     Returns
     -------
     (10 nb,) positive scales in kg, kg·m, kg·m².
+
     """
     scales = []
     for k in range(len(theta_nominal) // 10):
@@ -439,7 +473,8 @@ def parameter_scales(theta_nominal):
 
 
 def closest_full_parameters(base, beta, theta_nominal):
-    """Full parameters closest to the nominal ones that have the given base parameters.
+    """
+    Full parameters closest to the nominal ones that have the given base parameters.
 
     Minimizes ``|| (theta - theta_nominal) / parameter_scales(theta_nominal) ||`` subject to
     ``base.projection @ theta == beta`` (closed form, pseudo-inverse).
@@ -447,12 +482,16 @@ def closest_full_parameters(base, beta, theta_nominal):
     Parameters
     ----------
     base : BaseParameters
+        The base-parameter map ``beta`` is expressed in.
     beta : (r,)
+        Base parameter values.
     theta_nominal : (10 nb,)
+        Nominal dynamic parameters, pinocchio order.
 
     Returns
     -------
     theta : (10 nb,)
+
     """
     scales = parameter_scales(theta_nominal)
     rhs = beta - base.projection @ theta_nominal
@@ -494,7 +533,8 @@ def _theta_from_logchol(z):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class SysIdResult:
-    """Everything identification found, for params.yaml, the report and the plots.
+    """
+    Everything identification found, for params.yaml, the report and the plots.
 
     Attributes
     ----------
@@ -534,6 +574,7 @@ class SysIdResult:
         Base parameters of the least-squares fit before any consistency refit.
     urdf : str
         The URDF path, when known.
+
     """
 
     joint_names: list
@@ -564,7 +605,8 @@ class SysIdResult:
     urdf: str = ''
 
     def rmse(self, which='after', filtered=False):
-        """Per-joint held-out torque RMSE, N·m, ``(n,)`` (NaN for joints not identified).
+        """
+        Per-joint held-out torque RMSE, N·m, ``(n,)`` (NaN for joints not identified).
 
         Parameters
         ----------
@@ -573,6 +615,7 @@ class SysIdResult:
         filtered : bool
             Against the low-pass filtered effort instead of the measured one (resampled onto
             the uniform grid, not filtered), which is the default.
+
         """
         pred = self.tau_after if which == 'after' else self.tau_before
         meas = self.tau_test if filtered else self.tau_raw_test
@@ -588,14 +631,17 @@ class SysIdResult:
 
 
 def predict_torque(model, theta, q, qd, qdd, friction_model=None, friction=None):
-    """Joint torques by inverse dynamics (pinocchio RNEA) plus friction.
+    """
+    Joint torques by inverse dynamics (pinocchio RNEA) plus friction.
 
     Parameters
     ----------
     model : pin.Model
+        The robot model.
     theta : (10 nb,) or None
         Dynamic parameters; None keeps the model's.
     q, qd, qdd : (N, n)
+        Joint positions, velocities and accelerations, one row per sample.
     friction_model : str or None
         ``'viscous-coulomb'``, ``'sigmoid'``, ``'urdf'`` (the model's damping and friction as
         viscous and Coulomb) or None (no friction).
@@ -605,6 +651,7 @@ def predict_torque(model, theta, q, qd, qdd, friction_model=None, friction=None)
     Returns
     -------
     tau : (N, n) N·m
+
     """
     m = model if theta is None else model_with_parameters(model, theta)
     data = m.createData()
@@ -643,7 +690,8 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, lock
              consistency='auto', max_condition=DEFAULT_MAX_CONDITION,
              warn_condition=DEFAULT_WARN_CONDITION, min_range=DEFAULT_MIN_RANGE,
              progress=None, seed=0, fit_torque='raw'):
-    """Identify base inertial parameters and friction from a processed log.
+    """
+    Identify base inertial parameters and friction from a processed log.
 
     Parameters
     ----------
@@ -652,6 +700,7 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, lock
     log : ProcessedLog
         From :func:`twin_sim.logdata.prepare_log`, in ``model``'s joint order.
     friction : {'viscous-coulomb', 'sigmoid'}
+        The friction law to fit.
     train_fraction : float in (0, 1)
         The first part of the log is fitted, the rest is held out for the RMSE figures.
     lock_joints : sequence of str
@@ -685,6 +734,7 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, lock
     SysIdError
         Bad options, a joint that never moves, too few samples, or a rank-deficient /
         ill-conditioned regressor.
+
     """
     timings = {}
     t0 = _time.perf_counter()
@@ -872,7 +922,8 @@ def _rmse_train(yb, yf, b_mat, beta, fric_rows, friction, qd_act):
 
 
 def _fit_sigmoid(yb, b_mat, qd_act, weights, x_vc, r):
-    """Variable-projection fit of the Gaz sigmoid friction; the inertial part is linear.
+    """
+    Variable-projection fit of the Gaz sigmoid friction; the inertial part is linear.
 
     Returns beta (r,), friction rows (n_act, 4), beta_std (r,).
     """
@@ -969,7 +1020,8 @@ def _logchol_theta_jac(z):
 
 def _consistent_refit(base, yb, yf, b_mat, weights, theta_nom, beta, fric_rows, friction,
                       qd_act, reg=1e-3):
-    """Refit with log-Cholesky bodies (consistent by construction); see the module docstring.
+    """
+    Refit with log-Cholesky bodies (consistent by construction); see the module docstring.
 
     Minimizes ``mean(weighted torque residual^2) + reg * mean(((theta - theta_nom) /
     parameter_scales)^2)`` over the log-Cholesky coordinates of every body (and the
@@ -1047,11 +1099,13 @@ def _consistent_refit(base, yb, yf, b_mat, weights, theta_nom, beta, fric_rows, 
 # --------------------------------------------------------------------------------------------
 def identify_log(urdf, data, *, topic=None, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None,
                  max_nan_fraction=0.05, **kwargs):
-    """Read a log file, prepare it and identify the model of a URDF.
+    """
+    Read a log file, prepare it and identify the model of a URDF.
 
     Parameters
     ----------
     urdf : str or Path
+        The URDF file.
     data : str or Path
         CSV file or rosbag2 directory (see :func:`twin_sim.logdata.read_log`).
     topic, cutoff_hz, rate_hz, max_nan_fraction
@@ -1063,6 +1117,7 @@ def identify_log(urdf, data, *, topic=None, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz
     -------
     SysIdResult
         ``timings['load_filter']`` holds the reading and filtering time.
+
     """
     t0 = _time.perf_counter()
     model = load_model(urdf)
@@ -1077,7 +1132,8 @@ def identify_log(urdf, data, *, topic=None, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz
 
 
 def save_parameters(result, path):
-    """Write the identified parameters as params.yaml (docs/conventions.md format).
+    """
+    Write the identified parameters as params.yaml (docs/conventions.md format).
 
     ``joints`` lists every model joint; ``friction`` names the identified joints only (the
     others keep their URDF values when loaded); ``bodies`` names every joint.
@@ -1085,7 +1141,10 @@ def save_parameters(result, path):
     Parameters
     ----------
     result : SysIdResult
+        The identification result.
     path : str or Path
+        The YAML file to write.
+
     """
     import yaml
 

@@ -1,4 +1,5 @@
-"""Report and plots of a system identification run (``robot-twin sysid --report``).
+"""
+Report and plots of a system identification run (``robot-twin sysid --report``).
 
 :func:`write_report` writes ``report.json`` and, next to it, ``<stem>_torques.png`` (measured
 and predicted torque per joint on the held-out part, URDF model before and identified model
@@ -24,11 +25,13 @@ def _num(x):
 
 
 def report_dict(result, data=None):
-    """Build the report as a JSON-ready dict.
+    """
+    Build the report as a JSON-ready dict.
 
     Parameters
     ----------
     result : twin_sim.sysid.SysIdResult
+        The identification result.
     data : str, optional
         The log it came from (informational).
 
@@ -38,6 +41,7 @@ def report_dict(result, data=None):
         ``train_samples``, ``test_samples``, ``joints: {joint: {rmse_before, rmse_after, ...}}``
         (identified joints only), ``rmse_before_mean``, ``rmse_after_mean`` (N·m), plus the
         condition number, friction, base parameters, consistency, warnings and timings.
+
     """
     before, after = result.rmse('before'), result.rmse('after')
     after_f, before_f = result.rmse('after', filtered=True), result.rmse('before', filtered=True)
@@ -90,13 +94,16 @@ def _pyplot():
 
 
 def plot_torques(result, path):
-    """Measured vs predicted torque per identified joint on the held-out part.
+    """
+    Measured vs predicted torque per identified joint on the held-out part.
 
     Parameters
     ----------
     result : SysIdResult
+        The identification result.
     path : str or Path
         PNG file to write.
+
     """
     plt = _pyplot()
     rows = np.flatnonzero(result.active)
@@ -144,21 +151,25 @@ def plot_rmse(result, path):
 
 
 def write_report(result, path, *, data=None, plots=True):
-    """Write report.json and, next to it, the plots.
+    """
+    Write report.json and, next to it, the plots.
 
     Parameters
     ----------
     result : SysIdResult
+        The identification result.
     path : str or Path
         The JSON file; plots go to ``<stem>_torques.png`` and ``<stem>_rmse.png`` beside it.
     data : str, optional
         The log path, recorded in the report.
     plots : bool
+        Also write the PNG plots.
 
     Returns
     -------
     dict
         The report (with ``plots`` listing the PNG files).
+
     """
     t0 = time.perf_counter()
     path = Path(path)

@@ -1,4 +1,5 @@
-"""Joint trajectories without ROS: interpolation of trajectory points and the demo motion.
+"""
+Joint trajectories without ROS: interpolation of trajectory points and the demo motion.
 
 :class:`JointTrajectoryInterpolator` turns the points of a ``trajectory_msgs/JointTrajectory``
 (times from start, positions, optional velocities and accelerations) into a continuous
@@ -33,7 +34,8 @@ def _matrix(value, m, n, what):
 
 
 class JointTrajectoryInterpolator:
-    """Time-parameterized interpolation of joint trajectory points.
+    """
+    Time-parameterized interpolation of joint trajectory points.
 
     With positions only, a cubic spline through the points with zero velocity at both ends
     (``CubicSpline(bc_type='clamped')``, C2); with velocities, a cubic Hermite spline (C1,
@@ -57,6 +59,7 @@ class JointTrajectoryInterpolator:
     ------
     TrajectoryError
         Empty trajectory, shapes that do not match, times not increasing, non-finite values.
+
     """
 
     def __init__(self, times, positions, velocities=None, accelerations=None,
@@ -113,7 +116,8 @@ class JointTrajectoryInterpolator:
     @classmethod
     def from_points(cls, times, positions, velocities=None, accelerations=None, *,
                     start_q=None, start_qd=None, joint_names=None):
-        """Build from message points, starting from the current state if the first is later.
+        """
+        Build from message points, starting from the current state if the first is later.
 
         ``trajectory_msgs/JointTrajectory`` points usually start after ``t = 0``; as
         ros2_control's joint trajectory controller does, the current state (``start_q``,
@@ -137,7 +141,8 @@ class JointTrajectoryInterpolator:
         return cls(times, positions, velocities, accelerations, joint_names=joint_names)
 
     def sample(self, t):
-        """Return ``(q, qd, qdd)`` at time ``t`` (s from the trajectory start).
+        """
+        Return ``(q, qd, qdd)`` at time ``t`` (s from the trajectory start).
 
         Parameters
         ----------
@@ -148,6 +153,7 @@ class JointTrajectoryInterpolator:
         -------
         q, qd, qdd : (n,) or (k, n)
             rad, rad/s, rad/s^2.
+
         """
         scalar = np.ndim(t) == 0
         t = np.atleast_1d(np.asarray(t, dtype=float))
@@ -174,7 +180,8 @@ class JointTrajectoryInterpolator:
 
 
 class DemoMotion:
-    """A smooth periodic joint motion within a fraction of the joint limits.
+    """
+    A smooth periodic joint motion within a fraction of the joint limits.
 
     Joint ``i`` moves as ``q_i(t) = c_i + w(t) sum_k a_ik sin(2 pi h_ik t / T + phi_ik)``, with
     integer harmonics ``h_ik`` (so the motion repeats every ``T``), random phases, and a
@@ -201,6 +208,7 @@ class DemoMotion:
         Duration of the fade-in, s (0: none).
     seed : int
         Seeds phases and harmonics.
+
     """
 
     def __init__(self, lower, upper, velocity_limit, *, center=None, fraction=0.6,
@@ -275,7 +283,8 @@ class DemoMotion:
         return q, qd, qdd
 
     def effort_ratio(self, model, samples=400):
-        """Largest ``|tau_i| / effort_limit_i`` of the motion under a model's inverse dynamics.
+        """
+        Largest ``|tau_i| / effort_limit_i`` of the motion under a model's inverse dynamics.
 
         Parameters
         ----------
@@ -284,6 +293,7 @@ class DemoMotion:
             friction (``damping``, ``friction`` if present) is added.
         samples : int
             Samples over the fade-in and one period.
+
         """
         times = np.linspace(0.0, self.fade_in_s + self.period_s, int(samples))
         q, qd, qdd = self.sample(times)
@@ -298,7 +308,8 @@ class DemoMotion:
         return worst
 
     def fit_effort(self, model, max_iterations=20):
-        """Shrink the motion until its efforts stay within ``fraction`` of the effort limits.
+        """
+        Shrink the motion until its efforts stay within ``fraction`` of the effort limits.
 
         Each iteration scales the amplitudes by 0.8 (gravity torques and speeds both shrink).
         Returns ``self``.
@@ -307,6 +318,7 @@ class DemoMotion:
         ------
         TrajectoryError
             If even the shrunk motion needs too much effort (e.g. the centre pose alone does).
+
         """
         for _ in range(int(max_iterations)):
             if self.effort_ratio(model) <= self.fraction:
@@ -321,7 +333,8 @@ class DemoMotion:
 
     @classmethod
     def from_model(cls, model, *, fit=True, **kwargs):
-        """Build from a :class:`~twin_sim.urdf_model.RobotModel`'s limits (and fit its efforts).
+        """
+        Build from a :class:`~twin_sim.urdf_model.RobotModel`'s limits (and fit its efforts).
 
         ``kwargs`` go to the constructor (``center``, ``fraction``, ``period_s``, ...).
         """

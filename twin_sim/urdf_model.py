@@ -1,4 +1,5 @@
-"""Robot model from a URDF: joints, limits, rigid-body dynamics (pinocchio) and the FT wrench.
+"""
+Robot model from a URDF: joints, limits, rigid-body dynamics (pinocchio) and the FT wrench.
 
 :meth:`RobotModel.from_urdf` checks the URDF itself (``xml.etree``), then builds a pinocchio
 model of it. The robot base (the URDF's root link) is fixed at the world origin; gravity is
@@ -58,9 +59,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pinocchio as pin
-import yaml
-
 from twin_sim.friction import FrictionError, FrictionModel
+import yaml
 
 __all__ = [
     'DEFAULT_FT_LINK', 'GRAVITY', 'ParametersError', 'Payload', 'RobotModel', 'URDFError',
@@ -92,7 +92,8 @@ class ParametersError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Payload:
-    """A rigid payload carried by the tool.
+    """
+    A rigid payload carried by the tool.
 
     Parameters
     ----------
@@ -104,6 +105,7 @@ class Payload:
     inertia : (3, 3) kg·m^2
         Rotational inertia about the centre of mass, axes of the payload frame (symmetric,
         positive semi-definite). Default zero (a point mass).
+
     """
 
     mass: float
@@ -140,7 +142,7 @@ class Payload:
 @dataclass
 class _Joint:
     name: str
-    type: str
+    type: str  # noqa: A003 (public field, the URDF 'type' attribute)
     parent: str
     child: str
     origin: pin.SE3
@@ -446,7 +448,8 @@ def _build_pinocchio(urdf):
 # The model
 
 class RobotModel:
-    """Rigid-body model of a fixed-base arm; build it with :meth:`from_urdf`.
+    """
+    Rigid-body model of a fixed-base arm; build it with :meth:`from_urdf`.
 
     Attributes
     ----------
@@ -482,6 +485,7 @@ class RobotModel:
     -----
     The dynamics methods are rigid-body only: they include neither joint friction nor motor
     inertia (see :mod:`twin_sim.friction` and :mod:`twin_sim.predictor`).
+
     """
 
     def __init__(self, urdf, pin_model, ft_link):
@@ -514,7 +518,8 @@ class RobotModel:
 
     @classmethod
     def from_urdf(cls, path, *, ft_link=DEFAULT_FT_LINK, package_dirs=None):
-        """Load and check a URDF.
+        """
+        Load and check a URDF.
 
         Parameters
         ----------
@@ -533,6 +538,7 @@ class RobotModel:
         URDFError
             Missing file, invalid XML, unsupported joint, missing limits, bad inertia, a
             moving joint with undefined dynamics (see the module docstring).
+
         """
         urdf = _parse_urdf(path, package_dirs)
         if ft_link is not None and ft_link not in urdf.links:
@@ -634,12 +640,14 @@ class RobotModel:
         return other
 
     def with_payload(self, payload):
-        """Return a duplicate of this model that carries ``payload`` (None: no payload).
+        """
+        Return a duplicate of this model that carries ``payload`` (None: no payload).
 
         Parameters
         ----------
         payload : Payload or None
             In the :attr:`payload_frame`.
+
         """
         if payload is not None and not isinstance(payload, Payload):
             raise TypeError(f'payload must be a Payload or None, got {type(payload).__name__}')
@@ -650,19 +658,25 @@ class RobotModel:
 
     # ------------------------------------------------------------------------ dynamics
     def inverse_dynamics(self, q, qd, qdd, payload=None):
-        """Joint torques for a motion (RNEA), without friction.
+        """
+        Joint torques for a motion (RNEA), without friction.
 
         Parameters
         ----------
         q : (n,) rad
+            Joint positions.
         qd : (n,) rad/s
+            Joint velocities.
         qdd : (n,) rad/s^2
+            Joint accelerations.
         payload : Payload, optional
             Overrides the model's own :attr:`payload` for this call.
 
         Returns
         -------
         tau : (n,) N·m
+            Joint efforts.
+
         """
         q, qd, qdd = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
                       self._joint_vector(qdd, 'qdd'))
@@ -676,19 +690,25 @@ class RobotModel:
             return pin.computeGeneralizedGravity(self.pin_model, self.pin_data, q).copy()
 
     def forward_dynamics(self, q, qd, tau, payload=None):
-        """Joint accelerations under joint torques (ABA), without friction.
+        """
+        Joint accelerations under joint torques (ABA), without friction.
 
         Parameters
         ----------
         q : (n,) rad
+            Joint positions.
         qd : (n,) rad/s
+            Joint velocities.
         tau : (n,) N·m
+            Joint efforts.
         payload : Payload, optional
             Overrides the model's own :attr:`payload` for this call.
 
         Returns
         -------
         qdd : (n,) rad/s^2
+            Joint accelerations.
+
         """
         q, qd, tau = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
                       self._joint_vector(tau, 'tau'))
@@ -703,13 +723,17 @@ class RobotModel:
         return upper + np.triu(upper, 1).T
 
     def ft_wrench(self, q, qd, qdd, payload=None):
-        """Wrench that the distal bodies exert on the force-torque sensor.
+        """
+        Wrench that the distal bodies exert on the force-torque sensor.
 
         Parameters
         ----------
         q : (n,) rad
+            Joint positions.
         qd : (n,) rad/s
+            Joint velocities.
         qdd : (n,) rad/s^2
+            Joint accelerations.
         payload : Payload, optional
             Overrides the model's own :attr:`payload` for this call.
 
@@ -717,6 +741,7 @@ class RobotModel:
         -------
         wrench : (6,) [N, N, N, N·m, N·m, N·m]
             ``[fx, fy, fz, tx, ty, tz]`` in the :attr:`ft_frame`, torque about its origin.
+
         """
         if self.ft_frame is None:
             raise ValueError(f'{self.urdf_path}: the model has no force-torque sensor link '
@@ -728,7 +753,8 @@ class RobotModel:
             return self.ft_wrench_from_data(self.pin_data)
 
     def ft_wrench_from_data(self, data):
-        """FT wrench from a pinocchio ``Data`` on which ``pin.rnea`` has just run.
+        """
+        FT wrench from a pinocchio ``Data`` on which ``pin.rnea`` has just run.
 
         The hot-path form of :meth:`ft_wrench`: it reuses the velocity and acceleration (with
         gravity) of the sensor's parent joint that RNEA stored, so it costs a few spatial
@@ -742,6 +768,7 @@ class RobotModel:
         Returns
         -------
         wrench : (6,) N, N·m, in the :attr:`ft_frame`
+
         """
         placement = self._ft_placement
         jid = self._ft_joint
@@ -755,22 +782,26 @@ class RobotModel:
 
     @property
     def ft_distal_inertia(self):
-        """Spatial inertia of everything distal to the sensor, payload included.
+        """
+        Spatial inertia of everything distal to the sensor, payload included.
 
         Returns
         -------
         pinocchio.Inertia or None
             Mass (kg), centre of mass (m) and rotational inertia about it (kg·m^2), in the
             :attr:`ft_frame`; None without a sensor.
+
         """
         return None if self._ft_inertia is None else self._ft_inertia.copy()
 
     def frame_pose(self, q, frame):
-        """World pose of a URDF link or joint frame.
+        """
+        World pose of a URDF link or joint frame.
 
         Parameters
         ----------
         q : (n,) rad
+            Joint positions.
         frame : str
             A link or joint name of the URDF.
 
@@ -778,6 +809,7 @@ class RobotModel:
         -------
         T : (4, 4)
             Homogeneous transform world <- frame (m).
+
         """
         q = self._joint_vector(q, 'q')
         if not self.pin_model.existFrame(frame):
@@ -789,7 +821,8 @@ class RobotModel:
 
     # ------------------------------------------------------------------ parameters file
     def dynamic_parameters(self):
-        """Return the model's dynamics as a params.yaml document (docs/conventions.md).
+        """
+        Return the model's dynamics as a params.yaml document (docs/conventions.md).
 
         Returns
         -------
@@ -799,6 +832,7 @@ class RobotModel:
             ``[m, mcx, mcy, mcz, Ixx, Ixy, Iyy, Ixz, Iyz, Izz]`` of the body that joint moves
             (fixed-attached links merged, payload excluded), in the joint frame, inertia about
             the joint frame origin.
+
         """
         doc = {'version': PARAMS_VERSION, 'urdf': self.urdf_path,
                'joints': list(self.joint_names)}
@@ -815,7 +849,8 @@ class RobotModel:
             yaml.safe_dump(self.dynamic_parameters(), stream, sort_keys=False)
 
     def apply_parameters(self, params):
-        """Replace inertial and friction parameters with identified ones.
+        """
+        Replace inertial and friction parameters with identified ones.
 
         Bodies and joints the document does not name keep their current values. Nothing is
         changed if any entry is invalid.
@@ -830,6 +865,7 @@ class RobotModel:
         ParametersError
             Wrong version, unknown joint, a ``dynamic_parameters`` entry that is not 10 finite
             numbers with positive mass, a malformed friction entry.
+
         """
         if not isinstance(params, dict):
             raise ParametersError(f'parameters must be a mapping, got {type(params).__name__}')

@@ -1,4 +1,5 @@
-"""What-if runs: N domain-randomized variants of a scenario, and how their results spread.
+"""
+What-if runs: N domain-randomized variants of a scenario, and how their results spread.
 
 A what-if scenario (``config/whatif/<name>.yaml``)::
 
@@ -64,10 +65,9 @@ import time
 import warnings
 
 import numpy as np
-import yaml
-
 from twin_sim.randomization import DEFAULT_RANDOMIZATION, load_randomization, \
     NominalDynamics, RandomizationError, RandomizationSpec, write_variant_urdf
+import yaml
 
 __all__ = [
     'WhatIfError', 'WhatIfScenario', 'SampleResult', 'WhatIfResult', 'ResidualTrace',
@@ -100,7 +100,8 @@ class WhatIfError(ValueError):
 
 @dataclass
 class WhatIfScenario:
-    """A validated what-if scenario (see the module docstring for the file format).
+    """
+    A validated what-if scenario (see the module docstring for the file format).
 
     Attributes
     ----------
@@ -134,6 +135,7 @@ class WhatIfScenario:
         with the rate). None (default): every step, the full-fidelity 1 kHz loop. A lower
         rate is a different (slower) drive, not only a faster simulation: tracking errors
         and torque ripple change.
+
     """
 
     name: str
@@ -167,7 +169,7 @@ class WhatIfScenario:
 
     @property
     def steps(self):
-        """Number of plant steps per sample."""
+        """Return the number of plant steps per sample."""
         return int(round(self.duration_s / self.dt))
 
     @property
@@ -337,7 +339,8 @@ def _divider_rate(rate, where, dt):
 
 
 def scenario_from_dict(data, source='<dict>', base_dir=None):
-    """Validate a what-if scenario mapping; return a :class:`WhatIfScenario`.
+    """
+    Validate a what-if scenario mapping; return a :class:`WhatIfScenario`.
 
     Parameters
     ----------
@@ -352,6 +355,7 @@ def scenario_from_dict(data, source='<dict>', base_dir=None):
     ------
     WhatIfError
         Naming the source and the field.
+
     """
     base_dir = Path.cwd() if base_dir is None else Path(base_dir)
     if not isinstance(data, dict):
@@ -408,12 +412,14 @@ def scenario_from_dict(data, source='<dict>', base_dir=None):
 
 
 def load_scenario(name_or_path):
-    """Load a what-if scenario: a YAML path, or the name of one in ``config/whatif/``.
+    """
+    Load a what-if scenario: a YAML path, or the name of one in ``config/whatif/``.
 
     Raises
     ------
     WhatIfError
         Unreadable file, invalid YAML or any problem of :func:`scenario_from_dict`.
+
     """
     path = _resolve(str(name_or_path), 'what-if scenario', Path.cwd(), WHATIF_DIR,
                     'what-if scenario')
@@ -464,11 +470,13 @@ def _read_trajectory_csv(path, joint_names):
 
 
 def reference_trajectory(scenario, model):
-    """Sample the scenario's reference on the plant's step grid.
+    """
+    Sample the scenario's reference on the plant's step grid.
 
     Parameters
     ----------
     scenario : WhatIfScenario
+        The scenario whose motion is wanted.
     model : RobotModel
         The twin's model (limits, and effort fitting of the demo motion).
 
@@ -476,6 +484,7 @@ def reference_trajectory(scenario, model):
     -------
     q, qd, qdd : (steps + 1, n) ndarray
         rad, rad/s, rad/s^2 at ``t = k dt``, ``k = 0..steps``.
+
     """
     from twin_sim.trajectory import DemoMotion, TrajectoryError
     t = np.arange(scenario.steps + 1) * scenario.dt
@@ -513,7 +522,8 @@ def reference_trajectory(scenario, model):
 
 
 def _checked_reference(scenario, model, t, *arrays):
-    """Return the reference as C-contiguous float arrays, each checked finite ``(T, n)``.
+    """
+    Return the reference as C-contiguous float arrays, each checked finite ``(T, n)``.
 
     The samples hand its rows to the world's unchecked fast path, so they are checked here.
     """
@@ -553,7 +563,8 @@ class _Setup:
 
 @dataclass
 class SampleResult:
-    """Result of one randomized variant (arrays per joint in model order).
+    """
+    Result of one randomized variant (arrays per joint in model order).
 
     Attributes
     ----------
@@ -578,6 +589,7 @@ class SampleResult:
         Stamps of the recorded series.
     record_effort : (K, n) ndarray, N m
         Actual motor torque at those stamps.
+
     """
 
     index: int
@@ -594,7 +606,8 @@ class SampleResult:
 
 @dataclass
 class ResidualTrace:
-    """Residuals of one fault-free randomized variant, as the twin computes them live.
+    """
+    Residuals of one fault-free randomized variant, as the twin computes them live.
 
     Attributes
     ----------
@@ -611,6 +624,7 @@ class ResidualTrace:
         no wrench came.
     velocity_measured : (N, n) ndarray, rad/s
         The measured joint velocity (the detector's fault-pattern input).
+
     """
 
     index: int
@@ -623,11 +637,13 @@ class ResidualTrace:
     velocity_measured: np.ndarray
 
     def feed(self, detector, t_offset=0.0):
-        """Pass every sample to ``detector.update`` (a ``ResidualDetector``), in order.
+        """
+        Pass every sample to ``detector.update`` (a ``ResidualDetector``), in order.
 
         Parameters
         ----------
         detector : twin_anomaly.detector.ResidualDetector
+            The detector to feed.
         t_offset : float, s
             Added to the stamps. To commission one detector on several variants, feed them
             one after the other with growing offsets (stamps must not go backwards)::
@@ -641,6 +657,7 @@ class ResidualTrace:
         -------
         float
             The last stamp fed, s (with the offset).
+
         """
         for k in range(self.t.size):
             wrench = None if self.wrench is None or np.isnan(self.wrench[k, 0]) else \
@@ -843,7 +860,8 @@ def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
 
 
 def run_sample(setup, index):
-    """Run randomized variant ``index`` of a prepared run (see :func:`prepare`).
+    """
+    Run randomized variant ``index`` of a prepared run (see :func:`prepare`).
 
     Parameters
     ----------
@@ -855,6 +873,7 @@ def run_sample(setup, index):
     Returns
     -------
     SampleResult
+
     """
     return _simulate(setup, index)[0]
 
@@ -868,7 +887,8 @@ def _run_trace(setup, index):
 # ---------------------------------------------------------------------------------------------
 
 def prepare(scenario, urdf=None, params=None, seed=0):
-    """Check everything a run needs in this process, before any worker starts.
+    """
+    Check everything a run needs in this process, before any worker starts.
 
     Parameters
     ----------
@@ -891,6 +911,7 @@ def prepare(scenario, urdf=None, params=None, seed=0):
     ------
     WhatIfError
         Naming what is wrong (scenario, URDF, params, seed, trajectory).
+
     """
     from twin_sim.faults import FaultScenario, ScenarioError
     from twin_sim.urdf_model import ParametersError, RobotModel, URDFError
@@ -936,7 +957,8 @@ def prepare(scenario, urdf=None, params=None, seed=0):
 
 @dataclass
 class WhatIfResult:
-    """A finished what-if run.
+    """
+    A finished what-if run.
 
     Attributes
     ----------
@@ -947,6 +969,7 @@ class WhatIfResult:
     run : dict
         How it ran: ``workers``, ``backend``, ``wall_s``, ``simulated_s`` and
         ``sim_s_per_wall_s`` (not part of the summary: it depends on the machine).
+
     """
 
     summary: dict
@@ -993,6 +1016,7 @@ def _map_ray(function, setup, indices, address, progress):
 
 
 class _NoBar:
+
     def update(self, n=1):
         pass
 
@@ -1066,7 +1090,8 @@ def _check_run_args(samples, workers):
 
 def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
                ray_address=None, progress=False):
-    """Run ``samples`` randomized variants of a scenario and summarize them.
+    """
+    Run ``samples`` randomized variants of a scenario and summarize them.
 
     Parameters
     ----------
@@ -1091,6 +1116,7 @@ def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
     Returns
     -------
     WhatIfResult
+
     """
     _check_run_args(samples, workers)
     if ray_address is not None:
@@ -1110,7 +1136,8 @@ def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
 def nominal_residual_samples(samples, *, urdf=None, params=None, duration_s=20.0,
                              trajectory=None, randomization=None, seed=0, workers=1,
                              dt=0.001, ray_address=None, progress=False):
-    """Residuals of fault-free randomized variants: what "normal" looks like across the range.
+    """
+    Residuals of fault-free randomized variants: what "normal" looks like across the range.
 
     Each variant is drawn as in a what-if run and driven without faults; the twin's residuals
     (measured minus the nominal model's prediction, exactly as the live twin forms them) are
@@ -1137,6 +1164,7 @@ def nominal_residual_samples(samples, *, urdf=None, params=None, duration_s=20.0
     -------
     list of ResidualTrace
         In variant order.
+
     """
     _check_run_args(samples, workers)
     if ray_address is not None:
@@ -1182,7 +1210,8 @@ def _stats(values):
 
 
 def summarize(results, setup):
-    """Percentiles across samples (p5, p50, p95, mean, min, max) of every recorded figure.
+    """
+    Percentiles across samples (p5, p50, p95, mean, min, max) of every recorded figure.
 
     Parameters
     ----------
@@ -1198,6 +1227,7 @@ def summarize(results, setup):
         (``{metric: {joint: stats}}``), ``max_score``, ``alarms`` (count, fraction, before
         and after the first fault, detection delay stats), ``time_series`` (p5/p50/p95 band
         of the torque over time).
+
     """
     scenario = setup.scenario
     joints = list(setup.joint_names)
@@ -1311,11 +1341,13 @@ def _json_ready(value):
 
 
 def write_outputs(result, output_dir, plots=True):
-    """Write ``summary.json``, ``samples.csv``, ``run.json`` and the plots into a directory.
+    """
+    Write ``summary.json``, ``samples.csv``, ``run.json`` and the plots into a directory.
 
     Parameters
     ----------
     result : WhatIfResult
+        The study result to write.
     output_dir : str or Path
         Created if missing.
     plots : bool
@@ -1326,6 +1358,7 @@ def write_outputs(result, output_dir, plots=True):
     -------
     list of Path
         The files written.
+
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The simulated world: a PyBullet DIRECT world of one fixed-base arm, stepped at a fixed rate.
+"""
+The simulated world: a PyBullet DIRECT world of one fixed-base arm, stepped at a fixed rate.
 
 :class:`SimWorld` is the physics under the emulated robot (:mod:`twin_sim.plant`). Each world
 has its own PyBullet client, so several worlds in one process are independent.
@@ -92,7 +93,8 @@ class WorldError(ValueError):
 
 @dataclass
 class Measurement:
-    """One sample of the robot's sensors.
+    """
+    One sample of the robot's sensors.
 
     Attributes
     ----------
@@ -109,6 +111,7 @@ class Measurement:
         Force-torque sensor reading ``[fx, fy, fz, tx, ty, tz]`` (N, N·m) in the sensor frame,
         what the distal bodies exert on the sensor (docs/conventions.md), for the same step;
         ``None`` if the robot has no sensor or the reading was dropped.
+
     """
 
     t: float
@@ -176,7 +179,8 @@ def _tiny_inertial(link):
 
 
 class SimWorld:
-    """A PyBullet DIRECT world with one fixed-base robot from a URDF.
+    """
+    A PyBullet DIRECT world with one fixed-base robot from a URDF.
 
     Parameters
     ----------
@@ -219,6 +223,7 @@ class SimWorld:
     WorldError
         If the URDF cannot be read or loaded, ``dt`` is not positive, ``joint_names`` does not
         match the robot, ``ft_link`` is not a link of it, or an array has the wrong length.
+
     """
 
     def __init__(self, urdf_path, *, dt=0.001, joint_names=None, gravity=(0.0, 0.0, -9.81),
@@ -310,7 +315,7 @@ class SimWorld:
         self._client = pybullet.connect(pybullet.DIRECT)
         if self._client < 0:
             raise WorldError('cannot start a PyBullet DIRECT client')
-        params = dict(fixedTimeStep=dt, numSubSteps=0)
+        params = {'fixedTimeStep': dt, 'numSubSteps': 0}
         if solver_iterations is not None:
             params['numSolverIterations'] = int(solver_iterations)
         pybullet.setPhysicsEngineParameter(physicsClientId=self._client, **params)
@@ -351,7 +356,8 @@ class SimWorld:
         return root
 
     def _move_sensor_body(self, root):
-        """Put the sensor link's own inertia on the robot side of the sensing plane.
+        """
+        Put the sensor link's own inertia on the robot side of the sensing plane.
 
         The reading is what the bodies distal to the sensor exert on it; the sensor body itself
         belongs to the robot (as in :meth:`RobotModel.ft_wrench`). PyBullet's reaction at the
@@ -481,16 +487,17 @@ class SimWorld:
 
     @property
     def client_id(self):
-        """This world's PyBullet client id."""
+        """Return this world's PyBullet client id."""
         return self._client
 
     @property
     def body_id(self):
-        """The robot's PyBullet body id (changes when a payload reloads the body)."""
+        """Return the robot's PyBullet body id (changes when a payload reloads the body)."""
         return self._body
 
     def reset(self, q=None, qd=None):
-        """Put the arm at ``q`` (default :attr:`q0`) with velocity ``qd`` (default 0), time 0.
+        """
+        Put the arm at ``q`` (default :attr:`q0`) with velocity ``qd`` (default 0), time 0.
 
         The controller holds ``q`` in position mode afterwards. Fault-adjusted friction,
         limits, locks and the payload are kept (see :meth:`restore_nominal`).
@@ -498,7 +505,10 @@ class SimWorld:
         Parameters
         ----------
         q : (n,) rad, optional
+            Joint positions (default: the current ones).
         qd : (n,) rad/s, optional
+            Joint velocities (default zero).
+
         """
         q = self.q0 if q is None else _as_vector(q, self.n, 'reset q', self.joint_names)
         qd = np.zeros(self.n) if qd is None else _as_vector(qd, self.n, 'reset qd',
@@ -516,11 +526,13 @@ class SimWorld:
         self.set_control('position', q)
 
     def set_control(self, mode, target, velocity=None, acceleration=None, *, validate=True):
-        """Choose the control mode and its target (held until the next call).
+        """
+        Choose the control mode and its target (held until the next call).
 
         Parameters
         ----------
         mode : {'position', 'velocity', 'torque'}
+            The control mode.
         target : (n,) float
             Positions (rad, clipped to the joint limits), velocities (rad/s) or torques (N·m,
             clipped to the effort limits at each step).
@@ -535,6 +547,7 @@ class SimWorld:
             reference trajectory): they are used as given, without checks or copies (the
             caller must not modify them while they are the target), and a wrong array gives
             undefined results. The position target is still clipped to the joint limits.
+
         """
         if not validate and mode == 'position' and self._mode != 'torque':
             self._q_ref = np.minimum(np.maximum(target, self.lower), self.upper)
@@ -568,7 +581,7 @@ class SimWorld:
 
     @property
     def control_mode(self):
-        """The current control mode."""
+        """Return the current control mode."""
         return self._mode
 
     def _control_torque(self):
@@ -599,7 +612,8 @@ class SimWorld:
         self._tau_list = clipped.tolist()
 
     def step(self, n_steps=1):
-        """Advance ``n_steps`` fixed steps of ``dt``.
+        """
+        Advance ``n_steps`` fixed steps of ``dt``.
 
         External forces queued by :meth:`apply_external_force` act during the first of them.
         """
@@ -670,7 +684,8 @@ class SimWorld:
         return Measurement(self._k * self.dt, q.copy(), qd.copy(), self._tau.copy(), wrench)
 
     def friction_torque(self):
-        """Joint friction torque that acted over the last step, N·m, ``(n,)``.
+        """
+        Joint friction torque that acted over the last step, N·m, ``(n,)``.
 
         Viscous ``-b qd`` (PyBullet applies it at the velocity at the start of the step; that
         velocity is used when the world knows it, i.e. when the state was read before the
@@ -804,7 +819,8 @@ class SimWorld:
 
     # ------------------------------------------------------------------ payload, forces
     def set_payload(self, payload):
-        """Attach a payload rigidly to the force-torque sensor link (``None`` removes it).
+        """
+        Attach a payload rigidly to the force-torque sensor link (``None`` removes it).
 
         Parameters
         ----------
@@ -815,6 +831,7 @@ class SimWorld:
             simulated arm (so on the FT reading and the joint torques) and on the
             controller's model. Changing only mass and inertia scale is cheap; a new centre
             of mass or new principal axes reload the PyBullet body (joint state kept).
+
         """
         if payload is None:
             if self.payload is not None:
@@ -857,7 +874,8 @@ class SimWorld:
         self._pin_model.inertias[jid] = inertia
 
     def apply_external_force(self, link, force_world, point_world):
-        """Apply a force to a link during the next step only (e.g. a collision).
+        """
+        Apply a force to a link during the next step only (e.g. a collision).
 
         Parameters
         ----------
@@ -867,6 +885,7 @@ class SimWorld:
             Force in the world frame.
         point_world : (3,) m
             Point of application in the world frame.
+
         """
         if link not in self._link_index:
             raise WorldError(f'unknown link {link!r}; links: {sorted(self._link_index)}')
