@@ -53,16 +53,9 @@ def make_joint_state(stamp, names, position=None, velocity=None, effort=None, fr
     ``stamp`` is a builtin_interfaces/Time (pass the robot sample's stamp through unchanged).
     """
     msg = JointState()
-    msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     msg.name = list(names)
-    if position is not None:
-        msg.position = np.asarray(position, dtype=float).tolist()
-    if velocity is not None:
-        msg.velocity = np.asarray(velocity, dtype=float).tolist()
-    if effort is not None:
-        msg.effort = np.asarray(effort, dtype=float).tolist()
-    return msg
+    return fill_joint_state(msg, stamp, position, velocity, effort)
 
 
 def fill_joint_state(msg, stamp, position=None, velocity=None, effort=None):
@@ -114,12 +107,8 @@ def wrench_to_array(msg):
 def make_wrench(stamp, frame_id, w):
     """Build a geometry_msgs/WrenchStamped from ``w`` (6,) [N, N·m] in frame ``frame_id``."""
     msg = WrenchStamped()
-    msg.header.stamp = stamp
     msg.header.frame_id = frame_id
-    w = [float(v) for v in w]
-    f, t = msg.wrench.force, msg.wrench.torque
-    f.x, f.y, f.z, t.x, t.y, t.z = w
-    return msg
+    return fill_wrench(msg, stamp, w)
 
 
 def make_status(name, level, message, values=None, hardware_id='robot_twin'):
