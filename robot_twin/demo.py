@@ -26,6 +26,10 @@ from robot_twin.ros_env import free_domain_id, localhost_env
 import yaml
 
 
+TWIN_NODES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
+TWIN_START_TIMEOUT_S = 60.0   # the twin's first /twin/anomaly report must come within this
+
+
 def scenario_faults(path):
     """Return the scenario's faults as dicts (type, joint, start_s), earliest first."""
     with open(path, encoding='utf-8') as f:
@@ -102,7 +106,11 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
 
     with tempfile.TemporaryDirectory(prefix='robot_twin_demo_') as workdir:
         specs = build_specs(scenario_path, workdir, corrective, commissioning_s)
-        group = start_graph(specs, env, on_line=on_line)
+        # The twin comes up first and the robot only once it listens: the scenario's fault
+        # times count from the plant's start, and commissioning must not overlap them.
+        twin_specs = [s for s in specs if s.name in TWIN_NODES]
+        robot_specs = [s for s in specs if s.name not in TWIN_NODES]
+        groups = [start_graph(twin_specs, env, on_line=on_line)]
         rclpy.init()
         monitor = TwinMonitorNode('demo_monitor')
         executor = SingleThreadedExecutor()
@@ -112,9 +120,16 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
         start = time.time()
         exited = None
         try:
-            next_print = start + 1.0
-            while time.time() - start < duration_s:
-                exited = group.poll()
+            deadline = start + TWIN_START_TIMEOUT_S
+            while not monitor.obs.anomaly and time.time() < deadline and not exited:
+                exited = groups[0].poll()
+                time.sleep(0.1)
+            if not exited:
+                say(f'twin up after {time.time() - start:.1f} s; starting the robot')
+                groups.append(start_graph(robot_specs, env, on_line=on_line))
+            next_print = time.time() + 1.0
+            while time.time() - start < duration_s and not exited:
+                exited = next((e for e in (g.poll() for g in groups) if e), None)
                 if exited:
                     break
                 time.sleep(max(0.0, min(0.1, next_print - time.time())))
@@ -124,7 +139,8 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
         except KeyboardInterrupt:
             say('Ctrl-C: stopping the demo')
         finally:
-            group.stop()
+            for group in reversed(groups):
+                group.stop()
             executor.shutdown()
             monitor.destroy_node()
             rclpy.try_shutdown()
