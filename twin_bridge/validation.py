@@ -138,6 +138,25 @@ def _first_nonfinite(values):
     return None
 
 
+def _tally(validator, problem):
+    """
+    Count a check's outcome on ``validator`` and return its reason (None when accepted).
+
+    ``problem`` is None or ``(cause, reason)``; shared by both validators.
+
+    """
+    counts = validator.counters._counts
+    if problem is None:
+        counts['accepted'] += 1
+        validator.last_reason = None
+        return None
+    cause, reason = problem
+    counts[cause] += 1
+    counts['rejected'] += 1
+    validator.last_reason = reason
+    return reason
+
+
 class JointStateValidator:
     """
     Validate joint-state samples against the model's joints and the stream's history.
@@ -236,16 +255,7 @@ class JointStateValidator:
         except Exception as exc:  # noqa: BLE001 - bad data must never crash the node
             problem = ('malformed', f'malformed {self.topic} message ({type(exc).__name__}: '
                                     f'{exc}); names must be strings, values numbers')
-        counts = self.counters._counts
-        if problem is None:
-            counts['accepted'] += 1
-            self.last_reason = None
-            return None
-        cause, reason = problem
-        counts[cause] += 1
-        counts['rejected'] += 1
-        self.last_reason = reason
-        return reason
+        return _tally(self, problem)
 
     def _check(self, names, position, velocity, effort, stamp, now):
         topic = self.topic
@@ -390,16 +400,7 @@ class WrenchValidator:
         except Exception as exc:  # noqa: BLE001 - bad data must never crash the node
             problem = ('malformed', f'malformed {self.topic} message ({type(exc).__name__}: '
                                     f'{exc}); a wrench is 6 numbers')
-        counts = self.counters._counts
-        if problem is None:
-            counts['accepted'] += 1
-            self.last_reason = None
-            return None
-        cause, reason = problem
-        counts[cause] += 1
-        counts['rejected'] += 1
-        self.last_reason = reason
-        return reason
+        return _tally(self, problem)
 
     def _check(self, wrench, stamp, now):
         problem = self._gate.check(stamp, now)
