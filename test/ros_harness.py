@@ -25,7 +25,6 @@ import time
 from robot_twin.bringup import start_graph
 from robot_twin.graph import describe_graph
 from robot_twin.ros_env import free_domain_id, localhost_env
-import yaml
 
 DDS_KEYS = ('ROS_DOMAIN_ID', 'ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
             'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION')
@@ -76,14 +75,12 @@ def unique_domain_id():
     raise RuntimeError('every ROS_DOMAIN_ID in 10..99 is in use on this machine')
 
 
-def node_specs(names, overrides=None, *, workdir):
+def node_specs(names, overrides=None):
     """
     Return the demo graph's NodeSpecs named ``names``, with parameter overrides.
 
-    The overrides go into a params file of their own (``<workdir>/overrides.yaml``, keyed
-    ``/**/<node>`` like config/demo.yaml), read after the config file. They are not passed as
-    ``-p name:=value``: rcl files a ``-p`` value under ``/**``, and a node-specific entry of a
-    params file (``/**/plant: scenario: demo``) beats it, whatever the order.
+    The overrides go in ``NodeSpec.parameters``; ``start_graph`` writes them into a params file
+    read after the config file (a ``-p`` value would lose to config/demo.yaml's node sections).
 
     Parameters
     ----------
@@ -92,22 +89,11 @@ def node_specs(names, overrides=None, *, workdir):
         demo_controller), in start order.
     overrides : dict, optional
         ``{node name: {parameter: value}}``.
-    workdir : str or Path
-        Directory for the overrides file.
 
     """
     graph = describe_graph('demo')
-    path = Path(workdir) / 'overrides.yaml'
-    sections = {}
-    if path.is_file():
-        sections = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
-    specs = []
-    for name in names:
-        spec = graph.node(name)
-        sections[f'/**/{name}'] = {'ros__parameters': dict((overrides or {}).get(name, {}))}
-        specs.append(dataclasses.replace(spec, params_files=spec.params_files + (str(path),)))
-    path.write_text(yaml.safe_dump(sections), encoding='utf-8')
-    return specs
+    return [dataclasses.replace(graph.node(name), parameters={
+        **graph.node(name).parameters, **(overrides or {}).get(name, {})}) for name in names]
 
 
 class TwinGraph:
@@ -428,7 +414,7 @@ def start_loop(graph, observer, workdir, scenario, extra=None, controller=True):
     commissioning then begin together. Returns when the first residual has arrived.
     """
     overrides = loop_overrides(workdir, scenario, extra)
-    graph.start('twin', node_specs(TWIN_NODES, overrides, workdir=workdir))
+    graph.start('twin', node_specs(TWIN_NODES, overrides))
 
     def twin_listens():
         return ({'twin_bridge', 'twin_sim'} <= observer.subscribing_nodes('/joint_states')
@@ -436,7 +422,7 @@ def start_loop(graph, observer, workdir, scenario, extra=None, controller=True):
 
     wait_until(twin_listens, START_TIMEOUT_S, 'the twin nodes to subscribe', graph)
     robot = ['plant'] + (['demo_controller'] if controller else [])
-    graph.start('robot', node_specs(robot, overrides, workdir=workdir))
+    graph.start('robot', node_specs(robot, overrides))
     wait_until(lambda: observer.monitor.obs.residual_count > 0, START_TIMEOUT_S,
                'the first /twin/residuals sample', graph)
 

@@ -22,14 +22,13 @@ CALL_TIMEOUT_S = 30.0
 
 
 @pytest.fixture
-def plant(tmp_path):
+def plant():
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = None
     try:
         observer = Observer(domain)
-        graph.start('robot', node_specs(['plant'], {'plant': {'scenario': SCENARIO}},
-                                        workdir=tmp_path))
+        graph.start('robot', node_specs(['plant'], {'plant': {'scenario': SCENARIO}}))
         yield graph, observer
     finally:
         graph.stop()
