@@ -16,6 +16,13 @@ Prints, all measured in this run on this machine:
    ``run_whatif`` with 1 worker and the scenario's *reduced-fidelity options*: the twin fed at
    250 Hz (``sample_rate_hz``) and the arm's controller at 500 Hz (``control_rate_hz``).
    These are labelled as such; the goals are judged on the default (full-rate) run.
+6. the floor: the what-if world's own physics, ``stepSimulation`` alone on the plant's
+   PyBullet world (the same arm with what the world adds for fidelity: Coulomb friction as
+   velocity motors solved with the constraints, the force-torque sensor, the sensor body), and
+   the same with one ``TORQUE_CONTROL`` command and one ``getJointStates`` per step (the
+   least a Python-driven loop must do). A what-if sample runs at least this loop, so these
+   bound what any what-if on this world can reach; the budget that 0.8x of raw leaves per
+   step is printed next to them.
 
 Usage: ``python benchmarks/bench_whatif.py [--samples 12] [--duration 4] [--repeat 3]``.
 The machine may be shared: the load average is printed, the measurements are interleaved
@@ -97,6 +104,35 @@ def world_fast_path(setup):
     return setup.scenario.steps * setup.scenario.dt / wall
 
 
+def world_floor(setup, with_io):
+    """
+    Return simulated s per wall s of the what-if world's physics alone.
+
+    ``with_io``: also one torque command and one state read per step (as the raw loop does).
+    """
+    q = setup.reference[0]
+    plant = Plant(URDF, dt=setup.scenario.dt, initial_q=q[0])
+    world = plant.world
+    client, body = world.client_id, world.body_id
+    joints, read = list(world._idx), list(world._read_idx)
+    torque = [0.0] * len(joints)
+    try:
+        t0 = time.perf_counter()
+        if with_io:
+            for _ in range(setup.scenario.steps):
+                pybullet.setJointMotorControlArray(body, joints, pybullet.TORQUE_CONTROL,
+                                                   forces=torque, physicsClientId=client)
+                pybullet.stepSimulation(physicsClientId=client)
+                pybullet.getJointStates(body, read, physicsClientId=client)
+        else:
+            for _ in range(setup.scenario.steps):
+                pybullet.stepSimulation(physicsClientId=client)
+        wall = time.perf_counter() - t0
+    finally:
+        plant.close()
+    return setup.scenario.steps * setup.scenario.dt / wall
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--samples', type=int, default=12)
@@ -117,6 +153,7 @@ def main():
     reduced.detector = dict(scenario.detector)
     reduced.sample_rate_hz, reduced.control_rate_hz = 250.0, 500.0
     raw, plant, fast, one, two, low, startup = [], [], [], [], [], [], []
+    floor, floor_io = [], []
     sim_total = args.samples * args.duration
     probe = load_scenario('payload_sweep')
     probe.duration_s = 0.3
@@ -124,6 +161,8 @@ def main():
     for _ in range(args.repeat):
         startup.append(run_whatif(probe, 2, urdf=URDF, workers=2).run['wall_s'])
         raw.append(raw_pybullet(args.duration))
+        floor.append(world_floor(setup, with_io=False))
+        floor_io.append(world_floor(setup, with_io=True))
         plant.append(plant_only(setup))
         fast.append(world_fast_path(setup))
         r1 = run_whatif(scenario, args.samples, urdf=URDF, seed=0, workers=1)
@@ -164,6 +203,19 @@ def main():
     print(f'reduced fidelity, 1 worker (twin 250 Hz, control 500 Hz): {low_best:8.2f} sim s / '
           f'wall s ({1e6 / (low_best * 1000):.1f} us per step), ratio to raw '
           f'{low_best / raw_best:.3f}')
+    floor_best, floor_io_best = float(np.median(floor)), float(np.median(floor_io))
+    budget = 1e6 / (0.8 * raw_best * 1000)
+    print(f'floor: what-if world, stepSimulation alone : {floor_best:8.1f} sim s / wall s '
+          f'({1e6 / (floor_best * 1000):.1f} us per step), ratio to raw '
+          f'{floor_best / raw_best:.3f}')
+    print(f'floor: + one torque command and state read  : {floor_io_best:8.1f} sim s / wall s '
+          f'({1e6 / (floor_io_best * 1000):.1f} us per step), ratio to raw '
+          f'{floor_io_best / raw_best:.3f}')
+    print(f'  0.8x raw leaves {budget:.1f} us per step for everything; stepping the world alone '
+          f'takes {1e6 / (floor_best * 1000):.1f} us of it, the command and read '
+          f'{1e6 / (floor_io_best * 1000) - 1e6 / (floor_best * 1000):.1f} us more')
+    print(f'  all runs (sim s / wall s): floor {np.round(floor, 1).tolist()}, floor + io '
+          f'{np.round(floor_io, 1).tolist()}')
     print(f'  all runs (sim s / wall s): raw {np.round(raw, 1).tolist()}, plant '
           f'{np.round(plant, 1).tolist()}, world fast path {np.round(fast, 1).tolist()}, '
           f'1 worker {[round(x[0], 2) for x in one]}, 2 workers '
