@@ -13,7 +13,7 @@ def build_parser():
     from robot_twin.bringup import add_up_parser
     from robot_twin.demo import add_demo_parser
     from robot_twin.sysid_cli import add_excite_parser, add_sysid_parser
-    from robot_twin.whatif_cli import add_whatif_parser
+    from robot_twin.whatif_cli import add_commission_parser, add_whatif_parser
 
     parser = argparse.ArgumentParser(
         prog='robot-twin',
@@ -24,6 +24,7 @@ def build_parser():
     add_sysid_parser(sub)
     add_excite_parser(sub)
     add_whatif_parser(sub)
+    add_commission_parser(sub)
     return parser
 
 

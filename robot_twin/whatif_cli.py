@@ -1,14 +1,20 @@
 """
-``robot-twin whatif``: run domain-randomized variants of a scenario and summarize the spread.
+``robot-twin whatif`` and ``robot-twin commission``: domain-randomized variants of a scenario.
+
+``whatif`` summarizes how torques, tracking and the anomaly score spread across the variants;
+``commission`` learns anomaly thresholds from fault-free variants
+(:mod:`twin_anomaly.commissioning`).
 
 Wiring (robot_twin/cli.py)::
 
-    from robot_twin.whatif_cli import add_whatif_parser
+    from robot_twin.whatif_cli import add_commission_parser, add_whatif_parser
     add_whatif_parser(sub)
+    add_commission_parser(sub)
 
-The handler returns the exit status: 0 on success, 2 when the scenario, robot or an option is
+The handlers return the exit status: 0 on success, 2 when the scenario, robot or an option is
 unusable (the message says what to change), 1 when an output cannot be written.
 """
+import math
 import sys
 import time
 import warnings
@@ -16,6 +22,7 @@ import warnings
 from robot_twin.resources import urdf_or_builtin
 
 _WHATIF = 'robot-twin whatif'
+_COMMISSION = 'robot-twin commission'
 
 
 def _positive_int(text):
@@ -91,11 +98,7 @@ def run_whatif_command(args):
             print(f'{_WHATIF}: error: {exc}', file=sys.stderr)
             return 2
     if not args.quiet:
-        seen = set()
-        for w in caught:
-            if str(w.message) not in seen:
-                seen.add(str(w.message))
-                print(f'{_WHATIF}: warning: {w.message}', file=sys.stderr)
+        _print_warnings(caught, _WHATIF)
     written = []
     if args.output:
         try:
@@ -114,6 +117,78 @@ def run_whatif_command(args):
         else:
             print(f'{_WHATIF}: give --output DIR for summary.json, samples.csv and plots')
     return 0
+
+
+def _print_warnings(caught, tag):
+    seen = set()
+    for w in caught:
+        if str(w.message) not in seen:
+            seen.add(str(w.message))
+            print(f'{tag}: warning: {w.message}', file=sys.stderr)
+
+
+def add_commission_parser(subparsers):
+    """Add the ``commission`` sub-command; returns its parser."""
+    p = subparsers.add_parser(
+        'commission', help='learn anomaly thresholds from fault-free randomized variants',
+        description='Run fault-free variants of a what-if scenario (its faults are ignored), '
+                    'commission one anomaly detector on the twin residuals of all of them, and '
+                    "save its thresholds where twin_anomaly's thresholds_file parameter loads "
+                    'them. The thresholds then hold across the randomization ranges (a fleet, '
+                    'a robot not commissioned yet, a HIL bench) instead of for one arm. '
+                    '--holdout runs further variants against the saved file and counts false '
+                    'alarms.')
+    p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
+    p.add_argument('--scenario', default='commissioning',
+                   help='what-if scenario YAML or packaged name (default: commissioning)')
+    p.add_argument('--samples', type=_positive_int, required=True,
+                   help='variants to learn from')
+    p.add_argument('--holdout', type=int, default=4,
+                   help='further variants checked against the saved thresholds (default 4)')
+    p.add_argument('--output', required=True, metavar='FILE', help='thresholds file to write')
+    p.add_argument('--params', default=None, help='identified dynamics (params.yaml)')
+    p.add_argument('--workers', type=_positive_int, default=1, help='local worker processes')
+    p.add_argument('--seed', type=_seed, default=0, help='randomization seed (default 0)')
+    p.add_argument('--ray', nargs='?', const='auto', default=None, metavar='ADDRESS',
+                   help='run the variants on a Ray cluster (as for whatif)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar and no table')
+    p.set_defaults(func=run_commission_command)
+    return p
+
+
+def run_commission_command(args):
+    """Handle ``robot-twin commission``; returns the exit status (1: a false alarm held out)."""
+    from twin_anomaly.commissioning import commission_across_variants
+    from twin_sim.whatif import WhatIfError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try:
+            result = commission_across_variants(
+                args.scenario, args.samples, args.output, holdout=args.holdout,
+                urdf=urdf_or_builtin(args.urdf), params=args.params, seed=args.seed,
+                workers=args.workers, ray_address=args.ray, progress=not args.quiet)
+        except WhatIfError as exc:
+            print(f'{_COMMISSION}: error: {exc}', file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f'{_COMMISSION}: error: cannot write {args.output}: {exc}', file=sys.stderr)
+            return 1
+    if not args.quiet:
+        _print_warnings(caught, _COMMISSION)
+        print(f'{_COMMISSION}: learned from {result.samples} variants '
+              f'({result.commissioning_s:.1f} s of residuals) in {result.wall_s:.1f} s; wrote '
+              f'{result.thresholds_file}')
+        for h in result.holdout:
+            alarm = ('no alarm' if math.isnan(h.alarm_time_s)
+                     else f'ALARM at {h.alarm_time_s:.2f} s on {h.alarm_joint or "?"}')
+            print(f'  held-out variant {h.index}: max score {h.max_score:.2f}, {alarm}')
+        if result.holdout:
+            print(f'{_COMMISSION}: {result.false_alarms} of {len(result.holdout)} held-out '
+                  'fault-free variants raised an alarm')
+        print(f'{_COMMISSION}: load it with twin_anomaly thresholds_file:={result.thresholds_file}'
+              ' (same detector settings as the scenario)')
+    return 1 if result.false_alarms else 0
 
 
 def main(argv=None):

@@ -334,6 +334,20 @@ def test_channel_that_stops_is_unavailable_not_alarmed(commissioned):
 
 # ------------------------------------------------------------------------- persistence
 
+def test_numpy_settings_are_stored_as_plain_numbers(tmp_path):
+    # e.g. a commissioning time computed with numpy: the thresholds file must still be YAML
+    det = ResidualDetector(JOINTS, commissioning_duration_s=np.float64(2.0),
+                           commissioning_capacity=np.int64(128))
+    assert type(det.config.commissioning_duration_s) is float
+    assert type(det.config.commissioning_capacity) is int
+    rng = np.random.default_rng(3)
+    for i in range(2100):
+        det.update(i / RATE, rng.normal(0, 1e-4, N), None, rng.normal(0, 0.05, N))
+    det.save_thresholds(tmp_path / 'th.yaml')
+    doc = yaml.safe_load((tmp_path / 'th.yaml').read_text())['robot_twin_anomaly_thresholds']
+    assert doc['commissioning']['duration_s'] == 2.0
+
+
 def test_save_load_round_trip(tmp_path, commissioned):
     det, data = fresh(commissioned)
     path = tmp_path / 'sub' / 'thresholds.yaml'

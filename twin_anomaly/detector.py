@@ -184,12 +184,15 @@ class DetectorConfig:
                         or value < 64 or value % 2:
                     raise ValueError(f'commissioning_capacity must be an even integer >= 64, '
                                      f'got {value!r}')
+                object.__setattr__(self, name, int(value))   # plain int: YAML, ROS params
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
                                                                  np.integer)):
                 raise ValueError(f'{name} must be a number, got {value!r}')
             if not math.isfinite(value):
                 raise ValueError(f'{name} must be finite, got {value!r}')
+            value = float(value)                 # numpy scalars would not serialize
+            object.__setattr__(self, name, value)
             if name in open_unit:
                 ok, want = 0.0 < value < 1.0, 'in (0, 1)'
             elif name == 'warn_ratio':

@@ -54,7 +54,7 @@ detector learns "normal" from across the randomized range.
 """
 import concurrent.futures
 import csv
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 import hashlib
 import json
 import math
@@ -73,6 +73,7 @@ __all__ = [
     'WhatIfError', 'WhatIfScenario', 'SampleResult', 'WhatIfResult', 'ResidualTrace',
     'load_scenario', 'scenario_from_dict', 'prepare', 'reference_trajectory', 'run_sample',
     'run_whatif', 'summarize', 'write_outputs', 'format_table', 'nominal_residual_samples',
+    'scenario_residual_traces',
     'WHATIF_DIR', 'PERCENTILES',
 ]
 
@@ -624,6 +625,8 @@ class ResidualTrace:
         no wrench came.
     velocity_measured : (N, n) ndarray, rad/s
         The measured joint velocity (the detector's fault-pattern input).
+    joint_names : tuple of str
+        The model's joints, the order of the columns.
 
     """
 
@@ -635,6 +638,7 @@ class ResidualTrace:
     effort: np.ndarray
     wrench: np.ndarray
     velocity_measured: np.ndarray
+    joint_names: tuple = ()
 
     def feed(self, detector, t_offset=0.0):
         """
@@ -855,7 +859,7 @@ def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
         residuals = ResidualTrace(
             index=variant.index, variant=result.variant, t=res_t[keep], position=res_pos[keep],
             velocity=res_vel[keep], effort=res_effort[keep], wrench=res_wrench[keep],
-            velocity_measured=meas_qd[keep])
+            velocity_measured=meas_qd[keep], joint_names=ctx.joint_names)
     return result, residuals
 
 
@@ -1184,11 +1188,49 @@ def nominal_residual_samples(samples, *, urdf=None, params=None, duration_s=20.0
     scenario = WhatIfScenario(
         name='nominal_residuals', duration_s=duration_s, dt=float(dt), trajectory=trajectory,
         randomization=spec, randomization_source='<argument>',
-        detector={'commissioning_duration_s': max(duration_s, 1.0)},  # all commissioning
         source='nominal_residual_samples')
+    return scenario_residual_traces(scenario, range(int(samples)), urdf=urdf, params=params,
+                                    seed=seed, workers=workers, ray_address=ray_address,
+                                    progress=progress)
+
+
+def scenario_residual_traces(scenario, indices, *, urdf=None, params=None, seed=0, workers=1,
+                             ray_address=None, progress=False):
+    """
+    Return the twin's residuals on variants ``indices`` of a scenario, as the live twin forms them.
+
+    Like :func:`run_whatif`, but each variant returns its whole residual time series (a
+    :class:`ResidualTrace`) instead of summary metrics; the scenario's faults act as in a
+    what-if run (drop them for "normal" data). The scenario's detector settings are not used.
+
+    Parameters
+    ----------
+    scenario : WhatIfScenario, str or Path
+        The scenario (or a path / packaged name).
+    indices : iterable of int
+        Variant indices (each >= 0); variant ``i`` is the same as in a what-if run.
+    urdf, params, seed, workers, ray_address, progress
+        As :func:`run_whatif`.
+
+    Returns
+    -------
+    list of ResidualTrace
+        In the order of ``indices``.
+
+    """
+    indices = [int(i) for i in indices]
+    if not indices or min(indices) < 0:
+        raise WhatIfError(f'indices must be non-negative variant numbers, got {indices!r}')
+    _check_run_args(len(indices), workers)
+    if ray_address is not None:
+        _import_ray()
+    if not isinstance(scenario, WhatIfScenario):
+        scenario = load_scenario(scenario)
+    # the per-sample detector of a what-if run only commissions here (its output is unused)
+    scenario = replace(scenario,
+                       detector={'commissioning_duration_s': max(scenario.duration_s, 1.0)})
     setup = prepare(scenario, urdf, params, seed)
-    return _map(_run_trace, setup, range(int(samples)), int(workers), ray_address,
-                progress)[0]
+    return _map(_run_trace, setup, indices, int(workers), ray_address, progress)[0]
 
 
 # ---------------------------------------------------------------------------------------------

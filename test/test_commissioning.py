@@ -1,0 +1,131 @@
+"""Anomaly thresholds learned across randomized variants hold on unseen arms and catch faults."""
+import math
+from pathlib import Path
+
+import pytest
+from robot_twin.cli import main as cli_main
+from twin_anomaly.commissioning import commission_across_variants, monitor_trace
+from twin_anomaly.detector import ResidualDetector
+from twin_sim.whatif import scenario_from_dict, scenario_residual_traces, WhatIfError
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'
+POSE = [0.0, 0.8, 0.0, -1.0, 0.0, 0.5, 0.0]
+NOISE = {'position_noise_std_rad': 1e-5, 'velocity_noise_std_rad_s': 5e-4,
+         'effort_noise_std_nm': 0.02, 'force_noise_std_n': 0.1, 'torque_noise_std_nm': 0.005,
+         'delay_s': 0.0}
+#: links vary by +-15 % (a fleet of arms of one model, or an arm with tools on it)
+FLEET = {'links': {'mass_scale': [0.85, 1.15], 'com_offset_m': 0.0, 'inertia_scale': 1.0},
+         'friction': {'viscous_scale': 1.0, 'coulomb_scale': 1.0}, 'sensor': NOISE,
+         'actuator': {'effort_limit_scale': 1.0, 'velocity_limit_scale': 1.0}}
+#: every link at its URDF value: all variants are the one nominal arm
+ONE_ARM = dict(FLEET, links={'mass_scale': 1.0, 'com_offset_m': 0.0, 'inertia_scale': 1.0})
+
+
+def _scenario(randomization, **changes):
+    data = {'name': 'learn', 'duration_s': 3.0,
+            'trajectory': {'type': 'demo_motion', 'fraction': 0.3, 'period_s': 1.5,
+                           'fade_in_s': 0.3, 'center': POSE},
+            'randomization': {'file': 'default', 'overrides': randomization},
+            'detector': {'commissioning_duration_s': 1.0}}
+    data.update(changes)
+    return scenario_from_dict(data, 'test', ROOT)
+
+
+@pytest.fixture(scope='module')
+def learned(tmp_path_factory):
+    """Thresholds learned across 8 fleet variants and on the nominal arm, 3 unseen variants."""
+    out = tmp_path_factory.mktemp('thresholds')
+    fleet = commission_across_variants(_scenario(FLEET), 8, out / 'fleet.yaml', holdout=3,
+                                       urdf=URDF, seed=11)
+    one_arm = commission_across_variants(_scenario(ONE_ARM), 2, out / 'one_arm.yaml',
+                                         urdf=URDF, seed=11)
+    return fleet, one_arm
+
+
+def test_fleet_thresholds_hold_on_unseen_variants_where_one_arms_do_not(learned):
+    fleet, one_arm = learned
+    assert fleet.samples == 8 and len(fleet.holdout) == 3
+    assert [h.index for h in fleet.holdout] == [8, 9, 10]
+    # 8 variants of 3 s, fed one after the other: commissioning spans nearly all of it
+    assert 8 * 2.9 < fleet.commissioning_s < 8 * 3.0
+    assert fleet.false_alarms == 0
+    assert all(h.alarm_joint == '' for h in fleet.holdout)
+    # the same unseen arms against thresholds learned on the nominal arm alone: every one of
+    # them is "anomalous" (their links are up to 15 % off the model)
+    unseen = scenario_residual_traces(_scenario(FLEET), [8, 9, 10], urdf=URDF, seed=11)
+    checks = [monitor_trace(ResidualDetector.from_thresholds(
+        one_arm.thresholds_file, one_arm.joint_names), trace) for trace in unseen]
+    assert all(not math.isnan(c.alarm_time_s) for c in checks)
+    # the learned file is the node's format, with the settings it checks on load
+    doc = yaml.safe_load(fleet.thresholds_file.read_text())['robot_twin_anomaly_thresholds']
+    assert doc['joints'] == list(fleet.joint_names)
+    assert doc['commissioning']['duration_s'] == pytest.approx(fleet.commissioning_s)
+    assert doc['urdf'] == str(URDF)
+
+
+def test_fleet_thresholds_still_catch_a_friction_fault(learned):
+    fleet, _ = learned
+    fault = {'name': 'wear', 'faults': [{'type': 'friction_increase', 'joint': 'joint3',
+                                         'start_s': 1.5, 'size': 3.0, 'mode': 'add'}]}
+    trace, = scenario_residual_traces(_scenario(FLEET, faults=fault), [20], urdf=URDF, seed=11)
+    check = monitor_trace(ResidualDetector.from_thresholds(
+        fleet.thresholds_file, fleet.joint_names), trace)
+    assert check.alarm_joint == 'joint3'
+    assert 1.5 < check.alarm_time_s < 2.5
+    # the same variant without the fault stays quiet
+    clean, = scenario_residual_traces(_scenario(FLEET), [20], urdf=URDF, seed=11)
+    assert math.isnan(monitor_trace(ResidualDetector.from_thresholds(
+        fleet.thresholds_file, fleet.joint_names), clean).alarm_time_s)
+
+
+def test_bad_requests_are_refused_with_the_reason(tmp_path):
+    scenario = _scenario(FLEET, duration_s=0.6,
+                         detector={'commissioning_duration_s': 0.5, 'block_s': 0.05})
+    with pytest.raises(WhatIfError, match='samples must be an integer >= 1'):
+        commission_across_variants(scenario, 0, tmp_path / 't.yaml', urdf=URDF)
+    with pytest.raises(WhatIfError, match='holdout must be an integer >= 0'):
+        commission_across_variants(scenario, 1, tmp_path / 't.yaml', holdout=-1, urdf=URDF)
+    broken = _scenario(FLEET)
+    broken.detector = {'block_s': -1.0}            # (a scenario file is checked on loading)
+    with pytest.raises(WhatIfError, match='block_s must be > 0'):
+        commission_across_variants(broken, 1, tmp_path / 't.yaml', urdf=URDF)
+    # one short variant: too little to commission on, and nothing written
+    with pytest.raises(WhatIfError, match='too little to commission on'):
+        commission_across_variants(scenario, 1, tmp_path / 't.yaml', urdf=URDF)
+    assert not (tmp_path / 't.yaml').exists()
+    # faults in the scenario are dropped (normal data), with a warning
+    faulty = _scenario(FLEET, duration_s=1.5, faults={
+        'name': 'x', 'faults': [{'type': 'friction_increase', 'joint': 'joint3',
+                                 'start_s': 0.5, 'size': 5.0, 'mode': 'add'}]})
+    with pytest.warns(UserWarning, match='faults of the scenario are ignored'):
+        result = commission_across_variants(faulty, 1, tmp_path / 'f.yaml', urdf=URDF)
+    assert result.thresholds_file.is_file()
+
+
+def test_cli_writes_thresholds_and_reports_held_out_variants(tmp_path, capsys):
+    scenario = tmp_path / 'learn.yaml'
+    data = {'name': 'learn', 'duration_s': 2.0,
+            'trajectory': {'type': 'demo_motion', 'fraction': 0.3, 'period_s': 1.0,
+                           'fade_in_s': 0.2, 'center': POSE},
+            'randomization': {'file': 'default', 'overrides': FLEET},
+            'detector': {'commissioning_duration_s': 1.0}}
+    scenario.write_text(yaml.safe_dump(data))
+    out = tmp_path / 'th' / 'thresholds.yaml'
+    status = cli_main(['commission', '--scenario', str(scenario), '--samples', '3',
+                       '--holdout', '1', '--seed', '2', '--output', str(out), '--quiet'])
+    assert status in (0, 1) and out.is_file()     # 1 would mean the held-out variant alarmed
+    detector = ResidualDetector.from_thresholds(out, [f'joint{i}' for i in range(1, 8)])
+    assert detector.commissioned
+    status = cli_main(['commission', '--scenario', str(tmp_path / 'missing.yaml'),
+                       '--samples', '2', '--output', str(out)])
+    assert status == 2
+    assert 'robot-twin commission: error:' in capsys.readouterr().err
+
+
+def test_packaged_commissioning_scenario_is_fault_free_demo_motion():
+    from twin_sim.whatif import load_scenario
+    scenario = load_scenario('commissioning')
+    assert scenario.faults is None and scenario.trajectory['type'] == 'demo_motion'
+    assert scenario.duration_s > scenario.commissioning_s

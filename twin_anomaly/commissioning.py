@@ -1,0 +1,204 @@
+"""
+Commission the anomaly detector on randomized variants: thresholds for "normal across a range".
+
+The live ``twin_anomaly`` node commissions on the robot it watches: it learns that arm's own
+residuals, so any later change of the arm (a payload, wear, another unit of the same model) is
+an anomaly. That is right for one robot, but there is nothing to learn from before the robot
+runs, and a file learned on one unit false-alarms on the next. This module learns the thresholds
+offline instead, from fault-free domain-randomized variants of a what-if scenario
+(:mod:`twin_sim.whatif`: masses, inertias, friction, payload, sensor noise and delay drawn
+within the scenario's ranges): the detector's commissioning statistics then span every variant,
+and its thresholds hold for any arm within the ranges. The price is sensitivity: a change that
+stays inside the ranges is "normal" by construction.
+
+:func:`commission_across_variants` runs the variants (in parallel like a what-if run), feeds
+their residuals, one variant after another, to one :class:`~twin_anomaly.detector.ResidualDetector`
+whose commissioning spans them all, and saves its thresholds in the file format the node loads
+(its ``thresholds_file`` parameter). Held-out variants (other draws of the same seed) then run
+against the saved file, as a check that it does not alarm on fault-free arms it has not seen.
+"""
+from dataclasses import dataclass, replace
+import math
+from pathlib import Path
+import time
+import warnings
+
+import numpy as np
+from twin_anomaly.detector import DetectorConfig, ResidualDetector
+
+__all__ = ['CommissioningResult', 'HoldoutCheck', 'commission_across_variants', 'monitor_trace']
+
+
+@dataclass
+class HoldoutCheck:
+    """
+    A held-out variant monitored with the learned thresholds.
+
+    Attributes
+    ----------
+    index : int
+        Variant index.
+    max_score : float
+        Largest robot-level anomaly score (1.0 is the threshold).
+    alarm_time_s : float
+        Stamp of the first alarm, s; NaN without one.
+    alarm_joint : str
+        Faulty joint of the first alarm ('' without one; 'wrench' for the sensor).
+
+    """
+
+    index: int
+    max_score: float
+    alarm_time_s: float
+    alarm_joint: str
+
+
+@dataclass
+class CommissioningResult:
+    """
+    What :func:`commission_across_variants` did.
+
+    Attributes
+    ----------
+    thresholds_file : Path
+        The saved thresholds.
+    joint_names : tuple of str
+    samples : int
+        Variants learned from.
+    commissioning_s : float
+        Stamp time of residuals the detector learned from, s.
+    holdout : list of HoldoutCheck
+        The held-out variants.
+    wall_s : float
+        Wall time of the whole job, s.
+
+    """
+
+    thresholds_file: Path
+    joint_names: tuple
+    samples: int
+    commissioning_s: float
+    holdout: list
+    wall_s: float
+
+    @property
+    def false_alarms(self):
+        """Held-out (fault-free) variants that raised an alarm."""
+        return sum(1 for h in self.holdout if not math.isnan(h.alarm_time_s))
+
+
+def monitor_trace(detector, trace):
+    """
+    Feed a residual trace to a commissioned detector; return its largest score and first alarm.
+
+    Parameters
+    ----------
+    detector : ResidualDetector
+        Monitoring (commissioned or loaded from a thresholds file).
+    trace : twin_sim.whatif.ResidualTrace
+        The residuals, fed in order.
+
+    Returns
+    -------
+    HoldoutCheck
+
+    """
+    block = detector.config.block_s
+    next_report = -math.inf
+    max_score, alarm_t, alarm_joint = 0.0, math.nan, ''
+    for k in range(trace.t.size):
+        wrench = None if np.isnan(trace.wrench[k, 0]) else trace.wrench[k]
+        alarmed = detector.update(trace.t[k], trace.position[k], trace.velocity[k],
+                                  trace.effort[k], wrench, velocity=trace.velocity_measured[k])
+        if trace.t[k] >= next_report or (alarmed and math.isnan(alarm_t)):
+            next_report = trace.t[k] + block
+            state = detector.report()
+            max_score = max(max_score, state.score)
+            if state.level == 'ERROR' and math.isnan(alarm_t):
+                alarm_t = state.since
+                alarm_joint = state.faulty_joint or ('wrench' if state.fault_type == 'wrench'
+                                                     else '')
+    return HoldoutCheck(trace.index, float(max_score), float(alarm_t), alarm_joint)
+
+
+def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=None, params=None,
+                               seed=0, workers=1, ray_address=None, progress=False):
+    """
+    Learn anomaly thresholds from fault-free randomized variants of a scenario and save them.
+
+    Parameters
+    ----------
+    scenario : twin_sim.whatif.WhatIfScenario, str or Path
+        A what-if scenario (or its path / packaged name): its trajectory, randomization and
+        ``detector`` settings are used; its faults are dropped (with a warning).
+    samples : int
+        Variants to learn from (indices ``0..samples-1``).
+    output : str or Path
+        Thresholds file to write (what ``twin_anomaly``'s ``thresholds_file`` loads).
+    holdout : int
+        Further variants (indices ``samples..samples+holdout-1``) monitored with the saved file.
+    urdf, params, seed, workers, ray_address, progress
+        As :func:`twin_sim.whatif.run_whatif`.
+
+    Returns
+    -------
+    CommissioningResult
+
+    Raises
+    ------
+    twin_sim.whatif.WhatIfError
+        An unusable scenario, robot or option (the message says which).
+
+    """
+    from twin_sim.whatif import load_scenario, scenario_residual_traces, WhatIfError, \
+        WhatIfScenario
+
+    t0 = time.perf_counter()
+    for name, value, low in (('samples', samples, 1), ('holdout', holdout, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise WhatIfError(f'{name} must be an integer >= {low}, got {value!r}')
+    if not isinstance(scenario, WhatIfScenario):
+        scenario = load_scenario(scenario)
+    if scenario.faults is not None:
+        warnings.warn(f'{scenario.source}: the faults of the scenario are ignored: commissioning '
+                      'learns what fault-free variants look like', UserWarning, stacklevel=2)
+        scenario = replace(scenario, faults=None)
+    settings = {k: v for k, v in scenario.detector.items() if k != 'commissioning_duration_s'}
+    try:
+        DetectorConfig(**settings)
+    except (TypeError, ValueError) as exc:
+        raise WhatIfError(f'{scenario.source}: detector: {exc}') from exc
+    traces = scenario_residual_traces(scenario, range(int(samples)),
+                                      urdf=urdf, params=params, seed=seed, workers=workers,
+                                      ray_address=ray_address, progress=progress)
+    names = traces[0].joint_names
+    # One detector learns from all variants, fed one after the other on one time line. It
+    # must finish commissioning inside the data: stop two blocks before the end.
+    block = DetectorConfig(**settings).block_s
+    span = sum(float(tr.t[-1] - tr.t[0]) for tr in traces if tr.t.size)
+    duration = span - 2.0 * block
+    try:
+        detector = ResidualDetector(names, **settings, commissioning_duration_s=duration)
+    except ValueError as exc:
+        raise WhatIfError(f'{span:.2f} s of residuals from {samples} variants is too little to '
+                          f'commission on ({exc}); give more samples or a longer scenario'
+                          ) from exc
+    offset = 0.0
+    for trace in traces:
+        if trace.t.size:
+            offset = trace.feed(detector, offset - trace.t[0]) + block
+    if not detector.commissioned:
+        raise WhatIfError(f'commissioning did not finish on {span:.2f} s of residuals '
+                          f'({detector.commissioning_progress:.0%}); give more samples')
+    output = Path(output)
+    detector.save_thresholds(output, urdf=None if urdf is None else str(urdf))
+    checks = []
+    if holdout:
+        held = scenario_residual_traces(scenario, range(int(samples), int(samples + holdout)),
+                                        urdf=urdf, params=params, seed=seed, workers=workers,
+                                        ray_address=ray_address, progress=progress)
+        for trace in held:
+            checks.append(monitor_trace(
+                ResidualDetector.from_thresholds(output, names, **settings), trace))
+    return CommissioningResult(output, tuple(names), int(samples), duration, checks,
+                               time.perf_counter() - t0)
