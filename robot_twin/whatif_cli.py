@@ -139,8 +139,9 @@ def add_commission_parser(subparsers):
                     '--holdout runs further variants against the saved file and counts false '
                     'alarms.')
     p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
-    p.add_argument('--scenario', default='commissioning',
-                   help='what-if scenario YAML or packaged name (default: commissioning)')
+    p.add_argument('--scenario', required=True,
+                   help='what-if scenario YAML, or a packaged name (commissioning: the demo '
+                        'motion of the built-in arm); best the motion your robot will do')
     p.add_argument('--samples', type=_positive_int, required=True,
                    help='variants to learn from')
     p.add_argument('--holdout', type=int, default=4,

@@ -129,3 +129,32 @@ def test_packaged_commissioning_scenario_is_fault_free_demo_motion():
     scenario = load_scenario('commissioning')
     assert scenario.faults is None and scenario.trajectory['type'] == 'demo_motion'
     assert scenario.duration_s > scenario.commissioning_s
+
+
+def test_another_robot_without_a_force_sensor_runs_end_to_end(tmp_path):
+    # the Franka Panda of pybullet_data: 9 joints (2 prismatic fingers, one a <mimic>), no
+    # force-torque sensor link, mesh paths that do not resolve from a variant's copy
+    import warnings
+
+    import pybullet_data
+    from twin_sim.whatif import format_table, run_whatif
+    panda = Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf'
+    ready = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.02, 0.02]
+    scenario = _scenario({'links': {'mass_scale': [0.95, 1.05]}}, duration_s=2.0,
+                         trajectory={'type': 'demo_motion', 'fraction': 0.3, 'period_s': 1.0,
+                                     'fade_in_s': 0.3, 'center': ready})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        result = run_whatif(scenario, 2, urdf=panda, seed=1)
+    # the robot's own URDF warnings are shown once, not again for every variant's copy
+    assert caught and all(str(panda) in str(w.message) for w in caught)
+    table = format_table(result.summary)
+    assert 'panda_finger_joint2 |' in table
+    assert len({len(line) for line in table.splitlines()[3:12]}) == 1    # aligned rows
+    assert result.summary['alarms']['count'] == 0
+    learned = commission_across_variants(scenario, 3, tmp_path / 'panda.yaml', holdout=1,
+                                         urdf=panda, seed=1)
+    doc = yaml.safe_load(learned.thresholds_file.read_text())['robot_twin_anomaly_thresholds']
+    assert doc['joints'][-1] == 'panda_finger_joint2'
+    assert all(v is None for v in doc['wrench'].values())          # no sensor: no wrench
+    assert ResidualDetector.from_thresholds(learned.thresholds_file, doc['joints']).commissioned

@@ -723,6 +723,7 @@ def _simulate(setup, index, *, trace=False):
     """Run variant ``index``; return (SampleResult, ResidualTrace or None)."""
     from twin_sim.faults import FaultScenario
     from twin_sim.plant import Plant
+    from twin_sim.urdf_model import URDFWarning
 
     ctx = _context(setup)
     scenario = setup.scenario
@@ -733,9 +734,12 @@ def _simulate(setup, index, *, trace=False):
     urdf = write_variant_urdf(ctx.nominal, variant, Path(ctx.tmp.name) / f'variant_{index}.urdf')
     faults = None if scenario.faults is None else FaultScenario.from_dict(
         scenario.faults, source=scenario.source)
-    plant = Plant(urdf, scenario=faults, dt=scenario.dt, seed=variant.noise_seed,
-                  initial_q=q_ref[0], payload=payload,
-                  control_period_steps=scenario.control_every)
+    with warnings.catch_warnings():
+        # the variant is the robot's URDF with other numbers: prepare() has shown its warnings
+        warnings.simplefilter('ignore', URDFWarning)
+        plant = Plant(urdf, scenario=faults, dt=scenario.dt, seed=variant.noise_seed,
+                      initial_q=q_ref[0], payload=payload,
+                      control_period_steps=scenario.control_every)
     try:
         return _drive(plant, ctx, scenario, variant, payload, (q_ref, qd_ref, qdd_ref), n,
                       trace)
@@ -1328,7 +1332,12 @@ _TABLE_METRICS = (('torque_rms_nm', 'torque RMS', 'N m'), ('torque_peak_nm', 'to
 
 
 def _fmt(value, scale=1.0, width=7):
-    return f'{"-":>{width}}' if value is None else f'{value * scale:{width}.3g}'
+    if value is None:
+        return f'{"-":>{width}}'
+    value = value * scale
+    if value != 0.0 and abs(value) < 1e-3:      # '0.000167' would not fit the column
+        return f'{value:{width}.1e}'
+    return f'{value:{width}.3g}'
 
 
 def format_table(summary):
@@ -1337,8 +1346,9 @@ def format_table(summary):
              f"{summary['duration_s']:g} s, seed {summary['seed']}; p5 / p50 / p95 across "
              'samples']
     cell = 3 * 7 + 2
-    head = f'{"joint":<12}' + ''.join(f' | {label + " [" + unit + "]":^{cell}}'
-                                      for _, label, unit in _TABLE_METRICS)
+    name_width = max([12] + [len(j) for j in summary['joints']])
+    head = f'{"joint":<{name_width}}' + ''.join(
+        f' | {label + " [" + unit + "]":^{cell}}' for _, label, unit in _TABLE_METRICS)
     lines += [head, '-' * len(head)]
     for joint in summary['joints']:
         cells = []
@@ -1346,7 +1356,7 @@ def format_table(summary):
             s = summary['metrics'][name][joint]
             scale = 1000.0 if unit == 'mrad' else 1.0
             cells.append(' '.join(_fmt(s[f'p{p}'], scale) for p in PERCENTILES))
-        lines.append(f'{joint:<12} | ' + ' | '.join(cells))
+        lines.append(f'{joint:<{name_width}} | ' + ' | '.join(cells))
     ms = summary['max_score']
     lines.append(f'max anomaly score after commissioning (threshold 1): '
                  f'{_fmt(ms["p5"], width=1)} / {_fmt(ms["p50"], width=1)} / '
