@@ -217,6 +217,14 @@ PARAMETERS = {
         ParamSpec('payload_mass_kg', float, 0.0,
                   'Payload at the tool (kg): the known payload in mirror mode, the carried one '
                   'in plant mode.', min=0.0, max=1000.0, read_only=True),
+        ParamSpec('randomization', str, '',
+                  'plant: simulate a domain-randomized robot instead of the nominal one: a '
+                  'randomization YAML or a name in config/randomization (e.g. default); the '
+                  'variant is randomization_index of seed, the same as that sample of a '
+                  'what-if run. Empty = the nominal (or identified) robot.', read_only=True),
+        ParamSpec('randomization_index', int, 0,
+                  'plant: which variant of the randomization to simulate.', min=0,
+                  max=2 ** 31 - 1, read_only=True),
     ),
     'twin_anomaly': (
         _URDF,

@@ -39,20 +39,30 @@ def config_file(name):
     return str(share_dir() / 'config' / name)
 
 
+def _named_config(name_or_path, folder, what):
+    """Resolve an existing file path, or a name (with or without .yaml) in config/<folder>/."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return str(path)
+    name = path.name if path.suffix in ('.yaml', '.yml') else path.name + '.yaml'
+    candidate = share_dir() / 'config' / folder / name
+    if candidate.is_file():
+        return str(candidate)
+    known = sorted(p.stem for p in (share_dir() / 'config' / folder).glob('*.yaml'))
+    raise FileNotFoundError(
+        f'{what} {name_or_path!r} is neither a file nor a name in config/{folder} '
+        f'(known: {", ".join(known) or "none"})')
+
+
 def fault_scenario(name_or_path):
     """
     Resolve a fault scenario: an existing file path, or a name in config/faults/.
 
     ``'demo'`` and ``'demo.yaml'`` both give config/faults/demo.yaml.
     """
-    path = Path(name_or_path)
-    if path.is_file():
-        return str(path)
-    name = path.name if path.suffix in ('.yaml', '.yml') else path.name + '.yaml'
-    candidate = share_dir() / 'config' / 'faults' / name
-    if candidate.is_file():
-        return str(candidate)
-    known = sorted(p.stem for p in (share_dir() / 'config' / 'faults').glob('*.yaml'))
-    raise FileNotFoundError(
-        f'fault scenario {name_or_path!r} is neither a file nor a name in config/faults '
-        f'(known: {", ".join(known) or "none"})')
+    return _named_config(name_or_path, 'faults', 'fault scenario')
+
+
+def randomization_file(name_or_path):
+    """Resolve a randomization file: an existing path, or a name in config/randomization/."""
+    return _named_config(name_or_path, 'randomization', 'randomization file')

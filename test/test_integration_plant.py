@@ -5,7 +5,7 @@ The plant alone (twin_sim in mode plant) with a scenario whose fault has an end
 (``test/data/collision_short.yaml``: a push on the tool from 0.5 s to 0.8 s). /twin/set_fault
 re-arms it counted from now, /twin/clear_fault removes every fault, /twin/reset restarts plant
 time; /twin/plant_status (latched) tells what the plant holds. Every call must succeed and the
-plant must keep running.
+plant must keep running. A plant given a randomization simulates, and names, that variant.
 """
 from pathlib import Path
 import time
@@ -86,3 +86,24 @@ def test_plant_services_rearm_clear_and_reset_faults(plant):
 
     graph.check_alive()
     assert not [x for x in graph.lines('plant') if 'Traceback' in x], graph.output()
+
+
+def test_plant_simulates_the_randomized_variant_it_is_given():
+    domain = unique_domain_id()
+    graph = TwinGraph(domain)
+    observer = None
+    try:
+        observer = Observer(domain)
+        graph.start('robot', node_specs(['plant'], {'plant': {
+            'randomization': 'default', 'randomization_index': 3, 'seed': 4}}))
+        m = observer.monitor
+        status = wait_until(lambda: _plant_status(m, 0.0), START_TIMEOUT_S,
+                            '/twin/plant_status', graph)
+        assert status['variant'].startswith('3 of seed 4: mass x'), status
+        graph.check_alive()
+        assert any('simulating variant 3 of seed 4 of default' in x
+                   for x in graph.lines('plant')), graph.output()
+    finally:
+        graph.stop()
+        if observer is not None:
+            observer.close()

@@ -249,3 +249,38 @@ def test_identified_parameters_are_the_centre(tmp_path):
     params.write_text(yaml.safe_dump(doc))
     with pytest.raises(RandomizationError, match='joint7.*link7.*mass'):
         NominalDynamics.from_urdf(URDF, params)
+
+
+def test_randomized_plant_robot_is_the_whatif_sample(tmp_path):
+    # the HIL plant's variant i of seed s is sample i of a what-if run with that seed: holding
+    # a pose, both arms need the same torques (gravity of the drawn bodies and payload)
+    from twin_sim.plant import Plant
+    from twin_sim.randomization import write_randomized_robot
+    from twin_sim.whatif import run_whatif, scenario_from_dict
+    urdf = Path(__file__).resolve().parents[1] / 'urdf' / 'robot_twin_arm.urdf'
+    pose = [0.0, 0.8, 0.0, -1.0, 0.0, 0.5, 0.0]
+    ranges = {'links': {'mass_scale': [0.7, 1.3]}, 'payload': {'mass_kg': [0.5, 2.0]}}
+    scenario = scenario_from_dict({
+        'name': 'hold', 'duration_s': 1.0, 'trajectory': {'type': 'hold', 'q': pose},
+        'randomization': {'file': 'default', 'overrides': ranges},
+        'detector': {'commissioning_duration_s': 0.5}, 'record_rate_hz': 10}, 'test')
+    whatif = run_whatif(scenario, 3, urdf=urdf, seed=5).samples[2]
+    path, variant = write_randomized_robot(urdf, load_randomization(overrides=ranges), 5, 2,
+                                           tmp_path / 'variant.urdf')
+    assert variant.as_flat_dict() == whatif.variant
+    assert variant.payload is not None and 0.5 <= variant.payload.mass <= 2.0
+    plant = Plant(path, dt=0.001, initial_q=pose, payload=variant.payload)
+    try:
+        while plant.time < 1.0 - 1e-9:
+            m = plant.step()
+    finally:
+        plant.close()
+    assert np.allclose(m.effort, whatif.record_effort[-1], atol=1e-6)
+    # and it is not the nominal arm
+    nominal = Plant(urdf, dt=0.001, initial_q=pose)
+    try:
+        while nominal.time < 1.0 - 1e-9:
+            n = nominal.step()
+    finally:
+        nominal.close()
+    assert np.max(np.abs(n.effort - m.effort)) > 1.0

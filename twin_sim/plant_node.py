@@ -13,6 +13,10 @@ nodes under ``use_sim_time`` follow /clock). Commands arrive as ros2_control's i
 Services: /twin/reset, /twin/set_fault (re-arms the configured scenario with its start times
 counted from now), /twin/clear_fault; all std_srvs/Trigger (see README: no custom interfaces).
 /twin/plant_status (latched DiagnosticArray) names the scenario and the stamp of plant time 0.
+
+With ``randomization`` set, the plant simulates one domain-randomized robot (variant
+``randomization_index`` of ``seed``, :func:`twin_sim.randomization.write_randomized_robot`)
+instead of the nominal or identified one, and its status names the variant.
 """
 from pathlib import Path
 import tempfile
@@ -25,7 +29,7 @@ import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from robot_twin.msg_conversions import make_joint_state, make_status, make_wrench, \
     sec_to_stamp, trajectory_points
-from robot_twin.resources import fault_scenario, urdf_or_builtin
+from robot_twin.resources import fault_scenario, randomization_file, urdf_or_builtin
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -34,7 +38,8 @@ from trajectory_msgs.msg import JointTrajectory
 from twin_bridge.mapping import JointMapper, MappingError
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.plant import Plant, PlantError
-from twin_sim.randomization import write_identified_urdf
+from twin_sim.randomization import load_randomization, RandomizationError, \
+    write_identified_urdf, write_randomized_robot
 from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
 from twin_sim.urdf_model import Payload
 
@@ -58,10 +63,31 @@ class PlantRole:
         payload = Payload(params['payload_mass_kg']) if params['payload_mass_kg'] > 0 else None
         urdf = urdf_or_builtin(params['urdf_path'])
         self._tmpdir = None
-        if params['dynamics_params_file']:
+        self.variant = None
+        identified = params['dynamics_params_file'] or None
+        if params['randomization']:
+            # simulate one domain-randomized robot (around the identified one, if given)
+            self._tmpdir = tempfile.TemporaryDirectory(prefix='robot_twin_plant_')
+            try:
+                spec = load_randomization(randomization_file(params['randomization']))
+                path, self.variant = write_randomized_robot(
+                    urdf, spec, params['seed'], params['randomization_index'],
+                    Path(self._tmpdir.name) / 'variant.urdf', identified)
+            except (FileNotFoundError, RandomizationError) as exc:
+                raise ValueError(f'plant: randomization: {exc}') from None
+            urdf = str(path)
+            if self.variant.payload is not None:
+                if payload is not None:
+                    raise ValueError('plant: payload_mass_kg and a randomized payload are both '
+                                     'set; keep one (set the randomization payload mass to 0)')
+                payload = self.variant.payload
+            self.log.info(f'simulating variant {self.variant.index} of seed '
+                          f'{self.variant.seed} of {params["randomization"]}: '
+                          f'{self._variant_text()}')
+        elif identified:
             # simulate the identified robot: its URDF with the params.yaml dynamics put in
             self._tmpdir = tempfile.TemporaryDirectory(prefix='robot_twin_plant_')
-            urdf = str(write_identified_urdf(urdf, params['dynamics_params_file'],
+            urdf = str(write_identified_urdf(urdf, identified,
                                              Path(self._tmpdir.name) / 'identified.urdf'))
         try:
             self.plant = Plant(urdf, scenario=self.scenario_path,
@@ -144,6 +170,12 @@ class PlantRole:
         if self.pub_wrench is not None and sample.wrench is not None:
             self.pub_wrench.publish(make_wrench(stamp, self.ft_frame, sample.wrench))
 
+    def _variant_text(self):
+        v = self.variant
+        return (f'mass x{v.mass_scale.min():.3f}..{v.mass_scale.max():.3f}, Coulomb friction '
+                f'x{v.coulomb_scale.min():.3f}..{v.coulomb_scale.max():.3f}, payload '
+                f'{v.payload_mass_kg:.3f} kg')
+
     def publish_status(self, message):
         """Publish the latched /twin/plant_status."""
         faults = self.plant.faults   # what the plant holds now (set_fault adds, clear removes)
@@ -152,6 +184,9 @@ class PlantRole:
                   'plant_time_s': f'{self.plant.time:.3f}',
                   'faults': len(faults), 'overruns': self.overruns,
                   'rejected_commands': self.rejected_commands}
+        if self.variant is not None:
+            values['variant'] = f'{self.variant.index} of seed {self.variant.seed}: ' + \
+                self._variant_text()
         array = DiagnosticArray()
         array.header.stamp = sec_to_stamp(time.time())
         array.status.append(make_status('twin/plant', 'OK', message, values))

@@ -45,7 +45,7 @@ import yaml
 __all__ = [
     'RandomizationError', 'Range', 'RandomizationSpec', 'Variant', 'BodyInertial',
     'NominalDynamics', 'load_randomization', 'deep_merge', 'write_variant_urdf',
-    'variant_seed_sequence',
+    'variant_seed_sequence', 'write_randomized_robot',
 ]
 
 #: The file that ships with the package, used when no randomization file is given.
@@ -270,6 +270,14 @@ class Variant:
     def payload_inertia(self):
         """(3, 3) ndarray, kg m^2: the payload's inertia about its CoM (solid sphere)."""
         return np.eye(3) * (0.4 * self.payload_mass_kg * self.payload_radius_m ** 2)
+
+    @property
+    def payload(self):
+        """Return the drawn payload (a :class:`~twin_sim.urdf_model.Payload`; None for no mass)."""
+        from twin_sim.urdf_model import Payload
+        if self.payload_mass_kg <= 0.0:
+            return None
+        return Payload(self.payload_mass_kg, self.payload_com_m, self.payload_inertia)
 
     def as_flat_dict(self):
         """Return the drawn values as a flat ``{name: float}`` mapping (for CSV and JSON)."""
@@ -811,3 +819,42 @@ def write_identified_urdf(urdf_path, params_path, out_path):
                        com_offset_m=np.zeros((n, 3)), inertia_scale=ones, viscous_scale=ones,
                        coulomb_scale=ones, effort_limit_scale=ones, velocity_limit_scale=ones)
     return write_variant_urdf(nominal, identity, out_path)
+
+
+def write_randomized_robot(urdf_path, spec, seed, index, out_path, params_path=None):
+    """
+    Write variant ``index`` of ``seed`` of a robot as a URDF, for a plant to simulate.
+
+    The same variant as sample ``index`` of a what-if run with that seed and ranges (bodies,
+    friction, actuator limits; its payload is ``variant.payload``). Used by the HIL plant.
+
+    Parameters
+    ----------
+    urdf_path : str or Path
+        The robot's URDF.
+    spec : RandomizationSpec
+        The ranges.
+    seed, index : int
+        Which variant (both >= 0).
+    out_path : str or Path
+        The URDF to write.
+    params_path : str or Path, optional
+        Identified dynamics (``params.yaml``) to centre the ranges on.
+
+    Returns
+    -------
+    path : Path
+        ``out_path``.
+    variant : Variant
+        The drawn values.
+
+    Raises
+    ------
+    RandomizationError
+        Bad URDF or params, or ranges for joints the robot does not have.
+
+    """
+    nominal = NominalDynamics.from_urdf(urdf_path, params_path)
+    spec.check_joints(nominal.joint_names)
+    variant = spec.sample(nominal.joint_names, seed, index)
+    return write_variant_urdf(nominal, variant, out_path), variant

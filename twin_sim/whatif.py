@@ -712,13 +712,6 @@ def _context(setup):
     return ctx
 
 
-def _variant_payload(variant):
-    from twin_sim.urdf_model import Payload
-    if variant.payload_mass_kg <= 0.0:
-        return None
-    return Payload(variant.payload_mass_kg, variant.payload_com_m, variant.payload_inertia)
-
-
 def _simulate(setup, index, *, trace=False):
     """Run variant ``index``; return (SampleResult, ResidualTrace or None)."""
     from twin_sim.faults import FaultScenario
@@ -729,7 +722,7 @@ def _simulate(setup, index, *, trace=False):
     scenario = setup.scenario
     n = len(ctx.joint_names)
     variant = scenario.randomization.sample(ctx.joint_names, setup.seed, index)
-    payload = _variant_payload(variant)
+    payload = variant.payload
     q_ref, qd_ref, qdd_ref = setup.reference
     urdf = write_variant_urdf(ctx.nominal, variant, Path(ctx.tmp.name) / f'variant_{index}.urdf')
     faults = None if scenario.faults is None else FaultScenario.from_dict(
