@@ -273,7 +273,7 @@ class Variant:
 
     @property
     def payload(self):
-        """Return the drawn payload (a :class:`~twin_sim.urdf_model.Payload`; None for no mass)."""
+        """Return the drawn payload as a :class:`~twin_sim.urdf_model.Payload`, or None at 0 kg."""
         from twin_sim.urdf_model import Payload
         if self.payload_mass_kg <= 0.0:
             return None
