@@ -41,7 +41,7 @@ from twin_sim.plant import Plant, PlantError
 from twin_sim.randomization import load_randomization, RandomizationError, \
     write_identified_urdf, write_randomized_robot
 from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
-from twin_sim.urdf_model import Payload
+from twin_sim.urdf_model import Payload, URDFError
 
 # QoS: the plant is the robot: its state streams are reliable like ros2_control's broadcasters
 # (best-effort and reliable readers both match); commands reliable; status latched.
@@ -73,7 +73,7 @@ class PlantRole:
                 path, self.variant = write_randomized_robot(
                     urdf, spec, params['seed'], params['randomization_index'],
                     Path(self._tmpdir.name) / 'variant.urdf', identified)
-            except (FileNotFoundError, RandomizationError) as exc:
+            except (FileNotFoundError, RandomizationError, URDFError) as exc:
                 raise ValueError(f'plant: randomization: {exc}') from None
             urdf = str(path)
             if self.variant.payload is not None:
