@@ -43,6 +43,21 @@ _positive_int.__name__ = 'positive integer'
 _seed.__name__ = 'non-negative integer'
 
 
+def _add_variant_options(p):
+    """Add the options every run of randomized variants takes (robot, seed, where to run)."""
+    p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
+    p.add_argument('--params', default=None,
+                   help='identified dynamics (params.yaml from robot-twin sysid): the '
+                        'randomization is centred on them and the twin predicts with them')
+    p.add_argument('--workers', type=_positive_int, default=1,
+                   help='local worker processes (default 1: run in this process)')
+    p.add_argument('--seed', type=_seed, default=0, help='randomization seed (default 0)')
+    p.add_argument('--ray', nargs='?', const='auto', default=None, metavar='ADDRESS',
+                   help='run the variants on a Ray cluster instead of local processes: '
+                        '"auto" (default: the running cluster), "local" (start Ray here) or '
+                        'an address such as ray://head:10001. Needs `pip install ray`.')
+
+
 def add_whatif_parser(subparsers):
     """Add the ``whatif`` sub-command to an argparse sub-parser collection; returns its parser."""
     p = subparsers.add_parser(
@@ -55,25 +70,15 @@ def add_whatif_parser(subparsers):
                     'with --output also writes summary.json, samples.csv, run.json and plots. '
                     'Variant i depends only on (seed, i): the summary is the same for any '
                     '--workers.')
-    p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
     p.add_argument('--scenario', required=True,
                    help='what-if scenario YAML, or the name of one in config/whatif '
                         '(e.g. payload_sweep, friction_wear)')
     p.add_argument('--samples', type=_positive_int, required=True,
                    help='number of randomized variants')
-    p.add_argument('--workers', type=_positive_int, default=1,
-                   help='local worker processes (default 1: run in this process)')
-    p.add_argument('--seed', type=_seed, default=0, help='randomization seed (default 0)')
     p.add_argument('--output', default=None, metavar='DIR',
                    help='directory for summary.json, samples.csv, run.json and the plots '
                         '(default: print the table only)')
-    p.add_argument('--params', default=None,
-                   help='identified dynamics (params.yaml from robot-twin sysid): the '
-                        'randomization is centred on them and the twin predicts with them')
-    p.add_argument('--ray', nargs='?', const='auto', default=None, metavar='ADDRESS',
-                   help='run the samples on a Ray cluster instead of local processes: '
-                        '"auto" (default: the running cluster), "local" (start Ray here) or '
-                        'an address such as ray://head:10001. Needs `pip install ray`.')
+    _add_variant_options(p)
     p.add_argument('--no-plots', action='store_true', help='write no plots')
     p.add_argument('--quiet', action='store_true', help='no progress bar and no table')
     p.set_defaults(func=run_whatif_command)
@@ -138,7 +143,6 @@ def add_commission_parser(subparsers):
                     'a robot not commissioned yet, a HIL bench) instead of for one arm. '
                     '--holdout runs further variants against the saved file and counts false '
                     'alarms.')
-    p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
     p.add_argument('--scenario', required=True,
                    help='what-if scenario YAML, or a packaged name (commissioning: the demo '
                         'motion of the built-in arm); best the motion your robot will do')
@@ -147,11 +151,7 @@ def add_commission_parser(subparsers):
     p.add_argument('--holdout', type=int, default=4,
                    help='further variants checked against the saved thresholds (default 4)')
     p.add_argument('--output', required=True, metavar='FILE', help='thresholds file to write')
-    p.add_argument('--params', default=None, help='identified dynamics (params.yaml)')
-    p.add_argument('--workers', type=_positive_int, default=1, help='local worker processes')
-    p.add_argument('--seed', type=_seed, default=0, help='randomization seed (default 0)')
-    p.add_argument('--ray', nargs='?', const='auto', default=None, metavar='ADDRESS',
-                   help='run the variants on a Ray cluster (as for whatif)')
+    _add_variant_options(p)
     p.add_argument('--quiet', action='store_true', help='no progress bar and no table')
     p.set_defaults(func=run_commission_command)
     return p

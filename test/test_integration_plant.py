@@ -7,6 +7,7 @@ re-arms it counted from now, /twin/clear_fault removes every fault, /twin/reset 
 time; /twin/plant_status (latched) tells what the plant holds. Every call must succeed and the
 plant must keep running. A plant given a randomization simulates, and names, that variant.
 """
+from contextlib import contextmanager
 from pathlib import Path
 import time
 
@@ -21,19 +22,26 @@ SCENARIO = str(Path(__file__).resolve().parent / 'data' / 'collision_short.yaml'
 CALL_TIMEOUT_S = 30.0
 
 
-@pytest.fixture
-def plant():
+@contextmanager
+def _plant_graph(params):
+    """Start the plant alone with ``params`` and an observer on a domain of its own."""
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = None
     try:
         observer = Observer(domain)
-        graph.start('robot', node_specs(['plant'], {'plant': {'scenario': SCENARIO}}))
+        graph.start('robot', node_specs(['plant'], {'plant': params}))
         yield graph, observer
     finally:
         graph.stop()
         if observer is not None:
             observer.close()
+
+
+@pytest.fixture
+def plant():
+    with _plant_graph({'scenario': SCENARIO}) as started:
+        yield started
 
 
 def _call(observer, graph, service):
@@ -89,21 +97,11 @@ def test_plant_services_rearm_clear_and_reset_faults(plant):
 
 
 def test_plant_simulates_the_randomized_variant_it_is_given():
-    domain = unique_domain_id()
-    graph = TwinGraph(domain)
-    observer = None
-    try:
-        observer = Observer(domain)
-        graph.start('robot', node_specs(['plant'], {'plant': {
-            'randomization': 'default', 'randomization_index': 3, 'seed': 4}}))
-        m = observer.monitor
-        status = wait_until(lambda: _plant_status(m, 0.0), START_TIMEOUT_S,
+    params = {'randomization': 'default', 'randomization_index': 3, 'seed': 4}
+    with _plant_graph(params) as (graph, observer):
+        status = wait_until(lambda: _plant_status(observer.monitor, 0.0), START_TIMEOUT_S,
                             '/twin/plant_status', graph)
         assert status['variant'].startswith('3 of seed 4: mass x'), status
         graph.check_alive()
         assert any('simulating variant 3 of seed 4 of default' in x
                    for x in graph.lines('plant')), graph.output()
-    finally:
-        graph.stop()
-        if observer is not None:
-            observer.close()

@@ -165,7 +165,7 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
         scenario = replace(scenario, faults=None)
     settings = {k: v for k, v in scenario.detector.items() if k != 'commissioning_duration_s'}
     try:
-        DetectorConfig(**settings)
+        block = DetectorConfig(**settings).block_s
     except (TypeError, ValueError) as exc:
         raise WhatIfError(f'{scenario.source}: detector: {exc}') from exc
     traces = scenario_residual_traces(scenario, range(int(samples)),
@@ -174,7 +174,6 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
     names = traces[0].joint_names
     # One detector learns from all variants, fed one after the other on one time line. It
     # must finish commissioning inside the data: stop two blocks before the end.
-    block = DetectorConfig(**settings).block_s
     span = sum(float(tr.t[-1] - tr.t[0]) for tr in traces if tr.t.size)
     duration = span - 2.0 * block
     try:
