@@ -53,10 +53,10 @@ setup(
     entry_points={
         'console_scripts': [
             'robot-twin = robot_twin.cli:main',
-            'twin_bridge = twin_bridge.bridge_node:main',
+            'twin_bridge = robot_twin.nodes.bridge_node:main',
             'twin_sim = twin_sim.sim_node:main',
-            'twin_anomaly = twin_anomaly.anomaly_node:main',
-            'demo_controller = robot_twin.demo_controller_node:main',
+            'twin_anomaly = robot_twin.nodes.anomaly_node:main',
+            'demo_controller = robot_twin.nodes.demo_controller_node:main',
         ],
     },
 )

@@ -34,9 +34,9 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from robot_twin.resources import urdf_or_builtin
 from sensor_msgs.msg import JointState
 from twin_sim.predictor import Predictor
+from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import RobotModel
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks

@@ -37,8 +37,8 @@ import time
 import numpy as np
 import pybullet
 
+from robot_twin.whatif import load_scenario, prepare, run_whatif
 from twin_sim.plant import Plant
-from twin_sim.whatif import load_scenario, prepare, run_whatif
 
 ROOT = Path(__file__).resolve().parents[1]
 URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'

@@ -39,7 +39,7 @@ import yaml
 GRAPH_KEY = 'robot_twin'
 """Top-level key of the section that lists the nodes to start."""
 
-EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_anomaly', 'demo_controller')
+EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_plant', 'twin_anomaly', 'demo_controller')
 """robot_twin's node executables (console scripts), each with a schema in ``PARAMETERS``."""
 
 INTERFACES = ('trajectory', 'forward_position', 'joint_command')
@@ -199,31 +199,34 @@ PARAMETERS = {
     ),
     'twin_sim': (
         _URDF, _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _UNKNOWN_JOINTS, _MAX_FUTURE,
-        ParamSpec('mode', str, 'mirror',
-                  'mirror: follow the measured robot and predict efforts, wrench and the next '
-                  'state; plant: be the robot (HIL and demo), publishing joint states, wrench '
-                  'and /clock.', choices=('mirror', 'plant'), read_only=True),
         ParamSpec('dynamics_params_file', str, '',
                   'Identified dynamics (params.yaml from robot-twin sysid); empty = URDF '
                   'inertias, no friction.', read_only=True),
+        ParamSpec('payload_mass_kg', float, 0.0,
+                  'Known payload at the tool (kg).', min=0.0, max=1000.0, read_only=True),
+    ),
+    'twin_plant': (
+        _URDF, _JOINT_STATES_TOPIC, _WRENCH_TOPIC,
+        ParamSpec('dynamics_params_file', str, '',
+                  'Simulate the identified robot (params.yaml from robot-twin sysid); empty = '
+                  'URDF inertias, no friction.', read_only=True),
         ParamSpec('publish_rate_hz', float, 1000.0,
-                  'plant: simulation step and publish rate; mirror: highest rate of '
-                  'predictions (Hz).', min=1.0, max=10000.0, read_only=True),
+                  'Simulation step and publish rate (Hz).', min=1.0, max=10000.0,
+                  read_only=True),
         ParamSpec('scenario', str, '',
-                  'plant: fault scenario, a YAML file or a name in config/faults '
-                  '(e.g. demo); empty = no faults.', read_only=True),
+                  'Fault scenario, a YAML file or a name in config/faults (e.g. demo); empty = '
+                  'no faults.', read_only=True),
         ParamSpec('seed', int, 0, 'Random seed of noise and faults (same seed, same run).',
                   min=0, max=2 ** 31 - 1, read_only=True),
         ParamSpec('payload_mass_kg', float, 0.0,
-                  'Payload at the tool (kg): the known payload in mirror mode, the carried one '
-                  'in plant mode.', min=0.0, max=1000.0, read_only=True),
+                  'Payload carried at the tool (kg).', min=0.0, max=1000.0, read_only=True),
         ParamSpec('randomization', str, '',
-                  'plant: simulate a domain-randomized robot instead of the nominal one: a '
+                  'Simulate a domain-randomized robot instead of the nominal one: a '
                   'randomization YAML or a name in config/randomization (e.g. default); the '
                   'variant is randomization_index of seed, the same as that sample of a '
                   'what-if run. Empty = the nominal (or identified) robot.', read_only=True),
         ParamSpec('randomization_index', int, 0,
-                  'plant: which variant of the randomization to simulate.', min=0,
+                  'Which variant of the randomization to simulate.', min=0,
                   max=2 ** 31 - 1, read_only=True),
     ),
     'twin_anomaly': (
@@ -620,10 +623,9 @@ def _check_nodes(config):
     errors = []
     for name in config.nodes:
         values = config.parameters(name)
-        if config.executables[name] == 'twin_sim' and values['mode'] == 'plant':
-            if values['use_sim_time']:
-                errors.append(f'node {name}: a twin_sim in mode plant publishes /clock, so its '
-                              'use_sim_time must be false')
+        if config.executables[name] == 'twin_plant' and values['use_sim_time']:
+            errors.append(f'node {name}: a twin_plant publishes /clock, so its use_sim_time '
+                          'must be false')
     return errors
 
 

@@ -21,8 +21,8 @@ import time
 import numpy as np
 from robot_twin.bringup import start_graph
 from robot_twin.graph import describe_graph
-from robot_twin.resources import fault_scenario
 from robot_twin.ros_env import free_domain_id, localhost_env
+from twin_sim.resources import fault_scenario
 import yaml
 
 
@@ -88,7 +88,7 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
                                            'FASTDDS_DEFAULT_PROFILES_FILE')})
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from robot_twin.monitor_node import TwinMonitorNode
+    from robot_twin.nodes.monitor_node import TwinMonitorNode
 
     def say(text):
         print(text, file=out, flush=True)

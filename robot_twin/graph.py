@@ -14,17 +14,17 @@ from pathlib import Path
 import xml.etree.ElementTree as ElementTree
 
 from robot_twin.config import ConfigError, load_config, normalize_namespace
-from robot_twin.resources import fault_scenario, share_dir, urdf_or_builtin
+from twin_sim.resources import fault_scenario, share_dir, urdf_or_builtin
 
 PACKAGE = 'robot_twin'
 PROFILES = ('twin', 'hil', 'demo')
 """Shipped configs: ``config/<profile>.yaml``."""
 
 MODULES = {
-    'twin_bridge': 'twin_bridge.bridge_node',
+    'twin_bridge': 'robot_twin.nodes.bridge_node',
     'twin_sim': 'twin_sim.sim_node',
-    'twin_anomaly': 'twin_anomaly.anomaly_node',
-    'demo_controller': 'robot_twin.demo_controller_node',
+    'twin_anomaly': 'robot_twin.nodes.anomaly_node',
+    'demo_controller': 'robot_twin.nodes.demo_controller_node',
 }
 """Python module (with ``main(args=None)``) of each robot_twin executable."""
 
@@ -38,7 +38,7 @@ def share_path(*parts):
     Return the absolute path of a file installed under ``share/robot_twin/`` (a str).
 
     The source tree in a checkout or pip install, the ament share directory on a ROS 2 install
-    (see :func:`robot_twin.resources.share_dir`). Raises ``FileNotFoundError`` if it is absent.
+    (see :func:`twin_sim.resources.share_dir`). Raises ``FileNotFoundError`` if it is absent.
     """
     path = share_dir().joinpath(*parts)
     if not path.exists():
@@ -128,8 +128,7 @@ class Graph:
 
     def is_plant(self, name):
         """Whether node ``name`` is a twin_sim in mode plant (the emulated robot)."""
-        return (self.config.executables[name] == 'twin_sim'
-                and self.parameters(name)['mode'] == 'plant')
+        return self.config.executables[name] == 'twin_plant'
 
     @property
     def use_sim_time(self):
@@ -179,8 +178,7 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None):
         overrides = {}
         if urdf:
             overrides['urdf_path'] = os.path.abspath(urdf)
-        values = loaded.parameters(name, namespace)
-        plant = executable == 'twin_sim' and values['mode'] == 'plant'
+        plant = executable == 'twin_plant'
         if use_sim_time is not None and not plant:
             overrides['use_sim_time'] = bool(use_sim_time)
         nodes.append(NodeSpec(

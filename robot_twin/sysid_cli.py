@@ -13,7 +13,7 @@ import sys
 import time
 import warnings
 
-from robot_twin.resources import urdf_or_builtin
+from twin_sim.resources import urdf_or_builtin
 
 _SYSID = 'robot-twin sysid'
 _EXCITE = 'robot-twin excite'

@@ -3,7 +3,7 @@
 
 ``whatif`` summarizes how torques, tracking and the anomaly score spread across the variants;
 ``commission`` learns anomaly thresholds from fault-free variants
-(:mod:`twin_anomaly.commissioning`).
+(:mod:`robot_twin.commissioning`).
 
 Wiring (robot_twin/cli.py)::
 
@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 
-from robot_twin.resources import urdf_or_builtin
+from twin_sim.resources import urdf_or_builtin
 
 _WHATIF = 'robot-twin whatif'
 _COMMISSION = 'robot-twin commission'
@@ -87,7 +87,7 @@ def add_whatif_parser(subparsers):
 
 def run_whatif_command(args):
     """Handle ``robot-twin whatif``; returns the exit status."""
-    from twin_sim.whatif import format_table, run_whatif, WhatIfError, write_outputs
+    from robot_twin.whatif import format_table, run_whatif, WhatIfError, write_outputs
 
     t0 = time.perf_counter()
     if args.ray is not None and args.workers != 1 and not args.quiet:
@@ -159,8 +159,8 @@ def add_commission_parser(subparsers):
 
 def run_commission_command(args):
     """Handle ``robot-twin commission``; returns the exit status (1: a false alarm held out)."""
-    from twin_anomaly.commissioning import commission_across_variants
-    from twin_sim.whatif import WhatIfError
+    from robot_twin.commissioning import commission_across_variants
+    from robot_twin.whatif import WhatIfError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')

@@ -4,7 +4,7 @@ Shared helpers of the integration tests: real node processes over localhost-only
 Every test graph runs on a ROS_DOMAIN_ID of its own (:func:`unique_domain_id`), with the
 environment of :func:`robot_twin.ros_env.localhost_env`, and is stopped by the test's fixture
 finalizer (:meth:`TwinGraph.stop`), failed test or not. The test process watches the graph
-with :class:`Observer`: a :class:`robot_twin.monitor_node.TwinMonitorNode` (as ``robot-twin
+with :class:`Observer`: a :class:`robot_twin.nodes.monitor_node.TwinMonitorNode` (as ``robot-twin
 demo`` does) on a fresh rclpy Context of the same domain, spun by a background thread, plus
 the extra streams the tests check.
 
@@ -213,7 +213,7 @@ class Observer:
     """
     An in-test ROS participant on the graph's domain, with its own rclpy Context.
 
-    ``monitor`` is a :class:`robot_twin.monitor_node.TwinMonitorNode` (``monitor.obs`` holds
+    ``monitor`` is a :class:`robot_twin.nodes.monitor_node.TwinMonitorNode` (``monitor.obs`` holds
     what it saw), extended with the stamps of robot samples and residuals, every anomaly, status
     and plant report, and the JointTrajectory commands sent to the robot. ``node`` may create
     publishers and clients of its own. Spun by a background thread; :meth:`close` shuts it down.
@@ -297,8 +297,8 @@ def _make_monitor(name, context):
 
     from sensor_msgs.msg import JointState
 
-    from robot_twin.monitor_node import TwinMonitorNode
-    from robot_twin.msg_conversions import level_name, status_values
+    from robot_twin.nodes.monitor_node import TwinMonitorNode
+    from robot_twin.nodes.messages import level_name, status_values
 
     sensor_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -435,7 +435,7 @@ def wait_commissioned(graph, observer):
 
 def model_limits():
     """Return the built-in arm's :class:`twin_bridge.governor.JointLimits` (URDF)."""
-    from robot_twin.resources import builtin_urdf
+    from twin_sim.resources import builtin_urdf
     from twin_bridge.governor import JointLimits
     from twin_sim.urdf_model import RobotModel
     return JointLimits.from_model(RobotModel.from_urdf(builtin_urdf()))

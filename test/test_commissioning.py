@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 from robot_twin.cli import main as cli_main
-from twin_anomaly.commissioning import commission_across_variants, monitor_trace
+from robot_twin.commissioning import commission_across_variants, monitor_trace
+from robot_twin.whatif import scenario_from_dict, scenario_residual_traces, WhatIfError
 from twin_anomaly.detector import ResidualDetector
-from twin_sim.whatif import scenario_from_dict, scenario_residual_traces, WhatIfError
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def test_cli_writes_thresholds_and_reports_held_out_variants(tmp_path, capsys):
 
 
 def test_packaged_commissioning_scenario_is_fault_free_demo_motion():
-    from twin_sim.whatif import load_scenario
+    from robot_twin.whatif import load_scenario
     scenario = load_scenario('commissioning')
     assert scenario.faults is None and scenario.trajectory['type'] == 'demo_motion'
     assert scenario.duration_s > scenario.commissioning_s
@@ -137,7 +137,7 @@ def test_another_robot_without_a_force_sensor_runs_end_to_end(tmp_path):
     import warnings
 
     import pybullet_data
-    from twin_sim.whatif import format_table, run_whatif
+    from robot_twin.whatif import format_table, run_whatif
     panda = Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf'
     ready = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.02, 0.02]
     scenario = _scenario({'links': {'mass_scale': [0.95, 1.05]}}, duration_s=2.0,

@@ -1,8 +1,8 @@
 """The plant simulates identified dynamics: its URDF with a params.yaml put in."""
 import numpy as np
 
-from robot_twin.resources import builtin_urdf
 from twin_sim.randomization import write_identified_urdf
+from twin_sim.resources import builtin_urdf
 from twin_sim.urdf_model import RobotModel
 
 

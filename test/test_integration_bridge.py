@@ -46,7 +46,7 @@ class RobotStream:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
 
-        from robot_twin.resources import builtin_urdf
+        from twin_sim.resources import builtin_urdf
         from twin_sim.urdf_model import RobotModel
 
         model = RobotModel.from_urdf(builtin_urdf())
@@ -239,7 +239,7 @@ def test_malformed_messages_are_counted_and_nothing_crashes(bridge):
 def _anomaly_report(level, joint, since):
     """Build a /twin/anomaly message as twin_anomaly publishes it (robot status only)."""
     from diagnostic_msgs.msg import DiagnosticArray
-    from robot_twin.msg_conversions import make_status
+    from robot_twin.nodes.messages import make_status
     array = DiagnosticArray()
     array.header.stamp = _stamp(time.time())
     array.status.append(make_status('twin/anomaly/robot', level, f'anomaly on {joint}', {

@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from robot_twin.resources import fault_scenario
 from ros_harness import model_limits, Observer, read_audit, ROBOT_RATE_HZ, start_loop, \
     TwinGraph, unique_domain_id, wait_commissioned, wait_until
 from twin_sim.faults import FaultScenario
+from twin_sim.resources import fault_scenario
 
 pytestmark = pytest.mark.integration
 

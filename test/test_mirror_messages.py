@@ -3,7 +3,7 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
-from robot_twin.msg_conversions import fill_joint_state, fill_wrench, joint_state_to_arrays, \
+from robot_twin.nodes.messages import fill_joint_state, fill_wrench, joint_state_to_arrays, \
     make_joint_state, make_wrench, wrench_to_array
 from sensor_msgs.msg import JointState
 

@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from robot_twin.msg_conversions import joint_state_to_arrays, level_name, make_joint_state, \
+from robot_twin.nodes.messages import joint_state_to_arrays, level_name, make_joint_state, \
     make_status, make_wrench, sec_to_stamp, stamp_to_sec, status_values, trajectory_msg, \
     trajectory_points, wrench_to_array
-from robot_twin.resources import builtin_urdf, fault_scenario
+from twin_sim.resources import builtin_urdf, fault_scenario
 
 
 def test_stamps_round_trip_to_the_nanosecond():

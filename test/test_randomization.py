@@ -256,7 +256,7 @@ def test_randomized_plant_robot_is_the_whatif_sample(tmp_path):
     # a pose, both arms need the same torques (gravity of the drawn bodies and payload)
     from twin_sim.plant import Plant
     from twin_sim.randomization import write_randomized_robot
-    from twin_sim.whatif import run_whatif, scenario_from_dict
+    from robot_twin.whatif import run_whatif, scenario_from_dict
     urdf = Path(__file__).resolve().parents[1] / 'urdf' / 'robot_twin_arm.urdf'
     pose = [0.0, 0.8, 0.0, -1.0, 0.0, 0.5, 0.0]
     ranges = {'links': {'mass_scale': [0.7, 1.3]}, 'payload': {'mass_kg': [0.5, 2.0]}}

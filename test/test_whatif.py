@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from robot_twin.whatif import format_table, load_scenario, nominal_residual_samples, prepare, \
+    run_sample, run_whatif, scenario_from_dict, WhatIfError, write_outputs
 from robot_twin.whatif_cli import main as whatif_main
 from twin_anomaly.detector import ResidualDetector
 from twin_sim.mirror import Mirror
 from twin_sim.urdf_model import RobotModel
-from twin_sim.whatif import format_table, load_scenario, nominal_residual_samples, prepare, \
-    run_sample, run_whatif, scenario_from_dict, WhatIfError, write_outputs
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -59,17 +59,16 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from twin_sim import resources
 import yaml
 
 __all__ = [
     'ScenarioError', 'Fault', 'SensorFault', 'PhysicalFault', 'PhysicalEffects',
     'SensorBias', 'SensorNoise', 'Dropout', 'Delay', 'StuckSensor', 'FrictionIncrease',
     'PayloadChange', 'CollisionForce', 'JointLock', 'TorqueSaturation', 'FAULT_TYPES',
-    'FaultScenario', 'fault_from_dict', 'SCENARIO_DIR', 'scenario_path', 'list_scenarios',
+    'FaultScenario', 'fault_from_dict', 'scenario_path', 'list_scenarios',
 ]
 
-#: The packaged scenarios.
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / 'config' / 'faults'
 JOINT_SIGNALS = ('position', 'velocity', 'effort')
 SIGNALS = JOINT_SIGNALS + ('wrench',)
 WRENCH_COMPONENTS = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
@@ -602,19 +601,15 @@ def fault_from_dict(data, *, source='<dict>', index=None):
 # ---------------------------------------------------------------------------- scenarios
 def scenario_path(name):
     """Path of a scenario given a file path or a packaged name (``'demo'``)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    packaged = SCENARIO_DIR / (str(name) if str(name).endswith('.yaml') else f'{name}.yaml')
-    if packaged.is_file():
-        return packaged
-    raise ScenarioError(f'no such scenario file or packaged scenario; packaged: '
-                        f'{list_scenarios()}', str(name))
+    try:
+        return Path(resources.fault_scenario(name))
+    except FileNotFoundError as exc:
+        raise ScenarioError(str(exc), str(name)) from None
 
 
 def list_scenarios():
     """Names of the packaged scenarios in ``config/faults/``."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob('*.yaml'))
+    return resources.list_configs('faults')
 
 
 _TOP_FIELDS = ('name', 'description', 'duration_s', 'faults')

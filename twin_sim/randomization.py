@@ -40,6 +40,7 @@ from pathlib import Path
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
+from twin_sim import resources
 import yaml
 
 __all__ = [
@@ -48,9 +49,8 @@ __all__ = [
     'variant_seed_sequence', 'write_randomized_robot',
 ]
 
-#: The file that ships with the package, used when no randomization file is given.
-DEFAULT_RANDOMIZATION = Path(__file__).resolve().parents[1] / 'config' / 'randomization' / \
-    'default.yaml'
+#: Name of the file in config/randomization used when no randomization file is given.
+DEFAULT_RANDOMIZATION = 'default'
 
 
 class RandomizationError(ValueError):
@@ -494,7 +494,9 @@ def load_randomization(path=None, overrides=None):
     RandomizationSpec
 
     """
-    return RandomizationSpec.load(DEFAULT_RANDOMIZATION if path is None else path, overrides)
+    if path is None:
+        path = resources.randomization_file(DEFAULT_RANDOMIZATION)
+    return RandomizationSpec.load(path, overrides)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """
-twin_sim in plant mode: the simulated arm plays the robot (HIL bench and demo).
+The ``twin_plant`` node: the simulated arm plays the robot (HIL bench and demo).
 
 A stepping thread advances :class:`twin_sim.plant.Plant` at ``publish_rate_hz`` against the
 wall clock and publishes, per step, /joint_states, the wrench topic and /clock (all with the
@@ -19,6 +19,7 @@ With ``randomization`` set, the plant simulates one domain-randomized robot (var
 instead of the nominal or identified one, and its status names the variant.
 """
 from pathlib import Path
+import sys
 import tempfile
 import threading
 import time
@@ -26,10 +27,12 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
+from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from robot_twin.msg_conversions import make_joint_state, make_status, make_wrench, \
+from robot_twin.config import declare_node_parameters
+from robot_twin.nodes.messages import make_joint_state, make_status, make_wrench, \
     sec_to_stamp, trajectory_points
-from robot_twin.resources import fault_scenario, randomization_file, urdf_or_builtin
+from robot_twin.nodes.runner import run_node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -40,6 +43,7 @@ from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.plant import Plant, PlantError
 from twin_sim.randomization import load_randomization, RandomizationError, \
     write_identified_urdf, write_randomized_robot
+from twin_sim.resources import fault_scenario, randomization_file, urdf_or_builtin
 from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
 from twin_sim.urdf_model import Payload, URDFError
 
@@ -53,12 +57,15 @@ MAX_LAG_S = 0.02   # further behind the wall clock than this: skip ahead instead
 STREAM_HORIZON_S = 0.05   # a streamed set-point is extrapolated this long at most
 
 
-class PlantRole:
-    """The plant-mode half of :class:`twin_sim.sim_node.TwinSimNode`."""
+class PlantNode(Node):
+    """Step the simulated robot, publish its state, obey commands."""
 
-    def __init__(self, node, model, params):
-        self.node = node
-        self.log = node.get_logger()
+    def __init__(self, **kwargs):
+        super().__init__('plant', **kwargs)
+        node = self
+        params = self.params = declare_node_parameters(self, 'twin_plant')
+        self.log = self.get_logger()
+        self.thread = None
         self.scenario_path = fault_scenario(params['scenario']) if params['scenario'] else None
         payload = Payload(params['payload_mass_kg']) if params['payload_mass_kg'] > 0 else None
         urdf = urdf_or_builtin(params['urdf_path'])
@@ -97,7 +104,7 @@ class PlantRole:
             raise ValueError(f'plant: {exc}') from None
         self.names = list(self.plant.joint_names)
         self.mapper = JointMapper(self.names)
-        self.ft_frame = model.ft_frame or ''
+        self.ft_frame = self.plant.world.ft_link or ''
         self.lock = threading.Lock()
         self.epoch = time.time()
         self.overruns = 0
@@ -156,7 +163,7 @@ class PlantRole:
                 if k % steps_per_status == 0:
                     self.publish_status('running')
             except Exception:
-                if not self.node.context.ok():
+                if not self.context.ok():
                     break   # Ctrl-C shut the context down under this thread: stop quietly
                 raise
 
@@ -297,11 +304,22 @@ class PlantRole:
         response.success, response.message = True, 'all faults cleared'
         return response
 
-    def close(self):
-        """Stop the stepping thread and release the simulation."""
+    def destroy_node(self):
+        """Stop the stepping thread and release the simulation before the node goes."""
         self.running = False
-        if self.thread.is_alive():
+        if self.thread is not None and self.thread.is_alive():
             self.thread.join(timeout=2.0)
-        self.plant.close()
-        if self._tmpdir is not None:
+        if getattr(self, 'plant', None) is not None:
+            self.plant.close()
+        if getattr(self, '_tmpdir', None) is not None:
             self._tmpdir.cleanup()
+        return super().destroy_node()
+
+
+def main(args=None):
+    """Console entry point ``twin_plant``."""
+    return run_node(PlantNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

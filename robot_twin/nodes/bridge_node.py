@@ -20,10 +20,9 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from robot_twin.config import declare_node_parameters
-from robot_twin.msg_conversions import joint_state_to_arrays, make_joint_state, make_status, \
+from robot_twin.nodes.messages import joint_state_to_arrays, make_joint_state, make_status, \
     status_values, trajectory_msg, wrench_to_array
-from robot_twin.resources import urdf_or_builtin
-from robot_twin.run_node import run_node
+from robot_twin.nodes.runner import run_node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -31,6 +30,7 @@ from twin_bridge.audit import AuditLog
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
 from twin_bridge.intake import RobotIntake
+from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import RobotModel
 
 # QoS: robot sensor streams best-effort; our outputs and commands reliable; anomaly state is

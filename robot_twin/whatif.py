@@ -65,6 +65,7 @@ import time
 import warnings
 
 import numpy as np
+from twin_sim import resources
 from twin_sim.randomization import DEFAULT_RANDOMIZATION, load_randomization, \
     NominalDynamics, RandomizationError, RandomizationSpec, write_variant_urdf
 import yaml
@@ -73,14 +74,9 @@ __all__ = [
     'WhatIfError', 'WhatIfScenario', 'SampleResult', 'WhatIfResult', 'ResidualTrace',
     'load_scenario', 'scenario_from_dict', 'prepare', 'reference_trajectory', 'run_sample',
     'run_whatif', 'summarize', 'write_outputs', 'format_table', 'nominal_residual_samples',
-    'scenario_residual_traces',
-    'WHATIF_DIR', 'PERCENTILES',
+    'scenario_residual_traces', 'PERCENTILES',
 ]
 
-_CONFIG = Path(__file__).resolve().parents[1] / 'config'
-#: The packaged what-if scenarios.
-WHATIF_DIR = _CONFIG / 'whatif'
-_RANDOMIZATION_DIR = _CONFIG / 'randomization'
 _TRAJECTORY_TYPES = ('demo_motion', 'csv', 'hold')
 _TOP_FIELDS = ('name', 'description', 'duration_s', 'dt', 'trajectory', 'faults',
                'randomization', 'twin', 'detector', 'record_rate_hz', 'sample_rate_hz',
@@ -146,7 +142,7 @@ class WhatIfScenario:
     description: str = ''
     dt: float = 0.001
     faults: dict = None
-    randomization_source: str = str(DEFAULT_RANDOMIZATION)
+    randomization_source: str = DEFAULT_RANDOMIZATION
     twin_payload: str = 'nominal'
     detector: dict = field(default_factory=dict)
     record_rate_hz: float = 50.0
@@ -198,20 +194,22 @@ def _number(value, where, low=None, strictly=False, integer=False):
     return int(value) if integer else float(value)
 
 
-def _resolve(name, where, base_dir, packaged_dir, kind):
-    """Resolve a file reference: a path (absolute or relative to base_dir) or a packaged name."""
+def _resolve(name, where, base_dir, folder, kind):
+    """
+    Resolve a file reference: a path, or the name of a packaged file in config/<folder>/.
+
+    A relative path is looked up relative to ``base_dir``, then to the current directory.
+    """
     if not isinstance(name, str) or not name:
         raise WhatIfError(f'{where}: must be a file path or a name, got {name!r}')
     path = Path(name).expanduser()
-    candidates = [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]
-    stem = name if name.endswith(('.yaml', '.yml')) else name + '.yaml'
-    candidates.append(packaged_dir / stem)
-    for candidate in candidates:
+    for candidate in [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]:
         if candidate.is_file():
             return candidate.resolve()
-    known = sorted(p.stem for p in packaged_dir.glob('*.yaml'))
-    raise WhatIfError(f'{where}: {name!r} is neither a file (relative to {base_dir}) nor a '
-                      f'packaged {kind} (known: {", ".join(known) or "none"})')
+    try:
+        return Path(resources.named_config(name, folder, kind)).resolve()
+    except FileNotFoundError as exc:
+        raise WhatIfError(f'{where}: {exc} (paths are relative to {base_dir})') from None
 
 
 def _parse_trajectory(data, where, base_dir):
@@ -270,14 +268,14 @@ def _parse_trajectory(data, where, base_dir):
 
 
 def _parse_faults(value, where, base_dir):
-    from twin_sim.faults import FaultScenario, ScenarioError, SCENARIO_DIR
+    from twin_sim.faults import FaultScenario, ScenarioError
     if value is None:
         return None
     try:
         if isinstance(value, dict):
             scenario = FaultScenario.from_dict(value, source=where)
         else:
-            path = _resolve(value, where, base_dir, SCENARIO_DIR, 'fault scenario')
+            path = _resolve(value, where, base_dir, 'faults', 'fault scenario')
             scenario = FaultScenario.load(path)
     except ScenarioError as exc:
         raise WhatIfError(f'{where}: {exc}') from exc
@@ -286,17 +284,18 @@ def _parse_faults(value, where, base_dir):
 
 def _parse_randomization(value, where, base_dir):
     overrides = None
+    default = resources.randomization_file(DEFAULT_RANDOMIZATION)
     if value is None:
-        path = DEFAULT_RANDOMIZATION
+        path = default
     elif isinstance(value, str):
-        path = _resolve(value, where, base_dir, _RANDOMIZATION_DIR, 'randomization file')
+        path = _resolve(value, where, base_dir, 'randomization', 'randomization file')
     elif isinstance(value, dict):
         unknown = sorted(set(value) - {'file', 'overrides'})
         if unknown:
             raise WhatIfError(f'{where}: unknown field(s) {unknown}; allowed: file, overrides')
         file = value.get('file')
-        path = DEFAULT_RANDOMIZATION if file is None else _resolve(
-            file, f'{where}.file', base_dir, _RANDOMIZATION_DIR, 'randomization file')
+        path = default if file is None else _resolve(
+            file, f'{where}.file', base_dir, 'randomization', 'randomization file')
         overrides = value.get('overrides')
         if overrides is not None and not isinstance(overrides, dict):
             raise WhatIfError(f'{where}.overrides: must be a mapping of sections, got '
@@ -422,7 +421,7 @@ def load_scenario(name_or_path):
         Unreadable file, invalid YAML or any problem of :func:`scenario_from_dict`.
 
     """
-    path = _resolve(str(name_or_path), 'what-if scenario', Path.cwd(), WHATIF_DIR,
+    path = _resolve(str(name_or_path), 'what-if scenario', Path.cwd(), 'whatif',
                     'what-if scenario')
     try:
         data = yaml.safe_load(path.read_text())
@@ -921,7 +920,7 @@ def prepare(scenario, urdf=None, params=None, seed=0):
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise WhatIfError(f'seed must be a non-negative integer, got {seed!r}')
     if urdf is None:
-        urdf = Path(__file__).resolve().parents[1] / 'urdf' / 'robot_twin_arm.urdf'
+        urdf = resources.builtin_urdf()
     urdf = Path(urdf).resolve()
     if not urdf.is_file():
         raise WhatIfError(f'URDF not found: {urdf}')
@@ -1063,7 +1062,7 @@ def _map(function, setup, indices, workers, ray_address, progress):
     context = multiprocessing.get_context(method)
     if method == 'forkserver':
         # workers fork from a server that has imported numpy, pinocchio and pybullet once
-        context.set_forkserver_preload(['twin_sim.whatif', 'twin_sim.plant',
+        context.set_forkserver_preload(['robot_twin.whatif', 'twin_sim.plant',
                                         'twin_sim.mirror', 'twin_anomaly.detector'])
     results = {}
     with concurrent.futures.ProcessPoolExecutor(

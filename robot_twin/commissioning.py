@@ -6,7 +6,7 @@ residuals, so any later change of the arm (a payload, wear, another unit of the 
 an anomaly. That is right for one robot, but there is nothing to learn from before the robot
 runs, and a file learned on one unit false-alarms on the next. This module learns the thresholds
 offline instead, from fault-free domain-randomized variants of a what-if scenario
-(:mod:`twin_sim.whatif`: masses, inertias, friction, payload, sensor noise and delay drawn
+(:mod:`robot_twin.whatif`: masses, inertias, friction, payload, sensor noise and delay drawn
 within the scenario's ranges): the detector's commissioning statistics then span every variant,
 and its thresholds hold for any arm within the ranges. The price is sensitivity: a change that
 stays inside the ranges is "normal" by construction.
@@ -95,7 +95,7 @@ def monitor_trace(detector, trace):
     ----------
     detector : ResidualDetector
         Monitoring (commissioned or loaded from a thresholds file).
-    trace : twin_sim.whatif.ResidualTrace
+    trace : robot_twin.whatif.ResidualTrace
         The residuals, fed in order.
 
     Returns
@@ -128,7 +128,7 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
 
     Parameters
     ----------
-    scenario : twin_sim.whatif.WhatIfScenario, str or Path
+    scenario : robot_twin.whatif.WhatIfScenario, str or Path
         A what-if scenario (or its path / packaged name): its trajectory, randomization and
         ``detector`` settings are used; its faults are dropped (with a warning).
     samples : int
@@ -138,7 +138,7 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
     holdout : int
         Further variants (indices ``samples..samples+holdout-1``) monitored with the saved file.
     urdf, params, seed, workers, ray_address, progress
-        As :func:`twin_sim.whatif.run_whatif`.
+        As :func:`robot_twin.whatif.run_whatif`.
 
     Returns
     -------
@@ -146,11 +146,11 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
 
     Raises
     ------
-    twin_sim.whatif.WhatIfError
+    robot_twin.whatif.WhatIfError
         An unusable scenario, robot or option (the message says which).
 
     """
-    from twin_sim.whatif import load_scenario, scenario_residual_traces, WhatIfError, \
+    from robot_twin.whatif import load_scenario, scenario_residual_traces, WhatIfError, \
         WhatIfScenario
 
     t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 """
-twin_sim in mirror mode: robot samples in, predictions and residuals out, one DDS hop.
+The ``twin_sim`` node (mirror): robot samples in, predictions and residuals out, one DDS hop.
 
 Subscribes to the robot's /joint_states and wrench topic itself (through the bridge's
 validation core, :class:`twin_bridge.intake.RobotIntake`) so that a residual is a single hop
@@ -11,17 +11,23 @@ computed from:
 - /twin/predicted_wrench, /twin/wrench_residual   in the force-torque sensor frame
 """
 import gc
+import sys
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
+from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from robot_twin.msg_conversions import fill_joint_state, fill_wrench, joint_state_to_arrays, \
+from robot_twin.config import declare_node_parameters
+from robot_twin.nodes.messages import fill_joint_state, fill_wrench, joint_state_to_arrays, \
     make_joint_state, make_wrench, wrench_to_array
+from robot_twin.nodes.runner import run_node
 from sensor_msgs.msg import JointState
 from twin_bridge.intake import RobotIntake
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
+from twin_sim.resources import urdf_or_builtin
+from twin_sim.urdf_model import Payload, RobotModel
 try:
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:   # Humble
@@ -42,11 +48,24 @@ NO_PUB_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
 NO_SUB_EVENTS = SubscriptionEventCallbacks(use_default_callbacks=False)
 
 
-class MirrorRole:
-    """The mirror-mode half of :class:`twin_sim.sim_node.TwinSimNode`."""
+def load_twin_model(params):
+    """Build the RobotModel of the twin from node parameters (URDF + identified file)."""
+    model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']))
+    if params['dynamics_params_file']:
+        model.load_parameters(params['dynamics_params_file'])
+    if params['payload_mass_kg'] > 0.0:
+        model = model.with_payload(Payload(params['payload_mass_kg']))
+    return model
 
-    def __init__(self, node, model, params):
-        self.node = node
+
+class TwinMirrorNode(Node):
+    """Follow the robot's samples and publish the twin's predictions and residuals."""
+
+    def __init__(self, **kwargs):
+        super().__init__('twin_sim', **kwargs)
+        node = self
+        params = self.params = declare_node_parameters(self, 'twin_sim')
+        model = self.model = load_twin_model(params)
         self.names = list(model.joint_names)
         self.ft_frame = model.ft_frame or ''
         with_wrench = bool(params['wrench_topic']) and model.ft_frame is not None
@@ -80,11 +99,11 @@ class MirrorRole:
         gc.freeze()
 
     def _now(self):
-        return self.node.get_clock().now().nanoseconds * 1e-9
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def _reject(self, reason):
         self.rejected += 1
-        self.node.get_logger().warning(f'{reason} (sample ignored)', throttle_duration_sec=2.0)
+        self.get_logger().warning(f'{reason} (sample ignored)', throttle_duration_sec=2.0)
 
     def on_joint_state(self, msg):
         """Validate, map, predict and publish for one robot sample."""
@@ -123,5 +142,11 @@ class MirrorRole:
         self.pub_pred_wrench.publish(fill_wrench(self._msg_pred_wrench, stamp, predicted))
         self.pub_wrench_res.publish(fill_wrench(self._msg_wrench_res, stamp, residual))
 
-    def close(self):
-        """Nothing to stop: mirror mode runs in the executor's callbacks only."""
+
+def main(args=None):
+    """Console entry point ``twin_sim``."""
+    return run_node(TwinMirrorNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from robot_twin.msg_conversions import level_name, stamp_to_sec, status_values, \
+from robot_twin.nodes.messages import level_name, stamp_to_sec, status_values, \
     trajectory_points
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory

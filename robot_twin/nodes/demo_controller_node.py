@@ -10,12 +10,12 @@ import sys
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from robot_twin.config import declare_node_parameters
-from robot_twin.msg_conversions import make_joint_state, trajectory_msg
-from robot_twin.resources import urdf_or_builtin
-from robot_twin.run_node import run_node
+from robot_twin.nodes.messages import make_joint_state, trajectory_msg
+from robot_twin.nodes.runner import run_node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
+from twin_sim.resources import urdf_or_builtin
 from twin_sim.trajectory import DemoMotion
 from twin_sim.urdf_model import RobotModel
 

@@ -18,14 +18,14 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from robot_twin.config import declare_node_parameters
-from robot_twin.msg_conversions import make_status, stamp_to_sec, wrench_to_array
-from robot_twin.resources import urdf_or_builtin
-from robot_twin.run_node import run_node
+from robot_twin.nodes.messages import make_status, stamp_to_sec, wrench_to_array
+from robot_twin.nodes.runner import run_node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from twin_anomaly.detector import ResidualDetector, ThresholdsError
 from twin_anomaly.report import marker_specs, status_entries
 from twin_bridge.mapping import JointMapper
+from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import RobotModel
 from visualization_msgs.msg import Marker, MarkerArray
 
