@@ -52,11 +52,13 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'robot-twin = robot_twin.cli:main',
-            'twin_bridge = robot_twin.nodes.bridge_node:main',
-            'twin_sim = twin_sim.sim_node:main',
-            'twin_anomaly = robot_twin.nodes.anomaly_node:main',
-            'demo_controller = robot_twin.nodes.demo_controller_node:main',
+            'robot-twin = robot_twin.entry_points:robot_twin_cli',
+            'twin_bridge = robot_twin.entry_points:twin_bridge',
+            'twin_sim = robot_twin.entry_points:twin_sim',
+            'twin_plant = robot_twin.entry_points:twin_plant',
+            'twin_anomaly = robot_twin.entry_points:twin_anomaly',
+            'twin_container = robot_twin.entry_points:twin_container',
+            'demo_controller = robot_twin.entry_points:demo_controller',
         ],
     },
 )

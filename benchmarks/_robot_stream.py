@@ -44,10 +44,11 @@ except ImportError:   # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 # The robot publishes like ros2_control's broadcasters (reliable, depth 10); the receiver reads
-# the raw stream as the twin does (best-effort) and the twin's outputs as they are offered.
+# the raw stream as the twin does, and the twin's 1 kHz outputs, best-effort (how the twin
+# publishes them; a best-effort reader also matches a reliable writer).
 ROBOT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+OUTPUT_QOS = SENSOR_QOS
 
 PERIOD_S = 8.0     # the motion repeats after this many seconds (every frequency fits it)
 SPIN_NS = 150_000  # sleep until this long before a deadline, then busy-wait to it

@@ -1,5 +1,5 @@
 """
-Launch the hardware-in-the-loop plant: twin_sim in mode plant plays the robot.
+Launch the hardware-in-the-loop plant: twin_plant plays the robot.
 
     ros2 launch robot_twin hil.launch.py [urdf:=/path/robot.urdf]
 

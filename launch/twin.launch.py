@@ -1,5 +1,6 @@
 """
-Launch the twin beside a real robot: twin_bridge, twin_sim (mirror) and twin_anomaly.
+Launch the twin beside a real robot: twin_bridge, twin_sim (mirror) and twin_anomaly, in one
+process (one_process:=false: each in a process of its own).
 
     ros2 launch robot_twin twin.launch.py urdf:=/path/robot.urdf [rviz:=true]
 

@@ -1,6 +1,6 @@
 """``python -m robot_twin`` runs the ``robot-twin`` command line."""
 import sys
 
-from robot_twin.cli import main
+from robot_twin.entry_points import robot_twin_cli
 
-sys.exit(main())
+sys.exit(robot_twin_cli())

@@ -1,22 +1,24 @@
 """
-``robot-twin up``: start a config's nodes without ``ros2 launch``, as one process group.
+``robot-twin up``: start a config's processes without ``ros2 launch``, as one process group.
 
-Every node of :func:`robot_twin.graph.describe_graph` runs as ``python -c 'from <module> import
-main; ...' --ros-args ...`` with the same ROS arguments that ``launch_ros`` gives it in the launch
-files (name, namespace, params file, ``-p`` overrides, remappings). Output is prefixed with the
-node name. SIGINT/SIGTERM are forwarded to every node, which gets ``stop_timeout_s`` to exit
-before SIGKILL (a second Ctrl-C kills at once). If a node exits on its own, the others are
-stopped and ``up`` exits non-zero.
+Every process of :func:`robot_twin.graph.describe_graph` (by default the one-process twin,
+``twin_container``, plus a process for each other node) runs as ``python -c '...main(...)'
+--ros-args ...`` with the same ROS arguments that ``launch_ros`` gives it in the launch files
+(name or the container's ``--node`` list, namespace, params file, an overrides file read last,
+remappings), and with this interpreter's own ROS libraries
+(:func:`robot_twin.ros_env.child_env`), whatever environment ``up`` itself was started from.
+Output is prefixed with the process name. SIGINT/SIGTERM are forwarded to every process, which
+gets ``stop_timeout_s`` to exit before SIGKILL (a second Ctrl-C kills at once). If a process
+exits on its own, the others are stopped and ``up`` exits non-zero.
 
-The demo reuses :func:`start_graph` / :class:`ProcessGroup`::
+The demo and the tests reuse :func:`start_graph` / :class:`ProcessGroup`::
 
-    with start_graph(graph.nodes, env=localhost_env(domain_id)) as group:
-        ...                     # group.poll() tells if a node died
-    # leaving the block stops every node
+    with start_graph(graph.processes, env=localhost_env(domain_id)) as group:
+        ...                     # group.poll() tells if a process died
+    # leaving the block stops every process
 """
 import argparse
 import dataclasses
-import importlib.util
 import os
 import shlex
 import signal
@@ -27,8 +29,9 @@ import threading
 import time
 
 from robot_twin.config import ConfigError, parse_bool
-from robot_twin.graph import describe_graph, missing_files, MODULES, PACKAGE, PROFILES
-from robot_twin.ros_env import localhost_env
+from robot_twin.entry_points import NODE_MODULES
+from robot_twin.graph import describe_graph, PACKAGE, PROFILES
+from robot_twin.ros_env import child_env, localhost_env
 import yaml
 
 _TAG = 'robot-twin up'
@@ -40,39 +43,43 @@ def format_value(value):
     return text[:-len('\n...\n')] if text.endswith('\n...\n') else text.rstrip('\n')
 
 
-def node_command(spec, python=None):
+def node_command(process, python=None):
     """
-    Return the argv that starts one robot_twin node like ``launch_ros`` would.
+    Return the argv that starts one robot_twin process like ``launch_ros`` would.
 
     Parameters
     ----------
-    spec : robot_twin.graph.NodeSpec
-        A node of package robot_twin.
+    process : robot_twin.graph.ProcessSpec
+        A process of package robot_twin (a node, or the one-process twin).
     python : str, optional
         Interpreter; default ``sys.executable``.
 
     Returns
     -------
     list of str
-        ``[python, '-c', <run main>, *arguments, '--ros-args', '-r', '__node:=NAME',
+        ``[python, '-c', <run main>, *arguments, '--ros-args', ('-r', '__node:=NAME'),
         ('-r', '__ns:=NS'), ('--params-file', FILE)..., ('-p', 'NAME:=VALUE')...,
-        ('-r', 'FROM:=TO')...]``.
+        ('-r', 'FROM:=TO')...]`` (``-p`` only for overrides not yet moved to a file, see
+        :func:`with_override_files`).
 
     """
-    if spec.package != PACKAGE or spec.executable not in MODULES:
-        raise ConfigError(spec.name, [
-            f'{spec.package}/{spec.executable} needs a ROS 2 install (ros2 launch); '
-            f'robot-twin up starts {", ".join(MODULES)}'])
-    code = f'import sys; from {MODULES[spec.executable]} import main; sys.exit(main())'
-    argv = [python or sys.executable, '-c', code, *spec.arguments,
-            '--ros-args', '-r', f'__node:={spec.name}']
-    if spec.namespace:
-        argv += ['-r', f'__ns:={spec.namespace}']
-    for path in spec.params_files:
+    if process.package != PACKAGE or process.executable not in NODE_MODULES:
+        raise ConfigError(process.name, [
+            f'{process.package}/{process.executable} needs a ROS 2 install (ros2 launch); '
+            f'robot-twin up starts {", ".join(NODE_MODULES)}'])
+    code = ('import sys; from robot_twin.entry_points import run_module; '
+            f'sys.exit(run_module({NODE_MODULES[process.executable]!r}))')
+    argv = [python or sys.executable, '-c', code, *process.arguments, '--ros-args']
+    if process.node_name:
+        argv += ['-r', f'__node:={process.node_name}']
+    if process.namespace:
+        argv += ['-r', f'__ns:={process.namespace}']
+    for path in process.params_files:
         argv += ['--params-file', path]
-    for name, value in spec.parameters.items():
-        argv += ['-p', f'{name}:={format_value(value)}']
-    for src, dst in spec.remappings:
+    for node in process.nodes:
+        for name, value in node.parameters.items():
+            argv += ['-p', f'{name}:={format_value(value)}']
+    for src, dst in process.remappings():
         argv += ['-r', f'{src}:={dst}']
     return argv
 
@@ -267,61 +274,65 @@ def _nested(parameters):
     return out
 
 
-def with_override_files(specs, directory):
+def with_override_files(processes, directory):
     """
-    Move each spec's parameter overrides into a params file read after its config file.
+    Move each process's parameter overrides into a params file read after its config file.
 
-    rcl files a ``-p name:=value`` under ``/**``, and a node-specific section of a params file
-    (``/**/plant: {scenario: demo}``) beats that whatever the order; an override written as a
-    ``/**/<name>`` section of a file read later does win. Launch files get the same effect from
-    ``launch_ros`` (a dict parameter becomes a params file after the config file).
+    rcl files a ``-p name:=value`` under ``/**`` (every node of the process), and a
+    node-specific section of a params file (``/**/plant: {scenario: demo}``) beats that
+    whatever the order; an override written as a ``/**/<name>`` section of a file read later
+    does win, node by node. Launch files do the same (:mod:`robot_twin.launch_description`).
 
     Parameters
     ----------
-    specs : iterable of robot_twin.graph.NodeSpec
-        The nodes to start; their ``overrides`` are moved into files.
+    processes : iterable of robot_twin.graph.ProcessSpec
+        The processes to start; their nodes' ``parameters`` are moved into files.
     directory : str or Path
-        Where to write ``<name>.overrides.yaml`` (must live as long as the nodes start).
+        Where to write ``<process>.overrides.yaml`` (must live as long as the nodes start).
 
     Returns
     -------
-    list of NodeSpec
-        With ``parameters`` empty and the overrides file appended to ``params_files``.
+    list of ProcessSpec
+        With the nodes' ``parameters`` empty and the overrides file appended to
+        ``params_files``.
 
     """
     out = []
-    for spec in specs:
-        if not spec.parameters:
-            out.append(spec)
+    for process in processes:
+        sections = {f'/**/{n.name}': {'ros__parameters': _nested(n.parameters)}
+                    for n in process.nodes if n.parameters}
+        if not sections:
+            out.append(process)
             continue
-        path = os.path.join(str(directory), f'{spec.name}.overrides.yaml')
+        path = os.path.join(str(directory), f'{process.name}.overrides.yaml')
         with open(path, 'w', encoding='utf-8') as f:
-            yaml.safe_dump({f'/**/{spec.name}': {'ros__parameters': _nested(spec.parameters)}},
-                           f)
-        out.append(dataclasses.replace(spec, params_files=spec.params_files + (path,),
-                                       parameters={}))
+            yaml.safe_dump(sections, f)
+        nodes = tuple(dataclasses.replace(n, parameters={}) for n in process.nodes)
+        out.append(dataclasses.replace(process, nodes=nodes,
+                                       params_files=process.params_files + (path,)))
     return out
 
 
-def start_graph(specs, env=None, **kwargs):
+def start_graph(processes, env=None, **kwargs):
     """
-    Start robot_twin nodes; return the running :class:`ProcessGroup`.
+    Start robot_twin processes; return the running :class:`ProcessGroup`.
 
     Parameters
     ----------
-    specs : iterable of robot_twin.graph.NodeSpec
-        Usually ``describe_graph(...).nodes``.
+    processes : iterable of robot_twin.graph.ProcessSpec
+        Usually ``describe_graph(...).processes``.
     env : dict, optional
-        Environment of the nodes (default ``os.environ``: the user's ROS set-up, e.g. beside a
-        real robot). Tests and the demo pass ``robot_twin.ros_env.localhost_env(domain_id)``.
+        Environment of the processes (default ``os.environ``: the user's ROS set-up, e.g.
+        beside a real robot). Tests and the demo pass ``robot_twin.ros_env.localhost_env(id)``.
+        Either way each process gets this interpreter's own ROS libraries.
     **kwargs
         ``on_line``, ``stop_timeout_s``, ``cwd`` of :class:`ProcessGroup`.
 
     """
     overrides = tempfile.TemporaryDirectory(prefix='robot_twin_up_')
-    specs = with_override_files(specs, overrides.name)
-    commands = [(spec.name, node_command(spec)) for spec in specs]
-    group = ProcessGroup(commands, env, **kwargs)
+    processes = with_override_files(processes, overrides.name)
+    commands = [(process.name, node_command(process)) for process in processes]
+    group = ProcessGroup(commands, child_env(env), **kwargs)
     group.overrides_dir = overrides      # removed when the group is garbage-collected
     return group.start()
 
@@ -386,7 +397,7 @@ def run_until_stopped(group, log=None):
 
 
 def up_env(domain_id=None, localhost=False, base=None):
-    """Return the nodes' environment: the user's (real robot), or localhost-only DDS."""
+    """Return the processes' environment: the user's (real robot), or localhost-only DDS."""
     env = dict(os.environ if base is None else base)
     if localhost:
         domain = domain_id if domain_id is not None else int(env.get('ROS_DOMAIN_ID') or 0)
@@ -395,15 +406,15 @@ def up_env(domain_id=None, localhost=False, base=None):
         if not 0 <= domain_id <= 232:
             raise ConfigError('--domain-id', [f'{domain_id} is not a ROS_DOMAIN_ID (0..232)'])
         env['ROS_DOMAIN_ID'] = str(domain_id)
-    return env
+    return child_env(env)
 
 
 def add_up_parser(subparsers):
     """Add the ``up`` sub-command to an ``argparse`` sub-parsers object; return its parser."""
     parser = subparsers.add_parser(
         'up', help='start the configured nodes without ros2 launch',
-        description='Start the nodes of a config file (same nodes and parameters as the launch '
-                    'files) and stop them together on Ctrl-C.')
+        description='Start the nodes of a config file (same processes, nodes and parameters '
+                    'as the launch files) and stop them together on Ctrl-C.')
     parser.add_argument('--config', default='twin', metavar='FILE',
                         help=f'params file with a robot_twin section, or a profile '
                              f'({", ".join(PROFILES)}); default: twin (beside a real robot)')
@@ -412,12 +423,15 @@ def add_up_parser(subparsers):
     parser.add_argument('--namespace', default='', help='ROS namespace of the nodes')
     parser.add_argument('--use-sim-time', choices=('true', 'false'), default=None,
                         help='set use_sim_time on every node except a plant')
+    parser.add_argument('--separate-processes', action='store_true',
+                        help='run every node in a process of its own (default: the nodes of '
+                             'the twin share one process, see one_process in the config)')
     parser.add_argument('--domain-id', type=int, default=None, metavar='N',
                         help='ROS_DOMAIN_ID for the nodes (default: your environment)')
     parser.add_argument('--localhost', action='store_true',
                         help='keep DDS on this machine (localhost-only discovery and transport)')
     parser.add_argument('--stop-timeout', type=float, default=5.0, metavar='S',
-                        help='seconds each node gets to exit on Ctrl-C before SIGKILL')
+                        help='seconds each process gets to exit on Ctrl-C before SIGKILL')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the command lines and exit')
     parser.set_defaults(func=cmd_up)
@@ -430,34 +444,27 @@ def cmd_up(args):
         graph = describe_graph(
             args.config, urdf=args.urdf, namespace=args.namespace,
             use_sim_time=None if args.use_sim_time is None else parse_bool(
-                args.use_sim_time, '--use-sim-time'))
+                args.use_sim_time, '--use-sim-time'),
+            one_process=not args.separate_processes)
         env = up_env(args.domain_id, args.localhost)
-        commands = [(spec.name, node_command(spec)) for spec in graph.nodes]
     except (ConfigError, FileNotFoundError) as exc:
         print(f'{_TAG}: {exc}', file=sys.stderr)
         return 2
     if args.dry_run:
-        # at run time the -p overrides go into a params file read last (with_override_files)
-        for _name, argv in commands:
-            print(shlex.join(argv))
+        # the overrides go into params files read last, as at run time; kept for reading
+        overrides = tempfile.mkdtemp(prefix='robot_twin_up_')
+        for process in with_override_files(graph.processes, overrides):
+            print(shlex.join(node_command(process)))
         return 0
-    problems = missing_files(graph)
-    if problems:
-        print(f'{_TAG}: ' + '; '.join(problems), file=sys.stderr)
-        return 2
-    missing = [MODULES[s.executable] for s in graph.nodes
-               if importlib.util.find_spec(MODULES[s.executable].rsplit('.', 1)[0]) is None
-               or importlib.util.find_spec(MODULES[s.executable]) is None]
-    if missing:
-        print(f'{_TAG}: cannot import {", ".join(missing)} with {sys.executable}; install '
-              'robot_twin into this Python (make setup)', file=sys.stderr)
-        return 2
     dds = 'localhost only, ' if args.localhost else ''
-    print(f'[{_TAG}] {graph.config.path}: starting {", ".join(graph.config.nodes)} '
-          f'({dds}ROS_DOMAIN_ID={env.get("ROS_DOMAIN_ID", "0 (default)")})', flush=True)
+    layout = '; '.join(f'{p.name}: {", ".join(n.name for n in p.nodes)}'
+                       for p in graph.processes)
+    print(f'[{_TAG}] {graph.config.path}: starting {len(graph.processes)} process(es) '
+          f'({layout}) ({dds}ROS_DOMAIN_ID={env.get("ROS_DOMAIN_ID", "0 (default)")})',
+          flush=True)
     with tempfile.TemporaryDirectory(prefix='robot_twin_up_') as overrides:
-        commands = [(spec.name, node_command(spec))
-                    for spec in with_override_files(graph.nodes, overrides)]
+        commands = [(process.name, node_command(process))
+                    for process in with_override_files(graph.processes, overrides)]
         return run_until_stopped(ProcessGroup(commands, env, stop_timeout_s=args.stop_timeout))
 
 

@@ -1,18 +1,21 @@
 """
-The one place robot_twin's node parameters are defined, and the loader of its config files.
+The one place robot_twin's node parameters are defined, and the reader of its config files.
 
 A config file (``config/twin.yaml``, ``hil.yaml``, ``demo.yaml`` or your own) is a standard ROS 2
-params file: every node reads its parameters from it with ``--params-file``. One extra section,
-keyed ``robot_twin``, tells the bring-up (``ros2 launch`` and ``robot-twin up``) which nodes to
-start. rcl treats every top-level key as a node name and rejects a key without
-``ros__parameters``, so that section is written as the parameters of a node named ``robot_twin``,
-which never runs::
+params file: every node reads its parameters from it with ``--params-file``, by rcl's own
+rules (this module never works out which section applies to which node). One extra section,
+keyed ``robot_twin``, is plain data for the bring-up (``ros2 launch`` and ``robot-twin up``):
+which nodes to start, and which of them share the one twin process. rcl treats every top-level
+key as a node name and rejects a key without ``ros__parameters``, so that section is written as
+the parameters of a node named ``robot_twin``, which never runs::
 
     robot_twin:
       ros__parameters:
-        nodes: [plant, twin_bridge]      # node names, in start order
+        nodes: [plant, twin_bridge, twin_sim, twin_anomaly]   # node names, in start order
         executables:                     # only where the name is not the executable
-          plant: twin_sim
+          plant: twin_plant
+        one_process: [twin_bridge, twin_sim, twin_anomaly]    # run together (default: the
+                                         # twin's nodes); the others get a process each
         remappings:                      # optional, per node: 'from:=to' strings
           twin_bridge: ['/joint_states:=/arm/joint_states']
     /**:                                 # every node
@@ -22,11 +25,11 @@ which never runs::
       ros__parameters:
         stale_timeout_s: 0.1
 
-Node sections may be keyed ``name``, ``/name``, ``/**/name`` or ``/ns/name`` (rcl's wildcards
-``*`` and ``**`` are understood); the shipped files use ``/**/name`` so that they work under any
-namespace. ``PARAMETERS`` holds every parameter of every robot_twin executable (name, type,
-default, description, range or choices); the nodes declare their parameters from it
-(:func:`declare_node_parameters`), and :func:`load_config` checks files against it.
+``PARAMETERS`` holds every parameter of every robot_twin executable (name, type, default,
+description, range or choices); the nodes declare their parameters from it
+(:func:`robot_twin.nodes.params.declare_node_parameters`) and reject a bad value at start-up.
+:func:`load_config` also checks, before anything starts, that each section only names
+parameters some node it can apply to has (a typo would otherwise be silently ignored by ROS).
 """
 from dataclasses import dataclass
 import difflib
@@ -41,6 +44,9 @@ GRAPH_KEY = 'robot_twin'
 
 EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_plant', 'twin_anomaly', 'demo_controller')
 """robot_twin's node executables (console scripts), each with a schema in ``PARAMETERS``."""
+
+TWIN_EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
+"""The twin's own nodes: by default they share one process (``one_process``)."""
 
 INTERFACES = ('trajectory', 'forward_position', 'joint_command')
 """Command interfaces: JointTrajectory, Float64MultiArray (forward controller), JointState."""
@@ -146,28 +152,64 @@ _URDF = ParamSpec(
     'urdf/robot_twin_arm.urdf.', read_only=True)
 _JOINT_STATES_TOPIC = ParamSpec(
     'joint_states_topic', str, '/joint_states',
-    'sensor_msgs/JointState topic of the robot (a plant-mode twin_sim publishes it).',
-    read_only=True)
+    'sensor_msgs/JointState topic of the robot (a twin_plant publishes it).', read_only=True)
 _WRENCH_TOPIC = ParamSpec(
     'wrench_topic', str, '/ft_sensor/wrench',
-    'geometry_msgs/WrenchStamped topic of the force-torque sensor (a plant publishes it); '
-    'empty = the robot has no force-torque sensor.', read_only=True)
-_UNKNOWN_JOINTS = ParamSpec(
-    'unknown_joints', str, 'reject',
-    'A JointState that names a joint the URDF does not have: reject the message (and count '
-    'it in /twin/status) or ignore that joint.', choices=('reject', 'ignore'), read_only=True)
-_MAX_FUTURE = ParamSpec(
-    'max_future_s', float, 0.1,
-    'A message stamped more than this many seconds in the future is invalid (clock skew).',
-    min=0.0, max=60.0, read_only=True)
+    'geometry_msgs/WrenchStamped topic of the force-torque sensor (a twin_plant publishes '
+    'it); empty = the robot has no force-torque sensor.', read_only=True)
+_FT_LINK = ParamSpec(
+    'ft_sensor_link', str, '',
+    'URDF link of the force-torque sensor frame; empty = the link named ft_sensor if the URDF '
+    'has one (else wrench outputs are off, with a warning). A link named here must exist.',
+    read_only=True)
+_INPUT = (
+    _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _FT_LINK,
+    ParamSpec('unknown_joints', str, 'reject',
+              'A JointState that names a joint the URDF does not have: reject the message '
+              '(and count it in /twin/status) or ignore that joint.',
+              choices=('reject', 'ignore'), read_only=True),
+    ParamSpec('max_future_s', float, 0.1,
+              'A message stamped more than this many seconds ahead of the local clock is '
+              'invalid (clock skew).', min=0.0, max=60.0, read_only=True),
+    ParamSpec('position_margin_rad', float, 0.1,
+              'A joint position beyond its URDF limits by more than this (rad, or m) is '
+              'impossible: the sample is rejected.', min=0.0, max=10.0, read_only=True),
+    ParamSpec('velocity_factor', float, 1.5,
+              'A joint speed above this factor times its URDF velocity limit is impossible: '
+              'the sample is rejected.', min=1.0, max=100.0, read_only=True),
+    ParamSpec('effort_factor', float, 2.0,
+              'A joint effort above this factor times its URDF effort limit is impossible: '
+              'the sample is rejected.', min=1.0, max=100.0, read_only=True),
+    ParamSpec('wrench_force_range_n', float, 1000.0,
+              'Measuring range of the force-torque sensor, force (N); a larger component is '
+              'rejected. Set it to the range of your sensor.', min=1e-3, max=1e6, read_only=True),
+    ParamSpec('wrench_torque_range_nm', float, 100.0,
+              'Measuring range of the force-torque sensor, torque (N·m); a larger component '
+              'is rejected. Set it to the range of your sensor.', min=1e-3, max=1e6,
+              read_only=True),
+)
+"""How the robot's streams are read and checked (every node that reads them)."""
+_DYNAMICS = (
+    ParamSpec('dynamics_params_file', str, '',
+              'Identified dynamics (params.yaml from robot-twin sysid) of the model of the twin; '
+              'empty = URDF inertias, no friction.', read_only=True),
+    ParamSpec('payload_mass_kg', float, 0.0,
+              'Known payload at the tool (kg).', min=0.0, max=1000.0, read_only=True),
+)
+"""The twin's model beyond the URDF (every node that runs the mirror)."""
+_DISPLAY_RATE = ParamSpec(
+    'display_rate_hz', float, 50.0,
+    'Rate of the display-only topics (/twin/joint_states; /twin/predicted_joint_states and '
+    '/twin/predicted_wrench); residuals keep the rate of the robot (Hz).', min=0.1, max=10000.0,
+    read_only=True)
 
 PARAMETERS = {
     'twin_bridge': (
-        _URDF, _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _UNKNOWN_JOINTS, _MAX_FUTURE,
+        _URDF, *_INPUT, _DISPLAY_RATE,
         ParamSpec('trajectory_topic', str, '/joint_trajectory_controller/joint_trajectory',
-                  'trajectory_msgs/JointTrajectory topic of the robot controller, observed '
-                  '(and commanded when corrective_actions.interface is trajectory).',
-                  read_only=True),
+                  'trajectory_msgs/JointTrajectory topic of the robot controller: observed '
+                  '(its last command is reported in /twin/status), and commanded when '
+                  'corrective_actions.interface is trajectory.', read_only=True),
         ParamSpec('stale_timeout_s', float, 0.1,
                   'A stream whose newest message is older than this (s) is STALE; a stale '
                   'state blocks corrective commands.', min=0.001, max=10.0, read_only=True),
@@ -193,20 +235,37 @@ PARAMETERS = {
         ParamSpec('corrective_actions.velocity_scale', float, 0.5,
                   'Commands use at most this fraction of the URDF velocity limits.',
                   min=0.01, max=1.0, read_only=True),
+        ParamSpec('corrective_actions.stream_rate_hz', float, 100.0,
+                  'forward_position and joint_command interfaces: rate at which the '
+                  'governed trajectory is streamed as set-points (Hz).', min=1.0, max=1000.0,
+                  read_only=True),
         ParamSpec('audit_log_path', str, '',
                   'File the governor appends one line per corrective command to (what, why, '
                   'which anomaly); empty = the ROS log only.', read_only=True),
     ),
-    'twin_sim': (
-        _URDF, _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _UNKNOWN_JOINTS, _MAX_FUTURE,
-        ParamSpec('dynamics_params_file', str, '',
-                  'Identified dynamics (params.yaml from robot-twin sysid); empty = URDF '
-                  'inertias, no friction.', read_only=True),
-        ParamSpec('payload_mass_kg', float, 0.0,
-                  'Known payload at the tool (kg).', min=0.0, max=1000.0, read_only=True),
+    'twin_sim': (_URDF, *_INPUT, *_DYNAMICS, _DISPLAY_RATE),
+    'twin_anomaly': (
+        _URDF, *_INPUT, *_DYNAMICS,
+        ParamSpec('commissioning_duration_s', float, 30.0,
+                  'Seconds of nominal motion to learn thresholds from before alarms are '
+                  'raised.', min=1.0, max=86400.0, read_only=True),
+        ParamSpec('thresholds_file', str, '',
+                  'Where commissioned thresholds are saved and loaded from; empty = a file '
+                  'named after the robot under ~/.ros/robot_twin/.', read_only=True),
+        ParamSpec('recommission', bool, False,
+                  'Ignore saved thresholds and commission again.', read_only=True),
+        ParamSpec('model_path', str, '',
+                  'Fault classifier (ONNX, from robot-twin anomaly train); empty = the one '
+                  'shipped in the package; rules = the rule-based baseline.', read_only=True),
+        ParamSpec('publish_rate_hz', float, 50.0,
+                  'Rate of /twin/anomaly, /twin/anomaly_score and /twin/markers (Hz).',
+                  min=0.1, max=1000.0, read_only=True),
+        ParamSpec('persistence_s', float, 0.2,
+                  'A score must stay above its threshold this long (s) before an alarm.',
+                  min=0.0, max=60.0, read_only=True),
     ),
     'twin_plant': (
-        _URDF, _JOINT_STATES_TOPIC, _WRENCH_TOPIC,
+        _URDF, _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _FT_LINK,
         ParamSpec('dynamics_params_file', str, '',
                   'Simulate the identified robot (params.yaml from robot-twin sysid); empty = '
                   'URDF inertias, no friction.', read_only=True),
@@ -229,26 +288,6 @@ PARAMETERS = {
                   'Which variant of the randomization to simulate.', min=0,
                   max=2 ** 31 - 1, read_only=True),
     ),
-    'twin_anomaly': (
-        _URDF,
-        ParamSpec('commissioning_duration_s', float, 30.0,
-                  'Seconds of nominal motion to learn thresholds from before alarms are '
-                  'raised.', min=1.0, max=86400.0, read_only=True),
-        ParamSpec('thresholds_file', str, '',
-                  'Where commissioned thresholds are saved and loaded from; empty = a file '
-                  'named after the robot under ~/.ros/robot_twin/.', read_only=True),
-        ParamSpec('recommission', bool, False,
-                  'Ignore saved thresholds and commission again.', read_only=True),
-        ParamSpec('model_path', str, '',
-                  'ONNX fault classifier from robot-twin anomaly train; empty = statistical '
-                  'detector only.', read_only=True),
-        ParamSpec('publish_rate_hz', float, 50.0,
-                  'Rate of /twin/anomaly, /twin/anomaly_score and /twin/markers (Hz).',
-                  min=0.1, max=1000.0, read_only=True),
-        ParamSpec('persistence_s', float, 0.2,
-                  'A score must stay above its threshold this long (s) before an alarm.',
-                  min=0.0, max=60.0, read_only=True),
-    ),
     'demo_controller': (
         _URDF,
         ParamSpec('rate_hz', float, 100.0, 'Command rate (Hz).', min=1.0, max=1000.0,
@@ -263,8 +302,8 @@ PARAMETERS = {
                   choices=INTERFACES, read_only=True),
     ),
 }
-"""Parameters of each executable, keyed by executable (a node named ``plant`` running twin_sim
-uses the twin_sim list)."""
+"""Parameters of each executable, keyed by executable (a node named ``plant`` running
+twin_plant uses the twin_plant list)."""
 
 _BY_NAME = {exe: {p.name: p for p in specs} for exe, specs in PARAMETERS.items()}
 _ROS_BY_NAME = {p.name: p for p in ROS_PARAMETERS}
@@ -351,93 +390,34 @@ _RclLoader.add_implicit_resolver(
 
 
 @dataclass(frozen=True)
-class Section:
-    """
-    The ``ros__parameters`` of one node key of a params file.
-
-    Attributes
-    ----------
-    key : str
-        The key as rcl sees it, absolute (``/**/twin_bridge``, ``/twin_bridge``, ``/**``).
-    parameters : dict
-        ``{dotted name: value}``, flattened.
-
-    """
-
-    key: str
-    parameters: dict
-
-    def matches(self, fqn):
-        """
-        Whether this section applies to the node with fully qualified name ``fqn``.
-
-        Same rule as rclpy: ``/*`` stands for one name token, ``/**`` for any number.
-        """
-        pattern = re.escape(self.key).replace(r'/\*\*', r'(/\w+)*').replace(r'/\*', r'(/\w+)')
-        return re.fullmatch(pattern, fqn) is not None
-
-    @property
-    def node_name(self):
-        """Last token of the key: a node name, or ``*``/``**`` for a wildcard section."""
-        return self.key.rsplit('/', 1)[-1]
-
-
-@dataclass(frozen=True)
 class Config:
     """
-    A loaded, validated config file.
+    The bring-up's view of a config file: the ``robot_twin`` section, checked.
 
     Attributes
     ----------
     path : str
-        Absolute path of the file.
+        Absolute path of the file (every node reads it with ``--params-file``).
     nodes : tuple of str
         Node names to start, in order.
     executables : dict
         ``{node name: executable}`` for every started node.
+    one_process : tuple of str
+        The nodes that run together in one process (the others get one each).
     remappings : dict
         ``{node name: ((from, to), ...)}``.
-    sections : tuple of Section
-        Node parameter sections in file order (the graph section excluded).
+    common : dict
+        The ``/**`` section's parameters (flattened): what applies to every node, e.g. the
+        URDF that rviz shows.
 
     """
 
     path: str
     nodes: tuple
     executables: dict
+    one_process: tuple
     remappings: dict
-    sections: tuple
-
-    def file_parameters(self, name, namespace=''):
-        """
-        Return the parameters this file gives node ``name`` in ``namespace``.
-
-        Sections apply in file order, later ones winning, as rclpy applies them.
-        """
-        fqn = _join_ns(namespace, name)
-        values = {}
-        for section in self.sections:
-            if section.matches(fqn):
-                values.update(section.parameters)
-        return values
-
-    def parameters(self, name, namespace=''):
-        """
-        Return the values node ``name`` starts with: its schema defaults, then this file.
-
-        Only the parameters the node declares (and ``use_sim_time``) are returned; ROS ignores
-        the rest of what a wildcard section sets.
-        """
-        values = {'use_sim_time': False}
-        values.update(defaults(self.executables[name]))
-        values.update((k, v) for k, v in self.file_parameters(name, namespace).items()
-                      if k in values)
-        return values
-
-
-def _join_ns(namespace, name):
-    namespace = namespace.strip('/')
-    return f'/{namespace}/{name}' if namespace else f'/{name}'
+    common: dict
 
 
 def normalize_namespace(namespace):
@@ -451,63 +431,35 @@ def normalize_namespace(namespace):
     return '/' + '/'.join(tokens) if tokens else ''
 
 
-def _flatten(mapping, prefix, out, errors, where):
+def _flatten(mapping, prefix=''):
+    out = {}
     for key, value in mapping.items():
-        name = f'{prefix}{key}'
         if isinstance(value, dict):
-            if not value:
-                errors.append(f'{where}: {name} is an empty map')
-            _flatten(value, name + '.', out, errors, where)
-            continue
-        if isinstance(value, list):
-            kinds = {type(v) for v in value}
-            if not value:
-                errors.append(f'{where}: {name} is an empty list, which ROS cannot type; '
-                              'leave the parameter out instead')
-            elif len(kinds) > 1 or not kinds <= {bool, int, float, str}:
-                errors.append(f'{where}: {name} = {value!r}: a list must hold bools, '
-                              'integers, floats or strings, all of one type')
-        elif value is None:
-            errors.append(f'{where}: {name} has no value; write "" for an empty string')
-        elif not isinstance(value, (bool, int, float, str)):
-            errors.append(f'{where}: {name} = {value!r} is not a ROS parameter value')
-        out[name] = value
+            out.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
 
 
-def _walk_sections(mapping, prefix, sections, errors, source):
-    """Collect ``ros__parameters`` sections; maps without it are namespaces, as in rcl."""
-    for key, value in mapping.items():
-        key_text = str(key)
-        full = prefix + '/' + key_text.strip('/') if key_text not in ('/', '') else prefix
+def _sections(data, prefix=''):
+    """Yield ``(key, parameters)`` of every ``ros__parameters`` map (nested maps = namespaces)."""
+    for key, value in data.items():
+        full = f'{prefix}/{str(key).strip("/")}' if str(key).strip('/') else prefix or '/'
         if not isinstance(value, dict):
-            errors.append(f'{full or key_text}: expected a map with ros__parameters, '
-                          f'got {_type_name(value)}')
-            continue
-        if full == '/' + GRAPH_KEY and 'ros__parameters' not in value:
-            errors.append(f'{GRAPH_KEY}: put its entries under ros__parameters (rcl rejects a '
-                          'top-level key without it): robot_twin: {ros__parameters: {nodes: '
-                          '[...]}}')
-            continue
+            raise ConfigError('', [f'{full}: expected a map with ros__parameters, got '
+                                   f'{_type_name(value)}'])
         if 'ros__parameters' in value:
-            extra = [k for k in value if k != 'ros__parameters']
-            if extra:
-                errors.append(f'{full}: only ros__parameters may sit beside a node name, '
-                              f'found {extra}')
             params = value['ros__parameters']
             if not isinstance(params, dict):
-                errors.append(f'{full}: ros__parameters must be a map of parameters')
-                continue
-            flat = {}
-            _flatten(params, '', flat, errors, full)
-            sections.append(Section(full, flat))
+                raise ConfigError('', [f'{full}: ros__parameters must be a map of parameters'])
+            yield full, _flatten(params)
         else:
-            _walk_sections(value, full, sections, errors, source)
+            yield from _sections(value, full)
 
 
-def _read_graph(section, errors):
-    """Read the ``robot_twin`` section into (nodes, executables, remappings)."""
+def _read_graph(params, errors):
+    """Read the ``robot_twin`` section: (nodes, executables, one_process, remappings)."""
     where = GRAPH_KEY
-    params = dict(section.parameters)
     nodes = params.pop('nodes', None)
     if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) for n in nodes):
         errors.append(f'{where}: nodes must be a non-empty list of node names to start, '
@@ -519,29 +471,27 @@ def _read_graph(section, errors):
     duplicates = sorted({n for n in nodes if nodes.count(n) > 1})
     if duplicates:
         errors.append(f'{where}: nodes: {duplicates} listed more than once')
-    executables = {}
-    remappings = {}
+    one_process = params.pop('one_process', None)
+    executables, remappings = {}, {}
     for key, value in params.items():
         group, _, name = key.partition('.')
         if group not in ('executables', 'remappings') or not name:
-            errors.append(f'{where}: unknown entry {key!r}; it takes nodes, '
+            errors.append(f'{where}: unknown entry {key!r}; it takes nodes, one_process, '
                           'executables.<node> and remappings.<node>')
-            continue
-        if name not in nodes:
+        elif name not in nodes:
             errors.append(f'{where}: {key} names node {name!r}, which nodes does not list')
-            continue
-        if group == 'executables':
-            if value not in EXECUTABLES:
-                errors.append(f'{where}: {key} = {value!r} is not one of {", ".join(EXECUTABLES)}')
-            else:
+        elif group == 'executables':
+            if value in EXECUTABLES:
                 executables[name] = value
+            else:
+                errors.append(f'{where}: {key} = {value!r} is not one of '
+                              f'{", ".join(EXECUTABLES)}')
         else:
             rules = value if isinstance(value, list) else [value]
-            bad = [r for r in rules if not isinstance(r, str) or not _REMAP.match(r)]
-            if bad:
-                errors.append(f'{where}: {key}: {bad} is not a remapping; write "from:=to"')
-            else:
+            if all(isinstance(r, str) and _REMAP.match(r) for r in rules):
                 remappings[name] = tuple(tuple(r.split(':=')) for r in rules)
+            else:
+                errors.append(f'{where}: {key}: {rules} is not a list of "from:=to" remappings')
     for name in nodes:
         if name not in executables:
             if name in EXECUTABLES:
@@ -549,7 +499,40 @@ def _read_graph(section, errors):
             else:
                 errors.append(f'{where}: node {name!r} needs executables.{name}: one of '
                               f'{", ".join(EXECUTABLES)}')
-    return tuple(nodes), executables, remappings
+    if one_process is None:
+        one_process = [n for n in nodes if executables.get(n) in TWIN_EXECUTABLES]
+    elif not isinstance(one_process, list) or not all(n in nodes for n in one_process):
+        errors.append(f'{where}: one_process must list nodes of nodes, got {one_process!r}')
+        one_process = []
+    return tuple(nodes), executables, tuple(n for n in nodes if n in one_process), remappings
+
+
+def _check_names(key, parameters, executables):
+    """List what a section sets that no node it can apply to declares (typos ROS ignores)."""
+    target = key.rsplit('/', 1)[-1]
+    if target in ('*', '**'):
+        exes = sorted(set(executables.values())) or list(EXECUTABLES)
+    elif target in executables:
+        exes = [executables[target]]
+    elif target in EXECUTABLES:
+        exes = [target]              # a section for a node this file does not start
+    else:
+        close = difflib.get_close_matches(target, list(executables) + list(EXECUTABLES), 1)
+        hint = f'; did you mean {close[0]!r}?' if close else ''
+        return [f'{key}: unknown node {target!r}: this file starts '
+                f'{", ".join(executables)}{hint}']
+    errors = []
+    for name, value in parameters.items():
+        having = [exe for exe in exes if parameter_spec(exe, name)]
+        if name.startswith('qos_overrides.'):
+            continue
+        if not having:
+            errors.append(f'{key}: {validate_value(exes[0], name, value)}' if len(exes) == 1
+                          else f'{key}: no node of this file has parameter {name!r}')
+            continue
+        errors += [f'{key}: {p}' for p in sorted({validate_value(e, name, value)
+                                                 for e in having} - {None})]
+    return errors
 
 
 def parse_config(data, source=''):
@@ -559,85 +542,42 @@ def parse_config(data, source=''):
     Raises
     ------
     ConfigError
-        Listing every problem: not a valid ROS params file, a missing or malformed
-        ``robot_twin`` section, an unknown node, an unknown parameter or a bad value.
+        Listing every problem: not a params file, a missing or malformed ``robot_twin``
+        section, a parameter no node has, or a value no node accepts.
 
     """
-    errors = []
     if not isinstance(data, dict) or not data:
         raise ConfigError(source, ['expected a ROS 2 params file: a map of node names to '
                                    '{ros__parameters: {...}}, with a robot_twin section'])
-    sections = []
-    _walk_sections(data, '', sections, errors, source)
-    graph = [s for s in sections if s.key == '/' + GRAPH_KEY]
-    sections = [s for s in sections if s.key != '/' + GRAPH_KEY]
-    if not graph:
-        raise ConfigError(source, errors + [
+    try:
+        sections = dict(_sections(data))
+    except ConfigError as exc:
+        raise ConfigError(source, exc.errors) from None
+    graph = sections.pop('/' + GRAPH_KEY, None)
+    if graph is None:
+        raise ConfigError(source, [
             f'no {GRAPH_KEY} section: add "{GRAPH_KEY}: {{ros__parameters: {{nodes: [...]}}}}" '
             'listing the nodes to start'])
-    nodes, executables, remappings = _read_graph(graph[0], errors)
-    config = Config(os.path.abspath(source) if source else '', nodes, executables,
-                    remappings, tuple(sections))
-    errors += _check_sections(config)
+    errors = []
+    nodes, executables, one_process, remappings = _read_graph(dict(graph), errors)
     if not errors:
-        errors += _check_nodes(config)
+        for key, parameters in sections.items():
+            errors += _check_names(key, parameters, executables)
     if errors:
         raise ConfigError(source, errors)
-    return config
-
-
-def _check_sections(config):
-    """Every section names a started node, a known executable or all nodes; names are known."""
-    errors = []
-    started = set(config.executables.values())
-    for section in config.sections:
-        name = section.node_name
-        if name in ('*', '**'):
-            targets = sorted(started) or list(EXECUTABLES)
-        elif name in config.executables:
-            targets = [config.executables[name]]
-        elif name in EXECUTABLES:
-            targets = [name]  # parameters kept for a node this file does not start
-        else:
-            close = difflib.get_close_matches(name, list(config.nodes) + list(EXECUTABLES), 1)
-            hint = f'; did you mean {close[0]!r}?' if close else ''
-            errors.append(f'{section.key}: unknown node {name!r}: this file starts '
-                          f'{", ".join(config.nodes)}{hint}')
-            continue
-        for pname, value in section.parameters.items():
-            having = [exe for exe in targets if parameter_spec(exe, pname)]
-            if not having and not pname.startswith('qos_overrides.'):
-                if len(targets) == 1:
-                    errors.append(f'{section.key}: {validate_value(targets[0], pname, value)}')
-                else:
-                    errors.append(f'{section.key}: no node of this file has parameter '
-                                  f'{pname!r}')
-                continue
-            problems = {validate_value(exe, pname, value) for exe in having}
-            errors += [f'{section.key}: {p}' for p in sorted(problems - {None})]
-    return errors
-
-
-def _check_nodes(config):
-    """Check rules that span parameters of one node, with every section applied."""
-    errors = []
-    for name in config.nodes:
-        values = config.parameters(name)
-        if config.executables[name] == 'twin_plant' and values['use_sim_time']:
-            errors.append(f'node {name}: a twin_plant publishes /clock, so its use_sim_time '
-                          'must be false')
-    return errors
+    return Config(os.path.abspath(source) if source else '', nodes, executables, one_process,
+                  remappings, dict(sections.get('/**', {})))
 
 
 def load_config(path):
     """
-    Load and validate a config file; return a :class:`Config`.
+    Load and check a config file; return a :class:`Config`.
 
     Raises
     ------
     ConfigError
         The file is missing, not YAML, or not valid (every problem is listed, each naming the
-        node section and the parameter).
+        section and the parameter).
 
     """
     try:
@@ -649,70 +589,3 @@ def load_config(path):
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(path, [f'cannot read it: {exc}']) from None
     return parse_config(data, path)
-
-
-# --- declaring parameters on a node ------------------------------------------------------------
-
-def ros_descriptor(spec):
-    """Return the ``rcl_interfaces/ParameterDescriptor`` of ``spec`` (type, range, text)."""
-    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                    ParameterType)
-    kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
-    descriptor = ParameterDescriptor(name=spec.name, type=kinds[spec.type],
-                                     description=spec.description, read_only=spec.read_only)
-    if spec.choices:
-        descriptor.additional_constraints = 'one of: ' + ', '.join(spec.choices)
-    if spec.type is float and spec.min is not None and spec.max is not None:
-        descriptor.floating_point_range = [FloatingPointRange(
-            from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
-    elif spec.type is int and spec.min is not None and spec.max is not None:
-        descriptor.integer_range = [IntegerRange(
-            from_value=int(spec.min), to_value=int(spec.max), step=0)]
-    return descriptor
-
-
-def declare_node_parameters(node, executable):
-    """
-    Declare every parameter of ``executable`` on an rclpy ``node`` and validate them.
-
-    Also installs a set-parameters callback that rejects a bad new value with the same message
-    as the files get (choices included, which ROS descriptors cannot express).
-
-    Parameters
-    ----------
-    node : rclpy.node.Node
-        The node; its overrides (params files, ``-p``) apply.
-    executable : str
-        Key of ``PARAMETERS``.
-
-    Returns
-    -------
-    dict
-        ``{name: value}`` after overrides.
-
-    Raises
-    ------
-    ConfigError
-        Some start-up value is invalid; every problem is listed.
-
-    """
-    _known_executable(executable)
-    values = {}
-    for spec in PARAMETERS[executable]:
-        values[spec.name] = node.declare_parameter(
-            spec.name, spec.default, ros_descriptor(spec)).value
-    errors = [validate_value(executable, n, v) for n, v in values.items()]
-    errors = [e for e in errors if e]
-    if errors:
-        raise ConfigError(node.get_fully_qualified_name(), errors)
-
-    def check(parameters):
-        from rcl_interfaces.msg import SetParametersResult
-        problems = [validate_value(executable, p.name, p.value) for p in parameters
-                    if p.name in _BY_NAME[executable]]
-        problems = [p for p in problems if p]
-        return SetParametersResult(successful=not problems, reason='; '.join(problems))
-
-    node.add_on_set_parameters_callback(check)
-    return values

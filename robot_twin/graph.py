@@ -1,49 +1,33 @@
 """
 What a bring-up starts: the one description both ``ros2 launch`` and ``robot-twin up`` use.
 
-:func:`describe_graph` reads a config file (see :mod:`robot_twin.config`) and the overrides a
-user gives (URDF, namespace, use_sim_time) and returns a :class:`Graph` of :class:`NodeSpec`.
-The launch files turn each spec into a ``launch_ros.actions.Node``; :mod:`robot_twin.bringup`
-turns it into a command line with the same ``--ros-args``. :func:`visualization_nodes` adds what
-only a full ROS 2 install has: robot_state_publisher for the twin (TF prefix ``twin/``), a static
-transform that places the twin on the robot, and rviz2.
+:func:`describe_graph` reads a config file's ``robot_twin`` section (plain data, see
+:mod:`robot_twin.config`) and the overrides a user gives (URDF, namespace, use_sim_time, one
+process or several) and returns a :class:`Graph` of :class:`ProcessSpec`: by default the
+twin's nodes share one ``twin_container`` process and every other node (a plant, the demo
+controller) has one of its own. The launch files turn each process into a
+``launch_ros.actions.Node``; :mod:`robot_twin.bringup` turns it into a command line with the
+same ``--ros-args``. Which parameters a node gets is left to rcl: every process reads the
+config file with ``--params-file`` (and an overrides file after it).
+
+:func:`visualization_nodes` adds what only a full ROS 2 install has: robot_state_publisher for
+the twin (TF prefix ``twin/``), a static transform that places the twin on the robot, and
+rviz2.
 """
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import xml.etree.ElementTree as ElementTree
 
-from robot_twin.config import ConfigError, load_config, normalize_namespace
-from twin_sim.resources import fault_scenario, share_dir, urdf_or_builtin
+from robot_twin.config import ConfigError, load_config, normalize_namespace, parse_bool
+from twin_sim.resources import data_path, urdf_or_builtin
 
 PACKAGE = 'robot_twin'
 PROFILES = ('twin', 'hil', 'demo')
 """Shipped configs: ``config/<profile>.yaml``."""
-
-MODULES = {
-    'twin_bridge': 'robot_twin.nodes.bridge_node',
-    'twin_sim': 'twin_sim.sim_node',
-    'twin_anomaly': 'robot_twin.nodes.anomaly_node',
-    'demo_controller': 'robot_twin.nodes.demo_controller_node',
-}
-"""Python module (with ``main(args=None)``) of each robot_twin executable."""
-
+CONTAINER = 'twin_container'
+"""Executable of the one-process twin (:mod:`robot_twin.nodes.container`)."""
 TWIN_FRAME_PREFIX = 'twin/'
-FILE_PARAMETERS = ('urdf_path', 'dynamics_params_file', 'model_path')
-"""Parameters that name a file a node reads at start-up (empty = none)."""
-
-
-def share_path(*parts):
-    """
-    Return the absolute path of a file installed under ``share/robot_twin/`` (a str).
-
-    The source tree in a checkout or pip install, the ament share directory on a ROS 2 install
-    (see :func:`twin_sim.resources.share_dir`). Raises ``FileNotFoundError`` if it is absent.
-    """
-    path = share_dir().joinpath(*parts)
-    if not path.exists():
-        raise FileNotFoundError(f'{"/".join(parts)} not found in {share_dir()}')
-    return str(path)
 
 
 def config_path(config=None):
@@ -51,7 +35,7 @@ def config_path(config=None):
     if config in (None, ''):
         config = 'twin'
     if config in PROFILES and not os.path.isfile(config):
-        return share_path('config', config + '.yaml')
+        return data_path('config', config + '.yaml')
     if not os.path.isfile(config):
         raise ConfigError(str(config), [
             f'config file not found; give a params file or one of {", ".join(PROFILES)}'])
@@ -61,41 +45,76 @@ def config_path(config=None):
 @dataclass(frozen=True)
 class NodeSpec:
     """
+    One ROS node of the graph.
+
+    Attributes
+    ----------
+    name : str
+        Node name.
+    executable : str
+        Its kind (the console script that runs it alone).
+    parameters : dict
+        ``{name: value}`` overrides, applied after the config file (for robot_twin nodes they
+        are written to a params file section ``/**/<name>``, read last).
+    remappings : tuple of (str, str)
+        ``(from, to)`` rules for this node only.
+
+    """
+
+    name: str
+    executable: str
+    parameters: dict = field(default_factory=dict)
+    remappings: tuple = ()
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """
     One process of the graph, in the terms of ``launch_ros.actions.Node``.
 
     Attributes
     ----------
     package, executable : str
         Where the executable is (``ros2 run <package> <executable>``).
-    name : str
-        Node name (``-r __node:=name``).
+    nodes : tuple of NodeSpec
+        The nodes it runs: one, or several for ``twin_container``.
     namespace : str
-        Absolute namespace, or '' for the root (``-r __ns:=...`` only when not '').
+        Absolute namespace of its nodes, or '' for the root.
     params_files : tuple of str
         ``--params-file`` arguments, in order.
-    parameters : dict
-        ``{name: value}`` set after the files (``-p name:=value``); later wins, as in ROS.
-    remappings : tuple of (str, str)
-        ``(from, to)`` rules (``-r from:=to``).
     arguments : tuple of str
-        Non-ROS arguments before ``--ros-args`` (rviz2's ``-d FILE``).
+        Non-ROS arguments (rviz2's ``-d FILE``; the container's ``--node NAME:EXECUTABLE``).
 
     """
 
     package: str
     executable: str
-    name: str
+    nodes: tuple
     namespace: str = ''
     params_files: tuple = ()
-    parameters: dict = field(default_factory=dict)
-    remappings: tuple = ()
     arguments: tuple = ()
+
+    @property
+    def name(self):
+        """A label: the node name, or ``twin`` for a container."""
+        return self.nodes[0].name if self.executable != CONTAINER else 'twin'
+
+    @property
+    def node_name(self):
+        """The ``__node`` remapping of a single-node process (None for a container)."""
+        return self.nodes[0].name if self.executable != CONTAINER else None
+
+    def remappings(self):
+        """``(from, to)`` rules; in a container each is prefixed ``<node>:`` (rcl's syntax)."""
+        if self.executable != CONTAINER:
+            return tuple(self.nodes[0].remappings)
+        return tuple((f'{n.name}:{src}', dst) for n in self.nodes for src, dst in n.remappings)
 
 
 @dataclass(frozen=True)
 class Graph:
     """
-    The nodes a config starts, with the user's overrides applied.
+    The processes a config starts, with the user's overrides applied.
 
     Attributes
     ----------
@@ -103,21 +122,26 @@ class Graph:
         The loaded config file.
     namespace : str
         Namespace of every node ('' = root).
-    nodes : tuple of NodeSpec
-        robot_twin's nodes, in start order.
+    processes : tuple of ProcessSpec
+        In start order.
+    urdf : str
+        The robot's URDF file (the override, the config's ``/**`` urdf_path, or the built-in
+        arm): what rviz shows.
+    use_sim_time : bool
+        Of the twin's nodes (the override, or the config's ``/**`` value).
 
     """
 
     config: object
     namespace: str
-    nodes: tuple
+    processes: tuple
+    urdf: str
+    use_sim_time: bool
 
-    def parameters(self, name):
-        """Return every parameter value node ``name`` starts with (defaults, file, overrides)."""
-        spec = self.node(name)
-        values = self.config.parameters(name, self.namespace)
-        values.update(spec.parameters)
-        return values
+    @property
+    def nodes(self):
+        """Every NodeSpec, in start order."""
+        return tuple(n for p in self.processes for n in p.nodes)
 
     def node(self, name):
         """Return the :class:`NodeSpec` named ``name``."""
@@ -126,24 +150,10 @@ class Graph:
                 return spec
         raise KeyError(f'no node {name!r} in {[s.name for s in self.nodes]}')
 
-    def is_plant(self, name):
-        """Whether node ``name`` is a twin_sim in mode plant (the emulated robot)."""
-        return self.config.executables[name] == 'twin_plant'
 
-    @property
-    def use_sim_time(self):
-        """use_sim_time for helpers (robot_state_publisher, rviz2): that of the twin nodes."""
-        twin = [n.name for n in self.nodes if not self.is_plant(n.name)]
-        return any(self.parameters(n)['use_sim_time'] for n in twin)
-
-    def urdf_path(self, name):
-        """Return the URDF file node ``name`` loads (its urdf_path, or the built-in arm)."""
-        return urdf_or_builtin(self.parameters(name).get('urdf_path'))
-
-
-def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None):
+def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None, one_process=True):
     """
-    Describe the nodes a config starts.
+    Describe the processes and nodes a config starts.
 
     Parameters
     ----------
@@ -154,8 +164,10 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None):
     namespace : str, optional
         Namespace for every node; '' = root.
     use_sim_time : bool, optional
-        Sets ``use_sim_time`` on every node except a plant-mode twin_sim, which makes /clock;
-        None keeps the config's values.
+        Sets ``use_sim_time`` on every node except a twin_plant, which makes /clock; None keeps
+        the config's values.
+    one_process : bool
+        Run the config's ``one_process`` nodes together (default); False = one process each.
 
     Returns
     -------
@@ -178,35 +190,24 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None):
         overrides = {}
         if urdf:
             overrides['urdf_path'] = os.path.abspath(urdf)
-        plant = executable == 'twin_plant'
-        if use_sim_time is not None and not plant:
+        if use_sim_time is not None and executable != 'twin_plant':
             overrides['use_sim_time'] = bool(use_sim_time)
-        nodes.append(NodeSpec(
-            package=PACKAGE, executable=executable, name=name, namespace=namespace,
-            params_files=(path,), parameters=overrides,
-            remappings=loaded.remappings.get(name, ())))
-    return Graph(loaded, namespace, tuple(nodes))
-
-
-def missing_files(graph):
-    """
-    Return what files the nodes of ``graph`` would not find (one line each; [] if none).
-
-    Checks :data:`FILE_PARAMETERS` (relative paths from the current directory, as the nodes
-    see them) and the fault scenario of plant nodes (a file or a name in config/faults).
-    """
-    problems = []
-    for spec in graph.nodes:
-        values = graph.parameters(spec.name)
-        for key in FILE_PARAMETERS:
-            if values.get(key) and not os.path.isfile(values[key]):
-                problems.append(f'node {spec.name}: {key} = {values[key]!r}: no such file')
-        if values.get('scenario') and graph.is_plant(spec.name):
-            try:
-                fault_scenario(values['scenario'])
-            except FileNotFoundError as exc:
-                problems.append(f'node {spec.name}: scenario: {exc}')
-    return problems
+        nodes.append(NodeSpec(name, executable, overrides, loaded.remappings.get(name, ())))
+    together = [n for n in nodes if one_process and n.name in loaded.one_process]
+    processes = []
+    for node in nodes:
+        if node in together:
+            if node is together[0]:
+                args = tuple(a for n in together for a in ('--node', f'{n.name}:{n.executable}'))
+                processes.append(ProcessSpec(PACKAGE, CONTAINER, tuple(together), namespace,
+                                             (path,), args))
+            continue
+        processes.append(ProcessSpec(PACKAGE, node.executable, (node,), namespace, (path,)))
+    common = loaded.common
+    sim_time = parse_bool(common.get('use_sim_time', False), 'use_sim_time') \
+        if use_sim_time is None else bool(use_sim_time)
+    robot_urdf = urdf_or_builtin(os.path.abspath(urdf) if urdf else common.get('urdf_path', ''))
+    return Graph(loaded, namespace, tuple(processes), robot_urdf, sim_time)
 
 
 def urdf_root_link(path):
@@ -223,9 +224,16 @@ def urdf_root_link(path):
     return roots[0]
 
 
+def _external(package, executable, name, namespace, parameters=None, remappings=(),
+              arguments=()):
+    return ProcessSpec(package, executable, (NodeSpec(name, executable, parameters or {},
+                                                      tuple(remappings)),),
+                       namespace, (), tuple(arguments))
+
+
 def visualization_nodes(graph, rviz=False):
     """
-    Return the helper nodes a ROS 2 install adds to ``graph`` (not started by robot-twin up).
+    Return the helper processes a ROS 2 install adds to ``graph`` (not started by robot-twin up).
 
     - ``twin_state_publisher``: robot_state_publisher of the twin's URDF, fed by
       /twin/joint_states, TF frames prefixed ``twin/``, description on /twin/robot_description;
@@ -237,32 +245,32 @@ def visualization_nodes(graph, rviz=False):
     The first two come only with twin nodes: a HIL graph has none (the twin launched beside it
     brings its own).
     """
-    twin = [n.name for n in graph.nodes if not graph.is_plant(n.name)]
-    plants = [n.name for n in graph.nodes if graph.is_plant(n.name)]
-    sim_time = {'use_sim_time': graph.use_sim_time or not twin and graph.parameters(
-        plants[0])['use_sim_time']}
+    executables = {n.executable for n in graph.nodes}
+    twin = bool(executables & {'twin_bridge', 'twin_sim', 'twin_anomaly'})
+    plant = 'twin_plant' in executables
+    sim_time = {'use_sim_time': graph.use_sim_time}
     ns = graph.namespace
+    description = _read(graph.urdf)
     specs = []
     if twin:
-        twin_urdf = graph.urdf_path(twin[0])
-        root = urdf_root_link(twin_urdf)
+        root = urdf_root_link(graph.urdf)
         specs += [
-            NodeSpec('robot_state_publisher', 'robot_state_publisher', 'twin_state_publisher',
-                     ns, parameters={'robot_description': _read(twin_urdf),
-                                     'frame_prefix': TWIN_FRAME_PREFIX, **sim_time},
-                     remappings=(('joint_states', '/twin/joint_states'),
-                                 ('robot_description', '/twin/robot_description'))),
-            NodeSpec('tf2_ros', 'static_transform_publisher', 'twin_base_tf', ns,
-                     arguments=('--frame-id', root,
-                                '--child-frame-id', TWIN_FRAME_PREFIX + root)),
+            _external('robot_state_publisher', 'robot_state_publisher', 'twin_state_publisher',
+                      ns, {'robot_description': description,
+                           'frame_prefix': TWIN_FRAME_PREFIX, **sim_time},
+                      (('joint_states', '/twin/joint_states'),
+                       ('robot_description', '/twin/robot_description'))),
+            _external('tf2_ros', 'static_transform_publisher', 'twin_base_tf', ns,
+                      arguments=('--frame-id', root, '--child-frame-id',
+                                 TWIN_FRAME_PREFIX + root)),
         ]
-    if plants:
-        specs.append(NodeSpec(
-            'robot_state_publisher', 'robot_state_publisher', 'robot_state_publisher', ns,
-            parameters={'robot_description': _read(graph.urdf_path(plants[0])), **sim_time}))
+    if plant:
+        specs.append(_external('robot_state_publisher', 'robot_state_publisher',
+                               'robot_state_publisher', ns,
+                               {'robot_description': description, **sim_time}))
     if rviz:
-        specs.append(NodeSpec('rviz2', 'rviz2', 'rviz2', ns, parameters=dict(sim_time),
-                              arguments=('-d', share_path('config', 'rviz', 'twin.rviz'))))
+        specs.append(_external('rviz2', 'rviz2', 'rviz2', ns, dict(sim_time),
+                               arguments=('-d', data_path('config', 'rviz', 'twin.rviz'))))
     return specs
 
 

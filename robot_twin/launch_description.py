@@ -2,34 +2,51 @@
 The launch description every robot_twin launch file shares (launch/*.launch.py).
 
 Imported only by launch files, on a ROS 2 install with ``launch`` and ``launch_ros``. The
-nodes and parameters come from a config file through :mod:`robot_twin.graph`, the same
-description that ``robot-twin up`` starts, so launch files and ``up`` cannot drift apart.
+processes, nodes and parameters come from a config file through :mod:`robot_twin.graph`, the
+same description that ``robot-twin up`` starts, so launch files and ``up`` cannot drift apart:
+by default the twin's nodes run in one ``twin_container`` process (``one_process:=false`` gives
+each its own), each node reading the config file by its name, and overrides (``urdf:=``,
+``use_sim_time:=``) from a params file written per process and read after it.
 """
+import tempfile
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from robot_twin.bringup import with_override_files
 from robot_twin.config import parse_bool
-from robot_twin.graph import describe_graph, share_path, visualization_nodes
+from robot_twin.graph import describe_graph, PACKAGE, visualization_nodes
+from twin_sim.resources import data_path
+
+
+def _node(process):
+    """Return the launch_ros Node action of one process of the graph."""
+    if process.package == PACKAGE:
+        parameters = list(process.params_files)       # overrides already moved to a file
+    else:
+        parameters = [n.parameters for n in process.nodes if n.parameters]
+    return Node(package=process.package, executable=process.executable,
+                name=process.node_name, namespace=process.namespace or None,
+                parameters=parameters, remappings=list(process.remappings()),
+                arguments=list(process.arguments), output='screen')
 
 
 def launch_setup(context):
-    """Build the nodes of the graph once the launch arguments are known."""
+    """Build the processes of the graph once the launch arguments are known."""
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
     sim_time = arg('use_sim_time')
     graph = describe_graph(
         arg('config'), urdf=arg('urdf'), namespace=arg('namespace'),
-        use_sim_time=parse_bool(sim_time, 'use_sim_time') if sim_time else None)
-    specs = list(graph.nodes) + visualization_nodes(graph, parse_bool(arg('rviz'), 'rviz'))
-    return [
-        Node(package=s.package, executable=s.executable, name=s.name,
-             namespace=s.namespace or None,
-             parameters=list(s.params_files) + ([s.parameters] if s.parameters else []),
-             remappings=list(s.remappings), arguments=list(s.arguments), output='screen')
-        for s in specs]
+        use_sim_time=parse_bool(sim_time, 'use_sim_time') if sim_time else None,
+        one_process=parse_bool(arg('one_process'), 'one_process'))
+    overrides = tempfile.mkdtemp(prefix='robot_twin_launch_')   # read by the nodes at start
+    processes = with_override_files(graph.processes, overrides)
+    processes += visualization_nodes(graph, parse_bool(arg('rviz'), 'rviz'))
+    return [_node(p) for p in processes]
 
 
 def generate(profile, rviz_default):
@@ -59,9 +76,13 @@ def generate(profile, rviz_default):
             description='true/false sets use_sim_time on every node except a plant-mode '
                         'twin_sim (it publishes /clock); empty = as in the config file.'),
         DeclareLaunchArgument(
-            'config', default_value=share_path('config', profile + '.yaml'),
+            'config', default_value=data_path('config', profile + '.yaml'),
             description='ROS 2 params file that also lists the nodes to start (its robot_twin '
                         'section); see config/twin.yaml.'),
+        DeclareLaunchArgument(
+            'one_process', default_value='true', choices=['true', 'false'],
+            description='Run the nodes of the twin in one process (as a component container '
+                        'does; the topics of the robot are read once) or each in its own.'),
         DeclareLaunchArgument(
             'rviz', default_value='true' if rviz_default else 'false', choices=['true', 'false'],
             description='Start rviz2 with config/rviz/twin.rviz (robot, twin ghost, markers).'),

@@ -23,7 +23,7 @@ import threading
 import time
 
 from robot_twin.bringup import start_graph
-from robot_twin.graph import describe_graph
+from robot_twin.graph import CONTAINER, describe_graph
 from robot_twin.ros_env import free_domain_id, localhost_env
 
 DDS_KEYS = ('ROS_DOMAIN_ID', 'ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
@@ -75,25 +75,45 @@ def unique_domain_id():
     raise RuntimeError('every ROS_DOMAIN_ID in 10..99 is in use on this machine')
 
 
-def node_specs(names, overrides=None):
+def node_specs(names, overrides=None, one_process=True):
     """
-    Return the demo graph's NodeSpecs named ``names``, with parameter overrides.
+    Return the processes that run the demo graph's nodes ``names``, with parameter overrides.
 
-    The overrides go in ``NodeSpec.parameters``; ``start_graph`` writes them into a params file
-    read after the config file (a ``-p`` value would lose to config/demo.yaml's node sections).
+    As ``robot-twin up`` starts config/demo.yaml: the twin's nodes among ``names`` in one
+    ``twin_container`` process (unless ``one_process`` is False), every other node in a
+    process of its own. The overrides go in ``NodeSpec.parameters``; ``start_graph`` writes
+    them into a params file read after the config file (a ``-p`` value would lose to
+    config/demo.yaml's node sections).
 
     Parameters
     ----------
     names : sequence of str
         Node names of config/demo.yaml (plant, twin_bridge, twin_sim, twin_anomaly,
-        demo_controller), in start order.
+        demo_controller).
     overrides : dict, optional
         ``{node name: {parameter: value}}``.
+    one_process : bool
+        Whether the twin's nodes share one process.
+
+    Returns
+    -------
+    list of robot_twin.graph.ProcessSpec
 
     """
-    graph = describe_graph('demo')
-    return [dataclasses.replace(graph.node(name), parameters={
-        **graph.node(name).parameters, **(overrides or {}).get(name, {})}) for name in names]
+    graph = describe_graph('demo', one_process=one_process)
+    overrides = overrides or {}
+    processes = []
+    for process in graph.processes:
+        nodes = tuple(dataclasses.replace(n, parameters={**n.parameters,
+                                                         **overrides.get(n.name, {})})
+                      for n in process.nodes if n.name in names)
+        if not nodes:
+            continue
+        arguments = process.arguments
+        if process.executable == CONTAINER:
+            arguments = tuple(a for n in nodes for a in ('--node', f'{n.name}:{n.executable}'))
+        processes.append(dataclasses.replace(process, nodes=nodes, arguments=arguments))
+    return processes
 
 
 class TwinGraph:
@@ -120,13 +140,17 @@ class TwinGraph:
             self._lines.setdefault(name, []).append(line)
 
     def lines(self, name):
-        """Return every output line of node ``name`` so far (list of str)."""
+        """
+        Return every output line of process ``name`` so far (list of str).
+
+        A process is named after its node, or ``twin`` for the one-process twin.
+        """
         with self._lock:
             return list(self._lines.get(name, []))
 
-    def start(self, group, specs):
-        """Start ``specs`` (NodeSpecs) as process group ``group``; return the ProcessGroup."""
-        self.groups[group] = start_graph(specs, self.env, on_line=self._on_line,
+    def start(self, group, processes):
+        """Start ``processes`` (ProcessSpecs) as group ``group``; return the ProcessGroup."""
+        self.groups[group] = start_graph(processes, self.env, on_line=self._on_line,
                                          stop_timeout_s=5.0)
         return self.groups[group]
 
@@ -397,7 +421,8 @@ def loop_overrides(workdir, scenario, extra=None):
         'twin_bridge': {'audit_log_path': str(workdir / 'audit.jsonl'),
                         'stale_timeout_s': STALE_TIMEOUT_S},
         'twin_anomaly': {'commissioning_duration_s': COMMISSIONING_S, 'recommission': True,
-                         'thresholds_file': str(workdir / 'thresholds.yaml')},
+                         'thresholds_file': str(workdir / 'thresholds.yaml'),
+                         'model_path': 'rules'},
         'demo_controller': {'period_s': MOTION_PERIOD_S},
     }
     for node, params in (extra or {}).items():
@@ -405,22 +430,26 @@ def loop_overrides(workdir, scenario, extra=None):
     return values
 
 
-def start_loop(graph, observer, workdir, scenario, extra=None, controller=True):
+def start_loop(graph, observer, workdir, scenario, extra=None, controller=True,
+               one_process=True):
     """
     Start the twin, wait until it listens, then start the robot (plant, demo controller).
+
+    The twin runs as ``robot-twin up`` starts it: its nodes in one process (``one_process``
+    False: each in its own).
 
     The twin comes first so that it commissions on the robot's first seconds, whatever the
     start-up times: plant time (when the scenario's faults start) and the twin's
     commissioning then begin together. Returns when the first residual has arrived.
     """
     overrides = loop_overrides(workdir, scenario, extra)
-    graph.start('twin', node_specs(TWIN_NODES, overrides))
+    graph.start('twin', node_specs(TWIN_NODES, overrides, one_process))
 
     def twin_listens():
-        return ({'twin_bridge', 'twin_sim'} <= observer.subscribing_nodes('/joint_states')
-                and 'twin_anomaly' in observer.subscribing_nodes('/twin/residuals'))
+        return ('twin_bridge' in observer.subscribing_nodes('/joint_states')
+                and observer.monitor.obs.anomaly)      # twin_anomaly reports: all nodes are up
 
-    wait_until(twin_listens, START_TIMEOUT_S, 'the twin nodes to subscribe', graph)
+    wait_until(twin_listens, START_TIMEOUT_S, 'the twin nodes to come up', graph)
     robot = ['plant'] + (['demo_controller'] if controller else [])
     graph.start('robot', node_specs(robot, overrides))
     wait_until(lambda: observer.monitor.obs.residual_count > 0, START_TIMEOUT_S,

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from twin_bridge.validation import (CAUSES, JointStateValidator, ValidationConfigError,
-                                    WRENCH_CAUSES, WrenchValidator)
+from twin_bridge.validation import (ABS_POSITION_CAP, CAUSES, JointStateValidator, Plausibility,
+                                    ValidationConfigError, VELOCITY_CAP, WRENCH_CAUSES,
+                                    WrenchValidator)
 
 NAMES = [f'joint{i}' for i in range(1, 8)]
 P = [0.1 * i for i in range(7)]
@@ -45,9 +46,11 @@ def test_nonfinite_values(field, bad):
     assert v.last_reason == reason
 
 
-def test_huge_finite_values_are_not_mistaken_for_inf():
-    # The fast path sums the values; 1e308 + 1e308 overflows but every value is finite.
-    assert make().validate(NAMES[:2], [1e308, 1e308], [], [], 1.0, 1.0) is None
+def test_finite_but_impossible_values_are_rejected():
+    # 1e308 is finite, but no joint can be there: rejected even without URDF limits.
+    v = make()
+    assert 'outside its possible range' in v.validate(NAMES[:2], [1e308, 0.0], [], [], 1.0, 1.0)
+    assert v.counters['beyond_limits'] == 1
 
 
 def test_length_mismatch_and_empty_optional_arrays():
@@ -217,6 +220,120 @@ def test_wrench_validation():
     c = v.counters.as_dict()
     assert (c['accepted'], c['rejected'], c['length_mismatch'], c['nonfinite'], c['zero_stamp'],
             c['future_stamp'], c['out_of_order'], c['malformed']) == (2, 7, 1, 1, 1, 1, 1, 2)
-    assert set(c) == {'accepted', 'rejected'} | set(WRENCH_CAUSES)
+    assert set(c) == {'accepted', 'rejected', 'clock_resync'} | set(WRENCH_CAUSES)
     with pytest.raises(ValidationConfigError):
         WrenchValidator(max_future_s=math.inf)
+
+
+# ----------------------------------------------------------------------------- plausibility
+LIMITS = dict(lower=[-1.0] * 7, upper=[2.0] * 7, velocity_limit=[1.5] * 7,
+              effort_limit=[100.0] * 7)
+
+
+def plausible(**kw):
+    bounds = Plausibility.from_limits(**LIMITS, position_margin=0.1, velocity_factor=1.5,
+                                      effort_factor=2.0)
+    return JointStateValidator(NAMES, plausibility=bounds, **kw)
+
+
+@pytest.mark.parametrize('field,value,cause', [
+    ('position', 2.11, 'beyond_limits'), ('position', -1.11, 'beyond_limits'),
+    ('position', 102.0, 'beyond_limits'), ('position', 1e308, 'beyond_limits'),
+    ('velocity', 2.26, 'implausible_velocity'), ('velocity', -1e308, 'implausible_velocity'),
+    ('effort', 200.5, 'implausible_effort'), ('effort', 1e308, 'implausible_effort')])
+def test_finite_but_impossible_joint_values(field, value, cause):
+    v = plausible()
+    arrays = {'position': [0.5] * 7, 'velocity': [0.0] * 7, 'effort': [1.0] * 7}
+    arrays[field][4] = value
+    reason = v.validate(NAMES, arrays['position'], arrays['velocity'], arrays['effort'],
+                        1.0, 1.0)
+    assert reason is not None and "'joint5'" in reason and repr(value) in reason
+    assert v.counters[cause] == 1 and v.counters['rejected'] == 1
+
+
+def test_values_within_the_margin_and_factors_are_accepted():
+    v = plausible()
+    assert v.validate(NAMES, [2.09] * 7, [2.24] * 7, [-199.0] * 7, 1.0, 1.0) is None
+    assert v.validate(NAMES, [-1.09] * 7, [], [], 1.001, 1.001) is None
+
+
+def test_joints_without_urdf_limits_get_generic_caps():
+    bounds = Plausibility.from_limits([-np.inf, -1.0], [np.inf, 1.0], [0.0, 2.0], [np.nan, 5.0])
+    v = JointStateValidator(['c', 'r'], plausibility=bounds)
+    assert v.validate(['c', 'r'], [50.0, 0.0], [VELOCITY_CAP * 0.9, 0.0], [], 1.0, 1.0) is None
+    assert 'outside its possible range' in v.validate(
+        ['c', 'r'], [ABS_POSITION_CAP * 1.01, 0.0], [], [], 1.1, 1.1)
+    assert 'beyond the possible' in v.validate(['c', 'r'], [0.0, 0.0], [VELOCITY_CAP * 1.1, 0.0],
+                                               [], 1.2, 1.2)
+
+
+def test_bad_plausibility_settings_raise():
+    with pytest.raises(ValidationConfigError, match='velocity_factor'):
+        Plausibility.from_limits(**LIMITS, velocity_factor=0.5)
+    with pytest.raises(ValidationConfigError, match='position_margin'):
+        Plausibility.from_limits(**LIMITS, position_margin=-1.0)
+    bounds = Plausibility.from_limits(**LIMITS)
+    with pytest.raises(ValidationConfigError, match='3 values'):
+        JointStateValidator(NAMES[:3], plausibility=bounds)
+
+
+def test_subset_messages_are_checked_against_their_own_joints():
+    v = plausible(unknown_joints='ignore')
+    assert v.validate(['finger', 'joint3'], [55.0, 0.5], [], [], 1.0, 1.0) is None
+    assert "'joint3'" in v.validate(['finger', 'joint3'], [0.0, 5.0], [], [], 1.1, 1.1)
+
+
+def test_wrench_beyond_sensor_range():
+    v = WrenchValidator(force_range_n=500.0, torque_range_nm=20.0)
+    assert v.validate([499.0, -499.0, 0.0, 19.9, 0.0, -19.9], 1.0, 1.0) is None
+    assert 'fy is -501.0 N' in v.validate([0.0, -501.0, 0.0, 0.0, 0.0, 0.0], 1.1, 1.1)
+    assert 'tz is 1e+308 N·m' in v.validate([0.0] * 5 + [1e308], 1.2, 1.2)
+    assert v.counters['beyond_range'] == 2
+    with pytest.raises(ValidationConfigError, match='force_range_n'):
+        WrenchValidator(force_range_n=-1.0)
+
+
+# ----------------------------------------------------------------------------- stamps
+def stream(v, start, count, period=0.001, latency=0.0002):
+    """Feed ``count`` good samples stamped from ``start``; return the last stamp."""
+    for k in range(count):
+        t = start + k * period
+        assert v.validate(NAMES, P, [], [], t, t + latency) is None, v.last_reason
+    return start + (count - 1) * period
+
+
+def test_a_sample_stamped_ahead_of_the_stream_cannot_poison_it():
+    v = make(max_future_s=0.1)
+    last = stream(v, 100.0, 50)
+    # within max_future_s of the local clock, but 50 ms ahead of the stream's own clock
+    r = v.validate(NAMES, P, [], [], last + 0.05, last + 0.0012)
+    assert 'ahead of the clock of the stream' in r and v.counters['future_stamp'] == 1
+    # the good samples after it are not out of order: nothing was remembered of it
+    stream(v, last + 0.001, 20)
+    assert v.counters['out_of_order'] == 0
+
+
+def test_a_real_clock_step_is_followed_after_resync_s():
+    v = make(max_future_s=None, resync_s=0.05)
+    last = stream(v, 100.0, 20)
+    t, now = 50.0, last + 0.0012              # the robot restarted: its clock is 50 s back
+    reasons = []
+    for k in range(100):
+        reasons.append(v.validate(NAMES, P, [], [], t + k * 0.001, now + k * 0.001))
+    assert 'out of order' in reasons[0]
+    accepted = [k for k, r in enumerate(reasons) if r is None]
+    assert accepted and 50 <= accepted[0] <= 51      # resync_s of failures, to float rounding
+    assert all(r is None for r in reasons[accepted[0]:])
+    assert v.counters['clock_resync'] == 1
+
+
+def test_a_good_sample_between_bad_ones_prevents_a_resync():
+    v = make(max_future_s=None, resync_s=0.02)
+    last = stream(v, 100.0, 20)
+    for k in range(1, 60):
+        now = last + k * 0.001 + 0.0002
+        if k % 10 == 0:      # the real stream goes on ...
+            assert v.validate(NAMES, P, [], [], last + k * 0.001, now) is None
+        else:                # ... between messages from a clock 10 s ahead
+            assert v.validate(NAMES, P, [], [], last + 10.0 + k * 0.001, now) is not None
+    assert v.counters['clock_resync'] == 0

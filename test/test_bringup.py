@@ -4,6 +4,7 @@ robot-twin up: command lines of the nodes, and the process group that runs them.
 The process tests run tiny Python processes (not ROS) and bound every wait; they check outcomes
 (who got which signal, who is left), never durations.
 """
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -19,8 +20,8 @@ import pytest
 from robot_twin import bringup
 from robot_twin.bringup import format_value, node_command, ProcessGroup, run_until_stopped
 from robot_twin.config import ConfigError
-from robot_twin.graph import NodeSpec
-from robot_twin.ros_env import free_domain_id, localhost_env
+from robot_twin.graph import describe_graph, NodeSpec, ProcessSpec
+from robot_twin.ros_env import free_domain_id, localhost_env, own_ros_libraries
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,24 +100,46 @@ def ready(lines, names):
 
 # --- command lines -----------------------------------------------------------------------------
 
+def single(name='plant', executable='twin_plant', namespace='', params_files=(), parameters=None,
+           remappings=()):
+    return ProcessSpec('robot_twin', executable,
+                       (NodeSpec(name, executable, parameters or {}, remappings),),
+                       namespace, params_files)
+
+
 def test_node_command_matches_launch_ros_arguments():
-    spec = NodeSpec('robot_twin', 'twin_sim', 'plant', '/lab/arm',
-                    params_files=('/cfg/demo.yaml', '/cfg/extra.yaml'),
-                    parameters={'scenario': '', 'urdf_path': '/a b/robot.urdf',
-                                'mode': 'plant', 'seed': 3, 'payload_mass_kg': 1.0,
-                                'use_sim_time': False, 'name_like_bool': 'true'},
-                    remappings=(('/joint_states', '/arm/joint_states'),))
+    spec = single('plant', 'twin_plant', '/lab/arm', ('/cfg/demo.yaml', '/cfg/extra.yaml'),
+                  {'scenario': '', 'urdf_path': '/a b/robot.urdf', 'seed': 3,
+                   'payload_mass_kg': 1.0, 'use_sim_time': False, 'name_like_bool': 'true'},
+                  (('/joint_states', '/arm/joint_states'),))
     argv = node_command(spec, python='py')
     assert argv[:2] == ['py', '-c']
-    assert 'from twin_sim.sim_node import main' in argv[2]
+    assert "run_module('robot_twin.nodes.plant_node')" in argv[2]
     assert argv[3:] == [
         '--ros-args', '-r', '__node:=plant', '-r', '__ns:=/lab/arm',
         '--params-file', '/cfg/demo.yaml', '--params-file', '/cfg/extra.yaml',
-        '-p', "scenario:=''", '-p', 'urdf_path:=/a b/robot.urdf', '-p', 'mode:=plant',
+        '-p', "scenario:=''", '-p', 'urdf_path:=/a b/robot.urdf',
         '-p', 'seed:=3', '-p', 'payload_mass_kg:=1.0', '-p', 'use_sim_time:=false',
         '-p', "name_like_bool:='true'", '-r', '/joint_states:=/arm/joint_states']
-    root = node_command(NodeSpec('robot_twin', 'twin_bridge', 'twin_bridge'), python='py')
+    root = node_command(single('twin_bridge', 'twin_bridge'), python='py')
     assert root[3:] == ['--ros-args', '-r', '__node:=twin_bridge']   # no __ns at the root
+
+
+def test_container_command_names_its_nodes_and_remaps_per_node():
+    graph = describe_graph('twin')
+    (process,) = graph.processes
+    assert process.executable == 'twin_container' and process.name == 'twin'
+    argv = node_command(process, python='py')
+    assert "run_module('robot_twin.nodes.container')" in argv[2]
+    assert argv[3:9] == ['--node', 'twin_bridge:twin_bridge', '--node', 'twin_sim:twin_sim',
+                         '--node', 'twin_anomaly:twin_anomaly']
+    assert '__node:=' not in ' '.join(argv)        # one name per node, not one for all
+    remapped = dataclasses.replace(process, nodes=(dataclasses.replace(
+        process.nodes[0], remappings=(('/joint_states', '/arm/joint_states'),)),)
+        + process.nodes[1:])
+    assert node_command(remapped)[-2:] == ['-r', 'twin_bridge:/joint_states:=/arm/joint_states']
+    separate = describe_graph('twin', one_process=False).processes
+    assert [p.executable for p in separate] == ['twin_bridge', 'twin_sim', 'twin_anomaly']
 
 
 @pytest.mark.parametrize('value', ['', 'true', '1.5', 'a: b', '/x/y z', "it's", 0, -3, 0.1,
@@ -130,7 +153,7 @@ def test_format_value_round_trips(value):
 
 def test_node_command_refuses_what_needs_ros2_launch():
     with pytest.raises(ConfigError, match='needs a ROS 2 install'):
-        node_command(NodeSpec('rviz2', 'rviz2', 'rviz2'))
+        node_command(ProcessSpec('rviz2', 'rviz2', (NodeSpec('rviz2', 'rviz2'),)))
 
 
 _RCL_SCRIPT = r"""
@@ -139,13 +162,25 @@ import rclpy
 from rclpy.node import Node
 argv = json.loads(sys.argv[1])
 rclpy.init(args=argv[argv.index('--ros-args'):])
-node = Node('placeholder', automatically_declare_parameters_from_overrides=True)
-print(json.dumps({'fqn': node.get_fully_qualified_name(),
-                  'params': {k: v.value for k, v in node._parameters.items()
-                             if k not in ('use_sim_time', 'start_type_description_service')},
-                  'topic': node.resolve_topic_name('/joint_states')}))
+out = {}
+for name in json.loads(sys.argv[2]):
+    node = Node(name, automatically_declare_parameters_from_overrides=True)
+    out[name] = {'fqn': node.get_fully_qualified_name(),
+                 'params': {k: v.value for k, v in node._parameters.items()
+                            if k not in ('use_sim_time', 'start_type_description_service')},
+                 'topic': node.resolve_topic_name('/joint_states')}
+    node.destroy_node()
+print(json.dumps(out))
 rclpy.shutdown()
 """
+
+
+def run_rcl(argv, names):
+    result = subprocess.run(
+        [PY, '-c', _RCL_SCRIPT, json.dumps(argv), json.dumps(names)], cwd=ROOT,
+        env=localhost_env(free_domain_id(seed=41)), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_rcl_reads_the_command_line_as_meant(tmp_path):
@@ -154,16 +189,33 @@ def test_rcl_reads_the_command_line_as_meant(tmp_path):
     params.write_text('/**:\n  ros__parameters: {seed: 1, scenario: from_file}\n')
     values = {'scenario': '', 'urdf_path': '/a b/robot.urdf', 'seed': 3,
               'payload_mass_kg': 1.0, 'flag': False, 'text_true': 'true', 'names': ['a', 'b']}
-    spec = NodeSpec('robot_twin', 'twin_sim', 'plant', '/lab', params_files=(str(params),),
-                    parameters=values, remappings=(('/joint_states', '/arm/joint_states'),))
-    result = subprocess.run(
-        [PY, '-c', _RCL_SCRIPT, json.dumps(node_command(spec))], cwd=ROOT,
-        env=localhost_env(free_domain_id(seed=41)), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    spec = single('plant', 'twin_plant', '/lab', (str(params),), values,
+                  (('/joint_states', '/arm/joint_states'),))
+    out = run_rcl(node_command(spec), ['placeholder'])['placeholder']
     assert out['fqn'] == '/lab/plant'
     assert out['params'] == values                  # -p wins over the file
     assert out['topic'] == '/arm/joint_states'
+
+
+def test_rcl_gives_each_node_of_a_container_its_own_overrides_and_remaps(tmp_path):
+    """One process, several nodes: each gets its own file section, overrides and remaps."""
+    params = tmp_path / 'p.yaml'
+    params.write_text(textwrap.dedent("""\
+        /**:
+          ros__parameters: {seed: 1}
+        /**/a:
+          ros__parameters: {seed: 2, scenario: file_a}
+        """))
+    process = ProcessSpec('robot_twin', 'twin_container', (
+        NodeSpec('a', 'twin_bridge', {'seed': 5}, (('/joint_states', '/arm/joint_states'),)),
+        NodeSpec('b', 'twin_sim', {'scenario': 'only_b'})), '/lab', (str(params),),
+        ('--node', 'a:twin_bridge', '--node', 'b:twin_sim'))
+    process = bringup.with_override_files([process], tmp_path)[0]
+    out = run_rcl(node_command(process), ['a', 'b'])
+    assert out['a'] == {'fqn': '/lab/a', 'params': {'seed': 5, 'scenario': 'file_a'},
+                        'topic': '/arm/joint_states'}
+    assert out['b'] == {'fqn': '/lab/b', 'params': {'seed': 1, 'scenario': 'only_b'},
+                        'topic': '/joint_states'}
 
 
 # --- the process group -------------------------------------------------------------------------
@@ -273,8 +325,15 @@ FAKE_NODE = textwrap.dedent("""
         signal.signal(signal.SIGINT, lambda *a: stop.append(1))
         signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
         ros = sys.argv[sys.argv.index('--ros-args') + 1:]
-        name = ros[ros.index('-r') + 1].split(':=')[1]
-        print('argv', json.dumps({'name': name, 'domain': os.environ.get('ROS_DOMAIN_ID'),
+        if '--node' in sys.argv:       # the one-process twin
+            own = sys.argv[:sys.argv.index('--ros-args')]
+            nodes = [own[k + 1].split(':')[0] for k, a in enumerate(own) if a == '--node']
+            name = 'twin'
+        else:
+            name = ros[ros.index('-r') + 1].split(':=')[1]
+            nodes = [name]
+        print('argv', json.dumps({'name': name, 'nodes': nodes,
+                                  'domain': os.environ.get('ROS_DOMAIN_ID'),
                                   'localhost': os.environ.get('ROS_LOCALHOST_ONLY'),
                                   'pid': os.getpid()}), flush=True)
         ready = os.environ.get('FAKE_READY_DIR')
@@ -295,9 +354,9 @@ FAKE_NODE = textwrap.dedent("""
 
 DRIVER = textwrap.dedent("""
     import sys
-    from robot_twin import graph
-    for exe in graph.MODULES:
-        graph.MODULES[exe] = 'fake_node'
+    from robot_twin import entry_points
+    for exe in entry_points.NODE_MODULES:
+        entry_points.NODE_MODULES[exe] = 'fake_node'
     from robot_twin.bringup import main
     sys.exit(main(sys.argv[1:]))
 """)
@@ -334,23 +393,25 @@ def read_until(proc, predicate, count=1):
 def test_up_runs_the_demo_graph_and_stops_on_sigint(tmp_path):
     proc = start_up(tmp_path, '--config', 'demo', '--localhost', '--domain-id', '77')
     try:
-        seen = read_until(proc, lambda line: ' argv ' in line, count=5)
+        seen = read_until(proc, lambda line: ' argv ' in line, count=3)
         started = [json.loads(line.split(' argv ', 1)[1]) for line in seen if ' argv ' in line]
-        assert sorted(s['name'] for s in started) == sorted(
-            ['plant', 'twin_bridge', 'twin_sim', 'twin_anomaly', 'demo_controller'])
+        assert {s['name']: s['nodes'] for s in started} == {
+            'plant': ['plant'], 'demo_controller': ['demo_controller'],
+            'twin': ['twin_bridge', 'twin_sim', 'twin_anomaly']}     # the twin: one process
         assert all(s['domain'] == '77' and s['localhost'] == '1' for s in started)
-        assert any(line.startswith('[twin_bridge    ] argv') for line in seen)
+        assert any(line.startswith('[twin           ] argv') for line in seen)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=BOUND_S)
     finally:
         proc.kill()
     assert proc.returncode == 0, '\n'.join(seen) + rest
-    assert rest.count('clean exit') == 5
+    assert rest.count('clean exit') == 3
     assert all(gone(s['pid']) for s in started)
 
 
 def test_up_stops_everything_when_a_node_dies(tmp_path):
-    proc = start_up(tmp_path, '--config', 'twin', '--domain-id', '78', fails='twin_sim')
+    proc = start_up(tmp_path, '--config', 'twin', '--separate-processes', '--domain-id', '78',
+                    fails='twin_sim')
     try:
         out, _ = proc.communicate(timeout=BOUND_S)
     finally:
@@ -375,21 +436,12 @@ def test_up_reports_a_bad_config(tmp_path, capsys):
     assert 'config file not found' in capsys.readouterr().err
 
 
-def test_up_checks_the_files_the_nodes_need(tmp_path, capsys):
-    config = tmp_path / 'c.yaml'
-    config.write_text('robot_twin:\n  ros__parameters: {nodes: [plant, twin_sim], '
-                      'executables: {plant: twin_sim}}\n'
-                      '/**/plant:\n  ros__parameters: {mode: plant, scenario: no_such}\n'
-                      '/**/twin_sim:\n  ros__parameters: {dynamics_params_file: p.yaml}\n')
-    assert bringup.main(['up', '--config', str(config)]) == 2
-    err = capsys.readouterr().err
-    assert "node twin_sim: dynamics_params_file = 'p.yaml': no such file" in err
-    assert "node plant: scenario: fault scenario 'no_such'" in err
-
-
 def test_up_env():
     base = {'ROS_DOMAIN_ID': '5', 'PATH': '/bin'}
-    assert bringup.up_env(base=base) == base                       # real robot: user's env
+    user = bringup.up_env(base=base)                  # real robot: the user's DDS settings ...
+    assert {k: user[k] for k in base} == base
+    own = own_ros_libraries()                         # ... with this Python's ROS libraries
+    assert user.get('LD_LIBRARY_PATH', '').split(os.pathsep)[:len(own)] == own
     assert bringup.up_env(9, base=base)['ROS_DOMAIN_ID'] == '9'
     local = bringup.up_env(None, localhost=True, base=base)
     assert local['ROS_DOMAIN_ID'] == '5' and local['ROS_LOCALHOST_ONLY'] == '1'

@@ -44,7 +44,8 @@ def test_schema_is_consistent():
             for other, other_specs in PARAMETERS.items():
                 for o in other_specs:
                     if o.name == spec.name and o.description != spec.description:
-                        assert spec.name == 'publish_rate_hz', (exe, other, spec.name)
+                        assert spec.name in ('publish_rate_hz', 'payload_mass_kg',
+                                             'dynamics_params_file'), (exe, other, spec.name)
 
 
 def test_paramspec_rejects_a_default_outside_its_own_rules():
@@ -80,11 +81,12 @@ def test_validate_value_bridge(name, value, expected):
 
 
 def test_validate_value_other_nodes():
-    assert validate_value('twin_sim', 'seed', True) is not None      # a bool is not an int
-    assert validate_value('twin_sim', 'seed', 7) is None
-    assert 'not one of mirror, plant' in validate_value('twin_sim', 'mode', 'replay')
+    assert validate_value('twin_plant', 'seed', True) is not None      # a bool is not an int
+    assert validate_value('twin_plant', 'seed', 7) is None
+    assert "twin_sim has no parameter 'mode'" in validate_value('twin_sim', 'mode', 'plant')
     assert validate_value('twin_anomaly', 'commissioning_duration_s', 0.5) is not None
-    assert 'unknown node executable' in validate_value('plant', 'mode', 'plant')
+    assert 'unknown node executable' in validate_value('plant', 'seed', 1)
+    assert 'out of range' in validate_value('twin_bridge', 'velocity_factor', 0.5)
 
 
 # --- shipped configs ---------------------------------------------------------------------------
@@ -92,62 +94,36 @@ def test_validate_value_other_nodes():
 def test_shipped_twin_config():
     config = load_config(CONFIGS['twin'])
     assert config.nodes == ('twin_bridge', 'twin_sim', 'twin_anomaly')
-    assert config.parameters('twin_sim')['mode'] == 'mirror'
-    bridge = config.parameters('twin_bridge')
-    assert bridge['corrective_actions.enabled'] is False
-    assert bridge['stale_timeout_s'] == 0.1 and bridge['use_sim_time'] is False
-    assert config.parameters('twin_anomaly')['commissioning_duration_s'] == 30.0
+    assert config.one_process == config.nodes          # the default: one process for the twin
+    assert config.common['use_sim_time'] is False and config.common['urdf_path'] == ''
 
 
 def test_shipped_hil_config():
     config = load_config(CONFIGS['hil'])
-    assert config.nodes == ('plant',) and config.executables == {'plant': 'twin_sim'}
-    plant = config.parameters('plant')
-    assert plant['mode'] == 'plant' and plant['use_sim_time'] is False
-    assert plant['publish_rate_hz'] == 1000.0
+    assert config.nodes == ('plant',) and config.executables == {'plant': 'twin_plant'}
+    assert config.one_process == ()
 
 
 def test_shipped_demo_config():
     config = load_config(CONFIGS['demo'])
     assert config.nodes == ('plant', 'twin_bridge', 'twin_sim', 'twin_anomaly',
                             'demo_controller')
-    plant = config.parameters('plant')
-    assert plant['mode'] == 'plant' and plant['scenario'] == 'demo'
-    for name in config.nodes:                   # the plant stamps with the system clock
-        assert config.parameters(name)['use_sim_time'] is False, name
-    assert config.parameters('twin_sim')['mode'] == 'mirror'
-    assert config.parameters('twin_anomaly')['commissioning_duration_s'] == 8.0
+    assert config.one_process == ('twin_bridge', 'twin_sim', 'twin_anomaly')
 
 
-def test_sections_follow_rcl_matching(tmp_path):
-    path = write(tmp_path, GRAPH + textwrap.dedent("""\
-    /**:
-      ros__parameters: {stale_timeout_s: 0.2, mode: mirror}
-    twin_bridge:
-      ros__parameters: {stale_timeout_s: 0.3}
-    /arm1/twin_bridge:
-      ros__parameters: {stale_timeout_s: 0.4}
-    /*/twin_anomaly:
-      ros__parameters: {persistence_s: 1.0}
-    """))
-    config = load_config(path)
-    assert config.parameters('twin_bridge')['stale_timeout_s'] == 0.3
-    assert config.parameters('twin_bridge', '/arm1')['stale_timeout_s'] == 0.4
-    assert config.parameters('twin_bridge', '/arm2')['stale_timeout_s'] == 0.2
-    assert config.parameters('twin_anomaly')['persistence_s'] == 0.2       # /* needs a token
-    assert config.parameters('twin_anomaly', '/arm1')['persistence_s'] == 1.0
-    assert config.parameters('twin_anomaly', '/a/b')['persistence_s'] == 0.2
+def test_one_process_can_be_chosen(tmp_path):
+    config = load_config(write(tmp_path, textwrap.dedent("""\
+    robot_twin:
+      ros__parameters:
+        nodes: [twin_bridge, twin_sim, twin_anomaly]
+        one_process: [twin_sim, twin_bridge]
+    """)))
+    assert config.one_process == ('twin_bridge', 'twin_sim')     # in start order
 
 
-def test_nested_namespace_form_and_exponent_floats(tmp_path):
-    path = write(tmp_path, GRAPH + textwrap.dedent("""\
-    arm1:
-      twin_bridge:
-        ros__parameters:
-          stale_timeout_s: 5e-2
-    """))
-    config = load_config(path)
-    assert config.parameters('twin_bridge', '/arm1')['stale_timeout_s'] == 0.05
+def test_exponent_floats_read_as_rcl_does(tmp_path):
+    path = write(tmp_path, GRAPH + '/**/twin_bridge:\n  ros__parameters: {stale_timeout_s: 5e-2}\n')
+    load_config(path)        # a YAML 1.1 reader would take 5e-2 for a string and refuse it
 
 
 # --- bad configs give errors that name the field -------------------------------------------------
@@ -161,18 +137,14 @@ def test_nested_namespace_form_and_exponent_floats(tmp_path):
      ['/**/twin_bridge', 'stale_timeout_s = 1', 'write 1.0']),
     ('/**/twin_bridge:\n  ros__parameters:\n    corrective_actions: {velocity_scale: 2.0}\n',
      ['corrective_actions.velocity_scale = 2.0', 'out of range']),
-    ('/**/twin_sim:\n  ros__parameters: {mode: replay}\n', ["mode = 'replay'", 'mirror, plant']),
+    ('/**/twin_bridge:\n  ros__parameters: {unknown_joints: drop}\n',
+     ["unknown_joints = 'drop'", 'reject, ignore']),
     ('/**:\n  ros__parameters: {stale_timeout_z: 0.1}\n',
      ['/**', "no node of this file has parameter 'stale_timeout_z'"]),
     ('/**:\n  ros__parameters: {stale_timeout_s: -1.0}\n', ['/**', 'stale_timeout_s = -1.0']),
-    ('/**/twin_sim:\n  ros__parameters: {mode: plant, use_sim_time: true}\n',
-     ['node twin_sim', 'publishes /clock', 'use_sim_time must be false']),
-    ('/**/twin_sim:\n  ros__parameters: {scenario: }\n', ['scenario has no value']),
-    ('/**/twin_sim:\n  ros__parameters: {scenario: []}\n', ['scenario is an empty list']),
-    ('/**/twin_sim:\n  ros__parameters: {scenario: [1, 2.5]}\n', ['all of one type']),
-    ('/**/twin_sim:\n  ros__parameters: {scenario: [{a: 1}]}\n', ['all of one type']),
-    ('/**/twin_sim:\n  other: 1\n  ros__parameters: {seed: 1}\n',
-     ['only ros__parameters may sit beside a node name']),
+    ('/**/twin_sim:\n  ros__parameters: {payload_mass_kg: }\n', ['payload_mass_kg has no value']),
+    ('/**/twin_sim:\n  ros__parameters: [1, 2]\n', ['ros__parameters must be a map']),
+    ('/**/twin_sim: 3\n', ['expected a map with ros__parameters']),
 ])
 def test_bad_node_sections(tmp_path, body, expected):
     message = errors_of(write(tmp_path, GRAPH + body))
@@ -182,7 +154,6 @@ def test_bad_node_sections(tmp_path, body, expected):
 
 
 @pytest.mark.parametrize('graph, expected', [
-    ('robot_twin:\n  nodes: [twin_bridge]\n', ['robot_twin: put its entries under ros__param']),
     ('twin_bridge:\n  ros__parameters: {}\n', ['no robot_twin section']),
     ('robot_twin:\n  ros__parameters: {nodes: []}\n', ['nodes must be a non-empty list']),
     ('robot_twin:\n  ros__parameters: {nodes: [plant]}\n', ["node 'plant' needs executables"]),
@@ -193,7 +164,9 @@ def test_bad_node_sections(tmp_path, body, expected):
     ('robot_twin:\n  ros__parameters: {nodes: [twin_sim], executables: {x: twin_sim}}\n',
      ["executables.x names node 'x', which nodes does not list"]),
     ('robot_twin:\n  ros__parameters: {nodes: [twin_sim], remappings: {twin_sim: [a=b]}}\n',
-     ["remappings.twin_sim: ['a=b'] is not a remapping"]),
+     ["remappings.twin_sim: ['a=b'] is not a list"]),
+    ('robot_twin:\n  ros__parameters: {nodes: [twin_sim], one_process: [twin_bridge]}\n',
+     ['one_process must list nodes of nodes']),
     ('robot_twin:\n  ros__parameters: {nodes: [twin_sim], start: true}\n',
      ["unknown entry 'start'"]),
     ('robot_twin:\n  ros__parameters: {nodes: [9lives], executables: {9lives: twin_sim}}\n',
@@ -226,14 +199,15 @@ def test_parse_bool():
         cfg.parse_bool('yes', 'rviz')
 
 
-# --- the same files and schema through real rcl/rclpy -----------------------------------------
+# --- the shipped files and the schema through real rcl/rclpy -------------------------------------
 
 _RCLPY_SCRIPT = r"""
 import json, sys
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from robot_twin.config import ConfigError, declare_node_parameters, load_config
+from robot_twin.config import ConfigError, load_config
+from robot_twin.nodes.params import declare_node_parameters
 
 out = {}
 for path, namespace in json.loads(sys.argv[1]):
@@ -268,8 +242,7 @@ node.destroy_node()
 node = Node('twin_sim')
 declare_node_parameters(node, 'twin_sim')
 results = node.set_parameters([Parameter('payload_mass_kg', value=1.0),
-                               Parameter('unknown_joints', value='ignore'),
-                               Parameter('mode', value='plant')])
+                               Parameter('unknown_joints', value='ignore')])
 out['set'] = [[r.successful, r.reason] for r in results]
 desc = node.describe_parameters(['max_future_s'])[0]
 out['range'] = [desc.floating_point_range[0].from_value, desc.floating_point_range[0].to_value]
@@ -279,19 +252,26 @@ print(json.dumps(out))
 """
 
 
-def test_configs_read_the_same_by_rclpy():
-    """Check that rcl parses the shipped files and each node gets what Config.parameters() says."""
+def test_shipped_configs_start_every_node_as_meant_through_rcl():
+    """rcl itself reads the shipped files: every node starts with the values they mean."""
     cases = [(str(p), ns) for p in CONFIGS.values() for ns in ('', '/arm1')]
     result = subprocess.run(
         [sys.executable, '-c', _RCLPY_SCRIPT, json.dumps(cases)], cwd=ROOT,
         env=localhost_env(free_domain_id(seed=37)), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    for path, namespace in cases:
-        config = load_config(path)
-        for name in config.nodes:
-            assert out[f'{path}|{namespace}|{name}'] == config.parameters(name, namespace), (
-                path, namespace, name)
+    for ns in ('', '/arm1'):
+        twin = {name: out[f'{CONFIGS["twin"]}|{ns}|{name}']
+                for name in ('twin_bridge', 'twin_sim', 'twin_anomaly')}
+        assert twin['twin_bridge']['corrective_actions.enabled'] is False
+        assert twin['twin_bridge']['stale_timeout_s'] == 0.1
+        assert twin['twin_anomaly']['commissioning_duration_s'] == 30.0
+        for values in twin.values():          # the /** section reaches every node
+            assert values['use_sim_time'] is False and values['wrench_force_range_n'] == 1000.0
+        plant = out[f'{CONFIGS["demo"]}|{ns}|plant']
+        assert plant['scenario'] == 'demo' and plant['publish_rate_hz'] == 1000.0
+        assert out[f'{CONFIGS["demo"]}|{ns}|twin_anomaly']['commissioning_duration_s'] == 8.0
+        assert out[f'{CONFIGS["hil"]}|{ns}|plant']['publish_rate_hz'] == 1000.0
     assert "corrective_actions.interface = 'velocity'" in out['bad_start']
     # the nodes read these once at start-up: changing them at run time is refused (restart)
     for ok, reason in out['set']:

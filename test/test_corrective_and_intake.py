@@ -79,3 +79,24 @@ def test_intake_without_wrench_only_needs_joints():
     intake = RobotIntake(NAMES, with_wrench=False)
     intake.joint_state(NAMES, [0.0, 0.0, 0.0], [], [], 5.0, 5.0)
     assert intake.state_ok(5.01)
+
+
+def test_setpoint_stream_keeps_the_governed_timing():
+    from twin_bridge.corrective import SetpointStream
+    from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
+    limits = JointLimits(('a', 'b'), [-1.0, -1.0], [1.0, 1.0], [1.0, 1.0], [10.0, 10.0])
+    g = SafetyGovernor(limits, max_rate_hz=10.0, position_margin_rad=0.1, velocity_scale=0.5)
+    # asks for 1.6 rad in 0.1 s (16 rad/s) and a target beyond the limit: slowed and clamped
+    d = g.govern(TrajectoryCommand([(0.1, [0.8, 5.0])]), 1.0, True, [-0.8, 0.0])
+    assert d.allowed and d.command.points[-1].positions.tolist() == [0.8, 0.9]
+    stream = SetpointStream(d.command, [-0.8, 0.0], 1.0, g.position_range(('a', 'b')))
+    assert stream.duration_s == pytest.approx(3.2)       # 1.6 rad at 0.5 rad/s
+    previous, t = np.array([-0.8, 0.0]), 1.0
+    while True:
+        q, v, done = stream.setpoint(t)
+        assert (np.abs(q - previous) <= 0.5 * 0.01 + 1e-12).all()   # never faster than approved
+        assert (np.abs(v) <= 0.5 + 1e-12).all() and (q <= 0.9).all() and (q >= -0.9).all()
+        previous, t = q, t + 0.01
+        if done:
+            break
+    assert q.tolist() == [0.8, 0.9] and v.tolist() == [0.0, 0.0] and t > 4.1

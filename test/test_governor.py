@@ -156,12 +156,28 @@ def test_rate_limit():
     assert g.govern(cmd, 1.15, True).cause == 'rate'
     assert g.govern(cmd, 1.2, True).allowed
     # A bad command does not consume a slot either.
-    assert g.govern(JointCommand('effort', [math.nan] * 3), 1.35, True).cause == 'nonfinite'
+    assert g.govern(JointCommand('effort', [math.nan] * 3), 1.3, True).cause == 'nonfinite'
     assert g.govern(cmd, 1.3, True).allowed
-    # Clock restarted (sim reset): the gate restarts instead of locking up.
-    assert g.govern(cmd, 0.01, True).allowed
+
+
+def test_a_clock_that_steps_back_refuses_until_it_runs_forward_again():
+    g = gov(max_rate_hz=10.0)
+    cmd = JointCommand('effort', ZERO)
+    assert g.govern(cmd, 100.0, True).allowed
+    # Sim reset: the clock is back at 0.01 s. The rate limit cannot be judged (the time since
+    # the last command is unknown): refused, as is everything until the clock ran 0.1 s.
+    d = g.govern(cmd, 0.01, True)
+    assert d.cause == 'clock' and 'stepped back 99.99 s' in d.reasons[0]
+    assert g.govern(cmd, 0.05, True).cause == 'clock'
+    assert g.govern(cmd, 0.11, True).allowed
+    assert g.govern(cmd, 0.15, True).cause == 'rate'
+    # A step back seen only between commands (status ticks) refuses the next command as well.
+    g.tick(5.0)
+    g.tick(1.0)
+    assert g.govern(cmd, 1.02, True).cause == 'clock'
+    assert g.govern(cmd, 1.2, True).allowed
     g.reset()
-    assert g.govern(cmd, 0.02, True).allowed
+    assert g.govern(cmd, 0.5, True).allowed                 # an explicit reset starts afresh
 
 
 # ----------------------------------------------------------------------------- clamping
@@ -291,7 +307,7 @@ def test_final_check_refuses_a_broken_clamp(monkeypatch):
     monkeypatch.setattr(g, '_effort', lambda values, idx, joints: (
         JointCommand('effort', values, joints), []))
     d = g.govern(JointCommand('effort', [100.0, 0.0, 0.0]), 1.0, True)
-    assert not d.allowed and d.cause == 'invariant' and 'effort outside limits' in d.reasons[0]
+    assert not d.allowed and d.cause == 'invariant' and 'j1 effort 100.0 beyond' in d.reasons[0]
     assert g.counters['invariant'] == 1
 
 
@@ -309,16 +325,42 @@ def test_counters_add_up():
 TOL = 1e-9
 
 
-def check_decision(g, cmd, decision, cur, last_allowed):
-    """Independently check that an allowed output respects every limit; return its time."""
+class Clock:
+    """The test's own account of the rate limit and of clock steps (the specification)."""
+
+    def __init__(self, period):
+        self.period = period
+        self.last_allowed = None
+        self.seen = None
+        self.stepped = None
+
+    def saw(self, now):
+        """Record a command's time (any finite one) before its decision is checked."""
+        if not (isinstance(now, float) and math.isfinite(now)):
+            return
+        if self.seen is not None and now < self.seen:
+            self.stepped = now
+        self.seen = now
+        if self.stepped is not None and now - self.stepped >= self.period:
+            self.stepped, self.last_allowed = None, None
+
+    def allowed(self, now):
+        assert self.stepped is None, 'allowed before the clock ran forward after a step back'
+        if self.last_allowed is not None:
+            assert now - self.last_allowed >= self.period - 1e-6
+        self.last_allowed = now
+
+
+def check_decision(g, cmd, decision, cur, clock=None):
+    """Independently check that an allowed output respects every limit and the clock."""
     lim = g.limits
     if not decision.allowed:
         assert decision.command is None and decision.cause in REFUSAL_CAUSES
         assert decision.reasons and all(isinstance(r, str) and r for r in decision.reasons)
-        return last_allowed
+        return
     now = decision.time
-    if last_allowed is not None and now >= last_allowed:
-        assert now - last_allowed >= 1.0 / g.max_rate_hz - 1e-6
+    if clock is not None:
+        clock.allowed(now)
     out = decision.command
     joints = list(out.joints)
     assert len(set(joints)) == len(joints) and set(joints) <= set(lim.names)
@@ -347,7 +389,7 @@ def check_decision(g, cmd, decision, cur, last_allowed):
                 v = np.asarray(p.velocities)
                 assert np.isfinite(v).all() and (np.abs(v) <= vmax).all()
             t_prev, prev = t, q
-        return now
+        return
     v = np.asarray(out.values, dtype=float)
     assert v.shape == (len(idx),) and np.isfinite(v).all()
     if out.kind == 'position':
@@ -369,7 +411,6 @@ def check_decision(g, cmd, decision, cur, last_allowed):
     else:
         assert out.kind == 'effort'
         assert (np.abs(v) <= lim.effort[idx]).all()
-    return now
 
 
 def random_limits(rng):
@@ -463,14 +504,15 @@ def test_property_1e5_random_commands_stay_inside_limits():
     while done < total:
         g = random_limits(rng)
         now = float(rng.uniform(0.0, 100.0))
-        last = None
+        clock = Clock(1.0 / g.max_rate_hz)
         for _ in range(500):
             cmd = random_command(rng, g.limits.names)
             cur = random_state(rng, g)
             step = rng.exponential(1.0 / g.max_rate_hz)
-            now = now + step if rng.random() > 0.01 else now - 5.0
+            now = now + step if rng.random() > 0.01 else now - 5.0 * rng.random()
+            clock.saw(now)
             d = g.govern(cmd, now, bool(rng.random() < 0.95), cur)
-            last = check_decision(g, cmd, d, cur, last)
+            check_decision(g, cmd, d, cur, clock)
             allowed += d.allowed
             done += 1
         assert g.counters['invariant'] == 0
@@ -511,7 +553,7 @@ def governed_case(draw):
 def test_property_hypothesis_outputs_stay_inside_limits(case):
     g, cmd, cur, state_ok = case
     d = g.govern(cmd, 1.0, state_ok, cur)
-    check_decision(g, cmd, d, cur, None)
+    check_decision(g, cmd, d, cur)
     assert g.counters['invariant'] == 0
 
 

@@ -17,11 +17,13 @@ import types
 
 import pytest
 from robot_twin import bringup
-from robot_twin.graph import MODULES, share_path, urdf_root_link
+from robot_twin.entry_points import NODE_MODULES
+from robot_twin.graph import urdf_root_link
+from twin_sim.resources import data_path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGUMENTS = {'urdf', 'namespace', 'use_sim_time', 'config', 'rviz'}
+ARGUMENTS = {'urdf', 'namespace', 'use_sim_time', 'config', 'rviz', 'one_process'}
 # keywords launch_ros.actions.Node forwards to launch.actions.ExecuteProcess
 EXECUTE_PROCESS_KWARGS = {
     'cwd', 'env', 'additional_env', 'shell', 'sigterm_timeout', 'sigkill_timeout',
@@ -157,25 +159,36 @@ def run_launch_file(profile, **arguments):
     return declared, nodes
 
 
+def _files(paths):
+    """Split params files into the config files and the overrides written per process."""
+    config = tuple(p for p in paths if not Path(p).name.endswith('.overrides.yaml'))
+    overrides = {}
+    for path in paths:
+        if Path(path).name.endswith('.overrides.yaml'):
+            overrides.update(yaml.safe_load(Path(path).read_text()))
+    return config, overrides
+
+
 def launch_view(node):
     """Return what a launch_ros Node passes to its process, in comparable form."""
-    files = tuple(p for p in node.parameters if isinstance(p, str))
+    config, overrides = _files([p for p in node.parameters if isinstance(p, str)])
     parameters = {}
     for entry in node.parameters:
         if isinstance(entry, dict):
             parameters.update(entry)
-    return (node.package, node.executable, node.name, node.namespace or '', files,
-            tuple(sorted(parameters.items())), tuple(node.remappings))
+    return (node.package, node.executable, node.name, node.namespace or '', config, overrides,
+            tuple(sorted(parameters.items())), tuple(node.remappings), tuple(node.arguments))
 
 
 def parse_command(argv):
     """Read a ``robot-twin up`` command line back into the same form as :func:`launch_view`."""
-    module = re.search(r'from (\S+) import main', argv[2]).group(1)
-    executable = {m: e for e, m in MODULES.items()}[module]
+    module = re.search(r"run_module\('(\S+)'\)", argv[2]).group(1)
+    executable = {m: e for e, m in NODE_MODULES.items()}[module]
+    arguments = tuple(argv[3:argv.index('--ros-args')])
     ros = argv[argv.index('--ros-args') + 1:]
     name, namespace, files, parameters, remappings = None, '', [], {}, []
     for flag, value in zip(ros[::2], ros[1::2]):
-        key, _, rest = value.partition(':=')
+        key, _, rest = value.rpartition(':=')
         if flag == '--params-file':
             files.append(value)
         elif flag == '-p':
@@ -188,8 +201,9 @@ def parse_command(argv):
             remappings.append((key, rest))
         else:
             raise AssertionError(f'unexpected {flag} {value}')
-    return ('robot_twin', executable, name, namespace, tuple(files),
-            tuple(sorted(parameters.items())), tuple(remappings))
+    config, overrides = _files(files)
+    return ('robot_twin', executable, name, namespace, config, overrides,
+            tuple(sorted(parameters.items())), tuple(remappings), arguments)
 
 
 def up_commands(*args):
@@ -208,12 +222,12 @@ def twin_nodes(nodes):
 CUSTOM = """\
 robot_twin:
   ros__parameters:
-    nodes: [rig, twin_bridge]
-    executables: {rig: twin_sim}
+    nodes: [rig, twin_bridge, twin_sim]
+    executables: {rig: twin_plant}
     remappings:
       twin_bridge: ['/joint_states:=/arm/joint_states', 'x:=/y']
 /**/rig:
-  ros__parameters: {mode: plant, seed: 3}
+  ros__parameters: {seed: 3}
 """
 
 
@@ -224,7 +238,7 @@ def test_declared_arguments(fake_launch, profile):
     for argument in declared:
         assert argument.description and argument.description.strip(), argument.name
     config = next(d for d in declared if d.name == 'config').default_value
-    assert config == share_path('config', f'{profile}.yaml')
+    assert config == data_path('config', f'{profile}.yaml')
 
 
 @pytest.mark.parametrize('profile, launch_args, up_args', [
@@ -237,6 +251,7 @@ def test_declared_arguments(fake_launch, profile):
       '--use-sim-time', 'true']),
     ('demo', {'use_sim_time': 'false', 'namespace': '/lab/arm'},
      ['--use-sim-time', 'false', '--namespace', '/lab/arm']),
+    ('demo', {'one_process': 'false'}, ['--separate-processes']),
     ('custom', {}, []),
 ])
 def test_launch_and_up_start_the_same_nodes(fake_launch, tmp_path, profile, launch_args,
@@ -249,7 +264,7 @@ def test_launch_and_up_start_the_same_nodes(fake_launch, tmp_path, profile, laun
         _declared, nodes = run_launch_file('twin', **launch_args)
     else:
         _declared, nodes = run_launch_file(profile, **launch_args)
-        up_args = ['--config', share_path('config', f'{profile}.yaml'), *up_args]
+        up_args = ['--config', data_path('config', f'{profile}.yaml'), *up_args]
     from_launch = [launch_view(n) for n in twin_nodes(nodes)]
     from_up = [parse_command(argv) for argv in up_commands(*up_args)]
     assert from_launch == from_up          # same nodes, same arguments, same start order
@@ -261,23 +276,31 @@ def test_launch_and_up_start_the_same_nodes(fake_launch, tmp_path, profile, laun
 def test_overrides_reach_every_node_but_the_plant_clock(fake_launch):
     urdf = str(ROOT / 'urdf' / 'robot_twin_arm.urdf')
     _declared, nodes = run_launch_file('demo', urdf=urdf, use_sim_time='true', namespace='arm1')
-    by_name = {n.name: n for n in twin_nodes(nodes)}
-    assert set(by_name) == {'plant', 'twin_bridge', 'twin_sim', 'twin_anomaly',
-                            'demo_controller'}
-    for name, node in by_name.items():
-        overrides = node.parameters[-1]
-        assert overrides['urdf_path'] == urdf and node.namespace == '/arm1'
-        assert overrides.get('use_sim_time') == (None if name == 'plant' else True), name
-        assert node.parameters[0] == share_path('config', 'demo.yaml')
+    processes = twin_nodes(nodes)
+    assert [(p.executable, p.name) for p in processes] == [
+        ('twin_plant', 'plant'), ('twin_container', None), ('demo_controller', 'demo_controller')]
+    twin = processes[1]
+    assert twin.arguments == ['--node', 'twin_bridge:twin_bridge', '--node', 'twin_sim:twin_sim',
+                              '--node', 'twin_anomaly:twin_anomaly']
+    for process in processes:
+        assert process.namespace == '/arm1'
+        assert process.parameters[0] == data_path('config', 'demo.yaml')
+        _config, overrides = _files(process.parameters)
+        for key, section in overrides.items():
+            values = section['ros__parameters']
+            assert values['urdf_path'] == urdf
+            assert values.get('use_sim_time') == (None if key == '/**/plant' else True), key
+        assert len(overrides) == (3 if process is twin else 1)
 
 
 def test_custom_config_remappings_and_executables(fake_launch, tmp_path):
     path = tmp_path / 'custom.yaml'
     path.write_text(CUSTOM)
     _declared, nodes = run_launch_file('twin', config=str(path))
-    rig, bridge = twin_nodes(nodes)
-    assert (rig.name, rig.executable) == ('rig', 'twin_sim')
-    assert bridge.remappings == [('/joint_states', '/arm/joint_states'), ('x', '/y')]
+    rig, twin = twin_nodes(nodes)
+    assert (rig.name, rig.executable) == ('rig', 'twin_plant')
+    assert twin.remappings == [('twin_bridge:/joint_states', '/arm/joint_states'),
+                               ('twin_bridge:x', '/y')]
     # the rig is a plant: the emulated robot gets a robot_state_publisher of its own
     assert 'robot_state_publisher' in {n.name for n in nodes}
 

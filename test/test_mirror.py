@@ -256,6 +256,8 @@ def test_time_gap_and_backwards_stamp_restart(model):
     assert feed(t) is not None
     t += 2 * DT                                         # one dropped sample: not a gap
     assert feed(t) is not None and mirror.restarts == 2
+    t += 10 * DT                    # nine rejected samples: bridged, the next one has a result
+    assert feed(t) is not None and mirror.restarts == 2
     assert feed(t - 0.01) is None and mirror.restarts == 3   # backwards in time
     assert feed(t) is not None and mirror.restarts == 3
     assert feed(t) is None and mirror.restarts == 3          # same stamp: no step, no restart

@@ -118,3 +118,57 @@ class CorrectivePolicy:
     def refused(self, now):
         """Note that this episode's proposal was refused at ``now`` (s): retry after retry_s."""
         self._retry_at = float(now) + self.retry_s
+
+
+class SetpointStream:
+    """
+    A governed trajectory played as set-points over time, for interfaces without trajectories.
+
+    A forward position controller (Float64MultiArray) and the ``/joint_command`` interface
+    (JointState) take one target at a time. Sending them only a trajectory's last point would
+    throw away the governor's time-stretching: the robot's own controller would rush to it. So
+    the approved trajectory is streamed instead: piecewise linear from the measured position at
+    the start through every approved point, each segment at the speed the governor approved
+    (never faster), and each set-point clipped into the governed position range.
+
+    Parameters
+    ----------
+    command : twin_bridge.governor.TrajectoryCommand
+        The governor's output (allowed decision's ``command``).
+    start : (m,) array
+        Measured positions of ``command.joints`` when it was approved, rad.
+    t0 : float
+        Local time at which it was approved, s.
+    position_range : tuple of (m,) arrays
+        ``(lo, hi)`` governed range, rad (:meth:`SafetyGovernor.position_range`).
+
+    """
+
+    def __init__(self, command, start, t0, position_range):
+        self.joints = tuple(command.joints)
+        self.t0 = float(t0)
+        times = [0.0] + [float(p.time_from_start) for p in command.points]
+        points = [np.asarray(start, dtype=float)] + [np.asarray(p.positions, dtype=float)
+                                                     for p in command.points]
+        keep = [0] + [k for k in range(1, len(times)) if times[k] > times[k - 1]]
+        self._times = np.array([times[k] for k in keep])
+        self._points = np.array([points[k] for k in keep])
+        self._lo, self._hi = position_range
+        self.duration_s = float(self._times[-1])
+
+    def setpoint(self, now):
+        """
+        Return ``(positions (m,), velocities (m,), done)`` at local time ``now``, s.
+
+        Velocities are the slope of the current segment (zero once the trajectory ended);
+        ``done`` is True from the end of the trajectory on (the last set-point holds).
+        """
+        t = float(now) - self.t0
+        times, points = self._times, self._points
+        if t >= self.duration_s or len(times) == 1:
+            return np.clip(points[-1], self._lo, self._hi), np.zeros(points.shape[1]), True
+        k = max(1, int(np.searchsorted(times, max(t, 0.0), side='right')))
+        span = times[k] - times[k - 1]
+        velocity = (points[k] - points[k - 1]) / span
+        q = points[k - 1] + velocity * (max(t, 0.0) - times[k - 1])
+        return np.clip(q, self._lo, self._hi), velocity, False

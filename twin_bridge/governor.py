@@ -10,8 +10,10 @@ Rules, in order:
 
 1. stale interlock: state not OK -> refuse everything (``stale_interlock=True``);
 2. malformed command, unknown or duplicated joint name, wrong array length, NaN/inf -> refuse;
-3. rate limit: a command less than ``1 / max_rate_hz`` (less 1 µs for float rounding) after the
-   last allowed one -> refuse;
+3. clock and rate: a local clock that stepped backwards (a sim-time reset, a clock set back)
+   refuses every command until it has run forward again for ``1 / max_rate_hz``, since the
+   time since the last command is unknown (cause ``clock``); a command less than
+   ``1 / max_rate_hz`` (less 1 µs for float rounding) after the last allowed one -> refuse;
 4. position targets: clamped into ``[lower + margin, upper - margin]`` and to a step from the
    measured position of at most ``velocity * velocity_scale * dt`` (``dt`` the command's
    ``duration_s`` or else ``horizon_s``) and at most ``max_step_rad``; if the measured position
@@ -24,7 +26,8 @@ Rules, in order:
    segment, including measured state -> first point, is within ``velocity * velocity_scale``;
    point velocities scaled by the same factor and clamped.
 
-After clamping, an independent final check re-verifies every output bound (with no tolerance);
+After clamping, an independent final check (:func:`limit_violations`: plain comparisons with the
+URDF limits and the settings, none of the clamping helpers) re-verifies every output bound;
 should it ever fail, the command is refused (cause ``invariant``), never sent.
 
 Units: rad, rad/s, N·m (m, m/s, N for prismatic joints), s. Arrays in model joint order unless a
@@ -40,7 +43,7 @@ from twin_bridge.mapping import format_joint_names
 
 COMMAND_KINDS = ('position', 'velocity', 'effort', 'trajectory')
 REFUSAL_CAUSES = ('malformed', 'stale', 'unknown_joint', 'length', 'nonfinite', 'no_state',
-                  'rate', 'unreachable', 'invariant')
+                  'clock', 'rate', 'unreachable', 'invariant')
 
 
 # Float stamps (epoch seconds carry ~0.2 µs of rounding) must not refuse a command sent exactly
@@ -313,6 +316,8 @@ class SafetyGovernor:
         self._all = np.arange(limits.n)
         self._period = 1.0 / self.max_rate_hz
         self._last_allowed = None
+        self._latest_now = -math.inf   # the latest time seen (commands and ticks)
+        self._stepped_back_at = None   # time the clock was last seen to step back
         self.counters = dict.fromkeys(('allowed', 'refused', 'clamped') + REFUSAL_CAUSES, 0)
 
     @staticmethod
@@ -326,8 +331,42 @@ class SafetyGovernor:
         return out
 
     def reset(self):
-        """Forget the last allowed command time (the rate limit starts afresh)."""
+        """Forget the last allowed command time and the clock (the rate limit starts afresh)."""
         self._last_allowed = None
+        self._latest_now = -math.inf
+        self._stepped_back_at = None
+
+    def position_range(self, joints):
+        """Return ``(lo, hi)`` (m,) rad: the governed position range (limits minus margin)."""
+        idx = [self._index_of[j] for j in joints]
+        return self._lo[idx], self._hi[idx]
+
+    def tick(self, now):
+        """
+        Watch the local clock between commands (call it at the status rate).
+
+        A clock that steps backwards between two commands is noticed here too, so the next
+        command is refused until the clock runs forward again.
+        """
+        if _finite_number(now):
+            self._clock(float(now))
+
+    def _clock(self, now):
+        """Track clock steps; return a refusal reason while the clock is not sane, else None."""
+        if now < self._latest_now:
+            self._stepped_back_at = now
+            back = self._latest_now - now
+            self._latest_now = now
+            return f'the local clock stepped back {back:.6g} s'
+        self._latest_now = now
+        if self._stepped_back_at is not None:
+            ran = now - self._stepped_back_at
+            if ran < self._period:
+                return (f'the local clock stepped back and has run forward only {ran:.6g} s '
+                        f'(needs {self._period:.6g} s)')
+            self._stepped_back_at = None
+            self._last_allowed = None         # the old stamp means nothing on the new clock
+        return None
 
     # ------------------------------------------------------------------ entry point
     def govern(self, command, now, state_ok, current_state=None):
@@ -378,14 +417,18 @@ class SafetyGovernor:
         return decision
 
     def _govern(self, command, kind, now, state_ok, current_state, decision):
-        if kind not in COMMAND_KINDS:
-            raise _Refuse('malformed', f'command kind {kind!r} is not one of {COMMAND_KINDS}')
         if not _finite_number(now):
             raise _Refuse('malformed', f'time now={now!r} is not a finite number of seconds')
         now = float(now)
+        clock = self._clock(now)
+        if kind not in COMMAND_KINDS:
+            raise _Refuse('malformed', f'command kind {kind!r} is not one of {COMMAND_KINDS}')
         if self.stale_interlock and not state_ok:
             raise _Refuse('stale', 'mirrored state is not OK (stale or invalid): every command '
                                    'is refused until the robot stream is fresh again')
+        if clock is not None:
+            raise _Refuse('clock', f'{clock}: commands are refused until it runs forward again '
+                                   f'for 1/max_rate_hz = {self._period:.6g} s')
         joints, idx = self._joints(command.joints)
         decision.joints = joints
         m = len(joints)
@@ -396,7 +439,7 @@ class SafetyGovernor:
         cur = None
         if kind != 'effort':
             cur = self._current(current_state, idx, joints)
-        if self._last_allowed is not None and self._last_allowed <= now:
+        if self._last_allowed is not None:
             since = now - self._last_allowed
             if since < self._period - _RATE_SLACK_S:
                 raise _Refuse('rate', f'{since:.6g} s since the last allowed command is less '
@@ -409,7 +452,8 @@ class SafetyGovernor:
             out, reasons = self._effort(values, idx, joints)
         else:
             out, reasons = self._trajectory(times, pos, vel, idx, joints, cur)
-        violations = self._violations(kind, out, idx, cur, command)
+        violations = limit_violations(self, out, cur if cur is None else np.asarray(cur),
+                                      command)
         if violations:
             raise _Refuse('invariant', 'internal check failed, command not sent: '
                                        + '; '.join(violations))
@@ -644,46 +688,96 @@ class SafetyGovernor:
                        for k in range(len(times)))
         return TrajectoryCommand(points, joints), reasons
 
-    # ------------------------------------------------------------------ final check
-    def _violations(self, kind, out, idx, cur, command):
-        """Re-check every bound of an output command; return what is violated (no tolerance)."""
-        bad = []
-        names = out.joints
-        if tuple(names) != tuple(self.limits.names[i] for i in idx):
-            bad.append('joint names changed')
-        if kind == 'trajectory':
-            vmax = self._vmax[idx]
-            t_prev = 0.0
-            prev = cur
-            for k, p in enumerate(out.points):
-                q = np.asarray(p.positions)
-                if not (np.isfinite(q).all() and math.isfinite(p.time_from_start)):
-                    bad.append(f'point {k} not finite')
+
+# ---------------------------------------------------------------------------------------------
+# The final check. Deliberately written apart from the clamping above: plain comparisons of the
+# output with the URDF limits (JointLimits) and the governor's settings, joint by joint, with
+# none of the helpers that produced the output. Positions must be within the limits exactly;
+# distances and speeds, which the clamping computed by float arithmetic, may exceed theirs by
+# float rounding only (_ROUNDING, relative).
+# ---------------------------------------------------------------------------------------------
+
+_ROUNDING = 1e-9
+
+
+def limit_violations(governor, out, current, requested):
+    """
+    Return every bound an output command violates (empty when it may be sent).
+
+    Parameters
+    ----------
+    governor : SafetyGovernor
+        Its ``limits`` (URDF), ``position_margin``, ``velocity_scale``, ``horizon_s`` and
+        ``max_step_rad``.
+    out : JointCommand or TrajectoryCommand
+        The command about to be sent.
+    current : (m,) array or None
+        Measured positions of ``out.joints`` in their order, rad.
+    requested : JointCommand or TrajectoryCommand
+        The command as proposed (its ``duration_s``).
+
+    """
+    lim = governor.limits
+    bad = []
+    joints = list(out.joints)
+    index = {name: i for i, name in enumerate(lim.names)}
+    if len(set(joints)) != len(joints) or any(j not in index for j in joints):
+        return [f'joint names {joints} are not distinct model joints']
+    rows = []
+    for j in joints:
+        i = index[j]
+        margin = float(governor.position_margin[i])
+        rows.append((j, float(lim.lower[i]) + margin, float(lim.upper[i]) - margin,
+                     float(lim.velocity[i]) * governor.velocity_scale, float(lim.effort[i])))
+    if out.kind == 'trajectory':
+        t_prev = 0.0
+        prev = None if current is None else [float(c) for c in current]
+        for k, point in enumerate(out.points):
+            t = float(point.time_from_start)
+            q = [float(x) for x in point.positions]
+            if len(q) != len(rows) or not math.isfinite(t) or t < t_prev:
+                bad.append(f'point {k}: wrong length or time')
+                continue
+            for (name, lo, hi, vmax, _emax), qj, pj in zip(rows, q, prev or q):
+                if not lo <= qj <= hi:
+                    bad.append(f'point {k} {name} position {qj} outside [{lo}, {hi}]')
+                if prev is None or (t == t_prev and qj == pj):
                     continue
-                if ((q < self._lo[idx]) | (q > self._hi[idx])).any():
-                    bad.append(f'point {k} outside position limits')
-                dq = np.abs(q - prev)
-                t = p.time_from_start
-                still = k == 0 and t == 0.0 and not dq.any()
-                if not (still or self._segment_ok(dq, vmax, t_prev, t)):
-                    bad.append(f'segment {k} exceeds velocity limits')
-                if p.velocities is not None and not (np.abs(p.velocities) <= vmax).all():
-                    bad.append(f'point {k} velocities exceed limits')
-                t_prev, prev = t, q
-            return bad
-        v = np.asarray(out.values)
-        if v.shape != (len(idx),) or not np.isfinite(v).all():
-            return bad + ['values not finite or wrong length']
-        if kind == 'position':
-            lo, hi, _, _ = self._step_bounds(idx, cur, command.duration_s)
-            if not ((self._lo[idx] <= v) & (v <= self._hi[idx])).all():
-                bad.append('position outside limits')
-            if not ((lo <= v) & (v <= hi)).all():
-                bad.append('position step exceeds velocity limit')
-        elif kind == 'velocity':
-            lo, hi = self._velocity_bounds(idx, cur)
-            if not (np.abs(v) <= self._vmax[idx]).all() or not ((lo <= v) & (v <= hi)).all():
-                bad.append('velocity outside limits')
-        elif not (np.abs(v) <= self._emax[idx]).all():
-            bad.append('effort outside limits')
+                if not (t > t_prev and abs(qj - pj) <= vmax * (t - t_prev) * (1 + _ROUNDING)):
+                    bad.append(f'point {k} {name} moves {abs(qj - pj)} in {t - t_prev} s, '
+                               f'faster than {vmax}')
+            if point.velocities is not None:
+                for (name, _lo, _hi, vmax, _emax), v in zip(rows, point.velocities):
+                    if not abs(float(v)) <= vmax:
+                        bad.append(f'point {k} {name} velocity {v} beyond {vmax}')
+            t_prev, prev = t, q
+        if prev is None and current is None:
+            bad.append('no measured state for a trajectory')
         return bad
+    values = [float(v) for v in out.values]
+    if len(values) != len(rows) or not all(math.isfinite(v) for v in values):
+        return ['values not finite or wrong length']
+    if out.kind == 'effort':
+        return [f'{name} effort {v} beyond {emax}' for (name, _lo, _hi, _vmax, emax), v
+                in zip(rows, values) if not abs(v) <= emax]
+    if current is None:
+        return [f'no measured state for a {out.kind} command']
+    horizon = governor.horizon_s
+    for (name, lo, hi, vmax, _emax), v, c in zip(rows, values, current):
+        c = float(c)
+        if out.kind == 'position':
+            dt = horizon if requested.duration_s is None else float(requested.duration_s)
+            step = vmax * dt if governor.max_step_rad is None else min(
+                vmax * dt, governor.max_step_rad)
+            if not lo <= v <= hi:
+                bad.append(f'{name} position {v} outside [{lo}, {hi}]')
+            if not abs(v - c) <= step * (1 + _ROUNDING) + _ROUNDING * abs(c):
+                bad.append(f'{name} position step {abs(v - c)} beyond {step}')
+        else:
+            if not abs(v) <= vmax:
+                bad.append(f'{name} velocity {v} beyond {vmax}')
+            end = c + v * horizon
+            slack = _ROUNDING * (1.0 + abs(c) + abs(v) * horizon)
+            if (v > 0.0 and end > max(hi, c) + slack) or (v < 0.0 and end < min(lo, c) - slack):
+                bad.append(f'{name} velocity {v} leaves [{lo}, {hi}] within {horizon} s')
+    return bad

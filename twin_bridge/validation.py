@@ -1,12 +1,17 @@
 """
 Validation of robot samples (joint states, wrenches) before the twin uses them.
 
-ROS-free. The node converts a message to plain Python (names list, value sequences, header stamp
-and receive time as float seconds) and calls :meth:`JointStateValidator.validate` or
+ROS-free. The node hands a message over as plain values (names list, value arrays, header stamp
+and receive time as float seconds) to :meth:`JointStateValidator.validate` or
 :meth:`WrenchValidator.validate`. Both return None for an accepted sample, or a reason string
 naming what was wrong; they never raise on bad data (only on bad configuration, with
 :class:`ValidationConfigError`). Every rejection is counted by cause in a :class:`Counters`
 object whose :meth:`Counters.as_dict` goes into ``/twin/status``.
+
+A sample must be *possible*, not only finite: with a :class:`Plausibility` (built from the URDF's
+limits, see :meth:`Plausibility.from_model`) a position beyond a joint's range by more than a
+margin, a speed or effort far beyond the URDF's limit, or a wrench beyond the sensor's range is
+rejected like a NaN. 1e308 fails every one of these checks.
 
 Rejection causes (the counter keys, besides ``accepted`` and ``rejected``):
 
@@ -23,28 +28,54 @@ Rejection causes (the counter keys, besides ``accepted`` and ``rejected``):
     a name listed twice.
 ``unknown_joint``
     a name not in the model (policy ``unknown_joints='reject'``), or no model joint at all.
+``beyond_limits``
+    a position outside ``[lower - margin, upper + margin]`` (continuous joints: beyond
+    ``±ABS_POSITION_CAP``).
+``implausible_velocity``, ``implausible_effort``
+    ``|value|`` above ``factor x`` the URDF limit (or above a generic cap where the URDF gives
+    no limit).
+``beyond_range`` (wrench)
+    a force or torque component beyond the configured sensor range.
 ``zero_stamp``
     stamp 0 (header never set) or negative.
 ``future_stamp``
-    stamp more than ``max_future_s`` ahead of the local clock.
+    stamp more than ``max_future_s`` ahead of the local clock, or ahead of the stream's own
+    clock (see :class:`StampGate`).
 ``out_of_order``
     stamp older than the newest accepted stamp of one of the sample's joints (joints are
     tracked separately, so an arm and a gripper published on separate messages do not reject
     each other).
 
+A rejected sample never changes what the validator remembers (stamps, clock estimate), so bad
+messages cannot poison the stream: the next good sample is judged as if they never came. A
+clock that really stepped (a robot restarted) is followed after ``resync_s`` of samples that
+all disagree with the old clock, counted as ``clock_resync``.
+
 ``ignored_unknown`` counts accepted messages from which unknown joints were dropped (policy
 ``'ignore'``). A message may carry a subset of the joints; joints that no accepted message
 carried within ``missing_window_s`` are reported by :meth:`JointStateValidator.missing_joints`.
 """
+from dataclasses import dataclass
 import math
+
+import numpy as np
 
 from twin_bridge.mapping import format_joint_names, LayoutCache, MappingError
 
 CAUSES = ('malformed', 'empty', 'length_mismatch', 'nonfinite', 'duplicate_joint',
-          'unknown_joint', 'zero_stamp', 'future_stamp', 'out_of_order')
-WRENCH_CAUSES = ('malformed', 'length_mismatch', 'nonfinite', 'zero_stamp', 'future_stamp',
-                 'out_of_order')
+          'unknown_joint', 'beyond_limits', 'implausible_velocity', 'implausible_effort',
+          'zero_stamp', 'future_stamp', 'out_of_order')
+WRENCH_CAUSES = ('malformed', 'length_mismatch', 'nonfinite', 'beyond_range', 'zero_stamp',
+                 'future_stamp', 'out_of_order')
 UNKNOWN_JOINT_POLICIES = ('reject', 'ignore')
+WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
+
+ABS_POSITION_CAP = 1000.0
+"""Largest |position| accepted for a joint without position limits (continuous), rad or m."""
+VELOCITY_CAP = 100.0
+"""Largest |velocity| accepted where the URDF gives no velocity limit, rad/s or m/s."""
+EFFORT_CAP = 1.0e5
+"""Largest |effort| accepted where the URDF gives no effort limit, N·m or N."""
 
 _isfinite = math.isfinite
 
@@ -87,30 +118,148 @@ class Counters:
         return f'Counters({self._counts!r})'
 
 
-def _check_max_future(max_future_s):
-    if max_future_s is None:
+def _number(value, name, *, minimum=None, allow_none=False, positive=False):
+    """Return ``value`` as a finite float, or raise :class:`ValidationConfigError` naming it."""
+    if value is None and allow_none:
         return None
     try:
-        value = float(max_future_s)
+        out = float(value)
     except (TypeError, ValueError):
-        value = math.nan
-    if not (_isfinite(value) and value >= 0.0):
-        raise ValidationConfigError(
-            f'max_future_s must be a finite number >= 0 s (or None to disable the future-stamp '
-            f'check), got {max_future_s!r}')
-    return value
+        out = math.nan
+    ok = _isfinite(out) and (minimum is None or out >= minimum) and (not positive or out > 0.0)
+    if not ok:
+        want = 'a finite number' + (f' >= {minimum}' if minimum is not None else '') + (
+            ' > 0' if positive else '')
+        raise ValidationConfigError(f'{name} must be {want}, got {value!r}')
+    return out
 
 
-class _StampGate:
-    """Stamp checks shared by the validators: finite, non-zero, not in the future."""
+@dataclass(frozen=True)
+class Plausibility:
+    """
+    What a robot can really report, per model joint: the bounds of a possible sample.
 
-    __slots__ = ('topic', 'max_future_s')
+    Attributes
+    ----------
+    lower, upper : (n,) float arrays
+        Accepted position range, rad (m): the URDF range widened by a margin, or
+        ``±ABS_POSITION_CAP`` for a joint without limits.
+    velocity : (n,) float array
+        Largest accepted ``|velocity|``, rad/s (m/s).
+    effort : (n,) float array
+        Largest accepted ``|effort|``, N·m (N).
 
-    def __init__(self, topic, max_future_s):
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+
+    @classmethod
+    def from_limits(cls, lower, upper, velocity_limit, effort_limit, *,
+                    position_margin=0.1, velocity_factor=1.5, effort_factor=2.0):
+        """
+        Build the bounds from URDF limits (model order).
+
+        Parameters
+        ----------
+        lower, upper : (n,) array_like
+            URDF position limits, rad (m); non-finite (or lower >= upper) = no limit.
+        velocity_limit, effort_limit : (n,) array_like
+            URDF limits, rad/s and N·m; 0, negative or non-finite = none given.
+        position_margin : float
+            A position may exceed the range by this much (encoder overshoot, soft limits set
+            inside the hardware range), rad (m), >= 0.
+        velocity_factor, effort_factor : float
+            A speed or effort may exceed the URDF limit by this factor (>= 1): efforts peak
+            above the rated limit in a collision.
+
+        """
+        margin = _number(position_margin, 'position_margin', minimum=0.0)
+        vf = _number(velocity_factor, 'velocity_factor', minimum=1.0)
+        ef = _number(effort_factor, 'effort_factor', minimum=1.0)
+        lo, hi = np.array(lower, dtype=float), np.array(upper, dtype=float)
+        limited = np.isfinite(lo) & np.isfinite(hi) & (lo < hi)
+        lo = np.where(limited, lo - margin, -ABS_POSITION_CAP)
+        hi = np.where(limited, hi + margin, ABS_POSITION_CAP)
+        vel, eff = np.array(velocity_limit, dtype=float), np.array(effort_limit, dtype=float)
+        vel = np.where(np.isfinite(vel) & (vel > 0.0), vf * vel, VELOCITY_CAP)
+        eff = np.where(np.isfinite(eff) & (eff > 0.0), ef * eff, EFFORT_CAP)
+        if not lo.shape == hi.shape == vel.shape == eff.shape or lo.ndim != 1:
+            raise ValidationConfigError('limits must be (n,) arrays of one length, got shapes '
+                                        f'{lo.shape}, {hi.shape}, {vel.shape}, {eff.shape}')
+        return cls(lo, hi, vel, eff)
+
+    @classmethod
+    def from_model(cls, model, **kwargs):
+        """Build the bounds from a ``RobotModel``-like object (``lower``, ``upper``, ...)."""
+        return cls.from_limits(model.lower, model.upper, model.velocity_limit,
+                               model.effort_limit, **kwargs)
+
+
+class StampGate:
+    """
+    Stamp checks of one stream: finite, non-zero, not in the future, in order, one clock.
+
+    Two clocks are checked. Against the local clock: a stamp more than ``max_future_s`` ahead
+    of ``now`` is rejected (None disables this; clocks not synchronized). Against the stream's
+    own clock: the smallest ``now - stamp`` of recently accepted samples estimates the clock
+    offset plus the fastest transport; no real sample can arrive faster, so a stamp more than
+    ``tolerance_s`` ahead of that estimate is rejected. This keeps one message stamped slightly
+    in the future (within ``max_future_s``) from pushing the "newest stamp" ahead and making
+    every good sample after it look out of order.
+
+    A real clock step (the robot restarted, its clock was set) makes every sample fail the same
+    way; after ``resync_s`` of local time in which only failing samples arrived, the gate
+    follows the new clock (``resyncs`` counts it) instead of rejecting the stream forever.
+
+    Parameters
+    ----------
+    topic : str
+        Topic name used in reasons.
+    max_future_s : float or None
+        See above, s (>= 0).
+    tolerance_s : float
+        See above, s (> 0).
+    resync_s : float
+        See above, s (> 0).
+    window_s : float
+        The offset estimate is the minimum over the last one to two windows, s (> 0); the
+        robot's clock may drift relative to ours by this window times the drift rate.
+
+    """
+
+    WARMUP = 10
+    """Accepted samples before the stream's own clock is trusted."""
+
+    def __init__(self, topic, max_future_s, *, tolerance_s=0.005, resync_s=0.5, window_s=1.0):
         self.topic = topic
-        self.max_future_s = _check_max_future(max_future_s)
+        self.max_future_s = _number(max_future_s, 'max_future_s', minimum=0.0, allow_none=True)
+        self.tolerance_s = _number(tolerance_s, 'tolerance_s', positive=True)
+        self.resync_s = _number(resync_s, 'resync_s', positive=True)
+        self.window_s = _number(window_s, 'window_s', positive=True)
+        self.reset()
 
-    def check(self, stamp, now):
+    def reset(self):
+        """Forget the stream's clock."""
+        self.resyncs = 0
+        self._accepted = 0
+        self._bins = [math.inf, math.inf]   # min offset in the previous and current window
+        self._bin_end = -math.inf
+        self._failing_since = None           # local time of the first of a run of failures
+
+    @property
+    def offset_s(self):
+        """Smallest recent ``now - stamp`` (clock offset + fastest transport), s; inf if none."""
+        return min(self._bins)
+
+    def check(self, stamp, now, newest):
+        """
+        Return None or ``(cause, reason)`` for a stamp; ``newest`` = newest accepted stamp.
+
+        On None the caller accepts the sample and must call :meth:`accepted`.
+        """
         if not _isfinite(now):
             return ('malformed', f'local time now={now!r} is not finite; the caller must pass '
                                  f'the receive time of the {self.topic} sample in seconds')
@@ -127,15 +276,42 @@ class _StampGate:
                     f'local clock ({now:.6f} s), more than max_future_s={self.max_future_s} s; '
                     'synchronize the clocks (chrony/PTP), check use_sim_time, or raise '
                     'max_future_s')
-        return None
+        problem = None
+        ahead = self.offset_s - (now - stamp)
+        if self._accepted >= self.WARMUP and ahead > self.tolerance_s:
+            problem = ('future_stamp',
+                       f'stamp {stamp:.6f} s in {self.topic} is {ahead * 1e3:.3f} ms ahead of '
+                       'the clock of the other samples of the stream: a sample cannot arrive '
+                       'before it was stamped')
+        elif stamp < newest:
+            problem = ('out_of_order',
+                       f'stamp {stamp:.6f} s in {self.topic} is {newest - stamp:.6f} s older '
+                       f'than the last accepted sample of the same joints ({newest:.6f} s): '
+                       'out of order')
+        if problem is None:
+            return None
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failing_since >= self.resync_s:
+            return ('resync', None)            # the clock itself moved: follow it
+        return problem
 
+    def accepted(self, stamp, now):
+        """Record an accepted sample's stamp (updates the clock estimate)."""
+        self._accepted += 1
+        self._failing_since = None
+        offset = now - stamp
+        if now >= self._bin_end:
+            self._bins = [self._bins[1], offset]
+            self._bin_end = now + self.window_s
+        elif offset < self._bins[1]:
+            self._bins[1] = offset
 
-def _first_nonfinite(values):
-    """Return (index, value) of the first non-finite entry, or None."""
-    for i, v in enumerate(values):
-        if not _isfinite(v):
-            return i, v
-    return None
+    def resync(self):
+        """Follow a stepped clock: forget the old one (the caller forgets its stamps)."""
+        resyncs = self.resyncs + 1
+        self.reset()
+        self.resyncs = resyncs
 
 
 def _tally(validator, problem):
@@ -143,7 +319,6 @@ def _tally(validator, problem):
     Count a check's outcome on ``validator`` and return its reason (None when accepted).
 
     ``problem`` is None or ``(cause, reason)``; shared by both validators.
-
     """
     counts = validator.counters._counts
     if problem is None:
@@ -157,20 +332,49 @@ def _tally(validator, problem):
     return reason
 
 
+def _as_floats(values):
+    """Return ``values`` as a float array (a float64 array as it is); raise if not numbers."""
+    if type(values) is np.ndarray and values.dtype == np.float64:
+        return values
+    arr = np.asarray(values)
+    if arr.dtype.kind not in 'fiu':
+        raise TypeError(f'values must be numbers, got {arr.dtype} data')
+    return arr.astype(float, copy=False)
+
+
+class _LayoutBounds:
+    """The plausibility bounds of one message layout, in message order."""
+
+    __slots__ = ('sel', 'center', 'half', 'velocity', 'effort')
+
+    def __init__(self, layout, plausibility):
+        self.sel = layout.msg_idx                       # None: every name is a model joint
+        idx = layout.model_idx
+        lo, hi = plausibility.lower[idx], plausibility.upper[idx]
+        self.center = 0.5 * (lo + hi)
+        self.half = 0.5 * (hi - lo)
+        self.velocity = plausibility.velocity[idx]
+        self.effort = plausibility.effort[idx]
+
+
 class JointStateValidator:
     """
-    Validate joint-state samples against the model's joints and the stream's history.
+    Validate joint-state samples against the model's joints, limits and the stream's history.
 
     Parameters
     ----------
     model_joint_names : sequence of str
         The model's joint names (``RobotModel.joint_names``), ``n`` of them.
+    plausibility : Plausibility, optional
+        Bounds of a possible sample (model order); None = finiteness only (tests, tools).
     unknown_joints : {'reject', 'ignore'}
         What to do with a message naming a joint the model does not have: reject the message,
         or accept it and let the mapper drop those joints (``JointMapper(ignore_unknown=True)``).
     max_future_s : float or None
         A stamp more than this ahead of ``now`` is rejected, s (>= 0); None disables the check
         (robot clock not synchronized with the local clock).
+    stamp_tolerance_s, resync_s : float
+        Of the stream's own clock, see :class:`StampGate`, s.
     missing_window_s : float
         :meth:`missing_joints` reports joints that no accepted message carried for longer than
         this, s (> 0).
@@ -180,8 +384,8 @@ class JointStateValidator:
     Attributes
     ----------
     counters : Counters
-        ``accepted``, ``rejected`` (total), one key per cause in :data:`CAUSES`, and
-        ``ignored_unknown``.
+        ``accepted``, ``rejected`` (total), one key per cause in :data:`CAUSES`,
+        ``ignored_unknown`` and ``clock_resync``.
     last_reason : str or None
         Reason of the last rejection (None after an accepted sample).
     ignored_joints : set of str
@@ -189,7 +393,8 @@ class JointStateValidator:
 
     """
 
-    def __init__(self, model_joint_names, *, unknown_joints='reject', max_future_s=0.5,
+    def __init__(self, model_joint_names, *, plausibility=None, unknown_joints='reject',
+                 max_future_s=0.5, stamp_tolerance_s=0.005, resync_s=0.5,
                  missing_window_s=1.0, topic='/joint_states'):
         try:
             self._cache = LayoutCache(model_joint_names)
@@ -198,29 +403,35 @@ class JointStateValidator:
         if unknown_joints not in UNKNOWN_JOINT_POLICIES:
             raise ValidationConfigError(
                 f"unknown_joints must be 'reject' or 'ignore', got {unknown_joints!r}")
-        try:
-            window = float(missing_window_s)
-        except (TypeError, ValueError):
-            window = math.nan
-        if not (_isfinite(window) and window > 0.0):
-            raise ValidationConfigError(
-                f'missing_window_s must be a finite number > 0 s, got {missing_window_s!r}')
         self.joint_names = self._cache.joint_names
+        n = len(self.joint_names)
+        if plausibility is None:                 # finiteness only
+            big = np.full(n, np.finfo(float).max / 4)   # finite: 1e308 passes
+            plausibility = Plausibility(-big, big, big, big)
+        elif any(np.shape(a) != (n,) for a in (plausibility.lower, plausibility.upper,
+                                               plausibility.velocity, plausibility.effort)):
+            raise ValidationConfigError(f'plausibility bounds must have {n} values, one per '
+                                        'model joint')
+        self.plausibility = plausibility
+        self.missing_window_s = _number(missing_window_s, 'missing_window_s', positive=True)
         self.topic = str(topic)
         self.unknown_joints = unknown_joints
         self._reject_unknown = unknown_joints == 'reject'
-        self.missing_window_s = window
-        self._gate = _StampGate(self.topic, max_future_s)
+        self._gate = StampGate(self.topic, max_future_s, tolerance_s=stamp_tolerance_s,
+                               resync_s=resync_s)
         self.max_future_s = self._gate.max_future_s
-        self.counters = Counters(('accepted', 'rejected') + CAUSES + ('ignored_unknown',))
+        self.counters = Counters(('accepted', 'rejected') + CAUSES + ('ignored_unknown',
+                                                                      'clock_resync'))
         self._model_desc = format_joint_names(self.joint_names)
+        self._bounds = {}
         self.reset()
 
     def reset(self):
-        """Forget the stream history (stamps, last-seen times, counts), e.g. on /twin/reset."""
+        """Forget the stream history (stamps, clock, last-seen times, counts)."""
         n = len(self.joint_names)
         self._last_stamp = [-math.inf] * n
         self._last_seen = [-math.inf] * n
+        self._gate.reset()
         self.counters.reset()
         self.last_reason = None
         self.ignored_joints = set()
@@ -259,22 +470,23 @@ class JointStateValidator:
 
     def _check(self, names, position, velocity, effort, stamp, now):
         topic = self.topic
-        problem = self._gate.check(stamp, now)
-        if problem is not None:
-            return problem
         m = len(names)
         if m == 0:
             return ('empty', f'no joint names in {topic}; a JointState must name its joints')
-        if len(position) != m:
+        position, velocity, effort = (_as_floats(position), _as_floats(velocity),
+                                      _as_floats(effort))
+        if position.ndim != 1 or velocity.ndim != 1 or effort.ndim != 1:
+            return ('malformed', f'malformed {topic} message: position, velocity and effort '
+                                 'must be sequences of numbers')
+        if position.shape != (m,):
             return ('length_mismatch',
-                    f'position has {len(position)} values for {m} joint names in {topic}; '
+                    f'position has {position.size} values for {m} joint names in {topic}; '
                     'position is required, one value per name')
-        nv = len(velocity)
-        ne = len(effort)
-        if nv and nv != m:
+        nv, ne = velocity.size, effort.size
+        if nv and velocity.shape != (m,):
             return ('length_mismatch', f'velocity has {nv} values for {m} joint names in '
                                        f'{topic}; give one per name or none')
-        if ne and ne != m:
+        if ne and effort.shape != (m,):
             return ('length_mismatch', f'effort has {ne} values for {m} joint names in '
                                        f'{topic}; give one per name or none')
         layout = self._cache.get(names)
@@ -288,18 +500,19 @@ class JointStateValidator:
                         f'has {self._model_desc}' + (
                             ' (set unknown_joints: ignore to drop joints the model lacks)'
                             if self._reject_unknown else ''))
-        if not (_isfinite(sum(position)) and (not nv or _isfinite(sum(velocity)))
-                and (not ne or _isfinite(sum(effort)))):
-            problem = self._nonfinite(layout, position, velocity, effort)
-            if problem is not None:
-                return problem
+        problem = self._values(layout, position, velocity, effort)
+        if problem is not None:
+            return problem
         idx = layout.model_idx_list
         last = self._last_stamp
-        newest = max([last[i] for i in idx])
-        if stamp < newest:
-            return ('out_of_order',
-                    f'stamp {stamp:.6f} s in {topic} is {newest - stamp:.6f} s older than the '
-                    f'last accepted sample of the same joints ({newest:.6f} s): out of order')
+        problem = self._gate.check(stamp, now, max([last[i] for i in idx]))
+        if problem is not None:
+            if problem[0] != 'resync':
+                return problem
+            self._gate.resync()
+            self.counters.add('clock_resync')
+            last[:] = [-math.inf] * len(last)
+        self._gate.accepted(stamp, now)
         seen = self._last_seen
         for i in idx:
             last[i] = stamp
@@ -310,15 +523,52 @@ class JointStateValidator:
                 self.ignored_joints.update(layout.unknown)
         return None
 
-    def _nonfinite(self, layout, position, velocity, effort):
-        """Slow path after a non-finite sum: find the bad value (None if the sum overflowed)."""
-        ignored = set(layout.unknown)
-        for label, values in (('position', position), ('velocity', velocity),
-                              ('effort', effort)):
-            for i, v in enumerate(values):
-                if not _isfinite(v) and layout.names[i] not in ignored:
-                    return ('nonfinite', f'{label} of {layout.names[i]!r} is {v!r} in '
-                                         f'{self.topic}; all values must be finite')
+    def _values(self, layout, position, velocity, effort):
+        """Check every model joint's values: finite and possible. None or (cause, reason)."""
+        bounds = self._bounds.get(layout)
+        if bounds is None:
+            if len(self._bounds) > 64:
+                self._bounds.clear()
+            bounds = self._bounds[layout] = _LayoutBounds(layout, self.plausibility)
+        sel = bounds.sel
+        p = position if sel is None else position[sel]
+        ok = (np.abs(p - bounds.center) <= bounds.half).all()
+        if ok and velocity.size:
+            v = velocity if sel is None else velocity[sel]
+            ok = (np.abs(v) <= bounds.velocity).all()
+        if ok and effort.size:
+            e = effort if sel is None else effort[sel]
+            ok = (np.abs(e) <= bounds.effort).all()
+        return None if ok else self._explain(layout, bounds, position, velocity, effort)
+
+    def _explain(self, layout, bounds, position, velocity, effort):
+        """Slow path after a failed check: name the first bad value and why."""
+        sel = range(len(layout.names)) if bounds.sel is None else bounds.sel
+        names = [layout.names[i] for i in sel]
+        arrays = (('position', position), ('velocity', velocity), ('effort', effort))
+        for label, values in arrays:
+            if values.size:
+                for name, v in zip(names, values[list(sel)].tolist()):
+                    if not _isfinite(v):
+                        return ('nonfinite', f'{label} of {name!r} is {v!r} in {self.topic}; '
+                                             'all values must be finite')
+        p = position[list(sel)].tolist()
+        for k, name in enumerate(names):
+            lo, hi = bounds.center[k] - bounds.half[k], bounds.center[k] + bounds.half[k]
+            if not lo <= p[k] <= hi:
+                return ('beyond_limits',
+                        f'position of {name!r} is {p[k]!r} in {self.topic}, outside its possible '
+                        f'range [{lo:.4g}, {hi:.4g}] (URDF limits widened by the margin); a '
+                        'sensor fault or a wrong URDF')
+        for label, values, limit, cause in (
+                ('velocity', velocity, bounds.velocity, 'implausible_velocity'),
+                ('effort', effort, bounds.effort, 'implausible_effort')):
+            if values.size:
+                for k, (name, v) in enumerate(zip(names, values[list(sel)].tolist())):
+                    if abs(v) > limit[k]:
+                        return (cause, f'{label} of {name!r} is {v!r} in {self.topic}, beyond '
+                                       f'the possible {limit[k]:.4g} (the URDF limit times the '
+                                       'plausibility factor)')
         return None
 
     def missing_joints(self, now):
@@ -346,33 +596,46 @@ class JointStateValidator:
 
 class WrenchValidator:
     """
-    Validate force-torque samples: 6 finite values and the stamp checks.
+    Validate force-torque samples: 6 finite values within the sensor's range, and the stamps.
 
     Parameters
     ----------
     max_future_s : float or None
         As for :class:`JointStateValidator`.
+    force_range_n, torque_range_nm : float
+        Largest accepted ``|force|`` component, N, and ``|torque|`` component, N·m (the
+        sensor's measuring range, with its overload margin); inf = no range check.
+    stamp_tolerance_s, resync_s : float
+        See :class:`StampGate`, s.
     topic : str
         Topic name used in reason strings.
 
     Attributes
     ----------
     counters : Counters
-        ``accepted``, ``rejected`` and one key per cause in :data:`WRENCH_CAUSES`.
+        ``accepted``, ``rejected``, one key per cause in :data:`WRENCH_CAUSES` and
+        ``clock_resync``.
     last_reason : str or None
 
     """
 
-    def __init__(self, *, max_future_s=0.5, topic='/ft_sensor/wrench'):
+    def __init__(self, *, max_future_s=0.5, force_range_n=math.inf, torque_range_nm=math.inf,
+                 stamp_tolerance_s=0.005, resync_s=0.5, topic='/ft_sensor/wrench'):
         self.topic = str(topic)
-        self._gate = _StampGate(self.topic, max_future_s)
+        self._gate = StampGate(self.topic, max_future_s, tolerance_s=stamp_tolerance_s,
+                               resync_s=resync_s)
         self.max_future_s = self._gate.max_future_s
-        self.counters = Counters(('accepted', 'rejected') + WRENCH_CAUSES)
+        ranges = [value if value == math.inf else _number(value, name, positive=True)
+                  for value, name in ((force_range_n, 'force_range_n'),
+                                      (torque_range_nm, 'torque_range_nm'))]
+        self.range = np.array([ranges[0]] * 3 + [ranges[1]] * 3)
+        self.counters = Counters(('accepted', 'rejected') + WRENCH_CAUSES + ('clock_resync',))
         self.reset()
 
     def reset(self):
         """Forget the stream history and counts."""
         self._last_stamp = -math.inf
+        self._gate.reset()
         self.counters.reset()
         self.last_reason = None
 
@@ -403,22 +666,25 @@ class WrenchValidator:
         return _tally(self, problem)
 
     def _check(self, wrench, stamp, now):
-        problem = self._gate.check(stamp, now)
-        if problem is not None:
-            return problem
-        if len(wrench) != 6:
-            return ('length_mismatch', f'wrench has {len(wrench)} values in {self.topic}; '
+        w = _as_floats(wrench)
+        if w.shape != (6,):
+            return ('length_mismatch', f'wrench has {w.size} values in {self.topic}; '
                                        'expected 6: fx, fy, fz, tx, ty, tz')
-        if not _isfinite(sum(wrench)):
-            bad = _first_nonfinite(wrench)
-            if bad is not None:
-                axis = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')[bad[0]]
-                return ('nonfinite', f'wrench {axis} is {bad[1]!r} in {self.topic}; all '
-                                     'values must be finite')
-        if stamp < self._last_stamp:
-            return ('out_of_order',
-                    f'stamp {stamp:.6f} s in {self.topic} is {self._last_stamp - stamp:.6f} s '
-                    f'older than the last accepted sample ({self._last_stamp:.6f} s): out of '
-                    'order')
+        if not (np.abs(w) <= self.range).all():
+            for axis, v, limit in zip(WRENCH_AXES, w.tolist(), self.range.tolist()):
+                if not _isfinite(v):
+                    return ('nonfinite', f'wrench {axis} is {v!r} in {self.topic}; all values '
+                                         'must be finite')
+                if abs(v) > limit:
+                    unit = 'N' if axis[0] == 'f' else 'N·m'
+                    return ('beyond_range', f'wrench {axis} is {v!r} {unit} in {self.topic}, '
+                                            f'beyond the sensor range {limit:g} {unit}')
+        problem = self._gate.check(stamp, now, self._last_stamp)
+        if problem is not None:
+            if problem[0] != 'resync':
+                return problem
+            self._gate.resync()
+            self.counters.add('clock_resync')
+        self._gate.accepted(stamp, now)
         self._last_stamp = stamp
         return None

@@ -22,8 +22,9 @@ attenuated as by the acceleration filter. Filtering is linear: the effort residu
 low-passed residual ``effort - ID(q, qd, qdd_raw) - friction(qd)``. The wrench is treated the
 same way (measured wrench low-passed in :meth:`Mirror.wrench_residual`).
 
-A gap in the stream longer than ``max_gap_s`` (or a step back in time) restarts the estimator,
-so a dropped stretch never produces a burst of spurious residuals: after a (re)start the
+A gap in the stream longer than ``max_gap_s`` or ``GAP_FACTOR`` typical periods (or a step back
+in time) restarts the estimator, so a dropped stretch never produces a burst of spurious
+residuals: after a (re)start the
 low-passes start from the first sample's values (not from zero). A sample with the same stamp
 as the previous one (a robot that publishes its joints in several messages) replaces the stored
 sample and yields no result.
@@ -62,7 +63,10 @@ class MirrorResult:
     measured_effort: np.ndarray = None
 
 
-GAP_FACTOR = 2.5   # a step this many typical periods long is a gap: restart the estimator
+GAP_FACTOR = 20.0
+"""A step this many typical periods long is a gap that restarts the estimator. Shorter steps
+(samples the validation rejected, a few lost in transport) are bridged: the first good sample
+after them still gives a residual, predicted over the longer step."""
 
 
 class Mirror:
@@ -117,6 +121,7 @@ class Mirror:
     def _restart(self, t, q, qd, effort):
         """Keep one sample as the start of a new stream (``qd`` may be None: not known yet)."""
         self._t, self._q, self._qd, self._effort = t, q, qd, effort
+        self._friction = None
         self._restart_filters()
         self._prev = None   # (t, q) of the sample before, to differentiate a merged sample
         self.last = None
@@ -125,7 +130,7 @@ class Mirror:
         return dt / (dt + self._tau_filter)
 
     def _vector(self, value, name):
-        arr = np.array(value, dtype=float)
+        arr = np.array(value, dtype=float)        # a copy: callers may reuse their buffers
         if arr.shape != (self.n,):
             raise ValueError(f'{name} must have shape ({self.n},) in model joint order '
                              f'{self.predictor.model.joint_names}; got shape {arr.shape}')
@@ -163,6 +168,7 @@ class Mirror:
             if qd is None and self._prev is not None:
                 qd = (q - self._prev[1]) / (t - self._prev[0])
             self._q, self._qd, self._effort = q, qd, effort
+            self._friction = None
             return None
         period = self._period
         if not 0.0 < dt <= self.max_gap_s or (period is not None and dt > GAP_FACTOR * period):
@@ -179,10 +185,12 @@ class Mirror:
             # no velocity before this sample (positions only): this one only starts the stream
             self._prev = (self._t, self._q)
             self._t, self._q, self._qd, self._effort = t, q, qd, effort
+            self._friction = None
             return None
 
         qdd_raw = (qd - self._qd) / dt
-        prediction = self.predictor.predict(q, qd, qdd_raw)
+        friction = self.predictor.friction.torque(qd)
+        prediction = self.predictor.predict(q, qd, qdd_raw, friction)
         wrench = prediction.wrench
         if self._qdd is None:      # first step of a stream: the filters start here
             self._qdd, self._effort_f, self._pred_f = qdd_raw, effort, prediction.effort
@@ -195,7 +203,8 @@ class Mirror:
             self._pred_f = self._pred_f + a * (prediction.effort - self._pred_f)
             if wrench is not None:
                 self._wpred_f = self._wpred_f + a * (wrench - self._wpred_f)
-        q_pred, qd_pred = self.predictor.next_state(self._q, self._qd, self._effort, dt)
+        q_pred, qd_pred = self.predictor.next_state(self._q, self._qd, self._effort, dt,
+                                                    self._friction)
 
         result = MirrorResult(
             t=t, predicted_position=q_pred, predicted_velocity=qd_pred,
@@ -205,6 +214,7 @@ class Mirror:
             measured_effort=self._effort_f)
         self._prev = (self._t, self._q)
         self._t, self._q, self._qd, self._effort = t, q, qd, effort
+        self._friction = friction      # this sample's friction: the next one steps from it
         self.last = result
         return result
 

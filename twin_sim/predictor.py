@@ -106,7 +106,7 @@ class Predictor:
                              f'{self.model.joint_names}; got shape {arr.shape}')
         return arr
 
-    def predict(self, q, qd, qdd):
+    def predict(self, q, qd, qdd, friction=None):
         """
         Predict joint efforts and sensor wrench for one measured sample.
 
@@ -118,6 +118,9 @@ class Predictor:
             Joint velocities, model joint order.
         qdd : (n,) rad/s^2
             Measured (or filtered) motion, model joint order.
+        friction : (n,) N·m, optional
+            ``self.friction.torque(qd)`` if the caller has it already (the live mirror needs
+            the friction of each sample twice: here and in the next :meth:`next_state`).
 
         Returns
         -------
@@ -128,7 +131,9 @@ class Predictor:
         q = self._check(q, 'q')
         qd = self._check(qd, 'qd')
         qdd = self._check(qdd, 'qdd')
-        effort = pin.rnea(self._pm, self._pd, q, qd, qdd) + self.friction.torque(qd)
+        if friction is None:
+            friction = self.friction.torque(qd)
+        effort = pin.rnea(self._pm, self._pd, q, qd, qdd) + friction
         wrench = self.model.ft_wrench_from_data(self._pd) if self._has_ft else None
         return Prediction(effort, wrench)
 
@@ -166,7 +171,7 @@ class Predictor:
         effort = measured - prediction.effort
         return Residual(effort, wrench)
 
-    def next_state(self, q, qd, tau, dt):
+    def next_state(self, q, qd, tau, dt, friction=None):
         """
         One-step prediction by forward dynamics (semi-implicit Euler).
 
@@ -182,6 +187,8 @@ class Predictor:
             Joint efforts applied by the drives (measured or commanded).
         dt : float, s
             Step (> 0).
+        friction : (n,) N·m, optional
+            ``self.friction.torque(qd)``, if the caller has it already.
 
         Returns
         -------
@@ -194,6 +201,8 @@ class Predictor:
         tau = self._check(tau, 'tau')
         if not dt > 0.0:
             raise ValueError(f'dt must be > 0 s, got {dt}')
-        qdd = pin.aba(self._pm, self._pd, q, qd, tau - self.friction.torque(qd))
+        if friction is None:
+            friction = self.friction.torque(qd)
+        qdd = pin.aba(self._pm, self._pd, q, qd, tau - friction)
         qd_next = qd + dt * qdd
         return q + dt * qd_next, qd_next

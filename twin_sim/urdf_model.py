@@ -490,6 +490,7 @@ class RobotModel:
 
     def __init__(self, urdf, pin_model, ft_link):
         self.urdf_path = str(urdf.path)
+        self.root_link = urdf.root_link
         self.pin_model = pin_model
         self.pin_data = pin_model.createData()
         names = list(pin_model.names)[1:]

@@ -1,41 +1,35 @@
 """
-The ``twin_anomaly`` node: residuals in, anomaly state out.
+The ``twin_anomaly`` node: the twin's residuals in, anomaly state out.
 
-Feeds every /twin/residuals sample (and /twin/wrench_residual) into
-:class:`twin_anomaly.detector.ResidualDetector`, which first commissions (learns normal residual
-levels for ``commissioning_duration_s`` of stamp time, level OK, message ``commissioning``),
-saves the learned thresholds, and then monitors. At ``publish_rate_hz`` it publishes the
-detector's report as /twin/anomaly (also on /diagnostics), /twin/anomaly_score and
-/twin/markers.
+Each mirror result goes to :class:`twin_anomaly.monitor.AnomalyMonitor` (commissioning, then
+monitoring; see that module). At ``publish_rate_hz`` the node publishes the monitor's report as
+/twin/anomaly (latched; also on /diagnostics), /twin/anomaly_score and /twin/markers.
+
+In the one-process twin the results come from the ``twin_sim`` node by a function call, and the
+anomaly report goes to ``twin_bridge`` the same way (for corrective actions). Started in a
+process of its own the node does not read /twin/residuals back: it takes the robot's topics
+itself and runs its own copy of the mirror (the same cores, in the same order), so that its
+verdicts are those of the one-process twin.
 """
-import math
 from pathlib import Path
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import WrenchStamped
-import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from robot_twin.config import declare_node_parameters
-from robot_twin.nodes.messages import make_status, stamp_to_sec, wrench_to_array
-from robot_twin.nodes.runner import run_node
-from sensor_msgs.msg import JointState
+from robot_twin.nodes import qos
+from robot_twin.nodes.messages import make_status
+from robot_twin.nodes.params import declare_node_parameters
+from robot_twin.nodes.robot_input import robot_model, RobotInput, wrench_outputs
+from robot_twin.nodes.runner import run_nodes
 from std_msgs.msg import Float64
-from twin_anomaly.detector import ResidualDetector, ThresholdsError
+from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
 from twin_anomaly.report import marker_specs, status_entries
-from twin_bridge.mapping import JointMapper
-from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import RobotModel
+from twin_sim.mirror import Mirror
+from twin_sim.predictor import Predictor
 from visualization_msgs.msg import Marker, MarkerArray
 
-# QoS: residual streams as sensor data (best-effort reader matches our reliable writers);
-# anomaly state latched (reliable, transient-local) so late rviz/loggers see the current state.
-STREAM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-PLAIN_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-CLOCK_JUMP_S = 1.0   # stamps this far back mean a restarted robot clock, not a late sample
+TWIN_FRAME_PREFIX = 'twin/'
+"""TF prefix of the twin's robot_state_publisher (see robot_twin.graph)."""
 
 
 def default_thresholds_file(model):
@@ -45,111 +39,102 @@ def default_thresholds_file(model):
 
 
 class TwinAnomalyNode(Node):
-    """Commission, monitor and report twin residuals."""
+    """
+    Commission, monitor and report the twin's residuals.
 
-    def __init__(self, **kwargs):
-        super().__init__('twin_anomaly', **kwargs)
+    Parameters
+    ----------
+    name : str
+        Node name.
+    mirror : robot_twin.nodes.mirror_node.TwinMirrorNode, optional
+        The mirror node of the same process, whose results this node takes; None = read the
+        robot's topics and run a mirror of its own.
+
+    Attributes
+    ----------
+    report_listeners : list of callable
+        ``f(array)`` with each published /twin/anomaly DiagnosticArray (the bridge's corrective
+        actions, in the one-process twin).
+
+    """
+
+    def __init__(self, name='twin_anomaly', mirror=None, **kwargs):
+        super().__init__(name, **kwargs)
         p = self.params = declare_node_parameters(self, 'twin_anomaly')
-        self.model = RobotModel.from_urdf(urdf_or_builtin(p['urdf_path']))
-        self.names = list(self.model.joint_names)
-        self.mapper = JointMapper(self.names, ignore_unknown=True)
-        self.thresholds_file = p['thresholds_file'] or default_thresholds_file(self.model)
-        config = {'commissioning_duration_s': p['commissioning_duration_s'],
-                  'persistence_s': p['persistence_s']}
-        self.detector = self._make_detector(config, p['recommission'])
-        self.saved = self.detector.commissioned
-        self.wrench_residual = None
-        self.velocity = None
-        self.pub_anomaly = self.create_publisher(DiagnosticArray, '/twin/anomaly', LATCHED_QOS)
-        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', PLAIN_QOS)
-        self.pub_score = self.create_publisher(Float64, '/twin/anomaly_score', PLAIN_QOS)
-        self.pub_markers = self.create_publisher(MarkerArray, '/twin/markers', PLAIN_QOS)
-        self.create_subscription(JointState, '/twin/residuals', self.on_residuals, STREAM_QOS)
-        self.create_subscription(JointState, '/twin/predicted_joint_states', self.on_predicted,
-                                 STREAM_QOS)
-        self.create_subscription(WrenchStamped, '/twin/wrench_residual', self.on_wrench,
-                                 STREAM_QOS)
+        model = self.model = robot_model(p)
+        self.names = list(model.joint_names)
+        self.monitor = AnomalyMonitor(
+            model, MonitorConfig(commissioning_duration_s=p['commissioning_duration_s'],
+                                 persistence_s=p['persistence_s'],
+                                 model_path=p['model_path']),
+            thresholds_file=p['thresholds_file'] or default_thresholds_file(model),
+            recommission=p['recommission'], urdf=model.urdf_path, log=self._log)
+        self.report_listeners = []
+        self.position = None          # latest measured position, for the markers
+        if mirror is None:            # a process of its own: the chain runs here
+            self.input = RobotInput(self, model, p)
+            self._mirror = Mirror(Predictor(model))
+            self.input.sample_listeners.append(self._own_chain)
+            if wrench_outputs(model, p)[0]:
+                self.input.wrench_listeners.append(self._own_wrench)
+        else:
+            mirror.result_listeners.append(self.take_result)
+            mirror.wrench_listeners.append(self.monitor.wrench)
+        self.pub_anomaly = self.create_publisher(DiagnosticArray, '/twin/anomaly', qos.LATCHED)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', qos.STATUS)
+        self.pub_score = self.create_publisher(Float64, '/twin/anomaly_score', qos.STATUS)
+        self.pub_markers = self.create_publisher(MarkerArray, '/twin/markers', qos.STATUS)
+        self.marker_frame = TWIN_FRAME_PREFIX + model.root_link
         self.create_timer(1.0 / p['publish_rate_hz'], self.publish)
-        self.q_display = None
-        self._last_t = None
 
-    def _make_detector(self, config, recommission):
-        path = Path(self.thresholds_file)
-        if path.is_file() and not recommission:
-            try:
-                det = ResidualDetector.from_thresholds(path, self.names, **config)
-                self.get_logger().info(f'loaded commissioned thresholds from {path}')
-                return det
-            except ThresholdsError as exc:
-                self.get_logger().warning(f'{exc}; commissioning again')
-        self.get_logger().info(
-            f"commissioning for {config['commissioning_duration_s']:.1f} s of nominal motion; "
-            f'thresholds will be saved to {path}')
-        return ResidualDetector(self.names, **config)
+    def _log(self, level, text):
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        log = self.get_logger()
+        if level == 'error':
+            log.error(text)
+        elif level == 'warning':
+            log.warning(text)
+        else:
+            log.info(text)
 
-    def on_predicted(self, msg):
-        """Keep the latest predicted velocity (the friction pattern needs its sign)."""
-        if len(msg.velocity) == len(self.names) and list(msg.name) == self.names:
-            self.velocity = np.asarray(msg.velocity, dtype=float)
-            self.q_display = np.asarray(msg.position, dtype=float)
+    def take_result(self, sample, result):
+        """Feed one robot sample and the mirror's result for it to the monitor."""
+        self.position = sample.position
+        self.monitor.update(sample, result)
 
-    def on_wrench(self, msg):
-        """Keep the latest wrench residual for the next joint sample."""
-        self.wrench_residual, _ = wrench_to_array(msg)
+    def _own_chain(self, sample):
+        self.take_result(sample, self._mirror.update(sample.t, sample.position,
+                                                     sample.velocity, sample.effort))
 
-    def on_residuals(self, msg):
-        """Feed one residual sample (any joint order) to the detector."""
-        names = list(msg.name)
-        n = len(names)
-        if n == 0 or len(msg.position) != n or len(msg.velocity) not in (0, n) \
-                or len(msg.effort) not in (0, n):
-            self.get_logger().warning('malformed /twin/residuals sample ignored',
-                                      throttle_duration_sec=2.0)
-            return
-        fill = math.nan
-        pos = self.mapper.to_model(names, msg.position, fill)
-        vel = self.mapper.to_model(names, msg.velocity, fill) if len(msg.velocity) else None
-        eff = self.mapper.to_model(names, msg.effort, fill) if len(msg.effort) else None
-        t = stamp_to_sec(msg.header.stamp)
-        if self._last_t is not None and t < self._last_t - CLOCK_JUMP_S:
-            # the robot's clock went back (sim restarted, /twin/reset): a new stream
-            self.get_logger().warning(f'residual stamps jumped back {self._last_t - t:.3f} s; '
-                                      'restarting the detector (thresholds kept)')
-            self.detector.reset()
-        self._last_t = t
-        self.detector.update(t, pos, vel, eff, self.wrench_residual, velocity=self.velocity)
+    def _own_wrench(self, t, _stamp, wrench):
+        out = self._mirror.wrench_residual(wrench, t)
+        if out is not None:
+            self.monitor.wrench(t, out[1])
 
     def publish(self):
-        """Publish the detector's report; save thresholds once commissioning ends."""
-        state = self.detector.report()
-        if not self.saved and self.detector.commissioned:
-            self.saved = True
-            try:
-                self.detector.save_thresholds(self.thresholds_file, urdf=self.model.urdf_path)
-                self.get_logger().info(f'commissioning done; thresholds saved to '
-                                       f'{self.thresholds_file}')
-            except OSError as exc:
-                self.get_logger().error(f'cannot save thresholds to {self.thresholds_file}: '
-                                        f'{exc}')
+        """Publish the monitor's report (/twin/anomaly, /diagnostics, score, markers)."""
+        state = self.monitor.report()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [make_status(e.name, e.level, e.message, e.values)
-                        for e in status_entries(state, self.detector.config.warn_ratio)]
+                        for e in status_entries(state, self.monitor.detector.config.warn_ratio)]
         self.pub_anomaly.publish(array)
         self.pub_diag.publish(array)
         self.pub_score.publish(Float64(data=float(state.score)))
         self.pub_markers.publish(self._markers(state, array.header.stamp))
+        for listener in self.report_listeners:
+            listener(array)
 
     def _markers(self, state, stamp):
         markers = MarkerArray()
-        if self.q_display is None or len(self.q_display) != len(self.names) \
-                or not np.all(np.isfinite(self.q_display)):
+        if self.position is None:
             return markers
-        origins = {j: self.model.frame_pose(self.q_display, j)[:3, 3] for j in self.names}
+        q = self.position
+        origins = {j: self.model.frame_pose(q, j)[:3, 3] for j in self.names}
         for i, spec in enumerate(marker_specs(state, origins)):
             m = Marker()
             m.header.stamp = stamp
-            m.header.frame_id = 'twin/base_link'
+            m.header.frame_id = self.marker_frame
             m.ns, m.id, m.type, m.action = 'twin_anomaly', i, Marker.SPHERE, Marker.ADD
             m.pose.position.x, m.pose.position.y, m.pose.position.z = map(float, spec.position)
             m.pose.orientation.w = 1.0
@@ -161,7 +146,7 @@ class TwinAnomalyNode(Node):
 
 def main(args=None):
     """Console entry point ``twin_anomaly``."""
-    return run_node(TwinAnomalyNode, args)
+    return run_nodes([lambda _nodes: TwinAnomalyNode()], args)
 
 
 if __name__ == '__main__':

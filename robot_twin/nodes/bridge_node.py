@@ -1,64 +1,97 @@
 """
 The ``twin_bridge`` node: the twin's door to the robot, in both directions.
 
-In: /joint_states and the wrench topic, validated and mapped by
-:class:`twin_bridge.intake.RobotIntake`; accepted joint states are republished on
-/twin/joint_states; /twin/status (DiagnosticArray) carries sync state, latency, drift, stale
-streams and every rejection counter.
+In: the robot's /joint_states and wrench topic, read once (:class:`robot_twin.nodes.robot_input.
+RobotInput`: finite and possible values, stamps, joint names, any order); every accepted sample
+goes to its listeners (in the one-process twin: the mirror, then the detector, by function
+calls). /twin/joint_states republishes the accepted state at ``display_rate_hz``; /twin/status
+carries sync state, latency, drift, stale streams, every rejection counter and the governor's.
+The controller's trajectory topic is observed (its last command is in /twin/status).
 
-Out: when ``corrective_actions.enabled`` is true, an ERROR on /twin/anomaly makes
+Out: when ``corrective_actions.enabled`` is true, an anomaly report at ERROR makes
 :class:`twin_bridge.corrective.CorrectivePolicy` propose a command, which
-:class:`twin_bridge.governor.SafetyGovernor` clamps to the URDF limits (or refuses: stale
-state, rate limit, ...), which :class:`twin_bridge.audit.AuditLog` records, and which only then
-goes out on the configured command interface.
+:class:`twin_bridge.governor.SafetyGovernor` clamps to the URDF limits or refuses (stale state,
+clock, rate limit, ...), which :class:`twin_bridge.audit.AuditLog` records, and which only then
+goes out: the whole governed trajectory on the trajectory interface, or streamed as set-points
+(:class:`twin_bridge.corrective.SetpointStream`) on the forward_position and joint_command
+interfaces. The anomaly report comes from ``twin_anomaly`` by a function call in the one-process
+twin, else from the latched /twin/anomaly topic.
 """
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from robot_twin.config import declare_node_parameters
-from robot_twin.nodes.messages import joint_state_to_arrays, make_joint_state, make_status, \
-    status_values, trajectory_msg, wrench_to_array
-from robot_twin.nodes.runner import run_node
+from robot_twin.nodes import qos
+from robot_twin.nodes.cdr import JointStateWriter
+from robot_twin.nodes.messages import make_joint_state, make_status, status_values, \
+    trajectory_msg
+from robot_twin.nodes.mirror_node import DisplayRate
+from robot_twin.nodes.params import declare_node_parameters
+from robot_twin.nodes.robot_input import robot_model, RobotInput
+from robot_twin.nodes.runner import run_nodes
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 from twin_bridge.audit import AuditLog
-from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
+from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
-from twin_bridge.intake import RobotIntake
-from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import RobotModel
 
-# QoS: robot sensor streams best-effort; our outputs and commands reliable; anomaly state is
-# latched (transient-local) by twin_anomaly, so we read it the same way.
-SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-DEFAULT_COMMAND_TOPICS = {
-    'trajectory': '/joint_trajectory_controller/joint_trajectory',
-    'forward_position': '/forward_position_controller/commands',
-    'joint_command': '/joint_command',
+COMMAND_TOPICS = {
+    'trajectory': ('/joint_trajectory_controller/joint_trajectory', JointTrajectory),
+    'forward_position': ('/forward_position_controller/commands', Float64MultiArray),
+    'joint_command': ('/joint_command', JointState),
 }
+"""Default topic and message type of each corrective command interface (the one map)."""
 
 
 class TwinBridgeNode(Node):
-    """Mirror the robot's streams into the twin and govern corrective commands."""
+    """
+    Mirror the robot's streams into the twin and govern corrective commands.
 
-    def __init__(self, **kwargs):
-        super().__init__('twin_bridge', **kwargs)
+    Parameters
+    ----------
+    name : str
+        Node name.
+    anomaly_in_process : bool
+        True in the one-process twin: anomaly reports arrive by :meth:`on_anomaly` calls from
+        the anomaly node instead of the /twin/anomaly topic.
+
+    Attributes
+    ----------
+    input : RobotInput
+        The robot's streams; its ``sample_listeners`` and ``wrench_listeners`` feed the twin.
+    status_sources : list of callable
+        ``f() -> dict`` of extra /twin/status values (the other nodes of the process).
+
+    """
+
+    def __init__(self, name='twin_bridge', anomaly_in_process=False, **kwargs):
+        super().__init__(name, **kwargs)
         p = self.params = declare_node_parameters(self, 'twin_bridge')
-        model = RobotModel.from_urdf(urdf_or_builtin(p['urdf_path']))
+        model = robot_model(p, with_dynamics=False)
         self.names = list(model.joint_names)
-        self.intake = RobotIntake(
-            self.names, unknown_joints=p['unknown_joints'], max_future_s=p['max_future_s'],
-            stale_timeout_s=p['stale_timeout_s'], with_wrench=bool(p['wrench_topic']),
-            joint_states_topic=p['joint_states_topic'], wrench_topic=p['wrench_topic'])
+        self.input = RobotInput(self, model, p)
+        self.intake = self.input.intake
+        self.input.sample_listeners.append(self._display)
+        self.status_sources = []
+        self.display = DisplayRate(p['display_rate_hz'])
+        self.pub_mirror = self.create_publisher(
+            JointState, '/twin/joint_states', qos.STREAM_OUT, event_callbacks=qos.LEAN_PUBLISHER,
+            qos_overriding_options=qos.OVERRIDABLE)
+        self._mirror_msg = {}     # JointStateWriter per (has velocity)
+        self.pub_status = self.create_publisher(DiagnosticArray, '/twin/status', qos.STATUS)
+        self._setup_corrective(model, p)
+        if not anomaly_in_process:
+            self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly,
+                                     qos.LATCHED)
+        # (on the trajectory interface this also sees the twin's own corrective commands)
+        self.controller = {'trajectories': 0, 'last_stamp': float('nan'), 'joints': 0}
+        self.create_subscription(JointTrajectory, p['trajectory_topic'],
+                                 self.on_controller_trajectory, qos.COMMAND)
+        self.create_timer(1.0 / p['status_rate_hz'], self.publish_status)
+
+    def _setup_corrective(self, model, p):
         self.governor = SafetyGovernor(
             JointLimits.from_model(model),
             max_rate_hz=p['corrective_actions.max_rate_hz'],
@@ -67,46 +100,41 @@ class TwinBridgeNode(Node):
         self.policy = CorrectivePolicy()
         self.audit = AuditLog(p['audit_log_path']) if p['audit_log_path'] else None
         self.interface = p['corrective_actions.interface']
-        topic = p['corrective_actions.topic'] or DEFAULT_COMMAND_TOPICS[self.interface]
-        msg_type = {'trajectory': JointTrajectory, 'forward_position': Float64MultiArray,
-                    'joint_command': JointState}[self.interface]
-        self.pub_command = self.create_publisher(msg_type, topic, COMMAND_QOS)
-        self.pub_mirror = self.create_publisher(JointState, '/twin/joint_states', OUTPUT_QOS)
-        self.pub_status = self.create_publisher(DiagnosticArray, '/twin/status', OUTPUT_QOS)
-        self.create_subscription(JointState, p['joint_states_topic'], self.on_joint_state,
-                                 SENSOR_QOS)
-        if p['wrench_topic']:
-            self.create_subscription(WrenchStamped, p['wrench_topic'], self.on_wrench,
-                                     SENSOR_QOS)
-        self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, LATCHED_QOS)
-        self.create_timer(1.0 / p['status_rate_hz'], self.publish_status)
+        default_topic, msg_type = COMMAND_TOPICS[self.interface]
+        self.command_topic = p['corrective_actions.topic'] or default_topic
+        self.pub_command = self.create_publisher(msg_type, self.command_topic, qos.COMMAND)
         self.commands_sent = 0
-        self.last_event = None     # latest robot-level anomaly (AnomalyEvent)
+        self.last_event = None      # latest robot-level anomaly (AnomalyEvent)
+        self.stream = None          # SetpointStream being played, if any
+        if self.interface != 'trajectory':
+            self.create_timer(1.0 / p['corrective_actions.stream_rate_hz'], self._stream_step)
 
     def _now(self):
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def on_joint_state(self, msg):
-        """Validate and map one robot sample; republish it on /twin/joint_states."""
-        names, pos, vel, eff, stamp = joint_state_to_arrays(msg)
-        reason = self.intake.joint_state(names, pos, vel, eff, stamp, self._now())
-        if reason is not None:
-            self.get_logger().warning(reason, throttle_duration_sec=2.0)
+    def _display(self, sample):
+        """Republish the accepted state on /twin/joint_states at the display rate."""
+        if not self.display.due(sample.t):
             return
-        m = self.intake.mapper
-        if m.all_received:
-            self.pub_mirror.publish(make_joint_state(
-                msg.header.stamp, self.names, m.position, m.velocity, m.effort))
+        with_velocity = sample.velocity is not None
+        writer = self._mirror_msg.get(with_velocity)
+        if writer is None:
+            fields = ('position', 'velocity', 'effort') if with_velocity else (
+                'position', 'effort')
+            writer = self._mirror_msg[with_velocity] = JointStateWriter(self.names,
+                                                                        fields=fields)
+        self.pub_mirror.publish(writer.write(*sample.stamp, sample.position, sample.velocity,
+                                             sample.effort))
 
-    def on_wrench(self, msg):
-        """Validate one force-torque sample (watchdog and counters)."""
-        wrench, stamp = wrench_to_array(msg)
-        reason = self.intake.wrench_sample(wrench, stamp, self._now())
-        if reason is not None:
-            self.get_logger().warning(reason, throttle_duration_sec=2.0)
+    def on_controller_trajectory(self, msg):
+        """Note the robot controller's latest trajectory (reported in /twin/status)."""
+        self.controller['trajectories'] += 1
+        self.controller['last_stamp'] = self._now()
+        self.controller['joints'] = len(msg.joint_names)
 
+    # ---------------------------------------------------------------- corrective actions
     def on_anomaly(self, msg):
-        """Act on the robot-level anomaly status, if corrective actions are enabled."""
+        """Act on the robot-level status of an anomaly report (a DiagnosticArray)."""
         robot = next((s for s in msg.status if s.name == 'twin/anomaly/robot'), None)
         if robot is None:
             return
@@ -128,49 +156,72 @@ class TwinBridgeNode(Node):
             self.send_corrective(proposal)
 
     def send_corrective(self, proposal):
-        """Govern, audit and (if allowed) publish one corrective proposal."""
+        """Govern, audit and (if allowed) send one corrective proposal."""
         now = self._now()
+        start = self.intake.mapper.position.copy()
         command = TrajectoryCommand(points=[(proposal.time_from_start_s, proposal.positions,
                                              proposal.velocities)], joints=self.names)
-        decision = self.governor.govern(command, now, self.intake.state_ok(now),
-                                        self.intake.mapper.position)
+        decision = self.governor.govern(command, now, self.intake.state_ok(now), start)
         if self.audit is not None:
             self.audit.record(decision, stamp=float(np.nanmax(self.intake.mapper.stamp)),
                               anomaly=proposal.anomaly)
         if not decision.allowed:
             self.get_logger().warning(f'corrective command refused: {decision.reasons}')
-            if decision.cause in ('stale', 'rate', 'no_state'):
+            if decision.cause in ('stale', 'rate', 'no_state', 'clock'):
                 self.policy.refused(now)     # passing reason: try again later in this episode
             return
-        self.pub_command.publish(self._command_msg(decision.command))
+        governed = decision.command
+        if self.interface == 'trajectory':
+            self.pub_command.publish(trajectory_msg(governed.joints, governed.points))
+        else:
+            self.stream = SetpointStream(governed, start, now,
+                                         self.governor.position_range(governed.joints))
+            self._stream_step()
         self.commands_sent += 1
         self.get_logger().warning(f'corrective command sent ({proposal.reason}); '
                                   f'governor: {decision.reasons or "within limits"}')
 
-    def _command_msg(self, command):
-        joints = list(command.joints)
-        last = command.points[-1]
-        if self.interface == 'trajectory':
-            return trajectory_msg(joints, command.points)
+    def _stream_step(self):
+        """Send the next set-point of the governed trajectory being streamed, if any."""
+        stream = self.stream
+        if stream is None:
+            return
+        if not self.intake.state_ok(self._now()):
+            self.stream = None                # stale: the interlock stops the stream too
+            self.get_logger().warning('corrective stream stopped: robot state is stale')
+            return
+        q, v, done = stream.setpoint(self._now())
         if self.interface == 'forward_position':
-            return Float64MultiArray(data=[float(v) for v in last[1]])
-        msg = make_joint_state(self.get_clock().now().to_msg(), joints, position=last[1])
-        return msg
+            self.pub_command.publish(Float64MultiArray(data=q.tolist()))
+        else:
+            self.pub_command.publish(make_joint_state(self.get_clock().now().to_msg(),
+                                                      stream.joints, position=q, velocity=v))
+        if done:
+            self.stream = None
 
+    # ---------------------------------------------------------------- status
     def publish_status(self):
         """
         Publish /twin/status: sync state, latency, drift, staleness and counters.
 
-        Also the moment a corrective proposal refused for a passing reason is retried.
+        Also the moment the governor watches the clock, and a corrective proposal refused for
+        a passing reason is retried.
         """
-        self.act_on_anomaly()
         now = self._now()
+        self.governor.tick(now)
+        self.act_on_anomaly()
         intake = self.intake
         values = dict(intake.watchdog.status(now))
         values.update(intake.timesync.status())
         values.update(intake.counters())
         values.update({f'governor.{k}': v for k, v in self.governor.counters.items()})
         values['commands_sent'] = self.commands_sent
+        values['wrench_outputs'] = 'on' if self.input.with_wrench else (
+            'off: ' + self.input.wrench_off_reason)
+        values['controller.trajectories'] = self.controller['trajectories']
+        values['controller.last_age_s'] = now - self.controller['last_stamp']
+        for source in self.status_sources:
+            values.update(source())
         missing = intake.joints.missing_joints(now)
         values['missing_joints'] = ','.join(missing)
         ok = intake.state_ok(now)
@@ -199,7 +250,7 @@ def _float(text):
 
 def main(args=None):
     """Console entry point ``twin_bridge``."""
-    return run_node(TwinBridgeNode, args)
+    return run_nodes([lambda _nodes: TwinBridgeNode()], args)
 
 
 if __name__ == '__main__':

@@ -9,8 +9,8 @@ import sys
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from robot_twin.config import declare_node_parameters
 from robot_twin.nodes.messages import make_joint_state, trajectory_msg
+from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.runner import run_node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -28,8 +28,8 @@ TOPICS = {'joint_command': ('/joint_command', JointState),
 class DemoControllerNode(Node):
     """Stream a limit-respecting demo motion to the robot."""
 
-    def __init__(self, **kwargs):
-        super().__init__('demo_controller', **kwargs)
+    def __init__(self, name='demo_controller', **kwargs):
+        super().__init__(name, **kwargs)
         p = declare_node_parameters(self, 'demo_controller')
         model = RobotModel.from_urdf(urdf_or_builtin(p['urdf_path']))
         self.names = list(model.joint_names)

@@ -1,151 +1,151 @@
 """
-The ``twin_sim`` node (mirror): robot samples in, predictions and residuals out, one DDS hop.
+The ``twin_sim`` node (mirror): each robot sample in, the twin's prediction and residuals out.
 
-Subscribes to the robot's /joint_states and wrench topic itself (through the bridge's
-validation core, :class:`twin_bridge.intake.RobotIntake`) so that a residual is a single hop
-from the robot's sample, and publishes, each with the header stamp of the robot sample it was
-computed from:
+For every accepted robot sample it runs :class:`twin_sim.mirror.Mirror` (inverse dynamics +
+friction + force-torque wrench, one-step forward dynamics) and publishes, with the header stamp
+of the robot sample it was computed from:
 
-- /twin/predicted_joint_states  one-step position/velocity prediction and predicted effort
-- /twin/residuals               measured minus predicted (position, velocity, effort)
-- /twin/predicted_wrench, /twin/wrench_residual   in the force-torque sensor frame
+- /twin/residuals               measured minus predicted (position, velocity, effort), every
+                                sample
+- /twin/wrench_residual         in the force-torque sensor frame, every wrench sample
+- /twin/predicted_joint_states  predicted position, velocity and effort, at ``display_rate_hz``
+- /twin/predicted_wrench        at ``display_rate_hz``
+
+In the one-process twin the samples come from ``twin_bridge`` by a function call and the
+results go on to ``twin_anomaly`` the same way; started on its own, the node reads the robot's
+topics itself (:class:`robot_twin.nodes.robot_input.RobotInput`). A result that is not finite is
+never published (counted as ``nonfinite_results``).
 """
-import gc
 import sys
 
-from builtin_interfaces.msg import Time
 from geometry_msgs.msg import WrenchStamped
-import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from robot_twin.config import declare_node_parameters
-from robot_twin.nodes.messages import fill_joint_state, fill_wrench, joint_state_to_arrays, \
-    make_joint_state, make_wrench, wrench_to_array
-from robot_twin.nodes.runner import run_node
+from robot_twin.nodes import qos
+from robot_twin.nodes.cdr import JointStateWriter, WrenchWriter
+from robot_twin.nodes.params import declare_node_parameters
+from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
+from robot_twin.nodes.runner import run_nodes
 from sensor_msgs.msg import JointState
-from twin_bridge.intake import RobotIntake
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
-from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import Payload, RobotModel
-try:
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:   # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-# QoS: the robot's sensor streams are best-effort (a late sample is worth nothing); our own
-# outputs are reliable with a short queue, so best-effort and reliable readers both match.
-SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# No QoS-event handlers (incompatible QoS / type warnings) on these 1 kHz endpoints: every
-# handler is one more entity in each executor wait, and the default executor rebuilds its wait
-# set before every callback (about 25 us less per wait without the 12 handlers; with the reused
-# output messages below, twin_sim needs about 10 % less CPU per robot sample,
-# benchmarks/bench_mirror.py). A robot stream of the wrong type is still reported by
-# twin_bridge, which subscribes to the same topics with the handlers, and a reader of /twin/*
-# with incompatible QoS is warned on its own side.
-NO_PUB_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
-NO_SUB_EVENTS = SubscriptionEventCallbacks(use_default_callbacks=False)
 
 
-def load_twin_model(params):
-    """Build the RobotModel of the twin from node parameters (URDF + identified file)."""
-    model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']))
-    if params['dynamics_params_file']:
-        model.load_parameters(params['dynamics_params_file'])
-    if params['payload_mass_kg'] > 0.0:
-        model = model.with_payload(Payload(params['payload_mass_kg']))
-    return model
+class DisplayRate:
+    """Decimate a stream to about ``rate_hz`` by its stamps (the same on every replay)."""
+
+    def __init__(self, rate_hz):
+        self.period = 1.0 / rate_hz
+        self._next = -1.0
+
+    def due(self, t):
+        """Whether the sample stamped ``t`` (s) is the next one to show."""
+        if t < self._next - self.period:         # stamps went back: start again
+            self._next = -1.0
+        if t < self._next:
+            return False
+        self._next = max(self._next + self.period, t)
+        return True
 
 
 class TwinMirrorNode(Node):
-    """Follow the robot's samples and publish the twin's predictions and residuals."""
+    """
+    Follow the robot's samples and publish the twin's predictions and residuals.
 
-    def __init__(self, **kwargs):
-        super().__init__('twin_sim', **kwargs)
-        node = self
-        params = self.params = declare_node_parameters(self, 'twin_sim')
-        model = self.model = load_twin_model(params)
+    Parameters
+    ----------
+    name : str
+        Node name.
+    source : RobotInput, optional
+        Where accepted samples come from in the one-process twin (``twin_bridge``'s); None =
+        subscribe to the robot's topics.
+
+    Attributes
+    ----------
+    result_listeners : list of callable
+        ``f(sample, result)`` after each published result (:class:`~twin_sim.mirror.
+        MirrorResult`).
+    wrench_listeners : list of callable
+        ``f(t, residual)`` after each published wrench residual (6,).
+
+    """
+
+    def __init__(self, name='twin_sim', source=None, **kwargs):
+        super().__init__(name, **kwargs)
+        p = self.params = declare_node_parameters(self, 'twin_sim')
+        model = robot_model(p)
         self.names = list(model.joint_names)
-        self.ft_frame = model.ft_frame or ''
-        with_wrench = bool(params['wrench_topic']) and model.ft_frame is not None
-        self.intake = RobotIntake(
-            self.names, unknown_joints=params['unknown_joints'],
-            max_future_s=params['max_future_s'], with_wrench=with_wrench,
-            joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'])
         self.mirror = Mirror(Predictor(model))
-        pub = (lambda kind, topic: node.create_publisher(kind, topic, OUTPUT_QOS,
-                                                         event_callbacks=NO_PUB_EVENTS))
-        self.pub_predicted = pub(JointState, '/twin/predicted_joint_states')
-        self.pub_residuals = pub(JointState, '/twin/residuals')
-        node.create_subscription(JointState, params['joint_states_topic'], self.on_joint_state,
-                                 SENSOR_QOS, event_callbacks=NO_SUB_EVENTS)
-        if with_wrench:
-            self.pub_pred_wrench = pub(WrenchStamped, '/twin/predicted_wrench')
-            self.pub_wrench_res = pub(WrenchStamped, '/twin/wrench_residual')
-            node.create_subscription(WrenchStamped, params['wrench_topic'], self.on_wrench,
-                                     SENSOR_QOS, event_callbacks=NO_SUB_EVENTS)
-        self.rejected = 0
-        # one message per output, refilled for every sample (publish serializes it at once):
-        # building four messages per sample cost about 30 us
-        self._msg_predicted = make_joint_state(Time(), self.names)
-        self._msg_residuals = make_joint_state(Time(), self.names)
-        self._msg_pred_wrench = make_wrench(Time(), self.ft_frame, [0.0] * 6)
-        self._msg_wrench_res = make_wrench(Time(), self.ft_frame, [0.0] * 6)
-        # What start-up built (model, node, modules: ~85k objects) lives as long as the process:
-        # take it out of the collector's reach, so that a full collection does not stall the
-        # 1 kHz callbacks (measured 26-108 ms every half minute or so: a burst of dropped
-        # samples behind a 10-deep queue).
-        gc.freeze()
+        self.result_listeners = []
+        self.wrench_listeners = []
+        self.nonfinite_results = 0
+        if source is None:
+            source = self.input = RobotInput(self, model, p)
+        source.sample_listeners.append(self.take_sample)
+        self.display = DisplayRate(p['display_rate_hz'])
 
-    def _now(self):
-        return self.get_clock().now().nanoseconds * 1e-9
+        def publisher(kind, topic):
+            return self.create_publisher(kind, topic, qos.STREAM_OUT,
+                                         event_callbacks=qos.LEAN_PUBLISHER,
+                                         qos_overriding_options=qos.OVERRIDABLE)
+        self.pub_residuals = publisher(JointState, '/twin/residuals')
+        self.pub_predicted = publisher(JointState, '/twin/predicted_joint_states')
+        self._residuals = JointStateWriter(self.names)
+        self._predicted = JointStateWriter(self.names)
+        if wrench_outputs(model, p)[0]:
+            source.wrench_listeners.append(self.take_wrench)
+            self.pub_wrench_residual = publisher(WrenchStamped, '/twin/wrench_residual')
+            self.pub_predicted_wrench = publisher(WrenchStamped, '/twin/predicted_wrench')
+            self._wrench_residual = WrenchWriter(model.ft_frame)
+            self._predicted_wrench = WrenchWriter(model.ft_frame)
+            self.wrench_display = DisplayRate(p['display_rate_hz'])
+        self.get_logger().info(f'mirror of {len(self.names)} joints ({", ".join(self.names)}) '
+                               f'from {model.urdf_path}')
 
-    def _reject(self, reason):
-        self.rejected += 1
-        self.get_logger().warning(f'{reason} (sample ignored)', throttle_duration_sec=2.0)
-
-    def on_joint_state(self, msg):
-        """Validate, map, predict and publish for one robot sample."""
-        names, pos, vel, eff, stamp = joint_state_to_arrays(msg)
-        reason = self.intake.joint_state(names, pos, vel, eff, stamp, self._now())
-        if reason is not None:
-            self._reject(reason)
-            return
-        mapper = self.intake.mapper
-        if not mapper.all_received:
-            return   # a partial robot: wait until every model joint has been heard from
-        qd = mapper.velocity if not np.isnan(mapper.velocity).any() else None
-        result = self.mirror.update(stamp, mapper.position, qd, mapper.effort)
+    def take_sample(self, sample):
+        """Predict for one accepted robot sample; publish; hand the result on."""
+        result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
         if result is None:
             return
-        header_stamp = msg.header.stamp
-        self.pub_predicted.publish(fill_joint_state(
-            self._msg_predicted, header_stamp, result.predicted_position,
-            result.predicted_velocity, result.predicted_effort))
-        self.pub_residuals.publish(fill_joint_state(
-            self._msg_residuals, header_stamp, result.position_residual,
-            result.velocity_residual, result.effort_residual))
-
-    def on_wrench(self, msg):
-        """Validate one wrench sample and publish the predicted wrench and its residual."""
-        wrench, stamp = wrench_to_array(msg)
-        reason = self.intake.wrench_sample(wrench, stamp, self._now())
-        if reason is not None:
-            self._reject(reason)
+        if not finite(result.position_residual, result.velocity_residual,
+                      result.effort_residual, result.predicted_effort):
+            self.nonfinite_results += 1
+            self.mirror.reset()        # never predict on from a state that overflowed
             return
-        out = self.mirror.wrench_residual(wrench, stamp)
+        sec, nanosec = sample.stamp
+        self.pub_residuals.publish(self._residuals.write(
+            sec, nanosec, result.position_residual, result.velocity_residual,
+            result.effort_residual))
+        if self.display.due(sample.t):
+            self.pub_predicted.publish(self._predicted.write(
+                sec, nanosec, result.predicted_position, result.predicted_velocity,
+                result.predicted_effort))
+        for listener in self.result_listeners:
+            listener(sample, result)
+
+    def take_wrench(self, t, stamp, wrench):
+        """Publish the predicted wrench and the residual for one accepted wrench sample."""
+        out = self.mirror.wrench_residual(wrench, t)
         if out is None:
             return
         predicted, residual = out
-        stamp = msg.header.stamp
-        self.pub_pred_wrench.publish(fill_wrench(self._msg_pred_wrench, stamp, predicted))
-        self.pub_wrench_res.publish(fill_wrench(self._msg_wrench_res, stamp, residual))
+        if not finite(predicted, residual):
+            self.nonfinite_results += 1
+            return
+        self.pub_wrench_residual.publish(self._wrench_residual.write(*stamp, residual))
+        if self.wrench_display.due(t):
+            self.pub_predicted_wrench.publish(self._predicted_wrench.write(*stamp, predicted))
+        for listener in self.wrench_listeners:
+            listener(t, residual)
+
+    def status_values(self):
+        """Counters for /twin/status (the bridge adds them in the one-process twin)."""
+        return {'mirror.restarts': self.mirror.restarts,
+                'mirror.nonfinite_results': self.nonfinite_results}
 
 
 def main(args=None):
     """Console entry point ``twin_sim``."""
-    return run_node(TwinMirrorNode, args)
+    return run_nodes([lambda _nodes: TwinMirrorNode()], args)
 
 
 if __name__ == '__main__':

@@ -1,40 +1,115 @@
-"""Shared start-up and shut-down of every robot_twin node process."""
+"""
+Start, spin and stop robot_twin nodes: one or several in a process, on one executor.
+
+:func:`run_nodes` is what every node executable (and the one-process twin,
+:mod:`robot_twin.nodes.container`) calls. It builds the nodes (a bad parameter, URDF or file is
+one clear ``[ERROR]`` line and exit status 2), spins them until Ctrl-C/SIGTERM or a shutdown,
+and destroys them.
+
+The executor is rclpy's EventsExecutor where the installed rclpy has it (Kilted and newer), else
+the SingleThreadedExecutor. The EventsExecutor dispatches callbacks from C++ with less work per
+callback (BENCHMARKS.md, issue 13), but its ``spin()`` must not be used: in rclpy 9.1.2 it runs
+the events queue with no deadline, which busy-waits one whole core even with nothing to do
+(measured: 2.0 s of CPU in 2.0 s on an idle node) and starves the callbacks of the GIL, so that
+a node on a 1 kHz stream published nothing. Spinning it in slices with a deadline
+(``spin_until_future_complete`` on a future that never completes, ``SPIN_SLICE_S`` at a time)
+waits without burning CPU and runs every callback as it comes.
+"""
+import gc
+import os
 import sys
 
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
-
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.task import Future
 from robot_twin.config import ConfigError
 from twin_sim.urdf_model import URDFError
+try:
+    from rclpy.experimental import EventsExecutor
+except ImportError:   # Humble, Jazzy
+    EventsExecutor = None
+
+SPIN_SLICE_S = 0.5
+"""Deadline of each EventsExecutor spin slice, s (how long a stop request may wait)."""
+
+_START_UP_ERRORS = (ConfigError, URDFError, FileNotFoundError, ValueError, ParameterException)
 
 
-def run_node(factory, args=None):
+def make_executor(context=None):
     """
-    Init rclpy, spin the node ``factory()`` builds, and shut down cleanly (Ctrl-C, SIGTERM).
+    Return the executor robot_twin spins its nodes with (see the module docstring).
 
-    A configuration error while building the node (bad parameter, wrong URDF, missing file) is
-    printed as one clear line and exits 2. An error raised by a callback while the context is
-    being shut down (a signal arrived mid-take) is part of stopping, not a failure.
+    ``ROBOT_TWIN_EXECUTOR=single`` in the environment picks the SingleThreadedExecutor even
+    where the EventsExecutor exists (to compare them, or should the latter misbehave).
+    """
+    if EventsExecutor is not None and os.environ.get('ROBOT_TWIN_EXECUTOR') != 'single':
+        return EventsExecutor(context=context)
+    return SingleThreadedExecutor(context=context)
+
+
+def spin(executor, context=None):
+    """Spin ``executor`` until the context shuts down (Ctrl-C, SIGTERM, rclpy.shutdown)."""
+    context = context or rclpy.get_default_context()
+    if isinstance(executor, SingleThreadedExecutor):
+        executor.spin()
+        return
+    never = Future()
+    while context.ok():
+        executor.spin_until_future_complete(never, timeout_sec=SPIN_SLICE_S)
+
+
+def run_nodes(factories, args=None):
+    """
+    Init rclpy, build the nodes, spin them together, shut down cleanly; return the exit status.
+
+    Parameters
+    ----------
+    factories : sequence of callable
+        ``factory(nodes) -> Node``, called in order; ``nodes`` is the list of the nodes built
+        so far (so a node can take its input from one built before it, in the same process).
+    args : list of str, optional
+        Command-line arguments for rclpy (``--ros-args ...``); default ``sys.argv``.
+
+    Returns
+    -------
+    int
+        0 after a requested stop; 2 when a node could not start (bad parameter, URDF, file):
+        the reason is printed as one ``[ERROR]`` line.
+
     """
     rclpy.init(args=args)
-    node = None
+    nodes = []
     try:
         try:
-            node = factory()
-        except (ConfigError, URDFError, FileNotFoundError, ValueError,
-                ParameterException) as exc:   # ParameterException: rclpy's type/range check
+            for factory in factories:
+                nodes.append(factory(list(nodes)))
+        except _START_UP_ERRORS as exc:    # ParameterException: rclpy's type/range check
             print(f'[ERROR] {exc}', file=sys.stderr)
             return 2
+        executor = make_executor()
+        for node in nodes:
+            executor.add_node(node)
+        # What start-up built (models, nodes, modules) lives as long as the process: keep it
+        # out of the garbage collector's full passes, which otherwise stall the 1 kHz
+        # callbacks for tens of milliseconds now and then.
+        gc.freeze()
         try:
-            rclpy.spin(node)
+            spin(executor)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         except Exception:
             if rclpy.ok():
                 raise
+        finally:
+            executor.shutdown()
     finally:
-        if node is not None:
+        for node in reversed(nodes):
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def run_node(factory, args=None):
+    """Run the one node ``factory()`` builds (see :func:`run_nodes`); return the exit status."""
+    return run_nodes([lambda _nodes: factory()], args)

@@ -1,0 +1,70 @@
+"""
+Declaring robot_twin's parameters on a node: descriptors from the schema, checked at start-up.
+
+The schema (names, types, ranges, choices, descriptions) is :data:`robot_twin.config.PARAMETERS`;
+this module turns it into ``rcl_interfaces`` descriptors (``ros2 param describe`` shows them),
+declares them, rejects a bad start-up value with a message naming it, and installs a
+set-parameters callback that rejects a bad new value the same way.
+"""
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, \
+    ParameterType, SetParametersResult
+from robot_twin.config import ConfigError, PARAMETERS, validate_value
+
+_KINDS = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+def ros_descriptor(spec):
+    """Return the ``rcl_interfaces/ParameterDescriptor`` of ``spec`` (type, range, text)."""
+    descriptor = ParameterDescriptor(name=spec.name, type=_KINDS[spec.type],
+                                     description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        descriptor.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    if spec.type is float and spec.min is not None and spec.max is not None:
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
+    elif spec.type is int and spec.min is not None and spec.max is not None:
+        descriptor.integer_range = [IntegerRange(
+            from_value=int(spec.min), to_value=int(spec.max), step=0)]
+    return descriptor
+
+
+def declare_node_parameters(node, executable):
+    """
+    Declare every parameter of ``executable`` on an rclpy ``node`` and validate them.
+
+    Parameters
+    ----------
+    node : rclpy.node.Node
+        The node; its overrides (params files, ``-p``) apply.
+    executable : str
+        Key of ``PARAMETERS``.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` after overrides.
+
+    Raises
+    ------
+    ConfigError
+        Some start-up value is invalid; every problem is listed.
+
+    """
+    specs = PARAMETERS[executable]
+    values = {spec.name: node.declare_parameter(spec.name, spec.default,
+                                                ros_descriptor(spec)).value
+              for spec in specs}
+    errors = [e for e in (validate_value(executable, n, v) for n, v in values.items()) if e]
+    if errors:
+        raise ConfigError(node.get_fully_qualified_name(), errors)
+    declared = {spec.name for spec in specs}
+
+    def check(parameters):
+        problems = [validate_value(executable, p.name, p.value) for p in parameters
+                    if p.name in declared]
+        problems = [p for p in problems if p]
+        return SetParametersResult(successful=not problems, reason='; '.join(problems))
+
+    node.add_on_set_parameters_callback(check)
+    return values

@@ -1,0 +1,37 @@
+"""
+Every QoS profile robot_twin uses: the one place the decision is written down.
+
+- The robot's sensor streams are read best-effort (a late sample is worth nothing; a
+  best-effort reader matches reliable and best-effort writers alike).
+- The twin's own per-sample streams (``/twin/residuals``, ``/twin/wrench_residual``, and the
+  display topics) are published best-effort: at 1 kHz a reliable writer costs heartbeats and
+  acknowledgements for every reader (BENCHMARKS.md, issue 13). A reader must therefore ask
+  for best-effort (``ros2 topic echo``, rosbag2, Foxglove and PlotJuggler adapt on their own;
+  in rviz set the display's reliability). ``qos_overrides`` in the params file change it,
+  e.g. ``qos_overrides./twin/residuals.publisher.reliability: reliable``.
+- Status and commands are reliable; the anomaly and RUL state, and the plant status, are
+  latched (reliable, transient-local) so that a late rviz or logger sees the current state.
+- The plant plays a ros2_control robot, whose broadcasters publish reliable.
+"""
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+try:
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:   # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+SENSOR_IN = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+STREAM_OUT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+STATUS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+COMMAND = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+ROBOT_STATE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+OVERRIDABLE = QoSOverridingOptions.with_default_policies()
+"""Pass as ``qos_overriding_options`` so that ``qos_overrides.<topic>...`` parameters apply."""
+
+# No QoS-event handlers (incompatible QoS, wrong type) on the 1 kHz endpoints: each handler is
+# one more entity the executor watches per wake-up. Pass as ``event_callbacks``.
+LEAN_SUBSCRIPTION = SubscriptionEventCallbacks(use_default_callbacks=False)
+LEAN_PUBLISHER = PublisherEventCallbacks(use_default_callbacks=False)

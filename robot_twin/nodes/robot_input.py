@@ -1,0 +1,177 @@
+"""
+The robot's joint-state and force-torque streams, read once: bytes -> checks -> model order.
+
+:class:`RobotInput` subscribes to the robot's topics with serialized (``raw``) subscriptions,
+reads each message with :mod:`robot_twin.nodes.cdr` (rclpy's deserialization only for an
+encoding the fast reader does not know), passes it through the bridge's validation core
+(:class:`twin_bridge.intake.RobotIntake`: finite *and* possible values, stamps, joint names)
+and hands every accepted sample to its listeners by a function call. In the one-process twin
+only ``twin_bridge`` has a RobotInput and the mirror and the detector are its listeners; a node
+started in a process of its own builds its own.
+
+Also here: :func:`robot_model`, the twin's model built from a node's parameters.
+"""
+import math
+import time
+
+from geometry_msgs.msg import WrenchStamped
+import numpy as np
+from rclpy.serialization import deserialize_message
+from robot_twin.nodes import qos
+from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
+from sensor_msgs.msg import JointState
+from twin_bridge.intake import JOINTS, RobotIntake, WRENCH
+from twin_bridge.validation import Plausibility
+from twin_sim.resources import urdf_or_builtin
+from twin_sim.urdf_model import DEFAULT_FT_LINK, Payload, RobotModel
+
+
+def robot_model(params, with_dynamics=True):
+    """
+    Build the twin's RobotModel from a node's parameters.
+
+    The URDF (``urdf_path``, or the built-in arm), its force-torque sensor link
+    (``ft_sensor_link``: a named link must exist; empty = ``ft_sensor`` if the URDF has one),
+    and, when ``with_dynamics``, the identified parameters and the known payload.
+    """
+    ft_link = params.get('ft_sensor_link') or DEFAULT_FT_LINK
+    model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']), ft_link=ft_link)
+    if with_dynamics and params.get('dynamics_params_file'):
+        model.load_parameters(params['dynamics_params_file'])
+    if with_dynamics and params.get('payload_mass_kg', 0.0) > 0.0:
+        model = model.with_payload(Payload(params['payload_mass_kg']))
+    return model
+
+
+def wrench_outputs(model, params):
+    """Return ``(on, why)``: whether the twin has wrench outputs, and why not when off."""
+    if not params['wrench_topic']:
+        return False, 'no wrench_topic configured'
+    if model.ft_frame is None:
+        return False, (f'wrench_topic {params["wrench_topic"]} is set but the URDF has no link '
+                       f'{params.get("ft_sensor_link") or DEFAULT_FT_LINK!r}; name the sensor '
+                       'link with ft_sensor_link')
+    return True, ''
+
+
+class RobotInput:
+    """
+    Read, check and map the robot's streams for a node; call listeners with what is accepted.
+
+    Parameters
+    ----------
+    node : rclpy.node.Node
+        Owner of the subscriptions (and of the clock and logger used).
+    model : twin_sim.urdf_model.RobotModel
+        Joint names and limits (plausibility bounds); its ``ft_frame`` says whether the
+        wrench stream is read at all.
+    params : dict
+        The node's declared parameters (``joint_states_topic``, ``wrench_topic``,
+        ``unknown_joints``, ``max_future_s``, ``position_margin_rad``, ``velocity_factor``,
+        ``effort_factor``, ``wrench_force_range_n``, ``wrench_torque_range_nm``, and
+        ``stale_timeout_s`` if the node has it).
+
+    Attributes
+    ----------
+    intake : twin_bridge.intake.RobotIntake
+        The validation core: counters, watchdog, latency.
+    sample_listeners : list of callable
+        ``f(sample)`` with a :class:`twin_bridge.intake.RobotSample`, per accepted sample.
+    wrench_listeners : list of callable
+        ``f(t, stamp, wrench)`` per accepted wrench: stamp s, ``(sec, nanosec)``, (6,) N, N·m.
+    with_wrench : bool
+        Whether the wrench stream is read.
+
+    """
+
+    def __init__(self, node, model, params):
+        self.node = node
+        self.with_wrench, self.wrench_off_reason = wrench_outputs(model, params)
+        plausibility = Plausibility.from_model(
+            model, position_margin=params['position_margin_rad'],
+            velocity_factor=params['velocity_factor'], effort_factor=params['effort_factor'])
+        self.intake = RobotIntake(
+            model.joint_names, plausibility=plausibility,
+            unknown_joints=params['unknown_joints'], max_future_s=params['max_future_s'],
+            stale_timeout_s=params.get('stale_timeout_s', 0.1), with_wrench=self.with_wrench,
+            force_range_n=params['wrench_force_range_n'],
+            torque_range_nm=params['wrench_torque_range_nm'],
+            joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'])
+        self.sample_listeners = []
+        self.wrench_listeners = []
+        self._joints = JointStateReader()
+        self._wrench = WrenchReader()
+        self._clock = node.get_clock()
+        # The receive time of each sample: the node clock (sim time under use_sim_time, read at
+        # start-up), else the system clock read directly (rclpy's Clock.now() costs more).
+        if not node.get_parameter('use_sim_time').value:
+            self._now = time.time
+        node.create_subscription(JointState, params['joint_states_topic'], self.on_joint_state,
+                                 qos.SENSOR_IN, raw=True, event_callbacks=qos.LEAN_SUBSCRIPTION)
+        if self.with_wrench:
+            node.create_subscription(WrenchStamped, params['wrench_topic'], self.on_wrench,
+                                     qos.SENSOR_IN, raw=True,
+                                     event_callbacks=qos.LEAN_SUBSCRIPTION)
+        elif params['wrench_topic']:
+            node.get_logger().warning(f'{self.wrench_off_reason}: wrench outputs are off')
+
+    def _now(self):
+        return self._clock.now().nanoseconds * 1e-9
+
+    def _rejected(self, reason):
+        self.node.get_logger().warning(f'{reason} (sample ignored)', throttle_duration_sec=2.0)
+
+    def on_joint_state(self, data):
+        """Take one serialized JointState: check, map, hand over."""
+        try:
+            parsed = self._joints.read(data)
+            if parsed is None:        # another encoding: let rclpy read it
+                msg = deserialize_message(data, JointState)
+                stamp = msg.header.stamp
+                parsed = (stamp.sec, stamp.nanosec, list(msg.name), np.asarray(msg.position),
+                          np.asarray(msg.velocity), np.asarray(msg.effort))
+        except (CdrError, RuntimeError, ValueError) as exc:
+            self._rejected(self.intake.malformed(JOINTS, f'unreadable joint state: {exc}'))
+            return
+        sec, nanosec, names, position, velocity, effort = parsed
+        intake = self.intake
+        reason = intake.joint_state(names, position, velocity, effort, sec + nanosec * 1e-9,
+                                    self._now())
+        if reason is not None:
+            self._rejected(reason)
+            return
+        sample = intake.sample((sec, nanosec))
+        if sample is not None:
+            for listener in self.sample_listeners:
+                listener(sample)
+
+    def on_wrench(self, data):
+        """Take one serialized WrenchStamped: check, hand over."""
+        try:
+            parsed = self._wrench.read(data)
+            if parsed is None:
+                msg = deserialize_message(data, WrenchStamped)
+                f, t = msg.wrench.force, msg.wrench.torque
+                parsed = (msg.header.stamp.sec, msg.header.stamp.nanosec,
+                          np.array([f.x, f.y, f.z, t.x, t.y, t.z]))
+        except (CdrError, RuntimeError, ValueError) as exc:
+            self._rejected(self.intake.malformed(WRENCH, f'unreadable wrench: {exc}'))
+            return
+        sec, nanosec, wrench = parsed
+        t = sec + nanosec * 1e-9
+        reason = self.intake.wrench_sample(wrench, t, self._now())
+        if reason is not None:
+            self._rejected(reason)
+            return
+        for listener in self.wrench_listeners:
+            listener(t, (sec, nanosec), wrench)
+
+
+def finite(*arrays):
+    """
+    Whether every value of the given (n,) arrays (None skipped) is finite.
+
+    One dot product per array (NaN and inf propagate; a value too large to square also fails,
+    and no residual of a real robot is that large).
+    """
+    return math.isfinite(sum(float(a @ a) for a in arrays if a is not None))
