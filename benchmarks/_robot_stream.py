@@ -4,9 +4,10 @@ Helper processes of benchmarks/bench_mirror.py: a synthetic 1 kHz robot and a re
 ``publish``: plays a robot. It publishes sensor_msgs/JointState on /joint_states and
 geometry_msgs/WrenchStamped on /ft_sensor/wrench at a fixed rate, paced precisely (sleep until
 shortly before each deadline, then spin to it), each pair stamped with the wall time at
-publication. The data come from the twin's own model (smooth sinusoids within the joint limits;
-efforts = inverse dynamics + friction; wrench = the model's force-torque wrench) at the stamp's
-time, so that a mirror does its full work on them and its residuals stay small. On
+publication (whole microseconds). The data come from the twin's own model (smooth sinusoids
+within the joint limits; efforts = inverse dynamics + friction; wrench = the model's
+force-torque wrench) at the stamp's time, so that a mirror does its full work on them and its
+residuals stay small. On
 SIGTERM/SIGINT it writes the stamp of every published sample and its lateness against the
 schedule to ``--output`` (.npz).
 
@@ -135,7 +136,7 @@ def publish(args):
                 time.sleep((remaining - SPIN_NS) * 1e-9)
             while time.monotonic_ns() < deadline:
                 pass
-            now = time.time_ns()
+            now = time.time_ns() // 1000 * 1000      # whole microseconds (tests mark theirs)
             late.append(time.monotonic_ns() - deadline)
             if now - planned > 20_000:       # late: sample the motion at the real stamp
                 data = motion.sample((now - origin) * 1e-9)

@@ -77,6 +77,14 @@ def _check(spec, value):
     where = f'{spec.name} = {value!r}'
     if value is None:
         return f'{spec.name} has no value; write a {spec.type.__name__}'
+    if spec.type is list:             # an array of floats (ROS DOUBLE_ARRAY); () = not set
+        if not isinstance(value, (list, tuple)):
+            return f'{where} is {_type_name(value)}, expected a list of floats'
+        for item in value:
+            problem = _check(ParamSpec(spec.name, float, 0.0, spec.description), item)
+            if problem:
+                return f'{where}: {problem.split(" is ", 1)[-1]}'
+        return None
     if spec.type is float:
         if isinstance(value, bool) or not isinstance(value, float):
             hint = f'; write {value}.0 (ROS does not convert integers)' if (
@@ -106,10 +114,11 @@ class ParamSpec:
     name : str
         Parameter name; dotted names (``corrective_actions.enabled``) are nested maps in YAML.
     type : type
-        ``bool``, ``int``, ``float`` or ``str`` (ROS BOOL, INTEGER, DOUBLE, STRING). ROS does
-        not convert: a float parameter given ``1`` in YAML is rejected, write ``1.0``.
-    default : bool, int, float or str
-        Value when no file or override sets it.
+        ``bool``, ``int``, ``float``, ``str`` or ``list`` (ROS BOOL, INTEGER, DOUBLE, STRING,
+        DOUBLE_ARRAY). ROS does not convert: a float parameter given ``1`` in YAML is rejected,
+        write ``1.0``.
+    default : bool, int, float, str or tuple
+        Value when no file or override sets it (``()`` for a list: not set).
     description : str
         What it does, with units; shown by ``ros2 param describe``.
     min, max : float or int, optional
@@ -131,8 +140,8 @@ class ParamSpec:
     read_only: bool = False
 
     def __post_init__(self):
-        if self.type not in (bool, int, float, str):
-            raise TypeError(f'{self.name}: type must be bool, int, float or str')
+        if self.type not in (bool, int, float, str, list):
+            raise TypeError(f'{self.name}: type must be bool, int, float, str or list')
         problem = _check(self, self.default)
         if problem:
             raise ValueError(f'default of {problem}')
@@ -235,6 +244,17 @@ PARAMETERS = {
         ParamSpec('corrective_actions.velocity_scale', float, 0.5,
                   'Commands use at most this fraction of the URDF velocity limits.',
                   min=0.01, max=1.0, read_only=True),
+        ParamSpec('corrective_actions.policy', str, 'hold',
+                  'What a new anomaly episode at ERROR commands: hold (stop where the robot '
+                  'is) or home (move to corrective_actions.home_position).',
+                  choices=('hold', 'home'), read_only=True),
+        ParamSpec('corrective_actions.home_position', list, (),
+                  'Safe pose for the home policy, one position per URDF joint (rad or m, '
+                  'URDF joint order); the governor still clamps it into the limits.',
+                  read_only=True),
+        ParamSpec('corrective_actions.move_time_s', float, 0.5,
+                  'Time the policy asks for its move (s); the governor slows it down to the '
+                  'velocity limits when it is too fast.', min=0.01, max=60.0, read_only=True),
         ParamSpec('corrective_actions.stream_rate_hz', float, 100.0,
                   'forward_position and joint_command interfaces: rate at which the '
                   'governed trajectory is streamed as set-points (Hz).', min=1.0, max=1000.0,

@@ -1,9 +1,10 @@
 """
 ``robot-twin demo``: the whole twin loop on the built-in emulated robot, live in the terminal.
 
-On a private, localhost-only DDS domain it starts, as separate processes, the plant (twin_sim in
-plant mode, playing the real arm with a fault scenario), twin_bridge, twin_sim (mirror),
-twin_anomaly and the demo controller (config/demo.yaml). It prints one line per second (sync
+On a private, localhost-only DDS domain it starts config/demo.yaml as ``robot-twin up`` would:
+the plant (twin_plant, playing the real arm with a fault scenario) and the demo controller, each
+a process of its own, and the twin (twin_bridge, twin_sim (mirror), twin_anomaly) in one
+process. It prints one line per second (sync
 state and latency, effort residuals, anomaly state), then a summary of what was detected and
 when. Every process it started is stopped at the end, on Ctrl-C too. The exit status is 0 only
 if the loop worked: residuals flowed, commissioning finished, and the scenario's fault was
@@ -15,7 +16,6 @@ import math
 import os
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -38,8 +38,8 @@ def scenario_faults(path):
     return sorted(faults, key=lambda f: float(f.get('start_s', 0.0)))
 
 
-def build_specs(scenario_path, workdir, corrective, commissioning_s):
-    """Return the demo graph's NodeSpecs with the run's overrides (scenario, files, flags)."""
+def build_processes(scenario_path, workdir, corrective, commissioning_s):
+    """Return the demo graph's processes with the run's overrides (scenario, files, flags)."""
     graph = describe_graph('demo')
     overrides = {
         'plant': {'scenario': scenario_path},
@@ -50,11 +50,9 @@ def build_specs(scenario_path, workdir, corrective, commissioning_s):
     }
     if commissioning_s is not None:
         overrides['twin_anomaly']['commissioning_duration_s'] = float(commissioning_s)
-    specs = []
-    for spec in graph.nodes:
-        extra = overrides.get(spec.name, {})
-        specs.append(dataclasses.replace(spec, parameters={**spec.parameters, **extra}))
-    return specs
+    return [dataclasses.replace(process, nodes=tuple(
+        dataclasses.replace(n, parameters={**n.parameters, **overrides.get(n.name, {})})
+        for n in process.nodes)) for process in graph.processes]
 
 
 def _fmt_line(elapsed, obs):
@@ -86,9 +84,7 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
     os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_LOCALHOST_ONLY',
                                            'ROS_AUTOMATIC_DISCOVERY_RANGE',
                                            'FASTDDS_DEFAULT_PROFILES_FILE')})
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from robot_twin.nodes.monitor_node import TwinMonitorNode
+    from robot_twin.nodes.monitor_node import BackgroundMonitor
 
     def say(text):
         print(text, file=out, flush=True)
@@ -105,18 +101,13 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
             say(f'  [{name}] {line}')
 
     with tempfile.TemporaryDirectory(prefix='robot_twin_demo_') as workdir:
-        specs = build_specs(scenario_path, workdir, corrective, commissioning_s)
+        processes = build_processes(scenario_path, workdir, corrective, commissioning_s)
         # The twin comes up first and the robot only once it listens: the scenario's fault
         # times count from the plant's start, and commissioning must not overlap them.
-        twin_specs = [s for s in specs if s.name in TWIN_NODES]
-        robot_specs = [s for s in specs if s.name not in TWIN_NODES]
-        groups = [start_graph(twin_specs, env, on_line=on_line)]
-        rclpy.init()
-        monitor = TwinMonitorNode('demo_monitor')
-        executor = SingleThreadedExecutor()
-        executor.add_node(monitor)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        twin = [p for p in processes if {n.name for n in p.nodes} & set(TWIN_NODES)]
+        robot = [p for p in processes if p not in twin]
+        groups = [start_graph(twin, env, on_line=on_line)]
+        monitor = BackgroundMonitor('demo_monitor', domain)
         start = time.time()
         exited = None
         try:
@@ -126,7 +117,7 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
                 time.sleep(0.1)
             if not exited:
                 say(f'twin up after {time.time() - start:.1f} s; starting the robot')
-                groups.append(start_graph(robot_specs, env, on_line=on_line))
+                groups.append(start_graph(robot, env, on_line=on_line))
             next_print = time.time() + 1.0
             while time.time() - start < duration_s and not exited:
                 exited = next((e for e in (g.poll() for g in groups) if e), None)
@@ -141,10 +132,8 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
         finally:
             for group in reversed(groups):
                 group.stop()
-            executor.shutdown()
-            monitor.destroy_node()
-            rclpy.try_shutdown()
-        return summarize(monitor.obs, faults, exited, say, monitor.scenario_time)
+            monitor.close()
+        return summarize(monitor.obs, faults, exited, say, monitor.node.scenario_time)
 
 
 def summarize(obs, faults, exited, say, scenario_time):

@@ -54,7 +54,9 @@ def test_paramspec_rejects_a_default_outside_its_own_rules():
     with pytest.raises(ValueError, match='not one of'):
         cfg.ParamSpec('x', str, 'c', 'd', choices=('a', 'b'))
     with pytest.raises(TypeError):
-        cfg.ParamSpec('x', list, [], 'd')
+        cfg.ParamSpec('x', dict, {}, 'd')
+    with pytest.raises(ValueError, match='expected a float'):
+        cfg.ParamSpec('x', list, (1.0, 'a'), 'd')
 
 
 @pytest.mark.parametrize('name, value, expected', [
@@ -71,6 +73,9 @@ def test_paramspec_rejects_a_default_outside_its_own_rules():
     ('use_sim_time', True, None),
     ('qos_overrides./joint_states.subscription.depth', 5, None),
     ('stale_timeout', 0.1, "did you mean 'stale_timeout_s'"),
+    ('corrective_actions.home_position', [0.0, 1.5], None),
+    ('corrective_actions.home_position', [0.0, 1], 'write 1.0'),
+    ('corrective_actions.home_position', 0.5, 'expected a list of floats'),
 ])
 def test_validate_value_bridge(name, value, expected):
     problem = validate_value('twin_bridge', name, value)

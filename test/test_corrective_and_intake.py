@@ -100,3 +100,19 @@ def test_setpoint_stream_keeps_the_governed_timing():
         if done:
             break
     assert q.tolist() == [0.8, 0.9] and v.tolist() == [0.0, 0.0] and t > 4.1
+
+
+def test_home_policy_proposes_the_configured_pose_once_per_episode():
+    from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
+    policy = CorrectivePolicy('home', hold_time_s=0.2, home_position=[0.5, -0.5])
+    error = AnomalyEvent('ERROR', 'joint1', 'collision_force', 3.0, 10.0)
+    proposal = policy.propose(error, [0.0, 0.0], now=10.0)
+    assert proposal.positions.tolist() == [0.5, -0.5] and proposal.time_from_start_s == 0.2
+    assert 'home pose' in proposal.reason
+    assert policy.propose(error, [0.0, 0.0], now=10.1) is None          # same episode
+    fresh = CorrectivePolicy('home', home_position=[0.5, -0.5])
+    assert fresh.propose(error, [0.0, 0.0, 0.0], now=20.0) is None      # never mis-sized
+    with pytest.raises(ValueError, match='home_position'):
+        CorrectivePolicy('home')
+    with pytest.raises(ValueError, match='home_position'):
+        CorrectivePolicy('home', home_position=[0.0, float('nan')])

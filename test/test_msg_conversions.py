@@ -4,9 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from robot_twin.nodes.messages import joint_state_to_arrays, level_name, make_joint_state, \
-    make_status, make_wrench, sec_to_stamp, stamp_to_sec, status_values, trajectory_msg, \
-    trajectory_points, wrench_to_array
+from robot_twin.nodes.messages import level_name, make_joint_state, make_status, make_wrench, \
+    sec_to_stamp, stamp_to_sec, status_values, trajectory_msg, trajectory_points
 from twin_sim.resources import builtin_urdf, fault_scenario
 
 
@@ -22,11 +21,13 @@ def test_stamps_round_trip_to_the_nanosecond():
 def test_joint_state_and_wrench_round_trip():
     stamp = sec_to_stamp(12.5)
     msg = make_joint_state(stamp, ['a', 'b'], [1.0, 2.0], None, np.array([3.0, 4.0]))
-    names, pos, vel, eff, t = joint_state_to_arrays(msg)
-    assert names == ['a', 'b'] and t == 12.5
-    assert pos.tolist() == [1.0, 2.0] and vel.size == 0 and eff.tolist() == [3.0, 4.0]
-    w, t = wrench_to_array(make_wrench(stamp, 'ft_sensor', [1, 2, 3, 4, 5, 6]))
-    assert w.tolist() == [1, 2, 3, 4, 5, 6] and t == 12.5
+    assert list(msg.name) == ['a', 'b'] and stamp_to_sec(msg.header.stamp) == 12.5
+    assert list(msg.position) == [1.0, 2.0] and list(msg.velocity) == []
+    assert list(msg.effort) == [3.0, 4.0]
+    wrench = make_wrench(stamp, 'ft_sensor', [1, 2, 3, 4, 5, 6])
+    f, t = wrench.wrench.force, wrench.wrench.torque
+    assert [f.x, f.y, f.z, t.x, t.y, t.z] == [1, 2, 3, 4, 5, 6]
+    assert wrench.header.frame_id == 'ft_sensor' and stamp_to_sec(wrench.header.stamp) == 12.5
 
 
 def test_status_levels_and_values():

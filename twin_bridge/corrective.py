@@ -5,17 +5,20 @@ ROS-free. The bridge node feeds it the robot-level anomaly report and the latest
 whatever it proposes still goes through :class:`twin_bridge.governor.SafetyGovernor` before it
 reaches the robot, and is written to the audit log with the anomaly that caused it.
 
-The one policy today is ``hold``: on a new anomaly episode at level ERROR, command the arm to
-stay where it is (a one-point trajectory to the current measured position, reached over
-``hold_time_s`` with zero final velocity). That is the conservative action a person at the
-robot would take first; richer actions (slow-down, retreat, payload compensation) fit the same
-interface later.
+On a new anomaly episode at level ERROR a policy proposes one command:
+
+- ``hold``: stay where the arm is (a one-point trajectory to the current measured position,
+  reached over ``hold_time_s`` with zero final velocity), the conservative action a person at
+  the robot would take first;
+- ``home``: move to a configured safe pose (``home_position``) in ``hold_time_s``; a pose
+  beyond the limits or a move too fast for the velocity limits is the governor's to clamp and
+  slow down, as for any command.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
-POLICIES = ('hold',)
+POLICIES = ('hold', 'home')
 
 
 @dataclass
@@ -64,10 +67,18 @@ class CorrectivePolicy:
 
     """
 
-    def __init__(self, policy='hold', hold_time_s=0.5, trigger_level='ERROR', retry_s=1.0):
+    def __init__(self, policy='hold', hold_time_s=0.5, trigger_level='ERROR', retry_s=1.0,
+                 home_position=None):
         if policy not in POLICIES:
             raise ValueError(
                 f'corrective_actions.policy must be one of {POLICIES}, got {policy!r}')
+        home = None if home_position is None or not len(home_position) else np.asarray(
+            home_position, dtype=float)
+        if policy == 'home' and (home is None or home.ndim != 1
+                                 or not np.isfinite(home).all()):
+            raise ValueError('corrective_actions.home_position must give one finite position '
+                             f'per joint for the home policy, got {home_position!r}')
+        self.home_position = home
         if not hold_time_s > 0.0:
             raise ValueError(f'corrective_actions.hold_time_s must be > 0, got {hold_time_s}')
         if trigger_level not in ('WARN', 'ERROR'):
@@ -107,12 +118,16 @@ class CorrectivePolicy:
         q = np.asarray(q_measured, dtype=float)
         if q.ndim != 1 or not np.all(np.isfinite(q)):
             return None
+        if self.policy == 'home' and self.home_position.shape != q.shape:
+            return None                # a mis-sized pose never becomes a command
         self._in_episode, self._retry_at = True, None
         where = f' on {event.joint}' if event.joint else ''
+        what = 'hold position' if self.policy == 'hold' else 'move to the home pose'
+        target = q.copy() if self.policy == 'hold' else self.home_position.copy()
         return CorrectiveProposal(
-            kind='trajectory', positions=q.copy(), velocities=np.zeros_like(q),
+            kind='trajectory', positions=target, velocities=np.zeros_like(q),
             time_from_start_s=self.hold_time_s, anomaly=event,
-            reason=f'hold position: {event.level} anomaly{where} ({event.fault_type}, '
+            reason=f'{what}: {event.level} anomaly{where} ({event.fault_type}, '
                    f'score {event.score:.3g}) since t={event.since:.3f}')
 
     def refused(self, now):

@@ -130,11 +130,8 @@ class Mirror:
         return dt / (dt + self._tau_filter)
 
     def _vector(self, value, name):
-        arr = np.array(value, dtype=float)        # a copy: callers may reuse their buffers
-        if arr.shape != (self.n,):
-            raise ValueError(f'{name} must have shape ({self.n},) in model joint order '
-                             f'{self.predictor.model.joint_names}; got shape {arr.shape}')
-        return arr
+        # a copy: callers may reuse their buffers
+        return self.predictor.model.joint_vector(value, name, copy=True, finite=False)
 
     def update(self, t, q, qd, effort):
         """

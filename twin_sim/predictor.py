@@ -100,11 +100,7 @@ class Predictor:
         self._set_model(self.model, payload)
 
     def _check(self, value, name):
-        arr = np.asarray(value, dtype=float)
-        if arr.shape != self._shape:
-            raise ValueError(f'{name} must have shape {self._shape} in model joint order '
-                             f'{self.model.joint_names}; got shape {arr.shape}')
-        return arr
+        return self.model.joint_vector(value, name, finite=False)
 
     def predict(self, q, qd, qdd, friction=None):
         """

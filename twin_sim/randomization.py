@@ -40,6 +40,7 @@ from pathlib import Path
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
+from transforms3d.euler import euler2mat
 from twin_sim import resources
 import yaml
 
@@ -554,14 +555,8 @@ def _floats(text, count, where):
 
 
 def _rpy_matrix(rpy):
-    """Rotation matrix of URDF roll-pitch-yaw (fixed axes x, y, z)."""
-    r, p, y = rpy
-    cr, sr, cp, sp, cy, sy = (math.cos(r), math.sin(r), math.cos(p), math.sin(p),
-                              math.cos(y), math.sin(y))
-    return np.array([
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr]])
+    """Rotation matrix of URDF roll-pitch-yaw: about the fixed axes x, then y, then z."""
+    return euler2mat(*rpy, axes='sxyz')
 
 
 def _read_inertial(link):

@@ -612,12 +612,29 @@ class RobotModel:
         finally:
             self._apply_payload(self.payload)
 
-    def _joint_vector(self, value, name):
-        arr = np.asarray(value, dtype=float)
+    def joint_vector(self, value, name, *, copy=False, finite=True):
+        """
+        Return ``value`` as an (n,) float array in model joint order, or raise ValueError.
+
+        The one check of a joint vector in twin_sim (the predictor and the mirror use it too).
+
+        Parameters
+        ----------
+        value : array_like
+            One value per model joint.
+        name : str
+            What it is, for the error message.
+        copy : bool
+            Return a copy (the caller keeps it while the owner may overwrite its buffer).
+        finite : bool
+            Also refuse NaN and inf (the 1 kHz path skips this: its samples were validated).
+
+        """
+        arr = np.array(value, dtype=float) if copy else np.asarray(value, dtype=float)
         if arr.shape != (self.n,):
             raise ValueError(f'{name} must have shape ({self.n},) in model joint order '
                              f'{self.joint_names}; got shape {arr.shape}')
-        if not np.all(np.isfinite(arr)):
+        if finite and not np.all(np.isfinite(arr)):
             raise ValueError(f'{name} has non-finite values: {arr}')
         return arr
 
@@ -679,14 +696,14 @@ class RobotModel:
             Joint efforts.
 
         """
-        q, qd, qdd = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
-                      self._joint_vector(qdd, 'qdd'))
+        q, qd, qdd = (self.joint_vector(q, 'q'), self.joint_vector(qd, 'qd'),
+                      self.joint_vector(qdd, 'qdd'))
         with self._payload_for_call(payload):
             return pin.rnea(self.pin_model, self.pin_data, q, qd, qdd).copy()
 
     def gravity(self, q, payload=None):
         """Gravity torques ``g(q)``: (n,) N·m that hold the arm still at ``q`` (n,) rad."""
-        q = self._joint_vector(q, 'q')
+        q = self.joint_vector(q, 'q')
         with self._payload_for_call(payload):
             return pin.computeGeneralizedGravity(self.pin_model, self.pin_data, q).copy()
 
@@ -711,14 +728,14 @@ class RobotModel:
             Joint accelerations.
 
         """
-        q, qd, tau = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
-                      self._joint_vector(tau, 'tau'))
+        q, qd, tau = (self.joint_vector(q, 'q'), self.joint_vector(qd, 'qd'),
+                      self.joint_vector(tau, 'tau'))
         with self._payload_for_call(payload):
             return pin.aba(self.pin_model, self.pin_data, q, qd, tau).copy()
 
     def mass_matrix(self, q, payload=None):
         """Joint-space mass matrix ``M(q)``: (n, n) kg·m^2, symmetric."""
-        q = self._joint_vector(q, 'q')
+        q = self.joint_vector(q, 'q')
         with self._payload_for_call(payload):
             upper = np.triu(pin.crba(self.pin_model, self.pin_data, q))
         return upper + np.triu(upper, 1).T
@@ -747,8 +764,8 @@ class RobotModel:
         if self.ft_frame is None:
             raise ValueError(f'{self.urdf_path}: the model has no force-torque sensor link '
                              '(load it with ft_link=<sensor link name>)')
-        q, qd, qdd = (self._joint_vector(q, 'q'), self._joint_vector(qd, 'qd'),
-                      self._joint_vector(qdd, 'qdd'))
+        q, qd, qdd = (self.joint_vector(q, 'q'), self.joint_vector(qd, 'qd'),
+                      self.joint_vector(qdd, 'qdd'))
         with self._payload_for_call(payload):
             pin.rnea(self.pin_model, self.pin_data, q, qd, qdd)
             return self.ft_wrench_from_data(self.pin_data)
@@ -812,7 +829,7 @@ class RobotModel:
             Homogeneous transform world <- frame (m).
 
         """
-        q = self._joint_vector(q, 'q')
+        q = self.joint_vector(q, 'q')
         if not self.pin_model.existFrame(frame):
             names = sorted({f.name for f in self.pin_model.frames})
             raise ValueError(f'unknown frame {frame!r}; frames are {names}')

@@ -22,10 +22,11 @@ import sys
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
+from robot_twin.config import ConfigError
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import JointStateWriter
-from robot_twin.nodes.messages import make_joint_state, make_status, status_values, \
-    trajectory_msg
+from robot_twin.nodes.messages import COMMAND_INTERFACES, make_joint_state, make_status, \
+    status_values, trajectory_msg
 from robot_twin.nodes.mirror_node import DisplayRate
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput
@@ -36,13 +37,6 @@ from trajectory_msgs.msg import JointTrajectory
 from twin_bridge.audit import AuditLog
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
-
-COMMAND_TOPICS = {
-    'trajectory': ('/joint_trajectory_controller/joint_trajectory', JointTrajectory),
-    'forward_position': ('/forward_position_controller/commands', Float64MultiArray),
-    'joint_command': ('/joint_command', JointState),
-}
-"""Default topic and message type of each corrective command interface (the one map)."""
 
 
 class TwinBridgeNode(Node):
@@ -97,10 +91,17 @@ class TwinBridgeNode(Node):
             max_rate_hz=p['corrective_actions.max_rate_hz'],
             position_margin_rad=p['corrective_actions.position_margin_rad'],
             velocity_scale=p['corrective_actions.velocity_scale'])
-        self.policy = CorrectivePolicy()
+        home = p['corrective_actions.home_position']
+        if home and len(home) != len(self.names):
+            raise ConfigError(self.get_fully_qualified_name(), [
+                f'corrective_actions.home_position has {len(home)} values; give one per joint '
+                f'of the URDF ({", ".join(self.names)})'])
+        self.policy = CorrectivePolicy(p['corrective_actions.policy'],
+                                       hold_time_s=p['corrective_actions.move_time_s'],
+                                       home_position=home or None)
         self.audit = AuditLog(p['audit_log_path']) if p['audit_log_path'] else None
         self.interface = p['corrective_actions.interface']
-        default_topic, msg_type = COMMAND_TOPICS[self.interface]
+        default_topic, msg_type = COMMAND_INTERFACES[self.interface]
         self.command_topic = p['corrective_actions.topic'] or default_topic
         self.pub_command = self.create_publisher(msg_type, self.command_topic, qos.COMMAND)
         self.commands_sent = 0

@@ -8,21 +8,14 @@ command interfaces a ros2_control arm offers.
 import sys
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from robot_twin.nodes.messages import make_joint_state, trajectory_msg
+from robot_twin.nodes import qos
+from robot_twin.nodes.messages import COMMAND_INTERFACES, make_joint_state, trajectory_msg
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.runner import run_node
-from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory
 from twin_sim.resources import urdf_or_builtin
 from twin_sim.trajectory import DemoMotion
 from twin_sim.urdf_model import RobotModel
-
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-TOPICS = {'joint_command': ('/joint_command', JointState),
-          'forward_position': ('/forward_position_controller/commands', Float64MultiArray),
-          'trajectory': ('/joint_trajectory_controller/joint_trajectory', JointTrajectory)}
 
 
 class DemoControllerNode(Node):
@@ -36,8 +29,8 @@ class DemoControllerNode(Node):
         self.motion = DemoMotion.from_model(model, fraction=p['amplitude_fraction'],
                                             period_s=p['period_s'])
         self.interface = p['interface']
-        topic, msg_type = TOPICS[self.interface]
-        self.pub = self.create_publisher(msg_type, topic, COMMAND_QOS)
+        topic, msg_type = COMMAND_INTERFACES[self.interface]
+        self.pub = self.create_publisher(msg_type, topic, qos.COMMAND)
         self.period = 1.0 / p['rate_hz']
         self.t0 = None
         self.create_timer(self.period, self.tick)

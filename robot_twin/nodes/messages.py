@@ -1,8 +1,10 @@
 """
 Conversions between ROS 2 messages and the numpy arrays the twin cores work on.
 
-Message types only (no rclpy): every ``*_node.py`` uses these so that the nodes stay thin and the
-conversions are tested once. Stamps are float seconds inside the cores.
+Message types only (no rclpy): the nodes use these for their low-rate messages (status,
+commands, the plant's state), so that the conversions are tested once. The 1 kHz streams are
+read and written as serialized bytes (:mod:`robot_twin.nodes.cdr`). Stamps are float seconds
+inside the cores.
 """
 import math
 
@@ -11,6 +13,16 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+COMMAND_INTERFACES = {
+    'trajectory': ('/joint_trajectory_controller/joint_trajectory', JointTrajectory),
+    'forward_position': ('/forward_position_controller/commands', Float64MultiArray),
+    'joint_command': ('/joint_command', JointState),
+}
+"""Default topic and message type of each command interface a ros2_control arm offers (the
+one map: the bridge's corrective commands, the demo controller, the plant)."""
 
 LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN,
           'ERROR': DiagnosticStatus.ERROR, 'STALE': DiagnosticStatus.STALE}
@@ -29,54 +41,17 @@ def sec_to_stamp(t):
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def joint_state_to_arrays(msg):
-    """
-    Unpack a sensor_msgs/JointState.
-
-    Returns
-    -------
-    names : list of str
-    position, velocity, effort : (k,) float arrays, or empty arrays where the message has none
-    stamp : float
-        Header stamp, seconds.
-
-    """
-    return (list(msg.name), np.asarray(msg.position, dtype=float),
-            np.asarray(msg.velocity, dtype=float), np.asarray(msg.effort, dtype=float),
-            stamp_to_sec(msg.header.stamp))
-
-
 def make_joint_state(stamp, names, position=None, velocity=None, effort=None, frame_id=''):
     """
     Build a sensor_msgs/JointState; arrays are (len(names),) or None for 'not given'.
 
     ``stamp`` is a builtin_interfaces/Time (pass the robot sample's stamp through unchanged).
+    The twin's 1 kHz outputs are written as bytes instead (:mod:`robot_twin.nodes.cdr`).
     """
     msg = JointState()
     msg.header.frame_id = frame_id
-    msg.name = list(names)
-    return fill_joint_state(msg, stamp, position, velocity, effort)
-
-
-def fill_joint_state(msg, stamp, position=None, velocity=None, effort=None):
-    """
-    Overwrite the stamp and values of a JointState built once (its names already set).
-
-    The hot-path form of :func:`make_joint_state` for a node that publishes at the robot's
-    rate: refilling one message skips building message and header objects every sample
-    (``publish`` serializes at once, so the message may be refilled right after).
-
-    Parameters
-    ----------
-    msg : sensor_msgs/JointState
-        The message to refill in place.
-    stamp : builtin_interfaces/Time
-        Header stamp to set.
-    position, velocity, effort : (len(msg.name),) float arrays, or None to leave as is
-        New values, in the order of ``msg.name``.
-
-    """
     msg.header.stamp = stamp
+    msg.name = list(names)
     if position is not None:
         msg.position = np.asarray(position, dtype=float).tolist()
     if velocity is not None:
@@ -86,29 +61,14 @@ def fill_joint_state(msg, stamp, position=None, velocity=None, effort=None):
     return msg
 
 
-def fill_wrench(msg, stamp, w):
-    """
-    Overwrite the stamp and values of a WrenchStamped built once (frame already set).
-
-    The hot-path form of :func:`make_wrench`; ``w`` is (6,) [fx, fy, fz, tx, ty, tz] N, N·m.
-    """
-    msg.header.stamp = stamp
-    f, t = msg.wrench.force, msg.wrench.torque
-    f.x, f.y, f.z, t.x, t.y, t.z = np.asarray(w, dtype=float).tolist()
-    return msg
-
-
-def wrench_to_array(msg):
-    """Return ``(w, stamp)``: ``w`` (6,) [fx, fy, fz, tx, ty, tz] of a WrenchStamped."""
-    f, t = msg.wrench.force, msg.wrench.torque
-    return np.array([f.x, f.y, f.z, t.x, t.y, t.z]), stamp_to_sec(msg.header.stamp)
-
-
 def make_wrench(stamp, frame_id, w):
     """Build a geometry_msgs/WrenchStamped from ``w`` (6,) [N, N·m] in frame ``frame_id``."""
     msg = WrenchStamped()
     msg.header.frame_id = frame_id
-    return fill_wrench(msg, stamp, w)
+    msg.header.stamp = stamp
+    f, t = msg.wrench.force, msg.wrench.torque
+    f.x, f.y, f.z, t.x, t.y, t.z = np.asarray(w, dtype=float).tolist()
+    return msg
 
 
 def make_status(name, level, message, values=None, hardware_id='robot_twin'):
@@ -154,7 +114,7 @@ def level_name(level):
     return f'LEVEL{value}'
 
 
-def duration_msg(seconds):
+def _duration(seconds):
     """Return a builtin_interfaces/Duration for ``seconds`` >= 0."""
     from builtin_interfaces.msg import Duration
     ns = int(round(max(0.0, float(seconds)) * 1e9))
@@ -183,7 +143,7 @@ def trajectory_msg(joints, points):
         p.positions = np.asarray(positions, dtype=float).tolist()
         if velocities is not None:
             p.velocities = np.asarray(velocities, dtype=float).tolist()
-        p.time_from_start = duration_msg(t)
+        p.time_from_start = _duration(t)
         msg.points.append(p)
     return msg
 

@@ -4,25 +4,25 @@ A listener on the twin's outputs, for the demo's live display and the integratio
 :class:`TwinMonitorNode` subscribes to /twin/status, /twin/anomaly, /twin/residuals,
 /twin/plant_status and the robot's command topics, and keeps a plain-Python picture of what it
 saw (:class:`Observation`), so that callers only read attributes. It never publishes.
+:class:`BackgroundMonitor` runs one on a context of its own, spun by a thread (the demo).
 """
 from collections import deque
 from dataclasses import dataclass, field
 import math
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from robot_twin.nodes import qos
 from robot_twin.nodes.messages import level_name, stamp_to_sec, status_values, \
     trajectory_points
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
-
-STREAM_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
-RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @dataclass
@@ -52,15 +52,16 @@ class TwinMonitorNode(Node):
         super().__init__(name, **kwargs)
         self.obs = Observation()
         self._effort_sq = deque(maxlen=1000)
-        self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, RELIABLE_QOS)
-        self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, LATCHED_QOS)
+        self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, qos.STATUS)
+        self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, qos.LATCHED)
         self.create_subscription(DiagnosticArray, '/twin/plant_status', self.on_plant,
-                                 LATCHED_QOS)
-        self.create_subscription(JointState, '/twin/residuals', self.on_residuals, STREAM_QOS)
+                                 qos.LATCHED)
+        self.create_subscription(JointState, '/twin/residuals', self.on_residuals,
+                                 qos.STREAM_OUT)
         if watch_commands:
             self.create_subscription(
                 JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
-                self.on_trajectory, RELIABLE_QOS)
+                self.on_trajectory, qos.COMMAND)
 
     def on_status(self, msg):
         """Keep the bridge's latest sync status."""
@@ -131,3 +132,42 @@ class TwinMonitorNode(Node):
     def robot_anomaly(self):
         """Return (level, message, values) of ``twin/anomaly/robot`` or None."""
         return self.obs.anomaly.get('twin/anomaly/robot')
+
+
+class BackgroundMonitor:
+    """
+    A :class:`TwinMonitorNode` on a context of its own, spun by a daemon thread.
+
+    The context reads the DDS environment (ROS_DOMAIN_ID, localhost-only discovery, the Fast
+    DDS profile) when it starts: set it in ``os.environ`` first. :meth:`close` stops it.
+    """
+
+    def __init__(self, name='twin_monitor', domain_id=None):
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = TwinMonitorNode(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name=f'{name}-spin', daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+        except Exception:
+            if self.context.ok():
+                raise
+
+    @property
+    def obs(self):
+        """What the monitor has seen (:class:`Observation`)."""
+        return self.node.obs
+
+    def close(self):
+        """Stop spinning and shut the context down."""
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=5.0)

@@ -8,10 +8,12 @@ set-parameters callback that rejects a bad new value the same way.
 """
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, \
     ParameterType, SetParametersResult
+from rclpy.parameter import Parameter
 from robot_twin.config import ConfigError, PARAMETERS, validate_value
 
 _KINDS = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+          list: ParameterType.PARAMETER_DOUBLE_ARRAY}
 
 
 def ros_descriptor(spec):
@@ -52,9 +54,15 @@ def declare_node_parameters(node, executable):
 
     """
     specs = PARAMETERS[executable]
-    values = {spec.name: node.declare_parameter(spec.name, spec.default,
-                                                ros_descriptor(spec)).value
-              for spec in specs}
+    values = {}
+    for spec in specs:
+        if spec.type is list:       # no typed empty default in ROS: declare the type instead
+            value = node.declare_parameter(spec.name, Parameter.Type.DOUBLE_ARRAY,
+                                           ros_descriptor(spec)).value
+            values[spec.name] = () if value is None else tuple(value)
+        else:
+            values[spec.name] = node.declare_parameter(spec.name, spec.default,
+                                                       ros_descriptor(spec)).value
     errors = [e for e in (validate_value(executable, n, v) for n, v in values.items()) if e]
     if errors:
         raise ConfigError(node.get_fully_qualified_name(), errors)

@@ -1,0 +1,79 @@
+"""
+A non-editable install finds its data files: ``pip install .`` into a prefix, used elsewhere.
+
+``pip install --prefix P .`` lays the package out as a colcon install without
+``--symlink-install`` does: the Python packages in ``P/lib/pythonX.Y/site-packages`` and the data
+files (urdf/, config/, launch/, dds/) in ``P/share/robot_twin``. Run from another directory with
+only that install on the path, every data file is found there (twin_sim/resources.py), and the
+command line works.
+"""
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHECK = textwrap.dedent("""
+    import json
+    import robot_twin, twin_sim
+    from twin_sim import resources
+    from twin_sim.faults import FaultScenario
+    from twin_sim.randomization import load_randomization
+    from twin_sim.urdf_model import RobotModel
+    from robot_twin.whatif import load_scenario
+    model = RobotModel.from_urdf(resources.builtin_urdf())
+    print(json.dumps({
+        'packages': [robot_twin.__file__, twin_sim.__file__],
+        'share': str(resources.share_dir()),
+        'files': [resources.builtin_urdf(), resources.fault_scenario('demo'),
+                  resources.fastdds_profile(), resources.data_path('config', 'rviz', 'twin.rviz'),
+                  resources.data_path('launch', 'twin.launch.py')],
+        'joints': model.n,
+        'faults': len(FaultScenario.load(resources.fault_scenario('collision')).faults),
+        'randomization': bool(load_randomization()),
+        'whatif': load_scenario('payload_sweep').name,
+    }))
+""")
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    prefix = tmp_path_factory.mktemp('prefix')
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
+                    '--no-build-isolation', '--prefix', str(prefix), str(ROOT)],
+                   check=True, timeout=300, cwd=tmp_path_factory.mktemp('build'),
+                   stdout=subprocess.DEVNULL)
+    version = f'python{sys.version_info.major}.{sys.version_info.minor}'
+    site = prefix / 'lib' / version / 'site-packages'
+    assert (site / 'twin_sim' / 'resources.py').is_file()
+    return prefix, site
+
+
+def test_a_non_editable_install_finds_every_data_file_from_elsewhere(installed, tmp_path):
+    prefix, site = installed
+    env = dict(os.environ, PYTHONPATH=str(site))
+    result = subprocess.run([sys.executable, '-c', CHECK], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(p.startswith(str(site)) for p in out['packages']), out['packages']
+    assert out['share'] == str(prefix / 'share' / 'robot_twin')
+    for path in out['files']:
+        assert path.startswith(out['share']) and Path(path).is_file(), path
+    assert out['joints'] == 7 and out['faults'] >= 1 and out['randomization']
+    assert out['whatif'] == 'payload_sweep'
+
+
+def test_the_installed_command_line_runs_from_elsewhere(installed, tmp_path):
+    prefix, site = installed
+    env = dict(os.environ, PYTHONPATH=str(site))
+    result = subprocess.run([sys.executable, '-m', 'robot_twin', 'up', '--config', 'demo',
+                             '--dry-run'], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(prefix / 'share' / 'robot_twin' / 'config' / 'demo.yaml') in result.stdout

@@ -1,0 +1,116 @@
+"""
+The twin's nodes in one process, as twin_container builds them: wiring, sensor link, bad input.
+
+Node tests (real rclpy nodes in this process, no other process): the robot's messages are given
+to twin_bridge's input as the serialized bytes DDS would deliver, and what reaches the mirror and
+the detector is observed through the same function-call hooks the container wires.
+"""
+import math
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.serialization import serialize_message
+from robot_twin.nodes.anomaly_node import TwinAnomalyNode
+from robot_twin.nodes.bridge_node import TwinBridgeNode
+from robot_twin.nodes.mirror_node import TwinMirrorNode
+from robot_twin.ros_env import localhost_env
+from ros_harness import DDS_KEYS, unique_domain_id
+from sensor_msgs.msg import JointState
+from twin_sim.predictor import Predictor
+from twin_sim.resources import builtin_urdf
+from twin_sim.urdf_model import RobotModel, URDFError
+
+
+@pytest.fixture
+def ros(monkeypatch, tmp_path):
+    """Start rclpy on a private localhost domain: ``start(*params)`` with -p overrides."""
+    env = localhost_env(unique_domain_id())
+    for key in DDS_KEYS:
+        monkeypatch.setenv(key, env[key])
+    started = []
+
+    def start(*params):
+        args = ['x', '--ros-args']
+        for p in params + (f'thresholds_file:={tmp_path / "th.yaml"}', 'model_path:=rules',
+                           'commissioning_duration_s:=2.0', 'recommission:=true'):
+            args += ['-p', p]
+        rclpy.init(args=args)
+        started.append(True)
+    yield start
+    if started:
+        rclpy.try_shutdown()
+
+
+def renamed_sensor_urdf(tmp_path):
+    text = open(builtin_urdf(), encoding='utf-8').read().replace('"ft_sensor"', '"wrist_ft"')
+    path = tmp_path / 'arm_wrist_ft.urdf'
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_sensor_link_with_another_name_is_named_not_guessed(ros, tmp_path):
+    urdf = renamed_sensor_urdf(tmp_path)
+    ros(f'urdf_path:={urdf}')
+    bridge = TwinBridgeNode('bridge_default')
+    assert not bridge.input.with_wrench
+    assert "no link 'ft_sensor'" in bridge.input.wrench_off_reason
+    assert 'ft_sensor_link' in bridge.input.wrench_off_reason
+    mirror = TwinMirrorNode('mirror_default', source=bridge.input)
+    assert not hasattr(mirror, 'pub_wrench_residual')          # no wrench outputs at all
+    rclpy.try_shutdown()
+    ros(f'urdf_path:={urdf}', 'ft_sensor_link:=wrist_ft')
+    named = TwinBridgeNode('bridge_named')
+    assert named.input.with_wrench
+    rclpy.try_shutdown()
+    ros(f'urdf_path:={urdf}', 'ft_sensor_link:=no_such_link')
+    with pytest.raises(URDFError, match="force-torque sensor link 'no_such_link' not found"):
+        TwinBridgeNode('bridge_wrong')
+
+
+def robot_messages(count, t0, model):
+    """Return consistent 1 kHz JointState samples of a slow motion (stamps in µs)."""
+    predictor = Predictor(model)
+    out = []
+    for k in range(count):
+        t = t0 + k * 1e-3
+        q = 0.3 * np.sin(0.5 * t + np.arange(model.n))
+        qd = 0.15 * np.cos(0.5 * t + np.arange(model.n))
+        qdd = -0.075 * np.sin(0.5 * t + np.arange(model.n))
+        msg = JointState()
+        msg.name = list(model.joint_names)
+        msg.position, msg.velocity = q.tolist(), qd.tolist()
+        msg.effort = predictor.predict(q, qd, qdd).effort.tolist()
+        ns = int(round(t * 1e6)) * 1000
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+        out.append(msg)
+    return out
+
+
+def test_one_process_passes_each_accepted_sample_down_the_chain_by_function_calls(ros):
+    ros()
+    bridge = TwinBridgeNode(anomaly_in_process=True)
+    mirror = TwinMirrorNode(source=bridge.input)
+    anomaly = TwinAnomalyNode(mirror=mirror)
+    anomaly.report_listeners.append(bridge.on_anomaly)
+    results = []
+    mirror.result_listeners.append(lambda sample, result: results.append((sample, result)))
+    model = RobotModel.from_urdf(builtin_urdf())
+    messages = robot_messages(300, time.time() - 1.0, model)
+    bad = messages[150]
+    bad.position = [math.nan] + list(bad.position)[1:]           # rejected by the bridge
+    for msg in messages:
+        bridge.input.on_joint_state(serialize_message(msg))
+    counters = bridge.intake.counters()
+    assert counters['joint_states.accepted'] == 299 and counters['joint_states.nonfinite'] == 1
+    stamps = [sample.stamp for sample, _result in results]
+    assert (bad.header.stamp.sec, bad.header.stamp.nanosec) not in stamps
+    assert len(results) == 298                     # every accepted sample but the first
+    good_after = messages[151].header.stamp
+    assert (good_after.sec, good_after.nanosec) in stamps    # the next good one has a residual
+    for _sample, result in results:
+        assert np.abs(result.effort_residual).max() < 0.5
+    assert anomaly.position is not None              # the detector was fed
+    anomaly.publish()                                # and its report reaches the bridge
+    assert bridge.last_event is not None and bridge.last_event.level in ('OK', 'WARN')
