@@ -44,7 +44,24 @@ setup(
         'rosbags',
         'tqdm',
         'matplotlib',
+        # sysid and calibration on one BLAS thread (issue 14)
+        'threadpoolctl',
+        # issue 18: what-if robots in MuJoCo, synthetic COCO data
+        'mujoco',
+        'pycocotools',
+        'pillow',
+        # issue 17: the twin outside ROS (robot_twin/hub): REST API and dashboard, OPC UA,
+        # Foxglove, Asset Administration Shell
+        'fastapi',
+        'uvicorn',
+        'asyncua',
+        'foxglove-sdk',
+        'basyx-python-sdk',
     ],
+    # issue 17: the dashboard's static files (robot_twin/hub/dashboard) go with the package
+    package_data={'robot_twin.hub': ['dashboard/*.html', 'dashboard/*.js', 'dashboard/*.css']},
+    # issue 18: sweeps on a Ray cluster (robot-twin whatif/commission --ray)
+    extras_require={'ray': ['ray==2.60.0']},
     maintainer='robot_twin maintainers',
     maintainer_email='maintainers@users.noreply.b-seed-f74f7c30.example',
     description='A live digital twin for robot arms on ROS 2.',
@@ -59,6 +76,7 @@ setup(
             'twin_anomaly = robot_twin.entry_points:twin_anomaly',
             'twin_container = robot_twin.entry_points:twin_container',
             'demo_controller = robot_twin.entry_points:demo_controller',
+            'twin_hub = robot_twin.entry_points:twin_hub',
         ],
     },
 )

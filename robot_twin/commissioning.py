@@ -91,10 +91,15 @@ def monitor_trace(detector, trace):
     """
     Feed a residual trace to a commissioned detector; return its largest score and first alarm.
 
+    The detector's state after every block counts (its score, and its first alarm with the
+    report of that moment). The blocks are scored at once
+    (:func:`twin_anomaly.batch_feed.monitoring_scores`); the detector itself is stepped only
+    up to the first alarm.
+
     Parameters
     ----------
     detector : ResidualDetector
-        Monitoring (commissioned or loaded from a thresholds file).
+        Monitoring (commissioned or loaded from a thresholds file), no alarm raised.
     trace : robot_twin.whatif.ResidualTrace
         The residuals, fed in order.
 
@@ -103,26 +108,35 @@ def monitor_trace(detector, trace):
     HoldoutCheck
 
     """
-    block = detector.config.block_s
-    next_report = -math.inf
-    max_score, alarm_t, alarm_joint = 0.0, math.nan, ''
-    for k in range(trace.t.size):
-        wrench = None if np.isnan(trace.wrench[k, 0]) else trace.wrench[k]
-        alarmed = detector.update(trace.t[k], trace.position[k], trace.velocity[k],
-                                  trace.effort[k], wrench, velocity=trace.velocity_measured[k])
-        if trace.t[k] >= next_report or (alarmed and math.isnan(alarm_t)):
-            next_report = trace.t[k] + block
-            state = detector.report()
-            max_score = max(max_score, state.score)
-            if state.level == 'ERROR' and math.isnan(alarm_t):
-                alarm_t = state.since
-                alarm_joint = state.faulty_joint or ('wrench' if state.fault_type == 'wrench'
-                                                     else '')
-    return HoldoutCheck(trace.index, float(max_score), float(alarm_t), alarm_joint)
+    from twin_anomaly.batch_feed import block_series, feed_series, first_raise, \
+        monitoring_scores, open_series
+    series = block_series(detector, trace.t, trace.position, trace.velocity, trace.effort,
+                          trace.wrench, trace.velocity_measured)
+    n = len(detector.joint_names)
+    start = 0 if series.fallback is not None else open_series(detector, series)
+    if series.fallback is not None or start >= len(series):
+        raise ValueError(f'variant {trace.index}: no residual block to monitor (stamps '
+                         'missing or out of order)')
+    scores = monitoring_scores(detector, series, start)
+    robot = scores[:, :n].max(axis=1)
+    if detector.thresholds().monitored[3 * n:].any():
+        robot = np.maximum(robot, scores[:, n])
+    max_score, alarm_t, alarm_joint = float(robot.max()), math.nan, ''
+    raised = first_raise(detector, series, scores, start)
+    if raised is not None:
+        for _ in feed_series(detector, series, start, raised + 1):
+            pass
+        state = detector.report()
+        if state.level == 'ERROR':
+            alarm_t = state.since
+            alarm_joint = state.faulty_joint or ('wrench' if state.fault_type == 'wrench'
+                                                 else '')
+    return HoldoutCheck(trace.index, max_score, float(alarm_t), alarm_joint)
 
 
 def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=None, params=None,
-                               seed=0, workers=1, ray_address=None, progress=False):
+                               seed=0, workers=1, ray_address=None, progress=False,
+                               engine=None):
     """
     Learn anomaly thresholds from fault-free randomized variants of a scenario and save them.
 
@@ -137,7 +151,7 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
         Thresholds file to write (what ``twin_anomaly``'s ``thresholds_file`` loads).
     holdout : int
         Further variants (indices ``samples..samples+holdout-1``) monitored with the saved file.
-    urdf, params, seed, workers, ray_address, progress
+    urdf, params, seed, workers, ray_address, progress, engine
         As :func:`robot_twin.whatif.run_whatif`.
 
     Returns
@@ -150,15 +164,14 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
         An unusable scenario, robot or option (the message says which).
 
     """
-    from robot_twin.whatif import load_scenario, scenario_residual_traces, WhatIfError, \
-        WhatIfScenario
+    from robot_twin.whatif import scenario_residual_traces, WhatIfError, with_engine
+    from twin_anomaly.batch_feed import block_series, commission_series
 
     t0 = time.perf_counter()
     for name, value, low in (('samples', samples, 1), ('holdout', holdout, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise WhatIfError(f'{name} must be an integer >= {low}, got {value!r}')
-    if not isinstance(scenario, WhatIfScenario):
-        scenario = load_scenario(scenario)
+    scenario = with_engine(scenario, engine)
     if scenario.faults is not None:
         warnings.warn(f'{scenario.source}: the faults of the scenario are ignored: commissioning '
                       'learns what fault-free variants look like', UserWarning, stacklevel=2)
@@ -183,9 +196,13 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
                           f'commission on ({exc}); give more samples or a longer scenario'
                           ) from exc
     offset = 0.0
-    for trace in traces:
-        if trace.t.size:
-            offset = trace.feed(detector, offset - trace.t[0]) + block
+    for trace in traces:          # one time line: each variant after the last, a block apart
+        if trace.t.size and not detector.commissioned:
+            t = trace.t + (offset - trace.t[0])
+            commission_series(detector, block_series(
+                detector, t, trace.position, trace.velocity, trace.effort, trace.wrench,
+                trace.velocity_measured))
+            offset = float(t[-1]) + block
     if not detector.commissioned:
         raise WhatIfError(f'commissioning did not finish on {span:.2f} s of residuals '
                           f'({detector.commissioning_progress:.0%}); give more samples')

@@ -8,8 +8,12 @@ A what-if scenario (``config/whatif/<name>.yaml``)::
     duration_s: 8.0                 # simulated time per variant, s
     dt: 0.001                       # plant step, s (optional)
     sample_rate_hz: 1000            # rate the robot sends samples to the twin (default 1 / dt)
-    control_rate_hz: 1000           # rate of the arm's position controller (default 1 / dt;
-                                    # e.g. 250: torque recomputed every 4th step, held between)
+    control_rate_hz: 1000           # pybullet engine: rate of the arm's position controller
+                                    # (default 1 / dt; e.g. 250: torque recomputed every 4th
+                                    # step, held between)
+    engine: mujoco                  # the robot's physics: mujoco (default: engine-speed
+                                    # samples, robot_twin/whatif_engine.py) or pybullet (the
+                                    # plant stepped in Python with the twin and detector live)
     trajectory:                     # what the arm does (position control)
       type: demo_motion             # demo_motion | csv | hold
       fraction: 0.3                 # demo_motion: share of the joint and velocity limits
@@ -54,7 +58,7 @@ detector learns "normal" from across the randomized range.
 """
 import concurrent.futures
 import csv
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 import hashlib
 import json
 import math
@@ -74,13 +78,15 @@ __all__ = [
     'WhatIfError', 'WhatIfScenario', 'SampleResult', 'WhatIfResult', 'ResidualTrace',
     'load_scenario', 'scenario_from_dict', 'prepare', 'reference_trajectory', 'run_sample',
     'run_whatif', 'summarize', 'write_outputs', 'format_table', 'nominal_residual_samples',
-    'scenario_residual_traces', 'PERCENTILES',
+    'scenario_residual_traces', 'PERCENTILES', 'SampleFailure', 'ENGINES', 'with_engine',
 ]
 
 _TRAJECTORY_TYPES = ('demo_motion', 'csv', 'hold')
 _TOP_FIELDS = ('name', 'description', 'duration_s', 'dt', 'trajectory', 'faults',
                'randomization', 'twin', 'detector', 'record_rate_hz', 'sample_rate_hz',
-               'control_rate_hz')
+               'control_rate_hz', 'engine')
+#: Physics engines of the simulated robot (the twin's own world is always PyBullet).
+ENGINES = ('mujoco', 'pybullet')
 _DEMO_FIELDS = {'fraction': 0.3, 'period_s': 4.0, 'fade_in_s': 1.0, 'harmonics': 2, 'seed': 0,
                 'center': None}
 #: Percentiles reported across samples.
@@ -131,7 +137,11 @@ class WhatIfScenario:
         (:class:`~twin_sim.world.SimWorld` ``control_period_steps``; its bandwidth scales
         with the rate). None (default): every step, the full-fidelity 1 kHz loop. A lower
         rate is a different (slower) drive, not only a faster simulation: tracking errors
-        and torque ripple change.
+        and torque ripple change. ``pybullet`` engine only.
+    engine : str
+        ``'mujoco'`` (the robot in MuJoCo with the engine's PID + feed-forward drive; the twin
+        and detector run over the recorded samples) or ``'pybullet'`` (the plant and the live
+        twin stepped together in Python, the original path).
 
     """
 
@@ -148,6 +158,7 @@ class WhatIfScenario:
     record_rate_hz: float = 50.0
     sample_rate_hz: float = None
     control_rate_hz: float = None
+    engine: str = 'mujoco'
     source: str = '<dict>'
 
     @property
@@ -398,17 +409,43 @@ def scenario_from_dict(data, source='<dict>', base_dir=None):
                                  for key in ('sample_rate_hz', 'control_rate_hz'))
     record_rate = _number(data.get('record_rate_hz', 50.0), f'{source}: record_rate_hz', 0.0,
                           strictly=True)
+    engine = data.get('engine', 'mujoco')
+    if engine not in ENGINES:
+        raise WhatIfError(f'{source}: engine: must be one of {", ".join(ENGINES)}, got '
+                          f'{engine!r}')
+    if engine == 'mujoco' and control_rate is not None:
+        raise WhatIfError(f'{source}: control_rate_hz is an option of the pybullet engine (the '
+                          'MuJoCo drive runs in the engine at every step); set engine: '
+                          'pybullet or leave it out')
     scenario = WhatIfScenario(
         name=name, description=description, duration_s=duration, dt=dt,
         trajectory=trajectory, faults=faults, randomization=spec,
         randomization_source=spec_source, twin_payload=twin_payload, detector=detector,
         record_rate_hz=record_rate, sample_rate_hz=sample_rate,
-        control_rate_hz=control_rate, source=source)
+        control_rate_hz=control_rate, engine=engine, source=source)
     if scenario.commissioning_s >= duration:
         raise WhatIfError(f'{source}: detector.commissioning_duration_s '
                           f'({scenario.commissioning_s} s) must be shorter than duration_s '
                           f'({duration} s), or nothing is monitored')
     return scenario
+
+
+def with_engine(scenario, engine):
+    """
+    Return the scenario (a :class:`WhatIfScenario`, path or name) run on ``engine``.
+
+    ``engine`` None keeps the scenario's own; otherwise one of :data:`ENGINES`.
+    """
+    if not isinstance(scenario, WhatIfScenario):
+        scenario = load_scenario(scenario)
+    if engine is None or engine == scenario.engine:
+        return scenario
+    if engine not in ENGINES:
+        raise WhatIfError(f'engine must be one of {", ".join(ENGINES)}, got {engine!r}')
+    if engine == 'mujoco' and scenario.control_rate_hz is not None:
+        raise WhatIfError(f'{scenario.source}: control_rate_hz is an option of the pybullet '
+                          'engine; leave it out to run on mujoco')
+    return replace(scenario, engine=engine)
 
 
 def load_scenario(name_or_path):
@@ -713,6 +750,9 @@ def _context(setup):
 
 def _simulate(setup, index, *, trace=False):
     """Run variant ``index``; return (SampleResult, ResidualTrace or None)."""
+    if setup.scenario.engine == 'mujoco':
+        from robot_twin.whatif_engine import simulate_engine
+        return simulate_engine(setup, _context(setup), index, trace)
     from twin_sim.faults import FaultScenario
     from twin_sim.plant import Plant
     from twin_sim.urdf_model import URDFWarning
@@ -755,7 +795,6 @@ def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
     commissioning_s = detector.config.commissioning_duration_s
     sample_dt = scenario.dt * scenario.sample_every
     report_every = max(1, int(round(detector.config.block_s / sample_dt)))
-    record_every = max(1, int(round(1.0 / (scenario.record_rate_hz * scenario.dt))))
     sample_every = scenario.sample_every
     sensor_faults = any(f.kind == 'sensor' for f in plant.faults)
 
@@ -830,25 +869,8 @@ def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
                                                else '')
                 alarm = (state.since + variant.delay_s, joint, state.fault_type)
 
-    limit = world.effort_limit
-    peak = np.abs(true_effort).max(axis=0)
-    tracking = np.abs(true_q - q_ref[1:steps + 1])
-    monitored = res_t >= commissioning_s       # NaN stamps compare False
-    metrics = {
-        'torque_rms_nm': np.sqrt(np.mean(true_effort ** 2, axis=0)),
-        'torque_peak_nm': peak,
-        'effort_utilization': np.where(np.isfinite(limit), peak / limit, 0.0),
-        'tracking_rms_rad': np.sqrt(np.mean(tracking ** 2, axis=0)),
-        'tracking_max_rad': tracking.max(axis=0),
-        'effort_residual_rms_nm': (np.sqrt(np.mean(res_effort[monitored] ** 2, axis=0))
-                                   if monitored.any() else np.full(n, np.nan)),
-    }
-    record = np.arange(record_every - 1, steps, record_every)
-    result = SampleResult(
-        index=variant.index, variant=variant.as_flat_dict(), metrics=metrics,
-        max_score=float(max_score), alarm_time_s=float(alarm[0]), alarm_joint=alarm[1],
-        alarm_fault_type=alarm[2], samples_received=received,
-        record_t=(record + 1) * scenario.dt, record_effort=true_effort[record])
+    result = sample_result(scenario, variant, true_q, true_effort, q_ref, world.effort_limit,
+                           res_t, res_effort, commissioning_s, max_score, alarm, received)
     residuals = None
     if trace:
         keep = np.isfinite(res_t)
@@ -857,6 +879,37 @@ def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
             velocity=res_vel[keep], effort=res_effort[keep], wrench=res_wrench[keep],
             velocity_measured=meas_qd[keep], joint_names=ctx.joint_names)
     return result, residuals
+
+
+def sample_result(scenario, variant, true_q, true_effort, q_ref, effort_limit, res_t,
+                  res_effort, commissioning_s, max_score, alarm, received):
+    """
+    Return a variant's :class:`SampleResult` from what its run recorded (both engines).
+
+    ``true_q``, ``true_effort`` (steps, n): the arm per step; ``q_ref`` (steps + 1, n) the
+    reference; ``res_t`` (M,) and ``res_effort`` (M, n) the twin's effort residuals (NaN stamps:
+    none); ``alarm`` is ``(time s, joint, fault type)``.
+    """
+    steps, n = true_effort.shape
+    peak = np.abs(true_effort).max(axis=0)
+    tracking = np.abs(true_q - q_ref[1:steps + 1])
+    monitored = res_t >= commissioning_s       # NaN stamps compare False
+    metrics = {
+        'torque_rms_nm': np.sqrt(np.mean(true_effort ** 2, axis=0)),
+        'torque_peak_nm': peak,
+        'effort_utilization': np.where(np.isfinite(effort_limit), peak / effort_limit, 0.0),
+        'tracking_rms_rad': np.sqrt(np.mean(tracking ** 2, axis=0)),
+        'tracking_max_rad': tracking.max(axis=0),
+        'effort_residual_rms_nm': (np.sqrt(np.mean(res_effort[monitored] ** 2, axis=0))
+                                   if monitored.any() else np.full(n, np.nan)),
+    }
+    record_every = max(1, int(round(1.0 / (scenario.record_rate_hz * scenario.dt))))
+    record = np.arange(record_every - 1, steps, record_every)
+    return SampleResult(
+        index=variant.index, variant=variant.as_flat_dict(), metrics=metrics,
+        max_score=float(max_score), alarm_time_s=float(alarm[0]), alarm_joint=alarm[1],
+        alarm_fault_type=alarm[2], samples_received=int(received),
+        record_t=(record + 1) * scenario.dt, record_effort=true_effort[record])
 
 
 def run_sample(setup, index):
@@ -969,12 +1022,15 @@ class WhatIfResult:
     run : dict
         How it ran: ``workers``, ``backend``, ``wall_s``, ``simulated_s`` and
         ``sim_s_per_wall_s`` (not part of the summary: it depends on the machine).
+    failed : list of SampleFailure
+        Variants that raised (also in ``summary['failed']``); the figures are over the rest.
 
     """
 
     summary: dict
     samples: list
     run: dict
+    failed: list = field(default_factory=list)
 
 
 def _start_method():
@@ -987,37 +1043,94 @@ def _import_ray():
         import ray
     except ImportError:
         raise WhatIfError('--ray needs Ray, which is not installed here. Install it with '
-                          '`pip install ray` (the same version on every node of the cluster), '
+                          '`pip install "robot_twin[ray]"` (or the pinned `ray` of '
+                          'requirements-dev.txt; the same version on every node of the cluster), '
                           'or leave out --ray to run on local processes (--workers K).') \
             from None
     return ray
 
 
+@dataclass
+class SampleFailure:
+    """
+    A variant that could not be run; the sweep goes on without it.
+
+    Attributes
+    ----------
+    index, seed : int
+        Which variant (rerun it alone with the same seed to see the error again).
+    error : str
+        ``'<ExceptionType>: <message>'``.
+
+    """
+
+    index: int
+    seed: int
+    error: str
+
+
+def _guarded(function, setup, index):
+    """Run one variant; an exception becomes a :class:`SampleFailure` (never sinks the sweep)."""
+    try:
+        return function(setup, index)
+    except Exception as exc:  # any error of one variant is reported with its seed
+        return SampleFailure(int(index), int(setup.seed), f'{type(exc).__name__}: {exc}')
+
+
+def _check_reachable(address, timeout_s=5.0):
+    """Fail fast when a ``HOST:PORT`` cluster address does not answer (Ray waits minutes)."""
+    import socket
+    if address in (None, '', 'local', 'auto') or '://' in address or ':' not in address:
+        return
+    host, _, port = address.rpartition(':')
+    try:
+        with socket.create_connection((host.strip('[]'), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise WhatIfError(f'cannot connect to the Ray cluster at {address!r}: {exc}. Is its '
+                          'head running (`ray start --head`) and the port open?') from None
+
+
 def _map_ray(function, setup, indices, address, progress):
     ray = _import_ray()
+    _check_reachable(address)
     init_address = None if address in (None, '', 'local') else address
+    started = not ray.is_initialized()
     try:
         ray.init(address=init_address, ignore_reinit_error=True, log_to_driver=False)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ... by version
         raise WhatIfError(f'cannot connect to the Ray cluster at {address!r}: {exc}. Start '
                           f'one (`ray start --head`), give its address, or use --ray local')\
             from exc
-    remote = ray.remote(num_cpus=1)(function)
-    setup_ref = ray.put(setup)
-    pending = {remote.remote(setup_ref, int(i)): int(i) for i in indices}
-    results = {}
-    with _progress(len(indices), progress) as bar:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                results[pending.pop(ref)] = ray.get(ref)
-                bar.update(1)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_guarded)
+        setup_ref = ray.put(setup)
+        pending = {remote.remote(function, setup_ref, int(i)): int(i) for i in indices}
+        results = {}
+        with _progress(len(indices), progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    index = pending.pop(ref)
+                    try:
+                        results[index] = ray.get(ref)
+                    except Exception as exc:  # the worker process died (killed, out of memory)
+                        results[index] = SampleFailure(index, int(setup.seed),
+                                                       f'{type(exc).__name__}: {exc}')
+                    bar.update(1)
+                    _note(bar, results[index])
+    finally:
+        if started:
+            ray.shutdown()
     return [results[int(i)] for i in indices]
 
 
 class _NoBar:
 
     def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, text, refresh=True):
         pass
 
     def __enter__(self):
@@ -1031,7 +1144,15 @@ def _progress(total, progress):
     if not progress:
         return _NoBar()
     from tqdm import tqdm
-    return tqdm(total=total, unit='sample', desc='what-if', leave=False)
+    return tqdm(total=total, unit='variant', desc='what-if', leave=False)
+
+
+def _note(bar, result):
+    """Show the last finished variant (and whether it failed) beside the progress bar."""
+    if isinstance(result, SampleFailure):
+        bar.set_postfix_str(f'variant {result.index} FAILED', refresh=False)
+    else:
+        bar.set_postfix_str(f'variant {result.index} done', refresh=False)
 
 
 _WORKER = {}
@@ -1043,11 +1164,15 @@ def _init_worker(function, setup):
 
 
 def _worker_task(index):
-    return _WORKER['function'](_WORKER['setup'], index)
+    return _guarded(_WORKER['function'], _WORKER['setup'], index)
 
 
 def _map(function, setup, indices, workers, ray_address, progress):
-    """Apply ``function(setup, i)`` to every index; results in index order."""
+    """
+    Apply ``function(setup, i)`` to every index; results in index order.
+
+    A variant that raises comes back as a :class:`SampleFailure` instead of its result.
+    """
     indices = [int(i) for i in indices]
     if ray_address is not None:
         return _map_ray(function, setup, indices, ray_address, progress), 'ray'
@@ -1055,15 +1180,18 @@ def _map(function, setup, indices, workers, ray_address, progress):
         out = []
         with _progress(len(indices), progress) as bar:
             for i in indices:
-                out.append(function(setup, i))
+                out.append(_guarded(function, setup, i))
                 bar.update(1)
+                _note(bar, out[-1])
         return out, 'in-process'
     method = _start_method()
     context = multiprocessing.get_context(method)
     if method == 'forkserver':
-        # workers fork from a server that has imported numpy, pinocchio and pybullet once
-        context.set_forkserver_preload(['robot_twin.whatif', 'twin_sim.plant',
-                                        'twin_sim.mirror', 'twin_anomaly.detector'])
+        # workers fork from a server that has imported numpy, pinocchio and the engines once
+        context.set_forkserver_preload(['robot_twin.whatif', 'robot_twin.whatif_engine',
+                                        'twin_sim.plant', 'twin_sim.mirror',
+                                        'twin_sim.mujoco_world', 'twin_sim.batch_twin',
+                                        'twin_anomaly.detector', 'twin_anomaly.batch_feed'])
     results = {}
     with concurrent.futures.ProcessPoolExecutor(
             max_workers=min(workers, len(indices)), mp_context=context,
@@ -1072,13 +1200,30 @@ def _map(function, setup, indices, workers, ray_address, progress):
         with _progress(len(indices), progress) as bar:
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    results[futures[future]] = future.result()
+                    index = futures[future]
+                    try:
+                        results[index] = future.result()
+                    except concurrent.futures.process.BrokenProcessPool as exc:
+                        raise WhatIfError(f'a worker process died while running variant '
+                                          f'{index} (seed {setup.seed}): {exc}') from exc
                     bar.update(1)
+                    _note(bar, results[index])
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
     return [results[i] for i in indices], f'processes ({method})'
+
+
+def _split(results):
+    """Separate finished variants from failures (both in index order)."""
+    ok = [r for r in results if not isinstance(r, SampleFailure)]
+    failed = [r for r in results if isinstance(r, SampleFailure)]
+    if not ok:
+        first = failed[0]
+        raise WhatIfError(f'every variant failed; variant {first.index} (seed {first.seed}): '
+                          f'{first.error}')
+    return ok, failed
 
 
 def _check_run_args(samples, workers):
@@ -1089,7 +1234,7 @@ def _check_run_args(samples, workers):
 
 
 def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
-               ray_address=None, progress=False):
+               ray_address=None, progress=False, engine=None):
     """
     Run ``samples`` randomized variants of a scenario and summarize them.
 
@@ -1111,26 +1256,32 @@ def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
         Run on Ray instead: ``'auto'`` (an existing cluster), ``'local'`` (start one here) or
         a cluster address. Ray is optional and imported only then.
     progress : bool
-        Show a tqdm progress bar over samples.
+        Show a tqdm progress bar over samples (one step per variant).
+    engine : str, optional
+        Override the scenario's robot engine (``'mujoco'`` or ``'pybullet'``).
 
     Returns
     -------
     WhatIfResult
+        A variant that raised is left out of the figures and listed in ``failed`` (with its
+        seed and error); only when every variant fails does the run raise.
 
     """
     _check_run_args(samples, workers)
     if ray_address is not None:
         _import_ray()                        # fail before any work if Ray is missing
-    setup = prepare(scenario, urdf, params, seed)
+    setup = prepare(with_engine(scenario, engine), urdf, params, seed)
     t0 = time.perf_counter()
     results, backend = _map(run_sample, setup, range(int(samples)), int(workers), ray_address,
                             progress)
     wall = time.perf_counter() - t0
-    simulated = int(samples) * setup.scenario.steps * setup.scenario.dt
+    results, failed = _split(results)
+    simulated = len(results) * setup.scenario.steps * setup.scenario.dt
     summary = summarize(results, setup)
+    summary['failed'] = [asdict(f) for f in failed]
     run = {'workers': int(workers), 'backend': backend, 'wall_s': wall,
            'simulated_s': simulated, 'sim_s_per_wall_s': simulated / wall if wall else math.nan}
-    return WhatIfResult(summary, results, run)
+    return WhatIfResult(summary, results, run, failed)
 
 
 def nominal_residual_samples(samples, *, urdf=None, params=None, duration_s=20.0,
@@ -1191,7 +1342,7 @@ def nominal_residual_samples(samples, *, urdf=None, params=None, duration_s=20.0
 
 
 def scenario_residual_traces(scenario, indices, *, urdf=None, params=None, seed=0, workers=1,
-                             ray_address=None, progress=False):
+                             ray_address=None, progress=False, engine=None):
     """
     Return the twin's residuals on variants ``indices`` of a scenario, as the live twin forms them.
 
@@ -1205,13 +1356,18 @@ def scenario_residual_traces(scenario, indices, *, urdf=None, params=None, seed=
         The scenario (or a path / packaged name).
     indices : iterable of int
         Variant indices (each >= 0); variant ``i`` is the same as in a what-if run.
-    urdf, params, seed, workers, ray_address, progress
+    urdf, params, seed, workers, ray_address, progress, engine
         As :func:`run_whatif`.
 
     Returns
     -------
     list of ResidualTrace
         In the order of ``indices``.
+
+    Raises
+    ------
+    WhatIfError
+        Bad input, or a variant failed (named with its seed and error).
 
     """
     indices = [int(i) for i in indices]
@@ -1220,13 +1376,17 @@ def scenario_residual_traces(scenario, indices, *, urdf=None, params=None, seed=
     _check_run_args(len(indices), workers)
     if ray_address is not None:
         _import_ray()
-    if not isinstance(scenario, WhatIfScenario):
-        scenario = load_scenario(scenario)
+    scenario = with_engine(scenario, engine)
     # the per-sample detector of a what-if run only commissions here (its output is unused)
     scenario = replace(scenario,
                        detector={'commissioning_duration_s': max(scenario.duration_s, 1.0)})
     setup = prepare(scenario, urdf, params, seed)
-    return _map(_run_trace, setup, indices, int(workers), ray_address, progress)[0]
+    traces, failed = _split(_map(_run_trace, setup, indices, int(workers), ray_address,
+                                 progress)[0])
+    if failed:
+        raise WhatIfError('variant(s) failed: ' + '; '.join(
+            f'variant {f.index} (seed {f.seed}): {f.error}' for f in failed))
+    return traces
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1367,6 +1527,8 @@ def format_table(summary):
     if al['by_joint_and_type']:
         lines.append('first alarm on: ' + ', '.join(f'{k} x{v}' for k, v in
                                                     al['by_joint_and_type'].items()))
+    for f in summary.get('failed', []):
+        lines.append(f"FAILED variant {f['index']} of seed {f['seed']}: {f['error']}")
     return '\n'.join(lines)
 
 

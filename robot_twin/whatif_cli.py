@@ -54,8 +54,16 @@ def _add_variant_options(p):
     p.add_argument('--seed', type=_seed, default=0, help='randomization seed (default 0)')
     p.add_argument('--ray', nargs='?', const='auto', default=None, metavar='ADDRESS',
                    help='run the variants on a Ray cluster instead of local processes: '
-                        '"auto" (default: the running cluster), "local" (start Ray here) or '
-                        'an address such as ray://head:10001. Needs `pip install ray`.')
+                        '"auto" (the cluster of RAY_ADDRESS or the one started on this '
+                        'machine), "local" (start Ray here for this run), the head\'s '
+                        'HOST:PORT (e.g. 10.0.0.5:6379) or a Ray Client address '
+                        'ray://HOST:10001. Needs the ray extra (pip install "robot_twin[ray]"), '
+                        'the same Ray, Python and robot_twin on every node.')
+    p.add_argument('--engine', choices=('mujoco', 'pybullet'), default=None,
+                   help="the simulated robot's physics (default: the scenario's engine, "
+                        'mujoco unless it says otherwise): mujoco runs a variant at engine '
+                        'speed (the twin and detector over the recorded samples), pybullet '
+                        'steps the PyBullet plant and the live twin together (slower)')
 
 
 def add_whatif_parser(subparsers):
@@ -98,7 +106,8 @@ def run_whatif_command(args):
         try:
             result = run_whatif(args.scenario, args.samples, urdf=urdf_or_builtin(args.urdf),
                                 params=args.params, seed=args.seed, workers=args.workers,
-                                ray_address=args.ray, progress=not args.quiet)
+                                ray_address=args.ray, progress=not args.quiet,
+                                engine=args.engine)
         except WhatIfError as exc:
             print(f'{_WHATIF}: error: {exc}', file=sys.stderr)
             return 2
@@ -111,6 +120,9 @@ def run_whatif_command(args):
         except OSError as exc:
             print(f'{_WHATIF}: error: cannot write the results: {exc}', file=sys.stderr)
             return 1
+    for f in result.failed:      # also in the table; here even with --quiet
+        print(f'{_WHATIF}: variant {f.index} of seed {f.seed} failed: {f.error}',
+              file=sys.stderr)
     if not args.quiet:
         run = result.run
         print(format_table(result.summary))
@@ -168,7 +180,8 @@ def run_commission_command(args):
             result = commission_across_variants(
                 args.scenario, args.samples, args.output, holdout=args.holdout,
                 urdf=urdf_or_builtin(args.urdf), params=args.params, seed=args.seed,
-                workers=args.workers, ray_address=args.ray, progress=not args.quiet)
+                workers=args.workers, ray_address=args.ray, progress=not args.quiet,
+                engine=args.engine)
         except WhatIfError as exc:
             print(f'{_COMMISSION}: error: {exc}', file=sys.stderr)
             return 2

@@ -158,3 +158,26 @@ def test_another_robot_without_a_force_sensor_runs_end_to_end(tmp_path):
     assert doc['joints'][-1] == 'panda_finger_joint2'
     assert all(v is None for v in doc['wrench'].values())          # no sensor: no wrench
     assert ResidualDetector.from_thresholds(learned.thresholds_file, doc['joints']).commissioned
+
+
+def test_monitor_trace_reports_what_a_per_sample_detector_does(learned):
+    """The batch monitor (scores at once, detector stepped to the alarm) against update()."""
+    _, one_arm = learned
+    trace, = scenario_residual_traces(_scenario(FLEET), [9], urdf=URDF, seed=11)
+    check = monitor_trace(ResidualDetector.from_thresholds(one_arm.thresholds_file,
+                                                           one_arm.joint_names), trace)
+    detector = ResidualDetector.from_thresholds(one_arm.thresholds_file, one_arm.joint_names)
+    scores, alarm = [], None
+    for k in range(trace.t.size):
+        wrench = None if math.isnan(trace.wrench[k, 0]) else trace.wrench[k]
+        before = detector._block_end
+        detector.update(trace.t[k], trace.position[k], trace.velocity[k], trace.effort[k],
+                        wrench, velocity=trace.velocity_measured[k])
+        if detector._block_end != before:          # a block closed: the state to compare
+            state = detector.report()
+            scores.append(state.score)
+            if alarm is None and state.level == 'ERROR':
+                alarm = (state.since, state.faulty_joint)
+    assert alarm is not None
+    assert (check.alarm_time_s, check.alarm_joint) == alarm
+    assert check.max_score == pytest.approx(max(scores), rel=1e-9)

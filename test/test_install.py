@@ -44,8 +44,10 @@ CHECK = textwrap.dedent("""
 @pytest.fixture(scope='module')
 def installed(tmp_path_factory):
     prefix = tmp_path_factory.mktemp('prefix')
+    # --ignore-installed: never uninstall the venv's own (editable) robot_twin for it
     subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
-                    '--no-build-isolation', '--prefix', str(prefix), str(ROOT)],
+                    '--no-build-isolation', '--ignore-installed', '--prefix', str(prefix),
+                    str(ROOT)],
                    check=True, timeout=300, cwd=tmp_path_factory.mktemp('build'),
                    stdout=subprocess.DEVNULL)
     version = f'python{sys.version_info.major}.{sys.version_info.minor}'

@@ -1,8 +1,8 @@
 """What-if runs: reproducible across worker counts, physics of the spread, faults, CLI, Ray."""
 import inspect
 import json
+import math
 from pathlib import Path
-import sys
 
 import numpy as np
 import pytest
@@ -232,7 +232,7 @@ def test_csv_trajectory_is_followed(tmp_path):
     ({'trajectory': {'type': 'spiral'}}, 'trajectory.type: must be one of'),
     ({'trajectory': {'type': 'demo_motion', 'fraction': 2.0}}, 'trajectory.fraction'),
     ({'trajectory': {'type': 'demo_motion', 'amplitude': 0.3}}, "unknown field(s) ['amplitude']"),
-    ({'faults': 'no_such_fault'}, "faults: 'no_such_fault' is neither a file"),
+    ({'faults': 'no_such_fault'}, "'no_such_fault' is neither a file"),
     ({'randomization': {'overrides': {'payload': {'mass_kg': [3, 1]}}}},
      'payload.mass_kg: low 3.0 is above high 1.0'),
     ({'twin': {'payload': 'magic'}}, 'twin.payload'),
@@ -269,68 +269,8 @@ def test_packaged_scenarios_load():
     wear = load_scenario('friction_wear')
     assert wear.faults['faults'][0]['type'] == 'friction_increase'
     assert wear.commissioning_s < wear.fault_start_s()
-    with pytest.raises(WhatIfError, match='packaged what-if scenario'):
+    with pytest.raises(WhatIfError, match="'no_such_scenario' is neither a file"):
         load_scenario('no_such_scenario')
-
-
-def test_missing_ray_gives_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, 'ray', None)     # import ray -> ImportError
-    with pytest.raises(WhatIfError, match='pip install ray'):
-        run_whatif(_scenario(), 1, urdf=URDF, ray_address='auto')
-    status = whatif_main(['--scenario', 'payload_sweep', '--samples', '1', '--ray'])
-    assert status == 2
-    assert 'pip install ray' in capsys.readouterr().err
-
-
-class _FakeRay:
-    """Stands in for the ``ray`` module: runs tasks here, completes them in reverse order."""
-
-    def __init__(self):
-        self.address = 'unset'
-
-    def init(self, address=None, **kwargs):
-        self.address = address
-
-    def put(self, value):
-        return value
-
-    def remote(self, **options):
-        assert options == {'num_cpus': 1}
-
-        def wrap(function):
-            class Remote:
-
-                @staticmethod
-                def remote(*args):
-                    return _FakeRef(function, args)
-            return Remote
-        return wrap
-
-    def wait(self, refs, num_returns=1):
-        return refs[-num_returns:], refs[:-num_returns]
-
-    def get(self, ref):
-        return ref.function(*ref.args)
-
-
-class _FakeRef:
-
-    def __init__(self, function, args):
-        self.function, self.args = function, args
-
-
-def test_ray_path_keeps_the_index_order(monkeypatch):
-    fake = _FakeRay()
-    monkeypatch.setitem(sys.modules, 'ray', fake)
-    scenario = _scenario(duration_s=0.6, detector={'commissioning_duration_s': 0.3})
-    on_ray = run_whatif(scenario, 3, urdf=URDF, seed=2, ray_address='auto')
-    local = run_whatif(scenario, 3, urdf=URDF, seed=2)
-    assert fake.address == 'auto' and on_ray.run['backend'] == 'ray'
-    assert [s.index for s in on_ray.samples] == [0, 1, 2]
-    assert json.dumps(on_ray.summary, sort_keys=True) == json.dumps(local.summary,
-                                                                    sort_keys=True)
-    run_whatif(scenario, 1, urdf=URDF, ray_address='local')
-    assert fake.address is None
 
 
 def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
@@ -353,13 +293,14 @@ def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
 
 
 def test_control_rate_option_and_checked_reference():
-    """control_rate_hz: a slower drive loop, as an explicit option; the default is 1 kHz."""
-    base = _scenario(randomization={'overrides': FIXED})
+    """control_rate_hz: a slower drive loop of the pybullet plant; the default is 1 kHz."""
+    base = _scenario(randomization={'overrides': FIXED}, engine='pybullet')
     assert base.control_rate_hz is None and base.control_every == 1
     full = run_sample(prepare(base, URDF, seed=0), 0)
-    half = _scenario(randomization={'overrides': FIXED}, control_rate_hz=500)
+    half = _scenario(randomization={'overrides': FIXED}, control_rate_hz=500, engine='pybullet')
     assert half.control_every == 2
-    quarter = _scenario(randomization={'overrides': FIXED}, control_rate_hz=250)
+    quarter = _scenario(randomization={'overrides': FIXED}, control_rate_hz=250,
+                        engine='pybullet')
     assert quarter.control_every == 4
     runs = {k: run_sample(prepare(s, URDF, seed=0), 0) for k, s in ((2, half), (4, quarter))}
     # 500 Hz with the full-rate gains tracks as the 1 kHz loop; 250 Hz (capped gains) stays
@@ -373,10 +314,65 @@ def test_control_rate_option_and_checked_reference():
     assert not np.array_equal(runs[4].metrics['torque_peak_nm'],
                               full.metrics['torque_peak_nm'])
     with pytest.raises(WhatIfError, match='control_rate_hz: 300 Hz must divide'):
-        _scenario(control_rate_hz=300)
+        _scenario(control_rate_hz=300, engine='pybullet')
     with pytest.raises(WhatIfError, match='control_rate_hz: must be > 0'):
-        _scenario(control_rate_hz=0)
+        _scenario(control_rate_hz=0, engine='pybullet')
+    with pytest.raises(WhatIfError, match='control_rate_hz is an option of the pybullet'):
+        _scenario(control_rate_hz=500)
     # the reference goes to the world's unchecked fast path, so prepare() checks it
     with pytest.raises(WhatIfError, match='trajectory position of joint2 is not finite'):
         pose = [0.0, float('nan'), 0.0, -1.0, 0.0, 0.5, 0.0]
         prepare(_scenario(trajectory={'type': 'hold', 'q': pose}), URDF)
+
+
+def test_engines_agree_on_the_same_variants():
+    """The MuJoCo robot (engine speed) against the PyBullet plant stepped with the live twin."""
+    payload = dict(FIXED, payload={'mass_kg': [0.5, 3.0], 'com_z_m': 0.05, 'radius_m': 0.03},
+                   friction={'viscous_scale': [0.8, 1.25], 'coulomb_scale': [0.8, 1.25]})
+    runs = {engine: run_whatif(_scenario(randomization={'overrides': payload}, duration_s=1.5,
+                                         detector={'commissioning_duration_s': 0.7},
+                                         engine=engine), 2, urdf=URDF, seed=4)
+            for engine in ('pybullet', 'mujoco')}
+    for a, b in zip(runs['pybullet'].samples, runs['mujoco'].samples):
+        assert a.variant == b.variant
+        ma, mb = a.metrics, b.metrics
+        np.testing.assert_allclose(mb['torque_rms_nm'], ma['torque_rms_nm'], rtol=0.02,
+                                   atol=0.05)
+        np.testing.assert_allclose(mb['tracking_rms_rad'], ma['tracking_rms_rad'], rtol=0.35,
+                                   atol=5e-6)
+        np.testing.assert_allclose(mb['effort_residual_rms_nm'], ma['effort_residual_rms_nm'],
+                                   rtol=0.15, atol=0.03)
+        assert math.isnan(a.alarm_time_s) and math.isnan(b.alarm_time_s)
+    # the payload the twin does not know shows in its residual on both engines alike
+    assert runs['mujoco'].summary['metrics']['effort_residual_rms_nm']['joint2']['max'] > 1.0
+
+
+def _fail_on_odd(setup, index):
+    if index % 2:
+        raise RuntimeError(f'variant {index} blew up')
+    return run_sample(setup, index)
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_a_failed_variant_is_reported_with_its_seed(workers):
+    from robot_twin.whatif import _map, _split, SampleFailure
+    setup = prepare(_scenario(duration_s=0.4, detector={'commissioning_duration_s': 0.2}),
+                    URDF, seed=9)
+    results, _ = _map(_fail_on_odd, setup, range(4), workers, None, False)
+    ok, failed = _split(results)
+    assert [r.index for r in ok] == [0, 2]
+    assert failed == [SampleFailure(1, 9, 'RuntimeError: variant 1 blew up'),
+                      SampleFailure(3, 9, 'RuntimeError: variant 3 blew up')]
+
+
+def test_every_variant_failing_is_a_clear_error(tmp_path, capsys):
+    scenario = tmp_path / 'push.yaml'
+    scenario.write_text('name: push\nduration_s: 0.4\ntrajectory: {type: hold}\n'
+                        'detector: {commissioning_duration_s: 0.2}\nfaults: {name: push, '
+                        'faults: [{type: collision_force, link: no_such_link, start_s: 0.1, '
+                        'size: 5.0}]}\n')
+    status = whatif_main(['--scenario', str(scenario), '--samples', '2', '--seed', '6',
+                          '--quiet'])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert 'every variant failed; variant 0 (seed 6)' in err and 'no_such_link' in err
