@@ -1,0 +1,559 @@
+"""
+RUL of a fleet from run-to-failure data: features, a gradient-boosted model, ONNX (ROS-free).
+
+Data (:class:`FleetData`): units (machines, engines, robots), each a time series of features;
+a *run-to-failure* file ends every unit at its failure, so the RUL of a row is the unit's last
+time minus the row's time. Two formats are read:
+
+- ``cmapss``: NASA C-MAPSS text files (``train_FD00x.txt`` / ``test_FD00x.txt``), whitespace
+  separated, 26 columns: unit, cycle, 3 operational settings, 21 sensors;
+- ``csv``: a header line ``unit,time,<feature>,...`` (``unit`` and ``time`` first, any number of
+  numeric feature columns, time increasing within a unit; rows of a unit need not be
+  contiguous). For training every unit must run to its failure at its last row.
+
+Features (:func:`unit_features`) are computed per unit from its own history only (causal: a
+row sees the rows before it), so the prediction for a unit never depends on which other units
+are in the file. Per input column: exponential moving averages (spans 5 and 20 rows), causal
+rolling mean, standard deviation and least-squares slope over the last 10 and 30 rows, and the
+drift of the slow average from the unit's own first ``baseline_rows`` rows (which removes the
+unit-to-unit offsets of a fleet); plus the time since the unit's first row. Columns that are
+constant in the training data are dropped.
+
+Model (:func:`fit`): LightGBM gradient-boosted trees on the RUL capped at ``cap`` (the usual
+piecewise-linear target: a new unit is "healthy", its RUL is not observable), trained on every
+row of every unit, with the target scaled to ``RUL / cap`` so that the float32 ONNX model keeps
+its error below 1e-5 of the output. Exported with onnxmltools to ONNX; the feature recipe, the
+input columns and the cap are stored in the model's metadata (key ``robot_twin.fleet_rul``), so
+:class:`FleetRulModel` needs only the ``.onnx`` file and onnxruntime.
+
+Scores (:func:`rmse`, :func:`nasa_score`): ``d = predicted - true``; the NASA (PHM08) score
+sums ``exp(-d / 13) - 1`` for ``d < 0`` and ``exp(d / 10) - 1`` for ``d >= 0``.
+"""
+import csv
+from dataclasses import dataclass
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import lfilter
+
+__all__ = ['CMAPSS_COLUMNS', 'FEATURE_VERSION', 'FeatureSpec', 'FleetData', 'FleetDataError',
+           'FleetRulModel', 'fit', 'load_cmapss', 'load_csv', 'load_fleet', 'nasa_score',
+           'rmse', 'target_rul', 'unit_features']
+
+CMAPSS_COLUMNS = ['setting1', 'setting2', 'setting3'] + [f's{i}' for i in range(1, 22)]
+FEATURE_VERSION = 1
+METADATA_KEY = 'robot_twin.fleet_rul'
+ONNX_INPUT = 'features'
+_EWM_SPANS = (5, 20)
+_WINDOWS = (10, 30)
+_CONSTANT_STD = 1e-9
+
+
+class FleetDataError(ValueError):
+    """A fleet data file or model is unusable; the message names the file, line or field."""
+
+
+@dataclass(eq=False)
+class FleetData:
+    """
+    Rows of several units, each unit's rows in time order.
+
+    Attributes
+    ----------
+    unit : (N,) int64
+        Unit id of each row.
+    time : (N,) float
+        Time (cycles, hours, ...) of each row.
+    values : (N, F) float
+        Feature columns.
+    columns : list of str
+        Names of the ``F`` columns.
+    source : str
+        Where the data came from (for messages).
+
+    """
+
+    unit: np.ndarray
+    time: np.ndarray
+    values: np.ndarray
+    columns: list
+    source: str = '<data>'
+
+    def units(self):
+        """Return the unit ids, sorted."""
+        return np.unique(self.unit)
+
+    def groups(self):
+        """Yield ``(unit, rows)`` with the row indices of each unit (sorted by unit id)."""
+        order = np.argsort(self.unit, kind='stable')
+        ids, starts = np.unique(self.unit[order], return_index=True)
+        for u, rows in zip(ids, np.split(order, starts[1:])):
+            yield int(u), rows
+
+    def subset(self, units):
+        """Return the rows of the given units (a new FleetData)."""
+        keep = np.isin(self.unit, np.asarray(list(units)))
+        return FleetData(self.unit[keep], self.time[keep], self.values[keep],
+                         list(self.columns), self.source)
+
+
+def _finish(unit, time, values, columns, source):
+    if unit.size == 0:
+        raise FleetDataError(f'{source}: no data rows')
+    if not np.all(np.isfinite(values)) or not np.all(np.isfinite(time)):
+        row = int(np.flatnonzero(~np.isfinite(np.column_stack([time, values])).all(axis=1))[0])
+        raise FleetDataError(f'{source}: data row {row + 1} has a non-finite value')
+    order = np.lexsort((time, unit))
+    unit, time, values = unit[order], time[order], values[order]
+    same = (np.diff(unit) == 0) & (np.diff(time) == 0)
+    if np.any(same):
+        i = int(np.flatnonzero(same)[0])
+        raise FleetDataError(f'{source}: unit {int(unit[i])} has two rows at time {time[i]:g}')
+    return FleetData(unit, time, values, list(columns), str(source))
+
+
+def load_cmapss(path):
+    """
+    Read a C-MAPSS file (unit, cycle, 3 settings, 21 sensors per line).
+
+    Raises
+    ------
+    FleetDataError
+        Unreadable file, a line without 26 numbers, a non-integer unit id.
+
+    """
+    path = Path(path)
+    rows = []
+    try:
+        with open(path, encoding='utf-8') as handle:
+            for number, line in enumerate(handle, start=1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 26:
+                    raise FleetDataError(f'{path}:{number}: expected 26 numbers (unit, cycle, 3 '
+                                         f'settings, 21 sensors), got {len(parts)}')
+                try:
+                    rows.append([float(p) for p in parts])
+                except ValueError:
+                    raise FleetDataError(f'{path}:{number}: not a number in {line.strip()!r}'
+                                         ) from None
+    except OSError as exc:
+        raise FleetDataError(f'cannot read {path}: {exc}') from exc
+    data = np.array(rows, dtype=float).reshape(-1, 26)
+    if np.any(data[:, 0] != np.round(data[:, 0])):
+        raise FleetDataError(f'{path}: unit ids (first column) must be integers')
+    return _finish(data[:, 0].astype(np.int64), data[:, 1], data[:, 2:], CMAPSS_COLUMNS, path)
+
+
+def load_csv(path):
+    """
+    Read a run-to-failure CSV with header ``unit,time,<feature>,...``.
+
+    Raises
+    ------
+    FleetDataError
+        Missing file, header without ``unit`` and ``time`` first, a row of the wrong length,
+        a value that is not a number.
+
+    """
+    path = Path(path)
+    try:
+        with open(path, newline='', encoding='utf-8') as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            if header[:2] != ['unit', 'time'] or len(header) < 3:
+                raise FleetDataError(f'{path}: the header must be unit,time,<feature>,... '
+                                     f'(got {",".join(header)!r})')
+            if len(set(header)) != len(header):
+                raise FleetDataError(f'{path}: duplicate column names in the header')
+            rows = []
+            for number, row in enumerate(reader, start=2):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise FleetDataError(f'{path}:{number}: {len(row)} values, the header has '
+                                         f'{len(header)}')
+                try:
+                    rows.append([float(c) for c in row])
+                except ValueError:
+                    raise FleetDataError(f'{path}:{number}: not a number in {row!r}') from None
+    except OSError as exc:
+        raise FleetDataError(f'cannot read {path}: {exc}') from exc
+    data = np.array(rows, dtype=float).reshape(-1, len(header))
+    if np.any(data[:, 0] != np.round(data[:, 0])):
+        raise FleetDataError(f'{path}: unit ids must be integers')
+    return _finish(data[:, 0].astype(np.int64), data[:, 1], data[:, 2:], header[2:], path)
+
+
+def load_fleet(path, fmt):
+    """Read ``path`` in format ``fmt`` (``'cmapss'`` or ``'csv'``)."""
+    loaders = {'cmapss': load_cmapss, 'csv': load_csv}
+    if fmt not in loaders:
+        raise FleetDataError(f'unknown format {fmt!r}; use one of {sorted(loaders)}')
+    return loaders[fmt](path)
+
+
+def target_rul(data, cap):
+    """RUL of every row of run-to-failure data, ``min(t_last - t, cap)``, (N,)."""
+    out = np.empty(data.unit.size)
+    for _, rows in data.groups():
+        out[rows] = data.time[rows].max() - data.time[rows]
+    return np.minimum(out, cap)
+
+
+# ---------------------------------------------------------------------------- features
+@dataclass(frozen=True)
+class FeatureSpec:
+    """
+    The feature recipe a model was trained with (stored in the ONNX metadata).
+
+    Attributes
+    ----------
+    columns : list of str
+        Input columns used (non-constant in training), in order.
+    input_columns : list of str
+        All columns of the training data (a file to predict on must have these).
+    baseline_rows : int
+        Rows at the start of a unit that define its own healthy baseline.
+    cap : float
+        RUL cap (model output is ``RUL / cap``).
+
+    """
+
+    columns: tuple
+    input_columns: tuple
+    baseline_rows: int = 15
+    cap: float = 125.0
+
+    def names(self):
+        """Return the feature names, in model input order."""
+        kinds = [f'ewm{s}' for s in _EWM_SPANS]
+        for w in _WINDOWS:
+            kinds += [f'mean{w}', f'std{w}', f'slope{w}']
+        kinds.append('drift')
+        return ['time'] + [f'{c}.{k}' for c in self.columns for k in kinds]
+
+    def to_json(self):
+        """Return the spec as a JSON text."""
+        return json.dumps({'version': FEATURE_VERSION, 'columns': list(self.columns),
+                           'input_columns': list(self.input_columns),
+                           'baseline_rows': self.baseline_rows, 'cap': self.cap})
+
+    @classmethod
+    def from_json(cls, text):
+        """Parse :meth:`to_json` output; FleetDataError if it is not one."""
+        try:
+            data = json.loads(text)
+            if data.get('version') != FEATURE_VERSION:
+                raise FleetDataError(f'feature recipe version {data.get("version")!r}; this '
+                                     f'robot_twin reads version {FEATURE_VERSION}')
+            return cls(tuple(data['columns']), tuple(data['input_columns']),
+                       int(data['baseline_rows']), float(data['cap']))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FleetDataError(f'model metadata {METADATA_KEY!r} is malformed: {exc}'
+                                 ) from None
+
+
+def _ewm(x, span):
+    alpha = 2.0 / (span + 1.0)
+    zi = (1.0 - alpha) * x[:1]
+    return lfilter([alpha], [1.0, alpha - 1.0], x, axis=0, zi=zi)[0]
+
+
+def _window_sums(x, w):
+    """Causal sums over the last ``w`` rows (fewer at the start), (T, F)."""
+    c = np.cumsum(x, axis=0)
+    out = c.copy()
+    out[w:] -= c[:-w]
+    return out
+
+
+def _rolling(x, w):
+    """Causal rolling mean, std and least-squares slope over the last ``w`` rows."""
+    t = x.shape[0]
+    m = np.minimum(np.arange(1, t + 1), w)[:, None].astype(float)
+    k = np.arange(t, dtype=float)[:, None]
+    sx = _window_sums(x, w)
+    sxx = _window_sums(x * x, w)
+    sk = _window_sums(k, w)
+    skk = _window_sums(k * k, w)
+    skx = _window_sums(k * x, w)
+    mean = sx / m
+    var = np.maximum(sxx / m - mean * mean, 0.0)
+    den = m * skk - sk * sk
+    with np.errstate(invalid='ignore', divide='ignore'):
+        slope = np.where(den > 0.0, (m * skx - sk * sx) / np.where(den > 0.0, den, 1.0), 0.0)
+    return mean, np.sqrt(var), slope
+
+
+def unit_features(time, values, spec_columns_index, baseline_rows):
+    """
+    Features of every row of one unit, from its own history.
+
+    Parameters
+    ----------
+    time : (T,)
+        The unit's times, increasing.
+    values : (T, F)
+        Its input columns.
+    spec_columns_index : sequence of int
+        Indices of the columns used.
+    baseline_rows : int
+        Rows defining the unit's baseline.
+
+    Returns
+    -------
+    (T, 1 + 10 * len(spec_columns_index)) float
+        In :meth:`FeatureSpec.names` order.
+
+    """
+    x = np.asarray(values, dtype=float)[:, list(spec_columns_index)]
+    blocks = [_ewm(x, s) for s in _EWM_SPANS]
+    for w in _WINDOWS:
+        blocks += list(_rolling(x, w))
+    head = x[:baseline_rows]
+    first = np.cumsum(head, axis=0) / np.arange(1, len(head) + 1)[:, None]
+    base = np.vstack([first, np.repeat(first[-1:], max(len(x) - baseline_rows, 0), axis=0)])
+    blocks.append(blocks[1] - base)                  # slow average minus own baseline
+    per_column = np.stack(blocks, axis=2)            # (T, C, kinds)
+    elapsed = (np.asarray(time, dtype=float) - time[0])[:, None]
+    return np.hstack([elapsed, per_column.reshape(len(x), -1)])
+
+
+def _feature_matrix(data, spec, last_only):
+    index = [data.columns.index(c) for c in spec.columns]
+    units, rows_out = [], []
+    for u, rows in data.groups():
+        feats = unit_features(data.time[rows], data.values[rows], index, spec.baseline_rows)
+        rows_out.append(feats[-1:] if last_only else feats)
+        units.append(u)
+    return np.array(units), np.vstack(rows_out)
+
+
+def _check_columns(data, spec):
+    missing = [c for c in spec.input_columns if c not in data.columns]
+    if missing:
+        raise FleetDataError(f'{data.source}: the model needs column(s) {missing}; the file '
+                             f'has {data.columns}')
+
+
+# ---------------------------------------------------------------------------- scores
+def rmse(predicted, true):
+    """Root mean squared error."""
+    d = np.asarray(predicted, float) - np.asarray(true, float)
+    return float(np.sqrt(np.mean(d * d)))
+
+
+def nasa_score(predicted, true):
+    """PHM08 score: sum of ``exp(-d/13) - 1`` (d < 0) and ``exp(d/10) - 1`` (d >= 0)."""
+    d = np.asarray(predicted, float) - np.asarray(true, float)
+    return float(np.sum(np.where(d < 0.0, np.expm1(-d / 13.0), np.expm1(d / 10.0))))
+
+
+# ---------------------------------------------------------------------------- model
+DEFAULT_PARAMS = {'objective': 'regression', 'learning_rate': 0.03, 'num_leaves': 15,
+                  'min_data_in_leaf': 50, 'feature_fraction': 0.7, 'bagging_fraction': 0.8,
+                  'bagging_freq': 1, 'lambda_l2': 1.0, 'verbose': -1, 'num_threads': 1}
+DEFAULT_ROUNDS = 500
+
+
+def fit(data, *, cap=125.0, params=None, rounds=DEFAULT_ROUNDS, seed=0, baseline_rows=15,
+        progress=None):
+    """
+    Train a LightGBM model on run-to-failure data.
+
+    Parameters
+    ----------
+    data : FleetData
+        Every unit runs to its failure at its last row.
+    cap : float
+        RUL cap (the target is ``min(RUL, cap) / cap``).
+    params : dict, optional
+        LightGBM parameters over :data:`DEFAULT_PARAMS`.
+    rounds : int
+        Boosting rounds.
+    seed : int
+        LightGBM's seed (bagging, feature sampling).
+    baseline_rows : int
+        Rows of a unit's own baseline (:func:`unit_features`).
+    progress : callable, optional
+        Called with the finished round count (e.g. a tqdm update).
+
+    Returns
+    -------
+    (booster, FeatureSpec)
+
+    """
+    import lightgbm as lgb
+
+    if not cap > 0.0:
+        raise FleetDataError(f'cap must be > 0, got {cap}')
+    std = data.values.std(axis=0)
+    columns = [c for c, s in zip(data.columns, std) if s > _CONSTANT_STD]
+    if not columns:
+        raise FleetDataError(f'{data.source}: every feature column is constant')
+    spec = FeatureSpec(tuple(columns), tuple(data.columns), int(baseline_rows), float(cap))
+    _, x = _feature_matrix(data, spec, last_only=False)
+    y = target_rul(data, cap) / cap
+    settings = dict(DEFAULT_PARAMS, seed=int(seed), **(params or {}))
+    callbacks = []
+    if progress is not None:
+        callbacks.append(lambda env: progress(env.iteration + 1))
+    booster = lgb.train(settings, lgb.Dataset(x.astype(np.float32), y,
+                                              feature_name=_safe_names(spec)),
+                        num_boost_round=int(rounds), callbacks=callbacks)
+    return _float32_thresholds(booster), spec
+
+
+def _floor32(text):
+    """Return the largest float32 <= the double ``text``, written back as a double."""
+    value = float(text)
+    f = np.float32(value)
+    if float(f) > value:
+        f = np.nextafter(f, np.float32(-np.inf), dtype=np.float32)
+    return repr(float(f))
+
+
+def _float32_thresholds(booster):
+    """
+    Return the booster with every split threshold moved down to a float32 value.
+
+    Features are float32 and ONNX compares in float32: ``x <= t`` and ``x <= floor32(t)`` agree
+    for every float32 ``x``, so the model is unchanged for its inputs, and its ONNX export
+    (which rounds thresholds to float32, possibly *up* onto a feature value) takes the same
+    branches.
+    """
+    import lightgbm as lgb
+
+    lines = []
+    for line in booster.model_to_string().split('\n'):
+        if line.startswith('tree_sizes='):
+            continue                 # byte sizes of the trees, which change; it is optional
+        if line.startswith('threshold='):
+            line = 'threshold=' + ' '.join(_floor32(v) for v in line[10:].split())
+        lines.append(line)
+    return lgb.Booster(model_str='\n'.join(lines))
+
+
+def _safe_names(spec):
+    return [n.replace('.', '__').replace(' ', '_') for n in spec.names()]
+
+
+def features_for_prediction(data, spec):
+    """Return ``(units (U,), features (U, n_features) float32)`` at each unit's last row."""
+    _check_columns(data, spec)
+    units, x = _feature_matrix(data, spec, last_only=True)
+    return units, x.astype(np.float32)
+
+
+def booster_predict(booster, data, spec):
+    """Predict with the LightGBM booster itself (for parity checks): ``(units, rul)``."""
+    units, x = features_for_prediction(data, spec)
+    return units, np.clip(booster.predict(x.astype(np.float64)), 0.0, 1.0) * spec.cap
+
+
+def to_onnx(booster, spec):
+    """
+    Export a booster and its feature recipe as an ONNX model (bytes).
+
+    The graph maps ``features`` (N, n_features) float32 to ``variable`` (N, 1) = RUL / cap.
+    """
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    n = len(spec.names())
+    model = onnxmltools.convert_lightgbm(
+        booster, initial_types=[(ONNX_INPUT, FloatTensorType([None, n]))], target_opset=15,
+        zipmap=False)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = spec.to_json()
+    model.producer_name = 'robot_twin'
+    model.doc_string = 'RUL / cap from robot_twin fleet features (twin_anomaly/fleet_rul.py)'
+    return model.SerializeToString()
+
+
+class FleetRulModel:
+    """
+    A fleet RUL model loaded from its ONNX file, run with onnxruntime.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.onnx`` file written by :func:`to_onnx` (``robot-twin rul fit``).
+
+    Raises
+    ------
+    FleetDataError
+        Missing file, not an ONNX model, or one without robot_twin's feature recipe.
+
+    """
+
+    def __init__(self, path):
+        path = Path(path)
+        if not path.is_file():
+            raise FleetDataError(f'model {path} not found')
+        self._load(str(path), str(path))
+
+    @classmethod
+    def from_bytes(cls, blob, name='<bytes>'):
+        """Load a model from the bytes of its ONNX file."""
+        model = cls.__new__(cls)
+        model._load(blob, name)
+        return model
+
+    def _load(self, source, name):
+        import onnxruntime as ort
+
+        try:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(source, options,
+                                                providers=['CPUExecutionProvider'])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise FleetDataError(f'cannot load model {name}: {exc}') from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise FleetDataError(f'{name} is not a robot_twin fleet RUL model (no '
+                                 f'{METADATA_KEY!r} metadata)')
+        self.spec = FeatureSpec.from_json(meta[METADATA_KEY])
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].shape[-1] != len(self.spec.names()):
+            raise FleetDataError(f'{name}: the graph input does not match its feature recipe')
+        self._input = inputs[0].name
+
+    def predict_features(self, x):
+        """RUL for feature rows ``x`` (N, n_features) float32, clipped to ``[0, cap]``."""
+        out = self.session.run(None, {self._input: np.asarray(x, dtype=np.float32)})[0]
+        return np.clip(out.reshape(-1).astype(float), 0.0, 1.0) * self.spec.cap
+
+    def predict_fraction(self, x):
+        """Return the raw model output, ``RUL / cap`` (N,), as onnxruntime computes it."""
+        return self.session.run(None, {self._input: np.asarray(x, dtype=np.float32)})[0] \
+            .reshape(-1)
+
+    def predict(self, data):
+        """
+        RUL of every unit at its last row.
+
+        Returns
+        -------
+        units : (U,) int
+        rul : (U,) float, in the data's time unit
+
+        """
+        units, x = features_for_prediction(data, self.spec)
+        return units, self.predict_features(x)
+
+
+def write_predictions(path, units, rul):
+    """Write ``unit,rul`` CSV, one row per unit."""
+    with open(path, 'w', newline='', encoding='utf-8') as handle:
+        writer = csv.writer(handle)
+        writer.writerow(['unit', 'rul'])
+        for u, r in zip(units, rul):
+            writer.writerow([int(u), f'{r:.4f}' if math.isfinite(r) else 'nan'])
