@@ -28,12 +28,14 @@ setup(
         ('share/' + package_name + '/dds', glob('dds/*.xml')),
     ] + share_tree('urdf') + share_tree('config'),
     include_package_data=True,
+    # package data: the trained fault classifier (issue 14); the dashboard page (issue 17)
+    package_data={'twin_anomaly': ['models/*.onnx'],
+                  'robot_twin.hub': ['dashboard/*.html', 'dashboard/*.js', 'dashboard/*.css']},
     zip_safe=False,
     python_requires='>=3.10',
     # Runtime Python dependencies. rclpy and the message packages are not listed: on a ROS 2
     # install they come from the distribution, in a venv from requirements.txt (PyPI wheels).
     install_requires=[
-        'setuptools',
         'numpy',
         'scipy',
         'PyYAML',
@@ -58,8 +60,6 @@ setup(
         'foxglove-sdk',
         'basyx-python-sdk',
     ],
-    # issue 17: the dashboard's static files (robot_twin/hub/dashboard) go with the package
-    package_data={'robot_twin.hub': ['dashboard/*.html', 'dashboard/*.js', 'dashboard/*.css']},
     # issue 18: sweeps on a Ray cluster (robot-twin whatif/commission --ray)
     extras_require={'ray': ['ray==2.60.0']},
     maintainer='robot_twin maintainers',

@@ -7,7 +7,9 @@ Wiring (robot_twin/cli.py)::
     add_excite_parser(sub)
 
 Each handler returns the exit status: 0 on success, 2 when the input or an option is unusable
-(the message says what to change), 1 when an output cannot be written.
+(the message says what to change), 1 when an output cannot be written, and (sysid) 3 when the
+identified model predicts the held-out data worse than the prior: the report is written, the
+parameters are not (``--force`` writes them anyway).
 """
 import sys
 import time
@@ -17,6 +19,7 @@ from twin_sim.resources import urdf_or_builtin
 
 _SYSID = 'robot-twin sysid'
 _EXCITE = 'robot-twin excite'
+EXIT_REJECTED = 3
 
 
 def _fraction(text):
@@ -33,33 +36,62 @@ def _positive(text):
     return value
 
 
+def _regularization(text):
+    if text == 'cv':
+        return text
+    value = float(text)
+    if not value >= 0.0:
+        raise ValueError(text)
+    return value
+
+
 _fraction.__name__ = 'number in (0, 1)'
 _positive.__name__ = 'positive number'
+_regularization.__name__ = '"cv" or a number >= 0'
 
 
 def add_sysid_parser(subparsers):
     """Add the ``sysid`` sub-command to an argparse sub-parser collection; returns its parser."""
     from twin_sim.logdata import DEFAULT_CUTOFF_HZ, DEFAULT_TOPIC
-    from twin_sim.sysid import DEFAULT_MAX_CONDITION, FRICTION_MODELS
+    from twin_sim.sysid import FRICTION_MODELS
 
     p = subparsers.add_parser(
         'sysid', help='identify inertial and friction parameters from a joint log',
-        description='Identify the base inertial parameters and per-joint friction of a robot '
-                    'from a joint log (CSV or rosbag2), write them as params.yaml, and report '
-                    'the held-out torque RMSE before and after, with plots.')
+        description='Identify the base inertial parameters, per-joint friction, rotor inertia '
+                    'and effort offsets of a robot from a joint log (CSV or rosbag2), starting '
+                    'from the URDF (or --params) as the prior: directions the log does not '
+                    'excite keep the prior values. The result is written as params.yaml only '
+                    'if it predicts held-out data (the last part of the log, or '
+                    '--validation-data) at least as well as the prior; otherwise the command '
+                    f'says so and exits with status {EXIT_REJECTED} (--force writes it anyway). '
+                    'The report has the held-out torque RMSE before and after, with plots.')
     p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
+    p.add_argument('--params', default=None, metavar='PARAMS_YAML',
+                   help="start from these identified parameters instead of the URDF's (the "
+                        'prior the fit must beat)')
     p.add_argument('--data', required=True,
                    help='CSV with header time,<joint>.position,<joint>.velocity,<joint>.effort '
                         '(velocity optional), or a rosbag2 directory (sqlite3 or MCAP)')
+    p.add_argument('--validation-data', default=None, metavar='LOG2',
+                   help='another recording of the same robot: fit on the whole of --data and '
+                        'report the held-out RMSE on this one')
     p.add_argument('--output', required=True, help='identified parameters (params.yaml)')
     p.add_argument('--report', required=True,
                    help='report JSON; plots are written next to it (<stem>_torques.png, '
                         '<stem>_rmse.png)')
-    p.add_argument('--train-fraction', type=_fraction, default=0.7,
-                   help='first part of the log used for fitting; the rest is held out '
-                        '(default 0.7)')
+    p.add_argument('--train-fraction', type=_fraction, default=None,
+                   help='without --validation-data: first part of the log used for fitting; '
+                        'the rest is held out (default 0.7)')
+    p.add_argument('--force', action='store_true',
+                   help='write the identified parameters even if they predict the held-out '
+                        'data worse than the prior')
     p.add_argument('--friction', choices=FRICTION_MODELS, default='viscous-coulomb',
                    help='per-joint friction model (default viscous-coulomb)')
+    p.add_argument('--no-armature', action='store_true',
+                   help="do not identify rotor inertia (armature); keep the prior's")
+    p.add_argument('--regularization', type=_regularization, default='cv',
+                   help='weight of the prior: "cv" chooses it by cross-validation on the '
+                        'training part (default); a number fixes it (0: plain least squares)')
     p.add_argument('--topic', default=None,
                    help=f'JointState topic of a bag (default {DEFAULT_TOPIC}, or the only '
                         'JointState topic)')
@@ -76,9 +108,10 @@ def add_sysid_parser(subparsers):
     p.add_argument('--consistency', choices=('auto', 'check'), default='auto',
                    help='auto: refit with physically consistent bodies when needed (default); '
                         'check: only warn')
-    p.add_argument('--max-condition', type=_positive, default=DEFAULT_MAX_CONDITION,
+    p.add_argument('--max-condition', type=_positive, default=None,
                    help='refuse a log whose (column-normalized) regressor condition number is '
-                        f'above this (default {DEFAULT_MAX_CONDITION:g})')
+                        'above this (default: accept it; weakly excited directions stay at the '
+                        'prior)')
     p.add_argument('--max-nan-fraction', type=_fraction, default=0.05,
                    help='refuse a log with more rows containing NaN than this (default 0.05)')
     p.add_argument('--no-plots', action='store_true', help='write the report without plots')
@@ -104,6 +137,11 @@ def run_sysid(args):
     from twin_sim.sysid import identify_log, save_parameters
     from twin_sim.sysid_report import write_report
 
+    if args.validation_data is not None and args.train_fraction is not None:
+        print(f'{_SYSID}: error: --train-fraction splits --data into fitted and held-out '
+              'parts; with --validation-data the whole of --data is fitted: give one of them',
+              file=sys.stderr)
+        return 2
     progress = None if not args.quiet else False
     urdf = urdf_or_builtin(args.urdf)
     t0 = time.perf_counter()
@@ -111,36 +149,54 @@ def run_sysid(args):
         warnings.simplefilter('always')
         try:
             result = identify_log(
-                urdf, args.data, topic=args.topic, cutoff_hz=args.cutoff, rate_hz=args.rate,
+                urdf, args.data, params=args.params, validation=args.validation_data,
+                topic=args.topic, cutoff_hz=args.cutoff, rate_hz=args.rate,
                 max_nan_fraction=args.max_nan_fraction, friction=args.friction,
-                train_fraction=args.train_fraction, lock_joints=args.lock_joints,
+                train_fraction=args.train_fraction or 0.7, lock_joints=args.lock_joints,
                 consistency=args.consistency, max_condition=args.max_condition,
-                progress=progress, fit_torque=args.fit_torque)
+                progress=progress, fit_torque=args.fit_torque, armature=not args.no_armature,
+                regularization=args.regularization)
         except SysIdError as exc:
             _print_warnings(caught, _SYSID, args.quiet)
             print(f'{_SYSID}: error: {exc}', file=sys.stderr)
             return 2
     _print_warnings(caught, _SYSID, args.quiet)
+    write = result.accepted or args.force
     try:
-        save_parameters(result, args.output)
-        report = write_report(result, args.report, data=args.data, plots=not args.no_plots)
+        if write:
+            save_parameters(result, args.output)
+        report = write_report(result, args.report, data=args.data, plots=not args.no_plots,
+                              forced=args.force and not result.accepted, written=write)
     except OSError as exc:
         print(f'{_SYSID}: error: cannot write the results: {exc}', file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f'{_SYSID}: {report["train_samples"]} training and {report["test_samples"]} '
-              f'held-out samples, {report["base_parameter_count"]} base parameters, condition '
-              f'number {report["condition_number"]:.3g}, consistency: '
-              f'{result.consistency["method"]}')
-        print(f'{"joint":<24} {"RMSE before":>12} {"RMSE after":>12}   (held-out, N·m)')
-        for joint, r in report['joints'].items():
-            print(f'{joint:<24} {r["rmse_before"]:>12.4f} {r["rmse_after"]:>12.4f}')
-        print(f'{"mean":<24} {report["rmse_before_mean"]:>12.4f} '
-              f'{report["rmse_after_mean"]:>12.4f}')
-        written = [args.output, args.report] + report['plots']
-        print(f'{_SYSID}: wrote {", ".join(str(w) for w in written)} '
-              f'({time.perf_counter() - t0:.1f} s)')
+        _print_summary(result, report, args, time.perf_counter() - t0)
+    if not write:
+        print(f'{_SYSID}: the identified model was NOT written to {args.output}: '
+              f'{result.decision["reason"]}. The prior ({result.prior.source}) stays the better '
+              'model for this robot; record a more exciting log (robot-twin excite), or pass '
+              '--force to write it anyway', file=sys.stderr)
+        return EXIT_REJECTED
     return 0
+
+
+def _print_summary(result, report, args, seconds):
+    print(f'{_SYSID}: {report["train_samples"]} training and {report["test_samples"]} '
+          f'held-out samples ({report["validation_source"]}), {report["base_parameter_count"]} '
+          f'base parameters, condition number {report["condition_number"]:.3g}, prior '
+          f'{result.prior.source}, consistency: {result.consistency["method"]}')
+    print(f'{"joint":<24} {"RMSE before":>12} {"RMSE after":>12}   (held-out, N·m)')
+    for joint, r in report['joints'].items():
+        print(f'{joint:<24} {r["rmse_before"]:>12.4f} {r["rmse_after"]:>12.4f}')
+    print(f'{"mean":<24} {report["rmse_before_mean"]:>12.4f} '
+          f'{report["rmse_after_mean"]:>12.4f}')
+    verdict = 'identified model used' if result.accepted else (
+        'identified model written anyway (--force)' if args.force else 'prior kept')
+    print(f'{_SYSID}: {verdict}: {result.decision["reason"]}')
+    written = ([args.output] if result.accepted or args.force else []) + [args.report] \
+        + report['plots']
+    print(f'{_SYSID}: wrote {", ".join(str(w) for w in written)} ({seconds:.1f} s)')
 
 
 def add_excite_parser(subparsers):

@@ -14,6 +14,7 @@ inertia, and resampling averages neighbouring torque samples.
 """
 import argparse
 import json
+import re
 import warnings
 
 import numpy as np
@@ -21,12 +22,12 @@ import pinocchio as pin
 import pytest
 from robot_twin.sysid_cli import add_sysid_parser
 from sysid_testing import (ARM_FRICTION, ARM_SIGMOID, ARM_URDF, MIXED_URDF, PANDA_FINGERS,
-                           PANDA_URDF, perturbed_parameters, write_bag)
+                           PANDA_URDF, perturbed_parameters, point_to_point_log, write_bag)
 from twin_sim.excitation import design_excitation, simulate_log
 from twin_sim.logdata import LogData, prepare_log, SysIdError, write_csv
-from twin_sim.sysid import (base_parameters, check_physical_consistency, friction_torque,
-                            identify, identify_log, load_model, model_joint_names,
-                            predict_torque, save_parameters)
+from twin_sim.sysid import (base_parameters, check_physical_consistency,
+                            friction_torque, identify, identify_log, load_model,
+                            model_joint_names, predict_torque, save_parameters)
 import yaml
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
@@ -170,13 +171,43 @@ def test_params_yaml_reproduces_predictions(tmp_path, arm, arm_result, arm_log):
     assert doc['friction_model'] == 'viscous-coulomb'
     assert set(doc['friction']['joint1']) == {'viscous', 'coulomb', 'offset'}
     assert len(doc['bodies']['joint7']['dynamic_parameters']) == 10
+    assert set(doc['armature']) == set(result.armature_dict())
     robot, _ = quiet(RobotModel.from_urdf, ARM_URDF)
-    robot.load_parameters(path)
+    robot.apply_parameters(yaml.safe_load(path.read_text()))
     processed, _ = quiet(prepare_log, arm_log, robot.joint_names)
     test = processed.slice(result.n_train, len(processed))
     tau = np.array([robot.inverse_dynamics(q, qd, qdd) for q, qd, qdd in
                     zip(test.q, test.qd, test.qdd)]) + robot.friction_model.torque(test.qd)
     assert np.allclose(tau, result.tau_after, rtol=1e-9, atol=1e-9)
+
+
+# ------------------------------------------------------------------------ poor excitation
+@pytest.fixture(scope='module')
+def poor_logs(arm):
+    return {seed: point_to_point_log(arm, seed) for seed in (2, 3)}
+
+
+@pytest.mark.parametrize('seed', [2, 3])
+def test_poorly_exciting_log_never_worse_than_prior(arm, poor_logs, seed):
+    """
+    The reported failure: plain least squares on one move makes a good URDF much worse.
+
+    Plain least squares (the method before priors) is rejected here, since it predicts the
+    held-out rest worse than the URDF; the default fit toward the URDF is not worse on any
+    joint and is used.
+    """
+    processed, _ = quiet(prepare_log, poor_logs[seed], model_joint_names(arm))
+    plain, notes = quiet(identify, arm, processed, progress=False, regularization=0.0)
+    assert plain.rmse('after').mean() > 1.5 * plain.rmse('before').mean()
+    assert not plain.accepted and plain.decision['chosen'] == 'prior'
+    assert any('NOT used' in n for n in notes)
+    result, _ = quiet(identify, arm, processed, progress=False)
+    before, after = result.rmse('before'), result.rmse('after')
+    assert result.accepted and result.decision['chosen'] == 'identified', result.decision
+    assert after.mean() <= before.mean()
+    assert np.all(after <= 1.1 * before + 0.01), (before, after)
+    assert result.regularization['method'] == 'blocked cross-validation'
+    assert result.regularization['cv_error'] < result.regularization['cv_error_prior']
 
 
 # ------------------------------------------------------------------------ structure
@@ -258,7 +289,13 @@ def test_continuous_and_prismatic_joints(tmp_path):
     floor = noise_floor(model, processed, result, truth, 'viscous-coulomb', friction)
     assert_at_floor(result.rmse('after'), floor)
     assert np.all(np.abs(result.friction - friction) < 0.05)
-    assert np.allclose(result.beta, result.base.projection @ truth, rtol=0.02, atol=2e-3)
+    # The slide's rotor inertia (reflected mass) is told from the body's mass only through
+    # the spin joint, so the mass and first moments carry a larger uncertainty: the error is
+    # checked against it, and the uncertainty itself must stay small.
+    truth_base = result.base.projection @ truth
+    assert np.all(np.abs(result.beta - truth_base) <= 4 * result.beta_std
+                  + 0.02 * np.abs(truth_base)), (result.beta, truth_base, result.beta_std)
+    assert np.all(result.beta_std <= 0.02 * np.abs(truth_base) + 5e-3), result.beta_std
 
 
 def test_sigmoid_friction_recovered(arm, arm_traj):
@@ -368,7 +405,12 @@ def test_joint_that_never_moves(arm, arm_log):
     assert result.base.rank < 43
 
 
-def test_one_direction_joint_not_excited(arm, arm_traj):
+def test_one_direction_joint_keeps_prior(arm, arm_traj):
+    """
+    Joint7 turns one way only: its Coulomb term and offset act as one.
+
+    Their split stays at the prior: no refusal, unless a condition-number limit is asked for.
+    """
     t = np.arange(0.0, 20.0, 1.0 / RATE)
     q, qd, qdd = arm_traj.evaluate(t)
     q[:, 6], qd[:, 6], qdd[:, 6] = 0.1 * t - 1.0, 0.1, 0.0  # joint7 only turns one way
@@ -376,8 +418,16 @@ def test_one_direction_joint_not_excited(arm, arm_traj):
     rng = np.random.default_rng(0)
     log = LogData(t, model_joint_names(arm), q, qd, tau + 0.05 * rng.standard_normal(q.shape))
     processed, _ = quiet(prepare_log, log, model_joint_names(arm))
+    result, notes = quiet(identify, arm, processed, progress=False)
+    assert any(re.search(r'condition number.*joint7\.(coulomb|offset)', n) for n in notes)
+    coulomb, offset = result.friction[6, 1], result.friction[6, 2]
+    # excited: their sum; not excited: their difference, which keeps the URDF's (0.2 - 0)
+    assert coulomb + offset == pytest.approx(ARM_FRICTION[6, 1] + ARM_FRICTION[6, 2],
+                                             abs=0.02)
+    assert coulomb - offset == pytest.approx(arm.friction[6] - 0.0, abs=0.02)
+    assert result.accepted
     with pytest.raises(SysIdError, match=r'condition number.*joint7\.(coulomb|offset)'):
-        quiet(identify, arm, processed, progress=False)
+        quiet(identify, arm, processed, progress=False, max_condition=1e3)
 
 
 def test_too_few_samples_and_bad_options(arm, arm_log):
@@ -440,3 +490,70 @@ def test_cli_errors(tmp_path, capsys, arm_log):
     args[4] = str(tmp_path / 'missing.csv')
     assert run_cli(args) == 2
     assert 'does not exist' in capsys.readouterr().err
+
+
+def test_cli_rejected_fit_is_not_written(tmp_path, capsys, arm, poor_logs):
+    data = tmp_path / 'move.csv'
+    write_csv(poor_logs[2], data)
+    out, report = tmp_path / 'params.yaml', tmp_path / 'report.json'
+    args = ['sysid', '--urdf', str(ARM_URDF), '--data', str(data), '--output', str(out),
+            '--report', str(report), '--no-plots', '--regularization', '0']
+    assert run_cli(args) == 3
+    err = capsys.readouterr().err
+    assert 'NOT written' in err and 'worse than the prior' in err and '--force' in err
+    assert not out.exists()
+    rep = json.loads(report.read_text())
+    assert rep['decision']['accepted'] is False and rep['decision']['chosen'] == 'prior'
+    assert rep['decision']['parameters_written'] is False
+    assert rep['rmse_after_mean'] > rep['rmse_before_mean']
+    assert rep['validation_source'] == f'{data} (held-out last part)'
+    assert rep['prior'] == f'URDF {ARM_URDF}'
+    assert run_cli(args + ['--force']) == 0
+    assert out.exists()
+    rep = json.loads(report.read_text())
+    assert rep['decision']['forced'] and rep['decision']['parameters_written']
+    capsys.readouterr()
+    assert run_cli(args[:-2]) == 0                  # the default, toward the prior: used
+    assert json.loads(report.read_text())['decision']['chosen'] == 'identified'
+
+
+def test_cli_validation_data_and_params_prior(tmp_path, capsys, arm, arm_log, arm_truth):
+    """
+    Fit an excitation log whole and validate on another recording of the same robot.
+
+    Then the identified parameters are the prior of a fit to a poorly exciting move of that
+    robot: the prior is already right, and the fit must not spoil it.
+    """
+    other_traj = design_excitation(arm, duration=10.0, base_frequency=0.2, seed=5,
+                                   iterations=0, restarts=1)
+    other_log = simulate_log(arm, other_traj, rate_hz=RATE, theta=arm_truth,
+                             friction_model='viscous-coulomb', friction=ARM_FRICTION, seed=7,
+                             **NOISE)
+    data, other, move = tmp_path / 'excite.csv', tmp_path / 'other.csv', tmp_path / 'move.csv'
+    write_csv(arm_log, data)
+    write_csv(other_log, other)
+    write_csv(point_to_point_log(arm, 4, truth=arm_truth, friction=ARM_FRICTION), move)
+    out, report = tmp_path / 'params.yaml', tmp_path / 'report.json'
+    base = ['sysid', '--urdf', str(ARM_URDF), '--report', str(report), '--no-plots']
+    assert run_cli(base + ['--output', str(out), '--data', str(data), '--validation-data',
+                           str(other), '--train-fraction', '0.5']) == 2
+    assert 'give one of them' in capsys.readouterr().err
+    assert run_cli(base + ['--output', str(out), '--data', str(data), '--validation-data',
+                           str(other)]) == 0
+    rep = json.loads(report.read_text())
+    assert rep['validation_source'] == str(other)
+    assert rep['train_samples'] > 3800            # all of --data (4000 rows, filter edges off)
+    assert rep['test_samples'] > 1800             # all of the other recording
+    assert rep['rmse_after_mean'] < 1.5 * TORQUE_NOISE < 10 * TORQUE_NOISE < \
+        rep['rmse_before_mean']
+    assert rep['decision']['chosen'] == 'identified'
+    capsys.readouterr()
+    again = tmp_path / 'again.yaml'
+    assert run_cli(base + ['--output', str(again), '--data', str(move), '--params',
+                           str(out)]) == 0
+    rep = json.loads(report.read_text())
+    assert rep['prior'] == f'params {out}'
+    before = np.array([j['rmse_before'] for j in rep['joints'].values()])
+    after = np.array([j['rmse_after'] for j in rep['joints'].values()])
+    assert np.all(before < 2 * TORQUE_NOISE)  # the prior is right (the noise floor)
+    assert np.all(after <= 1.1 * before + 0.01)

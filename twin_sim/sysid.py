@@ -1,5 +1,5 @@
 """
-Identification of inertial and friction parameters from a joint log.
+Identification of inertial parameters, friction and rotor inertia from a joint log, toward a prior.
 
 Method
 ------
@@ -11,24 +11,32 @@ rotational inertia about the joint frame origin, in the joint frame). Only combi
 regressor stacked over random states (joints the log does not move are held fixed there): the
 pivot columns are the *base parameters* ``beta = K @ theta``, and ``Y @ theta == Y_b @ beta``.
 
-Friction is per joint: viscous + Coulomb + offset (linear, ``twin_sim.friction``; the Coulomb
-switch is ``tanh(qd / 0.01 rad/s)`` as in :class:`twin_sim.friction.FrictionModel`) or the
-sigmoid of Gaz et al. 2019 plus an offset (nonlinear; fitted by variable projection with
-``scipy.optimize.least_squares``, the inertial part eliminated in closed form).
+Per joint, linear terms join them: viscous + Coulomb friction + an effort offset (the Coulomb
+switch is ``tanh(qd / 0.01 rad/s)`` as in :class:`twin_sim.friction.FrictionModel`) and the rotor
+inertia reflected to the joint (``armature * qdd``; left out for a joint whose rotor inertia no
+motion can tell from its body's, such as the first joint of an arm). The sigmoid friction of
+Gaz et al. 2019 (plus the offset) is the nonlinear alternative, fitted by variable projection.
 
-The fit is weighted least squares (each joint's rows scaled by the residual standard deviation
-of a first ordinary fit) on the training part of the log; the excitation is checked first
-(a joint that never moves, or a column-normalized regressor condition number above
-``max_condition`` -> :class:`SysIdError` naming the weakly excited parameters).
+Prior: the fit starts from the URDF's parameters (or a params.yaml) and solves weighted least
+squares *toward* them (:mod:`twin_sim.sysid_ridge`): the full parameters minimize the weighted
+torque residual plus the prior's weight times their scaled distance from the prior, so
+directions the log does not excite keep the prior values and weakly excited ones are pulled
+towards them. The weight (one for the bodies, one for the joint terms) is chosen by blocked
+cross-validation on the training part; each joint's rows are weighted by the inverse of its
+residual level (two passes). A poorly exciting log therefore yields (nearly) the prior instead
+of wild parameters. Finally the identified model is compared with the prior on held-out data
+(the last part of the log, or another recording): if it predicts them worse, it is not
+accepted (``SysIdResult.accepted``), and the caller keeps the prior.
 
-Physical consistency: the full parameters written to params.yaml are the ones closest to the
-URDF's (least 2-norm change) that reproduce the identified base parameters exactly. Every body
-is then checked (mass > 0, rotational inertia about the centre of mass positive definite and
-satisfying the triangle inequality, i.e. a positive semidefinite pseudo-inertia). If a body
-fails, ``consistency='auto'`` (default) refits with every body's pseudo-inertia parameterized
-by its log-Cholesky factor (Rucker and Wensing 2022), which is consistent by construction,
-minimizing the same weighted torque residual plus a small pull towards the URDF values; the
-report says so and gives the training RMSE cost. ``consistency='check'`` only warns.
+Physical consistency: every body is checked (mass > 0, rotational inertia about the centre of
+mass positive definite and satisfying the triangle inequality, i.e. a positive semidefinite
+pseudo-inertia). If a body fails, ``consistency='auto'`` (default) refits with every body's
+pseudo-inertia parameterized by its log-Cholesky factor (Rucker and Wensing 2022), which is
+consistent by construction, minimizing the same regularized objective; the report says so and
+gives the training cost. ``consistency='check'`` only warns.
+
+The linear algebra is small and dense: :func:`identify` runs it on one BLAS thread, which is as
+fast here and leaves the other cores to the robot and the live twin.
 """
 from dataclasses import dataclass, field
 import sys
@@ -39,29 +47,34 @@ import numpy as np
 import pinocchio as pin
 from scipy import linalg, optimize
 from scipy.special import expit
+from threadpoolctl import threadpool_limits
 
 from twin_sim.friction import (DEFAULT_SMOOTH_VELOCITY, sigmoid_gaz, viscous_coulomb,
                                viscous_coulomb_regressor)
 from twin_sim.logdata import (DEFAULT_CUTOFF_HZ, prepare_log, ProcessedLog, read_log,
                               SysIdError, SysIdWarning)
+from twin_sim.sysid_ridge import acceptance, RidgeProblem
+from twin_sim.urdf_model import PARAMS_KEY, PARAMS_VERSION
 
 __all__ = [
-    'BaseParameters', 'FRICTION_MODELS', 'PARAMETER_NAMES', 'SysIdError', 'SysIdResult',
-    'SysIdWarning', 'base_parameters', 'check_physical_consistency', 'friction_torque',
-    'identify', 'identify_log', 'joint_configuration', 'load_model', 'model_joint_names',
-    'closest_full_parameters', 'model_with_parameters', 'nominal_parameters',
-    'parameter_names', 'parameter_scales', 'position_limits',
-    'predict_torque', 'ProcessedLog', 'regressor', 'save_parameters',
+    'BaseParameters', 'FRICTION_MODELS', 'PARAMETER_NAMES', 'Prior', 'SysIdError', 'SysIdResult',
+    'SysIdWarning', 'base_parameters', 'check_physical_consistency',
+    'friction_torque', 'identify', 'identify_log', 'joint_configuration', 'joint_prior_scales',
+    'load_model', 'load_robot', 'model_joint_names', 'model_with_parameters',
+    'nominal_parameters', 'parameter_names', 'parameter_scales', 'parameters_document',
+    'position_limits', 'predict_torque', 'prior_from_model', 'prior_from_robot',
+    'ProcessedLog', 'regressor', 'save_parameters',
 ]
 
 PARAMETER_NAMES = ('m', 'mcx', 'mcy', 'mcz', 'Ixx', 'Ixy', 'Iyy', 'Ixz', 'Iyz', 'Izz')
 FRICTION_MODELS = ('viscous-coulomb', 'sigmoid')
 FRICTION_KEYS = {'viscous-coulomb': ('viscous', 'coulomb', 'offset'),
                  'sigmoid': ('phi1', 'phi2', 'phi3', 'offset')}
-DEFAULT_MAX_CONDITION = 1e5
 DEFAULT_WARN_CONDITION = 1e3
 DEFAULT_MIN_RANGE = 1e-3
 DEFAULT_SMALL_RANGE = 0.05
+COULOMB_PRIOR_FRACTION = 0.02     # prior scale of Coulomb friction and offset: x effort limit
+REFERENCE_ACCELERATION = 2.0      # rad/s^2: rotor inertia prior scale = that torque / this
 
 
 def _warn(bucket, text):
@@ -80,7 +93,7 @@ def _progress_default(progress):
 # --------------------------------------------------------------------------------------------
 def load_model(urdf):
     """
-    Build the pinocchio model of a URDF (fixed base), via ``RobotModel`` when it exists.
+    Build the pinocchio model of a URDF (fixed base), via :class:`RobotModel`.
 
     Parameters
     ----------
@@ -98,19 +111,7 @@ def load_model(urdf):
         The file is missing or not a URDF pinocchio can read, or has a multi-DoF joint.
 
     """
-    try:
-        from twin_sim.urdf_model import RobotModel
-    except ImportError:
-        RobotModel = None
-    try:
-        if RobotModel is not None:
-            model = RobotModel.from_urdf(str(urdf)).pin_model
-        else:
-            model = pin.buildModelFromUrdf(str(urdf))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise SysIdError(f'cannot load URDF {urdf}: {exc}') from None
-    _check_model(model)
-    return model
+    return load_robot(urdf).pin_model
 
 
 def _check_model(model):
@@ -173,12 +174,27 @@ def nominal_parameters(model):
                            for i in range(1, model.njoints)])
 
 
-def model_with_parameters(model, theta):
-    """Copy of ``model`` whose body inertias are ``theta`` (10 per joint, pinocchio order)."""
+def model_with_parameters(model, theta, armature=None):
+    """
+    Copy of ``model`` with other body inertias and rotor inertias.
+
+    Parameters
+    ----------
+    model : pin.Model
+        The robot model.
+    theta : (10 nb,) or None
+        Dynamic parameters, 10 per joint, pinocchio order; None keeps the model's.
+    armature : (n,) kg·m², optional
+        Rotor inertia per joint; None keeps the model's.
+
+    """
     out = pin.Model(model)
-    for i in range(1, model.njoints):
-        out.inertias[i] = pin.Inertia.FromDynamicParameters(
-            np.asarray(theta[10 * (i - 1):10 * i], dtype=float))
+    if theta is not None:
+        for i in range(1, model.njoints):
+            out.inertias[i] = pin.Inertia.FromDynamicParameters(
+                np.asarray(theta[10 * (i - 1):10 * i], dtype=float))
+    if armature is not None:
+        out.armature = np.asarray(armature, dtype=float).copy()
     return out
 
 
@@ -472,39 +488,8 @@ def parameter_scales(theta_nominal):
     return np.concatenate(scales)
 
 
-def closest_full_parameters(base, beta, theta_nominal):
-    """
-    Full parameters closest to the nominal ones that have the given base parameters.
-
-    Minimizes ``|| (theta - theta_nominal) / parameter_scales(theta_nominal) ||`` subject to
-    ``base.projection @ theta == beta`` (closed form, pseudo-inverse).
-
-    Parameters
-    ----------
-    base : BaseParameters
-        The base-parameter map ``beta`` is expressed in.
-    beta : (r,)
-        Base parameter values.
-    theta_nominal : (10 nb,)
-        Nominal dynamic parameters, pinocchio order.
-
-    Returns
-    -------
-    theta : (10 nb,)
-
-    """
-    scales = parameter_scales(theta_nominal)
-    rhs = beta - base.projection @ theta_nominal
-    step, *_ = np.linalg.lstsq(base.projection * scales[None, :], rhs, rcond=None)
-    return theta_nominal + scales * step
-
-
 def _pseudo_from_theta(p):
     return pin.PseudoInertia.FromDynamicParameters(np.asarray(p, dtype=float)).toMatrix()
-
-
-def _theta_from_pseudo(jmat):
-    return pin.PseudoInertia.FromMatrix(jmat).toDynamicParameters()
 
 
 _TRIU = np.triu_indices(4, 1)
@@ -522,10 +507,101 @@ def _logchol_from_theta(p, eps):
     return np.concatenate([np.log(np.diag(upper)), upper[_TRIU]])
 
 
-def _theta_from_logchol(z):
-    upper = np.diag(np.exp(z[:4]))
-    upper[_TRIU] = z[4:]
-    return _theta_from_pseudo(upper @ upper.T)
+# --------------------------------------------------------------------------------------------
+# The prior
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Prior:
+    """
+    The parameters identification starts from and keeps where the data do not tell better.
+
+    Attributes
+    ----------
+    theta : (10 nb,)
+        Dynamic parameters of every body, pinocchio order (as :func:`nominal_parameters`).
+    friction : (n, 3)
+        ``[viscous N·m·s/rad, Coulomb N·m, offset N·m]`` per joint, model order.
+    armature : (n,) kg·m²
+        Rotor inertia reflected to each joint (pinocchio's ``armature``).
+    source : str
+        Where it came from (``'URDF <path>'``, ``'params <path>'``, ...), for the report.
+
+    """
+
+    theta: np.ndarray
+    friction: np.ndarray
+    armature: np.ndarray
+    source: str = 'URDF'
+
+
+def prior_from_model(model, source='URDF'):
+    """
+    Prior of a pinocchio model: its inertias, ``damping``/``friction`` and ``armature``.
+
+    Parameters
+    ----------
+    model : pin.Model
+        Built from the URDF (``damping`` and ``friction`` are the URDF ``<dynamics>``).
+    source : str
+        Label for the report.
+
+    Returns
+    -------
+    Prior
+
+    """
+    n = model.nv
+    friction = np.column_stack([np.asarray(model.damping, dtype=float),
+                                np.asarray(model.friction, dtype=float), np.zeros(n)])
+    return Prior(nominal_parameters(model), friction, np.array(model.armature, dtype=float),
+                 source)
+
+
+def prior_from_robot(robot, source=None):
+    """
+    Prior of a :class:`twin_sim.urdf_model.RobotModel` (identified parameters applied or not).
+
+    Bodies come from its pinocchio model (a payload the model carries is part of the body
+    that carries it), friction from its viscous-Coulomb-offset terms (a Gaz sigmoid it may
+    carry is not part of the prior), rotor inertia from ``pin_model.armature``.
+
+    Returns
+    -------
+    Prior
+
+    """
+    fm = robot.friction_model
+    friction = np.column_stack([fm.viscous, fm.coulomb, fm.offset]).astype(float)
+    return Prior(nominal_parameters(robot.pin_model), friction,
+                 np.array(robot.pin_model.armature, dtype=float),
+                 source or f'URDF {robot.urdf_path}')
+
+
+def _finite_limits(values, default, cap):
+    values = np.asarray(values, dtype=float)
+    ok = np.isfinite(values) & (values > 0.0) & (values < cap)
+    return np.where(ok, values, default)
+
+
+def joint_prior_scales(model):
+    """
+    How far each joint term may plausibly be from its prior, from the URDF limits.
+
+    Coulomb friction and offset: ``COULOMB_PRIOR_FRACTION`` of the effort limit (at least
+    0.05 N·m); viscous friction: that torque at a quarter of the velocity limit; rotor
+    inertia: that torque at ``REFERENCE_ACCELERATION``.
+
+    Returns
+    -------
+    (n, 4)
+        Scales of ``[viscous, coulomb, offset, armature]`` (N·m·s/rad, N·m, N·m, kg·m²).
+
+    """
+    effort = _finite_limits(model.effortLimit, 100.0, 1e6)
+    velocity = _finite_limits(model.velocityLimit, 2.0, 1e3)
+    torque = np.maximum(COULOMB_PRIOR_FRACTION * effort, 0.05)
+    return np.column_stack([torque / np.maximum(0.25 * velocity, 0.1), torque, torque,
+                            torque / REFERENCE_ACCELERATION])
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,34 +622,46 @@ class SysIdResult:
     friction : (n, 3 or 4)
         Identified friction parameters (rows of inactive joints are NaN).
     theta_nominal, theta : (10 nb,)
-        URDF and identified full dynamic parameters.
+        Prior and identified full dynamic parameters.
     base : BaseParameters
     beta, beta_std : (r,)
-        Identified base parameters and their standard deviations (from the weighted fit).
+        Identified base parameters and their posterior standard deviations.
     beta_nominal : (r,)
-        Base parameters of the URDF.
+        Base parameters of the prior.
     condition_number : float
-        Of the column-normalized, weighted training regressor (base + friction columns).
+        Of the column-normalized, weighted training regressor (base + joint terms).
     consistency : dict
         ``method`` (``'projection'``, ``'log-cholesky'`` or ``'none'``), ``problems`` (list).
     time_test, tau_test, tau_raw_test : (m,), (m, n), (m, n)
         Held-out stamps and filtered / unfiltered measured effort.
     tau_before, tau_after : (m, n) N·m
-        Held-out predictions of the URDF model (with its ``<dynamics>`` friction) and of the
-        identified model.
+        Held-out predictions of the prior and of the identified model.
     rmse_train_after : (n,) N·m
     n_train, n_test : int
     warnings : list of str
     timings : dict
         Seconds per stage.
     info : dict
-        Log facts (rate, cut-off, dropped rows, velocity source).
+        Log facts (rate, cut-off, dropped rows, velocity source, weights).
     friction_std : (n, 3 or 4)
-        Standard deviations of the viscous-Coulomb friction estimates (NaN for the sigmoid).
+        Posterior standard deviations of the viscous-Coulomb-offset terms (NaN otherwise).
     beta_unconstrained : (r,)
-        Base parameters of the least-squares fit before any consistency refit.
+        Base parameters of the regularized fit before any consistency refit.
     urdf : str
         The URDF path, when known.
+    armature, armature_std : (n,) kg·m²
+        Identified rotor inertia (the prior's where not identified) and its standard
+        deviation (NaN where not identified).
+    prior : Prior
+        What the fit started from.
+    accepted : bool
+        False when the identified model predicts the held-out data worse than the prior.
+    decision : dict
+        ``chosen`` (``'identified'`` or ``'prior'``), ``reason``, ``worse_joints``.
+    regularization : dict
+        The prior's weight per group and how it was chosen.
+    validation_source : str
+        Where the held-out data came from.
 
     """
 
@@ -603,6 +691,13 @@ class SysIdResult:
     friction_std: np.ndarray = None
     beta_unconstrained: np.ndarray = None
     urdf: str = ''
+    armature: np.ndarray = None
+    armature_std: np.ndarray = None
+    prior: Prior = None
+    accepted: bool = True
+    decision: dict = field(default_factory=dict)
+    regularization: dict = field(default_factory=dict)
+    validation_source: str = ''
 
     def rmse(self, which='after', filtered=False):
         """
@@ -611,7 +706,7 @@ class SysIdResult:
         Parameters
         ----------
         which : {'after', 'before'}
-            Identified or URDF model.
+            Identified model or prior.
         filtered : bool
             Against the low-pass filtered effort instead of the measured one (resampled onto
             the uniform grid, not filtered), which is the default.
@@ -629,8 +724,16 @@ class SysIdResult:
         return {j: {k: float(v) for k, v in zip(keys, self.friction[i])}
                 for i, j in enumerate(self.joint_names) if self.active[i]}
 
+    def armature_dict(self):
+        """Return the identified rotor inertia per joint, ``{joint: kg·m²}`` (fitted only)."""
+        if self.armature is None or self.armature_std is None:
+            return {}
+        return {j: float(self.armature[i]) for i, j in enumerate(self.joint_names)
+                if self.active[i] and np.isfinite(self.armature_std[i])}
 
-def predict_torque(model, theta, q, qd, qdd, friction_model=None, friction=None):
+
+def predict_torque(model, theta, q, qd, qdd, friction_model=None, friction=None,
+                   armature=None):
     """
     Joint torques by inverse dynamics (pinocchio RNEA) plus friction.
 
@@ -647,13 +750,16 @@ def predict_torque(model, theta, q, qd, qdd, friction_model=None, friction=None)
         viscous and Coulomb) or None (no friction).
     friction : (n, 3 or 4), optional
         Friction parameters (NaN rows count as zero).
+    armature : (n,) kg·m², optional
+        Rotor inertia per joint (RNEA adds ``armature * qdd``); None keeps the model's.
 
     Returns
     -------
     tau : (N, n) N·m
 
     """
-    m = model if theta is None else model_with_parameters(model, theta)
+    m = model if theta is None and armature is None else model_with_parameters(
+        model, theta, armature)
     data = m.createData()
     continuous = m.nq != m.nv
     tau = np.empty_like(np.asarray(qd, dtype=float))
@@ -674,93 +780,52 @@ def _column_scaled(a):
     return a / norms, norms
 
 
-def _weak_directions(a_scaled, names, count=3):
-    """Names of the parameters dominating the least-excited directions."""
-    _u, s, vt = np.linalg.svd(a_scaled, full_matrices=False)
+def _conditioning(gram, names, count=3):
+    """
+    Condition number of the column-normalized regressor whose Gram matrix is ``gram``.
+
+    Returns the condition number and the parameters dominating the ``count`` least-excited
+    directions (one line each).
+    """
+    d = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    d[d == 0.0] = 1.0
+    ev, vec = np.linalg.eigh(gram / np.outer(d, d))
+    ev = np.clip(ev, 0.0, None)
+    cond = float(np.sqrt(ev[-1] / ev[0])) if ev[0] > 0.0 else float('inf')
     lines = []
-    for k in range(1, min(count, len(s)) + 1):
-        v = vt[-k]
+    for k in range(min(count, len(ev))):
+        v = vec[:, k]
         top = np.argsort(-np.abs(v))[:3]
         share = ', '.join(f'{names[i]} ({abs(v[i]):.2f})' for i in top if abs(v[i]) > 0.1)
-        lines.append(f'singular value {s[-k] / s[0]:.2e} of the largest: {share}')
-    return lines
+        lines.append(f'singular value {np.sqrt(ev[k] / ev[-1]):.2e} of the largest: {share}')
+    return cond, lines
 
 
-def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, lock_joints=(),
-             consistency='auto', max_condition=DEFAULT_MAX_CONDITION,
-             warn_condition=DEFAULT_WARN_CONDITION, min_range=DEFAULT_MIN_RANGE,
-             progress=None, seed=0, fit_torque='raw'):
-    """
-    Identify base inertial parameters and friction from a processed log.
-
-    Parameters
-    ----------
-    model : pin.Model
-        The URDF model (nominal parameters); 1-DoF joints.
-    log : ProcessedLog
-        From :func:`twin_sim.logdata.prepare_log`, in ``model``'s joint order.
-    friction : {'viscous-coulomb', 'sigmoid'}
-        The friction law to fit.
-    train_fraction : float in (0, 1)
-        The first part of the log is fitted, the rest is held out for the RMSE figures.
-    lock_joints : sequence of str
-        Joints to treat as not moving (their effort is not used, their friction not fitted);
-        joints the log lacks are locked anyway.
-    consistency : {'auto', 'check'}
-        See the module docstring.
-    max_condition, warn_condition : float
-        Column-normalized condition number of the training regressor above which to raise
-        :class:`SysIdError` / to warn.
-    min_range : float
-        A measured joint whose training position range is below this (rad or m) has not been
-        excited: :class:`SysIdError` unless it is in ``lock_joints``.
-    progress : bool or None
-        tqdm bar for the regressor; None: only on a TTY.
-    seed : int
-        Seed of the random states for the base-parameter QR.
-    fit_torque : {'raw', 'filtered'}
-        Fit the measured effort as resampled (default) or after the low-pass filter. The
-        filter smears the Coulomb step at every velocity reversal, which biases the Coulomb
-        estimate down; zero-phase filtering keeps states and raw effort aligned either way.
-        Prefer 'filtered' for logs whose effort carries strong content above the cut-off
-        (vibration, motor ripple) that the filtered states cannot explain.
-
-    Returns
-    -------
-    SysIdResult
-
-    Raises
-    ------
-    SysIdError
-        Bad options, a joint that never moves, too few samples, or a rank-deficient /
-        ill-conditioned regressor.
-
-    """
-    timings = {}
-    t0 = _time.perf_counter()
-    notes = list(log.warnings)
+def _check_options(model, log, friction, consistency, fit_torque, train_fraction, validation,
+                   lock_joints):
+    """Raise :class:`SysIdError` for unusable options; return the model joint names."""
     _check_model(model)
     names = model_joint_names(model)
-    if list(log.joint_names) != names:
-        raise SysIdError(f"log joint order {log.joint_names} differs from the model's {names}; "
-                         'prepare the log with the model joint names')
+    for what, item in (('log', log), ('validation log', validation)):
+        if item is not None and list(item.joint_names) != names:
+            raise SysIdError(f'{what} joint order {item.joint_names} differs from the '
+                             f"model's {names}; prepare the log with the model joint names")
     if friction not in FRICTION_MODELS:
         raise SysIdError(f'unknown friction model {friction!r}; use one of {FRICTION_MODELS}')
     if consistency not in ('auto', 'check'):
         raise SysIdError(f'consistency must be "auto" or "check", got {consistency!r}')
     if fit_torque not in ('raw', 'filtered'):
         raise SysIdError(f'fit_torque must be "raw" or "filtered", got {fit_torque!r}')
-    if not 0.0 < train_fraction < 1.0:
+    if validation is None and not 0.0 < train_fraction < 1.0:
         raise SysIdError(f'train fraction must be in (0, 1), got {train_fraction}')
     unknown = [j for j in lock_joints if j not in names]
     if unknown:
         raise SysIdError(f'cannot lock unknown joints {unknown}; model joints: {names}')
-    progress = _progress_default(progress)
-    n = len(names)
-    n_train = int(np.floor(train_fraction * len(log)))
-    train, test = log.slice(0, n_train), log.slice(n_train, len(log))
+    return names
 
-    # Which joints are identified; the rest are held at a fixed position.
+
+def _select_joints(names, log, train, lock_joints, min_range, lock_still, notes):
+    """Return ``active`` (n,) bool and ``locked`` {joint index: held position}."""
     active = np.array(log.measured, dtype=bool)
     locked = {}
     for i, j in enumerate(names):
@@ -773,6 +838,11 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, lock
             if span > 10 * min_range:
                 _warn(notes, f'joint {j} is locked but moves {span:.3g} over the training '
                              'part; the fit will absorb its motion as error')
+        elif span < min_range and lock_still:
+            active[i] = False
+            locked[i] = float(np.median(log.q[:, i]))
+            _warn(notes, f'joint {j} does not move (position range {span:.2g}); held still, '
+                         'its parameters stay at the prior')
         elif span < min_range:
             raise SysIdError(
                 f'joint {j} does not move in the training part of the log (position range '
@@ -781,182 +851,512 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, lock
                 f'--lock-joints {j} to identify the rest with it held still')
         elif span < DEFAULT_SMALL_RANGE:
             _warn(notes, f'joint {j} moves only {span:.3g} over the training part; its '
-                         'parameters will be poorly determined')
+                         'parameters will stay close to the prior')
+    return active, locked
+
+
+def _dependent_armature(model, base, rows, seed, rtol=1e-6):
+    """
+    Joints (positions in ``rows``) whose rotor inertia no data can tell from the bodies'.
+
+    The first joint of a fixed-base arm is the usual case: its rotor inertia and the moved
+    body's inertia about the axis enter the torques only as their sum. Found like the base
+    parameters, on a random-state regressor: the rotor-inertia column (``qdd`` on the joint's
+    own row) lies in the span of the base columns, to ``rtol`` of its norm.
+    """
+    rng = np.random.default_rng(seed + 1)
+    n_states = max(50, 4 * (base.rank + len(rows)) // max(len(rows), 1))
+    q, qd, qdd = _random_states(model, n_states, base.locked, rng)
+    yb = regressor(model, q, qd, qdd, rows=rows, columns=base.columns).reshape(-1, base.rank)
+    q_mat, _r = np.linalg.qr(yb)
+    dependent = []
+    for a, j in enumerate(rows):
+        col = np.zeros((n_states, len(rows)))
+        col[:, a] = qdd[:, j]
+        col = col.ravel()
+        residual = col - q_mat @ (q_mat.T @ col)
+        if np.linalg.norm(residual) <= rtol * np.linalg.norm(col):
+            dependent.append(a)
+    return dependent
+
+
+def _joint_terms(qd, qdd, friction, armature_rows):
+    """
+    Regressor of the per-joint linear terms.
+
+    Parameters
+    ----------
+    qd, qdd : (N, m)
+        Velocities and accelerations of the fitted joints.
+    friction : str
+        ``'viscous-coulomb'`` gives ``[viscous, coulomb, offset]`` columns per joint; the
+        sigmoid's terms are nonlinear (fitted apart), so none.
+    armature_rows : sequence of int
+        Fitted joints (0..m-1) that get a rotor-inertia column (``qdd``).
+
+    Returns
+    -------
+    y : (N, m, k)
+        ``tau[:, a] += y[:, a] @ phi``.
+    columns : list of (int, str)
+        ``(fitted joint, key)`` per column of ``y``.
+
+    """
+    n_samples, m = qd.shape
+    columns = []
+    if friction == 'viscous-coulomb':
+        columns += [(a, key) for a in range(m) for key in FRICTION_KEYS['viscous-coulomb']]
+    columns += [(a, 'armature') for a in armature_rows]
+    y = np.zeros((n_samples, m, len(columns)))
+    vc = viscous_coulomb_regressor(qd, smooth_velocity=DEFAULT_SMOOTH_VELOCITY)
+    for c, (a, key) in enumerate(columns):
+        if key == 'armature':
+            y[:, a, c] = qdd[:, a]
+        else:
+            y[:, a, c] = vc[:, a, FRICTION_KEYS['viscous-coulomb'].index(key)]
+    return y, columns
+
+
+@dataclass
+class _Fit:
+    """What :func:`_fit` found (full parameters, joint terms and diagnostics)."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    beta_std: np.ndarray
+    beta_unconstrained: np.ndarray
+    friction: np.ndarray
+    friction_std: np.ndarray
+    armature: np.ndarray
+    armature_std: np.ndarray
+    condition_number: float
+    consistency: dict
+    regularization: dict
+    weights: np.ndarray
+    rmse_train: np.ndarray
+
+
+class _Design:
+    """The linear least-squares set-up of one fit: regressor, target, prior and its scales."""
+
+    def __init__(self, model, base, yb, qd, qdd, target, prior, rows, friction, armature_rows):
+        self.base, self.rows, self.b = base, rows, target
+        self.yj, self.columns = _joint_terms(qd, qdd, friction, armature_rows)
+        self.a = np.concatenate([yb, self.yj], axis=2)
+        n_theta, k = len(prior.theta), self.yj.shape[2]
+        self.n_theta = n_theta
+        self.transform = linalg.block_diag(base.projection, np.eye(k))
+        scale_table = joint_prior_scales(model)
+        keys = ('viscous', 'coulomb', 'offset', 'armature')
+        phi0, phi_scale = np.empty(k), np.empty(k)
+        for c, (a, key) in enumerate(self.columns):
+            j = rows[a]
+            phi0[c] = prior.armature[j] if key == 'armature' else prior.friction[
+                j, FRICTION_KEYS['viscous-coulomb'].index(key)]
+            phi_scale[c] = scale_table[j, keys.index(key)]
+        self.x0 = np.concatenate([prior.theta, phi0])
+        self.scales = np.concatenate([parameter_scales(prior.theta), phi_scale])
+        self.groups = np.concatenate([np.zeros(n_theta, int), np.ones(k, int)])
+
+    def predict(self, x):
+        """Training-part torques ``(N, m)`` of full parameters ``x`` (without held terms)."""
+        return np.einsum('kap,p->ka', self.a, self.transform @ x)
+
+    def problem(self, weights):
+        """Return the :class:`RidgeProblem` for per-joint ``weights`` (m,)."""
+        return RidgeProblem(self.a * weights[None, :, None], self.b * weights[None, :],
+                            self.transform, self.x0, self.scales, self.groups, n_groups=2)
+
+
+def _choose(problem, regularization):
+    """Prior weights per group: cross-validated (``'cv'``) or given; returns (lam, info)."""
+    if isinstance(regularization, str):
+        if regularization != 'cv':
+            raise SysIdError(f'regularization must be "cv" or a number >= 0, got '
+                             f'{regularization!r}')
+        choice = problem.cross_validate()
+        info = {'method': 'blocked cross-validation', 'folds': len(problem.folds),
+                'lambda_inertial': float(choice.lam[0]), 'lambda_joint': float(choice.lam[1]),
+                'cv_error': choice.cv_error, 'cv_error_best': choice.cv_error_best,
+                'cv_error_prior': choice.cv_error_prior}
+        return choice.lam, info
+    lam = np.broadcast_to(np.asarray(regularization, dtype=float), (2,)).copy()
+    if not np.all(np.isfinite(lam)) or np.any(lam < 0.0):
+        raise SysIdError(f'regularization must be "cv" or numbers >= 0, got {regularization!r}')
+    return lam, {'method': 'given', 'lambda_inertial': float(lam[0]),
+                 'lambda_joint': float(lam[1])}
+
+
+def _weights_from(residual):
+    sigma = np.sqrt(np.mean(residual ** 2, axis=0))
+    return 1.0 / np.maximum(sigma, 1e-6 * max(sigma.max(), 1e-12))
+
+
+@dataclass
+class _Solved:
+    """One regularized fit: its set-up, solution, covariance and the held rotor torques."""
+
+    design: _Design
+    problem: RidgeProblem
+    x: np.ndarray
+    cov: np.ndarray
+    lam: np.ndarray
+    info: dict
+    weights: np.ndarray
+    held: np.ndarray = None        # (m,) kg·m²: rotor inertia of joints without a column
+    held_torque: np.ndarray = None  # (N, m) N·m: their torque, taken off the target
+    final: np.ndarray = None       # (p,) the parameters after the consistency step
+    consistency: dict = None
+
+
+def _ridge_fit(design, regularization, weights):
+    """Two passes: choose the weights and fit, re-weight the joints by the residual, again."""
+    for _ in range(2):
+        lam, info = _choose(design.problem(weights), regularization)
+        x, _cov = design.problem(weights).solve(lam)
+        weights = _weights_from(design.b - design.predict(x))
+    problem = design.problem(weights)
+    x, cov = problem.solve(lam)
+    return _Solved(design, problem, x, cov, lam, info, weights)
+
+
+def _fit_rotors_nonnegative(make_design, qdd, armature_rows, held, regularization, weights,
+                            finish=None):
+    """
+    Fit; rotor inertias that come out negative are held at zero and the fit is redone.
+
+    ``make_design(armature_rows, held_torque)`` builds the design for the fitted joints with
+    a rotor-inertia column; ``held`` (m,) is the rotor inertia of the others. ``finish(solved)``
+    returns the final parameters and a consistency report (the physically consistent refit);
+    default: the regularized solution as it is. Sets ``solved.final``, ``solved.consistency``.
+    """
+    armature_rows, held = list(armature_rows), held.copy()
+    while True:
+        mask = np.array([a not in armature_rows for a in range(len(held))])
+        held_torque = qdd * np.where(mask, held, 0.0)[None, :]
+        solved = _ridge_fit(make_design(armature_rows, held_torque), regularization, weights)
+        x, consistency = (solved.x, {}) if finish is None else finish(solved)
+        d = solved.design
+        negative = [a for c, (a, key) in enumerate(d.columns)
+                    if key == 'armature' and x[d.n_theta + c] < 0.0]
+        if not negative:
+            solved.held, solved.held_torque = np.where(mask, held, np.nan), held_torque
+            solved.final, solved.consistency = x, consistency
+            return solved
+        armature_rows = [a for a in armature_rows if a not in negative]
+        held[negative] = 0.0
+
+
+def _fit(model, base, yb, train, rows, prior, options, notes):
+    """
+    Fit base inertial parameters and joint terms toward the prior (see the module docstring).
+
+    ``options``: names, friction, armature_rows, regularization, fit_torque, consistency,
+    max_condition, warn_condition.
+    """
+    o = options
+    names, friction = o['names'], o['friction']
+    b_mat = (train.tau if o['fit_torque'] == 'filtered' else train.tau_raw)[:, rows]
+    qd_act, qdd_act = train.qd[:, rows], train.qdd[:, rows]
+    sig = None
+
+    def make_design(kind, extra):
+        def build(armature_rows, held_torque):
+            return _Design(model, base, yb, qd_act, qdd_act, b_mat - held_torque - extra,
+                           prior, rows, kind, armature_rows)
+        return build
+
+    def finish(solved):
+        return _make_consistent(solved.design, solved.problem, solved.x, solved.lam, names,
+                                o['consistency'], notes)
+
+    held = prior.armature[rows].astype(float)
+    first = make_design('viscous-coulomb', 0.0)(o['armature_rows'], 0.0)
+    weights = _weights_from(b_mat - first.predict(first.x0))
+    solved = _fit_rotors_nonnegative(make_design('viscous-coulomb', 0.0), qdd_act,
+                                     o['armature_rows'], held, o['regularization'], weights,
+                                     None if friction == 'sigmoid' else finish)
+    col_names = base.names + [f'{names[rows[a]]}.{key}' for a, key in solved.design.columns]
+    cond, weak = _conditioning(solved.problem.gram, col_names)
+    _check_condition(cond, weak, o['max_condition'], o['warn_condition'], notes)
+    if friction == 'sigmoid':
+        sig = _fit_sigmoid(solved.design, solved.x, solved.design.b, qd_act, solved.weights)
+        solved = _fit_rotors_nonnegative(
+            make_design('sigmoid', friction_torque('sigmoid', sig, qd_act)), qdd_act,
+            o['armature_rows'], held, o['regularization'], solved.weights, finish)
+    solved.info['prior'] = prior.source
+    x = solved.final
+    fit = _collect(solved, x, base, rows, prior, len(names), friction, sig)
+    pred = solved.design.predict(x) + solved.held_torque
+    if sig is not None:
+        pred += friction_torque('sigmoid', sig, qd_act)
+    fit.rmse_train[rows] = np.sqrt(np.mean((pred - b_mat) ** 2, axis=0))
+    fit.beta_unconstrained = base.projection @ solved.x[:len(prior.theta)]
+    fit.condition_number, fit.consistency = cond, solved.consistency
+    _warn_unphysical_friction(friction, fit.friction, rows, names, notes)
+    return fit
+
+
+def _collect(solved, x, base, rows, prior, n, friction, sig):
+    """Spread the solution over per-joint arrays (a :class:`_Fit` without diagnostics)."""
+    n_theta = len(prior.theta)
+    theta = x[:n_theta]
+    std = np.sqrt(np.clip(np.diag(solved.cov), 0.0, None))
+    cov_theta = solved.cov[:n_theta, :n_theta]
+    beta_std = np.sqrt(np.clip(np.einsum('ip,pq,iq->i', base.projection, cov_theta,
+                                         base.projection), 0.0, None))
+    fric = np.full((n, len(FRICTION_KEYS[friction])), np.nan)
+    fric_std = np.full_like(fric, np.nan)
+    arm, arm_std = prior.armature.astype(float).copy(), np.full(n, np.nan)
+    arm[rows] = np.where(np.isnan(solved.held), arm[rows], solved.held)
+    for c, (a, key) in enumerate(solved.design.columns):
+        j, value = rows[a], x[n_theta + c]
+        if key == 'armature':
+            arm[j], arm_std[j] = value, std[n_theta + c]
+        else:
+            k = FRICTION_KEYS['viscous-coulomb'].index(key)
+            fric[j, k], fric_std[j, k] = value, std[n_theta + c]
+    if sig is not None:
+        fric[rows] = sig
+    return _Fit(theta, base.projection @ theta, beta_std, None, fric, fric_std, arm, arm_std,
+                float('nan'), {}, solved.info, solved.weights, np.full(n, np.nan))
+
+
+def _check_condition(cond, weak, max_condition, warn_condition, notes):
+    if max_condition is not None and (not np.isfinite(cond) or cond > max_condition):
+        raise SysIdError(
+            f'the log does not excite all parameters: regressor condition number {cond:.3g} '
+            f'(column-normalized) exceeds {max_condition:g}. Least-excited directions: '
+            f'{"; ".join(weak)}. Record a richer motion (robot-twin excite), lock joints that '
+            'do not move (--lock-joints), or leave out --max-condition to keep the weakly '
+            'excited directions at the prior')
+    if cond > warn_condition:
+        _warn(notes, f'regressor condition number {cond:.3g} is high; weakly excited '
+                     f'directions stay near the prior: {"; ".join(weak[:2])}')
+
+
+def _warn_unphysical_friction(friction, fric, rows, names, notes):
+    for j in rows:
+        if friction == 'viscous-coulomb' and (fric[j, 0] < 0 or fric[j, 1] < 0):
+            _warn(notes, f'joint {names[j]}: identified friction viscous {fric[j, 0]:.3g}, '
+                         f'coulomb {fric[j, 1]:.3g} has a negative term (not physical)')
+
+
+def _make_consistent(design, problem, x, lam, names, consistency, notes):
+    """Check every body; refit with log-Cholesky bodies if one fails (``'auto'``)."""
+    n_theta = design.n_theta
+    problems = check_physical_consistency(x[:n_theta], names)
+    info = {'method': 'projection', 'problems': problems}
+    if not problems:
+        return x, info
+    if consistency == 'check':
+        _warn(notes, 'identified parameters are not physically consistent (kept, as '
+                     'consistency="check"): ' + '; '.join(problems))
+        info['method'] = 'none'
+        return x, info
+    error_before = problem.error(x)
+    x = _consistent_refit(problem, x, lam, n_theta)
+    remaining = check_physical_consistency(x[:n_theta], names, rtol=1e-6)
+    if remaining:  # cannot happen by construction, unless the optimizer diverged
+        _warn(notes, 'the physically consistent refit failed: ' + '; '.join(remaining))
+    info.update(method='log-cholesky', note=(
+        'the regularized least-squares bodies are not physically consistent (problems); '
+        'refitted with every body parameterized by the log-Cholesky factor of its '
+        'pseudo-inertia'), weighted_sse_unconstrained=error_before,
+        weighted_sse_consistent=problem.error(x))
+    return x, info
+
+
+@threadpool_limits.wrap(limits=1, user_api='blas')
+def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, validation=None,
+             prior=None, armature=True, regularization='cv', lock_joints=(),
+             lock_still_joints=False, consistency='auto', max_condition=None,
+             warn_condition=DEFAULT_WARN_CONDITION, min_range=DEFAULT_MIN_RANGE,
+             progress=None, seed=0, fit_torque='raw', relative_tolerance=0.1,
+             absolute_tolerance=0.01):
+    """
+    Identify base inertial parameters, friction and rotor inertia toward a prior.
+
+    Parameters
+    ----------
+    model : pin.Model
+        The robot model; 1-DoF joints.
+    log : ProcessedLog
+        From :func:`twin_sim.logdata.prepare_log`, in ``model``'s joint order.
+    friction : {'viscous-coulomb', 'sigmoid'}
+        The friction law to fit (both with a constant effort offset per joint).
+    train_fraction : float in (0, 1)
+        The first part of the log is fitted, the rest is held out (ignored with
+        ``validation``).
+    validation : ProcessedLog, optional
+        Another recording of the same robot: the whole ``log`` is fitted and this one is held
+        out.
+    prior : Prior, optional
+        Where the fit starts (default: the model's own parameters, :func:`prior_from_model`).
+    armature : bool
+        Identify each joint's rotor inertia (where the data can tell it from the bodies').
+    regularization : 'cv', float or (2,)
+        Weight of the prior for the inertial and the joint parameters: chosen by blocked
+        cross-validation on the training part (default), or given (0: plain least squares).
+    lock_joints : sequence of str
+        Joints to treat as not moving (their effort is not used, their friction not fitted);
+        joints the log lacks are locked anyway.
+    lock_still_joints : bool
+        Lock joints that do not move instead of raising :class:`SysIdError`.
+    consistency : {'auto', 'check'}
+        See the module docstring.
+    max_condition : float, optional
+        Refuse a log whose column-normalized training regressor condition number is above
+        this (default: never; weakly excited directions stay at the prior).
+    warn_condition : float
+        Warn above this condition number.
+    min_range : float
+        A measured joint whose training position range is below this (rad or m) does not
+        move: :class:`SysIdError` unless it is locked.
+    progress : bool or None
+        tqdm bar for the regressor; None: only on a TTY.
+    seed : int
+        Seed of the random states for the base-parameter QR.
+    fit_torque : {'raw', 'filtered'}
+        Fit the measured effort as resampled (default) or after the low-pass filter. The
+        filter smears the Coulomb step at every velocity reversal, which biases the Coulomb
+        estimate down; zero-phase filtering keeps states and raw effort aligned either way.
+    relative_tolerance, absolute_tolerance : float
+        Per-joint slack of the acceptance test (:func:`twin_sim.sysid_ridge.acceptance`).
+
+    Returns
+    -------
+    SysIdResult
+        ``accepted`` is False (and ``decision['chosen']`` is ``'prior'``) when the identified
+        model predicts the held-out data worse than the prior.
+
+    Raises
+    ------
+    SysIdError
+        Bad options, a joint that never moves, too few samples, or (only with
+        ``max_condition``) an ill-conditioned regressor.
+
+    """
+    timings = {}
+    t0 = _time.perf_counter()
+    notes = list(log.warnings)
+    names = _check_options(model, log, friction, consistency, fit_torque, train_fraction,
+                           validation, lock_joints)
+    prior = prior_from_model(model) if prior is None else prior
+    progress = _progress_default(progress)
+    if validation is None:
+        n_train = int(np.floor(train_fraction * len(log)))
+        train, test = log.slice(0, n_train), log.slice(n_train, len(log))
+    else:
+        train, test = log, validation
+        notes.extend(w for w in validation.warnings if w not in notes)
+    active, locked = _select_joints(names, log, train, lock_joints, min_range,
+                                    lock_still_joints, notes)
     rows = np.flatnonzero(active)
-    n_act = len(rows)
+    if not len(rows):
+        raise SysIdError('no joint moves in the log (or every joint is locked): nothing to '
+                         'identify; record the robot in motion')
     base = base_parameters(model, rows=rows, locked=locked, seed=seed)
-    r = base.rank
-    n_unknown = r + n_act * len(FRICTION_KEYS[friction])
-    if n_train < 2 * n_unknown or len(test) < 10:
-        raise SysIdError(f'too few samples: {n_train} training and {len(test)} held-out '
-                         f'samples for {n_unknown} unknowns; record a longer log (at least '
-                         f'{int(np.ceil(2 * n_unknown / train_fraction))} samples after '
-                         'filtering) or change --train-fraction')
+    merged = _dependent_armature(model, base, rows, seed) if armature else []
+    armature_rows = [a for a in range(len(rows)) if armature and a not in merged]
+    _check_sample_count(len(train), len(test),
+                        base.rank + len(rows) * len(FRICTION_KEYS[friction]) + len(armature_rows))
     timings['base_parameters'] = _time.perf_counter() - t0
 
-    # Regressor on the training part (base columns, active rows).
     t0 = _time.perf_counter()
     yb = regressor(model, train.q, train.qd, train.qdd, rows=rows, columns=base.columns,
                    progress=progress)
     timings['regressor'] = _time.perf_counter() - t0
 
     t0 = _time.perf_counter()
-    qd_act = train.qd[:, rows]
-    b_mat = (train.tau if fit_torque == 'filtered' else train.tau_raw)[:, rows]
-    # Linear (viscous-Coulomb) friction columns; for the sigmoid they seed the nonlinear fit.
-    yf_rows = viscous_coulomb_regressor(qd_act, smooth_velocity=DEFAULT_SMOOTH_VELOCITY)
-    yf = np.zeros((n_train, n_act, 3 * n_act))
-    for a in range(n_act):
-        yf[:, a, 3 * a:3 * a + 3] = yf_rows[:, a, :]
-    a_full = np.concatenate([yb, yf], axis=2)  # (N, n_act, r + 3 n_act)
-
-    def solve(weights):
-        a_w = (a_full * weights[None, :, None]).reshape(-1, a_full.shape[2])
-        b_w = (b_mat * weights[None, :]).reshape(-1)
-        a_s, norms = _column_scaled(a_w)
-        x_s, *_ = np.linalg.lstsq(a_s, b_w, rcond=None)
-        return x_s / norms, a_s, b_w
-
-    x, a_s, _b_w = solve(np.ones(n_act))
-    resid = b_mat - np.einsum('kap,p->ka', a_full, x)
-    sigma = np.sqrt(np.mean(resid ** 2, axis=0))
-    sigma = np.maximum(sigma, 1e-6 * max(sigma.max(), 1e-12))
-    weights = 1.0 / sigma
-    x, a_s, b_w = solve(weights)
-    cond = float(np.linalg.cond(a_s))
-    all_names = base.names + [f'{names[j]}.{k}' for j in rows
-                              for k in FRICTION_KEYS['viscous-coulomb']]
-    if not np.isfinite(cond) or cond > max_condition:
-        weak = '; '.join(_weak_directions(a_s, all_names))
-        raise SysIdError(
-            f'the log does not excite all parameters: regressor condition number {cond:.3g} '
-            f'(column-normalized) exceeds {max_condition:g}. Least-excited directions: {weak}. '
-            'Record a richer motion (robot-twin excite), lock joints that do not move '
-            '(--lock-joints), or raise --max-condition if you accept a poorly determined fit')
-    if cond > warn_condition:
-        _warn(notes, f'regressor condition number {cond:.3g} is high; weakly excited: '
-                     + '; '.join(_weak_directions(a_s, all_names, count=2)))
-
-    beta = x[:r]
-    fric = np.full((n, len(FRICTION_KEYS[friction])), np.nan)
-    fric_std = np.full_like(fric, np.nan)
-    a_w = (a_full * weights[None, :, None]).reshape(-1, a_full.shape[2])
-    if friction == 'viscous-coulomb':
-        fric[rows] = x[r:].reshape(n_act, 3)
-        dof = max(len(b_w) - len(x), 1)
-        s2 = float(np.sum((a_w @ x - b_w) ** 2) / dof)
-        cov = s2 * np.linalg.pinv(a_w.T @ a_w)
-        x_std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        beta_std = x_std[:r]
-        fric_std[rows] = x_std[r:].reshape(n_act, 3)
-    else:
-        beta, fric_rows, beta_std = _fit_sigmoid(yb, b_mat, qd_act, weights, x, r)
-        fric[rows] = fric_rows
-    for a, j in enumerate(rows):
-        if friction == 'viscous-coulomb' and (fric[j, 0] < 0 or fric[j, 1] < 0):
-            _warn(notes, f'joint {names[j]}: identified friction viscous {fric[j, 0]:.3g}, '
-                         f'coulomb {fric[j, 1]:.3g} has a negative term (not physical)')
-
-    # Full parameters: closest to the URDF that reproduce beta; consistency check / refit.
-    theta_nom = nominal_parameters(model)
-    beta_nom = base.projection @ theta_nom
-    theta = closest_full_parameters(base, beta, theta_nom)
-    beta_ls = beta.copy()
-    problems = check_physical_consistency(theta, names)
-    method = 'projection'
-    rmse_train_before_refit = None
-    if problems:
-        if consistency == 'check':
-            _warn(notes, 'identified parameters are not physically consistent (kept, as '
-                         'consistency="check"): ' + '; '.join(problems))
-            method = 'none'
-        else:
-            rmse_train_before_refit = _rmse_train(yb, yf, b_mat, beta, fric[rows], friction,
-                                                  qd_act)
-            theta, beta, fric_rows = _consistent_refit(
-                base, yb, yf, b_mat, weights, theta_nom, beta, fric[rows], friction, qd_act)
-            fric[rows] = fric_rows
-            method = 'log-cholesky'
-            remaining = check_physical_consistency(theta, names, rtol=1e-6)
-            if remaining:  # cannot happen by construction, unless the optimizer diverged
-                _warn(notes, 'the physically consistent refit failed: ' + '; '.join(remaining))
-    rmse_train = _rmse_train(yb, yf, b_mat, beta, fric[rows], friction, qd_act)
-    rmse_train_full = np.full(n, np.nan)
-    rmse_train_full[rows] = rmse_train
+    options = {'names': names, 'friction': friction, 'armature_rows': armature_rows,
+               'regularization': regularization, 'fit_torque': fit_torque,
+               'consistency': consistency, 'max_condition': max_condition,
+               'warn_condition': warn_condition}
+    fit = _fit(model, base, yb, train, rows, prior, options, notes)
     timings['solve'] = _time.perf_counter() - t0
 
-    # Held-out evaluation, by RNEA with the identified and the URDF parameters.
     t0 = _time.perf_counter()
-    tau_after = predict_torque(model, theta, test.q, test.qd, test.qdd, friction, fric)
-    tau_before = predict_torque(model, None, test.q, test.qd, test.qdd, 'urdf')
+    tau_after = predict_torque(model, fit.theta, test.q, test.qd, test.qdd, friction,
+                               fit.friction, fit.armature)
+    tau_before = predict_torque(model, prior.theta, test.q, test.qd, test.qdd,
+                                'viscous-coulomb', prior.friction, prior.armature)
     timings['evaluate'] = _time.perf_counter() - t0
-
-    consistency_info = {'method': method, 'problems': problems}
-    if rmse_train_before_refit is not None:
-        consistency_info['note'] = (
-            'the full parameters closest to the URDF that match the least-squares base '
-            'parameters are not physically consistent (problems); refitted with every body '
-            'parameterized by the log-Cholesky factor of its pseudo-inertia')
-        consistency_info['train_rmse_unconstrained'] = dict(
-            zip([names[j] for j in rows], rmse_train_before_refit.tolist()))
-        consistency_info['train_rmse_consistent'] = dict(
-            zip([names[j] for j in rows], rmse_train.tolist()))
     info = {'sample_rate_hz': log.sample_rate_hz, 'cutoff_hz': log.cutoff_hz,
             'raw_samples': log.n_raw_samples, 'dropped_nan_rows': log.n_dropped_nan,
             'velocity_source': dict(log.velocity_source),
             'locked_joints': {names[j]: v for j, v in locked.items()},
-            'weights': dict(zip([names[j] for j in rows], weights.tolist()))}
-    return SysIdResult(names, active, friction, fric, theta_nom, theta, base, beta, beta_std,
-                       beta_nom, cond, consistency_info, test.time, test.tau, test.tau_raw,
-                       tau_before, tau_after, rmse_train_full, n_train, len(test), notes,
-                       timings, info, friction_std=fric_std, beta_unconstrained=beta_ls)
+            'weights': dict(zip([names[rows[a]] for a in range(len(rows))],
+                                fit.weights.tolist())),
+            'armature_with_body': [names[rows[a]] for a in merged]}
+    result = SysIdResult(
+        names, active, friction, fit.friction, prior.theta, fit.theta, base, fit.beta,
+        fit.beta_std, base.projection @ prior.theta, fit.condition_number, fit.consistency,
+        test.time, test.tau, test.tau_raw, tau_before, tau_after, fit.rmse_train, len(train),
+        len(test), notes, timings, info, friction_std=fit.friction_std,
+        beta_unconstrained=fit.beta_unconstrained, armature=fit.armature,
+        armature_std=fit.armature_std, prior=prior, regularization=fit.regularization,
+        validation_source='held-out tail of the log' if validation is None else 'validation log')
+    _decide(result, relative_tolerance, absolute_tolerance)
+    return result
 
 
-def _rmse_train(yb, yf, b_mat, beta, fric_rows, friction, qd_act):
-    pred = np.einsum('kar,r->ka', yb, beta)
-    n_act = qd_act.shape[1]
-    full = np.full((n_act, fric_rows.shape[1]), 0.0)
-    full[:] = fric_rows
-    pred += friction_torque(friction, full, qd_act)
-    return np.sqrt(np.mean((pred - b_mat) ** 2, axis=0))
+def _check_sample_count(n_train, n_test, n_unknown):
+    if n_train < 2 * n_unknown or n_test < 10:
+        raise SysIdError(f'too few samples: {n_train} training and {n_test} held-out '
+                         f'samples for {n_unknown} unknowns; record a longer log (at least '
+                         f'{2 * n_unknown} training samples after filtering) or change '
+                         '--train-fraction')
 
 
-def _fit_sigmoid(yb, b_mat, qd_act, weights, x_vc, r):
+def _decide(result, relative_tolerance, absolute_tolerance):
+    """Set ``accepted`` and ``decision``: the identified model is used only if no worse."""
+    act = result.active
+    accepted, reason, worse = acceptance(result.rmse('before')[act], result.rmse('after')[act],
+                                         relative_tolerance=relative_tolerance,
+                                         absolute_tolerance=absolute_tolerance)
+    names = [j for i, j in enumerate(result.joint_names) if act[i]]
+    worse_names = [names[i] for i in worse]
+    if worse_names:
+        reason += ': ' + ', '.join(
+            f'{j} {result.rmse("before")[result.joint_names.index(j)]:.3g} -> '
+            f'{result.rmse("after")[result.joint_names.index(j)]:.3g} N·m' for j in worse_names)
+    result.accepted = bool(accepted)
+    result.decision = {'chosen': 'identified' if accepted else 'prior', 'reason': reason,
+                       'worse_joints': worse_names,
+                       'tolerance': {'relative': relative_tolerance,
+                                     'absolute_nm': absolute_tolerance}}
+    if not accepted:
+        _warn(result.warnings, f'identified model NOT used: {reason}')
+
+
+def _fit_sigmoid(design, x_vc, b_mat, qd_act, weights):
     """
-    Variable-projection fit of the Gaz sigmoid friction; the inertial part is linear.
+    Gaz sigmoid friction plus offset per joint, by variable projection.
 
-    Returns beta (r,), friction rows (n_act, 4), beta_std (r,).
+    The linear part (base parameters and rotor inertia, without the viscous-Coulomb columns)
+    is eliminated in closed form; it is fitted toward the prior afterwards.
+
+    Returns the sigmoid rows ``(m, 4)``: ``[phi1, phi2, phi3, offset]``.
     """
-    n_samples, n_act, _ = yb.shape
-    a_w = (yb * weights[None, :, None]).reshape(-1, r)
+    n_samples, n_act = b_mat.shape
+    lin = [c for c, (_a, key) in enumerate(design.columns) if key == 'armature']
+    y_lin = np.concatenate([design.a[:, :, :design.base.rank], design.yj[:, :, lin]], axis=2)
+    a_w = (y_lin * weights[None, :, None]).reshape(-1, y_lin.shape[2])
     b_w = (b_mat * weights[None, :]).reshape(-1)
-    a_s, norms = _column_scaled(a_w)
-    q_mat, r_mat = np.linalg.qr(a_s)
+    a_s, _norms = _column_scaled(a_w)
+    q_mat, _r = np.linalg.qr(a_s)
 
     def project(v):
         return v - q_mat @ (q_mat.T @ v)
 
-    # Per-joint start: fit the sigmoid to the friction torque the viscous-Coulomb fit implied.
-    tau_rigid = np.einsum('kar,r->ka', yb, x_vc[:r])
-    p0 = np.zeros((n_act, 4))
-    for a in range(n_act):
-        qd = qd_act[:, a]
-        tf = b_mat[:, a] - tau_rigid[:, a]
-        vmax = max(float(np.percentile(np.abs(qd), 95)), 1e-3)
-        best = None
-        for steep in (1.0, 3.0, 10.0, 30.0, 100.0):
-            start = [max(2.0 * (x_vc[r + 3 * a + 1] + x_vc[r + 3 * a] * vmax), 1e-3),
-                     steep / vmax, 0.0, 0.0]
-
-            def res1(p, qd=qd, tf=tf):
-                return sigmoid_gaz(qd, p[0], p[1], p[2]) + p[3] - tf
-
-            fit = optimize.least_squares(
-                res1, start, bounds=([0.0, 1e-3, -vmax, -np.inf], [np.inf, 1e4, vmax, np.inf]),
-                max_nfev=200)
-            if best is None or fit.cost < best.cost:
-                best = fit
-        p0[a] = best.x
+    xr = design.transform @ x_vc
+    vc_cols = {(a, key): design.base.rank + c for c, (a, key) in enumerate(design.columns)}
+    tau_lin = np.einsum('kar,r->ka', y_lin, np.concatenate(
+        [xr[:design.base.rank], xr[[design.base.rank + c for c in lin]]]))
+    p0 = np.array([_sigmoid_start(qd_act[:, a], b_mat[:, a] - tau_lin[:, a],
+                                  xr[vc_cols[(a, 'viscous')]], xr[vc_cols[(a, 'coulomb')]])
+                   for a in range(n_act)])
 
     def unpack(z):
         return z.reshape(n_act, 4)
@@ -983,14 +1383,25 @@ def _fit_sigmoid(yb, b_mat, qd_act, weights, x_vc, r):
     z0 = np.clip(p0.ravel(), lower, upper)
     fit = optimize.least_squares(residual, z0, jac=jacobian, bounds=(lower, upper),
                                  x_scale='jac', max_nfev=200)
-    p = unpack(fit.x)
-    rhs = b_w - friction_w(p)
-    beta = linalg.solve_triangular(r_mat, q_mat.T @ rhs) / norms
-    dof = max(len(b_w) - r - 4 * n_act, 1)
-    s2 = float(np.sum(fit.fun ** 2) / dof)
-    rinv = linalg.solve_triangular(r_mat, np.eye(r))
-    beta_std = np.sqrt(s2 * np.sum(rinv ** 2, axis=1)) / norms
-    return beta, p, beta_std
+    return unpack(fit.x)
+
+
+def _sigmoid_start(qd, tau_friction, viscous, coulomb):
+    """Start of one joint's sigmoid: fitted to the friction torque the linear fit implied."""
+    vmax = max(float(np.percentile(np.abs(qd), 95)), 1e-3)
+    best = None
+    for steep in (1.0, 3.0, 10.0, 30.0, 100.0):
+        start = [max(2.0 * (coulomb + viscous * vmax), 1e-3), steep / vmax, 0.0, 0.0]
+
+        def res1(p):
+            return sigmoid_gaz(qd, p[0], p[1], p[2]) + p[3] - tau_friction
+
+        fit = optimize.least_squares(
+            res1, start, bounds=([0.0, 1e-3, -vmax, -np.inf], [np.inf, 1e4, vmax, np.inf]),
+            max_nfev=200)
+        if best is None or fit.cost < best.cost:
+            best = fit
+    return best.x
 
 
 def _theta_from_pseudo_np(jmat):
@@ -1018,87 +1429,94 @@ def _logchol_theta_jac(z):
     return theta, jac
 
 
-def _consistent_refit(base, yb, yf, b_mat, weights, theta_nom, beta, fric_rows, friction,
-                      qd_act, reg=1e-3):
+def _consistent_refit(problem, x, lam, n_theta):
     """
     Refit with log-Cholesky bodies (consistent by construction); see the module docstring.
 
-    Minimizes ``mean(weighted torque residual^2) + reg * mean(((theta - theta_nom) /
-    parameter_scales)^2)`` over the log-Cholesky coordinates of every body (and the
-    viscous-Coulomb friction, which stays linear; sigmoid friction is kept fixed).
+    Minimizes the same objective as the regularized fit (weighted squared torque residual
+    plus the prior term; the prior's weight floored so that directions the data cannot see
+    stay determined) over every body's log-Cholesky coordinates and the joint terms.
 
-    Returns theta (10 nb,), beta (r,), friction rows (n_act, k).
+    Returns the full parameters ``x`` (p,).
     """
-    n_act = yb.shape[1]
-    r = base.rank
-    nb = len(theta_nom) // 10
-    vc = friction == 'viscous-coulomb'
-    if vc:
-        a = np.concatenate([yb, yf], axis=2)
-        b = b_mat
-    else:
-        a = yb
-        b = b_mat - friction_torque(friction, fric_rows, qd_act)
-    a_w = (a * weights[None, :, None]).reshape(-1, a.shape[2])
-    b_w = (b * weights[None, :]).reshape(-1)
-    q_mat, r_mat = np.linalg.qr(a_w)
-    c = q_mat.T @ b_w
-    w_data = 1.0 / np.sqrt(len(b_w))
-    scales = parameter_scales(theta_nom)
-    w_reg = np.sqrt(reg / len(theta_nom)) / scales
+    nb = n_theta // 10
+    theta_nom = problem.x0[:n_theta]
+    ev, vec = np.linalg.eigh(problem.gram)
+    keep = ev > 1e-12 * max(ev.max(), 1e-300)
+    r_mat = np.sqrt(ev[keep])[:, None] * vec[:, keep].T          # R^T R = gram (kept part)
+    c = (vec[:, keep].T @ problem.moment) / np.sqrt(ev[keep])
+    lam_floor = 1e-3 * problem.n_rows / len(problem.x0)
+    w_reg = np.sqrt(np.maximum(problem._ridge(lam), lam_floor)) / problem.scales
     eps = 1e-6 * max(float(np.max(theta_nom[::10])), 1e-3)
 
     def unpack(z):
-        th = np.empty(10 * nb)
-        jac = np.zeros((10 * nb, 10 * nb))
+        th = np.empty(n_theta)
+        jac = np.zeros((n_theta, n_theta))
         for k in range(nb):
             s = slice(10 * k, 10 * k + 10)
             th[s], jac[s, s] = _logchol_theta_jac(z[s])
-        return th, jac
-
-    def xvec(z, th):
-        xb = base.projection @ th
-        return np.concatenate([xb, z[10 * nb:]]) if vc else xb
+        return np.concatenate([th, z[n_theta:]]), jac
 
     def residual(z):
-        th, _ = unpack(z)
-        return np.concatenate([w_data * (r_mat @ xvec(z, th) - c), w_reg * (th - theta_nom)])
+        xz, _ = unpack(z)
+        return np.concatenate([r_mat @ (problem.transform @ xz) - c, w_reg * (xz - problem.x0)])
 
     def jacobian(z):
-        th, dth = unpack(z)
-        top = w_data * (r_mat[:, :r] @ base.projection @ dth)
-        bottom = w_reg[:, None] * dth
-        if vc:
-            top = np.hstack([top, w_data * r_mat[:, r:]])
-            bottom = np.hstack([bottom, np.zeros((len(th), r_mat.shape[1] - r))])
-        return np.vstack([top, bottom])
+        _, dth = unpack(z)
+        dx = linalg.block_diag(dth, np.eye(len(z) - n_theta))
+        return np.vstack([r_mat @ problem.transform @ dx, w_reg[:, None] * dx])
 
-    # Start from the closest full parameters, each body's pseudo-inertia eigenvalues floored.
-    theta_start = closest_full_parameters(base, beta, theta_nom)
+    # Start from the fit, each body's pseudo-inertia eigenvalues floored.
     z0 = []
     for k in range(nb):
-        jmat = _pseudo_from_theta(theta_start[10 * k:10 * k + 10])
-        ev, vec = np.linalg.eigh(jmat)
-        floor = max(1e-3 * ev[-1], eps)
-        if ev[0] < floor:
-            jmat = (vec * np.maximum(ev, floor)) @ vec.T
+        jmat = _pseudo_from_theta(x[10 * k:10 * k + 10])
+        ev_b, vec_b = np.linalg.eigh(jmat)
+        floor = max(1e-3 * ev_b[-1], eps)
+        if ev_b[0] < floor:
+            jmat = (vec_b * np.maximum(ev_b, floor)) @ vec_b.T
         z0.append(_logchol_from_theta(_theta_from_pseudo_np(jmat), eps))
-    z0 = np.concatenate(z0 + ([fric_rows.ravel()] if vc else []))
+    z0 = np.concatenate(z0 + [x[n_theta:]])
     # Levenberg-Marquardt (MINPACK): small dense problem; the log-diagonal is clipped in
     # _logchol_theta_jac so that exp() cannot overflow.
     fit = optimize.least_squares(residual, z0, jac=jacobian, method='lm', x_scale='jac',
                                  ftol=1e-7, max_nfev=200)
-    theta, _ = unpack(fit.x)
-    if vc:
-        fric_rows = fit.x[10 * nb:].reshape(n_act, 3)
-    return theta, base.projection @ theta, fric_rows
+    return unpack(fit.x)[0]
 
 
 # --------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------
-def identify_log(urdf, data, *, topic=None, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None,
-                 max_nan_fraction=0.05, **kwargs):
+def load_robot(urdf, params=None):
+    """
+    Load the :class:`twin_sim.urdf_model.RobotModel` of a URDF, with a params.yaml applied.
+
+    Raises
+    ------
+    SysIdError
+        The URDF or the params file cannot be used (the message says why).
+
+    """
+    from twin_sim.urdf_model import ParametersError, RobotModel
+
+    try:
+        robot = RobotModel.from_urdf(str(urdf))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise SysIdError(f'cannot load URDF {urdf}: {exc}') from None
+    _check_model(robot.pin_model)
+    if params is not None:
+        import yaml
+
+        try:
+            with open(params, encoding='utf-8') as f:
+                doc = yaml.safe_load(f)
+            robot.apply_parameters(doc)
+        except (OSError, yaml.YAMLError, ParametersError) as exc:
+            raise SysIdError(f'cannot use the prior parameters {params}: {exc}') from None
+    return robot
+
+
+def identify_log(urdf, data, *, params=None, validation=None, topic=None,
+                 cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, max_nan_fraction=0.05, **kwargs):
     """
     Read a log file, prepare it and identify the model of a URDF.
 
@@ -1108,8 +1526,13 @@ def identify_log(urdf, data, *, topic=None, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz
         The URDF file.
     data : str or Path
         CSV file or rosbag2 directory (see :func:`twin_sim.logdata.read_log`).
+    params : str or Path, optional
+        A params.yaml whose parameters are the prior (default: the URDF's).
+    validation : str or Path, optional
+        Another recording of the same robot: ``data`` is fitted whole, this one held out.
     topic, cutoff_hz, rate_hz, max_nan_fraction
-        See :func:`twin_sim.logdata.read_log` and :func:`twin_sim.logdata.prepare_log`.
+        See :func:`twin_sim.logdata.read_log` and :func:`twin_sim.logdata.prepare_log` (for
+        both logs).
     **kwargs
         Passed to :func:`identify`.
 
@@ -1120,23 +1543,59 @@ def identify_log(urdf, data, *, topic=None, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz
 
     """
     t0 = _time.perf_counter()
-    model = load_model(urdf)
-    raw = read_log(data, topic)
-    log = prepare_log(raw, model_joint_names(model), cutoff_hz=cutoff_hz, rate_hz=rate_hz,
-                      max_nan_fraction=max_nan_fraction)
+    robot = load_robot(urdf, params)
+    model = robot.pin_model
+    names = model_joint_names(model)
+
+    def prepared(path):
+        return prepare_log(read_log(path, topic), names, cutoff_hz=cutoff_hz, rate_hz=rate_hz,
+                           max_nan_fraction=max_nan_fraction)
+
+    log = prepared(data)
+    held_out = None if validation is None else prepared(validation)
     t_load = _time.perf_counter() - t0
-    result = identify(model, log, **kwargs)
+    prior = prior_from_robot(robot, f'params {params}' if params else f'URDF {urdf}')
+    result = identify(model, log, validation=held_out, prior=prior, **kwargs)
     result.timings = {'load_filter': t_load, **result.timings}
     result.urdf = str(urdf)
+    result.validation_source = (f'{data} (held-out last part)' if validation is None
+                                else str(validation))
     return result
+
+
+def parameters_document(result):
+    """
+    Return the identified parameters as a params.yaml document (docs/conventions.md format).
+
+    ``joints`` lists every model joint; ``friction`` and ``armature`` name the identified
+    joints only (the others keep the values of the model the file is loaded onto);
+    ``bodies`` names every joint.
+
+    Returns
+    -------
+    dict
+        ``{'robot_twin_dynamics': {...}}`` of plain numbers.
+
+    """
+    bodies = {j: {'dynamic_parameters': [float(v) for v in result.theta[10 * i:10 * i + 10]]}
+              for i, j in enumerate(result.joint_names)}
+    doc = {
+        'version': PARAMS_VERSION,
+        'urdf': result.urdf,
+        'joints': list(result.joint_names),
+        'friction_model': result.friction_model,
+        'friction': result.friction_dict(),
+        'bodies': bodies,
+    }
+    armature = result.armature_dict()
+    if armature:
+        doc['armature'] = armature
+    return {PARAMS_KEY: doc}
 
 
 def save_parameters(result, path):
     """
-    Write the identified parameters as params.yaml (docs/conventions.md format).
-
-    ``joints`` lists every model joint; ``friction`` names the identified joints only (the
-    others keep their URDF values when loaded); ``bodies`` names every joint.
+    Write the identified parameters as params.yaml (:func:`parameters_document`).
 
     Parameters
     ----------
@@ -1148,18 +1607,9 @@ def save_parameters(result, path):
     """
     import yaml
 
-    bodies = {j: {'dynamic_parameters': [float(v) for v in result.theta[10 * i:10 * i + 10]]}
-              for i, j in enumerate(result.joint_names)}
-    doc = {'robot_twin_dynamics': {
-        'version': 1,
-        'urdf': result.urdf,
-        'joints': list(result.joint_names),
-        'friction_model': result.friction_model,
-        'friction': result.friction_dict(),
-        'bodies': bodies,
-    }}
     with open(path, 'w', encoding='utf-8') as f:
         f.write('# Identified by robot-twin sysid; dynamic_parameters in pinocchio order\n'
                 '# [m, mcx, mcy, mcz, Ixx, Ixy, Iyy, Ixz, Iyz, Izz] (kg, kg m, kg m^2, about '
-                'the joint frame origin).\n')
-        yaml.safe_dump(doc, f, sort_keys=False, default_flow_style=None, width=120)
+                'the joint frame origin); armature: rotor inertia, kg m^2.\n')
+        yaml.safe_dump(parameters_document(result), f, sort_keys=False,
+                       default_flow_style=None, width=120)

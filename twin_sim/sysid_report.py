@@ -2,12 +2,15 @@
 Report and plots of a system identification run (``robot-twin sysid --report``).
 
 :func:`write_report` writes ``report.json`` and, next to it, ``<stem>_torques.png`` (measured
-and predicted torque per joint on the held-out part, URDF model before and identified model
+and predicted torque per joint on the held-out part, prior model before and identified model
 after) and ``<stem>_rmse.png`` (per-joint RMSE bars). Plots use matplotlib's Agg backend.
 
 The RMSE figures compare the predictions with the *measured* effort (linearly resampled onto
 the uniform grid, not filtered), so they include the sensor noise: an RMSE at the noise level
 is a perfect model. ``rmse_after_filtered`` compares with the low-pass filtered effort.
+``before`` is the prior (the URDF, or the params file identification started from), ``after``
+the identified model; ``validation_source`` says which data they were computed on, and
+``decision`` which of the two is to be used and why.
 """
 import json
 import math
@@ -24,7 +27,7 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
-def report_dict(result, data=None):
+def report_dict(result, data=None, *, forced=False, written=None):
     """
     Build the report as a JSON-ready dict.
 
@@ -34,13 +37,19 @@ def report_dict(result, data=None):
         The identification result.
     data : str, optional
         The log it came from (informational).
+    forced : bool
+        The identified parameters were written although not accepted (``--force``).
+    written : bool, optional
+        Whether the parameters file was written (default: when accepted or forced).
 
     Returns
     -------
     dict
         ``train_samples``, ``test_samples``, ``joints: {joint: {rmse_before, rmse_after, ...}}``
-        (identified joints only), ``rmse_before_mean``, ``rmse_after_mean`` (N·m), plus the
-        condition number, friction, base parameters, consistency, warnings and timings.
+        (identified joints only), ``rmse_before_mean``, ``rmse_after_mean`` (N·m),
+        ``validation_source``, ``decision`` (``accepted``, ``chosen``, ``reason``), ``prior``,
+        ``regularization``, plus the condition number, friction, rotor inertia, base
+        parameters, consistency, warnings and timings.
 
     """
     before, after = result.rmse('before'), result.rmse('after')
@@ -57,9 +66,20 @@ def report_dict(result, data=None):
     base = [{'name': result.base.names[k], 'combination': result.base.describe(k),
              'value': _num(result.beta[k]), 'std': _num(result.beta_std[k]),
              'nominal': _num(result.beta_nominal[k])} for k in range(result.base.rank)]
+    decision = dict(result.decision, accepted=bool(result.accepted), forced=bool(forced),
+                    parameters_written=bool(result.accepted or forced) if written is None
+                    else bool(written))
+    if forced:
+        decision['chosen'] = 'identified (forced)'
+    arm_std = result.armature_std
     return {
         'train_samples': int(result.n_train),
         'test_samples': int(result.n_test),
+        'validation_source': result.validation_source,
+        'decision': decision,
+        'prior': None if result.prior is None else result.prior.source,
+        'regularization': {k: v if isinstance(v, str) else _num(v)
+                           for k, v in result.regularization.items()},
         'joints': joints,
         'rmse_before_mean': _num(np.mean(before[act])),
         'rmse_after_mean': _num(np.mean(after[act])),
@@ -69,6 +89,11 @@ def report_dict(result, data=None):
                                   if not result.active[i]],
         'friction_model': result.friction_model,
         'friction': result.friction_dict(),
+        'armature': result.armature_dict(),
+        'armature_std': {} if arm_std is None else {
+            j: _num(arm_std[i]) for i, j in enumerate(result.joint_names)
+            if j in result.armature_dict()},
+        'armature_with_body': result.info.get('armature_with_body', []),
         'condition_number': _num(result.condition_number),
         'base_parameter_count': int(result.base.rank),
         'base_parameters': base,
@@ -115,7 +140,7 @@ def plot_torques(result, path):
         ax.plot(t, result.tau_raw_test[:, j], color='0.75', lw=0.6, label='measured')
         ax.plot(t, result.tau_test[:, j], color='k', lw=0.9, label='measured, filtered')
         ax.plot(t, result.tau_before[:, j], color='tab:red', lw=0.9, ls='--',
-                label='URDF model (before)')
+                label='prior (before)')
         ax.plot(t, result.tau_after[:, j], color='tab:blue', lw=0.9,
                 label='identified model (after)')
         ax.set_ylabel(f'{result.joint_names[j]}\nN·m')
@@ -126,7 +151,9 @@ def plot_torques(result, path):
     fig.legend(handles, labels, loc='upper center', ncol=4, fontsize=8,
                bbox_to_anchor=(0.5, 0.985))
     axes[-1, 0].set_xlabel('time into the held-out part, s')
-    fig.suptitle('Held-out torque: measured vs predicted', y=0.998)
+    verdict = 'identified model used' if result.accepted else 'prior kept'
+    fig.suptitle(f'Held-out torque ({result.validation_source}): measured vs predicted; '
+                 f'{verdict}', y=0.998, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -139,7 +166,7 @@ def plot_rmse(result, path):
     names = [result.joint_names[j] for j in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows) + 2), 3.5))
-    ax.bar(x - 0.2, result.rmse('before')[rows], 0.4, label='URDF', color='tab:red')
+    ax.bar(x - 0.2, result.rmse('before')[rows], 0.4, label='prior', color='tab:red')
     ax.bar(x + 0.2, result.rmse('after')[rows], 0.4, label='identified', color='tab:blue')
     ax.set_xticks(x, names, rotation=30, ha='right')
     ax.set_ylabel('held-out torque RMSE, N·m')
@@ -150,7 +177,7 @@ def plot_rmse(result, path):
     plt.close(fig)
 
 
-def write_report(result, path, *, data=None, plots=True):
+def write_report(result, path, *, data=None, plots=True, forced=False, written=None):
     """
     Write report.json and, next to it, the plots.
 
@@ -164,6 +191,8 @@ def write_report(result, path, *, data=None, plots=True):
         The log path, recorded in the report.
     plots : bool
         Also write the PNG plots.
+    forced, written : bool
+        See :func:`report_dict`.
 
     Returns
     -------
@@ -173,7 +202,7 @@ def write_report(result, path, *, data=None, plots=True):
     """
     t0 = time.perf_counter()
     path = Path(path)
-    report = report_dict(result, data)
+    report = report_dict(result, data, forced=forced, written=written)
     files = []
     if plots:
         torques = path.with_name(path.stem + '_torques.png')

@@ -868,10 +868,12 @@ class RobotModel:
 
     def apply_parameters(self, params):
         """
-        Replace inertial and friction parameters with identified ones.
+        Replace inertial, friction and rotor-inertia parameters with identified ones.
 
-        Bodies and joints the document does not name keep their current values. Nothing is
-        changed if any entry is invalid.
+        Bodies and joints the document does not name keep their current values. The
+        ``armature`` section (``{joint: kg·m²}``, rotor inertia reflected to the joint) goes into
+        pinocchio's ``armature``, which RNEA and ABA use. Nothing is changed if any entry is
+        invalid.
 
         Parameters
         ----------
@@ -882,7 +884,8 @@ class RobotModel:
         ------
         ParametersError
             Wrong version, unknown joint, a ``dynamic_parameters`` entry that is not 10 finite
-            numbers with positive mass, a malformed friction entry.
+            numbers with positive mass, a malformed friction entry, an armature that is not a
+            number >= 0.
 
         """
         if not isinstance(params, dict):
@@ -910,12 +913,36 @@ class RobotModel:
                                                  base=self.friction_model)
         except FrictionError as exc:
             raise ParametersError(str(exc)) from None
+        armature = self._armature_from_params(doc.get('armature'))
         for joint, inertia in new.items():
             self._nominal[self.joint_names.index(joint) + 1] = inertia
             jid = self.joint_names.index(joint) + 1
             self.pin_model.inertias[jid] = inertia
         self.friction_model = friction
+        for joint, value in armature.items():
+            self.pin_model.armature[self.joint_names.index(joint)] = value
         self._apply_payload(self.payload)
+
+    def _armature_from_params(self, section):
+        """Check an ``armature`` section; return ``{joint: kg·m²}``."""
+        if section is None:
+            return {}
+        if not isinstance(section, dict):
+            raise ParametersError('params "armature" must map joint names to kg m^2')
+        values = {}
+        for joint, value in section.items():
+            if joint not in self.joint_names:
+                raise ParametersError(f'armature for unknown joint {joint!r}; model joints '
+                                      f'are {self.joint_names}')
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if not (math.isfinite(number) and number >= 0.0):
+                raise ParametersError(f'armature.{joint} must be a number >= 0 (kg m^2), got '
+                                      f'{value!r}')
+            values[joint] = number
+        return values
 
     def _body_from_params(self, joint, entry):
         if joint not in self.joint_names:
