@@ -14,7 +14,7 @@ def build_parser():
     from robot_twin.anomaly_train import add_anomaly_parser
     from robot_twin.bringup import add_up_parser
     from robot_twin.demo import add_demo_parser
-    from robot_twin.hil_report import add_hil_report_parser
+    from robot_twin.hil_report_cli import add_hil_report_parser
     from robot_twin.ledger_cli import add_ledger_parser
     from robot_twin.record_cli import add_record_parser
     from robot_twin.replay_cli import add_replay_parser

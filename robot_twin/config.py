@@ -307,6 +307,25 @@ PARAMETERS = {
         ParamSpec('randomization_index', int, 0,
                   'Which variant of the randomization to simulate.', min=0,
                   max=2 ** 31 - 1, read_only=True),
+        ParamSpec('step_mode', str, 'realtime',
+                  'realtime: step at publish_rate_hz on the wall clock (deadline misses and '
+                  'jitter in /twin/plant_status); lockstep: advance only when the controller '
+                  'command for the step has arrived, stamps and /clock in simulated time from 0 '
+                  '(the same commands give bit-identical outputs).',
+                  choices=('realtime', 'lockstep'), read_only=True),
+        ParamSpec('lockstep_steps_per_command', int, 1,
+                  'lockstep: steps of 1/publish_rate_hz the plant advances per command.',
+                  min=1, max=100000, read_only=True),
+        ParamSpec('realtime_priority', int, 0,
+                  'realtime: SCHED_FIFO priority (1-99) of the stepping and executor threads, '
+                  'as a HIL bench runs its plant (needs root or CAP_SYS_NICE; without them a '
+                  'warning and normal scheduling); 0 = normal scheduling.', min=0, max=99,
+                  read_only=True),
+        ParamSpec('lockstep_timeout_s', float, 1.0,
+                  'lockstep: a sample left this long without a command is published again '
+                  '(the controller may have missed it); counted as resends in '
+                  '/twin/plant_status.',
+                  min=0.01, max=86400.0, read_only=True),
     ),
     'demo_controller': (
         _URDF,

@@ -560,3 +560,20 @@ def test_property_hypothesis_outputs_stay_inside_limits(case):
 def test_decision_is_a_plain_dataclass():
     d = gov().govern(JointCommand('effort', ZERO), 1.0, True)
     assert dataclasses.asdict(d)['allowed'] is True
+
+
+def test_a_derating_slows_every_command_and_never_raises_the_limits():
+    g = gov(velocity_scale=0.5, horizon_s=0.1)
+    assert g.set_speed_scale(0.4) == 0.4 and g.speed_scale == 0.4
+    d = g.govern(JointCommand('velocity', [5.0, -5.0, 0.0]), 1.0, True, ZERO)
+    vmax = 0.5 * 0.4 * g.limits.velocity
+    np.testing.assert_allclose(np.abs(d.command.values[:2]), vmax[:2])
+    d = g.govern(TrajectoryCommand([(0.1, [0.5, 0.0, 0.0])]), 2.0, True, ZERO)
+    assert d.command.points[0].time_from_start == pytest.approx(0.5 / vmax[0])
+    for bad in (0.0, 1.5, math.nan, 'x'):
+        with pytest.raises(GovernorConfigError):
+            g.set_speed_scale(bad)
+    assert g.speed_scale == 0.4                    # a refused scale changes nothing
+    g.set_speed_scale(1.0)
+    d = g.govern(JointCommand('velocity', [5.0, -5.0, 0.0]), 3.0, True, ZERO)
+    np.testing.assert_allclose(np.abs(d.command.values[:2]), 0.5 * g.limits.velocity[:2])

@@ -6,7 +6,7 @@ import pinocchio as pin
 import pytest
 
 from twin_sim.faults import FaultScenario, FrictionIncrease
-from twin_sim.plant import Plant, PlantError
+from twin_sim.plant import make_plant, Plant, PlantError
 from twin_sim.trajectory import JointTrajectoryInterpolator
 from twin_sim.urdf_model import Payload, RobotModel
 
@@ -246,3 +246,47 @@ def test_bad_commands_and_arguments():
         Plant(ARM, initial_q=np.full(7, 3.0))
     with pytest.raises(PlantError, match='not found|cannot'):
         Plant(ROOT / 'missing.urdf')
+
+
+def test_advance_steps_on_until_a_sample_comes_out():
+    scenario = _scenario({'type': 'dropout', 'signal': 'all', 'start_s': 0.05,
+                          'end_s': 0.08, 'ramp_s': 0.0, 'size': 1.0})
+    plant = Plant(ARM, initial_q=POSE, scenario=scenario)
+    first = plant.advance(3)
+    assert [round(t, 6) for t, _m in first] == [0.001, 0.002, 0.003]
+    assert all(m is not None for _t, m in first)
+    while plant.time < 0.049:
+        plant.advance(1)
+    out = plant.advance(1)            # every sample is lost from 0.05 to 0.08 s
+    assert out[-1][1] is not None and all(m is None for _t, m in out[:-1])
+    assert out[-1][0] == pytest.approx(0.08, abs=1.5e-3) and len(out) > 25
+    held = Plant(ARM, initial_q=POSE, scenario=_scenario(
+        {'type': 'dropout', 'signal': 'all', 'start_s': 0.0, 'ramp_s': 0.0, 'size': 1.0}))
+    assert len(held.advance(1, max_steps=50)) == 50       # bounded: a permanent dropout
+    with pytest.raises(PlantError, match='steps >= 1'):
+        held.advance(0)
+
+
+def test_advance_is_step_by_step_alike():
+    a, b = Plant(ARM, initial_q=POSE, seed=3), Plant(ARM, initial_q=POSE, seed=3)
+    for k in range(40):
+        q = POSE + 0.01 * k
+        a.command_position(q)
+        b.command_position(q)
+        (t, m), = a.advance(1)
+        s = b.step()
+        assert t == b.time and np.array_equal(m.q, s.q) and np.array_equal(m.effort, s.effort)
+
+
+def test_make_plant_builds_randomized_and_identified_robots(tmp_path):
+    plant, variant = make_plant(str(ARM), randomization='default', randomization_index=2,
+                                seed=5)
+    try:
+        assert variant.index == 2 and variant.seed == 5
+        urdf = plant.urdf_path
+        assert urdf.is_file() and urdf != ARM
+    finally:
+        plant.close()
+    assert not urdf.exists()                      # close removes the robot written for it
+    with pytest.raises(PlantError, match='randomization'):
+        make_plant(str(ARM), randomization=str(tmp_path / 'missing.yaml'))

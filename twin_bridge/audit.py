@@ -1,15 +1,16 @@
 """
-Audit log of governed commands: one JSON object per line, flushed as it is written.
+Audit of governed commands: one ``command`` entry per decision in the lifecycle log.
 
 ROS-free. Every command the governor decides on is recorded (allowed or refused) with what was
-requested, what was sent, why, and the anomaly that caused it. Write the line *before* sending
-the command: if :meth:`AuditLog.record` raises (disk full, closed file), do not send.
+requested, what was sent, why, and the anomaly that caused it, as an entry of the hash-chained
+lifecycle log (:mod:`twin_bridge.ledger`), so that the audit trail cannot be edited without a
+trace. Write the entry *before* sending the command: if :meth:`AuditLog.record` raises (disk
+full, closed log), do not send.
 
-Line format (strict JSON; NaN and ±inf are written as the strings ``"NaN"``, ``"Infinity"``,
-``"-Infinity"`` and turned back into floats by :func:`read_audit_log`)::
+The entry's ``data`` (strict JSON; NaN and ±inf as the strings ``"NaN"``, ``"Infinity"``,
+``"-Infinity"``, turned back into floats by :func:`read_audit_log`)::
 
-    {"wall_time": 1715000000.123,      # time.time() when written, s
-     "time": 12.5,                     # node clock passed to govern (sim time if used), s
+    {"time": 12.5,                     # node clock passed to govern (sim time if used), s
      "stamp": 12.499,                  # stamp of the robot sample the command is based on, s
      "kind": "position",               # position | velocity | effort | trajectory
      "joints": ["j1", "j2"],
@@ -20,41 +21,16 @@ Line format (strict JSON; NaN and ±inf are written as the strings ``"NaN"``, ``
      "anomaly": {"id": .., "fault_type": .., "joint": .., "score": .., ...} or null}
 
 Trajectory points are ``{"time_from_start": s, "positions": [...], "velocities": [...]|null}``.
+The entry's own ``time`` is the wall clock (``wall_time`` of :func:`read_audit_log`).
 """
-import json
-import math
 import os
-from pathlib import Path
-import threading
-import time
 
-import numpy as np
+from twin_bridge.ledger import decode_nonfinite, Ledger, LedgerError, open_ledger, \
+    to_json_value, verify_ledger
 
-_NONFINITE = {'NaN': math.nan, 'Infinity': math.inf, '-Infinity': -math.inf}
+COMMAND_KIND = 'command'
+"""Ledger entry kind of a governor decision."""
 _ANOMALY_FIELDS = ('id', 'fault_type', 'joint', 'score', 'level', 'since')
-
-
-def _plain(value):
-    """Turn numbers, arrays and containers into strict-JSON values."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        x = float(value)
-        if math.isfinite(x):
-            return x
-        return 'NaN' if math.isnan(x) else ('Infinity' if x > 0 else '-Infinity')
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    try:
-        return [_plain(v) for v in value]
-    except TypeError:
-        return repr(value)
 
 
 def _command_body(command):
@@ -66,15 +42,15 @@ def _command_body(command):
         try:
             for p in command.points:
                 p = tuple(p)
-                points.append({'time_from_start': _plain(p[0]),
-                               'positions': _plain(p[1]) if len(p) > 1 else None,
-                               'velocities': _plain(p[2]) if len(p) > 2 else None})
+                points.append({'time_from_start': to_json_value(p[0]),
+                               'positions': to_json_value(p[1]) if len(p) > 1 else None,
+                               'velocities': to_json_value(p[2]) if len(p) > 2 else None})
         except Exception:  # noqa: BLE001 - record what we can of a malformed command
             return {'unreadable': repr(command)}
         return {'points': points}
     if hasattr(command, 'values'):
-        return {'values': _plain(command.values),
-                'duration_s': _plain(getattr(command, 'duration_s', None))}
+        return {'values': to_json_value(command.values),
+                'duration_s': to_json_value(getattr(command, 'duration_s', None))}
     return {'unreadable': repr(command)}
 
 
@@ -82,43 +58,45 @@ def _anomaly_body(anomaly):
     if anomaly is None:
         return None
     if isinstance(anomaly, dict):
-        return {k: _plain(v) for k, v in anomaly.items()}
-    return {k: _plain(getattr(anomaly, k)) for k in _ANOMALY_FIELDS if hasattr(anomaly, k)}
+        return {str(k): to_json_value(v) for k, v in anomaly.items()}
+    return {k: to_json_value(getattr(anomaly, k)) for k in _ANOMALY_FIELDS
+            if hasattr(anomaly, k)}
 
 
 class AuditLog:
     """
-    Append-only JSON-lines log of governor decisions.
+    The governor's audit trail, written as ``command`` entries of a lifecycle log.
 
     Parameters
     ----------
-    target : str, os.PathLike or text stream
-        A file path (opened for appending; parent directories are created) or an open text
-        stream with ``write`` (and ``flush``), which the log does not close.
+    target : str, os.PathLike or twin_bridge.ledger.Ledger
+        A ledger file (opened with :func:`twin_bridge.ledger.open_ledger`, so the nodes of one
+        process share its writer; created if absent) or an open :class:`Ledger`, which the
+        audit log does not close.
+
+    Raises
+    ------
+    TypeError
+        ``target`` is neither.
+    twin_bridge.ledger.LedgerError
+        The file cannot be opened, is damaged, or another process writes it.
 
     """
 
     def __init__(self, target):
-        self._lock = threading.Lock()
-        if isinstance(target, (str, os.PathLike)):
-            path = Path(target)
-            if path.parent and not path.parent.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream = open(path, 'a', encoding='utf-8')
-            self._owned = True
-            self.path = path
-        elif hasattr(target, 'write'):
-            self._stream = target
-            self._owned = False
-            self.path = None
+        if isinstance(target, Ledger):
+            self.ledger, self._owned = target, False
+        elif isinstance(target, (str, os.PathLike)):
+            self.ledger, self._owned = open_ledger(target), True
         else:
-            raise TypeError(f'AuditLog needs a file path or a text stream, got '
-                            f'{type(target).__name__}')
+            raise TypeError(f'AuditLog needs a ledger file path or a twin_bridge.ledger.Ledger, '
+                            f'got {type(target).__name__}')
+        self.path = self.ledger.path
         self.lines_written = 0
 
     def record(self, decision, *, stamp=None, anomaly=None, wall_time=None):
         """
-        Write one line for a governor decision and flush it.
+        Append one ``command`` entry for a governor decision (durable when this returns).
 
         Parameters
         ----------
@@ -130,19 +108,22 @@ class AuditLog:
             The anomaly that caused the command: a dict, or an object with some of the
             attributes ``id``, ``fault_type``, ``joint``, ``score``, ``level``, ``since``.
         wall_time : float or None
-            Wall-clock time to record, s; None: ``time.time()``.
+            Wall-clock time to record, s; None: now.
 
         Returns
         -------
         dict
-            The entry as written (JSON values).
+            The entry's data as written (JSON values), plus ``wall_time``.
+
+        Raises
+        ------
+        twin_bridge.ledger.LedgerError
+            The entry could not be written: do not send the command.
 
         """
-        command = decision.command
-        entry = {
-            'wall_time': _plain(time.time() if wall_time is None else wall_time),
-            'time': _plain(decision.time),
-            'stamp': _plain(stamp),
+        data = {
+            'time': to_json_value(decision.time),
+            'stamp': to_json_value(stamp),
             'kind': (decision.kind if decision.kind is None or isinstance(decision.kind, str)
                      else repr(decision.kind)),
             'joints': [str(j) for j in decision.joints],
@@ -151,21 +132,18 @@ class AuditLog:
             'cause': decision.cause,
             'reasons': [str(r) for r in decision.reasons],
             'requested': _command_body(decision.requested),
-            'sent': _command_body(command) if decision.allowed else None,
+            'sent': _command_body(decision.command) if decision.allowed else None,
             'anomaly': _anomaly_body(anomaly),
         }
-        line = json.dumps(entry, allow_nan=False, separators=(',', ':'))
-        with self._lock:
-            self._stream.write(line + '\n')
-            self._stream.flush()
-            self.lines_written += 1
-        return entry
+        entry = self.ledger.append(COMMAND_KIND, data, wall_time=wall_time)
+        self.lines_written += 1
+        return {'wall_time': entry.time, **entry.data}
 
     def close(self):
-        """Close the file if the log opened it."""
-        with self._lock:
-            if self._owned and not self._stream.closed:
-                self._stream.close()
+        """Release the ledger if the audit log opened it."""
+        if self._owned and not self.ledger.closed:
+            self._owned = False
+            self.ledger.close()
 
     def __enter__(self):
         return self
@@ -174,59 +152,47 @@ class AuditLog:
         self.close()
 
 
-def _decode(value):
-    if isinstance(value, str):
-        return _NONFINITE.get(value, value)
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    return value
-
-
 def read_audit_log(source):
     """
-    Read an audit log back into a list of dicts.
+    Read the governor decisions of a lifecycle log, checking its chain.
 
     Parameters
     ----------
-    source : str, os.PathLike, text stream or iterable of str
-        The log file, or its lines.
+    source : str or os.PathLike
+        The ledger file.
 
     Returns
     -------
     list of dict
-        One per line, in order; ``"NaN"``/``"Infinity"``/``"-Infinity"`` in numeric fields
-        (``wall_time``, ``time``, ``stamp``, ``requested``, ``sent``, anomaly ``score`` and
-        ``since``) become floats.
+        One per ``command`` entry, in order: its data with ``wall_time`` (the entry's time);
+        ``"NaN"``/``"Infinity"``/``"-Infinity"`` in numeric fields (``time``, ``stamp``,
+        ``requested``, ``sent``, anomaly ``score`` and ``since``) become floats.
 
     Raises
     ------
-    ValueError
-        A line that is not a JSON object (the message gives the line number).
+    twin_bridge.ledger.LedgerError
+        The file is unreadable or its chain is broken (the message names the first bad
+        entry). A last line without its end (being written, or cut by a crash) is left out.
 
     """
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, encoding='utf-8') as f:
-            return read_audit_log(f)
-    entries = []
-    for number, line in enumerate(source, start=1):
-        line = line.strip()
-        if not line:
+    result = verify_ledger(source)
+    if result.problem is not None and not result.torn:
+        raise result.problem
+    out = []
+    for entry in result.entries:      # a last line still being written is not an entry yet
+        if entry.kind != COMMAND_KIND:
             continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f'audit log line {number} is not JSON: {exc}') from None
-        if not isinstance(entry, dict):
-            raise ValueError(f'audit log line {number} is not a JSON object')
-        for key in ('wall_time', 'time', 'stamp', 'requested', 'sent'):
-            if key in entry:
-                entry[key] = _decode(entry[key])
-        anomaly = entry.get('anomaly')
+        item = {'wall_time': entry.time, **entry.data}
+        for key in ('time', 'stamp', 'requested', 'sent'):
+            if key in item:
+                item[key] = decode_nonfinite(item[key])
+        anomaly = item.get('anomaly')
         if isinstance(anomaly, dict):
             for key in ('score', 'since'):
                 if key in anomaly:
-                    anomaly[key] = _decode(anomaly[key])
-        entries.append(entry)
-    return entries
+                    anomaly[key] = decode_nonfinite(anomaly[key])
+        out.append(item)
+    return out
+
+
+__all__ = ['AuditLog', 'COMMAND_KIND', 'LedgerError', 'read_audit_log']

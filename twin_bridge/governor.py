@@ -310,6 +310,7 @@ class SafetyGovernor:
         self.position_margin = margin
         self._lo = lo
         self._hi = hi
+        self._speed_scale = 1.0
         self._vmax = limits.velocity * self.velocity_scale
         self._emax = limits.effort
         self._index_of = {n: i for i, n in enumerate(limits.names)}
@@ -335,6 +336,24 @@ class SafetyGovernor:
         self._last_allowed = None
         self._latest_now = -math.inf
         self._stepped_back_at = None
+
+    @property
+    def speed_scale(self):
+        """The derating applied on top of ``velocity_scale``, in (0, 1] (1 = none)."""
+        return self._speed_scale
+
+    def set_speed_scale(self, scale):
+        """
+        Derate every command: velocities at most ``scale`` x the configured velocity limits.
+
+        A maintenance derating (a worn joint's RUL stretched to the next service window) is an
+        absolute scale in (0, 1]; it replaces the previous one. The limits never grow beyond
+        ``velocity_scale`` x the URDF's. Returns the scale in force.
+        """
+        value = self._param(scale, 'speed scale', lambda v: 0.0 < v <= 1.0, 'in (0, 1]')
+        self._speed_scale = value
+        self._vmax = self.limits.velocity * self.velocity_scale * value
+        return value
 
     def position_range(self, joints):
         """Return ``(lo, hi)`` (m,) rad: the governed position range (limits minus margin)."""
@@ -728,7 +747,8 @@ def limit_violations(governor, out, current, requested):
         i = index[j]
         margin = float(governor.position_margin[i])
         rows.append((j, float(lim.lower[i]) + margin, float(lim.upper[i]) - margin,
-                     float(lim.velocity[i]) * governor.velocity_scale, float(lim.effort[i])))
+                     float(lim.velocity[i]) * governor.velocity_scale * governor.speed_scale,
+                     float(lim.effort[i])))
     if out.kind == 'trajectory':
         t_prev = 0.0
         prev = None if current is None else [float(c) for c in current]

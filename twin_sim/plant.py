@@ -8,14 +8,22 @@ faults (it may come out changed, late, or not at all). Without a command the arm
 initial pose in position mode. The same inputs and seed give bit-identical outputs.
 """
 from pathlib import Path
+import tempfile
 
 import numpy as np
-from twin_sim.faults import Fault, fault_from_dict, FaultScenario, PhysicalEffects
+from twin_sim.faults import Fault, fault_from_dict, FaultScenario, PhysicalEffects, \
+    ScenarioError
+from twin_sim.randomization import load_randomization, RandomizationError, \
+    write_identified_urdf, write_randomized_robot
+from twin_sim.resources import randomization_file
 from twin_sim.trajectory import JointTrajectoryInterpolator
-from twin_sim.urdf_model import Payload
+from twin_sim.urdf_model import Payload, URDFError
 from twin_sim.world import SimWorld, WorldError
 
-__all__ = ['Plant', 'PlantError']
+__all__ = ['Plant', 'PlantError', 'make_plant', 'STREAM_HORIZON_S']
+
+STREAM_HORIZON_S = 0.05
+"""A streamed position set-point (with velocity) is extrapolated this long at most, s."""
 
 
 class PlantError(ValueError):
@@ -283,6 +291,31 @@ class Plant:
                 m = fault.apply(m, t_now)
         return m
 
+    def advance(self, steps=1, max_steps=None):
+        """
+        Step ``steps`` times, then on until a sample comes out (lock-step stepping).
+
+        A lock-step controller answers each sample with the command for the next steps; a
+        sample a sensor fault drops or holds back must not leave it waiting, so the plant keeps
+        stepping (with the command it has) until one comes out, for at most ``max_steps`` steps
+        in all (default: 1 s of plant time).
+
+        Returns
+        -------
+        list of (float, Measurement or None)
+            Plant time after each step and the sample that step produced.
+
+        """
+        steps = int(steps)
+        if steps < 1:
+            raise PlantError(f'advance needs steps >= 1, got {steps}')
+        limit = max(steps, int(round(1.0 / self.dt)) if max_steps is None else int(max_steps))
+        out = []
+        while len(out) < steps or (out[-1][1] is None and len(out) < limit):
+            sample = self.step()
+            out.append((self.time, sample))
+        return out
+
     def run(self, duration_s):
         """Step for ``duration_s`` and return the samples that came out (list)."""
         steps = int(round(float(duration_s) / self.dt))
@@ -303,8 +336,12 @@ class Plant:
         self.world.reset(self.initial_q)
 
     def close(self):
-        """Release the simulation."""
+        """Release the simulation (and the robot files :func:`make_plant` wrote)."""
         self.world.close()
+        tmpdir = getattr(self, '_tmpdir', None)
+        if tmpdir is not None:
+            tmpdir.cleanup()
+            self._tmpdir = None
 
     def __enter__(self):
         return self
@@ -318,3 +355,80 @@ def _same_payload(a, b):
         return a is b
     return (a.mass == b.mass and np.array_equal(a.com, b.com) and
             np.array_equal(a.inertia, b.inertia))
+
+
+def make_plant(urdf_path, *, scenario=None, dt=0.001, seed=0, payload_mass_kg=0.0,
+               dynamics_params_file='', randomization='', randomization_index=0,
+               ft_link=None):
+    """
+    Build the plant a HIL bench or the demo runs: nominal, identified or randomized robot.
+
+    Parameters
+    ----------
+    urdf_path : str
+        The robot's URDF.
+    scenario : str or None
+        Fault scenario file (resolved), or None.
+    dt : float
+        Step, s.
+    seed : int
+        Seeds sensor faults and picks the randomized variant.
+    payload_mass_kg : float
+        Payload at the tool (0 = none).
+    dynamics_params_file : str
+        Identified dynamics (``params.yaml``); '' = the URDF's.
+    randomization : str
+        A randomization file or name (``default``): simulate variant ``randomization_index``
+        of ``seed`` (around the identified dynamics if given), as that sample of
+        ``robot-twin whatif``; '' = the nominal or identified robot.
+    randomization_index : int
+        Which variant.
+    ft_link : str, optional
+        The force-torque sensor link; None or '' = the default (``ft_sensor``, if present).
+
+    Returns
+    -------
+    (Plant, twin_sim.randomization.Variant or None)
+        The plant (its :meth:`Plant.close` removes the URDF written for it) and the variant.
+
+    Raises
+    ------
+    PlantError
+        Any problem with the robot, the randomization or the scenario (the message names it).
+
+    """
+    payload = Payload(payload_mass_kg) if payload_mass_kg > 0 else None
+    tmpdir = None
+    variant = None
+    try:
+        if randomization or dynamics_params_file:
+            tmpdir = tempfile.TemporaryDirectory(prefix='robot_twin_plant_')
+        if randomization:
+            try:
+                spec = load_randomization(randomization_file(randomization))
+                urdf_path, variant = write_randomized_robot(
+                    urdf_path, spec, seed, randomization_index,
+                    Path(tmpdir.name) / 'variant.urdf', dynamics_params_file or None)
+            except (FileNotFoundError, RandomizationError, URDFError) as exc:
+                raise PlantError(f'randomization: {exc}') from None
+            if variant.payload is not None:
+                if payload is not None:
+                    raise PlantError('payload_mass_kg and a randomized payload are both set; '
+                                     'keep one (set the randomization payload mass to 0)')
+                payload = variant.payload
+        elif dynamics_params_file:
+            # simulate the identified robot: its URDF with the params.yaml dynamics put in
+            urdf_path = write_identified_urdf(urdf_path, dynamics_params_file,
+                                              Path(tmpdir.name) / 'identified.urdf')
+        try:
+            world = {'ft_link': ft_link} if ft_link else {}
+            plant = Plant(str(urdf_path), scenario=scenario, dt=dt, seed=seed, payload=payload,
+                          **world)
+        except ScenarioError as exc:
+            raise PlantError(str(exc)) from None
+    except BaseException:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+        raise
+    plant._tmpdir = tmpdir
+    return plant, variant

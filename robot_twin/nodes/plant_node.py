@@ -1,26 +1,35 @@
 """
 The ``twin_plant`` node: the simulated arm plays the robot (HIL bench and demo).
 
-A stepping thread advances :class:`twin_sim.plant.Plant` at ``publish_rate_hz`` against the
-wall clock and publishes, per step, /joint_states, the wrench topic and /clock (all with the
-plant's time: wall-clock epoch at start-up + steps x dt, so stamps look like a real robot's and
-nodes under ``use_sim_time`` follow /clock). Commands arrive as ros2_control's interfaces do:
+Publishes, per step of :class:`twin_sim.plant.Plant`, /joint_states, the wrench topic and /clock,
+and obeys commands as ros2_control's interfaces do:
 
 - /joint_command (JointState: position, else velocity, else effort; any joint subset),
 - /forward_position_controller/commands (Float64MultiArray, all joints in model order),
 - /joint_trajectory_controller/joint_trajectory (JointTrajectory, interpolated in time).
 
+``step_mode`` chooses what drives the steps:
+
+- ``realtime``: a thread steps at ``publish_rate_hz`` against the wall clock; stamps and /clock
+  are the plant's time on the wall-clock epoch (like a real robot's). Deadline misses, jitter
+  and overruns (:class:`twin_sim.pacing.RealtimePacer`) go to /twin/plant_status. On a busy
+  machine give the stepping thread a real-time priority (``realtime_priority``, SCHED_FIFO).
+- ``lockstep``: simulated time advances only when the controller's command for the step has
+  arrived: each command advances ``lockstep_steps_per_command`` steps (and on until a sample
+  comes out, should a fault drop it), then the plant waits. Stamps and /clock are simulated
+  time from 0, so the same commands give bit-identical joint states, wrenches and clocks. The
+  first sample goes out once a node that subscribes to the joint states and publishes a command
+  topic is seen; a sample left unanswered for ``lockstep_timeout_s`` is sent again (counted as
+  ``resends``).
+
 Services: /twin/reset, /twin/set_fault (re-arms the configured scenario with its start times
 counted from now), /twin/clear_fault; all std_srvs/Trigger (see README: no custom interfaces).
-/twin/plant_status (latched DiagnosticArray) names the scenario and the stamp of plant time 0.
-
-With ``randomization`` set, the plant simulates one domain-randomized robot (variant
-``randomization_index`` of ``seed``, :func:`twin_sim.randomization.write_randomized_robot`)
-instead of the nominal or identified one, and its status names the variant.
+/twin/plant_status (latched DiagnosticArray) names the mode, the scenario, the stamp of plant
+time 0 and the timing figures. With ``randomization`` set, the plant simulates one
+domain-randomized robot (see :func:`twin_sim.plant.make_plant`) and its status names it.
 """
-from pathlib import Path
+import os
 import sys
-import tempfile
 import threading
 import time
 
@@ -28,169 +37,220 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from robot_twin.config import declare_node_parameters
-from robot_twin.nodes.messages import make_joint_state, make_status, make_wrench, \
-    sec_to_stamp, trajectory_points
+from robot_twin.nodes import qos
+from robot_twin.nodes.cdr import JointStateWriter, WrenchWriter
+from robot_twin.nodes.messages import COMMAND_INTERFACES, make_status, sec_to_stamp, \
+    trajectory_points
+from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.runner import run_node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 from twin_bridge.mapping import JointMapper, MappingError
 from twin_sim.faults import FaultScenario, ScenarioError
-from twin_sim.plant import Plant, PlantError
-from twin_sim.randomization import load_randomization, RandomizationError, \
-    write_identified_urdf, write_randomized_robot
-from twin_sim.resources import fault_scenario, randomization_file, urdf_or_builtin
+from twin_sim.pacing import LockstepGate, RealtimePacer
+from twin_sim.plant import make_plant, PlantError, STREAM_HORIZON_S
+from twin_sim.resources import fault_scenario, urdf_or_builtin
 from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
-from twin_sim.urdf_model import Payload, URDFError
 
-# QoS: the plant is the robot: its state streams are reliable like ros2_control's broadcasters
-# (best-effort and reliable readers both match); commands reliable; status latched.
-STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MAX_LAG_S = 0.02   # further behind the wall clock than this: skip ahead instead of bursting
-STREAM_HORIZON_S = 0.05   # a streamed set-point is extrapolated this long at most
+STATUS_PERIOD_S = 1.0
+LOCKSTEP_SETTLE_S = 0.5   # lockstep: wait this long after the controller appears (discovery)
 
 
 class PlantNode(Node):
     """Step the simulated robot, publish its state, obey commands."""
 
-    def __init__(self, **kwargs):
-        super().__init__('plant', **kwargs)
-        node = self
+    def __init__(self, name='plant', **kwargs):
+        super().__init__(name, **kwargs)
         params = self.params = declare_node_parameters(self, 'twin_plant')
         self.log = self.get_logger()
         self.thread = None
+        self.plant = None
         self.scenario_path = fault_scenario(params['scenario']) if params['scenario'] else None
-        payload = Payload(params['payload_mass_kg']) if params['payload_mass_kg'] > 0 else None
-        urdf = urdf_or_builtin(params['urdf_path'])
-        self._tmpdir = None
-        self.variant = None
-        identified = params['dynamics_params_file'] or None
-        if params['randomization']:
-            # simulate one domain-randomized robot (around the identified one, if given)
-            self._tmpdir = tempfile.TemporaryDirectory(prefix='robot_twin_plant_')
-            try:
-                spec = load_randomization(randomization_file(params['randomization']))
-                path, self.variant = write_randomized_robot(
-                    urdf, spec, params['seed'], params['randomization_index'],
-                    Path(self._tmpdir.name) / 'variant.urdf', identified)
-            except (FileNotFoundError, RandomizationError, URDFError) as exc:
-                raise ValueError(f'plant: randomization: {exc}') from None
-            urdf = str(path)
-            if self.variant.payload is not None:
-                if payload is not None:
-                    raise ValueError('plant: payload_mass_kg and a randomized payload are both '
-                                     'set; keep one (set the randomization payload mass to 0)')
-                payload = self.variant.payload
+        try:
+            self.plant, self.variant = make_plant(
+                urdf_or_builtin(params['urdf_path']), scenario=self.scenario_path,
+                dt=1.0 / params['publish_rate_hz'], seed=params['seed'],
+                payload_mass_kg=params['payload_mass_kg'],
+                dynamics_params_file=params['dynamics_params_file'],
+                randomization=params['randomization'],
+                randomization_index=params['randomization_index'],
+                ft_link=params['ft_sensor_link'])
+        except PlantError as exc:
+            raise ValueError(f'plant: {exc}') from None
+        if self.variant is not None:
             self.log.info(f'simulating variant {self.variant.index} of seed '
                           f'{self.variant.seed} of {params["randomization"]}: '
                           f'{self._variant_text()}')
-        elif identified:
-            # simulate the identified robot: its URDF with the params.yaml dynamics put in
-            self._tmpdir = tempfile.TemporaryDirectory(prefix='robot_twin_plant_')
-            urdf = str(write_identified_urdf(urdf, identified,
-                                             Path(self._tmpdir.name) / 'identified.urdf'))
-        try:
-            self.plant = Plant(urdf, scenario=self.scenario_path,
-                               dt=1.0 / params['publish_rate_hz'], seed=params['seed'],
-                               payload=payload)
-        except (PlantError, ScenarioError) as exc:
-            raise ValueError(f'plant: {exc}') from None
         self.names = list(self.plant.joint_names)
         self.mapper = JointMapper(self.names)
         self.ft_frame = self.plant.world.ft_link or ''
+        self._joint_bytes = JointStateWriter(self.names)
+        self._wrench_bytes = WrenchWriter(self.ft_frame)
         self.lock = threading.Lock()
-        self.epoch = time.time()
-        self.overruns = 0
+        self.lockstep = params['step_mode'] == 'lockstep'
+        self.epoch = 0.0 if self.lockstep else time.time()
+        self.pacer = RealtimePacer(self.plant.dt, MAX_LAG_S)
         self.rejected_commands = 0
-        self.pub_joints = node.create_publisher(JointState, params['joint_states_topic'],
-                                                STATE_QOS)
-        self.pub_wrench = node.create_publisher(WrenchStamped, params['wrench_topic'],
-                                                STATE_QOS) if params['wrench_topic'] else None
-        self.pub_clock = node.create_publisher(Clock, '/clock', STATE_QOS)
-        self.pub_status = node.create_publisher(DiagnosticArray, '/twin/plant_status',
-                                                LATCHED_QOS)
-        node.create_subscription(JointState, '/joint_command', self.on_joint_command,
-                                 COMMAND_QOS)
-        node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
-                                 self.on_forward_command, COMMAND_QOS)
-        node.create_subscription(JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
-                                 self.on_trajectory, COMMAND_QOS)
-        node.create_service(Trigger, '/twin/reset', self.on_reset)
-        node.create_service(Trigger, '/twin/set_fault', self.on_set_fault)
-        node.create_service(Trigger, '/twin/clear_fault', self.on_clear_fault)
+        self.commands = 0
+        self.gate = LockstepGate(LOCKSTEP_SETTLE_S, params['lockstep_timeout_s'])
+        self._last = []                # lockstep: messages of the last step, for a resend
+        self._rate = (time.monotonic(), 0)   # lockstep: (wall time, steps) of the last status
+        self._make_endpoints(params)
         self.publish_status('started')
         self.running = True
-        self.thread = threading.Thread(target=self._loop, name='plant_stepper', daemon=True)
-        self.thread.start()
+        if self.lockstep:
+            self.create_timer(0.05, self._lockstep_tick)
+            self.create_timer(STATUS_PERIOD_S, lambda: self.publish_status('lockstep'))
+        else:
+            # the executor's thread (this one) takes the same priority: a stepping thread that
+            # waits for the GIL held by a preempted normal thread would gain nothing from its own
+            self._raise_priority(params['realtime_priority'])
+            self.thread = threading.Thread(target=self._loop, name='plant_stepper', daemon=True)
+            self.thread.start()
 
-    # ---------------------------------------------------------------- stepping
+    def _make_endpoints(self, params):
+        # QoS (robot_twin.nodes.qos): the plant is the robot; its state streams are reliable
+        # like ros2_control's broadcasters, commands reliable, the status latched
+        state = qos.ROBOT_STATE
+        self.pub_joints = self.create_publisher(JointState, params['joint_states_topic'], state)
+        self.pub_wrench = self.create_publisher(WrenchStamped, params['wrench_topic'],
+                                                state) if params['wrench_topic'] else None
+        self.pub_clock = self.create_publisher(Clock, '/clock', state)
+        self.pub_status = self.create_publisher(DiagnosticArray, '/twin/plant_status',
+                                                qos.LATCHED)
+        callbacks = {'joint_command': self.on_joint_command,
+                     'forward_position': self.on_forward_command,
+                     'trajectory': self.on_trajectory}
+        for interface, (topic, kind) in COMMAND_INTERFACES.items():
+            self.create_subscription(kind, topic, callbacks[interface], qos.COMMAND)
+        self.create_service(Trigger, '/twin/reset', self.on_reset)
+        self.create_service(Trigger, '/twin/set_fault', self.on_set_fault)
+        self.create_service(Trigger, '/twin/clear_fault', self.on_clear_fault)
+
+    # ---------------------------------------------------------------- real-time stepping
     def _loop(self):
-        dt = self.plant.dt
-        steps_per_status = max(1, int(round(1.0 / dt)))
+        pacer = self.pacer
+        self._raise_priority(self.params['realtime_priority'])
         with self.lock:
             # plant time 0 is now (not when the node was built): stamps track the wall clock
             self.epoch = time.time() - self.plant.time
+            pacer.reset(time.perf_counter())
         self.publish_status('running')
-        next_tick = time.perf_counter()
-        k = 0
+        steps_per_status = max(1, int(round(STATUS_PERIOD_S / self.plant.dt)))
         while self.running:
             with self.lock:
                 sample = self.plant.step()
                 plant_time = self.plant.time
             # publish a sample when the wall clock reaches its plant time, never before
-            next_tick += dt
-            delay = next_tick - time.perf_counter()
+            delay = -pacer.lag(time.perf_counter())
             if delay > 0.0:
                 time.sleep(delay)
-            elif delay < -MAX_LAG_S:
+            elif -delay > MAX_LAG_S:
                 # starved of CPU: do not burst to catch up; move the robot clock on instead
                 # (stamps stay near the wall clock; the twin sees a gap, as after a dropout)
-                self.overruns += 1
                 with self.lock:
-                    self.epoch -= delay
+                    self.epoch += pacer.skip(time.perf_counter())
                 self.publish_status('clock moved on')   # tools map stamps to plant time
-                next_tick = time.perf_counter()
             try:
                 self._publish(sample, plant_time)
-                k += 1
-                if k % steps_per_status == 0:
+                pacer.done(time.perf_counter())
+                if pacer.steps % steps_per_status == 0:
                     self.publish_status('running')
             except Exception:
                 if not self.context.ok():
                     break   # Ctrl-C shut the context down under this thread: stop quietly
                 raise
 
-    def _publish(self, sample, plant_time):
-        self.pub_clock.publish(Clock(clock=sec_to_stamp(self.epoch + plant_time)))
-        if sample is None:
+    def _raise_priority(self, priority):
+        """Run the calling thread under SCHED_FIFO ``priority``; 0 = leave it."""
+        if priority <= 0:
             return
-        stamp = sec_to_stamp(self.epoch + sample.t)
-        self.pub_joints.publish(make_joint_state(stamp, self.names, sample.q, sample.qd,
-                                                 sample.effort))
-        if self.pub_wrench is not None and sample.wrench is not None:
-            self.pub_wrench.publish(make_wrench(stamp, self.ft_frame, sample.wrench))
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            self.log.info(f'{threading.current_thread().name} runs SCHED_FIFO priority '
+                          f'{priority}')
+        except (OSError, AttributeError) as exc:
+            self.log.warning(f'realtime_priority {priority} refused ({exc}); stepping with '
+                             'normal scheduling')
 
+    def _publish(self, sample, plant_time):
+        """Publish /clock and the sample (if any) of one step; keep them for a resend."""
+        clock = Clock(clock=sec_to_stamp(self.epoch + plant_time))
+        sent = [(self.pub_clock, clock)]
+        if sample is not None:
+            # serialized in place (robot_twin.nodes.cdr): the same bytes rclpy would make
+            stamp = divmod(int(round((self.epoch + sample.t) * 1e9)), 1_000_000_000)
+            sent.append((self.pub_joints, self._joint_bytes.write(*stamp, sample.q, sample.qd,
+                                                                  sample.effort)))
+            if self.pub_wrench is not None and sample.wrench is not None:
+                sent.append((self.pub_wrench, self._wrench_bytes.write(*stamp, sample.wrench)))
+        for publisher, msg in sent:
+            publisher.publish(msg)
+        self._last = sent
+
+    # ---------------------------------------------------------------- lock-step stepping
+    def _controller_seen(self):
+        """Whether a node both reads our joint states and publishes a command topic."""
+        readers = {(i.node_namespace, i.node_name)
+                   for i in self.get_subscriptions_info_by_topic(self.pub_joints.topic_name)}
+        commanders = {(i.node_namespace, i.node_name)
+                      for topic, _kind in COMMAND_INTERFACES.values()
+                      for i in self.get_publishers_info_by_topic(topic)}
+        return bool(readers & commanders) and self.pub_joints.get_subscription_count() > 0
+
+    def _advance(self, steps):
+        with self.lock:
+            out = self.plant.advance(steps)
+        for plant_time, sample in out:
+            self._publish(sample, plant_time)
+        self.gate.sent(time.monotonic())
+
+    def _lockstep_tick(self):
+        """Send the first sample once a controller is there; resend an unanswered one."""
+        action = self.gate.tick(time.monotonic(), self.gate.started or self._controller_seen())
+        if action == LockstepGate.START:
+            self._advance(1)
+            self.publish_status('lockstep: first sample sent')
+        elif action == LockstepGate.RESEND:
+            for publisher, msg in self._last:
+                publisher.publish(msg)
+
+    def _commanded(self):
+        """Count a command (applied or rejected); in lock-step, advance to the next sample."""
+        self.commands += 1
+        if self.lockstep and self.gate.started:
+            self._advance(self.params['lockstep_steps_per_command'])
+
+    # ---------------------------------------------------------------- status
     def _variant_text(self):
         v = self.variant
         return (f'mass x{v.mass_scale.min():.3f}..{v.mass_scale.max():.3f}, Coulomb friction '
                 f'x{v.coulomb_scale.min():.3f}..{v.coulomb_scale.max():.3f}, payload '
                 f'{v.payload_mass_kg:.3f} kg')
 
+    def _timing_values(self):
+        if self.lockstep:
+            now, steps = time.monotonic(), self.plant.time / self.plant.dt
+            rate = (steps - self._rate[1]) / max(now - self._rate[0], 1e-9)
+            self._rate = (now, steps)
+            return {'steps': int(round(steps)), 'commands': self.commands,
+                    'resends': self.gate.resends, 'steps_per_s': f'{rate:.1f}'}
+        stats = self.pacer.stats()
+        for key in ('jitter_hist_edges_us', 'jitter_hist_counts'):
+            stats[key] = ','.join(str(v) for v in stats[key])
+        return stats
+
     def publish_status(self, message):
         """Publish the latched /twin/plant_status."""
         faults = self.plant.faults   # what the plant holds now (set_fault adds, clear removes)
         # start_stamp: the stamp of plant time 0 (moves on after CPU starvation, see _loop)
-        values = {'scenario': self.scenario_path or '', 'start_stamp': f'{self.epoch:.6f}',
-                  'plant_time_s': f'{self.plant.time:.3f}',
-                  'faults': len(faults), 'overruns': self.overruns,
+        values = {'mode': self.params['step_mode'], 'scenario': self.scenario_path or '',
+                  'start_stamp': f'{self.epoch:.6f}', 'rate_hz': 1.0 / self.plant.dt,
+                  'plant_time_s': f'{self.plant.time:.3f}', 'faults': len(faults),
                   'rejected_commands': self.rejected_commands}
+        values.update(self._timing_values())
         if self.variant is not None:
             values['variant'] = f'{self.variant.index} of seed {self.variant.seed}: ' + \
                 self._variant_text()
@@ -229,6 +289,7 @@ class PlantNode(Node):
                     raise MappingError('no position, velocity or effort values')
         except (MappingError, PlantError, ValueError) as exc:
             self._reject('/joint_command', exc)
+        self._commanded()
 
     def _model_order(self, names, values, held):
         """Map a command to model order; joints it leaves out get ``held`` (n,)."""
@@ -244,6 +305,7 @@ class PlantNode(Node):
                 self.plant.command_position(np.asarray(msg.data, dtype=float))
         except PlantError as exc:
             self._reject('/forward_position_controller/commands', exc)
+        self._commanded()
 
     def on_trajectory(self, msg):
         """JointTrajectory: interpolate from now; joints it leaves out hold their position."""
@@ -263,13 +325,17 @@ class PlantNode(Node):
                 self.plant.command_trajectory(interp)
         except (MappingError, TrajectoryError, PlantError, ValueError) as exc:
             self._reject('joint trajectory', exc)
+        self._commanded()
 
     # ---------------------------------------------------------------- services
     def on_reset(self, _request, response):
         """Back to plant time 0 at the initial pose (faults kept, restarting)."""
         with self.lock:
             self.plant.reset()
-            self.epoch = time.time()
+            if self.lockstep:
+                self.gate.reset()        # the first sample goes out again
+            else:
+                self.epoch = time.time()
         self.publish_status('reset')
         response.success, response.message = True, 'plant reset to its initial pose'
         return response
@@ -311,8 +377,6 @@ class PlantNode(Node):
             self.thread.join(timeout=2.0)
         if getattr(self, 'plant', None) is not None:
             self.plant.close()
-        if getattr(self, '_tmpdir', None) is not None:
-            self._tmpdir.cleanup()
         return super().destroy_node()
 
 

@@ -1,0 +1,335 @@
+"""
+``robot-twin hil-report``: how a controller did on the HIL bench, from a recording.
+
+Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin may run too):
+
+- tracking error per joint: each measured /joint_states sample against the controller's latest
+  position command (/joint_command or /forward_position_controller/commands; a position with
+  velocity is extrapolated as the plant does, for at most ``STREAM_HORIZON_S``), by log time;
+- commands outside the URDF's position, velocity or effort limits, per joint;
+- the plant's timing from its last /twin/plant_status: deadline misses, jitter percentiles and
+  histogram (real-time mode), steps, resends and rate (lock-step mode);
+- faults injected (the plant's scenario, from /twin/plant_status) against faults detected (the
+  live twin's /twin/anomaly in the recording, else a replay of the recording through the twin),
+  with the detection delay of each.
+
+Writes ``report.json`` and plots (``tracking_error.png``, ``jitter_histogram.png``,
+``command_limits.png``, ``faults.png``) to the output directory.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from robot_twin.nodes.cdr import JointStateReader
+from robot_twin.replay import DIAGNOSTIC_ARRAY, JOINT_STATE, open_recording, read_messages, \
+    recorded_alarms, replay, ReplayError, topic_connections
+from twin_sim.faults import FaultScenario, ScenarioError
+from twin_sim.plant import STREAM_HORIZON_S
+from twin_sim.resources import urdf_or_builtin
+from twin_sim.urdf_model import RobotModel, URDFError
+
+FORWARD = 'std_msgs/msg/Float64MultiArray'
+COMMAND_TOPICS = {'/joint_command': JOINT_STATE, '/forward_position_controller/commands': FORWARD}
+DETECTION_WINDOW_S = 0.1
+"""A detection whose exceedance began up to this long before a fault's start still counts."""
+
+
+@dataclass
+class _Commands:
+    """Position commands in model order, by log time, and their limit violations."""
+
+    t: list = field(default_factory=list)
+    q: list = field(default_factory=list)
+    qd: list = field(default_factory=list)
+    total: int = 0
+    outside: dict = field(default_factory=dict)    # kind -> (n,) counts
+    examples: list = field(default_factory=list)
+
+
+def _check_limits(model, cmd, kind, values, t, idx):
+    """Count values (model joints ``idx``) beyond the URDF limits of ``kind``."""
+    values = np.asarray(values, dtype=float)
+    if kind == 'position':
+        bad = (values < model.lower[idx]) | (values > model.upper[idx])
+    else:
+        limit = model.velocity_limit[idx] if kind == 'velocity' else model.effort_limit[idx]
+        bad = np.abs(values) > limit
+    bad |= ~np.isfinite(values)
+    if bad.any():
+        counts = cmd.outside.setdefault(kind, np.zeros(model.n, dtype=np.int64))
+        np.add.at(counts, np.asarray(idx)[bad], 1)
+        if len(cmd.examples) < 10:
+            joint = model.joint_names[int(np.asarray(idx)[bad][0])]
+            cmd.examples.append({'log_time': t, 'kind': kind, 'joint': joint,
+                                 'value': float(values[bad][0])})
+    return bool(bad.any())
+
+
+def read_commands(reader, path, model):
+    """Read the position commands of the recording (see the module docstring)."""
+    cmd = _Commands()
+    index = {n: i for i, n in enumerate(model.joint_names)}
+    conns = [c for c in reader.connections
+             if COMMAND_TOPICS.get(c.topic) == c.msgtype]
+    held = np.full(model.n, np.nan)
+    for conn, log_ns, data in read_messages(reader, conns, path):
+        t = log_ns * 1e-9
+        msg = reader.deserialize(data, conn.msgtype)
+        cmd.total += 1
+        if conn.msgtype == FORWARD:
+            names, position, velocity, effort = model.joint_names, msg.data, [], []
+        else:
+            names, position, velocity, effort = msg.name, msg.position, msg.velocity, msg.effort
+        known = [k for k, n in enumerate(names) if n in index]
+        idx = [index[names[k]] for k in known]
+        for kind, values in (('position', position), ('velocity', velocity),
+                             ('effort', effort)):
+            if len(values) == len(names) and known:
+                _check_limits(model, cmd, kind, np.asarray(values)[known], t, idx)
+        if len(position) == len(names) and known:
+            q = held.copy() if cmd.q else np.full(model.n, np.nan)
+            q[idx] = np.asarray(position, dtype=float)[known]
+            qd = np.zeros(model.n)
+            if len(velocity) == len(names):
+                qd[idx] = np.asarray(velocity, dtype=float)[known]
+            held = q
+            cmd.t.append(t)
+            cmd.q.append(q)
+            cmd.qd.append(qd)
+    return cmd
+
+
+def tracking_errors(reader, path, model, commands, topic='/joint_states'):
+    """
+    Return ``(t (m,), error (m, n))``: measured minus commanded position, rad, by log time.
+
+    Only samples after the first command count; joints never commanded are NaN.
+    """
+    if not commands.t:
+        return np.zeros(0), np.zeros((0, model.n))
+    index = {n: i for i, n in enumerate(model.joint_names)}
+    conns = topic_connections(reader, topic, JOINT_STATE, True,
+                              'name it with --joint-states-topic')
+    decode = JointStateReader()
+    t_cmd = np.asarray(commands.t)
+    times, errors = [], []
+    for _conn, log_ns, data in read_messages(reader, conns, path):
+        t = log_ns * 1e-9
+        k = int(np.searchsorted(t_cmd, t, side='right')) - 1
+        if k < 0:
+            continue
+        parsed = decode.read(data)
+        if parsed is None:
+            msg = reader.deserialize(data, JOINT_STATE)
+            parsed = (0, 0, list(msg.name), np.asarray(msg.position), None, None)
+        names, position = parsed[2], parsed[3]
+        reference = commands.q[k] + commands.qd[k] * min(t - t_cmd[k], STREAM_HORIZON_S)
+        measured = np.full(model.n, np.nan)
+        for j, name in enumerate(names):
+            if name in index and j < len(position):
+                measured[index[name]] = position[j]
+        times.append(t)
+        errors.append(measured - reference)
+    return np.asarray(times), np.asarray(errors).reshape(-1, model.n)
+
+
+def plant_status(reader, path):
+    """Return the last /twin/plant_status values (dict) and the first ``start_stamp`` (s)."""
+    conns = [c for c in reader.connections
+             if c.topic == '/twin/plant_status' and c.msgtype == DIAGNOSTIC_ARRAY]
+    last, start = {}, None
+    for _conn, _t, data in read_messages(reader, conns, path):
+        msg = reader.deserialize(data, DIAGNOSTIC_ARRAY)
+        for status in msg.status:
+            if status.name == 'twin/plant':
+                last = {kv.key: kv.value for kv in status.values}
+                if start is None and 'start_stamp' in last:
+                    start = float(last['start_stamp'])
+    return last, start
+
+
+def timing(values):
+    """Return the timing part of the report from plant status values."""
+    if not values:
+        return None
+    out = {'mode': values.get('mode', 'realtime'), 'rate_hz': _number(values.get('rate_hz'))}
+    for key in ('steps', 'deadline_misses', 'overruns', 'commands', 'resends'):
+        if key in values:
+            out[key] = int(values[key])
+    for key in ('miss_fraction', 'jitter_p50_us', 'jitter_p99_us', 'jitter_max_us',
+                'steps_per_s'):
+        if key in values:
+            out[key] = _number(values[key])
+    if 'jitter_hist_edges_us' in values:
+        out['jitter_histogram'] = {
+            'lower_edges_us': [int(v) for v in values['jitter_hist_edges_us'].split(',')],
+            'counts': [int(v) for v in values['jitter_hist_counts'].split(',')]}
+    return out
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def injected_faults(values, start_stamp):
+    """Return the scenario's faults with their start as a robot stamp (list of dict)."""
+    path = values.get('scenario') if values else None
+    if not path:
+        return [], None
+    try:
+        scenario = FaultScenario.load(path)
+    except (ScenarioError, OSError) as exc:
+        return [], f'cannot read the scenario of the plant, {path}: {exc}'
+    out = []
+    for fault in scenario.faults:
+        spec = fault.to_dict()
+        out.append({'type': spec['type'], 'joint': spec.get('joint'),
+                    'start_s': float(spec['start_s']),
+                    'start_stamp': None if start_stamp is None
+                    else start_stamp + float(spec['start_s'])})
+    return out, None
+
+
+def match_faults(injected, detections):
+    """Pair each injected fault with the first detection on its joint after its start."""
+    rows = []
+    used = set()
+    for fault in injected:
+        start = fault['start_stamp']
+        hit = None
+        for k, det in enumerate(detections):
+            same = fault['joint'] is None or det['group'] == fault['joint']
+            if same and start is not None and det['since'] >= start - DETECTION_WINDOW_S:
+                hit = k
+                break
+        row = dict(fault, detected=hit is not None)
+        if hit is not None:
+            used.add(hit)
+            row.update(detected_on=detections[hit]['group'],
+                       detected_type=detections[hit]['fault_type'],
+                       delay_s=detections[hit]['since'] - start)
+        rows.append(row)
+    unexpected = [d for k, d in enumerate(detections) if k not in used]
+    return rows, unexpected
+
+
+def tracking_summary(model, times, errors):
+    """Return per-joint tracking statistics (rad): RMS, largest, 95th percentile."""
+    out = {}
+    for j, name in enumerate(model.joint_names):
+        e = np.abs(errors[:, j]) if len(errors) else np.zeros(0)
+        e = e[np.isfinite(e)]
+        out[name] = {'samples': int(len(e)),
+                     'rms_rad': float(np.sqrt(np.mean(e * e))) if len(e) else None,
+                     'max_abs_rad': float(e.max()) if len(e) else None,
+                     'p95_abs_rad': float(np.percentile(e, 95)) if len(e) else None}
+    return out
+
+
+def _detections(reader, bag, model, config, urdf):
+    """Return the live twin's alarms if recorded, else the replay's, and their source."""
+    live = recorded_alarms(reader, bag)
+    if live is not None:
+        return live['groups'], 'the live twin (/twin/anomaly in the recording)'
+    report = replay(bag, config=config, urdf=urdf)
+    found = [{'group': a['group'], 'fault_type': a['fault_type'], 'since': a['since'],
+              'source': 'replay'} for a in report['anomalies']]
+    return found, 'a replay of the recording (no /twin/anomaly in it)'
+
+
+def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states'):
+    """
+    Return the HIL report of a recording (a dict of plain values) and its series for plots.
+
+    Raises
+    ------
+    ReplayError
+        The recording or the URDF cannot be read, or it lacks the robot's joint states.
+
+    """
+    try:
+        model = RobotModel.from_urdf(urdf_or_builtin(urdf))
+    except (URDFError, FileNotFoundError) as exc:
+        raise ReplayError(f'--urdf: {exc}') from None
+    reader, note = open_recording(bag)
+    try:
+        commands = read_commands(reader, bag, model)
+        times, errors = tracking_errors(reader, bag, model, commands, joint_states_topic)
+        values, start = plant_status(reader, bag)
+        injected, problem = injected_faults(values, start)
+        detections, source = _detections(reader, bag, model, config, urdf)
+    finally:
+        reader.close()
+    faults, unexpected = match_faults(injected, detections)
+    outside = {kind: {n: int(c) for n, c in zip(model.joint_names, counts) if c}
+               for kind, counts in commands.outside.items()}
+    report = {
+        'recording': Path(bag).name, 'note': note, 'robot': Path(model.urdf_path).name,
+        'tracking': tracking_summary(model, times, errors),
+        'commands': {'total': commands.total, 'position_commands': len(commands.t),
+                     'outside_limits': outside, 'examples': commands.examples},
+        'timing': timing(values),
+        'faults': {'injected': faults, 'detected_not_injected': unexpected,
+                   'detections_from': source, 'scenario_problem': problem},
+    }
+    return report, (times, errors, detections, injected)
+
+
+def write_plots(report, series, model_names, directory):
+    """Write the report's plots (PNG, matplotlib Agg) into ``directory``; return their names."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    times, errors, detections, injected = series
+    written = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(Path(directory) / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    if len(times):
+        for j, name in enumerate(model_names):
+            ax.plot(times - times[0], errors[:, j], lw=0.7, label=name)
+        ax.legend(fontsize=7, ncol=4)
+    ax.set(xlabel='time since the first command [s]', ylabel='measured - commanded [rad]',
+           title='Tracking error per joint')
+    save(fig, 'tracking_error.png')
+    hist = (report['timing'] or {}).get('jitter_histogram')
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if hist:
+        labels = [f'>={e}' for e in hist['lower_edges_us']]
+        ax.bar(range(len(labels)), hist['counts'], log=True)
+        ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+    ax.set(xlabel='lateness of the published sample [µs]', ylabel='steps',
+           title='Plant jitter (real-time mode)')
+    save(fig, 'jitter_histogram.png')
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    outside = report['commands']['outside_limits']
+    x = np.arange(len(model_names))
+    for k, kind in enumerate(('position', 'velocity', 'effort')):
+        counts = [outside.get(kind, {}).get(n, 0) for n in model_names]
+        ax.bar(x + (k - 1) * 0.27, counts, width=0.27, label=kind)
+    ax.set_xticks(x, model_names, fontsize=7)
+    ax.set(ylabel='commands', title='Commands outside the URDF limits')
+    ax.legend(fontsize=7)
+    save(fig, 'command_limits.png')
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    rows = {n: k for k, n in enumerate(list(model_names) + ['wrench', 'stream', 'robot'])}
+    starts = [f['start_stamp'] - f['start_s'] for f in injected if f['start_stamp'] is not None]
+    origin = starts[0] if starts else min((d['since'] for d in detections), default=0.0)
+    for f in injected:
+        if f['start_stamp'] is not None:
+            ax.plot(f['start_stamp'] - origin, rows.get(f['joint'] or 'robot'), 'kv', ms=9)
+    for d in detections:
+        ax.plot(d['since'] - origin, rows.get(d['group'], rows['robot']), 'r^', ms=9)
+    ax.set_yticks(list(rows.values()), list(rows), fontsize=7)
+    ax.set(xlabel='plant time [s]' if starts else 'time since the first detection [s]',
+           title='Faults injected (black) and detected (red, at the start of exceedance)')
+    save(fig, 'faults.png')
+    return written

@@ -1,0 +1,78 @@
+"""
+``robot-twin hil-report RECORDING --output DIR``: the command line of :mod:`robot_twin.hil_report`.
+
+Kept apart so that building the ``robot-twin`` parser does not import the twin's cores.
+"""
+import json
+import math
+from pathlib import Path
+import sys
+
+_TAG = 'robot-twin hil-report'
+
+
+def add_hil_report_parser(subparsers):
+    """Add the ``hil-report`` sub-command; return its parser."""
+    parser = subparsers.add_parser(
+        'hil-report', help='tracking, limits, deadlines, jitter, faults of a HIL recording',
+        description='Report on a recording of a HIL run (robot-twin record beside the plant): '
+                    'tracking error per joint, commands outside the URDF limits, deadline '
+                    'misses and jitter, faults injected against faults detected (with delays); '
+                    'JSON and plots.')
+    parser.add_argument('recording', metavar='RECORDING', help='rosbag2 directory or file')
+    parser.add_argument('--output', required=True, metavar='DIR', help='where to write')
+    parser.add_argument('--urdf', default='', metavar='PATH', help='the robot (default: built-in)')
+    parser.add_argument('--config', default=None, metavar='FILE',
+                        help='twin config for a replay when the recording has no /twin/anomaly')
+    parser.add_argument('--joint-states-topic', default='/joint_states', metavar='TOPIC')
+    parser.set_defaults(func=cmd_hil_report)
+    return parser
+
+
+def cmd_hil_report(args):
+    """Run ``robot-twin hil-report``; return the exit status."""
+    from robot_twin.hil_report import build_report, write_plots
+    from robot_twin.replay import ReplayError
+    from twin_bridge.ledger import to_json_value
+    try:
+        report, series = build_report(args.recording, urdf=args.urdf, config=args.config,
+                                      joint_states_topic=args.joint_states_topic)
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        names = list(report['tracking'])
+        report['plots'] = write_plots(report, series, names, out)
+        (out / 'report.json').write_text(json.dumps(to_json_value(report), indent=1,
+                                                    sort_keys=True) + '\n')
+    except (ReplayError, OSError) as exc:
+        print(f'{_TAG}: {exc}', file=sys.stderr)
+        return 2
+    for line in summary_lines(report):
+        print(line)
+    print(f'report: {out / "report.json"}')
+    return 0
+
+
+def summary_lines(report):
+    """Return the lines printed after a HIL report (list of str)."""
+    lines = []
+    worst = max(report['tracking'].items(), key=lambda kv: kv[1]['rms_rad'] or 0.0)
+    if worst[1]['rms_rad'] is not None:
+        lines.append(f"tracking: worst RMS {worst[1]['rms_rad']:.4g} rad on {worst[0]}")
+    outside = sum(sum(v.values()) for v in report['commands']['outside_limits'].values())
+    lines.append(f"commands: {report['commands']['total']}, values outside limits: {outside}")
+    t = report['timing']
+    if t and t['mode'] == 'realtime' and 'steps' in t:
+        lines.append(f"timing: {t['deadline_misses']} deadline misses in {t['steps']} steps "
+                     f"({100 * (t.get('miss_fraction') or 0):.3f} %), jitter p99 "
+                     f"{t.get('jitter_p99_us') or math.nan:.0f} µs")
+    elif t:
+        lines.append(f"timing: lock-step, {t.get('steps')} steps, {t.get('resends')} resends")
+    for f in report['faults']['injected']:
+        found = (f"detected on {f['detected_on']} after {f['delay_s']:.3f} s"
+                 if f['detected'] else 'NOT detected')
+        lines.append(f"fault {f['type']} on {f['joint'] or 'robot'} at {f['start_s']:g} s: "
+                     + found)
+    if report['faults']['detected_not_injected']:
+        extra = len(report['faults']['detected_not_injected'])
+        lines.append(f'detected but not injected: {extra}')
+    return lines

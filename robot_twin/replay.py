@@ -1,0 +1,833 @@
+"""
+``robot-twin replay``: play a recording through the twin's cores in lock-step, as fast as it goes.
+
+The robot's /joint_states (and wrench topic) of a rosbag2 recording (MCAP or sqlite3, a
+directory or a single storage file; ``robot-twin record`` or any other recorder) go, message by
+message in log-time order, through the same cores in the same order as in the live one-process
+twin (:class:`TwinChain`): the bridge's intake (validation, mapping), the mirror, the anomaly
+monitor; reports are taken at the anomaly node's report rate in robot time. Nothing depends on
+the wall clock, so the report is the same on every replay of the same bag.
+
+The report (JSON): the recording (name, SHA-256 of its files, topics), the intake's counters,
+residual statistics per joint and channel, commissioning, the anomalies found (joint, fault type,
+the robot time their exceedance began and when they cleared), the live twin's own first alarm
+when the recording has /twin/anomaly (to compare), the final state, the monitor's events.
+With a ledger the replay leaves the trace a live run would: a ``start`` entry, the monitor's
+events (commissioning, anomalies) and a closing ``replay`` entry with the report's digest.
+"""
+from dataclasses import dataclass, fields
+import hashlib
+import json
+import math
+from pathlib import Path
+import struct
+
+import numpy as np
+from robot_twin.config import ConfigError, load_config, PARAMETERS
+# private helpers of the config loader, until robot_twin.config resolves a node's parameters
+from robot_twin.config import _RclLoader, _sections  # noqa: I100
+from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
+from rosbags.highlevel import AnyReaderError
+from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
+from twin_bridge.intake import JOINTS, RobotIntake, WRENCH
+from twin_bridge.ledger import Ledger
+from twin_bridge.validation import Plausibility
+from twin_sim.mirror import Mirror
+from twin_sim.predictor import Predictor
+from twin_sim.resources import urdf_or_builtin
+from twin_sim.urdf_model import DEFAULT_FT_LINK, Payload, RobotModel, URDFError
+import yaml
+
+JOINT_STATE = 'sensor_msgs/msg/JointState'
+WRENCH_STAMPED = 'geometry_msgs/msg/WrenchStamped'
+DIAGNOSTIC_ARRAY = 'diagnostic_msgs/msg/DiagnosticArray'
+KINDS = ('position', 'velocity', 'effort')
+REPORT_VERSION = 1
+_DECODE_ERRORS = (CdrError, AnyReaderError, ValueError, IndexError, struct.error)
+"""What reading a malformed message raises (our fast reader or rosbags')."""
+
+
+class ReplayError(ValueError):
+    """A recording, config or option replay cannot use; the message says what and why."""
+
+
+# --------------------------------------------------------------------------------------------
+# The twin's parameters, as rcl gives them to its nodes
+# --------------------------------------------------------------------------------------------
+
+def _section_applies(key, node):
+    """Whether params-file section ``key`` (``/**``, ``/**/name``, ``/name``) reaches ``node``."""
+    parts = [p for p in key.strip('/').split('/') if p]
+    return parts in (['**'], ['**', node], [node], ['*', node])
+
+
+def twin_parameters(config=None, urdf=''):
+    """
+    Return the parameters of the twin's nodes in a config file, as rcl gives them at start-up.
+
+    Parameters
+    ----------
+    config : str, optional
+        A config file or profile (``twin``, ``demo``...); default ``twin``.
+    urdf : str, optional
+        Overrides ``urdf_path`` of every node.
+
+    Returns
+    -------
+    dict
+        ``{executable: {parameter: value}}`` for ``twin_bridge``, ``twin_sim`` and
+        ``twin_anomaly`` (schema defaults, then the file's sections that reach the node, in
+        file order; the node is the one the file runs with that executable, or one so named).
+
+    Raises
+    ------
+    ReplayError
+        The file is missing or invalid.
+
+    """
+    from robot_twin.graph import config_path
+    try:
+        path = config_path(config)
+        loaded = load_config(path)
+        with open(path, encoding='utf-8') as handle:
+            data = yaml.load(handle, Loader=_RclLoader)  # noqa: S506 - a SafeLoader subclass
+    except (ConfigError, OSError, yaml.YAMLError) as exc:
+        raise ReplayError(f'--config: {exc}') from None
+    sections = list(_sections(data))
+    out = {}
+    for executable in ('twin_bridge', 'twin_sim', 'twin_anomaly'):
+        node = next((n for n, e in loaded.executables.items() if e == executable), executable)
+        values = {spec.name: spec.default for spec in PARAMETERS[executable]}
+        for key, params in sections:
+            if _section_applies(key, node):
+                values.update((k, v) for k, v in params.items() if k in values)
+        if urdf:
+            values['urdf_path'] = str(urdf)
+        out[executable] = values
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The twin's cores, chained as in the live one-process twin
+# --------------------------------------------------------------------------------------------
+
+def _model(params, with_dynamics):
+    """Build the twin's RobotModel from a node's parameters (as nodes.robot_input does)."""
+    model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']),
+                                 ft_link=params.get('ft_sensor_link') or DEFAULT_FT_LINK)
+    if with_dynamics and params.get('dynamics_params_file'):
+        model.load_parameters(params['dynamics_params_file'])
+    if with_dynamics and params.get('payload_mass_kg', 0.0) > 0.0:
+        model = model.with_payload(Payload(params['payload_mass_kg']))
+    return model
+
+
+def monitor_config(anomaly):
+    """Return the :class:`MonitorConfig` of the anomaly node's parameters (those it has)."""
+    names = {f.name for f in fields(MonitorConfig)}
+    return MonitorConfig(**{k: v for k, v in anomaly.items() if k in names})
+
+
+def _finite(*arrays):
+    return all(a is None or np.isfinite(a).all() for a in arrays)
+
+
+class TwinChain:
+    """
+    The live twin's cores in the live twin's order, fed one robot message at a time.
+
+    Parameters
+    ----------
+    params : dict
+        ``{executable: parameters}`` (:func:`twin_parameters`).
+    with_wrench : bool
+        Whether a wrench stream is fed (the recording has one and the URDF a sensor frame).
+    thresholds : str, optional
+        Commissioned thresholds to load (never written); None = commission on the recording.
+
+    Attributes
+    ----------
+    sample_listeners : list of callable
+        ``f(sample, result)`` after each mirror result that reached the monitor.
+    wrench_listeners : list of callable
+        ``f(t, residual)`` after each wrench residual that reached the monitor.
+
+    """
+
+    def __init__(self, params, with_wrench, thresholds=None):
+        bridge, sim, anomaly = params['twin_bridge'], params['twin_sim'], params['twin_anomaly']
+        model = _model(bridge, with_dynamics=False)
+        self.names = list(model.joint_names)
+        self.with_wrench = bool(with_wrench and model.ft_frame is not None)
+        self.intake = RobotIntake(
+            model.joint_names,
+            plausibility=Plausibility.from_model(
+                model, position_margin=bridge['position_margin_rad'],
+                velocity_factor=bridge['velocity_factor'],
+                effort_factor=bridge['effort_factor']),
+            unknown_joints=bridge['unknown_joints'], max_future_s=bridge['max_future_s'],
+            stale_timeout_s=bridge['stale_timeout_s'], with_wrench=self.with_wrench,
+            force_range_n=bridge['wrench_force_range_n'],
+            torque_range_nm=bridge['wrench_torque_range_nm'],
+            joint_states_topic=bridge['joint_states_topic'], wrench_topic=bridge['wrench_topic'])
+        twin_model = _model(sim, with_dynamics=True)
+        self.mirror = Mirror(Predictor(twin_model))
+        self.monitor = AnomalyMonitor(
+            _model(anomaly, with_dynamics=True),
+            monitor_config(anomaly), thresholds_file=thresholds, recommission=False)
+        self.report_period_s = 1.0 / anomaly['publish_rate_hz']
+        self.model = twin_model
+        self.nonfinite_results = 0
+        self.sample_listeners = []
+        self.wrench_listeners = []
+
+    def joint_state(self, stamp, names, position, velocity, effort, now):
+        """
+        Take one JointState; return the accepted :class:`RobotSample` or the rejection reason.
+
+        ``stamp`` is ``(sec, nanosec)``; ``now`` the receive (log) time, s.
+        """
+        sec, nanosec = stamp
+        reason = self.intake.joint_state(names, position, velocity, effort,
+                                         sec + nanosec * 1e-9, now)
+        if reason is not None:
+            return reason
+        sample = self.intake.sample((sec, nanosec))
+        if sample is None:
+            return None
+        result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
+        if result is None:
+            return sample                # the mirror (re)starts: nothing goes on, as live
+        if not _finite(result.position_residual, result.velocity_residual,
+                       result.effort_residual, result.predicted_effort):
+            self.nonfinite_results += 1
+            self.mirror.reset()          # never predict on from a state that overflowed
+            return sample
+        for listener in self.sample_listeners:
+            listener(sample, result)
+        self.monitor.update(sample, result)       # as the live anomaly node calls it
+        return sample
+
+    def wrench(self, stamp, wrench, now):
+        """Take one wrench sample, (6,) N and N·m, stamped ``(sec, nanosec)``; None or why not."""
+        t = stamp[0] + stamp[1] * 1e-9
+        reason = self.intake.wrench_sample(wrench, t, now)
+        if reason is not None:
+            return reason
+        out = self.mirror.wrench_residual(wrench, t)
+        if out is not None and _finite(*out):
+            for listener in self.wrench_listeners:
+                listener(t, out[1])
+            self.monitor.wrench(t, out[1])
+        return None
+
+    def report(self):
+        """Return the monitor's state and events (what the anomaly node reports)."""
+        return self.monitor.report(), self.monitor.poll_events()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a recording
+# --------------------------------------------------------------------------------------------
+
+def _storage_path(path):
+    """Return what rosbags should open: a bag directory or one storage file; or raise."""
+    path = Path(path)
+    if not path.exists():
+        raise ReplayError(f'{path}: no such recording (file or directory)')
+    if path.is_dir():
+        if (path / 'metadata.yaml').is_file():
+            return path, None
+        storage = sorted(list(path.glob('*.mcap')) + list(path.glob('*.db3')))
+        if len(storage) == 1:
+            return storage[0], (f'{path} has no metadata.yaml (the recorder did not close it); '
+                                f'reading {storage[0].name} directly')
+        raise ReplayError(f'{path} is not a rosbag2 recording: no metadata.yaml and '
+                          f'{len(storage)} storage files (.mcap, .db3)')
+    if path.suffix not in ('.mcap', '.db3'):
+        raise ReplayError(f'{path} is not a recording: give a rosbag2 directory, an .mcap or a '
+                          '.db3 file')
+    return path, None
+
+
+def open_recording(path):
+    """
+    Open a recording with rosbags; return ``(reader, note or None)``.
+
+    Raises
+    ------
+    ReplayError
+        Missing, not a recording, unreadable metadata or storage (named).
+
+    """
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import get_typestore, Stores
+    storage, note = _storage_path(path)
+    reader = AnyReader([storage], default_typestore=get_typestore(Stores.ROS2_KILTED))
+    try:
+        reader.open()
+    except Exception as exc:  # noqa: BLE001 - rosbags raises many types for a damaged bag
+        hint = ('its MCAP file ends before its summary: the recorder was killed or the copy '
+                'cut short (`mcap recover` of the mcap CLI can rebuild the file)'
+                if 'end magic' in str(exc) else 'is it complete?')
+        raise ReplayError(f'{path}: cannot read the recording ({type(exc).__name__}: '
+                          f'{exc}); {hint}') from None
+    return reader, note
+
+
+def recording_digest(path):
+    """SHA-256 (hex) over the recording's files, in name order (the same for a copy)."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b'\0')
+        with open(f, 'rb') as handle:
+            for block in iter(lambda: handle.read(1 << 20), b''):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def topic_connections(reader, topic, msgtype, required, hint):
+    """Return the connections of ``topic``; raise if absent (when required) or mistyped."""
+    conns = [c for c in reader.connections if c.topic == topic]
+    if not conns:
+        if required:
+            found = sorted({c.topic for c in reader.connections if c.msgtype == msgtype})
+            raise ReplayError(f'the recording has no topic {topic} ({msgtype}); '
+                              f'{msgtype} topics in it: {found or "none"}; {hint}')
+        return []
+    other = sorted({c.msgtype for c in conns if c.msgtype != msgtype})
+    if other:
+        raise ReplayError(f'topic {topic} is {", ".join(other)} in the recording, not '
+                          f'{msgtype}; replay reads {msgtype} there ({hint})')
+    return conns
+
+
+class _Decoder:
+    """Serialized JointState / WrenchStamped -> numbers (fast path, rosbags for the rest)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.joints = JointStateReader()
+        self.wrenches = WrenchReader()
+
+    def joint_state(self, data):
+        parsed = self.joints.read(data)
+        if parsed is None:
+            msg = self.reader.deserialize(data, JOINT_STATE)
+            parsed = (msg.header.stamp.sec, msg.header.stamp.nanosec, list(msg.name),
+                      np.asarray(msg.position, dtype=float),
+                      np.asarray(msg.velocity, dtype=float),
+                      np.asarray(msg.effort, dtype=float))
+        return parsed
+
+    def wrench(self, data):
+        parsed = self.wrenches.read(data)
+        if parsed is None:
+            msg = self.reader.deserialize(data, WRENCH_STAMPED)
+            f, t = msg.wrench.force, msg.wrench.torque
+            parsed = (msg.header.stamp.sec, msg.header.stamp.nanosec,
+                      np.array([f.x, f.y, f.z, t.x, t.y, t.z]))
+        return parsed
+
+
+def read_messages(reader, connections, path):
+    """Yield ``(connection, log time ns, data)``; a damaged stretch becomes a ReplayError."""
+    it = iter(reader.messages(connections=connections))
+    count = 0
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - rosbags raises many types for damaged data
+            raise ReplayError(f'{path}: the recording is damaged after {count} messages '
+                              f'({type(exc).__name__}: {exc}); is it complete?') from None
+        count += 1
+        yield item
+
+
+# --------------------------------------------------------------------------------------------
+# What the report collects
+# --------------------------------------------------------------------------------------------
+
+class ResidualStats:
+    """
+    Mean, standard deviation, RMS and largest magnitude per column, accumulated in chunks.
+
+    Rows go into a pre-allocated buffer (cheap per sample); each full buffer is reduced with
+    NaN-aware numpy calls, always in the same order (the same numbers on every replay).
+
+    Parameters
+    ----------
+    columns : sequence of str
+        Column names (``joint.kind`` or wrench axes).
+    chunk : int
+        Rows per reduction.
+
+    """
+
+    def __init__(self, columns, chunk=4096):
+        self.columns = list(columns)
+        self._buf = np.empty((chunk, len(self.columns)))
+        self._rows = 0
+        width = len(self.columns)
+        self.count = np.zeros(width, dtype=np.int64)
+        self.total = np.zeros(width)
+        self.squares = np.zeros(width)
+        self.peak = np.zeros(width)
+
+    def row(self):
+        """Return the next row to fill (a view); it counts once filled."""
+        if self._rows == len(self._buf):
+            self._reduce()
+        row = self._buf[self._rows]
+        self._rows += 1
+        return row
+
+    def _reduce(self):
+        block = self._buf[:self._rows]
+        ok = np.isfinite(block)
+        clean = np.where(ok, block, 0.0)
+        self.count += ok.sum(axis=0)
+        self.total += clean.sum(axis=0)
+        self.squares += (clean * clean).sum(axis=0)
+        self.peak = np.maximum(self.peak, np.abs(clean).max(axis=0, initial=0.0))
+        self._rows = 0
+
+    def summary(self):
+        """Return ``{column: {n, mean, std, rms, max_abs}}`` (NaN where a column had no data)."""
+        self._reduce()
+        out = {}
+        for k, name in enumerate(self.columns):
+            n = int(self.count[k])
+            mean = self.total[k] / n if n else math.nan
+            ms = self.squares[k] / n if n else math.nan
+            out[name] = {'n': n, 'mean': mean, 'std': math.sqrt(max(ms - mean * mean, 0.0))
+                         if n else math.nan, 'rms': math.sqrt(ms) if n else math.nan,
+                         'max_abs': float(self.peak[k]) if n else math.nan}
+        return out
+
+
+class AnomalyEpisodes:
+    """Alarm episodes per group (joint, wrench, ...), from successive monitor states."""
+
+    def __init__(self):
+        self.episodes = []
+        self._open = {}
+
+    def observe(self, state):
+        """Take one :class:`~twin_anomaly.detector.DetectorState` (robot time ``stamp``)."""
+        if state.phase != 'monitoring':
+            return
+        groups = list(state.joints) + ([state.wrench] if state.wrench is not None else []) + \
+            list(getattr(state, 'extra', ()) or ())
+        for js in groups:
+            open_episode = self._open.get(js.name)
+            if js.alarm and open_episode is None:
+                episode = {'group': js.name, 'fault_type': js.fault_type,
+                           'confidence': float(js.confidence), 'since': float(js.since),
+                           'raised_at': float(state.stamp), 'cleared_at': None,
+                           'channel': js.channel, 'detector': js.detector,
+                           'peak_score': float(js.score),
+                           'robot_joint': state.faulty_joint, 'robot_fault_type':
+                           state.fault_type}
+                self.episodes.append(episode)
+                self._open[js.name] = episode
+            elif js.alarm:
+                open_episode['peak_score'] = max(open_episode['peak_score'], float(js.score))
+            elif open_episode is not None:
+                open_episode['cleared_at'] = float(state.stamp)
+                del self._open[js.name]
+
+
+def recorded_alarms(reader, path):
+    """
+    Return what the live twin reported in the recording's /twin/anomaly, or None without it.
+
+    Returns
+    -------
+    dict or None
+        ``first``: the robot-level first alarm (``joint``, ``fault_type``, ``since``,
+        ``message``); ``groups``: the first alarm of every group (joint, ``wrench``,
+        ``stream``) as ``{group, fault_type, since}``, by ``since``. Group alarms come from
+        the detector's block statistics alone; the robot-level joint and fault type are the
+        classifier's verdict at the moment of a report, which the live twin takes by its wall
+        clock and the replay by robot time.
+
+    """
+    conns = [c for c in reader.connections
+             if c.topic == '/twin/anomaly' and c.msgtype == DIAGNOSTIC_ARRAY]
+    if not conns:
+        return None
+    first, groups = None, {}
+    for _conn, _t, data in read_messages(reader, conns, path):
+        for status in reader.deserialize(data, DIAGNOSTIC_ARRAY).status:
+            level = status.level[0] if isinstance(status.level, (bytes, bytearray)) \
+                else int(status.level)
+            values = {kv.key: kv.value for kv in status.values}
+            if level != 2 or not values.get('since'):
+                continue
+            name = status.name.rsplit('/', 1)[-1]
+            if name == 'robot' and first is None:
+                first = {'joint': values.get('joint') or None,
+                         'fault_type': values.get('fault_type'),
+                         'since': float(values['since']), 'message': status.message}
+            elif name != 'robot' and name not in groups:
+                groups[name] = {'group': name, 'fault_type': values.get('fault_type'),
+                                'since': float(values['since'])}
+    return {'first': first, 'groups': sorted(groups.values(), key=lambda g: g['since'])}
+
+
+def live_start(reader, path, joint_conns):
+    """
+    Return the stamp ``(sec, nanosec)`` of the first robot sample the live twin took, or None.
+
+    That is the robot sample just before the first /twin/residuals message of the recording
+    (the mirror's first residual comes with its second sample). None when the recording has no
+    residuals of the live twin. A recorder and a twin that start together discover the robot
+    at slightly different moments; starting the replay where the twin started gives both the
+    same commissioning data.
+    """
+    conns = [c for c in reader.connections
+             if c.topic == '/twin/residuals' and c.msgtype == JOINT_STATE]
+    if not conns or not joint_conns:
+        return None
+    decode = JointStateReader()
+    first = None
+    for _conn, _t, data in read_messages(reader, conns, path):
+        parsed = decode.read(data)
+        first = None if parsed is None else (parsed[0], parsed[1])
+        break
+    if first is None:
+        return None
+    before = None
+    for _conn, _t, data in read_messages(reader, joint_conns, path):
+        parsed = decode.read(data)
+        if parsed is None:
+            return None
+        stamp = (parsed[0], parsed[1])
+        if stamp >= first:
+            break
+        before = stamp
+    return before
+
+
+# --------------------------------------------------------------------------------------------
+# The replay
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Counts:
+    joint_messages: int = 0
+    wrench_messages: int = 0
+    samples: int = 0
+    results: int = 0
+    skipped: int = 0
+
+
+class _Replay:
+    """One pass over a recording: messages in, report out (see :func:`replay`)."""
+
+    def __init__(self, chain, reader, path, ledger=None):
+        self.chain = chain
+        self.reader = reader
+        self.path = path
+        self.ledger = ledger
+        self.decoder = _Decoder(reader)
+        self.counts = _Counts()
+        self.reasons = []
+        self.events = []
+        self.episodes = AnomalyEpisodes()
+        self.last_state = None
+        self.t = None
+        self._next_report = None
+        names = chain.names
+        self.joint_stats = ResidualStats([f'{j}.{k}' for k in KINDS for j in names])
+        self.wrench_stats = ResidualStats(['fx', 'fy', 'fz', 'tx', 'ty', 'tz'])
+        n = len(names)
+        chain.sample_listeners.append(lambda sample, result: self._keep(result, n))
+        chain.wrench_listeners.append(lambda t, residual: self._keep_wrench(residual))
+
+    def _keep(self, result, n):
+        row = self.joint_stats.row()
+        row[:n] = result.position_residual
+        row[n:2 * n] = result.velocity_residual
+        row[2 * n:] = result.effort_residual
+        self.counts.results += 1
+
+    def _keep_wrench(self, residual):
+        self.wrench_stats.row()[:] = residual
+
+    def _rejected(self, reason):
+        if reason not in self.reasons and len(self.reasons) < 5:
+            self.reasons.append(reason)
+
+    def run(self, joint_conns, wrench_conns, progress=None, start=None):
+        """
+        Feed every message in log-time order; return the number of messages.
+
+        ``start`` ``(sec, nanosec)``: messages stamped before it are skipped (counted).
+        """
+        joint_ids = {c.id for c in joint_conns}
+        chain, decoder, counts = self.chain, self.decoder, self.counts
+        start = start or (-1, 0)
+        k = 0
+        stream = read_messages(self.reader, joint_conns + wrench_conns, self.path)
+        for conn, log_ns, data in stream:
+            now = log_ns * 1e-9
+            k += 1
+            if progress is not None and k % 4096 == 0:
+                progress(4096)
+            if conn.id in joint_ids:
+                counts.joint_messages += 1
+                try:
+                    sec, nanosec, names, pos, vel, eff = decoder.joint_state(data)
+                except _DECODE_ERRORS as exc:
+                    self._rejected(chain.intake.malformed(JOINTS, f'unreadable: {exc}'))
+                    continue
+                if (sec, nanosec) < start:
+                    counts.skipped += 1
+                    continue
+                out = chain.joint_state((sec, nanosec), names, pos, vel, eff, now)
+                if isinstance(out, str):
+                    self._rejected(out)
+                elif out is not None:
+                    counts.samples += 1
+                    self._maybe_report(out.t)
+            else:
+                counts.wrench_messages += 1
+                try:
+                    sec, nanosec, wrench = decoder.wrench(data)
+                except _DECODE_ERRORS as exc:
+                    self._rejected(chain.intake.malformed(WRENCH, f'unreadable: {exc}'))
+                    continue
+                if (sec, nanosec) < start:
+                    counts.skipped += 1
+                    continue
+                reason = chain.wrench((sec, nanosec), wrench, now)
+                if reason is not None:
+                    self._rejected(reason)
+        if self.t is not None:
+            self._report()
+        return k
+
+    def _maybe_report(self, t):
+        """Report at the anomaly node's rate in robot time (restart after a clock jump)."""
+        period = self.chain.report_period_s
+        self.t = t
+        due = self._next_report
+        if due is None or t < due - 2 * period - 1.0:
+            self._next_report = t + period
+        elif t >= due:
+            self._report()
+            due += period
+            self._next_report = due if t < due else t + period
+
+    def _report(self):
+        state, events = self.chain.report()
+        self.last_state = state
+        self.episodes.observe(state)
+        for event in events:
+            event = dict(event)
+            event.setdefault('robot_time', self.t)
+            self.events.append(event)
+            if self.ledger is not None:
+                data = {k: v for k, v in event.items() if k != 'kind'}
+                self.ledger.append(str(event.get('kind', 'event')), data)
+
+
+def _state_summary(state):
+    if state is None:
+        return None
+    return {'stamp': state.stamp, 'phase': state.phase, 'level': state.level,
+            'message': state.message, 'score': float(state.score),
+            'faulty_joint': state.faulty_joint, 'fault_type': state.fault_type,
+            'since': state.since}
+
+
+def _check_fed(run, chain, topic, urdf):
+    """Raise ReplayError when nothing of the recording reached the twin, saying why."""
+    counts = run.counts
+    if counts.joint_messages == 0:
+        raise ReplayError(f'topic {topic} has no messages in the recording')
+    if counts.samples:
+        return
+    accepted = chain.intake.counters().get('joint_states.accepted', 0)
+    if not chain.intake.mapper.all_received and run.reasons == []:
+        missing = chain.intake.mapper.never_received()
+        raise ReplayError(f'{topic} never has every joint of the URDF ({urdf}): no message '
+                          f'has {", ".join(missing)}; replay needs all of them (--urdf)')
+    first = run.reasons[0] if run.reasons else 'no complete sample'
+    raise ReplayError(f'no {topic} message was usable ({counts.joint_messages} read, '
+                      f'{accepted} accepted); first reason: {first}. Is the URDF '
+                      f'({urdf}) the recorded robot? (--urdf)')
+
+
+def build_report(bag, digest, run, chain, params, recorded, note):
+    """Return the report (a dict of plain values, the same on every replay of ``bag``)."""
+    return {
+        'version': REPORT_VERSION,
+        'recording': {'name': Path(bag).name, 'sha256': digest, 'note': note},
+        'robot': {'urdf': Path(chain.model.urdf_path).name, 'joints': chain.names},
+        'settings': {'commissioning_duration_s':
+                     params['twin_anomaly']['commissioning_duration_s'],
+                     'persistence_s': params['twin_anomaly']['persistence_s'],
+                     'report_rate_hz': params['twin_anomaly']['publish_rate_hz'],
+                     'wrench': chain.with_wrench},
+        'messages': {'joint_states': run.counts.joint_messages,
+                     'wrench': run.counts.wrench_messages,
+                     'samples': run.counts.samples, 'residuals': run.counts.results,
+                     'nonfinite_results': chain.nonfinite_results},
+        'intake': dict(sorted(chain.intake.counters().items())),
+        'rejections': run.reasons,
+        'residuals': run.joint_stats.summary(),
+        'wrench_residuals': run.wrench_stats.summary() if chain.with_wrench else None,
+        'commissioning': next((e for e in run.events
+                               if e.get('kind') == 'commissioning_finished'), None),
+        'anomalies': run.episodes.episodes,
+        'first_alarm': run.episodes.episodes[0] if run.episodes.episodes else None,
+        'live_twin': recorded,
+        'final_state': _state_summary(run.last_state),
+        'rul': None,
+        'events': run.events,
+    }
+
+
+def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
+           joint_states_topic=None, wrench_topic=None, from_start=False, progress=False):
+    """
+    Replay a recording through the twin; return the report (dict).
+
+    Parameters
+    ----------
+    bag : str or Path
+        rosbag2 directory, or an .mcap / .db3 file.
+    config : str, optional
+        Config file or profile the twin's parameters come from (default ``twin``).
+    urdf : str, optional
+        The robot's URDF (overrides the config's).
+    thresholds : str, optional
+        Commissioned thresholds to use (read only); default: commission on the recording.
+    ledger : str, optional
+        Lifecycle log to write the replay's entries to.
+    joint_states_topic, wrench_topic : str, optional
+        The robot's topics in the recording (default: the config's; ``''`` = no wrench).
+    from_start : bool
+        Replay every sample; by default a recording with the live twin's /twin/residuals is
+        replayed from the robot sample the live twin started with (:func:`live_start`).
+    progress : bool
+        Show a progress bar (tqdm, on stderr).
+
+    Raises
+    ------
+    ReplayError
+        Anything about the recording, config, URDF or ledger that stops the replay.
+
+    """
+    params = twin_parameters(config, urdf)
+    bridge = params['twin_bridge']
+    topic = joint_states_topic or bridge['joint_states_topic']
+    wtopic = bridge['wrench_topic'] if wrench_topic is None else wrench_topic
+    reader, note = open_recording(bag)
+    log = None
+    try:
+        joint_conns = topic_connections(reader, topic, JOINT_STATE, True,
+                                        'name the robot topic with --joint-states-topic')
+        wrench_conns = topic_connections(reader, wtopic, WRENCH_STAMPED, False,
+                                         '--wrench-topic "" ignores it') if wtopic else []
+        chain = _make_chain(params, bool(wrench_conns), thresholds)
+        digest = recording_digest(bag)
+        log = _open_ledger(ledger, params, bag, digest, thresholds)
+        run = _Replay(chain, reader, bag, log)
+        total = sum(c.msgcount for c in joint_conns + wrench_conns)
+        start = None if from_start else live_start(reader, bag, joint_conns)
+        with _progress(progress, total) as bar:
+            run.run(joint_conns, wrench_conns, bar, start)
+        _check_fed(run, chain, topic, chain.model.urdf_path)
+        recorded = recorded_alarms(reader, bag)
+        report = build_report(bag, digest, run, chain, params, recorded, note)
+        report['start'] = {'aligned_with_live_twin': start is not None,
+                           'stamp': None if start is None else start[0] + start[1] * 1e-9,
+                           'skipped_messages': run.counts.skipped}
+        if log is not None:
+            log.append('replay', {'recording': Path(bag).name, 'recording_sha256': digest,
+                                  'report_sha256': report_digest(report),
+                                  'samples': run.counts.samples,
+                                  'anomalies': len(report['anomalies'])})
+        return report
+    finally:
+        reader.close()
+        if log is not None:
+            log.close()
+
+
+def _make_chain(params, with_wrench, thresholds):
+    if thresholds and not Path(thresholds).is_file():
+        raise ReplayError(f'--thresholds {thresholds}: no such file')
+    try:
+        chain = TwinChain(params, with_wrench, _read_only_copy(thresholds))
+    except (URDFError, FileNotFoundError, ValueError) as exc:
+        raise ReplayError(f'cannot build the twin: {exc}') from None
+    if thresholds and not chain.monitor.commissioned:
+        raise ReplayError(f'--thresholds {thresholds} cannot be used for this robot and these '
+                          'settings (see the warning above); leave it out to commission on '
+                          'the recording')
+    return chain
+
+
+def _read_only_copy(path):
+    """Copy a thresholds file to a private place (the monitor may write its file, never ours)."""
+    if not path:
+        return None
+    import shutil
+    import tempfile
+    directory = tempfile.mkdtemp(prefix='robot_twin_replay_')
+    copy = Path(directory) / Path(path).name
+    shutil.copyfile(path, copy)
+    return str(copy)
+
+
+def _open_ledger(path, params, bag, digest, thresholds):
+    if not path:
+        return None
+    try:
+        ledger = Ledger(path)
+        anomaly = params['twin_anomaly']
+        ledger.record_start('replay', config=params, files={
+            'urdf': urdf_or_builtin(anomaly['urdf_path']),
+            'dynamics_params_file': params['twin_sim']['dynamics_params_file'],
+            'thresholds': thresholds or ''}, recording=Path(bag).name, recording_sha256=digest)
+    except ValueError as exc:     # LedgerError and its kinds
+        raise ReplayError(f'--ledger: {exc}') from None
+    return ledger
+
+
+class _progress:
+    """A tqdm bar on stderr when asked (a callable taking a message count), else None."""
+
+    def __init__(self, enabled, total):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit='msg', unit_scale=True, desc='replay',
+                            leave=False)
+
+    def __enter__(self):
+        return self.bar.update if self.bar is not None else None
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def report_json(report):
+    """Return the report as strict JSON text (sorted keys; NaN and infinities as strings)."""
+    from twin_bridge.ledger import to_json_value
+    return json.dumps(to_json_value(report), sort_keys=True, indent=1, allow_nan=False) + '\n'
+
+
+def report_digest(report):
+    """SHA-256 (hex) of :func:`report_json`."""
+    return hashlib.sha256(report_json(report).encode('utf-8')).hexdigest()

@@ -1,0 +1,107 @@
+"""
+``robot-twin replay``: a recording through the twin in lock-step, as fast as it goes; a report.
+
+The work is :func:`robot_twin.replay.replay`; this module is its command line: options, the
+summary printed at the end, and exit status 2 with one line naming the problem for a bad bag,
+config, URDF or ledger.
+"""
+import math
+from pathlib import Path
+import sys
+
+_TAG = 'robot-twin replay'
+
+
+def add_replay_parser(subparsers):
+    """Add the ``replay`` sub-command; return its parser."""
+    parser = subparsers.add_parser(
+        'replay', help='play a recording through the twin (lock-step); write a report',
+        description="Play the robot's /joint_states (and wrench) of a rosbag2 recording "
+                    '(MCAP or sqlite3) through the cores of the twin, in the order of the live '
+                    'twin, as '
+                    'fast as the computer allows. The report (residual statistics per joint, '
+                    'anomalies with their robot times) is the same on every replay.')
+    parser.add_argument('bag', metavar='BAG', help='rosbag2 directory, or an .mcap/.db3 file')
+    parser.add_argument('--report', required=True, metavar='FILE', help='report JSON to write')
+    parser.add_argument('--urdf', default='', metavar='PATH',
+                        help='URDF of the recorded robot (default: that of the config)')
+    parser.add_argument('--config', default=None, metavar='FILE',
+                        help='config file (or profile twin, demo) with the parameters of the '
+                             'twin; '
+                             'default: twin')
+    parser.add_argument('--ledger', default=None, metavar='PATH',
+                        help='lifecycle log to append the entries of the replay to')
+    parser.add_argument('--thresholds', default=None, metavar='FILE',
+                        help='commissioned thresholds to use (read only; default: commission '
+                             'on the recording)')
+    parser.add_argument('--joint-states-topic', default=None, metavar='TOPIC',
+                        help="the robot's JointState topic in the recording")
+    parser.add_argument('--wrench-topic', default=None, metavar='TOPIC',
+                        help="the robot's WrenchStamped topic ('' = ignore it)")
+    parser.add_argument('--from-start', action='store_true',
+                        help='replay every sample (default: where the live twin of the '
+                             'recording started, when it has /twin/residuals)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    parser.set_defaults(func=cmd_replay)
+    return parser
+
+
+def _fmt(t):
+    return 'n/a' if t is None or not math.isfinite(t) else f'{t:.3f} s'
+
+
+def summary_lines(report):
+    """Return the lines printed after a replay (list of str)."""
+    m = report['messages']
+    lines = [f"{report['recording']['name']}: {m['joint_states']} joint states, "
+             f"{m['wrench']} wrenches, {m['samples']} samples, {m['residuals']} residuals"]
+    if report['start']['aligned_with_live_twin']:
+        lines.append(f"started where the live twin did ({_fmt(report['start']['stamp'])}; "
+                     f"{report['start']['skipped_messages']} messages before it skipped)")
+    if report['recording'].get('note'):
+        lines.append(f"note: {report['recording']['note']}")
+    if report['rejections']:
+        lines.append(f"rejected (first reasons): {'; '.join(report['rejections'][:3])}")
+    effort = [(j, v['rms']) for j, v in report['residuals'].items() if j.endswith('.effort')]
+    lines.append('effort residual RMS [N·m]: ' + ' '.join(
+        f'{j.split(".")[0]} {rms:.3g}' for j, rms in effort))
+    if report['commissioning'] is None:
+        lines.append('commissioning did not finish in this recording')
+    for a in report['anomalies']:
+        lines.append(f"anomaly on {a['group']}: {a['fault_type']} since {_fmt(a['since'])} "
+                     f"(raised at {_fmt(a['raised_at'])}, cleared "
+                     f"{_fmt(a['cleared_at']) if a['cleared_at'] is not None else 'never'})")
+    if not report['anomalies']:
+        lines.append('no anomaly')
+    live = (report['live_twin'] or {}).get('groups')
+    if live:
+        first = report['first_alarm']
+        delta = '' if first is None else \
+            f"; replay - live {first['since'] - live[0]['since']:+.3f} s"
+        lines.append(f"live twin's first alarm: {live[0]['group']} since "
+                     f"{_fmt(live[0]['since'])}" + delta)
+    return lines
+
+
+def cmd_replay(args):
+    """Run ``robot-twin replay``; return the exit status."""
+    from robot_twin.replay import replay, ReplayError, report_json
+    try:
+        report = replay(args.bag, config=args.config, urdf=args.urdf,
+                        thresholds=args.thresholds, ledger=args.ledger,
+                        joint_states_topic=args.joint_states_topic,
+                        wrench_topic=args.wrench_topic, from_start=args.from_start,
+                        progress=not args.quiet)
+    except ReplayError as exc:
+        print(f'{_TAG}: {exc}', file=sys.stderr)
+        return 2
+    try:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(report_json(report), encoding='utf-8')
+    except OSError as exc:
+        print(f'{_TAG}: cannot write --report {args.report}: {exc}', file=sys.stderr)
+        return 2
+    for line in summary_lines(report):
+        print(line)
+    print(f'report: {args.report}')
+    return 0

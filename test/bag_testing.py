@@ -1,0 +1,132 @@
+"""
+Recordings for the replay and HIL-report tests: the plant simulated offline, written with rosbags.
+
+:func:`simulate` runs :class:`twin_sim.plant.Plant` (the built-in arm) under the demo motion
+(a 100 Hz position stream, as the demo controller sends), with an optional fault scenario;
+:func:`write_bag` writes its samples as a rosbag2 recording (MCAP or sqlite3) the way a robot
+would publish them: JointState (any joint order, a subset, or split in two messages), the
+wrench, /joint_command, and optionally /clock and /twin/plant_status.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import get_typestore, Stores
+from twin_sim.plant import Plant
+from twin_sim.resources import builtin_urdf
+from twin_sim.trajectory import DemoMotion
+
+STORE = get_typestore(Stores.ROS2_KILTED)
+T = STORE.types
+EPOCH_S = 1_796_371_200.0     # stamps of the simulated robot: plant time on this epoch
+LATENCY_NS = 150_000          # log time = stamp + this (a receive delay)
+
+
+@dataclass
+class Run:
+    """What :func:`simulate` returns: samples and the commands sent, plant time from 0."""
+
+    names: list
+    samples: list            # twin_sim Measurement per published sample
+    commands: list           # (t, q (n,), qd (n,)) per command
+
+
+def simulate(duration_s, scenario=None, rate_hz=1000.0, seed=0, command_hz=100.0):
+    """Run the plant under the demo motion; return a :class:`Run`."""
+    plant = Plant(builtin_urdf(), scenario=scenario, dt=1.0 / rate_hz, seed=seed)
+    try:
+        motion = DemoMotion.from_model(plant.model, fraction=0.3, period_s=2.0)
+        every = max(1, int(round(rate_hz / command_hz)))
+        samples, commands = [], []
+        for k in range(int(round(duration_s * rate_hz))):
+            if k % every == 0:
+                q, qd, _ = motion.sample(plant.time)
+                plant.command_position(q, qd, extrapolate_s=0.05)
+                commands.append((plant.time, q, qd))
+            m = plant.step()
+            if m is not None:
+                samples.append(m)
+        return Run(list(plant.joint_names), samples, commands)
+    finally:
+        plant.close()
+
+
+def _stamp(t):
+    ns = int(round((EPOCH_S + t) * 1e9))
+    return T['builtin_interfaces/msg/Time'](sec=ns // 10 ** 9, nanosec=ns % 10 ** 9), ns
+
+
+def _joint_state(stamp, names, idx, m):
+    header = T['std_msgs/msg/Header'](stamp=stamp, frame_id='')
+    return T['sensor_msgs/msg/JointState'](
+        header=header, name=[names[i] for i in idx], position=np.asarray(m.q)[idx],
+        velocity=np.asarray(m.qd)[idx], effort=np.asarray(m.effort)[idx])
+
+
+def _wrench(stamp, w):
+    v3, wr = T['geometry_msgs/msg/Vector3'], T['geometry_msgs/msg/Wrench']
+    return T['geometry_msgs/msg/WrenchStamped'](
+        header=T['std_msgs/msg/Header'](stamp=stamp, frame_id='ft_sensor'),
+        wrench=wr(force=v3(x=w[0], y=w[1], z=w[2]), torque=v3(x=w[3], y=w[4], z=w[5])))
+
+
+def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True,
+              joint_topic='/joint_states', wrench_topic='/ft_sensor/wrench', commands=True,
+              extra=None):
+    """
+    Write ``run`` as a rosbag2 recording at ``path`` (a new directory); return the path.
+
+    Parameters
+    ----------
+    path : str or Path
+        The bag directory to create.
+    run : Run
+        What :func:`simulate` returned.
+    storage : {'mcap', 'sqlite3'}
+        rosbag2 storage.
+    order : sequence of int, optional
+        Joint indices (model order) each JointState lists, in message order; default all, in
+        model order (a subset leaves joints out).
+    split : bool
+        Publish each sample as two JointState messages (first 4 joints, then the rest).
+    wrench, commands : bool
+        Also write the wrench topic and /joint_command.
+    joint_topic, wrench_topic : str
+        Topic names of the joint states and the wrench.
+    extra : callable, optional
+        ``extra(writer, STORE)`` adds more topics before the writer is closed.
+
+    """
+    names = run.names
+    order = list(range(len(names))) if order is None else list(order)
+    groups = [order[:4], order[4:]] if split else [order]
+    plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+    writer = Writer(Path(path), version=9, storage_plugin=plugin)
+    writer.open()
+    js = writer.add_connection(joint_topic, 'sensor_msgs/msg/JointState', typestore=STORE)
+    ws = writer.add_connection(wrench_topic, 'geometry_msgs/msg/WrenchStamped',
+                               typestore=STORE) if wrench else None
+    cmd = writer.add_connection('/joint_command', 'sensor_msgs/msg/JointState',
+                                typestore=STORE) if commands else None
+    messages = []
+    for m in run.samples:
+        stamp, ns = _stamp(m.t)
+        for k, idx in enumerate(groups):
+            messages.append((ns + LATENCY_NS + k, js, _joint_state(stamp, names, idx, m),
+                             'sensor_msgs/msg/JointState'))
+        if ws is not None and m.wrench is not None:
+            messages.append((ns + LATENCY_NS + 5, ws, _wrench(stamp, m.wrench),
+                             'geometry_msgs/msg/WrenchStamped'))
+    for t, q, qd in run.commands if cmd is not None else ():
+        stamp, ns = _stamp(t)
+        messages.append((ns, cmd, T['sensor_msgs/msg/JointState'](
+            header=T['std_msgs/msg/Header'](stamp=stamp, frame_id=''), name=list(names),
+            position=q, velocity=qd, effort=np.zeros(0)), 'sensor_msgs/msg/JointState'))
+    messages.sort(key=lambda item: item[0])
+    for log_ns, connection, msg, typename in messages:
+        writer.write(connection, log_ns, STORE.serialize_cdr(msg, typename))
+    if extra is not None:
+        extra(writer, STORE)
+    writer.close()
+    return Path(path)

@@ -1,0 +1,289 @@
+"""
+Tests of the lifecycle log (twin_bridge/ledger.py) and ``robot-twin ledger verify|show``.
+
+Every way of damaging the file (change, removal, reordering, insertion, a cut mid-entry) must
+make ``verify`` fail naming the first bad entry; a crash while writing (a real SIGKILL of a
+writer process) leaves a file the next writer repairs and continues; two writers never share
+one file (a second process is refused by the OS lock).
+"""
+import json
+import math
+import os
+from pathlib import Path
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from robot_twin.cli import main as cli_main
+from twin_bridge.ledger import canonical_json, entry_hash, GENESIS, Ledger, LedgerCorrupt, \
+    LedgerError, LedgerLocked, open_ledger, parse_time, read_ledger, verify_ledger
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD_TIMEOUT_S = 60.0
+
+
+def make_log(path, n=5):
+    with Ledger(path, durable=False) as ledger:
+        for k in range(n):
+            ledger.append('anomaly_raised', {'joint': f'joint{k}', 'score': 1.5 + k,
+                                             'since': 10.0 + k}, wall_time=1000.0 + k)
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def rewrite(path, lines):
+    path.write_bytes(b''.join(lines))
+
+
+def test_entries_chain_and_round_trip(tmp_path):
+    path = tmp_path / 'sub' / 'ledger.jsonl'
+    with Ledger(path) as ledger:
+        first = ledger.append('start', {'q': np.array([0.5, math.nan]), 'n': np.int64(3)})
+        second = ledger.append('rul', {'rul_hours': math.inf})
+    assert first.seq == 0 and first.prev == GENESIS and second.prev == first.hash
+    entries = read_ledger(path)
+    assert [e.kind for e in entries] == ['start', 'rul']
+    assert entries[0].data == {'q': [0.5, 'NaN'], 'n': 3}     # strict JSON on disk
+    assert entries[1].data == {'rul_hours': 'Infinity'}
+    for line, entry in zip(path.read_text().splitlines(), entries):
+        obj = json.loads(line)
+        assert canonical_json(obj) == line and entry_hash(obj) == obj['hash'] == entry.hash
+    assert verify_ledger(path).head == second.hash
+    empty = tmp_path / 'empty.jsonl'
+    empty.write_bytes(b'')
+    assert verify_ledger(empty).ok and verify_ledger(empty).head == GENESIS
+
+
+@pytest.mark.parametrize('damage, index, reason', [
+    ('change', 2, 'hash does not match its contents'),
+    ('rehash', 3, 'does not chain'),          # entry 2 changed and its own hash recomputed
+    ('remove', 2, 'has seq 3 where seq 2 belongs'),
+    ('reorder', 1, 'has seq 2 where seq 1 belongs'),
+    ('insert', 2, 'has seq 1 where seq 2 belongs'),
+    ('reformat', 1, 'not in canonical form'),
+    ('cut', 4, 'cut mid-entry'),
+    ('garbage', 3, 'not a JSON entry'),
+])
+def test_verify_names_the_first_bad_entry(tmp_path, damage, index, reason):
+    path = tmp_path / 'ledger.jsonl'
+    lines = make_log(path)
+    if damage == 'change':
+        lines[2] = lines[2].replace(b'"score":3.5', b'"score":0.5')
+    elif damage == 'rehash':
+        obj = json.loads(lines[2])
+        obj['data']['score'] = 0.5
+        obj['hash'] = entry_hash(obj)
+        lines[2] = (canonical_json(obj) + '\n').encode()
+    elif damage == 'remove':
+        del lines[2]
+    elif damage == 'reorder':
+        lines[1], lines[2] = lines[2], lines[1]
+    elif damage == 'insert':
+        lines.insert(2, lines[1])
+    elif damage == 'reformat':
+        lines[1] = (json.dumps(json.loads(lines[1]), sort_keys=True) + '\n').encode()
+    elif damage == 'cut':
+        lines[4] = lines[4][:40]
+    elif damage == 'garbage':
+        lines[3] = b'\x00\x00\x00\n'
+    rewrite(path, lines)
+    result = verify_ledger(path)
+    assert not result.ok
+    assert result.problem.index == index and reason in result.problem.reason
+    assert len(result.entries) == index          # everything before it is intact
+    assert result.torn == (damage == 'cut')
+
+
+def test_cli_verify_and_show(tmp_path, capsys):
+    path = tmp_path / 'ledger.jsonl'
+    make_log(path)
+    with Ledger(path, durable=False) as ledger:
+        ledger.append('command', {'allowed': True, 'joints': list(range(12))}, wall_time=2000.0)
+    assert cli_main(['ledger', 'verify', str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('OK:') and '6 entries' in out
+    head = read_ledger(path)[-1].hash
+    assert cli_main(['ledger', 'verify', str(path), '--head', head]) == 0
+    capsys.readouterr()
+    # show: readable, filtered by kind and time
+    assert cli_main(['ledger', 'show', str(path), '--kind', 'command']) == 0
+    out = capsys.readouterr().out
+    assert out.count('#') == 1 and 'command' in out and '(12 values)' in out
+    assert cli_main(['ledger', 'show', str(path), '--since', '1970-01-01T00:16:42Z']) == 0
+    out = capsys.readouterr().out     # 1002 s: entries 2, 3, 4 and the command
+    assert [line.split()[0] for line in out.splitlines() if line.startswith('#')] == \
+        ['#2', '#3', '#4', '#5']
+    assert re.search(r'^ +joint: +joint2$', out, re.M) and re.search(r'score: +3.5', out)
+    # cut whole entries off the end: the chain is consistent, the noted head is not in it
+    lines = path.read_bytes().splitlines(keepends=True)
+    rewrite(path, lines[:-1])
+    assert cli_main(['ledger', 'verify', str(path), '--head', head]) == 1
+    assert 'is not in the log' in capsys.readouterr().out
+    # a changed entry: exit 1, naming it; show prints what comes before it and fails
+    rewrite(path, [lines[0], lines[1].replace(b'joint1', b'joint9')] + lines[2:])
+    assert cli_main(['ledger', 'verify', str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith('BROKEN:') and 'entry 1 (line 2)' in out
+    assert cli_main(['ledger', 'show', str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count('#') == 1 and 'entry 1 (line 2)' in captured.err
+    assert cli_main(['ledger', 'verify', str(tmp_path / 'missing.jsonl')]) == 2
+    assert 'cannot read' in capsys.readouterr().err
+    assert cli_main(['ledger', 'show', str(path), '--since', 'yesterday']) == 2
+    assert 'not a time' in capsys.readouterr().err
+
+
+def test_parse_time_forms():
+    assert parse_time('1000.5') == 1000.5
+    assert parse_time('1970-01-02') == 86400.0
+    assert parse_time('1970-01-01T01:00:00+01:00') == 0.0
+
+
+def test_reopen_continues_and_refuses_damage(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    lines = make_log(path, 3)
+    with Ledger(path) as ledger:
+        assert ledger.seq == 3
+        entry = ledger.append('start', {})
+    assert entry.seq == 3 and entry.prev == json.loads(lines[2])['hash']
+    assert verify_ledger(path).ok
+    # damage in the middle: the writer refuses to continue the chain past it
+    rewrite(path, [lines[0], lines[2]])
+    with pytest.raises(LedgerCorrupt, match=r'entry 1 \(line 2\).*start a new ledger file'):
+        Ledger(path)
+    # a cut last entry (as a crash leaves it) is removed, recorded and the chain continues
+    rewrite(path, lines[:2] + [lines[2][:25]])
+    with Ledger(path) as ledger:
+        ledger.append('start', {})
+    entries = read_ledger(path)
+    assert [e.kind for e in entries] == ['anomaly_raised', 'anomaly_raised', 'recovered',
+                                         'start']
+    assert entries[2].data['removed_bytes'] == 25
+
+
+def test_one_writer_per_file_in_a_process(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    with Ledger(path):
+        with pytest.raises(LedgerLocked, match='two twins must not write one log'):
+            Ledger(path)
+    shared = open_ledger(path)
+    again = open_ledger(str(path))
+    assert again is shared
+    shared.append('start', {'component': 'twin_bridge'})
+    again.append('start', {'component': 'twin_anomaly'})
+    shared.close()
+    assert not again.closed
+    again.close()
+    assert again.closed and len(read_ledger(path)) == 2
+
+
+_HOLDER = textwrap.dedent("""
+    import sys
+    from twin_bridge.ledger import Ledger
+    ledger = Ledger(sys.argv[1])
+    ledger.append('start', {'component': 'holder'})
+    print('ready', flush=True)
+    sys.stdin.read()          # hold the lock until the parent closes our stdin
+""")
+
+
+def _python(code, *args, **kwargs):
+    env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+    return subprocess.Popen([sys.executable, '-c', code, *map(str, args)], env=env,
+                            text=True, **kwargs)
+
+
+def test_a_second_process_cannot_write_a_locked_ledger(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    holder = _python(_HOLDER, path, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == 'ready'
+        second = _python('import sys\nfrom twin_bridge.ledger import Ledger, LedgerLocked\n'
+                         'try:\n    Ledger(sys.argv[1])\nexcept LedgerLocked as exc:\n'
+                         '    print(exc)\n    sys.exit(3)\n', path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = second.communicate(timeout=CHILD_TIMEOUT_S)
+        assert second.returncode == 3, err
+        assert 'open for writing elsewhere' in out
+        with pytest.raises(LedgerLocked):          # nor this process
+            Ledger(path)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=CHILD_TIMEOUT_S)
+    with Ledger(path) as ledger:                   # the lock went with the holder
+        ledger.append('start', {'component': 'next'})
+    assert [e.data['component'] for e in read_ledger(path)] == ['holder', 'next']
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from twin_bridge.ledger import Ledger
+    ledger = Ledger(sys.argv[1])          # durable: the real fsync policy
+    blob = 'x' * int(sys.argv[2])
+    print('ready', flush=True)
+    k = 0
+    while True:
+        ledger.append('test', {'k': k, 'blob': blob})
+        k += 1
+""")
+ENTRY_BYTES = 16_000_000      # large entries: a write takes long enough to be killed inside
+
+
+def _kill_while_writing(path):
+    """Run a writer, SIGKILL it while the file ends mid-entry; return whether it did."""
+    writer = _python(_WRITER, path, ENTRY_BYTES, stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout.readline().strip() == 'ready'
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        with open(path, 'rb') as f:
+            while time.monotonic() < deadline:
+                size = os.fstat(f.fileno()).st_size
+                if size > 2 * ENTRY_BYTES:
+                    f.seek(size - 1)
+                    if f.read(1) != b'\n':          # a write is under way: kill it now
+                        break
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait(timeout=CHILD_TIMEOUT_S)
+        writer.stdout.close()
+    return writer.returncode == -signal.SIGKILL
+
+
+def test_sigkill_while_writing_leaves_a_log_the_next_writer_continues(tmp_path):
+    torn_seen = 0
+    for attempt in range(8):
+        path = tmp_path / f'ledger{attempt}.jsonl'
+        assert _kill_while_writing(path)
+        result = verify_ledger(path)
+        # at most the entry being written is damaged: everything before it verifies
+        assert result.ok or result.torn, result.problem
+        assert len(result.entries) >= 2
+        assert [e.data['k'] for e in result.entries] == list(range(len(result.entries)))
+        torn_seen += result.torn
+        with Ledger(path) as ledger:                # the restart repairs and continues
+            ledger.append('start', {'component': 'restarted'})
+        after = read_ledger(path)
+        assert after[:len(result.entries)] == result.entries
+        assert [e.kind for e in after[len(result.entries):]] == \
+            (['recovered', 'start'] if result.torn else ['start'])
+        if torn_seen:
+            break
+    assert torn_seen, 'no kill landed inside a write in 8 attempts'
+
+
+def test_async_appends_are_written_in_order_and_before_close(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    ledger = Ledger(path)
+    futures = [ledger.append_async('rul', {'k': k}) for k in range(20)]
+    assert futures[3].result().data == {'k': 3}          # durable once the future is done
+    ledger.close()                                      # the rest are written first
+    assert all(f.done() for f in futures)
+    assert [e.data['k'] for e in read_ledger(path)] == list(range(20))
+    with pytest.raises(LedgerError, match='closed'):
+        ledger.append_async('rul', {})

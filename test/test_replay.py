@@ -1,0 +1,204 @@
+"""
+``robot-twin replay``: recordings through the twin's cores, the same report every time.
+
+Recordings are made offline (test/bag_testing.py: the plant simulated, written with rosbags as
+a robot would publish it). A fault run is found on its joint, after its onset; the report is
+byte-identical on a second replay; sqlite3 and MCAP storage, a bare .mcap file, joints in
+another order or split over two messages, and a robot without a wrench topic all replay; bad
+recordings end with one line naming the problem (exit status 2), never a traceback.
+"""
+import dataclasses
+import json
+import os
+import shutil
+
+from bag_testing import simulate, write_bag
+import pytest
+from robot_twin.cli import main as cli_main
+from robot_twin.replay import replay, ReplayError, report_digest, report_json
+from twin_bridge.ledger import read_ledger, verify_ledger
+
+FAULT_AT_S = 4.0
+DURATION_S = 6.0
+COMMISSIONING_S = 2.5
+CONFIG = f"""
+robot_twin:
+  ros__parameters:
+    nodes: [twin_bridge, twin_sim, twin_anomaly]
+/**/twin_anomaly:
+  ros__parameters:
+    commissioning_duration_s: {COMMISSIONING_S}
+    model_path: rules                  # the rule classifier (no trained model needed)
+"""
+FAULT = {'name': 'replay_test', 'faults': [
+    {'type': 'friction_increase', 'joint': 'joint5', 'start_s': FAULT_AT_S, 'ramp_s': 0.0,
+     'size': 3.0}]}
+
+
+@pytest.fixture(scope='module')
+def runs():
+    from twin_sim.faults import FaultScenario
+    return {'fault': simulate(DURATION_S, scenario=FaultScenario.from_dict(FAULT)),
+            'short': simulate(1.5)}
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / 'replay.yaml'
+    path.write_text(CONFIG)
+    return str(path)
+
+
+def test_replay_finds_the_fault_and_repeats_itself(runs, config, tmp_path):
+    bag = write_bag(tmp_path / 'fault', runs['fault'])
+    ledger = tmp_path / 'ledger.jsonl'
+    first = replay(bag, config=config, ledger=str(ledger))
+    second = replay(bag, config=config)
+    assert report_json(first) == report_json(second)         # byte for byte
+    assert first['messages']['samples'] == len(runs['fault'].samples)
+    assert first['commissioning'] is not None
+    alarm = first['first_alarm']
+    onset = bag_testing_stamp(FAULT_AT_S)
+    assert alarm['group'] == 'joint5', first['anomalies']
+    assert onset - 0.02 <= alarm['since'] <= onset + 0.5
+    effort = {j: v for j, v in first['residuals'].items() if j.endswith('.effort')}
+    assert set(effort) == {f'joint{k}.effort' for k in range(1, 8)}
+    assert max(effort, key=lambda j: effort[j]['rms']) == 'joint5.effort'
+    # the replay's trace in the lifecycle log: start, the monitor's events, the replay itself
+    assert verify_ledger(ledger).ok
+    entries = read_ledger(ledger)
+    kinds = [e.kind for e in entries]
+    assert kinds[0] == 'start' and kinds[-1] == 'replay'
+    assert 'commissioning_finished' in kinds and 'anomaly_raised' in kinds
+    assert entries[-1].data['report_sha256'] == report_digest(first)
+    assert entries[0].data['recording_sha256'] == first['recording']['sha256']
+
+
+def bag_testing_stamp(t):
+    from bag_testing import EPOCH_S
+    return EPOCH_S + t
+
+
+def _comparable(report):
+    out = json.loads(report_json(report))
+    del out['recording']
+    return out
+
+
+def test_other_recordings_replay_alike(runs, config, tmp_path):
+    run = runs['short']
+    reference = replay(write_bag(tmp_path / 'mcap', run), config=config)
+    sqlite = replay(write_bag(tmp_path / 'sqlite', run, storage='sqlite3'), config=config)
+    assert _comparable(sqlite) == _comparable(reference)
+    reordered = replay(write_bag(tmp_path / 'order', run, order=[6, 2, 0, 4, 1, 5, 3]),
+                       config=config)
+    assert _comparable(reordered) == _comparable(reference)
+    # one storage file without its metadata.yaml (another tool, or a recorder that was killed)
+    bare = tmp_path / 'bare.mcap'
+    shutil.copyfile(next((tmp_path / 'mcap').glob('*.mcap')), bare)
+    assert _comparable(replay(bare, config=config)) == _comparable(reference)
+    split = replay(write_bag(tmp_path / 'split', run, split=True), config=config)
+    assert split['messages']['joint_states'] == 2 * len(run.samples)
+    assert split['messages']['residuals'] == reference['messages']['residuals']
+    plain = replay(write_bag(tmp_path / 'nowrench', run, wrench=False), config=config)
+    assert plain['wrench_residuals'] is None and plain['messages']['wrench'] == 0
+    assert plain['residuals']['joint3.effort']['n'] == reference['residuals'][
+        'joint3.effort']['n']
+
+
+def _bad_recordings(run, tmp_path):
+    """Return ``{case: (bag path, extra CLI args, expected text)}``."""
+    good = write_bag(tmp_path / 'good', run)
+    cases = {}
+    cut = tmp_path / 'cut'
+    shutil.copytree(good, cut)
+    storage = next(cut.glob('*.mcap'))
+    os.truncate(storage, storage.stat().st_size // 2)
+    cases['truncated mcap'] = (cut, [], 'cannot read the recording')
+    sqlite = write_bag(tmp_path / 'sqlite', run, storage='sqlite3')
+    db = next(sqlite.glob('*.db3'))
+    os.truncate(db, db.stat().st_size // 2)
+    cases['truncated sqlite3'] = (sqlite, [], 'malformed')
+    cases['missing'] = (tmp_path / 'nothing', [], 'no such recording')
+    text = tmp_path / 'notes.txt'
+    text.write_text('not a bag')
+    cases['not a bag'] = (text, [], 'is not a recording')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    cases['empty directory'] = (empty, [], 'no metadata.yaml')
+    cases['missing topic'] = (good, ['--joint-states-topic', '/arm/joint_states'],
+                              'has no topic /arm/joint_states')
+    wrong = write_bag(tmp_path / 'wrongtype', run, joint_topic='/robot/joints', commands=False,
+                      wrench_topic='/joint_states')
+    cases['unsupported type'] = (wrong, [], 'is geometry_msgs/msg/WrenchStamped')
+    wrong_wrench = write_bag(tmp_path / 'wrongwrench', run, wrench=False, commands=True)
+    cases['unsupported wrench type'] = (wrong_wrench, ['--wrench-topic', '/joint_command'],
+                                        'is sensor_msgs/msg/JointState in the recording')
+    strangers = dataclasses.replace(run, names=[f'j{k}' for k in range(7)])
+    cases['unknown joints'] = (write_bag(tmp_path / 'unknown', strangers), [],
+                               'unknown joint j0..j6')
+    cases['joint missing'] = (write_bag(tmp_path / 'subset', run, order=[1, 2, 3, 4, 5, 6]),
+                              [], 'joint1')
+    return cases
+
+
+def test_bad_recordings_get_one_clear_line(runs, config, tmp_path, capsys):
+    for case, (bag, extra, expected) in _bad_recordings(runs['short'], tmp_path).items():
+        report = tmp_path / f'{case}.json'
+        code = cli_main(['replay', str(bag), '--report', str(report), '--config', config,
+                         '--quiet', *extra])
+        err = capsys.readouterr().err
+        assert code == 2, (case, err)
+        assert err.startswith('robot-twin replay: ') and expected in err, (case, err)
+        assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, (case, err)
+        assert not report.exists(), case
+
+
+def test_cli_writes_the_report_and_prints_a_summary(runs, config, tmp_path, capsys):
+    bag = write_bag(tmp_path / 'bag', runs['short'])
+    report = tmp_path / 'out' / 'report.json'
+    assert cli_main(['replay', str(bag), '--report', str(report), '--config', config,
+                     '--quiet']) == 0
+    out = capsys.readouterr().out
+    assert 'effort residual RMS' in out and str(report) in out
+    data = json.loads(report.read_text())
+    assert data['messages']['samples'] == len(runs['short'].samples)
+    with pytest.raises(ReplayError, match='--ledger'):
+        replay(bag, config=config, ledger=str(tmp_path))          # a directory: not a log
+
+
+def test_record_refuses_bad_options_before_touching_ros(tmp_path, capsys):
+    existing = tmp_path / 'bag'
+    existing.mkdir()
+    assert cli_main(['record', '--output', str(existing)]) == 2
+    assert 'exists; give a new directory name' in capsys.readouterr().err
+    assert cli_main(['record', '--output', str(tmp_path / 'new'), '--duration', '0']) == 2
+    assert '--duration must be > 0' in capsys.readouterr().err
+    assert cli_main(['record', '--output', str(tmp_path / 'new'), '--topic', 'relative']) == 2
+    assert 'absolute topic names' in capsys.readouterr().err
+    assert not (tmp_path / 'new').exists()
+
+
+def test_replay_starts_where_the_live_twin_started(runs, config, tmp_path):
+    run = runs['short']
+    first = 300                           # the live twin's first residual: its 301st sample
+
+    def residuals(writer, store):
+        from bag_testing import _joint_state, _stamp, LATENCY_NS
+        conn = writer.add_connection('/twin/residuals', 'sensor_msgs/msg/JointState',
+                                     typestore=store)
+        for m in run.samples[first:first + 50]:
+            stamp, ns = _stamp(m.t)
+            msg = _joint_state(stamp, run.names, list(range(7)), m)
+            writer.write(conn, ns + 2 * LATENCY_NS, store.serialize_cdr(
+                msg, 'sensor_msgs/msg/JointState'))
+
+    bag = write_bag(tmp_path / 'live', run, extra=residuals)
+    aligned = replay(bag, config=config)
+    assert aligned['start']['aligned_with_live_twin']
+    assert aligned['start']['stamp'] == pytest.approx(bag_testing_stamp(run.samples[first - 1].t))
+    assert aligned['messages']['samples'] == len(run.samples) - (first - 1)
+    assert aligned['start']['skipped_messages'] == 2 * (first - 1)      # joint states, wrenches
+    everything = replay(bag, config=config, from_start=True)
+    assert not everything['start']['aligned_with_live_twin']
+    assert everything['messages']['samples'] == len(run.samples)
