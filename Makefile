@@ -22,6 +22,11 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+# Issue 17: the OPC UA server loads the DI, IA and Robotics nodesets from this npm package
+# (robot_twin/hub/opcua.py looks in $(VENV)/npm); the dashboard test drives Debian's chromium.
+	command -v npm >/dev/null || { apt-get update && apt-get install -y npm; }
+	npm install --no-audit --no-fund --prefix $(VENV)/npm node-opcua-nodesets@2.185.0
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	@touch $(STAMP)
 
 demo: setup

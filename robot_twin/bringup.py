@@ -31,6 +31,7 @@ import time
 from robot_twin.config import ConfigError, parse_bool
 from robot_twin.entry_points import NODE_MODULES
 from robot_twin.graph import describe_graph, PACKAGE, PROFILES
+from robot_twin.hub.settings import add_hub_arguments, hub_overrides, hub_urls, with_hub
 from robot_twin.ros_env import child_env, localhost_env
 import yaml
 
@@ -434,6 +435,7 @@ def add_up_parser(subparsers):
                         help='seconds each process gets to exit on Ctrl-C before SIGKILL')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the command lines and exit')
+    add_hub_arguments(parser)
     parser.set_defaults(func=cmd_up)
     return parser
 
@@ -447,24 +449,29 @@ def cmd_up(args):
                 args.use_sim_time, '--use-sim-time'),
             one_process=not args.separate_processes)
         env = up_env(args.domain_id, args.localhost)
+        processes, hub = with_hub(graph, hub_overrides(
+            args.api, args.api_token_file, args.opcua, args.foxglove))
+        urls = hub_urls(hub)
     except (ConfigError, FileNotFoundError) as exc:
         print(f'{_TAG}: {exc}', file=sys.stderr)
         return 2
     if args.dry_run:
         # the overrides go into params files read last, as at run time; kept for reading
         overrides = tempfile.mkdtemp(prefix='robot_twin_up_')
-        for process in with_override_files(graph.processes, overrides):
+        for process in with_override_files(processes, overrides):
             print(shlex.join(node_command(process)))
         return 0
     dds = 'localhost only, ' if args.localhost else ''
     layout = '; '.join(f'{p.name}: {", ".join(n.name for n in p.nodes)}'
-                       for p in graph.processes)
-    print(f'[{_TAG}] {graph.config.path}: starting {len(graph.processes)} process(es) '
+                       for p in processes)
+    print(f'[{_TAG}] {graph.config.path}: starting {len(processes)} process(es) '
           f'({layout}) ({dds}ROS_DOMAIN_ID={env.get("ROS_DOMAIN_ID", "0 (default)")})',
           flush=True)
+    for line in urls:
+        print(f'[{_TAG}] {line}', flush=True)
     with tempfile.TemporaryDirectory(prefix='robot_twin_up_') as overrides:
         commands = [(process.name, node_command(process))
-                    for process in with_override_files(graph.processes, overrides)]
+                    for process in with_override_files(processes, overrides)]
         return run_until_stopped(ProcessGroup(commands, env, stop_timeout_s=args.stop_timeout))
 
 

@@ -42,7 +42,8 @@ import yaml
 GRAPH_KEY = 'robot_twin'
 """Top-level key of the section that lists the nodes to start."""
 
-EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_plant', 'twin_anomaly', 'demo_controller')
+EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_plant', 'twin_anomaly', 'demo_controller',
+               'twin_hub')
 """robot_twin's node executables (console scripts), each with a schema in ``PARAMETERS``."""
 
 TWIN_EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
@@ -206,11 +207,69 @@ _DYNAMICS = (
               'Known payload at the tool (kg).', min=0.0, max=1000.0, read_only=True),
 )
 """The twin's model beyond the URDF (every node that runs the mirror)."""
+_LEDGER = ParamSpec(
+    'ledger_path', str, '',
+    'Lifecycle log (hash-chained JSON lines, robot-twin ledger verify|show): starts, the '
+    "governor's corrective commands, commissioning, calibration, anomalies, RUL advice and "
+    'derating. Give the bridge and the anomaly node the same file (they share one writer in '
+    'one process); empty = no lifecycle log.', read_only=True)
 _DISPLAY_RATE = ParamSpec(
     'display_rate_hz', float, 50.0,
     'Rate of the display-only topics (/twin/joint_states; /twin/predicted_joint_states and '
     '/twin/predicted_wrench); residuals keep the rate of the robot (Hz).', min=0.1, max=10000.0,
     read_only=True)
+_HUB = (
+    _URDF,
+    ParamSpec('measured_topic', str, '/twin/joint_states',
+              "The twin's mirrored joint states (display rate); not joint_states_topic, which "
+              "a config's /** section sets to the robot's own 1 kHz topic.", read_only=True),
+    ParamSpec('predicted_topic', str, '/twin/predicted_joint_states',
+              "The twin's predicted joint states (display rate)", read_only=True),
+    ParamSpec('nice', int, 10,
+              "CPU priority the hub process lowers itself by (0..19, as nice(1)): the twin's "
+              '1 kHz process always gets the CPU first.', min=0, max=19, read_only=True),
+    ParamSpec('decode_rate_hz', float, 50.0,
+              'At most this many joint samples per second per topic are decoded; the rest '
+              'are dropped unread (so a full-rate topic costs the hub little).',
+              min=1.0, max=1000.0, read_only=True),
+    ParamSpec('bridge_node', str, 'twin_bridge',
+              'Node whose corrective_actions.enabled the hub reads and sets (relative names '
+              'resolve in the hub namespace).', read_only=True),
+    ParamSpec('dynamics_params_file', str, '',
+              'Identified dynamics to show (params.yaml from robot-twin sysid); empty = none.',
+              read_only=True),
+    _LEDGER,                          # shown, and acknowledgements recorded in it
+    ParamSpec('api.address', str, '',
+              'HOST:PORT of the REST API and the dashboard; empty = off.', read_only=True),
+    ParamSpec('api.token_file', str, '',
+              'File holding the bearer token for writes (REST, and the password of OPC UA '
+              'user robot_twin); empty = read-only.', read_only=True),
+    ParamSpec('opcua.address', str, '',
+              'HOST:PORT of the OPC UA server (OPC 40010-1 Robotics); empty = off.',
+              read_only=True),
+    ParamSpec('opcua.nodeset_dir', str, '',
+              'Folder with Opc.Ua.Di.NodeSet2.xml, Opc.Ua.IA.NodeSet2.xml and '
+              'Opc.Ua.Robotics.NodeSet2.xml; empty = the node-opcua-nodesets package that '
+              'make setup installs into the venv.', read_only=True),
+    ParamSpec('opcua.update_rate_hz', float, 10.0, 'OPC UA value updates per second.',
+              min=0.1, max=100.0, read_only=True),
+    ParamSpec('foxglove.address', str, '',
+              'HOST:PORT of the Foxglove WebSocket server; empty = off.', read_only=True),
+    ParamSpec('foxglove.mcap_path', str, '',
+              'Also record the Foxglove channels to this MCAP file; empty = no recording.',
+              read_only=True),
+    ParamSpec('foxglove.rate_hz', float, 20.0, 'Foxglove scene and plot updates per second.',
+              min=0.1, max=200.0, read_only=True),
+    ParamSpec('whatif.output_dir', str, '',
+              'Where what-if jobs write their results; empty = ~/.ros/robot_twin/whatif_jobs.',
+              read_only=True),
+    ParamSpec('whatif.max_samples', int, 64, 'Largest what-if job accepted (samples).',
+              min=1, max=100000, read_only=True),
+    ParamSpec('whatif.max_queued', int, 4,
+              'What-if jobs waiting at most (one runs at a time, at low CPU priority).',
+              min=0, max=1000, read_only=True),
+)
+"""The outside-ROS interfaces of ``twin_hub`` (robot_twin.hub.settings checks and uses them)."""
 
 PARAMETERS = {
     'twin_bridge': (
@@ -259,30 +318,167 @@ PARAMETERS = {
                   'forward_position and joint_command interfaces: rate at which the '
                   'governed trajectory is streamed as set-points (Hz).', min=1.0, max=1000.0,
                   read_only=True),
-        ParamSpec('audit_log_path', str, '',
-                  'File the governor appends one line per corrective command to (what, why, '
-                  'which anomaly); empty = the ROS log only.', read_only=True),
+        _LEDGER,
     ),
     'twin_sim': (_URDF, *_INPUT, *_DYNAMICS, _DISPLAY_RATE),
     'twin_anomaly': (
-        _URDF, *_INPUT, *_DYNAMICS,
+        _URDF, *_INPUT, *_DYNAMICS, _LEDGER,
         ParamSpec('commissioning_duration_s', float, 30.0,
-                  'Seconds of nominal motion to learn thresholds from before alarms are '
-                  'raised.', min=1.0, max=86400.0, read_only=True),
+                  'Seconds of nominal motion (stamp time) to commission on: the first '
+                  'calibration_fraction collects data to calibrate the model, the rest learns '
+                  'thresholds. No alarm is raised before it ends.', min=1.0, max=86400.0,
+                  read_only=True),
+        ParamSpec('calibration', bool, True,
+                  'Calibrate the model to this robot during commissioning (the URDF as the '
+                  'prior; a fit worse than the prior on held-out data is not used); false = '
+                  'predict with the URDF (and dynamics_params_file) as given.', read_only=True),
+        ParamSpec('calibration_fraction', float, 0.5,
+                  'Share of commissioning_duration_s that collects data for the calibration.',
+                  min=0.05, max=0.95, read_only=True),
         ParamSpec('thresholds_file', str, '',
-                  'Where commissioned thresholds are saved and loaded from; empty = a file '
+                  'Where calibration and thresholds are saved and loaded from; empty = a file '
                   'named after the robot under ~/.ros/robot_twin/.', read_only=True),
         ParamSpec('recommission', bool, False,
-                  'Ignore saved thresholds and commission again.', read_only=True),
+                  'Ignore saved calibration and thresholds and commission again.',
+                  read_only=True),
         ParamSpec('model_path', str, '',
                   'Fault classifier (ONNX, from robot-twin anomaly train); empty = the one '
                   'shipped in the package; rules = the rule-based baseline.', read_only=True),
+        ParamSpec('min_confidence', float, 0.5,
+                  'A classifier verdict below this confidence is reported as fault type '
+                  'unknown.', min=0.0, max=1.0, read_only=True),
         ParamSpec('publish_rate_hz', float, 50.0,
                   'Rate of /twin/anomaly, /twin/anomaly_score and /twin/markers (Hz).',
                   min=0.1, max=1000.0, read_only=True),
-        ParamSpec('persistence_s', float, 0.2,
-                  'A score must stay above its threshold this long (s) before an alarm.',
-                  min=0.0, max=60.0, read_only=True),
+        ParamSpec('persistence_s', float, 0.02,
+                  'A score must stay at or above its threshold this long (s, stamp time) '
+                  'before an alarm.', min=0.0, max=60.0, read_only=True),
+        ParamSpec('clear_s', float, 0.5,
+                  'A raised alarm clears after this long below half its threshold (s).',
+                  min=0.0, max=3600.0, read_only=True),
+        ParamSpec('threshold_quantile', float, 0.999,
+                  'Thresholds are threshold_margin times this quantile of each statistic over '
+                  'commissioning.', min=0.5, max=0.999999, read_only=True),
+        ParamSpec('threshold_margin', float, 2.5,
+                  'Thresholds are this factor times threshold_quantile of each statistic '
+                  'over commissioning.', min=1.0, max=100.0, read_only=True),
+        ParamSpec('observer_gain', float, 50.0,
+                  'Bandwidth of the momentum observer that estimates external joint torques '
+                  '(rad/s).', min=1.0, max=1000.0, read_only=True),
+        ParamSpec('rul.enabled', bool, True,
+                  'Estimate joint health, RUL and maintenance advice (/twin/rul).',
+                  read_only=True),
+        ParamSpec('rul.publish_rate_hz', float, 1.0,
+                  'Rate of /twin/rul and of RulMonitor.report() (Hz).',
+                  min=0.01, max=10.0, read_only=True),
+        ParamSpec('rul.log_path', str, '',
+                  'Health history file (JSON lines, append-only, crash-safe); empty = a file '
+                  'named after the robot under ~/.ros/robot_twin/.',
+                  read_only=True),
+        ParamSpec('rul.sample_period_s', float, 0.005,
+                  'Keep one robot sample per this much stamp time, s.',
+                  min=0.0, max=0.1, read_only=True),
+        ParamSpec('rul.block_s', float, 1.0,
+                  'Block of samples for the torque-margin quantile, s.',
+                  min=0.1, max=10.0, read_only=True),
+        ParamSpec('rul.buffer_s', float, 5.0,
+                  'Samples held between reports; a full buffer is processed in update(), s.',
+                  min=1.0, max=60.0, read_only=True),
+        ParamSpec('rul.max_gap_s', float, 0.1,
+                  'A longer interval between kept samples is not operating time, s.',
+                  min=0.001, max=10.0, read_only=True),
+        ParamSpec('rul.moving_speed_rad_s', float, 0.02,
+                  'A joint moves when |qd| exceeds this, rad/s.',
+                  min=0.0, max=1.0, read_only=True),
+        ParamSpec('rul.health_interval_s', float, 300.0,
+                  'Seconds of robot motion per health epoch.',
+                  min=1.0, max=86400.0, read_only=True),
+        ParamSpec('rul.baseline_duration_s', float, 1800.0,
+                  'Seconds of motion the commissioned health baseline is learned from.',
+                  min=1.0, max=1000000.0, read_only=True),
+        ParamSpec('rul.min_history_s', float, 3600.0,
+                  'Seconds of motion after the baseline before an RUL is given.',
+                  min=0.0, max=10000000.0, read_only=True),
+        ParamSpec('rul.reference_speed_rad_s', float, 0.2,
+                  'Speed at which friction is compared, rad/s.',
+                  min=0.01, max=10.0, read_only=True),
+        ParamSpec('rul.min_samples', int, 200,
+                  'Moving samples a joint needs in an epoch.',
+                  min=10, max=10000000, read_only=True),
+        ParamSpec('rul.min_sign_fraction', float, 0.1,
+                  'Share of moving samples needed in each direction.',
+                  min=0.0, max=0.5, read_only=True),
+        ParamSpec('rul.service_friction_nm', str, '',
+                  'Friction (N·m at the reference speed) at which a joint needs service, '
+                  '"joint3=2.5, joint5=3.0"; joints not named use friction_failure_factor.',
+                  read_only=True),
+        ParamSpec('rul.friction_failure_factor', float, 2.0,
+                  'Service friction as a multiple of the commissioned friction.',
+                  min=1.01, max=100.0, read_only=True),
+        ParamSpec('rul.residual_failure_factor', float, 4.0,
+                  'Failure RMS of the unexplained effort residual, multiple of the commissioned '
+                  'RMS.',
+                  min=1.01, max=100.0, read_only=True),
+        ParamSpec('rul.min_residual_rms_nm', float, 0.05,
+                  'Floor of the commissioned residual RMS, N·m.',
+                  min=0.0, max=100.0, read_only=True),
+        ParamSpec('rul.min_torque_margin', float, 0.1,
+                  'Failure when 1 - q99(|effort|/limit) falls to this.',
+                  min=0.0, max=0.99, read_only=True),
+        ParamSpec('rul.trend_window_hours', float, 2000.0,
+                  'Operating hours of history the trend is fitted on.',
+                  min=0.0, max=1000000.0, read_only=True),
+        ParamSpec('rul.max_trend_points', int, 400,
+                  'Longer histories are averaged into this many bins for the trend fit.',
+                  min=20, max=100000, read_only=True),
+        ParamSpec('rul.estimates_per_report', int, 2,
+                  'Joints whose RUL one report() re-estimates after an epoch (bounds the cost of'
+                  ' a report).',
+                  min=1, max=1000, read_only=True),
+        ParamSpec('rul.interval', float, 0.9,
+                  'Probability of the RUL interval.',
+                  min=0.5, max=0.999, read_only=True),
+        ParamSpec('rul.min_epochs', int, 6,
+                  'Epochs after the baseline needed for an RUL.',
+                  min=4, max=1000000, read_only=True),
+        ParamSpec('rul.min_degradation', float, 0.05,
+                  'Degradation (0 commissioned, 1 failed) below which no RUL is given.',
+                  min=0.0, max=0.99, read_only=True),
+        ParamSpec('rul.min_probability', float, 0.95,
+                  'Posterior probability of wear needed for an RUL.',
+                  min=0.5, max=0.9999, read_only=True),
+        ParamSpec('rul.diffusion_per_sqrt_hour', float, 0.0,
+                  'Brownian part of the degradation, per sqrt(operating hour).',
+                  min=0.0, max=10.0, read_only=True),
+        ParamSpec('rul.warn_horizon_hours', float, 500.0,
+                  'WARN when the RUL lower bound is within this many operating hours.',
+                  min=0.0, max=1000000.0, read_only=True),
+        ParamSpec('rul.error_horizon_hours', float, 48.0,
+                  'ERROR when the RUL lower bound is within this many operating hours.',
+                  min=0.0, max=1000000.0, read_only=True),
+        ParamSpec('rul.replace_below_health', float, 0.1,
+                  'Worn friction at or below this health index: replace instead of lubricate.',
+                  min=0.0, max=1.0, read_only=True),
+        ParamSpec('rul.operating_hours_per_day', float, 0.0,
+                  'Operating hours per calendar day for due dates; 0: measured (24 until a day '
+                  'is seen).',
+                  min=0.0, max=24.0, read_only=True),
+        ParamSpec('rul.next_maintenance_hours', float, 0.0,
+                  'Operating-hour counter at the next planned maintenance window; 0: none.',
+                  min=0.0, max=10000000.0, read_only=True),
+        ParamSpec('rul.next_maintenance_date', str, '',
+                  'Date of the next planned maintenance window (ISO 8601); empty: none.',
+                  read_only=True),
+        ParamSpec('rul.wear_speed_exponent', float, 1.0,
+                  'Wear rate ~ speed^p for derating (1: Archard).',
+                  min=0.1, max=5.0, read_only=True),
+        ParamSpec('rul.min_speed_scale', float, 0.3,
+                  'Lowest speed scale a derating may ask for.',
+                  min=0.05, max=1.0, read_only=True),
+        ParamSpec('rul.time_scale', float, 1.0,
+                  'Operating time multiplier: 1 on a robot; larger only to compress time in '
+                  'demos and tests.',
+                  min=1.0, max=10000000.0, read_only=True),
     ),
     'twin_plant': (
         _URDF, _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _FT_LINK,
@@ -340,6 +536,7 @@ PARAMETERS = {
                   'How commands are sent: trajectory, forward_position or joint_command.',
                   choices=INTERFACES, read_only=True),
     ),
+    'twin_hub': _HUB,
 }
 """Parameters of each executable, keyed by executable (a node named ``plant`` running
 twin_plant uses the twin_plant list)."""

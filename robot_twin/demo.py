@@ -20,7 +20,9 @@ import time
 
 import numpy as np
 from robot_twin.bringup import start_graph
+from robot_twin.config import ConfigError
 from robot_twin.graph import describe_graph
+from robot_twin.hub.settings import hub_overrides, hub_spec, hub_urls
 from robot_twin.ros_env import free_domain_id, localhost_env
 from twin_sim.resources import fault_scenario
 import yaml
@@ -28,6 +30,7 @@ import yaml
 
 TWIN_NODES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
 TWIN_START_TIMEOUT_S = 60.0   # the twin's first /twin/anomaly report must come within this
+DASHBOARD_ADDRESS = '127.0.0.1:8080'   # --dashboard without an address
 
 
 def scenario_faults(path):
@@ -44,8 +47,10 @@ def build_processes(scenario_path, workdir, corrective, commissioning_s):
     overrides = {
         'plant': {'scenario': scenario_path},
         'twin_bridge': {'corrective_actions.enabled': bool(corrective),
-                        'audit_log_path': os.path.join(workdir, 'audit.jsonl')},
+                        'ledger_path': os.path.join(workdir, 'ledger.jsonl')},
         'twin_anomaly': {'thresholds_file': os.path.join(workdir, 'thresholds.yaml'),
+                         'rul.log_path': os.path.join(workdir, 'health.jsonl'),
+                         'ledger_path': os.path.join(workdir, 'ledger.jsonl'),
                          'recommission': True},
     }
     if commissioning_s is not None:
@@ -74,9 +79,30 @@ def _fmt_line(elapsed, obs):
             f'{res}  {anomaly}')
 
 
-def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
-             commissioning_s=None, show_node_output=False, out=sys.stdout):
-    """Run the demo; return the process exit status (0 = the loop worked)."""
+def hub_process(workdir, address=DASHBOARD_ADDRESS):
+    """
+    Return ``(process, url lines)`` of the demo's hub: dashboard and REST API, read-only.
+
+    It shows the demo's lifecycle log (in ``workdir``); raises ConfigError for a bad address.
+    """
+    overrides = {**hub_overrides(api=address),
+                 'ledger_path': os.path.join(workdir, 'ledger.jsonl')}
+    return hub_spec(describe_graph('demo'), overrides), hub_urls(overrides)
+
+
+def run_demo(duration_s=60.0, scenario='demo', corrective=False, domain_id=None,
+             commissioning_s=None, show_node_output=False, out=sys.stdout, dashboard=''):
+    """
+    Run the demo; return the process exit status (0 = the loop worked).
+
+    ``dashboard`` = ``HOST:PORT``: also start the hub there (dashboard, REST API) and print its
+    URL; '' = no hub.
+    """
+    try:
+        hub_overrides(api=dashboard)            # a bad address stops the demo before it starts
+    except ConfigError as exc:
+        print(f'robot-twin demo: {exc}', file=out, flush=True)
+        return 2
     scenario_path = fault_scenario(scenario)
     faults = scenario_faults(scenario_path)
     domain = free_domain_id() if domain_id is None else int(domain_id)
@@ -107,6 +133,11 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
         twin = [p for p in processes if {n.name for n in p.nodes} & set(TWIN_NODES)]
         robot = [p for p in processes if p not in twin]
         groups = [start_graph(twin, env, on_line=on_line)]
+        if dashboard:
+            hub, urls = hub_process(workdir, dashboard)
+            groups.append(start_graph([hub], env, on_line=on_line))
+            for line in urls:
+                say(line)
         monitor = BackgroundMonitor('demo_monitor', domain)
         start = time.time()
         exited = None
@@ -133,7 +164,36 @@ def run_demo(duration_s=40.0, scenario='demo', corrective=False, domain_id=None,
             for group in reversed(groups):
                 group.stop()
             monitor.close()
-        return summarize(monitor.obs, faults, exited, say, monitor.node.scenario_time)
+        code = summarize(monitor.obs, faults, exited, say, monitor.node.scenario_time)
+        return code if summarize_lifecycle(monitor.obs, workdir, say) else 1
+
+
+def summarize_lifecycle(obs, workdir, say):
+    """Print the RUL and the lifecycle log; return False if either is missing or broken."""
+    from twin_bridge.ledger import verify_ledger
+    ok = True
+    if not obs.rul:
+        say('PROBLEM: no /twin/rul report arrived')
+        ok = False
+    for name, (level, message, values) in sorted(obs.rul.items()):
+        if values.get('rul_hours') not in (None, '', 'nan', 'inf'):
+            say(f'{name}: {level} {message} (RUL {float(values["rul_hours"]):.0f} h, '
+                f'{values.get("rul_lower_hours")}-{values.get("rul_upper_hours")} h; '
+                f'{values.get("recommended_action")}, due by {values.get("due_by") or "-"})')
+    if obs.speed_scale is not None and obs.speed_scale < 1.0:
+        say(f'governor derated to {obs.speed_scale:.2f} of its speed limits')
+    path = os.path.join(workdir, 'ledger.jsonl')
+    check = verify_ledger(path) if os.path.exists(path) else None
+    if check is None or not check.ok:
+        say(f'PROBLEM: lifecycle log {path}: {"missing" if check is None else check}')
+        return False
+    from twin_bridge.ledger import read_ledger
+    kinds = {}
+    for entry in read_ledger(path):
+        kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+    say(f'lifecycle log: {sum(kinds.values())} entries, hash chain verified ('
+        + ', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) + ')')
+    return ok
 
 
 def summarize(obs, faults, exited, say, scenario_time):
@@ -189,7 +249,7 @@ def summarize(obs, faults, exited, say, scenario_time):
 def add_demo_parser(subparsers):
     """Add ``robot-twin demo`` to the CLI."""
     p = subparsers.add_parser('demo', help='run the whole twin loop on the emulated robot')
-    p.add_argument('--duration', type=float, default=40.0, help='seconds to run (default 40)')
+    p.add_argument('--duration', type=float, default=60.0, help='seconds to run (default 60)')
     p.add_argument('--scenario', default='demo',
                    help='fault scenario: a name in config/faults or a YAML file (default demo)')
     p.add_argument('--corrective', action='store_true',
@@ -199,8 +259,13 @@ def add_demo_parser(subparsers):
     p.add_argument('--domain-id', type=int, default=None,
                    help='ROS_DOMAIN_ID (default: derived from the process id)')
     p.add_argument('--verbose', action='store_true', help="show every node's log output")
+    p.add_argument('--dashboard', nargs='?', const=DASHBOARD_ADDRESS, default='',
+                   metavar='HOST:PORT',
+                   help=f'also serve the web dashboard and REST API (twin_hub, read-only) at '
+                        f'HOST:PORT (default {DASHBOARD_ADDRESS}) and print the URL')
     p.set_defaults(func=lambda a: run_demo(
-        a.duration, a.scenario, a.corrective, a.domain_id, a.commissioning, a.verbose))
+        a.duration, a.scenario, a.corrective, a.domain_id, a.commissioning, a.verbose,
+        dashboard=a.dashboard))
 
 
 def main(argv=None):

@@ -17,6 +17,7 @@ NODE_MODULES = {
     'twin_anomaly': 'robot_twin.nodes.anomaly_node',
     'demo_controller': 'robot_twin.nodes.demo_controller_node',
     'twin_container': 'robot_twin.nodes.container',
+    'twin_hub': 'robot_twin.nodes.hub_node',
 }
 """Module (with ``main(args=None)``) of each robot_twin executable."""
 
@@ -67,6 +68,11 @@ def twin_container():
 def demo_controller():
     """``demo_controller``."""
     return main('demo_controller')
+
+
+def twin_hub():
+    """``twin_hub`` (the outside-ROS interfaces: REST API and dashboard, OPC UA, Foxglove)."""
+    return main('twin_hub')
 
 
 if __name__ == '__main__':

@@ -6,7 +6,8 @@ processes, nodes and parameters come from a config file through :mod:`robot_twin
 same description that ``robot-twin up`` starts, so launch files and ``up`` cannot drift apart:
 by default the twin's nodes run in one ``twin_container`` process (``one_process:=false`` gives
 each its own), each node reading the config file by its name, and overrides (``urdf:=``,
-``use_sim_time:=``) from a params file written per process and read after it.
+``use_sim_time:=``) from a params file written per process and read after it. ``api:=``,
+``opcua:=`` and ``foxglove:=`` add the outside-ROS interfaces (``twin_hub``, its own process).
 """
 import tempfile
 
@@ -18,6 +19,7 @@ from launch_ros.actions import Node
 from robot_twin.bringup import with_override_files
 from robot_twin.config import parse_bool
 from robot_twin.graph import describe_graph, PACKAGE, visualization_nodes
+from robot_twin.hub.settings import hub_overrides, with_hub
 from twin_sim.resources import data_path
 
 
@@ -43,8 +45,10 @@ def launch_setup(context):
         arg('config'), urdf=arg('urdf'), namespace=arg('namespace'),
         use_sim_time=parse_bool(sim_time, 'use_sim_time') if sim_time else None,
         one_process=parse_bool(arg('one_process'), 'one_process'))
+    processes, _hub = with_hub(graph, hub_overrides(
+        arg('api'), arg('api_token_file'), arg('opcua'), arg('foxglove')))
     overrides = tempfile.mkdtemp(prefix='robot_twin_launch_')   # read by the nodes at start
-    processes = with_override_files(graph.processes, overrides)
+    processes = with_override_files(processes, overrides)
     processes += visualization_nodes(graph, parse_bool(arg('rviz'), 'rviz'))
     return [_node(p) for p in processes]
 
@@ -86,5 +90,19 @@ def generate(profile, rviz_default):
         DeclareLaunchArgument(
             'rviz', default_value='true' if rviz_default else 'false', choices=['true', 'false'],
             description='Start rviz2 with config/rviz/twin.rviz (robot, twin ghost, markers).'),
+        DeclareLaunchArgument(
+            'api', default_value='',
+            description='HOST:PORT of the REST API and the web dashboard (twin_hub, a process '
+                        'of its own); empty = off (or as the config file\'s twin_hub section).'),
+        DeclareLaunchArgument(
+            'api_token_file', default_value='',
+            description='File with the bearer token for writes (REST; password of OPC UA user '
+                        'robot_twin); empty = every interface read-only.'),
+        DeclareLaunchArgument(
+            'opcua', default_value='',
+            description='HOST:PORT of the OPC UA server (OPC 40010-1 Robotics); empty = off.'),
+        DeclareLaunchArgument(
+            'foxglove', default_value='',
+            description='HOST:PORT of the Foxglove WebSocket server; empty = off.'),
         OpaqueFunction(function=launch_setup),
     ])

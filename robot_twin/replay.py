@@ -15,7 +15,7 @@ when the recording has /twin/anomaly (to compare), the final state, the monitor'
 With a ledger the replay leaves the trace a live run would: a ``start`` entry, the monitor's
 events (commissioning, anomalies) and a closing ``replay`` entry with the report's digest.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 import hashlib
 import json
 import math
@@ -28,7 +28,7 @@ from robot_twin.config import ConfigError, load_config, PARAMETERS
 from robot_twin.config import _RclLoader, _sections  # noqa: I100
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
 from rosbags.highlevel import AnyReaderError
-from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
+from twin_anomaly.pipeline import AnomalyPipeline
 from twin_bridge.intake import JOINTS, RobotIntake, WRENCH
 from twin_bridge.ledger import Ledger
 from twin_bridge.validation import Plausibility
@@ -122,12 +122,6 @@ def _model(params, with_dynamics):
     return model
 
 
-def monitor_config(anomaly):
-    """Return the :class:`MonitorConfig` of the anomaly node's parameters (those it has)."""
-    names = {f.name for f in fields(MonitorConfig)}
-    return MonitorConfig(**{k: v for k, v in anomaly.items() if k in names})
-
-
 def _finite(*arrays):
     return all(a is None or np.isfinite(a).all() for a in arrays)
 
@@ -172,9 +166,14 @@ class TwinChain:
             joint_states_topic=bridge['joint_states_topic'], wrench_topic=bridge['wrench_topic'])
         twin_model = _model(sim, with_dynamics=True)
         self.mirror = Mirror(Predictor(twin_model))
-        self.monitor = AnomalyMonitor(
-            _model(anomaly, with_dynamics=True),
-            monitor_config(anomaly), thresholds_file=thresholds, recommission=False)
+        # as the live node, without its background fit (a replay must be reproducible), and
+        # without a health log: a replay never writes the robot's health history
+        self.pipeline = AnomalyPipeline(
+            _model(anomaly, with_dynamics=True), dict(anomaly, recommission=False),
+            thresholds_file=thresholds, rul_log='', background=False)
+        self.pipeline.model_listeners.append(
+            lambda model: self.mirror.set_predictor(Predictor(model)))
+        self.monitor = self.pipeline.monitor
         self.report_period_s = 1.0 / anomaly['publish_rate_hz']
         self.model = twin_model
         self.nonfinite_results = 0
@@ -205,7 +204,7 @@ class TwinChain:
             return sample
         for listener in self.sample_listeners:
             listener(sample, result)
-        self.monitor.update(sample, result)       # as the live anomaly node calls it
+        self.pipeline.update(sample, result, now=now)   # as the live anomaly node calls it
         return sample
 
     def wrench(self, stamp, wrench, now):
@@ -218,12 +217,14 @@ class TwinChain:
         if out is not None and _finite(*out):
             for listener in self.wrench_listeners:
                 listener(t, out[1])
-            self.monitor.wrench(t, out[1])
+            self.pipeline.wrench(t, out[1])
         return None
 
     def report(self):
-        """Return the monitor's state and events (what the anomaly node reports)."""
-        return self.monitor.report(), self.monitor.poll_events()
+        """Return the anomaly state and the lifecycle entries (what the anomaly node reports)."""
+        state = self.pipeline.report()
+        return state, [dict(data, kind=kind) for kind, data in
+                       self.pipeline.lifecycle_entries()]
 
 
 # --------------------------------------------------------------------------------------------

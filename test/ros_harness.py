@@ -418,10 +418,11 @@ def loop_overrides(workdir, scenario, extra=None):
     workdir = Path(workdir)
     values = {
         'plant': {'scenario': scenario, 'publish_rate_hz': ROBOT_RATE_HZ},
-        'twin_bridge': {'audit_log_path': str(workdir / 'audit.jsonl'),
+        'twin_bridge': {'ledger_path': str(workdir / 'audit.jsonl'),
                         'stale_timeout_s': STALE_TIMEOUT_S},
         'twin_anomaly': {'commissioning_duration_s': COMMISSIONING_S, 'recommission': True,
                          'thresholds_file': str(workdir / 'thresholds.yaml'),
+                         'rul.log_path': str(workdir / 'health.jsonl'),
                          'model_path': 'rules'},
         'demo_controller': {'period_s': MOTION_PERIOD_S},
     }

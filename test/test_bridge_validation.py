@@ -226,8 +226,8 @@ def test_wrench_validation():
 
 
 # ----------------------------------------------------------------------------- plausibility
-LIMITS = dict(lower=[-1.0] * 7, upper=[2.0] * 7, velocity_limit=[1.5] * 7,
-              effort_limit=[100.0] * 7)
+LIMITS = {'lower': [-1.0] * 7, 'upper': [2.0] * 7, 'velocity_limit': [1.5] * 7,
+          'effort_limit': [100.0] * 7}
 
 
 def plausible(**kw):
@@ -307,7 +307,8 @@ def test_a_sample_stamped_ahead_of_the_stream_cannot_poison_it():
     last = stream(v, 100.0, 50)
     # within max_future_s of the local clock, but 50 ms ahead of the stream's own clock
     r = v.validate(NAMES, P, [], [], last + 0.05, last + 0.0012)
-    assert 'ahead of the clock of the stream' in r and v.counters['future_stamp'] == 1
+    assert 'ahead of the clock of the other samples of the stream' in r
+    assert v.counters['future_stamp'] == 1
     # the good samples after it are not out of order: nothing was remembered of it
     stream(v, last + 0.001, 20)
     assert v.counters['out_of_order'] == 0

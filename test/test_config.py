@@ -127,7 +127,8 @@ def test_one_process_can_be_chosen(tmp_path):
 
 
 def test_exponent_floats_read_as_rcl_does(tmp_path):
-    path = write(tmp_path, GRAPH + '/**/twin_bridge:\n  ros__parameters: {stale_timeout_s: 5e-2}\n')
+    path = write(tmp_path,
+                 GRAPH + '/**/twin_bridge:\n  ros__parameters: {stale_timeout_s: 5e-2}\n')
     load_config(path)        # a YAML 1.1 reader would take 5e-2 for a string and refuse it
 
 
@@ -258,7 +259,7 @@ print(json.dumps(out))
 
 
 def test_shipped_configs_start_every_node_as_meant_through_rcl():
-    """rcl itself reads the shipped files: every node starts with the values they mean."""
+    """Read the shipped files with rcl itself: every node starts with the values they mean."""
     cases = [(str(p), ns) for p in CONFIGS.values() for ns in ('', '/arm1')]
     result = subprocess.run(
         [sys.executable, '-c', _RCLPY_SCRIPT, json.dumps(cases)], cwd=ROOT,
@@ -275,7 +276,7 @@ def test_shipped_configs_start_every_node_as_meant_through_rcl():
             assert values['use_sim_time'] is False and values['wrench_force_range_n'] == 1000.0
         plant = out[f'{CONFIGS["demo"]}|{ns}|plant']
         assert plant['scenario'] == 'demo' and plant['publish_rate_hz'] == 1000.0
-        assert out[f'{CONFIGS["demo"]}|{ns}|twin_anomaly']['commissioning_duration_s'] == 8.0
+        assert out[f'{CONFIGS["demo"]}|{ns}|twin_anomaly']['commissioning_duration_s'] == 20.0
         assert out[f'{CONFIGS["hil"]}|{ns}|plant']['publish_rate_hz'] == 1000.0
     assert "corrective_actions.interface = 'velocity'" in out['bad_start']
     # the nodes read these once at start-up: changing them at run time is refused (restart)

@@ -135,7 +135,7 @@ def bridge(tmp_path_factory):
             'twin_bridge': {'corrective_actions.enabled': True,
                             'corrective_actions.interface': 'trajectory',
                             'stale_timeout_s': STALE_TIMEOUT_S,
-                            'audit_log_path': str(workdir / 'audit.jsonl')}}))
+                            'ledger_path': str(workdir / 'audit.jsonl')}}))
         stream = RobotStream(observer, graph)
         yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,
                               stream=stream, audit=workdir / 'audit.jsonl')

@@ -35,7 +35,7 @@ def pinned(names):
 
 @pytest.fixture(scope='module')
 def other_venv(tmp_path_factory):
-    """A second virtual environment with a few ROS 2 wheels of its own."""
+    """Build a second virtual environment with a few ROS 2 wheels of its own."""
     path = tmp_path_factory.mktemp('other_ros_venv')
     base = getattr(sys, '_base_executable', sys.executable)
     subprocess.run([base, '-m', 'venv', str(path)], check=True, timeout=300)

@@ -23,7 +23,8 @@ from twin_sim.resources import data_path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGUMENTS = {'urdf', 'namespace', 'use_sim_time', 'config', 'rviz', 'one_process'}
+ARGUMENTS = {'urdf', 'namespace', 'use_sim_time', 'config', 'rviz', 'one_process',
+             'api', 'api_token_file', 'opcua', 'foxglove'}     # the last four: twin_hub
 # keywords launch_ros.actions.Node forwards to launch.actions.ExecuteProcess
 EXECUTE_PROCESS_KWARGS = {
     'cwd', 'env', 'additional_env', 'shell', 'sigterm_timeout', 'sigkill_timeout',
@@ -253,6 +254,8 @@ def test_declared_arguments(fake_launch, profile):
      ['--use-sim-time', 'false', '--namespace', '/lab/arm']),
     ('demo', {'one_process': 'false'}, ['--separate-processes']),
     ('custom', {}, []),
+    ('twin', {'api': '127.0.0.1:8080', 'opcua': '127.0.0.1:4840', 'foxglove': ':8765'},
+     ['--api', '127.0.0.1:8080', '--opcua', '127.0.0.1:4840', '--foxglove', ':8765']),
 ])
 def test_launch_and_up_start_the_same_nodes(fake_launch, tmp_path, profile, launch_args,
                                             up_args):

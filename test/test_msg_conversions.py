@@ -48,5 +48,5 @@ def test_resources_resolve_scenarios_by_name_or_path():
     assert builtin_urdf().endswith('urdf/robot_twin_arm.urdf')
     assert fault_scenario('demo') == fault_scenario('demo.yaml')
     assert fault_scenario(fault_scenario('demo')) == fault_scenario('demo')
-    with pytest.raises(FileNotFoundError, match='known: .*collision'):
+    with pytest.raises(FileNotFoundError, match='packaged: .*collision'):
         fault_scenario('no_such_scenario')

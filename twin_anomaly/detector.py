@@ -291,6 +291,11 @@ class DetectorState:
         ``'wrench.fx'``...) or unmonitored for lack of commissioning data.
     dropped_samples : int
         Samples refused because their stamp went backwards.
+    confidence : float
+        Confidence of ``fault_type`` in [0, 1] (0 without an alarm).
+    groups : tuple of JointStatus
+        Further robot-level groups beyond the joints and the wrench (e.g. ``'stream'``:
+        missing samples and latency of the robot's stream).
 
     """
 
@@ -308,6 +313,8 @@ class DetectorState:
     wrench: Optional[JointStatus]
     unavailable: tuple
     dropped_samples: int
+    confidence: float = 0.0
+    groups: tuple = ()
 
 
 #: Layout of :meth:`FaultFeatures.as_vector` (for learned classifiers).

@@ -2,8 +2,9 @@
 Turn a detector state into the contract's status entries and rviz marker specs (ROS-free).
 
 /twin/anomaly carries one status ``twin/anomaly/robot`` and one ``twin/anomaly/<joint>`` per
-joint, with the values ``score``, ``threshold``, ``fault_type`` and ``since`` (ARCHITECTURE.md),
-plus ``joint``, ``phase``, ``channel`` and ``confidence`` where they help a reader.
+joint, with the values ``score``, ``threshold``, ``fault_type``, ``since`` and ``confidence``
+(ARCHITECTURE.md), plus ``joint``, ``phase``, ``channel`` and ``detector`` where they help a
+reader; robot-level groups (``twin/anomaly/wrench``, ``twin/anomaly/stream``) like joints.
 """
 from dataclasses import dataclass
 import math
@@ -32,12 +33,14 @@ def status_entries(state, warn_ratio=0.8):
     robot = StatusEntry(ROBOT_STATUS, state.level, state.message, {
         'score': float(state.score), 'threshold': float(state.threshold),
         'fault_type': state.fault_type, 'since': _since(state.since),
+        'confidence': float(state.confidence),
         'joint': state.faulty_joint or '', 'phase': state.phase,
         'commissioning_progress': float(state.commissioning_progress),
         'unavailable': ','.join(state.unavailable),
         'dropped_samples': int(state.dropped_samples)})
     entries = [robot]
-    groups = list(state.joints) + ([state.wrench] if state.wrench is not None else [])
+    groups = list(state.joints) + ([state.wrench] if state.wrench is not None else []) \
+        + list(state.groups)
     for js in groups:
         if state.phase == 'commissioning':
             level, message = 'OK', 'commissioning'

@@ -59,8 +59,11 @@ KINDS = {
     'commissioning_finished': 'commissioning ended: what was learned, over which stamps',
     'anomaly_raised': 'an anomaly alarm was raised (joint, fault type, score, since)',
     'anomaly_cleared': 'an anomaly alarm cleared',
-    'rul': 'remaining-useful-life estimate per joint',
-    'advice': 'maintenance advice',
+    'rul_advice': 'changed maintenance advice of a joint: level, action, due date, RUL and '
+                  'its interval, health index, the evidence behind it',
+    'rul_derating': 'a changed speed derating asked of the governor (scale, joint, why)',
+    'rul_log': 'the health history: continued, missing or unusable (why)',
+    'anomaly_acknowledged': 'a person acknowledged an anomaly episode (twin_hub)',
     'command': "a corrective command and the governor's decision on it",
     'replay': 'a recording was replayed through the twin (bag, its digest, the report)',
     'recovered': 'a cut entry at the end of the file was removed on open (crash while writing)',

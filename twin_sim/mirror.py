@@ -99,6 +99,18 @@ class Mirror:
         self._period = None      # typical sample period, s (slow average of normal steps)
         self.reset()
 
+    def set_predictor(self, predictor):
+        """
+        Predict with another predictor (a calibrated model of the same joints) from now on.
+
+        The filters restart: the next sample starts a new stream (counted in ``restarts``).
+        """
+        if predictor.model.n != self.n:
+            raise ValueError(f'the new model has {predictor.model.n} joints, the mirror '
+                             f'{self.n}')
+        self.predictor = predictor
+        self.reset()
+
     def reset(self):
         """Forget the history (next sample starts a new stream)."""
         self._t = None

@@ -98,7 +98,7 @@ def named_config(name_or_path, folder, what):
     known = sorted(p.stem for p in config_dir(folder).glob('*.yaml'))
     raise FileNotFoundError(
         f'{what} {str(name_or_path)!r} is neither a file nor a name in config/{folder} '
-        f'(known: {", ".join(known) or "none"})')
+        f'(packaged: {", ".join(known) or "none"})')
 
 
 def list_configs(folder):

@@ -1,9 +1,12 @@
 """
-The ``twin_anomaly`` node: the twin's residuals in, anomaly state out.
+The ``twin_anomaly`` node: the twin's results in; anomaly, RUL and maintenance state out.
 
-Each mirror result goes to :class:`twin_anomaly.monitor.AnomalyMonitor` (commissioning, then
-monitoring; see that module). At ``publish_rate_hz`` the node publishes the monitor's report as
-/twin/anomaly (latched; also on /diagnostics), /twin/anomaly_score and /twin/markers.
+Each mirror result goes to :class:`twin_anomaly.pipeline.AnomalyPipeline` (commissioning with
+calibration, then monitoring; health and RUL; see that module). At ``publish_rate_hz`` the node
+publishes the anomaly report as /twin/anomaly (latched; also on /diagnostics),
+/twin/anomaly_score and /twin/markers; at ``rul.publish_rate_hz`` /twin/rul (latched) and the
+derating the governor should apply (/twin/speed_scale, latched). An accepted calibration is
+handed to the mirror. Lifecycle events go to the ledger (``ledger_path``) from a writer thread.
 
 In the one-process twin the results come from the ``twin_sim`` node by a function call, and the
 anomaly report goes to ``twin_bridge`` the same way (for corrective actions). Started in a
@@ -11,8 +14,10 @@ process of its own the node does not read /twin/residuals back: it takes the rob
 itself and runs its own copy of the mirror (the same cores, in the same order), so that its
 verdicts are those of the one-process twin.
 """
+import math
 from pathlib import Path
 import sys
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -22,8 +27,9 @@ from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
 from std_msgs.msg import Float64
-from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
+from twin_anomaly.pipeline import AnomalyPipeline
 from twin_anomaly.report import marker_specs, status_entries
+from twin_bridge.ledger import LedgerError, open_ledger
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
 from visualization_msgs.msg import Marker, MarkerArray
@@ -32,29 +38,32 @@ TWIN_FRAME_PREFIX = 'twin/'
 """TF prefix of the twin's robot_state_publisher (see robot_twin.graph)."""
 
 
-def default_thresholds_file(model):
-    """~/.ros/robot_twin/<robot>_thresholds.yaml, the default commissioning file."""
+def default_robot_file(model, suffix):
+    """~/.ros/robot_twin/<robot><suffix>: where a robot's commissioning files go by default."""
     robot = Path(model.urdf_path).stem
-    return str(Path.home() / '.ros' / 'robot_twin' / f'{robot}_thresholds.yaml')
+    return str(Path.home() / '.ros' / 'robot_twin' / f'{robot}{suffix}')
 
 
 class TwinAnomalyNode(Node):
     """
-    Commission, monitor and report the twin's residuals.
+    Commission, monitor and report the twin's residuals; health, RUL and advice.
 
     Parameters
     ----------
     name : str
         Node name.
     mirror : robot_twin.nodes.mirror_node.TwinMirrorNode, optional
-        The mirror node of the same process, whose results this node takes; None = read the
-        robot's topics and run a mirror of its own.
+        The mirror node of the same process, whose results this node takes (and which gets the
+        calibrated model); None = read the robot's topics and run a mirror of its own.
 
     Attributes
     ----------
     report_listeners : list of callable
         ``f(array)`` with each published /twin/anomaly DiagnosticArray (the bridge's corrective
         actions, in the one-process twin).
+    speed_scale_listeners : list of callable
+        ``f(scale)`` with the derating the RUL monitor asks for, in (0, 1] (the bridge's
+        governor, in the one-process twin; else /twin/speed_scale).
 
     """
 
@@ -63,14 +72,18 @@ class TwinAnomalyNode(Node):
         p = self.params = declare_node_parameters(self, 'twin_anomaly')
         model = self.model = robot_model(p)
         self.names = list(model.joint_names)
-        self.monitor = AnomalyMonitor(
-            model, MonitorConfig(commissioning_duration_s=p['commissioning_duration_s'],
-                                 persistence_s=p['persistence_s'],
-                                 model_path=p['model_path']),
-            thresholds_file=p['thresholds_file'] or default_thresholds_file(model),
-            recommission=p['recommission'], urdf=model.urdf_path, log=self._log)
+        self.ledger = self._open_ledger(p['ledger_path'])
+        self.pipeline = AnomalyPipeline(
+            model, p, thresholds_file=p['thresholds_file'] or default_robot_file(
+                model, '_thresholds.yaml'),
+            rul_log=p['rul.log_path'] or default_robot_file(model, '_health.jsonl'),
+            background=True, log=self._log)
+        self.monitor = self.pipeline.monitor
         self.report_listeners = []
+        self.speed_scale_listeners = []
+        self._scale_sent = None       # last derating published
         self.position = None          # latest measured position, for the markers
+        self._mirror_node = mirror
         if mirror is None:            # a process of its own: the chain runs here
             self.input = RobotInput(self, model, p)
             self._mirror = Mirror(Predictor(model))
@@ -79,14 +92,56 @@ class TwinAnomalyNode(Node):
                 self.input.wrench_listeners.append(self._own_wrench)
         else:
             mirror.result_listeners.append(self.take_result)
-            mirror.wrench_listeners.append(self.monitor.wrench)
+            mirror.wrench_listeners.append(self.pipeline.wrench)
+        self.pipeline.model_listeners.append(self._use_calibrated_model)
         self.pub_anomaly = self.create_publisher(DiagnosticArray, '/twin/anomaly', qos.LATCHED)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', qos.STATUS)
         self.pub_score = self.create_publisher(Float64, '/twin/anomaly_score', qos.STATUS)
         self.pub_markers = self.create_publisher(MarkerArray, '/twin/markers', qos.STATUS)
         self.marker_frame = TWIN_FRAME_PREFIX + model.root_link
         self.create_timer(1.0 / p['publish_rate_hz'], self.publish)
+        if self.pipeline.rul is not None:
+            self.pub_rul = self.create_publisher(DiagnosticArray, '/twin/rul', qos.LATCHED)
+            self.pub_speed_scale = self.create_publisher(Float64, '/twin/speed_scale',
+                                                         qos.LATCHED)
+            self.create_timer(1.0 / p['rul.publish_rate_hz'], self.publish_rul)
+        if self.ledger is not None:
+            self._record_start(p)
 
+    # ---------------------------------------------------------------- lifecycle log
+    def _open_ledger(self, path):
+        if not path:
+            return None
+        try:
+            return open_ledger(path)
+        except LedgerError as exc:
+            self.get_logger().error(f'{exc}; running without the lifecycle log')
+            return None
+
+    def _record_start(self, p):
+        files = {'urdf': self.model.urdf_path, 'dynamics': p['dynamics_params_file'],
+                 'thresholds': str(self.monitor.thresholds_file or '')}
+        self._append('start', None, start={
+            'component': self.get_fully_qualified_name(), 'config': dict(p), 'files': files})
+
+    def _append(self, kind, data, start=None):
+        """Queue a lifecycle-log entry (never waits for the disk on the executor thread)."""
+        if self.ledger is None:
+            return
+        try:
+            if start is not None:
+                self.ledger.record_start(**start)
+            else:
+                self.ledger.append_async(kind, data)
+        except LedgerError as exc:
+            self.get_logger().error(f'lifecycle log: {exc}; no further entries')
+            self.ledger = None
+
+    def _write_lifecycle(self):
+        for kind, data in self.pipeline.lifecycle_entries():
+            self._append(kind, data)
+
+    # ---------------------------------------------------------------- the chain
     def _log(self, level, text):
         # one call site per severity: rclpy refuses a call site whose severity changes
         log = self.get_logger()
@@ -97,10 +152,21 @@ class TwinAnomalyNode(Node):
         else:
             log.info(text)
 
+    def _use_calibrated_model(self, model):
+        """Predict with the commissioned calibration from now on (mirror and own chain)."""
+        if self._mirror_node is not None:
+            self._mirror_node.set_model(model)
+        else:
+            self._mirror.set_predictor(Predictor(model))
+        self.get_logger().info('the mirror predicts with the calibrated model')
+
     def take_result(self, sample, result):
-        """Feed one robot sample and the mirror's result for it to the monitor."""
+        """Feed one robot sample and the mirror's result for it to the pipeline."""
         self.position = sample.position
-        self.monitor.update(sample, result)
+        self.pipeline.update(sample, result, now=self._receive_time())
+
+    def _receive_time(self):
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def _own_chain(self, sample):
         self.take_result(sample, self._mirror.update(sample.t, sample.position,
@@ -109,21 +175,40 @@ class TwinAnomalyNode(Node):
     def _own_wrench(self, t, _stamp, wrench):
         out = self._mirror.wrench_residual(wrench, t)
         if out is not None:
-            self.monitor.wrench(t, out[1])
+            self.pipeline.wrench(t, out[1])
 
+    # ---------------------------------------------------------------- outputs
     def publish(self):
         """Publish the monitor's report (/twin/anomaly, /diagnostics, score, markers)."""
-        state = self.monitor.report()
+        state = self.pipeline.report()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [make_status(e.name, e.level, e.message, e.values)
-                        for e in status_entries(state, self.monitor.detector.config.warn_ratio)]
+                        for e in status_entries(state, self.monitor.warn_ratio)]
         self.pub_anomaly.publish(array)
         self.pub_diag.publish(array)
         self.pub_score.publish(Float64(data=float(state.score)))
         self.pub_markers.publish(self._markers(state, array.header.stamp))
         for listener in self.report_listeners:
             listener(array)
+        self._write_lifecycle()
+
+    def publish_rul(self):
+        """Publish /twin/rul and the derating the governor should apply."""
+        rep = self.pipeline.rul_report(time.time(),
+                                       applied_speed_scale=self.pipeline.speed_scale)
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [make_status(e.name, e.level, e.message, e.values)
+                        for e in rep.status_entries()]
+        self.pub_rul.publish(array)
+        scale = self.pipeline.speed_scale
+        if math.isfinite(scale) and scale != self._scale_sent:
+            self._scale_sent = scale
+            self.pub_speed_scale.publish(Float64(data=float(scale)))
+            for listener in self.speed_scale_listeners:
+                listener(scale)
+        self._write_lifecycle()
 
     def _markers(self, state, stamp):
         markers = MarkerArray()
@@ -142,6 +227,17 @@ class TwinAnomalyNode(Node):
             m.color.r, m.color.g, m.color.b, m.color.a = spec.rgba
             markers.markers.append(m)
         return markers
+
+    def destroy_node(self):
+        """Stop a background calibration, save the health counter, close the lifecycle log."""
+        pipeline = getattr(self, 'pipeline', None)     # None too if __init__ failed early
+        if pipeline is not None:
+            pipeline.close()
+            self._write_lifecycle()
+        if getattr(self, 'ledger', None) is not None:
+            self.ledger.close()
+            self.ledger = None
+        return super().destroy_node()
 
 
 def main(args=None):

@@ -32,11 +32,12 @@ from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput
 from robot_twin.nodes.runner import run_nodes
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 from twin_bridge.audit import AuditLog
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
+from twin_bridge.ledger import LedgerError
 
 
 class TwinBridgeNode(Node):
@@ -79,6 +80,8 @@ class TwinBridgeNode(Node):
         if not anomaly_in_process:
             self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly,
                                      qos.LATCHED)
+            self.create_subscription(Float64, '/twin/speed_scale',
+                                     lambda msg: self.set_speed_scale(msg.data), qos.LATCHED)
         # (on the trajectory interface this also sees the twin's own corrective commands)
         self.controller = {'trajectories': 0, 'last_stamp': float('nan'), 'joints': 0}
         self.create_subscription(JointTrajectory, p['trajectory_topic'],
@@ -99,7 +102,7 @@ class TwinBridgeNode(Node):
         self.policy = CorrectivePolicy(p['corrective_actions.policy'],
                                        hold_time_s=p['corrective_actions.move_time_s'],
                                        home_position=home or None)
-        self.audit = AuditLog(p['audit_log_path']) if p['audit_log_path'] else None
+        self.audit = self._open_audit(p)
         self.interface = p['corrective_actions.interface']
         default_topic, msg_type = COMMAND_INTERFACES[self.interface]
         self.command_topic = p['corrective_actions.topic'] or default_topic
@@ -110,8 +113,32 @@ class TwinBridgeNode(Node):
         if self.interface != 'trajectory':
             self.create_timer(1.0 / p['corrective_actions.stream_rate_hz'], self._stream_step)
 
+    def _open_audit(self, p):
+        """Return the governor's audit trail in the lifecycle log (``ledger_path``), or None."""
+        if not p['ledger_path']:
+            return None
+        try:
+            audit = AuditLog(p['ledger_path'])
+            audit.ledger.record_start(self.get_fully_qualified_name(), config=dict(p),
+                                      files={'urdf': p['urdf_path']})
+        except LedgerError as exc:
+            # the governor refuses nothing less for it: commands are still logged to the ROS log
+            self.get_logger().error(f'{exc}; corrective commands are audited in the ROS log '
+                                    'only')
+            return None
+        return audit
+
     def _now(self):
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def set_speed_scale(self, scale):
+        """Derate corrective motion: the governor's velocity limits times ``scale``, (0, 1]."""
+        try:
+            self.governor.set_speed_scale(scale)
+        except ValueError as exc:
+            self.get_logger().warning(f'speed scale refused: {exc}')
+            return
+        self.get_logger().info(f'governor speed scale {self.governor.speed_scale:.2f}')
 
     def _display(self, sample):
         """Republish the accepted state on /twin/joint_states at the display rate."""

@@ -79,6 +79,7 @@ def factories(nodes):
         upstream = find(built, TwinBridgeNode)
         if upstream is not None:
             node.report_listeners.append(upstream.on_anomaly)
+            node.speed_scale_listeners.append(upstream.set_speed_scale)
         return node
 
     order = [('twin_bridge', bridge), ('twin_sim', mirror), ('twin_anomaly', anomaly),

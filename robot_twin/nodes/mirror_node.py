@@ -16,6 +16,7 @@ results go on to ``twin_anomaly`` the same way; started on its own, the node rea
 topics itself (:class:`robot_twin.nodes.robot_input.RobotInput`). A result that is not finite is
 never published (counted as ``nonfinite_results``).
 """
+import math
 import sys
 
 from geometry_msgs.msg import WrenchStamped
@@ -31,19 +32,26 @@ from twin_sim.predictor import Predictor
 
 
 class DisplayRate:
-    """Decimate a stream to about ``rate_hz`` by its stamps (the same on every replay)."""
+    """
+    Decimate a stream to about ``rate_hz`` on a grid of stamps (the same on every replay).
+
+    A sample is shown when it is the first in a new period of the grid ``floor(t / period)``:
+    every decimator of one rate picks the same robot samples, whenever it started, so that
+    /twin/joint_states and /twin/predicted_joint_states carry the same stamps.
+    """
 
     def __init__(self, rate_hz):
         self.period = 1.0 / rate_hz
-        self._next = -1.0
+        self._slot = None
 
     def due(self, t):
-        """Whether the sample stamped ``t`` (s) is the next one to show."""
-        if t < self._next - self.period:         # stamps went back: start again
-            self._next = -1.0
-        if t < self._next:
+        """Whether the sample stamped ``t`` (s) is the first of its display period."""
+        if not math.isfinite(t):
             return False
-        self._next = max(self._next + self.period, t)
+        slot = math.floor(t / self.period)
+        if slot == self._slot:
+            return False
+        self._slot = slot                       # a new period (or stamps went back)
         return True
 
 
@@ -100,6 +108,10 @@ class TwinMirrorNode(Node):
             self.wrench_display = DisplayRate(p['display_rate_hz'])
         self.get_logger().info(f'mirror of {len(self.names)} joints ({", ".join(self.names)}) '
                                f'from {model.urdf_path}')
+
+    def set_model(self, model):
+        """Predict with ``model`` from the next sample on (the commissioned calibration)."""
+        self.mirror.set_predictor(Predictor(model))
 
     def take_sample(self, sample):
         """Predict for one accepted robot sample; publish; hand the result on."""

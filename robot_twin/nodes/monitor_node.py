@@ -2,9 +2,10 @@
 A listener on the twin's outputs, for the demo's live display and the integration tests.
 
 :class:`TwinMonitorNode` subscribes to /twin/status, /twin/anomaly, /twin/residuals,
-/twin/plant_status and the robot's command topics, and keeps a plain-Python picture of what it
-saw (:class:`Observation`), so that callers only read attributes. It never publishes.
-:class:`BackgroundMonitor` runs one on a context of its own, spun by a thread (the demo).
+/twin/rul, /twin/speed_scale, /twin/plant_status and the robot's command topics, and keeps a
+plain-Python picture of what it saw (:class:`Observation`), so that callers only read
+attributes. It never publishes. :class:`BackgroundMonitor` runs one on a context of its own,
+spun by a thread (the demo).
 """
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from robot_twin.nodes import qos
 from robot_twin.nodes.messages import level_name, stamp_to_sec, status_values, \
     trajectory_points
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
 
@@ -43,6 +45,8 @@ class Observation:
     plant: dict = field(default_factory=dict)            # latest /twin/plant_status values
     epochs: list = field(default_factory=list)           # (start_stamp, plant_time_s) seen
     commands: list = field(default_factory=list)         # (kind, joint names, positions)
+    rul: dict = field(default_factory=dict)              # status name -> (level, msg, values)
+    speed_scale: float = None                            # latest /twin/speed_scale
 
 
 class TwinMonitorNode(Node):
@@ -58,6 +62,9 @@ class TwinMonitorNode(Node):
                                  qos.LATCHED)
         self.create_subscription(JointState, '/twin/residuals', self.on_residuals,
                                  qos.STREAM_OUT)
+        self.create_subscription(DiagnosticArray, '/twin/rul', self.on_rul, qos.LATCHED)
+        self.create_subscription(Float64, '/twin/speed_scale', self.on_speed_scale,
+                                 qos.LATCHED)
         if watch_commands:
             self.create_subscription(
                 JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
@@ -85,6 +92,15 @@ class TwinMonitorNode(Node):
                 since = float(values['since']) if values.get('since') else math.nan
                 self.obs.first_alarm = (time.time(), values.get('joint', ''),
                                         values.get('fault_type', ''), since)
+
+    def on_rul(self, msg):
+        """Keep the latest RUL statuses (one per joint)."""
+        for s in msg.status:
+            self.obs.rul[s.name] = (level_name(s.level), s.message, status_values(s))
+
+    def on_speed_scale(self, msg):
+        """Keep the derating the twin asks of its governor."""
+        self.obs.speed_scale = float(msg.data)
 
     def on_plant(self, msg):
         """Keep the plant's scenario status and every (epoch, plant time) it reported."""

@@ -1,0 +1,83 @@
+"""
+``robot-twin aas export``: the robot and its twin as an Asset Administration Shell (.aasx).
+
+Wiring (robot_twin/cli.py)::
+
+    from robot_twin.aas_cli import add_aas_parser
+    add_aas_parser(sub)
+
+The nameplate and technical data come from the URDF, the identified parameters from
+``--params``, and the current health and RUL from a running hub (``--hub URL``, its REST API).
+Exit status: 0 written, 2 an input is unusable (the message says which), 1 the file cannot be
+written.
+"""
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from twin_sim.resources import urdf_or_builtin
+
+_TAG = 'robot-twin aas export'
+
+
+def add_aas_parser(subparsers):
+    """Add the ``aas`` sub-command (``aas export``); return its parser."""
+    parser = subparsers.add_parser(
+        'aas', help='Asset Administration Shell of the robot and its twin',
+        description='Asset Administration Shell (IDTA) of the robot and its twin.')
+    sub = parser.add_subparsers(dest='aas_command', required=True, metavar='ACTION')
+    export = sub.add_parser(
+        'export', help='write an .aasx: nameplate, technical data, identified parameters, '
+                       'health and RUL',
+        description='Write an AAS package (.aasx) with four submodels: Nameplate and '
+                    'TechnicalData from the URDF, IdentifiedParameters from --params, and '
+                    'Health (anomaly state, remaining useful life, advice per joint) from a '
+                    'running hub (--hub).')
+    export.add_argument('--output', required=True, metavar='FILE', help='the .aasx to write')
+    export.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
+    export.add_argument('--params', default=None, metavar='FILE',
+                        help='identified dynamics (params.yaml from robot-twin sysid)')
+    export.add_argument('--hub', default='', metavar='URL',
+                        help='a running hub (e.g. http://127.0.0.1:8080) to take the current '
+                             'health and RUL from; without it the Health submodel is empty')
+    export.add_argument('--manufacturer', default='', help='nameplate: manufacturer name')
+    export.add_argument('--serial-number', default='', help='nameplate: serial number')
+    export.add_argument('--year', type=int, default=None, help='nameplate: year of construction')
+    export.set_defaults(func=run_aas_export)
+    return parser
+
+
+def _hub_state(url):
+    address = url.rstrip('/') + '/api/v1/state'
+    try:
+        with urllib.request.urlopen(address, timeout=10.0) as response:
+            return json.loads(response.read().decode('utf-8'))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ValueError(f'cannot read the twin state from {address}: {exc}') from None
+
+
+def run_aas_export(args):
+    """Handle ``robot-twin aas export``; return the exit status."""
+    from robot_twin.hub.aas import build_shell, read_aasx, write_aasx
+    from twin_sim.urdf_model import ParametersError, RobotModel, URDFError
+    try:
+        model = RobotModel.from_urdf(urdf_or_builtin(args.urdf))
+        if args.params:
+            model.load_parameters(args.params)       # refuses a params file of another robot
+        state = _hub_state(args.hub) if args.hub else None
+        store, files, shell_id = build_shell(
+            model, params_path=args.params, state=state, manufacturer=args.manufacturer,
+            serial_number=args.serial_number, year=args.year)
+    except (URDFError, ParametersError, ValueError, OSError) as exc:
+        print(f'{_TAG}: error: {exc}', file=sys.stderr)
+        return 2
+    try:
+        write_aasx(args.output, store, files, shell_id)
+        read_aasx(args.output)                       # the SDK's reader takes it back
+    except (OSError, ValueError) as exc:
+        print(f'{_TAG}: error: cannot write {args.output}: {exc}', file=sys.stderr)
+        return 1
+    print(f'{_TAG}: wrote {args.output} ({shell_id}: Nameplate, TechnicalData, '
+          f'IdentifiedParameters, Health{" from " + args.hub if state else ", empty"})')
+    return 0

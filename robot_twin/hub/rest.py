@@ -1,0 +1,423 @@
+"""
+The hub's REST API (FastAPI) and the dashboard it serves, read from a :class:`TwinState`.
+
+``create_app`` builds the app; uvicorn serves it in a thread of the hub process. Reads need no
+token. Writes — acknowledge an anomaly, switch corrective actions on or off (the governor still
+decides every command), start a what-if job — need ``Authorization: Bearer <token>`` and are
+possible only when the hub was given a token file. Every error is JSON ``{"detail": ...}``:
+401 without or with a wrong token, 403 when writes are off, 404 for an unknown joint, anomaly
+or job, 409 when the twin cannot do it now, 422 for a malformed request, 429 when the what-if
+queue is full. The schema is at ``/openapi.json``; the live stream (server-sent events) at
+``/api/v1/stream``; the dashboard at ``/``.
+"""
+import asyncio
+import hmac
+import importlib.resources
+import json
+import math
+import mimetypes
+import threading
+from typing import Annotated, Any, Dict, List, Literal, Optional
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, create_model, Field, StrictBool, \
+    StrictStr
+from robot_twin.hub.jobs import JobRejected, RESULT_FILES
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+API = '/api/v1'
+STREAM_PERIOD_S = 0.2
+DASHBOARD_FILES = {'index.html', 'app.js', 'style.css'}
+
+
+class Problem(BaseModel):
+    """An error: what was wrong and what to do."""
+
+    detail: Any = Field(description='What was wrong (a text, or the list of invalid fields).')
+
+
+class AcknowledgeRequest(BaseModel):
+    """Body of an acknowledgement."""
+
+    model_config = ConfigDict(extra='forbid')
+    note: StrictStr = Field('', max_length=500, description='Free text kept with the anomaly.')
+
+
+class CorrectiveRequest(BaseModel):
+    """Body that switches corrective actions."""
+
+    model_config = ConfigDict(extra='forbid')
+    enabled: StrictBool = Field(description='true lets the governor command the robot.')
+
+
+def _json_integer(value):
+    """Accept an integer as JSON Schema means it (3 or 3.0), not true, '3' or 3.5."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()):
+        raise ValueError('must be an integer')
+    return int(value)
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
+def job_request_model(scenarios, max_samples):
+    """Return the body model of a what-if job, with this hub's scenarios and limit."""
+    kind = Literal[tuple(scenarios)] if scenarios else StrictStr
+    return create_model(
+        'JobRequest', __config__=ConfigDict(extra='forbid'),
+        scenario=(kind, Field(description='A packaged scenario (GET /api/v1/whatif/scenarios).')),
+        samples=(JsonInt, Field(ge=1, le=max(1, max_samples), description='Variants.')),
+        seed=(JsonInt, Field(0, ge=0, le=2 ** 31 - 1, description='Randomization seed.')))
+
+
+class Corrective(BaseModel):
+    """The bridge's corrective_actions.enabled as the hub last read it."""
+
+    enabled: Optional[bool] = Field(description='null when the bridge could not be asked.')
+    error: str = ''
+    updated: Optional[float] = None
+
+
+class Episode(BaseModel):
+    """One anomaly episode of a joint."""
+
+    id: int  # noqa: A003 (the API's field name)
+    joint: str
+    fault_type: str
+    since: Optional[float]
+    opened: float
+    closed: Optional[float]
+    active: bool
+    peak_score: Optional[float]
+    message: str
+    acknowledged_at: Optional[float]
+    acknowledged_by: str
+    note: str
+    ledger_error: Optional[str] = None
+
+
+class Job(BaseModel):
+    """A what-if job."""
+
+    model_config = ConfigDict(extra='allow')
+    id: str  # noqa: A003 (the API's field name)
+    scenario: str
+    samples: int
+    seed: int
+    status: str = Field(description='queued, running, done or failed')
+    submitted: float
+    started: Optional[float]
+    finished: Optional[float]
+    returncode: Optional[int]
+    error: str
+    digest: Optional[Dict[str, Any]]
+    files: List[str]
+
+
+class Health(BaseModel):
+    """The hub is up; what it serves."""
+
+    status: str
+    robot: str
+    joints: List[str]
+    writes_enabled: bool
+    samples_received: Dict[str, int]
+
+
+def _errors(*codes):
+    return {code: {'model': Problem} for code in (422,) + codes}
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f'{type(value).__name__} is not JSON serializable')
+
+
+def _sse(event, data):
+    return f'event: {event}\ndata: {json.dumps(data, default=_json_default)}\n\n'
+
+
+def dashboard_file(name):
+    """Return the bytes of a dashboard file (index.html, app.js, style.css)."""
+    return importlib.resources.files('robot_twin.hub').joinpath('dashboard', name).read_bytes()
+
+
+def create_app(state, actions, *, token=None, jobs=None):
+    """
+    Build the hub's FastAPI app.
+
+    Parameters
+    ----------
+    state : robot_twin.hub.state.TwinState
+        What the API reads.
+    actions : robot_twin.hub.server.HubActions
+        The writes: ``acknowledge`` and ``set_corrective``.
+    token : str, optional
+        Bearer token for writes; None = read-only API (writes answer 403).
+    jobs : robot_twin.hub.jobs.WhatIfJobs, optional
+        What-if job runner; None = jobs answer 409.
+
+    """
+    app = FastAPI(
+        title='robot_twin hub', version='1',
+        description='The digital twin of a robot arm, outside ROS: joint state (measured, '
+                    'predicted, residual), sync health, anomalies, remaining useful life, the '
+                    'lifecycle log, identified parameters and what-if jobs. Writes need '
+                    '`Authorization: Bearer <token>`. Live updates: server-sent events at '
+                    f'`{API}/stream`.')
+    bearer = HTTPBearer(auto_error=False, description="The token of the hub's token file.")
+    stopping = threading.Event()       # set by the hub on shut-down: streams end
+    app.state.stopping = stopping
+
+    def writer(credentials: HTTPAuthorizationCredentials = Depends(bearer)):
+        if token is None:
+            raise HTTPException(403, 'writes are disabled on this hub: start it with '
+                                     '--api-token-file FILE (robot-twin up) to allow them')
+        if credentials is None:
+            raise HTTPException(401, 'this request changes the twin: send the header '
+                                     'Authorization: Bearer <token>',
+                                headers={'WWW-Authenticate': 'Bearer'})
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(401, 'wrong bearer token',
+                                headers={'WWW-Authenticate': 'Bearer error="invalid_token"'})
+        return True
+
+    JobRequest = job_request_model(jobs.scenarios() if jobs else (),   # noqa: N806 - a class
+                                   jobs.max_samples if jobs else 1)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request, exc):   # a bug: still a JSON body that says what happened
+        return JSONResponse({'detail': f'internal error: {type(exc).__name__}: {exc}'}, 500)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, exc):
+        return JSONResponse({'detail': jsonable_errors(exc.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400:          # a body that is not JSON: malformed, like the rest
+            return JSONResponse({'detail': f'malformed request: {exc.detail}'}, 422)
+        if exc.status_code == 405:          # Allow lists every method of the path
+            headers['Allow'] = ', '.join(sorted(_methods(app, request.scope)))
+        return JSONResponse({'detail': exc.detail}, exc.status_code, headers=headers)
+
+    @app.get(f'{API}/health', response_model=Health, tags=['state'])
+    def health():
+        """Whether the hub runs, and what it has received."""
+        return {'status': 'ok', 'robot': state.robot_name, 'joints': state.joint_names,
+                'writes_enabled': token is not None, 'samples_received': state.counters()}
+
+    @app.get(f'{API}/state', tags=['state'])
+    def full_state() -> Dict[str, Any]:
+        """Everything at once: joints, sync, anomalies, RUL, log, parameters, jobs."""
+        return state.snapshot()
+
+    @app.get(f'{API}/joints', tags=['state'])
+    def joints() -> List[Dict[str, Any]]:
+        """
+        Return per joint: measured, predicted, residual, anomaly status, RUL.
+
+        Position rad, velocity rad/s, effort N·m (m, m/s, N for prismatic joints).
+        """
+        return state.joints()
+
+    @app.get(f'{API}/joints/{{name}}', tags=['state'], responses=_errors(404))
+    def joint(name: str = Path(max_length=200)) -> Dict[str, Any]:
+        """Return the state of a single joint, as /joints shows it."""
+        for entry in state.joints():
+            if entry['name'] == name:
+                return entry
+        raise HTTPException(404, f'no joint {name!r}; the robot has '
+                                 f'{", ".join(state.joint_names)}')
+
+    @app.get(f'{API}/series', tags=['state'], responses=_errors())
+    def series(since: int = Query(0, ge=0, description='Sequence number already seen.'),
+               max_points: int = Query(2000, ge=1, le=10000)) -> Dict[str, Any]:
+        """
+        Return the effort samples after sequence number ``since``.
+
+        Measured, predicted and residual, N·m, in model joint order, with the newest sequence
+        number (``seq``).
+        """
+        return state.series_since(since, max_points)
+
+    @app.get(f'{API}/sync', tags=['state'])
+    def sync() -> Dict[str, Any]:
+        """Return the bridge's sync health (/twin/status): level, latency, drift, counters."""
+        return state.sync()
+
+    @app.get(f'{API}/anomalies', tags=['anomalies'], responses=_errors())
+    def anomalies(active: bool = Query(False, description='Only alarms still raised.')) \
+            -> Dict[str, Any]:
+        """Robot-level anomaly status and the per-joint episodes, newest first."""
+        return state.anomalies(active_only=active)
+
+    @app.get(f'{API}/anomalies/{{episode_id}}', response_model=Episode, tags=['anomalies'],
+             responses=_errors(404))
+    def anomaly(episode_id: int = Path(ge=1, le=2 ** 62)):
+        """One anomaly episode."""
+        for episode in state.anomalies()['episodes']:
+            if episode['id'] == episode_id:
+                return episode
+        raise HTTPException(404, f'no anomaly {episode_id}')
+
+    @app.post(f'{API}/anomalies/{{episode_id}}/acknowledge', response_model=Episode,
+              tags=['anomalies'], responses=_errors(401, 403, 404))
+    def acknowledge(body: AcknowledgeRequest, episode_id: int = Path(ge=1, le=2 ** 62),
+                    _auth: bool = Depends(writer)):
+        """Acknowledge an anomaly (kept by the hub; written to the lifecycle log if any)."""
+        try:
+            return actions.acknowledge(episode_id, 'api', body.note)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+
+    @app.get(f'{API}/rul', tags=['health'])
+    def rul() -> Dict[str, Any]:
+        """Remaining useful life per joint (hours, with its interval), health index, advice."""
+        return state.rul()
+
+    @app.get(f'{API}/ledger', tags=['health'], responses=_errors())
+    def ledger(limit: int = Query(20, ge=1, le=200)) -> Dict[str, Any]:
+        """Return the last entries of the lifecycle log (none while no log is configured)."""
+        out = state.ledger()
+        out['entries'] = out['entries'][-limit:]
+        return out
+
+    @app.get(f'{API}/parameters', tags=['health'])
+    def parameters() -> Dict[str, Any]:
+        """Return the identified dynamics the twin uses (params.yaml of sysid), if any."""
+        return state.parameters()
+
+    @app.get(f'{API}/corrective-actions', response_model=Corrective, tags=['actions'])
+    def corrective():
+        """Whether the bridge may send corrective commands (its governor decides each)."""
+        return state.corrective()
+
+    @app.put(f'{API}/corrective-actions', response_model=Corrective, tags=['actions'],
+             responses=_errors(401, 403, 409))
+    async def set_corrective(body: CorrectiveRequest, _auth: bool = Depends(writer)):
+        """
+        Switch corrective actions on or off.
+
+        Sets corrective_actions.enabled on the bridge; the governor still checks every command.
+        """
+        ok, message = await run_in_threadpool(actions.set_corrective, body.enabled)
+        if not ok:
+            raise HTTPException(409, message)
+        return state.corrective()
+
+    @app.get(f'{API}/whatif/scenarios', tags=['what-if'])
+    def scenarios() -> List[str]:
+        """Scenario names a what-if job may use."""
+        return jobs.scenarios() if jobs is not None else []
+
+    @app.get(f'{API}/whatif/jobs', response_model=List[Job], tags=['what-if'])
+    def list_jobs():
+        """Every what-if job of this hub, newest first."""
+        return state.jobs()
+
+    @app.post(f'{API}/whatif/jobs', response_model=Job, status_code=202, tags=['what-if'],
+              responses=_errors(401, 403, 409, 429))
+    def start_job(body: JobRequest, _auth: bool = Depends(writer)):
+        """Start a what-if job (``robot-twin whatif`` in a worker process, low priority)."""
+        if jobs is None:
+            raise HTTPException(409, 'this hub runs no what-if jobs')
+        try:
+            return jobs.submit(body.scenario, body.samples, body.seed)
+        except JobRejected as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+
+    @app.get(f'{API}/whatif/jobs/{{job_id}}', response_model=Job, tags=['what-if'],
+             responses=_errors(404))
+    def get_job(job_id: str = Path(max_length=100)):
+        """One what-if job: status, digest of its summary, result files."""
+        try:
+            return state.job(job_id)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+
+    @app.get(f'{API}/whatif/jobs/{{job_id}}/files/{{name}}', tags=['what-if'],
+             responses={**_errors(404), 200: {'content': {
+                 'application/json': {}, 'text/csv': {}, 'image/png': {}, 'text/plain': {}}}})
+    def job_file(job_id: str = Path(max_length=100), name: str = Path(max_length=100)):
+        """Return a result file of a job: summary.json, samples.csv, run.json, plots, log.txt."""
+        if jobs is None or name not in RESULT_FILES:
+            raise HTTPException(404, f'no file {name!r}; files are {", ".join(RESULT_FILES)}')
+        try:
+            path = jobs.file_path(job_id, name)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+        kind = mimetypes.guess_type(name)[0] or 'text/plain'
+        return FileResponse(path, media_type=kind)
+
+    @app.get(f'{API}/stream', include_in_schema=False)
+    async def stream(request: Request):
+        """Server-sent events: ``snapshot`` once, then ``update`` when the state changes."""
+        return StreamingResponse(_events(state, request, stopping),
+                                 media_type='text/event-stream',
+                                 headers={'Cache-Control': 'no-cache'})
+
+    @app.get('/', include_in_schema=False)
+    def index():
+        return Response(dashboard_file('index.html'), media_type='text/html')
+
+    @app.get('/dashboard/{name}', include_in_schema=False)
+    def static(name: str):
+        if name not in DASHBOARD_FILES:
+            raise HTTPException(404, f'no dashboard file {name!r}')
+        return Response(dashboard_file(name), media_type=mimetypes.guess_type(name)[0])
+
+    return app
+
+
+def jsonable_errors(errors):
+    """Pydantic's error list as plain JSON (its ``ctx`` may hold exceptions)."""
+    out = []
+    for error in errors:
+        entry = {k: error[k] for k in ('type', 'loc', 'msg') if k in error}
+        if 'input' in error:
+            entry['input'] = error['input'] if isinstance(
+                error['input'], (str, int, float, bool, type(None), list, dict)) else \
+                repr(error['input'])
+        out.append(entry)
+    return out
+
+
+def _methods(app, scope):
+    """Every HTTP method some route of ``app`` serves at the path of ``scope``."""
+    methods = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, 'methods', ()) or ())
+    return methods or {'GET'}
+
+
+async def _events(state, request, stopping):
+    """Yield server-sent events: a full snapshot first, then what changed every STREAM_PERIOD_S."""
+    snapshot = state.snapshot()
+    series = state.series_since(0)
+    yield _sse('snapshot', {'state': snapshot, 'series': series})
+    version, events, seq = snapshot['version'], snapshot['events'], series['seq']
+    while not stopping.is_set() and not await request.is_disconnected():
+        await asyncio.sleep(STREAM_PERIOD_S)
+        if state.version == version:
+            yield ': idle\n\n'          # keeps proxies and the browser's connection alive
+            continue
+        current = state.snapshot(events=False)
+        series = state.series_since(seq)
+        update = {'state': current, 'series': series}
+        if current['events'] != events:
+            update['events'] = {'anomalies': state.anomalies(), 'rul': state.rul(),
+                                'ledger': state.ledger(), 'jobs': state.jobs(),
+                                'parameters': state.parameters()}
+        version, events, seq = current['version'], current['events'], series['seq']
+        yield _sse('update', update)

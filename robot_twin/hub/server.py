@@ -1,0 +1,198 @@
+"""
+The hub's servers, started and stopped together: REST + dashboard, OPC UA, Foxglove.
+
+ROS-free: the hub node (:mod:`robot_twin.nodes.hub_node`) fills the :class:`TwinState` and gives
+a function that sets ``corrective_actions.enabled`` on the bridge; :class:`Hub` does the rest.
+Each server runs in threads of its own (uvicorn's event loop, asyncua's event loop, the
+Foxglove publisher), so none of them waits for another or for the ROS executor; a housekeeping
+thread polls the what-if jobs and re-reads the lifecycle log. A server that cannot start (port
+in use, nodesets missing) is a :class:`RuntimeError` naming it, and the others are stopped.
+"""
+import threading
+import time
+
+from robot_twin.hub.jobs import WhatIfJobs
+from robot_twin.hub.lifecycle import append_acknowledgement, read_tail
+from twin_sim.urdf_model import ParametersError
+import yaml
+
+LEDGER_ENTRIES = 50
+HOUSEKEEPING_S = 0.5
+
+
+class HubActions:
+    """
+    The writes every interface offers (the REST API and the OPC UA methods call these).
+
+    Parameters
+    ----------
+    state : robot_twin.hub.state.TwinState
+        Where acknowledgements are kept.
+    ledger_path : str
+        Lifecycle log the acknowledgements are also written to ('' = none).
+    corrective_setter : callable, optional
+        ``setter(enabled) -> (ok, message)``: sets ``corrective_actions.enabled`` on the bridge
+        (the hub node's parameter client); None = not connected to a bridge.
+    on_acknowledged : callable, optional
+        ``on_acknowledged(episode dict)`` after each acknowledgement (the node publishes it).
+
+    """
+
+    def __init__(self, state, ledger_path='', corrective_setter=None, on_acknowledged=None):
+        self.state = state
+        self.ledger_path = ledger_path
+        self.corrective_setter = corrective_setter
+        self.on_acknowledged = on_acknowledged
+
+    def acknowledge(self, episode_id, by, note=''):
+        """Acknowledge an anomaly episode; return its dict (``ledger_error`` when not logged)."""
+        episode = self.state.acknowledge(episode_id, by, note)
+        if self.on_acknowledged is not None:
+            self.on_acknowledged(episode)
+        episode['ledger_error'] = (append_acknowledgement(self.ledger_path, episode) or None
+                                   if self.ledger_path else None)
+        return episode
+
+    def set_corrective(self, enabled):
+        """Ask the bridge to switch corrective actions; return ``(ok, message)``."""
+        if self.corrective_setter is None:
+            return False, 'this hub is not connected to a twin_bridge'
+        return self.corrective_setter(bool(enabled))
+
+
+def load_parameters_document(path):
+    """Read an identified-dynamics file (params.yaml); return ``(document, error)``."""
+    try:
+        with open(path, encoding='utf-8') as handle:
+            document = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as exc:
+        return None, f'cannot read {path}: {exc}'
+    if not isinstance(document, dict):
+        return None, f'{path} is not a params.yaml document'
+    return document, ''
+
+
+class Hub:
+    """
+    Start and stop the configured servers around one :class:`TwinState`.
+
+    Parameters
+    ----------
+    state : robot_twin.hub.state.TwinState
+        The store the servers read.
+    settings : robot_twin.hub.settings.HubSettings
+        Which servers, where, and the token.
+    model : twin_sim.urdf_model.RobotModel
+        The robot (OPC UA axes, Foxglove scene).
+    corrective_setter, on_acknowledged : callable, optional
+        See :class:`HubActions`.
+    log : callable
+        ``log(text)`` for start-up lines (the node's logger).
+
+    """
+
+    def __init__(self, state, settings, model, corrective_setter=None, *, on_acknowledged=None,
+                 log=print):
+        self.state, self.settings, self.model = state, settings, model
+        self.actions = HubActions(state, settings.ledger_path, corrective_setter,
+                                  on_acknowledged)
+        self.log = log
+        self.jobs = WhatIfJobs(state, settings.whatif_output_dir,
+                               max_samples=settings.whatif_max_samples,
+                               max_queued=settings.whatif_max_queued,
+                               urdf_path=settings.urdf_path)
+        self._running = []             # objects with stop(), in start order
+        self._stop = threading.Event()
+        self._housekeeping = None
+
+    def start(self):
+        """Start every configured server; return self. Raises RuntimeError (all stopped)."""
+        s = self.settings
+        if s.dynamics_params_file:
+            self.state.set_parameters(s.dynamics_params_file,
+                                      *load_parameters_document(s.dynamics_params_file))
+        try:
+            if s.opcua is not None:
+                from robot_twin.hub.opcua import TwinOpcUaServer
+                server = TwinOpcUaServer(self.state, self.model, s.opcua, self.actions,
+                                         token=s.token, update_rate_hz=s.opcua_update_rate_hz,
+                                         nodeset_dir=s.opcua_nodeset_dir)
+                self._running.append(server.start())
+                self.log(f'OPC UA server at {server.endpoint}')
+            if s.foxglove is not None or s.foxglove_mcap_path:
+                from robot_twin.hub.foxglove import FoxglovePublisher
+                publisher = FoxglovePublisher(self.state, self.model, s.foxglove,
+                                              mcap_path=s.foxglove_mcap_path,
+                                              rate_hz=s.foxglove_rate_hz)
+                self._running.append(publisher.start())
+                if s.foxglove is not None:
+                    self.log(f'Foxglove WebSocket server at ws://{s.foxglove[0]}:'
+                             f'{s.foxglove[1]}')
+                if s.foxglove_mcap_path:
+                    self.log(f'recording the Foxglove channels to {s.foxglove_mcap_path}')
+            if s.api is not None:           # last: once /api/v1/health answers, all serve
+                self._running.append(self._start_api())
+        except (RuntimeError, OSError, ParametersError) as exc:
+            self.stop()
+            raise RuntimeError(str(exc)) from exc
+        self._housekeeping = threading.Thread(target=self._keep_house, name='hub-housekeeping',
+                                              daemon=True)
+        self._housekeeping.start()
+        return self
+
+    def _start_api(self):
+        from robot_twin.hub.rest import create_app
+        host, port = self.settings.api
+        app = create_app(self.state, self.actions, token=self.settings.token, jobs=self.jobs)
+        server = _UvicornThread(app, host, port).start()
+        writes = 'writes with the bearer token' if self.settings.token else 'read-only'
+        self.log(f'dashboard and REST API at http://{host}:{port}/ ({writes}; schema at '
+                 f'/openapi.json)')
+        return server
+
+    def _keep_house(self):
+        last_ledger = 0.0
+        while not self._stop.wait(HOUSEKEEPING_S):
+            self.jobs.poll()
+            if self.settings.ledger_path and time.monotonic() - last_ledger >= 1.0:
+                last_ledger = time.monotonic()
+                entries, error = read_tail(self.settings.ledger_path, LEDGER_ENTRIES)
+                self.state.set_ledger(self.settings.ledger_path, entries, error)
+
+    def stop(self):
+        """Stop every server (last started first) and a running what-if job."""
+        self._stop.set()
+        if self._housekeeping is not None:
+            self._housekeeping.join(timeout=5.0)
+        for server in reversed(self._running):
+            server.stop()
+        self._running = []
+        self.jobs.stop()
+
+
+class _UvicornThread:
+    """uvicorn serving an app from a thread (no signal handlers: the node owns them)."""
+
+    def __init__(self, app, host, port):
+        import uvicorn
+        self.app = app
+        config = uvicorn.Config(app, host=host, port=port, log_level='warning',
+                                access_log=False, lifespan='off', timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.address = f'{host}:{port}'
+        self._thread = threading.Thread(target=self.server.run, name='hub-api', daemon=True)
+
+    def start(self, timeout_s=30.0):
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f'the REST API cannot serve on {self.address} (address in '
+                                   'use or not available here?)')
+            time.sleep(0.05)
+        return self
+
+    def stop(self):
+        self.app.state.stopping.set()
+        self.server.should_exit = True
+        self._thread.join(timeout=10.0)

@@ -1,0 +1,519 @@
+"""
+The hub's store of the twin's latest state: one thread-safe object every interface reads.
+
+ROS-free. The hub node writes what it hears on the twin's low-rate topics into a
+:class:`TwinState` (joint samples at display rate, sync health, anomaly and RUL statuses), the
+hub itself adds what it owns (acknowledgements, what-if jobs, lifecycle-log entries, identified
+parameters, the corrective-actions switch), and the REST API, the dashboard stream, the OPC UA
+server and the Foxglove publisher read consistent copies (:meth:`TwinState.snapshot`,
+:meth:`TwinState.series_since`). A change counter (:attr:`TwinState.version`) and a sample
+sequence number let a reader push only what changed.
+
+Anomaly *episodes* are made here from the latched /twin/anomaly statuses: an episode of a joint
+opens when its status turns ERROR and closes when it leaves ERROR; it keeps the fault type, the
+``since`` stamp, the peak score and who acknowledged it. Times passed in are wall-clock seconds
+(``now``) unless named ``stamp`` (the robot sample's header stamp, s).
+"""
+from collections import deque
+from dataclasses import asdict, dataclass, field
+import math
+import threading
+import time
+
+LEVELS = ('OK', 'WARN', 'ERROR', 'STALE')
+RUL_KEYS = ('rul_hours', 'rul_lower_hours', 'rul_upper_hours', 'health_index')
+PAIR_TOLERANCE_S = 0.05
+"""A measured and a predicted display sample whose stamps differ by more are not paired."""
+
+
+def finite_or_none(value):
+    """Return ``value`` as a float, or None when it is missing, NaN or infinite (JSON-ready)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _float_list(values, n):
+    return [finite_or_none(v) for v in values] if len(values) == n else [None] * n
+
+
+@dataclass
+class AnomalyEpisode:
+    """
+    One alarm of one joint (or of the wrench): from ERROR until the status leaves ERROR.
+
+    Attributes
+    ----------
+    id : int
+        Hub-wide number, 1, 2, ... (the REST API's anomaly id).
+    joint : str
+        Joint name, or ``wrench``.
+    fault_type : str
+        Latest ``fault_type`` the twin reported during the episode.
+    since : float or None
+        The twin's ``since`` (stamp of the onset, s), when reported.
+    opened, closed : float or None
+        Wall time the hub saw the episode start and end (None while open).
+    peak_score : float
+        Largest score/threshold ratio seen.
+    message : str
+        Latest status message.
+    acknowledged_at : float or None
+        Wall time of the acknowledgement; None until acknowledged.
+    acknowledged_by, note : str
+        Who acknowledged it (``api``, ``opcua``) and their note.
+
+    """
+
+    id: int  # noqa: A003 (the API's field name)
+    joint: str
+    fault_type: str
+    since: float
+    opened: float
+    closed: float = None
+    peak_score: float = 0.0
+    message: str = ''
+    acknowledged_at: float = None
+    acknowledged_by: str = ''
+    note: str = ''
+
+    @property
+    def active(self):
+        """Whether the alarm is still raised."""
+        return self.closed is None
+
+    def to_dict(self):
+        """Return a JSON-ready dict (with ``active``)."""
+        out = asdict(self)
+        out['active'] = self.active
+        out['since'] = finite_or_none(self.since)
+        out['peak_score'] = finite_or_none(self.peak_score)
+        return out
+
+
+@dataclass
+class _Stream:
+    """The latest display sample of one kind (measured or predicted) and its ring."""
+
+    stamp: float = None
+    position: list = None
+    velocity: list = None
+    effort: list = None
+    count: int = 0
+    ring: deque = field(default_factory=deque)
+
+
+class TwinState:
+    """
+    The twin's state for the outside-ROS interfaces (thread-safe).
+
+    Parameters
+    ----------
+    joint_names : sequence of str
+        The robot's joints in model order; every array here is in this order.
+    robot_name : str
+        Name shown by every interface (the URDF's robot name).
+    history_s : float
+        Seconds of joint samples kept for plots (by stamp).
+    max_episodes : int
+        Closed anomaly episodes kept (oldest dropped first).
+    clock : callable
+        Wall clock for updates that get no ``now``; default ``time.time``.
+
+    """
+
+    def __init__(self, joint_names, robot_name='robot', *, history_s=30.0, max_episodes=500,
+                 clock=time.time):
+        self.joint_names = list(joint_names)
+        self.robot_name = str(robot_name)
+        self.history_s = float(history_s)
+        self._index = {name: i for i, name in enumerate(self.joint_names)}
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._version = 0
+        self._seq = 0
+        self._measured = _Stream()
+        self._predicted = _Stream()
+        self._residual = _Stream()
+        self._recent_predicted = {}         # stamp ns -> effort, for exact pairing
+        self._sync = {'level': 'STALE', 'message': 'no /twin/status yet', 'values': {},
+                      'received': None}
+        self._robot_anomaly = {'level': 'OK', 'message': 'no /twin/anomaly yet', 'values': {},
+                               'received': None}
+        self._joint_anomaly = {}            # joint -> {level, message, values}
+        self._open = {}                     # joint -> AnomalyEpisode
+        self._episodes = deque(maxlen=int(max_episodes))
+        self._next_episode = 1
+        self._rul = {}                      # joint -> dict
+        self._rul_received = None
+        self._ledger = {'path': '', 'entries': [], 'error': ''}
+        self._parameters = {'source': '', 'document': None, 'error': ''}
+        self._jobs = {}
+        self._corrective = {'enabled': None, 'error': 'not read yet', 'updated': None}
+        self._events = 0                    # version of the slow sections (log, jobs, ...)
+
+    # ------------------------------------------------------------------ helpers
+    def _now(self, now):
+        return self._clock() if now is None else float(now)
+
+    def _changed(self, events=False):
+        self._version += 1
+        if events:
+            self._events += 1
+
+    @property
+    def version(self):
+        """Change counter: grows on every update (a reader pushes when it moved)."""
+        with self._lock:
+            return self._version
+
+    def _vector(self, names, values):
+        """Reorder ``values`` given for ``names`` into model order (None where missing)."""
+        out = [None] * len(self.joint_names)
+        if len(values) != len(names):
+            return out
+        for name, value in zip(names, values):
+            i = self._index.get(name)
+            if i is not None:
+                out[i] = finite_or_none(value)
+        return out
+
+    # ------------------------------------------------------------------ joint samples
+    def update_joints(self, kind, stamp, names, position=(), velocity=(), effort=()):
+        """
+        Store one display sample of the twin's joints.
+
+        Parameters
+        ----------
+        kind : str
+            ``measured`` (/twin/joint_states) or ``predicted`` (/twin/predicted_joint_states).
+        stamp : float
+            Header stamp of the robot sample, s.
+        names : sequence of str
+            Joint names of the message (any order, any subset; unknown names are ignored).
+        position, velocity, effort : sequences of float
+            Values for ``names`` (rad, rad/s, N·m; m, m/s, N for prismatic joints); a sequence
+            of another length than ``names`` counts as absent.
+
+        """
+        if kind not in ('measured', 'predicted'):
+            raise ValueError(f"kind must be 'measured' or 'predicted', got {kind!r}")
+        stamp = finite_or_none(stamp)
+        if stamp is None:
+            return
+        with self._lock:
+            stream = self._measured if kind == 'measured' else self._predicted
+            stream.stamp = stamp
+            stream.position = self._vector(names, position)
+            stream.velocity = self._vector(names, velocity)
+            stream.effort = self._vector(names, effort)
+            stream.count += 1
+            self._seq += 1
+            stream.ring.append((self._seq, stamp, stream.effort, stream.position))
+            self._trim(stream.ring, stamp)
+            self._pair(kind, stamp)
+            self._changed()
+
+    def _trim(self, ring, stamp):
+        while ring and (ring[0][1] < stamp - self.history_s or ring[0][1] > stamp + 1.0):
+            ring.popleft()   # too old, or from before a clock jump back
+
+    def _pair(self, kind, stamp):
+        """Residual (measured - predicted) when both sides of one robot sample are here."""
+        key = int(round(stamp * 1e9))
+        m, p = self._measured, self._predicted
+        if kind == 'predicted':
+            self._recent_predicted[key] = (p.position, p.velocity, p.effort)
+            if len(self._recent_predicted) > 256:
+                self._recent_predicted.pop(next(iter(self._recent_predicted)))
+            if m.stamp is None or int(round(m.stamp * 1e9)) != key:
+                return
+        match = self._recent_predicted.get(int(round(m.stamp * 1e9)))
+        if match is None:   # stamps of the two display topics differ: nearest within tolerance
+            if p.stamp is None or abs(p.stamp - m.stamp) > PAIR_TOLERANCE_S:
+                return
+            match = (p.position, p.velocity, p.effort)
+        r = self._residual
+        r.stamp = m.stamp
+        r.position, r.velocity, r.effort = (
+            [None if a is None or b is None else a - b for a, b in zip(meas, pred)]
+            for meas, pred in zip((m.position, m.velocity, m.effort), match))
+        if r.ring and r.ring[-1][1] == m.stamp:
+            r.ring.pop()     # paired by nearest first, now exactly: replace, do not repeat
+        else:
+            r.count += 1
+        r.ring.append((self._seq, m.stamp, r.effort, r.position))
+        self._trim(r.ring, m.stamp)
+
+    def series_since(self, seq=0, max_points=2000):
+        """
+        Return the joint samples appended after sequence number ``seq``.
+
+        Returns
+        -------
+        dict
+            ``{'seq': newest sequence number, 'measured': [[stamp, [effort...]], ...],
+            'predicted': [...], 'residual': [...]}``, efforts N·m in model joint order, at
+            most ``max_points`` per kind (the newest).
+
+        """
+        with self._lock:
+            out = {'seq': self._seq}
+            for kind, stream in (('measured', self._measured), ('predicted', self._predicted),
+                                 ('residual', self._residual)):
+                points = []
+                for s, stamp, effort, _ in reversed(stream.ring):   # newest first
+                    if s <= seq or len(points) >= max_points:
+                        break
+                    points.append([stamp, effort])
+                out[kind] = points[::-1]
+            return out
+
+    def latest_positions(self):
+        """Return ``(stamp, positions)`` of the newest measured sample, or ``(None, None)``."""
+        with self._lock:
+            return self._measured.stamp, self._measured.position
+
+    def joints(self):
+        """Return the per-joint picture: measured, predicted, residual, anomaly, RUL."""
+        with self._lock:
+            out = []
+            for i, name in enumerate(self.joint_names):
+                entry = {'name': name}
+                for kind, stream in (('measured', self._measured),
+                                     ('predicted', self._predicted),
+                                     ('residual', self._residual)):
+                    entry[kind] = None if stream.stamp is None else {
+                        'stamp': stream.stamp, 'position': stream.position[i],
+                        'velocity': stream.velocity[i], 'effort': stream.effort[i]}
+                entry['anomaly'] = self._joint_anomaly_dict(name)
+                entry['rul'] = self._rul.get(name)
+                out.append(entry)
+            return out
+
+    # ------------------------------------------------------------------ sync health
+    def update_sync(self, level, message, values, now=None):
+        """Store the bridge's ``twin/status/sync`` (level name, message, values as strings)."""
+        with self._lock:
+            self._sync = {'level': str(level), 'message': str(message),
+                          'values': {str(k): str(v) for k, v in dict(values).items()},
+                          'received': self._now(now)}
+            self._changed()
+
+    def sync(self):
+        """Return the latest sync status with the main figures parsed (s, ppm)."""
+        with self._lock:
+            s = dict(self._sync)
+        values = s['values']
+        s['latency_p50_s'] = finite_or_none(values.get('latency_p50_s'))
+        s['latency_p99_s'] = finite_or_none(values.get('latency_p99_s'))
+        s['clock_drift_ppm'] = finite_or_none(values.get('clock_drift_ppm'))
+        s['missing_joints'] = [j for j in values.get('missing_joints', '').split(',') if j]
+        return s
+
+    # ------------------------------------------------------------------ anomalies
+    def update_anomaly(self, statuses, now=None):
+        """
+        Store one /twin/anomaly message and open or close anomaly episodes.
+
+        Parameters
+        ----------
+        statuses : iterable of (name, level, message, values)
+            Status name (``twin/anomaly/robot``, ``twin/anomaly/<joint>``), level name
+            (``OK``, ``WARN``, ``ERROR``, ``STALE``), message and ``{key: str}`` values.
+        now : float, optional
+            Wall time of reception, s.
+
+        """
+        now = self._now(now)
+        with self._lock:
+            events = False
+            for name, level, message, values in statuses:
+                values = {str(k): str(v) for k, v in dict(values).items()}
+                target = str(name).rsplit('/', 1)[-1]
+                if name == 'twin/anomaly/robot':
+                    self._robot_anomaly = {'level': level, 'message': message,
+                                           'values': values, 'received': now}
+                    continue
+                self._joint_anomaly[target] = {'level': level, 'message': message,
+                                               'values': values}
+                events |= self._track_episode(target, level, message, values, now)
+            self._changed(events)
+
+    def _track_episode(self, joint, level, message, values, now):
+        """Open, update or close the episode of ``joint``; return True on open/close."""
+        episode = self._open.get(joint)
+        threshold = finite_or_none(values.get('threshold')) or 0.0
+        score = finite_or_none(values.get('score'))
+        ratio = score / threshold if score is not None and threshold > 0 else (score or 0.0)
+        if level == 'ERROR':
+            if episode is None:
+                episode = AnomalyEpisode(
+                    self._next_episode, joint, values.get('fault_type', 'unknown'),
+                    finite_or_none(values.get('since')), now, message=message)
+                self._next_episode += 1
+                self._open[joint] = episode
+                self._episodes.append(episode)
+                opened = True
+            else:
+                opened = False
+            episode.fault_type = values.get('fault_type', episode.fault_type)
+            episode.message = message
+            episode.peak_score = max(episode.peak_score, ratio)
+            return opened
+        if episode is not None:
+            episode.closed = now
+            del self._open[joint]
+            return True
+        return False
+
+    def _joint_anomaly_dict(self, joint):
+        status = self._joint_anomaly.get(joint)
+        if status is None:
+            return None
+        values = status['values']
+        episode = self._open.get(joint)
+        return {'level': status['level'], 'message': status['message'],
+                'fault_type': values.get('fault_type', ''),
+                'since': finite_or_none(values.get('since')),
+                'score': finite_or_none(values.get('score')),
+                'threshold': finite_or_none(values.get('threshold')),
+                'confidence': finite_or_none(values.get('confidence')),
+                'episode': episode.id if episode is not None else None}
+
+    def anomalies(self, active_only=False):
+        """Return the robot-level status and the episodes (newest first)."""
+        with self._lock:
+            episodes = [e.to_dict() for e in reversed(self._episodes)
+                        if e.active or not active_only]
+            robot = dict(self._robot_anomaly)
+        return {'robot': robot, 'episodes': episodes}
+
+    def acknowledge(self, episode_id, by, note='', now=None):
+        """
+        Mark anomaly episode ``episode_id`` acknowledged; return its dict.
+
+        Raises
+        ------
+        KeyError
+            No such episode (it may also have been dropped from a long history).
+
+        """
+        with self._lock:
+            for episode in self._episodes:
+                if episode.id == int(episode_id):
+                    episode.acknowledged_at = self._now(now)
+                    episode.acknowledged_by = str(by)
+                    episode.note = str(note)
+                    self._changed(events=True)
+                    return episode.to_dict()
+        raise KeyError(f'no anomaly {episode_id}; GET /api/v1/anomalies lists them')
+
+    # ------------------------------------------------------------------ RUL
+    def update_rul(self, statuses, now=None):
+        """
+        Store one /twin/rul message: statuses ``twin/rul/<joint>`` (name, level, msg, values).
+
+        Values ``rul_hours``, ``rul_lower_hours``, ``rul_upper_hours`` and ``health_index`` are
+        parsed as numbers (None when missing or not finite); ``recommended_action`` and
+        ``due_by`` are kept as text.
+        """
+        with self._lock:
+            for name, level, message, values in statuses:
+                joint = str(name).rsplit('/', 1)[-1]
+                entry = {k: finite_or_none(values.get(k)) for k in RUL_KEYS}
+                entry.update(level=level, message=message,
+                             recommended_action=str(values.get('recommended_action', '')),
+                             due_by=str(values.get('due_by', '')))
+                self._rul[joint] = entry
+            self._rul_received = self._now(now)
+            self._changed(events=True)
+
+    def rul(self):
+        """Return ``{joint: {rul_hours, rul_lower_hours, ..., recommended_action, due_by}}``."""
+        with self._lock:
+            return {'received': self._rul_received,
+                    'joints': {j: dict(v) for j, v in self._rul.items()}}
+
+    # ------------------------------------------------------------------ hub-owned sections
+    def set_ledger(self, path, entries, error=''):
+        """Store the last lifecycle-log entries (list of dicts) read from ``path``."""
+        with self._lock:
+            if (self._ledger['entries'], self._ledger['error']) != (list(entries), error):
+                self._ledger = {'path': str(path), 'entries': list(entries), 'error': error}
+                self._changed(events=True)
+
+    def ledger(self):
+        """Return ``{'path', 'entries', 'error'}`` of the lifecycle log."""
+        with self._lock:
+            return dict(self._ledger)
+
+    def set_parameters(self, source, document, error=''):
+        """Store the identified parameters document (params.yaml) and where it came from."""
+        with self._lock:
+            self._parameters = {'source': str(source), 'document': document, 'error': error}
+            self._changed(events=True)
+
+    def parameters(self):
+        """Return ``{'source', 'document', 'error'}``."""
+        with self._lock:
+            return dict(self._parameters)
+
+    def update_job(self, job):
+        """Store a what-if job's dict (keyed by its ``id``)."""
+        with self._lock:
+            self._jobs[job['id']] = dict(job)
+            self._changed(events=True)
+
+    def jobs(self):
+        """Return every what-if job, newest first."""
+        with self._lock:
+            return sorted((dict(j) for j in self._jobs.values()),
+                          key=lambda j: j['id'], reverse=True)
+
+    def job(self, job_id):
+        """Return one job's dict; raise KeyError if unknown."""
+        with self._lock:
+            if job_id not in self._jobs:
+                raise KeyError(f'no what-if job {job_id!r}')
+            return dict(self._jobs[job_id])
+
+    def set_corrective(self, enabled, error='', now=None):
+        """Store the bridge's ``corrective_actions.enabled`` (None when unknown) and why."""
+        with self._lock:
+            new = {'enabled': enabled, 'error': str(error)}
+            if {k: self._corrective[k] for k in new} != new:
+                self._corrective = dict(new, updated=self._now(now))
+                self._changed(events=True)
+
+    def corrective(self):
+        """Return ``{'enabled': bool or None, 'error': str, 'updated': wall time}``."""
+        with self._lock:
+            return dict(self._corrective)
+
+    # ------------------------------------------------------------------ all of it
+    def counters(self):
+        """Return how many display samples of each kind arrived."""
+        with self._lock:
+            return {'measured': self._measured.count, 'predicted': self._predicted.count,
+                    'residual': self._residual.count}
+
+    def snapshot(self, events=True):
+        """
+        Return the whole state as one JSON-ready dict.
+
+        ``events=False`` leaves out the slow sections (anomaly history, log, jobs, parameters)
+        and gives their version (``events``) instead, for a stream that sends them on change.
+        """
+        with self._lock:
+            out = {'robot': self.robot_name, 'joint_names': list(self.joint_names),
+                   'version': self._version, 'events': self._events,
+                   'joints': self.joints(), 'sync': self.sync(),
+                   'anomaly': dict(self._robot_anomaly), 'corrective': self.corrective(),
+                   'counters': self.counters()}
+            if events:
+                out.update(anomalies=self.anomalies(), rul=self.rul(), ledger=self.ledger(),
+                           jobs=self.jobs(), parameters=self.parameters())
+            return out

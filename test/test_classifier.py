@@ -1,0 +1,166 @@
+"""
+The fault classifier: features, decisions, ONNX parity, the packaged model, held-out accuracy.
+
+Held-out: simulated robots (seed, variant, motion) that no training run used.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from robot_twin import anomaly_train, fault_runs
+from twin_anomaly.classifier import CLASSES, ClassifierError, decide, default_model_path, \
+    Evidence, FAULT_TYPES, FEATURE_NAMES, feature_rows, JOINT_DETECTORS, load_classifier, \
+    OnnxClassifier, ROBOT_FEATURES, ROBOT_LEVEL, RuleClassifier
+
+NAMES = ('j1', 'j2', 'j3', 'j4')
+D = len(JOINT_DETECTORS)
+
+
+def evidence(peaks=None, robot=None):
+    """Evidence with the given ``{(joint, detector): peak}`` (ratio and z follow the peak)."""
+    peak = np.zeros((len(NAMES), D))
+    for (j, det), value in (peaks or {}).items():
+        peak[j, JOINT_DETECTORS.index(det)] = value
+    values = dict.fromkeys(ROBOT_FEATURES, 0.0)
+    values.update(robot or {})
+    return Evidence(NAMES, 3.0 * peak, 0.8 * peak, peak, values)
+
+
+def test_feature_rows_describe_each_joint_against_the_others():
+    ev = evidence({(1, 'gmo'): 4.0, (2, 'gmo'): 2.0, (2, 'stuck_q'): 9.0},
+                  {'wrench_peak': np.nan, 'payload_mass_kg': 5.0})
+    rows = feature_rows(ev)
+    assert rows.shape == (len(NAMES), len(FEATURE_NAMES)) and rows.dtype == np.float32
+    col = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    squash = np.log1p
+    assert rows[1, col['own.peak.gmo']] == pytest.approx(squash(4.0))
+    assert rows[2, col['others.gmo.peak']] == pytest.approx(squash(4.0))
+    assert rows[1, col['others.stuck_q.peak']] == pytest.approx(squash(9.0))
+    # the joints before j3 peak at 4, after it nothing: a force on j3's link looks like this
+    assert rows[2, col['proximal.gmo.peak']] == pytest.approx(squash(4.0))
+    assert rows[2, col['distal.gmo.peak']] == 0.0
+    assert rows[0, col['distal.gmo.peak']] == pytest.approx(squash(4.0))
+    assert rows[1, col['gmo.peak_rank']] == 0.0 and rows[2, col['gmo.peak_share']] == \
+        pytest.approx(1 / 3)
+    assert rows[3, col['joint.position']] == 1.0
+    assert np.all(rows[:, col['robot.wrench_peak']] == 0.0)       # NaN (no sensor) -> 0
+    assert np.all(rows[:, col['robot.payload_mass_kg']] == 1.0)   # 5 kg / 5 kg
+
+
+def probabilities(**where):
+    p = np.zeros((len(NAMES), len(CLASSES)))
+    p[:, 0] = 1.0
+    for name, (rows, value) in where.items():
+        k = CLASSES.index(name)
+        p[rows, k] = value
+        p[rows, 0] = 1.0 - value
+    return p
+
+
+def test_a_joint_fault_goes_to_its_most_probable_row_a_robot_fault_to_no_joint():
+    verdict = decide(probabilities(friction_increase=([2], 0.9)), NAMES)
+    assert (verdict.fault_type, verdict.joint) == ('friction_increase', 'j3')
+    assert verdict.confidence == pytest.approx(0.9)
+    verdict = decide(probabilities(payload_change=([0, 1, 2, 3], 0.7)), NAMES)
+    assert (verdict.fault_type, verdict.joint) == ('payload_change', '')
+    assert decide(probabilities(joint_lock=([1], 0.4)), NAMES).fault_type == 'unknown'
+    assert decide(probabilities(joint_lock=([1], 0.4)), NAMES, min_confidence=0.3).joint \
+        == 'j2'
+
+
+def test_the_rules_follow_the_dominant_detector():
+    def rules(ev):
+        verdict = RuleClassifier().classify(ev)
+        return verdict.fault_type, verdict.joint
+
+    assert rules(evidence({(2, 'stuck_qd'): 5.0})) == ('stuck_sensor', 'j3')
+    assert rules(evidence({(1, 'pv_bias'): 5.0})) == ('sensor_bias', 'j2')
+    assert rules(evidence({(3, 'flat'): 2.0})) == ('torque_saturation', 'j4')
+    assert rules(evidence(robot={'missing_peak': 3.0})) == ('dropout', '')
+    assert rules(evidence({(0, 'gmo'): 3.0, (1, 'gmo'): 2.0})) == \
+        ('collision_force', 'j2')
+
+
+def synthetic_dataset(seed, rows=1500):
+    """Feature rows whose class follows the feature of its detector: a learnable toy problem."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, (rows, len(FEATURE_NAMES))).astype(np.float32)
+    y = rng.choice(CLASSES, rows)
+    for k, name in enumerate(CLASSES):
+        x[y == name, k] += 4.0
+    return x, y
+
+
+def test_the_onnx_export_gives_the_probabilities_of_scikit_learn(tmp_path):
+    x, y = synthetic_dataset(0)
+    pipeline = anomaly_train.fit(anomaly_train.make_pipeline(0), x, y)
+    path = anomaly_train.export_onnx(pipeline, tmp_path / 'm.onnx', {'note': 'test'})
+    held_x, _ = synthetic_dataset(1, 500)
+    assert anomaly_train.parity(pipeline, path, held_x) <= anomaly_train.PARITY_TOLERANCE
+    model = OnnxClassifier(path)
+    assert model.classes == tuple(pipeline.classes_)
+    assert model.metadata['note'] == 'test'
+    np.testing.assert_allclose(model.probabilities(held_x), pipeline.predict_proba(held_x),
+                               atol=1e-5)
+
+
+def test_a_model_made_for_other_features_or_missing_is_refused(tmp_path):
+    x, y = synthetic_dataset(0, 400)
+    pipeline = anomaly_train.fit(anomaly_train.make_pipeline(0), x, y)
+    path = anomaly_train.export_onnx(pipeline, tmp_path / 'm.onnx', {})
+    import onnx
+    proto = onnx.load(str(path))
+    for entry in proto.metadata_props:
+        if entry.key == 'feature_names':
+            entry.value = json.dumps(['x'] * len(FEATURE_NAMES))
+    other = tmp_path / 'other.onnx'
+    onnx.save(proto, str(other))
+    with pytest.raises(ClassifierError, match='retrain'):
+        OnnxClassifier(other)
+    with pytest.raises(ClassifierError, match='not found'):
+        load_classifier(str(tmp_path / 'absent.onnx'))
+    assert isinstance(load_classifier('rules'), RuleClassifier)
+
+
+def test_the_packaged_model_gives_the_probabilities_of_scikit_learn_that_made_it():
+    """Parity of the shipped file: scikit-learn's outputs on held-out rows, stored at export."""
+    model = load_classifier('')
+    assert isinstance(model, OnnxClassifier)
+    assert str(default_model_path()) == model.path
+    assert set(model.classes) == set(CLASSES)
+    assert int(model.metadata['training_rows']) > 1000
+    check = json.loads(model.metadata['parity_check'])
+    rows = np.array(check['rows'], dtype=np.float32)
+    assert rows.shape[0] >= 20
+    np.testing.assert_allclose(model.probabilities(rows), check['probabilities'], atol=1e-5,
+                               rtol=0.0)
+
+
+HELD_OUT = fault_runs.Case(arm='builtin', engine='mujoco', seed=31337, index=0,
+                           motion_seed=31337, period_s=5.0, fraction=0.3)
+CONFIG = fault_runs.monitor_config(commissioning_duration_s=20.0)
+
+
+def test_the_packaged_model_names_faults_on_a_robot_it_never_saw(tmp_path):
+    """Held-out: a seed, variant and motion no training run used."""
+    path = tmp_path / 'held_out.yaml'
+    fault_runs.commission(HELD_OUT, path, CONFIG)
+    robot = fault_runs.SimulatedRobot(HELD_OUT, tmp_path)
+    specs = fault_runs.fault_catalog(robot, ['joint2', 'joint5'], sizes=('large',),
+                                     incipient=False)
+    right_type, right_joint, detected = [], [], 0
+    for spec in specs:
+        result = fault_runs.run_fault(HELD_OUT, spec, path, CONFIG)
+        first = result.first_alarm
+        if first is None or first['t'] < spec.onset_s:
+            continue
+        detected += 1
+        decided = first['decided']
+        right_type.append(decided['fault_type'] == spec.fault_type)
+        if spec.fault_type not in ROBOT_LEVEL:
+            right_joint.append(decided['joint'] == spec.joint)
+    assert detected >= 0.9 * len(specs)
+    assert np.mean(right_type) >= 0.8
+    assert np.mean(right_joint) >= 0.9
+    assert {s.fault_type for s in specs} == set(FAULT_TYPES)

@@ -1,0 +1,84 @@
+"""
+robot-twin aas export: the URDF's data, the identified parameters and the health in an .aasx.
+
+The SDK's reader takes the file back (plain pytest; the command itself runs as a process).
+"""
+import subprocess
+import sys
+
+from basyx.aas import model
+import pytest
+
+from robot_twin.hub.aas import build_shell, read_aasx, write_aasx
+from twin_sim.resources import builtin_urdf
+from twin_sim.urdf_model import RobotModel
+
+
+def _element(container, *path):
+    for name in path:
+        container = container.get_referable(name)
+    return container
+
+
+def _hub_state(names):
+    joints = [{'name': n, 'anomaly': {'level': 'ERROR' if n == 'joint3' else 'OK',
+                                      'fault_type': 'friction_like' if n == 'joint3' else 'none'},
+               'rul': {'rul_hours': 100.0 + i, 'rul_lower_hours': 80.0,
+                       'rul_upper_hours': 130.0, 'health_index': 0.5,
+                       'recommended_action': 'inspect gearbox', 'due_by': '2027-01-10'}}
+              for i, n in enumerate(names)]
+    return {'joints': joints, 'anomaly': {'level': 'ERROR', 'message': 'anomaly on joint3'}}
+
+
+def test_the_aasx_round_trips_with_urdf_parameters_and_health(tmp_path):
+    robot = RobotModel.from_urdf(builtin_urdf())
+    params = tmp_path / 'params.yaml'
+    robot.save_parameters(params)
+    store, files, shell_id = build_shell(robot, params_path=params,
+                                         state=_hub_state(robot.joint_names),
+                                         manufacturer='ACME', serial_number='SN-42', year=2026)
+    path = tmp_path / 'twin.aasx'
+    write_aasx(path, store, files, shell_id)
+    back, back_files = read_aasx(path)
+    shell = back.get_item(shell_id)
+    assert isinstance(shell, model.AssetAdministrationShell)
+    submodels = {ref.resolve(back).id_short: ref.resolve(back) for ref in shell.submodel}
+    assert set(submodels) == {'Nameplate', 'TechnicalData', 'IdentifiedParameters', 'Health'}
+    plate = submodels['Nameplate']
+    assert _element(plate, 'SerialNumber').value == 'SN-42'
+    assert _element(plate, 'ManufacturerName').value['en'] == 'ACME'
+    tech = submodels['TechnicalData']
+    assert _element(tech, 'TechnicalProperties', 'DegreesOfFreedom').value == robot.n
+    for i, joint in enumerate(robot.joint_names):
+        limit = _element(tech, 'TechnicalProperties', 'Joints', joint, 'EffortLimit').value
+        assert limit == pytest.approx(robot.effort_limit[i])
+    urdf_file = _element(tech, 'GeneralInformation', 'RobotDescription').value
+    packed = back_files.get_sha256(urdf_file)
+    assert packed is not None
+    identified = submodels['IdentifiedParameters']
+    mass = _element(identified, 'Joints', 'joint2', 'Body_m').value
+    assert mass == pytest.approx(robot.dynamic_parameters()['robot_twin_dynamics']['bodies']
+                                 ['joint2']['dynamic_parameters'][0])
+    health = submodels['Health']
+    assert _element(health, 'Joints', 'joint3', 'FaultType').value == 'friction_like'
+    assert _element(health, 'Joints', 'joint4', 'RulHours').value == pytest.approx(103.0)
+    assert _element(health, 'Joints', 'joint4', 'DueBy').value == '2027-01-10'
+
+
+def test_the_command_writes_a_readable_file_and_refuses_bad_input(tmp_path):
+    out = tmp_path / 'twin.aasx'
+    run = subprocess.run([sys.executable, '-m', 'robot_twin', 'aas', 'export', '--output',
+                          str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    store, _files = read_aasx(out)
+    health = next(o for o in store if getattr(o, 'id_short', '') == 'Health')
+    assert _element(health, 'Joints', 'joint1', 'RulHours').value is None   # no hub asked
+    bad = subprocess.run([sys.executable, '-m', 'robot_twin', 'aas', 'export', '--output',
+                          str(out), '--params', str(tmp_path / 'missing.yaml')],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and 'missing.yaml' in bad.stderr
+    assert 'Traceback' not in bad.stderr
+    hub = subprocess.run([sys.executable, '-m', 'robot_twin', 'aas', 'export', '--output',
+                          str(out), '--hub', 'http://127.0.0.1:9'],
+                         capture_output=True, text=True, timeout=120)
+    assert hub.returncode == 2 and 'cannot read the twin state' in hub.stderr

@@ -1,0 +1,240 @@
+"""The hub's ROS-free parts: the state store, its settings, the lifecycle-log view, job checks."""
+import math
+import time
+
+import pytest
+
+from robot_twin.config import ConfigError
+from robot_twin.graph import describe_graph
+from robot_twin.hub.jobs import JobRejected, WhatIfJobs
+from robot_twin.hub.lifecycle import append_acknowledgement, read_tail
+from robot_twin.hub.settings import hub_overrides, hub_spec, hub_urls, HubSettings, \
+    parse_address, read_token
+from robot_twin.hub.state import TwinState
+from twin_bridge.ledger import Ledger, verify_ledger
+
+NAMES = ['j1', 'j2', 'j3']
+
+
+def _state():
+    return TwinState(NAMES, 'arm', history_s=10.0, clock=lambda: 100.0)
+
+
+def test_joint_samples_are_reordered_by_name_and_unknown_joints_ignored():
+    s = _state()
+    s.update_joints('measured', 5.0, ['j3', 'x', 'j1'], [3.0, 9.0, 1.0], [], [30.0, 9.0, 10.0])
+    j = {e['name']: e for e in s.joints()}
+    assert j['j1']['measured']['position'] == 1.0 and j['j3']['measured']['position'] == 3.0
+    assert j['j2']['measured']['position'] is None          # not in the message
+    assert j['j1']['measured']['velocity'] is None          # wrong length: absent
+    s.update_joints('measured', 5.1, ['j1'], [math.nan], [], [])
+    assert s.joints()[0]['measured']['position'] is None    # NaN is never shown as a number
+    with pytest.raises(ValueError, match='measured'):
+        s.update_joints('residual', 5.0, NAMES, [0] * 3)
+
+
+def test_residual_pairs_the_same_robot_sample_in_either_arrival_order():
+    s = _state()
+    s.update_joints('predicted', 1.00, NAMES, [0.0] * 3, [0.0] * 3, [1.0, 2.0, 3.0])
+    s.update_joints('measured', 1.00, NAMES, [0.1] * 3, [0.0] * 3, [1.5, 2.0, 2.0])
+    assert s.joints()[0]['residual']['effort'] == pytest.approx(0.5)
+    s.update_joints('measured', 2.00, NAMES, [0.1] * 3, [0.0] * 3, [4.0, 4.0, 4.0])
+    s.update_joints('predicted', 2.00, NAMES, [0.0] * 3, [0.0] * 3, [1.0, 1.0, 1.0])
+    assert s.joints()[2]['residual']['effort'] == pytest.approx(3.0)
+    assert s.counters()['residual'] == 2
+    series = s.series_since(0)
+    assert [p[0] for p in series['residual']] == [1.0, 2.0]
+    assert series['residual'][1][1] == pytest.approx([3.0, 3.0, 3.0])
+    later = s.series_since(series['seq'])
+    assert later['measured'] == [] and later['residual'] == []
+
+
+def test_nearest_pairing_is_replaced_by_the_exact_one_without_a_duplicate():
+    s = _state()
+    s.update_joints('predicted', 0.99, NAMES, [0.0] * 3, [0.0] * 3, [1.0] * 3)
+    s.update_joints('measured', 1.00, NAMES, [0.0] * 3, [0.0] * 3, [2.0] * 3)
+    assert s.joints()[0]['residual']['effort'] == pytest.approx(1.0)   # nearest (10 ms)
+    s.update_joints('predicted', 1.00, NAMES, [0.0] * 3, [0.0] * 3, [1.5] * 3)
+    assert s.joints()[0]['residual']['effort'] == pytest.approx(0.5)   # exact
+    assert [p[0] for p in s.series_since(0)['residual']] == [1.0]
+    s.update_joints('measured', 3.00, NAMES, [0.0] * 3, [0.0] * 3, [2.0] * 3)
+    assert s.joints()[0]['residual']['stamp'] == 1.0      # 2 s apart: no pairing
+
+
+def test_history_keeps_history_s_of_stamps():
+    s = _state()
+    for k in range(30):
+        s.update_joints('measured', float(k), NAMES, [0.0] * 3, [], [float(k)] * 3)
+    stamps = [p[0] for p in s.series_since(0)['measured']]
+    assert stamps[0] == 19.0 and stamps[-1] == 29.0
+
+
+def _anomaly(level, joint='j2', fault='friction_like', score='3.0'):
+    return [('twin/anomaly/robot', level, 'x', {'score': score}),
+            (f'twin/anomaly/{joint}', level, f'anomaly: {fault}',
+             {'score': score, 'threshold': '1.5', 'fault_type': fault, 'since': '12.5'})]
+
+
+def test_anomaly_episodes_open_update_close_and_acknowledge():
+    s = _state()
+    s.update_anomaly(_anomaly('OK', score='0.2'), now=10.0)
+    assert s.anomalies()['episodes'] == []
+    s.update_anomaly(_anomaly('ERROR'), now=11.0)
+    s.update_anomaly(_anomaly('ERROR', score='6.0'), now=11.5)
+    (episode,) = s.anomalies(active_only=True)['episodes']
+    assert episode['joint'] == 'j2' and episode['since'] == 12.5 and episode['active']
+    assert episode['peak_score'] == pytest.approx(4.0)           # 6.0 / 1.5
+    assert s.joints()[1]['anomaly']['episode'] == episode['id']
+    s.update_anomaly(_anomaly('OK', score='0.2'), now=13.0)
+    assert s.anomalies(active_only=True)['episodes'] == []
+    closed = s.anomalies()['episodes'][0]
+    assert closed['closed'] == 13.0 and not closed['active']
+    acked = s.acknowledge(episode['id'], 'api', 'checked', now=14.0)
+    assert acked['acknowledged_at'] == 14.0 and acked['note'] == 'checked'
+    with pytest.raises(KeyError, match='no anomaly 99'):
+        s.acknowledge(99, 'api')
+    s.update_anomaly(_anomaly('ERROR', joint='j3', fault='sensor_bias'), now=20.0)
+    assert [e['id'] for e in s.anomalies()['episodes']] == [2, 1]
+
+
+def test_rul_values_are_parsed_and_bad_numbers_become_none():
+    s = _state()
+    values = {'rul_hours': '120.5', 'rul_lower_hours': 'nan', 'recommended_action': 'inspect',
+              'due_by': '2027-01-01'}
+    s.update_rul([('twin/rul/j1', 'OK', 'ok', values)], now=5.0)
+    r = s.rul()['joints']['j1']
+    assert r['rul_hours'] == 120.5 and r['rul_lower_hours'] is None
+    assert r['rul_upper_hours'] is None and r['recommended_action'] == 'inspect'
+    assert s.joints()[0]['rul']['due_by'] == '2027-01-01'
+
+
+def test_version_moves_on_changes_and_snapshot_is_json_ready():
+    import json
+    s = _state()
+    v0 = s.version
+    s.update_sync('OK', 'in sync', {'latency_p99_s': 0.002}, now=1.0)
+    assert s.version > v0 and s.sync()['latency_p99_s'] == 0.002
+    s.set_corrective(True)
+    events = s.snapshot()['events']
+    s.set_corrective(True)                       # no change, no event
+    assert s.snapshot()['events'] == events
+    json.dumps(s.snapshot(), allow_nan=False)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('127.0.0.1:8080', ('127.0.0.1', 8080)), (':8080', ('127.0.0.1', 8080)),
+    ('0.0.0.0:1', ('0.0.0.0', 1)), ('[::1]:4840', ('::1', 4840)),
+    ('localhost:8765', ('localhost', 8765))])
+def test_addresses(text, expected):
+    assert parse_address(text, '--api') == expected
+
+
+@pytest.mark.parametrize('text, problem', [
+    ('8080', 'HOST:PORT'), ('127.0.0.1:0', 'port'), ('127.0.0.1:99999', 'port'),
+    ('example.com:80', 'IP address'), ('127.0.0.1:http', 'port')])
+def test_bad_addresses_are_named(text, problem):
+    with pytest.raises(ConfigError, match=problem):
+        parse_address(text, '--api')
+
+
+def test_token_files(tmp_path):
+    good = tmp_path / 'good'
+    good.write_text('a' * 20 + '\n')
+    assert read_token(good) == 'a' * 20
+    short = tmp_path / 'short'
+    short.write_text('abc')
+    with pytest.raises(ConfigError, match='at least 16'):
+        read_token(short)
+    with pytest.raises(ConfigError, match='cannot read'):
+        read_token(tmp_path / 'missing')
+
+
+def test_settings_and_the_bring_up_helpers(tmp_path):
+    token = tmp_path / 'token'
+    token.write_text('t' * 32)
+    assert HubSettings.from_parameters({}).api is None      # everything off by default
+    s = HubSettings.from_parameters({'api.address': '127.0.0.1:8080',
+                                     'api.token_file': str(token)})
+    assert s.api == ('127.0.0.1', 8080) and s.writes_enabled and s.opcua is None
+    with pytest.raises(ConfigError) as err:
+        HubSettings.from_parameters({'api.address': 'x', 'opcua.address': '1.2.3.4:0',
+                                     'dynamics_params_file': str(tmp_path / 'nope.yaml')})
+    assert len(err.value.errors) == 3
+    overrides = hub_overrides(api=':8080', api_token_file=str(token), opcua='127.0.0.1:4840')
+    assert overrides['api.address'] == ':8080' and 'foxglove.address' not in overrides
+    lines = hub_urls(overrides)
+    assert lines[0] == 'dashboard  http://127.0.0.1:8080/'
+    assert 'writes with the bearer token' in lines[1]
+    assert lines[2] == 'OPC UA     opc.tcp://127.0.0.1:4840/robot_twin/'
+    with pytest.raises(ConfigError, match='--foxglove'):
+        hub_overrides(foxglove='nohost')
+    graph = describe_graph('twin')
+    spec = hub_spec(graph, overrides)
+    (node,) = spec.nodes
+    assert (spec.executable, node.name) == ('twin_hub', 'twin_hub')
+    assert spec.params_files == (graph.config.path,)
+    assert node.parameters['api.address'] == ':8080'
+    assert node.parameters['urdf_path'] == graph.urdf
+
+
+def test_ledger_tail_and_acknowledgements(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    assert read_tail(path) == ([], '')
+    with Ledger(path, durable=False) as ledger:
+        for k in range(5):
+            ledger.append('rul', {'k': k})
+        message = append_acknowledgement(path, {'id': 1, 'joint': 'j2'})
+        assert 'held by' in message                      # the twin writes it: refused
+    assert append_acknowledgement(path, {'id': 1, 'joint': 'j2', 'note': 'ok'}) == ''
+    entries, error = read_tail(path, 3)
+    assert error == '' and [e['kind'] for e in entries] == ['rul', 'rul', 'anomaly_acknowledged']
+    assert entries[-1]['data']['note'] == 'ok'
+    assert verify_ledger(path).problem is None           # the chain is intact
+    with open(path, 'a', encoding='utf-8') as f:
+        f.write('not json\n')
+    assert read_tail(path, 1)[0] == [{'malformed': 'not json'}]
+
+
+def test_whatif_jobs_check_requests_and_report_a_failed_worker(tmp_path):
+    s = _state()
+    jobs = WhatIfJobs(s, str(tmp_path), max_samples=4, max_queued=0, python='/bin/false')
+    with pytest.raises(JobRejected) as err:
+        jobs.submit('no_such_scenario', 1)
+    assert err.value.status == 422 and 'payload_sweep' in str(err.value)
+    with pytest.raises(JobRejected, match='1..4'):
+        jobs.submit('payload_sweep', 5)
+    job = jobs.submit('payload_sweep', 2, seed=1)
+    deadline = time.monotonic() + 30
+    while s.job(job['id'])['status'] == 'running' and time.monotonic() < deadline:
+        time.sleep(0.05)
+        jobs.poll()
+    done = s.job(job['id'])
+    assert done['status'] == 'failed' and 'no summary' in done['error']
+    assert done['returncode'] == 1 and done['files'] == ['log.txt']
+
+
+def test_display_pairing_decodes_one_sample_per_period_with_its_prediction():
+    from robot_twin.hub.pairing import DisplayPairing
+    pairing = DisplayPairing(period_ns=20_000_000)
+    ms = 1_000_000
+    # a 1 kHz stream: measured and predicted of each robot sample, in either order
+    decoded = []
+    for k in range(100):
+        now, stamp = k * ms, 10_000 * ms + k * ms
+        first, second = (('measured', 'predicted') if k % 2 else ('predicted', 'measured'))
+        for kind in (first, second):
+            got = getattr(pairing, kind)(stamp, now, (kind, stamp))
+            decoded += [payload for _kind, payload in got]
+    measured = [s for kind, s in decoded if kind == 'measured']
+    predicted = [s for kind, s in decoded if kind == 'predicted']
+    assert len(measured) == 5                       # 100 ms at one per 20 ms
+    assert predicted == measured                    # each with its own prediction
+
+
+def test_display_pairing_falls_back_when_the_topics_never_share_a_sample():
+    from robot_twin.hub.pairing import DisplayPairing
+    pairing = DisplayPairing(period_ns=20)
+    got = []
+    for now in range(0, 200, 10):
+        got += pairing.measured(2 * now, now, 'm') + pairing.predicted(2 * now + 1, now, 'p')
+    assert [kind for kind, _ in got].count('predicted') >= 3

@@ -1,0 +1,163 @@
+"""
+The anomaly monitor end to end: commissioning (calibration, thresholds), reload, monitoring.
+
+The robot is a randomized MuJoCo KUKA iiwa that differs from the twin's URDF (bodies, damping,
+Coulomb friction and rotor inertia the URDF lacks, sensor noise): robot_twin.fault_runs.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from robot_twin import fault_runs
+from twin_anomaly.detector import DetectorState
+from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
+from twin_anomaly.report import ROBOT_STATUS, status_entries
+from twin_bridge.intake import RobotSample
+from twin_sim import resources
+from twin_sim.urdf_model import RobotModel
+
+CONFIG = MonitorConfig(commissioning_duration_s=20.0, model_path='rules')
+CASE = fault_runs.Case(arm='iiwa', engine='mujoco', seed=4242, index=0, motion_seed=4242)
+
+
+@pytest.fixture(scope='module')
+def nominal():
+    """Commission on 20 s of nominal motion, then monitor 10 s more, in one run."""
+    return fault_runs.nominal_run(CASE, 10.0, CONFIG, model_path='rules')
+
+
+@pytest.fixture(scope='module')
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp('monitor') / 'iiwa.yaml'
+    summary = fault_runs.commission(CASE, path, CONFIG)
+    return path, summary
+
+
+def test_commissioning_calibrates_the_model_to_the_robot(nominal):
+    cal = nominal.commissioning['calibration']
+    assert cal['accepted'], cal['reason']
+    before, after = np.array(cal['rmse_before']), np.array(cal['rmse_after'])
+    assert np.all(after < before)
+    assert after.max() < 0.3                      # N·m, the goal of the calibrated floor
+
+
+def test_no_alarm_comes_from_the_end_of_commissioning(nominal):
+    """The reported bug: an alarm right at the end of commissioning, long before any fault."""
+    assert nominal.monitored_from == pytest.approx(20.0, abs=0.1)
+    assert nominal.alarms == []
+    first_second = nominal.t < nominal.monitored_from + 1.0
+    assert nominal.score[first_second].max() < 0.8
+    assert nominal.score.max() < 1.0
+
+
+def test_the_saved_calibration_and_thresholds_are_loaded_on_the_next_start(saved):
+    path, summary = saved
+    model = fault_runs.SimulatedRobot(CASE, path.parent).twin_model
+    events = []
+    monitor = AnomalyMonitor(model, CONFIG, thresholds_file=path)
+    events = monitor.poll_events()
+    assert monitor.commissioned
+    assert events[0]['kind'] == 'thresholds_loaded' and events[0]['calibrated']
+    assert monitor.calibrated_model is not None
+    assert summary['calibration']['accepted']
+    # the loaded twin watches the same robot without an alarm (restarted mid-motion)
+    result = fault_runs.run_fault(CASE, None, path, CONFIG, model_path='rules')
+    assert result.alarms == [] and result.score.max() < 1.0
+    fresh = AnomalyMonitor(model, CONFIG, thresholds_file=path, recommission=True)
+    assert not fresh.commissioned
+    assert [e['kind'] for e in fresh.poll_events()] == ['commissioning_started']
+
+
+def test_a_fault_after_reload_is_raised_with_its_joint(saved):
+    path, _ = saved
+    robot = fault_runs.SimulatedRobot(CASE, path.parent)
+    spec = fault_runs.fault_catalog(robot, ['lbr_iiwa_joint_3'], sizes=('large',),
+                                    incipient=False, types=['collision_force'])[0]
+    result = fault_runs.run_fault(CASE, spec, path, CONFIG, model_path='rules')
+    first = result.first_alarm
+    assert first is not None and 0.0 <= first['t'] - spec.onset_s < 0.1
+    assert first['decided']['fault_type'] == 'collision_force'
+
+
+def test_another_robots_or_an_old_file_is_refused_and_commissioning_starts(saved, tmp_path):
+    path, _ = saved
+    builtin = RobotModel.from_urdf(resources.builtin_urdf())
+    logged = []
+    monitor = AnomalyMonitor(builtin, CONFIG, thresholds_file=path,
+                             log=lambda level, text: logged.append((level, text)))
+    assert not monitor.commissioned
+    assert logged[0][0] == 'warning' and 'joints' in logged[0][1]
+    old = tmp_path / 'old.yaml'
+    old.write_text('robot_twin_anomaly_thresholds: {version: 1}\n')
+    assert not AnomalyMonitor(builtin, CONFIG, thresholds_file=old).commissioned
+
+
+def synthetic_samples(model, seconds, offset=None, start=0.0):
+    """Yield samples of a robot that is the model (dynamics + friction), plus noise."""
+    from twin_sim.trajectory import DemoMotion
+    motion = DemoMotion.from_model(model, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
+                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
+    rng = np.random.default_rng(1)
+    t = start + np.arange(1, int(seconds * 1000) + 1) * 1e-3
+    q, qd, qdd = motion.sample(t)
+    for k in range(t.size):
+        tau = model.inverse_dynamics(q[k], qd[k], qdd[k]) + model.friction_model.torque(qd[k])
+        tau = tau + 0.05 * rng.standard_normal(model.n)
+        if offset is not None and t[k] >= offset[0]:
+            tau[offset[1]] += offset[2]
+        yield RobotSample(t[k], (0, 0), q[k] + 1e-4 * rng.standard_normal(model.n),
+                          qd[k] + 1e-3 * rng.standard_normal(model.n), tau)
+
+
+@pytest.fixture(scope='module')
+def builtin():
+    return RobotModel.from_urdf(resources.builtin_urdf())
+
+
+def test_an_effort_offset_is_reported_on_its_joint_with_events_and_statuses(builtin):
+    config = MonitorConfig(commissioning_duration_s=6.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(builtin, config)
+    states = []
+    for k, sample in enumerate(synthetic_samples(builtin, 8.0, offset=(7.0, 2, 3.0))):
+        monitor.update(sample, None, now=sample.t + 0.001)
+        if k % 20 == 0:
+            states.append(monitor.report())
+    events = monitor.poll_events()
+    kinds = [e['kind'] for e in events]
+    assert kinds[0] == 'commissioning_started' and 'commissioning_finished' in kinds
+    assert 'calibration_finished' not in kinds
+    raised = [e for e in events if e['kind'] == 'anomaly_raised']
+    assert raised and raised[0]['group'] == 'joint3' and raised[0]['stamp'] >= 7.0
+    state = states[-1]
+    assert isinstance(state, DetectorState) and state.level == 'ERROR'
+    assert state.faulty_joint == 'joint3' and state.fault_type != 'none'
+    entries = {e.name: e for e in status_entries(state)}
+    assert entries[ROBOT_STATUS].values['joint'] == 'joint3'
+    assert 'confidence' in entries[ROBOT_STATUS].values
+    assert entries['twin/anomaly/joint3'].level == 'ERROR'
+    assert {'twin/anomaly/wrench', 'twin/anomaly/stream'} <= set(entries)
+    assert all(s.level == 'OK' for s in states[:5])         # commissioning
+
+
+def test_a_robot_without_velocities_and_a_restarted_clock(builtin):
+    config = MonitorConfig(commissioning_duration_s=3.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(builtin, config)
+    for sample in synthetic_samples(builtin, 4.0):
+        monitor.update(RobotSample(sample.t, sample.stamp, sample.position, None,
+                                   sample.effort))
+    assert monitor.commissioned
+    state = monitor.report()
+    assert state.level in ('OK', 'WARN') and math.isfinite(state.score)
+    # the robot's clock jumps back 3 s mid-motion (a simulator reset): thresholds kept
+    for sample in synthetic_samples(builtin, 1.0, start=4.0):
+        monitor.update(RobotSample(sample.t - 3.0, sample.stamp, sample.position, None,
+                                   sample.effort))
+    assert monitor.commissioned and monitor.report().level != 'ERROR'
+
+
+def test_only_a_robot_model_is_accepted():
+    with pytest.raises(TypeError, match='RobotModel'):
+        AnomalyMonitor(['joint1', 'joint2'], MonitorConfig(model_path='rules'))
+    with pytest.raises(ValueError, match='calibration_fraction'):
+        MonitorConfig(calibration_fraction=1.0)

@@ -1,0 +1,195 @@
+"""Each model-free sensor check on synthetic signals with known answers."""
+import math
+
+import numpy as np
+import pytest
+
+from twin_anomaly.sensor_checks import SensorChecks
+
+DT = 1e-3
+BLOCK = 20            # samples per block
+
+
+def motion(t):
+    """Two joints: q = sin, qd its exact derivative (semi-implicit Euler convention below)."""
+    q = np.array([0.5 * np.sin(2.0 * t), 0.3 * np.sin(3.0 * t + 1.0)])
+    qd = np.array([1.0 * np.cos(2.0 * t), 0.9 * np.cos(3.0 * t + 1.0)])
+    return q, qd
+
+
+def feed(checks, seconds, *, q_of=None, tau_of=None, noise=None, skip=(), t0=0.0, seed=0,
+         now_of=None):
+    """Feed ``seconds`` of samples; return the blocks (one per BLOCK samples)."""
+    rng = np.random.default_rng(seed)
+    blocks = []
+    steps = int(round(seconds / DT))
+    for k in range(1, steps + 1):
+        t = t0 + k * DT
+        q, qd = (q_of or motion)(t)
+        tau = tau_of(t) if tau_of else np.array([2.0 * np.sin(t), 1.0 + 0.5 * np.cos(t)])
+        if noise is not None:
+            q = q + noise[0] * rng.standard_normal(2)
+            qd = qd + noise[1] * rng.standard_normal(2)
+            tau = tau + noise[2] * rng.standard_normal(2)
+        if k not in skip:
+            checks.update(t, q, qd, tau, None if now_of is None else now_of(t))
+        if k % BLOCK == 0:
+            blocks.append(checks.take_block())
+    return blocks
+
+
+def learned(seconds=2.0, **kwargs):
+    checks = SensorChecks(2, leak_s=5.0)
+    checks.start_lag_learning()
+    feed(checks, seconds, **kwargs)
+    checks.learn_lag()
+    return checks
+
+
+def test_consistent_signals_give_no_position_velocity_bias():
+    checks = learned()
+    blocks = feed(checks, 2.0, t0=2.0)
+    bias = np.array([b.pv_bias for b in blocks if b is not None])
+    assert np.abs(bias).max() < 2e-6                 # rad, against motions of 0.5 rad
+    assert all(b.repeat_run.max() == 0 for b in blocks)
+
+
+def test_a_position_step_the_velocity_cannot_explain_is_held_by_the_leaky_sum():
+    checks = learned()
+
+    def stepped(t):
+        q, qd = motion(t)
+        if t >= 2.5:
+            q[1] += 0.02
+        return q, qd
+
+    blocks = feed(checks, 2.0, q_of=stepped, t0=2.0)
+    bias = np.array([b.pv_bias[1] for b in blocks])
+    jump = np.array([b.pv_jump[1] for b in blocks])
+    k = int(round(0.5 / (BLOCK * DT))) - 1            # the block holding t = 2.5 s
+    assert bias[k] == pytest.approx(0.02, rel=0.02)
+    assert jump[k] == pytest.approx(0.02, rel=0.02)
+    # 1.5 s later the leaky sum (5 s) still holds exp(-1.5/5) of the step
+    assert bias[-1] == pytest.approx(0.02 * math.exp(-1.5 / 5.0), rel=0.05)
+    assert np.abs(bias[:k]).max() < 2e-6
+
+
+def test_a_velocity_bias_makes_the_sum_drift_at_its_rate():
+    checks = learned()
+
+    def biased(t):
+        q, qd = motion(t)
+        qd[0] += 0.05
+        return q, qd
+
+    blocks = feed(checks, 0.4, q_of=biased, t0=2.0)
+    # d/dt pv_bias = -bias (integrated velocity runs ahead of the position)
+    assert blocks[-1].pv_bias[0] == pytest.approx(-0.05 * 0.4, rel=0.05)
+
+
+def test_the_learned_lag_is_the_velocity_delay():
+    delay = 0.004
+
+    def lagging(t):
+        q, _ = motion(t)
+        return q, motion(t - delay)[1]
+
+    checks = learned(seconds=4.0, q_of=lagging)
+    np.testing.assert_allclose(checks.lag_s, delay, rtol=0.1)
+
+
+def test_a_frozen_signal_repeats_and_its_noise_level_collapses():
+    checks = SensorChecks(2)
+    rng_noise = (1e-4, 1e-3, 0.05)
+    held = {}
+
+    def tau_of(t):
+        tau = np.array([2.0 * np.sin(t), 1.0]) + 0.05 * np.random.default_rng(
+            int(t * 1e6)).standard_normal(2)
+        if t >= 0.5:
+            held.setdefault('tau', tau.copy())
+            tau[0] = held['tau'][0]
+        return tau
+
+    blocks = feed(checks, 1.0, tau_of=tau_of, noise=(rng_noise[0], rng_noise[1], 0.0))
+    before, after = blocks[10], blocks[-1]        # blocks fully before / after 0.5 s
+    # the run of repeats carries across blocks: 500 repeats of the value read at 0.5 s
+    assert before.repeat_run[4] == 0 and after.repeat_run[4] == 500
+    assert after.log_d2[4] < math.log(1e-20) < before.log_d2[4]
+    assert after.repeat_run[5] == 0               # the other joint's effort is not frozen
+
+
+def test_the_noise_level_is_the_second_difference_of_white_noise():
+    checks = SensorChecks(2)
+    sigma = 0.05
+    blocks = feed(checks, 2.0, tau_of=lambda t: np.zeros(2), noise=(0.0, 0.0, sigma))
+    log_d2 = np.array([b.log_d2[4:6] for b in blocks[1:]])
+    # var(x[k] - 2 x[k-1] + x[k-2]) = 6 sigma^2 for white noise
+    assert np.exp(np.median(log_d2)) == pytest.approx(6 * sigma ** 2, rel=0.1)
+
+
+def test_missing_samples_are_counted_from_the_stamps():
+    checks = SensorChecks(2)
+    blocks = feed(checks, 0.2, skip={45, 46, 47, 130})
+    assert sum(b.missing for b in blocks) == 4
+    assert blocks[2].missing == 3 and blocks[6].missing == 1
+
+
+def test_latency_is_the_mean_receive_delay():
+    checks = SensorChecks(2)
+    blocks = feed(checks, 0.1, now_of=lambda t: t + 0.012)
+    assert all(b.latency_s == pytest.approx(0.012) for b in blocks)
+    assert math.isnan(feed(SensorChecks(2), 0.04)[-1].latency_s)
+
+
+def test_flat_effort_on_a_moving_joint_is_timed_and_standing_still_holds_it():
+    checks = SensorChecks(2)
+    checks.set_flat(tolerance=[0.09, 0.09], band=[0.06, 0.06], min_speed=[0.01, 0.01])
+
+    def clipped(t):
+        return np.array([min(5.0, 40.0 * t), 2.0 * np.sin(5.0 * t)])
+
+    blocks = feed(checks, 1.5, tau_of=clipped, noise=(0.0, 0.0, 0.02), seed=3)
+    run = np.array([b.flat_run_s[0] for b in blocks])
+    # effort 40 t N·m clips at 5 N·m from 0.125 s: flat from there on while joint 0 moves
+    assert run[-1] == pytest.approx(1.5 - 0.125, abs=0.03)
+    assert np.all(run[:6] == 0.0)
+    assert np.array([b.flat_run_s[1] for b in blocks]).max() <= 0.1   # a sine is not flat
+
+    def still(t):
+        q, qd = motion(1.5)
+        return q, np.zeros(2)
+
+    held = feed(checks, 0.2, q_of=still, tau_of=lambda t: np.array([5.0, 0.0]), t0=1.5)
+    assert held[-1].flat_run_s[0] == pytest.approx(run[-1], abs=0.03)
+
+
+def test_stamps_that_do_not_advance_are_ignored():
+    checks = SensorChecks(2)
+    q, qd = motion(0.0)
+    assert checks.update(1.0, q, qd, np.zeros(2))
+    assert not checks.update(1.0, q, qd, np.zeros(2))
+    assert not checks.update(0.9, q, qd, np.zeros(2))
+    assert checks.take_block().samples == 1
+    with pytest.raises(ValueError):
+        SensorChecks(0)
+
+
+def test_a_stale_resend_of_the_whole_sample_is_counted_and_left_out():
+    """A logger that resends the previous sample under a new stamp (a real Panda log does)."""
+    checks = learned()
+    stale = {2510, 2600}                 # these stamps carry the previous sample again
+
+    def resent(t):
+        k = int(round(t / DT))
+        return motion((k - 1) * DT) if k in stale else motion(t)
+
+    def tau(t):
+        s = (int(round(t / DT)) - (int(round(t / DT)) in stale)) * DT
+        return np.array([2.0 * np.sin(s), 1.0 + 0.5 * np.cos(s)])
+
+    blocks = feed(checks, 1.0, q_of=resent, tau_of=tau, t0=2.0)
+    assert sum(b.repeated for b in blocks) == 2
+    # differenced over two periods instead: no inconsistency (a plain feed would show 1e-3)
+    assert np.abs(np.array([b.pv_bias for b in blocks])).max() < 5e-6
+    assert all(b.repeat_run.max() == 0 for b in blocks)

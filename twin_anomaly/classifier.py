@@ -1,0 +1,332 @@
+"""
+Name the fault and the faulty joint from the detectors' evidence: features, ONNX model, rules.
+
+When an alarm is raised, the monitor collects its detectors' state into an :class:`Evidence`
+(per joint and detector: the smoothed standardized value, the current ratio to the threshold
+and the peak ratio of the episode; plus robot-level quantities such as the wrench residual's
+alignment with gravity). :func:`feature_rows` turns it into one row per joint that describes
+that joint *relative to the others* (its own detectors, the strongest of the other joints, of
+the joints before and after it in the chain), so that one model serves any joint of any arm.
+
+:class:`OnnxClassifier` runs a trained model (``robot-twin anomaly train`` writes one; a
+default ships in ``twin_anomaly/models/``) with onnxruntime: the model gives, per row, the
+probability of each class of :data:`CLASSES` (a fault type, or ``'none'``: this joint is not
+the faulty one). A joint fault is placed on the row where it is most probable; a robot-level
+fault (:data:`ROBOT_LEVEL`: payload, dropout, delay) takes its mean over the rows. Below
+``min_confidence`` the verdict is ``'unknown'``. :class:`RuleClassifier` is a transparent
+fallback (and the baseline the learned model is measured against) built on the dominant
+detector.
+
+The model file carries the feature names and classes it was trained with (ONNX metadata); a
+model whose features differ from :data:`FEATURE_NAMES` is refused with a message to retrain.
+"""
+from dataclasses import dataclass
+import importlib.resources
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ['CLASSES', 'Evidence', 'FAULT_TYPES', 'FEATURE_NAMES', 'JOINT_DETECTORS',
+           'ClassifierError', 'OnnxClassifier', 'ROBOT_FEATURES', 'ROBOT_LEVEL',
+           'RuleClassifier', 'Verdict', 'default_model_path', 'feature_rows', 'load_classifier']
+
+#: The plant's fault type names (twin_sim.faults), the vocabulary of every verdict.
+FAULT_TYPES = ('sensor_bias', 'sensor_noise', 'stuck_sensor', 'dropout', 'delay',
+               'friction_increase', 'torque_saturation', 'joint_lock', 'payload_change',
+               'collision_force')
+#: Fault types of the whole robot or its stream (no faulty joint).
+ROBOT_LEVEL = ('dropout', 'delay', 'payload_change')
+#: Classes of a feature row: a fault type, or ``'none'`` (this joint is not the faulty one).
+CLASSES = ('none',) + FAULT_TYPES
+#: Per-joint detectors, in the column order of :class:`Evidence` arrays.
+JOINT_DETECTORS = ('gmo', 'fric', 'pv_bias', 'pv_jump', 'noise_q', 'noise_qd', 'noise_tau',
+                   'stuck_q', 'stuck_qd', 'stuck_tau', 'flat', 'speed')
+#: Robot-level evidence, the keys of :attr:`Evidence.robot`.
+ROBOT_FEATURES = ('wrench_peak', 'wrench_gravity_cos', 'missing_peak', 'latency_peak',
+                  'latency_z', 'payload_cos', 'payload_mass_kg', 'episode_s')
+#: Layout of a feature row (see :func:`feature_rows`).
+FEATURE_NAMES = tuple(
+    [f'own.{k}.{d}' for d in JOINT_DETECTORS for k in ('z', 'ratio', 'peak')]
+    + [f'others.{d}.peak' for d in JOINT_DETECTORS]
+    + ['proximal.gmo.peak', 'distal.gmo.peak', 'gmo.peak_rank', 'gmo.peak_share',
+       'joint.position']
+    + [f'robot.{k}' for k in ROBOT_FEATURES])
+_PAYLOAD_MASS_SCALE = 5.0     # kg, scale of the implied payload mass feature
+
+
+class ClassifierError(ValueError):
+    """A classifier model is missing, unreadable or made for other features."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """
+    The detectors' state while an alarm is raised (joint arrays ``(n, D)``, D detectors).
+
+    Attributes
+    ----------
+    joint_names : tuple of str
+        Model joint order.
+    z : (n, D) float array
+        Smoothed standardized value of each detector of :data:`JOINT_DETECTORS` (signed; raw
+        for counting detectors: run lengths, seconds).
+    ratio : (n, D) float array
+        Current statistic / threshold (0 for a detector that cannot alarm).
+    peak : (n, D) float array
+        Largest ratio since the episode began.
+    robot : dict
+        :data:`ROBOT_FEATURES` -> float (NaN where unknown, e.g. no force-torque sensor).
+
+    """
+
+    joint_names: tuple
+    z: np.ndarray
+    ratio: np.ndarray
+    peak: np.ndarray
+    robot: dict
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """
+    What a classifier says about an alarm.
+
+    Attributes
+    ----------
+    fault_type : str
+        One of :data:`FAULT_TYPES`, or ``'unknown'``.
+    joint : str
+        The faulty joint; ``''`` for robot-level faults and when unknown.
+    confidence : float
+        In [0, 1].
+
+    """
+
+    fault_type: str
+    joint: str
+    confidence: float
+
+
+def _squash(x):
+    """Signed log compression of standardized values (keeps sign and order)."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def feature_rows(evidence):
+    """
+    Return the ``(n, len(FEATURE_NAMES))`` float32 feature rows of an :class:`Evidence`.
+
+    Row ``j`` describes joint ``j``: its own detectors (squashed value, ratio, peak ratio),
+    the largest peak ratio of each detector over the *other* joints, the largest momentum-
+    observer peak ratio of the joints before and after it, its rank and share among the
+    joints' momentum-observer peaks, its position in the chain (0 = base, 1 = tip), and the
+    robot-level evidence (NaN replaced by 0, ratios compressed like the rest).
+    """
+    z = np.nan_to_num(np.asarray(evidence.z, dtype=float))
+    ratio = np.nan_to_num(np.asarray(evidence.ratio, dtype=float))
+    peak = np.nan_to_num(np.asarray(evidence.peak, dtype=float))
+    n, d = peak.shape
+    own = np.stack([_squash(z), _squash(ratio), _squash(peak)], axis=2).reshape(n, 3 * d)
+    # the largest peak of each detector over the other joints: the top one, or for the
+    # joint that holds it, the second
+    order = np.sort(peak, axis=0)
+    first = order[-1]
+    second = order[-2] if n > 1 else np.zeros(d)
+    top = np.argmax(peak, axis=0)
+    others = np.where(np.arange(n)[:, None] == top[None, :], second[None, :], first[None, :])
+    if n == 1:
+        others = np.zeros((1, d))
+    gmo = peak[:, JOINT_DETECTORS.index('gmo')]
+    running = np.maximum.accumulate(gmo)
+    proximal = np.concatenate([[0.0], running[:-1]])
+    behind = np.maximum.accumulate(gmo[::-1])[::-1]
+    distal = np.concatenate([behind[1:], [0.0]])
+    rank = np.argsort(np.argsort(-gmo, kind='stable'), kind='stable') / max(n - 1, 1)
+    share = gmo / gmo.sum() if gmo.sum() > 0.0 else np.zeros(n)
+    position = np.arange(n) / max(n - 1, 1)
+    robot = np.array([evidence.robot.get(k, math.nan) for k in ROBOT_FEATURES], dtype=float)
+    robot = np.nan_to_num(robot)
+    for k in ('wrench_peak', 'missing_peak', 'latency_peak', 'latency_z'):
+        i = ROBOT_FEATURES.index(k)
+        robot[i] = _squash(robot[i])
+    robot[ROBOT_FEATURES.index('payload_mass_kg')] /= _PAYLOAD_MASS_SCALE
+    rows = np.concatenate([own, _squash(others), _squash(proximal)[:, None],
+                           _squash(distal)[:, None], rank[:, None], share[:, None],
+                           position[:, None], np.tile(robot, (n, 1))], axis=1)
+    return rows.astype(np.float32)
+
+
+def decide(probabilities, joint_names, classes=CLASSES, min_confidence=0.5):
+    """
+    Turn per-row class probabilities ``(n, K)`` into a :class:`Verdict`.
+
+    A joint fault type is scored on the row where it is most probable; a robot-level type by
+    its mean over the rows. The best-scoring (type, joint) wins; below ``min_confidence`` the
+    verdict is ``'unknown'``.
+    """
+    p = np.asarray(probabilities, dtype=float)
+    best = ('unknown', '', 0.0)
+    for k, name in enumerate(classes):
+        if name == 'none':
+            continue
+        if name in ROBOT_LEVEL:
+            score, joint = float(p[:, k].mean()), ''
+        else:
+            j = int(np.argmax(p[:, k]))
+            score, joint = float(p[j, k]), joint_names[j]
+        if score > best[2]:
+            best = (name, joint, score)
+    if best[2] < min_confidence:
+        return Verdict('unknown', '', best[2])
+    return Verdict(*best)
+
+
+class OnnxClassifier:
+    """
+    A trained fault classifier run with onnxruntime.
+
+    Parameters
+    ----------
+    path : str or Path
+        ONNX file written by ``robot-twin anomaly train``.
+    min_confidence : float
+        Verdicts less probable than this are ``'unknown'``.
+
+    Raises
+    ------
+    ClassifierError
+        Missing or unreadable file, or a model made for other features or classes.
+
+    """
+
+    def __init__(self, path, min_confidence=0.5):
+        import onnxruntime
+        self.path = str(path)
+        self.min_confidence = float(min_confidence)
+        try:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self._session = onnxruntime.InferenceSession(
+                self.path, options, providers=['CPUExecutionProvider'])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+            raise ClassifierError(f'cannot load fault classifier {self.path}: {exc}') from None
+        meta = self._session.get_modelmeta().custom_metadata_map
+        try:
+            features = tuple(json.loads(meta['feature_names']))
+            self.classes = tuple(json.loads(meta['classes']))
+        except (KeyError, ValueError):
+            raise ClassifierError(f'{self.path}: not a robot_twin fault classifier (no '
+                                  f'feature_names/classes metadata); rebuild it with '
+                                  f'robot-twin anomaly train') from None
+        if features != FEATURE_NAMES:
+            raise ClassifierError(f'{self.path}: trained on other features than this version '
+                                  f'computes ({len(features)} vs {len(FEATURE_NAMES)}); '
+                                  f'retrain with robot-twin anomaly train')
+        unknown = sorted(set(self.classes) - set(CLASSES))
+        if unknown:
+            raise ClassifierError(f'{self.path}: unknown classes {unknown}; expected a subset '
+                                  f'of {list(CLASSES)}')
+        self.metadata = dict(meta)
+        self._input = self._session.get_inputs()[0].name
+        outputs = self._session.get_outputs()
+        self._output = next((o.name for o in outputs if 'prob' in o.name), outputs[-1].name)
+
+    def probabilities(self, rows):
+        """Return the class probabilities ``(m, len(classes))`` of feature rows ``(m, F)``."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        return np.asarray(self._session.run([self._output], {self._input: rows})[0])
+
+    def classify(self, evidence):
+        """Return the :class:`Verdict` for an :class:`Evidence`."""
+        p = self.probabilities(feature_rows(evidence))
+        return decide(p, evidence.joint_names, self.classes, self.min_confidence)
+
+
+class RuleClassifier:
+    """
+    Hand-written rules on the dominant detector (fallback and baseline, not a trained model).
+
+    The joint with the largest peak ratio is the faulty one, except that a momentum-observer
+    alarm spread over several joints is placed on the most distal joint above threshold (a
+    force on a link shows on its joint and the ones before it). The type follows the
+    dominant detector: frozen channel -> ``stuck_sensor``; noise level up -> ``sensor_noise``;
+    position-velocity inconsistency -> ``sensor_bias``; flat effort -> ``torque_saturation``;
+    missing samples -> ``dropout``; latency -> ``delay``; momentum observer with a wrench
+    along gravity -> ``payload_change``; on several joints -> ``collision_force``; with the
+    joint standing still -> ``joint_lock``; friction-matched -> ``friction_increase``; else
+    ``sensor_bias`` (an effort offset).
+    """
+
+    def classify(self, evidence):
+        """Return the :class:`Verdict` for an :class:`Evidence`."""
+        peak = np.nan_to_num(np.asarray(evidence.peak, dtype=float))
+        robot = evidence.robot
+        names = evidence.joint_names
+        if robot.get('missing_peak', 0.0) >= 1.0:
+            return Verdict('dropout', '', 0.7)
+        if robot.get('latency_peak', 0.0) >= 1.0:
+            return Verdict('delay', '', 0.7)
+        if peak.max() <= 0.0:
+            return Verdict('unknown', '', 0.0)
+        j, d = np.unravel_index(int(np.argmax(peak)), peak.shape)
+        det = JOINT_DETECTORS[d]
+        col = JOINT_DETECTORS.index
+        if det.startswith('stuck'):
+            return Verdict('stuck_sensor', names[j], 0.7)
+        if det.startswith('noise') and evidence.z[j, d] > 0.0:
+            return Verdict('sensor_noise', names[j], 0.7)
+        if det.startswith('noise'):
+            return Verdict('stuck_sensor', names[j], 0.5)
+        if det in ('pv_bias', 'pv_jump'):
+            return Verdict('sensor_bias', names[j], 0.7)
+        if det == 'flat':
+            return Verdict('torque_saturation', names[j], 0.7)
+        gmo = peak[:, col('gmo')]
+        over = np.flatnonzero(gmo >= 1.0)
+        if robot.get('wrench_gravity_cos', 0.0) > 0.9 or robot.get('payload_cos', 0.0) > 0.9:
+            return Verdict('payload_change', '', 0.6)
+        if len(over) > 1:
+            return Verdict('collision_force', names[int(over[-1])], 0.6)
+        if evidence.z[j, col('speed')] < -3.0:
+            return Verdict('joint_lock', names[j], 0.6)
+        if peak[j, col('fric')] >= max(1.0, 0.8 * peak[j, col('gmo')]):
+            return Verdict('friction_increase', names[j], 0.6)
+        return Verdict('sensor_bias', names[j], 0.4)
+
+
+def default_model_path():
+    """Return the path of the packaged default model (a Path; it may be absent)."""
+    return Path(str(importlib.resources.files('twin_anomaly') / 'models' /
+                    'fault_classifier.onnx'))
+
+
+def load_classifier(model_path='', min_confidence=0.5):
+    """
+    Return the classifier a monitor should use.
+
+    Parameters
+    ----------
+    model_path : str
+        ``''``: the packaged default model; ``'rules'``: :class:`RuleClassifier`; else an ONNX
+        file.
+    min_confidence : float
+        For the ONNX model.
+
+    Raises
+    ------
+    ClassifierError
+        The model cannot be loaded (a named file that is missing is an error; a missing
+        packaged default is too, since the package ships it).
+
+    """
+    if model_path == 'rules':
+        return RuleClassifier()
+    path = Path(model_path) if model_path else default_model_path()
+    if not path.is_file():
+        raise ClassifierError(f'fault classifier model not found: {path}; pass another '
+                              f'model_path, or rules')
+    return OnnxClassifier(path, min_confidence)

@@ -1,0 +1,864 @@
+"""
+The anomaly node's core: commission on the robot, then watch it; one object fed per sample.
+
+ROS-free. :class:`AnomalyMonitor` takes every accepted robot sample (and, when there is a
+force-torque sensor, the mirror's wrench residual) and runs, per sample and cheaply:
+
+- a generalized-momentum observer on the (calibrated) model: the external torque on each
+  joint (collisions, payloads, friction, a seized joint, effort-sensor offsets);
+- model-free consistency checks of the robot's signals (:mod:`twin_anomaly.sensor_checks`):
+  position vs velocity, noise level, frozen channels, flat effort while moving, missing
+  samples and latency.
+
+Once per block (20 ms of stamp time) these become channels of one
+:class:`~twin_anomaly.fusion.FusedDetector`: one score per joint, per robot-level group
+(``wrench``, ``stream``) and for the robot, each with threshold 1. When an alarm is raised,
+a classifier (:mod:`twin_anomaly.classifier`; the trained ONNX model by default) names the
+fault type, in the plant's names, and the faulty joint, with a confidence.
+
+Commissioning, in stamp time from the first sample (``commissioning_duration_s`` = D):
+
+1. *collect* (the first ``calibration_fraction`` of D): the samples go to the calibrator
+   (:mod:`twin_anomaly.calibration`, the URDF as prior); the model-free checks learn the
+   robot's velocity lag, noise levels and speeds;
+2. *calibrate*: the calibrator fits; an accepted fit replaces the URDF model in the observer
+   (and :attr:`AnomalyMonitor.calibrated_model` gives it to the mirror); a rejected one keeps
+   the URDF, with the reason in the ``calibration_finished`` event;
+3. *learn thresholds* (the rest of D, counted from when the calibrated model took over): the
+   channels are recorded and thresholds learned on them, on the calibrated residuals;
+4. *monitor*, continuing from the learned statistics' own state, so the end of commissioning
+   is never a step in any statistic.
+
+Calibration and thresholds are saved together (``thresholds_file``) and loaded on the next
+start unless ``recommission``. Level is OK with message ``commissioning`` until monitoring.
+
+Contract (the live node and ``robot-twin replay`` call the same methods in the same order)::
+
+    monitor = AnomalyMonitor(model, MonitorConfig(...), thresholds_file=path)
+    for each accepted robot sample (twin_bridge.intake.RobotSample) and its mirror result:
+        monitor.update(sample, result, now=receive_time)   # result may be None
+    for each accepted wrench sample with a residual (6,):
+        monitor.wrench(t, residual)
+    at the report rate: state = monitor.report(); events = monitor.poll_events()
+    after a 'calibration_finished' event with accepted=True: monitor.calibrated_model
+"""
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+import datetime
+import math
+from pathlib import Path
+import warnings
+
+import numpy as np
+from twin_anomaly.classifier import ClassifierError, Evidence, JOINT_DETECTORS, \
+    load_classifier, ROBOT_FEATURES, RuleClassifier
+from twin_anomaly.detector import DetectorState, JointStatus, ThresholdsError
+from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
+from twin_anomaly.momentum_observer import MomentumObserver
+from twin_anomaly.residual_stats import alpha_from_time_constant
+from twin_anomaly.sensor_checks import SensorChecks
+import yaml
+
+__all__ = ['AnomalyMonitor', 'MonitorConfig', 'ThresholdsError', 'FILE_VERSION']
+
+CLOCK_JUMP_S = 1.0
+"""Stamps this far back mean a restarted robot clock (sim reset), not a late sample, s."""
+FILE_VERSION = 2
+_FILE_KEY = 'robot_twin_anomaly_monitor'
+_WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
+_SIGN_VELOCITY = 0.02        # rad/s: velocity giving a full sign in the friction-matched sum
+_FLAT_NOISE_FACTOR = 1.8     # flat effort: block std within this many noise stds
+_FLAT_BAND = 4.0             # ... and block mean within this many stds of a block-mean difference
+_MIN_SPEED = 0.01            # rad/s: slowest speed that counts as moving
+_WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
+_LATENCY_BASELINE_S = 60.0   # time constant of the stream's latency baseline, s
+_SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """
+    Settings of :class:`AnomalyMonitor` (the anomaly node's parameters).
+
+    Attributes
+    ----------
+    commissioning_duration_s : float
+        Stamp time of nominal motion commissioning takes (collect + learn thresholds), s.
+    calibration : bool
+        Calibrate the model during commissioning (False: predict with the URDF as given).
+    calibration_fraction : float
+        Share of the commissioning time that collects data before calibrating, in (0, 1).
+    persistence_s : float
+        A score must stay >= 1 this long before an alarm, s.
+    clear_s : float
+        A raised alarm clears after this long below half its threshold, s.
+    block_s : float
+        Detector statistics advance once per block of this stamp time, s.
+    observer_gain : float
+        Momentum-observer bandwidth, rad/s.
+    leak_s : float
+        Time constant of the position-velocity consistency sum, s.
+    threshold_quantile, threshold_margin : float
+        Thresholds are ``margin x quantile`` of each statistic over commissioning.
+    model_path : str
+        Fault classifier: ``''`` the packaged model, ``'rules'`` the rule baseline, or a file.
+    min_confidence : float
+        A classifier verdict below this confidence is reported as ``unknown``.
+    calibrate_in_background : bool
+        Fit the calibration in a worker thread (the live node: the 1 kHz path never waits);
+        False fits inside :meth:`AnomalyMonitor.update` (offline runs, replays: reproducible).
+
+    """
+
+    commissioning_duration_s: float = 30.0
+    calibration: bool = True
+    calibration_fraction: float = 0.5
+    persistence_s: float = 0.02
+    clear_s: float = 0.5
+    block_s: float = 0.02
+    observer_gain: float = 50.0
+    leak_s: float = 5.0
+    threshold_quantile: float = 0.999
+    threshold_margin: float = 2.5
+    model_path: str = ''
+    min_confidence: float = 0.5
+    calibrate_in_background: bool = False
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == 'model_path':
+                if not isinstance(value, str):
+                    raise ValueError(f'model_path must be a string, got {value!r}')
+            elif isinstance(f.default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f'{f.name} must be true or false, got {value!r}')
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise ValueError(f'{f.name} must be a finite number, got {value!r}')
+        if not 0.0 < self.calibration_fraction < 1.0:
+            raise ValueError(f'calibration_fraction must be in (0, 1), got '
+                             f'{self.calibration_fraction}')
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f'min_confidence must be in [0, 1], got {self.min_confidence}')
+        for name in ('commissioning_duration_s', 'block_s', 'observer_gain', 'leak_s'):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
+        learn_s = (1.0 - self.calibration_fraction) * self.commissioning_duration_s
+        if learn_s < 20 * self.block_s:
+            raise ValueError(f'commissioning_duration_s={self.commissioning_duration_s} leaves '
+                             f'{learn_s:.3f} s to learn thresholds; at least 20 blocks of '
+                             f'{self.block_s} s are needed')
+
+    def fusion(self):
+        """Return the :class:`~twin_anomaly.fusion.FusionConfig` these settings give."""
+        return FusionConfig(block_s=self.block_s, threshold_quantile=self.threshold_quantile,
+                            threshold_margin=self.threshold_margin,
+                            persistence_s=self.persistence_s, clear_s=self.clear_s)
+
+
+#: Per-joint channel settings, by detector (:data:`~twin_anomaly.classifier.JOINT_DETECTORS`).
+_JOINT_CHANNELS = {
+    'gmo': {'kind': 'signed', 'drift': True, 'smoothing_s': 0.05},
+    'fric': {'kind': 'signed', 'drift': True, 'smoothing_s': 0.1},
+    'pv_bias': {'kind': 'signed', 'smoothing_s': 0.04, 'floor': 4.0},
+    'pv_jump': {'kind': 'upper', 'smoothing_s': 0.0, 'floor': 6.0, 'alarm': False},
+    'noise_q': {'kind': 'signed', 'smoothing_s': 0.1},
+    'noise_qd': {'kind': 'signed', 'smoothing_s': 0.1},
+    'noise_tau': {'kind': 'signed', 'smoothing_s': 0.1},
+    'stuck_q': {'kind': 'count', 'smoothing_s': 0.0, 'floor': 8.0},
+    'stuck_qd': {'kind': 'count', 'smoothing_s': 0.0, 'floor': 8.0},
+    'stuck_tau': {'kind': 'count', 'smoothing_s': 0.0, 'floor': 8.0},
+    'flat': {'kind': 'count', 'smoothing_s': 0.0, 'floor': 0.15},
+    'speed': {'kind': 'signed', 'smoothing_s': 0.1, 'alarm': False},
+}
+
+
+def _joint_channels(j, group):
+    """Return joint ``j``'s channels, in ``JOINT_DETECTORS`` order."""
+    return [Channel(f'{j}.{d}', group, **_JOINT_CHANNELS[d]) for d in JOINT_DETECTORS]
+
+
+class AnomalyMonitor:
+    """
+    Commission, monitor and report the twin's view of one robot (see the module docstring).
+
+    Parameters
+    ----------
+    model : twin_sim.urdf_model.RobotModel
+        The robot as the twin knows it (URDF, known payload); joint order of every sample.
+    config : MonitorConfig
+    thresholds_file : str or Path, optional
+        Where calibration and thresholds are loaded from and saved to; None = never saved.
+    recommission : bool
+        Ignore a saved file and commission again.
+    urdf : str, optional
+        URDF path recorded in the saved file (which robot it belongs to).
+    log : callable, optional
+        ``log(level, text)`` for what the node should log ('info', 'warning', 'error').
+    classifier : object, optional
+        Anything with ``classify(Evidence) -> Verdict``; default from ``config.model_path``.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a RobotModel.
+    twin_anomaly.classifier.ClassifierError
+        The configured classifier model cannot be loaded.
+
+    """
+
+    def __init__(self, model, config=MonitorConfig(), *, thresholds_file=None,
+                 recommission=False, urdf=None, log=None, classifier=None):
+        from twin_sim.urdf_model import RobotModel
+        if not isinstance(model, RobotModel):
+            raise TypeError(f'AnomalyMonitor needs the robot model (twin_sim.urdf_model.'
+                            f'RobotModel), got {type(model).__name__}')
+        self.model = model
+        self.joint_names = tuple(model.joint_names)
+        self.n = n = model.n
+        self.config = config
+        self.thresholds_file = Path(thresholds_file).expanduser() if thresholds_file else None
+        self.urdf = urdf if urdf is not None else model.urdf_path
+        self._log = log or (lambda level, text: None)
+        self.classifier = classifier if classifier is not None else \
+            load_classifier(config.model_path, config.min_confidence)
+        self._events = []
+        self._has_wrench = model.ft_frame is not None
+        self.group_names = self.joint_names + (('wrench',) if self._has_wrench else ()) + \
+            ('stream',)
+        channels = [ch for j, name in enumerate(self.joint_names)
+                    for ch in _joint_channels(name, j)]
+        if self._has_wrench:
+            channels += [Channel(f'wrench.{a}', n, 'signed', drift=True, min_scale=1e-4)
+                         for a in _WRENCH_AXES]
+        stream = len(self.group_names) - 1
+        channels += [Channel('stream.missing', stream, 'count', smoothing_s=0.1, floor=0.04),
+                     Channel('stream.repeated', stream, 'count', smoothing_s=0.1, floor=0.2),
+                     Channel('stream.latency', stream, 'upper', smoothing_s=0.1, floor=5.0,
+                             min_scale=0.003)]
+        self.fused = FusedDetector(channels, self.group_names, config.fusion())
+        self._d = len(JOINT_DETECTORS)
+        self._c = len(channels)
+        self._x = np.full(self._c, np.nan)
+        self._sign = np.zeros(n)
+        self._rs = np.zeros(n)
+        self._latency_alpha = alpha_from_time_constant(config.block_s, _LATENCY_BASELINE_S)
+        self.checks = SensorChecks(n, config.leak_s)
+        self.calibration = None           # the CalibrationResult in use (or None)
+        self.calibrated_model = None      # RobotModel to predict with, once calibrated
+        self.observer = None
+        self._executor = None
+        self._future = None
+        self.dropped_samples = 0
+        self._verdict_cache = None
+        self._saved = True
+        self._start(recommission)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _start(self, recommission):
+        path = self.thresholds_file
+        if path is not None and path.is_file() and not recommission:
+            try:
+                self._load(path)
+                self._log('info', f'loaded calibration and thresholds from {path}')
+                self._events.append({'kind': 'thresholds_loaded', 'file': str(path),
+                                     'calibrated': self.calibrated_model is not None})
+                return
+            except ThresholdsError as exc:
+                self._log('warning', f'{exc}; commissioning again')
+        self._begin_commissioning()
+
+    def _begin_commissioning(self):
+        cfg = self.config
+        self.step = 'collect'
+        self._t0 = None
+        self._last_t = None
+        self._learn_t0 = None
+        self._phase1 = []                  # (log_d2, speed) of the collect blocks
+        self._lag_learned = False
+        self._saved = False
+        self._meta = {}
+        self.fused.learned = None
+        self.checks = SensorChecks(self.n, cfg.leak_s)
+        self.checks.start_lag_learning()
+        self.calibration = None
+        self.calibrated_model = None
+        self.observer = None
+        self._calibrator = self._make_calibrator() if cfg.calibration else None
+        self._reset_block()
+        self._log('info', f'commissioning for {cfg.commissioning_duration_s:.1f} s of nominal '
+                          f'motion ({"calibrating the model, then " if cfg.calibration else ""}'
+                          f'learning thresholds)' + (f'; saved to {self.thresholds_file}'
+                                                     if self.thresholds_file else ''))
+        self._events.append({'kind': 'commissioning_started',
+                             'duration_s': cfg.commissioning_duration_s,
+                             'calibration': cfg.calibration})
+
+    def _make_calibrator(self):
+        from twin_anomaly.calibration import CalibrationConfig, Calibrator
+        cfg = self.config
+        collect_s = cfg.calibration_fraction * cfg.commissioning_duration_s
+        default = CalibrationConfig()
+        # a short commissioning still calibrates; the fit's held-out check guards it
+        return Calibrator(self.model, CalibrationConfig(
+            min_duration_s=min(default.min_duration_s, 0.9 * collect_s),
+            max_duration_s=max(default.max_duration_s, collect_s + 1.0)))
+
+    def _reset_block(self):
+        self._block_end = None
+        self._r_sum = np.zeros(self.n)
+        self._rs_sum = np.zeros(self.n)
+        self._r_cnt = 0
+        self._w_sum = np.zeros(6)
+        self._w_cnt = 0
+
+    @property
+    def detector(self):
+        """Return the :class:`~twin_anomaly.fusion.FusedDetector` (``config.warn_ratio``...)."""
+        return self.fused
+
+    @property
+    def warn_ratio(self):
+        """Share of a threshold from which a score is reported as WARN."""
+        return self.fused.config.warn_ratio
+
+    @property
+    def commissioned(self):
+        """Whether monitoring has started (thresholds learned or loaded)."""
+        return self.step == 'monitor'
+
+    @property
+    def phase(self):
+        """``'commissioning'`` or ``'monitoring'``."""
+        return 'monitoring' if self.step == 'monitor' else 'commissioning'
+
+    @property
+    def commissioning_progress(self):
+        """Fraction of the commissioning time seen, in [0, 1]."""
+        if self.step == 'monitor':
+            return 1.0
+        if self._t0 is None or self._last_t is None:
+            return 0.0
+        cfg = self.config
+        d = cfg.commissioning_duration_s
+        if self._learn_t0 is None:
+            return min(cfg.calibration_fraction, (self._last_t - self._t0) / d)
+        learned = (self._last_t - self._learn_t0) / ((1.0 - cfg.calibration_fraction) * d)
+        return min(1.0, cfg.calibration_fraction + (1.0 - cfg.calibration_fraction) * learned)
+
+    # ------------------------------------------------------------------ per sample
+    def update(self, sample, result=None, now=None):
+        """
+        Take one accepted robot sample.
+
+        Parameters
+        ----------
+        sample : twin_bridge.intake.RobotSample
+            ``t`` (s), ``position`` (n,) rad, ``velocity`` (n,) rad/s or None, ``effort``
+            (n,) N·m, model order.
+        result : twin_sim.mirror.MirrorResult or None
+            The mirror's result for it (not needed: the monitor's detectors work on the
+            sample itself; accepted for the node's call pattern).
+        now : float, optional
+            When the sample was received (local clock, s): enables the latency check.
+
+        """
+        t = float(sample.t)
+        if self._last_t is not None and t <= self._last_t:
+            if t < self._last_t - CLOCK_JUMP_S:
+                self._clock_jump(t)
+            else:
+                self.dropped_samples += 1
+                return
+        q = sample.position
+        qd = sample.velocity
+        if qd is None:
+            qd = self._differentiate(t, q)
+            if qd is None:
+                return
+        tau = sample.effort
+        self._q = q
+        if self._t0 is None:
+            self._t0 = t
+        if self._block_end is None:
+            self._block_end = t + self.config.block_s
+        self._last_t = t
+        self.checks.update(t, q, qd, tau, now)
+        step = self.step
+        if self.checks.last_was_repeat:          # a stale resend: no new reading
+            pass
+        elif step == 'collect':
+            if self._calibrator is not None:
+                self._calibrator.add(t, q, qd, tau)
+        elif self.observer is not None:
+            r = self.observer.update(t, q, qd, tau)
+            self._r_sum += r
+            np.multiply(r, np.tanh(np.divide(qd, _SIGN_VELOCITY, out=self._sign),
+                                   out=self._sign), out=self._rs)
+            self._rs_sum += self._rs
+            self._r_cnt += 1
+        if t >= self._block_end:
+            self._end_block(t)
+        if step == 'fit' and self._future is not None and self._future.done():
+            self._calibrated(self._future.result())
+
+    _q_prev = None
+
+    def _differentiate(self, t, q):
+        """Velocity by backward difference for a robot without velocity; None at first."""
+        prev, self._q_prev = self._q_prev, (t, np.array(q, dtype=float))
+        if prev is None or not t > prev[0]:
+            return None
+        return (self._q_prev[1] - prev[1]) / (t - prev[0])
+
+    def _clock_jump(self, t):
+        self._log('warning', f'robot stamps jumped back {self._last_t - t:.3f} s; restarting '
+                             + ('the detectors (thresholds kept)' if self.commissioned
+                                else 'commissioning'))
+        if not self.commissioned:
+            self._cancel_fit()
+            self._begin_commissioning()
+            return
+        self._last_t = None
+        self.checks.reset()
+        if self.observer is not None:
+            self.observer.reset()
+        self.fused.reset()
+        self._latency_base = math.nan
+        self._reset_block()
+
+    def wrench(self, t, residual):
+        """Add a wrench residual (6,) N, N·m (ft_sensor frame) to the current block."""
+        if self._has_wrench and residual is not None:
+            self._w_sum += residual
+            self._w_cnt += 1
+
+    # ------------------------------------------------------------------ per block
+    def _end_block(self, t):
+        cfg = self.config
+        self._block_end += cfg.block_s
+        if t >= self._block_end:                  # a gap: restart the block grid
+            self._block_end = t + cfg.block_s
+        blk = self.checks.take_block()
+        if blk is None:
+            return
+        x = self._assemble(blk)
+        step = self.step
+        if step == 'collect':
+            self._collect_block(t, blk, x)
+        elif step in ('learn', 'fit'):
+            self.fused.learn(t, x)
+            self._changed |= blk.repeat_run < blk.samples
+            if step == 'learn' and t - self._learn_t0 >= (1.0 - cfg.calibration_fraction) * \
+                    cfg.commissioning_duration_s:
+                self._finish_commissioning(t)
+        elif step == 'monitor':
+            before = self.fused.alarm.copy()
+            self.fused.update(t, x)
+            if (self.fused.alarm != before).any():
+                self._alarm_events(t, before)
+
+    def _assemble(self, blk):
+        """Write one block's channel values into the block vector (C,)."""
+        n, d = self.n, self._d
+        x = self._x
+        joint = x[:n * d].reshape(n, d)
+        cnt = self._r_cnt
+        joint[:, 0] = self._r_sum / cnt if cnt else np.nan
+        joint[:, 1] = self._rs_sum / cnt if cnt else np.nan
+        joint[:, 2] = blk.pv_bias if self._lag_learned else np.nan
+        joint[:, 3] = blk.pv_jump
+        joint[:, 4:7] = blk.log_d2.reshape(3, n).T
+        joint[:, 7:10] = blk.repeat_run.reshape(3, n).T
+        joint[:, 10] = blk.flat_run_s
+        joint[:, 11] = blk.speed
+        i = n * d
+        if self._has_wrench:
+            x[i:i + 6] = self._w_sum / self._w_cnt if self._w_cnt else np.nan
+            i += 6
+        x[i] = blk.missing / (blk.samples + blk.missing)
+        x[i + 1] = blk.repeated / blk.samples
+        x[i + 2] = self._latency_step(blk.latency_s)
+        self._r_sum = np.zeros(n)
+        self._rs_sum = np.zeros(n)
+        self._r_cnt = 0
+        self._w_sum = np.zeros(6)
+        self._w_cnt = 0
+        return x
+
+    _latency_base = math.nan
+
+    def _latency_step(self, latency):
+        """
+        Return the block's latency above its slowly adapting baseline, s (NaN without one).
+
+        The baseline (a 60 s EWMA of past blocks) absorbs clock drift between the robot and
+        this computer and a slowly changing load; a delay that appears at once stands out.
+        """
+        if not math.isfinite(latency):
+            return math.nan
+        base = self._latency_base
+        if not math.isfinite(base):
+            self._latency_base = latency
+            return 0.0
+        self._latency_base = base + self._latency_alpha * (latency - base)
+        return latency - base
+
+    # ------------------------------------------------------------------ commissioning
+    def _collect_block(self, t, blk, x):
+        cfg = self.config
+        collect_s = cfg.calibration_fraction * cfg.commissioning_duration_s
+        if not self._lag_learned:
+            self._phase1.append((blk.log_d2, blk.speed))
+            if t - self._t0 >= _WARMUP_FRACTION * collect_s:
+                self._learn_signals()
+        else:
+            # the model-free channels learn from here on; the observer's once calibrated
+            self.fused.learn(t, x)
+            self._changed |= blk.repeat_run < blk.samples
+        if t - self._t0 < collect_s:
+            return
+        if not self._lag_learned:
+            self._learn_signals()
+        if self._calibrator is None:
+            self._start_learning(t)
+        elif not self._calibrator.ready:
+            self._calibrated(None, 'the nominal motion did not give the calibrator enough '
+                                   'data; predicting with the URDF model')
+        elif cfg.calibrate_in_background:
+            self.step = 'fit'
+            self._executor = ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix='twin_calibration')
+            self._future = self._executor.submit(self._calibrator.fit)
+        else:
+            self._calibrated(self._calibrator.fit())
+
+    def _learn_signals(self):
+        """
+        Learn the velocity lag, effort noise and moving speed; start recording the channels.
+
+        From the first collect blocks: the velocity lag, the effort noise (flat effort) and
+        the moving speed. The model-free channels are recorded from then on.
+        """
+        self.checks.learn_lag()
+        self._lag_learned = True
+        n = self.n
+        log_d2 = np.array([row[0] for row in self._phase1])
+        speed = np.array([row[1] for row in self._phase1])
+        with np.errstate(all='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)     # a joint without any data
+            tau_noise = np.sqrt(np.exp(np.nanmedian(log_d2[:, 2 * n:], axis=0)) / 6.0)
+            typical = np.sqrt(np.nanmean(speed ** 2, axis=0))
+        noise = np.fmax(np.nan_to_num(tau_noise, nan=0.0), 1e-9)
+        per_block = max(3.0, self.config.block_s / (self.checks.period_s or 1e-3))
+        self.checks.set_flat(_FLAT_NOISE_FACTOR * noise,
+                             _FLAT_BAND * noise * math.sqrt(2.0 / per_block),
+                             np.fmax(_MIN_SPEED, 0.05 * np.nan_to_num(typical)))
+        self._phase1 = []
+        self.fused.start_learning()
+        self._changed = np.zeros(3 * self.n, dtype=bool)    # signals that ever changed
+
+    def _calibrated(self, result, reason=None):
+        """Use a calibration result (None: none) and start learning thresholds."""
+        self._cancel_fit()
+        event = {'kind': 'calibration_finished', 'accepted': False,
+                 'reason': reason or 'no calibration'}
+        if result is not None:
+            event.update(accepted=bool(result.accepted), reason=str(result.reason),
+                         rmse_before=np.asarray(result.rmse_before, dtype=float).tolist(),
+                         rmse_after=np.asarray(result.rmse_after, dtype=float).tolist())
+            self.calibration = result
+            if result.accepted:
+                from twin_anomaly.calibration import apply
+                try:
+                    self.calibrated_model = apply(self.model, result)
+                except ValueError as exc:        # parameters the model cannot take
+                    self.calibration = None
+                    event.update(accepted=False, reason=f'{result.reason}; but not usable: '
+                                                        f'{exc}')
+        self._log('info' if event['accepted'] else 'warning',
+                  f'calibration {"accepted" if event["accepted"] else "not used"}: '
+                  f'{event["reason"]}')
+        self._events.append(event)
+        self._start_learning(self._last_t)
+
+    def _cancel_fit(self):
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._future = None
+
+    def _start_learning(self, t):
+        model = self.calibrated_model if self.calibrated_model is not None else self.model
+        self.observer = MomentumObserver(model, self.config.observer_gain)
+        self._r_sum.fill(0.0)
+        self._rs_sum.fill(0.0)
+        self._r_cnt = 0
+        self._learn_t0 = t
+        self.step = 'learn'
+
+    def _finish_commissioning(self, t):
+        # a signal that never changed (a joint the robot does not report: held at 0) cannot
+        # freeze: its frozen-channel check would only count how long it has been constant
+        exclude = np.zeros(self._c, dtype=bool)
+        d = self._d
+        stuck = [JOINT_DETECTORS.index(k) for k in ('stuck_q', 'stuck_qd', 'stuck_tau')]
+        for s, col in enumerate(stuck):
+            exclude[np.arange(self.n) * d + col] = ~self._changed[s * self.n:(s + 1) * self.n]
+        summary = self.fused.finish_learning(exclude)
+        self._meta = {'start_stamp': float(self._t0), 'end_stamp': float(t),
+                      'learn_start_stamp': float(self._learn_t0),
+                      'blocks': int(summary['blocks'])}
+        self.step = 'monitor'
+        self._saved = False
+
+    # ------------------------------------------------------------------ alarms
+    def _alarm_events(self, t, before):
+        now = self.fused.alarm
+        verdict = self._verdict() if now.any() else None
+        for g in np.flatnonzero(now != before):
+            name = self.group_names[g]
+            if now[g]:
+                self._events.append({
+                    'kind': 'anomaly_raised', 'stamp': t, 'group': name,
+                    'since': float(self.fused.since[g]), 'score': float(self.fused.score[g]),
+                    'fault_type': verdict.fault_type, 'joint': verdict.joint,
+                    'confidence': float(verdict.confidence)})
+            else:
+                self._events.append({'kind': 'anomaly_cleared', 'stamp': t, 'group': name})
+
+    def evidence(self):
+        """
+        Return the detectors' :class:`~twin_anomaly.classifier.Evidence` now (monitoring).
+
+        Raises
+        ------
+        RuntimeError
+            Still commissioning.
+
+        """
+        if not self.commissioned:
+            raise RuntimeError('evidence: the monitor is still commissioning')
+        fused = self.fused
+        n, d = self.n, self._d
+        k = n * d
+        ratio = fused.ratios.max(axis=0)
+        robot = dict.fromkeys(ROBOT_FEATURES, math.nan)
+        scale = fused.learned['scale']
+        i = k
+        q = np.asarray(self._q, dtype=float)
+        if self._has_wrench:
+            robot['wrench_peak'] = float(fused.peak[i:i + 6].max())
+            force = fused.ewma[i:i + 3] * scale[i:i + 3]
+            rot = self.model.frame_pose(q, self.model.ft_frame)[:3, :3]
+            robot['wrench_gravity_cos'] = _cosine(force, rot.T @ np.array([0.0, 0.0, -1.0]))
+            i += 6
+        robot['missing_peak'] = float(fused.peak[i])
+        robot['latency_peak'] = float(fused.peak[i + 2])
+        robot['latency_z'] = float(fused.ewma[i + 2])
+        gmo = fused.ewma[:k:d] * scale[:k:d]
+        unit = self._unit_payload_torque(q)
+        robot['payload_cos'] = _cosine(-gmo, unit)
+        norm = float(unit @ unit)
+        robot['payload_mass_kg'] = float(-gmo @ unit / norm) if norm > 0.0 else 0.0
+        robot['episode_s'] = (float(fused.stamp - fused.episode_start)
+                              if math.isfinite(fused.episode_start) else 0.0)
+        return Evidence(self.joint_names, fused.ewma[:k].reshape(n, d).copy(),
+                        ratio[:k].reshape(n, d).copy(), fused.peak[:k].reshape(n, d).copy(),
+                        robot)
+
+    def _unit_payload_torque(self, q):
+        """Joint torques (n,) N·m that 1 kg more at the payload frame origin needs at ``q``."""
+        import pinocchio as pin
+        pm = self.model.pin_model
+        data = self._pin_data
+        if data is None:
+            data = self._pin_data = pm.createData()
+            self._payload_frame = pm.getFrameId(self.model.payload_frame)
+        jac = pin.computeFrameJacobian(pm, data, q, self._payload_frame,
+                                       pin.LOCAL_WORLD_ALIGNED)[:3]
+        return -jac.T @ np.asarray(pm.gravity.linear)
+
+    _pin_data = None
+
+    def _verdict(self):
+        stamp = self.fused.stamp
+        if self._verdict_cache is not None and self._verdict_cache[0] == stamp:
+            return self._verdict_cache[1]
+        try:
+            verdict = self.classifier.classify(self.evidence())
+        except (ClassifierError, ValueError) as exc:
+            self._log('error', f'fault classifier failed ({exc}); using the rules')
+            self.classifier = RuleClassifier()
+            verdict = self.classifier.classify(self.evidence())
+        self._verdict_cache = (stamp, verdict)
+        return verdict
+
+    # ------------------------------------------------------------------ report
+    def report(self):
+        """
+        Return the state (:class:`~twin_anomaly.detector.DetectorState`) and save if due.
+
+        Call it at the report rate (it classifies while an alarm is raised: ~0.1 ms).
+        """
+        if not self._saved and self.commissioned:
+            self._saved = True
+            self._events.append({'kind': 'commissioning_finished', 'summary': dict(self._meta),
+                                 'calibrated': self.calibrated_model is not None})
+            self._save()
+        stamp = self._last_t if self._last_t is not None else math.nan
+        if not self.commissioned:
+            joints = tuple(JointStatus(j, 0.0, 1.0, False, 'none', 0.0, math.nan, '', '')
+                           for j in self.joint_names)
+            message = 'commissioning'
+            return DetectorState(stamp, 'commissioning', self.commissioning_progress, 'OK',
+                                 message, 0.0, 1.0, None, 'none', math.nan, joints, None, (),
+                                 self.dropped_samples)
+        return self._monitoring_state(stamp)
+
+    def _monitoring_state(self, stamp):
+        fused = self.fused
+        verdict = self._verdict() if fused.alarm.any() else None
+        statuses = []
+        for gs in fused.group_statuses():
+            fault, conf = ('none', 0.0) if not gs.alarm else (verdict.fault_type,
+                                                              verdict.confidence)
+            statuses.append(JointStatus(gs.name, gs.score, 1.0, gs.alarm, fault, conf,
+                                        gs.since, gs.channel, gs.detector))
+        n = self.n
+        joints = tuple(statuses[:n])
+        wrench = statuses[n] if self._has_wrench else None
+        extra = tuple(statuses[n + (1 if self._has_wrench else 0):])
+        score = float(fused.score.max())
+        unavailable = tuple(name for name, ok in zip(self.fused.names,
+                                                     fused.learned['monitored']) if not ok)
+        if verdict is None:
+            level = 'WARN' if score >= fused.config.warn_ratio else 'OK'
+            message = 'nominal' if level == 'OK' else \
+                f'elevated residual on {self.group_names[int(np.argmax(fused.score))]}'
+            return DetectorState(stamp, 'monitoring', 1.0, level, message, score, 1.0, None,
+                                 'none', math.nan, joints, wrench, unavailable,
+                                 self.dropped_samples, 0.0, extra)
+        alarmed = [s for s in statuses if s.alarm]
+        joint = verdict.joint or None
+        if joint is None and verdict.fault_type == 'unknown':
+            top = max(alarmed, key=lambda s: s.score)
+            joint = top.name if top.name in self.joint_names else None
+        where = joint or 'robot'
+        message = f'anomaly on {where}: {verdict.fault_type}'
+        if len(alarmed) > 1:
+            message += f' ({len(alarmed)} groups alarmed)'
+        since = min(s.since for s in alarmed)
+        return DetectorState(stamp, 'monitoring', 1.0, 'ERROR', message, score, 1.0, joint,
+                             verdict.fault_type, since, joints, wrench, unavailable,
+                             self.dropped_samples, float(verdict.confidence), extra)
+
+    def poll_events(self):
+        """Return (and forget) the events since the last call, as dicts with a ``kind``."""
+        events, self._events = self._events, []
+        return events
+
+    def close(self):
+        """Stop a background calibration, if one runs."""
+        self._cancel_fit()
+
+    # ------------------------------------------------------------------ persistence
+    def _save(self):
+        if self.thresholds_file is None:
+            return
+        doc = {_FILE_KEY: {
+            'version': FILE_VERSION,
+            'saved_at': datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec='seconds'),
+            'urdf': None if self.urdf is None else str(self.urdf),
+            'joints': list(self.joint_names),
+            'settings': {k: getattr(self.config, k) for k in _SETTINGS},
+            'commissioning': dict(self._meta),
+            'calibration': None if self.calibration is None else self.calibration.to_dict(),
+            'sensor_checks': {'lag_s': self.checks.lag_s.tolist(),
+                              'flat_tolerance': self.checks.flat_tolerance.tolist(),
+                              'flat_band': self.checks.flat_band.tolist(),
+                              'min_speed': self.checks.min_speed.tolist()},
+            'detector': self.fused.to_dict(),
+        }}
+        path = self.thresholds_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text('# robot_twin anomaly monitor: calibration and thresholds\n'
+                            + yaml.safe_dump(_plain(doc), sort_keys=False))
+            self._log('info', f'commissioning done; calibration and thresholds saved to {path}')
+        except OSError as exc:
+            self._log('error', f'cannot save thresholds to {path}: {exc}')
+
+    def _load(self, path):
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ThresholdsError(f'{path}: cannot read ({exc})') from None
+        doc = raw.get(_FILE_KEY) if isinstance(raw, dict) else None
+        if not isinstance(doc, dict):
+            raise ThresholdsError(f'{path}: not an anomaly monitor file (no {_FILE_KEY!r}; an '
+                                  f'older thresholds file?)')
+        if doc.get('version') != FILE_VERSION:
+            raise ThresholdsError(f'{path}: version {doc.get("version")!r}, expected '
+                                  f'{FILE_VERSION}')
+        if doc.get('joints') != list(self.joint_names):
+            raise ThresholdsError(f'{path}: learned for joints {doc.get("joints")}, this robot '
+                                  f'has {list(self.joint_names)}; re-commission')
+        settings = doc.get('settings') or {}
+        for key in _SETTINGS:
+            saved, here = settings.get(key), getattr(self.config, key)
+            same = isinstance(saved, (int, float)) and math.isclose(saved, here, rel_tol=1e-9)
+            if not same:
+                raise ThresholdsError(f'{path}: learned with {key}={saved}, this monitor has '
+                                      f'{key}={here}; re-commission or set it back')
+        try:
+            checks = doc['sensor_checks']
+            lag = np.asarray(checks['lag_s'], dtype=float)
+            tol = np.asarray(checks['flat_tolerance'], dtype=float)
+            band = np.asarray(checks['flat_band'], dtype=float)
+            speed = np.asarray(checks['min_speed'], dtype=float)
+            if any(a.shape != (self.n,) for a in (lag, tol, band, speed)):
+                raise ValueError('sensor_checks arrays must have one value per joint')
+            self.fused.load_dict(doc['detector'])
+            calibration = None
+            if doc.get('calibration') is not None:
+                from twin_anomaly.calibration import CalibrationResult
+                calibration = CalibrationResult.from_dict(doc['calibration'])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ThresholdsError(f'{path}: malformed ({exc}); re-commission') from None
+        self.checks = SensorChecks(self.n, self.config.leak_s)
+        self.checks.lag_s = lag
+        self.checks.set_flat(tol, band, speed)
+        self._lag_learned = True
+        self.calibration = calibration
+        self.calibrated_model = None
+        if calibration is not None and calibration.accepted:
+            from twin_anomaly.calibration import apply
+            self.calibrated_model = apply(self.model, calibration)
+        model = self.calibrated_model if self.calibrated_model is not None else self.model
+        self.observer = MomentumObserver(model, self.config.observer_gain)
+        self._meta = dict(doc.get('commissioning') or {})
+        self.step = 'monitor'
+        self._saved = True
+        self._t0 = self._last_t = self._learn_t0 = None
+        self._calibrator = None
+        self._reset_block()
+
+
+def _cosine(a, b):
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b / (na * nb)) if na > 0.0 and nb > 0.0 else 0.0
+
+
+def _plain(value):
+    """Make a document YAML-safe: numpy values and tuples to plain Python."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    return value

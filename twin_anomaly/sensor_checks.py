@@ -1,0 +1,383 @@
+"""
+Model-free consistency checks of the robot's own signals, for sensor and stream faults.
+
+A sensor fault changes what the robot *reports*, not what it does, so the twin's dynamics
+residuals see it only indirectly. These checks compare the signals with each other and with
+their own past instead, per joint, with no model:
+
+- **position vs velocity**: ``e = dq - dt (qd + qd_prev) / 2`` per sample; summed over a block
+  and corrected by ``lag * dqd`` (a velocity that lags the position, e.g. a filtered
+  derivative or the integrator's convention, learned by :meth:`SensorChecks.learn_lag`), it is
+  zero up to noise. A leaky sum of it (time constant ``leak_s``) holds a position step that the
+  velocity cannot explain, or a bias between position and integrated velocity, for seconds;
+  the largest single-sample ``|e|`` of a block marks a step;
+- **noise level**: the mean square of the second difference of each signal (position,
+  velocity, effort), which white noise dominates at robot rates; its logarithm moves up with
+  a noisier sensor and down with a frozen one;
+- **frozen channel**: the longest run of exactly repeated values of each signal;
+- **flat effort while moving**: how long a joint's effort has stayed flat (each block's
+  standard deviation within a small multiple of the noise, its mean within a narrow band of
+  the run's first block) while the joint moves (a drive that clips its torque); blocks where
+  the joint stands still neither extend nor end such a run;
+- **stream**: samples missing from the stream (stamp gaps against the typical period), samples
+  that repeat the previous one exactly (a stale resend; left out of the other checks) and,
+  when the caller passes receive times, the latency of each sample.
+
+Per sample it is a handful of vectorized operations on preallocated arrays (the 1 kHz path);
+:meth:`SensorChecks.take_block` turns the accumulated block into one :class:`BlockChecks`.
+"""
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+__all__ = ['BlockChecks', 'SensorChecks', 'SIGNALS']
+
+#: The per-joint signals, in the order of the ``(3 n,)`` arrays: position, velocity, effort.
+SIGNALS = ('position', 'velocity', 'effort')
+_GAP_FACTOR = 1.5          # a step this many typical periods long has missing samples
+_PERIOD_SMOOTHING = 0.01   # weight of a new regular step in the typical period
+_TINY_SQUARE = 1e-24       # floor of a mean square second difference (a frozen signal)
+
+
+@dataclass
+class BlockChecks:
+    """
+    The checks over one block of samples (arrays in model joint order).
+
+    Attributes
+    ----------
+    samples : int
+        Samples in the block.
+    missing : float
+        Samples estimated missing inside or just before the block (stamp gaps).
+    repeated : int
+        Samples that repeated the previous one exactly, every joint and signal (a stale
+        resend under a new stamp); they are left out of every other check.
+    pv_bias : (n,) float array
+        Leaky sum of the lag-corrected position-velocity innovation, rad (m).
+    pv_jump : (n,) float array
+        Largest single-sample ``|innovation|`` in the block, rad (m); NaN without a pair.
+    pv_sum, pv_dqd : (n,) float arrays
+        Block sums of the raw innovation (rad) and of the velocity change (rad/s), for
+        learning the lag.
+    log_d2 : (3 n,) float array
+        ``log`` of the mean square second difference of position, velocity and effort
+        (rad^2, (rad/s)^2, (N·m)^2); NaN without three consecutive samples.
+    repeat_run : (3 n,) float array
+        Longest run of exactly repeated values seen in the block, samples (a run that goes on
+        across blocks keeps counting).
+    flat_run_s : (n,) float array
+        Time the effort has been flat (block standard deviation <= ``flat_tolerance``) while
+        the joint moved, s.
+    speed : (n,) float array
+        ``|net displacement| / block duration``, rad/s (m/s).
+    effort_std : (n,) float array
+        Standard deviation of the effort over the block, N·m (N).
+    latency_s : float
+        Mean ``now - stamp`` over the block's samples, s (NaN when no receive time was given).
+
+    """
+
+    samples: int
+    missing: float
+    repeated: int
+    pv_bias: np.ndarray
+    pv_jump: np.ndarray
+    pv_sum: np.ndarray
+    pv_dqd: np.ndarray
+    log_d2: np.ndarray
+    repeat_run: np.ndarray
+    flat_run_s: np.ndarray
+    speed: np.ndarray
+    effort_std: np.ndarray
+    latency_s: float
+
+
+class SensorChecks:
+    """
+    Per-sample accumulation of the model-free checks (see the module docstring).
+
+    Parameters
+    ----------
+    n : int
+        Number of joints.
+    leak_s : float
+        Time constant of the leaky position-velocity sum, s (> 0).
+
+    Attributes
+    ----------
+    lag_s : (n,) float array
+        Learned velocity lag (``pv_sum ~ lag_s * pv_dqd``), s; 0 until :meth:`learn_lag`.
+    flat_tolerance : (n,) float array
+        Largest block effort standard deviation counted as flat, N·m; 0 (nothing counts)
+        until :meth:`set_flat`.
+    flat_band : (n,) float array
+        Largest distance of a flat block's mean effort from the run's first block, N·m.
+    min_speed : (n,) float array
+        Speed above which a joint counts as moving, rad/s; inf until :meth:`set_flat`.
+    period_s : float or None
+        Typical sample period, s (None before two regular steps).
+    last_was_repeat : bool
+        The last sample given to :meth:`update` repeated the one before it exactly.
+
+    """
+
+    def __init__(self, n, leak_s=5.0):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f'n must be a positive number of joints, got {n!r}')
+        if not leak_s > 0.0 or not math.isfinite(leak_s):
+            raise ValueError(f'leak_s must be a finite time > 0 s, got {leak_s!r}')
+        self.n = n = int(n)
+        self.leak_s = float(leak_s)
+        self.lag_s = np.zeros(n)
+        self.flat_tolerance = np.zeros(n)
+        self.flat_band = np.zeros(n)
+        self.min_speed = np.full(n, np.inf)
+        self._x = np.zeros(3 * n)
+        self._prev = np.zeros(3 * n)
+        self._d1 = np.zeros(3 * n)
+        self._d1_prev = np.zeros(3 * n)
+        self._d2 = np.zeros(3 * n)
+        self._run = np.zeros(3 * n)
+        self._e = np.zeros(n)
+        self._bias = np.zeros(n)
+        self._flat_run = np.zeros(n)
+        self._flat_ref = np.full(n, np.nan)
+        self._lag_sums = np.zeros(2 * n)
+        self.period_s = None
+        self._t = None
+        self.last_was_repeat = False
+        self.reset()
+
+    # ------------------------------------------------------------------ lifecycle
+    def reset(self):
+        """Forget the stream and the current block; keep what was learned (lag, flatness)."""
+        self._t = None                 # stamp of the last sample with a new reading
+        self._t_seen = None            # stamp of the last sample at all
+        self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
+        self._bias.fill(0.0)
+        self._flat_run.fill(0.0)
+        self._flat_ref.fill(np.nan)
+        self._new_block()
+
+    def _new_block(self):
+        n = self.n
+        self._count = 0
+        self._repeated = 0
+        self._pairs = 0
+        self._missing = 0.0
+        self._sum_e = np.zeros(n)
+        self._sum_dqd = np.zeros(n)
+        self._jump = np.zeros(n)
+        self._sum_d2 = np.zeros(3 * n)
+        self._cnt_d2 = 0
+        self._run_max = np.zeros(3 * n)
+        self._tau_sum = np.zeros(n)
+        self._tau_sq = np.zeros(n)
+        self._q_first = None
+        self._t_first = None
+        self._lat_sum = 0.0
+        self._lat_cnt = 0
+
+    # ------------------------------------------------------------------ per sample
+    def update(self, t, q, qd, tau, now=None):
+        """
+        Add one sample (cheap: vectorized accumulation only).
+
+        Parameters
+        ----------
+        t : float
+            Stamp, s. A stamp that does not advance is ignored.
+        q, qd, tau : (n,) array_like
+            Measured position (rad), velocity (rad/s) and effort (N·m), model order.
+        now : float, optional
+            When the sample was received, on the same clock as earlier ``now`` values, s.
+
+        Returns
+        -------
+        bool
+            False if the sample was ignored (stamp not after the previous one).
+
+        """
+        n = self.n
+        x = self._x
+        x[:n] = q
+        x[n:2 * n] = qd
+        x[2 * n:] = tau
+        if self._t_seen is not None:
+            step = t - self._t_seen
+            if not step > 0.0:
+                return False
+            self._t_seen = t
+            self.last_was_repeat = False
+            if self._timing(step) and self._have and np.array_equal(x, self._prev):
+                # a stale copy of the previous sample under a new stamp (a logger or driver
+                # that resends): it carries no new reading, so it is counted, and no
+                # difference spans it (when the stream resumes, it is unclear how far)
+                self.last_was_repeat = True
+                self._repeated += 1
+                self._count += 1
+                self._have = 0
+                if now is not None:
+                    self._lat_sum += now - t
+                    self._lat_cnt += 1
+                return True
+            if self._have:
+                self._pair(t - self._t)
+        self._t_seen = t
+        if self._q_first is None:
+            self._q_first = x[:n].copy()
+            self._t_first = t
+        tau = x[2 * n:]
+        self._tau_sum += tau
+        self._tau_sq += tau * tau
+        if now is not None:
+            self._lat_sum += now - t
+            self._lat_cnt += 1
+        self._prev, self._x = x, self._prev
+        self._t = t
+        self._have = min(self._have + 1, 2)
+        self._count += 1
+        return True
+
+    def _timing(self, step):
+        """Track the typical period; count the samples a long step misses (False: a gap)."""
+        period = self.period_s
+        if period is not None and step > _GAP_FACTOR * period:
+            self._missing += max(0.0, round(step / period) - 1.0)
+            self._have = 0             # no differences across a gap
+            return False
+        self.period_s = step if period is None else \
+            period + _PERIOD_SMOOTHING * (step - period)
+        return True
+
+    def _pair(self, dt):
+        """Differences between this sample (``_x``) and the previous one (``_prev``)."""
+        n = self.n
+        x, prev, d1 = self._x, self._prev, self._d1
+        np.subtract(x, prev, out=d1)
+        # exact repeats: run length per signal
+        self._run += 1.0
+        self._run *= d1 == 0.0
+        np.maximum(self._run_max, self._run, out=self._run_max)
+        # position vs velocity (trapezoid)
+        e = self._e
+        np.add(x[n:2 * n], prev[n:2 * n], out=e)
+        e *= -0.5 * dt
+        e += d1[:n]
+        self._sum_e += e
+        self._pairs += 1
+        dqd = d1[n:2 * n]
+        self._sum_dqd += dqd
+        e -= self.lag_s * dqd
+        np.maximum(self._jump, np.abs(e), out=self._jump)
+        if self._have == 2:
+            np.subtract(d1, self._d1_prev, out=self._d2)
+            self._d2 *= self._d2
+            self._sum_d2 += self._d2
+            self._cnt_d2 += 1
+        self._d1, self._d1_prev = self._d1_prev, d1
+
+    # ------------------------------------------------------------------ per block
+    def take_block(self):
+        """
+        Close the current block and return its :class:`BlockChecks`; None if it was empty.
+
+        Also advances the leaky position-velocity sum and the flat-effort run (block level).
+        """
+        if self._count == 0:
+            self._new_block()
+            return None
+        n = self.n
+        c = self._sum_e - self.lag_s * self._sum_dqd
+        duration = self._t - self._t_first
+        decay = math.exp(-duration / self.leak_s) if duration > 0.0 else 1.0
+        self._bias *= decay
+        self._bias += c
+        last_q = self._prev[:n]        # the newest sample (buffers were swapped)
+        speed = (np.abs(last_q - self._q_first) / duration if duration > 0.0
+                 else np.full(n, np.nan))
+        fresh = self._count - self._repeated
+        mean = self._tau_sum / max(fresh, 1)
+        tau_std = np.sqrt(np.maximum(self._tau_sq / max(fresh, 1) - mean * mean, 0.0))
+        if fresh >= 3:                 # a block without new readings changes no run
+            self._advance_flat(mean, tau_std, speed, duration)
+        log_d2 = (np.log(np.maximum(self._sum_d2 / self._cnt_d2, _TINY_SQUARE))
+                  if self._cnt_d2 else np.full(3 * n, np.nan))
+        out = BlockChecks(
+            samples=self._count, missing=self._missing, repeated=self._repeated,
+            pv_bias=self._bias.copy(),
+            pv_jump=self._jump if self._pairs else np.full(n, np.nan),
+            pv_sum=self._sum_e, pv_dqd=self._sum_dqd, log_d2=log_d2,
+            repeat_run=self._run_max, flat_run_s=self._flat_run.copy(), speed=speed,
+            effort_std=tau_std,
+            latency_s=self._lat_sum / self._lat_cnt if self._lat_cnt else math.nan)
+        if self._lag_learning:
+            self._lag_sums[:n] += self._sum_e * self._sum_dqd
+            self._lag_sums[n:] += self._sum_dqd * self._sum_dqd
+        # the next block starts from the newest sample's values
+        self._new_block()
+        self._q_first = last_q.copy()
+        self._t_first = self._t
+        return out
+
+    def _advance_flat(self, tau_mean, tau_std, speed, duration):
+        """Extend flat-effort runs by a flat, moving block at the run's level; end them else."""
+        flat = tau_std <= self.flat_tolerance
+        moving = speed > self.min_speed
+        same = np.abs(tau_mean - self._flat_ref) <= self.flat_band     # False while NaN
+        grow = np.where(moving, duration, 0.0)
+        self._flat_run = np.where(flat, np.where(same, self._flat_run, 0.0) + grow, 0.0)
+        self._flat_ref = np.where(flat, np.where(same, self._flat_ref, tau_mean), np.nan)
+
+    # ------------------------------------------------------------------ learning
+    _lag_learning = False
+
+    def start_lag_learning(self):
+        """Collect block sums from now on for :meth:`learn_lag`."""
+        self._lag_sums.fill(0.0)
+        self._lag_learning = True
+
+    def learn_lag(self):
+        """
+        Fit ``pv_sum ~ lag * pv_dqd`` per joint over the collected blocks and use it.
+
+        Joints whose velocity never changed keep a lag of 0.
+
+        Returns
+        -------
+        (n,) float array
+            The lag per joint, s.
+
+        """
+        n = self.n
+        num, den = self._lag_sums[:n], self._lag_sums[n:]
+        lag = np.zeros(n)
+        np.divide(num, den, out=lag, where=den > 0.0)
+        self.lag_s = lag
+        self._lag_learning = False
+        self._bias.fill(0.0)
+        return lag.copy()
+
+    def set_flat(self, tolerance, band, min_speed):
+        """
+        Set what counts as flat effort on a moving joint; restart the runs.
+
+        Parameters
+        ----------
+        tolerance : (n,) array_like
+            Largest block effort standard deviation that counts as flat, N·m (N).
+        band : (n,) array_like
+            How far a flat block's mean effort may be from the run's first block, N·m (N).
+        min_speed : (n,) array_like
+            Block speed above which the joint counts as moving, rad/s (m/s).
+
+        """
+        def vector(value):
+            return np.broadcast_to(np.asarray(value, dtype=float), (self.n,)).copy()
+        self.flat_tolerance = vector(tolerance)
+        self.flat_band = vector(band)
+        self.min_speed = vector(min_speed)
+        self._flat_run.fill(0.0)
+        self._flat_ref.fill(np.nan)
