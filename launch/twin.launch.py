@@ -1,6 +1,9 @@
 """
-Launch the twin beside a real robot: twin_bridge, twin_sim (mirror) and twin_anomaly, in one
-process (one_process:=false: each in a process of its own).
+Launch the twin beside a real robot.
+
+twin_bridge, twin_sim (mirror) and twin_anomaly run in one process (one_process:=false: each in
+a process of its own); api:=, opcua:= and foxglove:= (HOST:PORT) add the outside-ROS
+interfaces as a twin_hub process.
 
     ros2 launch robot_twin twin.launch.py urdf:=/path/robot.urdf [rviz:=true]
 

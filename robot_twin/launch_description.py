@@ -93,7 +93,8 @@ def generate(profile, rviz_default):
         DeclareLaunchArgument(
             'api', default_value='',
             description='HOST:PORT of the REST API and the web dashboard (twin_hub, a process '
-                        'of its own); empty = off (or as the config file\'s twin_hub section).'),
+                        'of its own); empty = off (or as in the twin_hub section of the config '
+                        'file).'),
         DeclareLaunchArgument(
             'api_token_file', default_value='',
             description='File with the bearer token for writes (REST; password of OPC UA user '

@@ -23,9 +23,8 @@ from pathlib import Path
 import struct
 
 import numpy as np
-from robot_twin.config import ConfigError, load_config, PARAMETERS
+from robot_twin.config import ConfigError, load_config
 # private helpers of the config loader, until robot_twin.config resolves a node's parameters
-from robot_twin.config import _RclLoader, _sections  # noqa: I100
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
 from rosbags.highlevel import AnyReaderError
 from twin_anomaly.pipeline import AnomalyPipeline
@@ -36,7 +35,6 @@ from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
 from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import DEFAULT_FT_LINK, Payload, RobotModel, URDFError
-import yaml
 
 JOINT_STATE = 'sensor_msgs/msg/JointState'
 WRENCH_STAMPED = 'geometry_msgs/msg/WrenchStamped'
@@ -55,12 +53,6 @@ class ReplayError(ValueError):
 # The twin's parameters, as rcl gives them to its nodes
 # --------------------------------------------------------------------------------------------
 
-def _section_applies(key, node):
-    """Whether params-file section ``key`` (``/**``, ``/**/name``, ``/name``) reaches ``node``."""
-    parts = [p for p in key.strip('/').split('/') if p]
-    return parts in (['**'], ['**', node], [node], ['*', node])
-
-
 def twin_parameters(config=None, urdf=''):
     """
     Return the parameters of the twin's nodes in a config file, as rcl gives them at start-up.
@@ -76,8 +68,8 @@ def twin_parameters(config=None, urdf=''):
     -------
     dict
         ``{executable: {parameter: value}}`` for ``twin_bridge``, ``twin_sim`` and
-        ``twin_anomaly`` (schema defaults, then the file's sections that reach the node, in
-        file order; the node is the one the file runs with that executable, or one so named).
+        ``twin_anomaly``: what rcl gives the node that the file runs with that executable (or
+        one so named) at start-up (:func:`robot_twin.nodes.params.resolve_node_parameters`).
 
     Raises
     ------
@@ -86,21 +78,19 @@ def twin_parameters(config=None, urdf=''):
 
     """
     from robot_twin.graph import config_path
+    from robot_twin.nodes.params import resolve_node_parameters
     try:
         path = config_path(config)
         loaded = load_config(path)
-        with open(path, encoding='utf-8') as handle:
-            data = yaml.load(handle, Loader=_RclLoader)  # noqa: S506 - a SafeLoader subclass
-    except (ConfigError, OSError, yaml.YAMLError) as exc:
+        nodes = [(next((n for n, e in loaded.executables.items() if e == executable),
+                       executable), executable)
+                 for executable in ('twin_bridge', 'twin_sim', 'twin_anomaly')]
+        resolved = resolve_node_parameters(path, nodes)
+    except (ConfigError, OSError) as exc:
         raise ReplayError(f'--config: {exc}') from None
-    sections = list(_sections(data))
     out = {}
-    for executable in ('twin_bridge', 'twin_sim', 'twin_anomaly'):
-        node = next((n for n, e in loaded.executables.items() if e == executable), executable)
-        values = {spec.name: spec.default for spec in PARAMETERS[executable]}
-        for key, params in sections:
-            if _section_applies(key, node):
-                values.update((k, v) for k, v in params.items() if k in values)
+    for node, executable in nodes:
+        values = dict(resolved[node])
         if urdf:
             values['urdf_path'] = str(urdf)
         out[executable] = values

@@ -9,7 +9,7 @@ from robot_twin.graph import describe_graph
 from robot_twin.hub.jobs import JobRejected, WhatIfJobs
 from robot_twin.hub.lifecycle import append_acknowledgement, read_tail
 from robot_twin.hub.settings import hub_overrides, hub_spec, hub_urls, HubSettings, \
-    parse_address, read_token
+    parse_address, read_token, with_hub
 from robot_twin.hub.state import TwinState
 from twin_bridge.ledger import Ledger, verify_ledger
 
@@ -175,6 +175,40 @@ def test_settings_and_the_bring_up_helpers(tmp_path):
     assert spec.params_files == (graph.config.path,)
     assert node.parameters['api.address'] == ':8080'
     assert node.parameters['urdf_path'] == graph.urdf
+
+
+HUB_CONFIG = """\
+robot_twin:
+  ros__parameters:
+    nodes: [twin_bridge, twin_sim]
+/**:
+  ros__parameters: {ledger_path: /var/log/twin.jsonl, joint_states_topic: /arm/joint_states}
+/**/twin_hub:
+  ros__parameters:
+    api: {address: '127.0.0.1:8081'}
+"""
+
+
+def test_the_hub_joins_the_bring_up_only_when_asked(tmp_path):
+    graph = describe_graph('twin')
+    processes, values = with_hub(graph, {})
+    assert processes == list(graph.processes) and values == {}           # off by default
+    processes, values = with_hub(graph, {'foxglove.address': ':8765'})
+    assert [p.executable for p in processes] == ['twin_container', 'twin_hub']
+    # from a config file's twin_hub section; the twin's /** values reach the hub too, but not
+    # joint_states_topic (the robot's topic), which is not a hub parameter
+    path = tmp_path / 'c.yaml'
+    path.write_text(HUB_CONFIG)
+    processes, values = with_hub(describe_graph(str(path)), {})
+    assert processes[-1].executable == 'twin_hub'
+    assert values == {'ledger_path': '/var/log/twin.jsonl', 'api.address': '127.0.0.1:8081'}
+    assert hub_urls(values)[0] == 'dashboard  http://127.0.0.1:8081/'
+    # a config that lists twin_hub itself: the flags go to that node, no second hub
+    path.write_text(HUB_CONFIG.replace('[twin_bridge, twin_sim]', '[twin_bridge, twin_hub]'))
+    processes, values = with_hub(describe_graph(str(path)), {'opcua.address': ':4840'})
+    hubs = [p for p in processes if p.executable == 'twin_hub']
+    assert len(hubs) == 1 and hubs[0].nodes[0].parameters == {'opcua.address': ':4840'}
+    assert values['api.address'] == '127.0.0.1:8081' and values['opcua.address'] == ':4840'
 
 
 def test_ledger_tail_and_acknowledgements(tmp_path):

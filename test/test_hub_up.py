@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 
-from hub_testing import free_port, write_token
 import httpx
+from hub_testing import free_port, write_token
 import pytest
 from ros_harness import unique_domain_id, wait_until
 from twin_sim.resources import builtin_urdf
@@ -73,6 +73,8 @@ def test_up_with_api_serves_the_running_twin_and_stops_cleanly(tmp_path):
             joints = wait_until(ready, START_TIMEOUT_S, 'joint values on /api/v1/joints',
                                 seen=output.text)
             health = client.get('/api/v1/health').json()
+            time.sleep(2.0)                  # a few display periods of history
+            series = client.get('/api/v1/series', params={'since': 0}).json()
             assert client.get('/openapi.json').status_code == 200
             assert client.get('/').status_code == 200               # the dashboard
             # a write without the token is refused, not served
@@ -81,9 +83,14 @@ def test_up_with_api_serves_the_running_twin_and_stops_cleanly(tmp_path):
         names = list(RobotModel.from_urdf(builtin_urdf()).joint_names)
         assert [j['name'] for j in joints] == names
         assert health['samples_received']['measured'] > 0
-        text = output.text(last=10**6)
-        assert f'dashboard  http://127.0.0.1:{port}/' in text            # up printed the URLs
-        assert 'twin_hub' in text.split('\n', 3)[0] + text              # and started the hub
+        # the bridge and the mirror show the same robot samples (one stamp grid), so most
+        # measured samples the hub decoded have their prediction: the residual is exact
+        measured = {round(stamp * 1e9) for stamp, _effort in series['measured']}
+        predicted = {round(stamp * 1e9) for stamp, _effort in series['predicted']}
+        assert len(measured) >= 10 and len(measured & predicted) >= len(measured) // 2
+        started = next(line for line in output.lines if 'starting' in line)
+        assert 'starting 4 process(es)' in started and 'twin_hub: twin_hub' in started
+        assert f'[robot-twin up] dashboard  http://127.0.0.1:{port}/' in output.lines
         proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while proc.poll() is None and time.monotonic() < deadline:
@@ -91,6 +98,10 @@ def test_up_with_api_serves_the_running_twin_and_stops_cleanly(tmp_path):
         assert proc.returncode == 0, f'robot-twin up exited with {proc.returncode}\n' \
                                      f'{output.text()}'
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:             # up stops its processes on SIGTERM too
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         proc.wait()

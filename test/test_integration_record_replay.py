@@ -35,9 +35,10 @@ def _replay_config(workdir):
     """config/demo.yaml with the test loop's overrides, as the live twin got them."""
     data = yaml.safe_load((ROOT / 'config' / 'demo.yaml').read_text())
     for node, values in loop_overrides(workdir, SCENARIO).items():
-        section = data.setdefault(f'/**/{node}', {'ros__parameters': {}})['ros__parameters']
+        params = data.setdefault(f'/**/{node}', {'ros__parameters': {}})['ros__parameters']
         for key, value in values.items():
             *parents, leaf = key.split('.')
+            section = params
             for part in parents:
                 section = section.setdefault(part, {})
             section[leaf] = value

@@ -21,7 +21,8 @@ Commissioning, in stamp time from the first sample (``commissioning_duration_s``
 1. *collect* (the first ``calibration_fraction`` of D): the samples go to the calibrator
    (:mod:`twin_anomaly.calibration`, the URDF as prior); the model-free checks learn the
    robot's velocity lag, noise levels and speeds;
-2. *calibrate*: the calibrator fits; an accepted fit replaces the URDF model in the observer
+2. *calibrate* (``fit_window_s`` of stamp time, the same live and in a replay): the calibrator
+   fits; an accepted fit replaces the URDF model in the observer
    (and :attr:`AnomalyMonitor.calibrated_model` gives it to the mirror); a rejected one keeps
    the URDF, with the reason in the ``calibration_finished`` event;
 3. *learn thresholds* (the rest of D, counted from when the calibrated model took over): the
@@ -72,6 +73,7 @@ _FLAT_BAND = 4.0             # ... and block mean within this many stds of a blo
 _MIN_SPEED = 0.01            # rad/s: slowest speed that counts as moving
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
 _LATENCY_BASELINE_S = 60.0   # time constant of the stream's latency baseline, s
+_MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
 _SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
 
 
@@ -106,7 +108,12 @@ class MonitorConfig:
         A classifier verdict below this confidence is reported as ``unknown``.
     calibrate_in_background : bool
         Fit the calibration in a worker thread (the live node: the 1 kHz path never waits);
-        False fits inside :meth:`AnomalyMonitor.update` (offline runs, replays: reproducible).
+        False fits inside :meth:`AnomalyMonitor.update` (offline runs, replays).
+    fit_window_s : float
+        Stamp time from the end of the collect step to the sample at which the calibration
+        takes over, in both modes, so that a replay takes it over where the live node did
+        (a background fit still running then takes over when it finishes, with a warning).
+        At most a quarter of the learning time, from which it is taken.
 
     """
 
@@ -123,6 +130,7 @@ class MonitorConfig:
     model_path: str = ''
     min_confidence: float = 0.5
     calibrate_in_background: bool = False
+    fit_window_s: float = 3.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -141,11 +149,12 @@ class MonitorConfig:
                              f'{self.calibration_fraction}')
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f'min_confidence must be in [0, 1], got {self.min_confidence}')
-        for name in ('commissioning_duration_s', 'block_s', 'observer_gain', 'leak_s'):
+        for name in ('commissioning_duration_s', 'block_s', 'observer_gain', 'leak_s',
+                     'fit_window_s'):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
         learn_s = (1.0 - self.calibration_fraction) * self.commissioning_duration_s
-        if learn_s < 20 * self.block_s:
+        if (learn_s - min(self.fit_window_s, _MAX_FIT_SHARE * learn_s)) < 20 * self.block_s:
             raise ValueError(f'commissioning_duration_s={self.commissioning_duration_s} leaves '
                              f'{learn_s:.3f} s to learn thresholds; at least 20 blocks of '
                              f'{self.block_s} s are needed')
@@ -250,6 +259,9 @@ class AnomalyMonitor:
         self.observer = None
         self._executor = None
         self._future = None
+        self._fit_result = None
+        self._fit_due = math.inf
+        self._fit_late = False
         self.dropped_samples = 0
         self._verdict_cache = None
         self._saved = True
@@ -286,6 +298,8 @@ class AnomalyMonitor:
         self.calibrated_model = None
         self.observer = None
         self._calibrator = self._make_calibrator() if cfg.calibration else None
+        self._fit_result, self._fit_due, self._fit_late = None, math.inf, False
+        self._learn_span = (1.0 - cfg.calibration_fraction) * cfg.commissioning_duration_s
         self._reset_block()
         self._log('info', f'commissioning for {cfg.commissioning_duration_s:.1f} s of nominal '
                           f'motion ({"calibrating the model, then " if cfg.calibration else ""}'
@@ -344,7 +358,7 @@ class AnomalyMonitor:
         d = cfg.commissioning_duration_s
         if self._learn_t0 is None:
             return min(cfg.calibration_fraction, (self._last_t - self._t0) / d)
-        learned = (self._last_t - self._learn_t0) / ((1.0 - cfg.calibration_fraction) * d)
+        learned = (self._last_t - self._learn_t0) / self._learn_span
         return min(1.0, cfg.calibration_fraction + (1.0 - cfg.calibration_fraction) * learned)
 
     # ------------------------------------------------------------------ per sample
@@ -400,8 +414,8 @@ class AnomalyMonitor:
             self._r_cnt += 1
         if t >= self._block_end:
             self._end_block(t)
-        if step == 'fit' and self._future is not None and self._future.done():
-            self._calibrated(self._future.result())
+        if step == 'fit' and t >= self._fit_due:
+            self._take_over_fit(t)
 
     _q_prev = None
 
@@ -450,8 +464,7 @@ class AnomalyMonitor:
         elif step in ('learn', 'fit'):
             self.fused.learn(t, x)
             self._changed |= blk.repeat_run < blk.samples
-            if step == 'learn' and t - self._learn_t0 >= (1.0 - cfg.calibration_fraction) * \
-                    cfg.commissioning_duration_s:
+            if step == 'learn' and t - self._learn_t0 >= self._learn_span:
                 self._finish_commissioning(t)
         elif step == 'monitor':
             before = self.fused.alarm.copy()
@@ -526,13 +539,33 @@ class AnomalyMonitor:
         elif not self._calibrator.ready:
             self._calibrated(None, 'the nominal motion did not give the calibrator enough '
                                    'data; predicting with the URDF model')
-        elif cfg.calibrate_in_background:
-            self.step = 'fit'
-            self._executor = ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix='twin_calibration')
-            self._future = self._executor.submit(self._calibrator.fit)
         else:
-            self._calibrated(self._calibrator.fit())
+            # the fit window is taken from the learning time: commissioning still ends D
+            # after the first sample, live and in a replay
+            learn_s = (1.0 - cfg.calibration_fraction) * cfg.commissioning_duration_s
+            window = min(cfg.fit_window_s, _MAX_FIT_SHARE * learn_s)
+            self._learn_span = learn_s - window
+            self.step = 'fit'
+            self._fit_due = t + window
+            if cfg.calibrate_in_background:
+                self._executor = ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix='twin_calibration')
+                self._future = self._executor.submit(self._calibrator.fit)
+            else:
+                self._fit_result = self._calibrator.fit()
+
+    def _take_over_fit(self, t):
+        """Use the calibration at the fit window's end (stamp time), or when it is done."""
+        if self._future is None:
+            result, self._fit_result = self._fit_result, None
+            self._calibrated(result)
+        elif self._future.done():
+            self._calibrated(self._future.result())
+        elif not self._fit_late:
+            self._fit_late = True
+            self._log('warning', f'the calibration is still fitting {t - self._fit_due:.3f} s '
+                                 'after its window: it takes over when done (a replay will '
+                                 'take it over earlier)')
 
     def _learn_signals(self):
         """

@@ -76,3 +76,49 @@ def declare_node_parameters(node, executable):
 
     node.add_on_set_parameters_callback(check)
     return values
+
+
+def resolve_node_parameters(params_file, nodes):
+    """
+    Return the parameters rcl gives each node of ``nodes`` when started with ``params_file``.
+
+    Each node is created, with the file, on a private rclpy context (no executor, destroyed at
+    once), so the file's sections reach it by rcl's own rules (``/**``, ``/**/name``, ...)
+    and its values are checked as at start-up. Offline tools (``robot-twin replay``) use it
+    to run the twin's cores with the values the live nodes would have.
+
+    Parameters
+    ----------
+    params_file : str
+        A ROS 2 parameters file.
+    nodes : sequence of (str, str)
+        ``(node name, executable)`` pairs; the executable names the schema.
+
+    Returns
+    -------
+    dict
+        ``{node name: {parameter: value}}``, as :func:`declare_node_parameters` returns.
+
+    Raises
+    ------
+    robot_twin.config.ConfigError
+        A value of the file is wrong for its node.
+
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+    out = {}
+    for name, executable in nodes:
+        context = Context()
+        rclpy.init(context=context, args=['--ros-args', '--params-file', str(params_file)])
+        try:
+            node = Node(name, context=context, start_parameter_services=False)
+            try:
+                values = declare_node_parameters(node, executable)
+            finally:
+                node.destroy_node()
+        finally:
+            rclpy.shutdown(context=context)
+        out[name] = values
+    return out
