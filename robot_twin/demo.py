@@ -222,6 +222,9 @@ def summarize(obs, faults, exited, say, scenario_time):
         rel = scenario_time(since) if math.isfinite(since) else math.nan
         say(f'first alarm: joint {joint or "-"}, fault type {fault_type}, onset at '
             f't={rel:.2f} s of the scenario')
+        for name, values in sorted((obs.first_alarm_groups or {}).items()):
+            say(f'  {name}: score {float(values.get("score", "nan")):.2f} from detector '
+                f'{values.get("detector", "?")} ({values.get("channel", "?")})')
     if faults:
         first = faults[0]
         joints = {f.get('joint') for f in faults if f.get('joint')}

@@ -96,12 +96,12 @@ class ProcessSpec:
 
     @property
     def name(self):
-        """A label: the node name, or ``twin`` for a container."""
+        """Return a label: the node name, or ``twin`` for a container."""
         return self.nodes[0].name if self.executable != CONTAINER else 'twin'
 
     @property
     def node_name(self):
-        """The ``__node`` remapping of a single-node process (None for a container)."""
+        """Return the ``__node`` remapping of a single-node process (None for a container)."""
         return self.nodes[0].name if self.executable != CONTAINER else None
 
     def remappings(self):

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from robot_twin.bringup import node_command
-from robot_twin.graph import describe_graph, NodeSpec
+from robot_twin.graph import describe_graph, NodeSpec, ProcessSpec
 from robot_twin.ros_env import localhost_env
 from ros_harness import START_TIMEOUT_S, TwinGraph, unique_domain_id, wait_until
 
@@ -27,11 +27,11 @@ CASES = {
     'bridge_negative_timeout': ('twin_bridge', {'stale_timeout_s': -1.0}, ['stale_timeout_s']),
     'bridge_wrong_type': ('twin_bridge', {'stale_timeout_s': 'soon'}, ['stale_timeout_s']),
     'sim_missing_urdf': ('twin_sim', {'urdf_path': MISSING_URDF}, [MISSING_URDF]),
-    'plant_bad_scenario': ('twin_sim', {'mode': 'plant', 'scenario': BAD_SCENARIO},
-                           [BAD_SCENARIO, 'joint9']),
+    'plant_bad_scenario': ('twin_plant', {'scenario': BAD_SCENARIO}, [BAD_SCENARIO, 'joint9']),
     'anomaly_out_of_range': ('twin_anomaly', {'commissioning_duration_s': 0.0},
                              ['commissioning_duration_s']),
-    'sim_bad_choice': ('twin_sim', {'mode': 'sideways'}, ['mode', 'sideways']),
+    'sim_bad_choice': ('twin_sim', {'unknown_joints': 'sideways'},
+                       ['unknown_joints', 'sideways']),
 }
 
 
@@ -41,7 +41,8 @@ def exits():
     procs = {}
     try:
         for case, (executable, params, _words) in CASES.items():
-            spec = NodeSpec('robot_twin', executable, executable, parameters=params)
+            spec = ProcessSpec('robot_twin', executable,
+                               (NodeSpec(executable, executable, parameters=params),))
             procs[case] = subprocess.Popen(
                 node_command(spec), env=localhost_env(unique_domain_id()),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -74,8 +75,11 @@ def test_bad_start_up_parameter_exits_2_with_one_clear_line(exits, case):
 
 def test_spec_parameters_beat_the_config_file(tmp_path):
     """A NodeSpec override wins over config/demo.yaml, as graph.NodeSpec documents."""
-    spec = dataclasses.replace(describe_graph('demo').node('twin_anomaly'), parameters={
-        'commissioning_duration_s': 3.5, 'thresholds_file': str(tmp_path / 't.yaml')})
+    process = next(p for p in describe_graph('demo', one_process=False).processes
+                   if p.nodes[0].name == 'twin_anomaly')
+    spec = dataclasses.replace(process, nodes=(dataclasses.replace(process.nodes[0], parameters={
+        'commissioning_duration_s': 3.5, 'thresholds_file': str(tmp_path / 't.yaml'),
+        'rul.log_path': str(tmp_path / 'health.jsonl')}),))
     graph = TwinGraph(unique_domain_id())
     try:
         graph.start('anomaly', [spec])

@@ -339,7 +339,7 @@ class SafetyGovernor:
 
     @property
     def speed_scale(self):
-        """The derating applied on top of ``velocity_scale``, in (0, 1] (1 = none)."""
+        """Return the derating applied on top of ``velocity_scale``, in (0, 1] (1 = none)."""
         return self._speed_scale
 
     def set_speed_scale(self, scale):

@@ -40,9 +40,9 @@ class RobotSample:
     velocity : (n,) float array or None
         rad/s; None when the robot does not publish velocities.
     effort : (n,) float array
-        N·m (N).
+        N·m (N). The arrays are the intake's own copies for this sample: a consumer may
+        keep them.
 
-    The arrays are the intake's own copies for this sample: a consumer may keep them.
     """
 
     t: float

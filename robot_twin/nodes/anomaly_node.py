@@ -22,7 +22,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from robot_twin.nodes import qos
-from robot_twin.nodes.messages import make_status
+from robot_twin.nodes.messages import make_status, status_values
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
@@ -107,6 +107,9 @@ class TwinAnomalyNode(Node):
             self.create_timer(1.0 / p['rul.publish_rate_hz'], self.publish_rul)
         if self.ledger is not None:
             self._record_start(p)
+            self._acknowledged = set()
+            self.create_subscription(DiagnosticArray, '/twin/acknowledgements',
+                                     self.on_acknowledgement, qos.ACKNOWLEDGEMENTS)
 
     # ---------------------------------------------------------------- lifecycle log
     def _open_ledger(self, path):
@@ -136,6 +139,16 @@ class TwinAnomalyNode(Node):
         except LedgerError as exc:
             self.get_logger().error(f'lifecycle log: {exc}; no further entries')
             self.ledger = None
+
+    def on_acknowledgement(self, msg):
+        """Record anomaly episodes that a person acknowledged (twin_hub), once each."""
+        for status in msg.status:
+            values = status_values(status)
+            key = values.get('id') or status.message
+            if key in self._acknowledged:
+                continue              # latched: re-sent to a writer that joins later
+            self._acknowledged.add(key)
+            self._append('anomaly_acknowledged', values)
 
     def _write_lifecycle(self):
         for kind, data in self.pipeline.lifecycle_entries():

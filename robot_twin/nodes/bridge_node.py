@@ -116,6 +116,10 @@ class TwinBridgeNode(Node):
     def _open_audit(self, p):
         """Return the governor's audit trail in the lifecycle log (``ledger_path``), or None."""
         if not p['ledger_path']:
+            if p['corrective_actions.enabled']:
+                self.get_logger().warning(
+                    'corrective actions are enabled without a lifecycle log (ledger_path): '
+                    "the governor's decisions go to the ROS log only")
             return None
         try:
             audit = AuditLog(p['ledger_path'])

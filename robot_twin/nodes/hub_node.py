@@ -39,8 +39,7 @@ from twin_sim.urdf_model import RobotModel
 # display sample is worth nothing, and the hub never makes a twin writer wait), /twin/status as
 # published (reliable), anomaly and RUL latched; acknowledgements are published latched (the
 # last few), so that the twin's lifecycle-log writer gets them even if it starts later.
-ACK_QOS = qos.QoSProfile(depth=20, reliability=qos.ReliabilityPolicy.RELIABLE,
-                         durability=qos.DurabilityPolicy.TRANSIENT_LOCAL)
+ACK_QOS = qos.ACKNOWLEDGEMENTS
 CORRECTIVE = 'corrective_actions.enabled'
 SERVICE_TIMEOUT_S = 3.0
 

@@ -37,6 +37,7 @@ class Observation:
     stale_seen: bool = False                             # a STALE /twin/status was seen
     anomaly: dict = field(default_factory=dict)          # status name -> (level, msg, values)
     first_alarm: tuple = None      # (wall time, joint, fault_type, since stamp) of first ERROR
+    first_alarm_groups: dict = None  # status name -> values of the groups at ERROR then
     commissioned_at: float = None  # wall time the anomaly phase became 'monitoring'
     residual_count: int = 0
     residual_names: list = field(default_factory=list)
@@ -92,6 +93,9 @@ class TwinMonitorNode(Node):
                 since = float(values['since']) if values.get('since') else math.nan
                 self.obs.first_alarm = (time.time(), values.get('joint', ''),
                                         values.get('fault_type', ''), since)
+                self.obs.first_alarm_groups = {
+                    t.name: status_values(t) for t in msg.status
+                    if t.name != 'twin/anomaly/robot' and level_name(t.level) == 'ERROR'}
 
     def on_rul(self, msg):
         """Keep the latest RUL statuses (one per joint)."""
@@ -178,7 +182,7 @@ class BackgroundMonitor:
 
     @property
     def obs(self):
-        """What the monitor has seen (:class:`Observation`)."""
+        """Return what the monitor has seen (:class:`Observation`)."""
         return self.node.obs
 
     def close(self):

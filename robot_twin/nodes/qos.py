@@ -35,3 +35,8 @@ OVERRIDABLE = QoSOverridingOptions.with_default_policies()
 # one more entity the executor watches per wake-up. Pass as ``event_callbacks``.
 LEAN_SUBSCRIPTION = SubscriptionEventCallbacks(use_default_callbacks=False)
 LEAN_PUBLISHER = PublisherEventCallbacks(use_default_callbacks=False)
+
+ACKNOWLEDGEMENTS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""/twin/acknowledgements (twin_hub -> the lifecycle-log writer): the last 20, latched, so that a
+writer that starts later still records them."""
