@@ -18,6 +18,7 @@ import itertools
 import math
 import os
 from pathlib import Path
+import signal
 import socket
 import threading
 import time
@@ -475,3 +476,28 @@ def read_audit(path):
     """Return the audit log entries (list of dict); [] while the file does not exist."""
     from twin_bridge.audit import read_audit_log
     return read_audit_log(path) if Path(path).is_file() else []
+
+
+def processes_on_domain(domain):
+    """Return the pids of this machine's processes whose environment has ROS_DOMAIN_ID=domain."""
+    mark = f'ROS_DOMAIN_ID={domain}'.encode()
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f'/proc/{entry}/environ', 'rb') as f:
+                if mark in f.read().split(b'\0'):
+                    pids.append(int(entry))
+        except OSError:
+            continue                                   # exited meanwhile, or not ours
+    return pids
+
+
+def kill_domain_processes(domain):
+    """SIGKILL whatever of this machine still runs on ``domain`` (a test's clean-up)."""
+    for pid in processes_on_domain(domain):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

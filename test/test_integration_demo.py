@@ -6,25 +6,9 @@ import sys
 
 import pytest
 from robot_twin.ros_env import localhost_env
-from ros_harness import unique_domain_id
+from ros_harness import processes_on_domain, unique_domain_id
 
 DEMO_TIMEOUT_S = 240.0
-
-
-def processes_on_domain(domain):
-    """Return the pids of this machine's processes whose environment has ROS_DOMAIN_ID=domain."""
-    mark = f'ROS_DOMAIN_ID={domain}'.encode()
-    pids = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f'/proc/{entry}/environ', 'rb') as f:
-                if mark in f.read().split(b'\0'):
-                    pids.append(int(entry))
-        except OSError:
-            continue                                   # exited meanwhile, or not ours
-    return pids
 
 
 @pytest.mark.integration

@@ -15,7 +15,8 @@ import textwrap
 
 import pytest
 from robot_twin.ros_env import child_env, own_ros_libraries
-from ros_harness import Observer, START_TIMEOUT_S, unique_domain_id, wait_until
+from ros_harness import kill_domain_processes, Observer, START_TIMEOUT_S, unique_domain_id, \
+    wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEELS = ('ros-rclpy', 'ros-rmw-fastrtps-cpp', 'ros-std-msgs')
@@ -69,11 +70,14 @@ def test_child_env_puts_own_ros_first_and_drops_other_environments(tmp_path):
 
 
 SUPERVISOR = textwrap.dedent("""
-    import os, subprocess, sys
+    import os, signal, subprocess, sys
     import rclpy      # this environment's own ROS: its bootstrapper has set the library path
     assert '_ROS_WHEELS_BOOTSTRAP_COMPLETE' in os.environ
     assert sys.prefix in os.environ['LD_LIBRARY_PATH']
-    sys.exit(subprocess.call(sys.argv[1:]))
+    child = subprocess.Popen(sys.argv[1:])
+    # a supervisor passes Ctrl-C on to what it started and reports how that ended
+    signal.signal(signal.SIGINT, lambda *_: child.send_signal(signal.SIGINT))
+    sys.exit(child.wait())
 """)
 
 
@@ -102,5 +106,6 @@ def test_up_started_from_another_ros_venv_brings_the_whole_twin_up(other_venv, t
             proc.kill()
             out, _ = proc.communicate()
         observer.close()
+        kill_domain_processes(domain)     # nothing of this test outlives it, pass or fail
     assert 'cannot open shared object file' not in out, out
     assert proc.returncode == 0, out

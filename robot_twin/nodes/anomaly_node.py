@@ -85,12 +85,13 @@ class TwinAnomalyNode(Node):
         self.position = None          # latest measured position, for the markers
         self._mirror_node = mirror
         if mirror is None:            # a process of its own: the chain runs here
-            self.input = RobotInput(self, model, p)
+            self.input = self._robot_input = RobotInput(self, model, p)
             self._mirror = Mirror(Predictor(model))
             self.input.sample_listeners.append(self._own_chain)
             if wrench_outputs(model, p)[0]:
                 self.input.wrench_listeners.append(self._own_wrench)
         else:
+            self._robot_input = mirror.source
             mirror.result_listeners.append(self.take_result)
             mirror.wrench_listeners.append(self.pipeline.wrench)
         self.pipeline.model_listeners.append(self._use_calibrated_model)
@@ -179,7 +180,8 @@ class TwinAnomalyNode(Node):
         self.pipeline.update(sample, result, now=self._receive_time())
 
     def _receive_time(self):
-        return self.get_clock().now().nanoseconds * 1e-9
+        # the intake's receive time of this sample (the same clock; no second clock read)
+        return self._robot_input.receive_time
 
     def _own_chain(self, sample):
         self.take_result(sample, self._mirror.update(sample.t, sample.position,

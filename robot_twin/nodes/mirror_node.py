@@ -88,6 +88,7 @@ class TwinMirrorNode(Node):
         self.nonfinite_results = 0
         if source is None:
             source = self.input = RobotInput(self, model, p)
+        self.source = source
         source.sample_listeners.append(self.take_sample)
         self.display = DisplayRate(p['display_rate_hz'])
 

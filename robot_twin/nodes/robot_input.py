@@ -26,6 +26,10 @@ from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import DEFAULT_FT_LINK, Payload, RobotModel
 
 
+LOG_PERIOD_S = 2.0
+"""At most one log line per this many seconds about rejected samples (all are counted)."""
+
+
 def robot_model(params, with_dynamics=True):
     """
     Build the twin's RobotModel from a node's parameters.
@@ -99,6 +103,8 @@ class RobotInput:
             joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'])
         self.sample_listeners = []
         self.wrench_listeners = []
+        self.receive_time = math.nan     # when the last accepted joint sample arrived, s
+        self._next_log, self._unlogged = -math.inf, 0
         self._joints = JointStateReader()
         self._wrench = WrenchReader()
         self._clock = node.get_clock()
@@ -119,7 +125,15 @@ class RobotInput:
         return self._clock.now().nanoseconds * 1e-9
 
     def _rejected(self, reason):
-        self.node.get_logger().warning(f'{reason} (sample ignored)', throttle_duration_sec=2.0)
+        """Log a rejection, at most one line per LOG_PERIOD_S with a count of the others."""
+        # (rclpy's own throttle inspects the caller's frame on every call: ~1 ms each)
+        now = time.monotonic()
+        if now < self._next_log:
+            self._unlogged += 1
+            return
+        more = f'; {self._unlogged} more rejected since the last line' if self._unlogged else ''
+        self._unlogged, self._next_log = 0, now + LOG_PERIOD_S
+        self.node.get_logger().warning(f'{reason} (sample ignored{more})')
 
     def on_joint_state(self, data):
         """Take one serialized JointState: check, map, hand over."""
@@ -135,13 +149,14 @@ class RobotInput:
             return
         sec, nanosec, names, position, velocity, effort = parsed
         intake = self.intake
-        reason = intake.joint_state(names, position, velocity, effort, sec + nanosec * 1e-9,
-                                    self._now())
+        now = self._now()
+        reason = intake.joint_state(names, position, velocity, effort, sec + nanosec * 1e-9, now)
         if reason is not None:
             self._rejected(reason)
             return
         sample = intake.sample((sec, nanosec))
         if sample is not None:
+            self.receive_time = now
             for listener in self.sample_listeners:
                 listener(sample)
 
@@ -174,4 +189,8 @@ def finite(*arrays):
     One dot product per array (NaN and inf propagate; a value too large to square also fails,
     and no residual of a real robot is that large).
     """
-    return math.isfinite(sum(float(a @ a) for a in arrays if a is not None))
+    total = 0.0
+    for a in arrays:
+        if a is not None:
+            total += float(a @ a)
+    return math.isfinite(total)
