@@ -30,6 +30,7 @@ import yaml
 
 TWIN_NODES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
 TWIN_START_TIMEOUT_S = 60.0   # the twin's first /twin/anomaly report must come within this
+STALL_WINDOW_S = 3.0          # an alarm up to this long after a stall of the plant is its echo
 DASHBOARD_ADDRESS = '127.0.0.1:8080'   # --dashboard without an address
 
 
@@ -90,7 +91,7 @@ def hub_process(workdir, address=DASHBOARD_ADDRESS):
     return hub_spec(describe_graph('demo'), overrides), hub_urls(overrides)
 
 
-def run_demo(duration_s=60.0, scenario='demo', corrective=False, domain_id=None,
+def run_demo(duration_s=72.0, scenario='demo', corrective=False, domain_id=None,
              commissioning_s=None, show_node_output=False, out=sys.stdout, dashboard=''):
     """
     Run the demo; return the process exit status (0 = the loop worked).
@@ -225,21 +226,36 @@ def summarize(obs, faults, exited, say, scenario_time):
         for name, values in sorted((obs.first_alarm_groups or {}).items()):
             say(f'  {name}: score {float(values.get("score", "nan")):.2f} from detector '
                 f'{values.get("detector", "?")} ({values.get("channel", "?")})')
+    # The emulated robot steps in real time; starved of CPU it moves its clock on (published
+    # in /twin/plant_status), and its controller's set-points jump: a real transient of the
+    # plant, which the twin rightly sees. Alarms right after such a stall are not false alarms.
+    stalls = [plant_time for _epoch, plant_time in obs.epochs[1:] if math.isfinite(plant_time)]
+    episodes = [(j, ft, scenario_time(t)) for j, ft, t in obs.alarms if math.isfinite(t)]
+    start_s = float(faults[0].get('start_s', 0.0)) if faults else math.inf
+    for joint, fault_type, t in episodes:
+        if t >= start_s - 0.05:
+            continue
+        stall = next((x for x in stalls if t - STALL_WINDOW_S <= x <= t + 0.5), None)
+        if stall is None:
+            problems.append(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) came '
+                            f'before the fault (t={start_s} s)')
+        else:
+            say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a stall of '
+                f'the emulated robot at t={stall:.2f} s (starved of CPU, its clock moved on): '
+                'a real transient of the plant')
     if faults:
         first = faults[0]
         joints = {f.get('joint') for f in faults if f.get('joint')}
-        if alarm is None:
+        found = next((e for e in episodes if e[2] >= start_s - 0.05), None)
+        if found is None:
             problems.append(f"the {first.get('type')} fault was not detected")
+        elif joints and found[0] not in joints:
+            problems.append(f'alarm on {found[0] or "no joint"}, fault was on '
+                            f'{", ".join(sorted(joints))}')
         else:
-            start_s = float(first.get('start_s', 0.0))
-            if math.isfinite(rel) and rel < start_s:
-                problems.append(f'alarm at t={rel:.2f} s came before the fault (t={start_s} s)')
-            elif joints and alarm[1] not in joints:
-                problems.append(f'alarm on {alarm[1] or "no joint"}, fault was on '
-                                f'{", ".join(sorted(joints))}')
-            else:
-                say(f'detected {first.get("type")} {rel - start_s:.2f} s after its onset')
-    elif alarm is not None:
+            say(f'detected {first.get("type")} {found[2] - start_s:.2f} s after its onset, on '
+                f'{found[0]} ({found[1]})')
+    elif episodes:
         problems.append('false alarm on a scenario without faults')
     if obs.commands:
         say(f'corrective commands seen on the robot bus: {len(obs.commands)}')
@@ -252,7 +268,7 @@ def summarize(obs, faults, exited, say, scenario_time):
 def add_demo_parser(subparsers):
     """Add ``robot-twin demo`` to the CLI."""
     p = subparsers.add_parser('demo', help='run the whole twin loop on the emulated robot')
-    p.add_argument('--duration', type=float, default=60.0, help='seconds to run (default 60)')
+    p.add_argument('--duration', type=float, default=72.0, help='seconds to run (default 72)')
     p.add_argument('--scenario', default='demo',
                    help='fault scenario: a name in config/faults or a YAML file (default demo)')
     p.add_argument('--corrective', action='store_true',

@@ -59,6 +59,10 @@ def _is_foreign_ros(path, own):
     return any(p.glob('python3*/site-packages/ros_wheels_bootstrapper'))  # another venv's lib
 
 
+BLAS_THREAD_VARIABLES = ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')
+"""Thread counts of the BLAS libraries numpy and scipy may use."""
+
+
 def child_env(base=None):
     """
     Return the environment a process running this interpreter needs for its own ROS.
@@ -68,8 +72,14 @@ def child_env(base=None):
     ``AMENT_PREFIX_PATH`` lose the entries of another ROS environment; the wheels' flag is set
     (their bootstrapper need not re-execute). Without wheels (a ROS install) ``base`` is
     returned unchanged. ``base`` defaults to ``os.environ``.
+
+    Either way, numpy's BLAS gets one thread unless ``base`` says otherwise
+    (``BLAS_THREAD_VARIABLES``): the twin's matrices are 7x7, and idle BLAS threads that spin
+    beside a 1 kHz robot on a small computer only take its CPU.
     """
     env = dict(os.environ if base is None else base)
+    for key in BLAS_THREAD_VARIABLES:
+        env.setdefault(key, '1')
     own = own_ros_libraries()
     if not own:
         return env

@@ -53,12 +53,20 @@ def with_value(field, index, value):
 
 
 def garbage(rng, template):
-    """Unreadable bytes: a truncated or scrambled message behind a valid CDR header."""
+    """
+    Return unreadable bytes behind a valid CDR header.
+
+    A truncated message, or one whose first string length (header.frame_id) runs past the end.
+
+    (Bytes scrambled at random are not always unreadable: a change that lands in a value or in
+    padding leaves a valid, plausible message, which the twin rightly accepts.)
+    """
     data = bytearray(serialize_message(template))
     if rng.random() < 0.5:
-        return bytes(data[:rng.randrange(4, len(data))])
-    for _ in range(8):
-        data[rng.randrange(4, len(data))] = rng.randrange(256)
+        # at least a whole double short: DDS pads a payload to 4 bytes, so a message cut by 1-3
+        # bytes can arrive whole again, with a slightly different last value
+        return bytes(data[:rng.randrange(4, len(data) - 8)])
+    data[12:16] = (len(data) + rng.randrange(1, 1 << 20)).to_bytes(4, 'little')
     return bytes(data)
 
 
@@ -101,6 +109,8 @@ def main():
     parser.add_argument('--mixed-s', type=float, default=6.0)
     parser.add_argument('--rate-hz', type=float, default=200.0)
     parser.add_argument('--flood-s', type=float, default=2.0)
+    parser.add_argument('--log', default='',
+                        help='write "kind sec nanosec" of every message sent to this file')
     parser.add_argument('--upper', type=float, nargs=7, required=True,
                         help='upper position limits of the 7 joints, rad')
     args = parser.parse_args()
@@ -117,22 +127,31 @@ def main():
     kinds = bad_messages(args.upper)
     sent = dict.fromkeys((k for k, _t, _b in kinds), 0)
     k = 0
+    log = []
+
+    def send(kind, topic, msg):
+        pubs[topic].publish(msg)
+        sent[kind] += 1
+        if args.log and not isinstance(msg, bytes):
+            log.append(f'{kind} {msg.header.stamp.sec} {msg.header.stamp.nanosec}')
+
     end_mixed = time.monotonic() + args.mixed_s
     while time.monotonic() < end_mixed:
         kind, topic, build = kinds[k % len(kinds)]
-        pubs[topic].publish(build(rng))
-        sent[kind] += 1
+        send(kind, topic, build(rng))
         k += 1
         time.sleep(1.0 / args.rate_hz)
     print('FLOOD', flush=True)
     end_flood = time.monotonic() + args.flood_s
     while time.monotonic() < end_flood:
         kind, topic, build = kinds[k % len(kinds)]
-        pubs[topic].publish(build(rng))
-        sent[kind] += 1
+        send(kind, topic, build(rng))
         k += 1
     for kind, count in sent.items():
         print('SENT', kind, count, flush=True)
+    if args.log:
+        with open(args.log, 'w', encoding='utf-8') as f:
+            f.write('\n'.join(log) + '\n')
     print('DONE', flush=True)
     node.destroy_node()
     rclpy.try_shutdown()

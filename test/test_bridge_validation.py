@@ -328,6 +328,17 @@ def test_a_real_clock_step_is_followed_after_resync_s():
     assert v.counters['clock_resync'] == 1
 
 
+def test_bad_stamps_of_several_kinds_never_add_up_to_a_resync():
+    """A flood of bad stamps (50 ms ahead, 2 s old) while the good stream is starved."""
+    v = make(max_future_s=0.1, resync_s=0.05)
+    last = stream(v, 100.0, 20)
+    for k in range(1, 400):
+        now = last + k * 0.001
+        stamp = now + 0.05 if k % 2 else now - 2.0
+        assert v.validate(NAMES, P, [], [], stamp, now) is not None
+    assert v.counters['clock_resync'] == 0
+
+
 def test_a_good_sample_between_bad_ones_prevents_a_resync():
     v = make(max_future_s=None, resync_s=0.02)
     last = stream(v, 100.0, 20)

@@ -56,7 +56,7 @@ class RobotStream:
         self.effort = model.gravity(self.q)
         self.wrench = model.ft_wrench(self.q, zero, zero)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        readers = ('twin_bridge', 'twin_sim')
+        readers = ('twin_bridge',)     # the one-process twin takes the robot's topics once
         self.joint_pub = observer.publisher(JointState, '/joint_states', qos, readers,
                                             graph=graph)
         self.wrench_pub = observer.publisher(WrenchStamped, '/ft_sensor/wrench', qos, readers,

@@ -1,5 +1,6 @@
 """`robot-twin demo` end to end: real processes over localhost-only DDS, fault found, all gone."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ DEMO_TIMEOUT_S = 240.0
 def test_demo_detects_its_fault_on_the_right_joint_and_stops_everything():
     domain = unique_domain_id()
     env = localhost_env(domain)
-    proc = subprocess.Popen([sys.executable, '-m', 'robot_twin', 'demo', '--duration', '36',
+    proc = subprocess.Popen([sys.executable, '-m', 'robot_twin', 'demo', '--duration', '46',
                              '--domain-id', str(domain)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     leftover = []
@@ -37,7 +38,9 @@ def test_demo_detects_its_fault_on_the_right_joint_and_stops_everything():
             except ProcessLookupError:
                 pass
     assert proc.returncode == 0, out
-    assert 'first alarm: joint joint3' in out, out          # config/faults/demo.yaml's joint
-    assert 'detected friction_increase' in out and 'demo OK' in out, out
+    # config/faults/demo.yaml's fault, on its joint (earlier alarms only as echoes of a stall
+    # of the emulated robot, which the demo names)
+    assert re.search(r'detected friction_increase [0-9.]+ s after its onset, on joint3 ', out), out
+    assert 'demo OK' in out, out
     # every process it started is gone: nothing else is on its private domain
     assert not leftover, f'processes {leftover} left running on the demo domain'

@@ -211,8 +211,11 @@ class StampGate:
     every good sample after it look out of order.
 
     A real clock step (the robot restarted, its clock was set) makes every sample fail the same
-    way; after ``resync_s`` of local time in which only failing samples arrived, the gate
-    follows the new clock (``resyncs`` counts it) instead of rejecting the stream forever.
+    way: the same cause, the same ``now - stamp`` within ``STEP_CONSISTENCY_S``. After
+    ``resync_s`` of local time in which only such failing samples arrived, the gate follows the
+    new clock (``resyncs`` counts it) instead of rejecting the stream forever. Failures that
+    disagree (bad stamps of several kinds, as a misbehaving second publisher sends) never add
+    up to a resync.
 
     Parameters
     ----------
@@ -226,14 +229,19 @@ class StampGate:
         See above, s (> 0).
     window_s : float
         The offset estimate is the minimum over the last one to two windows, s (> 0); the
-        robot's clock may drift relative to ours by this window times the drift rate.
+        robot's clock may drift relative to ours by this window times the drift rate (100 ppm
+        of 5 s is 0.5 ms, well inside ``tolerance_s``). A long window also keeps a backlog
+        (every sample received late for a while, as when the twin is flooded) from raising the
+        estimate until a stamp far ahead looks on time.
 
     """
 
     WARMUP = 10
     """Accepted samples before the stream's own clock is trusted."""
+    STEP_CONSISTENCY_S = 0.02
+    """Failing samples of one clock step agree on ``now - stamp`` within this, s."""
 
-    def __init__(self, topic, max_future_s, *, tolerance_s=0.005, resync_s=0.5, window_s=1.0):
+    def __init__(self, topic, max_future_s, *, tolerance_s=0.005, resync_s=0.5, window_s=5.0):
         self.topic = topic
         self.max_future_s = _number(max_future_s, 'max_future_s', minimum=0.0, allow_none=True)
         self.tolerance_s = _number(tolerance_s, 'tolerance_s', positive=True)
@@ -248,6 +256,7 @@ class StampGate:
         self._bins = [math.inf, math.inf]   # min offset in the previous and current window
         self._bin_end = -math.inf
         self._failing_since = None           # local time of the first of a run of failures
+        self._failing_kind = None            # (cause, now - stamp) of that first failure
 
     @property
     def offset_s(self):
@@ -290,8 +299,11 @@ class StampGate:
                        'out of order')
         if problem is None:
             return None
-        if self._failing_since is None:
-            self._failing_since = now
+        kind = self._failing_kind
+        if self._failing_since is None or kind[0] != problem[0] \
+                or abs(kind[1] - (now - stamp)) > self.STEP_CONSISTENCY_S:
+            self._failing_since = now          # a new run of failures (or not one clock step)
+            self._failing_kind = (problem[0], now - stamp)
         elif now - self._failing_since >= self.resync_s:
             return ('resync', None)            # the clock itself moved: follow it
         return problem

@@ -222,12 +222,13 @@ class TwinBridgeNode(Node):
             self.stream = None                # stale: the interlock stops the stream too
             self.get_logger().warning('corrective stream stopped: robot state is stale')
             return
-        q, v, done = stream.setpoint(self._now())
+        now = self.get_clock().now()           # one time: the set-point's and its stamp
+        q, v, done = stream.setpoint(now.nanoseconds * 1e-9)
         if self.interface == 'forward_position':
             self.pub_command.publish(Float64MultiArray(data=q.tolist()))
         else:
-            self.pub_command.publish(make_joint_state(self.get_clock().now().to_msg(),
-                                                      stream.joints, position=q, velocity=v))
+            self.pub_command.publish(make_joint_state(now.to_msg(), stream.joints, position=q,
+                                                      velocity=v))
         if done:
             self.stream = None
 

@@ -38,6 +38,7 @@ class Observation:
     anomaly: dict = field(default_factory=dict)          # status name -> (level, msg, values)
     first_alarm: tuple = None      # (wall time, joint, fault_type, since stamp) of first ERROR
     first_alarm_groups: dict = None  # status name -> values of the groups at ERROR then
+    alarms: list = field(default_factory=list)  # (joint, fault_type, since stamp) per episode
     commissioned_at: float = None  # wall time the anomaly phase became 'monitoring'
     residual_count: int = 0
     residual_names: list = field(default_factory=list)
@@ -89,6 +90,11 @@ class TwinMonitorNode(Node):
                 continue
             if values.get('phase') == 'monitoring' and self.obs.commissioned_at is None:
                 self.obs.commissioned_at = time.time()
+            if level_name(s.level) == 'ERROR' and values.get('since'):
+                since = float(values['since'])
+                if not self.obs.alarms or self.obs.alarms[-1][2] != since:
+                    self.obs.alarms.append((values.get('joint', ''),
+                                            values.get('fault_type', ''), since))
             if level_name(s.level) == 'ERROR' and self.obs.first_alarm is None:
                 since = float(values['since']) if values.get('since') else math.nan
                 self.obs.first_alarm = (time.time(), values.get('joint', ''),
