@@ -351,10 +351,10 @@ def _make_monitor(name, context):
         def on_mirror(self, _msg):
             self.mirror_count += 1
 
-        def on_residuals(self, msg):
-            super().on_residuals(msg)
-            self.residual_names = list(msg.name)
-            self.residual_stamps.append(stamp_ns(msg.header.stamp))
+        def take_residual(self, sec, nanosec, names, effort):
+            super().take_residual(sec, nanosec, names, effort)
+            self.residual_names = list(names)
+            self.residual_stamps.append(sec * 1_000_000_000 + nanosec)
 
         def on_trajectory(self, msg):
             super().on_trajectory(msg)
