@@ -29,12 +29,16 @@ SCENARIO = 'friction_jump_joint5'
 BLOCK_S = 0.02
 """The detector's block (MonitorConfig.block_s): the tolerance on the alarm's onset."""
 AFTER_ALARM_S = 2.0
+EXTRA = {'twin_anomaly': {'calibration': False}}
+"""The live twin fits its calibration in a worker thread; a fit that outlasts its stamp-time
+window (a busy machine) takes over later than in the replay, which fits in line (README, Known
+limitations). This test checks everything else of the replay against the live twin."""
 
 
 def _replay_config(workdir):
     """config/demo.yaml with the test loop's overrides, as the live twin got them."""
     data = yaml.safe_load((ROOT / 'config' / 'demo.yaml').read_text())
-    for node, values in loop_overrides(workdir, SCENARIO).items():
+    for node, values in loop_overrides(workdir, SCENARIO, EXTRA).items():
         params = data.setdefault(f'/**/{node}', {'ros__parameters': {}})['ros__parameters']
         for key, value in values.items():
             *parents, leaf = key.split('.')
@@ -71,7 +75,7 @@ def test_replay_of_a_live_fault_run_agrees_with_the_live_twin(tmp_path):
     try:
         wait_until(lambda: 'twin_recorder' in observer.subscribing_nodes('/joint_states'),
                    START_TIMEOUT_S, 'the recorder to subscribe', graph)
-        start_loop(graph, observer, tmp_path, SCENARIO)
+        start_loop(graph, observer, tmp_path, SCENARIO, extra=EXTRA)
         live = wait_until(lambda: _first_live_alarm(observer), START_TIMEOUT_S + 30.0,
                           'the live twin to raise an alarm', graph)
         time.sleep(AFTER_ALARM_S)          # the recording goes on past the alarm
