@@ -230,6 +230,9 @@ def summarize(obs, faults, exited, say, scenario_time):
     # in /twin/plant_status), and its controller's set-points jump: a real transient of the
     # plant, which the twin rightly sees. Alarms right after such a stall are not false alarms.
     stalls = [plant_time for _epoch, plant_time in obs.epochs[1:] if math.isfinite(plant_time)]
+    # ... or samples the twin rejected as impossible (speeds beyond the limits): the robot's
+    # stamps are on the system clock, so a wall time maps to scenario time like a stamp
+    stalls += [scenario_time(t) for t in obs.rejections]
     episodes = [(j, ft, scenario_time(t)) for j, ft, t in obs.alarms if math.isfinite(t)]
     start_s = float(faults[0].get('start_s', 0.0)) if faults else math.inf
     for joint, fault_type, t in episodes:
@@ -240,9 +243,9 @@ def summarize(obs, faults, exited, say, scenario_time):
             problems.append(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) came '
                             f'before the fault (t={start_s} s)')
         else:
-            say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a stall of '
-                f'the emulated robot at t={stall:.2f} s (starved of CPU, its clock moved on): '
-                'a real transient of the plant')
+            say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a transient '
+                f'of the emulated robot itself at t={stall:.2f} s (a stall: starved of CPU, its '
+                'clock moved on; or samples beyond its limits, which the twin rejected)')
     if faults:
         first = faults[0]
         joints = {f.get('joint') for f in faults if f.get('joint')}

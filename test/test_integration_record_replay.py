@@ -27,7 +27,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = 'friction_jump_joint5'
 BLOCK_S = 0.02
-"""The detector's block (MonitorConfig.block_s): the tolerance on the alarm's onset."""
+"""The detector's block (MonitorConfig.block_s)."""
+ONSET_BLOCKS = 3
+"""Tolerance on the alarm's onset, in blocks: the replay's receive times are the recorder's,
+not the live twin's, so the stream checks (latency) see slightly different inputs."""
 AFTER_ALARM_S = 2.0
 EXTRA = {'twin_anomaly': {'calibration': False}}
 """The live twin fits its calibration in a worker thread; a fit that outlasts its stamp-time
@@ -98,10 +101,11 @@ def test_replay_of_a_live_fault_run_agrees_with_the_live_twin(tmp_path):
     assert recorded is not None and recorded['first']['since'] == \
         pytest.approx(float(live['since']), abs=1e-6), (recorded, live)
     # the replay raises the alarm the live twin raised first: the same group (joint), its
-    # exceedance beginning in the same detector block
+    # exceedance beginning within ONSET_BLOCKS detector blocks of the live one
     live_first = recorded['groups'][0]
     first = report['first_alarm']
     assert first is not None, report['final_state']
     assert first['group'] == live_first['group'], (report['anomalies'], recorded['groups'])
-    assert abs(first['since'] - live_first['since']) <= BLOCK_S + 1e-6, (first, live_first)
+    assert abs(first['since'] - live_first['since']) <= ONSET_BLOCKS * BLOCK_S + 1e-6, (
+        first, live_first)
     assert report['settings']['commissioning_duration_s'] == COMMISSIONING_S

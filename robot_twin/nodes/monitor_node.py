@@ -41,6 +41,7 @@ class Observation:
     first_alarm: tuple = None      # (wall time, joint, fault_type, since stamp) of first ERROR
     first_alarm_groups: dict = None  # status name -> values of the groups at ERROR then
     alarms: list = field(default_factory=list)  # (joint, fault_type, since stamp) per episode
+    rejections: list = field(default_factory=list)  # wall times the twin's rejected count grew
     commissioned_at: float = None  # wall time the anomaly phase became 'monitoring'
     residual_count: int = 0
     residual_names: list = field(default_factory=list)
@@ -81,7 +82,13 @@ class TwinMonitorNode(Node):
         """Keep the bridge's latest sync status."""
         for s in msg.status:
             if s.name == 'twin/status/sync':
-                self.obs.status = status_values(s)
+                values = status_values(s)
+                rejected = sum(int(values.get(k, 0) or 0) for k in
+                               ('joint_states.rejected', 'wrench.rejected'))
+                if rejected > sum(int(self.obs.status.get(k, 0) or 0) for k in
+                                  ('joint_states.rejected', 'wrench.rejected')):
+                    self.obs.rejections.append(time.time())
+                self.obs.status = values
                 self.obs.status_level = level_name(s.level)
                 self.obs.status_message = s.message
                 self.obs.stale_seen |= self.obs.status_level == 'STALE'
