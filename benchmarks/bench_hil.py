@@ -7,7 +7,7 @@ Separate processes on one private, localhost-only DDS domain:
    for ``--duration`` s, ``robot-twin record`` taking its /twin/plant_status. Printed from the
    last status: steps, deadline misses (a sample out a full period or more after its release;
    goal <= 0.1 %), lateness (jitter) p50/p99/max over the last 10,000 steps, the histogram,
-   and the overruns (starved for more than 20 ms: clock moved on).
+   and the overruns (starved for more than 20 ms: it caught up without sending, ``dropped``).
 2. Lock-step: the plant in ``step_mode: lockstep`` with a controller in another process
    (test/hil_controller.py: one /joint_command per sample), for ``--lockstep-s`` s of simulated
    time, /clock recorded. Steps per second = /clock messages over their log-time span.

@@ -226,30 +226,46 @@ def summarize(obs, faults, exited, say, scenario_time):
         for name, values in sorted((obs.first_alarm_groups or {}).items()):
             say(f'  {name}: score {float(values.get("score", "nan")):.2f} from detector '
                 f'{values.get("detector", "?")} ({values.get("channel", "?")})')
-    # The emulated robot steps in real time; starved of CPU it moves its clock on (published
-    # in /twin/plant_status), and its controller's set-points jump: a real transient of the
-    # plant, which the twin rightly sees. Alarms right after such a stall are not false alarms.
-    stalls = [plant_time for _epoch, plant_time in obs.epochs[1:] if math.isfinite(plant_time)]
+    # The emulated robot steps in real time; starved of CPU it catches up without sending the
+    # samples it could not send in time (an overrun in /twin/plant_status): a real gap in its
+    # stream, which the twin rightly sees. Alarms right after such a stall are not false alarms.
+    stalls = [t for t in obs.stalls if math.isfinite(t)]
     # ... or samples the twin rejected as impossible (speeds beyond the limits): the robot's
     # stamps are on the system clock, so a wall time maps to scenario time like a stamp
     stalls += [scenario_time(t) for t in obs.rejections]
     episodes = [(j, ft, scenario_time(t)) for j, ft, t in obs.alarms if math.isfinite(t)]
     start_s = float(faults[0].get('start_s', 0.0)) if faults else math.inf
+    joints = {f.get('joint') for f in faults if f.get('joint')}
+
+    def echo_of(t):
+        return next((x for x in stalls if t - STALL_WINDOW_S <= x <= t + 0.5), None)
+
+    def say_echo(joint, fault_type, t, stall):
+        say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a transient '
+            f'of the emulated robot itself at t={stall:.2f} s (a stall: starved of CPU, its '
+            'dropped samples; or samples beyond its limits, which the twin rejected)')
+
     for joint, fault_type, t in episodes:
         if t >= start_s - 0.05:
             continue
-        stall = next((x for x in stalls if t - STALL_WINDOW_S <= x <= t + 0.5), None)
+        stall = echo_of(t)
         if stall is None:
             problems.append(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) came '
                             f'before the fault (t={start_s} s)')
         else:
-            say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a transient '
-                f'of the emulated robot itself at t={stall:.2f} s (a stall: starved of CPU, its '
-                'clock moved on; or samples beyond its limits, which the twin rejected)')
+            say_echo(joint, fault_type, t, stall)
     if faults:
         first = faults[0]
-        joints = {f.get('joint') for f in faults if f.get('joint')}
-        found = next((e for e in episodes if e[2] >= start_s - 0.05), None)
+        found = None
+        for joint, fault_type, t in episodes:
+            if t < start_s - 0.05:
+                continue
+            stall = echo_of(t)
+            if joints and joint not in joints and stall is not None:
+                say_echo(joint, fault_type, t, stall)   # a transient's echo: not the answer
+                continue
+            found = (joint, fault_type, t)
+            break
         if found is None:
             problems.append(f"the {first.get('type')} fault was not detected")
         elif joints and found[0] not in joints:

@@ -181,7 +181,8 @@ class TwinChain:
                                          sec + nanosec * 1e-9, now)
         if reason is not None:
             return reason
-        sample = self.intake.sample((sec, nanosec))
+        # the recorder's receive times: its own catch-up bursts are told apart as live
+        sample = self.intake.sample((sec, nanosec), now)
         if sample is None:
             return None
         result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)

@@ -1,4 +1,6 @@
 """The detector report becomes the contract's diagnostic statuses and rviz marker specs."""
+import dataclasses
+
 import numpy as np
 
 from twin_anomaly.detector import ResidualDetector
@@ -36,6 +38,18 @@ def test_alarm_names_the_joint_and_since():
     assert float(robot.values['since']) >= 4.0
     assert j2.level == 'ERROR' and j1.level in ('OK', 'WARN')
     assert j2.values['threshold'] == 1.0
+
+
+def test_a_fault_placed_on_a_joint_from_other_groups_shows_on_that_joint_too():
+    # the alarm is on j2's group, but the classifier placed the fault on j1 (as it places a
+    # force on a link on the most distal joint of a spread alarm): j1's own status says so
+    state = run_detector(offset_after=4.0)
+    state = dataclasses.replace(state, faulty_joint='j1', fault_type='collision_force')
+    robot, j1, j2 = status_entries(state)
+    assert robot.values['joint'] == 'j1'
+    assert j1.level == 'ERROR' and j1.values['fault_type'] == 'collision_force'
+    assert 'localized' in j1.message and j1.values['since'] == robot.values['since']
+    assert j2.level == 'ERROR'
 
 
 def test_markers_grow_and_redden_with_the_score():

@@ -71,6 +71,18 @@ def test_intake_maps_validates_and_watches():
     assert counters['joint_states.nonfinite'] == 1
     assert counters['joint_states.accepted'] == 1 and counters['wrench.accepted'] == 1
     assert np.array_equal(intake.mapper.position, [1.0, 2.0, 3.0])  # rejected: unchanged
+    assert intake.joint_state(NAMES, [1.0, 2.0, 3.0], [], [], 1.8, 1.8) is None
+    sample = intake.sample((1, 800000000))
+    assert sample.refused_before == 2                # the two refused since the first one
+    assert intake.joint_state(NAMES, [1.0, 2.0, 3.0], [], [], 1.9, 1.9) is None
+    assert intake.sample((1, 900000000)).refused_before == 0
+    # taken 0.1 s of stamps apart: at 0.1 s on the caller's clock it came when due; at 0.01 s
+    # it had been waiting (the caller was catching up on a backlog)
+    for stamp, taken, queued in ((2.0, 50.0, False), (2.1, 50.1, False), (2.2, 50.11, True),
+                                 (2.3, 50.2, False)):
+        assert intake.joint_state(NAMES, [1.0, 2.0, 3.0], [], [], stamp, stamp) is None
+        sec, frac = divmod(stamp, 1.0)
+        assert intake.sample((int(sec), int(round(frac * 1e9))), taken).queued is queued
     intake.reset(2.0)
     assert intake.counters()['joint_states.accepted'] == 0 and intake.latest_wrench is None
 

@@ -32,31 +32,55 @@ DETECT_TIMEOUT_S = 90.0
 """Bound on the alarm after commissioning: the fault starts at 10 s of plant time."""
 TYPE_DECISION_S = 5.0
 """The fault type must be named within this long after the first alarm."""
+STALL_WINDOW_S = 3.0
+"""An alarm this long after a stall of the emulated robot may be its echo (as in the demo)."""
+
+
+EXTRA = {
+    'plant': {'randomization': 'default', 'randomization_index': 3, 'publish_rate_hz': 1000.0},
+    'twin_anomaly': {'model_path': ''},
+    'twin_bridge': {'corrective_actions.enabled': True,
+                    'corrective_actions.interface': 'trajectory',
+                    'corrective_actions.position_margin_rad': MARGIN_RAD,
+                    'corrective_actions.velocity_scale': VELOCITY_SCALE}}
+ATTEMPTS = 2
+"""Starts of the loop at most: see :func:`fault_loop`."""
 
 
 @pytest.fixture(scope='module')
 def fault_loop(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp('fault_loop')
-    domain = unique_domain_id()
-    graph = TwinGraph(domain)
-    observer = None
-    try:
-        observer = Observer(domain)
-        start_loop(graph, observer, workdir, SCENARIO, extra={
-            'plant': {'randomization': 'default', 'randomization_index': 3,
-                      'publish_rate_hz': 1000.0},
-            'twin_anomaly': {'model_path': ''},
-            'twin_bridge': {'corrective_actions.enabled': True,
-                            'corrective_actions.interface': 'trajectory',
-                            'corrective_actions.position_margin_rad': MARGIN_RAD,
-                            'corrective_actions.velocity_scale': VELOCITY_SCALE}})
-        (fault,) = FaultScenario.load(fault_scenario(SCENARIO)).faults
-        yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,
-                              workdir=workdir, fault=fault)
-    finally:
-        graph.stop()
-        if observer is not None:
-            observer.close()
+    """
+    Start the loop and commission the twin on a well-behaved emulated robot.
+
+    Starved of CPU, the emulated robot's controller sends its set-points late; the plant's stiff
+    position loop then shakes the arm faster than its own limits (the twin rejects those
+    samples). A twin commissioned on that learns the shaking as nominal, and the test would
+    judge the emulator, not the twin: such a start is stopped and the loop started again (at
+    most ATTEMPTS times, each printed); a last bad start goes on, and the test judges it.
+    """
+    (fault,) = FaultScenario.load(fault_scenario(SCENARIO)).faults
+    for attempt in range(1, ATTEMPTS + 1):
+        workdir = tmp_path_factory.mktemp('fault_loop')
+        domain = unique_domain_id()
+        graph = TwinGraph(domain)
+        observer = None
+        try:
+            observer = Observer(domain)
+            start_loop(graph, observer, workdir, SCENARIO, extra=EXTRA)
+            wait_commissioned(graph, observer)
+            rejected = len(observer.monitor.obs.rejections)
+            if rejected and attempt < ATTEMPTS:
+                print(f'start {attempt}: the emulated robot sent samples beyond its limits '
+                      f'during commissioning ({rejected} status reports with rejections); '
+                      'starting the loop again')
+                continue
+            yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,
+                                  workdir=workdir, fault=fault)
+            return
+        finally:
+            graph.stop()
+            if observer is not None:
+                observer.close()
 
 
 def _seen_status(monitor):
@@ -80,20 +104,41 @@ def _gaps(monitor, stamp):
     return '; '.join(out) + f'; plant overruns {plant.get("overruns")}'
 
 
-def _overruns(monitor):
-    """How often the plant moved its clock on (starved of CPU), from /twin/plant_status."""
-    plant = monitor.plant_history[-1][1] if monitor.plant_history else {}
-    return int(plant.get('overruns', 0) or 0)
+def _first_error(monitor, after=-math.inf):
+    """Return the first ERROR on /twin/anomaly whose onset stamp is at or after ``after``."""
+    return next((h for h in monitor.anomalies()
+                 if h[2] == 'ERROR' and float(h[4].get('since', 'nan')) >= after), None)
 
 
-def _first_error(monitor):
-    return next((h for h in monitor.anomalies() if h[2] == 'ERROR'), None)
+def _transients(monitor):
+    """
+    Return the wall times of the emulated robot's own transients.
+
+    The plant dropped samples (starved of CPU: its overrun count went up), or the twin
+    rejected its samples as beyond its limits (the rejected count in /twin/status went up): its
+    controller's set-points jumped, and the arm followed faster than it can.
+    """
+    out, seen = [], 0
+    for wall, values in list(monitor.plant_history):
+        count = int(values.get('overruns', 0) or 0)
+        if count > seen:
+            out.append(wall)
+        seen = max(seen, count)
+    return out + list(monitor.obs.rejections)
+
+
+def _echo_of_transient(monitor, stamp):
+    """
+    Tell whether the emulated robot had a transient within STALL_WINDOW_S before ``stamp``.
+
+    Robot stamps are on the system clock, as the observer's receive times are.
+    """
+    return any(stamp - STALL_WINDOW_S <= w <= stamp + 0.5 for w in _transients(monitor))
 
 
 def test_injected_fault_is_reported_on_its_joint(fault_loop):
     """The friction step on joint5 gives an ERROR naming joint5, after the fault's onset."""
     m, fault = fault_loop.monitor, fault_loop.fault
-    wait_commissioned(fault_loop.graph, fault_loop.observer)
     first = m.plant_history[0][1] if m.plant_history else None
     assert first is not None, 'no /twin/plant_status received'
     onset = float(first['start_stamp']) + fault.start_s   # earliest possible onset stamp
@@ -104,12 +149,23 @@ def test_injected_fault_is_reported_on_its_joint(fault_loop):
     plant_time = float(values['since']) - onset + fault.start_s   # of the alarm onset, s
     where = (f'alarm at {plant_time:.3f} s of plant time ({fault.type} from {fault.start_s} s;'
              f' {_gaps(m, float(values["since"]))})')
-    assert plant_time >= fault.start_s - 0.05, f'{where}, before the fault: {message} {values}'
+    if plant_time < fault.start_s - 0.05:
+        # the emulated robot, starved of CPU, dropped samples, or its controller's set-points
+        # jumped: a real transient of the plant, which the twin rightly reports; any other
+        # alarm before the fault is a false alarm
+        assert _echo_of_transient(m, float(values['since'])), \
+            f'{where}, before the fault and after no transient of the plant: {message} {values}'
+        _, _, _, message, values = wait_until(
+            lambda: _first_error(m, onset - 0.05), DETECT_TIMEOUT_S,
+            f"an ERROR after the fault's onset (the first, {where}, was a transient's echo)",
+            fault_loop.graph)
+        plant_time = float(values['since']) - onset + fault.start_s
+        where = f"alarm at {plant_time:.3f} s of plant time, after a transient's echo"
     if values['joint'] != fault.joint:
-        # the emulated robot, starved of CPU, moved its clock on: its controller's set-points
-        # jumped, a real transient of the plant that the twin saw first; then the fault's
-        # joint must still be named
-        assert _overruns(m) > 0, f'{where} on the wrong joint: {message} {values}'
+        # a transient of the emulated robot (see above) that the twin saw first; then the
+        # fault's joint must still be named
+        assert _echo_of_transient(m, float(values['since'])), \
+            f'{where} on the wrong joint: {message} {values}'
         wait_until(lambda: any(h[2] == 'ERROR' and h[4].get('joint') == fault.joint
                                for h in m.anomalies()), TYPE_DECISION_S,
                    f'an ERROR on {fault.joint} after the echo of a stall ({where})',
@@ -127,7 +183,9 @@ def test_injected_fault_is_reported_on_its_joint(fault_loop):
 
     joint_status = f'twin/anomaly/{fault.joint}'
     wait_until(lambda: any(h[2] == 'ERROR' for h in m.anomalies(joint_status)),
-               30.0, f'{joint_status} at level ERROR', fault_loop.graph)
+               30.0, f'{joint_status} at level ERROR', fault_loop.graph,
+               seen=lambda: sorted({(h[1], h[2], h[4].get('fault_type'), h[4].get('detector'))
+                                    for h in m.anomalies(None) if h[2] != 'OK'}))
 
 
 def test_corrective_command_reaches_the_plant_within_limits(fault_loop):
@@ -163,8 +221,9 @@ def test_corrective_command_reaches_the_plant_within_limits(fault_loop):
     entry = allowed[0]
     assert entry['kind'] == 'trajectory' and entry['cause'] is None
     assert entry['anomaly']['level'] == 'ERROR'
-    # the hold answers the first alarm: the fault's joint, or a stall's echo (see above)
-    assert entry['anomaly']['joint'] == fault.joint or _overruns(m) > 0, entry['anomaly']
+    # the hold answers the first alarm: the fault's joint, or a transient's echo (see above)
+    assert entry['anomaly']['joint'] == fault.joint or \
+        _echo_of_transient(m, entry['anomaly']['since']), entry['anomaly']
     assert math.isfinite(entry['anomaly']['since'])
     sent = entry['sent']['points']
     observed = m.trajectories[0].points

@@ -27,14 +27,16 @@ def test_pacer_counts_misses_and_bins_lateness():
     assert pacer.due == pytest.approx(10.001 + 6 * 0.001)
 
 
-def test_pacer_skips_a_backlog_instead_of_bursting():
+def test_pacer_catches_up_on_a_backlog_instead_of_bursting_it_out():
     pacer = RealtimePacer(0.001)
     pacer.reset(0.0)
     assert pacer.lag(0.0005) < 0.0                     # early: sleep
-    assert pacer.lag(0.05) == pytest.approx(0.049)      # starved for 49 ms
-    assert pacer.skip(0.05) == pytest.approx(0.049)     # the clock's epoch moves on by this
-    assert pacer.overruns == 1 and pacer.due == 0.05
-    assert pacer.done(0.0501) == pytest.approx(0.0001)
+    assert pacer.lag(0.0505) == pytest.approx(0.0495)   # starved for 49.5 ms
+    assert pacer.catch_up(0.0505) == 49                 # steps taken at once, samples unsent
+    assert pacer.overruns == 1 and pacer.dropped == 49
+    assert pacer.due == pytest.approx(0.050)            # the pending step is the newest due
+    assert pacer.done(0.0505) == pytest.approx(0.0005)
+    assert pacer.stats()['dropped'] == 49
     assert math.isnan(RealtimePacer(0.001).stats()['jitter_p99_us'])
     with pytest.raises(ValueError, match='period_s'):
         RealtimePacer(0.0)

@@ -46,6 +46,20 @@ def test_position_command_converges():
     assert errors[-1] <= errors[0]
 
 
+def test_a_streamed_set_point_moves_on_from_its_stamp():
+    # a set-point with velocity, delivered 20 ms after it was stamped, starts 20 ms along its
+    # line (not where it was 20 ms ago), and is extrapolated no further than the horizon
+    qd = np.full(7, 0.2)
+    late = Plant(ARM, initial_q=POSE)
+    late.command_position(POSE, qd, extrapolate_s=0.05, age_s=0.02)
+    late.step()
+    np.testing.assert_allclose(late.world._q_ref, POSE + qd * 0.02, atol=1e-12)
+    stale = Plant(ARM, initial_q=POSE)
+    stale.command_position(POSE, qd, extrapolate_s=0.05, age_s=5.0)    # clamped to 0.05 s
+    stale.step()
+    np.testing.assert_allclose(stale.world._q_ref, POSE + qd * 0.05, atol=1e-12)
+
+
 def test_trajectory_following():
     plant = Plant(ARM, initial_q=POSE)
     goal1 = POSE + np.array([0.4, 0.2, -0.3, 0.3, 0.4, -0.3, 0.5])

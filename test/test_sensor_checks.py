@@ -135,11 +135,71 @@ def test_missing_samples_are_counted_from_the_stamps():
     assert blocks[2].missing == 3 and blocks[6].missing == 1
 
 
-def test_latency_is_the_mean_receive_delay():
+def test_samples_the_bridge_refused_are_not_missing_from_the_stream():
+    # the robot sent samples 45..47; the bridge refused them as implausible and says so
     checks = SensorChecks(2)
-    blocks = feed(checks, 0.1, now_of=lambda t: t + 0.012)
+    blocks = []
+    for k in range(1, 201):
+        t = k * DT
+        if k not in (45, 46, 47):
+            q, qd = motion(t)
+            checks.update(t, q, qd, np.zeros(2), refused=3 if k == 48 else 0)
+        if k % BLOCK == 0:
+            blocks.append(checks.take_block())
+    assert sum(b.missing for b in blocks) == 0 and checks.lost_in_twin == 0
+
+
+def test_a_gap_after_samples_that_waited_long_is_the_twins_own_loss():
+    # the twin fell 80 ms behind (its 100-deep queue at 1 kHz overflowed) and lost 2 samples;
+    # later the robot itself drops 3 samples while the twin keeps up
+    def now_of(t):
+        behind = 0.08 if 0.10 <= t < 0.20 else 0.0
+        return t + 0.002 + behind
+
+    checks = SensorChecks(2, queue_depth=100)
+    blocks = feed(checks, 0.4, skip={150, 151, 300, 301, 302}, now_of=now_of)
+    assert checks.lost_in_twin == 2
+    assert sum(b.missing for b in blocks) == 3
+    # a twin that waits a little (well within its queue) does not hide a robot's dropout
+    checks = SensorChecks(2, queue_depth=100)
+    blocks = feed(checks, 0.4, skip={150, 151}, now_of=lambda t: t + 0.002 + 0.01 * (t > 0.1))
+    assert checks.lost_in_twin == 0 and sum(b.missing for b in blocks) == 2
+    with pytest.raises(ValueError, match='queue_depth'):
+        SensorChecks(2, queue_depth=0)
+
+
+def test_latency_is_the_smallest_receive_delay_of_a_block():
+    checks = SensorChecks(2)
+    # three samples in four take 3 ms longer: the block's latency is the fastest sample's
+    blocks = feed(checks, 0.1, now_of=lambda t: t + 0.012 + 0.003 * (round(t / DT) % 4 != 0))
     assert all(b.latency_s == pytest.approx(0.012) for b in blocks)
     assert math.isnan(feed(SensorChecks(2), 0.04)[-1].latency_s)
+
+
+def test_samples_that_waited_in_the_twins_queue_do_not_count_as_latency():
+    # the twin stalls for 30 ms from t = 0.1 s and then drains its backlog: the samples it
+    # takes back to back are queued, and the first of the burst (the head) waited too
+    stall_end, service = 0.13, 0.0002
+    checks = SensorChecks(2)
+    blocks, taken_prev = [], None
+    for k in range(1, 201):
+        t = k * DT
+        now = t + 0.0005
+        if 0.1 <= t < stall_end + 0.1:
+            now = max(now, stall_end + (k - 100) * service)
+        queued = taken_prev is not None and now - taken_prev < 0.7 * DT
+        taken_prev = now
+        q, qd = motion(t)
+        checks.update(t, q, qd, np.zeros(2), now, queued=queued)
+        if k % BLOCK == 0:
+            blocks.append(checks.take_block())
+    latencies = [b.latency_s for b in blocks if not math.isnan(b.latency_s)]
+    assert max(latencies) == pytest.approx(0.0005, abs=1e-6)
+    # without the queue information, the stall shows as a latency of the stream
+    plain = SensorChecks(2)
+    raw = feed(plain, 0.2, now_of=lambda t: max(t + 0.0005, stall_end + (round(t / DT) - 100)
+                                                * service) if 0.1 <= t < 0.2 else t + 0.0005)
+    assert max(b.latency_s for b in raw) > 0.01
 
 
 def test_flat_effort_on_a_moving_joint_is_timed_and_standing_still_holds_it():

@@ -344,6 +344,23 @@ def test_position_and_velocity_control_converge():
     np.testing.assert_allclose(world.measure().qd, velocity, atol=2e-3)
 
 
+def test_a_saturated_joint_does_not_throw_the_others_around():
+    # a 2 mrad step of the shoulder's reference asks more torque than joint2 has: before,
+    # the torques meant to cancel its coupling drove the wrist joints beyond their limits
+    world = SimWorld(ARM)
+    world.reset(np.zeros(7))
+    world.step(200)
+    ref = np.zeros(7)
+    ref[1] = 0.002
+    world.set_control('position', ref)
+    peak = np.zeros(7)
+    for _ in range(300):
+        world.step()
+        peak = np.maximum(peak, np.abs(world.measure().qd))
+    assert np.all(peak <= 0.5 * world.velocity_limit), peak
+    np.testing.assert_allclose(world.measure().q, ref, atol=1e-4)
+
+
 def test_lock_limit_and_external_force(model):
     world = SimWorld(ARM)
     world.reset(POSE)

@@ -290,7 +290,8 @@ class DetectorState:
         Monitored channels without data for ``stale_s`` (``'<joint>.velocity'``,
         ``'wrench.fx'``...) or unmonitored for lack of commissioning data.
     dropped_samples : int
-        Samples refused because their stamp went backwards.
+        Samples refused because their stamp went backwards, or lost in the twin's own input
+        queue (it fell behind the stream: not the robot's dropout).
     confidence : float
         Confidence of ``fault_type`` in [0, 1] (0 without an alarm).
     groups : tuple of JointStatus

@@ -401,7 +401,8 @@ class AnomalyMonitor:
         if self._block_end is None:
             self._block_end = t + self.config.block_s
         self._last_t = t
-        self.checks.update(t, q, qd, tau, now)
+        self.checks.update(t, q, qd, tau, now, getattr(sample, 'refused_before', 0),
+                           getattr(sample, 'queued', False))
         step = self.step
         if self.checks.last_was_repeat:          # a stale resend: no new reading
             pass
@@ -749,7 +750,7 @@ class AnomalyMonitor:
             message = 'commissioning'
             return DetectorState(stamp, 'commissioning', self.commissioning_progress, 'OK',
                                  message, 0.0, 1.0, None, 'none', math.nan, joints, None, (),
-                                 self.dropped_samples)
+                                 self.dropped_samples + self.checks.lost_in_twin)
         return self._monitoring_state(stamp)
 
     def _monitoring_state(self, stamp):
@@ -774,7 +775,7 @@ class AnomalyMonitor:
                 f'elevated residual on {self.group_names[int(np.argmax(fused.score))]}'
             return DetectorState(stamp, 'monitoring', 1.0, level, message, score, 1.0, None,
                                  'none', math.nan, joints, wrench, unavailable,
-                                 self.dropped_samples, 0.0, extra)
+                                 self.dropped_samples + self.checks.lost_in_twin, 0.0, extra)
         alarmed = [s for s in statuses if s.alarm]
         joint = verdict.joint or None
         if joint is None and verdict.fault_type == 'unknown':
@@ -787,7 +788,8 @@ class AnomalyMonitor:
         since = min(s.since for s in alarmed)
         return DetectorState(stamp, 'monitoring', 1.0, 'ERROR', message, score, 1.0, joint,
                              verdict.fault_type, since, joints, wrench, unavailable,
-                             self.dropped_samples, float(verdict.confidence), extra)
+                             self.dropped_samples + self.checks.lost_in_twin,
+                             float(verdict.confidence), extra)
 
     def poll_events(self):
         """Return (and forget) the events since the last call, as dicts with a ``kind``."""

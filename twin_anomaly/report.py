@@ -42,19 +42,26 @@ def status_entries(state, warn_ratio=0.8):
     groups = list(state.joints) + ([state.wrench] if state.wrench is not None else []) \
         + list(state.groups)
     for js in groups:
+        fault_type, since, confidence = js.fault_type, js.since, js.confidence
         if state.phase == 'commissioning':
             level, message = 'OK', 'commissioning'
         elif js.alarm:
             level, message = 'ERROR', f'anomaly: {js.fault_type}'
+        elif state.level == 'ERROR' and js.name == state.faulty_joint:
+            # the fault was placed on this joint from the alarms of other groups (a force on a
+            # link shows on the joints before it): its own status says so too
+            level, message = 'ERROR', f'anomaly: {state.fault_type} (localized from the ' \
+                                      'alarms of other groups)'
+            fault_type, since, confidence = state.fault_type, state.since, state.confidence
         elif js.score >= warn_ratio * js.threshold:
             level, message = 'WARN', 'elevated residual'
         else:
             level, message = 'OK', 'nominal'
         entries.append(StatusEntry(f'twin/anomaly/{js.name}', level, message, {
             'score': float(js.score), 'threshold': float(js.threshold),
-            'fault_type': js.fault_type, 'since': _since(js.since),
+            'fault_type': fault_type, 'since': _since(since),
             'channel': js.channel, 'detector': js.detector,
-            'confidence': float(js.confidence)}))
+            'confidence': float(confidence)}))
     return entries
 
 

@@ -21,7 +21,17 @@ their own past instead, per joint, with no model:
   the joint stands still neither extend nor end such a run;
 - **stream**: samples missing from the stream (stamp gaps against the typical period), samples
   that repeat the previous one exactly (a stale resend; left out of the other checks) and,
-  when the caller passes receive times, the latency of each sample.
+  when the caller passes receive times, the latency of each sample. A gap is the robot's (or
+  the network's) only if the robot really sent nothing: samples the bridge refused as
+  implausible (``refused`` of :meth:`SensorChecks.update`) are counted by the bridge, and
+  samples lost in the twin's own input queue are counted in :attr:`SensorChecks.lost_in_twin`.
+  The latter are told apart by their receive times: a queue overflows only when the twin has
+  fallen behind by about the queue's length, so a gap after a sample that waited more than
+  half of it (its latency above the stream's floor) was the twin's own loss. Likewise the
+  latency is the stream's only for samples that did not wait behind earlier input (the caller
+  says which did: ``queued``); a starved twin drains its backlog in bursts, and those samples'
+  latencies measure the twin, not the robot. A block's latency is the smallest of its samples':
+  a delayed stream delays every sample, the twin's own hiccups only some.
 
 Per sample it is a handful of vectorized operations on preallocated arrays (the 1 kHz path);
 :meth:`SensorChecks.take_block` turns the accumulated block into one :class:`BlockChecks`.
@@ -30,6 +40,7 @@ from dataclasses import dataclass
 import math
 
 import numpy as np
+from twin_bridge.intake import INPUT_QUEUE_DEPTH
 
 __all__ = ['BlockChecks', 'SensorChecks', 'SIGNALS']
 
@@ -38,6 +49,7 @@ SIGNALS = ('position', 'velocity', 'effort')
 _GAP_FACTOR = 1.5          # a step this many typical periods long has missing samples
 _PERIOD_SMOOTHING = 0.01   # weight of a new regular step in the typical period
 _TINY_SQUARE = 1e-24       # floor of a mean square second difference (a frozen signal)
+_FLOOR_RISE = 1e-3         # the latency floor follows a slower route by this much per s, s/s
 
 
 @dataclass
@@ -50,7 +62,8 @@ class BlockChecks:
     samples : int
         Samples in the block.
     missing : float
-        Samples estimated missing inside or just before the block (stamp gaps).
+        Samples estimated missing from the robot's stream inside or just before the block
+        (stamp gaps, less the samples the bridge refused or the twin's queue lost).
     repeated : int
         Samples that repeated the previous one exactly, every joint and signal (a stale
         resend under a new stamp); they are left out of every other check.
@@ -75,7 +88,8 @@ class BlockChecks:
     effort_std : (n,) float array
         Standard deviation of the effort over the block, N·m (N).
     latency_s : float
-        Mean ``now - stamp`` over the block's samples, s (NaN when no receive time was given).
+        Smallest ``now - stamp`` over the block's samples that did not wait in the twin's queue,
+        s (NaN when no receive time was given, or every sample waited).
 
     """
 
@@ -104,6 +118,9 @@ class SensorChecks:
         Number of joints.
     leak_s : float
         Time constant of the leaky position-velocity sum, s (> 0).
+    queue_depth : int
+        Depth of the twin's input queue of the stream, samples (default the bridge's
+        :data:`~twin_bridge.intake.INPUT_QUEUE_DEPTH`): see the module docstring.
 
     Attributes
     ----------
@@ -120,16 +137,24 @@ class SensorChecks:
         Typical sample period, s (None before two regular steps).
     last_was_repeat : bool
         The last sample given to :meth:`update` repeated the one before it exactly.
+    lost_in_twin : int
+        Samples lost in the twin's own input queue (it fell behind), not by the robot.
 
     """
 
-    def __init__(self, n, leak_s=5.0):
+    def __init__(self, n, leak_s=5.0, queue_depth=INPUT_QUEUE_DEPTH):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f'n must be a positive number of joints, got {n!r}')
         if not leak_s > 0.0 or not math.isfinite(leak_s):
             raise ValueError(f'leak_s must be a finite time > 0 s, got {leak_s!r}')
         self.n = n = int(n)
         self.leak_s = float(leak_s)
+        if isinstance(queue_depth, bool) or not isinstance(queue_depth, (int, np.integer)) \
+                or queue_depth < 1:
+            raise ValueError(f'queue_depth must be a positive number of samples, got '
+                             f'{queue_depth!r}')
+        self.queue_depth = int(queue_depth)
+        self.lost_in_twin = 0
         self.lag_s = np.zeros(n)
         self.flat_tolerance = np.zeros(n)
         self.flat_band = np.zeros(n)
@@ -156,6 +181,7 @@ class SensorChecks:
         self._t = None                 # stamp of the last sample with a new reading
         self._t_seen = None            # stamp of the last sample at all
         self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
+        self._lat_floor = math.inf     # smallest recent receive latency, s
         self._bias.fill(0.0)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
@@ -177,11 +203,11 @@ class SensorChecks:
         self._tau_sq = np.zeros(n)
         self._q_first = None
         self._t_first = None
-        self._lat_sum = 0.0
-        self._lat_cnt = 0
+        self._lat_min = math.inf       # smallest latency of the block before the last sample
+        self._lat_last = math.inf      # the last sample's (inf: none, or it waited)
 
     # ------------------------------------------------------------------ per sample
-    def update(self, t, q, qd, tau, now=None):
+    def update(self, t, q, qd, tau, now=None, refused=0, queued=False):
         """
         Add one sample (cheap: vectorized accumulation only).
 
@@ -193,6 +219,13 @@ class SensorChecks:
             Measured position (rad), velocity (rad/s) and effort (N·m), model order.
         now : float, optional
             When the sample was received, on the same clock as earlier ``now`` values, s.
+        refused : int
+            Samples of the stream the bridge refused since the previous one (implausible
+            values or stamps): a gap they explain is not a missing sample.
+        queued : bool
+            The sample waited in the twin's queue behind earlier input (the twin was busy or
+            starved when it arrived): its latency, and that of the sample before it (the head
+            of the burst), are the twin's own backlog, not the stream's, and are left out.
 
         Returns
         -------
@@ -211,7 +244,15 @@ class SensorChecks:
                 return False
             self._t_seen = t
             self.last_was_repeat = False
-            if self._timing(step) and self._have and np.array_equal(x, self._prev):
+            backlog = 0.0
+            if now is not None:
+                # the smallest recent latency (clock offset + fastest transport), rising
+                # slowly so that it follows a slower route; above it, the sample waited
+                floor = min(self._lat_floor + _FLOOR_RISE * step, now - t)
+                self._lat_floor = floor
+                backlog = now - t - floor
+            if self._timing(step, refused, backlog) and self._have \
+                    and np.array_equal(x, self._prev):
                 # a stale copy of the previous sample under a new stamp (a logger or driver
                 # that resends): it carries no new reading, so it is counted, and no
                 # difference spans it (when the stream resumes, it is unclear how far)
@@ -220,8 +261,7 @@ class SensorChecks:
                 self._count += 1
                 self._have = 0
                 if now is not None:
-                    self._lat_sum += now - t
-                    self._lat_cnt += 1
+                    self._latency(now - t, queued)
                 return True
             if self._have:
                 self._pair(t - self._t)
@@ -233,19 +273,31 @@ class SensorChecks:
         self._tau_sum += tau
         self._tau_sq += tau * tau
         if now is not None:
-            self._lat_sum += now - t
-            self._lat_cnt += 1
+            self._latency(now - t, queued)
         self._prev, self._x = x, self._prev
         self._t = t
         self._have = min(self._have + 1, 2)
         self._count += 1
         return True
 
-    def _timing(self, step):
+    def _latency(self, latency, queued):
+        """Take a sample's receive latency into the block, unless the twin's backlog made it."""
+        if queued:
+            self._lat_last = math.inf           # the head of the burst waited as well
+            return
+        if self._lat_last < self._lat_min:
+            self._lat_min = self._lat_last
+        self._lat_last = latency
+
+    def _timing(self, step, refused=0, backlog=0.0):
         """Track the typical period; count the samples a long step misses (False: a gap)."""
         period = self.period_s
         if period is not None and step > _GAP_FACTOR * period:
-            self._missing += max(0.0, round(step / period) - 1.0)
+            lost = max(0.0, round(step / period) - 1.0 - refused)
+            if backlog > 0.5 * self.queue_depth * period:
+                self.lost_in_twin += int(lost)     # the twin's queue overflowed, not the robot
+            else:
+                self._missing += lost
             self._have = 0             # no differences across a gap
             return False
         self.period_s = step if period is None else \
@@ -303,6 +355,7 @@ class SensorChecks:
         tau_std = np.sqrt(np.maximum(self._tau_sq / max(fresh, 1) - mean * mean, 0.0))
         if fresh >= 3:                 # a block without new readings changes no run
             self._advance_flat(mean, tau_std, speed, duration)
+        latency = min(self._lat_min, self._lat_last)
         log_d2 = (np.log(np.maximum(self._sum_d2 / self._cnt_d2, _TINY_SQUARE))
                   if self._cnt_d2 else np.full(3 * n, np.nan))
         out = BlockChecks(
@@ -312,7 +365,7 @@ class SensorChecks:
             pv_sum=self._sum_e, pv_dqd=self._sum_dqd, log_d2=log_d2,
             repeat_run=self._run_max, flat_run_s=self._flat_run.copy(), speed=speed,
             effort_std=tau_std,
-            latency_s=self._lat_sum / self._lat_cnt if self._lat_cnt else math.nan)
+            latency_s=latency if latency < math.inf else math.nan)
         if self._lag_learning:
             self._lag_sums[:n] += self._sum_e * self._sum_dqd
             self._lag_sums[n:] += self._sum_dqd * self._sum_dqd

@@ -21,6 +21,13 @@ from twin_bridge.watchdog import StalenessWatchdog
 
 JOINTS = 'joint_states'
 WRENCH = 'wrench'
+CATCH_UP_RATIO = 0.7
+"""See :meth:`RobotIntake.sample`: at 1 kHz, a joint sample taken less than 0.7 ms after the
+previous one was already waiting; its receive time measures the twin's own delay."""
+INPUT_QUEUE_DEPTH = 100
+"""Depth of the twin's subscription queue of the robot's streams, samples: at 1 kHz a stall of
+the twin's thread of up to 100 ms loses no sample (the detectors tell a loss in this queue
+from a gap of the robot's stream by how long the samples waited)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,12 @@ class RobotSample:
     effort : (n,) float array
         N·m (N). The arrays are the intake's own copies for this sample: a consumer may
         keep them.
+    refused_before : int
+        Joint-state messages the intake refused since the previous accepted sample
+        (implausible or unreadable): a stamp gap they explain is not a dropout of the robot.
+    queued : bool
+        The message waited behind earlier input in the twin's own queue (the twin was busy or
+        starved when it arrived), so its receive time includes the twin's backlog.
 
     """
 
@@ -50,6 +63,8 @@ class RobotSample:
     position: np.ndarray
     velocity: np.ndarray
     effort: np.ndarray
+    refused_before: int = 0
+    queued: bool = False
 
 
 class RobotIntake:
@@ -90,6 +105,8 @@ class RobotIntake:
         self.watchdog = StalenessWatchdog(stale_timeout_s, streams)
         self.timesync = TimeSync()
         self.latest_wrench = None
+        self._refused_seen = 0          # the joint validator's rejections at the last sample
+        self._taken = (-math.inf, math.nan)   # when the last sample was taken, and its stamp
 
     def joint_state(self, names, position, velocity, effort, stamp, now):
         """
@@ -105,21 +122,34 @@ class RobotIntake:
             self.timesync.observe(stamp, now)
         return reason
 
-    def sample(self, stamp_sec_nsec):
+    def sample(self, stamp_sec_nsec, taken=None):
         """
         Return the latest complete model-order sample as a :class:`RobotSample`, or None.
 
         None while some model joint has not been received yet (a robot that publishes its
         joints in several messages). Call it right after :meth:`joint_state` accepted a
         message; ``stamp_sec_nsec`` is that message's header stamp as ``(sec, nanosec)``.
+
+        ``taken`` is when the caller took the message from its queue, s, on any steady clock
+        (the start of the subscription callback; a recording's log time). A message taken less
+        than :data:`CATCH_UP_RATIO` of its stamp step after the previous one had been waiting
+        (the twin was catching up on a backlog): it is marked ``queued``.
         """
         m = self.mapper
         if not m.all_received:
             return None
         velocity = None if np.isnan(m.velocity).any() else m.velocity.copy()
         sec, nanosec = stamp_sec_nsec
-        return RobotSample(sec + nanosec * 1e-9, (int(sec), int(nanosec)), m.position.copy(),
-                           velocity, m.effort.copy())
+        t = sec + nanosec * 1e-9
+        queued = False
+        if taken is not None:
+            last_taken, last_t = self._taken
+            queued = taken - last_taken < CATCH_UP_RATIO * (t - last_t)
+            self._taken = (taken, t)
+        refused = self.joints.counters['rejected']
+        before, self._refused_seen = refused - self._refused_seen, refused
+        return RobotSample(t, (int(sec), int(nanosec)), m.position.copy(), velocity,
+                           m.effort.copy(), before, queued)
 
     def wrench_sample(self, wrench, stamp, now):
         """Take one wrench sample (6,); return None if accepted, else the rejection reason."""
@@ -160,3 +190,5 @@ class RobotIntake:
         self.watchdog.reset(now)
         self.timesync.reset()
         self.latest_wrench = None
+        self._refused_seen = 0
+        self._taken = (-math.inf, math.nan)

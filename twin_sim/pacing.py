@@ -5,9 +5,11 @@ ROS-free, with no clock of its own (every time is an argument, seconds on one mo
 Step ``k`` is released at ``start + k * period``; its sample should go out then. Its *lateness*
 is the time it actually went out minus its release (the jitter; >= 0 for a loop that sleeps
 until the release), and it *misses its deadline* when it goes out a full period or more late
-(after the next step was due). A loop starved for longer than ``max_lag_s`` does not burst to
-catch up: :meth:`RealtimePacer.skip` moves the schedule on (the plant then moves its clock on
-too; counted as an overrun).
+(after the next step was due). A loop starved for longer than ``max_lag_s`` does not burst its
+backlog out: :meth:`RealtimePacer.catch_up` says how many steps to take at once without sending
+their samples (the plant's physics stays on the wall clock with its controller; the robot's
+stream has a gap, as an overloaded robot's publisher drops what it could not send in time;
+counted as an overrun, and the dropped steps as ``dropped``).
 
 Statistics: cumulative step and miss counts, a cumulative histogram of lateness on fixed bins
 (:data:`JITTER_EDGES_US`), and percentiles over the last ``window`` steps.
@@ -27,7 +29,7 @@ class RealtimePacer:
     period_s : float
         Step period, s (> 0).
     max_lag_s : float
-        A loop further behind its schedule than this skips ahead instead of bursting, s.
+        A loop further behind its schedule than this catches up without sending, s.
     window : int
         Steps kept for the percentiles of :meth:`stats`.
 
@@ -48,6 +50,7 @@ class RealtimePacer:
         self.steps = 0
         self.misses = 0
         self.overruns = 0
+        self.dropped = 0
         self.counts = np.zeros(len(JITTER_EDGES_US), dtype=np.int64)
         self._n_recent = 0
 
@@ -55,20 +58,24 @@ class RealtimePacer:
         """How far ``now`` is behind the pending step's release, s (negative: early)."""
         return float(now) - self.due
 
-    def skip(self, now):
+    def catch_up(self, now):
         """
-        Drop the backlog after starvation: the pending step becomes due ``now``.
+        After starvation: the steps whose release has passed since the pending one.
+
+        The caller takes them at once without sending their samples, then sends the pending
+        step's (now the newest) as usual; the schedule moves on by as many periods.
 
         Returns
         -------
-        float
-            The schedule's shift, s (add it to the plant clock's epoch).
+        int
+            Steps to take without sending, >= 0.
 
         """
-        shift = float(now) - self.due
-        self.due = float(now)
+        steps = max(0, int((float(now) - self.due) // self.period))
+        self.due += steps * self.period
         self.overruns += 1
-        return shift
+        self.dropped += steps
+        return steps
 
     def done(self, now):
         """Record that the pending step's sample went out at ``now``; return its lateness, s."""
@@ -86,7 +93,7 @@ class RealtimePacer:
         """
         Return the timing figures (dict of plain numbers).
 
-        Keys: ``steps``, ``deadline_misses``, ``miss_fraction``, ``overruns``,
+        Keys: ``steps``, ``deadline_misses``, ``miss_fraction``, ``overruns``, ``dropped``,
         ``jitter_p50_us``, ``jitter_p99_us``, ``jitter_max_us`` (over the last ``window``
         steps; NaN before the first), ``jitter_hist_edges_us`` and ``jitter_hist_counts``
         (cumulative; lists).
@@ -98,7 +105,8 @@ class RealtimePacer:
             p50 = p99 = top = float('nan')
         return {'steps': self.steps, 'deadline_misses': self.misses,
                 'miss_fraction': self.misses / self.steps if self.steps else 0.0,
-                'overruns': self.overruns, 'jitter_p50_us': float(p50),
+                'overruns': self.overruns, 'dropped': self.dropped,
+                'jitter_p50_us': float(p50),
                 'jitter_p99_us': float(p99), 'jitter_max_us': float(top),
                 'jitter_hist_edges_us': list(JITTER_EDGES_US),
                 'jitter_hist_counts': [int(c) for c in self.counts]}

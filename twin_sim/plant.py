@@ -194,7 +194,7 @@ class Plant:
         return Payload(mass, com, inertia)
 
     # ------------------------------------------------------------------ commands
-    def command_position(self, q, qd=None, qdd=None, *, extrapolate_s=0.0):
+    def command_position(self, q, qd=None, qdd=None, *, extrapolate_s=0.0, age_s=0.0):
         """
         Hold/track joint positions ``q`` (n,) rad (clipped to the limits).
 
@@ -205,13 +205,19 @@ class Plant:
         reference moves on as ``q + qd (t - t_cmd)`` for at most ``extrapolate_s`` and then
         holds, as a real streaming position interface interpolates between set-points instead
         of jumping (which would saturate the drives at each set-point).
+
+        ``age_s`` (in ``[0, extrapolate_s]``) is how long ago the set-point was valid (its
+        stamp against the plant's clock): the reference starts ``age_s`` along its line, so
+        that a set-point delivered late (a busy controller or bus) does not pull the arm back
+        and then jump it forward at the next one.
         """
         q = self._vector(q, 'position command')
         qd = None if qd is None else self._vector(qd, 'velocity feedforward')
         qdd = None if qdd is None else self._vector(qdd, 'acceleration feedforward')
         self._trajectory = None
         if extrapolate_s > 0.0 and qd is not None:
-            self._stream = (q, qd, qdd, self.time, float(extrapolate_s))
+            age = min(max(float(age_s), 0.0), float(extrapolate_s))
+            self._stream = (q, qd, qdd, self.time - age, float(extrapolate_s))
         else:
             self._stream = None
         self.world.set_control('position', q, qd, qdd)

@@ -57,7 +57,11 @@ gains put a triple closed-loop pole at ``-w`` (``kp = 3 w^2``, ``kd = 3 w``, ``k
 The integral removes the steady error that Coulomb friction would leave on the light wrist
 joints; it only integrates while the joint's torque is not saturated (anti-windup). Friction is
 not fed forward: the loop rejects it, so the measured effort includes it, as on a real arm. The
-torque is clipped to the (possibly fault-reduced) effort limits. Velocity mode integrates the
+torque is clipped to the (possibly fault-reduced) effort limits; when a joint saturates, the
+others get the torque for their own reference given the acceleration the saturated one really
+gets (else the coupling torques meant to cancel its motion would throw the light joints around:
+a 2 mrad step of the shoulder's reference drove the wrist to 3 rad/s). Velocity mode integrates
+the
 velocity command into a position reference that may lag the measured position by at most
 ``velocity_mode_max_lag`` rad.
 """
@@ -594,22 +598,61 @@ class SimWorld:
         integral = self._integral + error * self._control_dt
         acc = (self._qdd_ref + self.kp * error + self.kd * (self._qd_ref - qd)
                + self.ki * integral)
-        if self._pin_perm is None:
-            tau = pin.rnea(self._pin_model, self._pin_data, q, qd, acc)
-        else:
-            p = np.empty(self.n)
-            p[self._pin_perm] = q
-            v = np.empty(self.n)
-            v[self._pin_perm] = qd
-            a = np.empty(self.n)
-            a[self._pin_perm] = acc
-            tau = pin.rnea(self._pin_model, self._pin_data, p, v, a)[self._pin_perm]
+        tau = self._inverse_dynamics(q, qd, acc)
         lim = self._torque_limit
         clipped = np.minimum(np.maximum(tau, -lim), lim)
+        limited = clipped != tau
+        if limited.any():
+            clipped, limited = self._saturated_torque(q, qd, acc, tau, lim)
         # anti-windup: integrate only where the torque is not saturated
-        self._integral = np.where(clipped == tau, integral, self._integral)
+        self._integral = np.where(limited, self._integral, integral)
         self._tau = clipped
         self._tau_list = clipped.tolist()
+
+    def _inverse_dynamics(self, q, qd, acc):
+        """Joint torques (n,) of the control model (RNEA), model joint order."""
+        if self._pin_perm is None:
+            return pin.rnea(self._pin_model, self._pin_data, q, qd, acc)
+        p = np.empty(self.n)
+        p[self._pin_perm] = q
+        v = np.empty(self.n)
+        v[self._pin_perm] = qd
+        a = np.empty(self.n)
+        a[self._pin_perm] = acc
+        return pin.rnea(self._pin_model, self._pin_data, p, v, a)[self._pin_perm]
+
+    def _saturated_torque(self, q, qd, acc, tau, lim):
+        """
+        Torques when some joints cannot have the acceleration asked of them.
+
+        A joint at its torque limit accelerates less than asked, so the torques the others
+        were given to cancel its motion's coupling would throw them around instead. The
+        saturated joints get their limit, their accelerations follow from it, and the free
+        joints get the torque for their own asked acceleration given those (one small solve
+        with the mass matrix; repeated while a free joint goes over its limit). Returns the
+        torques (n,) and which joints are at their limit (n,) bool.
+        """
+        n = self.n
+        bias = self._inverse_dynamics(q, qd, np.zeros(n))
+        mass = np.empty((n, n))
+        for i in range(n):                       # M column by column: M e_i = tau(e_i) - bias
+            e = np.zeros(n)
+            e[i] = 1.0
+            mass[:, i] = self._inverse_dynamics(q, qd, e) - bias
+        sat = np.abs(tau) > lim
+        out = np.minimum(np.maximum(tau, -lim), lim)
+        for _ in range(n):
+            free = ~sat
+            a = acc.copy()
+            rhs = out[sat] - bias[sat] - mass[np.ix_(sat, free)] @ acc[free]
+            a[sat] = np.linalg.solve(mass[np.ix_(sat, sat)], rhs)
+            out = mass @ a + bias
+            over = free & (np.abs(out) > lim)
+            out = np.minimum(np.maximum(out, -lim), lim)
+            if not over.any():
+                break
+            sat |= over
+        return out, sat
 
     def step(self, n_steps=1):
         """

@@ -49,6 +49,7 @@ class Observation:
     latency_s: deque = field(default_factory=lambda: deque(maxlen=2000))
     plant: dict = field(default_factory=dict)            # latest /twin/plant_status values
     epochs: list = field(default_factory=list)           # (start_stamp, plant_time_s) seen
+    stalls: list = field(default_factory=list)           # plant times its overruns went up
     commands: list = field(default_factory=list)         # (kind, joint names, positions)
     rul: dict = field(default_factory=dict)              # status name -> (level, msg, values)
     speed_scale: float = None                            # latest /twin/speed_scale
@@ -60,6 +61,7 @@ class TwinMonitorNode(Node):
     def __init__(self, name='twin_monitor', watch_commands=True, **kwargs):
         super().__init__(name, **kwargs)
         self.obs = Observation()
+        self._overruns = 0
         self._effort_sq = deque(maxlen=1000)
         self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, qos.STATUS)
         self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, qos.LATCHED)
@@ -136,13 +138,17 @@ class TwinMonitorNode(Node):
                 continue
             if not self.obs.epochs or self.obs.epochs[-1][0] != epoch:
                 self.obs.epochs.append((epoch, plant_time))
+            overruns = int(values.get('overruns', 0) or 0)
+            if overruns > self._overruns:      # starved of CPU: it dropped samples to catch up
+                self._overruns = overruns
+                self.obs.stalls.append(plant_time)
 
     def scenario_time(self, stamp):
         """
         Plant (scenario) time of a robot stamp, s, or NaN before any /twin/plant_status.
 
-        The plant stamps samples with ``epoch + plant time`` and moves its epoch on when starved
-        of CPU; each reported epoch holds from the plant time it was reported at.
+        The plant stamps samples with ``epoch + plant time``; should a reported epoch change, it
+        holds from the plant time it was reported at.
         """
         chosen = None
         for epoch, plant_time in self.obs.epochs:

@@ -53,7 +53,7 @@ from twin_sim.plant import make_plant, PlantError, STREAM_HORIZON_S
 from twin_sim.resources import fault_scenario, urdf_or_builtin
 from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
 
-MAX_LAG_S = 0.02   # further behind the wall clock than this: skip ahead instead of bursting
+MAX_LAG_S = 0.02   # further behind the wall clock than this: catch up without sending
 STATUS_PERIOD_S = 1.0
 LOCKSTEP_SETTLE_S = 0.5   # lockstep: wait this long after the controller appears (discovery)
 
@@ -148,11 +148,15 @@ class PlantNode(Node):
             if delay > 0.0:
                 time.sleep(delay)
             elif -delay > MAX_LAG_S:
-                # starved of CPU: do not burst to catch up; move the robot clock on instead
-                # (stamps stay near the wall clock; the twin sees a gap, as after a dropout)
+                # starved of CPU: a real arm would have moved on, so the physics catches up
+                # with the wall clock (on which its controller's set-points are); the samples
+                # it could not send in time are dropped, as an overloaded robot's publisher
+                # drops them (the twin sees a gap in the stream, not a jump of the motion)
                 with self.lock:
-                    self.epoch += pacer.skip(time.perf_counter())
-                self.publish_status('clock moved on')   # tools map stamps to plant time
+                    for _ in range(pacer.catch_up(time.perf_counter())):
+                        sample = self.plant.step()
+                    plant_time = self.plant.time
+                self.publish_status('samples dropped (starved of CPU)')
             try:
                 self._publish(sample, plant_time)
                 pacer.done(time.perf_counter())
@@ -245,7 +249,7 @@ class PlantNode(Node):
     def publish_status(self, message):
         """Publish the latched /twin/plant_status."""
         faults = self.plant.faults   # what the plant holds now (set_fault adds, clear removes)
-        # start_stamp: the stamp of plant time 0 (moves on after CPU starvation, see _loop)
+        # start_stamp: the stamp of plant time 0 (samples are stamped epoch + plant time)
         values = {'mode': self.params['step_mode'], 'scenario': self.scenario_path or '',
                   'start_stamp': f'{self.epoch:.6f}', 'rate_hz': 1.0 / self.plant.dt,
                   'plant_time_s': f'{self.plant.time:.3f}', 'faults': len(faults),
@@ -269,7 +273,9 @@ class PlantNode(Node):
         Apply a JointState command: position (+ velocity), else velocity, else effort.
 
         A position command with velocities is a set-point of a stream: the plant moves the
-        reference on with that velocity until the next one (at most ``STREAM_HORIZON_S``).
+        reference on with that velocity until the next one (at most ``STREAM_HORIZON_S``),
+        from the command's stamp when that is on the plant's clock (within the horizon), else
+        from its arrival.
         """
         names = list(msg.name)
         try:
@@ -278,7 +284,11 @@ class PlantNode(Node):
                     q = self._model_order(names, msg.position, self.plant.world.measure().q)
                     qd = (self._model_order(names, msg.velocity, np.zeros(len(self.names)))
                           if len(msg.velocity) else None)
-                    self.plant.command_position(q, qd, extrapolate_s=STREAM_HORIZON_S)
+                    stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                    age = self.epoch + self.plant.time - stamp
+                    self.plant.command_position(
+                        q, qd, extrapolate_s=STREAM_HORIZON_S,
+                        age_s=age if 0.0 <= age <= STREAM_HORIZON_S else 0.0)
                 elif len(msg.velocity):
                     self.plant.command_velocity(self._model_order(
                         names, msg.velocity, np.zeros(len(self.names))))

@@ -137,6 +137,7 @@ class RobotInput:
 
     def on_joint_state(self, data):
         """Take one serialized JointState: check, map, hand over."""
+        taken = time.perf_counter()      # when the executor handed it over (see intake)
         try:
             parsed = self._joints.read(data)
             if parsed is None:        # another encoding: let rclpy read it
@@ -154,7 +155,7 @@ class RobotInput:
         if reason is not None:
             self._rejected(reason)
             return
-        sample = intake.sample((sec, nanosec))
+        sample = intake.sample((sec, nanosec), taken)
         if sample is not None:
             self.receive_time = now
             for listener in self.sample_listeners:
