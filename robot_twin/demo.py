@@ -91,7 +91,7 @@ def hub_process(workdir, address=DASHBOARD_ADDRESS):
     return hub_spec(describe_graph('demo'), overrides), hub_urls(overrides)
 
 
-def run_demo(duration_s=72.0, scenario='demo', corrective=False, domain_id=None,
+def run_demo(duration_s=78.0, scenario='demo', corrective=False, domain_id=None,
              commissioning_s=None, show_node_output=False, out=sys.stdout, dashboard=''):
     """
     Run the demo; return the process exit status (0 = the loop worked).
@@ -287,7 +287,7 @@ def summarize(obs, faults, exited, say, scenario_time):
 def add_demo_parser(subparsers):
     """Add ``robot-twin demo`` to the CLI."""
     p = subparsers.add_parser('demo', help='run the whole twin loop on the emulated robot')
-    p.add_argument('--duration', type=float, default=72.0, help='seconds to run (default 72)')
+    p.add_argument('--duration', type=float, default=78.0, help='seconds to run (default 78)')
     p.add_argument('--scenario', default='demo',
                    help='fault scenario: a name in config/faults or a YAML file (default demo)')
     p.add_argument('--corrective', action='store_true',

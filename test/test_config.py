@@ -276,7 +276,7 @@ def test_shipped_configs_start_every_node_as_meant_through_rcl():
             assert values['use_sim_time'] is False and values['wrench_force_range_n'] == 1000.0
         plant = out[f'{CONFIGS["demo"]}|{ns}|plant']
         assert plant['scenario'] == 'demo' and plant['publish_rate_hz'] == 1000.0
-        assert out[f'{CONFIGS["demo"]}|{ns}|twin_anomaly']['commissioning_duration_s'] == 30.0
+        assert out[f'{CONFIGS["demo"]}|{ns}|twin_anomaly']['commissioning_duration_s'] == 36.0
         assert out[f'{CONFIGS["hil"]}|{ns}|plant']['publish_rate_hz'] == 1000.0
     assert "corrective_actions.interface = 'velocity'" in out['bad_start']
     # the nodes read these once at start-up: changing them at run time is refused (restart)

@@ -16,7 +16,7 @@ DEMO_TIMEOUT_S = 240.0
 def test_demo_detects_its_fault_on_the_right_joint_and_stops_everything():
     domain = unique_domain_id()
     env = localhost_env(domain)
-    proc = subprocess.Popen([sys.executable, '-m', 'robot_twin', 'demo', '--duration', '46',
+    proc = subprocess.Popen([sys.executable, '-m', 'robot_twin', 'demo', '--duration', '52',
                              '--domain-id', str(domain)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     leftover = []
