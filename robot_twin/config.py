@@ -347,8 +347,9 @@ PARAMETERS = {
         ParamSpec('min_confidence', float, 0.5,
                   'A classifier verdict below this confidence is reported as fault type '
                   'unknown.', min=0.0, max=1.0, read_only=True),
-        ParamSpec('publish_rate_hz', float, 50.0,
-                  'Rate of /twin/anomaly, /twin/anomaly_score and /twin/markers (Hz).',
+        ParamSpec('publish_rate_hz', float, 10.0,
+                  'Rate of /twin/anomaly, /twin/anomaly_score and /twin/markers (Hz); an alarm '
+                  'raised or cleared is published at once, whatever the rate.',
                   min=0.1, max=1000.0, read_only=True),
         ParamSpec('persistence_s', float, 0.02,
                   'A score must stay at or above its threshold this long (s, stamp time) '

@@ -266,6 +266,7 @@ class AnomalyMonitor:
         self._fit_due = math.inf
         self._fit_late = False
         self.dropped_samples = 0
+        self.alarm_changes = 0            # blocks at which a group's alarm was raised or cleared
         self._verdict_cache = None
         self._saved = True
         self._start(recommission)
@@ -474,6 +475,7 @@ class AnomalyMonitor:
             before = self.fused.alarm.copy()
             self.fused.update(t, x)
             if (self.fused.alarm != before).any():
+                self.alarm_changes += 1
                 self._alarm_events(t, before)
 
     def _assemble(self, blk):
