@@ -61,8 +61,7 @@ torque is clipped to the (possibly fault-reduced) effort limits; when a joint sa
 others get the torque for their own reference given the acceleration the saturated one really
 gets (else the coupling torques meant to cancel its motion would throw the light joints around:
 a 2 mrad step of the shoulder's reference drove the wrist to 3 rad/s). Velocity mode integrates
-the
-velocity command into a position reference that may lag the measured position by at most
+the velocity command into a position reference that may lag the measured position by at most
 ``velocity_mode_max_lag`` rad.
 """
 from dataclasses import dataclass
