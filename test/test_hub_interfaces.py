@@ -93,6 +93,7 @@ def test_an_injected_fault_is_an_anomaly_of_its_joint(hub):
     assert joint3['anomaly']['level'] == 'ERROR'
     # the anomaly (5 Hz) may reach the hub before the first faulty joint sample pair (50 Hz,
     # decoded at the hub's own rate): wait for the residual to follow, then it is exact
+
     def faulty_residual():
         effort = hub.client.get('/api/v1/joints/joint3').json()['residual']['effort']
         return effort if abs(effort - 3.05) < 1e-6 else None
