@@ -242,7 +242,7 @@ def summarize(obs, faults, exited, say, scenario_time):
 
     def say_echo(joint, fault_type, t, stall):
         say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a transient '
-            f'of the emulated robot itself at t={stall:.2f} s (a stall: starved of CPU, its '
+            f'of the emulated robot itself at t={stall:.2f} s (a stall: starved of CPU, it '
             'dropped samples; or samples beyond its limits, which the twin rejected)')
 
     for joint, fault_type, t in episodes:
