@@ -247,7 +247,10 @@ class AnomalyMonitor:
         stream = len(self.group_names) - 1
         channels += [Channel('stream.missing', stream, 'count', smoothing_s=0.1, floor=0.04),
                      Channel('stream.repeated', stream, 'count', smoothing_s=0.1, floor=0.2),
-                     Channel('stream.latency', stream, 'upper', smoothing_s=0.1, floor=5.0,
+                     # smoothed over 0.3 s: a delayed stream stays late, while a busy twin
+                     # that keeps pace tens of ms behind for a moment (not caught as queued)
+                     # must not read as the robot's delay
+                     Channel('stream.latency', stream, 'upper', smoothing_s=0.3, floor=5.0,
                              min_scale=0.003)]
         self.fused = FusedDetector(channels, self.group_names, config.fusion())
         self._d = len(JOINT_DETECTORS)
