@@ -197,6 +197,25 @@ def summarize_lifecycle(obs, workdir, say):
     return ok
 
 
+def robot_transients(obs, scenario_time):
+    """
+    Scenario times (s) of the emulated robot's own transients, from a monitor's observation.
+
+    The emulated robot steps in real time; starved of CPU it catches up without sending the
+    samples it could not send in time (an overrun in /twin/plant_status): a real gap in its
+    stream, which the twin rightly sees. Likewise samples the twin rejected as impossible
+    (speeds beyond the limits): the robot's stamps are on the system clock, so their wall
+    times map to scenario time like stamps.
+    """
+    return ([t for t in obs.stalls if math.isfinite(t)]
+            + [scenario_time(t) for t in obs.rejections])
+
+
+def echo_of(t, transients):
+    """Return the transient (scenario time, s) that an alarm at ``t`` may echo, or None."""
+    return next((x for x in transients if t - STALL_WINDOW_S <= x <= t + 0.5), None)
+
+
 def summarize(obs, faults, exited, say, scenario_time):
     """
     Print what happened and return 0 if the loop worked, 1 otherwise.
@@ -226,19 +245,11 @@ def summarize(obs, faults, exited, say, scenario_time):
         for name, values in sorted((obs.first_alarm_groups or {}).items()):
             say(f'  {name}: score {float(values.get("score", "nan")):.2f} from detector '
                 f'{values.get("detector", "?")} ({values.get("channel", "?")})')
-    # The emulated robot steps in real time; starved of CPU it catches up without sending the
-    # samples it could not send in time (an overrun in /twin/plant_status): a real gap in its
-    # stream, which the twin rightly sees. Alarms right after such a stall are not false alarms.
-    stalls = [t for t in obs.stalls if math.isfinite(t)]
-    # ... or samples the twin rejected as impossible (speeds beyond the limits): the robot's
-    # stamps are on the system clock, so a wall time maps to scenario time like a stamp
-    stalls += [scenario_time(t) for t in obs.rejections]
+    # alarms right after a transient of the emulated robot itself are not false alarms
+    transients = robot_transients(obs, scenario_time)
     episodes = [(j, ft, scenario_time(t)) for j, ft, t in obs.alarms if math.isfinite(t)]
     start_s = float(faults[0].get('start_s', 0.0)) if faults else math.inf
     joints = {f.get('joint') for f in faults if f.get('joint')}
-
-    def echo_of(t):
-        return next((x for x in stalls if t - STALL_WINDOW_S <= x <= t + 0.5), None)
 
     def say_echo(joint, fault_type, t, stall):
         say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a transient '
@@ -248,7 +259,7 @@ def summarize(obs, faults, exited, say, scenario_time):
     for joint, fault_type, t in episodes:
         if t >= start_s - 0.05:
             continue
-        stall = echo_of(t)
+        stall = echo_of(t, transients)
         if stall is None:
             problems.append(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) came '
                             f'before the fault (t={start_s} s)')
@@ -260,7 +271,7 @@ def summarize(obs, faults, exited, say, scenario_time):
         for joint, fault_type, t in episodes:
             if t < start_s - 0.05:
                 continue
-            stall = echo_of(t)
+            stall = echo_of(t, transients)
             if joints and joint not in joints and stall is not None:
                 say_echo(joint, fault_type, t, stall)   # a transient's echo: not the answer
                 continue

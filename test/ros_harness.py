@@ -13,6 +13,7 @@ because the machine may be loaded, and nothing asserts on how long something too
 that fails, or a node that died, raises an AssertionError that ends with the output of every
 node, so a failure in CI can be read without re-running.
 """
+from contextlib import contextmanager
 import dataclasses
 import itertools
 import math
@@ -314,6 +315,21 @@ class Observer:
 
         wait_until(matched, timeout_s, f'{", ".join(subscribers)} to subscribe to {topic}', graph)
         return pub
+
+
+@contextmanager
+def graph_and_observer():
+    """Yield a :class:`TwinGraph` and an :class:`Observer` on a domain of their own; stop both."""
+    domain = unique_domain_id()
+    graph = TwinGraph(domain)
+    observer = None
+    try:
+        observer = Observer(domain)
+        yield graph, observer
+    finally:
+        graph.stop()
+        if observer is not None:
+            observer.close()
 
 
 def _make_monitor(name, context):

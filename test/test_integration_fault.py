@@ -17,8 +17,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from ros_harness import model_limits, Observer, read_audit, ROBOT_RATE_HZ, start_loop, \
-    TwinGraph, unique_domain_id, wait_commissioned, wait_until
+from robot_twin.demo import echo_of, robot_transients
+from ros_harness import graph_and_observer, model_limits, read_audit, ROBOT_RATE_HZ, \
+    start_loop, wait_commissioned, wait_until
 from twin_sim.faults import FaultScenario
 from twin_sim.resources import fault_scenario
 
@@ -32,8 +33,6 @@ DETECT_TIMEOUT_S = 90.0
 """Bound on the alarm after commissioning: the fault starts at 10 s of plant time."""
 TYPE_DECISION_S = 5.0
 """The fault type must be named within this long after the first alarm."""
-STALL_WINDOW_S = 3.0
-"""An alarm this long after a stall of the emulated robot may be its echo (as in the demo)."""
 
 
 EXTRA = {
@@ -61,11 +60,7 @@ def fault_loop(tmp_path_factory):
     (fault,) = FaultScenario.load(fault_scenario(SCENARIO)).faults
     for attempt in range(1, ATTEMPTS + 1):
         workdir = tmp_path_factory.mktemp('fault_loop')
-        domain = unique_domain_id()
-        graph = TwinGraph(domain)
-        observer = None
-        try:
-            observer = Observer(domain)
+        with graph_and_observer() as (graph, observer):
             start_loop(graph, observer, workdir, SCENARIO, extra=EXTRA)
             wait_commissioned(graph, observer)
             rejected = len(observer.monitor.obs.rejections)
@@ -77,10 +72,6 @@ def fault_loop(tmp_path_factory):
             yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,
                                   workdir=workdir, fault=fault)
             return
-        finally:
-            graph.stop()
-            if observer is not None:
-                observer.close()
 
 
 def _seen_status(monitor):
@@ -110,30 +101,15 @@ def _first_error(monitor, after=-math.inf):
                  if h[2] == 'ERROR' and float(h[4].get('since', 'nan')) >= after), None)
 
 
-def _transients(monitor):
-    """
-    Return the wall times of the emulated robot's own transients.
-
-    The plant dropped samples (starved of CPU: its overrun count went up), or the twin
-    rejected its samples as beyond its limits (the rejected count in /twin/status went up): its
-    controller's set-points jumped, and the arm followed faster than it can.
-    """
-    out, seen = [], 0
-    for wall, values in list(monitor.plant_history):
-        count = int(values.get('overruns', 0) or 0)
-        if count > seen:
-            out.append(wall)
-        seen = max(seen, count)
-    return out + list(monitor.obs.rejections)
-
-
 def _echo_of_transient(monitor, stamp):
     """
-    Tell whether the emulated robot had a transient within STALL_WINDOW_S before ``stamp``.
+    Tell whether an alarm beginning at robot ``stamp`` may echo the emulated robot's own transient.
 
-    Robot stamps are on the system clock, as the observer's receive times are.
+    The demo's rule (:func:`robot_twin.demo.echo_of`): a stall of the plant (it dropped samples)
+    or samples the twin rejected as beyond its limits, shortly before.
     """
-    return any(stamp - STALL_WINDOW_S <= w <= stamp + 0.5 for w in _transients(monitor))
+    return echo_of(monitor.scenario_time(stamp),
+                   robot_transients(monitor.obs, monitor.scenario_time)) is not None
 
 
 def test_injected_fault_is_reported_on_its_joint(fault_loop):

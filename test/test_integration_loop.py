@@ -12,8 +12,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from ros_harness import model_limits, Observer, start_loop, TwinGraph, unique_domain_id, \
-    wait_commissioned, wait_until, watch
+from ros_harness import graph_and_observer, model_limits, start_loop, wait_commissioned, \
+    wait_until, watch
 
 pytestmark = pytest.mark.integration
 
@@ -26,20 +26,12 @@ STATUS_TIMEOUT_S = 30.0
 @pytest.fixture(scope='module')
 def loop(tmp_path_factory):
     workdir = tmp_path_factory.mktemp('nominal_loop')
-    domain = unique_domain_id()
-    graph = TwinGraph(domain)
-    observer = None
-    try:
-        observer = Observer(domain)
+    with graph_and_observer() as (graph, observer):
         start_loop(graph, observer, workdir, 'nominal', extra={
             'twin_bridge': {'corrective_actions.enabled': True,
                             'corrective_actions.interface': 'trajectory'}})
         yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,
                               workdir=workdir)
-    finally:
-        graph.stop()
-        if observer is not None:
-            observer.close()
 
 
 def _sync_ok(monitor, since):

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from ros_harness import node_specs, Observer, START_TIMEOUT_S, TwinGraph, unique_domain_id, \
-    wait_until
+from ros_harness import graph_and_observer, node_specs, START_TIMEOUT_S, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,17 +24,9 @@ CALL_TIMEOUT_S = 30.0
 @contextmanager
 def _plant_graph(params):
     """Start the plant alone with ``params`` and an observer on a domain of its own."""
-    domain = unique_domain_id()
-    graph = TwinGraph(domain)
-    observer = None
-    try:
-        observer = Observer(domain)
+    with graph_and_observer() as (graph, observer):
         graph.start('robot', node_specs(['plant'], {'plant': params}))
         yield graph, observer
-    finally:
-        graph.stop()
-        if observer is not None:
-            observer.close()
 
 
 @pytest.fixture
