@@ -314,6 +314,20 @@ def test_a_sample_stamped_ahead_of_the_stream_cannot_poison_it():
     assert v.counters['out_of_order'] == 0
 
 
+@pytest.mark.parametrize('period', [0.001, 0.01])
+def test_on_time_samples_after_a_startup_backlog_are_accepted(period):
+    # the twin was busy at start: the first second of samples all reached it 80 ms late
+    v = make(max_future_s=0.1)
+    last = stream(v, 100.0, int(round(1.0 / period)), period=period, latency=0.08)
+    # then it caught up: the same stream, now received 0.2 ms after stamping, is good
+    last = stream(v, last + period, 30, period=period)
+    assert v.counters['future_stamp'] == 0
+    # and the stream's clock was re-learnt from them: a stamp 50 ms ahead is still refused
+    r = v.validate(NAMES, P, [], [], last + 0.05, last + 0.0012)
+    assert 'ahead of the clock of the other samples of the stream' in r
+    assert v.counters['future_stamp'] == 1
+
+
 def test_a_real_clock_step_is_followed_after_resync_s():
     v = make(max_future_s=None, resync_s=0.05)
     last = stream(v, 100.0, 20)

@@ -210,6 +210,14 @@ class StampGate:
     in the future (within ``max_future_s``) from pushing the "newest stamp" ahead and making
     every good sample after it look out of order.
 
+    The estimate is too high when every sample of the window reached the twin late (the twin
+    was busy at start-up and worked through a backlog). Samples on time afterwards look ahead
+    of it although they are good. So a sample ahead of the estimate is still accepted when it
+    continues the stream in sequence: newer than the newest accepted stamp by at most
+    ``max(tolerance_s, 2 x the stream's usual stamp step)``. Such a sample cannot push the
+    newest stamp far ahead (the harm the check exists to stop), and accepting it lowers the
+    estimate to the truth at once. A stamp far ahead still jumps far ahead of the sequence.
+
     A real clock step (the robot restarted, its clock was set) makes every sample fail the same
     way: the same cause, the same ``now - stamp`` within ``STEP_CONSISTENCY_S``. After
     ``resync_s`` of local time in which only such failing samples arrived, the gate follows the
@@ -240,6 +248,8 @@ class StampGate:
     """Accepted samples before the stream's own clock is trusted."""
     STEP_CONSISTENCY_S = 0.02
     """Failing samples of one clock step agree on ``now - stamp`` within this, s."""
+    STEP_SMOOTHING = 0.05
+    """Weight of the latest stamp step in the stream's usual step (exponential average)."""
 
     def __init__(self, topic, max_future_s, *, tolerance_s=0.005, resync_s=0.5, window_s=5.0):
         self.topic = topic
@@ -253,6 +263,8 @@ class StampGate:
         """Forget the stream's clock."""
         self.resyncs = 0
         self._accepted = 0
+        self._newest = None                  # newest accepted stamp, s
+        self._step = 0.0                     # usual step between accepted stamps, s
         self._bins = [math.inf, math.inf]   # min offset in the previous and current window
         self._bin_end = -math.inf
         self._failing_since = None           # local time of the first of a run of failures
@@ -287,7 +299,8 @@ class StampGate:
                     'max_future_s')
         problem = None
         ahead = self.offset_s - (now - stamp)
-        if self._accepted >= self.WARMUP and ahead > self.tolerance_s:
+        if self._accepted >= self.WARMUP and ahead > self.tolerance_s \
+                and not self._in_sequence(stamp):
             problem = ('future_stamp',
                        f'stamp {stamp:.6f} s in {self.topic} is {ahead * 1e3:.3f} ms ahead of '
                        'the clock of the other samples of the stream: a sample cannot arrive '
@@ -308,9 +321,22 @@ class StampGate:
             return ('resync', None)            # the clock itself moved: follow it
         return problem
 
+    def _in_sequence(self, stamp):
+        """Whether ``stamp`` continues the accepted stamps at about the stream's own rhythm."""
+        if self._newest is None:
+            return False
+        jump = stamp - self._newest
+        return 0.0 < jump <= max(self.tolerance_s, 2.0 * self._step)
+
     def accepted(self, stamp, now):
         """Record an accepted sample's stamp (updates the clock estimate)."""
         self._accepted += 1
+        if self._newest is not None and stamp > self._newest:
+            step = stamp - self._newest
+            self._step = step if self._step == 0.0 else \
+                self._step + self.STEP_SMOOTHING * (step - self._step)
+        if self._newest is None or stamp > self._newest:
+            self._newest = stamp
         self._failing_since = None
         offset = now - stamp
         if now >= self._bin_end:
