@@ -328,6 +328,14 @@ def test_on_time_samples_after_a_startup_backlog_are_accepted(period):
     assert v.counters['future_stamp'] == 1
 
 
+def test_a_gap_in_the_stream_does_not_widen_the_sequence_window():
+    v = make(max_future_s=0.1)
+    last = stream(v, 100.0, 50)
+    last = stream(v, last + 1.0, 5)          # the robot paused for a second, then went on
+    r = v.validate(NAMES, P, [], [], last + 0.03, last + 0.0012)
+    assert 'ahead of the clock of the other samples of the stream' in r
+
+
 def test_a_real_clock_step_is_followed_after_resync_s():
     v = make(max_future_s=None, resync_s=0.05)
     last = stream(v, 100.0, 20)

@@ -333,8 +333,10 @@ class StampGate:
         self._accepted += 1
         if self._newest is not None and stamp > self._newest:
             step = stamp - self._newest
-            self._step = step if self._step == 0.0 else \
-                self._step + self.STEP_SMOOTHING * (step - self._step)
+            if self._step == 0.0:
+                self._step = step
+            else:   # a gap counts as two steps: it must not widen the sequence window
+                self._step += self.STEP_SMOOTHING * (min(step, 2.0 * self._step) - self._step)
         if self._newest is None or stamp > self._newest:
             self._newest = stamp
         self._failing_since = None
