@@ -101,11 +101,19 @@ def test_replay_of_a_live_fault_run_agrees_with_the_live_twin(tmp_path):
     assert recorded is not None and recorded['first']['since'] == \
         pytest.approx(float(live['since']), abs=1e-6), (recorded, live)
     # the replay raises the alarm the live twin raised first: the same group (joint), its
-    # exceedance beginning within ONSET_BLOCKS detector blocks of the live one
+    # exceedance beginning within ONSET_BLOCKS detector blocks of the live one. Groups whose
+    # alarms begin in the same few blocks (a friction jump moves its neighbours' residuals
+    # too) are tied: either side may list either first, so each side's first group must be
+    # among the other side's first ones
+    onset = ONSET_BLOCKS * BLOCK_S + 1e-6
     live_first = recorded['groups'][0]
     first = report['first_alarm']
     assert first is not None, report['final_state']
-    assert first['group'] == live_first['group'], (report['anomalies'], recorded['groups'])
-    assert abs(first['since'] - live_first['since']) <= ONSET_BLOCKS * BLOCK_S + 1e-6, (
-        first, live_first)
+    live_tied = {g['group'] for g in recorded['groups']
+                 if g['since'] <= live_first['since'] + onset}
+    replay_tied = {a['group'] for a in report['anomalies']
+                   if a['since'] <= first['since'] + onset}
+    assert first['group'] in live_tied and live_first['group'] in replay_tied, (
+        report['anomalies'], recorded['groups'])
+    assert abs(first['since'] - live_first['since']) <= onset, (first, live_first)
     assert report['settings']['commissioning_duration_s'] == COMMISSIONING_S
