@@ -114,3 +114,16 @@ def test_one_process_passes_each_accepted_sample_down_the_chain_by_function_call
     assert anomaly.position is not None              # the detector was fed
     anomaly.publish()                                # and its report reaches the bridge
     assert bridge.last_event is not None and bridge.last_event.level in ('OK', 'WARN')
+
+
+@pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
+def test_the_output_finiteness_check_catches_every_non_finite_value(bad):
+    from robot_twin.nodes.robot_input import finite
+    good = np.array([0.1, -2.0, 1e3, 0.0, 5.0, -1e-9, 7.0])
+    assert finite(good, None, good)
+    for where in range(good.size):
+        worse = good.copy()
+        worse[where] = bad
+        assert not finite(good, worse)
+    assert not finite(np.array([1e308, 1e308]))      # too large to be a residual
+    assert not finite(np.array([math.inf]), np.array([-math.inf]))   # not cancelled out

@@ -199,7 +199,7 @@ class Mirror:
 
         qdd_raw = (qd - self._qd) / dt
         friction = self.predictor.friction.torque(qd)
-        prediction = self.predictor.predict(q, qd, qdd_raw, friction)
+        prediction = self.predictor.predict(q, qd, qdd_raw, friction, checked=True)
         wrench = prediction.wrench
         if self._qdd is None:      # first step of a stream: the filters start here
             self._qdd, self._effort_f, self._pred_f = qdd_raw, effort, prediction.effort
@@ -213,7 +213,7 @@ class Mirror:
             if wrench is not None:
                 self._wpred_f = self._wpred_f + a * (wrench - self._wpred_f)
         q_pred, qd_pred = self.predictor.next_state(self._q, self._qd, self._effort, dt,
-                                                    self._friction)
+                                                    self._friction, checked=True)
 
         result = MirrorResult(
             t=t, predicted_position=q_pred, predicted_velocity=qd_pred,

@@ -102,7 +102,7 @@ class Predictor:
     def _check(self, value, name):
         return self.model.joint_vector(value, name, finite=False)
 
-    def predict(self, q, qd, qdd, friction=None):
+    def predict(self, q, qd, qdd, friction=None, *, checked=False):
         """
         Predict joint efforts and sensor wrench for one measured sample.
 
@@ -117,6 +117,9 @@ class Predictor:
         friction : (n,) N·m, optional
             ``self.friction.torque(qd)`` if the caller has it already (the live mirror needs
             the friction of each sample twice: here and in the next :meth:`next_state`).
+        checked : bool
+            The caller guarantees (n,) float arrays in model order (the live mirror, whose
+            arrays are its own checked copies): the shape checks are skipped.
 
         Returns
         -------
@@ -124,9 +127,10 @@ class Predictor:
             ``effort`` (n,) N·m and ``wrench`` (6,) in the sensor frame (None without one).
 
         """
-        q = self._check(q, 'q')
-        qd = self._check(qd, 'qd')
-        qdd = self._check(qdd, 'qdd')
+        if not checked:
+            q = self._check(q, 'q')
+            qd = self._check(qd, 'qd')
+            qdd = self._check(qdd, 'qdd')
         if friction is None:
             friction = self.friction.torque(qd)
         effort = pin.rnea(self._pm, self._pd, q, qd, qdd) + friction
@@ -167,7 +171,7 @@ class Predictor:
         effort = measured - prediction.effort
         return Residual(effort, wrench)
 
-    def next_state(self, q, qd, tau, dt, friction=None):
+    def next_state(self, q, qd, tau, dt, friction=None, *, checked=False):
         """
         One-step prediction by forward dynamics (semi-implicit Euler).
 
@@ -185,6 +189,8 @@ class Predictor:
             Step (> 0).
         friction : (n,) N·m, optional
             ``self.friction.torque(qd)``, if the caller has it already.
+        checked : bool
+            As in :meth:`predict`.
 
         Returns
         -------
@@ -192,9 +198,10 @@ class Predictor:
         qd_next : (n,) rad/s
 
         """
-        q = self._check(q, 'q')
-        qd = self._check(qd, 'qd')
-        tau = self._check(tau, 'tau')
+        if not checked:
+            q = self._check(q, 'q')
+            qd = self._check(qd, 'qd')
+            tau = self._check(tau, 'tau')
         if not dt > 0.0:
             raise ValueError(f'dt must be > 0 s, got {dt}')
         if friction is None:

@@ -830,12 +830,38 @@ class RobotModel:
 
         """
         q = self.joint_vector(q, 'q')
+        fid = self._frame_id(frame)
+        pin.framesForwardKinematics(self.pin_model, self.pin_data, q)
+        return self.pin_data.oMf[fid].homogeneous.copy()
+
+    def frame_origins(self, q, frames):
+        """
+        World positions of several URDF link or joint frames, from one kinematics pass.
+
+        Parameters
+        ----------
+        q : (n,) rad
+            Joint positions.
+        frames : sequence of str
+            Link or joint names of the URDF.
+
+        Returns
+        -------
+        dict
+            ``{frame: (3,) position in the world frame, m}``.
+
+        """
+        q = self.joint_vector(q, 'q')
+        ids = [self._frame_id(frame) for frame in frames]
+        pin.framesForwardKinematics(self.pin_model, self.pin_data, q)
+        placements = self.pin_data.oMf
+        return {frame: placements[fid].translation.copy() for frame, fid in zip(frames, ids)}
+
+    def _frame_id(self, frame):
         if not self.pin_model.existFrame(frame):
             names = sorted({f.name for f in self.pin_model.frames})
             raise ValueError(f'unknown frame {frame!r}; frames are {names}')
-        fid = self.pin_model.getFrameId(frame)
-        pin.framesForwardKinematics(self.pin_model, self.pin_data, q)
-        return self.pin_data.oMf[fid].homogeneous.copy()
+        return self.pin_model.getFrameId(frame)
 
     # ------------------------------------------------------------------ parameters file
     def dynamic_parameters(self):

@@ -23,6 +23,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from rclpy.serialization import serialize_message
 from robot_twin.nodes import qos
 from robot_twin.nodes.messages import make_status, status_values
 from robot_twin.nodes.params import declare_node_parameters
@@ -206,8 +207,9 @@ class TwinAnomalyNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [make_status(e.name, e.level, e.message, e.values)
                         for e in status_entries(state, self.monitor.warn_ratio)]
-        self.pub_anomaly.publish(array)
-        self.pub_diag.publish(array)
+        data = serialize_message(array)      # once for both topics (the costly part)
+        self.pub_anomaly.publish(data)
+        self.pub_diag.publish(data)
         self.pub_score.publish(Float64(data=float(state.score)))
         self.pub_markers.publish(self._markers(state, array.header.stamp))
         for listener in self.report_listeners:
@@ -235,8 +237,7 @@ class TwinAnomalyNode(Node):
         markers = MarkerArray()
         if self.position is None:
             return markers
-        q = self.position
-        origins = {j: self.model.frame_pose(q, j)[:3, 3] for j in self.names}
+        origins = self.model.frame_origins(self.position, self.names)
         for i, spec in enumerate(marker_specs(state, origins)):
             m = Marker()
             m.header.stamp = stamp

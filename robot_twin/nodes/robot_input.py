@@ -187,11 +187,12 @@ def finite(*arrays):
     """
     Whether every value of the given (n,) arrays (None skipped) is finite.
 
-    One dot product per array (NaN and inf propagate; a value too large to square also fails,
-    and no residual of a real robot is that large).
+    One sum per array, of its values as Python floats (NaN and inf propagate; values so large
+    that their sum overflows fail too, and no residual of a real robot is that large). For
+    arrays of a few values this is several times cheaper than a NumPy reduction.
     """
     total = 0.0
     for a in arrays:
         if a is not None:
-            total += float(a @ a)
+            total += sum(a.tolist())
     return math.isfinite(total)
