@@ -616,3 +616,18 @@ def test_load_parameters_file_errors(tmp_path, arm):
 
 def test_pybullet_data_path_exists():
     assert os.path.isfile(PANDA) and os.path.isfile(IIWA) and os.path.isfile(XARM)
+
+
+def test_frame_origins_are_the_frame_poses_translations(arm):
+    q = np.array([0.3, -0.7, 0.2, -1.4, 0.5, 0.9, -0.1])
+    frames = list(arm.joint_names) + ['ft_sensor', 'link2']
+    origins = arm.frame_origins(q, frames)
+    assert list(origins) == frames
+    for frame in frames:
+        np.testing.assert_allclose(origins[frame], arm.frame_pose(q, frame)[:3, 3], atol=1e-12)
+    # each is its own array, not a view of the model's workspace
+    before = origins['link2'].copy()
+    arm.frame_origins(np.zeros(7), ['link2'])
+    np.testing.assert_array_equal(origins['link2'], before)
+    with pytest.raises(ValueError, match='unknown frame'):
+        arm.frame_origins(q, ['flange'])
