@@ -42,7 +42,7 @@ EXTRA = {
                     'corrective_actions.interface': 'trajectory',
                     'corrective_actions.position_margin_rad': MARGIN_RAD,
                     'corrective_actions.velocity_scale': VELOCITY_SCALE}}
-ATTEMPTS = 2
+ATTEMPTS = 3
 """Starts of the loop at most: see :func:`fault_loop`."""
 
 
