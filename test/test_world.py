@@ -361,6 +361,29 @@ def test_a_saturated_joint_does_not_throw_the_others_around():
     np.testing.assert_allclose(world.measure().q, ref, atol=1e-4)
 
 
+@pytest.mark.parametrize('joint', range(7))
+def test_a_reference_jump_moves_one_joint_at_its_rated_speed_and_no_other(joint):
+    # a controller that stalled and resumes: its reference jumps by 0.5 rad at once. A real
+    # drive limits the speed; before, a light joint spun up to 5-13x its limit, and a
+    # shoulder step threw the wrist around
+    world = SimWorld(ARM)
+    world.reset(np.zeros(7))
+    world.step(200)
+    ref = np.zeros(7)
+    ref[joint] = 0.5
+    world.set_control('position', ref)
+    peak = np.zeros(7)
+    for _ in range(1500):
+        world.step()
+        peak = np.maximum(peak, np.abs(world.measure().qd))
+    limit = world.velocity_limit
+    assert peak[joint] <= 1.02 * limit[joint], (peak, limit)
+    others = np.arange(7) != joint
+    assert np.all(peak[others] <= 0.3 * limit[others]), (peak, limit)
+    np.testing.assert_allclose(world.measure().q, ref, atol=1e-3)   # and it got there
+    world.close()
+
+
 def test_lock_limit_and_external_force(model):
     world = SimWorld(ARM)
     world.reset(POSE)
