@@ -52,9 +52,10 @@ def fault_loop(tmp_path_factory):
     Start the loop and commission the twin on a well-behaved emulated robot.
 
     Starved of CPU, the emulated robot's controller sends its set-points late; the plant's stiff
-    position loop then jerks the arm (the twin may reject those samples). A twin commissioned on that learns the shaking as nominal, and the test would
-    judge the emulator, not the twin: such a start is stopped and the loop started again (at
-    most ATTEMPTS times, each printed); a last bad start goes on, and the test judges it.
+    position loop then jerks the arm (the twin may reject those samples). A twin commissioned
+    on that learns the jerks as nominal, and the test would judge the emulator, not the twin:
+    such a start is stopped and the loop started again (at most ATTEMPTS times, each printed);
+    a last bad start goes on, and the test judges it.
     """
     (fault,) = FaultScenario.load(fault_scenario(SCENARIO)).faults
     for attempt in range(1, ATTEMPTS + 1):
