@@ -3,11 +3,11 @@ Integration: a live fault run recorded by ``robot-twin record``, then replayed.
 
 Real processes over localhost-only DDS: the recorder (started first), the twin in one process,
 the plant with a friction jump on joint5 at 10 s and the demo controller (test/ros_harness.py's
-loop). The recording must hold the robot's topics and the twin's outputs; replaying it with the
-live twin's parameters must raise the alarm the live twin raised first: on the joint it named,
-with the same fault type, its exceedance beginning within one detector block of the live
-twin's; and give the same report twice. (Whether that alarm is the injected fault is the
-detector's business, tested elsewhere; here replay and live must agree.)
+loop). The recording must hold the robot's topics and the twin's outputs, and the report of
+the live twin's first alarm in it must be the one the observer saw; replaying it with the live
+twin's parameters must give the same report twice and raise the live twin's alarm on the
+faulty joint, its exceedance beginning within a few detector blocks of the live twin's, with
+a first alarm on a group the live twin alarmed too (see ``_disagreement``).
 """
 import os
 from pathlib import Path
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = 'friction_jump_joint5'
+FAULT_JOINT = 'joint5'
 BLOCK_S = 0.02
 """The detector's block (MonitorConfig.block_s)."""
 ONSET_BLOCKS = 3
@@ -69,16 +70,17 @@ def _first_live_alarm(observer):
     return None
 
 
-def test_replay_of_a_live_fault_run_agrees_with_the_live_twin(tmp_path):
+def _live_run_and_replay(workdir):
+    """Run the fault loop live while recording; return (live alarm, replay report)."""
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = Observer(domain)
-    bag = tmp_path / 'run'
+    bag = workdir / 'run'
     recorder = _record(bag, domain, graph.env)
     try:
         wait_until(lambda: 'twin_recorder' in observer.subscribing_nodes('/joint_states'),
                    START_TIMEOUT_S, 'the recorder to subscribe', graph)
-        start_loop(graph, observer, tmp_path, SCENARIO, extra=EXTRA)
+        start_loop(graph, observer, workdir, SCENARIO, extra=EXTRA)
         live = wait_until(lambda: _first_live_alarm(observer), START_TIMEOUT_S + 30.0,
                           'the live twin to raise an alarm', graph)
         time.sleep(AFTER_ALARM_S)          # the recording goes on past the alarm
@@ -93,27 +95,60 @@ def test_replay_of_a_live_fault_run_agrees_with_the_live_twin(tmp_path):
         graph.stop()
         observer.close()
     assert '/twin/residuals' in out and '/joint_states' in out, out
-    config = _replay_config(tmp_path)
+    config = _replay_config(workdir)
     report = replay(bag, config=config)
     assert report_json(report) == report_json(replay(bag, config=config))
     # the live twin's first robot-level alarm, as recorded, is the one the observer saw
     recorded = report['live_twin']
     assert recorded is not None and recorded['first']['since'] == \
         pytest.approx(float(live['since']), abs=1e-6), (recorded, live)
-    # the replay raises the alarm the live twin raised first: the same group (joint), its
-    # exceedance beginning within ONSET_BLOCKS detector blocks of the live one. Groups whose
-    # alarms begin in the same few blocks (a friction jump moves its neighbours' residuals
-    # too) are tied: either side may list either first, so each side's first group must be
-    # among the other side's first ones
+    assert report['first_alarm'] is not None, report['final_state']
+    return live, report
+
+
+def _disagreement(report):
+    """
+    None if the replay raised the live twin's alarm on the faulty joint, else what differs.
+
+    The faulty joint (FAULT_JOINT) is alarmed by both, its exceedance beginning within
+    ONSET_BLOCKS detector blocks of each other, and the replay's first alarm is on a group the
+    live twin alarmed too. A neighbour joint that the fault moves to near its threshold
+    (joint7 beside joint5) may cross a few blocks earlier in one than in the other, so which
+    of the two is listed first is not compared.
+    """
     onset = ONSET_BLOCKS * BLOCK_S + 1e-6
-    live_first = recorded['groups'][0]
+    recorded = report['live_twin']
+    live = {g['group']: g['since'] for g in recorded['groups']}
+    replayed = {}
+    for alarm in report['anomalies']:
+        replayed.setdefault(alarm['group'], alarm['since'])
     first = report['first_alarm']
-    assert first is not None, report['final_state']
-    live_tied = {g['group'] for g in recorded['groups']
-                 if g['since'] <= live_first['since'] + onset}
-    replay_tied = {a['group'] for a in report['anomalies']
-                   if a['since'] <= first['since'] + onset}
-    assert first['group'] in live_tied and live_first['group'] in replay_tied, (
-        report['anomalies'], recorded['groups'])
-    assert abs(first['since'] - live_first['since']) <= onset, (first, live_first)
+    if FAULT_JOINT in live and FAULT_JOINT in replayed \
+            and abs(live[FAULT_JOINT] - replayed[FAULT_JOINT]) <= onset \
+            and first['group'] in live:
+        return None
+    t0 = min(live.values())
+
+    def listed(alarms):
+        return [(a['group'], a['fault_type'], round(a['since'] - t0, 3)) for a in alarms]
+    return (f'replay alarms {listed(report["anomalies"])}; live alarms '
+            f'{listed(recorded["groups"])} (s after the live twin\'s first)')
+
+
+def test_replay_of_a_live_fault_run_agrees_with_the_live_twin(tmp_path):
+    """
+    A recorded live fault run, replayed, raises the live twin's first alarm.
+
+    The replay reads what the recorder received, with the recorder's receive times; on a
+    loaded machine the live twin may have taken a few samples differently (its own backlog),
+    and a neighbour joint near its threshold can then cross in one and not the other. Such a
+    disagreement is printed and the live run made once more; two in a row fail.
+    """
+    for attempt in (1, 2):
+        _live, report = _live_run_and_replay(tmp_path / f'attempt{attempt}')
+        problem = _disagreement(report)
+        if problem is None:
+            break
+        print(f'attempt {attempt}: {problem}')
+    assert problem is None, problem
     assert report['settings']['commissioning_duration_s'] == COMMISSIONING_S
