@@ -384,6 +384,25 @@ def test_a_reference_jump_moves_one_joint_at_its_rated_speed_and_no_other(joint)
     world.close()
 
 
+def test_a_joint_without_torque_gets_none_and_the_others_hold(recwarn):
+    # a dead motor (torque limit 0) while its reference moves: no torque on it, no numeric
+    # warning, and the other joints keep their positions
+    world = SimWorld(ARM)
+    world.reset(np.zeros(7))
+    world.step(200)
+    world.set_torque_limit('joint5', 0.0)
+    ref = np.zeros(7)
+    ref[4] = 0.5
+    world.set_control('position', ref)
+    for _ in range(300):
+        world.step()
+        assert world.measure().effort[4] == 0.0
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    others = np.arange(7) != 4
+    assert np.all(np.abs(world.measure().q[others]) < 0.01)
+    world.close()
+
+
 def test_lock_limit_and_external_force(model):
     world = SimWorld(ARM)
     world.reset(POSE)

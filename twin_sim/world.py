@@ -184,6 +184,13 @@ def _tiny_inertial(link):
                            iyy=repr(_TINY_INERTIA), iyz='0', izz=repr(_TINY_INERTIA))
 
 
+def _over_limit(tau, lim):
+    """``|tau| / lim`` per joint (n,); inf for a joint asked for torque that has none (limit 0)."""
+    magnitude = np.abs(tau)
+    return np.where(lim > 0.0, magnitude / np.where(lim > 0.0, lim, 1.0),
+                    np.where(magnitude > 0.0, np.inf, 0.0))
+
+
 class SimWorld:
     """
     A PyBullet DIRECT world with one fixed-base robot from a URDF.
@@ -656,7 +663,7 @@ class SimWorld:
             e[i] = 1.0
             mass[:, i] = self._inverse_dynamics(q, qd, e) - bias
         sat = np.zeros(n, dtype=bool)
-        sat[int(np.argmax(np.abs(tau) / lim))] = True
+        sat[int(np.argmax(_over_limit(tau, lim)))] = True
         out = np.minimum(np.maximum(tau, -lim), lim)
         for _ in range(n):
             free = ~sat
@@ -665,7 +672,7 @@ class SimWorld:
             a[sat] = np.linalg.solve(mass[np.ix_(sat, sat)], rhs)
             full = mass @ a + bias
             out = np.where(sat, out, full)
-            ratio = np.where(free, np.abs(full) / lim, 0.0)
+            ratio = np.where(free, _over_limit(full, lim), 0.0)
             if not (ratio > 1.0).any():
                 break
             worst = int(np.argmax(ratio))        # the next joint at its limit
