@@ -63,6 +63,11 @@ def ray_head():
          f'--port={port}', f'--temp-dir={temp}', '--include-dashboard=false', '--num-cpus=2',
          '--disable-usage-stats',
          f'--node-manager-port={_free_port()}', f'--object-manager-port={_free_port()}',
+         # every fixed port of Ray's is given too: a free port picked here once came out as
+         # the dashboard agent's default (52365), and Ray refused to start
+         f'--dashboard-agent-listen-port={_free_port()}',
+         f'--dashboard-agent-grpc-port={_free_port()}',
+         f'--runtime-env-agent-port={_free_port()}', f'--metrics-export-port={_free_port()}',
          '--min-worker-port=0', '--max-worker-port=0'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     address = f'127.0.0.1:{port}'
