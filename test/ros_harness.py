@@ -485,8 +485,8 @@ def favour_robot(group):
 
     A real robot's controller runs with a higher priority than anything beside it, and the
     twin is built to fit beside it; on this 2-core machine a starved emulated robot instead
-    sends its set-points late, and its stiff loop then shakes the arm beyond its limits, so
-    that a test would judge the emulator, not the twin. Raising the priority needs root (CI
+    sends its set-points late, and its stiff loop then jerks the arm, so that a test would
+    judge the emulator, not the twin. Raising the priority needs root (CI
     runs as root); elsewhere this does nothing.
     """
     for proc in group.processes.values():

@@ -331,13 +331,15 @@ class StampGate:
     def accepted(self, stamp, now):
         """Record an accepted sample's stamp (updates the clock estimate)."""
         self._accepted += 1
-        if self._newest is not None and stamp > self._newest:
-            step = stamp - self._newest
-            if self._step == 0.0:
-                self._step = step
-            else:   # a gap counts as two steps: it must not widen the sequence window
-                self._step += self.STEP_SMOOTHING * (min(step, 2.0 * self._step) - self._step)
-        if self._newest is None or stamp > self._newest:
+        newest = self._newest
+        if newest is None or stamp > newest:
+            if newest is not None:
+                step = stamp - newest
+                if self._step == 0.0:
+                    self._step = step
+                else:   # a gap counts as two steps: it must not widen the sequence window
+                    self._step += self.STEP_SMOOTHING * (min(step, 2.0 * self._step)
+                                                         - self._step)
             self._newest = stamp
         self._failing_since = None
         offset = now - stamp
