@@ -11,7 +11,13 @@ Separate processes on one private, localhost-only DDS domain
   (``twin_container``: twin_bridge, twin_sim, twin_anomaly), or one process per node
   (``--config separate``), or the one process with reliable 1 kHz outputs (``reliable``,
   through ``qos_overrides``), or on rclpy's SingleThreadedExecutor (``single-executor``,
-  ROBOT_TWIN_EXECUTOR=single);
+  ROBOT_TWIN_EXECUTOR=single), or without its anomaly node (``no-anomaly``: bridge and mirror
+  only, what the detector costs in place), or with the anomaly report and /twin/status at
+  0.5 Hz and /twin/rul at 0.1 Hz instead of 10, 10 and 1 Hz (``rare-reports``: what the
+  reports cost); or, in the twin's place, the relay of ``_relay.py``
+  (``--config relay``: the issue's reference node, which takes the two streams and publishes
+  the received bytes on the twin's two 1 kHz topics; the floor under the twin's figure on this
+  machine);
 - a receiver (_robot_stream.py ``receive``): reads /twin/residuals and /twin/wrench_residual, and
   the robot's own /joint_states (the raw hop of the same run, for comparison).
 
@@ -28,7 +34,8 @@ over the window (robot samples are identified by their stamps, which the twin pa
   that starves the robot shows here).
 
 Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separate|reliable|
-single-executor|all] [--duration 20] [--warmup 8] [--runs 1] [--wait-quiet CORES]``
+single-executor|no-anomaly|rare-reports|
+relay|all] [--duration 20] [--warmup 8] [--runs 1] [--wait-quiet CORES]``
 Exits 0 when the runs complete (goals met or not), 1 when a process failed.
 """
 import argparse
@@ -43,10 +50,10 @@ import threading
 import time
 
 import numpy as np
-
 from robot_twin.bringup import node_command, ProcessGroup, with_override_files
-from robot_twin.graph import describe_graph
+from robot_twin.graph import config_path, describe_graph
 from robot_twin.ros_env import free_domain_id, localhost_env
+import yaml
 
 HERE = Path(__file__).resolve().parent
 STREAM = HERE / '_robot_stream.py'
@@ -58,6 +65,10 @@ CONFIGS = {
     'separate': {'one_process': False},
     'reliable': {'one_process': True, 'parameters': RELIABLE},
     'single-executor': {'one_process': True, 'env': {'ROBOT_TWIN_EXECUTOR': 'single'}},
+    'no-anomaly': {'one_process': True, 'nodes': ['twin_bridge', 'twin_sim']},
+    'relay': {'relay': True},
+    'rare-reports': {'one_process': True, 'parameters': {
+        'publish_rate_hz': 0.5, 'status_rate_hz': 0.5, 'rul.publish_rate_hz': 0.1}},
 }
 """What each configuration changes from the default bring-up of config/twin.yaml."""
 COMMISSIONING_S = 8.0
@@ -104,7 +115,17 @@ def wait_until_quiet(limit_cores, max_wait_s=300.0, probe_s=2.0):
 def _twin_commands(config, urdf, workdir):
     """Return (name, argv) of the twin's processes, as robot-twin up starts config/twin.yaml."""
     settings = CONFIGS[config]
-    graph = describe_graph('twin', urdf=urdf, one_process=settings['one_process'])
+    if settings.get('relay'):
+        return [('relay', [sys.executable, str(HERE / '_relay.py')])]
+    config_file = 'twin'
+    if 'nodes' in settings:          # the same config with fewer nodes
+        with open(config_path('twin'), encoding='utf-8') as f:
+            loaded = yaml.safe_load(f)
+        loaded['robot_twin']['ros__parameters']['nodes'] = settings['nodes']
+        config_file = os.path.join(workdir, f'{config}.yaml')
+        with open(config_file, 'w', encoding='utf-8') as f:
+            yaml.safe_dump(loaded, f)
+    graph = describe_graph(config_file, urdf=urdf, one_process=settings['one_process'])
     extra = dict(settings.get('parameters', {}))
     anomaly = {'commissioning_duration_s': COMMISSIONING_S, 'recommission': True,
                'thresholds_file': os.path.join(workdir, 'thresholds.yaml'),
