@@ -35,7 +35,7 @@ over the window (robot samples are identified by their stamps, which the twin pa
 
 Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separate|reliable|
 single-executor|no-anomaly|rare-reports|
-relay|all] [--duration 20] [--warmup 8] [--runs 1] [--wait-quiet CORES]``
+relay|all] [--duration 20] [--warmup 16] [--runs 1] [--wait-quiet CORES]``
 Exits 0 when the runs complete (goals met or not), 1 when a process failed.
 """
 import argparse
