@@ -182,8 +182,10 @@ _INPUT = (
               'A message stamped more than this many seconds ahead of the local clock is '
               'invalid (clock skew).', min=0.0, max=60.0, read_only=True),
     ParamSpec('position_margin_rad', float, 0.1,
-              'A joint position beyond its URDF limits by more than this (rad, or m) is '
+              'A revolute joint position beyond its URDF limits by more than this (rad) is '
               'impossible: the sample is rejected.', min=0.0, max=10.0, read_only=True),
+    ParamSpec('position_margin_m', float, 0.01,
+              'The same for prismatic joints (m).', min=0.0, max=10.0, read_only=True),
     ParamSpec('velocity_factor', float, 1.5,
               'A joint speed above this factor times its URDF velocity limit is impossible: '
               'the sample is rejected.', min=1.0, max=100.0, read_only=True),
@@ -298,8 +300,10 @@ PARAMETERS = {
                   'At most this many corrective commands per second.', min=0.01, max=1000.0,
                   read_only=True),
         ParamSpec('corrective_actions.position_margin_rad', float, 0.05,
-                  'Commanded positions stay this far (rad, or m for prismatic joints) inside '
-                  'the URDF position limits.', min=0.0, max=1.0, read_only=True),
+                  'Commanded positions of revolute joints stay this far (rad) inside the URDF '
+                  'position limits.', min=0.0, max=1.0, read_only=True),
+        ParamSpec('corrective_actions.position_margin_m', float, 0.002,
+                  'The same for prismatic joints (m).', min=0.0, max=1.0, read_only=True),
         ParamSpec('corrective_actions.velocity_scale', float, 0.5,
                   'Commands use at most this fraction of the URDF velocity limits.',
                   min=0.01, max=1.0, read_only=True),

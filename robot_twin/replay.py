@@ -146,7 +146,8 @@ class TwinChain:
         self.intake = RobotIntake(
             model.joint_names,
             plausibility=Plausibility.from_model(
-                model, position_margin=bridge['position_margin_rad'],
+                model, position_margin=model.by_joint_type(bridge['position_margin_rad'],
+                                                           bridge['position_margin_m']),
                 velocity_factor=bridge['velocity_factor'],
                 effort_factor=bridge['effort_factor']),
             unknown_joints=bridge['unknown_joints'], max_future_s=bridge['max_future_s'],

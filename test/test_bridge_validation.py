@@ -257,6 +257,22 @@ def test_values_within_the_margin_and_factors_are_accepted():
     assert v.validate(NAMES, [-1.09] * 7, [], [], 1.001, 1.001) is None
 
 
+def test_a_margin_per_joint_for_joints_of_different_units():
+    # a revolute joint (rad) and a gripper finger of 4 cm range (m)
+    bounds = Plausibility.from_limits([-1.0, 0.0], [1.0, 0.04], [2.0, 0.2], [50.0, 20.0],
+                                      position_margin=[0.1, 0.01])
+    v = JointStateValidator(['arm', 'finger'], plausibility=bounds)
+    assert v.validate(['arm', 'finger'], [1.09, 0.049], [], [], 1.0, 1.0) is None
+    reason = v.validate(['arm', 'finger'], [0.0, 0.06], [], [], 1.1, 1.1)
+    assert reason is not None and "'finger'" in reason and v.counters['beyond_limits'] == 1
+    with pytest.raises(ValidationConfigError, match='one per joint'):
+        Plausibility.from_limits([-1.0, 0.0], [1.0, 0.04], [2.0, 0.2], [50.0, 20.0],
+                                 position_margin=[0.1, 0.01, 0.2])
+    with pytest.raises(ValidationConfigError, match='finite and >= 0'):
+        Plausibility.from_limits([-1.0, 0.0], [1.0, 0.04], [2.0, 0.2], [50.0, 20.0],
+                                 position_margin=[0.1, math.nan])
+
+
 def test_joints_without_urdf_limits_get_generic_caps():
     bounds = Plausibility.from_limits([-np.inf, -1.0], [np.inf, 1.0], [0.0, 2.0], [np.nan, 5.0])
     v = JointStateValidator(['c', 'r'], plausibility=bounds)

@@ -6,9 +6,11 @@ to twin_bridge's input as the serialized bytes DDS would deliver, and what reach
 the detector is observed through the same function-call hooks the container wires.
 """
 import math
+from pathlib import Path
 import time
 
 import numpy as np
+import pybullet_data
 import pytest
 import rclpy
 from rclpy.serialization import serialize_message
@@ -67,6 +69,27 @@ def test_a_sensor_link_with_another_name_is_named_not_guessed(ros, tmp_path):
     ros(f'urdf_path:={urdf}', 'ft_sensor_link:=no_such_link')
     with pytest.raises(URDFError, match="force-torque sensor link 'no_such_link' not found"):
         TwinBridgeNode('bridge_wrong')
+
+
+def test_a_gripper_s_prismatic_fingers_get_margins_in_metres(ros):
+    """The Panda's fingers (4 cm of travel), default settings: rad margins would not fit."""
+    panda = str(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
+    ros(f'urdf_path:={panda}')               # default margins: 0.1 / 0.05 rad, 0.01 / 0.002 m
+    bridge = TwinBridgeNode('bridge_panda')
+    assert bridge.names[-2:] == ['panda_finger_joint1', 'panda_finger_joint2']
+    np.testing.assert_allclose(bridge.governor.position_margin, [0.05] * 7 + [0.002] * 2)
+    lo, hi = bridge.governor.position_range(bridge.names)
+    assert lo[7] == pytest.approx(0.002) and hi[7] == pytest.approx(0.038)
+    model = RobotModel.from_urdf(panda)
+    [msg] = robot_messages(1, time.time() - 0.5, model)
+    msg.position = [0.0, 0.0, 0.0, -1.5, 0.0, 1.5, 0.0, 0.045, 0.02]     # 5 mm over: overshoot
+    bridge.input.on_joint_state(serialize_message(msg))
+    assert bridge.intake.counters()['joint_states.accepted'] == 1
+    msg.header.stamp.nanosec = (msg.header.stamp.nanosec + 1_000_000) % 1_000_000_000
+    msg.position = [0.0, 0.0, 0.0, -1.5, 0.0, 1.5, 0.0, 0.06, 0.02]      # 2 cm over: impossible
+    bridge.input.on_joint_state(serialize_message(msg))
+    counters = bridge.intake.counters()
+    assert counters['joint_states.beyond_limits'] == 1 and counters['joint_states.accepted'] == 1
 
 
 def robot_messages(count, t0, model):

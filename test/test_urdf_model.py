@@ -77,6 +77,12 @@ def test_panda_names_limits_and_fingers():
     assert any("'panda_finger_joint2' has <mimic>" in str(w.message) for w in record)
 
 
+def test_settings_by_joint_type_follow_the_joint_unit():
+    model = _load(PANDA)
+    margins = model.by_joint_type(0.05, 0.002)
+    assert margins.tolist() == [0.05] * 7 + [0.002] * 2
+
+
 def test_iiwa_and_xarm_names_and_limits():
     iiwa = _load(IIWA)
     assert iiwa.joint_names == [f'lbr_iiwa_joint_{i}' for i in range(1, 8)]

@@ -168,15 +168,22 @@ class Plausibility:
             URDF position limits, rad (m); non-finite (or lower >= upper) = no limit.
         velocity_limit, effort_limit : (n,) array_like
             URDF limits, rad/s and N·m; 0, negative or non-finite = none given.
-        position_margin : float
+        position_margin : float or (n,) array_like
             A position may exceed the range by this much (encoder overshoot, soft limits set
-            inside the hardware range), rad (m), >= 0.
+            inside the hardware range), rad (m), >= 0; one value per joint when the joints
+            differ (prismatic joints need a margin in m).
         velocity_factor, effort_factor : float
             A speed or effort may exceed the URDF limit by this factor (>= 1): efforts peak
             above the rated limit in a collision.
 
         """
-        margin = _number(position_margin, 'position_margin', minimum=0.0)
+        margin = np.array(position_margin, dtype=float)
+        if margin.ndim == 0:
+            margin = _number(position_margin, 'position_margin', minimum=0.0)
+        elif not (margin.shape == np.shape(lower) and np.isfinite(margin).all()
+                  and (margin >= 0.0).all()):
+            raise ValidationConfigError(f'position_margin must be a number or one per joint, '
+                                        f'finite and >= 0, got {margin.tolist()}')
         vf = _number(velocity_factor, 'velocity_factor', minimum=1.0)
         ef = _number(effort_factor, 'effort_factor', minimum=1.0)
         lo, hi = np.array(lower, dtype=float), np.array(upper, dtype=float)

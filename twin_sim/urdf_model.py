@@ -612,6 +612,15 @@ class RobotModel:
         finally:
             self._apply_payload(self.payload)
 
+    def by_joint_type(self, angular, linear):
+        """
+        Return an (n,) array: ``linear`` for prismatic joints, ``angular`` for the others.
+
+        For settings whose unit follows the joint (a margin of 0.05 rad is not one of 0.05 m).
+        """
+        prismatic = np.array([t == 'prismatic' for t in self.joint_types], dtype=bool)
+        return np.where(prismatic, float(linear), float(angular))
+
     def joint_vector(self, value, name, *, copy=False, finite=True):
         """
         Return ``value`` as an (n,) float array in model joint order, or raise ValueError.

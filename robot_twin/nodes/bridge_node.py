@@ -92,7 +92,8 @@ class TwinBridgeNode(Node):
         self.governor = SafetyGovernor(
             JointLimits.from_model(model),
             max_rate_hz=p['corrective_actions.max_rate_hz'],
-            position_margin_rad=p['corrective_actions.position_margin_rad'],
+            position_margin_rad=model.by_joint_type(p['corrective_actions.position_margin_rad'],
+                                                    p['corrective_actions.position_margin_m']),
             velocity_scale=p['corrective_actions.velocity_scale'])
         home = p['corrective_actions.home_position']
         if home and len(home) != len(self.names):

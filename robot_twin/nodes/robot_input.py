@@ -71,9 +71,9 @@ class RobotInput:
         wrench stream is read at all.
     params : dict
         The node's declared parameters (``joint_states_topic``, ``wrench_topic``,
-        ``unknown_joints``, ``max_future_s``, ``position_margin_rad``, ``velocity_factor``,
-        ``effort_factor``, ``wrench_force_range_n``, ``wrench_torque_range_nm``, and
-        ``stale_timeout_s`` if the node has it).
+        ``unknown_joints``, ``max_future_s``, ``position_margin_rad``, ``position_margin_m``,
+        ``velocity_factor``, ``effort_factor``, ``wrench_force_range_n``,
+        ``wrench_torque_range_nm``, and ``stale_timeout_s`` if the node has it).
 
     Attributes
     ----------
@@ -92,7 +92,8 @@ class RobotInput:
         self.node = node
         self.with_wrench, self.wrench_off_reason = wrench_outputs(model, params)
         plausibility = Plausibility.from_model(
-            model, position_margin=params['position_margin_rad'],
+            model, position_margin=model.by_joint_type(params['position_margin_rad'],
+                                                       params['position_margin_m']),
             velocity_factor=params['velocity_factor'], effort_factor=params['effort_factor'])
         self.intake = RobotIntake(
             model.joint_names, plausibility=plausibility,
