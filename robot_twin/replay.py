@@ -168,6 +168,7 @@ class TwinChain:
         self.report_period_s = 1.0 / anomaly['publish_rate_hz']
         self.model = twin_model
         self.nonfinite_results = 0
+        self.samples_without_effort = 0
         self.sample_listeners = []
         self.wrench_listeners = []
 
@@ -186,6 +187,9 @@ class TwinChain:
         sample = self.intake.sample((sec, nanosec), now)
         if sample is None:
             return None
+        if not _finite(sample.effort):
+            self.samples_without_effort += 1     # no effort from the robot yet: as live
+            return sample
         result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
         if result is None:
             return sample                # the mirror (re)starts: nothing goes on, as live
@@ -672,7 +676,8 @@ def build_report(bag, digest, run, chain, params, recorded, note):
         'messages': {'joint_states': run.counts.joint_messages,
                      'wrench': run.counts.wrench_messages,
                      'samples': run.counts.samples, 'residuals': run.counts.results,
-                     'nonfinite_results': chain.nonfinite_results},
+                     'nonfinite_results': chain.nonfinite_results,
+                     'samples_without_effort': chain.samples_without_effort},
         'intake': dict(sorted(chain.intake.counters().items())),
         'rejections': run.reasons,
         'residuals': run.joint_stats.summary(),

@@ -92,6 +92,33 @@ def test_a_gripper_s_prismatic_fingers_get_margins_in_metres(ros):
     assert counters['joint_states.beyond_limits'] == 1 and counters['joint_states.accepted'] == 1
 
 
+def test_a_robot_without_efforts_is_told_not_silently_mirrored(ros):
+    ros("wrench_topic:=''")                      # joint states only: no stale wrench stream
+    bridge = TwinBridgeNode('bridge_no_effort', anomaly_in_process=True)
+    mirror = TwinMirrorNode('mirror_no_effort', source=bridge.input)
+    bridge.status_sources.append(mirror.status_values)
+    statuses, results = [], []
+    bridge.pub_status.publish = statuses.append
+    mirror.result_listeners.append(lambda sample, result: results.append(result))
+    model = RobotModel.from_urdf(builtin_urdf())
+    messages = robot_messages(20, time.time() - 0.03, model)     # fresh: not stale
+    for msg in messages[:10]:
+        msg.effort = []
+        bridge.input.on_joint_state(serialize_message(msg))
+    bridge.publish_status()
+    [status] = statuses[-1].status
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == b'\x01' and 'no effort for joint1' in status.message
+    assert values['joints_without_effort'].split(',') == list(model.joint_names)
+    assert values['mirror.samples_without_effort'] == '10' and not results
+    for msg in messages[10:]:                 # efforts from here on: residuals
+        bridge.input.on_joint_state(serialize_message(msg))
+    bridge.publish_status()
+    [status] = statuses[-1].status
+    assert status.level == b'\x00' and status.message == 'in sync'
+    assert len(results) == 9 and values['mirror.nonfinite_results'] == '0'
+
+
 def robot_messages(count, t0, model):
     """Return consistent 1 kHz JointState samples of a slow motion (stamps in µs)."""
     predictor = Predictor(model)

@@ -27,7 +27,7 @@ from rclpy.serialization import serialize_message
 from robot_twin.nodes import qos
 from robot_twin.nodes.messages import make_status, status_values
 from robot_twin.nodes.params import declare_node_parameters
-from robot_twin.nodes.robot_input import robot_model, RobotInput, wrench_outputs
+from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
 from std_msgs.msg import Float64
 from twin_anomaly.pipeline import AnomalyPipeline
@@ -191,6 +191,8 @@ class TwinAnomalyNode(Node):
         return self._robot_input.receive_time
 
     def _own_chain(self, sample):
+        if not finite(sample.effort):
+            return        # the robot has given no effort for some joint (the mirror node says so)
         self.take_result(sample, self._mirror.update(sample.t, sample.position,
                                                      sample.velocity, sample.effort))
 

@@ -262,11 +262,16 @@ class TwinBridgeNode(Node):
             values.update(source())
         missing = intake.joints.missing_joints(now)
         values['missing_joints'] = ','.join(missing)
+        no_effort = intake.mapper.never_received('effort')
+        values['joints_without_effort'] = ','.join(no_effort)
         ok = intake.state_ok(now)
         level = 'OK' if ok else ('STALE' if intake.mapper.all_received else 'WARN')
         message = 'in sync' if ok else ('STALE: ' + ', '.join(
             s for s, st in intake.watchdog.check(now).items() if st != 'OK')
             if intake.mapper.all_received else 'waiting for joints: ' + ', '.join(missing))
+        if ok and no_effort:
+            level, message = 'WARN', ('in sync, but no residuals: the robot gives no effort '
+                                      'for ' + ', '.join(no_effort))
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status.append(make_status('twin/status/sync', level, message, values))

@@ -14,7 +14,9 @@ of the robot sample it was computed from:
 In the one-process twin the samples come from ``twin_bridge`` by a function call and the
 results go on to ``twin_anomaly`` the same way; started on its own, the node reads the robot's
 topics itself (:class:`robot_twin.nodes.robot_input.RobotInput`). A result that is not finite is
-never published (counted as ``nonfinite_results``).
+never published (counted as ``nonfinite_results``). The twin predicts efforts and compares them
+with the measured ones: while the robot has given no effort for some joint, its samples give no
+result (counted as ``samples_without_effort``, with a warning naming the joints).
 """
 import math
 import sys
@@ -86,6 +88,7 @@ class TwinMirrorNode(Node):
         self.result_listeners = []
         self.wrench_listeners = []
         self.nonfinite_results = 0
+        self.samples_without_effort = 0
         if source is None:
             source = self.input = RobotInput(self, model, p)
         self.source = source
@@ -116,6 +119,9 @@ class TwinMirrorNode(Node):
 
     def take_sample(self, sample):
         """Predict for one accepted robot sample; publish; hand the result on."""
+        if not finite(sample.effort):
+            self._without_effort()
+            return
         result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
         if result is None:
             return
@@ -135,6 +141,16 @@ class TwinMirrorNode(Node):
         for listener in self.result_listeners:
             listener(sample, result)
 
+    def _without_effort(self):
+        """Count a sample without measured effort; say which joints lack it (first time)."""
+        if not self.samples_without_effort:
+            joints = self.source.intake.mapper.never_received('effort')
+            self.get_logger().warning(
+                f'the robot gives no effort for {", ".join(joints) or "some joints"}: the twin '
+                'compares predicted with measured efforts, so there are no residuals until '
+                'its joint states carry them')
+        self.samples_without_effort += 1
+
     def take_wrench(self, t, stamp, wrench):
         """Publish the predicted wrench and the residual for one accepted wrench sample."""
         out = self.mirror.wrench_residual(wrench, t)
@@ -153,7 +169,8 @@ class TwinMirrorNode(Node):
     def status_values(self):
         """Counters for /twin/status (the bridge adds them in the one-process twin)."""
         return {'mirror.restarts': self.mirror.restarts,
-                'mirror.nonfinite_results': self.nonfinite_results}
+                'mirror.nonfinite_results': self.nonfinite_results,
+                'mirror.samples_without_effort': self.samples_without_effort}
 
 
 def main(args=None):
