@@ -20,7 +20,8 @@ A what-if scenario (``config/whatif/<name>.yaml``)::
       period_s: 4.0                 # demo_motion: period, s
       fade_in_s: 1.0                # demo_motion: smooth start, s
       seed: 0                       # demo_motion: phases and harmonics
-      center: [0, 0.5, 0, -1, 0, 0.6, 0]  # demo_motion: centre pose (default: mid-range)
+      center: [0, 0.5, 0, -1, 0, 0.6, 0]  # demo_motion: centre pose, one value per joint or
+                                          # {joint: position} (others and default: mid-range)
       # csv:  path: excitation.csv  (time,<joint>.position[,<joint>.velocity[,.acceleration]],
       #                              relative to this file; `robot-twin excite` writes one)
       # hold: q: [...]              (hold a pose; default zeros clipped into the limits)
@@ -244,11 +245,14 @@ def _parse_trajectory(data, where, base_dir):
         for key, default in _DEMO_FIELDS.items():
             value = data.get(key, default)
             if key == 'center':
-                if value is not None and (not isinstance(value, list) or not all(
+                positions = value.values() if isinstance(value, dict) else value
+                if value is not None and (not isinstance(value, (list, dict)) or not all(
                         isinstance(v, (int, float)) and not isinstance(v, bool)
-                        for v in value)):
+                        for v in positions) or not all(isinstance(k, str) for k in (
+                            value if isinstance(value, dict) else ()))):
                     raise WhatIfError(f'{where}.center: must be a list of joint positions '
-                                      f'(rad), got {value!r}')
+                                      '(rad, one per joint) or a mapping {joint name: '
+                                      f'position}}, got {value!r}')
             elif key == 'fraction':
                 value = _number(value, f'{where}.fraction', 0.0, strictly=True)
                 if value > 1.0:
@@ -540,11 +544,7 @@ def reference_trajectory(scenario, model):
     else:
         kwargs = {k: spec[k] for k in _DEMO_FIELDS if k != 'center'}
         if spec.get('center') is not None:
-            if len(spec['center']) != model.n:
-                raise WhatIfError(f'{scenario.source}: trajectory.center: '
-                                  f'{len(spec["center"])} values for the {model.n} joints '
-                                  f'{list(model.joint_names)}')
-            kwargs['center'] = spec['center']
+            kwargs['center'] = _center_pose(scenario, model, spec['center'])
         try:
             motion = DemoMotion.from_model(model, **kwargs)
         except TrajectoryError as exc:
@@ -556,6 +556,36 @@ def reference_trajectory(scenario, model):
         raise WhatIfError(f'{scenario.source}: trajectory leaves the limits of '
                           f'{model.joint_names[j]} at t = {t[k]:.3f} s ({q[k, j]:.4f} rad)')
     return _checked_reference(scenario, model, t, q, qd, qdd)
+
+
+_OTHER_ROBOT = ('a scenario written for another robot (the packaged ones are for the built-in '
+                'arm): give one position per joint of this robot, a mapping {joint: position} '
+                '(other joints at mid-range), or no center (mid-range)')
+
+
+def _center_pose(scenario, model, center):
+    """Return the demo motion's centre pose (n,) from a list or a {joint: position} mapping."""
+    where = f'{scenario.source}: trajectory.center'
+    if isinstance(center, dict):
+        unknown = sorted(set(center) - set(model.joint_names))
+        if unknown:
+            raise WhatIfError(f'{where}: unknown joint(s) {unknown}; the robot has '
+                              f'{list(model.joint_names)}; {_OTHER_ROBOT}')
+        finite = np.isfinite(model.lower) & np.isfinite(model.upper)
+        pose = np.where(finite, 0.5 * (model.lower + model.upper), 0.0)
+        for name, value in center.items():
+            pose[model.joint_names.index(name)] = value
+    else:
+        if len(center) != model.n:
+            raise WhatIfError(f'{where}: {len(center)} values for the {model.n} joints '
+                              f'{list(model.joint_names)}; {_OTHER_ROBOT}')
+        pose = np.array(center, dtype=float)
+    outside = [f'{name} {v:g} not in ({lo:g}, {hi:g})' for name, v, lo, hi in zip(
+        model.joint_names, pose, model.lower, model.upper) if not lo < v < hi]
+    if outside:
+        raise WhatIfError(f'{where}: must lie inside the joint limits: {"; ".join(outside)}; '
+                          f'{_OTHER_ROBOT}')
+    return pose
 
 
 def _checked_reference(scenario, model, t, *arrays):

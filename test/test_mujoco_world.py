@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import numpy as np
+import pybullet_data
 import pytest
 from twin_sim.batch_twin import BatchDynamics
 from twin_sim.mujoco_world import gain_inertia_along, MujocoWorld, MujocoWorldError
@@ -38,6 +39,22 @@ def test_a_torque_step_moves_the_arm_as_the_model_says():
     assert np.allclose(model.inverse_dynamics(q0, qd0, qdd, payload=PAYLOAD), tau, atol=1e-6)
     assert np.allclose(run.wrench[0], model.ft_wrench(q0, qd0, qdd, payload=PAYLOAD), atol=1e-6)
     assert np.allclose(run.effort[0], tau)
+
+
+def test_mimic_fingers_move_on_their_own_as_in_the_twin_s_model():
+    """The Panda's second finger mimics the first in its URDF; the twin moves it on its own."""
+    panda = Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf'
+    model = RobotModel.from_urdf(panda)
+    pose = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8, 0.02, 0.03])
+    world = MujocoWorld(panda, initial_q=pose, joint_friction=np.zeros(9),
+                        joint_damping=np.zeros(9))
+    tau = model.gravity(pose)
+    tau[7] += 0.05                                       # push one finger only
+    q0, qd0 = world.state()
+    run = world.run_torque(tau[None])
+    qdd = (run.qd[0] - qd0) / world.dt
+    assert qdd[7] > 0.1 and abs(qdd[8]) < 0.1 * qdd[7]      # (coupled: -qdd[7])
+    np.testing.assert_allclose(model.inverse_dynamics(q0, qd0, qdd), tau, atol=1e-6)
 
 
 def test_the_drive_follows_a_reference_with_feedforward():

@@ -2,9 +2,11 @@
 from pathlib import Path
 
 import numpy as np
+import pybullet_data
 import pytest
 
-from twin_sim.trajectory import DemoMotion, JointTrajectoryInterpolator, TrajectoryError
+from twin_sim.trajectory import DemoMotion, JointTrajectoryInterpolator, low_gravity_pose, \
+    TrajectoryError
 from twin_sim.urdf_model import RobotModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +129,23 @@ def test_demo_motion_fit_effort_shrinks_until_it_fits():
         DemoMotion.from_model(model, center=center, fraction=0.3)
     with pytest.raises(TrajectoryError, match='inside the limits'):
         DemoMotion(model.lower, model.upper, model.velocity_limit, center=model.upper)
+
+
+def test_without_a_centre_an_arm_held_out_at_mid_range_moves_about_a_low_gravity_pose():
+    # mid-range holds the Panda stretched out: 30 % of its effort limits for gravity alone
+    panda = RobotModel.from_urdf(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
+    mid = 0.5 * (panda.lower + panda.upper)
+    with pytest.raises(TrajectoryError, match='effort limits'):
+        DemoMotion.from_model(panda, center=mid, fraction=0.25)    # a centre given is kept
+    motion = DemoMotion.from_model(panda, fraction=0.25)
+    assert motion.effort_ratio(panda) <= 0.25
+    load = np.max(np.abs(panda.gravity(motion.center)) / panda.effort_limit)
+    assert load < 0.1 < np.max(np.abs(panda.gravity(mid)) / panda.effort_limit)
+    span = panda.upper - panda.lower
+    assert np.all(motion.center >= panda.lower + 0.2 * span - 1e-9)   # room to move both ways
+    assert np.all(motion.center <= panda.upper - 0.2 * span + 1e-9)
+    np.testing.assert_array_equal(low_gravity_pose(panda), motion.center)
+    # an arm whose mid-range is fine keeps it
+    arm = RobotModel.from_urdf(ARM)
+    np.testing.assert_allclose(DemoMotion.from_model(arm, fraction=0.25).center,
+                               0.5 * (arm.lower + arm.upper))

@@ -77,6 +77,24 @@ def test_panda_names_limits_and_fingers():
     assert any("'panda_finger_joint2' has <mimic>" in str(w.message) for w in record)
 
 
+def test_a_gripper_holds_its_payload_in_the_hand_not_on_a_finger():
+    model = _load(PANDA)
+    assert model.ft_frame is None and model.payload_frame == 'panda_hand'
+    q = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8, 0.02, 0.02])
+    loaded = model.with_payload(Payload(2.0, com=(0.0, 0.0, 0.1)))
+    extra = loaded.gravity(q) - model.gravity(q)
+    np.testing.assert_allclose(extra[7:], 0.0, atol=1e-12)          # fingers carry none of it
+
+    def potential(q):            # of 2 kg at the payload's centre of mass, 0.1 m along the hand z
+        hand = model.frame_pose(q, 'panda_hand')
+        return 2.0 * 9.81 * (hand[:3, :3] @ np.array([0.0, 0.0, 0.1]) + hand[:3, 3])[2]
+    step = 1e-6
+    expected = [(potential(q + step * e) - potential(q - step * e)) / (2 * step)
+                for e in np.eye(model.n)]
+    np.testing.assert_allclose(extra, expected, atol=1e-6)          # gravity torque = dV/dq
+    assert np.abs(extra[1:7]).max() > 1.0
+
+
 def test_settings_by_joint_type_follow_the_joint_unit():
     model = _load(PANDA)
     margins = model.by_joint_type(0.05, 0.002)

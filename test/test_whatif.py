@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from robot_twin.whatif import format_table, load_scenario, nominal_residual_samples, prepare, \
-    run_sample, run_whatif, scenario_from_dict, WhatIfError, write_outputs
+    reference_trajectory, run_sample, run_whatif, scenario_from_dict, WhatIfError, write_outputs
 from robot_twin.whatif_cli import main as whatif_main
 from twin_anomaly.detector import ResidualDetector
 from twin_sim.mirror import Mirror
@@ -261,6 +261,20 @@ def test_run_arguments_are_checked():
         run_whatif(scenario, 1, urdf=URDF, params='/nonexistent/params.yaml')
     with pytest.raises(WhatIfError, match='trajectory.center: 2 values for the 7 joints'):
         prepare(_scenario(trajectory={'type': 'demo_motion', 'center': [0.0, 0.1]}), URDF)
+
+
+def test_a_centre_pose_by_joint_name_leaves_the_other_joints_at_mid_range():
+    model = RobotModel.from_urdf(URDF)
+    spec = {'type': 'demo_motion', 'fade_in_s': 0.5, 'center': {'joint4': -1.0}}
+    q, _qd, _qdd = reference_trajectory(_scenario(trajectory=spec), model)
+    pose = 0.5 * (model.lower + model.upper)
+    pose[3] = -1.0
+    np.testing.assert_allclose(q[0], pose, atol=1e-12)      # the fade-in starts at the centre
+    assert np.ptp(q, axis=0).min() > 0.01                    # and every joint moves from it
+    with pytest.raises(WhatIfError, match=r"unknown joint\(s\) \['elbow'\].*another robot"):
+        prepare(_scenario(trajectory={'type': 'demo_motion', 'center': {'elbow': 0.3}}), URDF)
+    with pytest.raises(WhatIfError, match=r'joint4 -3 not in \(-2.0944, 2.0944\)'):
+        prepare(_scenario(trajectory={'type': 'demo_motion', 'center': {'joint4': -3.0}}), URDF)
 
 
 def test_packaged_scenarios_load():

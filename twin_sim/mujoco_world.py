@@ -121,6 +121,8 @@ def _mujoco_urdf(path, ft_link):
     """
     Return the URDF text MuJoCo compiles: geometry dropped, sensor body moved, no fusing.
 
+    ``<mimic>`` is dropped too: every joint moves on its own, as in the twin's model.
+
     MuJoCo's URDF import would merge links on fixed joints into their parents
     (``fusestatic``); the sensor link must stay a body of its own to carry the sensor site.
     """
@@ -134,6 +136,11 @@ def _mujoco_urdf(path, ft_link):
                 link.remove(element)
     for element in root.findall('mujoco'):
         root.remove(element)
+    # MuJoCo would couple a <mimic> joint to its leader by an equality constraint; the twin's
+    # model (and PyBullet) move it on its own (RobotModel warns), so must the simulated robot
+    for joint in root.findall('joint'):
+        for element in joint.findall('mimic'):
+            joint.remove(element)
     if ft_link is not None:
         joint = next(j for j in root.findall('joint')
                      if j.find('child').get('link') == ft_link)

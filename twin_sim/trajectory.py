@@ -9,8 +9,9 @@ used by the demo controller.
 """
 import numpy as np
 from scipy.interpolate import BPoly, CubicSpline
+from scipy.optimize import minimize
 
-__all__ = ['TrajectoryError', 'JointTrajectoryInterpolator', 'DemoMotion']
+__all__ = ['TrajectoryError', 'JointTrajectoryInterpolator', 'DemoMotion', 'low_gravity_pose']
 
 
 class TrajectoryError(ValueError):
@@ -336,10 +337,22 @@ class DemoMotion:
         """
         Build from a :class:`~twin_sim.urdf_model.RobotModel`'s limits (and fit its efforts).
 
-        ``kwargs`` go to the constructor (``center``, ``fraction``, ``period_s``, ...).
+        ``kwargs`` go to the constructor (``center``, ``fraction``, ``period_s``, ...). Without
+        a ``center`` the motion is centred at mid-range; when that pose alone needs more than
+        ``fraction`` of the effort limits (mid-range holds many arms stretched out, e.g. a UR5
+        or a Panda), it is centred at :func:`low_gravity_pose` instead.
         """
         motion = cls(model.lower, model.upper, model.velocity_limit, **kwargs)
-        return motion.fit_effort(model) if fit else motion
+        if not fit:
+            return motion
+        if kwargs.get('center') is not None:
+            return motion.fit_effort(model)
+        try:
+            return motion.fit_effort(model)
+        except TrajectoryError:
+            kwargs['center'] = low_gravity_pose(model)
+            return cls(model.lower, model.upper, model.velocity_limit,
+                       **kwargs).fit_effort(model)
 
     @property
     def bounds(self):
@@ -351,3 +364,35 @@ class DemoMotion:
     def __repr__(self):
         return (f'DemoMotion(n={self.n}, period_s={self.period_s}, fraction={self.fraction}, '
                 f'amplitude_rad={np.round(self.amplitudes.sum(axis=1), 3).tolist()})')
+
+
+def low_gravity_pose(model, room=0.2):
+    """
+    Return a pose (n,) of low gravity load, away from the joint limits: a centre for motions.
+
+    Minimizes ``sum((g_i(q) / effort_limit_i)^2)`` (gravity torques relative to the effort
+    limits) from mid-range, with every joint kept ``room`` of its range inside its limits
+    (continuous joints within ``+-pi``). The twin's worlds have no contacts, so a pose with the
+    arm hanging down is as good as one pointing up.
+
+    Parameters
+    ----------
+    model : RobotModel
+        Anything with ``lower``, ``upper``, ``effort_limit`` (n,) and ``gravity(q)``.
+    room : float
+        Share of each joint's range kept free on either side, in [0, 0.5).
+
+    """
+    lower = np.asarray(model.lower, dtype=float)
+    upper = np.asarray(model.upper, dtype=float)
+    finite = np.isfinite(lower) & np.isfinite(upper)
+    span = np.where(finite, upper - lower, 2.0 * np.pi)
+    mid = np.where(finite, 0.5 * (lower + upper), 0.0)
+    lo, hi = mid - (0.5 - room) * span, mid + (0.5 - room) * span
+    limit = np.asarray(model.effort_limit, dtype=float)
+
+    def load(q):
+        return float(np.sum((np.asarray(model.gravity(q)) / limit) ** 2))
+
+    best = minimize(load, mid, method='L-BFGS-B', bounds=list(zip(lo, hi)))
+    return np.clip(best.x, lo, hi)

@@ -42,8 +42,10 @@ movable joints below the sensor (e.g. gripper fingers) add the force pinocchio's
 transmits through those joints.
 
 A :class:`Payload` is given in the payload frame :attr:`RobotModel.payload_frame`: the
-``ft_link`` frame if the robot has a sensor, else the child link of the last joint. It is added
-to the body of the joint that carries that frame, for inverse and forward dynamics alike.
+``ft_link`` frame if the robot has a sensor; else the hand of a gripper (the link where the chain
+branches into moving fingers, e.g. a Panda's ``panda_hand``), so that a payload never hangs on
+a finger; else the child link of the last joint. It is added to the body of the joint that
+carries that frame, for inverse and forward dynamics alike.
 
 Models are not thread-safe: each holds one pinocchio ``Data``; use :meth:`RobotModel.copy`
 per thread.
@@ -399,6 +401,35 @@ def _subtree(urdf, link, fixed_only=False):
     return out
 
 
+def _hand_link(urdf):
+    """
+    Return the link where the arm's chain branches into moving parts (a gripper's hand), or None.
+
+    Followed from the root: while one child joint leads to moving joints the chain goes on; a
+    link with two or more such children (the fingers of a Panda's hand) is the hand. None for
+    a chain that does not branch.
+    """
+    def moving(joint):
+        return joint.type != 'fixed' or any(
+            urdf.joints[name].type != 'fixed' for name in _joints_below(urdf, joint.child))
+    link = urdf.root_link
+    while True:
+        branches = [j for j in _children(urdf, link) if moving(j)]
+        if len(branches) != 1:
+            return link if len(branches) > 1 and link != urdf.root_link else None
+        link = branches[0].child
+
+
+def _joints_below(urdf, link):
+    """Names of every joint below ``link``."""
+    out, stack = [], [link]
+    while stack:
+        for joint in _children(urdf, stack.pop()):
+            out.append(joint.name)
+            stack.append(joint.child)
+    return out
+
+
 def _mass(urdf, link):
     inertia = urdf.links[link]
     return 0.0 if inertia is None else inertia.mass
@@ -558,10 +589,17 @@ class RobotModel:
         self.ft_frame = ft_link
         self._ft_children = []
         if ft_link is None:
-            last = urdf.joints[self.joint_names[-1]] if self.n else None
-            self.payload_frame = last.child if last else urdf.root_link
-            self._payload_joint = model.njoints - 1
-            self._payload_placement = pin.SE3.Identity()
+            hand = _hand_link(urdf)
+            if hand is not None:          # a gripper: the payload is held by the hand
+                frame = model.frames[model.getFrameId(hand, pin.BODY)]
+                self.payload_frame = hand
+                self._payload_joint = frame.parentJoint
+                self._payload_placement = frame.placement.copy()
+            else:
+                last = urdf.joints[self.joint_names[-1]] if self.n else None
+                self.payload_frame = last.child if last else urdf.root_link
+                self._payload_joint = model.njoints - 1
+                self._payload_placement = pin.SE3.Identity()
             self._ft_joint = None
             self._ft_placement = None
             self._ft_inertia_nominal = None
