@@ -172,8 +172,14 @@ _FT_LINK = ParamSpec(
     'URDF link of the force-torque sensor frame; empty = the link named ft_sensor if the URDF '
     'has one (else wrench outputs are off, with a warning). A link named here must exist.',
     read_only=True)
+_LOCKED = ParamSpec(
+    'locked_joints', str, '',
+    'URDF joints the robot does not stream (a gripper published on a topic of its own), held '
+    'fixed in the twin\'s model: "name" (at 0, or its nearest limit) or "name=position" (rad, '
+    'or m), comma-separated. Empty: the twin waits for every moving joint of the URDF.',
+    read_only=True)
 _INPUT = (
-    _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _FT_LINK,
+    _JOINT_STATES_TOPIC, _WRENCH_TOPIC, _FT_LINK, _LOCKED,
     ParamSpec('unknown_joints', str, 'reject',
               'A JointState that names a joint the URDF does not have: reject the message '
               '(and count it in /twin/status) or ignore that joint.',

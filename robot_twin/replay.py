@@ -26,6 +26,7 @@ import numpy as np
 from robot_twin.config import ConfigError, load_config
 # private helpers of the config loader, until robot_twin.config resolves a node's parameters
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
+from robot_twin.twin_model import robot_model
 from rosbags.highlevel import AnyReaderError
 from twin_anomaly.pipeline import AnomalyPipeline
 from twin_bridge.intake import JOINTS, RobotIntake, WRENCH
@@ -34,7 +35,7 @@ from twin_bridge.validation import Plausibility
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
 from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import DEFAULT_FT_LINK, Payload, RobotModel, URDFError
+from twin_sim.urdf_model import URDFError
 
 JOINT_STATE = 'sensor_msgs/msg/JointState'
 WRENCH_STAMPED = 'geometry_msgs/msg/WrenchStamped'
@@ -101,17 +102,6 @@ def twin_parameters(config=None, urdf=''):
 # The twin's cores, chained as in the live one-process twin
 # --------------------------------------------------------------------------------------------
 
-def _model(params, with_dynamics):
-    """Build the twin's RobotModel from a node's parameters (as nodes.robot_input does)."""
-    model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']),
-                                 ft_link=params.get('ft_sensor_link') or DEFAULT_FT_LINK)
-    if with_dynamics and params.get('dynamics_params_file'):
-        model.load_parameters(params['dynamics_params_file'])
-    if with_dynamics and params.get('payload_mass_kg', 0.0) > 0.0:
-        model = model.with_payload(Payload(params['payload_mass_kg']))
-    return model
-
-
 def _finite(*arrays):
     return all(a is None or np.isfinite(a).all() for a in arrays)
 
@@ -140,7 +130,7 @@ class TwinChain:
 
     def __init__(self, params, with_wrench, thresholds=None):
         bridge, sim, anomaly = params['twin_bridge'], params['twin_sim'], params['twin_anomaly']
-        model = _model(bridge, with_dynamics=False)
+        model = robot_model(bridge, with_dynamics=False)
         self.names = list(model.joint_names)
         self.with_wrench = bool(with_wrench and model.ft_frame is not None)
         self.intake = RobotIntake(
@@ -155,12 +145,12 @@ class TwinChain:
             force_range_n=bridge['wrench_force_range_n'],
             torque_range_nm=bridge['wrench_torque_range_nm'],
             joint_states_topic=bridge['joint_states_topic'], wrench_topic=bridge['wrench_topic'])
-        twin_model = _model(sim, with_dynamics=True)
+        twin_model = robot_model(sim, with_dynamics=True)
         self.mirror = Mirror(Predictor(twin_model))
         # as the live node, without its background fit (a replay must be reproducible), and
         # without a health log: a replay never writes the robot's health history
         self.pipeline = AnomalyPipeline(
-            _model(anomaly, with_dynamics=True), dict(anomaly, recommission=False),
+            robot_model(anomaly, with_dynamics=True), dict(anomaly, recommission=False),
             thresholds_file=thresholds, rul_log='', background=False)
         self.pipeline.model_listeners.append(
             lambda model: self.mirror.set_predictor(Predictor(model)))

@@ -92,6 +92,26 @@ def test_a_gripper_s_prismatic_fingers_get_margins_in_metres(ros):
     assert counters['joint_states.beyond_limits'] == 1 and counters['joint_states.accepted'] == 1
 
 
+def test_a_gripper_streamed_elsewhere_is_locked_and_the_arm_is_mirrored(ros):
+    """The Panda's arm on a 1 kHz topic without its fingers: they are held fixed in the model."""
+    panda = str(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
+    ros(f'urdf_path:={panda}', "wrench_topic:=''",
+        'locked_joints:=panda_finger_joint1=0.04, panda_finger_joint2=0.04')
+    bridge = TwinBridgeNode('bridge_locked', anomaly_in_process=True)
+    mirror = TwinMirrorNode('mirror_locked', source=bridge.input)
+    anomaly = TwinAnomalyNode('anomaly_locked', mirror=mirror)
+    results = []
+    mirror.result_listeners.append(lambda sample, result: results.append(result))
+    arm = RobotModel.from_urdf(panda, locked={'panda_finger_joint1': 0.04,
+                                              'panda_finger_joint2': 0.04})
+    assert bridge.names == mirror.names == anomaly.names == arm.joint_names   # 7 joints
+    for msg in robot_messages(50, time.time() - 0.06, arm, center=0.5 * (arm.lower + arm.upper)):
+        bridge.input.on_joint_state(serialize_message(msg))
+    assert len(results) == 49, (bridge.intake.counters(), mirror.status_values())
+    assert bridge.intake.state_ok(time.time())
+    assert max(np.abs(r.effort_residual).max() for r in results) < 0.5
+
+
 def test_a_robot_without_efforts_is_told_not_silently_mirrored(ros):
     ros("wrench_topic:=''")                      # joint states only: no stale wrench stream
     bridge = TwinBridgeNode('bridge_no_effort', anomaly_in_process=True)
@@ -119,13 +139,13 @@ def test_a_robot_without_efforts_is_told_not_silently_mirrored(ros):
     assert len(results) == 9 and values['mirror.nonfinite_results'] == '0'
 
 
-def robot_messages(count, t0, model):
+def robot_messages(count, t0, model, center=0.0):
     """Return consistent 1 kHz JointState samples of a slow motion (stamps in µs)."""
     predictor = Predictor(model)
     out = []
     for k in range(count):
         t = t0 + k * 1e-3
-        q = 0.3 * np.sin(0.5 * t + np.arange(model.n))
+        q = center + 0.3 * np.sin(0.5 * t + np.arange(model.n))
         qd = 0.15 * np.cos(0.5 * t + np.arange(model.n))
         qdd = -0.075 * np.sin(0.5 * t + np.arange(model.n))
         msg = JointState()

@@ -11,7 +11,7 @@ import pybullet_data
 import pytest
 from scipy.spatial.transform import Rotation
 from twin_sim.urdf_model import (
-    ParametersError, Payload, RobotModel, URDFError, URDFWarning)
+    ParametersError, parse_locked_joints, Payload, RobotModel, URDFError, URDFWarning)
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +93,31 @@ def test_a_gripper_holds_its_payload_in_the_hand_not_on_a_finger():
                 for e in np.eye(model.n)]
     np.testing.assert_allclose(extra, expected, atol=1e-6)          # gravity torque = dV/dq
     assert np.abs(extra[1:7]).max() > 1.0
+
+
+def test_locked_joints_leave_the_model_and_carry_their_bodies_where_they_stand():
+    full = _load(PANDA)
+    locked = RobotModel.from_urdf(PANDA, locked=parse_locked_joints(
+        'panda_finger_joint1=0.03, panda_finger_joint2'))
+    assert locked.joint_names == full.joint_names[:7]
+    assert locked.locked_joints == {'panda_finger_joint1': 0.03, 'panda_finger_joint2': 0.0}
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        q, qd, qdd = (rng.uniform(full.lower, full.upper), rng.normal(size=9),
+                      rng.normal(size=9))
+        q[7:], qd[7:], qdd[7:] = (0.03, 0.0), 0.0, 0.0
+        np.testing.assert_allclose(locked.inverse_dynamics(q[:7], qd[:7], qdd[:7]),
+                                   full.inverse_dynamics(q, qd, qdd)[:7], atol=1e-9)
+        np.testing.assert_allclose(locked.frame_pose(q[:7], 'panda_leftfinger'),
+                                   full.frame_pose(q, 'panda_leftfinger'), atol=1e-12)
+    assert locked.copy().locked_joints == locked.locked_joints
+    with pytest.raises(URDFError, match="locked joint 'gripper' is not a moving joint"):
+        RobotModel.from_urdf(PANDA, locked={'gripper': None})
+    with pytest.raises(URDFError, match=r"'panda_joint4' at 1.0 is outside its limits"):
+        RobotModel.from_urdf(PANDA, locked={'panda_joint4': 1.0})
+    with pytest.raises(ValueError, match="'x' is not a position"):
+        parse_locked_joints('panda_finger_joint1=x')
+    assert parse_locked_joints(' ') == {}
 
 
 def test_settings_by_joint_type_follow_the_joint_unit():

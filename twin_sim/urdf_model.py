@@ -66,7 +66,7 @@ import yaml
 
 __all__ = [
     'DEFAULT_FT_LINK', 'GRAVITY', 'ParametersError', 'Payload', 'RobotModel', 'URDFError',
-    'URDFWarning',
+    'URDFWarning', 'parse_locked_joints',
 ]
 
 GRAVITY = np.array([0.0, 0.0, -9.81])
@@ -164,6 +164,7 @@ class _Urdf:
     joints: dict         # joint name -> _Joint (document order)
     parent_joint: dict   # link name -> _Joint
     root_link: str
+    locked: dict = None  # joint name -> position, for joints made fixed (see _lock_joints)
 
 
 def _floats(text, count, what):
@@ -292,9 +293,6 @@ def _parse_joint(elem, links, path):
         joint.friction = _attr_float(dynamics, 'friction', f'{what} <dynamics>', 0.0)
         if joint.damping < 0.0 or joint.friction < 0.0:
             raise URDFError(f'{what}: <dynamics> damping and friction must be >= 0')
-    if elem.find('mimic') is not None:
-        warnings.warn(f'{what} has <mimic>; it is modelled as an independent joint',
-                      URDFWarning, stacklevel=4)
     return joint
 
 
@@ -454,10 +452,84 @@ def _check_massless_bodies(urdf):
                             '(mass, origin, inertia) to the link.')
 
 
+def parse_locked_joints(text):
+    """
+    Read a ``locked_joints`` setting: ``"name, name=position, ..."`` -> ``{name: position}``.
+
+    A joint without a position is locked at 0 (or the limit nearest to it): None in the
+    result. Raises ValueError naming a malformed item.
+    """
+    out = {}
+    for item in (text or '').split(','):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, value = (part.strip() for part in item.partition('='))
+        if not name:
+            raise ValueError(f'locked_joints item {item!r}: expected <joint> or '
+                             '<joint>=<position>')
+        if value:
+            try:
+                position = float(value)
+            except ValueError:
+                position = math.nan
+            if not math.isfinite(position):
+                raise ValueError(f'locked_joints item {item!r}: {value!r} is not a position '
+                                 '(rad, or m for a prismatic joint)')
+            out[name] = position
+        else:
+            out[name] = None
+    return out
+
+
+def _lock_joints(urdf, locked):
+    """
+    Make the joints of ``locked`` ({name: position or None}) fixed where they stand.
+
+    For joints the robot does not stream (a gripper on a topic of its own): the twin's model
+    then moves without them, with the bodies they carry rigidly attached at that position.
+    Changes ``urdf`` (its joints and XML) in place.
+    """
+    movable = [n for n, j in urdf.joints.items() if j.type != 'fixed']
+    done = {}
+    for name, position in locked.items():
+        joint = urdf.joints.get(name)
+        if joint is None or joint.type == 'fixed':
+            raise URDFError(f'{urdf.path}: locked joint {name!r} is not a moving joint of the '
+                            f'URDF; moving joints are {movable}')
+        if position is None:
+            position = min(max(0.0, joint.lower), joint.upper)
+        elif joint.type != 'continuous' and not joint.lower <= position <= joint.upper:
+            raise URDFError(f'{urdf.path}: locked joint {name!r} at {position} is outside its '
+                            f'limits [{joint.lower}, {joint.upper}]')
+        elem = next(e for e in urdf.root.findall('joint') if e.get('name') == name)
+        axis_elem = elem.find('axis')
+        axis = _floats(axis_elem.get('xyz', '1 0 0') if axis_elem is not None else '1 0 0', 3,
+                       f'joint {name!r} <axis xyz>')
+        axis = axis / np.linalg.norm(axis)
+        if joint.type == 'prismatic':
+            motion = pin.SE3(np.eye(3), axis * position)
+        else:
+            motion = pin.SE3(pin.AngleAxis(position, axis).matrix(), np.zeros(3))
+        joint.origin = joint.origin * motion
+        joint.type = 'fixed'
+        elem.set('type', 'fixed')
+        for tag in ('axis', 'limit', 'dynamics', 'mimic', 'origin', 'calibration',
+                    'safety_controller'):
+            for old in elem.findall(tag):
+                elem.remove(old)
+        ET.SubElement(elem, 'origin',
+                      xyz=' '.join(repr(float(v)) for v in joint.origin.translation),
+                      rpy=' '.join(repr(float(v)) for v in pin.rpy.matrixToRpy(
+                          joint.origin.rotation)))
+        done[name] = position
+    urdf.locked = done
+
+
 def _build_pinocchio(urdf):
     continuous = [j for j in urdf.joints.values() if j.type == 'continuous']
     try:
-        if not continuous:
+        if not continuous and not urdf.locked:
             return pin.buildModelFromUrdf(str(urdf.path))
         root = copy.deepcopy(urdf.root)
         for elem in root.findall('joint'):
@@ -486,6 +558,8 @@ class RobotModel:
     ----------
     urdf_path : str
         The URDF it was built from.
+    locked_joints : dict
+        ``{joint: position}`` of the URDF joints held fixed (not in ``joint_names``).
     joint_names : list of str
         Movable joints in model order (kinematic tree, as pinocchio orders them).
     joint_types : list of str
@@ -521,6 +595,7 @@ class RobotModel:
 
     def __init__(self, urdf, pin_model, ft_link):
         self.urdf_path = str(urdf.path)
+        self.locked_joints = dict(urdf.locked or {})
         self.root_link = urdf.root_link
         self.pin_model = pin_model
         self.pin_data = pin_model.createData()
@@ -549,7 +624,7 @@ class RobotModel:
         self._setup_ft(urdf, ft_link)
 
     @classmethod
-    def from_urdf(cls, path, *, ft_link=DEFAULT_FT_LINK, package_dirs=None):
+    def from_urdf(cls, path, *, ft_link=DEFAULT_FT_LINK, package_dirs=None, locked=None):
         """
         Load and check a URDF.
 
@@ -564,6 +639,10 @@ class RobotModel:
         package_dirs : list of str, optional
             Directories searched for ``package://`` meshes (besides ``ROS_PACKAGE_PATH``,
             ``AMENT_PREFIX_PATH`` and the URDF's folder); only used to report missing meshes.
+        locked : dict, optional
+            ``{joint: position}`` (rad, or m; None: 0 or the nearest limit): joints held fixed
+            at that position, left out of the model (a gripper the robot streams on a topic of
+            its own). See :func:`parse_locked_joints`.
 
         Raises
         ------
@@ -573,6 +652,12 @@ class RobotModel:
 
         """
         urdf = _parse_urdf(path, package_dirs)
+        if locked:
+            _lock_joints(urdf, locked)
+        for elem in urdf.root.findall('joint'):       # (a locked joint has lost its <mimic>)
+            if elem.find('mimic') is not None:
+                warnings.warn(f'{urdf.path}: joint {elem.get("name")!r} has <mimic>; it is '
+                              'modelled as an independent joint', URDFWarning, stacklevel=2)
         if ft_link is not None and ft_link not in urdf.links:
             if ft_link != DEFAULT_FT_LINK:
                 raise URDFError(f'{urdf.path}: force-torque sensor link {ft_link!r} not found; '

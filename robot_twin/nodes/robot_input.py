@@ -9,7 +9,8 @@ and hands every accepted sample to its listeners by a function call. In the one-
 only ``twin_bridge`` has a RobotInput and the mirror and the detector are its listeners; a node
 started in a process of its own builds its own.
 
-Also here: :func:`robot_model`, the twin's model built from a node's parameters.
+Also here: :func:`robot_model` (from :mod:`robot_twin.twin_model`), the twin's model built from
+a node's parameters.
 """
 import math
 import time
@@ -19,32 +20,15 @@ import numpy as np
 from rclpy.serialization import deserialize_message
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
+from robot_twin.twin_model import robot_model  # noqa: F401 (the nodes import it from here)
 from sensor_msgs.msg import JointState
 from twin_bridge.intake import JOINTS, RobotIntake, WRENCH
 from twin_bridge.validation import Plausibility
-from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import DEFAULT_FT_LINK, Payload, RobotModel
+from twin_sim.urdf_model import DEFAULT_FT_LINK
 
 
 LOG_PERIOD_S = 2.0
 """At most one log line per this many seconds about rejected samples (all are counted)."""
-
-
-def robot_model(params, with_dynamics=True):
-    """
-    Build the twin's RobotModel from a node's parameters.
-
-    The URDF (``urdf_path``, or the built-in arm), its force-torque sensor link
-    (``ft_sensor_link``: a named link must exist; empty = ``ft_sensor`` if the URDF has one),
-    and, when ``with_dynamics``, the identified parameters and the known payload.
-    """
-    ft_link = params.get('ft_sensor_link') or DEFAULT_FT_LINK
-    model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']), ft_link=ft_link)
-    if with_dynamics and params.get('dynamics_params_file'):
-        model.load_parameters(params['dynamics_params_file'])
-    if with_dynamics and params.get('payload_mass_kg', 0.0) > 0.0:
-        model = model.with_payload(Payload(params['payload_mass_kg']))
-    return model
 
 
 def wrench_outputs(model, params):
