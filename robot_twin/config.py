@@ -227,7 +227,7 @@ _DISPLAY_RATE = ParamSpec(
     '/twin/predicted_wrench); residuals keep the rate of the robot (Hz).', min=0.1, max=10000.0,
     read_only=True)
 _HUB = (
-    _URDF,
+    _URDF, _LOCKED,
     ParamSpec('measured_topic', str, '/twin/joint_states',
               "The twin's mirrored joint states (display rate); not joint_states_topic, which "
               "a config's /** section sets to the robot's own 1 kHz topic.", read_only=True),

@@ -14,8 +14,10 @@ import pybullet_data
 import pytest
 import rclpy
 from rclpy.serialization import serialize_message
+from robot_twin.config import ConfigError
 from robot_twin.nodes.anomaly_node import TwinAnomalyNode
 from robot_twin.nodes.bridge_node import TwinBridgeNode
+from robot_twin.nodes.hub_node import TwinHubNode
 from robot_twin.nodes.mirror_node import TwinMirrorNode
 from robot_twin.ros_env import localhost_env
 from ros_harness import DDS_KEYS, unique_domain_id
@@ -110,6 +112,21 @@ def test_a_gripper_streamed_elsewhere_is_locked_and_the_arm_is_mirrored(ros):
     assert len(results) == 49, (bridge.intake.counters(), mirror.status_values())
     assert bridge.intake.state_ok(time.time())
     assert max(np.abs(r.effort_residual).max() for r in results) < 0.5
+
+
+def test_the_hub_lists_the_twin_s_joints_without_the_locked_ones(ros):
+    panda = str(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
+    ros(f'urdf_path:={panda}', 'nice:=0',
+        'locked_joints:=panda_finger_joint1, panda_finger_joint2')
+    hub = TwinHubNode()
+    try:
+        assert hub.state.joint_names == [f'panda_joint{i}' for i in range(1, 8)]
+    finally:
+        hub.hub.stop()
+    rclpy.try_shutdown()
+    ros(f'urdf_path:={panda}', 'nice:=0', 'locked_joints:=panda_hand')
+    with pytest.raises(ConfigError, match="locked joint 'panda_hand' is not a moving joint"):
+        TwinHubNode()
 
 
 def test_a_robot_without_efforts_is_told_not_silently_mirrored(ros):

@@ -85,6 +85,7 @@ class HubSettings:
     """
 
     urdf_path: str = ''
+    locked_joints: str = ''
     measured_topic: str = '/twin/joint_states'
     predicted_topic: str = '/twin/predicted_joint_states'
     nice: int = 10
@@ -146,7 +147,8 @@ class HubSettings:
         if errors:
             raise ConfigError(HUB_EXECUTABLE, errors)
         return cls(
-            urdf_path=p['urdf_path'], measured_topic=p['measured_topic'],
+            urdf_path=p['urdf_path'], locked_joints=p['locked_joints'],
+            measured_topic=p['measured_topic'],
             predicted_topic=p['predicted_topic'], nice=p['nice'],
             decode_rate_hz=p['decode_rate_hz'],
             bridge_node=p['bridge_node'], dynamics_params_file=p['dynamics_params_file'],

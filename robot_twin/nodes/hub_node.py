@@ -33,7 +33,7 @@ from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.runner import run_node
 from sensor_msgs.msg import JointState
 from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import RobotModel
+from twin_sim.urdf_model import parse_locked_joints, RobotModel
 
 # QoS (robot_twin.nodes.qos): the display streams are read best-effort like sensor data (a late
 # display sample is worth nothing, and the hub never makes a twin writer wait), /twin/status as
@@ -76,7 +76,11 @@ class TwinHubNode(Node):
         values = declare_node_parameters(self, HUB_EXECUTABLE)
         self.settings = settings = HubSettings.from_parameters(values)
         lower_priority(settings.nice)       # the twin's 1 kHz process goes first
-        model = RobotModel.from_urdf(urdf_or_builtin(settings.urdf_path))
+        try:                                # the twin's joints: the URDF's less the locked
+            model = RobotModel.from_urdf(urdf_or_builtin(settings.urdf_path),
+                                         locked=parse_locked_joints(settings.locked_joints))
+        except ValueError as exc:
+            raise ConfigError('twin_hub', [str(exc)]) from None
         robot = ElementTree.parse(model.urdf_path).getroot().get('name') or 'robot'
         self.state = TwinState(model.joint_names, robot)
         self.pairing = DisplayPairing(int(1e9 / settings.decode_rate_hz))
