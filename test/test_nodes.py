@@ -14,6 +14,7 @@ import pybullet_data
 import pytest
 import rclpy
 from rclpy.serialization import serialize_message
+import rclpy.time
 from robot_twin.config import ConfigError
 from robot_twin.nodes.anomaly_node import TwinAnomalyNode
 from robot_twin.nodes.bridge_node import TwinBridgeNode
@@ -22,6 +23,7 @@ from robot_twin.nodes.mirror_node import TwinMirrorNode
 from robot_twin.ros_env import localhost_env
 from ros_harness import DDS_KEYS, unique_domain_id
 from sensor_msgs.msg import JointState
+from twin_bridge.corrective import AnomalyEvent, CorrectiveProposal
 from twin_sim.predictor import Predictor
 from twin_sim.resources import builtin_urdf
 from twin_sim.urdf_model import RobotModel, URDFError
@@ -127,6 +129,44 @@ def test_the_hub_lists_the_twin_s_joints_without_the_locked_ones(ros):
     ros(f'urdf_path:={panda}', 'nice:=0', 'locked_joints:=panda_hand')
     with pytest.raises(ConfigError, match="locked joint 'panda_hand' is not a moving joint"):
         TwinHubNode()
+
+
+class _SteppingClock:
+    """A node clock whose every reading is 1 ms after the one before (from ``t0``, s)."""
+
+    def __init__(self, t0):
+        self.ns = int(t0 * 1e9)
+
+    def now(self):
+        self.ns += 1_000_000
+        return rclpy.time.Time(nanoseconds=self.ns)
+
+
+def test_a_new_corrective_stream_goes_on_along_the_old_one_s_path(ros):
+    """A second command while a set-point stream plays: no step faster than approved."""
+    ros("wrench_topic:=''", 'corrective_actions.enabled:=true',
+        'corrective_actions.interface:=joint_command', 'corrective_actions.max_rate_hz:=100.0')
+    bridge = TwinBridgeNode('bridge_stream')
+    sent = []
+    bridge.pub_command.publish = sent.append
+    model = RobotModel.from_urdf(builtin_urdf())
+    t0 = time.time()
+    for msg in robot_messages(20, t0 - 0.02, model):
+        bridge.input.on_joint_state(serialize_message(msg))
+    bridge.get_clock = lambda clock=_SteppingClock(t0): clock     # each reading 1 ms later
+    here = bridge.intake.mapper.position.copy()
+    event = AnomalyEvent('ERROR', 'joint1', 'friction_increase', 5.0, t0)
+    for k, target in enumerate((here + 0.3, here + 0.6)):          # on in the same direction
+        bridge.send_corrective(CorrectiveProposal('trajectory', target, 0.1, 'test', event))
+        for _ in range(5 + 20 * k):
+            bridge._stream_step()
+    assert bridge.commands_sent == 2
+    stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in sent])
+    q = np.array([m.position for m in sent])
+    vmax = bridge.governor.limits.velocity * bridge.governor.velocity_scale
+    steps = np.abs(np.diff(q, axis=0))
+    assert (steps <= vmax * (np.diff(stamps)[:, None] + 1e-6)).all(), steps / (
+        vmax * np.diff(stamps)[:, None])
 
 
 def test_a_robot_without_efforts_is_told_not_silently_mirrored(ros):

@@ -194,8 +194,10 @@ class TwinBridgeNode(Node):
         start = self.intake.mapper.position.copy()
         if self.stream is not None and list(self.stream.joints) == list(self.names):
             # a stream is under way: the new one goes on from its set-point, not from where
-            # the arm (lagging its commands) is, so the commanded positions never jump
-            start = self.stream.setpoint(self.get_clock().now().nanoseconds * 1e-9)[0]
+            # the arm (lagging its commands) is, so the commanded positions never jump. The
+            # set-point of `now`, the new stream's start time: one read later, the new stream
+            # would start ahead of the old one's path and its next step be faster than approved
+            start = self.stream.setpoint(now)[0]
         command = TrajectoryCommand(points=[(proposal.time_from_start_s, proposal.positions,
                                              proposal.velocities)], joints=self.names)
         decision = self.governor.govern(command, now, self.intake.state_ok(now), start)

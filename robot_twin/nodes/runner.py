@@ -14,14 +14,22 @@ the events queue with no deadline, which busy-waits one whole core even with not
 a node on a 1 kHz stream published nothing. Spinning it in slices with a deadline
 (``spin_until_future_complete`` on a future that never completes, ``SPIN_SLICE_S`` at a time)
 waits without burning CPU and runs every callback as it comes.
+
+Ctrl-C and SIGTERM end the spin loop rather than the ROS context: with rclpy's own signal
+handlers the context went invalid while a callback was running, so a timer publishing at that
+moment failed with a traceback on every stop. Here the signal completes a future, the loop
+returns (within ``SPIN_SLICE_S``), and the executor, the nodes and then the context are shut
+down in that order.
 """
 import gc
 import os
+import signal
 import sys
 
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from robot_twin.config import ConfigError
 from twin_sim.urdf_model import URDFError
@@ -48,15 +56,28 @@ def make_executor(context=None):
     return SingleThreadedExecutor(context=context)
 
 
-def spin(executor, context=None):
-    """Spin ``executor`` until the context shuts down (Ctrl-C, SIGTERM, rclpy.shutdown)."""
+def spin(executor, context=None, stop=None):
+    """
+    Spin ``executor`` until ``stop`` (a Future) completes or the context shuts down.
+
+    ``stop`` None: only a shutdown of the context ends it.
+    """
     context = context or rclpy.get_default_context()
-    if isinstance(executor, SingleThreadedExecutor):
-        executor.spin()
-        return
-    never = Future()
-    while context.ok():
-        executor.spin_until_future_complete(never, timeout_sec=SPIN_SLICE_S)
+    stop = stop or Future()
+    while context.ok() and not stop.done():
+        if isinstance(executor, SingleThreadedExecutor):
+            executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        else:
+            executor.spin_until_future_complete(stop, timeout_sec=SPIN_SLICE_S)
+
+
+def _stop_on_signals(stop):
+    """Complete ``stop`` on SIGINT and SIGTERM (instead of rclpy shutting the context down)."""
+    def handler(_signum, _frame):
+        if not stop.done():
+            stop.set_result(True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
 
 
 def run_nodes(factories, args=None):
@@ -78,7 +99,9 @@ def run_nodes(factories, args=None):
         the reason is printed as one ``[ERROR]`` line.
 
     """
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = Future()
+    _stop_on_signals(stop)
     nodes = []
     try:
         try:
@@ -95,7 +118,7 @@ def run_nodes(factories, args=None):
         # callbacks for tens of milliseconds now and then.
         gc.freeze()
         try:
-            spin(executor)
+            spin(executor, stop=stop)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         except Exception:
