@@ -24,9 +24,10 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from robot_twin.nodes import qos as project_qos
-from robot_twin.nodes.runner import make_executor
+from robot_twin.nodes.runner import make_executor, stop_on_signals
 
 ROBOT_TOPICS = {
     '/joint_states': 'sensor_msgs/msg/JointState',
@@ -252,12 +253,13 @@ def record(output, topics, duration_s=None, args=None, log=print):
     writer = Writer(Path(output), version=9, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     counts = {}
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = Future()            # done at the end of the duration, or on Ctrl-C / SIGTERM
+    stop_on_signals(stop)
     node = executor = None
     try:
         node = RecorderNode(writer, typestore_for_this_distro(), topics)
         counts = node.counts
-        stop = Future()
         if duration_s is not None:
             node.create_timer(float(duration_s), lambda: stop.done() or stop.set_result(True))
         executor = make_executor()

@@ -71,7 +71,7 @@ def spin(executor, context=None, stop=None):
             executor.spin_until_future_complete(stop, timeout_sec=SPIN_SLICE_S)
 
 
-def _stop_on_signals(stop):
+def stop_on_signals(stop):
     """Complete ``stop`` on SIGINT and SIGTERM (instead of rclpy shutting the context down)."""
     def handler(_signum, _frame):
         if not stop.done():
@@ -101,7 +101,7 @@ def run_nodes(factories, args=None):
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = Future()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     nodes = []
     try:
         try:
