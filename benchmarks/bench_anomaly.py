@@ -10,6 +10,8 @@ then is restarted beside the robot for one run per fault of :func:`robot_twin.fa
 fault_catalog`: every fault type on ``--joints`` joints, two sizes, abrupt and incipient
 (``friction_increase`` incipient is the 4x rise over 10 s). ``--nominal-min`` minutes of
 fault-free motion per arm (commissioning included, in one run) give the false alarms.
+``--sample-rate-hz`` (1000 and its divisors) makes the robots send every k-th of the plant's
+1 kHz steps, as a robot with a slower joint-state stream.
 
 Printed and written to ``--output`` (summary.json, runs.csv, plots):
 
@@ -233,6 +235,8 @@ def main(argv=None):
                         help='minutes of fault-free monitoring per arm (default 10)')
     parser.add_argument('--model', default='', help="classifier ('' packaged, rules, file)")
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--sample-rate-hz', type=float, default=1000.0,
+                        help='rate the robots send their samples at (1000 and its divisors)')
     parser.add_argument('--output', default='out/bench_anomaly')
     parser.add_argument('--types', nargs='+', default=None, help='only these fault types')
     parser.add_argument('--decision-s', type=float, default=0.5,
@@ -246,6 +250,7 @@ def main(argv=None):
     rows = [run_row(r) for r in results]
     summary = summarize(rows, results, nominal)
     summary['setup'] = {'arms': args.arms, 'engine': args.engine, 'variants': args.variants,
+                        'sample_rate_hz': args.sample_rate_hz,
                         'joints': args.joints, 'nominal_min': args.nominal_min,
                         'model': args.model or 'packaged', 'seed': SEED,
                         'decision_s': args.decision_s, 'wall_s': round(time.time() - started),
@@ -270,7 +275,7 @@ def run(args):
     """Commission the robots, run every fault and the nominal runs; return the results."""
     config = fault_runs.monitor_config(model_path=args.model)
     cases = [fault_runs.Case(arm=arm, engine=args.engine, seed=SEED, index=i,
-                             motion_seed=SEED + i)
+                             motion_seed=SEED + i, sample_rate_hz=args.sample_rate_hz)
              for arm in args.arms for i in range(args.variants)]
     with tempfile.TemporaryDirectory(prefix='bench_anomaly_') as tmp:
         paths = [str(Path(tmp) / f'case_{i}.yaml') for i in range(len(cases))]
@@ -286,7 +291,8 @@ def run(args):
                 tasks.append((fault_runs.run_fault, (case, spec, path, config),
                               {'model_path': args.model, 'decision_s': args.decision_s}))
         nominal_tasks = [(fault_runs.nominal_run, (fault_runs.Case(
-            arm=arm, engine=args.engine, seed=SEED, index=100 + i, motion_seed=SEED + 100 + i),
+            arm=arm, engine=args.engine, seed=SEED, index=100 + i, motion_seed=SEED + 100 + i,
+            sample_rate_hz=args.sample_rate_hz),
             60.0 * args.nominal_min, config), {'model_path': args.model})
             for i, arm in enumerate(args.arms)]
         everything = fault_runs.run_many(nominal_tasks + tasks, args.workers, desc='runs')

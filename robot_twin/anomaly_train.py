@@ -40,7 +40,8 @@ PARITY_TOLERANCE = 1e-5
 ONNX_OPSET = 15
 
 
-def training_cases(count, seed, arms=('builtin', 'iiwa'), engines=('mujoco', 'pybullet')):
+def training_cases(count, seed, arms=('builtin', 'iiwa'), engines=('mujoco', 'pybullet'),
+                   sample_rates=(1000.0,)):
     """
     Return ``count`` cases spread over arms and engines, each its own variant and motion.
 
@@ -52,6 +53,8 @@ def training_cases(count, seed, arms=('builtin', 'iiwa'), engines=('mujoco', 'py
         Variants are ``robot_variant`` index ``i`` of this seed; motions are drawn from it.
     arms, engines : sequence of str
         Arms (:data:`robot_twin.fault_runs.ARMS` or URDF paths) and engines to cycle through.
+    sample_rates : sequence of float
+        Rates at which the robots send their samples, Hz, drawn per case.
 
     Returns
     -------
@@ -66,7 +69,9 @@ def training_cases(count, seed, arms=('builtin', 'iiwa'), engines=('mujoco', 'py
                           engine=engines[(i // len(arms)) % len(engines)], seed=seed, index=i,
                           motion_seed=int(rng.integers(1 << 30)),
                           period_s=float(rng.uniform(3.0, 6.0)),
-                          fraction=float(rng.uniform(0.25, 0.45))))
+                          fraction=float(rng.uniform(0.25, 0.45)),
+                          sample_rate_hz=float(sample_rates[int(rng.integers(len(sample_rates)))])
+                          if len(sample_rates) > 1 else float(sample_rates[0])))
     return cases
 
 
@@ -396,8 +401,10 @@ def train(args):
     from twin_anomaly.classifier import OnnxClassifier
     config = monitor_config(commissioning_duration_s=args.commissioning_s,
                             calibration=not args.no_calibration)
-    train_cases = training_cases(args.cases, args.seed, args.arms, args.engines)
-    test_cases = training_cases(args.test_cases, args.seed + 1000, args.arms, args.engines)
+    train_cases = training_cases(args.cases, args.seed, args.arms, args.engines,
+                                 args.sample_rates)
+    test_cases = training_cases(args.test_cases, args.seed + 1000, args.arms, args.engines,
+                                args.sample_rates)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix='twin_anomaly_train_') as tmp:
         data = _load_or_simulate(args, 'train', train_cases, tmp, config, args.seed)
@@ -416,7 +423,8 @@ def train(args):
     metadata = {'trained_at': time.strftime('%Y-%m-%dT%H:%M:%S'),
                 'training_robots': len(train_cases), 'training_rows': len(x),
                 'seed': args.seed, 'arms': ','.join(args.arms),
-                'engines': ','.join(args.engines)}
+                'engines': ','.join(args.engines),
+                'sample_rates_hz': ','.join(f'{r:g}' for r in args.sample_rates)}
     test_x = test.rows()[0]
     check = test_x[::max(1, len(test_x) // 40)][:40] if len(test_x) else x[:40]
     path = export_onnx(pipeline, args.output, metadata, check)
@@ -465,6 +473,16 @@ def _count(text):
 _count.__name__ = 'integer >= 0'
 
 
+def _rate(text):
+    from robot_twin.fault_runs import Case
+    value = float(text)
+    Case(sample_rate_hz=value)           # ValueError unless it divides the plant's 1 kHz
+    return value
+
+
+_rate.__name__ = 'rate in Hz dividing 1000'
+
+
 def add_anomaly_parser(subparsers):
     """Add ``anomaly`` (with ``train``) to an argparse sub-parser collection."""
     p = subparsers.add_parser('anomaly', help="the anomaly monitor's offline tools",
@@ -488,6 +506,9 @@ def add_anomaly_parser(subparsers):
                    help='arms: builtin, iiwa or URDF paths (default both)')
     t.add_argument('--engines', nargs='+', default=['mujoco', 'pybullet'],
                    choices=['mujoco', 'pybullet'], help='physics engines (default both)')
+    t.add_argument('--sample-rates', nargs='+', type=_rate, default=[1000.0],
+                   help='rates the simulated robots send their samples at, Hz, drawn per '
+                        'robot: 1000 and its divisors, e.g. 1000 500 250 125 (default 1000)')
     t.add_argument('--commissioning-s', type=float, default=30.0,
                    help='commissioning time of each robot, s (default 30)')
     t.add_argument('--no-calibration', action='store_true',

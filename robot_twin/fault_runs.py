@@ -95,6 +95,9 @@ class Case:
         Phases and harmonics of the motion.
     period_s, fraction : float
         Period of the motion, s, and the share of the joint and velocity limits it uses.
+    sample_rate_hz : float
+        Rate at which the robot sends its samples to the twin, Hz: the plant steps at 1 kHz
+        and every ``1000 / sample_rate_hz``-th step is sent (1000: every step).
 
     """
 
@@ -105,11 +108,24 @@ class Case:
     motion_seed: int = 0
     period_s: float = 4.0
     fraction: float = 0.35
+    sample_rate_hz: float = 1000.0
+
+    def __post_init__(self):
+        stride = 1.0 / (self.sample_rate_hz * _DT)
+        if not (stride >= 1.0 and abs(stride - round(stride)) < 1e-9):
+            raise ValueError(f'sample_rate_hz must divide {1.0 / _DT:g} Hz (e.g. 1000, 500, '
+                             f'250, 125), got {self.sample_rate_hz}')
+
+    @property
+    def stride(self):
+        """Plant steps per sample sent."""
+        return int(round(1.0 / (self.sample_rate_hz * _DT)))
 
     @property
     def name(self):
-        """Short label, e.g. ``builtin/mujoco/s0i3``."""
-        return f'{Path(self.arm).stem}/{self.engine}/s{self.seed}i{self.index}'
+        """Short label, e.g. ``builtin/mujoco/s0i3`` (``.../s0i3@125Hz`` below 1 kHz)."""
+        rate = '' if self.stride == 1 else f'@{self.sample_rate_hz:g}Hz'
+        return f'{Path(self.arm).stem}/{self.engine}/s{self.seed}i{self.index}{rate}'
 
 
 @dataclass(frozen=True)
@@ -313,7 +329,10 @@ class SimulatedRobot:
         physical = scenario.physical_faults
         steps = int(round(duration_s / _DT))
         engine = self._mujoco if self.case.engine == 'mujoco' else self._pybullet
-        for m in engine(steps, physical):
+        stride = self.case.stride
+        for k, m in enumerate(engine(steps, physical)):
+            if (k + 1) % stride:
+                continue            # a robot that sends below the plant's 1 kHz
             self._add_noise(m, rng)
             t = m.t
             for fault in sensor:

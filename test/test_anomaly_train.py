@@ -1,8 +1,10 @@
 """The training job's own parts: the evidence set, per-run decisions, the command line."""
 import numpy as np
+import pytest
 
 from robot_twin.anomaly_train import EvidenceSet, run_decisions, training_cases
 from robot_twin.cli import main
+from robot_twin.fault_runs import Case, SimulatedRobot
 from twin_anomaly.classifier import Evidence, JOINT_DETECTORS, ROBOT_FEATURES, \
     RuleClassifier
 
@@ -63,3 +65,28 @@ def test_the_command_refuses_too_few_robots(tmp_path, capsys):
     assert main(['anomaly', 'train', '--output', str(tmp_path / 'm.onnx'), '--cases',
                  '1']) == 2
     assert '--cases must be at least 2' in capsys.readouterr().err
+
+
+def test_robots_can_send_their_samples_slower_than_the_plant_steps(tmp_path):
+    # the default training robots are the 1 kHz ones they always were (same seeds, same draws)
+    assert all(c.sample_rate_hz == 1000.0 for c in training_cases(6, 0))
+    assert training_cases(6, 0) == training_cases(6, 0, sample_rates=(1000.0,))
+    mixed = training_cases(12, 0, sample_rates=(1000.0, 250.0, 125.0))
+    assert {c.sample_rate_hz for c in mixed} == {1000.0, 250.0, 125.0}
+    case = Case(arm='builtin', engine='mujoco', sample_rate_hz=125.0)
+    assert case.stride == 8 and case.name.endswith('@125Hz')
+    stamps = [m.t for _now, m in SimulatedRobot(case, tmp_path).samples(0.1, [],
+                                                                        np.random.default_rng(0))]
+    np.testing.assert_allclose(np.diff(stamps), 0.008, atol=1e-9)
+    assert len(stamps) == 12
+    with pytest.raises(ValueError, match='must divide 1000 Hz'):
+        Case(sample_rate_hz=300.0)
+
+
+def test_the_command_refuses_a_sample_rate_the_plant_cannot_give(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(['anomaly', 'train', '--output', str(tmp_path / 'm.onnx'), '--sample-rates',
+              '1000', '300'])
+    assert exit_.value.code == 2
+    assert "--sample-rates: invalid rate in Hz dividing 1000 value: '300'" in (
+        capsys.readouterr().err)
