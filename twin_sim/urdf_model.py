@@ -409,23 +409,13 @@ def _hand_link(urdf):
     """
     def moving(joint):
         return joint.type != 'fixed' or any(
-            urdf.joints[name].type != 'fixed' for name in _joints_below(urdf, joint.child))
+            urdf.parent_joint[link].type != 'fixed' for link in _subtree(urdf, joint.child))
     link = urdf.root_link
     while True:
         branches = [j for j in _children(urdf, link) if moving(j)]
         if len(branches) != 1:
             return link if len(branches) > 1 and link != urdf.root_link else None
         link = branches[0].child
-
-
-def _joints_below(urdf, link):
-    """Names of every joint below ``link``."""
-    out, stack = [], [link]
-    while stack:
-        for joint in _children(urdf, stack.pop()):
-            out.append(joint.name)
-            stack.append(joint.child)
-    return out
 
 
 def _mass(urdf, link):
