@@ -12,14 +12,14 @@ callback (BENCHMARKS.md, issue 13), but its ``spin()`` must not be used: in rclp
 the events queue with no deadline, which busy-waits one whole core even with nothing to do
 (measured: 2.0 s of CPU in 2.0 s on an idle node) and starves the callbacks of the GIL, so that
 a node on a 1 kHz stream published nothing. Spinning it in slices with a deadline
-(``spin_until_future_complete`` on a future that never completes, ``SPIN_SLICE_S`` at a time)
-waits without burning CPU and runs every callback as it comes.
+(``spin_until_future_complete`` on the stop future below, ``SPIN_SLICE_S`` at a time) waits
+without burning CPU and runs every callback as it comes.
 
 Ctrl-C and SIGTERM end the spin loop rather than the ROS context: with rclpy's own signal
 handlers the context went invalid while a callback was running, so a timer publishing at that
-moment failed with a traceback on every stop. Here the signal completes a future, the loop
-returns (within ``SPIN_SLICE_S``), and the executor, the nodes and then the context are shut
-down in that order.
+moment failed with a FATAL line and a traceback (often, on a busy machine). Here the signal
+completes the stop future, the loop returns (within ``SPIN_SLICE_S``), and the executor, the
+nodes and then the context are shut down in that order.
 """
 import gc
 import os
