@@ -111,6 +111,11 @@ def test_locked_joints_leave_the_model_and_carry_their_bodies_where_they_stand()
         np.testing.assert_allclose(locked.frame_pose(q[:7], 'panda_leftfinger'),
                                    full.frame_pose(q, 'panda_leftfinger'), atol=1e-12)
     assert locked.copy().locked_joints == locked.locked_joints
+    assert locked.payload_frame == full.payload_frame == 'panda_hand'   # the fingers' hand
+    q = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8, 0.03, 0.0])
+    payload = Payload(1.5, com=(0.0, 0.0, 0.08))
+    np.testing.assert_allclose(locked.with_payload(payload).gravity(q[:7]),
+                               full.with_payload(payload).gravity(q)[:7], atol=1e-9)
     with pytest.raises(URDFError, match="locked joint 'gripper' is not a moving joint"):
         RobotModel.from_urdf(PANDA, locked={'gripper': None})
     with pytest.raises(URDFError, match=r"'panda_joint4' at 1.0 is outside its limits"):

@@ -165,6 +165,7 @@ class _Urdf:
     parent_joint: dict   # link name -> _Joint
     root_link: str
     locked: dict = None  # joint name -> position, for joints made fixed (see _lock_joints)
+    hand: str = None     # a gripper's hand link, found before any joint is locked
 
 
 def _floats(text, count, what):
@@ -642,6 +643,7 @@ class RobotModel:
 
         """
         urdf = _parse_urdf(path, package_dirs)
+        urdf.hand = _hand_link(urdf)     # (locked fingers still hang on the hand)
         if locked:
             _lock_joints(urdf, locked)
         for elem in urdf.root.findall('joint'):       # (a locked joint has lost its <mimic>)
@@ -664,7 +666,7 @@ class RobotModel:
         self.ft_frame = ft_link
         self._ft_children = []
         if ft_link is None:
-            hand = _hand_link(urdf)
+            hand = urdf.hand
             if hand is not None:          # a gripper: the payload is held by the hand
                 frame = model.frames[model.getFrameId(hand, pin.BODY)]
                 self.payload_frame = hand
