@@ -26,12 +26,11 @@ import numpy as np
 from robot_twin.config import ConfigError, load_config
 # private helpers of the config loader, until robot_twin.config resolves a node's parameters
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
-from robot_twin.twin_model import robot_model
+from robot_twin.twin_model import robot_intake, robot_model
 from rosbags.highlevel import AnyReaderError
 from twin_anomaly.pipeline import AnomalyPipeline
-from twin_bridge.intake import JOINTS, RobotIntake, WRENCH
+from twin_bridge.intake import JOINTS, WRENCH
 from twin_bridge.ledger import Ledger
-from twin_bridge.validation import Plausibility
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
 from twin_sim.resources import urdf_or_builtin
@@ -133,18 +132,7 @@ class TwinChain:
         model = robot_model(bridge, with_dynamics=False)
         self.names = list(model.joint_names)
         self.with_wrench = bool(with_wrench and model.ft_frame is not None)
-        self.intake = RobotIntake(
-            model.joint_names,
-            plausibility=Plausibility.from_model(
-                model, position_margin=model.by_joint_type(bridge['position_margin_rad'],
-                                                           bridge['position_margin_m']),
-                velocity_factor=bridge['velocity_factor'],
-                effort_factor=bridge['effort_factor']),
-            unknown_joints=bridge['unknown_joints'], max_future_s=bridge['max_future_s'],
-            stale_timeout_s=bridge['stale_timeout_s'], with_wrench=self.with_wrench,
-            force_range_n=bridge['wrench_force_range_n'],
-            torque_range_nm=bridge['wrench_torque_range_nm'],
-            joint_states_topic=bridge['joint_states_topic'], wrench_topic=bridge['wrench_topic'])
+        self.intake = robot_intake(model, bridge, self.with_wrench)
         twin_model = robot_model(sim, with_dynamics=True)
         self.mirror = Mirror(Predictor(twin_model))
         # as the live node, without its background fit (a replay must be reproducible), and

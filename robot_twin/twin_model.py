@@ -1,15 +1,18 @@
 """
-The twin's robot model from a node's parameters: what every twin node and a replay predict with.
+The twin's robot model and input checks from a node's parameters.
 
-ROS-free, so that the live nodes (:mod:`robot_twin.nodes.robot_input`) and ``robot-twin replay``
-build the same model from the same parameters: the URDF (or the built-in arm), its force-torque
-sensor link, the joints held fixed (``locked_joints``), and, with the dynamics, the identified
-parameters and the known payload.
+ROS-free, so that the live nodes (:mod:`robot_twin.nodes.robot_input`, the hub) and
+``robot-twin replay`` build the same model and judge the robot's messages the same way from the
+same parameters: the URDF (or the built-in arm), its force-torque sensor link, the joints held
+fixed (``locked_joints``), with the dynamics the identified parameters and the known payload,
+and the intake's plausibility bounds and stream settings.
 """
+from twin_bridge.intake import RobotIntake
+from twin_bridge.validation import Plausibility
 from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import DEFAULT_FT_LINK, parse_locked_joints, Payload, RobotModel
 
-__all__ = ['robot_model']
+__all__ = ['robot_intake', 'robot_model']
 
 
 def robot_model(params, with_dynamics=True):
@@ -41,3 +44,33 @@ def robot_model(params, with_dynamics=True):
     if with_dynamics and params.get('payload_mass_kg', 0.0) > 0.0:
         model = model.with_payload(Payload(params['payload_mass_kg']))
     return model
+
+
+def robot_intake(model, params, with_wrench):
+    """
+    Build the intake (validation, mapping, watchdog) of the robot's streams for ``model``.
+
+    Parameters
+    ----------
+    model : twin_sim.urdf_model.RobotModel
+        Joint names, types and limits (the plausibility bounds).
+    params : dict
+        ``unknown_joints``, ``max_future_s``, ``position_margin_rad``, ``position_margin_m``
+        (prismatic joints), ``velocity_factor``, ``effort_factor``, ``wrench_force_range_n``,
+        ``wrench_torque_range_nm``, ``joint_states_topic``, ``wrench_topic``, and
+        ``stale_timeout_s`` if the node has it (default 0.1 s).
+    with_wrench : bool
+        Whether the wrench stream is read (and watched).
+
+    """
+    plausibility = Plausibility.from_model(
+        model, position_margin=model.by_joint_type(params['position_margin_rad'],
+                                                   params['position_margin_m']),
+        velocity_factor=params['velocity_factor'], effort_factor=params['effort_factor'])
+    return RobotIntake(
+        model.joint_names, plausibility=plausibility,
+        unknown_joints=params['unknown_joints'], max_future_s=params['max_future_s'],
+        stale_timeout_s=params.get('stale_timeout_s', 0.1), with_wrench=with_wrench,
+        force_range_n=params['wrench_force_range_n'],
+        torque_range_nm=params['wrench_torque_range_nm'],
+        joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'])

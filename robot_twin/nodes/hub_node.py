@@ -31,9 +31,8 @@ from robot_twin.nodes.cdr import stamp_of
 from robot_twin.nodes.messages import level_name, make_status, stamp_to_sec, status_values
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.runner import run_node
+from robot_twin.twin_model import robot_model
 from sensor_msgs.msg import JointState
-from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import parse_locked_joints, RobotModel
 
 # QoS (robot_twin.nodes.qos): the display streams are read best-effort like sensor data (a late
 # display sample is worth nothing, and the hub never makes a twin writer wait), /twin/status as
@@ -77,8 +76,8 @@ class TwinHubNode(Node):
         self.settings = settings = HubSettings.from_parameters(values)
         lower_priority(settings.nice)       # the twin's 1 kHz process goes first
         try:                                # the twin's joints: the URDF's less the locked
-            model = RobotModel.from_urdf(urdf_or_builtin(settings.urdf_path),
-                                         locked=parse_locked_joints(settings.locked_joints))
+            model = robot_model({'urdf_path': settings.urdf_path,
+                                 'locked_joints': settings.locked_joints}, with_dynamics=False)
         except ValueError as exc:
             raise ConfigError('twin_hub', [str(exc)]) from None
         robot = ElementTree.parse(model.urdf_path).getroot().get('name') or 'robot'

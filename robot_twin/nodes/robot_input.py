@@ -20,10 +20,9 @@ import numpy as np
 from rclpy.serialization import deserialize_message
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
-from robot_twin.twin_model import robot_model  # noqa: F401 (the nodes import it from here)
+from robot_twin.twin_model import robot_intake, robot_model  # noqa: F401 (nodes import it)
 from sensor_msgs.msg import JointState
-from twin_bridge.intake import JOINTS, RobotIntake, WRENCH
-from twin_bridge.validation import Plausibility
+from twin_bridge.intake import JOINTS, WRENCH
 from twin_sim.urdf_model import DEFAULT_FT_LINK
 
 
@@ -75,17 +74,7 @@ class RobotInput:
     def __init__(self, node, model, params):
         self.node = node
         self.with_wrench, self.wrench_off_reason = wrench_outputs(model, params)
-        plausibility = Plausibility.from_model(
-            model, position_margin=model.by_joint_type(params['position_margin_rad'],
-                                                       params['position_margin_m']),
-            velocity_factor=params['velocity_factor'], effort_factor=params['effort_factor'])
-        self.intake = RobotIntake(
-            model.joint_names, plausibility=plausibility,
-            unknown_joints=params['unknown_joints'], max_future_s=params['max_future_s'],
-            stale_timeout_s=params.get('stale_timeout_s', 0.1), with_wrench=self.with_wrench,
-            force_range_n=params['wrench_force_range_n'],
-            torque_range_nm=params['wrench_torque_range_nm'],
-            joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'])
+        self.intake = robot_intake(model, params, self.with_wrench)
         self.sample_listeners = []
         self.wrench_listeners = []
         self.receive_time = math.nan     # when the last accepted joint sample arrived, s
