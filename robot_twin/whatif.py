@@ -245,11 +245,7 @@ def _parse_trajectory(data, where, base_dir):
         for key, default in _DEMO_FIELDS.items():
             value = data.get(key, default)
             if key == 'center':
-                positions = value.values() if isinstance(value, dict) else value
-                if value is not None and (not isinstance(value, (list, dict)) or not all(
-                        isinstance(v, (int, float)) and not isinstance(v, bool)
-                        for v in positions) or not all(isinstance(k, str) for k in (
-                            value if isinstance(value, dict) else ()))):
+                if value is not None and not _is_pose(value):
                     raise WhatIfError(f'{where}.center: must be a list of joint positions '
                                       '(rad, one per joint) or a mapping {joint name: '
                                       f'position}}, got {value!r}')
@@ -558,6 +554,15 @@ def reference_trajectory(scenario, model):
     return _checked_reference(scenario, model, t, q, qd, qdd)
 
 
+def _is_pose(value):
+    """Whether ``value`` is a list of numbers or a mapping of joint names to numbers."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and number(v) for k, v in value.items())
+    return isinstance(value, list) and all(number(v) for v in value)
+
+
 _OTHER_ROBOT = ('a scenario written for another robot (the packaged ones are for the built-in '
                 'arm): give one position per joint of this robot, a mapping {joint: position} '
                 '(other joints at mid-range), or no center (mid-range)')
@@ -565,14 +570,14 @@ _OTHER_ROBOT = ('a scenario written for another robot (the packaged ones are for
 
 def _center_pose(scenario, model, center):
     """Return the demo motion's centre pose (n,) from a list or a {joint: position} mapping."""
+    from twin_sim.trajectory import mid_range
     where = f'{scenario.source}: trajectory.center'
     if isinstance(center, dict):
         unknown = sorted(set(center) - set(model.joint_names))
         if unknown:
             raise WhatIfError(f'{where}: unknown joint(s) {unknown}; the robot has '
                               f'{list(model.joint_names)}; {_OTHER_ROBOT}')
-        finite = np.isfinite(model.lower) & np.isfinite(model.upper)
-        pose = np.where(finite, 0.5 * (model.lower + model.upper), 0.0)
+        pose = mid_range(model.lower, model.upper)
         for name, value in center.items():
             pose[model.joint_names.index(name)] = value
     else:

@@ -11,7 +11,8 @@ import numpy as np
 from scipy.interpolate import BPoly, CubicSpline
 from scipy.optimize import minimize
 
-__all__ = ['TrajectoryError', 'JointTrajectoryInterpolator', 'DemoMotion', 'low_gravity_pose']
+__all__ = ['TrajectoryError', 'JointTrajectoryInterpolator', 'DemoMotion', 'low_gravity_pose',
+           'mid_range']
 
 
 class TrajectoryError(ValueError):
@@ -225,9 +226,8 @@ class DemoMotion:
             raise TrajectoryError(f'fraction must be in (0, 1], got {fraction}')
         if not (period_s > 0.0 and fade_in_s >= 0.0 and int(harmonics) >= 1):
             raise TrajectoryError('period_s must be > 0, fade_in_s >= 0 and harmonics >= 1')
-        finite = np.isfinite(lower) & np.isfinite(upper)
-        mid = np.where(finite, 0.5 * (lower + upper), 0.0)
-        center = mid if center is None else np.array(center, dtype=float).reshape(-1)
+        center = (mid_range(lower, upper) if center is None
+                  else np.array(center, dtype=float).reshape(-1))
         if center.shape != (n,):
             raise TrajectoryError(f'center: expected {n} values, got {center.size}')
         if np.any(center <= lower) or np.any(center >= upper):
@@ -385,9 +385,8 @@ def low_gravity_pose(model, room=0.2):
     """
     lower = np.asarray(model.lower, dtype=float)
     upper = np.asarray(model.upper, dtype=float)
-    finite = np.isfinite(lower) & np.isfinite(upper)
-    span = np.where(finite, upper - lower, 2.0 * np.pi)
-    mid = np.where(finite, 0.5 * (lower + upper), 0.0)
+    span = np.where(np.isfinite(lower) & np.isfinite(upper), upper - lower, 2.0 * np.pi)
+    mid = mid_range(lower, upper)
     lo, hi = mid - (0.5 - room) * span, mid + (0.5 - room) * span
     limit = np.asarray(model.effort_limit, dtype=float)
 
@@ -396,3 +395,10 @@ def low_gravity_pose(model, room=0.2):
 
     best = minimize(load, mid, method='L-BFGS-B', bounds=list(zip(lo, hi)))
     return np.clip(best.x, lo, hi)
+
+
+def mid_range(lower, upper):
+    """Return the middle of each joint's limits (n,); 0 for a joint without limits."""
+    lower = np.asarray(lower, dtype=float)
+    upper = np.asarray(upper, dtype=float)
+    return np.where(np.isfinite(lower) & np.isfinite(upper), 0.5 * (lower + upper), 0.0)
