@@ -76,3 +76,18 @@ def test_batch_dynamics_matches_the_model():
                            qdd[k], atol=1e-8)
     torque_only, none = BatchDynamics(model, wrench=False).inverse_dynamics(q, qd, qdd)
     assert none is None and torque_only.shape == (5, 7)
+
+
+@pytest.mark.parametrize('locked', [{'joint4': 0.0}, {'joint4': 0.5}, {'joint7': -0.3}])
+def test_batch_dynamics_of_a_model_with_locked_joints(locked):
+    # the sensor model is built from the model's own URDF (locked joints fixed where they are
+    # held), not from the file: read from the file, a locked joint's body counted twice
+    model = RobotModel.from_urdf(ARM, locked=locked)
+    rng = np.random.default_rng(4)
+    q, qd, qdd = (rng.uniform(-1.0, 1.0, (5, 6)) for _ in range(3))
+    tau, wrench = BatchDynamics(model, payload=PAYLOAD).inverse_dynamics(q, qd, qdd)
+    for k in range(5):
+        assert np.allclose(tau[k], model.inverse_dynamics(q[k], qd[k], qdd[k], payload=PAYLOAD),
+                           atol=1e-9)
+        assert np.allclose(wrench[k], model.ft_wrench(q[k], qd[k], qdd[k], payload=PAYLOAD),
+                           atol=1e-9)

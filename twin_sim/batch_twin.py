@@ -18,12 +18,12 @@ fixed joint replaced by six joints held at zero (three prismatic, three revolute
 sensor axes), whose joint torques are then the force and torque transmitted through the sensor.
 """
 from dataclasses import dataclass
-from pathlib import Path
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pinocchio as pin
 from scipy.signal import lfilter
+from twin_sim import urdf_rewrite
 from twin_sim.mirror import GAP_FACTOR, Mirror
 from twin_sim.urdf_model import RobotModel
 
@@ -34,37 +34,20 @@ _SENSOR_AXES = (('prismatic', '1 0 0'), ('prismatic', '0 1 0'), ('prismatic', '0
 _WIDE = 1e10   # limits of the helper joints and of continuous joints (pinocchio needs some)
 
 
-def _sensor_chain_urdf(urdf_path, ft_link):
-    """URDF text with ``ft_link``'s fixed joint replaced by six zero-motion joints."""
-    root = ElementTree.parse(str(urdf_path)).getroot()
-    for link in root.findall('link'):
-        for tag in ('visual', 'collision'):
-            for element in link.findall(tag):
-                link.remove(element)
-    for joint in root.findall('joint'):
-        if joint.get('type') == 'continuous':
-            joint.set('type', 'revolute')
-            limit = joint.find('limit')
-            if limit is None:
-                limit = ElementTree.SubElement(joint, 'limit', effort='0', velocity='0')
-            limit.set('lower', repr(-_WIDE))
-            limit.set('upper', repr(_WIDE))
-    fixed = next(j for j in root.findall('joint') if j.find('child').get('link') == ft_link)
+def _sensor_chain_urdf(root, ft_link):
+    """
+    Return the URDF text and the names of the six sensor joints for the sensor model.
+
+    ``root`` (a model's :meth:`~twin_sim.urdf_model.RobotModel.urdf_tree`, changed here) with
+    ``ft_link``'s fixed joint replaced by six zero-motion joints.
+    """
+    urdf_rewrite.drop_geometry(root)
+    urdf_rewrite.continuous_as_revolute(root, _WIDE)
+    # the sensor body is on the robot side of the sensing plane
+    fixed = urdf_rewrite.move_sensor_body(root, ft_link)
     parent = fixed.find('parent').get('link')
     origin = fixed.find('origin')
     root.remove(fixed)
-    link = next(k for k in root.findall('link') if k.get('name') == ft_link)
-    inertial = link.find('inertial')
-    if inertial is not None:         # the sensor body is on the robot side of the sensing plane
-        link.remove(inertial)
-        body = ElementTree.SubElement(root, 'link', name='twin_sensor_body')
-        body.append(inertial)
-        joint = ElementTree.SubElement(root, 'joint', name='twin_sensor_body_joint',
-                                       type='fixed')
-        ElementTree.SubElement(joint, 'parent', link=parent)
-        ElementTree.SubElement(joint, 'child', link='twin_sensor_body')
-        if origin is not None:
-            joint.append(ElementTree.fromstring(ElementTree.tostring(origin)))
     names = []
     for i, (kind, axis) in enumerate(_SENSOR_AXES):
         child = ft_link if i == len(_SENSOR_AXES) - 1 else f'twin_ft_axis_{i}'
@@ -75,7 +58,7 @@ def _sensor_chain_urdf(urdf_path, ft_link):
         ElementTree.SubElement(joint, 'parent', link=parent)
         ElementTree.SubElement(joint, 'child', link=child)
         if i == 0 and origin is not None:
-            joint.append(ElementTree.fromstring(ElementTree.tostring(origin)))
+            joint.append(urdf_rewrite.copy_element(origin))
         ElementTree.SubElement(joint, 'axis', xyz=axis)
         ElementTree.SubElement(joint, 'limit', lower=repr(-_WIDE), upper=repr(_WIDE),
                                effort='0', velocity='0')
@@ -124,7 +107,7 @@ class BatchDynamics:
     def _set_sensor_model(self):
         """Sensor model: the URDF's topology, this model's bodies (identified, payload)."""
         model = self.model
-        xml, ft_joints = _sensor_chain_urdf(Path(model.urdf_path), model.ft_frame)
+        xml, ft_joints = _sensor_chain_urdf(model.urdf_tree(), model.ft_frame)
         pm = pin.buildModelFromXML(xml)
         src = model.pin_model
         for jid in range(1, src.njoints):          # every body as in the model ...

@@ -54,8 +54,9 @@ import xml.etree.ElementTree as ElementTree
 import mujoco
 from mujoco import rollout as mj_rollout
 import numpy as np
+from twin_sim import urdf_rewrite
 from twin_sim.urdf_model import DEFAULT_FT_LINK, GRAVITY, RobotModel, URDFError
-from twin_sim.world import _as_vector, _tiny_inertial, Measurement, WorldError
+from twin_sim.world import _as_vector, Measurement, WorldError
 
 __all__ = ['MujocoWorld', 'MujocoWorldError', 'Trajectory', 'PAYLOAD_BODY', 'SENSOR_BODY',
            'gain_inertia_along']
@@ -63,7 +64,7 @@ __all__ = ['MujocoWorld', 'MujocoWorldError', 'Trajectory', 'PAYLOAD_BODY', 'SEN
 #: Name of the body that carries the payload (fixed to the payload frame).
 PAYLOAD_BODY = 'twin_payload'
 #: Name of the body that carries the sensor link's own inertia (robot side).
-SENSOR_BODY = 'twin_sensor_body'
+SENSOR_BODY = urdf_rewrite.SENSOR_BODY
 _SITE = 'twin_ft_site'
 _MODES = ('position', 'torque')
 
@@ -127,13 +128,12 @@ def _mujoco_urdf(path, ft_link):
     (``fusestatic``); the sensor link must stay a body of its own to carry the sensor site.
     """
     try:
-        root = ElementTree.parse(str(path)).getroot()
-    except (OSError, ElementTree.ParseError) as exc:
-        raise MujocoWorldError(f'cannot read URDF {path}: {exc}') from exc
-    for link in root.findall('link'):
-        for tag in ('visual', 'collision'):
-            for element in link.findall(tag):
-                link.remove(element)
+        root = urdf_rewrite.parse(path)
+        urdf_rewrite.drop_geometry(root)
+        if ft_link is not None:
+            urdf_rewrite.move_sensor_body(root, ft_link, path)
+    except urdf_rewrite.URDFRewriteError as exc:
+        raise MujocoWorldError(str(exc)) from exc
     for element in root.findall('mujoco'):
         root.remove(element)
     # MuJoCo would couple a <mimic> joint to its leader by an equality constraint; the twin's
@@ -141,29 +141,7 @@ def _mujoco_urdf(path, ft_link):
     for joint in root.findall('joint'):
         for element in joint.findall('mimic'):
             joint.remove(element)
-    if ft_link is not None:
-        joint = next(j for j in root.findall('joint')
-                     if j.find('child').get('link') == ft_link)
-        if joint.get('type') != 'fixed':
-            raise MujocoWorldError(f'{path}: the force-torque sensor link {ft_link!r} hangs on '
-                                   f'joint {joint.get("name")!r} of type {joint.get("type")}; '
-                                   'it must be a fixed joint')
-        link = next(k for k in root.findall('link') if k.get('name') == ft_link)
-        inertial = link.find('inertial')
-        if inertial is not None:
-            link.remove(inertial)
-            body = ElementTree.SubElement(root, 'link', name=SENSOR_BODY)
-            body.append(inertial)
-            fixed = ElementTree.SubElement(root, 'joint', name=SENSOR_BODY + '_joint',
-                                           type='fixed')
-            ElementTree.SubElement(fixed, 'parent', link=joint.find('parent').get('link'))
-            ElementTree.SubElement(fixed, 'child', link=SENSOR_BODY)
-            origin = joint.find('origin')
-            if origin is not None:
-                fixed.append(ElementTree.fromstring(ElementTree.tostring(origin)))
-    for link in root.findall('link'):
-        if link.find('inertial') is None:
-            _tiny_inertial(link)
+    urdf_rewrite.add_tiny_inertials(root)
     extension = ElementTree.SubElement(root, 'mujoco')
     ElementTree.SubElement(extension, 'compiler', fusestatic='false', discardvisual='true',
                            balanceinertia='false', inertiafromgeom='false', autolimits='true',

@@ -587,6 +587,7 @@ class RobotModel:
     def __init__(self, urdf, pin_model, ft_link):
         self.urdf_path = str(urdf.path)
         self.locked_joints = dict(urdf.locked or {})
+        self._urdf_root = urdf.root          # as read, locked joints made fixed; never changed
         self.root_link = urdf.root_link
         self.pin_model = pin_model
         self.pin_data = pin_model.createData()
@@ -761,6 +762,15 @@ class RobotModel:
         if finite and not np.all(np.isfinite(arr)):
             raise ValueError(f'{name} has non-finite values: {arr}')
         return arr
+
+    def urdf_tree(self):
+        """
+        Return the URDF this model was built from, as an element tree of the caller's own.
+
+        The file's ``<robot>`` element with the :attr:`locked_joints` made fixed where they are
+        held (what the model moves), for rewriting into another engine's or model's input.
+        """
+        return copy.deepcopy(self._urdf_root)
 
     # ------------------------------------------------------------------------ copies
     def copy(self):

@@ -79,16 +79,16 @@ import numpy as np
 import pinocchio as pin
 import pybullet
 
+from twin_sim import urdf_rewrite
 from twin_sim.urdf_model import DEFAULT_FT_LINK, RobotModel, URDFError
+from twin_sim.urdf_rewrite import TINY_INERTIA, TINY_MASS
 
 __all__ = ['Measurement', 'SimWorld', 'WorldError', 'PAYLOAD_LINK', 'SENSOR_BODY_LINK']
 
 #: Name of the link that carries the payload (a fixed child of the force-torque sensor link).
 PAYLOAD_LINK = 'twin_payload'
 #: Name of the link that carries the sensor link's own inertia (on the robot side).
-SENSOR_BODY_LINK = 'twin_sensor_body'
-_TINY_MASS = 1e-9
-_TINY_INERTIA = 1e-12
+SENSOR_BODY_LINK = urdf_rewrite.SENSOR_BODY
 _WIDE_LIMIT = 1e6  # rad, for continuous joints made revolute
 _CONTROL_MODES = ('position', 'velocity', 'torque')
 
@@ -175,13 +175,6 @@ def _payload_parts(payload):
 
 def _rpy_from_matrix(rot):
     return pin.rpy.matrixToRpy(rot)
-
-
-def _tiny_inertial(link):
-    inertial = ElementTree.SubElement(link, 'inertial')
-    ElementTree.SubElement(inertial, 'mass', value=repr(_TINY_MASS))
-    ElementTree.SubElement(inertial, 'inertia', ixx=repr(_TINY_INERTIA), ixy='0', ixz='0',
-                           iyy=repr(_TINY_INERTIA), iyz='0', izz=repr(_TINY_INERTIA))
 
 
 def _over_limit(tau, lim):
@@ -346,66 +339,22 @@ class SimWorld:
     # ------------------------------------------------------------------ URDF and body set-up
     def _prepared_urdf(self):
         """Return the URDF tree PyBullet and the controller model load (see module doc)."""
-        path = self.urdf_path
         try:
-            root = ElementTree.parse(str(path)).getroot()
-        except (OSError, ElementTree.ParseError) as exc:
-            raise WorldError(f'cannot read URDF {path}: {exc}') from exc
-        for link in root.findall('link'):
-            for tag in ('visual', 'collision'):
-                for element in link.findall(tag):
-                    link.remove(element)
-        for joint in root.findall('joint'):
-            if joint.get('type') == 'continuous':
-                joint.set('type', 'revolute')
-                limit = joint.find('limit')
-                if limit is None:
-                    limit = ElementTree.SubElement(joint, 'limit', effort='0', velocity='0')
-                limit.set('lower', repr(-_WIDE_LIMIT))
-                limit.set('upper', repr(_WIDE_LIMIT))
-        if self.ft_link is not None:
-            self._move_sensor_body(root)
-        for link in root.findall('link'):
-            if link.find('inertial') is None:
-                _tiny_inertial(link)
+            root = urdf_rewrite.parse(self.urdf_path)
+            urdf_rewrite.drop_geometry(root)
+            urdf_rewrite.continuous_as_revolute(root, _WIDE_LIMIT)
+            if self.ft_link is not None:
+                urdf_rewrite.move_sensor_body(root, self.ft_link, self.urdf_path)
+        except urdf_rewrite.URDFRewriteError as exc:
+            raise WorldError(str(exc)) from exc
+        urdf_rewrite.add_tiny_inertials(root)
         return root
 
-    def _move_sensor_body(self, root):
-        """
-        Put the sensor link's own inertia on the robot side of the sensing plane.
-
-        The reading is what the bodies distal to the sensor exert on it; the sensor body itself
-        belongs to the robot (as in :meth:`RobotModel.ft_wrench`). PyBullet's reaction at the
-        sensor joint would include the sensor link's inertia, so that inertia moves to a new
-        link fixed to the sensor joint's parent at the same place; the rigid-body dynamics of
-        the arm are unchanged.
-        """
-        joint = next(j for j in root.findall('joint')
-                     if j.find('child').get('link') == self.ft_link)
-        if joint.get('type') != 'fixed':
-            raise WorldError(f'{self.urdf_path}: the force-torque sensor link {self.ft_link!r} '
-                             f'hangs on joint {joint.get("name")!r} of type '
-                             f'{joint.get("type")}; it must be a fixed joint')
-        link = next(k for k in root.findall('link') if k.get('name') == self.ft_link)
-        inertial = link.find('inertial')
-        if inertial is None:
-            return
-        link.remove(inertial)
-        body = ElementTree.SubElement(root, 'link', name=SENSOR_BODY_LINK)
-        body.append(inertial)
-        fixed = ElementTree.SubElement(root, 'joint', name=SENSOR_BODY_LINK + '_joint',
-                                       type='fixed')
-        ElementTree.SubElement(fixed, 'parent', link=joint.find('parent').get('link'))
-        ElementTree.SubElement(fixed, 'child', link=SENSOR_BODY_LINK)
-        origin = joint.find('origin')
-        if origin is not None:
-            fixed.append(ElementTree.fromstring(ElementTree.tostring(origin)))
-
     def _urdf_with_payload(self):
-        root = ElementTree.fromstring(ElementTree.tostring(self._root))
+        root = urdf_rewrite.copy_element(self._root)
         if self._payload_geometry is not None:
             com, axes = self._payload_geometry
-            _tiny_inertial(ElementTree.SubElement(root, 'link', name=PAYLOAD_LINK))
+            urdf_rewrite.tiny_inertial(ElementTree.SubElement(root, 'link', name=PAYLOAD_LINK))
             joint = ElementTree.SubElement(root, 'joint', name=PAYLOAD_LINK + '_joint',
                                            type='fixed')
             ElementTree.SubElement(joint, 'parent', link=self._payload_parent)
@@ -908,8 +857,8 @@ class SimWorld:
                 if self._payload_geometry is not None:
                     self._set_pin_payload(None)
                     pybullet.changeDynamics(self._body, self._link_index[PAYLOAD_LINK],
-                                            mass=_TINY_MASS,
-                                            localInertiaDiagonal=[_TINY_INERTIA] * 3,
+                                            mass=TINY_MASS,
+                                            localInertiaDiagonal=[TINY_INERTIA] * 3,
                                             physicsClientId=self._client)
             return
         mass, com, principal, axes = _payload_parts(payload)
@@ -928,9 +877,8 @@ class SimWorld:
     def _apply_payload_dynamics(self):
         mass, principal = self._parts
         pybullet.changeDynamics(self._body, self._link_index[PAYLOAD_LINK],
-                                mass=max(mass, _TINY_MASS),
-                                localInertiaDiagonal=np.maximum(principal,
-                                                                _TINY_INERTIA).tolist(),
+                                mass=max(mass, TINY_MASS),
+                                localInertiaDiagonal=np.maximum(principal, TINY_INERTIA).tolist(),
                                 physicsClientId=self._client)
 
     def _set_pin_payload(self, parts):

@@ -1,0 +1,129 @@
+"""
+The URDF rewrites that the simulation engines share.
+
+PyBullet (:mod:`twin_sim.world`), MuJoCo (:mod:`twin_sim.mujoco_world`) and the batch dynamics
+(:mod:`twin_sim.batch_twin`) load a prepared copy of the robot's URDF, never the file as it is.
+The steps they have in common live here, so that every engine sees the same robot:
+
+- :func:`parse`: the URDF as an element tree (an unreadable file is a :class:`URDFRewriteError`);
+- :func:`drop_geometry`: no ``<visual>`` or ``<collision>`` (dynamics need no meshes, and a mesh
+  path such as ``package://...`` may not resolve here);
+- :func:`continuous_as_revolute`: ``continuous`` joints become revolute joints with very wide
+  limits, for engines that want limits on every joint;
+- :func:`move_sensor_body`: the force-torque sensor link's own inertia moves to a new link
+  ``twin_sensor_body``, fixed to the sensor joint's parent at the same place. A force-torque
+  sensor measures what the bodies distal to its sensing plane exert; the sensor body itself is on
+  the robot side (as in :meth:`twin_sim.urdf_model.RobotModel.ft_wrench`). An engine's reaction
+  force at the sensor joint would otherwise include the sensor link's inertia. The rigid-body
+  dynamics of the arm are unchanged;
+- :func:`add_tiny_inertials`: links without ``<inertial>`` get a negligible one (engines give such
+  links a default mass of 1 kg, or refuse them).
+
+Everything works in place on the tree given and is free of any engine.
+"""
+from xml.etree import ElementTree
+
+__all__ = ['SENSOR_BODY', 'TINY_INERTIA', 'TINY_MASS', 'URDFRewriteError', 'add_tiny_inertials',
+           'continuous_as_revolute', 'copy_element', 'drop_geometry', 'move_sensor_body',
+           'parse', 'sensor_joint', 'tiny_inertial']
+
+SENSOR_BODY = 'twin_sensor_body'
+"""Link that carries the force-torque sensor link's own inertia (see :func:`move_sensor_body`)."""
+TINY_MASS = 1e-9          # kg: a link's "no mass" for engines that need one
+TINY_INERTIA = 1e-12      # kg m^2
+
+
+class URDFRewriteError(ValueError):
+    """The URDF cannot be read, or its force-torque sensor link is not where it must be."""
+
+
+def parse(path):
+    """Return the root ``<robot>`` element of the URDF file ``path``."""
+    try:
+        return ElementTree.parse(str(path)).getroot()
+    except (OSError, ElementTree.ParseError) as exc:
+        raise URDFRewriteError(f'cannot read URDF {path}: {exc}') from exc
+
+
+def copy_element(element):
+    """Return a deep copy of ``element`` (a tree of its own)."""
+    return ElementTree.fromstring(ElementTree.tostring(element))
+
+
+def drop_geometry(root):
+    """Remove every ``<visual>`` and ``<collision>`` of every link."""
+    for link in root.findall('link'):
+        for tag in ('visual', 'collision'):
+            for element in link.findall(tag):
+                link.remove(element)
+
+
+def continuous_as_revolute(root, wide_limit):
+    """Make every ``continuous`` joint revolute with limits ``-wide_limit .. wide_limit``."""
+    for joint in root.findall('joint'):
+        if joint.get('type') == 'continuous':
+            joint.set('type', 'revolute')
+            limit = joint.find('limit')
+            if limit is None:
+                limit = ElementTree.SubElement(joint, 'limit', effort='0', velocity='0')
+            limit.set('lower', repr(-wide_limit))
+            limit.set('upper', repr(wide_limit))
+
+
+def sensor_joint(root, ft_link, urdf=''):
+    """
+    Return the joint whose child is ``ft_link``; it must be a fixed joint.
+
+    ``urdf`` (the file's name) only goes into the error messages.
+    """
+    joint = next((j for j in root.findall('joint')
+                  if j.find('child') is not None and j.find('child').get('link') == ft_link),
+                 None)
+    where = f'{urdf}: ' if urdf else ''
+    if joint is None:
+        raise URDFRewriteError(f'{where}no joint has the force-torque sensor link {ft_link!r} '
+                               'as its child')
+    if joint.get('type') != 'fixed':
+        raise URDFRewriteError(f'{where}the force-torque sensor link {ft_link!r} hangs on joint '
+                               f'{joint.get("name")!r} of type {joint.get("type")}; it must be a '
+                               'fixed joint')
+    return joint
+
+
+def move_sensor_body(root, ft_link, urdf=''):
+    """
+    Move ``ft_link``'s inertia to the robot side of the sensing plane (module docstring).
+
+    Returns the sensor's fixed joint (:func:`sensor_joint`). A sensor link without
+    ``<inertial>`` is left as it is.
+    """
+    joint = sensor_joint(root, ft_link, urdf)
+    link = next(k for k in root.findall('link') if k.get('name') == ft_link)
+    inertial = link.find('inertial')
+    if inertial is None:
+        return joint
+    link.remove(inertial)
+    body = ElementTree.SubElement(root, 'link', name=SENSOR_BODY)
+    body.append(inertial)
+    fixed = ElementTree.SubElement(root, 'joint', name=SENSOR_BODY + '_joint', type='fixed')
+    ElementTree.SubElement(fixed, 'parent', link=joint.find('parent').get('link'))
+    ElementTree.SubElement(fixed, 'child', link=SENSOR_BODY)
+    origin = joint.find('origin')
+    if origin is not None:
+        fixed.append(copy_element(origin))
+    return joint
+
+
+def tiny_inertial(link):
+    """Give ``link`` an ``<inertial>`` of negligible mass and inertia."""
+    inertial = ElementTree.SubElement(link, 'inertial')
+    ElementTree.SubElement(inertial, 'mass', value=repr(TINY_MASS))
+    ElementTree.SubElement(inertial, 'inertia', ixx=repr(TINY_INERTIA), ixy='0', ixz='0',
+                           iyy=repr(TINY_INERTIA), iyz='0', izz=repr(TINY_INERTIA))
+
+
+def add_tiny_inertials(root):
+    """Give every link without ``<inertial>`` a negligible one (:func:`tiny_inertial`)."""
+    for link in root.findall('link'):
+        if link.find('inertial') is None:
+            tiny_inertial(link)
