@@ -20,7 +20,16 @@ summed over the predictions and scaled to 100 of them (the size of the official 
 Also: inference time per engine (features + onnxruntime on one engine's history) and the model
 size. Plots go to ``--output``.
 
-Run: ``.venv/bin/python benchmarks/bench_rul_cmapss.py [--data F] [--seeds 5] [--cuts 10]``.
+Multi-condition data (C-MAPSS FD002 and FD004 run in six operating regimes) is not here
+either. ``--regimes K`` makes a multi-condition fleet out of FD001 instead: every row gets one
+of K regimes at random (as FD002's cycles do), its three settings become that regime's (FD002's
+six setting combinations, plus noise), and every sensor is moved and scaled per regime (offsets
+of up to 15 and gains of 0.8-1.25 times the sensor's own spread over the fleet), far more than
+wear moves it. The wear itself is FD001's. ``--no-conditions`` trains without naming the
+settings as condition columns (how robot_twin trained before it looked for regimes).
+
+Run: ``.venv/bin/python benchmarks/bench_rul_cmapss.py [--data F] [--seeds 5] [--cuts 10]
+[--regimes 6 [--no-conditions]]``.
 """
 import argparse
 from pathlib import Path
@@ -35,6 +44,28 @@ DEFAULT_DATA = ROOT.parent / 'shared' / 'datasets' / 'cmapss' / 'train_FD001.txt
 CAP = 125.0
 ANCHORS = {'SVR': 20.96, 'LSTM': 16.14, 'deep CNN': 12.61, 'tuned LightGBM (285 features)': 12.52,
            'transformer, 5-seed reproduction': 12.2}
+
+
+FD002_SETTINGS = np.array([[0.0, 0.0, 100.0], [10.0, 0.25, 100.0], [20.0, 0.7, 100.0],
+                           [25.0, 0.62, 60.0], [35.0, 0.84, 100.0], [42.0, 0.84, 100.0]])
+
+
+def multi_condition(data, regimes, rng):
+    """FD001 turned into a fleet that runs in ``regimes`` operating regimes (module docstring)."""
+    if not 2 <= regimes <= len(FD002_SETTINGS):
+        raise SystemExit(f'--regimes must be 2..{len(FD002_SETTINGS)}, got {regimes}')
+    values = data.values.copy()
+    settings = [data.columns.index(c) for c in fleet_rul.CMAPSS_CONDITIONS]
+    sensors = [i for i in range(values.shape[1]) if i not in settings]
+    spread = values[:, sensors].std(axis=0)
+    spread = np.where(spread > 0.0, spread, 1.0)
+    r = rng.integers(0, regimes, size=values.shape[0])
+    offset = rng.uniform(-15.0, 15.0, (regimes, len(sensors))) * spread
+    gain = np.exp(rng.uniform(np.log(0.8), np.log(1.25), (regimes, len(sensors))))
+    mean = values[:, sensors].mean(axis=0)
+    values[:, sensors] = mean + offset[r] + gain[r] * (values[:, sensors] - mean)
+    values[:, settings] = FD002_SETTINGS[r] + rng.normal(0.0, 1e-3, (r.size, 3))
+    return fleet_rul.FleetData(data.unit, data.time, values, list(data.columns), data.source)
 
 
 def cut_units(data, rng, cuts):
@@ -55,9 +86,10 @@ def cut_units(data, rng, cuts):
                                 data.columns), np.array(truth, float))
 
 
-def evaluate(data, fit_units, test_units, seed, cuts):
+def evaluate(data, fit_units, test_units, seed, cuts, conditions=fleet_rul.CMAPSS_CONDITIONS):
     """Fit, export, predict held-out cuts with onnxruntime; return a result dict."""
-    booster, spec = fleet_rul.fit(data.subset(fit_units), cap=CAP, seed=seed)
+    booster, spec = fleet_rul.fit(data.subset(fit_units), cap=CAP, seed=seed,
+                                  condition_columns=conditions)
     blob = fleet_rul.to_onnx(booster, spec)
     model = fleet_rul.FleetRulModel.from_bytes(blob)
     test, truth = cut_units(data.subset(test_units), np.random.default_rng([seed, 7]), cuts)
@@ -67,7 +99,8 @@ def evaluate(data, fit_units, test_units, seed, cuts):
             'rmse_uncapped': fleet_rul.rmse(predicted, truth),
             'score100': fleet_rul.nasa_score(predicted, capped) * 100.0 / truth.size,
             'predicted': predicted, 'truth': truth, 'model': model, 'test': test,
-            'size_kib': len(blob) / 1024.0}
+            'size_kib': len(blob) / 1024.0,
+            'regimes': 1 if spec.conditions is None else spec.conditions.regimes}
 
 
 def inference_time(model, test, repeats=3):
@@ -125,8 +158,18 @@ def main():
     parser.add_argument('--cuts', type=int, default=10, help='random cuts per held-out engine')
     parser.add_argument('--output', type=Path, default=Path('bench_rul_cmapss_out'),
                         help='directory for the plots')
+    parser.add_argument('--regimes', type=int, default=0,
+                        help='make a fleet of this many operating regimes out of the data '
+                             '(module docstring); 0: the data as it is')
+    parser.add_argument('--no-conditions', action='store_true',
+                        help='train without the settings as condition columns')
     args = parser.parse_args()
     data = fleet_rul.load_cmapss(args.data)
+    title = f'C-MAPSS {args.data.stem.replace("train_", "")}'
+    if args.regimes:
+        data = multi_condition(data, args.regimes, np.random.default_rng(2026))
+        title += f' made multi-condition ({args.regimes} regimes)'
+    conditions = [] if args.no_conditions else fleet_rul.CMAPSS_CONDITIONS
     units = data.units()
     jobs = [('untouched', s, units[units <= 80], units[units > 80]) for s in range(args.seeds)]
     for s in range(args.seeds):
@@ -134,9 +177,12 @@ def main():
         jobs.append(('grouped', s, np.sort(perm[:80]), np.sort(perm[80:])))
     results = {'untouched': [], 'grouped': []}
     for name, seed, fit_units, test_units in tqdm(jobs, desc='fits', unit='fit'):
-        results[name].append(evaluate(data, fit_units, test_units, seed, args.cuts))
-    print(f'C-MAPSS FD001, held-out training units, {args.cuts} random cuts per engine '
-          f'(true RUL 7-145), LightGBM {fleet_rul.DEFAULT_ROUNDS} rounds via onnxruntime:')
+        results[name].append(evaluate(data, fit_units, test_units, seed, args.cuts, conditions))
+    found = sorted({x['regimes'] for res in results.values() for x in res})
+    print(f'{title}, held-out training units, {args.cuts} random cuts per engine '
+          f'(true RUL 7-145), LightGBM {fleet_rul.DEFAULT_ROUNDS} rounds via onnxruntime; '
+          f'condition columns: {", ".join(conditions) or "none"}; regimes found: '
+          f'{", ".join(map(str, found))}:')
     for name, res in results.items():
         _summary(name, res)
     first = results['untouched'][0]

@@ -37,6 +37,10 @@ def add_rul_parser(subparsers):
     fit.add_argument('--rounds', type=int, default=None,
                      help='boosting rounds (default: the tuned value)')
     fit.add_argument('--seed', type=int, default=0, help='training seed (default 0)')
+    fit.add_argument('--condition-columns', default=None, metavar='C1,C2,...',
+                     help='columns that say the operating condition; if they show distinct '
+                          'regimes, every column is normalized within its regime (default: '
+                          'setting1,setting2,setting3 for cmapss, none for csv; "" for none)')
     fit.set_defaults(func=run_fit)
     predict = sub.add_parser('predict', help='predict the RUL of every unit at its last row',
                              description='Write predictions.csv with header unit,rul.')
@@ -76,6 +80,8 @@ def run_fit(args):
     rounds = fleet_rul.DEFAULT_ROUNDS if args.rounds is None else args.rounds
     if rounds < 1:
         return _error(f'--rounds must be >= 1, got {rounds}')
+    conditions = fleet_rul.default_conditions(args.format) if args.condition_columns is None \
+        else [c.strip() for c in args.condition_columns.split(',') if c.strip()]
     try:
         data = fleet_rul.load_fleet(args.data, args.format)
         units = data.units()
@@ -83,6 +89,7 @@ def run_fit(args):
               f'{len(data.columns)} columns from {args.data}')
         with tqdm(total=rounds, desc='boosting', unit='round', file=sys.stderr) as bar:
             booster, spec = fleet_rul.fit(data, cap=args.cap, rounds=rounds, seed=args.seed,
+                                          condition_columns=conditions,
                                           progress=lambda k: bar.update(k - bar.n))
         blob = fleet_rul.to_onnx(booster, spec)
         model = fleet_rul.FleetRulModel.from_bytes(blob)
@@ -99,6 +106,12 @@ def run_fit(args):
             handle.write(blob)
     except OSError as exc:
         return _error(f'cannot write {args.output}: {exc}', 1)
+    if spec.conditions is not None:
+        print(f'{_RUL} fit: {spec.conditions.regimes} operating regimes in '
+              f'{",".join(spec.conditions.columns)}: every column normalized within its regime')
+    elif conditions:
+        print(f'{_RUL} fit: one operating condition in {",".join(conditions)} (no distinct '
+              'regimes): columns used as they are')
     print(f'{_RUL} fit: {len(spec.names())} features from {len(spec.columns)} non-constant '
           f'columns, {rounds} rounds, cap {spec.cap:g}; ONNX equals LightGBM within '
           f'{gap:.1e}; wrote {args.output} ({len(blob) / 1024:.0f} KiB)')

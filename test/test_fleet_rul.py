@@ -193,3 +193,82 @@ def test_cli_on_cmapss_fd001(tmp_path):
                  str(cut), '--output', str(out)]) == 0
     rows = list(csv.reader(open(out)))
     assert rows[0] == ['unit', 'rul'] and len(rows) == 4
+
+
+def _regimes(data, seed=5, regimes=4):
+    """Return ``data`` run in operating regimes ('load' column; sensors moved per regime)."""
+    rng = np.random.default_rng(seed)
+    load = np.array([20.0, 45.0, 70.0, 95.0])[:regimes]
+    offset = rng.uniform(-20.0, 20.0, (regimes, data.values.shape[1]))   # seed: the regimes
+    gain = rng.uniform(0.8, 1.25, (regimes, data.values.shape[1]))
+    r = rng.integers(0, regimes, size=data.unit.size)
+    values = offset[r] + gain[r] * data.values
+    values = np.column_stack([load[r] + rng.normal(0.0, 0.05, r.size), values])
+    return fleet_rul.FleetData(data.unit, data.time, values, ['load'] + data.columns), r
+
+
+def test_operating_regimes_are_found_and_normalized_out():
+    data, truth = _regimes(_fleet(units=20))
+    found = fleet_rul.find_operating_conditions(data, ['load'])
+    assert found.regimes == 4
+    regime = found.regime(data)
+    # the same partition as the truth (cluster labels are arbitrary)
+    assert all(np.unique(regime[truth == k]).size == 1 for k in range(4))
+    norm = found.normalize(data)
+    assert norm.columns == ['temp', 'vib', 'flow', 'const']          # 'load' left out
+    for k in range(4):
+        rows = regime == k
+        assert np.allclose(norm.values[rows][:, :3].mean(axis=0), 0.0, atol=1e-9)
+    # one condition (noise around one load), or no condition columns: nothing to normalize
+    flat = _fleet(units=20)
+    flat = fleet_rul.FleetData(flat.unit, flat.time, np.column_stack(
+        [50.0 + np.random.default_rng(1).normal(0.0, 1.0, flat.unit.size), flat.values]),
+        ['load'] + flat.columns)
+    assert fleet_rul.find_operating_conditions(flat, ['load']) is None
+    assert fleet_rul.find_operating_conditions(data, []) is None
+    with pytest.raises(fleet_rul.FleetDataError, match=r"condition column\(s\) \['speed'\]"):
+        fleet_rul.find_operating_conditions(data, ['speed'])
+
+
+def test_a_model_of_several_regimes_predicts_as_well_as_one_of_one():
+    base = _fleet(units=40, seed=6)
+    test, truth = _truncate(_fleet(units=12, seed=7), np.random.default_rng(2))
+    data, _ = _regimes(base)
+    test_data, _ = _regimes(test, seed=5)    # the same regimes (seed), other rows
+    errors = {}
+    for name, train, held, conditions in (('one regime', base, test, []),
+                                          ('regimes named', data, test_data, ['load']),
+                                          ('regimes ignored', data, test_data, [])):
+        booster, spec = fleet_rul.fit(train, rounds=150, seed=1, condition_columns=conditions)
+        model = fleet_rul.FleetRulModel.from_bytes(fleet_rul.to_onnx(booster, spec))
+        assert (model.spec.conditions is None) == (conditions == [])
+        units, rul = model.predict(held)
+        # the regimes travel in the ONNX metadata: the loaded model predicts as the booster
+        assert np.allclose(rul, fleet_rul.booster_predict(booster, held, spec)[1], atol=1e-3)
+        errors[name] = fleet_rul.rmse(rul, np.minimum(truth, 125.0))
+    assert errors['regimes named'] < 1.5 * errors['one regime'] + 2.0
+    assert errors['regimes ignored'] > 1.5 * errors['regimes named']
+
+
+def test_feature_recipes_of_version_1_still_load():
+    spec = fleet_rul.FeatureSpec.from_json(
+        '{"version": 1, "columns": ["a"], "input_columns": ["a", "b"], "baseline_rows": 15, '
+        '"cap": 125.0}')
+    assert spec.conditions is None and spec.columns == ('a',)
+    with pytest.raises(fleet_rul.FleetDataError, match='malformed'):
+        fleet_rul.FeatureSpec.from_json(
+            '{"version": 2, "columns": ["a"], "input_columns": ["a"], "baseline_rows": 15, '
+            '"cap": 125.0, "conditions": {"columns": ["a"], "input_columns": ["a"], '
+            '"center": [[1.0]], "scale": [0.0], "mean": [[0.0]], "std": [[1.0]]}}')
+
+
+def test_cli_condition_columns(tmp_path, capsys):
+    data, _ = _regimes(_fleet(units=20, seed=8))
+    train = _write_csv(tmp_path / 'train.csv', data)
+    model = tmp_path / 'model.onnx'
+    assert main(['rul', 'fit', '--format', 'csv', '--data', str(train), '--output', str(model),
+                 '--rounds', '20', '--condition-columns', 'load']) == 0
+    assert '4 operating regimes in load' in capsys.readouterr().out
+    assert main(['rul', 'fit', '--format', 'csv', '--data', str(train), '--output', str(model),
+                 '--rounds', '5', '--condition-columns', 'speed']) == 2
+    assert "condition column(s) ['speed'] not in the data" in capsys.readouterr().err

@@ -11,6 +11,18 @@ time minus the row's time. Two formats are read:
   numeric feature columns, time increasing within a unit; rows of a unit need not be
   contiguous). For training every unit must run to its failure at its last row.
 
+Operating conditions (:class:`OperatingConditions`): a fleet that runs in several discrete
+operating regimes (C-MAPSS FD002 and FD004: six combinations of altitude, Mach number and
+throttle) sees its sensor levels jump with the regime far more than they drift with wear. When
+the data names its condition columns (C-MAPSS: the three operational settings; a CSV: the
+``condition_columns`` given to :func:`fit`), :func:`find_operating_conditions` looks for
+well-separated regimes in them (k-means, accepted only when the clusters are clearly apart:
+silhouette >= :data:`MIN_SILHOUETTE`). If it finds two or more, every input column is
+normalized within its regime (mean and standard deviation of the training rows of that regime)
+before the features, and the condition columns themselves are left out of the features. Data
+with one condition (FD001, FD003) is used as it is. The regimes travel in the model's metadata,
+so a file to predict on is normalized the same way, row by row.
+
 Features (:func:`unit_features`) are computed per unit from its own history only (causal: a
 row sees the rows before it), so the prediction for a unit never depends on which other units
 are in the file. Per input column: exponential moving averages (spans 5 and 20 rows), causal
@@ -38,12 +50,18 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-__all__ = ['CMAPSS_COLUMNS', 'FEATURE_VERSION', 'FeatureSpec', 'FleetData', 'FleetDataError',
-           'FleetRulModel', 'fit', 'load_cmapss', 'load_csv', 'load_fleet', 'nasa_score',
-           'rmse', 'target_rul', 'unit_features']
+__all__ = ['CMAPSS_COLUMNS', 'CMAPSS_CONDITIONS', 'FEATURE_VERSION', 'FeatureSpec', 'FleetData',
+           'FleetDataError', 'FleetRulModel', 'OperatingConditions', 'default_conditions',
+           'find_operating_conditions', 'fit', 'load_cmapss', 'load_csv', 'load_fleet',
+           'nasa_score', 'rmse', 'target_rul', 'unit_features']
 
-CMAPSS_COLUMNS = ['setting1', 'setting2', 'setting3'] + [f's{i}' for i in range(1, 22)]
-FEATURE_VERSION = 1
+CMAPSS_CONDITIONS = ['setting1', 'setting2', 'setting3']
+CMAPSS_COLUMNS = CMAPSS_CONDITIONS + [f's{i}' for i in range(1, 22)]
+FEATURE_VERSION = 2          # 2: operating conditions; version 1 models (none) are still read
+MIN_SILHOUETTE = 0.8
+"""Regimes are used only when the clusters of the condition columns are this clearly apart."""
+MAX_REGIMES = 10
+_SILHOUETTE_SAMPLE = 4000    # rows the silhouette is computed on (it is quadratic in rows)
 METADATA_KEY = 'robot_twin.fleet_rul'
 ONNX_INPUT = 'features'
 _EWM_SPANS = (5, 20)
@@ -204,6 +222,138 @@ def target_rul(data, cap):
     return np.minimum(out, cap)
 
 
+# ---------------------------------------------------------------------------- conditions
+@dataclass(frozen=True, eq=False)
+class OperatingConditions:
+    """
+    Discrete operating regimes and the per-regime normalization of the input columns.
+
+    Attributes
+    ----------
+    columns : tuple of str
+        The condition columns (a row's regime is found from these).
+    input_columns : tuple of str
+        The columns ``mean`` and ``std`` refer to, in order.
+    center : (k, c) float array
+        Regime centres in the condition columns.
+    scale : (c,) float array
+        Scale of each condition column for the distance to a centre.
+    mean, std : (k, F) float arrays
+        Per regime, mean and standard deviation (1 where a column is constant in the regime)
+        of every input column over the training rows.
+
+    """
+
+    columns: tuple
+    input_columns: tuple
+    center: np.ndarray
+    scale: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def regimes(self):
+        """Number of regimes."""
+        return len(self.center)
+
+    def regime(self, data):
+        """Return the regime of every row of ``data`` (FleetData with the input columns), (N,)."""
+        cond = data.values[:, [data.columns.index(c) for c in self.columns]] / self.scale
+        d2 = ((cond[:, None, :] - (self.center / self.scale)[None, :, :]) ** 2).sum(axis=2)
+        return np.argmin(d2, axis=1)
+
+    def normalize(self, data):
+        """
+        Return ``data`` with every input column normalized within its row's regime.
+
+        The condition columns are left out (they only say which regime a row is in).
+        """
+        keep = [c for c in self.input_columns if c not in self.columns]
+        index = [data.columns.index(c) for c in self.input_columns]
+        r = self.regime(data)
+        values = (data.values[:, index] - self.mean[r]) / self.std[r]
+        where = [self.input_columns.index(c) for c in keep]
+        return FleetData(data.unit, data.time, values[:, where], keep, data.source)
+
+    def to_dict(self):
+        """Return the regimes as plain lists (for the model's JSON metadata)."""
+        return {'columns': list(self.columns), 'input_columns': list(self.input_columns),
+                'center': self.center.tolist(), 'scale': self.scale.tolist(),
+                'mean': self.mean.tolist(), 'std': self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of :meth:`to_dict`; ValueError/KeyError/TypeError when malformed."""
+        out = cls(tuple(d['columns']), tuple(d['input_columns']),
+                  np.asarray(d['center'], float), np.asarray(d['scale'], float),
+                  np.asarray(d['mean'], float), np.asarray(d['std'], float))
+        k, c, f = len(out.center), len(out.columns), len(out.input_columns)
+        if (out.center.shape != (k, c) or out.scale.shape != (c,) or out.mean.shape != (k, f)
+                or out.std.shape != (k, f) or not np.all(out.scale > 0.0)
+                or not np.all(out.std > 0.0)):
+            raise ValueError('operating conditions with inconsistent shapes or scales')
+        return out
+
+
+def default_conditions(fmt):
+    """Return the condition columns a format has by definition (C-MAPSS: its three settings)."""
+    return list(CMAPSS_CONDITIONS) if fmt == 'cmapss' else []
+
+
+def find_operating_conditions(data, columns, seed=0):
+    """
+    Look for discrete operating regimes in the condition ``columns`` of training ``data``.
+
+    k-means (k = 2 .. :data:`MAX_REGIMES`) on the condition columns, each scaled by its
+    standard deviation; the k with the best silhouette is taken if that silhouette is at least
+    :data:`MIN_SILHOUETTE` (clusters clearly apart, as discrete regimes are). Returns an
+    :class:`OperatingConditions`, or None when there is one condition (or no condition column).
+
+    Raises
+    ------
+    FleetDataError
+        A condition column the data does not have.
+
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    columns = list(columns)
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise FleetDataError(f'{data.source}: condition column(s) {missing} not in the data; '
+                             f'columns are {data.columns}')
+    cond = data.values[:, [data.columns.index(c) for c in columns]]
+    scale = cond.std(axis=0)
+    scale = np.where(scale > _CONSTANT_STD, scale, 1.0)
+    x = cond / scale
+    if x.shape[0] < 2 * MAX_REGIMES or np.all(np.ptp(x, axis=0) <= _CONSTANT_STD):
+        return None
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(x.shape[0], size=min(_SILHOUETTE_SAMPLE, x.shape[0]), replace=False)
+    best = (-1.0, None)
+    for k in range(2, MAX_REGIMES + 1):
+        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
+        labels = km.labels_[sample]
+        if np.unique(labels).size < 2:
+            continue
+        score = float(silhouette_score(x[sample], labels))
+        if score > best[0]:
+            best = (score, km)
+    score, km = best
+    if km is None or score < MIN_SILHOUETTE:
+        return None
+    labels = km.labels_
+    k = km.n_clusters
+    mean = np.array([data.values[labels == r].mean(axis=0) for r in range(k)])
+    std = np.array([data.values[labels == r].std(axis=0) for r in range(k)])
+    std = np.where(std > _CONSTANT_STD, std, 1.0)
+    return OperatingConditions(tuple(columns), tuple(data.columns), km.cluster_centers_ * scale,
+                               scale, mean, std)
+
+
 # ---------------------------------------------------------------------------- features
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -220,6 +370,9 @@ class FeatureSpec:
         Rows at the start of a unit that define its own healthy baseline.
     cap : float
         RUL cap (model output is ``RUL / cap``).
+    conditions : OperatingConditions or None
+        The regimes the input columns are normalized in before the features (None: used as
+        they are). ``columns`` are then the normalized columns.
 
     """
 
@@ -227,6 +380,7 @@ class FeatureSpec:
     input_columns: tuple
     baseline_rows: int = 15
     cap: float = 125.0
+    conditions: OperatingConditions = None
 
     def names(self):
         """Return the feature names, in model input order."""
@@ -240,18 +394,22 @@ class FeatureSpec:
         """Return the spec as a JSON text."""
         return json.dumps({'version': FEATURE_VERSION, 'columns': list(self.columns),
                            'input_columns': list(self.input_columns),
-                           'baseline_rows': self.baseline_rows, 'cap': self.cap})
+                           'baseline_rows': self.baseline_rows, 'cap': self.cap,
+                           'conditions': None if self.conditions is None
+                           else self.conditions.to_dict()})
 
     @classmethod
     def from_json(cls, text):
         """Parse :meth:`to_json` output; FleetDataError if it is not one."""
         try:
             data = json.loads(text)
-            if data.get('version') != FEATURE_VERSION:
+            if data.get('version') not in (1, FEATURE_VERSION):
                 raise FleetDataError(f'feature recipe version {data.get("version")!r}; this '
-                                     f'robot_twin reads version {FEATURE_VERSION}')
+                                     f'robot_twin reads versions 1 to {FEATURE_VERSION}')
+            conditions = data.get('conditions')
             return cls(tuple(data['columns']), tuple(data['input_columns']),
-                       int(data['baseline_rows']), float(data['cap']))
+                       int(data['baseline_rows']), float(data['cap']),
+                       None if conditions is None else OperatingConditions.from_dict(conditions))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FleetDataError(f'model metadata {METADATA_KEY!r} is malformed: {exc}'
                                  ) from None
@@ -361,7 +519,7 @@ DEFAULT_ROUNDS = 500
 
 
 def fit(data, *, cap=125.0, params=None, rounds=DEFAULT_ROUNDS, seed=0, baseline_rows=15,
-        progress=None):
+        condition_columns=(), progress=None):
     """
     Train a LightGBM model on run-to-failure data.
 
@@ -379,6 +537,9 @@ def fit(data, *, cap=125.0, params=None, rounds=DEFAULT_ROUNDS, seed=0, baseline
         LightGBM's seed (bagging, feature sampling).
     baseline_rows : int
         Rows of a unit's own baseline (:func:`unit_features`).
+    condition_columns : sequence of str
+        Columns that say the operating condition (:func:`find_operating_conditions`; C-MAPSS:
+        :func:`default_conditions`). Empty: none.
     progress : callable, optional
         Called with the finished round count (e.g. a tqdm update).
 
@@ -391,12 +552,15 @@ def fit(data, *, cap=125.0, params=None, rounds=DEFAULT_ROUNDS, seed=0, baseline
 
     if not cap > 0.0:
         raise FleetDataError(f'cap must be > 0, got {cap}')
-    std = data.values.std(axis=0)
-    columns = [c for c, s in zip(data.columns, std) if s > _CONSTANT_STD]
+    conditions = find_operating_conditions(data, condition_columns, seed=seed)
+    used = data if conditions is None else conditions.normalize(data)
+    std = used.values.std(axis=0)
+    columns = [c for c, s in zip(used.columns, std) if s > _CONSTANT_STD]
     if not columns:
         raise FleetDataError(f'{data.source}: every feature column is constant')
-    spec = FeatureSpec(tuple(columns), tuple(data.columns), int(baseline_rows), float(cap))
-    _, x = _feature_matrix(data, spec, last_only=False)
+    spec = FeatureSpec(tuple(columns), tuple(data.columns), int(baseline_rows), float(cap),
+                       conditions)
+    _, x = _feature_matrix(used, spec, last_only=False)
     y = target_rul(data, cap) / cap
     settings = dict(DEFAULT_PARAMS, seed=int(seed), **(params or {}))
     callbacks = []
@@ -445,6 +609,8 @@ def _safe_names(spec):
 def features_for_prediction(data, spec):
     """Return ``(units (U,), features (U, n_features) float32)`` at each unit's last row."""
     _check_columns(data, spec)
+    if spec.conditions is not None:
+        data = spec.conditions.normalize(data)
     units, x = _feature_matrix(data, spec, last_only=True)
     return units, x.astype(np.float32)
 
