@@ -47,6 +47,10 @@ def add_rul_parser(subparsers):
     _common(predict)
     predict.add_argument('--model', required=True, help='model.onnx from "rul fit"')
     predict.add_argument('--output', required=True, help='predictions CSV to write')
+    predict.add_argument('--truth', default=None, metavar='FILE',
+                         help="the units' true RUL, to score the predictions: C-MAPSS "
+                              'RUL_FD00x.txt (one number per line, units 1, 2, ...) or a CSV '
+                              'with header unit,rul; prints RMSE and the NASA score')
     predict.set_defaults(func=run_predict)
     return p
 
@@ -125,7 +129,13 @@ def run_predict(args):
     try:
         model = fleet_rul.FleetRulModel(args.model)
         data = fleet_rul.load_fleet(args.data, args.format)
+        truth = None if args.truth is None else fleet_rul.load_truth(args.truth)
         units, rul = model.predict(data)
+        if truth is not None:
+            missing = [int(u) for u in units if int(u) not in truth]
+            if missing:
+                raise fleet_rul.FleetDataError(f'{args.truth}: no true RUL for unit(s) '
+                                               f'{missing[:10]}')
     except fleet_rul.FleetDataError as exc:
         return _error(str(exc))
     try:
@@ -133,4 +143,10 @@ def run_predict(args):
     except OSError as exc:
         return _error(f'cannot write {args.output}: {exc}', 1)
     print(f'{_RUL} predict: {units.size} units; wrote {args.output}')
+    if truth is not None:
+        true = [truth[int(u)] for u in units]
+        print(f'{_RUL} predict: against {args.truth}: RMSE {fleet_rul.rmse(rul, true):.2f} '
+              f'(true RUL capped at {model.spec.cap:g}: '
+              f'{fleet_rul.rmse(rul, [min(t, model.spec.cap) for t in true]):.2f}), NASA score '
+              f'{fleet_rul.nasa_score(rul, true):.1f} over {units.size} units')
     return 0

@@ -180,7 +180,7 @@ def test_cli_errors_are_messages(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not FD001.is_file(), reason='C-MAPSS FD001 not in ../shared/datasets')
-def test_cli_on_cmapss_fd001(tmp_path):
+def test_cli_on_cmapss_fd001(tmp_path, capsys):
     model = tmp_path / 'model.onnx'
     assert main(['rul', 'fit', '--format', 'cmapss', '--data', str(FD001), '--output',
                  str(model), '--rounds', '30']) == 0
@@ -193,6 +193,31 @@ def test_cli_on_cmapss_fd001(tmp_path):
                  str(cut), '--output', str(out)]) == 0
     rows = list(csv.reader(open(out)))
     assert rows[0] == ['unit', 'rul'] and len(rows) == 4
+    # scored against an RUL_FD00x.txt-style truth: one number per line, units 1, 2, 3
+    life = {u: max(int(ln.split()[1]) for ln in lines if int(ln.split()[0]) == u)
+            for u in (1, 2, 3)}
+    true = [life[u] - 100 for u in (1, 2, 3)]
+    truth = tmp_path / 'RUL_FD001.txt'
+    truth.write_text(''.join(f'{t}\n' for t in true))
+    assert main(['rul', 'predict', '--format', 'cmapss', '--model', str(model), '--data',
+                 str(cut), '--output', str(out), '--truth', str(truth)]) == 0
+    predicted = [float(r[1]) for r in list(csv.reader(open(out)))[1:]]
+    expected = fleet_rul.rmse(predicted, true)
+    assert f'RMSE {expected:.2f}' in capsys.readouterr().out
+
+
+def test_truth_files_and_their_errors(tmp_path):
+    plain = tmp_path / 'RUL.txt'
+    plain.write_text('112\n98\n\n69\n')
+    assert fleet_rul.load_truth(plain) == {1: 112.0, 2: 98.0, 3: 69.0}
+    table = tmp_path / 'truth.csv'
+    table.write_text('unit,rul\n7,12.5\n3,40\n')
+    assert fleet_rul.load_truth(table) == {7: 12.5, 3: 40.0}
+    for text, match in (('unit,rul\n1,-3\n', 'RUL >= 0'), ('unit,rul\n1,4\n1,5\n', 'twice'),
+                        ('12 13\n', 'expected a unit id'), ('', 'no data rows')):
+        table.write_text(text)
+        with pytest.raises(fleet_rul.FleetDataError, match=match):
+            fleet_rul.load_truth(table)
 
 
 def _regimes(data, seed=5, regimes=4):

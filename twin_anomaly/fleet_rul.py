@@ -53,7 +53,7 @@ from scipy.signal import lfilter
 __all__ = ['CMAPSS_COLUMNS', 'CMAPSS_CONDITIONS', 'FEATURE_VERSION', 'FeatureSpec', 'FleetData',
            'FleetDataError', 'FleetRulModel', 'OperatingConditions', 'default_conditions',
            'find_operating_conditions', 'fit', 'load_cmapss', 'load_csv', 'load_fleet',
-           'nasa_score', 'rmse', 'target_rul', 'unit_features']
+           'load_truth', 'nasa_score', 'rmse', 'target_rul', 'unit_features']
 
 CMAPSS_CONDITIONS = ['setting1', 'setting2', 'setting3']
 CMAPSS_COLUMNS = CMAPSS_CONDITIONS + [f's{i}' for i in range(1, 22)]
@@ -204,6 +204,47 @@ def load_csv(path):
     if np.any(data[:, 0] != np.round(data[:, 0])):
         raise FleetDataError(f'{path}: unit ids must be integers')
     return _finish(data[:, 0].astype(np.int64), data[:, 1], data[:, 2:], header[2:], path)
+
+
+def load_truth(path):
+    """
+    Read the true RUL of units: ``{unit: rul}``.
+
+    Either C-MAPSS ``RUL_FD00x.txt`` (one number per line; line ``i`` is unit ``i``) or a CSV
+    with header ``unit,rul``.
+
+    Raises
+    ------
+    FleetDataError
+        Unreadable file, a value that is not a finite number >= 0, a unit twice.
+
+    """
+    path = Path(path)
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding='utf-8').splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetDataError(f'cannot read {path}: {exc}') from exc
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise FleetDataError(f'{path}: no data rows')
+    header = [h.strip() for h in lines[0].split(',')]
+    if header == ['unit', 'rul']:
+        pairs = [(number, ln.split(',')) for number, ln in enumerate(lines[1:], start=2)]
+    else:
+        pairs = [(number, [str(number), ln]) for number, ln in enumerate(lines, start=1)]
+    out = {}
+    for number, fields in pairs:
+        try:
+            unit, rul = float(fields[0]), float(fields[1])
+            if len(fields) != 2 or unit != round(unit) or not (math.isfinite(rul) and rul >= 0):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise FleetDataError(f'{path}:{number}: expected a unit id and a RUL >= 0, got '
+                                 f'{",".join(fields)!r}') from None
+        if int(unit) in out:
+            raise FleetDataError(f'{path}:{number}: unit {int(unit)} given twice')
+        out[int(unit)] = rul
+    return out
 
 
 def load_fleet(path, fmt):
