@@ -538,6 +538,17 @@ def test_missing_file_and_bad_xml(tmp_path):
         RobotModel.from_urdf(_write(tmp_path, '<robot><link name="a"></robot>'))
 
 
+def test_an_unexpanded_xacro_file_is_named(tmp_path):
+    macro = _two_link().replace('<robot name="two">',
+                                '<robot name="two" xmlns:xacro="http://www.ros.org/wiki/xacro">'
+                                '<xacro:property name="l" value="0.3"/>')
+    with pytest.raises(URDFError, match='this is a xacro file.*expand it first'):
+        RobotModel.from_urdf(_write(tmp_path, macro))
+    expression = _two_link().replace('effort="10"', 'effort="${effort}"')
+    with pytest.raises(URDFError, match='this is a xacro file'):
+        RobotModel.from_urdf(_write(tmp_path, expression))
+
+
 def test_missing_limits_are_rejected(tmp_path):
     with pytest.raises(URDFError, match="joint 'j1' \\(revolute\\) has no <limit>"):
         RobotModel.from_urdf(_write(tmp_path, _two_link(limit=False)))

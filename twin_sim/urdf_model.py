@@ -339,6 +339,19 @@ def _check_meshes(robot, path, package_dirs):
                       URDFWarning, stacklevel=4)
 
 
+_XACRO_NS = '{http://www.ros.org/wiki/xacro}'
+
+
+def _is_xacro(robot):
+    """Whether the ``<robot>`` tree still has xacro elements or ``${...}`` expressions."""
+    for elem in robot.iter():
+        if isinstance(elem.tag, str) and elem.tag.startswith(_XACRO_NS):
+            return True
+        if any('${' in value for value in elem.attrib.values()):
+            return True
+    return False
+
+
 def _parse_urdf(path, package_dirs):
     path = Path(path)
     if not path.is_file():
@@ -349,6 +362,11 @@ def _parse_urdf(path, package_dirs):
         raise URDFError(f'{path}: not valid XML ({exc})') from None
     if robot.tag != 'robot':
         raise URDFError(f'{path}: root element is <{robot.tag}>, expected <robot>')
+    if _is_xacro(robot):
+        raise URDFError(f'{path}: this is a xacro file (xacro elements or ${{...}} expressions), '
+                        f'not a URDF; expand it first, e.g. `xacro {path.name} > '
+                        f'{path.name.removesuffix(".xacro").removesuffix(".urdf")}.urdf` (with '
+                        'the arguments your robot needs), and give the twin the result')
     links = {}
     for link in robot.findall('link'):
         name = link.get('name')
