@@ -203,11 +203,13 @@ def robot_transients(obs, scenario_time):
 
     The emulated robot steps in real time; starved of CPU it catches up without sending the
     samples it could not send in time (an overrun in /twin/plant_status): a real gap in its
-    stream, which the twin rightly sees. Likewise samples the twin rejected as impossible
-    (speeds beyond the limits): the robot's stamps are on the system clock, so their wall
-    times map to scenario time like stamps.
+    stream, which the twin rightly sees. Starved less, it sends its samples late (tens of ms
+    behind their stamps, counted in its lateness histogram): a late stream, which the twin
+    rightly reports as a delay. Likewise samples the twin rejected as impossible (speeds beyond
+    the limits): the robot's stamps are on the system clock, so their wall times map to
+    scenario time like stamps.
     """
-    return ([t for t in obs.stalls if math.isfinite(t)]
+    return ([t for t in obs.stalls + obs.late_sends if math.isfinite(t)]
             + [scenario_time(t) for t in obs.rejections])
 
 

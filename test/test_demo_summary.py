@@ -6,12 +6,12 @@ from robot_twin.demo import summarize
 FAULTS = [{'type': 'friction_increase', 'joint': 'joint3', 'start_s': 36.0}]
 
 
-def observed(alarms, stalls=(), rejections=()):
+def observed(alarms, stalls=(), rejections=(), late_sends=()):
     """Return what the demo's observer saw (stamps: scenario seconds, identity mapping)."""
     return SimpleNamespace(residual_count=1000, latency_s=[0.001], commissioned_at=30.0,
                            first_alarm=None, first_alarm_groups=None,
                            stalls=list(stalls), rejections=list(rejections),
-                           alarms=alarms, commands=[])
+                           late_sends=list(late_sends), alarms=alarms, commands=[])
 
 
 def verdict(obs):
@@ -55,3 +55,14 @@ def test_only_echoes_after_the_fault_is_not_a_detection():
     obs = observed([('joint7', 'sensor_bias', 36.4)], rejections=[36.1])
     code, text = verdict(obs)
     assert code == 1 and 'was not detected' in text
+
+
+def test_a_delay_alarm_after_the_robot_sent_late_is_its_echo():
+    # the emulated robot sent its samples late after 33.0 s (plant status): the twin's delay
+    # alarm at 33.8 s is that stream's echo, not the answer; without the late sends it fails
+    alarms = [('', 'delay', 33.8), ('joint3', 'friction_increase', 36.5)]
+    code, text = verdict(observed(alarms, late_sends=[33.0]))
+    assert code == 0, text
+    assert 'alarm at t=33.80 s (robot: delay) followed a transient' in text
+    code, text = verdict(observed(alarms))
+    assert code == 1

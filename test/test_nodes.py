@@ -254,3 +254,36 @@ def test_the_output_finiteness_check_catches_every_non_finite_value(bad):
         assert not finite(good, worse)
     assert not finite(np.array([1e308, 1e308]))      # too large to be a residual
     assert not finite(np.array([math.inf]), np.array([-math.inf]))   # not cancelled out
+
+
+def test_the_observer_notes_when_the_emulated_robot_sent_its_samples_late(ros):
+    # /twin/plant_status carries the plant's cumulative lateness histogram; the observer (demo,
+    # integration tests) notes the time of the report before at least 50 ms of robot time went
+    # out 10 ms late or more: a late stream of the emulated robot, which the twin may report
+    from diagnostic_msgs.msg import DiagnosticArray
+    from robot_twin.nodes.messages import make_status
+    from robot_twin.nodes.monitor_node import TwinMonitorNode
+    from twin_sim.pacing import JITTER_EDGES_US
+    ros()
+    node = TwinMonitorNode('observer_test', watch_commands=False)
+    try:
+        def report(plant_time, late_10ms, late_20ms, start='100.0'):
+            counts = [1000] + [0] * (len(JITTER_EDGES_US) - 3) + [late_10ms, late_20ms]
+            values = {'start_stamp': start, 'plant_time_s': f'{plant_time:.3f}',
+                      'rate_hz': 1000.0, 'overruns': 0,
+                      'jitter_hist_edges_us': ','.join(map(str, JITTER_EDGES_US)),
+                      'jitter_hist_counts': ','.join(map(str, counts))}
+            array = DiagnosticArray()
+            array.status = [make_status('twin/plant', 'OK', 'running', values)]
+            node.on_plant(array)
+
+        report(1.0, 0, 0)
+        report(2.0, 10, 5)            # 15 ms of samples late: not worth a note
+        report(3.0, 40, 30)           # 55 more: late after the report at 2 s
+        report(4.0, 60, 30)           # 20 more: no
+        assert node.obs.late_sends == [2.0]
+        report(0.5, 0, 0, start='200.0')   # a new plant: its counts start again
+        report(1.5, 100, 0, start='200.0')
+        assert node.obs.late_sends == [2.0, 0.5]
+    finally:
+        node.destroy_node()

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from twin_sim.pacing import JITTER_EDGES_US, LockstepGate, RealtimePacer
+from twin_sim.pacing import JITTER_EDGES_US, LockstepGate, RealtimePacer, steps_at_least
 
 
 def test_pacer_counts_misses_and_bins_lateness():
@@ -57,3 +57,16 @@ def test_lockstep_gate_waits_for_the_controller_then_resends_unanswered_samples(
     assert gate.tick(2.5, True) is None and gate.resends == 1
     gate.reset()
     assert not gate.started and gate.tick(3.0, True) is None
+
+
+def test_steps_at_least_a_lateness_from_the_cumulative_histogram():
+    pacer = RealtimePacer(0.001)
+    for late in (0.0, 0.004, 0.012, 0.012, 0.025):
+        pacer.done(pacer.due + late)
+    stats = pacer.stats()
+    assert steps_at_least(stats, 10000) == 3 and steps_at_least(stats, 20000) == 1
+    text = {k: ','.join(str(v) for v in stats[k])
+            for k in ('jitter_hist_edges_us', 'jitter_hist_counts')}     # as in plant status
+    assert steps_at_least(text, 10000) == 3
+    assert steps_at_least({}, 10000) == 0
+    assert steps_at_least({'jitter_hist_edges_us': '0,x', 'jitter_hist_counts': '1,2'}, 0) == 0

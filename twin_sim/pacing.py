@@ -20,6 +20,30 @@ JITTER_EDGES_US = (0, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 """Lower edges of the lateness histogram's bins, µs; the last bin is open-ended."""
 
 
+def steps_at_least(stats, late_us):
+    """
+    Count the steps of a cumulative lateness histogram that went out ``late_us`` or more late.
+
+    ``stats`` holds ``jitter_hist_edges_us`` and ``jitter_hist_counts`` as :meth:`RealtimePacer.
+    stats` gives them, as lists or as comma-separated text (/twin/plant_status). Counts from bins
+    whose lower edge is at least ``late_us`` (choose one of :data:`JITTER_EDGES_US`). 0 when the
+    figures are missing or unreadable (a lock-step plant has none).
+    """
+    def numbers(value):
+        if isinstance(value, str):
+            value = [v for v in value.split(',') if v.strip()]
+        return [float(v) for v in value]
+
+    try:
+        edges = numbers(stats.get('jitter_hist_edges_us', ()))
+        counts = numbers(stats.get('jitter_hist_counts', ()))
+    except (TypeError, ValueError):
+        return 0
+    if len(edges) != len(counts):
+        return 0
+    return int(sum(c for e, c in zip(edges, counts) if e >= late_us))
+
+
 class RealtimePacer:
     """
     Schedule of a periodic loop and its timing statistics.

@@ -27,6 +27,10 @@ from robot_twin.nodes.messages import level_name, status_values, \
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
+from twin_sim.pacing import steps_at_least
+
+LATE_SEND_S = 0.01      # an emulated robot's sample this late went out late (its stream lagged)
+LATE_SPAN_S = 0.05      # ... noted when at least this much robot time of samples was that late
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Observation:
     plant: dict = field(default_factory=dict)            # latest /twin/plant_status values
     epochs: list = field(default_factory=list)           # (start_stamp, plant_time_s) seen
     stalls: list = field(default_factory=list)           # plant times its overruns went up
+    late_sends: list = field(default_factory=list)       # plant times before late samples
     commands: list = field(default_factory=list)         # (kind, joint names, positions)
     rul: dict = field(default_factory=dict)              # status name -> (level, msg, values)
     speed_scale: float = None                            # latest /twin/speed_scale
@@ -62,6 +67,7 @@ class TwinMonitorNode(Node):
         super().__init__(name, **kwargs)
         self.obs = Observation()
         self._overruns = 0
+        self._late = (0, math.nan)       # late steps so far, plant time of that report
         self._effort_sq = deque(maxlen=1000)
         self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, qos.STATUS)
         self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, qos.LATCHED)
@@ -142,6 +148,19 @@ class TwinMonitorNode(Node):
             if overruns > self._overruns:      # starved of CPU: it dropped samples to catch up
                 self._overruns = overruns
                 self.obs.stalls.append(plant_time)
+            # starved less: it sent its samples late (its stream was late; the stamps are when
+            # they were due). Worth noting when it was at least LATE_SEND_S late for at least
+            # LATE_SPAN_S worth of samples since the last report: noted at that report's time
+            late = steps_at_least(values, LATE_SEND_S * 1e6)
+            last_late, last_time = self._late
+            if late >= last_late and last_time <= plant_time:    # the same plant, later on
+                try:
+                    span = (late - last_late) / float(values.get('rate_hz', 'nan'))
+                except ValueError:
+                    span = math.nan
+                if span >= LATE_SPAN_S:
+                    self.obs.late_sends.append(last_time)
+            self._late = (late, plant_time)
 
     def scenario_time(self, stamp):
         """
