@@ -307,6 +307,22 @@ def test_general_urdf_sensor_frame_and_joint_order(tmp_path):
     np.testing.assert_allclose(m.effort[::-1], model.gravity(m.q[::-1]), atol=1e-6)
 
 
+@pytest.mark.parametrize('order', [None, ['elbow', 'shoulder']])
+def test_the_controller_s_mass_matrix_and_bias_are_its_inverse_dynamics(tmp_path, order):
+    # what the saturated-torque solve relies on: tau(a) = M a + bias for every a, in the
+    # world's joint order (also when it is not the model's)
+    urdf = ARM if order is None else _two_link_urdf(tmp_path)
+    world = SimWorld(urdf, joint_names=order)
+    rng = np.random.default_rng(5)
+    q, qd = rng.uniform(-1.0, 1.0, world.n), rng.uniform(-1.0, 1.0, world.n)
+    mass, bias = world._mass_and_bias(q, qd)
+    np.testing.assert_allclose(mass, mass.T)
+    for _ in range(3):
+        a = rng.uniform(-2.0, 2.0, world.n)
+        np.testing.assert_allclose(mass @ a + bias, world._inverse_dynamics(q, qd, a),
+                                   atol=1e-9)
+
+
 def test_worlds_are_independent():
     a = SimWorld(ARM)
     b = SimWorld(ARM)

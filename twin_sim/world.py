@@ -590,6 +590,20 @@ class SimWorld:
         a[self._pin_perm] = acc
         return pin.rnea(self._pin_model, self._pin_data, p, v, a)[self._pin_perm]
 
+    def _mass_and_bias(self, q, qd):
+        """Mass matrix (n, n) and bias torques ``C qd + g`` (n,) of the control model."""
+        perm = self._pin_perm
+        if perm is not None:
+            p, v = np.empty(self.n), np.empty(self.n)
+            p[perm], v[perm] = q, qd
+            q, qd = p, v
+        upper = pin.crba(self._pin_model, self._pin_data, q)     # (the upper triangle)
+        mass = np.triu(upper) + np.triu(upper, 1).T
+        bias = pin.nonLinearEffects(self._pin_model, self._pin_data, q, qd).copy()
+        if perm is not None:
+            mass, bias = mass[np.ix_(perm, perm)], bias[perm]
+        return mass, bias
+
     def _saturated_torque(self, q, qd, acc, tau, lim):
         """
         Torques when some joints cannot have the acceleration asked of them.
@@ -605,12 +619,7 @@ class SimWorld:
         their limit (n,) bool.
         """
         n = self.n
-        bias = self._inverse_dynamics(q, qd, np.zeros(n))
-        mass = np.empty((n, n))
-        for i in range(n):                       # M column by column: M e_i = tau(e_i) - bias
-            e = np.zeros(n)
-            e[i] = 1.0
-            mass[:, i] = self._inverse_dynamics(q, qd, e) - bias
+        mass, bias = self._mass_and_bias(q, qd)
         sat = np.zeros(n, dtype=bool)
         sat[int(np.argmax(_over_limit(tau, lim)))] = True
         out = np.minimum(np.maximum(tau, -lim), lim)
