@@ -55,8 +55,9 @@ def fault_loop(tmp_path_factory):
     Start the loop and commission the twin on a well-behaved emulated robot.
 
     Starved of CPU, the emulated robot's controller sends its set-points late; the plant's stiff
-    position loop then jerks the arm (the twin may reject those samples). A twin commissioned
-    on that learns the jerks as nominal, and the test would judge the emulator, not the twin:
+    position loop then jerks the arm (the twin may reject those samples), and the plant itself
+    may drop or delay its samples. A twin commissioned on that learns the jerks as nominal,
+    and the test would judge the emulator, not the twin:
     such a start is stopped and the loop started again (at most ATTEMPTS times, each printed);
     a last bad start goes on, and the test judges it.
     """
@@ -66,10 +67,13 @@ def fault_loop(tmp_path_factory):
         with graph_and_observer() as (graph, observer):
             start_loop(graph, observer, workdir, SCENARIO, extra=EXTRA)
             wait_commissioned(graph, observer)
-            rejected = len(observer.monitor.obs.rejections)
-            if rejected and attempt < ATTEMPTS:
+            obs = observer.monitor.obs
+            rejected = len(obs.rejections)
+            starved = len(obs.stalls) + len(obs.late_sends)
+            if (rejected or starved) and attempt < ATTEMPTS:
                 print(f'start {attempt}: the emulated robot sent samples beyond its limits '
-                      f'during commissioning ({rejected} status reports with rejections); '
+                      f'({rejected} status reports with rejections) or dropped or delayed '
+                      f'its samples ({starved} plant status reports) during commissioning; '
                       'starting the loop again')
                 continue
             yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,

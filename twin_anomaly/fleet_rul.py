@@ -294,7 +294,7 @@ class OperatingConditions:
 
     @property
     def regimes(self):
-        """Number of regimes."""
+        """Return the number of regimes."""
         return len(self.center)
 
     def regime(self, data):

@@ -1282,13 +1282,15 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, vali
     tau_before = predict_torque(model, prior.theta, test.q, test.qd, test.qdd,
                                 'viscous-coulomb', prior.friction, prior.armature)
     timings['evaluate'] = _time.perf_counter() - t0
+    effort_check = _effort_against_prior(names, rows, test.tau, tau_before, test.qd, notes)
     info = {'sample_rate_hz': log.sample_rate_hz, 'cutoff_hz': log.cutoff_hz,
             'raw_samples': log.n_raw_samples, 'dropped_nan_rows': log.n_dropped_nan,
             'velocity_source': dict(log.velocity_source),
             'locked_joints': {names[j]: v for j, v in locked.items()},
             'weights': dict(zip([names[rows[a]] for a in range(len(rows))],
                                 fit.weights.tolist())),
-            'armature_with_body': [names[rows[a]] for a in merged]}
+            'armature_with_body': [names[rows[a]] for a in merged],
+            'effort_vs_prior': effort_check}
     result = SysIdResult(
         names, active, friction, fit.friction, prior.theta, fit.theta, base, fit.beta,
         fit.beta_std, base.projection @ prior.theta, fit.condition_number, fit.consistency,
@@ -1299,6 +1301,56 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, vali
         validation_source='held-out tail of the log' if validation is None else 'validation log')
     _decide(result, relative_tolerance, absolute_tolerance)
     return result
+
+
+EFFORT_CHECK_MIN_RMS = 0.5        # N·m (N): the prior must ask this much of a joint to judge it
+EFFORT_SCALE_RANGE = (0.25, 4.0)  # measured / predicted effort outside this: units or URDF?
+_SIGN_VELOCITY = 0.05             # rad/s (m/s): smooth sign of the Coulomb term of the check
+
+
+def _effort_against_prior(names, rows, measured, predicted, qd, notes):
+    """
+    Compare the log's efforts with the prior's predictions, joint by joint (held-out part).
+
+    Per identified joint: ``scale``, the least-squares factor from the prior's rigid-body
+    effort to the measured one (fitted together with a viscous, a Coulomb and a constant term,
+    so that friction the prior lacks does not count as scale), and ``correlation``, of the
+    prior's effort with the measured one less those terms. An effort the prior's motion
+    explains well but with the wrong sign, or at a scale far from 1, is not a model the fit
+    should quietly absorb:
+    it is usually the robot's convention (an effort that counts against the URDF axis, motor
+    current instead of N·m, a torque before the gear) or a URDF with wrong masses (a wrist
+    carrying a tool the URDF lacks can read twice its prediction, which is not flagged). Such
+    joints get a warning; nothing else changes (the fit and its acceptance are as before).
+    Returns ``{joint: {'scale', 'correlation'}}`` for the joints the prior loads enough
+    (:data:`EFFORT_CHECK_MIN_RMS`).
+    """
+    out = {}
+    for j in rows:
+        p, m, v = predicted[:, j], measured[:, j], qd[:, j]
+        ok = np.isfinite(p) & np.isfinite(m) & np.isfinite(v)
+        p, m, v = p[ok], m[ok], v[ok]
+        if p.size < 10 or not np.sqrt(np.mean(p * p)) >= EFFORT_CHECK_MIN_RMS:
+            continue
+        design = np.column_stack([p, v, np.tanh(v / _SIGN_VELOCITY), np.ones_like(p)])
+        coef = np.linalg.lstsq(design, m, rcond=None)[0]
+        scale = float(coef[0])
+        rest = m - design[:, 1:] @ coef[1:]          # the measured effort less friction
+        spread = np.std(p) * np.std(rest)
+        corr = float(np.mean((p - p.mean()) * (rest - rest.mean())) / spread) \
+            if spread > 0 else 0.0
+        out[names[j]] = {'scale': scale, 'correlation': corr}
+        low, high = EFFORT_SCALE_RANGE
+        if scale < 0.0 and corr < -0.5:
+            _warn(notes, f'joint {names[j]}: the measured effort runs against the prediction '
+                         f'(measured = {scale:.2f} x predicted, correlation {corr:.2f}): does '
+                         'the robot count effort against the URDF joint axis?')
+        elif corr > 0.8 and not low <= scale <= high:
+            _warn(notes, f'joint {names[j]}: the measured effort is {scale:.2f} x what the '
+                         f'model predicts (correlation {corr:.2f}): is it in N·m (N) at the '
+                         'joint (not a motor current, nor before the gear), and are the URDF '
+                         'masses right?')
+    return out
 
 
 def _check_sample_count(n_train, n_test, n_unknown):
