@@ -279,3 +279,20 @@ def test_poorly_exciting_commissioning_never_worse_than_the_urdf(tmp_path):
     prior, prior_blocks = residual_rms(twin, later)
     used, used_blocks = residual_rms(apply(twin, result), later)
     assert np.all(used_blocks <= 1.1 * prior_blocks + 0.01), (used_blocks, prior_blocks)
+
+
+def test_a_robot_that_counts_an_effort_against_the_axis_is_told(plant_run):
+    # the same commissioning data, but the robot gives joint2's effort with the other sign:
+    # the calibration names it (the monitor logs these warnings whatever it decides)
+    (q, qd, effort), twin = plant_run['collected'], plant_run['twin']
+    t = np.arange(1, len(q) + 1) * DT
+    flipped = effort.copy()
+    flipped[:, 1] *= -1.0
+    calibrator = Calibrator(twin)
+    for k in range(len(t)):
+        calibrator.add(t[k], q[k], qd[k], flipped[k])
+    result = calibrator.fit()
+    warnings_ = result.details['effort_warnings']
+    assert len(warnings_) == 1 and warnings_[0].startswith(
+        'joint joint2: the measured effort runs against the prediction'), warnings_
+    assert plant_run['result'].details['effort_warnings'] == []

@@ -161,3 +161,21 @@ def test_only_a_robot_model_is_accepted():
         AnomalyMonitor(['joint1', 'joint2'], MonitorConfig(model_path='rules'))
     with pytest.raises(ValueError, match='calibration_fraction'):
         MonitorConfig(calibration_fraction=1.0)
+
+
+def test_an_effort_convention_found_by_the_calibration_is_logged(builtin):
+    # what the calibration found about the robot's effort convention reaches the node's log,
+    # as a warning, also when the calibration itself is not used
+    from twin_anomaly.calibration import CalibrationResult
+    logged = []
+    monitor = AnomalyMonitor(builtin, MonitorConfig(commissioning_duration_s=6.0,
+                                                    model_path='rules'),
+                             log=lambda level, text: logged.append((level, text)))
+    nan = np.full(builtin.n, np.nan)
+    text = 'joint joint2: the measured effort runs against the prediction (...)'
+    monitor._calibrated(CalibrationResult(False, 'the prior predicts better', builtin.joint_names,
+                                          nan, nan, {}, 4.0, 400, 0.1,
+                                          {'effort_warnings': [text]}))
+    assert ('warning', f'commissioning: {text}') in logged
+    assert ('warning', 'calibration not used: the prior predicts better') in logged
+    monitor.close()

@@ -405,7 +405,10 @@ class Calibrator:
                    'train_samples': int(result.n_train), 'test_samples': int(result.n_test),
                    'blocks_dropped': int(self.blocks_dropped),
                    'stamps_back': int(self.stamps_back),
-                   'warnings': list(result.warnings)}
+                   'warnings': list(result.warnings),
+                   'effort_warnings': [d['warning'] for d in
+                                       result.info.get('effort_vs_prior', {}).values()
+                                       if d['warning']]}
         return CalibrationResult(bool(result.accepted), result.decision['reason'], names,
                                  result.rmse('before'), result.rmse('after'), doc,
                                  self.duration_s, self._stored, fit_s, details)

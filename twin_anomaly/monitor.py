@@ -622,6 +622,10 @@ class AnomalyMonitor:
         self._log('info' if event['accepted'] else 'warning',
                   f'calibration {"accepted" if event["accepted"] else "not used"}: '
                   f'{event["reason"]}')
+        # a robot whose effort convention is not the URDF's (sign, units): say it, whatever
+        # the calibration decided, because every effort residual depends on it
+        for text in (result.details.get('effort_warnings', []) if result is not None else []):
+            self._log('warning', f'commissioning: {text}')
         self._events.append(event)
         self._start_learning(self._last_t)
 

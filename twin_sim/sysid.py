@@ -1322,8 +1322,8 @@ def _effort_against_prior(names, rows, measured, predicted, qd, notes):
     current instead of N·m, a torque before the gear) or a URDF with wrong masses (a wrist
     carrying a tool the URDF lacks can read twice its prediction, which is not flagged). Such
     joints get a warning; nothing else changes (the fit and its acceptance are as before).
-    Returns ``{joint: {'scale', 'correlation'}}`` for the joints the prior loads enough
-    (:data:`EFFORT_CHECK_MIN_RMS`).
+    Returns ``{joint: {'scale', 'correlation', 'warning'}}`` (``warning`` empty when none) for
+    the joints the prior loads enough (:data:`EFFORT_CHECK_MIN_RMS`).
     """
     out = {}
     for j in rows:
@@ -1339,17 +1339,19 @@ def _effort_against_prior(names, rows, measured, predicted, qd, notes):
         spread = np.std(p) * np.std(rest)
         corr = float(np.mean((p - p.mean()) * (rest - rest.mean())) / spread) \
             if spread > 0 else 0.0
-        out[names[j]] = {'scale': scale, 'correlation': corr}
         low, high = EFFORT_SCALE_RANGE
+        message = ''
         if scale < 0.0 and corr < -0.5:
-            _warn(notes, f'joint {names[j]}: the measured effort runs against the prediction '
-                         f'(measured = {scale:.2f} x predicted, correlation {corr:.2f}): does '
-                         'the robot count effort against the URDF joint axis?')
+            message = (f'joint {names[j]}: the measured effort runs against the prediction '
+                       f'(measured = {scale:.2f} x predicted, correlation {corr:.2f}): does the '
+                       'robot count effort against the URDF joint axis?')
         elif corr > 0.8 and not low <= scale <= high:
-            _warn(notes, f'joint {names[j]}: the measured effort is {scale:.2f} x what the '
-                         f'model predicts (correlation {corr:.2f}): is it in N·m (N) at the '
-                         'joint (not a motor current, nor before the gear), and are the URDF '
-                         'masses right?')
+            message = (f'joint {names[j]}: the measured effort is {scale:.2f} x what the model '
+                       f'predicts (correlation {corr:.2f}): is it in N·m (N) at the joint (not '
+                       'a motor current, nor before the gear), and are the URDF masses right?')
+        if message:
+            _warn(notes, message)
+        out[names[j]] = {'scale': scale, 'correlation': corr, 'warning': message}
     return out
 
 

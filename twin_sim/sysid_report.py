@@ -104,7 +104,7 @@ def report_dict(result, data=None, *, forced=False, written=None):
         'dropped_nan_rows': result.info.get('dropped_nan_rows'),
         'velocity_source': result.info.get('velocity_source'),
         'locked_joints': result.info.get('locked_joints'),
-        'effort_vs_prior': {j: {k: _num(v) for k, v in d.items()}
+        'effort_vs_prior': {j: {k: v if isinstance(v, str) else _num(v) for k, v in d.items()}
                             for j, d in result.info.get('effort_vs_prior', {}).items()},
         'warnings': list(result.warnings),
         'timings_s': {k: _num(v) for k, v in result.timings.items()},
