@@ -73,4 +73,5 @@ def robot_intake(model, params, with_wrench):
         stale_timeout_s=params.get('stale_timeout_s', 0.1), with_wrench=with_wrench,
         force_range_n=params['wrench_force_range_n'],
         torque_range_nm=params['wrench_torque_range_nm'],
-        joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'])
+        joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'],
+        held_joints=model.locked_joints)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from twin_bridge.validation import (ABS_POSITION_CAP, CAUSES, JointStateValidator, Plausibility,
-                                    ValidationConfigError, VELOCITY_CAP, WRENCH_CAUSES,
+                                    SKIPPED, ValidationConfigError, VELOCITY_CAP, WRENCH_CAUSES,
                                     WrenchValidator)
 
 NAMES = [f'joint{i}' for i in range(1, 8)]
@@ -98,10 +98,24 @@ def test_unknown_joint_ignored_by_policy():
     assert v.validate(names, [math.nan, 1.0, 2.0], [], [], 1.1, 1.1) is None
     # ...a NaN in a kept joint does.
     assert "'joint2' is nan" in v.validate(names, [0.0, math.nan, 2.0], [], [], 1.2, 1.2)
-    # Nothing the model knows: rejected even under 'ignore'.
-    r = v.validate(['finger'], [0.0], [], [], 1.3, 1.3)
-    assert "unknown joint 'finger'" in r and 'unknown_joints: ignore' not in r
-    assert v.counters['unknown_joint'] == 1
+    # Nothing the model knows (a gripper publishing on the same topic): under 'ignore' neither
+    # accepted nor rejected, so it is not counted as bad input nor taken for a robot sample.
+    assert v.validate(['finger'], [0.0], [], [], 1.3, 1.3) is SKIPPED
+    assert v.counters['other_joints_only'] == 1
+    assert v.counters['rejected'] == 1 and v.counters['unknown_joint'] == 0   # (the NaN one)
+
+
+def test_held_joints_are_known_and_left_out():
+    # a gripper's fingers the twin holds fixed (locked_joints): named with the arm, or alone
+    v = make(held_joints=['finger'])
+    assert v.validate(NAMES + ['finger'], P + [0.04], [], [], 1.0, 1.0) is None
+    assert v.validate(['finger'], [0.04], [], [], 1.01, 1.01) is SKIPPED
+    # even values no arm joint could have: the twin does not use them
+    assert v.validate(['finger'], [math.nan], [], [], 1.02, 1.02) is SKIPPED
+    assert v.counters['rejected'] == 0 and v.counters['other_joints_only'] == 2
+    # an unknown name next to the held one is still rejected by the default policy
+    r = v.validate(['finger', 'wrist9'], [0.0, 0.0], [], [], 1.03, 1.03)
+    assert "unknown joint 'wrist9'" in r
 
 
 def test_stamp_checks():

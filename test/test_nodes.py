@@ -116,6 +116,42 @@ def test_a_gripper_streamed_elsewhere_is_locked_and_the_arm_is_mirrored(ros):
     assert max(np.abs(r.effort_residual).max() for r in results) < 0.5
 
 
+@pytest.mark.parametrize('fingers', ['in_the_arm_message', 'own_messages'])
+def test_locked_fingers_on_the_robot_s_own_topic_are_left_out(ros, fingers):
+    # the robot publishes its locked fingers on the same topic, with the arm or in messages
+    # of their own (a gripper driver beside the arm's): the arm is mirrored, and nothing about
+    # the fingers counts as bad input or as a robot sample
+    panda = str(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
+    ros(f'urdf_path:={panda}', "wrench_topic:=''",
+        'locked_joints:=panda_finger_joint1=0.04, panda_finger_joint2=0.04')
+    bridge = TwinBridgeNode('bridge_fingers', anomaly_in_process=True)
+    mirror = TwinMirrorNode('mirror_fingers', source=bridge.input)
+    results = []
+    mirror.result_listeners.append(lambda sample, result: results.append(result))
+    arm = RobotModel.from_urdf(panda, locked={'panda_finger_joint1': 0.04,
+                                              'panda_finger_joint2': 0.04})
+    fingers_msg = ['panda_finger_joint1', 'panda_finger_joint2']
+    for k, msg in enumerate(robot_messages(50, time.time() - 0.06, arm,
+                                           center=0.5 * (arm.lower + arm.upper))):
+        if fingers == 'in_the_arm_message':
+            msg.name = list(msg.name) + fingers_msg
+            msg.position = list(msg.position) + [0.04, 0.04]
+            msg.velocity = list(msg.velocity) + [0.0, 0.0]
+            msg.effort = list(msg.effort) + [0.0, 0.0]
+        bridge.input.on_joint_state(serialize_message(msg))
+        if fingers == 'own_messages' and k % 5 == 0:
+            gripper = JointState()
+            gripper.header.stamp = msg.header.stamp
+            gripper.name, gripper.position = fingers_msg, [0.04, 0.04]
+            bridge.input.on_joint_state(serialize_message(gripper))
+    counters = bridge.intake.counters()
+    assert len(results) == 49, counters
+    assert counters['joint_states.rejected'] == 0 and counters['joint_states.accepted'] == 50
+    assert counters['joint_states.other_joints_only'] == (10 if fingers == 'own_messages'
+                                                          else 0)
+    assert max(np.abs(r.effort_residual).max() for r in results) < 0.5
+
+
 def test_the_hub_lists_the_twin_s_joints_without_the_locked_ones(ros):
     panda = str(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
     ros(f'urdf_path:={panda}', 'nice:=0',

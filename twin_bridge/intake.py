@@ -16,7 +16,7 @@ import numpy as np
 
 from twin_bridge.mapping import JointMapper
 from twin_bridge.timesync import TimeSync
-from twin_bridge.validation import JointStateValidator, WrenchValidator
+from twin_bridge.validation import JointStateValidator, SKIPPED, WrenchValidator
 from twin_bridge.watchdog import StalenessWatchdog
 
 JOINTS = 'joint_states'
@@ -88,19 +88,27 @@ class RobotIntake:
         Measuring range of the force-torque sensor, N and N·m.
     joint_states_topic, wrench_topic : str
         Names used in reasons.
+    held_joints : iterable of str
+        Joints of the robot that the model holds fixed (``locked_joints``): messages may name
+        them; a message that names nothing the twin mirrors is skipped (not a sample, not a
+        rejection; counted as ``other_joints_only``).
 
     """
 
     def __init__(self, joint_names, *, plausibility=None, unknown_joints='reject',
                  max_future_s=0.1, stale_timeout_s=0.1, with_wrench=True,
                  force_range_n=math.inf, torque_range_nm=math.inf,
-                 joint_states_topic='/joint_states', wrench_topic='/ft_sensor/wrench'):
+                 joint_states_topic='/joint_states', wrench_topic='/ft_sensor/wrench',
+                 held_joints=()):
         self.joints = JointStateValidator(joint_names, plausibility=plausibility,
                                           unknown_joints=unknown_joints,
-                                          max_future_s=max_future_s, topic=joint_states_topic)
+                                          max_future_s=max_future_s, topic=joint_states_topic,
+                                          held_joints=held_joints)
         self.wrench = WrenchValidator(max_future_s=max_future_s, force_range_n=force_range_n,
                                       torque_range_nm=torque_range_nm, topic=wrench_topic)
-        self.mapper = JointMapper(joint_names, ignore_unknown=unknown_joints == 'ignore')
+        self.mapper = JointMapper(joint_names, ignore_unknown=unknown_joints == 'ignore',
+                                  held_joints=held_joints)
+        self._skipped = False           # the last joint state carried nothing for the twin
         streams = (JOINTS, WRENCH) if with_wrench else (JOINTS,)
         self.watchdog = StalenessWatchdog(stale_timeout_s, streams)
         self.timesync = TimeSync()
@@ -113,9 +121,14 @@ class RobotIntake:
         Take one JointState sample; return None if accepted, else the rejection reason.
 
         After acceptance, ``mapper.position``/``velocity``/``effort`` hold the latest model-order
-        values (NaN for joints or fields never received).
+        values (NaN for joints or fields never received). A message that names no joint the
+        twin mirrors (only held joints, or only unknown ones under ``unknown_joints='ignore'``)
+        also returns None, and :meth:`sample` then gives no sample for it.
         """
         reason = self.joints.validate(names, position, velocity, effort, stamp, now)
+        self._skipped = reason is SKIPPED
+        if self._skipped:
+            return None
         if reason is None:
             self.mapper.update(names, position, velocity, effort, stamp)
             self.watchdog.observe(JOINTS, now, stamp)
@@ -136,7 +149,7 @@ class RobotIntake:
         (the twin was catching up on a backlog): it is marked ``queued``.
         """
         m = self.mapper
-        if not m.all_received:
+        if self._skipped or not m.all_received:
             return None
         velocity = None if np.isnan(m.velocity).any() else m.velocity.copy()
         sec, nanosec = stamp_sec_nsec
@@ -192,3 +205,4 @@ class RobotIntake:
         self.latest_wrench = None
         self._refused_seen = 0
         self._taken = (-math.inf, math.nan)
+        self._skipped = False

@@ -69,7 +69,10 @@ class NameLayout:
         Message position of each known name; None when every name is known and unique (then
         the message's arrays map onto ``model_idx`` as they are).
     unknown : tuple of str
-        Names not in the model, in message order.
+        Names not in the model (nor held), in message order.
+    held : tuple of str
+        Names of joints the model holds fixed (``held`` of :class:`LayoutCache`): known, and
+        left out like unknown ones.
     duplicates : tuple of str
         Names that occur more than once.
     model_idx_list : list of int
@@ -77,13 +80,15 @@ class NameLayout:
 
     """
 
-    __slots__ = ('names', 'model_idx', 'msg_idx', 'unknown', 'duplicates', 'model_idx_list')
+    __slots__ = ('names', 'model_idx', 'msg_idx', 'unknown', 'held', 'duplicates',
+                 'model_idx_list')
 
-    def __init__(self, names, index_of):
+    def __init__(self, names, index_of, held=frozenset()):
         self.names = tuple(names)
         seen = set()
         duplicates = []
         unknown = []
+        kept_out = []
         model_idx = []
         msg_idx = []
         for pos, name in enumerate(self.names):
@@ -94,11 +99,12 @@ class NameLayout:
             seen.add(name)
             idx = index_of.get(name)
             if idx is None:
-                unknown.append(name)
+                (kept_out if name in held else unknown).append(name)
                 continue
             model_idx.append(idx)
             msg_idx.append(pos)
         self.unknown = tuple(unknown)
+        self.held = tuple(kept_out)
         self.duplicates = tuple(duplicates)
         self.model_idx_list = model_idx
         self.model_idx = np.asarray(model_idx, dtype=np.intp)
@@ -119,10 +125,13 @@ class LayoutCache:
     max_layouts : int
         Most distinct name lists kept; the cache is cleared when it fills (a robot publishes a
         handful of layouts; a flood of distinct ones is a malformed publisher).
+    held : iterable of str
+        Joints of the robot that the model holds fixed (``locked_joints``): a message may name
+        them; they are left out, and are not unknown.
 
     """
 
-    def __init__(self, joint_names, max_layouts=64):
+    def __init__(self, joint_names, max_layouts=64, held=()):
         names = tuple(joint_names)
         if not names:
             raise MappingError('the model has no joints: nothing to map onto')
@@ -136,6 +145,7 @@ class LayoutCache:
             raise MappingError(f'max_layouts must be >= 1, got {max_layouts}')
         self.joint_names = names
         self.index_of = {n: i for i, n in enumerate(names)}
+        self.held = frozenset(held) - set(names)
         self._max = int(max_layouts)
         self._layouts = {}
         self._last_names = None
@@ -162,7 +172,7 @@ class LayoutCache:
         if layout is None:
             if len(self._layouts) >= self._max:
                 self._layouts.clear()
-            layout = NameLayout(key, self.index_of)
+            layout = NameLayout(key, self.index_of, self.held)
             self._layouts[key] = layout
         self._last_names = list(key) if isinstance(names, list) else key
         self._last_layout = layout
@@ -181,6 +191,8 @@ class JointMapper:
         If True, names not in the model are skipped; if False (default) they raise
         :class:`MappingError` (validate messages with
         :class:`twin_bridge.validation.JointStateValidator` first).
+    held_joints : iterable of str
+        Joints the model holds fixed (``locked_joints``): always skipped.
 
     Attributes
     ----------
@@ -197,8 +209,8 @@ class JointMapper:
 
     """
 
-    def __init__(self, model_joint_names, *, ignore_unknown=False):
-        self._cache = LayoutCache(model_joint_names)
+    def __init__(self, model_joint_names, *, ignore_unknown=False, held_joints=()):
+        self._cache = LayoutCache(model_joint_names, held=held_joints)
         self.joint_names = self._cache.joint_names
         self.n = len(self.joint_names)
         self.ignore_unknown = bool(ignore_unknown)

@@ -68,6 +68,10 @@ CAUSES = ('malformed', 'empty', 'length_mismatch', 'nonfinite', 'duplicate_joint
 WRENCH_CAUSES = ('malformed', 'length_mismatch', 'nonfinite', 'beyond_range', 'zero_stamp',
                  'future_stamp', 'out_of_order')
 UNKNOWN_JOINT_POLICIES = ('reject', 'ignore')
+SKIPPED = 'the message names no joint the twin mirrors (held or ignored joints only); skipped'
+"""What :meth:`JointStateValidator.validate` returns for a message that carries nothing for the
+twin: neither accepted nor rejected (compare with ``is``)."""
+_NOTHING_FOR_THE_TWIN = ('other_joints_only', SKIPPED)
 WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 
 ABS_POSITION_CAP = 1000.0
@@ -374,6 +378,9 @@ def _tally(validator, problem):
         counts['accepted'] += 1
         validator.last_reason = None
         return None
+    if problem is _NOTHING_FOR_THE_TWIN:
+        counts['other_joints_only'] += 1
+        return SKIPPED
     cause, reason = problem
     counts[cause] += 1
     counts['rejected'] += 1
@@ -429,12 +436,17 @@ class JointStateValidator:
         this, s (> 0).
     topic : str
         Topic name used in reason strings.
+    held_joints : iterable of str
+        Joints of the robot that the model holds fixed (``locked_joints``). A message may name
+        them (they are left out); one that names nothing else, or nothing but joints ignored
+        under ``unknown_joints='ignore'`` (a gripper publishing on the same topic), is neither
+        accepted nor rejected: :meth:`validate` returns :data:`SKIPPED`.
 
     Attributes
     ----------
     counters : Counters
         ``accepted``, ``rejected`` (total), one key per cause in :data:`CAUSES`,
-        ``ignored_unknown`` and ``clock_resync``.
+        ``ignored_unknown``, ``other_joints_only`` (skipped messages) and ``clock_resync``.
     last_reason : str or None
         Reason of the last rejection (None after an accepted sample).
     ignored_joints : set of str
@@ -444,9 +456,9 @@ class JointStateValidator:
 
     def __init__(self, model_joint_names, *, plausibility=None, unknown_joints='reject',
                  max_future_s=0.5, stamp_tolerance_s=0.005, resync_s=0.5,
-                 missing_window_s=1.0, topic='/joint_states'):
+                 missing_window_s=1.0, topic='/joint_states', held_joints=()):
         try:
-            self._cache = LayoutCache(model_joint_names)
+            self._cache = LayoutCache(model_joint_names, held=held_joints)
         except MappingError as exc:
             raise ValidationConfigError(f'model_joint_names: {exc}') from None
         if unknown_joints not in UNKNOWN_JOINT_POLICIES:
@@ -469,8 +481,8 @@ class JointStateValidator:
         self._gate = StampGate(self.topic, max_future_s, tolerance_s=stamp_tolerance_s,
                                resync_s=resync_s)
         self.max_future_s = self._gate.max_future_s
-        self.counters = Counters(('accepted', 'rejected') + CAUSES + ('ignored_unknown',
-                                                                      'clock_resync'))
+        self.counters = Counters(('accepted', 'rejected') + CAUSES + (
+            'ignored_unknown', 'other_joints_only', 'clock_resync'))
         self._model_desc = format_joint_names(self.joint_names)
         self._bounds = {}
         self.reset()
@@ -507,7 +519,8 @@ class JointStateValidator:
         Returns
         -------
         str or None
-            None if accepted, else the reason of the rejection.
+            None if accepted, :data:`SKIPPED` for a message with no joint the twin mirrors,
+            else the reason of the rejection.
 
         """
         try:
@@ -542,13 +555,13 @@ class JointStateValidator:
         if layout.duplicates:
             return ('duplicate_joint', f'duplicated joint {format_joint_names(layout.duplicates)} '
                                        f'in {topic}; each joint may appear once')
-        if layout.unknown:
-            if self._reject_unknown or not layout.model_idx_list:
-                return ('unknown_joint',
-                        f'unknown joint {format_joint_names(layout.unknown)} in {topic}; model '
-                        f'has {self._model_desc}' + (
-                            ' (set unknown_joints: ignore to drop joints the model lacks)'
-                            if self._reject_unknown else ''))
+        if layout.unknown and self._reject_unknown:
+            return ('unknown_joint',
+                    f'unknown joint {format_joint_names(layout.unknown)} in {topic}; model '
+                    f'has {self._model_desc} (set unknown_joints: ignore to drop joints the '
+                    'model lacks)')
+        if not layout.model_idx_list:
+            return _NOTHING_FOR_THE_TWIN
         problem = self._values(layout, position, velocity, effort)
         if problem is not None:
             return problem
