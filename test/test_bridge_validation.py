@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from twin_bridge.validation import (ABS_POSITION_CAP, CAUSES, JointStateValidator, Plausibility,
-                                    SKIPPED, ValidationConfigError, VELOCITY_CAP, WRENCH_CAUSES,
-                                    WrenchValidator)
+                                    SKIPPED, StampGate, ValidationConfigError, VELOCITY_CAP,
+                                    WRENCH_CAUSES, WrenchValidator)
 
 NAMES = [f'joint{i}' for i in range(1, 8)]
 P = [0.1 * i for i in range(7)]
@@ -356,6 +356,46 @@ def test_on_time_samples_after_a_startup_backlog_are_accepted(period):
     r = v.validate(NAMES, P, [], [], last + 0.05, last + 0.0012)
     assert 'ahead of the clock of the other samples of the stream' in r
     assert v.counters['future_stamp'] == 1
+
+
+@pytest.mark.parametrize('make_validator', [make, lambda **kw: WrenchValidator(**kw)])
+def test_a_startup_backlog_then_a_gap_costs_a_few_samples_not_resync_s(make_validator):
+    # seen in `make demo`: the first samples reached the twin 12 ms late (a start-up backlog),
+    # the robot then paused 15 ms (its own start-up) and went on, on time. Its first on-time
+    # sample did not continue the accepted ones, and each later one fell further from them:
+    # every sample was refused for resync_s (534 of them). Now AHEAD_RUN of them in sequence
+    # are taken as the stream itself.
+    v = make_validator(max_future_s=0.1)
+
+    def feed(t, now):
+        if isinstance(v, WrenchValidator):
+            return v.validate([0.0] * 6, t, now)
+        return v.validate(NAMES, P, [], [], t, now)
+
+    for k in range(50):
+        assert feed(100.0 + k * 0.001, 100.012 + k * 0.001) is None
+    start = 100.049 + 0.015
+    reasons = [feed(start + k * 0.001, start + k * 0.001 + 0.0002) for k in range(100)]
+    refused = [k for k, r in enumerate(reasons) if r is not None]
+    assert refused == list(range(StampGate.AHEAD_RUN - 1)), reasons[:3]
+    assert v.counters['clock_resync'] == 1
+    # the stream's clock is the true one again: one sample stamped 30 ms ahead is refused
+    last = start + 0.099
+    assert 'ahead of the clock' in feed(last + 0.03, last + 0.0012)
+
+
+def test_samples_ahead_among_other_bad_ones_never_make_a_run():
+    # a publisher stamping ahead, in sequence, between other bad messages (a flood while the
+    # robot's own stream is starved): the run needs AHEAD_RUN ahead samples and nothing else
+    v = make(max_future_s=0.1)
+    last = stream(v, 100.0, 50)
+    for k in range(1, 200):
+        now = last + k * 0.001
+        if k % 3:
+            assert 'ahead of the clock' in v.validate(NAMES, P, [], [], now + 0.03, now)
+        else:
+            assert 'is nan' in v.validate(NAMES, [math.nan] + P[1:], [], [], now, now)
+    assert v.counters['clock_resync'] == 0
 
 
 def test_a_gap_in_the_stream_does_not_widen_the_sequence_window():

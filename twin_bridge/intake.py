@@ -16,7 +16,8 @@ import numpy as np
 
 from twin_bridge.mapping import JointMapper
 from twin_bridge.timesync import TimeSync
-from twin_bridge.validation import JointStateValidator, SKIPPED, WrenchValidator
+from twin_bridge.validation import count_unreadable, JointStateValidator, SKIPPED, \
+    WrenchValidator
 from twin_bridge.watchdog import StalenessWatchdog
 
 JOINTS = 'joint_states'
@@ -179,11 +180,7 @@ class RobotIntake:
         ``stream`` is :data:`JOINTS` or :data:`WRENCH`; the node calls this when the message
         cannot be decoded, so it is counted with the other rejections.
         """
-        validator = self.joints if stream == JOINTS else self.wrench
-        validator.counters.add('malformed')
-        validator.counters.add('rejected')
-        validator.last_reason = reason
-        return reason
+        return count_unreadable(self.joints if stream == JOINTS else self.wrench, reason)
 
     def state_ok(self, now):
         """Whether every watched stream is fresh and every joint has been received."""

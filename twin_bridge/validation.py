@@ -234,7 +234,12 @@ class StampGate:
     ``resync_s`` of local time in which only such failing samples arrived, the gate follows the
     new clock (``resyncs`` counts it) instead of rejecting the stream forever. Failures that
     disagree (bad stamps of several kinds, as a misbehaving second publisher sends) never add
-    up to a resync.
+    up to a resync. One case resyncs sooner: :data:`AHEAD_RUN` samples in a row, each ahead of
+    the estimate and continuing the one before in sequence, with no other sample, good or bad,
+    among them.
+    That is the stream itself, on time, after an estimate made too high (a start-up backlog
+    followed by a gap in the stream, so that the first on-time sample did not continue the
+    accepted ones); one message stamped ahead never makes such a run.
 
     Parameters
     ----------
@@ -261,6 +266,8 @@ class StampGate:
     """Failing samples of one clock step agree on ``now - stamp`` within this, s."""
     STEP_SMOOTHING = 0.05
     """Weight of the latest stamp step in the stream's usual step (exponential average)."""
+    AHEAD_RUN = 20
+    """Samples in sequence, all ahead of the estimate and nothing else, that resync at once."""
 
     def __init__(self, topic, max_future_s, *, tolerance_s=0.005, resync_s=0.5, window_s=5.0):
         self.topic = topic
@@ -280,6 +287,8 @@ class StampGate:
         self._bin_end = -math.inf
         self._failing_since = None           # local time of the first of a run of failures
         self._failing_kind = None            # (cause, now - stamp) of that first failure
+        self._ahead_run = (0, None)          # samples ahead in sequence so far, the last stamp
+        self._ahead_pending = False          # the last check refused a sample as ahead
 
     @property
     def offset_s(self):
@@ -312,6 +321,9 @@ class StampGate:
         ahead = self.offset_s - (now - stamp)
         if self._accepted >= self.WARMUP and ahead > self.tolerance_s \
                 and not self._in_sequence(stamp):
+            if self._ahead_in_sequence(stamp):
+                return ('resync', None)        # the stream itself: the estimate was too high
+            self._ahead_pending = True
             problem = ('future_stamp',
                        f'stamp {stamp:.6f} s in {self.topic} is {ahead * 1e3:.3f} ms ahead of '
                        'the clock of the other samples of the stream: a sample cannot arrive '
@@ -332,12 +344,26 @@ class StampGate:
             return ('resync', None)            # the clock itself moved: follow it
         return problem
 
-    def _in_sequence(self, stamp):
-        """Whether ``stamp`` continues the accepted stamps at about the stream's own rhythm."""
-        if self._newest is None:
+    def _in_sequence(self, stamp, after=None):
+        """Whether ``stamp`` continues ``after`` (default: the newest accepted stamp) in rhythm."""
+        after = self._newest if after is None else after
+        if after is None:
             return False
-        jump = stamp - self._newest
+        jump = stamp - after
         return 0.0 < jump <= max(self.tolerance_s, 2.0 * self._step)
+
+    def rejected(self):
+        """Note that the sample just checked was refused (for any reason, by any check)."""
+        if not self._ahead_pending:
+            self._ahead_run = (0, None)      # only samples ahead in sequence make a run
+        self._ahead_pending = False
+
+    def _ahead_in_sequence(self, stamp):
+        """Count a sample ahead of the estimate; True when it completes an :data:`AHEAD_RUN`."""
+        count, last = self._ahead_run
+        count = count + 1 if last is not None and self._in_sequence(stamp, last) else 1
+        self._ahead_run = (count, stamp)
+        return count >= self.AHEAD_RUN
 
     def accepted(self, stamp, now):
         """Record an accepted sample's stamp (updates the clock estimate)."""
@@ -353,6 +379,7 @@ class StampGate:
                                                          - self._step)
             self._newest = stamp
         self._failing_since = None
+        self._ahead_run = (0, None)
         offset = now - stamp
         if now >= self._bin_end:
             self._bins = [self._bins[1], offset]
@@ -365,6 +392,11 @@ class StampGate:
         resyncs = self.resyncs + 1
         self.reset()
         self.resyncs = resyncs
+
+
+def count_unreadable(validator, reason):
+    """Count a message of ``validator``'s stream that could not even be decoded; return why."""
+    return _tally(validator, ('malformed', reason))
 
 
 def _tally(validator, problem):
@@ -382,6 +414,7 @@ def _tally(validator, problem):
         counts['other_joints_only'] += 1
         return SKIPPED
     cause, reason = problem
+    validator._gate.rejected()
     counts[cause] += 1
     counts['rejected'] += 1
     validator.last_reason = reason
