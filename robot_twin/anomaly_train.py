@@ -345,9 +345,10 @@ class SklearnClassifier:
 
     def classify(self, evidence):
         """Return the :class:`~twin_anomaly.classifier.Verdict` for an Evidence."""
-        from twin_anomaly.classifier import decide, feature_rows
+        from twin_anomaly.classifier import alarmed_joints, decide, feature_rows
         p = self.pipeline.predict_proba(feature_rows(evidence))
-        return decide(p, evidence.joint_names, self.classes, self.min_confidence)
+        return decide(p, evidence.joint_names, self.classes, self.min_confidence,
+                      alarmed_joints(evidence))
 
 
 def summarize(decisions):

@@ -69,6 +69,22 @@ def test_a_joint_fault_goes_to_its_most_probable_row_a_robot_fault_to_no_joint()
         == 'j2'
 
 
+def test_a_joint_fault_is_placed_on_a_joint_whose_own_detectors_alarm():
+    # seen in `make demo`: at the first moment of joint3's friction step the model found a
+    # stuck sensor most probable on a joint whose detectors were quiet (score 0.46)
+    p = probabilities(stuck_sensor=([3], 0.8), friction_increase=([2], 0.6))
+    alarmed = np.array([False, False, True, False])
+    assert decide(p, NAMES).joint == 'j4'
+    verdict = decide(p, NAMES, alarmed=alarmed)
+    assert (verdict.fault_type, verdict.joint) == ('friction_increase', 'j3')
+    # a force on a link may be placed on a joint whose own detectors are quiet
+    p = probabilities(collision_force=([3], 0.8), friction_increase=([2], 0.6))
+    assert decide(p, NAMES, alarmed=alarmed).joint == 'j4'
+    # no joint alarmed (a wrench or stream alarm): nothing is ruled out
+    p = probabilities(stuck_sensor=([3], 0.8))
+    assert decide(p, NAMES, alarmed=np.zeros(4, dtype=bool)).joint == 'j4'
+
+
 def test_the_rules_follow_the_dominant_detector():
     def rules(ev):
         verdict = RuleClassifier().classify(ev)

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ['CLASSES', 'Evidence', 'FAULT_TYPES', 'FEATURE_NAMES', 'JOINT_DETECTORS',
-           'ClassifierError', 'OnnxClassifier', 'ROBOT_FEATURES', 'ROBOT_LEVEL',
-           'RuleClassifier', 'Verdict', 'default_model_path', 'feature_rows', 'load_classifier']
+           'ClassifierError', 'OnnxClassifier', 'PLACED_FROM_OTHERS', 'ROBOT_FEATURES',
+           'ROBOT_LEVEL', 'RuleClassifier', 'Verdict', 'alarmed_joints', 'decide',
+           'default_model_path', 'feature_rows', 'load_classifier']
 
 #: The plant's fault type names (twin_sim.faults), the vocabulary of every verdict.
 FAULT_TYPES = ('sensor_bias', 'sensor_noise', 'stuck_sensor', 'dropout', 'delay',
@@ -38,6 +39,9 @@ FAULT_TYPES = ('sensor_bias', 'sensor_noise', 'stuck_sensor', 'dropout', 'delay'
                'collision_force')
 #: Fault types of the whole robot or its stream (no faulty joint).
 ROBOT_LEVEL = ('dropout', 'delay', 'payload_change')
+#: Joint fault types that may be placed on a joint whose own detectors are quiet: a force on a
+#: link shows on the joints before it. Every other joint fault shows on its own joint first.
+PLACED_FROM_OTHERS = ('collision_force',)
 #: Classes of a feature row: a fault type, or ``'none'`` (this joint is not the faulty one).
 CLASSES = ('none',) + FAULT_TYPES
 #: Per-joint detectors, in the column order of :class:`Evidence` arrays.
@@ -158,15 +162,24 @@ def feature_rows(evidence):
     return rows.astype(np.float32)
 
 
-def decide(probabilities, joint_names, classes=CLASSES, min_confidence=0.5):
+def alarmed_joints(evidence):
+    """Which joints (n,) bool have had a detector at or above its threshold this episode."""
+    return np.asarray(evidence.peak, dtype=float).max(axis=1) >= 1.0
+
+
+def decide(probabilities, joint_names, classes=CLASSES, min_confidence=0.5, alarmed=None):
     """
     Turn per-row class probabilities ``(n, K)`` into a :class:`Verdict`.
 
     A joint fault type is scored on the row where it is most probable; a robot-level type by
     its mean over the rows. The best-scoring (type, joint) wins; below ``min_confidence`` the
-    verdict is ``'unknown'``.
+    verdict is ``'unknown'``. With ``alarmed`` ((n,) bool, :func:`alarmed_joints`) a joint
+    fault other than :data:`PLACED_FROM_OTHERS` is only placed on an alarmed joint (when any
+    is): a sensor, friction or drive fault that the joint's own detectors do not see is not
+    that joint's.
     """
     p = np.asarray(probabilities, dtype=float)
+    mask = None if alarmed is None or not np.any(alarmed) else np.asarray(alarmed, dtype=bool)
     best = ('unknown', '', 0.0)
     for k, name in enumerate(classes):
         if name == 'none':
@@ -174,8 +187,11 @@ def decide(probabilities, joint_names, classes=CLASSES, min_confidence=0.5):
         if name in ROBOT_LEVEL:
             score, joint = float(p[:, k].mean()), ''
         else:
-            j = int(np.argmax(p[:, k]))
-            score, joint = float(p[j, k]), joint_names[j]
+            column = p[:, k]
+            if mask is not None and name not in PLACED_FROM_OTHERS:
+                column = np.where(mask, column, -1.0)
+            j = int(np.argmax(column))
+            score, joint = float(column[j]), joint_names[j]
         if score > best[2]:
             best = (name, joint, score)
     if best[2] < min_confidence:
@@ -243,7 +259,8 @@ class OnnxClassifier:
     def classify(self, evidence):
         """Return the :class:`Verdict` for an :class:`Evidence`."""
         p = self.probabilities(feature_rows(evidence))
-        return decide(p, evidence.joint_names, self.classes, self.min_confidence)
+        return decide(p, evidence.joint_names, self.classes, self.min_confidence,
+                      alarmed_joints(evidence))
 
 
 class RuleClassifier:
