@@ -69,10 +69,8 @@ class NameLayout:
         Message position of each known name; None when every name is known and unique (then
         the message's arrays map onto ``model_idx`` as they are).
     unknown : tuple of str
-        Names not in the model (nor held), in message order.
-    held : tuple of str
-        Names of joints the model holds fixed (``held`` of :class:`LayoutCache`): known, and
-        left out like unknown ones.
+        Names not in the model, in message order; names in ``held`` (joints the model holds
+        fixed, see :class:`LayoutCache`) are left out like them but are not unknown.
     duplicates : tuple of str
         Names that occur more than once.
     model_idx_list : list of int
@@ -80,15 +78,13 @@ class NameLayout:
 
     """
 
-    __slots__ = ('names', 'model_idx', 'msg_idx', 'unknown', 'held', 'duplicates',
-                 'model_idx_list')
+    __slots__ = ('names', 'model_idx', 'msg_idx', 'unknown', 'duplicates', 'model_idx_list')
 
     def __init__(self, names, index_of, held=frozenset()):
         self.names = tuple(names)
         seen = set()
         duplicates = []
         unknown = []
-        kept_out = []
         model_idx = []
         msg_idx = []
         for pos, name in enumerate(self.names):
@@ -99,12 +95,12 @@ class NameLayout:
             seen.add(name)
             idx = index_of.get(name)
             if idx is None:
-                (kept_out if name in held else unknown).append(name)
+                if name not in held:
+                    unknown.append(name)
                 continue
             model_idx.append(idx)
             msg_idx.append(pos)
         self.unknown = tuple(unknown)
-        self.held = tuple(kept_out)
         self.duplicates = tuple(duplicates)
         self.model_idx_list = model_idx
         self.model_idx = np.asarray(model_idx, dtype=np.intp)

@@ -1317,11 +1317,11 @@ def _effort_against_prior(names, rows, measured, predicted, qd, notes):
     so that friction the prior lacks does not count as scale), and ``correlation``, of the
     prior's effort with the measured one less those terms. An effort the prior's motion
     explains well but with the wrong sign, or at a scale far from 1, is not a model the fit
-    should quietly absorb:
-    it is usually the robot's convention (an effort that counts against the URDF axis, motor
-    current instead of N·m, a torque before the gear) or a URDF with wrong masses (a wrist
-    carrying a tool the URDF lacks can read twice its prediction, which is not flagged). Such
-    joints get a warning; nothing else changes (the fit and its acceptance are as before).
+    should quietly absorb: it is usually the robot's convention (an effort that counts against
+    the URDF axis, motor current instead of N·m, a torque before the gear) or a URDF with wrong
+    masses (a wrist carrying a tool the URDF lacks can read twice its prediction, which is not
+    flagged). Such joints get a warning; nothing else changes (the fit and its acceptance are
+    as before).
     Returns ``{joint: {'scale', 'correlation', 'warning'}}`` (``warning`` empty when none) for
     the joints the prior loads enough (:data:`EFFORT_CHECK_MIN_RMS`).
     """
