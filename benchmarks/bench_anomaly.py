@@ -18,7 +18,10 @@ Printed and written to ``--output`` (summary.json, runs.csv, plots):
 - AUROC per fault type and mode: the robot score's maximum over each fault run's window
   after the onset, against the maxima over windows of the same length of fault-free motion;
 - detection delay p50 / p90 (alarm raised minus onset; incipient also from full size);
-- share of detected joint faults localized to the right joint; share with the right type;
+- share of detected joint faults localized to the right joint; share with the right type
+  (``--decision-s`` after the alarm), at the alarm, and at the end of the first alarm
+  episode (the run's end: 3 s after full size, 10 s for the 4x friction rise), which shows
+  whether the verdict holds while the fault goes on;
 - false alarms per hour (nominal runs, and the fault runs before their onset);
 - cost per sample of ``AnomalyMonitor.update`` (mean, p50, p99) and of the classification
   done by ``report()`` while an alarm is raised, amortized at 50 Hz over a 1 kHz stream.
@@ -91,6 +94,8 @@ def run_row(result):
                    type_at_alarm=first['fault_type'],
                    right_type_at_alarm=first['fault_type'] == spec.fault_type,
                    right_type=decided['fault_type'] == spec.fault_type,
+                   type_at_end=first['last']['fault_type'],
+                   right_type_at_end=first['last']['fault_type'] == spec.fault_type,
                    right_joint=(None if spec.fault_type in ROBOT_LEVEL
                                 else decided['joint'] == spec.joint))
     return row
@@ -161,6 +166,8 @@ def summarize(rows, results, nominal):
         'right_type': float(np.mean([r['right_type'] for r in det])) if det else math.nan,
         'right_type_at_alarm': (float(np.mean([r['right_type_at_alarm'] for r in det]))
                                 if det else math.nan),
+        'right_type_at_end': (float(np.mean([r['right_type_at_end'] for r in det]))
+                              if det else math.nan),
         'nominal_hours': nominal_h, 'nominal_false_alarms': nominal_alarms,
         'false_alarms_per_hour_nominal': nominal_alarms / nominal_h if nominal_h else math.nan,
         'pre_fault_hours': pre_h, 'pre_fault_false_alarms': pre_alarms,

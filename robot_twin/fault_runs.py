@@ -39,6 +39,7 @@ import time
 import warnings
 
 import numpy as np
+from twin_anomaly.classifier import EPISODE_AGE_CAP_S
 
 __all__ = ['ARMS', 'Case', 'FaultSpec', 'RunResult', 'commission', 'fault_catalog',
            'monitor_config', 'nominal_run', 'robot_variant', 'run_fault', 'run_many']
@@ -56,7 +57,8 @@ FAULT_AT_S = 3.0
 _DT = 0.001
 _CHUNK = 5                   # MuJoCo steps per rollout between fault-effect updates
 _ROWS_EVERY_S = 0.1          # evidence is kept every this long while alarmed
-_ROWS_FOR_S = 1.0            # ... for this long after the first alarm
+_ROWS_FOR_S = EPISODE_AGE_CAP_S    # ... for this long after the first alarm (the classifier
+#                                    sees no older episode)
 
 
 def arm_urdf(name):
@@ -190,7 +192,8 @@ class RunResult:
     first_alarm : dict or None
         The first alarm at or after ``monitored_from``: ``t`` (when raised), ``since``,
         ``joint``, ``fault_type``, ``confidence``, and the same at ``decided`` (the verdict
-        reported ``decision_s`` later, or at the episode's end if earlier).
+        reported ``decision_s`` later, or at the episode's end if earlier), and at ``last``
+        (the last verdict of the first alarm episode: at the run's end, or before it cleared).
     alarms : list of (float, float)
         ``(raised, cleared)`` stamps of every robot alarm episode (``cleared`` NaN if open).
     update_us : (3,) float array
@@ -527,6 +530,8 @@ class _Recorder:
                 self.first['final'] = True
                 if alarmed:
                     self.first['decided'] = verdict
+        if self.first is not None and len(self.episodes) == 1 and alarmed:
+            self.first['last'] = verdict     # the verdict as the first episode goes on
         if alarmed and self.keep_rows and self.first is not None \
                 and t <= self.first['t'] + _ROWS_FOR_S and t >= self._next_row:
             self._next_row = t + _ROWS_EVERY_S

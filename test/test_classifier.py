@@ -10,8 +10,8 @@ import pytest
 
 from robot_twin import anomaly_train, fault_runs
 from twin_anomaly.classifier import CLASSES, ClassifierError, decide, default_model_path, \
-    Evidence, FAULT_TYPES, FEATURE_NAMES, feature_rows, JOINT_DETECTORS, load_classifier, \
-    OnnxClassifier, ROBOT_FEATURES, ROBOT_LEVEL, RuleClassifier
+    EPISODE_AGE_CAP_S, Evidence, FAULT_TYPES, FEATURE_NAMES, feature_rows, JOINT_DETECTORS, \
+    load_classifier, OnnxClassifier, ROBOT_FEATURES, ROBOT_LEVEL, RuleClassifier
 
 NAMES = ('j1', 'j2', 'j3', 'j4')
 D = len(JOINT_DETECTORS)
@@ -180,3 +180,35 @@ def test_the_packaged_model_names_faults_on_a_robot_it_never_saw(tmp_path):
     assert np.mean(right_type) >= 0.8
     assert np.mean(right_joint) >= 0.9
     assert {s.fault_type for s in specs} == set(FAULT_TYPES)
+
+
+def test_the_episode_age_is_capped_at_what_the_classifier_learned_from():
+    rows = {age: feature_rows(evidence({(1, 'fric'): 5.0}, {'episode_s': age}))
+            for age in (0.5, EPISODE_AGE_CAP_S, 20.0)}
+    col = FEATURE_NAMES.index('robot.episode_s')
+    assert np.all(rows[0.5][:, col] == 0.5)
+    np.testing.assert_array_equal(rows[20.0], rows[EPISODE_AGE_CAP_S])
+
+
+def test_a_fault_that_goes_on_keeps_its_name(tmp_path):
+    """
+    Ten seconds of more friction on joint3 are still ``friction_increase`` at the end.
+
+    The classifier learns from the first second of each alarm; fed the age of a longer episode
+    as it was, its verdict drifted (a growing friction in the demo read as ``sensor_noise``
+    after some 8 s).
+    """
+    path = tmp_path / 'held_out.yaml'
+    fault_runs.commission(HELD_OUT, path, CONFIG)
+    onset, joint = fault_runs.FAULT_AT_S, 'joint3'
+    fault = {'type': 'friction_increase', 'joint': joint, 'size': 5.5, 'start_s': onset,
+             'ramp_s': 0.0}
+    spec = fault_runs.FaultSpec(fault, 'friction_increase', joint, 'abrupt', '5.5 N·m', onset,
+                                onset, 10.0)
+    result = fault_runs.run_fault(HELD_OUT, spec, path, CONFIG)
+    first = result.first_alarm
+    assert first is not None and onset <= first['t'] < onset + 1.0
+    assert len(result.alarms) == 1 and np.isnan(result.alarms[0][1])   # raised to the end
+    assert (first['decided']['fault_type'], first['decided']['joint']) == \
+        ('friction_increase', joint)
+    assert (first['last']['fault_type'], first['last']['joint']) == ('friction_increase', joint)

@@ -58,6 +58,11 @@ FEATURE_NAMES = tuple(
        'joint.position']
     + [f'robot.{k}' for k in ROBOT_FEATURES])
 _PAYLOAD_MASS_SCALE = 5.0     # kg, scale of the implied payload mass feature
+#: The episode's age as a feature is capped at this, s. The classifier learns from the first
+#: second of an alarm (``robot-twin anomaly train``); a fault that goes on for longer (wear
+#: that keeps growing) must not take the model into ages it never saw, where its verdict
+#: drifted (a growing friction read as ``sensor_noise`` after some 8 s).
+EPISODE_AGE_CAP_S = 1.0
 
 
 class ClassifierError(ValueError):
@@ -126,7 +131,8 @@ def feature_rows(evidence):
     the largest peak ratio of each detector over the *other* joints, the largest momentum-
     observer peak ratio of the joints before and after it, its rank and share among the
     joints' momentum-observer peaks, its position in the chain (0 = base, 1 = tip), and the
-    robot-level evidence (NaN replaced by 0, ratios compressed like the rest).
+    robot-level evidence (NaN replaced by 0, ratios compressed like the rest, the episode's
+    age capped at :data:`EPISODE_AGE_CAP_S`).
     """
     z = np.nan_to_num(np.asarray(evidence.z, dtype=float))
     ratio = np.nan_to_num(np.asarray(evidence.ratio, dtype=float))
@@ -156,6 +162,8 @@ def feature_rows(evidence):
         i = ROBOT_FEATURES.index(k)
         robot[i] = _squash(robot[i])
     robot[ROBOT_FEATURES.index('payload_mass_kg')] /= _PAYLOAD_MASS_SCALE
+    age = ROBOT_FEATURES.index('episode_s')
+    robot[age] = min(robot[age], EPISODE_AGE_CAP_S)
     rows = np.concatenate([own, _squash(others), _squash(proximal)[:, None],
                            _squash(distal)[:, None], rank[:, None], share[:, None],
                            position[:, None], np.tile(robot, (n, 1))], axis=1)
