@@ -833,6 +833,6 @@ def load_config(path):
     except FileNotFoundError:
         raise ConfigError(path, ['file not found; give a ROS 2 params file, e.g. '
                                  'config/twin.yaml']) from None
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(path, [f'cannot read it: {exc}']) from None
     return parse_config(data, path)

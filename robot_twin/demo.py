@@ -24,6 +24,7 @@ from robot_twin.config import ConfigError
 from robot_twin.graph import describe_graph
 from robot_twin.hub.settings import hub_overrides, hub_spec, hub_urls
 from robot_twin.ros_env import free_domain_id, localhost_env
+from twin_sim.faults import ScenarioError
 from twin_sim.resources import fault_scenario
 import yaml
 
@@ -35,7 +36,19 @@ DASHBOARD_ADDRESS = '127.0.0.1:8080'   # --dashboard without an address
 
 
 def scenario_faults(path):
-    """Return the scenario's faults as dicts (type, joint, start_s), earliest first."""
+    """
+    Return the scenario's faults as dicts (type, joint, start_s), earliest first.
+
+    The scenario is checked first against the demo's arm (the built-in URDF), as the plant
+    will check it: a missing, unreadable or invalid scenario raises ScenarioError, before
+    anything starts.
+    """
+    from twin_sim.faults import FaultScenario
+    from twin_sim.resources import builtin_urdf
+    from twin_sim.urdf_rewrite import parse
+    urdf = parse(builtin_urdf())
+    FaultScenario.load(path, joint_names=[j.get('name') for j in urdf.findall('joint')],
+                       link_names=[link.get('name') for link in urdf.findall('link')])
     with open(path, encoding='utf-8') as f:
         doc = yaml.safe_load(f) or {}
     faults = [dict(f) for f in doc.get('faults') or []]
@@ -92,20 +105,27 @@ def hub_process(workdir, address=DASHBOARD_ADDRESS):
 
 
 def run_demo(duration_s=78.0, scenario='demo', corrective=False, domain_id=None,
-             commissioning_s=None, show_node_output=False, out=sys.stdout, dashboard=''):
+             commissioning_s=None, show_node_output=False, out=None, dashboard=''):
     """
     Run the demo; return the process exit status (0 = the loop worked).
+
+    ``out``: where the demo prints (default: ``sys.stdout`` at the time of the call).
 
     ``dashboard`` = ``HOST:PORT``: also start the hub there (dashboard, REST API) and print its
     URL; '' = no hub.
     """
+    out = sys.stdout if out is None else out
     try:
         hub_overrides(api=dashboard)            # a bad address stops the demo before it starts
     except ConfigError as exc:
         print(f'robot-twin demo: {exc}', file=out, flush=True)
         return 2
-    scenario_path = fault_scenario(scenario)
-    faults = scenario_faults(scenario_path)
+    try:
+        scenario_path = fault_scenario(scenario)
+        faults = scenario_faults(scenario_path)
+    except (FileNotFoundError, ScenarioError) as exc:
+        print(f'robot-twin demo: {exc}', file=out, flush=True)
+        return 2
     domain = free_domain_id() if domain_id is None else int(domain_id)
     env = localhost_env(domain)
     os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_LOCALHOST_ONLY',

@@ -462,7 +462,7 @@ def load_scenario(name_or_path):
                     'what-if scenario')
     try:
         data = yaml.safe_load(path.read_text())
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
         raise WhatIfError(f'cannot read {path}: {exc}') from exc
     except yaml.YAMLError as exc:
         raise WhatIfError(f'{path}: not valid YAML: {exc}') from exc
@@ -476,8 +476,11 @@ def load_scenario(name_or_path):
 def _read_trajectory_csv(path, joint_names):
     """Read ``time,<joint>.position[,.velocity[,.acceleration]]``; return an interpolator."""
     from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
-    with open(path, encoding='utf-8') as handle:
-        header = [h.strip() for h in handle.readline().strip().split(',')]
+    try:
+        with open(path, encoding='utf-8') as handle:
+            header = [h.strip() for h in handle.readline().strip().split(',')]
+    except (OSError, UnicodeDecodeError) as exc:     # missing, or not a text file
+        raise WhatIfError(f'{path}: cannot read the trajectory ({exc})') from None
     if 'time' not in header:
         raise WhatIfError(f'{path}: no "time" column; expected time,<joint>.position,...')
     try:

@@ -91,6 +91,12 @@ def test_another_robots_or_an_old_file_is_refused_and_commissioning_starts(saved
     old = tmp_path / 'old.yaml'
     old.write_text('robot_twin_anomaly_thresholds: {version: 1}\n')
     assert not AnomalyMonitor(builtin, CONFIG, thresholds_file=old).commissioned
+    binary = tmp_path / 'binary.yaml'          # not even text: the same warning, no crash
+    binary.write_bytes(bytes(range(256)))
+    logged.clear()
+    assert not AnomalyMonitor(builtin, CONFIG, thresholds_file=binary,
+                              log=lambda level, text: logged.append((level, text))).commissioned
+    assert logged[0][0] == 'warning' and 'cannot read' in logged[0][1]
 
 
 def synthetic_samples(model, seconds, offset=None, start=0.0):

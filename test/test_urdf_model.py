@@ -661,6 +661,18 @@ def test_parameters_friction_section_and_partial_update():
     ({'version': 2}, 'version 2'),
     ({'friction': {'joint1': {'viscous': 1.0}}}, "lacks 'coulomb'"),
     ({'friction': {'joint1': {'viscous': 1.0, 'coulomb': 1.0, 'stiction': 2}}}, 'stiction'),
+    ({'joints': 5}, 'list of joint names'),
+    # finite but impossible: no body, no drive of this arm is like that
+    ({'bodies': {'joint1': {'dynamic_parameters': [1e308, 0, 0, 0, 1, 0, 1, 0, 0, 1]}}},
+     'mass 1e\\+308 kg'),
+    ({'bodies': {'joint1': {'dynamic_parameters': [1, 50, 0, 0, 1e4, 0, 1e4, 0, 0, 1e4]}}},
+     'centre of mass 50 m'),
+    ({'friction': {'joint1': {'viscous': 1.0, 'coulomb': 1e308}}}, 'could not move'),
+    ({'friction': {'joint2': {'viscous': 1e6, 'coulomb': 1.0}}}, 'could not move'),
+    ({'friction': {'joint3': {'phi1': 5e3, 'phi2': 10.0, 'phi3': 0.0}}}, 'could not move'),
+    # an invalid entry after a valid one changes nothing
+    ({'bodies': {'joint1': {'dynamic_parameters': [4, 0, 0, 0.4, 0.1, 0, 0.1, 0, 0, 0.05]},
+                 'joint2': {'dynamic_parameters': [0] * 10}}}, 'mass must be > 0'),
 ])
 def test_bad_parameters_are_rejected_atomically(arm, params, match):
     model = arm.copy()
@@ -676,6 +688,9 @@ def test_load_parameters_file_errors(tmp_path, arm):
     bad = tmp_path / 'bad.yaml'
     bad.write_text('robot_twin_dynamics: [1, 2\n')
     with pytest.raises(ParametersError, match='not valid YAML'):
+        arm.copy().load_parameters(bad)
+    bad.write_bytes(bytes(range(256)))        # not a text file
+    with pytest.raises(ParametersError, match='cannot read it'):
         arm.copy().load_parameters(bad)
 
 

@@ -481,7 +481,7 @@ def load_result(path):
     try:
         with open(path, encoding='utf-8') as f:
             doc = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f'cannot read calibration {path}: {exc}') from None
     if not isinstance(doc, dict) or _FILE_KEY not in doc:
         raise ValueError(f'{path}: no {_FILE_KEY!r} mapping; not a calibration file')

@@ -1173,7 +1173,7 @@ def _read_thresholds_file(path):
     """Read and structurally check a thresholds file; return its inner mapping."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
         raise ThresholdsError(f'{path}: cannot read thresholds file ({exc})') from None
     except yaml.YAMLError as exc:
         raise ThresholdsError(f'{path}: not valid YAML ({exc})') from None

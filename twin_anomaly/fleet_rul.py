@@ -158,7 +158,7 @@ def load_cmapss(path):
                 except ValueError:
                     raise FleetDataError(f'{path}:{number}: not a number in {line.strip()!r}'
                                          ) from None
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:     # missing, or not a text file
         raise FleetDataError(f'cannot read {path}: {exc}') from exc
     data = np.array(rows, dtype=float).reshape(-1, 26)
     if np.any(data[:, 0] != np.round(data[:, 0])):
@@ -198,7 +198,7 @@ def load_csv(path):
                     rows.append([float(c) for c in row])
                 except ValueError:
                     raise FleetDataError(f'{path}:{number}: not a number in {row!r}') from None
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:     # missing, or not a text file
         raise FleetDataError(f'cannot read {path}: {exc}') from exc
     data = np.array(rows, dtype=float).reshape(-1, len(header))
     if np.any(data[:, 0] != np.round(data[:, 0])):

@@ -853,7 +853,7 @@ class AnomalyMonitor:
     def _load(self, path):
         try:
             raw = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ThresholdsError(f'{path}: cannot read ({exc})') from None
         doc = raw.get(_FILE_KEY) if isinstance(raw, dict) else None
         if not isinstance(doc, dict):

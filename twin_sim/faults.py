@@ -708,7 +708,7 @@ class FaultScenario:
         try:
             with open(path) as handle:
                 data = yaml.safe_load(handle)
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
             raise ScenarioError(f'cannot read: {exc}', str(path)) from exc
         except yaml.YAMLError as exc:
             raise ScenarioError(f'invalid YAML: {exc}', str(path)) from exc

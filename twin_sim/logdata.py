@@ -188,8 +188,12 @@ def read_csv(path):
     """
     path = Path(path)
     notes = []
-    with open(path, newline='', encoding='utf-8') as f:
-        header_line = f.readline()
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            header_line = f.readline()
+    except UnicodeDecodeError:
+        raise SysIdError(f'{path}: not a text (UTF-8) CSV file; expected a header '
+                         'time,<joint>.position,<joint>.velocity,<joint>.effort') from None
     header = [h.strip() for h in header_line.strip().split(',')]
     if 'time' not in header:
         raise SysIdError(f'{path}: no "time" column in the header {header_line.strip()!r}; '

@@ -394,7 +394,7 @@ class RandomizationSpec:
         path = Path(path)
         try:
             text = path.read_text()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
             raise RandomizationError(f'cannot read randomization file {path}: {exc}') from exc
         try:
             data = yaml.safe_load(text)

@@ -1564,7 +1564,7 @@ def load_robot(urdf, params=None):
             with open(params, encoding='utf-8') as f:
                 doc = yaml.safe_load(f)
             robot.apply_parameters(doc)
-        except (OSError, yaml.YAMLError, ParametersError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ParametersError) as exc:
             raise SysIdError(f'cannot use the prior parameters {params}: {exc}') from None
     return robot
 

@@ -559,6 +559,14 @@ def _build_pinocchio(urdf):
 # --------------------------------------------------------------------------------------------
 # The model
 
+#: Plausibility bounds on an identified-dynamics file (:meth:`RobotModel.apply_parameters`):
+#: finite values can still be impossible (1e308 kg, or a params file of another robot). They
+#: are far outside any identification result of the robot the URDF describes.
+MAX_MASS_RATIO = 1000.0       # a body's mass at most this x its URDF mass (or x 1 kg)
+MAX_BODY_SIZE_M = 10.0        # centre of mass and radius of gyration from the joint, m
+MAX_FRICTION_RATIO = 10.0     # friction torque at most this x the joint's effort limit
+
+
 class RobotModel:
     """
     Rigid-body model of a fixed-base arm; build it with :meth:`from_urdf`.
@@ -1075,7 +1083,11 @@ class RobotModel:
         if version != PARAMS_VERSION:
             raise ParametersError(f'params version {version!r} is not supported (expected '
                                   f'{PARAMS_VERSION})')
-        unknown = [j for j in doc.get('joints') or () if j not in self.joint_names]
+        listed = doc.get('joints') or []
+        if not isinstance(listed, list) or not all(isinstance(j, str) for j in listed):
+            raise ParametersError(f'params "joints" must be a list of joint names, got '
+                                  f'{listed!r}')
+        unknown = [j for j in listed if j not in self.joint_names]
         if unknown:
             raise ParametersError(f'params name joints {unknown} that the model does not '
                                   f'have; model joints are {self.joint_names}')
@@ -1091,6 +1103,7 @@ class RobotModel:
                                                  base=self.friction_model)
         except FrictionError as exc:
             raise ParametersError(str(exc)) from None
+        self._check_friction_plausible(friction, doc.get('friction') or {})
         armature = self._armature_from_params(doc.get('armature'))
         for joint, inertia in new.items():
             self._nominal[self.joint_names.index(joint) + 1] = inertia
@@ -1100,6 +1113,32 @@ class RobotModel:
         for joint, value in armature.items():
             self.pin_model.armature[self.joint_names.index(joint)] = value
         self._apply_payload(self.payload)
+
+    def _check_friction_plausible(self, friction, section):
+        """
+        Refuse friction no drive of this robot could move against.
+
+        Static friction (Coulomb, offset, the sigmoid's amplitude) above ``MAX_FRICTION_RATIO``
+        times the joint's URDF effort limit, or viscous friction that reaches that at the
+        joint's velocity limit: the joint could not move, so the file is not this robot's
+        (or not a result at all). Checked only for the joints the file names.
+        """
+        for joint in section:
+            j = self.joint_names.index(joint)
+            limit = float(self.effort_limit[j])
+            speed = float(self.velocity_limit[j])
+            if not (math.isfinite(limit) and limit > 0.0):
+                continue
+            bound = MAX_FRICTION_RATIO * limit
+            static = max(abs(friction.coulomb[j]), abs(friction.offset[j]),
+                         abs(friction.phi1[j]))
+            viscous = abs(friction.viscous[j]) * speed if math.isfinite(speed) else 0.0
+            if static > bound or viscous > bound:
+                raise ParametersError(
+                    f'friction.{joint}: not plausible for this robot: {static:.4g} N·m static '
+                    f'and {viscous:.4g} N·m viscous at the velocity limit, against an effort '
+                    f'limit of {limit:.4g} N·m (at most {MAX_FRICTION_RATIO:g}x): the joint '
+                    'could not move')
 
     def _armature_from_params(self, section):
         """Check an ``armature`` section; return ``{joint: kg·m²}``."""
@@ -1137,6 +1176,18 @@ class RobotModel:
                                   f'got {values!r}')
         if not vector[0] > 0.0:
             raise ParametersError(f'bodies.{joint}: mass must be > 0 kg, got {vector[0]}')
+        prior = float(self._nominal[self.joint_names.index(joint) + 1].mass)
+        mass, lever = vector[0], np.linalg.norm(vector[1:4]) / vector[0]
+        # RMS distance of the body's mass from the joint origin: trace(I_origin) = 2 m r^2
+        gyration = math.sqrt(max(vector[4] + vector[6] + vector[9], 0.0) / (2.0 * mass))
+        if mass > MAX_MASS_RATIO * max(prior, 1.0) or lever > MAX_BODY_SIZE_M \
+                or gyration > MAX_BODY_SIZE_M:
+            raise ParametersError(
+                f'bodies.{joint}: not a plausible body of this robot: mass {mass:.4g} kg (the '
+                f'model has {prior:.4g} kg; at most {MAX_MASS_RATIO:g}x, or '
+                f'{MAX_MASS_RATIO:g} kg for a lighter body), centre of mass {lever:.4g} m and '
+                f'radius of gyration {gyration:.4g} m from the joint (at most '
+                f'{MAX_BODY_SIZE_M:g} m); a params file of another robot?')
         inertia = pin.Inertia.FromDynamicParameters(vector)
         eig = np.linalg.eigvalsh(inertia.inertia)
         if eig[0] < -1e-9 * max(1.0, abs(eig[-1])):
@@ -1153,6 +1204,8 @@ class RobotModel:
         try:
             with open(path, encoding='utf-8') as stream:
                 params = yaml.safe_load(stream)
+        except (OSError, UnicodeDecodeError) as exc:      # unreadable, or not a text file
+            raise ParametersError(f'{path}: cannot read it ({exc})') from None
         except yaml.YAMLError as exc:
             raise ParametersError(f'{path}: not valid YAML ({exc})') from None
         try:

@@ -65,7 +65,7 @@ def load_parameters_document(path):
     try:
         with open(path, encoding='utf-8') as handle:
             document = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         return None, f'cannot read {path}: {exc}'
     if not isinstance(document, dict):
         return None, f'{path} is not a params.yaml document'

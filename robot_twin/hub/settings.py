@@ -229,7 +229,7 @@ def configured_hub_parameters(path):
     try:
         with open(path, encoding='utf-8') as handle:
             sections = dict(_sections(yaml.safe_load(handle) or {}))
-    except (OSError, yaml.YAMLError, ConfigError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError):
         return {}
     values = dict(sections.get('/**', {}))
     for key, parameters in sections.items():
