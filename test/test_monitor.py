@@ -185,3 +185,55 @@ def test_an_effort_convention_found_by_the_calibration_is_logged(builtin):
     assert ('warning', f'commissioning: {text}') in logged
     assert ('warning', 'calibration not used: the prior predicts better') in logged
     monitor.close()
+
+
+def stopping_samples(model, seconds, stop_at, time_constant, held_still):
+    """
+    Yield the samples of :func:`synthetic_samples`'s robot, slowing to a stop from ``stop_at``.
+
+    Its path is followed ever slower (time ``s(t)`` with ``ds/dt = exp(-(t - stop_at) / tc)``)
+    and the efforts are the model's for that motion. ``held_still``: once the joints have
+    stopped, the robot reads its position and velocity exactly still (an encoder that holds
+    its count, a driver that reports zero velocity at rest); else they stay noisy.
+    """
+    from twin_sim.trajectory import DemoMotion
+    motion = DemoMotion.from_model(model, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
+                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
+    rng = np.random.default_rng(3)
+    for k in range(1, int(seconds * 1000) + 1):
+        t = k * 1e-3
+        s, rate, rate_dot = t, 1.0, 0.0
+        if t > stop_at:
+            rate = math.exp(-(t - stop_at) / time_constant)
+            s = stop_at + time_constant * (1.0 - rate)
+            rate_dot = -rate / time_constant
+        q, qd_s, qdd_s = (a[0] for a in motion.sample(np.array([s])))
+        qd, qdd = qd_s * rate, qdd_s * rate ** 2 + qd_s * rate_dot
+        tau = model.inverse_dynamics(q, qd, qdd) + model.friction_model.torque(qd) \
+            + 0.05 * rng.standard_normal(model.n)
+        if held_still and t > stop_at + 8.0 * time_constant:
+            q, qd = np.round(q, 4), np.zeros(model.n)
+        else:
+            q = q + 1e-4 * rng.standard_normal(model.n)
+            qd = qd + 1e-3 * rng.standard_normal(model.n)
+        yield RobotSample(t, (0, 0), q, qd, tau)
+
+
+@pytest.mark.parametrize('held_still', [False, True], ids=['noisy', 'held_still'])
+def test_a_robot_that_stops_and_rests_raises_no_alarm(builtin, held_still):
+    """
+    A pause is not a fault: commissioned on continuous motion, the robot stops and rests.
+
+    Before, resting joints read as frozen sensors (exact repeats, a collapsed noise level) and
+    as clipping drives (flat effort, the position noise taken for motion): every joint alarmed.
+    """
+    config = MonitorConfig(commissioning_duration_s=12.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(builtin, config)
+    levels = []
+    for k, sample in enumerate(stopping_samples(builtin, 20.0, 14.0, 0.3, held_still)):
+        monitor.update(sample, None, now=sample.t + 0.001)
+        if k % 20 == 0 and monitor.commissioned:
+            levels.append(monitor.report().level)
+    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert monitor.commissioned and len(levels) > 200
+    assert raised == [] and set(levels) == {'OK'}

@@ -253,3 +253,25 @@ def test_a_stale_resend_of_the_whole_sample_is_counted_and_left_out():
     # differenced over two periods instead: no inconsistency (a plain feed would show 1e-3)
     assert np.abs(np.array([b.pv_bias for b in blocks])).max() < 5e-6
     assert all(b.repeat_run.max() == 0 for b in blocks)
+
+
+def test_a_joint_at_rest_may_read_exactly_still_a_frozen_sensor_on_a_moving_one_counts():
+    checks = SensorChecks(2)
+    checks.set_flat(tolerance=[0.09, 0.09], band=[0.06, 0.06], min_speed=[0.03, 0.03],
+                    min_velocity=[0.03, 0.03])
+    q_rest = motion(0.0)[0]
+
+    def resting(t):          # both joints stand still: exactly the same position, zero speed
+        return q_rest, np.zeros(2)
+
+    blocks = feed(checks, 0.5, q_of=resting, noise=(0.0, 0.0, 0.05), seed=4)
+    assert all(np.all(b.repeat_run == 0.0) for b in blocks)      # no frozen channel at rest
+    assert all(np.all(b.resting) for b in blocks)
+
+    def position_frozen(t):  # joint 0's position sensor freezes while its velocity says it moves
+        q, qd = motion(t)
+        return np.array([q_rest[0], q[1]]), qd
+
+    blocks = feed(checks, 0.3, q_of=position_frozen, t0=0.5, seed=5)
+    assert blocks[-1].repeat_run[0] >= 250 and blocks[-1].repeat_run[1] == 0.0
+    assert not blocks[0].resting.any()     # moving by the velocity (its position is frozen)

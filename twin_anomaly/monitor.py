@@ -67,13 +67,18 @@ __all__ = ['AnomalyMonitor', 'MonitorConfig', 'ThresholdsError', 'FILE_VERSION']
 
 CLOCK_JUMP_S = 1.0
 """Stamps this far back mean a restarted robot clock (sim reset), not a late sample, s."""
-FILE_VERSION = 2
+FILE_VERSION = 3     # 3: frozen channels and flat effort counted while the joint moves only
 _FILE_KEY = 'robot_twin_anomaly_monitor'
 _WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 _SIGN_VELOCITY = 0.02        # rad/s: velocity giving a full sign in the friction-matched sum
 _FLAT_NOISE_FACTOR = 1.8     # flat effort: block std within this many noise stds
 _FLAT_BAND = 4.0             # ... and block mean within this many stds of a block-mean difference
 _MIN_SPEED = 0.01            # rad/s: slowest speed that counts as moving
+_MOVING_SHARE = 0.2          # ... and this share of the joint's RMS speed in commissioning
+_MOVING_SIGMAS = 4.0         # ... and at least this many standard deviations of what the
+#                              sensor noise alone makes of a block's speed (or of a velocity)
+_FLAT_LEVEL_SHARE = 0.25     # flat effort counts from this share of the joint's largest
+#                              |effort| (20 ms means) during commissioning
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
 _LATENCY_BASELINE_S = 60.0   # time constant of the stream's latency baseline, s
 _MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
@@ -295,6 +300,7 @@ class AnomalyMonitor:
         self._last_t = None
         self._learn_t0 = None
         self._phase1 = []                  # (log_d2, speed) of the collect blocks
+        self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
         self._lag_learned = False
         self._saved = False
         self._meta = {}
@@ -467,6 +473,8 @@ class AnomalyMonitor:
             return
         x = self._assemble(blk)
         step = self.step
+        if step != 'monitor':
+            np.fmax(self._effort_peak, np.abs(blk.effort_mean), out=self._effort_peak)
         if step == 'collect':
             self._collect_block(t, blk, x)
         elif step in ('learn', 'fit'):
@@ -491,7 +499,19 @@ class AnomalyMonitor:
         joint[:, 1] = self._rs_sum / cnt if cnt else np.nan
         joint[:, 2] = blk.pv_bias if self._lag_learned else np.nan
         joint[:, 3] = blk.pv_jump
-        joint[:, 4:7] = blk.log_d2.reshape(3, n).T
+        noise = joint[:, 4:7]
+        noise[:] = blk.log_d2.reshape(3, n).T
+        rest = blk.resting
+        if rest is not None and rest.any():
+            # a joint at rest may read quieter than while it moves (an encoder that holds
+            # still, a velocity of exactly zero): a drop of its noise says nothing about a
+            # frozen sensor then. Commissioning learns the noise of moving joints only;
+            # monitoring keeps a resting joint's noise only when it rose.
+            if self.step == 'monitor':
+                center = self.fused.learned['center'][:n * d].reshape(n, d)[:, 4:7]
+                noise[rest] = np.where(noise[rest] > center[rest], noise[rest], np.nan)
+            else:
+                noise[rest] = np.nan
         joint[:, 7:10] = blk.repeat_run.reshape(3, n).T
         joint[:, 10] = blk.flat_run_s
         joint[:, 11] = blk.speed
@@ -590,13 +610,24 @@ class AnomalyMonitor:
         speed = np.array([row[1] for row in self._phase1])
         with np.errstate(all='ignore'), warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)     # a joint without any data
-            tau_noise = np.sqrt(np.exp(np.nanmedian(log_d2[:, 2 * n:], axis=0)) / 6.0)
+            # white noise of std s gives second differences of variance 6 s^2
+            sensor_noise = np.sqrt(np.exp(np.nanmedian(log_d2, axis=0)) / 6.0)
             typical = np.sqrt(np.nanmean(speed ** 2, axis=0))
-        noise = np.fmax(np.nan_to_num(tau_noise, nan=0.0), 1e-9)
+        sensor_noise = np.nan_to_num(sensor_noise, nan=0.0)
+        q_noise, qd_noise = sensor_noise[:n], sensor_noise[n:2 * n]
+        noise = np.fmax(sensor_noise[2 * n:], 1e-9)
         per_block = max(3.0, self.config.block_s / (self.checks.period_s or 1e-3))
+        # moving: faster than a floor, than a fifth of the commissioning motion's RMS speed
+        # (a slow approach under a steady load has flat effort too), and than the position
+        # noise makes a block's speed look (its two ends, a block apart) or the velocity
+        # noise makes one velocity reading, so that a joint at rest with noisy sensors does
+        # not count as moving
+        min_speed = np.fmax(np.fmax(_MIN_SPEED, _MOVING_SHARE * np.nan_to_num(typical)),
+                            _MOVING_SIGMAS * math.sqrt(2.0) * q_noise / self.config.block_s)
         self.checks.set_flat(_FLAT_NOISE_FACTOR * noise,
-                             _FLAT_BAND * noise * math.sqrt(2.0 / per_block),
-                             np.fmax(_MIN_SPEED, 0.05 * np.nan_to_num(typical)))
+                             _FLAT_BAND * noise * math.sqrt(2.0 / per_block), min_speed,
+                             np.fmax(min_speed, _MOVING_SIGMAS * qd_noise),
+                             _FLAT_LEVEL_SHARE * self._effort_peak)
         self._phase1 = []
         self.fused.start_learning()
         self._changed = np.zeros(3 * self.n, dtype=bool)    # signals that ever changed
@@ -652,6 +683,8 @@ class AnomalyMonitor:
         for s, col in enumerate(stuck):
             exclude[np.arange(self.n) * d + col] = ~self._changed[s * self.n:(s + 1) * self.n]
         summary = self.fused.finish_learning(exclude)
+        # the whole commissioning motion's effort, not only the warm-up's
+        self.checks.flat_min_level = _FLAT_LEVEL_SHARE * self._effort_peak
         self._meta = {'start_stamp': float(self._t0), 'end_stamp': float(t),
                       'learn_start_stamp': float(self._learn_t0),
                       'blocks': int(summary['blocks'])}
@@ -828,7 +861,9 @@ class AnomalyMonitor:
             'sensor_checks': {'lag_s': self.checks.lag_s.tolist(),
                               'flat_tolerance': self.checks.flat_tolerance.tolist(),
                               'flat_band': self.checks.flat_band.tolist(),
-                              'min_speed': self.checks.min_speed.tolist()},
+                              'min_speed': self.checks.min_speed.tolist(),
+                              'min_velocity': self.checks.min_velocity.tolist(),
+                              'flat_min_level': self.checks.flat_min_level.tolist()},
             'detector': self.fused.to_dict(),
         }}
         if self.config.calibrate_in_background:
@@ -878,7 +913,9 @@ class AnomalyMonitor:
             tol = np.asarray(checks['flat_tolerance'], dtype=float)
             band = np.asarray(checks['flat_band'], dtype=float)
             speed = np.asarray(checks['min_speed'], dtype=float)
-            if any(a.shape != (self.n,) for a in (lag, tol, band, speed)):
+            velocity = np.asarray(checks['min_velocity'], dtype=float)
+            level = np.asarray(checks['flat_min_level'], dtype=float)
+            if any(a.shape != (self.n,) for a in (lag, tol, band, speed, velocity, level)):
                 raise ValueError('sensor_checks arrays must have one value per joint')
             self.fused.load_dict(doc['detector'])
             calibration = None
@@ -889,7 +926,7 @@ class AnomalyMonitor:
             raise ThresholdsError(f'{path}: malformed ({exc}); re-commission') from None
         self.checks = SensorChecks(self.n, self.config.leak_s)
         self.checks.lag_s = lag
-        self.checks.set_flat(tol, band, speed)
+        self.checks.set_flat(tol, band, speed, velocity, level)
         self._lag_learned = True
         self.calibration = calibration
         self.calibrated_model = None

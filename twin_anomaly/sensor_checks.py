@@ -14,11 +14,19 @@ their own past instead, per joint, with no model:
 - **noise level**: the mean square of the second difference of each signal (position,
   velocity, effort), which white noise dominates at robot rates; its logarithm moves up with
   a noisier sensor and down with a frozen one;
-- **frozen channel**: the longest run of exactly repeated values of each signal;
+- **frozen channel**: the longest run of exactly repeated values of each signal while the
+  joint moves. A joint at rest may read exactly the same position, a velocity of exactly
+  zero and the same effort for as long as it rests (a robot pausing between cycles); a frozen
+  sensor is one that stays while the joint moves. Moving is judged from another signal than
+  the one that repeats: a position run counts while the measured velocity is above
+  ``min_velocity``, a velocity or effort run while the velocity is, or while the position
+  moved faster than ``min_speed`` over the last block; at rest a run neither grows nor ends;
 - **flat effort while moving**: how long a joint's effort has stayed flat (each block's
   standard deviation within a small multiple of the noise, its mean within a narrow band of
-  the run's first block) while the joint moves (a drive that clips its torque); blocks where
-  the joint stands still neither extend nor end such a run;
+  the run's first block) while the joint moves (a drive that clips its torque) at a level of
+  at least ``flat_min_level`` (a clipping drive is at a torque its motion needs; a slow move
+  under a light load is flat too); blocks where the joint stands still, or is flat below that
+  level, neither extend nor end such a run;
 - **stream**: samples missing from the stream (stamp gaps against the typical period), samples
   that repeat the previous one exactly (a stale resend; left out of the other checks) and,
   when the caller passes receive times, the latency of each sample. A gap is the robot's (or
@@ -90,6 +98,12 @@ class BlockChecks:
     latency_s : float
         Smallest ``now - stamp`` over the block's samples that did not wait in the twin's queue,
         s (NaN when no receive time was given, or every sample waited).
+    effort_mean : (n,) float array
+        Mean effort over the block's new readings, N·m (N).
+    resting : (n,) bool array
+        The joint did not move in the block: its position moved slower than ``min_speed`` and
+        no velocity reading was above ``min_velocity``. A resting joint's signals may freeze
+        or go quiet without any fault.
 
     """
 
@@ -106,6 +120,8 @@ class BlockChecks:
     speed: np.ndarray
     effort_std: np.ndarray
     latency_s: float
+    effort_mean: np.ndarray = None
+    resting: np.ndarray = None
 
 
 class SensorChecks:
@@ -131,8 +147,16 @@ class SensorChecks:
         until :meth:`set_flat`.
     flat_band : (n,) float array
         Largest distance of a flat block's mean effort from the run's first block, N·m.
+    flat_min_level : (n,) float array
+        Smallest ``|mean effort|`` of a flat block that extends a run, N·m (0 until
+        :meth:`set_flat`): a drive clips at a torque its motion needs, not at the light load
+        of a slow move.
     min_speed : (n,) float array
-        Speed above which a joint counts as moving, rad/s; inf until :meth:`set_flat`.
+        Block speed (position change over a block) above which a joint counts as moving,
+        rad/s; 0 until :meth:`set_flat` (any motion counts).
+    min_velocity : (n,) float array
+        Measured velocity above which a joint counts as moving at one sample, rad/s; 0 until
+        :meth:`set_flat`.
     period_s : float or None
         Typical sample period, s (None before two regular steps).
     last_was_repeat : bool
@@ -158,7 +182,12 @@ class SensorChecks:
         self.lag_s = np.zeros(n)
         self.flat_tolerance = np.zeros(n)
         self.flat_band = np.zeros(n)
-        self.min_speed = np.full(n, np.inf)
+        self.flat_min_level = np.zeros(n)
+        self.min_speed = np.zeros(n)
+        self.min_velocity = np.zeros(n)
+        self._moving_block = np.zeros(n, dtype=bool)   # the last block's position moved
+        self._moving = np.zeros(3 * n)                 # per signal: 1.0 while the joint moves
+        self._fast = np.zeros(n, dtype=bool)
         self._x = np.zeros(3 * n)
         self._prev = np.zeros(3 * n)
         self._d1 = np.zeros(3 * n)
@@ -185,6 +214,7 @@ class SensorChecks:
         self._bias.fill(0.0)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
+        self._moving_block.fill(False)
         self._new_block()
 
     def _new_block(self):
@@ -204,6 +234,7 @@ class SensorChecks:
         self._q_first = None
         self._t_first = None
         self._lat_min = math.inf       # smallest latency of the block before the last sample
+        self._fast_seen = np.zeros(self.n, dtype=bool)   # a velocity reading said "moving"
         self._lat_last = math.inf      # the last sample's (inf: none, or it waited)
 
     # ------------------------------------------------------------------ per sample
@@ -311,8 +342,16 @@ class SensorChecks:
         n = self.n
         x, prev, d1 = self._x, self._prev, self._d1
         np.subtract(x, prev, out=d1)
-        # exact repeats: run length per signal
-        self._run += 1.0
+        # exact repeats: run length per signal, grown only while the joint moves (judged by
+        # another signal: see the module docstring), reset by any change
+        fast, moving = self._fast, self._moving
+        np.greater(np.abs(x[n:2 * n]), self.min_velocity, out=fast)
+        self._fast_seen |= fast
+        moving[:n] = fast
+        fast |= self._moving_block
+        moving[n:2 * n] = fast
+        moving[2 * n:] = fast
+        self._run += moving
         self._run *= d1 == 0.0
         np.maximum(self._run_max, self._run, out=self._run_max)
         # position vs velocity (trapezoid)
@@ -357,6 +396,7 @@ class SensorChecks:
         tau_std = np.sqrt(np.maximum(self._tau_sq / max(fresh, 1) - mean * mean, 0.0))
         if fresh >= 3:                 # a block without new readings changes no run
             self._advance_flat(mean, tau_std, speed, duration)
+            np.greater(speed, self.min_speed, out=self._moving_block)
         latency = min(self._lat_min, self._lat_last)
         log_d2 = (np.log(np.maximum(self._sum_d2 / self._cnt_d2, _TINY_SQUARE))
                   if self._cnt_d2 else np.full(3 * n, np.nan))
@@ -367,7 +407,8 @@ class SensorChecks:
             pv_sum=self._sum_e, pv_dqd=self._sum_dqd, log_d2=log_d2,
             repeat_run=self._run_max, flat_run_s=self._flat_run.copy(), speed=speed,
             effort_std=tau_std,
-            latency_s=latency if latency < math.inf else math.nan)
+            latency_s=latency if latency < math.inf else math.nan, effort_mean=mean,
+            resting=~(self._fast_seen | (speed > self.min_speed)))
         if self._lag_learning:
             self._lag_sums[:n] += self._sum_e * self._sum_dqd
             self._lag_sums[n:] += self._sum_dqd * self._sum_dqd
@@ -382,7 +423,7 @@ class SensorChecks:
         flat = tau_std <= self.flat_tolerance
         moving = speed > self.min_speed
         same = np.abs(tau_mean - self._flat_ref) <= self.flat_band     # False while NaN
-        grow = np.where(moving, duration, 0.0)
+        grow = np.where(moving & (np.abs(tau_mean) >= self.flat_min_level), duration, 0.0)
         self._flat_run = np.where(flat, np.where(same, self._flat_run, 0.0) + grow, 0.0)
         self._flat_ref = np.where(flat, np.where(same, self._flat_ref, tau_mean), np.nan)
 
@@ -415,9 +456,9 @@ class SensorChecks:
         self._bias.fill(0.0)
         return lag.copy()
 
-    def set_flat(self, tolerance, band, min_speed):
+    def set_flat(self, tolerance, band, min_speed, min_velocity=None, min_level=0.0):
         """
-        Set what counts as flat effort on a moving joint; restart the runs.
+        Set what counts as flat effort, and as a moving joint; restart the runs.
 
         Parameters
         ----------
@@ -427,6 +468,11 @@ class SensorChecks:
             How far a flat block's mean effort may be from the run's first block, N·m (N).
         min_speed : (n,) array_like
             Block speed above which the joint counts as moving, rad/s (m/s).
+        min_velocity : (n,) array_like, optional
+            Measured velocity above which the joint counts as moving at one sample, rad/s
+            (m/s); default ``min_speed``.
+        min_level : (n,) array_like
+            :attr:`flat_min_level`, N·m (N).
 
         """
         def vector(value):
@@ -434,5 +480,7 @@ class SensorChecks:
         self.flat_tolerance = vector(tolerance)
         self.flat_band = vector(band)
         self.min_speed = vector(min_speed)
+        self.min_velocity = vector(min_speed if min_velocity is None else min_velocity)
+        self.flat_min_level = vector(min_level)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
