@@ -74,4 +74,6 @@ def robot_intake(model, params, with_wrench):
         force_range_n=params['wrench_force_range_n'],
         torque_range_nm=params['wrench_torque_range_nm'],
         joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'],
-        held_joints=model.locked_joints)
+        held_joints=model.locked_joints,
+        continuous_joints=[j for j, kind in zip(model.joint_names, model.joint_types)
+                           if kind == 'continuous'])

@@ -87,6 +87,30 @@ def test_intake_maps_validates_and_watches():
     assert intake.counters()['joint_states.accepted'] == 0 and intake.latest_wrench is None
 
 
+def test_continuous_joints_reported_wrapped_come_out_unwrapped():
+    # j2 turns on and on at 2 rad/s; the robot reports its angle wrapped into [-pi, pi)
+    intake = RobotIntake(NAMES, with_wrench=False, continuous_joints=['j2'])
+    stamps = np.arange(1, 2001) * 0.005            # 10 s at 200 Hz: more than three turns
+    true = 0.3 + 2.0 * stamps
+    out = []
+    for stamp, angle in zip(stamps, true):
+        wrapped = (angle + math.pi) % (2.0 * math.pi) - math.pi
+        assert intake.joint_state(NAMES, [0.5, wrapped, -0.5], [], [], stamp, stamp) is None
+        sec, frac = divmod(stamp, 1.0)
+        sample = intake.sample((int(sec), int(round(frac * 1e9))))
+        out.append(sample.position.copy())
+    out = np.array(out)
+    np.testing.assert_allclose(out[:, 1], true, atol=1e-9)      # no jump of 2 pi anywhere
+    assert np.all(out[:, 0] == 0.5) and np.all(out[:, 2] == -0.5)   # others untouched
+    assert np.array_equal(intake.mapper.position, [0.5, (true[-1] + math.pi) % (2 * math.pi)
+                                                   - math.pi, -0.5])   # the robot's own value
+    intake.reset(20.0)                                # a new stream starts from its own angle
+    intake.joint_state(NAMES, [0.5, -3.0, -0.5], [], [], 30.0, 30.0)
+    assert intake.sample((30, 0)).position[1] == -3.0
+    with pytest.raises(ValueError, match='not model joints'):
+        RobotIntake(NAMES, continuous_joints=['j9'])
+
+
 def test_intake_without_wrench_only_needs_joints():
     intake = RobotIntake(NAMES, with_wrench=False)
     intake.joint_state(NAMES, [0.0, 0.0, 0.0], [], [], 5.0, 5.0)

@@ -66,6 +66,31 @@ def test_derivatives_match_analytic_on_irregular_stamps(with_velocity):
     assert not notes
 
 
+def test_a_continuous_joint_logged_wrapped_is_unwrapped():
+    # j2 turns on at 3 rad/s plus a sine; logged wrapped into [-pi, pi) it jumps by 2 pi
+    log, (amp, w) = sine_log(noise=1e-4)
+    turning = log.position.copy()
+    turning[:, 1] += 3.0 * log.time
+    wrapped = turning.copy()
+    wrapped[:, 1] = (turning[:, 1] + np.pi) % (2 * np.pi) - np.pi
+    velocity = log.velocity.copy()
+    velocity[:, 1] += 3.0
+    p, _ = quiet_prepare(LogData(log.time, JOINTS, wrapped, velocity, log.effort, 'wrapped'),
+                         JOINTS, cutoff_hz=10.0, continuous=['j2'])
+    q, qd, _, _ = truth_at(p.time, amp, w)
+    q[:, 1] += 3.0 * p.time
+    qd[:, 1] += 3.0
+    start = p.q[0, 1] - q[0, 1]          # the unwrapped angle starts where the log started
+    assert start == pytest.approx(round(start / (2 * np.pi)) * 2 * np.pi, abs=1e-3)
+    assert np.abs(p.q[:, 1] - start - q[:, 1]).max() < 1e-3
+    assert np.abs(p.qd[:, 1] - qd[:, 1]).max() < 0.05
+    # without saying it is continuous, the wraps stay in: the position disagrees with its
+    # velocity by whole turns
+    raw, _ = quiet_prepare(LogData(log.time, JOINTS, wrapped, velocity, log.effort, 'wrapped'),
+                           JOINTS, cutoff_hz=10.0)
+    assert np.abs(raw.q[:, 1] - start - q[:, 1]).max() > 6.0
+
+
 def test_filter_removes_noise_and_has_no_phase_lag():
     log, (amp, w) = sine_log(noise=0.05, duration=6.0)
     p, _ = quiet_prepare(log, JOINTS, cutoff_hz=5.0)

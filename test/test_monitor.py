@@ -5,6 +5,7 @@ The robot is a randomized MuJoCo KUKA iiwa that differs from the twin's URDF (bo
 Coulomb friction and rotor inertia the URDF lacks, sensor noise): robot_twin.fault_runs.
 """
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,3 +238,56 @@ def test_a_robot_that_stops_and_rests_raises_no_alarm(builtin, held_still):
     raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
     assert monitor.commissioned and len(levels) > 200
     assert raised == [] and set(levels) == {'OK'}
+
+
+def test_a_continuous_wrist_reported_wrapped_raises_no_alarm(tmp_path):
+    """
+    A wrist that turns on and on, reported wrapped into [-pi, pi) as many robots do.
+
+    The intake unwraps it, so neither the mirror nor the detectors see a jump of 2 pi at each
+    wrap (before, each wrap was a position step the velocity could not explain).
+    """
+    from robot_twin.twin_model import robot_intake
+    from twin_sim.mirror import Mirror
+    from twin_sim.predictor import Predictor
+    from twin_sim.trajectory import DemoMotion
+    text = Path(resources.builtin_urdf()).read_text().replace(
+        '<joint name="joint7" type="revolute">', '<joint name="joint7" type="continuous">')
+    urdf = tmp_path / 'continuous_wrist.urdf'
+    urdf.write_text(text)
+    model = RobotModel.from_urdf(urdf)
+    assert model.joint_types[6] == 'continuous'
+    params = {'position_margin_rad': 0.1, 'position_margin_m': 0.01, 'velocity_factor': 1.5,
+              'effort_factor': 2.0, 'unknown_joints': 'reject', 'max_future_s': 0.1,
+              'wrench_force_range_n': 1e3, 'wrench_torque_range_nm': 1e2,
+              'joint_states_topic': '/joint_states', 'wrench_topic': '/ft_sensor/wrench'}
+    intake = robot_intake(model, params, with_wrench=False)
+    mirror = Mirror(Predictor(model))
+    config = MonitorConfig(commissioning_duration_s=8.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(model, config)
+    motion = DemoMotion.from_model(model, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
+                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
+    rng = np.random.default_rng(5)
+    t = np.arange(1, 14001) * 1e-3
+    q, qd, qdd = motion.sample(t)
+    q[:, 6] += 2.0 * t                   # the wrist also turns at 2 rad/s: 4 turns in 14 s
+    qd[:, 6] += 2.0
+    wraps, largest, prev = 0, 0.0, 0.0
+    for k in range(t.size):
+        tau = model.inverse_dynamics(q[k], qd[k], qdd[k]) + model.friction_model.torque(qd[k])
+        reported = q[k] + 1e-4 * rng.standard_normal(7)
+        reported[6] = (reported[6] + math.pi) % (2.0 * math.pi) - math.pi
+        wraps += k > 0 and abs(reported[6] - prev) > math.pi
+        prev = reported[6]
+        stamp = int(t[k]), int(round((t[k] % 1.0) * 1e9))
+        assert intake.joint_state(model.joint_names, reported,
+                                  qd[k] + 1e-3 * rng.standard_normal(7),
+                                  tau + 0.05 * rng.standard_normal(7), t[k], t[k]) is None
+        sample = intake.sample(stamp)
+        result = mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
+        if result is not None and k > 100:
+            largest = max(largest, abs(result.position_residual[6]))
+        monitor.update(sample, result, now=t[k] + 0.001)
+    assert wraps >= 3 and largest < 1e-2
+    assert monitor.commissioned and monitor.report().level == 'OK'
+    assert [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised'] == []

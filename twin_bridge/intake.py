@@ -93,6 +93,12 @@ class RobotIntake:
         Joints of the robot that the model holds fixed (``locked_joints``): messages may name
         them; a message that names nothing the twin mirrors is skipped (not a sample, not a
         rejection; counted as ``other_joints_only``).
+    continuous_joints : iterable of str
+        Model joints without position limits (URDF ``continuous``). Many robots report such
+        an angle wrapped (into [-pi, pi) or [0, 2 pi)): a step of 2 pi between two samples that
+        is no motion. The samples carry them unwrapped instead (each step taken as the
+        shortest turn, so the angle runs on past pi), so that no consumer (mirror, detectors,
+        calibration) sees a jump.
 
     """
 
@@ -100,7 +106,7 @@ class RobotIntake:
                  max_future_s=0.1, stale_timeout_s=0.1, with_wrench=True,
                  force_range_n=math.inf, torque_range_nm=math.inf,
                  joint_states_topic='/joint_states', wrench_topic='/ft_sensor/wrench',
-                 held_joints=()):
+                 held_joints=(), continuous_joints=()):
         self.joints = JointStateValidator(joint_names, plausibility=plausibility,
                                           unknown_joints=unknown_joints,
                                           max_future_s=max_future_s, topic=joint_states_topic,
@@ -116,6 +122,12 @@ class RobotIntake:
         self.latest_wrench = None
         self._refused_seen = 0          # the joint validator's rejections at the last sample
         self._taken = (-math.inf, math.nan)   # when the last sample was taken, and its stamp
+        names = list(joint_names)
+        unknown = sorted(set(continuous_joints) - set(names))
+        if unknown:
+            raise ValueError(f'continuous_joints {unknown} are not model joints {names}')
+        self._wrap = np.array([j in set(continuous_joints) for j in names], dtype=bool)
+        self._unwrapped = None          # the continuous joints' last angles, unwrapped
 
     def joint_state(self, names, position, velocity, effort, stamp, now):
         """
@@ -162,8 +174,22 @@ class RobotIntake:
             self._taken = (taken, t)
         refused = self.joints.counters['rejected']
         before, self._refused_seen = refused - self._refused_seen, refused
-        return RobotSample(t, (int(sec), int(nanosec)), m.position.copy(), velocity,
+        position = m.position.copy()
+        if self._wrap.any():
+            self._unwrap(position)
+        return RobotSample(t, (int(sec), int(nanosec)), position, velocity,
                            m.effort.copy(), before, queued)
+
+    def _unwrap(self, position):
+        """Replace the continuous joints' angles in ``position`` by unwrapped ones."""
+        angle = position[self._wrap]
+        last = self._unwrapped
+        if last is not None:
+            # the shortest turn from the last angle: a joint does not turn half a revolution
+            # between two samples
+            angle = last + np.remainder(angle - last + math.pi, 2.0 * math.pi) - math.pi
+        position[self._wrap] = angle
+        self._unwrapped = angle
 
     def wrench_sample(self, wrench, stamp, now):
         """Take one wrench sample (6,); return None if accepted, else the rejection reason."""
@@ -198,6 +224,7 @@ class RobotIntake:
         self.wrench.reset()
         self.mapper.reset()
         self.watchdog.reset(now)
+        self._unwrapped = None
         self.timesync.reset()
         self.latest_wrench = None
         self._refused_seen = 0

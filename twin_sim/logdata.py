@@ -349,7 +349,8 @@ def _merge_groups(groups, source, notes):
 # Cleaning, resampling, filtering
 # --------------------------------------------------------------------------------------------
 def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, filter_order=4,
-                max_nan_fraction=0.05, min_samples=100, min_duration_s=1.0, trim_s=None):
+                max_nan_fraction=0.05, min_samples=100, min_duration_s=1.0, trim_s=None,
+                continuous=()):
     """
     Map a log onto the model's joints, clean it, resample it uniformly and filter it.
 
@@ -377,6 +378,10 @@ def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, 
         Error out below these (after cleaning).
     trim_s : float, optional
         Time trimmed at each end after filtering. Default ``2 / cutoff_hz``.
+    continuous : iterable of str
+        Joints without position limits: their logged angles are unwrapped (a step of more
+        than pi between samples is taken as the shorter turn), since a robot may log them
+        wrapped into one turn, and a wrap is no motion.
 
     Returns
     -------
@@ -447,6 +452,9 @@ def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, 
             _warn(notes, f'{src}: dropped {int(dup.sum())} samples with a repeated '
                          'time stamp')
             t, pos, vel, eff = t[~dup], pos[~dup], vel[~dup], eff[~dup]
+    wrapped = [i for i, j in enumerate(present) if j in set(continuous)]
+    if wrapped and len(t) > 1:
+        pos[:, wrapped] = np.unwrap(pos[:, wrapped], axis=0)
     duration = float(t[-1] - t[0]) if len(t) > 1 else 0.0
     if len(t) < min_samples or duration < min_duration_s:
         raise SysIdError(f'{src}: log too short: {len(t)} usable samples over '
