@@ -74,8 +74,11 @@ twin: neither accepted nor rejected (compare with ``is``)."""
 _NOTHING_FOR_THE_TWIN = ('other_joints_only', SKIPPED)
 WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 
-ABS_POSITION_CAP = 1000.0
-"""Largest |position| accepted for a joint without position limits (continuous), rad or m."""
+ABS_POSITION_CAP = 1.0e6
+"""Largest |position| accepted for a joint without position limits (continuous), rad.
+
+About 160,000 turns: a wrist that drives screws may report its angle unwrapped for a long
+time, and float64 still resolves such an angle to 1e-10 rad; 1e308 is refused."""
 VELOCITY_CAP = 100.0
 """Largest |velocity| accepted where the URDF gives no velocity limit, rad/s or m/s."""
 EFFORT_CAP = 1.0e5
