@@ -77,6 +77,9 @@ _MIN_SPEED = 0.01            # rad/s: slowest speed that counts as moving
 _MOVING_SHARE = 0.2          # ... and this share of the joint's RMS speed in commissioning
 _MOVING_SIGMAS = 4.0         # ... and at least this many standard deviations of what the
 #                              sensor noise alone makes of a block's speed (or of a velocity)
+_STATIC_FRICTION_FACTOR = 1.5  # breakaway torque at rest, x the Coulomb friction (Stribeck)
+_PACE_OF_MOTION = 0.5        # mean over the joints of block speed / commissioning RMS speed
+#                              from which the robot counts as moving on (not stopping)
 _FLAT_LEVEL_SHARE = 0.25     # flat effort counts from this share of the joint's largest
 #                              |effort| (20 ms means) during commissioning
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
@@ -268,6 +271,8 @@ class AnomalyMonitor:
         self.calibration = None           # the CalibrationResult in use (or None)
         self.calibrated_model = None      # RobotModel to predict with, once calibrated
         self.observer = None
+        self._static_friction = np.zeros(n)   # N·m a resting joint may hold (see _set_observer)
+        self._typical_speed = np.full(n, np.nan)   # RMS speed of each joint in commissioning
         self._executor = None
         self._future = None
         self._fit_result = None
@@ -512,6 +517,19 @@ class AnomalyMonitor:
                 noise[rest] = np.where(noise[rest] > center[rest], noise[rest], np.nan)
             else:
                 noise[rest] = np.nan
+            # a joint at rest holds whatever torque its static friction takes, up to the
+            # breakaway torque either way, which the friction model (zero at zero speed)
+            # cannot know: that much of the observer's residual, and of its friction-matched
+            # part, is no evidence then. Only while the robot as a whole has slowed down
+            # (stopping, or paused): one joint stalled while the others go on at their
+            # usual pace is what a clipping drive or a seized joint does
+            with np.errstate(all='ignore'):
+                pace = np.nanmean(blk.speed / self._typical_speed)
+            if not pace >= _PACE_OF_MOTION:
+                band = self._static_friction[rest]
+                for column in (0, 1):
+                    r = joint[rest, column]
+                    joint[rest, column] = np.sign(r) * np.maximum(np.abs(r) - band, 0.0)
         joint[:, 7:10] = blk.repeat_run.reshape(3, n).T
         joint[:, 10] = blk.flat_run_s
         joint[:, 11] = blk.speed
@@ -614,6 +632,7 @@ class AnomalyMonitor:
             sensor_noise = np.sqrt(np.exp(np.nanmedian(log_d2, axis=0)) / 6.0)
             typical = np.sqrt(np.nanmean(speed ** 2, axis=0))
         sensor_noise = np.nan_to_num(sensor_noise, nan=0.0)
+        self._typical_speed = np.where(typical > 0.0, typical, np.nan)   # (NaN: never moved)
         q_noise, qd_noise = sensor_noise[:n], sensor_noise[n:2 * n]
         noise = np.fmax(sensor_noise[2 * n:], 1e-9)
         per_block = max(3.0, self.config.block_s / (self.checks.period_s or 1e-3))
@@ -667,12 +686,19 @@ class AnomalyMonitor:
 
     def _start_learning(self, t):
         model = self.calibrated_model if self.calibrated_model is not None else self.model
-        self.observer = MomentumObserver(model, self.config.observer_gain)
+        self._set_observer(model)
         self._r_sum.fill(0.0)
         self._rs_sum.fill(0.0)
         self._r_cnt = 0
         self._learn_t0 = t
         self.step = 'learn'
+
+    def _set_observer(self, model):
+        """Observe with ``model``; its Coulomb friction bounds what a joint holds at rest."""
+        self.observer = MomentumObserver(model, self.config.observer_gain)
+        friction = model.friction_model
+        self._static_friction = _STATIC_FRICTION_FACTOR * (np.abs(friction.coulomb)
+                                                           + np.abs(friction.phi1))
 
     def _finish_commissioning(self, t):
         # a signal that never changed (a joint the robot does not report: held at 0) cannot
@@ -863,6 +889,7 @@ class AnomalyMonitor:
                               'flat_band': self.checks.flat_band.tolist(),
                               'min_speed': self.checks.min_speed.tolist(),
                               'min_velocity': self.checks.min_velocity.tolist(),
+                              'typical_speed': np.nan_to_num(self._typical_speed).tolist(),
                               'flat_min_level': self.checks.flat_min_level.tolist()},
             'detector': self.fused.to_dict(),
         }}
@@ -915,7 +942,9 @@ class AnomalyMonitor:
             speed = np.asarray(checks['min_speed'], dtype=float)
             velocity = np.asarray(checks['min_velocity'], dtype=float)
             level = np.asarray(checks['flat_min_level'], dtype=float)
-            if any(a.shape != (self.n,) for a in (lag, tol, band, speed, velocity, level)):
+            typical = np.asarray(checks['typical_speed'], dtype=float)
+            if any(a.shape != (self.n,) for a in (lag, tol, band, speed, velocity, level,
+                                                  typical)):
                 raise ValueError('sensor_checks arrays must have one value per joint')
             self.fused.load_dict(doc['detector'])
             calibration = None
@@ -927,6 +956,7 @@ class AnomalyMonitor:
         self.checks = SensorChecks(self.n, self.config.leak_s)
         self.checks.lag_s = lag
         self.checks.set_flat(tol, band, speed, velocity, level)
+        self._typical_speed = np.where(typical > 0.0, typical, np.nan)
         self._lag_learned = True
         self.calibration = calibration
         self.calibrated_model = None
@@ -934,7 +964,7 @@ class AnomalyMonitor:
             from twin_anomaly.calibration import apply
             self.calibrated_model = apply(self.model, calibration)
         model = self.calibrated_model if self.calibrated_model is not None else self.model
-        self.observer = MomentumObserver(model, self.config.observer_gain)
+        self._set_observer(model)
         self._meta = dict(doc.get('commissioning') or {})
         self.step = 'monitor'
         self._saved = True
