@@ -275,3 +275,23 @@ def test_a_joint_at_rest_may_read_exactly_still_a_frozen_sensor_on_a_moving_one_
     blocks = feed(checks, 0.3, q_of=position_frozen, t0=0.5, seed=5)
     assert blocks[-1].repeat_run[0] >= 250 and blocks[-1].repeat_run[1] == 0.0
     assert not blocks[0].resting.any()     # moving by the velocity (its position is frozen)
+
+
+def test_flat_runs_are_counted_at_the_joints_usual_pace():
+    # the clipped effort of the test above, with joint 0's usual pace given: a block adds its
+    # duration times speed / pace, so the same path run slower builds the same run
+    def clipped(t):
+        return np.array([min(5.0, 40.0 * t), 2.0 * np.sin(5.0 * t)])
+
+    plain, paced = SensorChecks(2), SensorChecks(2)
+    plain.set_flat(tolerance=[0.09, 0.09], band=[0.06, 0.06], min_speed=[0.01, 0.01])
+    paced.set_flat(tolerance=[0.09, 0.09], band=[0.06, 0.06], min_speed=[0.01, 0.01],
+                   pace_speed=[2.0, np.nan])
+    blocks = feed(plain, 1.5, tau_of=clipped, noise=(0.0, 0.0, 0.02), seed=3)
+    paced_blocks = feed(paced, 1.5, tau_of=clipped, noise=(0.0, 0.0, 0.02), seed=3)
+    # the run from 0.125 s on, block by block: duration x speed / 2 rad/s
+    expected = sum(BLOCK * DT * b.speed[0] / 2.0 for b in blocks[7:])
+    assert paced_blocks[-1].flat_run_s[0] == pytest.approx(expected, rel=0.1)
+    assert paced_blocks[-1].flat_run_s[0] < 0.6 * blocks[-1].flat_run_s[0]
+    # joint 1 without a pace: plain seconds, as before
+    assert paced_blocks[-1].flat_run_s[1] == blocks[-1].flat_run_s[1]

@@ -646,7 +646,7 @@ class AnomalyMonitor:
         self.checks.set_flat(_FLAT_NOISE_FACTOR * noise,
                              _FLAT_BAND * noise * math.sqrt(2.0 / per_block), min_speed,
                              np.fmax(min_speed, _MOVING_SIGMAS * qd_noise),
-                             _FLAT_LEVEL_SHARE * self._effort_peak)
+                             _FLAT_LEVEL_SHARE * self._effort_peak, self._typical_speed)
         self._phase1 = []
         self.fused.start_learning()
         self._changed = np.zeros(3 * self.n, dtype=bool)    # signals that ever changed
@@ -955,8 +955,8 @@ class AnomalyMonitor:
             raise ThresholdsError(f'{path}: malformed ({exc}); re-commission') from None
         self.checks = SensorChecks(self.n, self.config.leak_s)
         self.checks.lag_s = lag
-        self.checks.set_flat(tol, band, speed, velocity, level)
         self._typical_speed = np.where(typical > 0.0, typical, np.nan)
+        self.checks.set_flat(tol, band, speed, velocity, level, self._typical_speed)
         self._lag_learned = True
         self.calibration = calibration
         self.calibrated_model = None

@@ -90,7 +90,9 @@ class BlockChecks:
         across blocks keeps counting).
     flat_run_s : (n,) float array
         Time the effort has been flat (block standard deviation <= ``flat_tolerance``) while
-        the joint moved, s.
+        the joint moved, s, counted at the joint's usual pace: a block adds its duration times
+        the joint's speed over ``pace_speed``, so that a robot run at a lower speed override
+        (the same path, slower) builds flat runs no faster per path than in commissioning.
     speed : (n,) float array
         ``|net displacement| / block duration``, rad/s (m/s).
     effort_std : (n,) float array
@@ -183,6 +185,7 @@ class SensorChecks:
         self.flat_tolerance = np.zeros(n)
         self.flat_band = np.zeros(n)
         self.flat_min_level = np.zeros(n)
+        self.pace_speed = np.full(n, np.nan)     # NaN: count flat runs in plain seconds
         self.min_speed = np.zeros(n)
         self.min_velocity = np.zeros(n)
         self._moving_block = np.zeros(n, dtype=bool)   # the last block's position moved
@@ -423,7 +426,9 @@ class SensorChecks:
         flat = tau_std <= self.flat_tolerance
         moving = speed > self.min_speed
         same = np.abs(tau_mean - self._flat_ref) <= self.flat_band     # False while NaN
-        grow = np.where(moving & (np.abs(tau_mean) >= self.flat_min_level), duration, 0.0)
+        with np.errstate(invalid='ignore'):
+            pace = np.where(np.isfinite(self.pace_speed), speed / self.pace_speed, 1.0)
+        grow = np.where(moving & (np.abs(tau_mean) >= self.flat_min_level), duration * pace, 0.0)
         self._flat_run = np.where(flat, np.where(same, self._flat_run, 0.0) + grow, 0.0)
         self._flat_ref = np.where(flat, np.where(same, self._flat_ref, tau_mean), np.nan)
 
@@ -456,7 +461,8 @@ class SensorChecks:
         self._bias.fill(0.0)
         return lag.copy()
 
-    def set_flat(self, tolerance, band, min_speed, min_velocity=None, min_level=0.0):
+    def set_flat(self, tolerance, band, min_speed, min_velocity=None, min_level=0.0,
+                 pace_speed=None):
         """
         Set what counts as flat effort, and as a moving joint; restart the runs.
 
@@ -473,6 +479,9 @@ class SensorChecks:
             (m/s); default ``min_speed``.
         min_level : (n,) array_like
             :attr:`flat_min_level`, N·m (N).
+        pace_speed : (n,) array_like, optional
+            The joint's usual speed, rad/s (m/s): flat runs are counted at that pace (see
+            :class:`BlockChecks`); None or NaN counts plain seconds.
 
         """
         def vector(value):
@@ -482,5 +491,6 @@ class SensorChecks:
         self.min_speed = vector(min_speed)
         self.min_velocity = vector(min_speed if min_velocity is None else min_velocity)
         self.flat_min_level = vector(min_level)
+        self.pace_speed = vector(np.nan if pace_speed is None else pace_speed)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
