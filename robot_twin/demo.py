@@ -47,7 +47,8 @@ def scenario_faults(path):
     from twin_sim.resources import builtin_urdf
     from twin_sim.urdf_rewrite import parse
     urdf = parse(builtin_urdf())
-    FaultScenario.load(path, joint_names=[j.get('name') for j in urdf.findall('joint')],
+    FaultScenario.load(path, joint_names=[j.get('name') for j in urdf.findall('joint')
+                                          if j.get('type') != 'fixed'],
                        link_names=[link.get('name') for link in urdf.findall('link')])
     with open(path, encoding='utf-8') as f:
         doc = yaml.safe_load(f) or {}

@@ -524,8 +524,10 @@ class AnomalyMonitor:
             # (stopping, or paused): one joint stalled while the others go on at their
             # usual pace is what a clipping drive or a seized joint does
             with np.errstate(all='ignore'):
-                pace = np.nanmean(blk.speed / self._typical_speed)
-            if not pace >= _PACE_OF_MOTION:
+                ratio = blk.speed / self._typical_speed
+            known = np.isfinite(ratio)
+            pace = float(ratio[known].mean()) if known.any() else 0.0
+            if pace < _PACE_OF_MOTION:
                 band = self._static_friction[rest]
                 for column in (0, 1):
                     r = joint[rest, column]
