@@ -75,5 +75,4 @@ def robot_intake(model, params, with_wrench):
         torque_range_nm=params['wrench_torque_range_nm'],
         joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'],
         held_joints=model.locked_joints,
-        continuous_joints=[j for j, kind in zip(model.joint_names, model.joint_types)
-                           if kind == 'continuous'])
+        continuous_joints=model.continuous_joints)

@@ -127,6 +127,7 @@ class RobotIntake:
         if unknown:
             raise ValueError(f'continuous_joints {unknown} are not model joints {names}')
         self._wrap = np.array([j in set(continuous_joints) for j in names], dtype=bool)
+        self._any_wrap = bool(self._wrap.any())   # (checked per sample: a plain bool)
         self._unwrapped = None          # the continuous joints' last angles, unwrapped
 
     def joint_state(self, names, position, velocity, effort, stamp, now):
@@ -175,7 +176,7 @@ class RobotIntake:
         refused = self.joints.counters['rejected']
         before, self._refused_seen = refused - self._refused_seen, refused
         position = m.position.copy()
-        if self._wrap.any():
+        if self._any_wrap:
             self._unwrap(position)
         return RobotSample(t, (int(sec), int(nanosec)), position, velocity,
                            m.effort.copy(), before, queued)

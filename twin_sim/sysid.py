@@ -1601,12 +1601,10 @@ def identify_log(urdf, data, *, params=None, validation=None, topic=None,
     model = robot.pin_model
     names = model_joint_names(model)
 
-    continuous = [j for j, kind in zip(robot.joint_names, robot.joint_types)
-                  if kind == 'continuous']
-
     def prepared(path):
         return prepare_log(read_log(path, topic), names, cutoff_hz=cutoff_hz, rate_hz=rate_hz,
-                           max_nan_fraction=max_nan_fraction, continuous=continuous)
+                           max_nan_fraction=max_nan_fraction,
+                           continuous=robot.continuous_joints)
 
     log = prepared(data)
     held_out = None if validation is None else prepared(validation)

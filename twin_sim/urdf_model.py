@@ -763,6 +763,11 @@ class RobotModel:
         prismatic = np.array([t == 'prismatic' for t in self.joint_types], dtype=bool)
         return np.where(prismatic, float(linear), float(angular))
 
+    @property
+    def continuous_joints(self):
+        """Names of the joints without position limits (URDF ``continuous``), model order."""
+        return [j for j, kind in zip(self.joint_names, self.joint_types) if kind == 'continuous']
+
     def joint_vector(self, value, name, *, copy=False, finite=True):
         """
         Return ``value`` as an (n,) float array in model joint order, or raise ValueError.
