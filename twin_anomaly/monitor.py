@@ -272,7 +272,6 @@ class AnomalyMonitor:
         self.calibrated_model = None      # RobotModel to predict with, once calibrated
         self.observer = None
         self._static_friction = np.zeros(n)   # N·m a resting joint may hold (see _set_observer)
-        self._typical_speed = np.full(n, np.nan)   # RMS speed of each joint in commissioning
         self._executor = None
         self._future = None
         self._fit_result = None
@@ -523,10 +522,8 @@ class AnomalyMonitor:
             # part, is no evidence then. Only while the robot as a whole has slowed down
             # (stopping, or paused): one joint stalled while the others go on at their
             # usual pace is what a clipping drive or a seized joint does
-            with np.errstate(all='ignore'):
-                ratio = blk.speed / self._typical_speed
-            known = np.isfinite(ratio)
-            pace = float(ratio[known].mean()) if known.any() else 0.0
+            known = np.isfinite(blk.pace)
+            pace = float(blk.pace[known].mean()) if known.any() else 0.0
             if pace < _PACE_OF_MOTION:
                 band = self._static_friction[rest]
                 for column in (0, 1):
@@ -634,7 +631,6 @@ class AnomalyMonitor:
             sensor_noise = np.sqrt(np.exp(np.nanmedian(log_d2, axis=0)) / 6.0)
             typical = np.sqrt(np.nanmean(speed ** 2, axis=0))
         sensor_noise = np.nan_to_num(sensor_noise, nan=0.0)
-        self._typical_speed = np.where(typical > 0.0, typical, np.nan)   # (NaN: never moved)
         q_noise, qd_noise = sensor_noise[:n], sensor_noise[n:2 * n]
         noise = np.fmax(sensor_noise[2 * n:], 1e-9)
         per_block = max(3.0, self.config.block_s / (self.checks.period_s or 1e-3))
@@ -648,7 +644,8 @@ class AnomalyMonitor:
         self.checks.set_flat(_FLAT_NOISE_FACTOR * noise,
                              _FLAT_BAND * noise * math.sqrt(2.0 / per_block), min_speed,
                              np.fmax(min_speed, _MOVING_SIGMAS * qd_noise),
-                             _FLAT_LEVEL_SHARE * self._effort_peak, self._typical_speed)
+                             _FLAT_LEVEL_SHARE * self._effort_peak,
+                             np.where(typical > 0.0, typical, np.nan))   # (NaN: never moved)
         self._phase1 = []
         self.fused.start_learning()
         self._changed = np.zeros(3 * self.n, dtype=bool)    # signals that ever changed
@@ -891,7 +888,7 @@ class AnomalyMonitor:
                               'flat_band': self.checks.flat_band.tolist(),
                               'min_speed': self.checks.min_speed.tolist(),
                               'min_velocity': self.checks.min_velocity.tolist(),
-                              'typical_speed': np.nan_to_num(self._typical_speed).tolist(),
+                              'typical_speed': np.nan_to_num(self.checks.pace_speed).tolist(),
                               'flat_min_level': self.checks.flat_min_level.tolist()},
             'detector': self.fused.to_dict(),
         }}
@@ -957,8 +954,8 @@ class AnomalyMonitor:
             raise ThresholdsError(f'{path}: malformed ({exc}); re-commission') from None
         self.checks = SensorChecks(self.n, self.config.leak_s)
         self.checks.lag_s = lag
-        self._typical_speed = np.where(typical > 0.0, typical, np.nan)
-        self.checks.set_flat(tol, band, speed, velocity, level, self._typical_speed)
+        self.checks.set_flat(tol, band, speed, velocity, level,
+                             np.where(typical > 0.0, typical, np.nan))
         self._lag_learned = True
         self.calibration = calibration
         self.calibrated_model = None

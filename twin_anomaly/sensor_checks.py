@@ -106,6 +106,9 @@ class BlockChecks:
         The joint did not move in the block: its position moved slower than ``min_speed`` and
         no velocity reading was above ``min_velocity``. A resting joint's signals may freeze
         or go quiet without any fault.
+    pace : (n,) float array
+        ``speed / pace_speed``: the joint's pace against its usual speed (NaN where that is
+        not known).
 
     """
 
@@ -124,6 +127,7 @@ class BlockChecks:
     latency_s: float
     effort_mean: np.ndarray = None
     resting: np.ndarray = None
+    pace: np.ndarray = None
 
 
 class SensorChecks:
@@ -397,9 +401,13 @@ class SensorChecks:
         fresh = self._count - self._repeated
         mean = self._tau_sum / max(fresh, 1)
         tau_std = np.sqrt(np.maximum(self._tau_sq / max(fresh, 1) - mean * mean, 0.0))
+        with np.errstate(invalid='ignore'):
+            moving = speed > self.min_speed         # (False for a block without duration)
+            pace = speed / self.pace_speed          # NaN where no usual pace is known
         if fresh >= 3:                 # a block without new readings changes no run
-            self._advance_flat(mean, tau_std, speed, duration)
-            np.greater(speed, self.min_speed, out=self._moving_block)
+            paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
+            self._advance_flat(mean, tau_std, moving, paced)
+            self._moving_block[:] = moving
         latency = min(self._lat_min, self._lat_last)
         log_d2 = (np.log(np.maximum(self._sum_d2 / self._cnt_d2, _TINY_SQUARE))
                   if self._cnt_d2 else np.full(3 * n, np.nan))
@@ -411,7 +419,7 @@ class SensorChecks:
             repeat_run=self._run_max, flat_run_s=self._flat_run.copy(), speed=speed,
             effort_std=tau_std,
             latency_s=latency if latency < math.inf else math.nan, effort_mean=mean,
-            resting=~(self._fast_seen | (speed > self.min_speed)))
+            resting=~(self._fast_seen | moving), pace=pace)
         if self._lag_learning:
             self._lag_sums[:n] += self._sum_e * self._sum_dqd
             self._lag_sums[n:] += self._sum_dqd * self._sum_dqd
@@ -421,14 +429,15 @@ class SensorChecks:
         self._t_first = self._t
         return out
 
-    def _advance_flat(self, tau_mean, tau_std, speed, duration):
-        """Extend flat-effort runs by a flat, moving block at the run's level; end them else."""
+    def _advance_flat(self, tau_mean, tau_std, moving, paced):
+        """
+        Extend flat-effort runs by a flat, moving block at the run's level; end them else.
+
+        ``paced`` (n,): the block's duration at each joint's usual pace, s.
+        """
         flat = tau_std <= self.flat_tolerance
-        moving = speed > self.min_speed
         same = np.abs(tau_mean - self._flat_ref) <= self.flat_band     # False while NaN
-        with np.errstate(invalid='ignore'):
-            pace = np.where(np.isfinite(self.pace_speed), speed / self.pace_speed, 1.0)
-        grow = np.where(moving & (np.abs(tau_mean) >= self.flat_min_level), duration * pace, 0.0)
+        grow = np.where(moving & (np.abs(tau_mean) >= self.flat_min_level), paced, 0.0)
         self._flat_run = np.where(flat, np.where(same, self._flat_run, 0.0) + grow, 0.0)
         self._flat_ref = np.where(flat, np.where(same, self._flat_ref, tau_mean), np.nan)
 
