@@ -15,6 +15,8 @@ schedule to ``--output`` (.npz).
 /twin/residuals and /twin/wrench_residual (reliable, as published), serialized (no message
 objects: cheap), and records for every message its header stamp and its wall-clock receive
 time (ns), plus the largest absolute effort residual of every 20th /twin/residuals message.
+It spins rclpy's EventsExecutor (``--executor single``: the SingleThreadedExecutor), so that the
+instrument takes as little as possible of the two cores it shares with the twin.
 It prints ``READY`` once the twin's residuals and the raw stream both arrive, and writes
 everything to ``--output`` (.npz) on SIGTERM/SIGINT.
 
@@ -35,6 +37,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from twin_sim.predictor import Predictor
 from twin_sim.resources import urdf_or_builtin
@@ -43,6 +46,10 @@ try:
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:   # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
+try:
+    from rclpy.experimental import EventsExecutor
+except ImportError:   # Humble, Jazzy
+    EventsExecutor = None
 
 # The robot publishes like ros2_control's broadcasters (reliable, depth 10); the receiver reads
 # the raw stream as the twin does, and the twin's 1 kHz outputs, best-effort (how the twin
@@ -224,12 +231,20 @@ def receive(args):
     if args.wrench:
         node.create_subscription(WrenchStamped, '/twin/wrench_residual', wrench, OUTPUT_QOS,
                                  **lean)
-    executor = SingleThreadedExecutor()
+    # the measuring instrument should disturb the twin as little as possible: the
+    # EventsExecutor takes the three 1 kHz streams for a fraction of the SingleThreadedExecutor's
+    # CPU (BENCHMARKS.md, issue 13); its spin() stalls, so it runs in slices as the twin's
+    events = args.executor == 'events' and EventsExecutor is not None
+    executor = EventsExecutor() if events else SingleThreadedExecutor()
     executor.add_node(node)
+    never = Future()
     ready = False
     try:
         while not _Stop.requested:
-            executor.spin_once(timeout_sec=0.1)
+            if events:
+                executor.spin_until_future_complete(never, timeout_sec=0.1)
+            else:
+                executor.spin_once(timeout_sec=0.1)
             if not ready and len(raw.recv) and len(residuals.recv):
                 ready = True
                 print('READY', flush=True)
@@ -256,6 +271,9 @@ def main(argv=None):
     pub.add_argument('--urdf', default='')
     rec = sub.add_parser('receive')
     rec.add_argument('--no-wrench', dest='wrench', action='store_false')
+    rec.add_argument('--executor', choices=('events', 'single'), default='events',
+                     help="the receiver's rclpy executor (single: SingleThreadedExecutor, as "
+                          'before 2026-12-05)')
     for p in (pub, rec):
         p.add_argument('--output', required=True)
         p.add_argument('--joint-states-topic', default='/joint_states')

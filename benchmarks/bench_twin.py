@@ -19,7 +19,10 @@ Separate processes on one private, localhost-only DDS domain
   the received bytes on the twin's two 1 kHz topics; the floor under the twin's figure on this
   machine);
 - a receiver (_robot_stream.py ``receive``): reads /twin/residuals and /twin/wrench_residual, and
-  the robot's own /joint_states (the raw hop of the same run, for comparison).
+  the robot's own /joint_states (the raw hop of the same run, for comparison). It is the
+  measuring instrument, and it takes the three 1 kHz streams on the EventsExecutor (0.16 core;
+  ``--receiver-executor single``, the SingleThreadedExecutor of the figures before 2026-12-05,
+  takes 0.5 core and slows the twin beside it: BENCHMARKS.md).
 
 After the receiver sees residuals and a warm-up, a window of ``--duration`` seconds. Figures
 over the window (robot samples are identified by their stamps, which the twin passes through):
@@ -35,7 +38,8 @@ over the window (robot samples are identified by their stamps, which the twin pa
 
 Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separate|reliable|
 single-executor|no-anomaly|rare-reports|
-relay|all] [--duration 20] [--warmup 16] [--runs 1] [--wait-quiet CORES]``
+relay|all] [--duration 20] [--warmup 16] [--runs 1] [--wait-quiet CORES]
+[--receiver-executor events|single]``
 Exits 0 when the runs complete (goals met or not), 1 when a process failed.
 """
 import argparse
@@ -186,7 +190,8 @@ def run_once(config, args, domain_id, workdir):
     rec_out = os.path.join(workdir, f'rec-{domain_id}.npz')
     commands = _twin_commands(config, args.urdf, workdir)
     twin = [name for name, _argv in commands]
-    commands.append(('receiver', [sys.executable, str(STREAM), 'receive', '--output', rec_out]))
+    commands.append(('receiver', [sys.executable, str(STREAM), 'receive', '--output', rec_out,
+                                  '--executor', args.receiver_executor]))
     commands.append(('robot', [sys.executable, str(STREAM), 'publish', '--output', pub_out,
                                '--rate-hz', str(args.rate_hz), '--urdf', args.urdf]))
     lines = _Lines(args.verbose)
@@ -349,6 +354,10 @@ def main():
     parser.add_argument('--wait-quiet', type=float, default=None, metavar='CORES',
                         help='before each run, wait (up to 5 min) until the machine is busy '
                              'with at most this many cores (a shared machine)')
+    parser.add_argument('--receiver-executor', choices=('events', 'single'), default='events',
+                        help="the measuring receiver's executor: events (EventsExecutor, "
+                             'lean: since 2026-12-05) or single (SingleThreadedExecutor, as in '
+                             'the figures before)')
     parser.add_argument('--verbose', action='store_true', help="show the nodes' output")
     args = parser.parse_args()
     domain_id = free_domain_id() if args.domain_id is None else args.domain_id

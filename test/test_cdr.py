@@ -93,3 +93,32 @@ def test_other_encodings_are_left_to_rclpy():
     data = serialize_message(joint_state(['a'], [1.0]))
     assert JointStateReader().read(b'\x00\x00' + data[2:]) is None     # big endian
     assert WrenchReader().read(b'\x00\x07' + data[2:]) is None         # XCDR2
+
+
+@pytest.mark.parametrize('statuses,frame', [
+    ([], ''),
+    ([('twin/anomaly/robot', 'ERROR', 'anomaly: friction_increase',
+       {'score': 1.2345678, 'joint': 'joint3', 'since': '', 'dropped_samples': 0}),
+      ('twin/anomaly/joint1', 'OK', 'nominal', {}),
+      ('x', 'STALE', 'éà, odd lengths', {'a': 'b', 'key of 5': -1e-300}),
+      ('twin/status/sync', 'WARN', '', {'nan': float('nan'), 'inf': math.inf})], 'f'),
+])
+def test_diagnostic_array_bytes_equal_rclpys(statuses, frame):
+    """The reports' writer gives the message make_status builds, in as many bytes as rclpy."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from robot_twin.nodes.cdr import write_diagnostic_array
+    from robot_twin.nodes.messages import diagnostics_bytes, LEVELS, make_status, value_text
+    from twin_anomaly.report import StatusEntry
+    array = DiagnosticArray()
+    array.header.stamp.sec, array.header.stamp.nanosec = 1_800_000_000, 999_999_999
+    array.header.frame_id = frame
+    array.status = [make_status(*s, hardware_id='hw') for s in statuses]
+    want = serialize_message(array)    # (rclpy leaves its alignment padding uninitialized)
+    got = write_diagnostic_array(1_800_000_000, 999_999_999, [
+        (LEVELS[level][0], name, message, 'hw', [(k, value_text(v)) for k, v in values.items()])
+        for name, level, message, values in statuses], frame_id=frame)
+    assert len(got) == len(want)
+    assert deserialize_message(got, DiagnosticArray) == array
+    if not frame:
+        entries = [StatusEntry(*s) for s in statuses]
+        assert diagnostics_bytes((1_800_000_000, 999_999_999), entries, hardware_id='hw') == got

@@ -9,11 +9,12 @@ import math
 from pathlib import Path
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pybullet_data
 import pytest
 import rclpy
-from rclpy.serialization import serialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 import rclpy.time
 from robot_twin.config import ConfigError
 from robot_twin.nodes.anomaly_node import TwinAnomalyNode
@@ -211,7 +212,8 @@ def test_a_robot_without_efforts_is_told_not_silently_mirrored(ros):
     mirror = TwinMirrorNode('mirror_no_effort', source=bridge.input)
     bridge.status_sources.append(mirror.status_values)
     statuses, results = [], []
-    bridge.pub_status.publish = statuses.append
+    bridge.pub_status.publish = lambda data: statuses.append(   # serialized by the bridge
+        deserialize_message(data, DiagnosticArray))
     mirror.result_listeners.append(lambda sample, result: results.append(result))
     model = RobotModel.from_urdf(builtin_urdf())
     messages = robot_messages(20, time.time() - 0.03, model)     # fresh: not stale
@@ -256,7 +258,7 @@ def test_one_process_passes_each_accepted_sample_down_the_chain_by_function_call
     bridge = TwinBridgeNode(anomaly_in_process=True)
     mirror = TwinMirrorNode(source=bridge.input)
     anomaly = TwinAnomalyNode(mirror=mirror)
-    anomaly.report_listeners.append(bridge.on_anomaly)
+    anomaly.report_listeners.append(bridge.take_report)
     results = []
     mirror.result_listeners.append(lambda sample, result: results.append((sample, result)))
     model = RobotModel.from_urdf(builtin_urdf())

@@ -23,9 +23,8 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.serialization import serialize_message
 from robot_twin.nodes import qos
-from robot_twin.nodes.messages import make_status, status_values
+from robot_twin.nodes.messages import diagnostics_bytes, now_stamp, status_values
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
@@ -62,8 +61,8 @@ class TwinAnomalyNode(Node):
     Attributes
     ----------
     report_listeners : list of callable
-        ``f(array)`` with each published /twin/anomaly DiagnosticArray (the bridge's corrective
-        actions, in the one-process twin).
+        ``f(entries)`` with the :class:`twin_anomaly.report.StatusEntry` list of each published
+        /twin/anomaly report (the bridge's corrective actions, in the one-process twin).
     speed_scale_listeners : list of callable
         ``f(scale)`` with the derating the RUL monitor asks for, in (0, 1] (the bridge's
         governor, in the one-process twin; else /twin/speed_scale).
@@ -103,6 +102,7 @@ class TwinAnomalyNode(Node):
         self.pub_score = self.create_publisher(Float64, '/twin/anomaly_score', qos.STATUS)
         self.pub_markers = self.create_publisher(MarkerArray, '/twin/markers', qos.STATUS)
         self.marker_frame = TWIN_FRAME_PREFIX + model.root_link
+        self._marker_array = MarkerArray()
         self._alarm_changes = 0
         self.create_timer(1.0 / p['publish_rate_hz'], self.publish)
         if self.pipeline.rul is not None:
@@ -205,28 +205,25 @@ class TwinAnomalyNode(Node):
     def publish(self):
         """Publish the monitor's report (/twin/anomaly, /diagnostics, score, markers)."""
         state = self.pipeline.report()
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [make_status(e.name, e.level, e.message, e.values)
-                        for e in status_entries(state, self.monitor.warn_ratio)]
-        data = serialize_message(array)      # once for both topics (the costly part)
+        entries = status_entries(state, self.monitor.warn_ratio)
+        stamp = now_stamp(self.get_clock())
+        data = diagnostics_bytes(stamp, entries)     # once for both topics, no message objects
         self.pub_anomaly.publish(data)
         self.pub_diag.publish(data)
         self.pub_score.publish(Float64(data=float(state.score)))
-        self.pub_markers.publish(self._markers(state, array.header.stamp))
+        markers = self._markers(state, stamp)
+        if markers is not None:
+            self.pub_markers.publish(markers)
         for listener in self.report_listeners:
-            listener(array)
+            listener(entries)
         self._write_lifecycle()
 
     def publish_rul(self):
         """Publish /twin/rul and the derating the governor should apply."""
         rep = self.pipeline.rul_report(time.time(),
                                        applied_speed_scale=self.pipeline.speed_scale)
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [make_status(e.name, e.level, e.message, e.values)
-                        for e in rep.status_entries()]
-        self.pub_rul.publish(array)
+        self.pub_rul.publish(diagnostics_bytes(now_stamp(self.get_clock()),
+                                               rep.status_entries()))
         scale = self.pipeline.speed_scale
         if math.isfinite(scale) and scale != self._scale_sent:
             self._scale_sent = scale
@@ -236,21 +233,34 @@ class TwinAnomalyNode(Node):
         self._write_lifecycle()
 
     def _markers(self, state, stamp):
-        markers = MarkerArray()
+        """
+        Return the MarkerArray of this report (None before the first sample).
+
+        The Marker objects are built once and refilled: building seven of them per report
+        cost more than the rest of the report.
+        """
         if self.position is None:
-            return markers
+            return None
         origins = self.model.frame_origins(self.position, self.names)
-        for i, spec in enumerate(marker_specs(state, origins)):
+        specs = marker_specs(state, origins)
+        markers = self._marker_array.markers
+        while len(markers) < len(specs):
             m = Marker()
-            m.header.stamp = stamp
             m.header.frame_id = self.marker_frame
-            m.ns, m.id, m.type, m.action = 'twin_anomaly', i, Marker.SPHERE, Marker.ADD
-            m.pose.position.x, m.pose.position.y, m.pose.position.z = map(float, spec.position)
+            m.ns, m.id, m.type, m.action = 'twin_anomaly', len(markers), Marker.SPHERE, \
+                Marker.ADD
             m.pose.orientation.w = 1.0
+            markers.append(m)
+        del markers[len(specs):]
+        sec, nanosec = stamp
+        for m, spec in zip(markers, specs):
+            m.header.stamp.sec, m.header.stamp.nanosec = sec, nanosec
+            p = m.pose.position
+            p.x, p.y, p.z = map(float, spec.position)
             m.scale.x = m.scale.y = m.scale.z = float(spec.scale_m)
-            m.color.r, m.color.g, m.color.b, m.color.a = spec.rgba
-            markers.markers.append(m)
-        return markers
+            c = m.color
+            c.r, c.g, c.b, c.a = spec.rgba
+        return self._marker_array
 
     def destroy_node(self):
         """Stop a background calibration, save the health counter, close the lifecycle log."""

@@ -25,8 +25,8 @@ from rclpy.node import Node
 from robot_twin.config import ConfigError
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import JointStateWriter
-from robot_twin.nodes.messages import COMMAND_INTERFACES, make_joint_state, make_status, \
-    status_values, trajectory_msg
+from robot_twin.nodes.messages import COMMAND_INTERFACES, diagnostics_bytes, \
+    make_joint_state, now_stamp, status_values, trajectory_msg
 from robot_twin.nodes.mirror_node import DisplayRate
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput
@@ -34,6 +34,7 @@ from robot_twin.nodes.runner import run_nodes
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
+from twin_anomaly.report import ROBOT_STATUS, StatusEntry
 from twin_bridge.audit import AuditLog
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
@@ -49,7 +50,7 @@ class TwinBridgeNode(Node):
     name : str
         Node name.
     anomaly_in_process : bool
-        True in the one-process twin: anomaly reports arrive by :meth:`on_anomaly` calls from
+        True in the one-process twin: anomaly reports arrive by :meth:`take_report` calls from
         the anomaly node instead of the /twin/anomaly topic.
 
     Attributes
@@ -168,15 +169,27 @@ class TwinBridgeNode(Node):
     # ---------------------------------------------------------------- corrective actions
     def on_anomaly(self, msg):
         """Act on the robot-level status of an anomaly report (a DiagnosticArray)."""
-        robot = next((s for s in msg.status if s.name == 'twin/anomaly/robot'), None)
-        if robot is None:
-            return
-        values = status_values(robot)
-        level = {0: 'OK', 1: 'WARN', 2: 'ERROR'}.get(robot.level[0], 'ERROR')
+        robot = next((s for s in msg.status if s.name == ROBOT_STATUS), None)
+        if robot is not None:
+            self._take_anomaly({0: 'OK', 1: 'WARN', 2: 'ERROR'}.get(robot.level[0], 'ERROR'),
+                               status_values(robot))
+
+    def take_report(self, entries):
+        """
+        Act on the robot-level entry of an anomaly report of the same process.
+
+        ``entries`` are the report's :class:`twin_anomaly.report.StatusEntry` objects, as the
+        anomaly node publishes them on /twin/anomaly.
+        """
+        robot = next((e for e in entries if e.name == ROBOT_STATUS), None)
+        if robot is not None:
+            self._take_anomaly(robot.level, robot.values)
+
+    def _take_anomaly(self, level, values):
         self.last_event = AnomalyEvent(
-            level=level, joint=values.get('joint', ''),
-            fault_type=values.get('fault_type', 'unknown'), score=_float(values.get('score')),
-            since=_float(values.get('since')))
+            level=level, joint=str(values.get('joint', '')),
+            fault_type=str(values.get('fault_type', 'unknown')),
+            score=_float(values.get('score')), since=_float(values.get('since')))
         self.act_on_anomaly()
 
     def act_on_anomaly(self):
@@ -274,10 +287,8 @@ class TwinBridgeNode(Node):
         if ok and no_effort:
             level, message = 'WARN', ('in sync, but no residuals: the robot gives no effort '
                                       'for ' + ', '.join(no_effort))
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status.append(make_status('twin/status/sync', level, message, values))
-        self.pub_status.publish(array)
+        status = StatusEntry('twin/status/sync', level, message, values)
+        self.pub_status.publish(diagnostics_bytes(now_stamp(self.get_clock()), [status]))
 
     def destroy_node(self):
         """Close the audit log before the node goes."""

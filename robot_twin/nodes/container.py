@@ -78,7 +78,7 @@ def factories(nodes):
         node = TwinAnomalyNode(kinds['twin_anomaly'], mirror=find(built, TwinMirrorNode))
         upstream = find(built, TwinBridgeNode)
         if upstream is not None:
-            node.report_listeners.append(upstream.on_anomaly)
+            node.report_listeners.append(upstream.take_report)
             node.speed_scale_listeners.append(upstream.set_speed_scale)
         return node
 

@@ -12,6 +12,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
+from robot_twin.nodes.cdr import write_diagnostic_array
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -94,10 +95,44 @@ def make_status(name, level, message, values=None, hardware_id='robot_twin'):
     status.level = LEVELS[level] if isinstance(level, str) else bytes([int(level)])
     status.message = str(message)
     status.hardware_id = hardware_id
-    for key, value in (values or {}).items():
-        text = f'{value:.6g}' if isinstance(value, float) else str(value)
-        status.values.append(KeyValue(key=str(key), value=text))
+    status.values = [KeyValue(key=str(key), value=value_text(value))
+                     for key, value in (values or {}).items()]
     return status
+
+
+def value_text(value):
+    """Return the text of a diagnostic value: floats to 6 significant digits, else ``str``."""
+    return f'{value:.6g}' if isinstance(value, float) else str(value)
+
+
+def diagnostics_bytes(stamp, statuses, hardware_id='robot_twin'):
+    """
+    Return a serialized diagnostic_msgs/DiagnosticArray, as :func:`make_status` would build it.
+
+    The twin's reports go out this way: no message objects are built (see
+    :func:`robot_twin.nodes.cdr.write_diagnostic_array`).
+
+    Parameters
+    ----------
+    stamp : tuple of int
+        ``(sec, nanosec)`` of the header.
+    statuses : iterable
+        Objects with ``name``, ``level`` ('OK', 'WARN', 'ERROR', 'STALE'), ``message`` and
+        ``values`` (a dict, texts as in :func:`make_status`), e.g.
+        :class:`twin_anomaly.report.StatusEntry`.
+    hardware_id : str
+        Every status's ``hardware_id``.
+
+    """
+    return write_diagnostic_array(*stamp, (
+        (LEVELS[s.level][0], s.name, str(s.message), hardware_id,
+         ((str(k), value_text(v)) for k, v in (s.values or {}).items()))
+        for s in statuses))
+
+
+def now_stamp(clock):
+    """Return ``(sec, nanosec)`` of ``clock``'s time now (an rclpy Clock)."""
+    return divmod(clock.now().nanoseconds, 1_000_000_000)
 
 
 def status_values(status):
