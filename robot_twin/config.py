@@ -364,6 +364,10 @@ PARAMETERS = {
         ParamSpec('persistence_s', float, 0.02,
                   'A score must stay at or above its threshold this long (s, stamp time) '
                   'before an alarm.', min=0.0, max=60.0, read_only=True),
+        ParamSpec('payload_settle_s', float, 1.0,
+                  'After a payload is set on /twin/payload, the momentum observer and wrench '
+                  'checks pause this long (s, stamp time) while the load moves onto or off '
+                  'the arm.', min=0.0, max=60.0, read_only=True),
         ParamSpec('clear_s', float, 0.5,
                   'A raised alarm clears after this long below half its threshold (s).',
                   min=0.0, max=3600.0, read_only=True),

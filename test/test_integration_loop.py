@@ -100,6 +100,29 @@ def test_nominal_run_raises_no_anomaly(loop):
     assert not m.trajectories, 'a corrective command was sent to a healthy robot'
 
 
+def test_a_payload_the_arm_cannot_carry_is_refused_and_counted(loop):
+    """
+    /twin/payload over DDS: a 100 t "payload" (a unit mistake) is refused and counted.
+
+    /twin/status counts it, and the twin goes on predicting without it. (A valid one is
+    tested in process; here the robot really carries nothing.)
+    """
+    from geometry_msgs.msg import InertiaStamped
+    from robot_twin.nodes import qos
+    m = loop.monitor
+    pub = loop.observer.publisher(InertiaStamped, '/twin/payload', qos.LATCHED,
+                                  subscribers=['twin_anomaly'], graph=loop.graph)
+    msg = InertiaStamped()
+    msg.inertia.m = 1e5
+    start = time.time()
+    pub.publish(msg)
+    report = wait_until(
+        lambda: next((s for s in m.statuses(start) if s[3].get('payload.refused') == '1'),
+                     None), STATUS_TIMEOUT_S, '/twin/status counting the refused payload',
+        loop.graph, seen=lambda: _seen_status(m))
+    assert report[3]['payload_kg'] == '0'
+
+
 def test_stopped_robot_stream_is_reported_stale(loop):
     """Stopping the robot makes /twin/status STALE, naming the stream; the twin keeps running."""
     m = loop.monitor

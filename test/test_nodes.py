@@ -281,6 +281,67 @@ def test_one_process_passes_each_accepted_sample_down_the_chain_by_function_call
     assert bridge.last_event is not None and bridge.last_event.level in ('OK', 'WARN')
 
 
+def test_a_payload_on_twin_payload_reaches_the_mirror_and_a_wrong_one_is_refused(ros):
+    """
+    /twin/payload (InertiaStamped) in the one-process twin reaches the mirror.
+
+    Once the twin monitors, the mirror predicts with the load; another frame, an absurd mass
+    or a far centre of mass is refused, and so is any load during calibration.
+    """
+    from geometry_msgs.msg import InertiaStamped
+    ros('calibration:=false')                     # no background fit to wait for
+    bridge = TwinBridgeNode(anomaly_in_process=True)
+    mirror = TwinMirrorNode(source=bridge.input)
+    anomaly = TwinAnomalyNode(mirror=mirror)
+    model = RobotModel.from_urdf(builtin_urdf())
+
+    def payload(mass, frame='', com=(0.0, 0.0, 0.05)):
+        msg = InertiaStamped()
+        msg.header.frame_id = frame
+        msg.inertia.m = mass
+        msg.inertia.com.x, msg.inertia.com.y, msg.inertia.com.z = com
+        msg.inertia.ixx = msg.inertia.iyy = msg.inertia.izz = 0.4 * mass * 0.05 ** 2
+        return msg
+
+    anomaly.on_payload(payload(2.0))              # still calibrating: refused
+    assert anomaly.payload_refused == 1 and anomaly.monitor.payload is None
+    for msg in robot_messages(4000, time.time() - 4.0, model):
+        bridge.input.on_joint_state(serialize_message(msg))
+        if anomaly.monitor.step in ('learn', 'monitor'):
+            break
+    assert anomaly.monitor.step in ('learn', 'monitor')
+    bent = np.array([0.0, 0.8, 0.0, -1.2, 0.0, 0.6, 0.0])[:model.n]     # gravity on the load
+    sample = bent, np.zeros(model.n), np.zeros(model.n)
+    before = mirror.mirror.predictor.predict(*sample).effort
+    anomaly.on_payload(payload(2.0, frame=model.payload_frame))
+    assert anomaly.payload_refused == 1 and anomaly.monitor.payload.mass == 2.0
+    after = mirror.mirror.predictor.predict(*sample).effort
+    assert np.abs(after - before).max() > 1.0        # 2 kg on the flange: N·m of gravity
+    assert anomaly.status_values()['payload_kg'] == 2.0
+    for bad in (payload(1.0, frame='base_link'), payload(1e5), payload(1.0, com=(0, 0, 9))):
+        anomaly.on_payload(bad)
+    assert anomaly.payload_refused == 4 and anomaly.monitor.payload.mass == 2.0
+    np.testing.assert_array_equal(mirror.mirror.predictor.predict(*sample).effort, after)
+
+
+def test_a_mirror_node_of_its_own_takes_the_payload_itself(ros):
+    from geometry_msgs.msg import InertiaStamped
+    ros()
+    mirror = TwinMirrorNode('mirror_alone')          # separate processes: subscribes itself
+    bent = np.array([0.0, 0.8, 0.0, -1.2, 0.0, 0.6, 0.0])[:mirror.model.n]
+    zero = np.zeros(mirror.model.n)
+    before = mirror.mirror.predictor.predict(bent, zero, zero).effort
+    msg = InertiaStamped()
+    msg.inertia.m = 2.0
+    mirror.on_payload(msg)
+    after = mirror.mirror.predictor.predict(bent, zero, zero).effort
+    assert np.abs(after - before).max() > 1.0 and mirror.payload_refused == 0
+    msg.inertia.m = -1.0
+    mirror.on_payload(msg)
+    assert mirror.payload_refused == 1
+    np.testing.assert_array_equal(mirror.mirror.predictor.predict(bent, zero, zero).effort, after)
+
+
 @pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
 def test_the_output_finiteness_check_catches_every_non_finite_value(bad):
     from robot_twin.nodes.robot_input import finite

@@ -125,6 +125,10 @@ class MonitorConfig:
         takes over, in both modes, so that a replay takes it over where the live node did
         (a background fit still running then takes over when it finishes, with a warning).
         At most a quarter of the learning time, from which it is taken.
+    payload_settle_s : float
+        After a payload is set (:meth:`AnomalyMonitor.set_payload`), the channels that see
+        the load (the momentum observer's and the wrench) pause this long, s of stamp time,
+        while the load moves onto or off the arm (the gripper closes, the part is lifted).
 
     """
 
@@ -142,6 +146,7 @@ class MonitorConfig:
     min_confidence: float = 0.5
     calibrate_in_background: bool = False
     fit_window_s: float = 3.0
+    payload_settle_s: float = 1.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -158,6 +163,8 @@ class MonitorConfig:
         if not 0.0 < self.calibration_fraction < 1.0:
             raise ValueError(f'calibration_fraction must be in (0, 1), got '
                              f'{self.calibration_fraction}')
+        if self.payload_settle_s < 0.0:
+            raise ValueError(f'payload_settle_s must be >= 0, got {self.payload_settle_s}')
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f'min_confidence must be in [0, 1], got {self.min_confidence}')
         for name in ('commissioning_duration_s', 'block_s', 'observer_gain', 'leak_s',
@@ -270,6 +277,8 @@ class AnomalyMonitor:
         self.checks = SensorChecks(n, config.leak_s)
         self.calibration = None           # the CalibrationResult in use (or None)
         self.calibrated_model = None      # RobotModel to predict with, once calibrated
+        self.payload = None               # what the robot carries now, as told (set_payload)
+        self._settle_until = -math.inf    # stamp until which the load channels pause
         self.observer = None
         self._static_friction = np.zeros(n)   # N·m a resting joint may hold (see _set_observer)
         self._executor = None
@@ -302,6 +311,7 @@ class AnomalyMonitor:
         self.step = 'collect'
         self._t0 = None
         self._last_t = None
+        self._settle_until = -math.inf
         self._learn_t0 = None
         self._phase1 = []                  # (log_d2, speed) of the collect blocks
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
@@ -313,6 +323,7 @@ class AnomalyMonitor:
         self.checks.start_lag_learning()
         self.calibration = None
         self.calibrated_model = None
+        self.payload = None               # the calibration identifies the robot as it is
         self.observer = None
         self._calibrator = self._make_calibrator() if cfg.calibration else None
         self._fit_result, self._fit_due, self._fit_late = None, math.inf, False
@@ -358,6 +369,54 @@ class AnomalyMonitor:
     def commissioned(self):
         """Whether monitoring has started (thresholds learned or loaded)."""
         return self.step == 'monitor'
+
+    def prediction_model(self):
+        """
+        Return the model the twin predicts with.
+
+        The calibrated model once there is one, else the given one; carrying the payload last
+        told (:meth:`set_payload`), if any.
+        """
+        model = self.calibrated_model if self.calibrated_model is not None else self.model
+        return model if self.payload is None else model.with_payload(self.payload)
+
+    def set_payload(self, payload):
+        """
+        Take what the robot carries from now on; return the model to predict with.
+
+        A robot's program knows when it picks up a part or changes its tool; told so, the twin
+        predicts with that load instead of raising ``payload_change`` (which is for a load
+        nobody announced). The observer starts again on the new model, and the channels that
+        see the load pause for ``payload_settle_s`` while it moves onto or off the arm: tell
+        the twin when the transfer starts (the gripper command), not after it.
+
+        Parameters
+        ----------
+        payload : twin_sim.urdf_model.Payload
+            In the model's ``payload_frame``. It replaces any load the model was started with
+            (``payload_mass_kg``); mass 0: nothing carried.
+
+        Raises
+        ------
+        ValueError
+            The payload is not one this arm can carry (``RobotModel.check_payload``), or the
+            twin is collecting or fitting its calibration: it identifies the robot with what it
+            carries then, and a load changed meanwhile would be in part of the data only.
+
+        """
+        self.model.check_payload(payload)
+        if self.step in ('collect', 'fit'):
+            raise ValueError('the twin is calibrating itself (commissioning); a payload can be '
+                             'set once it learns its thresholds or monitors; carry the same '
+                             'load during commissioning')
+        self.payload = payload
+        model = self.prediction_model()
+        self._set_observer(model)
+        if self._last_t is not None:
+            self._settle_until = self._last_t + self.config.payload_settle_s
+        self._events.append({'kind': 'payload_set', 'mass_kg': float(payload.mass),
+                             'com_m': [float(v) for v in payload.com]})
+        return model
 
     @property
     def phase(self):
@@ -453,6 +512,7 @@ class AnomalyMonitor:
             self._begin_commissioning()
             return
         self._last_t = None
+        self._settle_until = -math.inf
         self.checks.reset()
         if self.observer is not None:
             self.observer.reset()
@@ -529,12 +589,15 @@ class AnomalyMonitor:
                 for column in (0, 1):
                     r = joint[rest, column]
                     joint[rest, column] = np.sign(r) * np.maximum(np.abs(r) - band, 0.0)
+        settling = self._last_t is not None and self._last_t < self._settle_until
+        if settling:                    # a payload is being picked up or put down
+            joint[:, 0:2] = np.nan
         joint[:, 7:10] = blk.repeat_run.reshape(3, n).T
         joint[:, 10] = blk.flat_run_s
         joint[:, 11] = blk.speed
         i = n * d
         if self._has_wrench:
-            x[i:i + 6] = self._w_sum / self._w_cnt if self._w_cnt else np.nan
+            x[i:i + 6] = self._w_sum / self._w_cnt if self._w_cnt and not settling else np.nan
             i += 6
         x[i] = blk.missing / (blk.samples + blk.missing)
         x[i + 1] = blk.repeated / blk.samples
@@ -684,8 +747,7 @@ class AnomalyMonitor:
         self._executor = self._future = None
 
     def _start_learning(self, t):
-        model = self.calibrated_model if self.calibrated_model is not None else self.model
-        self._set_observer(model)
+        self._set_observer(self.prediction_model())
         self._r_sum.fill(0.0)
         self._rs_sum.fill(0.0)
         self._r_cnt = 0
@@ -962,8 +1024,7 @@ class AnomalyMonitor:
         if calibration is not None and calibration.accepted:
             from twin_anomaly.calibration import apply
             self.calibrated_model = apply(self.model, calibration)
-        model = self.calibrated_model if self.calibrated_model is not None else self.model
-        self._set_observer(model)
+        self._set_observer(self.prediction_model())
         self._meta = dict(doc.get('commissioning') or {})
         self.step = 'monitor'
         self._saved = True

@@ -66,7 +66,8 @@ class AnomalyPipeline:
     rul : RulMonitor or None
         None when ``rul.enabled`` is false.
     model_listeners : list of callable
-        ``f(model)`` with the calibrated model once the monitor has one.
+        ``f(model)`` with the model to predict with, whenever it changes: once calibrated,
+        and when a payload is set.
     speed_scale : float
         The derating the RUL monitor asks of the governor, in (0, 1].
 
@@ -159,8 +160,20 @@ class AnomalyPipeline:
             self._handed_over = True
             if self.rul is not None:
                 self.rul.set_friction_model(calibrated.friction_model)
-            for listener in self.model_listeners:
-                listener(calibrated)
+            self._hand_over(self.monitor.prediction_model())
+
+    def set_payload(self, payload):
+        """
+        Predict with ``payload`` carried from now on (see ``AnomalyMonitor.set_payload``).
+
+        The model listeners (the mirror) get the new model. Raises ValueError, with the reason,
+        when the payload is refused.
+        """
+        self._hand_over(self.monitor.set_payload(payload))
+
+    def _hand_over(self, model):
+        for listener in self.model_listeners:
+            listener(model)
 
     def close(self):
         """Stop a background calibration; write the RUL monitor's operating-hour counter."""

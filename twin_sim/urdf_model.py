@@ -564,6 +564,7 @@ def _build_pinocchio(urdf):
 #: are far outside any identification result of the robot the URDF describes.
 MAX_MASS_RATIO = 1000.0       # a body's mass at most this x its URDF mass (or x 1 kg)
 MAX_BODY_SIZE_M = 10.0        # centre of mass and radius of gyration from the joint, m
+MAX_PAYLOAD_REACH_M = 2.0     # a payload's centre of mass and radius of gyration, m
 MAX_FRICTION_RATIO = 10.0     # friction torque at most this x the joint's effort limit
 
 
@@ -838,6 +839,36 @@ class RobotModel:
         other.payload = payload
         other._apply_payload(payload)
         return other
+
+    def check_payload(self, payload):
+        """
+        Raise ValueError unless ``payload`` (a :class:`Payload`) is one this arm can carry.
+
+        :class:`Payload` checks that the numbers make a rigid body; this checks that the body
+        fits the robot: not heavier than the arm itself (no arm carries that: a wrong unit,
+        g for kg, or a mistyped value), centre of mass within :data:`MAX_PAYLOAD_REACH_M` of
+        the :attr:`payload_frame`, principal moments that a real body has (each at most the
+        sum of the other two) and no larger than that mass at that reach would give.
+        """
+        arm = float(sum(self.pin_model.inertias[i].mass for i in range(1, self.pin_model.njoints)))
+        mass = payload.mass
+        if mass > arm:
+            raise ValueError(f'a payload of {mass:g} kg is heavier than the arm itself '
+                             f'({arm:.3g} kg in the URDF); the mass is in kg')
+        reach = float(np.linalg.norm(payload.com))
+        if reach > MAX_PAYLOAD_REACH_M:
+            raise ValueError(f'the payload centre of mass is {reach:.3g} m from '
+                             f'{self.payload_frame}, more than {MAX_PAYLOAD_REACH_M:g} m; it is '
+                             'given in metres, in that frame')
+        moments = np.linalg.eigvalsh(payload.inertia)
+        tolerance = 1e-9 + 1e-6 * moments[-1]
+        if moments[-1] > moments[0] + moments[1] + tolerance:
+            raise ValueError(f'the payload inertia has principal moments {moments.round(6)} '
+                             'kg·m^2: no rigid body has one larger than the sum of the other two')
+        if moments[-1] > mass * MAX_PAYLOAD_REACH_M ** 2 + tolerance:
+            raise ValueError(f'the payload inertia ({moments[-1]:.3g} kg·m^2) is more than '
+                             f'{mass:g} kg at {MAX_PAYLOAD_REACH_M:g} m would give; it is about '
+                             'the centre of mass, in kg·m^2')
 
     # ------------------------------------------------------------------------ dynamics
     def inverse_dynamics(self, q, qd, qdd, payload=None):

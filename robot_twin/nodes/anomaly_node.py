@@ -22,9 +22,11 @@ import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import InertiaStamped
 from rclpy.node import Node
 from robot_twin.nodes import qos
-from robot_twin.nodes.messages import diagnostics_bytes, now_stamp, status_values
+from robot_twin.nodes.messages import diagnostics_bytes, now_stamp, payload_from_msg, \
+    status_values
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
@@ -110,6 +112,10 @@ class TwinAnomalyNode(Node):
             self.pub_speed_scale = self.create_publisher(Float64, '/twin/speed_scale',
                                                          qos.LATCHED)
             self.create_timer(1.0 / p['rul.publish_rate_hz'], self.publish_rul)
+        self.payload_refused = 0
+        self.create_subscription(InertiaStamped, '/twin/payload', self.on_payload, qos.LATCHED)
+        self.get_logger().info(f'what the robot carries: /twin/payload, in frame '
+                               f'{model.payload_frame}')
         if self.ledger is not None:
             self._record_start(p)
             self._acknowledged = set()
@@ -171,12 +177,30 @@ class TwinAnomalyNode(Node):
             log.info(text)
 
     def _use_calibrated_model(self, model):
-        """Predict with the commissioned calibration from now on (mirror and own chain)."""
+        """Predict with ``model`` from now on (mirror and own chain): calibrated, payload."""
         if self._mirror_node is not None:
             self._mirror_node.set_model(model)
         else:
             self._mirror.set_predictor(Predictor(model))
-        self.get_logger().info('the mirror predicts with the calibrated model')
+        self.get_logger().info('the mirror predicts with the ' + (
+            'calibrated model' if self.monitor.calibrated_model is not None else 'URDF model')
+            + (f' and a payload of {self.monitor.payload.mass:g} kg'
+               if self.monitor.payload is not None else ''))
+
+    def on_payload(self, msg):
+        """Take what the robot carries from now on (/twin/payload, InertiaStamped)."""
+        try:
+            self.pipeline.set_payload(payload_from_msg(msg, self.model))
+        except ValueError as exc:
+            self.payload_refused += 1
+            self.get_logger().warning(f'/twin/payload refused: {exc}')
+
+    def status_values(self):
+        """Values for /twin/status (the bridge adds them in the one-process twin)."""
+        payload = self.monitor.payload
+        return {'payload_kg': float(payload.mass) if payload is not None else
+                float(self.params['payload_mass_kg']),
+                'payload.refused': self.payload_refused}
 
     def take_result(self, sample, result):
         """Feed one robot sample and the mirror's result for it to the pipeline."""

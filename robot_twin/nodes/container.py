@@ -79,6 +79,7 @@ def factories(nodes):
         upstream = find(built, TwinBridgeNode)
         if upstream is not None:
             node.report_listeners.append(upstream.take_report)
+            upstream.status_sources.append(node.status_values)
             node.speed_scale_listeners.append(upstream.set_speed_scale)
         return node
 

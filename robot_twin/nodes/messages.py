@@ -16,6 +16,7 @@ from robot_twin.nodes.cdr import write_diagnostic_array
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
+from twin_sim.urdf_model import Payload
 
 COMMAND_INTERFACES = {
     'trajectory': ('/joint_trajectory_controller/joint_trajectory', JointTrajectory),
@@ -196,3 +197,25 @@ def trajectory_points(msg):
         velocities = np.asarray(p.velocities, dtype=float) if len(p.velocities) else None
         points.append((t, np.asarray(p.positions, dtype=float), velocities))
     return list(msg.joint_names), points
+
+
+def payload_from_msg(msg, model):
+    """
+    Return the :class:`twin_sim.urdf_model.Payload` of a geometry_msgs/InertiaStamped.
+
+    The message gives the load the robot carries (``/twin/payload``): mass (kg), centre of
+    mass (m) and inertia about it (kg·m^2), in ``model.payload_frame`` (an empty
+    ``header.frame_id`` means that frame). Raises ValueError, with the reason, for another
+    frame, numbers that make no rigid body, or a load the arm cannot carry
+    (``RobotModel.check_payload``).
+    """
+    frame = msg.header.frame_id
+    if frame not in ('', model.payload_frame):
+        raise ValueError(f'the payload is given in frame {frame!r}; give it in '
+                         f'{model.payload_frame!r}, the frame the tool is mounted on (or leave '
+                         'frame_id empty)')
+    i = msg.inertia
+    payload = Payload(i.m, (i.com.x, i.com.y, i.com.z),
+                      [[i.ixx, i.ixy, i.ixz], [i.ixy, i.iyy, i.iyz], [i.ixz, i.iyz, i.izz]])
+    model.check_payload(payload)
+    return payload

@@ -21,10 +21,11 @@ result (counted as ``samples_without_effort``, with a warning naming the joints)
 import math
 import sys
 
-from geometry_msgs.msg import WrenchStamped
+from geometry_msgs.msg import InertiaStamped, WrenchStamped
 from rclpy.node import Node
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import JointStateWriter, WrenchWriter
+from robot_twin.nodes.messages import payload_from_msg
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
@@ -82,15 +83,20 @@ class TwinMirrorNode(Node):
     def __init__(self, name='twin_sim', source=None, **kwargs):
         super().__init__(name, **kwargs)
         p = self.params = declare_node_parameters(self, 'twin_sim')
-        model = robot_model(p)
+        model = self.model = robot_model(p)
         self.names = list(model.joint_names)
         self.mirror = Mirror(Predictor(model))
         self.result_listeners = []
         self.wrench_listeners = []
         self.nonfinite_results = 0
         self.samples_without_effort = 0
+        self.payload_refused = 0
         if source is None:
             source = self.input = RobotInput(self, model, p)
+            # on its own, the node takes the payload itself (in the one-process twin the
+            # anomaly node hands it the model with the payload, calibrated)
+            self.create_subscription(InertiaStamped, '/twin/payload', self.on_payload,
+                                     qos.LATCHED)
         self.source = source
         source.sample_listeners.append(self.take_sample)
         self.display = DisplayRate(p['display_rate_hz'])
@@ -116,6 +122,17 @@ class TwinMirrorNode(Node):
     def set_model(self, model):
         """Predict with ``model`` from the next sample on (the commissioned calibration)."""
         self.mirror.set_predictor(Predictor(model))
+
+    def on_payload(self, msg):
+        """Predict with what the robot carries from now on (/twin/payload, InertiaStamped)."""
+        try:
+            model = self.model.with_payload(payload_from_msg(msg, self.model))
+        except ValueError as exc:
+            self.payload_refused += 1
+            self.get_logger().warning(f'/twin/payload refused: {exc}')
+            return
+        self.set_model(model)
+        self.get_logger().info(f'the mirror predicts with a payload of {model.payload.mass:g} kg')
 
     def take_sample(self, sample):
         """Predict for one accepted robot sample; publish; hand the result on."""
