@@ -403,3 +403,9 @@ def test_a_payload_is_refused_while_the_twin_calibrates_and_when_implausible(sav
         with pytest.raises(ValueError, match=why):
             monitor.set_payload(bad)
     assert monitor.payload is None and monitor.observer is not None
+    load = Payload(1.0, (0.0, 0.0, 0.05))
+    assert monitor.set_payload(load) is not None
+    observer = monitor.observer
+    assert monitor.set_payload(Payload(1.0, (0.0, 0.0, 0.05))) is None   # the same: no restart
+    assert monitor.observer is observer
+    assert [e['kind'] for e in monitor.poll_events()].count('payload_set') == 1

@@ -318,6 +318,9 @@ def test_a_payload_on_twin_payload_reaches_the_mirror_and_a_wrong_one_is_refused
     after = mirror.mirror.predictor.predict(*sample).effort
     assert np.abs(after - before).max() > 1.0        # 2 kg on the flange: N·m of gravity
     assert anomaly.status_values()['payload_kg'] == 2.0
+    predictor = mirror.mirror.predictor
+    anomaly.on_payload(payload(2.0))                 # sent again (a program may repeat it)
+    assert mirror.mirror.predictor is predictor and anomaly.payload_refused == 1
     for bad in (payload(1.0, frame='base_link'), payload(1e5), payload(1.0, com=(0, 0, 9))):
         anomaly.on_payload(bad)
     assert anomaly.payload_refused == 4 and anomaly.monitor.payload.mass == 2.0
@@ -336,6 +339,9 @@ def test_a_mirror_node_of_its_own_takes_the_payload_itself(ros):
     mirror.on_payload(msg)
     after = mirror.mirror.predictor.predict(bent, zero, zero).effort
     assert np.abs(after - before).max() > 1.0 and mirror.payload_refused == 0
+    predictor = mirror.mirror.predictor
+    mirror.on_payload(msg)                           # the same load again: nothing changes
+    assert mirror.mirror.predictor is predictor
     msg.inertia.m = -1.0
     mirror.on_payload(msg)
     assert mirror.payload_refused == 1

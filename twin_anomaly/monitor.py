@@ -382,13 +382,15 @@ class AnomalyMonitor:
 
     def set_payload(self, payload):
         """
-        Take what the robot carries from now on; return the model to predict with.
+        Take what the robot carries from now on; return the model to predict with (None).
 
         A robot's program knows when it picks up a part or changes its tool; told so, the twin
         predicts with that load instead of raising ``payload_change`` (which is for a load
         nobody announced). The observer starts again on the new model, and the channels that
         see the load pause for ``payload_settle_s`` while it moves onto or off the arm: tell
-        the twin when the transfer starts (the gripper command), not after it.
+        the twin when the transfer starts (the gripper command), not after it. The load the
+        twin has already changes nothing and returns None (a program may send it again and
+        again).
 
         Parameters
         ----------
@@ -405,6 +407,8 @@ class AnomalyMonitor:
 
         """
         self.model.check_payload(payload)
+        if payload.same_as(self.payload):
+            return None
         if self.step in ('collect', 'fit'):
             raise ValueError('the twin is calibrating itself (commissioning); a payload can be '
                              'set once it learns its thresholds or monitors; carry the same '

@@ -166,10 +166,12 @@ class AnomalyPipeline:
         """
         Predict with ``payload`` carried from now on (see ``AnomalyMonitor.set_payload``).
 
-        The model listeners (the mirror) get the new model. Raises ValueError, with the reason,
-        when the payload is refused.
+        The model listeners (the mirror) get the new model; the load the twin has already
+        changes nothing. Raises ValueError, with the reason, when the payload is refused.
         """
-        self._hand_over(self.monitor.set_payload(payload))
+        model = self.monitor.set_payload(payload)
+        if model is not None:
+            self._hand_over(model)
 
     def _hand_over(self, model):
         for listener in self.model_listeners:

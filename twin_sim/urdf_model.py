@@ -133,6 +133,12 @@ class Payload:
         object.__setattr__(self, 'com', com)
         object.__setattr__(self, 'inertia', inertia)
 
+    def same_as(self, other):
+        """Whether ``other`` (a Payload or None) is this load, to rounding (1e-9)."""
+        return other is not None and abs(other.mass - self.mass) <= 1e-9 \
+            and np.allclose(other.com, self.com, rtol=0.0, atol=1e-9) \
+            and np.allclose(other.inertia, self.inertia, rtol=0.0, atol=1e-9)
+
     def spatial_inertia(self):
         """Return the payload as a pinocchio ``Inertia`` in the payload frame."""
         return pin.Inertia(self.mass, self.com, self.inertia)

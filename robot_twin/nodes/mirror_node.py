@@ -126,11 +126,14 @@ class TwinMirrorNode(Node):
     def on_payload(self, msg):
         """Predict with what the robot carries from now on (/twin/payload, InertiaStamped)."""
         try:
-            model = self.model.with_payload(payload_from_msg(msg, self.model))
+            payload = payload_from_msg(msg, self.model)
         except ValueError as exc:
             self.payload_refused += 1
             self.get_logger().warning(f'/twin/payload refused: {exc}')
             return
+        if payload.same_as(self.mirror.predictor.model.payload):
+            return                                   # sent again: nothing changes
+        model = self.model.with_payload(payload)
         self.set_model(model)
         self.get_logger().info(f'the mirror predicts with a payload of {model.payload.mass:g} kg')
 
