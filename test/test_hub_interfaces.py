@@ -164,6 +164,32 @@ def test_corrective_actions_switch_on_the_bridge(hub):
     assert _bridge_corrective(hub.observer) is False
 
 
+def test_a_payload_put_on_the_api_is_checked_and_published_on_twin_payload(hub):
+    from geometry_msgs.msg import InertiaStamped
+    from robot_twin.nodes import qos
+    received = []
+    sub = hub.observer.node.create_subscription(InertiaStamped, '/twin/payload',
+                                                received.append, qos.LATCHED)
+    try:
+        body = {'mass_kg': 2.5, 'com_m': [0.0, 0.0, 0.08],
+                'inertia_kgm2': [0.004, 0.0, 0.0, 0.004, 0.0, 0.002]}
+        assert hub.client.put('/api/v1/payload', json=body).status_code == 401
+        for bad in ({'mass_kg': '2.5'}, {'mass_kg': -1.0}, {'mass_kg': 1.0, 'com_m': [0.0]},
+                    {'mass_kg': 1.0, 'extra': 1}):
+            answer = hub.client.put('/api/v1/payload', json=bad, headers=hub.auth)
+            assert answer.status_code == 422, (bad, answer.text)
+        heavy = hub.client.put('/api/v1/payload', json={'mass_kg': 1e5}, headers=hub.auth)
+        assert heavy.status_code == 409 and 'heavier than the arm' in heavy.json()['detail']
+        done = hub.client.put('/api/v1/payload', json=body, headers=hub.auth)
+        assert done.status_code == 200, done.text
+        msg = wait_until(lambda: received[-1] if received else None, 30,
+                         '/twin/payload from the hub')
+        assert msg.inertia.m == 2.5 and msg.inertia.com.z == 0.08 and msg.inertia.izz == 0.002
+        assert msg.header.frame_id == 'ft_sensor' and len(received) == 1   # refused: not sent
+    finally:
+        hub.observer.node.destroy_subscription(sub)
+
+
 def test_a_whatif_job_runs_and_its_results_are_served(hub):
     assert 'payload_sweep' in hub.client.get('/api/v1/whatif/scenarios').json()
     assert hub.client.post('/api/v1/whatif/jobs', json={

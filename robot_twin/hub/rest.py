@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, create_model, Field, StrictBool, \
-    StrictStr
+    StrictFloat, StrictStr
 from robot_twin.hub.jobs import JobRejected, RESULT_FILES
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -46,6 +46,20 @@ class AcknowledgeRequest(BaseModel):
 
     model_config = ConfigDict(extra='forbid')
     note: StrictStr = Field('', max_length=500, description='Free text kept with the anomaly.')
+
+
+class PayloadRequest(BaseModel):
+    """Body that tells the twin what the robot carries from now on (/twin/payload)."""
+
+    model_config = ConfigDict(extra='forbid')
+    mass_kg: StrictFloat = Field(ge=0.0, le=1e6, allow_inf_nan=False,
+                                 description='Mass of the load, kg (0: nothing carried).')
+    com_m: List[StrictFloat] = Field(
+        [0.0, 0.0, 0.0], min_length=3, max_length=3,
+        description='Centre of mass, m, in the payload frame (the frame the tool is on).')
+    inertia_kgm2: List[StrictFloat] = Field(
+        [0.0] * 6, min_length=6, max_length=6,
+        description='Inertia about the centre of mass, kg·m^2: ixx, ixy, ixz, iyy, iyz, izz.')
 
 
 class CorrectiveRequest(BaseModel):
@@ -313,6 +327,25 @@ def create_app(state, actions, *, token=None, jobs=None):
         if not ok:
             raise HTTPException(409, message)
         return state.corrective()
+
+    @app.put(f'{API}/payload', tags=['actions'], responses=_errors(401, 403, 409))
+    async def set_payload(body: PayloadRequest, _auth: bool = Depends(writer)) \
+            -> Dict[str, Any]:
+        """
+        Tell the twin what the robot carries from now on (published on /twin/payload).
+
+        Checked as the twin checks it: a well-formed body that is no rigid body, or a load this
+        arm cannot carry, is a conflict with the robot (409, with the reason). The twin pauses
+        its load checks for payload_settle_s while the load moves (README).
+        """
+        try:
+            ok, message = await run_in_threadpool(actions.set_payload, body.mass_kg,
+                                                  body.com_m, body.inertia_kgm2)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        if not ok:
+            raise HTTPException(409, message)
+        return {'message': message, **body.model_dump()}
 
     @app.get(f'{API}/whatif/scenarios', tags=['what-if'])
     def scenarios() -> List[str]:

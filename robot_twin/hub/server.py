@@ -35,14 +35,22 @@ class HubActions:
         (the hub node's parameter client); None = not connected to a bridge.
     on_acknowledged : callable, optional
         ``on_acknowledged(episode dict)`` after each acknowledgement (the node publishes it).
+    payload_publisher : callable, optional
+        ``publisher(payload)``: publishes a checked :class:`twin_sim.urdf_model.Payload` on
+        /twin/payload (the node); None = not connected to the twin.
+    model : twin_sim.urdf_model.RobotModel, optional
+        The robot, to check a payload against (needed with ``payload_publisher``).
 
     """
 
-    def __init__(self, state, ledger_path='', corrective_setter=None, on_acknowledged=None):
+    def __init__(self, state, ledger_path='', corrective_setter=None, on_acknowledged=None,
+                 payload_publisher=None, model=None):
         self.state = state
         self.ledger_path = ledger_path
         self.corrective_setter = corrective_setter
         self.on_acknowledged = on_acknowledged
+        self.payload_publisher = payload_publisher
+        self.model = model
 
     def acknowledge(self, episode_id, by, note=''):
         """Acknowledge an anomaly episode; return its dict (``ledger_error`` when not logged)."""
@@ -52,6 +60,24 @@ class HubActions:
         episode['ledger_error'] = (append_acknowledgement(self.ledger_path, episode) or None
                                    if self.ledger_path else None)
         return episode
+
+    def set_payload(self, mass_kg, com_m, inertia_kgm2):
+        """
+        Tell the twin what the robot carries (/twin/payload); return ``(ok, message)``.
+
+        ``com_m`` (3,) and ``inertia_kgm2`` ``[ixx, ixy, ixz, iyy, iyz, izz]`` are in the
+        model's payload frame. Raises ValueError, with the reason, for a load that makes no
+        rigid body or that the arm cannot carry (checked here as the twin checks it).
+        """
+        from twin_sim.urdf_model import Payload
+        if self.payload_publisher is None:
+            return False, 'this hub is not connected to the twin'
+        ixx, ixy, ixz, iyy, iyz, izz = inertia_kgm2
+        payload = Payload(mass_kg, com_m, [[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])
+        self.model.check_payload(payload)
+        self.payload_publisher(payload)
+        return True, f'published on /twin/payload: {payload.mass:g} kg in ' \
+                     f'{self.model.payload_frame}'
 
     def set_corrective(self, enabled):
         """Ask the bridge to switch corrective actions; return ``(ok, message)``."""
@@ -84,7 +110,7 @@ class Hub:
         Which servers, where, and the token.
     model : twin_sim.urdf_model.RobotModel
         The robot (OPC UA axes, Foxglove scene).
-    corrective_setter, on_acknowledged : callable, optional
+    corrective_setter, on_acknowledged, payload_publisher : callable, optional
         See :class:`HubActions`.
     log : callable
         ``log(text)`` for start-up lines (the node's logger).
@@ -92,10 +118,10 @@ class Hub:
     """
 
     def __init__(self, state, settings, model, corrective_setter=None, *, on_acknowledged=None,
-                 log=print):
+                 payload_publisher=None, log=print):
         self.state, self.settings, self.model = state, settings, model
         self.actions = HubActions(state, settings.ledger_path, corrective_setter,
-                                  on_acknowledged)
+                                  on_acknowledged, payload_publisher, model)
         self.log = log
         self.jobs = WhatIfJobs(state, settings.whatif_output_dir,
                                max_samples=settings.whatif_max_samples,

@@ -17,6 +17,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import InertiaStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
@@ -94,10 +95,12 @@ class TwinHubNode(Node):
         self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, qos.LATCHED)
         self.create_subscription(DiagnosticArray, '/twin/rul', self.on_rul, qos.LATCHED)
         self.pub_ack = self.create_publisher(DiagnosticArray, '/twin/acknowledgements', ACK_QOS)
+        self.pub_payload = self.create_publisher(InertiaStamped, '/twin/payload', qos.LATCHED)
+        self.payload_frame = model.payload_frame
         self.create_timer(2.0, self.read_corrective)
         self.hub = Hub(self.state, settings, model, self.set_corrective,
                        on_acknowledged=self.publish_acknowledgement,
-                       log=self.get_logger().info)
+                       payload_publisher=self.publish_payload, log=self.get_logger().info)
         try:
             self.hub.start()
         except RuntimeError as exc:
@@ -144,6 +147,17 @@ class TwinHubNode(Node):
         self.pub_ack.publish(array)
 
     # ------------------------------------------------------------------ corrective actions
+    def publish_payload(self, payload):
+        """Publish a checked payload on /twin/payload (a server thread calls this)."""
+        msg = InertiaStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.payload_frame
+        i = msg.inertia
+        i.m = float(payload.mass)
+        i.com.x, i.com.y, i.com.z = (float(v) for v in payload.com)
+        (i.ixx, i.ixy, i.ixz), (_, i.iyy, i.iyz), (_, _, i.izz) = payload.inertia.tolist()
+        self.pub_payload.publish(msg)
+
     def read_corrective(self):
         """Ask the bridge for corrective_actions.enabled (answer arrives asynchronously)."""
         if not self.get_client.service_is_ready():
