@@ -38,6 +38,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rclpy.task import Future
+from robot_twin.nodes.runner import EventsExecutor   # None before Kilted
 from sensor_msgs.msg import JointState
 from twin_sim.predictor import Predictor
 from twin_sim.resources import urdf_or_builtin
@@ -46,10 +47,6 @@ try:
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:   # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
-try:
-    from rclpy.experimental import EventsExecutor
-except ImportError:   # Humble, Jazzy
-    EventsExecutor = None
 
 # The robot publishes like ros2_control's broadcasters (reliable, depth 10); the receiver reads
 # the raw stream as the twin does, and the twin's 1 kHz outputs, best-effort (how the twin

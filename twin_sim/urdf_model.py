@@ -133,6 +133,16 @@ class Payload:
         object.__setattr__(self, 'com', com)
         object.__setattr__(self, 'inertia', inertia)
 
+    @classmethod
+    def from_components(cls, mass, com, ixx, ixy, ixz, iyy, iyz, izz):
+        """Return a payload from six inertia components, kg·m^2, as geometry_msgs/Inertia has."""
+        return cls(mass, com, [[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])
+
+    def inertia_components(self):
+        """Return ``(ixx, ixy, ixz, iyy, iyz, izz)``, kg·m^2: :meth:`from_components`'s."""
+        i = self.inertia
+        return tuple(float(i[r, c]) for r, c in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)))
+
     def same_as(self, other):
         """Whether ``other`` (a Payload or None) is this load, to rounding (1e-9)."""
         return other is not None and abs(other.mass - self.mass) <= 1e-9 \

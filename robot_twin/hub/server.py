@@ -72,8 +72,7 @@ class HubActions:
         from twin_sim.urdf_model import Payload
         if self.payload_publisher is None:
             return False, 'this hub is not connected to the twin'
-        ixx, ixy, ixz, iyy, iyz, izz = inertia_kgm2
-        payload = Payload(mass_kg, com_m, [[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])
+        payload = Payload.from_components(mass_kg, com_m, *inertia_kgm2)
         self.model.check_payload(payload)
         self.payload_publisher(payload)
         return True, f'published on /twin/payload: {payload.mass:g} kg in ' \

@@ -29,8 +29,6 @@ import numpy as np
 CDR_LE = b'\x00\x01'
 _STAMP = struct.Struct('<iI')
 _U32 = struct.Struct('<I')
-_PAD = (b'', b'\x00', b'\x00\x00', b'\x00\x00\x00')
-_BYTE = [bytes((i,)) for i in range(256)]
 _EMPTY = np.zeros(0)
 _EMPTY.setflags(write=False)
 
@@ -54,18 +52,35 @@ def _read_string(data, offset):
     return data[start:end - 1].decode('utf-8'), _align(end, 4)
 
 
+def _pad(out, size):
+    """Pad the bytearray ``out`` to a multiple of ``size`` after the encapsulation header."""
+    out += b'\x00' * (-(len(out) - 4) % size)
+
+
+def _write_u32(out, value):
+    """Append a uint32 (a length or a count), 4-aligned."""
+    _pad(out, 4)
+    out += _U32.pack(value)
+
+
 def _write_string(out, text):
+    """
+    Append a string: its length (4-aligned), its bytes and a NUL.
+
+    No padding after it: each field aligns itself (a byte field, such as a DiagnosticStatus
+    level, follows directly).
+    """
     raw = text.encode('utf-8') + b'\x00'
-    out += _U32.pack(len(raw)) + raw
-    out += b'\x00' * (-(len(out) - 4) % 4)
+    _write_u32(out, len(raw))
+    out += raw
 
 
 def _write_doubles(out, values):
     """Append a sequence<double>; return the offset of its first value (None when empty)."""
-    out += _U32.pack(len(values))
+    _write_u32(out, len(values))
     if not len(values):
         return None
-    out += b'\x00' * (-(len(out) - 4) % 8)
+    _pad(out, 8)
     offset = len(out)
     out += np.asarray(values, dtype='<f8').tobytes()
     return offset
@@ -178,7 +193,7 @@ class JointStateWriter:
         n = len(names)
         out = bytearray(CDR_LE + b'\x00\x00' + _STAMP.pack(0, 0))
         _write_string(out, frame_id)
-        out += _U32.pack(n)
+        _write_u32(out, n)
         for name in names:
             _write_string(out, name)
         offsets = {}
@@ -217,35 +232,20 @@ def write_diagnostic_array(sec, nanosec, statuses, frame_id=''):
         ``header.frame_id``.
 
     """
-    parts = [CDR_LE, b'\x00\x00', _STAMP.pack(sec, nanosec)]
-    pos = _put_strings(parts, 8, (frame_id,))      # pos: bytes after the encapsulation header
+    out = bytearray(CDR_LE + b'\x00\x00' + _STAMP.pack(sec, nanosec))
+    _write_string(out, frame_id)
     statuses = list(statuses)
-    pos = _put_count(parts, pos, len(statuses))
+    _write_u32(out, len(statuses))
     for level, name, message, hardware_id, pairs in statuses:
-        parts.append(_BYTE[level])                  # a byte: no alignment
-        pos = _put_strings(parts, pos + 1, (name, message, hardware_id))
-        texts = [text for pair in pairs for text in pair]
-        pos = _put_count(parts, pos, len(texts) // 2)
-        pos = _put_strings(parts, pos, texts)
-    return b''.join(parts)
-
-
-def _put_count(parts, pos, n):
-    """Append a uint32 (4-aligned) at ``pos``; return the position after it."""
-    pad = -pos % 4
-    parts.append(_PAD[pad] + _U32.pack(n))
-    return pos + pad + 4
-
-
-def _put_strings(parts, pos, texts):
-    """Append CDR strings (length 4-aligned, bytes, NUL) from ``pos``; return the end."""
-    pack = _U32.pack
-    for text in texts:
-        raw = text.encode('utf-8')
-        pad = -pos % 4
-        parts.append(_PAD[pad] + pack(len(raw) + 1) + raw + b'\x00')
-        pos += pad + 5 + len(raw)
-    return pos
+        out.append(level)                           # a byte: no alignment
+        for text in (name, message, hardware_id):
+            _write_string(out, text)
+        pairs = list(pairs)
+        _write_u32(out, len(pairs))
+        for key, value in pairs:
+            _write_string(out, key)
+            _write_string(out, value)
+    return bytes(out)
 
 
 class WrenchWriter:
@@ -254,7 +254,7 @@ class WrenchWriter:
     def __init__(self, frame_id=''):
         out = bytearray(CDR_LE + b'\x00\x00' + _STAMP.pack(0, 0))
         _write_string(out, frame_id)
-        out += b'\x00' * (-(len(out) - 4) % 8)
+        _pad(out, 8)
         self._at = len(out)
         out += bytes(48)
         self._buffer = out

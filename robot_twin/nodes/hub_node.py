@@ -155,7 +155,7 @@ class TwinHubNode(Node):
         i = msg.inertia
         i.m = float(payload.mass)
         i.com.x, i.com.y, i.com.z = (float(v) for v in payload.com)
-        (i.ixx, i.ixy, i.ixz), (_, i.iyy, i.iyz), (_, _, i.izz) = payload.inertia.tolist()
+        i.ixx, i.ixy, i.ixz, i.iyy, i.iyz, i.izz = payload.inertia_components()
         self.pub_payload.publish(msg)
 
     def read_corrective(self):

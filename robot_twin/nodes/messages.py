@@ -215,7 +215,7 @@ def payload_from_msg(msg, model):
                          f'{model.payload_frame!r}, the frame the tool is mounted on (or leave '
                          'frame_id empty)')
     i = msg.inertia
-    payload = Payload(i.m, (i.com.x, i.com.y, i.com.z),
-                      [[i.ixx, i.ixy, i.ixz], [i.ixy, i.iyy, i.iyz], [i.ixz, i.iyz, i.izz]])
+    payload = Payload.from_components(i.m, (i.com.x, i.com.y, i.com.z),
+                                      i.ixx, i.ixy, i.ixz, i.iyy, i.iyz, i.izz)
     model.check_payload(payload)
     return payload
