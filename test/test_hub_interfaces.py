@@ -217,7 +217,8 @@ def test_a_whatif_job_runs_and_its_results_are_served(hub):
 def test_an_opcua_client_finds_every_axis_and_reads_the_published_positions(hub):
     endpoint = f'opc.tcp://127.0.0.1:{hub.ports["opcua"]}/robot_twin/'
     run = subprocess.run([sys.executable, str(HERE / 'hub_opcua_client.py'), endpoint,
-                          '--token', hub.token], capture_output=True, text=True, timeout=120)
+                          f'--token={hub.token}'],    # (a token may start with '-')
+                         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen['systems'] == 1 and seen['devices'] == 1
