@@ -5,7 +5,8 @@ It browses the address space like a factory client would (DeviceSet -> MotionDev
 MotionDevices -> Axes, by browse names), reads every axis's ActualPosition with its
 SourceTimestamp a few times (more until the sample has changed), then tries what it may not do
 (write a value, call a method anonymously, log in with a wrong password) and what it may with
-the token (call SetCorrectiveActions), and prints one JSON document with what it saw.
+the token (call SetCorrectiveActions; SetPayload with a possible load, an impossible one and
+malformed calls), and prints one JSON document with what it saw.
 
 Usage: ``python hub_opcua_client.py ENDPOINT [--token T] [--rounds N]``
 """
@@ -65,6 +66,27 @@ async def _writes(client, ns, system, axes):
     return write, call
 
 
+def _doubles(values):
+    return ua.Variant([float(v) for v in values], ua.VariantType.Double)
+
+
+async def _payload_calls(client, ns, system):
+    """Call SetPayload: a possible load, one the arm cannot carry, malformed and short calls."""
+    twin = await system.get_child(f'{ns["twin"]}:RobotTwin')
+    method = f'{ns["twin"]}:SetPayload'
+    inertia = _doubles([0.003, 0.0, 0.0, 0.003, 0.0, 0.001])
+    calls = {
+        'possible': (ua.Variant(1.5, ua.VariantType.Double), _doubles([0.0, 0.0, 0.06]), inertia),
+        'too_heavy': (ua.Variant(1e5, ua.VariantType.Double), _doubles([0.0, 0.0, 0.06]),
+                      inertia),
+        'short_com': (ua.Variant(1.5, ua.VariantType.Double), _doubles([0.0, 0.06]), inertia),
+        'text_mass': (ua.Variant('heavy', ua.VariantType.String), _doubles([0.0, 0.0, 0.06]),
+                      inertia),
+        'two_arguments': (ua.Variant(1.5, ua.VariantType.Double), _doubles([0.0, 0.0, 0.06])),
+    }
+    return {name: await _try(twin.call_method(method, *args)) for name, args in calls.items()}
+
+
 async def main(args):
     out = {}
     async with Client(args.endpoint, timeout=10) as client:
@@ -84,6 +106,7 @@ async def main(args):
             await asyncio.sleep(0.3)   # a loaded machine may hold the hub back: read on
         out['rounds'] = rounds
         out['anonymous_write'], out['anonymous_call'] = await _writes(client, ns, system, axes)
+        out['anonymous_payload'] = (await _payload_calls(client, ns, system))['possible']
     wrong = Client(args.endpoint, timeout=10)
     wrong.set_user(USER)
     wrong.set_password('not-the-token-' + '0' * 20)
@@ -96,6 +119,7 @@ async def main(args):
             ns = await _namespaces(right)
             system, _, _, axes = await _browse(right, ns)
             out['token_write_value'], out['token_call'] = await _writes(right, ns, system, axes)
+            out['payload'] = await _payload_calls(right, ns, system)
     print(json.dumps(out), flush=True)
     return 0
 

@@ -215,11 +215,25 @@ def test_a_whatif_job_runs_and_its_results_are_served(hub):
 
 
 def test_an_opcua_client_finds_every_axis_and_reads_the_published_positions(hub):
+    from geometry_msgs.msg import InertiaStamped
+    from robot_twin.nodes import qos
+    payloads = []
+    sub = hub.observer.node.create_subscription(InertiaStamped, '/twin/payload',
+                                                payloads.append, qos.LATCHED)
     endpoint = f'opc.tcp://127.0.0.1:{hub.ports["opcua"]}/robot_twin/'
-    run = subprocess.run([sys.executable, str(HERE / 'hub_opcua_client.py'), endpoint,
-                          f'--token={hub.token}'],    # (a token may start with '-')
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
+    try:
+        run = subprocess.run([sys.executable, str(HERE / 'hub_opcua_client.py'), endpoint,
+                              f'--token={hub.token}'],    # (a token may start with '-')
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-3000:]
+        # SetPayload: the possible load reaches /twin/payload (after any the REST test sent)
+        msg = wait_until(lambda: next((m for m in payloads if m.inertia.m == 1.5), None), 30,
+                         'the OPC UA payload on /twin/payload')
+        assert msg.inertia.com.z == 0.06 and msg.inertia.izz == 0.001
+        assert msg.header.frame_id == 'ft_sensor'
+        assert not any(m.inertia.m == 1e5 for m in payloads)
+    finally:
+        hub.observer.node.destroy_subscription(sub)
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen['systems'] == 1 and seen['devices'] == 1
     assert seen['axes'] == sorted(JOINTS)
@@ -240,6 +254,18 @@ def test_an_opcua_client_finds_every_axis_and_reads_the_published_positions(hub)
     assert not seen['wrong_password']['ok']
     assert not seen['token_write_value']['ok']        # values are read-only for everybody
     assert seen['token_call']['ok'] and seen['token_call']['result'][0] is True
+    assert not seen['anonymous_payload']['ok'] and 'AccessDenied' in \
+        seen['anonymous_payload']['status']
+    calls = seen['payload']
+    assert calls['possible']['result'][0] is True, calls['possible']
+    assert 'published on /twin/payload: 1.5 kg' in calls['possible']['result'][1]
+    ok, reason = calls['too_heavy']['result']        # refused with the reason, not a fault
+    assert ok is False and 'heavier than the arm' in reason
+    assert calls['short_com']['result'] == [
+        False, 'CenterOfMassM must be an array of 3 numbers, got [0.0, 0.06]']
+    assert calls['text_mass']['result'] == [False, "MassKg must be a number, got 'heavy'"]
+    assert not calls['two_arguments']['ok'] and \
+        'BadArgumentsMissing' in calls['two_arguments']['status']
     assert _bridge_corrective(hub.observer) is True
     hub.client.put('/api/v1/corrective-actions', json={'enabled': False}, headers=hub.auth)
 

@@ -20,12 +20,14 @@ from their types, from the URDF:
                      AnomalyLevel, AnomalyScore, FaultType, AnomalySince,
                      RulHours, RulLowerHours, RulUpperHours, HealthIndex,
                      RecommendedAction, DueBy
-        SetCorrectiveActions(Boolean), AcknowledgeAnomaly(UInt32, String)   methods
+        SetCorrectiveActions(Boolean), AcknowledgeAnomaly(UInt32, String),
+        SetPayload(MassKg, CenterOfMassM[3], InertiaKgm2[6])               methods
 
 The twin's values live in namespace ``urn:robot_twin:hub``. Values carry the robot sample's
 stamp as their SourceTimestamp. Every variable is read-only; anonymous clients may read,
 browse and subscribe, and only user ``robot_twin`` with the hub's token as password may call
-the two methods (both writes of the REST API, with the same rules).
+the methods (the writes of the REST API, with the same rules). Every method answers
+``(Ok, Message)``: a refusal is ``Ok = false`` with the reason, not a fault status.
 """
 import asyncio
 import datetime
@@ -134,6 +136,51 @@ def _datetime(stamp):
     if stamp is None or not math.isfinite(stamp):
         return None
     return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc)
+
+
+def _argument(name, description, data_type=ua.ObjectIds.Double, length=None):
+    """Return a method argument (an array of ``length`` when given), named and described."""
+    arg = ua.Argument()
+    arg.Name = name
+    arg.DataType = ua.NodeId(data_type)
+    arg.ValueRank = -1 if length is None else 1
+    arg.ArrayDimensions = [] if length is None else [length]
+    arg.Description = ua.LocalizedText(description)
+    return arg
+
+
+def _checked_call(handler, count):
+    """
+    Wrap ``handler(*values) -> (ok, message)`` as a method callback for asyncua.
+
+    A call with too few or too many arguments gets the status OPC UA has for it; a refusal
+    (ValueError, with the reason) is ``Ok = false`` and the reason, never a server fault.
+    """
+    def call(_parent, *args):
+        if len(args) != count:
+            return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing if len(args) < count
+                                 else ua.StatusCodes.BadTooManyArguments)
+        try:
+            ok, message = handler(*(arg.Value for arg in args))
+        except ValueError as exc:
+            ok, message = False, str(exc)
+        return [ua.Variant(bool(ok), ua.VariantType.Boolean),
+                ua.Variant(str(message), ua.VariantType.String)]
+    return call
+
+
+def _number(value, name):
+    """``value`` as a float; ValueError naming the argument for anything else (bool too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{name} must be a number, got {value!r}')
+    return float(value)
+
+
+def _numbers(values, length, name):
+    """``values`` as ``length`` floats; ValueError naming the argument otherwise."""
+    if not isinstance(values, (list, tuple)) or len(values) != length:
+        raise ValueError(f'{name} must be an array of {length} numbers, got {values!r}')
+    return [_number(v, name) for v in values]
 
 
 async def _delete_placeholders(node):
@@ -341,14 +388,24 @@ class TwinOpcUaServer:
             for name, kind in TWIN_AXIS_VALUES:
                 await self._twin_variable(folder, f'twin.{joint}.{name}', name, kind, idx,
                                           (joint, name))
-        await twin.add_method(ua.NodeId('twin.SetCorrectiveActions', idx),
-                              ua.QualifiedName('SetCorrectiveActions', idx),
-                              self._set_corrective, [ua.VariantType.Boolean],
-                              [ua.VariantType.Boolean, ua.VariantType.String])
-        await twin.add_method(ua.NodeId('twin.AcknowledgeAnomaly', idx),
-                              ua.QualifiedName('AcknowledgeAnomaly', idx),
-                              self._acknowledge, [ua.VariantType.UInt32, ua.VariantType.String],
-                              [ua.VariantType.Boolean, ua.VariantType.String])
+        answer = [ua.VariantType.Boolean, ua.VariantType.String]     # (Ok, Message)
+        methods = (
+            ('SetCorrectiveActions', self._set_corrective,
+             [_argument('Enabled', 'true: the bridge may send corrective commands',
+                        ua.ObjectIds.Boolean)]),
+            ('AcknowledgeAnomaly', self._acknowledge,
+             [_argument('AnomalyId', 'id of the anomaly episode (REST /anomalies)',
+                        ua.ObjectIds.UInt32),
+              _argument('Note', 'free text kept with the acknowledgement', ua.ObjectIds.String)]),
+            ('SetPayload', self._set_payload,
+             [_argument('MassKg', 'payload mass, kg'),
+              _argument('CenterOfMassM', 'centre of mass in the payload frame '
+                        f'{self.model.payload_frame}, m (x, y, z)', length=3),
+              _argument('InertiaKgm2', 'inertia about the centre of mass, kg m^2 '
+                        '(ixx, ixy, ixz, iyy, iyz, izz)', length=6)]))
+        for name, handler, arguments in methods:
+            await twin.add_method(ua.NodeId(f'twin.{name}', idx), ua.QualifiedName(name, idx),
+                                  _checked_call(handler, len(arguments)), arguments, answer)
 
     async def _twin_variable(self, parent, nodeid, name, kind, idx, key):
         empty = {ua.VariantType.Double: math.nan, ua.VariantType.String: '',
@@ -358,21 +415,27 @@ class TwinOpcUaServer:
         self._nodes[key] = variable.nodeid
 
     # ------------------------------------------------------------------ methods (writes)
-    def _set_corrective(self, _parent, enabled):
-        ok, message = self.actions.set_corrective(bool(enabled.Value))
-        return [ua.Variant(bool(ok), ua.VariantType.Boolean),
-                ua.Variant(str(message), ua.VariantType.String)]
+    # each takes the arguments' plain values and returns (ok, message); ValueError = refused
+    def _set_corrective(self, enabled):
+        if not isinstance(enabled, bool):
+            raise ValueError(f'Enabled must be a Boolean, got {enabled!r}')
+        return self.actions.set_corrective(enabled)
 
-    def _acknowledge(self, _parent, episode_id, note):
+    def _acknowledge(self, episode_id, note):
+        if isinstance(episode_id, bool) or not isinstance(episode_id, int):
+            raise ValueError(f'AnomalyId must be an integer, got {episode_id!r}')
         try:
-            episode = self.actions.acknowledge(int(episode_id.Value), 'opcua',
-                                               str(note.Value or ''))
-            ok, message = True, f'anomaly {episode["id"]} acknowledged' + (
-                f'; {episode["ledger_error"]}' if episode.get('ledger_error') else '')
+            episode = self.actions.acknowledge(episode_id, 'opcua', str(note or ''))
         except KeyError as exc:
-            ok, message = False, str(exc.args[0])
-        return [ua.Variant(bool(ok), ua.VariantType.Boolean),
-                ua.Variant(str(message), ua.VariantType.String)]
+            return False, str(exc.args[0])
+        return True, f'anomaly {episode["id"]} acknowledged' + (
+            f'; {episode["ledger_error"]}' if episode.get('ledger_error') else '')
+
+    def _set_payload(self, mass, com, inertia):
+        # a load that makes no rigid body or that the arm cannot carry: ValueError, the reason
+        return self.actions.set_payload(_number(mass, 'MassKg'),
+                                        _numbers(com, 3, 'CenterOfMassM'),
+                                        _numbers(inertia, 6, 'InertiaKgm2'))
 
     # ------------------------------------------------------------------ updates
     async def _update(self, server):
