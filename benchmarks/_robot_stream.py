@@ -14,7 +14,8 @@ schedule to ``--output`` (.npz).
 ``receive``: subscribes to the robot's /joint_states (as the twin does: best-effort) and to
 /twin/residuals and /twin/wrench_residual (reliable, as published), serialized (no message
 objects: cheap), and records for every message its header stamp and its wall-clock receive
-time (ns), plus the largest absolute effort residual of every 20th /twin/residuals message.
+time (ns), plus the largest absolute effort residual of every 20th /twin/residuals message,
+and the level of every /twin/anomaly report (the detector's verdict on a robot that is nominal).
 It spins rclpy's EventsExecutor (``--executor single``: the SingleThreadedExecutor), so that the
 instrument takes as little as possible of the two cores it shares with the twin.
 It prints ``READY`` once the twin's residuals and the raw stream both arrive, and writes
@@ -31,6 +32,7 @@ import struct
 import sys
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 import rclpy
@@ -38,6 +40,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rclpy.task import Future
+from robot_twin.nodes import qos
 from robot_twin.nodes.runner import EventsExecutor   # None before Kilted
 from sensor_msgs.msg import JointState
 from twin_sim.predictor import Predictor
@@ -212,6 +215,34 @@ class _ResidualRecorder(_Recorder):
             self.max_effort_stamp.append(self.stamp[-1])
 
 
+class _ReportRecorder:
+    """Receive time (ns) and highest level (0 OK, 1 WARN, 2 ERROR, 3 STALE) of each report."""
+
+    def __init__(self):
+        self.recv = array.array('q')
+        self.level = array.array('q')
+        self.alarms = {}             # group, message, channel of a status above OK -> count
+        self.stream_score = array.array('d')     # the stream group's score (NaN: none)
+
+    def __call__(self, msg):
+        self.recv.append(time.time_ns())
+        levels = [ord(s.level) if isinstance(s.level, bytes) else int(s.level)
+                  for s in msg.status]
+        self.level.append(max(levels, default=-1))
+        score = math.nan
+        for status in msg.status:
+            if status.name == 'twin/anomaly/stream':
+                score = float(next((kv.value for kv in status.values if kv.key == 'score'),
+                                   'nan'))
+        self.stream_score.append(score)
+        for status, level in zip(msg.status, levels):
+            if level > 0 and status.name != 'twin/anomaly/robot':
+                values = {kv.key: kv.value for kv in status.values}
+                key = (f'{status.name.rsplit("/", 1)[-1]} {status.message} '
+                       f'[{values.get("channel", "")}/{values.get("detector", "")}]')
+                self.alarms[key] = self.alarms.get(key, 0) + 1
+
+
 def receive(args):
     """Record the raw and the twin's streams until stopped; save them."""
     rclpy.init()
@@ -228,6 +259,8 @@ def receive(args):
     if args.wrench:
         node.create_subscription(WrenchStamped, '/twin/wrench_residual', wrench, OUTPUT_QOS,
                                  **lean)
+    reports = _ReportRecorder()          # 10 Hz, deserialized: cheap at that rate
+    node.create_subscription(DiagnosticArray, '/twin/anomaly', reports, qos.LATCHED)
     # the measuring instrument should disturb the twin as little as possible: the
     # EventsExecutor takes the three 1 kHz streams for a fraction of the SingleThreadedExecutor's
     # CPU (BENCHMARKS.md, issue 13); its spin() stalls, so it runs in slices as the twin's
@@ -252,6 +285,10 @@ def receive(args):
         out['res_max_effort_stamp_ns'] = np.frombuffer(residuals.max_effort_stamp,
                                                        dtype=np.int64)
         out.update(wrench.arrays('wres'))
+        out['anomaly_recv_ns'] = np.frombuffer(reports.recv, dtype=np.int64)
+        out['anomaly_level'] = np.frombuffer(reports.level, dtype=np.int64)
+        out['anomaly_stream_score'] = np.frombuffer(reports.stream_score, dtype=float)
+        out['anomaly_messages'] = np.array([f'{n} x {m}' for m, n in reports.alarms.items()])
         np.savez(args.output, **out)
         executor.shutdown()
         node.destroy_node()

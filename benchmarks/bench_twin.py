@@ -22,7 +22,8 @@ Separate processes on one private, localhost-only DDS domain
   the robot's own /joint_states (the raw hop of the same run, for comparison). It is the
   measuring instrument, and it takes the three 1 kHz streams on the EventsExecutor (0.16 core;
   ``--receiver-executor single``, the SingleThreadedExecutor of the figures before 2026-12-05,
-  takes 0.5 core and slows the twin beside it: BENCHMARKS.md).
+  takes 0.5 core and slows the twin beside it: BENCHMARKS.md). It also keeps the level of every
+  /twin/anomaly report: the robot is nominal, so every report above OK is a false alarm.
 
 After the receiver sees residuals and a warm-up, a window of ``--duration`` seconds. Figures
 over the window (robot samples are identified by their stamps, which the twin passes through):
@@ -34,18 +35,26 @@ over the window (robot samples are identified by their stamps, which the twin pa
 - latency: receive time minus robot stamp, p50/p99, for /twin/residuals and the raw hop
   (goal: twin p99 <= 2x raw p99);
 - the robot's own pacing: publish lateness p50/p99 and how many samples it published (a twin
-  that starves the robot shows here).
+  that starves the robot shows here);
+- the detector's verdicts: reports at ERROR and WARN in the window, and over the whole run
+  which groups and channels went above OK and when.
+
+Each run commissions afresh for ``--commissioning-s`` (default 8 s; config/twin.yaml has 30).
+With ``--reuse-commissioning`` the runs after the first start from the first run's saved
+calibration and thresholds, as a twin restarted beside the same robot does. ``--keep DIR``
+copies each run's recordings (robot stamps and lateness, receive times, report levels).
 
 Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separate|reliable|
 single-executor|no-anomaly|rare-reports|
-relay|all] [--duration 20] [--warmup 16] [--runs 1] [--wait-quiet CORES]
-[--receiver-executor events|single]``
+relay|all] [--duration 20] [--warmup S] [--runs 1] [--wait-quiet CORES]
+[--receiver-executor events|single] [--commissioning-s 8] [--reuse-commissioning] [--keep DIR]``
 Exits 0 when the runs complete (goals met or not), 1 when a process failed.
 """
 import argparse
 import dataclasses
 import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,8 +85,9 @@ CONFIGS = {
 }
 """What each configuration changes from the default bring-up of config/twin.yaml."""
 COMMISSIONING_S = 8.0
-"""Every run commissions afresh (files in its own directory) for this long; the default warm-up
-outlasts it and the calibration fit, so the window measures the twin in steady monitoring."""
+"""Every run commissions afresh (files in its own directory) for this long by default
+(``--commissioning-s``); the default warm-up outlasts it and the calibration fit, so the window
+measures the twin in steady monitoring."""
 GOAL_CORES, LIMIT_CORES, GOAL_SHARE, GOAL_P99 = 0.3, 0.5, 0.999, 2.0
 
 
@@ -116,7 +126,7 @@ def wait_until_quiet(limit_cores, max_wait_s=300.0, probe_s=2.0):
             return busy
 
 
-def _twin_commands(config, urdf, workdir):
+def _twin_commands(config, urdf, workdir, commissioning_s=COMMISSIONING_S, recommission=True):
     """Return (name, argv) of the twin's processes, as robot-twin up starts config/twin.yaml."""
     settings = CONFIGS[config]
     if settings.get('relay'):
@@ -131,7 +141,7 @@ def _twin_commands(config, urdf, workdir):
             yaml.safe_dump(loaded, f)
     graph = describe_graph(config_file, urdf=urdf, one_process=settings['one_process'])
     extra = dict(settings.get('parameters', {}))
-    anomaly = {'commissioning_duration_s': COMMISSIONING_S, 'recommission': True,
+    anomaly = {'commissioning_duration_s': commissioning_s, 'recommission': recommission,
                'thresholds_file': os.path.join(workdir, 'thresholds.yaml'),
                'rul.log_path': os.path.join(workdir, 'health.jsonl')}
     processes = [dataclasses.replace(p, nodes=tuple(
@@ -182,13 +192,13 @@ def _wait_ready(group, lines, timeout_s):
             raise RuntimeError(f'no /twin/residuals within {timeout_s:g} s')
 
 
-def run_once(config, args, domain_id, workdir):
+def run_once(config, args, domain_id, workdir, recommission=True):
     """Run one configuration once; return a dict of figures (raises RuntimeError on failure)."""
     env = localhost_env(domain_id)
     env.update(CONFIGS[config].get('env', {}))
     pub_out = os.path.join(workdir, f'pub-{domain_id}.npz')
     rec_out = os.path.join(workdir, f'rec-{domain_id}.npz')
-    commands = _twin_commands(config, args.urdf, workdir)
+    commands = _twin_commands(config, args.urdf, workdir, args.commissioning_s, recommission)
     twin = [name for name, _argv in commands]
     commands.append(('receiver', [sys.executable, str(STREAM), 'receive', '--output', rec_out,
                                   '--executor', args.receiver_executor]))
@@ -226,6 +236,11 @@ def run_once(config, args, domain_id, workdir):
     if not (os.path.exists(pub_out) and os.path.exists(rec_out)):
         raise RuntimeError('the robot or the receiver wrote no results')
     pub, rec = np.load(pub_out), np.load(rec_out)
+    if args.keep:                       # the raw recordings, for a closer look
+        os.makedirs(args.keep, exist_ok=True)
+        for path in (pub_out, rec_out):
+            shutil.copy(path, os.path.join(args.keep, f'{config}-{time.strftime("%H%M%S")}-'
+                                                      + os.path.basename(path)))
     window = (t0_ns, t1_ns)
     wall = m1 - m0
     figures = _figures(pub, rec, window)
@@ -274,6 +289,18 @@ def _figures(pub, rec, window):
            'wrench': _latency(rec, 'wres', window, published)}
     res = rec['res_max_effort'][_in(rec['res_max_effort_stamp_ns'], window)]
     out['residual_p99_Nm'] = float(np.percentile(res, 99)) if res.size else float('nan')
+    # the detector's verdicts on this nominal robot (no anomaly node: no reports)
+    level = rec['anomaly_level'][_in(rec['anomaly_recv_ns'], window)]
+    out['reports'] = int(level.size)
+    out['reports_warn'] = int((level == 1).sum())
+    out['reports_error'] = int((level >= 2).sum())
+    t_all, l_all = rec['anomaly_recv_ns'], rec['anomaly_level']
+    err = (t_all[l_all >= 2] - t_all[0]) * 1e-9 if t_all.size else np.zeros(0)
+    out['error_span_s'] = (float(err.min()), float(err.max())) if err.size else None
+    out['window_from_first_report_s'] = ((window[0] - t_all[0]) * 1e-9 if t_all.size
+                                         else float('nan'))
+    out['alarm_messages'] = sorted((str(m) for m in rec['anomaly_messages']),
+                                   key=lambda m: -int(m.split(' x ', 1)[0]))   # whole run
     return out
 
 
@@ -323,6 +350,18 @@ def _print_table(config, runs, duration):
           f'window, of which other processes {med("other_cores"):.2f}; load average at its end '
           + ' / '.join(f'{v:.2f}' for v in runs[-1]['loadavg']))
     print(f'  residual sanity: p99 of max |effort residual| {med("residual_p99_Nm"):.3f} N·m')
+    if any(r['reports'] for r in runs):
+        print('  detector on the nominal robot: reports at ERROR / WARN / all per run '
+              + ', '.join(f'{r["reports_error"]} / {r["reports_warn"]} / {r["reports"]}'
+                          for r in runs))
+        for k, r in enumerate(runs, start=1):
+            if r['alarm_messages']:
+                span = r['error_span_s']
+                when = '' if span is None else (
+                    f'; reports at ERROR from {span[0]:.1f} to {span[1]:.1f} s after the first '
+                    f'report (the window starts at {r["window_from_first_report_s"]:.1f} s)')
+                print(f'    run {k}, statuses above OK (whole run): '
+                      + '; '.join(r['alarm_messages'][:8]) + when)
     if len(runs) > 1:
         for k, r in enumerate(runs, start=1):
             print(f'    run {k}: twin {r["twin_cores"]:.3f} cores; other processes '
@@ -341,8 +380,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--config', choices=('all', *CONFIGS), default='one-process')
     parser.add_argument('--duration', type=float, default=20.0, help='measurement window, s')
-    parser.add_argument('--warmup', type=float, default=16.0,
-                        help='seconds after the first residual before the window')
+    parser.add_argument('--warmup', type=float, default=None,
+                        help='seconds after the first residual before the window (default: '
+                             'the commissioning time + 8 s)')
+    parser.add_argument('--commissioning-s', type=float, default=COMMISSIONING_S,
+                        help="the anomaly node's commissioning time, s (config/twin.yaml has "
+                             f'30; default {COMMISSIONING_S:g}: shorter runs)')
     parser.add_argument('--runs', type=int, default=1, help='runs per configuration')
     parser.add_argument('--rate-hz', type=float, default=1000.0)
     parser.add_argument('--urdf', default='', metavar='PATH',
@@ -358,13 +401,22 @@ def main():
                         help="the measuring receiver's executor: events (EventsExecutor, "
                              'lean: since 2026-12-05) or single (SingleThreadedExecutor, as in '
                              'the figures before)')
+    parser.add_argument('--reuse-commissioning', action='store_true',
+                        help='the runs after the first start from its saved calibration and '
+                             'thresholds (a restarted twin), instead of commissioning afresh')
+    parser.add_argument('--keep', default='', metavar='DIR',
+                        help="copy each run's recordings (robot stamps and lateness, receive "
+                             'times, reports) to DIR')
     parser.add_argument('--verbose', action='store_true', help="show the nodes' output")
     args = parser.parse_args()
+    if args.warmup is None:
+        args.warmup = args.commissioning_s + 8.0
     domain_id = free_domain_id() if args.domain_id is None else args.domain_id
     configs = list(CONFIGS) if args.config == 'all' else [args.config]
     print(f'bench_twin: {args.rate_hz:g} Hz JointState (7 joints) + WrenchStamped -> the twin '
           f'(config/twin.yaml); ROS_DOMAIN_ID={domain_id}, localhost only; '
-          f'{args.warmup:g} s warm-up, {args.duration:g} s window; load average '
+          f'{args.commissioning_s:g} s commissioning, {args.warmup:g} s warm-up, '
+          f'{args.duration:g} s window; load average '
           + ' / '.join(f'{v:.2f}' for v in os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix='bench_twin-') as workdir:
         for config in configs:
@@ -373,7 +425,10 @@ def main():
                 if args.wait_quiet is not None:
                     wait_until_quiet(args.wait_quiet)
                 try:
-                    runs.append(run_once(config, args, domain_id, workdir))
+                    # --reuse-commissioning: the runs after the first load its calibration
+                    # and thresholds, as a twin restarted beside the same robot does
+                    runs.append(run_once(config, args, domain_id, workdir,
+                                         recommission=not (args.reuse_commissioning and runs)))
                 except RuntimeError as exc:
                     print(f'bench_twin: {config}: {exc}', file=sys.stderr)
                     return 1

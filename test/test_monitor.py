@@ -163,6 +163,54 @@ def test_a_robot_without_velocities_and_a_restarted_clock(builtin):
     assert monitor.commissioned and monitor.report().level != 'ERROR'
 
 
+@pytest.mark.parametrize('busy_start_s', [0.0, 0.3])
+def test_a_restarted_twin_beside_a_noise_free_robot_raises_no_alarm(builtin, tmp_path,
+                                                                    busy_start_s):
+    """
+    A twin commissioned beside a simulated robot, then restarted from the saved file.
+
+    The robot publishes exact values (no sensor noise), stamped a few us after the sample.
+    Commissioned on them, the observer learned a spread of 1e-5 N·m; the restarted twin,
+    whose observer starts again from zero, raised alarms on most joints within 40 ms. Spreads
+    have a floor in physical units now (3e-3 N·m; 3e-5 rad for the position-velocity check,
+    which the timing of a simulated robot on a busy computer set off in the same way:
+    bench_twin.py --reuse-commissioning).
+
+    ``busy_start_s``: the twin that commissioned was busy starting up, and took the robot's
+    first samples 80 ms late. The stream's latency baseline started there, so commissioning
+    learned "70 ms below the baseline" as normal, and every restarted twin reported a delayed
+    stream for as long as it ran.
+    """
+    from twin_sim.trajectory import DemoMotion
+    motion = DemoMotion.from_model(builtin, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
+                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
+    rng = np.random.default_rng(4)
+    config = MonitorConfig(commissioning_duration_s=6.0, calibration=False, model_path='rules')
+    path = tmp_path / 'thresholds.yaml'
+    t = np.arange(1, 16001) * 1e-3
+    q, qd, qdd = motion.sample(t)
+    tau = [builtin.inverse_dynamics(q[k], qd[k], qdd[k]) + builtin.friction_model.torque(qd[k])
+           for k in range(t.size)]
+    restart = 7000                         # commission, then restart from the saved file
+    stamps = t + 1e-6 + rng.exponential(0.5e-6, t.size)
+    latency = np.where(t < busy_start_s, 0.08, 3e-4)
+    monitor = AnomalyMonitor(builtin, config, thresholds_file=path)
+    levels = []
+    for k in range(t.size):
+        if k == restart:
+            assert monitor.commissioned
+            monitor.report()                                   # saves the file
+            monitor = AnomalyMonitor(builtin, config, thresholds_file=path)
+            assert monitor.commissioned                        # loaded, not commissioning
+        monitor.update(RobotSample(stamps[k], (0, 0), q[k], qd[k], tau[k]), None,
+                       now=stamps[k] + latency[k])
+        if k % 20 == 0 and monitor.commissioned:
+            levels.append(monitor.report().level)
+    assert len(levels) > 400
+    assert 'ERROR' not in levels, [e for e in monitor.poll_events()
+                                   if e['kind'] == 'anomaly_raised'][:3]
+
+
 def test_only_a_robot_model_is_accepted():
     with pytest.raises(TypeError, match='RobotModel'):
         AnomalyMonitor(['joint1', 'joint2'], MonitorConfig(model_path='rules'))

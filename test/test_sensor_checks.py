@@ -135,6 +135,38 @@ def test_missing_samples_are_counted_from_the_stamps():
     assert blocks[2].missing == 3 and blocks[6].missing == 1
 
 
+def test_a_typical_period_taken_from_a_burst_is_re_taken():
+    """
+    A typical period taken from two samples of a burst is taken again.
+
+    A robot (or its driver) late by a few ms sends the samples it owes back to back: if the
+    twin starts on such a pair, its typical period is 60 us and every regular 1 ms step would
+    read as a gap with 15 samples missing, for as long as it runs (seen on a restarted twin).
+    """
+    checks = SensorChecks(2)
+    stamps = [0.0, 0.00006] + [0.00006 + k * DT for k in range(1, 401)]
+    blocks = []
+    for k, t in enumerate(stamps):
+        q, qd = motion(t)
+        checks.update(t, q, qd, np.zeros(2))
+        if k % BLOCK == BLOCK - 1:
+            blocks.append(checks.take_block())
+    assert checks.period_s == pytest.approx(DT, rel=1e-6)
+    assert sum(b.missing for b in blocks[2:]) == 0        # only the first steps were miscounted
+    # a robot that now sends at half the rate: the same, after three steps
+    for k in range(1, 201):
+        t = stamps[-1] + 2 * k * DT
+        q, qd = motion(t)
+        checks.update(t, q, qd, np.zeros(2))
+    assert checks.period_s == pytest.approx(2 * DT, rel=1e-3)
+    # a real dropout still counts, once the period is right
+    checks.take_block()
+    t = stamps[-1] + 400 * DT + 6 * DT                   # two samples (of 2 ms) missing
+    q, qd = motion(t)
+    checks.update(t, q, qd, np.zeros(2))
+    assert checks.take_block().missing == 2
+
+
 def test_samples_the_bridge_refused_are_not_missing_from_the_stream():
     # the robot sent samples 45..47; the bridge refused them as implausible and says so
     checks = SensorChecks(2)

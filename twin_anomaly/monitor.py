@@ -185,10 +185,15 @@ class MonitorConfig:
 
 
 #: Per-joint channel settings, by detector (:data:`~twin_anomaly.classifier.JOINT_DETECTORS`).
+#: ``min_scale``: the smallest spread the observer channels (N·m, N) and the position-velocity
+#: check (rad, m) learn. Spreads learned on real or realistically noisy robots are 3-30x
+#: larger (0.01-0.07 N·m, 1e-4 rad); a robot without sensor noise (a simulated one) would teach
+#: spreads of 1e-5 N·m and 1e-7 rad, which the observer's restart and a few us of timing jitter
+#: exceed many times (test_monitor.py, BENCHMARKS.md "A restarted twin").
 _JOINT_CHANNELS = {
-    'gmo': {'kind': 'signed', 'drift': True, 'smoothing_s': 0.05},
-    'fric': {'kind': 'signed', 'drift': True, 'smoothing_s': 0.1},
-    'pv_bias': {'kind': 'signed', 'smoothing_s': 0.04, 'floor': 4.0},
+    'gmo': {'kind': 'signed', 'drift': True, 'smoothing_s': 0.05, 'min_scale': 3e-3},
+    'fric': {'kind': 'signed', 'drift': True, 'smoothing_s': 0.1, 'min_scale': 3e-3},
+    'pv_bias': {'kind': 'signed', 'smoothing_s': 0.04, 'floor': 4.0, 'min_scale': 3e-5},
     'pv_jump': {'kind': 'upper', 'smoothing_s': 0.0, 'floor': 6.0, 'alarm': False},
     'noise_q': {'kind': 'signed', 'smoothing_s': 0.1},
     'noise_qd': {'kind': 'signed', 'smoothing_s': 0.1},
@@ -257,7 +262,10 @@ class AnomalyMonitor:
         channels = [ch for j, name in enumerate(self.joint_names)
                     for ch in _joint_channels(name, j)]
         if self._has_wrench:
-            channels += [Channel(f'wrench.{a}', n, 'signed', drift=True, min_scale=1e-4)
+            # smallest spreads: below the resolution of arm-mounted force-torque sensors
+            # (about 0.05 N and 2e-3 N·m); a simulated sensor without noise would teach less
+            channels += [Channel(f'wrench.{a}', n, 'signed', drift=True,
+                                 min_scale=1e-2 if a[0] == 'f' else 1e-3)
                          for a in _WRENCH_AXES]
         stream = len(self.group_names) - 1
         channels += [Channel('stream.missing', stream, 'count', smoothing_s=0.1, floor=0.04),
@@ -619,13 +627,18 @@ class AnomalyMonitor:
         """
         Return the block's latency above its slowly adapting baseline, s (NaN without one).
 
-        The baseline (a 60 s EWMA of past blocks) absorbs clock drift between the robot and
-        this computer and a slowly changing load; a delay that appears at once stands out.
+        The baseline absorbs clock drift between the robot and this computer and a slowly
+        changing load; a delay that appears at once stands out. It follows a lower latency at
+        once (the stream is at least that fast) and a higher one slowly (a 60 s EWMA of past
+        blocks): a first block that came late, as when the twin has just started and is busy,
+        must not become the reference that every later block is judged from. (It once did:
+        commissioning learned "70 ms earlier than usual" as normal, and every restart of the
+        twin from the saved file then reported a delayed stream.)
         """
         if not math.isfinite(latency):
             return math.nan
         base = self._latency_base
-        if not math.isfinite(base):
+        if not math.isfinite(base) or latency <= base:
             self._latency_base = latency
             return 0.0
         self._latency_base = base + self._latency_alpha * (latency - base)

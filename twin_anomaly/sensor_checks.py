@@ -56,6 +56,7 @@ __all__ = ['BlockChecks', 'SensorChecks', 'SIGNALS']
 SIGNALS = ('position', 'velocity', 'effort')
 _GAP_FACTOR = 1.5          # a step this many typical periods long has missing samples
 _PERIOD_SMOOTHING = 0.01   # weight of a new regular step in the typical period
+_PERIOD_RESYNC = 3         # this many gaps in a row: the typical period is re-taken
 _TINY_SQUARE = 1e-24       # floor of a mean square second difference (a frozen signal)
 _FLOOR_RISE = 1e-3         # the latency floor follows a slower route by this much per s, s/s
 
@@ -207,6 +208,7 @@ class SensorChecks:
         self._flat_ref = np.full(n, np.nan)
         self._lag_sums = np.zeros(2 * n)
         self.period_s = None
+        self._gaps_in_a_row = 0
         self._t = None
         self.last_was_repeat = False
         self.reset()
@@ -333,6 +335,13 @@ class SensorChecks:
         """Track the typical period; count the samples a long step misses (False: a gap)."""
         period = self.period_s
         if period is not None and step > _GAP_FACTOR * period:
+            self._gaps_in_a_row += 1
+            if self._gaps_in_a_row >= _PERIOD_RESYNC:
+                # every step a "gap": the typical period is wrong, not the stream (it was
+                # taken from two samples of a burst, or the robot now sends at a lower rate)
+                self.period_s = step
+                self._gaps_in_a_row = 0
+                return True
             lost = max(0.0, round(step / period) - 1.0 - refused)
             if backlog > 0.5 * self.queue_depth * period:
                 self.lost_in_twin += int(lost)     # the twin's queue overflowed, not the robot
@@ -340,6 +349,7 @@ class SensorChecks:
                 self._missing += lost
             self._have = 0             # no differences across a gap
             return False
+        self._gaps_in_a_row = 0
         self.period_s = step if period is None else \
             period + _PERIOD_SMOOTHING * (step - period)
         return True

@@ -207,7 +207,7 @@ class TwinOpcUaServer:
     token : str or None
         Password of user ``robot_twin``; None = nobody may call the methods.
     actions : robot_twin.hub.server.HubActions
-        The writes the two methods make.
+        The writes the methods make (the same as the REST API's).
     update_rate_hz : float
         Value updates per second.
     nodeset_dir : str
