@@ -340,6 +340,32 @@ def test_wrench_residual_on_sinusoids_is_the_low_passed_raw_residual(model):
     assert 1e-6 < worst < 0.1    # the half-sample lag: visible, and small
 
 
+def test_a_wrench_that_comes_after_later_joint_samples_is_matched_by_its_stamp(model):
+    """
+    A wrench stamped before the newest joint sample is compared with its own stamp's prediction.
+
+    A twin catching up on a backlog may take ten joint states before their ten wrenches: each
+    wrench is compared with the prediction of its own stamp, so the residuals are those of the
+    interleaved stream (matched to the newest joint sample they were up to 0.7 N off).
+    """
+    motion = Sinusoids(model)
+    _mirror, reference = _run_with_wrench(model, motion, 300)
+    mirror = Mirror(Predictor(model), accel_cutoff_hz=CUTOFF_HZ)
+    burst = []
+    residuals = []
+    for k, (t, (q, qd, qdd, measured), _result, _pair) in enumerate(reference):
+        mirror.update(t, q, qd, consistent_effort(model, q, qd, qdd))
+        burst.append((t, measured))
+        if len(burst) == 10 or k == len(reference) - 1:      # then the ten wrenches
+            for tw, w in burst:
+                pair = mirror.wrench_residual(w, tw)
+                residuals.append(None if pair is None else pair[1])
+            burst = []
+    for (_t, _s, _r, pair), residual in list(zip(reference, residuals))[20:]:
+        np.testing.assert_allclose(residual, pair[1], atol=2e-3)
+    assert max(np.abs(r).max() for r in residuals[20:]) < 0.1
+
+
 def test_inputs_are_copied(model):
     """A caller that overwrites one buffer per sample (JointMapper does) gets the same result."""
     motion = Sinusoids(model)

@@ -32,6 +32,7 @@ sample and yields no result.
 The inputs are copied: a caller may pass buffers it overwrites in place for the next sample
 (as :class:`twin_bridge.mapping.JointMapper` does).
 """
+from collections import deque
 from dataclasses import dataclass
 import math
 
@@ -63,6 +64,8 @@ class MirrorResult:
     measured_effort: np.ndarray = None
 
 
+_RECENT_PREDICTIONS = 32
+"""Predicted wrenches kept for matching a wrench sample that comes after later joint samples."""
 GAP_FACTOR = 20.0
 """A step this many typical periods long is a gap that restarts the estimator. Shorter steps
 (samples the validation rejected, a few lost in transport) are bridged: the first good sample
@@ -129,6 +132,7 @@ class Mirror:
         self._wrench_f = None    # low-passed measured wrench
         self._wrench_t = None
         self._alpha = None       # low-pass gain of the last joint step
+        self._recent_wrench = deque(maxlen=_RECENT_PREDICTIONS)   # (t, predicted wrench)
 
     def _restart(self, t, q, qd, effort):
         """Keep one sample as the start of a new stream (``qd`` may be None: not known yet)."""
@@ -225,6 +229,8 @@ class Mirror:
         self._t, self._q, self._qd, self._effort = t, q, qd, effort
         self._friction = friction      # this sample's friction: the next one steps from it
         self.last = result
+        if result.predicted_wrench is not None:
+            self._recent_wrench.append((t, result.predicted_wrench))
         return result
 
     def wrench_residual(self, measured_wrench, t=None):
@@ -232,7 +238,10 @@ class Mirror:
         Return ``(predicted (6,), residual (6,))`` for a wrench sample, or None.
 
         Uses the prediction of the latest joint sample (the wrench stream is matched to the
-        newest joint state; both come from the robot at the same rate). The measured wrench
+        newest joint state; both come from the robot at the same rate), or, for a wrench
+        stamped before it, of the joint sample nearest in time among the last 32 (a twin that
+        catches up on a backlog may take a burst of joint states before their wrenches: matched
+        to the newest, a clean wrench read 0.07-0.3 N off on the built-in arm). The measured wrench
         goes through the same low-pass as the prediction (gain from the wrench stamps when
         given, else from the last joint step), so the residual is the low-passed raw residual.
         None while there is no joint prediction, or when the wrench stamp ``t`` is more than
@@ -249,7 +258,15 @@ class Mirror:
         last = self.last
         if last is None or last.predicted_wrench is None:
             return None
-        if t is not None and abs(t - last.t) > self.max_gap_s:
+        pred_t, predicted = last.t, last.predicted_wrench
+        if t is not None and t < pred_t:
+            # the joint stream got ahead (the twin took a burst of joint states before their
+            # wrenches): compare with the prediction nearest in time, not the newest
+            for tj, wj in reversed(self._recent_wrench):
+                if abs(tj - t) > abs(pred_t - t):
+                    break
+                pred_t, predicted = tj, wj
+        if t is not None and abs(t - pred_t) > self.max_gap_s:
             return None
         w = np.array(measured_wrench, dtype=float)
         if w.shape != (6,):
@@ -264,5 +281,4 @@ class Mirror:
             a = self._alpha if dt is None else self._gain(dt)
             self._wrench_f = self._wrench_f + a * (w - self._wrench_f)
         self._wrench_t = t
-        predicted = last.predicted_wrench
         return predicted, self._wrench_f - predicted
