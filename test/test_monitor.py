@@ -211,6 +211,28 @@ def test_a_restarted_twin_beside_a_noise_free_robot_raises_no_alarm(builtin, tmp
                                    if e['kind'] == 'anomaly_raised'][:3]
 
 
+def test_a_fault_present_when_the_twin_restarts_is_raised_after_the_settling(builtin,
+                                                                           tmp_path):
+    """
+    When a stream (re)starts while monitoring, the load channels (observer, wrench) wait
+    0.5 s: the observer and the mirror's filters start from nothing, and a process just
+    started takes its first samples in bursts. A fault already there is raised after it.
+    """
+    config = MonitorConfig(commissioning_duration_s=4.0, calibration=False, model_path='rules')
+    path = tmp_path / 'thresholds.yaml'
+    monitor = AnomalyMonitor(builtin, config, thresholds_file=path)
+    for sample in synthetic_samples(builtin, 5.0):
+        monitor.update(sample, None, now=sample.t + 3e-4)
+    assert monitor.commissioned
+    monitor.report()                                            # saves the file
+    restarted = AnomalyMonitor(builtin, config, thresholds_file=path)
+    for sample in synthetic_samples(builtin, 2.0, offset=(5.0, 2, 3.0), start=5.0):
+        restarted.update(sample, None, now=sample.t + 3e-4)
+    raised = [e for e in restarted.poll_events() if e['kind'] == 'anomaly_raised']
+    assert raised and raised[0]['group'] == 'joint3'
+    assert 5.5 <= raised[0]['stamp'] < 5.7, raised[0]
+
+
 def test_only_a_robot_model_is_accepted():
     with pytest.raises(TypeError, match='RobotModel'):
         AnomalyMonitor(['joint1', 'joint2'], MonitorConfig(model_path='rules'))

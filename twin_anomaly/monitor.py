@@ -84,6 +84,7 @@ _FLAT_LEVEL_SHARE = 0.25     # flat effort counts from this share of the joint's
 #                              |effort| (20 ms means) during commissioning
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
 _LATENCY_BASELINE_S = 60.0   # time constant of the stream's latency baseline, s
+_START_SETTLE_S = 0.5        # the load channels wait this long when a stream (re)starts, s
 _MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
 _SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
 
@@ -485,6 +486,12 @@ class AnomalyMonitor:
             self._t0 = t
         if self._block_end is None:
             self._block_end = t + self.config.block_s
+        if self._last_t is None and self.step == 'monitor':
+            # a stream (re)starts while monitoring (a twin started from its saved file, the
+            # robot's clock jumped back): the observer and the mirror's filters start from
+            # nothing, and a process just started takes its first samples in bursts. The load
+            # channels (observer, wrench) wait a moment, as after a payload change
+            self._settle_until = max(self._settle_until, t + _START_SETTLE_S)
         self._last_t = t
         self.checks.update(t, q, qd, tau, now, getattr(sample, 'refused_before', 0),
                            getattr(sample, 'queued', False))
