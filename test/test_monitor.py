@@ -211,9 +211,10 @@ def test_a_restarted_twin_beside_a_noise_free_robot_raises_no_alarm(builtin, tmp
                                    if e['kind'] == 'anomaly_raised'][:3]
 
 
-def test_a_fault_present_when_the_twin_restarts_is_raised_after_the_settling(builtin,
-                                                                           tmp_path):
+def test_a_fault_present_at_a_restart_is_raised_after_the_settling(builtin, tmp_path):
     """
+    A fault already there when the twin restarts is raised once the load channels settled.
+
     When a stream (re)starts while monitoring, the load channels (observer, wrench) wait
     0.5 s: the observer and the mirror's filters start from nothing, and a process just
     started takes its first samples in bursts. A fault already there is raised after it.
