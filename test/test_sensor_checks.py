@@ -162,9 +162,32 @@ def test_a_typical_period_taken_from_a_burst_is_re_taken():
     # a real dropout still counts, once the period is right
     checks.take_block()
     t = stamps[-1] + 400 * DT + 6 * DT                   # two samples (of 2 ms) missing
-    q, qd = motion(t)
-    checks.update(t, q, qd, np.zeros(2))
+    for t in (t, t + 2 * DT):                            # (known missing at the next step)
+        q, qd = motion(t)
+        checks.update(t, q, qd, np.zeros(2))
     assert checks.take_block().missing == 2
+
+
+def test_samples_a_late_robot_sends_back_to_back_are_not_missing():
+    """
+    Samples that come late, back to back, are not missing; samples that never come are.
+
+    A robot stamps its samples when it sends them: after a 5 ms hiccup it sends the four it owes
+    60 us apart. Nothing is missing (a dropout alarm for every hiccup of a simulated robot on a
+    busy computer, before).
+    """
+    checks = SensorChecks(2)
+    stamps = [k * DT for k in range(1, 101)]
+    stamps += [0.1 + 0.005 + j * 0.00006 for j in range(5)]      # late, then the owed ones
+    stamps += [0.105 + k * DT for k in range(1, 96)]              # on schedule again
+    stamps += [0.2 + 0.005 + k * DT for k in range(100)]          # a dropout: 4 never come
+    missing = 0
+    for k, t in enumerate(stamps):
+        q, qd = motion(t)
+        checks.update(t, q, qd, np.zeros(2))
+        if k % BLOCK == BLOCK - 1:
+            missing += checks.take_block().missing
+    assert missing == 4
 
 
 def test_samples_the_bridge_refused_are_not_missing_from_the_stream():

@@ -209,6 +209,7 @@ class SensorChecks:
         self._lag_sums = np.zeros(2 * n)
         self.period_s = None
         self._gaps_in_a_row = 0
+        self._owed = 0.0               # samples a gap missed that may still come (see _timing)
         self._t = None
         self.last_was_repeat = False
         self.reset()
@@ -220,6 +221,7 @@ class SensorChecks:
         self._t_seen = None            # stamp of the last sample at all
         self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
         self._lat_floor = math.inf     # smallest recent receive latency, s
+        self._owed = 0.0
         self._bias.fill(0.0)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
@@ -332,7 +334,13 @@ class SensorChecks:
         self._lat_last = latency
 
     def _timing(self, step, refused=0, backlog=0.0):
-        """Track the typical period; count the samples a long step misses (False: a gap)."""
+        """
+        Track the typical period; count the samples a long step misses (False: a gap).
+
+        Samples a gap misses are owed, not missing yet: a robot (or driver) that fell behind
+        and sends them late, back to back, pays them back with steps shorter than half a
+        period. What is still owed at the next regular step is missing.
+        """
         period = self.period_s
         if period is not None and step > _GAP_FACTOR * period:
             self._gaps_in_a_row += 1
@@ -341,15 +349,23 @@ class SensorChecks:
                 # taken from two samples of a burst, or the robot now sends at a lower rate)
                 self.period_s = step
                 self._gaps_in_a_row = 0
+                self._owed = 0.0
                 return True
             lost = max(0.0, round(step / period) - 1.0 - refused)
             if backlog > 0.5 * self.queue_depth * period:
                 self.lost_in_twin += int(lost)     # the twin's queue overflowed, not the robot
             else:
-                self._missing += lost
+                self._missing += self._owed        # still owed from an earlier gap
+                self._owed = lost
             self._have = 0             # no differences across a gap
             return False
         self._gaps_in_a_row = 0
+        if self._owed:
+            if period is not None and step < 0.5 * period:
+                self._owed -= 1.0      # one of them, late (not taken into the period)
+                return True
+            self._missing += self._owed
+            self._owed = 0.0
         self.period_s = step if period is None else \
             period + _PERIOD_SMOOTHING * (step - period)
         return True
