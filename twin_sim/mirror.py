@@ -241,7 +241,7 @@ class Mirror:
         newest joint state; both come from the robot at the same rate), or, for a wrench
         stamped before it, of the joint sample nearest in time among the last 32 (a twin that
         catches up on a backlog may take a burst of joint states before their wrenches: matched
-        to the newest, a clean wrench read 0.07-0.3 N off on the built-in arm). The measured wrench
+        to the newest, a clean wrench read 0.07-0.7 N off on the built-in arm). The measured wrench
         goes through the same low-pass as the prediction (gain from the wrench stamps when
         given, else from the last joint step), so the residual is the low-passed raw residual.
         None while there is no joint prediction, or when the wrench stamp ``t`` is more than
