@@ -222,19 +222,12 @@ class _ReportRecorder:
         self.recv = array.array('q')
         self.level = array.array('q')
         self.alarms = {}             # group, message, channel of a status above OK -> count
-        self.stream_score = array.array('d')     # the stream group's score (NaN: none)
 
     def __call__(self, msg):
         self.recv.append(time.time_ns())
         levels = [ord(s.level) if isinstance(s.level, bytes) else int(s.level)
                   for s in msg.status]
         self.level.append(max(levels, default=-1))
-        score = math.nan
-        for status in msg.status:
-            if status.name == 'twin/anomaly/stream':
-                score = float(next((kv.value for kv in status.values if kv.key == 'score'),
-                                   'nan'))
-        self.stream_score.append(score)
         for status, level in zip(msg.status, levels):
             if level > 0 and status.name != 'twin/anomaly/robot':
                 values = {kv.key: kv.value for kv in status.values}
@@ -287,8 +280,8 @@ def receive(args):
         out.update(wrench.arrays('wres'))
         out['anomaly_recv_ns'] = np.frombuffer(reports.recv, dtype=np.int64)
         out['anomaly_level'] = np.frombuffer(reports.level, dtype=np.int64)
-        out['anomaly_stream_score'] = np.frombuffer(reports.stream_score, dtype=float)
-        out['anomaly_messages'] = np.array([f'{n} x {m}' for m, n in reports.alarms.items()])
+        out['anomaly_messages'] = np.array([           # the most frequent first
+            f'{n} x {key}' for key, n in sorted(reports.alarms.items(), key=lambda kv: -kv[1])])
         np.savez(args.output, **out)
         executor.shutdown()
         node.destroy_node()

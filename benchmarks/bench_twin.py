@@ -299,8 +299,7 @@ def _figures(pub, rec, window):
     out['error_span_s'] = (float(err.min()), float(err.max())) if err.size else None
     out['window_from_first_report_s'] = ((window[0] - t_all[0]) * 1e-9 if t_all.size
                                          else float('nan'))
-    out['alarm_messages'] = sorted((str(m) for m in rec['anomaly_messages']),
-                                   key=lambda m: -int(m.split(' x ', 1)[0]))   # whole run
+    out['alarm_messages'] = [str(m) for m in rec['anomaly_messages']]   # whole run
     return out
 
 

@@ -609,7 +609,7 @@ class AnomalyMonitor:
                     r = joint[rest, column]
                     joint[rest, column] = np.sign(r) * np.maximum(np.abs(r) - band, 0.0)
         settling = self._last_t is not None and self._last_t < self._settle_until
-        if settling:                    # a payload is being picked up or put down
+        if settling:       # a payload is being picked up or put down, or the stream just began
             joint[:, 0:2] = np.nan
         joint[:, 7:10] = blk.repeat_run.reshape(3, n).T
         joint[:, 10] = blk.flat_run_s

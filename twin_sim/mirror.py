@@ -255,14 +255,14 @@ class Mirror:
             Stamp of the wrench sample, s.
 
         """
-        last = self.last
-        if last is None or last.predicted_wrench is None:
+        recent = self._recent_wrench          # (t, predicted wrench), newest last
+        if not recent:
             return None
-        pred_t, predicted = last.t, last.predicted_wrench
+        pred_t, predicted = recent[-1]
         if t is not None and t < pred_t:
             # the joint stream got ahead (the twin took a burst of joint states before their
             # wrenches): compare with the prediction nearest in time, not the newest
-            for tj, wj in reversed(self._recent_wrench):
+            for tj, wj in reversed(recent):
                 if abs(tj - t) > abs(pred_t - t):
                     break
                 pred_t, predicted = tj, wj
