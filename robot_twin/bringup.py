@@ -8,8 +8,12 @@ Every process of :func:`robot_twin.graph.describe_graph` (by default the one-pro
 remappings), and with this interpreter's own ROS libraries
 (:func:`robot_twin.ros_env.child_env`), whatever environment ``up`` itself was started from.
 Output is prefixed with the process name. SIGINT/SIGTERM are forwarded to every process, which
-gets ``stop_timeout_s`` to exit before SIGKILL (a second Ctrl-C kills at once). If a process
-exits on its own, the others are stopped and ``up`` exits non-zero.
+gets ``stop_timeout_s`` to exit before SIGKILL (a second Ctrl-C kills at once); SIGHUP (the
+terminal or SSH session closed) stops them as SIGTERM does. If a process exits on its own, the
+others are stopped and ``up`` exits non-zero (with the status 2 of a node that could not start).
+Should ``up`` itself die without stopping them (SIGKILL), each node stops on its own within
+half a second: it is given ``up``'s pid (``ROBOT_TWIN_PARENT_PID``) and watches that its parent
+is still that process (:func:`robot_twin.nodes.runner.spin`).
 
 The demo and the tests reuse :func:`start_graph` / :class:`ProcessGroup`::
 
@@ -19,6 +23,7 @@ The demo and the tests reuse :func:`start_graph` / :class:`ProcessGroup`::
 """
 import argparse
 import dataclasses
+import math
 import os
 import shlex
 import signal
@@ -32,7 +37,7 @@ from robot_twin.config import ConfigError, parse_bool
 from robot_twin.entry_points import NODE_MODULES
 from robot_twin.graph import describe_graph, PACKAGE, PROFILES
 from robot_twin.hub.settings import add_hub_arguments, hub_overrides, hub_urls, with_hub
-from robot_twin.ros_env import child_env, localhost_env
+from robot_twin.ros_env import child_env, localhost_env, MAX_DOMAIN_ID, PARENT_PID_VAR
 import yaml
 
 _TAG = 'robot-twin up'
@@ -127,6 +132,7 @@ class ProcessGroup:
         self.commands = list(commands)
         self.env = dict(os.environ if env is None else env)
         self.env['PYTHONUNBUFFERED'] = '1'
+        self.env[PARENT_PID_VAR] = str(os.getpid())     # the nodes stop if this process dies
         self.stop_timeout_s = float(stop_timeout_s)
         self.cwd = cwd
         self.processes = {}
@@ -348,8 +354,9 @@ def run_until_stopped(group, log=None):
     Returns
     -------
     int
-        0 after a requested stop in which every child exited cleanly and in time; 1 when a
-        child exited on its own, failed on the way out or had to be killed.
+        0 after a requested stop in which every child exited cleanly and in time; 2 when a
+        child could not start (it exited with status 2: a bad URDF, parameter or file); 1 when
+        a child exited otherwise on its own, failed on the way out or had to be killed.
 
     """
     log = log or (lambda text: print(f'[{_TAG}] {text}', file=sys.stderr, flush=True))
@@ -361,7 +368,8 @@ def run_until_stopped(group, log=None):
             group.kill_now()
         requested.append(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler)
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         if not group.processes:  # started here, so that a Ctrl-C during start-up is handled
             try:
@@ -376,12 +384,13 @@ def run_until_stopped(group, log=None):
         if exited is not None and not requested:
             name, returncode = exited
             log(f'node {name} {_describe_exit(returncode)}; stopping the others')
-            code = 1
+            code = 2 if returncode == 2 else 1     # 2: it could not start (bad file, parameter)
         sig = signal.Signals(requested[0]) if requested else signal.SIGINT
         if requested:
             log(f'{sig.name}: stopping {len(group.processes)} nodes '
                 f'(up to {group.stop_timeout_s:g} s; Ctrl-C again to kill)')
-        killed = group.stop(sig)
+        # a node stops cleanly on SIGINT and SIGTERM; SIGHUP would end it at once
+        killed = group.stop(signal.SIGTERM if sig == signal.SIGHUP else sig)
         if killed:
             log(f'killed {", ".join(killed)}: did not exit within {group.stop_timeout_s:g} s')
             code = 1
@@ -400,14 +409,35 @@ def run_until_stopped(group, log=None):
 def up_env(domain_id=None, localhost=False, base=None):
     """Return the processes' environment: the user's (real robot), or localhost-only DDS."""
     env = dict(os.environ if base is None else base)
+    if domain_id is not None and not 0 <= domain_id <= MAX_DOMAIN_ID:
+        raise ConfigError('--domain-id',
+                          [f'{domain_id} is not a ROS_DOMAIN_ID (0..{MAX_DOMAIN_ID})'])
     if localhost:
-        domain = domain_id if domain_id is not None else int(env.get('ROS_DOMAIN_ID') or 0)
+        domain = domain_id
+        if domain is None:
+            text = env.get('ROS_DOMAIN_ID') or '0'
+            try:
+                domain = int(text)
+            except ValueError:
+                domain = -1
+            if not 0 <= domain <= MAX_DOMAIN_ID:
+                raise ConfigError('ROS_DOMAIN_ID', [f'{text!r} in the environment is not a '
+                                                    f'domain id (0..{MAX_DOMAIN_ID})'])
         return localhost_env(domain, base=env)
     if domain_id is not None:
-        if not 0 <= domain_id <= 232:
-            raise ConfigError('--domain-id', [f'{domain_id} is not a ROS_DOMAIN_ID (0..232)'])
         env['ROS_DOMAIN_ID'] = str(domain_id)
     return child_env(env)
+
+
+def _stop_timeout(text):
+    """``--stop-timeout``: a finite number of seconds >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds >= 0')
+    return value
 
 
 def add_up_parser(subparsers):
@@ -431,7 +461,7 @@ def add_up_parser(subparsers):
                         help='ROS_DOMAIN_ID for the nodes (default: your environment)')
     parser.add_argument('--localhost', action='store_true',
                         help='keep DDS on this machine (localhost-only discovery and transport)')
-    parser.add_argument('--stop-timeout', type=float, default=5.0, metavar='S',
+    parser.add_argument('--stop-timeout', type=_stop_timeout, default=5.0, metavar='S',
                         help='seconds each process gets to exit on Ctrl-C before SIGKILL')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the command lines and exit')

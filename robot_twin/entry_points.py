@@ -6,6 +6,8 @@ Each entry point first makes sure the process uses its own interpreter's ROS lib
 ROS library), then imports the node module and runs it. Nothing here imports ROS at load time.
 """
 import importlib
+import os
+import signal
 import sys
 
 from robot_twin.ros_env import ensure_own_ros_environment
@@ -28,9 +30,20 @@ def main(executable, args=None):
 
 
 def run_module(module, args=None):
-    """Run ``module.main(args)`` (a node module) in this process's own ROS environment."""
+    """
+    Run ``module.main(args)`` (a node module) in this process's own ROS environment.
+
+    A Ctrl-C while the module is still loading (pinocchio, pybullet, onnxruntime take seconds)
+    ends the process as the signal would, without a traceback: ``robot-twin up`` forwards a
+    Ctrl-C to its nodes however early it comes. Once the nodes spin, the runner handles it.
+    """
     ensure_own_ros_environment()
-    return importlib.import_module(module).main(args)
+    try:
+        return importlib.import_module(module).main(args)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)      # exit status: ended by SIGINT
+        return 130
 
 
 def robot_twin_cli():

@@ -308,7 +308,14 @@ class _Decoder:
 
 
 def read_messages(reader, connections, path):
-    """Yield ``(connection, log time ns, data)``; a damaged stretch becomes a ReplayError."""
+    """
+    Yield ``(connection, log time ns, data)``; a damaged stretch becomes a ReplayError.
+
+    No connections (a topic the recording does not have): nothing. rosbags reads *every*
+    message when given an empty list.
+    """
+    if not connections:
+        return
     it = iter(reader.messages(connections=connections))
     count = 0
     while True:

@@ -24,6 +24,12 @@ import sys
 
 from twin_sim.resources import fastdds_profile
 
+MAX_DOMAIN_ID = 232
+"""Largest ROS_DOMAIN_ID ROS 2 accepts on Linux."""
+
+PARENT_PID_VAR = 'ROBOT_TWIN_PARENT_PID'
+"""Set by ``robot-twin up`` for its nodes: its pid; a node whose parent is gone stops."""
+
 WHEELS_FLAG = '_ROS_WHEELS_BOOTSTRAP_COMPLETE'
 _FIXED_FLAG = '_ROBOT_TWIN_ROS_ENV'   # set on the one re-execution, so it never loops
 
@@ -136,13 +142,14 @@ def localhost_env(domain_id, base=None):
     Parameters
     ----------
     domain_id : int
-        ROS_DOMAIN_ID for this run, 0..101 (the range that is safe for Fast DDS ports).
+        ROS_DOMAIN_ID for this run, 0..232 (the project's own runs pick 10..99, below the
+        ids whose Fast DDS ports may meet Linux's ephemeral port range).
     base : dict, optional
         Environment to start from (default ``os.environ``).
 
     """
-    if not 0 <= int(domain_id) <= 101:
-        raise ValueError(f'ROS_DOMAIN_ID must be in 0..101, got {domain_id}')
+    if not 0 <= int(domain_id) <= MAX_DOMAIN_ID:
+        raise ValueError(f'ROS_DOMAIN_ID must be in 0..{MAX_DOMAIN_ID}, got {domain_id}')
     env = child_env(base)
     env['ROS_DOMAIN_ID'] = str(int(domain_id))
     env['ROS_LOCALHOST_ONLY'] = '1'

@@ -11,6 +11,7 @@ Each handler returns the exit status: 0 on success, 2 when the input or an optio
 identified model predicts the held-out data worse than the prior: the report is written, the
 parameters are not (``--force`` writes them anyway).
 """
+from pathlib import Path
 import sys
 import time
 import warnings
@@ -142,6 +143,10 @@ def run_sysid(args):
               'parts; with --validation-data the whole of --data is fitted: give one of them',
               file=sys.stderr)
         return 2
+    refusal = _replaced_output(args)
+    if refusal:
+        print(f'{_SYSID}: error: {refusal}', file=sys.stderr)
+        return 2
     progress = None if not args.quiet else False
     urdf = urdf_or_builtin(args.urdf)
     t0 = time.perf_counter()
@@ -179,6 +184,27 @@ def run_sysid(args):
               '--force to write it anyway', file=sys.stderr)
         return EXIT_REJECTED
     return 0
+
+
+def _replaced_output(args):
+    """
+    Return why ``--output`` must not be written over, or '' when it may.
+
+    The fit is only checked against its prior, so an existing params file that is not the
+    prior would be replaced without knowing whether the new fit is better than it.
+    """
+    out = Path(args.output)
+    if out.is_dir():
+        return f'--output {args.output} is a directory; name the params file to write'
+    if not out.exists() or args.force:
+        return ''
+    if args.params is not None and Path(args.params).resolve() == out.resolve():
+        return ''                           # the fit must beat this very file to replace it
+    return (f'--output {args.output} exists, and the fit is compared with '
+            f'{"--params " + args.params if args.params else "the URDF"}, not with it: pass '
+            f'--params {args.output} as well (it is then replaced only by a model that '
+            'predicts the held-out data at least as well), another --output, or --force to '
+            'replace it anyway')
 
 
 def _print_summary(result, report, args, seconds):

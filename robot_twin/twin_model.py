@@ -10,7 +10,8 @@ and the intake's plausibility bounds and stream settings.
 from twin_bridge.intake import RobotIntake
 from twin_bridge.validation import Plausibility
 from twin_sim.resources import urdf_or_builtin
-from twin_sim.urdf_model import DEFAULT_FT_LINK, parse_locked_joints, Payload, RobotModel
+from twin_sim.urdf_model import (
+    DEFAULT_FT_LINK, parse_locked_joints, Payload, RobotModel, URDFError)
 
 __all__ = ['robot_intake', 'robot_model']
 
@@ -39,6 +40,10 @@ def robot_model(params, with_dynamics=True):
     model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']),
                                  ft_link=params.get('ft_sensor_link') or DEFAULT_FT_LINK,
                                  locked=parse_locked_joints(params.get('locked_joints', '')))
+    if model.n == 0:
+        raise URDFError(f'{model.urdf_path}: no movable joint to mirror (every joint is fixed'
+                        f'{" or in locked_joints" if params.get("locked_joints") else ""}): '
+                        "is this the robot arm's URDF?")
     if with_dynamics and params.get('dynamics_params_file'):
         model.load_parameters(params['dynamics_params_file'])
     if with_dynamics and params.get('payload_mass_kg', 0.0) > 0.0:

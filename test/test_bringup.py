@@ -273,17 +273,19 @@ def test_a_child_that_dies_stops_the_rest(lines):
     assert codes['dies'] == 3 and codes['ok1'] == 0 and codes['ok2'] == 0
 
 
-def test_run_until_stopped_forwards_sigint_and_restores_handlers(lines):
-    before = signal.getsignal(signal.SIGINT)
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGHUP])
+def test_run_until_stopped_forwards_sigint_and_restores_handlers(lines, sig):
+    # SIGHUP (the terminal closed) stops the nodes too, with SIGTERM (a clean stop for them)
+    before = signal.getsignal(sig)
     group = ProcessGroup([('a', child()), ('b', child())], on_line=lines).start()
     messages = []
 
     def interrupt_when_installed():
         deadline = time.monotonic() + BOUND_S
-        while signal.getsignal(signal.SIGINT) is before and time.monotonic() < deadline:
+        while signal.getsignal(sig) is before and time.monotonic() < deadline:
             time.sleep(0.01)
         ready(lines, ['a', 'b'])
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), sig)
 
     threading.Thread(target=interrupt_when_installed, daemon=True).start()
     try:
@@ -291,9 +293,12 @@ def test_run_until_stopped_forwards_sigint_and_restores_handlers(lines):
     finally:
         group.stop()
     assert code == 0, messages
-    assert any(m.startswith('SIGINT: stopping 2 nodes') for m in messages)
+    assert any(m.startswith(f'{sig.name}: stopping 2 nodes') for m in messages)
     assert group.returncodes() == {'a': 0, 'b': 0}
-    assert signal.getsignal(signal.SIGINT) is before
+    forwarded = 'SIGTERM' if sig == signal.SIGHUP else sig.name
+    got = lines.wait_for(lambda n, line: line.startswith('got '), count=2)
+    assert sorted(got) == [('a', f'got {forwarded}'), ('b', f'got {forwarded}')]
+    assert signal.getsignal(sig) is before
 
 
 def test_a_command_that_cannot_start_stops_the_started_ones(lines):
@@ -447,6 +452,12 @@ def test_up_env():
     assert local['ROS_DOMAIN_ID'] == '5' and local['ROS_LOCALHOST_ONLY'] == '1'
     with pytest.raises(ConfigError, match='not a ROS_DOMAIN_ID'):
         bringup.up_env(400, base=base)
+    # localhost: one range (0..232) with --domain-id or from the environment, clear errors
+    assert bringup.up_env(141, localhost=True, base=base)['ROS_DOMAIN_ID'] == '141'
+    with pytest.raises(ConfigError, match=r'not a ROS_DOMAIN_ID \(0..232\)'):
+        bringup.up_env(400, localhost=True, base=base)
+    with pytest.raises(ConfigError, match="'abc' in the environment is not a domain id"):
+        bringup.up_env(None, localhost=True, base={'ROS_DOMAIN_ID': 'abc'})
 
 
 def test_run_until_stopped_starts_the_group_and_reports_a_start_failure():

@@ -262,20 +262,62 @@ def test_effort_clamped():
     assert d.clamped and 'effort limit 10' in d.reasons[0]
 
 
+def spline_speeds(dq, v0, v1, duration, samples=2001):
+    """Speeds along a cubic Hermite segment, from its position curve by finite differences."""
+    s = np.linspace(0.0, 1.0, samples)
+    pos = (3 * s ** 2 - 2 * s ** 3) * dq + (s ** 3 - 2 * s ** 2 + s) * duration * v0 \
+        + (s ** 3 - s ** 2) * duration * v1
+    return np.abs(np.diff(pos)) / (duration / (samples - 1))
+
+
 def test_trajectory_is_slowed_to_velocity_limits():
     g = gov()
-    # j1 moves 0 -> 0.5 -> -0.5 in 0.25 s segments: 2 and 4 rad/s vs its 1 rad/s limit.
+    # j1 moves 0 -> 0.5 -> -0.5 in 0.25 s segments (positions only: a controller interpolates
+    # straight lines): 2 and 4 rad/s vs its 1 rad/s limit.
+    pts = [TrajectoryPoint(0.25, [0.5, 0.0, 0.0]), TrajectoryPoint(0.5, [-0.5, 0.0, 0.0])]
+    d = g.govern(TrajectoryCommand(pts), 1.0, True, ZERO)
+    assert d.allowed and d.clamped
+    out = d.command.points
+    # Uniform time scaling by 4 (the worst segment): 1.0 s and 2.0 s.
+    assert out[0].time_from_start == pytest.approx(1.0)
+    assert out[1].time_from_start == pytest.approx(2.0)
+    np.testing.assert_allclose(out[0].positions, [0.5, 0.0, 0.0])
+    assert any('factor 4' in r for r in d.reasons)
+
+
+def test_trajectory_with_velocities_is_slowed_to_its_spline_peak():
+    g = gov()
+    # The same path with point velocities: a controller runs cubic splines through them, from
+    # rest. Segment 1 (from 0.5 rad at 2 rad/s to -0.5 rad at rest in 0.25 s) peaks at
+    # 98/15 rad/s inside: every time is stretched by 98/15, velocities divided by it.
     pts = [TrajectoryPoint(0.25, [0.5, 0.0, 0.0], [2.0, 0.0, 0.0]),
            TrajectoryPoint(0.5, [-0.5, 0.0, 0.0], [0.0, 0.0, 0.0])]
     d = g.govern(TrajectoryCommand(pts), 1.0, True, ZERO)
     assert d.allowed and d.clamped
     out = d.command.points
-    # Uniform time scaling by 4 (the worst segment): 1.0 s and 2.0 s; velocities / 4.
-    assert out[0].time_from_start == pytest.approx(1.0)
-    assert out[1].time_from_start == pytest.approx(2.0)
-    np.testing.assert_allclose(out[0].velocities, [0.5, 0.0, 0.0])
-    np.testing.assert_allclose(out[0].positions, [0.5, 0.0, 0.0])
-    assert any('factor 4' in r for r in d.reasons)
+    factor = 98.0 / 15.0
+    assert out[0].time_from_start == pytest.approx(0.25 * factor)
+    assert out[1].time_from_start == pytest.approx(0.5 * factor)
+    np.testing.assert_allclose(out[0].velocities, [2.0 / factor, 0.0, 0.0])
+    assert any('factor 6.53' in r and 'cubic spline' in r for r in d.reasons)
+    speeds = np.concatenate([
+        spline_speeds(0.5, 0.0, out[0].velocities[0], out[0].time_from_start),
+        spline_speeds(-1.0, out[0].velocities[0], 0.0,
+                      out[1].time_from_start - out[0].time_from_start)])
+    assert speeds.max() <= 1.0 + 1e-6 and speeds.max() > 0.99     # at the limit, not beyond
+
+
+def test_a_move_to_a_stop_takes_one_and_a_half_times_longer_than_straight():
+    # A one-point move from rest that ends at rest (the corrective 'home' action) as a cubic
+    # peaks at 1.5x its average speed: 1 rad in 1 s would reach 1.5 rad/s on j1 (limit 1).
+    g = gov()
+    d = g.govern(TrajectoryCommand([(1.0, [1.0, 0.0, 0.0], np.zeros(3))]), 1.0, True, ZERO)
+    assert d.allowed and d.clamped
+    assert d.command.points[0].time_from_start == pytest.approx(1.5)
+    assert spline_speeds(1.0, 0.0, 0.0, 1.5).max() == pytest.approx(1.0, rel=1e-4)
+    # Positions only: a straight line at 1 rad/s is within the limit as given.
+    d = gov().govern(TrajectoryCommand([(1.0, [1.0, 0.0, 0.0])]), 1.0, True, ZERO)
+    assert d.allowed and d.command.points[0].time_from_start == 1.0
 
 
 def test_trajectory_positions_clamped_and_first_point_gets_time():
@@ -388,6 +430,12 @@ def check_decision(g, cmd, decision, cur, clock=None):
             if p.velocities is not None:
                 v = np.asarray(p.velocities)
                 assert np.isfinite(v).all() and (np.abs(v) <= vmax).all()
+                if t > t_prev:       # the spline a controller runs, from rest at the start
+                    v0 = np.zeros(len(idx)) if k == 0 else out.points[k - 1].velocities
+                    for j in range(len(idx)):
+                        fastest = spline_speeds(q[j] - prev[j], v0[j], v[j], t - t_prev,
+                                                samples=257).max()
+                        assert fastest <= vmax[j] * (1 + 1e-6) + 1e-12
             t_prev, prev = t, q
         return
     v = np.asarray(out.values, dtype=float)

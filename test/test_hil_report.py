@@ -106,3 +106,17 @@ def test_hil_report_names_a_bad_recording(tmp_path, capsys):
                      str(tmp_path / 'out')]) == 2
     err = capsys.readouterr().err
     assert err.startswith('robot-twin hil-report: ') and 'no such recording' in err
+
+
+def test_hil_report_of_a_recording_without_commands_or_plant_status(tmp_path, capsys):
+    # A recording of the robot's streams only: no command topic, no /twin/plant_status (a
+    # robot recorded outside a HIL bench). rosbags reads every message when given no topic,
+    # so these sections once read the joint states as commands and crashed.
+    bag = write_bag(tmp_path / 'robot_only', simulate(1.0), commands=False)
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0
+    captured = capsys.readouterr()
+    assert 'Traceback' not in captured.err
+    assert 'commands: 0, values outside limits: 0' in captured.out
+    report = json.loads((out / 'report.json').read_text())
+    assert report['commands']['total'] == 0

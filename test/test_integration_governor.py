@@ -28,10 +28,15 @@ DETECT_TIMEOUT_S = 90.0
 
 
 def home_pose(limits):
-    """Return a safe pose as a careless integrator might write it: beyond the limits, far."""
+    """
+    Return a safe pose as a careless integrator might write it: on the limits, far.
+
+    On the URDF limits themselves, so inside the margin the governor keeps (a pose beyond the
+    URDF limits is refused at start-up: test_nodes).
+    """
     home = 0.5 * (limits.lower + limits.upper)
-    home[0] = limits.upper[0] + 1.0              # beyond the upper limit
-    home[1] = limits.lower[1] - 1.0              # beyond the lower limit
+    home[0] = limits.upper[0]                    # on the upper limit: within the margin
+    home[1] = limits.lower[1]                    # on the lower limit: within the margin
     home[3] = limits.lower[3] + 0.3              # far, inside
     return home
 
@@ -75,7 +80,7 @@ def governed(tmp_path_factory):
         observer.close()
 
 
-def test_a_home_move_beyond_the_limits_and_too_fast_is_clamped_and_streamed(governed):
+def test_a_home_move_into_the_margins_and_too_fast_is_clamped_and_streamed(governed):
     graph, observer, commands, lock, limits, home, workdir = governed
     audit = workdir / 'audit.jsonl'
     entry = wait_until(lambda: next((e for e in read_audit(audit) if e['allowed']), None),

@@ -6,6 +6,7 @@ domain of its own, without a params file: the bad value comes from ``-p`` as a u
 type it. The processes run in parallel; each must exit by itself.
 """
 import dataclasses
+import os
 from pathlib import Path
 import signal
 import subprocess
@@ -140,3 +141,48 @@ def test_a_stop_in_the_middle_of_a_callback_is_clean(signum):
     assert proc.returncode == 0, out
     for word in ('Traceback', 'FATAL', 'Exception', 'context is invalid'):
         assert word not in out, out
+
+
+def test_a_node_stops_when_the_process_that_started_it_is_killed():
+    """
+    ``robot-twin up`` killed with SIGKILL cannot stop its nodes: each stops on its own.
+
+    The nodes get up's pid in ROBOT_TWIN_PARENT_PID and their spin loop checks their parent;
+    here a plain parent process stands in for up (same variable), and is killed.
+    """
+    parent_code = (
+        'import os, subprocess, sys, time\n'
+        'env = dict(os.environ, ROBOT_TWIN_PARENT_PID=str(os.getpid()))\n'
+        f'child = subprocess.Popen([sys.executable, "-c", {SLOW_NODE!r}], env=env,\n'
+        '                         start_new_session=True)\n'
+        'print(child.pid, flush=True)\n'
+        'time.sleep(600)\n')
+    parent = subprocess.Popen([sys.executable, '-c', parent_code],
+                              env=localhost_env(unique_domain_id()), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    node_pid = None
+    try:
+        node_pid = int(parent.stdout.readline())
+        assert parent.stdout.readline().strip() == 'tick'          # the node spins
+        parent.kill()
+        parent.wait()
+
+        def node_gone():
+            try:
+                with open(f'/proc/{node_pid}/stat') as f:
+                    return f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+            except FileNotFoundError:
+                return True
+        wait_until(node_gone, START_TIMEOUT_S, 'the orphaned node to stop')
+        rest = parent.stdout.read()
+        assert 'is gone: stopping' in rest and 'Traceback' not in rest, rest
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if node_pid is not None:
+            try:
+                os.kill(node_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -153,6 +153,33 @@ def test_locked_fingers_on_the_robot_s_own_topic_are_left_out(ros, fingers):
     assert max(np.abs(r.effort_residual).max() for r in results) < 0.5
 
 
+def test_a_home_pose_beyond_the_urdf_limits_and_an_arm_without_joints_stop_the_start(
+        ros, tmp_path):
+    model = RobotModel.from_urdf(builtin_urdf())
+    home = 0.5 * (model.lower + model.upper)
+
+    def start_with_home():
+        ros('corrective_actions.enabled:=true', 'corrective_actions.policy:=home',
+            'corrective_actions.home_position:=[' + ', '.join(repr(float(v)) for v in home) + ']')
+    home[1] = model.upper[1] + 0.2
+    start_with_home()
+    with pytest.raises(ConfigError, match=f'home_position is beyond the URDF limits.*'
+                                          f'{model.joint_names[1]}'):
+        TwinBridgeNode('bridge_far_home')
+    rclpy.try_shutdown()
+    home[1] = model.upper[1]                           # on the limit: the governor clamps it
+    start_with_home()
+    TwinBridgeNode('bridge_home_on_limit').destroy_node()
+    rclpy.try_shutdown()
+    plate = tmp_path / 'plate.urdf'                    # a URDF with links but no joint
+    plate.write_text('<robot name="plate"><link name="base"><inertial><mass value="1"/>'
+                     '<inertia ixx="1" iyy="1" izz="1" ixy="0" ixz="0" iyz="0"/></inertial>'
+                     '</link></robot>')
+    ros(f'urdf_path:={plate}')
+    with pytest.raises(URDFError, match=f'{plate}: no movable joint'):
+        TwinBridgeNode('bridge_no_joints')
+
+
 def test_the_hub_lists_the_twin_s_joints_without_the_locked_ones(ros):
     panda = str(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
     ros(f'urdf_path:={panda}', 'nice:=0',

@@ -513,8 +513,21 @@ def test_cli_rejected_fit_is_not_written(tmp_path, capsys, arm, poor_logs):
     rep = json.loads(report.read_text())
     assert rep['decision']['forced'] and rep['decision']['parameters_written']
     capsys.readouterr()
+    # the forced file is not what the next fit is compared with: it is not replaced silently
+    assert run_cli(args[:-2]) == 2
+    err = capsys.readouterr().err
+    assert f'--output {out} exists' in err and f'--params {out}' in err
+    out.unlink()
     assert run_cli(args[:-2]) == 0                  # the default, toward the prior: used
     assert json.loads(report.read_text())['decision']['chosen'] == 'identified'
+    # an existing file named as the prior too: the fit is written only if it beats that file
+    before = out.read_text()
+    code = run_cli(args[:-2] + ['--params', str(out)])
+    rep = json.loads(report.read_text())
+    assert rep['prior'] == f'params {out}'
+    assert code == (0 if rep['decision']['accepted'] else 3)
+    if code == 3:
+        assert out.read_text() == before               # kept: the new fit is not better
 
 
 def test_cli_validation_data_and_params_prior(tmp_path, capsys, arm, arm_log, arm_truth):

@@ -22,9 +22,13 @@ Rules, in order:
    for ``horizon_s`` does not carry a joint past its position range (never reversed);
 6. effort targets: clamped to ``±effort``;
 7. trajectories: positions clamped into the range; then time is stretched (uniformly, plus the
-   first segment from the measured state as needed) so that the implied velocity of every
-   segment, including measured state -> first point, is within ``velocity * velocity_scale``;
-   point velocities scaled by the same factor and clamped.
+   first segment from the measured state as needed) so that the velocity of every segment,
+   including measured state -> first point, stays within ``velocity * velocity_scale`` as the
+   robot's controller will interpolate it: straight lines between points that give positions
+   only (peak = the segment's average speed), cubic splines through points that also give
+   velocities (ros2_control's joint_trajectory_controller; a one-point move from rest to a
+   stop peaks at 1.5x its average speed), the first segment starting at rest; point velocities
+   scaled by the same factor.
 
 After clamping, an independent final check (:func:`limit_violations`: plain comparisons with the
 URDF limits and the settings, none of the clamping helpers) re-verifies every output bound;
@@ -655,6 +659,21 @@ class SafetyGovernor:
     def _segment_ok(self, dq, vmax, t_prev, t_next):
         return t_next > t_prev and bool((dq <= vmax * (t_next - t_prev)).all())
 
+    @staticmethod
+    def _cubic_time(dq, v0, v1, vmax, t_min):
+        """Shortest duration >= ``t_min`` > 0 of a cubic segment whose peak speed is <= vmax."""
+        if (_cubic_peak(dq, v0, v1, t_min) <= vmax).all():
+            return t_min
+        lo, hi = t_min, 2.0 * t_min
+        for _ in range(200):                # the peak falls towards max(|v0|, |v1|) <= vmax
+            if (_cubic_peak(dq, v0, v1, hi) <= vmax).all():
+                break
+            lo, hi = hi, 2.0 * hi
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if (_cubic_peak(dq, v0, v1, mid) <= vmax).all() else (mid, hi)
+        return hi
+
     def _trajectory(self, times, pos, vel, idx, joints, cur):
         lo, hi = self._lo[idx], self._hi[idx]
         vmax = self._vmax[idx]
@@ -667,10 +686,19 @@ class SafetyGovernor:
                 f'point {k} {joints[j]!r} {_fmt(pos[k, j])} -> {_fmt(out_pos[k, j])}'
                 for k, j in zip(ks, js)))
         prev = np.vstack([cur[None, :], out_pos[:-1]])
-        dq = np.abs(out_pos - prev)                       # (k, m) distance per segment
+        step = out_pos - prev                             # (k, m) signed move per segment
+        dq = np.abs(step)                                 # (k, m) distance per segment
         need = (dq / vmax).max(axis=1)                    # (k,) s needed per segment
         dt = np.diff(np.concatenate([[0.0], times]))      # (k,) s given per segment
         ratio = np.where(dt > 0.0, need / dt, 0.0)
+        if vel is not None:
+            # cubic splines: the peak speed inside a segment, at the times given; stretching
+            # every time by a factor divides positions' rates and the point velocities alike,
+            # so the peak falls by that factor (the first segment starts at rest)
+            v_start = np.vstack([np.zeros_like(cur)[None, :], vel[:-1]])
+            peak = np.array([(_cubic_peak(step[k], v_start[k], vel[k], dt[k]) / vmax).max()
+                             if dt[k] > 0.0 else 0.0 for k in range(len(times))])
+            ratio = np.maximum(ratio, peak)
         scale = max(1.0, float(ratio[1:].max()) if len(ratio) > 1 else 1.0,
                     float(ratio[0]) if dt[0] > 0.0 else 1.0)
         new_times = np.empty_like(times)
@@ -682,17 +710,26 @@ class SafetyGovernor:
                         bool((dq[k] <= vmax * (t_next - t_prev)).all()):
                     break
                 t_next = np.nextafter(t_next, math.inf)
+            if vel is not None and t_next > t_prev:
+                v0 = np.zeros_like(cur) if k == 0 else vel[k - 1] / scale
+                t_next = t_prev + self._cubic_time(step[k], v0, vel[k] / scale, vmax,
+                                                   t_next - t_prev)
             new_times[k] = t_next
             t_prev = t_next
         if not math.isfinite(t_prev):
             raise _Refuse('malformed', 'trajectory duration overflows after slowing it down')
         if scale > 1.0:
             k = int(np.argmax(ratio))
-            j = int(np.argmax(dq[k] / vmax))
-            reasons.append(
-                f'trajectory slowed down by a factor {_fmt(scale)}: segment {k} moves '
-                f'{joints[j]!r} at {_fmt(dq[k, j] / dt[k])} > velocity limit {_fmt(vmax[j])}')
-        if need[0] > dt[0] * scale:
+            if vel is None:
+                j = int(np.argmax(dq[k] / vmax))
+                why = f'moves {joints[j]!r} at {_fmt(dq[k, j] / dt[k])}'
+            else:
+                speed = _cubic_peak(step[k], v_start[k], vel[k], dt[k])
+                j = int(np.argmax(speed / vmax))
+                why = f'peaks at {_fmt(speed[j])} on {joints[j]!r} (cubic spline)'
+            reasons.append(f'trajectory slowed down by a factor {_fmt(scale)}: segment {k} '
+                           f'{why} > velocity limit {_fmt(vmax[j])}')
+        if new_times[0] > times[0] * scale * (1.0 + 1e-9):
             reasons.append(f'first point reached at {_fmt(new_times[0])} s instead of '
                            f'{_fmt(times[0])} s: the move from the measured position needs it')
         if not reasons and (new_times != times).any():
@@ -706,6 +743,26 @@ class SafetyGovernor:
                                        None if out_vel is None else out_vel[k])
                        for k in range(len(times)))
         return TrajectoryCommand(points, joints), reasons
+
+
+def _cubic_peak(dq, v0, v1, duration):
+    """
+    Return the peak speeds (m,) of cubic Hermite segments, as a spline controller runs them.
+
+    Each segment moves ``dq`` in ``duration`` > 0 s from velocity ``v0`` to ``v1`` (each (m,)).
+
+    With ``s`` = time / duration in [0, 1] and ``a = dq / duration`` the velocity is
+    ``6 s (1 - s) a + (1 - s)(1 - 3 s) v0 + s (3 s - 2) v1``, a quadratic in ``s``: its largest
+    magnitude is at an end or at its vertex.
+    """
+    a = dq / duration
+    c2 = 3.0 * (v0 + v1) - 6.0 * a
+    c1 = 6.0 * a - 4.0 * v0 - 2.0 * v1
+    peak = np.maximum(np.abs(v0), np.abs(v1))
+    with np.errstate(divide='ignore', invalid='ignore'):
+        s = np.where(c2 != 0.0, -c1 / (2.0 * c2), -1.0)
+    inside = (s > 0.0) & (s < 1.0)
+    return np.where(inside, np.maximum(peak, np.abs((c2 * s + c1) * s + v0)), peak)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -752,13 +809,16 @@ def limit_violations(governor, out, current, requested):
     if out.kind == 'trajectory':
         t_prev = 0.0
         prev = None if current is None else [float(c) for c in current]
+        v_prev = [0.0] * len(rows)          # a controller's spline starts the move at rest
         for k, point in enumerate(out.points):
             t = float(point.time_from_start)
             q = [float(x) for x in point.positions]
-            if len(q) != len(rows) or not math.isfinite(t) or t < t_prev:
+            v_k = None if point.velocities is None else [float(v) for v in point.velocities]
+            if len(q) != len(rows) or not math.isfinite(t) or t < t_prev or (
+                    v_k is not None and len(v_k) != len(rows)):
                 bad.append(f'point {k}: wrong length or time')
                 continue
-            for (name, lo, hi, vmax, _emax), qj, pj in zip(rows, q, prev or q):
+            for j, ((name, lo, hi, vmax, _emax), qj, pj) in enumerate(zip(rows, q, prev or q)):
                 if not lo <= qj <= hi:
                     bad.append(f'point {k} {name} position {qj} outside [{lo}, {hi}]')
                 if prev is None or (t == t_prev and qj == pj):
@@ -766,11 +826,17 @@ def limit_violations(governor, out, current, requested):
                 if not (t > t_prev and abs(qj - pj) <= vmax * (t - t_prev) * (1 + _ROUNDING)):
                     bad.append(f'point {k} {name} moves {abs(qj - pj)} in {t - t_prev} s, '
                                f'faster than {vmax}')
-            if point.velocities is not None:
-                for (name, _lo, _hi, vmax, _emax), v in zip(rows, point.velocities):
-                    if not abs(float(v)) <= vmax:
+                elif v_k is not None:
+                    fastest = _spline_speed_sampled(qj - pj, v_prev[j], v_k[j], t - t_prev)
+                    if not fastest <= vmax * (1 + _ROUNDING):
+                        bad.append(f'point {k} {name} spline reaches {fastest} in its segment, '
+                                   f'faster than {vmax}')
+            if v_k is not None:
+                for (name, _lo, _hi, vmax, _emax), v in zip(rows, v_k):
+                    if not abs(v) <= vmax:
                         bad.append(f'point {k} {name} velocity {v} beyond {vmax}')
             t_prev, prev = t, q
+            v_prev = v_k or [0.0] * len(rows)
         if prev is None and current is None:
             bad.append('no measured state for a trajectory')
         return bad
@@ -801,3 +867,14 @@ def limit_violations(governor, out, current, requested):
             if (v > 0.0 and end > max(hi, c) + slack) or (v < 0.0 and end < min(lo, c) - slack):
                 bad.append(f'{name} velocity {v} leaves [{lo}, {hi}] within {horizon} s')
     return bad
+
+
+def _spline_speed_sampled(dq, v0, v1, duration):
+    """Largest speed of a cubic Hermite segment at 129 evenly spaced times (plain floats)."""
+    fastest = 0.0
+    for i in range(129):
+        s = i / 128.0
+        v = (6.0 * s - 6.0 * s * s) * dq / duration + (3.0 * s * s - 4.0 * s + 1.0) * v0 \
+            + (3.0 * s * s - 2.0 * s) * v1
+        fastest = max(fastest, abs(v))
+    return fastest

@@ -101,6 +101,13 @@ class TwinBridgeNode(Node):
             raise ConfigError(self.get_fully_qualified_name(), [
                 f'corrective_actions.home_position has {len(home)} values; give one per joint '
                 f'of the URDF ({", ".join(self.names)})'])
+        limits = self.governor.limits
+        outside = [f'{name} {value:g} not in [{lo:g}, {hi:g}]' for name, value, lo, hi
+                   in zip(self.names, home, limits.lower, limits.upper) if not lo <= value <= hi]
+        if outside:
+            raise ConfigError(self.get_fully_qualified_name(), [
+                'corrective_actions.home_position is beyond the URDF limits (rad, m): '
+                + '; '.join(outside)])
         self.policy = CorrectivePolicy(p['corrective_actions.policy'],
                                        hold_time_s=p['corrective_actions.move_time_s'],
                                        home_position=home or None)

@@ -15,6 +15,11 @@ a node on a 1 kHz stream published nothing. Spinning it in slices with a deadlin
 (``spin_until_future_complete`` on the stop future below, ``SPIN_SLICE_S`` at a time) waits
 without burning CPU and runs every callback as it comes.
 
+A node started by ``robot-twin up`` also stops when ``up`` is gone (killed with SIGKILL, so it
+could not stop its nodes): the spin loop checks, once a slice, that the process's parent is
+still the one named in ``ROBOT_TWIN_PARENT_PID``, so no orphaned twin keeps running beside the
+robot (and beside the next ``up``).
+
 Ctrl-C and SIGTERM end the spin loop rather than the ROS context: with rclpy's own signal
 handlers the context went invalid while a callback was running, so a timer publishing at that
 moment failed with a FATAL line and a traceback (often, on a busy machine). Here the signal
@@ -32,6 +37,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from robot_twin.config import ConfigError
+from robot_twin.ros_env import PARENT_PID_VAR
 from twin_sim.urdf_model import URDFError
 try:
     from rclpy.experimental import EventsExecutor
@@ -64,7 +70,13 @@ def spin(executor, context=None, stop=None):
     """
     context = context or rclpy.get_default_context()
     stop = stop or Future()
+    parent = os.environ.get(PARENT_PID_VAR, '')
+    parent = int(parent) if parent.isdigit() else None
     while context.ok() and not stop.done():
+        if parent is not None and os.getppid() != parent:
+            print(f'[WARN] the process that started this node (pid {parent}, robot-twin up) '
+                  'is gone: stopping', file=sys.stderr, flush=True)
+            break
         if isinstance(executor, SingleThreadedExecutor):
             executor.spin_once(timeout_sec=SPIN_SLICE_S)
         else:
