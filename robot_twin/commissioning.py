@@ -13,9 +13,10 @@ stays inside the ranges is "normal" by construction.
 
 :func:`commission_across_variants` runs the variants (in parallel like a what-if run), feeds
 their residuals, one variant after another, to one :class:`~twin_anomaly.detector.ResidualDetector`
-whose commissioning spans them all, and saves its thresholds in the file format the node loads
-(its ``thresholds_file`` parameter). Held-out variants (other draws of the same seed) then run
-against the saved file, as a check that it does not alarm on fault-free arms it has not seen.
+whose commissioning spans them all, and saves its thresholds (the what-if detector's file
+format; the live ``twin_anomaly`` node's monitor commissions on the robot and does not load it).
+Held-out variants (other draws of the same seed) then run against the saved file, as a check
+that it does not alarm on fault-free arms it has not seen.
 """
 from dataclasses import dataclass, replace
 import math
@@ -148,7 +149,7 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
     samples : int
         Variants to learn from (indices ``0..samples-1``).
     output : str or Path
-        Thresholds file to write (what ``twin_anomaly``'s ``thresholds_file`` loads).
+        Thresholds file to write (the what-if detector's format).
     holdout : int
         Further variants (indices ``samples..samples+holdout-1``) monitored with the saved file.
     urdf, params, seed, workers, ray_address, progress, engine

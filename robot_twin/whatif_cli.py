@@ -15,11 +15,13 @@ The handlers return the exit status: 0 on success, 2 when the scenario, robot or
 unusable (the message says what to change), 1 when an output cannot be written.
 """
 import math
+from pathlib import Path
 import sys
 import time
 import warnings
 
 from twin_sim.resources import urdf_or_builtin
+import yaml
 
 _WHATIF = 'robot-twin whatif'
 _COMMISSION = 'robot-twin commission'
@@ -149,12 +151,11 @@ def add_commission_parser(subparsers):
     p = subparsers.add_parser(
         'commission', help='learn anomaly thresholds from fault-free randomized variants',
         description='Run fault-free variants of a what-if scenario (its faults are ignored), '
-                    'commission one anomaly detector on the twin residuals of all of them, and '
-                    "save its thresholds where twin_anomaly's thresholds_file parameter loads "
-                    'them. The thresholds then hold across the randomization ranges (a fleet, '
-                    'a robot not commissioned yet, a HIL bench) instead of for one arm. '
-                    '--holdout runs further variants against the saved file and counts false '
-                    'alarms.')
+                    'commission one what-if detector (ResidualDetector) on the twin residuals '
+                    'of all of them, and save its thresholds. The thresholds then hold across '
+                    'the randomization ranges instead of for one arm. --holdout runs further '
+                    'variants against the saved file and counts false alarms. The live '
+                    'twin_anomaly node does not load this file: it commissions on the robot.')
     p.add_argument('--scenario', required=True,
                    help='what-if scenario YAML, or a packaged name (commissioning: the demo '
                         'motion of the built-in arm); best the motion your robot will do')
@@ -162,7 +163,9 @@ def add_commission_parser(subparsers):
                    help='variants to learn from')
     p.add_argument('--holdout', type=int, default=4,
                    help='further variants checked against the saved thresholds (default 4)')
-    p.add_argument('--output', required=True, metavar='FILE', help='thresholds file to write')
+    p.add_argument('--output', required=True, metavar='FILE',
+                   help='thresholds file to write (an existing one is replaced only if it is '
+                        'an earlier output of this command)')
     _add_variant_options(p)
     p.add_argument('--quiet', action='store_true', help='no progress bar and no table')
     p.set_defaults(func=run_commission_command)
@@ -174,6 +177,10 @@ def run_commission_command(args):
     from robot_twin.commissioning import commission_across_variants
     from robot_twin.whatif import WhatIfError
 
+    refusal = _not_a_commission_output(args.output)
+    if refusal:
+        print(f'{_COMMISSION}: error: {refusal}', file=sys.stderr)
+        return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:
@@ -200,9 +207,31 @@ def run_commission_command(args):
         if result.holdout:
             print(f'{_COMMISSION}: {result.false_alarms} of {len(result.holdout)} held-out '
                   'fault-free variants raised an alarm')
-        print(f'{_COMMISSION}: load it with twin_anomaly thresholds_file:={result.thresholds_file}'
-              ' (same detector settings as the scenario)')
+        print(f'{_COMMISSION}: these are thresholds of the what-if detector (ResidualDetector, '
+              "the scenario's detector settings); the live twin_anomaly node does not load "
+              'them: it commissions on the robot it watches (README, thresholds learned across '
+              'randomized variants)')
     return 1 if result.false_alarms else 0
+
+
+def _not_a_commission_output(output):
+    """Return why ``commission --output`` must not be written, or '' when it may."""
+    from twin_anomaly.detector import THRESHOLDS_FILE_KEY
+    path = Path(output).expanduser()
+    if path.is_dir():
+        return f'--output {output} is a directory; name the thresholds file to write'
+    if not path.exists():
+        return ''
+    try:
+        doc = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return f'--output {output} exists and cannot be read ({exc}); choose another --output'
+    if isinstance(doc, dict) and THRESHOLDS_FILE_KEY in doc:
+        return ''                                 # an earlier output of this command
+    what = (f'a file with {", ".join(map(str, list(doc)[:3]))}' if isinstance(doc, dict)
+            and doc else 'not a thresholds file of this command')
+    return (f'--output {output} exists and is {what} (a calibration of the live twin, '
+            'identified parameters?); it is not replaced: choose another --output')
 
 
 def main(argv=None):

@@ -122,6 +122,16 @@ def test_cli_writes_thresholds_and_reports_held_out_variants(tmp_path, capsys):
                        '--samples', '2', '--output', str(out)])
     assert status == 2
     assert 'robot-twin commission: error:' in capsys.readouterr().err
+    # another kind of file (here the live monitor's calibration) is never written over, and
+    # the refusal comes before any variant runs
+    live = tmp_path / 'robot_twin_arm_thresholds.yaml'
+    live.write_text(yaml.safe_dump({'robot_twin_anomaly_monitor': {'version': 1}}))
+    status = cli_main(['commission', '--scenario', str(scenario), '--samples', '3',
+                       '--output', str(live), '--quiet'])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert 'exists and is a file with robot_twin_anomaly_monitor' in err, err
+    assert yaml.safe_load(live.read_text()) == {'robot_twin_anomaly_monitor': {'version': 1}}
 
 
 def test_packaged_commissioning_scenario_is_fault_free_demo_motion():

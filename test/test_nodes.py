@@ -180,6 +180,27 @@ def test_a_home_pose_beyond_the_urdf_limits_and_an_arm_without_joints_stop_the_s
         TwinBridgeNode('bridge_no_joints')
 
 
+def test_default_commissioning_files_are_named_after_the_robot_not_only_the_file(
+        tmp_path, monkeypatch):
+    # two robots whose URDFs are both called model.urdf: each keeps its own files
+    from robot_twin.nodes.anomaly_node import default_robot_file
+    monkeypatch.setenv('HOME', str(tmp_path))
+    kuka = Path(pybullet_data.getDataPath()) / 'kuka_iiwa' / 'model.urdf'
+    (tmp_path / 'arm').mkdir()
+    arm = tmp_path / 'arm' / 'model.urdf'
+    arm.write_text(Path(builtin_urdf()).read_text())
+    with pytest.warns(Warning):                     # the kuka's massless base link
+        kuka_model = RobotModel.from_urdf(str(kuka))
+    files = {default_robot_file(RobotModel.from_urdf(str(arm)), '_thresholds.yaml'),
+             default_robot_file(kuka_model, '_thresholds.yaml')}
+    root = tmp_path / '.ros' / 'robot_twin'
+    assert files == {str(root / 'robot_twin_arm-model_thresholds.yaml'),
+                     str(root / 'lbr_iiwa-model_thresholds.yaml')}
+    # a URDF named after its robot keeps the plain name (files saved before stay found)
+    assert default_robot_file(RobotModel.from_urdf(builtin_urdf()), '_health.jsonl') == \
+        str(root / 'robot_twin_arm_health.jsonl')
+
+
 def test_the_hub_lists_the_twin_s_joints_without_the_locked_ones(ros):
     panda = str(Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf')
     ros(f'urdf_path:={panda}', 'nice:=0',

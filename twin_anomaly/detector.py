@@ -95,7 +95,8 @@ FAULT_TYPES = ('none', 'effort_offset', 'friction_like', 'sensor_position', 'sen
 LEVELS = ('OK', 'WARN', 'ERROR')
 
 THRESHOLDS_VERSION = 1
-_FILE_KEY = 'robot_twin_anomaly_thresholds'
+THRESHOLDS_FILE_KEY = 'robot_twin_anomaly_thresholds'
+"""Top-level key of a ResidualDetector thresholds file."""
 #: Settings that change the statistics themselves: thresholds learned with other values are
 #: meaningless, so loading them is refused.
 _DYNAMIC_SETTINGS = ('block_s', 'smoothing_s', 'cusum_k', 'threshold_quantile')
@@ -1074,7 +1075,7 @@ class ResidualDetector:
                     'noise_threshold': float(lt.noise[i])}
 
         n = self._n
-        doc = {_FILE_KEY: {
+        doc = {THRESHOLDS_FILE_KEY: {
             'version': THRESHOLDS_VERSION,
             'saved_at': datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec='seconds'),
@@ -1177,10 +1178,10 @@ def _read_thresholds_file(path):
         raise ThresholdsError(f'{path}: cannot read thresholds file ({exc})') from None
     except yaml.YAMLError as exc:
         raise ThresholdsError(f'{path}: not valid YAML ({exc})') from None
-    if not isinstance(raw, dict) or not isinstance(raw.get(_FILE_KEY), dict):
-        raise ThresholdsError(f'{path}: not a thresholds file (no top-level {_FILE_KEY!r} '
-                              f'mapping)')
-    doc = raw[_FILE_KEY]
+    if not isinstance(raw, dict) or not isinstance(raw.get(THRESHOLDS_FILE_KEY), dict):
+        raise ThresholdsError(f'{path}: not a thresholds file (no top-level '
+                              f'{THRESHOLDS_FILE_KEY!r} mapping)')
+    doc = raw[THRESHOLDS_FILE_KEY]
     if doc.get('version') != THRESHOLDS_VERSION:
         raise ThresholdsError(f'{path}: version {doc.get("version")!r} is not supported '
                               f'(expected {THRESHOLDS_VERSION}); re-commission')

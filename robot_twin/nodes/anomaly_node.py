@@ -18,8 +18,10 @@ verdicts are those of the one-process twin.
 """
 import math
 from pathlib import Path
+import re
 import sys
 import time
+import xml.etree.ElementTree as ET
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import InertiaStamped
@@ -43,8 +45,20 @@ TWIN_FRAME_PREFIX = 'twin/'
 
 
 def default_robot_file(model, suffix):
-    """~/.ros/robot_twin/<robot><suffix>: where a robot's commissioning files go by default."""
-    robot = Path(model.urdf_path).stem
+    """
+    ``~/.ros/robot_twin/<robot><suffix>``: where a robot's commissioning files go by default.
+
+    ``<robot>`` is the URDF's robot name, followed by ``-<file stem>`` when the file is named
+    otherwise, so that two robots whose URDFs are both called ``model.urdf`` keep files of
+    their own (named after the file alone, the second overwrote the first one's calibration).
+    """
+    stem = Path(model.urdf_path).stem
+    try:
+        name = ET.parse(model.urdf_path).getroot().get('name') or ''
+    except (OSError, ET.ParseError):
+        name = ''
+    name = re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('._')
+    robot = stem if not name or name == stem else f'{name}-{stem}'
     return str(Path.home() / '.ros' / 'robot_twin' / f'{robot}{suffix}')
 
 
