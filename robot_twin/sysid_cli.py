@@ -270,6 +270,10 @@ def run_excite(args):
     from twin_sim.sysid import load_model
 
     t0 = time.perf_counter()
+    if not args.quiet:
+        print(f'{_EXCITE}: designing a {args.duration:g} s trajectory (best condition number '
+              f'of random starts, then up to {max(args.iterations, 0)} optimizer iterations; '
+              'about a minute for 30 s)', flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:
@@ -278,7 +282,7 @@ def run_excite(args):
                 model, duration=args.duration, harmonics=args.harmonics,
                 base_frequency=args.base_frequency, seed=args.seed, margin=args.margin,
                 max_acceleration=args.max_acceleration, hold_joints=args.hold_joints,
-                iterations=max(args.iterations, 0))
+                iterations=max(args.iterations, 0), progress=None if not args.quiet else False)
         except SysIdError as exc:
             _print_warnings(caught, _EXCITE, args.quiet)
             print(f'{_EXCITE}: error: {exc}', file=sys.stderr)

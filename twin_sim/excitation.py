@@ -29,8 +29,8 @@ from scipy import linalg, optimize
 
 from twin_sim.friction import DEFAULT_SMOOTH_VELOCITY, viscous_coulomb_regressor
 from twin_sim.logdata import SysIdError
-from twin_sim.sysid import (_check_model, _column_scaled, base_parameters, model_joint_names,
-                            position_limits, predict_torque, regressor)
+from twin_sim.sysid import (_check_model, _column_scaled, _progress_default, base_parameters,
+                            model_joint_names, position_limits, predict_torque, regressor)
 
 __all__ = ['ExcitationTrajectory', 'design_excitation', 'excitation_condition',
            'write_trajectory_csv']
@@ -182,7 +182,8 @@ def excitation_condition(model, q, qd, qdd, moving, base=None):
 
 def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, seed=0,
                       margin=DEFAULT_MARGIN, max_acceleration=DEFAULT_MAX_ACCELERATION,
-                      hold_joints=(), iterations=30, restarts=8, samples_per_period=200):
+                      hold_joints=(), iterations=30, restarts=8, samples_per_period=200,
+                      progress=False):
     """
     Design an excitation trajectory for a model.
 
@@ -211,6 +212,9 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
         Random starts compared before the local optimization.
     samples_per_period : int
         Time samples per period for the condition number and the limit checks.
+    progress : bool or None
+        Show a tqdm bar over the random starts and optimizer iterations (None: only on a
+        TTY). A long design (a 30 s trajectory takes about a minute) is otherwise silent.
 
     Returns
     -------
@@ -270,15 +274,22 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
         cond = excitation_condition(model, q, qd, qdd, moving, base)
         return math.log(cond) if np.isfinite(cond) else 1e3
 
+    from tqdm import tqdm
     rng = np.random.default_rng(seed)
     starts = [rng.standard_normal(len(rows) * n_free) for _ in range(max(1, restarts))]
-    values = [objective(z) for z in starts]
-    z_best = starts[int(np.argmin(values))]
-    if iterations > 0:
-        fit = optimize.minimize(objective, z_best, method='L-BFGS-B',
-                                options={'maxiter': int(iterations), 'eps': 1e-4})
-        if fit.fun < min(values):
-            z_best = fit.x
+    with tqdm(total=len(starts) + max(0, int(iterations)), desc='excitation design',
+              unit='step', disable=not _progress_default(progress), leave=False) as bar:
+        values = []
+        for z in starts:
+            values.append(objective(z))
+            bar.update(1)
+        z_best = starts[int(np.argmin(values))]
+        if iterations > 0:
+            fit = optimize.minimize(objective, z_best, method='L-BFGS-B',
+                                    callback=lambda _z: bar.update(1),
+                                    options={'maxiter': int(iterations), 'eps': 1e-4})
+            if fit.fun < min(values):
+                z_best = fit.x
     a, b = coefficients(z_best)
     # Rescale on a fine grid so that no extreme between the coarse samples passes a limit.
     fine = np.arange(100 * harmonics * 20) / (100 * harmonics * 20 * base_frequency)
