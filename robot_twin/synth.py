@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import json
 import multiprocessing
 from pathlib import Path
+import re
 import time
 import warnings
 
@@ -123,7 +124,10 @@ def generate(urdf, samples, output, *, width=640, height=480, seed=0, workers=1,
     samples : int
         Images to render.
     output : str or Path
-        Directory (created); existing files of the same names are replaced.
+        Directory (created); existing files of the same names are replaced, and images of
+        an earlier, larger dataset written there (``rgb/NNNNNN.png``, ``depth/NNNNNN.png``
+        beyond this one's) are removed, so that the directory holds what
+        ``annotations.json`` lists.
     width, height : int
         Image size, pixels.
     seed : int
@@ -159,12 +163,23 @@ def generate(urdf, samples, output, *, width=640, height=480, seed=0, workers=1,
         raise SynthError(str(exc)) from exc
     wall = time.perf_counter() - t0
     dataset = _coco(rendered, urdf)
+    _remove_stale_images(out, dataset)
     (out / 'annotations.json').write_text(json.dumps(dataset))
     _joint_states(dataset, out / 'joint_states.csv')
     if preview:
         _preview(dataset, out, out / 'preview.png')
     return SynthResult(out, len(dataset['images']), len(dataset['annotations']), wall,
                        len(jobs) / wall if wall > 0 else float('nan'))
+
+
+def _remove_stale_images(out, dataset):
+    """Delete ``rgb/`` and ``depth/`` images of this command's naming that ``dataset`` lacks."""
+    keep = {image['file_name'] for image in dataset['images']}
+    keep |= {image['depth_file'] for image in dataset['images']}
+    for sub in ('rgb', 'depth'):
+        for path in (out / sub).glob('*.png'):
+            if re.fullmatch(r'\d{6}\.png', path.name) and f'{sub}/{path.name}' not in keep:
+                path.unlink()
 
 
 def _map(jobs, workers, progress):

@@ -86,6 +86,17 @@ def test_the_same_seed_gives_the_same_dataset_on_any_worker_count(dataset, tmp_p
                           np.asarray(Image.open(tmp_path / 'one' / 'rgb' / '000001.png')))
 
 
+def test_a_smaller_dataset_over_a_larger_one_leaves_only_its_own_images(tmp_path):
+    out = tmp_path / 'data'
+    generate(ARM, 3, out, width=120, height=90, seed=1, preview=False)
+    (out / 'rgb' / 'notes.png').write_bytes(b'not ours')       # other files are left alone
+    generate(ARM, 1, out, width=120, height=90, seed=1, preview=False)
+    listed = json.loads((out / 'annotations.json').read_text())['images']
+    assert [image['file_name'] for image in listed] == ['rgb/000000.png']
+    assert sorted(p.name for p in (out / 'rgb').iterdir()) == ['000000.png', 'notes.png']
+    assert sorted(p.name for p in (out / 'depth').iterdir()) == ['000000.png']
+
+
 def test_bad_input_is_refused(tmp_path, capsys):
     with pytest.raises(SynthError, match='URDF not found'):
         generate(tmp_path / 'missing.urdf', 1, tmp_path / 'x')
