@@ -9,16 +9,21 @@ Wiring (robot_twin/cli.py)::
 The nameplate and technical data come from the URDF, the identified parameters from
 ``--params``, and the current health and RUL from a running hub (``--hub URL``, its REST API).
 Exit status: 0 written, 2 an input is unusable (the message says which), 1 the file cannot be
-written.
+written. Every problem is one line on stderr, never a traceback; the URDF's warnings are one
+line each (``robot-twin aas export: warning: ...``).
 """
+import datetime
 import json
+from pathlib import Path
 import sys
 import urllib.error
 import urllib.request
+import warnings
 
 from twin_sim.resources import urdf_or_builtin
 
 _TAG = 'robot-twin aas export'
+FIRST_YEAR = 1950        # the earliest plausible year of construction of a robot
 
 
 def add_aas_parser(subparsers):
@@ -43,7 +48,8 @@ def add_aas_parser(subparsers):
                              'health and RUL from; without it the Health submodel is empty')
     export.add_argument('--manufacturer', default='', help='nameplate: manufacturer name')
     export.add_argument('--serial-number', default='', help='nameplate: serial number')
-    export.add_argument('--year', type=int, default=None, help='nameplate: year of construction')
+    export.add_argument('--year', type=int, default=None,
+                        help=f'nameplate: year of construction ({FIRST_YEAR} to next year)')
     export.set_defaults(func=run_aas_export)
     return parser
 
@@ -57,21 +63,62 @@ def _hub_state(url):
         raise ValueError(f'cannot read the twin state from {address}: {exc}') from None
 
 
+def _print_warnings(caught):
+    seen = set()
+    for w in caught:
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            print(f'{_TAG}: warning: {text}', file=sys.stderr)
+
+
+def _input_problem(args):
+    """Return why the options cannot be used ('' when they can), before any file is read."""
+    last = datetime.date.today().year + 1
+    if args.year is not None and not FIRST_YEAR <= args.year <= last:
+        return (f'--year {args.year} is not a plausible year of construction (give a year '
+                f'from {FIRST_YEAR} to {last})')
+    return ''
+
+
+def _output_problem(output):
+    """Return why ``--output`` cannot be written ('' when it may be tried)."""
+    path = Path(output)
+    if path.is_dir():
+        return f'cannot write --output {output}: it is a directory; name the .aasx file'
+    if not path.parent.is_dir():
+        return (f'cannot write --output {output}: {path.parent} is not an existing folder')
+    return ''
+
+
 def run_aas_export(args):
     """Handle ``robot-twin aas export``; return the exit status."""
-    from robot_twin.hub.aas import build_shell, read_aasx, write_aasx
+    from robot_twin.hub.aas import build_shell, params_document, read_aasx, write_aasx
     from twin_sim.urdf_model import ParametersError, RobotModel, URDFError
-    try:
-        model = RobotModel.from_urdf(urdf_or_builtin(args.urdf))
-        if args.params:
-            model.load_parameters(args.params)       # refuses a params file of another robot
-        state = _hub_state(args.hub) if args.hub else None
-        store, files, shell_id = build_shell(
-            model, params_path=args.params, state=state, manufacturer=args.manufacturer,
-            serial_number=args.serial_number, year=args.year)
-    except (URDFError, ParametersError, ValueError, OSError) as exc:
-        print(f'{_TAG}: error: {exc}', file=sys.stderr)
+    problem = _input_problem(args)
+    if problem:
+        print(f'{_TAG}: error: {problem}', file=sys.stderr)
         return 2
+    problem = _output_problem(args.output)
+    if problem:
+        print(f'{_TAG}: error: {problem}', file=sys.stderr)
+        return 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try:
+            model = RobotModel.from_urdf(urdf_or_builtin(args.urdf))
+            if args.params:
+                model.load_parameters(args.params)   # refuses a params file of another robot
+                params_document(args.params)         # ... and a file of another kind
+            state = _hub_state(args.hub) if args.hub else None
+            store, files, shell_id = build_shell(
+                model, params_path=args.params, state=state, manufacturer=args.manufacturer,
+                serial_number=args.serial_number, year=args.year)
+        except (URDFError, ParametersError, ValueError, OSError) as exc:
+            _print_warnings(caught)
+            print(f'{_TAG}: error: {exc}', file=sys.stderr)
+            return 2
+    _print_warnings(caught)
     try:
         write_aasx(args.output, store, files, shell_id)
         read_aasx(args.output)                       # the SDK's reader takes it back

@@ -4,6 +4,10 @@
 Runs the recorder (:mod:`robot_twin.nodes.recorder_node`) in this process on the ROS
 environment's domain, like ``robot-twin up``; ``--localhost --domain-id N`` keeps DDS on this
 machine. The bag is what ``robot-twin replay`` and ``robot-twin hil-report`` read.
+
+Exit status: 0 recorded, 1 nothing was recorded, 2 an option cannot be used or the bag cannot
+be written (one line naming the problem; the options and the ``--output`` folder are checked
+before DDS starts).
 """
 import os
 from pathlib import Path
@@ -44,9 +48,26 @@ def add_record_parser(subparsers):
     return parser
 
 
+def _output_problem(output):
+    """Return why the bag directory ``output`` cannot be created ('' when it may be tried)."""
+    path = Path(output)
+    if path.exists():
+        return f'--output {output} exists; give a new directory name'
+    folder = path.absolute().parent
+    while not folder.exists():            # the recorder creates the missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        return (f'cannot create --output {output}: {folder} is a file, not a folder; give a '
+                'bag directory in a folder')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f'cannot create --output {output}: no permission to write in {folder}'
+    return ''
+
+
 def _problem(args):
-    if Path(args.output).exists():
-        return f'--output {args.output} exists; give a new directory name'
+    problem = _output_problem(args.output)
+    if problem:
+        return problem
     if args.duration is not None and not args.duration > 0:
         return f'--duration must be > 0 s, got {args.duration}'
     if args.only and not args.topic:
@@ -73,9 +94,13 @@ def cmd_record(args):
     topics = {} if args.only else default_topics(
         args.wrench_topic, args.joint_states_topic, args.markers)
     topics.update({t: topics.get(t) for t in args.topic})
-    counts = record(args.output, topics, args.duration,
-                    args=['robot-twin-record', '--ros-args', '-r', '__node:=twin_recorder'],
-                    log=lambda text: print(f'[{_TAG}] {text}', flush=True))
+    try:
+        counts = record(args.output, topics, args.duration,
+                        args=['robot-twin-record', '--ros-args', '-r', '__node:=twin_recorder'],
+                        log=lambda text: print(f'[{_TAG}] {text}', flush=True))
+    except OSError as exc:           # the bag is opened before DDS starts (e.g. under /proc)
+        print(f'{_TAG}: cannot write --output {args.output}: {exc}', file=sys.stderr)
+        return 2
     total = sum(counts.values())
     print(f'[{_TAG}] wrote {args.output}: {total} messages on {len(counts)} topics'
           + ''.join(f'\n  {t}: {n}' for t, n in sorted(counts.items())), flush=True)

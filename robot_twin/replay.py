@@ -137,9 +137,11 @@ class TwinChain:
         self.mirror = Mirror(Predictor(twin_model))
         # as the live node, without its background fit (a replay must be reproducible), and
         # without a health log: a replay never writes the robot's health history
+        self.warnings = []          # what the monitor said at start-up (a refused file: why)
         self.pipeline = AnomalyPipeline(
             robot_model(anomaly, with_dynamics=True), dict(anomaly, recommission=False),
-            thresholds_file=thresholds, rul_log='', background=False)
+            thresholds_file=thresholds, rul_log='', background=False,
+            log=lambda level, text: self.warnings.append(text) if level != 'info' else None)
         self.pipeline.model_listeners.append(
             lambda model: self.mirror.set_predictor(Predictor(model)))
         self.monitor = self.pipeline.monitor
@@ -749,14 +751,18 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
 def _make_chain(params, with_wrench, thresholds):
     if thresholds and not Path(thresholds).is_file():
         raise ReplayError(f'--thresholds {thresholds}: no such file')
+    copy = _read_only_copy(thresholds)
     try:
-        chain = TwinChain(params, with_wrench, _read_only_copy(thresholds))
+        chain = TwinChain(params, with_wrench, copy)
     except (URDFError, FileNotFoundError, ValueError) as exc:
         raise ReplayError(f'cannot build the twin: {exc}') from None
     if thresholds and not chain.monitor.commissioned:
+        # the monitor's reasons name the private copy: said of the user's file instead
+        reasons = '; '.join(
+            text.removeprefix(f'{copy}: ').replace(copy, str(thresholds)).removesuffix(
+                '; commissioning again') for text in chain.warnings) or 'not loaded'
         raise ReplayError(f'--thresholds {thresholds} cannot be used for this robot and these '
-                          'settings (see the warning above); leave it out to commission on '
-                          'the recording')
+                          f'settings: {reasons}. Leave it out to commission on the recording')
     return chain
 
 

@@ -68,3 +68,23 @@ def test_a_wrong_file_is_refused_with_a_message(tmp_path, capsys, command, kind)
     text = captured.out + captured.err
     assert status not in (0, None), text
     assert bad.name in text, text
+
+
+# a file of the project, but of another kind: refused with what it is and what is expected
+OTHER_KINDS = {
+    'robot_twin_anomaly_monitor': "the live twin's saved calibration and anomaly thresholds",
+    'robot_twin_anomaly_thresholds': 'anomaly thresholds from robot-twin commission',
+}
+
+
+@pytest.mark.parametrize('key', sorted(OTHER_KINDS))
+def test_aas_export_refuses_thresholds_as_identified_parameters(tmp_path, capsys, key):
+    thresholds = tmp_path / 'thr.yaml'
+    thresholds.write_text(f'{key}:\n  version: 3\n  joints: [joint1]\n')
+    out = tmp_path / 'twin.aasx'
+    status = main(['aas', 'export', '--output', str(out), '--params', str(thresholds)])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert f'{thresholds} holds {OTHER_KINDS[key]} (top key {key!r})' in err, err
+    assert "params.yaml from robot-twin sysid (top key 'robot_twin_dynamics')" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists(), err

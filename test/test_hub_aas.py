@@ -82,3 +82,61 @@ def test_the_command_writes_a_readable_file_and_refuses_bad_input(tmp_path):
                           str(out), '--hub', 'http://127.0.0.1:9'],
                          capture_output=True, text=True, timeout=120)
     assert hub.returncode == 2 and 'cannot read the twin state' in hub.stderr
+
+
+def _export(capsys, *argv):
+    from robot_twin.cli import main
+    status = main(['aas', 'export', *map(str, argv)])
+    captured = capsys.readouterr()
+    return status, captured.err
+
+
+def test_an_unwritable_output_is_one_line_and_leaves_no_file(tmp_path, capsys):
+    folder = tmp_path / 'd'
+    folder.mkdir()
+    # a process of its own: the old failure was a ZIP writer's traceback printed at exit
+    run = subprocess.run([sys.executable, '-m', 'robot_twin', 'aas', 'export', '--output',
+                          str(folder)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert 'is a directory' in run.stderr and str(folder) in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    log = tmp_path / 'log.csv'
+    log.write_text('t\n')
+    status, err = _export(capsys, '--output', log / 'twin.aasx')
+    assert status == 1 and 'log.csv is not an existing folder' in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    # the library call: one OSError, no partial file
+    robot = RobotModel.from_urdf(builtin_urdf())
+    store, files, shell_id = build_shell(robot)
+    with pytest.raises(IsADirectoryError):
+        write_aasx(folder, store, files, shell_id)
+    with pytest.raises(FileNotFoundError):
+        write_aasx(tmp_path / 'missing' / 'twin.aasx', store, files, shell_id)
+    assert list(folder.iterdir()) == [] and not (tmp_path / 'missing').exists()
+
+
+def test_the_year_of_construction_must_be_plausible(tmp_path, capsys):
+    out = tmp_path / 'twin.aasx'
+    for year in (-5, 0, 1949, 3000):
+        status, err = _export(capsys, '--output', out, '--year', year)
+        assert status == 2 and f'--year {year} is not a plausible year' in err, err
+        assert not out.exists()
+    status, err = _export(capsys, '--output', out, '--year', 1995)
+    assert status == 0, err
+    store, _files = read_aasx(out)
+    plate = next(o for o in store if getattr(o, 'id_short', '') == 'Nameplate')
+    assert _element(plate, 'YearOfConstruction').value == '1995'
+
+
+def test_urdf_warnings_are_one_clear_line_each(tmp_path, capsys):
+    text = open(builtin_urdf(), encoding='utf-8').read()
+    assert 'izz="0.025"' in text
+    urdf = tmp_path / 'odd.urdf'
+    urdf.write_text(text.replace('izz="0.025"', 'izz="0.5"', 1))   # triangle inequality
+    status, err = _export(capsys, '--output', tmp_path / 'twin.aasx', '--urdf', urdf)
+    assert status == 0, err
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith(f'robot-twin aas export: warning: {urdf}: ')
+                         for line in lines), err
+    assert any('triangle inequality' in line for line in lines), err
+    assert 'URDFWarning' not in err and '.py:' not in err, err

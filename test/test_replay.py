@@ -139,6 +139,17 @@ def _bad_recordings(run, tmp_path):
                                'unknown joint j0..j6')
     cases['joint missing'] = (write_bag(tmp_path / 'subset', run, order=[1, 2, 3, 4, 5, 6]),
                               [], 'joint1')
+    # thresholds the monitor refuses: the line says why (no warning of the monitor is shown)
+    other = tmp_path / 'other_robot.yaml'
+    other.write_text('robot_twin_anomaly_monitor:\n  version: 3\n  joints: [a, b]\n')
+    cases['thresholds of another robot'] = (good, ['--thresholds', str(other)],
+                                            'other_robot.yaml cannot be used for this robot '
+                                            "and these settings: learned for joints ['a', 'b']")
+    commission = tmp_path / 'commission.yaml'
+    commission.write_text('robot_twin_anomaly_thresholds:\n  version: 1\n')
+    cases['thresholds of robot-twin commission'] = (
+        good, ['--thresholds', str(commission)],
+        "not an anomaly monitor file (no 'robot_twin_anomaly_monitor'")
     return cases
 
 
@@ -151,6 +162,7 @@ def test_bad_recordings_get_one_clear_line(runs, config, tmp_path, capsys):
         assert code == 2, (case, err)
         assert err.startswith('robot-twin replay: ') and expected in err, (case, err)
         assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, (case, err)
+        assert 'see the warning above' not in err, (case, err)
         assert not report.exists(), case
 
 
@@ -177,6 +189,27 @@ def test_record_refuses_bad_options_before_touching_ros(tmp_path, capsys):
     assert cli_main(['record', '--output', str(tmp_path / 'new'), '--topic', 'relative']) == 2
     assert 'absolute topic names' in capsys.readouterr().err
     assert not (tmp_path / 'new').exists()
+    log = tmp_path / 'log.csv'            # a file where the bag's folder would be
+    log.write_text('t\n')
+    for output in (log / 'rec', log / 'a' / 'rec'):
+        assert cli_main(['record', '--output', str(output), '--duration', '1']) == 2
+        err = capsys.readouterr().err
+        assert err == (f'robot-twin record: cannot create --output {output}: {log} is a file, '
+                       'not a folder; give a bag directory in a folder\n'), err
+    assert log.read_text() == 't\n'
+
+
+def test_record_says_in_one_line_when_the_bag_cannot_be_created(tmp_path, capsys, monkeypatch):
+    # /proc/x cannot be made (not even by root): the bag's writer fails before DDS starts
+    for name, value in (('ROS_DOMAIN_ID', '155'), ('ROS_LOCALHOST_ONLY', '1'),
+                        ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')):
+        monkeypatch.setenv(name, value)       # restored after the test: record sets them
+    code = cli_main(['record', '--output', '/proc/robot_twin_no_such/rec', '--duration', '1',
+                     '--localhost', '--domain-id', '155'])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith('robot-twin record: cannot ') and '/proc/robot_twin_no_such' in err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_replay_starts_where_the_live_twin_started(runs, config, tmp_path):

@@ -16,10 +16,13 @@ One shell (asset kind Instance) with four submodels:
   (a ``/api/v1/state`` document), with the time they were taken.
 
 :func:`read_aasx` reads a file back through the SDK's reader (the round trip the tests check).
+:func:`params_document` refuses a YAML file of another kind given as the identified parameters
+(the twin's thresholds, say) with a :class:`ValueError` naming it.
 """
 import datetime
 import hashlib
 import io
+import os
 from pathlib import Path
 import re
 import xml.etree.ElementTree as ElementTree
@@ -39,6 +42,14 @@ TECHNICAL_PROPERTIES = 'https://admin-shell.io/ZVEI/TechnicalData/TechnicalPrope
 IDENTIFIED = 'urn:robot_twin:submodel:identified_parameters:1'
 HEALTH = 'urn:robot_twin:submodel:health:1'
 BODY_PARAMETERS = ('m', 'mcx', 'mcy', 'mcz', 'Ixx', 'Ixy', 'Iyy', 'Ixz', 'Iyz', 'Izz')
+PARAMS_KEY = 'robot_twin_dynamics'
+#: top-level sections of an identified-parameters document without its top key
+_PARAMS_SECTIONS = ('version', 'urdf', 'joints', 'friction_model', 'friction', 'bodies',
+                    'armature')
+#: top keys of the project's other YAML files, and what those files are
+_OTHER_FILES = {
+    'robot_twin_anomaly_monitor': "the live twin's saved calibration and anomaly thresholds",
+    'robot_twin_anomaly_thresholds': 'anomaly thresholds from robot-twin commission'}
 
 
 def _ref(iri):
@@ -120,13 +131,49 @@ def technical_data(robot_model, urdf_file):
                           semantic_id=_ref(TECHNICAL_DATA))
 
 
+def params_document(path):
+    """
+    Return the identified dynamics of a params.yaml (the mapping under ``robot_twin_dynamics``).
+
+    Raises
+    ------
+    ValueError
+        The file is not an identified-parameters file (another of the project's files, or no
+        parameter section at all); the message names the file, what it is and what is expected.
+    OSError
+        The file cannot be read.
+
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding='utf-8'))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f'{path}: cannot read it as YAML ({exc})') from None
+    expected = (f'expected identified dynamics: a params.yaml from robot-twin sysid (top key '
+                f'{PARAMS_KEY!r})')
+    if not isinstance(raw, dict):
+        raise ValueError(f'{path}: not an identified-parameters file (a YAML '
+                         f'{type(raw).__name__}); {expected}')
+    if PARAMS_KEY in raw:
+        if not isinstance(raw[PARAMS_KEY], dict):
+            raise ValueError(f'{path}: {PARAMS_KEY!r} must be a mapping; {expected}')
+        return raw[PARAMS_KEY]
+    other = next((k for k in _OTHER_FILES if k in raw), None)
+    if other is not None:
+        raise ValueError(f'{path} holds {_OTHER_FILES[other]} (top key {other!r}), not '
+                         f'identified parameters; {expected}')
+    if not any(k in raw for k in _PARAMS_SECTIONS):
+        keys = ', '.join(map(str, list(raw)[:3])) or 'nothing'
+        raise ValueError(f'{path}: not an identified-parameters file (top keys: {keys}); '
+                         f'{expected}')
+    return raw
+
+
 def identified_parameters(robot, params_path=None):
     """Return the IdentifiedParameters submodel: a params.yaml's content, or a note."""
     elements = [_prop('Source', str(params_path) if params_path else
                       'none: the URDF values are in use')]
     if params_path:
-        doc = yaml.safe_load(Path(params_path).read_text(encoding='utf-8')) or {}
-        doc = doc.get('robot_twin_dynamics', doc)
+        doc = params_document(params_path)
         elements += [_prop('SHA256', _sha256(params_path)),
                      _prop('FrictionModel', doc.get('friction_model', 'unknown'))]
         friction = doc.get('friction') or {}
@@ -216,9 +263,24 @@ def build_shell(robot_model, *, params_path=None, state=None, manufacturer='',
 
 
 def write_aasx(path, store, files, shell_id):
-    """Write the shell and its submodels (and packed files) to an .aasx package."""
-    with aasx.AASXWriter(str(path)) as writer:
+    """
+    Write the shell and its submodels (and packed files) to an .aasx package.
+
+    The package is built in memory and then moved into place: a path that cannot be written
+    (a directory, a missing folder) raises one :class:`OSError` and leaves no partial file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f'{path} is a directory; name the .aasx file to write')
+    buffer = io.BytesIO()
+    with aasx.AASXWriter(buffer) as writer:
         writer.write_aas(shell_id, store, files)
+    partial = path.with_name(f'.{path.name}.{os.getpid()}.part')
+    try:
+        partial.write_bytes(buffer.getvalue())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_aasx(path):
