@@ -21,16 +21,27 @@ must give the same class probabilities as scikit-learn within 1e-5. Held-out rob
 seed: other variants, motions) give the accuracy reported in ``--report``; they are never
 used for fitting or for choosing anything.
 
-Exit status: 0 on success, 2 on unusable options, 1 when the model fails the parity check or
-cannot be written.
+The model replaces ``--output`` only when it passes both checks: ONNX parity, and a held-out
+accuracy (right fault type) above chance, i.e. above 1 / the number of fault types it knows.
+Otherwise the previous file is left as it was.
+
+``--dataset DIR`` keeps the simulated evidence with the options that shaped it
+(:data:`DATASET_OPTIONS`) and reuses it only for the same options.
+
+Exit status: 0 when the model was written, 2 on unusable options (checked before anything is
+simulated), 1 when the model fails a check (and is not written) or cannot be written.
 """
+import argparse
 from dataclasses import dataclass, field
 import json
 import math
+import os
 from pathlib import Path
 import sys
 import tempfile
 import time
+import warnings
+import zipfile
 
 import numpy as np
 from twin_anomaly.classifier import ROBOT_FEATURES
@@ -38,6 +49,10 @@ from twin_anomaly.classifier import ROBOT_FEATURES
 _PROG = 'robot-twin anomaly train'
 PARITY_TOLERANCE = 1e-5
 ONNX_OPSET = 15
+#: Options that shape a simulated evidence set, as stored with it (``--dataset``): the
+#: training set has ``cases``, the held-out set ``test_cases``; both have the others.
+DATASET_OPTIONS = ('cases', 'test_cases', 'per_case', 'arms', 'engines', 'sample_rates',
+                   'commissioning_s', 'no_calibration', 'seed')
 
 
 def training_cases(count, seed, arms=('builtin', 'iiwa'), engines=('mujoco', 'pybullet'),
@@ -118,12 +133,15 @@ class EvidenceSet:
         ``(run, k, evidence)``: the k-th evidence (0.1 s apart) after the run's first alarm.
     labels : list of list of str
         Per snapshot, the true class of each joint's row.
+    options : dict or None
+        The options it was simulated with (:func:`dataset_options`); None if not known.
 
     """
 
     runs: list = field(default_factory=list)
     snapshots: list = field(default_factory=list)
     labels: list = field(default_factory=list)
+    options: dict = None
 
     def rows(self, runs=None):
         """
@@ -154,7 +172,12 @@ class EvidenceSet:
         return np.concatenate(xs), np.array(ys), np.array(run_of), np.array(snap_of)
 
     def save(self, path):
-        """Write as a compressed .npz (plain arrays; runs as JSON lines)."""
+        """
+        Write as a compressed .npz (plain arrays; runs as JSON lines; options as JSON).
+
+        The file is written beside its place and then moved there: an interrupted save leaves
+        the previous file (or none), never a partial one.
+        """
         z, ratio, peak, labels, owner, robot, meta = [], [], [], [], [], [], []
         for i, ((run, k, ev), lab) in enumerate(zip(self.snapshots, self.labels)):
             z.append(ev.z)
@@ -166,14 +189,27 @@ class EvidenceSet:
             meta.append((run, k, json.dumps(list(ev.joint_names))))
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            path, z=np.concatenate(z) if z else np.zeros((0, 0)),
-            ratio=np.concatenate(ratio) if z else np.zeros((0, 0)),
-            peak=np.concatenate(peak) if z else np.zeros((0, 0)),
-            labels=np.array(labels, dtype=str), owner=np.array(owner, dtype=int),
-            robot=np.array(robot, dtype=float).reshape(len(robot), len(ROBOT_FEATURES)),
-            meta=np.array([json.dumps(m) for m in meta], dtype=str),
-            runs=np.array([json.dumps(r) for r in self.runs], dtype=str))
+        partial = path.with_name(f'.{path.name}.{os.getpid()}.partial')
+        try:
+            with open(partial, 'wb') as stream:
+                np.savez_compressed(
+                    stream, z=np.concatenate(z) if z else np.zeros((0, 0)),
+                    ratio=np.concatenate(ratio) if z else np.zeros((0, 0)),
+                    peak=np.concatenate(peak) if z else np.zeros((0, 0)),
+                    labels=np.array(labels, dtype=str), owner=np.array(owner, dtype=int),
+                    robot=np.array(robot, dtype=float).reshape(len(robot), len(ROBOT_FEATURES)),
+                    meta=np.array([json.dumps(m) for m in meta], dtype=str),
+                    runs=np.array([json.dumps(r) for r in self.runs], dtype=str),
+                    options=np.array(json.dumps(self.options)))
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    @staticmethod
+    def stored_options(path):
+        """Return the options a saved set was simulated with (None if it does not say)."""
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(str(data['options'])) if 'options' in data.files else None
 
     @classmethod
     def load(cls, path):
@@ -181,6 +217,8 @@ class EvidenceSet:
         from twin_anomaly.classifier import Evidence
         data = np.load(path, allow_pickle=False)
         out = cls(runs=[json.loads(r) for r in data['runs']])
+        if 'options' in data.files:
+            out.options = json.loads(str(data['options']))
         owner = data['owner']
         for i, text in enumerate(data['meta']):
             run, k, names = json.loads(text)
@@ -396,8 +434,28 @@ def _confusion_plot(decisions, path):
     plt.close(fig)
 
 
+def chance_accuracy(classes):
+    """
+    Right-type accuracy of a model that names one of its fault types at random.
+
+    ``1 / k`` for the ``k`` fault types among ``classes`` (``'none'`` is no verdict); 1 when
+    it knows at most one (such a model cannot tell faults apart).
+    """
+    return 1.0 / max(1, _fault_types(classes))
+
+
+def _fault_types(classes):
+    return sum(str(c) != 'none' for c in classes)
+
+
 def train(args):
-    """Simulate (or load) the evidence, fit, export and check; return the report dict."""
+    """
+    Simulate (or load) the evidence, fit, export and check; return the report dict.
+
+    The model is written to a file beside ``args.output`` and moved there only if it passes
+    the checks (``report['written']``); otherwise ``report['refused']`` says why and the
+    previous ``--output`` is left as it was.
+    """
     from robot_twin.fault_runs import monitor_config
     from twin_anomaly.classifier import OnnxClassifier
     config = monitor_config(commissioning_duration_s=args.commissioning_s,
@@ -428,16 +486,36 @@ def train(args):
                 'sample_rates_hz': ','.join(f'{r:g}' for r in args.sample_rates)}
     test_x = test.rows()[0]
     check = test_x[::max(1, len(test_x) // 40)][:40] if len(test_x) else x[:40]
-    path = export_onnx(pipeline, args.output, metadata, check)
-    diff = parity(pipeline, path, np.concatenate([x[:3000], test_x[:3000]]))
-    held = run_decisions(test, OnnxClassifier(path))
+    output = Path(args.output)
+    candidate = output.with_name(f'.{output.name}.{os.getpid()}.partial.onnx')
+    try:
+        export_onnx(pipeline, candidate, metadata, check)
+        diff = parity(pipeline, candidate, np.concatenate([x[:3000], test_x[:3000]]))
+        held = run_decisions(test, OnnxClassifier(candidate))
+        summary = summarize(held)
+        chance = chance_accuracy(pipeline.classes_)
+        refused = ''
+        if diff > PARITY_TOLERANCE:
+            refused = (f'ONNX parity failed: max |onnxruntime - scikit-learn| = {diff:.2e} '
+                       f'> {PARITY_TOLERANCE:g}')
+        elif held and summary['type_accuracy'] <= chance + 1e-12:
+            refused = (f'held-out accuracy (right type) {summary["type_accuracy"]:.1%} is at or '
+                       f'below chance ({chance:.1%}: 1 of the '
+                       f'{_fault_types(pipeline.classes_)} fault types it knows); train on more '
+                       f'robots and faults (--cases, --per-case)')
+        if not refused:
+            os.replace(candidate, output)
+    finally:
+        candidate.unlink(missing_ok=True)
     report = {
-        'output': str(path), 'seconds': round(time.time() - started, 1),
+        'output': str(output), 'written': not refused, 'refused': refused,
+        'seconds': round(time.time() - started, 1),
         'parity_max_abs_diff': diff, 'parity_ok': diff <= PARITY_TOLERANCE,
+        'classes': [str(c) for c in pipeline.classes_], 'chance_type_accuracy': chance,
         'training': {'robots': len(train_cases), 'fault_runs': len(data.runs),
                      'detected': sum(r['detected'] for r in data.runs), 'rows': int(len(x))},
         'validation': summarize(val),
-        'held_out': dict(summarize(held), robots=len(test_cases), seed=args.seed + 1000,
+        'held_out': dict(summary, robots=len(test_cases), seed=args.seed + 1000,
                          detected=sum(r['detected'] for r in test.runs),
                          fault_runs=len(test.runs)),
     }
@@ -450,18 +528,166 @@ def train(args):
     return report
 
 
+def dataset_options(args, name):
+    """
+    Return the options that shape evidence set ``name`` (``'train'`` or ``'test'``).
+
+    The training set depends on ``--cases``, the held-out set on ``--test-cases``; both on
+    the arms, engines, rates, faults per robot, commissioning, calibration and seed.
+    """
+    skip = 'test_cases' if name == 'train' else 'cases'
+    return {key: getattr(args, key) for key in DATASET_OPTIONS if key != skip}
+
+
 def _load_or_simulate(args, name, cases, tmp, config, seed):
     """Read a saved evidence set (``--dataset DIR``) or simulate it (and save it there)."""
     path = Path(args.dataset) / f'{name}.npz' if args.dataset else None
+    options = dataset_options(args, name)
     if path is not None and path.is_file() and not args.regenerate:
-        return EvidenceSet.load(path)
-    if not cases:
-        return EvidenceSet()
-    data = simulate(cases, Path(tmp) / name, config, args.per_case, seed, args.workers,
-                    not args.quiet)
+        data = EvidenceSet.load(path)
+        if data.options != options:                   # _dataset_problem refused it before
+            raise ValueError(f'{path}: simulated with other options; use --regenerate')
+        return data
+    if cases:
+        data = simulate(cases, Path(tmp) / name, config, args.per_case, seed, args.workers,
+                        not args.quiet)
+    else:
+        data = EvidenceSet()
+    data.options = options
     if path is not None:
         data.save(path)
     return data
+
+
+def _shown(key, value):
+    """Return an option's value as it is given on the command line."""
+    if key == 'no_calibration':
+        return 'given' if value else 'not given'
+    if isinstance(value, (list, tuple)):
+        return ' '.join(_shown(key, v) for v in value)
+    return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+def _dataset_problem(args):
+    """Why the stored ``--dataset`` cannot be reused with these options (None if it can)."""
+    if not args.dataset or args.regenerate:
+        return None
+    differ = {}
+    for name in ('train', 'test'):
+        path = Path(args.dataset) / f'{name}.npz'
+        if not path.is_file():
+            continue
+        try:
+            stored = EvidenceSet.stored_options(path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            return (f'--dataset: cannot read {path} ({exc}); add --regenerate to simulate it '
+                    f'again, or use a new --dataset directory')
+        if stored is None:
+            return (f'--dataset: {path} does not record the options it was simulated with '
+                    f'(written by an older version); add --regenerate to simulate it again, '
+                    f'or use a new --dataset directory')
+        for key, value in dataset_options(args, name).items():
+            if key not in differ and stored.get(key) != value:
+                option = '--' + key.replace('_', '-')
+                differ[key] = (f'{option} {_shown(key, stored.get(key))} (now '
+                               f'{_shown(key, value)})')
+    if not differ:
+        return None
+    return (f'--dataset {args.dataset} holds rows simulated with other options: '
+            f'{", ".join(differ.values())}. Use a new --dataset directory, the options it was '
+            f'made with, or add --regenerate to simulate again and replace it')
+
+
+def _existing(path):
+    """``path`` (absolute) or its nearest ancestor that exists."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
+def _unwritable(directory):
+    """Why files cannot be written in ``directory`` (created if missing); None if they can."""
+    existing = _existing(directory)
+    if not existing.is_dir():
+        return f'{existing} is not a directory'
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f'cannot write in {existing}'
+    return None
+
+
+def _output_file(text):
+    if not text:
+        raise argparse.ArgumentTypeError('needs a file name')
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a directory; give a file name')
+    problem = _unwritable(path.parent)
+    if problem is None and path.exists() and not os.access(path, os.W_OK):
+        problem = f'{text} is not writable'
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return str(path)
+
+
+_output_file.__name__ = 'file name'
+
+
+def _report_file(text):
+    if not text:
+        return ''
+    path = Path(_output_file(text))
+    plot = path.with_suffix('.png')
+    if plot == path:
+        raise argparse.ArgumentTypeError(
+            f'{text}: the confusion matrix is written to <report>.png; give the report '
+            f'another suffix (e.g. .json)')
+    if plot.is_dir():
+        raise argparse.ArgumentTypeError(f'{plot} (the confusion matrix) is a directory')
+    return str(path)
+
+
+_report_file.__name__ = 'file name'
+
+
+def _dataset_dir(text):
+    if not text:
+        return ''
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f'{text} is a file; --dataset takes a directory (it keeps train.npz and test.npz '
+            f'there)')
+    for name in ('train.npz', 'test.npz'):
+        if (path / name).is_dir():
+            raise argparse.ArgumentTypeError(f'{path / name} is a directory, not a data file')
+    if not _existing(path).is_dir():
+        raise argparse.ArgumentTypeError(f'{_existing(path)} is not a directory')
+    return str(path)
+
+
+_dataset_dir.__name__ = 'directory'
+
+
+def _paths_problem(args):
+    """Why the output files or the dataset directory cannot be used (None if they can)."""
+    output = Path(args.output).absolute()
+    if args.report:
+        report = Path(args.report).absolute()
+        if report == output:
+            return '--report must differ from --output'
+        if report.with_suffix('.png') == output:
+            return (f'--report {args.report} would put its confusion matrix on --output '
+                    f'{args.output}')
+    if args.dataset:
+        stored = [Path(args.dataset) / f'{n}.npz' for n in ('train', 'test')]
+        if output in [p.absolute() for p in stored]:
+            return f'--output {args.output} is a file of --dataset'
+        if args.regenerate or not all(p.is_file() for p in stored):
+            problem = _unwritable(args.dataset)
+            if problem:
+                return f'--dataset: {problem} (the simulated rows are kept there)'
+    return None
 
 
 def _count(text):
@@ -474,6 +700,20 @@ def _count(text):
 _count.__name__ = 'integer >= 0'
 
 
+def _at_least(low, why):
+    """Return an argparse type: a whole number ``>= low`` (``why`` says what needs it)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'must be at least {low} ({why}), got {value}')
+        return value
+    parse.__name__ = f'integer >= {low}'
+    return parse
+
+
 def _rate(text):
     from robot_twin.fault_runs import Case
     value = float(text)
@@ -482,6 +722,41 @@ def _rate(text):
 
 
 _rate.__name__ = 'rate in Hz dividing 1000'
+
+
+def _commissioning(text):
+    from robot_twin.fault_runs import monitor_config
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    try:
+        monitor_config(commissioning_duration_s=value)
+    except ValueError as exc:       # not finite, not > 0, or too short to learn thresholds
+        raise argparse.ArgumentTypeError(
+            str(exc).replace('commissioning_duration_s=', '').replace(
+                'commissioning_duration_s ', '')) from None
+    return value
+
+
+def _arm(text):
+    from robot_twin.fault_runs import ARMS
+    if text in ARMS:
+        return text
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is neither {" nor ".join(ARMS)} nor a URDF file')
+    from twin_sim.urdf_model import RobotModel, URDFWarning
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', URDFWarning)
+            model = RobotModel.from_urdf(str(path))
+    except Exception as exc:  # noqa: BLE001 - the URDF parsers raise their own error types
+        raise argparse.ArgumentTypeError(f'{text}: not a usable URDF ({exc})') from None
+    if model.n < 1:
+        raise argparse.ArgumentTypeError(f'{text}: the URDF has no movable joint')
+    return str(path.absolute())
 
 
 def add_anomaly_parser(subparsers):
@@ -494,42 +769,48 @@ def add_anomaly_parser(subparsers):
         description='Simulate faults of every plant type on robots that differ from the twin '
                     '(MuJoCo and PyBullet, randomized), train the fault classifier on the '
                     "monitor's evidence, export it to ONNX and check parity and held-out "
-                    'accuracy.')
-    t.add_argument('--output', required=True, help='ONNX file to write')
-    t.add_argument('--report', default='', help='JSON report (and a confusion-matrix PNG)')
-    t.add_argument('--cases', type=_count, default=36,
-                   help='simulated robots to train on (default 36)')
+                    'accuracy. The model is written only if ONNX parity holds and its '
+                    'held-out accuracy is above chance.')
+    t.add_argument('--output', required=True, type=_output_file,
+                   help='ONNX file to write (left as it was if the model fails a check)')
+    t.add_argument('--report', default='', type=_report_file,
+                   help='JSON report (and a confusion-matrix PNG beside it, same name .png)')
+    t.add_argument('--cases', type=_at_least(2, 'the last fifth of them validates'), default=36,
+                   help='simulated robots to train on (at least 2; default 36)')
     t.add_argument('--test-cases', type=_count, default=8,
                    help='held-out robots (another seed) for the accuracy report (default 8)')
     t.add_argument('--per-case', type=_count, default=50,
                    help='fault runs per robot, drawn from its catalog (0: all; default 50)')
-    t.add_argument('--arms', nargs='+', default=['builtin', 'iiwa'],
+    t.add_argument('--arms', nargs='+', type=_arm, default=['builtin', 'iiwa'],
                    help='arms: builtin, iiwa or URDF paths (default both)')
     t.add_argument('--engines', nargs='+', default=['mujoco', 'pybullet'],
                    choices=['mujoco', 'pybullet'], help='physics engines (default both)')
     t.add_argument('--sample-rates', nargs='+', type=_rate, default=[1000.0],
                    help='rates the simulated robots send their samples at, Hz, drawn per '
                         'robot: 1000 and its divisors, e.g. 1000 500 250 125 (default 1000)')
-    t.add_argument('--commissioning-s', type=float, default=30.0,
+    t.add_argument('--commissioning-s', type=_commissioning, default=30.0,
                    help='commissioning time of each robot, s (default 30)')
     t.add_argument('--no-calibration', action='store_true',
                    help='the twin predicts with the URDF as given (no commissioning '
                         'calibration)')
     t.add_argument('--seed', type=_count, default=0, help='seed of the training robots')
-    t.add_argument('--workers', type=_count, default=2, help='worker processes (default 2)')
-    t.add_argument('--dataset', default='',
-                   help='directory to keep the simulated rows in (train.npz, test.npz) and '
-                        'reuse them on the next call')
+    t.add_argument('--workers', type=_at_least(1, 'one runs in this process'), default=2,
+                   help='worker processes (default 2)')
+    t.add_argument('--dataset', default='', type=_dataset_dir,
+                   help='directory to keep the simulated rows in (train.npz, test.npz, with '
+                        'the options they were made with) and reuse them on the next call '
+                        'with the same options')
     t.add_argument('--regenerate', action='store_true',
-                   help='simulate again even if --dataset holds data')
+                   help='simulate again (and replace what --dataset holds)')
     t.add_argument('--quiet', action='store_true', help='no progress bars')
     t.set_defaults(func=_run_train)
     return p
 
 
 def _run_train(args):
-    if args.cases < 2:
-        print(f'{_PROG}: --cases must be at least 2', file=sys.stderr)
+    problem = _paths_problem(args) or _dataset_problem(args)
+    if problem:
+        print(f'{_PROG}: error: {problem}', file=sys.stderr)
         return 2
     try:
         report = train(args)
@@ -537,12 +818,23 @@ def _run_train(args):
         print(f'{_PROG}: {exc}', file=sys.stderr)
         return 1
     held = report['held_out']
-    print(f'wrote {report["output"]} ({report["training"]["rows"]} rows from '
-          f'{report["training"]["robots"]} robots, {report["seconds"]:.0f} s)')
+    if report['written']:
+        print(f'wrote {report["output"]} ({report["training"]["rows"]} rows from '
+              f'{report["training"]["robots"]} robots, {report["seconds"]:.0f} s)')
     print(f'ONNX parity: max |onnxruntime - scikit-learn| = '
           f'{report["parity_max_abs_diff"]:.2e} ({"ok" if report["parity_ok"] else "FAILED"})')
     if held.get('runs'):
         print(f'held-out robots: right type {held["type_accuracy"]:.1%}, right joint '
               f'{held["joint_accuracy"]:.1%} of {held["runs"]} detected fault runs '
               f'({held["detected"]}/{held["fault_runs"]} detected)')
-    return 0 if report['parity_ok'] else 1
+    if not report['written']:
+        print(f'{_PROG}: error: {report["refused"]}. {report["output"]} was not written (left '
+              f'as it was){"; figures in " + args.report if args.report else ""}',
+              file=sys.stderr)
+        return 1
+    if not held.get('runs'):
+        why = ('--test-cases 0' if not held['robots'] else
+               f'no fault of the {held["robots"]} held-out robot(s) was detected')
+        print(f'{_PROG}: warning: no held-out accuracy ({why}): the model was written without '
+              f'that check', file=sys.stderr)
+    return 0

@@ -113,7 +113,8 @@ class Case:
     sample_rate_hz: float = 1000.0
 
     def __post_init__(self):
-        stride = 1.0 / (self.sample_rate_hz * _DT)
+        rate = self.sample_rate_hz
+        stride = 1.0 / (rate * _DT) if rate > 0.0 else math.nan     # 0 Hz: no stride at all
         if not (stride >= 1.0 and abs(stride - round(stride)) < 1e-9):
             raise ValueError(f'sample_rate_hz must divide {1.0 / _DT:g} Hz (e.g. 1000, 500, '
                              f'250, 125), got {self.sample_rate_hz}')
