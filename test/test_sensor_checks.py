@@ -181,6 +181,11 @@ def test_samples_a_late_robot_sends_back_to_back_are_not_missing():
     stamps += [0.1 + 0.005 + j * 0.00006 for j in range(5)]      # late, then the owed ones
     stamps += [0.105 + k * DT for k in range(1, 96)]              # on schedule again
     stamps += [0.2 + 0.005 + k * DT for k in range(100)]          # a dropout: 4 never come
+    # an 11 ms stall made up with the first step at 0.86 periods, then faster (as recorded
+    # from a simulated robot on a busy computer): none missing
+    t = stamps[-1] + 0.011                                        # 10 owed
+    stamps += [t] + [t + 0.00086 + j * 0.0001 for j in range(10)]
+    stamps += [t + 0.002 + k * DT for k in range(100)]            # on schedule again
     missing = 0
     for k, t in enumerate(stamps):
         q, qd = motion(t)
@@ -188,6 +193,44 @@ def test_samples_a_late_robot_sends_back_to_back_are_not_missing():
         if k % BLOCK == BLOCK - 1:
             missing += checks.take_block().missing
     assert missing == 4
+
+
+def test_a_stall_made_up_with_late_samples_does_not_read_as_noise():
+    """
+    Second differences across a stall and its late samples are not noise.
+
+    A robot stalled 11 ms by its computer sends the samples it owes back to back, each read
+    when it is sent: the positions and velocities of the burst hardly differ, so a second
+    difference across it holds 11 ms of motion. Counted as noise, that read as a noisy velocity
+    sensor (sensor_noise on a simulated robot, before); only pairs of regular steps count.
+    """
+    def blocks_with(stall):
+        checks = SensorChecks(2)
+        rng = np.random.default_rng(3)
+        stamps = [k * DT for k in range(1, 201)]
+        if stall:
+            stamps += [0.2 + 0.011 + j * 0.00003 for j in range(11)]   # read when sent
+        else:
+            stamps += [0.2 + k * DT for k in range(1, 12)]
+        stamps += [0.211 + k * DT for k in range(1, 190)]
+        levels = []
+        for k, t in enumerate(stamps):
+            q, qd = motion(t)
+            checks.update(t, q + 1e-5 * rng.standard_normal(2),
+                          qd + 1e-4 * rng.standard_normal(2), np.zeros(2))
+            if k % BLOCK == BLOCK - 1:
+                levels.append(checks.take_block().log_d2)
+        return np.array(levels), checks
+    steady, _ = blocks_with(stall=False)
+    stalled, checks = blocks_with(stall=True)
+    # the block of the stall (11 of its 20 steps irregular) tells no noise level; every other
+    # block reads the same noise as without the stall, positions and velocities alike
+    stall_block = 10
+    assert np.isnan(stalled[stall_block]).all() and np.isfinite(steady[stall_block]).all()
+    others = np.delete(np.arange(1, len(stalled)), stall_block - 1)
+    assert np.isfinite(stalled[others]).all()
+    assert np.abs(stalled[others, :4] - steady[others, :4]).max() < 0.3
+    assert checks.period_s == pytest.approx(DT, rel=1e-2)
 
 
 def test_samples_the_bridge_refused_are_not_missing_from_the_stream():

@@ -13,7 +13,11 @@ their own past instead, per joint, with no model:
   the largest single-sample ``|e|`` of a block marks a step;
 - **noise level**: the mean square of the second difference of each signal (position,
   velocity, effort), which white noise dominates at robot rates; its logarithm moves up with
-  a noisier sensor and down with a frozen one;
+  a noisier sensor and down with a frozen one. Only pairs of regular steps (each within
+  ``[0.75, 1.25]`` typical periods) count: across a stall that a robot makes up for with late
+  samples back to back, the second difference holds the motion of the stall, not noise (a
+  simulated robot stalled 11 ms by its computer read as a noisy velocity sensor), and a block
+  with fewer such pairs than half its samples tells no noise level (NaN);
 - **frozen channel**: the longest run of exactly repeated values of each signal while the
   joint moves. A joint at rest may read exactly the same position, a velocity of exactly
   zero and the same effort for as long as it rests (a robot pausing between cycles); a frozen
@@ -57,6 +61,7 @@ SIGNALS = ('position', 'velocity', 'effort')
 _GAP_FACTOR = 1.5          # a step this many typical periods long has missing samples
 _PERIOD_SMOOTHING = 0.01   # weight of a new regular step in the typical period
 _PERIOD_RESYNC = 3         # this many gaps in a row: the typical period is re-taken
+_PAYBACK_STEP = 0.9        # steps shorter than this many periods pay back samples a gap owes
 _TINY_SQUARE = 1e-24       # floor of a mean square second difference (a frozen signal)
 _FLOOR_RISE = 1e-3         # the latency floor follows a slower route by this much per s, s/s
 
@@ -220,6 +225,7 @@ class SensorChecks:
         self._t = None                 # stamp of the last sample with a new reading
         self._t_seen = None            # stamp of the last sample at all
         self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
+        self._regular = False          # the last pair's step was a regular one (see _pair)
         self._lat_floor = math.inf     # smallest recent receive latency, s
         self._owed = 0.0
         self._bias.fill(0.0)
@@ -338,8 +344,10 @@ class SensorChecks:
         Track the typical period; count the samples a long step misses (False: a gap).
 
         Samples a gap misses are owed, not missing yet: a robot (or driver) that fell behind
-        and sends them late, back to back, pays them back with steps shorter than half a
-        period. What is still owed at the next regular step is missing.
+        and sends them late, faster than its rate, pays them back with steps shorter than
+        ``_PAYBACK_STEP`` periods (a simulated robot stalled 11 ms caught up with steps of
+        0.86, 0.16, 0.1, ... periods). What is still owed at the next regular step is
+        missing.
         """
         period = self.period_s
         if period is not None and step > _GAP_FACTOR * period:
@@ -361,7 +369,7 @@ class SensorChecks:
             return False
         self._gaps_in_a_row = 0
         if self._owed:
-            if period is not None and step < 0.5 * period:
+            if period is not None and step < _PAYBACK_STEP * period:
                 self._owed -= 1.0      # one of them, late (not taken into the period)
                 return True
             self._missing += self._owed
@@ -398,11 +406,14 @@ class SensorChecks:
         self._sum_dqd += dqd
         e -= self.lag_s * dqd
         np.maximum(self._jump, np.abs(e), out=self._jump)
-        if self._have == 2:
+        period = self.period_s
+        regular = period is None or 0.75 * period <= dt <= 1.25 * period
+        if self._have == 2 and regular and self._regular:
             np.subtract(d1, self._d1_prev, out=self._d2)
             self._d2 *= self._d2
             self._sum_d2 += self._d2
             self._cnt_d2 += 1
+        self._regular = regular
         self._d1, self._d1_prev = self._d1_prev, d1
 
     # ------------------------------------------------------------------ per block
@@ -435,8 +446,9 @@ class SensorChecks:
             self._advance_flat(mean, tau_std, moving, paced)
             self._moving_block[:] = moving
         latency = min(self._lat_min, self._lat_last)
+        # a block whose steps were mostly irregular (a stall made up) tells no noise level
         log_d2 = (np.log(np.maximum(self._sum_d2 / self._cnt_d2, _TINY_SQUARE))
-                  if self._cnt_d2 else np.full(3 * n, np.nan))
+                  if self._cnt_d2 and 2 * self._cnt_d2 >= fresh else np.full(3 * n, np.nan))
         out = BlockChecks(
             samples=self._count, missing=self._missing, repeated=self._repeated,
             pv_bias=self._bias.copy(),
