@@ -186,6 +186,13 @@ def test_samples_a_late_robot_sends_back_to_back_are_not_missing():
     t = stamps[-1] + 0.011                                        # 10 owed
     stamps += [t] + [t + 0.00086 + j * 0.0001 for j in range(10)]
     stamps += [t + 0.002 + k * DT for k in range(100)]            # on schedule again
+    # a busy computer: stalls again before it has caught up (steps recorded from a simulated
+    # robot: 2.0, 0.4, 0.74, 1.82, 2.14, 0.38, 0.15, 0.4 ms, then on schedule): none missing
+    t = stamps[-1]
+    for step in (0.002, 0.0004, 0.00074, 0.00182, 0.00214, 0.00038, 0.00015, 0.0004, 0.00097):
+        t += step
+        stamps.append(t)
+    stamps += [t + k * DT for k in range(1, 100)]
     missing = 0
     for k, t in enumerate(stamps):
         q, qd = motion(t)

@@ -346,8 +346,9 @@ class SensorChecks:
         Samples a gap misses are owed, not missing yet: a robot (or driver) that fell behind
         and sends them late, faster than its rate, pays them back with steps shorter than
         ``_PAYBACK_STEP`` periods (a simulated robot stalled 11 ms caught up with steps of
-        0.86, 0.16, 0.1, ... periods). What is still owed at the next regular step is
-        missing.
+        0.86, 0.16, 0.1, ... periods), also across further gaps on the way (a robot whose
+        computer is busy stalls again before it has caught up). What is still owed at the next
+        regular step is missing.
         """
         period = self.period_s
         if period is not None and step > _GAP_FACTOR * period:
@@ -363,8 +364,8 @@ class SensorChecks:
             if backlog > 0.5 * self.queue_depth * period:
                 self.lost_in_twin += int(lost)     # the twin's queue overflowed, not the robot
             else:
-                self._missing += self._owed        # still owed from an earlier gap
-                self._owed = lost
+                self._owed += lost     # with what an earlier gap still owes (a robot catching
+                #                        up may stall again before it has paid that back)
             self._have = 0             # no differences across a gap
             return False
         self._gaps_in_a_row = 0
