@@ -16,6 +16,7 @@ import sys
 _RUL = 'robot-twin rul'
 _FORMATS = ('cmapss', 'csv')
 _PARITY_TOLERANCE = 1e-5
+_FEW_UNITS = 10        # fewer run-to-failure units than this: the fit is warned about
 
 
 def add_rul_parser(subparsers):
@@ -91,6 +92,10 @@ def run_fit(args):
         units = data.units()
         print(f'{_RUL} fit: {units.size} units, {data.unit.size} rows, '
               f'{len(data.columns)} columns from {args.data}')
+        if units.size < _FEW_UNITS:
+            print(f'{_RUL} fit: warning: only {units.size} run-to-failure unit(s); a fleet '
+                  'model learns how units wear from many of them (C-MAPSS FD001 has 100), so '
+                  "this one's RUL will hardly carry over to other units", file=sys.stderr)
         with tqdm(total=rounds, desc='boosting', unit='round', file=sys.stderr) as bar:
             booster, spec = fleet_rul.fit(data, cap=args.cap, rounds=rounds, seed=args.seed,
                                           condition_columns=conditions,

@@ -150,7 +150,8 @@ def test_cli_fit_and_predict_generic_csv(tmp_path, capsys):
     model = tmp_path / 'model.onnx'
     assert main(['rul', 'fit', '--format', 'csv', '--data', str(train), '--output', str(model),
                  '--rounds', '40']) == 0
-    assert 'ONNX equals LightGBM within' in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert 'ONNX equals LightGBM within' in captured.out and 'warning' not in captured.err
     out = tmp_path / 'predictions.csv'
     assert main(['rul', 'predict', '--format', 'csv', '--model', str(model), '--data',
                  str(test_csv), '--output', str(out)]) == 0
@@ -172,6 +173,7 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     good = tmp_path / 'good.onnx'
     assert main(['rul', 'fit', '--format', 'csv', '--data', str(data), '--output', str(good),
                  '--rounds', '5']) == 0
+    assert 'warning: only 2 run-to-failure unit(s)' in capsys.readouterr().err
     assert main(['rul', 'predict', '--format', 'csv', '--model', str(good), '--data',
                  str(other), '--output', str(tmp_path / 'p.csv')]) == 2
     assert "needs column(s) ['temp'" in capsys.readouterr().err
