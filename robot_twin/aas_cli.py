@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 import warnings
 
+from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
 
 _TAG = 'robot-twin aas export'
@@ -61,15 +62,6 @@ def _hub_state(url):
             return json.loads(response.read().decode('utf-8'))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ValueError(f'cannot read the twin state from {address}: {exc}') from None
-
-
-def _print_warnings(caught):
-    seen = set()
-    for w in caught:
-        text = str(w.message)
-        if text not in seen:
-            seen.add(text)
-            print(f'{_TAG}: warning: {text}', file=sys.stderr)
 
 
 def _input_problem(args):
@@ -115,10 +107,10 @@ def run_aas_export(args):
                 model, params_path=args.params, state=state, manufacturer=args.manufacturer,
                 serial_number=args.serial_number, year=args.year)
         except (URDFError, ParametersError, ValueError, OSError) as exc:
-            _print_warnings(caught)
+            print_warnings(caught, _TAG)
             print(f'{_TAG}: error: {exc}', file=sys.stderr)
             return 2
-    _print_warnings(caught)
+    print_warnings(caught, _TAG)
     try:
         write_aasx(args.output, store, files, shell_id)
         read_aasx(args.output)                       # the SDK's reader takes it back

@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 
+from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
 
 _SYSID = 'robot-twin sysid'
@@ -121,17 +122,6 @@ def add_sysid_parser(subparsers):
     return p
 
 
-def _print_warnings(caught, tag, quiet):
-    if quiet:
-        return
-    seen = set()
-    for w in caught:
-        text = str(w.message)
-        if text not in seen:
-            seen.add(text)
-            print(f'{tag}: warning: {text}', file=sys.stderr)
-
-
 def run_sysid(args):
     """Handle ``robot-twin sysid``; returns the exit status."""
     from twin_sim.logdata import SysIdError
@@ -162,10 +152,10 @@ def run_sysid(args):
                 progress=progress, fit_torque=args.fit_torque, armature=not args.no_armature,
                 regularization=args.regularization)
         except SysIdError as exc:
-            _print_warnings(caught, _SYSID, args.quiet)
+            print_warnings(caught, _SYSID, args.quiet)
             print(f'{_SYSID}: error: {exc}', file=sys.stderr)
             return 2
-    _print_warnings(caught, _SYSID, args.quiet)
+    print_warnings(caught, _SYSID, args.quiet)
     write = result.accepted or args.force
     try:
         if write:
@@ -284,10 +274,10 @@ def run_excite(args):
                 max_acceleration=args.max_acceleration, hold_joints=args.hold_joints,
                 iterations=max(args.iterations, 0), progress=None if not args.quiet else False)
         except SysIdError as exc:
-            _print_warnings(caught, _EXCITE, args.quiet)
+            print_warnings(caught, _EXCITE, args.quiet)
             print(f'{_EXCITE}: error: {exc}', file=sys.stderr)
             return 2
-    _print_warnings(caught, _EXCITE, args.quiet)
+    print_warnings(caught, _EXCITE, args.quiet)
     try:
         rows = write_trajectory_csv(traj, args.output, rate_hz=args.rate)
     except OSError as exc:

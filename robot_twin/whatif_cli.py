@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 
+from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
 import yaml
 
@@ -114,7 +115,7 @@ def run_whatif_command(args):
             print(f'{_WHATIF}: error: {exc}', file=sys.stderr)
             return 2
     if not args.quiet:
-        _print_warnings(caught, _WHATIF)
+        print_warnings(caught, _WHATIF)
     written = []
     if args.output:
         try:
@@ -136,14 +137,6 @@ def run_whatif_command(args):
         else:
             print(f'{_WHATIF}: give --output DIR for summary.json, samples.csv and plots')
     return 0
-
-
-def _print_warnings(caught, tag):
-    seen = set()
-    for w in caught:
-        if str(w.message) not in seen:
-            seen.add(str(w.message))
-            print(f'{tag}: warning: {w.message}', file=sys.stderr)
 
 
 def add_commission_parser(subparsers):
@@ -196,7 +189,7 @@ def run_commission_command(args):
             print(f'{_COMMISSION}: error: cannot write {args.output}: {exc}', file=sys.stderr)
             return 1
     if not args.quiet:
-        _print_warnings(caught, _COMMISSION)
+        print_warnings(caught, _COMMISSION)
         print(f'{_COMMISSION}: learned from {result.samples} variants '
               f'({result.commissioning_s:.1f} s of residuals) in {result.wall_s:.1f} s; wrote '
               f'{result.thresholds_file}')
