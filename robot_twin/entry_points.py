@@ -41,16 +41,24 @@ def run_module(module, args=None):
     try:
         return importlib.import_module(module).main(args)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)      # exit status: ended by SIGINT
-        return 130
+        return _ended_by_ctrl_c()
+
+
+def _ended_by_ctrl_c():
+    """End the process as SIGINT would (its exit status says so), without a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    return 130
 
 
 def robot_twin_cli():
-    """``robot-twin``."""
+    """``robot-twin`` (a Ctrl-C while it is still loading ends it without a traceback)."""
     ensure_own_ros_environment()
-    from robot_twin.cli import main as cli_main
-    return cli_main()
+    try:
+        from robot_twin.cli import main as cli_main
+        return cli_main()
+    except KeyboardInterrupt:
+        return _ended_by_ctrl_c()
 
 
 def twin_bridge():
