@@ -68,7 +68,8 @@ __all__ = ['AnomalyMonitor', 'MonitorConfig', 'ThresholdsError', 'FILE_VERSION']
 CLOCK_JUMP_S = 1.0
 """Stamps this far back mean a restarted robot clock (sim reset), not a late sample, s."""
 FILE_VERSION = 3     # 3: frozen channels and flat effort counted while the joint moves only
-_FILE_KEY = 'robot_twin_anomaly_monitor'
+MONITOR_FILE_KEY = 'robot_twin_anomaly_monitor'
+"""Top-level key of the monitor's saved calibration and thresholds file."""
 _WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 _SIGN_VELOCITY = 0.02        # rad/s: velocity giving a full sign in the friction-matched sum
 _FLAT_NOISE_FACTOR = 1.8     # flat effort: block std within this many noise stds
@@ -960,7 +961,7 @@ class AnomalyMonitor:
     def _save(self):
         if self.thresholds_file is None:
             return
-        doc = {_FILE_KEY: {
+        doc = {MONITOR_FILE_KEY: {
             'version': FILE_VERSION,
             'saved_at': datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec='seconds'),
@@ -1002,10 +1003,10 @@ class AnomalyMonitor:
             raw = yaml.safe_load(Path(path).read_text())
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ThresholdsError(f'{path}: cannot read ({exc})') from None
-        doc = raw.get(_FILE_KEY) if isinstance(raw, dict) else None
+        doc = raw.get(MONITOR_FILE_KEY) if isinstance(raw, dict) else None
         if not isinstance(doc, dict):
-            raise ThresholdsError(f'{path}: not an anomaly monitor file (no {_FILE_KEY!r}; an '
-                                  f'older thresholds file?)')
+            raise ThresholdsError(f'{path}: not an anomaly monitor file (no '
+                                  f'{MONITOR_FILE_KEY!r}; an older thresholds file?)')
         if doc.get('version') != FILE_VERSION:
             raise ThresholdsError(f'{path}: version {doc.get("version")!r}, expected '
                                   f'{FILE_VERSION}')

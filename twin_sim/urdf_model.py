@@ -781,6 +781,11 @@ class RobotModel:
         return np.where(prismatic, float(linear), float(angular))
 
     @property
+    def robot_name(self):
+        """Return the URDF's ``<robot name="...">`` ('' when it has none)."""
+        return self._urdf_root.get('name') or ''
+
+    @property
     def continuous_joints(self):
         """Names of the joints without position limits (URDF ``continuous``), model order."""
         return [j for j, kind in zip(self.joint_names, self.joint_types) if kind == 'continuous']

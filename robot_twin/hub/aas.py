@@ -29,6 +29,9 @@ import xml.etree.ElementTree as ElementTree
 
 from basyx.aas import model
 from basyx.aas.adapter import aasx
+from twin_anomaly.detector import THRESHOLDS_FILE_KEY
+from twin_anomaly.monitor import MONITOR_FILE_KEY
+from twin_sim.urdf_model import PARAMS_KEY
 import yaml
 
 NAMEPLATE = 'https://admin-shell.io/zvei/nameplate/2/0/Nameplate'
@@ -42,14 +45,13 @@ TECHNICAL_PROPERTIES = 'https://admin-shell.io/ZVEI/TechnicalData/TechnicalPrope
 IDENTIFIED = 'urn:robot_twin:submodel:identified_parameters:1'
 HEALTH = 'urn:robot_twin:submodel:health:1'
 BODY_PARAMETERS = ('m', 'mcx', 'mcy', 'mcz', 'Ixx', 'Ixy', 'Iyy', 'Ixz', 'Iyz', 'Izz')
-PARAMS_KEY = 'robot_twin_dynamics'
 #: top-level sections of an identified-parameters document without its top key
 _PARAMS_SECTIONS = ('version', 'urdf', 'joints', 'friction_model', 'friction', 'bodies',
                     'armature')
 #: top keys of the project's other YAML files, and what those files are
 _OTHER_FILES = {
-    'robot_twin_anomaly_monitor': "the live twin's saved calibration and anomaly thresholds",
-    'robot_twin_anomaly_thresholds': 'anomaly thresholds from robot-twin commission'}
+    MONITOR_FILE_KEY: "the live twin's saved calibration and anomaly thresholds",
+    THRESHOLDS_FILE_KEY: 'anomaly thresholds from robot-twin commission'}
 
 
 def _ref(iri):

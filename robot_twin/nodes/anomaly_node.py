@@ -21,7 +21,6 @@ from pathlib import Path
 import re
 import sys
 import time
-import xml.etree.ElementTree as ET
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import InertiaStamped
@@ -53,11 +52,7 @@ def default_robot_file(model, suffix):
     their own (named after the file alone, the second overwrote the first one's calibration).
     """
     stem = Path(model.urdf_path).stem
-    try:
-        name = ET.parse(model.urdf_path).getroot().get('name') or ''
-    except (OSError, ET.ParseError):
-        name = ''
-    name = re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('._')
+    name = re.sub(r'[^A-Za-z0-9_.-]+', '_', model.robot_name).strip('._')
     robot = stem if not name or name == stem else f'{name}-{stem}'
     return str(Path.home() / '.ros' / 'robot_twin' / f'{robot}{suffix}')
 

@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ElementTree
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import InertiaStamped
@@ -81,8 +80,7 @@ class TwinHubNode(Node):
                                  'locked_joints': settings.locked_joints}, with_dynamics=False)
         except ValueError as exc:
             raise ConfigError('twin_hub', [str(exc)]) from None
-        robot = ElementTree.parse(model.urdf_path).getroot().get('name') or 'robot'
-        self.state = TwinState(model.joint_names, robot)
+        self.state = TwinState(model.joint_names, model.robot_name or 'robot')
         self.pairing = DisplayPairing(int(1e9 / settings.decode_rate_hz))
         bridge = settings.bridge_node
         self.get_client = self.create_client(GetParameters, f'{bridge}/get_parameters')
