@@ -480,3 +480,33 @@ def test_a_payload_is_refused_while_the_twin_calibrates_and_when_implausible(sav
     assert monitor.set_payload(Payload(1.0, (0.0, 0.0, 0.05))) is None   # the same: no restart
     assert monitor.observer is observer
     assert [e['kind'] for e in monitor.poll_events()].count('payload_set') == 1
+
+
+@pytest.mark.parametrize('model_path', ['', 'rules'])
+def test_a_stall_during_a_joint_fault_does_not_take_over_its_verdict(builtin, model_path):
+    """
+    Seen in a demo: the emulated robot stalled while joint3's friction alarm was raised; the
+    stream group's alarm came and went, but the robot-level verdict read ``dropout`` for the
+    rest of the run, because the stall's evidence was kept for the whole (joint3) episode.
+    """
+    config = MonitorConfig(commissioning_duration_s=6.0, calibration=False,
+                           model_path=model_path)
+    monitor = AnomalyMonitor(builtin, config)
+    stall = (9.0, 9.3)                                    # 300 samples never sent
+    during, after = [], []
+    for sample in synthetic_samples(builtin, 14.0, offset=(7.0, 2, 3.0)):
+        if stall[0] <= sample.t < stall[1]:
+            continue
+        monitor.update(sample, None, now=sample.t + 0.001)
+        if 9.3 <= sample.t < 9.5:
+            during.append(monitor.report())
+        elif sample.t >= 12.0:
+            after.append(monitor.report())
+    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert [e['group'] for e in raised][:1] == ['joint3']
+    assert 'stream' in {e['group'] for e in raised}          # the stall itself was seen
+    assert any(s.fault_type == 'dropout' for s in during)
+    # the stream is regular again: the verdict is joint3's own fault, as before the stall
+    assert after and all(s.faulty_joint == 'joint3' for s in after)
+    assert not any(s.fault_type == 'dropout' for s in after)
+    assert [s.alarm for s in after[-1].groups if s.name == 'stream'] == [False]

@@ -405,6 +405,7 @@ class FusedDetector:
         self._cusum.update(np.where(valid & self._drift, z / lt['long_run_factor'], np.nan))
         per_channel = self._judge(t)
         score = self.score
+        was = self.alarm.copy()
         self._persistence(t, score)
         episode = self.alarm.any() or bool((score >= cfg.clear_ratio).any())
         if not episode:
@@ -414,6 +415,13 @@ class FusedDetector:
             np.maximum(self.peak, per_channel, out=self.peak)
             if math.isnan(self.episode_start):
                 self.episode_start = t
+            cleared = was & ~self.alarm
+            if cleared.any():
+                # a group whose own alarm cleared inside a longer episode (a stall made up
+                # while a joint's friction alarm holds) drops its peaks: what it saw is over,
+                # and no longer speaks in the verdict on the groups still alarmed
+                ended = cleared[self._group]
+                self.peak[ended] = per_channel[ended]
         self.stamp = t
         return bool(self.alarm.any())
 
