@@ -262,11 +262,16 @@ def test_effort_clamped():
     assert d.clamped and 'effort limit 10' in d.reasons[0]
 
 
+def spline_positions(dq, v0, v1, duration, samples=2001):
+    """Displacements along a cubic Hermite segment at evenly spaced times."""
+    s = np.linspace(0.0, 1.0, samples)
+    return (3 * s ** 2 - 2 * s ** 3) * dq + (s ** 3 - 2 * s ** 2 + s) * duration * v0 \
+        + (s ** 3 - s ** 2) * duration * v1
+
+
 def spline_speeds(dq, v0, v1, duration, samples=2001):
     """Speeds along a cubic Hermite segment, from its position curve by finite differences."""
-    s = np.linspace(0.0, 1.0, samples)
-    pos = (3 * s ** 2 - 2 * s ** 3) * dq + (s ** 3 - 2 * s ** 2 + s) * duration * v0 \
-        + (s ** 3 - s ** 2) * duration * v1
+    pos = spline_positions(dq, v0, v1, duration, samples)
     return np.abs(np.diff(pos)) / (duration / (samples - 1))
 
 
@@ -318,6 +323,55 @@ def test_a_move_to_a_stop_takes_one_and_a_half_times_longer_than_straight():
     # Positions only: a straight line at 1 rad/s is within the limit as given.
     d = gov().govern(TrajectoryCommand([(1.0, [1.0, 0.0, 0.0])]), 1.0, True, ZERO)
     assert d.allowed and d.command.points[0].time_from_start == 1.0
+
+
+def test_a_move_starts_at_the_robots_velocity():
+    # The robot's trajectory controller starts the spline where the robot is, at its speed.
+    # Home (1 rad, ending at rest) from rest takes 1.5 s on j1 (limit 1 rad/s); the same move
+    # begun while j1 runs away from the target at 0.5 rad/s would peak at 1.14 rad/s in 1.5 s.
+    v_away = np.array([-0.5, 0.0, 0.0])
+    home = TrajectoryCommand([(1.0, [1.0, 0.0, 0.0], np.zeros(3))])
+    assert spline_speeds(1.0, -0.5, 0.0, 1.5).max() > 1.13
+    d = gov().govern(home, 1.0, True, ZERO, v_away)
+    assert d.allowed and d.clamped
+    t = d.command.points[0].time_from_start
+    assert t > 1.5
+    peak = spline_speeds(1.0, -0.5, 0.0, t).max()
+    assert 0.99 < peak <= 1.0 + 1e-6                        # at the limit, not beyond
+    # running towards the target, it needs less time than from rest, and still stays within
+    d = gov().govern(home, 1.0, True, ZERO, -v_away)
+    t = d.command.points[0].time_from_start
+    assert t < 1.5 and spline_speeds(1.0, 0.5, 0.0, t).max() <= 1.0 + 1e-6
+    # velocities the robot does not stream (NaN) are taken as at rest
+    d = gov().govern(home, 1.0, True, ZERO, [math.nan, 0.0, 0.0])
+    assert d.command.points[0].time_from_start == pytest.approx(1.5)
+
+
+def test_a_robot_faster_than_the_limit_is_held_never_sped_up():
+    v = np.array([1.5, 0.0, 0.0])                           # j1 over its 1 rad/s limit
+    d = gov().govern(TrajectoryCommand([(0.5, ZERO, np.zeros(3))]), 1.0, True, ZERO, v)
+    assert d.allowed
+    t = d.command.points[0].time_from_start
+    assert spline_speeds(0.0, 1.5, 0.0, t).max() <= 1.5 * (1 + 1e-6)
+
+
+def test_a_spline_that_leaves_the_range_between_its_points_is_refused():
+    # j1 at 0.95 rad (limit 1) running towards the limit at 0.9 rad/s: a hold there in 0.5 s
+    # overshoots it by 4/27 * 0.9 * 0.5 = 0.067 rad before it comes back
+    q = np.array([0.95, 0.0, 0.0])
+    hold = TrajectoryCommand([(0.5, q, np.zeros(3))])
+    assert (q[0] + spline_positions(0.0, 0.9, 0.0, 0.5)).max() > 1.01
+    d = gov().govern(hold, 1.0, True, q, [0.9, 0.0, 0.0])
+    assert not d.allowed and d.cause == 'unreachable'
+    assert "'j1'" in d.reasons[0] and 'cubic spline' in d.reasons[0]
+    # at rest the same hold stays put; with positions only a controller runs a straight line
+    assert gov().govern(hold, 1.0, True, q, ZERO).allowed
+    assert gov().govern(TrajectoryCommand([(0.5, q)]), 1.0, True, q, [0.9, 0.0, 0.0]).allowed
+    # point velocities that carry a joint out between the points: the same
+    out = TrajectoryCommand([(1.0, [1.0, 0.0, 0.0], [0.5, 0.0, 0.0]),
+                             (2.0, [0.9, 0.0, 0.0], [0.0, 0.0, 0.0])])
+    d = gov().govern(out, 1.0, True, ZERO)
+    assert not d.allowed and d.cause == 'unreachable' and 'segment 1' in d.reasons[0]
 
 
 def test_trajectory_positions_clamped_and_first_point_gets_time():
@@ -393,7 +447,7 @@ class Clock:
         self.last_allowed = now
 
 
-def check_decision(g, cmd, decision, cur, clock=None):
+def check_decision(g, cmd, decision, cur, clock=None, vel=None):
     """Independently check that an allowed output respects every limit and the clock."""
     lim = g.limits
     if not decision.allowed:
@@ -430,12 +484,24 @@ def check_decision(g, cmd, decision, cur, clock=None):
             if p.velocities is not None:
                 v = np.asarray(p.velocities)
                 assert np.isfinite(v).all() and (np.abs(v) <= vmax).all()
-                if t > t_prev:       # the spline a controller runs, from rest at the start
-                    v0 = np.zeros(len(idx)) if k == 0 else out.points[k - 1].velocities
+                if t > t_prev:       # the spline a controller runs, from the robot's velocity
+                    if k == 0:
+                        v0 = np.zeros(len(idx)) if vel is None else \
+                            np.nan_to_num(np.asarray(vel, dtype=float)[idx], nan=0.0)
+                        bound = np.maximum(vmax, np.abs(v0))    # never faster than it was
+                    else:
+                        v0, bound = out.points[k - 1].velocities, vmax
                     for j in range(len(idx)):
                         fastest = spline_speeds(q[j] - prev[j], v0[j], v[j], t - t_prev,
                                                 samples=257).max()
-                        assert fastest <= vmax[j] * (1 + 1e-6) + 1e-12
+                        assert fastest <= bound[j] * (1 + 1e-6) + 1e-12
+                        # and never beyond the range between the points (nor further out
+                        # than a start outside it)
+                        x = prev[j] + spline_positions(q[j] - prev[j], v0[j], v[j],
+                                                       t - t_prev, samples=257)
+                        slack = 1e-6 * (1.0 + abs(prev[j]) + abs(q[j]))
+                        assert x.min() >= min(lo[j], prev[j]) - slack
+                        assert x.max() <= max(hi[j], prev[j]) + slack
             t_prev, prev = t, q
         return
     v = np.asarray(out.values, dtype=float)
@@ -544,6 +610,18 @@ def random_state(rng, g):
     return q
 
 
+def random_velocity(rng, g):
+    """Return a measured velocity: none, at rest, or up to 1.5x the limits (some NaN)."""
+    r = rng.random()
+    if r < 0.3:
+        return None
+    lim = g.limits
+    v = rng.uniform(-1.5, 1.5, lim.n) * lim.velocity * (r > 0.4)
+    if rng.random() < 0.05:
+        v[int(rng.integers(lim.n))] = math.nan
+    return v
+
+
 def test_property_1e5_random_commands_stay_inside_limits():
     rng = np.random.default_rng(20240611)
     total = 100_000
@@ -559,8 +637,9 @@ def test_property_1e5_random_commands_stay_inside_limits():
             step = rng.exponential(1.0 / g.max_rate_hz)
             now = now + step if rng.random() > 0.01 else now - 5.0 * rng.random()
             clock.saw(now)
-            d = g.govern(cmd, now, bool(rng.random() < 0.95), cur)
-            check_decision(g, cmd, d, cur, clock)
+            vel = random_velocity(rng, g)
+            d = g.govern(cmd, now, bool(rng.random() < 0.95), cur, vel)
+            check_decision(g, cmd, d, cur, clock, vel)
             allowed += d.allowed
             done += 1
         assert g.counters['invariant'] == 0

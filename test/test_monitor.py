@@ -485,6 +485,8 @@ def test_a_payload_is_refused_while_the_twin_calibrates_and_when_implausible(sav
 @pytest.mark.parametrize('model_path', ['', 'rules'])
 def test_a_stall_during_a_joint_fault_does_not_take_over_its_verdict(builtin, model_path):
     """
+    Report joint3's own fault again once a stall in the middle of its alarm is over.
+
     Seen in a demo: the emulated robot stalled while joint3's friction alarm was raised; the
     stream group's alarm came and went, but the robot-level verdict read ``dropout`` for the
     rest of the run, because the stall's evidence was kept for the whole (joint3) episode.

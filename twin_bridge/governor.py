@@ -27,8 +27,11 @@ Rules, in order:
    robot's controller will interpolate it: straight lines between points that give positions
    only (peak = the segment's average speed), cubic splines through points that also give
    velocities (ros2_control's joint_trajectory_controller; a one-point move from rest to a
-   stop peaks at 1.5x its average speed), the first segment starting at rest; point velocities
-   scaled by the same factor.
+   stop peaks at 1.5x its average speed), the first segment starting at the measured velocity
+   (at rest when none is known); point velocities scaled by the same factor. A robot already
+   faster than the limit may keep its own speed at the start of the first segment, never
+   more. A spline must also stay inside the position range between its points (a robot that
+   moves towards a limit overshoots a hold there): one that leaves it is refused.
 
 After clamping, an independent final check (:func:`limit_violations`: plain comparisons with the
 URDF limits and the settings, none of the clamping helpers) re-verifies every output bound;
@@ -392,7 +395,7 @@ class SafetyGovernor:
         return None
 
     # ------------------------------------------------------------------ entry point
-    def govern(self, command, now, state_ok, current_state=None):
+    def govern(self, command, now, state_ok, current_state=None, current_velocity=None):
         """
         Decide whether a command may be sent, and bring it inside the limits.
 
@@ -409,6 +412,9 @@ class SafetyGovernor:
         current_state : (n,) array or None
             Measured joint positions in model order, rad; needed by position, velocity and
             trajectory commands (NaN for joints never received).
+        current_velocity : (n,) array or None
+            Measured joint velocities in model order, rad/s: where a trajectory's first cubic
+            segment starts (None, or NaN for a joint: taken as at rest).
 
         Returns
         -------
@@ -420,7 +426,8 @@ class SafetyGovernor:
                                     time=now)
         try:
             with np.errstate(all='ignore'):  # huge inputs overflow to inf, which is then refused
-                self._govern(command, kind, now, state_ok, current_state, decision)
+                self._govern(command, kind, now, state_ok, current_state, current_velocity,
+                             decision)
         except _Refuse as refusal:
             decision.allowed, decision.command, decision.clamped = False, None, False
             decision.cause = refusal.cause
@@ -439,7 +446,8 @@ class SafetyGovernor:
             c[decision.cause] += 1
         return decision
 
-    def _govern(self, command, kind, now, state_ok, current_state, decision):
+    def _govern(self, command, kind, now, state_ok, current_state, current_velocity,
+                decision):
         if not _finite_number(now):
             raise _Refuse('malformed', f'time now={now!r} is not a finite number of seconds')
         now = float(now)
@@ -459,9 +467,11 @@ class SafetyGovernor:
             times, pos, vel = self._points(command.points, m)
         else:
             values = self._values(command.values, m, kind)
-        cur = None
+        cur = v_now = None
         if kind != 'effort':
             cur = self._current(current_state, idx, joints)
+        if kind == 'trajectory':
+            v_now = self._current_velocity(current_velocity, idx)
         if self._last_allowed is not None:
             since = now - self._last_allowed
             if since < self._period - _RATE_SLACK_S:
@@ -474,9 +484,9 @@ class SafetyGovernor:
         elif kind == 'effort':
             out, reasons = self._effort(values, idx, joints)
         else:
-            out, reasons = self._trajectory(times, pos, vel, idx, joints, cur)
+            out, reasons = self._trajectory(times, pos, vel, idx, joints, cur, v_now)
         violations = limit_violations(self, out, cur if cur is None else np.asarray(cur),
-                                      command)
+                                      command, v_now)
         if violations:
             raise _Refuse('invariant', 'internal check failed, command not sent: '
                                        + '; '.join(violations))
@@ -577,6 +587,19 @@ class SafetyGovernor:
                                       f'{format_joint_names(names)}')
         return cur
 
+    def _current_velocity(self, current_velocity, idx):
+        if current_velocity is None:
+            return np.zeros(len(idx))
+        try:
+            v = np.asarray(current_velocity, dtype=float)
+        except (TypeError, ValueError):
+            raise _Refuse('no_state', 'measured joint velocities are not numbers') from None
+        if v.shape != (self.limits.n,):
+            raise _Refuse('no_state', f'measured joint velocities have shape {v.shape}; '
+                                      f'expected ({self.limits.n},) in model order')
+        v = v[idx]
+        return np.where(np.isfinite(v), v, 0.0)      # unknown: as at rest
+
     # ------------------------------------------------------------------ clamping
     def _step_bounds(self, idx, cur, duration_s):
         if duration_s is None:
@@ -674,9 +697,10 @@ class SafetyGovernor:
             lo, hi = (lo, mid) if (_cubic_peak(dq, v0, v1, mid) <= vmax).all() else (mid, hi)
         return hi
 
-    def _trajectory(self, times, pos, vel, idx, joints, cur):
+    def _trajectory(self, times, pos, vel, idx, joints, cur, v_now):
         lo, hi = self._lo[idx], self._hi[idx]
         vmax = self._vmax[idx]
+        vmax0 = np.maximum(vmax, np.abs(v_now))     # the first segment's bound (see module)
         reasons = []
         out_pos = np.clip(pos, lo, hi)
         moved = out_pos != pos
@@ -694,9 +718,11 @@ class SafetyGovernor:
         if vel is not None:
             # cubic splines: the peak speed inside a segment, at the times given; stretching
             # every time by a factor divides positions' rates and the point velocities alike,
-            # so the peak falls by that factor (the first segment starts at rest)
-            v_start = np.vstack([np.zeros_like(cur)[None, :], vel[:-1]])
-            peak = np.array([(_cubic_peak(step[k], v_start[k], vel[k], dt[k]) / vmax).max()
+            # so the peak falls by that factor (the first segment, which starts at the
+            # measured velocity, gets its own time below)
+            v_start = np.vstack([v_now[None, :], vel[:-1]])
+            bound = np.vstack([vmax0[None, :], np.broadcast_to(vmax, vel[1:].shape)])
+            peak = np.array([(_cubic_peak(step[k], v_start[k], vel[k], dt[k]) / bound[k]).max()
                              if dt[k] > 0.0 else 0.0 for k in range(len(times))])
             ratio = np.maximum(ratio, peak)
         scale = max(1.0, float(ratio[1:].max()) if len(ratio) > 1 else 1.0,
@@ -711,9 +737,9 @@ class SafetyGovernor:
                     break
                 t_next = np.nextafter(t_next, math.inf)
             if vel is not None and t_next > t_prev:
-                v0 = np.zeros_like(cur) if k == 0 else vel[k - 1] / scale
-                t_next = t_prev + self._cubic_time(step[k], v0, vel[k] / scale, vmax,
-                                                   t_next - t_prev)
+                v0 = v_now if k == 0 else vel[k - 1] / scale
+                t_next = t_prev + self._cubic_time(step[k], v0, vel[k] / scale,
+                                                   vmax0 if k == 0 else vmax, t_next - t_prev)
             new_times[k] = t_next
             t_prev = t_next
         if not math.isfinite(t_prev):
@@ -725,7 +751,7 @@ class SafetyGovernor:
                 why = f'moves {joints[j]!r} at {_fmt(dq[k, j] / dt[k])}'
             else:
                 speed = _cubic_peak(step[k], v_start[k], vel[k], dt[k])
-                j = int(np.argmax(speed / vmax))
+                j = int(np.argmax(speed / bound[k]))
                 why = f'peaks at {_fmt(speed[j])} on {joints[j]!r} (cubic spline)'
             reasons.append(f'trajectory slowed down by a factor {_fmt(scale)}: segment {k} '
                            f'{why} > velocity limit {_fmt(vmax[j])}')
@@ -739,10 +765,75 @@ class SafetyGovernor:
             out_vel = np.clip(vel / scale, -vmax, vmax)
             if (np.abs(vel) > vmax).any():
                 reasons.append('point velocities clamped to the velocity limits')
+            self._spline_in_range(new_times, out_pos, out_vel, cur, v_now, idx, joints)
         points = tuple(TrajectoryPoint(float(new_times[k]), out_pos[k],
                                        None if out_vel is None else out_vel[k])
                        for k in range(len(times)))
         return TrajectoryCommand(points, joints), reasons
+
+    def _spline_in_range(self, times, pos, vel, cur, v_now, idx, joints):
+        """
+        Refuse cubic segments that leave the position range between their points.
+
+        A robot measured just outside the range (within the margin, or an allowed step
+        beyond it) may start there; it may not go further out.
+        """
+        t_prev, q_prev, v_prev = 0.0, cur, v_now
+        for k in range(len(times)):
+            duration = times[k] - t_prev
+            if duration > 0.0:
+                low, high = _cubic_range(pos[k] - q_prev, v_prev, vel[k], duration)
+                slack = _ROUNDING * (1.0 + np.abs(q_prev) + np.abs(pos[k]))
+                lo = np.minimum(self._lo[idx], q_prev)
+                hi = np.maximum(self._hi[idx], q_prev)
+                out = ~((q_prev + low >= lo - slack) & (q_prev + high <= hi + slack))
+                if out.any():
+                    j = int(np.argmax(out))
+                    i = idx[j]
+                    raise _Refuse('unreachable', (
+                        f'segment {k} of the trajectory, run as a cubic spline from '
+                        f'{_fmt(q_prev[j])} at {_fmt(v_prev[j])} to {_fmt(pos[k, j])} at '
+                        f'{_fmt(vel[k, j])} in {_fmt(duration)} s, reaches '
+                        f'[{_fmt(q_prev[j] + low[j])}, {_fmt(q_prev[j] + high[j])}] on '
+                        f'{joints[j]!r}, beyond its range [{_fmt(self._lo[i])}, '
+                        f'{_fmt(self._hi[i])}]'))
+            t_prev, q_prev, v_prev = times[k], pos[k], vel[k]
+
+
+def _cubic_range(dq, v0, v1, duration):
+    """
+    Return the lowest and highest displacement (each (m,)) of cubic Hermite segments.
+
+    The same segments as :func:`_cubic_peak`. In displacements (``d0 = v0 duration``,
+    ``d1 = v1 duration``) the position is ``(3 s^2 - 2 s^3) dq + (s^3 - 2 s^2 + s) d0 +
+    (s^3 - s^2) d1``; its extremes are at the ends or where its derivative, a quadratic in
+    ``s``, is zero inside. The roots are found on the displacements divided by the largest of
+    them, so that no scale of times or speeds overflows or underflows; a non-finite result
+    (a segment that overflows) is NaN, and the caller refuses it.
+    """
+    d0, d1 = v0 * duration, v1 * duration
+    big = np.maximum(np.maximum(np.abs(dq), np.abs(d0)), np.abs(d1))
+    with np.errstate(all='ignore'):
+        unit = np.where(big > 0.0, big, 1.0)
+        a, b0, b1 = dq / unit, d0 / unit, d1 / unit
+        c2 = 3.0 * (b0 + b1) - 6.0 * a
+        c1 = 6.0 * a - 4.0 * b0 - 2.0 * b1
+        root = np.sqrt(np.maximum(c1 * c1 - 4.0 * c2 * b0, 0.0))
+        quadratic = c2 != 0.0
+        candidates = (np.where(quadratic, (-c1 + root) / (2.0 * c2), -b0 / c1),
+                      np.where(quadratic, (-c1 - root) / (2.0 * c2), -1.0))
+        low = np.minimum(0.0, a)
+        high = np.maximum(0.0, a)
+        for s in candidates:
+            inside = (s > 0.0) & (s < 1.0)
+            s = np.where(inside, s, 0.0)
+            x = (3.0 * s ** 2 - 2.0 * s ** 3) * a + (s ** 3 - 2.0 * s ** 2 + s) * b0 \
+                + (s ** 3 - s ** 2) * b1
+            low = np.where(inside, np.minimum(low, x), low)
+            high = np.where(inside, np.maximum(high, x), high)
+        low, high = low * unit, high * unit
+    bad = ~(np.isfinite(low) & np.isfinite(high))
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
 
 
 def _cubic_peak(dq, v0, v1, duration):
@@ -776,7 +867,7 @@ def _cubic_peak(dq, v0, v1, duration):
 _ROUNDING = 1e-9
 
 
-def limit_violations(governor, out, current, requested):
+def limit_violations(governor, out, current, requested, current_velocity=None):
     """
     Return every bound an output command violates (empty when it may be sent).
 
@@ -791,6 +882,9 @@ def limit_violations(governor, out, current, requested):
         Measured positions of ``out.joints`` in their order, rad.
     requested : JointCommand or TrajectoryCommand
         The command as proposed (its ``duration_s``).
+    current_velocity : (m,) array or None
+        Measured velocities of ``out.joints`` in their order, rad/s, where a trajectory's
+        first cubic segment starts (None or NaN: at rest).
 
     """
     lim = governor.limits
@@ -809,7 +903,12 @@ def limit_violations(governor, out, current, requested):
     if out.kind == 'trajectory':
         t_prev = 0.0
         prev = None if current is None else [float(c) for c in current]
-        v_prev = [0.0] * len(rows)          # a controller's spline starts the move at rest
+        # a controller's spline starts the move at the robot's velocity (rest when unknown);
+        # a robot already faster than the limit may keep its speed there, not exceed it
+        v_prev = [0.0] * len(rows)
+        if current_velocity is not None:
+            v_prev = [float(v) if math.isfinite(float(v)) else 0.0 for v in current_velocity]
+        first_bound = [max(row[3], abs(v)) for row, v in zip(rows, v_prev)]
         for k, point in enumerate(out.points):
             t = float(point.time_from_start)
             q = [float(x) for x in point.positions]
@@ -827,10 +926,17 @@ def limit_violations(governor, out, current, requested):
                     bad.append(f'point {k} {name} moves {abs(qj - pj)} in {t - t_prev} s, '
                                f'faster than {vmax}')
                 elif v_k is not None:
-                    fastest = _spline_speed_sampled(qj - pj, v_prev[j], v_k[j], t - t_prev)
-                    if not fastest <= vmax * (1 + _ROUNDING):
+                    bound = first_bound[j] if k == 0 else vmax
+                    fastest, lowest, highest = _spline_sampled(qj - pj, v_prev[j], v_k[j],
+                                                               t - t_prev)
+                    if not fastest <= bound * (1 + _ROUNDING):
                         bad.append(f'point {k} {name} spline reaches {fastest} in its segment, '
-                                   f'faster than {vmax}')
+                                   f'faster than {bound}')
+                    slack = _ROUNDING * (1.0 + abs(pj) + abs(qj))
+                    if pj + lowest < min(lo, pj) - slack or pj + highest > max(hi, pj) + slack:
+                        bad.append(f'point {k} {name} spline reaches '
+                                   f'[{pj + lowest}, {pj + highest}] in its segment, beyond '
+                                   f'[{lo}, {hi}]')
             if v_k is not None:
                 for (name, _lo, _hi, vmax, _emax), v in zip(rows, v_k):
                     if not abs(v) <= vmax:
@@ -869,12 +975,19 @@ def limit_violations(governor, out, current, requested):
     return bad
 
 
-def _spline_speed_sampled(dq, v0, v1, duration):
-    """Largest speed of a cubic Hermite segment at 129 evenly spaced times (plain floats)."""
-    fastest = 0.0
+def _spline_sampled(dq, v0, v1, duration):
+    """
+    Sample a cubic Hermite segment at 129 evenly spaced times (plain floats).
+
+    Returns its largest speed and its lowest and highest displacement from the start.
+    """
+    fastest, lowest, highest = 0.0, 0.0, 0.0
     for i in range(129):
         s = i / 128.0
         v = (6.0 * s - 6.0 * s * s) * dq / duration + (3.0 * s * s - 4.0 * s + 1.0) * v0 \
             + (3.0 * s * s - 2.0 * s) * v1
+        x = (3.0 * s * s - 2.0 * s * s * s) * dq \
+            + duration * ((s * s * s - 2.0 * s * s + s) * v0 + (s * s * s - s * s) * v1)
         fastest = max(fastest, abs(v))
-    return fastest
+        lowest, highest = min(lowest, x), max(highest, x)
+    return fastest, lowest, highest

@@ -212,6 +212,9 @@ class TwinBridgeNode(Node):
         """Govern, audit and (if allowed) send one corrective proposal."""
         now = self._now()
         start = self.intake.mapper.position.copy()
+        # the robot's trajectory controller starts its spline at the robot's velocity (NaN:
+        # not streamed, taken as at rest); streamed set-points are straight lines instead
+        velocity = self.intake.mapper.velocity.copy() if self.interface == 'trajectory' else None
         if self.stream is not None and list(self.stream.joints) == list(self.names):
             # a stream is under way: the new one goes on from its set-point, not from where
             # the arm (lagging its commands) is, so the commanded positions never jump. The
@@ -220,7 +223,8 @@ class TwinBridgeNode(Node):
             start = self.stream.setpoint(now)[0]
         command = TrajectoryCommand(points=[(proposal.time_from_start_s, proposal.positions,
                                              proposal.velocities)], joints=self.names)
-        decision = self.governor.govern(command, now, self.intake.state_ok(now), start)
+        decision = self.governor.govern(command, now, self.intake.state_ok(now), start,
+                                        velocity)
         if self.audit is not None:
             self.audit.record(decision, stamp=float(np.nanmax(self.intake.mapper.stamp)),
                               anomaly=proposal.anomaly)
