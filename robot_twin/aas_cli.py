@@ -9,8 +9,10 @@ Wiring (robot_twin/cli.py)::
 The nameplate and technical data come from the URDF, the identified parameters from
 ``--params``, and the current health and RUL from a running hub (``--hub URL``, its REST API).
 Exit status: 0 written, 2 an input is unusable (the message says which), 1 the file cannot be
-written. Every problem is one line on stderr, never a traceback; the URDF's warnings are one
-line each (``robot-twin aas export: warning: ...``).
+written. An existing ``--output`` that is not a regular file (a device, a FIFO, a directory)
+is refused before anything is written, never replaced. Every problem is one line on stderr,
+never a traceback; the URDF's warnings are one line each (``robot-twin aas export: warning:
+...``).
 """
 import datetime
 import json
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.request
 import warnings
 
+from robot_twin.cli_files import not_a_regular_file, yaml_problem
 from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
 
@@ -70,6 +73,10 @@ def _input_problem(args):
     if args.year is not None and not FIRST_YEAR <= args.year <= last:
         return (f'--year {args.year} is not a plausible year of construction (give a year '
                 f'from {FIRST_YEAR} to {last})')
+    if args.urdf and Path(args.urdf).is_dir():
+        return f'--urdf {args.urdf} is a directory; give the URDF file'
+    if args.params and Path(args.params).is_dir():
+        return f'--params {args.params} is a directory; give the params.yaml file'
     return ''
 
 
@@ -78,6 +85,9 @@ def _output_problem(output):
     path = Path(output)
     if path.is_dir():
         return f'cannot write --output {output}: it is a directory; name the .aasx file'
+    problem = not_a_regular_file(path)
+    if problem:
+        return f'cannot write --output {output}: {problem}; name the .aasx file to write'
     if not path.parent.is_dir():
         return (f'cannot write --output {output}: {path.parent} is not an existing folder')
     return ''
@@ -100,6 +110,9 @@ def run_aas_export(args):
         try:
             model = RobotModel.from_urdf(urdf_or_builtin(args.urdf))
             if args.params:
+                problem = yaml_problem(args.params)   # one line, with line and column
+                if problem:
+                    raise ValueError(problem)
                 model.load_parameters(args.params)   # refuses a params file of another robot
                 params_document(args.params)         # ... and a file of another kind
             state = _hub_state(args.hub) if args.hub else None

@@ -44,6 +44,7 @@ import warnings
 import zipfile
 
 import numpy as np
+from robot_twin.cli_files import not_a_regular_file, replace_file
 from twin_anomaly.classifier import ROBOT_FEATURES
 
 _PROG = 'robot-twin anomaly train'
@@ -188,6 +189,9 @@ class EvidenceSet:
             robot.append([ev.robot[key] for key in ROBOT_FEATURES])
             meta.append((run, k, json.dumps(list(ev.joint_names))))
         path = Path(path)
+        problem = not_a_regular_file(path)
+        if problem:
+            raise OSError(f'{problem}; refusing to replace it')
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f'.{path.name}.{os.getpid()}.partial')
         try:
@@ -201,7 +205,7 @@ class EvidenceSet:
                     meta=np.array([json.dumps(m) for m in meta], dtype=str),
                     runs=np.array([json.dumps(r) for r in self.runs], dtype=str),
                     options=np.array(json.dumps(self.options)))
-            os.replace(partial, path)
+            replace_file(partial, path)
         finally:
             partial.unlink(missing_ok=True)
 
@@ -504,7 +508,7 @@ def train(args):
                        f'{_fault_types(pipeline.classes_)} fault types it knows); train on more '
                        f'robots and faults (--cases, --per-case)')
         if not refused:
-            os.replace(candidate, output)
+            replace_file(candidate, output)
     finally:
         candidate.unlink(missing_ok=True)
     report = {
@@ -622,6 +626,9 @@ def _output_file(text):
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f'{text} is a directory; give a file name')
+    problem = not_a_regular_file(path)
+    if problem:
+        raise argparse.ArgumentTypeError(f'{problem}; give the name of a file to write')
     problem = _unwritable(path.parent)
     if problem is None and path.exists() and not os.access(path, os.W_OK):
         problem = f'{text} is not writable'
@@ -642,8 +649,9 @@ def _report_file(text):
         raise argparse.ArgumentTypeError(
             f'{text}: the confusion matrix is written to <report>.png; give the report '
             f'another suffix (e.g. .json)')
-    if plot.is_dir():
-        raise argparse.ArgumentTypeError(f'{plot} (the confusion matrix) is a directory')
+    problem = not_a_regular_file(plot)
+    if problem:
+        raise argparse.ArgumentTypeError(f'{problem} (the confusion matrix goes there)')
     return str(path)
 
 
@@ -659,8 +667,9 @@ def _dataset_dir(text):
             f'{text} is a file; --dataset takes a directory (it keeps train.npz and test.npz '
             f'there)')
     for name in ('train.npz', 'test.npz'):
-        if (path / name).is_dir():
-            raise argparse.ArgumentTypeError(f'{path / name} is a directory, not a data file')
+        problem = not_a_regular_file(path / name)
+        if problem:
+            raise argparse.ArgumentTypeError(f'{problem}; --dataset keeps its data files there')
     if not _existing(path).is_dir():
         raise argparse.ArgumentTypeError(f'{_existing(path)} is not a directory')
     return str(path)

@@ -41,6 +41,9 @@ from robot_twin.ros_env import child_env, localhost_env, MAX_DOMAIN_ID, PARENT_P
 import yaml
 
 _TAG = 'robot-twin up'
+SAME_REQUEST_S = 0.5
+"""A signal this soon (s) after the first one is the same request, not a second Ctrl-C: GNU
+``timeout`` and supervisors signal both ``up`` and its process group, so two arrive at once."""
 
 
 def format_value(value):
@@ -229,6 +232,11 @@ class ProcessGroup:
         """Make a running :meth:`stop` skip the rest of its grace period (second Ctrl-C)."""
         self._kill_now = True
 
+    @property
+    def killing(self):
+        """Whether :meth:`kill_now` was called: the grace period is cut short."""
+        return self._kill_now
+
     def stop(self, sig=signal.SIGINT, timeout_s=None):
         """
         Stop every child: send ``sig``, wait up to ``timeout_s``, then SIGKILL the rest.
@@ -349,7 +357,8 @@ def run_until_stopped(group, log=None):
     Run ``group`` until SIGINT/SIGTERM or until a child exits; stop it; return an exit code.
 
     Starts ``group`` if it has not been started. Must be called from the main thread (it
-    installs signal handlers, restored on return).
+    installs signal handlers, restored on return). A signal within :data:`SAME_REQUEST_S` of
+    the first is the same request; one later (a second Ctrl-C) kills every node at once.
 
     Returns
     -------
@@ -360,13 +369,18 @@ def run_until_stopped(group, log=None):
 
     """
     log = log or (lambda text: print(f'[{_TAG}] {text}', file=sys.stderr, flush=True))
-    requested = []
+    requested = []      # the signal numbers received
+    first = []          # monotonic time of the first one
 
     def handler(signum, _frame):
-        if requested:
-            log('second signal: killing every node now')
+        now = time.monotonic()
+        if requested and now - first[0] < SAME_REQUEST_S:
+            return      # the same request delivered twice (to this process and its group)
+        if requested and not group.killing:
+            log(f'{signal.Signals(signum).name} again: killing every node now')
             group.kill_now()
         requested.append(signum)
+        first.append(now)
 
     previous = {s: signal.signal(s, handler)
                 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -392,7 +406,9 @@ def run_until_stopped(group, log=None):
         # a node stops cleanly on SIGINT and SIGTERM; SIGHUP would end it at once
         killed = group.stop(signal.SIGTERM if sig == signal.SIGHUP else sig)
         if killed:
-            log(f'killed {", ".join(killed)}: did not exit within {group.stop_timeout_s:g} s')
+            why = ('on a second signal' if group.killing
+                   else f'did not exit within {group.stop_timeout_s:g} s')
+            log(f'killed {", ".join(killed)}: {why}')
             code = 1
         reported = exited[0] if exited is not None else None
         for name, returncode in group.returncodes().items():

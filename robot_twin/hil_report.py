@@ -5,7 +5,8 @@ Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin
 
 - tracking error per joint: each measured /joint_states sample against the controller's latest
   position command (/joint_command or /forward_position_controller/commands; a position with
-  velocity is extrapolated as the plant does, for at most ``STREAM_HORIZON_S``), by log time;
+  velocity is extrapolated as the plant does, for at most its ``STREAM_HORIZON_S``), by log
+  time;
 - commands outside the URDF's position, velocity or effort limits, per joint;
 - the plant's timing from its last /twin/plant_status: deadline misses, jitter percentiles and
   histogram (real-time mode), steps, resends and rate (lock-step mode);
@@ -17,14 +18,15 @@ Writes ``report.json`` and plots (``tracking_error.png``, ``jitter_histogram.png
 ``command_limits.png``, ``faults.png``) to the output directory.
 """
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
+import sys
 
 import numpy as np
 from robot_twin.nodes.cdr import JointStateReader
 from robot_twin.replay import DIAGNOSTIC_ARRAY, JOINT_STATE, open_recording, read_messages, \
     recorded_alarms, replay, ReplayError, topic_connections
 from twin_sim.faults import FaultScenario, ScenarioError
-from twin_sim.plant import STREAM_HORIZON_S
 from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import RobotModel, URDFError
 
@@ -99,6 +101,27 @@ def read_commands(reader, path, model):
     return cmd
 
 
+def _stream_horizon_s():
+    """
+    Return the plant's ``STREAM_HORIZON_S`` (s).
+
+    ``twin_sim.plant`` loads pybullet, whose C code writes ``pybullet build time: ...`` to the
+    process's stderr when imported: the import runs with that file descriptor on /dev/null, so
+    that the report's output is the report's alone.
+    """
+    if 'twin_sim.plant' not in sys.modules:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            import twin_sim.plant  # noqa: F401 - the constant is read below
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    return sys.modules['twin_sim.plant'].STREAM_HORIZON_S
+
+
 def tracking_errors(reader, path, model, commands, topic='/joint_states'):
     """
     Return ``(t (m,), error (m, n))``: measured minus commanded position, rad, by log time.
@@ -111,6 +134,7 @@ def tracking_errors(reader, path, model, commands, topic='/joint_states'):
     conns = topic_connections(reader, topic, JOINT_STATE, True,
                               'name it with --joint-states-topic')
     decode = JointStateReader()
+    horizon_s = _stream_horizon_s()
     t_cmd = np.asarray(commands.t)
     times, errors = [], []
     for _conn, log_ns, data in read_messages(reader, conns, path):
@@ -123,7 +147,7 @@ def tracking_errors(reader, path, model, commands, topic='/joint_states'):
             msg = reader.deserialize(data, JOINT_STATE)
             parsed = (0, 0, list(msg.name), np.asarray(msg.position), None, None)
         names, position = parsed[2], parsed[3]
-        reference = commands.q[k] + commands.qd[k] * min(t - t_cmd[k], STREAM_HORIZON_S)
+        reference = commands.q[k] + commands.qd[k] * min(t - t_cmd[k], horizon_s)
         measured = np.full(model.n, np.nan)
         for j, name in enumerate(names):
             if name in index and j < len(position):
@@ -175,7 +199,12 @@ def _number(text):
 
 
 def injected_faults(values, start_stamp):
-    """Return the scenario's faults with their start as a robot stamp (list of dict)."""
+    """
+    Return the scenario's faults with their start as a robot stamp (list of dict), and a problem.
+
+    Faults of one type on one joint starting at the same time (a step and a ramp of one wear)
+    are one onset to detect: one entry, whose ``scenario_entries`` lists their indices.
+    """
     path = values.get('scenario') if values else None
     if not path:
         return [], None
@@ -183,18 +212,41 @@ def injected_faults(values, start_stamp):
         scenario = FaultScenario.load(path)
     except (ScenarioError, OSError) as exc:
         return [], f'cannot read the scenario of the plant, {path}: {exc}'
-    out = []
-    for fault in scenario.faults:
+    out = {}
+    for index, fault in enumerate(scenario.faults):
         spec = fault.to_dict()
-        out.append({'type': spec['type'], 'joint': spec.get('joint'),
+        key = (spec['type'], spec.get('joint'), float(spec['start_s']))
+        if key in out:       # e.g. a step and a ramp of one wear: one onset to detect
+            out[key]['scenario_entries'].append(index)
+            continue
+        out[key] = {'type': spec['type'], 'joint': spec.get('joint'),
                     'start_s': float(spec['start_s']),
                     'start_stamp': None if start_stamp is None
-                    else start_stamp + float(spec['start_s'])})
-    return out, None
+                    else start_stamp + float(spec['start_s']),
+                    'scenario_entries': [index]}
+    return list(out.values()), None
 
 
 def match_faults(injected, detections):
-    """Pair each injected fault with the first detection on its joint after its start."""
+    """
+    Pair each injected fault with the first detection on its joint at or after its start.
+
+    A detection counts from ``DETECTION_WINDOW_S`` before the fault's start; several faults may
+    share one. Detections are every alarm episode, so an alarm raised (and cleared) before the
+    onset does not hide a later one on the same joint.
+
+    Returns
+    -------
+    rows : list of dict
+        The injected faults with ``detected`` (and ``detected_on``, ``detected_type``,
+        ``delay_s`` when detected).
+    false_alarms : list of dict
+        Detections of no fault that began before any fault did (all of them when none was
+        injected).
+    unexpected : list of dict
+        Detections of no fault that began after a fault did (on another joint, say).
+
+    """
     rows = []
     used = set()
     for fault in injected:
@@ -212,8 +264,15 @@ def match_faults(injected, detections):
                        detected_type=detections[hit]['fault_type'],
                        delay_s=detections[hit]['since'] - start)
         rows.append(row)
-    unexpected = [d for k, d in enumerate(detections) if k not in used]
-    return rows, unexpected
+    starts = [f['start_stamp'] for f in injected if f['start_stamp'] is not None]
+    onset = min(starts) - DETECTION_WINDOW_S if starts else None
+    false_alarms, unexpected = [], []
+    for k, det in enumerate(detections):
+        if k in used:
+            continue
+        before = not injected or onset is not None and det['since'] < onset
+        (false_alarms if before else unexpected).append(det)
+    return rows, false_alarms, unexpected
 
 
 def tracking_summary(model, times, errors):
@@ -233,10 +292,10 @@ def _detections(reader, bag, model, config, urdf):
     """Return the live twin's alarms if recorded, else the replay's, and their source."""
     live = recorded_alarms(reader, bag)
     if live is not None:
-        return live['groups'], 'the live twin (/twin/anomaly in the recording)'
+        return live['alarms'], 'the live twin (/twin/anomaly in the recording)'
     report = replay(bag, config=config, urdf=urdf)
-    found = [{'group': a['group'], 'fault_type': a['fault_type'], 'since': a['since'],
-              'source': 'replay'} for a in report['anomalies']]
+    found = sorted(({'group': a['group'], 'fault_type': a['fault_type'], 'since': a['since'],
+                     'source': 'replay'} for a in report['anomalies']), key=lambda a: a['since'])
     return found, 'a replay of the recording (no /twin/anomaly in it)'
 
 
@@ -263,7 +322,7 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
         detections, source = _detections(reader, bag, model, config, urdf)
     finally:
         reader.close()
-    faults, unexpected = match_faults(injected, detections)
+    faults, false_alarms, unexpected = match_faults(injected, detections)
     outside = {kind: {n: int(c) for n, c in zip(model.joint_names, counts) if c}
                for kind, counts in commands.outside.items()}
     report = {
@@ -272,7 +331,8 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
         'commands': {'total': commands.total, 'position_commands': len(commands.t),
                      'outside_limits': outside, 'examples': commands.examples},
         'timing': timing(values),
-        'faults': {'injected': faults, 'detected_not_injected': unexpected,
+        'faults': {'injected': faults, 'false_alarms': false_alarms,
+                   'detected_not_injected': unexpected,
                    'detections_from': source, 'scenario_problem': problem},
     }
     return report, (times, errors, detections, injected)

@@ -5,6 +5,7 @@ Kept apart so that building the ``robot-twin`` parser does not import the twin's
 """
 import json
 import math
+import os
 from pathlib import Path
 import sys
 
@@ -29,22 +30,50 @@ def add_hil_report_parser(subparsers):
     return parser
 
 
+def _output_problem(output):
+    """Return why ``--output`` cannot take the report ('' when it may be tried)."""
+    from robot_twin.cli_files import not_a_regular_file
+    path = Path(output)
+    if path.exists() and not path.is_dir():
+        return (f'--output {output} is a file; give a directory (report.json and the plots '
+                f'are written into it)')
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f'--output {output}: {existing} is a file, not a directory'
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f'--output {output}: cannot write in {existing} (permission denied)'
+    problem = not_a_regular_file(path / 'report.json')
+    return f'--output {output}: {problem}' if problem else ''
+
+
 def cmd_hil_report(args):
     """Run ``robot-twin hil-report``; return the exit status."""
+    problem = _output_problem(args.output)
+    if problem:
+        print(f'{_TAG}: {problem}', file=sys.stderr)
+        return 2
     from robot_twin.hil_report import build_report, write_plots
     from robot_twin.replay import ReplayError
     from twin_bridge.ledger import to_json_value
     try:
         report, series = build_report(args.recording, urdf=args.urdf, config=args.config,
                                       joint_states_topic=args.joint_states_topic)
-        out = Path(args.output)
+    except ReplayError as exc:
+        print(f'{_TAG}: {exc}', file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    try:
         out.mkdir(parents=True, exist_ok=True)
         names = list(report['tracking'])
         report['plots'] = write_plots(report, series, names, out)
         (out / 'report.json').write_text(json.dumps(to_json_value(report), indent=1,
                                                     sort_keys=True) + '\n')
-    except (ReplayError, OSError) as exc:
-        print(f'{_TAG}: {exc}', file=sys.stderr)
+    except OSError as exc:
+        where = f' ({exc.filename})' if exc.filename else ''
+        print(f'{_TAG}: cannot write --output {args.output}: {exc.strerror or exc}{where}',
+              file=sys.stderr)
         return 2
     for line in summary_lines(report):
         print(line)
@@ -70,9 +99,14 @@ def summary_lines(report):
     for f in report['faults']['injected']:
         found = (f"detected on {f['detected_on']} after {f['delay_s']:.3f} s"
                  if f['detected'] else 'NOT detected')
-        lines.append(f"fault {f['type']} on {f['joint'] or 'robot'} at {f['start_s']:g} s: "
-                     + found)
+        entries = len(f.get('scenario_entries') or ())
+        parts = f' ({entries} scenario entries)' if entries > 1 else ''
+        lines.append(f"fault {f['type']} on {f['joint'] or 'robot'} at {f['start_s']:g} s"
+                     f'{parts}: ' + found)
+    if report['faults'].get('false_alarms'):
+        lines.append('false alarms (before any fault began): '
+                     f"{len(report['faults']['false_alarms'])}")
     if report['faults']['detected_not_injected']:
         extra = len(report['faults']['detected_not_injected'])
-        lines.append(f'detected but not injected: {extra}')
+        lines.append(f'detected but not injected (after a fault began): {extra}')
     return lines

@@ -2,16 +2,22 @@
 ``robot-twin ledger verify|show``: check and read the twin's hash-chained lifecycle log.
 
 ``verify`` exits 0 on an intact chain and 1 naming the first bad entry (changed, removed,
-reordered, inserted, or the file cut mid-entry); 2 when the file cannot be read. ``show`` prints
-the entries readably, filtered by time and kind. The log itself: :mod:`twin_bridge.ledger`.
+reordered, inserted, or the file cut mid-entry); 2 when the file cannot be read or ``--head``
+is not a hash. ``show`` prints the entries readably, filtered by time and kind (an unknown kind
+is refused, naming the known ones); a reader that closes the pipe (``| head``) ends it quietly.
+The log itself: :mod:`twin_bridge.ledger`.
 """
 import json
+import os
+import re
 import sys
 
-from twin_bridge.ledger import format_time, LedgerError, parse_time, verify_ledger
+from twin_bridge.ledger import format_time, KINDS, LedgerError, parse_time, verify_ledger
 
 _TAG = 'robot-twin ledger'
 _MAX_LIST = 8   # longer lists are shortened in `show`
+_HASH = re.compile(r'[0-9a-f]{64}')
+_SIGPIPE_STATUS = 141   # 128 + SIGPIPE: what a shell reports for a reader that went away
 
 
 def add_ledger_parser(subparsers):
@@ -60,6 +66,11 @@ def cmd_verify(args):
         print(f'BROKEN: {result.problem}; {intact}')
         return 1
     if args.head is not None:
+        if not _HASH.fullmatch(args.head.lower()):
+            print(f'{_TAG}: --head {args.head} is not an entry hash (64 hexadecimal digits, '
+                  f'as verify prints it)', file=sys.stderr)
+            return 2
+        args.head = args.head.lower()
         hashes = [e.hash for e in result.entries]
         if args.head not in hashes:
             print(f'BROKEN: {args.path}: head {args.head} is not in the log: it was cut or '
@@ -119,12 +130,28 @@ def cmd_show(args):
     if result is None:
         return 2
     kinds = set(args.kind) if args.kind else None
+    known = set(KINDS) | {e.kind for e in result.entries}
+    unknown = sorted(kinds - known) if kinds else []
+    if unknown:
+        print(f'{_TAG}: --kind {", ".join(unknown)}: no such kind; known kinds: '
+              f'{", ".join(sorted(known))}', file=sys.stderr)
+        return 2
     shown = 0
-    for entry in result.entries:
-        if since is not None and entry.time < since or kinds and entry.kind not in kinds:
-            continue
-        print(json.dumps(entry.as_dict(), sort_keys=True) if args.json else format_entry(entry))
-        shown += 1
+    try:
+        for entry in result.entries:
+            if since is not None and entry.time < since or kinds and entry.kind not in kinds:
+                continue
+            print(json.dumps(entry.as_dict(), sort_keys=True) if args.json
+                  else format_entry(entry))
+            shown += 1
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly; stdout goes to /dev/null so that
+        # Python's flush at exit does not complain again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return _SIGPIPE_STATUS
     total = len(result.entries)
     print(f'-- {shown} of {total} entries shown', file=sys.stderr)
     if result.problem is not None:

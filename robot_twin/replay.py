@@ -23,6 +23,7 @@ from pathlib import Path
 import struct
 
 import numpy as np
+from robot_twin.cli_files import yaml_problem
 from robot_twin.config import ConfigError, load_config
 # private helpers of the config loader, until robot_twin.config resolves a node's parameters
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
@@ -81,6 +82,9 @@ def twin_parameters(config=None, urdf=''):
     from robot_twin.nodes.params import resolve_node_parameters
     try:
         path = config_path(config)
+        problem = yaml_problem(path)          # PyYAML's message spans several lines
+        if problem:
+            raise ReplayError(f'--config: {problem}')
         loaded = load_config(path)
         nodes = [(next((n for n, e in loaded.executables.items() if e == executable),
                        executable), executable)
@@ -434,18 +438,20 @@ def recorded_alarms(reader, path):
     -------
     dict or None
         ``first``: the robot-level first alarm (``joint``, ``fault_type``, ``since``,
-        ``message``); ``groups``: the first alarm of every group (joint, ``wrench``,
-        ``stream``) as ``{group, fault_type, since}``, by ``since``. Group alarms come from
-        the detector's block statistics alone; the robot-level joint and fault type are the
-        classifier's verdict at the moment of a report, which the live twin takes by its wall
-        clock and the replay by robot time.
+        ``message``); ``alarms``: every alarm episode of a group (joint, ``wrench``,
+        ``stream``) as ``{group, fault_type, since}``, by ``since`` (a group raised, cleared
+        and raised again is there twice; the fault type is that of its first report);
+        ``groups``: the first of them in each group. Group
+        alarms come from the detector's block statistics alone; the robot-level joint and fault
+        type are the classifier's verdict at the moment of a report, which the live twin takes
+        by its wall clock and the replay by robot time.
 
     """
     conns = [c for c in reader.connections
              if c.topic == '/twin/anomaly' and c.msgtype == DIAGNOSTIC_ARRAY]
     if not conns:
         return None
-    first, groups = None, {}
+    first, alarms, seen = None, [], set()
     for _conn, _t, data in read_messages(reader, conns, path):
         for status in reader.deserialize(data, DIAGNOSTIC_ARRAY).status:
             level = status.level[0] if isinstance(status.level, (bytes, bytearray)) \
@@ -454,14 +460,22 @@ def recorded_alarms(reader, path):
             if level != 2 or not values.get('since'):
                 continue
             name = status.name.rsplit('/', 1)[-1]
+            since = float(values['since'])
             if name == 'robot' and first is None:
                 first = {'joint': values.get('joint') or None,
-                         'fault_type': values.get('fault_type'),
-                         'since': float(values['since']), 'message': status.message}
-            elif name != 'robot' and name not in groups:
-                groups[name] = {'group': name, 'fault_type': values.get('fault_type'),
-                                'since': float(values['since'])}
-    return {'first': first, 'groups': sorted(groups.values(), key=lambda g: g['since'])}
+                         'fault_type': values.get('fault_type'), 'since': since,
+                         'message': status.message}
+            elif name != 'robot' and (name, since) not in seen:
+                # an episode is one exceedance: its start, re-sent in every report (a status
+                # that drops to WARN and back keeps it) names it
+                seen.add((name, since))
+                alarms.append({'group': name, 'fault_type': values.get('fault_type'),
+                               'since': since})
+    alarms.sort(key=lambda a: a['since'])
+    groups = {}
+    for alarm in alarms:
+        groups.setdefault(alarm['group'], alarm)
+    return {'first': first, 'alarms': alarms, 'groups': list(groups.values())}
 
 
 def live_start(reader, path, joint_conns):
@@ -751,6 +765,9 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
 def _make_chain(params, with_wrench, thresholds):
     if thresholds and not Path(thresholds).is_file():
         raise ReplayError(f'--thresholds {thresholds}: no such file')
+    problem = yaml_problem(thresholds) if thresholds else None
+    if problem:
+        raise ReplayError(f'--thresholds: {problem}')
     copy = _read_only_copy(thresholds)
     try:
         chain = TwinChain(params, with_wrench, copy)

@@ -1,5 +1,7 @@
 """The training job's own parts: the evidence set, per-run decisions, the command line."""
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -260,3 +262,30 @@ def test_a_model_no_better_than_chance_is_not_written(tmp_path, capsys, monkeypa
     # no held-out robots: written, with a warning that it was not checked
     assert run(small(tmp_path, '--cases', '2', '--test-cases', '0')) == 0
     assert 'warning: no held-out accuracy (--test-cases 0)' in capsys.readouterr().err
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_and_kept(
+        tmp_path, capsys, monkeypatch):
+    calls = stand_in_simulation(monkeypatch)
+    fifo = tmp_path / 'pipe'
+    os.mkfifo(fifo)
+    os.mkfifo(tmp_path / 'r.png')
+    (tmp_path / 'data').mkdir()
+    os.mkfifo(tmp_path / 'data' / 'train.npz')
+    for extra, option in [([], '--output'),
+                          (['--report', str(fifo)], '--report'),
+                          (['--report', str(tmp_path / 'r.json')], '--report'),
+                          (['--dataset', str(tmp_path / 'data')], '--dataset')]:
+        argv = small(tmp_path, '--cases', '2', *extra)
+        if option == '--output':
+            argv[1] = str(fifo)
+        assert run(argv) == 2, extra
+        err = capsys.readouterr().err
+        assert f'argument {option}: ' in err and 'named pipe (FIFO), not a regular file' in err
+        assert 'Traceback' not in err, err
+    assert not calls and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    # the library call: refused before a byte is written, the FIFO stays
+    with pytest.raises(OSError, match='not a regular file'):
+        EvidenceSet().save(fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'pipe', 'r.png']

@@ -33,6 +33,8 @@ CHILD = textwrap.dedent("""
     import os, signal, sys, time
     def on(sig, _f):
         print('got', signal.Signals(sig).name, flush=True)
+        if 'slow' in sys.argv:   # takes a moment to shut down, as a node does
+            time.sleep(0.3)
         sys.exit(0)
     signal.signal(signal.SIGTERM, on)
     signal.signal(signal.SIGINT, signal.SIG_IGN if 'stubborn' in sys.argv else on)
@@ -299,6 +301,47 @@ def test_run_until_stopped_forwards_sigint_and_restores_handlers(lines, sig):
     got = lines.wait_for(lambda n, line: line.startswith('got '), count=2)
     assert sorted(got) == [('a', f'got {forwarded}'), ('b', f'got {forwarded}')]
     assert signal.getsignal(sig) is before
+
+
+def _run_signalled(lines, group, names, delays, sig=signal.SIGINT):
+    """Run ``group`` (children ``names``); send ``sig`` after each of ``delays`` (s)."""
+    before = signal.getsignal(sig)
+    messages = []
+
+    def interrupt_when_installed():
+        deadline = time.monotonic() + BOUND_S
+        while signal.getsignal(sig) is before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ready(lines, names)
+        for delay in delays:
+            time.sleep(delay)
+            os.kill(os.getpid(), sig)
+
+    threading.Thread(target=interrupt_when_installed, daemon=True).start()
+    try:
+        code = run_until_stopped(group, log=messages.append)
+    finally:
+        group.stop()
+    return code, messages
+
+
+def test_two_signals_at_once_are_one_request_not_a_kill(lines):
+    """GNU timeout or a supervisor signals `up` and its group: the nodes still stop cleanly."""
+    group = ProcessGroup([('a', child('slow')), ('b', child('slow'))], on_line=lines).start()
+    code, messages = _run_signalled(lines, group, ['a', 'b'], [0.0, 0.1])
+    assert code == 0, messages
+    assert not any('kill' in m for m in messages[1:]), messages
+    assert group.returncodes() == {'a': 0, 'b': 0}
+
+
+def test_a_second_ctrl_c_later_kills_at_once_and_says_so(lines):
+    group = ProcessGroup([('deaf', child('stubborn'))], on_line=lines,
+                         stop_timeout_s=BOUND_S).start()
+    code, messages = _run_signalled(lines, group, ['deaf'], [0.0, 1.0])
+    assert code == 1
+    assert any(m == 'killed deaf: on a second signal' for m in messages), messages
+    assert not any('did not exit within' in m for m in messages), messages
+    assert group.returncodes() == {'deaf': -signal.SIGKILL}
 
 
 def test_a_command_that_cannot_start_stops_the_started_ones(lines):

@@ -152,3 +152,51 @@ def test_home_policy_proposes_the_configured_pose_once_per_episode():
         CorrectivePolicy('home')
     with pytest.raises(ValueError, match='home_position'):
         CorrectivePolicy('home', home_position=[0.0, float('nan')])
+
+
+def _feed(intake, names, t0, count, lag=0.0, rate=1000.0):
+    """Feed ``count`` samples from ``t0`` (local time, s) stamped ``lag`` s earlier."""
+    for k in range(count):
+        now = t0 + k / rate
+        reason = intake.joint_state(names, [0.1] * len(names), [], [1.0] * len(names),
+                                    now - lag, now)
+    return reason
+
+
+def test_sync_status_names_stamps_behind_the_local_clock():
+    intake = RobotIntake(NAMES, with_wrench=False)
+    assert _feed(intake, NAMES, 100.0, 2000, lag=3.0) is None      # accepted, mirrored
+    level, message = intake.sync_status(101.9995)
+    assert level == 'STALE' and not intake.state_ok(101.9995)      # no commands on it
+    assert message == ('STALE: joint_states (stamps 3.0 s behind the local clock: synchronize '
+                       'the clocks (chrony/PTP) or check use_sim_time)')
+    # sim-time stamps from 0 on a twin on the system clock
+    sim = RobotIntake(NAMES, with_wrench=False)
+    for k in range(1, 200):
+        sim.joint_state(NAMES, [0.1] * 3, [], [1.0] * 3, k * 0.001, 1.7e9 + k * 0.001)
+    level, message = sim.sync_status(1.7e9 + 0.2)
+    assert level == 'STALE' and 'sim time?: check use_sim_time' in message
+    # a stream that stopped is plain STALE, without a guessed cause
+    assert intake.sync_status(103.0) == ('STALE', 'STALE: joint_states')
+
+
+def test_sync_status_says_when_every_message_is_rejected():
+    intake = RobotIntake(NAMES, with_wrench=False)
+    assert intake.sync_status(0.0) == ('WARN', 'waiting for joints: j1, j2, j3')
+    _feed(intake, NAMES + ['drive_joint'], 100.0, 50)                # an extra joint
+    intake.joint_state(NAMES, [0.1] * 3, [], [], 0.0, 100.06)       # and one zero stamp
+    level, message = intake.sync_status(100.1)
+    assert level == 'ERROR'
+    assert message.startswith('all /joint_states rejected (51 messages, mostly unknown_joint: '
+                              "unknown joint 'drive_joint' in /joint_states")
+    # accepted for a while, then every message refused (stamps ahead): STALE with the cause
+    intake = RobotIntake(NAMES, with_wrench=False)
+    _feed(intake, NAMES, 100.0, 100)
+    _feed(intake, NAMES, 100.1, 300, lag=-0.5)
+    level, message = intake.sync_status(100.4)
+    assert level == 'STALE'
+    assert message.startswith('STALE: joint_states (all 300 /joint_states messages since the '
+                              'last accepted one rejected, mostly future_stamp: ')
+    assert 'ahead of the local clock' in message
+    _feed(intake, NAMES, 100.5, 10)                                  # good again
+    assert intake.sync_status(100.51) == ('OK', 'in sync')

@@ -3,6 +3,8 @@ robot-twin aas export: the URDF's data, the identified parameters and the health
 
 The SDK's reader takes the file back (plain pytest; the command itself runs as a process).
 """
+import os
+import stat
 import subprocess
 import sys
 
@@ -140,3 +142,38 @@ def test_urdf_warnings_are_one_clear_line_each(tmp_path, capsys):
                          for line in lines), err
     assert any('triangle inequality' in line for line in lines), err
     assert 'URDFWarning' not in err and '.py:' not in err, err
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_never_replaced(tmp_path, capsys):
+    # a FIFO stands for /dev/full and the like: the old code replaced it by a regular file
+    fifo = tmp_path / 'out.aasx'
+    os.mkfifo(fifo)
+    run = subprocess.run([sys.executable, '-m', 'robot_twin', 'aas', 'export', '--output',
+                          str(fifo)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert 'named pipe (FIFO), not a regular file' in run.stderr and str(fifo) in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and 'wrote' not in run.stdout, run
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    # the library call refuses it too, before writing anything beside it
+    store, files, shell_id = build_shell(RobotModel.from_urdf(builtin_urdf()))
+    with pytest.raises(OSError, match='not a regular file'):
+        write_aasx(fifo, store, files, shell_id)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and [p.name for p in tmp_path.iterdir()] == \
+        ['out.aasx']
+
+
+def test_a_yaml_error_in_params_is_one_line_with_line_and_column(tmp_path, capsys):
+    params = tmp_path / 'params.yaml'
+    params.write_text('robot_twin_dynamics:\n  joints: [joint1, joint2\n  version: 1\n')
+    status, err = _export(capsys, '--output', tmp_path / 'twin.aasx', '--params', params)
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f'{params}, line 3, column ' in err and 'not valid YAML' in err, err
+    assert not (tmp_path / 'twin.aasx').exists()
+
+
+def test_a_directory_given_as_urdf_is_named_a_directory(tmp_path, capsys):
+    status, err = _export(capsys, '--output', tmp_path / 'twin.aasx', '--urdf', tmp_path)
+    assert status == 2, err
+    assert f'--urdf {tmp_path} is a directory' in err and 'not found' not in err, err
+    assert len(err.strip().splitlines()) == 1, err

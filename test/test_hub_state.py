@@ -10,7 +10,8 @@ from robot_twin.hub.jobs import JobRejected, WhatIfJobs
 from robot_twin.hub.lifecycle import append_acknowledgement, read_tail
 from robot_twin.hub.settings import hub_overrides, hub_spec, hub_urls, HubSettings, \
     parse_address, read_token, with_hub
-from robot_twin.hub.state import TwinState
+from robot_twin.hub.state import AlreadyAcknowledged, check_note, EPISODE_HOLD_S, \
+    NOTE_MAX_CHARS, STALE_AFTER_S, TwinState
 from twin_bridge.ledger import Ledger, verify_ledger
 
 NAMES = ['j1', 'j2', 'j3']
@@ -95,6 +96,91 @@ def test_anomaly_episodes_open_update_close_and_acknowledge():
         s.acknowledge(99, 'api')
     s.update_anomaly(_anomaly('ERROR', joint='j3', fault='sensor_bias'), now=20.0)
     assert [e['id'] for e in s.anomalies()['episodes']] == [2, 1]
+
+
+class _Clock:
+    """A wall clock the test sets."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_flickering_alarm_is_one_episode_until_it_stays_below_error_for_the_hold():
+    clock = _Clock(10.0)
+    s = TwinState(NAMES, 'arm', clock=clock)
+    for k, level in enumerate(['ERROR', 'WARN', 'ERROR', 'OK', 'ERROR', 'WARN', 'ERROR']):
+        clock.now = 10.0 + 0.2 * k                  # flickers every 0.2 s, < EPISODE_HOLD_S
+        s.update_anomaly(_anomaly(level), now=clock.now)
+        if k == 1:
+            first = s.anomalies()['episodes'][0]
+            s.acknowledge(first['id'], 'api', 'seen', now=clock.now)
+    (episode,) = s.anomalies()['episodes']          # one condition, one episode
+    assert episode['active'] and episode['id'] == first['id']
+    assert episode['acknowledged_by'] == 'api' and episode['note'] == 'seen'   # kept
+    s.update_anomaly(_anomaly('WARN'), now=12.0)
+    clock.now = 12.0 + EPISODE_HOLD_S - 0.1
+    assert s.anomalies(active_only=True)['episodes'], 'closed before the hold time'
+    assert s.joints()[1]['anomaly']['episode'] == first['id']
+    version = s.version
+    clock.now = 12.0 + EPISODE_HOLD_S                # no new message: reading settles it
+    assert s.version > version                       # a stream sees the close
+    (closed,) = s.anomalies()['episodes']
+    assert not closed['active'] and closed['closed'] == 12.0   # when it left ERROR
+    s.update_anomaly(_anomaly('ERROR'), now=20.0)    # after the hold: a new episode
+    assert [e['id'] for e in s.anomalies()['episodes']] == [first['id'] + 1, first['id']]
+
+
+def test_the_first_acknowledgement_stands_and_notes_are_checked():
+    s = _state()
+    s.update_anomaly(_anomaly('ERROR'), now=11.0)
+    (episode,) = s.anomalies()['episodes']
+    with pytest.raises(ValueError, match='at most 500'):
+        s.acknowledge(episode['id'], 'opcua', 'x' * 200_000)
+    with pytest.raises(ValueError, match='control character'):
+        s.acknowledge(episode['id'], 'opcua', 'ok\x1b[2J')
+    assert s.anomalies()['episodes'][0]['acknowledged_at'] is None   # refused: not kept
+    s.acknowledge(episode['id'], 'api', 'checked by maintenance', now=1_800_000_000.0)
+    with pytest.raises(AlreadyAcknowledged, match=r'already acknowledged by api at '
+                       r'2027-01-15T08:00:00Z \(note: .checked by maintenance.\)'):
+        s.acknowledge(episode['id'], 'opcua', '', now=1_800_000_100.0)
+    kept = s.anomalies()['episodes'][0]
+    assert (kept['acknowledged_by'], kept['note'], kept['acknowledged_at']) == (
+        'api', 'checked by maintenance', 1_800_000_000.0)
+    assert check_note('line one\nline\ttwo') == 'line one\nline\ttwo'
+    assert check_note('y' * NOTE_MAX_CHARS) == 'y' * NOTE_MAX_CHARS
+    with pytest.raises(ValueError, match='text'):
+        check_note(5)
+
+
+def test_stale_joint_samples_carry_their_age_and_the_health_says_degraded():
+    clock = _Clock(50.0)
+    s = TwinState(NAMES, 'arm', clock=clock)
+    assert s.health()['status'] == 'degraded' and 'received yet' in s.health()['reasons'][0]
+    s.update_sync('OK', 'in sync', {}, now=50.0)
+    s.update_joints('measured', 7.0, NAMES, [0.1] * 3, [0.0] * 3, [1.0] * 3)
+    s.update_joints('predicted', 7.0, NAMES, [0.1] * 3, [0.0] * 3, [1.0] * 3)
+    clock.now = 50.5
+    measured = s.joints()[0]['measured']
+    assert measured['age_s'] == pytest.approx(0.5) and not measured['stale']
+    assert s.health() == {'status': 'ok', 'reasons': [], 'data_age_s': pytest.approx(0.5)}
+    clock.now = 50.0 + STALE_AFTER_S + 5.0           # the robot stream paused
+    s.update_sync('STALE', 'no robot sample for 6 s', {}, now=clock.now)
+    for kind in ('measured', 'predicted', 'residual'):
+        sample = s.joints()[2][kind]
+        assert sample['stale'] and sample['age_s'] == pytest.approx(STALE_AFTER_S + 5.0)
+        assert sample['position'] is not None        # the last values, flagged
+    health = s.health()
+    assert health['status'] == 'degraded'
+    assert 'for 6.0 s' in health['reasons'][0] and 'sync STALE' in health['reasons'][1]
+
+
+def test_the_ledger_path_is_shown_before_the_log_has_entries(tmp_path):
+    s = _state()
+    s.set_ledger(tmp_path / 'ledger.jsonl', [], '')
+    assert s.ledger()['path'] == str(tmp_path / 'ledger.jsonl')
 
 
 def test_rul_values_are_parsed_and_bad_numbers_become_none():

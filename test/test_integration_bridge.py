@@ -258,13 +258,27 @@ def test_stale_stream_is_reported_and_blocks_corrective_commands(bridge):
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+    from robot_twin.nodes.messages import level_name, status_values
+
     m, stream = bridge.monitor, bridge.stream
+    sync = []        # (wall time, level, message, values) of twin/sync on /diagnostics
+    bridge.observer.node.create_subscription(
+        DiagnosticArray, '/diagnostics', lambda msg: sync.extend(
+            (time.time(), level_name(s.level), s.message, status_values(s))
+            for s in msg.status if s.name == 'twin/sync'),
+        QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     _wait_in_sync(bridge)
     stream.stop()
     silent = time.time()
     _, _, message, values = wait_until(lambda: _status(m, silent, 'STALE'), STATUS_TIMEOUT_S,
                                        '/twin/status STALE', bridge.graph)
     assert 'joint_states' in message and values['joint_states.state'] == 'STALE', message
+    # the outage is on /diagnostics too, where rqt_robot_monitor and the aggregator look
+    _, level, text, diag_values = wait_until(
+        lambda: next((d for d in sync if d[0] > silent and d[1] == 'ERROR'), None),
+        STATUS_TIMEOUT_S, 'twin/sync at ERROR on /diagnostics', bridge.graph)
+    assert text.startswith('STALE: joint_states'), text
+    assert diag_values['joint_states.state'] == 'STALE'
     before = _status(m, silent)[3]
     commands_before = len(m.trajectories)
 
@@ -294,6 +308,10 @@ def test_stale_stream_is_reported_and_blocks_corrective_commands(bridge):
 
     # control: fresh again, a new ERROR episode is acted on
     _wait_in_sync(bridge)
+    back = time.time()
+    wait_until(lambda: next((d for d in sync if d[0] > back and d[1] == 'OK'
+                             and d[2] == 'in sync'), None),
+               STATUS_TIMEOUT_S, 'twin/sync OK again on /diagnostics', bridge.graph)
     second_since = time.time() - 0.2
     anomaly.publish(_anomaly_report('ERROR', 'joint3', second_since))
     wait_until(lambda: len(m.trajectories) > commands_before, STATUS_TIMEOUT_S,

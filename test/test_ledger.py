@@ -287,3 +287,43 @@ def test_async_appends_are_written_in_order_and_before_close(tmp_path):
     assert [e.data['k'] for e in read_ledger(path)] == list(range(20))
     with pytest.raises(LedgerError, match='closed'):
         ledger.append_async('rul', {})
+
+
+def test_cli_head_must_be_a_hash_and_kind_a_known_one(tmp_path, capsys):
+    path = tmp_path / 'ledger.jsonl'
+    make_log(path)
+    assert cli_main(['ledger', 'verify', str(path), '--head', 'abc']) == 2
+    captured = capsys.readouterr()
+    assert '--head abc is not an entry hash (64 hexadecimal digits' in captured.err
+    assert 'cut or rewritten' not in captured.out + captured.err
+    assert len(captured.err.strip().splitlines()) == 1, captured.err
+    head = read_ledger(path)[-1].hash
+    assert cli_main(['ledger', 'verify', str(path), '--head', head.upper()]) == 0
+    capsys.readouterr()
+    assert cli_main(['ledger', 'show', str(path), '--kind', 'bogus']) == 2
+    captured = capsys.readouterr()
+    assert captured.out == '' and len(captured.err.strip().splitlines()) == 1, captured
+    assert '--kind bogus: no such kind; known kinds: ' in captured.err
+    assert all(k in captured.err for k in ('anomaly_raised', 'payload_set', 'command')), \
+        captured.err
+    # a kind of the twin's that this log has no entry of yet is not refused
+    assert cli_main(['ledger', 'show', str(path), '--kind', 'payload_set']) == 0
+    assert '0 of' in capsys.readouterr().err
+
+
+def test_cli_show_into_a_closed_pipe_ends_quietly(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    with Ledger(path, durable=False) as ledger:
+        for k in range(3000):
+            ledger.append('rul_advice', {'joint': f'joint{k % 7}', 'level': 'OK',
+                                         'message': 'nominal ' * 8}, wall_time=1000.0 + k)
+    # `robot-twin ledger show ... | head -n 2`: the reader closes the pipe after two lines
+    show = subprocess.Popen([sys.executable, '-m', 'robot_twin', 'ledger', 'show', str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = [show.stdout.readline() for _ in range(2)]
+    show.stdout.close()
+    err = show.stderr.read().decode()
+    code = show.wait(timeout=60)
+    assert head[0].startswith(b'#0'), head
+    assert 'Traceback' not in err and 'BrokenPipeError' not in err, err
+    assert code == 141, (code, err)

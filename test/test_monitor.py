@@ -12,11 +12,12 @@ import pytest
 
 from robot_twin import fault_runs
 from twin_anomaly.detector import DetectorState
-from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
+from twin_anomaly.monitor import AnomalyMonitor, MONITOR_FILE_KEY, MonitorConfig
 from twin_anomaly.report import ROBOT_STATUS, status_entries
 from twin_bridge.intake import RobotSample
 from twin_sim import resources
 from twin_sim.urdf_model import RobotModel
+import yaml
 
 CONFIG = MonitorConfig(commissioning_duration_s=20.0, model_path='rules')
 CASE = fault_runs.Case(arm='iiwa', engine='mujoco', seed=4242, index=0, motion_seed=4242)
@@ -512,3 +513,43 @@ def test_a_stall_during_a_joint_fault_does_not_take_over_its_verdict(builtin, mo
     assert after and all(s.faulty_joint == 'joint3' for s in after)
     assert not any(s.fault_type == 'dropout' for s in after)
     assert [s.alarm for s in after[-1].groups if s.name == 'stream'] == [False]
+
+
+def test_a_file_learned_at_another_sample_rate_is_set_aside(builtin, tmp_path):
+    """A twin restarted at another joint-state rate commissions again instead of misjudging."""
+    path = tmp_path / 'thresholds.yaml'
+    config = MonitorConfig(commissioning_duration_s=4.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(builtin, config, thresholds_file=path)
+    for sample in synthetic_samples(builtin, 5.0):
+        monitor.update(sample, None, now=sample.t + 0.001)
+    monitor.report()                                          # saves the file
+    saved = yaml.safe_load(path.read_text())[MONITOR_FILE_KEY]['commissioning']
+    assert saved['sample_rate_hz'] == pytest.approx(1000.0, rel=1e-3)
+
+    def restart(every, seconds=3.0):
+        logged = []
+        again = AnomalyMonitor(builtin, config, thresholds_file=path,
+                               log=lambda level, text: logged.append((level, text)))
+        for k, sample in enumerate(synthetic_samples(builtin, seconds, start=10.0)):
+            if k % every == 0:
+                again.update(sample, None, now=sample.t + 0.001)
+        return again, [e['kind'] for e in again.poll_events()], logged
+
+    # the same rate: the file is used, and the stream is judged
+    same, kinds, _ = restart(every=1)
+    assert kinds[0] == 'thresholds_loaded' and 'thresholds_refused' not in kinds
+    assert same.commissioned and same.report().phase == 'monitoring'
+    # 200 Hz: set aside within the first samples, commissioning again, no verdict meanwhile
+    other, kinds, logged = restart(every=5)
+    assert kinds[:3] == ['thresholds_loaded', 'thresholds_refused', 'commissioning_started']
+    assert not other.commissioned and other.report().level == 'OK'
+    assert any(level == 'warning' and '200 Hz' in text and '1000 Hz' in text
+               for level, text in logged)
+    # a file from before the rate was saved: used, with a warning to re-commission after a
+    # change of rate (which it cannot see: at 200 Hz this file raises false alarms)
+    doc = yaml.safe_load(path.read_text())
+    del doc[MONITOR_FILE_KEY]['commissioning']['sample_rate_hz']
+    path.write_text(yaml.safe_dump(doc))
+    old, kinds, logged = restart(every=1, seconds=1.0)
+    assert kinds == ['thresholds_loaded'] and old.commissioned
+    assert any('does not say the sample rate' in text for _, text in logged)

@@ -440,3 +440,46 @@ def test_the_observer_notes_when_the_emulated_robot_sent_its_samples_late(ros):
         assert node.obs.late_sends == [2.0, 0.5]
     finally:
         node.destroy_node()
+
+
+def test_the_bridge_names_why_it_is_not_in_sync_on_status_and_diagnostics(ros):
+    """All rejected, stamps 3 s behind, in sync: /twin/status and /diagnostics say which."""
+    ros("wrench_topic:=''")
+    bridge = TwinBridgeNode('bridge_why', anomaly_in_process=True)
+    sent = {'status': [], 'diagnostics': []}
+    bridge.pub_status.publish = lambda data: sent['status'].append(
+        deserialize_message(data, DiagnosticArray).status[0])
+    bridge.pub_diag.publish = lambda data: sent['diagnostics'].append(
+        deserialize_message(data, DiagnosticArray).status[0])
+    model = RobotModel.from_urdf(builtin_urdf())
+
+    def feed_and_report(messages):
+        for msg in messages:
+            bridge.input.on_joint_state(serialize_message(msg))
+        bridge.publish_status()
+        return sent['status'][-1], sent['diagnostics'][-1]
+
+    extra = robot_messages(20, time.time() - 0.03, model)
+    for msg in extra:                                     # a joint the URDF does not have
+        msg.name = list(msg.name) + ['drive_joint']
+        msg.position, msg.velocity, msg.effort = (list(v) + [0.0] for v in (
+            msg.position, msg.velocity, msg.effort))
+    status, diag = feed_and_report(extra)
+    assert status.level == b'\x02' and status.message.startswith(
+        'all /joint_states rejected (20 messages, mostly unknown_joint: unknown joint '
+        "'drive_joint'")
+    assert diag.name == 'twin/sync' and diag.level == b'\x02' and diag.message == status.message
+    status, diag = feed_and_report(robot_messages(20, time.time() - 3.019, model))  # 3 s behind
+    assert status.level == b'\x03'
+    assert status.message.startswith('STALE: joint_states (stamps 3.0 s behind the local clock')
+    assert diag.level == b'\x02' and diag.message == status.message
+    values = {kv.key: kv.value for kv in diag.values}
+    assert values['joint_states.state'] == 'STALE'
+    assert float(values['joint_states.stamps_behind_s']) == pytest.approx(3.0, abs=0.1)
+    status, diag = feed_and_report(robot_messages(20, time.time() - 0.019, model))  # synced
+    assert (status.level, status.message) == (b'\x00', 'in sync')
+    assert (diag.level, diag.message) == (b'\x00', 'in sync')
+    values = {kv.key: kv.value for kv in diag.values}
+    counters = bridge.intake.counters()
+    assert values['joint_states.rejected'] == str(counters['joint_states.rejected'])
+    assert {'joint_states.age_s', 'latency_p99_s', 'clock_offset_s'} <= set(values)

@@ -11,6 +11,9 @@ import dataclasses
 import json
 import os
 import shutil
+import stat
+import subprocess
+import sys
 
 from bag_testing import simulate, write_bag
 import pytest
@@ -235,3 +238,38 @@ def test_replay_starts_where_the_live_twin_started(runs, config, tmp_path):
     everything = replay(bag, config=config, from_start=True)
     assert not everything['start']['aligned_with_live_twin']
     assert everything['messages']['samples'] == len(run.samples)
+
+
+@pytest.mark.parametrize('make', ['directory', 'fifo', 'under_a_file'])
+def test_report_is_checked_before_the_replay(tmp_path, make):
+    bad = {'directory': tmp_path / 'emptydir', 'fifo': tmp_path / 'r.json',
+           'under_a_file': tmp_path / 'file' / 'r.json'}[make]
+    if make == 'directory':
+        bad.mkdir()
+    elif make == 'fifo':
+        os.mkfifo(bad)
+    else:
+        (tmp_path / 'file').write_text('x')
+    # the recording does not exist: only a check made first names --report
+    run = subprocess.run([sys.executable, '-m', 'robot_twin', 'replay',
+                          str(tmp_path / 'missing_bag'), '--report', str(bad), '--quiet'],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run
+    assert run.stderr.startswith(f'robot-twin replay: cannot write --report {bad}: '), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and 'Errno' not in run.stderr, run.stderr
+    assert make != 'fifo' or stat.S_ISFIFO(os.stat(bad).st_mode)
+
+
+def test_yaml_errors_of_config_and_thresholds_are_one_line(runs, config, tmp_path, capsys):
+    bag = write_bag(tmp_path / 'bag', runs['short'])
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('robot_twin:\n  ros__parameters:\n    nodes: [twin_bridge, twin_sim\n'
+                   '    other: 1\n')
+    for extra, option in [(['--config', str(bad)], '--config'),
+                          (['--config', config, '--thresholds', str(bad)], '--thresholds')]:
+        code = cli_main(['replay', str(bag), '--report', str(tmp_path / 'r.json'), '--quiet',
+                         *extra])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith(f'robot-twin replay: {option}: {bad}, line 4, column '), err
+        assert 'not valid YAML' in err and len(err.strip().splitlines()) == 1, err

@@ -90,3 +90,31 @@ def test_config_errors():
             StalenessWatchdog(bad)
     with pytest.raises(WatchdogConfigError, match="'js'"):
         StalenessWatchdog().add_stream('js', stale_timeout_s=-2.0)
+
+
+def test_stamps_steadily_behind_the_clock_are_named_but_stay_stale():
+    """A robot clock 3 s behind: samples arrive in time, the state's age is unknown."""
+    w = StalenessWatchdog(0.1, streams=['joint_states', 'wrench'])
+    for k in range(3000):                        # 1 kHz for 3 s, stamps 3 s behind
+        t = 10.0 + 0.001 * k
+        w.observe('joint_states', t, t - 3.0)
+    now = 12.9995
+    assert w.check(now)['joint_states'] == STALE          # conservative: nothing may act on it
+    assert w.stamp_lag('joint_states', now) == pytest.approx(3.0)
+    assert w.status(now)['joint_states.stamps_behind_s'] == pytest.approx(3.0)
+    assert w.stamp_lag('wrench', now) is None             # never received
+    assert w.stamp_lag('joint_states', 13.2) is None      # arrivals stopped: plain stale
+    # the clocks are synchronized (chrony steps the robot's): fresh at once, no lag named
+    w.observe('joint_states', 13.0, 12.9998)
+    assert w.check(13.0)['joint_states'] == OK
+    assert w.stamp_lag('joint_states', 13.0) is None
+    assert w.status(13.0)['joint_states.stamps_behind_s'] == 0.0
+
+
+def test_a_few_late_samples_are_no_clock_offset():
+    w = StalenessWatchdog(0.1)
+    for k in range(500):                         # in time, then one sample delivered 0.3 s late
+        t = 1.0 + 0.001 * k
+        w.observe('joint_states', t, t - 0.0002)
+    w.observe('joint_states', 1.8, 1.5)
+    assert w.stamp_lag('joint_states', 1.8) is None

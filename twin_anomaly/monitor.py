@@ -86,6 +86,9 @@ _FLAT_LEVEL_SHARE = 0.25     # flat effort counts from this share of the joint's
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
 _LATENCY_BASELINE_S = 60.0   # time constant of the stream's latency baseline, s
 _START_SETTLE_S = 0.5        # the load channels wait this long when a stream (re)starts, s
+_RATE_PROBE_STEPS = 20       # a loaded file's sample rate is checked on this many steps ...
+_RATE_PROBE_S = 0.2          # ... spanning at least this long, s (blocks are not judged before)
+_RATE_TOLERANCE = 1.25       # a median step this many times longer or shorter: another rate
 _MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
 _SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
 
@@ -300,6 +303,7 @@ class AnomalyMonitor:
         self.alarm_changes = 0            # blocks at which a group's alarm was raised or cleared
         self._verdict_cache = None
         self._saved = True
+        self._rate_probe = None           # steps of a loaded file's first samples (see update)
         self._start(recommission)
 
     # ------------------------------------------------------------------ lifecycle
@@ -318,6 +322,7 @@ class AnomalyMonitor:
 
     def _begin_commissioning(self):
         cfg = self.config
+        self._rate_probe = None
         self.step = 'collect'
         self._t0 = None
         self._last_t = None
@@ -493,6 +498,8 @@ class AnomalyMonitor:
             # nothing, and a process just started takes its first samples in bursts. The load
             # channels (observer, wrench) wait a moment, as after a payload change
             self._settle_until = max(self._settle_until, t + _START_SETTLE_S)
+        if self._rate_probe is not None and self._probe_rate(t):
+            return                                 # commissioning again: see _probe_rate
         self._last_t = t
         self.checks.update(t, q, qd, tau, now, getattr(sample, 'refused_before', 0),
                            getattr(sample, 'queued', False))
@@ -515,6 +522,32 @@ class AnomalyMonitor:
             self._take_over_fit(t)
 
     _q_prev = None
+
+    def _probe_rate(self, t):
+        """
+        Compare the stream's rate with the loaded file's; True if commissioning starts again.
+
+        The per-block statistics depend on the samples per block (noise levels, flat runs): a
+        file learned at 100 Hz judges a 500 Hz stream wrongly (seen: torque_saturation within
+        0.5 s of the start). The median step of the first samples is robust to a stall.
+        """
+        probe = self._rate_probe
+        if self._last_t is not None and t > self._last_t:
+            probe['steps'].append(t - self._last_t)
+        if len(probe['steps']) < _RATE_PROBE_STEPS or sum(probe['steps']) < _RATE_PROBE_S:
+            return False
+        self._rate_probe = None
+        learned = probe['learned_hz']
+        rate = 1.0 / float(np.median(probe['steps']))
+        if 1.0 / _RATE_TOLERANCE <= rate / learned <= _RATE_TOLERANCE:
+            return False
+        self._log('warning', f'the robot streams at {rate:.4g} Hz; the calibration and '
+                             f'thresholds of {self.thresholds_file} were learned at '
+                             f'{learned:.4g} Hz: commissioning again for this rate')
+        self._events.append({'kind': 'thresholds_refused', 'file': str(self.thresholds_file),
+                             'reason': f'sample rate {rate:.4g} Hz, learned at {learned:.4g} Hz'})
+        self._begin_commissioning()
+        return True
 
     def _differentiate(self, t, q):
         """Velocity by backward difference for a robot without velocity; None at first."""
@@ -566,7 +599,7 @@ class AnomalyMonitor:
             self._changed |= blk.repeat_run < blk.samples
             if step == 'learn' and t - self._learn_t0 >= self._learn_span:
                 self._finish_commissioning(t)
-        elif step == 'monitor':
+        elif step == 'monitor' and self._rate_probe is None:
             before = self.fused.alarm.copy()
             self.fused.update(t, x)
             if (self.fused.alarm != before).any():
@@ -800,6 +833,8 @@ class AnomalyMonitor:
         self._meta = {'start_stamp': float(self._t0), 'end_stamp': float(t),
                       'learn_start_stamp': float(self._learn_t0),
                       'blocks': int(summary['blocks'])}
+        if self.checks.period_s:
+            self._meta['sample_rate_hz'] = 1.0 / float(self.checks.period_s)
         self.step = 'monitor'
         self._saved = False
 
@@ -1051,6 +1086,13 @@ class AnomalyMonitor:
             self.calibrated_model = apply(self.model, calibration)
         self._set_observer(self.prediction_model())
         self._meta = dict(doc.get('commissioning') or {})
+        learned_hz = self._meta.get('sample_rate_hz')
+        if isinstance(learned_hz, (int, float)) and math.isfinite(learned_hz) and learned_hz > 0:
+            self._rate_probe = {'learned_hz': float(learned_hz), 'steps': []}
+        else:
+            self._log('warning', f'{path} does not say the sample rate it was learned at (an '
+                                 "older file): after a change of the robot's rate, "
+                                 're-commission')
         self.step = 'monitor'
         self._saved = True
         self._t0 = self._last_t = self._learn_t0 = None

@@ -153,6 +153,10 @@ class AnomalyPipeline:
         event = dict(event)
         kind = event.pop('kind')
         self._entries.append((kind, event))
+        if kind == 'thresholds_refused':
+            # commissioning again: its calibration, once accepted, is handed over anew (the
+            # mirror predicts with the file's until then)
+            self._handed_over = False
         calibrated = self.monitor.calibrated_model
         if calibrated is not None and not self._handed_over and (
                 kind == 'calibration_finished' and event.get('accepted')

@@ -6,6 +6,9 @@ through :class:`~twin_bridge.validation.JointStateValidator` (NaN, lengths, unkn
 stamps), then :class:`~twin_bridge.mapping.JointMapper` (any order, any subset -> model order);
 a wrench sample through :class:`~twin_bridge.validation.WrenchValidator`. Accepted samples feed
 the :class:`~twin_bridge.watchdog.StalenessWatchdog` and :class:`~twin_bridge.timesync.TimeSync`.
+:meth:`RobotIntake.sync_status` turns all of it into the level and message of /twin/status,
+naming the cause when the state is not usable (stamps behind the local clock, every message
+rejected).
 twin_bridge and twin_sim (mirror mode) both use it, so a residual is one DDS hop from the robot
 and both nodes judge a message the same way.
 """
@@ -16,9 +19,9 @@ import numpy as np
 
 from twin_bridge.mapping import JointMapper
 from twin_bridge.timesync import TimeSync
-from twin_bridge.validation import count_unreadable, JointStateValidator, SKIPPED, \
-    WrenchValidator
-from twin_bridge.watchdog import StalenessWatchdog
+from twin_bridge.validation import count_unreadable, JointStateValidator, rejection_run, \
+    SKIPPED, WrenchValidator
+from twin_bridge.watchdog import OK, StalenessWatchdog
 
 JOINTS = 'joint_states'
 WRENCH = 'wrench'
@@ -213,6 +216,50 @@ class RobotIntake:
         """Whether every watched stream is fresh and every joint has been received."""
         return self.watchdog.all_ok(now) and self.mapper.all_received
 
+    def sync_status(self, now):
+        """
+        Return ``(level, message)`` of the twin's sync state at local time ``now``, s.
+
+        ``OK`` (``in sync``); ``WARN`` when in sync but some joint never had an effort (no
+        residuals), or while waiting for joints that have not all arrived; ``ERROR`` when
+        messages arrive but every one has been rejected (the dominant cause named); ``STALE``
+        when a stream is not fresh, with its cause where one is known: stamps steadily behind
+        the local clock (:meth:`~twin_bridge.watchdog.StalenessWatchdog.stamp_lag`; the state
+        stays STALE, as its age is unknown), or every message since the last accepted one
+        rejected.
+        """
+        states = self.watchdog.check(now)
+        m = self.mapper
+        if m.all_received and all(state == OK for state in states.values()):
+            no_effort = m.never_received('effort')
+            if no_effort:
+                return 'WARN', ('in sync, but no residuals: the robot gives no effort for '
+                                + ', '.join(no_effort))
+            return 'OK', 'in sync'
+        if not m.all_received:
+            run = rejection_run(self.joints)
+            if run is not None and self.joints.counters['accepted'] == 0:
+                count, cause, reason = run
+                return 'ERROR', (f'all {self.joints.topic} rejected ({count} messages, '
+                                 f'mostly {cause}: {reason})')
+            return 'WARN', 'waiting for joints: ' + ', '.join(self.joints.missing_joints(now))
+        validators = {JOINTS: self.joints, WRENCH: self.wrench}
+        return 'STALE', 'STALE: ' + '; '.join(
+            name + self._stale_cause(name, validators[name], now)
+            for name, state in states.items() if state != OK)
+
+    def _stale_cause(self, stream, validator, now):
+        """Return `` (why)`` for a stale stream when the cause is known, else ''."""
+        lag = self.watchdog.stamp_lag(stream, now)
+        if lag is not None:
+            return f' ({stamps_behind_text(lag)})'
+        run = rejection_run(validator)
+        if run is not None:
+            count, cause, reason = run
+            return (f' (all {count} {validator.topic} messages since the last accepted one '
+                    f'rejected, mostly {cause}: {reason})')
+        return ''
+
     def counters(self):
         """Return every rejection/acceptance counter, prefixed by stream (dict of int)."""
         out = self.joints.counters.as_dict('joint_states.')
@@ -231,3 +278,12 @@ class RobotIntake:
         self._refused_seen = 0
         self._taken = (-math.inf, math.nan)
         self._skipped = False
+
+
+def stamps_behind_text(lag_s):
+    """Say that a stream's stamps lag the local clock by ``lag_s`` s, and what to do."""
+    if lag_s > 1.0e6:        # over 11 days: stamps on another epoch (sim time from 0)
+        return (f'stamps {lag_s:.0f} s behind the local clock, sim time?: check use_sim_time, '
+                'or synchronize the clocks (chrony/PTP)')
+    return (f'stamps {lag_s:.1f} s behind the local clock: synchronize the clocks (chrony/PTP) '
+            'or check use_sim_time')

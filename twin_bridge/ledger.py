@@ -52,13 +52,16 @@ FIELDS = ('data', 'hash', 'kind', 'prev', 'seq', 'time')
 
 KINDS = {
     'start': 'a twin component started: software version, configuration, files it loaded',
-    'parameters_identified': 'identified dynamics in use (file and its SHA-256)',
     'thresholds_loaded': 'commissioned anomaly thresholds loaded from a file',
+    'thresholds_refused': 'a loaded thresholds file does not fit the stream (why: e.g. another '
+                          'sample rate); commissioning starts again',
     'commissioning_started': 'commissioning began (its duration, whether it calibrates)',
     'calibration_finished': 'the model calibration of commissioning: accepted or why not',
     'commissioning_finished': 'commissioning ended: what was learned, over which stamps',
     'anomaly_raised': 'an anomaly alarm was raised (joint, fault type, score, since)',
     'anomaly_cleared': 'an anomaly alarm cleared',
+    'payload_set': 'the twin was told of a new payload (mass, centre of mass, inertia)',
+    'health_baseline': "the health monitor's baseline per joint",
     'rul_advice': 'changed maintenance advice of a joint: level, action, due date, RUL and '
                   'its interval, health index, the evidence behind it',
     'rul_derating': 'a changed speed derating asked of the governor (scale, joint, why)',

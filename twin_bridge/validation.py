@@ -412,6 +412,8 @@ def _tally(validator, problem):
     if problem is None:
         counts['accepted'] += 1
         validator.last_reason = None
+        if validator.rejected_since_accepted:
+            validator.rejected_since_accepted = {}
         return None
     if problem is _NOTHING_FOR_THE_TWIN:
         counts['other_joints_only'] += 1
@@ -421,7 +423,28 @@ def _tally(validator, problem):
     counts[cause] += 1
     counts['rejected'] += 1
     validator.last_reason = reason
+    run = validator.rejected_since_accepted
+    run[cause] = (run.get(cause, (0, ''))[0] + 1, reason)
     return reason
+
+
+def rejection_run(validator):
+    """
+    Summarize the rejections of ``validator`` since its last accepted message.
+
+    Returns
+    -------
+    tuple or None
+        ``(count, cause, reason)``: how many messages were rejected since the last accepted
+        one (or since the start), the most frequent cause among them (a :data:`CAUSES` key)
+        and the latest reason given for that cause; None when none was rejected since.
+
+    """
+    run = validator.rejected_since_accepted
+    if not run:
+        return None
+    cause, (_, reason) = max(run.items(), key=lambda item: item[1][0])
+    return sum(n for n, _ in run.values()), cause, reason
 
 
 def _as_floats(values):
@@ -485,6 +508,9 @@ class JointStateValidator:
         ``ignored_unknown``, ``other_joints_only`` (skipped messages) and ``clock_resync``.
     last_reason : str or None
         Reason of the last rejection (None after an accepted sample).
+    rejected_since_accepted : dict
+        ``{cause: (count, latest reason)}`` of the rejections since the last accepted sample
+        (see :func:`rejection_run`).
     ignored_joints : set of str
         Unknown names dropped so far under ``unknown_joints='ignore'``.
 
@@ -531,6 +557,7 @@ class JointStateValidator:
         self._gate.reset()
         self.counters.reset()
         self.last_reason = None
+        self.rejected_since_accepted = {}
         self.ignored_joints = set()
 
     def validate(self, names, position, velocity, effort, stamp, now):
@@ -714,6 +741,8 @@ class WrenchValidator:
         ``accepted``, ``rejected``, one key per cause in :data:`WRENCH_CAUSES` and
         ``clock_resync``.
     last_reason : str or None
+    rejected_since_accepted : dict
+        As for :class:`JointStateValidator`.
 
     """
 
@@ -736,6 +765,7 @@ class WrenchValidator:
         self._gate.reset()
         self.counters.reset()
         self.last_reason = None
+        self.rejected_since_accepted = {}
 
     def validate(self, wrench, stamp, now):
         """

@@ -9,6 +9,10 @@ A stream is ``NEVER`` until its first sample, then ``STALE`` when its last sampl
 stamps are given, the newest sample's stamp is that old (``now - stamp``: it arrives but late).
 Stamps are compared with the local clock as they are; pass them through
 :meth:`twin_bridge.timesync.TimeSync.to_local` first if the robot's clock is not synchronized.
+A stream whose samples keep arriving in time but whose stamps are all older than the timeout by
+a steady lag (a robot clock behind the local one, or sim-time stamps without ``use_sim_time``)
+stays ``STALE`` (the age of its state cannot be known, so nothing may act on it), and
+:meth:`StalenessWatchdog.stamp_lag` says by how much the stamps lag, so the cause can be named.
 Every state change is recorded with the time it happened (the moment the timeout expired, not
 the moment :meth:`StalenessWatchdog.check` noticed), including a stale gap that began and ended
 between two checks.
@@ -58,8 +62,15 @@ def _timeout(value, name):
     return out
 
 
+LAG_WINDOW_S = 1.0
+"""The steady lag of a stream's stamps is the smallest ``receive_time - stamp`` over the last
+one to two of these spans, s: a few samples delayed on the way do not count as a clock
+offset, and a clock that was corrected stops counting within two spans."""
+
+
 class _Stream:
-    __slots__ = ('timeout', 'last_receive', 'last_stamp', 'state', 'since')
+    __slots__ = ('timeout', 'last_receive', 'last_stamp', 'state', 'since', 'lag_start',
+                 'lag_min', 'lag_min_before')
 
     def __init__(self, timeout):
         self.timeout = timeout
@@ -67,6 +78,9 @@ class _Stream:
         self.last_stamp = -math.inf
         self.state = NEVER
         self.since = None
+        self.lag_start = -math.inf    # start of the current lag span (receive time, s)
+        self.lag_min = math.inf       # smallest receive_time - stamp in the current span, s
+        self.lag_min_before = math.inf    # ... in the span before it
 
 
 class StalenessWatchdog:
@@ -138,8 +152,14 @@ class StalenessWatchdog:
                 self._record(stream, s, onset, STALE)
         if receive_time > s.last_receive:
             s.last_receive = receive_time
-        if stamp is not None and stamp > s.last_stamp:
-            s.last_stamp = stamp
+        if stamp is not None:
+            if stamp > s.last_stamp:
+                s.last_stamp = stamp
+            lag = receive_time - stamp
+            if receive_time - s.lag_start > LAG_WINDOW_S:
+                s.lag_start, s.lag_min_before, s.lag_min = receive_time, s.lag_min, lag
+            elif lag < s.lag_min:
+                s.lag_min = lag
         state = OK if self._fresh_at(s, receive_time) else STALE
         if state != s.state:
             self._record(stream, s, receive_time, state)
@@ -209,14 +229,35 @@ class StalenessWatchdog:
             age = max(age, now - s.last_stamp)
         return age
 
+    def stamp_lag(self, stream, now):
+        """
+        Return how far the stream's stamps steadily lag its arrivals, s, or None.
+
+        Not None only while samples arrive in time (the last one within the timeout of
+        ``now``) but every sample of the last one to two :data:`LAG_WINDOW_S` was stamped
+        more than the timeout before it arrived: the robot's clock is behind the local one
+        (or its stamps are sim time, or every sample is delayed on the way by that much). The
+        stream is ``STALE`` then; the value is the smallest of those lags.
+        """
+        s = self._streams[stream]
+        if s.last_stamp == -math.inf or now - s.last_receive > s.timeout:
+            return None
+        lag = min(s.lag_min, s.lag_min_before)
+        return lag if s.timeout < lag < math.inf else None
+
     def status(self, now):
-        """Return a flat dict for ``/twin/status``: state, age and since per stream."""
+        """
+        Return a flat dict for ``/twin/status``: state, age and since per stream.
+
+        Also ``<stream>.stamps_behind_s``: :meth:`stamp_lag`, 0.0 when the stamps do not lag.
+        """
         states = self.check(now)
         out = {}
         for name, state in states.items():
             out[f'{name}.state'] = state
             out[f'{name}.age_s'] = self.age(name, now)
             out[f'{name}.since'] = self._streams[name].since
+            out[f'{name}.stamps_behind_s'] = self.stamp_lag(name, now) or 0.0
         return out
 
     def reset(self, now=math.nan):

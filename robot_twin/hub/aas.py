@@ -29,6 +29,7 @@ import xml.etree.ElementTree as ElementTree
 
 from basyx.aas import model
 from basyx.aas.adapter import aasx
+from robot_twin.cli_files import not_a_regular_file, replace_file, yaml_problem
 from twin_anomaly.detector import THRESHOLDS_FILE_KEY
 from twin_anomaly.monitor import MONITOR_FILE_KEY
 from twin_sim.urdf_model import PARAMS_KEY
@@ -149,7 +150,8 @@ def params_document(path):
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding='utf-8'))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f'{path}: cannot read it as YAML ({exc})') from None
+        problem = yaml_problem(path) or f'{path}: cannot read it as YAML ({exc})'
+        raise ValueError(problem) from None
     expected = (f'expected identified dynamics: a params.yaml from robot-twin sysid (top key '
                 f'{PARAMS_KEY!r})')
     if not isinstance(raw, dict):
@@ -269,18 +271,23 @@ def write_aasx(path, store, files, shell_id):
     Write the shell and its submodels (and packed files) to an .aasx package.
 
     The package is built in memory and then moved into place: a path that cannot be written
-    (a directory, a missing folder) raises one :class:`OSError` and leaves no partial file.
+    (a directory, a missing folder) raises one :class:`OSError` and leaves no partial file. An
+    existing path that is not a regular file (a device, a FIFO, a socket) is refused before
+    anything is written, never replaced.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f'{path} is a directory; name the .aasx file to write')
+    problem = not_a_regular_file(path)
+    if problem:
+        raise OSError(f'{problem}; name the .aasx file to write')
     buffer = io.BytesIO()
     with aasx.AASXWriter(buffer) as writer:
         writer.write_aas(shell_id, store, files)
     partial = path.with_name(f'.{path.name}.{os.getpid()}.part')
     try:
         partial.write_bytes(buffer.getvalue())
-        os.replace(partial, path)
+        replace_file(partial, path)
     finally:
         partial.unlink(missing_ok=True)
 

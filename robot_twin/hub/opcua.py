@@ -24,10 +24,13 @@ from their types, from the URDF:
         SetPayload(MassKg, CenterOfMassM[3], InertiaKgm2[6])               methods
 
 The twin's values live in namespace ``urn:robot_twin:hub``. Values carry the robot sample's
-stamp as their SourceTimestamp. Every variable is read-only; anonymous clients may read,
-browse and subscribe, and only user ``robot_twin`` with the hub's token as password may call
-the methods (the writes of the REST API, with the same rules). Every method answers
-``(Ok, Message)``: a refusal is ``Ok = false`` with the reason, not a fault status.
+stamp as their SourceTimestamp and a StatusCode that says how good they are (:func:`quality`):
+Good, UncertainLastUsableValue when the joint samples are stale, BadWaitingForInitialData
+before the first message and BadNoData for a missing or NaN value. Every variable is
+read-only; anonymous clients may read, browse and subscribe, and only user ``robot_twin`` with
+the hub's token as password may call the methods (the writes of the REST API, with the same
+rules). Every method answers ``(Ok, Message)``: a refusal is ``Ok = false`` with the reason,
+not a fault status.
 """
 import asyncio
 import datetime
@@ -44,6 +47,7 @@ from asyncua.common.instantiate_util import instantiate
 from asyncua.crypto.permission_rules import PermissionRuleset, User, USER_TYPES, UserRole
 from asyncua.server.user_managers import UserManager
 from robot_twin.hub.settings import OPCUA_USER
+from robot_twin.hub.state import finite_or_none
 
 DI_URI = 'http://opcfoundation.org/UA/DI/'
 ROBOTICS_URI = 'http://opcfoundation.org/UA/Robotics/'
@@ -130,6 +134,25 @@ class _ReadOnlyForAnonymous(PermissionRuleset):
 
     def check_validity(self, user, action_type_id, body):
         return action_type_id in self._allowed.get(user.role, set())
+
+
+GOOD, STALE, WAITING, NO_DATA = (ua.StatusCodes.Good, ua.StatusCodes.UncertainLastUsableValue,
+                                 ua.StatusCodes.BadWaitingForInitialData, ua.StatusCodes.BadNoData)
+
+
+def quality(value, source):
+    """
+    Return the StatusCode (an int of ``ua.StatusCodes``) of ``value`` taken from ``source``.
+
+    ``source`` is the dict the value comes from (a joint sample of ``TwinState.joints()``, an
+    anomaly or RUL status), None while nothing arrived: BadWaitingForInitialData. A value
+    that is None or NaN is BadNoData; one from a ``stale`` sample UncertainLastUsableValue.
+    """
+    if source is None:
+        return WAITING
+    if value is None or (isinstance(value, float) and value != value):
+        return NO_DATA
+    return STALE if source.get('stale') else GOOD
 
 
 def _datetime(stamp):
@@ -328,6 +351,10 @@ class TwinOpcUaServer:
                                    ua.QualifiedName('ActualSpeed', ns_rob),
                                    ua.LocalizedText('ActualSpeed'),
                                    instantiate_optional=False))[0]
+        await server.write_attribute_value(     # AnalogUnitType's is Number: a Double here
+            speed.nodeid, ua.DataValue(ua.Variant(ua.NodeId(ua.ObjectIds.Double),
+                                                  ua.VariantType.NodeId)),
+            ua.AttributeIds.DataType)
         await self._set_units(speed, 'm/s' if linear else 'rad/s')
         self._nodes[(joint, 'ActualPosition')] = position.nodeid
         self._nodes[(joint, 'ActualSpeed')] = speed.nodeid
@@ -424,8 +451,8 @@ class TwinOpcUaServer:
     def _acknowledge(self, episode_id, note):
         if isinstance(episode_id, bool) or not isinstance(episode_id, int):
             raise ValueError(f'AnomalyId must be an integer, got {episode_id!r}')
-        try:
-            episode = self.actions.acknowledge(episode_id, 'opcua', str(note or ''))
+        try:       # the note is checked as the REST API checks it (state.check_note)
+            episode = self.actions.acknowledge(episode_id, 'opcua', '' if note is None else note)
         except KeyError as exc:
             return False, str(exc.args[0])
         return True, f'anomaly {episode["id"]} acknowledged' + (
@@ -439,66 +466,77 @@ class TwinOpcUaServer:
 
     # ------------------------------------------------------------------ updates
     async def _update(self, server):
-        values = []                           # (NodeId, value, VariantType, stamp)
+        values = []                           # (key, value, VariantType, stamp, source)
         limits = self.model.effort_limit
+        double, string = ua.VariantType.Double, ua.VariantType.String
         for i, entry in enumerate(self.state.joints()):
             joint = entry['name']
             m, p, r = entry['measured'], entry['predicted'], entry['residual']
-            a, rul = entry['anomaly'] or {}, entry['rul'] or {}
-            stamp = m['stamp'] if m else None
-            double = ua.VariantType.Double
-            if m:
-                values += [((joint, 'ActualPosition'), m['position'], double, stamp),
-                           ((joint, 'ActualSpeed'), m['velocity'], double, stamp),
-                           ((joint, 'MeasuredEffort'), m['effort'], double, stamp)]
-                if m['effort'] is not None and limits[i] > 0:
-                    rate = min(65535, round(100.0 * abs(m['effort']) / limits[i]))
-                    values.append(((joint, 'EffectiveLoadRate'), rate, ua.VariantType.UInt16,
-                                   stamp))
-            if p:
-                values += [((joint, 'PredictedEffort'), p['effort'], double, p['stamp']),
-                           ((joint, 'PredictedPosition'), p['position'], double, p['stamp'])]
-            if r:
-                values.append(((joint, 'EffortResidual'), r['effort'], double, r['stamp']))
-            string = ua.VariantType.String
-            values += [((joint, 'AnomalyLevel'), a.get('level', ''), string, None),
-                       ((joint, 'AnomalyScore'), a.get('score'), double, None),
-                       ((joint, 'FaultType'), a.get('fault_type', ''), string, None),
-                       ((joint, 'AnomalySince'), a.get('since'), double, None)]
-            values += [((joint, key), rul.get(field), double, None) for key, field in (
+            a, rul = entry['anomaly'], entry['rul']
+            get = (lambda sample, name: sample[name] if sample else None)
+            values += [((joint, 'ActualPosition'), get(m, 'position'), double, m),
+                       ((joint, 'ActualSpeed'), get(m, 'velocity'), double, m),
+                       ((joint, 'MeasuredEffort'), get(m, 'effort'), double, m),
+                       ((joint, 'PredictedEffort'), get(p, 'effort'), double, p),
+                       ((joint, 'PredictedPosition'), get(p, 'position'), double, p),
+                       ((joint, 'EffortResidual'), get(r, 'effort'), double, r)]
+            effort = get(m, 'effort')
+            if effort is not None and limits[i] > 0:
+                rate = min(65535, round(100.0 * abs(effort) / limits[i]))
+                values.append(((joint, 'EffectiveLoadRate'), rate, ua.VariantType.UInt16, m))
+            elif m is None:
+                values.append(((joint, 'EffectiveLoadRate'), 0, ua.VariantType.UInt16, None))
+            a_get = (lambda name, default=None: a.get(name, default) if a else default)
+            values += [((joint, 'AnomalyLevel'), a_get('level', ''), string, a),
+                       ((joint, 'AnomalyScore'), a_get('score'), double, a),
+                       ((joint, 'FaultType'), a_get('fault_type', ''), string, a),
+                       ((joint, 'AnomalySince'), a_get('since'), double, a)]
+            r_get = (lambda name, default=None: rul.get(name, default) if rul else default)
+            values += [((joint, key), r_get(name), double, rul) for key, name in (
                 ('RulHours', 'rul_hours'), ('RulLowerHours', 'rul_lower_hours'),
                 ('RulUpperHours', 'rul_upper_hours'), ('HealthIndex', 'health_index'))]
-            values += [((joint, 'RecommendedAction'), rul.get('recommended_action', ''), string,
-                        None), ((joint, 'DueBy'), rul.get('due_by', ''), string, None)]
-        values += self._robot_values()
-        for key, value, kind, stamp in values:
-            await self._write(server, key, value, kind, stamp)
+            values += [((joint, 'RecommendedAction'), r_get('recommended_action', ''), string,
+                        rul), ((joint, 'DueBy'), r_get('due_by', ''), string, rul)]
+        for key, value, kind, source in values:
+            stamp = source.get('stamp') if source else None
+            await self._write(server, key, value, kind, stamp, quality(value, source))
+        for key, value, kind, status in self._robot_values():
+            await self._write(server, key, value, kind, None, status)
 
     def _robot_values(self):
+        """Return ``(key, value, VariantType, StatusCode)`` of the robot-level variables."""
         sync, anomaly = self.state.sync(), self.state.snapshot(events=False)['anomaly']
+        corrective = self.state.corrective()
         av = anomaly.get('values', {})
         string, double = ua.VariantType.String, ua.VariantType.Double
-        score = av.get('score')
-        return [(('', 'Sync.State'), sync['level'], string, None),
-                (('', 'Sync.Message'), sync['message'], string, None),
-                (('', 'Sync.LatencyP99'), sync['latency_p99_s'], double, None),
-                (('', 'Anomaly.Level'), anomaly['level'], string, None),
-                (('', 'Anomaly.Score'), float(score) if score else None, double, None),
-                (('', 'Anomaly.FaultType'), av.get('fault_type', ''), string, None),
-                (('', 'Anomaly.Joint'), av.get('joint', ''), string, None),
-                (('', 'Anomaly.Message'), anomaly['message'], string, None),
-                (('', 'CorrectiveActionsEnabled'), bool(self.state.corrective()['enabled']),
-                 ua.VariantType.Boolean, None)]
+        sync_source = sync if sync['received'] is not None else None
+        anomaly_source = anomaly if anomaly['received'] is not None else None
+        score = finite_or_none(av.get('score'))
+        enabled = corrective['enabled']
+        return [(('', 'Sync.State'), sync['level'], string, quality('', sync_source)),
+                (('', 'Sync.Message'), sync['message'], string, quality('', sync_source)),
+                (('', 'Sync.LatencyP99'), sync['latency_p99_s'], double,
+                 quality(sync['latency_p99_s'], sync_source)),
+                (('', 'Anomaly.Level'), anomaly['level'], string, quality('', anomaly_source)),
+                (('', 'Anomaly.Score'), score, double, quality(score, anomaly_source)),
+                (('', 'Anomaly.FaultType'), av.get('fault_type', ''), string,
+                 quality('', anomaly_source)),
+                (('', 'Anomaly.Joint'), av.get('joint', ''), string, quality('', anomaly_source)),
+                (('', 'Anomaly.Message'), anomaly['message'], string,
+                 quality('', anomaly_source)),
+                (('', 'CorrectiveActionsEnabled'), bool(enabled), ua.VariantType.Boolean,
+                 quality(enabled, corrective if corrective['updated'] is not None else None))]
 
-    async def _write(self, server, key, value, kind, stamp):
+    async def _write(self, server, key, value, kind, stamp, status):
         if kind == ua.VariantType.Double and value is None:
             value = math.nan
         last = self._written.get(key)
-        if last is not None and last[1] == stamp and (last[0] == value or (
+        if last is not None and last[1:] == (stamp, status) and (last[0] == value or (
                 value != value and last[0] != last[0])):       # unchanged (NaN == NaN here)
             return
-        self._written[key] = (value, stamp)
+        self._written[key] = (value, stamp, status)
         when = _datetime(stamp) or datetime.datetime.now(datetime.timezone.utc)
-        data = ua.DataValue(ua.Variant(value, kind), SourceTimestamp=when,
+        data = ua.DataValue(ua.Variant(value, kind), StatusCode=ua.StatusCode(status),
+                            SourceTimestamp=when,
                             ServerTimestamp=datetime.datetime.now(datetime.timezone.utc))
         await server.write_attribute_value(self._nodes[key], data)

@@ -6,7 +6,8 @@ token. Writes — acknowledge an anomaly, switch corrective actions on or off (t
 decides every command), start a what-if job — need ``Authorization: Bearer <token>`` and are
 possible only when the hub was given a token file. Every error is JSON ``{"detail": ...}``:
 401 without or with a wrong token, 403 when writes are off, 404 for an unknown joint, anomaly
-or job, 409 when the twin cannot do it now, 422 for a malformed request, 429 when the what-if
+or job, 409 when the twin cannot do it now (or the anomaly was acknowledged before), 422 for a
+malformed request (non-finite numbers too; they are echoed as strings), 429 when the what-if
 queue is full. The schema is at ``/openapi.json``; the live stream (server-sent events) at
 ``/api/v1/stream``; the dashboard at ``/``.
 """
@@ -24,9 +25,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, create_model, Field, StrictBool, \
-    StrictFloat, StrictStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, create_model, \
+    Field, StrictBool, StrictFloat, StrictStr
 from robot_twin.hub.jobs import JobRejected, RESULT_FILES
+from robot_twin.hub.state import AlreadyAcknowledged, check_note, NOTE_MAX_CHARS
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -41,11 +43,22 @@ class Problem(BaseModel):
     detail: Any = Field(description='What was wrong (a text, or the list of invalid fields).')
 
 
+#: check_note's rule in the schema, so that clients (and schema fuzzers) know it: no control
+#: characters but tab and line breaks
+NOTE_PATTERN = r'^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$'
+
+
 class AcknowledgeRequest(BaseModel):
     """Body of an acknowledgement."""
 
     model_config = ConfigDict(extra='forbid')
-    note: StrictStr = Field('', max_length=500, description='Free text kept with the anomaly.')
+    note: Annotated[StrictStr, AfterValidator(check_note)] = Field(
+        '', max_length=NOTE_MAX_CHARS, pattern=NOTE_PATTERN,
+        description='Free text kept with the anomaly (no control characters but tab and '
+                    'line breaks).')
+
+
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class PayloadRequest(BaseModel):
@@ -54,10 +67,10 @@ class PayloadRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
     mass_kg: StrictFloat = Field(ge=0.0, le=1e6, allow_inf_nan=False,
                                  description='Mass of the load, kg (0: nothing carried).')
-    com_m: List[StrictFloat] = Field(
+    com_m: List[FiniteFloat] = Field(
         [0.0, 0.0, 0.0], min_length=3, max_length=3,
         description='Centre of mass, m, in the payload frame (the frame the tool is on).')
-    inertia_kgm2: List[StrictFloat] = Field(
+    inertia_kgm2: List[FiniteFloat] = Field(
         [0.0] * 6, min_length=6, max_length=6,
         description='Inertia about the centre of mass, kg·m^2: ixx, ixy, ixz, iyy, iyz, izz.')
 
@@ -135,9 +148,14 @@ class Job(BaseModel):
 
 
 class Health(BaseModel):
-    """The hub is up; what it serves."""
+    """The hub is up; whether the robot's data is live; what it serves."""
 
-    status: str
+    status: Literal['ok', 'degraded'] = Field(
+        description='degraded: the hub serves, but the robot data is missing or stale '
+                    '(see reasons)')
+    reasons: List[str]
+    data_age_s: Optional[float] = Field(
+        description='Seconds since the newest measured joint sample arrived (null: none yet).')
     robot: str
     joints: List[str]
     writes_enabled: bool
@@ -223,10 +241,19 @@ def create_app(state, actions, *, token=None, jobs=None):
             headers['Allow'] = ', '.join(sorted(_methods(app, request.scope)))
         return JSONResponse({'detail': exc.detail}, exc.status_code, headers=headers)
 
+    @app.head(f'{API}/health', include_in_schema=False)
+    def health_probe():                 # uptime probes: 200 while the hub serves
+        return Response(media_type='application/json')
+
     @app.get(f'{API}/health', response_model=Health, tags=['state'])
     def health():
-        """Whether the hub runs, and what it has received."""
-        return {'status': 'ok', 'robot': state.robot_name, 'joints': state.joint_names,
+        """
+        Whether the hub runs (200), whether the robot's data is live, what it has received.
+
+        ``status`` is ``degraded``, with the ``reasons``, while the robot's data is missing or
+        stale; the answer is still 200 (the hub itself serves).
+        """
+        return {**state.health(), 'robot': state.robot_name, 'joints': state.joint_names,
                 'writes_enabled': token is not None, 'samples_received': state.counters()}
 
     @app.get(f'{API}/state', tags=['state'])
@@ -239,7 +266,9 @@ def create_app(state, actions, *, token=None, jobs=None):
         """
         Return per joint: measured, predicted, residual, anomaly status, RUL.
 
-        Position rad, velocity rad/s, effort N·m (m, m/s, N for prismatic joints).
+        Position rad, velocity rad/s, effort N·m (m, m/s, N for prismatic joints); each of
+        measured, predicted and residual has ``age_s`` (since the hub received it) and
+        ``stale`` (no newer sample for more than 1 s).
         """
         return state.joints()
 
@@ -284,14 +313,21 @@ def create_app(state, actions, *, token=None, jobs=None):
         raise HTTPException(404, f'no anomaly {episode_id}')
 
     @app.post(f'{API}/anomalies/{{episode_id}}/acknowledge', response_model=Episode,
-              tags=['anomalies'], responses=_errors(401, 403, 404))
+              tags=['anomalies'], responses=_errors(401, 403, 404, 409))
     def acknowledge(body: AcknowledgeRequest, episode_id: int = Path(ge=1, le=2 ** 62),
                     _auth: bool = Depends(writer)):
-        """Acknowledge an anomaly (kept by the hub; written to the lifecycle log if any)."""
+        """
+        Acknowledge an anomaly (kept by the hub; written to the lifecycle log if any).
+
+        The first acknowledgement stands: a second one is a conflict (409) that says who
+        acknowledged the anomaly and when.
+        """
         try:
             return actions.acknowledge(episode_id, 'api', body.note)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
+        except AlreadyAcknowledged as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.get(f'{API}/rul', tags=['health'])
     def rul() -> Dict[str, Any]:
@@ -412,16 +448,32 @@ def create_app(state, actions, *, token=None, jobs=None):
 
 
 def jsonable_errors(errors):
-    """Pydantic's error list as plain JSON (its ``ctx`` may hold exceptions)."""
+    """
+    Pydantic's error list as plain JSON (its ``ctx`` may hold exceptions).
+
+    The offending ``input`` is kept, with every NaN or infinite number in it as a string
+    (``'NaN'``, ``'Infinity'``, ``'-Infinity'``), which strict JSON cannot carry.
+    """
     out = []
     for error in errors:
         entry = {k: error[k] for k in ('type', 'loc', 'msg') if k in error}
         if 'input' in error:
-            entry['input'] = error['input'] if isinstance(
-                error['input'], (str, int, float, bool, type(None), list, dict)) else \
-                repr(error['input'])
+            entry['input'] = _jsonable(error['input'])
         out.append(entry)
     return out
+
+
+def _jsonable(value):
+    """``value`` as strict JSON: non-finite floats as text, other types by ``repr``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return 'NaN' if value != value else ('Infinity' if value > 0 else '-Infinity')
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
 
 
 def _methods(app, scope):

@@ -53,7 +53,13 @@ class HubActions:
         self.model = model
 
     def acknowledge(self, episode_id, by, note=''):
-        """Acknowledge an anomaly episode; return its dict (``ledger_error`` when not logged)."""
+        """
+        Acknowledge an anomaly episode; return its dict (``ledger_error`` when not logged).
+
+        Raises KeyError for an unknown episode, ValueError for a note the shared check refuses
+        and :class:`robot_twin.hub.state.AlreadyAcknowledged` (a ValueError) when the episode
+        was acknowledged before.
+        """
         episode = self.state.acknowledge(episode_id, by, note)
         if self.on_acknowledged is not None:
             self.on_acknowledged(episode)
@@ -136,6 +142,7 @@ class Hub:
         if s.dynamics_params_file:
             self.state.set_parameters(s.dynamics_params_file,
                                       *load_parameters_document(s.dynamics_params_file))
+        self._read_ledger()                 # served from the first request on, then re-read
         try:
             if s.opcua is not None:
                 from robot_twin.hub.opcua import TwinOpcUaServer
@@ -175,14 +182,18 @@ class Hub:
                  f'/openapi.json)')
         return server
 
+    def _read_ledger(self):
+        if self.settings.ledger_path:
+            entries, error = read_tail(self.settings.ledger_path, LEDGER_ENTRIES)
+            self.state.set_ledger(self.settings.ledger_path, entries, error)
+
     def _keep_house(self):
-        last_ledger = 0.0
+        last_ledger = time.monotonic()
         while not self._stop.wait(HOUSEKEEPING_S):
             self.jobs.poll()
-            if self.settings.ledger_path and time.monotonic() - last_ledger >= 1.0:
+            if time.monotonic() - last_ledger >= 1.0:
                 last_ledger = time.monotonic()
-                entries, error = read_tail(self.settings.ledger_path, LEDGER_ENTRIES)
-                self.state.set_ledger(self.settings.ledger_path, entries, error)
+                self._read_ledger()
 
     def stop(self):
         """Stop every server (last started first) and a running what-if job."""

@@ -10,9 +10,12 @@ server and the Foxglove publisher read consistent copies (:meth:`TwinState.snaps
 sequence number let a reader push only what changed.
 
 Anomaly *episodes* are made here from the latched /twin/anomaly statuses: an episode of a joint
-opens when its status turns ERROR and closes when it leaves ERROR; it keeps the fault type, the
-``since`` stamp, the peak score and who acknowledged it. Times passed in are wall-clock seconds
-(``now``) unless named ``stamp`` (the robot sample's header stamp, s).
+opens when its status turns ERROR and closes only once the status has stayed below ERROR for
+:data:`EPISODE_HOLD_S` (an alarm that flickers ERROR -> WARN -> ERROR is one episode, with one
+id and one acknowledgement); it keeps the fault type, the ``since`` stamp, the peak score and
+who acknowledged it (the first acknowledgement stands). Joint samples older than
+:data:`STALE_AFTER_S` (by the hub's clock of reception) are flagged stale. Times passed in are
+wall-clock seconds (``now``) unless named ``stamp`` (the robot sample's header stamp, s).
 """
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -24,6 +27,35 @@ LEVELS = ('OK', 'WARN', 'ERROR', 'STALE')
 RUL_KEYS = ('rul_hours', 'rul_lower_hours', 'rul_upper_hours', 'health_index')
 PAIR_TOLERANCE_S = 0.05
 """A measured and a predicted display sample whose stamps differ by more are not paired."""
+EPISODE_HOLD_S = 2.0
+"""An episode closes once its joint's level has stayed below ERROR this long, s."""
+STALE_AFTER_S = 1.0
+"""Joint samples are stale when the newest arrived longer ago than this, s."""
+NOTE_MAX_CHARS = 500
+"""Longest acknowledgement note (REST and OPC UA)."""
+
+
+class AlreadyAcknowledged(ValueError):
+    """An anomaly episode that was acknowledged before: the first acknowledgement stands."""
+
+
+def check_note(note):
+    """
+    Return ``note`` if it may be kept with an acknowledgement; raise ValueError saying why not.
+
+    A note is text of at most :data:`NOTE_MAX_CHARS` characters without control characters
+    (tab and line breaks allowed). The REST API and the OPC UA method both use this check.
+    """
+    if not isinstance(note, str):
+        raise ValueError(f'the note must be text, got {type(note).__name__}')
+    if len(note) > NOTE_MAX_CHARS:
+        raise ValueError(f'the note has {len(note)} characters; at most {NOTE_MAX_CHARS} '
+                         'are kept')
+    bad = next((c for c in note if c not in '\t\n\r' and (
+        ord(c) < 32 or 127 <= ord(c) < 160)), None)
+    if bad is not None:
+        raise ValueError(f'the note contains the control character {bad!r}; send plain text')
+    return note
 
 
 def finite_or_none(value):
@@ -42,7 +74,7 @@ def _float_list(values, n):
 @dataclass
 class AnomalyEpisode:
     """
-    One alarm of one joint (or of the wrench): from ERROR until the status leaves ERROR.
+    One alarm of one joint (or of the wrench): from ERROR until it stays below ERROR.
 
     Attributes
     ----------
@@ -55,13 +87,15 @@ class AnomalyEpisode:
     since : float or None
         The twin's ``since`` (stamp of the onset, s), when reported.
     opened, closed : float or None
-        Wall time the hub saw the episode start and end (None while open).
+        Wall time the hub saw the episode start and end (None while open). ``closed`` is
+        when the status left ERROR for the last time; it is set :data:`EPISODE_HOLD_S` later,
+        once the status has stayed below ERROR.
     peak_score : float
         Largest score/threshold ratio seen.
     message : str
         Latest status message.
     acknowledged_at : float or None
-        Wall time of the acknowledgement; None until acknowledged.
+        Wall time of the (first) acknowledgement; None until acknowledged.
     acknowledged_by, note : str
         Who acknowledged it (``api``, ``opcua``) and their note.
 
@@ -102,6 +136,7 @@ class _Stream:
     velocity: list = None
     effort: list = None
     count: int = 0
+    received: float = None      # hub's wall time of the newest sample
     ring: deque = field(default_factory=deque)
 
 
@@ -144,6 +179,7 @@ class TwinState:
                                'received': None}
         self._joint_anomaly = {}            # joint -> {level, message, values}
         self._open = {}                     # joint -> AnomalyEpisode
+        self._below_error = {}              # joint -> wall time its open episode left ERROR
         self._episodes = deque(maxlen=int(max_episodes))
         self._next_episode = 1
         self._rul = {}                      # joint -> dict
@@ -167,6 +203,8 @@ class TwinState:
     def version(self):
         """Change counter: grows on every update (a reader pushes when it moved)."""
         with self._lock:
+            if self._below_error:
+                self._settle(self._clock())
             return self._version
 
     def _vector(self, names, values):
@@ -210,6 +248,7 @@ class TwinState:
             stream.velocity = self._vector(names, velocity)
             stream.effort = self._vector(names, effort)
             stream.count += 1
+            stream.received = self._clock()
             self._seq += 1
             stream.ring.append((self._seq, stamp, stream.effort, stream.position))
             self._trim(stream.ring, stamp)
@@ -236,7 +275,7 @@ class TwinState:
                 return
             match = (p.position, p.velocity, p.effort)
         r = self._residual
-        r.stamp = m.stamp
+        r.stamp, r.received = m.stamp, self._clock()
         r.position, r.velocity, r.effort = (
             [None if a is None or b is None else a - b for a, b in zip(meas, pred)]
             for meas, pred in zip((m.position, m.velocity, m.effort), match))
@@ -276,22 +315,58 @@ class TwinState:
         with self._lock:
             return self._measured.stamp, self._measured.position
 
-    def joints(self):
-        """Return the per-joint picture: measured, predicted, residual, anomaly, RUL."""
+    def joints(self, now=None):
+        """
+        Return the per-joint picture: measured, predicted, residual, anomaly, RUL.
+
+        Each of measured, predicted and residual (None until received) has the robot sample's
+        ``stamp``, its values, ``age_s`` (s since the hub received it) and ``stale`` (older
+        than :data:`STALE_AFTER_S`).
+        """
         with self._lock:
+            now = self._now(now)
+            self._settle(now)
+            ages = {}
+            for kind, stream in (('measured', self._measured), ('predicted', self._predicted),
+                                 ('residual', self._residual)):
+                age = None if stream.received is None else max(0.0, now - stream.received)
+                ages[kind] = (stream, age, age is not None and age > STALE_AFTER_S)
             out = []
             for i, name in enumerate(self.joint_names):
                 entry = {'name': name}
-                for kind, stream in (('measured', self._measured),
-                                     ('predicted', self._predicted),
-                                     ('residual', self._residual)):
+                for kind, (stream, age, stale) in ages.items():
                     entry[kind] = None if stream.stamp is None else {
                         'stamp': stream.stamp, 'position': stream.position[i],
-                        'velocity': stream.velocity[i], 'effort': stream.effort[i]}
+                        'velocity': stream.velocity[i], 'effort': stream.effort[i],
+                        'age_s': age, 'stale': stale}
                 entry['anomaly'] = self._joint_anomaly_dict(name)
                 entry['rul'] = self._rul.get(name)
                 out.append(entry)
             return out
+
+    def health(self, now=None):
+        """
+        Return whether the robot's data is live: ``{'status', 'reasons', 'data_age_s'}``.
+
+        ``status`` is ``ok``, or ``degraded`` with the ``reasons`` (no measured joint sample
+        yet or for longer than :data:`STALE_AFTER_S`; the bridge's sync level ERROR or
+        STALE). ``data_age_s`` is the age of the newest measured sample (None before one).
+        """
+        with self._lock:
+            now = self._now(now)
+            received = self._measured.received
+            sync = dict(self._sync)
+        age = None if received is None else max(0.0, now - received)
+        reasons = []
+        if age is None:
+            reasons.append('no measured joint sample (/twin/joint_states) received yet')
+        elif age > STALE_AFTER_S:
+            reasons.append(f'no measured joint sample (/twin/joint_states) for {age:.1f} s: '
+                           'the values shown are stale')
+        if sync['level'] in ('ERROR', 'STALE'):
+            reasons.append(f"sync {sync['level']}: {sync['message']}")
+        return {'status': 'degraded' if reasons else 'ok', 'reasons': reasons,
+                'data_age_s': age}
 
     # ------------------------------------------------------------------ sync health
     def update_sync(self, level, message, values, now=None):
@@ -349,6 +424,7 @@ class TwinState:
         score = finite_or_none(values.get('score'))
         ratio = score / threshold if score is not None and threshold > 0 else (score or 0.0)
         if level == 'ERROR':
+            self._below_error.pop(joint, None)      # back within the hold: the same episode
             if episode is None:
                 episode = AnomalyEpisode(
                     self._next_episode, joint, values.get('fault_type', 'unknown'),
@@ -364,10 +440,18 @@ class TwinState:
             episode.peak_score = max(episode.peak_score, ratio)
             return opened
         if episode is not None:
-            episode.closed = now
-            del self._open[joint]
-            return True
+            self._below_error.setdefault(joint, now)
+            return self._settle(now)
         return False
+
+    def _settle(self, now):
+        """Close the episodes whose level has stayed below ERROR EPISODE_HOLD_S; True if any."""
+        done = [j for j, t in self._below_error.items() if now - t >= EPISODE_HOLD_S]
+        for joint in done:
+            self._open.pop(joint).closed = self._below_error.pop(joint)
+        if done:
+            self._changed(events=True)
+        return bool(done)
 
     def _joint_anomaly_dict(self, joint):
         status = self._joint_anomaly.get(joint)
@@ -383,9 +467,10 @@ class TwinState:
                 'confidence': finite_or_none(values.get('confidence')),
                 'episode': episode.id if episode is not None else None}
 
-    def anomalies(self, active_only=False):
+    def anomalies(self, active_only=False, now=None):
         """Return the robot-level status and the episodes (newest first)."""
         with self._lock:
+            self._settle(self._now(now))
             episodes = [e.to_dict() for e in reversed(self._episodes)
                         if e.active or not active_only]
             robot = dict(self._robot_anomaly)
@@ -395,15 +480,30 @@ class TwinState:
         """
         Mark anomaly episode ``episode_id`` acknowledged; return its dict.
 
+        The first acknowledgement stands: it is never overwritten.
+
         Raises
         ------
         KeyError
             No such episode (it may also have been dropped from a long history).
+        AlreadyAcknowledged
+            The episode was acknowledged before (the message says by whom and when).
+        ValueError
+            A note :func:`check_note` refuses.
 
         """
+        check_note(note)
         with self._lock:
             for episode in self._episodes:
                 if episode.id == int(episode_id):
+                    if episode.acknowledged_at is not None:
+                        when = time.strftime('%Y-%m-%dT%H:%M:%SZ',
+                                             time.gmtime(episode.acknowledged_at))
+                        raise AlreadyAcknowledged(
+                            f'anomaly {episode.id} was already acknowledged by '
+                            f'{episode.acknowledged_by} at {when}' + (
+                                f' (note: {episode.note!r})' if episode.note else '') +
+                            '; the first acknowledgement stands')
                     episode.acknowledged_at = self._now(now)
                     episode.acknowledged_by = str(by)
                     episode.note = str(note)
@@ -441,8 +541,9 @@ class TwinState:
     def set_ledger(self, path, entries, error=''):
         """Store the last lifecycle-log entries (list of dicts) read from ``path``."""
         with self._lock:
-            if (self._ledger['entries'], self._ledger['error']) != (list(entries), error):
-                self._ledger = {'path': str(path), 'entries': list(entries), 'error': error}
+            new = {'path': str(path), 'entries': list(entries), 'error': error}
+            if self._ledger != new:
+                self._ledger = new
                 self._changed(events=True)
 
     def ledger(self):
@@ -508,6 +609,7 @@ class TwinState:
         and gives their version (``events``) instead, for a stream that sends them on change.
         """
         with self._lock:
+            self._settle(self._clock())
             out = {'robot': self.robot_name, 'joint_names': list(self.joint_names),
                    'version': self._version, 'events': self._events,
                    'joints': self.joints(), 'sync': self.sync(),

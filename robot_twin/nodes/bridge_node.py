@@ -5,7 +5,8 @@ In: the robot's /joint_states and wrench topic, read once (:class:`robot_twin.no
 RobotInput`: finite and possible values, stamps, joint names, any order); every accepted sample
 goes to its listeners (in the one-process twin: the mirror, then the detector, by function
 calls). /twin/joint_states republishes the accepted state at ``display_rate_hz``; /twin/status
-carries sync state, latency, drift, stale streams, every rejection counter and the governor's.
+carries sync state, latency, drift, stale streams, every rejection counter and the governor's;
+the sync state also goes to /diagnostics (``twin/sync``, :mod:`robot_twin.nodes.status`).
 The controller's trajectory topic is observed (its last command is in /twin/status).
 
 Out: when ``corrective_actions.enabled`` is true, an anomaly report at ERROR makes
@@ -17,7 +18,9 @@ goes out: the whole governed trajectory on the trajectory interface, or streamed
 interfaces. The anomaly report comes from ``twin_anomaly`` by a function call in the one-process
 twin, else from the latched /twin/anomaly topic.
 """
+import math
 import sys
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
@@ -31,6 +34,7 @@ from robot_twin.nodes.mirror_node import DisplayRate
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput
 from robot_twin.nodes.runner import run_nodes
+from robot_twin.nodes.status import sync_diagnostic
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -38,7 +42,11 @@ from twin_anomaly.report import ROBOT_STATUS, StatusEntry
 from twin_bridge.audit import AuditLog
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
+from twin_bridge.intake import JOINTS, stamps_behind_text, WRENCH
 from twin_bridge.ledger import LedgerError
+
+STAMP_WARNING_PERIOD_S = 10.0
+"""At most one log line per stream this often about stamps behind the local clock, s."""
 
 
 class TwinBridgeNode(Node):
@@ -77,6 +85,9 @@ class TwinBridgeNode(Node):
             qos_overriding_options=qos.OVERRIDABLE)
         self._mirror_msg = {}     # JointStateWriter per (has velocity)
         self.pub_status = self.create_publisher(DiagnosticArray, '/twin/status', qos.STATUS)
+        # the sync state for rqt_robot_monitor and diagnostic_aggregator (robot_twin.nodes.status)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', qos.STATUS)
+        self._next_lag_warning = {}
         self._setup_corrective(model, p)
         if not anomaly_in_process:
             self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly,
@@ -286,20 +297,28 @@ class TwinBridgeNode(Node):
         values['controller.last_age_s'] = now - self.controller['last_stamp']
         for source in self.status_sources:
             values.update(source())
-        missing = intake.joints.missing_joints(now)
-        values['missing_joints'] = ','.join(missing)
-        no_effort = intake.mapper.never_received('effort')
-        values['joints_without_effort'] = ','.join(no_effort)
-        ok = intake.state_ok(now)
-        level = 'OK' if ok else ('STALE' if intake.mapper.all_received else 'WARN')
-        message = 'in sync' if ok else ('STALE: ' + ', '.join(
-            s for s, st in intake.watchdog.check(now).items() if st != 'OK')
-            if intake.mapper.all_received else 'waiting for joints: ' + ', '.join(missing))
-        if ok and no_effort:
-            level, message = 'WARN', ('in sync, but no residuals: the robot gives no effort '
-                                      'for ' + ', '.join(no_effort))
-        status = StatusEntry('twin/status/sync', level, message, values)
-        self.pub_status.publish(diagnostics_bytes(now_stamp(self.get_clock()), [status]))
+        values['missing_joints'] = ','.join(intake.joints.missing_joints(now))
+        values['joints_without_effort'] = ','.join(intake.mapper.never_received('effort'))
+        level, message = intake.sync_status(now)
+        self._warn_stamps_behind(now)
+        stamp = now_stamp(self.get_clock())
+        self.pub_status.publish(diagnostics_bytes(
+            stamp, [StatusEntry('twin/status/sync', level, message, values)]))
+        self.pub_diag.publish(diagnostics_bytes(stamp, [sync_diagnostic(level, message,
+                                                                        values)]))
+
+    def _warn_stamps_behind(self, now):
+        """Log, at most every STAMP_WARNING_PERIOD_S, a stream whose stamps lag the clock."""
+        topics = {JOINTS: self.intake.joints.topic, WRENCH: self.intake.wrench.topic}
+        for stream in self.intake.watchdog.streams:
+            lag = self.intake.watchdog.stamp_lag(stream, now)
+            wall = time.monotonic()
+            if lag is None or wall < self._next_lag_warning.get(stream, -math.inf):
+                continue
+            self._next_lag_warning[stream] = wall + STAMP_WARNING_PERIOD_S
+            self.get_logger().warning(
+                f'{topics[stream]}: samples arrive in time, {stamps_behind_text(lag)}; '
+                'the twin reports it STALE and refuses corrective commands until then')
 
     def destroy_node(self):
         """Close the audit log before the node goes."""
