@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from robot_twin import fault_runs
+from twin_anomaly.classifier import Verdict
 from twin_anomaly.detector import DetectorState
-from twin_anomaly.monitor import AnomalyMonitor, MONITOR_FILE_KEY, MonitorConfig
+from twin_anomaly.monitor import AnomalyMonitor, MONITOR_FILE_KEY, MonitorConfig, \
+    VERDICT_HOLD_S
 from twin_anomaly.report import ROBOT_STATUS, status_entries
 from twin_bridge.intake import RobotSample
 from twin_sim import resources
@@ -553,3 +555,58 @@ def test_a_file_learned_at_another_sample_rate_is_set_aside(builtin, tmp_path):
     old, kinds, logged = restart(every=1, seconds=1.0)
     assert kinds == ['thresholds_loaded'] and old.commissioned
     assert any('does not say the sample rate' in text for _, text in logged)
+
+
+class ScriptedClassifier:
+    """A classifier that names what its script says for the block's stamp."""
+
+    def __init__(self, script):
+        self.script = script
+        self.calls = 0
+        self.monitor = None
+        self.stamps = []          # the monitor's block stamp at each call
+
+    def classify(self, evidence):
+        self.calls += 1
+        self.stamps.append(self.monitor.fused.stamp)
+        return self.script(self.calls)
+
+
+@pytest.mark.parametrize('case', ['flicker', 'change', 'early'])
+def test_a_verdict_changes_only_when_the_classifier_holds_to_the_new_one(builtin, case):
+    """
+    Report a steady verdict within an episode, and follow the classifier in its first second.
+
+    The classifier is asked at every block (20 ms) of an alarm; its evidence grows during the
+    first second (EPISODE_AGE_CAP_S), when the reported verdict follows it; after that a
+    different verdict must hold for VERDICT_HOLD_S before it is reported.
+    """
+    first = Verdict('friction_increase', 'joint3', 0.9)
+    other = Verdict('sensor_bias', 'joint3', 0.8)
+    script = {'flicker': lambda k: first if k < 80 or k % 2 else other,   # flickers after 1.6 s
+              'change': lambda k: first if k < 80 else other,             # changes for good
+              'early': lambda k: first if k < 10 else other}[case]        # at 0.2 s
+    classifier = ScriptedClassifier(script)
+    config = MonitorConfig(commissioning_duration_s=6.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(builtin, config, classifier=classifier)
+    classifier.monitor = monitor
+    reported = []
+    for k, sample in enumerate(synthetic_samples(builtin, 10.0, offset=(7.0, 2, 3.0))):
+        monitor.update(sample, None, now=sample.t + 0.001)
+        if k % 20 == 0:
+            state = monitor.report()
+            if state.level == 'ERROR':
+                reported.append((sample.t, state.fault_type))
+    assert reported and classifier.calls > 120
+    times = np.array([t for t, _ in reported])
+    types = [fault for _, fault in reported]
+    changed = classifier.stamps[79 if case != 'early' else 9]    # the classifier's first change
+    switch = types.index('sensor_bias') if 'sensor_bias' in types else None
+    if case == 'flicker':
+        assert switch is None
+    elif case == 'change':
+        assert set(types[switch:]) == {'sensor_bias'}
+        # reported VERDICT_HOLD_S later (to a report's interval of 20 samples)
+        assert VERDICT_HOLD_S - 1e-6 <= times[switch] - changed <= VERDICT_HOLD_S + 0.021
+    else:
+        assert times[switch] - changed <= 0.021        # at once: the episode is young

@@ -54,8 +54,8 @@ import threading
 import warnings
 
 import numpy as np
-from twin_anomaly.classifier import ClassifierError, Evidence, JOINT_DETECTORS, \
-    load_classifier, ROBOT_FEATURES, RuleClassifier
+from twin_anomaly.classifier import ClassifierError, EPISODE_AGE_CAP_S, Evidence, \
+    JOINT_DETECTORS, load_classifier, ROBOT_FEATURES, RuleClassifier
 from twin_anomaly.detector import DetectorState, JointStatus, ThresholdsError
 from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
@@ -89,6 +89,12 @@ _START_SETTLE_S = 0.5        # the load channels wait this long when a stream (r
 _RATE_PROBE_STEPS = 20       # a loaded file's sample rate is checked on this many steps ...
 _RATE_PROBE_S = 0.2          # ... spanning at least this long, s (blocks are not judged before)
 _RATE_TOLERANCE = 1.25       # a median step this many times longer or shorter: another rate
+VERDICT_HOLD_S = 0.3
+"""Once an alarm episode is older than the classifier's evidence window (EPISODE_AGE_CAP_S), a
+verdict (fault type and joint) other than the one reported must come out of the classifier for
+this long, s, before it replaces it: a verdict that changes at every report tells an operator
+nothing (seen on a starved twin: five fault types and three joints within 5 s). Within the
+window the reported verdict follows the classifier, whose evidence is still growing."""
 _MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
 _SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
 
@@ -302,6 +308,8 @@ class AnomalyMonitor:
         self.dropped_samples = 0
         self.alarm_changes = 0            # blocks at which a group's alarm was raised or cleared
         self._verdict_cache = None
+        self._shown = None                # the verdict reported in the current episode
+        self._pending = None              # (fault type, joint), since: a different one
         self._saved = True
         self._rate_probe = None           # steps of a loaded file's first samples (see update)
         self._start(recommission)
@@ -323,6 +331,7 @@ class AnomalyMonitor:
     def _begin_commissioning(self):
         cfg = self.config
         self._rate_probe = None
+        self._shown = self._pending = None
         self.step = 'collect'
         self._t0 = None
         self._last_t = None
@@ -841,7 +850,7 @@ class AnomalyMonitor:
     # ------------------------------------------------------------------ alarms
     def _alarm_events(self, t, before):
         now = self.fused.alarm
-        verdict = self._verdict() if now.any() else None
+        verdict = self._stable_verdict() if now.any() else None
         for g in np.flatnonzero(now != before):
             name = self.group_names[g]
             if now[g]:
@@ -920,6 +929,23 @@ class AnomalyMonitor:
         self._verdict_cache = (stamp, verdict)
         return verdict
 
+    def _stable_verdict(self):
+        """Return the verdict to report: the classifier's, held against flickers."""
+        verdict = self._verdict()
+        shown = self._shown
+        key = (verdict.fault_type, verdict.joint)
+        stamp = self.fused.stamp
+        young = not stamp - self.fused.episode_start >= EPISODE_AGE_CAP_S   # (NaN: young)
+        if shown is None or young or key == (shown.fault_type, shown.joint):
+            self._shown, self._pending = verdict, None
+            return verdict
+        if self._pending is None or self._pending[0] != key:
+            self._pending = (key, stamp)
+        elif stamp - self._pending[1] >= VERDICT_HOLD_S - 1e-9:
+            self._shown, self._pending = verdict, None
+            return verdict
+        return shown
+
     # ------------------------------------------------------------------ report
     def report(self):
         """
@@ -944,7 +970,9 @@ class AnomalyMonitor:
 
     def _monitoring_state(self, stamp):
         fused = self.fused
-        verdict = self._verdict() if fused.alarm.any() else None
+        verdict = self._stable_verdict() if fused.alarm.any() else None
+        if verdict is None:
+            self._shown = self._pending = None          # the episode is over
         statuses = []
         for gs in fused.group_statuses():
             fault, conf = ('none', 0.0) if not gs.alarm else (verdict.fault_type,
