@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
+from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
+from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
 from twin_bridge.intake import RobotIntake
 
 NAMES = ['j1', 'j2', 'j3']
@@ -39,11 +40,65 @@ def test_a_refused_proposal_is_retried_after_retry_s_only():
     assert policy.propose(event('ERROR'), q, now=9.0) is None  # sent: once per episode
 
 
-def test_policy_ignores_warnings_and_bad_state_by_default():
+def test_policy_ignores_warnings_and_leaves_a_missing_state_to_the_governor():
     policy = CorrectivePolicy()
     assert policy.propose(event('WARN'), np.zeros(3)) is None
-    assert policy.propose(event('ERROR'), np.array([0.0, math.nan, 0.0])) is None
     assert CorrectivePolicy(trigger_level='WARN').propose(event('WARN'), np.zeros(3))
+    # a joint never received: proposed all the same, so that the governor refuses it for
+    # want of state (audited, retried) instead of the anomaly going without any trace
+    q = np.array([0.0, math.nan, 0.0])
+    proposal = policy.propose(event('ERROR'), q, 1.0, np.zeros(3))
+    governor = SafetyGovernor(JointLimits(NAMES, [-1.0] * 3, [1.0] * 3, [1.0] * 3, [5.0] * 3))
+    decision = governor.govern(TrajectoryCommand(
+        [(proposal.time_from_start_s, proposal.positions, proposal.velocities)]), 1.0, True, q)
+    assert not decision.allowed and decision.cause == 'no_state' and 'j2' in decision.reasons[0]
+
+
+def test_a_hold_of_a_moving_arm_decelerates_evenly_to_rest():
+    # j1 runs at 0.8 rad/s, j2 at -0.4, j3 rests: a target at q itself would make the
+    # controller's cubic overshoot it and come back; the stop is q + v T / 2, reached at rest
+    q, v = np.array([0.1, -0.2, 0.3]), np.array([0.8, -0.4, 0.0])
+    lo, hi = np.full(3, -1.0), np.full(3, 1.0)
+    stop = CorrectivePolicy(hold_time_s=0.5).propose(event('ERROR'), q, 1.0, v, (lo, hi))
+    assert stop.time_from_start_s == 0.5 and 'decelerate' in stop.reason
+    np.testing.assert_allclose(stop.positions, q + 0.25 * v)
+    # the cubic from (q, v) to it slows linearly: no reversal, no overshoot
+    s = np.linspace(0.0, 1.0, 201)[:, None]
+    T, d = 0.5, stop.positions - q
+    x = (3 * s ** 2 - 2 * s ** 3) * d + (s ** 3 - 2 * s ** 2 + s) * T * v
+    speed = np.diff(x, axis=0) / (T / 200)
+    assert (speed * np.sign(v + (v == 0)) >= -1e-9).all()                # never backwards
+    assert (np.abs(x) <= np.abs(d) + 1e-12).all()                          # never beyond
+    # running at 1.6 rad/s with 0.1 rad to its limit: the stop is shortened to fit the range
+    near = CorrectivePolicy(hold_time_s=0.5).propose(
+        event('ERROR'), np.array([0.9, 0.0, 0.0]), 1.0, np.array([1.6, 0.0, 0.0]), (lo, hi))
+    assert near.time_from_start_s == pytest.approx(0.125)
+    assert near.positions[0] == pytest.approx(1.0) and near.positions[0] <= 1.0
+    # an unknown velocity (NaN) is taken as rest; an arm at rest holds where it is
+    rest = CorrectivePolicy().propose(event('ERROR'), q, 1.0, np.array([math.nan, 0.0, 0.0]),
+                                      (lo, hi))
+    assert np.array_equal(rest.positions, q) and 'hold position' in rest.reason
+
+
+def test_a_streamed_stop_runs_the_spline_from_the_arms_velocity():
+    # forward_position / joint_command: the set-points follow the cubic the governor checked,
+    # starting at the arm's position and velocity (no instant stop, no step back)
+    q, v = np.array([0.1, -0.2, 0.3]), np.array([0.8, -0.4, 0.0])
+    lo, hi = np.full(3, -1.0), np.full(3, 1.0)
+    governor = SafetyGovernor(JointLimits(NAMES, lo, hi, [1.0] * 3, [5.0] * 3))
+    stop = CorrectivePolicy(hold_time_s=0.5).propose(event('ERROR'), q, 1.0, v, (lo, hi))
+    decision = governor.govern(TrajectoryCommand(
+        [(stop.time_from_start_s, stop.positions, stop.velocities)]), 1.0, True, q, v)
+    assert decision.allowed, decision.reasons
+    stream = SetpointStream(decision.command, q, 1.0, (lo, hi), v)
+    first, velocity, done = stream.setpoint(1.001)
+    np.testing.assert_allclose(velocity, v, atol=0.01)                 # at the arm's speed
+    np.testing.assert_allclose(first, q + 0.001 * v, atol=1e-5)        # just ahead of it
+    points = np.array([stream.setpoint(1.0 + t)[0] for t in np.linspace(0.0, 0.6, 61)])
+    steps = np.diff(points, axis=0)
+    assert (steps[:, 0] >= -1e-12).all() and (steps[:, 1] <= 1e-12).all()   # never back
+    np.testing.assert_allclose(points[-1], stop.positions)
+    assert stream.setpoint(1.6)[2]
 
 
 @pytest.mark.parametrize('kwargs, name', [({'policy': 'retreat'}, 'policy'),

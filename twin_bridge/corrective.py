@@ -7,9 +7,14 @@ reaches the robot, and is written to the audit log with the anomaly that caused 
 
 On a new anomaly episode at level ERROR a policy proposes one command:
 
-- ``hold``: stay where the arm is (a one-point trajectory to the current measured position,
-  reached over ``hold_time_s`` with zero final velocity), the conservative action a person at
-  the robot would take first;
+- ``hold``: a controlled stop, the conservative action a person at the robot would take
+  first: a one-point trajectory with zero final velocity. An arm at rest stays where it is
+  (reached over ``hold_time_s``). A moving arm decelerates evenly from its measured velocity
+  ``v`` to rest: the target is ``q + v T / 2`` and the cubic the robot's controller runs through
+  it from ``(q, v)`` slows linearly, never reversing (a target at ``q`` itself would make the
+  arm overshoot it and come back, with four times the deceleration). ``T`` is ``hold_time_s``,
+  shortened where a joint would not stop inside its governed range (``T = 2 room / |v|``, at
+  least :data:`HOLD_MIN_S`); the governor checks the result as any command;
 - ``home``: move to a configured safe pose (``home_position``) in ``hold_time_s``; a pose
   beyond the limits or a move too fast for the velocity limits is the governor's to clamp and
   slow down, as for any command.
@@ -19,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 POLICIES = ('hold', 'home')
+HOLD_MIN_S = 0.02
+"""The shortest stop a hold asks for, s (a joint too close to its limit for any even stop)."""
 
 
 @dataclass
@@ -94,9 +101,13 @@ class CorrectivePolicy:
         self._in_episode = False
         self._retry_at = None    # when a refused episode may propose again, s
 
-    def propose(self, event, q_measured, now=0.0):
+    def propose(self, event, q_measured, now=0.0, v_measured=None, position_range=None):
         """
         Return a :class:`CorrectiveProposal` for a new episode (or a due retry), else None.
+
+        A joint without a measured position (NaN) does not stop the proposal: the governor
+        refuses it for want of state (cause ``no_state``, audited and retried), so an
+        anomaly never goes without a trace.
 
         Parameters
         ----------
@@ -106,6 +117,11 @@ class CorrectivePolicy:
             Latest mirrored joint positions in model order.
         now : float
             Local time, s (only needed for retries after :meth:`refused`).
+        v_measured : (n,) array or None, rad/s
+            Latest mirrored joint velocities (None or NaN: at rest): where a hold's stop
+            starts.
+        position_range : tuple of (n,) arrays or None
+            ``(lo, hi)``, the governed position range (a hold stops inside it).
 
         """
         rank = {'OK': 0, 'WARN': 1, 'ERROR': 2}.get(event.level, 0)
@@ -116,19 +132,45 @@ class CorrectivePolicy:
         if self._in_episode and (self._retry_at is None or now < self._retry_at):
             return None
         q = np.asarray(q_measured, dtype=float)
-        if q.ndim != 1 or not np.all(np.isfinite(q)):
+        if q.ndim != 1:
             return None
         if self.policy == 'home' and self.home_position.shape != q.shape:
             return None                # a mis-sized pose never becomes a command
         self._in_episode, self._retry_at = True, None
         where = f' on {event.joint}' if event.joint else ''
-        what = 'hold position' if self.policy == 'hold' else 'move to the home pose'
-        target = q.copy() if self.policy == 'hold' else self.home_position.copy()
+        if self.policy == 'hold':
+            target, duration, what = self._stop(q, v_measured, position_range)
+        else:
+            target, duration, what = self.home_position.copy(), self.hold_time_s, \
+                'move to the home pose'
         return CorrectiveProposal(
             kind='trajectory', positions=target, velocities=np.zeros_like(q),
-            time_from_start_s=self.hold_time_s, anomaly=event,
+            time_from_start_s=duration, anomaly=event,
             reason=f'{what}: {event.level} anomaly{where} ({event.fault_type}, '
                    f'score {event.score:.3g}) since t={event.since:.3f}')
+
+    def _stop(self, q, v_measured, position_range):
+        """Return the target, duration and description of a hold (see the module)."""
+        v = np.zeros_like(q)
+        if v_measured is not None:
+            given = np.asarray(v_measured, dtype=float)
+            if given.shape == q.shape:
+                v = np.where(np.isfinite(given), given, 0.0)
+        if not v.any():
+            return q.copy(), self.hold_time_s, 'hold position'
+        duration = self.hold_time_s
+        if position_range is not None:
+            lo, hi = (np.asarray(x, dtype=float) for x in position_range)
+            room = np.maximum(np.where(v > 0.0, hi - q, q - lo), 0.0)
+            with np.errstate(divide='ignore', invalid='ignore'):
+                fit = np.where(v != 0.0, 2.0 * room / np.abs(v), np.inf)
+            fit = np.where(np.isnan(fit), np.inf, fit)      # no measured position: no say
+            duration = max(min(duration, float(fit.min())), HOLD_MIN_S)
+        target = q + 0.5 * duration * v
+        if position_range is not None:
+            target = np.clip(target, lo, hi)
+        return target, duration, (f'stop: decelerate evenly to rest over {duration:.3g} s '
+                                  f'(from up to {float(np.abs(v).max()):.3g} rad/s)')
 
     def refused(self, now):
         """Note that this episode's proposal was refused at ``now`` (s): retry after retry_s."""
@@ -142,9 +184,11 @@ class SetpointStream:
     A forward position controller (Float64MultiArray) and the ``/joint_command`` interface
     (JointState) take one target at a time. Sending them only a trajectory's last point would
     throw away the governor's time-stretching: the robot's own controller would rush to it. So
-    the approved trajectory is streamed instead: piecewise linear from the measured position at
-    the start through every approved point, each segment at the speed the governor approved
-    (never faster), and each set-point clipped into the governed position range.
+    the approved trajectory is streamed instead, as a trajectory controller would run it: from
+    the measured position (and velocity) at the start through every approved point, in cubic
+    Hermite segments when the points give velocities (the splines the governor checked: a
+    moving arm decelerates from its own speed, no instant stop), else in straight lines; each
+    set-point clipped into the governed position range.
 
     Parameters
     ----------
@@ -156,18 +200,29 @@ class SetpointStream:
         Local time at which it was approved, s.
     position_range : tuple of (m,) arrays
         ``(lo, hi)`` governed range, rad (:meth:`SafetyGovernor.position_range`).
+    start_velocity : (m,) array or None
+        Measured velocities at the start, rad/s (None or NaN: at rest); used when the points
+        give velocities, as the governor did.
 
     """
 
-    def __init__(self, command, start, t0, position_range):
+    def __init__(self, command, start, t0, position_range, start_velocity=None):
         self.joints = tuple(command.joints)
         self.t0 = float(t0)
+        m = len(self.joints)
         times = [0.0] + [float(p.time_from_start) for p in command.points]
         points = [np.asarray(start, dtype=float)] + [np.asarray(p.positions, dtype=float)
                                                      for p in command.points]
+        cubic = all(p.velocities is not None for p in command.points)
+        v0 = np.zeros(m) if start_velocity is None else np.nan_to_num(
+            np.asarray(start_velocity, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
+        velocities = [v0] + [np.asarray(p.velocities, dtype=float) if cubic else np.zeros(m)
+                             for p in command.points]
         keep = [0] + [k for k in range(1, len(times)) if times[k] > times[k - 1]]
         self._times = np.array([times[k] for k in keep])
         self._points = np.array([points[k] for k in keep])
+        self._velocities = np.array([velocities[k] for k in keep])
+        self._cubic = cubic
         self._lo, self._hi = position_range
         self.duration_s = float(self._times[-1])
 
@@ -175,7 +230,7 @@ class SetpointStream:
         """
         Return ``(positions (m,), velocities (m,), done)`` at local time ``now``, s.
 
-        Velocities are the slope of the current segment (zero once the trajectory ended);
+        Velocities are the derivative of the current segment (zero once the trajectory ended);
         ``done`` is True from the end of the trajectory on (the last set-point holds).
         """
         t = float(now) - self.t0
@@ -184,6 +239,17 @@ class SetpointStream:
             return np.clip(points[-1], self._lo, self._hi), np.zeros(points.shape[1]), True
         k = max(1, int(np.searchsorted(times, max(t, 0.0), side='right')))
         span = times[k] - times[k - 1]
-        velocity = (points[k] - points[k - 1]) / span
-        q = points[k - 1] + velocity * (max(t, 0.0) - times[k - 1])
+        p0, p1 = points[k - 1], points[k]
+        if not self._cubic:
+            velocity = (p1 - p0) / span
+            q = p0 + velocity * (max(t, 0.0) - times[k - 1])
+            return np.clip(q, self._lo, self._hi), velocity, False
+        # cubic Hermite from (p0, v0) to (p1, v1) over span, at s in [0, 1]
+        v0, v1 = self._velocities[k - 1] * span, self._velocities[k] * span
+        s = (max(t, 0.0) - times[k - 1]) / span
+        s2, s3 = s * s, s * s * s
+        q = (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * p1 \
+            + (s3 - s2) * v1
+        velocity = ((6 * s2 - 6 * s) * (p0 - p1) + (3 * s2 - 4 * s + 1) * v0
+                    + (3 * s2 - 2 * s) * v1) / span
         return np.clip(q, self._lo, self._hi), velocity, False

@@ -463,15 +463,16 @@ class SafetyGovernor:
         joints, idx = self._joints(command.joints)
         decision.joints = joints
         m = len(joints)
-        if kind == 'trajectory':
-            times, pos, vel = self._points(command.points, m)
-        else:
-            values = self._values(command.values, m, kind)
         cur = v_now = None
         if kind != 'effort':
+            # the state first: a command made from a state the twin lacks (a hold at a joint
+            # never received) is refused for that (no_state: retried), not for its NaN
             cur = self._current(current_state, idx, joints)
         if kind == 'trajectory':
             v_now = self._current_velocity(current_velocity, idx)
+            times, pos, vel = self._points(command.points, m)
+        else:
+            values = self._values(command.values, m, kind)
         if self._last_allowed is not None:
             since = now - self._last_allowed
             if since < self._period - _RATE_SLACK_S:
@@ -712,7 +713,11 @@ class SafetyGovernor:
         prev = np.vstack([cur[None, :], out_pos[:-1]])
         step = out_pos - prev                             # (k, m) signed move per segment
         dq = np.abs(step)                                 # (k, m) distance per segment
-        need = (dq / vmax).max(axis=1)                    # (k,) s needed per segment
+        # (k,) s needed per segment at the limit; a cubic first segment may average up to the
+        # speed the robot starts it with
+        bounds = np.vstack([(vmax if vel is None else vmax0)[None, :],
+                            np.broadcast_to(vmax, (len(times) - 1, len(vmax)))])
+        need = (dq / bounds).max(axis=1)
         dt = np.diff(np.concatenate([[0.0], times]))      # (k,) s given per segment
         ratio = np.where(dt > 0.0, need / dt, 0.0)
         if vel is not None:
@@ -727,18 +732,20 @@ class SafetyGovernor:
             ratio = np.maximum(ratio, peak)
         scale = max(1.0, float(ratio[1:].max()) if len(ratio) > 1 else 1.0,
                     float(ratio[0]) if dt[0] > 0.0 else 1.0)
+        out_vel = None if vel is None else np.clip(vel / scale, -vmax, vmax)
         new_times = np.empty_like(times)
         t_prev = 0.0
         for k in range(len(times)):
             t_next = t_prev + max(dt[k] * scale, need[k])
             for _ in range(64):
                 if (t_next > t_prev or (k == 0 and t_next == 0.0 and not dq[0].any())) and \
-                        bool((dq[k] <= vmax * (t_next - t_prev)).all()):
+                        bool((dq[k] <= bounds[k] * (t_next - t_prev)).all()):
                     break
                 t_next = np.nextafter(t_next, math.inf)
             if vel is not None and t_next > t_prev:
-                v0 = v_now if k == 0 else vel[k - 1] / scale
-                t_next = t_prev + self._cubic_time(step[k], v0, vel[k] / scale,
+                # the spline as it will be sent: point velocities scaled, then clamped
+                v0 = v_now if k == 0 else out_vel[k - 1]
+                t_next = t_prev + self._cubic_time(step[k], v0, out_vel[k],
                                                    vmax0 if k == 0 else vmax, t_next - t_prev)
             new_times[k] = t_next
             t_prev = t_next
@@ -760,9 +767,7 @@ class SafetyGovernor:
                            f'{_fmt(times[0])} s: the move from the measured position needs it')
         if not reasons and (new_times != times).any():
             reasons.append('times moved by float rounding to keep within the velocity limits')
-        out_vel = None
         if vel is not None:
-            out_vel = np.clip(vel / scale, -vmax, vmax)
             if (np.abs(vel) > vmax).any():
                 reasons.append('point velocities clamped to the velocity limits')
             self._spline_in_range(new_times, out_pos, out_vel, cur, v_now, idx, joints)
@@ -922,11 +927,12 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
                     bad.append(f'point {k} {name} position {qj} outside [{lo}, {hi}]')
                 if prev is None or (t == t_prev and qj == pj):
                     continue
-                if not (t > t_prev and abs(qj - pj) <= vmax * (t - t_prev) * (1 + _ROUNDING)):
+                # a cubic first segment may average up to the speed the robot starts it with
+                bound = first_bound[j] if k == 0 and v_k is not None else vmax
+                if not (t > t_prev and abs(qj - pj) <= bound * (t - t_prev) * (1 + _ROUNDING)):
                     bad.append(f'point {k} {name} moves {abs(qj - pj)} in {t - t_prev} s, '
-                               f'faster than {vmax}')
+                               f'faster than {bound}')
                 elif v_k is not None:
-                    bound = first_bound[j] if k == 0 else vmax
                     fastest, lowest, highest = _spline_sampled(qj - pj, v_prev[j], v_k[j],
                                                                t - t_prev)
                     if not fastest <= bound * (1 + _ROUNDING):

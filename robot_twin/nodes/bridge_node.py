@@ -215,7 +215,8 @@ class TwinBridgeNode(Node):
         if self.last_event is None or not self.get_parameter('corrective_actions.enabled').value:
             return
         proposal = self.policy.propose(self.last_event, self.intake.mapper.position,
-                                       self._now())
+                                       self._now(), self.intake.mapper.velocity,
+                                       self.governor.position_range(self.names))
         if proposal is not None:
             self.send_corrective(proposal)
 
@@ -223,15 +224,15 @@ class TwinBridgeNode(Node):
         """Govern, audit and (if allowed) send one corrective proposal."""
         now = self._now()
         start = self.intake.mapper.position.copy()
-        # the robot's trajectory controller starts its spline at the robot's velocity (NaN:
-        # not streamed, taken as at rest); streamed set-points are straight lines instead
-        velocity = self.intake.mapper.velocity.copy() if self.interface == 'trajectory' else None
+        # the robot's trajectory controller starts its spline at the robot's velocity, and a
+        # set-point stream runs the same spline (NaN: not streamed, taken as at rest)
+        velocity = self.intake.mapper.velocity.copy()
         if self.stream is not None and list(self.stream.joints) == list(self.names):
             # a stream is under way: the new one goes on from its set-point, not from where
             # the arm (lagging its commands) is, so the commanded positions never jump. The
             # set-point of `now`, the new stream's start time: one read later, the new stream
             # would start ahead of the old one's path and its next step be faster than approved
-            start = self.stream.setpoint(now)[0]
+            start, velocity = self.stream.setpoint(now)[:2]
         command = TrajectoryCommand(points=[(proposal.time_from_start_s, proposal.positions,
                                              proposal.velocities)], joints=self.names)
         decision = self.governor.govern(command, now, self.intake.state_ok(now), start,
@@ -241,15 +242,18 @@ class TwinBridgeNode(Node):
                               anomaly=proposal.anomaly)
         if not decision.allowed:
             self.get_logger().warning(f'corrective command refused: {decision.reasons}')
-            if decision.cause in ('stale', 'rate', 'no_state', 'clock'):
-                self.policy.refused(now)     # passing reason: try again later in this episode
+            if decision.cause in ('stale', 'rate', 'no_state', 'clock', 'unreachable'):
+                # a passing reason (or an arm that will have moved on): try again later in
+                # this episode, from the state then
+                self.policy.refused(now)
             return
         governed = decision.command
         if self.interface == 'trajectory':
             self.pub_command.publish(trajectory_msg(governed.joints, governed.points))
         else:
             self.stream = SetpointStream(governed, start, now,
-                                         self.governor.position_range(governed.joints))
+                                         self.governor.position_range(governed.joints),
+                                         velocity)
             self._stream_step()
         self.commands_sent += 1
         self.get_logger().warning(f'corrective command sent ({proposal.reason}); '
