@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -287,6 +288,21 @@ def test_async_appends_are_written_in_order_and_before_close(tmp_path):
     assert [e.data['k'] for e in read_ledger(path)] == list(range(20))
     with pytest.raises(LedgerError, match='closed'):
         ledger.append_async('rul', {})
+
+
+def test_a_durable_append_goes_after_the_entries_already_queued(tmp_path):
+    """An anomaly queued by the anomaly node, then the bridge's command for it: in that order."""
+    ledger = Ledger(tmp_path / 'ledger.jsonl')
+    ledger.append_async('start', {}).result()             # the writer thread exists
+    gate = threading.Event()
+    ledger._worker.submit(gate.wait)                       # hold the writer for a moment
+    ledger.append_async('anomaly_raised', {'group': 'joint3'})
+    threading.Timer(0.2, gate.set).start()
+    command = ledger.append('command', {'allowed': True})  # waits for the queue
+    assert gate.is_set()
+    ledger.close()
+    kinds = [e.kind for e in read_ledger(tmp_path / 'ledger.jsonl')]
+    assert kinds == ['start', 'anomaly_raised', 'command'] and command.seq == 2
 
 
 def test_cli_head_must_be_a_hash_and_kind_a_known_one(tmp_path, capsys):

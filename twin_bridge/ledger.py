@@ -452,7 +452,21 @@ class Ledger:
             Closed, bad arguments, or the write failed (disk full...): the entry is not in
             the log, and a partial write is removed before the next append.
 
+        Entries already queued by :meth:`append_async` are written first: the log keeps the
+        order in which things were told to it (an anomaly queued by the anomaly node, then the
+        command the bridge sends for it, in the one-process twin).
         """
+        worker = self._worker
+        if worker is not None:
+            try:
+                queued = worker.submit(self._append_now, kind, data, wall_time=wall_time)
+            except RuntimeError:               # closed meanwhile (the worker shut down)
+                raise LedgerError(f'{self.path}: the ledger is closed') from None
+            return queued.result()
+        return self._append_now(kind, data, wall_time=wall_time)
+
+    def _append_now(self, kind, data=None, *, wall_time=None):
+        """Append one entry now, in this thread (see :meth:`append`)."""
         if not isinstance(kind, str) or not kind:
             raise LedgerError(f'{self.path}: an entry kind must be a non-empty string, '
                               f'got {kind!r}')
@@ -506,7 +520,7 @@ class Ledger:
             if self._worker is None:
                 from concurrent.futures import ThreadPoolExecutor
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix='ledger')
-            return self._worker.submit(self.append, kind, data, wall_time=t)
+            return self._worker.submit(self._append_now, kind, data, wall_time=t)
 
     def record_start(self, component, config=None, files=None, **extra):
         """

@@ -247,9 +247,9 @@ class TwinAnomalyNode(Node):
         markers = self._markers(state, stamp)
         if markers is not None:
             self.pub_markers.publish(markers)
+        self._write_lifecycle()        # the anomaly is in the log before any command for it
         for listener in self.report_listeners:
             listener(entries)
-        self._write_lifecycle()
 
     def publish_rul(self):
         """Publish /twin/rul and the derating the governor should apply."""
