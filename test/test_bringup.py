@@ -280,20 +280,7 @@ def test_run_until_stopped_forwards_sigint_and_restores_handlers(lines, sig):
     # SIGHUP (the terminal closed) stops the nodes too, with SIGTERM (a clean stop for them)
     before = signal.getsignal(sig)
     group = ProcessGroup([('a', child()), ('b', child())], on_line=lines).start()
-    messages = []
-
-    def interrupt_when_installed():
-        deadline = time.monotonic() + BOUND_S
-        while signal.getsignal(sig) is before and time.monotonic() < deadline:
-            time.sleep(0.01)
-        ready(lines, ['a', 'b'])
-        os.kill(os.getpid(), sig)
-
-    threading.Thread(target=interrupt_when_installed, daemon=True).start()
-    try:
-        code = run_until_stopped(group, log=messages.append)
-    finally:
-        group.stop()
+    code, messages = _run_signalled(lines, group, ['a', 'b'], [0.0], sig)
     assert code == 0, messages
     assert any(m.startswith(f'{sig.name}: stopping 2 nodes') for m in messages)
     assert group.returncodes() == {'a': 0, 'b': 0}

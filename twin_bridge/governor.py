@@ -569,18 +569,22 @@ class SafetyGovernor:
                                        f'{times[k]} s follows {times[k - 1]} s')
         return times, pos, (vel if has_vel else None)
 
+    def _measured(self, values, idx, what):
+        """Return measured joint ``what`` (model order, all joints) for ``idx``, checked."""
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise _Refuse('no_state', f'measured joint {what} are not numbers') from None
+        if arr.shape != (self.limits.n,):
+            raise _Refuse('no_state', f'measured joint {what} have shape {arr.shape}; '
+                                      f'expected ({self.limits.n},) in model order')
+        return arr[idx]
+
     def _current(self, current_state, idx, joints):
         if current_state is None:
             raise _Refuse('no_state', 'no measured joint positions: position, velocity and '
                                       'trajectory commands need the mirrored state')
-        try:
-            cur = np.asarray(current_state, dtype=float)
-        except (TypeError, ValueError):
-            raise _Refuse('no_state', 'measured joint positions are not numbers') from None
-        if cur.shape != (self.limits.n,):
-            raise _Refuse('no_state', f'measured joint positions have shape {cur.shape}; '
-                                      f'expected ({self.limits.n},) in model order')
-        cur = cur[idx]
+        cur = self._measured(current_state, idx, 'positions')
         bad = ~np.isfinite(cur)
         if bad.any():
             names = [j for j, b in zip(joints, bad) if b]
@@ -591,14 +595,7 @@ class SafetyGovernor:
     def _current_velocity(self, current_velocity, idx):
         if current_velocity is None:
             return np.zeros(len(idx))
-        try:
-            v = np.asarray(current_velocity, dtype=float)
-        except (TypeError, ValueError):
-            raise _Refuse('no_state', 'measured joint velocities are not numbers') from None
-        if v.shape != (self.limits.n,):
-            raise _Refuse('no_state', f'measured joint velocities have shape {v.shape}; '
-                                      f'expected ({self.limits.n},) in model order')
-        v = v[idx]
+        v = self._measured(current_velocity, idx, 'velocities')
         return np.where(np.isfinite(v), v, 0.0)      # unknown: as at rest
 
     # ------------------------------------------------------------------ clamping
