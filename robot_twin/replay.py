@@ -434,6 +434,9 @@ def recorded_alarms(reader, path):
     """
     Return what the live twin reported in the recording's /twin/anomaly, or None without it.
 
+    A topic with no messages (a recorder that subscribed to it beside a robot without a twin)
+    counts as not recorded: None.
+
     Returns
     -------
     dict or None
@@ -451,8 +454,9 @@ def recorded_alarms(reader, path):
              if c.topic == '/twin/anomaly' and c.msgtype == DIAGNOSTIC_ARRAY]
     if not conns:
         return None
-    first, alarms, seen = None, [], set()
+    first, alarms, seen, messages = None, [], set(), 0
     for _conn, _t, data in read_messages(reader, conns, path):
+        messages += 1
         for status in reader.deserialize(data, DIAGNOSTIC_ARRAY).status:
             level = status.level[0] if isinstance(status.level, (bytes, bytearray)) \
                 else int(status.level)
@@ -471,6 +475,8 @@ def recorded_alarms(reader, path):
                 seen.add((name, since))
                 alarms.append({'group': name, 'fault_type': values.get('fault_type'),
                                'since': since})
+    if not messages:
+        return None
     alarms.sort(key=lambda a: a['since'])
     groups = {}
     for alarm in alarms:

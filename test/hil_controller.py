@@ -5,7 +5,12 @@ Answers every new /joint_states sample (by stamp; a resent sample is not answere
 /joint_command (position + velocity of :class:`twin_sim.trajectory.DemoMotion` one plant step
 after the sample's stamp), as a ros2_control controller on a topic-based hardware interface
 does. The commands depend on the stamps only, so two runs of a deterministic plant give the same
-commands. After the sample stamped ``--duration`` it stops answering and prints ``DONE <stamp>``.
+commands. ``--duration`` counts from the first sample's stamp (a real-time plant's stamps are on
+the wall-clock epoch): at the first sample that far on it stops answering and prints
+``DONE <stamp> <commands sent>``.
+
+``--rate-hz`` is the controller's rate: a lock-step plant's ``publish_rate_hz`` over its
+``lockstep_steps_per_command`` (the plant sends one sample per command, see README).
 
 Run with ``robot_twin.ros_env.localhost_env``::
 
@@ -38,6 +43,8 @@ class LockstepController(Node):
         self.dt = 1.0 / rate_hz
         self.duration_ns = int(round(duration_s * 1e9))
         self.last_ns = -1
+        self.first_ns = None
+        self.sent = 0
         self.done = False
         self.pub = self.create_publisher(JointState, '/joint_command', QOS)
         self.wait_subscribers = wait_subscribers
@@ -57,19 +64,24 @@ class LockstepController(Node):
         if stamp_ns <= self.last_ns or self.done:
             return
         self.last_ns = stamp_ns
-        if stamp_ns >= self.duration_ns:
+        if self.first_ns is None:
+            self.first_ns = stamp_ns
+        if stamp_ns - self.first_ns >= self.duration_ns:
             self.done = True
-            print(f'DONE {stamp_ns}', flush=True)
+            print(f'DONE {stamp_ns} {self.sent}', flush=True)
             return
         q, qd, _ = self.motion.sample(stamp_ns * 1e-9 + self.dt)
         self.pub.publish(make_joint_state(msg.header.stamp, self.names, q, qd))
+        self.sent += 1
 
 
 def main(argv=None):
     """Run the controller until SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument('--duration', type=float, required=True, help='stop after this stamp, s')
-    parser.add_argument('--rate-hz', type=float, default=1000.0, help="the plant's step rate")
+    parser.add_argument('--duration', type=float, required=True,
+                        help='stop this long after the first sample (by stamps), s')
+    parser.add_argument('--rate-hz', type=float, default=1000.0,
+                        help="the controller's rate: the plant's over its steps per command")
     parser.add_argument('--wait-subscribers', type=int, default=1, metavar='N',
                         help='read the robot only once N nodes subscribe to our commands')
     args = parser.parse_args(argv)

@@ -232,3 +232,19 @@ def test_malformed_scenario_files(tmp_path, text, words):
 def test_missing_scenario_names_the_packaged_ones():
     with pytest.raises(ScenarioError, match='packaged.*demo'):
         FaultScenario.load('no_such_scenario')
+
+
+def test_readme_example_of_sensor_faults_names_their_signal():
+    # README "Fault scenarios": sensor faults need a signal; its example must load as written
+    readme = (ROOT / 'README.md').read_text()
+    section = readme.split('\n## Fault scenarios\n', 1)[1].split('\n## ', 1)[0]
+    assert '`signal`' in section and '`position`' in section and '`effort`' in section
+    example = yaml.safe_load(section.split('```yaml\n', 1)[1].split('```', 1)[0])
+    scenario = FaultScenario.from_dict(example)
+    scenario.bind([f'joint{i}' for i in range(1, 8)], ['ft_sensor'])
+    sensor = [f for f in scenario.faults if f.kind == 'sensor']
+    assert {f.signal for f in sensor} >= {'position', 'velocity', 'effort', 'wrench'}
+    without = dict(example['faults'][0])
+    del without['signal']
+    with pytest.raises(ScenarioError, match='signal'):
+        FaultScenario.from_dict({'name': 'x', 'faults': [without]})

@@ -215,3 +215,25 @@ def test_hil_report_of_a_recording_without_commands_or_plant_status(tmp_path, ca
     assert 'commands: 0, values outside limits: 0' in captured.out
     report = json.loads((out / 'report.json').read_text())
     assert report['commands']['total'] == 0
+
+
+def test_an_empty_anomaly_topic_counts_as_not_recorded(tmp_path, capsys):
+    # a recorder beside the plant alone subscribes to /twin/anomaly and gets nothing: the bag
+    # has the topic with no message. That is no live twin: detections come from a replay.
+    from robot_twin.replay import open_recording, recorded_alarms
+
+    def extra(writer, store):
+        writer.add_connection('/twin/anomaly', 'diagnostic_msgs/msg/DiagnosticArray',
+                              typestore=store)
+
+    bag = write_bag(tmp_path / 'plant_only', simulate(1.0), extra=extra)
+    reader, _note = open_recording(bag)
+    try:
+        assert any(c.topic == '/twin/anomaly' for c in reader.connections)
+        assert recorded_alarms(reader, bag) is None
+    finally:
+        reader.close()
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0
+    report = json.loads((out / 'report.json').read_text())
+    assert report['faults']['detections_from'].startswith('a replay'), report['faults']

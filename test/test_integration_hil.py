@@ -5,7 +5,9 @@ Real processes over localhost-only DDS: the plant (``step_mode: lockstep``, a fa
 with seeded sensor noise, a push and dropped samples), ``robot-twin record`` and a lock-step
 controller (``test/hil_controller.py``: one /joint_command per sample). Two runs of the same
 scenario must give byte-identical recordings of /joint_states, the wrench, /clock and the
-commands. In real-time mode the plant reports its timing in /twin/plant_status.
+commands, also with 10 plant steps per command (one sample per command, none stale). In
+real-time mode the plant reports its timing in /twin/plant_status, and the controller's
+``--duration`` counts from its first sample (a real-time plant's stamps are wall-clock).
 """
 import os
 from pathlib import Path
@@ -80,8 +82,9 @@ def bag_messages(path):
     return out
 
 
-def run_lockstep(workdir, name, data_dir):
-    """Run the lock-step scenario once, recorded; return the bag's messages."""
+def run_lockstep(workdir, name, data_dir, steps_per_command=1, scenario=SCENARIO,
+                 timeout_s=3600.0):
+    """Run a lock-step scenario once, recorded; return the bag's messages and the status."""
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = Observer(domain)
@@ -89,8 +92,9 @@ def run_lockstep(workdir, name, data_dir):
     procs = []
     try:
         graph.start('robot', node_specs(['plant'], {'plant': {
-            'step_mode': 'lockstep', 'publish_rate_hz': RATE_HZ, 'lockstep_timeout_s': 3600.0,
-            'scenario': str(data_dir / SCENARIO), 'seed': 7}}))
+            'step_mode': 'lockstep', 'publish_rate_hz': RATE_HZ, 'lockstep_timeout_s': timeout_s,
+            'scenario': str(data_dir / scenario), 'seed': 7,
+            'lockstep_steps_per_command': steps_per_command}}))
         wait_until(lambda: observer.node.get_publishers_info_by_topic('/clock'),
                    START_TIMEOUT_S, 'the plant to offer /clock', graph)
         args = ['-m', 'robot_twin', 'record', '--output', str(bag), '--only',
@@ -104,19 +108,25 @@ def run_lockstep(workdir, name, data_dir):
                    and {'twin_recorder'} <= observer.subscribing_nodes('/joint_states'),
                    START_TIMEOUT_S, 'the recorder to subscribe to the plant', graph)
         controller = _start(['test/hil_controller.py', '--duration', str(DURATION_S),
-                             '--rate-hz', str(RATE_HZ), '--wait-subscribers', '2'], graph.env)
+                             '--rate-hz', str(RATE_HZ / steps_per_command),
+                             '--wait-subscribers', '2'], graph.env)
         procs.append(controller)
-        _read_line(controller, 'DONE', START_TIMEOUT_S * 2, graph)
+        _, last, sent = _read_line(controller, 'DONE', START_TIMEOUT_S * 2, graph).split()
         # the last sample (the one the controller saw last) is on its way to the recorder
-        last = int(round(DURATION_S * 1e9))
-        wait_until(lambda: last in observer.monitor.robot_stamps, START_TIMEOUT_S,
+        wait_until(lambda: int(last) in observer.monitor.robot_stamps, START_TIMEOUT_S,
                    'the last sample', graph)
         time.sleep(0.5)            # let the recorder take what DDS has delivered
         out = _stop(recorder)
         assert recorder.returncode == 0, out
-        status = [h for h in observer.monitor.plant_history if h[1].get('mode') == 'lockstep']
-        assert not status or status[-1][1]['resends'] == '0', status[-1]
-        return bag_messages(bag)
+
+        def final_status():   # the plant has taken every command (the timer publishes it)
+            for _t, values in reversed(list(observer.monitor.plant_history)):
+                if values.get('mode') == 'lockstep' and values['commands'] == sent:
+                    return values
+            return None
+        status = wait_until(final_status, START_TIMEOUT_S, 'the final plant status', graph)
+        assert status['stale_commands'] == '0', status
+        return bag_messages(bag), status
     finally:
         for proc in procs:
             _stop(proc)
@@ -126,8 +136,9 @@ def run_lockstep(workdir, name, data_dir):
 
 def test_lockstep_runs_are_bit_identical(tmp_path, request):
     data_dir = request.path.parent / 'data'
-    first = run_lockstep(tmp_path, 'first', data_dir)
-    second = run_lockstep(tmp_path, 'second', data_dir)
+    first, status = run_lockstep(tmp_path, 'first', data_dir)
+    second, _ = run_lockstep(tmp_path, 'second', data_dir)
+    assert status['resends'] == '0', status
     steps = int(round(DURATION_S * RATE_HZ))
     assert set(first) == set(TOPICS)
     # every step published /clock; the dropout lost some samples, never a command's answer
@@ -138,6 +149,67 @@ def test_lockstep_runs_are_bit_identical(tmp_path, request):
         assert len(first[topic]) == len(second[topic]), topic
         differing = [k for k, (a, b) in enumerate(zip(first[topic], second[topic])) if a != b]
         assert not differing, f'{topic}: {len(differing)} messages differ, first {differing[0]}'
+
+
+def _stamp_ns(cdr):
+    """Header stamp (ns) of a serialized JointState."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import JointState
+    stamp = deserialize_message(cdr, JointState).header.stamp
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def test_lockstep_with_10_steps_per_command_sends_one_sample_per_command(tmp_path, request):
+    # README: "a 100 Hz controller on a 1 kHz plant"; the plant used to publish all 10 samples,
+    # the controller answered each, and the backlog made the run free-running and lossy
+    data_dir = request.path.parent / 'data'
+    first, status = run_lockstep(tmp_path, 'first', data_dir, steps_per_command=10)
+    assert status['resends'] == '0', status
+    second, _ = run_lockstep(tmp_path, 'second', data_dir, steps_per_command=10)
+    samples = first['/joint_states']
+    assert len(first['/joint_command']) == len(samples) - 1
+    stamps = [_stamp_ns(m) for m in samples]
+    gaps = {b - a for a, b in zip(stamps, stamps[1:])}
+    # 10 steps per command; a sample the dropout lost makes the plant step on to the next
+    assert min(gaps) == 10_000_000 and all(g % 1_000_000 == 0 for g in gaps), sorted(gaps)
+    assert 0.85 * DURATION_S * RATE_HZ / 10 < len(samples) <= DURATION_S * RATE_HZ / 10 + 1
+    assert int(status['steps']) >= 10 * int(status['commands'])
+    assert len(first['/clock']) >= int(status['steps'])    # /clock of every step
+    for topic in TOPICS:
+        assert first[topic] == second[topic], topic
+
+
+def test_an_outage_longer_than_the_catch_up_does_not_stall_lock_step(tmp_path, request):
+    # every sample lost from 0.3 s to 1.6 s: after 1 s of stepping on, the plant had nothing to
+    # send and waited for an answer to a sample already answered; the run stalled
+    bag, status = run_lockstep(tmp_path, 'outage', request.path.parent / 'data',
+                               scenario='hil_lockstep_outage.yaml', timeout_s=0.2)
+    stamps = [_stamp_ns(m) for m in bag['/joint_states']]
+    assert max(stamps) - min(stamps) >= int(1.9e9)          # the run went on to its end
+    lost = [s for s in stamps if 0.31e9 < s < 1.59e9]      # plant time from 0
+    assert not lost and int(status['resends']) >= 1
+
+
+def test_controller_duration_counts_from_its_first_sample_on_a_realtime_plant():
+    domain = unique_domain_id()
+    graph = TwinGraph(domain)
+    observer = Observer(domain)
+    controller = None
+    try:
+        graph.start('robot', node_specs(['plant'], {'plant': {'publish_rate_hz': 200.0,
+                                                              'scenario': ''}}))
+        wait_until(lambda: observer.node.get_publishers_info_by_topic('/joint_states'),
+                   START_TIMEOUT_S, 'the plant to offer /joint_states', graph)
+        controller = _start(['test/hil_controller.py', '--duration', '1.0', '--rate-hz', '200',
+                             '--wait-subscribers', '1'], graph.env)
+        _, _last, sent = _read_line(controller, 'DONE', START_TIMEOUT_S * 2, graph).split()
+        # stamps are wall-clock: measured from the epoch the run would end at once
+        assert int(sent) >= 100, sent
+    finally:
+        if controller is not None:
+            _stop(controller)
+        graph.stop()
+        observer.close()
 
 
 def test_realtime_plant_reports_deadlines_and_jitter():

@@ -96,3 +96,39 @@ def test_plant_simulates_the_randomized_variant_it_is_given():
         graph.check_alive()
         assert any('simulating variant 3 of seed 4 of default' in x
                    for x in graph.lines('plant')), graph.output()
+
+
+def test_plant_rejects_nan_velocities_and_counts_clipped_commands_and_over_speed():
+    import math
+    from builtin_interfaces.msg import Duration
+    from robot_twin.nodes import qos
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    names = [f'joint{i}' for i in range(1, 8)]
+    with _plant_graph({'scenario': '', 'publish_rate_hz': 500.0}) as (graph, observer):
+        m = observer.monitor
+        wait_until(lambda: _plant_status(m, 0.0), START_TIMEOUT_S, '/twin/plant_status', graph)
+        # README: commands with NaN are rejected and counted (NaN velocities were taken as 0)
+        trajectory = observer.publisher(JointTrajectory,
+                                        '/joint_trajectory_controller/joint_trajectory',
+                                        qos.COMMAND, ['plant'], graph=graph)
+        trajectory.publish(JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(
+            positions=[0.1] * 7, velocities=[math.nan] * 7, time_from_start=Duration(sec=1))]))
+        since = time.time()
+        wait_until(lambda: _plant_status(m, since, rejected_commands='1'), CALL_TIMEOUT_S,
+                   'the NaN trajectory counted as rejected', graph)
+        # an effort of 1e6 N·m: clipped (counted), and the arm stops at its speed limits
+        command = observer.publisher(JointState, '/joint_command', qos.COMMAND, ['plant'],
+                                     graph=graph)
+        command.publish(JointState(name=names, effort=[1e6] * 7))
+        status = wait_until(
+            lambda: (lambda s: s if s and s['clipped_commands'] == '1'
+                     and int(s['over_speed']) >= 1 else None)(_plant_status(m, since)),
+            CALL_TIMEOUT_S, 'clipped_commands 1 and over_speed in /twin/plant_status', graph)
+        assert status['rejected_commands'] == '1', status
+        lines = graph.lines('plant')
+        assert any('clipped_commands: 1 more' in x and 'effort 1e+06 for joint1' in x
+                   for x in lines), graph.output()
+        wait_until(lambda: any('over_speed:' in x for x in graph.lines('plant')),
+                   CALL_TIMEOUT_S, 'the over-speed warning', graph)
+        graph.check_alive()

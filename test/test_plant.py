@@ -6,7 +6,7 @@ import pinocchio as pin
 import pytest
 
 from twin_sim.faults import FaultScenario, FrictionIncrease
-from twin_sim.plant import make_plant, Plant, PlantError
+from twin_sim.plant import LockstepAnswers, make_plant, Plant, PlantError
 from twin_sim.trajectory import JointTrajectoryInterpolator
 from twin_sim.urdf_model import Payload, RobotModel
 
@@ -304,3 +304,59 @@ def test_make_plant_builds_randomized_and_identified_robots(tmp_path):
     assert not urdf.exists()                      # close removes the robot written for it
     with pytest.raises(PlantError, match='randomization'):
         make_plant(str(ARM), randomization=str(tmp_path / 'missing.yaml'))
+
+
+def test_commands_beyond_the_limits_are_clipped_and_counted(model):
+    plant = Plant(ARM, initial_q=POSE)
+    plant.command_position(POSE)
+    plant.command_velocity(np.full(7, 0.1))
+    plant.command_effort(np.zeros(7))
+    assert plant.clipped_commands == 0
+    cases = [(lambda: plant.command_position(np.full(7, 10.0)), 'position 10'),
+             (lambda: plant.command_position(POSE, np.full(7, 50.0)), 'velocity feedforward 50'),
+             (lambda: plant.command_velocity(np.full(7, 10.0)), 'velocity 10'),
+             (lambda: plant.command_effort(np.full(7, 1e6)), 'effort 1e+06'),
+             (lambda: plant.command_trajectory(JointTrajectoryInterpolator(
+                 [0.0, 1.0], [POSE, np.full(7, 10.0)])), 'trajectory position 10')]
+    for k, (command, text) in enumerate(cases, start=1):
+        command()
+        assert plant.clipped_commands == k, text
+        assert plant.last_clipped.startswith(text + ' for joint1 is beyond its limit'), \
+            plant.last_clipped
+
+
+def test_effort_mode_holds_a_joint_at_its_speed_limit(model):
+    # gravity only on the shoulder and a full torque on the wrist: unlimited, PyBullet let the
+    # joints reach ~100 rad/s; a drive limits them at the URDF velocity limit
+    plant = Plant(ARM, initial_q=POSE)
+    tau = model.gravity(POSE)
+    tau[6] = model.effort_limit[6]
+    plant.command_effort(tau)
+    top = np.max([np.abs(plant.step().qd) for _ in range(1000)], axis=0)
+    assert np.all(top <= model.velocity_limit + 1e-9), top
+    assert top[6] == pytest.approx(model.velocity_limit[6])
+    assert plant.over_speed >= 1
+    count = plant.over_speed
+    plant.command_effort(np.zeros(7))
+    plant.reset()
+    plant.run(0.2)
+    assert plant.over_speed == count             # cumulative, none at rest
+
+
+def test_lockstep_answers_step_once_per_awaited_sample():
+    answers = LockstepAnswers()
+    assert answers.answer(5_000_000) == LockstepAnswers.APPLY   # before the first sample
+    answers.sent(1_000_000)
+    assert answers.answer(1_000_000) == LockstepAnswers.STEP
+    answers.sent(11_000_000)
+    assert answers.answer(1_000_000) == LockstepAnswers.STALE   # a late second answer
+    assert answers.answer(10_000_000) == LockstepAnswers.STALE  # an intermediate step's
+    assert answers.answer(11_000_000) == LockstepAnswers.STEP
+    answers.sent(21_000_000)
+    assert answers.answer(0) == LockstepAnswers.STEP            # unstamped: answers it
+    answers.sent(31_000_000)
+    assert answers.answer(31_000_000) == LockstepAnswers.STEP
+    assert answers.answer(31_000_000) == LockstepAnswers.STALE  # answered twice
+    assert answers.stale == 3
+    answers.reset()
+    assert answers.answer(31_000_000) == LockstepAnswers.APPLY

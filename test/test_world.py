@@ -569,3 +569,18 @@ def test_decimated_controller_holds_torque_and_still_tracks():
         SimWorld(ARM, control_period_steps=0)
     with pytest.raises(WorldError, match='control_period_steps'):
         SimWorld(ARM, control_period_steps=2.5)
+
+
+def test_limit_speed_holds_a_torque_driven_joint_at_its_velocity_limit(model):
+    world = SimWorld(ARM)
+    tau = model.gravity(world.q0)
+    tau[6] = model.effort_limit[6]
+    world.set_control('torque', tau)
+    top = 0.0
+    for _ in range(500):
+        world.step()
+        world.limit_speed()
+        top = max(top, abs(world.measure().qd[6]))
+    assert top == pytest.approx(model.velocity_limit[6])
+    assert world.over_speed_events >= 1
+    world.close()

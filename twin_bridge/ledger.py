@@ -436,6 +436,10 @@ class Ledger:
         """
         Append one entry and make it durable; return it (:class:`Entry`).
 
+        Entries already queued by :meth:`append_async` are written first: the log keeps the
+        order in which things were told to it (an anomaly queued by the anomaly node, then the
+        command the bridge sends for it, in the one-process twin).
+
         Parameters
         ----------
         kind : str
@@ -452,9 +456,6 @@ class Ledger:
             Closed, bad arguments, or the write failed (disk full...): the entry is not in
             the log, and a partial write is removed before the next append.
 
-        Entries already queued by :meth:`append_async` are written first: the log keeps the
-        order in which things were told to it (an anomaly queued by the anomaly node, then the
-        command the bridge sends for it, in the one-process twin).
         """
         worker = self._worker
         if worker is not None:

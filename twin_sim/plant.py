@@ -4,8 +4,10 @@ The emulated robot: a simulated arm with fault injection and a ros2_control-like
 The arm is a :class:`~twin_sim.world.SimWorld`; faults come from :mod:`twin_sim.faults`.
 Each :meth:`Plant.step` advances one ``dt``: the active command becomes a control target, the
 physical faults act on the world, the world steps, and the sensor sample passes the sensor
-faults (it may come out changed, late, or not at all). Without a command the arm holds its
-initial pose in position mode. The same inputs and seed give bit-identical outputs.
+faults (it may come out changed, late, or not at all). In effort mode a joint is held at its
+URDF speed limit, as a drive's velocity limiter does; commands beyond a limit are clipped and
+counted. Without a command the arm holds its initial pose in position mode. The same inputs
+and seed give bit-identical outputs.
 """
 from pathlib import Path
 import tempfile
@@ -20,7 +22,7 @@ from twin_sim.trajectory import JointTrajectoryInterpolator
 from twin_sim.urdf_model import Payload, URDFError
 from twin_sim.world import SimWorld, WorldError
 
-__all__ = ['Plant', 'PlantError', 'make_plant', 'STREAM_HORIZON_S']
+__all__ = ['LockstepAnswers', 'Plant', 'PlantError', 'make_plant', 'STREAM_HORIZON_S']
 
 STREAM_HORIZON_S = 0.05
 """A streamed position set-point (with velocity) is extrapolated this long at most, s."""
@@ -86,6 +88,8 @@ class Plant:
             raise PlantError(f'payload must be a twin_sim.urdf_model.Payload, got '
                              f'{type(payload).__name__}')
         self.nominal_payload = payload
+        self.clipped_commands = 0     # commands beyond a limit (clipped), cumulative
+        self.last_clipped = ''        # what the latest of them asked for
         self.scenario = None
         self.faults = []
         self._added = 0
@@ -106,6 +110,31 @@ class Plant:
         if not np.all(np.isfinite(arr)):
             raise PlantError(f'{what}: values must be finite, got {arr.tolist()}')
         return arr
+
+    def _note_clipped(self, *checks):
+        """
+        Count a command with a value beyond its limit (the world clips it); remember which.
+
+        ``checks`` are ``(what, values (n,), low (n,), high (n,))``; the command counts once.
+        """
+        for what, values, low, high in checks:
+            over = (values < low) | (values > high)
+            if over.any():
+                j = int(np.argmax(over))
+                self.clipped_commands += 1
+                self.last_clipped = (f'{what} {values[j]:.6g} for {self.joint_names[j]} is '
+                                     f'beyond its limit [{low[j]:.6g}, {high[j]:.6g}]')
+                return True
+        return False
+
+    def _speed_limits(self):
+        cap = np.where(self.world.velocity_limit > 0.0, self.world.velocity_limit, np.inf)
+        return -cap, cap
+
+    @property
+    def over_speed(self):
+        """Count the times a joint reached its speed limit in effort mode and was held (int)."""
+        return self.world.over_speed_events
 
     @property
     def time(self):
@@ -210,10 +239,17 @@ class Plant:
         stamp against the plant's clock): the reference starts ``age_s`` along its line, so
         that a set-point delivered late (a busy controller or bus) does not pull the arm back
         and then jump it forward at the next one.
+
+        Values beyond the joint limits (position) or the URDF velocity limit (feedforward) are
+        clipped and counted (:attr:`clipped_commands`, :attr:`last_clipped`).
         """
         q = self._vector(q, 'position command')
         qd = None if qd is None else self._vector(qd, 'velocity feedforward')
         qdd = None if qdd is None else self._vector(qdd, 'acceleration feedforward')
+        checks = [('position', q, self.world.lower, self.world.upper)]
+        if qd is not None:
+            checks.append(('velocity feedforward', qd, *self._speed_limits()))
+        self._note_clipped(*checks)
         self._trajectory = None
         if extrapolate_s > 0.0 and qd is not None:
             age = min(max(float(age_s), 0.0), float(extrapolate_s))
@@ -232,14 +268,26 @@ class Plant:
             self.world.set_control('position', q + qd * age, qd, qdd)
 
     def command_velocity(self, qd):
-        """Track joint velocities ``qd`` (n,) rad/s."""
+        """Track joint velocities ``qd`` (n,) rad/s (beyond the URDF limit: capped, counted)."""
+        qd = self._vector(qd, 'velocity command')
+        self._note_clipped(('velocity', qd, *self._speed_limits()))
         self._trajectory = self._stream = None
-        self.world.set_control('velocity', self._vector(qd, 'velocity command'))
+        self.world.set_control('velocity', qd)
 
     def command_effort(self, tau):
-        """Apply joint torques ``tau`` (n,) N·m (clipped to the torque limits)."""
+        """
+        Apply joint torques ``tau`` (n,) N·m (clipped to the torque limits).
+
+        Beyond the URDF effort limit a command is counted (:attr:`clipped_commands`); below it
+        but above a fault-reduced limit it is not (that is the fault). In effort mode the world
+        holds a joint at its URDF speed limit as a drive's velocity limiter does
+        (:attr:`over_speed`).
+        """
+        tau = self._vector(tau, 'effort command')
+        limit = self.world.effort_limit
+        self._note_clipped(('effort', tau, -limit, limit))
         self._trajectory = self._stream = None
-        self.world.set_control('torque', self._vector(tau, 'effort command'))
+        self.world.set_control('torque', tau)
 
     def command_trajectory(self, interpolator, start_time=None):
         """
@@ -261,6 +309,9 @@ class Plant:
             raise PlantError(f'trajectory has {interpolator.n} joints, the robot has {self.n} '
                              f'({list(self.joint_names)}); map it to the model order first')
         start = self.time if start_time is None else float(start_time)
+        world = self.world
+        self._note_clipped(*[('trajectory position', p, world.lower, world.upper)
+                             for p in interpolator.positions])
         self._stream = None
         self._trajectory = (interpolator, start)
         self._follow_trajectory(self.time)
@@ -290,6 +341,8 @@ class Plant:
         if self.faults or self._physical_active:
             self._apply_physical(t)
         world.step()
+        if world.control_mode == 'torque':
+            world.limit_speed()     # a drive's velocity limiter (the world's torque mode has none)
         m = world.measure()
         t_now = m.t
         for fault in self.faults:
@@ -354,6 +407,57 @@ class Plant:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class LockstepAnswers:
+    """
+    Which commands step a lock-step plant: the answers to the one sample it waits for.
+
+    In lock-step the plant publishes one sample per command (the state after the command's
+    steps) and waits for its answer. A command stamped with that sample's stamp answers it
+    (once: a second answer to it is stale); an unstamped command (stamp 0, or a message
+    without a header such as Float64MultiArray) answers whatever sample is awaited. A command
+    stamped with any other stamp answers a sample the plant is not waiting for (a duplicate, a
+    late or a made-up answer): it is ignored and counted in :attr:`stale`. Before the first
+    sample (and after a reset) a command is applied without stepping. ROS-free: stamps are
+    integers, ns.
+    """
+
+    STEP = 'step'      # apply the command, then step
+    APPLY = 'apply'    # apply it, no sample awaited yet
+    STALE = 'stale'    # ignore it
+
+    def __init__(self):
+        self.stale = 0
+        self.reset()
+
+    def reset(self):
+        """No sample awaited: the first sample has not gone out (again)."""
+        self.started = False
+        self.awaited_ns = None
+
+    def sent(self, stamp_ns):
+        """Wait for the answer to the sample stamped ``stamp_ns`` (int, ns), just sent."""
+        self.started = True
+        self.awaited_ns = int(stamp_ns)
+
+    def answer(self, stamp_ns):
+        """
+        Classify a command stamped ``stamp_ns`` (int ns; 0 = unstamped).
+
+        Returns
+        -------
+        str
+            :attr:`STEP`, :attr:`APPLY` or :attr:`STALE` (counted).
+
+        """
+        if not self.started:
+            return self.APPLY
+        if self.awaited_ns is not None and int(stamp_ns) in (0, self.awaited_ns):
+            self.awaited_ns = None       # answered; the plant steps and sends the next sample
+            return self.STEP
+        self.stale += 1
+        return self.STALE
 
 
 def _same_payload(a, b):

@@ -66,6 +66,10 @@ gets (else the coupling torques meant to cancel its motion would throw the light
 a 2 mrad step of the shoulder's reference drove the wrist to 3 rad/s). Velocity mode integrates
 the velocity command into a position reference that may lag the measured position by at most
 ``velocity_mode_max_lag`` rad.
+
+Torque (effort) mode has no loop to cap; :meth:`SimWorld.limit_speed`, called after a step,
+emulates a drive's velocity limiter: a joint faster than its URDF velocity limit is set back to
+that speed (counted in ``over_speed_events``). The plant calls it; the bare world does not.
 """
 from dataclasses import dataclass
 import math
@@ -275,6 +279,7 @@ class SimWorld:
         self.velocity_limit = np.asarray(model.velocity_limit, dtype=float)[to_pin]
         # the drives' rated speed (the URDF velocity limit; none where the URDF gives 0)
         self._speed_cap = np.where(self.velocity_limit > 0.0, self.velocity_limit, np.inf)
+        self.over_speed_events = 0    # torque mode: joints that reached the cap (cumulative)
         effort = np.asarray(model.effort_limit, dtype=float)[to_pin]
         self.effort_limit = np.where(effort > 0.0, effort, np.inf)
         self.damping = (np.asarray(model.damping, dtype=float)[to_pin] if joint_damping is None
@@ -484,6 +489,7 @@ class SimWorld:
         self._external = []
         self._prev_qd = None
         self._integral = np.zeros(self.n)
+        self._over_speed = np.zeros(self.n, dtype=bool)
         for joint in list(self._locked):
             self._locked[joint] = float(q[self.joint_names.index(joint)])
             self._engage_lock(joint)
@@ -693,6 +699,34 @@ class SimWorld:
                 sim(physicsClientId=c)
                 self._cached = None
         self._k += n_steps
+        self._cached = None
+
+    def limit_speed(self):
+        """
+        Hold a joint faster than its rated speed at that speed (a drive's velocity limiter).
+
+        For torque mode, which has no loop to cap the speed: a real drive faults or limits at
+        its velocity limit, PyBullet's own limit (~100 rad/s) is far above a URDF's. Called
+        after a step (:class:`twin_sim.plant.Plant` does, in torque mode; the bare world's
+        physics stays free), a joint whose speed exceeds the URDF velocity limit gets its
+        velocity set to the limit (its position is kept): the energy the torque put in beyond
+        it is taken out. Each time a joint reaches the limit counts once in
+        :attr:`over_speed_events` (again only after it slowed below 95 % of it).
+        """
+        q, qd = self._state()[:2]
+        cap = self._speed_cap
+        speed = np.abs(qd)
+        over = speed > cap
+        # a joint at its limit stays there until it slows below 95 % of it (one event each)
+        held = self._over_speed & (speed >= 0.95 * cap)
+        self.over_speed_events += int(np.count_nonzero(over & ~held))
+        self._over_speed = over | held
+        if not over.any():
+            return
+        for i in np.flatnonzero(over):
+            pybullet.resetJointState(self._body, self._idx[i], float(q[i]),
+                                     float(np.clip(qd[i], -cap[i], cap[i])),
+                                     physicsClientId=self._client)
         self._cached = None
 
     def measure(self):

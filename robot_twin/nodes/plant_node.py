@@ -14,13 +14,19 @@ and obeys commands as ros2_control's interfaces do:
   are the plant's time on the wall-clock epoch (like a real robot's). Deadline misses, jitter
   and overruns (:class:`twin_sim.pacing.RealtimePacer`) go to /twin/plant_status. On a busy
   machine give the stepping thread a real-time priority (``realtime_priority``, SCHED_FIFO).
-- ``lockstep``: simulated time advances only when the controller's command for the step has
-  arrived: each command advances ``lockstep_steps_per_command`` steps (and on until a sample
-  comes out, should a fault drop it), then the plant waits. Stamps and /clock are simulated
-  time from 0, so the same commands give bit-identical joint states, wrenches and clocks. The
-  first sample goes out once a node that subscribes to the joint states and publishes a command
-  topic is seen; a sample left unanswered for ``lockstep_timeout_s`` is sent again (counted as
-  ``resends``).
+- ``lockstep``: simulated time advances only when the controller's answer to the sample it
+  waits for has arrived (:class:`twin_sim.plant.LockstepAnswers`): the answer advances
+  ``lockstep_steps_per_command`` steps (and on until a sample comes out, should a fault drop
+  it), each with its /clock, and the plant publishes one sample, the last step's, and waits for
+  its answer. A command stamped for another sample is ignored (``stale_commands``). Stamps and
+  /clock are simulated time from 0, so the same commands give bit-identical joint states,
+  wrenches and clocks. The first sample goes out once a node that subscribes to the joint
+  states and publishes a command topic is seen; a sample left unanswered for
+  ``lockstep_timeout_s`` is sent again (counted as ``resends``).
+
+Commands beyond a limit are clipped and counted (``clipped_commands``); in effort mode a joint
+is held at its URDF speed limit (``over_speed``); both are warned about, at most once per status
+period.
 
 Services: /twin/reset, /twin/set_fault (re-arms the configured scenario with its start times
 counted from now), /twin/clear_fault; all std_srvs/Trigger (see README: no custom interfaces).
@@ -49,7 +55,7 @@ from std_srvs.srv import Trigger
 from twin_bridge.mapping import JointMapper, MappingError
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.pacing import LockstepGate, RealtimePacer
-from twin_sim.plant import make_plant, PlantError, STREAM_HORIZON_S
+from twin_sim.plant import LockstepAnswers, make_plant, PlantError, STREAM_HORIZON_S
 from twin_sim.resources import fault_scenario, urdf_or_builtin
 from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
 
@@ -95,6 +101,11 @@ class PlantNode(Node):
         self.rejected_commands = 0
         self.commands = 0
         self.gate = LockstepGate(LOCKSTEP_SETTLE_S, params['lockstep_timeout_s'])
+        self.answers = LockstepAnswers()
+        self._step_after = False       # lockstep: the command being handled answers the sample
+        self._sent_ns = 0              # stamp of the last sample published, ns
+        self._no_sample = False        # lockstep: the last advance let no sample out
+        self._warned = {'clipped_commands': 0, 'over_speed': 0, 'stale_commands': 0}
         self._last = []                # lockstep: messages of the last step, for a resend
         self._rate = (time.monotonic(), 0)   # lockstep: (wall time, steps) of the last status
         self._make_endpoints(params)
@@ -185,7 +196,8 @@ class PlantNode(Node):
         sent = [(self.pub_clock, clock)]
         if sample is not None:
             # serialized in place (robot_twin.nodes.cdr): the same bytes rclpy would make
-            stamp = divmod(int(round((self.epoch + sample.t) * 1e9)), 1_000_000_000)
+            self._sent_ns = int(round((self.epoch + sample.t) * 1e9))
+            stamp = divmod(self._sent_ns, 1_000_000_000)
             sent.append((self.pub_joints, self._joint_bytes.write(*stamp, sample.q, sample.qd,
                                                                   sample.effort)))
             if self.pub_wrench is not None and sample.wrench is not None:
@@ -205,10 +217,18 @@ class PlantNode(Node):
         return bool(readers & commanders) and self.pub_joints.get_subscription_count() > 0
 
     def _advance(self, steps):
+        """Step; publish /clock of every step and the last step's sample; await its answer."""
         with self.lock:
             out = self.plant.advance(steps)
-        for plant_time, sample in out:
-            self._publish(sample, plant_time)
+        for plant_time, _sample in out[:-1]:
+            self._publish(None, plant_time)
+        plant_time, sample = out[-1]
+        self._publish(sample, plant_time)
+        # an outage longer than the plant's catch-up (a dropout fault) let no sample out: no
+        # answer can come, so the next resend steps on instead (see _lockstep_tick)
+        self._no_sample = sample is None
+        if sample is not None:
+            self.answers.sent(self._sent_ns)
         self.gate.sent(time.monotonic())
 
     def _lockstep_tick(self):
@@ -217,15 +237,33 @@ class PlantNode(Node):
         if action == LockstepGate.START:
             self._advance(1)
             self.publish_status('lockstep: first sample sent')
+        elif action == LockstepGate.RESEND and self._no_sample:
+            self._advance(self.params['lockstep_steps_per_command'])
         elif action == LockstepGate.RESEND:
             for publisher, msg in self._last:
                 publisher.publish(msg)
 
-    def _commanded(self):
-        """Count a command (applied or rejected); in lock-step, advance to the next sample."""
+    def _admit(self, stamp=None):
+        """
+        Count a command; whether to handle it (lock-step: not when stamped for another sample).
+
+        ``stamp`` is the command's header stamp (None: a message without one).
+        """
         self.commands += 1
-        if self.lockstep and self.gate.started:
+        if not self.lockstep:
+            return True
+        stamp_ns = 0 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
+        verdict = self.answers.answer(stamp_ns)
+        self._step_after = verdict == LockstepAnswers.STEP
+        return verdict != LockstepAnswers.STALE
+
+    def _commanded(self):
+        """After a command (applied or rejected): in lock-step, advance to the next sample."""
+        if self._step_after:
+            self._step_after = False
             self._advance(self.params['lockstep_steps_per_command'])
+            if time.monotonic() - self._rate[0] >= STATUS_PERIOD_S:   # not only from the timer
+                self.publish_status('lockstep')
 
     # ---------------------------------------------------------------- status
     def _variant_text(self):
@@ -240,7 +278,8 @@ class PlantNode(Node):
             rate = (steps - self._rate[1]) / max(now - self._rate[0], 1e-9)
             self._rate = (now, steps)
             return {'steps': int(round(steps)), 'commands': self.commands,
-                    'resends': self.gate.resends, 'steps_per_s': f'{rate:.1f}'}
+                    'stale_commands': self.answers.stale, 'resends': self.gate.resends,
+                    'steps_per_s': f'{rate:.1f}'}
         stats = self.pacer.stats()
         for key in ('jitter_hist_edges_us', 'jitter_hist_counts'):
             stats[key] = ','.join(str(v) for v in stats[key])
@@ -253,8 +292,11 @@ class PlantNode(Node):
         values = {'mode': self.params['step_mode'], 'scenario': self.scenario_path or '',
                   'start_stamp': f'{self.epoch:.6f}', 'rate_hz': 1.0 / self.plant.dt,
                   'plant_time_s': f'{self.plant.time:.3f}', 'faults': len(faults),
-                  'rejected_commands': self.rejected_commands}
+                  'rejected_commands': self.rejected_commands,
+                  'clipped_commands': self.plant.clipped_commands,
+                  'over_speed': self.plant.over_speed}
         values.update(self._timing_values())
+        self._warn_counts(values)
         if self.variant is not None:
             values['variant'] = f'{self.variant.index} of seed {self.variant.seed}: ' + \
                 self._variant_text()
@@ -262,6 +304,21 @@ class PlantNode(Node):
         array.header.stamp = sec_to_stamp(time.time())
         array.status.append(make_status('twin/plant', 'OK', message, values))
         self.pub_status.publish(array)
+
+    def _warn_counts(self, values):
+        """Warn (once per status) about clipped commands, over-speed and stale answers."""
+        text = {'clipped_commands': lambda: f'clipped (latest: {self.plant.last_clipped})',
+                'over_speed': lambda: ('reached the URDF speed limit in effort mode; held '
+                                       "there as by a drive's velocity limiter"),
+                'stale_commands': lambda: 'ignored: stamped for a sample other than the one '
+                                          'the lock-step plant waits for (answer each sample '
+                                          'once, with its stamp)'}
+        for key, what in text.items():
+            count = int(values.get(key, 0))
+            if count > self._warned[key]:
+                self.log.warning(f'{key}: {count - self._warned[key]} more '
+                                 f'({count} in all) {what()}')
+                self._warned[key] = count
 
     # ---------------------------------------------------------------- commands
     def _reject(self, what, exc):
@@ -277,6 +334,8 @@ class PlantNode(Node):
         from the command's stamp when that is on the plant's clock (within the horizon), else
         from its arrival.
         """
+        if not self._admit(msg.header.stamp):
+            return
         names = list(msg.name)
         try:
             with self.lock:
@@ -310,6 +369,8 @@ class PlantNode(Node):
 
     def on_forward_command(self, msg):
         """Float64MultiArray of positions for every joint, model order."""
+        if not self._admit():
+            return
         try:
             with self.lock:
                 self.plant.command_position(np.asarray(msg.data, dtype=float))
@@ -319,6 +380,8 @@ class PlantNode(Node):
 
     def on_trajectory(self, msg):
         """JointTrajectory: interpolate from now; joints it leaves out hold their position."""
+        if not self._admit(msg.header.stamp):
+            return
         try:
             names, points = trajectory_points(msg)
             if not points:
@@ -328,8 +391,9 @@ class PlantNode(Node):
                 positions = np.array([self._model_order(names, p[1], held) for p in points])
                 velocities = None
                 if all(p[2] is not None for p in points):
-                    velocities = np.nan_to_num(np.array(
-                        [self.mapper.to_model(names, p[2], 0.0) for p in points]))
+                    zeros = np.zeros(len(self.names))
+                    velocities = np.array([self._model_order(names, p[2], zeros)
+                                           for p in points])
                 interp = JointTrajectoryInterpolator([p[0] for p in points], positions,
                                                      velocities)
                 self.plant.command_trajectory(interp)
@@ -344,6 +408,7 @@ class PlantNode(Node):
             self.plant.reset()
             if self.lockstep:
                 self.gate.reset()        # the first sample goes out again
+                self.answers.reset()
             else:
                 self.epoch = time.time()
         self.publish_status('reset')
