@@ -94,7 +94,8 @@ VERDICT_HOLD_S = 0.3
 verdict (fault type and joint) other than the one reported must come out of the classifier for
 this long, s, before it replaces it: a verdict that changes at every report tells an operator
 nothing (seen on a starved twin: five fault types and three joints within 5 s). Within the
-window the reported verdict follows the classifier, whose evidence is still growing."""
+window, and when a group raises an alarm it did not have when the verdict was taken (a stall
+in the middle of a joint's alarm), the reported verdict follows the classifier at once."""
 _MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
 _SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
 
@@ -309,6 +310,7 @@ class AnomalyMonitor:
         self.alarm_changes = 0            # blocks at which a group's alarm was raised or cleared
         self._verdict_cache = None
         self._shown = None                # the verdict reported in the current episode
+        self._shown_alarm = None          # the groups alarmed when it was taken
         self._pending = None              # (fault type, joint), since: a different one
         self._saved = True
         self._rate_probe = None           # steps of a loaded file's first samples (see update)
@@ -936,13 +938,17 @@ class AnomalyMonitor:
         key = (verdict.fault_type, verdict.joint)
         stamp = self.fused.stamp
         young = not stamp - self.fused.episode_start >= EPISODE_AGE_CAP_S   # (NaN: young)
-        if shown is None or young or key == (shown.fault_type, shown.joint):
+        alarmed = self.fused.alarm
+        raised = shown is not None and bool((alarmed & ~self._shown_alarm).any())  # since
+        if shown is None or young or raised or key == (shown.fault_type, shown.joint):
             self._shown, self._pending = verdict, None
+            self._shown_alarm = alarmed.copy()
             return verdict
         if self._pending is None or self._pending[0] != key:
             self._pending = (key, stamp)
         elif stamp - self._pending[1] >= VERDICT_HOLD_S - 1e-9:
             self._shown, self._pending = verdict, None
+            self._shown_alarm = alarmed.copy()
             return verdict
         return shown
 
