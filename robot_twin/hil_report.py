@@ -5,8 +5,7 @@ Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin
 
 - tracking error per joint: each measured /joint_states sample against the controller's latest
   position command (/joint_command or /forward_position_controller/commands; a position with
-  velocity is extrapolated as the plant does, for at most its ``STREAM_HORIZON_S``), by log
-  time;
+  velocity is extrapolated as the plant does, for at most ``STREAM_HORIZON_S``), by log time;
 - commands outside the URDF's position, velocity or effort limits, per joint;
 - the plant's timing from its last /twin/plant_status: deadline misses, jitter percentiles and
   histogram (real-time mode), steps, resends and rate (lock-step mode);
@@ -18,9 +17,7 @@ Writes ``report.json`` and plots (``tracking_error.png``, ``jitter_histogram.png
 ``command_limits.png``, ``faults.png``) to the output directory.
 """
 from dataclasses import dataclass, field
-import os
 from pathlib import Path
-import sys
 
 import numpy as np
 from robot_twin.nodes.cdr import JointStateReader
@@ -28,6 +25,7 @@ from robot_twin.replay import DIAGNOSTIC_ARRAY, JOINT_STATE, open_recording, rea
     recorded_alarms, replay, ReplayError, topic_connections
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.resources import urdf_or_builtin
+from twin_sim.trajectory import STREAM_HORIZON_S
 from twin_sim.urdf_model import RobotModel, URDFError
 
 FORWARD = 'std_msgs/msg/Float64MultiArray'
@@ -101,27 +99,6 @@ def read_commands(reader, path, model):
     return cmd
 
 
-def _stream_horizon_s():
-    """
-    Return the plant's ``STREAM_HORIZON_S`` (s).
-
-    ``twin_sim.plant`` loads pybullet, whose C code writes ``pybullet build time: ...`` to the
-    process's stderr when imported: the import runs with that file descriptor on /dev/null, so
-    that the report's output is the report's alone.
-    """
-    if 'twin_sim.plant' not in sys.modules:
-        sys.stderr.flush()
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            import twin_sim.plant  # noqa: F401 - the constant is read below
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-    return sys.modules['twin_sim.plant'].STREAM_HORIZON_S
-
-
 def tracking_errors(reader, path, model, commands, topic='/joint_states'):
     """
     Return ``(t (m,), error (m, n))``: measured minus commanded position, rad, by log time.
@@ -134,7 +111,6 @@ def tracking_errors(reader, path, model, commands, topic='/joint_states'):
     conns = topic_connections(reader, topic, JOINT_STATE, True,
                               'name it with --joint-states-topic')
     decode = JointStateReader()
-    horizon_s = _stream_horizon_s()
     t_cmd = np.asarray(commands.t)
     times, errors = [], []
     for _conn, log_ns, data in read_messages(reader, conns, path):
@@ -147,7 +123,7 @@ def tracking_errors(reader, path, model, commands, topic='/joint_states'):
             msg = reader.deserialize(data, JOINT_STATE)
             parsed = (0, 0, list(msg.name), np.asarray(msg.position), None, None)
         names, position = parsed[2], parsed[3]
-        reference = commands.q[k] + commands.qd[k] * min(t - t_cmd[k], horizon_s)
+        reference = commands.q[k] + commands.qd[k] * min(t - t_cmd[k], STREAM_HORIZON_S)
         measured = np.full(model.n, np.nan)
         for j, name in enumerate(names):
             if name in index and j < len(position):

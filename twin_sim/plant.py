@@ -18,14 +18,11 @@ from twin_sim.faults import Fault, fault_from_dict, FaultScenario, PhysicalEffec
 from twin_sim.randomization import load_randomization, RandomizationError, \
     write_identified_urdf, write_randomized_robot
 from twin_sim.resources import randomization_file
-from twin_sim.trajectory import JointTrajectoryInterpolator
+from twin_sim.trajectory import JointTrajectoryInterpolator, STREAM_HORIZON_S
 from twin_sim.urdf_model import Payload, URDFError
 from twin_sim.world import SimWorld, WorldError
 
 __all__ = ['LockstepAnswers', 'Plant', 'PlantError', 'make_plant', 'STREAM_HORIZON_S']
-
-STREAM_HORIZON_S = 0.05
-"""A streamed position set-point (with velocity) is extrapolated this long at most, s."""
 
 
 class PlantError(ValueError):
@@ -128,8 +125,7 @@ class Plant:
         return False
 
     def _speed_limits(self):
-        cap = np.where(self.world.velocity_limit > 0.0, self.world.velocity_limit, np.inf)
-        return -cap, cap
+        return -self.world.speed_cap, self.world.speed_cap
 
     @property
     def over_speed(self):

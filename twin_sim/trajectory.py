@@ -5,14 +5,18 @@ Joint trajectories without ROS: interpolation of trajectory points and the demo 
 (times from start, positions, optional velocities and accelerations) into a continuous
 ``q(t), qd(t), qdd(t)``; the plant follows it with its position controller.
 :class:`DemoMotion` is a smooth periodic motion (sums of sinusoids) sized from the joint limits,
-used by the demo controller.
+used by the demo controller. :data:`STREAM_HORIZON_S` bounds how far a streamed set-point is
+extrapolated (the plant, and the HIL report that compares the arm with it).
 """
 import numpy as np
 from scipy.interpolate import BPoly, CubicSpline
 from scipy.optimize import minimize
 
 __all__ = ['TrajectoryError', 'JointTrajectoryInterpolator', 'DemoMotion', 'low_gravity_pose',
-           'mid_range']
+           'mid_range', 'STREAM_HORIZON_S']
+
+STREAM_HORIZON_S = 0.05
+"""A streamed position set-point (with velocity) is extrapolated this long at most, s."""
 
 
 class TrajectoryError(ValueError):

@@ -278,7 +278,7 @@ class SimWorld:
         self.upper = np.asarray(model.upper, dtype=float)[to_pin]
         self.velocity_limit = np.asarray(model.velocity_limit, dtype=float)[to_pin]
         # the drives' rated speed (the URDF velocity limit; none where the URDF gives 0)
-        self._speed_cap = np.where(self.velocity_limit > 0.0, self.velocity_limit, np.inf)
+        self.speed_cap = np.where(self.velocity_limit > 0.0, self.velocity_limit, np.inf)
         self.over_speed_events = 0    # torque mode: joints that reached the cap (cumulative)
         effort = np.asarray(model.effort_limit, dtype=float)[to_pin]
         self.effort_limit = np.where(effort > 0.0, effort, np.inf)
@@ -566,7 +566,7 @@ class SimWorld:
         # reference jump (a controller that stalled and resumed) then moves the joint at that
         # speed instead of spinning a light wrist joint up to several times it. Unlimited, it
         # is the same law. While the speed is limited the integral holds (anti-windup).
-        cap = self._speed_cap
+        cap = self.speed_cap
         asked = self._qd_ref + (self.kp / self.kd) * error
         speed = np.minimum(np.maximum(asked, -cap), cap)
         speed_limited = speed != asked
@@ -714,7 +714,7 @@ class SimWorld:
         :attr:`over_speed_events` (again only after it slowed below 95 % of it).
         """
         q, qd = self._state()[:2]
-        cap = self._speed_cap
+        cap = self.speed_cap
         speed = np.abs(qd)
         over = speed > cap
         # a joint at its limit stays there until it slows below 95 % of it (one event each)
