@@ -31,6 +31,7 @@ from robot_twin.hub.jobs import JobRejected, RESULT_FILES
 from robot_twin.hub.state import AlreadyAcknowledged, check_note, NOTE_MAX_CHARS
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from twin_bridge.ledger import to_json_value
 
 API = '/api/v1'
 STREAM_PERIOD_S = 0.2
@@ -458,22 +459,9 @@ def jsonable_errors(errors):
     for error in errors:
         entry = {k: error[k] for k in ('type', 'loc', 'msg') if k in error}
         if 'input' in error:
-            entry['input'] = _jsonable(error['input'])
+            entry['input'] = to_json_value(error['input'])
         out.append(entry)
     return out
-
-
-def _jsonable(value):
-    """``value`` as strict JSON: non-finite floats as text, other types by ``repr``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return 'NaN' if value != value else ('Infinity' if value > 0 else '-Infinity')
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return repr(value)
 
 
 def _methods(app, scope):
