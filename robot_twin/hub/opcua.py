@@ -155,6 +155,11 @@ def quality(value, source):
     return STALE if source.get('stale') else GOOD
 
 
+def _field(source, name, default=None):
+    """Return ``source[name]``, or ``default`` while nothing arrived (``source`` None)."""
+    return source.get(name, default) if source else default
+
+
 def _datetime(stamp):
     if stamp is None or not math.isfinite(stamp):
         return None
@@ -473,30 +478,27 @@ class TwinOpcUaServer:
             joint = entry['name']
             m, p, r = entry['measured'], entry['predicted'], entry['residual']
             a, rul = entry['anomaly'], entry['rul']
-            get = (lambda sample, name: sample[name] if sample else None)
-            values += [((joint, 'ActualPosition'), get(m, 'position'), double, m),
-                       ((joint, 'ActualSpeed'), get(m, 'velocity'), double, m),
-                       ((joint, 'MeasuredEffort'), get(m, 'effort'), double, m),
-                       ((joint, 'PredictedEffort'), get(p, 'effort'), double, p),
-                       ((joint, 'PredictedPosition'), get(p, 'position'), double, p),
-                       ((joint, 'EffortResidual'), get(r, 'effort'), double, r)]
-            effort = get(m, 'effort')
+            values += [((joint, 'ActualPosition'), _field(m, 'position'), double, m),
+                       ((joint, 'ActualSpeed'), _field(m, 'velocity'), double, m),
+                       ((joint, 'MeasuredEffort'), _field(m, 'effort'), double, m),
+                       ((joint, 'PredictedEffort'), _field(p, 'effort'), double, p),
+                       ((joint, 'PredictedPosition'), _field(p, 'position'), double, p),
+                       ((joint, 'EffortResidual'), _field(r, 'effort'), double, r)]
+            effort = _field(m, 'effort')
             if effort is not None and limits[i] > 0:
                 rate = min(65535, round(100.0 * abs(effort) / limits[i]))
                 values.append(((joint, 'EffectiveLoadRate'), rate, ua.VariantType.UInt16, m))
             elif m is None:
                 values.append(((joint, 'EffectiveLoadRate'), 0, ua.VariantType.UInt16, None))
-            a_get = (lambda name, default=None: a.get(name, default) if a else default)
-            values += [((joint, 'AnomalyLevel'), a_get('level', ''), string, a),
-                       ((joint, 'AnomalyScore'), a_get('score'), double, a),
-                       ((joint, 'FaultType'), a_get('fault_type', ''), string, a),
-                       ((joint, 'AnomalySince'), a_get('since'), double, a)]
-            r_get = (lambda name, default=None: rul.get(name, default) if rul else default)
-            values += [((joint, key), r_get(name), double, rul) for key, name in (
+            values += [((joint, 'AnomalyLevel'), _field(a, 'level', ''), string, a),
+                       ((joint, 'AnomalyScore'), _field(a, 'score'), double, a),
+                       ((joint, 'FaultType'), _field(a, 'fault_type', ''), string, a),
+                       ((joint, 'AnomalySince'), _field(a, 'since'), double, a)]
+            values += [((joint, key), _field(rul, name), double, rul) for key, name in (
                 ('RulHours', 'rul_hours'), ('RulLowerHours', 'rul_lower_hours'),
                 ('RulUpperHours', 'rul_upper_hours'), ('HealthIndex', 'health_index'))]
-            values += [((joint, 'RecommendedAction'), r_get('recommended_action', ''), string,
-                        rul), ((joint, 'DueBy'), r_get('due_by', ''), string, rul)]
+            values += [((joint, 'RecommendedAction'), _field(rul, 'recommended_action', ''),
+                        string, rul), ((joint, 'DueBy'), _field(rul, 'due_by', ''), string, rul)]
         for key, value, kind, source in values:
             stamp = source.get('stamp') if source else None
             await self._write(server, key, value, kind, stamp, quality(value, source))
