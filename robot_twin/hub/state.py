@@ -139,6 +139,11 @@ class _Stream:
     received: float = None      # hub's wall time of the newest sample
     ring: deque = field(default_factory=deque)
 
+    def age(self, now):
+        """Return ``(age_s, stale)`` of the newest sample at wall time ``now`` (None: none)."""
+        age = None if self.received is None else max(0.0, now - self.received)
+        return age, age is not None and age > STALE_AFTER_S
+
 
 class TwinState:
     """
@@ -329,8 +334,7 @@ class TwinState:
             ages = {}
             for kind, stream in (('measured', self._measured), ('predicted', self._predicted),
                                  ('residual', self._residual)):
-                age = None if stream.received is None else max(0.0, now - stream.received)
-                ages[kind] = (stream, age, age is not None and age > STALE_AFTER_S)
+                ages[kind] = (stream, *stream.age(now))
             out = []
             for i, name in enumerate(self.joint_names):
                 entry = {'name': name}
@@ -354,13 +358,12 @@ class TwinState:
         """
         with self._lock:
             now = self._now(now)
-            received = self._measured.received
+            age, stale = self._measured.age(now)
             sync = dict(self._sync)
-        age = None if received is None else max(0.0, now - received)
         reasons = []
         if age is None:
             reasons.append('no measured joint sample (/twin/joint_states) received yet')
-        elif age > STALE_AFTER_S:
+        elif stale:
             reasons.append(f'no measured joint sample (/twin/joint_states) for {age:.1f} s: '
                            'the values shown are stale')
         if sync['level'] in ('ERROR', 'STALE'):
