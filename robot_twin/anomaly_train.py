@@ -44,7 +44,7 @@ import warnings
 import zipfile
 
 import numpy as np
-from robot_twin.cli_files import not_a_regular_file, replace_file
+from robot_twin.cli_files import nearest_existing, not_a_regular_file, replace_file
 from twin_anomaly.classifier import ROBOT_FEATURES
 
 _PROG = 'robot-twin anomaly train'
@@ -602,17 +602,9 @@ def _dataset_problem(args):
             f'made with, or add --regenerate to simulate again and replace it')
 
 
-def _existing(path):
-    """``path`` (absolute) or its nearest ancestor that exists."""
-    existing = Path(path).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    return existing
-
-
 def _unwritable(directory):
     """Why files cannot be written in ``directory`` (created if missing); None if they can."""
-    existing = _existing(directory)
+    existing = nearest_existing(directory)
     if not existing.is_dir():
         return f'{existing} is not a directory'
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -670,8 +662,8 @@ def _dataset_dir(text):
         problem = not_a_regular_file(path / name)
         if problem:
             raise argparse.ArgumentTypeError(f'{problem}; --dataset keeps its data files there')
-    if not _existing(path).is_dir():
-        raise argparse.ArgumentTypeError(f'{_existing(path)} is not a directory')
+    if not nearest_existing(path).is_dir():
+        raise argparse.ArgumentTypeError(f'{nearest_existing(path)} is not a directory')
     return str(path)
 
 

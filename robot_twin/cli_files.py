@@ -5,6 +5,8 @@ The files the command line tools are given: problems with them, each said in one
   and then moves it there (an interrupted run leaves no partial file). An existing output that is
   not a regular file (a device such as ``/dev/full``, a FIFO, a socket, a directory) must be
   refused, never replaced by that move.
+- :func:`nearest_existing`: where an output whose folders are still to be created would be
+  written: the folder to check for permission.
 - :func:`yaml_problem`: a YAML file's syntax error as one line naming the file, line and column
   (PyYAML's own message spans several lines).
 """
@@ -49,6 +51,14 @@ def replace_file(partial, path):
     if problem:
         raise OSError(f'{problem}; refusing to replace it')
     os.replace(partial, path)
+
+
+def nearest_existing(path):
+    """Return ``path`` (made absolute) or its nearest ancestor that exists."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
 
 
 def yaml_problem(path):

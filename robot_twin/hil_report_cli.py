@@ -32,14 +32,12 @@ def add_hil_report_parser(subparsers):
 
 def _output_problem(output):
     """Return why ``--output`` cannot take the report ('' when it may be tried)."""
-    from robot_twin.cli_files import not_a_regular_file
+    from robot_twin.cli_files import nearest_existing, not_a_regular_file
     path = Path(output)
     if path.exists() and not path.is_dir():
         return (f'--output {output} is a file; give a directory (report.json and the plots '
                 f'are written into it)')
-    existing = path.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path)
     if not existing.is_dir():
         return f'--output {output}: {existing} is a file, not a directory'
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -14,6 +14,7 @@ from pathlib import Path
 import sys
 
 from robot_twin.bringup import up_env
+from robot_twin.cli_files import nearest_existing
 from robot_twin.config import ConfigError
 
 _TAG = 'robot-twin record'
@@ -53,9 +54,7 @@ def _output_problem(output):
     path = Path(output)
     if path.exists():
         return f'--output {output} exists; give a new directory name'
-    folder = path.absolute().parent
-    while not folder.exists():            # the recorder creates the missing folders
-        folder = folder.parent
+    folder = nearest_existing(path.absolute().parent)    # the recorder creates the rest
     if not folder.is_dir():
         return (f'cannot create --output {output}: {folder} is a file, not a folder; give a '
                 'bag directory in a folder')

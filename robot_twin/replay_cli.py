@@ -86,16 +86,14 @@ def summary_lines(report):
 
 def _report_problem(report):
     """Return why the file ``--report`` cannot be written ('' when it may be tried)."""
-    from robot_twin.cli_files import not_a_regular_file
+    from robot_twin.cli_files import nearest_existing, not_a_regular_file
     path = Path(report)
     problem = not_a_regular_file(path)
     if problem:
         return f'cannot write --report {report}: {problem}; give the JSON file to write'
     if path.exists() and not os.access(path, os.W_OK):
         return f'cannot write --report {report}: no permission to write it'
-    folder = path.absolute().parent
-    while not folder.exists():            # the missing folders are created
-        folder = folder.parent
+    folder = nearest_existing(path.absolute().parent)    # the missing folders are created
     if not folder.is_dir():
         return f'cannot write --report {report}: {folder} is a file, not a folder'
     if not os.access(folder, os.W_OK | os.X_OK):
