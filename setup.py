@@ -20,7 +20,10 @@ def share_tree(folder):
 setup(
     name=package_name,
     version='0.1.0',
-    packages=find_packages(exclude=['test', 'test.*', 'benchmarks']),
+    # the two data folders are packages of their own (no __init__.py): listed so that setuptools
+    # installs them on purpose, not as importable folders it warns it will ignore one day
+    packages=find_packages(exclude=['test', 'test.*', 'benchmarks'])
+    + ['robot_twin.hub.dashboard', 'twin_anomaly.models'],
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -29,8 +32,8 @@ setup(
     ] + share_tree('urdf') + share_tree('config'),
     include_package_data=True,
     # package data: the trained fault classifier (issue 14); the dashboard page (issue 17)
-    package_data={'twin_anomaly': ['models/*.onnx'],
-                  'robot_twin.hub': ['dashboard/*.html', 'dashboard/*.js', 'dashboard/*.css']},
+    package_data={'twin_anomaly.models': ['*.onnx'],
+                  'robot_twin.hub.dashboard': ['*.html', '*.js', '*.css']},
     zip_safe=False,
     python_requires='>=3.10',
     # Runtime Python dependencies. rclpy and the message packages are not listed: on a ROS 2
@@ -60,13 +63,13 @@ setup(
         'foxglove-sdk',
         'basyx-python-sdk',
     ],
-    # issue 18: sweeps on a Ray cluster (robot-twin whatif/commission --ray)
-    extras_require={'ray': ['ray==2.60.0']},
+    # issue 18: sweeps on a Ray cluster (robot-twin whatif/commission --ray); the pinned test
+    # tools are in requirements-dev.txt
+    extras_require={'ray': ['ray==2.60.0'], 'test': ['pytest']},
     maintainer='robot_twin maintainers',
     maintainer_email='maintainers@users.noreply.b-seed-f74f7c30.example',
     description='A live digital twin for robot arms on ROS 2.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'robot-twin = robot_twin.entry_points:robot_twin_cli',

@@ -17,13 +17,20 @@ the parameters of a node named ``robot_twin``, which never runs::
         one_process: [twin_bridge, twin_sim, twin_anomaly]    # run together (default: the
                                          # twin's nodes); the others get a process each
         remappings:                      # optional, per node: 'from:=to' strings
-          twin_bridge: ['/joint_states:=/arm/joint_states']
+          twin_anomaly: ['/twin/markers:=/cell2/twin_markers']
     /**:                                 # every node
       ros__parameters:
         use_sim_time: false
+        joint_states_topic: /arm/joint_states   # the robot's topics: parameters, not remappings
     /**/twin_bridge:                     # node twin_bridge in any namespace
       ros__parameters:
         stale_timeout_s: 0.1
+
+A remapping applies to the one node it is listed under. The robot's topics are read by
+``twin_bridge`` alone in the one-process twin but by each of the three nodes in processes of
+their own, and published by a plant: move them with ``joint_states_topic`` and ``wrench_topic``
+in ``/**``, which every one of those nodes reads in either layout (remapping ``twin_bridge``
+alone would leave a separate ``twin_sim`` and ``twin_anomaly`` on ``/joint_states``).
 
 ``PARAMETERS`` holds every parameter of every robot_twin executable (name, type, default,
 description, range or choices); the nodes declare their parameters from it
@@ -48,6 +55,9 @@ EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_plant', 'twin_anomaly', 'demo_co
 
 TWIN_EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
 """The twin's own nodes: by default they share one process (``one_process``)."""
+
+CONTAINER_EXECUTABLES = TWIN_EXECUTABLES + ('twin_plant', 'demo_controller')
+"""The executables ``twin_container`` can run (``one_process``); twin_hub needs its own process."""
 
 INTERFACES = ('trajectory', 'forward_position', 'joint_command')
 """Command interfaces: JointTrajectory, Float64MultiArray (forward controller), JointState."""
@@ -755,6 +765,12 @@ def _read_graph(params, errors):
     elif not isinstance(one_process, list) or not all(n in nodes for n in one_process):
         errors.append(f'{where}: one_process must list nodes of nodes, got {one_process!r}')
         one_process = []
+    for name in one_process:
+        executable = executables.get(name)
+        if executable is not None and executable not in CONTAINER_EXECUTABLES:
+            errors.append(f'{where}: one_process: {name!r} is a {executable}, which always runs '
+                          f'in a process of its own: leave it out of one_process (which takes '
+                          f'{", ".join(CONTAINER_EXECUTABLES)})')
     return tuple(nodes), executables, tuple(n for n in nodes if n in one_process), remappings
 
 

@@ -17,10 +17,11 @@ rviz2.
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
+import sys
 import xml.etree.ElementTree as ElementTree
 
 from robot_twin.config import ConfigError, load_config, normalize_namespace, parse_bool
-from twin_sim.resources import data_path, urdf_or_builtin
+from twin_sim.resources import data_path, share_dir, urdf_or_builtin
 
 PACKAGE = 'robot_twin'
 PROFILES = ('twin', 'hil', 'demo')
@@ -31,15 +32,30 @@ TWIN_FRAME_PREFIX = 'twin/'
 
 
 def config_path(config=None):
-    """Return the absolute path of ``config``: a profile name (twin, hil, demo) or a file."""
+    """
+    Return the absolute path of ``config``: a profile name (twin, hil, demo) or a file.
+
+    A relative ``config/...`` path that is not there relative to the working directory is the
+    packaged file of that name (share/robot_twin/config/, as the docs write it), with a note on
+    stderr that says which file is used; anything else that is not a file is an error.
+    """
     if config in (None, ''):
         config = 'twin'
     if config in PROFILES and not os.path.isfile(config):
         return data_path('config', config + '.yaml')
-    if not os.path.isfile(config):
+    if os.path.isfile(config):
+        return os.path.abspath(config)
+    parts = Path(os.path.normpath(str(config))).parts
+    in_config = not os.path.isabs(config) and len(parts) > 1 and parts[0] == 'config'
+    packaged = share_dir().joinpath(*parts) if in_config else None
+    if packaged is None or not packaged.is_file():
+        where = ' (nor in the packaged config/)' if in_config else ''
         raise ConfigError(str(config), [
-            f'config file not found; give a params file or one of {", ".join(PROFILES)}'])
-    return os.path.abspath(config)
+            f'config file not found{where}; give a params file or one of '
+            f'{", ".join(PROFILES)}'])
+    print(f'robot_twin: {config} is not in {os.getcwd()}; using the packaged {packaged}',
+          file=sys.stderr, flush=True)
+    return str(packaged)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,18 @@ processes, nodes and parameters come from a config file through :mod:`robot_twin
 same description that ``robot-twin up`` starts, so launch files and ``up`` cannot drift apart:
 by default the twin's nodes run in one ``twin_container`` process (``one_process:=false`` gives
 each its own), each node reading the config file by its name, and overrides (``urdf:=``,
-``use_sim_time:=``) from a params file written per process and read after it. ``api:=``,
-``opcua:=`` and ``foxglove:=`` add the outside-ROS interfaces (``twin_hub``, its own process).
+``use_sim_time:=``) from a params file written per process and read after it (in a temporary
+folder, removed when the launch shuts down). ``api:=``, ``opcua:=`` and ``foxglove:=`` add the
+outside-ROS interfaces (``twin_hub``, its own process). The boolean arguments take what
+:func:`robot_twin.config.parse_bool` reads (``true``/``false``/``1``/``0``, any case: a parent
+launch file often passes ``True``), not a ``choices`` list that would refuse ``True``.
 """
+import shutil
 import tempfile
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -40,17 +45,23 @@ def launch_setup(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
+    def flag(name):
+        return parse_bool(arg(name), f'launch argument {name}')
+
     sim_time = arg('use_sim_time')
     graph = describe_graph(
         arg('config'), urdf=arg('urdf'), namespace=arg('namespace'),
-        use_sim_time=parse_bool(sim_time, 'use_sim_time') if sim_time else None,
-        one_process=parse_bool(arg('one_process'), 'one_process'))
+        use_sim_time=flag('use_sim_time') if sim_time.strip() else None,
+        one_process=flag('one_process'))
+    rviz = flag('rviz')
     processes, _hub = with_hub(graph, hub_overrides(
         arg('api'), arg('api_token_file'), arg('opcua'), arg('foxglove')))
     overrides = tempfile.mkdtemp(prefix='robot_twin_launch_')   # read by the nodes at start
+    cleanup = RegisterEventHandler(OnShutdown(
+        on_shutdown=lambda _event, _context: shutil.rmtree(overrides, ignore_errors=True)))
     processes = with_override_files(processes, overrides)
-    processes += visualization_nodes(graph, parse_bool(arg('rviz'), 'rviz'))
-    return [_node(p) for p in processes]
+    processes += visualization_nodes(graph, rviz)
+    return [cleanup] + [_node(p) for p in processes]
 
 
 def generate(profile, rviz_default):
@@ -76,20 +87,22 @@ def generate(profile, rviz_default):
             description='ROS namespace of the twin nodes; empty = root. Topics stay absolute '
                         '(/joint_states, /twin/...).'),
         DeclareLaunchArgument(
-            'use_sim_time', default_value='', choices=['', 'true', 'false'],
-            description='true/false sets use_sim_time on every node except a plant-mode '
-                        'twin_sim (it publishes /clock); empty = as in the config file.'),
+            'use_sim_time', default_value='',
+            description='true/false (any case, or 1/0) sets use_sim_time on every node except '
+                        'the plant (it publishes /clock); empty = as in the config file.'),
         DeclareLaunchArgument(
             'config', default_value=data_path('config', profile + '.yaml'),
             description='ROS 2 params file that also lists the nodes to start (its robot_twin '
                         'section); see config/twin.yaml.'),
         DeclareLaunchArgument(
-            'one_process', default_value='true', choices=['true', 'false'],
-            description='Run the nodes of the twin in one process (as a component container '
-                        'does; the topics of the robot are read once) or each in its own.'),
+            'one_process', default_value='true',
+            description='true/false: run the nodes of the twin in one process (as a component '
+                        'container does; the topics of the robot are read once) or each in its '
+                        'own.'),
         DeclareLaunchArgument(
-            'rviz', default_value='true' if rviz_default else 'false', choices=['true', 'false'],
-            description='Start rviz2 with config/rviz/twin.rviz (robot, twin ghost, markers).'),
+            'rviz', default_value='true' if rviz_default else 'false',
+            description='true/false: start rviz2 with config/rviz/twin.rviz (robot, twin '
+                        'ghost, markers).'),
         DeclareLaunchArgument(
             'api', default_value='',
             description='HOST:PORT of the REST API and the web dashboard (twin_hub, a process '

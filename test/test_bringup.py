@@ -22,6 +22,7 @@ from robot_twin.bringup import format_value, node_command, ProcessGroup, run_unt
 from robot_twin.config import ConfigError
 from robot_twin.graph import describe_graph, NodeSpec, ProcessSpec
 from robot_twin.ros_env import free_domain_id, localhost_env, own_ros_libraries
+from twin_sim.resources import data_path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -469,6 +470,24 @@ def test_up_reports_a_bad_config(tmp_path, capsys):
     assert 'stale_timeout_s = 1' in err and 'write 1.0' in err
     assert bringup.main(['up', '--config', str(tmp_path / 'none.yaml')]) == 2
     assert 'config file not found' in capsys.readouterr().err
+
+
+def test_up_takes_a_documented_config_path_from_any_directory(tmp_path, monkeypatch, capsys):
+    """``--config config/twin.yaml`` away from the source tree: the packaged file, named."""
+    monkeypatch.chdir(tmp_path)
+    assert bringup.main(['up', '--config', 'config/twin.yaml', '--dry-run']) == 0
+    captured = capsys.readouterr()
+    packaged = data_path('config', 'twin.yaml')
+    assert f'--params-file {packaged}' in captured.out
+    assert f'config/twin.yaml is not in {tmp_path}; using the packaged {packaged}' in captured.err
+    (tmp_path / 'config').mkdir()              # a file of that name here is the one used
+    (tmp_path / 'config' / 'twin.yaml').write_text(
+        'robot_twin:\n  ros__parameters: {nodes: [twin_sim]}\n')
+    assert bringup.main(['up', '--config', 'config/twin.yaml', '--dry-run']) == 0
+    captured = capsys.readouterr()
+    assert str(tmp_path / 'config' / 'twin.yaml') in captured.out and not captured.err
+    assert bringup.main(['up', '--config', 'config/nope.yaml', '--dry-run']) == 2
+    assert 'not found (nor in the packaged config/)' in capsys.readouterr().err
 
 
 def test_up_env():

@@ -177,6 +177,13 @@ def test_bad_node_sections(tmp_path, body, expected):
      ["unknown entry 'start'"]),
     ('robot_twin:\n  ros__parameters: {nodes: [9lives], executables: {9lives: twin_sim}}\n',
      ["'9lives' is not a valid node name"]),
+    # twin_container cannot run the hub: caught here, not as exit 2 once processes started
+    ('robot_twin:\n  ros__parameters: {nodes: [twin_bridge, twin_hub],\n'
+     '    one_process: [twin_bridge, twin_hub]}\n',
+     ["one_process: 'twin_hub' is a twin_hub, which always runs in a process of its own"]),
+    ('robot_twin:\n  ros__parameters: {nodes: [twin_bridge, api], executables: {api: twin_hub},'
+     '\n    one_process: [twin_bridge, api]}\n',
+     ["one_process: 'api' is a twin_hub"]),
 ])
 def test_bad_graph_sections(tmp_path, graph, expected):
     message = errors_of(write(tmp_path, graph))

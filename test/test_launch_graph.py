@@ -13,6 +13,7 @@ from pathlib import Path
 import re
 import shlex
 import sys
+import textwrap
 import types
 
 import pytest
@@ -78,6 +79,20 @@ class LaunchConfiguration:
         return self.default
 
 
+class OnShutdown:
+
+    def __init__(self, *, on_shutdown, **kwargs):
+        assert callable(on_shutdown)     # a callable (event, context), as launch calls it
+        self.on_shutdown = on_shutdown
+
+
+class RegisterEventHandler(FakeAction):
+
+    def __init__(self, event_handler, **kwargs):
+        super().__init__(**kwargs)
+        self.event_handler = event_handler
+
+
 class IfCondition:
 
     def __init__(self, predicate_expression):
@@ -110,6 +125,10 @@ class Node(FakeAction):
         self.output = kwargs.get('output')
 
 
+_REGISTERED = []
+"""Event handlers the launch files registered, run when a test ends (fake_launch)."""
+
+
 class FakeContext:
 
     def __init__(self, launch_configurations):
@@ -121,7 +140,9 @@ def fake_launch(monkeypatch):
     modules = {
         'launch': {'LaunchDescription': LaunchDescription},
         'launch.actions': {'DeclareLaunchArgument': DeclareLaunchArgument,
-                           'OpaqueFunction': OpaqueFunction},
+                           'OpaqueFunction': OpaqueFunction,
+                           'RegisterEventHandler': RegisterEventHandler},
+        'launch.event_handlers': {'OnShutdown': OnShutdown},
         'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration},
         'launch.conditions': {'IfCondition': IfCondition},
         'launch_ros': {},
@@ -131,10 +152,19 @@ def fake_launch(monkeypatch):
         module = types.ModuleType(name)
         module.__dict__.update(attributes)
         monkeypatch.setitem(sys.modules, name, module)
+    yield
+    while _REGISTERED:        # as launch does on shutdown: the override files go
+        handler = _REGISTERED.pop()
+        if isinstance(handler, OnShutdown):
+            handler.on_shutdown(object(), FakeContext({}))
 
 
-def run_launch_file(profile, **arguments):
-    """Import launch/<profile>.launch.py, run it with the given arguments, return its actions."""
+def run_launch_file(profile, handlers=None, **arguments):
+    """
+    Import launch/<profile>.launch.py, run it with the given arguments, return its actions.
+
+    The event handlers it registers are appended to ``handlers`` (a list), if given.
+    """
     path = ROOT / 'launch' / f'{profile}.launch.py'
     spec = importlib.util.spec_from_file_location(f'launch_file_{profile}', path)
     module = importlib.util.module_from_spec(spec)
@@ -156,6 +186,11 @@ def run_launch_file(profile, **arguments):
             nodes += entity.execute(context)
         elif isinstance(entity, Node):
             nodes.append(entity)
+    registered = [n.event_handler for n in nodes if isinstance(n, RegisterEventHandler)]
+    nodes = [n for n in nodes if not isinstance(n, RegisterEventHandler)]
+    _REGISTERED.extend(registered)
+    if handlers is not None:
+        handlers += registered
     assert all(isinstance(n, Node) for n in nodes)
     return declared, nodes
 
@@ -372,3 +407,72 @@ def test_bad_launch_arguments_fail_with_a_named_error(fake_launch, tmp_path):
     bad.write_text('robot_twin:\n  ros__parameters: {nodes: [twin_brige]}\n')
     with pytest.raises(Exception, match="node 'twin_brige' needs executables"):
         run_launch_file('twin', config=str(bad))
+
+
+def test_boolean_arguments_take_any_case_as_parse_bool_does(fake_launch):
+    """A parent launch file passes 'True': Jazzy refused it while the arguments had choices."""
+    _declared, nodes = run_launch_file('twin', use_sim_time='True', one_process='FALSE',
+                                       rviz='True')
+    processes = twin_nodes(nodes)
+    assert [p.executable for p in processes] == ['twin_bridge', 'twin_sim', 'twin_anomaly']
+    for process in processes:
+        _config, overrides = _files(process.parameters)
+        assert overrides[f'/**/{process.name}']['ros__parameters']['use_sim_time'] is True
+    assert 'rviz2' in {n.name for n in nodes}
+    _declared, nodes = run_launch_file('twin', use_sim_time='0', one_process='1', rviz='False')
+    assert [p.executable for p in twin_nodes(nodes)] == ['twin_container']
+    assert 'rviz2' not in {n.name for n in nodes}
+    for name in ('use_sim_time', 'one_process', 'rviz'):
+        with pytest.raises(Exception, match=f"launch argument {name} = 'yes': expected true or "
+                                            'false'):
+            run_launch_file('twin', **{name: 'yes'})
+
+
+def test_the_override_files_are_removed_when_the_launch_shuts_down(fake_launch):
+    handlers = []
+    _declared, nodes = run_launch_file('demo', handlers=handlers, use_sim_time='true')
+    files = [p for n in twin_nodes(nodes) for p in n.parameters
+             if isinstance(p, str) and p.endswith('.overrides.yaml')]
+    folders = {Path(p).parent for p in files}
+    assert len(folders) == 1 and all(Path(p).is_file() for p in files)   # the nodes read them
+    shutdown = [h for h in handlers if isinstance(h, OnShutdown)]
+    assert len(shutdown) == 1
+    shutdown[0].on_shutdown(object(), FakeContext({}))
+    assert not any(folder.exists() for folder in folders)
+
+
+def documented_config(tmp_path):
+    """Write the example config of robot_twin.config's docstring (the reference) to a file."""
+    from robot_twin import config
+    text = config.__doc__.split('never runs::\n', 1)[1].split('\n\n', 1)[0]
+    path = tmp_path / 'documented.yaml'
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize('one_process', [True, False])
+def test_the_documented_topic_example_reaches_every_reader_of_the_robot(tmp_path, one_process):
+    """In one process only the bridge reads the robot; in separate ones all three do."""
+    from robot_twin.graph import CONTAINER, describe_graph
+    path = documented_config(tmp_path)
+    graph = describe_graph(str(path), one_process=one_process)
+    sections = yaml.safe_load(path.read_text())
+
+    def topic(node):
+        values = {}
+        for key in ('/**', f'/**/{node.name}'):
+            values.update(sections.get(key, {}).get('ros__parameters', {}))
+        name = values.get('joint_states_topic', '/joint_states')
+        return dict(node.remappings).get(name, name)
+
+    publishers = {topic(n) for n in graph.nodes if n.executable == 'twin_plant'}
+    readers = set()
+    for process in graph.processes:
+        names = [n.executable for n in process.nodes]
+        for node in process.nodes:
+            reads = node.executable in ('twin_sim', 'twin_anomaly') and not (
+                process.executable == CONTAINER and 'twin_bridge' in names)
+            if node.executable == 'twin_bridge' or reads:
+                readers.add(topic(node))
+    assert len(publishers) == 1 and readers == publishers, (publishers, readers)
+    assert publishers != {'/joint_states'}          # the example does move the topic

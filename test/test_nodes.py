@@ -483,3 +483,24 @@ def test_the_bridge_names_why_it_is_not_in_sync_on_status_and_diagnostics(ros):
     counters = bridge.intake.counters()
     assert values['joint_states.rejected'] == str(counters['joint_states.rejected'])
     assert {'joint_states.age_s', 'latency_p99_s', 'clock_offset_s'} <= set(values)
+
+
+def test_a_plant_in_the_container_keeps_its_own_name_and_parameters(monkeypatch, tmp_path):
+    """``--node bench:twin_plant``: the node is 'bench' and reads the /**/bench section."""
+    from robot_twin.nodes.container import factories
+    env = localhost_env(203)
+    for key in DDS_KEYS:
+        monkeypatch.setenv(key, env[key])
+    params = tmp_path / 'bench.yaml'
+    params.write_text('/**/bench:\n  ros__parameters: {step_mode: lockstep, seed: 7}\n')
+    rclpy.init(args=['twin_container', '--ros-args', '--params-file', str(params)])
+    try:
+        [make] = factories([('bench', 'twin_plant')])
+        node = make([])
+        try:
+            assert node.get_name() == 'bench'
+            assert node.params['seed'] == 7 and node.lockstep
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

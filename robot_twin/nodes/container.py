@@ -22,22 +22,22 @@ import argparse
 import sys
 
 from rclpy.utilities import remove_ros_args
-
-EXECUTABLES = ('twin_bridge', 'twin_sim', 'twin_anomaly', 'twin_plant', 'demo_controller')
+from robot_twin.config import CONTAINER_EXECUTABLES
 
 
 def parse_nodes(argv):
     """Return ``[(name, executable), ...]`` from the non-ROS arguments ``argv`` (or raise)."""
     parser = argparse.ArgumentParser(prog='twin_container', description=__doc__.split('\n')[1])
     parser.add_argument('--node', action='append', required=True, metavar='NAME:EXECUTABLE',
-                        help=f'a node to run; EXECUTABLE is one of {", ".join(EXECUTABLES)}')
+                        help='a node to run; EXECUTABLE is one of '
+                             f'{", ".join(CONTAINER_EXECUTABLES)}')
     args = parser.parse_args(argv)
     nodes = []
     for text in args.node:
         name, _, executable = text.partition(':')
-        if executable not in EXECUTABLES or not name:
+        if executable not in CONTAINER_EXECUTABLES or not name:
             parser.error(f'--node {text}: expected NAME:EXECUTABLE with EXECUTABLE one of '
-                         f'{", ".join(EXECUTABLES)}')
+                         f'{", ".join(CONTAINER_EXECUTABLES)}')
         nodes.append((name, executable))
     names = [n for n, _ in nodes]
     if len(set(names)) != len(names):
@@ -84,7 +84,7 @@ def factories(nodes):
         return node
 
     order = [('twin_bridge', bridge), ('twin_sim', mirror), ('twin_anomaly', anomaly),
-             ('twin_plant', lambda built: PlantNode()),
+             ('twin_plant', lambda built: PlantNode(kinds['twin_plant'])),
              ('demo_controller', lambda built: DemoControllerNode(kinds['demo_controller']))]
     return [make for executable, make in order if executable in kinds]
 
