@@ -103,6 +103,9 @@ def _flatten(value, prefix, out):
 
 def _short(value):
     if isinstance(value, float):
+        if 1e5 <= abs(value) < 1e12:
+            # a robot stamp (s since 1970): to the microsecond, not 1.7965e+09
+            return f'{value:.6f}'.rstrip('0').rstrip('.')
         return f'{value:.6g}'
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)

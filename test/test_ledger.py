@@ -104,7 +104,8 @@ def test_cli_verify_and_show(tmp_path, capsys):
     path = tmp_path / 'ledger.jsonl'
     make_log(path)
     with Ledger(path, durable=False) as ledger:
-        ledger.append('command', {'allowed': True, 'joints': list(range(12))}, wall_time=2000.0)
+        ledger.append('command', {'allowed': True, 'joints': list(range(12)),
+                                  'stamp': 1796500123.456789}, wall_time=2000.0)
     assert cli_main(['ledger', 'verify', str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith('OK:') and '6 entries' in out
@@ -115,6 +116,7 @@ def test_cli_verify_and_show(tmp_path, capsys):
     assert cli_main(['ledger', 'show', str(path), '--kind', 'command']) == 0
     out = capsys.readouterr().out
     assert out.count('#') == 1 and 'command' in out and '(12 values)' in out
+    assert re.search(r'stamp: +1796500123\.456789$', out, re.M)     # a robot stamp, whole
     assert cli_main(['ledger', 'show', str(path), '--since', '1970-01-01T00:16:42Z']) == 0
     out = capsys.readouterr().out     # 1002 s: entries 2, 3, 4 and the command
     assert [line.split()[0] for line in out.splitlines() if line.startswith('#')] == \

@@ -4,6 +4,7 @@ The anomaly monitor end to end: commissioning (calibration, thresholds), reload,
 The robot is a randomized MuJoCo KUKA iiwa that differs from the twin's URDF (bodies, damping,
 Coulomb friction and rotor inertia the URDF lacks, sensor noise): robot_twin.fault_runs.
 """
+import dataclasses
 import math
 from pathlib import Path
 
@@ -235,6 +236,50 @@ def test_a_fault_present_at_a_restart_is_raised_after_the_settling(builtin, tmp_
     raised = [e for e in restarted.poll_events() if e['kind'] == 'anomaly_raised']
     assert raised and raised[0]['group'] == 'joint3'
     assert 5.5 <= raised[0]['stamp'] < 5.7, raised[0]
+
+
+def test_a_starved_twin_that_loses_samples_by_the_dozen_raises_no_alarm(builtin):
+    """
+    Samples the twin lost in its own queue are neither the robot's dropout nor a collision.
+
+    A twin starved on a busy computer (other processes took 1.5 of its 2 cores) fell about
+    100 ms behind and lost 20-45 samples at a time from its full input queue: the momentum
+    observer ran across those gaps and its channels, and the wrench's, raised
+    `collision_force` alarms on a nominal robot. Here the twin takes 60 samples, loses the next
+    20-45, and takes the samples after each loss 90 ms late (they waited in the queue).
+    """
+    config = MonitorConfig(commissioning_duration_s=4.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(builtin, config)
+    rng = np.random.default_rng(6)
+    levels, skip, late = [], 0, 0
+    for k, sample in enumerate(synthetic_samples(builtin, 12.0)):
+        if sample.t < 6.0:
+            monitor.update(sample, None, now=sample.t + 3e-4)
+            continue
+        if skip:
+            skip -= 1
+            continue
+        if k % 60 == 0:
+            skip, late = int(rng.integers(20, 46)), 40     # lost; the next 40 waited
+            continue
+        queued = late > 0
+        late = max(late - 1, 0)
+        monitor.update(dataclasses.replace(sample, queued=queued), None,
+                       now=sample.t + (0.09 if queued else 3e-4))
+        if k % 5 == 0:
+            levels.append(monitor.report().level)
+    assert monitor.commissioned and len(levels) > 100
+    assert monitor.checks.lost_in_twin > 1000              # counted as the twin's own loss
+    state = monitor.report()
+    assert state.message.startswith('not judging the robot: the twin fell behind')
+    assert state.dropped_samples >= monitor.checks.lost_in_twin
+    assert 'ERROR' not in levels, [e for e in monitor.poll_events()
+                                   if e['kind'] == 'anomaly_raised'][:3]
+    # a twin that keeps up again judges the robot again: a fault 2 s later is raised
+    for sample in synthetic_samples(builtin, 3.0, offset=(14.0, 2, 3.0), start=12.0):
+        monitor.update(sample, None, now=sample.t + 3e-4)
+    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert raised and raised[0]['group'] == 'joint3' and 14.0 <= raised[0]['stamp'] < 14.2
 
 
 def test_only_a_robot_model_is_accepted():

@@ -21,8 +21,9 @@ after it (the isolation property used to tell where a collision happened); a dri
 
 Per sample this costs one mass matrix (CRBA), one Coriolis matrix, one gravity vector and the
 friction torque (pinocchio, on the observer's own copy of the model). It runs on the robot's
-samples at their own stamps (irregular stamps are fine); a gap longer than ``max_gap_s`` or a
-stamp that goes back restarts it (``r = 0``), as the mirror does.
+samples at their own stamps (irregular stamps are fine); a gap longer than ``max_gap_s`` (or
+than ``1 / K``, where the explicit step stops being stable) or a stamp that goes back restarts
+it (``r = 0``), as the mirror does.
 """
 import math
 
@@ -42,9 +43,12 @@ class MomentumObserver:
         The robot (its payload and its ``friction_model``; the observer works on a copy).
     gain : float or (n,) array_like
         Observer bandwidth ``K`` per joint, rad/s (> 0). The residual follows a step of
-        external torque with time constant ``1 / K``; ``K dt`` must stay below 1.
+        external torque with time constant ``1 / K``.
     max_gap_s : float
-        A larger step between stamps restarts the observer, s (> 0).
+        A larger step between stamps restarts the observer, s (> 0). So does a step with
+        ``K dt`` above 1 for any joint: the explicit feedback step ``r <- (1 - K dt) r + ...``
+        overshoots beyond it and grows past 2 (a twin starved on a busy computer lost 20-50 ms
+        of samples at a time, and the observer across those gaps read as collisions).
 
     Attributes
     ----------
@@ -65,6 +69,7 @@ class MomentumObserver:
             raise ValueError(f'max_gap_s must be a finite time > 0 s, got {max_gap_s!r}')
         self.gain = gain
         self.max_gap_s = float(max_gap_s)
+        self._max_step = min(self.max_gap_s, 1.0 / float(gain.max()))   # see max_gap_s
         self._pm = self.model.pin_model
         self._pd = self.model.pin_data
         friction = self.model.friction_model
@@ -131,7 +136,7 @@ class MomentumObserver:
         p, drive = self._momentum_and_drive(q, qd, tau)
         if self._t is not None:
             dt = t - self._t
-            if 0.0 < dt <= self.max_gap_s:
+            if 0.0 < dt <= self._max_step:
                 # trapezoid on the model terms, Euler on the residual feedback (explicit)
                 self._integral += dt * (0.5 * (drive + self._drive) + self.residual)
                 np.multiply(self.gain, p - self._p0 - self._integral, out=self.residual)

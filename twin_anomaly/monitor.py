@@ -86,6 +86,7 @@ _FLAT_LEVEL_SHARE = 0.25     # flat effort counts from this share of the joint's
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
 _LATENCY_BASELINE_S = 60.0   # time constant of the stream's latency baseline, s
 _START_SETTLE_S = 0.5        # the load channels wait this long when a stream (re)starts, s
+_OVERLOAD_HOLD_S = 1.0       # no judging until this long after the twin's own queue lost samples
 _RATE_PROBE_STEPS = 20       # a loaded file's sample rate is checked on this many steps ...
 _RATE_PROBE_S = 0.2          # ... spanning at least this long, s (blocks are not judged before)
 _RATE_TOLERANCE = 1.25       # a median step this many times longer or shorter: another rate
@@ -299,6 +300,7 @@ class AnomalyMonitor:
         self.calibrated_model = None      # RobotModel to predict with, once calibrated
         self.payload = None               # what the robot carries now, as told (set_payload)
         self._settle_until = -math.inf    # stamp until which the load channels pause
+        self._overloaded_until = -math.inf  # stamp until which the robot is not judged
         self.observer = None
         self._static_friction = np.zeros(n)   # N·m a resting joint may hold (see _set_observer)
         self._executor = None
@@ -337,7 +339,7 @@ class AnomalyMonitor:
         self.step = 'collect'
         self._t0 = None
         self._last_t = None
-        self._settle_until = -math.inf
+        self._settle_until = self._overloaded_until = -math.inf
         self._learn_t0 = None
         self._phase1 = []                  # (log_d2, speed) of the collect blocks
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
@@ -521,7 +523,14 @@ class AnomalyMonitor:
             if self._calibrator is not None:
                 self._calibrator.add(t, q, qd, tau)
         elif self.observer is not None:
+            restarts = self.observer.restarts
             r = self.observer.update(t, q, qd, tau)
+            if self.observer.restarts != restarts:
+                # a gap restarted the observer (r = 0 again, then settling with 1 / K): the
+                # load channels say nothing for a moment, as when a stream starts. (Samples a
+                # starved twin lost by the hundred, across which the observer ran, read as
+                # collisions.)
+                self._settle_until = max(self._settle_until, t + _START_SETTLE_S)
             self._r_sum += r
             np.multiply(r, np.tanh(np.divide(qd, _SIGN_VELOCITY, out=self._sign),
                                    out=self._sign), out=self._rs)
@@ -576,7 +585,7 @@ class AnomalyMonitor:
             self._begin_commissioning()
             return
         self._last_t = None
-        self._settle_until = -math.inf
+        self._settle_until = self._overloaded_until = -math.inf
         self.checks.reset()
         if self.observer is not None:
             self.observer.reset()
@@ -629,6 +638,12 @@ class AnomalyMonitor:
         joint[:, 3] = blk.pv_jump
         noise = joint[:, 4:7]
         noise[:] = blk.log_d2.reshape(3, n).T
+        period = self.checks.period_s
+        if period and blk.samples < 0.5 * self.config.block_s / period:
+            # a block cut short by a gap: a noise level from one or two second differences
+            # is anything (a chi-square of one degree of freedom), e.g. 1e-5 of the usual
+            # level, which read as a stuck velocity sensor after the twin lost samples
+            noise[:] = np.nan
         rest = blk.resting
         if rest is not None and rest.any():
             # a joint at rest may read quieter than while it moves (an encoder that holds
@@ -663,6 +678,15 @@ class AnomalyMonitor:
         if self._has_wrench:
             x[i:i + 6] = self._w_sum / self._w_cnt if self._w_cnt and not settling else np.nan
             i += 6
+        if blk.lost_in_twin:
+            self._overloaded_until = self._last_t + _OVERLOAD_HOLD_S
+        if self._last_t < self._overloaded_until:
+            # the twin's own queue lost samples (it fell behind): its checks ran across those
+            # gaps and judge the twin, not the robot (a starved twin's blocks read as stuck
+            # and biased sensors and as collisions). Until it has kept up for a while, only
+            # the stream's channels, which leave such losses out, speak; the loss is counted
+            # in dropped_samples
+            x[:i] = np.nan
         x[i] = blk.missing / (blk.samples + blk.missing)
         x[i + 1] = blk.repeated / blk.samples
         x[i + 2] = self._latency_step(blk.latency_s)
@@ -996,6 +1020,10 @@ class AnomalyMonitor:
             level = 'WARN' if score >= fused.config.warn_ratio else 'OK'
             message = 'nominal' if level == 'OK' else \
                 f'elevated residual on {self.group_names[int(np.argmax(fused.score))]}'
+            if self._last_t is not None and self._last_t < self._overloaded_until:
+                # level unchanged: the twin's own lag is no reason for a corrective action
+                message = ('not judging the robot: the twin fell behind and lost '
+                           f'{self.checks.lost_in_twin} samples in its own input queue')
             return DetectorState(stamp, 'monitoring', 1.0, level, message, score, 1.0, None,
                                  'none', math.nan, joints, wrench, unavailable,
                                  self.dropped_samples + self.checks.lost_in_twin, 0.0, extra)

@@ -60,8 +60,15 @@ __all__ = ['BlockChecks', 'SensorChecks', 'SIGNALS']
 SIGNALS = ('position', 'velocity', 'effort')
 _GAP_FACTOR = 1.5          # a step this many typical periods long has missing samples
 _PERIOD_SMOOTHING = 0.01   # weight of a new regular step in the typical period
-_PERIOD_RESYNC = 3         # this many gaps in a row: the typical period is re-taken
-_PAYBACK_STEP = 0.9        # steps shorter than this many periods pay back samples a gap owes
+_PAYBACK_STEP = 0.9        # steps shorter than this many periods are a late burst, not schedule
+_BACK_ON_SCHEDULE = 3      # regular steps in a row after which a gap's account closes
+_ACCOUNT_MAX = 200         # samples after which a gap's account closes anyway
+_DUE_MARGIN = 0.25         # a sample this many periods early, or 1 - this late, is on schedule
+_SHORT_STEP = 0.75         # a step shorter than this many periods is short, not regular
+_FIRST_STEPS = 50          # the first typical period is the median of this many steps
+_RESYNC_GAPS = 10          # this many even gaps in a row: the robot sends at a lower rate
+_RESYNC_SHORT = 50         # this many even short steps in a row: it sends at a higher rate
+_PV_GAP_S = 0.02           # the position-velocity sum spans gaps up to this long, s
 _TINY_SQUARE = 1e-24       # floor of a mean square second difference (a frozen signal)
 _FLOOR_RISE = 1e-3         # the latency floor follows a slower route by this much per s, s/s
 
@@ -115,6 +122,9 @@ class BlockChecks:
     pace : (n,) float array
         ``speed / pace_speed``: the joint's pace against its usual speed (NaN where that is
         not known).
+    lost_in_twin : int
+        Samples the twin's own input queue lost in or just before the block (it fell behind):
+        the block's other checks ran across that gap.
 
     """
 
@@ -132,6 +142,7 @@ class BlockChecks:
     effort_std: np.ndarray
     latency_s: float
     effort_mean: np.ndarray = None
+    lost_in_twin: int = 0
     resting: np.ndarray = None
     pace: np.ndarray = None
 
@@ -206,6 +217,8 @@ class SensorChecks:
         self._d1 = np.zeros(3 * n)
         self._d1_prev = np.zeros(3 * n)
         self._d2 = np.zeros(3 * n)
+        self._d2_tmp = np.zeros(3 * n)
+        self._dt_prev = 0.0            # the step of the pair before the last one, s
         self._run = np.zeros(3 * n)
         self._e = np.zeros(n)
         self._bias = np.zeros(n)
@@ -213,8 +226,14 @@ class SensorChecks:
         self._flat_ref = np.full(n, np.nan)
         self._lag_sums = np.zeros(2 * n)
         self.period_s = None
-        self._gaps_in_a_row = 0
-        self._owed = 0.0               # samples a gap missed that may still come (see _timing)
+        self._first = []               # the first steps, until the period is known
+        self._account_from = None      # stamp before a gap whose samples are counted (_timing)
+        self._account_count = 0        # samples since that stamp (refused ones included)
+        self._account_twin = False     # a gap of the account was the twin's own queue
+        self._on_schedule = 0          # regular steps in a row since the last gap
+        self._run_kind = 0             # a run of gaps (1) or short steps (-1) going on, or 0
+        self._run_len = 0
+        self._run_lo = self._run_hi = 0.0   # shortest and longest step of that run, s
         self._t = None
         self.last_was_repeat = False
         self.reset()
@@ -227,7 +246,7 @@ class SensorChecks:
         self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
         self._regular = False          # the last pair's step was a regular one (see _pair)
         self._lat_floor = math.inf     # smallest recent receive latency, s
-        self._owed = 0.0
+        self._account_from = None
         self._bias.fill(0.0)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
@@ -240,6 +259,7 @@ class SensorChecks:
         self._repeated = 0
         self._pairs = 0
         self._missing = 0.0
+        self._lost = 0
         self._sum_e = np.zeros(n)
         self._sum_dqd = np.zeros(n)
         self._jump = np.zeros(n)
@@ -299,8 +319,8 @@ class SensorChecks:
                 floor = min(self._lat_floor + _FLOOR_RISE * step, now - t)
                 self._lat_floor = floor
                 backlog = now - t - floor
-            if self._timing(step, refused, backlog) and self._have \
-                    and x.tobytes() == self._prev.tobytes():
+            regular = self._timing(t, step, refused, backlog)
+            if regular and self._have and x.tobytes() == self._prev.tobytes():
                 # a stale copy of the previous sample under a new stamp (a logger or driver
                 # that resends the same values, bit for bit: comparing the bytes tests that,
                 # several times faster than NumPy): it carries no new reading, so it is
@@ -315,6 +335,8 @@ class SensorChecks:
                 return True
             if self._have:
                 self._pair(t - self._t)
+            elif not regular and self._t is not None and t - self._t <= _PV_GAP_S:
+                self._pv_across(t - self._t)
         self._t_seen = t
         if self._q_first is None:
             self._q_first = x[:n].copy()
@@ -339,45 +361,116 @@ class SensorChecks:
             self._lat_min = self._lat_last
         self._lat_last = latency
 
-    def _timing(self, step, refused=0, backlog=0.0):
+    def _timing(self, t, step, refused=0, backlog=0.0):
         """
-        Track the typical period; count the samples a long step misses (False: a gap).
+        Track the typical period; count the samples a gap misses (False: a gap).
 
-        Samples a gap misses are owed, not missing yet: a robot (or driver) that fell behind
-        and sends them late, faster than its rate, pays them back with steps shorter than
-        ``_PAYBACK_STEP`` periods (a simulated robot stalled 11 ms caught up with steps of
-        0.86, 0.16, 0.1, ... periods), also across further gaps on the way (a robot whose
-        computer is busy stalls again before it has caught up). What is still owed at the next
-        regular step is missing.
+        A gap (a step longer than ``_GAP_FACTOR`` periods) opens an account: from the stamp
+        before it, how many samples the robot's clock says should have come against how many
+        did (the bridge's refused ones included). Samples that come late are not missing: a
+        robot (or driver) that fell behind sends the ones it owes back to back, faster than its
+        rate, and may stall again before it has caught up (a busy computer). The account
+        closes at zero as soon as the samples have caught up with the clock; otherwise it
+        closes, with what is still short counted missing, once the stream has been back on
+        schedule for ``_BACK_ON_SCHEDULE`` regular steps (or after ``_ACCOUNT_MAX`` samples).
+
+        Counting against the clock, not gap by gap, matters for a robot whose samples are
+        stamped when they are sent: its gaps are not whole periods (2.6 periods, then a
+        late burst), and rounding each gap on its own counted samples that did come as missing
+        (a 2.8 s false `dropout` beside a robot stand-in that ran late on a loaded computer).
         """
         period = self.period_s
-        if period is not None and step > _GAP_FACTOR * period:
-            self._gaps_in_a_row += 1
-            if self._gaps_in_a_row >= _PERIOD_RESYNC:
-                # every step a "gap": the typical period is wrong, not the stream (it was
-                # taken from two samples of a burst, or the robot now sends at a lower rate)
-                self.period_s = step
-                self._gaps_in_a_row = 0
-                self._owed = 0.0
+        if period is None:
+            # the first period: the median of the first steps, not one step (two samples of
+            # a late burst, 60 us apart, would make every regular step a gap)
+            self._first.append(step)
+            if len(self._first) == _FIRST_STEPS:
+                self.period_s = float(np.median(self._first))
+            return True
+        if step > _GAP_FACTOR * period:
+            if self._new_rate(step, 1):
                 return True
-            lost = max(0.0, round(step / period) - 1.0 - refused)
+            if self._account_from is None:
+                self._account_from = t - step
+                self._account_count = 0
+                self._account_twin = False
             if backlog > 0.5 * self.queue_depth * period:
-                self.lost_in_twin += int(lost)     # the twin's queue overflowed, not the robot
-            else:
-                self._owed += lost     # with what an earlier gap still owes (a robot catching
-                #                        up may stall again before it has paid that back)
+                self._account_twin = True    # the twin's queue overflowed, not the robot
+            self._account_count += 1 + refused
+            self._on_schedule = 0
             self._have = 0             # no differences across a gap
             return False
-        self._gaps_in_a_row = 0
-        if self._owed:
-            if period is not None and step < _PAYBACK_STEP * period:
-                self._owed -= 1.0      # one of them, late (not taken into the period)
+        if self._account_from is not None:
+            self._run_kind = 0
+            self._account_count += 1 + refused
+            due = math.floor((t - self._account_from) / period + _DUE_MARGIN)
+            if self._account_count >= due:
+                self._account_from = None          # every sample came, some of them late
                 return True
-            self._missing += self._owed
-            self._owed = 0.0
-        self.period_s = step if period is None else \
-            period + _PERIOD_SMOOTHING * (step - period)
+            self._on_schedule = self._on_schedule + 1 if step >= _PAYBACK_STEP * period else 0
+            if self._on_schedule < _BACK_ON_SCHEDULE and self._account_count < _ACCOUNT_MAX:
+                return True                        # still catching up (not in the period)
+            lost = due - self._account_count
+            if self._account_twin:
+                self.lost_in_twin += lost
+                self._lost += lost
+            else:
+                self._missing += lost
+            self._account_from = None
+            return True
+        if step < _SHORT_STEP * period:
+            self._new_rate(step, -1)
+        else:
+            self._run_kind = 0
+            if step <= (2.0 - _SHORT_STEP) * period:
+                # only steps within a quarter of the period move it: a robot late by more
+                # than that makes a long step and then a short one, and taking those in biased
+                # the period (and a period too short counts samples that came as missing)
+                self.period_s = period + _PERIOD_SMOOTHING * (step - period)
         return True
+
+    def _new_rate(self, step, kind):
+        """
+        Follow a run of gaps (``kind`` 1) or of short steps (-1); True if it re-took the period.
+
+        Many such steps in a row, all about as long, mean the typical period is wrong, not the
+        stream: the robot now sends at another rate. A late robot's gaps and bursts are of
+        different lengths and broken by regular steps (late again and again is not a new
+        rate), and a burst after a gap belongs to the gap's account, not to this run.
+        """
+        if self._run_kind != kind:
+            self._run_kind, self._run_len, self._run_lo, self._run_hi = kind, 0, step, step
+        self._run_len += 1
+        self._run_lo, self._run_hi = min(self._run_lo, step), max(self._run_hi, step)
+        needed = _RESYNC_GAPS if kind > 0 else _RESYNC_SHORT
+        if self._run_len < needed or self._run_hi > 1.5 * self._run_lo:
+            return False
+        self.period_s = step
+        self._run_kind = 0
+        self._account_from = None
+        return True
+
+    def _pv_across(self, dt):
+        """
+        Take the position-velocity innovation across a short gap into the block's sums.
+
+        Summed over a stream, the innovation telescopes: the position noise of each sample
+        enters twice with opposite signs, and only the ends remain. A gap left out of the sum
+        leaves two ends more each time: a twin that lost samples in its own queue every
+        100 ms or so made the leaky sum a random walk of position noise, read as a biased
+        sensor. Across a gap of up to ``_PV_GAP_S`` the trapezoid still integrates the
+        velocity well (its error grows with the gap cubed: below 1e-5 rad over 20 ms of a
+        brisk motion); the other checks do not span gaps.
+        """
+        n = self.n
+        x, prev, e = self._x, self._prev, self._e
+        np.add(x[n:2 * n], prev[n:2 * n], out=e)
+        e *= -0.5 * dt
+        e += x[:n]
+        e -= prev[:n]
+        self._sum_e += e
+        self._sum_dqd += x[n:2 * n]
+        self._sum_dqd -= prev[n:2 * n]
 
     def _pair(self, dt):
         """Differences between this sample (``_x``) and the previous one (``_prev``)."""
@@ -408,13 +501,23 @@ class SensorChecks:
         e -= self.lag_s * dqd
         np.maximum(self._jump, np.abs(e), out=self._jump)
         period = self.period_s
-        regular = period is None or 0.75 * period <= dt <= 1.25 * period
+        # (before the typical period is known, no pair is known to be regular)
+        regular = period is not None and 0.75 * period <= dt <= 1.25 * period
         if self._have == 2 and regular and self._regular:
-            np.subtract(d1, self._d1_prev, out=self._d2)
-            self._d2 *= self._d2
-            self._sum_d2 += self._d2
+            # the second divided difference, scaled to the period: for steps of one period
+            # it is d1 - d1_prev; for uneven steps (a robot late by a fraction of a period)
+            # the plain difference keeps the motion's velocity times the steps' difference
+            # (1 rad/s x 0.25 ms is 100x the noise of a simulated robot: it read as a noisy
+            # position sensor on a loaded computer), the divided one only its acceleration
+            d2, scale = self._d2, 2.0 * period * period / (dt + self._dt_prev)
+            np.multiply(d1, scale / dt, out=d2)
+            np.multiply(self._d1_prev, scale / self._dt_prev, out=self._d2_tmp)
+            d2 -= self._d2_tmp
+            d2 *= d2
+            self._sum_d2 += d2
             self._cnt_d2 += 1
         self._regular = regular
+        self._dt_prev = dt
         self._d1, self._d1_prev = self._d1_prev, d1
 
     # ------------------------------------------------------------------ per block
@@ -431,6 +534,12 @@ class SensorChecks:
         c = self._sum_e - self.lag_s * self._sum_dqd
         duration = self._t - self._t_first
         decay = math.exp(-duration / self.leak_s) if duration > 0.0 else 1.0
+        if self._lost:
+            # the twin's own queue lost samples: the sum over a gap it does not span (see
+            # _pv_across) leaves two ends of position noise, and a twin that keeps losing
+            # samples makes the sum a random walk of them (a biased sensor, seconds after the
+            # twin kept up again). The sum starts again from this block
+            decay = 0.0
         self._bias *= decay
         self._bias += c
         last_q = self._prev[:n]        # the newest sample (buffers were swapped)
@@ -458,7 +567,7 @@ class SensorChecks:
             repeat_run=self._run_max, flat_run_s=self._flat_run.copy(), speed=speed,
             effort_std=tau_std,
             latency_s=latency if latency < math.inf else math.nan, effort_mean=mean,
-            resting=~(self._fast_seen | moving), pace=pace)
+            resting=~(self._fast_seen | moving), pace=pace, lost_in_twin=self._lost)
         if self._lag_learning:
             self._lag_sums[:n] += self._sum_e * self._sum_dqd
             self._lag_sums[n:] += self._sum_dqd * self._sum_dqd
