@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 import warnings
 
-from robot_twin.cli_files import not_a_regular_file, yaml_problem
+from robot_twin.cli_files import not_a_regular_file, read_identified_dynamics
 from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
 
@@ -75,8 +75,6 @@ def _input_problem(args):
                 f'from {FIRST_YEAR} to {last})')
     if args.urdf and Path(args.urdf).is_dir():
         return f'--urdf {args.urdf} is a directory; give the URDF file'
-    if args.params and Path(args.params).is_dir():
-        return f'--params {args.params} is a directory; give the params.yaml file'
     return ''
 
 
@@ -95,7 +93,7 @@ def _output_problem(output):
 
 def run_aas_export(args):
     """Handle ``robot-twin aas export``; return the exit status."""
-    from robot_twin.hub.aas import build_shell, params_document, read_aasx, write_aasx
+    from robot_twin.hub.aas import build_shell, read_aasx, write_aasx
     from twin_sim.urdf_model import ParametersError, RobotModel, URDFError
     problem = _input_problem(args)
     if problem:
@@ -110,11 +108,8 @@ def run_aas_export(args):
         try:
             model = RobotModel.from_urdf(urdf_or_builtin(args.urdf))
             if args.params:
-                problem = yaml_problem(args.params)   # one line, with line and column
-                if problem:
-                    raise ValueError(problem)
-                model.load_parameters(args.params)   # refuses a params file of another robot
-                params_document(args.params)         # ... and a file of another kind
+                read_identified_dynamics(args.params)   # refuses a file of another kind
+                model.load_parameters(args.params)      # ... and one of another robot
             state = _hub_state(args.hub) if args.hub else None
             store, files, shell_id = build_shell(
                 model, params_path=args.params, state=state, manufacturer=args.manufacturer,

@@ -22,10 +22,12 @@ The demo and the tests reuse :func:`start_graph` / :class:`ProcessGroup`::
     # leaving the block stops every process
 """
 import argparse
+import atexit
 import dataclasses
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -352,13 +354,14 @@ def start_graph(processes, env=None, **kwargs):
     return group.start()
 
 
-def run_until_stopped(group, log=None):
+def run_until_stopped(group, log=None, *, nodes=None):
     """
     Run ``group`` until SIGINT/SIGTERM or until a child exits; stop it; return an exit code.
 
     Starts ``group`` if it has not been started. Must be called from the main thread (it
     installs signal handlers, restored on return). A signal within :data:`SAME_REQUEST_S` of
     the first is the same request; one later (a second Ctrl-C) kills every node at once.
+    ``nodes``: how many ROS nodes the group's processes run, for the log (default: one each).
 
     Returns
     -------
@@ -401,7 +404,8 @@ def run_until_stopped(group, log=None):
             code = 2 if returncode == 2 else 1     # 2: it could not start (bad file, parameter)
         sig = signal.Signals(requested[0]) if requested else signal.SIGINT
         if requested:
-            log(f'{sig.name}: stopping {len(group.processes)} nodes '
+            log(f'{sig.name}: stopping {_count(nodes or len(group.processes), "node")} in '
+                f'{_count(len(group.processes), "process")} '
                 f'(up to {group.stop_timeout_s:g} s; Ctrl-C again to kill)')
         # a node stops cleanly on SIGINT and SIGTERM; SIGHUP would end it at once
         killed = group.stop(signal.SIGTERM if sig == signal.SIGHUP else sig)
@@ -420,6 +424,13 @@ def run_until_stopped(group, log=None):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _count(number, noun):
+    """``'1 process'``, ``'3 processes'``, ``'2 nodes'``."""
+    if number == 1:
+        return f'1 {noun}'
+    return f'{number} {noun}es' if noun.endswith('s') else f'{number} {noun}s'
 
 
 def up_env(domain_id=None, localhost=False, base=None):
@@ -502,8 +513,10 @@ def cmd_up(args):
         print(f'{_TAG}: {exc}', file=sys.stderr)
         return 2
     if args.dry_run:
-        # the overrides go into params files read last, as at run time; kept for reading
+        # the overrides go into params files read last, as at run time; the command lines
+        # printed name them, so they stay until this process exits, and then are removed
         overrides = tempfile.mkdtemp(prefix='robot_twin_up_')
+        atexit.register(shutil.rmtree, overrides, ignore_errors=True)
         for process in with_override_files(processes, overrides):
             print(shlex.join(node_command(process)))
         return 0
@@ -518,7 +531,8 @@ def cmd_up(args):
     with tempfile.TemporaryDirectory(prefix='robot_twin_up_') as overrides:
         commands = [(process.name, node_command(process))
                     for process in with_override_files(processes, overrides)]
-        return run_until_stopped(ProcessGroup(commands, env, stop_timeout_s=args.stop_timeout))
+        return run_until_stopped(ProcessGroup(commands, env, stop_timeout_s=args.stop_timeout),
+                                 nodes=sum(len(p.nodes) for p in processes))
 
 
 def main(argv=None):

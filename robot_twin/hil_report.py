@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from robot_twin.nodes.cdr import JointStateReader
 from robot_twin.replay import DIAGNOSTIC_ARRAY, JOINT_STATE, open_recording, read_messages, \
-    recorded_alarms, replay, ReplayError, topic_connections
+    recorded_alarms, replay, ReplayError, topic_connections, twin_parameters
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.resources import urdf_or_builtin
 from twin_sim.trajectory import STREAM_HORIZON_S
@@ -282,13 +282,17 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
     Raises
     ------
     ReplayError
-        The recording or the URDF cannot be read, or it lacks the robot's joint states.
+        The recording, the URDF or the config (``config``, checked even when the recording has
+        the live twin's alarms and no replay needs it) cannot be read, or the recording lacks
+        the robot's joint states.
 
     """
     try:
         model = RobotModel.from_urdf(urdf_or_builtin(urdf))
     except (URDFError, FileNotFoundError) as exc:
         raise ReplayError(f'--urdf: {exc}') from None
+    if config is not None:      # checked even when the recording's own alarms make it unused
+        twin_parameters(config, urdf)
     reader, note = open_recording(bag)
     try:
         commands = read_commands(reader, bag, model)

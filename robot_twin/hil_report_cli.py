@@ -24,7 +24,8 @@ def add_hil_report_parser(subparsers):
     parser.add_argument('--output', required=True, metavar='DIR', help='where to write')
     parser.add_argument('--urdf', default='', metavar='PATH', help='the robot (default: built-in)')
     parser.add_argument('--config', default=None, metavar='FILE',
-                        help='twin config for a replay when the recording has no /twin/anomaly')
+                        help='twin config for a replay when the recording has no '
+                             '/twin/anomaly (checked in any case)')
     parser.add_argument('--joint-states-topic', default='/joint_states', metavar='TOPIC')
     parser.set_defaults(func=cmd_hil_report)
     return parser

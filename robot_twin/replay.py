@@ -23,12 +23,13 @@ from pathlib import Path
 import struct
 
 import numpy as np
-from robot_twin.cli_files import yaml_problem
+from robot_twin.cli_files import read_project_file, yaml_problem
 from robot_twin.config import ConfigError, load_config
 # private helpers of the config loader, until robot_twin.config resolves a node's parameters
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
 from robot_twin.twin_model import robot_intake, robot_model
 from rosbags.highlevel import AnyReaderError
+from twin_anomaly.monitor import MONITOR_FILE_KEY
 from twin_anomaly.pipeline import AnomalyPipeline
 from twin_bridge.intake import JOINTS, WRENCH
 from twin_bridge.ledger import Ledger
@@ -769,11 +770,12 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
 
 
 def _make_chain(params, with_wrench, thresholds):
-    if thresholds and not Path(thresholds).is_file():
-        raise ReplayError(f'--thresholds {thresholds}: no such file')
-    problem = yaml_problem(thresholds) if thresholds else None
-    if problem:
-        raise ReplayError(f'--thresholds: {problem}')
+    if thresholds:
+        try:        # what the file is, said before the monitor's own reasons
+            read_project_file(thresholds, MONITOR_FILE_KEY)
+        except ValueError as exc:
+            raise ReplayError(f'--thresholds: {exc}. Leave it out to commission on the '
+                              'recording') from None
     copy = _read_only_copy(thresholds)
     try:
         chain = TwinChain(params, with_wrench, copy)
@@ -790,12 +792,18 @@ def _make_chain(params, with_wrench, thresholds):
 
 
 def _read_only_copy(path):
-    """Copy a thresholds file to a private place (the monitor may write its file, never ours)."""
+    """
+    Copy a thresholds file to a private place (the monitor may write its file, never ours).
+
+    The place is removed when this process exits (the monitor may write to it until then).
+    """
     if not path:
         return None
+    import atexit
     import shutil
     import tempfile
     directory = tempfile.mkdtemp(prefix='robot_twin_replay_')
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     copy = Path(directory) / Path(path).name
     shutil.copyfile(path, copy)
     return str(copy)

@@ -6,7 +6,6 @@ summary printed at the end, and exit status 2 with one line naming the problem f
 config, URDF, ledger or ``--report`` (which is checked before the replay starts).
 """
 import math
-import os
 from pathlib import Path
 import sys
 
@@ -84,26 +83,10 @@ def summary_lines(report):
     return lines
 
 
-def _report_problem(report):
-    """Return why the file ``--report`` cannot be written ('' when it may be tried)."""
-    from robot_twin.cli_files import nearest_existing, not_a_regular_file
-    path = Path(report)
-    problem = not_a_regular_file(path)
-    if problem:
-        return f'cannot write --report {report}: {problem}; give the JSON file to write'
-    if path.exists() and not os.access(path, os.W_OK):
-        return f'cannot write --report {report}: no permission to write it'
-    folder = nearest_existing(path.absolute().parent)    # the missing folders are created
-    if not folder.is_dir():
-        return f'cannot write --report {report}: {folder} is a file, not a folder'
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f'cannot write --report {report}: no permission to write in {folder}'
-    return ''
-
-
 def cmd_replay(args):
     """Run ``robot-twin replay``; return the exit status."""
-    problem = _report_problem(args.report)       # before a replay that may take minutes
+    from robot_twin.cli_files import output_problem
+    problem = output_problem(args.report, '--report', folders_created=True)   # before the replay
     if problem:
         print(f'{_TAG}: {problem}', file=sys.stderr)
         return 2

@@ -9,7 +9,8 @@ Wiring (robot_twin/cli.py)::
 writes it as ONNX (checking that onnxruntime reproduces LightGBM within 1e-5 before it
 writes); ``predict`` writes ``unit,rul`` (one row per unit, the RUL at its last row) with
 onnxruntime only. Exit status: 0 on success, 2 when an input or option is unusable (the
-message says what), 1 when an output cannot be written.
+message says what; ``fit`` checks that ``--output`` can be written before it trains), 1 when an
+output cannot be written after all.
 """
 import sys
 
@@ -71,9 +72,13 @@ def _error(text, status=2):
 def run_fit(args):
     """Handle ``robot-twin rul fit``; return the exit status."""
     import numpy as np
+    from robot_twin.cli_files import output_problem
     from tqdm import tqdm
     from twin_anomaly import fleet_rul
 
+    problem = output_problem(args.output, '--output')     # before the training
+    if problem:
+        return _error(problem)
     try:
         import lightgbm  # noqa: F401
         import onnxmltools  # noqa: F401

@@ -7,7 +7,8 @@ Wiring (robot_twin/cli.py)::
     add_excite_parser(sub)
 
 Each handler returns the exit status: 0 on success, 2 when the input or an option is unusable
-(the message says what to change), 1 when an output cannot be written, and (sysid) 3 when the
+(the message says what to change; sysid checks ``--params``, ``--output`` and ``--report``
+before it reads the log), 1 when an output cannot be written after all, and (sysid) 3 when the
 identified model predicts the held-out data worse than the prior: the report is written, the
 parameters are not (``--force`` writes them anyway).
 """
@@ -133,7 +134,7 @@ def run_sysid(args):
               'parts; with --validation-data the whole of --data is fitted: give one of them',
               file=sys.stderr)
         return 2
-    refusal = _replaced_output(args)
+    refusal = _replaced_output(args) or _files_problem(args)
     if refusal:
         print(f'{_SYSID}: error: {refusal}', file=sys.stderr)
         return 2
@@ -195,6 +196,31 @@ def _replaced_output(args):
             f'--params {args.output} as well (it is then replaced only by a model that '
             'predicts the held-out data at least as well), another --output, or --force to '
             'replace it anyway')
+
+
+def _files_problem(args):
+    """
+    Return why ``--params``, ``--output`` or ``--report`` cannot be used ('' when they can).
+
+    Checked before the log is read and fitted, which takes minutes on a long log: a
+    ``--params`` of another kind (thresholds, a config) would be the prior of the fit, an
+    output that cannot be written would be found only at the end.
+    """
+    from robot_twin.cli_files import output_problem, params_problem
+    problem = params_problem(args.params)
+    if problem:
+        return problem
+    report = Path(args.report)
+    if Path(args.output).absolute() == report.absolute():
+        return '--report must differ from --output'
+    plots = [] if args.no_plots else [report.with_name(f'{report.stem}_{name}.png')
+                                      for name in ('torques', 'rmse')]
+    for option, path in [('--output', args.output), ('--report', report)] + \
+            [('--report (its plot)', plot) for plot in plots]:
+        problem = output_problem(path, option)
+        if problem:
+            return problem
+    return ''
 
 
 def _print_summary(result, report, args, seconds):

@@ -12,7 +12,9 @@ Wiring (robot_twin/cli.py)::
     add_commission_parser(sub)
 
 The handlers return the exit status: 0 on success, 2 when the scenario, robot or an option is
-unusable (the message says what to change), 1 when an output cannot be written.
+unusable (the message says what to change; ``--params`` that is not identified dynamics and a
+``commission --output`` that cannot be written are refused before any variant runs), 1 when an
+output cannot be written after all.
 """
 import math
 from pathlib import Path
@@ -20,6 +22,7 @@ import sys
 import time
 import warnings
 
+from robot_twin.cli_files import params_problem
 from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
 import yaml
@@ -101,6 +104,10 @@ def run_whatif_command(args):
     from robot_twin.whatif import format_table, run_whatif, WhatIfError, write_outputs
 
     t0 = time.perf_counter()
+    problem = params_problem(args.params)         # before any variant runs
+    if problem:
+        print(f'{_WHATIF}: error: {problem}', file=sys.stderr)
+        return 2
     if args.ray is not None and args.workers != 1 and not args.quiet:
         print(f'{_WHATIF}: note: --workers is ignored with --ray (Ray schedules the samples)',
               file=sys.stderr)
@@ -170,7 +177,7 @@ def run_commission_command(args):
     from robot_twin.commissioning import commission_across_variants
     from robot_twin.whatif import WhatIfError
 
-    refusal = _not_a_commission_output(args.output)
+    refusal = _not_a_commission_output(args.output) or params_problem(args.params)
     if refusal:
         print(f'{_COMMISSION}: error: {refusal}', file=sys.stderr)
         return 2
@@ -209,10 +216,14 @@ def run_commission_command(args):
 
 def _not_a_commission_output(output):
     """Return why ``commission --output`` must not be written, or '' when it may."""
+    from robot_twin.cli_files import output_problem
     from twin_anomaly.detector import THRESHOLDS_FILE_KEY
     path = Path(output).expanduser()
     if path.is_dir():
         return f'--output {output} is a directory; name the thresholds file to write'
+    problem = output_problem(path, '--output', folders_created=True)
+    if problem:
+        return problem
     if not path.exists():
         return ''
     try:

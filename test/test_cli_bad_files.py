@@ -77,14 +77,96 @@ OTHER_KINDS = {
 }
 
 
-@pytest.mark.parametrize('key', sorted(OTHER_KINDS))
-def test_aas_export_refuses_thresholds_as_identified_parameters(tmp_path, capsys, key):
-    thresholds = tmp_path / 'thr.yaml'
-    thresholds.write_text(f'{key}:\n  version: 3\n  joints: [joint1]\n')
-    out = tmp_path / 'twin.aasx'
-    status = main(['aas', 'export', '--output', str(out), '--params', str(thresholds)])
+# every command that takes identified dynamics (--params); the sysid log does not exist, so
+# only a check of --params made before the log is read names --params
+PARAMS_COMMANDS = {
+    'aas export': ['aas', 'export', '--output', '{o}/twin.aasx'],
+    'sysid': ['sysid', '--data', '{o}/missing.csv', '--output', '{o}/p.yaml', '--report',
+              '{o}/r.json'],
+    'whatif': ['whatif', '--scenario', 'payload_sweep', '--samples', '1'],
+    'commission': ['commission', '--scenario', 'commissioning', '--samples', '1', '--output',
+                   '{o}/t.yaml'],
+}
+NOT_PARAMS = {
+    **{key: f'{what} (top key {key!r})' for key, what in OTHER_KINDS.items()},
+    'a mapping': 'a mapping with top keys a',          # any YAML mapping was taken for one
+    'a config': 'ROS parameters (a config file such as config/twin.yaml)',
+}
+
+
+def _not_params(path, kind):
+    if kind == 'a mapping':
+        path.write_text('a: 1\n')
+    elif kind == 'a config':
+        path.write_text('/**:\n  ros__parameters: {urdf_path: x.urdf}\n')
+    else:
+        path.write_text(f'{kind}:\n  version: 3\n  joints: [joint1]\n')
+
+
+@pytest.mark.parametrize('command', sorted(PARAMS_COMMANDS))
+@pytest.mark.parametrize('kind', sorted(NOT_PARAMS))
+def test_params_of_another_kind_are_refused_before_any_work(tmp_path, capsys, command, kind):
+    params = tmp_path / 'thr.yaml'
+    _not_params(params, kind)
+    argv = [a.format(o=tmp_path) for a in PARAMS_COMMANDS[command]] + ['--params', str(params)]
+    status = main(argv)
     err = capsys.readouterr().err
     assert status == 2, err
-    assert f'{thresholds} holds {OTHER_KINDS[key]} (top key {key!r})' in err, err
+    assert f'{params} holds {NOT_PARAMS[kind]}' in err, err
     assert "params.yaml from robot-twin sysid (top key 'robot_twin_dynamics')" in err, err
-    assert len(err.strip().splitlines()) == 1 and not out.exists(), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['thr.yaml'], 'something was written'
+
+
+@pytest.mark.parametrize('command', ['whatif', 'commission', 'sysid'])
+def test_params_directory_and_yaml_error_are_said_in_one_line(tmp_path, capsys, command):
+    folder = tmp_path / 'params'
+    folder.mkdir()
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('a: [1,\n')
+    base = [a.format(o=tmp_path) for a in PARAMS_COMMANDS[command]]
+    assert main(base + ['--params', str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f'--params {folder} is a directory' in err and 'not found' not in err, err
+    assert main(base + ['--params', str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f'--params {bad}, line 2, column 1: not valid YAML' in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+# outputs that cannot be written, refused before the work (a fit, variants, training) starts:
+# under a file, or a directory where a file goes
+OUTPUT_COMMANDS = {
+    'sysid --output': ['sysid', '--data', '{data}', '--output', '{bad}', '--report',
+                       '{o}/r.json', '--no-plots'],
+    'sysid --report': ['sysid', '--data', '{data}', '--output', '{o}/p.yaml', '--report',
+                       '{bad}', '--no-plots'],
+    'sysid --report plot': ['sysid', '--data', '{data}', '--output', '{o}/p.yaml', '--report',
+                            '{plot}'],
+    'commission --output': ['commission', '--scenario', 'commissioning', '--samples', '1',
+                            '--output', '{bad}'],
+    'rul fit --output': ['rul', 'fit', '--format', 'csv', '--data', '{data}', '--output',
+                         '{bad}'],
+}
+
+
+@pytest.mark.parametrize('command', sorted(OUTPUT_COMMANDS))
+@pytest.mark.parametrize('make', ['under_a_file', 'directory'])
+def test_an_output_that_cannot_be_written_is_refused_first(tmp_path, capsys, command, make):
+    afile, folder = tmp_path / 'afile', tmp_path / 'adir'
+    afile.write_text('x')
+    (folder / 'r_torques.png').mkdir(parents=True)    # where sysid would put a plot
+    bad = afile / 'x.out' if make == 'under_a_file' else folder
+    plot = afile / 'r.json' if make == 'under_a_file' else folder / 'r.json'
+    # the data do not exist: a check of the output made first is what answers
+    argv = [a.format(data=tmp_path / 'missing.csv', bad=bad, plot=plot, o=tmp_path)
+            for a in OUTPUT_COMMANDS[command]]
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    option = command.split()[-1] if command != 'sysid --report plot' else '--report'
+    assert f'{option} ' in err, err
+    assert (f'{afile} is a file, not a folder' if make == 'under_a_file'
+            else 'is a directory') in err, err
+    assert len(err.strip().splitlines()) == 1 and 'Errno' not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['adir', 'afile'], 'written'

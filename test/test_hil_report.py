@@ -237,3 +237,24 @@ def test_an_empty_anomaly_topic_counts_as_not_recorded(tmp_path, capsys):
     assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0
     report = json.loads((out / 'report.json').read_text())
     assert report['faults']['detections_from'].startswith('a replay'), report['faults']
+
+
+def test_a_bad_config_is_refused_even_when_the_recording_has_the_live_alarms(tmp_path, capsys):
+    # with /twin/anomaly in the recording no replay runs, so --config was never read
+    def extra(writer, store):
+        anomaly = writer.add_connection('/twin/anomaly', 'diagnostic_msgs/msg/DiagnosticArray',
+                                        typestore=store)
+        writer.write(anomaly, *_anomaly(store, 0.5, {'joint3': None}))
+
+    bag = write_bag(tmp_path / 'live', simulate(1.0), extra=extra)
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('robot_twin:\n  ros__parameters: {nodes: [twin_sim\n')
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out), '--config', str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'robot-twin hil-report: --config: {bad}, line 3, column 1'), err
+    assert len(err.strip().splitlines()) == 1 and not out.exists(), err
+    assert cli_main(['hil-report', str(bag), '--output', str(out), '--config',
+                     str(tmp_path / 'none.yaml')]) == 2
+    assert 'none.yaml' in capsys.readouterr().err
+    assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0    # without: as ever

@@ -118,6 +118,38 @@ def test_the_ledger_is_served_from_the_start(tmp_path):
         hub.stop()
 
 
+def test_a_params_file_of_another_kind_is_not_served_as_identified_dynamics(tmp_path):
+    from robot_twin.config import ConfigError
+    from twin_sim.resources import builtin_urdf
+    from twin_sim.urdf_model import RobotModel
+    thresholds = tmp_path / 'thresholds.yaml'      # a robot-twin commission output
+    thresholds.write_text('robot_twin_anomaly_thresholds:\n  version: 1\n  joints: [joint1]\n')
+    what = (f'{thresholds} holds anomaly thresholds from robot-twin commission (top key '
+            "'robot_twin_anomaly_thresholds'); expected identified dynamics")
+    with pytest.raises(ConfigError) as refused:          # the node does not start with it
+        HubSettings.from_parameters({'dynamics_params_file': str(thresholds)})
+    assert f'dynamics_params_file: {what}' in str(refused.value)
+    # nor do settings made otherwise show it under /parameters: the error does, and the log
+    lines = []
+    state = TwinState(NAMES, 'arm')
+    hub = Hub(state, HubSettings(dynamics_params_file=str(thresholds),
+                                 whatif_output_dir=str(tmp_path / 'w')),
+              model=None, log=lines.append).start()
+    hub.stop()
+    shown = state.parameters()
+    assert shown['document'] is None and what in shown['error'], shown
+    assert any(what in line for line in lines), lines
+    params = tmp_path / 'params.yaml'                   # identified dynamics: shown
+    RobotModel.from_urdf(builtin_urdf()).save_parameters(params)
+    assert HubSettings.from_parameters({'dynamics_params_file': str(params)})
+    hub = Hub(state, HubSettings(dynamics_params_file=str(params),
+                                 whatif_output_dir=str(tmp_path / 'w')),
+              model=None, log=lines.append).start()
+    hub.stop()
+    assert state.parameters()['error'] == ''
+    assert state.parameters()['document']['robot_twin_dynamics']['version'] == 1
+
+
 # ---------------------------------------------------------------------- OPC UA
 @pytest.fixture(scope='module')
 def opcua():

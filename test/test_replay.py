@@ -142,6 +142,8 @@ def _bad_recordings(run, tmp_path):
                                'unknown joint j0..j6')
     cases['joint missing'] = (write_bag(tmp_path / 'subset', run, order=[1, 2, 3, 4, 5, 6]),
                               [], 'joint1')
+    cases['urdf is a directory'] = (good, ['--urdf', str(tmp_path)],
+                                    f'URDF {tmp_path} is a directory; give the .urdf file')
     # thresholds the monitor refuses: the line says why (no warning of the monitor is shown)
     other = tmp_path / 'other_robot.yaml'
     other.write_text('robot_twin_anomaly_monitor:\n  version: 3\n  joints: [a, b]\n')
@@ -152,7 +154,9 @@ def _bad_recordings(run, tmp_path):
     commission.write_text('robot_twin_anomaly_thresholds:\n  version: 1\n')
     cases['thresholds of robot-twin commission'] = (
         good, ['--thresholds', str(commission)],
-        "not an anomaly monitor file (no 'robot_twin_anomaly_monitor'")
+        f'--thresholds: {commission} holds anomaly thresholds from robot-twin commission '
+        "(top key 'robot_twin_anomaly_thresholds'); expected the live twin's saved "
+        'calibration and anomaly thresholds')
     return cases
 
 

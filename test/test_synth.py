@@ -105,3 +105,20 @@ def test_bad_input_is_refused(tmp_path, capsys):
     assert 'URDF not found' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synth_main(['--samples', '0', '--output', str(tmp_path / 'z')])
+
+
+def test_the_command_line_prints_no_pybullet_banner(tmp_path):
+    # pybullet's C code prints its build time on stderr when first imported; every command
+    # that simulates (synth, whatif, commission, anomaly train) takes it through
+    # twin_sim.quiet_pybullet, which hides that line
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, '-m', 'robot_twin', 'synth', '--urdf', str(ARM),
+                          '--samples', '1', '--width', '64', '--height', '48', '--output',
+                          str(tmp_path / 'out'), '--no-preview', '--quiet'],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == '' and 'build time' not in run.stdout, run
+    modules = subprocess.run([sys.executable, '-c', 'import twin_sim.world, twin_sim.camera'],
+                             capture_output=True, text=True, timeout=120)
+    assert modules.returncode == 0 and modules.stderr == '', modules

@@ -534,6 +534,8 @@ def test_massless_link_with_massive_child_warns(tmp_path):
 def test_missing_file_and_bad_xml(tmp_path):
     with pytest.raises(URDFError, match='URDF file not found'):
         RobotModel.from_urdf(tmp_path / 'nope.urdf')
+    with pytest.raises(URDFError, match='is a directory; give the .urdf file'):
+        RobotModel.from_urdf(tmp_path)
     with pytest.raises(URDFError, match='not valid XML'):
         RobotModel.from_urdf(_write(tmp_path, '<robot><link name="a"></robot>'))
 
@@ -682,9 +684,23 @@ def test_bad_parameters_are_rejected_atomically(arm, params, match):
     assert model.dynamic_parameters() == before
 
 
+@pytest.mark.parametrize('doc', [
+    {'a': 1},                                                        # any mapping
+    {'robot_twin_anomaly_thresholds': {'version': 1, 'joints': ['joint1']}},   # commission's
+    {},
+])
+def test_a_document_of_another_kind_is_not_taken_for_parameters(arm, doc):
+    # without the top key, a document counts as identified dynamics only with their sections;
+    # anything else once changed nothing, silently
+    with pytest.raises(ParametersError, match='not an identified-dynamics document'):
+        arm.copy().apply_parameters(doc)
+
+
 def test_load_parameters_file_errors(tmp_path, arm):
     with pytest.raises(ParametersError, match='not found'):
         arm.copy().load_parameters(tmp_path / 'none.yaml')
+    with pytest.raises(ParametersError, match='is a directory; give the params.yaml file'):
+        arm.copy().load_parameters(tmp_path)
     bad = tmp_path / 'bad.yaml'
     bad.write_text('robot_twin_dynamics: [1, 2\n')
     with pytest.raises(ParametersError, match='not valid YAML'):

@@ -28,8 +28,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pybullet
 
+from twin_sim.quiet_pybullet import pybullet
 from twin_sim.urdf_model import RobotModel, URDFError
 
 __all__ = ['CameraError', 'CameraSample', 'RobotScene', 'SceneRanges']

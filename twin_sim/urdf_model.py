@@ -77,6 +77,10 @@ MOVABLE_TYPES = ('revolute', 'prismatic', 'continuous')
 SUPPORTED_TYPES = MOVABLE_TYPES + ('fixed',)
 PARAMS_KEY = 'robot_twin_dynamics'
 PARAMS_VERSION = 1
+#: the sections of an identified-dynamics document (a document without its top key
+#: :data:`PARAMS_KEY` must have one of them to count as one)
+PARAMS_SECTIONS = ('version', 'urdf', 'joints', 'friction_model', 'friction', 'bodies',
+                   'armature')
 _UNLIMITED = 1e10  # position limit written into pinocchio's XML for continuous joints
 
 
@@ -370,6 +374,8 @@ def _is_xacro(robot):
 
 def _parse_urdf(path, package_dirs):
     path = Path(path)
+    if path.is_dir():
+        raise URDFError(f'URDF {path} is a directory; give the .urdf file')
     if not path.is_file():
         raise URDFError(f'URDF file not found: {path}')
     try:
@@ -1121,14 +1127,15 @@ class RobotModel:
         Parameters
         ----------
         params : dict
-            A params.yaml document (with or without the top key ``robot_twin_dynamics``).
+            A params.yaml document (with or without the top key ``robot_twin_dynamics``;
+            without it, one of :data:`PARAMS_SECTIONS` at the top level).
 
         Raises
         ------
         ParametersError
-            Wrong version, unknown joint, a ``dynamic_parameters`` entry that is not 10 finite
-            numbers with positive mass, a malformed friction entry, an armature that is not a
-            number >= 0.
+            A document of another kind (neither the top key nor a section), wrong version,
+            unknown joint, a ``dynamic_parameters`` entry that is not 10 finite numbers with
+            positive mass, a malformed friction entry, an armature that is not a number >= 0.
 
         """
         if not isinstance(params, dict):
@@ -1136,6 +1143,11 @@ class RobotModel:
         doc = params.get(PARAMS_KEY, params)
         if not isinstance(doc, dict):
             raise ParametersError(f'{PARAMS_KEY!r} must be a mapping')
+        if PARAMS_KEY not in params and not any(key in doc for key in PARAMS_SECTIONS):
+            keys = ', '.join(map(str, list(doc)[:3])) or 'none'
+            raise ParametersError(f'not an identified-dynamics document (top keys: {keys}); '
+                                  f'expected {PARAMS_KEY!r}, as in a params.yaml from '
+                                  'robot-twin sysid')
         version = doc.get('version', PARAMS_VERSION)
         if version != PARAMS_VERSION:
             raise ParametersError(f'params version {version!r} is not supported (expected '
@@ -1256,6 +1268,9 @@ class RobotModel:
     def load_parameters(self, path):
         """Apply an identified-dynamics file (params.yaml); see :meth:`apply_parameters`."""
         path = Path(path)
+        if path.is_dir():
+            raise ParametersError(f'parameters file {path} is a directory; give the '
+                                  'params.yaml file')
         if not path.is_file():
             raise ParametersError(f'parameters file not found: {path}')
         try:

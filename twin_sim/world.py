@@ -81,9 +81,9 @@ import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pinocchio as pin
-import pybullet
 
 from twin_sim import urdf_rewrite
+from twin_sim.quiet_pybullet import pybullet
 from twin_sim.urdf_model import DEFAULT_FT_LINK, RobotModel, URDFError
 from twin_sim.urdf_rewrite import TINY_INERTIA, TINY_MASS
 

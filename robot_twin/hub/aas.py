@@ -16,8 +16,9 @@ One shell (asset kind Instance) with four submodels:
   (a ``/api/v1/state`` document), with the time they were taken.
 
 :func:`read_aasx` reads a file back through the SDK's reader (the round trip the tests check).
-:func:`params_document` refuses a YAML file of another kind given as the identified parameters
-(the twin's thresholds, say) with a :class:`ValueError` naming it.
+A YAML file of another kind given as the identified parameters (the twin's thresholds, say) is
+refused with a :class:`ValueError` naming what it holds
+(:func:`robot_twin.cli_files.read_identified_dynamics`).
 """
 import datetime
 import hashlib
@@ -29,11 +30,8 @@ import xml.etree.ElementTree as ElementTree
 
 from basyx.aas import model
 from basyx.aas.adapter import aasx
-from robot_twin.cli_files import not_a_regular_file, replace_file, yaml_problem
-from twin_anomaly.detector import THRESHOLDS_FILE_KEY
-from twin_anomaly.monitor import MONITOR_FILE_KEY
+from robot_twin.cli_files import not_a_regular_file, read_identified_dynamics, replace_file
 from twin_sim.urdf_model import PARAMS_KEY
-import yaml
 
 NAMEPLATE = 'https://admin-shell.io/zvei/nameplate/2/0/Nameplate'
 NAMEPLATE_IDS = {'ManufacturerName': '0173-1#02-AAO677#002',
@@ -46,13 +44,6 @@ TECHNICAL_PROPERTIES = 'https://admin-shell.io/ZVEI/TechnicalData/TechnicalPrope
 IDENTIFIED = 'urn:robot_twin:submodel:identified_parameters:1'
 HEALTH = 'urn:robot_twin:submodel:health:1'
 BODY_PARAMETERS = ('m', 'mcx', 'mcy', 'mcz', 'Ixx', 'Ixy', 'Iyy', 'Ixz', 'Iyz', 'Izz')
-#: top-level sections of an identified-parameters document without its top key
-_PARAMS_SECTIONS = ('version', 'urdf', 'joints', 'friction_model', 'friction', 'bodies',
-                    'armature')
-#: top keys of the project's other YAML files, and what those files are
-_OTHER_FILES = {
-    MONITOR_FILE_KEY: "the live twin's saved calibration and anomaly thresholds",
-    THRESHOLDS_FILE_KEY: 'anomaly thresholds from robot-twin commission'}
 
 
 def _ref(iri):
@@ -134,50 +125,13 @@ def technical_data(robot_model, urdf_file):
                           semantic_id=_ref(TECHNICAL_DATA))
 
 
-def params_document(path):
-    """
-    Return the identified dynamics of a params.yaml (the mapping under ``robot_twin_dynamics``).
-
-    Raises
-    ------
-    ValueError
-        The file is not an identified-parameters file (another of the project's files, or no
-        parameter section at all); the message names the file, what it is and what is expected.
-    OSError
-        The file cannot be read.
-
-    """
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding='utf-8'))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        problem = yaml_problem(path) or f'{path}: cannot read it as YAML ({exc})'
-        raise ValueError(problem) from None
-    expected = (f'expected identified dynamics: a params.yaml from robot-twin sysid (top key '
-                f'{PARAMS_KEY!r})')
-    if not isinstance(raw, dict):
-        raise ValueError(f'{path}: not an identified-parameters file (a YAML '
-                         f'{type(raw).__name__}); {expected}')
-    if PARAMS_KEY in raw:
-        if not isinstance(raw[PARAMS_KEY], dict):
-            raise ValueError(f'{path}: {PARAMS_KEY!r} must be a mapping; {expected}')
-        return raw[PARAMS_KEY]
-    other = next((k for k in _OTHER_FILES if k in raw), None)
-    if other is not None:
-        raise ValueError(f'{path} holds {_OTHER_FILES[other]} (top key {other!r}), not '
-                         f'identified parameters; {expected}')
-    if not any(k in raw for k in _PARAMS_SECTIONS):
-        keys = ', '.join(map(str, list(raw)[:3])) or 'nothing'
-        raise ValueError(f'{path}: not an identified-parameters file (top keys: {keys}); '
-                         f'{expected}')
-    return raw
-
-
 def identified_parameters(robot, params_path=None):
     """Return the IdentifiedParameters submodel: a params.yaml's content, or a note."""
     elements = [_prop('Source', str(params_path) if params_path else
                       'none: the URDF values are in use')]
     if params_path:
-        doc = params_document(params_path)
+        raw = read_identified_dynamics(params_path)
+        doc = raw.get(PARAMS_KEY, raw)
         elements += [_prop('SHA256', _sha256(params_path)),
                      _prop('FrictionModel', doc.get('friction_model', 'unknown'))]
         friction = doc.get('friction') or {}

@@ -11,10 +11,10 @@ in use, nodesets missing) is a :class:`RuntimeError` naming it, and the others a
 import threading
 import time
 
+from robot_twin.cli_files import read_identified_dynamics
 from robot_twin.hub.jobs import WhatIfJobs
 from robot_twin.hub.lifecycle import append_acknowledgement, read_tail
 from twin_sim.urdf_model import ParametersError
-import yaml
 
 LEDGER_ENTRIES = 50
 HOUSEKEEPING_S = 0.5
@@ -92,15 +92,16 @@ class HubActions:
 
 
 def load_parameters_document(path):
-    """Read an identified-dynamics file (params.yaml); return ``(document, error)``."""
+    """
+    Read an identified-dynamics file (params.yaml); return ``(document, error)``.
+
+    A file of another kind (the twin's thresholds, a config) gives ``(None, why)``: it is not
+    shown as identified dynamics.
+    """
     try:
-        with open(path, encoding='utf-8') as handle:
-            document = yaml.safe_load(handle)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return None, f'cannot read {path}: {exc}'
-    if not isinstance(document, dict):
-        return None, f'{path} is not a params.yaml document'
-    return document, ''
+        return read_identified_dynamics(path), ''
+    except ValueError as exc:
+        return None, str(exc)
 
 
 class Hub:
@@ -140,8 +141,10 @@ class Hub:
         """Start every configured server; return self. Raises RuntimeError (all stopped)."""
         s = self.settings
         if s.dynamics_params_file:
-            self.state.set_parameters(s.dynamics_params_file,
-                                      *load_parameters_document(s.dynamics_params_file))
+            document, error = load_parameters_document(s.dynamics_params_file)
+            self.state.set_parameters(s.dynamics_params_file, document, error)
+            if error:
+                self.log(f'dynamics_params_file not shown under /parameters: {error}')
         self._read_ledger()                 # served from the first request on, then re-read
         try:
             if s.opcua is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import ipaddress
 from pathlib import Path
 
+from robot_twin.cli_files import read_identified_dynamics
 # _sections: the config reader's own walker over a params file's sections
 from robot_twin.config import _sections, ConfigError, parameter_spec, PARAMETERS
 import yaml
@@ -141,9 +142,13 @@ class HubSettings:
                 token = read_token(p['api.token_file'])
             except ConfigError as exc:
                 errors.append(str(exc))
-        for name in ('urdf_path', 'dynamics_params_file'):
-            if p[name] and not Path(p[name]).is_file():
-                errors.append(f'{name}: {p[name]}: no such file')
+        if p['urdf_path'] and not Path(p['urdf_path']).is_file():
+            errors.append(f"urdf_path: {p['urdf_path']}: no such file")
+        if p['dynamics_params_file']:
+            try:                # not shown under /parameters as identified dynamics if not
+                read_identified_dynamics(p['dynamics_params_file'])
+            except ValueError as exc:
+                errors.append(f'dynamics_params_file: {exc}')
         if errors:
             raise ConfigError(HUB_EXECUTABLE, errors)
         return cls(
