@@ -120,6 +120,26 @@ def output_problem(path, option, *, folders_created=False):
     return None
 
 
+def folder_problem(path, option):
+    """
+    Return why the folder ``path`` given as ``option`` cannot be written into, or None.
+
+    The folder may not exist yet (the writer creates it and its missing parents); an existing
+    file of that name, or a file on the way to it, is a problem, and so is a folder without
+    write permission. For a check before a long run, as :func:`output_problem` for a file.
+    """
+    path = Path(path).expanduser()
+    head = f'cannot write into {option} {path}'
+    if path.exists() and not path.is_dir():
+        return f'{head}: it is a file, not a folder; give a folder for the results'
+    existing = nearest_existing(path.absolute())
+    if not existing.is_dir():
+        return f'{head}: {existing} is a file, not a folder'
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f'{head}: no permission to write in {existing}'
+    return None
+
+
 def project_files():
     """
     Return the project's YAML files by their top key: ``{key: (what it holds, where from)}``.

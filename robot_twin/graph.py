@@ -199,7 +199,9 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None, one
     loaded = load_config(path)
     namespace = normalize_namespace(namespace)
     if urdf and not os.path.isfile(urdf):
-        raise ConfigError(urdf, ['URDF file not found (urdf / --urdf)'])
+        what = 'is a directory, not a URDF file' if os.path.isdir(urdf) else \
+            'URDF file not found'
+        raise ConfigError(urdf, [f'{what} (urdf / --urdf)'])
     nodes = []
     for name in loaded.nodes:
         executable = loaded.executables[name]

@@ -22,7 +22,7 @@ import sys
 import time
 import warnings
 
-from robot_twin.cli_files import params_problem
+from robot_twin.cli_files import folder_problem, params_problem
 from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
 import yaml
@@ -104,7 +104,8 @@ def run_whatif_command(args):
     from robot_twin.whatif import format_table, run_whatif, WhatIfError, write_outputs
 
     t0 = time.perf_counter()
-    problem = params_problem(args.params)         # before any variant runs
+    problem = params_problem(args.params) or \
+        (folder_problem(args.output, '--output') if args.output else None)   # before any variant
     if problem:
         print(f'{_WHATIF}: error: {problem}', file=sys.stderr)
         return 2

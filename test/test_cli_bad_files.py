@@ -170,3 +170,18 @@ def test_an_output_that_cannot_be_written_is_refused_first(tmp_path, capsys, com
             else 'is a directory') in err, err
     assert len(err.strip().splitlines()) == 1 and 'Errno' not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ['adir', 'afile'], 'written'
+
+
+@pytest.mark.parametrize('make', ['a_file', 'under_a_file'])
+def test_a_whatif_output_folder_that_cannot_be_made_is_refused_first(tmp_path, capsys, make):
+    # a file where the results folder goes (or on the way to it): refused before the variants
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    out = afile if make == 'a_file' else afile / 'runs'
+    status = main(['whatif', '--scenario', 'payload_sweep', '--samples', '1', '--output',
+                   str(out), '--no-plots', '--quiet'])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert '--output' in err and ('it is a file, not a folder' if make == 'a_file'
+                                  else f'{afile} is a file, not a folder') in err, err
+    assert len(err.strip().splitlines()) == 1, err

@@ -401,6 +401,8 @@ def test_rviz_config_shows_robot_twin_and_markers():
 def test_bad_launch_arguments_fail_with_a_named_error(fake_launch, tmp_path):
     with pytest.raises(Exception, match='URDF file not found'):
         run_launch_file('twin', urdf=str(tmp_path / 'nope.urdf'))
+    with pytest.raises(Exception, match='is a directory, not a URDF file'):
+        run_launch_file('twin', urdf=str(tmp_path))
     with pytest.raises(Exception, match="namespace '1arm'"):
         run_launch_file('twin', namespace='1arm')
     bad = tmp_path / 'bad.yaml'
