@@ -130,30 +130,6 @@ def test_the_noise_level_is_the_second_difference_of_white_noise():
     assert np.exp(np.median(log_d2)) == pytest.approx(6 * sigma ** 2, rel=0.1)
 
 
-def test_uneven_steps_do_not_read_as_noise():
-    """
-    A robot late by fractions of a period: the noise level is that of even steps.
-
-    The plain second difference keeps velocity x (step - previous step): 1 rad/s and steps
-    0.8 and 1.2 ms apart hold 4e-4 rad, against 1e-5 rad of sensor noise (a `noise_q` alarm on
-    a nominal robot stand-in, on a loaded computer). The second divided difference does not.
-    """
-    def levels(jitter):
-        checks = SensorChecks(2)
-        rng = np.random.default_rng(8)
-        t = np.cumsum(DT * (1.0 + jitter * rng.uniform(-1.0, 1.0, 2000)))
-        out = []
-        for k, tk in enumerate(t):
-            q, qd = motion(tk)
-            checks.update(tk, q + 1e-5 * rng.standard_normal(2),
-                          qd + 1e-4 * rng.standard_normal(2), np.zeros(2))
-            if k % BLOCK == BLOCK - 1:
-                out.append(checks.take_block().log_d2[:4])
-        return np.nanmedian(np.array(out[5:]), axis=0)
-    even, uneven = levels(0.0), levels(0.2)
-    assert np.abs(uneven - even).max() < 0.3, (even, uneven)
-
-
 def test_missing_samples_are_counted_from_the_stamps():
     # once the typical period is known (the first 50 steps), in the block where the stream
     # has been back on schedule for three steps

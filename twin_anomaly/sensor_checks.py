@@ -217,8 +217,6 @@ class SensorChecks:
         self._d1 = np.zeros(3 * n)
         self._d1_prev = np.zeros(3 * n)
         self._d2 = np.zeros(3 * n)
-        self._d2_tmp = np.zeros(3 * n)
-        self._dt_prev = 0.0            # the step of the pair before the last one, s
         self._run = np.zeros(3 * n)
         self._e = np.zeros(n)
         self._bias = np.zeros(n)
@@ -504,20 +502,12 @@ class SensorChecks:
         # (before the typical period is known, no pair is known to be regular)
         regular = period is not None and 0.75 * period <= dt <= 1.25 * period
         if self._have == 2 and regular and self._regular:
-            # the second divided difference, scaled to the period: for steps of one period
-            # it is d1 - d1_prev; for uneven steps (a robot late by a fraction of a period)
-            # the plain difference keeps the motion's velocity times the steps' difference
-            # (1 rad/s x 0.25 ms is 100x the noise of a simulated robot: it read as a noisy
-            # position sensor on a loaded computer), the divided one only its acceleration
-            d2, scale = self._d2, 2.0 * period * period / (dt + self._dt_prev)
-            np.multiply(d1, scale / dt, out=d2)
-            np.multiply(self._d1_prev, scale / self._dt_prev, out=self._d2_tmp)
-            d2 -= self._d2_tmp
+            d2 = self._d2
+            np.subtract(d1, self._d1_prev, out=d2)
             d2 *= d2
             self._sum_d2 += d2
             self._cnt_d2 += 1
         self._regular = regular
-        self._dt_prev = dt
         self._d1, self._d1_prev = self._d1_prev, d1
 
     # ------------------------------------------------------------------ per block
