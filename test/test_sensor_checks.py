@@ -240,6 +240,76 @@ def test_a_robot_late_again_and_again_loses_nothing_and_its_drops_are_counted(
             assert dropped > 50 and abs(missing - dropped) <= 0.02 * dropped
 
 
+def _count(stamps, nows=None, drop=()):
+    """Feed ``stamps`` (s) of a 2-joint motion; return (missing, period_s, checks)."""
+    checks = SensorChecks(2)
+    rng = np.random.default_rng(9)
+    missing = 0.0
+    for k, t in enumerate(stamps):
+        q, qd = motion(t)
+        checks.update(t, q + 1e-5 * rng.standard_normal(2), qd, np.zeros(2),
+                      None if nows is None else nows[k])
+        if k % BLOCK == BLOCK - 1:
+            missing += checks.take_block().missing
+    last = checks.take_block()
+    return missing + (last.missing if last else 0.0), checks.period_s, checks
+
+
+def _late_then_back_to_back(owed, gap=60e-6):
+    """1 kHz, a stall of ``owed`` periods, then every owed sample sent back to back."""
+    stamps, t = [], 0.0
+    for m in range(1, 2000 + owed + 2000):
+        due = m * DT if m <= 2000 else max(m * DT, (2000 + owed) * DT)
+        t = max(due, t + gap) if stamps else due
+        stamps.append(t)
+    return stamps
+
+
+@pytest.mark.parametrize('case', ['stall 250', 'stall 1000', 'batches', 'slower 700 Hz',
+                                  'burst start, jitter', 'clock ahead 1 s'])
+def test_streams_that_are_not_even_lose_nothing(case):
+    """
+    Odd but complete streams count nothing missing and keep the robot's period (audit).
+
+    A stall of 250 or 1000 periods made up back to back (the account was once closed in the
+    middle of the burst, and the rest of it re-took the period as 60 us: blind from then on);
+    a robot that sends 4 samples 20 us apart every 4 ms (977,452 counted missing in 20 s); a
+    rate lowered by less than the gap factor (1000 -> 700 Hz: never re-taken); a start in a
+    burst, then 10 % jitter; a clock that jumps 1 s ahead, received 1 ms after the sample
+    before (1000 counted missing).
+    """
+    rng = np.random.default_rng(10)
+    nows = None
+    period = DT
+    if case.startswith('stall'):
+        stamps = _late_then_back_to_back(int(case.split()[1]))
+    elif case == 'batches':
+        stamps = [4 * DT * (k // 4) + 20e-6 * (k % 4) for k in range(1, 20001)]
+    elif case == 'slower 700 Hz':
+        period = 1.0 / 700.0
+        stamps = list(np.arange(1, 2001) * DT) + list(2.0 + np.arange(1, 7001) * period)
+    elif case == 'burst start, jitter':
+        stamps = list(np.arange(40) * 60e-6) + list(
+            0.0024 + np.cumsum(DT * (1.0 + 0.1 * rng.uniform(-1, 1, 8000))))
+    else:
+        stamps = list(np.arange(1, 3001) * DT)
+        nows = [t + 3e-4 for t in stamps]
+        stamps += list(1.0 + 3.0 + np.arange(1, 2001) * DT)
+        nows += list(3.0 + 3e-4 + np.arange(1, 2001) * DT)
+    missing, measured, _checks = _count(stamps, nows)
+    assert missing == 0
+    assert measured == pytest.approx(period, rel=0.05)
+
+
+def test_drops_of_a_robot_at_a_lower_rate_are_counted():
+    """1000 -> 700 Hz, then 5 drops of 3 samples: 15 missing (30 before the period followed)."""
+    period = 1.0 / 700.0
+    stamps = list(np.arange(1, 2001) * DT) + list(2.0 + np.arange(1, 7001) * period)
+    for k in (3000, 4000, 5000, 6000, 7000):
+        del stamps[k:k + 3]
+    assert _count(stamps)[0] == 15
+
+
 def test_samples_a_late_robot_sends_back_to_back_are_not_missing():
     """
     Samples that come late, back to back, are not missing; samples that never come are.

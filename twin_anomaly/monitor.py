@@ -309,6 +309,7 @@ class AnomalyMonitor:
         self._fit_due = math.inf
         self._fit_late = False
         self.dropped_samples = 0
+        self._not_newer = 0                # samples not newer than the last, since it
         self.alarm_changes = 0            # blocks at which a group's alarm was raised or cleared
         self._verdict_cache = None
         self._shown = None                # the verdict reported in the current episode
@@ -491,7 +492,10 @@ class AnomalyMonitor:
             if t < self._last_t - CLOCK_JUMP_S:
                 self._clock_jump(t)
             else:
+                # (a stamp that repeats, or a sample out of order: it came, so the stream
+                # checks take it as refused with the next one, not as a gap in the stream)
                 self.dropped_samples += 1
+                self._not_newer += 1
                 return
         q = sample.position
         qd = sample.velocity
@@ -514,8 +518,10 @@ class AnomalyMonitor:
         if self._rate_probe is not None and self._probe_rate(t):
             return                                 # commissioning again: see _probe_rate
         self._last_t = t
-        self.checks.update(t, q, qd, tau, now, getattr(sample, 'refused_before', 0),
+        self.checks.update(t, q, qd, tau, now,
+                           getattr(sample, 'refused_before', 0) + self._not_newer,
                            getattr(sample, 'queued', False))
+        self._not_newer = 0
         step = self.step
         if self.checks.last_was_repeat:          # a stale resend: no new reading
             pass

@@ -59,16 +59,17 @@ __all__ = ['BlockChecks', 'SensorChecks', 'SIGNALS']
 #: The per-joint signals, in the order of the ``(3 n,)`` arrays: position, velocity, effort.
 SIGNALS = ('position', 'velocity', 'effort')
 _GAP_FACTOR = 1.5          # a step this many typical periods long has missing samples
-_PERIOD_SMOOTHING = 0.01   # weight of a new regular step in the typical period
+_PERIOD_STEPS = 64         # the typical period is the median of this many recent steps
 _PAYBACK_STEP = 0.9        # steps shorter than this many periods are a late burst, not schedule
 _BACK_ON_SCHEDULE = 3      # regular steps in a row after which a gap's account closes
-_ACCOUNT_MAX = 200         # samples after which a gap's account closes anyway
+_ACCOUNT_MAX = 200         # samples after which an account closes at the first regular step
 _DUE_MARGIN = 0.25         # a sample this many periods early, or 1 - this late, is on schedule
 _SHORT_STEP = 0.75         # a step shorter than this many periods is short, not regular
 _FIRST_STEPS = 50          # the first typical period is the median of this many steps
 _RESYNC_GAPS = 10          # this many even gaps in a row: the robot sends at a lower rate
 _RESYNC_SHORT = 50         # this many even short steps in a row: it sends at a higher rate
-_PV_GAP_S = 0.02           # the position-velocity sum spans gaps up to this long, s
+_PV_GAP_S = 0.01           # the position-velocity sum spans gaps up to this long, s
+_JUMP_PERIODS = 10         # a longer stamp gap received at once is the robot's clock jumping
 _TINY_SQUARE = 1e-24       # floor of a mean square second difference (a frozen signal)
 _FLOOR_RISE = 1e-3         # the latency floor follows a slower route by this much per s, s/s
 
@@ -225,13 +226,17 @@ class SensorChecks:
         self._lag_sums = np.zeros(2 * n)
         self.period_s = None
         self._first = []               # the first steps, until the period is known
+        self._steps = np.zeros(_PERIOD_STEPS)   # recent steps outside gaps (ring), s
+        self._n_steps = 0
         self._account_from = None      # stamp before a gap whose samples are counted (_timing)
         self._account_count = 0        # samples since that stamp (refused ones included)
-        self._account_twin = False     # a gap of the account was the twin's own queue
+        self._account_twin = 0.0       # samples of the account the twin's queue lost
         self._on_schedule = 0          # regular steps in a row since the last gap
+        self._settling = False         # an account just closed: the next step is not taken in
         self._run_kind = 0             # a run of gaps (1) or short steps (-1) going on, or 0
         self._run_len = 0
         self._run_lo = self._run_hi = 0.0   # shortest and longest step of that run, s
+        self._run_ref = 0.0            # the typical period when that run began, s
         self._t = None
         self.last_was_repeat = False
         self.reset()
@@ -241,6 +246,7 @@ class SensorChecks:
         """Forget the stream and the current block; keep what was learned (lag, flatness)."""
         self._t = None                 # stamp of the last sample with a new reading
         self._t_seen = None            # stamp of the last sample at all
+        self._now_seen = None          # its receive time (None: not given)
         self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
         self._regular = False          # the last pair's step was a regular one (see _pair)
         self._lat_floor = math.inf     # smallest recent receive latency, s
@@ -310,14 +316,16 @@ class SensorChecks:
                 return False
             self._t_seen = t
             self.last_was_repeat = False
-            backlog = 0.0
+            backlog, received = 0.0, None
             if now is not None:
                 # the smallest recent latency (clock offset + fastest transport), rising
                 # slowly so that it follows a slower route; above it, the sample waited
                 floor = min(self._lat_floor + _FLOOR_RISE * step, now - t)
                 self._lat_floor = floor
                 backlog = now - t - floor
-            regular = self._timing(t, step, refused, backlog)
+                if self._now_seen is not None and not queued:
+                    received = now - self._now_seen
+            regular = self._timing(t, step, refused, backlog, received)
             if regular and self._have and x.tobytes() == self._prev.tobytes():
                 # a stale copy of the previous sample under a new stamp (a logger or driver
                 # that resends the same values, bit for bit: comparing the bytes tests that,
@@ -333,9 +341,10 @@ class SensorChecks:
                 return True
             if self._have:
                 self._pair(t - self._t)
-            elif not regular and self._t is not None and t - self._t <= _PV_GAP_S:
+            elif not regular and self._t is not None and t - self._t <= _PV_GAP_S + 1e-9:
                 self._pv_across(t - self._t)
         self._t_seen = t
+        self._now_seen = now
         if self._q_first is None:
             self._q_first = x[:n].copy()
             self._t_first = t
@@ -359,7 +368,7 @@ class SensorChecks:
             self._lat_min = self._lat_last
         self._lat_last = latency
 
-    def _timing(self, t, step, refused=0, backlog=0.0):
+    def _timing(self, t, step, refused=0, backlog=0.0, received=None):
         """
         Track the typical period; count the samples a gap misses (False: a gap).
 
@@ -370,30 +379,46 @@ class SensorChecks:
         rate, and may stall again before it has caught up (a busy computer). The account
         closes at zero as soon as the samples have caught up with the clock; otherwise it
         closes, with what is still short counted missing, once the stream has been back on
-        schedule for ``_BACK_ON_SCHEDULE`` regular steps (or after ``_ACCOUNT_MAX`` samples).
+        schedule for ``_BACK_ON_SCHEDULE`` regular steps (after ``_ACCOUNT_MAX`` samples, at
+        the first regular step: not in the middle of a burst).
 
         Counting against the clock, not gap by gap, matters for a robot whose samples are
         stamped when they are sent: its gaps are not whole periods (2.6 periods, then a
         late burst), and rounding each gap on its own counted samples that did come as missing
         (a 2.8 s false `dropout` beside a robot stand-in that ran late on a loaded computer).
+        What an account finds short is the twin's own loss as far as the gaps that came after
+        a long wait in its queue (``backlog``) explain it, the robot's beyond that. A stamp
+        gap of more than ``_JUMP_PERIODS`` periods that came within half its length of the
+        previous sample (``received``, the receive-time step of a sample that did not wait in
+        the queue) is the robot's clock jumping ahead, not a dropout.
         """
         period = self.period_s
         if period is None:
             # the first period: the median of the first steps, not one step (two samples of
-            # a late burst, 60 us apart, would make every regular step a gap)
+            # a late burst, 60 us apart, would make every regular step a gap); their mean when
+            # the median is less than half of it, for a robot that sends its samples in
+            # batches (4 samples 20 us apart every 4 ms: the median is 20 us, the rate 1 kHz)
             self._first.append(step)
             if len(self._first) == _FIRST_STEPS:
-                self.period_s = float(np.median(self._first))
+                median, mean = float(np.median(self._first)), float(np.mean(self._first))
+                self.period_s = mean if median < 0.5 * mean else median
             return True
         if step > _GAP_FACTOR * period:
+            if received is not None and step > _JUMP_PERIODS * period \
+                    and received < 0.5 * step:
+                self._account_from = None          # the robot's clock jumped ahead
+                self._run_kind = 0
+                self._have = 0
+                return False
             if self._new_rate(step, 1):
                 return True
             if self._account_from is None:
                 self._account_from = t - step
                 self._account_count = 0
-                self._account_twin = False
+                self._account_twin = 0.0
             if backlog > 0.5 * self.queue_depth * period:
-                self._account_twin = True    # the twin's queue overflowed, not the robot
+                # the twin's queue overflowed, not the robot: what this gap explains
+                self._account_twin += max(0.0, round(step / period) - 1.0 - refused)
             self._account_count += 1 + refused
             self._on_schedule = 0
             self._have = 0             # no differences across a gap
@@ -404,28 +429,47 @@ class SensorChecks:
             due = math.floor((t - self._account_from) / period + _DUE_MARGIN)
             if self._account_count >= due:
                 self._account_from = None          # every sample came, some of them late
+                self._settling = True
                 return True
-            self._on_schedule = self._on_schedule + 1 if step >= _PAYBACK_STEP * period else 0
-            if self._on_schedule < _BACK_ON_SCHEDULE and self._account_count < _ACCOUNT_MAX:
+            on_schedule = step >= _PAYBACK_STEP * period
+            self._on_schedule = self._on_schedule + 1 if on_schedule else 0
+            if self._on_schedule < _BACK_ON_SCHEDULE and not (
+                    on_schedule and self._account_count >= _ACCOUNT_MAX):
                 return True                        # still catching up (not in the period)
             lost = due - self._account_count
-            if self._account_twin:
-                self.lost_in_twin += lost
-                self._lost += lost
-            else:
-                self._missing += lost
+            twin = min(lost, int(self._account_twin))
+            self.lost_in_twin += twin
+            self._lost += twin
+            self._missing += lost - twin
             self._account_from = None
+            self._settling = True
             return True
-        if step < _SHORT_STEP * period:
-            self._new_rate(step, -1)
+        # (a run of short steps is judged against the period it began with, which the steps
+        # themselves pull down meanwhile)
+        if step < _SHORT_STEP * (self._run_ref if self._run_kind < 0 else period):
+            if self._new_rate(step, -1):
+                return True
         else:
             self._run_kind = 0
-            if step <= (2.0 - _SHORT_STEP) * period:
-                # only steps within a quarter of the period move it: a robot late by more
-                # than that makes a long step and then a short one, and taking those in biased
-                # the period (and a period too short counts samples that came as missing)
-                self.period_s = period + _PERIOD_SMOOTHING * (step - period)
+        if self._settling:
+            # the step after an account closed is the rest of a late burst, not the schedule
+            self._settling = False
+            return True
+        # the period is the median of the last _PERIOD_STEPS steps outside gaps and their
+        # accounts: a median, not a running mean, so that a robot late again and again (a long
+        # step, then a short one), wide jitter or a few odd steps do not move it (a mean taken
+        # over such steps drifted by 3 %, which over an account of 30 periods is a sample
+        # counted missing), and a robot that now sends at another rate is followed
+        self._take_step(step)
         return True
+
+    def _take_step(self, step):
+        """Take a step into the median that gives the typical period (see _timing)."""
+        steps = self._steps
+        steps[self._n_steps % _PERIOD_STEPS] = step
+        self._n_steps += 1
+        if self._n_steps % _PERIOD_STEPS == 0:
+            self.period_s = float(np.median(steps))
 
     def _new_rate(self, step, kind):
         """
@@ -434,16 +478,18 @@ class SensorChecks:
         Many such steps in a row, all about as long, mean the typical period is wrong, not the
         stream: the robot now sends at another rate. A late robot's gaps and bursts are of
         different lengths and broken by regular steps (late again and again is not a new
-        rate), and a burst after a gap belongs to the gap's account, not to this run.
+        rate), and a burst after a gap belongs to the gap's account, not to this run. A step
+        that does not match the run starts a new one.
         """
-        if self._run_kind != kind:
+        if self._run_kind != kind or step > 1.5 * self._run_lo or 1.5 * step < self._run_hi:
             self._run_kind, self._run_len, self._run_lo, self._run_hi = kind, 0, step, step
+            self._run_ref = self.period_s
         self._run_len += 1
         self._run_lo, self._run_hi = min(self._run_lo, step), max(self._run_hi, step)
-        needed = _RESYNC_GAPS if kind > 0 else _RESYNC_SHORT
-        if self._run_len < needed or self._run_hi > 1.5 * self._run_lo:
+        if self._run_len < (_RESYNC_GAPS if kind > 0 else _RESYNC_SHORT):
             return False
-        self.period_s = step
+        self.period_s = 0.5 * (self._run_lo + self._run_hi)
+        self._steps.fill(self.period_s)            # the median starts again from the new rate
         self._run_kind = 0
         self._account_from = None
         return True
@@ -457,8 +503,8 @@ class SensorChecks:
         leaves two ends more each time: a twin that lost samples in its own queue every
         100 ms or so made the leaky sum a random walk of position noise, read as a biased
         sensor. Across a gap of up to ``_PV_GAP_S`` the trapezoid still integrates the
-        velocity well (its error grows with the gap cubed: below 1e-5 rad over 20 ms of a
-        brisk motion); the other checks do not span gaps.
+        velocity well (its error grows with the gap cubed: 2e-5 rad over 10 ms of a joint
+        swinging 1 rad at 1 Hz); the other checks do not span gaps.
         """
         n = self.n
         x, prev, e = self._x, self._prev, self._e
