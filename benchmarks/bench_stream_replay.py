@@ -5,16 +5,18 @@ The anomaly monitor on recorded robot stand-in streams, offline: is a late robot
 late each was (``*-pub-*.npz``). The stand-in computes each sample from its motion at the
 planned time, or at the stamp when it was more than 20 us late; this script recomputes exactly
 those samples (no sensor noise: the stand-in has none) and feeds them, with their stamps, to an
-:class:`~twin_anomaly.monitor.AnomalyMonitor` (commissioning on the first seconds, without
-calibration and without the wrench; receive time = stamp + 0.3 ms), then counts the reports at
-ERROR and the samples the stream checks counted missing, against the samples the stand-in
+:class:`~twin_anomaly.monitor.AnomalyMonitor` (commissioning on the first seconds, with or
+without calibration, without the wrench; receive time = stamp + 0.3 ms). It counts the reports
+at ERROR and the samples the stream checks counted missing, against the samples the stand-in
 really skipped (it skips, rather than bursts, once more than 20 periods behind: read from its
-deadlines, stamp minus lateness). The same
-recordings through another code tree (``--code``, e.g. a worktree of an older commit) compare
-two versions of the detector on identical input, free of the run-to-run spread of a live run.
+deadlines, stamp minus lateness). The same recordings through another code tree (``--code``,
+e.g. a worktree of an older commit) compare two versions of the detector on identical input,
+free of the run-to-run spread of a live run. What it leaves out of a live twin (the timing of
+the calibration's fit in its thread, the receive times, the mirror) can matter: alarms seen
+live are not always reproduced here.
 
 Run (repository root): ``.venv/bin/python benchmarks/bench_stream_replay.py KEEP_DIR ...
-[--code TREE] [--commissioning-s 8]``.
+[--code TREE] [--commissioning-s 8] [--calibration]``.
 """
 import argparse
 import glob
@@ -37,7 +39,7 @@ def _load(code):
     return RobotMotion, AnomalyMonitor, MonitorConfig, RobotSample, RobotModel, builtin_urdf
 
 
-def replay(path, commissioning_s, modules):
+def replay(path, commissioning_s, modules, calibrate=False):
     """Return (samples, late p99 ms, ERROR reports, missing, skipped, first alarms)."""
     RobotMotion, AnomalyMonitor, MonitorConfig, RobotSample, RobotModel, builtin_urdf = modules
     model = RobotModel.from_urdf(builtin_urdf())
@@ -50,7 +52,8 @@ def replay(path, commissioning_s, modules):
     deadlines = data['stamp_ns'] - late
     skipped = int(np.sum(np.round(np.diff(deadlines) / int(data['period_ns'])) - 1))
     monitor = AnomalyMonitor(model, MonitorConfig(commissioning_duration_s=commissioning_s,
-                                                  calibration=False))
+                                                  calibration=calibrate,
+                                                  calibrate_in_background=False))
     errors, alarms, missing = 0, [], 0.0
     take = monitor.checks.take_block
 
@@ -83,9 +86,12 @@ def main():
     parser.add_argument('--code', default=os.path.dirname(HERE),
                         help='repository whose detector to run (default: this one)')
     parser.add_argument('--commissioning-s', type=float, default=8.0)
+    parser.add_argument('--calibration', action='store_true',
+                        help='calibrate the model in commissioning, as the live twin does')
     args = parser.parse_args()
     modules = _load(os.path.abspath(args.code))
-    print(f'detector from {os.path.abspath(args.code)}; commissioning {args.commissioning_s} s')
+    print(f'detector from {os.path.abspath(args.code)}; commissioning {args.commissioning_s} s'
+          + (' with calibration' if args.calibration else ''))
     print(f'{"recording":44s} {"samples":>8s} {"late p99":>9s} {"ERROR":>6s} {"missing":>8s} '
           f'{"skipped":>8s}')
     with_alarm = 0
@@ -93,8 +99,8 @@ def main():
     if not paths:
         sys.exit('no *-pub-*.npz in the given folders (bench_twin.py --keep DIR writes them)')
     for path in paths:
-        n, late_ms, errors, missing, skipped, alarms = replay(path, args.commissioning_s,
-                                                              modules)
+        n, late_ms, errors, missing, skipped, alarms = replay(
+            path, args.commissioning_s, modules, args.calibration)
         with_alarm += errors > 0
         print(f'{os.path.basename(path):44s} {n:8d} {late_ms:7.2f}ms {errors:6d} {missing:8.0f} '
               f'{skipped:8d}' + (f'   {"; ".join(alarms)}' if alarms else ''))
