@@ -309,7 +309,7 @@ class AnomalyMonitor:
         self._fit_due = math.inf
         self._fit_late = False
         self.dropped_samples = 0
-        self._not_newer = 0                # samples not newer than the last, since it
+        self._not_newer = 0                # samples not newer than the last one, since it
         self.alarm_changes = 0            # blocks at which a group's alarm was raised or cleared
         self._verdict_cache = None
         self._shown = None                # the verdict reported in the current episode
