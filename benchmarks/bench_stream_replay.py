@@ -39,7 +39,7 @@ def _load(code):
     return RobotMotion, AnomalyMonitor, MonitorConfig, RobotSample, RobotModel, builtin_urdf
 
 
-def replay(path, commissioning_s, modules, calibrate=False):
+def replay(path, commissioning_s, modules, calibrate=False, thresholds=None):
     """Return (samples, late p99 ms, ERROR reports, missing, skipped, first alarms)."""
     RobotMotion, AnomalyMonitor, MonitorConfig, RobotSample, RobotModel, builtin_urdf = modules
     model = RobotModel.from_urdf(builtin_urdf())
@@ -53,7 +53,10 @@ def replay(path, commissioning_s, modules, calibrate=False):
     skipped = int(np.sum(np.round(np.diff(deadlines) / int(data['period_ns'])) - 1))
     monitor = AnomalyMonitor(model, MonitorConfig(commissioning_duration_s=commissioning_s,
                                                   calibration=calibrate,
-                                                  calibrate_in_background=False))
+                                                  calibrate_in_background=False),
+                             thresholds_file=thresholds, recommission=False)
+    if thresholds is not None and not monitor.commissioned:
+        sys.exit(f'{thresholds}: not loaded (see the warning above)')
     errors, alarms, missing = 0, [], 0.0
     take = monitor.checks.take_block
 
@@ -88,6 +91,9 @@ def main():
     parser.add_argument('--commissioning-s', type=float, default=8.0)
     parser.add_argument('--calibration', action='store_true',
                         help='calibrate the model in commissioning, as the live twin does')
+    parser.add_argument('--live-thresholds', action='store_true',
+                        help="start from the live twin's own commissioning, kept beside each "
+                             'recording (*-thresholds-*.yaml), instead of commissioning afresh')
     args = parser.parse_args()
     modules = _load(os.path.abspath(args.code))
     print(f'detector from {os.path.abspath(args.code)}; commissioning {args.commissioning_s} s'
@@ -99,8 +105,15 @@ def main():
     if not paths:
         sys.exit('no *-pub-*.npz in the given folders (bench_twin.py --keep DIR writes them)')
     for path in paths:
+        thresholds = None
+        if args.live_thresholds:
+            found = glob.glob(path.rsplit('-pub-', 1)[0] + '-thresholds-*.yaml')
+            if not found:
+                print(f'{os.path.basename(path)}: no kept thresholds file beside it; skipped')
+                continue
+            thresholds = found[0]
         n, late_ms, errors, missing, skipped, alarms = replay(
-            path, args.commissioning_s, modules, args.calibration)
+            path, args.commissioning_s, modules, args.calibration, thresholds)
         with_alarm += errors > 0
         print(f'{os.path.basename(path):44s} {n:8d} {late_ms:7.2f}ms {errors:6d} {missing:8.0f} '
               f'{skipped:8d}' + (f'   {"; ".join(alarms)}' if alarms else ''))

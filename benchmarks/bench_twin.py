@@ -42,7 +42,8 @@ over the window (robot samples are identified by their stamps, which the twin pa
 Each run commissions afresh for ``--commissioning-s`` (default 8 s; config/twin.yaml has 30).
 With ``--reuse-commissioning`` the runs after the first start from the first run's saved
 calibration and thresholds, as a twin restarted beside the same robot does. ``--keep DIR``
-copies each run's recordings (robot stamps and lateness, receive times, report levels).
+copies each run's recordings (robot stamps and lateness, receive times, report levels) and the
+twin's saved commissioning (``benchmarks/bench_stream_replay.py`` replays them).
 
 Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separate|reliable|
 single-executor|no-anomaly|rare-reports|
@@ -238,9 +239,12 @@ def run_once(config, args, domain_id, workdir, recommission=True):
     pub, rec = np.load(pub_out), np.load(rec_out)
     if args.keep:                       # the raw recordings, for a closer look
         os.makedirs(args.keep, exist_ok=True)
+        prefix = os.path.join(args.keep, f'{config}-{time.strftime("%H%M%S")}-')
         for path in (pub_out, rec_out):
-            shutil.copy(path, os.path.join(args.keep, f'{config}-{time.strftime("%H%M%S")}-'
-                                                      + os.path.basename(path)))
+            shutil.copy(path, prefix + os.path.basename(path))
+        thresholds = os.path.join(workdir, 'thresholds.yaml')
+        if os.path.exists(thresholds):  # what the twin commissioned (bench_stream_replay.py)
+            shutil.copy(thresholds, prefix + f'thresholds-{domain_id}.yaml')
     window = (t0_ns, t1_ns)
     wall = m1 - m0
     figures = _figures(pub, rec, window)
