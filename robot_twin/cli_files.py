@@ -80,16 +80,22 @@ def yaml_problem(path):
         return None
     try:
         yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
+    except yaml.YAMLError as exc:
+        return _yaml_error_line(path, exc)
+    return None
+
+
+def _yaml_error_line(path, exc):
+    """Return PyYAML's error ``exc`` on the file ``path`` as one line (file, line, column)."""
+    import yaml
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = '' if mark is None else f', line {mark.line + 1}, column {mark.column + 1}'
         what = exc.problem or exc.context or 'syntax error'
         if exc.context and exc.problem:
             what += f' ({exc.context})'
         return f'{path}{where}: not valid YAML: {what}'
-    except yaml.YAMLError as exc:
-        return f'{path}: not valid YAML: ' + ' '.join(str(exc).split())
-    return None
+    return f'{path}: not valid YAML: ' + ' '.join(str(exc).split())
 
 
 def output_problem(path, option, *, folders_created=False):
@@ -226,10 +232,10 @@ def read_project_file(path, key, *, sections=()):
         raise ValueError(f'{path}: not a text file; {expected}') from None
     except OSError as exc:
         raise ValueError(f'{path}: cannot read it ({exc.strerror or exc})') from None
-    problem = yaml_problem(path)
-    if problem:
-        raise ValueError(problem)
-    doc = yaml.safe_load(text)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(_yaml_error_line(path, exc)) from None
     if isinstance(doc, dict) and key in doc:
         if not isinstance(doc[key], dict):
             raise ValueError(f'{path}: {key!r} must be a mapping; {expected}')
