@@ -132,11 +132,12 @@ def test_the_noise_level_is_the_second_difference_of_white_noise():
 
 def test_missing_samples_are_counted_from_the_stamps():
     # once the typical period is known (the first 50 steps), in the block where the stream
-    # has been back on schedule for three steps
+    # has been back on schedule for three steps and then 20 more without paying anything
+    # back (a robot that catches up slowly is not missing samples)
     checks = SensorChecks(2)
     blocks = feed(checks, 0.2, skip={85, 86, 87, 150})
     assert sum(b.missing for b in blocks) == 4
-    assert blocks[4].missing == 3 and blocks[7].missing == 1
+    assert blocks[5].missing == 3 and blocks[8].missing == 1
 
 
 def test_the_typical_period_is_not_taken_from_a_burst_and_follows_a_new_rate():
@@ -167,9 +168,9 @@ def test_the_typical_period_is_not_taken_from_a_burst_and_follows_a_new_rate():
     assert checks.period_s == pytest.approx(2 * DT, rel=1e-3)
     assert checks.take_block().missing == 0
     # a real dropout still counts, once the period is right: known once the stream has been
-    # back on schedule for three steps
+    # back on schedule for three steps and then 20 without paying anything back
     t = stamps[-1] + 400 * DT + 6 * DT                   # two samples (of 2 ms) missing
-    for t in t + 2 * DT * np.arange(4):
+    for t in t + 2 * DT * np.arange(24):
         q, qd = motion(t)
         checks.update(t, q, qd, np.zeros(2))
     assert checks.take_block().missing == 2
@@ -342,6 +343,65 @@ def test_samples_a_late_robot_sends_back_to_back_are_not_missing():
         if k % BLOCK == BLOCK - 1:
             missing += checks.take_block().missing
     assert missing == 4
+
+
+def _slow_catch_up(rng, stall_periods=10, first=(1.15, 1.0, 1.05), rate=1.03, jitter=0.03):
+    """1 kHz; a stall, a few steps about on schedule, then the owed samples made up slowly."""
+    stamps = list(np.arange(1, 1001) * DT)
+    t = stamps[-1] + stall_periods * DT
+    stamps.append(t)
+    for step in first:
+        t += step * DT
+        stamps.append(t)
+    while len(stamps) < t / DT + 1.0:             # until the owed samples are made up
+        t += DT * (1.0 / rate + jitter * rng.uniform(-1, 1))
+        stamps.append(t)
+    stamps += list(t + np.arange(1, 1001) * DT)
+    return stamps
+
+
+@pytest.mark.parametrize('rate', [1.03, 1.1, 1.5])
+def test_a_robot_that_catches_up_slowly_loses_nothing(rate):
+    """
+    A robot that fell behind and makes the owed samples up at barely above its rate.
+
+    Starved by its computer, a robot stand-in fell 10 ms behind, sent a few samples about on
+    schedule, then caught up at 1.03-1.5 times its rate over a few hundred ms: no sample was
+    lost, but the checks closed the gap's account after three regular steps and counted the
+    10 ms as missing (a `dropout` alarm for 0.6 s, in a live run on a loaded machine).
+    """
+    stamps = _slow_catch_up(np.random.default_rng(11), rate=rate)
+    missing, period, _checks = _count(stamps)
+    assert missing == 0
+    assert period == pytest.approx(DT, rel=0.01)
+
+
+def test_samples_dropped_now_and_then_are_counted_at_the_next_gap():
+    """
+    Random drops are counted within a few samples of the next gap, not after a long watch.
+
+    An account waits 20 regular steps to see whether the robot is paying its owed samples
+    back slowly; a stream that drops a sample every 10-30 would keep such an account open for
+    the whole run (and report its dropout late) if every gap joined it. A gap after a steady
+    stretch closes the account instead.
+    """
+    rng = np.random.default_rng(12)
+    stamps = np.arange(1, 20001) * DT + 0.03 * DT * rng.standard_normal(20000)
+    drop = rng.random(20000) < 0.05
+    drop[:1000] = False
+    kept = stamps[~drop]
+    checks = SensorChecks(2)
+    counted, lag = 0.0, []
+    for k, t in enumerate(kept):
+        q, qd = motion(t)
+        checks.update(t, q, qd, np.zeros(2))
+        if k % BLOCK == BLOCK - 1:
+            counted += checks.take_block().missing
+            # dropped before the last 40 periods: all of them counted by now
+            before = np.searchsorted(stamps, t - 40 * DT)
+            lag.append(int(drop[:before].sum()) - counted)
+    assert abs(counted - drop.sum()) <= 0.02 * drop.sum()
+    assert max(lag) <= 2
 
 
 def test_a_stall_made_up_with_late_samples_does_not_read_as_noise():

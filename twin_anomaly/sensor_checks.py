@@ -59,10 +59,15 @@ __all__ = ['BlockChecks', 'SensorChecks', 'SIGNALS']
 #: The per-joint signals, in the order of the ``(3 n,)`` arrays: position, velocity, effort.
 SIGNALS = ('position', 'velocity', 'effort')
 _GAP_FACTOR = 1.5          # a step this many typical periods long has missing samples
-_PERIOD_STEPS = 64         # the typical period is the median of this many recent steps
+_PERIOD_STEPS = 256        # the typical period is the median of this many recent steps,
+_PERIOD_EVERY = 64         # re-taken every this many
 _PAYBACK_STEP = 0.9        # steps shorter than this many periods are a late burst, not schedule
 _BACK_ON_SCHEDULE = 3      # regular steps in a row after which a gap's account closes
 _ACCOUNT_MAX = 200         # samples after which an account closes at the first regular step
+_WATCH_STEPS = 20          # regular steps over which a slow catch-up is judged
+_CATCH_UP_MIN = 0.4        # samples owed that a window must pay back to count as catching up
+_WATCH_MAX = 2000          # samples after which an account closes even while catching up
+_STEADY_OWED = 0.2         # owed samples changed less than this since the last gap: steady
 _DUE_MARGIN = 0.25         # a sample this many periods early, or 1 - this late, is on schedule
 _SHORT_STEP = 0.75         # a step shorter than this many periods is short, not regular
 _FIRST_STEPS = 50          # the first typical period is the median of this many steps
@@ -232,6 +237,10 @@ class SensorChecks:
         self._account_count = 0        # samples since that stamp (refused ones included)
         self._account_twin = 0.0       # samples of the account the twin's queue lost
         self._on_schedule = 0          # regular steps in a row since the last gap
+        self._watch_owed = None        # back on schedule: samples owed when the window began
+        self._gap_owed = 0.0           # samples the account owed just after the last gap
+        self._since_gap = 0            # steps since the last gap of the open account
+        self._watch_steps = 0          # steps of the current window
         self._settling = False         # an account just closed: the next step is not taken in
         self._run_kind = 0             # a run of gaps (1) or short steps (-1) going on, or 0
         self._run_len = 0
@@ -379,8 +388,13 @@ class SensorChecks:
         rate, and may stall again before it has caught up (a busy computer). The account
         closes at zero as soon as the samples have caught up with the clock; otherwise it
         closes, with what is still short counted missing, once the stream has been back on
-        schedule for ``_BACK_ON_SCHEDULE`` regular steps (after ``_ACCOUNT_MAX`` samples, at
-        the first regular step: not in the middle of a burst).
+        schedule for ``_BACK_ON_SCHEDULE`` regular steps and then ``_WATCH_STEPS`` more that
+        paid back less than ``_CATCH_UP_MIN`` samples (a starved robot may catch up at barely
+        above its rate, without a burst: its hole is not missing), or at a gap after a steady
+        stretch (neither catching up nor falling further behind since the gap before: samples
+        dropped now and then are counted at once, not at the end of the watch). After
+        ``_ACCOUNT_MAX`` samples it closes at the first regular step (not in the middle of a
+        burst), and a slow catch-up is watched up to ``_WATCH_MAX`` samples.
 
         Counting against the clock, not gap by gap, matters for a robot whose samples are
         stamped when they are sent: its gaps are not whole periods (2.6 periods, then a
@@ -412,37 +426,59 @@ class SensorChecks:
                 return False
             if self._new_rate(step, 1):
                 return True
+            if self._account_from is not None and self._since_gap >= _BACK_ON_SCHEDULE \
+                    and abs(self._owed(t - step) - self._gap_owed) < _STEADY_OWED:
+                # a gap after the stream was back on schedule, neither catching up nor falling
+                # further behind since the last gap: what the account still owes is missing,
+                # and this gap opens an account of its own (samples dropped now and then are
+                # counted at the next gap, not at the end of the watch)
+                self._close_account(math.floor(
+                    (t - step - self._account_from) / period + _DUE_MARGIN))
             if self._account_from is None:
                 self._account_from = t - step
                 self._account_count = 0
                 self._account_twin = 0.0
+            self._watch_owed = None
             if backlog > 0.5 * self.queue_depth * period:
                 # the twin's queue overflowed, not the robot: what this gap explains
                 self._account_twin += max(0.0, round(step / period) - 1.0 - refused)
             self._account_count += 1 + refused
+            self._gap_owed = self._owed(t)
+            self._since_gap = 0
             self._on_schedule = 0
             self._have = 0             # no differences across a gap
             return False
         if self._account_from is not None:
             self._run_kind = 0
             self._account_count += 1 + refused
+            self._since_gap += 1
             due = math.floor((t - self._account_from) / period + _DUE_MARGIN)
             if self._account_count >= due:
                 self._account_from = None          # every sample came, some of them late
+                self._watch_owed = None
                 self._settling = True
                 return True
             on_schedule = step >= _PAYBACK_STEP * period
             self._on_schedule = self._on_schedule + 1 if on_schedule else 0
-            if self._on_schedule < _BACK_ON_SCHEDULE and not (
-                    on_schedule and self._account_count >= _ACCOUNT_MAX):
-                return True                        # still catching up (not in the period)
-            lost = due - self._account_count
-            twin = min(lost, int(self._account_twin))
-            self.lost_in_twin += twin
-            self._lost += twin
-            self._missing += lost - twin
-            self._account_from = None
-            self._settling = True
+            if self._watch_owed is None:
+                if self._on_schedule < _BACK_ON_SCHEDULE and not (
+                        on_schedule and self._account_count >= _ACCOUNT_MAX):
+                    return True                    # still catching up (not in the period)
+                if self._account_count < _ACCOUNT_MAX:
+                    self._watch_owed = self._owed(t)
+                    self._watch_steps = 0
+                    return True                    # back on schedule: is it still catching up?
+            else:
+                self._watch_steps += 1
+                if self._watch_steps < _WATCH_STEPS:
+                    return True
+                owed = self._owed(t)
+                if self._watch_owed - owed >= _CATCH_UP_MIN \
+                        and self._account_count < _WATCH_MAX:
+                    self._watch_owed = owed        # paying back, slowly: another window
+                    self._watch_steps = 0
+                    return True
+            self._close_account(due)
             return True
         # (a run of short steps is judged against the period it began with, which the steps
         # themselves pull down meanwhile)
@@ -459,17 +495,36 @@ class SensorChecks:
         # accounts: a median, not a running mean, so that a robot late again and again (a long
         # step, then a short one), wide jitter or a few odd steps do not move it (a mean taken
         # over such steps drifted by 3 %, which over an account of 30 periods is a sample
-        # counted missing), and a robot that now sends at another rate is followed
+        # counted missing), and a robot that now sends at another rate is followed. Of 256
+        # steps, not fewer: the median of 64 steps jittered by 3 % of a period was off by 1 %
+        # now and then, a sample lost at the end of a 25-period account
         self._take_step(step)
         return True
+
+    def _owed(self, t):
+        """Samples the open account owes at stamp ``t``, not rounded (see _timing)."""
+        return (t - self._account_from) / self.period_s - self._account_count
+
+    def _close_account(self, due):
+        """Close the open account: what it owes of ``due`` samples is missing (see _timing)."""
+        lost = due - self._account_count
+        twin = min(lost, int(self._account_twin))
+        self.lost_in_twin += twin
+        self._lost += twin
+        self._missing += lost - twin
+        self._account_from = None
+        self._watch_owed = None
+        self._settling = True
 
     def _take_step(self, step):
         """Take a step into the median that gives the typical period (see _timing)."""
         steps = self._steps
         steps[self._n_steps % _PERIOD_STEPS] = step
         self._n_steps += 1
-        if self._n_steps % _PERIOD_STEPS == 0:
-            self.period_s = float(np.median(steps))
+        if self._n_steps % _PERIOD_EVERY == 0:
+            # (over the steps so far until the ring is full: the first period, taken from the
+            # first 50 steps of the stream, may be a burst's)
+            self.period_s = float(np.median(steps[:self._n_steps]))
 
     def _new_rate(self, step, kind):
         """
