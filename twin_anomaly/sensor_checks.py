@@ -502,7 +502,7 @@ class SensorChecks:
         return True
 
     def _owed(self, t):
-        """Samples the open account owes at stamp ``t``, not rounded (see _timing)."""
+        """Return the samples the open account owes at stamp ``t``, not rounded (see _timing)."""
         return (t - self._account_from) / self.period_s - self._account_count
 
     def _close_account(self, due):
