@@ -137,6 +137,7 @@ class TwinChain:
         model = robot_model(bridge, with_dynamics=False)
         self.names = list(model.joint_names)
         self.with_wrench = bool(with_wrench and model.ft_frame is not None)
+        self.ft_frame = model.ft_frame
         self.intake = robot_intake(model, bridge, self.with_wrench)
         twin_model = robot_model(sim, with_dynamics=True)
         self.mirror = Mirror(Predictor(twin_model))
@@ -165,7 +166,7 @@ class TwinChain:
         """
         sec, nanosec = stamp
         reason = self.intake.joint_state(names, position, velocity, effort,
-                                         sec + nanosec * 1e-9, now)
+                                         sec + nanosec * 1e-9, now, nanosec)
         if reason is not None:
             return reason
         # the recorder's receive times: its own catch-up bursts are told apart as live
@@ -188,10 +189,14 @@ class TwinChain:
         self.pipeline.update(sample, result, now=now)   # as the live anomaly node calls it
         return sample
 
-    def wrench(self, stamp, wrench, now):
-        """Take one wrench sample, (6,) N and N·m, stamped ``(sec, nanosec)``; None or why not."""
+    def wrench(self, stamp, wrench, now, frame_id=None):
+        """
+        Take one wrench sample, (6,) N and N·m, stamped ``(sec, nanosec)``; None or why not.
+
+        ``frame_id``: the message's frame when it is neither empty nor the sensor's (None).
+        """
         t = stamp[0] + stamp[1] * 1e-9
-        reason = self.intake.wrench_sample(wrench, t, now)
+        reason = self.intake.wrench_sample(wrench, t, now, stamp[1], frame_id)
         if reason is not None:
             return reason
         out = self.mirror.wrench_residual(wrench, t)
@@ -289,10 +294,11 @@ def topic_connections(reader, topic, msgtype, required, hint):
 class _Decoder:
     """Serialized JointState / WrenchStamped -> numbers (fast path, rosbags for the rest)."""
 
-    def __init__(self, reader):
+    def __init__(self, reader, ft_frame=None):
         self.reader = reader
         self.joints = JointStateReader()
-        self.wrenches = WrenchReader()
+        self.wrenches = WrenchReader(ft_frame)
+        self.ft_frame = ft_frame
 
     def joint_state(self, data):
         parsed = self.joints.read(data)
@@ -305,12 +311,15 @@ class _Decoder:
         return parsed
 
     def wrench(self, data):
-        parsed = self.wrenches.read(data)
+        """Return ``(sec, nanosec, wrench, frame_id)``; frame_id None if empty or the sensor's."""
+        parsed = self.wrenches.read_framed(data)
         if parsed is None:
             msg = self.reader.deserialize(data, WRENCH_STAMPED)
             f, t = msg.wrench.force, msg.wrench.torque
+            frame = msg.header.frame_id
             parsed = (msg.header.stamp.sec, msg.header.stamp.nanosec,
-                      np.array([f.x, f.y, f.z, t.x, t.y, t.z]))
+                      np.array([f.x, f.y, f.z, t.x, t.y, t.z]),
+                      None if frame in ('', self.ft_frame) else frame)
         return parsed
 
 
@@ -540,7 +549,7 @@ class _Replay:
         self.reader = reader
         self.path = path
         self.ledger = ledger
-        self.decoder = _Decoder(reader)
+        self.decoder = _Decoder(reader, chain.ft_frame)
         self.counts = _Counts()
         self.reasons = []
         self.events = []
@@ -604,14 +613,14 @@ class _Replay:
             else:
                 counts.wrench_messages += 1
                 try:
-                    sec, nanosec, wrench = decoder.wrench(data)
+                    sec, nanosec, wrench, frame = decoder.wrench(data)
                 except _DECODE_ERRORS as exc:
                     self._rejected(chain.intake.malformed(WRENCH, f'unreadable: {exc}'))
                     continue
                 if (sec, nanosec) < start:
                     counts.skipped += 1
                     continue
-                reason = chain.wrench((sec, nanosec), wrench, now)
+                reason = chain.wrench((sec, nanosec), wrench, now, frame)
                 if reason is not None:
                     self._rejected(reason)
         if self.t is not None:

@@ -26,7 +26,7 @@ def robot_model(params, with_dynamics=True):
         ``urdf_path``; optional ``ft_sensor_link`` (a named link must exist; empty =
         ``ft_sensor`` if the URDF has one), ``locked_joints`` (``"name[=position], ..."``:
         joints the robot does not stream, held fixed), ``dynamics_params_file`` and
-        ``payload_mass_kg``.
+        ``payload_mass_kg`` and ``payload_frame`` (empty: the model's choice).
     with_dynamics : bool
         Apply the identified parameters and the payload (the bridge needs only joints and
         limits).
@@ -39,7 +39,8 @@ def robot_model(params, with_dynamics=True):
     """
     model = RobotModel.from_urdf(urdf_or_builtin(params['urdf_path']),
                                  ft_link=params.get('ft_sensor_link') or DEFAULT_FT_LINK,
-                                 locked=parse_locked_joints(params.get('locked_joints', '')))
+                                 locked=parse_locked_joints(params.get('locked_joints', '')),
+                                 payload_frame=params.get('payload_frame') or None)
     if model.n == 0:
         raise URDFError(f'{model.urdf_path}: no movable joint to mirror (every joint is fixed'
                         f'{" or in locked_joints" if params.get("locked_joints") else ""}): '
@@ -80,4 +81,4 @@ def robot_intake(model, params, with_wrench):
         torque_range_nm=params['wrench_torque_range_nm'],
         joint_states_topic=params['joint_states_topic'], wrench_topic=params['wrench_topic'],
         held_joints=model.locked_joints,
-        continuous_joints=model.continuous_joints)
+        continuous_joints=model.continuous_joints, wrench_frame=model.ft_frame)

@@ -64,16 +64,16 @@ def _joint_state(stamp, names, idx, m):
         velocity=np.asarray(m.qd)[idx], effort=np.asarray(m.effort)[idx])
 
 
-def _wrench(stamp, w):
+def _wrench(stamp, w, frame_id='ft_sensor'):
     v3, wr = T['geometry_msgs/msg/Vector3'], T['geometry_msgs/msg/Wrench']
     return T['geometry_msgs/msg/WrenchStamped'](
-        header=T['std_msgs/msg/Header'](stamp=stamp, frame_id='ft_sensor'),
+        header=T['std_msgs/msg/Header'](stamp=stamp, frame_id=frame_id),
         wrench=wr(force=v3(x=w[0], y=w[1], z=w[2]), torque=v3(x=w[3], y=w[4], z=w[5])))
 
 
 def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True,
               joint_topic='/joint_states', wrench_topic='/ft_sensor/wrench', commands=True,
-              extra=None):
+              extra=None, wrench_frame='ft_sensor'):
     """
     Write ``run`` as a rosbag2 recording at ``path`` (a new directory); return the path.
 
@@ -96,6 +96,8 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
         Topic names of the joint states and the wrench.
     extra : callable, optional
         ``extra(writer, STORE)`` adds more topics before the writer is closed.
+    wrench_frame : str
+        ``header.frame_id`` of the wrenches.
 
     """
     names = run.names
@@ -116,7 +118,7 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
             messages.append((ns + LATENCY_NS + k, js, _joint_state(stamp, names, idx, m),
                              'sensor_msgs/msg/JointState'))
         if ws is not None and m.wrench is not None:
-            messages.append((ns + LATENCY_NS + 5, ws, _wrench(stamp, m.wrench),
+            messages.append((ns + LATENCY_NS + 5, ws, _wrench(stamp, m.wrench, wrench_frame),
                              'geometry_msgs/msg/WrenchStamped'))
     for t, q, qd in run.commands if cmd is not None else ():
         stamp, ns = _stamp(t)

@@ -90,15 +90,27 @@ def bad_messages(upper):
         ('ahead_stamp', j, lambda r: stamped(joint_state(), offset_s=0.05)),
         ('old_stamp', j, lambda r: stamped(joint_state(), offset_s=-2.0)),
         ('unreadable', j, lambda r: garbage(r, stamped(joint_state()))),
+        ('nanosec_overflow', j, lambda r: overflowed(stamped(joint_state()))),
+        # valid (JointState allows it: "not provided"), and accepted: never a NaN effort out
+        ('no_effort', j, lambda r: stamped(joint_state(effort=[]))),
         ('wrench_nan', w, lambda r: stamped(wrench([float('nan'), 0, 0, 0, 0, 0]))),
         ('wrench_huge', w, lambda r: stamped(wrench([0, 0, 0, 0, 0, 1e308]))),
         ('wrench_range', w, lambda r: stamped(wrench([5000.0, 0, 0, 0, 0, 0]))),
         ('wrench_unreadable', w, lambda r: garbage(r, stamped(wrench([0.0] * 6)))),
+        ('wrench_frame', w, lambda r: stamped(wrench([0.0] * 6, frame_id='base_link'))),
     ]
 
 
-def wrench(values):
+def overflowed(msg):
+    """Write the same stamp with a nanosec of 1e9 or more (not a valid Time)."""
+    msg.header.stamp.sec -= 1
+    msg.header.stamp.nanosec += 1_000_000_000
+    return msg
+
+
+def wrench(values, frame_id='ft_sensor'):
     msg = WrenchStamped()
+    msg.header.frame_id = frame_id
     f, t = msg.wrench.force, msg.wrench.torque
     f.x, f.y, f.z, t.x, t.y, t.z = map(float, values)
     return msg

@@ -35,10 +35,25 @@ def test_partial_messages_update_only_their_joints():
     assert math.isnan(m.position[2])
     m.update(['shoulder'], [1.5], [], [], stamp=2.0)
     np.testing.assert_array_equal(m.position[[0, 1, 3]], [1.5, 2.0, 4.0])
-    np.testing.assert_array_equal(m.velocity[[0, 1]], [0.1, 0.2])   # not provided: kept
+    np.testing.assert_array_equal(m.velocity[[1, 3]], [0.2, math.nan])  # each joint: its own
+    assert math.isnan(m.velocity[0])        # not provided at stamp 2: not stamp 1's 0.1
     np.testing.assert_array_equal(m.stamp[[0, 1, 3]], [2.0, 1.0, 1.5])
     m.reset()
     assert m.never_received() == list(NAMES) and np.isnan(m.position).all()
+
+
+def test_empty_velocity_and_effort_are_not_provided_never_the_last_values():
+    # sensor_msgs/JointState: an empty array means "not provided"; the values of an earlier
+    # message must not be taken for this one's (they were: v=1.5, effort=40 kept for ever)
+    m = JointMapper(NAMES)
+    m.update(list(NAMES), [0.0] * 4, [1.5] * 4, [40.0] * 4, stamp=1.0)
+    for k in range(3):
+        m.update(list(NAMES), [0.0] * 4, [], [], stamp=2.0 + k)
+        assert np.isnan(m.velocity).all() and np.isnan(m.effort).all()
+    m.update(['elbow', 'shoulder'], [0.0, 0.0], [0.3, 0.2], [], stamp=6.0)   # a subset
+    np.testing.assert_array_equal(m.velocity, [0.2, 0.3, math.nan, math.nan])
+    assert np.isnan(m.effort).all()
+    assert m.never_received('velocity') == [] and m.never_received('effort') == []
 
 
 def test_layout_cache_fast_path_and_distinct_layouts():

@@ -239,6 +239,42 @@ def test_wrench_validation():
         WrenchValidator(max_future_s=math.inf)
 
 
+def test_a_stamp_with_nanosec_of_a_second_or_more_is_malformed():
+    # (999, 1.01e9) is not a builtin_interfaces/Time; its float, 1000.01 s, looks fine, and was
+    # accepted and copied to every output
+    v = make()
+    assert v.validate(NAMES, P, [], [], 1000.0, 1000.0, nanosec=0) is None
+    for nanosec in (1_010_000_000, 1_000_000_000, 2 ** 32 - 1, -1):
+        r = v.validate(NAMES, P, [], [], 1000.01, 1000.01, nanosec=nanosec)
+        assert r.startswith(f'stamp nanosec is {nanosec} in /joint_states, not in [0, 1e9)'), r
+    assert v.counters['malformed'] == 4 and v.counters['accepted'] == 1
+    # the same time, stamped right ((1000, 0.01e9)): accepted, nothing remembered of the others
+    assert v.validate(NAMES, P, [], [], 1000.01, 1000.01, nanosec=10_000_000) is None
+    w = WrenchValidator()
+    assert 'not a valid builtin_interfaces/Time' in w.validate(W, 1000.01, 1000.01,
+                                                               nanosec=1_010_000_000)
+    assert w.counters['malformed'] == 1 and w.validate(W, 1000.01, 1000.01, 10_000_000) is None
+
+
+def test_a_wrench_in_another_frame_is_refused_an_empty_frame_is_not():
+    v = WrenchValidator(frame_id='ft_sensor')
+    assert v.validate(W, 1.0, 1.0, frame_id=None) is None         # the reader compared it
+    assert v.validate(W, 1.001, 1.001, frame_id='') is None       # drivers often leave it
+    assert v.validate(W, 1.002, 1.002, frame_id='ft_sensor') is None
+    assert v.validate(W, 1.0025, 1.0025, frame_id='robot1/ft_sensor') is None   # tf prefix
+    assert v.validate(W, 1.0027, 1.0027, frame_id='my_ft_sensor') == (
+        "wrench frame_id 'my_ft_sensor' in /ft_sensor/wrench is not the force-torque sensor "
+        "frame 'ft_sensor': publish the wrench in the sensor frame (or with an empty frame_id), "
+        'or name its URDF link with ft_sensor_link')
+    r = v.validate(W, 1.003, 1.003, frame_id='base_link')
+    assert r.startswith("wrench frame_id 'base_link' in /ft_sensor/wrench is not the "
+                        "force-torque sensor frame 'ft_sensor'"), r
+    assert v.counters['wrong_frame'] == 2 and v.counters['rejected'] == 2
+    assert v.validate(W, 1.003, 1.003) is None         # nothing remembered of the refused one
+    unchecked = WrenchValidator()                     # no sensor frame known: not checked
+    assert unchecked.validate(W, 1.0, 1.0, frame_id='base_link') is None
+
+
 # ----------------------------------------------------------------------------- plausibility
 LIMITS = {'lower': [-1.0] * 7, 'upper': [2.0] * 7, 'velocity_limit': [1.5] * 7,
           'effort_limit': [100.0] * 7}

@@ -73,6 +73,31 @@ def test_wrench_round_trip():
     assert stamp_of(data) == (5, 6)
 
 
+def wrench_bytes(frame, stamp=(7, 8), values=(1.0, 2.0, 3.0, 4.0, 5.0, 6.0)):
+    msg = WrenchStamped()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    msg.header.frame_id = frame
+    f, t = msg.wrench.force, msg.wrench.torque
+    f.x, f.y, f.z, t.x, t.y, t.z = values
+    return serialize_message(msg)
+
+
+@pytest.mark.parametrize('frame,expected', [
+    ('ft_sensor', None), ('', None), ('base_link', 'base_link'), ('ft_sensor_link',
+                                                                  'ft_sensor_link'),
+    ('ft_senso', 'ft_senso'), ('/ft_sensor', '/ft_sensor'), ('éà', 'éà')])
+def test_wrench_reader_compares_the_frame_bytes(frame, expected):
+    reader = WrenchReader('ft_sensor')
+    data = wrench_bytes(frame)
+    for _ in range(2):
+        sec, nanosec, w, got = reader.read_framed(data)
+        assert (sec, nanosec, got) == (7, 8, expected)
+        assert w.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert reader.read(data)[2].tolist() == w.tolist() and len(reader.read(data)) == 3
+    # without an expected frame, only an empty one is "as expected"
+    assert WrenchReader().read_framed(data)[3] == (frame or None)
+
+
 def test_malformed_bytes_raise_cdr_error_and_never_read_past_the_end():
     good = serialize_message(joint_state(['joint1', 'joint2'], [1.0, 2.0], [3.0, 4.0]))
     end = len(good) - (len(good) - 4) % 8 - 4         # rclpy pads the buffer; cut before that
@@ -87,6 +112,10 @@ def test_malformed_bytes_raise_cdr_error_and_never_read_past_the_end():
         JointStateReader().read(bytes(huge))
     with pytest.raises(CdrError):
         WrenchReader().read(serialize_message(WrenchStamped())[:30])
+    framed = wrench_bytes('ft_sensor')
+    for cut in range(5, len(framed) - 1, 3):       # the frame matched, the values cut off
+        with pytest.raises(CdrError):
+            WrenchReader('ft_sensor').read_framed(framed[:cut])
 
 
 def test_other_encodings_are_left_to_rclpy():

@@ -38,7 +38,7 @@ CAUSES = {'joint_states': ('nonfinite', 'beyond_limits', 'implausible_velocity',
                            'implausible_effort', 'length_mismatch', 'unknown_joint',
                            'duplicate_joint', 'empty', 'zero_stamp', 'future_stamp',
                            'out_of_order', 'malformed'),
-          'wrench': ('nonfinite', 'beyond_range', 'malformed')}
+          'wrench': ('nonfinite', 'beyond_range', 'malformed', 'wrong_frame')}
 
 
 class Recorder:
@@ -133,7 +133,8 @@ def test_fuzzed_input_never_reaches_an_output_nor_poisons_the_twin(fuzzed):
         # the flood backs the twin up by more than that, it cannot be (README, Known
         # limitations): its values are plausible, and nothing else may pass. (An output whose
         # stamp an ahead_stamp message shared with another kind is that message's.)
-        passed = [k for k in kinds if 'ahead_stamp' not in k]
+        # (no_effort is a valid message: its sample may be shown, never with a NaN effort)
+        passed = [k for k in kinds if 'ahead_stamp' not in k and 'no_effort' not in k]
         assert not passed, f'{len(passed)} outputs on {topic} computed from fuzzed {kinds}'
     lo = limits.lower - 0.1 - 1e-9                          # position_margin_rad
     hi = limits.upper + 0.1 + 1e-9

@@ -109,6 +109,20 @@ def test_other_recordings_replay_alike(runs, config, tmp_path):
         'joint3.effort']['n']
 
 
+def test_wrenches_in_another_frame_are_refused_and_counted(runs, config, tmp_path):
+    # a recorded wrench in another frame than the sensor's gives wrong residuals: refused
+    # and counted, as live; an empty frame (many drivers leave it empty) is accepted
+    run = runs['short']
+    other = replay(write_bag(tmp_path / 'base', run, wrench_frame='base_link'), config=config)
+    n = other['messages']['wrench']
+    assert n > 0 and other['intake']['wrench.wrong_frame'] == n
+    assert other['intake']['wrench.accepted'] == 0
+    assert any('base_link' in reason for reason in other['rejections']), other['rejections']
+    empty = replay(write_bag(tmp_path / 'empty', run, wrench_frame=''), config=config)
+    assert empty['intake']['wrench.wrong_frame'] == 0
+    assert empty['intake']['wrench.accepted'] == empty['messages']['wrench']
+
+
 def _bad_recordings(run, tmp_path):
     """Return ``{case: (bag path, extra CLI args, expected text)}``."""
     good = write_bag(tmp_path / 'good', run)

@@ -11,6 +11,25 @@ naming the cause when the state is not usable (stamps behind the local clock, ev
 rejected).
 twin_bridge and twin_sim (mirror mode) both use it, so a residual is one DDS hop from the robot
 and both nodes judge a message the same way.
+
+A sample holds the values of one header stamp only. A robot that publishes its joints in
+several messages per stamp (an arm and its gripper) has them merged: the sample of a stamp comes
+out with the message that completes it (every model joint received with that stamp); a robot
+that publishes every joint in one message gets its sample at once, with no wait. A stamp whose
+joints are not all in before a newer stamp starts gives no sample (counted as
+``joint_states.incomplete_stamps``; a message that arrives for it afterwards as
+``joint_states.late_parts``), and a message that only repeats joints its stamp already had as
+``joint_states.repeated_stamps``. Joints that come on a clock of their own (a gripper driver
+that publishes its joints on ``/joint_states`` with its own stamps, at its own rate) would leave
+every stamp incomplete: when ``OWN_CLOCK_RUN`` stamps in a row lacked the same joints, those
+are held at the values of their latest message for the samples of the others (their messages
+counted as ``joint_states.own_clock_parts``, their names in the status), as long as their
+latest stamp is less than ``OWN_CLOCK_STALE_S`` older than the sample's. A sample's velocity
+and effort are those its stamp's
+messages gave: an empty ``velocity``/``effort`` array ("not provided") makes them NaN for its
+joints (the sample's ``velocity`` is then None: the mirror and the detector differentiate
+positions; an effort NaN makes it a sample without effort, counted by the mirror), never the
+values of an earlier message.
 """
 from dataclasses import dataclass
 import math
@@ -19,8 +38,8 @@ import numpy as np
 
 from twin_bridge.mapping import JointMapper
 from twin_bridge.timesync import TimeSync
-from twin_bridge.validation import count_unreadable, JointStateValidator, rejection_run, \
-    SKIPPED, WrenchValidator
+from twin_bridge.validation import count_unreadable, Counters, JointStateValidator, \
+    rejection_run, SKIPPED, WrenchValidator
 from twin_bridge.watchdog import OK, StalenessWatchdog
 
 JOINTS = 'joint_states'
@@ -28,6 +47,15 @@ WRENCH = 'wrench'
 CATCH_UP_RATIO = 0.7
 """See :meth:`RobotIntake.sample`: at 1 kHz, a joint sample taken less than 0.7 ms after the
 previous one was already waiting; its receive time measures the twin's own delay."""
+ASSEMBLY_COUNTERS = ('incomplete_stamps', 'late_parts', 'repeated_stamps', 'own_clock_parts')
+"""How the messages of a robot that splits its joints over several messages per stamp were
+merged (see the module's docstring); reported as ``joint_states.<key>``."""
+OWN_CLOCK_RUN = 10
+"""Incomplete stamps in a row, each lacking the same joints (in 80 % of them), after which those
+joints are taken to come on a clock of their own (see the module's docstring)."""
+OWN_CLOCK_STALE_S = 1.0
+"""A joint on its own clock whose latest stamp is this much older than the sample's is no longer
+held: the samples wait for it again (and the status says so), s."""
 INPUT_QUEUE_DEPTH = 100
 """Depth of the twin's subscription queue of the robot's streams, samples: at 1 kHz a stall of
 the twin's thread of up to 100 ms loses no sample (the detectors tell a loss in this queue
@@ -49,10 +77,11 @@ class RobotSample:
     position : (n,) float array
         rad (m for prismatic joints).
     velocity : (n,) float array or None
-        rad/s; None when the robot does not publish velocities.
+        rad/s; None when this stamp's messages did not give every joint's velocity (the
+        robot does not publish velocities, or left them out this time).
     effort : (n,) float array
-        N·m (N). The arrays are the intake's own copies for this sample: a consumer may
-        keep them.
+        N·m (N); NaN for the joints whose message of this stamp gave no effort. The arrays
+        are the intake's own copies for this sample: a consumer may keep them.
     refused_before : int
         Joint-state messages the intake refused since the previous accepted sample
         (implausible or unreadable): a stamp gap they explain is not a dropout of the robot.
@@ -102,6 +131,10 @@ class RobotIntake:
         is no motion. The samples carry them unwrapped instead (each step taken as the
         shortest turn, so the angle runs on past pi), so that no consumer (mirror, detectors,
         calibration) sees a jump.
+    wrench_frame : str or None
+        The force-torque sensor frame (the URDF link): a wrench in another frame (not empty)
+        is refused (``wrench.wrong_frame``); None = frames not checked (see
+        :meth:`expect_wrench_frame`).
 
     """
 
@@ -109,13 +142,14 @@ class RobotIntake:
                  max_future_s=0.1, stale_timeout_s=0.1, with_wrench=True,
                  force_range_n=math.inf, torque_range_nm=math.inf,
                  joint_states_topic='/joint_states', wrench_topic='/ft_sensor/wrench',
-                 held_joints=(), continuous_joints=()):
+                 held_joints=(), continuous_joints=(), wrench_frame=None):
         self.joints = JointStateValidator(joint_names, plausibility=plausibility,
                                           unknown_joints=unknown_joints,
                                           max_future_s=max_future_s, topic=joint_states_topic,
                                           held_joints=held_joints)
         self.wrench = WrenchValidator(max_future_s=max_future_s, force_range_n=force_range_n,
-                                      torque_range_nm=torque_range_nm, topic=wrench_topic)
+                                      torque_range_nm=torque_range_nm, topic=wrench_topic,
+                                      frame_id=wrench_frame)
         self.mapper = JointMapper(joint_names, ignore_unknown=unknown_joints == 'ignore',
                                   held_joints=held_joints)
         self._skipped = False           # the last joint state carried nothing for the twin
@@ -132,33 +166,152 @@ class RobotIntake:
         self._wrap = np.array([j in set(continuous_joints) for j in names], dtype=bool)
         self._any_wrap = bool(self._wrap.any())   # (checked per sample: a plain bool)
         self._unwrapped = None          # the continuous joints' last angles, unwrapped
+        self.assembly = Counters(ASSEMBLY_COUNTERS)
+        self._n = len(names)
+        self._no_joint = [False] * self._n
+        self._reset_assembly()
 
-    def joint_state(self, names, position, velocity, effort, stamp, now):
-        """
-        Take one JointState sample; return None if accepted, else the rejection reason.
+    @property
+    def own_clock_joints(self):
+        """Names of the joints held between messages of their own clock (see the module)."""
+        return [n for n, own in zip(self.mapper.joint_names, self._own) if own]
 
-        After acceptance, ``mapper.position``/``velocity``/``effort`` hold the latest model-order
-        values (NaN for joints or fields never received). A message that names no joint the
-        twin mirrors (only held joints, or only unknown ones under ``unknown_joints='ignore'``)
-        also returns None, and :meth:`sample` then gives no sample for it.
+    def _reset_assembly(self):
+        """Forget the stamp being assembled."""
+        self._complete = False          # the last message completed its stamp's sample
+        self._stamp = None              # stamp being assembled (or emitted), s
+        self._got = list(self._no_joint)    # its joints received so far
+        self._count = 0                 # how many of them
+        self._done = False              # its sample has been given out
+        self._incomplete_run = 0        # incomplete stamps since the last sample
+        self._lacked = [0] * self._n    # per joint: of those, how many lacked it
+        self._resyncs = 0               # the validator's clock resyncs seen
+        self._sample_now = -math.inf    # when the last sample was complete (local clock), s
+        self._own = list(self._no_joint)    # per joint: on a clock of its own, held
+        self._n_own = 0
+
+    def expect_wrench_frame(self, frame_id):
+        """Refuse wrenches whose non-empty ``frame_id`` is not ``frame_id`` (None: accept all)."""
+        self.wrench.frame_id = None if frame_id is None else str(frame_id)
+
+    def joint_state(self, names, position, velocity, effort, stamp, now, nanosec=0):
         """
-        reason = self.joints.validate(names, position, velocity, effort, stamp, now)
+        Take one JointState message; return None if accepted, else the rejection reason.
+
+        ``stamp`` is its header stamp, s, and ``nanosec`` that stamp's ``nanosec`` field as
+        received (a value of 1e9 or more is refused as ``malformed``). After acceptance,
+        ``mapper.position``/``velocity``/``effort`` hold the latest model-order values (NaN
+        for joints never received, and for fields the joint's latest message left empty). A
+        message that names no joint the twin mirrors (only held joints, or only unknown ones
+        under ``unknown_joints='ignore'``) also returns None, and :meth:`sample` then gives no
+        sample for it; so does a message that does not complete its stamp's sample.
+        """
+        self._complete = False
+        reason = self.joints.validate(names, position, velocity, effort, stamp, now, nanosec)
         self._skipped = reason is SKIPPED
         if self._skipped:
             return None
         if reason is None:
-            self.mapper.update(names, position, velocity, effort, stamp)
+            idx = self.mapper.update(names, position, velocity, effort, stamp)
             self.watchdog.observe(JOINTS, now, stamp)
             self.timesync.observe(stamp, now)
+            if self._n_own and all(self._own[i] for i in idx.tolist()):
+                # joints on their own clock: held (the mapper has their values) for the
+                # samples of the others; their stamp starts no sample
+                self.assembly.add('own_clock_parts')
+                return reason
+            if stamp == self._stamp or len(idx) != self._n:
+                self._complete = self._merge(idx, stamp)
+            else:               # the whole model in one message of a new stamp: complete
+                if not self._done and self._stamp is not None:
+                    self._drop_incomplete()
+                self._stamp = stamp
+                self._complete = self._done = True
+            if self._complete:
+                self._sample_now = now
+                if self._incomplete_run:
+                    self._incomplete_run = 0
+                    self._lacked = [0] * self._n
         return reason
+
+    def _merge(self, idx, stamp):
+        """Add one accepted message's joints to its stamp's sample; return whether complete."""
+        if stamp != self._stamp:
+            if self._stamp is not None and stamp < self._stamp and not self._resynced():
+                # a part of an older stamp, come after a newer one had started: that stamp
+                # was given no sample (or had one already); its joints are not this stamp's
+                self.assembly.add('late_parts')
+                return False
+            self._new_stamp(stamp)
+        elif self._done:
+            self.assembly.add('repeated_stamps')
+            return False
+        got, count = self._got, self._count
+        for i in idx.tolist():
+            if not got[i]:
+                got[i] = True
+                count += 1
+        if count == self._count:
+            self.assembly.add('repeated_stamps')    # nothing new for this stamp
+            return False
+        self._count = count
+        if count < self._n:
+            return False
+        self._done = True
+        return True
+
+    def _resynced(self):
+        """Whether the validator followed a clock step since the last call (stamps went back)."""
+        resyncs = self.joints.counters['clock_resync']
+        if resyncs == self._resyncs:
+            return False
+        self._resyncs = resyncs
+        return True
+
+    def _new_stamp(self, stamp):
+        """Start assembling ``stamp``; the stamp before, if incomplete, gives no sample."""
+        if self._stamp is not None and not self._done:
+            self._drop_incomplete()
+        if self._n_own and stamp - min(
+                self.mapper.stamp[i] for i in range(self._n) if self._own[i]) \
+                > OWN_CLOCK_STALE_S:
+            self._own = list(self._no_joint)        # they stopped: wait for them again
+            self._n_own = 0
+        self._got[:] = self._own
+        self._stamp = stamp
+        self._count = self._n_own
+        self._done = False
+
+    def _drop_incomplete(self):
+        """Count the stamp being assembled as incomplete (it gives no sample)."""
+        self.assembly.add('incomplete_stamps')
+        self._incomplete_run += 1
+        lacked = self._lacked
+        for i, ok in enumerate(self._got):
+            if not ok:
+                lacked[i] += 1
+        run = self._incomplete_run
+        if run >= OWN_CLOCK_RUN:
+            # the same joints lacking stamp after stamp while the others come: joints on a
+            # clock of their own (received, or they would be "waiting for joints")
+            position = self.mapper.position
+            own = [k >= 0.8 * run and not math.isnan(position[i])
+                   for i, k in enumerate(lacked)]
+            if any(own) and sum(own) + self._n_own < self._n:
+                self._own = [a or b for a, b in zip(self._own, own)]
+                self._n_own = sum(self._own)
+                self._incomplete_run = 0
+                self._lacked = [0] * self._n
 
     def sample(self, stamp_sec_nsec, taken=None):
         """
-        Return the latest complete model-order sample as a :class:`RobotSample`, or None.
+        Return the sample that the last message completed as a :class:`RobotSample`, or None.
 
-        None while some model joint has not been received yet (a robot that publishes its
-        joints in several messages). Call it right after :meth:`joint_state` accepted a
-        message; ``stamp_sec_nsec`` is that message's header stamp as ``(sec, nanosec)``.
+        None unless that message completed its stamp's sample (every model joint received
+        with that stamp; a robot that publishes its joints in several messages per stamp
+        gets its sample with the last of them). Call it right after :meth:`joint_state`
+        accepted a message; ``stamp_sec_nsec`` is that message's header stamp as
+        ``(sec, nanosec)``.
 
         ``taken`` is when the caller took the message from its queue, s, on any steady clock
         (the start of the subscription callback; a recording's log time). A message taken less
@@ -166,8 +319,9 @@ class RobotIntake:
         (the twin was catching up on a backlog): it is marked ``queued``.
         """
         m = self.mapper
-        if self._skipped or not m.all_received:
+        if self._skipped or not self._complete:
             return None
+        self._complete = False
         velocity = None if np.isnan(m.velocity).any() else m.velocity.copy()
         sec, nanosec = stamp_sec_nsec
         t = sec + nanosec * 1e-9
@@ -195,9 +349,14 @@ class RobotIntake:
         position[self._wrap] = angle
         self._unwrapped = angle
 
-    def wrench_sample(self, wrench, stamp, now):
-        """Take one wrench sample (6,); return None if accepted, else the rejection reason."""
-        reason = self.wrench.validate(wrench, stamp, now)
+    def wrench_sample(self, wrench, stamp, now, nanosec=0, frame_id=None):
+        """
+        Take one wrench sample (6,); return None if accepted, else the rejection reason.
+
+        ``nanosec`` and ``frame_id``: see :meth:`twin_bridge.validation.WrenchValidator.
+        validate`.
+        """
+        reason = self.wrench.validate(wrench, stamp, now, nanosec, frame_id)
         if reason is None:
             self.latest_wrench = np.asarray(wrench, dtype=float)
             self.watchdog.observe(WRENCH, now, stamp)
@@ -221,7 +380,9 @@ class RobotIntake:
         Return ``(level, message)`` of the twin's sync state at local time ``now``, s.
 
         ``OK`` (``in sync``); ``WARN`` when in sync but some joint never had an effort (no
-        residuals), or while waiting for joints that have not all arrived; ``ERROR`` when
+        residuals), while waiting for joints that have not all arrived, or when the joints
+        arrive but no stamp has had them all for ``stale_timeout_s`` (no sample: a joint
+        published with stamps of its own); ``ERROR`` when
         messages arrive but every one has been rejected (the dominant cause named); ``STALE``
         when a stream is not fresh, with its cause where one is known: stamps steadily behind
         the local clock (:meth:`~twin_bridge.watchdog.StalenessWatchdog.stamp_lag`; the state
@@ -231,10 +392,16 @@ class RobotIntake:
         states = self.watchdog.check(now)
         m = self.mapper
         if m.all_received and all(state == OK for state in states.values()):
+            if self._incomplete_run and \
+                    not now - self._sample_now <= self.watchdog.stale_timeout_s:
+                return 'WARN', self._incomplete_text(now)
             no_effort = m.never_received('effort')
             if no_effort:
                 return 'WARN', ('in sync, but no residuals: the robot gives no effort for '
                                 + ', '.join(no_effort))
+            if self._n_own:
+                return 'OK', ('in sync (' + ', '.join(self.own_clock_joints) + ' on a clock '
+                              'of their own: held between their messages)')
             return 'OK', 'in sync'
         if not m.all_received:
             run = rejection_run(self.joints)
@@ -247,6 +414,17 @@ class RobotIntake:
         return 'STALE', 'STALE: ' + '; '.join(
             name + self._stale_cause(name, validators[name], now)
             for name, state in states.items() if state != OK)
+
+    def _incomplete_text(self, now):
+        """Say that no stamp brought every joint lately, and which joints it lacked."""
+        most = max(self._lacked)
+        lacking = [n for n, k in zip(self.mapper.joint_names, self._lacked) if k and k == most]
+        since = ('since the start' if self._sample_now == -math.inf else
+                 f'for {now - self._sample_now:.1f} s')
+        return (f'no complete joint sample {since}: the last {self._incomplete_run} stamps of '
+                f'{self.joints.topic} lacked {", ".join(lacking) or "some joints"} (each '
+                'sample takes every joint with one stamp): publish them with the stamp of the '
+                'others, or hold them fixed with locked_joints')
 
     def _stale_cause(self, stream, validator, now):
         """Return `` (why)`` for a stale stream when the cause is known, else ''."""
@@ -263,6 +441,7 @@ class RobotIntake:
     def counters(self):
         """Return every rejection/acceptance counter, prefixed by stream (dict of int)."""
         out = self.joints.counters.as_dict('joint_states.')
+        out.update(self.assembly.as_dict('joint_states.'))
         out.update(self.wrench.counters.as_dict('wrench.'))
         return out
 
@@ -278,6 +457,8 @@ class RobotIntake:
         self._refused_seen = 0
         self._taken = (-math.inf, math.nan)
         self._skipped = False
+        self.assembly.reset()
+        self._reset_assembly()
 
 
 def stamps_behind_text(lag_s):

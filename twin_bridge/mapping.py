@@ -4,8 +4,10 @@ Joint mapping between a message's name order and the model's joint order.
 ROS-free. A ``sensor_msgs/JointState`` may list its joints in any order and any subset (an arm
 and its gripper are often published on separate messages); the twin works in the model's joint
 order (``RobotModel.joint_names``). :class:`JointMapper` resolves a message's name list once,
-caches the resulting index permutation, and keeps the latest value per joint, so that a partial
-message updates only its own joints. It also maps the other way: a model-order command to the
+caches the resulting index permutation, and keeps the latest values per joint, so that a partial
+message updates only its own joints. A joint's velocity and effort are those of the message that
+last gave its position: NaN where that message gave none (an empty array, "not provided"),
+never an older message's. It also maps the other way: a model-order command to the
 name/value lists of a command message, optionally for the subset of joints a controller owns.
 
 The per-message cost is a list comparison (the name order usually repeats) and one indexed
@@ -197,9 +199,11 @@ class JointMapper:
     position : (n,) float array, rad (or m for prismatic joints)
         Latest position per joint; NaN until the joint was first received.
     velocity : (n,) float array, rad/s (or m/s)
-        Latest velocity per joint; NaN until received (messages may omit velocity).
+        Velocity per joint from the message that last updated its position; NaN until then,
+        and NaN where that message gave no velocity (messages may omit it).
     effort : (n,) float array, N·m (or N)
-        Latest effort per joint; NaN until received (messages may omit effort).
+        Effort per joint from the message that last updated its position; NaN where that
+        message gave none, as for ``velocity``.
     stamp : (n,) float array, s
         Header stamp of the message that last updated each joint's position; NaN until then.
 
@@ -233,7 +237,8 @@ class JointMapper:
         Store one message's values into the model-order arrays.
 
         Only the joints the message names are updated. An empty ``velocity`` or ``effort``
-        means "not provided" (JointState semantics) and leaves those arrays unchanged.
+        means "not provided" (JointState semantics): those joints' values become NaN, so that no
+        value of an older message is taken for this one's.
 
         Parameters
         ----------
@@ -268,12 +273,13 @@ class JointMapper:
         m = len(layout.names)
         for field, values in ((0, position), (1, velocity), (2, effort)):
             count = len(values)
+            target = (self.position, self.velocity, self.effort)[field]
             if count == 0 and field > 0:
+                target[idx] = math.nan          # not provided by this message
                 continue
             if count != m:
                 label = ('position', 'velocity', 'effort')[field]
                 raise MappingError(f'{label} has {count} values for {m} joint names')
-            target = (self.position, self.velocity, self.effort)[field]
             if sel is None:
                 target[idx] = values
             else:

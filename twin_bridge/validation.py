@@ -16,7 +16,8 @@ rejected like a NaN. 1e308 fails every one of these checks.
 Rejection causes (the counter keys, besides ``accepted`` and ``rejected``):
 
 ``malformed``
-    values that are not numbers, names that are not strings, a non-finite local time.
+    values that are not numbers, names that are not strings, a non-finite local time, a stamp
+    whose ``nanosec`` is not below 1e9 (not a valid ``builtin_interfaces/Time``).
 ``empty``
     a joint state without names.
 ``length_mismatch``
@@ -36,6 +37,10 @@ Rejection causes (the counter keys, besides ``accepted`` and ``rejected``):
     no limit).
 ``beyond_range`` (wrench)
     a force or torque component beyond the configured sensor range.
+``wrong_frame`` (wrench)
+    a ``header.frame_id`` that is neither empty nor the sensor frame (``frame_id`` of
+    :class:`WrenchValidator`, with or without a tf prefix such as ``robot1/``): a wrench in
+    another frame would give wrong residuals.
 ``zero_stamp``
     stamp 0 (header never set) or negative.
 ``future_stamp``
@@ -65,8 +70,8 @@ from twin_bridge.mapping import format_joint_names, LayoutCache, MappingError
 CAUSES = ('malformed', 'empty', 'length_mismatch', 'nonfinite', 'duplicate_joint',
           'unknown_joint', 'beyond_limits', 'implausible_velocity', 'implausible_effort',
           'zero_stamp', 'future_stamp', 'out_of_order')
-WRENCH_CAUSES = ('malformed', 'length_mismatch', 'nonfinite', 'beyond_range', 'zero_stamp',
-                 'future_stamp', 'out_of_order')
+WRENCH_CAUSES = ('malformed', 'length_mismatch', 'nonfinite', 'beyond_range', 'wrong_frame',
+                 'zero_stamp', 'future_stamp', 'out_of_order')
 UNKNOWN_JOINT_POLICIES = ('reject', 'ignore')
 SKIPPED = 'the message names no joint the twin mirrors (held or ignored joints only); skipped'
 """What :meth:`JointStateValidator.validate` returns for a message that carries nothing for the
@@ -84,6 +89,7 @@ VELOCITY_CAP = 100.0
 EFFORT_CAP = 1.0e5
 """Largest |effort| accepted where the URDF gives no effort limit, N·m or N."""
 
+NANOSEC_PER_SEC = 1_000_000_000
 _isfinite = math.isfinite
 
 
@@ -298,15 +304,22 @@ class StampGate:
         """Smallest recent ``now - stamp`` (clock offset + fastest transport), s; inf if none."""
         return min(self._bins)
 
-    def check(self, stamp, now, newest):
+    def check(self, stamp, now, newest, nanosec=0):
         """
         Return None or ``(cause, reason)`` for a stamp; ``newest`` = newest accepted stamp.
 
-        On None the caller accepts the sample and must call :meth:`accepted`.
+        ``stamp`` is the header stamp in seconds; ``nanosec`` its ``nanosec`` field as received
+        (``stamp`` alone cannot tell ``(999, 1.01e9)`` from ``(1000, 0.01e9)``): a value
+        outside ``[0, 1e9)`` is a malformed ``builtin_interfaces/Time``. On None the caller
+        accepts the sample and must call :meth:`accepted`.
         """
         if not _isfinite(now):
             return ('malformed', f'local time now={now!r} is not finite; the caller must pass '
                                  f'the receive time of the {self.topic} sample in seconds')
+        if not 0 <= nanosec < NANOSEC_PER_SEC:
+            return ('malformed', f'stamp nanosec is {nanosec!r} in {self.topic}, not in '
+                                 '[0, 1e9): not a valid builtin_interfaces/Time (the publisher '
+                                 'must carry whole seconds into sec)')
         if not _isfinite(stamp):
             return ('nonfinite', f'stamp is {stamp!r} in {self.topic}; header.stamp must be '
                                  'a finite time')
@@ -560,7 +573,7 @@ class JointStateValidator:
         self.rejected_since_accepted = {}
         self.ignored_joints = set()
 
-    def validate(self, names, position, velocity, effort, stamp, now):
+    def validate(self, names, position, velocity, effort, stamp, now, nanosec=0):
         """
         Check one joint-state sample; on acceptance, record its stamp per joint.
 
@@ -578,6 +591,9 @@ class JointStateValidator:
             Header stamp, s.
         now : float
             Local receive time, s (node clock; sim time under ``use_sim_time``).
+        nanosec : int
+            The header stamp's ``nanosec`` field as received (checked to be below 1e9; 0 when
+            the caller has only ``stamp``).
 
         Returns
         -------
@@ -587,13 +603,13 @@ class JointStateValidator:
 
         """
         try:
-            problem = self._check(names, position, velocity, effort, stamp, now)
+            problem = self._check(names, position, velocity, effort, stamp, now, nanosec)
         except Exception as exc:  # noqa: BLE001 - bad data must never crash the node
             problem = ('malformed', f'malformed {self.topic} message ({type(exc).__name__}: '
                                     f'{exc}); names must be strings, values numbers')
         return _tally(self, problem)
 
-    def _check(self, names, position, velocity, effort, stamp, now):
+    def _check(self, names, position, velocity, effort, stamp, now, nanosec):
         topic = self.topic
         m = len(names)
         if m == 0:
@@ -630,7 +646,7 @@ class JointStateValidator:
             return problem
         idx = layout.model_idx_list
         last = self._last_stamp
-        problem = self._gate.check(stamp, now, max([last[i] for i in idx]))
+        problem = self._gate.check(stamp, now, max([last[i] for i in idx]), nanosec)
         if problem is not None:
             if problem[0] != 'resync':
                 return problem
@@ -734,6 +750,10 @@ class WrenchValidator:
         See :class:`StampGate`, s.
     topic : str
         Topic name used in reason strings.
+    frame_id : str or None
+        The sensor frame (the URDF link ``ft_sensor_link``): a wrench whose ``frame_id`` is
+        neither empty (many drivers leave it empty) nor this is refused (``wrong_frame``).
+        None = frames not checked.
 
     Attributes
     ----------
@@ -747,8 +767,10 @@ class WrenchValidator:
     """
 
     def __init__(self, *, max_future_s=0.5, force_range_n=math.inf, torque_range_nm=math.inf,
-                 stamp_tolerance_s=0.005, resync_s=0.5, topic='/ft_sensor/wrench'):
+                 stamp_tolerance_s=0.005, resync_s=0.5, topic='/ft_sensor/wrench',
+                 frame_id=None):
         self.topic = str(topic)
+        self.frame_id = None if frame_id is None else str(frame_id)
         self._gate = StampGate(self.topic, max_future_s, tolerance_s=stamp_tolerance_s,
                                resync_s=resync_s)
         self.max_future_s = self._gate.max_future_s
@@ -767,7 +789,7 @@ class WrenchValidator:
         self.last_reason = None
         self.rejected_since_accepted = {}
 
-    def validate(self, wrench, stamp, now):
+    def validate(self, wrench, stamp, now, nanosec=0, frame_id=None):
         """
         Check one wrench sample; on acceptance, record its stamp.
 
@@ -779,6 +801,13 @@ class WrenchValidator:
             Header stamp, s.
         now : float
             Local receive time, s.
+        nanosec : int
+            The header stamp's ``nanosec`` field as received (see
+            :meth:`JointStateValidator.validate`).
+        frame_id : str or None
+            The message's ``header.frame_id``; None when the caller has already found it empty
+            or equal to the sensor frame (``robot_twin.nodes.cdr.WrenchReader`` compares the
+            bytes), or does not know it.
 
         Returns
         -------
@@ -787,13 +816,19 @@ class WrenchValidator:
 
         """
         try:
-            problem = self._check(wrench, stamp, now)
+            problem = self._check(wrench, stamp, now, nanosec, frame_id)
         except Exception as exc:  # noqa: BLE001 - bad data must never crash the node
             problem = ('malformed', f'malformed {self.topic} message ({type(exc).__name__}: '
                                     f'{exc}); a wrench is 6 numbers')
         return _tally(self, problem)
 
-    def _check(self, wrench, stamp, now):
+    def _check(self, wrench, stamp, now, nanosec, frame_id):
+        if frame_id and self.frame_id is not None and frame_id != self.frame_id \
+                and not frame_id.endswith('/' + self.frame_id):     # (a tf prefix is fine)
+            return ('wrong_frame', f'wrench frame_id {frame_id!r} in {self.topic} is not the '
+                                   f'force-torque sensor frame {self.frame_id!r}: publish the '
+                                   'wrench in the sensor frame (or with an empty frame_id), or '
+                                   'name its URDF link with ft_sensor_link')
         w = _as_floats(wrench)
         if w.shape != (6,):
             return ('length_mismatch', f'wrench has {w.size} values in {self.topic}; '
@@ -807,7 +842,7 @@ class WrenchValidator:
                     unit = 'N' if axis[0] == 'f' else 'N·m'
                     return ('beyond_range', f'wrench {axis} is {v!r} {unit} in {self.topic}, '
                                             f'beyond the sensor range {limit:g} {unit}')
-        problem = self._gate.check(stamp, now, self._last_stamp)
+        problem = self._gate.check(stamp, now, self._last_stamp, nanosec)
         if problem is not None:
             if problem[0] != 'resync':
                 return problem

@@ -153,24 +153,63 @@ class JointStateReader:
         return self._names, offset
 
 
+def _string_field(text):
+    """Return the CDR bytes of a string field: its length (with the NUL), bytes, NUL."""
+    raw = text.encode('utf-8') + b'\x00'
+    return _U32.pack(len(raw)) + raw
+
+
+_EMPTY_FRAME = _string_field('')
+
+
 class WrenchReader:
-    """Read serialized geometry_msgs/WrenchStamped messages."""
+    """
+    Read serialized geometry_msgs/WrenchStamped messages.
+
+    Parameters
+    ----------
+    frame_id : str or None
+        The frame the wrenches should be in (the force-torque sensor's): :meth:`read_framed`
+        compares each message's ``frame_id`` bytes with it, and decodes only a frame that
+        differs. None = only an empty frame counts as expected.
+
+    """
+
+    def __init__(self, frame_id=None):
+        self.frame_id = frame_id or None
+        self._expected = _EMPTY_FRAME if frame_id is None else _string_field(frame_id)
 
     def read(self, data):
         """
         Return ``(sec, nanosec, wrench)`` with ``wrench`` (6,) ``[fx fy fz tx ty tz]``, or None.
 
         None when ``data`` is not little-endian XCDR1; raises :class:`CdrError` if malformed.
+        ``wrench`` is a read-only view into ``data``.
+        """
+        parsed = self.read_framed(data)
+        return None if parsed is None else parsed[:3]
+
+    def read_framed(self, data):
+        """
+        Return ``(sec, nanosec, wrench, frame_id)`` as :meth:`read`, with the message's frame.
+
+        ``frame_id`` is None when the message's ``header.frame_id`` is empty or the reader's
+        ``frame_id`` (the bytes are compared, nothing is decoded), else the frame as str.
         """
         if data[:2] != CDR_LE:
             return None
         try:
             sec, nanosec = _STAMP.unpack_from(data, 4)
-            _frame, offset = _read_string(data, 12)
+            if data.startswith(self._expected, 12):
+                frame, offset = None, 12 + len(self._expected)
+            elif data.startswith(_EMPTY_FRAME, 12):
+                frame, offset = None, 12 + len(_EMPTY_FRAME)
+            else:
+                frame, offset = _read_string(data, 12)
             wrench = np.frombuffer(data, '<f8', 6, _align(offset, 8))
         except (struct.error, ValueError, UnicodeDecodeError) as exc:
             raise CdrError(f'malformed WrenchStamped ({exc})') from None
-        return sec, nanosec, wrench
+        return sec, nanosec, wrench, frame
 
 
 class JointStateWriter:

@@ -4,10 +4,11 @@ The robot's joint-state and force-torque streams, read once: bytes -> checks -> 
 :class:`RobotInput` subscribes to the robot's topics with serialized (``raw``) subscriptions,
 reads each message with :mod:`robot_twin.nodes.cdr` (rclpy's deserialization only for an
 encoding the fast reader does not know), passes it through the bridge's validation core
-(:class:`twin_bridge.intake.RobotIntake`: finite *and* possible values, stamps, joint names)
-and hands every accepted sample to its listeners by a function call. In the one-process twin
-only ``twin_bridge`` has a RobotInput and the mirror and the detector are its listeners; a node
-started in a process of its own builds its own.
+(:class:`twin_bridge.intake.RobotIntake`: finite *and* possible values, stamps, joint names,
+the wrench's frame) and hands every complete sample (all joints of one stamp, merged when the
+robot splits them over several messages) to its listeners by a function call. In the
+one-process twin only ``twin_bridge`` has a RobotInput and the mirror and the detector are its
+listeners; a node started in a process of its own builds its own.
 
 Also here: :func:`robot_model` (from :mod:`robot_twin.twin_model`), the twin's model built from
 a node's parameters.
@@ -80,7 +81,9 @@ class RobotInput:
         self.receive_time = math.nan     # when the last accepted joint sample arrived, s
         self._next_log, self._unlogged = -math.inf, 0
         self._joints = JointStateReader()
-        self._wrench = WrenchReader()
+        # wrenches in another frame than the sensor's are refused (an empty frame is fine)
+        self._wrench = WrenchReader(model.ft_frame)
+        self.intake.expect_wrench_frame(model.ft_frame)
         self._clock = node.get_clock()
         # The receive time of each sample: the node clock (sim time under use_sim_time, read at
         # start-up), else the system clock read directly (rclpy's Clock.now() costs more).
@@ -125,7 +128,8 @@ class RobotInput:
         sec, nanosec, names, position, velocity, effort = parsed
         intake = self.intake
         now = self._now()
-        reason = intake.joint_state(names, position, velocity, effort, sec + nanosec * 1e-9, now)
+        reason = intake.joint_state(names, position, velocity, effort, sec + nanosec * 1e-9, now,
+                                    nanosec)
         if reason is not None:
             self._rejected(reason)
             return
@@ -138,18 +142,18 @@ class RobotInput:
     def on_wrench(self, data):
         """Take one serialized WrenchStamped: check, hand over."""
         try:
-            parsed = self._wrench.read(data)
+            parsed = self._wrench.read_framed(data)
             if parsed is None:
                 msg = deserialize_message(data, WrenchStamped)
                 f, t = msg.wrench.force, msg.wrench.torque
                 parsed = (msg.header.stamp.sec, msg.header.stamp.nanosec,
-                          np.array([f.x, f.y, f.z, t.x, t.y, t.z]))
+                          np.array([f.x, f.y, f.z, t.x, t.y, t.z]), msg.header.frame_id)
         except (CdrError, RuntimeError, ValueError) as exc:
             self._rejected(self.intake.malformed(WRENCH, f'unreadable wrench: {exc}'))
             return
-        sec, nanosec, wrench = parsed
+        sec, nanosec, wrench, frame_id = parsed
         t = sec + nanosec * 1e-9
-        reason = self.intake.wrench_sample(wrench, t, self._now())
+        reason = self.intake.wrench_sample(wrench, t, self._now(), nanosec, frame_id)
         if reason is not None:
             self._rejected(reason)
             return
