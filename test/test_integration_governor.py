@@ -8,16 +8,24 @@ approved trajectory must be streamed, not jumped to. Real processes over DDS: th
 collision fault, the demo controller (on the forward position interface, so that /joint_command
 carries only the twin's set-points), the one-process twin, and an observer that records every
 set-point on /joint_command.
+
+The same streamed move when the clock steps back or jumps forward while it plays: the bridge
+alone on sim time, the observer playing the robot and its /clock.
 """
 import math
 import threading
 import time
 
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from robot_twin.nodes import qos
 from ros_harness import loop_overrides, model_limits, node_specs, Observer, read_audit, \
-    start_loop, TwinGraph, unique_domain_id, wait_commissioned, wait_until
+    STALE_TIMEOUT_S, start_loop, START_TIMEOUT_S, TwinGraph, unique_domain_id, \
+    wait_commissioned, wait_until
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 
 pytestmark = pytest.mark.integration
@@ -120,3 +128,138 @@ def test_a_home_move_into_the_margins_and_too_fast_is_clamped_and_streamed(gover
     span = (stamps_ns[-1] - stamps_ns[0]) * 1e-9
     assert span >= needed - 0.05, (span, needed)
     assert all(math.isfinite(v) for m in stream for v in m.position)
+
+
+# ---------------------------------------------------------------- the clock misbehaves
+def _time_msg(t):
+    sec = math.floor(t)
+    return Time(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+
+
+class _SimRobot:
+    """The robot at rest and its /clock, published every 5 ms by a thread: sim time can step."""
+
+    def __init__(self, observer, positions, names, graph):
+        self.offset = 1000.0 - time.monotonic()      # sim time = monotonic + offset
+        self.positions, self.names = list(positions), list(names)
+        self.clock = observer.publisher(Clock, '/clock', QoSProfile(depth=10),
+                                        subscribers=['twin_bridge'], graph=graph)
+        self.joints = observer.publisher(JointState, '/joint_states', qos.ROBOT_STATE,
+                                         subscribers=['twin_bridge'], graph=graph)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def now(self):
+        return time.monotonic() + self.offset
+
+    def _run(self):
+        while not self._stop.is_set():
+            stamp = _time_msg(self.now())
+            self.clock.publish(Clock(clock=stamp))
+            msg = JointState(name=self.names, position=self.positions,
+                             velocity=[0.0] * len(self.names), effort=[0.0] * len(self.names))
+            msg.header.stamp = stamp
+            self.joints.publish(msg)
+            time.sleep(0.005)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+@pytest.mark.parametrize('jump_s', [-30.0, 5.0], ids=['steps_back', 'jumps_forward'])
+def test_a_clock_step_during_a_streamed_move_stops_it_without_a_jump(tmp_path, jump_s):
+    """
+    The audit's case: set-points 0.29 rad back in 10 ms, or the rest of the move at once.
+
+    Whatever the clock does, no set-point moves a joint by more than its scaled velocity limit
+    times the time since the previous one: the sim time between their stamps, or the wall time
+    between their arrival (plus 0.1 s for delivery jitter) when that is shorter or the stamps
+    went back. The stream stops, holds its last set-point, says why in /twin/status, and the
+    move is planned again from the measured state.
+    """
+    limits = model_limits()
+    names = list(limits.names)
+    q = 0.5 * (limits.lower + limits.upper)
+    home = q.copy()
+    home[3] = limits.lower[3] + 0.3                # 1.8 rad away: about 2.4 s at the limit
+    domain = unique_domain_id()
+    graph = TwinGraph(domain)
+    observer = Observer(domain)
+    commands, lock = [], threading.Lock()
+
+    def on_command(msg):
+        with lock:
+            commands.append((time.monotonic(), msg))
+
+    observer.node.create_subscription(JointState, '/joint_command', on_command,
+                                      QoSProfile(depth=500,
+                                                 reliability=ReliabilityPolicy.RELIABLE))
+    robot = None
+    try:
+        graph.start('twin', node_specs(['twin_bridge'], {'twin_bridge': {
+            'use_sim_time': True, 'wrench_topic': '', 'stale_timeout_s': STALE_TIMEOUT_S,
+            'ledger_path': str(tmp_path / 'audit.jsonl'),
+            'corrective_actions.enabled': True,
+            'corrective_actions.interface': 'joint_command',
+            'corrective_actions.policy': 'home',
+            'corrective_actions.home_position': [float(v) for v in home],
+            'corrective_actions.position_margin_rad': MARGIN_RAD,
+            'corrective_actions.velocity_scale': VELOCITY_SCALE}}))
+        robot = _SimRobot(observer, q, names, graph)
+        wait_until(lambda: any(int(s[3].get('joint_states.accepted', 0)) > 100
+                               for s in observer.monitor.statuses()),
+                   START_TIMEOUT_S, 'the bridge to accept the robot on sim time', graph)
+        anomaly = observer.publisher(DiagnosticArray, '/twin/anomaly', qos.LATCHED,
+                                     subscribers=['twin_bridge'], graph=graph)
+        error = DiagnosticStatus(name='twin/anomaly/robot', level=bytes([2]), message='test',
+                                 values=[KeyValue(key='joint', value='joint4'),
+                                         KeyValue(key='fault_type', value='collision'),
+                                         KeyValue(key='score', value='3.0'),
+                                         KeyValue(key='since', value=str(robot.now()))])
+        anomaly.publish(DiagnosticArray(status=[error]))
+        wait_until(lambda: len(commands) > 40, 30.0, 'the streamed move to be under way', graph)
+        robot.offset += jump_s
+        time.sleep(2.0)
+        _assert_no_set_point_jumps(commands, lock, limits)      # the stream at the step
+        cause = 'clock_back' if jump_s < 0 else 'clock_jump'
+        wait_until(lambda: any(int(s[3].get(f'stream_stops.{cause}', 0)) >= 1
+                               for s in observer.monitor.statuses()),
+                   30.0, f'stream_stops.{cause} in /twin/status', graph)
+        target = np.clip(home, limits.lower + MARGIN_RAD, limits.upper - MARGIN_RAD)
+
+        def home_reached():
+            with lock:
+                return commands and np.allclose(commands[-1][1].position, target, atol=1e-9)
+        wait_until(home_reached, 30.0, 'the move planned again to reach the home pose', graph)
+        said = [line for line in graph.lines('twin') if 'corrective stream stopped' in line]
+        assert len(said) == 1 and f'({cause})' in said[0], said
+        assert 'holding its last set-point' in said[0]
+    finally:
+        if robot is not None:
+            robot.close()
+        graph.stop()
+        observer.close()
+    _assert_no_set_point_jumps(commands, lock, limits)          # and the move planned again
+
+
+def _assert_no_set_point_jumps(commands, lock, limits):
+    """Assert that each set-point moves at most the scaled limit x the time since the last."""
+    names = list(limits.names)
+    with lock:
+        received = np.array([t for t, _msg in commands])
+        stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
+                           for _t, m in commands])
+        positions = np.array([m.position for _t, m in commands])
+    vmax = VELOCITY_SCALE * limits.velocity
+    steps = np.abs(np.diff(positions, axis=0))
+    sim_dt = np.diff(stamps)
+    wall_dt = np.diff(received) + 0.1
+    dt = np.where(sim_dt >= 0.0, np.minimum(sim_dt, wall_dt), wall_dt)[:, None]
+    ratio = steps / (vmax * (dt + 1e-6) + 1e-9)
+    k, j = np.unravel_index(np.argmax(ratio), ratio.shape)
+    assert ratio.max() <= 1.0, (
+        f'set-point {k + 1} of {len(commands)} moves {names[j]} {steps[k, j]:.4f} rad, '
+        f'{sim_dt[k]:.4f} s of sim time and {wall_dt[k] - 0.1:.4f} s of wall time after the '
+        f'one before ({ratio[k, j]:.1f}x the limit)')

@@ -232,3 +232,19 @@ def test_one_odd_epoch_neither_bends_the_trend_nor_fails_the_joint():
     d = np.array([[0.0, np.nan, 0.1], [0.0, np.nan, 0.1], [6.0, np.nan, 0.2]])
     np.testing.assert_allclose(_recent(d), [0.0, np.nan, 0.1])
     np.testing.assert_allclose(_recent(d[-1:]), [0.0, np.nan, 0.0])   # missing ones are 0
+
+
+def test_a_joint_without_an_effort_limit_is_watched_without_a_torque_margin():
+    # a URDF joint without <limit effort> (a continuous wrist): the twin must start, and the
+    # joint's wear is still followed; only its torque margin cannot be judged (it was a
+    # ValueError that stopped the whole twin)
+    for bad in ([100.0, math.nan, 30.0], [100.0, 0.0, 30.0], [100.0, -math.inf, 30.0]):
+        with pytest.raises(ValueError, match='effort_limit'):
+            RulMonitor(NAMES, bad, FRICTION)
+    mon = RulMonitor(NAMES, [100.0, math.inf, 30.0], FRICTION, CONFIG)
+    reports = _feed(mon, 0.0, 130.0)
+    last = reports[-1][1]
+    assert all(math.isfinite(j.health_index) for j in last.joints), last.joints
+    assert last.joints[0].health_index < 0.9              # j1's wear is seen as before
+    assert last.joints[1].health_index > 0.95             # j2: no limit, nothing worn
+    assert last.joints[1].level == 'OK', last.joints[1]

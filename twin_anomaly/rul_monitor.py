@@ -344,7 +344,8 @@ class RulMonitor:
     joint_names : sequence of str
         Model joint order.
     effort_limit : (n,) N·m
-        URDF effort limits (finite, > 0).
+        URDF effort limits (> 0; inf for a joint without one: its torque margin is not
+        judged).
     friction : twin_sim.friction.FrictionModel
         The friction model the twin predicts with (its residual is relative to it).
     config : RulConfig or dict, optional
@@ -363,9 +364,13 @@ class RulMonitor:
             RulConfig.from_mapping(dict(config or {}))
         self.joint_names = [str(j) for j in joint_names]
         self.n = n = len(self.joint_names)
-        self.effort_limit = self._vector(effort_limit, 'effort_limit')
-        if np.any(self.effort_limit <= 0.0):
-            raise ValueError(f'effort_limit must be > 0 N·m, got {self.effort_limit.tolist()}')
+        # (inf: the URDF gives the joint no effort limit; its torque margin then stays 1, not
+        # judged, rather than the whole twin refusing to start)
+        limit = np.array(effort_limit, dtype=float).reshape(-1)
+        if limit.shape != (n,) or not np.all(limit > 0.0):          # (NaN fails too)
+            raise ValueError(f'effort_limit must be {n} numbers > 0 N·m (inf: none) in joint '
+                             f'order {self.joint_names}, got {np.asarray(effort_limit).tolist()}')
+        self.effort_limit = limit
         c = self.config
         self.set_friction_model(friction)
         self.limits = FailureLimits(
@@ -416,13 +421,6 @@ class RulMonitor:
         """
         friction = model.friction_model if friction is None else friction
         return cls(model.joint_names, model.effort_limit, friction, config)
-
-    def _vector(self, value, name):
-        arr = np.array(value, dtype=float).reshape(-1)
-        if arr.shape != (self.n,) or not np.all(np.isfinite(arr)):
-            raise ValueError(f'{name} must be {self.n} finite numbers in joint order '
-                             f'{self.joint_names}, got {np.asarray(value).tolist()}')
-        return arr
 
     def set_friction_model(self, friction):
         """

@@ -18,14 +18,33 @@ On a new anomaly episode at level ERROR a policy proposes one command:
 - ``home``: move to a configured safe pose (``home_position``) in ``hold_time_s``; a pose
   beyond the limits or a move too fast for the velocity limits is the governor's to clamp and
   slow down, as for any command.
+
+On interfaces that take one target at a time, :class:`SetpointStream` plays the governed
+trajectory as set-points, and checks each one before it goes out (see the class).
 """
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
 POLICIES = ('hold', 'home')
 HOLD_MIN_S = 0.02
 """The shortest stop a hold asks for, s (a joint too close to its limit for any even stop)."""
+STREAM_STOP_CAUSES = ('stale', 'clock_back', 'clock_jump', 'too_fast')
+"""Why a set-point stream stops before its end (``stale``: the node's state interlock)."""
+CLOCK_LEAD_S = 0.02
+"""How far the system clock may run ahead of the monotonic clock between two set-points, s.
+
+Beyond it the clock jumped forward and the stream stops. The two clocks run at the same rate
+(NTP slews by 0.05 % at most) and are read together, so only a step of the clock gets there."""
+SIM_CLOCK_LEAD_S = 0.1
+"""The same under ``use_sim_time`` (or one stream period, if longer), s.
+
+The simulation clock arrives in /clock messages, at times late by the transport (the clock
+then catches up at once), and may run faster than real time: the stream timer runs on that
+clock, so it then runs ahead by less than one stream period per set-point."""
+_TIME_ROUNDING_S = 1e-6
+"""Set-point times are float seconds since the epoch (~0.24 us apart there): allowed in steps."""
 
 
 @dataclass
@@ -177,6 +196,25 @@ class CorrectivePolicy:
         self._retry_at = float(now) + self.retry_s
 
 
+class Setpoint(NamedTuple):
+    """One step of a :class:`SetpointStream` (:meth:`SetpointStream.step`)."""
+
+    positions: Any          # (m,) rad to send; None: send nothing
+    velocities: Any         # (m,) rad/s (zero for a hold)
+    done: bool              # the stream is over (ended, or stopped)
+    stop: Any = None        # None, or why it stopped early (one of STREAM_STOP_CAUSES)
+    reason: str = ''        # the stop, in words
+
+
+class SentSetpoint(NamedTuple):
+    """The last set-point of a stream: what the next one is checked against."""
+
+    positions: Any          # (m,) rad
+    now: float              # local time it was sent at, s
+    wall: Any               # monotonic time read just before `now`, s (None: unknown)
+    sent: bool              # False: the stream's start (measured), not sent
+
+
 class SetpointStream:
     """
     A governed trajectory played as set-points over time, for interfaces without trajectories.
@@ -188,7 +226,28 @@ class SetpointStream:
     the measured position (and velocity) at the start through every approved point, in cubic
     Hermite segments when the points give velocities (the splines the governor checked: a
     moving arm decelerates from its own speed, no instant stop), else in straight lines; each
-    set-point clipped into the governed position range.
+    set-point clipped into the governed position range (widened to the start position, where
+    an arm measured inside the margin starts).
+
+    The trajectory's times are on the local clock (the node's: sim time under
+    ``use_sim_time``). Before a set-point goes out, :meth:`step` checks it against the one
+    sent before it, so that no set-point moves a joint faster than approved whatever that
+    clock does. The stream stops, holding the last set-point sent (zero velocity), when
+
+    - the local clock stepped back since the last set-point (``clock_back``): the trajectory's
+      time would run backwards, pulling the arm back towards the start;
+    - the local clock ran ahead of the monotonic clock by more than ``clock_lead_s`` since the
+      last set-point (``clock_jump``): the rest of the move would be sent at once. The
+      monotonic clock is read just before and just after the local clock, and the longest
+      time that may have passed between two readings is taken, so a thread paused between
+      the readings is no jump;
+    - a set-point would move a joint farther from the last one than its velocity limit times
+      the local time between them (``too_fast``), the limit being ``velocity_limit``, or the
+      joint's speed at the start where that is higher (the governor lets a robot already
+      faster than the limit keep its speed at the start of a move).
+
+    Together: a joint's set-points never move by more than its limit times the local time
+    between them, nor times the monotonic time plus ``clock_lead_s``.
 
     Parameters
     ----------
@@ -203,10 +262,30 @@ class SetpointStream:
     start_velocity : (m,) array or None
         Measured velocities at the start, rad/s (None or NaN: at rest); used when the points
         give velocities, as the governor did.
+    velocity_limit : (m,) array or None
+        The velocity limits the governor approved the command with, rad/s
+        (:meth:`SafetyGovernor.velocity_limit`); None: set-point steps are not checked.
+    wall : float or None
+        Monotonic time at ``t0``, s (``time.monotonic()`` read just before the local clock);
+        None: the local clock is not checked against the monotonic clock.
+    previous : SentSetpoint or None
+        The last set-point sent before this stream (:attr:`last` of the stream it replaces):
+        the first set-point is checked against it. None: against ``start``, which was not sent.
+    clock_lead_s : float
+        :data:`CLOCK_LEAD_S`, or on sim time the larger of :data:`SIM_CLOCK_LEAD_S` and the
+        stream period.
+
+    Attributes
+    ----------
+    last : SentSetpoint
+        The last set-point sent (before the first one: the start, marked not sent).
+    stopped : str or None
+        Why the stream stopped early (one of :data:`STREAM_STOP_CAUSES`), once it has.
 
     """
 
-    def __init__(self, command, start, t0, position_range, start_velocity=None):
+    def __init__(self, command, start, t0, position_range, start_velocity=None, *,
+                 velocity_limit=None, wall=None, previous=None, clock_lead_s=CLOCK_LEAD_S):
         self.joints = tuple(command.joints)
         self.t0 = float(t0)
         m = len(self.joints)
@@ -223,15 +302,87 @@ class SetpointStream:
         self._points = np.array([points[k] for k in keep])
         self._velocities = np.array([velocities[k] for k in keep])
         self._cubic = cubic
-        self._lo, self._hi = position_range
+        # an arm measured inside the margin starts there (the governor allows it, and checks
+        # that the move does not go farther out): set-points are not clipped away from it
+        self._lo = np.minimum(position_range[0], self._points[0])
+        self._hi = np.maximum(position_range[1], self._points[0])
         self.duration_s = float(self._times[-1])
+        self._bound = None if velocity_limit is None else np.maximum(
+            np.asarray(velocity_limit, dtype=float), np.abs(v0))
+        self.clock_lead_s = float(clock_lead_s)
+        self.last = previous if previous is not None else SentSetpoint(
+            self._points[0].copy(), self.t0, None if wall is None else float(wall), False)
+        self.stopped = None
+
+    def step(self, now, wall=None, wall_before=None):
+        """
+        Return the :class:`Setpoint` to send at local time ``now``, s.
+
+        Checked against the last set-point sent (see the class); once the stream stopped or
+        ended, ``done`` is True and the node drops it. ``wall`` and ``wall_before`` are the
+        monotonic clock read just after and just before ``now`` (``wall_before`` defaults to
+        ``wall``; both None: no check against the monotonic clock).
+        """
+        now = float(now)
+        last = self.last
+        if self.stopped is not None:
+            return Setpoint(None, np.zeros(len(self.joints)), True, self.stopped,
+                            'the stream has stopped')
+        problem = self.clock_problem(now, wall)
+        if problem is not None:
+            return self.stop(*problem)
+        dt = now - last.now
+        q, v, done = self.setpoint(now)
+        if self._bound is not None:
+            moved = np.abs(q - last.positions)
+            allowed = self._bound * (dt + _TIME_ROUNDING_S) + 1e-9
+            over = ~(moved <= allowed)
+            if over.any():
+                j = int(np.argmax(over))
+                return self.stop('too_fast', (
+                    f'the next set-point would move {self.joints[j]!r} {moved[j]:.6g} in '
+                    f'{dt:.6g} s, faster than its limit {self._bound[j]:.6g}/s'))
+        before = wall if wall_before is None else wall_before
+        self.last = SentSetpoint(q, now, None if before is None else float(before), True)
+        return Setpoint(q, v, done)
+
+    def clock_problem(self, now, wall=None):
+        """
+        Return ``(cause, reason)`` if the local clock stepped back or jumped forward, else None.
+
+        Since the last set-point sent, at local time ``now`` (s) and monotonic time ``wall``
+        (read just after ``now``; None: no check against it). See :meth:`step`.
+        """
+        last = self.last
+        dt = float(now) - last.now
+        if dt < 0.0:
+            return 'clock_back', f'the local clock stepped back {-dt:.6g} s'
+        if wall is not None and last.wall is not None:
+            ran = float(wall) - last.wall      # the most that may have passed
+            if dt - ran > self.clock_lead_s:
+                return 'clock_jump', (f'the local clock jumped forward: it ran {dt:.6g} s in '
+                                      f'{ran:.6g} s of monotonic time')
+        return None
+
+    def stop(self, cause, reason):
+        """
+        Stop the stream for ``cause`` (see :data:`STREAM_STOP_CAUSES`), said in ``reason``.
+
+        Returns the :class:`Setpoint` to send: the last one sent, with zero velocity (a hold),
+        or positions None if none was sent (the start is the measured state: holding it would
+        pull a moving arm back).
+        """
+        self.stopped = cause
+        hold = self.last.positions if self.last.sent else None
+        return Setpoint(hold, np.zeros(len(self.joints)), True, cause, reason)
 
     def setpoint(self, now):
         """
-        Return ``(positions (m,), velocities (m,), done)`` at local time ``now``, s.
+        Return ``(positions (m,), velocities (m,), done)`` at local time ``now``, s, unchecked.
 
-        Velocities are the derivative of the current segment (zero once the trajectory ended);
-        ``done`` is True from the end of the trajectory on (the last set-point holds).
+        The trajectory at that time (:meth:`step` is what the node sends). Velocities are the
+        derivative of the current segment (zero once the trajectory ended); ``done`` is True
+        from the end of the trajectory on (the last set-point holds).
         """
         t = float(now) - self.t0
         times, points = self._times, self._points

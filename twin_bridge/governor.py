@@ -10,6 +10,10 @@ Rules, in order:
 
 1. stale interlock: state not OK -> refuse everything (``stale_interlock=True``);
 2. malformed command, unknown or duplicated joint name, wrong array length, NaN/inf -> refuse;
+   a command for a joint the URDF gives no limit of its kind (a ``continuous`` joint without
+   ``<limit>``: no velocity limit for position, velocity and trajectory commands, no effort
+   limit for effort commands) -> refuse (cause ``no_limit``): the governor cannot limit it, so
+   it commands it not at all;
 3. clock and rate: a local clock that stepped backwards (a sim-time reset, a clock set back)
    refuses every command until it has run forward again for ``1 / max_rate_hz``, since the
    time since the last command is unknown (cause ``clock``); a command less than
@@ -49,8 +53,8 @@ import numpy as np
 from twin_bridge.mapping import format_joint_names
 
 COMMAND_KINDS = ('position', 'velocity', 'effort', 'trajectory')
-REFUSAL_CAUSES = ('malformed', 'stale', 'unknown_joint', 'length', 'nonfinite', 'no_state',
-                  'clock', 'rate', 'unreachable', 'invariant')
+REFUSAL_CAUSES = ('malformed', 'stale', 'unknown_joint', 'length', 'nonfinite', 'no_limit',
+                  'no_state', 'clock', 'rate', 'unreachable', 'invariant')
 
 
 # Float stamps (epoch seconds carry ~0.2 µs of rounding) must not refuse a command sent exactly
@@ -84,9 +88,11 @@ class JointLimits:
     lower, upper : (n,) float arrays
         Position limits, rad (m); ±inf for unbounded (continuous) joints.
     velocity : (n,) float array
-        Velocity limits, rad/s (m/s); finite, > 0.
+        Velocity limits, rad/s (m/s); > 0, or inf where the URDF gives none (the governor then
+        refuses every position, velocity and trajectory command for the joint).
     effort : (n,) float array
-        Effort limits, N·m (N); finite, > 0.
+        Effort limits, N·m (N); > 0, or inf where the URDF gives none (the governor then
+        refuses every effort command for the joint).
 
     """
 
@@ -114,11 +120,10 @@ class JointLimits:
                     'lower <= upper (use -inf/inf for a continuous joint)')
             for attr, unit in (('velocity', 'rad/s'), ('effort', 'N·m')):
                 v = getattr(self, attr)[i]
-                if not (math.isfinite(v) and v > 0.0):
+                if not v > 0.0:         # NaN too; inf is a joint without a limit
                     raise GovernorConfigError(
-                        f'joint {name!r}: {attr} limit {v} {unit} is not a finite number > 0; '
-                        f'set <limit {attr}="..."> in the URDF or pass limits with '
-                        f'dataclasses.replace(limits, {attr}=...)')
+                        f'joint {name!r}: {attr} limit {v} {unit} is not a number > 0 (inf '
+                        f'for none); set <limit {attr}="..."> on the joint in the URDF')
 
     @classmethod
     def from_model(cls, model):
@@ -139,6 +144,19 @@ class JointLimits:
     def n(self):
         """Return the number of joints (int)."""
         return len(self.names)
+
+    def without_limit(self):
+        """
+        Return the joints without a limit and which: ``{name: what}``.
+
+        ``what`` is ``'velocity'``, ``'effort'`` or ``'velocity and effort'`` (inf limits).
+        """
+        out = {}
+        for name, v, e in zip(self.names, self.velocity, self.effort):
+            missing = [what for what, x in (('velocity', v), ('effort', e)) if x == math.inf]
+            if missing:
+                out[name] = ' and '.join(missing)
+        return out
 
 
 @dataclass
@@ -320,6 +338,9 @@ class SafetyGovernor:
         self._speed_scale = 1.0
         self._vmax = limits.velocity * self.velocity_scale
         self._emax = limits.effort
+        # joints the URDF gives no limit: the governor cannot limit them, so commands none
+        self._no_velocity_limit = limits.velocity == math.inf
+        self._no_effort_limit = limits.effort == math.inf
         self._index_of = {n: i for i, n in enumerate(limits.names)}
         self._all = np.arange(limits.n)
         self._period = 1.0 / self.max_rate_hz
@@ -367,15 +388,21 @@ class SafetyGovernor:
         idx = [self._index_of[j] for j in joints]
         return self._lo[idx], self._hi[idx]
 
+    def velocity_limit(self, joints):
+        """Return the velocity limits (m,) rad/s in force: URDF x velocity_scale x speed scale."""
+        return self._vmax[[self._index_of[j] for j in joints]]
+
     def tick(self, now):
         """
-        Watch the local clock between commands (call it at the status rate).
+        Watch the local clock between commands (call it at the status rate, or more often).
 
         A clock that steps backwards between two commands is noticed here too, so the next
-        command is refused until the clock runs forward again.
+        command is refused until the clock runs forward again. Returns why commands are
+        refused now for the clock (a string), or None while the clock is sane.
         """
-        if _finite_number(now):
-            self._clock(float(now))
+        if not _finite_number(now):
+            return f'time now={now!r} is not a finite number of seconds'
+        return self._clock(float(now))
 
     def _clock(self, now):
         """Track clock steps; return a refusal reason while the clock is not sane, else None."""
@@ -462,6 +489,7 @@ class SafetyGovernor:
                                    f'for 1/max_rate_hz = {self._period:.6g} s')
         joints, idx = self._joints(command.joints)
         decision.joints = joints
+        self._limited(kind, joints, idx)
         m = len(joints)
         cur = v_now = None
         if kind != 'effort':
@@ -514,6 +542,17 @@ class SafetyGovernor:
         if len(set(joints)) != len(joints):
             raise _Refuse('malformed', f'duplicated joint names in command: {list(joints)}')
         return joints, np.array([self._index_of[j] for j in joints], dtype=np.intp)
+
+    def _limited(self, kind, joints, idx):
+        """Refuse a command for joints the URDF gives no limit of the kind it needs."""
+        what = 'effort' if kind == 'effort' else 'velocity'
+        missing = (self._no_effort_limit if kind == 'effort' else self._no_velocity_limit)[idx]
+        if missing.any():
+            names = [j for j, bad in zip(joints, missing) if bad]
+            raise _Refuse('no_limit', f'the URDF gives {format_joint_names(names)} no {what} '
+                                      f'limit: the governor cannot limit a {kind} command for '
+                                      f'it, so sends none; set <limit {what}="..."> on the '
+                                      'joint in the URDF')
 
     @staticmethod
     def _array(values, m, what):
@@ -902,6 +941,10 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
         rows.append((j, float(lim.lower[i]) + margin, float(lim.upper[i]) - margin,
                      float(lim.velocity[i]) * governor.velocity_scale * governor.speed_scale,
                      float(lim.effort[i])))
+    # a joint without a limit of the kind the command needs is never commanded
+    needed = 4 if out.kind == 'effort' else 3
+    bad += [f'{row[0]} has no {"effort" if needed == 4 else "velocity"} limit' for row in rows
+            if not math.isfinite(row[needed])]
     if out.kind == 'trajectory':
         t_prev = 0.0
         prev = None if current is None else [float(c) for c in current]
@@ -953,10 +996,10 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
     if len(values) != len(rows) or not all(math.isfinite(v) for v in values):
         return ['values not finite or wrong length']
     if out.kind == 'effort':
-        return [f'{name} effort {v} beyond {emax}' for (name, _lo, _hi, _vmax, emax), v
-                in zip(rows, values) if not abs(v) <= emax]
+        return bad + [f'{name} effort {v} beyond {emax}' for (name, _lo, _hi, _vmax, emax), v
+                      in zip(rows, values) if not abs(v) <= emax]
     if current is None:
-        return [f'no measured state for a {out.kind} command']
+        return bad + [f'no measured state for a {out.kind} command']
     horizon = governor.horizon_s
     for (name, lo, hi, vmax, _emax), v, c in zip(rows, values, current):
         c = float(c)

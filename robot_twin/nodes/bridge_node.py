@@ -15,8 +15,10 @@ Out: when ``corrective_actions.enabled`` is true, an anomaly report at ERROR mak
 clock, rate limit, ...), which :class:`twin_bridge.audit.AuditLog` records, and which only then
 goes out: the whole governed trajectory on the trajectory interface, or streamed as set-points
 (:class:`twin_bridge.corrective.SetpointStream`) on the forward_position and joint_command
-interfaces. The anomaly report comes from ``twin_anomaly`` by a function call in the one-process
-twin, else from the latched /twin/anomaly topic.
+interfaces. A stream stops, holding its last set-point, when the robot state goes stale or the
+clock steps back or jumps forward (counted in /twin/status as ``stream_stops.*``); the policy
+then proposes again from the measured state. The anomaly report comes from ``twin_anomaly`` by
+a function call in the one-process twin, else from the latched /twin/anomaly topic.
 """
 import math
 import sys
@@ -34,16 +36,18 @@ from robot_twin.nodes.mirror_node import DisplayRate
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput
 from robot_twin.nodes.runner import run_nodes
-from robot_twin.nodes.status import sync_diagnostic
+from robot_twin.nodes.status import MirrorResultCheck, sync_diagnostic
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 from twin_anomaly.report import ROBOT_STATUS, StatusEntry
 from twin_bridge.audit import AuditLog
-from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
+from twin_bridge.corrective import AnomalyEvent, CLOCK_LEAD_S, CorrectivePolicy, \
+    SetpointStream, SIM_CLOCK_LEAD_S, STREAM_STOP_CAUSES
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
 from twin_bridge.intake import JOINTS, stamps_behind_text, WRENCH
 from twin_bridge.ledger import LedgerError
+from twin_bridge.mapping import format_joint_names
 
 STAMP_WARNING_PERIOD_S = 10.0
 """At most one log line per stream this often about stamps behind the local clock, s."""
@@ -79,11 +83,12 @@ class TwinBridgeNode(Node):
         self.intake = self.input.intake
         self.input.sample_listeners.append(self._display)
         self.status_sources = []
+        self.mirror_check = MirrorResultCheck()    # not "in sync" while results are NaN
         self.display = DisplayRate(p['display_rate_hz'])
         self.pub_mirror = self.create_publisher(
             JointState, '/twin/joint_states', qos.STREAM_OUT, event_callbacks=qos.LEAN_PUBLISHER,
             qos_overriding_options=qos.OVERRIDABLE)
-        self._mirror_msg = {}     # JointStateWriter per (has velocity)
+        self._mirror_msg = {}     # JointStateWriter per (has velocity, has effort)
         self.pub_status = self.create_publisher(DiagnosticArray, '/twin/status', qos.STATUS)
         # the sync state for rqt_robot_monitor and diagnostic_aggregator (robot_twin.nodes.status)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', qos.STATUS)
@@ -107,6 +112,7 @@ class TwinBridgeNode(Node):
             position_margin_rad=model.by_joint_type(p['corrective_actions.position_margin_rad'],
                                                     p['corrective_actions.position_margin_m']),
             velocity_scale=p['corrective_actions.velocity_scale'])
+        self._warn_without_limits(p)
         home = p['corrective_actions.home_position']
         if home and len(home) != len(self.names):
             raise ConfigError(self.get_fully_qualified_name(), [
@@ -130,8 +136,32 @@ class TwinBridgeNode(Node):
         self.commands_sent = 0
         self.last_event = None      # latest robot-level anomaly (AnomalyEvent)
         self.stream = None          # SetpointStream being played, if any
+        self.stream_stops = dict.fromkeys(STREAM_STOP_CAUSES, 0)
+        period = 1.0 / p['corrective_actions.stream_rate_hz']
+        # how far the clock may run ahead of the monotonic clock between two set-points
+        sim_time = self.get_parameter('use_sim_time').value
+        self._clock_lead_s = max(SIM_CLOCK_LEAD_S, period) if sim_time else CLOCK_LEAD_S
         if self.interface != 'trajectory':
-            self.create_timer(1.0 / p['corrective_actions.stream_rate_hz'], self._stream_step)
+            self.create_timer(period, self._stream_step)
+
+    def _warn_without_limits(self, p):
+        """
+        Say at start-up, in one line, that joints without a velocity limit block commands.
+
+        Corrective commands are trajectories of every joint; the governor refuses to command
+        a joint whose speed it cannot limit (a URDF continuous joint without <limit>).
+        """
+        joints = [name for name, what in self.governor.limits.without_limit().items()
+                  if 'velocity' in what]
+        if not joints:
+            return
+        log = self.get_logger().warning if p['corrective_actions.enabled'] else \
+            self.get_logger().info
+        its, joint = ('its', 'the joint') if len(joints) == 1 else ('their', 'each joint')
+        log(f'the URDF gives {format_joint_names(joints)} no velocity limit: the governor '
+            f'cannot limit {its} speed, so it refuses every corrective command (hold and home '
+            'move every joint) and none will be sent; add <limit effort="..." velocity="..."/> '
+            f'to {joint} in the URDF to allow them')
 
     def _open_audit(self, p):
         """Return the governor's audit trail in the lifecycle log (``ledger_path``), or None."""
@@ -168,15 +198,18 @@ class TwinBridgeNode(Node):
         """Republish the accepted state on /twin/joint_states at the display rate."""
         if not self.display.due(sample.t):
             return
+        # a field some joint lacks in this sample (NaN effort: its message gave none) goes out
+        # empty, "not provided", as sensor_msgs/JointState has it: never a NaN on an output
         with_velocity = sample.velocity is not None
-        writer = self._mirror_msg.get(with_velocity)
+        with_effort = not np.isnan(sample.effort).any()
+        writer = self._mirror_msg.get((with_velocity, with_effort))
         if writer is None:
-            fields = ('position', 'velocity', 'effort') if with_velocity else (
-                'position', 'effort')
-            writer = self._mirror_msg[with_velocity] = JointStateWriter(self.names,
-                                                                        fields=fields)
+            fields = ('position',) + (('velocity',) if with_velocity else ()) + (
+                ('effort',) if with_effort else ())
+            writer = self._mirror_msg[with_velocity, with_effort] = JointStateWriter(
+                self.names, fields=fields)
         self.pub_mirror.publish(writer.write(*sample.stamp, sample.position, sample.velocity,
-                                             sample.effort))
+                                             sample.effort if with_effort else None))
 
     def on_controller_trajectory(self, msg):
         """Note the robot controller's latest trajectory (reported in /twin/status)."""
@@ -222,17 +255,21 @@ class TwinBridgeNode(Node):
 
     def send_corrective(self, proposal):
         """Govern, audit and (if allowed) send one corrective proposal."""
-        now = self._now()
+        wall, now = time.monotonic(), self._now()     # read together: the stream checks both
         start = self.intake.mapper.position.copy()
         # the robot's trajectory controller starts its spline at the robot's velocity, and a
         # set-point stream runs the same spline (NaN: not streamed, taken as at rest)
         velocity = self.intake.mapper.velocity.copy()
+        previous = None
         if self.stream is not None and list(self.stream.joints) == list(self.names):
             # a stream is under way: the new one goes on from its set-point, not from where
             # the arm (lagging its commands) is, so the commanded positions never jump. The
             # set-point of `now`, the new stream's start time: one read later, the new stream
-            # would start ahead of the old one's path and its next step be faster than approved
+            # would start ahead of the old one's path and its next step be faster than approved.
+            # Its first set-point is checked against the last one the old stream sent (a clock
+            # that stepped back is also the governor's to refuse)
             start, velocity = self.stream.setpoint(now)[:2]
+            previous = self.stream.last
         command = TrajectoryCommand(points=[(proposal.time_from_start_s, proposal.positions,
                                              proposal.velocities)], joints=self.names)
         decision = self.governor.govern(command, now, self.intake.state_ok(now), start,
@@ -251,32 +288,64 @@ class TwinBridgeNode(Node):
         if self.interface == 'trajectory':
             self.pub_command.publish(trajectory_msg(governed.joints, governed.points))
         else:
-            self.stream = SetpointStream(governed, start, now,
-                                         self.governor.position_range(governed.joints),
-                                         velocity)
+            self.stream = SetpointStream(
+                governed, start, now, self.governor.position_range(governed.joints), velocity,
+                velocity_limit=self.governor.velocity_limit(governed.joints), wall=wall,
+                previous=previous, clock_lead_s=self._clock_lead_s)
             self._stream_step()
         self.commands_sent += 1
         self.get_logger().warning(f'corrective command sent ({proposal.reason}); '
                                   f'governor: {decision.reasons or "within limits"}')
 
     def _stream_step(self):
-        """Send the next set-point of the governed trajectory being streamed, if any."""
+        """
+        Send the next set-point of the governed trajectory being streamed, if any.
+
+        The stream checks it against the last one sent (:meth:`SetpointStream.step`); the
+        governor watches the clock at every set-point. A stream stopped by the clock holds its
+        last set-point, and the policy proposes again after its retry time, from the measured
+        state (the governor refuses until the clock is sane again).
+        """
         stream = self.stream
         if stream is None:
             return
-        if not self.intake.state_ok(self._now()):
+        # one reading of the clock for the checks, the set-point and its stamp, between two of
+        # the monotonic clock
+        before, now, wall = time.monotonic(), self.get_clock().now(), time.monotonic()
+        now_s = now.nanoseconds * 1e-9
+        clock = self.governor.tick(now_s)
+        # the clock first: a clock that jumped ahead also makes the state look stale, and the
+        # clock is the cause to report
+        problem = ('clock_back', clock) if clock is not None else (
+            stream.clock_problem(now_s, wall) if stream.stopped is None else None)
+        if problem is None and not self.intake.state_ok(self._now()):
             self.stream = None                # stale: the interlock stops the stream too
+            self.stream_stops['stale'] += 1
             self.get_logger().warning('corrective stream stopped: robot state is stale')
             return
-        now = self.get_clock().now()           # one time: the set-point's and its stamp
-        q, v, done = stream.setpoint(now.nanoseconds * 1e-9)
+        setpoint = stream.stop(*problem) if problem is not None else stream.step(
+            now_s, wall, before)
+        if setpoint.positions is not None:
+            self._send_setpoint(now, stream.joints, setpoint.positions, setpoint.velocities)
+        if setpoint.stop is not None:
+            self.stream_stops[setpoint.stop] += 1
+            held = ('holding its last set-point' if setpoint.positions is not None
+                    else 'nothing of it was sent')
+            self.get_logger().warning(
+                f'corrective stream stopped ({setpoint.stop}): {setpoint.reason}; {held}; '
+                f'while the anomaly lasts, the policy proposes again in '
+                f'{self.policy.retry_s:g} s, from the measured state')
+            self.policy.refused(now_s)
+        if setpoint.done:
+            self.stream = None
+
+    def _send_setpoint(self, now, joints, q, v):
+        """Publish one set-point (positions, velocity feed-forward) stamped ``now``."""
         if self.interface == 'forward_position':
             self.pub_command.publish(Float64MultiArray(data=q.tolist()))
         else:
-            self.pub_command.publish(make_joint_state(now.to_msg(), stream.joints, position=q,
+            self.pub_command.publish(make_joint_state(now.to_msg(), joints, position=q,
                                                       velocity=v))
-        if done:
-            self.stream = None
 
     # ---------------------------------------------------------------- status
     def publish_status(self):
@@ -295,6 +364,7 @@ class TwinBridgeNode(Node):
         values.update(intake.counters())
         values.update({f'governor.{k}': v for k, v in self.governor.counters.items()})
         values['commands_sent'] = self.commands_sent
+        values.update({f'stream_stops.{k}': v for k, v in self.stream_stops.items()})
         values['wrench_outputs'] = 'on' if self.input.with_wrench else (
             'off: ' + self.input.wrench_off_reason)
         values['controller.trajectories'] = self.controller['trajectories']
@@ -303,7 +373,7 @@ class TwinBridgeNode(Node):
             values.update(source())
         values['missing_joints'] = ','.join(intake.joints.missing_joints(now))
         values['joints_without_effort'] = ','.join(intake.mapper.never_received('effort'))
-        level, message = intake.sync_status(now)
+        level, message = self.mirror_check.judge(*intake.sync_status(now), values, now)
         self._warn_stamps_behind(now)
         stamp = now_stamp(self.get_clock())
         self.pub_status.publish(diagnostics_bytes(
