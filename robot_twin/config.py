@@ -223,6 +223,10 @@ _DYNAMICS = (
               'empty = URDF inertias, no friction.', read_only=True),
     ParamSpec('payload_mass_kg', float, 0.0,
               'Known payload at the tool (kg).', min=0.0, max=1000.0, read_only=True),
+    ParamSpec('payload_frame', str, '',
+              'URDF link that carries the payload; empty = the force-torque sensor frame, else '
+              'the last link of the arm before any gripper joint (the twin logs which). With a '
+              'sensor link, only that link.', read_only=True),
 )
 """The twin's model beyond the URDF (every node that runs the mirror)."""
 _LEDGER = ParamSpec(

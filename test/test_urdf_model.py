@@ -727,3 +727,139 @@ def test_frame_origins_are_the_frame_poses_translations(arm):
     np.testing.assert_array_equal(origins['link2'], before)
     with pytest.raises(ValueError, match='unknown frame'):
         arm.frame_origins(q, ['flange'])
+
+
+# ------------------------------------------------------------------ where a payload hangs
+
+UR_LIKE = ROOT / 'test' / 'data' / 'ur5e_like.urdf'
+UR_GRIPPER = ROOT / 'test' / 'data' / 'ur5e_like_mimic_gripper.urdf'   # a <mimic> finger
+_BOX = ('<inertial><mass value="{m}"/><origin xyz="0 0 0.02"/><inertia ixx="1e-5" ixy="0" '
+        'ixz="0" iyy="1e-5" iyz="0" izz="1e-5"/></inertial>')
+
+
+def _hand(jaw='jaw_joint', jaw_link='moving_jaw', kind='prismatic', axis='0 1 0'):
+    """Return a hand on tool0 with one moving jaw and a fixed one (XML)."""
+    fixed_jaw = (f'<link name="fixed_plate">{_BOX.format(m=0.05)}</link>'
+                 '<joint name="hand-fixed_plate" type="fixed"><parent link="hand"/>'
+                 '<child link="fixed_plate"/><origin xyz="0 -0.02 0.12"/></joint>')
+    return (f'<link name="hand">{_BOX.format(m=0.8)}</link>'
+            '<joint name="tool0-hand" type="fixed"><parent link="tool0"/><child link="hand"/>'
+            f'</joint>{fixed_jaw}<link name="{jaw_link}">{_BOX.format(m=0.05)}</link>'
+            f'<joint name="{jaw}" type="{kind}"><parent link="hand"/><child link="{jaw_link}"/>'
+            f'<origin xyz="0 0.02 0.12"/><axis xyz="{axis}"/>'
+            '<limit lower="0" upper="0.05" effort="100" velocity="0.05"/></joint>')
+
+
+def _ur_with(tmp_path, extra, before=False, name='ur_tool.urdf'):
+    text = UR_LIKE.read_text()
+    if before:
+        text = text.replace('<robot name="ur5e_like">', '<robot name="ur5e_like">' + extra)
+    else:
+        text = text.replace('</robot>', extra + '</robot>')
+    return _write(tmp_path, text, name)
+
+
+def _payload_frame_warnings(path, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        model = RobotModel.from_urdf(path, **kwargs)
+    return model, [str(w.message) for w in caught if 'payload frame' in str(w.message)]
+
+
+@pytest.mark.parametrize('jaw, jaw_link, kind', [
+    ('jaw_joint', 'moving_jaw', 'prismatic'),     # the audit's single-jaw gripper
+    ('Jaw', 'Moving_Jaw', 'revolute'),            # SO-100 style: a revolute jaw
+    ('j7', 'finger', 'prismatic'),                # named by its link
+])
+def test_a_single_moving_jaw_does_not_carry_the_payload(tmp_path, jaw, jaw_link, kind):
+    model, said = _payload_frame_warnings(_ur_with(tmp_path, _hand(jaw, jaw_link, kind)))
+    assert model.payload_frame == 'hand' and said == []
+    rng = np.random.default_rng(3)
+    loaded = model.with_payload(Payload(3.0, com=(0.0, 0.0, 0.1)))
+    for _ in range(5):
+        q = rng.uniform(-1.5, 1.5, model.n)
+        q[-1] = 0.02
+        extra = loaded.gravity(q) - model.gravity(q)
+        assert abs(extra[-1]) < 1e-12 and np.abs(extra[1:4]).max() > 1.0
+
+
+def test_an_unnamed_jaw_across_the_wrist_axis_is_a_guess_with_a_warning(tmp_path):
+    model, said = _payload_frame_warnings(_ur_with(tmp_path, _hand('slide', 'plate_b')))
+    assert model.payload_frame == 'hand'
+    assert said == [f"{tmp_path / 'ur_tool.urdf'}: payload frame 'hand' (a guess: prismatic "
+                    "joint 'slide' after the wrist is taken for a gripper jaw); if the tool "
+                    'hangs elsewhere, give that link as payload_frame']
+    assert RobotModel.from_urdf(tmp_path / 'ur_tool.urdf',
+                                payload_frame='plate_b').payload_frame == 'plate_b'
+
+
+def test_a_linear_axis_along_the_wrist_axis_is_part_of_the_arm(tmp_path):
+    """A SCARA's quill slides along the turning axes: the tool is on it, no guess."""
+    joints = ''.join(
+        f'<joint name="j{i}" type="revolute"><parent link="l{i - 1}"/><child link="l{i}"/>'
+        f'<origin xyz="{0.3 if i > 1 else 0} 0 0.1"/><axis xyz="0 0 1"/>'
+        '<limit lower="-2" upper="2" effort="50" velocity="2"/></joint>'
+        f'<link name="l{i}">{_BOX.format(m=2.0)}</link>' for i in (1, 2))
+    quill = ('<joint name="j3" type="prismatic"><parent link="l2"/><child link="quill"/>'
+             '<origin xyz="0.25 0 0"/><axis xyz="0 0 -1"/>'
+             '<limit lower="0" upper="0.2" effort="100" velocity="0.5"/></joint>'
+             f'<link name="quill">{_BOX.format(m=0.5)}</link>')
+    path = _write(tmp_path, f'<?xml version="1.0"?><robot name="scara"><link name="l0"/>'
+                            f'{joints}{quill}</robot>')
+    model, said = _payload_frame_warnings(path)
+    assert model.payload_frame == 'quill' and said == []
+
+
+@pytest.mark.parametrize('before', [False, True])
+def test_a_positioner_in_the_same_urdf_does_not_take_the_payload(tmp_path, before):
+    positioner = (
+        f'<link name="positioner_base">{_BOX.format(m=20.0)}</link>'
+        '<joint name="world-positioner" type="fixed"><parent link="world"/>'
+        '<child link="positioner_base"/><origin xyz="1.0 0 0"/></joint>'
+        f'<link name="turntable">{_BOX.format(m=10.0)}</link>'
+        '<joint name="turntable_joint" type="revolute"><parent link="positioner_base"/>'
+        '<child link="turntable"/><origin xyz="0 0 0.5"/><axis xyz="0 0 1"/>'
+        '<limit lower="-3.14" upper="3.14" effort="200" velocity="1.0"/></joint>')
+    model, said = _payload_frame_warnings(_ur_with(tmp_path, positioner, before))
+    assert model.payload_frame == 'wrist_3_link' and said == []
+
+
+def test_a_mimic_parallel_gripper_holds_the_payload_in_its_base():
+    model, said = _payload_frame_warnings(UR_GRIPPER)
+    assert model.payload_frame == 'gripper_base' and said == []
+    assert model.mimic_joints == {'right_finger_joint': ('finger_joint', -1.0, 0.035)}
+
+
+def test_the_payload_frame_can_be_given():
+    model = RobotModel.from_urdf(UR_LIKE, payload_frame='tool0')
+    assert model.payload_frame == 'tool0'
+    q = np.array([0.1, -1.2, 1.0, -1.3, -1.5, 0.2])
+    at_tool0 = model.with_payload(Payload(2.0)).gravity(q) - model.gravity(q)
+    tool0 = model.frame_pose(q, 'tool0')
+    wrist = RobotModel.from_urdf(UR_LIKE)
+    com = np.linalg.inv(wrist.frame_pose(q, 'wrist_3_link')) @ tool0[:, 3]
+    np.testing.assert_allclose(
+        wrist.with_payload(Payload(2.0, com=com[:3])).gravity(q) - wrist.gravity(q), at_tool0,
+        atol=1e-9)
+    with pytest.raises(URDFError, match="payload frame 'nope' is not a link of the URDF"):
+        RobotModel.from_urdf(UR_LIKE, payload_frame='nope')
+    with pytest.raises(URDFError, match="payload frame 'world' is the root link"):
+        RobotModel.from_urdf(UR_LIKE, payload_frame='world')
+    with pytest.raises(URDFError, match='with a force-torque sensor the payload is given in '
+                                        "its frame 'ft_sensor'"):
+        RobotModel.from_urdf(ARM, payload_frame='tool')
+    assert RobotModel.from_urdf(ARM, payload_frame='ft_sensor').payload_frame == 'ft_sensor'
+
+
+def test_the_twins_nodes_take_the_payload_frame_as_a_parameter():
+    # the parameter of config/twin.yaml reaches the model every mirror node builds
+    from robot_twin.twin_model import robot_model
+    panda = os.path.join(pybullet_data.getDataPath(), 'franka_panda', 'panda.urdf')
+    params = {'urdf_path': panda, 'payload_frame': 'panda_link8'}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        assert robot_model(params, with_dynamics=False).payload_frame == 'panda_link8'
+        assert robot_model(dict(params, payload_frame=''),
+                           with_dynamics=False).payload_frame == 'panda_hand'
+        with pytest.raises(URDFError, match='not a link'):
+            robot_model(dict(params, payload_frame='no_such_link'), with_dynamics=False)

@@ -23,11 +23,20 @@ What the URDF check accepts and rejects
 - Massless moving bodies: a movable joint moves its child link together with every link fixed
   to it. If none of those has an ``<inertial>`` and nothing further out has mass either, the
   joint's dynamics are undefined (a zero column of the mass matrix): :class:`URDFError`. If the
-  moving body is massless but links further out have mass, the dynamics are defined: warning.
-  Fixed frames without ``<inertial>`` (``world``, ``tool0``, ...) are normal and not reported.
+  moving body is massless but links further out have mass, the dynamics may be defined:
+  warning. Fixed frames without ``<inertial>`` (``world``, ``tool0``, ...) are normal and not
+  reported.
+- Every moving joint must move mass (inertia about its axis, for a revolute joint): the mass
+  matrix must be positive definite at the reference configuration (0 clipped into the limits)
+  and a few random ones within the limits. Judged per joint by the inertia it moves with every
+  joint beyond it free (the ``D`` of ``M = U D U^T``); a joint with none (``<mass value="0"/>``
+  and zero inertia, as UR URDFs give ``ee_link``; a point mass on a revolute joint's axis; a
+  massless link whose load slides through the next joint) would make forward dynamics NaN:
+  :class:`URDFError` naming the joint and the link to give a small mass and inertia.
 - Mesh files are not needed for dynamics: a mesh that does not resolve (``package://``,
   ``file://`` or relative to the URDF) gives one warning listing them.
-- ``<mimic>`` joints are modelled as independent joints (warning).
+- ``<mimic>`` joints are modelled as independent joints (warning); :attr:`RobotModel.mimic_joints`
+  keeps the coupling, which :mod:`twin_sim.excitation` respects.
 
 Force-torque sensor
 -------------------
@@ -42,10 +51,16 @@ movable joints below the sensor (e.g. gripper fingers) add the force pinocchio's
 transmits through those joints.
 
 A :class:`Payload` is given in the payload frame :attr:`RobotModel.payload_frame`: the
-``ft_link`` frame if the robot has a sensor; else the hand of a gripper (the link where the chain
-branches into moving fingers, e.g. a Panda's ``panda_hand``), so that a payload never hangs on
-a finger; else the child link of the last joint. It is added to the body of the joint that
-carries that frame, for inverse and forward dynamics alike.
+``ft_link`` frame if the robot has a sensor; else the last link of the arm's chain before any
+gripper joint, so that a payload never hangs on a finger: the hand where the chain branches
+into fingers (a Panda's ``panda_hand``), or the link that carries a gripper's joints at the end
+of the chain (``<mimic>`` joints and their leaders, joints named for a finger, jaw, gripper ...,
+a prismatic joint sliding across the wrist axis); else the child link of the arm's last joint
+(in a URDF with several chains, such as an arm beside a positioner, the longest one is the
+arm). When that is a guess (a jaw known only by its axis, chains of equal length) a
+:class:`URDFWarning` names the frame; ``from_urdf(payload_frame=...)`` sets it. The payload is
+added to the body of the joint that carries that frame, for inverse and forward dynamics
+alike.
 
 Models are not thread-safe: each holds one pinocchio ``Data``; use :meth:`RobotModel.copy`
 per thread.
@@ -174,6 +189,8 @@ class _Joint:
     effort: float = math.inf
     damping: float = 0.0
     friction: float = 0.0
+    axis: np.ndarray = None  # unit vector in the joint frame (movable joints)
+    mimic: tuple = None      # (leader joint, multiplier, offset) of a <mimic> joint
 
 
 @dataclass
@@ -185,7 +202,7 @@ class _Urdf:
     parent_joint: dict   # link name -> _Joint
     root_link: str
     locked: dict = None  # joint name -> position, for joints made fixed (see _lock_joints)
-    hand: str = None     # a gripper's hand link, found before any joint is locked
+    tool: tuple = None   # (payload link, note or None): _payload_link, before any locking
 
 
 def _floats(text, count, what):
@@ -284,6 +301,12 @@ def _parse_joint(elem, links, path):
                    f'{what} <axis xyz>')
     if np.linalg.norm(axis) < 1e-9:
         raise URDFError(f'{what}: <axis xyz> is zero; give the joint axis direction')
+    joint.axis = np.array(axis) / np.linalg.norm(axis)
+    mimic = elem.find('mimic')
+    if mimic is not None:
+        joint.mimic = (mimic.get('joint'),
+                       _attr_float(mimic, 'multiplier', f'{what} <mimic>', 1.0),
+                       _attr_float(mimic, 'offset', f'{what} <mimic>', 0.0))
     limit = elem.find('limit')
     if jtype in ('revolute', 'prismatic'):
         if limit is None:
@@ -409,6 +432,13 @@ def _parse_urdf(path, package_dirs):
                             f'({parent_joint[joint.child].name!r}, {joint.name!r})')
         joints[joint.name] = joint
         parent_joint[joint.child] = joint
+    for joint in joints.values():
+        leader = joints.get(joint.mimic[0]) if joint.mimic else None
+        if joint.mimic and (leader is None or leader.type == 'fixed' or leader is joint):
+            warnings.warn(f'{path}: joint {joint.name!r} <mimic joint={joint.mimic[0]!r}> does '
+                          'not name another moving joint of the URDF; ignored',
+                          URDFWarning, stacklevel=3)
+            joint.mimic = None
     roots = [name for name in links if name not in parent_joint]
     if len(roots) != 1:
         raise URDFError(f'{path}: expected one root link, found {roots or "none (a cycle)"}')
@@ -440,23 +470,111 @@ def _subtree(urdf, link, fixed_only=False):
     return out
 
 
-def _hand_link(urdf):
-    """
-    Return the link where the arm's chain branches into moving parts (a gripper's hand), or None.
+#: Words that mark a joint (or the link it moves) as part of a gripper, not of the arm.
+GRIPPER_WORDS = ('finger', 'jaw', 'gripper', 'knuckle', 'claw', 'pincer', 'thumb')
+#: Moving joints in a row that a gripper's finger has at most (Robotiq: knuckle, finger, tip).
+MAX_FINGER_JOINTS = 4
 
-    Followed from the root: while one child joint leads to moving joints the chain goes on; a
-    link with two or more such children (the fingers of a Panda's hand) is the hand. None for
-    a chain that does not branch.
+
+def _depths(urdf):
+    """``{link: most moving joints on a path from it to a leaf}``."""
+    depth = {}
+    for link in reversed([urdf.root_link] + _subtree(urdf, urdf.root_link)):
+        depth[link] = max((int(j.type != 'fixed') + depth[j.child]
+                           for j in _children(urdf, link)), default=0)
+    return depth
+
+
+def _root_rotation(urdf, link):
+    """Rotation root <- ``link`` with every joint at zero."""
+    rotation = np.eye(3)
+    while link in urdf.parent_joint:
+        joint = urdf.parent_joint[link]
+        rotation = joint.origin.rotation @ rotation
+        link = joint.parent
+    return rotation
+
+
+def _payload_link(urdf):
     """
-    def moving(joint):
-        return joint.type != 'fixed' or any(
-            urdf.parent_joint[link].type != 'fixed' for link in _subtree(urdf, joint.child))
-    link = urdf.root_link
+    Return ``(link, note)``: where a payload hangs without a sensor; ``note`` says why if unsure.
+
+    The arm's chain is followed from the root. A link after the first moving joint where it
+    branches into chains of at most :data:`MAX_FINGER_JOINTS` joints is a gripper's hand (one
+    before any moving joint only if they are all gripper joints, below): the payload hangs
+    there. Otherwise the branch with the most joints goes on (the others are other machines:
+    a turntable, a positioner). At the chain's end, gripper joints are left out: ``<mimic>``
+    joints and their leaders, joints named for a gripper (:data:`GRIPPER_WORDS`, in the
+    joint's or its link's name), and a prismatic joint after the arm's last revolute joint
+    that slides across that joint's axis (a jaw). The payload hangs on the link that carries
+    the first of them, else on the child of the chain's last joint. ``note`` is None when the
+    choice is clear (gripper joints known by name or ``<mimic>``, a chain that does not branch
+    or branches into one longest chain).
+    """
+    mimic = {j.name for j in urdf.joints.values() if j.mimic} | {
+        j.mimic[0] for j in urdf.joints.values() if j.mimic}
+    depth = _depths(urdf)
+
+    def below(joint):
+        return int(joint.type != 'fixed') + depth[joint.child]
+
+    def named(joint):
+        text = f'{joint.name} {joint.child}'.lower()
+        return joint.name in mimic or any(word in text for word in GRIPPER_WORDS)
+
+    def moving_joints(joint):
+        links = [joint.child] + _subtree(urdf, joint.child)
+        return [urdf.parent_joint[link] for link in links
+                if urdf.parent_joint[link].type != 'fixed']
+
+    link, chain, notes = urdf.root_link, [], []
     while True:
-        branches = [j for j in _children(urdf, link) if moving(j)]
-        if len(branches) != 1:
-            return link if len(branches) > 1 and link != urdf.root_link else None
-        link = branches[0].child
+        branches = [j for j in _children(urdf, link) if below(j) > 0]
+        if not branches:
+            break
+        if len(branches) > 1:
+            deepest = max(below(j) for j in branches)
+            longest = [j for j in branches if below(j) == deepest]
+            fingers = [any(map(named, moving_joints(j))) for j in branches]
+            if deepest <= MAX_FINGER_JOINTS and (chain or all(
+                    all(map(named, moving_joints(j))) for j in branches)):
+                if not any(fingers):
+                    notes.append(f'the chain branches at {link!r} into '
+                                 f'{len(branches)} short chains, taken for the fingers of a hand')
+                return link, '; '.join(notes) or None
+            if len(longest) > 1:
+                if chain:
+                    notes.append(f'the chain branches at {link!r} into {len(longest)} chains of '
+                                 f'{deepest} joints')
+                    return link, '; '.join(notes)
+                notes.append(f'{link!r} carries {len(longest)} chains of {deepest} joints; the '
+                             f'first ({longest[0].name!r} ...) is taken for the arm')
+            branches = longest[:1]
+        joint = branches[0]
+        if joint.type != 'fixed':
+            chain.append(joint)
+        link = joint.child
+    gripper = []
+    while chain:
+        joint = chain[-1]
+        if not named(joint):
+            revolute = [j for j in chain[:-1] if j.type != 'prismatic']
+            if joint.type != 'prismatic' or not revolute:
+                break
+            slide = _root_rotation(urdf, joint.child) @ joint.axis
+            turn = _root_rotation(urdf, revolute[-1].child) @ revolute[-1].axis
+            if abs(float(slide @ turn)) > 0.9:      # along the wrist axis: a tool's own axis
+                break
+            notes.append(f'prismatic joint {joint.name!r} after the wrist is taken for a '
+                         'gripper jaw')
+        gripper.insert(0, chain.pop())
+    if gripper and not chain:
+        notes.append('every joint of the chain is taken for a gripper joint')
+    if gripper:
+        link = gripper[0].parent
+    elif chain:
+        link = chain[-1].child
+    return link, '; '.join(notes) or None
 
 
 def _mass(urdf, link):
@@ -481,6 +599,95 @@ def _check_massless_bodies(urdf):
                             f'{joint.name!r}, has no <inertial> and nothing beyond it has mass, '
                             "so the joint's dynamics are undefined. Add an <inertial> element "
                             '(mass, origin, inertia) to the link.')
+
+
+#: A joint whose articulated inertia (kg·m^2, or kg for a prismatic joint) is at most this,
+#: or at most this fraction of its mass-matrix diagonal, moves no mass (singular M(q)).
+MIN_JOINT_INERTIA = 1e-10
+MIN_JOINT_INERTIA_RATIO = 1e-9
+MASS_CHECK_CONFIGURATIONS = 4   # random configurations besides the reference one
+
+
+def _articulated_inertias(mass_matrix, parents):
+    """
+    Inertia each joint moves with every joint beyond it free (the D of ``M = U D U^T``).
+
+    ``parents[i]`` is joint i's parent joint index (-1 at the root); joints are in tree order.
+    ``D_i`` is the Schur complement of ``M`` over the joints of ``i``'s subtree: positive for
+    every joint exactly when ``M`` is positive definite, and zero for a joint that moves no
+    mass (or no inertia about its axis).
+    """
+    n = len(parents)
+    subtree = [[] for _ in range(n)]
+    for i in range(n - 1, -1, -1):
+        k = parents[i]
+        while k >= 0:
+            subtree[k].append(i)
+            k = parents[k]
+    out = np.empty(n)
+    for i in range(n):
+        rest = sorted(subtree[i])
+        value = mass_matrix[i, i]
+        if rest:
+            coupling = mass_matrix[i, rest]
+            block = mass_matrix[np.ix_(rest, rest)]
+            value -= coupling @ np.linalg.pinv(block, rcond=1e-12, hermitian=True) @ coupling
+        out[i] = value
+    return out
+
+
+def _check_moving_mass(urdf, model, lower, upper):
+    """
+    Raise URDFError naming the joints that move no mass (a singular mass matrix).
+
+    Checked at the reference configuration (0, clipped into the limits) and a few random ones
+    within the limits: every joint's articulated inertia (:func:`_articulated_inertias`) must
+    be positive, else forward dynamics is NaN.
+    """
+    n = model.nv
+    if n == 0:
+        return
+    parents = [model.parents[jid] - 1 for jid in range(1, model.njoints)]
+    lo = np.where(np.isfinite(lower), lower, -math.pi)
+    hi = np.where(np.isfinite(upper), upper, math.pi)
+    rng = np.random.default_rng(0)
+    configurations = [np.clip(0.0, lo, hi)] + [rng.uniform(lo, hi)
+                                               for _ in range(MASS_CHECK_CONFIGURATIONS)]
+    data = model.createData()
+    bad = {}
+    for q in configurations:
+        upper_m = np.triu(pin.crba(model, data, q))
+        mass_matrix = upper_m + np.triu(upper_m, 1).T
+        inertia = _articulated_inertias(mass_matrix, parents)
+        limit = np.maximum(MIN_JOINT_INERTIA, MIN_JOINT_INERTIA_RATIO * np.diag(mass_matrix))
+        for i in np.flatnonzero(~(inertia > limit)):
+            bad.setdefault(model.names[int(i) + 1], q)
+    if not bad:
+        return
+    problems = [_massless_joint_text(urdf, urdf.joints[name], q, q is configurations[0])
+                for name, q in bad.items()]
+    first = urdf.joints[next(iter(bad))]
+    raise URDFError(f'{urdf.path}: {"; ".join(problems)}: the mass matrix is singular and '
+                    'forward dynamics gives NaN. Give the link a small mass and inertia, e.g. '
+                    f'<mass value="0.01"/> and ixx=iyy=izz="1e-6" (kg, kg m^2) on '
+                    f'{first.child!r}, or make the joint fixed if it does not move')
+
+
+def _massless_joint_text(urdf, joint, q, reference):
+    links = [joint.child] + _subtree(urdf, joint.child)
+    mass = sum(_mass(urdf, link) for link in links)
+    shown = ', '.join(repr(link) for link in links[:3]) + (', ...' if len(links) > 3 else '')
+    if mass <= 0.0:
+        what = f'moves no mass (links {shown} have mass 0 or no <inertial>)'
+    elif joint.type == 'prismatic':
+        what = (f'moves no mass of its own along its axis (links {shown}: {mass:g} kg in all, '
+                'free to slide through a later joint)')
+    else:
+        what = (f'moves {mass:g} kg (links {shown}) but no inertia about its axis (point '
+                'masses on the axis, or bodies free to turn through a later joint)')
+    where = '' if reference else (' at q = ' + np.array2string(
+        np.asarray(q), precision=3, separator=', ', max_line_width=10 ** 6))
+    return f'joint {joint.name!r} ({joint.type}) {what}{where}'
 
 
 def parse_locked_joints(text):
@@ -544,6 +751,7 @@ def _lock_joints(urdf, locked):
             motion = pin.SE3(pin.AngleAxis(position, axis).matrix(), np.zeros(3))
         joint.origin = joint.origin * motion
         joint.type = 'fixed'
+        joint.mimic = None
         elem.set('type', 'fixed')
         for tag in ('axis', 'limit', 'dynamics', 'mimic', 'origin', 'calibration',
                     'safety_controller'):
@@ -610,6 +818,11 @@ class RobotModel:
         Position limits (``-inf``/``inf`` for continuous joints).
     velocity_limit : (n,) rad/s (m/s)
     effort_limit : (n,) N·m (N)
+    mimic_joints : dict
+        ``{joint: (leader, multiplier, offset)}`` of the model's joints with a URDF ``<mimic>``
+        (``position = multiplier * leader + offset``); the leader may be a locked joint. The
+        model moves them independently; :func:`twin_sim.excitation.design_excitation` couples
+        them.
     damping : (n,) N·m·s/rad
         URDF ``<dynamics damping>`` (viscous friction) as written in the URDF.
     friction : (n,) N·m
@@ -620,7 +833,8 @@ class RobotModel:
     ft_frame : str or None
         The force-torque sensor link, or None if the robot has none.
     payload_frame : str
-        Frame of :class:`Payload` coordinates (``ft_frame`` or the last joint's child link).
+        Frame of :class:`Payload` coordinates: ``ft_frame``, else the gripper's hand or the last
+        arm joint's child link (module docstring), or what ``from_urdf`` was given.
     payload : Payload or None
         The payload this model carries (see :meth:`with_payload`).
     pin_model, pin_data : pinocchio.Model, pinocchio.Data
@@ -659,13 +873,16 @@ class RobotModel:
         self.effort_limit = np.array([j.effort for j in joints])
         self.damping = np.array([j.damping for j in joints])
         self.friction = np.array([j.friction for j in joints])
+        self.mimic_joints = {j.name: j.mimic for j in joints if j.mimic}
         self.friction_model = FrictionModel.from_urdf(self)
         self.payload = None
         self._nominal = [pin_model.inertias[i].copy() for i in range(pin_model.njoints)]
+        _check_moving_mass(urdf, pin_model, self.lower, self.upper)
         self._setup_ft(urdf, ft_link)
 
     @classmethod
-    def from_urdf(cls, path, *, ft_link=DEFAULT_FT_LINK, package_dirs=None, locked=None):
+    def from_urdf(cls, path, *, ft_link=DEFAULT_FT_LINK, package_dirs=None, locked=None,
+                  payload_frame=None):
         """
         Load and check a URDF.
 
@@ -684,6 +901,9 @@ class RobotModel:
             ``{joint: position}`` (rad, or m; None: 0 or the nearest limit): joints held fixed
             at that position, left out of the model (a gripper the robot streams on a topic of
             its own). See :func:`parse_locked_joints`.
+        payload_frame : str, optional
+            The link a :class:`Payload` hangs on, instead of the one the model finds (see the
+            module docstring); not with a force-torque sensor, whose frame it is then.
 
         Raises
         ------
@@ -693,13 +913,22 @@ class RobotModel:
 
         """
         urdf = _parse_urdf(path, package_dirs)
-        urdf.hand = _hand_link(urdf)     # (locked fingers still hang on the hand)
+        urdf.tool = _payload_link(urdf)      # (locked fingers still hang on the hand)
         if locked:
             _lock_joints(urdf, locked)
-        for elem in urdf.root.findall('joint'):       # (a locked joint has lost its <mimic>)
-            if elem.find('mimic') is not None:
-                warnings.warn(f'{urdf.path}: joint {elem.get("name")!r} has <mimic>; it is '
-                              'modelled as an independent joint', URDFWarning, stacklevel=2)
+        for joint in urdf.joints.values():       # (a locked joint has lost its <mimic>)
+            if joint.mimic:
+                warnings.warn(f'{urdf.path}: joint {joint.name!r} has <mimic> (follows '
+                              f'{joint.mimic[0]!r}); it is modelled as an independent joint',
+                              URDFWarning, stacklevel=2)
+        if payload_frame is not None and payload_frame not in urdf.links:
+            raise URDFError(f'{urdf.path}: payload frame {payload_frame!r} is not a link of '
+                            f'the URDF; links are {sorted(urdf.links)}')
+        if payload_frame is not None and payload_frame == urdf.root_link:
+            raise URDFError(f'{urdf.path}: payload frame {payload_frame!r} is the root link; '
+                            'give the link the tool is mounted on')
+        if payload_frame is not None:
+            urdf.tool = (payload_frame, None)
         if ft_link is not None and ft_link not in urdf.links:
             if ft_link != DEFAULT_FT_LINK:
                 raise URDFError(f'{urdf.path}: force-torque sensor link {ft_link!r} not found; '
@@ -708,6 +937,13 @@ class RobotModel:
         if ft_link is not None and ft_link == urdf.root_link:
             raise URDFError(f'{urdf.path}: the force-torque sensor link {ft_link!r} is the '
                             'root link; it must sit on the arm')
+        if ft_link is not None and payload_frame not in (None, ft_link):
+            raise URDFError(f'{urdf.path}: payload frame {payload_frame!r}: with a force-torque '
+                            f'sensor the payload is given in its frame {ft_link!r}')
+        if ft_link is None and urdf.tool[1] is not None:
+            warnings.warn(f'{urdf.path}: payload frame {urdf.tool[0]!r} (a guess: '
+                          f'{urdf.tool[1]}); if the tool hangs elsewhere, give that link as '
+                          'payload_frame', URDFWarning, stacklevel=2)
         return cls(urdf, _build_pinocchio(urdf), ft_link)
 
     # ---------------------------------------------------------------------- set-up helpers
@@ -716,17 +952,11 @@ class RobotModel:
         self.ft_frame = ft_link
         self._ft_children = []
         if ft_link is None:
-            hand = urdf.hand
-            if hand is not None:          # a gripper: the payload is held by the hand
-                frame = model.frames[model.getFrameId(hand, pin.BODY)]
-                self.payload_frame = hand
-                self._payload_joint = frame.parentJoint
-                self._payload_placement = frame.placement.copy()
-            else:
-                last = urdf.joints[self.joint_names[-1]] if self.n else None
-                self.payload_frame = last.child if last else urdf.root_link
-                self._payload_joint = model.njoints - 1
-                self._payload_placement = pin.SE3.Identity()
+            link = urdf.tool[0] if urdf.tool else urdf.root_link
+            frame = model.frames[model.getFrameId(link, pin.BODY)]
+            self.payload_frame = link
+            self._payload_joint = frame.parentJoint
+            self._payload_placement = frame.placement.copy()
             self._ft_joint = None
             self._ft_placement = None
             self._ft_inertia_nominal = None
