@@ -264,6 +264,32 @@ def tracking_summary(model, times, errors):
     return out
 
 
+def missing_parts(commands, times, values):
+    """
+    Return what the recording lacks for a full report, one sentence each (list of str).
+
+    No position command: no tracking error (and no command limit check without any command);
+    no /twin/plant_status: no timing and no injected faults (so an alarm cannot be told from a
+    false alarm); a plant status without step counters: no timing figures.
+    """
+    out = []
+    topics = ' or '.join(COMMAND_TOPICS)
+    if not commands.total:
+        out.append(f'no commands ({topics}) in the recording: no tracking error and no '
+                   'command limit check')
+    elif not commands.t:
+        out.append(f'{commands.total} commands but none with a position for every joint it '
+                   'names: no tracking error')
+    elif not len(times):
+        out.append('no joint state after the first position command: no tracking error')
+    if not values:
+        out.append('no /twin/plant_status (twin/plant) in the recording: no timing, and the '
+                   'injected faults are unknown (every alarm is listed as a false alarm)')
+    elif 'steps' not in values:
+        out.append('/twin/plant_status has no step counters: no timing figures')
+    return out
+
+
 def _detections(reader, bag, model, config, urdf):
     """Return the live twin's alarms if recorded, else the replay's, and their source."""
     live = recorded_alarms(reader, bag)
@@ -312,8 +338,9 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
                      'outside_limits': outside, 'examples': commands.examples},
         'timing': timing(values),
         'faults': {'injected': faults, 'false_alarms': false_alarms,
-                   'detected_not_injected': unexpected,
+                   'detected_not_injected': unexpected, 'injected_known': bool(values),
                    'detections_from': source, 'scenario_problem': problem},
+        'missing': missing_parts(commands, times, values),
     }
     return report, (times, errors, detections, injected)
 
@@ -332,11 +359,21 @@ def write_plots(report, series, model_names, directory):
         plt.close(fig)
         written.append(name)
 
+    def empty(ax, text, y=0.5):
+        """Write on the axes why they hold no data (or what they lack, above the data)."""
+        ax.text(0.5, y, text, transform=ax.transAxes, ha='center', va='center', wrap=True,
+                fontsize=9, color='0.3')
+
+    commands = report['commands']
     fig, ax = plt.subplots(figsize=(9, 4))
     if len(times):
         for j, name in enumerate(model_names):
             ax.plot(times - times[0], errors[:, j], lw=0.7, label=name)
         ax.legend(fontsize=7, ncol=4)
+    elif not commands['position_commands']:
+        empty(ax, 'no position commands in the recording: no tracking error')
+    else:
+        empty(ax, 'no joint state after the first position command: no tracking error')
     ax.set(xlabel='time since the first command [s]', ylabel='measured - commanded [rad]',
            title='Tracking error per joint')
     save(fig, 'tracking_error.png')
@@ -346,6 +383,10 @@ def write_plots(report, series, model_names, directory):
         labels = [f'>={e}' for e in hist['lower_edges_us']]
         ax.bar(range(len(labels)), hist['counts'], log=True)
         ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+    elif report['timing'] is None:
+        empty(ax, 'no /twin/plant_status in the recording: no timing')
+    else:
+        empty(ax, f'no jitter histogram in the plant status (mode {report["timing"]["mode"]})')
     ax.set(xlabel='lateness of the published sample [µs]', ylabel='steps',
            title='Plant jitter (real-time mode)')
     save(fig, 'jitter_histogram.png')
@@ -358,6 +399,10 @@ def write_plots(report, series, model_names, directory):
     ax.set_xticks(x, model_names, fontsize=7)
     ax.set(ylabel='commands', title='Commands outside the URDF limits')
     ax.legend(fontsize=7)
+    if not commands['total']:
+        empty(ax, 'no commands in the recording')
+    elif not outside:
+        empty(ax, f'none of {commands["total"]} commands outside the limits')
     save(fig, 'command_limits.png')
     fig, ax = plt.subplots(figsize=(8, 3.5))
     rows = {n: k for k, n in enumerate(list(model_names) + ['wrench', 'stream', 'robot'])}
@@ -371,5 +416,11 @@ def write_plots(report, series, model_names, directory):
     ax.set_yticks(list(rows.values()), list(rows), fontsize=7)
     ax.set(xlabel='plant time [s]' if starts else 'time since the first detection [s]',
            title='Faults injected (black) and detected (red, at the start of exceedance)')
+    known = report['faults'].get('injected_known', True)
+    if not injected and not detections:
+        empty(ax, 'no fault injected, none detected' if known else
+              'no /twin/plant_status (injected faults unknown); none detected')
+    elif not known:
+        empty(ax, 'no /twin/plant_status in the recording: injected faults unknown', y=0.93)
     save(fig, 'faults.png')
     return written

@@ -89,12 +89,12 @@ def summary_lines(report):
     outside = sum(sum(v.values()) for v in report['commands']['outside_limits'].values())
     lines.append(f"commands: {report['commands']['total']}, values outside limits: {outside}")
     t = report['timing']
-    if t and t['mode'] == 'realtime' and 'steps' in t:
-        lines.append(f"timing: {t['deadline_misses']} deadline misses in {t['steps']} steps "
-                     f"({100 * (t.get('miss_fraction') or 0):.3f} %), jitter p99 "
+    if t and 'steps' in t and t['mode'] == 'realtime':
+        lines.append(f"timing: {t.get('deadline_misses')} deadline misses in {t['steps']} "
+                     f"steps ({100 * (t.get('miss_fraction') or 0):.3f} %), jitter p99 "
                      f"{t.get('jitter_p99_us') or math.nan:.0f} µs")
-    elif t:
-        lines.append(f"timing: lock-step, {t.get('steps')} steps, {t.get('resends')} resends")
+    elif t and 'steps' in t:
+        lines.append(f"timing: {t['mode']}, {t['steps']} steps, {t.get('resends')} resends")
     for f in report['faults']['injected']:
         found = (f"detected on {f['detected_on']} after {f['delay_s']:.3f} s"
                  if f['detected'] else 'NOT detected')
@@ -103,9 +103,14 @@ def summary_lines(report):
         lines.append(f"fault {f['type']} on {f['joint'] or 'robot'} at {f['start_s']:g} s"
                      f'{parts}: ' + found)
     if report['faults'].get('false_alarms'):
-        lines.append('false alarms (before any fault began): '
-                     f"{len(report['faults']['false_alarms'])}")
+        if report['faults'].get('injected_known', True):
+            lines.append('false alarms (before any fault began): '
+                         f"{len(report['faults']['false_alarms'])}")
+        else:
+            lines.append(f"alarms: {len(report['faults']['false_alarms'])} (injected faults "
+                         'unknown: they cannot be told from false alarms)')
     if report['faults']['detected_not_injected']:
         extra = len(report['faults']['detected_not_injected'])
         lines.append(f'detected but not injected (after a fault began): {extra}')
+    lines += [f'missing: {text}' for text in report.get('missing', ())]
     return lines

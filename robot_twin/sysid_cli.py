@@ -9,8 +9,10 @@ Wiring (robot_twin/cli.py)::
 Each handler returns the exit status: 0 on success, 2 when the input or an option is unusable
 (the message says what to change; sysid checks ``--params``, ``--output`` and ``--report``
 before it reads the log), 1 when an output cannot be written after all, and (sysid) 3 when the
-identified model predicts the held-out data worse than the prior: the report is written, the
-parameters are not (``--force`` writes them anyway).
+identified model predicts the held-out data worse than the prior, the prior predicts no finite
+torque, or the fit leaves a moving joint's effort unexplained (mislabelled joint columns, a
+wrong effort sign or unit): the report is written, the parameters are not (``--force`` writes
+them anyway).
 """
 from pathlib import Path
 import sys
@@ -65,8 +67,10 @@ def add_sysid_parser(subparsers):
                     'from the URDF (or --params) as the prior: directions the log does not '
                     'excite keep the prior values. The result is written as params.yaml only '
                     'if it predicts held-out data (the last part of the log, or '
-                    '--validation-data) at least as well as the prior; otherwise the command '
-                    f'says so and exits with status {EXIT_REJECTED} (--force writes it anyway). '
+                    '--validation-data) at least as well as the prior and explains the effort '
+                    'of every moving joint (a log with swapped joint columns does not); '
+                    'otherwise the command says so and exits with status '
+                    f'{EXIT_REJECTED} (--force writes it anyway). '
                     'The report has the held-out torque RMSE before and after, with plots.')
     p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
     p.add_argument('--params', default=None, metavar='PARAMS_YAML',
@@ -169,10 +173,19 @@ def run_sysid(args):
     if not args.quiet:
         _print_summary(result, report, args, time.perf_counter() - t0)
     if not write:
+        if not result.decision.get('prior_finite', True):
+            advice = (f'Fix the prior ({result.prior.source}) so that it predicts finite '
+                      'torques, or pass --force to write the identified model anyway')
+        elif result.decision.get('unexplained_joints'):
+            advice = ("Check the log's joint names, effort signs and units against the URDF "
+                      f'({result.prior.source}); if the log is right, pass --force to write '
+                      'the identified model anyway')
+        else:
+            advice = (f'The prior ({result.prior.source}) stays the better model for this '
+                      'robot; record a more exciting log (robot-twin excite), or pass --force '
+                      'to write it anyway')
         print(f'{_SYSID}: the identified model was NOT written to {args.output}: '
-              f'{result.decision["reason"]}. The prior ({result.prior.source}) stays the better '
-              'model for this robot; record a more exciting log (robot-twin excite), or pass '
-              '--force to write it anyway', file=sys.stderr)
+              f'{result.decision["reason"]}. {advice}', file=sys.stderr)
         return EXIT_REJECTED
     return 0
 
@@ -223,16 +236,22 @@ def _files_problem(args):
     return ''
 
 
+def _fmt(value, spec):
+    """Format a report number; a missing one (None: NaN or infinite) as ``n/a``."""
+    return 'n/a' if value is None else format(value, spec)
+
+
 def _print_summary(result, report, args, seconds):
     print(f'{_SYSID}: {report["train_samples"]} training and {report["test_samples"]} '
           f'held-out samples ({report["validation_source"]}), {report["base_parameter_count"]} '
-          f'base parameters, condition number {report["condition_number"]:.3g}, prior '
-          f'{result.prior.source}, consistency: {result.consistency["method"]}')
+          f'base parameters, condition number {_fmt(report["condition_number"], ".3g")}, '
+          f'prior {result.prior.source}, consistency: {result.consistency["method"]}')
     print(f'{"joint":<24} {"RMSE before":>12} {"RMSE after":>12}   (held-out, N·m)')
     for joint, r in report['joints'].items():
-        print(f'{joint:<24} {r["rmse_before"]:>12.4f} {r["rmse_after"]:>12.4f}')
-    print(f'{"mean":<24} {report["rmse_before_mean"]:>12.4f} '
-          f'{report["rmse_after_mean"]:>12.4f}')
+        print(f'{joint:<24} {_fmt(r["rmse_before"], ".4f"):>12} '
+              f'{_fmt(r["rmse_after"], ".4f"):>12}')
+    print(f'{"mean":<24} {_fmt(report["rmse_before_mean"], ".4f"):>12} '
+          f'{_fmt(report["rmse_after_mean"], ".4f"):>12}')
     verdict = 'identified model used' if result.accepted else (
         'identified model written anyway (--force)' if args.force else 'prior kept')
     print(f'{_SYSID}: {verdict}: {result.decision["reason"]}')
@@ -283,7 +302,7 @@ def run_excite(args):
     """Handle ``robot-twin excite``; returns the exit status."""
     from twin_sim.excitation import design_excitation, write_trajectory_csv
     from twin_sim.logdata import SysIdError
-    from twin_sim.sysid import load_model
+    from twin_sim.sysid import load_robot
 
     t0 = time.perf_counter()
     if not args.quiet:
@@ -293,7 +312,7 @@ def run_excite(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:
-            model = load_model(urdf_or_builtin(args.urdf))
+            model = load_robot(urdf_or_builtin(args.urdf))     # carries its <mimic> joints
             traj = design_excitation(
                 model, duration=args.duration, harmonics=args.harmonics,
                 base_frequency=args.base_frequency, seed=args.seed, margin=args.margin,
@@ -317,13 +336,14 @@ def run_excite(args):
         print(f'{"joint":<24} {"range used":>10} {"vel used":>9} {"acc max":>9} {"effort":>8}')
         for joint in traj.joint_names:
             i = traj.info[joint]
+            follows = f'  (<mimic>: follows {i["mimics"]})' if i.get('mimics') else ''
             if i['held']:
-                print(f'{joint:<24} {"held":>10}')
+                print(f'{joint:<24} {"held":>10}{follows}')
                 continue
             pos = i['position_fraction_of_range']
             vel, eff = i['velocity_fraction'], i['effort_fraction']
             print(f'{joint:<24} {_pct(pos):>10} {_pct(vel):>9} {i["max_acceleration"]:>9.2f} '
-                  f'{_pct(eff):>8}')
+                  f'{_pct(eff):>8}{follows}')
         print(f'{_EXCITE}: done in {time.perf_counter() - t0:.1f} s; not checked for '
               'collisions')
     return 0

@@ -26,6 +26,7 @@ A what-if scenario (``config/whatif/<name>.yaml``)::
       #                              relative to this file; `robot-twin excite` writes one)
       # hold: q: [...]              (hold a pose; default zeros clipped into the limits)
     faults: null                    # a fault scenario: name in config/faults, path, or inline
+                                    # ({name, faults: [...]} or just the list of faults)
     randomization:                  # ranges around the URDF / identified parameters
       file: default                 # name in config/randomization, or path
       overrides: {payload: {mass_kg: [0.0, 5.0]}}
@@ -80,6 +81,7 @@ __all__ = [
     'load_scenario', 'scenario_from_dict', 'prepare', 'reference_trajectory', 'run_sample',
     'run_whatif', 'summarize', 'write_outputs', 'format_table', 'nominal_residual_samples',
     'scenario_residual_traces', 'PERCENTILES', 'SampleFailure', 'ENGINES', 'with_engine',
+    'faulted_channels',
 ]
 
 _TRAJECTORY_TYPES = ('demo_motion', 'csv', 'hold')
@@ -278,16 +280,32 @@ def _parse_trajectory(data, where, base_dir):
     return out
 
 
-def _parse_faults(value, where, base_dir):
+def _parse_faults(value, where, base_dir, name='inline'):
+    """
+    Return the scenario's faults as a fault-scenario mapping, or None.
+
+    ``value``: a name in config/faults or a path; a fault scenario written inline (a mapping
+    with ``name`` and ``faults``); or just its list of faults (a list of fault mappings, named
+    ``name``).
+    """
     from twin_sim.faults import FaultScenario, ScenarioError
     if value is None:
         return None
-    try:
-        if isinstance(value, dict):
+    if isinstance(value, list):
+        value = {'name': name, 'faults': value}
+    if not isinstance(value, (str, dict)):
+        raise WhatIfError(f'{where}: must be a name in config/faults, a path, a fault scenario '
+                          '{name, faults: [...]} or a list of faults [{type, joint, start_s, '
+                          f'...}}, ...], got {value!r}')
+    if isinstance(value, dict):
+        try:
             scenario = FaultScenario.from_dict(value, source=where)
-        else:
-            path = _resolve(value, where, base_dir, 'faults', 'fault scenario')
-            scenario = FaultScenario.load(path)
+        except ScenarioError as exc:              # names ``where`` already
+            raise WhatIfError(str(exc)) from exc
+        return scenario.to_dict()
+    path = _resolve(value, where, base_dir, 'faults', 'fault scenario')
+    try:
+        scenario = FaultScenario.load(path)
     except ScenarioError as exc:
         raise WhatIfError(f'{where}: {exc}') from exc
     return scenario.to_dict()
@@ -391,9 +409,9 @@ def scenario_from_dict(data, source='<dict>', base_dir=None):
         raise WhatIfError(f'{source}: dt: {dt} s is longer than duration_s {duration} s')
     if 'trajectory' not in data:
         raise WhatIfError(f'{source}: trajectory: missing; e.g. {{type: demo_motion, '
-                          'fraction: 0.3}}')
+                          'fraction: 0.3}')
     trajectory = _parse_trajectory(data['trajectory'], f'{source}: trajectory', base_dir)
-    faults = _parse_faults(data.get('faults'), f'{source}: faults', base_dir)
+    faults = _parse_faults(data.get('faults'), f'{source}: faults', base_dir, name=name)
     spec, spec_source = _parse_randomization(data.get('randomization'),
                                              f'{source}: randomization', base_dir)
     twin = data.get('twin') or {}
@@ -1445,6 +1463,36 @@ def _stats(values):
     return out
 
 
+def faulted_channels(faults):
+    """
+    Joints (and ``'wrench'``) a fault scenario acts on, or None if a fault names none.
+
+    Parameters
+    ----------
+    faults : dict or None
+        The fault scenario mapping (:attr:`WhatIfScenario.faults`).
+
+    Returns
+    -------
+    list of str or None
+        Sorted; what a first alarm must name to count as detecting a fault. None when some
+        fault acts on no named joint (a payload change, a collision on a link, a delay or a
+        dropout: any joint may show it) or there are no faults.
+
+    """
+    if not faults or not faults.get('faults'):
+        return None
+    out = set()
+    for fault in faults['faults']:
+        if fault.get('joint'):
+            out.add(fault['joint'])
+        elif fault.get('signal') == 'wrench':
+            out.add('wrench')
+        else:
+            return None
+    return sorted(out)
+
+
 def summarize(results, setup):
     """
     Percentiles across samples (p5, p50, p95, mean, min, max) of every recorded figure.
@@ -1461,8 +1509,11 @@ def summarize(results, setup):
     dict
         JSON-ready: ``scenario``, ``samples``, ``seed``, ``joints``, ``metrics``
         (``{metric: {joint: stats}}``), ``max_score``, ``alarms`` (count, fraction, before
-        and after the first fault, detection delay stats), ``time_series`` (p5/p50/p95 band
-        of the torque over time).
+        and after the first fault, detection delay stats; ``detected`` counts a first alarm on
+        any joint after the first fault starts; where every fault names its joint
+        (``faulted_joints``, :func:`faulted_channels`; else None), ``detected_on_faulted_joint``
+        counts those on one of them, with its fraction and delay stats), ``time_series``
+        (p5/p50/p95 band of the torque over time).
 
     """
     scenario = setup.scenario
@@ -1484,6 +1535,14 @@ def summarize(results, setup):
         alarms.update(first_fault_s=fault_start, false_alarms=int(early.sum()),
                       detected=int(late.sum()), detection_fraction=float(late.mean()),
                       detection_delay_s=_stats(alarm_times[late] - fault_start))
+        faulted = faulted_channels(scenario.faults)
+        alarms['faulted_joints'] = faulted
+        if faulted is not None:
+            right = late & np.array([r.alarm_joint in faulted for r in results], dtype=bool)
+            alarms.update(detected_on_faulted_joint=int(right.sum()),
+                          detection_on_faulted_joint_fraction=float(right.mean()),
+                          detection_delay_on_faulted_joint_s=_stats(
+                              alarm_times[right] - fault_start))
     joints_hit = {}
     for r in results:
         if r.alarm_joint:
@@ -1555,8 +1614,14 @@ def format_table(summary):
     text = f'alarms: {al["count"]}/{summary["samples"]}'
     if 'first_fault_s' in al:
         delay = al['detection_delay_s']
-        text += (f'; first fault at {al["first_fault_s"]:g} s: detected {al["detected"]}, '
-                 f'false alarms (before it) {al["false_alarms"]}')
+        text += f'; first fault at {al["first_fault_s"]:g} s: '
+        if al.get('faulted_joints') is not None:
+            text += (f'detected on the faulted joint ({", ".join(al["faulted_joints"])}) '
+                     f'{al["detected_on_faulted_joint"]}, alarm on any joint {al["detected"]}')
+            delay = al['detection_delay_on_faulted_joint_s']
+        else:
+            text += f'detected (alarm on any joint) {al["detected"]}'
+        text += f', false alarms (before it) {al["false_alarms"]}'
         if delay['count']:
             text += (f'; detection delay p50 {delay["p50"]:.3g} s, p95 {delay["p95"]:.3g} s')
     else:

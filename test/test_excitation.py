@@ -1,5 +1,6 @@
 """Tests of twin_sim.excitation and ``robot-twin excite``."""
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,11 @@ from twin_sim.excitation import (design_excitation, excitation_condition,
                                  ExcitationTrajectory, write_trajectory_csv)
 from twin_sim.logdata import read_csv, SysIdError
 from twin_sim.sysid import load_model, position_limits, predict_torque
+from twin_sim.urdf_model import RobotModel
+
+# a UR5e-like arm with a parallel gripper: right_finger_joint = -finger_joint + 0.035 (<mimic>),
+# its own limits 0..0.03 m and 0.08 m/s; finger_joint 0..0.04 m
+UR_GRIPPER = Path(__file__).resolve().parent / 'data' / 'ur5e_like_mimic_gripper.urdf'
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
@@ -155,3 +161,77 @@ def test_cli(tmp_path, capsys):
     assert run_cli(['excite', '--urdf', str(ARM_URDF), '--output', str(out),
                     '--harmonics', '1']) == 2
     assert 'at least 2 harmonics' in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ <mimic> joints
+
+@pytest.fixture(scope='module')
+def ur_gripper():
+    return RobotModel.from_urdf(UR_GRIPPER)
+
+
+def _fingers(model):
+    return model.joint_names.index('finger_joint'), model.joint_names.index('right_finger_joint')
+
+
+def test_a_mimic_finger_follows_its_leader_within_its_own_limits(ur_gripper):
+    """The real gripper cannot move the mimic finger on its own: neither may the trajectory."""
+    traj = design_excitation(ur_gripper, duration=10.0, iterations=0, restarts=1)
+    t, q, qd, qdd = traj.sample(200.0)
+    lead, follow = _fingers(ur_gripper)
+    np.testing.assert_allclose(q[:, follow], 0.035 - q[:, lead], atol=1e-12)
+    np.testing.assert_allclose(qd[:, follow], -qd[:, lead], atol=1e-12)
+    np.testing.assert_allclose(qdd[:, follow], -qdd[:, lead], atol=1e-12)
+    assert np.ptp(q[:, lead]) > 0.01                 # the gripper is excited, not held
+    assert 0.0 <= q[:, follow].min() and q[:, follow].max() <= 0.03      # the follower's limits
+    assert 0.005 <= q[:, lead].min() and q[:, lead].max() <= 0.035       # so the leader's too
+    assert np.abs(qd[:, follow]).max() <= 0.08
+    assert traj.info['right_finger_joint']['mimics'] == 'finger_joint'
+    assert traj.info['finger_joint']['mimics'] is None
+    assert np.isfinite(traj.condition_number) and traj.condition_number < 1e4
+
+
+def test_holding_a_mimic_pair_holds_both_where_the_leader_puts_the_follower(ur_gripper):
+    lead, follow = _fingers(ur_gripper)
+    # a pinocchio model with the coupling given; holding the leader holds the follower
+    traj = design_excitation(ur_gripper.pin_model, mimic=ur_gripper.mimic_joints,
+                             hold_joints=['finger_joint'], duration=10.0, iterations=0,
+                             restarts=1)
+    q = traj.sample(50.0)[1]
+    assert np.allclose(q[:, lead], 0.005) and np.allclose(q[:, follow], 0.03)
+    assert traj.info['right_finger_joint']['held'] and np.ptp(q[:, 0]) > 0.3
+    # holding the follower alone holds its leader too, and says so
+    with pytest.warns(UserWarning, match='right_finger_joint follows finger_joint .* holding it '
+                                         'holds finger_joint'):
+        traj = design_excitation(ur_gripper, hold_joints=['right_finger_joint'],
+                                 duration=10.0, iterations=0, restarts=1)
+    assert traj.info['finger_joint']['held'] and traj.info['right_finger_joint']['held']
+
+
+def test_a_follower_of_a_locked_leader_is_held_where_the_leader_stands():
+    model = RobotModel.from_urdf(UR_GRIPPER, locked={'finger_joint': 0.01})
+    traj = design_excitation(model, duration=10.0, iterations=0, restarts=1)
+    q = traj.sample(50.0)[1]
+    assert np.allclose(q[:, -1], 0.025) and traj.info['right_finger_joint']['held']
+
+
+def test_a_mimic_no_leader_position_satisfies_is_refused(ur_gripper):
+    with pytest.raises(SysIdError, match=r'no position of joint finger_joint within its limits '
+                                         r"keeps its <mimic> joints \['right_finger_joint'\]"):
+        design_excitation(ur_gripper.pin_model, duration=10.0, iterations=0, restarts=1,
+                          mimic={'right_finger_joint': ('finger_joint', 1.0, 0.5)})
+    with pytest.raises(SysIdError, match="mimics 'nope'"):
+        design_excitation(ur_gripper.pin_model, mimic={'right_finger_joint': ('nope', 1, 0)})
+
+
+def test_cli_moves_a_mimic_finger_with_its_leader(tmp_path, capsys):
+    """``robot-twin excite`` passes the RobotModel (with its <mimic> joints), not pinocchio's."""
+    out = tmp_path / 'grip.csv'
+    assert run_cli(['excite', '--urdf', str(UR_GRIPPER), '--output', str(out), '--duration',
+                    '10', '--iterations', '0', '--rate', '50']) == 0
+    log = read_csv(out)
+    lead = log.position[:, log.joint_names.index('finger_joint')]
+    follow = log.position[:, log.joint_names.index('right_finger_joint')]
+    assert np.ptp(lead) > 0.01
+    np.testing.assert_allclose(follow, 0.035 - lead, atol=1e-9)
+    assert '(<mimic>: follows finger_joint)' in capsys.readouterr().out

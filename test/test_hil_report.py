@@ -258,3 +258,43 @@ def test_a_bad_config_is_refused_even_when_the_recording_has_the_live_alarms(tmp
                      str(tmp_path / 'none.yaml')]) == 2
     assert 'none.yaml' in capsys.readouterr().err
     assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0    # without: as ever
+
+
+def test_the_report_says_what_the_recording_lacks_and_labels_empty_plots(tmp_path, capsys,
+                                                                         monkeypatch):
+    # the robot's streams only: no command, no /twin/plant_status
+    from matplotlib.axes import Axes
+    texts = []
+    original = Axes.text
+
+    def text(self, x, y, s, *args, **kwargs):
+        texts.append(s)
+        return original(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, 'text', text)
+    bag = write_bag(tmp_path / 'robot_only', simulate(1.0), commands=False)
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert 'missing: no commands (/joint_command or /forward_position_controller/commands) ' \
+           'in the recording: no tracking error' in printed, printed
+    assert 'missing: no /twin/plant_status (twin/plant) in the recording: no timing' in printed
+    report = json.loads((out / 'report.json').read_text())
+    assert len(report['missing']) == 2 and report['faults']['injected_known'] is False
+    assert report['timing'] is None
+    assert 'no position commands in the recording: no tracking error' in texts
+    assert 'no /twin/plant_status in the recording: no timing' in texts
+    assert 'no commands in the recording' in texts
+
+
+def test_a_plant_status_without_step_counters_is_not_printed_as_lock_step():
+    from robot_twin.hil_report_cli import summary_lines
+    report = {'tracking': {'joint1': {'rms_rad': 0.01}},
+              'commands': {'total': 5, 'outside_limits': {}},
+              'timing': {'mode': 'realtime', 'rate_hz': None},
+              'faults': {'injected': [], 'false_alarms': [], 'detected_not_injected': [],
+                         'injected_known': True},
+              'missing': ['/twin/plant_status has no step counters: no timing figures']}
+    text = '\n'.join(summary_lines(report))
+    assert 'None' not in text and 'lock-step' not in text, text
+    assert 'missing: /twin/plant_status has no step counters' in text

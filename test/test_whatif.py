@@ -390,3 +390,73 @@ def test_every_variant_failing_is_a_clear_error(tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert 'every variant failed; variant 0 (seed 6)' in err and 'no_such_link' in err
+
+
+# ------------------------------------------------------------ audit: inline faults, detection
+WEAR = {'type': 'friction_increase', 'joint': 'joint3', 'start_s': 0.6, 'size': 3.0}
+
+
+def test_faults_may_be_written_inline_as_a_list():
+    scenario = _scenario(faults=[WEAR])
+    assert scenario.faults['name'] == 'small'
+    (fault,) = scenario.faults['faults']
+    assert fault['type'] == 'friction_increase' and fault['joint'] == 'joint3'
+    assert scenario.fault_start_s() == 0.6
+    # a fault scenario written out inline still works, and other values name the forms
+    assert _scenario(faults={'name': 'wear', 'faults': [WEAR]}).faults['name'] == 'wear'
+    with pytest.raises(WhatIfError) as info:
+        _scenario(faults=5)
+    assert 'a list of faults [{type, joint, start_s, ...}, ...], got 5' in str(info.value)
+    with pytest.raises(WhatIfError) as info:
+        _scenario(faults=[{'type': 'nope', 'start_s': 1.0}])
+    message = str(info.value)
+    assert "faults[0].type: unknown fault type 'nope'" in message
+    assert message.count('faults:') == 1, message       # the source is named once
+
+
+def _fake_sample(index, alarm_time, joint, n=7):
+    from robot_twin.whatif import SampleResult
+    metrics = {name: np.ones(n) for name in ('torque_rms_nm', 'torque_peak_nm',
+                                             'tracking_rms_rad', 'effort_residual_rms_nm')}
+    return SampleResult(index=index, variant={}, metrics=metrics, max_score=2.0,
+                        alarm_time_s=alarm_time, alarm_joint=joint,
+                        alarm_fault_type='effort_offset' if joint else '', samples_received=10,
+                        record_t=np.array([0.5, 1.0]), record_effort=np.ones((2, n)))
+
+
+def _summary(faults, alarms):
+    from types import SimpleNamespace
+    from robot_twin.whatif import summarize
+    scenario = _scenario(faults={'name': 'audit', 'faults': faults})
+    setup = SimpleNamespace(scenario=scenario, joint_names=[f'joint{i}' for i in range(1, 8)],
+                            urdf_path=str(URDF), params_path=None, seed=0)
+    return summarize([_fake_sample(k, t, j) for k, (t, j) in enumerate(alarms)], setup)
+
+
+def test_detection_counts_the_faulted_joint_and_shows_any_alarm_too():
+    # after the fault: one first alarm on its joint, one on another; one false alarm; one none
+    summary = _summary([WEAR], [(0.7, 'joint3'), (0.8, 'joint2'), (0.4, 'joint3'),
+                                (math.nan, '')])
+    text = format_table(summary)
+    assert 'detected on the faulted joint (joint3) 1, alarm on any joint 2, false alarms ' \
+           '(before it) 1' in text, text
+    alarms = summary['alarms']
+    assert alarms['faulted_joints'] == ['joint3']
+    assert alarms['detected'] == 2 and alarms['false_alarms'] == 1
+    assert alarms['detected_on_faulted_joint'] == 1
+    assert alarms['detection_on_faulted_joint_fraction'] == 0.25
+    assert alarms['detection_delay_on_faulted_joint_s']['count'] == 1
+    json.dumps(summary)
+
+
+def test_detection_on_any_joint_where_a_fault_names_no_joint():
+    push = {'type': 'collision_force', 'start_s': 0.6, 'size': 20.0}
+    summary = _summary([WEAR, push], [(0.7, 'joint3'), (0.8, 'joint2')])
+    assert 'detected (alarm on any joint) 2' in format_table(summary)
+    assert summary['alarms']['faulted_joints'] is None
+    assert 'detected_on_faulted_joint' not in summary['alarms']
+    from robot_twin.whatif import faulted_channels
+    wrench = {'type': 'sensor_bias', 'signal': 'wrench', 'component': 'fz', 'start_s': 1.0,
+              'size': 5.0}
+    assert faulted_channels({'faults': [WEAR, wrench]}) == ['joint3', 'wrench']
+    assert faulted_channels(None) is None and faulted_channels({'faults': []}) is None

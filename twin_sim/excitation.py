@@ -18,19 +18,28 @@ then L-BFGS-B) for a low condition number of the column-normalized identificatio
 :func:`twin_sim.sysid.identify` checks. Finally, the inverse-dynamics torques of the URDF model
 are checked against the effort limits and all amplitudes shrunk until they fit.
 
+A URDF ``<mimic>`` joint (a gripper's second finger) cannot move on its own: it follows its
+leader, ``q = multiplier * q_leader + offset``, in the trajectory too (its coefficients are the
+leader's times the multiplier). The leader's amplitude is bounded by the follower's limits as
+well, the identification regressor is conditioned for the coupled motion, and holding either
+joint (``hold_joints``) holds both. Pass a :class:`~twin_sim.urdf_model.RobotModel` (it knows
+its ``mimic_joints``) or ``mimic=`` with a pinocchio model.
+
 Not checked: self-collision and collision with the environment. Look at the trajectory (e.g.
 in the twin's PyBullet world) before sending it to a real robot.
 """
 from dataclasses import dataclass, field
 import math
+import warnings
 
 import numpy as np
 from scipy import linalg, optimize
 
 from twin_sim.friction import DEFAULT_SMOOTH_VELOCITY, viscous_coulomb_regressor
 from twin_sim.logdata import SysIdError
-from twin_sim.sysid import (_check_model, _column_scaled, _progress_default, base_parameters,
-                            model_joint_names, position_limits, predict_torque, regressor)
+from twin_sim.sysid import (_check_model, _column_scaled, _progress_default, _random_states,
+                            base_parameters, BaseParameters, model_joint_names, parameter_names,
+                            position_limits, predict_torque, regressor)
 
 __all__ = ['ExcitationTrajectory', 'design_excitation', 'excitation_condition',
            'write_trajectory_csv']
@@ -57,7 +66,8 @@ class ExcitationTrajectory:
     condition_number : float
         Column-normalized condition number of the identification regressor along one period.
     info : dict
-        Per joint: fraction of the position, velocity, acceleration and effort limits used.
+        Per joint: fraction of the position, velocity, acceleration and effort limits used,
+        whether it is held, and the joint it follows (``mimics``, or None).
 
     """
 
@@ -180,17 +190,108 @@ def excitation_condition(model, q, qd, qdd, moving, base=None):
     return float(s[0] / s[-1]) if s[-1] > 0 else float('inf')
 
 
+def _mimic_groups(names, mimic, locked):
+    """
+    Resolve ``<mimic>`` couplings to the model's independent joints.
+
+    Returns ``follow`` ``{follower index: (leader index, multiplier, offset)}`` (chains of
+    mimics composed, the leader a joint that mimics none) and ``pinned``
+    ``{follower index: position}`` for followers of a locked (fixed) joint.
+    """
+    index = {name: i for i, name in enumerate(names)}
+    follow, pinned = {}, {}
+    for joint in mimic:
+        if joint not in index:
+            raise SysIdError(f'mimic joint {joint!r} is not a model joint; model joints: {names}')
+        multiplier, offset, leader, seen = 1.0, 0.0, joint, [joint]
+        while leader in mimic:
+            entry = mimic[leader]
+            try:
+                leader, k, c = entry[0], float(entry[1]), float(entry[2])
+            except (TypeError, ValueError, IndexError):
+                raise SysIdError(f'mimic of joint {seen[-1]!r} must be (leader, multiplier, '
+                                 f'offset), got {entry!r}') from None
+            if not (math.isfinite(k) and math.isfinite(c)):
+                raise SysIdError(f'mimic of joint {seen[-1]!r}: multiplier and offset must be '
+                                 f'finite, got {entry!r}')
+            multiplier, offset = multiplier * k, multiplier * c + offset
+            if leader in seen:
+                raise SysIdError(f'mimic joints {seen} follow each other in a loop')
+            seen.append(leader)
+        if leader in index:
+            follow[index[joint]] = (index[leader], multiplier, offset)
+        elif leader in locked:
+            pinned[index[joint]] = multiplier * float(locked[leader]) + offset
+        else:
+            raise SysIdError(f'joint {joint!r} mimics {leader!r}, which is neither a model '
+                             f'joint nor a locked one; model joints: {names}')
+    return follow, pinned
+
+
+def _leader_range(i, lo, hi, follow, names, what):
+    """Positions of leader ``i`` within ``[lo, hi]`` that keep all its followers in theirs."""
+    low, high = lo[i], hi[i]
+    for f, (leader, k, c) in follow.items():
+        if leader != i or k == 0.0:
+            continue
+        ends = sorted(((lo[f] - c) / k, (hi[f] - c) / k))
+        low, high = max(low, ends[0]), min(high, ends[1])
+    if not low <= high:
+        followers = [names[f] for f, (leader, _k, _c) in follow.items() if leader == i]
+        raise SysIdError(f'no position of joint {names[i]} within its {what} keeps its <mimic> '
+                         f'joints {followers} within theirs; fix the <mimic> multiplier/offset')
+    return low, high
+
+
+def _couple(a, b, follow):
+    """Set each follower's coefficients to its leader's times the multiplier (in place)."""
+    for f, (leader, k, _c) in follow.items():
+        a[f] = k * a[leader]
+        b[f] = k * b[leader]
+    return a, b
+
+
+def _coupled_base_parameters(model, rows, locked, follow, seed=0, rtol=1e-8):
+    """
+    :func:`twin_sim.sysid.base_parameters` for random states in which mimic joints follow.
+
+    Parameters only independent motion could tell apart are merged, so the condition number
+    measures what the coupled trajectory can identify.
+    """
+    n_par = 10 * (model.njoints - 1)
+    n_states = max(50, int(np.ceil(4 * n_par / max(len(rows), 1))))
+    q, qd, qdd = _random_states(model, n_states, locked, np.random.default_rng(seed))
+    for f, (leader, k, c) in follow.items():
+        q[:, f], qd[:, f], qdd[:, f] = k * q[:, leader] + c, k * qd[:, leader], k * qdd[:, leader]
+    w = regressor(model, q, qd, qdd, rows=rows).reshape(-1, n_par)
+    _q, r_mat, piv = linalg.qr(w, mode='economic', pivoting=True)
+    diag = np.abs(np.diag(r_mat))
+    rank = int(np.sum(diag > rtol * diag[0])) if diag[0] > 0 else 0
+    if rank == 0:
+        raise SysIdError('the measured joint torques do not depend on any inertial parameter')
+    base, dep = piv[:rank], piv[rank:]
+    coupling = linalg.solve_triangular(r_mat[:rank, :rank], r_mat[:rank, rank:])
+    coupling[np.abs(coupling) < 1e-10] = 0.0
+    projection = np.zeros((rank, n_par))
+    projection[np.arange(rank), base] = 1.0
+    projection[:, dep] = coupling
+    names = parameter_names(model)
+    return BaseParameters(np.asarray(base), projection, [names[c] for c in base], rows, locked,
+                          names)
+
+
 def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, seed=0,
                       margin=DEFAULT_MARGIN, max_acceleration=DEFAULT_MAX_ACCELERATION,
                       hold_joints=(), iterations=30, restarts=8, samples_per_period=200,
-                      progress=False):
+                      progress=False, mimic=None):
     """
     Design an excitation trajectory for a model.
 
     Parameters
     ----------
-    model : pin.Model
-        1-DoF joints; its position, velocity and effort limits bound the trajectory.
+    model : pin.Model or RobotModel
+        1-DoF joints; its position, velocity and effort limits bound the trajectory. A
+        :class:`~twin_sim.urdf_model.RobotModel` also gives its ``<mimic>`` joints.
     duration : float, s
         Rounded up to a whole number of periods ``1 / base_frequency``.
     harmonics : int >= 2
@@ -205,7 +306,9 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     max_acceleration : float, rad/s² (m/s²)
         Acceleration limit for every joint (URDFs have none).
     hold_joints : sequence of str
-        Joints that stay still (at 0 clipped into their limits), e.g. gripper fingers.
+        Joints that stay still (at 0 clipped into their limits), e.g. gripper fingers. A
+        ``<mimic>`` joint and its leader are held together (holding one holds both, with a
+        warning), the follower where the leader puts it.
     iterations : int
         L-BFGS-B iterations on the condition number; 0 keeps the best random start.
     restarts : int
@@ -215,6 +318,11 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     progress : bool or None
         Show a tqdm bar over the random starts and optimizer iterations (None: only on a
         TTY). A long design (a 30 s trajectory takes about a minute) is otherwise silent.
+    mimic : dict, optional
+        ``{joint: (leader, multiplier, offset)}``: joints that follow another one
+        (``RobotModel.mimic_joints``; default: the RobotModel's, none for a pinocchio model).
+        A follower of a joint the model does not have (a locked one) is held where that
+        joint's locked position puts it.
 
     Returns
     -------
@@ -223,9 +331,17 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     Raises
     ------
     SysIdError
-        Bad options or a joint name the model lacks.
+        Bad options, a joint name the model lacks, or ``<mimic>`` limits no position of the
+        leader satisfies.
 
     """
+    locked_positions = {}
+    if hasattr(model, 'pin_model'):                    # a RobotModel
+        if mimic is None:
+            mimic = model.mimic_joints
+        locked_positions = dict(model.locked_joints)
+        model = model.pin_model
+    mimic = dict(mimic or {})
     _check_model(model)
     names = model_joint_names(model)
     n = len(names)
@@ -242,31 +358,73 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     unknown = [j for j in hold_joints if j not in names]
     if unknown:
         raise SysIdError(f'cannot hold unknown joints {unknown}; model joints: {names}')
-    moving = np.array([j not in hold_joints for j in names])
+    follow, pinned = _mimic_groups(names, mimic, locked_positions)
+    held = np.array([j in hold_joints for j in names])
+    for f, (leader, _k, _c) in follow.items():
+        if held[f] and not held[leader]:
+            warnings.warn(f'joint {names[f]} follows {names[leader]} (<mimic>): holding it holds '
+                          f'{names[leader]} and its other followers too', UserWarning,
+                          stacklevel=2)
+            held[leader] = True
+    for f, (leader, _k, _c) in follow.items():
+        held[f] = held[leader]
+    held[list(pinned)] = True
+    moving = ~held                       # joints that move (followers with their leader)
+    free = moving.copy()                 # joints with coefficients of their own
+    free[list(follow)] = False
     if not moving.any():
         raise SysIdError('every joint is held; nothing to excite')
     n_periods = max(1, math.ceil(duration * base_frequency - 1e-9))
     duration = n_periods / base_frequency
 
     lims = _limits(model, margin, max_acceleration)
-    lo, hi = lims[0], lims[1]
     full_lo, full_hi = position_limits(model)
     hold_at = np.clip(0.0, full_lo, full_hi)
-    q0 = np.where(moving, 0.5 * (lo + hi), hold_at)
+    scale_lims = [x.copy() for x in lims[:4]]     # a leader's, narrowed by its followers'
+    for i in {leader for leader, _k, _c in follow.values()}:
+        hold_lo, hold_hi = _leader_range(i, full_lo, full_hi, follow, names, 'limits')
+        hold_at[i] = np.clip(0.0, hold_lo, hold_hi)
+        if moving[i]:
+            scale_lims[0][i], scale_lims[1][i] = _leader_range(
+                i, lims[0], lims[1], follow, names, 'limits less the margin')
+    for f, (leader, k, _c) in follow.items():
+        if k != 0.0:
+            scale_lims[2][leader] = min(scale_lims[2][leader], lims[2][f] / abs(k))
+            scale_lims[3][leader] = min(scale_lims[3][leader], lims[3][f] / abs(k))
+    lo, hi = scale_lims[0], scale_lims[1]
+    q0 = np.where(free, 0.5 * (lo + hi), hold_at)
+    for f, (leader, k, c) in follow.items():
+        q0[f] = k * q0[leader] + c
+    for f, value in pinned.items():
+        q0[f] = value
+    outside = [names[f] for f in list(follow) + list(pinned)
+               if not full_lo[f] - 1e-9 <= q0[f] <= full_hi[f] + 1e-9]
+    if outside:
+        raise SysIdError(f'<mimic> joints {outside} would stand outside their limits where '
+                         'their leaders put them; fix the <mimic> multiplier/offset')
     null_a, null_b = _constraint_bases(harmonics)
     n_free = null_a.shape[1] + null_b.shape[1]
     grid = np.arange(samples_per_period) / (samples_per_period * base_frequency)
+    own = np.flatnonzero(free)
     rows = np.flatnonzero(moving)
     locked = {int(j): float(q0[j]) for j in np.flatnonzero(~moving)}
-    base = base_parameters(model, rows=rows, locked=locked)
+    coupled = {f: entry for f, entry in follow.items() if moving[f]}
+    if coupled:
+        base = _coupled_base_parameters(model, rows, locked, coupled)
+    else:
+        base = base_parameters(model, rows=rows, locked=locked)
+
+    def scaled(a, b, sample_grid):
+        a, b = _scale_to_limits(a, b, q0, base_frequency, sample_grid, scale_lims, free)
+        return _couple(a, b, coupled)
 
     def coefficients(z):
-        z = z.reshape(len(rows), n_free)
+        z = z.reshape(len(own), n_free)
         a = np.zeros((n, harmonics))
         b = np.zeros((n, harmonics))
-        a[rows] = z[:, :null_a.shape[1]] @ null_a.T
-        b[rows] = z[:, null_a.shape[1]:] @ null_b.T
-        return _scale_to_limits(a, b, q0, base_frequency, grid, lims, moving)
+        a[own] = z[:, :null_a.shape[1]] @ null_a.T
+        b[own] = z[:, null_a.shape[1]:] @ null_b.T
+        return scaled(a, b, grid)
 
     def objective(z):
         a, b = coefficients(z)
@@ -276,7 +434,7 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
 
     from tqdm import tqdm
     rng = np.random.default_rng(seed)
-    starts = [rng.standard_normal(len(rows) * n_free) for _ in range(max(1, restarts))]
+    starts = [rng.standard_normal(len(own) * n_free) for _ in range(max(1, restarts))]
     with tqdm(total=len(starts) + max(0, int(iterations)), desc='excitation design',
               unit='step', disable=not _progress_default(progress), leave=False) as bar:
         values = []
@@ -293,7 +451,7 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     a, b = coefficients(z_best)
     # Rescale on a fine grid so that no extreme between the coarse samples passes a limit.
     fine = np.arange(100 * harmonics * 20) / (100 * harmonics * 20 * base_frequency)
-    a, b = _scale_to_limits(a, b, q0, base_frequency, fine, lims, moving)
+    a, b = scaled(a, b, fine)
 
     # Effort limits: shrink all amplitudes until the URDF model's torques fit.
     effort_lim = lims[4]
@@ -323,6 +481,7 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
             'effort_fraction': float(np.abs(tau[:, i]).max() / model.effortLimit[i])
             if model.effortLimit[i] > 0 else None,
             'held': bool(not moving[i]),
+            'mimics': names[follow[i][0]] if i in follow else None,
         }
     info['_effort_shrink'] = shrink
     if ratio.max() > 1.0:

@@ -47,9 +47,11 @@ def report_dict(result, data=None, *, forced=False, written=None):
     dict
         ``train_samples``, ``test_samples``, ``joints: {joint: {rmse_before, rmse_after, ...}}``
         (identified joints only), ``rmse_before_mean``, ``rmse_after_mean`` (N·m),
-        ``validation_source``, ``decision`` (``accepted``, ``chosen``, ``reason``), ``prior``,
-        ``regularization``, plus the condition number, friction, rotor inertia, base
-        parameters, consistency, warnings and timings.
+        ``validation_source``, ``decision`` (``accepted``, ``chosen``, ``reason``,
+        ``unexplained_joints``, ``prior_finite``), ``prior``, ``regularization``,
+        ``effort_explained`` (per joint, the share of its held-out effort variation the
+        identified model explains while it moves), plus the condition number, friction, rotor
+        inertia, base parameters, consistency, warnings and timings.
 
     """
     before, after = result.rmse('before'), result.rmse('after')
@@ -106,6 +108,9 @@ def report_dict(result, data=None, *, forced=False, written=None):
         'locked_joints': result.info.get('locked_joints'),
         'effort_vs_prior': {j: {k: v if isinstance(v, str) else _num(v) for k, v in d.items()}
                             for j, d in result.info.get('effort_vs_prior', {}).items()},
+        'effort_explained': {j: {k: v if isinstance(v, bool) or v is None else _num(v)
+                                 for k, v in d.items()}
+                             for j, d in result.info.get('effort_explained', {}).items()},
         'warnings': list(result.warnings),
         'timings_s': {k: _num(v) for k, v in result.timings.items()},
         'urdf': result.urdf,

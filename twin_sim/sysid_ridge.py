@@ -224,20 +224,26 @@ class RidgeProblem:
                            prior_error, grid)
 
 
-def acceptance(before, after, *, relative_tolerance=0.1, absolute_tolerance=0.01):
+def acceptance(before, after, *, relative_tolerance=0.1, absolute_tolerance=0.01,
+               names=None):
     """
     Decide whether an identified model may replace its prior, from held-out RMSE.
 
     Accepted when the mean held-out RMSE over the joints is not higher than the prior's (by
     more than ``MEAN_TIE`` of it, a tie: a fit that stayed at the prior) and no joint is worse
-    than the prior by more than ``relative_tolerance * before + absolute_tolerance``.
+    than the prior by more than ``relative_tolerance * before + absolute_tolerance``. Every
+    RMSE must be finite: a NaN compares false with anything, so a prior (or held-out effort)
+    that gives NaN would otherwise pass every test. Not accepted then, since the identified
+    model cannot be judged against its prior.
 
     Parameters
     ----------
     before, after : (m,) N·m
         Held-out torque RMSE of the prior and of the identified model, evaluated joints only.
     relative_tolerance, absolute_tolerance : float
-        Per-joint slack (fraction, N·m).
+        Per-joint slack (fraction, N·m), finite and >= 0.
+    names : list of str, optional
+        Names of the joints, for the reason.
 
     Returns
     -------
@@ -247,16 +253,39 @@ def acceptance(before, after, *, relative_tolerance=0.1, absolute_tolerance=0.01
     worse : list of int
         Indices of the joints beyond the per-joint slack.
 
+    Raises
+    ------
+    ValueError
+        A tolerance is negative or not finite.
+
     """
-    before = np.asarray(before, dtype=float)
-    after = np.asarray(after, dtype=float)
+    for label, value in (('relative_tolerance', relative_tolerance),
+                         ('absolute_tolerance', absolute_tolerance)):
+        if not (np.isfinite(value) and value >= 0.0):
+            raise ValueError(f'{label} must be a finite number >= 0, got {value!r}')
+    before = np.atleast_1d(np.asarray(before, dtype=float))
+    after = np.atleast_1d(np.asarray(after, dtype=float))
+    names = [f'joint {i}' for i in range(len(before))] if names is None else list(names)
+    if before.size == 0:
+        return False, 'no joint was evaluated on held-out data', []
     mean_b, mean_a = float(np.mean(before)), float(np.mean(after))
-    worse = [int(i) for i in np.flatnonzero(
-        after > before * (1.0 + relative_tolerance) + absolute_tolerance)]
     figures = f'mean held-out torque RMSE {mean_b:.3g} N·m with the prior, {mean_a:.3g} N·m ' \
               'identified'
-    if not np.all(np.isfinite(after)):
-        return False, f'the identified model predicts non-finite torques ({figures})', worse
+    bad_b = [names[i] for i in np.flatnonzero(~np.isfinite(before))]
+    bad_a = [names[i] for i in np.flatnonzero(~np.isfinite(after))]
+    if bad_b and bad_a:
+        return False, f'no finite held-out torque RMSE on {", ".join(bad_b)}, neither with ' \
+                      'the prior nor with the identified model (is the held-out effort ' \
+                      'finite?)', []
+    if bad_b:
+        return False, f'the prior predicts non-finite torques on {", ".join(bad_b)}, so the ' \
+                      'identified model cannot be judged against it (is every body of the ' \
+                      'URDF or params file valid?)', []
+    if bad_a:
+        return False, f'the identified model predicts non-finite torques on ' \
+                      f'{", ".join(bad_a)}', []
+    worse = [int(i) for i in np.flatnonzero(
+        after > before * (1.0 + relative_tolerance) + absolute_tolerance)]
     if mean_a > mean_b * (1.0 + MEAN_TIE):
         return False, f'the identified model predicts the held-out data worse than the ' \
                       f'prior ({figures})', worse
