@@ -1,5 +1,6 @@
 """Helpers shared by the system-identification tests and benchmark: robots, truths, bag writer."""
 from pathlib import Path
+import warnings
 
 import numpy as np
 import pinocchio as pin
@@ -38,6 +39,14 @@ ARM_SIGMOID = np.column_stack([[0.55, 0.87, 0.64, 1.28, 0.84, 0.30, 0.56],
                                [5.1, 9.1, 10.1, 5.6, 8.3, 17.1, 10.3],
                                [0.04, 0.026, -0.046, 0.036, 0.026, -0.021, 0.0036],
                                np.linspace(0.05, -0.05, 7)])
+
+
+def quiet(fn, *args, **kwargs):
+    """Call ``fn``; return its result and the texts of the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        out = fn(*args, **kwargs)
+    return out, [str(w.message) for w in caught]
 
 
 def perturbed_parameters(model, changes):

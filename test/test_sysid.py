@@ -15,14 +15,13 @@ inertia, and resampling averages neighbouring torque samples.
 import argparse
 import json
 import re
-import warnings
 
 import numpy as np
 import pinocchio as pin
 import pytest
 from robot_twin.sysid_cli import add_sysid_parser
 from sysid_testing import (ARM_FRICTION, ARM_SIGMOID, ARM_URDF, MIXED_URDF, PANDA_FINGERS,
-                           PANDA_URDF, perturbed_parameters, point_to_point_log, write_bag)
+                           PANDA_URDF, perturbed_parameters, point_to_point_log, quiet, write_bag)
 from twin_sim.excitation import design_excitation, simulate_log
 from twin_sim.logdata import LogData, prepare_log, SysIdError, write_csv
 from twin_sim.sysid import (base_parameters, check_physical_consistency,
@@ -39,13 +38,6 @@ RATE = 200.0
 # Joint index (pinocchio, 1-based) -> (relative mass change, COM shift in m).
 ARM_CHANGES = {3: (0.2, [0.01, 0.0, 0.02]), 5: (0.0, [0.01, 0.02, -0.01]),
                7: (0.7, [0.0, 0.0, 0.03])}
-
-
-def quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        out = fn(*args, **kwargs)
-    return out, [str(w.message) for w in caught]
 
 
 @pytest.fixture(scope='module')

@@ -15,12 +15,11 @@ import argparse
 import json
 import re
 import types
-import warnings
 
 import numpy as np
 import pytest
 from robot_twin.sysid_cli import _print_summary, add_sysid_parser
-from sysid_testing import ARM_FRICTION, ARM_URDF, perturbed_parameters
+from sysid_testing import ARM_FRICTION, ARM_URDF, perturbed_parameters, quiet
 from twin_sim.excitation import design_excitation, simulate_log
 from twin_sim.logdata import LogData, prepare_log, write_csv
 from twin_sim.sysid import (identify, load_model, model_joint_names, model_with_parameters,
@@ -32,13 +31,6 @@ pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 NOISE = {'position_noise': 1e-4, 'velocity_noise': 1e-3, 'torque_noise': 0.05, 'jitter': 0.3}
 RATE = 200.0
 INERTIAL = re.compile(r'(<link name="link4">\s*)<inertial>.*?</inertial>', re.S)
-
-
-def quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        out = fn(*args, **kwargs)
-    return out, [str(w.message) for w in caught]
 
 
 @pytest.fixture(scope='module')

@@ -37,9 +37,8 @@ from scipy import linalg, optimize
 
 from twin_sim.friction import DEFAULT_SMOOTH_VELOCITY, viscous_coulomb_regressor
 from twin_sim.logdata import SysIdError
-from twin_sim.sysid import (_check_model, _column_scaled, _progress_default, _random_states,
-                            base_parameters, BaseParameters, model_joint_names, parameter_names,
-                            position_limits, predict_torque, regressor)
+from twin_sim.sysid import (_check_model, _column_scaled, _progress_default, base_parameters,
+                            model_joint_names, position_limits, predict_torque, regressor)
 
 __all__ = ['ExcitationTrajectory', 'design_excitation', 'excitation_condition',
            'write_trajectory_csv']
@@ -251,35 +250,6 @@ def _couple(a, b, follow):
     return a, b
 
 
-def _coupled_base_parameters(model, rows, locked, follow, seed=0, rtol=1e-8):
-    """
-    :func:`twin_sim.sysid.base_parameters` for random states in which mimic joints follow.
-
-    Parameters only independent motion could tell apart are merged, so the condition number
-    measures what the coupled trajectory can identify.
-    """
-    n_par = 10 * (model.njoints - 1)
-    n_states = max(50, int(np.ceil(4 * n_par / max(len(rows), 1))))
-    q, qd, qdd = _random_states(model, n_states, locked, np.random.default_rng(seed))
-    for f, (leader, k, c) in follow.items():
-        q[:, f], qd[:, f], qdd[:, f] = k * q[:, leader] + c, k * qd[:, leader], k * qdd[:, leader]
-    w = regressor(model, q, qd, qdd, rows=rows).reshape(-1, n_par)
-    _q, r_mat, piv = linalg.qr(w, mode='economic', pivoting=True)
-    diag = np.abs(np.diag(r_mat))
-    rank = int(np.sum(diag > rtol * diag[0])) if diag[0] > 0 else 0
-    if rank == 0:
-        raise SysIdError('the measured joint torques do not depend on any inertial parameter')
-    base, dep = piv[:rank], piv[rank:]
-    coupling = linalg.solve_triangular(r_mat[:rank, :rank], r_mat[:rank, rank:])
-    coupling[np.abs(coupling) < 1e-10] = 0.0
-    projection = np.zeros((rank, n_par))
-    projection[np.arange(rank), base] = 1.0
-    projection[:, dep] = coupling
-    names = parameter_names(model)
-    return BaseParameters(np.asarray(base), projection, [names[c] for c in base], rows, locked,
-                          names)
-
-
 def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, seed=0,
                       margin=DEFAULT_MARGIN, max_acceleration=DEFAULT_MAX_ACCELERATION,
                       hold_joints=(), iterations=30, restarts=8, samples_per_period=200,
@@ -409,10 +379,7 @@ def design_excitation(model, *, duration=30.0, harmonics=5, base_frequency=0.1, 
     rows = np.flatnonzero(moving)
     locked = {int(j): float(q0[j]) for j in np.flatnonzero(~moving)}
     coupled = {f: entry for f, entry in follow.items() if moving[f]}
-    if coupled:
-        base = _coupled_base_parameters(model, rows, locked, coupled)
-    else:
-        base = base_parameters(model, rows=rows, locked=locked)
+    base = base_parameters(model, rows=rows, locked=locked, follow=coupled)
 
     def scaled(a, b, sample_grid):
         a, b = _scale_to_limits(a, b, q0, base_frequency, sample_grid, scale_lims, free)

@@ -361,7 +361,8 @@ class BaseParameters:
         return ' + '.join(terms)
 
 
-def base_parameters(model, *, rows=None, locked=None, n_states=None, seed=0, rtol=1e-8):
+def base_parameters(model, *, rows=None, locked=None, n_states=None, seed=0, rtol=1e-8,
+                    follow=None):
     """
     Find the base parameters by QR with column pivoting of a random-state regressor.
 
@@ -380,6 +381,10 @@ def base_parameters(model, *, rows=None, locked=None, n_states=None, seed=0, rto
         Seed of the random states.
     rtol : float
         A pivot ``|R_ii| <= rtol * |R_00|`` marks the end of the base columns.
+    follow : dict, optional
+        ``{follower index: (leader index, multiplier, offset)}``: ``<mimic>`` joints that
+        follow their leader in the random states too, so that parameters only independent
+        motion could tell apart are merged (:mod:`twin_sim.excitation`).
 
     Returns
     -------
@@ -393,6 +398,8 @@ def base_parameters(model, *, rows=None, locked=None, n_states=None, seed=0, rto
         n_states = max(50, int(np.ceil(4 * n_par / max(len(rows), 1))))
     rng = np.random.default_rng(seed)
     q, qd, qdd = _random_states(model, n_states, locked, rng)
+    for f, (leader, k, c) in (follow or {}).items():
+        q[:, f], qd[:, f], qdd[:, f] = k * q[:, leader] + c, k * qd[:, leader], k * qdd[:, leader]
     w = regressor(model, q, qd, qdd, rows=rows).reshape(-1, n_par)
     _r_, r_mat, piv = linalg.qr(w, mode='economic', pivoting=True)
     diag = np.abs(np.diag(r_mat))
