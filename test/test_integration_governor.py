@@ -49,21 +49,27 @@ def home_pose(limits):
     return home
 
 
+def record_commands(observer, clock, depth):
+    """Record /joint_command as ``(clock(), msg)``; return the list and its lock."""
+    commands, lock = [], threading.Lock()
+
+    def on_command(msg):
+        with lock:
+            commands.append((clock(), msg))
+
+    observer.node.create_subscription(JointState, '/joint_command', on_command,
+                                      QoSProfile(depth=depth,
+                                                 reliability=ReliabilityPolicy.RELIABLE))
+    return commands, lock
+
+
 @pytest.fixture(scope='module')
 def governed(tmp_path_factory):
     workdir = tmp_path_factory.mktemp('governed')
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = Observer(domain)
-    commands, lock = [], threading.Lock()
-
-    def on_command(msg):
-        with lock:
-            commands.append((time.time(), msg))
-
-    observer.node.create_subscription(JointState, '/joint_command', on_command,
-                                      QoSProfile(depth=200,
-                                                 reliability=ReliabilityPolicy.RELIABLE))
+    commands, lock = record_commands(observer, time.time, 200)
     limits = model_limits()
     home = home_pose(limits)
     try:
@@ -187,15 +193,7 @@ def test_a_clock_step_during_a_streamed_move_stops_it_without_a_jump(tmp_path, j
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = Observer(domain)
-    commands, lock = [], threading.Lock()
-
-    def on_command(msg):
-        with lock:
-            commands.append((time.monotonic(), msg))
-
-    observer.node.create_subscription(JointState, '/joint_command', on_command,
-                                      QoSProfile(depth=500,
-                                                 reliability=ReliabilityPolicy.RELIABLE))
+    commands, lock = record_commands(observer, time.monotonic, 500)
     robot = None
     try:
         graph.start('twin', node_specs(['twin_bridge'], {'twin_bridge': {
