@@ -1112,7 +1112,10 @@ class RobotModel:
         if mass > arm:
             raise ValueError(f'a payload of {mass:g} kg is heavier than the arm itself '
                              f'({arm:.3g} kg in the URDF); the mass is in kg')
-        reach = float(np.linalg.norm(payload.com))
+        # (the largest component first: the norm of 1e300 m overflows to inf)
+        reach = float(np.max(np.abs(payload.com)))
+        if reach <= MAX_PAYLOAD_REACH_M:
+            reach = float(np.linalg.norm(payload.com))
         if reach > MAX_PAYLOAD_REACH_M:
             raise ValueError(f'the payload centre of mass is {reach:.3g} m from '
                              f'{self.payload_frame}, more than {MAX_PAYLOAD_REACH_M:g} m; it is '
