@@ -9,9 +9,11 @@ Wiring (robot_twin/cli.py)::
 The nameplate and technical data come from the URDF, the identified parameters from
 ``--params``, and the current health and RUL from a running hub (``--hub URL``, its REST API).
 Exit status: 0 written, 2 an input is unusable (the message says which), 1 the file cannot be
-written. An existing ``--output`` that is not a regular file (a device, a FIFO, a directory)
-is refused before anything is written, never replaced. Every problem is one line on stderr,
-never a traceback; the URDF's warnings are one line each (``robot-twin aas export: warning:
+written, 3 written from a hub whose data is stale or missing: the Health submodel is then
+marked (``DataStatus`` ``STALE: ...`` or ``NO DATA: ...``) and a warning says why. An
+existing ``--output`` that is not a regular file (a device, a FIFO, a directory) is refused
+before anything is written, never replaced. Every problem is one line on stderr, never a
+traceback; the URDF's warnings are one line each (``robot-twin aas export: warning:
 ...``).
 """
 import datetime
@@ -93,7 +95,7 @@ def _output_problem(output):
 
 def run_aas_export(args):
     """Handle ``robot-twin aas export``; return the exit status."""
-    from robot_twin.hub.aas import build_shell, read_aasx, write_aasx
+    from robot_twin.hub.aas import build_shell, health_problem, read_aasx, write_aasx
     from twin_sim.urdf_model import ParametersError, RobotModel, URDFError
     problem = _input_problem(args)
     if problem:
@@ -127,4 +129,9 @@ def run_aas_export(args):
         return 1
     print(f'{_TAG}: wrote {args.output} ({shell_id}: Nameplate, TechnicalData, '
           f'IdentifiedParameters, Health{" from " + args.hub if state else ", empty"})')
+    stale = health_problem(state)
+    if stale:
+        print(f'{_TAG}: warning: the Health submodel is not current ({stale}); it is marked '
+              f'DataStatus {stale.split(":")[0]} (exit status 3)', file=sys.stderr)
+        return 3
     return 0

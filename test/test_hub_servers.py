@@ -85,8 +85,9 @@ def test_acknowledging_twice_is_a_conflict_and_notes_are_checked(api):
 
 def test_health_answers_head_and_reports_a_stale_robot_stream(api):
     assert api.client.head('/api/v1/health').status_code == 200
-    assert 'no /twin/status yet' in api.client.get('/api/v1/health').json()['reasons'][-1]
+    assert 'no /twin/status yet' in api.client.get('/api/v1/health').json()['reasons'][-2]
     api.state.update_sync('OK', 'in sync', {})
+    api.state.update_anomaly([('twin/anomaly/robot', 'OK', 'nominal', {})])
     api.state.update_joints('measured', 5.0, NAMES, [0.1] * 3, [0.0] * 3, [1.0] * 3)
     health = api.client.get('/api/v1/health').json()
     assert health['status'] == 'ok' and health['reasons'] == [] and health['data_age_s'] == 0

@@ -82,12 +82,12 @@ def test_anomaly_episodes_open_update_close_and_acknowledge():
     assert s.anomalies()['episodes'] == []
     s.update_anomaly(_anomaly('ERROR'), now=11.0)
     s.update_anomaly(_anomaly('ERROR', score='6.0'), now=11.5)
-    (episode,) = s.anomalies(active_only=True)['episodes']
+    (episode,) = s.anomalies(active_only=True, now=11.5)['episodes']
     assert episode['joint'] == 'j2' and episode['since'] == 12.5 and episode['active']
     assert episode['peak_score'] == pytest.approx(4.0)           # 6.0 / 1.5
-    assert s.joints()[1]['anomaly']['episode'] == episode['id']
+    assert s.joints(now=11.5)[1]['anomaly']['episode'] == episode['id']
     s.update_anomaly(_anomaly('OK', score='0.2'), now=13.0)
-    assert s.anomalies(active_only=True)['episodes'] == []
+    assert s.anomalies(active_only=True, now=15.0)['episodes'] == []
     closed = s.anomalies()['episodes'][0]
     assert closed['closed'] == 13.0 and not closed['active']
     acked = s.acknowledge(episode['id'], 'api', 'checked', now=14.0)
@@ -160,6 +160,7 @@ def test_stale_joint_samples_carry_their_age_and_the_health_says_degraded():
     s = TwinState(NAMES, 'arm', clock=clock)
     assert s.health()['status'] == 'degraded' and 'received yet' in s.health()['reasons'][0]
     s.update_sync('OK', 'in sync', {}, now=50.0)
+    s.update_anomaly([('twin/anomaly/robot', 'OK', 'nominal', {})], now=50.0)
     s.update_joints('measured', 7.0, NAMES, [0.1] * 3, [0.0] * 3, [1.0] * 3)
     s.update_joints('predicted', 7.0, NAMES, [0.1] * 3, [0.0] * 3, [1.0] * 3)
     clock.now = 50.5

@@ -3,9 +3,10 @@
 
 ``robot-twin up --config demo --localhost --domain-id N --api 127.0.0.1:PORT --api-token-file F``
 runs the built-in demo plant, the demo controller, the one-process twin and the hub as a process
-of its own, on a test-unique localhost-only domain. The test reads the REST API until it shows
-the URDF's joints with measured and predicted values from the running twin, then sends SIGINT
-to ``up`` and checks that every process exits cleanly.
+of its own, on a test-unique localhost-only domain, the twin keeping a lifecycle log. The test
+reads the REST API until it shows the URDF's joints with measured and predicted values from the
+running twin, switches corrective actions on and off (the twin's own writer logs both), then
+sends SIGINT to ``up`` and checks that every process exits cleanly.
 """
 import os
 import signal
@@ -18,8 +19,10 @@ import httpx
 from hub_testing import free_port, write_token
 import pytest
 from ros_harness import unique_domain_id, wait_until
-from twin_sim.resources import builtin_urdf
+from twin_bridge.ledger import read_ledger
+from twin_sim.resources import builtin_urdf, config_dir
 from twin_sim.urdf_model import RobotModel
+import yaml
 
 pytestmark = pytest.mark.integration
 START_TIMEOUT_S = 180.0       # the whole demo graph on a loaded 2-core machine
@@ -55,10 +58,17 @@ def _joints_with_values(client):
 def test_up_with_api_serves_the_running_twin_and_stops_cleanly(tmp_path):
     port = free_port()
     write_token(tmp_path / 'token')
+    token = (tmp_path / 'token').read_text().strip()
+    # the demo, the twin keeping a lifecycle log (the hub then cannot open it: one writer)
+    config = yaml.safe_load((config_dir() / 'demo.yaml').read_text())
+    ledger = tmp_path / 'ledger.jsonl'
+    config['/**']['ros__parameters']['ledger_path'] = str(ledger)
+    (tmp_path / 'demo.yaml').write_text(yaml.safe_dump(config))
     env = dict(os.environ)
     env.pop('ROS_DOMAIN_ID', None)
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'robot_twin', 'up', '--config', 'demo', '--localhost',
+        [sys.executable, '-m', 'robot_twin', 'up', '--config', str(tmp_path / 'demo.yaml'),
+         '--localhost',
          '--domain-id', str(unique_domain_id()), '--api', f'127.0.0.1:{port}',
          '--api-token-file', str(tmp_path / 'token')],
         cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -80,6 +90,22 @@ def test_up_with_api_serves_the_running_twin_and_stops_cleanly(tmp_path):
             # a write without the token is refused, not served
             assert client.put('/api/v1/corrective-actions',
                               json={'enabled': True}).status_code == 401
+            # a switch made on the hub is in the twin's lifecycle log
+            auth = {'Authorization': f'Bearer {token}'}
+            wait_until(lambda: client.get('/api/v1/corrective-actions').json()['enabled']
+                       is False, 60, 'the hub to read the bridge')
+            for enabled in (True, False):
+                answer = client.put('/api/v1/corrective-actions', json={'enabled': enabled},
+                                    headers=auth)
+                assert answer.status_code == 200, answer.text
+
+            def switches():
+                return [e.data for e in read_ledger(ledger)
+                        if e.kind == 'corrective_actions_switched'] or None
+            logged = wait_until(lambda: (lambda s: s if s and len(s) == 2 else None)(
+                switches()), 30, 'both switches in the lifecycle log', seen=output.text)
+            assert [e['enabled'] for e in logged] == ['true', 'false'], logged
+            assert all(e['interface'] == 'REST' for e in logged), logged
         names = list(RobotModel.from_urdf(builtin_urdf()).joint_names)
         assert [j['name'] for j in joints] == names
         assert health['samples_received']['measured'] > 0

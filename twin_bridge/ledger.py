@@ -67,6 +67,9 @@ KINDS = {
     'rul_derating': 'a changed speed derating asked of the governor (scale, joint, why)',
     'rul_log': 'the health history: continued, missing or unusable (why)',
     'anomaly_acknowledged': 'a person acknowledged an anomaly episode (twin_hub)',
+    'corrective_actions_switched': 'a person switched corrective actions on or off through '
+                                   'twin_hub: enabled, interface (REST, OPC UA, dashboard), '
+                                   'time, the bridge',
     'command': "a corrective command and the governor's decision on it",
     'replay': 'a recording was replayed through the twin (bag, its digest, the report)',
     'recovered': 'a cut entry at the end of the file was removed on open (crash while writing)',

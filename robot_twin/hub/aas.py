@@ -13,7 +13,10 @@ One shell (asset kind Instance) with four submodels:
   with the file's SHA-256 — or a note that the URDF's own values are in use;
 - ``Health``: per joint the current anomaly level and fault, the remaining useful life with its
   interval (hours), the health index and the maintenance advice, as the hub last saw them
-  (a ``/api/v1/state`` document), with the time they were taken.
+  (a ``/api/v1/state`` document), with the time the hub received them (``TakenAt``; empty
+  without data), the time of the export (``ExportedAt``) and ``DataStatus``: ``live``, or
+  ``STALE: ...`` / ``NO DATA: ...`` (:func:`health_problem`) when the hub's health was degraded
+  or it had received nothing.
 
 :func:`read_aasx` reads a file back through the SDK's reader (the round trip the tests check).
 A YAML file of another kind given as the identified parameters (the twin's thresholds, say) is
@@ -149,17 +152,50 @@ def identified_parameters(robot, params_path=None):
                           elements, id_short='IdentifiedParameters', semantic_id=_ref(IDENTIFIED))
 
 
+def _received(state):
+    """Return the newest time (s since the epoch) the hub received anomaly or RUL data."""
+    times = [(state.get('anomaly') or {}).get('received'), (state.get('rul') or {}).get(
+        'received')]
+    times = [t for t in times if isinstance(t, (int, float)) and not isinstance(t, bool)]
+    return max(times) if times else None
+
+
+def health_problem(state):
+    """
+    Return why a hub state document's health data cannot be taken as current ('' if it can).
+
+    ``NO DATA: ...`` when the hub had received no anomaly or RUL report, ``STALE: ...`` with
+    the hub's reasons when its ``health`` was degraded (the twin stopped, say).
+    """
+    if not state:
+        return ''
+    if _received(state) is None:
+        return 'NO DATA: the hub has received no anomaly or RUL report from the twin'
+    health_ = state.get('health') or {}
+    if health_.get('status', 'ok') != 'ok':
+        return 'STALE: ' + '; '.join(health_.get('reasons') or ['the hub reports degraded'])
+    return ''
+
+
 def health(robot, joint_names, state=None, taken_at=None):
     """
     Return the Health submodel from a hub state document (``GET /api/v1/state``), or empty values.
 
-    Per joint: AnomalyLevel, FaultType, RulHours, RulLowerHours, RulUpperHours, HealthIndex,
-    RecommendedAction, DueBy.
+    TakenAt is when the hub received the data (``taken_at``, else the newest reception of
+    anomaly or RUL data; empty without), ExportedAt is now, DataStatus is ``live`` or what
+    :func:`health_problem` says. Per joint: AnomalyLevel, FaultType, RulHours, RulLowerHours,
+    RulUpperHours, HealthIndex, RecommendedAction, DueBy.
     """
     joints = {j['name']: j for j in (state or {}).get('joints', [])}
-    when = taken_at or datetime.datetime.now(datetime.timezone.utc)
+    received = _received(state or {})
+    when = taken_at or (None if received is None else datetime.datetime.fromtimestamp(
+        received, datetime.timezone.utc))
+    now = datetime.datetime.now(datetime.timezone.utc)
     anomaly = (state or {}).get('anomaly', {})
-    elements = [_prop('TakenAt', when.isoformat(timespec='seconds')),
+    status = (health_problem(state) or 'live') if state else 'NO DATA: no hub was asked'
+    elements = [_prop('TakenAt', when.isoformat(timespec='seconds') if when else None),
+                _prop('ExportedAt', now.isoformat(timespec='seconds')),
+                _prop('DataStatus', status),
                 _prop('Source', 'robot_twin hub' if state else 'none: no running twin was '
                       'asked (robot-twin aas export --hub URL)'),
                 _prop('AnomalyLevel', anomaly.get('level', 'unknown')),

@@ -25,8 +25,11 @@ from their types, from the URDF:
 
 The twin's values live in namespace ``urn:robot_twin:hub``. Values carry the robot sample's
 stamp as their SourceTimestamp and a StatusCode that says how good they are (:func:`quality`):
-Good, UncertainLastUsableValue when the joint samples are stale, BadWaitingForInitialData
-before the first message and BadNoData for a missing or NaN value. Every variable is
+Good, UncertainLastUsableValue when the joint samples, the sync status or the anomaly
+statuses are stale (``STALE_AFTER_S`` and ``STATUS_STALE_AFTER_S`` of
+:mod:`robot_twin.hub.state`; Sync/State and Anomaly/Level then read ``STALE``, the messages say
+since when), BadWaitingForInitialData before the first message and BadNoData for a missing or
+NaN value. Every variable is
 read-only; anonymous clients may read, browse and subscribe, and only user ``robot_twin`` with
 the hub's token as password may call the methods (the writes of the REST API, with the same
 rules). Every method answers ``(Ok, Message)``: a refusal is ``Ok = false`` with the reason,
@@ -77,14 +80,34 @@ TWIN_AXIS_VALUES = (
 logging.getLogger('asyncua').setLevel(logging.ERROR)   # instantiation notes, plaintext warning
 
 
+class _NoStartTraceback(logging.Filter):
+    """Drop asyncua's own traceback of a server that cannot start: the hub says it in one line."""
+
+    def filter(self, record):  # noqa: A003 - logging's name
+        return 'error starting server' not in str(record.msg)
+
+
+logging.getLogger('asyncua.server.server').addFilter(_NoStartTraceback())
+
+
 def find_nodeset_dir(configured=''):
     """
     Return the folder with the DI, IA and Robotics nodesets (a Path).
 
     Looks at ``configured``, then ``$ROBOT_TWIN_NODESETS``, then the npm package that
     ``make setup`` installs into the venv (``<venv>/npm/node_modules/node-opcua-nodesets``).
-    Raises ``FileNotFoundError`` saying how to install them.
+    A ``configured`` folder (opcua.nodeset_dir) without all of them is refused, never passed
+    over. Raises ``FileNotFoundError`` naming the folder, or saying how to install them.
     """
+    if configured:
+        missing = [name for name in NODESET_FILES if not (Path(configured) / name).is_file()]
+        if missing:
+            what = 'is not a folder' if not Path(configured).is_dir() else \
+                f'lacks {", ".join(missing)}'
+            raise FileNotFoundError(
+                f'opcua.nodeset_dir {configured} {what}: give the folder that holds '
+                f'{", ".join(NODESET_FILES)}, or leave it empty to use the ones `make setup` '
+                'installs')
     candidates = [configured, os.environ.get('ROBOT_TWIN_NODESETS', ''),
                   Path(sys.prefix) / 'npm' / 'node_modules' / NODESET_PACKAGE / 'nodesets']
     for candidate in filter(None, candidates):
@@ -451,7 +474,7 @@ class TwinOpcUaServer:
     def _set_corrective(self, enabled):
         if not isinstance(enabled, bool):
             raise ValueError(f'Enabled must be a Boolean, got {enabled!r}')
-        return self.actions.set_corrective(enabled)
+        return self.actions.set_corrective(enabled, 'OPC UA')
 
     def _acknowledge(self, episode_id, note):
         if isinstance(episode_id, bool) or not isinstance(episode_id, int):
@@ -507,7 +530,7 @@ class TwinOpcUaServer:
 
     def _robot_values(self):
         """Return ``(key, value, VariantType, StatusCode)`` of the robot-level variables."""
-        sync, anomaly = self.state.sync(), self.state.snapshot(events=False)['anomaly']
+        sync, anomaly = self.state.sync(), self.state.robot_anomaly()
         corrective = self.state.corrective()
         av = anomaly.get('values', {})
         string, double = ua.VariantType.String, ua.VariantType.Double

@@ -7,9 +7,12 @@ decides every command), start a what-if job — need ``Authorization: Bearer <to
 possible only when the hub was given a token file. Every error is JSON ``{"detail": ...}``:
 401 without or with a wrong token, 403 when writes are off, 404 for an unknown joint, anomaly
 or job, 409 when the twin cannot do it now (or the anomaly was acknowledged before), 422 for a
-malformed request (non-finite numbers too; they are echoed as strings), 429 when the what-if
-queue is full. The schema is at ``/openapi.json``; the live stream (server-sent events) at
-``/api/v1/stream``; the dashboard at ``/``.
+malformed request (non-finite numbers too; they are echoed as strings; a body that is not
+JSON, ``application/json``, says so; an echoed input is cut to :data:`ECHO_MAX_CHARS`
+characters and lone surrogates in it are shown as U+FFFD), 413 for a body larger than
+:data:`MAX_BODY_BYTES` (refused before it is read further, and before the token is checked),
+429 when the what-if queue is full. The schema is at ``/openapi.json``; the live stream
+(server-sent events) at ``/api/v1/stream``; the dashboard at ``/``.
 """
 import asyncio
 import hmac
@@ -17,7 +20,9 @@ import importlib.resources
 import json
 import math
 import mimetypes
+import re
 import threading
+import time
 from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -35,6 +40,15 @@ from twin_bridge.ledger import to_json_value
 
 API = '/api/v1'
 STREAM_PERIOD_S = 0.2
+STREAM_STALE_REFRESH_S = 1.0
+"""While the robot's data is degraded the stream sends an update this often (ages move on)."""
+MAX_BODY_BYTES = 64 * 1024
+"""Largest request body, bytes: a larger one is a 413."""
+ECHO_MAX_CHARS = 200
+"""Longest text (and most list items) an error echoes back of the offending input."""
+INTERFACE_HEADER = 'X-Robot-Twin-Interface'
+_SURROGATE = re.compile('[\ud800-\udfff]')
+"""Header the dashboard sends with its writes (``dashboard``), for the lifecycle log."""
 DASHBOARD_FILES = {'index.html', 'app.js', 'style.css'}
 
 
@@ -110,6 +124,9 @@ class Corrective(BaseModel):
     enabled: Optional[bool] = Field(description='null when the bridge could not be asked.')
     error: str = ''
     updated: Optional[float] = None
+    ledger_error: Optional[str] = Field(
+        None, description='After a switch: why it was not written to the lifecycle log '
+                          'by the hub (null: written, or no log configured).')
 
 
 class Episode(BaseModel):
@@ -127,6 +144,9 @@ class Episode(BaseModel):
     acknowledged_at: Optional[float]
     acknowledged_by: str
     note: str
+    status: str = Field(description='active, cleared, or "unknown: the twin stopped '
+                                    'reporting" (the /twin/anomaly status of the joint is '
+                                    'stale)')
     ledger_error: Optional[str] = None
 
 
@@ -208,6 +228,7 @@ def create_app(state, actions, *, token=None, jobs=None):
     bearer = HTTPBearer(auto_error=False, description="The token of the hub's token file.")
     stopping = threading.Event()       # set by the hub on shut-down: streams end
     app.state.stopping = stopping
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     def writer(credentials: HTTPAuthorizationCredentials = Depends(bearer)):
         if token is None:
@@ -227,11 +248,18 @@ def create_app(state, actions, *, token=None, jobs=None):
 
     @app.exception_handler(Exception)
     async def unexpected(_request, exc):   # a bug: still a JSON body that says what happened
-        return JSONResponse({'detail': f'internal error: {type(exc).__name__}: {exc}'}, 500)
+        return JSONResponse({'detail': _echo(f'internal error: {type(exc).__name__}: {exc}',
+                                             limit=1000)}, 500)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request, exc):
-        return JSONResponse({'detail': jsonable_errors(exc.errors())}, 422)
+    async def invalid(request, exc):
+        errors = exc.errors()
+        if any(tuple(e.get('loc', ())) == ('body',) and isinstance(e.get('input'), bytes)
+               for e in errors):          # not parsed as JSON: the Content-Type was not JSON
+            kind = request.headers.get('content-type') or 'no Content-Type'
+            return JSONResponse({'detail': f'the body must be JSON, sent as Content-Type: '
+                                           f'application/json (got {_echo(kind)})'}, 422)
+        return JSONResponse({'detail': jsonable_errors(errors)}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
@@ -354,16 +382,21 @@ def create_app(state, actions, *, token=None, jobs=None):
 
     @app.put(f'{API}/corrective-actions', response_model=Corrective, tags=['actions'],
              responses=_errors(401, 403, 409))
-    async def set_corrective(body: CorrectiveRequest, _auth: bool = Depends(writer)):
+    async def set_corrective(request: Request, body: CorrectiveRequest,
+                             _auth: bool = Depends(writer)):
         """
         Switch corrective actions on or off.
 
         Sets corrective_actions.enabled on the bridge; the governor still checks every command.
+        Each switch is recorded in the lifecycle log (``corrective_actions_switched``).
         """
-        ok, message = await run_in_threadpool(actions.set_corrective, body.enabled)
+        via = 'dashboard' if request.headers.get(INTERFACE_HEADER, '').lower() == 'dashboard' \
+            else 'REST'
+        ok, message, ledger_error = await run_in_threadpool(
+            actions.switch_corrective, body.enabled, via)
         if not ok:
             raise HTTPException(409, message)
-        return state.corrective()
+        return {**state.corrective(), 'ledger_error': ledger_error or None}
 
     @app.put(f'{API}/payload', tags=['actions'], responses=_errors(401, 403, 409))
     async def set_payload(body: PayloadRequest, _auth: bool = Depends(writer)) \
@@ -453,15 +486,102 @@ def jsonable_errors(errors):
     Pydantic's error list as plain JSON (its ``ctx`` may hold exceptions).
 
     The offending ``input`` is kept, with every NaN or infinite number in it as a string
-    (``'NaN'``, ``'Infinity'``, ``'-Infinity'``), which strict JSON cannot carry.
+    (``'NaN'``, ``'Infinity'``, ``'-Infinity'``), which strict JSON cannot carry, cut to
+    :data:`ECHO_MAX_CHARS` (:func:`_echo`); a lone surrogate (which UTF-8 cannot carry) is
+    shown as U+FFFD.
     """
     out = []
     for error in errors:
-        entry = {k: error[k] for k in ('type', 'loc', 'msg') if k in error}
+        entry = {k: _echo(error[k]) for k in ('type', 'loc', 'msg') if k in error}
         if 'input' in error:
-            entry['input'] = to_json_value(error['input'])
+            entry['input'] = _echo(to_json_value(error['input']))
         out.append(entry)
     return out
+
+
+def _echo(value, limit=ECHO_MAX_CHARS, depth=0):
+    """
+    Return ``value`` (JSON-ready) fit to be echoed: UTF-8-encodable and short.
+
+    Text is cut to ``limit`` characters (with ``...``) and its lone surrogates replaced by
+    U+FFFD; lists and objects keep their first ``limit // 10`` items, three levels deep.
+    """
+    if isinstance(value, str):
+        text = _SURROGATE.sub('\ufffd', value)
+        return text if len(text) <= limit else text[:limit] + '...'
+    if isinstance(value, bytes):
+        return _echo(value.decode('utf-8', 'replace'), limit, depth)
+    items = max(1, limit // 10)
+    if isinstance(value, (list, tuple)):
+        if depth >= 3:
+            return '...'
+        out = [_echo(v, limit, depth + 1) for v in list(value)[:items]]
+        return out + ['...'] if len(value) > items else out
+    if isinstance(value, dict):
+        if depth >= 3:
+            return '...'
+        out = {_echo(str(k), limit, depth + 1): _echo(v, limit, depth + 1)
+               for k, v in list(value.items())[:items]}
+        if len(value) > items:
+            out['...'] = f'{len(value) - items} more'
+        return out
+    return value
+
+
+class BodyLimit:
+    """
+    ASGI middleware: a request body larger than ``limit`` bytes is a 413, read no further.
+
+    A declared ``Content-Length`` above the limit is refused before any byte of the body is
+    read; a chunked body is read up to the limit, then refused. It runs before the routes, so
+    before the token is checked.
+    """
+
+    def __init__(self, app, limit=MAX_BODY_BYTES):
+        self.app, self.limit = app, int(limit)
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http':
+            return await self.app(scope, receive, send)
+        length = dict(scope.get('headers') or ()).get(b'content-length', b'')
+        try:
+            declared = int(length) if length else None
+        except ValueError:
+            declared = None
+        if declared is not None and declared > self.limit:
+            return await self._refuse(send, declared)
+        if declared is not None or scope.get('method') in ('GET', 'HEAD', 'OPTIONS'):
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0         # chunked or undeclared: read it here, up to the limit
+        while True:
+            message = await receive()
+            if message['type'] != 'http.request':
+                return
+            chunks.append(message.get('body', b''))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._refuse(send, None)
+            if not message.get('more_body', False):
+                break
+        body, sent = b''.join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {'type': 'http.request', 'body': body, 'more_body': False}
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send, declared):
+        size = f'{declared} bytes' if declared is not None else 'more bytes'
+        data = json.dumps({'detail': f'the request body has {size}; at most {self.limit} '
+                                     'are accepted'}).encode()
+        await send({'type': 'http.response.start', 'status': 413,
+                    'headers': [(b'content-type', b'application/json'),
+                                (b'content-length', str(len(data)).encode()),
+                                (b'connection', b'close')]})
+        await send({'type': 'http.response.body', 'body': data})
 
 
 def _methods(app, scope):
@@ -480,12 +600,18 @@ async def _events(state, request, stopping):
     series = state.series_since(0)
     yield _sse('snapshot', {'state': snapshot, 'series': series})
     version, events, seq = snapshot['version'], snapshot['events'], series['seq']
+    degraded = snapshot['health']['status'] != 'ok'
+    pushed = time.monotonic()
     while not stopping.is_set() and not await request.is_disconnected():
         await asyncio.sleep(STREAM_PERIOD_S)
-        if state.version == version:
+        # the version also moves when data turns stale; while degraded, ages move on
+        if state.version == version and not (
+                degraded and time.monotonic() - pushed >= STREAM_STALE_REFRESH_S):
             yield ': idle\n\n'          # keeps proxies and the browser's connection alive
             continue
+        pushed = time.monotonic()
         current = state.snapshot(events=False)
+        degraded = current['health']['status'] != 'ok'
         series = state.series_since(seq)
         update = {'state': current, 'series': series}
         if current['events'] != events:

@@ -13,7 +13,8 @@ import time
 
 from robot_twin.cli_files import read_identified_dynamics
 from robot_twin.hub.jobs import WhatIfJobs
-from robot_twin.hub.lifecycle import append_acknowledgement, read_tail
+from robot_twin.hub.lifecycle import append_acknowledgement, append_corrective_switch, \
+    read_tail
 from twin_sim.urdf_model import ParametersError
 
 LEDGER_ENTRIES = 50
@@ -40,17 +41,21 @@ class HubActions:
         /twin/payload (the node); None = not connected to the twin.
     model : twin_sim.urdf_model.RobotModel, optional
         The robot, to check a payload against (needed with ``payload_publisher``).
+    on_corrective_switched : callable, optional
+        ``on_corrective_switched(data)`` after each switch of corrective actions (the node
+        publishes it for the twin's lifecycle-log writer).
 
     """
 
     def __init__(self, state, ledger_path='', corrective_setter=None, on_acknowledged=None,
-                 payload_publisher=None, model=None):
+                 payload_publisher=None, model=None, on_corrective_switched=None):
         self.state = state
         self.ledger_path = ledger_path
         self.corrective_setter = corrective_setter
         self.on_acknowledged = on_acknowledged
         self.payload_publisher = payload_publisher
         self.model = model
+        self.on_corrective_switched = on_corrective_switched
 
     def acknowledge(self, episode_id, by, note=''):
         """
@@ -84,11 +89,33 @@ class HubActions:
         return True, f'published on /twin/payload: {payload.mass:g} kg in ' \
                      f'{self.model.payload_frame}'
 
-    def set_corrective(self, enabled):
+    def set_corrective(self, enabled, via='REST'):
         """Ask the bridge to switch corrective actions; return ``(ok, message)``."""
+        ok, message, ledger_error = self.switch_corrective(enabled, via)
+        return ok, message + (f'; not in the lifecycle log: {ledger_error}'
+                              if ok and ledger_error else '')
+
+    def switch_corrective(self, enabled, via='REST'):
+        """
+        Ask the bridge to switch corrective actions; return ``(ok, message, ledger_error)``.
+
+        ``via`` names the interface (``REST``, ``OPC UA``, ``dashboard``). A switch the bridge
+        took is recorded: a ``corrective_actions_switched`` entry (enabled, interface, time,
+        the bridge's answer) in the lifecycle log, and ``on_corrective_switched(data)``.
+        ``ledger_error`` is '' when the hub wrote the entry (or has no log), else why not.
+        """
         if self.corrective_setter is None:
-            return False, 'this hub is not connected to a twin_bridge'
-        return self.corrective_setter(bool(enabled))
+            return False, 'this hub is not connected to a twin_bridge', ''
+        ok, message = self.corrective_setter(bool(enabled))
+        if not ok:
+            return ok, message, ''
+        data = {'enabled': bool(enabled), 'interface': str(via), 'time': time.time(),
+                'message': message}
+        if self.on_corrective_switched is not None:
+            self.on_corrective_switched(dict(data))
+        ledger_error = (append_corrective_switch(self.ledger_path, data)
+                        if self.ledger_path else '')
+        return ok, message, ledger_error
 
 
 def load_parameters_document(path):
@@ -116,18 +143,19 @@ class Hub:
         Which servers, where, and the token.
     model : twin_sim.urdf_model.RobotModel
         The robot (OPC UA axes, Foxglove scene).
-    corrective_setter, on_acknowledged, payload_publisher : callable, optional
-        See :class:`HubActions`.
+    corrective_setter, on_acknowledged, payload_publisher, on_corrective_switched : callable
+        Optional; see :class:`HubActions`.
     log : callable
         ``log(text)`` for start-up lines (the node's logger).
 
     """
 
     def __init__(self, state, settings, model, corrective_setter=None, *, on_acknowledged=None,
-                 payload_publisher=None, log=print):
+                 payload_publisher=None, on_corrective_switched=None, log=print):
         self.state, self.settings, self.model = state, settings, model
         self.actions = HubActions(state, settings.ledger_path, corrective_setter,
-                                  on_acknowledged, payload_publisher, model)
+                                  on_acknowledged, payload_publisher, model,
+                                  on_corrective_switched)
         self.log = log
         self.jobs = WhatIfJobs(state, settings.whatif_output_dir,
                                max_samples=settings.whatif_max_samples,

@@ -14,8 +14,14 @@ opens when its status turns ERROR and closes only once the status has stayed bel
 :data:`EPISODE_HOLD_S` (an alarm that flickers ERROR -> WARN -> ERROR is one episode, with one
 id and one acknowledgement); it keeps the fault type, the ``since`` stamp, the peak score and
 who acknowledged it (the first acknowledgement stands). Joint samples older than
-:data:`STALE_AFTER_S` (by the hub's clock of reception) are flagged stale. Times passed in are
-wall-clock seconds (``now``) unless named ``stamp`` (the robot sample's header stamp, s).
+:data:`STALE_AFTER_S` (by the hub's clock of reception) are flagged stale. The sync status
+(/twin/status) and the anomaly statuses (/twin/anomaly), which the twin publishes at 10 Hz, age
+out after :data:`STATUS_STALE_AFTER_S`: they are then shown as level ``STALE`` with their age
+and the last level reported, and an open episode of a joint whose status aged out is not
+``active`` but ``unknown`` (the twin stopped reporting; it is not closed either). Before the
+first /twin/anomaly the anomaly level is ``STALE`` (unknown), as before the first /twin/status.
+Times passed in are wall-clock seconds (``now``) unless named ``stamp`` (the robot sample's
+header stamp, s).
 """
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -31,6 +37,10 @@ EPISODE_HOLD_S = 2.0
 """An episode closes once its joint's level has stayed below ERROR this long, s."""
 STALE_AFTER_S = 1.0
 """Joint samples are stale when the newest arrived longer ago than this, s."""
+STATUS_STALE_AFTER_S = 3.0
+"""Sync and anomaly statuses (published at 10 Hz) are stale when older than this, s."""
+STOPPED_REPORTING = 'unknown: the twin stopped reporting'
+"""What an anomaly episode is while its joint's status is stale."""
 NOTE_MAX_CHARS = 500
 """Longest acknowledgement note (REST and OPC UA)."""
 
@@ -55,6 +65,10 @@ def check_note(note):
         ord(c) < 32 or 127 <= ord(c) < 160)), None)
     if bad is not None:
         raise ValueError(f'the note contains the control character {bad!r}; send plain text')
+    lone = next((c for c in note if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if lone is not None:
+        raise ValueError(f'the note contains the lone surrogate U+{ord(lone):04X}, which is no '
+                         'character; send valid Unicode text')
     return note
 
 
@@ -65,6 +79,28 @@ def finite_or_none(value):
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
+
+
+def aged(status, now, topic):
+    """
+    Return a copy of a status dict (``level``, ``message``, ``received``) with its age.
+
+    Adds ``age_s`` (s since the hub received it; None: never) and ``stale`` (never received,
+    or older than :data:`STATUS_STALE_AFTER_S`). A stale status received before is shown as
+    level ``STALE``, with a message that says for how long ``topic`` has been silent and what
+    it said last (``last_level``, ``last_message``).
+    """
+    out = dict(status)
+    received = out.get('received')
+    age = None if received is None else max(0.0, now - received)
+    out['age_s'] = age
+    out['stale'] = age is None or age > STATUS_STALE_AFTER_S
+    if age is not None and out['stale']:
+        out['last_level'], out['last_message'] = out['level'], out['message']
+        out['level'] = 'STALE'
+        out['message'] = (f'no {topic} for {age:.1f} s (last: {out["last_level"]}, '
+                          f'{out["last_message"]})')
+    return out
 
 
 def _float_list(values, n):
@@ -98,6 +134,9 @@ class AnomalyEpisode:
         Wall time of the (first) acknowledgement; None until acknowledged.
     acknowledged_by, note : str
         Who acknowledged it (``api``, ``opcua``) and their note.
+    unknown : str
+        '' while the twin reports on the joint; :data:`STOPPED_REPORTING` (with the age) while
+        its status is stale: the episode is then neither active nor closed.
 
     """
 
@@ -112,16 +151,19 @@ class AnomalyEpisode:
     acknowledged_at: float = None
     acknowledged_by: str = ''
     note: str = ''
+    unknown: str = ''
 
     @property
     def active(self):
-        """Whether the alarm is still raised."""
-        return self.closed is None
+        """Whether the alarm is still raised (and the twin still reports on it)."""
+        return self.closed is None and not self.unknown
 
     def to_dict(self):
-        """Return a JSON-ready dict (with ``active``)."""
+        """Return a JSON-ready dict (with ``active`` and ``status``)."""
         out = asdict(self)
+        del out['unknown']
         out['active'] = self.active
+        out['status'] = ('cleared' if self.closed is not None else self.unknown or 'active')
         out['since'] = finite_or_none(self.since)
         out['peak_score'] = finite_or_none(self.peak_score)
         return out
@@ -180,9 +222,9 @@ class TwinState:
         self._recent_predicted = {}         # stamp ns -> effort, for exact pairing
         self._sync = {'level': 'STALE', 'message': 'no /twin/status yet', 'values': {},
                       'received': None}
-        self._robot_anomaly = {'level': 'OK', 'message': 'no /twin/anomaly yet', 'values': {},
-                               'received': None}
-        self._joint_anomaly = {}            # joint -> {level, message, values}
+        self._robot_anomaly = {'level': 'STALE', 'message': 'no /twin/anomaly yet',
+                               'values': {}, 'received': None}
+        self._joint_anomaly = {}            # joint -> {level, message, values, received}
         self._open = {}                     # joint -> AnomalyEpisode
         self._below_error = {}              # joint -> wall time its open episode left ERROR
         self._episodes = deque(maxlen=int(max_episodes))
@@ -194,6 +236,7 @@ class TwinState:
         self._jobs = {}
         self._corrective = {'enabled': None, 'error': 'not read yet', 'updated': None}
         self._events = 0                    # version of the slow sections (log, jobs, ...)
+        self._staleness = None              # what was stale when the version was last read
 
     # ------------------------------------------------------------------ helpers
     def _now(self, now):
@@ -206,11 +249,32 @@ class TwinState:
 
     @property
     def version(self):
-        """Change counter: grows on every update (a reader pushes when it moved)."""
+        """
+        Change counter: grows on every update (a reader pushes when it moved).
+
+        It also grows when data turns stale (or live again) without a new message, so that a
+        reader that pushes on change shows the staleness.
+        """
         with self._lock:
+            now = self._clock()
             if self._below_error:
-                self._settle(self._clock())
+                self._settle(now)
+            self._check_staleness(now)
             return self._version
+
+    def _check_staleness(self, now):
+        """Count a change of what is stale (joint samples, statuses, episodes) as an update."""
+        streams = tuple(s.age(now)[1]
+                        for s in (self._measured, self._predicted, self._residual))
+        statuses = (aged(self._sync, now, '')['stale'],
+                    aged(self._robot_anomaly, now, '')['stale'],
+                    frozenset(j for j, st in self._joint_anomaly.items()
+                              if aged(st, now, '')['stale']))
+        episodes = self._mark_unknown(now)
+        current = streams + statuses
+        if current != self._staleness or episodes:
+            self._staleness = current
+            self._changed(events=episodes)
 
     def _vector(self, names, values):
         """Reorder ``values`` given for ``names`` into model order (None where missing)."""
@@ -343,7 +407,7 @@ class TwinState:
                         'stamp': stream.stamp, 'position': stream.position[i],
                         'velocity': stream.velocity[i], 'effort': stream.effort[i],
                         'age_s': age, 'stale': stale}
-                entry['anomaly'] = self._joint_anomaly_dict(name)
+                entry['anomaly'] = self._joint_anomaly_dict(name, now)
                 entry['rul'] = self._rul.get(name)
                 out.append(entry)
             return out
@@ -354,12 +418,15 @@ class TwinState:
 
         ``status`` is ``ok``, or ``degraded`` with the ``reasons`` (no measured joint sample
         yet or for longer than :data:`STALE_AFTER_S`; the bridge's sync level ERROR or
-        STALE). ``data_age_s`` is the age of the newest measured sample (None before one).
+        STALE, which it also is when /twin/status is older than :data:`STATUS_STALE_AFTER_S`;
+        no /twin/anomaly yet or for longer than that). ``data_age_s`` is the age of the newest
+        measured sample (None before one).
         """
         with self._lock:
             now = self._now(now)
             age, stale = self._measured.age(now)
-            sync = dict(self._sync)
+            sync = self.sync(now)
+            anomaly = aged(self._robot_anomaly, now, '/twin/anomaly')
         reasons = []
         if age is None:
             reasons.append('no measured joint sample (/twin/joint_states) received yet')
@@ -368,6 +435,8 @@ class TwinState:
                            'the values shown are stale')
         if sync['level'] in ('ERROR', 'STALE'):
             reasons.append(f"sync {sync['level']}: {sync['message']}")
+        if anomaly['stale']:
+            reasons.append(f"anomaly state unknown: {anomaly['message']}")
         return {'status': 'degraded' if reasons else 'ok', 'reasons': reasons,
                 'data_age_s': age}
 
@@ -380,10 +449,15 @@ class TwinState:
                           'received': self._now(now)}
             self._changed()
 
-    def sync(self):
-        """Return the latest sync status with the main figures parsed (s, ppm)."""
+    def sync(self, now=None):
+        """
+        Return the latest sync status with the main figures parsed (s, ppm).
+
+        With ``age_s`` and ``stale`` (:func:`aged`): level ``STALE`` when /twin/status is older
+        than :data:`STATUS_STALE_AFTER_S`.
+        """
         with self._lock:
-            s = dict(self._sync)
+            s = aged(self._sync, self._now(now), '/twin/status')
         values = s['values']
         s['latency_p50_s'] = finite_or_none(values.get('latency_p50_s'))
         s['latency_p99_s'] = finite_or_none(values.get('latency_p99_s'))
@@ -416,7 +490,7 @@ class TwinState:
                                            'values': values, 'received': now}
                     continue
                 self._joint_anomaly[target] = {'level': level, 'message': message,
-                                               'values': values}
+                                               'values': values, 'received': now}
                 events |= self._track_episode(target, level, message, values, now)
             self._changed(events)
 
@@ -456,13 +530,28 @@ class TwinState:
             self._changed(events=True)
         return bool(done)
 
-    def _joint_anomaly_dict(self, joint):
+    def _mark_unknown(self, now):
+        """Mark open episodes whose joint's status is stale unknown; True if any flipped."""
+        flipped = False
+        for joint, episode in self._open.items():
+            status = aged(self._joint_anomaly.get(joint, {}), now, '/twin/anomaly')
+            unknown = (f'{STOPPED_REPORTING} (no /twin/anomaly for {status["age_s"]:.1f} s)'
+                       if status['stale'] and status['age_s'] is not None else '')
+            flipped |= bool(unknown) != bool(episode.unknown)
+            episode.unknown = unknown
+        return flipped
+
+    def _joint_anomaly_dict(self, joint, now):
         status = self._joint_anomaly.get(joint)
         if status is None:
             return None
+        status = aged(status, now, '/twin/anomaly')
+        if status['stale']:
+            status['message'] = f'{STOPPED_REPORTING}: {status["message"]}'
         values = status['values']
         episode = self._open.get(joint)
         return {'level': status['level'], 'message': status['message'],
+                'age_s': status['age_s'], 'stale': status['stale'],
                 'fault_type': values.get('fault_type', ''),
                 'since': finite_or_none(values.get('since')),
                 'score': finite_or_none(values.get('score')),
@@ -470,13 +559,30 @@ class TwinState:
                 'confidence': finite_or_none(values.get('confidence')),
                 'episode': episode.id if episode is not None else None}
 
-    def anomalies(self, active_only=False, now=None):
-        """Return the robot-level status and the episodes (newest first)."""
+    def robot_anomaly(self, now=None):
+        """
+        Return the robot-level anomaly status (``twin/anomaly/robot``) with its age.
+
+        Level ``STALE`` before the first /twin/anomaly and once it is older than
+        :data:`STATUS_STALE_AFTER_S` (:func:`aged`).
+        """
         with self._lock:
-            self._settle(self._now(now))
+            return aged(self._robot_anomaly, self._now(now), '/twin/anomaly')
+
+    def anomalies(self, active_only=False, now=None):
+        """
+        Return the robot-level status and the episodes (newest first).
+
+        ``active_only`` leaves out closed episodes and those whose joint's status is stale
+        (``status`` says ``unknown: the twin stopped reporting``).
+        """
+        with self._lock:
+            now = self._now(now)
+            self._settle(now)
+            self._mark_unknown(now)
             episodes = [e.to_dict() for e in reversed(self._episodes)
                         if e.active or not active_only]
-            robot = dict(self._robot_anomaly)
+            robot = self.robot_anomaly(now)
         return {'robot': robot, 'episodes': episodes}
 
     def acknowledge(self, episode_id, by, note='', now=None):
@@ -612,13 +718,15 @@ class TwinState:
         and gives their version (``events``) instead, for a stream that sends them on change.
         """
         with self._lock:
-            self._settle(self._clock())
+            now = self._clock()
+            self._settle(now)
+            self._check_staleness(now)
             out = {'robot': self.robot_name, 'joint_names': list(self.joint_names),
                    'version': self._version, 'events': self._events,
-                   'joints': self.joints(), 'sync': self.sync(),
-                   'anomaly': dict(self._robot_anomaly), 'corrective': self.corrective(),
-                   'counters': self.counters()}
+                   'joints': self.joints(now), 'sync': self.sync(now),
+                   'anomaly': self.robot_anomaly(now), 'health': self.health(now),
+                   'corrective': self.corrective(), 'counters': self.counters()}
             if events:
-                out.update(anomalies=self.anomalies(), rul=self.rul(), ledger=self.ledger(),
+                out.update(anomalies=self.anomalies(now=now), rul=self.rul(), ledger=self.ledger(),
                            jobs=self.jobs(), parameters=self.parameters())
             return out

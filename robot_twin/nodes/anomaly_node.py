@@ -130,6 +130,9 @@ class TwinAnomalyNode(Node):
             self._acknowledged = set()
             self.create_subscription(DiagnosticArray, '/twin/acknowledgements',
                                      self.on_acknowledgement, qos.ACKNOWLEDGEMENTS)
+            self._switches = set()
+            self.create_subscription(DiagnosticArray, '/twin/corrective_switches',
+                                     self.on_corrective_switch, qos.ACKNOWLEDGEMENTS)
 
     # ---------------------------------------------------------------- lifecycle log
     def _open_ledger(self, path):
@@ -169,6 +172,17 @@ class TwinAnomalyNode(Node):
                 continue              # latched: re-sent to a writer that joins later
             self._acknowledged.add(key)
             self._append('anomaly_acknowledged', values)
+
+    def on_corrective_switch(self, msg):
+        """Record switches of corrective actions made through twin_hub, once each."""
+        for status in msg.status:
+            values = status_values(status)
+            key = (values.get('time'), values.get('enabled'), values.get('interface'),
+                   status.message)
+            if key in self._switches:
+                continue              # latched: re-sent to a writer that joins later
+            self._switches.add(key)
+            self._append('corrective_actions_switched', values)
 
     def _write_lifecycle(self):
         for kind, data in self.pipeline.lifecycle_entries():

@@ -94,11 +94,15 @@ class TwinHubNode(Node):
         self.create_subscription(DiagnosticArray, '/twin/rul', self.on_rul, qos.LATCHED)
         self.pub_ack = self.create_publisher(DiagnosticArray, '/twin/acknowledgements', ACK_QOS)
         self.pub_payload = self.create_publisher(InertiaStamped, '/twin/payload', qos.LATCHED)
+        self.pub_switch = self.create_publisher(DiagnosticArray, '/twin/corrective_switches',
+                                                ACK_QOS)
         self.payload_frame = model.payload_frame
         self.create_timer(2.0, self.read_corrective)
         self.hub = Hub(self.state, settings, model, self.set_corrective,
                        on_acknowledged=self.publish_acknowledgement,
-                       payload_publisher=self.publish_payload, log=self.get_logger().info)
+                       payload_publisher=self.publish_payload,
+                       on_corrective_switched=self.publish_corrective_switch,
+                       log=self.get_logger().info)
         try:
             self.hub.start()
         except RuntimeError as exc:
@@ -143,6 +147,17 @@ class TwinHubNode(Node):
         array.status.append(make_status(f'twin/acknowledgement/{episode["joint"]}', 'OK',
                                         f'anomaly {episode["id"]} acknowledged', values))
         self.pub_ack.publish(array)
+
+    def publish_corrective_switch(self, data):
+        """Publish a switch of corrective actions (a server thread calls this) for the log."""
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        state = 'on' if data['enabled'] else 'off'
+        array.status.append(make_status(
+            'twin/corrective_actions', 'OK', f'corrective actions switched {state} via '
+            f'{data["interface"]}', {k: str(v).lower() if isinstance(v, bool) else v
+                                     for k, v in data.items()}))
+        self.pub_switch.publish(array)
 
     # ------------------------------------------------------------------ corrective actions
     def publish_payload(self, payload):

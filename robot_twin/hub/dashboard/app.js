@@ -10,6 +10,7 @@ let jointNames = [];
 let writesEnabled = false;
 let latestStamp = null;
 let drawPending = false;
+let correctiveEnabled = null;        // the bridge's corrective_actions.enabled: true, false, null
 
 const $ = (id) => document.getElementById(id);
 
@@ -116,24 +117,52 @@ function sinceText(since) {
   return `since ${clockTime(since)}${ago}`;
 }
 
+function renderCorrective(corr) {
+  correctiveEnabled = corr.enabled === true || corr.enabled === false ? corr.enabled : null;
+  $('corrective-state').textContent = correctiveEnabled === null ? 'unknown' : (correctiveEnabled ? 'ON' : 'off');
+  $('corrective-state').title = corr.error || '';
+  // no switch from an unknown state: each button only where it changes something known
+  $('corrective-on').disabled = correctiveEnabled !== false;
+  $('corrective-off').disabled = correctiveEnabled !== true;
+  const why = correctiveEnabled === null ? `state unknown${corr.error ? ': ' + corr.error : ''}` : '';
+  $('corrective-on').title = why;
+  $('corrective-off').title = why;
+}
+
+function renderHealth(health) {
+  const ok = health && health.status === 'ok';
+  setLevel($('data-level'), health ? (ok ? 'OK' : 'STALE') : '');
+  $('data-detail').textContent = health ? (ok ? 'live' : health.reasons.join('; ')) : '';
+  return ok;
+}
+
 function renderState(s) {
   $('robot').textContent = s.robot;
   const sync = s.sync;
   setLevel($('sync-level'), sync.level);
   const p99 = sync.latency_p99_s;
-  $('sync-detail').textContent = (p99 !== null ? `p99 ${fmt(p99 * 1000, 2)} ms ` : '') + sync.message;
+  $('sync-detail').textContent = (p99 !== null && !sync.stale ? `p99 ${fmt(p99 * 1000, 2)} ms ` : '') + sync.message;
   setLevel($('anomaly-level'), s.anomaly.level);
   $('anomaly-message').textContent = s.anomaly.message;
-  const corr = s.corrective;
-  $('corrective-state').textContent = corr.enabled === null ? 'unknown' : (corr.enabled ? 'ON' : 'off');
-  $('corrective-state').title = corr.error || '';
+  renderCorrective(s.corrective);
+  dataLive = renderHealth(s.health);
   for (const j of s.joints) {
     const c = cards[j.name];
     if (!c) continue;
     const a = j.anomaly;
-    const level = a ? a.level : '–';
+    const level = a ? a.level : 'STALE';
     setLevel(c.level, level);
     c.root.classList.toggle('ERROR', level === 'ERROR');
+    const m = j.measured;
+    const stale = !m || m.stale;
+    c.root.classList.toggle('stale', stale);
+    let note = c.root.querySelector('.stale-note');
+    if (!note) {
+      note = document.createElement('p');
+      note.className = 'stale-note';
+      c.root.querySelector('header').after(note);
+    }
+    note.textContent = !m ? 'no data yet' : (m.stale ? `stale: no sample for ${fmt(m.age_s, 1)} s` : '');
     c.measured.textContent = fmt(j.measured && j.measured.effort);
     c.predicted.textContent = fmt(j.predicted && j.predicted.effort);
     c.residual.textContent = fmt(j.residual && j.residual.effort);
@@ -142,7 +171,9 @@ function renderState(s) {
     c.fault.textContent = faulty ? `${a.fault_type} (score ${fmt(a.score)} / ${fmt(a.threshold)})` : (a ? a.message : '–');
     c.since.textContent = faulty ? sinceText(a.since) : '';
     const r = j.rul;
-    c.rul.textContent = r ? `${fmt(r.rul_hours, 0)} h [${fmt(r.rul_lower_hours, 0)}–${fmt(r.rul_upper_hours, 0)}], health ${fmt(r.health_index)}` : '–';
+    if (!r) c.rul.textContent = '–';
+    else if (r.rul_hours === null || r.rul_hours === undefined) c.rul.textContent = `no estimate yet${r.message ? ' (' + r.message + ')' : ''}`;
+    else c.rul.textContent = `${fmt(r.rul_hours, 0)} h [${fmt(r.rul_lower_hours, 0)}–${fmt(r.rul_upper_hours, 0)}], health ${fmt(r.health_index)}`;
     c.advice.textContent = r ? `${r.recommended_action || '–'}${r.due_by ? ' (due by ' + r.due_by + ')' : ''}` : '–';
   }
 }
@@ -154,7 +185,9 @@ function renderEvents(ev) {
     const row = body.insertRow();
     row.className = e.active ? 'active' : '';
     row.dataset.episode = e.id;
-    const state = e.acknowledged_at ? `ack ${clockTime(e.acknowledged_at)}` : (e.active ? 'ACTIVE' : 'cleared');
+    const status = e.status || (e.active ? 'active' : 'cleared');
+    const shown = e.active ? 'ACTIVE' : status;
+    const state = e.acknowledged_at ? `ack ${clockTime(e.acknowledged_at)}, ${shown}` : shown;
     for (const text of [e.id, e.joint, e.fault_type, clockTime(e.since), fmt(e.peak_score), state]) {
       row.insertCell().textContent = text;
     }
@@ -199,7 +232,8 @@ function renderEvents(ev) {
 async function write(method, url, body) {
   const token = $('token').value || sessionStorage.getItem('robot_twin_token') || '';
   sessionStorage.setItem('robot_twin_token', token);
-  const response = await fetch(url, {method, headers: {'Content-Type': 'application/json', 'Authorization': `Bearer ${token}`},
+  const response = await fetch(url, {method, headers: {'Content-Type': 'application/json', 'Authorization': `Bearer ${token}`,
+                                                       'X-Robot-Twin-Interface': 'dashboard'},
                                      body: JSON.stringify(body)});
   const data = await response.json().catch(() => ({}));
   $('action-result').textContent = response.ok ? 'done' : `${response.status}: ${typeof data.detail === 'string' ? data.detail : JSON.stringify(data.detail)}`;
@@ -211,8 +245,20 @@ async function setUpWrites() {
   $('writes-note').textContent = writesEnabled ? 'Writes need the hub\'s bearer token.' : 'Read-only (the hub has no token file).';
   $('token-row').hidden = !writesEnabled;
   $('token').value = sessionStorage.getItem('robot_twin_token') || '';
-  $('corrective-toggle').hidden = !writesEnabled;
-  $('corrective-toggle').onclick = () => write('PUT', `${API}/corrective-actions`, {enabled: $('corrective-state').textContent !== 'ON'});
+  $('corrective-buttons').hidden = !writesEnabled;
+  $('corrective-on').onclick = () => {
+    if (correctiveEnabled !== false) return;        // only from a known 'off'
+    if (!window.confirm('Turn corrective actions ON? twin_bridge may then command the robot '
+                        + '(its governor checks every command).')) {
+      $('action-result').textContent = 'corrective actions left off';
+      return;
+    }
+    write('PUT', `${API}/corrective-actions`, {enabled: true});
+  };
+  $('corrective-off').onclick = () => {
+    if (correctiveEnabled !== true) return;         // only from a known 'ON'
+    write('PUT', `${API}/corrective-actions`, {enabled: false});
+  };
   if (writesEnabled) {
     const names = await (await fetch(`${API}/whatif/scenarios`)).json();
     const select = $('whatif-scenario');
@@ -225,9 +271,12 @@ async function setUpWrites() {
   }
 }
 
+let dataLive = false;                // the hub's health: ok (live) or degraded (stale data)
+
 function connect() {
   const source = new EventSource(`${API}/stream`);
   const status = (text, cls) => { $('connection-text').textContent = text; $('connection-dot').className = 'dot ' + cls; };
+  const shown = () => (dataLive ? status('live', 'live') : status('connected, data stale', 'stale'));
   source.addEventListener('snapshot', (msg) => {
     const data = JSON.parse(msg.data);
     buildCards(data.state.joint_names);
@@ -235,14 +284,14 @@ function connect() {
     addSeries(data.series);
     renderState(data.state);
     renderEvents(data.state);
-    status('live', 'live');
+    shown();
   });
   source.addEventListener('update', (msg) => {
     const data = JSON.parse(msg.data);
     addSeries(data.series);
     renderState(data.state);
     if (data.events) renderEvents(data.events);
-    status('live', 'live');
+    shown();
   });
   source.onerror = () => status('reconnecting', 'lost');
 }
