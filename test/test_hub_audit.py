@@ -304,7 +304,9 @@ def test_the_dashboard_switches_only_from_a_known_state_and_shows_stale_data(hub
     from ros_harness import wait_until
     joint = hub.model.joint_names[0]
     hub.clock.now += 100.0
-    _live(hub, joint)
+    for _ in range(6):                  # a twin reporting at 10 Hz (the staleness follows it)
+        _live(hub, joint)
+        hub.clock.now += 0.1
     hub.state.update_rul([(f'twin/rul/{joint}', 'OK', 'no degradation seen', {
         'health_index': '1.0', 'recommended_action': 'none'})])
     hub.state.set_corrective(None, 'twin_bridge is not running')

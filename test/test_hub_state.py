@@ -359,3 +359,20 @@ def test_display_pairing_falls_back_when_the_topics_never_share_a_sample():
     for now in range(0, 200, 10):
         got += pairing.measured(2 * now, now, 'm') + pairing.predicted(2 * now + 1, now, 'p')
     assert [kind for kind, _ in got].count('predicted') >= 3
+
+
+def test_a_twin_that_reports_slowly_is_not_stale_between_its_reports():
+    # publish_rate_hz / status_rate_hz may be as low as 0.1 Hz: a status is stale after 3 s or
+    # 3 of its own periods, whichever is longer (an alarm sent between the reports does not
+    # shorten the period)
+    s = TwinState(NAMES, 'arm', clock=lambda: 0.0)
+    for t in (0.0, 5.0, 10.0, 10.2, 15.0):      # every 5 s, and an alarm at 10.2 s
+        s.update_sync('OK', 'in sync', {}, now=t)
+        s.update_anomaly([('twin/anomaly/robot', 'OK', 'nominal', {})], now=t)
+    assert s.sync(now=29.0)['level'] == 'OK'
+    assert s.sync(now=31.0)['level'] == 'STALE'
+    assert s.anomalies(now=29.0)['robot']['level'] == 'OK'
+    fast = TwinState(NAMES, 'arm', clock=lambda: 0.0)
+    for t in (0.0, 0.1, 0.2):                   # 10 Hz: stale after 3 s
+        fast.update_sync('OK', 'in sync', {}, now=t)
+    assert fast.sync(now=3.1)['level'] == 'OK' and fast.sync(now=3.3)['level'] == 'STALE'

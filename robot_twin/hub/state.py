@@ -26,6 +26,7 @@ header stamp, s).
 from collections import deque
 from dataclasses import asdict, dataclass, field
 import math
+import statistics
 import threading
 import time
 
@@ -38,7 +39,11 @@ EPISODE_HOLD_S = 2.0
 STALE_AFTER_S = 1.0
 """Joint samples are stale when the newest arrived longer ago than this, s."""
 STATUS_STALE_AFTER_S = 3.0
-"""Sync and anomaly statuses (published at 10 Hz) are stale when older than this, s."""
+"""Sync and anomaly statuses (published at 10 Hz) are stale when older than this, s, or than
+:data:`STATUS_STALE_PERIODS` of their own period, whichever is longer (a twin configured to
+report at 0.1 Hz is not stale between its reports)."""
+STATUS_STALE_PERIODS = 3.0
+_PERIOD_INTERVALS = 5
 STOPPED_REPORTING = 'unknown: the twin stopped reporting'
 """What an anomaly episode is while its joint's status is stale."""
 NOTE_MAX_CHARS = 500
@@ -91,16 +96,35 @@ def aged(status, now, topic):
     it said last (``last_level``, ``last_message``).
     """
     out = dict(status)
+    out.pop('intervals', None)
     received = out.get('received')
     age = None if received is None else max(0.0, now - received)
     out['age_s'] = age
-    out['stale'] = age is None or age > STATUS_STALE_AFTER_S
+    limit = max(STATUS_STALE_AFTER_S, STATUS_STALE_PERIODS * out.pop('period', 0.0))
+    out['stale'] = age is None or age > limit
     if age is not None and out['stale']:
         out['last_level'], out['last_message'] = out['level'], out['message']
         out['level'] = 'STALE'
         out['message'] = (f'no {topic} for {age:.1f} s (last: {out["last_level"]}, '
                           f'{out["last_message"]})')
     return out
+
+
+def _received(previous, status, now):
+    """
+    Return ``status`` with ``received`` (``now``) and ``period``, s, for :func:`aged`.
+
+    ``period`` is the median of the last :data:`_PERIOD_INTERVALS` intervals between reports
+    (0 before three): neither an alarm published at once between two regular reports nor the
+    pause of a twin that stopped and started again moves it.
+    """
+    previous = previous or {}
+    last = previous.get('received')
+    intervals = previous.get('intervals', ())
+    if last is not None and now >= last:
+        intervals = (intervals + (now - last,))[-_PERIOD_INTERVALS:]
+    return dict(status, received=now, intervals=intervals,
+                period=statistics.median(intervals) if len(intervals) >= 3 else 0.0)
 
 
 def _float_list(values, n):
@@ -444,9 +468,9 @@ class TwinState:
     def update_sync(self, level, message, values, now=None):
         """Store the bridge's ``twin/status/sync`` (level name, message, values as strings)."""
         with self._lock:
-            self._sync = {'level': str(level), 'message': str(message),
-                          'values': {str(k): str(v) for k, v in dict(values).items()},
-                          'received': self._now(now)}
+            self._sync = _received(self._sync, {
+                'level': str(level), 'message': str(message),
+                'values': {str(k): str(v) for k, v in dict(values).items()}}, self._now(now))
             self._changed()
 
     def sync(self, now=None):
@@ -486,11 +510,11 @@ class TwinState:
                 values = {str(k): str(v) for k, v in dict(values).items()}
                 target = str(name).rsplit('/', 1)[-1]
                 if name == 'twin/anomaly/robot':
-                    self._robot_anomaly = {'level': level, 'message': message,
-                                           'values': values, 'received': now}
+                    self._robot_anomaly = _received(self._robot_anomaly, {
+                        'level': level, 'message': message, 'values': values}, now)
                     continue
-                self._joint_anomaly[target] = {'level': level, 'message': message,
-                                               'values': values, 'received': now}
+                self._joint_anomaly[target] = _received(self._joint_anomaly.get(target), {
+                    'level': level, 'message': message, 'values': values}, now)
                 events |= self._track_episode(target, level, message, values, now)
             self._changed(events)
 
