@@ -47,8 +47,8 @@ MAX_BODY_BYTES = 64 * 1024
 ECHO_MAX_CHARS = 200
 """Longest text (and most list items) an error echoes back of the offending input."""
 INTERFACE_HEADER = 'X-Robot-Twin-Interface'
-_SURROGATE = re.compile('[\ud800-\udfff]')
 """Header the dashboard sends with its writes (``dashboard``), for the lifecycle log."""
+_SURROGATE = re.compile('[\ud800-\udfff]')
 DASHBOARD_FILES = {'index.html', 'app.js', 'style.css'}
 
 
