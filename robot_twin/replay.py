@@ -298,7 +298,6 @@ class _Decoder:
         self.reader = reader
         self.joints = JointStateReader()
         self.wrenches = WrenchReader(ft_frame)
-        self.ft_frame = ft_frame
 
     def joint_state(self, data):
         parsed = self.joints.read(data)
@@ -311,15 +310,13 @@ class _Decoder:
         return parsed
 
     def wrench(self, data):
-        """Return ``(sec, nanosec, wrench, frame_id)``; frame_id None if empty or the sensor's."""
+        """Return ``(sec, nanosec, wrench, frame_id)`` (the intake judges the frame)."""
         parsed = self.wrenches.read_framed(data)
         if parsed is None:
             msg = self.reader.deserialize(data, WRENCH_STAMPED)
             f, t = msg.wrench.force, msg.wrench.torque
-            frame = msg.header.frame_id
             parsed = (msg.header.stamp.sec, msg.header.stamp.nanosec,
-                      np.array([f.x, f.y, f.z, t.x, t.y, t.z]),
-                      None if frame in ('', self.ft_frame) else frame)
+                      np.array([f.x, f.y, f.z, t.x, t.y, t.z]), msg.header.frame_id)
         return parsed
 
 

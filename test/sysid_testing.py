@@ -1,10 +1,12 @@
 """Helpers shared by the system-identification tests and benchmark: robots, truths, bag writer."""
+import argparse
 from pathlib import Path
 import warnings
 
 import numpy as np
 import pinocchio as pin
 import pybullet_data
+from robot_twin.sysid_cli import add_sysid_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM_URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'
@@ -47,6 +49,14 @@ def quiet(fn, *args, **kwargs):
         warnings.simplefilter('always')
         out = fn(*args, **kwargs)
     return out, [str(w.message) for w in caught]
+
+
+def run_cli(argv):
+    """Run ``robot-twin <argv>`` (the sysid and excite commands) in this process."""
+    parser = argparse.ArgumentParser(prog='robot-twin')
+    add_sysid_parser(parser.add_subparsers(dest='command', required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 def perturbed_parameters(model, changes):

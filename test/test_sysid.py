@@ -12,16 +12,15 @@ measured torque linearly resampled onto the uniform grid. Its floor is the RMSE 
 model fed with the same filtered (noisy) states: state noise reaches the torque through the
 inertia, and resampling averages neighbouring torque samples.
 """
-import argparse
 import json
 import re
 
 import numpy as np
 import pinocchio as pin
 import pytest
-from robot_twin.sysid_cli import add_sysid_parser
 from sysid_testing import (ARM_FRICTION, ARM_SIGMOID, ARM_URDF, MIXED_URDF, PANDA_FINGERS,
-                           PANDA_URDF, perturbed_parameters, point_to_point_log, quiet, write_bag)
+                           PANDA_URDF, perturbed_parameters, point_to_point_log, quiet, run_cli,
+                           write_bag)
 from twin_sim.excitation import design_excitation, simulate_log
 from twin_sim.logdata import LogData, prepare_log, SysIdError, write_csv
 from twin_sim.sysid import (base_parameters, check_physical_consistency,
@@ -435,13 +434,6 @@ def test_too_few_samples_and_bad_options(arm, arm_log):
         identify(arm, processed, friction='stribeck')
     with pytest.raises(SysIdError, match='log too short'):
         quiet(prepare_log, few, model_joint_names(arm))
-
-
-def run_cli(argv):
-    parser = argparse.ArgumentParser(prog='robot-twin')
-    add_sysid_parser(parser.add_subparsers(dest='command', required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_cli_end_to_end(tmp_path, capsys, arm_log):

@@ -11,15 +11,14 @@ System identification on inputs an audit of the offline tools found mishandled.
 Logs are simulated along a short excitation trajectory of the built-in arm (known parameters
 that differ from the URDF, friction, noise as in test_sysid.py).
 """
-import argparse
 import json
 import re
 import types
 
 import numpy as np
 import pytest
-from robot_twin.sysid_cli import _print_summary, add_sysid_parser
-from sysid_testing import ARM_FRICTION, ARM_URDF, perturbed_parameters, quiet
+from robot_twin.sysid_cli import _print_summary
+from sysid_testing import ARM_FRICTION, ARM_URDF, perturbed_parameters, quiet, run_cli
 from twin_sim.excitation import design_excitation, simulate_log
 from twin_sim.logdata import LogData, prepare_log, write_csv
 from twin_sim.sysid import (identify, load_model, model_joint_names, model_with_parameters,
@@ -58,13 +57,6 @@ def massless_urdf(tmp_path_factory):
     path = tmp_path_factory.mktemp('massless') / 'arm_link4_massless.urdf'
     path.write_text(text)
     return path
-
-
-def run_cli(argv):
-    parser = argparse.ArgumentParser(prog='robot-twin')
-    add_sysid_parser(parser.add_subparsers(dest='command', required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def _swapped(log, a, b):

@@ -133,8 +133,7 @@ class RobotIntake:
         calibration) sees a jump.
     wrench_frame : str or None
         The force-torque sensor frame (the URDF link): a wrench in another frame (not empty)
-        is refused (``wrench.wrong_frame``); None = frames not checked (see
-        :meth:`expect_wrench_frame`).
+        is refused (``wrench.wrong_frame``); None = frames not checked.
 
     """
 
@@ -189,10 +188,6 @@ class RobotIntake:
         self._sample_now = -math.inf    # when the last sample was complete (local clock), s
         self._own = list(self._no_joint)    # per joint: on a clock of its own, held
         self._n_own = 0
-
-    def expect_wrench_frame(self, frame_id):
-        """Refuse wrenches whose non-empty ``frame_id`` is not ``frame_id`` (None: accept all)."""
-        self.wrench.frame_id = None if frame_id is None else str(frame_id)
 
     def joint_state(self, names, position, velocity, effort, stamp, now, nanosec=0):
         """

@@ -83,7 +83,6 @@ class RobotInput:
         self._joints = JointStateReader()
         # wrenches in another frame than the sensor's are refused (an empty frame is fine)
         self._wrench = WrenchReader(model.ft_frame)
-        self.intake.expect_wrench_frame(model.ft_frame)
         self._clock = node.get_clock()
         # The receive time of each sample: the node clock (sim time under use_sim_time, read at
         # start-up), else the system clock read directly (rclpy's Clock.now() costs more).
