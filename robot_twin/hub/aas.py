@@ -171,9 +171,9 @@ def health_problem(state):
         return ''
     if _received(state) is None:
         return 'NO DATA: the hub has received no anomaly or RUL report from the twin'
-    health_ = state.get('health') or {}
-    if health_.get('status', 'ok') != 'ok':
-        return 'STALE: ' + '; '.join(health_.get('reasons') or ['the hub reports degraded'])
+    hub_health = state.get('health') or {}
+    if hub_health.get('status', 'ok') != 'ok':
+        return 'STALE: ' + '; '.join(hub_health.get('reasons') or ['the hub reports degraded'])
     return ''
 
 
