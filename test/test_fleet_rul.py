@@ -123,6 +123,8 @@ def test_csv_reader_and_its_errors(tmp_path):
              'unit,time,a\n1,1,x\n': 'not a number',
              'unit,time,a\n1,1,2\n1,1,3\n': 'two rows at time 1',
              'unit,time,a\n1,1,nan\n': 'non-finite',
+             'unit,time,a\n1,1,2\n1,2,1e39\n': 'row 2 has a value beyond',
+             'unit,time,a\n1,-2e30,2\n': 'row 1 has a value beyond',
              'unit,time,a\n1.5,1,2\n': 'integers',
              'unit,time,a\n': 'no data rows'}
     for text, message in cases.items():
@@ -179,6 +181,21 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     assert "needs column(s) ['temp'" in capsys.readouterr().err
     assert main(['rul', 'fit', '--format', 'cmapss', '--data', str(tmp_path / 'none.txt'),
                  '--output', str(good)]) == 2
+    # a reading beyond float32 used to become inf in the model's features and move the
+    # prediction silently
+    huge = tmp_path / 'huge.csv'
+    huge.write_text(data.read_text() + '2,999,1e39,1,1,7\n')
+    assert main(['rul', 'predict', '--format', 'csv', '--model', str(good), '--data',
+                 str(huge), '--output', str(tmp_path / 'p.csv')]) == 2
+    assert 'has a value beyond' in capsys.readouterr().err
+
+
+def test_features_beyond_float32_are_refused():
+    x = np.array([[1.0, 2.0], [3.0, 1e39], [4.0, 5.0]])
+    data = fleet_rul.FleetData(np.array([1, 2, 3]), np.zeros(3), np.zeros((3, 1)), ['a'], 'f.csv')
+    with pytest.raises(fleet_rul.FleetDataError, match=r'unit\(s\) \[2\] are not finite'):
+        fleet_rul._float32_features(x, np.array([1, 2, 3]), data)
+    assert fleet_rul._float32_features(x[[0, 2]], np.array([1, 3]), data).dtype == np.float32
 
 
 @pytest.mark.skipif(not FD001.is_file(), reason='C-MAPSS FD001 not in ../shared/datasets')

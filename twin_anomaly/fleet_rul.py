@@ -117,12 +117,36 @@ class FleetData:
                          list(self.columns), self.source)
 
 
+# Largest magnitude taken in a data file. The model's features are float32 (largest 3.4e38):
+# a reading beyond this turns into inf there, and the model would predict from it unseen.
+MAX_ABS_VALUE = 1e30
+
+
+def _float32_features(x, units, data):
+    """Return the feature matrix as float32, or raise if a unit's features do not fit it."""
+    with np.errstate(over='ignore'):      # said below, with the units
+        out = x.astype(np.float32)
+    bad = ~np.isfinite(out).all(axis=1)
+    if np.any(bad):
+        raise FleetDataError(
+            f'{data.source}: the features of unit(s) {sorted({int(u) for u in units[bad]})} '
+            'are not finite in float32 (readings too large for the model, or a constant '
+            'column normalized by a zero spread)')
+    return out
+
+
 def _finish(unit, time, values, columns, source):
     if unit.size == 0:
         raise FleetDataError(f'{source}: no data rows')
     if not np.all(np.isfinite(values)) or not np.all(np.isfinite(time)):
         row = int(np.flatnonzero(~np.isfinite(np.column_stack([time, values])).all(axis=1))[0])
         raise FleetDataError(f'{source}: data row {row + 1} has a non-finite value')
+    huge = np.abs(np.column_stack([time, values])) > MAX_ABS_VALUE
+    if np.any(huge):
+        row = int(np.flatnonzero(huge.any(axis=1))[0])
+        raise FleetDataError(
+            f'{source}: data row {row + 1} has a value beyond +-{MAX_ABS_VALUE:g}: not a '
+            'reading of any sensor (a unit or parsing error?); the model computes in float32')
     order = np.lexsort((time, unit))
     unit, time, values = unit[order], time[order], values[order]
     same = (np.diff(unit) == 0) & (np.diff(time) == 0)
@@ -523,12 +547,14 @@ def unit_features(time, values, spec_columns_index, baseline_rows):
 
 
 def _feature_matrix(data, spec, last_only):
+    """Return ``(unit of each row, features)``: one row per unit, or one per data row."""
     index = [data.columns.index(c) for c in spec.columns]
     units, rows_out = [], []
     for u, rows in data.groups():
         feats = unit_features(data.time[rows], data.values[rows], index, spec.baseline_rows)
-        rows_out.append(feats[-1:] if last_only else feats)
-        units.append(u)
+        feats = feats[-1:] if last_only else feats
+        rows_out.append(feats)
+        units += [u] * len(feats)
     return np.array(units), np.vstack(rows_out)
 
 
@@ -601,13 +627,14 @@ def fit(data, *, cap=125.0, params=None, rounds=DEFAULT_ROUNDS, seed=0, baseline
         raise FleetDataError(f'{data.source}: every feature column is constant')
     spec = FeatureSpec(tuple(columns), tuple(data.columns), int(baseline_rows), float(cap),
                        conditions)
-    _, x = _feature_matrix(used, spec, last_only=False)
+    units, x = _feature_matrix(used, spec, last_only=False)
+    x = _float32_features(x, units, data)
     y = target_rul(data, cap) / cap
     settings = dict(DEFAULT_PARAMS, seed=int(seed), **(params or {}))
     callbacks = []
     if progress is not None:
         callbacks.append(lambda env: progress(env.iteration + 1))
-    booster = lgb.train(settings, lgb.Dataset(x.astype(np.float32), y,
+    booster = lgb.train(settings, lgb.Dataset(x, y,
                                               feature_name=_safe_names(spec)),
                         num_boost_round=int(rounds), callbacks=callbacks)
     return _float32_thresholds(booster), spec
@@ -653,7 +680,7 @@ def features_for_prediction(data, spec):
     if spec.conditions is not None:
         data = spec.conditions.normalize(data)
     units, x = _feature_matrix(data, spec, last_only=True)
-    return units, x.astype(np.float32)
+    return units, _float32_features(x, units, data)
 
 
 def booster_predict(booster, data, spec):
