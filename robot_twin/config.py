@@ -266,6 +266,17 @@ _HUB = (
     ParamSpec('api.token_file', str, '',
               'File holding the bearer token for writes (REST, and the password of OPC UA '
               'user robot_twin); empty = read-only.', read_only=True),
+    ParamSpec('api.max_connections', int, 64,
+              'REST/dashboard connections open at once at most; one more is answered 503 and '
+              'closed at once (so idle clients cannot hold every file descriptor).',
+              min=1, max=4096, read_only=True),
+    ParamSpec('api.request_timeout_s', float, 10.0,
+              'A client must send a whole request (line, headers and body) within this time '
+              '(s) of starting it, or of connecting, else its connection is closed '
+              '(slow or idle clients).', min=0.1, max=600.0, read_only=True),
+    ParamSpec('api.keep_alive_s', float, 5.0,
+              'An idle keep-alive connection is closed after this time (s) without a new '
+              'request.', min=0.1, max=600.0, read_only=True),
     ParamSpec('opcua.address', str, '',
               'HOST:PORT of the OPC UA server (OPC 40010-1 Robotics); empty = off.',
               read_only=True),
@@ -327,6 +338,15 @@ PARAMETERS = {
         ParamSpec('corrective_actions.velocity_scale', float, 0.5,
                   'Commands use at most this fraction of the URDF velocity limits.',
                   min=0.01, max=1.0, read_only=True),
+        ParamSpec('corrective_actions.max_acceleration', float, 0.0,
+                  'Acceleration limit of every joint for corrective commands (rad/s², m/s² '
+                  'for prismatic joints); 0 = none. A joint_limits_file limit that is lower '
+                  'wins.', min=0.0, max=1.0e6, read_only=True),
+        ParamSpec('corrective_actions.joint_limits_file', str, '',
+                  'MoveIt / ros2_control joint_limits.yaml: its has_acceleration_limits / '
+                  'max_acceleration bound corrective commands (the lower of it and '
+                  'max_acceleration), its max_velocity lowers a URDF velocity limit (never '
+                  'raises one); other keys are ignored. Empty = none.', read_only=True),
         ParamSpec('corrective_actions.policy', str, 'hold',
                   'What a new anomaly episode at ERROR commands: hold (stop where the robot '
                   'is) or home (move to corrective_actions.home_position).',

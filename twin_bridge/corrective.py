@@ -14,7 +14,10 @@ On a new anomaly episode at level ERROR a policy proposes one command:
   it from ``(q, v)`` slows linearly, never reversing (a target at ``q`` itself would make the
   arm overshoot it and come back, with four times the deceleration). ``T`` is ``hold_time_s``,
   shortened where a joint would not stop inside its governed range (``T = 2 room / |v|``, at
-  least :data:`HOLD_MIN_S`); the governor checks the result as any command;
+  least :data:`HOLD_MIN_S`); with acceleration limits ``a`` it is lengthened to at least
+  ``|v| / a`` for every joint, but never beyond the range's ``T``: where stopping inside the
+  range needs more than ``a``, the range wins (the governor counts it). The governor checks
+  the result as any command;
 - ``home``: move to a configured safe pose (``home_position``) in ``hold_time_s``; a pose
   beyond the limits or a move too fast for the velocity limits is the governor's to clamp and
   slow down, as for any command.
@@ -120,7 +123,8 @@ class CorrectivePolicy:
         self._in_episode = False
         self._retry_at = None    # when a refused episode may propose again, s
 
-    def propose(self, event, q_measured, now=0.0, v_measured=None, position_range=None):
+    def propose(self, event, q_measured, now=0.0, v_measured=None, position_range=None,
+                acceleration_limit=None):
         """
         Return a :class:`CorrectiveProposal` for a new episode (or a due retry), else None.
 
@@ -141,6 +145,9 @@ class CorrectivePolicy:
             starts.
         position_range : tuple of (n,) arrays or None
             ``(lo, hi)``, the governed position range (a hold stops inside it).
+        acceleration_limit : (n,) array or None
+            Acceleration limits, rad/s² (inf or None: none): a hold decelerates within them
+            where the range allows.
 
         """
         rank = {'OK': 0, 'WARN': 1, 'ERROR': 2}.get(event.level, 0)
@@ -158,7 +165,8 @@ class CorrectivePolicy:
         self._in_episode, self._retry_at = True, None
         where = f' on {event.joint}' if event.joint else ''
         if self.policy == 'hold':
-            target, duration, what = self._stop(q, v_measured, position_range)
+            target, duration, what = self._stop(q, v_measured, position_range,
+                                                acceleration_limit)
         else:
             target, duration, what = self.home_position.copy(), self.hold_time_s, \
                 'move to the home pose'
@@ -168,7 +176,7 @@ class CorrectivePolicy:
             reason=f'{what}: {event.level} anomaly{where} ({event.fault_type}, '
                    f'score {event.score:.3g}) since t={event.since:.3f}')
 
-    def _stop(self, q, v_measured, position_range):
+    def _stop(self, q, v_measured, position_range, acceleration_limit=None):
         """Return the target, duration and description of a hold (see the module)."""
         v = np.zeros_like(q)
         if v_measured is not None:
@@ -178,6 +186,7 @@ class CorrectivePolicy:
         if not v.any():
             return q.copy(), self.hold_time_s, 'hold position'
         duration = self.hold_time_s
+        fit = np.inf
         if position_range is not None:
             lo, hi = (np.asarray(x, dtype=float) for x in position_range)
             room = np.maximum(np.where(v > 0.0, hi - q, q - lo), 0.0)
@@ -185,6 +194,16 @@ class CorrectivePolicy:
                 fit = np.where(v != 0.0, 2.0 * room / np.abs(v), np.inf)
             fit = np.where(np.isnan(fit), np.inf, fit)      # no measured position: no say
             duration = max(min(duration, float(fit.min())), HOLD_MIN_S)
+        if acceleration_limit is not None:
+            amax = np.asarray(acceleration_limit, dtype=float)
+            if amax.shape == q.shape and np.isfinite(amax).any():
+                with np.errstate(divide='ignore', invalid='ignore'):
+                    wait = np.where(np.isfinite(amax) & (amax > 0.0), np.abs(v) / amax, 0.0)
+                # a hair longer than |v| / a, so that float rounding does not ask for more
+                slowest = float(wait.max()) * (1.0 + 1e-9)
+                if slowest > duration:
+                    # never longer than the range allows: the range wins over the limits
+                    duration = max(min(slowest, float(np.min(fit))), duration)
         target = q + 0.5 * duration * v
         if position_range is not None:
             target = np.clip(target, lo, hi)

@@ -37,6 +37,24 @@ Rules, in order:
    more. A spline must also stay inside the position range between its points (a robot that
    moves towards a limit overshoots a hold there): one that leaves it is refused.
 
+Acceleration limits (``JointLimits.acceleration``, inf = none, the default; a URDF has none:
+they come from a ``joint_limits.yaml``, :func:`load_joint_limits_yaml`). Where a joint has one,
+counted from its measured velocity (at rest when unknown):
+
+- velocity targets change the measured velocity by at most ``acceleration * horizon_s``;
+- position targets stay within the reach, in ``dt``, of a move from the measured velocity
+  with ``|a| <= acceleration`` and a speed of at most the velocity limit (or its own);
+- trajectories are run as cubic splines (a trajectory of positions only gets zero point
+  velocities: cubics that stop at every point, the same path) and time is stretched until the
+  peak acceleration of every segment (at its ends: a cubic's acceleration is linear in time)
+  is within the limit, the first segment from the measured velocity;
+- the position range and the velocity limit (the URDF's hard limits) win over it: a velocity
+  or position target that cannot meet both is the hard bound nearest to what the acceleration
+  allows, and a trajectory's first segment is not held to the acceleration limits when the arm
+  cannot stop evenly inside its range within them (``max |v| / a > min 2 room / |v|``: a hold
+  of a joint running fast close to its limit). Both are allowed, said in the reasons and
+  counted (:data:`ACCELERATION_OVER`), never sent beyond the range.
+
 After clamping, an independent final check (:func:`limit_violations`: plain comparisons with the
 URDF limits and the settings, none of the clamping helpers) re-verifies every output bound;
 should it ever fail, the command is refused (cause ``invariant``), never sent.
@@ -55,6 +73,8 @@ from twin_bridge.mapping import format_joint_names
 COMMAND_KINDS = ('position', 'velocity', 'effort', 'trajectory')
 REFUSAL_CAUSES = ('malformed', 'stale', 'unknown_joint', 'length', 'nonfinite', 'no_limit',
                   'no_state', 'clock', 'rate', 'unreachable', 'invariant')
+ACCELERATION_OVER = 'acceleration_over_to_stay_in_range'
+"""Counter of allowed commands that exceed an acceleration limit to stay in the range."""
 
 
 # Float stamps (epoch seconds carry ~0.2 µs of rounding) must not refuse a command sent exactly
@@ -93,6 +113,9 @@ class JointLimits:
     effort : (n,) float array
         Effort limits, N·m (N); > 0, or inf where the URDF gives none (the governor then
         refuses every effort command for the joint).
+    acceleration : (n,) float array or None
+        Acceleration limits, rad/s² (m/s²); > 0, or inf for none (a URDF gives none: they come
+        from a ``joint_limits.yaml``, :func:`load_joint_limits_yaml`). None: inf for every joint.
 
     """
 
@@ -101,6 +124,7 @@ class JointLimits:
     upper: np.ndarray
     velocity: np.ndarray
     effort: np.ndarray
+    acceleration: np.ndarray = None
 
     def __post_init__(self):
         names = tuple(self.names)
@@ -110,7 +134,9 @@ class JointLimits:
             raise GovernorConfigError(f'duplicated joint names in limits: {names!r}')
         n = len(names)
         object.__setattr__(self, 'names', names)
-        for attr in ('lower', 'upper', 'velocity', 'effort'):
+        if self.acceleration is None:
+            object.__setattr__(self, 'acceleration', math.inf)
+        for attr in ('lower', 'upper', 'velocity', 'effort', 'acceleration'):
             object.__setattr__(self, attr, _vector(getattr(self, attr), n, attr))
         for i, name in enumerate(names):
             lo, hi = self.lower[i], self.upper[i]
@@ -124,9 +150,13 @@ class JointLimits:
                     raise GovernorConfigError(
                         f'joint {name!r}: {attr} limit {v} {unit} is not a number > 0 (inf '
                         f'for none); set <limit {attr}="..."> on the joint in the URDF')
+            if not self.acceleration[i] > 0.0:
+                raise GovernorConfigError(
+                    f'joint {name!r}: acceleration limit {self.acceleration[i]} rad/s² is not a '
+                    'number > 0 (inf for none)')
 
     @classmethod
-    def from_model(cls, model):
+    def from_model(cls, model, acceleration=None, velocity=None):
         """
         Build limits from a ``RobotModel``-like object.
 
@@ -135,10 +165,18 @@ class JointLimits:
         model : object
             With attributes ``joint_names`` (n,), ``lower``, ``upper`` (n,) rad,
             ``velocity_limit`` (n,) rad/s and ``effort_limit`` (n,) N·m.
+        acceleration : (n,) array or None
+            Acceleration limits, rad/s² (inf: none); None: none for any joint.
+        velocity : (n,) array or None
+            Velocity limits that replace the URDF's where they are lower (never raise one),
+            rad/s (inf: the URDF's); None: the URDF's.
 
         """
+        vel = np.asarray(model.velocity_limit, dtype=float)
+        if velocity is not None:
+            vel = np.fmin(vel, np.asarray(velocity, dtype=float))
         return cls(names=tuple(model.joint_names), lower=model.lower, upper=model.upper,
-                   velocity=model.velocity_limit, effort=model.effort_limit)
+                   velocity=vel, effort=model.effort_limit, acceleration=acceleration)
 
     @property
     def n(self):
@@ -157,6 +195,95 @@ class JointLimits:
             if missing:
                 out[name] = ' and '.join(missing)
         return out
+
+
+def _limit_entry(where, entry, has_key, max_key):
+    """Return the limit an entry gives (``has_key``, ``max_key``), inf for none, or raise."""
+    has = entry.get(has_key)
+    if has is not None and not isinstance(has, bool):
+        raise GovernorConfigError(f'{where}.{has_key} is {has!r}; write true or false')
+    if has is False:
+        return math.inf                     # no limit from the file (max_* is not used)
+    if max_key not in entry:
+        if has:
+            raise GovernorConfigError(f'{where}.{max_key} is missing; {has_key} is true')
+        return math.inf
+    value = entry[max_key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value > 0.0):
+        raise GovernorConfigError(
+            f'{where}.{max_key} is {value!r}; write a number > 0 (or {has_key}: false for '
+            'no limit)')
+    return float(value)
+
+
+def load_joint_limits_yaml(path, names):
+    """
+    Read acceleration (and velocity) limits from a MoveIt / ros2_control ``joint_limits.yaml``.
+
+    The file has a ``joint_limits`` map (at the top, or under one node's ``ros__parameters``)
+    of joints, each with ``has_acceleration_limits`` / ``max_acceleration`` and
+    ``has_velocity_limits`` / ``max_velocity``; other keys are ignored. A ``max_*`` is used when
+    its ``has_*`` is true or absent; ``has_*: false`` gives no limit for that joint.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    names : sequence of str
+        The model's joints; a joint of the file not among them is an error.
+
+    Returns
+    -------
+    acceleration, velocity : (n,) float arrays
+        In the order of ``names``, rad/s² and rad/s (m/s², m/s); inf where the file gives none.
+
+    Raises
+    ------
+    GovernorConfigError
+        The file is unreadable or a key it uses is wrong (the message names file and key).
+
+    """
+    import yaml
+    names = list(names)
+    try:
+        with open(path, encoding='utf-8') as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise GovernorConfigError(f'joint limits file {path}: cannot read it ({exc})') from None
+    limits = None
+    if isinstance(doc, dict) and 'joint_limits' in doc:
+        limits, where = doc['joint_limits'], 'joint_limits'
+    elif isinstance(doc, dict):
+        nested = [(k, v['ros__parameters']['joint_limits']) for k, v in doc.items()
+                  if isinstance(v, dict) and isinstance(v.get('ros__parameters'), dict)
+                  and 'joint_limits' in v['ros__parameters']]
+        if len(nested) == 1:
+            limits, where = nested[0][1], f'{nested[0][0]}.ros__parameters.joint_limits'
+    if not isinstance(limits, dict):
+        raise GovernorConfigError(
+            f'joint limits file {path}: no joint_limits map of joints (MoveIt / ros2_control '
+            'format: joint_limits: {<joint>: {has_acceleration_limits: true, '
+            'max_acceleration: ...}})')
+    acceleration = np.full(len(names), math.inf)
+    velocity = np.full(len(names), math.inf)
+    for joint, entry in limits.items():
+        key = f'{where}.{joint}'
+        if joint not in names:
+            raise GovernorConfigError(
+                f'joint limits file {path}: {key}: no such joint in the model; it has '
+                f'{format_joint_names(names)}')
+        if not isinstance(entry, dict):
+            raise GovernorConfigError(f'joint limits file {path}: {key} is {entry!r}, not a '
+                                      'map of limits')
+        try:
+            i = names.index(joint)
+            acceleration[i] = _limit_entry(key, entry, 'has_acceleration_limits',
+                                           'max_acceleration')
+            velocity[i] = _limit_entry(key, entry, 'has_velocity_limits', 'max_velocity')
+        except GovernorConfigError as exc:
+            raise GovernorConfigError(f'joint limits file {path}: {exc}') from None
+    return acceleration, velocity
 
 
 @dataclass
@@ -297,7 +424,9 @@ class SafetyGovernor:
     Attributes
     ----------
     counters : dict
-        ``allowed``, ``refused``, ``clamped`` and one key per refusal cause.
+        ``allowed``, ``refused``, ``clamped``, one key per refusal cause, and
+        :data:`ACCELERATION_OVER` (allowed commands that exceed an acceleration limit because
+        the position range or velocity limit needs it).
 
     """
 
@@ -338,6 +467,8 @@ class SafetyGovernor:
         self._speed_scale = 1.0
         self._vmax = limits.velocity * self.velocity_scale
         self._emax = limits.effort
+        self._amax = limits.acceleration
+        self._acc_over = False     # the command being governed exceeds an acceleration limit
         # joints the URDF gives no limit: the governor cannot limit them, so commands none
         self._no_velocity_limit = limits.velocity == math.inf
         self._no_effort_limit = limits.effort == math.inf
@@ -347,7 +478,8 @@ class SafetyGovernor:
         self._last_allowed = None
         self._latest_now = -math.inf   # the latest time seen (commands and ticks)
         self._stepped_back_at = None   # time the clock was last seen to step back
-        self.counters = dict.fromkeys(('allowed', 'refused', 'clamped') + REFUSAL_CAUSES, 0)
+        self.counters = dict.fromkeys(('allowed', 'refused', 'clamped') + REFUSAL_CAUSES
+                                      + (ACCELERATION_OVER,), 0)
 
     @staticmethod
     def _param(value, name, ok, rule):
@@ -391,6 +523,10 @@ class SafetyGovernor:
     def velocity_limit(self, joints):
         """Return the velocity limits (m,) rad/s in force: URDF x velocity_scale x speed scale."""
         return self._vmax[[self._index_of[j] for j in joints]]
+
+    def acceleration_limit(self, joints):
+        """Return the acceleration limits (m,) rad/s² (inf: none)."""
+        return self.limits.acceleration[[self._index_of[j] for j in joints]]
 
     def tick(self, now):
         """
@@ -467,6 +603,7 @@ class SafetyGovernor:
         if decision.allowed:
             c['allowed'] += 1
             c['clamped'] += decision.clamped
+            c[ACCELERATION_OVER] += self._acc_over
             self._last_allowed = float(now)
         else:
             c['refused'] += 1
@@ -490,8 +627,12 @@ class SafetyGovernor:
         joints, idx = self._joints(command.joints)
         decision.joints = joints
         self._limited(kind, joints, idx)
+        self._acc_over = False
         m = len(joints)
         cur = v_now = None
+        # acceleration limits of the command's joints (None: none, every rule as without them)
+        amax = self._amax[idx] if kind != 'effort' and np.isfinite(self._amax[idx]).any() \
+            else None
         if kind != 'effort':
             # the state first: a command made from a state the twin lacks (a hold at a joint
             # never received) is refused for that (no_state: retried), not for its NaN
@@ -501,19 +642,22 @@ class SafetyGovernor:
             times, pos, vel = self._points(command.points, m)
         else:
             values = self._values(command.values, m, kind)
+            if amax is not None:
+                v_now = self._current_velocity(current_velocity, idx)
         if self._last_allowed is not None:
             since = now - self._last_allowed
             if since < self._period - _RATE_SLACK_S:
                 raise _Refuse('rate', f'{since:.6g} s since the last allowed command is less '
                                       f'than 1/max_rate_hz = {self._period:.6g} s')
         if kind == 'position':
-            out, reasons = self._position(values, idx, joints, cur, command.duration_s)
+            out, reasons = self._position(values, idx, joints, cur, command.duration_s, v_now,
+                                          amax)
         elif kind == 'velocity':
-            out, reasons = self._velocity(values, idx, joints, cur)
+            out, reasons = self._velocity(values, idx, joints, cur, v_now, amax)
         elif kind == 'effort':
             out, reasons = self._effort(values, idx, joints)
         else:
-            out, reasons = self._trajectory(times, pos, vel, idx, joints, cur, v_now)
+            out, reasons = self._trajectory(times, pos, vel, idx, joints, cur, v_now, amax)
         violations = limit_violations(self, out, cur if cur is None else np.asarray(cur),
                                       command, v_now)
         if violations:
@@ -666,9 +810,12 @@ class SafetyGovernor:
                           f'governed range [{_fmt(self._lo[i])}, {_fmt(self._hi[i])}] by more '
                           'than one allowed step; bring the joint back into range first')
 
-    def _position(self, values, idx, joints, cur, duration_s):
+    def _position(self, values, idx, joints, cur, duration_s, v_now=None, amax=None):
         lo, hi, step, dt = self._step_bounds(idx, cur, duration_s)
         self._unreachable(joints, idx, cur, lo, hi)
+        if amax is not None:
+            return self._position_accelerated(values, idx, joints, cur, duration_s, v_now,
+                                              amax, lo, hi, step, dt)
         out = np.clip(values, lo, hi)
         reasons = []
         for k in np.flatnonzero(out != values):
@@ -688,6 +835,52 @@ class SafetyGovernor:
                            + ' and '.join(why))
         return JointCommand('position', out, joints, duration_s), reasons
 
+    def _position_accelerated(self, values, idx, joints, cur, duration_s, v_now, amax, lo, hi,
+                              step, dt):
+        """
+        Position rule with acceleration limits: the target also within reach in ``dt``.
+
+        Reach from the measured velocity with ``|a| <= amax`` and a speed of at most the
+        velocity limit (or the robot's own speed, if higher); where that reach and the hard
+        bounds (range, velocity step) do not meet, the hard bound nearest to it wins (counted).
+        """
+        vmax = self._vmax[idx]
+        limited = np.isfinite(amax)
+        a = np.where(limited, amax, 1.0)
+        ahead = _reach(v_now, a, vmax, dt)
+        behind = -_reach(-v_now, a, vmax, dt)
+        alo = np.where(limited, cur + behind, -math.inf)
+        ahi = np.where(limited, cur + ahead, math.inf)
+        target = np.clip(values, alo, ahi)
+        out = np.clip(target, lo, hi)
+        reasons = []
+        for k in np.flatnonzero(out != values):
+            i = idx[k]
+            why = []
+            if not self._lo[i] <= values[k] <= self._hi[i]:
+                why.append(f'position limits [{_fmt(self.limits.lower[i])}, '
+                           f'{_fmt(self.limits.upper[i])}] with margin '
+                           f'{_fmt(self.position_margin[i])}')
+            if target[k] != values[k]:
+                why.append(f'reach in {_fmt(dt)} s from measured {_fmt(cur[k])} at '
+                           f'{_fmt(v_now[k])}/s limited to [{_fmt(alo[k])}, {_fmt(ahi[k])}] '
+                           f'(acceleration limit {_fmt(amax[k])})')
+            if out[k] != min(max(target[k], self._lo[i]), self._hi[i]):
+                why.append(f'step from measured {_fmt(cur[k])} limited to {_fmt(step[k])} '
+                           f'(velocity limit {_fmt(self._vmax[i])} x {_fmt(dt)} s'
+                           + (f', max_step_rad {_fmt(self.max_step_rad)}'
+                              if self.max_step_rad is not None else '') + ')')
+            reasons.append(f'{joints[k]!r} position {_fmt(values[k])} -> {_fmt(out[k])}: '
+                           + ' and '.join(why))
+        over = (out < alo) | (out > ahi)
+        if over.any():
+            self._acc_over = True
+            k = int(np.argmax(over))
+            reasons.append(f'{joints[k]!r} position {_fmt(out[k])} is beyond the reach '
+                           f'[{_fmt(alo[k])}, {_fmt(ahi[k])}] of its acceleration limit '
+                           f'{_fmt(amax[k])}: the position range and velocity step win')
+        return JointCommand('position', out, joints, duration_s), reasons
+
     def _velocity_bounds(self, idx, cur):
         vmax = self._vmax[idx]
         h = self.horizon_s
@@ -695,18 +888,36 @@ class SafetyGovernor:
         room_down = np.minimum(0.0, (self._lo[idx] - cur) / h)
         return np.maximum(-vmax, room_down), np.minimum(vmax, room_up)
 
-    def _velocity(self, values, idx, joints, cur):
+    def _velocity(self, values, idx, joints, cur, v_now=None, amax=None):
         lo, hi = self._velocity_bounds(idx, cur)
-        out = np.clip(values, lo, hi)
+        target = values
+        if amax is not None:
+            # |v - v_measured| <= amax x horizon; the range and velocity limit win over it
+            change = amax * self.horizon_s
+            alo, ahi = v_now - change, v_now + change
+            target = np.clip(values, alo, ahi)
+        out = np.clip(target, lo, hi)
         reasons = []
         for k in np.flatnonzero(out != values):
             i = idx[k]
-            if abs(values[k]) > self._vmax[i] and abs(out[k]) == self._vmax[i]:
+            if target[k] != values[k] and out[k] == target[k]:
+                why = (f'acceleration limit {_fmt(amax[k])} x {_fmt(self.horizon_s)} s from '
+                       f'measured {_fmt(v_now[k])}')
+            elif abs(values[k]) > self._vmax[i] and abs(out[k]) == self._vmax[i]:
                 why = f'velocity limit {_fmt(self._vmax[i])}'
             else:
                 why = (f'position limit within {_fmt(self.horizon_s)} s (measured '
                        f'{_fmt(cur[k])}, range [{_fmt(self._lo[i])}, {_fmt(self._hi[i])}])')
             reasons.append(f'{joints[k]!r} velocity {_fmt(values[k])} -> {_fmt(out[k])}: {why}')
+        if amax is not None:
+            over = (out < alo) | (out > ahi)
+            if over.any():
+                self._acc_over = True
+                k = int(np.argmax(over))
+                reasons.append(f'{joints[k]!r} velocity {_fmt(out[k])} changes measured '
+                               f'{_fmt(v_now[k])} by more than acceleration limit '
+                               f'{_fmt(amax[k])} x {_fmt(self.horizon_s)} s: the position '
+                               'range and velocity limit win')
         return JointCommand('velocity', out, joints), reasons
 
     def _effort(self, values, idx, joints):
@@ -720,25 +931,52 @@ class SafetyGovernor:
         return t_next > t_prev and bool((dq <= vmax * (t_next - t_prev)).all())
 
     @staticmethod
-    def _cubic_time(dq, v0, v1, vmax, t_min):
-        """Shortest duration >= ``t_min`` > 0 of a cubic segment whose peak speed is <= vmax."""
-        if (_cubic_peak(dq, v0, v1, t_min) <= vmax).all():
+    def _cubic_time(dq, v0, v1, vmax, t_min, amax=None):
+        """
+        Shortest duration >= ``t_min`` > 0 of a cubic segment whose peak speed is <= vmax.
+
+        With ``amax`` (m,) also its peak acceleration <= amax (inf: none). The search returns a
+        duration that meets both (the peak acceleration need not fall monotonically with the
+        duration, so not always the shortest one).
+        """
+        def ok(t):
+            fine = (_cubic_peak(dq, v0, v1, t) <= vmax).all()
+            return fine and (amax is None or bool((_cubic_accel(dq, v0, v1, t) <= amax).all()))
+        if ok(t_min):
             return t_min
         lo, hi = t_min, 2.0 * t_min
         for _ in range(200):                # the peak falls towards max(|v0|, |v1|) <= vmax
-            if (_cubic_peak(dq, v0, v1, hi) <= vmax).all():
+            if ok(hi):                      # and the acceleration towards 0
                 break
             lo, hi = hi, 2.0 * hi
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if (_cubic_peak(dq, v0, v1, mid) <= vmax).all() else (mid, hi)
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
         return hi
 
-    def _trajectory(self, times, pos, vel, idx, joints, cur, v_now):
+    def _trajectory(self, times, pos, vel, idx, joints, cur, v_now, amax=None):
         lo, hi = self._lo[idx], self._hi[idx]
         vmax = self._vmax[idx]
         vmax0 = np.maximum(vmax, np.abs(v_now))     # the first segment's bound (see module)
         reasons = []
+        amax0 = amax            # the first segment's acceleration bound
+        if amax is not None:
+            if vel is None:
+                # straight lines change speed at once at every point: cubics that stop at
+                # each point run the same path (every joint on the same time scale)
+                vel = np.zeros_like(pos)
+                reasons.append('positions-only trajectory sent with zero point velocities '
+                               '(cubic splines that stop at every point, the same path) to '
+                               'bound its acceleration')
+            wait, fit = _even_stop_times(cur, v_now, amax, lo, hi)
+            if wait > fit:
+                # the arm cannot stop evenly inside the range within its acceleration limits:
+                # the range wins, the first segment is bound by speed only
+                amax0 = None
+                reasons.append(f'an even stop from the measured velocities needs '
+                               f'{_fmt(wait)} s for the acceleration limits but reaches the '
+                               f'position range in {_fmt(fit)} s: the first segment is not '
+                               'held to the acceleration limits (the range wins)')
         out_pos = np.clip(pos, lo, hi)
         moved = out_pos != pos
         if moved.any():
@@ -768,6 +1006,20 @@ class SafetyGovernor:
             ratio = np.maximum(ratio, peak)
         scale = max(1.0, float(ratio[1:].max()) if len(ratio) > 1 else 1.0,
                     float(ratio[0]) if dt[0] > 0.0 else 1.0)
+        if amax is not None and len(times) > 1:
+            # between points (velocities scaled too) the acceleration falls with the square of
+            # the stretch; the first segment gets its own time below
+            acc = np.array([(_cubic_accel(step[k], vel[k - 1], vel[k], dt[k]) / amax).max()
+                            for k in range(1, len(times))])
+            k_acc = int(np.argmax(acc)) + 1
+            acc_scale = math.sqrt(float(acc.max()))
+            if acc_scale > scale:
+                scale = acc_scale
+                peak = _cubic_accel(step[k_acc], vel[k_acc - 1], vel[k_acc], dt[k_acc])
+                j = int(np.argmax(peak / amax))
+                reasons.append(f'trajectory slowed down by a factor {_fmt(scale)} for the '
+                               f'acceleration limits: segment {k_acc} accelerates '
+                               f'{joints[j]!r} at {_fmt(peak[j])} > {_fmt(amax[j])}')
         out_vel = None if vel is None else np.clip(vel / scale, -vmax, vmax)
         new_times = np.empty_like(times)
         t_prev = 0.0
@@ -781,8 +1033,14 @@ class SafetyGovernor:
             if vel is not None and t_next > t_prev:
                 # the spline as it will be sent: point velocities scaled, then clamped
                 v0 = v_now if k == 0 else out_vel[k - 1]
-                t_next = t_prev + self._cubic_time(step[k], v0, out_vel[k],
-                                                   vmax0 if k == 0 else vmax, t_next - t_prev)
+                a_k = amax0 if k == 0 else amax
+                span = self._cubic_time(step[k], v0, out_vel[k], vmax0 if k == 0 else vmax,
+                                        t_next - t_prev, a_k)
+                if a_k is not None and span > t_next - t_prev and (k == 0 or scale == 1.0):
+                    reasons.append(f'segment {k} lengthened to {_fmt(span)} s for the '
+                                   'acceleration limits' + (' from the measured velocity'
+                                                            if k == 0 else ''))
+                t_next = t_prev + span
             new_times[k] = t_next
             t_prev = t_next
         if not math.isfinite(t_prev):
@@ -807,6 +1065,9 @@ class SafetyGovernor:
             if (np.abs(vel) > vmax).any():
                 reasons.append('point velocities clamped to the velocity limits')
             self._spline_in_range(new_times, out_pos, out_vel, cur, v_now, idx, joints)
+        if amax is not None and amax0 is None and new_times[0] > 0.0:
+            first = _cubic_accel(out_pos[0] - cur, v_now, out_vel[0], new_times[0])
+            self._acc_over = bool((first > amax).any())
         points = tuple(TrajectoryPoint(float(new_times[k]), out_pos[k],
                                        None if out_vel is None else out_vel[k])
                        for k in range(len(times)))
@@ -839,6 +1100,48 @@ class SafetyGovernor:
                         f'{joints[j]!r}, beyond its range [{_fmt(self._lo[i])}, '
                         f'{_fmt(self._hi[i])}]'))
             t_prev, q_prev, v_prev = times[k], pos[k], vel[k]
+
+
+def _reach(v0, amax, vmax, duration):
+    """
+    Return the farthest displacements (m,) ahead in ``duration`` s from velocity ``v0``.
+
+    Speeding up at ``amax`` (finite) up to ``vmax``, or the start speed if that is higher.
+    """
+    cap = np.maximum(vmax, v0)
+    t1 = np.minimum((cap - v0) / amax, duration)
+    return v0 * t1 + 0.5 * amax * t1 * t1 + cap * (duration - t1)
+
+
+def _even_stop_times(cur, v_now, amax, lo, hi):
+    """
+    Return how long an even stop needs for the acceleration limits, and may take in the range.
+
+    ``(max |v| / amax, min 2 room / |v|)`` over the joints (s); ``room`` is the distance from
+    the measured position to the range bound ahead (0 beyond it). An even stop from ``v`` in
+    ``T`` decelerates at ``|v| / T`` and travels ``|v| T / 2``.
+    """
+    speed = np.abs(v_now)
+    limited = np.isfinite(amax) & (speed > 0.0)
+    wait = float((speed[limited] / amax[limited]).max()) if limited.any() else 0.0
+    room = np.maximum(np.where(v_now > 0.0, hi - cur, cur - lo), 0.0)
+    moving = speed > 0.0
+    fit = float((2.0 * room[moving] / speed[moving]).min()) if moving.any() else math.inf
+    return wait, fit
+
+
+def _cubic_accel(dq, v0, v1, duration):
+    """
+    Return the peak |accelerations| (m,) of cubic Hermite segments (see :func:`_cubic_peak`).
+
+    The acceleration of a cubic is linear in time, so its peak is at an end:
+    ``6 dq / T^2 - (4 v0 + 2 v1) / T`` at the start, ``-6 dq / T^2 + (2 v0 + 4 v1) / T`` at
+    the end.
+    """
+    a = dq / (duration * duration)
+    start = 6.0 * a - (4.0 * v0 + 2.0 * v1) / duration
+    end = -6.0 * a + (2.0 * v0 + 4.0 * v1) / duration
+    return np.maximum(np.abs(start), np.abs(end))
 
 
 def _cubic_range(dq, v0, v1, duration):
@@ -925,7 +1228,17 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
         The command as proposed (its ``duration_s``).
     current_velocity : (m,) array or None
         Measured velocities of ``out.joints`` in their order, rad/s, where a trajectory's
-        first cubic segment starts (None or NaN: at rest).
+        first cubic segment starts, and what an acceleration limit counts from (None or NaN:
+        at rest).
+
+    Notes
+    -----
+    Where ``governor.limits.acceleration`` is finite: a velocity command changes the measured
+    velocity by at most the limit x ``horizon_s``, a position target is within the reach of
+    the limit from the measured velocity, and a trajectory is cubic splines whose acceleration
+    at every point is within the limit; unless the hard bound nearest to that is what was
+    sent (a velocity or position target), or (a trajectory's first segment) the arm cannot
+    stop evenly inside its range within its acceleration limits.
 
     """
     lim = governor.limits
@@ -941,6 +1254,10 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
         rows.append((j, float(lim.lower[i]) + margin, float(lim.upper[i]) - margin,
                      float(lim.velocity[i]) * governor.velocity_scale * governor.speed_scale,
                      float(lim.effort[i])))
+    accel = [float(lim.acceleration[index[j]]) for j in joints]
+    v_meas = [0.0] * len(rows)
+    if current_velocity is not None:
+        v_meas = [float(v) if math.isfinite(float(v)) else 0.0 for v in current_velocity]
     # a joint without a limit of the kind the command needs is never commanded
     needed = 4 if out.kind == 'effort' else 3
     bad += [f'{row[0]} has no {"effort" if needed == 4 else "velocity"} limit' for row in rows
@@ -954,6 +1271,11 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
         if current_velocity is not None:
             v_prev = [float(v) if math.isfinite(float(v)) else 0.0 for v in current_velocity]
         first_bound = [max(row[3], abs(v)) for row, v in zip(rows, v_prev)]
+        accel_first = _accel_bounds_first_segment(rows, accel, current, v_prev)
+        if any(math.isfinite(a) for a in accel) and any(
+                p.velocities is None for p in out.points):
+            bad.append('trajectory without point velocities for a joint with an acceleration '
+                       'limit')
         for k, point in enumerate(out.points):
             t = float(point.time_from_start)
             q = [float(x) for x in point.positions]
@@ -983,6 +1305,18 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
                         bad.append(f'point {k} {name} spline reaches '
                                    f'[{pj + lowest}, {pj + highest}] in its segment, beyond '
                                    f'[{lo}, {hi}]')
+                    a_bound = accel_first[j] if k == 0 else accel[j]
+                    if math.isfinite(a_bound):
+                        # a cubic's acceleration is linear in time: its ends
+                        span = t - t_prev
+                        d2_start = 6.0 * (qj - pj) - span * (4.0 * v_prev[j] + 2.0 * v_k[j])
+                        d2_end = -6.0 * (qj - pj) + span * (2.0 * v_prev[j] + 4.0 * v_k[j])
+                        size = 6.0 * abs(qj - pj) + span * (4.0 * abs(v_prev[j])
+                                                            + 4.0 * abs(v_k[j]))
+                        most = max(abs(d2_start), abs(d2_end))
+                        if not most <= (a_bound * span * span + size) * (1 + _ROUNDING) - size:
+                            bad.append(f'point {k} {name} spline accelerates at '
+                                       f'{most / (span * span)}, beyond {a_bound}')
             if v_k is not None:
                 for (name, _lo, _hi, vmax, _emax), v in zip(rows, v_k):
                     if not abs(v) <= vmax:
@@ -1001,7 +1335,8 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
     if current is None:
         return bad + [f'no measured state for a {out.kind} command']
     horizon = governor.horizon_s
-    for (name, lo, hi, vmax, _emax), v, c in zip(rows, values, current):
+    for (name, lo, hi, vmax, _emax), v, c, a_max, vm in zip(rows, values, current, accel,
+                                                            v_meas):
         c = float(c)
         if out.kind == 'position':
             dt = horizon if requested.duration_s is None else float(requested.duration_s)
@@ -1011,6 +1346,18 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
                 bad.append(f'{name} position {v} outside [{lo}, {hi}]')
             if not abs(v - c) <= step * (1 + _ROUNDING) + _ROUNDING * abs(c):
                 bad.append(f'{name} position step {abs(v - c)} beyond {step}')
+            if math.isfinite(a_max):
+                # the farthest the joint gets ahead and behind in dt from vm: speeding up
+                # (or slowing down) at a_max until it runs at the limit (or its own speed)
+                ahead = _distance_at_most(vm, a_max, vmax, dt)
+                behind = -_distance_at_most(-vm, a_max, vmax, dt)
+                slack = _ROUNDING * (1.0 + abs(c) + abs(vm) * dt + vmax * dt)
+                if v - c > ahead + slack and not v <= max(lo, c - step) + slack:
+                    bad.append(f'{name} position {v} beyond the reach {c + ahead} of its '
+                               f'acceleration limit {a_max} in {dt} s')
+                if v - c < behind - slack and not v >= min(hi, c + step) - slack:
+                    bad.append(f'{name} position {v} short of the least travel {c + behind} '
+                               f'its acceleration limit {a_max} allows in {dt} s')
         else:
             if not abs(v) <= vmax:
                 bad.append(f'{name} velocity {v} beyond {vmax}')
@@ -1018,7 +1365,49 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
             slack = _ROUNDING * (1.0 + abs(c) + abs(v) * horizon)
             if (v > 0.0 and end > max(hi, c) + slack) or (v < 0.0 and end < min(lo, c) - slack):
                 bad.append(f'{name} velocity {v} leaves [{lo}, {hi}] within {horizon} s')
+            if math.isfinite(a_max):
+                # the hard bounds: speed, and not past the range within the horizon
+                lowest = max(-vmax, min(0.0, (lo - c) / horizon))
+                highest = min(vmax, max(0.0, (hi - c) / horizon))
+                change = a_max * horizon
+                slack = _ROUNDING * (1.0 + abs(vm) + change + abs(v))
+                if v > vm + change + slack and not v <= lowest + slack:
+                    bad.append(f'{name} velocity {v} from measured {vm} beyond acceleration '
+                               f'limit {a_max} x {horizon} s')
+                if v < vm - change - slack and not v >= highest - slack:
+                    bad.append(f'{name} velocity {v} from measured {vm} beyond acceleration '
+                               f'limit {a_max} x {horizon} s')
     return bad
+
+
+def _distance_at_most(v0, a_max, v_cap, duration):
+    """Farthest travel ahead in ``duration`` from ``v0`` at most ``a_max``, plain floats."""
+    top = max(v_cap, v0)
+    top_reached = min(top, v0 + a_max * duration)
+    t_up = (top_reached - v0) / a_max
+    return 0.5 * (v0 + top_reached) * t_up + top_reached * (duration - t_up)
+
+
+def _accel_bounds_first_segment(rows, accel, current, v0):
+    """
+    Return the acceleration bound of each joint on a trajectory's first segment (plain floats).
+
+    The joints' limits, or inf for every joint when the arm cannot stop evenly inside its range
+    within them: stopping evenly from ``v`` in ``T`` takes ``|v| / T`` and travels
+    ``|v| T / 2``, so the slowest joint's ``|v| / a`` must not exceed any moving joint's
+    ``2 room / |v|``.
+    """
+    if current is None:
+        return accel
+    need, room_time = 0.0, math.inf
+    for (_name, lo, hi, _vmax, _emax), a, c, v in zip(rows, accel, current, v0):
+        if v == 0.0:
+            continue
+        if math.isfinite(a):
+            need = max(need, abs(v) / a)
+        room = (hi - float(c)) if v > 0.0 else (float(c) - lo)
+        room_time = min(room_time, 2.0 * max(room, 0.0) / abs(v))
+    return [math.inf] * len(accel) if need > room_time else accel
 
 
 def _spline_sampled(dq, v0, v1, duration):

@@ -181,6 +181,10 @@ class Health(BaseModel):
     joints: List[str]
     writes_enabled: bool
     samples_received: Dict[str, int]
+    connections: Optional[Dict[str, int]] = Field(
+        None, description='HTTP connections: open now, max (api.max_connections), refused '
+                          '(beyond max) and timed_out (no whole request in '
+                          'api.request_timeout_s) since the hub started.')
 
 
 def _errors(*codes):
@@ -202,7 +206,7 @@ def dashboard_file(name):
     return importlib.resources.files('robot_twin.hub').joinpath('dashboard', name).read_bytes()
 
 
-def create_app(state, actions, *, token=None, jobs=None):
+def create_app(state, actions, *, token=None, jobs=None, connections=None):
     """
     Build the hub's FastAPI app.
 
@@ -216,6 +220,9 @@ def create_app(state, actions, *, token=None, jobs=None):
         Bearer token for writes; None = read-only API (writes answer 403).
     jobs : robot_twin.hub.jobs.WhatIfJobs, optional
         What-if job runner; None = jobs answer 409.
+    connections : callable, optional
+        ``connections() -> dict``: the server's connection counters, shown in /health
+        (:meth:`robot_twin.hub.server.ConnectionGuard.counters`); None = not shown.
 
     """
     app = FastAPI(
@@ -283,7 +290,8 @@ def create_app(state, actions, *, token=None, jobs=None):
         stale; the answer is still 200 (the hub itself serves).
         """
         return {**state.health(), 'robot': state.robot_name, 'joints': state.joint_names,
-                'writes_enabled': token is not None, 'samples_received': state.counters()}
+                'writes_enabled': token is not None, 'samples_received': state.counters(),
+                'connections': connections() if connections else None}
 
     @app.get(f'{API}/state', tags=['state'])
     def full_state() -> Dict[str, Any]:

@@ -7,7 +7,10 @@ Each server runs in threads of its own (uvicorn's event loop, asyncua's event lo
 Foxglove publisher), so none of them waits for another or for the ROS executor; a housekeeping
 thread polls the what-if jobs and re-reads the lifecycle log. A server that cannot start (port
 in use, nodesets missing) is a :class:`RuntimeError` naming it, and the others are stopped.
+The REST server protects the robot's computer from its clients (:class:`ConnectionGuard`):
+connections capped, slow and idle clients dropped, both counted.
 """
+import json
 import threading
 import time
 
@@ -19,6 +22,8 @@ from twin_sim.urdf_model import ParametersError
 
 LEDGER_ENTRIES = 50
 HOUSEKEEPING_S = 0.5
+LOG_EVERY_S = 10.0
+"""A refused or timed-out client is logged at most this often (s) per kind; all are counted."""
 
 
 class HubActions:
@@ -206,8 +211,11 @@ class Hub:
     def _start_api(self):
         from robot_twin.hub.rest import create_app
         host, port = self.settings.api
-        app = create_app(self.state, self.actions, token=self.settings.token, jobs=self.jobs)
-        server = _UvicornThread(app, host, port).start()
+        guard = ConnectionGuard(self.settings.api_max_connections,
+                                self.settings.api_request_timeout_s, log=self.log)
+        app = create_app(self.state, self.actions, token=self.settings.token, jobs=self.jobs,
+                         connections=guard.counters)
+        server = _UvicornThread(app, host, port, guard, self.settings.api_keep_alive_s).start()
         writes = 'writes with the bearer token' if self.settings.token else 'read-only'
         self.log(f'dashboard and REST API at http://{host}:{port}/ ({writes}; schema at '
                  f'/openapi.json)')
@@ -237,15 +245,136 @@ class Hub:
         self.jobs.stop()
 
 
-class _UvicornThread:
-    """uvicorn serving an app from a thread (no signal handlers: the node owns them)."""
+class ConnectionGuard:
+    """
+    The REST server's limits on its clients, and what they did.
 
-    def __init__(self, app, host, port):
+    At most ``max_connections`` connections are open at once; one more is answered 503 and
+    closed at once (``refused``). A client must send a whole request (line, headers, body)
+    within ``request_timeout_s`` of connecting, or of the first byte of its next request on a
+    kept-alive connection, else its connection is closed (``timed_out``): a client that sends
+    nothing, or a byte now and then (slow-loris), holds no socket for long. Between requests
+    uvicorn's keep-alive timeout applies; a request once received has no deadline here (a
+    what-if result or the live stream may take long). Each kind is logged at most every
+    :data:`LOG_EVERY_S`, with its count so far.
+    """
+
+    def __init__(self, max_connections, request_timeout_s, log=print):
+        self.max_connections = int(max_connections)
+        self.request_timeout_s = float(request_timeout_s)
+        self.log = log
+        self.refused = 0
+        self.timed_out = 0
+        self.connections = ()          # uvicorn's set of open connections, once it serves
+        self._logged = {}              # kind -> time.monotonic() of its last log line
+
+    def counters(self):
+        """Return ``{'open', 'max', 'refused', 'timed_out'}`` (connections; counts since start)."""
+        return {'open': len(self.connections), 'max': self.max_connections,
+                'refused': self.refused, 'timed_out': self.timed_out}
+
+    def on_refused(self, client):
+        """Count (and log) a connection refused because ``max_connections`` are open."""
+        self.refused += 1
+        self._log('refused', f'REST API: refused a connection from {_peer(client)}: '
+                             f'{self.max_connections} are open (api.max_connections); '
+                             f'{self.refused} refused so far')
+
+    def on_timed_out(self, client):
+        """Count (and log) a connection closed because its request did not arrive in time."""
+        self.timed_out += 1
+        self._log('timed_out', f'REST API: closed the connection of {_peer(client)}: no whole '
+                               f'request within {self.request_timeout_s:g} s '
+                               f'(api.request_timeout_s); {self.timed_out} closed so far')
+
+    def _log(self, kind, text):
+        now = time.monotonic()
+        if now - self._logged.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged[kind] = now
+            self.log(text)
+
+
+def _peer(client):
+    return f'{client[0]}:{client[1]}' if client else 'a client'
+
+
+def _guarded_protocol(guard):
+    """
+    Return uvicorn's h11 protocol class with ``guard``'s limits (uvicorn's ``http=``).
+
+    uvicorn itself has no deadline for receiving a request (its keep-alive timer runs only
+    between requests and stops at the first byte), hence this subclass: a timer started on
+    connection (or on the first byte of a next request) and stopped once h11 has the whole
+    request.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    body = json.dumps({'detail': f'{guard.max_connections} connections are open to this hub '
+                                 '(its limit, api.max_connections); try again later'}).encode()
+    refusal = (b'HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n'
+               b'content-length: %d\r\nconnection: close\r\n\r\n' % len(body)) + body
+
+    class GuardedH11Protocol(H11Protocol):
+        deadline = None                 # asyncio.TimerHandle while a request is coming in
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            if len(self.connections) > guard.max_connections:
+                guard.on_refused(self.client)
+                transport.write(refusal)
+                transport.close()
+            else:
+                self._start_deadline()
+
+        def data_received(self, data):
+            if self.deadline is None and self.conn.their_state is h11.IDLE:
+                self._start_deadline()  # a next request begins on a kept-alive connection
+            super().data_received(data)
+            if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+                self._stop_deadline()   # the whole request is in (or h11 gave up on it)
+
+        def connection_lost(self, exc):
+            self._stop_deadline()
+            super().connection_lost(exc)
+
+        def _start_deadline(self):
+            self.deadline = self.loop.call_later(guard.request_timeout_s, self._too_slow)
+
+        def _stop_deadline(self):
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def _too_slow(self):
+            self.deadline = None
+            if not self.transport.is_closing():
+                guard.on_timed_out(self.client)
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
+class _UvicornThread:
+    """
+    uvicorn serving an app from a thread (no signal handlers: the node owns them).
+
+    With ``guard``'s limits (:class:`ConnectionGuard`); ``limit_concurrency`` also answers 503
+    when more requests run than ``max_connections`` (handlers of clients gone count too; its
+    count includes the asking connection, hence the + 1). No WebSocket: the app has none.
+    """
+
+    def __init__(self, app, host, port, guard, keep_alive_s):
         import uvicorn
         self.app = app
         config = uvicorn.Config(app, host=host, port=port, log_level='warning',
-                                access_log=False, lifespan='off', timeout_graceful_shutdown=2)
+                                access_log=False, lifespan='off', timeout_graceful_shutdown=2,
+                                http=_guarded_protocol(guard), ws='none',
+                                limit_concurrency=guard.max_connections + 1,
+                                backlog=max(64, guard.max_connections),
+                                timeout_keep_alive=keep_alive_s)
         self.server = uvicorn.Server(config)
+        guard.connections = self.server.server_state.connections
         self.address = f'{host}:{port}'
         self._thread = threading.Thread(target=self.server.run, name='hub-api', daemon=True)
 

@@ -96,6 +96,9 @@ class HubSettings:
     ledger_path: str = ''
     api: tuple = None
     token: str = None
+    api_max_connections: int = 64
+    api_request_timeout_s: float = 10.0
+    api_keep_alive_s: float = 5.0
     opcua: tuple = None
     opcua_nodeset_dir: str = ''
     opcua_update_rate_hz: float = 10.0
@@ -158,6 +161,9 @@ class HubSettings:
             decode_rate_hz=p['decode_rate_hz'],
             bridge_node=p['bridge_node'], dynamics_params_file=p['dynamics_params_file'],
             ledger_path=p['ledger_path'], api=addresses['api'], token=token,
+            api_max_connections=p['api.max_connections'],
+            api_request_timeout_s=p['api.request_timeout_s'],
+            api_keep_alive_s=p['api.keep_alive_s'],
             opcua=addresses['opcua'], opcua_nodeset_dir=p['opcua.nodeset_dir'],
             opcua_update_rate_hz=p['opcua.update_rate_hz'], foxglove=addresses['foxglove'],
             foxglove_mcap_path=p['foxglove.mcap_path'], foxglove_rate_hz=p['foxglove.rate_hz'],

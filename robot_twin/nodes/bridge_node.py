@@ -44,7 +44,8 @@ from twin_anomaly.report import ROBOT_STATUS, StatusEntry
 from twin_bridge.audit import AuditLog
 from twin_bridge.corrective import AnomalyEvent, CLOCK_LEAD_S, CorrectivePolicy, \
     SetpointStream, SIM_CLOCK_LEAD_S, STREAM_STOP_CAUSES
-from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
+from twin_bridge.governor import GovernorConfigError, JointLimits, load_joint_limits_yaml, \
+    SafetyGovernor, TrajectoryCommand
 from twin_bridge.intake import JOINTS, stamps_behind_text, WRENCH
 from twin_bridge.ledger import LedgerError
 from twin_bridge.mapping import format_joint_names
@@ -107,12 +108,16 @@ class TwinBridgeNode(Node):
 
     def _setup_corrective(self, model, p):
         self.governor = SafetyGovernor(
-            JointLimits.from_model(model),
+            self._joint_limits(model, p),
             max_rate_hz=p['corrective_actions.max_rate_hz'],
             position_margin_rad=model.by_joint_type(p['corrective_actions.position_margin_rad'],
                                                     p['corrective_actions.position_margin_m']),
             velocity_scale=p['corrective_actions.velocity_scale'])
         self._warn_without_limits(p)
+        accel = self.governor.limits.acceleration
+        if np.isfinite(accel).any():
+            self.get_logger().info('corrective commands: acceleration limits ' + ', '.join(
+                f'{n} {a:g}' for n, a in zip(self.names, accel) if math.isfinite(a)))
         home = p['corrective_actions.home_position']
         if home and len(home) != len(self.names):
             raise ConfigError(self.get_fully_qualified_name(), [
@@ -143,6 +148,22 @@ class TwinBridgeNode(Node):
         self._clock_lead_s = max(SIM_CLOCK_LEAD_S, period) if sim_time else CLOCK_LEAD_S
         if self.interface != 'trajectory':
             self.create_timer(period, self._stream_step)
+
+    def _joint_limits(self, model, p):
+        """Return the governor's limits: the URDF's, with those of the acceleration params."""
+        n = len(model.joint_names)
+        default = p['corrective_actions.max_acceleration']
+        acceleration = np.full(n, default if default > 0.0 else math.inf)
+        velocity = None
+        path = p['corrective_actions.joint_limits_file']
+        if path:
+            try:
+                from_file, velocity = load_joint_limits_yaml(path, model.joint_names)
+            except GovernorConfigError as exc:
+                raise ConfigError(self.get_fully_qualified_name(), [
+                    f'corrective_actions.joint_limits_file: {exc}']) from None
+            acceleration = np.fmin(acceleration, from_file)
+        return JointLimits.from_model(model, acceleration=acceleration, velocity=velocity)
 
     def _warn_without_limits(self, p):
         """
@@ -249,7 +270,8 @@ class TwinBridgeNode(Node):
             return
         proposal = self.policy.propose(self.last_event, self.intake.mapper.position,
                                        self._now(), self.intake.mapper.velocity,
-                                       self.governor.position_range(self.names))
+                                       self.governor.position_range(self.names),
+                                       self.governor.acceleration_limit(self.names))
         if proposal is not None:
             self.send_corrective(proposal)
 

@@ -1,0 +1,398 @@
+"""
+Acceleration limits in the safety governor (``JointLimits.acceleration``, joint_limits.yaml).
+
+Each rule with values that must be clamped or stretched, the hold that the position range wins
+over, a randomized test that every approved output obeys the limits (the governor's final check
+and a sampled check of the splines here), the joint_limits.yaml reader, and that without
+acceleration limits every decision is what it was.
+"""
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_governor import random_command, random_limits, random_state, random_velocity
+from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
+from twin_bridge.governor import (ACCELERATION_OVER, GovernorConfigError, JointCommand,
+                                  JointLimits, limit_violations, load_joint_limits_yaml,
+                                  SafetyGovernor, TrajectoryCommand, TrajectoryPoint)
+
+NAMES = ('j1', 'j2', 'j3')
+
+
+def limits3(acceleration=(2.0, math.inf, 4.0)):
+    return JointLimits(NAMES, lower=[-1.0, -2.0, -math.inf], upper=[1.0, 2.0, math.inf],
+                       velocity=[1.0, 2.0, 4.0], effort=[10.0, 20.0, 5.0],
+                       acceleration=acceleration)
+
+
+def gov(acceleration=(2.0, math.inf, 4.0), **kw):
+    kw.setdefault('max_rate_hz', 10.0)
+    kw.setdefault('horizon_s', 0.1)
+    return SafetyGovernor(limits3(acceleration), **kw)
+
+
+ZERO = np.zeros(3)
+
+
+def spline_accelerations(dq, v0, v1, duration, samples=257):
+    """Acceleration of a cubic Hermite segment, sampled (the test's own formula)."""
+    s = np.linspace(0.0, 1.0, samples)
+    duration = np.float64(duration)
+    # second derivative in s of the Hermite basis, divided by duration^2 (huge durations of
+    # continuous joints' huge moves: 0)
+    with np.errstate(over='ignore'):
+        return ((6.0 - 12.0 * s) * dq
+                + duration * ((6.0 * s - 4.0) * v0 + (6.0 * s - 2.0) * v1)) / duration ** 2
+
+
+def peak_accelerations(out, cur, vel):
+    """Return (segments, m) sampled peak |acceleration| of a governed trajectory."""
+    t_prev, q_prev = 0.0, np.asarray(cur, dtype=float)
+    v_prev = np.zeros(len(q_prev)) if vel is None else np.nan_to_num(
+        np.asarray(vel, dtype=float), nan=0.0)
+    peaks = []
+    for p in out.points:
+        q, v = np.asarray(p.positions), np.asarray(p.velocities)
+        span = p.time_from_start - t_prev
+        peaks.append([0.0 if span == 0.0 else np.abs(spline_accelerations(
+            q[j] - q_prev[j], v_prev[j], v[j], span)).max() for j in range(len(q))])
+        t_prev, q_prev, v_prev = p.time_from_start, q, v
+    return np.array(peaks)
+
+
+# ----------------------------------------------------------------------------- limits
+def test_acceleration_limits_default_to_none_and_are_validated():
+    plain = JointLimits(NAMES, [-1, -1, -1], [1, 1, 1], [1, 1, 1], [1, 1, 1])
+    assert np.isinf(plain.acceleration).all() and plain.acceleration.shape == (3,)
+    assert limits3().acceleration.tolist() == [2.0, math.inf, 4.0]
+    for bad, words in [((0.0, 1.0, 1.0), "'j1'"), ((1.0, math.nan, 1.0), "'j2'"),
+                       ((1.0, 1.0, -3.0), "'j3'"), ((1.0, 2.0), 'shape')]:
+        with pytest.raises(GovernorConfigError, match=words):
+            limits3(bad)
+    g = gov()
+    assert g.acceleration_limit(['j3', 'j1']).tolist() == [4.0, 2.0]
+    assert g.counters[ACCELERATION_OVER] == 0
+
+
+def test_from_model_takes_acceleration_and_never_raises_a_velocity_limit():
+    model = SimpleNamespace(joint_names=['a', 'b'], lower=[-1, -2], upper=[1, 2],
+                            velocity_limit=[1.0, 2.0], effort_limit=[3, 4])
+    lim = JointLimits.from_model(model, acceleration=[5.0, math.inf],
+                                 velocity=[0.5, 3.0])
+    assert lim.acceleration.tolist() == [5.0, math.inf]
+    assert lim.velocity.tolist() == [0.5, 2.0]          # lowered, never raised
+    assert np.isinf(JointLimits.from_model(model).acceleration).all()
+
+
+# ----------------------------------------------------------------------------- velocity
+def test_velocity_change_from_the_measured_velocity_is_limited():
+    g = gov()
+    # j1: from rest, at most 2 rad/s^2 x 0.1 s = 0.2 rad/s (the old code sent 0.8);
+    # j2 has no acceleration limit; j3 from 1.0 rad/s towards -3: at most 0.4 of change
+    d = g.govern(JointCommand('velocity', [0.8, 1.5, -3.0]), 1.0, True, ZERO,
+                 [0.0, 0.0, 1.0])
+    assert d.allowed and d.clamped
+    np.testing.assert_allclose(d.command.values, [0.2, 1.5, 0.6])
+    assert any('acceleration limit' in r and "'j1'" in r for r in d.reasons)
+    assert g.counters['clamped'] == 1 and g.counters[ACCELERATION_OVER] == 0
+    # unknown (NaN) measured velocity: taken as at rest
+    d = g.govern(JointCommand('velocity', [-0.8, 0.0, 0.0]), 2.0, True, ZERO,
+                 [math.nan, 0.0, 0.0])
+    np.testing.assert_allclose(d.command.values, [-0.2, 0.0, 0.0])
+
+
+def test_a_velocity_stop_near_the_limit_keeps_the_range_over_the_acceleration():
+    g = gov(acceleration=(1.0, math.inf, math.inf))
+    # j1 at 0.95 running at 1 rad/s towards its limit 1.0; commanded to keep going. With
+    # 1 rad/s^2 it could change its velocity by 0.1 only, but at >= 0.9 rad/s it passes 1.0
+    # within the horizon: the range wins, 0.5 rad/s is sent, and counted
+    d = g.govern(JointCommand('velocity', [1.0, 0.0, 0.0]), 1.0, True, [0.95, 0.0, 0.0],
+                 [1.0, 0.0, 0.0])
+    assert d.allowed
+    assert d.command.values[0] == pytest.approx(0.5)
+    assert g.counters[ACCELERATION_OVER] == 1
+    assert any('range' in r and 'win' in r for r in d.reasons)
+
+
+# ----------------------------------------------------------------------------- position
+def test_position_step_is_limited_to_the_reach_of_the_acceleration():
+    g = gov()
+    # j1 from rest: in 0.1 s at 2 rad/s^2 it reaches 0.01 rad (the old step: 0.1 rad)
+    d = g.govern(JointCommand('position', [0.5, 0.5, 0.0]), 1.0, True, ZERO, ZERO)
+    assert d.allowed and d.clamped
+    np.testing.assert_allclose(d.command.values, [0.01, 0.2, 0.0])
+    # j1 moving at 1 rad/s: it cannot stay where it is, it travels at least 0.09 rad
+    d = g.govern(JointCommand('position', [0.0, 0.0, 0.0]), 2.0, True, ZERO,
+                 [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(d.command.values, [0.09, 0.0, 0.0])
+    # j3 (4 rad/s^2) over a 1 s move from rest: accelerate 1 s at most: 2 rad (< 4 rad/s x 1 s)
+    d = g.govern(JointCommand('position', [0.0, 0.0, 10.0], duration_s=1.0), 3.0, True, ZERO,
+                 ZERO)
+    assert d.command.values[2] == pytest.approx(2.0)
+    assert g.counters[ACCELERATION_OVER] == 0
+
+
+def test_a_position_the_acceleration_cannot_stop_short_of_keeps_the_range():
+    g = gov(acceleration=(1.0, math.inf, math.inf))
+    # j1 at 0.95 at 1 rad/s: with 1 rad/s^2 it travels at least 0.095 in 0.1 s, past 1.0
+    d = g.govern(JointCommand('position', [0.95, 0.0, 0.0]), 1.0, True, [0.95, 0.0, 0.0],
+                 [1.0, 0.0, 0.0])
+    assert d.allowed and d.command.values[0] == 1.0
+    assert g.counters[ACCELERATION_OVER] == 1
+
+
+# ----------------------------------------------------------------------------- trajectories
+def test_a_move_from_rest_is_stretched_to_the_acceleration_limit():
+    g = gov()
+    # j1 0.5 rad from rest to rest: the speed limit needs 0.75 s (1.5 x 0.5 / 1), the
+    # acceleration 6 x 0.5 / T^2 <= 2: T >= sqrt(1.5)
+    d = g.govern(TrajectoryCommand([(0.1, [0.5, 0.0, 0.0], ZERO)]), 1.0, True, ZERO, ZERO)
+    assert d.allowed and d.clamped
+    t = d.command.points[0].time_from_start
+    assert t == pytest.approx(math.sqrt(1.5), rel=1e-6)
+    assert peak_accelerations(d.command, ZERO, ZERO)[0, 0] <= 2.0 * (1 + 1e-6)
+    assert any('acceleration' in r for r in d.reasons)
+
+
+def test_points_between_are_stretched_uniformly_for_acceleration():
+    g = gov()
+    pts = [(0.5, [0.3, 0.0, 0.0], [0.5, 0.0, 0.0]), (1.0, [0.6, 0.0, 0.0], [0.0, 0.0, 0.0]),
+           (1.2, [0.3, 0.0, 0.0], [0.0, 0.0, 0.0])]
+    d = g.govern(TrajectoryCommand(pts), 1.0, True, ZERO, ZERO)
+    assert d.allowed
+    peaks = peak_accelerations(d.command, ZERO, ZERO)
+    assert (peaks[:, 0] <= 2.0 * (1 + 1e-6)).all(), peaks
+    assert (peaks[:, 2] <= 4.0 * (1 + 1e-6)).all(), peaks
+    # the old timing accelerated j1 at 45 rad/s^2 in the last segment
+    assert d.command.points[-1].time_from_start > 2.0
+
+
+def test_the_first_segment_starts_at_the_measured_velocity():
+    g = gov()
+    # j1 at 1 rad/s told to stop in 0.1 s (decelerating at 10 rad/s^2): the segment is
+    # lengthened until its acceleration is within 2 rad/s^2
+    vel = np.array([1.0, 0.0, 0.0])
+    d = g.govern(TrajectoryCommand([(0.1, [0.05, 0.0, 0.0], ZERO)]), 1.0, True, ZERO, vel)
+    assert d.allowed
+    assert peak_accelerations(d.command, ZERO, vel)[0, 0] <= 2.0 * (1 + 1e-6)
+    assert d.command.points[0].time_from_start > 0.5
+    assert not limit_violations(g, d.command, ZERO, None, vel)
+
+
+def test_a_positions_only_trajectory_gets_zero_velocities_to_bound_acceleration():
+    g = gov()
+    d = g.govern(TrajectoryCommand([(0.1, [0.5, 0.0, 0.0]), (0.2, [0.0, 0.0, 0.0])]), 1.0,
+                 True, ZERO, ZERO)
+    assert d.allowed
+    assert all(p.velocities is not None and not np.any(p.velocities) for p in d.command.points)
+    assert (peak_accelerations(d.command, ZERO, ZERO)[:, 0] <= 2.0 * (1 + 1e-6)).all()
+
+
+def hold(q, v, g, hold_time_s=0.5):
+    policy = CorrectivePolicy('hold', hold_time_s=hold_time_s)
+    event = AnomalyEvent('ERROR', 'j1', 'collision', 3.0, 0.0)
+    proposal = policy.propose(event, q, 0.0, v, g.position_range(NAMES),
+                              g.acceleration_limit(NAMES))
+    return TrajectoryCommand([(proposal.time_from_start_s, proposal.positions,
+                               proposal.velocities)])
+
+
+def test_a_hold_decelerates_within_the_limit_where_the_range_allows():
+    g = gov()
+    q, v = np.array([0.0, 0.0, 0.0]), np.array([1.0, 0.5, -2.0])
+    cmd = hold(q, v, g, hold_time_s=0.1)
+    # j1 needs 1 / 2 = 0.5 s, j3 2 / 4 = 0.5 s: the hold is lengthened to 0.5 s (not 0.1)
+    assert cmd.points[0][0] == pytest.approx(0.5)
+    d = g.govern(cmd, 1.0, True, q, v)
+    assert d.allowed and not d.clamped, d.reasons
+    peaks = peak_accelerations(d.command, q, v)[0]
+    assert peaks[0] <= 2.0 * (1 + 1e-6) and peaks[2] <= 4.0 * (1 + 1e-6)
+    assert g.counters[ACCELERATION_OVER] == 0
+
+
+def test_a_hold_near_the_limit_stays_in_the_range_and_is_counted():
+    g = gov(acceleration=(1.0, math.inf, math.inf))
+    # j1 at 0.9 running at 1 rad/s towards 1.0: stopping at 1 rad/s^2 takes 0.5 rad, there is
+    # 0.1: the stop inside the range (0.2 s, 5 rad/s^2) is sent and counted, not refused
+    q, v = np.array([0.9, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    cmd = hold(q, v, g)
+    d = g.govern(cmd, 1.0, True, q, v)
+    assert d.allowed, d.reasons
+    assert d.command.points[0].time_from_start == pytest.approx(0.2)
+    assert d.command.points[0].positions[0] <= 1.0
+    assert peak_accelerations(d.command, q, v)[0, 0] == pytest.approx(5.0)
+    assert g.counters[ACCELERATION_OVER] == 1
+    assert any('range wins' in r for r in d.reasons)
+
+
+def test_the_final_check_refuses_an_acceleration_beyond_the_limit(monkeypatch):
+    g = gov()
+    fast = TrajectoryCommand([TrajectoryPoint(0.75, np.array([0.5, 0.0, 0.0]), ZERO)], NAMES)
+    monkeypatch.setattr(g, '_trajectory', lambda *a, **k: (fast, []))
+    d = g.govern(TrajectoryCommand([(0.75, [0.5, 0.0, 0.0], ZERO)]), 1.0, True, ZERO, ZERO)
+    assert not d.allowed and d.cause == 'invariant'
+    assert 'accelerates' in d.reasons[0]
+    monkeypatch.setattr(g, '_velocity', lambda values, idx, joints, cur, *a: (
+        JointCommand('velocity', values, joints), []))
+    d = g.govern(JointCommand('velocity', [0.8, 0.0, 0.0]), 2.0, True, ZERO, ZERO)
+    assert not d.allowed and d.cause == 'invariant' and 'acceleration' in d.reasons[0]
+    monkeypatch.setattr(g, '_position', lambda values, idx, joints, cur, *a: (
+        JointCommand('position', values, joints), []))
+    d = g.govern(JointCommand('position', [0.05, 0.0, 0.0]), 3.0, True, ZERO, ZERO)
+    assert not d.allowed and d.cause == 'invariant' and 'reach' in d.reasons[0]
+
+
+# ----------------------------------------------------------------------------- property
+def with_acceleration(g, rng):
+    lim = g.limits
+    acc = rng.uniform(0.05, 50.0, lim.n)
+    acc[rng.random(lim.n) < 0.3] = math.inf
+    limits = dataclasses.replace(lim, acceleration=acc)
+    return SafetyGovernor(limits, max_rate_hz=g.max_rate_hz,
+                          position_margin_rad=g.position_margin, max_step_rad=g.max_step_rad,
+                          horizon_s=g.horizon_s, velocity_scale=g.velocity_scale,
+                          stale_interlock=g.stale_interlock)
+
+
+def test_property_random_commands_obey_the_acceleration_limits():
+    rng = np.random.default_rng(20261205)
+    allowed = over = limited = 0
+    for _ in range(40):
+        g = with_acceleration(random_limits(rng), rng)
+        now = 0.0
+        for _ in range(100):
+            cmd = random_command(rng, g.limits.names)
+            cur = random_state(rng, g)
+            vel = random_velocity(rng, g)
+            now += 1.0 / g.max_rate_hz
+            before = g.counters[ACCELERATION_OVER]
+            d = g.govern(cmd, now, True, cur, vel)
+            if not d.allowed:
+                continue
+            allowed += 1
+            out = d.command
+            if out.kind == 'effort':
+                continue
+            idx = [g.limits.names.index(j) for j in out.joints]
+            c = np.asarray(cur, dtype=float)[idx]
+            v0 = np.zeros(len(idx)) if vel is None else np.nan_to_num(
+                np.asarray(vel, dtype=float)[idx], nan=0.0)
+            assert limit_violations(g, out, c, cmd, v0) == []
+            amax = g.limits.acceleration[idx]
+            if not np.isfinite(amax).any():
+                continue
+            limited += 1
+            if g.counters[ACCELERATION_OVER] > before:
+                over += 1
+                continue                # the range won (checked by the final check above)
+            if out.kind == 'velocity':
+                change = np.abs(np.asarray(out.values) - v0)
+                assert (change <= amax * g.horizon_s * (1 + 1e-9) + 1e-9).all()
+            elif out.kind == 'trajectory':
+                peaks = peak_accelerations(out, c, v0)
+                assert (peaks <= amax * (1 + 1e-6) + 1e-9).all(), (peaks, amax)
+    assert allowed > 500 and limited > 300, (allowed, limited)
+    assert over < limited // 2
+
+
+def test_without_acceleration_limits_every_decision_is_the_same():
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        base = random_limits(rng)
+        lim = base.limits
+        explicit = dataclasses.replace(lim, acceleration=np.full(lim.n, math.inf))
+        kw = {'max_rate_hz': base.max_rate_hz, 'position_margin_rad': base.position_margin,
+              'max_step_rad': base.max_step_rad, 'horizon_s': base.horizon_s,
+              'velocity_scale': base.velocity_scale, 'stale_interlock': base.stale_interlock}
+        a = SafetyGovernor(dataclasses.replace(lim, acceleration=None), **kw)
+        b = SafetyGovernor(explicit, **kw)
+        now = 0.0
+        for _ in range(150):
+            cmd = random_command(rng, lim.names)
+            cur = random_state(rng, base)
+            vel = random_velocity(rng, base)
+            now += rng.exponential(1.0 / base.max_rate_hz)
+            da = a.govern(cmd, now, True, cur, vel)
+            db = b.govern(cmd, now, True, cur, vel)
+            assert (da.allowed, da.cause, da.reasons, da.clamped) == \
+                (db.allowed, db.cause, db.reasons, db.clamped)
+            if da.allowed:
+                assert _same(da.command, db.command)
+        assert a.counters == b.counters and a.counters[ACCELERATION_OVER] == 0
+
+
+def _same(x, y):
+    if x.kind == 'trajectory':
+        return all(p.time_from_start == q.time_from_start
+                   and np.array_equal(p.positions, q.positions)
+                   and (p.velocities is None) == (q.velocities is None)
+                   and (p.velocities is None or np.array_equal(p.velocities, q.velocities))
+                   for p, q in zip(x.points, y.points)) and len(x.points) == len(y.points)
+    return np.array_equal(x.values, y.values) and x.joints == y.joints
+
+
+# ----------------------------------------------------------------------------- joint_limits.yaml
+def write(tmp_path, text):
+    path = tmp_path / 'joint_limits.yaml'
+    path.write_text(text)
+    return str(path)
+
+
+def test_joint_limits_yaml_is_read_in_moveit_format(tmp_path):
+    path = write(tmp_path, """
+default_velocity_scaling_factor: 0.1
+joint_limits:
+  j1:
+    has_velocity_limits: true
+    max_velocity: 0.5
+    has_acceleration_limits: true
+    max_acceleration: 5
+    has_jerk_limits: false
+  j2:
+    has_acceleration_limits: false
+    max_acceleration: 0
+  j3:
+    max_acceleration: 2.5
+""")
+    acc, vel = load_joint_limits_yaml(path, NAMES)
+    assert acc.tolist() == [5.0, math.inf, 2.5]
+    assert vel.tolist() == [0.5, math.inf, math.inf]
+    nested = write(tmp_path, 'move_group:\n  ros__parameters:\n    joint_limits:\n'
+                             '      j2: {has_acceleration_limits: true, max_acceleration: 1.5}\n')
+    assert load_joint_limits_yaml(nested, NAMES)[0].tolist() == [math.inf, 1.5, math.inf]
+
+
+@pytest.mark.parametrize('text, words', [
+    ('joint_limits:\n  j9: {max_acceleration: 1.0}\n', 'joint_limits.j9: no such joint'),
+    ('joint_limits:\n  j1: {has_acceleration_limits: true, max_acceleration: -1.0}\n',
+     'joint_limits.j1.max_acceleration is -1.0'),
+    ('joint_limits:\n  j1: {has_acceleration_limits: true, max_acceleration: 0.0}\n',
+     'joint_limits.j1.max_acceleration is 0.0'),
+    ('joint_limits:\n  j2: {has_acceleration_limits: true, max_acceleration: .nan}\n',
+     'joint_limits.j2.max_acceleration is nan'),
+    ('joint_limits:\n  j2: {has_acceleration_limits: true, max_acceleration: fast}\n',
+     "joint_limits.j2.max_acceleration is 'fast'"),
+    ('joint_limits:\n  j2: {has_acceleration_limits: true, max_acceleration: true}\n',
+     'joint_limits.j2.max_acceleration is True'),
+    ('joint_limits:\n  j3: {has_acceleration_limits: true}\n',
+     'joint_limits.j3.max_acceleration is missing'),
+    ('joint_limits:\n  j3: {has_acceleration_limits: yes please, max_acceleration: 1.0}\n',
+     'joint_limits.j3.has_acceleration_limits is'),
+    ('joint_limits:\n  j1: {has_velocity_limits: true, max_velocity: -2.0}\n',
+     'joint_limits.j1.max_velocity is -2.0'),
+    ('joint_limits:\n  j1: 5.0\n', 'joint_limits.j1 is 5.0'),
+    ('limits:\n  j1: {max_acceleration: 1.0}\n', 'no joint_limits map'),
+    ('joint_limits: [1, 2\n', 'cannot read'),
+])
+def test_joint_limits_yaml_errors_name_the_file_and_key(tmp_path, text, words):
+    path = write(tmp_path, text)
+    with pytest.raises(GovernorConfigError) as error:
+        load_joint_limits_yaml(path, NAMES)
+    assert path in str(error.value) and words in str(error.value), str(error.value)
+
+
+def test_a_missing_joint_limits_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(GovernorConfigError, match='nowhere.yaml: cannot read'):
+        load_joint_limits_yaml(str(tmp_path / 'nowhere.yaml'), NAMES)
