@@ -667,11 +667,24 @@ def parse_bool(text, what):
 # --- config files ------------------------------------------------------------------------------
 
 class _RclLoader(yaml.SafeLoader):
-    """YAML as rcl reads it: ``1e-3`` is a float (YAML 1.1 would make it a string)."""
+    """
+    YAML as rcl reads it: ``1e-3``, ``1.0e9`` and ``.5e3`` are floats.
+
+    YAML 1.1 (PyYAML) makes them strings: it wants a dot and a signed exponent (``1.0e+9``),
+    while rcl's parser takes any number ``strtod`` reads. A file that ``ros2 launch`` accepts
+    must read the same here.
+    """
 
 
 _RclLoader.add_implicit_resolver(
-    'tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9]+[eE][-+]?[0-9]+$'), list('-+0123456789'))
+    'tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$'),
+    list('-+.0123456789'))
+
+
+def load_rcl_yaml(stream):
+    """Parse a ROS parameters file (text or open file) with rcl's reading of numbers."""
+    return yaml.load(stream, Loader=_RclLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -873,7 +886,7 @@ def load_config(path):
     """
     try:
         with open(path, encoding='utf-8') as handle:
-            data = yaml.load(handle, Loader=_RclLoader)  # noqa: S506 - a SafeLoader subclass
+            data = load_rcl_yaml(handle)
     except FileNotFoundError:
         raise ConfigError(path, ['file not found; give a ROS 2 params file, e.g. '
                                  'config/twin.yaml']) from None

@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from robot_twin import config as cfg
-from robot_twin.config import ConfigError, load_config, PARAMETERS, validate_value
+from robot_twin.config import ConfigError, load_config, load_rcl_yaml, PARAMETERS, \
+    validate_value
 from robot_twin.ros_env import free_domain_id, localhost_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,10 +127,15 @@ def test_one_process_can_be_chosen(tmp_path):
     assert config.one_process == ('twin_bridge', 'twin_sim')     # in start order
 
 
-def test_exponent_floats_read_as_rcl_does(tmp_path):
+@pytest.mark.parametrize('text', ['5e-2', '5.0e-2', '0.5e-1', '.5e-1', '5.e-2', '0.05'])
+def test_exponent_floats_read_as_rcl_does(tmp_path, text):
+    # rcl takes any number strtod reads; a YAML 1.1 reader takes 5e-2 and 5.0e-2 (no sign in
+    # the exponent) for strings, and the bring-up refused a file ros2 launch would run
     path = write(tmp_path,
-                 GRAPH + '/**/twin_bridge:\n  ros__parameters: {stale_timeout_s: 5e-2}\n')
-    load_config(path)        # a YAML 1.1 reader would take 5e-2 for a string and refuse it
+                 GRAPH + f'/**/twin_bridge:\n  ros__parameters: {{stale_timeout_s: {text}}}\n')
+    load_config(path)
+    assert load_rcl_yaml(f'x: {text}') == {'x': 0.05}
+    assert load_rcl_yaml('x: e5\ny: 1e5x\nz: 1.0e+9') == {'x': 'e5', 'y': '1e5x', 'z': 1e9}
 
 
 # --- bad configs give errors that name the field -------------------------------------------------

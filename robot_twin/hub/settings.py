@@ -22,7 +22,7 @@ from pathlib import Path
 
 from robot_twin.cli_files import read_identified_dynamics
 # _sections: the config reader's own walker over a params file's sections
-from robot_twin.config import _sections, ConfigError, parameter_spec, PARAMETERS
+from robot_twin.config import _sections, ConfigError, load_rcl_yaml, parameter_spec, PARAMETERS
 import yaml
 
 HUB_EXECUTABLE = 'twin_hub'
@@ -239,7 +239,7 @@ def configured_hub_parameters(path):
     """
     try:
         with open(path, encoding='utf-8') as handle:
-            sections = dict(_sections(yaml.safe_load(handle) or {}))
+            sections = dict(_sections(load_rcl_yaml(handle) or {}))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError):
         return {}
     values = dict(sections.get('/**', {}))
