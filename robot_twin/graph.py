@@ -13,6 +13,9 @@ config file with ``--params-file`` (and an overrides file after it).
 :func:`visualization_nodes` adds what only a full ROS 2 install has: robot_state_publisher for
 the twin (TF prefix ``twin/``), a static transform that places the twin on the robot, and
 rviz2.
+
+A xacro file (``urdf:=robot.urdf.xacro``) is refused here, with the message the nodes give
+(:mod:`twin_sim.urdf_model`): expand it first (``xacro robot.urdf.xacro > robot.urdf``).
 """
 from dataclasses import dataclass, field
 import os
@@ -20,6 +23,7 @@ from pathlib import Path
 import sys
 import xml.etree.ElementTree as ElementTree
 
+from robot_twin import config as config_module
 from robot_twin.config import ConfigError, load_config, normalize_namespace, parse_bool
 from twin_sim.resources import data_path, share_dir, urdf_or_builtin
 
@@ -192,7 +196,7 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None, one
     Raises
     ------
     ConfigError
-        The config is missing or invalid, or the URDF file does not exist.
+        The config is missing or invalid, the URDF file does not exist, or it is a xacro file.
 
     """
     path = config_path(config)
@@ -225,7 +229,79 @@ def describe_graph(config=None, *, urdf='', namespace='', use_sim_time=None, one
     sim_time = parse_bool(common.get('use_sim_time', False), 'use_sim_time') \
         if use_sim_time is None else bool(use_sim_time)
     robot_urdf = urdf_or_builtin(os.path.abspath(urdf) if urdf else common.get('urdf_path', ''))
+    _refuse_xacro(robot_urdf)
     return Graph(loaded, namespace, tuple(processes), robot_urdf, sim_time)
+
+
+def _refuse_xacro(path):
+    """
+    Raise ConfigError if ``path`` is an unexpanded xacro file, with the twin nodes' message.
+
+    The check and the message are :mod:`twin_sim.urdf_model`'s (what every twin node says at
+    start), so a launch stops at once instead of starting robot_state_publisher and rviz
+    beside nodes that exit. Anything else wrong with the file is left to the nodes.
+    """
+    try:
+        robot = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return
+    from twin_sim import urdf_model           # (pinocchio: loaded only for a xacro file)
+    if not urdf_model._is_xacro(robot):
+        return
+    try:
+        urdf_model.RobotModel.from_urdf(path)
+    except urdf_model.URDFError as exc:
+        raise ConfigError('', [f'{exc} (urdf / --urdf, or urdf_path)']) from None
+
+
+def node_parameters(graph, node):
+    """
+    Return the parameters the config file gives node ``node`` (a NodeSpec) over its defaults.
+
+    Its ``/**`` section, then the sections named for the node (``/**/<name>``, ``/<name>``,
+    ``<namespace>/<name>``), then the overrides of ``node.parameters``; flattened as rcl reads
+    them (``a.b``).
+    """
+    with open(graph.config.path, encoding='utf-8') as handle:
+        data = config_module.load_rcl_yaml(handle)
+    sections = dict(config_module._sections(data))
+    values = dict(config_module.defaults(node.executable))
+    for key in ('/**', f'/**/{node.name}', f'/{node.name}',
+                f'{graph.namespace}/{node.name}'):
+        values.update(sections.get(key, {}))
+    values.update(node.parameters)
+    return values
+
+
+def _topic(graph, node, parameter):
+    """Return the topic ``node`` uses for its ``parameter``, after its remappings."""
+    name = node_parameters(graph, node)[parameter]
+    return dict(node.remappings).get(name, name)
+
+
+def twin_description(graph):
+    """
+    Return the URDF text for the twin's robot_state_publisher.
+
+    ``graph.urdf``, with the joints of the twin's ``locked_joints`` made fixed where the twin
+    holds them (:func:`twin_sim.urdf_rewrite.lock_joints`): /twin/joint_states names only the
+    joints the twin's model moves, and robot_state_publisher publishes no TF for a moving joint
+    it gets no position of.
+    """
+    from twin_sim.urdf_model import parse_locked_joints
+    from twin_sim import urdf_rewrite
+    bridge = next((n for n in graph.nodes if n.executable == 'twin_bridge'),
+                  next(n for n in graph.nodes if n.executable in ('twin_sim', 'twin_anomaly')))
+    text = node_parameters(graph, bridge).get('locked_joints', '')
+    try:
+        locked = parse_locked_joints(text)
+        if not locked:
+            return _read(graph.urdf)
+        root = urdf_rewrite.parse(graph.urdf)
+        urdf_rewrite.lock_joints(root, locked, graph.urdf)
+    except ValueError as exc:             # (URDFRewriteError is one)
+        raise ConfigError(graph.config.path, [f'locked_joints = {text!r}: {exc}']) from None
+    return ElementTree.tostring(root, encoding='unicode')
 
 
 def urdf_root_link(path):
@@ -257,24 +333,27 @@ def visualization_nodes(graph, rviz=False):
       /twin/joint_states, TF frames prefixed ``twin/``, description on /twin/robot_description;
     - ``twin_base_tf``: static identity transform from the robot's root link to the twin's;
     - ``robot_state_publisher``: for a plant (demo, HIL), which has no robot stack of its own
-      (a real robot has one);
-    - ``rviz2`` with config/rviz/twin.rviz, when ``rviz`` is true.
+      (a real robot has one), reading the plant's joint_states_topic and publishing
+      /robot_description (what rviz shows) in a namespace too;
+    - ``rviz2`` with config/rviz/twin.rviz and the URDF's root link as its fixed frame, when
+      ``rviz`` is true.
+
+    The twin's URDF has its ``locked_joints`` made fixed (:func:`twin_description`).
 
     The first two come only with twin nodes: a HIL graph has none (the twin launched beside it
     brings its own).
     """
     executables = {n.executable for n in graph.nodes}
     twin = bool(executables & {'twin_bridge', 'twin_sim', 'twin_anomaly'})
-    plant = 'twin_plant' in executables
+    plants = [n for n in graph.nodes if n.executable == 'twin_plant']
     sim_time = {'use_sim_time': graph.use_sim_time}
     ns = graph.namespace
-    description = _read(graph.urdf)
+    root = urdf_root_link(graph.urdf)
     specs = []
     if twin:
-        root = urdf_root_link(graph.urdf)
         specs += [
             _external('robot_state_publisher', 'robot_state_publisher', 'twin_state_publisher',
-                      ns, {'robot_description': description,
+                      ns, {'robot_description': twin_description(graph),
                            'frame_prefix': TWIN_FRAME_PREFIX, **sim_time},
                       (('joint_states', '/twin/joint_states'),
                        ('robot_description', '/twin/robot_description'))),
@@ -282,13 +361,18 @@ def visualization_nodes(graph, rviz=False):
                       arguments=('--frame-id', root, '--child-frame-id',
                                  TWIN_FRAME_PREFIX + root)),
         ]
-    if plant:
+    if plants:
+        # the plant publishes its joint_states_topic as given (absolute by default), and rviz
+        # shows /robot_description: the same names in a namespace too
         specs.append(_external('robot_state_publisher', 'robot_state_publisher',
                                'robot_state_publisher', ns,
-                               {'robot_description': description, **sim_time}))
+                               {'robot_description': _read(graph.urdf), **sim_time},
+                               (('joint_states', _topic(graph, plants[0], 'joint_states_topic')),
+                                ('robot_description', '/robot_description'))))
     if rviz:
         specs.append(_external('rviz2', 'rviz2', 'rviz2', ns, dict(sim_time),
-                               arguments=('-d', data_path('config', 'rviz', 'twin.rviz'))))
+                               arguments=('-d', data_path('config', 'rviz', 'twin.rviz'),
+                                          '-f', root)))
     return specs
 
 

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
 from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -29,15 +29,24 @@ from twin_sim.resources import data_path
 
 
 def _node(process):
-    """Return the launch_ros Node action of one process of the graph."""
+    """
+    Return the launch_ros Node action of one process of the graph.
+
+    A robot_twin process that exits (a bad URDF, parameter or missing dependency: exit status
+    2) shuts the whole launch down, as ``robot-twin up`` stops everything when one process
+    dies: robot_state_publisher and rviz do not go on showing a dead twin.
+    """
+    extra = {}
     if process.package == PACKAGE:
         parameters = list(process.params_files)       # overrides already moved to a file
+        extra['on_exit'] = Shutdown(
+            reason=f'robot_twin process {process.name} ({process.executable}) exited')
     else:
         parameters = [n.parameters for n in process.nodes if n.parameters]
     return Node(package=process.package, executable=process.executable,
                 name=process.node_name, namespace=process.namespace or None,
                 parameters=parameters, remappings=list(process.remappings()),
-                arguments=list(process.arguments), output='screen')
+                arguments=list(process.arguments), output='screen', **extra)
 
 
 def launch_setup(context):

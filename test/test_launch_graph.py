@@ -15,6 +15,8 @@ import shlex
 import sys
 import textwrap
 import types
+import warnings
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 from robot_twin import bringup
@@ -93,6 +95,13 @@ class RegisterEventHandler(FakeAction):
         self.event_handler = event_handler
 
 
+class Shutdown(FakeAction):
+
+    def __init__(self, *, reason='reason not given', **kwargs):
+        super().__init__(**kwargs)        # launch.actions.Shutdown is an EmitEvent action
+        self.reason = reason
+
+
 class IfCondition:
 
     def __init__(self, predicate_expression):
@@ -123,6 +132,8 @@ class Node(FakeAction):
         self.remappings = [tuple(r) for r in remappings or []]
         self.arguments = list(arguments or [])
         self.output = kwargs.get('output')
+        self.on_exit = kwargs.get('on_exit')
+        assert self.on_exit is None or isinstance(self.on_exit, (FakeAction, list)), self.on_exit
 
 
 _REGISTERED = []
@@ -141,7 +152,8 @@ def fake_launch(monkeypatch):
         'launch': {'LaunchDescription': LaunchDescription},
         'launch.actions': {'DeclareLaunchArgument': DeclareLaunchArgument,
                            'OpaqueFunction': OpaqueFunction,
-                           'RegisterEventHandler': RegisterEventHandler},
+                           'RegisterEventHandler': RegisterEventHandler,
+                           'Shutdown': Shutdown},
         'launch.event_handlers': {'OnShutdown': OnShutdown},
         'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration},
         'launch.conditions': {'IfCondition': IfCondition},
@@ -356,10 +368,13 @@ def test_visualization_nodes(fake_launch, profile, has_twin, has_plant):
         assert set(helpers) == expected
     rviz_config = helpers['rviz2'].arguments
     assert rviz_config[0] == '-d' and Path(rviz_config[1]).is_file()
+    assert rviz_config[2:] == ['-f', 'base_link']         # the URDF's root link
     if has_plant:
         robot = helpers['robot_state_publisher']
         assert robot.parameters[0]['robot_description'] == urdf_file.read_text()
-        assert 'frame_prefix' not in robot.parameters[0] and not robot.remappings
+        assert 'frame_prefix' not in robot.parameters[0]
+        assert robot.remappings == [('joint_states', '/joint_states'),
+                                    ('robot_description', '/robot_description')]
     if not has_twin:
         return
     twin_rsp = helpers['twin_state_publisher']
@@ -377,6 +392,135 @@ def test_visualization_nodes(fake_launch, profile, has_twin, has_plant):
     for node in nodes:
         if node.package in ('robot_state_publisher', 'rviz2'):
             assert node.parameters[0]['use_sim_time'] is True, node.name
+
+
+def test_a_robot_twin_process_that_exits_shuts_the_launch_down(fake_launch):
+    """As robot-twin up stops everything: rsp and rviz must not go on beside a dead twin."""
+    for profile, one_process in (('demo', 'true'), ('twin', 'false'), ('hil', 'true')):
+        _declared, nodes = run_launch_file(profile, one_process=one_process, rviz='true',
+                                           api='127.0.0.1:8080')
+        ours = twin_nodes(nodes)
+        assert ours and {n.executable for n in ours} >= {'twin_hub'}
+        for node in ours:
+            assert isinstance(node.on_exit, Shutdown), node.executable
+            assert node.executable in node.on_exit.reason and 'exited' in node.on_exit.reason
+        for node in nodes:                 # rsp and rviz leave the launch to the twin
+            if node.package != 'robot_twin':
+                assert node.on_exit is None, node.name
+
+
+def test_rviz_fixed_frame_is_the_root_link_of_the_urdf(fake_launch):
+    """A robot without base_link (root world here; a Panda's is panda_link0) shows in rviz."""
+    urdf = ROOT / 'test' / 'data' / 'ur5e_like.urdf'
+    assert urdf_root_link(urdf) == 'world'
+    _declared, nodes = run_launch_file('twin', urdf=str(urdf), rviz='true')
+    rviz = next(n for n in nodes if n.name == 'rviz2')
+    assert rviz.arguments[2:] == ['-f', 'world']
+
+
+def test_a_xacro_urdf_stops_the_launch_and_up_at_once(fake_launch, tmp_path, capsys):
+    """The nodes' own message, before anything starts, from the argument or the config."""
+    xacro = tmp_path / 'arm.urdf.xacro'
+    text = (ROOT / 'urdf' / 'robot_twin_arm.urdf').read_text()
+    xacro.write_text(text.replace('<robot name="robot_twin_arm"',
+                                  '<robot xmlns:xacro="http://www.ros.org/wiki/xacro" '
+                                  'name="robot_twin_arm"', 1).replace(
+        '<origin xyz="0 0 0.15"', '<origin xyz="0 0 ${0.1 + 0.05}"', 1))
+    assert '${' in xacro.read_text() and 'xmlns:xacro' in xacro.read_text()
+    message = (r'arm.urdf.xacro: this is a xacro file .* expand it first, e.g. '
+               r'`xacro arm.urdf.xacro > arm.urdf`')
+    for profile in ('twin', 'demo', 'hil'):
+        with pytest.raises(Exception, match=message):
+            run_launch_file(profile, urdf=str(xacro))
+    config = tmp_path / 'xacro.yaml'
+    data = yaml.safe_load(Path(data_path('config', 'twin.yaml')).read_text())
+    data['/**']['ros__parameters']['urdf_path'] = str(xacro)
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(Exception, match=message):
+        run_launch_file('twin', config=str(config))
+    for args in (['--urdf', str(xacro)], ['--config', str(config)]):
+        assert bringup.main(['up', '--dry-run', *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(message, err[0]), err
+
+
+def test_a_namespaced_plant_is_shown_from_its_own_topics(fake_launch, tmp_path):
+    """The plant publishes its joint_states_topic as given; rviz shows /robot_description."""
+    _declared, nodes = run_launch_file('demo', namespace='cell1', one_process='false')
+    robot = next(n for n in nodes if n.name == 'robot_state_publisher')
+    assert robot.namespace == '/cell1'
+    assert robot.remappings == [('joint_states', '/joint_states'),
+                                ('robot_description', '/robot_description')]
+    # a plant that publishes elsewhere (the documented example moves the topic)
+    path = documented_config(tmp_path)
+    sections = yaml.safe_load(path.read_text())
+    from robot_twin.graph import describe_graph
+    graph = describe_graph(str(path), namespace='cell1')
+    plant = next(n for n in graph.nodes if n.executable == 'twin_plant')
+    values = {}
+    for key in ('/**', f'/**/{plant.name}'):
+        values.update(sections.get(key, {}).get('ros__parameters', {}))
+    name = values.get('joint_states_topic', '/joint_states')
+    published = dict(plant.remappings).get(name, name)
+    assert published != '/joint_states'
+    _declared, nodes = run_launch_file('twin', config=str(path), namespace='cell1')
+    robot = next(n for n in nodes if n.name == 'robot_state_publisher')
+    assert ('joint_states', published) in robot.remappings
+
+
+def test_the_twins_state_publisher_gets_the_locked_joints_fixed(fake_launch, tmp_path):
+    """Every moving joint of its URDF is in /twin/joint_states; the links stay where they were."""
+    import numpy as np
+    import pinocchio as pin
+    from twin_sim.urdf_model import RobotModel
+    urdf = ROOT / 'test' / 'data' / 'ur5e_like_mimic_gripper.urdf'
+    locked = {'finger_joint': 0.02, 'wrist_2_joint': 0.7}
+    data = yaml.safe_load(Path(data_path('config', 'twin.yaml')).read_text())
+    data['/**']['ros__parameters']['locked_joints'] = ', '.join(
+        f'{k}={v}' for k, v in locked.items())
+    config = tmp_path / 'locked.yaml'
+    config.write_text(yaml.safe_dump(data))
+    _declared, nodes = run_launch_file('twin', config=str(config), urdf=str(urdf))
+    rsp = next(n for n in nodes if n.name == 'twin_state_publisher')
+    description = rsp.parameters[0]['robot_description']
+    root = ElementTree.fromstring(description)
+    moving = {j.get('name') for j in root.findall('joint') if j.get('type') != 'fixed'}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')           # (the <mimic> joint modelled independently)
+        model = RobotModel.from_urdf(str(urdf), locked=locked)
+    assert moving == set(model.joint_names)        # what the bridge names in /twin/joint_states
+    assert not locked.keys() & moving
+    assert not root.findall('joint/mimic')        # its leader is locked: an independent joint
+    assert len(root.findall('link')) == len(ElementTree.parse(urdf).getroot().findall('link'))
+    original = pin.buildModelFromUrdf(str(urdf))
+    rewritten = pin.buildModelFromXML(description)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        values = {n: rng.uniform(-1, 1) for n in model.joint_names}
+        values.update(locked)
+        values['right_finger_joint'] = 0.01
+
+        def placements(pmodel):
+            q = pin.neutral(pmodel)
+            for jid in range(1, pmodel.njoints):
+                q[pmodel.joints[jid].idx_q] = values[pmodel.names[jid]]
+            pdata = pmodel.createData()
+            pin.framesForwardKinematics(pmodel, pdata, q)
+            return {f.name: pdata.oMf[i] for i, f in enumerate(pmodel.frames)
+                    if f.type == pin.FrameType.BODY}
+
+        before, after = placements(original), placements(rewritten)
+        assert before.keys() == after.keys()
+        for link, pose in before.items():
+            assert np.allclose(pose.homogeneous, after[link].homogeneous, atol=1e-9), link
+    # without locked_joints the twin's rsp gets the URDF file as it is
+    _declared, nodes = run_launch_file('twin', urdf=str(urdf))
+    rsp = next(n for n in nodes if n.name == 'twin_state_publisher')
+    assert rsp.parameters[0]['robot_description'] == urdf.read_text()
+    data['/**']['ros__parameters']['locked_joints'] = 'nope'
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(Exception, match="locked_joints = 'nope': .*locked joint 'nope'"):
+        run_launch_file('twin', config=str(config), urdf=str(urdf))
 
 
 def test_rviz_config_shows_robot_twin_and_markers():

@@ -6,6 +6,9 @@ The packaging files agree with each other and with the code (no network).
   needs a newer Python than that has a ``python_version`` marked alternative.
 - package.xml names only rosdep keys that exist, and every third-party module the code imports
   comes from package.xml (rosdep) or from the pip-only requirements, which its comment lists.
+- Nothing requirements-ros.txt installs needs numpy 2 (read from the installed releases'
+  metadata): on a ROS install the distribution's scipy and matplotlib are built against numpy 1,
+  so pinocchio comes from rosdep, not as pip's ``pin`` (its cmeel-boost needs numpy 2).
 """
 import ast
 from importlib import metadata
@@ -33,12 +36,16 @@ ROSDEP_KEYS = {
 # import name -> rosdep key, for what a ROS distribution packages
 FROM_ROSDEP = {'numpy': 'python3-numpy', 'scipy': 'python3-scipy', 'yaml': 'python3-yaml',
                'transforms3d': 'python3-transforms3d', 'matplotlib': 'python3-matplotlib',
-               'tqdm': 'python3-tqdm', 'PIL': 'python3-pil'}
+               'tqdm': 'python3-tqdm', 'PIL': 'python3-pil',
+               # ros-$ROS_DISTRO-pinocchio: 4.1.0 on humble, jazzy and kilted (checked in
+               # ros/rosdistro's <distro>/distribution.yaml), built against their numpy 1
+               'pinocchio': 'pinocchio'}
 # import name -> pip distribution, for what comes from requirements-ros.txt
-FROM_PIP = {'pybullet': 'pybullet', 'pybullet_data': 'pybullet', 'pinocchio': 'pin',
+FROM_PIP = {'pybullet': 'pybullet', 'pybullet_data': 'pybullet',
             'onnxruntime': 'onnxruntime', 'rosbags': 'rosbags', 'threadpoolctl': 'threadpoolctl',
             'mujoco': 'mujoco', 'pycocotools': 'pycocotools', 'fastapi': 'fastapi',
             'starlette': 'fastapi', 'pydantic': 'fastapi', 'uvicorn': 'uvicorn',
+            'h11': 'uvicorn',      # uvicorn's HTTP parser; the hub's connection guard reads it
             'asyncua': 'asyncua', 'foxglove': 'foxglove-sdk', 'basyx': 'basyx-python-sdk'}
 # the training jobs (README: their lines of requirements.txt) and the ray extra
 FOR_TRAINING = {'lightgbm': 'lightgbm', 'onnxmltools': 'onnxmltools', 'onnx': 'onnx',
@@ -81,11 +88,18 @@ def test_every_supported_python_gets_one_exact_pin_of_each_package(name):
     assert all(p == packages[0] for p in packages), 'a package is pinned for some Pythons only'
 
 
+# pinned differently in requirements-ros.txt on purpose: numpy 1 there (the distribution's
+# scipy and matplotlib need it), numpy 2 in the .venv (requirements.txt)
+ROS_OWN_PINS = {'numpy'}
+
+
 def test_a_package_pinned_in_two_files_has_the_same_pins():
     for python in pythons():
         seen = {}
         for name in REQUIREMENTS:
             for package, pin in pins_for(requirements(name), python).items():
+                if name == 'requirements-ros.txt' and package in ROS_OWN_PINS:
+                    continue
                 assert seen.setdefault(package, (pin, name))[0] == pin, (
                     f'{package} on Python {python}: {pin} in {name}, {seen[package]}')
 
@@ -163,3 +177,55 @@ def test_every_import_has_a_source_rosdep_or_pip():
     assert not missing, f'imported but in neither package.xml nor requirements-ros.txt: {missing}'
     for package in ros_pins:                # the comment says what rosdep does not install
         assert package in comment, f"{package} missing from package.xml's pip-only comment"
+
+
+def _requires(dist, extras=()):
+    """Return the Requirements of installed ``dist`` that apply here (with ``extras``)."""
+    out = []
+    for text in dist.requires or []:
+        req = Requirement(text)
+        if req.marker is None or any(req.marker.evaluate({'extra': e}) for e in ('', *extras)):
+            out.append(req)
+    return out
+
+
+def test_nothing_requirements_ros_installs_needs_numpy_2():
+    """
+    The closure of every pin active here, read from the installed releases (offline).
+
+    A ROS install keeps the distribution's numpy 1: its scipy and matplotlib are built against
+    it, and numpy 2 from pip would shadow it (``numpy.dtype size changed``: no node imports).
+    Pins of another release than the installed one (the Python 3.10 lines) are not checked.
+    """
+    python = f'{sys.version_info[0]}.{sys.version_info[1]}'
+    ros_pins = pins_for(requirements('requirements-ros.txt'), python)
+    numpy_pin = ros_pins['numpy'].removeprefix('==')
+    assert int(numpy_pin.split('.')[0]) == 1, 'requirements-ros.txt: numpy must stay 1.x'
+    assert 'pin' not in ros_pins, 'pinocchio comes from rosdep (pip pin needs numpy 2)'
+    keys, _comment = package_xml()
+    assert 'pinocchio' in keys
+    todo = []
+    for package, pin in ros_pins.items():
+        try:
+            if metadata.version(package) == pin.removeprefix('=='):
+                todo.append((package, ()))
+        except metadata.PackageNotFoundError:
+            pass
+    assert len(todo) >= len(ros_pins) - 2, (todo, ros_pins)    # most are checked here
+    seen, needs = set(), {}
+    while todo:
+        package, extras = todo.pop()
+        if (package, extras) in seen:
+            continue
+        seen.add((package, extras))
+        try:
+            dist = metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            continue
+        for req in _requires(dist, extras):
+            if req.name.lower() == 'numpy':
+                needs[package] = str(req.specifier)
+            todo.append((req.name.lower(), tuple(sorted(req.extras))))
+    refused = {p: s for p, s in needs.items() if numpy_pin not in SpecifierSet(s)}
+    assert not refused, f'need a numpy other than {numpy_pin}: {refused}'
+    assert needs                        # (onnxruntime, mujoco, ... do depend on numpy)

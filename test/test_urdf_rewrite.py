@@ -60,3 +60,52 @@ def test_bad_urdfs_and_sensor_links_are_named_errors(tmp_path):
     with pytest.raises(URDFRewriteError, match="arm.urdf: .*'link3' hangs on joint 'joint3' of "
                                                'type revolute; it must be a fixed joint'):
         urdf_rewrite.move_sensor_body(root, 'link3', 'arm.urdf')
+
+
+def _placements(model, values):
+    import pinocchio as pin
+    q = pin.neutral(model)
+    for jid in range(1, model.njoints):
+        q[model.joints[jid].idx_q] = values[model.names[jid]]
+    data = model.createData()
+    pin.framesForwardKinematics(model, data, q)
+    return {f.name: data.oMf[i].homogeneous for i, f in enumerate(model.frames)
+            if f.type == pin.FrameType.BODY}
+
+
+def test_locked_joints_become_fixed_where_they_are_held():
+    """Revolute (under a rotated origin), prismatic and default positions: links stay put."""
+    import numpy as np
+    import pinocchio as pin
+    from xml.etree import ElementTree
+    path = Path(__file__).resolve().parent / 'data' / 'ur5e_like_mimic_gripper.urdf'
+    root = urdf_rewrite.parse(path)
+    locked = {'wrist_2_joint': -0.9, 'finger_joint': 0.03, 'elbow_joint': None}
+    done = urdf_rewrite.lock_joints(root, locked)
+    assert done == {'wrist_2_joint': -0.9, 'finger_joint': 0.03, 'elbow_joint': 0.0}
+    for name in done:
+        joint = _joint(root, name)
+        assert joint.get('type') == 'fixed' and joint.find('axis') is None
+        assert joint.find('limit') is None and len(joint.findall('origin')) == 1
+    assert _joint(root, 'right_finger_joint').find('mimic') is None   # follows a locked joint
+    original = pin.buildModelFromUrdf(str(path))
+    rewritten = pin.buildModelFromXML(ElementTree.tostring(root, encoding='unicode'))
+    assert rewritten.nq == original.nq - 3
+    values = {name: 0.4 - 0.1 * i for i, name in enumerate(original.names[1:])}
+    values.update(done)
+    before, after = _placements(original, values), _placements(rewritten, values)
+    assert before.keys() == after.keys()
+    for link in before:
+        assert np.allclose(before[link], after[link], atol=1e-12), link
+
+
+def test_a_locked_joint_without_position_is_held_at_its_limit_nearest_zero(tmp_path):
+    root = urdf_rewrite.parse(ARM)
+    _joint(root, 'joint2').find('limit').set('lower', '0.25')
+    assert urdf_rewrite.lock_joints(root, {'joint2': None}) == {'joint2': 0.25}
+    root = urdf_rewrite.parse(ARM)
+    with pytest.raises(URDFRewriteError, match=r"arm.urdf: locked joint 'joint2' at 3.0 is "
+                                               r'outside its limits'):
+        urdf_rewrite.lock_joints(root, {'joint2': 3.0}, 'arm.urdf')
+    with pytest.raises(URDFRewriteError, match="locked joint 'nope' is not a revolute"):
+        urdf_rewrite.lock_joints(root, {'nope': 0.0})

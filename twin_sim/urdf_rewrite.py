@@ -17,15 +17,22 @@ The steps they have in common live here, so that every engine sees the same robo
   force at the sensor joint would otherwise include the sensor link's inertia. The rigid-body
   dynamics of the arm are unchanged;
 - :func:`add_tiny_inertials`: links without ``<inertial>`` get a negligible one (engines give such
-  links a default mass of 1 kg, or refuse them).
+  links a default mass of 1 kg, or refuse them);
+- :func:`lock_joints`: joints made fixed at a position (``locked_joints``), for a consumer that
+  gets no state of them: the twin's robot_state_publisher, fed by /twin/joint_states, which
+  names only the joints the twin's model moves.
 
 Everything works in place on the tree given and is free of any engine.
 """
 from xml.etree import ElementTree
 
+import numpy as np
+from transforms3d.axangles import axangle2mat
+from transforms3d.euler import euler2mat, mat2euler
+
 __all__ = ['SENSOR_BODY', 'TINY_INERTIA', 'TINY_MASS', 'URDFRewriteError', 'add_tiny_inertials',
-           'continuous_as_revolute', 'copy_element', 'drop_geometry', 'move_sensor_body',
-           'parse', 'sensor_joint', 'tiny_inertial']
+           'continuous_as_revolute', 'copy_element', 'drop_geometry', 'lock_joints',
+           'move_sensor_body', 'parse', 'sensor_joint', 'tiny_inertial']
 
 SENSOR_BODY = 'twin_sensor_body'
 """Link that carries the force-torque sensor link's own inertia (see :func:`move_sensor_body`)."""
@@ -127,3 +134,72 @@ def add_tiny_inertials(root):
     for link in root.findall('link'):
         if link.find('inertial') is None:
             tiny_inertial(link)
+
+
+def _floats(text, what):
+    try:
+        values = [float(v) for v in (text or '').split()]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not np.all(np.isfinite(values)):
+        raise URDFRewriteError(f'{what} = {text!r}: expected three numbers')
+    return np.array(values)
+
+
+def lock_joints(root, locked, urdf=''):
+    """
+    Make the joints of ``locked`` (``{name: position or None}``) fixed where they are held.
+
+    As the twin's model locks them (:func:`twin_sim.urdf_model.parse_locked_joints`): a joint
+    without a position is held at 0, or the limit nearest to it. Each becomes a ``fixed`` joint
+    whose ``<origin>`` is its old origin composed with its motion at that position (a rotation
+    about its axis, or a translation along it), so every link stays where the moving joint put
+    it. A ``<mimic>`` that follows a locked joint is dropped (the follower moves on its own, as
+    in the model). Returns ``{name: position}``; ``urdf`` (the file's name) only goes into the
+    error messages.
+    """
+    where = f'{urdf}: ' if urdf else ''
+    joints = {j.get('name'): j for j in root.findall('joint')}
+    moving = [n for n, j in joints.items() if j.get('type') in (
+        'revolute', 'continuous', 'prismatic')]
+    done = {}
+    for name, position in locked.items():
+        joint = joints.get(name)
+        if name not in moving:
+            raise URDFRewriteError(f'{where}locked joint {name!r} is not a revolute, continuous '
+                                   f'or prismatic joint of the URDF; those are {moving}')
+        limit = joint.find('limit')
+        bounds = None
+        if joint.get('type') != 'continuous' and limit is not None:
+            bounds = (float(limit.get('lower', 0)), float(limit.get('upper', 0)))
+        if position is None:
+            position = min(max(0.0, bounds[0]), bounds[1]) if bounds else 0.0
+        elif bounds and not bounds[0] <= position <= bounds[1]:
+            raise URDFRewriteError(f'{where}locked joint {name!r} at {position} is outside its '
+                                   f'limits [{bounds[0]}, {bounds[1]}]')
+        origin = joint.find('origin')
+        xyz = _floats(origin.get('xyz', '0 0 0'), f'joint {name!r} <origin xyz>') \
+            if origin is not None else np.zeros(3)
+        rpy = _floats(origin.get('rpy', '0 0 0'), f'joint {name!r} <origin rpy>') \
+            if origin is not None else np.zeros(3)
+        axis_elem = joint.find('axis')
+        axis = _floats(axis_elem.get('xyz', '1 0 0') if axis_elem is not None else '1 0 0',
+                       f'joint {name!r} <axis xyz>')
+        rotation = euler2mat(*rpy, axes='sxyz')          # URDF rpy: fixed axes x, y, z
+        if joint.get('type') == 'prismatic':
+            xyz = xyz + rotation @ (axis / np.linalg.norm(axis) * position)
+        else:
+            rotation = rotation @ axangle2mat(axis, position)
+        joint.set('type', 'fixed')
+        for tag in ('axis', 'limit', 'dynamics', 'mimic', 'origin', 'calibration',
+                    'safety_controller'):
+            for old in joint.findall(tag):
+                joint.remove(old)
+        ElementTree.SubElement(joint, 'origin', xyz=' '.join(repr(float(v)) for v in xyz),
+                               rpy=' '.join(repr(float(v)) for v in mat2euler(rotation, 'sxyz')))
+        done[name] = position
+    for joint in root.findall('joint'):
+        for mimic in joint.findall('mimic'):
+            if mimic.get('joint') in done:
+                joint.remove(mimic)
+    return done
