@@ -122,3 +122,44 @@ def test_rul_off_gives_no_report(twin):
     pipeline = AnomalyPipeline(twin, dict(PARAMS, **{'rul.enabled': False}))
     assert pipeline.rul is None and pipeline.rul_report(1.8e9) is None
     pipeline.close()
+
+
+def test_a_model_handed_over_is_announced_to_the_rul_monitor(commissioned, twin):
+    # a payload (right or wrong) moves the residual without any wear: the RUL monitor must
+    # re-learn its residual baseline, not read the change as wear (audit: RUL 0 h, replace)
+    from twin_anomaly.pipeline import model_key
+    from twin_sim.urdf_model import Payload
+    *_, path = commissioned
+    pipeline = AnomalyPipeline(twin, PARAMS, thresholds_file=path, rul_log='')
+    calls = []
+    pipeline.rul.model_changed = lambda **kw: calls.append(kw)
+    pipeline.report()                                    # the saved calibration
+    assert [c['reason'] for c in calls] == ['calibration']
+    payload = Payload.from_components(2.0, (0, 0, 0.05), 0.002, 0, 0, 0.002, 0, 0.002)
+    pipeline.set_payload(payload)
+    assert [c['reason'] for c in calls] == ['calibration', 'payload']
+    assert calls[0]['key'] != calls[1]['key']
+    assert calls[1]['key'] == model_key(pipeline.monitor.prediction_model())
+    assert model_key(twin) == model_key(twin.copy())
+    pipeline.close()
+
+
+def test_no_health_evidence_while_not_judging_or_during_an_event_alarm():
+    from types import SimpleNamespace
+
+    from twin_anomaly.monitor import AnomalyMonitor
+    from twin_anomaly.pipeline import not_evidence
+    monitor = SimpleNamespace(_settle_until=10.0, _overloaded_until=-np.inf)
+    judging = AnomalyMonitor.judging
+    assert not judging(monitor, 9.0) and judging(monitor, 10.5)
+    monitor._overloaded_until = 12.0                   # the twin lost samples of its own
+    assert not judging(monitor, 11.0) and judging(monitor, 12.5)
+
+    def joint(name, alarm, fault):
+        return SimpleNamespace(name=name, alarm=alarm, fault_type=fault)
+    state = SimpleNamespace(joints=(joint('a', True, 'collision_force'),
+                                    joint('b', True, 'friction_increase'),
+                                    joint('c', False, 'none')))
+    assert not_evidence(state).tolist() == [True, False, False]
+    state.joints = state.joints[1:]
+    assert not_evidence(state) is None and not_evidence(None) is None

@@ -115,7 +115,8 @@ class EpochAccumulator:
         self.positive += (use & (qd > 0.0)).sum(axis=0)
         self.speed_sum += np.where(use, np.abs(qd), 0.0).sum(axis=0)
         ratio = np.abs(effort) / effort_limit
-        with np.errstate(all='ignore'):
+        with np.errstate(all='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)   # a joint left out: NaN
             q99 = np.nanquantile(ratio, 0.99, axis=0) if np.isfinite(ratio).any() else \
                 np.full(self.n, np.nan)
         # (np.minimum keeps NaN: after the first block there is no second worst yet)
@@ -314,18 +315,23 @@ class FailureLimits:
                         self.friction_factor * baseline.friction_nm)
 
 
-def degradation(evidence, baseline, limits):
+def degradation(evidence, baseline, limits, commissioned=None):
     """
-    Degradation per joint and kind: 0 as commissioned, 1 at the failure limit.
+    Degradation per joint and kind: 0 at the baseline, 1 at the failure limit.
 
     Parameters
     ----------
     evidence : EpochEvidence
         The epoch's evidence.
     baseline : Baseline
-        The commissioned evidence.
+        The evidence that counts as 0: the commissioned one, or per joint the one re-learned
+        after a maintenance.
     limits : FailureLimits
         The configured failure limits.
+    commissioned : Baseline, optional
+        The commissioned evidence the limits that are factors of it are taken from (the
+        friction factor, the residual factor); default ``baseline``. A re-learned baseline
+        moves the 0, never the failure limit.
 
     Returns
     -------
@@ -334,14 +340,16 @@ def degradation(evidence, baseline, limits):
         missing, or the limit does not lie beyond the commissioned value.
 
     """
+    commissioned = baseline if commissioned is None else commissioned
     with np.errstate(all='ignore'):
-        f_lim = limits.friction_limit(baseline)
+        f_lim = limits.friction_limit(commissioned)
         span_f = f_lim - baseline.friction_nm
         d_f = np.where(span_f > 0.0, (evidence.friction_nm - baseline.friction_nm) / span_f,
                        np.nan)
         r0 = np.fmax(baseline.residual_rms_nm, limits.min_residual_rms_nm)
-        r_lim = limits.residual_factor * r0
-        d_r = (evidence.residual_rms_nm - r0) / (r_lim - r0)
+        r_lim = limits.residual_factor * np.fmax(commissioned.residual_rms_nm,
+                                                 limits.min_residual_rms_nm)
+        d_r = np.where(r_lim > r0, (evidence.residual_rms_nm - r0) / (r_lim - r0), np.nan)
         span_m = baseline.torque_margin - limits.min_torque_margin
         d_m = np.where(span_m > 0.0, (baseline.torque_margin - evidence.torque_margin) / span_m,
                        np.nan)

@@ -9,8 +9,13 @@ evidence behind it.
 Levels come from configured horizons in operating hours, on the *lower* end of the RUL
 interval (the planner is warned while failure is merely possible within the horizon): ERROR
 when the joint has reached its failure limit or the lower bound is within
-``error_horizon_hours``; WARN within ``warn_horizon_hours``; OK otherwise, and always while
-there is no number (no degradation seen, collecting evidence).
+``error_horizon_hours``; WARN within ``warn_horizon_hours``; OK otherwise. The health index
+drives the level too, with or without a number (a joint far worn whose degradation does not grow
+has no RUL, and is not healthy): ERROR at or below ``replace_below_health``, WARN below
+``warn_below_health``; the worse of the two levels counts. Without a number and with a health
+index above ``warn_below_health`` (no degradation seen, collecting evidence) the level is OK.
+"At the failure limit" is said only when the health index is 0, i.e. when the recent evidence
+(not a trend's extrapolation) has reached the limit.
 
 Actions, by the evidence that drives the RUL:
 
@@ -22,8 +27,12 @@ residual            ``inspect`` (wear that friction does not explain: backlash, 
 torque_margin       ``reduce load`` (the drive works too close to its effort limit)
 ==================  ===================================================================
 
-An anomaly at level ERROR on the joint without an RUL alarm gives ``inspect`` (``reduce load``
-for ``torque_saturation`` and ``payload_change``, ``lubricate`` for ``friction_increase``).
+An anomaly at level ERROR on the joint without an RUL alarm gives WARN and the action of the
+wear evidence when the joint has some (``kind`` named: its degradation is above the noise), else
+the action of the fault type: ``inspect`` (``reduce load`` for ``torque_saturation`` and
+``payload_change``, ``lubricate`` for ``friction_increase``). The fault type should be the one
+latched for the anomaly episode (:class:`twin_anomaly.rul_monitor.RulMonitor` does), not the
+classifier's label of the moment.
 
 Due date: today plus the RUL's lower bound converted to calendar days with the robot's
 operating hours per day (configured, or measured from the history).
@@ -62,7 +71,11 @@ class MaintenancePolicy:
     warn_horizon_hours, error_horizon_hours : float
         Operating hours of RUL (lower bound) below which the level is WARN / ERROR.
     replace_below_health : float
-        Health index at or below which worn friction calls for ``replace``, in [0, 1].
+        Health index at or below which worn friction calls for ``replace``, and any joint is at
+        least ERROR, in [0, 1].
+    warn_below_health : float
+        Health index below which a joint is at least WARN (with or without an RUL number), in
+        [replace_below_health, 1].
     operating_hours_per_day : float
         Operating hours per calendar day for due dates; 0: measured from the history.
     wear_speed_exponent : float
@@ -75,6 +88,7 @@ class MaintenancePolicy:
     warn_horizon_hours: float = 500.0
     error_horizon_hours: float = 48.0
     replace_below_health: float = 0.1
+    warn_below_health: float = 0.5
     operating_hours_per_day: float = 0.0
     wear_speed_exponent: float = 1.0
     min_speed_scale: float = 0.3
@@ -86,6 +100,9 @@ class MaintenancePolicy:
         if not 0.0 <= self.replace_below_health <= 1.0:
             raise ValueError(f'replace_below_health must be in [0, 1], got '
                              f'{self.replace_below_health}')
+        if not self.replace_below_health <= self.warn_below_health <= 1.0:
+            raise ValueError(f'warn_below_health must be in [replace_below_health, 1], got '
+                             f'{self.warn_below_health}')
         if not 0.0 <= self.operating_hours_per_day <= 24.0:
             raise ValueError(f'operating_hours_per_day must be in [0, 24], got '
                              f'{self.operating_hours_per_day}')
@@ -173,16 +190,18 @@ def due_date(now, hours, operating_hours_per_day):
     return when.date().isoformat()
 
 
-def _level(estimate, failed, policy):
+def _level(estimate, failed, health, policy):
+    """Return the worse of the level by the RUL's lower bound and the level by health."""
     if failed:
         return 'ERROR'
-    if not estimate.has_number:
-        return 'OK'
-    if estimate.lower_hours <= policy.error_horizon_hours:
-        return 'ERROR'
-    if estimate.lower_hours <= policy.warn_horizon_hours:
-        return 'WARN'
-    return 'OK'
+    by_rul = by_health = 0
+    if estimate.has_number:
+        by_rul = 2 if estimate.lower_hours <= policy.error_horizon_hours else \
+            1 if estimate.lower_hours <= policy.warn_horizon_hours else 0
+    if math.isfinite(health):
+        by_health = 2 if health <= policy.replace_below_health else \
+            1 if health < policy.warn_below_health else 0
+    return LEVELS[max(by_rul, by_health)]
 
 
 def _hours(x):
@@ -203,9 +222,11 @@ def advise(joint, estimate, kind, health, policy, now, operating_hours_per_day,
     estimate : RulEstimate
         The joint's binding RUL estimate (:mod:`twin_anomaly.rul`).
     kind : str
-        The evidence kind it comes from (``friction``, ``residual``, ``torque_margin``) or ''.
+        The evidence kind it comes from (``friction``, ``residual``, ``torque_margin``), or the
+        most degraded kind when there is no number but a degradation; '' when none.
     health : float
-        Health index in [0, 1] (NaN: unknown).
+        Health index in [0, 1] (NaN: unknown); 0 means the recent evidence is at the failure
+        limit (failed).
     policy : MaintenancePolicy
         Horizons and action settings.
     now : float
@@ -213,16 +234,16 @@ def advise(joint, estimate, kind, health, policy, now, operating_hours_per_day,
     operating_hours_per_day : float
         Hours per day for the due date (> 0).
     anomaly : tuple of (str, str), optional
-        ``(level, fault_type)`` the anomaly detector reports for the joint.
+        ``(level, fault_type)`` the anomaly detector reports for the joint (the fault type
+        latched for the episode).
 
     Returns
     -------
     Advice
 
     """
-    failed = estimate.has_number and estimate.rul_hours <= 0.0 or \
-        math.isfinite(health) and health <= 0.0
-    level = _level(estimate, failed, policy)
+    failed = math.isfinite(health) and health <= 0.0
+    level = _level(estimate, failed, health, policy)
     evidence = {'kind': kind, 'health_index': health, 'degradation': estimate.degradation,
                 'drift_per_hour': estimate.drift_per_hour,
                 'probability_degrading': estimate.probability,
@@ -237,19 +258,27 @@ def advise(joint, estimate, kind, health, policy, now, operating_hours_per_day,
             action = 'replace'
         due = due_date(now, estimate.lower_hours if estimate.has_number else 0.0,
                        operating_hours_per_day)
-        what = f'{kind} at the failure limit' if failed else (
-            f'{kind} wear: RUL {_hours(estimate.rul_hours)} h '
-            f'[{_hours(estimate.lower_hours)}, {_hours(estimate.upper_hours)}]')
+        if failed:
+            what = f'{kind or "evidence"} at the failure limit, RUL 0 h'
+        elif estimate.has_number:
+            what = (f'{kind} wear: RUL {_hours(estimate.rul_hours)} h '
+                    f'[{_hours(estimate.lower_hours)}, {_hours(estimate.upper_hours)}]')
+        else:
+            what = f'{kind or "evidence"} worn ({estimate.reason or "no RUL"})'
         message = f'{joint}: {what}, health {health:.2f}; {action} by {due}'
     elif estimate.has_number:
         message = (f'{kind} wear: RUL {_hours(estimate.rul_hours)} h '
                    f'[{_hours(estimate.lower_hours)}, {_hours(estimate.upper_hours)}]')
     if anomaly is not None and anomaly[0] == 'ERROR' and level == 'OK':
         fault = anomaly[1]
-        action = _ACTION_BY_FAULT.get(fault, 'inspect')
+        # wear evidence, where there is some, says more than the classifier's label
+        action = _ACTION_BY_KIND[kind] if kind in _ACTION_BY_KIND else \
+            _ACTION_BY_FAULT.get(fault, 'inspect')
         level = 'WARN'
         due = due_date(now, 0.0, operating_hours_per_day)
         message = f'{joint}: anomaly {fault}; {action} by {due}'
+        if kind in _ACTION_BY_KIND and math.isfinite(health):
+            message += f' ({kind} evidence, health {health:.2f})'
         evidence['anomaly'] = fault
     return Advice(level, action, due, message, evidence)
 

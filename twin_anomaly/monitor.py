@@ -409,6 +409,15 @@ class AnomalyMonitor:
         model = self.calibrated_model if self.calibrated_model is not None else self.model
         return model if self.payload is None else model.with_payload(self.payload)
 
+    def judging(self, t):
+        """
+        Return whether the monitor judges the robot at stamp ``t``, s.
+
+        Not while its load channels settle (a stream (re)start, a gap that restarted its
+        observer, a payload being picked up) nor while the twin's own input queue lost samples.
+        """
+        return not (t < self._settle_until or t < self._overloaded_until)
+
     def set_payload(self, payload):
         """
         Take what the robot carries from now on; return the model to predict with (None).

@@ -11,7 +11,15 @@ the node reported. The pipeline owns the two monitors and the rules that connect
   calibrated model: the node hands it to the mirror, so that residuals are calibrated too, and
   the RUL monitor measures friction against the calibrated friction model;
 - the :class:`~twin_anomaly.rul_monitor.RulMonitor` is fed only once commissioning has ended
-  (its health baseline must be learned on the model the twin predicts with);
+  (its health baseline must be learned on the model the twin predicts with), and only while the
+  anomaly monitor judges the robot: not while it settles after a stream (re)start, a gap or a
+  payload change, nor while the twin lost samples of its own; the samples of a joint with a
+  ``payload_change`` or ``collision_force`` alarm are left out of the health evidence (an event,
+  not wear);
+- every model handed to the model listeners (a calibration, a payload) is also announced to the
+  RUL monitor (:meth:`~twin_anomaly.rul_monitor.RulMonitor.model_changed`, with a checksum of
+  the model's predictions as its key): a model change moves the residual without any wear, so
+  the RUL monitor re-learns its residual baseline instead of reading the change as wear;
 - every lifecycle event (commissioning, calibration, anomalies raised and cleared, RUL advice
   and derating) comes out of :meth:`AnomalyPipeline.lifecycle_entries` as ``(kind, data)``
   pairs for the hash-chained lifecycle log (:mod:`twin_bridge.ledger`).
@@ -21,11 +29,14 @@ the keys named like :class:`~twin_anomaly.monitor.MonitorConfig` fields, the RUL
 ``rul.*`` key (:meth:`~twin_anomaly.rul_monitor.RulConfig.from_parameters`).
 """
 from dataclasses import fields
+import zlib
 
+import numpy as np
 from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
 from twin_anomaly.rul_monitor import RulConfig, RulMonitor
 
-__all__ = ['AnomalyPipeline', 'monitor_config']
+__all__ = ['AnomalyPipeline', 'NOT_EVIDENCE_FAULTS', 'model_key', 'monitor_config',
+           'not_evidence']
 
 
 def monitor_config(params, **override):
@@ -39,6 +50,38 @@ def monitor_config(params, **override):
 def _anomalies(state):
     """``{joint: (level, fault_type)}`` of the alarmed joints of a DetectorState."""
     return {js.name: ('ERROR', js.fault_type) for js in state.joints if js.alarm}
+
+
+#: Alarms during which a joint's samples are no health evidence (events, not wear).
+NOT_EVIDENCE_FAULTS = ('payload_change', 'collision_force')
+
+
+def not_evidence(state):
+    """Return (n,) bool: joints whose alarm is an event, not wear; None when there is none."""
+    if state is None:
+        return None
+    mask = np.array([bool(js.alarm) and js.fault_type in NOT_EVIDENCE_FAULTS
+                     for js in state.joints])
+    return mask if mask.any() else None
+
+
+def model_key(model):
+    """
+    Return a checksum of what ``model`` predicts (str): equal for models that predict alike.
+
+    Inverse dynamics plus friction at three fixed states: a payload, a calibration or any other
+    change of what the twin predicts changes it.
+    """
+    n = model.n
+    rows = []
+    for k in range(3):
+        q = np.linspace(-0.5, 0.5, n) * (0.7 * (k + 1))
+        qd = np.full(n, 0.3 * (k - 1))
+        qdd = np.full(n, 0.5)
+        rows.append(np.asarray(model.inverse_dynamics(q, qd, qdd), dtype=float)
+                    + np.asarray(model.friction_model.torque(qd), dtype=float))
+    data = np.round(np.concatenate(rows), 9) + 0.0          # (+0.0: no negative zero)
+    return f'{zlib.crc32(data.tobytes()) & 0xffffffff:08x}'
 
 
 class AnomalyPipeline:
@@ -92,6 +135,7 @@ class AnomalyPipeline:
         self._entries = []
         self._state = None
         self._handed_over = False
+        self._skip = None           # (n,) joints whose samples are no health evidence now
 
     # ------------------------------------------------------------------ per sample
     def update(self, sample, result, now=None):
@@ -104,9 +148,12 @@ class AnomalyPipeline:
         monitor = self.monitor
         monitor.update(sample, result, now=now)
         if self.rul is not None and result is not None and monitor.commissioned \
-                and sample.velocity is not None:
-            self.rul.update(sample.t, sample.position, sample.velocity, sample.effort,
-                            result.effort_residual)
+                and sample.velocity is not None and monitor.judging(sample.t):
+            effort, residual = sample.effort, result.effort_residual
+            if self._skip is not None:
+                effort = np.where(self._skip, np.nan, effort)
+                residual = np.where(self._skip, np.nan, residual)
+            self.rul.update(sample.t, sample.position, sample.velocity, effort, residual)
 
     def wrench(self, t, residual):
         """Take one wrench residual (6,) N and N·m at stamp ``t``, s."""
@@ -119,6 +166,7 @@ class AnomalyPipeline:
         for event in self.monitor.poll_events():
             self._on_event(event)
         self._state = state
+        self._skip = not_evidence(state)
         return state
 
     def rul_report(self, wall_time, applied_speed_scale=1.0):
@@ -164,20 +212,24 @@ class AnomalyPipeline:
             self._handed_over = True
             if self.rul is not None:
                 self.rul.set_friction_model(calibrated.friction_model)
-            self._hand_over(self.monitor.prediction_model())
+            self._hand_over(self.monitor.prediction_model(), 'calibration')
 
     def set_payload(self, payload):
         """
         Predict with ``payload`` carried from now on (see ``AnomalyMonitor.set_payload``).
 
-        The model listeners (the mirror) get the new model; the load the twin has already
-        changes nothing. Raises ValueError, with the reason, when the payload is refused.
+        The model listeners (the mirror) get the new model, and the RUL monitor re-learns its
+        residual baseline for it (a payload, right or wrong, is not wear); the load the twin
+        has already changes nothing. Raises ValueError, with the reason, when the payload is
+        refused.
         """
         model = self.monitor.set_payload(payload)
         if model is not None:
-            self._hand_over(model)
+            self._hand_over(model, 'payload')
 
-    def _hand_over(self, model):
+    def _hand_over(self, model, reason):
+        if self.rul is not None:
+            self.rul.model_changed(key=model_key(model), reason=reason)
         for listener in self.model_listeners:
             listener(model)
 

@@ -113,7 +113,8 @@ class RulEstimate:
         no number (``reason`` says why); ``upper_hours`` may be inf (the history cannot rule
         out that the drift stops).
     reason : str
-        Empty when there is a number, else e.g. ``'no degradation seen'``.
+        Empty when there is a number, else e.g. ``'no degradation seen'``. An estimate without
+        a reason but without a finite ``rul_hours`` (the default) has no number either.
     degradation : float
         Estimated degradation now (0 commissioned, 1 failed).
     drift_per_hour : float
@@ -139,8 +140,8 @@ class RulEstimate:
 
     @property
     def has_number(self):
-        """Return True when the estimate carries an RUL."""
-        return not self.reason
+        """Return True when the estimate carries an RUL: no reason and a finite median."""
+        return not self.reason and math.isfinite(self.rul_hours)
 
 
 def _family(xtx, xtd, x_now, drift, dd, sst, n, onsets):

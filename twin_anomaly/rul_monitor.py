@@ -31,6 +31,29 @@ EpochEvidence.as_dict()}`` (about 1.2 kB for 7 joints); once ``{"kind": "baselin
 "operating_s", "t_op_h", "baseline": Baseline.as_dict()}``; and on :meth:`RulMonitor.close`
 ``{"kind": "counter", "operating_s", "t_op_h", "stamp"}``. Degradation is recomputed from the
 evidence on a restart, so a changed failure limit applies to the whole history.
+
+Model changes and maintenance (:meth:`RulMonitor.model_changed`,
+:meth:`RulMonitor.declare_maintenance`) write ``{"kind": "model_change", "key", "reason",
+"rebaseline": bool, "stamp", "operating_s", "t_op_h"}`` and ``{"kind": "maintenance", "joint",
+"action", "stamp", "operating_s", "t_op_h"}``; the ``rebaseline_epochs`` epochs after either are
+``health`` records with ``"phase": "rebaseline"``, and a ``{"kind": "rebaseline", "joints",
+"reasons", "shift", "reference", ...}`` record says what was learned (for the reader: a restart
+recomputes it from the evidence, as it does the degradation).
+
+- A model change (a payload declared, a new calibration: the twin predicts with another
+  model) moves the effort residual, and with it the friction and residual evidence, without
+  any wear. The open epoch is dropped; for ``rebaseline_epochs`` epochs those two kinds are
+  not judged; then each joint's degradation of those kinds continues from where it was
+  before the change (the median of its recent epochs), measured from the new model's level (a
+  shift in degradation units, which is affine in the evidence); the residual's failure RMS
+  becomes ``residual_failure_factor`` x the new model's RMS (another model, another noise
+  floor). The torque margin (measured
+  effort only) is judged throughout: a real load that works the drives harder is legitimate
+  ``reduce load`` evidence.
+- A declared maintenance starts a new trend segment for that joint: the epochs before it are not
+  fitted, its baseline (all three kinds) is learned again from the ``rebaseline_epochs`` epochs
+  after it (the failure limits stay those of the commissioned baseline), and its degradation starts
+  from 0 there. The operating-hour counter goes on.
 """
 from dataclasses import dataclass, field, fields, replace
 import datetime
@@ -41,11 +64,16 @@ import numpy as np
 from twin_anomaly.health import Baseline, degradation, EpochAccumulator, EpochEvidence, \
     EVIDENCE_KINDS, FailureLimits, solve_epoch
 from twin_anomaly.health_log import HealthLog, HealthLogError, json_safe
-from twin_anomaly.maintenance import Advice, advise, Derating, derating, MaintenancePolicy
+from twin_anomaly.maintenance import ACTIONS, Advice, advise, Derating, derating, \
+    MaintenancePolicy
 from twin_anomaly.report import StatusEntry
-from twin_anomaly.rul import estimate_rul, NO_DEGRADATION, RulEstimate, TrendSettings
+from twin_anomaly.rul import estimate_rul, NO_DEGRADATION, RulEstimate, STABLE, TrendSettings
 
-__all__ = ['JointRul', 'RulConfig', 'RulMonitor', 'RulReport', 'parse_service_friction']
+__all__ = ['JointRul', 'MAINTENANCE_ACTIONS', 'RulConfig', 'RulMonitor', 'RulReport',
+           'parse_service_friction']
+
+#: What :meth:`RulMonitor.declare_maintenance` accepts as the work done on a joint.
+MAINTENANCE_ACTIONS = tuple(a for a in ACTIONS if a != 'none') + ('all',)
 
 
 def _param(default, description, low=None, high=None):
@@ -115,7 +143,15 @@ class RulConfig:
     error_horizon_hours: float = _param(48.0, 'ERROR when the RUL lower bound is within this '
                                         'many operating hours', 0.0, 1e6)
     replace_below_health: float = _param(0.1, 'worn friction at or below this health index: '
-                                         'replace instead of lubricate', 0.0, 1.0)
+                                         'replace instead of lubricate; any joint at or below '
+                                         'it is ERROR', 0.0, 1.0)
+    warn_below_health: float = _param(0.5, 'a joint below this health index is at least WARN '
+                                      '(with or without an RUL number)', 0.0, 1.0)
+    rebaseline_epochs: int = _param(3, 'health epochs after a model change (payload, '
+                                    'calibration) or a declared maintenance from which the new '
+                                    'baseline is learned', 1, 1000)
+    stale_after_s: float = _param(10.0, 'wall-clock seconds without robot samples after which '
+                                  '/twin/rul says "no robot data since"', 0.1, 1e7)
     operating_hours_per_day: float = _param(0.0, 'operating hours per calendar day for due '
                                             'dates; 0: measured (24 until a day is seen)',
                                             0.0, 24.0)
@@ -148,6 +184,8 @@ class RulConfig:
                                  f'({f.metadata["description"]})')
         if self.error_horizon_hours > self.warn_horizon_hours:
             raise ValueError('error_horizon_hours must not exceed warn_horizon_hours')
+        if self.warn_below_health < self.replace_below_health:
+            raise ValueError('warn_below_health must not be below replace_below_health')
         if self.next_maintenance_date:
             _parse_date(self.next_maintenance_date)
 
@@ -185,6 +223,7 @@ class RulConfig:
             warn_horizon_hours=self.warn_horizon_hours,
             error_horizon_hours=self.error_horizon_hours,
             replace_below_health=self.replace_below_health,
+            warn_below_health=self.warn_below_health,
             operating_hours_per_day=self.operating_hours_per_day,
             wear_speed_exponent=self.wear_speed_exponent, min_speed_scale=self.min_speed_scale)
 
@@ -252,6 +291,8 @@ class JointRul:
         Evidence the RUL comes from (``friction``, ``residual``, ``torque_margin``) or ''.
     evidence : dict
         Figures behind the advice (JSON-able).
+    last_sample : float
+        Robot stamp of the last sample the monitor took, s (NaN before the first).
 
     """
 
@@ -266,6 +307,7 @@ class JointRul:
     message: str
     kind: str = ''
     evidence: dict = field(default_factory=dict)
+    last_sample: float = math.nan
 
     def status_entry(self):
         """Return the ``twin/rul/<joint>`` :class:`~twin_anomaly.report.StatusEntry`."""
@@ -275,7 +317,8 @@ class JointRul:
             'recommended_action': self.recommended_action, 'due_by': self.due_by,
             'evidence': self.kind,
             'friction_nm': float(self.evidence.get('friction_nm', math.nan)),
-            'operating_hours': float(self.evidence.get('operating_hours', math.nan))})
+            'operating_hours': float(self.evidence.get('operating_hours', math.nan)),
+            'last_sample': float(self.last_sample)})
 
 
 @dataclass(frozen=True)
@@ -316,7 +359,10 @@ class RulReport:
 
 
 _LEVEL_RANK = {'OK': 0, 'WARN': 1, 'ERROR': 2}
-_EMPTY = RulEstimate()
+_EMPTY = RulEstimate(reason='collecting evidence: estimating')
+# an advice change that lowers the level or changes the action is logged once it held this many
+# reports (a raised level at once): the lifecycle log gets the real changes, not every flicker
+_DEBOUNCE_REPORTS = 3
 
 
 def _duration(seconds):
@@ -400,8 +446,24 @@ class RulMonitor:
         self._pending, self._snap = [], None
         self._history_end = 0.0
         self.last_evidence = None
-        self._ledger, self._published = [], {}
+        self._ledger, self._published, self._candidate = [], {}, {}
         self._derating_scale = 1.0
+        # the baseline degradation is measured from (per joint: re-learned after a
+        # maintenance), a shift in degradation units per joint and kind (after a model change),
+        # the joints re-learning (0 no, 1 after a model change, 2 after a maintenance), from
+        # which of the epochs since, and each joint's start of its trend segment (op. hours)
+        self._reference = self._limit_ref = None
+        self._shift = np.zeros((n, len(EVIDENCE_KINDS)))
+        self._relearn = np.zeros(n, dtype=int)
+        self._relearn_from = np.zeros(n, dtype=int)
+        self._relearn_before = np.zeros((n, len(EVIDENCE_KINDS)))
+        self._relearn_epochs = []
+        self._relearn_why = [''] * n
+        self._segment_start = np.full(n, -math.inf)
+        self._model_key = None
+        self._keyless_log = False
+        self._episodes = {}
+        self._data_mark, self._data_wall = -math.inf, math.nan
         self.log = self._open_log()
 
     @classmethod
@@ -474,9 +536,21 @@ class RulMonitor:
                 self._ledger.append({'kind': 'rul_log', 'level': 'WARN', 'message':
                                      f'health log record {record.get("seq")} skipped: {exc}'})
         self._dirty = bool(self._history_t)
+        self._keyless_log = bool(records) and self._model_key is None
 
     def _replay_one(self, record):
         kind = record.get('kind')
+        if kind == 'model_change':
+            self._model_key = record.get('key')
+            if record.get('rebaseline'):
+                self._start_model_relearn(str(record.get('reason', 'model')))
+            return
+        if kind == 'maintenance':
+            self._start_maintenance(self.joint_names.index(record['joint']),
+                                    str(record['action']), float(record['t_op_h']))
+            return
+        if kind == 'rebaseline':
+            return                 # recomputed from the evidence (as the degradation is)
         if kind == 'counter':
             self.operating_s = float(record['operating_s'])
             self.operating_hours = float(record['t_op_h'])
@@ -498,8 +572,9 @@ class RulMonitor:
             self._baseline_s += float(record['epoch_s'])
         else:
             self._history_t.append(float(record['t_mid_h']))
-            self._history_d.append(degradation(evidence, self.baseline, self.limits))
+            self._history_d.append(self._degradation(evidence))
             self._history_end = self.operating_hours
+            self._relearn_step(evidence, write=False)
         self.last_evidence = evidence
 
     def _append_log(self, body):
@@ -527,6 +602,216 @@ class RulMonitor:
                                   't_op_h': self.operating_hours, 'stamp': self._last_stamp})
             self.log.close()
             self.log = None
+
+    # ------------------------------------------------------------------ model, maintenance
+    def model_changed(self, key=None, reason='model', stamp=None):
+        """
+        Take note that the twin predicts with another model from the next sample on.
+
+        The effort residual is measured minus predicted effort: a declared payload (right or
+        wrong) or a new calibration moves it, and with it the friction and residual evidence,
+        without any wear. The open epoch is dropped (its samples mix two models); the friction
+        and residual evidence are re-learned over ``rebaseline_epochs`` epochs and judged from
+        there on relative to the new model's level, continuing each joint's degradation from
+        where it was (see the module docstring). Before the health baseline is complete, its
+        learning starts again on the new model. Cheap: call it from the model's hand-over.
+
+        Parameters
+        ----------
+        key : str, optional
+            An identifier of the model (e.g. a checksum of its predictions). The same key as
+            the one in force changes nothing, so handing the same model over again (a restart
+            with a saved calibration) costs no re-baseline; the key is kept in the health log.
+            The first key a monitor with a history from a log without keys hears of is taken as
+            the model that history was learned on. None: always a change.
+        reason : str
+            Why (``payload``, ``calibration``), for the logs.
+        stamp : float, optional
+            Robot stamp of the change, s (default: the last sample's).
+
+        Returns
+        -------
+        bool
+            True when a re-baseline started (or the baseline learning restarted).
+
+        """
+        if key is not None and key == self._model_key:
+            return False
+        # a history from a log written before model keys: the first model handed over (the
+        # saved calibration, at a restart) is taken as the one it was learned on
+        adopt = key is not None and self._model_key is None and self._keyless_log
+        self._keyless_log = False
+        self._model_key = key
+        self._drop_open_epoch()
+        learned = self.baseline is not None or bool(self._baseline_epochs)
+        rebaseline = learned and not adopt
+        self._append_log({'kind': 'model_change', 'key': key, 'reason': str(reason),
+                          'rebaseline': rebaseline, 'stamp': self._stamp(stamp),
+                          'operating_s': self.operating_s, 't_op_h': self.operating_hours})
+        if rebaseline:
+            self._start_model_relearn(str(reason))
+            self._ledger.append({
+                'kind': 'health_rebaseline', 'reason': f'model change ({reason})',
+                'joints': list(self.joint_names), 'operating_hours': self.operating_hours,
+                'message': ('the twin predicts with another model: friction and residual '
+                            f'evidence re-learned over the next {self.config.rebaseline_epochs} '
+                            'health epoch(s)' if self.baseline is not None else
+                            'the twin predicts with another model: the health baseline is '
+                            'learned again')})
+        return rebaseline
+
+    def declare_maintenance(self, joint, action, stamp):
+        """
+        Record that maintenance was done on ``joint``; its health is learned anew.
+
+        A new trend segment starts for the joint (the epochs before it are not fitted any
+        more), its baseline of every kind of evidence is learned again from the
+        ``rebaseline_epochs`` epochs that follow (the failure limits stay those of the
+        commissioned baseline), and its degradation starts from 0 there. The joint reports
+        OK with ``collecting evidence: new baseline after maintenance ...`` meanwhile. The
+        operating-hour counter goes on. A ``maintenance`` record is written to the health log
+        (a restart honours it) and a ``maintenance_done`` entry to the next report's ledger.
+        ROS-free: the node, a topic or the hub call it. Before the health baseline is complete,
+        the baseline learning starts again.
+
+        Parameters
+        ----------
+        joint : str
+            A joint of the robot.
+        action : str
+            What was done: one of :data:`MAINTENANCE_ACTIONS` (``inspect``, ``lubricate``,
+            ``replace``, ``reduce load``, ``all``). Recorded; the joint is re-learned for each.
+        stamp : float or None
+            Robot stamp when it was done, s (None: the last sample's).
+
+        Raises
+        ------
+        ValueError
+            Unknown joint or action, or a stamp that is not a finite number.
+
+        """
+        if joint not in self.joint_names:
+            raise ValueError(f'unknown joint {joint!r} for a maintenance; the robot has '
+                             f'{self.joint_names}')
+        if action not in MAINTENANCE_ACTIONS:
+            raise ValueError(f'unknown maintenance action {action!r}; one of '
+                             f'{list(MAINTENANCE_ACTIONS)}')
+        if stamp is not None and (isinstance(stamp, bool) or
+                                  not isinstance(stamp, (int, float, np.floating)) or
+                                  not math.isfinite(stamp)):
+            raise ValueError(f'maintenance stamp must be a finite number of seconds or None, '
+                             f'got {stamp!r}')
+        self._drop_open_epoch()
+        j = self.joint_names.index(joint)
+        record = {'kind': 'maintenance', 'joint': joint, 'action': action,
+                  'stamp': self._stamp(stamp), 'operating_s': self.operating_s,
+                  't_op_h': self.operating_hours}
+        self._append_log(record)
+        self._start_maintenance(j, action, self.operating_hours)
+        self._ledger.append({
+            'kind': 'maintenance_done', 'joint': joint, 'action': action,
+            'stamp': record['stamp'], 'operating_hours': self.operating_hours,
+            'message': f'{joint}: {action} done; its health baseline is learned again over '
+                       f'{self.config.rebaseline_epochs} health epoch(s)'})
+
+    def _stamp(self, stamp):
+        if stamp is not None:
+            return float(stamp)
+        return self._last_sample()
+
+    def _last_sample(self):
+        if math.isfinite(self._next_keep):
+            return self._next_keep - self.config.sample_period_s
+        return self._last_stamp
+
+    def _drop_open_epoch(self):
+        """Count the buffered samples' operating time, then drop the unfinished epoch."""
+        self._process_buffer(everything=True)
+        self._acc.reset()
+
+    def _start_model_relearn(self, reason):
+        if self.baseline is None:
+            self._baseline_epochs, self._baseline_s = [], 0.0
+            return
+        d = self._segment_history()
+        for j in range(self.n):
+            if self._relearn[j] == 2:
+                continue                      # its maintenance baseline is learned anew anyway
+            before = _recent(d[:, j]) if d is not None else np.zeros(len(EVIDENCE_KINDS))
+            self._relearn_before[j] = np.nan_to_num(before)
+            self._relearn[j] = 1
+            self._relearn_why[j] = f'a model change ({reason})'
+        self._relearn_epochs = []
+        self._relearn_from[:] = 0
+        self._dirty = bool(self._history_t)
+
+    def _start_maintenance(self, j, action, t_op_h):
+        self._segment_start[j] = t_op_h
+        self._estimates[j] = (_EMPTY, '', math.nan, self.operating_hours)
+        self._episodes.pop(self.joint_names[j], None)
+        if self.baseline is None:
+            self._baseline_epochs, self._baseline_s = [], 0.0
+            return
+        self._relearn[j] = 2
+        self._relearn_from[j] = len(self._relearn_epochs)
+        self._relearn_why[j] = f'maintenance ({action})'
+        self._dirty = bool(self._history_t)
+
+    def _segment_history(self):
+        """Return the degradation history (N, n, 3), NaN before each joint's segment."""
+        if not self._history_d:
+            return None
+        d = np.stack(self._history_d)
+        d[np.asarray(self._history_t)[:, None] < self._segment_start[None, :]] = np.nan
+        return d
+
+    def _relearn_step(self, evidence, write):
+        """Add one epoch to the re-learning joints; finish those that have enough."""
+        if not self._relearn.any():
+            return
+        self._relearn_epochs.append(evidence)
+        count = len(self._relearn_epochs)
+        done = [j for j in np.flatnonzero(self._relearn)
+                if count - self._relearn_from[j] >= self.config.rebaseline_epochs]
+        if not done:
+            return
+        kinds = ('friction_nm', 'residual_rms_nm', 'torque_margin')
+        reasons = []
+        for j in done:
+            learned = Baseline.from_epochs(self._relearn_epochs[self._relearn_from[j]:])
+            reasons.append(self._relearn_why[j])
+            if self._relearn[j] == 2:
+                for name in kinds:
+                    value = getattr(learned, name)[j]
+                    if np.isfinite(value):
+                        getattr(self._reference, name)[j] = value
+                self._shift[j] = 0.0
+            else:
+                # the residual RMS of another model is another noise floor: its failure RMS
+                # is residual_failure_factor x the new model's (as it was the commissioned
+                # model's); friction evidence moves by a shift
+                r_new = learned.residual_rms_nm[j]
+                if np.isfinite(r_new):
+                    self._reference.residual_rms_nm[j] = r_new
+                    self._limit_ref.residual_rms_nm[j] = r_new
+                level = degradation(learned, self._reference, self.limits, self._limit_ref)[j]
+                self._shift[j, :2] = np.where(np.isfinite(level[:2]),
+                                              self._relearn_before[j, :2] - level[:2], 0.0)
+            self._relearn[j] = 0
+        if not self._relearn.any():
+            self._relearn_epochs = []
+            self._relearn_from[:] = 0
+        names = [self.joint_names[j] for j in done]
+        body = {'joints': names, 'reasons': reasons, 'operating_s': self.operating_s,
+                't_op_h': self.operating_hours, 'shift': self._shift[done].tolist(),
+                'reference': {k: getattr(self._reference, k)[done].tolist() for k in kinds}}
+        self._dirty = True
+        if write:
+            self._append_log(dict(body, kind='rebaseline'))
+            self._ledger.append(dict(body, kind='health_rebaseline',
+                                     operating_hours=self.operating_hours,
+                                     message=f'new health baseline of {", ".join(names)} after '
+                                             f'{"; ".join(sorted(set(reasons)))}'))
 
     # ------------------------------------------------------------------ the 1 kHz path
     def update(self, t, q, qd, effort, effort_residual):
@@ -638,18 +923,29 @@ class RulMonitor:
             if self._baseline_s >= c.baseline_duration_s:
                 self._set_baseline()
             return
-        d = degradation(evidence, self.baseline, self.limits)
+        d = self._degradation(evidence)
         self._history_t.append(t_mid)
         self._history_d.append(d)
         self._history_end = self.operating_hours
-        self._append_log(dict(record, phase='monitoring'))
+        self._append_log(dict(record, phase='rebaseline' if self._relearn.any() else
+                              'monitoring'))
+        self._relearn_step(evidence, write=True)
         self._dirty = True
+
+    def _degradation(self, evidence):
+        """Return the degradation (n, 3) of one epoch: re-learned baselines, shifts, unjudged."""
+        d = degradation(evidence, self._reference, self.limits, self._limit_ref) + self._shift
+        d[self._relearn == 1, :2] = np.nan      # friction, residual: the new model's unknown
+        d[self._relearn == 2, :] = np.nan       # after a maintenance: all kinds
+        return d
 
     def _seed_history(self):
         """Start the degradation history with the baseline's own epochs (about 0)."""
+        self._reference = _copy_baseline(self.baseline)
+        self._limit_ref = _copy_baseline(self.baseline)
         for t_mid, evidence in self._baseline_epochs:
             self._history_t.append(t_mid)
-            self._history_d.append(degradation(evidence, self.baseline, self.limits))
+            self._history_d.append(self._degradation(evidence))
         self._history_end = self.operating_hours
         self._dirty = bool(self._history_t)
 
@@ -673,20 +969,22 @@ class RulMonitor:
         """Freeze the history for the next estimates; every joint is to be re-estimated."""
         c = self.config
         t = np.asarray(self._history_t)
-        d = np.stack(self._history_d)                  # (N, n, 3)
+        d = self._segment_history()            # (N, n, 3); before a maintenance: not fitted
         t_now = self._history_end
         keep = t >= t_now - c.trend_window_hours
         recent = [_recent(d[:, j]) for j in range(self.n)]
         t, d = _bin(t[keep], d[keep], c.max_trend_points)
         self._snap = (t, _despike(d), t_now, recent)
-        self._pending = list(range(self.n))
+        # joints the last snapshot did not reach go first (none starves)
+        self._pending = self._pending + [j for j in range(self.n) if j not in self._pending]
 
     def _estimate_joint(self, j):
         """Re-estimate the RUL of joint ``j`` for every kind; keep the binding one."""
         t, d, t_now, recent = self._snap
         per_kind = [estimate_rul(t, d[:, j, i], t_now, self._trend)
                     for i in range(len(EVIDENCE_KINDS))]
-        self._estimates[j] = _binding(per_kind, recent[j]) + (t_now,)
+        self._estimates[j] = _binding(per_kind, recent[j], self._trend.min_degradation,
+                                      1.0 - self.config.warn_below_health) + (t_now,)
 
     # ------------------------------------------------------------------ reporting
     def _hours_per_day(self):
@@ -720,6 +1018,11 @@ class RulMonitor:
             estimate = replace(estimate, rul_hours=max(estimate.rul_hours - gone, 0.0),
                                lower_hours=max(estimate.lower_hours - gone, 0.0),
                                upper_hours=max(estimate.upper_hours - gone, 0.0))
+        if self._relearn[j] == 2:
+            learned = len(self._relearn_epochs) - self._relearn_from[j]
+            return RulEstimate(reason=f'collecting evidence: new baseline after '
+                                      f'{self._relearn_why[j]}, {learned} of '
+                                      f'{c.rebaseline_epochs} epochs'), '', math.nan
         done = self.operating_s - self._history_start_s
         if done < c.min_history_s or not self._history_t:
             estimate = RulEstimate(
@@ -738,7 +1041,9 @@ class RulMonitor:
             Wall-clock time, s since the epoch (UTC): due dates and the maintenance date.
         anomalies : dict, optional
             ``{joint: (level, fault_type)}`` from the anomaly detector, for advice on joints
-            without a wear forecast.
+            without a wear forecast. The action follows the fault type latched for the
+            anomaly episode (the first one named, until another has been named more than
+            twice as often), not the label of the moment.
         applied_speed_scale : float
             The derating the governor applies now, in (0, 1] (see
             :func:`twin_anomaly.maintenance.derating`).
@@ -748,6 +1053,8 @@ class RulMonitor:
         RulReport
 
         """
+        if self._next_keep != self._data_mark:      # samples came since the last report
+            self._data_mark, self._data_wall = self._next_keep, now
         self._process_buffer()
         if self._dirty:
             self._snapshot()
@@ -757,12 +1064,20 @@ class RulMonitor:
         hours_per_day = self._hours_per_day()
         window = self._window_hours(now, hours_per_day)
         joints, worst = [], Derating()
+        latched = self._latch(anomalies or {})
+        stale = ''
+        if now - self._data_wall > self.config.stale_after_s:
+            since = datetime.datetime.fromtimestamp(self._data_wall, datetime.timezone.utc)
+            stale = f' (no robot data since {since.strftime("%Y-%m-%dT%H:%M:%SZ")})'
+        last_sample = self._last_sample()
         for j, name in enumerate(self.joint_names):
             estimate, kind, health = self._joint_state(j)
-            anomaly = (anomalies or {}).get(name)
             advice = advise(name, estimate, kind, health, self._policy, now, hours_per_day,
-                            anomaly)
-            joints.append(self._joint_rul(name, j, estimate, kind, health, advice))
+                            latched.get(name))
+            if stale:
+                advice = replace(advice, message=advice.message + stale)
+            joints.append(replace(self._joint_rul(name, j, estimate, kind, health, advice),
+                                  last_sample=last_sample))
             der = derating(name, estimate, kind, window, self._policy, applied_speed_scale)
             if der.speed_scale < worst.speed_scale:
                 worst = der
@@ -772,6 +1087,22 @@ class RulMonitor:
         return RulReport(joints, worst, [json_safe(e) for e in ledger],
                          'baseline' if self.baseline is None else 'monitoring',
                          self.operating_hours, level, self._robot_message(joints, level))
+
+    def _latch(self, anomalies):
+        """Return ``{joint: (level, fault_type)}`` with the fault type latched per episode."""
+        out = {}
+        for name, (level, fault) in anomalies.items():
+            if level != 'ERROR':
+                continue
+            episode = self._episodes.setdefault(name, {'counts': {}, 'latched': fault})
+            counts = episode['counts']
+            counts[fault] = counts.get(fault, 0) + 1
+            if counts[fault] > 2 * counts.get(episode['latched'], 0):
+                episode['latched'] = fault
+            out[name] = (level, episode['latched'])
+        for name in [n for n in self._episodes if n not in out]:
+            del self._episodes[name]                   # the episode is over
+        return out
 
     def _joint_rul(self, name, j, estimate, kind, health, advice: Advice):
         evidence = dict(advice.evidence, operating_hours=self.operating_hours)
@@ -787,19 +1118,36 @@ class RulMonitor:
                         kind, evidence)
 
     def _note_changes(self, joints, worst):
-        """Ledger entries for changed advice and derating (not for every new estimate)."""
+        """
+        Ledger entries for changed advice and derating (not for every new estimate).
+
+        Advice is its level, action and whether it has a number (not the due date, which
+        slides with the estimate). A raised level is logged at once; a lowered level or
+        another action once it has held ``_DEBOUNCE_REPORTS`` reports, so an action that
+        flickers is one entry, not one per flicker.
+        """
         for jr in joints:
-            key = (jr.level, jr.recommended_action, jr.due_by, math.isfinite(jr.rul_hours))
-            if self._published.get(jr.joint) != key:
-                self._published[jr.joint] = key
-                if self.baseline is not None:
-                    self._ledger.append({
-                        'kind': 'rul_advice', 'joint': jr.joint, 'level': jr.level,
-                        'action': jr.recommended_action, 'due_by': jr.due_by,
-                        'rul_hours': jr.rul_hours, 'rul_lower_hours': jr.rul_lower_hours,
-                        'rul_upper_hours': jr.rul_upper_hours,
-                        'health_index': jr.health_index, 'evidence': jr.evidence,
-                        'message': jr.message})
+            key = (jr.level, jr.recommended_action, math.isfinite(jr.rul_hours))
+            before = self._published.get(jr.joint)
+            if before == key:
+                self._candidate.pop(jr.joint, None)
+                continue
+            held = self._candidate.get(jr.joint, (None, 0))
+            held = (key, held[1] + 1 if held[0] == key else 1)
+            self._candidate[jr.joint] = held
+            if before is not None and _LEVEL_RANK[jr.level] <= _LEVEL_RANK[before[0]] and \
+                    held[1] < _DEBOUNCE_REPORTS:
+                continue            # not raised: logged once it has held a few reports
+            self._candidate.pop(jr.joint, None)
+            self._published[jr.joint] = key
+            if self.baseline is not None:
+                self._ledger.append({
+                    'kind': 'rul_advice', 'joint': jr.joint, 'level': jr.level,
+                    'action': jr.recommended_action, 'due_by': jr.due_by,
+                    'rul_hours': jr.rul_hours, 'rul_lower_hours': jr.rul_lower_hours,
+                    'rul_upper_hours': jr.rul_upper_hours,
+                    'health_index': jr.health_index, 'evidence': jr.evidence,
+                    'message': jr.message})
         if abs(worst.speed_scale - self._derating_scale) > 0.01:
             self._derating_scale = worst.speed_scale
             self._ledger.append({'kind': 'rul_derating', 'speed_scale': worst.speed_scale,
@@ -820,6 +1168,11 @@ class RulMonitor:
             return f'{first.joint}: {first.message}'
         return NO_DEGRADATION if all(
             jr.message == NO_DEGRADATION for jr in joints) else joints[0].message
+
+
+def _copy_baseline(baseline):
+    return Baseline(baseline.friction_nm.copy(), baseline.residual_rms_nm.copy(),
+                    baseline.torque_margin.copy(), baseline.epochs)
 
 
 def _bin(t, d, max_points):
@@ -878,25 +1231,49 @@ def _number(value):
     return math.nan if value is None else float(value)
 
 
-def _binding(per_kind, recent):
+def _binding(per_kind, recent, min_degradation=0.0, named_above=0.5):
     """
     Return (estimate, kind, health) of one joint from its per-kind estimates.
 
-    The binding estimate is the one with the shortest RUL; without any, the first reason
-    that is not "no degradation seen". The health index comes from the trend's level of each
-    kind that has an RUL, else from the median degradation of the recent epochs ``recent``
-    (3,); the kind is named when the joint has failed without an RUL number.
+    ``recent`` (3,) is the median degradation of the recent epochs (:func:`_recent`): the
+    evidence now. A joint has failed only when that is at the limit (>= 1) for some kind: then
+    the estimate is that kind's with an RUL of 0 h (interval 0 h) and health 0. A trend that
+    extrapolates a fresh step beyond the limit while the recent epochs are not there may give
+    an RUL of 0 h, but not "failed". The binding estimate is the one with the shortest RUL.
+    The health index comes from the trend's level of each kind that has an RUL (and is not
+    beyond the limit unconfirmed), else from ``recent``; without any RUL the estimate and the
+    kind named are those of the most degraded kind when its trend is "no trend" and its recent
+    degradation at least ``min_degradation`` (the reason then quotes that same degradation), or
+    when the trend does not see it yet but the recent degradation is at least ``named_above``;
+    else the first reason that is not "no degradation seen" or "no trend" (a trend whose recent
+    evidence is back under ``min_degradation``, e.g. after a repair, reads as no degradation).
     """
-    levels = np.array([e.degradation if e.has_number else d
-                       for e, d in zip(per_kind, recent)], dtype=float)
+    recent = np.asarray(recent, dtype=float)
+    with np.errstate(invalid='ignore'):
+        failed = recent >= 1.0
+    trusted = [e.has_number and (e.degradation < 1.0 or failed[i])
+               for i, e in enumerate(per_kind)]
+    levels = np.array([e.degradation if ok else d
+                       for e, d, ok in zip(per_kind, recent, trusted)], dtype=float)
     if not np.isfinite(levels).any():
         return per_kind[0], '', math.nan
+    if failed.any():
+        i = int(np.nanargmax(np.where(failed, recent, np.nan)))
+        return replace(per_kind[i], rul_hours=0.0, lower_hours=0.0, upper_hours=0.0,
+                       reason='', degradation=float(recent[i])), EVIDENCE_KINDS[i], 0.0
     worst = int(np.nanargmax(levels))
     health = float(np.clip(1.0 - levels[worst], 0.0, 1.0))
     numbered = [(e.rul_hours, i) for i, e in enumerate(per_kind) if e.has_number]
     if numbered:
         i = min(numbered)[1]
         return per_kind[i], EVIDENCE_KINDS[i], health
-    others = [e for e in per_kind if e.reason != NO_DEGRADATION]
-    return (others[0] if others else per_kind[0]), \
-        (EVIDENCE_KINDS[worst] if health <= 0.0 else ''), health
+    estimate, level = per_kind[worst], levels[worst]
+    if level >= min_degradation and estimate.reason.startswith(STABLE):
+        return replace(estimate, reason=f'{STABLE}: degradation {level:.2f} is not growing'), \
+            EVIDENCE_KINDS[worst], health
+    if level >= max(named_above, min_degradation) and estimate.reason == NO_DEGRADATION:
+        return replace(estimate, reason=f'degradation {level:.2f}, no trend yet'), \
+            EVIDENCE_KINDS[worst], health
+    others = [e for e in per_kind if e.reason != NO_DEGRADATION and
+              not e.reason.startswith(STABLE)]
+    return (others[0] if others else replace(per_kind[0], reason=NO_DEGRADATION)), '', health
