@@ -32,7 +32,7 @@ from rosbags.highlevel import AnyReaderError
 from twin_anomaly.monitor import MONITOR_FILE_KEY
 from twin_anomaly.pipeline import AnomalyPipeline
 from twin_bridge.intake import JOINTS, WRENCH
-from twin_bridge.ledger import Ledger
+from twin_bridge.ledger import Ledger, LedgerError
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
 from twin_sim.resources import urdf_or_builtin
@@ -324,6 +324,9 @@ def read_messages(reader, connections, path):
     """
     Yield ``(connection, log time ns, data)``; a damaged stretch becomes a ReplayError.
 
+    Damage that rosbags stops at, and damage it passes over quietly (the rest of a damaged
+    MCAP chunk is skipped: fewer messages than the recording's index counts), both end in a
+    ReplayError saying how many messages were read and where the damage is.
     No connections (a topic the recording does not have): nothing. rosbags reads *every*
     message when given an empty list.
     """
@@ -331,16 +334,56 @@ def read_messages(reader, connections, path):
         return
     it = iter(reader.messages(connections=connections))
     count = 0
+    last_ns = None
+    gap = (0, None)          # the longest silence between two messages, ns, and its start
     while True:
         try:
             item = next(it)
         except StopIteration:
-            return
+            break
         except Exception as exc:  # noqa: BLE001 - rosbags raises many types for damaged data
-            raise ReplayError(f'{path}: the recording is damaged after {count} messages '
-                              f'({type(exc).__name__}: {exc}); is it complete?') from None
+            raise ReplayError(_damage_text(reader, connections, path, count, last_ns, exc)) \
+                from None
         count += 1
+        if last_ns is not None and item[1] - last_ns > gap[0]:
+            gap = (item[1] - last_ns, last_ns)
+        last_ns = item[1]
         yield item
+    total = sum(getattr(c, 'msgcount', 0) or 0 for c in connections)
+    if total and count < total:
+        raise ReplayError(_skipped_text(reader, path, count, total, gap))
+
+
+def _skipped_text(reader, path, count, total, gap):
+    """Say that rosbags passed over damage: messages missing, and the likeliest place."""
+    where = ''
+    if gap[1] is not None:
+        start = getattr(reader, 'start_time', None)
+        into = f', {(gap[1] - start) * 1e-9:.3f} s into it' if start is not None else ''
+        where = (f'; the longest silence, most likely the damage, is {gap[0] * 1e-9:.3f} s after '
+                 f'log time {gap[1] * 1e-9:.6f} s{into}')
+    return (f'{path}: the recording is damaged: only {count} of the {total} messages its index '
+            f'counts could be read (rosbags skips the rest of a damaged chunk){where}. Is it '
+            'complete? (`mcap recover` of the mcap CLI can rebuild an MCAP file)')
+
+
+def _damage_text(reader, connections, path, count, last_ns, exc):
+    """Say where a recording is damaged: what was read before it, what cannot be replayed."""
+    total = sum(getattr(c, 'msgcount', 0) for c in connections)
+    of = f' of {total}' if total else ''
+    chunks = ('rosbags reads a recording in chunks (about 1 MB in MCAP), each as a whole, so '
+              'the messages of the damaged chunk before the damage are lost with it')
+    if last_ns is None:
+        where = f'0{of} messages could be read: the damage is in its first chunk ({chunks})'
+    else:
+        start = getattr(reader, 'start_time', None)
+        into = f', {(last_ns - start) * 1e-9:.3f} s into it' if start is not None else ''
+        where = (f'{count}{of} messages were read, up to log time {last_ns * 1e-9:.6f} s'
+                 f'{into}; the damage is in the chunk after them ({chunks})')
+    rest = f' ({total - count} messages)' if total else ''
+    return (f'{path}: the recording is damaged ({type(exc).__name__}: {exc}): {where}; the '
+            f'replay cannot go on past it{rest}. Is it complete? (`mcap recover` of the mcap '
+            'CLI can rebuild an MCAP file)')
 
 
 # --------------------------------------------------------------------------------------------
@@ -646,7 +689,16 @@ class _Replay:
             self.events.append(event)
             if self.ledger is not None:
                 data = {k: v for k, v in event.items() if k != 'kind'}
-                self.ledger.append(str(event.get('kind', 'event')), data)
+                _log_entry(self.ledger, str(event.get('kind', 'event')), data)
+
+
+def _log_entry(ledger, kind, data):
+    """Append a replay entry to the lifecycle log; a failed write stops the replay (one line)."""
+    try:
+        ledger.append(kind, data)
+    except LedgerError as exc:
+        raise ReplayError(f'--ledger: {exc}; the replay stopped, as the lifecycle log would '
+                          f'lack its {kind} entry') from None
 
 
 def _state_summary(state):
@@ -764,10 +816,10 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
                            'stamp': None if start is None else start[0] + start[1] * 1e-9,
                            'skipped_messages': run.counts.skipped}
         if log is not None:
-            log.append('replay', {'recording': Path(bag).name, 'recording_sha256': digest,
-                                  'report_sha256': report_digest(report),
-                                  'samples': run.counts.samples,
-                                  'anomalies': len(report['anomalies'])})
+            _log_entry(log, 'replay', {'recording': Path(bag).name, 'recording_sha256': digest,
+                                       'report_sha256': report_digest(report),
+                                       'samples': run.counts.samples,
+                                       'anomalies': len(report['anomalies'])})
         return report
     finally:
         reader.close()

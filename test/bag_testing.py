@@ -73,7 +73,7 @@ def _wrench(stamp, w, frame_id='ft_sensor'):
 
 def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True,
               joint_topic='/joint_states', wrench_topic='/ft_sensor/wrench', commands=True,
-              extra=None, wrench_frame='ft_sensor'):
+              extra=None, wrench_frame='ft_sensor', more=()):
     """
     Write ``run`` as a rosbag2 recording at ``path`` (a new directory); return the path.
 
@@ -98,6 +98,9 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
         ``extra(writer, STORE)`` adds more topics before the writer is closed.
     wrench_frame : str
         ``header.frame_id`` of the wrenches.
+    more : iterable of (t, topic, typename, msg)
+        More messages (e.g. other commands: :func:`command`, :func:`trajectory`), logged at
+        plant time ``t`` (log time = its stamp) among the others.
 
     """
     names = run.names
@@ -125,6 +128,11 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
         messages.append((ns, cmd, T['sensor_msgs/msg/JointState'](
             header=T['std_msgs/msg/Header'](stamp=stamp, frame_id=''), name=list(names),
             position=q, velocity=qd, effort=np.zeros(0)), 'sensor_msgs/msg/JointState'))
+    connections = {'/joint_command': cmd} if cmd is not None else {}
+    for t, topic, typename, msg in more:
+        if topic not in connections:
+            connections[topic] = writer.add_connection(topic, typename, typestore=STORE)
+        messages.append((_stamp(t)[1], connections[topic], msg, typename))
     messages.sort(key=lambda item: item[0])
     for log_ns, connection, msg, typename in messages:
         writer.write(connection, log_ns, STORE.serialize_cdr(msg, typename))
@@ -132,3 +140,39 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
         extra(writer, STORE)
     writer.close()
     return Path(path)
+
+
+def damage(bag, fraction, size=4000):
+    """Overwrite ``size`` bytes with zeros at ``fraction`` of the bag's MCAP file; return it."""
+    mcap = next(Path(bag).glob('*.mcap'))
+    at = int(mcap.stat().st_size * fraction)
+    with open(mcap, 'r+b') as f:
+        f.seek(at)
+        f.write(bytes(size))
+    return mcap
+
+
+def command(t, names, position=(), velocity=(), effort=()):
+    """Return a /joint_command JointState at plant time ``t``, an entry of ``more=``."""
+    stamp, _ns = _stamp(t)
+    return (t, '/joint_command', 'sensor_msgs/msg/JointState', T['sensor_msgs/msg/JointState'](
+        header=T['std_msgs/msg/Header'](stamp=stamp, frame_id=''), name=list(names),
+        position=np.asarray(position, float), velocity=np.asarray(velocity, float),
+        effort=np.asarray(effort, float)))
+
+
+def trajectory(t, names, points):
+    """Return a JointTrajectory of ``points`` ((time_from_start s, positions)), for ``more=``."""
+    stamp, _ns = _stamp(t)
+    empty = np.zeros(0)
+    point = T['trajectory_msgs/msg/JointTrajectoryPoint']
+    duration = T['builtin_interfaces/msg/Duration']
+    msg = T['trajectory_msgs/msg/JointTrajectory'](
+        header=T['std_msgs/msg/Header'](stamp=stamp, frame_id=''), joint_names=list(names),
+        points=[point(positions=np.asarray(q, float), velocities=empty, accelerations=empty,
+                      effort=empty,
+                      time_from_start=duration(sec=int(s // 1),
+                                               nanosec=int(round((s % 1) * 1e9))))
+                for s, q in points])
+    return (t, '/joint_trajectory_controller/joint_trajectory',
+            'trajectory_msgs/msg/JointTrajectory', msg)

@@ -6,6 +6,7 @@ make ``verify`` fail naming the first bad entry; a crash while writing (a real S
 writer process) leaves a file the next writer repairs and continues; two writers never share
 one file (a second process is refused by the OS lock).
 """
+import errno
 import json
 import math
 import os
@@ -62,7 +63,8 @@ def test_entries_chain_and_round_trip(tmp_path):
 
 @pytest.mark.parametrize('damage, index, reason', [
     ('change', 2, 'hash does not match its contents'),
-    ('rehash', 3, 'does not chain'),          # entry 2 changed and its own hash recomputed
+    # entry 2 changed and its own hash recomputed: entry 2 is the suspect, not entry 3
+    ('rehash', 2, 'this entry or its successor (entry 3, line 4) was changed'),
     ('remove', 2, 'has seq 3 where seq 2 belongs'),
     ('reorder', 1, 'has seq 2 where seq 1 belongs'),
     ('insert', 2, 'has seq 1 where seq 2 belongs'),
@@ -345,3 +347,265 @@ def test_cli_show_into_a_closed_pipe_ends_quietly(tmp_path):
     assert head[0].startswith(b'#0'), head
     assert 'Traceback' not in err and 'BrokenPipeError' not in err, err
     assert code == 141, (code, err)
+
+
+class FailingDisk:
+    """
+    ``os.write`` of the ledger module that fails for one file descriptor, as a full disk does.
+
+    Once ``armed``, the next write to ``fd`` writes ``piece`` bytes (a short write), and every
+    write after it raises ``OSError(ENOSPC)``; ``armed = False`` frees the disk again. Writes
+    to other descriptors go through.
+    """
+
+    def __init__(self, monkeypatch, fd, piece=10):
+        import twin_bridge.ledger as module
+        self.real, self.fd, self.piece = os.write, fd, piece
+        self.armed, self.failures, self._short = False, 0, False
+        monkeypatch.setattr(module.os, 'write', self.write)
+
+    def write(self, fd, data):
+        if fd != self.fd or not self.armed:
+            return self.real(fd, data)
+        if not self._short:
+            self._short = True
+            return self.real(fd, bytes(data)[:self.piece])
+        self.failures += 1
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_failed_background_write_is_raised_not_lost(tmp_path, monkeypatch):
+    path = tmp_path / 'ledger.jsonl'
+    ledger = Ledger(path, durable=False)
+    ledger.append('start', {})
+    disk = FailingDisk(monkeypatch, ledger._fd)
+    disk.armed = True
+    futures = [ledger.append_async('anomaly_raised', {'k': k}) for k in range(3)]
+    ledger._worker.submit(lambda: None).result()        # the queue has been written
+    disk.armed = False                                  # space again: still nothing written
+    assert disk.failures == 1 and all(f.done() for f in futures)
+    assert isinstance(ledger.failure, LedgerError)
+    assert 'No space left on device' in str(ledger.failure)
+    # nobody read the futures: the next call of any kind raises it
+    with pytest.raises(LedgerError, match="No space left on device; a queued 'anomaly_raised' "
+                                          'entry is not in the log'):
+        ledger.append('command', {'allowed': True})
+    with pytest.raises(LedgerError, match='No space left on device'):
+        ledger.append_async('rul_advice', {})
+    ledger.close()                                      # raised already: closes quietly
+    assert ledger.closed
+    # the log holds what came before the failure, no piece of the failed write, nothing after
+    assert [e.kind for e in read_ledger(path)] == ['start']
+    assert verify_ledger(path).ok
+
+
+def test_close_raises_a_failed_background_write_nobody_had(tmp_path, monkeypatch):
+    path = tmp_path / 'ledger.jsonl'
+    ledger = Ledger(path, durable=False)
+    disk = FailingDisk(monkeypatch, ledger._fd, piece=0)
+    disk.armed = True
+    ledger.append_async('anomaly_raised', {'joint': 'joint3'})   # its future is dropped
+    with pytest.raises(LedgerError, match='No space left on device'):
+        ledger.close()
+    assert ledger.closed and read_ledger(path) == []
+    # a caller that reads the future has it: close then does not raise it again
+    other = Ledger(tmp_path / 'other.jsonl', durable=False)
+    disk = FailingDisk(monkeypatch, other._fd, piece=0)
+    disk.armed = True
+    future = other.append_async('anomaly_raised', {})
+    assert isinstance(future.exception(), LedgerError)
+    other.close()
+    assert other.closed
+
+
+def test_anomaly_node_reports_a_failed_background_write(tmp_path, monkeypatch):
+    """The anomaly node's queued entries: a failed write is logged once and in /twin/status."""
+    from robot_twin.nodes.anomaly_node import TwinAnomalyNode
+
+    class Logger:
+        """Keeps the errors logged."""
+
+        def __init__(self):
+            self.errors = []
+
+        def error(self, text):
+            self.errors.append(text)
+
+    class Node:
+        """What _append and its error handling use of the node."""
+
+        _append = TwinAnomalyNode._append
+        _ledger_written = TwinAnomalyNode._ledger_written
+        _ledger_failed = TwinAnomalyNode._ledger_failed
+        status_values = TwinAnomalyNode.status_values
+
+        def __init__(self, ledger):
+            self.ledger, self._ledger_error, self.logger = ledger, '', Logger()
+            self.payload_refused = 0
+            self.params = {'payload_mass_kg': 0.0}
+            self.monitor = type('Monitor', (), {'payload': None})()
+
+        def get_logger(self):
+            return self.logger
+
+    path = tmp_path / 'node.ledger'
+    ledger = open_ledger(path, durable=False)
+    node = Node(ledger)
+    node._append('anomaly_raised', {'joint': 'joint1'})
+    ledger._worker.submit(lambda: None).result()
+    disk = FailingDisk(monkeypatch, ledger._fd)
+    disk.armed = True
+    for k in range(40):
+        node._append('anomaly_raised', {'joint': f'joint{k % 7}'})
+    ledger._worker.submit(lambda: None).result()         # the callbacks have run
+    assert len(node.logger.errors) == 1, node.logger.errors
+    assert 'lifecycle log:' in node.logger.errors[0]
+    assert 'No space left on device' in node.logger.errors[0]
+    assert node.status_values()['lifecycle_log'] == node.logger.errors[0]
+    assert disk.failures == 1          # nothing more was tried after the first failure
+    ledger.close()                     # reported through the future: no second report
+    assert ledger.closed and len(node.logger.errors) == 1
+    assert [e.data['joint'] for e in read_ledger(path)] == ['joint1']
+
+
+def test_a_rehashed_entry_is_the_suspect_in_verify_and_show(tmp_path, capsys):
+    path = tmp_path / 'ledger.jsonl'
+    lines = make_log(path, 7)
+    obj = json.loads(lines[3])
+    obj['data']['score'] = 99.0                  # changed, and its own hash recomputed
+    obj['hash'] = entry_hash(obj)
+    lines[3] = (canonical_json(obj) + '\n').encode()
+    rewrite(path, lines)
+    result = verify_ledger(path)
+    assert result.problem.index == 3 and result.problem.line == 4
+    assert [e.seq for e in result.entries] == [0, 1, 2]     # the suspect is not verified
+    assert cli_main(['ledger', 'verify', str(path)]) == 1
+    out = capsys.readouterr().out
+    assert 'entry 3 (line 4): this entry or its successor (entry 4, line 5) was changed' in out
+    assert 'entries 0..2 before it are intact' in out
+    assert cli_main(['ledger', 'show', str(path), '--kind', 'anomaly_raised']) == 1
+    captured = capsys.readouterr()
+    assert [line.split()[0] for line in captured.out.splitlines() if line.startswith('#')] == \
+        ['#0', '#1', '#2']
+    assert '99' not in captured.out and 'entry 3 (line 4)' in captured.err
+    with pytest.raises(LedgerCorrupt, match=r'entry 3 \(line 4\)'):
+        Ledger(path)
+
+
+def test_a_complete_last_entry_without_its_end_of_line_is_kept(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    lines = make_log(path)
+    rewrite(path, lines[:-1] + [lines[-1][:-1]])       # only the final newline is missing
+    result = verify_ledger(path)
+    assert result.torn and 'lacks its end of line but is complete' in result.problem.reason
+    with Ledger(path, durable=False) as ledger:
+        assert ledger.seq == 5
+        ledger.append('start', {})
+    entries = read_ledger(path)
+    assert [e.kind for e in entries] == ['anomaly_raised'] * 5 + ['start']
+    assert path.read_bytes().startswith(b''.join(lines))
+    assert not list(tmp_path.glob('ledger.jsonl.cut-*'))
+
+
+def test_an_edited_last_entry_without_its_end_of_line_is_refused(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    lines = make_log(path)
+    edited = lines[-1][:-1].replace(b'"score":5.5', b'"score":0.5')
+    assert edited != lines[-1][:-1]
+    rewrite(path, lines[:-1] + [edited])
+    before = path.read_bytes()
+    result = verify_ledger(path)
+    assert not result.torn and 'edited, not cut by a crash' in result.problem.reason
+    with pytest.raises(LedgerCorrupt, match=r'entry 4 \(line 5\).*hash does not match.*edited'):
+        Ledger(path, durable=False)
+    assert path.read_bytes() == before                  # not "recovered" away
+    assert not list(tmp_path.glob('ledger.jsonl.cut-*'))
+
+
+def test_a_cut_last_entry_is_kept_beside_the_log(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    lines = make_log(path)
+    rewrite(path, lines[:-1] + [lines[-1][:40]])
+    with Ledger(path, durable=False):
+        pass
+    saved = list(tmp_path.glob('ledger.jsonl.cut-*'))
+    assert len(saved) == 1 and saved[0].read_bytes() == lines[-1][:40]
+    entries = read_ledger(path)
+    assert [e.kind for e in entries] == ['anomaly_raised'] * 4 + ['recovered']
+    assert entries[-1].data['saved_to'] == str(saved[0])
+    assert entries[-1].data['removed_bytes'] == 40 and saved[0].name in \
+        entries[-1].data['reason']
+    # a second cut later gets a file of its own
+    lines = path.read_bytes().splitlines(keepends=True)
+    rewrite(path, lines + [b'{"data":{'])
+    with Ledger(path, durable=False):
+        pass
+    assert len(list(tmp_path.glob('ledger.jsonl.cut-*'))) == 2
+
+
+def test_bridge_goes_on_without_a_lifecycle_log_that_failed(tmp_path, monkeypatch):
+    """A failed audit write: the bridge logs it, still governs and sends, and closes quietly."""
+    from types import SimpleNamespace
+
+    from robot_twin.nodes.bridge_node import TwinBridgeNode
+    from twin_bridge.audit import AuditLog
+    from twin_bridge.corrective import AnomalyEvent, CorrectiveProposal
+    from twin_bridge.governor import JointLimits, SafetyGovernor
+
+    class Logger:
+        """Keeps what was logged, by level."""
+
+        def __init__(self):
+            self.lines = {'error': [], 'warning': []}
+
+        def error(self, text):
+            self.lines['error'].append(text)
+
+        def warning(self, text):
+            self.lines['warning'].append(text)
+
+    names = ('j1', 'j2')
+    sent = []
+
+    class Node:
+        """What send_corrective and destroy_node use of the bridge."""
+
+        send_corrective = TwinBridgeNode.send_corrective
+        _audit_failed = TwinBridgeNode._audit_failed
+
+        def __init__(self, audit):
+            self.audit, self.names, self.stream, self.commands_sent = audit, names, None, 0
+            self.interface, self.logger = 'trajectory', Logger()
+            self.governor = SafetyGovernor(JointLimits(names, [-1.0, -1.0], [1.0, 1.0],
+                                                       [1.0, 1.0], [10.0, 10.0]))
+            self.intake = SimpleNamespace(
+                mapper=SimpleNamespace(position=np.zeros(2), velocity=np.zeros(2),
+                                       stamp=np.array([5.0, 5.0])),
+                state_ok=lambda now: True)
+            self.pub_command = SimpleNamespace(publish=sent.append)
+            self.policy = SimpleNamespace(refused=lambda now: None)
+
+        def _now(self):
+            return 5.0
+
+        def get_logger(self):
+            return self.logger
+
+    path = tmp_path / 'bridge.ledger'
+    audit = AuditLog(path)
+    node = Node(audit)
+    event = AnomalyEvent('ERROR', 'j1', 'friction_increase', 3.0, 4.0)
+    proposal = CorrectiveProposal('trajectory', np.zeros(2), 1.0, 'hold position', event,
+                                  np.zeros(2))
+    disk = FailingDisk(monkeypatch, audit.ledger._fd, piece=0)
+    disk.armed = True
+    node.send_corrective(proposal)
+    assert node.audit is None and len(node.logger.lines['error']) == 1
+    assert 'No space left on device' in node.logger.lines['error'][0]
+    assert 'audited in the ROS log only' in node.logger.lines['error'][0]
+    # the governor's decision still counts, and is in the ROS log
+    assert len(sent) == 1 and node.commands_sent == 1
+    assert 'corrective command sent' in node.logger.lines['warning'][0]
+    disk.armed = False
+    audit.close()                  # the failure was raised to the bridge: closes quietly
+    assert [e.kind for e in read_ledger(path)] == []

@@ -10,6 +10,7 @@ recordings end with one line naming the problem (exit status 2), never a traceba
 import dataclasses
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -291,3 +292,63 @@ def test_yaml_errors_of_config_and_thresholds_are_one_line(runs, config, tmp_pat
         assert code == 2, err
         assert err.startswith(f'robot-twin replay: {option}: {bad}, line 4, column '), err
         assert 'not valid YAML' in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_disk_that_fills_during_the_replay_is_one_line(runs, config, tmp_path, capsys,
+                                                         monkeypatch):
+    """--ledger on a disk that fills after the start entry: one line, exit 2, no traceback."""
+    import errno
+    import twin_bridge.ledger as ledger_module
+    bag = write_bag(tmp_path / 'fault', runs['fault'])
+    log = tmp_path / 'replay.ledger'
+    real_write, written = os.write, []
+
+    def full_after_the_start_entry(fd, data):
+        try:
+            target = os.readlink(f'/proc/self/fd/{fd}') == str(log)
+        except OSError:
+            target = False
+        if not target:
+            return real_write(fd, data)
+        if not written:                       # the start entry
+            written.append(len(data))
+            return real_write(fd, data)
+        if len(written) == 1:                 # a piece of the next one, then the disk is full
+            written.append(10)
+            return real_write(fd, bytes(data)[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ledger_module.os, 'write', full_after_the_start_entry)
+    report = tmp_path / 'report.json'
+    code = cli_main(['replay', str(bag), '--report', str(report), '--config', config,
+                     '--ledger', str(log), '--quiet'])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith('robot-twin replay: --ledger: ') and 'No space left on device' in err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+    assert not report.exists()
+    # the log keeps its start entry, without the piece of the failed write
+    assert verify_ledger(log).ok and [e.kind for e in read_ledger(log)] == ['start']
+
+
+@pytest.mark.parametrize('where', [
+    # where the zeros land in this bag (rosbags' MCAP layout, the bag named 'fault'):
+    0.5,     # rosbags passes over the rest of the damaged chunk quietly (fewer messages)
+    0.6,     # rosbags stops with an error inside the damaged (second) chunk
+    0.3,     # ... inside the first chunk: nothing could be read
+])
+def test_a_damaged_recording_says_how_far_it_was_read(runs, config, tmp_path, where):
+    from bag_testing import damage
+    bag = write_bag(tmp_path / 'fault', runs['fault'])
+    total = 2 * len(runs['fault'].samples)            # joint states and wrenches
+    damage(bag, where)
+    with pytest.raises(ReplayError, match='the recording is damaged') as caught:
+        replay(bag, config=config)
+    text = str(caught.value)
+    read = re.search(r'(\d+) of (?:the )?(\d+) messages', text)
+    assert read, text
+    assert int(read.group(1)) < int(read.group(2)) == total, text
+    if where == 0.3:
+        assert f'0 of {total} messages could be read: the damage is in its first chunk' in text
+    else:
+        assert int(read.group(1)) > 0 and re.search(r' s into it', text), text

@@ -20,14 +20,25 @@ Durability (fsync policy): each entry is written with a single ``write`` on a fi
 appending and then ``fsync``-ed before :meth:`Ledger.append` returns (the directory is fsync-ed
 too when the file is created). An entry that ``append`` returned is on disk; a crash or kill can
 leave at most the entry being written cut short at the end of the file. Verification names that
-as a cut entry; the next writer truncates it, records what it removed (a ``recovered`` entry
-with the byte count and their SHA-256) and continues the chain. ``durable=False`` skips the
-fsync (for tests and throw-away logs).
+as a cut entry; the next writer moves the cut bytes to a file beside the log
+(``<name>.cut-<UTC time>``), records what it removed (a ``recovered`` entry with the byte
+count, their SHA-256 and that file) and continues the chain. A last entry that lacks only its
+end of line but is complete and chains is kept (the writer adds the end of line); complete JSON
+that fails its checks there is an edit, not a crash: the writer refuses the file. A failed
+write is removed from the end of the file at once (as far as the disk lets it). ``durable=False``
+skips the fsync (for tests and throw-away logs).
+
+Failed background writes (:meth:`Ledger.append_async`) are not lost silently: the first one is
+remembered and the writer writes nothing more (the log would look complete without the lost
+entry); every later :meth:`Ledger.append` and :meth:`Ledger.append_async` raises it, and so does
+:meth:`Ledger.close` if no caller has had it yet (from a call, or by reading the failed
+entry's future).
 
 One writer per file: the writer holds an exclusive ``flock`` on the file for as long as it is
 open, so a second twin (another process, or a second :class:`Ledger` in the same process) gets
 :class:`LedgerLocked`. Nodes of one process share one writer through :func:`open_ledger`.
 """
+from concurrent.futures import Future
 from dataclasses import dataclass
 import datetime
 import errno
@@ -214,13 +225,17 @@ class Verification:
     Attributes
     ----------
     entries : list of Entry
-        Every entry before the first bad one (all of them when ``problem`` is None).
+        Every entry before the first bad one (all of them when ``problem`` is None). When an
+        entry does not chain to the one before it, that one is the suspect (changed and
+        re-hashed) and is left out too: ``problem.index`` names it.
     problem : LedgerCorrupt or None
-        The first bad entry.
+        The first bad (or suspect) entry.
     good_bytes : int
         Length of the file up to the end of the last good entry.
     torn : bool
-        True when the only problem is the last entry cut short (a crash while writing).
+        True when the only problem is the last entry without its end of line: cut short (a
+        crash while writing), or complete and chained (the writer keeps it); not when it is
+        complete JSON that fails its checks (an edit).
 
     """
 
@@ -238,6 +253,10 @@ class Verification:
     def head(self):
         """Hash of the last good entry (:data:`GENESIS` for an empty log)."""
         return self.entries[-1].hash if self.entries else GENESIS
+
+
+_NO_CHAIN = ('does not chain to the entry before it (prev hash differs): that entry was changed '
+             'and re-hashed, or an entry was removed, inserted or moved')
 
 
 def _check_line(raw, index, prev):
@@ -269,8 +288,7 @@ def _check_line(raw, index, prev):
         return None, (f'has seq {seq} where seq {index} belongs: an entry was removed, '
                       'inserted or moved before it')
     if obj['prev'] != prev:
-        return None, ('does not chain to the entry before it (prev hash differs): that entry '
-                      'was changed and re-hashed, or an entry was removed, inserted or moved')
+        return None, _NO_CHAIN
     return Entry(seq, float(t), kind, data, obj['prev'], hash_), None
 
 
@@ -301,25 +319,57 @@ def verify_ledger(path):
     except OSError as exc:
         raise LedgerError(f'{path}: cannot read the ledger: {exc.strerror or exc}') from None
     entries = []
+    starts = []           # byte offset of each good entry
     prev = GENESIS
     offset = 0
     index = 0
     while offset < len(content):
         end = content.find(b'\n', offset)
         if end < 0:
-            problem = LedgerCorrupt(path, index, index + 1,
-                                    'the file was cut mid-entry: the last entry is incomplete '
-                                    f'({len(content) - offset} bytes without an end of line)')
-            return Verification(entries, problem, offset, True)
+            return _verify_tail(path, content[offset:], index, prev, entries, offset)
         entry, reason = _check_line(content[offset:end], index, prev)
         if entry is None:
+            if reason == _NO_CHAIN and entries:
+                # entry index-1 was changed and re-hashed (its own hash fits), or this one
+                # was changed with its hash: the one before the break is suspect, not intact
+                suspect = index - 1
+                reason = (f'this entry or its successor (entry {index}, line {index + 1}) was '
+                          f'changed: entry {index} does not chain to this one (prev hash '
+                          'differs): this entry was changed and re-hashed, or an entry was '
+                          'removed, inserted or moved')
+                return Verification(entries[:-1], LedgerCorrupt(path, suspect, index, reason),
+                                    starts[-1], False)
             return Verification(entries, LedgerCorrupt(path, index, index + 1, reason), offset,
                                 False)
         entries.append(entry)
+        starts.append(offset)
         prev = entry.hash
         offset = end + 1
         index += 1
     return Verification(entries, None, offset, False)
+
+
+def _verify_tail(path, tail, index, prev, entries, offset):
+    """Judge a last entry without an end of line: cut by a crash, complete, or edited."""
+    entry, reason = _check_line(tail, index, prev)
+    if entry is not None:
+        # one write per entry, its end of line included: no crash leaves this
+        problem = LedgerCorrupt(path, index, index + 1,
+                                'the last entry lacks its end of line but is complete and '
+                                'chains (the next writer adds the end of line and keeps it)')
+        return Verification(entries, problem, offset, True)
+    try:
+        json.loads(tail.decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        problem = LedgerCorrupt(path, index, index + 1,
+                                'the file was cut mid-entry: the last entry is incomplete '
+                                f'({len(tail)} bytes without an end of line)')
+        return Verification(entries, problem, offset, True)
+    # complete JSON that fails its checks: a crash cuts an entry, it does not make another one
+    problem = LedgerCorrupt(path, index, index + 1,
+                            f'the last entry lacks its end of line and {reason}: it was '
+                            'edited, not cut by a crash')
+    return Verification(entries, problem, offset, False)
 
 
 def read_ledger(path):
@@ -348,9 +398,12 @@ class Ledger:
     """
     The writer of one log file (append-only, hash-chained, one writer per file).
 
-    Opening checks the existing chain: a cut last entry (a crash while writing) is truncated
-    and a ``recovered`` entry records it; any other break raises :class:`LedgerCorrupt` (the
-    chain is not continued past damage). Appends are thread-safe.
+    Opening checks the existing chain: a cut last entry (a crash while writing) is moved to a
+    file beside the log (``<name>.cut-<UTC time>``) and a ``recovered`` entry records it; a
+    complete, chained last entry that lacks only its end of line gets it and is kept; any other
+    break raises :class:`LedgerCorrupt` (the chain is not continued past damage). Appends are
+    thread-safe. After a failed :meth:`append_async` the writer writes nothing more and raises
+    that failure (see the module docstring).
 
     Parameters
     ----------
@@ -366,7 +419,7 @@ class Ledger:
     LedgerCorrupt
         The existing file is damaged other than at its last entry.
     LedgerError
-        The file cannot be created, opened or locked.
+        The file cannot be created, opened or locked, or a cut last entry cannot be saved.
 
     """
 
@@ -376,6 +429,8 @@ class Ledger:
         self._lock = threading.Lock()
         self._users = 1
         self._worker = None
+        self._failure = None          # LedgerError of the first failed background write
+        self._failure_raised = False  # whether a caller has been given it
         created = not self.path.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -415,16 +470,61 @@ class Ledger:
         self.seq = len(result.entries)
         self.head = result.head
         self._size = result.good_bytes
-        if result.torn:
-            with open(self.path, 'rb') as f:
-                f.seek(result.good_bytes)
-                cut = f.read()
+        if not result.torn:
+            return
+        with open(self.path, 'rb') as f:
+            f.seek(result.good_bytes)
+            cut = f.read()
+        entry, _reason = _check_line(cut, self.seq, self.head)
+        if entry is not None:
+            # complete and chained, only its end of line missing (no crash leaves that): keep it
+            self._size = result.good_bytes + len(cut)
+            self._write(b'\n')
+            self.seq += 1
+            self.head = entry.hash
+            return
+        saved = self._save_cut(cut)
+        try:
             os.ftruncate(self._fd, result.good_bytes)
             self._sync()
-            self.append('recovered', {
-                'removed_bytes': len(cut), 'removed_sha256': hashlib.sha256(cut).hexdigest(),
-                'reason': 'the last entry was cut short (a crash or kill while writing); '
-                          'it was removed and the chain continues'})
+        except OSError as exc:
+            raise LedgerError(f'{self.path}: cannot remove the cut last entry: '
+                              f'{exc.strerror or exc}') from None
+        self.append('recovered', {
+            'removed_bytes': len(cut), 'removed_sha256': hashlib.sha256(cut).hexdigest(),
+            'saved_to': str(saved),
+            'reason': 'the last entry was cut short (a crash or kill while writing); it was '
+                      f'moved to {saved.name} beside the log and the chain continues'})
+
+    def _save_cut(self, cut):
+        """Write the bytes of a cut last entry to ``<name>.cut-<UTC time>``; return its path."""
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')
+        base = self.path.with_name(f'{self.path.name}.cut-{stamp}')
+        for k in range(100):
+            target = base if k == 0 else base.with_name(f'{base.name}-{k}')
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise LedgerError(f'{self.path}: cannot save its cut last entry to {target} '
+                                  f'({exc.strerror or exc}); the file is left as it is') from None
+            try:
+                view = memoryview(cut)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.durable:
+                    os.fsync(fd)
+            except OSError as exc:
+                os.close(fd)
+                raise LedgerError(f'{self.path}: cannot save its cut last entry to {target} '
+                                  f'({exc.strerror or exc}); the file is left as it is') from None
+            os.close(fd)
+            if self.durable:
+                _fsync_dir(self.path.parent)
+            return target
+        raise LedgerError(f'{self.path}: cannot save its cut last entry: {base} and 99 more '
+                          'names beside it exist')
 
     def _sync(self):
         if self.durable:
@@ -460,17 +560,55 @@ class Ledger:
             the log, and a partial write is removed before the next append.
 
         """
+        self._check_failure()
         worker = self._worker
         if worker is not None:
             try:
                 queued = worker.submit(self._append_now, kind, data, wall_time=wall_time)
             except RuntimeError:               # closed meanwhile (the worker shut down)
                 raise LedgerError(f'{self.path}: the ledger is closed') from None
-            return queued.result()
+            try:
+                return queued.result()
+            except LedgerError as exc:
+                if exc is self._failure:
+                    self._failure_raised = True
+                raise
         return self._append_now(kind, data, wall_time=wall_time)
+
+    def _check_failure(self):
+        """Raise the first failed background write, if any (nothing is written after it)."""
+        failure = self._failure
+        if failure is not None:
+            self._failure_raised = True
+            raise failure
+
+    @property
+    def failure(self):
+        """Return the first failed background write (LedgerError), or None."""
+        return self._failure
+
+    def _append_queued(self, kind, body, t):
+        """Write a queued, checked entry (writer thread); remember the first failure."""
+        try:
+            return self._write_entry(kind, body, t)
+        except LedgerError as exc:
+            with self._lock:
+                if self._failure is None:
+                    self._failure = LedgerError(
+                        f'{exc}; a queued {kind!r} entry is not in the log, so this writer '
+                        'writes no further entries (the log would look complete without it)')
+                failure = self._failure
+            if exc is failure:
+                raise
+            raise failure from None
 
     def _append_now(self, kind, data=None, *, wall_time=None):
         """Append one entry now, in this thread (see :meth:`append`)."""
+        body, t = self._entry_body(kind, data, wall_time)
+        return self._write_entry(kind, body, t)
+
+    def _entry_body(self, kind, data, wall_time):
+        """Check an entry's arguments; return its ``(data, time)`` as JSON values."""
         if not isinstance(kind, str) or not kind:
             raise LedgerError(f'{self.path}: an entry kind must be a non-empty string, '
                               f'got {kind!r}')
@@ -481,9 +619,15 @@ class Ledger:
         t = to_json_value(time.time() if wall_time is None else float(wall_time))
         if not isinstance(t, float):
             raise LedgerError(f'{self.path}: wall_time must be finite, got {wall_time!r}')
+        return body, t
+
+    def _write_entry(self, kind, body, t):
+        """Chain, write and make durable one checked entry; return it (:class:`Entry`)."""
         with self._lock:
             if self._fd is None:
                 raise LedgerError(f'{self.path}: the ledger is closed')
+            if self._failure is not None:       # never write past a lost entry
+                raise self._failure
             entry = {'data': body, 'kind': kind, 'prev': self.head, 'seq': self.seq,
                      'time': t}
             entry['hash'] = entry_hash(entry)
@@ -503,6 +647,10 @@ class Ledger:
                 view = view[written:]
             self._sync()
         except OSError as exc:
+            try:                        # remove the piece now: no complete-looking tail left
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass                    # the next append tries again
             raise LedgerError(f'{self.path}: cannot write the ledger: '
                               f'{exc.strerror or exc}') from None
         self._size += len(line)
@@ -516,15 +664,23 @@ class Ledger:
         durable as by :meth:`append`; ``future.result()`` waits for it (and raises its
         :class:`LedgerError`). The entry's time is the time of the call. :meth:`close` writes
         what is queued first.
+
+        A failed write is not lost when nobody reads its future: the writer remembers the first
+        one and writes nothing more; this method, :meth:`append` and :meth:`close` raise it
+        (:attr:`failure`).
         """
-        t = time.time() if wall_time is None else float(wall_time)
+        self._check_failure()
+        # checked here: a bad argument is the caller's error, not a failed write
+        body, t = self._entry_body(kind, data, time.time() if wall_time is None else wall_time)
         with self._lock:
             if self._fd is None:
                 raise LedgerError(f'{self.path}: the ledger is closed')
             if self._worker is None:
                 from concurrent.futures import ThreadPoolExecutor
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix='ledger')
-            return self._worker.submit(self._append_now, kind, data, wall_time=t)
+            future = _QueuedEntry(self)
+            self._worker.submit(future.run, kind, body, t)
+            return future
 
     def record_start(self, component, config=None, files=None, **extra):
         """
@@ -551,7 +707,17 @@ class Ledger:
         return self.append('start', data)
 
     def close(self):
-        """Release one user; the last one writes what is queued and closes the file (lock)."""
+        """
+        Release one user; the last one writes what is queued and closes the file (lock).
+
+        Raises
+        ------
+        LedgerError
+            After closing the file: a queued entry could not be written and no caller has
+            had that failure yet (raised by a call, or read from the entry's future;
+            :attr:`failure`).
+
+        """
         with self._lock:
             self._users -= 1
             if self._users > 0 or self._fd is None:
@@ -565,12 +731,48 @@ class Ledger:
             if _SHARED.get(_key(self.path)) is self:
                 del _SHARED[_key(self.path)]
         os.close(fd)
+        if self._failure is not None and not self._failure_raised:
+            self._check_failure()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _QueuedEntry(Future):
+    """The future of an :meth:`Ledger.append_async` entry; reading its failure reports it."""
+
+    def __init__(self, ledger):
+        super().__init__()
+        self._ledger = ledger
+
+    def run(self, kind, body, t):
+        """Write the entry (the ledger's writer thread) and settle the future."""
+        if not self.set_running_or_notify_cancel():
+            return
+        try:
+            self.set_result(self._ledger._append_queued(kind, body, t))
+        except BaseException as exc:        # noqa: B902 - handed to whoever waits for it
+            self.set_exception(exc)
+
+    def _seen(self, exc):
+        if exc is not None and exc is self._ledger._failure:
+            self._ledger._failure_raised = True    # a caller has it: close need not raise it
+        return exc
+
+    def exception(self, timeout=None):
+        """Return the entry's LedgerError (None if written); see ``Future.exception``."""
+        return self._seen(super().exception(timeout))
+
+    def result(self, timeout=None):
+        """Return the written Entry or raise its LedgerError; see ``Future.result``."""
+        try:
+            return super().result(timeout)
+        except LedgerError as exc:
+            self._seen(exc)
+            raise
 
 
 def _fsync_dir(directory):

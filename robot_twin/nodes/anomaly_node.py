@@ -85,6 +85,7 @@ class TwinAnomalyNode(Node):
         p = self.params = declare_node_parameters(self, 'twin_anomaly')
         model = self.model = robot_model(p)
         self.names = list(model.joint_names)
+        self._ledger_error = ''       # why the lifecycle log gets no more entries (logged once)
         self.ledger = self._open_ledger(p['ledger_path'])
         self.pipeline = AnomalyPipeline(
             model, p, thresholds_file=p['thresholds_file'] or default_robot_file(
@@ -152,16 +153,29 @@ class TwinAnomalyNode(Node):
 
     def _append(self, kind, data, start=None):
         """Queue a lifecycle-log entry (never waits for the disk on the executor thread)."""
-        if self.ledger is None:
+        if self.ledger is None or self._ledger_error:
             return
         try:
             if start is not None:
                 self.ledger.record_start(**start)
             else:
-                self.ledger.append_async(kind, data)
+                # a failed background write is reported when it happens, not dropped with
+                # the future (the ledger also refuses further entries after it)
+                self.ledger.append_async(kind, data).add_done_callback(self._ledger_written)
         except LedgerError as exc:
-            self.get_logger().error(f'lifecycle log: {exc}; no further entries')
-            self.ledger = None
+            self._ledger_failed(exc)
+
+    def _ledger_written(self, future):
+        """Ledger writer thread: report a queued entry that could not be written."""
+        if not future.cancelled() and future.exception() is not None:
+            self._ledger_failed(future.exception())
+
+    def _ledger_failed(self, exc):
+        """Log a lifecycle-log failure once, show it in /twin/status, write no more entries."""
+        if self._ledger_error:
+            return
+        self._ledger_error = f'lifecycle log: {exc}; no further entries'
+        self.get_logger().error(self._ledger_error)
 
     def on_acknowledgement(self, msg):
         """Record anomaly episodes that a person acknowledged (twin_hub), once each."""
@@ -221,9 +235,12 @@ class TwinAnomalyNode(Node):
     def status_values(self):
         """Values for /twin/status (the bridge adds them in the one-process twin)."""
         payload = self.monitor.payload
-        return {'payload_kg': float(payload.mass) if payload is not None else
-                float(self.params['payload_mass_kg']),
-                'payload.refused': self.payload_refused}
+        values = {'payload_kg': float(payload.mass) if payload is not None else
+                  float(self.params['payload_mass_kg']),
+                  'payload.refused': self.payload_refused}
+        if self._ledger_error:
+            values['lifecycle_log'] = self._ledger_error
+        return values
 
     def take_result(self, sample, result):
         """Feed one robot sample and the mirror's result for it to the pipeline."""
@@ -316,7 +333,10 @@ class TwinAnomalyNode(Node):
             pipeline.close()
             self._write_lifecycle()
         if getattr(self, 'ledger', None) is not None:
-            self.ledger.close()
+            try:
+                self.ledger.close()
+            except LedgerError as exc:     # a failed queued write not reported yet
+                self._ledger_failed(exc)
             self.ledger = None
         return super().destroy_node()
 

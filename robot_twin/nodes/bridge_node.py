@@ -297,8 +297,11 @@ class TwinBridgeNode(Node):
         decision = self.governor.govern(command, now, self.intake.state_ok(now), start,
                                         velocity)
         if self.audit is not None:
-            self.audit.record(decision, stamp=float(np.nanmax(self.intake.mapper.stamp)),
-                              anomaly=proposal.anomaly)
+            try:
+                self.audit.record(decision, stamp=float(np.nanmax(self.intake.mapper.stamp)),
+                                  anomaly=proposal.anomaly)
+            except LedgerError as exc:
+                self._audit_failed(exc)
         if not decision.allowed:
             self.get_logger().warning(f'corrective command refused: {decision.reasons}')
             if decision.cause in ('stale', 'rate', 'no_state', 'clock', 'unreachable'):
@@ -416,10 +419,25 @@ class TwinBridgeNode(Node):
                 f'{topics[stream]}: samples arrive in time, {stamps_behind_text(lag)}; '
                 'the twin reports it STALE and refuses corrective commands until then')
 
+    def _audit_failed(self, exc):
+        """
+        Go on without the lifecycle log after a failed write (disk full, I/O error).
+
+        As when it cannot be opened at start: the governor refuses nothing less for it, and its
+        decisions (logged below in any case) go to the ROS log only. The log has no entry after
+        the failure, so it still verifies; the error says where it ends.
+        """
+        self.audit = None
+        self.get_logger().error(f'{exc}; corrective commands are audited in the ROS log only '
+                                'from now on')
+
     def destroy_node(self):
         """Close the audit log before the node goes."""
         if getattr(self, 'audit', None) is not None:   # None too if __init__ failed early
-            self.audit.close()
+            try:
+                self.audit.close()
+            except LedgerError as exc:      # a failed write no caller had reported yet
+                self.get_logger().error(str(exc))
         return super().destroy_node()
 
 
