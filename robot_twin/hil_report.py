@@ -3,9 +3,14 @@
 
 Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin may run too):
 
-- tracking error per joint: each measured /joint_states sample against the controller's latest
-  position command (/joint_command or /forward_position_controller/commands; a position with
-  velocity is extrapolated as the plant does, for at most ``STREAM_HORIZON_S``), by log time;
+- tracking error per joint: each measured /joint_states sample against the position reference
+  the plant was following, by log time: the controller's latest position command
+  (/joint_command or /forward_position_controller/commands) that the plant accepted (the rules
+  of :mod:`twin_sim.plant_commands`, the plant's own), clipped to the URDF limits as the plant
+  clips it (a position with velocity is extrapolated as the plant does, for at most
+  ``STREAM_HORIZON_S``); rejected commands are skipped, and while a velocity or effort command
+  or an accepted JointTrajectory is in force there is no position reference (those samples are
+  counted apart, ``untracked_samples``);
 - commands outside the URDF's position, velocity or effort limits, per joint;
 - the plant's timing from its last /twin/plant_status: deadline misses, jitter percentiles and
   histogram (real-time mode), steps, resends and rate (lock-step mode);
@@ -24,24 +29,38 @@ from robot_twin.nodes.cdr import JointStateReader
 from robot_twin.replay import DIAGNOSTIC_ARRAY, JOINT_STATE, open_recording, read_messages, \
     recorded_alarms, replay, ReplayError, topic_connections, twin_parameters
 from twin_sim.faults import FaultScenario, ScenarioError
+from twin_sim.plant_commands import CommandRejected, forward_command, joint_command, \
+    trajectory_command, trajectory_speed_problem
 from twin_sim.resources import urdf_or_builtin
 from twin_sim.trajectory import STREAM_HORIZON_S
 from twin_sim.urdf_model import RobotModel, URDFError
 
 FORWARD = 'std_msgs/msg/Float64MultiArray'
 COMMAND_TOPICS = {'/joint_command': JOINT_STATE, '/forward_position_controller/commands': FORWARD}
+TRAJECTORY = 'trajectory_msgs/msg/JointTrajectory'
+TRAJECTORY_TOPIC = '/joint_trajectory_controller/joint_trajectory'
 DETECTION_WINDOW_S = 0.1
 """A detection whose exceedance began up to this long before a fault's start still counts."""
 
 
 @dataclass
 class _Commands:
-    """Position commands in model order, by log time, and their limit violations."""
+    """
+    The commands the plant accepted, by log time, and the limit violations of all of them.
+
+    Per accepted command: its log time ``t``, ``mode`` (``'position'``; ``'velocity'``,
+    ``'effort'`` or ``'trajectory'``: no position reference while it is in force) and, for a
+    position, the reference ``q`` and velocity ``qd`` (model order, clipped to the limits).
+    """
 
     t: list = field(default_factory=list)
     q: list = field(default_factory=list)
     qd: list = field(default_factory=list)
+    mode: list = field(default_factory=list)
     total: int = 0
+    positions: int = 0          # accepted position commands
+    rejected: int = 0           # commands the plant rejects (skipped)
+    untracked: int = 0          # joint states while no position reference was in force
     outside: dict = field(default_factory=dict)    # kind -> (n,) counts
     examples: list = field(default_factory=list)
 
@@ -65,37 +84,72 @@ def _check_limits(model, cmd, kind, values, t, idx):
     return bool(bad.any())
 
 
+def _accepted(model, msgtype, msg, held):
+    """
+    Return what the plant makes of a command: ``(mode, q, qd)``, or raise CommandRejected.
+
+    The plant's own rules (:mod:`twin_sim.plant_commands`); a position is clipped to the
+    range and its velocity to the velocity limit as the plant clips them; joints a position
+    command leaves out keep ``held`` (the previous reference; NaN: not tracked).
+    """
+    names = model.joint_names
+    lower, upper = np.asarray(model.lower), np.asarray(model.upper)
+    cap = np.asarray(model.velocity_limit, dtype=float)
+    cap = np.where(cap > 0.0, cap, np.inf)
+    if msgtype == TRAJECTORY:
+        # joints the message leaves out hold still: any value inside the range checks the same
+        interp = trajectory_command(names, msg, np.clip(np.zeros(model.n), lower, upper))
+        problem = trajectory_speed_problem(interp, lower, upper, cap, names)
+        if problem is not None:
+            raise CommandRejected(problem)
+        return 'trajectory', None, None
+    if msgtype == FORWARD:
+        mode, values, feedforward = 'position', forward_command(names, msg.data), None
+    else:
+        mode, values, feedforward = joint_command(names, msg.name, msg.position, msg.velocity,
+                                                  msg.effort)
+    if mode != 'position':
+        return mode, None, None
+    q = np.clip(np.where(np.isnan(values), held, values), lower, upper)
+    qd = np.zeros(model.n) if feedforward is None else np.nan_to_num(feedforward, nan=0.0)
+    return mode, q, np.clip(qd, -cap, cap)
+
+
 def read_commands(reader, path, model):
-    """Read the position commands of the recording (see the module docstring)."""
+    """Read the commands of the recording (see the module docstring and :class:`_Commands`)."""
     cmd = _Commands()
     index = {n: i for i, n in enumerate(model.joint_names)}
     conns = [c for c in reader.connections
-             if COMMAND_TOPICS.get(c.topic) == c.msgtype]
+             if COMMAND_TOPICS.get(c.topic) == c.msgtype
+             or (c.topic == TRAJECTORY_TOPIC and c.msgtype == TRAJECTORY)]
     held = np.full(model.n, np.nan)
     for conn, log_ns, data in read_messages(reader, conns, path):
         t = log_ns * 1e-9
         msg = reader.deserialize(data, conn.msgtype)
         cmd.total += 1
-        if conn.msgtype == FORWARD:
-            names, position, velocity, effort = model.joint_names, msg.data, [], []
-        else:
-            names, position, velocity, effort = msg.name, msg.position, msg.velocity, msg.effort
-        known = [k for k, n in enumerate(names) if n in index]
-        idx = [index[names[k]] for k in known]
-        for kind, values in (('position', position), ('velocity', velocity),
-                             ('effort', effort)):
-            if len(values) == len(names) and known:
-                _check_limits(model, cmd, kind, np.asarray(values)[known], t, idx)
-        if len(position) == len(names) and known:
-            q = held.copy() if cmd.q else np.full(model.n, np.nan)
-            q[idx] = np.asarray(position, dtype=float)[known]
-            qd = np.zeros(model.n)
-            if len(velocity) == len(names):
-                qd[idx] = np.asarray(velocity, dtype=float)[known]
-            held = q
-            cmd.t.append(t)
-            cmd.q.append(q)
-            cmd.qd.append(qd)
+        if conn.msgtype != TRAJECTORY:
+            if conn.msgtype == FORWARD:
+                names, position, velocity, effort = model.joint_names, msg.data, [], []
+            else:
+                names, position, velocity, effort = (msg.name, msg.position, msg.velocity,
+                                                     msg.effort)
+            known = [k for k, n in enumerate(names) if n in index]
+            idx = [index[names[k]] for k in known]
+            for kind, values in (('position', position), ('velocity', velocity),
+                                 ('effort', effort)):
+                if len(values) == len(names) and known:
+                    _check_limits(model, cmd, kind, np.asarray(values)[known], t, idx)
+        try:
+            mode, q, qd = _accepted(model, conn.msgtype, msg, held)
+        except CommandRejected:
+            cmd.rejected += 1
+            continue
+        held = q if mode == 'position' else np.full(model.n, np.nan)
+        cmd.positions += mode == 'position'
+        cmd.t.append(t)
+        cmd.mode.append(mode)
+        cmd.q.append(q)
+        cmd.qd.append(qd)
     return cmd
 
 
@@ -103,9 +157,11 @@ def tracking_errors(reader, path, model, commands, topic='/joint_states'):
     """
     Return ``(t (m,), error (m, n))``: measured minus commanded position, rad, by log time.
 
-    Only samples after the first command count; joints never commanded are NaN.
+    Only samples after the first command count; joints never commanded are NaN. Samples while
+    a command without a position reference (velocity, effort, trajectory) is in force are left
+    out and counted in ``commands.untracked``.
     """
-    if not commands.t:
+    if not commands.positions:
         return np.zeros(0), np.zeros((0, model.n))
     index = {n: i for i, n in enumerate(model.joint_names)}
     conns = topic_connections(reader, topic, JOINT_STATE, True,
@@ -118,12 +174,17 @@ def tracking_errors(reader, path, model, commands, topic='/joint_states'):
         k = int(np.searchsorted(t_cmd, t, side='right')) - 1
         if k < 0:
             continue
+        if commands.mode[k] != 'position':
+            commands.untracked += 1
+            continue
         parsed = decode.read(data)
         if parsed is None:
             msg = reader.deserialize(data, JOINT_STATE)
             parsed = (0, 0, list(msg.name), np.asarray(msg.position), None, None)
         names, position = parsed[2], parsed[3]
-        reference = commands.q[k] + commands.qd[k] * min(t - t_cmd[k], STREAM_HORIZON_S)
+        # extrapolated and held at the ends of the range, as the plant does
+        reference = np.clip(commands.q[k] + commands.qd[k] * min(t - t_cmd[k], STREAM_HORIZON_S),
+                            model.lower, model.upper)
         measured = np.full(model.n, np.nan)
         for j, name in enumerate(names):
             if name in index and j < len(position):
@@ -277,9 +338,9 @@ def missing_parts(commands, times, values):
     if not commands.total:
         out.append(f'no commands ({topics}) in the recording: no tracking error and no '
                    'command limit check')
-    elif not commands.t:
-        out.append(f'{commands.total} commands but none with a position for every joint it '
-                   'names: no tracking error')
+    elif not commands.positions:
+        out.append(f'{commands.total} commands but no position command the plant accepts '
+                   '(one position for every joint it names, all finite): no tracking error')
     elif not len(times):
         out.append('no joint state after the first position command: no tracking error')
     if not values:
@@ -334,7 +395,9 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
     report = {
         'recording': Path(bag).name, 'note': note, 'robot': Path(model.urdf_path).name,
         'tracking': tracking_summary(model, times, errors),
-        'commands': {'total': commands.total, 'position_commands': len(commands.t),
+        'commands': {'total': commands.total, 'position_commands': commands.positions,
+                     'rejected': commands.rejected,
+                     'untracked_samples': commands.untracked,
                      'outside_limits': outside, 'examples': commands.examples},
         'timing': timing(values),
         'faults': {'injected': faults, 'false_alarms': false_alarms,

@@ -87,7 +87,14 @@ def summary_lines(report):
     if worst[1]['rms_rad'] is not None:
         lines.append(f"tracking: worst RMS {worst[1]['rms_rad']:.4g} rad on {worst[0]}")
     outside = sum(sum(v.values()) for v in report['commands']['outside_limits'].values())
-    lines.append(f"commands: {report['commands']['total']}, values outside limits: {outside}")
+    commands = report['commands']
+    line = f"commands: {commands['total']}, values outside limits: {outside}"
+    if commands.get('rejected'):
+        line += f", rejected by the plant: {commands['rejected']}"
+    if commands.get('untracked_samples'):
+        line += (f"; {commands['untracked_samples']} joint states under a velocity, effort or "
+                 'trajectory command (not tracked)')
+    lines.append(line)
     t = report['timing']
     if t and 'steps' in t and t['mode'] == 'realtime':
         lines.append(f"timing: {t.get('deadline_misses')} deadline misses in {t['steps']} "

@@ -7,10 +7,12 @@ so faults are detected by replaying it. The report must show small tracking erro
 commands beyond limits, the plant's timing, and the injected fault detected on its joint.
 """
 import json
+from pathlib import Path
 import subprocess
 import sys
 
-from bag_testing import EPOCH_S, simulate, STORE, write_bag
+from bag_testing import command, EPOCH_S, LATENCY_NS, Run, simulate, STORE, trajectory, \
+    write_bag
 import numpy as np
 import pytest
 from robot_twin.cli import main as cli_main
@@ -30,6 +32,7 @@ robot_twin:
     model_path: rules
 """
 T = STORE.types
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _status(values):
@@ -298,3 +301,44 @@ def test_a_plant_status_without_step_counters_is_not_printed_as_lock_step():
     text = '\n'.join(summary_lines(report))
     assert 'None' not in text and 'lock-step' not in text, text
     assert 'missing: /twin/plant_status has no step counters' in text
+
+
+def test_the_tracking_reference_is_what_the_plant_followed(tmp_path):
+    # the arm holds still at 0 (1 kHz samples) while the controller sends the plant commands
+    # it clips, rejects, or that switch it out of position mode: the reference must be what
+    # the plant did with them (twin_sim.plant_commands, the plant's own rules)
+    from twin_sim.urdf_model import RobotModel
+    from twin_sim.world import Measurement
+    model = RobotModel.from_urdf(ROOT / 'urdf' / 'robot_twin_arm.urdf')
+    names, n = list(model.joint_names), model.n
+    upper, lower = np.asarray(model.upper), np.asarray(model.lower)
+    zero = np.zeros(n)
+    samples = [Measurement(k * 1e-3, zero, zero, zero) for k in range(1, 1001)]
+    more = [
+        command(0.0, names, [5.0] * n),                           # clipped to upper
+        command(0.1, names, [np.nan] + [0.0] * (n - 1)),          # rejected: NaN
+        command(0.2, names[:1] * n, [1e6] * n),                   # rejected: duplicate names
+        command(0.3, names, [0.0] * n, effort=[1.0] * 3),         # rejected: effort length
+        command(0.35, names, [0.0] * n, effort=[np.nan] * n),     # rejected: NaN effort
+        command(0.5, names, velocity=[0.1] * n),                  # velocity mode: no reference
+        command(0.6, names, [-5.0] * n),                          # clipped to lower
+        trajectory(0.7, names, [(1.0, [0.1] * n), (2.0, [0.0] * n)]),     # followed
+        trajectory(0.8, names, [(0.01, lower + 0.05), (0.02, upper - 0.05)]),   # too fast
+        command(0.9, names, effort=[0.0] * n)]                    # effort mode
+    bag = write_bag(tmp_path / 'modes', Run(names, samples, []), wrench=False, more=more)
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0
+    report = json.loads((out / 'report.json').read_text())
+    commands = report['commands']
+    assert commands['total'] == len(more)
+    assert commands['rejected'] == 5 and commands['position_commands'] == 2
+    log = np.array([m.t for m in samples]) + LATENCY_NS * 1e-9
+    tracked = (log < 0.5) | ((log >= 0.6) & (log < 0.7))
+    assert commands['untracked_samples'] == int(np.count_nonzero(~tracked))
+    for j, name in enumerate(names):
+        # error = 0 - reference: -upper while [5]*n is in force, -lower after [-5]*n
+        expected = np.where(log[tracked] < 0.5, -upper[j], -lower[j])
+        stats = report['tracking'][name]
+        assert stats['samples'] == expected.size, (name, stats)
+        assert stats['max_abs_rad'] == pytest.approx(np.max(np.abs(expected)), abs=1e-12)
+        assert stats['rms_rad'] == pytest.approx(np.sqrt(np.mean(expected ** 2)), rel=1e-12)

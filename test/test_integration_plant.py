@@ -117,15 +117,31 @@ def test_plant_rejects_nan_velocities_and_counts_clipped_commands_and_over_speed
         since = time.time()
         wait_until(lambda: _plant_status(m, since, rejected_commands='1'), CALL_TIMEOUT_S,
                    'the NaN trajectory counted as rejected', graph)
-        # an effort of 1e6 N·m: clipped (counted), and the arm stops at its speed limits
         command = observer.publisher(JointState, '/joint_command', qos.COMMAND, ['plant'],
                                      graph=graph)
+        # every field is checked, also the effort beside a position (it was applied)
+        command.publish(JointState(name=names, position=[0.0] * 7, effort=[1.0] * 3))
+        command.publish(JointState(name=names, position=[0.0] * 7, effort=[math.nan] * 7))
+        # a trajectory lower -> upper in 10 ms needs ~100x the velocity limits: rejected
+        lower = [-2.9671, -2.0944, -2.9671, -2.0944, -2.9671, -2.0944, -3.0543]
+        trajectory.publish(JointTrajectory(joint_names=names, points=[
+            JointTrajectoryPoint(positions=[v + 0.05 for v in lower],
+                                 time_from_start=Duration(nanosec=10_000_000)),
+            JointTrajectoryPoint(positions=[-v - 0.05 for v in lower],
+                                 time_from_start=Duration(nanosec=20_000_000))]))
+        wait_until(lambda: _plant_status(m, since, rejected_commands='4',
+                                         rejected_trajectories='1'), CALL_TIMEOUT_S,
+                   'bad efforts and the infeasible trajectory counted as rejected', graph)
+        wait_until(lambda: any('rejected_trajectories: 1 more' in x and 'velocity limit' in x
+                               for x in graph.lines('plant')),
+                   CALL_TIMEOUT_S, 'the rejected-trajectory warning', graph)
+        # an effort of 1e6 N·m: clipped (counted), and the arm stops at its speed limits
         command.publish(JointState(name=names, effort=[1e6] * 7))
         status = wait_until(
             lambda: (lambda s: s if s and s['clipped_commands'] == '1'
                      and int(s['over_speed']) >= 1 else None)(_plant_status(m, since)),
             CALL_TIMEOUT_S, 'clipped_commands 1 and over_speed in /twin/plant_status', graph)
-        assert status['rejected_commands'] == '1', status
+        assert status['rejected_commands'] == '4', status
         lines = graph.lines('plant')
         assert any('clipped_commands: 1 more' in x and 'effort 1e+06 for joint1' in x
                    for x in lines), graph.output()

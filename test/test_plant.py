@@ -317,7 +317,7 @@ def test_commands_beyond_the_limits_are_clipped_and_counted(model):
              (lambda: plant.command_velocity(np.full(7, 10.0)), 'velocity 10'),
              (lambda: plant.command_effort(np.full(7, 1e6)), 'effort 1e+06'),
              (lambda: plant.command_trajectory(JointTrajectoryInterpolator(
-                 [0.0, 1.0], [POSE, np.full(7, 10.0)])), 'trajectory position 10')]
+                 [0.0, 100.0], [POSE, np.full(7, 10.0)])), 'trajectory position 10')]
     for k, (command, text) in enumerate(cases, start=1):
         command()
         assert plant.clipped_commands == k, text
@@ -360,3 +360,112 @@ def test_lockstep_answers_step_once_per_awaited_sample():
     assert answers.stale == 3
     answers.reset()
     assert answers.answer(31_000_000) == LockstepAnswers.APPLY
+
+
+# The drive's limits in every mode (the HIL audit's cases). After every step the plant puts a
+# joint beyond its range back on the limit and one faster than its velocity limit back to that
+# speed with resetJointState, read back unchanged: the only slack is a float's rounding, so
+# 1e-9 (rad, rad/s) is ample; the old plant was 0.1 rad and 0.4..96 rad/s beyond.
+_TOL = 1e-9
+
+
+def _within_limits(model, samples):
+    """Largest excess beyond the velocity limit and beyond the range over ``samples``."""
+    qd = np.array([m.qd for m in samples])
+    q = np.array([m.q for m in samples])
+    speed = np.max(np.abs(qd) - np.asarray(model.velocity_limit))
+    position = max(np.max(q - np.asarray(model.upper)), np.max(np.asarray(model.lower) - q))
+    return speed, position
+
+
+def _home():
+    return Plant(ARM, initial_q=np.zeros(7))
+
+
+def test_a_trajectory_faster_than_the_velocity_limit_is_rejected_and_counted(model):
+    plant = _home()
+    lower, upper = np.asarray(model.lower), np.asarray(model.upper)
+    # lower -> upper -> lower in 10 ms steps, all points inside the range (as the node builds it)
+    fast = JointTrajectoryInterpolator([0.01, 0.02, 0.03],
+                                       [lower + 0.05, upper - 0.05, lower + 0.05])
+    out = plant.run(0.1)
+    with pytest.raises(PlantError, match=r'velocity limit .* give it at least'):
+        plant.command_trajectory(fast)
+    assert plant.rejected_trajectories == 1
+    assert plant.last_rejected.startswith('trajectory needs ')
+    assert plant.clipped_commands == 0
+    out += plant.run(0.5)                 # the previous command stays in force
+    speed, position = _within_limits(model, out)
+    assert speed <= _TOL and position <= _TOL
+    np.testing.assert_allclose(out[-1].q, np.zeros(7), atol=1e-4)
+    # the same motion in a feasible time is followed
+    slow = JointTrajectoryInterpolator.from_points([2.0, 4.0], [POSE, np.zeros(7)],
+                                                   start_q=np.zeros(7))
+    plant.command_trajectory(slow)
+    assert plant.rejected_trajectories == 1
+    out = plant.run(4.5)
+    np.testing.assert_allclose(out[-1].q, np.zeros(7), atol=1e-3)
+    assert np.max(np.abs([m.q - POSE for m in out[1900:2100]])) < 0.02
+
+
+def test_a_position_stream_pushing_at_the_limits_stays_inside_them(model):
+    # a set-point 10 mrad below the upper limit with the velocity limit as feed-forward: the
+    # extrapolated reference runs into the end of the range
+    plant = _home()
+    upper, limit = np.asarray(model.upper), np.asarray(model.velocity_limit)
+    plant.command_position(upper - 0.01, limit, extrapolate_s=0.05)
+    out = plant.run(3.0)
+    speed, position = _within_limits(model, out)
+    assert speed <= _TOL and position <= _TOL
+    np.testing.assert_allclose(out[-1].q, upper, atol=2e-3)      # held at the end
+    assert plant.over_speed >= 1 or plant.limit_stops >= 1
+
+
+def test_velocity_and_effort_far_beyond_the_limits_stay_inside_them(model):
+    plant = _home()
+    plant.command_velocity(np.full(7, 1e6))
+    out = plant.run(3.0)
+    assert plant.clipped_commands == 1
+    speed, position = _within_limits(model, out)
+    assert speed <= _TOL and position <= _TOL
+    assert plant.limit_stops >= 1                    # joints ran into their upper stops
+    np.testing.assert_allclose(out[-1].q, model.upper, atol=1e-6)   # held at the ends
+
+    plant = _home()
+    plant.command_effort(np.full(7, 1e6))
+    out = plant.run(2.0)
+    assert plant.clipped_commands == 1
+    assert plant.limit_stops >= 1 and plant.over_speed >= 1
+    stops = plant.limit_stops
+    plant.command_position(np.zeros(7))             # home again, from the stops
+    out += plant.run(3.0)
+    speed, position = _within_limits(model, out)
+    assert speed <= _TOL and position <= _TOL
+    np.testing.assert_allclose(out[-1].q, np.zeros(7), atol=1e-3)
+    assert plant.limit_stops == stops                # leaving a stop is not a new hit
+
+
+def test_joint_command_rules_check_every_field():
+    # the plant node's /joint_command rules (twin_sim.plant_commands, shared with hil-report):
+    # every field given must have one finite value per name, also those the mode does not use
+    from twin_sim.plant_commands import CommandRejected, joint_command
+    names = [f'joint{i}' for i in range(1, 8)]
+    q = [0.1] * 7
+    mode, values, feedforward = joint_command(names, names[::-1], q, [0.2] * 7, [])
+    assert mode == 'position' and np.array_equal(values, np.full(7, 0.1))
+    np.testing.assert_array_equal(feedforward, np.full(7, 0.2))
+    mode, values, _ = joint_command(names, ['joint3'], [], [], [1.5])
+    assert mode == 'effort' and values[2] == 1.5 and np.isnan(values[0])
+    for fields, why in [((q, [], [1.0] * 3), 'effort: 3 values for 7'),
+                        ((q, [], [np.nan] * 7), 'effort: non-finite'),
+                        ((q, [np.nan] * 7, []), 'velocity: non-finite'),
+                        ((q, [0.0] * 3, []), 'velocity: 3 values'),
+                        (([], [0.1] * 7, [np.inf] * 7), 'effort: non-finite'),
+                        (([np.nan] * 7, [], []), 'position: non-finite'),
+                        (([], [], []), 'no position, velocity or effort')]:
+        with pytest.raises(CommandRejected, match=why):
+            joint_command(names, names, *fields)
+    with pytest.raises(CommandRejected, match='more than once'):
+        joint_command(names, ['joint1'] * 7, q, [], [])
+    with pytest.raises(CommandRejected, match='unknown joints'):
+        joint_command(names, ['arm_joint1'], [0.0], [], [])

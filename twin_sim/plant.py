@@ -4,10 +4,19 @@ The emulated robot: a simulated arm with fault injection and a ros2_control-like
 The arm is a :class:`~twin_sim.world.SimWorld`; faults come from :mod:`twin_sim.faults`.
 Each :meth:`Plant.step` advances one ``dt``: the active command becomes a control target, the
 physical faults act on the world, the world steps, and the sensor sample passes the sensor
-faults (it may come out changed, late, or not at all). In effort mode a joint is held at its
-URDF speed limit, as a drive's velocity limiter does; commands beyond a limit are clipped and
-counted. Without a command the arm holds its initial pose in position mode. The same inputs
-and seed give bit-identical outputs.
+faults (it may come out changed, late, or not at all).
+
+The plant keeps to the URDF limits whatever it is commanded, as a real arm's drives do, in
+every mode: commands beyond a limit are clipped and counted (:attr:`Plant.clipped_commands`);
+the position reference it follows (a stream extrapolated between set-points, an interpolated
+trajectory) is clipped to the joint range and its velocity feed-forward to the velocity
+limit; a trajectory whose timing needs more than the velocity limit is rejected
+(:class:`PlantError`, counted in :attr:`Plant.rejected_trajectories`), as ros2_control's joint
+trajectory controller rejects a goal it cannot follow; and after every step a joint faster than
+its velocity limit is held at it (a drive's velocity limiter, :attr:`Plant.over_speed`) and a
+joint beyond its range is stopped at its end (a hard stop, :attr:`Plant.limit_stops`). A motion
+inside the limits is untouched by any of it. Without a command the arm holds its initial pose
+in position mode. The same inputs and seed give bit-identical outputs.
 """
 from pathlib import Path
 import tempfile
@@ -15,6 +24,7 @@ import tempfile
 import numpy as np
 from twin_sim.faults import Fault, fault_from_dict, FaultScenario, PhysicalEffects, \
     ScenarioError
+from twin_sim.plant_commands import trajectory_speed_problem
 from twin_sim.randomization import load_randomization, RandomizationError, \
     write_identified_urdf, write_randomized_robot
 from twin_sim.resources import randomization_file
@@ -87,6 +97,8 @@ class Plant:
         self.nominal_payload = payload
         self.clipped_commands = 0     # commands beyond a limit (clipped), cumulative
         self.last_clipped = ''        # what the latest of them asked for
+        self.rejected_trajectories = 0   # trajectories too fast for the velocity limits
+        self.last_rejected = ''          # why the latest of them was rejected
         self.scenario = None
         self.faults = []
         self._added = 0
@@ -129,8 +141,37 @@ class Plant:
 
     @property
     def over_speed(self):
-        """Count the times a joint reached its speed limit in effort mode and was held (int)."""
+        """Count the times a joint reached its speed limit and was held there (int)."""
         return self.world.over_speed_events
+
+    @property
+    def limit_stops(self):
+        """Count the times a joint hit the end of its range and was stopped there (int)."""
+        return self.world.limit_stop_events
+
+    def _set_reference(self, q, qd=None, qdd=None):
+        """
+        Give the world a position reference inside the limits (the drive's own clipping).
+
+        The position is clipped to the joint range, the velocity feed-forward to the velocity
+        limit; where the reference is held at an end of the range (clipped there, or there
+        and moving out) its feed-forward is dropped, as the reference does not move. Inside
+        the limits the arrays pass unchanged.
+        """
+        world = self.world
+        lower, upper = world.lower, world.upper
+        clipped = np.minimum(np.maximum(q, lower), upper)
+        if qd is not None or qdd is not None:
+            held = clipped != q
+            if qd is not None:
+                cap = world.speed_cap
+                qd = np.minimum(np.maximum(qd, -cap), cap)
+                held |= ((clipped >= upper) & (qd > 0.0)) | ((clipped <= lower) & (qd < 0.0))
+                if held.any():
+                    qd = np.where(held, 0.0, qd)
+            if qdd is not None and held.any():
+                qdd = np.where(held, 0.0, qdd)
+        world.set_control('position', clipped, qd, qdd)
 
     @property
     def time(self):
@@ -237,7 +278,8 @@ class Plant:
         and then jump it forward at the next one.
 
         Values beyond the joint limits (position) or the URDF velocity limit (feedforward) are
-        clipped and counted (:attr:`clipped_commands`, :attr:`last_clipped`).
+        clipped and counted (:attr:`clipped_commands`, :attr:`last_clipped`); so is the
+        extrapolated reference (held at the end of the range, without feed-forward there).
         """
         q = self._vector(q, 'position command')
         qd = None if qd is None else self._vector(qd, 'velocity feedforward')
@@ -247,37 +289,42 @@ class Plant:
             checks.append(('velocity feedforward', qd, *self._speed_limits()))
         self._note_clipped(*checks)
         self._trajectory = None
+        world = self.world
+        q = np.minimum(np.maximum(q, world.lower), world.upper)     # what the drive takes
+        if qd is not None:
+            qd = np.minimum(np.maximum(qd, -world.speed_cap), world.speed_cap)
         if extrapolate_s > 0.0 and qd is not None:
             age = min(max(float(age_s), 0.0), float(extrapolate_s))
             self._stream = (q, qd, qdd, self.time - age, float(extrapolate_s))
         else:
             self._stream = None
-        self.world.set_control('position', q, qd, qdd)
+        self._set_reference(q, qd, qdd)
 
     def _follow_stream(self, t):
         q, qd, qdd, t_cmd, horizon = self._stream
         age = min(t - t_cmd, horizon)
         if age >= horizon:
-            self.world.set_control('position', q + qd * horizon)
+            self._set_reference(q + qd * horizon)
             self._stream = None
         else:
-            self.world.set_control('position', q + qd * age, qd, qdd)
+            self._set_reference(q + qd * age, qd, qdd)
 
     def command_velocity(self, qd):
         """Track joint velocities ``qd`` (n,) rad/s (beyond the URDF limit: capped, counted)."""
         qd = self._vector(qd, 'velocity command')
         self._note_clipped(('velocity', qd, *self._speed_limits()))
         self._trajectory = self._stream = None
-        self.world.set_control('velocity', qd)
+        cap = self.world.speed_cap
+        self.world.set_control('velocity', np.minimum(np.maximum(qd, -cap), cap))
 
     def command_effort(self, tau):
         """
         Apply joint torques ``tau`` (n,) N·m (clipped to the torque limits).
 
         Beyond the URDF effort limit a command is counted (:attr:`clipped_commands`); below it
-        but above a fault-reduced limit it is not (that is the fault). In effort mode the world
-        holds a joint at its URDF speed limit as a drive's velocity limiter does
-        (:attr:`over_speed`).
+        but above a fault-reduced limit it is not (that is the fault). As in every mode, a
+        joint is held at its URDF speed limit as a drive's velocity limiter does
+        (:attr:`over_speed`) and stopped at the ends of its range (:attr:`limit_stops`).
         """
         tau = self._vector(tau, 'effort command')
         limit = self.world.effort_limit
@@ -297,6 +344,20 @@ class Plant:
             Plant time of the trajectory's ``t = 0`` (default now). After its end the last
             point is held.
 
+        Raises
+        ------
+        PlantError
+            The trajectory needs a joint faster than its URDF velocity limit (by more than
+            ``TRAJECTORY_SPEED_TOLERANCE`` of :mod:`twin_sim.plant_commands`) somewhere inside
+            the joint range: rejected, counted in :attr:`rejected_trajectories` (the reason
+            in :attr:`last_rejected`), and the previous command stays in force, as
+            ros2_control's joint trajectory controller rejects a goal it cannot follow. Where
+            the spline runs beyond the range the reference is held at its end (clipped,
+            counted in :attr:`clipped_commands`), so its speed there does not count. The jump
+            to the first point, when the arm is elsewhere, is the controller's own (the drive
+            moves there at its velocity limit); prepend the current state
+            (:meth:`JointTrajectoryInterpolator.from_points`) to have it checked.
+
         """
         if not isinstance(interpolator, JointTrajectoryInterpolator):
             raise PlantError('command_trajectory needs a JointTrajectoryInterpolator, got '
@@ -306,16 +367,27 @@ class Plant:
                              f'({list(self.joint_names)}); map it to the model order first')
         start = self.time if start_time is None else float(start_time)
         world = self.world
+        self._check_speed(interpolator)
         self._note_clipped(*[('trajectory position', p, world.lower, world.upper)
                              for p in interpolator.positions])
         self._stream = None
         self._trajectory = (interpolator, start)
         self._follow_trajectory(self.time)
 
+    def _check_speed(self, interpolator):
+        """Reject (raise PlantError, count) a trajectory too fast for the velocity limits."""
+        world = self.world
+        problem = trajectory_speed_problem(interpolator, world.lower, world.upper,
+                                           world.speed_cap, self.joint_names)
+        if problem is not None:
+            self.rejected_trajectories += 1
+            self.last_rejected = problem
+            raise PlantError(problem)
+
     def _follow_trajectory(self, t):
         interpolator, start = self._trajectory
         q, qd, qdd = interpolator.sample(t - start)
-        self.world.set_control('position', q, qd, qdd)
+        self._set_reference(q, qd, qdd)
 
     # ------------------------------------------------------------------ stepping
     def step(self):
@@ -337,8 +409,9 @@ class Plant:
         if self.faults or self._physical_active:
             self._apply_physical(t)
         world.step()
-        if world.control_mode == 'torque':
-            world.limit_speed()     # a drive's velocity limiter (the world's torque mode has none)
+        # the drive's limits, in every mode: end stops, then the velocity limiter
+        world.limit_position()
+        world.limit_speed()
         m = world.measure()
         t_now = m.t
         for fault in self.faults:

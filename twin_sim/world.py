@@ -67,9 +67,16 @@ a 2 mrad step of the shoulder's reference drove the wrist to 3 rad/s). Velocity 
 the velocity command into a position reference that may lag the measured position by at most
 ``velocity_mode_max_lag`` rad.
 
-Torque (effort) mode has no loop to cap; :meth:`SimWorld.limit_speed`, called after a step,
-emulates a drive's velocity limiter: a joint faster than its URDF velocity limit is set back to
-that speed (counted in ``over_speed_events``). The plant calls it; the bare world does not.
+Torque (effort) mode has no loop to cap, and even a capped loop overshoots its speed a little
+(an acceleration feed-forward, a reference pushed against a joint limit); nor are the joint
+ranges hard stops (PyBullet's joints, like the controller's model, are free).
+:meth:`SimWorld.limit_speed`, called after a step, emulates a drive's velocity limiter: a joint
+faster than its URDF velocity limit is set back to that speed (counted in
+``over_speed_events``); :meth:`SimWorld.limit_position` a hard stop at the end of the range: a
+joint beyond it is put back on it and its outward velocity taken out (an inelastic stop,
+counted in ``limit_stop_events``). The plant calls both after every step, in every mode; the
+bare world does not (its physics stays free), so a motion inside the limits is the same either
+way.
 """
 from dataclasses import dataclass
 import math
@@ -95,6 +102,8 @@ PAYLOAD_LINK = 'twin_payload'
 SENSOR_BODY_LINK = urdf_rewrite.SENSOR_BODY
 _WIDE_LIMIT = 1e6  # rad, for continuous joints made revolute
 _CONTROL_MODES = ('position', 'velocity', 'torque')
+#: A joint that hit an end stop counts again only after it was this far back inside, rad.
+STOP_REARM_RAD = 1e-3
 
 
 class WorldError(ValueError):
@@ -279,7 +288,8 @@ class SimWorld:
         self.velocity_limit = np.asarray(model.velocity_limit, dtype=float)[to_pin]
         # the drives' rated speed (the URDF velocity limit; none where the URDF gives 0)
         self.speed_cap = np.where(self.velocity_limit > 0.0, self.velocity_limit, np.inf)
-        self.over_speed_events = 0    # torque mode: joints that reached the cap (cumulative)
+        self.over_speed_events = 0    # joints that reached the cap (cumulative, limit_speed)
+        self.limit_stop_events = 0    # joints that hit the end of their range (limit_position)
         effort = np.asarray(model.effort_limit, dtype=float)[to_pin]
         self.effort_limit = np.where(effort > 0.0, effort, np.inf)
         self.damping = (np.asarray(model.damping, dtype=float)[to_pin] if joint_damping is None
@@ -490,6 +500,7 @@ class SimWorld:
         self._prev_qd = None
         self._integral = np.zeros(self.n)
         self._over_speed = np.zeros(self.n, dtype=bool)
+        self._at_stop = np.zeros(self.n, dtype=bool)
         for joint in list(self._locked):
             self._locked[joint] = float(q[self.joint_names.index(joint)])
             self._engage_lock(joint)
@@ -556,10 +567,17 @@ class SimWorld:
 
     def _control_torque(self):
         q, qd = self._state()[:2]
+        qd_ref = self._qd_ref
         if self._mode == 'velocity':
             lag = self.velocity_mode_max_lag
-            self._q_ref = np.clip(np.clip(self._q_ref + self._qd_ref * self._control_dt,
-                                          q - lag, q + lag), self.lower, self.upper)
+            q_ref = self._q_ref = np.clip(np.clip(self._q_ref + qd_ref * self._control_dt,
+                                                  q - lag, q + lag), self.lower, self.upper)
+            # a drive's software limit: where the reference has reached an end of the range, the
+            # velocity asked out of it stops (else the loop pushes into the end at full torque)
+            out = (((q_ref >= self.upper) & (qd_ref > 0.0))
+                   | ((q_ref <= self.lower) & (qd_ref < 0.0)))
+            if out.any():
+                qd_ref = np.where(out, 0.0, qd_ref)
         error = self._q_ref - q
         # kp e + kd (qd_ref - qd) written as a velocity loop on the speed the position error
         # asks, qd_ref + (kp / kd) e, which a real drive never lets exceed its rated speed: a
@@ -567,7 +585,7 @@ class SimWorld:
         # speed instead of spinning a light wrist joint up to several times it. Unlimited, it
         # is the same law. While the speed is limited the integral holds (anti-windup).
         cap = self.speed_cap
-        asked = self._qd_ref + (self.kp / self.kd) * error
+        asked = qd_ref + (self.kp / self.kd) * error
         speed = np.minimum(np.maximum(asked, -cap), cap)
         speed_limited = speed != asked
         integral = np.where(speed_limited, self._integral,
@@ -705,10 +723,11 @@ class SimWorld:
         """
         Hold a joint faster than its rated speed at that speed (a drive's velocity limiter).
 
-        For torque mode, which has no loop to cap the speed: a real drive faults or limits at
-        its velocity limit, PyBullet's own limit (~100 rad/s) is far above a URDF's. Called
-        after a step (:class:`twin_sim.plant.Plant` does, in torque mode; the bare world's
-        physics stays free), a joint whose speed exceeds the URDF velocity limit gets its
+        Torque mode has no loop to cap the speed, and the capped loop of the other modes can
+        overshoot it a little: a real drive faults or limits at its velocity limit,
+        PyBullet's own limit (~100 rad/s) is far above a URDF's. Called after a step
+        (:class:`twin_sim.plant.Plant` does, in every mode; the bare world's physics stays
+        free), a joint whose speed exceeds the URDF velocity limit gets its
         velocity set to the limit (its position is kept): the energy the torque put in beyond
         it is taken out. Each time a joint reaches the limit counts once in
         :attr:`over_speed_events` (again only after it slowed below 95 % of it).
@@ -726,6 +745,37 @@ class SimWorld:
         for i in np.flatnonzero(over):
             pybullet.resetJointState(self._body, self._idx[i], float(q[i]),
                                      float(np.clip(qd[i], -cap[i], cap[i])),
+                                     physicsClientId=self._client)
+        self._cached = None
+
+    def limit_position(self):
+        """
+        Stop a joint at the end of its range (a hard stop, as a real arm's end stops).
+
+        Called after a step (:class:`twin_sim.plant.Plant` does, in every mode; the bare
+        world's physics stays free): a joint beyond its URDF position limit is put back on the
+        limit and its velocity away from the range is taken out (a perfectly inelastic stop;
+        the velocity back into the range is kept). Pushed on, the joint stays at the limit
+        while its torque (the measured effort) pushes into the stop. Each time a joint hits a
+        stop counts once in :attr:`limit_stop_events` (again only after it was back more than
+        :data:`STOP_REARM_RAD` inside its range).
+        """
+        q, qd = self._state()[:2]
+        below = q < self.lower
+        above = q > self.upper
+        out = below | above
+        near = (q < self.lower + STOP_REARM_RAD) | (q > self.upper - STOP_REARM_RAD)
+        held = self._at_stop & near
+        self.limit_stop_events += int(np.count_nonzero(out & ~held))
+        self._at_stop = out | held
+        if not out.any():
+            return
+        for i in np.flatnonzero(out):
+            if below[i]:
+                q_i, qd_i = self.lower[i], max(float(qd[i]), 0.0)
+            else:
+                q_i, qd_i = self.upper[i], min(float(qd[i]), 0.0)
+            pybullet.resetJointState(self._body, self._idx[i], float(q_i), qd_i,
                                      physicsClientId=self._client)
         self._cached = None
 

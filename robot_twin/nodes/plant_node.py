@@ -24,9 +24,12 @@ and obeys commands as ros2_control's interfaces do:
   states and publishes a command topic is seen; a sample left unanswered for
   ``lockstep_timeout_s`` is sent again (counted as ``resends``).
 
-Commands beyond a limit are clipped and counted (``clipped_commands``); in effort mode a joint
-is held at its URDF speed limit (``over_speed``); both are warned about, at most once per status
-period.
+Commands are checked by the rules of :mod:`twin_sim.plant_commands` (shared with
+``robot-twin hil-report``); a bad one is rejected and counted (``rejected_commands``), and so is
+a trajectory whose timing needs a joint faster than its URDF velocity limit. Commands beyond a
+limit are clipped and counted (``clipped_commands``); in every mode a joint is held at its URDF
+speed limit (``over_speed``) and stopped at the ends of its range (``limit_stops``); all are
+warned about, at most once per status period.
 
 Services: /twin/reset, /twin/set_fault (re-arms the configured scenario with its start times
 counted from now), /twin/clear_fault; all std_srvs/Trigger (see README: no custom interfaces).
@@ -45,19 +48,18 @@ import numpy as np
 from rclpy.node import Node
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import JointStateWriter, WrenchWriter
-from robot_twin.nodes.messages import COMMAND_INTERFACES, make_status, sec_to_stamp, \
-    trajectory_points
+from robot_twin.nodes.messages import COMMAND_INTERFACES, make_status, sec_to_stamp
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.runner import run_node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
-from twin_bridge.mapping import JointMapper, MappingError
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.pacing import LockstepGate, RealtimePacer
 from twin_sim.plant import LockstepAnswers, make_plant, PlantError, STREAM_HORIZON_S
+from twin_sim.plant_commands import CommandRejected, forward_command, joint_command, \
+    trajectory_command
 from twin_sim.resources import fault_scenario, urdf_or_builtin
-from twin_sim.trajectory import JointTrajectoryInterpolator, TrajectoryError
 
 MAX_LAG_S = 0.02   # further behind the wall clock than this: catch up without sending
 STATUS_PERIOD_S = 1.0
@@ -90,7 +92,6 @@ class PlantNode(Node):
                           f'{self.variant.seed} of {params["randomization"]}: '
                           f'{self._variant_text()}')
         self.names = list(self.plant.joint_names)
-        self.mapper = JointMapper(self.names)
         self.ft_frame = self.plant.world.ft_link or ''
         self._joint_bytes = JointStateWriter(self.names)
         self._wrench_bytes = WrenchWriter(self.ft_frame)
@@ -105,7 +106,8 @@ class PlantNode(Node):
         self._step_after = False       # lockstep: the command being handled answers the sample
         self._sent_ns = 0              # stamp of the last sample published, ns
         self._no_sample = False        # lockstep: the last advance let no sample out
-        self._warned = {'clipped_commands': 0, 'over_speed': 0, 'stale_commands': 0}
+        self._warned = {'clipped_commands': 0, 'over_speed': 0, 'limit_stops': 0,
+                        'rejected_trajectories': 0, 'stale_commands': 0}
         self._last = []                # lockstep: messages of the last step, for a resend
         self._rate = (time.monotonic(), 0)   # lockstep: (wall time, steps) of the last status
         self._make_endpoints(params)
@@ -294,7 +296,9 @@ class PlantNode(Node):
                   'plant_time_s': f'{self.plant.time:.3f}', 'faults': len(faults),
                   'rejected_commands': self.rejected_commands,
                   'clipped_commands': self.plant.clipped_commands,
-                  'over_speed': self.plant.over_speed}
+                  'over_speed': self.plant.over_speed,
+                  'limit_stops': self.plant.limit_stops,
+                  'rejected_trajectories': self.plant.rejected_trajectories}
         values.update(self._timing_values())
         self._warn_counts(values)
         if self.variant is not None:
@@ -306,10 +310,15 @@ class PlantNode(Node):
         self.pub_status.publish(array)
 
     def _warn_counts(self, values):
-        """Warn (once per status) about clipped commands, over-speed and stale answers."""
+        """Warn (once per status) about clipped commands, limits reached and stale answers."""
         text = {'clipped_commands': lambda: f'clipped (latest: {self.plant.last_clipped})',
-                'over_speed': lambda: ('reached the URDF speed limit in effort mode; held '
-                                       "there as by a drive's velocity limiter"),
+                'over_speed': lambda: ('reached the URDF speed limit; held there as by a '
+                                       "drive's velocity limiter"),
+                'limit_stops': lambda: ('reached the end of the URDF joint range; stopped '
+                                        'there as by a hard stop'),
+                'rejected_trajectories': lambda: ('trajectories rejected as too fast for the '
+                                                  'URDF velocity limits (latest: '
+                                                  f'{self.plant.last_rejected})'),
                 'stale_commands': lambda: 'ignored: stamped for a sample other than the one '
                                           'the lock-step plant waits for (answer each sample '
                                           'once, with its stamp)'}
@@ -336,68 +345,56 @@ class PlantNode(Node):
         """
         if not self._admit(msg.header.stamp):
             return
-        names = list(msg.name)
         try:
-            with self.lock:
-                if len(msg.position):
-                    q = self._model_order(names, msg.position, self.plant.world.measure().q)
-                    qd = (self._model_order(names, msg.velocity, np.zeros(len(self.names)))
-                          if len(msg.velocity) else None)
-                    stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-                    age = self.epoch + self.plant.time - stamp
-                    self.plant.command_position(
-                        q, qd, extrapolate_s=STREAM_HORIZON_S,
-                        age_s=age if 0.0 <= age <= STREAM_HORIZON_S else 0.0)
-                elif len(msg.velocity):
-                    self.plant.command_velocity(self._model_order(
-                        names, msg.velocity, np.zeros(len(self.names))))
-                elif len(msg.effort):
-                    self.plant.command_effort(self._model_order(
-                        names, msg.effort, np.zeros(len(self.names))))
-                else:
-                    raise MappingError('no position, velocity or effort values')
-        except (MappingError, PlantError, ValueError) as exc:
+            self._apply_joint_command(msg)
+        except (CommandRejected, PlantError) as exc:
             self._reject('/joint_command', exc)
         self._commanded()
 
-    def _model_order(self, names, values, held):
-        """Map a command to model order; joints it leaves out get ``held`` (n,)."""
-        if not np.all(np.isfinite(np.asarray(values, dtype=float))):
-            raise ValueError(f'non-finite value in {list(values)}')
-        target = self.mapper.to_model(names, values, np.nan)
-        return np.where(np.isnan(target), held, target)
+    def _apply_joint_command(self, msg):
+        """Check (:func:`twin_sim.plant_commands.joint_command`) and apply a JointState."""
+        mode, values, feedforward = joint_command(self.names, msg.name, msg.position,
+                                                  msg.velocity, msg.effort)
+        with self.lock:
+            if mode == 'position':
+                q = np.where(np.isnan(values), self.plant.world.measure().q, values)
+                qd = None if feedforward is None else np.nan_to_num(feedforward, nan=0.0)
+                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                age = self.epoch + self.plant.time - stamp
+                self.plant.command_position(
+                    q, qd, extrapolate_s=STREAM_HORIZON_S,
+                    age_s=age if 0.0 <= age <= STREAM_HORIZON_S else 0.0)
+            elif mode == 'velocity':
+                self.plant.command_velocity(np.nan_to_num(values, nan=0.0))
+            else:
+                self.plant.command_effort(np.nan_to_num(values, nan=0.0))
 
     def on_forward_command(self, msg):
         """Float64MultiArray of positions for every joint, model order."""
         if not self._admit():
             return
         try:
+            q = forward_command(self.names, msg.data)
             with self.lock:
-                self.plant.command_position(np.asarray(msg.data, dtype=float))
-        except PlantError as exc:
+                self.plant.command_position(q)
+        except (CommandRejected, PlantError) as exc:
             self._reject('/forward_position_controller/commands', exc)
         self._commanded()
 
     def on_trajectory(self, msg):
-        """JointTrajectory: interpolate from now; joints it leaves out hold their position."""
+        """
+        JointTrajectory: interpolate from now; joints it leaves out hold their position.
+
+        A trajectory whose timing needs a joint faster than its velocity limit is rejected
+        (:meth:`twin_sim.plant.Plant.command_trajectory`); the previous command stays.
+        """
         if not self._admit(msg.header.stamp):
             return
         try:
-            names, points = trajectory_points(msg)
-            if not points:
-                raise TrajectoryError('trajectory has no points')
             with self.lock:
-                held = self.plant.world.measure().q
-                positions = np.array([self._model_order(names, p[1], held) for p in points])
-                velocities = None
-                if all(p[2] is not None for p in points):
-                    zeros = np.zeros(len(self.names))
-                    velocities = np.array([self._model_order(names, p[2], zeros)
-                                           for p in points])
-                interp = JointTrajectoryInterpolator([p[0] for p in points], positions,
-                                                     velocities)
+                interp = trajectory_command(self.names, msg, self.plant.world.measure().q)
                 self.plant.command_trajectory(interp)
-        except (MappingError, TrajectoryError, PlantError, ValueError) as exc:
+        except (CommandRejected, PlantError) as exc:
             self._reject('joint trajectory', exc)
         self._commanded()
 
