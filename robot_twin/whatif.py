@@ -876,8 +876,10 @@ def _drive(plant, ctx, scenario, variant, payload, reference, n, trace):
     max_score = 0.0
     alarm = (math.nan, '', '')
     # The reference was checked by prepare() (finite, (steps + 1, n) floats): its rows go to
-    # the world's trusted fast path (no per-step validation or copies). Without faults a plant
-    # step is exactly world.step() + world.measure(), so the plant is bypassed then.
+    # the world's trusted fast path (no per-step validation or copies). Without faults the
+    # plant is bypassed: its step is world.step() + world.measure() and then its range and
+    # speed stops (Plant.step), which act only where the position loop overshoots a limit of
+    # the range (the reference is inside it, checked above) or of the URDF speeds.
     set_control = world.set_control
     step = plant.step if plant.faults else None
     world_step, measure = world.step, world.measure
