@@ -74,12 +74,13 @@ def yaml_problem(path):
     A file that cannot be read is left to the caller (None): its own message says why.
     """
     import yaml
+    from twin_sim.yaml_numbers import load_yaml
     try:
         text = Path(path).read_text(encoding='utf-8')
     except (OSError, UnicodeDecodeError):
         return None
     try:
-        yaml.safe_load(text)
+        load_yaml(text)
     except yaml.YAMLError as exc:
         return _yaml_error_line(path, exc)
     return None
@@ -219,6 +220,7 @@ def read_project_file(path, key, *, sections=()):
 
     """
     import yaml
+    from twin_sim.yaml_numbers import load_yaml
     path = Path(path)
     expected = expected_file(key)
     if not path.exists():
@@ -233,7 +235,7 @@ def read_project_file(path, key, *, sections=()):
     except OSError as exc:
         raise ValueError(f'{path}: cannot read it ({exc.strerror or exc})') from None
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ValueError(_yaml_error_line(path, exc)) from None
     if isinstance(doc, dict) and key in doc:

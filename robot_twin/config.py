@@ -44,6 +44,7 @@ import math
 import os
 import re
 
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 GRAPH_KEY = 'robot_twin'
@@ -666,25 +667,15 @@ def parse_bool(text, what):
 
 # --- config files ------------------------------------------------------------------------------
 
-class _RclLoader(yaml.SafeLoader):
-    """
-    YAML as rcl reads it: ``1e-3``, ``1.0e9`` and ``.5e3`` are floats.
-
-    YAML 1.1 (PyYAML) makes them strings: it wants a dot and a signed exponent (``1.0e+9``),
-    while rcl's parser takes any number ``strtod`` reads. A file that ``ros2 launch`` accepts
-    must read the same here.
-    """
-
-
-_RclLoader.add_implicit_resolver(
-    'tag:yaml.org,2002:float',
-    re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$'),
-    list('-+.0123456789'))
-
-
 def load_rcl_yaml(stream):
-    """Parse a ROS parameters file (text or open file) with rcl's reading of numbers."""
-    return yaml.load(stream, Loader=_RclLoader)  # noqa: S506 - a SafeLoader subclass
+    """
+    Parse a ROS parameters file (text or open file) with rcl's reading of numbers.
+
+    ``1e-3``, ``1.0e9`` and ``.5e3`` are floats, as for rcl (PyYAML's YAML 1.1 would make them
+    strings): a file that ``ros2 launch`` accepts reads the same here
+    (:mod:`twin_sim.yaml_numbers`).
+    """
+    return load_yaml(stream)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ import numpy as np
 from twin_sim import resources
 from twin_sim.randomization import DEFAULT_RANDOMIZATION, load_randomization, \
     NominalDynamics, RandomizationError, RandomizationSpec, write_variant_urdf
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 __all__ = [
@@ -479,7 +480,7 @@ def load_scenario(name_or_path):
     path = _resolve(str(name_or_path), 'what-if scenario', Path.cwd(), 'whatif',
                     'what-if scenario')
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
         raise WhatIfError(f'cannot read {path}: {exc}') from exc
     except yaml.YAMLError as exc:

@@ -25,6 +25,7 @@ import warnings
 from robot_twin.cli_files import folder_problem, params_problem
 from robot_twin.cli_warnings import print_warnings
 from twin_sim.resources import urdf_or_builtin
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 _WHATIF = 'robot-twin whatif'
@@ -228,7 +229,7 @@ def _not_a_commission_output(output):
     if not path.exists():
         return ''
     try:
-        doc = yaml.safe_load(path.read_text(encoding='utf-8'))
+        doc = load_yaml(path.read_text(encoding='utf-8'))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         return f'--output {output} exists and cannot be read ({exc}); choose another --output'
     if isinstance(doc, dict) and THRESHOLDS_FILE_KEY in doc:

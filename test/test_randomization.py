@@ -159,6 +159,15 @@ def test_invalid_file_and_unknown_joint(tmp_path):
         RandomizationSpec.load(tmp_path / 'missing.yaml')
 
 
+def test_numbers_with_an_exponent_are_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads 95e-2 and 1.05e0 as text; ros2 and people write them as numbers
+    path = tmp_path / 'ranges.yaml'
+    path.write_text('links:\n  mass_scale: [95e-2, 1.05e0]\n')
+    spec = RandomizationSpec.load(path)
+    assert (spec.range('links', 'mass_scale').low, spec.range('links', 'mass_scale').high) \
+        == (0.95, 1.05)
+
+
 def test_overrides_merge_into_the_file(tmp_path):
     spec = load_randomization(overrides={'payload': {'mass_kg': [2.0, 2.0]}})
     v = spec.sample(JOINTS, 0, 0)

@@ -39,6 +39,7 @@ import time
 import warnings
 
 import numpy as np
+from twin_sim.yaml_numbers import load_yaml
 
 __all__ = ['apply', 'CalibrationConfig', 'CalibrationResult', 'Calibrator', 'load_result',
            'save_result', 'RESULT_VERSION']
@@ -480,7 +481,7 @@ def load_result(path):
 
     try:
         with open(path, encoding='utf-8') as f:
-            doc = yaml.safe_load(f)
+            doc = load_yaml(f)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f'cannot read calibration {path}: {exc}') from None
     if not isinstance(doc, dict) or _FILE_KEY not in doc:

@@ -80,6 +80,7 @@ from typing import Optional, Protocol, runtime_checkable
 import numpy as np
 from twin_anomaly.residual_stats import alpha_from_time_constant, Cusum, EwmaStats, \
     long_run_std, robust_center_scale, StrideBuffer, WindowedRms
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 #: Residual kinds of a joint, in channel-block order.
@@ -1173,7 +1174,7 @@ def _number(mapping, key, where):
 def _read_thresholds_file(path):
     """Read and structurally check a thresholds file; return its inner mapping."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = load_yaml(Path(path).read_text())
     except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
         raise ThresholdsError(f'{path}: cannot read thresholds file ({exc})') from None
     except yaml.YAMLError as exc:

@@ -61,6 +61,7 @@ from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
 from twin_anomaly.residual_stats import alpha_from_time_constant
 from twin_anomaly.sensor_checks import SensorChecks
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 __all__ = ['AnomalyMonitor', 'MonitorConfig', 'ThresholdsError', 'FILE_VERSION']
@@ -1112,7 +1113,7 @@ class AnomalyMonitor:
 
     def _load(self, path):
         try:
-            raw = yaml.safe_load(Path(path).read_text())
+            raw = load_yaml(Path(path).read_text())
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ThresholdsError(f'{path}: cannot read ({exc})') from None
         doc = raw.get(MONITOR_FILE_KEY) if isinstance(raw, dict) else None

@@ -69,6 +69,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from twin_bridge.mapping import format_joint_names
+from twin_sim.yaml_numbers import load_yaml
 
 COMMAND_KINDS = ('position', 'velocity', 'effort', 'trajectory')
 REFUSAL_CAUSES = ('malformed', 'stale', 'unknown_joint', 'length', 'nonfinite', 'no_limit',
@@ -248,7 +249,7 @@ def load_joint_limits_yaml(path, names):
     names = list(names)
     try:
         with open(path, encoding='utf-8') as f:
-            doc = yaml.safe_load(f)
+            doc = load_yaml(f)
     except (OSError, yaml.YAMLError) as exc:
         raise GovernorConfigError(f'joint limits file {path}: cannot read it ({exc})') from None
     limits = None

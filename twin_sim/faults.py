@@ -60,6 +60,7 @@ from typing import Optional
 
 import numpy as np
 from twin_sim import resources
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 __all__ = [
@@ -707,7 +708,7 @@ class FaultScenario:
         path = scenario_path(path)
         try:
             with open(path) as handle:
-                data = yaml.safe_load(handle)
+                data = load_yaml(handle)
         except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
             raise ScenarioError(f'cannot read: {exc}', str(path)) from exc
         except yaml.YAMLError as exc:

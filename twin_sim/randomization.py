@@ -42,6 +42,7 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 from transforms3d.euler import euler2mat
 from twin_sim import resources
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 __all__ = [
@@ -397,7 +398,7 @@ class RandomizationSpec:
         except (OSError, UnicodeDecodeError) as exc:      # missing, or not a text file
             raise RandomizationError(f'cannot read randomization file {path}: {exc}') from exc
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise RandomizationError(f'{path}: not valid YAML: {exc}') from exc
         source = str(path)

@@ -59,6 +59,7 @@ from twin_sim.logdata import (DEFAULT_CUTOFF_HZ, prepare_log, ProcessedLog, read
                               SysIdError, SysIdWarning)
 from twin_sim.sysid_ridge import acceptance, RidgeProblem
 from twin_sim.urdf_model import PARAMS_KEY, PARAMS_VERSION
+from twin_sim.yaml_numbers import load_yaml
 
 __all__ = [
     'BaseParameters', 'FRICTION_MODELS', 'PARAMETER_NAMES', 'Prior', 'SysIdError', 'SysIdResult',
@@ -1698,7 +1699,7 @@ def load_robot(urdf, params=None):
 
         try:
             with open(params, encoding='utf-8') as f:
-                doc = yaml.safe_load(f)
+                doc = load_yaml(f)
             robot.apply_parameters(doc)
         except (OSError, UnicodeDecodeError, yaml.YAMLError, ParametersError) as exc:
             raise SysIdError(f'cannot use the prior parameters {params}: {exc}') from None

@@ -77,6 +77,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pinocchio as pin
 from twin_sim.friction import FrictionError, FrictionModel
+from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 __all__ = [
@@ -1508,7 +1509,7 @@ class RobotModel:
             raise ParametersError(f'parameters file not found: {path}')
         try:
             with open(path, encoding='utf-8') as stream:
-                params = yaml.safe_load(stream)
+                params = load_yaml(stream)
         except (OSError, UnicodeDecodeError) as exc:      # unreadable, or not a text file
             raise ParametersError(f'{path}: cannot read it ({exc})') from None
         except yaml.YAMLError as exc:
