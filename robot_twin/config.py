@@ -509,6 +509,18 @@ PARAMETERS = {
         ParamSpec('rul.replace_below_health', float, 0.1,
                   'Worn friction at or below this health index: replace instead of lubricate.',
                   min=0.0, max=1.0, read_only=True),
+        ParamSpec('rul.warn_below_health', float, 0.5,
+                  'A joint below this health index is at least WARN (with or without an RUL '
+                  'number); not below rul.replace_below_health.',
+                  min=0.0, max=1.0, read_only=True),
+        ParamSpec('rul.rebaseline_epochs', int, 3,
+                  'Health epochs after a model change (payload, calibration) or a declared '
+                  'maintenance from which the new baseline is learned.',
+                  min=1, max=1000, read_only=True),
+        ParamSpec('rul.stale_after_s', float, 10.0,
+                  'Wall-clock seconds without robot samples after which /twin/rul says "no '
+                  'robot data since".',
+                  min=0.1, max=10000000.0, read_only=True),
         ParamSpec('rul.operating_hours_per_day', float, 0.0,
                   'Operating hours per calendar day for due dates; 0: measured (24 until a day '
                   'is seen).',

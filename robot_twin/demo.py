@@ -32,6 +32,7 @@ import yaml
 TWIN_NODES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
 TWIN_START_TIMEOUT_S = 60.0   # the twin's first /twin/anomaly report must come within this
 STALL_WINDOW_S = 3.0          # an alarm up to this long after a stall of the plant is its echo
+RUL_ECHO_EPOCHS = 3           # a health verdict weighs this many epochs (running median of three)
 DASHBOARD_ADDRESS = '127.0.0.1:8080'   # --dashboard without an address
 
 
@@ -186,12 +187,75 @@ def run_demo(duration_s=78.0, scenario='demo', corrective=False, domain_id=None,
             for group in reversed(groups):
                 group.stop()
             monitor.close()
-        code = summarize(monitor.obs, faults, exited, say, monitor.node.scenario_time)
-        return code if summarize_lifecycle(monitor.obs, workdir, say) else 1
+        scenario_time = monitor.node.scenario_time
+        return summarize(monitor.obs, faults, exited, say, scenario_time,
+                         lifecycle=lambda: summarize_lifecycle(monitor.obs, workdir, say,
+                                                               scenario_time),
+                         rul_window_s=rul_echo_window_s(processes))
 
 
-def summarize_lifecycle(obs, workdir, say):
-    """Print the RUL and the lifecycle log; return False if either is missing or broken."""
+def rul_echo_window_s(processes):
+    """
+    Seconds before a joint's RUL turned ERROR in which a robot transient may be its cause.
+
+    A health verdict weighs the last :data:`RUL_ECHO_EPOCHS` health epochs
+    (``rul.health_interval_s`` of motion each, from the twin_anomaly parameters of the
+    demo's processes), then waits for the next /twin/rul report: a transient of the emulated
+    robot in those epochs fed the evidence (plus :data:`STALL_WINDOW_S` for the reporting).
+    """
+    return RUL_ECHO_EPOCHS * float(_anomaly_parameter(processes, 'rul.health_interval_s')) \
+        + STALL_WINDOW_S
+
+
+def _anomaly_parameter(processes, name):
+    """Return the twin_anomaly parameter ``name`` as the demo sets it (override, file, default)."""
+    from robot_twin.config import defaults, load_rcl_yaml
+    for process in processes:
+        for node in process.nodes:
+            if node.name != 'twin_anomaly':
+                continue
+            if name in node.parameters:
+                return node.parameters[name]
+            for path in reversed(process.params_files):      # the last file wins
+                with open(path, encoding='utf-8') as f:
+                    doc = load_rcl_yaml(f) or {}
+                for key in ('/**/twin_anomaly', 'twin_anomaly', '/twin_anomaly', '/**'):
+                    value = (doc.get(key) or {}).get('ros__parameters') or {}
+                    for part in name.split('.'):
+                        value = value.get(part) if isinstance(value, dict) else None
+                    if value is not None:
+                        return value
+    return defaults('twin_anomaly')[name]
+
+
+def rul_changes(entries, scenario_time):
+    """
+    Return ``[(joint, level, scenario time s)]`` of the ``rul_advice`` entries of a log.
+
+    A raised level is logged at once (a lowered one once it held), so the entry that turned a
+    joint ERROR says when it did; the entry's wall time maps to scenario time like a robot
+    stamp (the demo's robot stamps on the system clock).
+    """
+    return [(e.data.get('joint', ''), e.data.get('level', ''), scenario_time(e.time))
+            for e in entries if e.kind == 'rul_advice']
+
+
+def error_since(changes, joint):
+    """Return the scenario time when ``joint``'s RUL last turned ERROR (None: not logged)."""
+    since = None
+    for name, level, t in changes:
+        if name == joint:
+            since = (since if since is not None else t) if level == 'ERROR' else None
+    return since
+
+
+def summarize_lifecycle(obs, workdir, say, scenario_time=None):
+    """
+    Print the RUL and the lifecycle log; return ``(ok, rul changes)``.
+
+    ``ok`` is False if either is missing or broken; the changes are :func:`rul_changes` of
+    the log (empty without ``scenario_time``).
+    """
     from twin_bridge.ledger import verify_ledger
     ok = True
     if not obs.rul:
@@ -208,14 +272,13 @@ def summarize_lifecycle(obs, workdir, say):
     check = verify_ledger(path) if os.path.exists(path) else None
     if check is None or not check.ok:
         say(f'PROBLEM: lifecycle log {path}: {"missing" if check is None else check}')
-        return False
-    from twin_bridge.ledger import read_ledger
+        return False, []
     kinds = {}
-    for entry in read_ledger(path):
+    for entry in check.entries:
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
     say(f'lifecycle log: {sum(kinds.values())} entries, hash chain verified ('
         + ', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) + ')')
-    return ok
+    return ok, rul_changes(check.entries, scenario_time) if scenario_time else []
 
 
 def robot_transients(obs, scenario_time):
@@ -239,11 +302,15 @@ def echo_of(t, transients):
     return next((x for x in transients if t - STALL_WINDOW_S <= x <= t + 0.5), None)
 
 
-def summarize(obs, faults, exited, say, scenario_time):
+def summarize(obs, faults, exited, say, scenario_time, lifecycle=None,
+              rul_window_s=RUL_ECHO_EPOCHS * 300.0 + STALL_WINDOW_S):
     """
     Print what happened and return 0 if the loop worked, 1 otherwise.
 
     ``scenario_time(stamp)`` maps a robot stamp to plant (scenario) time, s.
+    ``lifecycle()`` prints the RUL and the lifecycle log and returns ``(ok, rul changes)``
+    (:func:`summarize_lifecycle`); None = not checked. The RUL a joint without a fault ends
+    at (``obs.rul``) is judged like its alarms (:func:`rul_verdict`).
     """
     say('--- summary ---')
     problems = []
@@ -312,10 +379,53 @@ def summarize(obs, faults, exited, say, scenario_time):
         problems.append('false alarm on a scenario without faults')
     if obs.commands:
         say(f'corrective commands seen on the robot bus: {len(obs.commands)}')
+    changes = []
+    if lifecycle is not None:
+        ok, changes = lifecycle()
+        if not ok:
+            problems.append('the RUL report or the lifecycle log is missing or broken (above)')
+    problems += rul_verdict(getattr(obs, 'rul', {}), faults, changes, transients, say,
+                            rul_window_s)
     for p in problems:
         say(f'PROBLEM: {p}')
     say('demo OK: the twin loop worked' if not problems else 'demo FAILED')
     return 0 if not problems else 1
+
+
+def rul_verdict(rul, faults, changes, transients, say, window_s):
+    """
+    Judge the RUL each joint without a fault ends at; return the problems (list of str).
+
+    ``rul`` maps ``twin/rul/<joint>`` to ``(level, message, values)``. A joint the scenario
+    faults may end at WARN or ERROR (that is the point). Any other joint at ERROR is a problem,
+    unless its ERROR began (:func:`error_since`, from ``changes``) within ``window_s`` after a
+    transient of the emulated robot itself, whose samples its health evidence took in: then
+    it is named as that echo, like an alarm. At WARN it is printed as a warning. A fault
+    without a joint (on the tool) may load any joint: their levels are only printed then.
+    """
+    faulted = {f.get('joint') for f in faults if f.get('joint')}
+    tool_fault = any(not f.get('joint') for f in faults)
+    problems = []
+    for name, (level, message, _values) in sorted(rul.items()):
+        joint = name[len('twin/rul/'):] if name.startswith('twin/rul/') else ''
+        if not joint or joint in faulted or level not in ('WARN', 'ERROR'):
+            continue
+        if level == 'WARN' or tool_fault:
+            say(f'WARNING: the RUL of {joint}, which has no fault in this scenario, ends at '
+                f'{level}: {message}')
+            continue
+        since = error_since(changes, joint)
+        stall = None if since is None else next(
+            (x for x in transients if since - window_s <= x <= since + 0.5), None)
+        when = f' since t={since:.2f} s' if since is not None else ''
+        if stall is None:
+            problems.append(f'the RUL of {joint}, which has no fault in this scenario, ends at '
+                            f'ERROR{when}: {message}')
+        else:
+            say(f'RUL ERROR of {joint}{when} ({message}) followed a transient of the emulated '
+                f'robot itself at t={stall:.2f} s (its health evidence took in the samples of '
+                'a stall, or samples beyond its limits)')
+    return problems
 
 
 def add_demo_parser(subparsers):

@@ -298,3 +298,24 @@ def test_shipped_configs_start_every_node_as_meant_through_rcl():
     # corrective actions can be switched on and off while running
     assert out['live'] == [[True, '']]
     assert out['range'] == [0.0, 60.0]
+
+
+def test_every_rul_setting_is_an_anomaly_node_parameter_with_its_default_and_range():
+    from dataclasses import fields
+    from twin_anomaly.rul_monitor import RulConfig
+    specs = {p.name: p for p in PARAMETERS['twin_anomaly']}
+    for f in fields(RulConfig):
+        spec = specs.get(f'rul.{f.name}')
+        assert spec is not None, f'rul.{f.name} is not a twin_anomaly parameter'
+        assert (spec.type, spec.default, spec.min, spec.max) == (
+            type(f.default), f.default, f.metadata['min'], f.metadata['max']), f.name
+        assert spec.read_only, f.name
+    # the node's defaults make the monitor's defaults
+    assert RulConfig.from_parameters(cfg.defaults('twin_anomaly')) == RulConfig()
+    # and a value set in a params file reaches it
+    changed = {**cfg.defaults('twin_anomaly'), 'rul.warn_below_health': 0.4,
+               'rul.rebaseline_epochs': 5, 'rul.stale_after_s': 30.0}
+    config = RulConfig.from_parameters(changed)
+    assert (config.warn_below_health, config.rebaseline_epochs, config.stale_after_s) == \
+        (0.4, 5, 30.0)
+    assert validate_value('twin_anomaly', 'rul.rebaseline_epochs', 0) is not None

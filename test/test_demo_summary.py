@@ -66,3 +66,68 @@ def test_a_delay_alarm_after_the_robot_sent_late_is_its_echo():
     assert 'alarm at t=33.80 s (robot: delay) followed a transient' in text
     code, text = verdict(observed(alarms))
     assert code == 1
+
+
+def _rul(**levels):
+    """``twin/rul/<joint>`` statuses as the demo's observer keeps them."""
+    return {f'twin/rul/{joint}': (level, f'{level} message of {joint}', {})
+            for joint, level in levels.items()}
+
+
+def rul_verdict_of(rul, changes=(), transients=(), ok=True):
+    """Run the summary with a lifecycle check that reports ``rul`` and ``changes``."""
+    obs = observed([('joint3', 'friction_increase', 36.4)], stalls=transients)
+    obs.rul = rul
+    lines = []
+    code = summarize(obs, FAULTS, [], lines.append, lambda t: t,
+                     lifecycle=lambda: (ok, list(changes)), rul_window_s=12.0)
+    return code, '\n'.join(lines)
+
+
+def test_a_joint_without_a_fault_at_rul_error_fails_the_demo():
+    # the faulted joint3 may end at ERROR (that is the demo's point); joint5 has no fault
+    code, text = rul_verdict_of(_rul(joint3='ERROR', joint5='ERROR', joint1='OK'),
+                                changes=[('joint5', 'WARN', 40.0), ('joint5', 'ERROR', 44.0)])
+    assert code == 1, text
+    assert 'demo OK' not in text and 'demo FAILED' in text
+    assert 'PROBLEM: the RUL of joint5, which has no fault in this scenario, ends at ERROR ' \
+           'since t=44.00 s: ERROR message of joint5' in text
+    assert 'joint3, which' not in text
+
+
+def test_the_faulted_joint_at_rul_error_passes_and_a_healthy_joint_at_warn_is_warned():
+    code, text = rul_verdict_of(_rul(joint3='ERROR', joint6='WARN', joint1='OK'))
+    assert code == 0, text
+    assert 'WARNING: the RUL of joint6, which has no fault in this scenario, ends at WARN: ' \
+           'WARN message of joint6' in text
+    assert 'demo OK' in text
+
+
+def test_a_rul_error_after_a_transient_of_the_robot_is_named_as_its_echo():
+    # the emulated robot stalled at 40.0 s; joint5 turned ERROR at 44.0 s, within the epochs
+    # that took the stall in: named, not a failure. A stall long before is no excuse.
+    changes = [('joint5', 'WARN', 43.0), ('joint5', 'ERROR', 44.0), ('joint5', 'ERROR', 45.0)]
+    code, text = rul_verdict_of(_rul(joint5='ERROR'), changes, transients=[40.0])
+    assert code == 0, text
+    assert 'RUL ERROR of joint5 since t=44.00 s (ERROR message of joint5) followed a ' \
+           'transient of the emulated robot itself at t=40.00 s' in text
+    code, text = rul_verdict_of(_rul(joint5='ERROR'), changes, transients=[20.0])
+    assert code == 1 and 'ends at ERROR since t=44.00 s' in text
+    # an ERROR whose start the log does not show cannot be matched to a transient
+    code, text = rul_verdict_of(_rul(joint5='ERROR'), (), transients=[40.0])
+    assert code == 1 and 'ends at ERROR: ERROR message of joint5' in text
+
+
+def test_a_broken_lifecycle_log_is_a_problem_before_the_verdict():
+    code, text = rul_verdict_of(_rul(joint3='WARN'), ok=False)
+    assert code == 1 and 'demo OK' not in text
+    assert 'the RUL report or the lifecycle log is missing or broken' in text
+
+
+def test_the_rul_echo_window_spans_the_demo_s_health_epochs():
+    from robot_twin.demo import build_processes, rul_echo_window_s, RUL_ECHO_EPOCHS, \
+        STALL_WINDOW_S
+    from twin_sim.resources import fault_scenario
+    processes = build_processes(fault_scenario('demo'), '/tmp', False, None)
+    # config/demo.yaml: 3 s health epochs
+    assert rul_echo_window_s(processes) == RUL_ECHO_EPOCHS * 3.0 + STALL_WINDOW_S

@@ -351,3 +351,61 @@ def test_a_hub_without_token_is_read_only_and_its_recording_has_the_robot_model(
     assert {f'robot/{link}' for link in links} <= ids and {f'twin/{link}' for link in links} <= ids
     assert all(e.frame_id == 'world' for e in update.entities)
     assert sum(len(e.cylinders) for e in update.entities) >= 14
+
+
+def test_maintenance_posted_on_the_api_is_checked_and_published_for_the_twin(tmp_path):
+    """
+    POST /api/v1/maintenance on a real hub server: token, body checks, what reaches the twin.
+
+    The publisher stands in for the hub node's: it sends what the anomaly node reads
+    (robot_twin.nodes.messages) and says how many twin_anomaly readers it has.
+    """
+    from robot_twin.hub.server import Hub
+    from robot_twin.hub.settings import HubSettings
+    from robot_twin.hub.state import TwinState
+    from robot_twin.nodes.messages import maintenance_from_status, maintenance_status
+    published, readers = [], [1]
+
+    def publisher(joint, action, by, note):
+        published.append(maintenance_from_status(maintenance_status(joint, action, by, note)))
+        return readers[0]
+
+    token = 'maintenance-token-0123456789'
+    servers = []
+    for with_token in (token, None):
+        port = free_port()
+        servers.append((f'http://127.0.0.1:{port}/api/v1/maintenance', Hub(
+            TwinState(JOINTS, 'arm'), HubSettings(api=('127.0.0.1', port), token=with_token,
+                                                  whatif_output_dir=str(tmp_path / 'w')),
+            model=None, maintenance_publisher=publisher, log=lambda _text: None).start()))
+    (url, hub), (read_only_url, read_only) = servers
+    auth = {'Authorization': f'Bearer {token}'}
+    try:
+        body = {'joint': 'joint3', 'action': 'lubricate', 'note': 'new grease'}
+        assert httpx.post(url, json=body).status_code == 401
+        answer = httpx.post(read_only_url, json=body, headers=auth)
+        assert answer.status_code == 403 and 'writes are disabled' in answer.json()['detail']
+        for bad in ({'joint': 'joint9', 'action': 'lubricate'},
+                    {'joint': 'joint3', 'action': 'oil'}, {'joint': 'joint3'},
+                    {'joint': 'joint3', 'action': 'all', 'who': 'me'},
+                    {'joint': 'joint3', 'action': 'all', 'note': 'a\x00b'},
+                    {'joint': 'joint3', 'action': 'all', 'note': 'x' * 501}):
+            answer = httpx.post(url, json=bad, headers=auth)
+            assert answer.status_code == 422, (bad, answer.text)
+        assert published == []                       # nothing bad reached the twin
+        done = httpx.post(url, json=body, headers=auth)
+        assert done.status_code == 200, done.text
+        assert done.json()['message'] == 'published on /twin/maintenance: lubricate on joint3'
+        assert httpx.post(url, json={'joint': 'joint5', 'action': 'reduce load'}, headers={
+            **auth, 'X-Robot-Twin-Interface': 'dashboard'}).status_code == 200
+        assert published == [('joint3', 'lubricate', 'twin_hub (REST)', 'new grease'),
+                             ('joint5', 'reduce load', 'twin_hub (dashboard)', '')]
+        readers[0] = 0                               # no twin_anomaly listens: not declared
+        nobody = httpx.post(url, json=body, headers=auth)
+        assert nobody.status_code == 409 and 'no twin_anomaly node listens' in \
+            nobody.json()['detail']
+        schema = httpx.get(url.replace('/api/v1/maintenance', '/openapi.json')).json()
+        assert 'post' in schema['paths']['/api/v1/maintenance']
+    finally:
+        hub.stop()
+        read_only.stop()

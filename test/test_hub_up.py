@@ -106,6 +106,18 @@ def test_up_with_api_serves_the_running_twin_and_stops_cleanly(tmp_path):
                 switches()), 30, 'both switches in the lifecycle log', seen=output.text)
             assert [e['enabled'] for e in logged] == ['true', 'false'], logged
             assert all(e['interface'] == 'REST' for e in logged), logged
+            # maintenance declared on the hub reaches the twin's RUL monitor and its log
+            answer = client.post('/api/v1/maintenance', headers=auth, json={
+                'joint': joints[2]['name'], 'action': 'lubricate', 'note': 'hub_up test'})
+            assert answer.status_code == 200, answer.text
+
+            def maintenance():
+                return [e.data for e in read_ledger(ledger)
+                        if e.kind == 'maintenance_done'] or None
+            done = wait_until(maintenance, 30, 'maintenance_done in the lifecycle log',
+                              seen=output.text)
+            assert done[0]['joint'] == joints[2]['name'] and done[0]['action'] == 'lubricate'
+            assert done[0]['by'] == 'twin_hub (REST)' and done[0]['note'] == 'hub_up test'
         names = list(RobotModel.from_urdf(builtin_urdf()).joint_names)
         assert [j['name'] for j in joints] == names
         assert health['samples_received']['measured'] > 0

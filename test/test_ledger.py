@@ -442,8 +442,10 @@ def test_anomaly_node_reports_a_failed_background_write(tmp_path, monkeypatch):
         def __init__(self, ledger):
             self.ledger, self._ledger_error, self.logger = ledger, '', Logger()
             self.payload_refused = 0
+            self.maintenance_accepted = self.maintenance_refused = 0
             self.params = {'payload_mass_kg': 0.0}
-            self.monitor = type('Monitor', (), {'payload': None})()
+            self.monitor = type('Monitor', (), {'payload': None, 'dropped_samples': 0,
+                                                'checks': type('C', (), {'lost_in_twin': 0})})()
 
         def get_logger(self):
             return self.logger

@@ -7,6 +7,7 @@ the detector is observed through the same function-call hooks the container wire
 """
 import math
 from pathlib import Path
+import re
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -504,3 +505,221 @@ def test_a_plant_in_the_container_keeps_its_own_name_and_parameters(monkeypatch,
             node.destroy_node()
     finally:
         rclpy.try_shutdown()
+
+
+def _stamp_of(data):
+    """``(sec, nanosec)`` of a serialized DiagnosticArray."""
+    stamp = deserialize_message(data, DiagnosticArray).header.stamp
+    return stamp.sec, stamp.nanosec
+
+
+def test_reports_and_status_carry_the_stamp_of_the_newest_robot_sample(ros):
+    """/twin/anomaly, /diagnostics, /twin/markers, /twin/rul and /twin/status: robot stamps."""
+    ros()
+    bridge = TwinBridgeNode(anomaly_in_process=True)
+    mirror = TwinMirrorNode(source=bridge.input)
+    anomaly = TwinAnomalyNode(mirror=mirror)
+    bridge.status_sources.append(anomaly.status_values)
+    sent = {k: [] for k in ('anomaly', 'diagnostics', 'markers', 'rul', 'status', 'sync')}
+    anomaly.pub_anomaly.publish = sent['anomaly'].append
+    anomaly.pub_diag.publish = sent['diagnostics'].append
+    anomaly.pub_markers.publish = lambda msg: sent['markers'].append(
+        [(m.header.stamp.sec, m.header.stamp.nanosec) for m in msg.markers])
+    anomaly.pub_rul.publish = sent['rul'].append
+    bridge.pub_status.publish = sent['status'].append
+    bridge.pub_diag.publish = sent['sync'].append
+    model = RobotModel.from_urdf(builtin_urdf())
+    messages = robot_messages(200, time.time() - 0.5, model)
+    robot_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in messages}
+
+    anomaly.publish()                         # before any sample: the node's clock
+    bridge.publish_status()
+    assert _stamp_of(sent['anomaly'][-1]) not in robot_stamps
+    assert _stamp_of(sent['status'][-1]) not in robot_stamps
+    for msg in messages:
+        bridge.input.on_joint_state(serialize_message(msg))
+    newest = (messages[-1].header.stamp.sec, messages[-1].header.stamp.nanosec)
+    anomaly.publish()
+    anomaly.publish_rul()
+    bridge.publish_status()
+    for topic in ('anomaly', 'diagnostics', 'rul', 'status', 'sync'):
+        assert _stamp_of(sent[topic][-1]) == newest, topic
+    assert sent['markers'] and set(sent['markers'][-1]) == {newest}
+    # a late report (the robot stopped) still carries the stamp of the sample it comes from
+    time.sleep(0.01)
+    anomaly.publish()
+    bridge.publish_status()
+    assert _stamp_of(sent['anomaly'][-1]) == _stamp_of(sent['status'][-1]) == newest
+
+
+def test_twin_status_counts_dropped_samples_and_writes_epoch_times_in_full(ros):
+    """joint_states.dropped as /twin/anomaly's dropped_samples; since to the microsecond."""
+    ros()
+    bridge = TwinBridgeNode(anomaly_in_process=True)
+    mirror = TwinMirrorNode(source=bridge.input)
+    anomaly = TwinAnomalyNode(mirror=mirror)
+    bridge.status_sources.append(anomaly.status_values)
+    statuses, reports = [], []
+    bridge.pub_status.publish = lambda data: statuses.append(
+        deserialize_message(data, DiagnosticArray).status[0])
+    anomaly.pub_anomaly.publish = lambda data: reports.append(
+        deserialize_message(data, DiagnosticArray).status)
+    taken = []
+    mirror.result_listeners.insert(0, lambda sample, result: taken.append((sample, result)))
+    model = RobotModel.from_urdf(builtin_urdf())
+    for msg in robot_messages(100, time.time() - 0.3, model):
+        bridge.input.on_joint_state(serialize_message(msg))
+    sample, result = taken[-1]
+    anomaly.take_result(sample, result)       # a stamp that did not advance: dropped
+    anomaly.take_result(sample, result)
+    bridge.publish_status()
+    anomaly.publish()
+    values = {kv.key: kv.value for kv in statuses[-1].values}
+    robot = {kv.key: kv.value for kv in next(
+        s for s in reports[-1] if s.name == 'twin/anomaly/robot').values}
+    assert values['joint_states.dropped'] == robot['dropped_samples'] == '2'
+    assert values['joint_states.lost_in_twin'] == '0'
+    since = values['joint_states.since']
+    assert re.fullmatch(r'\d{10}\.\d{6}', since), since
+    assert abs(float(since) - time.time()) < 60.0
+
+
+def test_epoch_times_in_status_values_keep_the_microseconds():
+    from robot_twin.nodes.messages import value_text
+    assert value_text(1796516487.6263728) == '1796516487.626373'   # not '1.79652e+09'
+    assert value_text(-1796516487.5) == '-1796516487.500000'
+    assert value_text(0.123456789) == '0.123457'
+    assert value_text(123456.7) == '123457'
+    assert value_text(math.nan) == 'nan' and value_text(math.inf) == 'inf'
+    assert value_text(1e300) == '1e+300' and value_text(3) == '3'
+
+
+def _running_plant(monkeypatch, lag):
+    """Start a real-time PlantNode whose pacer's ``lag`` is ``lag(node, pacer, now, orig)``."""
+    from robot_twin.nodes import plant_node
+    original = plant_node.RealtimePacer.lag
+    holder = {}
+
+    def patched(pacer, now):
+        node = holder.get('node')
+        return original(pacer, now) if node is None else lag(node, pacer, now, original)
+    monkeypatch.setattr(plant_node.RealtimePacer, 'lag', patched)
+    node = plant_node.PlantNode('plant_under_test')
+    return node, holder
+
+
+def _stop_plant(node):
+    node.running = False
+    node.thread.join(10.0)
+    node.destroy_node()
+
+
+def test_a_plant_reset_while_it_steps_sends_no_sample_into_the_future(ros, monkeypatch):
+    """The sample stepped before /twin/reset keeps the epoch it was stepped on."""
+    from std_srvs.srv import Trigger
+    ros('step_mode:=realtime')
+    clocks, seen = [], {}
+
+    def lag(node, pacer, now, original):
+        if 'stamp' not in seen and node.plant.time > 0.05:
+            # between the step and its publication: the stepped sample's stamp is this
+            seen['stamp'] = node.epoch + node.plant.time
+            seen['index'] = len(clocks)
+            node.on_reset(Trigger.Request(), Trigger.Response())
+            return 0.0                 # due now: published at once
+        return original(pacer, now)
+    node, holder = _running_plant(monkeypatch, lag)
+    try:
+        node.pub_clock.publish = clocks.append
+        holder['node'] = node
+        deadline = time.monotonic() + 60.0
+        while ('index' not in seen or len(clocks) <= seen['index'] + 1) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert 'index' in seen and len(clocks) > seen['index'] + 1, 'the plant did not step'
+        stamp = clocks[seen['index']].clock
+        expected = divmod(int(round(seen['stamp'] * 1e9)), 1_000_000_000)
+        assert (stamp.sec, stamp.nanosec) == expected      # not the new epoch + the old time
+    finally:
+        _stop_plant(node)
+
+
+def test_a_starved_plant_publishes_its_status_at_most_once_a_period(ros, monkeypatch):
+    ros('step_mode:=realtime')
+    from robot_twin.nodes.plant_node import Throttle
+    clocks, messages = [], []
+    node, holder = _running_plant(monkeypatch, lambda node, pacer, now, original: 1.0)
+    try:
+        wall = [0.0]
+        node.starved_status = Throttle(1.0, clock=lambda: wall[0])
+        publish_status = node.publish_status
+        node.publish_status = lambda message: (messages.append(message),
+                                               publish_status(message))
+        node.pub_clock.publish = clocks.append
+        holder['node'] = node                   # from now on every step is 1 s late
+        deadline = time.monotonic() + 60.0
+        while len(clocks) < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(clocks) >= 30
+        assert messages.count('samples dropped (starved of CPU)') == 1
+        wall[0] = 1.0
+        count = len(clocks)
+        while len(clocks) < count + 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert messages.count('samples dropped (starved of CPU)') == 2
+    finally:
+        _stop_plant(node)
+
+
+def test_the_throttle_lets_one_action_through_per_period():
+    from robot_twin.nodes.plant_node import Throttle
+    now = [10.0]
+    throttle = Throttle(1.0, clock=lambda: now[0])
+    assert throttle.due() and not throttle.due()
+    now[0] = 10.9
+    assert not throttle.due()
+    now[0] = 11.0
+    assert throttle.due() and not throttle.due()
+
+
+def test_maintenance_declared_on_twin_maintenance_is_applied_once_and_logged(ros, tmp_path):
+    """
+    /twin/maintenance (DiagnosticStatus: joint, action, by, note) reaches the RUL monitor.
+
+    An accepted declaration re-learns the joint (a ``maintenance`` record in the health log)
+    and becomes a ``maintenance_done`` entry of the lifecycle log, with who and the note; a bad
+    one is refused, counted in the status values, and changes nothing.
+    """
+    import json
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    from robot_twin.nodes.messages import maintenance_status, MAINTENANCE_TOPIC
+    from twin_bridge.ledger import KINDS, read_ledger
+    ledger, health = tmp_path / 'ledger.jsonl', tmp_path / 'health.jsonl'
+    ros(f'ledger_path:={ledger}', f'rul.log_path:={health}')
+    anomaly = TwinAnomalyNode('anomaly_maintenance')
+    (sub,) = [s for s in anomaly.subscriptions if s.topic_name == MAINTENANCE_TOPIC]
+    assert sub.msg_type is DiagnosticStatus
+    assert sub.qos_profile.durability == DurabilityPolicy.VOLATILE    # never re-applied
+    assert sub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    for bad in (maintenance_status('joint9', 'lubricate'), maintenance_status('joint3', 'oil'),
+                maintenance_status('', 'lubricate'), maintenance_status('joint3', ' '),
+                DiagnosticStatus()):
+        anomaly.on_maintenance(bad)
+    assert anomaly.status_values()['maintenance.refused'] == 5
+    assert anomaly.status_values()['maintenance.accepted'] == 0
+    # as the hub publishes it, and as `ros2 topic pub` would (name, message, values)
+    anomaly.on_maintenance(maintenance_status('joint3', 'lubricate', 'twin_hub (REST)',
+                                              'new grease'))
+    by_hand = DiagnosticStatus(name='joint5', message='replace')
+    anomaly.on_maintenance(by_hand)
+    assert anomaly.status_values()['maintenance.accepted'] == 2
+    anomaly.publish_rul()                          # the RUL report carries the ledger entries
+    anomaly.destroy_node()
+    records = [json.loads(line) for line in health.read_text().splitlines()]
+    assert [(r['joint'], r['action']) for r in records if r.get('kind') == 'maintenance'] == \
+        [('joint3', 'lubricate'), ('joint5', 'replace')]
+    done = [e.data for e in read_ledger(str(ledger)) if e.kind == 'maintenance_done']
+    assert [(d['joint'], d['action'], d['by'], d['note']) for d in done] == [
+        ('joint3', 'lubricate', 'twin_hub (REST)', 'new grease'), ('joint5', 'replace', '', '')]
+    assert 'maintenance_done' in KINDS and 'health_rebaseline' in KINDS

@@ -242,3 +242,14 @@ def test_declare_maintenance_refuses_unknown_joints_and_actions():
     with pytest.raises(ValueError, match='stamp'):
         mon.declare_maintenance('j1', 'all', math.nan)
     mon.declare_maintenance('j1', 'all', None)           # before the baseline: learned again
+
+
+def test_every_lifecycle_entry_the_monitor_writes_is_a_known_ledger_kind():
+    from twin_bridge.ledger import KINDS
+    mon = _monitor()
+    reports = _stream(mon, 0.0, 70.0, at={
+        50.0: lambda: mon.model_changed(key='2kg', reason='payload'),
+        60.0: lambda: mon.declare_maintenance('j2', 'lubricate', None)})
+    kinds = {e['kind'] for _, r in reports for e in r.ledger}
+    assert {'health_baseline', 'health_rebaseline', 'maintenance_done'} <= kinds
+    assert kinds <= set(KINDS), kinds - set(KINDS)

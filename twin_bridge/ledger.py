@@ -73,6 +73,10 @@ KINDS = {
     'anomaly_cleared': 'an anomaly alarm cleared',
     'payload_set': 'the twin was told of a new payload (mass, centre of mass, inertia)',
     'health_baseline': "the health monitor's baseline per joint",
+    'health_rebaseline': 'the twin predicts with another model (payload, calibration): the '
+                         'joints whose friction and residual evidence is learned again, why',
+    'maintenance_done': 'maintenance declared done on a joint (/twin/maintenance, the hub): '
+                        'joint, action, who, note; its health baseline is learned again',
     'rul_advice': 'changed maintenance advice of a joint: level, action, due date, RUL and '
                   'its interval, health index, the evidence behind it',
     'rul_derating': 'a changed speed derating asked of the governor (scale, joint, why)',

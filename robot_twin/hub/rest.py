@@ -36,6 +36,7 @@ from robot_twin.hub.jobs import JobRejected, RESULT_FILES
 from robot_twin.hub.state import AlreadyAcknowledged, check_note, NOTE_MAX_CHARS
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from twin_anomaly.rul_monitor import MAINTENANCE_ACTIONS
 from twin_bridge.ledger import to_json_value
 
 API = '/api/v1'
@@ -95,6 +96,20 @@ class CorrectiveRequest(BaseModel):
 
     model_config = ConfigDict(extra='forbid')
     enabled: StrictBool = Field(description='true lets the governor command the robot.')
+
+
+def maintenance_request_model(joints):
+    """Return the body model of a maintenance declaration, with this robot's joints."""
+    joint = Literal[tuple(joints)] if joints else StrictStr
+    return create_model(
+        'MaintenanceRequest', __config__=ConfigDict(extra='forbid'),
+        joint=(joint, Field(description='The joint the maintenance was done on.')),
+        action=(Literal[MAINTENANCE_ACTIONS], Field(
+            description='What was done: ' + ', '.join(MAINTENANCE_ACTIONS) + '.')),
+        note=(Annotated[StrictStr, AfterValidator(check_note)], Field(
+            '', max_length=NOTE_MAX_CHARS, pattern=NOTE_PATTERN,
+            description='Free text for the lifecycle log (no control characters but tab and '
+                        'line breaks).')))
 
 
 def _json_integer(value):
@@ -252,6 +267,7 @@ def create_app(state, actions, *, token=None, jobs=None, connections=None):
 
     JobRequest = job_request_model(jobs.scenarios() if jobs else (),   # noqa: N806 - a class
                                    jobs.max_samples if jobs else 1)
+    MaintenanceRequest = maintenance_request_model(state.joint_names)  # noqa: N806 - a class
 
     @app.exception_handler(Exception)
     async def unexpected(_request, exc):   # a bug: still a JSON body that says what happened
@@ -419,6 +435,28 @@ def create_app(state, actions, *, token=None, jobs=None, connections=None):
         try:
             ok, message = await run_in_threadpool(actions.set_payload, body.mass_kg,
                                                   body.com_m, body.inertia_kgm2)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        if not ok:
+            raise HTTPException(409, message)
+        return {'message': message, **body.model_dump()}
+
+    @app.post(f'{API}/maintenance', tags=['health'], responses=_errors(401, 403, 409))
+    async def declare_maintenance(request: Request, body: MaintenanceRequest,
+                                  _auth: bool = Depends(writer)) -> Dict[str, Any]:
+        """
+        Declare maintenance done on a joint (published on /twin/maintenance).
+
+        The twin's anomaly node learns the joint's health anew (its RUL reports
+        ``collecting evidence: new baseline after maintenance`` meanwhile) and writes
+        ``maintenance_done`` to the lifecycle log. 409 when the hub is not connected to the
+        twin or no twin_anomaly listens (nothing was declared).
+        """
+        via = 'dashboard' if request.headers.get(INTERFACE_HEADER, '').lower() == 'dashboard' \
+            else 'REST'
+        try:
+            ok, message = await run_in_threadpool(actions.declare_maintenance, body.joint,
+                                                  body.action, body.note, via)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
         if not ok:

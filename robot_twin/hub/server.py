@@ -49,11 +49,16 @@ class HubActions:
     on_corrective_switched : callable, optional
         ``on_corrective_switched(data)`` after each switch of corrective actions (the node
         publishes it for the twin's lifecycle-log writer).
+    maintenance_publisher : callable, optional
+        ``publisher(joint, action, by, note) -> int``: publishes a maintenance declaration on
+        /twin/maintenance (the node) and returns how many readers (twin_anomaly) it has; None
+        = not connected to the twin.
 
     """
 
     def __init__(self, state, ledger_path='', corrective_setter=None, on_acknowledged=None,
-                 payload_publisher=None, model=None, on_corrective_switched=None):
+                 payload_publisher=None, model=None, on_corrective_switched=None,
+                 maintenance_publisher=None):
         self.state = state
         self.ledger_path = ledger_path
         self.corrective_setter = corrective_setter
@@ -61,6 +66,7 @@ class HubActions:
         self.payload_publisher = payload_publisher
         self.model = model
         self.on_corrective_switched = on_corrective_switched
+        self.maintenance_publisher = maintenance_publisher
 
     def acknowledge(self, episode_id, by, note=''):
         """
@@ -93,6 +99,27 @@ class HubActions:
         self.payload_publisher(payload)
         return True, f'published on /twin/payload: {payload.mass:g} kg in ' \
                      f'{self.model.payload_frame}'
+
+    def declare_maintenance(self, joint, action, note='', via='REST'):
+        """
+        Tell the twin that maintenance was done on ``joint``; return ``(ok, message)``.
+
+        Published on /twin/maintenance (volatile: only a twin_anomaly that listens now gets
+        it), ``by`` = ``twin_hub (<via>)``; the twin's anomaly node re-learns the joint's health
+        and writes ``maintenance_done`` to the lifecycle log. Not ok when the hub is not
+        connected to the twin or no twin_anomaly listens. Raises ValueError for a joint the
+        robot does not have.
+        """
+        if joint not in self.state.joint_names:
+            raise ValueError(f'no joint {joint!r}; the robot has '
+                             f'{", ".join(self.state.joint_names)}')
+        if self.maintenance_publisher is None:
+            return False, 'this hub is not connected to the twin'
+        readers = self.maintenance_publisher(joint, action, f'twin_hub ({via})', note)
+        if not readers:
+            return False, ('no twin_anomaly node listens on /twin/maintenance: the maintenance '
+                           'was not declared (is the twin running, with rul.enabled?)')
+        return True, f'published on /twin/maintenance: {action} on {joint}'
 
     def set_corrective(self, enabled, via='REST'):
         """Ask the bridge to switch corrective actions; return ``(ok, message)``."""
@@ -150,17 +177,20 @@ class Hub:
         The robot (OPC UA axes, Foxglove scene).
     corrective_setter, on_acknowledged, payload_publisher, on_corrective_switched : callable
         Optional; see :class:`HubActions`.
+    maintenance_publisher : callable
+        Optional; see :class:`HubActions`.
     log : callable
         ``log(text)`` for start-up lines (the node's logger).
 
     """
 
     def __init__(self, state, settings, model, corrective_setter=None, *, on_acknowledged=None,
-                 payload_publisher=None, on_corrective_switched=None, log=print):
+                 payload_publisher=None, on_corrective_switched=None,
+                 maintenance_publisher=None, log=print):
         self.state, self.settings, self.model = state, settings, model
         self.actions = HubActions(state, settings.ledger_path, corrective_setter,
                                   on_acknowledged, payload_publisher, model,
-                                  on_corrective_switched)
+                                  on_corrective_switched, maintenance_publisher)
         self.log = log
         self.jobs = WhatIfJobs(state, settings.whatif_output_dir,
                                max_samples=settings.whatif_max_samples,

@@ -22,12 +22,12 @@ import re
 import sys
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import InertiaStamped
 from rclpy.node import Node
 from robot_twin.nodes import qos
-from robot_twin.nodes.messages import diagnostics_bytes, now_stamp, payload_from_msg, \
-    status_values
+from robot_twin.nodes.messages import diagnostics_bytes, maintenance_from_status, \
+    MAINTENANCE_TOPIC, now_stamp, payload_from_msg, status_values
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
@@ -97,6 +97,7 @@ class TwinAnomalyNode(Node):
         self.speed_scale_listeners = []
         self._scale_sent = None       # last derating published
         self.position = None          # latest measured position, for the markers
+        self.sample_stamp = None      # (sec, nanosec) of the newest sample: the reports' stamp
         self._mirror_node = mirror
         if mirror is None:            # a process of its own: the chain runs here
             self.input = self._robot_input = RobotInput(self, model, p)
@@ -126,6 +127,11 @@ class TwinAnomalyNode(Node):
         self.create_subscription(InertiaStamped, '/twin/payload', self.on_payload, qos.LATCHED)
         self.get_logger().info(f'what the robot carries: /twin/payload, in frame '
                                f'{model.payload_frame}')
+        # maintenance done (volatile: a declaration is applied once, never again at a restart)
+        self.maintenance_accepted = self.maintenance_refused = 0
+        self._maintenance_by = []     # (joint, action, {by, note}) for maintenance_done entries
+        self.create_subscription(DiagnosticStatus, MAINTENANCE_TOPIC, self.on_maintenance,
+                                 qos.COMMAND)
         if self.ledger is not None:
             self._record_start(p)
             self._acknowledged = set()
@@ -159,6 +165,8 @@ class TwinAnomalyNode(Node):
             if start is not None:
                 self.ledger.record_start(**start)
             else:
+                if kind == 'maintenance_done':
+                    data = self._with_maintenance_by(data)
                 # a failed background write is reported when it happens, not dropped with
                 # the future (the ledger also refuses further entries after it)
                 self.ledger.append_async(kind, data).add_done_callback(self._ledger_written)
@@ -232,12 +240,58 @@ class TwinAnomalyNode(Node):
             self.payload_refused += 1
             self.get_logger().warning(f'/twin/payload refused: {exc}')
 
+    def on_maintenance(self, msg):
+        """
+        Take maintenance declared done on a joint (/twin/maintenance, DiagnosticStatus).
+
+        ``name`` the joint, ``message`` the action, values ``by`` and ``note``; the RUL monitor
+        learns the joint's health anew (``RulMonitor.declare_maintenance``), and the lifecycle
+        log gets ``maintenance_done`` (with who and the note) at the next /twin/rul report. A bad
+        declaration is refused with a warning and counted (``maintenance.refused``).
+        """
+        try:
+            joint, action, by, note = maintenance_from_status(msg)
+            if self.pipeline.rul is None:
+                raise ValueError('the RUL monitor is off (rul.enabled: false)')
+            self.pipeline.rul.declare_maintenance(joint, action, None)
+        except ValueError as exc:
+            self.maintenance_refused += 1
+            self.get_logger().warning(f'{MAINTENANCE_TOPIC} refused: {exc}')
+            return
+        self.maintenance_accepted += 1
+        if self.ledger is not None:
+            self._maintenance_by.append((joint, action, {'by': by, 'note': note}))
+        self.get_logger().info(f'maintenance done on {joint}: {action}'
+                               + (f' by {by}' if by else '') + (f' ({note})' if note else '')
+                               + '; its health baseline is learned anew')
+
+    def _with_maintenance_by(self, data):
+        """Add who declared it and the note to a ``maintenance_done`` entry, if known."""
+        for i, (joint, action, extra) in enumerate(self._maintenance_by):
+            if (joint, action) == (data.get('joint'), data.get('action')):
+                del self._maintenance_by[i]
+                return {**data, **extra}
+        return data
+
     def status_values(self):
-        """Values for /twin/status (the bridge adds them in the one-process twin)."""
+        """
+        Values for /twin/status (the bridge adds them in the one-process twin).
+
+        ``joint_states.dropped``: the samples the twin lost or dropped, as /twin/anomaly's
+        ``dropped_samples``: ``joint_states.lost_in_twin`` (lost in its own input queue, found
+        by the stream checks) plus samples whose stamp did not advance. Read from the
+        detector's counters at status time: no work per sample.
+        """
+        monitor = self.monitor
+        lost = int(monitor.checks.lost_in_twin)
         payload = self.monitor.payload
         values = {'payload_kg': float(payload.mass) if payload is not None else
                   float(self.params['payload_mass_kg']),
-                  'payload.refused': self.payload_refused}
+                  'payload.refused': self.payload_refused,
+                  'maintenance.accepted': self.maintenance_accepted,
+                  'maintenance.refused': self.maintenance_refused,
+                  'joint_states.dropped': int(monitor.dropped_samples) + lost,
+                  'joint_states.lost_in_twin': lost}
         if self._ledger_error:
             values['lifecycle_log'] = self._ledger_error
         return values
@@ -245,6 +299,7 @@ class TwinAnomalyNode(Node):
     def take_result(self, sample, result):
         """Feed one robot sample and the mirror's result for it to the pipeline."""
         self.position = sample.position
+        self.sample_stamp = sample.stamp
         self.pipeline.update(sample, result, now=self._receive_time())
         if self.monitor.alarm_changes != self._alarm_changes:
             self._alarm_changes = self.monitor.alarm_changes
@@ -266,11 +321,22 @@ class TwinAnomalyNode(Node):
             self.pipeline.wrench(t, out[1])
 
     # ---------------------------------------------------------------- outputs
+    def report_stamp(self):
+        """
+        Return the header stamp ``(sec, nanosec)`` of the reports published now.
+
+        The stamp of the newest robot sample the pipeline took (the contract: every twin output
+        carries the stamp of the robot sample it was computed from); the node clock's time
+        only before the first sample. A robot that stops leaves it at its last sample's.
+        """
+        stamp = self.sample_stamp
+        return stamp if stamp is not None else now_stamp(self.get_clock())
+
     def publish(self):
         """Publish the monitor's report (/twin/anomaly, /diagnostics, score, markers)."""
         state = self.pipeline.report()
         entries = status_entries(state, self.monitor.warn_ratio)
-        stamp = now_stamp(self.get_clock())
+        stamp = self.report_stamp()
         data = diagnostics_bytes(stamp, entries)     # once for both topics, no message objects
         self.pub_anomaly.publish(data)
         self.pub_diag.publish(data)
@@ -286,8 +352,7 @@ class TwinAnomalyNode(Node):
         """Publish /twin/rul and the derating the governor should apply."""
         rep = self.pipeline.rul_report(time.time(),
                                        applied_speed_scale=self.pipeline.speed_scale)
-        self.pub_rul.publish(diagnostics_bytes(now_stamp(self.get_clock()),
-                                               rep.status_entries()))
+        self.pub_rul.publish(diagnostics_bytes(self.report_stamp(), rep.status_entries()))
         scale = self.pipeline.speed_scale
         if math.isfinite(scale) and scale != self._scale_sent:
             self._scale_sent = scale

@@ -83,6 +83,7 @@ class TwinBridgeNode(Node):
         self.input = RobotInput(self, model, p)
         self.intake = self.input.intake
         self.input.sample_listeners.append(self._display)
+        self.sample_stamp = None    # (sec, nanosec) of the newest accepted sample: /twin/status
         self.status_sources = []
         self.mirror_check = MirrorResultCheck()    # not "in sync" while results are NaN
         self.display = DisplayRate(p['display_rate_hz'])
@@ -217,6 +218,7 @@ class TwinBridgeNode(Node):
 
     def _display(self, sample):
         """Republish the accepted state on /twin/joint_states at the display rate."""
+        self.sample_stamp = sample.stamp      # (every sample: the stamp of /twin/status)
         if not self.display.due(sample.t):
             return
         # a field some joint lacks in this sample (NaN effort: its message gave none) goes out
@@ -377,6 +379,8 @@ class TwinBridgeNode(Node):
         """
         Publish /twin/status: sync state, latency, drift, staleness and counters.
 
+        Stamped with the newest robot sample's stamp (:meth:`report_stamp`).
+
         Also the moment the governor watches the clock, and a corrective proposal refused for
         a passing reason is retried.
         """
@@ -400,11 +404,23 @@ class TwinBridgeNode(Node):
         values['joints_without_effort'] = ','.join(intake.mapper.never_received('effort'))
         level, message = self.mirror_check.judge(*intake.sync_status(now), values, now)
         self._warn_stamps_behind(now)
-        stamp = now_stamp(self.get_clock())
+        stamp = self.report_stamp()
         self.pub_status.publish(diagnostics_bytes(
             stamp, [StatusEntry('twin/status/sync', level, message, values)]))
         self.pub_diag.publish(diagnostics_bytes(stamp, [sync_diagnostic(level, message,
                                                                         values)]))
+
+    def report_stamp(self):
+        """
+        Return the header stamp ``(sec, nanosec)`` of /twin/status (and ``twin/sync``) now.
+
+        The stamp of the newest robot sample the intake accepted (the contract: every twin
+        output carries the stamp of the robot sample it was computed from); the node clock's
+        time only before the first sample. While the robot is silent the stamp stays at its
+        last sample's (the status says STALE, and its age is in ``joint_states.age_s``).
+        """
+        stamp = self.sample_stamp
+        return stamp if stamp is not None else now_stamp(self.get_clock())
 
     def _warn_stamps_behind(self, now):
         """Log, at most every STAMP_WARNING_PERIOD_S, a stream whose stamps lag the clock."""

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import InertiaStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
@@ -28,7 +28,8 @@ from robot_twin.hub.settings import HUB_EXECUTABLE, HubSettings
 from robot_twin.hub.state import TwinState
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import stamp_of
-from robot_twin.nodes.messages import level_name, make_status, stamp_to_sec, status_values
+from robot_twin.nodes.messages import level_name, maintenance_status, MAINTENANCE_TOPIC, \
+    make_status, stamp_to_sec, status_values
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.runner import run_node
 from robot_twin.twin_model import robot_model
@@ -96,12 +97,15 @@ class TwinHubNode(Node):
         self.pub_payload = self.create_publisher(InertiaStamped, '/twin/payload', qos.LATCHED)
         self.pub_switch = self.create_publisher(DiagnosticArray, '/twin/corrective_switches',
                                                 ACK_QOS)
+        self.pub_maintenance = self.create_publisher(DiagnosticStatus, MAINTENANCE_TOPIC,
+                                                     qos.COMMAND)
         self.payload_frame = model.payload_frame
         self.create_timer(2.0, self.read_corrective)
         self.hub = Hub(self.state, settings, model, self.set_corrective,
                        on_acknowledged=self.publish_acknowledgement,
                        payload_publisher=self.publish_payload,
                        on_corrective_switched=self.publish_corrective_switch,
+                       maintenance_publisher=self.publish_maintenance,
                        log=self.get_logger().info)
         try:
             self.hub.start()
@@ -158,6 +162,13 @@ class TwinHubNode(Node):
             f'{data["interface"]}', {k: str(v).lower() if isinstance(v, bool) else v
                                      for k, v in data.items()}))
         self.pub_switch.publish(array)
+
+    def publish_maintenance(self, joint, action, by, note):
+        """Publish maintenance done on /twin/maintenance (a server thread); return readers."""
+        readers = self.pub_maintenance.get_subscription_count()
+        if readers:
+            self.pub_maintenance.publish(maintenance_status(joint, action, by, note))
+        return readers
 
     # ------------------------------------------------------------------ corrective actions
     def publish_payload(self, payload):

@@ -86,7 +86,7 @@ def make_status(name, level, message, values=None, hardware_id='robot_twin'):
     message : str
         Human-readable summary (converted with ``str``).
     values : dict, optional
-        Key-value pairs; values are turned into strings (floats with 6 significant digits).
+        Key-value pairs; values are turned into strings (:func:`value_text`).
     hardware_id : str
         The status's ``hardware_id``.
 
@@ -101,9 +101,26 @@ def make_status(name, level, message, values=None, hardware_id='robot_twin'):
     return status
 
 
+STAMP_TEXT_FROM = 1e6
+"""Floats from this magnitude on (epoch stamps, s) are written to the microsecond, not to six
+significant digits: ``1796516487.626373``, not ``1.79652e+09`` (10^4 s)."""
+STAMP_TEXT_BELOW = 1e12
+"""Where that rule ends: larger floats get six significant digits again."""
+
+
 def value_text(value):
-    """Return the text of a diagnostic value: floats to 6 significant digits, else ``str``."""
-    return f'{value:.6g}' if isinstance(value, float) else str(value)
+    """
+    Return the text of a diagnostic value: floats to 6 significant digits, else ``str``.
+
+    A float of :data:`STAMP_TEXT_FROM` or more (below :data:`STAMP_TEXT_BELOW`), such as an
+    epoch time in /twin/status (``joint_states.since``) or /twin/rul (``last_sample``), keeps
+    every digit before the point and six after it (as /twin/anomaly's ``since``).
+    """
+    if not isinstance(value, float):
+        return str(value)
+    if STAMP_TEXT_FROM <= abs(value) < STAMP_TEXT_BELOW:
+        return f'{value:.6f}'
+    return f'{value:.6g}'
 
 
 def diagnostics_bytes(stamp, statuses, hardware_id='robot_twin'):
@@ -219,3 +236,44 @@ def payload_from_msg(msg, model):
                                       i.ixx, i.ixy, i.ixz, i.iyy, i.iyz, i.izz)
     model.check_payload(payload)
     return payload
+
+
+MAINTENANCE_TOPIC = '/twin/maintenance'
+"""Where maintenance done on a joint is declared (diagnostic_msgs/DiagnosticStatus)."""
+MAINTENANCE_TEXT_MAX_CHARS = 500
+"""Longest ``by`` or ``note`` of a maintenance declaration, characters."""
+
+
+def maintenance_status(joint, action, by='', note=''):
+    """
+    Build the diagnostic_msgs/DiagnosticStatus that declares maintenance done on ``joint``.
+
+    ``name`` is the joint, ``message`` the action (``inspect``, ``lubricate``, ``replace``,
+    ``reduce load``, ``all``), the values ``by`` (who) and ``note``, each only when given.
+    """
+    values = {k: v for k, v in (('by', by), ('note', note)) if v}
+    return make_status(str(joint), 'OK', str(action), values, hardware_id='')
+
+
+def maintenance_from_status(status):
+    """
+    Return ``(joint, action, by, note)`` of a maintenance declaration (:func:`maintenance_status`).
+
+    Text is stripped of surrounding white space. Raises ValueError, naming what is wrong, for
+    an empty joint or action, or a ``by`` or ``note`` longer than
+    :data:`MAINTENANCE_TEXT_MAX_CHARS`. Whether the joint and action exist is the RUL
+    monitor's check (``RulMonitor.declare_maintenance``).
+    """
+    joint, action = status.name.strip(), status.message.strip()
+    values = status_values(status)
+    by, note = values.get('by', '').strip(), values.get('note', '').strip()
+    missing = [what for what, text in (('name (the joint)', joint),
+                                       ('message (the action)', action)) if not text]
+    if missing:
+        raise ValueError(f'empty {" and ".join(missing)}; publish e.g. {{name: joint3, '
+                         'message: lubricate, values: [{key: by, value: alice}]}')
+    for what, text in (('by', by), ('note', note)):
+        if len(text) > MAINTENANCE_TEXT_MAX_CHARS:
+            raise ValueError(f'{what} has {len(text)} characters; at most '
+                             f'{MAINTENANCE_TEXT_MAX_CHARS}')
+    return joint, action, by, note

@@ -66,6 +66,33 @@ STATUS_PERIOD_S = 1.0
 LOCKSTEP_SETTLE_S = 0.5   # lockstep: wait this long after the controller appears (discovery)
 
 
+class Throttle:
+    """
+    Say when an occasional action is due again: at most once per ``period_s``.
+
+    Parameters
+    ----------
+    period_s : float
+        Least time between two actions, s.
+    clock : callable
+        Monotonic clock, s (``time.monotonic``).
+
+    """
+
+    def __init__(self, period_s, clock=time.monotonic):
+        self.period_s = float(period_s)
+        self.clock = clock
+        self._next = -float('inf')
+
+    def due(self):
+        """Whether the action may run now (if so, the next one waits ``period_s``)."""
+        now = self.clock()
+        if now < self._next:
+            return False
+        self._next = now + self.period_s
+        return True
+
+
 class PlantNode(Node):
     """Step the simulated robot, publish its state, obey commands."""
 
@@ -110,6 +137,7 @@ class PlantNode(Node):
                         'rejected_trajectories': 0, 'stale_commands': 0}
         self._last = []                # lockstep: messages of the last step, for a resend
         self._rate = (time.monotonic(), 0)   # lockstep: (wall time, steps) of the last status
+        self.starved_status = Throttle(STATUS_PERIOD_S)   # real time: the "starved" statuses
         self._make_endpoints(params)
         self.publish_status('started')
         self.running = True
@@ -154,8 +182,10 @@ class PlantNode(Node):
         steps_per_status = max(1, int(round(STATUS_PERIOD_S / self.plant.dt)))
         while self.running:
             with self.lock:
+                # the epoch with the step: a /twin/reset between here and the publication sets
+                # a new one, and this sample (old plant time) on it would be far in the future
                 sample = self.plant.step()
-                plant_time = self.plant.time
+                plant_time, epoch = self.plant.time, self.epoch
             # publish a sample when the wall clock reaches its plant time, never before
             delay = -pacer.lag(time.perf_counter())
             if delay > 0.0:
@@ -168,10 +198,13 @@ class PlantNode(Node):
                 with self.lock:
                     for _ in range(pacer.catch_up(time.perf_counter())):
                         sample = self.plant.step()
-                    plant_time = self.plant.time
-                self.publish_status('samples dropped (starved of CPU)')
+                    plant_time, epoch = self.plant.time, self.epoch
+                if self.starved_status.due():
+                    # at most one extra status per STATUS_PERIOD_S (a starved loop catches up
+                    # many times a second; each is in the timing figures of the next status)
+                    self.publish_status('samples dropped (starved of CPU)')
             try:
-                self._publish(sample, plant_time)
+                self._publish(sample, plant_time, epoch)
                 pacer.done(time.perf_counter())
                 if pacer.steps % steps_per_status == 0:
                     self.publish_status('running')
@@ -192,13 +225,17 @@ class PlantNode(Node):
             self.log.warning(f'realtime_priority {priority} refused ({exc}); stepping with '
                              'normal scheduling')
 
-    def _publish(self, sample, plant_time):
-        """Publish /clock and the sample (if any) of one step; keep them for a resend."""
-        clock = Clock(clock=sec_to_stamp(self.epoch + plant_time))
+    def _publish(self, sample, plant_time, epoch):
+        """
+        Publish /clock and the sample (if any) of one step; keep them for a resend.
+
+        ``epoch`` is the stamp of plant time 0 read together with the step (under the lock).
+        """
+        clock = Clock(clock=sec_to_stamp(epoch + plant_time))
         sent = [(self.pub_clock, clock)]
         if sample is not None:
             # serialized in place (robot_twin.nodes.cdr): the same bytes rclpy would make
-            self._sent_ns = int(round((self.epoch + sample.t) * 1e9))
+            self._sent_ns = int(round((epoch + sample.t) * 1e9))
             stamp = divmod(self._sent_ns, 1_000_000_000)
             sent.append((self.pub_joints, self._joint_bytes.write(*stamp, sample.q, sample.qd,
                                                                   sample.effort)))
@@ -222,10 +259,11 @@ class PlantNode(Node):
         """Step; publish /clock of every step and the last step's sample; await its answer."""
         with self.lock:
             out = self.plant.advance(steps)
+            epoch = self.epoch
         for plant_time, _sample in out[:-1]:
-            self._publish(None, plant_time)
+            self._publish(None, plant_time, epoch)
         plant_time, sample = out[-1]
-        self._publish(sample, plant_time)
+        self._publish(sample, plant_time, epoch)
         # an outage longer than the plant's catch-up (a dropout fault) let no sample out: no
         # answer can come, so the next resend steps on instead (see _lockstep_tick)
         self._no_sample = sample is None

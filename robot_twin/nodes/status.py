@@ -18,8 +18,8 @@ from twin_anomaly.report import StatusEntry
 
 SYNC_DIAGNOSTIC = 'twin/sync'
 KEY_VALUES = ('latency_p50_s', 'latency_p99_s', 'clock_offset_s', 'joint_states.accepted',
-              'joint_states.rejected', 'wrench.accepted', 'wrench.rejected', 'mirror.restarts',
-              'missing_joints', 'commands_sent')
+              'joint_states.rejected', 'joint_states.dropped', 'wrench.accepted',
+              'wrench.rejected', 'mirror.restarts', 'missing_joints', 'commands_sent')
 """Values of /twin/status repeated on /diagnostics (besides each stream's state, age and
 stamp lag)."""
 STREAM_SUFFIXES = ('.state', '.age_s', '.stamps_behind_s')

@@ -260,6 +260,16 @@ async function setUpWrites() {
     write('PUT', `${API}/corrective-actions`, {enabled: false});
   };
   if (writesEnabled) {
+    const joints = $('maintenance-joint');
+    for (const name of health.joints) joints.add(new Option(name, name));
+    $('maintenance').hidden = false;
+    $('maintenance-form').onsubmit = (event) => {
+      event.preventDefault();
+      const action = $('maintenance-action').value;
+      if (!window.confirm(`Declare "${action}" done on ${joints.value}? The twin then learns `
+                          + 'its health anew (recorded in the lifecycle log).')) return;
+      write('POST', `${API}/maintenance`, {joint: joints.value, action, note: $('maintenance-note').value});
+    };
     const names = await (await fetch(`${API}/whatif/scenarios`)).json();
     const select = $('whatif-scenario');
     for (const name of names) select.add(new Option(name, name));
