@@ -26,7 +26,7 @@ from robot_twin.hub.settings import hub_overrides, hub_spec, hub_urls
 from robot_twin.ros_env import free_domain_id, localhost_env
 from twin_sim.faults import ScenarioError
 from twin_sim.resources import fault_scenario
-import yaml
+from twin_sim.yaml_numbers import load_yaml
 
 
 TWIN_NODES = ('twin_bridge', 'twin_sim', 'twin_anomaly')
@@ -52,7 +52,7 @@ def scenario_faults(path):
                                           if j.get('type') != 'fixed'],
                        link_names=[link.get('name') for link in urdf.findall('link')])
     with open(path, encoding='utf-8') as f:
-        doc = yaml.safe_load(f) or {}
+        doc = load_yaml(f) or {}
     faults = [dict(f) for f in doc.get('faults') or []]
     return sorted(faults, key=lambda f: float(f.get('start_s', 0.0)))
 
