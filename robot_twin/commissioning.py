@@ -16,18 +16,33 @@ their residuals, one variant after another, to one :class:`~twin_anomaly.detecto
 whose commissioning spans them all, and saves its thresholds (the what-if detector's file
 format; the live ``twin_anomaly`` node's monitor commissions on the robot and does not load it).
 Held-out variants (other draws of the same seed) then run against the saved file, as a check
-that it does not alarm on fault-free arms it has not seen.
+that it does not alarm on fault-free arms it has not seen. The file is written beside
+``output`` and moved there only when no held-out variant alarmed; when one did, it is kept as
+``<output>.failed`` (to look at) and an earlier ``output`` is left as it was.
+
+How many variants: the thresholds span what the variants learned from showed, so an unseen
+arm is inside them only as far as those variants cover the ranges. With ``n`` variants drawn
+alike, an unseen one lies beyond the most extreme of them (on one statistic) with probability
+``1 / (n + 1)``: about 9 % for :data:`MIN_VARIANTS` (10), 50 % for one variant. Fewer are
+accepted with a warning (a study of one arm may want that), as is a run without held-out
+variants (nothing then checks the file).
 """
 from dataclasses import dataclass, replace
 import math
+import os
 from pathlib import Path
 import time
 import warnings
 
 import numpy as np
+from robot_twin.cli_files import replace_file
 from twin_anomaly.detector import DetectorConfig, ResidualDetector
 
-__all__ = ['CommissioningResult', 'HoldoutCheck', 'commission_across_variants', 'monitor_trace']
+__all__ = ['CommissioningResult', 'HoldoutCheck', 'MIN_VARIANTS', 'commission_across_variants',
+           'monitor_trace']
+
+#: Fewest variants to learn from without a warning (see the module docstring).
+MIN_VARIANTS = 10
 
 
 @dataclass
@@ -62,7 +77,8 @@ class CommissioningResult:
     Attributes
     ----------
     thresholds_file : Path
-        The saved thresholds.
+        The saved thresholds: ``output``, or ``<output>.failed`` when a held-out variant
+        alarmed (``output`` is then not written).
     joint_names : tuple of str
     samples : int
         Variants learned from.
@@ -86,6 +102,11 @@ class CommissioningResult:
     def false_alarms(self):
         """Held-out (fault-free) variants that raised an alarm."""
         return sum(1 for h in self.holdout if not math.isnan(h.alarm_time_s))
+
+    @property
+    def passed(self):
+        """Whether the thresholds went to ``output``: no held-out variant alarmed."""
+        return self.false_alarms == 0
 
 
 def monitor_trace(detector, trace):
@@ -152,6 +173,8 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
         Thresholds file to write (the what-if detector's format).
     holdout : int
         Further variants (indices ``samples..samples+holdout-1``) monitored with the saved file.
+        0 checks nothing (with a warning); a held-out alarm leaves ``output`` as it was and
+        keeps the file as ``<output>.failed``.
     urdf, params, seed, workers, ray_address, progress, engine
         As :func:`robot_twin.whatif.run_whatif`.
 
@@ -173,6 +196,14 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise WhatIfError(f'{name} must be an integer >= {low}, got {value!r}')
     scenario = with_engine(scenario, engine)
+    if samples < MIN_VARIANTS:
+        warnings.warn(f'learning from {samples} variant(s), fewer than {MIN_VARIANTS}: an unseen '
+                      f'arm lies beyond all of them with probability about 1/{samples + 1}, '
+                      f'so the thresholds may alarm on fault-free arms; give --samples '
+                      f'{MIN_VARIANTS} or more', UserWarning, stacklevel=2)
+    if not holdout:
+        warnings.warn('no held-out variants: nothing checks that the thresholds stay quiet on '
+                      'fault-free arms they were not learned from', UserWarning, stacklevel=2)
     if scenario.faults is not None:
         warnings.warn(f'{scenario.source}: the faults of the scenario are ignored: commissioning '
                       'learns what fault-free variants look like', UserWarning, stacklevel=2)
@@ -208,14 +239,24 @@ def commission_across_variants(scenario, samples, output, *, holdout=0, urdf=Non
         raise WhatIfError(f'commissioning did not finish on {span:.2f} s of residuals '
                           f'({detector.commissioning_progress:.0%}); give more samples')
     output = Path(output)
-    detector.save_thresholds(output, urdf=None if urdf is None else str(urdf))
-    checks = []
-    if holdout:
-        held = scenario_residual_traces(scenario, range(int(samples), int(samples + holdout)),
-                                        urdf=urdf, params=params, seed=seed, workers=workers,
-                                        ray_address=ray_address, progress=progress)
-        for trace in held:
-            checks.append(monitor_trace(
-                ResidualDetector.from_thresholds(output, names, **settings), trace))
-    return CommissioningResult(output, tuple(names), int(samples), duration, checks,
-                               time.perf_counter() - t0)
+    # written beside the output and moved there only when the held-out variants pass
+    partial = output.with_name(f'.{output.name}.{os.getpid()}.partial')
+    try:
+        detector.save_thresholds(partial, urdf=None if urdf is None else str(urdf))
+        checks = []
+        if holdout:
+            held = scenario_residual_traces(
+                scenario, range(int(samples), int(samples + holdout)), urdf=urdf,
+                params=params, seed=seed, workers=workers, ray_address=ray_address,
+                progress=progress)
+            for trace in held:
+                checks.append(monitor_trace(
+                    ResidualDetector.from_thresholds(partial, names, **settings), trace))
+        result = CommissioningResult(output, tuple(names), int(samples), duration, checks,
+                                     time.perf_counter() - t0)
+        if not result.passed:
+            result.thresholds_file = output.with_name(output.name + '.failed')
+        replace_file(partial, result.thresholds_file)
+    finally:
+        partial.unlink(missing_ok=True)
+    return result

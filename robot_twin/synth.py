@@ -28,7 +28,12 @@ import warnings
 
 import numpy as np
 
-__all__ = ['SynthError', 'SynthResult', 'generate']
+__all__ = ['MAX_PIXELS', 'MAX_SIDE', 'SynthError', 'SynthResult', 'generate', 'size_problem']
+
+#: Largest image side rendered, pixels.
+MAX_SIDE = 8192
+#: Largest image rendered, pixels (8K UHD).
+MAX_PIXELS = 8192 * 4320
 
 _SCENE = {}
 
@@ -103,6 +108,23 @@ def _render_one(job):
     return image, annotations
 
 
+def size_problem(width, height):
+    """
+    Return why an image of ``width`` x ``height`` pixels is not rendered, or None.
+
+    The renderer holds colour, depth and segmentation buffers of the image (tens of bytes per
+    pixel, per worker): a side above :data:`MAX_SIDE` or more than :data:`MAX_PIXELS` pixels
+    would exhaust memory (100000 x 100000 aborted the process).
+    """
+    for name, value in (('width', width), ('height', height)):
+        if value > MAX_SIDE:
+            return f'--{name} {value} is above {MAX_SIDE} pixels, the largest side rendered'
+    if width * height > MAX_PIXELS:
+        return (f'--width {width} x --height {height} is {width * height} pixels, above the '
+                f'{MAX_PIXELS} (8192 x 4320) rendered')
+    return None
+
+
 def _check(urdf, samples, width, height, workers, seed):
     if not Path(urdf).is_file():
         raise SynthError(f'URDF not found: {urdf}')
@@ -110,6 +132,9 @@ def _check(urdf, samples, width, height, workers, seed):
                              ('workers', workers, 1), ('seed', seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise SynthError(f'{name} must be an integer >= {low}, got {value!r}')
+    problem = size_problem(int(width), int(height))
+    if problem:
+        raise SynthError(problem)
 
 
 def generate(urdf, samples, output, *, width=640, height=480, seed=0, workers=1,

@@ -6,8 +6,10 @@ Wiring (robot_twin/cli.py)::
     from robot_twin.synth_cli import add_synth_parser
     add_synth_parser(sub)
 
-The handler returns the exit status: 0 on success, 2 when the robot or an option is unusable,
-1 when the output cannot be written.
+The handler returns the exit status: 0 on success, 2 when the robot or an option is unusable
+(an image larger than ``robot_twin.synth.MAX_SIDE`` per side or ``MAX_PIXELS``, or an
+``--output`` that is a file or lies under one, refused before any image is rendered), 1 when
+the output cannot be written after all.
 """
 import sys
 
@@ -31,7 +33,8 @@ def add_synth_parser(subparsers):
     p.add_argument('--urdf', default='', help='robot URDF (default: the built-in arm)')
     p.add_argument('--samples', type=_positive_int, required=True, help='images to render')
     p.add_argument('--output', required=True, metavar='DIR', help='dataset directory')
-    p.add_argument('--width', type=_positive_int, default=640, help='image width (640)')
+    p.add_argument('--width', type=_positive_int, default=640,
+                   help='image width (640; at most 8192, and 8192 x 4320 pixels in all)')
     p.add_argument('--height', type=_positive_int, default=480, help='image height (480)')
     p.add_argument('--seed', type=_seed, default=0, help='randomization seed (default 0)')
     p.add_argument('--workers', type=_positive_int, default=1,
@@ -44,7 +47,12 @@ def add_synth_parser(subparsers):
 
 def run_synth_command(args):
     """Handle ``robot-twin synth``; returns the exit status."""
-    from robot_twin.synth import generate, SynthError
+    from robot_twin.cli_files import folder_problem
+    from robot_twin.synth import generate, size_problem, SynthError
+    problem = size_problem(args.width, args.height) or folder_problem(args.output, '--output')
+    if problem:                                        # before any image is rendered
+        print(f'{_SYNTH}: error: {problem}', file=sys.stderr)
+        return 2
     try:
         result = generate(urdf_or_builtin(args.urdf), args.samples, args.output,
                           width=args.width, height=args.height, seed=args.seed,

@@ -35,7 +35,7 @@ A what-if scenario (``config/whatif/<name>.yaml``)::
                                     # variant: it does
     detector:                       # twin_anomaly.detector.DetectorConfig fields
       commissioning_duration_s: 3.0 # learned on the first part of every variant's run
-    record_rate_hz: 50              # time series kept for the plots, Hz
+    record_rate_hz: 50              # time series kept for the plots, Hz (divides 1 / dt)
 
 One *sample* (:func:`run_sample`) draws variant ``i`` of the seed
 (:meth:`~twin_sim.randomization.RandomizationSpec.sample`), builds a
@@ -65,6 +65,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 from pathlib import Path
 import tempfile
 import time
@@ -131,7 +132,8 @@ class WhatIfScenario:
     detector : dict
         :class:`~twin_anomaly.detector.DetectorConfig` fields.
     record_rate_hz : float, Hz
-        Rate of the recorded time series.
+        Rate of the recorded time series: every ``round(1 / (record_rate_hz dt))``-th plant
+        step (a rate given in the file must divide ``1 / dt``).
     sample_rate_hz : float or None, Hz
         Rate at which the robot sends samples to the twin: every ``1 / (sample_rate_hz dt)``-th
         plant step (None: every step).
@@ -196,6 +198,12 @@ class WhatIfScenario:
         if not self.faults or not self.faults.get('faults'):
             return None
         return min(float(f['start_s']) for f in self.faults['faults'])
+
+    @property
+    def fault_during_commissioning(self):
+        """Whether a fault starts before the detector's commissioning ends (it learns it)."""
+        start = self.fault_start_s()
+        return start is not None and start < self.commissioning_s
 
 
 def _number(value, where, low=None, strictly=False, integer=False):
@@ -426,8 +434,10 @@ def scenario_from_dict(data, source='<dict>', base_dir=None):
     detector = _parse_detector(data.get('detector'), f'{source}: detector')
     sample_rate, control_rate = (_divider_rate(data.get(key), f'{source}: {key}', dt)
                                  for key in ('sample_rate_hz', 'control_rate_hz'))
-    record_rate = _number(data.get('record_rate_hz', 50.0), f'{source}: record_rate_hz', 0.0,
-                          strictly=True)
+    # a record rate given must divide the plant rate like the others; the default 50 Hz is
+    # taken at the nearest divider (every round(1 / (50 dt))-th step)
+    record_rate = _divider_rate(data.get('record_rate_hz'), f'{source}: record_rate_hz', dt)
+    record_rate = 50.0 if record_rate is None else record_rate
     engine = data.get('engine', 'mujoco')
     if engine not in ENGINES:
         raise WhatIfError(f'{source}: engine: must be one of {", ".join(ENGINES)}, got '
@@ -446,6 +456,12 @@ def scenario_from_dict(data, source='<dict>', base_dir=None):
         raise WhatIfError(f'{source}: detector.commissioning_duration_s '
                           f'({scenario.commissioning_s} s) must be shorter than duration_s '
                           f'({duration} s), or nothing is monitored')
+    for k, fault in enumerate((faults or {}).get('faults', [])):
+        if float(fault['start_s']) >= duration:
+            raise WhatIfError(f'{source}: faults[{k}] ({fault["type"]}): start_s '
+                              f'{float(fault["start_s"]):g} s is not before the end of the run '
+                              f'(duration_s {duration:g} s), so it never acts; start it earlier '
+                              'or lengthen duration_s')
     return scenario
 
 
@@ -675,8 +691,12 @@ class SampleResult:
     alarm_time_s : float
         When the first alarm was raised: the stamp its run began plus the variant's
         measurement latency, s; NaN without an alarm.
-    alarm_joint, alarm_fault_type : str
-        Faulty joint (or ``'wrench'``) and fault type of the first alarm ('' without one).
+    alarm_joint : str
+        Faulty joint (or ``'wrench'``) of the first alarm ('' without one).
+    alarm_fault_type : str
+        Fault type of the first alarm in the contract's names (those of ``/twin/anomaly``,
+        :data:`twin_anomaly.classifier.FAULT_TYPES`): the signature mapped by
+        :func:`twin_anomaly.detector.contract_fault_type`; '' without an alarm.
     samples_received : int
         Measurements that reached the twin.
     record_t : (K,) ndarray, s
@@ -696,6 +716,10 @@ class SampleResult:
     samples_received: int
     record_t: np.ndarray
     record_effort: np.ndarray
+    #: the what-if detector's own name for the first alarm's pattern
+    #: (:data:`twin_anomaly.detector.FAULT_TYPES`: ``effort_offset``, ``friction_like``, ...;
+    #: '' without an alarm), of which ``alarm_fault_type`` is the contract's name
+    alarm_signature: str = ''
 
 
 @dataclass
@@ -947,8 +971,10 @@ def sample_result(scenario, variant, true_q, true_effort, q_ref, effort_limit, r
 
     ``true_q``, ``true_effort`` (steps, n): the arm per step; ``q_ref`` (steps + 1, n) the
     reference; ``res_t`` (M,) and ``res_effort`` (M, n) the twin's effort residuals (NaN stamps:
-    none); ``alarm`` is ``(time s, joint, fault type)``.
+    none); ``alarm`` is ``(time s, joint, the detector's fault type)`` (its signature: the
+    result has it as ``alarm_signature`` and its contract name as ``alarm_fault_type``).
     """
+    from twin_anomaly.detector import contract_fault_type
     steps, n = true_effort.shape
     peak = np.abs(true_effort).max(axis=0)
     tracking = np.abs(true_q - q_ref[1:steps + 1])
@@ -967,8 +993,9 @@ def sample_result(scenario, variant, true_q, true_effort, q_ref, effort_limit, r
     return SampleResult(
         index=variant.index, variant=variant.as_flat_dict(), metrics=metrics,
         max_score=float(max_score), alarm_time_s=float(alarm[0]), alarm_joint=alarm[1],
-        alarm_fault_type=alarm[2], samples_received=int(received),
-        record_t=(record + 1) * scenario.dt, record_effort=true_effort[record])
+        alarm_fault_type=contract_fault_type(alarm[2]) if alarm[2] else '',
+        samples_received=int(received), record_t=(record + 1) * scenario.dt,
+        record_effort=true_effort[record], alarm_signature=alarm[2])
 
 
 def run_sample(setup, index):
@@ -1292,6 +1319,20 @@ def _check_run_args(samples, workers):
         raise WhatIfError(f'workers must be a positive integer, got {workers!r}')
 
 
+def _capped_workers(workers):
+    """
+    Return ``workers`` capped at the machine's CPU count (with a warning when capped).
+
+    More local processes than CPUs only share them (and the memory each one holds).
+    """
+    cpus = os.cpu_count()
+    if cpus is None or workers <= cpus:
+        return int(workers)
+    warnings.warn(f'--workers {workers} is more than the {cpus} CPUs of this machine; running '
+                  f'{cpus} worker processes', UserWarning, stacklevel=3)
+    return int(cpus)
+
+
 def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
                ray_address=None, progress=False, engine=None):
     """
@@ -1329,7 +1370,17 @@ def run_whatif(scenario, samples, *, urdf=None, params=None, seed=0, workers=1,
     _check_run_args(samples, workers)
     if ray_address is not None:
         _import_ray()                        # fail before any work if Ray is missing
-    setup = prepare(with_engine(scenario, engine), urdf, params, seed)
+    else:
+        workers = _capped_workers(workers)
+    scenario = with_engine(scenario, engine)
+    if scenario.fault_during_commissioning:
+        warnings.warn(f'{scenario.source}: the first fault starts at {scenario.fault_start_s():g} '
+                      f's, before commissioning ends at {scenario.commissioning_s:g} s: the '
+                      'detector learns it as normal, so a variant without an alarm is not a '
+                      'missed detection (summary.json: fault_during_commissioning); start the '
+                      'fault later or shorten detector.commissioning_duration_s',
+                      UserWarning, stacklevel=2)
+    setup = prepare(scenario, urdf, params, seed)
     t0 = time.perf_counter()
     results, backend = _map(run_sample, setup, range(int(samples)), int(workers), ray_address,
                             progress)
@@ -1435,6 +1486,8 @@ def scenario_residual_traces(scenario, indices, *, urdf=None, params=None, seed=
     _check_run_args(len(indices), workers)
     if ray_address is not None:
         _import_ray()
+    else:
+        workers = _capped_workers(workers)
     scenario = with_engine(scenario, engine)
     # the per-sample detector of a what-if run only commissions here (its output is unused)
     scenario = replace(scenario,
@@ -1510,12 +1563,16 @@ def summarize(results, setup):
     Returns
     -------
     dict
-        JSON-ready: ``scenario``, ``samples``, ``seed``, ``joints``, ``metrics``
+        JSON-ready: ``scenario``, ``samples``, ``seed``, ``joints``,
+        ``fault_during_commissioning`` (a fault starts before commissioning ends: the detector
+        learned it, so no alarm is no missed detection), ``metrics``
         (``{metric: {joint: stats}}``), ``max_score``, ``alarms`` (count, fraction, before
         and after the first fault, detection delay stats; ``detected`` counts a first alarm on
         any joint after the first fault starts; where every fault names its joint
         (``faulted_joints``, :func:`faulted_channels`; else None), ``detected_on_faulted_joint``
-        counts those on one of them, with its fraction and delay stats), ``time_series``
+        counts those on one of them, with its fraction and delay stats; ``by_joint_and_type``
+        counts first alarms by joint and contract fault type, ``by_joint_and_signature`` by
+        joint and the detector's own signature), ``time_series``
         (p5/p50/p95 band of the torque over time).
 
     """
@@ -1546,12 +1603,15 @@ def summarize(results, setup):
                           detection_on_faulted_joint_fraction=float(right.mean()),
                           detection_delay_on_faulted_joint_s=_stats(
                               alarm_times[right] - fault_start))
-    joints_hit = {}
+    joints_hit, signatures = {}, {}
     for r in results:
         if r.alarm_joint:
             key = f'{r.alarm_joint}:{r.alarm_fault_type}'
             joints_hit[key] = joints_hit.get(key, 0) + 1
+            key = f'{r.alarm_joint}:{r.alarm_signature}'
+            signatures[key] = signatures.get(key, 0) + 1
     alarms['by_joint_and_type'] = dict(sorted(joints_hit.items()))
+    alarms['by_joint_and_signature'] = dict(sorted(signatures.items()))
     t = results[0].record_t
     efforts = np.array([r.record_effort for r in results])          # (S, K, n)
     band = np.percentile(efforts, PERCENTILES, axis=0) if efforts.size else efforts
@@ -1567,6 +1627,7 @@ def summarize(results, setup):
         'duration_s': scenario.duration_s,
         'dt': scenario.dt,
         'commissioning_s': scenario.commissioning_s,
+        'fault_during_commissioning': scenario.fault_during_commissioning,
         'joints': joints,
         'metrics': metrics,
         'max_score': _stats([r.max_score for r in results]),
@@ -1627,6 +1688,9 @@ def format_table(summary):
         text += f', false alarms (before it) {al["false_alarms"]}'
         if delay['count']:
             text += (f'; detection delay p50 {delay["p50"]:.3g} s, p95 {delay["p95"]:.3g} s')
+        if summary.get('fault_during_commissioning'):
+            text += (f'; NOTE: the fault starts during commissioning (before '
+                     f'{summary["commissioning_s"]:g} s): the detector learned it as normal')
     else:
         text += ' (no faults: every alarm is a false alarm)'
     lines.append(text)
@@ -1690,7 +1754,7 @@ def write_outputs(result, output_dir, plots=True):
             row.update({f'{j}.{name}': float(v) for j, v in zip(joints, values)})
         row.update(max_score=r.max_score, alarm_time_s=r.alarm_time_s,
                    alarm_joint=r.alarm_joint, alarm_fault_type=r.alarm_fault_type,
-                   samples_received=r.samples_received)
+                   alarm_signature=r.alarm_signature, samples_received=r.samples_received)
         rows.append(row)
     with open(path, 'w', newline='', encoding='utf-8') as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

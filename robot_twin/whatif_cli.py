@@ -12,9 +12,11 @@ Wiring (robot_twin/cli.py)::
     add_commission_parser(sub)
 
 The handlers return the exit status: 0 on success, 2 when the scenario, robot or an option is
-unusable (the message says what to change; ``--params`` that is not identified dynamics and a
-``commission --output`` that cannot be written are refused before any variant runs), 1 when an
-output cannot be written after all.
+unusable (the message says what to change; ``--params`` that is not identified dynamics, a
+``commission --output`` that cannot be written and ``commission --holdout 0`` without
+``--force`` are refused before any variant runs), 1 when an output cannot be written after all
+or (``commission``) a held-out variant alarmed; the reason of a non-zero status is printed on
+stderr even with ``--quiet``.
 """
 import math
 from pathlib import Path
@@ -163,11 +165,15 @@ def add_commission_parser(subparsers):
                         'motion of the built-in arm); best the motion your robot will do')
     p.add_argument('--samples', type=_positive_int, required=True,
                    help='variants to learn from')
-    p.add_argument('--holdout', type=int, default=4,
-                   help='further variants checked against the saved thresholds (default 4)')
+    p.add_argument('--holdout', type=_seed, default=4,
+                   help='further variants checked against the saved thresholds (default 4; 0 '
+                        'checks nothing and needs --force)')
     p.add_argument('--output', required=True, metavar='FILE',
                    help='thresholds file to write (an existing one is replaced only if it is '
-                        'an earlier output of this command)')
+                        'an earlier output of this command, and only when no held-out variant '
+                        'alarmed; otherwise the thresholds go to FILE.failed)')
+    p.add_argument('--force', action='store_true',
+                   help='write thresholds that no held-out variant checked (--holdout 0)')
     _add_variant_options(p)
     p.add_argument('--quiet', action='store_true', help='no progress bar and no table')
     p.set_defaults(func=run_commission_command)
@@ -179,10 +185,19 @@ def run_commission_command(args):
     from robot_twin.commissioning import commission_across_variants
     from robot_twin.whatif import WhatIfError
 
+    from robot_twin.commissioning import MIN_VARIANTS
+
     refusal = _not_a_commission_output(args.output) or params_problem(args.params)
+    if not refusal and args.holdout == 0 and not args.force:
+        refusal = ('--holdout 0 runs no held-out variant, so nothing checks that the thresholds '
+                   'stay quiet on fault-free arms they were not learned from; give --holdout N '
+                   '(default 4), or --force to write them unchecked')
     if refusal:
         print(f'{_COMMISSION}: error: {refusal}', file=sys.stderr)
         return 2
+    if args.holdout == 0:                     # --force: said even with --quiet
+        print(f'{_COMMISSION}: WARNING: --holdout 0 --force: the thresholds are written '
+              'without a held-out check', file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:
@@ -198,10 +213,10 @@ def run_commission_command(args):
             print(f'{_COMMISSION}: error: cannot write {args.output}: {exc}', file=sys.stderr)
             return 1
     if not args.quiet:
-        print_warnings(caught, _COMMISSION)
+        print_warnings([w for w in caught if 'no held-out variants' not in str(w.message)],
+                       _COMMISSION)           # --holdout 0 was said above
         print(f'{_COMMISSION}: learned from {result.samples} variants '
-              f'({result.commissioning_s:.1f} s of residuals) in {result.wall_s:.1f} s; wrote '
-              f'{result.thresholds_file}')
+              f'({result.commissioning_s:.1f} s of residuals) in {result.wall_s:.1f} s')
         for h in result.holdout:
             alarm = ('no alarm' if math.isnan(h.alarm_time_s)
                      else f'ALARM at {h.alarm_time_s:.2f} s on {h.alarm_joint or "?"}')
@@ -209,11 +224,21 @@ def run_commission_command(args):
         if result.holdout:
             print(f'{_COMMISSION}: {result.false_alarms} of {len(result.holdout)} held-out '
                   'fault-free variants raised an alarm')
+        if result.passed:
+            print(f'{_COMMISSION}: wrote {result.thresholds_file}')
         print(f'{_COMMISSION}: these are thresholds of the what-if detector (ResidualDetector, '
               "the scenario's detector settings); the live twin_anomaly node does not load "
               'them: it commissions on the robot it watches (README, thresholds learned across '
               'randomized variants)')
-    return 1 if result.false_alarms else 0
+    if result.passed:
+        return 0
+    few = (f' (only {result.samples}, fewer than {MIN_VARIANTS})'
+           if result.samples < MIN_VARIANTS else '')
+    print(f'{_COMMISSION}: error: {result.false_alarms} of {len(result.holdout)} held-out '
+          f'fault-free variants raised an alarm: the thresholds were not written to '
+          f'{args.output} (kept as {result.thresholds_file}, to look at); learn from more '
+          f'variants{few} or widen the scenario', file=sys.stderr)   # even with --quiet
+    return 1
 
 
 def _not_a_commission_output(output):

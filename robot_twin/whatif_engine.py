@@ -10,7 +10,8 @@ and a commissioning detector — but the per-step Python work is gone:
    driven by the engine's own PID + feed-forward actuators (the feed-forward is the variant's
    inverse dynamics along the reference, computed once) in MuJoCo's C rollout; physical faults
    split the run where they change the robot (ramps in ``FAULT_CHUNK_S`` steps, forces every
-   step);
+   step), and so does the drive's gain schedule (retuned from the mass matrix along the
+   reference wherever the arm's inertia leaves the band its gains are stable in);
 2. sensor faults, noise and the sample rate are applied to the recorded samples (sensor faults
    sample by sample, through the same fault objects and random streams as the plant);
 3. the twin's residuals come from :func:`twin_sim.batch_twin.mirror_trajectory` and the detector
@@ -32,6 +33,9 @@ __all__ = ['simulate_engine', 'FAULT_CHUNK_S']
 
 #: While a physical fault ramps, the robot is updated every this many seconds.
 FAULT_CHUNK_S = 0.01
+#: A drive that lost the reference is blamed on the actuators when a joint's torque sat at its
+#: limit over most of this time before.
+SATURATION_WINDOW_S = 0.2
 
 
 def _feedforward(model, payload, q, qd, qdd):
@@ -122,7 +126,8 @@ def _drive(world, model, payload, physical, reference, steps, dt):
         return ff_cache[key][k0:k1]
 
     if not physical:
-        run = world.run_position(q_ref, qd_ref, feedforward(payload, 0, steps))
+        run = world.run_position(q_ref, qd_ref, feedforward(payload, 0, steps),
+                                 schedule_gains=True)
         return run.q, run.qd, run.effort, run.wrench
     parts = []
     state = {}
@@ -133,22 +138,41 @@ def _drive(world, model, payload, physical, reference, steps, dt):
             for fault in physical:
                 fault.contribute(effects, a * dt)
             load = _apply_effects(world, effects, payload, model.payload_frame, state)
-            parts.append(world.run_position(q_ref[a:b], qd_ref[a:b], feedforward(load, a, b)))
+            parts.append(world.run_position(q_ref[a:b], qd_ref[a:b], feedforward(load, a, b),
+                                            schedule_gains=True))
     wrench = None if parts[0].wrench is None else np.concatenate([p.wrench for p in parts])
     return (np.concatenate([p.q for p in parts]), np.concatenate([p.qd for p in parts]),
             np.concatenate([p.effort for p in parts]), wrench)
 
 
-def _check_drive(world, qd, dt):
-    """Refuse a run whose explicit drive loop diverged (a sample must not pass it as physics)."""
+def _check_drive(world, qd, effort, dt):
+    """
+    Refuse a run whose drive lost the reference (a sample must not pass it as physics).
+
+    The reason named is the actuators' when a joint's torque sat at its limit over most of the
+    last ``SATURATION_WINDOW_S`` before (the arm cannot follow or hold the reference), else the
+    explicit loop's.
+    """
     speed = np.abs(qd) / np.where(world.velocity_limit > 0.0, world.velocity_limit, np.inf)
     bad = ~np.isfinite(qd) | (speed > 5.0)
-    if bad.any():
-        k, j = np.argwhere(bad)[0]
-        raise RuntimeError(f'the MuJoCo drive lost the reference at t = {(k + 1) * dt:.3f} s: '
-                           f'{world.joint_names[j]} reached {qd[k, j]:.3g} rad/s, over 5 times '
-                           'its velocity limit (its explicit loop is unstable for this motion); '
-                           'run the scenario with engine: pybullet')
+    if not bad.any():
+        return
+    k, j = np.argwhere(bad)[0]
+    where = (f'the MuJoCo drive lost the reference at t = {(k + 1) * dt:.3f} s: '
+             f'{world.joint_names[j]} reached {qd[k, j]:.3g} rad/s, over 5 times its velocity '
+             'limit')
+    limit = np.minimum(world.torque_limit(), world.effort_limit)
+    recent = np.abs(effort[max(0, k + 1 - max(1, int(round(SATURATION_WINDOW_S / dt)))):k + 1])
+    saturated = np.mean(recent >= (1.0 - 1e-6) * limit, axis=0) >= 0.5
+    if saturated.any():
+        joints = ', '.join(f'{world.joint_names[i]} ({limit[i]:.3g} N·m)'
+                           for i in np.flatnonzero(saturated))
+        raise RuntimeError(f'{where}: the torque sat at the effort limit of {joints} before '
+                           'it, so the arm cannot follow or hold this reference (actuators too '
+                           'weak for the load or the motion: check the effort limits, '
+                           'effort_limit_scale, payload and faults)')
+    raise RuntimeError(f'{where} (its explicit loop is unstable for this motion); run the '
+                       'scenario with engine: pybullet')
 
 
 def _arrivals(truth, sensor_faults, steps, dt, sample_every):
@@ -262,7 +286,7 @@ def simulate_engine(setup, ctx, index, trace=False):
     from twin_anomaly.detector import ResidualDetector
     from twin_sim.batch_twin import BatchDynamics, mirror_trajectory
     from twin_sim.faults import FaultScenario
-    from twin_sim.mujoco_world import gain_inertia_along, MujocoWorld
+    from twin_sim.mujoco_world import MujocoWorld
     from twin_sim.randomization import write_variant_urdf
     from twin_sim.urdf_model import URDFWarning
 
@@ -275,10 +299,8 @@ def simulate_engine(setup, ctx, index, trace=False):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', URDFWarning)   # prepare() has shown them
+            # the drive's gains are scheduled along the reference as it runs (_drive)
             world = MujocoWorld(urdf, dt=dt, payload=payload, initial_q=setup.reference[0][0])
-            # gains that stay stable along the whole reference (a few poses a second)
-            world.set_gains(gain_inertia_along(world.model, setup.reference[0][::100],
-                                               payload=payload))
     finally:
         urdf.unlink(missing_ok=True)
     faults = []
@@ -290,7 +312,7 @@ def simulate_engine(setup, ctx, index, trace=False):
     physical = [f for f in faults if f.kind == 'physical']
     sensor = [f for f in faults if f.kind == 'sensor']
     truth = _drive(world, world.model, payload, physical, setup.reference, steps, dt)
-    _check_drive(world, truth[1], dt)
+    _check_drive(world, truth[1], truth[2], dt)
     arrived = _add_noise(_arrivals(truth, sensor, steps, dt, scenario.sample_every), variant,
                          steps, dt, n)
     step, t, q, qd, effort, wrench = arrived

@@ -172,14 +172,22 @@ def test_an_output_that_cannot_be_written_is_refused_first(tmp_path, capsys, com
     assert sorted(p.name for p in tmp_path.iterdir()) == ['adir', 'afile'], 'written'
 
 
+FOLDER_COMMANDS = {
+    'whatif': ['whatif', '--scenario', 'payload_sweep', '--samples', '1', '--no-plots'],
+    'synth': ['synth', '--samples', '1', '--width', '64', '--height', '48', '--no-preview'],
+}
+
+
+@pytest.mark.parametrize('command', sorted(FOLDER_COMMANDS))
 @pytest.mark.parametrize('make', ['a_file', 'under_a_file'])
-def test_a_whatif_output_folder_that_cannot_be_made_is_refused_first(tmp_path, capsys, make):
+def test_an_output_folder_that_cannot_be_made_is_refused_first(tmp_path, capsys, make,
+                                                               command):
     # a file where the results folder goes (or on the way to it): refused before the variants
+    # or images (synth answered late, with exit 1 and "Not a directory")
     afile = tmp_path / 'afile'
     afile.write_text('x')
     out = afile if make == 'a_file' else afile / 'runs'
-    status = main(['whatif', '--scenario', 'payload_sweep', '--samples', '1', '--output',
-                   str(out), '--no-plots', '--quiet'])
+    status = main(FOLDER_COMMANDS[command] + ['--output', str(out), '--quiet'])
     err = capsys.readouterr().err
     assert status == 2, err
     assert '--output' in err and ('it is a file, not a folder' if make == 'a_file'

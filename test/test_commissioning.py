@@ -115,8 +115,10 @@ def test_cli_writes_thresholds_and_reports_held_out_variants(tmp_path, capsys):
     out = tmp_path / 'th' / 'thresholds.yaml'
     status = cli_main(['commission', '--scenario', str(scenario), '--samples', '3',
                        '--holdout', '1', '--seed', '2', '--output', str(out), '--quiet'])
-    assert status in (0, 1) and out.is_file()     # 1 would mean the held-out variant alarmed
-    detector = ResidualDetector.from_thresholds(out, [f'joint{i}' for i in range(1, 8)])
+    assert status in (0, 1)                       # 1 would mean the held-out variant alarmed
+    written = out if status == 0 else out.with_name(out.name + '.failed')
+    assert written.is_file() and out.is_file() == (status == 0)
+    detector = ResidualDetector.from_thresholds(written, [f'joint{i}' for i in range(1, 8)])
     assert detector.commissioned
     status = cli_main(['commission', '--scenario', str(tmp_path / 'missing.yaml'),
                        '--samples', '2', '--output', str(out)])
@@ -191,3 +193,64 @@ def test_monitor_trace_reports_what_a_per_sample_detector_does(learned):
     assert alarm is not None
     assert (check.alarm_time_s, check.alarm_joint) == alarm
     assert check.max_score == pytest.approx(max(scores), rel=1e-9)
+
+
+def _scenario_file(tmp_path, randomization, duration_s):
+    scenario = tmp_path / 'learn.yaml'
+    scenario.write_text(yaml.safe_dump({
+        'name': 'learn', 'duration_s': duration_s,
+        'trajectory': {'type': 'demo_motion', 'fraction': 0.3, 'period_s': 1.0,
+                       'fade_in_s': 0.2, 'center': POSE},
+        'randomization': {'file': 'default', 'overrides': randomization},
+        'detector': {'commissioning_duration_s': 1.0}}))
+    return scenario
+
+
+def test_no_held_out_check_needs_force_and_is_said_loudly(tmp_path, capsys):
+    scenario = _scenario_file(tmp_path, ONE_ARM, 2.0)
+    out = tmp_path / 'unchecked.yaml'
+    # refused before any variant runs
+    status = cli_main(['commission', '--scenario', str(scenario), '--samples', '2',
+                       '--holdout', '0', '--output', str(out), '--quiet'])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert '--holdout 0 runs no held-out variant' in err and '--force' in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists(), err
+    # --force writes them, saying that nothing checked them, and that 2 variants are few
+    status = cli_main(['commission', '--scenario', str(scenario), '--samples', '2',
+                       '--holdout', '0', '--force', '--output', str(out)])
+    err = capsys.readouterr().err
+    assert status == 0 and out.is_file(), err
+    assert 'WARNING: --holdout 0 --force: the thresholds are written without a held-out ' \
+           'check' in err, err
+    assert 'learning from 2 variant(s), fewer than 10' in err, err
+
+
+def test_a_failed_held_out_check_leaves_no_usable_file_and_says_why_quietly_too(
+        tmp_path, capsys):
+    from twin_anomaly.detector import THRESHOLDS_FILE_KEY
+    # thresholds of one arm of a +-15 % fleet alarm on the fleet's other arms
+    scenario = _scenario_file(tmp_path, FLEET, 3.0)
+    out = tmp_path / 'thresholds.yaml'
+    earlier = yaml.safe_dump({THRESHOLDS_FILE_KEY: {'version': 1, 'note': 'an earlier run'}})
+    out.write_text(earlier)
+    with pytest.warns(UserWarning, match='learning from 1 variant'):
+        result = commission_across_variants(
+            scenario_from_dict(yaml.safe_load(scenario.read_text()), 'learn', tmp_path), 1,
+            tmp_path / 'api.yaml', holdout=3, urdf=URDF, seed=11)
+    assert result.false_alarms >= 1 and not result.passed
+    assert not (tmp_path / 'api.yaml').exists()
+    assert result.thresholds_file == tmp_path / 'api.yaml.failed'
+    status = cli_main(['commission', '--scenario', str(scenario), '--samples', '1',
+                       '--holdout', '3', '--seed', '11', '--output', str(out), '--quiet'])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ''
+    err = captured.err
+    assert f'of 3 held-out fault-free variants raised an alarm: the thresholds were not ' \
+           f'written to {out} (kept as {out}.failed, to look at)' in err, err
+    assert 'only 1, fewer than 10' in err, err
+    assert out.read_text() == earlier                      # the earlier output is untouched
+    failed = tmp_path / 'thresholds.yaml.failed'
+    assert ResidualDetector.from_thresholds(failed, [f'joint{i}' for i in range(1, 8)])
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith('.partial')]

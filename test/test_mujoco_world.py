@@ -149,3 +149,48 @@ def test_bad_input_is_refused():
         world.run_position(np.zeros((5, 3)))
     with pytest.raises(MujocoWorldError, match='unknown link'):
         world.set_external_force('no_link', [1, 0, 0], [0, 0, 0])
+
+
+def test_scheduled_gains_follow_the_far_reaching_motion_explicitly():
+    """The explicit drive retuned along the reference follows what one pose's gains cannot."""
+    from twin_sim.mujoco_world import GAIN_BAND
+    t = np.arange(1200) * 1e-3
+    w = 2.0 * np.pi * 0.8
+    q = POSE + 0.3 * (1.0 - np.cos(w * t))[:, None] * np.ones(7)
+    qd = 0.3 * w * np.sin(w * t)[:, None] * np.ones(7)
+    qdd = 0.3 * w * w * np.cos(w * t)[:, None] * np.ones(7)
+    world = MujocoWorld(ARM, initial_q=q[0])
+    ff = BatchDynamics(world.model, wrench=False).inverse_dynamics(q, qd, qdd)[0]
+    pieces = world.gain_schedule(q)
+    assert len(pieces) > 1 and pieces[0][0] == 0 and pieces[-1][1] == len(q)
+    assert all(a[1] == b[0] for a, b in zip(pieces[:-1], pieces[1:]))
+    run = world.run_position(q, qd, ff, schedule_gains=True)
+    error = np.abs(run.q[:-1] - q[1:])
+    assert error.max() < 5e-3 and np.sqrt(np.mean(error ** 2)) < 5e-4
+    assert np.allclose(run.t, (np.arange(1200) + 1) * 1e-3)
+    # every checked pose of the reference lies in the band of the gains it ran with
+    for k0, k1, inertia in pieces[1:]:
+        mass = world.inertia_at(q[k0:k1:10])
+        ratio = np.linalg.eigvals(np.linalg.solve(inertia, mass)).real
+        assert ratio.min() >= 1.0 / GAIN_BAND and ratio.max() <= GAIN_BAND
+
+
+def test_the_engine_s_inertia_is_the_model_s_and_retuning_keeps_the_integral():
+    model = RobotModel.from_urdf(ARM)
+    rotor = np.linspace(0.01, 0.07, 7)
+    world = MujocoWorld(ARM, initial_q=POSE, payload=PAYLOAD, rotor_inertia=rotor, **LOSSLESS)
+    poses = np.array([POSE, np.zeros(7), POSE[::-1]])
+    for pose, mass in zip(poses, world.inertia_at(poses)):
+        np.testing.assert_allclose(mass, model.mass_matrix(pose, payload=PAYLOAD)
+                                   + np.diag(rotor), atol=1e-8)
+    # hold with a wrong feed-forward: the integral takes up the difference ...
+    hold = model.gravity(POSE, payload=PAYLOAD)
+    world.set_control('position', POSE, feedforward=hold - 2.0)
+    world.step(1500)
+    before = world.measure().effort
+    # ... and a retune to another pose's inertia keeps the joint torque it gives
+    run = world.run_position(np.tile(POSE, (1, 1)), feedforward=(hold - 2.0)[None])
+    world._retune(world.inertia_at(poses[1])[0])
+    after = world.run_position(np.tile(POSE, (1, 1)), feedforward=(hold - 2.0)[None])
+    np.testing.assert_allclose(before, hold, atol=0.05)
+    np.testing.assert_allclose(after.effort[0], run.effort[0], atol=0.05)

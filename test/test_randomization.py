@@ -293,3 +293,50 @@ def test_randomized_plant_robot_is_the_whatif_sample(tmp_path):
     finally:
         nominal.close()
     assert np.max(np.abs(n.effort - m.effort)) > 1.0
+
+
+@pytest.mark.parametrize('data, field, value', [
+    ({'links': {'mass_scale': [1.0e300, 1.0e300]}}, 'links.mass_scale', '1e+300'),
+    ({'links': {'mass_scale': 1.0e-12}}, 'links.mass_scale', '1e-12'),
+    ({'links': {'com_offset_m': [-50.0, 50.0]}}, 'links.com_offset_m', '50 m'),
+    ({'links': {'joints': {'joint3': {'inertia_scale': 40.0}}}},
+     'links.joints.joint3.inertia_scale', '40'),
+    ({'friction': {'joints': {'joint3': {'coulomb_scale': 1000.0}}}},
+     'friction.joints.joint3.coulomb_scale', '1000'),
+    ({'actuator': {'effort_limit_scale': [0.01, 0.01]}}, 'actuator.effort_limit_scale', '0.01'),
+    ({'payload': {'com_z_m': [0.0, 5.0]}}, 'payload.com_z_m', '5 m'),
+    ({'sensor': {'delay_s': 5.0}}, 'sensor.delay_s', '5 s'),
+    ({'sensor': {'position_noise_std_rad': 0.5}}, 'sensor.position_noise_std_rad', '0.5 rad'),
+])
+def test_values_no_variant_of_the_robot_has_are_refused(data, field, value):
+    with pytest.raises(RandomizationError) as info:
+        RandomizationSpec.from_dict(data, 'absurd.yaml')
+    message = str(info.value)
+    assert f'absurd.yaml: {field}: {value}' in message, message
+    assert 'is not a randomization of this robot (plausible:' in message, message
+
+
+@pytest.mark.parametrize('data, field', [
+    ({'links': {'mass_scale': [0.9, 3.0]}}, 'links.mass_scale'),
+    ({'links': {'com_offset_m': [-0.1, 0.0]}}, 'links.com_offset_m'),
+    ({'friction': {'coulomb_scale': [1.0, 8.0]}}, 'friction.coulomb_scale'),
+    ({'actuator': {'joints': {'joint2': {'effort_limit_scale': 0.3}}}},
+     'actuator.joints.joint2.effort_limit_scale'),
+    ({'sensor': {'delay_s': [0.0, 0.2]}}, 'sensor.delay_s'),
+])
+def test_large_but_possible_values_are_accepted_with_a_warning(data, field):
+    from twin_sim.randomization import RandomizationWarning
+    with pytest.warns(RandomizationWarning, match=f'{field}: .* is large for a randomization'):
+        spec = RandomizationSpec.from_dict(data, 'large.yaml')
+    assert spec.sample(JOINTS, 0, 0) is not None
+
+
+def test_packaged_ranges_are_plausible_without_a_warning():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        load_randomization()
+    for section, fields in SCHEMA.items():
+        for name, spec in fields.items():          # every bound has its reason
+            if spec.refuse != (None, None):
+                assert spec.why and spec.warn != (None, None), (section, name)

@@ -107,6 +107,32 @@ def test_bad_input_is_refused(tmp_path, capsys):
         synth_main(['--samples', '0', '--output', str(tmp_path / 'z')])
 
 
+def test_an_image_too_large_or_an_output_that_is_a_file_is_refused_first(tmp_path, capsys):
+    from robot_twin.synth import MAX_PIXELS, MAX_SIDE, size_problem
+    # a side above 8192 (100000 x 100000 aborted the process in the renderer): exit 2 at once
+    out = tmp_path / 'wide'
+    assert synth_main(['--samples', '1', '--width', str(MAX_SIDE + 1), '--height', '8',
+                       '--output', str(out), '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert f'--width {MAX_SIDE + 1} is above {MAX_SIDE} pixels' in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists(), err
+    assert 'pixels, above' in size_problem(MAX_SIDE, MAX_SIDE)
+    assert size_problem(MAX_SIDE, MAX_PIXELS // MAX_SIDE) is None
+    with pytest.raises(SynthError, match='--height 100000 is above'):
+        generate(ARM, 1, tmp_path / 'x', width=64, height=100000)
+    # --output an existing file (or under one): refused before rendering, as whatif does
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    for bad, says in ((afile, 'it is a file, not a folder'),
+                      (afile / 'sub', f'{afile} is a file, not a folder')):
+        assert synth_main(['--samples', '1', '--width', '64', '--height', '48', '--output',
+                           str(bad), '--quiet']) == 2
+        err = capsys.readouterr().err
+        assert f'robot-twin synth: error: cannot write into --output {bad}: {says}' in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert afile.read_text() == 'x'
+
+
 def test_the_command_line_prints_no_pybullet_banner(tmp_path):
     # pybullet's C code prints its build time on stderr when first imported; every command
     # that simulates (synth, whatif, commission, anomaly train) takes it through

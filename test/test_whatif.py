@@ -1,4 +1,5 @@
 """What-if runs: reproducible across worker counts, physics of the spread, faults, CLI, Ray."""
+from dataclasses import replace
 import inspect
 import json
 import math
@@ -460,3 +461,131 @@ def test_detection_on_any_joint_where_a_fault_names_no_joint():
               'size': 5.0}
     assert faulted_channels({'faults': [WEAR, wrench]}) == ['joint3', 'wrench']
     assert faulted_channels(None) is None and faulted_channels({'faults': []}) is None
+
+
+# ------------------------------------------------------------ audit: excitation on MuJoCo
+def test_an_excitation_trajectory_runs_on_both_engines_alike(tmp_path):
+    """
+    A ``robot-twin excite`` trajectory on the default engine, as on the PyBullet plant.
+
+    Its joint inertias change over tenfold along the path; the drive's gains from the first
+    pose made MuJoCo lose the reference at 1.7 s here.
+    """
+    from twin_sim.excitation import design_excitation, write_trajectory_csv
+    excitation = design_excitation(RobotModel.from_urdf(URDF), duration=5.0,
+                                   base_frequency=0.2, seed=1, iterations=0, restarts=1,
+                                   progress=False)
+    path = tmp_path / 'excite.csv'
+    write_trajectory_csv(excitation, path)
+    scenario = _scenario(trajectory={'type': 'csv', 'path': str(path)}, duration_s=5.0,
+                         randomization={'overrides': FIXED},
+                         detector={'commissioning_duration_s': 2.5})
+    setup = {e: prepare(replace(scenario, engine=e), URDF, seed=0)
+             for e in ('pybullet', 'mujoco')}
+    # along the path the arm gets over 9x heavier than at its first pose in some direction:
+    # gains from that pose alone cannot keep the loop stable there (mujoco_world's docstring)
+    model = RobotModel.from_urdf(URDF)
+    first = model.mass_matrix(setup['mujoco'].reference[0][0])
+    ratio = max(np.linalg.eigvals(np.linalg.solve(first, model.mass_matrix(q))).real.max()
+                for q in setup['mujoco'].reference[0][::100])
+    assert ratio > 9.0
+    pb, mj = (run_sample(setup[e], 0) for e in ('pybullet', 'mujoco'))
+    assert mj.metrics['tracking_max_rad'].max() < 5e-3
+    np.testing.assert_allclose(mj.metrics['tracking_rms_rad'], pb.metrics['tracking_rms_rad'],
+                               rtol=0.2, atol=5e-6)
+    np.testing.assert_allclose(mj.metrics['torque_rms_nm'], pb.metrics['torque_rms_nm'],
+                               rtol=0.02, atol=0.05)
+    np.testing.assert_allclose(mj.metrics['effort_residual_rms_nm'],
+                               pb.metrics['effort_residual_rms_nm'], rtol=0.15, atol=0.03)
+
+
+def test_a_drive_too_weak_to_hold_the_arm_is_named_as_such():
+    """The torque at its limit, not the loop's stability, is why the arm leaves the reference."""
+    weak = [{'type': 'torque_saturation', 'joint': 'joint2', 'start_s': 0.3, 'size': 0.05}]
+    setup = prepare(_scenario(randomization={'overrides': FIXED}, duration_s=1.5, faults=weak,
+                              engine='mujoco'), URDF, seed=0)
+    with pytest.raises(RuntimeError, match=r'lost the reference') as caught:
+        run_sample(setup, 0)
+    message = str(caught.value)
+    assert 'the torque sat at the effort limit of joint2 (8.8 N·m)' in message
+    assert 'cannot follow or hold' in message and 'unstable' not in message
+
+
+# --- faults outside the monitored window, record rate, workers, contract fault type names ---
+
+def test_a_fault_after_the_run_is_refused_and_one_during_commissioning_is_flagged(
+        tmp_path, capsys):
+    late = dict(WEAR, start_s=1.0)                   # the run is 1.0 s: it would never act
+    with pytest.raises(WhatIfError, match=r'faults\[0\] \(friction_increase\): start_s 1 s is '
+                                          r'not before the end of the run'):
+        _scenario(faults=[late])
+    scenario = tmp_path / 'late.yaml'
+    scenario.write_text(yaml.safe_dump({
+        'name': 'late', 'duration_s': 1.0, 'trajectory': {'type': 'hold'},
+        'faults': [dict(WEAR, start_s=100.0)], 'detector': {'commissioning_duration_s': 0.5}}))
+    assert whatif_main(['--scenario', str(scenario), '--samples', '1', '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'start_s 100 s is not before the end of the run (duration_s 1 s)' in err, err
+    # a fault inside commissioning is learned as normal: warned, and flagged in the summary
+    early = _scenario(faults=[dict(WEAR, start_s=0.2)], randomization={'overrides': FIXED})
+    assert early.fault_during_commissioning
+    with pytest.warns(UserWarning, match='starts at 0.2 s, before commissioning ends at 0.5 s'):
+        result = run_whatif(early, 1, urdf=URDF)
+    assert result.summary['fault_during_commissioning'] is True
+    assert 'the fault starts during commissioning' in format_table(result.summary)
+    write_outputs(result, tmp_path / 'early', plots=False)
+    summary = json.loads((tmp_path / 'early' / 'summary.json').read_text())
+    assert summary['fault_during_commissioning'] is True
+    assert _scenario(faults=[WEAR]).fault_during_commissioning is False
+
+
+def test_a_record_rate_must_divide_the_plant_rate():
+    with pytest.raises(WhatIfError, match='record_rate_hz: 7 Hz must divide the plant rate '
+                                          '1000 Hz'):
+        _scenario(record_rate_hz=7)
+    with pytest.raises(WhatIfError, match='record_rate_hz: 2000 Hz must divide'):
+        _scenario(record_rate_hz=2000)
+    assert _scenario(record_rate_hz=250).record_rate_hz == 250.0
+    # the default 50 Hz is not a given rate: at dt 3 ms it is every 7th step (47.6 Hz)
+    data = {'name': 'd', 'duration_s': 1.2, 'dt': 0.003, 'trajectory': {'type': 'hold'},
+            'detector': {'commissioning_duration_s': 0.5}}
+    assert scenario_from_dict(data, 'default rate').record_rate_hz == 50.0
+
+
+def test_workers_are_capped_at_the_cpu_count(monkeypatch):
+    import os
+    monkeypatch.setattr(os, 'cpu_count', lambda: 1)
+    scenario = _scenario(duration_s=0.6, detector={'commissioning_duration_s': 0.3},
+                         randomization={'overrides': FIXED})
+    with pytest.warns(UserWarning, match='--workers 64 is more than the 1 CPUs of this '
+                                         'machine; running 1 worker processes'):
+        result = run_whatif(scenario, 2, urdf=URDF, workers=64)
+    assert result.run['workers'] == 1 and result.run['backend'] == 'in-process'
+
+
+def test_alarm_fault_types_are_the_contracts_names_with_the_signature_beside(tmp_path):
+    from twin_anomaly.classifier import FAULT_TYPES as CONTRACT
+    from twin_anomaly.detector import contract_fault_type, FAULT_TYPES as SIGNATURES
+    # the mapping: a contract name for every signature, 'unknown' where it names no one fault
+    assert {contract_fault_type(s) for s in SIGNATURES} <= set(CONTRACT) | {'unknown', 'none'}
+    assert contract_fault_type('friction_like') == 'friction_increase'
+    assert contract_fault_type('effort_offset') == 'unknown'
+    assert contract_fault_type('sensor_noise') == 'sensor_noise'
+    faults = {'name': 'bias', 'faults': [{'type': 'sensor_bias', 'signal': 'effort',
+                                          'joint': 'joint2', 'start_s': 1.2, 'size': 8.0}]}
+    scenario = _scenario(duration_s=1.6, faults=faults, randomization={'overrides': FIXED},
+                         detector={'commissioning_duration_s': 0.8})
+    result = run_whatif(scenario, 1, urdf=URDF)
+    sample, = result.samples
+    assert sample.alarm_joint == 'joint2' and sample.alarm_signature in SIGNATURES
+    assert sample.alarm_fault_type == contract_fault_type(sample.alarm_signature)
+    assert sample.alarm_fault_type in set(CONTRACT) | {'unknown'}
+    alarms = result.summary['alarms']
+    assert alarms['by_joint_and_type'] == {f'joint2:{sample.alarm_fault_type}': 1}
+    assert alarms['by_joint_and_signature'] == {f'joint2:{sample.alarm_signature}': 1}
+    write_outputs(result, tmp_path / 'out', plots=False)
+    import csv
+    with open(tmp_path / 'out' / 'samples.csv', encoding='utf-8') as handle:
+        row, = csv.DictReader(handle)
+    assert (row['alarm_fault_type'], row['alarm_signature']) == (sample.alarm_fault_type,
+                                                                 sample.alarm_signature)

@@ -89,9 +89,35 @@ JOINT_KINDS = ('position', 'velocity', 'effort')
 WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 #: The detectors run on every channel.
 DETECTORS = ('level', 'drift', 'noise')
-#: Fault types the heuristic classifier can return (``'none'`` = no alarm).
+#: Fault types the heuristic classifier can return (``'none'`` = no alarm). These are this
+#: detector's *signatures* (what its residuals look like), not the contract's fault type names
+#: (``/twin/anomaly``, :data:`twin_anomaly.classifier.FAULT_TYPES`); see
+#: :data:`CONTRACT_FAULT_TYPE`.
 FAULT_TYPES = ('none', 'effort_offset', 'friction_like', 'sensor_position', 'sensor_velocity',
                'sensor_noise', 'wrench', 'unknown')
+#: The contract's fault type name of each signature of :data:`FAULT_TYPES`, where the signature
+#: points to one; ``'unknown'`` where several faults give it:
+#:
+#: - ``friction_like`` (the effort residual follows the sign of the velocity) ->
+#:   ``friction_increase``;
+#: - ``sensor_noise`` (a channel's variance changed) -> ``sensor_noise`` (a variance that fell,
+#:   e.g. of a stuck sensor, gives it too);
+#: - ``effort_offset`` -> ``unknown``: an effort sensor bias, a payload, a collision force,
+#:   saturation, or friction before the joint has reversed all look alike;
+#: - ``sensor_position``, ``sensor_velocity`` -> ``unknown``: a bias, a stuck sensor or a jump;
+#: - ``wrench`` -> ``unknown``: a payload, a contact force or a force-torque sensor fault;
+#: - ``none`` -> ``none``, ``unknown`` -> ``unknown``.
+CONTRACT_FAULT_TYPE = {'none': 'none', 'friction_like': 'friction_increase',
+                       'sensor_noise': 'sensor_noise', 'effort_offset': 'unknown',
+                       'sensor_position': 'unknown', 'sensor_velocity': 'unknown',
+                       'wrench': 'unknown', 'unknown': 'unknown'}
+
+
+def contract_fault_type(signature):
+    """Return the contract's fault type name of a :data:`FAULT_TYPES` signature (else unknown)."""
+    return CONTRACT_FAULT_TYPE.get(signature, 'unknown')
+
+
 #: Report levels, as in diagnostic_msgs/DiagnosticStatus.
 LEVELS = ('OK', 'WARN', 'ERROR')
 
@@ -1206,7 +1232,7 @@ def _read_thresholds_file(path):
     return doc
 
 
-__all__ = ['DETECTORS', 'DetectorConfig', 'DetectorState', 'FAULT_TYPES', 'FEATURE_NAMES',
-           'FaultClassifier', 'FaultFeatures', 'HeuristicClassifier', 'JOINT_KINDS',
-           'JointStatus', 'LEVELS', 'LearnedThresholds', 'ResidualDetector', 'ThresholdsError',
-           'WRENCH_AXES']
+__all__ = ['CONTRACT_FAULT_TYPE', 'contract_fault_type', 'DETECTORS', 'DetectorConfig',
+           'DetectorState', 'FAULT_TYPES', 'FEATURE_NAMES', 'FaultClassifier', 'FaultFeatures',
+           'HeuristicClassifier', 'JOINT_KINDS', 'JointStatus', 'LEVELS', 'LearnedThresholds',
+           'ResidualDetector', 'ThresholdsError', 'WRENCH_AXES']

@@ -23,9 +23,17 @@ What the world models:
   tendon with MuJoCo's PID actuator, so the gains couple the joints like a computed-torque
   loop frozen at that pose (``k_p = 3 w^2``, ``k_d = 3 w``, ``k_i = w^3``: a triple pole at
   ``-w``, ``w = control_bandwidth``, default ``0.2 / dt``). Per-joint gains would be unstable
-  on the light, coupled wrist joints at these rates. The feed-forward (e.g. the robot's
-  inverse dynamics along the reference, computed once) is the caller's. Torque mode applies
-  ``tau``. The joint's total drive torque is clipped to its effort limit.
+  on the light, coupled wrist joints at these rates. Where the arm's inertia ``M(q)`` differs
+  from the gain inertia, each mode's loop is ``s^3 + rho (3 w s^2 + 3 w^2 s + w^3)`` with
+  ``rho`` a ratio of the gain inertia to ``M(q)``: unstable for ``rho < 1/9`` (too little
+  damping against the integral) and, stepped explicitly, for ``rho`` above about 2.9. One
+  gain inertia cannot serve a far-reaching motion (an excitation trajectory changes a joint's
+  inertia twentyfold), so :meth:`MujocoWorld.run_position` can schedule the gains: it splits
+  the run where ``rho`` along the reference would leave ``[1/2, 2]`` (:data:`GAIN_BAND`) and
+  retunes each piece from ``M(q_ref)`` there, keeping the loop's integral torque. The
+  feed-forward (e.g. the robot's inverse dynamics along the reference, computed once) is the
+  caller's. Torque mode applies ``tau``. The joint's total drive torque is clipped to its
+  effort limit.
 * The force-torque sensor: the wrench ``[fx, fy, fz, tx, ty, tz]`` (N, N·m) that the bodies
   distal to ``ft_link`` (tool, payload) exert on the sensor, in the ``ft_link`` frame, torque
   about its origin (docs/conventions.md, the same as :meth:`RobotModel.ft_wrench`). The
@@ -59,7 +67,7 @@ from twin_sim.urdf_model import DEFAULT_FT_LINK, GRAVITY, RobotModel, URDFError
 from twin_sim.world import _as_vector, Measurement, WorldError
 
 __all__ = ['MujocoWorld', 'MujocoWorldError', 'Trajectory', 'PAYLOAD_BODY', 'SENSOR_BODY',
-           'gain_inertia_along']
+           'GAIN_BAND', 'GAIN_CHECK_S', 'gain_inertia_along']
 
 #: Name of the body that carries the payload (fixed to the payload frame).
 PAYLOAD_BODY = 'twin_payload'
@@ -67,6 +75,14 @@ PAYLOAD_BODY = 'twin_payload'
 SENSOR_BODY = urdf_rewrite.SENSOR_BODY
 _SITE = 'twin_ft_site'
 _MODES = ('position', 'torque')
+#: The gains are retuned (:meth:`MujocoWorld.gain_schedule`) where a ratio of the gain inertia
+#: to the arm's inertia leaves ``[1 / GAIN_BAND, GAIN_BAND]``. Each mode's loop is
+#: ``s^3 + rho (3 w s^2 + 3 w^2 s + w^3)``: stable for ``rho > 1/9`` (Routh; lower, the integral
+#: wins and the loop oscillates ever more) and, stepped explicitly at ``w dt = 0.2``, up to
+#: ``rho`` of about 2.9 (measured on the built-in arm). 2 leaves room on both sides.
+GAIN_BAND = 2.0
+#: Interval of the reference poses :meth:`MujocoWorld.gain_schedule` checks, s.
+GAIN_CHECK_S = 0.01
 
 
 class MujocoWorldError(ValueError):
@@ -178,13 +194,16 @@ def _payload_parts(payload):
 
 def gain_inertia_along(model, q_path, payload=None, rotor_inertia=None, margin=2.0):
     """
-    Return a gain inertia that keeps the explicit drive loop stable along a path.
+    Return one gain inertia for a whole path (a compromise; prefer scheduled gains).
 
     The mass matrix at the path's first pose, scaled down where the arm gets lighter than that
     along the path: by ``margin / r`` when ``r``, the largest ``lambda_max(M(q)^-1 M_0)`` over
     the path, exceeds ``margin``. At the default bandwidth the explicit loop is stable up to
     ``r`` of about 2.9 (measured on the built-in arm); ``margin`` 2 leaves room, and keeps the
-    full gains for the moderate motions that never get there.
+    full gains for the moderate motions that never get there. Scaling down has its own bound:
+    where the arm gets heavier than ``9x`` the gain inertia the loop oscillates (see the module
+    docstring), so a path whose inertia spans more than that (an excitation trajectory) needs
+    :meth:`MujocoWorld.run_position` with ``schedule_gains=True`` instead.
 
     Parameters
     ----------
@@ -250,9 +269,10 @@ class MujocoWorld:
         stiffest MuJoCo recommends: joints stick with little creep).
     integrator : {'euler', 'implicitfast'}
         ``'euler'`` (default): every force explicit, so ``effort`` and ``wrench`` are exactly
-        what acted. The explicit loop is stable for moderate motions (what-if trajectories;
-        :func:`gain_inertia_along` helps on long ones) but can diverge on fast, far-reaching
-        ones. ``'implicitfast'`` integrates the drive's damping implicitly and stays stable,
+        what acted. With gains from one pose the explicit loop is stable for moderate motions
+        but can diverge on fast, far-reaching ones; ``run_position(..., schedule_gains=True)``
+        keeps it stable along any reference. ``'implicitfast'`` integrates the drive's damping
+        implicitly and stays stable,
         but the recorded effort and wrench are then computed before that implicit
         correction (off by the damping's share over the step).
 
@@ -422,7 +442,7 @@ class MujocoWorld:
 
     def set_gains(self, gain_inertia=None, control_bandwidth=None):
         """
-        Retune the position loop (see :func:`gain_inertia_along` for long motions).
+        Retune the position loop (long motions: ``run_position(..., schedule_gains=True)``).
 
         Parameters
         ----------
@@ -592,11 +612,15 @@ class MujocoWorld:
         """Return the reading: MuJoCo gives what the sensor exerts on the distal bodies."""
         return -np.asarray(raw, dtype=float)
 
-    def run_position(self, q_ref, qd_ref=None, feedforward=None):
+    def run_position(self, q_ref, qd_ref=None, feedforward=None, schedule_gains=False):
         """
         Follow a position reference for ``len(q_ref)`` steps in MuJoCo's C rollout.
 
-        Step ``k`` runs with the targets of row ``k``; the world ends at the last state.
+        Step ``k`` runs with the targets of row ``k``; the world ends at the last state. With
+        ``schedule_gains`` the run is split where the arm's inertia along the reference leaves
+        the band the gains are stable in, and each piece is retuned from the mass matrix at
+        its first reference pose (:meth:`gain_schedule`); the loop's integral torque carries
+        over. The world keeps the last gains.
 
         Parameters
         ----------
@@ -606,6 +630,8 @@ class MujocoWorld:
             Reference velocities (default 0).
         feedforward : (T, n) N·m, optional
             Feed-forward torques (default 0).
+        schedule_gains : bool
+            Retune the loop along the reference (default False: the gains as they are).
 
         Returns
         -------
@@ -620,7 +646,106 @@ class MujocoWorld:
         ff = (np.zeros_like(q_ref) if feedforward is None
               else _rows(feedforward, steps, self.n, 'feedforward'))
         self._set_mode('position')
-        return self._rollout(self._ctrl_rows(q_ref, qd_ref, ff))
+        if not schedule_gains:
+            return self._rollout(self._ctrl_rows(q_ref, qd_ref, ff))
+        parts = []
+        for k0, k1, inertia in self.gain_schedule(q_ref):
+            if inertia is not None:
+                self._retune(inertia)
+            parts.append(self._rollout(self._ctrl_rows(q_ref[k0:k1], qd_ref[k0:k1], ff[k0:k1])))
+        if len(parts) == 1:
+            return parts[0]
+        wrench = None if parts[0].wrench is None else np.concatenate([p.wrench for p in parts])
+        return Trajectory(*(np.concatenate([getattr(p, f) for p in parts])
+                            for f in ('t', 'q', 'qd', 'effort')), wrench)
+
+    def inertia_at(self, q):
+        """
+        Return the engine's joint-space inertia at poses ``q``: ``(K, n, n)`` kg m^2.
+
+        MuJoCo's own mass matrix of the arm as it is now (bodies, payload, rotor inertia), at
+        each row of ``q`` (``(K, n)`` rad); the world's state is not touched.
+        """
+        q = np.atleast_2d(np.asarray(q, dtype=float))
+        m = self.mj_model
+        scratch = getattr(self, '_scratch', None)
+        if scratch is None:
+            scratch = self._scratch = mujoco.MjData(m)
+        out = np.empty((q.shape[0], m.nv, m.nv))
+        for k, pose in enumerate(q):
+            scratch.qpos[self._qadr] = pose
+            mujoco.mj_kinematics(m, scratch)
+            mujoco.mj_comPos(m, scratch)
+            mujoco.mj_makeM(m, scratch)
+            mujoco.mj_fullM(m, scratch, out[k])
+        if m.nv == self.n and np.array_equal(self._vadr, np.arange(self.n)):
+            return out
+        return out[:, self._vadr][:, :, self._vadr]
+
+    def gain_schedule(self, q_ref, band=GAIN_BAND, every_s=GAIN_CHECK_S):
+        """
+        Split a position reference where the arm's inertia leaves the band of the gains.
+
+        The loop's modes are stable while every ratio ``rho`` of the gain inertia to the arm's
+        inertia (the generalized eigenvalues of ``(gain inertia, M(q))``) lies in
+        ``[1 / band, band]`` (see :data:`GAIN_BAND`). The reference's poses are checked every
+        ``every_s`` (against the current gains first); where one falls outside, a piece starts
+        with the gain inertia ``M(q_ref)`` of that pose (:meth:`inertia_at`).
+
+        Parameters
+        ----------
+        q_ref : (T, n) rad
+            Reference positions.
+        band : float
+            Largest ratio either way (> 1).
+        every_s : float
+            Pose check interval, s.
+
+        Returns
+        -------
+        list of (k0, k1, inertia)
+            Steps ``k0..k1-1`` run with the gain inertia ``inertia`` ((n, n); None: the gains
+            as they are); the pieces cover ``0..T``.
+
+        """
+        q_ref = _rows(q_ref, None, self.n, 'q_ref')
+        steps = q_ref.shape[0]
+        every = max(1, int(round(float(every_s) / self.dt)))
+        marks = np.arange(0, steps, every)
+        mass = self.inertia_at(np.clip(q_ref[marks], self.lower, self.upper))
+        band = float(band)
+        if not band > 1.0:
+            raise MujocoWorldError(f'gain band must be > 1, got {band}')
+        pieces, start, j, size = [], (0, None), 0, 4
+        inv = np.linalg.inv(np.linalg.cholesky(0.5 * (self.gain_inertia + self.gain_inertia.T)))
+        while j < marks.size:
+            # ratios M(q) / gain of the poses j.. per mode, in growing windows of poses
+            window = mass[j:j + size]
+            ratio = np.linalg.eigvalsh(inv @ window @ inv.T)
+            out = (ratio[:, -1] > band) | (ratio[:, 0] < 1.0 / band)
+            if not out.any():
+                j += window.shape[0]
+                size = min(2 * size, 64)
+                continue
+            j += int(np.argmax(out))
+            k = int(marks[j])
+            if k > start[0]:
+                pieces.append((start[0], k, start[1]))
+            start = (k, mass[j])
+            inv = np.linalg.inv(np.linalg.cholesky(mass[j]))
+            j, size = j + 1, 4
+        pieces.append((start[0], steps, start[1]))
+        return pieces
+
+    def _retune(self, gain_inertia):
+        """Put new gains on the running position loop, keeping its integral torque per joint."""
+        m, d = self.mj_model, self.mj_data
+        adr = m.actuator_actadr[self._pid]
+        integral = self._modes @ (self._mode_gains[2] * d.act[adr])     # N m per joint
+        self._set_gains(self.bandwidth, gain_inertia, self._armature)
+        self._mode = None
+        self._set_mode('position')
+        d.act[adr] = (self._modes.T @ integral) / self._mode_gains[2]
 
     def run_torque(self, tau):
         """Apply torques ``tau`` (T, n) N·m for ``T`` steps; return the :class:`Trajectory`."""

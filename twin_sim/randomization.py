@@ -24,6 +24,28 @@ A range is a number (fixed), ``[low, high]`` (uniform) or
 the nominal value (scale 1, offset 0, no payload, no noise, no delay). ``links``, ``friction``
 and ``actuator`` take per-joint overrides under ``joints:``.
 
+A randomization draws variants *of this robot*, so values no variant of it can have are refused
+(:class:`RandomizationError`) and large ones are accepted with a :class:`RandomizationWarning`
+(``SCHEMA``, field by field, says why):
+
+================================================  ===============  ==============
+field                                             refused outside  warned outside
+================================================  ===============  ==============
+``mass_scale``, ``inertia_scale``                 [0.1, 10]        [0.5, 2]
+``com_offset_m`` (each coordinate)                abs <= 0.5 m     abs <= 0.05 m
+``viscous_scale``, ``coulomb_scale``              <= 20            <= 5
+``payload.com_{x,y,z}_m``                         abs <= 2 m       abs <= 0.5 m
+``payload.radius_m``                              <= 1 m           <= 0.3 m
+``position_noise_std_rad``                        <= 0.1 rad       <= 1e-3 rad
+``velocity_noise_std_rad_s``                      <= 10 rad/s      <= 0.1 rad/s
+``delay_s``                                       <= 1 s           <= 0.05 s
+``effort_limit_scale``, ``velocity_limit_scale``  [0.1, 10]        [0.5, 2]
+================================================  ===============  ==============
+
+Payload mass and effort, force and torque noise depend on the robot's size and have no bound
+here. A larger change than these is a fault: give it as a scenario fault
+(``friction_increase``, ``sensor_noise``, ``delay``, ``payload_change``), not as a range.
+
 Reproducibility: variant ``i`` of seed ``s`` is drawn from ``SeedSequence(s).spawn(i + 1)[i]``
 (the ``i``-th spawned child), so it depends only on ``(s, i)``, never on how many variants are
 drawn, by how many workers, or in which order. Every field consumes its random numbers whether
@@ -37,6 +59,7 @@ from dataclasses import dataclass, field
 import math
 import os
 from pathlib import Path
+import warnings
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -46,8 +69,8 @@ from twin_sim.yaml_numbers import load_yaml
 import yaml
 
 __all__ = [
-    'RandomizationError', 'Range', 'RandomizationSpec', 'Variant', 'BodyInertial',
-    'NominalDynamics', 'load_randomization', 'deep_merge', 'write_variant_urdf',
+    'RandomizationError', 'RandomizationWarning', 'Range', 'RandomizationSpec', 'Variant',
+    'BodyInertial', 'NominalDynamics', 'load_randomization', 'deep_merge', 'write_variant_urdf',
     'variant_seed_sequence', 'write_randomized_robot',
 ]
 
@@ -91,43 +114,85 @@ class Range:
         return self.low + u * (self.high - self.low)
 
 
+class RandomizationWarning(UserWarning):
+    """A randomization range is plausible but large (the message says which and why)."""
+
+
 @dataclass(frozen=True)
 class _FieldSpec:
     default: float
     minimum: float = -math.inf
     strictly_positive: bool = False
     unit: str = ''
+    #: plausible values: outside ``refuse`` a range is refused, outside ``warn`` it is accepted
+    #: with a :class:`RandomizationWarning`; ``(low, high)``, None for no bound. For offsets
+    #: (``symmetric``) the bound is on the magnitude ``|value|``.
+    refuse: tuple = (None, None)
+    warn: tuple = (None, None)
+    symmetric: bool = False
+    why: str = ''
 
 
-#: Every section and field a randomization file may set, with its default and lower bound.
+_SCALE_WHY = ('a link of one robot model is known to a few per cent (CAD, identification); a '
+              'factor of 2 is another structure and a factor of 10 another robot, not a '
+              'variant of this one')
+_FRICTION_WHY = ('gearbox friction of one model varies with unit, temperature and wear by up '
+                 'to a few times; more is a fault (a scenario fault friction_increase), not a '
+                 'randomization')
+_LIMIT_WHY = ('the limits are the ratings of the actuators; below half of them the arm may not '
+              'hold itself against gravity, beyond twice them it is another drive')
+#: Every section and field a randomization file may set: its default, lower bound and the
+#: plausible values (refused outside ``refuse``, warned about outside ``warn``).
 SCHEMA = {
     'links': {
-        'mass_scale': _FieldSpec(1.0, 0.0, True),
-        'com_offset_m': _FieldSpec(0.0, unit='m'),
-        'inertia_scale': _FieldSpec(1.0, 0.0, True),
+        'mass_scale': _FieldSpec(1.0, 0.0, True, refuse=(0.1, 10.0), warn=(0.5, 2.0),
+                                 why=_SCALE_WHY),
+        'com_offset_m': _FieldSpec(0.0, unit='m', refuse=(None, 0.5), warn=(None, 0.05),
+                                   symmetric=True,
+                                   why='a centre of mass lies within its link and is known '
+                                       'to a few cm; half a metre puts it outside most links '
+                                       'of an arm'),
+        'inertia_scale': _FieldSpec(1.0, 0.0, True, refuse=(0.1, 10.0), warn=(0.5, 2.0),
+                                    why=_SCALE_WHY),
     },
     'friction': {
-        'viscous_scale': _FieldSpec(1.0, 0.0),
-        'coulomb_scale': _FieldSpec(1.0, 0.0),
+        'viscous_scale': _FieldSpec(1.0, 0.0, refuse=(None, 20.0), warn=(None, 5.0),
+                                    why=_FRICTION_WHY),
+        'coulomb_scale': _FieldSpec(1.0, 0.0, refuse=(None, 20.0), warn=(None, 5.0),
+                                    why=_FRICTION_WHY),
     },
     'payload': {
         'mass_kg': _FieldSpec(0.0, 0.0, unit='kg'),
-        'com_x_m': _FieldSpec(0.0, unit='m'),
-        'com_y_m': _FieldSpec(0.0, unit='m'),
-        'com_z_m': _FieldSpec(0.0, unit='m'),
-        'radius_m': _FieldSpec(0.0, 0.0, unit='m'),
+        'com_x_m': _FieldSpec(0.0, unit='m', refuse=(None, 2.0), warn=(None, 0.5),
+                              symmetric=True, why='a payload sits on the flange of the tool'),
+        'com_y_m': _FieldSpec(0.0, unit='m', refuse=(None, 2.0), warn=(None, 0.5),
+                              symmetric=True, why='a payload sits on the flange of the tool'),
+        'com_z_m': _FieldSpec(0.0, unit='m', refuse=(None, 2.0), warn=(None, 0.5),
+                              symmetric=True, why='a payload sits on the flange of the tool'),
+        'radius_m': _FieldSpec(0.0, 0.0, unit='m', refuse=(None, 1.0), warn=(None, 0.3),
+                               why='a payload sits on the flange of the tool'),
     },
     'sensor': {
-        'position_noise_std_rad': _FieldSpec(0.0, 0.0, unit='rad'),
-        'velocity_noise_std_rad_s': _FieldSpec(0.0, 0.0, unit='rad/s'),
+        'position_noise_std_rad': _FieldSpec(
+            0.0, 0.0, unit='rad', refuse=(None, 0.1), warn=(None, 1.0e-3),
+            why='joint encoders resolve 1e-4 rad or better; noisier is a broken sensor (a '
+                'scenario fault sensor_noise)'),
+        'velocity_noise_std_rad_s': _FieldSpec(0.0, 0.0, unit='rad/s', refuse=(None, 10.0),
+                                               warn=(None, 0.1),
+                                               why='more is a broken sensor'),
         'effort_noise_std_nm': _FieldSpec(0.0, 0.0, unit='N m'),
         'force_noise_std_n': _FieldSpec(0.0, 0.0, unit='N'),
         'torque_noise_std_nm': _FieldSpec(0.0, 0.0, unit='N m'),
-        'delay_s': _FieldSpec(0.0, 0.0, unit='s'),
+        'delay_s': _FieldSpec(0.0, 0.0, unit='s', refuse=(None, 1.0), warn=(None, 0.05),
+                              why='robots stream joint states at 100 Hz or more; a latency '
+                                  'of a second is an outage (a scenario fault delay or '
+                                  'dropout), not a variant'),
     },
     'actuator': {
-        'effort_limit_scale': _FieldSpec(1.0, 0.0, True),
-        'velocity_limit_scale': _FieldSpec(1.0, 0.0, True),
+        'effort_limit_scale': _FieldSpec(1.0, 0.0, True, refuse=(0.1, 10.0), warn=(0.5, 2.0),
+                                         why=_LIMIT_WHY),
+        'velocity_limit_scale': _FieldSpec(1.0, 0.0, True, refuse=(0.1, 10.0),
+                                           warn=(0.5, 2.0), why=_LIMIT_WHY),
     },
 }
 #: Sections whose fields are per joint and accept ``joints: {name: {field: range}}``.
@@ -194,7 +259,36 @@ def _parse_range(value, where, spec):
         raise RandomizationError(f'{where}: must be >= {spec.minimum}, got low {low}')
     if dist == 'loguniform' and low <= 0.0:
         raise RandomizationError(f'{where}: a loguniform range needs low > 0, got {low}')
+    _check_plausible(low, high, where, spec)
     return Range(low, high, dist)
+
+
+def _plausibility(low, high, bounds, spec):
+    """Return the first value of ``[low, high]`` outside ``bounds`` and the bound, or None."""
+    bottom, top = bounds
+    if spec.symmetric:
+        value = max(abs(low), abs(high))
+        return (value, f'|value| <= {top:g}') if top is not None and value > top else None
+    if bottom is not None and low < bottom:
+        return low, f'>= {bottom:g}'
+    if top is not None and high > top:
+        return high, f'<= {top:g}'
+    return None
+
+
+def _check_plausible(low, high, where, spec):
+    """Refuse a range outside the field's plausible values; warn when it is merely large."""
+    unit = f' {spec.unit}' if spec.unit else ''
+    bad = _plausibility(low, high, spec.refuse, spec)
+    if bad is not None:
+        raise RandomizationError(
+            f'{where}: {bad[0]:g}{unit} is not a randomization of this robot (plausible: '
+            f'{bad[1]}{unit}; {spec.why})')
+    large = _plausibility(low, high, spec.warn, spec)
+    if large is not None:
+        warnings.warn(f'{where}: {large[0]:g}{unit} is large for a randomization (usual: '
+                      f'{large[1]}{unit}; {spec.why}); check that it is meant',
+                      RandomizationWarning, stacklevel=2)
 
 
 def variant_seed_sequence(seed, index):
