@@ -579,6 +579,7 @@ def test_twin_status_counts_dropped_samples_and_writes_epoch_times_in_full(ros):
         s for s in reports[-1] if s.name == 'twin/anomaly/robot').values}
     assert values['joint_states.dropped'] == robot['dropped_samples'] == '2'
     assert values['joint_states.lost_in_twin'] == '0'
+    assert values['joint_states.missing'] == '0'          # the robot's stream had no gap
     since = values['joint_states.since']
     assert re.fullmatch(r'\d{10}\.\d{6}', since), since
     assert abs(float(since) - time.time()) < 60.0

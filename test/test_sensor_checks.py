@@ -138,6 +138,7 @@ def test_missing_samples_are_counted_from_the_stamps():
     blocks = feed(checks, 0.2, skip={85, 86, 87, 150})
     assert sum(b.missing for b in blocks) == 4
     assert blocks[5].missing == 3 and blocks[8].missing == 1
+    assert checks.missing_from_robot == 4 and checks.lost_in_twin == 0   # for /twin/status
 
 
 def test_the_typical_period_is_not_taken_from_a_burst_and_follows_a_new_rate():

@@ -192,6 +192,9 @@ class SensorChecks:
         The last sample given to :meth:`update` repeated the one before it exactly.
     lost_in_twin : int
         Samples lost in the twin's own input queue (it fell behind), not by the robot.
+    missing_from_robot : int
+        Samples missing from the robot's stream (its gaps, beyond those lost in the twin),
+        counted since the start, as the stream checks judge them block by block.
 
     """
 
@@ -208,6 +211,7 @@ class SensorChecks:
                              f'{queue_depth!r}')
         self.queue_depth = int(queue_depth)
         self.lost_in_twin = 0
+        self.missing_from_robot = 0
         self.lag_s = np.zeros(n)
         self.flat_tolerance = np.zeros(n)
         self.flat_band = np.zeros(n)
@@ -512,6 +516,7 @@ class SensorChecks:
         self.lost_in_twin += twin
         self._lost += twin
         self._missing += lost - twin
+        self.missing_from_robot += lost - twin
         self._account_from = None
         self._watch_owed = None
         self._settling = True

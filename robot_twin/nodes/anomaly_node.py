@@ -279,8 +279,10 @@ class TwinAnomalyNode(Node):
 
         ``joint_states.dropped``: the samples the twin lost or dropped, as /twin/anomaly's
         ``dropped_samples``: ``joint_states.lost_in_twin`` (lost in its own input queue, found
-        by the stream checks) plus samples whose stamp did not advance. Read from the
-        detector's counters at status time: no work per sample.
+        by the stream checks) plus samples whose stamp did not advance;
+        ``joint_states.missing``: samples missing from the robot's own stream (its gaps, as the
+        stream checks count them). Read from the detector's counters at status time: no work
+        per sample.
         """
         monitor = self.monitor
         lost = int(monitor.checks.lost_in_twin)
@@ -291,7 +293,8 @@ class TwinAnomalyNode(Node):
                   'maintenance.accepted': self.maintenance_accepted,
                   'maintenance.refused': self.maintenance_refused,
                   'joint_states.dropped': int(monitor.dropped_samples) + lost,
-                  'joint_states.lost_in_twin': lost}
+                  'joint_states.lost_in_twin': lost,
+                  'joint_states.missing': int(monitor.checks.missing_from_robot)}
         if self._ledger_error:
             values['lifecycle_log'] = self._ledger_error
         return values
