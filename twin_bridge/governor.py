@@ -824,17 +824,24 @@ class SafetyGovernor:
             why = []
             in_range = min(max(values[k], self._lo[i]), self._hi[i])
             if in_range != values[k]:
-                why.append(f'position limits [{_fmt(self.limits.lower[i])}, '
-                           f'{_fmt(self.limits.upper[i])}] with margin '
-                           f'{_fmt(self.position_margin[i])}')
+                why.append(self._range_reason(i))
             if out[k] != in_range:
-                why.append(f'step from measured {_fmt(cur[k])} limited to {_fmt(step[k])} '
-                           f'(velocity limit {_fmt(self._vmax[i])} x {_fmt(dt)} s'
-                           + (f', max_step_rad {_fmt(self.max_step_rad)}'
-                              if self.max_step_rad is not None else '') + ')')
+                why.append(self._step_reason(i, cur[k], step[k], dt))
             reasons.append(f'{joints[k]!r} position {_fmt(values[k])} -> {_fmt(out[k])}: '
                            + ' and '.join(why))
         return JointCommand('position', out, joints, duration_s), reasons
+
+    def _range_reason(self, i):
+        """Say why joint ``i``'s position was brought into its range (a clamp reason)."""
+        return (f'position limits [{_fmt(self.limits.lower[i])}, '
+                f'{_fmt(self.limits.upper[i])}] with margin {_fmt(self.position_margin[i])}')
+
+    def _step_reason(self, i, cur, step, dt):
+        """Say why joint ``i``'s position step from ``cur`` was limited to ``step``."""
+        return (f'step from measured {_fmt(cur)} limited to {_fmt(step)} '
+                f'(velocity limit {_fmt(self._vmax[i])} x {_fmt(dt)} s'
+                + (f', max_step_rad {_fmt(self.max_step_rad)}'
+                   if self.max_step_rad is not None else '') + ')')
 
     def _position_accelerated(self, values, idx, joints, cur, duration_s, v_now, amax, lo, hi,
                               step, dt):
@@ -859,18 +866,13 @@ class SafetyGovernor:
             i = idx[k]
             why = []
             if not self._lo[i] <= values[k] <= self._hi[i]:
-                why.append(f'position limits [{_fmt(self.limits.lower[i])}, '
-                           f'{_fmt(self.limits.upper[i])}] with margin '
-                           f'{_fmt(self.position_margin[i])}')
+                why.append(self._range_reason(i))
             if target[k] != values[k]:
                 why.append(f'reach in {_fmt(dt)} s from measured {_fmt(cur[k])} at '
                            f'{_fmt(v_now[k])}/s limited to [{_fmt(alo[k])}, {_fmt(ahi[k])}] '
                            f'(acceleration limit {_fmt(amax[k])})')
             if out[k] != min(max(target[k], self._lo[i]), self._hi[i]):
-                why.append(f'step from measured {_fmt(cur[k])} limited to {_fmt(step[k])} '
-                           f'(velocity limit {_fmt(self._vmax[i])} x {_fmt(dt)} s'
-                           + (f', max_step_rad {_fmt(self.max_step_rad)}'
-                              if self.max_step_rad is not None else '') + ')')
+                why.append(self._step_reason(i, cur[k], step[k], dt))
             reasons.append(f'{joints[k]!r} position {_fmt(values[k])} -> {_fmt(out[k])}: '
                            + ' and '.join(why))
         over = (out < alo) | (out > ahi)
