@@ -16,7 +16,8 @@ from test_governor import random_command, random_limits, random_state, random_ve
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
 from twin_bridge.governor import (ACCELERATION_OVER, GovernorConfigError, JointCommand,
                                   JointLimits, limit_violations, load_joint_limits_yaml,
-                                  SafetyGovernor, TrajectoryCommand, TrajectoryPoint)
+                                  SafetyGovernor, STOP_ROOM_FLOOR, TrajectoryCommand,
+                                  TrajectoryPoint)
 
 NAMES = ('j1', 'j2', 'j3')
 
@@ -48,7 +49,11 @@ def spline_accelerations(dq, v0, v1, duration, samples=257):
 
 
 def peak_accelerations(out, cur, vel):
-    """Return (segments, m) sampled peak |acceleration| of a governed trajectory."""
+    """
+    Return (segments, m) sampled peak |acceleration| of a governed trajectory.
+
+    A segment of no duration is 0 where the velocity stays, inf where it steps.
+    """
     t_prev, q_prev = 0.0, np.asarray(cur, dtype=float)
     v_prev = np.zeros(len(q_prev)) if vel is None else np.nan_to_num(
         np.asarray(vel, dtype=float), nan=0.0)
@@ -56,8 +61,9 @@ def peak_accelerations(out, cur, vel):
     for p in out.points:
         q, v = np.asarray(p.positions), np.asarray(p.velocities)
         span = p.time_from_start - t_prev
-        peaks.append([0.0 if span == 0.0 else np.abs(spline_accelerations(
-            q[j] - q_prev[j], v_prev[j], v[j], span)).max() for j in range(len(q))])
+        peaks.append([(0.0 if v[j] == v_prev[j] else math.inf) if span == 0.0 else np.abs(
+            spline_accelerations(q[j] - q_prev[j], v_prev[j], v[j], span)).max()
+            for j in range(len(q))])
         t_prev, q_prev, v_prev = p.time_from_start, q, v
     return np.array(peaks)
 
@@ -97,10 +103,46 @@ def test_velocity_change_from_the_measured_velocity_is_limited():
     np.testing.assert_allclose(d.command.values, [0.2, 1.5, 0.6])
     assert any('acceleration limit' in r and "'j1'" in r for r in d.reasons)
     assert g.counters['clamped'] == 1 and g.counters[ACCELERATION_OVER] == 0
-    # unknown (NaN) measured velocity: taken as at rest
-    d = g.govern(JointCommand('velocity', [-0.8, 0.0, 0.0]), 2.0, True, ZERO,
-                 [math.nan, 0.0, 0.0])
-    np.testing.assert_allclose(d.command.values, [-0.2, 0.0, 0.0])
+
+
+def test_an_unknown_velocity_of_a_joint_with_an_acceleration_limit_is_refused():
+    # the arm may be moving: its limit cannot be counted from rest (the old code sent -0.2 and
+    # 0.2 from an assumed rest)
+    for k, vel in enumerate(([math.nan, 0.0, 0.0], None)):
+        g = gov()
+        for cmd in (JointCommand('velocity', [-0.8, 0.0, 0.0]),
+                    JointCommand('position', [0.01, 0.0, 0.0]),
+                    TrajectoryCommand([(1.0, [0.1, 0.0, 0.0], ZERO)])):
+            d = g.govern(cmd, 1.0 + k, True, ZERO, vel)
+            assert not d.allowed and d.cause == 'no_state', (cmd, d.reasons)
+            assert "no measured velocity for 'j1'" in d.reasons[0]
+        # a joint without an acceleration limit (j2) is still taken as at rest
+        d = g.govern(JointCommand('velocity', [0.5], joints=['j2']), 5.0 + k, True, ZERO, vel)
+        assert d.allowed and d.command.values.tolist() == [0.5]
+    # the final check refuses it too
+    out = JointCommand('velocity', np.array([0.0, 0.0, 0.0]), NAMES)
+    assert any('no measured velocity' in r for r in limit_violations(
+        gov(), out, ZERO, out, [math.nan, 0.0, 0.0]))
+
+
+def test_a_stop_or_reversal_never_goes_on_faster_than_the_deceleration_allows():
+    g = gov(acceleration=(2.0, math.inf, 2.0))
+    # the reviewer's case: measured -1 rad/s, a = 2, h = 0.1: a stop (0) and a reversal
+    # (+0.5) both get -0.8, the least speed the deceleration allows, said so
+    d = g.govern(JointCommand('velocity', [0.0, 0.0, 0.5]), 1.0, True, ZERO,
+                 [-1.0, 0.0, -1.0])
+    assert d.allowed
+    np.testing.assert_allclose(d.command.values, [-0.8, 0.0, -0.8])
+    assert all('never past zero' in r for r in d.reasons) and len(d.reasons) == 2
+    # slower than a x h: a reversal stops first, never passes zero in one command (the old
+    # rule sent +0.1); a stop or a slowing within reach is sent as asked
+    d = g.govern(JointCommand('velocity', [0.5, 0.0, -0.05]), 2.0, True, ZERO,
+                 [-0.1, 0.0, -0.1])
+    np.testing.assert_allclose(d.command.values, [0.0, 0.0, -0.05])
+    assert g.counters[ACCELERATION_OVER] == 0
+    # the final check refuses a reversal in one command
+    out = JointCommand('velocity', np.array([0.1, 0.0, 0.0]), NAMES)
+    assert any('reverses' in r for r in limit_violations(g, out, ZERO, out, [-0.1, 0.0, 0.0]))
 
 
 def test_a_velocity_stop_near_the_limit_keeps_the_range_over_the_acceleration():
@@ -227,6 +269,94 @@ def test_a_hold_near_the_limit_stays_in_the_range_and_is_counted():
     assert any('range wins' in r for r in d.reasons)
 
 
+def test_other_joints_keep_their_limits_beside_a_hold_at_the_limit():
+    g = gov(acceleration=(1.0, math.inf, 4.0))
+    # j1 at 0.9 at 1 rad/s needs 5 rad/s^2 to stop in the range (0.2 s); j3 (limit 4) moves
+    # slowly: the policy's hold stops both in 0.2 s, j1 at 5, j3 at 0.5, counted
+    q, v = np.array([0.9, 0.0, 0.0]), np.array([1.0, 0.0, 0.1])
+    d = g.govern(hold(q, v, g), 1.0, True, q, v)
+    assert d.allowed, d.reasons
+    peaks = peak_accelerations(d.command, q, v)[0]
+    np.testing.assert_allclose(peaks[[0, 2]], [5.0, 0.5])
+    assert g.counters[ACCELERATION_OVER] == 1
+    assert any("'j1'" in r and 'range wins' in r for r in d.reasons)
+    assert not any("'j3'" in r and 'range wins' in r for r in d.reasons)
+    # j3 at rest asked 0.05 rad in the same 0.2 s (7.5 rad/s^2): the old code sent it (the whole
+    # first segment lost its bounds); j3 keeps its 4, which no stop of j1 inside its range
+    # allows: refused
+    q, v = np.array([0.9, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    cmd = TrajectoryCommand([(0.2, [1.0, 0.0, 0.05], ZERO)])
+    d = g.govern(cmd, 2.0, True, q, v)
+    assert not d.allowed and d.cause == 'unreachable', d.reasons
+    out = TrajectoryCommand([TrajectoryPoint(0.2, np.array([1.0, 0.0, 0.05]), ZERO)], NAMES)
+    bad = limit_violations(g, out, q, cmd, v)
+    assert len(bad) == 1 and 'j3 spline accelerates' in bad[0], bad
+
+
+def test_a_slow_joint_far_from_its_limits_keeps_its_limit_beside_one_near_its_end():
+    # j1 at 0.1 rad/s with 0.01 rad/s^2 (10 s to stop, 0.5 rad; it has 1 rad of room); j2 (no
+    # acceleration limit) at 1 rad/s 0.1 from its end. The old code let j1 stop in 0.2 s
+    # (50x its limit); a one-point trajectory cannot stop both, so it is refused now
+    g = gov(acceleration=(0.01, math.inf, math.inf))
+    q, v = np.array([0.0, 1.9, 0.0]), np.array([0.1, 1.0, 0.0])
+    cmd = TrajectoryCommand([(0.2, [0.01, 1.95, 0.0], ZERO)])
+    d = g.govern(cmd, 1.0, True, q, v)
+    assert not d.allowed and d.cause == 'unreachable', d.reasons
+    # and the final check, on its own, refuses what the old code sent
+    out = TrajectoryCommand([TrajectoryPoint(0.2, np.array([0.01, 1.95, 0.0]), ZERO)], NAMES)
+    assert any('j1 spline accelerates' in r for r in limit_violations(g, out, q, cmd, v))
+
+
+def test_velocity_noise_at_a_joint_inside_its_margin_changes_nothing():
+    # j1 measured at 0.995, inside its margin (the governed range ends at 0.99), with 1e-4
+    # rad/s of outward noise; j3 is asked 0.2 rad in 0.2 s. Old: the noise voided every limit
+    # (T 0.3 s, j3 at 13 rad/s^2 > 2)
+    q = np.array([0.995, 0.0, 0.0])
+    cmd = TrajectoryCommand([(0.2, [0.9, 0.0, 0.2], ZERO)])
+    times = []
+    for noise in (1e-4, 0.0):
+        g = gov(acceleration=(2.0, math.inf, 2.0), position_margin_rad=0.01)
+        v = np.array([noise, 0.0, 0.0])
+        d = g.govern(cmd, 1.0, True, q, v)
+        assert d.allowed and g.counters[ACCELERATION_OVER] == 0, d.reasons
+        assert not any('range wins' in r for r in d.reasons)
+        peaks = peak_accelerations(d.command, q, v)[0]
+        assert peaks[0] <= 2.0 * (1 + 1e-6) and peaks[2] <= 2.0 * (1 + 1e-6), peaks
+        times.append(d.command.points[0].time_from_start)
+    assert times[0] == pytest.approx(times[1], rel=1e-3)
+
+
+def test_a_first_point_at_time_zero_never_steps_the_velocity():
+    g = gov(acceleration=(2.0, math.inf, 2.0))
+    # at the measured position with 1 rad/s at 0 s, from rest: JTC would jump to it at once.
+    # It is moved later (a cubic with no move from 0 to 1 rad/s: 4 / T <= 2, T = 2 s)
+    cmd = TrajectoryCommand([(0.0, [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]),
+                             (2.0, [0.9, 0.0, 0.9], ZERO)])
+    d = g.govern(cmd, 1.0, True, ZERO, ZERO)
+    assert d.allowed, d.reasons
+    assert d.command.points[0].time_from_start == pytest.approx(2.0)
+    assert (peak_accelerations(d.command, ZERO, ZERO) <= 2.0 * (1 + 1e-6)).all()
+    assert any('point 0 moved' in r for r in d.reasons)
+    # a first point at 0 s that keeps the measured velocity stays at 0 s
+    v = np.array([0.5, 0.0, 0.0])
+    d = g.govern(TrajectoryCommand([(0.0, [0.0, 0.0, 0.0], v), (1.0, [0.3, 0.0, 0.0], ZERO)]),
+                 2.0, True, ZERO, v)
+    assert d.allowed and d.command.points[0].time_from_start == 0.0
+    # the final check flags a velocity step in no time, at the start or between points (the
+    # test helper, too)
+    step0 = TrajectoryCommand([TrajectoryPoint(0.0, ZERO, np.array([1.0, 0.0, 0.0])),
+                               TrajectoryPoint(2.0, np.array([0.9, 0.0, 0.0]), ZERO)], NAMES)
+    assert any('steps from 0.0 to 1.0 in no time' in r
+               for r in limit_violations(g, step0, ZERO, cmd, ZERO))
+    assert peak_accelerations(step0, ZERO, ZERO)[0, 0] == math.inf
+    q1 = np.array([0.25, 0.0, 0.0])
+    repeat = TrajectoryCommand([TrajectoryPoint(1.0, q1, ZERO),
+                                TrajectoryPoint(1.0, q1, np.array([1.0, 0.0, 0.0])),
+                                TrajectoryPoint(2.0, np.array([0.7, 0.0, 0.0]), ZERO)], NAMES)
+    assert any('point 1 j1 velocity steps' in r
+               for r in limit_violations(g, repeat, ZERO, cmd, ZERO))
+
+
 def test_the_final_check_refuses_an_acceleration_beyond_the_limit(monkeypatch):
     g = gov()
     fast = TrajectoryCommand([TrajectoryPoint(0.75, np.array([0.5, 0.0, 0.0]), ZERO)], NAMES)
@@ -284,17 +414,26 @@ def test_property_random_commands_obey_the_acceleration_limits():
             if not np.isfinite(amax).any():
                 continue
             limited += 1
-            if g.counters[ACCELERATION_OVER] > before:
-                over += 1
+            over += g.counters[ACCELERATION_OVER] > before
+            if out.kind == 'trajectory':
+                # every joint, exempted or not: its limit, on the first segment at most the
+                # least deceleration that stops it inside its range (never more)
+                lo, hi = g.position_range(out.joints)
+                room = np.maximum(np.where(v0 > 0.0, hi - c, c - lo), STOP_ROOM_FLOOR)
+                first = np.maximum(amax, v0 * v0 / (2.0 * room))
+                peaks = peak_accelerations(out, c, v0)
+                assert (peaks[0] <= first * (1 + 1e-6) + 1e-9).all(), (peaks, first)
+                assert (peaks[1:] <= amax * (1 + 1e-6) + 1e-9).all(), (peaks, amax)
+            elif g.counters[ACCELERATION_OVER] > before:
                 continue                # the range won (checked by the final check above)
-            if out.kind == 'velocity':
+            elif out.kind == 'velocity':
                 change = np.abs(np.asarray(out.values) - v0)
                 assert (change <= amax * g.horizon_s * (1 + 1e-9) + 1e-9).all()
-            elif out.kind == 'trajectory':
-                peaks = peak_accelerations(out, c, v0)
-                assert (peaks <= amax * (1 + 1e-6) + 1e-9).all(), (peaks, amax)
+                # never reversed where a joint has a limit
+                assert (np.asarray(out.values) * v0 >= 0.0)[np.isfinite(amax)].all()
     assert allowed > 500 and limited > 300, (allowed, limited)
-    assert over < limited // 2
+    # only velocity and position targets the hard bounds won are skipped above
+    assert limited - over > limited // 3, (limited, over)
 
 
 def test_without_acceleration_limits_every_decision_is_the_same():
@@ -396,3 +535,22 @@ def test_joint_limits_yaml_errors_name_the_file_and_key(tmp_path, text, words):
 def test_a_missing_joint_limits_file_is_an_error_naming_it(tmp_path):
     with pytest.raises(GovernorConfigError, match='nowhere.yaml: cannot read'):
         load_joint_limits_yaml(str(tmp_path / 'nowhere.yaml'), NAMES)
+
+
+def test_a_lower_deceleration_limit_in_the_file_is_the_limit(tmp_path):
+    # ros2_control's has_deceleration_limits / max_deceleration: the governor has one limit for
+    # speeding up and slowing down, the lower of the two (the old reader ignored it)
+    path = write(tmp_path, """
+joint_limits:
+  j1: {max_acceleration: 5.0, has_deceleration_limits: true, max_deceleration: 2.0}
+  j2: {max_acceleration: 1.0, max_deceleration: 3.0}
+  j3: {has_acceleration_limits: false, max_deceleration: 4.0}
+""")
+    assert load_joint_limits_yaml(path, NAMES)[0].tolist() == [2.0, 1.0, 4.0]
+    off = write(tmp_path, 'joint_limits:\n  j1: {max_acceleration: 5.0, '
+                          'has_deceleration_limits: false, max_deceleration: 1.0}\n')
+    assert load_joint_limits_yaml(off, NAMES)[0].tolist() == [5.0, math.inf, math.inf]
+    bad = write(tmp_path, 'joint_limits:\n  j1: {has_deceleration_limits: true, '
+                          'max_deceleration: -1.0}\n')
+    with pytest.raises(GovernorConfigError, match='joint_limits.j1.max_deceleration is -1.0'):
+        load_joint_limits_yaml(bad, NAMES)

@@ -17,7 +17,10 @@ On a new anomaly episode at level ERROR a policy proposes one command:
   least :data:`HOLD_MIN_S`); with acceleration limits ``a`` it is lengthened to at least
   ``|v| / a`` for every joint, but never beyond the range's ``T``: where stopping inside the
   range needs more than ``a``, the range wins (the governor counts it). The governor checks
-  the result as any command;
+  the result as any command: only a joint that cannot stop inside its range within its own
+  ``a`` may decelerate harder (``v^2 / (2 room)``), so a hold in which one joint must stop
+  sooner than another joint's limit allows it to is refused (one point cannot stop joints
+  on different time scales);
 - ``home``: move to a configured safe pose (``home_position``) in ``hold_time_s``; a pose
   beyond the limits or a move too fast for the velocity limits is the governor's to clamp and
   slow down, as for any command.
@@ -142,7 +145,8 @@ class CorrectivePolicy:
             Local time, s (only needed for retries after :meth:`refused`).
         v_measured : (n,) array or None, rad/s
             Latest mirrored joint velocities (None or NaN: at rest): where a hold's stop
-            starts.
+            starts (the governor refuses the hold, cause ``no_state``, where such a joint has an
+            acceleration limit).
         position_range : tuple of (n,) arrays or None
             ``(lo, hi)``, the governed position range (a hold stops inside it).
         acceleration_limit : (n,) array or None

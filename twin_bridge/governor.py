@@ -38,22 +38,35 @@ Rules, in order:
    moves towards a limit overshoots a hold there): one that leaves it is refused.
 
 Acceleration limits (``JointLimits.acceleration``, inf = none, the default; a URDF has none:
-they come from a ``joint_limits.yaml``, :func:`load_joint_limits_yaml`). Where a joint has one,
-counted from its measured velocity (at rest when unknown):
+they come from a ``joint_limits.yaml``, :func:`load_joint_limits_yaml`, whose deceleration
+limits count too: the lower of the two is the limit). Where a joint has one, counted from its
+measured velocity, which must then be known: a command for such a joint without a measured
+velocity (None, NaN) is refused (cause ``no_state``), never counted from rest:
 
-- velocity targets change the measured velocity by at most ``acceleration * horizon_s``;
+- velocity targets change the measured velocity by at most ``acceleration * horizon_s``, and a
+  stop or a reversal never passes through zero in one command: it gets
+  ``sign(v) * max(|v| - acceleration * horizon_s, 0)`` (or the request, if nearer), so the
+  joint goes on in its direction only as slowly as the deceleration allows (a velocity
+  controller holds its last command: a caller that stops sending leaves it there; a stop is a
+  trajectory hold's job);
 - position targets stay within the reach, in ``dt``, of a move from the measured velocity
-  with ``|a| <= acceleration`` and a speed of at most the velocity limit (or its own);
+  with ``|a| <= acceleration`` and a speed of at most the velocity limit (or its own). A
+  position command is one waypoint of a continuing stream: the reach bounds the step, not a
+  stop there (the joint may arrive still moving; stopping needs ``v^2 / (2 a)`` more), so a
+  last set-point can ask the drive for a hard stop; stop with a trajectory hold;
 - trajectories are run as cubic splines (a trajectory of positions only gets zero point
   velocities: cubics that stop at every point, the same path) and time is stretched until the
   peak acceleration of every segment (at its ends: a cubic's acceleration is linear in time)
-  is within the limit, the first segment from the measured velocity;
+  is within the limit, the first segment from the measured velocity; a first point at time 0
+  whose velocity differs from the measured one (a step in velocity) is moved later;
 - the position range and the velocity limit (the URDF's hard limits) win over it: a velocity
   or position target that cannot meet both is the hard bound nearest to what the acceleration
-  allows, and a trajectory's first segment is not held to the acceleration limits when the arm
-  cannot stop evenly inside its range within them (``max |v| / a > min 2 room / |v|``: a hold
-  of a joint running fast close to its limit). Both are allowed, said in the reasons and
-  counted (:data:`ACCELERATION_OVER`), never sent beyond the range.
+  allows; on a trajectory's first segment a joint that cannot stop inside its range within its
+  limit (``v^2 > 2 a room``, ``room`` the distance to the range bound ahead, at least
+  :data:`STOP_ROOM_FLOOR`; joints slower than :data:`STOP_DEADBAND` never) may decelerate at
+  ``v^2 / (2 room)``, the least that stops it inside the range; every other joint keeps its
+  limit. Both are allowed, said in the reasons and counted (:data:`ACCELERATION_OVER`), never
+  sent beyond the range.
 
 After clamping, an independent final check (:func:`limit_violations`: plain comparisons with the
 URDF limits and the settings, none of the clamping helpers) re-verifies every output bound;
@@ -76,6 +89,10 @@ REFUSAL_CAUSES = ('malformed', 'stale', 'unknown_joint', 'length', 'nonfinite', 
                   'no_state', 'clock', 'rate', 'unreachable', 'invariant')
 ACCELERATION_OVER = 'acceleration_over_to_stay_in_range'
 """Counter of allowed commands that exceed an acceleration limit to stay in the range."""
+STOP_DEADBAND = 1e-3
+"""A joint slower than this (rad/s, m/s) never gets a raised bound to stop in its range (noise)."""
+STOP_ROOM_FLOOR = 1e-4
+"""The least room (rad, m) a stop is counted with: a raised bound is at most ``v^2 / 2e-4``."""
 
 
 # Float stamps (epoch seconds carry ~0.2 µs of rounding) must not refuse a command sent exactly
@@ -223,9 +240,12 @@ def load_joint_limits_yaml(path, names):
     Read acceleration (and velocity) limits from a MoveIt / ros2_control ``joint_limits.yaml``.
 
     The file has a ``joint_limits`` map (at the top, or under one node's ``ros__parameters``)
-    of joints, each with ``has_acceleration_limits`` / ``max_acceleration`` and
-    ``has_velocity_limits`` / ``max_velocity``; other keys are ignored. A ``max_*`` is used when
-    its ``has_*`` is true or absent; ``has_*: false`` gives no limit for that joint.
+    of joints, each with ``has_acceleration_limits`` / ``max_acceleration``,
+    ``has_deceleration_limits`` / ``max_deceleration`` and ``has_velocity_limits`` /
+    ``max_velocity``; other keys are ignored. A ``max_*`` is used when its ``has_*`` is true or
+    absent; ``has_*: false`` gives no limit for that joint. The governor has one limit for
+    speeding up and slowing down: the acceleration returned is the lower of the two
+    (conservative).
 
     Parameters
     ----------
@@ -237,7 +257,8 @@ def load_joint_limits_yaml(path, names):
     Returns
     -------
     acceleration, velocity : (n,) float arrays
-        In the order of ``names``, rad/s² and rad/s (m/s², m/s); inf where the file gives none.
+        In the order of ``names``, rad/s² and rad/s (m/s², m/s); inf where the file gives none;
+        the acceleration is ``min(max_acceleration, max_deceleration)``.
 
     Raises
     ------
@@ -279,8 +300,9 @@ def load_joint_limits_yaml(path, names):
                                       'map of limits')
         try:
             i = names.index(joint)
-            acceleration[i] = _limit_entry(key, entry, 'has_acceleration_limits',
-                                           'max_acceleration')
+            acceleration[i] = min(
+                _limit_entry(key, entry, 'has_acceleration_limits', 'max_acceleration'),
+                _limit_entry(key, entry, 'has_deceleration_limits', 'max_deceleration'))
             velocity[i] = _limit_entry(key, entry, 'has_velocity_limits', 'max_velocity')
         except GovernorConfigError as exc:
             raise GovernorConfigError(f'joint limits file {path}: {exc}') from None
@@ -578,7 +600,8 @@ class SafetyGovernor:
             trajectory commands (NaN for joints never received).
         current_velocity : (n,) array or None
             Measured joint velocities in model order, rad/s: where a trajectory's first cubic
-            segment starts (None, or NaN for a joint: taken as at rest).
+            segment starts (None, or NaN for a joint: taken as at rest, except for a joint with
+            an acceleration limit: then the command is refused, cause ``no_state``).
 
         Returns
         -------
@@ -639,12 +662,12 @@ class SafetyGovernor:
             # never received) is refused for that (no_state: retried), not for its NaN
             cur = self._current(current_state, idx, joints)
         if kind == 'trajectory':
-            v_now = self._current_velocity(current_velocity, idx)
+            v_now = self._current_velocity(current_velocity, idx, joints, amax)
             times, pos, vel = self._points(command.points, m)
         else:
             values = self._values(command.values, m, kind)
             if amax is not None:
-                v_now = self._current_velocity(current_velocity, idx)
+                v_now = self._current_velocity(current_velocity, idx, joints, amax)
         if self._last_allowed is not None:
             since = now - self._last_allowed
             if since < self._period - _RATE_SLACK_S:
@@ -776,10 +799,21 @@ class SafetyGovernor:
                                       f'{format_joint_names(names)}')
         return cur
 
-    def _current_velocity(self, current_velocity, idx):
-        if current_velocity is None:
-            return np.zeros(len(idx))
-        v = self._measured(current_velocity, idx, 'velocities')
+    def _current_velocity(self, current_velocity, idx, joints, amax=None):
+        """Return measured velocities (unknown: at rest, refused where ``amax`` is finite)."""
+        v = np.full(len(idx), math.nan) if current_velocity is None else self._measured(
+            current_velocity, idx, 'velocities')
+        if amax is not None:
+            # an acceleration limit counts from the measured velocity: an unknown one is not
+            # taken as rest (the arm may be moving), the command is refused
+            missing = np.isfinite(amax) & ~np.isfinite(v)
+            if missing.any():
+                names = [j for j, b in zip(joints, missing) if b]
+                raise _Refuse('no_state', f'no measured velocity for '
+                                          f'{format_joint_names(names)}: its acceleration limit '
+                                          'counts from it and an unknown velocity is not taken '
+                                          'as rest; stream joint velocities (or give the joint '
+                                          'no acceleration limit)')
         return np.where(np.isfinite(v), v, 0.0)      # unknown: as at rest
 
     # ------------------------------------------------------------------ clamping
@@ -894,16 +928,29 @@ class SafetyGovernor:
     def _velocity(self, values, idx, joints, cur, v_now=None, amax=None):
         lo, hi = self._velocity_bounds(idx, cur)
         target = values
+        slowing = np.zeros(len(values), dtype=bool)
         if amax is not None:
             # |v - v_measured| <= amax x horizon; the range and velocity limit win over it
             change = amax * self.horizon_s
             alo, ahi = v_now - change, v_now + change
             target = np.clip(values, alo, ahi)
+            # a stop or a reversal (a request below the measured speed in its direction) never
+            # passes zero in one command: sign(v) max(|v| - change, 0), or the request if
+            # nearer; it never goes on in the old direction faster than that
+            sign = np.sign(v_now)
+            slowing = np.isfinite(amax) & (sign != 0.0) & (sign * values < np.abs(v_now))
+            least = np.maximum(np.abs(v_now) - change, 0.0)
+            target = np.where(slowing, sign * np.maximum(sign * values, least), target)
         out = np.clip(target, lo, hi)
         reasons = []
         for k in np.flatnonzero(out != values):
             i = idx[k]
-            if target[k] != values[k] and out[k] == target[k]:
+            if target[k] != values[k] and out[k] == target[k] and slowing[k]:
+                why = (f'a stop or reversal from measured {_fmt(v_now[k])} slows it by at most '
+                       f'acceleration limit {_fmt(amax[k])} x {_fmt(self.horizon_s)} s and '
+                       'never past zero in one command (it goes on until further commands, '
+                       'or a trajectory hold, stop it)')
+            elif target[k] != values[k] and out[k] == target[k]:
                 why = (f'acceleration limit {_fmt(amax[k])} x {_fmt(self.horizon_s)} s from '
                        f'measured {_fmt(v_now[k])}')
             elif abs(values[k]) > self._vmax[i] and abs(out[k]) == self._vmax[i]:
@@ -962,7 +1009,8 @@ class SafetyGovernor:
         vmax = self._vmax[idx]
         vmax0 = np.maximum(vmax, np.abs(v_now))     # the first segment's bound (see module)
         reasons = []
-        amax0 = amax            # the first segment's acceleration bound
+        amax0 = amax            # the first segment's acceleration bounds
+        raised = None           # joints whose first-segment bound is raised to stop in range
         if amax is not None:
             if vel is None:
                 # straight lines change speed at once at every point: cubics that stop at
@@ -971,15 +1019,14 @@ class SafetyGovernor:
                 reasons.append('positions-only trajectory sent with zero point velocities '
                                '(cubic splines that stop at every point, the same path) to '
                                'bound its acceleration')
-            wait, fit = _even_stop_times(cur, v_now, amax, lo, hi)
-            if wait > fit:
-                # the arm cannot stop evenly inside the range within its acceleration limits:
-                # the range wins, the first segment is bound by speed only
-                amax0 = None
-                reasons.append(f'an even stop from the measured velocities needs '
-                               f'{_fmt(wait)} s for the acceleration limits but reaches the '
-                               f'position range in {_fmt(fit)} s: the first segment is not '
-                               'held to the acceleration limits (the range wins)')
+            amax0, raised, room = _stop_bounds(cur, v_now, amax, lo, hi)
+            for j in np.flatnonzero(raised):
+                # this joint cannot stop inside the range within its limit: the range wins,
+                # with the least deceleration that stops it there (every other joint: its limit)
+                reasons.append(f'{joints[j]!r} at {_fmt(v_now[j])}/s cannot stop within '
+                               f'{_fmt(room[j])} of its range bound at its acceleration limit '
+                               f'{_fmt(amax[j])}: its first segment may decelerate at up to '
+                               f'{_fmt(amax0[j])} (the range wins)')
         out_pos = np.clip(pos, lo, hi)
         moved = out_pos != pos
         if moved.any():
@@ -1028,6 +1075,20 @@ class SafetyGovernor:
         t_prev = 0.0
         for k in range(len(times)):
             t_next = t_prev + max(dt[k] * scale, need[k])
+            if k == 0 and t_next == 0.0 and amax is not None and vel is not None:
+                # a first point at time 0 steps the velocity from the measured one at once: where
+                # a joint's limit is finite, move it later, to the least time a cubic with no
+                # move needs for the step (its accelerations at the ends: (4 v0 + 2 v1) / T,
+                # (2 v0 + 4 v1) / T); _cubic_time below then checks it
+                v1 = np.clip(vel[0] / scale, -vmax, vmax)
+                step_v = np.maximum(np.abs(4.0 * v_now + 2.0 * v1), np.abs(2.0 * v_now + 4.0 * v1))
+                jump = np.isfinite(amax0) & (v1 != v_now)
+                if jump.any():
+                    t_next = float((step_v[jump] / amax0[jump]).max())
+                    j = int(np.argmax(jump))
+                    reasons.append(f'point 0 moved from 0 s to {_fmt(t_next)} s: at 0 s it sets '
+                                   f'{joints[j]!r} to {_fmt(v1[j])}/s from the measured '
+                                   f'{_fmt(v_now[j])}/s at once, beyond its acceleration limit')
             for _ in range(64):
                 if (t_next > t_prev or (k == 0 and t_next == 0.0 and not dq[0].any())) and \
                         bool((dq[k] <= bounds[k] * (t_next - t_prev)).all()):
@@ -1068,7 +1129,7 @@ class SafetyGovernor:
             if (np.abs(vel) > vmax).any():
                 reasons.append('point velocities clamped to the velocity limits')
             self._spline_in_range(new_times, out_pos, out_vel, cur, v_now, idx, joints)
-        if amax is not None and amax0 is None and new_times[0] > 0.0:
+        if raised is not None and raised.any() and new_times[0] > 0.0:
             first = _cubic_accel(out_pos[0] - cur, v_now, out_vel[0], new_times[0])
             self._acc_over = bool((first > amax).any())
         points = tuple(TrajectoryPoint(float(new_times[k]), out_pos[k],
@@ -1081,7 +1142,9 @@ class SafetyGovernor:
         Refuse cubic segments that leave the position range between their points.
 
         A robot measured just outside the range (within the margin, or an allowed step
-        beyond it) may start there; it may not go further out.
+        beyond it) may start there; it may not go further out, save what a start velocity of
+        sensor noise (at most :data:`STOP_DEADBAND`) alone carries on the first segment (at most
+        ``4/27 |v| T``, a few nm for 1e-4 rad/s).
         """
         t_prev, q_prev, v_prev = 0.0, cur, v_now
         for k in range(len(times)):
@@ -1089,6 +1152,9 @@ class SafetyGovernor:
             if duration > 0.0:
                 low, high = _cubic_range(pos[k] - q_prev, v_prev, vel[k], duration)
                 slack = _ROUNDING * (1.0 + np.abs(q_prev) + np.abs(pos[k]))
+                if k == 0:
+                    slack = slack + np.where(np.abs(v_prev) <= STOP_DEADBAND,
+                                             4.0 / 27.0 * duration * np.abs(v_prev), 0.0)
                 lo = np.minimum(self._lo[idx], q_prev)
                 hi = np.maximum(self._hi[idx], q_prev)
                 out = ~((q_prev + low >= lo - slack) & (q_prev + high <= hi + slack))
@@ -1116,21 +1182,22 @@ def _reach(v0, amax, vmax, duration):
     return v0 * t1 + 0.5 * amax * t1 * t1 + cap * (duration - t1)
 
 
-def _even_stop_times(cur, v_now, amax, lo, hi):
+def _stop_bounds(cur, v_now, amax, lo, hi):
     """
-    Return how long an even stop needs for the acceleration limits, and may take in the range.
+    Return the first segment's acceleration bounds, which of them are raised, and the rooms.
 
-    ``(max |v| / amax, min 2 room / |v|)`` over the joints (s); ``room`` is the distance from
-    the measured position to the range bound ahead (0 beyond it). An even stop from ``v`` in
-    ``T`` decelerates at ``|v| / T`` and travels ``|v| T / 2``.
+    Per joint, never mixed: ``room`` is the distance from the measured position to the range
+    bound ahead, at least :data:`STOP_ROOM_FLOOR`. The least deceleration that stops ``v``
+    within ``room`` is ``v^2 / (2 room)`` (an even stop from ``v`` in ``T`` decelerates at
+    ``|v| / T`` and travels ``|v| T / 2``). A joint with a finite limit ``a``, faster than
+    :data:`STOP_DEADBAND`, for which that is more than ``a`` gets it as its bound (a hair more,
+    for float rounding); every other joint keeps ``a``. Finite for every limited joint.
     """
     speed = np.abs(v_now)
-    limited = np.isfinite(amax) & (speed > 0.0)
-    wait = float((speed[limited] / amax[limited]).max()) if limited.any() else 0.0
-    room = np.maximum(np.where(v_now > 0.0, hi - cur, cur - lo), 0.0)
-    moving = speed > 0.0
-    fit = float((2.0 * room[moving] / speed[moving]).min()) if moving.any() else math.inf
-    return wait, fit
+    room = np.maximum(np.where(v_now > 0.0, hi - cur, cur - lo), STOP_ROOM_FLOOR)
+    least = speed * speed / (2.0 * room) * (1.0 + _ROUNDING)
+    raised = np.isfinite(amax) & (speed > STOP_DEADBAND) & (least > amax)
+    return np.where(raised, least, amax), raised, room
 
 
 def _cubic_accel(dq, v0, v1, duration):
@@ -1236,12 +1303,14 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
 
     Notes
     -----
-    Where ``governor.limits.acceleration`` is finite: a velocity command changes the measured
-    velocity by at most the limit x ``horizon_s``, a position target is within the reach of
-    the limit from the measured velocity, and a trajectory is cubic splines whose acceleration
-    at every point is within the limit; unless the hard bound nearest to that is what was
-    sent (a velocity or position target), or (a trajectory's first segment) the arm cannot
-    stop evenly inside its range within its acceleration limits.
+    Where ``governor.limits.acceleration`` is finite the measured velocity must be known (not
+    None or NaN): a velocity command changes it by at most the limit x ``horizon_s`` and
+    never reverses it, a position target is within the reach of the limit from it, and a
+    trajectory is cubic splines whose acceleration at every point is within the limit, with no
+    step in velocity at a segment of no duration; unless the hard bound nearest to that is what
+    was sent (a velocity or position target). On a trajectory's first segment the bound of
+    each joint is ``max(a, v^2 / (2 room))`` (``room`` to the range bound ahead, at least
+    ``STOP_ROOM_FLOOR``): the least deceleration that stops it inside its range.
 
     """
     lim = governor.limits
@@ -1261,6 +1330,11 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
     v_meas = [0.0] * len(rows)
     if current_velocity is not None:
         v_meas = [float(v) if math.isfinite(float(v)) else 0.0 for v in current_velocity]
+    if out.kind != 'effort':
+        given = [] if current_velocity is None else [float(v) for v in current_velocity]
+        for j, (row, a) in enumerate(zip(rows, accel)):
+            if math.isfinite(a) and not (j < len(given) and math.isfinite(given[j])):
+                bad.append(f'{row[0]} has an acceleration limit and no measured velocity')
     # a joint without a limit of the kind the command needs is never commanded
     needed = 4 if out.kind == 'effort' else 3
     bad += [f'{row[0]} has no {"effort" if needed == 4 else "velocity"} limit' for row in rows
@@ -1274,7 +1348,14 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
         if current_velocity is not None:
             v_prev = [float(v) if math.isfinite(float(v)) else 0.0 for v in current_velocity]
         first_bound = [max(row[3], abs(v)) for row, v in zip(rows, v_prev)]
-        accel_first = _accel_bounds_first_segment(rows, accel, current, v_prev)
+        # the first segment: a joint that cannot stop inside its range within its limit a may
+        # decelerate at the least that stops it there, v^2 / (2 room); never more, and no other
+        accel_first = list(accel)
+        if current is not None:
+            starts = zip(rows, current, v_prev)
+            for j, ((_name, lo, hi, _vmax, _emax), c, v) in enumerate(starts):
+                room = (hi - float(c)) if v > 0.0 else (float(c) - lo)
+                accel_first[j] = max(accel[j], v * v / (2.0 * max(room, STOP_ROOM_FLOOR)))
         if any(math.isfinite(a) for a in accel) and any(
                 p.velocities is None for p in out.points):
             bad.append('trajectory without point velocities for a joint with an acceleration '
@@ -1290,6 +1371,10 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
             for j, ((name, lo, hi, vmax, _emax), qj, pj) in enumerate(zip(rows, q, prev or q)):
                 if not lo <= qj <= hi:
                     bad.append(f'point {k} {name} position {qj} outside [{lo}, {hi}]')
+                if (prev is not None and t == t_prev and v_k is not None
+                        and math.isfinite(accel[j]) and v_k[j] != v_prev[j]):
+                    bad.append(f'point {k} {name} velocity steps from {v_prev[j]} to {v_k[j]} '
+                               f'in no time, beyond acceleration limit {accel[j]}')
                 if prev is None or (t == t_prev and qj == pj):
                     continue
                 # a cubic first segment may average up to the speed the robot starts it with
@@ -1304,6 +1389,9 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
                         bad.append(f'point {k} {name} spline reaches {fastest} in its segment, '
                                    f'faster than {bound}')
                     slack = _ROUNDING * (1.0 + abs(pj) + abs(qj))
+                    if k == 0 and abs(v_prev[j]) <= STOP_DEADBAND:
+                        # what a start velocity of sensor noise alone carries (4/27 |v| T)
+                        slack += 4.0 / 27.0 * (t - t_prev) * abs(v_prev[j])
                     if pj + lowest < min(lo, pj) - slack or pj + highest > max(hi, pj) + slack:
                         bad.append(f'point {k} {name} spline reaches '
                                    f'[{pj + lowest}, {pj + highest}] in its segment, beyond '
@@ -1380,6 +1468,8 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
                 if v < vm - change - slack and not v >= highest - slack:
                     bad.append(f'{name} velocity {v} from measured {vm} beyond acceleration '
                                f'limit {a_max} x {horizon} s')
+                if v * vm < 0.0:
+                    bad.append(f'{name} velocity {v} reverses measured {vm} in one command')
     return bad
 
 
@@ -1389,28 +1479,6 @@ def _distance_at_most(v0, a_max, v_cap, duration):
     top_reached = min(top, v0 + a_max * duration)
     t_up = (top_reached - v0) / a_max
     return 0.5 * (v0 + top_reached) * t_up + top_reached * (duration - t_up)
-
-
-def _accel_bounds_first_segment(rows, accel, current, v0):
-    """
-    Return the acceleration bound of each joint on a trajectory's first segment (plain floats).
-
-    The joints' limits, or inf for every joint when the arm cannot stop evenly inside its range
-    within them: stopping evenly from ``v`` in ``T`` takes ``|v| / T`` and travels
-    ``|v| T / 2``, so the slowest joint's ``|v| / a`` must not exceed any moving joint's
-    ``2 room / |v|``.
-    """
-    if current is None:
-        return accel
-    need, room_time = 0.0, math.inf
-    for (_name, lo, hi, _vmax, _emax), a, c, v in zip(rows, accel, current, v0):
-        if v == 0.0:
-            continue
-        if math.isfinite(a):
-            need = max(need, abs(v) / a)
-        room = (hi - float(c)) if v > 0.0 else (float(c) - lo)
-        room_time = min(room_time, 2.0 * max(room, 0.0) / abs(v))
-    return [math.inf] * len(accel) if need > room_time else accel
 
 
 def _spline_sampled(dq, v0, v1, duration):
