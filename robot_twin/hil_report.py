@@ -8,12 +8,16 @@ Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin
   (/joint_command or /forward_position_controller/commands) that the plant accepted (the rules
   of :mod:`twin_sim.plant_commands`, the plant's own), clipped to the URDF limits as the plant
   clips it (a position with velocity is extrapolated as the plant does, for at most
-  ``STREAM_HORIZON_S``); rejected commands are skipped, and while a velocity or effort command
-  or an accepted JointTrajectory is in force there is no position reference (those samples are
-  counted apart, ``untracked_samples``);
+  ``STREAM_HORIZON_S``); joints a /joint_command position leaves out are held where the plant
+  holds them, at their measured position when it got the command (the latest recorded
+  /joint_states sample at or before the command's log time); rejected commands are skipped,
+  and while a velocity or effort command or an accepted JointTrajectory is in force there is
+  no position reference (those samples are counted apart, ``untracked_samples``). Commands the
+  plant dropped unapplied in lock-step (stale stamps, its ``stale_commands``) cannot be told
+  from the recording and count as followed;
 - commands outside the URDF's position, velocity or effort limits, per joint;
 - the plant's timing from its last /twin/plant_status: deadline misses, jitter percentiles and
-  histogram (real-time mode), steps, resends and rate (lock-step mode);
+  histogram (real-time mode), steps, resends, stale commands and rate (lock-step mode);
 - faults injected (the plant's scenario, from /twin/plant_status) against faults detected (the
   live twin's /twin/anomaly in the recording, else a replay of the recording through the twin),
   with the detection delay of each.
@@ -51,12 +55,15 @@ class _Commands:
     Per accepted command: its log time ``t``, ``mode`` (``'position'``; ``'velocity'``,
     ``'effort'`` or ``'trajectory'``: no position reference while it is in force) and, for a
     position, the reference ``q`` and velocity ``qd`` (model order, clipped to the limits).
+    ``partial``: indices of the position commands that leave joints out (``q`` NaN there
+    until :func:`read_commands` fills in the measured position).
     """
 
     t: list = field(default_factory=list)
     q: list = field(default_factory=list)
     qd: list = field(default_factory=list)
     mode: list = field(default_factory=list)
+    partial: list = field(default_factory=list)
     total: int = 0
     positions: int = 0          # accepted position commands
     rejected: int = 0           # commands the plant rejects (skipped)
@@ -84,13 +91,14 @@ def _check_limits(model, cmd, kind, values, t, idx):
     return bool(bad.any())
 
 
-def _accepted(model, msgtype, msg, held):
+def _accepted(model, msgtype, msg):
     """
     Return what the plant makes of a command: ``(mode, q, qd)``, or raise CommandRejected.
 
     The plant's own rules (:mod:`twin_sim.plant_commands`); a position is clipped to the
     range and its velocity to the velocity limit as the plant clips them; joints a position
-    command leaves out keep ``held`` (the previous reference; NaN: not tracked).
+    command leaves out are NaN in ``q`` (the plant holds their measured position:
+    :func:`read_commands` fills it in) and 0 in ``qd``.
     """
     names = model.joint_names
     lower, upper = np.asarray(model.lower), np.asarray(model.upper)
@@ -110,19 +118,24 @@ def _accepted(model, msgtype, msg, held):
                                                   msg.effort)
     if mode != 'position':
         return mode, None, None
-    q = np.clip(np.where(np.isnan(values), held, values), lower, upper)
+    q = np.clip(values, lower, upper)             # NaN (left out) stays NaN
     qd = np.zeros(model.n) if feedforward is None else np.nan_to_num(feedforward, nan=0.0)
     return mode, q, np.clip(qd, -cap, cap)
 
 
-def read_commands(reader, path, model):
-    """Read the commands of the recording (see the module docstring and :class:`_Commands`)."""
+def read_commands(reader, path, model, topic='/joint_states'):
+    """
+    Read the commands of the recording (see the module docstring and :class:`_Commands`).
+
+    Joints a position command leaves out get the measured position (``topic``) at the
+    command's log time, as the plant holds them (``plant_node._apply_joint_command``); NaN
+    (not tracked) before the first sample of the joint.
+    """
     cmd = _Commands()
     index = {n: i for i, n in enumerate(model.joint_names)}
     conns = [c for c in reader.connections
              if COMMAND_TOPICS.get(c.topic) == c.msgtype
              or (c.topic == TRAJECTORY_TOPIC and c.msgtype == TRAJECTORY)]
-    held = np.full(model.n, np.nan)
     for conn, log_ns, data in read_messages(reader, conns, path):
         t = log_ns * 1e-9
         msg = reader.deserialize(data, conn.msgtype)
@@ -140,17 +153,62 @@ def read_commands(reader, path, model):
                 if len(values) == len(names) and known:
                     _check_limits(model, cmd, kind, np.asarray(values)[known], t, idx)
         try:
-            mode, q, qd = _accepted(model, conn.msgtype, msg, held)
+            mode, q, qd = _accepted(model, conn.msgtype, msg)
         except CommandRejected:
             cmd.rejected += 1
             continue
-        held = q if mode == 'position' else np.full(model.n, np.nan)
+        if mode == 'position' and np.isnan(q).any():
+            cmd.partial.append(len(cmd.t))
         cmd.positions += mode == 'position'
         cmd.t.append(t)
         cmd.mode.append(mode)
         cmd.q.append(q)
         cmd.qd.append(qd)
+    if cmd.partial:
+        measured = _measured_at(reader, path, model, topic, [cmd.t[k] for k in cmd.partial])
+        for k, held in zip(cmd.partial, measured):
+            cmd.q[k] = np.clip(np.where(np.isnan(cmd.q[k]), held, cmd.q[k]), model.lower,
+                               model.upper)
     return cmd
+
+
+def _positions(reader, decode, data):
+    """Return ``(names, positions)`` of a serialized JointState."""
+    parsed = decode.read(data)
+    if parsed is None:
+        msg = reader.deserialize(data, JOINT_STATE)
+        return list(msg.name), np.asarray(msg.position)
+    return parsed[2], parsed[3]
+
+
+def _measured_at(reader, path, model, topic, times):
+    """
+    Return the latest measured position of each joint at each of ``times`` (log time, s).
+
+    ``(len(times), n)``, model order: from the ``topic`` samples logged at or before each time
+    (a joint's latest value, whichever message carried it); NaN before a joint's first sample.
+    """
+    index = {n: i for i, n in enumerate(model.joint_names)}
+    conns = topic_connections(reader, topic, JOINT_STATE, True,
+                              'name it with --joint-states-topic')
+    decode = JointStateReader()
+    order = np.argsort(times, kind='stable')
+    out = np.full((len(times), model.n), np.nan)
+    latest = np.full(model.n, np.nan)
+    k = 0
+    for _conn, log_ns, data in read_messages(reader, conns, path):
+        t = log_ns * 1e-9
+        while k < len(order) and times[order[k]] < t:
+            out[order[k]] = latest
+            k += 1
+        if k == len(order):
+            continue                    # read on: read_messages checks the whole recording
+        names, position = _positions(reader, decode, data)
+        for j, name in enumerate(names):
+            if name in index and j < len(position):
+                latest[index[name]] = position[j]
+    out[order[k:]] = latest
+    return out
 
 
 def tracking_errors(reader, path, model, commands, topic='/joint_states'):
@@ -177,11 +235,7 @@ def tracking_errors(reader, path, model, commands, topic='/joint_states'):
         if commands.mode[k] != 'position':
             commands.untracked += 1
             continue
-        parsed = decode.read(data)
-        if parsed is None:
-            msg = reader.deserialize(data, JOINT_STATE)
-            parsed = (0, 0, list(msg.name), np.asarray(msg.position), None, None)
-        names, position = parsed[2], parsed[3]
+        names, position = _positions(reader, decode, data)
         # extrapolated and held at the ends of the range, as the plant does
         reference = np.clip(commands.q[k] + commands.qd[k] * min(t - t_cmd[k], STREAM_HORIZON_S),
                             model.lower, model.upper)
@@ -214,7 +268,8 @@ def timing(values):
     if not values:
         return None
     out = {'mode': values.get('mode', 'realtime'), 'rate_hz': _number(values.get('rate_hz'))}
-    for key in ('steps', 'deadline_misses', 'overruns', 'commands', 'resends'):
+    for key in ('steps', 'deadline_misses', 'overruns', 'commands', 'stale_commands',
+                'resends'):
         if key in values:
             out[key] = int(values[key])
     for key in ('miss_fraction', 'jitter_p50_us', 'jitter_p99_us', 'jitter_max_us',
@@ -382,7 +437,7 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
         twin_parameters(config, urdf)
     reader, note = open_recording(bag)
     try:
-        commands = read_commands(reader, bag, model)
+        commands = read_commands(reader, bag, model, joint_states_topic)
         times, errors = tracking_errors(reader, bag, model, commands, joint_states_topic)
         values, start = plant_status(reader, bag)
         injected, problem = injected_faults(values, start)

@@ -342,3 +342,35 @@ def test_the_tracking_reference_is_what_the_plant_followed(tmp_path):
         assert stats['samples'] == expected.size, (name, stats)
         assert stats['max_abs_rad'] == pytest.approx(np.max(np.abs(expected)), abs=1e-12)
         assert stats['rms_rad'] == pytest.approx(np.sqrt(np.mean(expected ** 2)), rel=1e-12)
+
+
+def test_joints_a_position_command_leaves_out_are_held_where_they_were_measured(tmp_path):
+    # the plant holds the joints a /joint_command position leaves out at their measured
+    # position when the command comes (plant_node._apply_joint_command), not at the previous
+    # reference: the report's reference for them must be that measured position
+    from twin_sim.urdf_model import RobotModel
+    from twin_sim.world import Measurement
+    model = RobotModel.from_urdf(ROOT / 'urdf' / 'robot_twin_arm.urdf')
+    names, n = list(model.joint_names), model.n
+    t = np.arange(1, 1001) * 1e-3
+    zero = np.zeros(n)
+    samples = [Measurement(tk, np.full(n, 0.2 * tk), zero, zero) for tk in t]   # a slow ramp
+    more = [command(0.0, names, [0.05] * n),                 # every joint
+            command(0.5, names[:2], [0.3, 0.3])]             # the first two only
+    bag = write_bag(tmp_path / 'partial', Run(names, samples, []), wrench=False, more=more)
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0
+    report = json.loads((out / 'report.json').read_text())
+    assert report['commands']['position_commands'] == 2
+    log = t + LATENCY_NS * 1e-9
+    # the plant got the second command after the sample of 0.499 s and before that of 0.5 s
+    held = 0.2 * t[log <= 0.5][-1]
+    assert held == pytest.approx(0.2 * 0.499, abs=1e-12)
+    measured = 0.2 * t
+    for j, name in enumerate(names):
+        after = 0.3 if j < 2 else held
+        expected = measured - np.where(log < 0.5, 0.05, after)
+        stats = report['tracking'][name]
+        assert stats['samples'] == t.size, (name, stats)
+        assert stats['max_abs_rad'] == pytest.approx(np.max(np.abs(expected)), abs=1e-12)
+        assert stats['rms_rad'] == pytest.approx(np.sqrt(np.mean(expected ** 2)), rel=1e-9)

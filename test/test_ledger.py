@@ -355,18 +355,22 @@ class FailingDisk:
 
     Once ``armed``, the next write to ``fd`` writes ``piece`` bytes (a short write), and every
     write after it raises ``OSError(ENOSPC)``; ``armed = False`` frees the disk again. Writes
-    to other descriptors go through.
+    to other descriptors go through. With ``gate`` (a ``threading.Event``) an armed write
+    waits for it first (to queue several entries before the first one fails).
     """
 
     def __init__(self, monkeypatch, fd, piece=10):
         import twin_bridge.ledger as module
         self.real, self.fd, self.piece = os.write, fd, piece
         self.armed, self.failures, self._short = False, 0, False
+        self.gate = None
         monkeypatch.setattr(module.os, 'write', self.write)
 
     def write(self, fd, data):
         if fd != self.fd or not self.armed:
             return self.real(fd, data)
+        if self.gate is not None:
+            assert self.gate.wait(CHILD_TIMEOUT_S), 'the gate of the failing disk never opened'
         if not self._short:
             self._short = True
             return self.real(fd, bytes(data)[:self.piece])
@@ -379,8 +383,9 @@ def test_a_failed_background_write_is_raised_not_lost(tmp_path, monkeypatch):
     ledger = Ledger(path, durable=False)
     ledger.append('start', {})
     disk = FailingDisk(monkeypatch, ledger._fd)
-    disk.armed = True
+    disk.armed, disk.gate = True, threading.Event()
     futures = [ledger.append_async('anomaly_raised', {'k': k}) for k in range(3)]
+    disk.gate.set()                                     # all three queued: now the disk fails
     ledger._worker.submit(lambda: None).result()        # the queue has been written
     disk.armed = False                                  # space again: still nothing written
     assert disk.failures == 1 and all(f.done() for f in futures)
@@ -418,6 +423,94 @@ def test_close_raises_a_failed_background_write_nobody_had(tmp_path, monkeypatch
     assert other.closed
 
 
+def test_entries_handed_in_while_the_ledger_closes_are_refused(tmp_path):
+    """close() began: append/append_async refuse, no new writer thread, nothing lost quietly."""
+    path = tmp_path / 'ledger.jsonl'
+    ledger = Ledger(path, durable=False)
+    ledger.append_async('note', {'i': 0}).result()
+    threads_before = set(threading.enumerate())
+    drain = ledger._worker.shutdown
+    refused = {}
+
+    def shutdown(wait=True):
+        # other threads hand in entries while close() waits for the queue to be written
+        for name, call in (('append_async', ledger.append_async), ('append', ledger.append)):
+            try:
+                refused[name] = call('note', {'i': name})
+            except LedgerError as exc:
+                refused[name] = exc
+        return drain(wait=wait)
+
+    ledger._worker.shutdown = shutdown
+    ledger.close()                        # nothing queued was lost: closes quietly
+    assert ledger.closed and ledger.failure is None
+    for name in ('append_async', 'append'):
+        assert isinstance(refused[name], LedgerError), (name, refused[name])
+        assert 'the ledger is closed' in str(refused[name])
+    assert [e.data for e in read_ledger(path)] == [{'i': 0}]
+    # no writer thread was started for the refused entries (the old one has ended)
+    assert ledger._worker is None
+    assert [t.name for t in set(threading.enumerate()) - threads_before
+            if t.name.startswith('ledger')] == []
+    with pytest.raises(LedgerError, match='the ledger is closed'):
+        ledger.append_async('note', {})
+
+
+def test_open_ledger_waits_for_a_closing_writer_and_opens_the_file_anew(tmp_path):
+    path = tmp_path / 'ledger.jsonl'
+    ledger = open_ledger(path, durable=False)
+    ledger.append_async('note', {'i': 0}).result()
+    drain = ledger._worker.shutdown
+    waiting = threading.Event()
+    wait = ledger._closed.wait
+
+    def closed_wait(*args):
+        waiting.set()
+        return wait(*args)
+
+    ledger._closed.wait = closed_wait
+    opened = {}
+    opener = threading.Thread(target=lambda: opened.update(ledger=open_ledger(path)))
+
+    def shutdown(wait=True):
+        opener.start()                    # another node opens the log while it closes
+        assert waiting.wait(CHILD_TIMEOUT_S), 'open_ledger did not wait for the close'
+        return drain(wait=wait)
+
+    ledger._worker.shutdown = shutdown
+    ledger.close()
+    opener.join(CHILD_TIMEOUT_S)
+    assert ledger.closed
+    again = opened['ledger']
+    assert again is not ledger and not again.closed
+    again.append('note', {'i': 1})
+    again.close()
+    assert [e.data for e in read_ledger(path)] == [{'i': 0}, {'i': 1}]
+
+
+def test_open_ledger_does_not_hand_out_a_writer_that_failed(tmp_path, monkeypatch):
+    path = tmp_path / 'ledger.jsonl'
+    ledger = open_ledger(path, durable=False)
+    ledger.append('start', {})
+    disk = FailingDisk(monkeypatch, ledger._fd, piece=0)
+    disk.armed = True
+    ledger.append_async('anomaly_raised', {'joint': 'joint1'})     # its future is dropped
+    ledger._worker.submit(lambda: None).result()
+    disk.armed = False
+    assert ledger.failure is not None
+    with pytest.raises(LedgerError, match='writer of the ledger failed and writes no further '
+                                          'entries .*No space left on device'):
+        open_ledger(path)
+    with pytest.raises(LedgerError, match='No space left on device'):
+        ledger.close()                    # its own user still has the failure from close
+    assert ledger.closed
+    fresh = open_ledger(path, durable=False)   # closed: a new writer continues the chain
+    assert fresh is not ledger and fresh.failure is None
+    fresh.append('start', {})
+    fresh.close()
+    assert [e.kind for e in read_ledger(path)] == ['start', 'start']
+
+
 def test_anomaly_node_reports_a_failed_background_write(tmp_path, monkeypatch):
     """The anomaly node's queued entries: a failed write is logged once and in /twin/status."""
     from robot_twin.nodes.anomaly_node import TwinAnomalyNode
@@ -444,8 +537,9 @@ def test_anomaly_node_reports_a_failed_background_write(tmp_path, monkeypatch):
             self.payload_refused = 0
             self.maintenance_accepted = self.maintenance_refused = 0
             self.params = {'payload_mass_kg': 0.0}
+            checks = type('C', (), {'lost_in_twin': 0, 'missing_from_robot': 0})
             self.monitor = type('Monitor', (), {'payload': None, 'dropped_samples': 0,
-                                                'checks': type('C', (), {'lost_in_twin': 0})})()
+                                                'checks': checks})()
 
         def get_logger(self):
             return self.logger
@@ -594,7 +688,11 @@ def test_bridge_goes_on_without_a_lifecycle_log_that_failed(tmp_path, monkeypatc
             return self.logger
 
     path = tmp_path / 'bridge.ledger'
+    # the one-process twin: the anomaly node and the bridge share one writer (two users)
+    shared = open_ledger(path, durable=False)
+    shared.append_async('anomaly_raised', {'joint': 'j1'}).result()
     audit = AuditLog(path)
+    assert audit.ledger is shared
     node = Node(audit)
     event = AnomalyEvent('ERROR', 'j1', 'friction_increase', 3.0, 4.0)
     proposal = CorrectiveProposal('trajectory', np.zeros(2), 1.0, 'hold position', event,
@@ -609,5 +707,14 @@ def test_bridge_goes_on_without_a_lifecycle_log_that_failed(tmp_path, monkeypatc
     assert len(sent) == 1 and node.commands_sent == 1
     assert 'corrective command sent' in node.logger.lines['warning'][0]
     disk.armed = False
-    audit.close()                  # the failure was raised to the bridge: closes quietly
-    assert [e.kind for e in read_ledger(path)] == []
+    # the bridge released its user of the shared writer (the failure was raised to it: quietly)
+    assert not shared.closed and shared._users == 1
+    audit.close()                  # a second close of the dropped audit log changes nothing
+    assert not shared.closed
+    shared.close()                 # the anomaly node's destroy_node: the last user
+    assert shared.closed
+    # the file, its lock and the writer thread are free: this process can open it again
+    again = open_ledger(path, durable=False)
+    assert again is not shared
+    again.close()
+    assert [e.kind for e in read_ledger(path)] == ['anomaly_raised']

@@ -433,6 +433,8 @@ class Ledger:
         self._lock = threading.Lock()
         self._users = 1
         self._worker = None
+        self._closing = False         # the last user called close(): no new entries
+        self._closed = threading.Event()   # set when close() has closed the file
         self._failure = None          # LedgerError of the first failed background write
         self._failure_raised = False  # whether a caller has been given it
         created = not self.path.exists()
@@ -565,12 +567,12 @@ class Ledger:
 
         """
         self._check_failure()
-        worker = self._worker
-        if worker is not None:
-            try:
+        with self._lock:
+            self._check_open()
+            worker = self._worker
+            if worker is not None:      # queued under the lock: close() drains it after this
                 queued = worker.submit(self._append_now, kind, data, wall_time=wall_time)
-            except RuntimeError:               # closed meanwhile (the worker shut down)
-                raise LedgerError(f'{self.path}: the ledger is closed') from None
+        if worker is not None:
             try:
                 return queued.result()
             except LedgerError as exc:
@@ -578,6 +580,11 @@ class Ledger:
                     self._failure_raised = True
                 raise
         return self._append_now(kind, data, wall_time=wall_time)
+
+    def _check_open(self):
+        """Refuse a new entry once the last user began to close (call with the lock held)."""
+        if self._fd is None or self._closing:
+            raise LedgerError(f'{self.path}: the ledger is closed')
 
     def _check_failure(self):
         """Raise the first failed background write, if any (nothing is written after it)."""
@@ -677,8 +684,7 @@ class Ledger:
         # checked here: a bad argument is the caller's error, not a failed write
         body, t = self._entry_body(kind, data, time.time() if wall_time is None else wall_time)
         with self._lock:
-            if self._fd is None:
-                raise LedgerError(f'{self.path}: the ledger is closed')
+            self._check_open()          # never a new writer thread once close() began
             if self._worker is None:
                 from concurrent.futures import ThreadPoolExecutor
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix='ledger')
@@ -714,6 +720,9 @@ class Ledger:
         """
         Release one user; the last one writes what is queued and closes the file (lock).
 
+        From the moment the last user calls it, :meth:`append` and :meth:`append_async` refuse
+        new entries ("closed"); what was queued before is written.
+
         Raises
         ------
         LedgerError
@@ -724,17 +733,21 @@ class Ledger:
         """
         with self._lock:
             self._users -= 1
-            if self._users > 0 or self._fd is None:
+            if self._users > 0 or self._fd is None or self._closing:
                 return
+            self._closing = True
             worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.shutdown(wait=True)       # queued entries are written before the close
-        with self._lock:
-            fd, self._fd = self._fd, None
-        with _SHARED_LOCK:
-            if _SHARED.get(_key(self.path)) is self:
-                del _SHARED[_key(self.path)]
-        os.close(fd)
+        try:
+            if worker is not None:
+                worker.shutdown(wait=True)   # queued entries are written before the close
+            with self._lock:
+                fd, self._fd = self._fd, None
+            with _SHARED_LOCK:
+                if _SHARED.get(_key(self.path)) is self:
+                    del _SHARED[_key(self.path)]
+            os.close(fd)
+        finally:
+            self._closed.set()
         if self._failure is not None and not self._failure_raised:
             self._check_failure()
 
@@ -806,17 +819,35 @@ def open_ledger(path, *, durable=True):
 
     Nodes that run in one process (bridge and anomaly) each call this and each
     :meth:`Ledger.close` when done; the file closes with the last of them. Another process
-    still gets :class:`LedgerLocked`.
+    still gets :class:`LedgerLocked`. A writer whose last user is closing it is waited for,
+    then the file is opened anew.
+
+    Raises
+    ------
+    LedgerError
+        This process's writer of ``path`` had a failed background write (:attr:`Ledger.failure`)
+        and is still open: it writes no further entries, so it is not handed out again; or the
+        file cannot be opened (see :class:`Ledger`).
+
     """
-    with _SHARED_LOCK:
-        ledger = _SHARED.get(_key(path))
-        if ledger is not None and not ledger.closed:
+    while True:
+        with _SHARED_LOCK:
+            ledger = _SHARED.get(_key(path))
+            if ledger is None:
+                ledger = Ledger(path, durable=durable)
+                _SHARED[_key(path)] = ledger
+                return ledger
             with ledger._lock:
-                ledger._users += 1
-            return ledger
-        ledger = Ledger(path, durable=durable)
-        _SHARED[_key(path)] = ledger
-        return ledger
+                if not ledger._closing and ledger._fd is not None:
+                    if ledger._failure is not None:
+                        raise LedgerError(
+                            f"{ledger.path}: this process's writer of the ledger failed and "
+                            f'writes no further entries ({ledger._failure}); it closes when '
+                            'its users close it; start a new ledger file once the disk has '
+                            'room')
+                    ledger._users += 1
+                    return ledger
+        ledger._closed.wait()           # its last user is closing it: open the file anew
 
 
 def format_time(t):
