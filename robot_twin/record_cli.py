@@ -25,7 +25,8 @@ def add_record_parser(subparsers):
     parser = subparsers.add_parser(
         'record', help="record the robot's topics and the twin's outputs to rosbag2 (MCAP)",
         description="Record the robot's topics (joint states, wrench, commands, /clock, the "
-                    "HIL plant's status) and the twin's outputs (/twin/...) to a rosbag2 "
+                    "HIL plant's status), the twin's outputs (/twin/...) and the payload "
+                    'declarations (/twin/payload, which robot-twin replay applies) to a rosbag2 '
                     'directory in MCAP storage, until --duration or Ctrl-C.')
     parser.add_argument('--output', required=True, metavar='BAG',
                         help='the bag directory to create (must not exist)')

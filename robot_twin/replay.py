@@ -8,6 +8,17 @@ twin (:class:`TwinChain`): the bridge's intake (validation, mapping), the mirror
 monitor; reports are taken at the anomaly node's report rate in robot time. Nothing depends on
 the wall clock, so the report is the same on every replay of the same bag.
 
+The payload declarations of the recording (/twin/payload, geometry_msgs/InertiaStamped, which
+``robot-twin record`` records) are applied where they are in the stream, in log-time order
+among the robot's messages: the live anomaly node applies one when it arrives, whatever its
+header stamp says, so its receive (log) time is where the live twin took it. They go through
+the live node's conversion (:func:`robot_twin.nodes.messages.payload_from_msg`) and
+``AnomalyPipeline.set_payload``; a declaration the live node would refuse (another frame,
+numbers that make no rigid body, a load the arm cannot carry, one sent while the twin
+commissions) is refused and counted. Declarations are applied even before the replay's start
+(:func:`live_start`): the live twin got the latched one when it started. ``payload=False``
+ignores them (the report says so).
+
 The report (JSON): the recording (name, SHA-256 of its files, topics), the intake's counters,
 residual statistics per joint and channel, commissioning, the anomalies found (joint, fault type,
 the robot time their exceedance began and when they cleared), the live twin's own first alarm
@@ -40,6 +51,9 @@ from twin_sim.urdf_model import URDFError
 
 JOINT_STATE = 'sensor_msgs/msg/JointState'
 WRENCH_STAMPED = 'geometry_msgs/msg/WrenchStamped'
+INERTIA_STAMPED = 'geometry_msgs/msg/InertiaStamped'
+PAYLOAD_TOPIC = '/twin/payload'
+"""Where the robot's load is declared (the live anomaly node's subscription)."""
 DIAGNOSTIC_ARRAY = 'diagnostic_msgs/msg/DiagnosticArray'
 KINDS = ('position', 'velocity', 'effort')
 REPORT_VERSION = 1
@@ -144,8 +158,9 @@ class TwinChain:
         # as the live node, without its background fit (a replay must be reproducible), and
         # without a health log: a replay never writes the robot's health history
         self.warnings = []          # what the monitor said at start-up (a refused file: why)
+        self.anomaly_model = robot_model(anomaly, with_dynamics=True)
         self.pipeline = AnomalyPipeline(
-            robot_model(anomaly, with_dynamics=True), dict(anomaly, recommission=False),
+            self.anomaly_model, dict(anomaly, recommission=False),
             thresholds_file=thresholds, rul_log='', background=False,
             log=lambda level, text: self.warnings.append(text) if level != 'info' else None)
         self.pipeline.model_listeners.append(
@@ -205,6 +220,18 @@ class TwinChain:
                 listener(t, out[1])
             self.pipeline.wrench(t, out[1])
         return None
+
+    def payload(self, msg):
+        """
+        Take a payload declaration (an InertiaStamped, rosbags' or rclpy's), as the live node.
+
+        Returns the :class:`twin_sim.urdf_model.Payload` now carried. Raises ValueError, with
+        the reason, when the live anomaly node would refuse it (its ``on_payload``).
+        """
+        from robot_twin.nodes.messages import payload_from_msg     # the live node's conversion
+        payload = payload_from_msg(msg, self.anomaly_model)
+        self.pipeline.set_payload(payload)
+        return payload
 
     def report(self):
         """Return the anomaly state and the lifecycle entries (what the anomaly node reports)."""
@@ -579,6 +606,7 @@ class _Counts:
     samples: int = 0
     results: int = 0
     skipped: int = 0
+    payload_messages: int = 0
 
 
 class _Replay:
@@ -593,6 +621,8 @@ class _Replay:
         self.counts = _Counts()
         self.reasons = []
         self.events = []
+        self.payloads_applied = []     # what /twin/payload declared, when, and what came of it
+        self.payloads_refused = []
         self.episodes = AnomalyEpisodes()
         self.last_state = None
         self.t = None
@@ -618,23 +648,28 @@ class _Replay:
         if reason not in self.reasons and len(self.reasons) < 5:
             self.reasons.append(reason)
 
-    def run(self, joint_conns, wrench_conns, progress=None, start=None):
+    def run(self, joint_conns, wrench_conns, progress=None, start=None, payload_conns=()):
         """
         Feed every message in log-time order; return the number of messages.
 
-        ``start`` ``(sec, nanosec)``: messages stamped before it are skipped (counted).
+        ``start`` ``(sec, nanosec)``: robot messages stamped before it are skipped (counted);
+        payload declarations (``payload_conns``) are applied wherever they are.
         """
         joint_ids = {c.id for c in joint_conns}
+        payload_ids = {c.id for c in payload_conns}
         chain, decoder, counts = self.chain, self.decoder, self.counts
         start = start or (-1, 0)
         k = 0
-        stream = read_messages(self.reader, joint_conns + wrench_conns, self.path)
+        stream = read_messages(self.reader, joint_conns + wrench_conns + list(payload_conns),
+                               self.path)
         for conn, log_ns, data in stream:
             now = log_ns * 1e-9
             k += 1
             if progress is not None and k % 4096 == 0:
                 progress(4096)
-            if conn.id in joint_ids:
+            if conn.id in payload_ids:
+                self._payload(data, now)
+            elif conn.id in joint_ids:
                 counts.joint_messages += 1
                 try:
                     sec, nanosec, names, pos, vel, eff = decoder.joint_state(data)
@@ -666,6 +701,30 @@ class _Replay:
         if self.t is not None:
             self._report()
         return k
+
+    def _payload(self, data, now):
+        """Apply one recorded payload declaration (log time ``now``), as the live node."""
+        self.counts.payload_messages += 1
+        entry = {'log_time': now, 'robot_time': self.t}
+        try:
+            msg = self.reader.deserialize(data, INERTIA_STAMPED)
+        except _DECODE_ERRORS as exc:
+            self.payloads_refused.append(dict(entry, reason=f'{PAYLOAD_TOPIC} refused: '
+                                              f'unreadable ({type(exc).__name__}: {exc})'))
+            return
+        i = msg.inertia
+        entry.update(stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                     frame_id=msg.header.frame_id, mass_kg=float(i.m),
+                     com_m=[float(i.com.x), float(i.com.y), float(i.com.z)])
+        before = self.chain.monitor.payload
+        try:
+            self.chain.payload(msg)
+        except ValueError as exc:
+            # what the live node logs: "/twin/payload refused: <reason>"
+            self.payloads_refused.append(dict(entry, reason=f'{PAYLOAD_TOPIC} refused: {exc}'))
+            return
+        # the load the twin already has changes nothing (a program may send it again)
+        self.payloads_applied.append(dict(entry, changed=self.chain.monitor.payload is not before))
 
     def _maybe_report(self, t):
         """Report at the anomaly node's rate in robot time (restart after a clock jump)."""
@@ -755,12 +814,18 @@ def build_report(bag, digest, run, chain, params, recorded, note):
         'live_twin': recorded,
         'final_state': _state_summary(run.last_state),
         'rul': None,
+        'payloads': {'topic': PAYLOAD_TOPIC, 'messages': run.counts.payload_messages,
+                     'applied': run.payloads_applied, 'refused': run.payloads_refused,
+                     'counts': {'applied': len(run.payloads_applied),
+                                'refused': len(run.payloads_refused)},
+                     'ignored': False},
         'events': run.events,
     }
 
 
 def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
-           joint_states_topic=None, wrench_topic=None, from_start=False, progress=False):
+           joint_states_topic=None, wrench_topic=None, from_start=False, progress=False,
+           payload=True):
     """
     Replay a recording through the twin; return the report (dict).
 
@@ -783,6 +848,10 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
         replayed from the robot sample the live twin started with (:func:`live_start`).
     progress : bool
         Show a progress bar (tqdm, on stderr).
+    payload : bool
+        Apply the recording's payload declarations (/twin/payload) where they are in the
+        stream, as the live twin did; False ignores them (the report's ``payloads`` says how
+        many there were).
 
     Raises
     ------
@@ -801,17 +870,23 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
                                         'name the robot topic with --joint-states-topic')
         wrench_conns = topic_connections(reader, wtopic, WRENCH_STAMPED, False,
                                          '--wrench-topic "" ignores it') if wtopic else []
+        payload_conns = topic_connections(reader, PAYLOAD_TOPIC, INERTIA_STAMPED, False,
+                                          '--no-payload ignores it')
         chain = _make_chain(params, bool(wrench_conns), thresholds)
         digest = recording_digest(bag)
         log = _open_ledger(ledger, params, bag, digest, thresholds)
         run = _Replay(chain, reader, bag, log)
-        total = sum(c.msgcount for c in joint_conns + wrench_conns)
+        applied = payload_conns if payload else []
+        total = sum(c.msgcount for c in joint_conns + wrench_conns + applied)
         start = None if from_start else live_start(reader, bag, joint_conns)
         with _progress(progress, total) as bar:
-            run.run(joint_conns, wrench_conns, bar, start)
+            run.run(joint_conns, wrench_conns, bar, start, applied)
         _check_fed(run, chain, topic, chain.model.urdf_path)
         recorded = recorded_alarms(reader, bag)
         report = build_report(bag, digest, run, chain, params, recorded, note)
+        if not payload:
+            report['payloads'].update(ignored=True, messages=sum(
+                getattr(c, 'msgcount', 0) or 0 for c in payload_conns))
         report['start'] = {'aligned_with_live_twin': start is not None,
                            'stamp': None if start is None else start[0] + start[1] * 1e-9,
                            'skipped_messages': run.counts.skipped}

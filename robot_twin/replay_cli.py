@@ -41,6 +41,10 @@ def add_replay_parser(subparsers):
     parser.add_argument('--from-start', action='store_true',
                         help='replay every sample (default: where the live twin of the '
                              'recording started, when it has /twin/residuals)')
+    parser.add_argument('--no-payload', action='store_true',
+                        help='ignore the payload declarations of the recording (/twin/payload; '
+                             'default: apply each where it is in the stream, as the live twin '
+                             'did)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     parser.set_defaults(func=cmd_replay)
     return parser
@@ -62,6 +66,7 @@ def summary_lines(report):
         lines.append(f"note: {report['recording']['note']}")
     if report['rejections']:
         lines.append(f"rejected (first reasons): {'; '.join(report['rejections'][:3])}")
+    lines += _payload_lines(report.get('payloads'))
     effort = [(j, v['rms']) for j, v in report['residuals'].items() if j.endswith('.effort')]
     lines.append('effort residual RMS [N·m]: ' + ' '.join(
         f'{j.split(".")[0]} {rms:.3g}' for j, rms in effort))
@@ -83,6 +88,24 @@ def summary_lines(report):
     return lines
 
 
+def _payload_lines(payloads):
+    """Say which payload declarations were applied, refused or ignored, and when."""
+    if not payloads or not payloads['messages']:
+        return []
+    if payloads['ignored']:
+        return [f"{payloads['messages']} payload declarations on {payloads['topic']} ignored "
+                '(--no-payload)']
+    lines = []
+    for p in payloads['applied']:
+        what = f"{p['mass_kg']:g} kg at {[round(c, 4) for c in p['com_m']]} m"
+        lines.append(f"payload {what} applied at robot time {_fmt(p['robot_time'])}"
+                     + ('' if p['changed'] else ' (the load the twin had: no change)'))
+    for p in payloads['refused']:
+        lines.append(f"payload refused at robot time {_fmt(p['robot_time'])}: "
+                     f"{p['reason']}")
+    return lines
+
+
 def cmd_replay(args):
     """Run ``robot-twin replay``; return the exit status."""
     from robot_twin.cli_files import output_problem
@@ -96,7 +119,7 @@ def cmd_replay(args):
                         thresholds=args.thresholds, ledger=args.ledger,
                         joint_states_topic=args.joint_states_topic,
                         wrench_topic=args.wrench_topic, from_start=args.from_start,
-                        progress=not args.quiet)
+                        progress=not args.quiet, payload=not args.no_payload)
     except ReplayError as exc:
         print(f'{_TAG}: {exc}', file=sys.stderr)
         return 2

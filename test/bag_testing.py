@@ -176,3 +176,28 @@ def trajectory(t, names, points):
                 for s, q in points])
     return (t, '/joint_trajectory_controller/joint_trajectory',
             'trajectory_msgs/msg/JointTrajectory', msg)
+
+
+def payload_declaration(t, mass, com=(0.0, 0.0, 0.0), radius_m=0.05, frame_id='', stamp=True,
+                        inertia=None):
+    """
+    Return a /twin/payload InertiaStamped at plant time ``t``, an entry of ``more=``.
+
+    A solid sphere of ``mass`` kg and ``radius_m`` at ``com`` (as the ``payload_change`` fault
+    of twin_sim.faults builds it), unless ``inertia`` ``(ixx, ixy, ixz, iyy, iyz, izz)`` is
+    given; ``stamp=False`` leaves the header stamp zero (the message is still logged at ``t``).
+    """
+    time, _ns = _stamp(t)
+    if not stamp:
+        time = T['builtin_interfaces/msg/Time'](sec=0, nanosec=0)
+    if inertia is None:
+        i = 0.4 * mass * radius_m ** 2
+        inertia = (i, 0.0, 0.0, i, 0.0, i)
+    ixx, ixy, ixz, iyy, iyz, izz = (float(v) for v in inertia)
+    v3 = T['geometry_msgs/msg/Vector3']
+    msg = T['geometry_msgs/msg/InertiaStamped'](
+        header=T['std_msgs/msg/Header'](stamp=time, frame_id=frame_id),
+        inertia=T['geometry_msgs/msg/Inertia'](
+            m=float(mass), com=v3(x=float(com[0]), y=float(com[1]), z=float(com[2])),
+            ixx=ixx, ixy=ixy, ixz=ixz, iyy=iyy, iyz=iyz, izz=izz))
+    return (t, '/twin/payload', 'geometry_msgs/msg/InertiaStamped', msg)

@@ -152,3 +152,53 @@ def test_replay_of_a_live_fault_run_agrees_with_the_live_twin(tmp_path):
         print(f'attempt {attempt}: {problem}')
     assert problem is None, problem
     assert report['settings']['commissioning_duration_s'] == COMMISSIONING_S
+
+
+PAYLOAD_PUBLISHER = """
+import rclpy
+from geometry_msgs.msg import InertiaStamped
+from robot_twin.nodes import qos
+rclpy.init()
+node = rclpy.create_node('payload_declarer')
+pub = node.create_publisher(InertiaStamped, '/twin/payload', qos.LATCHED)
+msg = InertiaStamped()
+msg.inertia.m = 1.5
+msg.inertia.com.z = 0.05
+msg.inertia.ixx = msg.inertia.iyy = msg.inertia.izz = 0.0015
+pub.publish(msg)
+print('published', flush=True)
+rclpy.spin(node)
+"""
+
+
+def test_the_recorder_records_the_payload_declared_before_it_started(tmp_path):
+    """/twin/payload is latched: the declaration made before the recorder started is in the bag."""
+    from robot_twin.replay import open_recording
+    from robot_twin.ros_env import localhost_env
+    domain = unique_domain_id()
+    env = localhost_env(domain)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
+    declarer = subprocess.Popen([sys.executable, '-c', PAYLOAD_PUBLISHER], env=env,
+                                cwd=str(ROOT), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    bag = tmp_path / 'payload'
+    try:
+        assert declarer.stdout.readline().strip() == 'published'
+        record = subprocess.run(
+            [sys.executable, '-m', 'robot_twin', 'record', '--output', str(bag), '--duration',
+             '8', '--localhost', '--domain-id', str(domain)], env=env, cwd=str(ROOT),
+            capture_output=True, text=True, timeout=120)
+    finally:
+        declarer.kill()
+        declarer.communicate()
+    assert record.returncode == 0, record.stdout + record.stderr
+    assert '/twin/payload: 1' in record.stdout, record.stdout
+    reader, _note = open_recording(bag)
+    try:
+        conns = [c for c in reader.connections if c.topic == '/twin/payload']
+        assert [c.msgtype for c in conns] == ['geometry_msgs/msg/InertiaStamped']
+        msgs = [reader.deserialize(data, c.msgtype)
+                for c, _t, data in reader.messages(connections=conns)]
+    finally:
+        reader.close()
+    assert [m.inertia.m for m in msgs] == [1.5]

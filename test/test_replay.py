@@ -5,7 +5,9 @@ Recordings are made offline (test/bag_testing.py: the plant simulated, written w
 a robot would publish it). A fault run is found on its joint, after its onset; the report is
 byte-identical on a second replay; sqlite3 and MCAP storage, a bare .mcap file, joints in
 another order or split over two messages, and a robot without a wrench topic all replay; bad
-recordings end with one line naming the problem (exit status 2), never a traceback.
+recordings end with one line naming the problem (exit status 2), never a traceback. A recorded
+payload declaration is applied where it was declared (a real pick-up then raises no alarm; with
+``--no-payload`` it does), and refused ones are counted and named.
 """
 import dataclasses
 import json
@@ -352,3 +354,90 @@ def test_a_damaged_recording_says_how_far_it_was_read(runs, config, tmp_path, wh
         assert f'0 of {total} messages could be read: the damage is in its first chunk' in text
     else:
         assert int(read.group(1)) > 0 and re.search(r' s into it', text), text
+
+
+PICK_S = 4.0
+PICK_KG = 2.0
+PICK_COM = (0.0, 0.0, 0.05)
+
+
+@pytest.fixture(scope='module')
+def pick():
+    """Simulate a robot that picks up PICK_KG at PICK_S (the plant carries it from then on)."""
+    from twin_sim.faults import FaultScenario
+    return simulate(DURATION_S, scenario=FaultScenario.from_dict({'name': 'pick', 'faults': [
+        {'type': 'payload_change', 'start_s': PICK_S, 'ramp_s': 0.0, 'size': PICK_KG,
+         'com': list(PICK_COM)}]}))
+
+
+def _payload_alarms(report):
+    return [a for a in report['anomalies'] if a['fault_type'] == 'payload_change']
+
+
+def test_payload_declarations_are_applied_where_they_were_declared(pick, config, tmp_path,
+                                                                   capsys):
+    # told 0.1 s before the load is on (the gripper command), as the live twin would be; the
+    # robot has no FT sensor here: the joints' channels are the point
+    from bag_testing import payload_declaration
+    told = write_bag(tmp_path / 'told', pick, wrench=False, more=[
+        payload_declaration(PICK_S - 0.1, PICK_KG, PICK_COM)])
+    report = replay(told, config=config)
+    assert report['commissioning'] is not None
+    assert _payload_alarms(report) == [] and report['anomalies'] == [], report['anomalies']
+    payloads = report['payloads']
+    assert payloads['counts'] == {'applied': 1, 'refused': 0} and not payloads['ignored']
+    applied = payloads['applied'][0]
+    assert applied['mass_kg'] == PICK_KG and applied['com_m'] == list(PICK_COM)
+    assert applied['changed'] and applied['log_time'] == pytest.approx(
+        bag_testing_stamp(PICK_S - 0.1))
+    # applied at its place in the stream: after the last sample logged before it
+    assert bag_testing_stamp(PICK_S - 0.102) < applied['robot_time'] <= \
+        bag_testing_stamp(PICK_S - 0.1)
+    assert [e['mass_kg'] for e in report['events'] if e['kind'] == 'payload_set'] == [PICK_KG]
+    # a declaration without a header stamp is applied where it was received, the same
+    unstamped = replay(write_bag(tmp_path / 'unstamped', pick, wrench=False, more=[
+        payload_declaration(PICK_S - 0.1, PICK_KG, PICK_COM, stamp=False)]), config=config)
+    assert unstamped['payloads']['applied'][0]['stamp'] == 0.0
+    assert unstamped['payloads']['applied'][0]['robot_time'] == applied['robot_time']
+    assert unstamped['anomalies'] == []
+    # ignored (as replays did before they applied them): the pick-up is an anomaly
+    out = tmp_path / 'ignored.json'
+    assert cli_main(['replay', str(told), '--report', str(out), '--config', config, '--quiet',
+                     '--no-payload']) == 0
+    assert '1 payload declarations on /twin/payload ignored (--no-payload)' in \
+        capsys.readouterr().out
+    ignored = json.loads(out.read_text())
+    assert ignored['payloads']['ignored'] and ignored['payloads']['messages'] == 1
+    assert ignored['payloads']['applied'] == []
+    alarms = _payload_alarms(ignored)
+    assert alarms, ignored['anomalies']
+    assert all(bag_testing_stamp(PICK_S) - 0.02 <= a['since'] for a in alarms), alarms
+
+
+def test_refused_payload_declarations_are_counted_and_named(pick, config, tmp_path, capsys):
+    from bag_testing import payload_declaration
+    bag = write_bag(tmp_path / 'bad', pick, wrench=False, more=[
+        payload_declaration(1.0, PICK_KG, PICK_COM),                     # while commissioning
+        payload_declaration(PICK_S - 0.1, PICK_KG, PICK_COM, frame_id='world'),
+        payload_declaration(PICK_S - 0.05, 1e6)])                        # more than the arm
+    out = tmp_path / 'bad.json'
+    assert cli_main(['replay', str(bag), '--report', str(out), '--config', config,
+                     '--quiet']) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    payloads = report['payloads']
+    assert payloads['counts'] == {'applied': 0, 'refused': 3} and payloads['messages'] == 3
+    reasons = [p['reason'] for p in payloads['refused']]
+    assert all(r.startswith('/twin/payload refused: ') for r in reasons), reasons
+    assert 'calibrating' in reasons[0] and "frame 'world'" in reasons[1], reasons
+    assert 'heavier than the arm' in reasons[2], reasons
+    assert printed.count('payload refused at robot time') == 3, printed
+    assert _payload_alarms(report), report['anomalies']       # nothing was applied
+
+
+def test_the_recorder_records_payload_declarations_latched():
+    from robot_twin.nodes.recorder_node import default_topics, EXPECTED_QOS
+    assert default_topics()['/twin/payload'] == 'geometry_msgs/msg/InertiaStamped'
+    assert default_topics('', '/arm/joint_states')['/twin/payload'] == \
+        'geometry_msgs/msg/InertiaStamped'
+    assert EXPECTED_QOS['/twin/payload'] == (True, True)      # reliable, transient-local

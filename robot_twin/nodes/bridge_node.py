@@ -118,7 +118,10 @@ class TwinBridgeNode(Node):
         accel = self.governor.limits.acceleration
         if np.isfinite(accel).any():
             self.get_logger().info('corrective commands: acceleration limits ' + ', '.join(
-                f'{n} {a:g}' for n, a in zip(self.names, accel) if math.isfinite(a)))
+                f'{n} {a:g}' for n, a in zip(self.names, accel) if math.isfinite(a))
+                + ' (rad/s²); they count from the measured joint velocities: a corrective '
+                'command is refused (no_state) while /joint_states gives no velocity for such '
+                'a joint')
         home = p['corrective_actions.home_position']
         if home and len(home) != len(self.names):
             raise ConfigError(self.get_fully_qualified_name(), [
@@ -441,11 +444,17 @@ class TwinBridgeNode(Node):
 
         As when it cannot be opened at start: the governor refuses nothing less for it, and its
         decisions (logged below in any case) go to the ROS log only. The log has no entry after
-        the failure, so it still verifies; the error says where it ends.
+        the failure, so it still verifies; the error says where it ends. The bridge's user of
+        the writer is released, so that a writer shared with the anomaly node closes (file,
+        lock, thread) with that node's close.
         """
-        self.audit = None
+        audit, self.audit = self.audit, None
         self.get_logger().error(f'{exc}; corrective commands are audited in the ROS log only '
                                 'from now on')
+        try:
+            audit.close()
+        except LedgerError as close_exc:    # a failed write no caller had reported yet
+            self.get_logger().error(str(close_exc))
 
     def destroy_node(self):
         """Close the audit log before the node goes."""

@@ -10,7 +10,9 @@ and no message objects are built. The bag is readable by ``ros2 bag``, Foxglove 
 QoS follows the publishers, as ``ros2 bag record`` does: a topic is read reliable when every
 publisher seen on it is reliable (nothing lost; the twin's 1 kHz outputs are best-effort, so
 they are read best-effort) and transient-local when every publisher is (the latched anomaly,
-RUL and plant status). The default topics are subscribed at once with the QoS their publishers
+RUL, plant status and payload declaration: a value latched before the recorder starts is
+recorded too, with its receive time, as for any message; ``robot-twin replay`` applies the
+payload declarations). The default topics are subscribed at once with the QoS their publishers
 are known to use (:data:`EXPECTED_QOS`), other topics when their first publisher appears; a
 subscription is made again whenever a publisher needs a weaker QoS. The offered QoS of the
 publishers seen first is stored with each topic.
@@ -49,12 +51,15 @@ TWIN_TOPICS = {
     '/twin/anomaly_score': 'std_msgs/msg/Float64',
     '/twin/rul': 'diagnostic_msgs/msg/DiagnosticArray',
     '/twin/status': 'diagnostic_msgs/msg/DiagnosticArray',
+    '/twin/payload': 'geometry_msgs/msg/InertiaStamped',
 }
-"""The twin's outputs recorded by default (``/twin/markers`` only when asked)."""
+"""The twin's outputs recorded by default (``/twin/markers`` only when asked), and what it is
+told the robot carries (``/twin/payload``, latched: ``robot-twin replay`` applies it)."""
 EXPECTED_QOS = {topic: (True, False) for topic in ROBOT_TOPICS}
 EXPECTED_QOS.update({topic: (False, False) for topic in TWIN_TOPICS})
 EXPECTED_QOS.update({'/twin/plant_status': (True, True), '/twin/anomaly': (True, True),
-                     '/twin/rul': (True, True), '/twin/status': (True, False),
+                     '/twin/rul': (True, True), '/twin/payload': (True, True),
+                     '/twin/status': (True, False),
                      '/twin/anomaly_score': (True, False)})
 """(reliable, transient-local) the default topics are subscribed with before any publisher is
 seen (the robot's and the HIL plant's streams are reliable as ros2_control's, the twin's 1 kHz
