@@ -289,11 +289,12 @@ def robot_transients(obs, scenario_time):
     samples it could not send in time (an overrun in /twin/plant_status): a real gap in its
     stream, which the twin rightly sees. Starved less, it sends its samples late (tens of ms
     behind their stamps, counted in its lateness histogram): a late stream, which the twin
-    rightly reports as a delay. Likewise samples the twin rejected as impossible (speeds beyond
-    the limits): the robot's stamps are on the system clock, so their wall times map to
-    scenario time like stamps.
+    rightly reports as a delay. A late set-point of its controller can turn into a move that
+    its speed limiter or a range stop cuts short at once (``over_speed``, ``limit_stops``).
+    Likewise samples the twin rejected as impossible (speeds beyond the limits): the robot's
+    stamps are on the system clock, so their wall times map to scenario time like stamps.
     """
-    return ([t for t in obs.stalls + obs.late_sends if math.isfinite(t)]
+    return ([t for t in obs.stalls + obs.late_sends + obs.limit_hits if math.isfinite(t)]
             + [scenario_time(t) for t in obs.rejections])
 
 
@@ -344,7 +345,8 @@ def summarize(obs, faults, exited, say, scenario_time, lifecycle=None,
     def say_echo(joint, fault_type, t, stall):
         say(f'alarm at t={t:.2f} s ({joint or "robot"}: {fault_type}) followed a transient '
             f'of the emulated robot itself at t={stall:.2f} s (a stall: starved of CPU, it '
-            'dropped samples; or samples beyond its limits, which the twin rejected)')
+            'dropped samples or sent them late; its speed limiter or a range stop cut a move '
+            'short; or samples beyond its limits, which the twin rejected)')
 
     for joint, fault_type, t in episodes:
         if t >= start_s - 0.05:

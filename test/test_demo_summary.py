@@ -6,12 +6,13 @@ from robot_twin.demo import summarize
 FAULTS = [{'type': 'friction_increase', 'joint': 'joint3', 'start_s': 36.0}]
 
 
-def observed(alarms, stalls=(), rejections=(), late_sends=()):
+def observed(alarms, stalls=(), rejections=(), late_sends=(), limit_hits=()):
     """Return what the demo's observer saw (stamps: scenario seconds, identity mapping)."""
     return SimpleNamespace(residual_count=1000, latency_s=[0.001], commissioned_at=30.0,
                            first_alarm=None, first_alarm_groups=None,
                            stalls=list(stalls), rejections=list(rejections),
-                           late_sends=list(late_sends), alarms=alarms, commands=[])
+                           late_sends=list(late_sends), limit_hits=list(limit_hits),
+                           alarms=alarms, commands=[])
 
 
 def verdict(obs):
@@ -66,6 +67,18 @@ def test_a_delay_alarm_after_the_robot_sent_late_is_its_echo():
     assert 'alarm at t=33.80 s (robot: delay) followed a transient' in text
     code, text = verdict(observed(alarms))
     assert code == 1
+
+
+def test_an_alarm_after_the_robot_hit_its_speed_limiter_is_its_echo():
+    # a late set-point turned into a fast move that the emulated robot's speed limiter cut
+    # short (over_speed went up after the plant report at 36.0 s): the twin's collision alarm
+    # on another joint at 36.1 s is that cut's echo, and the fault is still found on joint3
+    alarms = [('joint4', 'collision_force', 36.1), ('joint3', 'friction_increase', 36.9)]
+    code, text = verdict(observed(alarms, limit_hits=[36.0]))
+    assert code == 0, text
+    assert 'speed limiter' in text and 'detected friction_increase 0.90 s after' in text
+    code, text = verdict(observed(alarms))
+    assert code == 1 and 'alarm on joint4' in text
 
 
 def _rul(**levels):

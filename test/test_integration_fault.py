@@ -69,12 +69,12 @@ def fault_loop(tmp_path_factory):
             wait_commissioned(graph, observer)
             obs = observer.monitor.obs
             rejected = len(obs.rejections)
-            starved = len(obs.stalls) + len(obs.late_sends)
+            starved = len(obs.stalls) + len(obs.late_sends) + len(obs.limit_hits)
             if (rejected or starved) and attempt < ATTEMPTS:
                 print(f'start {attempt}: the emulated robot sent samples beyond its limits '
                       f'({rejected} status reports with rejections) or dropped or delayed '
-                      f'its samples ({starved} plant status reports) during commissioning; '
-                      'starting the loop again')
+                      f'its samples or hit its speed limiter ({starved} plant status '
+                      'reports) during commissioning; starting the loop again')
                 continue
             yield SimpleNamespace(graph=graph, observer=observer, monitor=observer.monitor,
                                   workdir=workdir, fault=fault)

@@ -55,6 +55,7 @@ class Observation:
     epochs: list = field(default_factory=list)           # (start_stamp, plant_time_s) seen
     stalls: list = field(default_factory=list)           # plant times its overruns went up
     late_sends: list = field(default_factory=list)       # plant times before late samples
+    limit_hits: list = field(default_factory=list)       # plant times before it hit a limit
     commands: list = field(default_factory=list)         # (kind, joint names, positions)
     rul: dict = field(default_factory=dict)              # status name -> (level, msg, values)
     speed_scale: float = None                            # latest /twin/speed_scale
@@ -68,6 +69,7 @@ class TwinMonitorNode(Node):
         self.obs = Observation()
         self._overruns = 0
         self._late = (0, math.nan)       # late steps so far, plant time of that report
+        self._limits = (0, math.nan)     # speed-limiter and range-stop events, report time
         self._effort_sq = deque(maxlen=1000)
         self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, qos.STATUS)
         self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, qos.LATCHED)
@@ -161,6 +163,14 @@ class TwinMonitorNode(Node):
                 if span >= LATE_SPAN_S:
                     self.obs.late_sends.append(last_time)
             self._late = (late, plant_time)
+            # it hit its speed limiter or a range stop (a late set-point turned into a fast
+            # move, say): its velocity was cut at once, which the twin sees. Noted at the time
+            # of the report before, when the hit had not happened yet
+            hits = sum(int(values.get(k, 0) or 0) for k in ('over_speed', 'limit_stops'))
+            last_hits, last_time = self._limits
+            if hits > last_hits and math.isfinite(last_time) and last_time <= plant_time:
+                self.obs.limit_hits.append(last_time)
+            self._limits = (hits, plant_time)
 
     def scenario_time(self, stamp):
         """
