@@ -410,6 +410,33 @@ def test_the_output_finiteness_check_catches_every_non_finite_value(bad):
     assert not finite(np.array([math.inf]), np.array([-math.inf]))   # not cancelled out
 
 
+def test_the_observer_notes_a_joint_named_anew_within_an_alarm_episode(ros):
+    # the robot status stayed at ERROR from 42.04 s while the joint it names went from joint4
+    # (a transient's echo) to joint3 (the fault): both are noted, joint3 with its own onset
+    from diagnostic_msgs.msg import DiagnosticArray
+    from robot_twin.nodes.messages import make_status
+    from robot_twin.nodes.monitor_node import TwinMonitorNode
+    ros()
+    node = TwinMonitorNode('observer_episodes', watch_commands=False)
+    try:
+        def report(joint, fault_type, joints):
+            array = DiagnosticArray()
+            array.status = [make_status('twin/anomaly/robot', 'ERROR', 'anomaly', {
+                'since': '42.04', 'joint': joint, 'fault_type': fault_type})] + [
+                make_status(f'twin/anomaly/{name}', 'ERROR', 'anomaly', {'since': since})
+                for name, since in joints.items()]
+            node.on_anomaly(array)
+
+        report('joint4', 'collision_force', {'joint4': '42.04'})
+        report('joint4', 'collision_force', {'joint4': '42.04'})
+        report('joint3', 'friction_increase', {'joint4': '42.04', 'joint3': '47.5'})
+        report('joint3', 'friction_increase', {'joint3': '47.5'})
+        assert node.obs.alarms == [('joint4', 'collision_force', 42.04),
+                                   ('joint3', 'friction_increase', 47.5)]
+    finally:
+        node.destroy_node()
+
+
 def test_the_observer_notes_when_the_emulated_robot_sent_its_samples_late(ros):
     # /twin/plant_status carries the plant's cumulative lateness histogram; the observer (demo,
     # integration tests) notes the time of the report before at least 50 ms of robot time went

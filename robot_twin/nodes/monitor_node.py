@@ -44,7 +44,8 @@ class Observation:
     anomaly: dict = field(default_factory=dict)          # status name -> (level, msg, values)
     first_alarm: tuple = None      # (wall time, joint, fault_type, since stamp) of first ERROR
     first_alarm_groups: dict = None  # status name -> values of the groups at ERROR then
-    alarms: list = field(default_factory=list)  # (joint, fault_type, since stamp) per episode
+    alarms: list = field(default_factory=list)  # (joint, fault_type, onset stamp) per episode
+    #                                             and per joint named anew within one
     rejections: list = field(default_factory=list)  # wall times the twin's rejected count grew
     commissioned_at: float = None  # wall time the anomaly phase became 'monitoring'
     residual_count: int = 0
@@ -70,6 +71,7 @@ class TwinMonitorNode(Node):
         self._overruns = 0
         self._late = (0, math.nan)       # late steps so far, plant time of that report
         self._limits = (0, math.nan)     # speed-limiter and range-stop events, report time
+        self._episode = None             # (robot status since, joint) of the latest alarm
         self._effort_sq = deque(maxlen=1000)
         self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, qos.STATUS)
         self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, qos.LATCHED)
@@ -113,10 +115,7 @@ class TwinMonitorNode(Node):
             if values.get('phase') == 'monitoring' and self.obs.commissioned_at is None:
                 self.obs.commissioned_at = time.time()
             if level_name(s.level) == 'ERROR' and values.get('since'):
-                since = float(values['since'])
-                if not self.obs.alarms or self.obs.alarms[-1][2] != since:
-                    self.obs.alarms.append((values.get('joint', ''),
-                                            values.get('fault_type', ''), since))
+                self._note_alarm(msg, values)
             if level_name(s.level) == 'ERROR' and self.obs.first_alarm is None:
                 since = float(values['since']) if values.get('since') else math.nan
                 self.obs.first_alarm = (time.time(), values.get('joint', ''),
@@ -124,6 +123,28 @@ class TwinMonitorNode(Node):
                 self.obs.first_alarm_groups = {
                     t.name: status_values(t) for t in msg.status
                     if t.name != 'twin/anomaly/robot' and level_name(t.level) == 'ERROR'}
+
+    def _note_alarm(self, msg, values):
+        """
+        Note a new alarm episode, or a new joint named within the one going on.
+
+        An episode of the robot status can go on while the joint it names changes (an alarm
+        on one joint, then the fault on another before the first cleared): the new joint is
+        noted with the onset of its own status (``twin/anomaly/<joint>``), so the alarm that
+        answers a fault is not hidden behind an earlier one of the same episode.
+        """
+        since = float(values['since'])
+        joint, fault_type = values.get('joint', ''), values.get('fault_type', '')
+        if self._episode is not None and self._episode[0] == since:
+            if joint == self._episode[1]:
+                return
+            own = next((status_values(t).get('since') for t in msg.status
+                        if t.name == f'twin/anomaly/{joint}'), None)
+            onset = float(own) if own else since
+        else:
+            onset = since
+        self._episode = (since, joint)
+        self.obs.alarms.append((joint, fault_type, onset))
 
     def on_rul(self, msg):
         """Keep the latest RUL statuses (one per joint)."""
