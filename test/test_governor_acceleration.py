@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from test_governor import random_command, random_limits, random_state, random_velocity
-from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy
+from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
 from twin_bridge.governor import (ACCELERATION_OVER, GovernorConfigError, JointCommand,
                                   JointLimits, limit_violations, load_joint_limits_yaml,
                                   SafetyGovernor, STOP_ROOM_FLOOR, TrajectoryCommand,
@@ -305,6 +305,116 @@ def test_a_slow_joint_far_from_its_limits_keeps_its_limit_beside_one_near_its_en
     # and the final check, on its own, refuses what the old code sent
     out = TrajectoryCommand([TrajectoryPoint(0.2, np.array([0.01, 1.95, 0.0]), ZERO)], NAMES)
     assert any('j1 spline accelerates' in r for r in limit_violations(g, out, q, cmd, v))
+
+
+def staggered_hold(acceleration, q, v):
+    g = gov(acceleration=acceleration)
+    policy = CorrectivePolicy('hold', hold_time_s=0.5)
+    event = AnomalyEvent('ERROR', 'j1', 'collision', 3.0, 0.0)
+    proposal = policy.propose(event, q, 0.0, v, g.position_range(NAMES),
+                              g.acceleration_limit(NAMES))
+    return g, proposal
+
+
+@pytest.mark.parametrize('acceleration', [(0.01, math.inf, math.inf), (0.01, 1.0, math.inf)])
+def test_joints_needing_different_stop_times_get_a_multi_point_hold(acceleration):
+    # the case above as the policy proposes it: j1 (0.01 rad/s^2) needs 10 s to stop, j2 must
+    # stop within 0.2 s to stay in its range (with a limit of 1 rad/s^2: the range wins). The
+    # old policy proposed one point, which the governor refuses; now each joint stops evenly
+    # over its own time, points at 0.2 s and 10 s, and the governor allows it unchanged
+    q, v = np.array([0.0, 1.9, 0.0]), np.array([0.1, 1.0, 0.0])
+    g, proposal = staggered_hold(acceleration, q, v)
+    cmd = TrajectoryCommand(proposal.trajectory_points())
+    assert [p[0] for p in cmd.points] == pytest.approx([0.2, 10.0])
+    d = g.govern(cmd, 1.0, True, q, v)
+    assert d.allowed, d.reasons
+    for got, (t, pos, vel) in zip(d.command.points, cmd.points):
+        assert got.time_from_start == t
+        np.testing.assert_array_equal(got.positions, pos)
+        np.testing.assert_array_equal(got.velocities, vel)
+    assert not limit_violations(g, d.command, q, cmd, v)
+    # per joint: j1 within its 0.01, j2 at the least that stops it in its range (1 / 0.2)
+    peaks = peak_accelerations(d.command, q, v)
+    assert (peaks[:, 0] <= 0.01 * (1 + 1e-6)).all(), peaks
+    assert peaks[0, 1] == pytest.approx(5.0) and peaks[1, 1] == 0.0
+    assert (peaks[:, 2] == 0.0).all()
+    # every joint inside its range at every sampled time of the cubic segments (as the
+    # set-point stream runs them), on its own even stop, and at rest at the end
+    lo, hi = g.position_range(NAMES)
+    stream = SetpointStream(d.command, q, 0.0, (lo, hi), v,
+                            velocity_limit=g.velocity_limit(NAMES))
+    stop = np.array([10.0, 0.2, 1.0])
+    for t in np.linspace(0.0, 10.5, 2101):
+        pos, vel, _done = stream.setpoint(t)
+        assert ((lo - 1e-12 <= pos) & (pos <= hi + 1e-12)).all(), (t, pos)
+        run = np.minimum(t, stop)
+        np.testing.assert_allclose(pos, q + v * run - v * run * run / (2.0 * stop),
+                                   atol=1e-7)
+        np.testing.assert_allclose(vel, np.where(t < stop, v * (1.0 - t / stop), 0.0),
+                                   atol=1e-7)
+    end = d.command.points[-1]
+    assert not end.velocities.any()
+    np.testing.assert_allclose(end.positions, [0.5, 2.0, 0.0])
+    # streamed step by step, within the velocity limits to the end
+    for t in np.arange(0.0, 10.1, 0.02):
+        setpoint = stream.step(t)
+        assert setpoint.stop is None, setpoint.reason
+    assert setpoint.done and not setpoint.velocities.any()
+
+
+def test_a_hold_that_one_time_serves_stays_one_point():
+    # j1 and j3 stop within their limits in 0.5 s: one point, as before
+    q, v = np.zeros(3), np.array([1.0, 0.5, -2.0])
+    g, proposal = staggered_hold((2.0, math.inf, 4.0), q, v)
+    assert proposal.points is None
+    assert proposal.time_from_start_s == pytest.approx(0.5)
+    assert len(proposal.trajectory_points()) == 1
+    # near the limit with the range winning on the one joint that has a limit: one point
+    q, v = np.array([0.9, 0.0, 0.0]), np.array([1.0, 0.0, 0.1])
+    g, proposal = staggered_hold((1.0, math.inf, 4.0), q, v)
+    assert proposal.points is None and proposal.time_from_start_s == pytest.approx(0.2)
+    # without acceleration limits: one point, as it always was
+    q, v = np.array([0.0, 1.9, 0.0]), np.array([0.1, 1.0, 0.0])
+    g, proposal = staggered_hold((math.inf, math.inf, math.inf), q, v)
+    assert proposal.points is None and proposal.time_from_start_s == pytest.approx(0.2)
+
+
+def test_a_multi_point_hold_keeps_the_one_point_fields_as_before():
+    # positions and time of the proposal stay the one-point hold (a caller that sends only
+    # them sends what it did before)
+    q, v = np.array([0.0, 1.9, 0.0]), np.array([0.1, 1.0, 0.0])
+    _g, proposal = staggered_hold((0.01, math.inf, math.inf), q, v)
+    assert proposal.points is not None
+    assert proposal.time_from_start_s == pytest.approx(0.2)
+    np.testing.assert_allclose(proposal.positions, q + 0.1 * v)
+
+
+def test_the_bridge_sends_the_multi_point_hold():
+    # the bridge node builds its command from the proposal's points: the staggered hold above
+    # reaches the robot's trajectory topic with both points, not the one-point hold that the
+    # governor refuses
+    from robot_twin.nodes.bridge_node import TwinBridgeNode
+    from trajectory_msgs.msg import JointTrajectory
+
+    q, v = np.array([0.0, 1.9, 0.0]), np.array([0.1, 1.0, 0.0])
+    g, proposal = staggered_hold((0.01, math.inf, math.inf), q, v)
+    sent, logged = [], []
+    node = SimpleNamespace(
+        names=NAMES, stream=None, commands_sent=0, interface='trajectory', audit=None,
+        governor=g, _now=lambda: 1.0,
+        intake=SimpleNamespace(mapper=SimpleNamespace(position=q, velocity=v,
+                                                      stamp=np.full(3, 1.0)),
+                               state_ok=lambda now: True),
+        pub_command=SimpleNamespace(publish=sent.append),
+        policy=SimpleNamespace(refused=lambda now: None),
+        get_logger=lambda: SimpleNamespace(warning=logged.append, error=logged.append))
+    TwinBridgeNode.send_corrective(node, proposal)
+    assert node.commands_sent == 1 and len(sent) == 1, logged
+    msg = sent[0]
+    assert isinstance(msg, JointTrajectory) and len(msg.points) == 2
+    ends = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
+    assert ends == pytest.approx([0.2, 10.0])
+    np.testing.assert_allclose(msg.points[-1].positions, [0.5, 2.0, 0.0])
 
 
 def test_velocity_noise_at_a_joint_inside_its_margin_changes_nothing():

@@ -18,9 +18,15 @@ On a new anomaly episode at level ERROR a policy proposes one command:
   ``|v| / a`` for every joint, but never beyond the range's ``T``: where stopping inside the
   range needs more than ``a``, the range wins (the governor counts it). The governor checks
   the result as any command: only a joint that cannot stop inside its range within its own
-  ``a`` may decelerate harder (``v^2 / (2 room)``), so a hold in which one joint must stop
-  sooner than another joint's limit allows it to is refused (one point cannot stop joints
-  on different time scales);
+  ``a`` may decelerate harder (``v^2 / (2 room)``, on the first segment), so a one-point
+  hold in which one joint must stop sooner than another joint's limit allows it to is
+  refused (one point cannot stop joints on different time scales). There the proposal also
+  carries a multi-point hold (:attr:`CorrectiveProposal.points`, sent by
+  :meth:`CorrectiveProposal.trajectory_points`): each joint decelerates evenly over its own
+  ``T_j`` (``|v| / a`` or more, the range's ``2 room / |v|`` or less; a joint the range
+  forces harder stops first), with points at the distinct ``T_j``, each giving every joint's
+  position and velocity on its own stop; the cubic segments between them are each joint's
+  quadratic, which the governor allows unchanged. Where one point serves, nothing changes;
 - ``home``: move to a configured safe pose (``home_position``) in ``hold_time_s``; a pose
   beyond the limits or a move too fast for the velocity limits is the governor's to clamp and
   slow down, as for any command.
@@ -33,9 +39,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from twin_bridge.governor import STOP_DEADBAND, STOP_ROOM_FLOOR
+
 POLICIES = ('hold', 'home')
 HOLD_MIN_S = 0.02
 """The shortest stop a hold asks for, s (a joint too close to its limit for any even stop)."""
+HOLD_MERGE_S = 0.005
+"""Stop times of a multi-point hold closer than this merge into one point, s (where allowed)."""
 STREAM_STOP_CAUSES = ('stale', 'clock_back', 'clock_jump', 'too_fast')
 """Why a set-point stream stops before its end (``stale``: the node's state interlock)."""
 CLOCK_LEAD_S = 0.02
@@ -74,6 +84,18 @@ class CorrectiveProposal:
     reason: str
     anomaly: AnomalyEvent
     velocities: np.ndarray = field(default=None)
+    points: tuple = field(default=None)
+    """A multi-point hold's ``(time_from_start_s, positions, velocities)`` points (None: one).
+
+    Only where one common stop time cannot meet every joint's acceleration limit and range;
+    ``positions`` and ``time_from_start_s`` are then the one-point hold that would have been
+    proposed (which the governor refuses)."""
+
+    def trajectory_points(self):
+        """Return the proposal's ``(time_from_start_s, positions, velocities)`` points."""
+        if self.points is not None:
+            return list(self.points)
+        return [(self.time_from_start_s, self.positions, self.velocities)]
 
 
 class CorrectivePolicy:
@@ -168,15 +190,22 @@ class CorrectivePolicy:
             return None                # a mis-sized pose never becomes a command
         self._in_episode, self._retry_at = True, None
         where = f' on {event.joint}' if event.joint else ''
+        points = None
         if self.policy == 'hold':
             target, duration, what = self._stop(q, v_measured, position_range,
                                                 acceleration_limit)
+            points = self._staggered_stop(q, v_measured, position_range, acceleration_limit,
+                                          duration)
+            if points is not None:
+                what = (f'stop: each joint decelerates evenly to rest over its own time, '
+                        f'{points[0][0]:.3g} to {points[-1][0]:.3g} s (one common time '
+                        'cannot meet every acceleration limit inside the range)')
         else:
             target, duration, what = self.home_position.copy(), self.hold_time_s, \
                 'move to the home pose'
         return CorrectiveProposal(
             kind='trajectory', positions=target, velocities=np.zeros_like(q),
-            time_from_start_s=duration, anomaly=event,
+            time_from_start_s=duration, anomaly=event, points=points,
             reason=f'{what}: {event.level} anomaly{where} ({event.fault_type}, '
                    f'score {event.score:.3g}) since t={event.since:.3f}')
 
@@ -213,6 +242,77 @@ class CorrectivePolicy:
             target = np.clip(target, lo, hi)
         return target, duration, (f'stop: decelerate evenly to rest over {duration:.3g} s '
                                   f'(from up to {float(np.abs(v).max()):.3g} rad/s)')
+
+    def _staggered_stop(self, q, v_measured, position_range, acceleration_limit, duration):
+        """
+        Return a multi-point hold's points where the one-point hold over ``duration`` fails.
+
+        None where the one-point hold meets every joint's bound (or no acceleration limit is
+        given). Each moving joint ``j`` stops evenly over its own ``T_j``: at least
+        ``|v| / a`` (a hair more), at most the range's ``2 room / |v|``; a joint whose range
+        needs more than ``a`` (the governor's raised bound, first segment only) over exactly
+        the range's time, which must then be the first point. Points at the distinct ``T_j``
+        (within :data:`HOLD_MERGE_S` merged where every joint of the group allows one time),
+        each with every joint's position and velocity on its own even stop: the cubic segments
+        between them are each joint's own quadratic. None where no such plan exists.
+        """
+        if acceleration_limit is None or position_range is None or v_measured is None:
+            return None
+        amax = np.asarray(acceleration_limit, dtype=float)
+        given = np.asarray(v_measured, dtype=float)
+        if amax.shape != q.shape or given.shape != q.shape or not np.isfinite(amax).any():
+            return None
+        v = np.where(np.isfinite(given), given, 0.0)
+        lo, hi = (np.asarray(x, dtype=float) for x in position_range)
+        if not np.isfinite(q).all():
+            return None
+        speed = np.abs(v)
+        limited = np.isfinite(amax) & (amax > 0.0)
+        with np.errstate(divide='ignore', invalid='ignore'):
+            # the governor's bound per joint: its limit, or the least that stops it in range
+            room = np.maximum(np.where(v > 0.0, hi - q, q - lo), STOP_ROOM_FLOOR)
+            least = speed * speed / (2.0 * room)
+            raised = limited & (speed > STOP_DEADBAND) & (least > amax)
+            bound = np.where(raised, least, np.where(limited, amax, np.inf))
+            if ((speed / duration <= bound * (1.0 + 1e-9)) | (speed == 0.0)).all():
+                return None                 # the one-point hold already works
+            fit = np.where(speed > 0.0, 2.0 * np.maximum(np.where(v > 0.0, hi - q, q - lo),
+                                                         0.0) / speed, np.inf)
+            wait = np.where(limited, speed / amax * (1.0 + 1e-9), 0.0)
+        moving = speed > 0.0
+        # each joint's allowed stop times [early, late]; a raised joint: exactly its range's
+        early = np.where(raised, fit, wait)
+        late = fit
+        if (early > late * (1.0 + 1e-12))[moving & ~raised].any() or \
+                (fit < HOLD_MIN_S)[moving].any():
+            return None
+        want = np.clip(duration, early, late)
+        order = [j for j in np.argsort(want, kind='stable') if moving[j]]
+        groups = []                         # [time, early, late, joints]
+        for j in order:
+            if groups:
+                t, e, l_, members = groups[-1]
+                e2, l2 = max(e, early[j]), min(l_, late[j])
+                if want[j] - t < HOLD_MERGE_S and e2 <= l2:
+                    groups[-1] = [min(max(t, e2), l2), e2, l2, members + [j]]
+                    continue
+            groups.append([float(want[j]), float(early[j]), float(late[j]), [j]])
+        times = np.array([g[0] for g in groups])
+        if len(times) < 2 or (np.diff(times) <= 0.0).any():
+            return None
+        stop = np.zeros_like(q)
+        for t, _e, _l, members in groups:
+            stop[members] = t
+        if raised.any() and (stop[raised] != times[0]).any():
+            return None       # a raised bound holds on the first segment only
+        points = []
+        for t in times:
+            run = np.minimum(t, stop)
+            with np.errstate(divide='ignore', invalid='ignore'):
+                pos = np.where(moving, q + v * run - v * run * run / (2.0 * stop), q)
+                vel = np.where(moving & (t < stop), v * (1.0 - t / stop), 0.0)
+            points.append((float(t), np.clip(pos, lo, hi), vel))
+        return tuple(points)
 
     def refused(self, now):
         """Note that this episode's proposal was refused at ``now`` (s): retry after retry_s."""

@@ -297,8 +297,8 @@ class TwinBridgeNode(Node):
             # that stepped back is also the governor's to refuse)
             start, velocity = self.stream.setpoint(now)[:2]
             previous = self.stream.last
-        command = TrajectoryCommand(points=[(proposal.time_from_start_s, proposal.positions,
-                                             proposal.velocities)], joints=self.names)
+        # a hold is one point, or one per joint's stop time under acceleration limits
+        command = TrajectoryCommand(points=proposal.trajectory_points(), joints=self.names)
         decision = self.governor.govern(command, now, self.intake.state_ok(now), start,
                                         velocity)
         if self.audit is not None:
