@@ -202,6 +202,12 @@ class Health(BaseModel):
                           'api.request_timeout_s) since the hub started.')
 
 
+def _interface(request):
+    """Return where a write came from, for the lifecycle log: ``dashboard`` or ``REST``."""
+    return 'dashboard' if request.headers.get(INTERFACE_HEADER, '').lower() == 'dashboard' \
+        else 'REST'
+
+
 def _errors(*codes):
     return {code: {'model': Problem} for code in (422,) + codes}
 
@@ -414,8 +420,7 @@ def create_app(state, actions, *, token=None, jobs=None, connections=None):
         Sets corrective_actions.enabled on the bridge; the governor still checks every command.
         Each switch is recorded in the lifecycle log (``corrective_actions_switched``).
         """
-        via = 'dashboard' if request.headers.get(INTERFACE_HEADER, '').lower() == 'dashboard' \
-            else 'REST'
+        via = _interface(request)
         ok, message, ledger_error = await run_in_threadpool(
             actions.switch_corrective, body.enabled, via)
         if not ok:
@@ -452,8 +457,7 @@ def create_app(state, actions, *, token=None, jobs=None, connections=None):
         ``maintenance_done`` to the lifecycle log. 409 when the hub is not connected to the
         twin or no twin_anomaly listens (nothing was declared).
         """
-        via = 'dashboard' if request.headers.get(INTERFACE_HEADER, '').lower() == 'dashboard' \
-            else 'REST'
+        via = _interface(request)
         try:
             ok, message = await run_in_threadpool(actions.declare_maintenance, body.joint,
                                                   body.action, body.note, via)
