@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from twin_bridge.governor import STOP_DEADBAND, STOP_ROOM_FLOOR
+from twin_bridge.governor import stop_bounds
 
 POLICIES = ('hold', 'home')
 HOLD_MIN_S = 0.02
@@ -268,12 +268,9 @@ class CorrectivePolicy:
             return None
         speed = np.abs(v)
         limited = np.isfinite(amax) & (amax > 0.0)
+        # the governor's bound per joint: its limit, or the least that stops it in range
+        bound, raised, _room = stop_bounds(q, v, amax, lo, hi)
         with np.errstate(divide='ignore', invalid='ignore'):
-            # the governor's bound per joint: its limit, or the least that stops it in range
-            room = np.maximum(np.where(v > 0.0, hi - q, q - lo), STOP_ROOM_FLOOR)
-            least = speed * speed / (2.0 * room)
-            raised = limited & (speed > STOP_DEADBAND) & (least > amax)
-            bound = np.where(raised, least, np.where(limited, amax, np.inf))
             if ((speed / duration <= bound * (1.0 + 1e-9)) | (speed == 0.0)).all():
                 return None                 # the one-point hold already works
             fit = np.where(speed > 0.0, 2.0 * np.maximum(np.where(v > 0.0, hi - q, q - lo),

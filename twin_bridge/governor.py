@@ -1019,7 +1019,7 @@ class SafetyGovernor:
                 reasons.append('positions-only trajectory sent with zero point velocities '
                                '(cubic splines that stop at every point, the same path) to '
                                'bound its acceleration')
-            amax0, raised, room = _stop_bounds(cur, v_now, amax, lo, hi)
+            amax0, raised, room = stop_bounds(cur, v_now, amax, lo, hi)
             for j in np.flatnonzero(raised):
                 # this joint cannot stop inside the range within its limit: the range wins,
                 # with the least deceleration that stops it there (every other joint: its limit)
@@ -1182,7 +1182,7 @@ def _reach(v0, amax, vmax, duration):
     return v0 * t1 + 0.5 * amax * t1 * t1 + cap * (duration - t1)
 
 
-def _stop_bounds(cur, v_now, amax, lo, hi):
+def stop_bounds(cur, v_now, amax, lo, hi):
     """
     Return the first segment's acceleration bounds, which of them are raised, and the rooms.
 
