@@ -249,6 +249,19 @@ def error_since(changes, joint):
     return since
 
 
+def _hours(text):
+    """
+    A duration in hours from a /twin/rul value, to three significant digits.
+
+    The demo compresses wear into minutes, so its RUL is a fraction of an hour: rounded to
+    whole hours it read "RUL 0 h, 0-0 h". Text that is not a number is shown as it came.
+    """
+    try:
+        return f'{float(text):.3g}'
+    except (TypeError, ValueError):
+        return str(text)
+
+
 def summarize_lifecycle(obs, workdir, say, scenario_time=None):
     """
     Print the RUL and the lifecycle log; return ``(ok, rul changes)``.
@@ -263,9 +276,9 @@ def summarize_lifecycle(obs, workdir, say, scenario_time=None):
         ok = False
     for name, (level, message, values) in sorted(obs.rul.items()):
         if values.get('rul_hours') not in (None, '', 'nan', 'inf'):
-            say(f'{name}: {level} {message} (RUL {float(values["rul_hours"]):.0f} h, '
-                f'{values.get("rul_lower_hours")}-{values.get("rul_upper_hours")} h; '
-                f'{values.get("recommended_action")}, due by {values.get("due_by") or "-"})')
+            say(f'{name}: {level} {message} (RUL {_hours(values["rul_hours"])} h, '
+                f'{_hours(values.get("rul_lower_hours"))}-{_hours(values.get("rul_upper_hours"))}'
+                f' h; {values.get("recommended_action")}, due by {values.get("due_by") or "-"})')
     if obs.speed_scale is not None and obs.speed_scale < 1.0:
         say(f'governor derated to {obs.speed_scale:.2f} of its speed limits')
     path = os.path.join(workdir, 'ledger.jsonl')

@@ -144,3 +144,15 @@ def test_the_rul_echo_window_spans_the_demo_s_health_epochs():
     processes = build_processes(fault_scenario('demo'), '/tmp', False, None)
     # config/demo.yaml: 3 s health epochs
     assert rul_echo_window_s(processes) == RUL_ECHO_EPOCHS * 3.0 + STALL_WINDOW_S
+
+
+def test_the_demo_s_rul_summary_keeps_fractions_of_an_hour(tmp_path):
+    # the demo compresses wear into minutes: whole hours read "RUL 0 h, 0-0 h"
+    from robot_twin.demo import summarize_lifecycle
+    obs = SimpleNamespace(speed_scale=None, rul={'joint3': (
+        'ERROR', 'replace', {'rul_hours': '0.0123', 'rul_lower_hours': '0.004',
+                             'rul_upper_hours': '0.031', 'recommended_action': 'replace'})})
+    lines = []
+    ok, _ = summarize_lifecycle(obs, str(tmp_path), lines.append)
+    assert not ok                        # no lifecycle log in tmp_path
+    assert 'RUL 0.0123 h, 0.004-0.031 h; replace' in lines[0]
