@@ -251,7 +251,7 @@ def error_since(changes, joint):
 
 def _hours(text):
     """
-    A duration in hours from a /twin/rul value, to three significant digits.
+    Return a duration in hours from a /twin/rul value, to three significant digits.
 
     The demo compresses wear into minutes, so its RUL is a fraction of an hour: rounded to
     whole hours it read "RUL 0 h, 0-0 h". Text that is not a number is shown as it came.
