@@ -18,15 +18,16 @@ On a new anomaly episode at level ERROR a policy proposes one command:
   ``|v| / a`` for every joint, but never beyond the range's ``T``: where stopping inside the
   range needs more than ``a``, the range wins (the governor counts it). The governor checks
   the result as any command: only a joint that cannot stop inside its range within its own
-  ``a`` may decelerate harder (``v^2 / (2 room)``, on the first segment), so a one-point
+  ``a`` may decelerate harder (``v^2 / (2 room)``, over its own stop), so a one-point
   hold in which one joint must stop sooner than another joint's limit allows it to is
   refused (one point cannot stop joints on different time scales). There the proposal also
   carries a multi-point hold (:attr:`CorrectiveProposal.points`, sent by
   :meth:`CorrectiveProposal.trajectory_points`): each joint decelerates evenly over its own
   ``T_j`` (``|v| / a`` or more, the range's ``2 room / |v|`` or less; a joint the range
-  forces harder stops first), with points at the distinct ``T_j``, each giving every joint's
-  position and velocity on its own stop; the cubic segments between them are each joint's
-  quadratic, which the governor allows unchanged. Where one point serves, nothing changes;
+  forces harder stops over exactly the range's time, whichever point that is), with points at
+  the distinct ``T_j``, each giving every joint's position and velocity on its own stop; the
+  cubic segments between them are each joint's quadratic, which the governor allows
+  unchanged. Where one point serves, nothing changes;
 - ``home``: move to a configured safe pose (``home_position``) in ``hold_time_s``; a pose
   beyond the limits or a move too fast for the velocity limits is the governor's to clamp and
   slow down, as for any command.
@@ -250,8 +251,8 @@ class CorrectivePolicy:
         None where the one-point hold meets every joint's bound (or no acceleration limit is
         given). Each moving joint ``j`` stops evenly over its own ``T_j``: at least
         ``|v| / a`` (a hair more), at most the range's ``2 room / |v|``; a joint whose range
-        needs more than ``a`` (the governor's raised bound, first segment only) over exactly
-        the range's time, which must then be the first point. Points at the distinct ``T_j``
+        needs more than ``a`` (the governor's raised bound, which holds over the joint's own
+        stop) over exactly the range's time. Points at the distinct ``T_j``
         (within :data:`HOLD_MERGE_S` merged where every joint of the group allows one time),
         each with every joint's position and velocity on its own even stop: the cubic segments
         between them are each joint's own quadratic. None where no such plan exists.
@@ -300,8 +301,6 @@ class CorrectivePolicy:
         stop = np.zeros_like(q)
         for t, _e, _l, members in groups:
             stop[members] = t
-        if raised.any() and (stop[raised] != times[0]).any():
-            return None       # a raised bound holds on the first segment only
         points = []
         for t in times:
             run = np.minimum(t, stop)

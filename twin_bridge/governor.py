@@ -61,12 +61,15 @@ velocity (None, NaN) is refused (cause ``no_state``), never counted from rest:
   whose velocity differs from the measured one (a step in velocity) is moved later;
 - the position range and the velocity limit (the URDF's hard limits) win over it: a velocity
   or position target that cannot meet both is the hard bound nearest to what the acceleration
-  allows; on a trajectory's first segment a joint that cannot stop inside its range within its
-  limit (``v^2 > 2 a room``, ``room`` the distance to the range bound ahead, at least
+  allows; in a trajectory a joint that cannot stop inside its range within its limit
+  (``v^2 > 2 a room``, ``room`` the distance to the range bound ahead, at least
   :data:`STOP_ROOM_FLOOR`; joints slower than :data:`STOP_DEADBAND` never) may decelerate at
-  ``v^2 / (2 room)``, the least that stops it inside the range; every other joint keeps its
-  limit. Both are allowed, said in the reasons and counted (:data:`ACCELERATION_OVER`), never
-  sent beyond the range.
+  ``v^2 / (2 room)``, the least that stops it inside the range, on the first segment and on
+  every segment after it that only slows it further down in its measured direction (its own
+  stop, which may end at a later point than another joint's: :func:`_slowing`); every other
+  joint, and the same joint once it stopped or speeds up again, keeps its limit. Both are
+  allowed, said in the reasons and counted (:data:`ACCELERATION_OVER`), never sent beyond the
+  range.
 
 After clamping, an independent final check (:func:`limit_violations`: plain comparisons with the
 URDF limits and the settings, none of the clamping helpers) re-verifies every output bound;
@@ -981,17 +984,26 @@ class SafetyGovernor:
         return t_next > t_prev and bool((dq <= vmax * (t_next - t_prev)).all())
 
     @staticmethod
-    def _cubic_time(dq, v0, v1, vmax, t_min, amax=None):
+    def _cubic_time(dq, v0, v1, vmax, t_min, amax=None, stop=None):
         """
         Shortest duration >= ``t_min`` > 0 of a cubic segment whose peak speed is <= vmax.
 
-        With ``amax`` (m,) also its peak acceleration <= amax (inf: none). The search returns a
-        duration that meets both (the peak acceleration need not fall monotonically with the
-        duration, so not always the shortest one).
+        With ``amax`` (m,) also its peak acceleration <= amax (inf: none). With ``stop``, a
+        tuple ``(raised, stopping, direction)`` of (m,) arrays, a joint still ``stopping`` that
+        the segment, at the duration tried, only slows down (:func:`_slowing`) is bound by
+        ``raised`` instead. The search returns a duration that meets both (the peak
+        acceleration need not fall monotonically with the duration, so not always the shortest
+        one).
         """
         def ok(t):
             fine = (_cubic_peak(dq, v0, v1, t) <= vmax).all()
-            return fine and (amax is None or bool((_cubic_accel(dq, v0, v1, t) <= amax).all()))
+            if amax is None or not fine:
+                return bool(fine)
+            bound = amax
+            if stop is not None:
+                raised, stopping, direction = stop
+                bound = np.where(stopping & _slowing(dq, v0, v1, t, direction), raised, amax)
+            return bool((_cubic_accel(dq, v0, v1, t) <= bound).all())
         if ok(t_min):
             return t_min
         lo, hi = t_min, 2.0 * t_min
@@ -1009,8 +1021,8 @@ class SafetyGovernor:
         vmax = self._vmax[idx]
         vmax0 = np.maximum(vmax, np.abs(v_now))     # the first segment's bound (see module)
         reasons = []
-        amax0 = amax            # the first segment's acceleration bounds
-        raised = None           # joints whose first-segment bound is raised to stop in range
+        amax0 = amax            # the acceleration bounds of each joint's stop
+        raised = None           # joints whose stop's bound is raised to stop in range
         if amax is not None:
             if vel is None:
                 # straight lines change speed at once at every point: cubics that stop at
@@ -1020,13 +1032,16 @@ class SafetyGovernor:
                                '(cubic splines that stop at every point, the same path) to '
                                'bound its acceleration')
             amax0, raised, room = stop_bounds(cur, v_now, amax, lo, hi)
+            direction = np.sign(v_now)      # each joint's measured direction (0: at rest)
             for j in np.flatnonzero(raised):
                 # this joint cannot stop inside the range within its limit: the range wins,
-                # with the least deceleration that stops it there (every other joint: its limit)
+                # with the least deceleration that stops it there, over its own stop (the
+                # first segment and those after it that only slow it down; every other joint,
+                # and this one once stopped: its limit)
                 reasons.append(f'{joints[j]!r} at {_fmt(v_now[j])}/s cannot stop within '
                                f'{_fmt(room[j])} of its range bound at its acceleration limit '
-                               f'{_fmt(amax[j])}: its first segment may decelerate at up to '
-                               f'{_fmt(amax0[j])} (the range wins)')
+                               f'{_fmt(amax[j])}: it may decelerate at up to {_fmt(amax0[j])} '
+                               'until it stops (the range wins)')
         out_pos = np.clip(pos, lo, hi)
         moved = out_pos != pos
         if moved.any():
@@ -1058,21 +1073,27 @@ class SafetyGovernor:
                     float(ratio[0]) if dt[0] > 0.0 else 1.0)
         if amax is not None and len(times) > 1:
             # between points (velocities scaled too) the acceleration falls with the square of
-            # the stretch; the first segment gets its own time below
-            acc = np.array([(_cubic_accel(step[k], vel[k - 1], vel[k], dt[k]) / amax).max()
-                            for k in range(1, len(times))])
+            # the stretch (a segment that only slows a joint down still does so stretched);
+            # the first segment gets its own time below
+            seg_bounds = _stop_segment_bounds(step, v_start, vel, dt, amax, amax0, raised,
+                                              direction)
+            acc = np.array([(_cubic_accel(step[k], vel[k - 1], vel[k], dt[k])
+                             / seg_bounds[k]).max() for k in range(1, len(times))])
             k_acc = int(np.argmax(acc)) + 1
             acc_scale = math.sqrt(float(acc.max()))
             if acc_scale > scale:
                 scale = acc_scale
                 peak = _cubic_accel(step[k_acc], vel[k_acc - 1], vel[k_acc], dt[k_acc])
-                j = int(np.argmax(peak / amax))
+                j = int(np.argmax(peak / seg_bounds[k_acc]))
                 reasons.append(f'trajectory slowed down by a factor {_fmt(scale)} for the '
                                f'acceleration limits: segment {k_acc} accelerates '
-                               f'{joints[j]!r} at {_fmt(peak[j])} > {_fmt(amax[j])}')
+                               f'{joints[j]!r} at {_fmt(peak[j])} > '
+                               f'{_fmt(seg_bounds[k_acc][j])}')
         out_vel = None if vel is None else np.clip(vel / scale, -vmax, vmax)
         new_times = np.empty_like(times)
         t_prev = 0.0
+        # joints still in their stop from the measured velocity, as the segments are sent
+        stopping = None if raised is None else raised.copy()
         for k in range(len(times)):
             t_next = t_prev + max(dt[k] * scale, need[k])
             if k == 0 and t_next == 0.0 and amax is not None and vel is not None:
@@ -1098,8 +1119,11 @@ class SafetyGovernor:
                 # the spline as it will be sent: point velocities scaled, then clamped
                 v0 = v_now if k == 0 else out_vel[k - 1]
                 a_k = amax0 if k == 0 else amax
+                stop = None if k == 0 or stopping is None else (amax0, stopping, direction)
                 span = self._cubic_time(step[k], v0, out_vel[k], vmax0 if k == 0 else vmax,
-                                        t_next - t_prev, a_k)
+                                        t_next - t_prev, a_k, stop)
+                if stopping is not None:
+                    stopping &= _slowing(step[k], v0, out_vel[k], span, direction)
                 if a_k is not None and span > t_next - t_prev and (k == 0 or scale == 1.0):
                     reasons.append(f'segment {k} lengthened to {_fmt(span)} s for the '
                                    'acceleration limits' + (' from the measured velocity'
@@ -1129,9 +1153,12 @@ class SafetyGovernor:
             if (np.abs(vel) > vmax).any():
                 reasons.append('point velocities clamped to the velocity limits')
             self._spline_in_range(new_times, out_pos, out_vel, cur, v_now, idx, joints)
-        if raised is not None and raised.any() and new_times[0] > 0.0:
-            first = _cubic_accel(out_pos[0] - cur, v_now, out_vel[0], new_times[0])
-            self._acc_over = bool((first > amax).any())
+        if raised is not None and raised.any():
+            spans = np.diff(np.concatenate([[0.0], new_times]))
+            v_from = np.vstack([v_now[None, :], out_vel[:-1]])
+            self._acc_over = any(bool((_cubic_accel(step[k], v_from[k], out_vel[k], spans[k])
+                                       > amax).any())
+                                 for k in range(len(times)) if spans[k] > 0.0)
         points = tuple(TrajectoryPoint(float(new_times[k]), out_pos[k],
                                        None if out_vel is None else out_vel[k])
                        for k in range(len(times)))
@@ -1184,20 +1211,58 @@ def _reach(v0, amax, vmax, duration):
 
 def stop_bounds(cur, v_now, amax, lo, hi):
     """
-    Return the first segment's acceleration bounds, which of them are raised, and the rooms.
+    Return the acceleration bounds of each joint's stop, which of them are raised, and rooms.
 
     Per joint, never mixed: ``room`` is the distance from the measured position to the range
     bound ahead, at least :data:`STOP_ROOM_FLOOR`. The least deceleration that stops ``v``
     within ``room`` is ``v^2 / (2 room)`` (an even stop from ``v`` in ``T`` decelerates at
     ``|v| / T`` and travels ``|v| T / 2``). A joint with a finite limit ``a``, faster than
     :data:`STOP_DEADBAND`, for which that is more than ``a`` gets it as its bound (a hair more,
-    for float rounding); every other joint keeps ``a``. Finite for every limited joint.
+    for float rounding); every other joint keeps ``a``. Finite for every limited joint. A
+    raised bound holds on a trajectory's first segment and on the segments after it that only
+    slow the joint down (:func:`_slowing`), until it stops: its own stop, however long.
     """
     speed = np.abs(v_now)
     room = np.maximum(np.where(v_now > 0.0, hi - cur, cur - lo), STOP_ROOM_FLOOR)
     least = speed * speed / (2.0 * room) * (1.0 + _ROUNDING)
     raised = np.isfinite(amax) & (speed > STOP_DEADBAND) & (least > amax)
     return np.where(raised, least, amax), raised, room
+
+
+def _slowing(dq, v0, v1, duration, direction):
+    """
+    Return which cubic segments (m,) only slow a joint down in its measured ``direction``.
+
+    ``direction`` (m,) is the sign of the measured velocity. Such a segment starts moving that
+    way, ends slower that way or at rest (never reversed), and its acceleration at both ends
+    (it is linear in time) opposes the motion or is zero: the speed falls all along it. An
+    even stop's segments do (they are its quadratic); a segment that speeds up, coasts,
+    reverses or starts at rest does not.
+    """
+    a = dq / (duration * duration)
+    start = 6.0 * a - (4.0 * v0 + 2.0 * v1) / duration
+    end = -6.0 * a + (2.0 * v0 + 4.0 * v1) / duration
+    return ((direction * v0 > 0.0) & (direction * v1 >= 0.0) & (direction * v1 < direction * v0)
+            & (direction * start <= 0.0) & (direction * end <= 0.0))
+
+
+def _stop_segment_bounds(step, v_start, vel, dt, amax, raised_bounds, raised, direction):
+    """
+    Return the acceleration bound (k, m) of every segment of a trajectory as given.
+
+    ``raised_bounds`` (:func:`stop_bounds`) on the first segment, and after it for a
+    ``raised`` joint while every segment so far only slowed it down (:func:`_slowing`); else
+    ``amax``. A first segment of no duration (a point at 0 s, moved later) ends the stops.
+    """
+    bounds = np.empty_like(step)
+    stopping = raised.copy()
+    for k in range(len(dt)):
+        if dt[k] > 0.0:
+            stopping &= _slowing(step[k], v_start[k], vel[k], dt[k], direction)
+        else:
+            stopping[:] = False
+        bounds[k] = raised_bounds if k == 0 else np.where(stopping, raised_bounds, amax)
+    return bounds
 
 
 def _cubic_accel(dq, v0, v1, duration):
@@ -1310,7 +1375,11 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
     step in velocity at a segment of no duration; unless the hard bound nearest to that is what
     was sent (a velocity or position target). On a trajectory's first segment the bound of
     each joint is ``max(a, v^2 / (2 room))`` (``room`` to the range bound ahead, at least
-    ``STOP_ROOM_FLOOR``): the least deceleration that stops it inside its range.
+    ``STOP_ROOM_FLOOR``): the least deceleration that stops it inside its range; the same on
+    each later segment for as long as every segment so far only slowed the joint down in its
+    measured direction (moving that way at the start, slower that way or at rest at the end,
+    the acceleration at both ends against the motion): its own stop, however many points it
+    spans.
 
     """
     lim = governor.limits
@@ -1348,14 +1417,17 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
         if current_velocity is not None:
             v_prev = [float(v) if math.isfinite(float(v)) else 0.0 for v in current_velocity]
         first_bound = [max(row[3], abs(v)) for row, v in zip(rows, v_prev)]
-        # the first segment: a joint that cannot stop inside its range within its limit a may
-        # decelerate at the least that stops it there, v^2 / (2 room); never more, and no other
-        accel_first = list(accel)
+        # a joint that cannot stop inside its range within its limit a may decelerate at the
+        # least that stops it there, v^2 / (2 room), over its own stop: the first segment and
+        # every later one while all so far only slowed it down; never more, and no other
+        accel_stop = list(accel)
         if current is not None:
             starts = zip(rows, current, v_prev)
             for j, ((_name, lo, hi, _vmax, _emax), c, v) in enumerate(starts):
                 room = (hi - float(c)) if v > 0.0 else (float(c) - lo)
-                accel_first[j] = max(accel[j], v * v / (2.0 * max(room, STOP_ROOM_FLOOR)))
+                accel_stop[j] = max(accel[j], v * v / (2.0 * max(room, STOP_ROOM_FLOOR)))
+        direction = [1.0 if v > 0.0 else -1.0 if v < 0.0 else 0.0 for v in v_prev]
+        stopping = [True] * len(rows)       # every segment so far slowed the joint down
         if any(math.isfinite(a) for a in accel) and any(
                 p.velocities is None for p in out.points):
             bad.append('trajectory without point velocities for a joint with an acceleration '
@@ -1396,14 +1468,19 @@ def limit_violations(governor, out, current, requested, current_velocity=None):
                         bad.append(f'point {k} {name} spline reaches '
                                    f'[{pj + lowest}, {pj + highest}] in its segment, beyond '
                                    f'[{lo}, {hi}]')
-                    a_bound = accel_first[j] if k == 0 else accel[j]
-                    if math.isfinite(a_bound):
+                    if math.isfinite(accel[j]):
                         # a cubic's acceleration is linear in time: its ends
                         span = t - t_prev
                         d2_start = 6.0 * (qj - pj) - span * (4.0 * v_prev[j] + 2.0 * v_k[j])
                         d2_end = -6.0 * (qj - pj) + span * (2.0 * v_prev[j] + 4.0 * v_k[j])
                         size = 6.0 * abs(qj - pj) + span * (4.0 * abs(v_prev[j])
                                                             + 4.0 * abs(v_k[j]))
+                        d = direction[j]
+                        slows = (d * v_prev[j] > 0.0 and 0.0 <= d * v_k[j] < d * v_prev[j]
+                                 and d * d2_start <= _ROUNDING * size
+                                 and d * d2_end <= _ROUNDING * size)
+                        stopping[j] = stopping[j] and slows
+                        a_bound = accel_stop[j] if k == 0 or stopping[j] else accel[j]
                         most = max(abs(d2_start), abs(d2_end))
                         if not most <= (a_bound * span * span + size) * (1 + _ROUNDING) - size:
                             bad.append(f'point {k} {name} spline accelerates at '
