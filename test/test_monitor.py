@@ -215,6 +215,39 @@ def test_a_restarted_twin_beside_a_noise_free_robot_raises_no_alarm(builtin, tmp
                                    if e['kind'] == 'anomaly_raised'][:3]
 
 
+def test_a_noise_free_robot_whose_loop_starts_to_jitter_raises_no_alarm(builtin):
+    """
+    A robot commissioned on regular stamps, then monitored while its loop jitters.
+
+    The robot publishes exact values (as the benchmark's robot stand-in does), read at its
+    stamps: 1 kHz on schedule while commissioning, then steps spread uniformly by +-15 % (a
+    loaded computer). The noise levels took ``velocity * (dt - dt_prev)`` for noise and
+    raised a sensor_noise alarm on every joint within 0.2 s; they are divided by the steps
+    now.
+    """
+    from twin_sim.trajectory import DemoMotion
+    motion = DemoMotion.from_model(builtin, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
+                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
+    rng = np.random.default_rng(5)
+    config = MonitorConfig(commissioning_duration_s=5.0, calibration=False, model_path='rules')
+    regular = np.arange(1, 6001) * 1e-3
+    t = np.concatenate([regular, regular[-1] + np.cumsum(1e-3 * (1.0 + 0.15 * rng.uniform(
+        -1, 1, 6000)))])
+    q, qd, qdd = motion.sample(t)
+    monitor = AnomalyMonitor(builtin, config)
+    levels = []
+    for k in range(t.size):
+        if k == regular.size:
+            assert monitor.commissioned               # the jitter starts while monitoring
+        tau = builtin.inverse_dynamics(q[k], qd[k], qdd[k]) + builtin.friction_model.torque(
+            qd[k])
+        monitor.update(RobotSample(t[k], (0, 0), q[k], qd[k], tau), None, now=t[k] + 3e-4)
+        if k % 20 == 0 and k > regular.size:
+            levels.append(monitor.report().level)
+    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert raised == [] and set(levels) == {'OK'}, raised[:3]
+
+
 def test_a_fault_present_at_a_restart_is_raised_after_the_settling(builtin, tmp_path):
     """
     A fault already there when the twin restarts is raised once the load channels settled.

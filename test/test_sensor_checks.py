@@ -443,6 +443,89 @@ def test_a_stall_made_up_with_late_samples_does_not_read_as_noise():
     assert checks.period_s == pytest.approx(DT, rel=1e-2)
 
 
+QUIET = (1e-5, 1e-4, 1e-3)   # rad, rad/s, N·m: sensors ten to fifty times quieter than usual
+
+
+def _jittered_stamps(jitter, seed=13):
+    """2 s at 1 kHz on schedule, then 2 s of steps spread uniformly by +-``jitter`` periods."""
+    regular = np.arange(1, 2001) * DT
+    steps = DT * (1.0 + jitter * np.random.default_rng(seed).uniform(-1, 1, 2000))
+    return np.concatenate([regular, regular[-1] + np.cumsum(steps)])
+
+
+def _noise_levels(stamps, noise, extra=None, seed=14, read_at=None):
+    """
+    Median ``log_d2`` (6,) over the blocks after 2.1 s of the test's motion read at ``stamps``.
+
+    ``noise``: the sensors' noise (rad, rad/s, N·m) or None; ``extra``: (channel, std) of
+    white noise a faulty sensor adds to one of the six channels (q, qd, tau of joints 0, 1);
+    ``read_at``: the times the sensors were read, when not the stamps.
+    """
+    checks = SensorChecks(2)
+    rng, faulty = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    levels = []
+    for k, t in enumerate(stamps):
+        r = t if read_at is None else read_at[k]
+        q, qd = motion(r)
+        x = np.concatenate([q, qd, [2.0 * np.sin(r), 1.0 + 0.5 * np.cos(r)]])
+        if noise is not None:
+            x += np.repeat(noise, 2) * rng.standard_normal(6)
+        if extra is not None:
+            x[extra[0]] += extra[1] * faulty.standard_normal()
+        checks.update(t, x[:2], x[2:4], x[4:])
+        if k % BLOCK == BLOCK - 1 and t > 2.1:
+            levels.append(checks.take_block().log_d2)
+        elif k % BLOCK == BLOCK - 1:
+            checks.take_block()
+    return np.median(levels, axis=0)
+
+
+@pytest.mark.parametrize('noise', [None, QUIET], ids=['noise-free', 'quiet sensors'])
+def test_jittered_sample_times_do_not_move_the_noise_level_of_a_smooth_motion(noise):
+    """
+    A robot whose loop jitters reads its sensors at uneven times, not noisier.
+
+    Second differences of undivided first differences carried ``velocity * (dt - dt_prev)``:
+    a joint moving at 1 rad/s read 1e-4 rad of "noise" from 0.1 ms of timing jitter, and a
+    noise-free robot stand-in commissioned on a quiet computer raised ``noise_qd`` on a busy
+    one. With steps spread by +-20 % the levels rose by e^8 (noise-free) and e^3 (quiet
+    position sensors); divided by the steps, they stay within a few percent.
+    """
+    regular = _noise_levels(_jittered_stamps(0.0), noise)
+    jittered = _noise_levels(_jittered_stamps(0.2), noise)
+    np.testing.assert_allclose(jittered, regular, atol=0.15)
+
+
+@pytest.mark.parametrize('noise', [None, QUIET], ids=['noise-free', 'quiet sensors'])
+def test_stamps_that_jitter_on_a_regular_sampling_grid_do_not_move_the_noise_level(noise):
+    """
+    A driver that stamps on arrival: the robot read its sensors on schedule, the stamps jitter.
+
+    Here the rates (first differences divided by the stamps' steps) carry the jitter and the
+    plain differences do not: each block keeps the smaller level, so neither kind of robot
+    reads its timing as noise.
+    """
+    grid = _jittered_stamps(0.0)
+    regular = _noise_levels(grid, noise)
+    jittered = _noise_levels(_jittered_stamps(0.2), noise, read_at=grid)
+    np.testing.assert_allclose(jittered, regular, atol=0.15)
+
+
+def test_a_noisier_sensor_is_found_on_a_robot_whose_loop_jitters():
+    """
+    A sensor_noise fault on quiet sensors read at jittered times: only its channel rises.
+
+    Joint 1's position sensor adds white noise of 5e-5 rad (std 5.1x the quiet 1e-5 rad, a
+    level e^3.26 higher); the other channels read as on regular steps (before, every
+    position channel rose by about e^3 from the jitter alone, as much as the fault).
+    """
+    regular = _noise_levels(_jittered_stamps(0.0), QUIET)
+    faulty = _noise_levels(_jittered_stamps(0.2), QUIET, extra=(1, 5e-5))
+    rise = faulty - regular
+    assert rise[1] == pytest.approx(math.log(26.0), abs=0.3)
+    assert np.abs(np.delete(rise, 1)).max() < 0.15
+
+
 def test_samples_the_bridge_refused_are_not_missing_from_the_stream():
     # the robot sent samples 45..47; the bridge refused them as implausible and says so
     checks = SensorChecks(2)

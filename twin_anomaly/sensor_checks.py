@@ -13,11 +13,22 @@ their own past instead, per joint, with no model:
   the largest single-sample ``|e|`` of a block marks a step;
 - **noise level**: the mean square of the second difference of each signal (position,
   velocity, effort), which white noise dominates at robot rates; its logarithm moves up with
-  a noisier sensor and down with a frozen one. Only pairs of regular steps (each within
-  ``[0.75, 1.25]`` typical periods) count: across a stall that a robot makes up for with late
-  samples back to back, the second difference holds the motion of the stall, not noise (a
-  simulated robot stalled 11 ms by its computer read as a noisy velocity sensor), and a block
-  with fewer such pairs than half its samples tells no noise level (NaN);
+  a noisier sensor and down with a frozen one. A moving signal whose stamps jitter makes a
+  second difference of its own: ``velocity * (dt - dt_prev)`` (a noise-free joint at 1 rad/s
+  whose stamps jitter by 0.1 ms reads 1e-4 rad, above encoder noise), so a robot commissioned
+  on a quiet computer raised noise alarms on a busy one. Where the stamps are the times the
+  samples were read (the loop that reads them jitters), the differences divided by their
+  steps (rates; their mean square scaled back by the typical period squared) leave only the
+  curvature; where the samples are read on a regular grid and only their stamps jitter (a
+  driver that stamps on arrival), the plain differences do, and the rates carry the jitter.
+  Both are summed, and each block keeps the smaller level per signal: white noise reads the
+  same either way (``6 sigma^2`` on regular steps), a noisier or frozen sensor moves both,
+  and the jitter of either kind stays out. Only pairs of regular steps (each within
+  ``[0.75, 1.25]`` typical periods)
+  count: across a stall that a robot makes up for with late samples back to back, the second
+  difference holds the motion of the stall, not noise (a simulated robot stalled 11 ms by its
+  computer read as a noisy velocity sensor), and a block with fewer such pairs than half its
+  samples tells no noise level (NaN);
 - **frozen channel**: the longest run of exactly repeated values of each signal while the
   joint moves. A joint at rest may read exactly the same position, a velocity of exactly
   zero and the same effort for as long as it rests (a robot pausing between cycles); a frozen
@@ -102,8 +113,9 @@ class BlockChecks:
         Block sums of the raw innovation (rad) and of the velocity change (rad/s), for
         learning the lag.
     log_d2 : (3 n,) float array
-        ``log`` of the mean square second difference of position, velocity and effort
-        (rad^2, (rad/s)^2, (N·m)^2); NaN without three consecutive samples.
+        ``log`` of the mean square second difference of position, velocity and effort,
+        divided by the steps and taken per typical period (rad^2, (rad/s)^2, (N·m)^2); NaN
+        without three consecutive samples.
     repeat_run : (3 n,) float array
         Longest run of exactly repeated values seen in the block, samples (a run that goes on
         across blocks keeps counting).
@@ -226,6 +238,8 @@ class SensorChecks:
         self._prev = np.zeros(3 * n)
         self._d1 = np.zeros(3 * n)
         self._d1_prev = np.zeros(3 * n)
+        self._r1 = np.zeros(3 * n)           # first differences divided by their steps
+        self._r1_prev = np.zeros(3 * n)
         self._d2 = np.zeros(3 * n)
         self._run = np.zeros(3 * n)
         self._e = np.zeros(n)
@@ -281,6 +295,7 @@ class SensorChecks:
         self._sum_dqd = np.zeros(n)
         self._jump = np.zeros(n)
         self._sum_d2 = np.zeros(3 * n)
+        self._sum_r2 = np.zeros(3 * n)
         self._cnt_d2 = 0
         self._run_max = np.zeros(3 * n)
         self._tau_sum = np.zeros(n)
@@ -607,12 +622,22 @@ class SensorChecks:
         period = self.period_s
         # (before the typical period is known, no pair is known to be regular)
         regular = period is not None and 0.75 * period <= dt <= 1.25 * period
-        if self._have == 2 and regular and self._regular:
-            d2 = self._d2
-            np.subtract(d1, self._d1_prev, out=d2)
-            d2 *= d2
-            self._sum_d2 += d2
-            self._cnt_d2 += 1
+        if regular:
+            # the second difference two ways (see the module docstring): of the values, and
+            # of the rates (first differences divided by their steps); take_block keeps the
+            # smaller level, and scales the rates' back to a typical period's change
+            r1 = self._r1
+            np.multiply(d1, 1.0 / dt, out=r1)
+            if self._have == 2 and self._regular:
+                d2 = self._d2
+                np.subtract(d1, self._d1_prev, out=d2)
+                d2 *= d2
+                self._sum_d2 += d2
+                np.subtract(r1, self._r1_prev, out=d2)
+                d2 *= d2
+                self._sum_r2 += d2
+                self._cnt_d2 += 1
+            self._r1, self._r1_prev = self._r1_prev, r1
         self._regular = regular
         self._d1, self._d1_prev = self._d1_prev, d1
 
@@ -652,9 +677,15 @@ class SensorChecks:
             self._advance_flat(mean, tau_std, moving, paced)
             self._moving_block[:] = moving
         latency = min(self._lat_min, self._lat_last)
-        # a block whose steps were mostly irregular (a stall made up) tells no noise level
-        log_d2 = (np.log(np.maximum(self._sum_d2 / self._cnt_d2, _TINY_SQUARE))
-                  if self._cnt_d2 and 2 * self._cnt_d2 >= fresh else np.full(3 * n, np.nan))
+        # a block whose steps were mostly irregular (a stall made up) tells no noise level;
+        # else the smaller of the two levels (module docstring). The rates' sum is per s^2:
+        # times period^2, of a period's change (the period now, not each pair's: re-taken
+        # every 64 steps, it would step the rates)
+        if self._cnt_d2 and 2 * self._cnt_d2 >= fresh:
+            level = np.minimum(self._sum_d2, self._sum_r2 * self.period_s ** 2)
+            log_d2 = np.log(np.maximum(level / self._cnt_d2, _TINY_SQUARE))
+        else:
+            log_d2 = np.full(3 * n, np.nan)
         out = BlockChecks(
             samples=self._count, missing=self._missing, repeated=self._repeated,
             pv_bias=self._bias.copy(),
