@@ -278,6 +278,11 @@ _HUB = (
     ParamSpec('api.keep_alive_s', float, 5.0,
               'An idle keep-alive connection is closed after this time (s) without a new '
               'request.', min=0.1, max=600.0, read_only=True),
+    ParamSpec('api.write_timeout_s', float, 20.0,
+              'A client that takes none of its answer for this time (s) while the hub holds '
+              'more of it than the socket takes has its connection reset (clients that stopped '
+              'reading); one that reads slowly keeps going.', min=0.1, max=600.0,
+              read_only=True),
     ParamSpec('opcua.address', str, '',
               'HOST:PORT of the OPC UA server (OPC 40010-1 Robotics); empty = off.',
               read_only=True),

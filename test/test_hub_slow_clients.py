@@ -1,14 +1,23 @@
 """
-The hub's REST server against slow, idle and too many clients, on a real twin_hub process.
+The hub's REST server against slow, idle, non-reading and too many clients, on a real twin_hub.
 
 One ``twin_hub`` process (REST with a token, on a free port of 127.0.0.1, test-unique
 ROS_DOMAIN_ID) with a small connection cap and short timeouts given as its parameters (the
 params file ``robot-twin up`` writes); the test talks to it over raw sockets and http.client.
 No assertion on how fast anything happens: a connection must close within a generous bound
 (several times the configured timeout), or stay open while it should.
+
+Clients that do not read their answers ask for the dashboard's script many times over in one
+go (pipelined: more than the kernel's socket buffers take, several MB on 127.0.0.1) with a tiny
+receive buffer. Not too many of them at once, and nothing else meanwhile: uvicorn's
+``limit_concurrency`` (``max_connections`` + 1) counts the handler tasks of all connections, and
+a pipelined connection has two for a moment (the answered one and the next); over the limit it
+answers a request 503 and closes the connection (the hub's whole answer then fits in the
+kernel's buffers: a normal close, no write timeout).
 """
 import http.client
 import json
+import select
 import socket
 import time
 
@@ -22,8 +31,13 @@ pytestmark = pytest.mark.integration
 MAX_CONNECTIONS = 4
 REQUEST_TIMEOUT_S = 3.0
 KEEP_ALIVE_S = 2.0
+WRITE_TIMEOUT_S = 3.0
 BOUND_S = 5 * REQUEST_TIMEOUT_S
 """How long a connection the hub should close may take to close (generous: a loaded machine)."""
+LARGE_ANSWER = b'GET /dashboard/app.js HTTP/1.1\r\nHost: x\r\n\r\n'
+"""A request for a large answer (the dashboard's script, ~14 kB) on a plain route."""
+REPEATS = 800
+"""How often a non-reading client asks for it at once (~11 MB of answers)."""
 
 
 @pytest.fixture(scope='module')
@@ -35,7 +49,7 @@ def hub(tmp_path_factory):
     process = HubProcess(workdir, unique_domain_id(), {
         'api.address': f'127.0.0.1:{port}', 'api.token_file': str(workdir / 'token'),
         'api.max_connections': MAX_CONNECTIONS, 'api.request_timeout_s': REQUEST_TIMEOUT_S,
-        'api.keep_alive_s': KEEP_ALIVE_S}).start()
+        'api.keep_alive_s': KEEP_ALIVE_S, 'api.write_timeout_s': WRITE_TIMEOUT_S}).start()
     try:
         wait_http(f'http://127.0.0.1:{port}/api/v1/health', process)
         yield type('Hub', (), {'process': process, 'port': port, 'token': token})
@@ -64,6 +78,23 @@ def _closed_by_hub(sock):
         if not data:
             return received
         received += data
+
+
+def _reader(hub, requests):
+    """Connect with a tiny receive buffer (a slow link, a stuck proxy) and send ``requests``."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(BOUND_S)
+    sock.connect(('127.0.0.1', hub.port))
+    sock.sendall(requests)
+    return sock
+
+
+def _reset_by_hub(sock, deadline):
+    """Wait, reading nothing, until the hub resets ``sock`` or ``deadline``; return whether."""
+    poller = select.poll()
+    poller.register(sock, select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
 
 
 def _health(hub):
@@ -99,12 +130,16 @@ def test_the_limits_are_parameters_checked_like_the_others():
         'twin_hub', 'api.max_connections', 0)
     assert 'write 10.0' in validate_value('twin_hub', 'api.request_timeout_s', 10)
     assert 'out of range' in validate_value('twin_hub', 'api.keep_alive_s', -1.0)
+    assert 'out of range' in validate_value('twin_hub', 'api.write_timeout_s', 0.0)
+    assert 'write 20.0' in validate_value('twin_hub', 'api.write_timeout_s', 20)
     settings = HubSettings.from_parameters({'api.max_connections': 8,
                                             'api.request_timeout_s': 2.5,
-                                            'api.keep_alive_s': 1.5})
+                                            'api.keep_alive_s': 1.5,
+                                            'api.write_timeout_s': 7.5})
     assert (settings.api_max_connections, settings.api_request_timeout_s,
-            settings.api_keep_alive_s) == (8, 2.5, 1.5)
-    assert HubSettings.from_parameters({}).api_max_connections == 64
+            settings.api_keep_alive_s, settings.api_write_timeout_s) == (8, 2.5, 1.5, 7.5)
+    defaults = HubSettings.from_parameters({})
+    assert (defaults.api_max_connections, defaults.api_write_timeout_s) == (64, 20.0)
 
 
 def test_half_a_request_line_is_cut_off(hub):
@@ -190,3 +225,49 @@ def test_an_idle_kept_alive_connection_is_closed(hub):
         sock.sendall(b'GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n')
         answer = _closed_by_hub(sock)               # answered, then closed when idle
         assert answer.startswith(b'HTTP/1.1 200 '), answer
+
+
+def test_clients_that_never_read_their_answers_are_reset_and_free_their_slots(hub):
+    """Two clients that read nothing (at most 1 + 2 handler tasks: see the module docstring)."""
+    _wait_health_ok(hub)
+    readers = [_reader(hub, LARGE_ANSWER * REPEATS) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + BOUND_S       # no request meanwhile: see the docstring
+        for sock in readers:
+            assert _reset_by_hub(sock, deadline), \
+                f'a client that reads nothing still holds its connection after {BOUND_S:g} s'
+    finally:
+        for sock in readers:
+            sock.close()
+    after = _wait_health_ok(hub)['connections']     # the slots are free: the hub serves again
+    assert after['slow_readers_closed'] >= len(readers) and after['open'] == 1, after
+    assert 'api.write_timeout_s' in hub.process.output()      # and it is logged
+
+
+def test_a_client_reading_slowly_but_steadily_gets_its_whole_answer(hub):
+    """
+    A few kB every 15 ms (~0.3 MB/s here), 4.5 MB: never a pause of the write timeout's length.
+
+    On 127.0.0.1 the kernel holds MBs and takes more from the hub only in large steps, seconds
+    apart at this pace: the hub must count what the kernel still holds as not yet taken.
+    """
+    before = _wait_health_ok(hub)['connections']['slow_readers_closed']
+    conn = http.client.HTTPConnection('127.0.0.1', hub.port, timeout=BOUND_S)
+    try:
+        conn.request('GET', '/dashboard/app.js')
+        script = conn.getresponse().read()
+    finally:
+        conn.close()
+    repeats = 320                                   # ~4.5 MB: more than the kernel buffers
+    closing = LARGE_ANSWER.replace(b'\r\n\r\n', b'\r\nConnection: close\r\n\r\n')
+    with _reader(hub, LARGE_ANSWER * (repeats - 1) + closing) as sock:
+        received = []
+        while True:
+            chunk = sock.recv(8192)
+            if not chunk:
+                break
+            received.append(chunk)
+            time.sleep(0.015)
+    answers = b''.join(received)
+    assert answers.count(b'HTTP/1.1 200 OK\r\n') == answers.count(script) == repeats
+    assert _wait_health_ok(hub)['connections']['slow_readers_closed'] == before

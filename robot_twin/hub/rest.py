@@ -198,8 +198,9 @@ class Health(BaseModel):
     samples_received: Dict[str, int]
     connections: Optional[Dict[str, int]] = Field(
         None, description='HTTP connections: open now, max (api.max_connections), refused '
-                          '(beyond max) and timed_out (no whole request in '
-                          'api.request_timeout_s) since the hub started.')
+                          '(beyond max), timed_out (no whole request in '
+                          'api.request_timeout_s) and slow_readers_closed (took none of '
+                          'an answer for api.write_timeout_s) since the hub started.')
 
 
 def _interface(request):

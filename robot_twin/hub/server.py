@@ -8,9 +8,14 @@ Foxglove publisher), so none of them waits for another or for the ROS executor; 
 thread polls the what-if jobs and re-reads the lifecycle log. A server that cannot start (port
 in use, nodesets missing) is a :class:`RuntimeError` naming it, and the others are stopped.
 The REST server protects the robot's computer from its clients (:class:`ConnectionGuard`):
-connections capped, slow and idle clients dropped, both counted.
+connections capped; slow and idle clients, and clients that do not take their answers,
+dropped; all counted.
 """
+import fcntl
 import json
+import socket
+import struct
+import termios
 import threading
 import time
 
@@ -242,7 +247,8 @@ class Hub:
         from robot_twin.hub.rest import create_app
         host, port = self.settings.api
         guard = ConnectionGuard(self.settings.api_max_connections,
-                                self.settings.api_request_timeout_s, log=self.log)
+                                self.settings.api_request_timeout_s,
+                                self.settings.api_write_timeout_s, log=self.log)
         app = create_app(self.state, self.actions, token=self.settings.token, jobs=self.jobs,
                          connections=guard.counters)
         server = _UvicornThread(app, host, port, guard, self.settings.api_keep_alive_s).start()
@@ -285,23 +291,35 @@ class ConnectionGuard:
     kept-alive connection, else its connection is closed (``timed_out``): a client that sends
     nothing, or a byte now and then (slow-loris), holds no socket for long. Between requests
     uvicorn's keep-alive timeout applies; a request once received has no deadline here (a
-    what-if result or the live stream may take long). Each kind is logged at most every
-    :data:`LOG_EVERY_S`, with its count so far.
+    what-if result or the live stream may take long). An answer must move, though: while more
+    of it waits than the transport's high-water mark (asyncio's ``pause_writing``), a client
+    that takes none of it for ``write_timeout_s`` has its connection reset and its answer
+    dropped (``slow_readers_closed``): a client that stopped reading (a laptop closed
+    mid-download, a stuck proxy) holds no socket and no buffered answer for ever, one that
+    reads slowly keeps going. Each kind is logged at most every :data:`LOG_EVERY_S`, with its
+    count so far.
     """
 
-    def __init__(self, max_connections, request_timeout_s, log=print):
+    def __init__(self, max_connections, request_timeout_s, write_timeout_s, log=print):
         self.max_connections = int(max_connections)
         self.request_timeout_s = float(request_timeout_s)
+        self.write_timeout_s = float(write_timeout_s)
         self.log = log
         self.refused = 0
         self.timed_out = 0
+        self.slow_readers_closed = 0
         self.connections = ()          # uvicorn's set of open connections, once it serves
         self._logged = {}              # kind -> time.monotonic() of its last log line
 
     def counters(self):
-        """Return ``{'open', 'max', 'refused', 'timed_out'}`` (connections; counts since start)."""
+        """
+        Return the connections open now, their maximum, and the counts since the start.
+
+        Keys ``open``, ``max``, ``refused``, ``timed_out``, ``slow_readers_closed``.
+        """
         return {'open': len(self.connections), 'max': self.max_connections,
-                'refused': self.refused, 'timed_out': self.timed_out}
+                'refused': self.refused, 'timed_out': self.timed_out,
+                'slow_readers_closed': self.slow_readers_closed}
 
     def on_refused(self, client):
         """Count (and log) a connection refused because ``max_connections`` are open."""
@@ -317,6 +335,14 @@ class ConnectionGuard:
                                f'request within {self.request_timeout_s:g} s '
                                f'(api.request_timeout_s); {self.timed_out} closed so far')
 
+    def on_slow_reader(self, client):
+        """Count (and log) a connection reset because its client stopped taking its answer."""
+        self.slow_readers_closed += 1
+        self._log('slow_reader', f'REST API: reset the connection of {_peer(client)}: it took '
+                                 f'none of its answer for {self.write_timeout_s:g} s '
+                                 f'(api.write_timeout_s); {self.slow_readers_closed} reset '
+                                 'so far')
+
     def _log(self, kind, text):
         now = time.monotonic()
         if now - self._logged.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
@@ -328,6 +354,31 @@ def _peer(client):
     return f'{client[0]}:{client[1]}' if client else 'a client'
 
 
+def _unsent_bytes(transport):
+    """
+    Return how many bytes of ``transport``'s answers its client has not taken yet.
+
+    asyncio's write buffer plus, on Linux, the socket's send queue (sent, not acknowledged):
+    the kernel may hold megabytes, and takes more from asyncio only in large steps, so the
+    write buffer alone can stand still for long while a slow client reads steadily.
+    """
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info('socket')
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack('i', 0))
+    except (AttributeError, OSError):
+        return unsent               # no such ioctl here: asyncio's buffer alone
+    return unsent + struct.unpack('i', queued)[0]
+
+
+def _reset(transport):
+    """Close ``transport`` at once with a TCP reset: its unsent answer is dropped, not kept."""
+    sock = transport.get_extra_info('socket')
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    transport.abort()
+
+
 def _guarded_protocol(guard):
     """
     Return uvicorn's h11 protocol class with ``guard``'s limits (uvicorn's ``http=``).
@@ -335,7 +386,9 @@ def _guarded_protocol(guard):
     uvicorn itself has no deadline for receiving a request (its keep-alive timer runs only
     between requests and stops at the first byte), hence this subclass: a timer started on
     connection (or on the first byte of a next request) and stopped once h11 has the whole
-    request.
+    request. Nor has it one for sending an answer (its ``transport.close()`` waits for the
+    buffered answer to go out, for ever if the client does not read): a second timer runs
+    while asyncio has paused writing, and is re-armed while the client takes bytes.
     """
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -347,6 +400,8 @@ def _guarded_protocol(guard):
 
     class GuardedH11Protocol(H11Protocol):
         deadline = None                 # asyncio.TimerHandle while a request is coming in
+        write_check = None              # asyncio.TimerHandle while writing is paused
+        unsent = 0                      # _unsent_bytes at the last write check
 
         def connection_made(self, transport):
             super().connection_made(transport)
@@ -366,7 +421,17 @@ def _guarded_protocol(guard):
 
         def connection_lost(self, exc):
             self._stop_deadline()
+            self._stop_write_check()
             super().connection_lost(exc)
+
+        def pause_writing(self):
+            super().pause_writing()
+            if self.write_check is None:
+                self._start_write_check()
+
+        def resume_writing(self):
+            self._stop_write_check()
+            super().resume_writing()
 
         def _start_deadline(self):
             self.deadline = self.loop.call_later(guard.request_timeout_s, self._too_slow)
@@ -381,6 +446,23 @@ def _guarded_protocol(guard):
             if not self.transport.is_closing():
                 guard.on_timed_out(self.client)
                 self.transport.close()
+
+        def _start_write_check(self):
+            self.unsent = _unsent_bytes(self.transport)
+            self.write_check = self.loop.call_later(guard.write_timeout_s, self._check_writes)
+
+        def _stop_write_check(self):
+            if self.write_check is not None:
+                self.write_check.cancel()
+                self.write_check = None
+
+        def _check_writes(self):
+            if _unsent_bytes(self.transport) < self.unsent:
+                self._start_write_check()   # the client took some: it reads, if slowly
+            else:                           # even when closing: close() waits for the answer
+                self.write_check = None
+                guard.on_slow_reader(self.client)
+                _reset(self.transport)
 
     return GuardedH11Protocol
 

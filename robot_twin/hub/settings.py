@@ -99,6 +99,7 @@ class HubSettings:
     api_max_connections: int = 64
     api_request_timeout_s: float = 10.0
     api_keep_alive_s: float = 5.0
+    api_write_timeout_s: float = 20.0
     opcua: tuple = None
     opcua_nodeset_dir: str = ''
     opcua_update_rate_hz: float = 10.0
@@ -164,6 +165,7 @@ class HubSettings:
             api_max_connections=p['api.max_connections'],
             api_request_timeout_s=p['api.request_timeout_s'],
             api_keep_alive_s=p['api.keep_alive_s'],
+            api_write_timeout_s=p['api.write_timeout_s'],
             opcua=addresses['opcua'], opcua_nodeset_dir=p['opcua.nodeset_dir'],
             opcua_update_rate_hz=p['opcua.update_rate_hz'], foxglove=addresses['foxglove'],
             foxglove_mcap_path=p['foxglove.mcap_path'], foxglove_rate_hz=p['foxglove.rate_hz'],
