@@ -20,11 +20,15 @@ joints are not all in before a newer stamp starts gives no sample (counted as
 ``joint_states.incomplete_stamps``; a message that arrives for it afterwards as
 ``joint_states.late_parts``), and a message that only repeats joints its stamp already had as
 ``joint_states.repeated_stamps``. Joints that come on a clock of their own (a gripper driver
-that publishes its joints on ``/joint_states`` with its own stamps, at its own rate) would leave
-every stamp incomplete: when ``OWN_CLOCK_RUN`` stamps in a row lacked the same joints, those
-are held at the values of their latest message for the samples of the others (their messages
-counted as ``joint_states.own_clock_parts``, their names in the status), as long as their
-latest stamp is less than ``OWN_CLOCK_STALE_S`` older than the sample's. A sample's velocity
+that publishes its joints on ``/joint_states`` with its own stamps, at its own rate or at the
+arm's rate but stamped apart) would leave every stamp incomplete. The arm is the group with the
+most joints among those whose stamps come at least ``ARM_RATE_SHARE`` as often as the most
+frequent ones (so a gripper driver faster than the arm does not take its place), of equal
+groups the more frequent;
+when ``OWN_CLOCK_RUN`` of its stamps in a row lacked the same joints, those are held at the
+values of their latest message for the samples of the arm (their messages counted as
+``joint_states.own_clock_parts``, their names in the status), as long as their latest stamp is
+less than ``OWN_CLOCK_STALE_S`` older than the sample's. A sample's velocity
 and effort are those its stamp's
 messages gave: an empty ``velocity``/``effort`` array ("not provided") makes them NaN for its
 joints (the sample's ``velocity`` is then None: the mirror and the detector differentiate
@@ -51,8 +55,17 @@ ASSEMBLY_COUNTERS = ('incomplete_stamps', 'late_parts', 'repeated_stamps', 'own_
 """How the messages of a robot that splits its joints over several messages per stamp were
 merged (see the module's docstring); reported as ``joint_states.<key>``."""
 OWN_CLOCK_RUN = 10
-"""Incomplete stamps in a row, each lacking the same joints (in 80 % of them), after which those
-joints are taken to come on a clock of their own (see the module's docstring)."""
+"""Incomplete stamps of the arm in a row, lacking the same joints (in ``OWN_CLOCK_SHARE`` of
+them), after which those joints are taken to come on a clock of their own (see the module's
+docstring)."""
+OWN_CLOCK_SHARE = 0.8
+"""How the incomplete stamps are read into groups: joints that come in this share of a joint's
+stamps are its group; groups whose stamps come this share as often as the most frequent ones
+are at the arm's rate; joints lacking in this share of the arm's stamps are on their own
+clock."""
+ARM_RATE_SHARE = 0.25
+"""Groups of joints whose stamps come at least this share as often as the most frequent ones
+may be the arm: the largest of them is (see the module's docstring)."""
 OWN_CLOCK_STALE_S = 1.0
 """A joint on its own clock whose latest stamp is this much older than the sample's is no longer
 held: the samples wait for it again (and the status says so), s."""
@@ -168,6 +181,7 @@ class RobotIntake:
         self.assembly = Counters(ASSEMBLY_COUNTERS)
         self._n = len(names)
         self._no_joint = [False] * self._n
+        self._together = np.zeros((self._n, self._n), dtype=np.int64)
         self._reset_assembly()
 
     @property
@@ -179,11 +193,12 @@ class RobotIntake:
         """Forget the stamp being assembled."""
         self._complete = False          # the last message completed its stamp's sample
         self._stamp = None              # stamp being assembled (or emitted), s
+        self._stamp_before = None       # the stamp assembled before it, s
         self._got = list(self._no_joint)    # its joints received so far
         self._count = 0                 # how many of them
         self._done = False              # its sample has been given out
         self._incomplete_run = 0        # incomplete stamps since the last sample
-        self._lacked = [0] * self._n    # per joint: of those, how many lacked it
+        self._together[:] = 0           # [i, j]: how many of those had both joints i and j
         self._resyncs = 0               # the validator's clock resyncs seen
         self._sample_now = -math.inf    # when the last sample was complete (local clock), s
         self._own = list(self._no_joint)    # per joint: on a clock of its own, held
@@ -220,23 +235,39 @@ class RobotIntake:
             else:               # the whole model in one message of a new stamp: complete
                 if not self._done and self._stamp is not None:
                     self._drop_incomplete()
-                self._stamp = stamp
+                self._stamp_before, self._stamp = self._stamp, stamp
                 self._complete = self._done = True
             if self._complete:
                 self._sample_now = now
                 if self._incomplete_run:
                     self._incomplete_run = 0
-                    self._lacked = [0] * self._n
+                    self._together[:] = 0
         return reason
 
     def _merge(self, idx, stamp):
         """Add one accepted message's joints to its stamp's sample; return whether complete."""
         if stamp != self._stamp:
             if self._stamp is not None and stamp < self._stamp and not self._resynced():
-                # a part of an older stamp, come after a newer one had started: that stamp
-                # was given no sample (or had one already); its joints are not this stamp's
-                self.assembly.add('late_parts')
+                # a message of an older stamp, come after a newer one had started: a part of
+                # a stamp that was given no sample (or had one already), or, newer than the
+                # stamp before, the first of a stamp that was never started (another driver's
+                # message overtaken by this stamp's: its joints tell the groups apart)
+                if self._stamp_before is None or stamp > self._stamp_before:
+                    self._stamp_before = stamp
+                    got = list(self._own)
+                    for i in idx.tolist():
+                        got[i] = True
+                    self._count_incomplete(got)
+                else:
+                    self.assembly.add('late_parts')
                 return False
+            if self._stamp is not None and not self._done:
+                self._drop_incomplete()
+                if self._n_own and all(self._own[i] for i in idx.tolist()):
+                    # that stamp showed this message's joints to be on a clock of their own
+                    self.assembly.add('own_clock_parts')
+                    self._done = True           # (dropped: not to be counted again)
+                    return False
             self._new_stamp(stamp)
         elif self._done:
             self.assembly.add('repeated_stamps')
@@ -264,39 +295,60 @@ class RobotIntake:
         return True
 
     def _new_stamp(self, stamp):
-        """Start assembling ``stamp``; the stamp before, if incomplete, gives no sample."""
-        if self._stamp is not None and not self._done:
-            self._drop_incomplete()
+        """Start assembling ``stamp`` (the stamp before, if incomplete, has been dropped)."""
         if self._n_own and stamp - min(
                 self.mapper.stamp[i] for i in range(self._n) if self._own[i]) \
                 > OWN_CLOCK_STALE_S:
             self._own = list(self._no_joint)        # they stopped: wait for them again
             self._n_own = 0
         self._got[:] = self._own
-        self._stamp = stamp
+        self._stamp_before, self._stamp = self._stamp, stamp
         self._count = self._n_own
         self._done = False
 
     def _drop_incomplete(self):
         """Count the stamp being assembled as incomplete (it gives no sample)."""
+        self._count_incomplete(self._got)
+
+    def _count_incomplete(self, got):
+        """Count an incomplete stamp that had the joints ``got`` (list of bool, model order)."""
         self.assembly.add('incomplete_stamps')
         self._incomplete_run += 1
-        lacked = self._lacked
-        for i, ok in enumerate(self._got):
-            if not ok:
-                lacked[i] += 1
-        run = self._incomplete_run
-        if run >= OWN_CLOCK_RUN:
-            # the same joints lacking stamp after stamp while the others come: joints on a
-            # clock of their own (received, or they would be "waiting for joints")
-            position = self.mapper.position
-            own = [k >= 0.8 * run and not math.isnan(position[i])
-                   for i, k in enumerate(lacked)]
-            if any(own) and sum(own) + self._n_own < self._n:
-                self._own = [a or b for a, b in zip(self._own, own)]
-                self._n_own = sum(self._own)
-                self._incomplete_run = 0
-                self._lacked = [0] * self._n
+        had = np.array(got)
+        self._together += np.outer(had, had)
+        if self._incomplete_run >= OWN_CLOCK_RUN:
+            # only joints received lately can be held (a driver that stopped is waited for)
+            recent = self.mapper.stamp >= self._stamp - OWN_CLOCK_STALE_S
+            if (recent & ~had).any():
+                self._hold_own_clock(recent)
+
+    def _hold_own_clock(self, recent):
+        """
+        Hold the joints that the arm's incomplete stamps lack, once they show them.
+
+        The arm's stamps are those of the joint whose group (the joints that come with it) is
+        the largest among joints whose stamps come at least ``ARM_RATE_SHARE`` as often as the
+        most frequent joint's (a gripper faster than the arm is not the arm), then of the most
+        frequent, then of the first. The joints lacking in most of its stamps are then held, if
+        ``recent`` ((n,) bool: received lately) and not all of them.
+        """
+        together, own = self._together, np.array(self._own)
+        stamps = np.where(own, 0, together.diagonal())     # per joint: stamps that had it
+        most = stamps.max()
+        if most < OWN_CLOCK_RUN:
+            return
+        group = np.count_nonzero(
+            (together >= OWN_CLOCK_SHARE * stamps[:, None]) & ~own, axis=1)
+        # (group size first, then stamps; argmax takes the first of equals)
+        arm = int(np.argmax(np.where(stamps >= ARM_RATE_SHARE * most,
+                                     group * (most + 1) + stamps, -1)))
+        apart = (together[arm] <= (1.0 - OWN_CLOCK_SHARE) * stamps[arm]) & ~own & recent
+        n_apart = int(np.count_nonzero(apart))
+        if n_apart and n_apart + self._n_own < self._n:
+            self._own = (own | apart).tolist()
+            self._n_own += n_apart
+            self._incomplete_run = 0
+            together[:] = 0
 
     def sample(self, stamp_sec_nsec, taken=None):
         """
@@ -412,8 +464,9 @@ class RobotIntake:
 
     def _incomplete_text(self, now):
         """Say that no stamp brought every joint lately, and which joints it lacked."""
-        most = max(self._lacked)
-        lacking = [n for n, k in zip(self.mapper.joint_names, self._lacked) if k and k == most]
+        lacked = (self._incomplete_run - self._together.diagonal()).tolist()
+        most = max(lacked)
+        lacking = [n for n, k in zip(self.mapper.joint_names, lacked) if k and k == most]
         since = ('since the start' if self._sample_now == -math.inf else
                  f'for {now - self._sample_now:.1f} s')
         return (f'no complete joint sample {since}: the last {self._incomplete_run} stamps of '
