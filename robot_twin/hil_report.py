@@ -20,7 +20,8 @@ Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin
   histogram (real-time mode), steps, resends, stale commands and rate (lock-step mode);
 - faults injected (the plant's scenario, from /twin/plant_status) against faults detected (the
   live twin's /twin/anomaly in the recording, else a replay of the recording through the twin),
-  with the detection delay of each.
+  with the detection delay of each. A replay that fails leaves the detections unknown, and the
+  report says why; the rest of the report does not depend on it.
 
 Writes ``report.json`` and plots (``tracking_error.png``, ``jitter_histogram.png``,
 ``command_limits.png``, ``faults.png``) to the output directory.
@@ -30,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 from robot_twin.nodes.cdr import JointStateReader
-from robot_twin.replay import DIAGNOSTIC_ARRAY, JOINT_STATE, open_recording, read_messages, \
-    recorded_alarms, replay, ReplayError, topic_connections, twin_parameters
+from robot_twin.replay import DIAGNOSTIC_ARRAY, is_cdr, JOINT_STATE, open_recording, \
+    read_messages, recorded_alarms, replay, ReplayError, topic_connections, twin_parameters
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.plant_commands import CommandRejected, forward_command, joint_command, \
     trajectory_command, trajectory_speed_problem
@@ -174,7 +175,7 @@ def read_commands(reader, path, model, topic='/joint_states'):
 
 def _positions(reader, decode, data):
     """Return ``(names, positions)`` of a serialized JointState."""
-    parsed = decode.read(data)
+    parsed = decode.read(data) if is_cdr(reader) else None
     if parsed is None:
         msg = reader.deserialize(data, JOINT_STATE)
         return list(msg.name), np.asarray(msg.position)
@@ -406,20 +407,32 @@ def missing_parts(commands, times, values):
     return out
 
 
-def _detections(reader, bag, model, config, urdf):
-    """Return the live twin's alarms if recorded, else the replay's, and their source."""
+def _detections(reader, bag, config, urdf, joint_states_topic, wrench_topic):
+    """
+    Return the live twin's alarms if recorded, else the replay's; their source; and a problem.
+
+    A replay that fails gives no detections, no source (None) and the reason (else None).
+    """
     live = recorded_alarms(reader, bag)
     if live is not None:
-        return live['alarms'], 'the live twin (/twin/anomaly in the recording)'
-    report = replay(bag, config=config, urdf=urdf)
+        return live['alarms'], 'the live twin (/twin/anomaly in the recording)', None
+    try:
+        report = replay(bag, config=config, urdf=urdf, joint_states_topic=joint_states_topic,
+                        wrench_topic=wrench_topic)
+    except ReplayError as exc:
+        return [], None, f'detections are unavailable: the replay of the recording failed: {exc}'
     found = sorted(({'group': a['group'], 'fault_type': a['fault_type'], 'since': a['since'],
                      'source': 'replay'} for a in report['anomalies']), key=lambda a: a['since'])
-    return found, 'a replay of the recording (no /twin/anomaly in it)'
+    return found, 'a replay of the recording (no /twin/anomaly in it)', None
 
 
-def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states'):
+def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states',
+                 wrench_topic=None):
     """
     Return the HIL report of a recording (a dict of plain values) and its series for plots.
+
+    ``joint_states_topic`` and ``wrench_topic`` (default: the config's) are the robot's topics,
+    for the tracking error and for the replay that finds the detections.
 
     Raises
     ------
@@ -441,10 +454,14 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
         times, errors = tracking_errors(reader, bag, model, commands, joint_states_topic)
         values, start = plant_status(reader, bag)
         injected, problem = injected_faults(values, start)
-        detections, source = _detections(reader, bag, model, config, urdf)
+        detections, source, unavailable = _detections(reader, bag, config, urdf,
+                                                      joint_states_topic, wrench_topic)
     finally:
         reader.close()
     faults, false_alarms, unexpected = match_faults(injected, detections)
+    if unavailable:
+        for fault in faults:
+            fault['detected'] = None        # unknown, not missed
     outside = {kind: {n: int(c) for n, c in zip(model.joint_names, counts) if c}
                for kind, counts in commands.outside.items()}
     report = {
@@ -460,6 +477,8 @@ def build_report(bag, *, urdf='', config=None, joint_states_topic='/joint_states
                    'detections_from': source, 'scenario_problem': problem},
         'missing': missing_parts(commands, times, values),
     }
+    if unavailable:
+        report['missing'].append(unavailable)
     return report, (times, errors, detections, injected)
 
 
@@ -535,7 +554,10 @@ def write_plots(report, series, model_names, directory):
     ax.set(xlabel='plant time [s]' if starts else 'time since the first detection [s]',
            title='Faults injected (black) and detected (red, at the start of exceedance)')
     known = report['faults'].get('injected_known', True)
-    if not injected and not detections:
+    if report['faults']['detections_from'] is None:
+        empty(ax, 'detections unavailable: the replay of the recording failed (report.json, '
+              '"missing")', y=0.93 if injected else 0.5)
+    elif not injected and not detections:
         empty(ax, 'no fault injected, none detected' if known else
               'no /twin/plant_status (injected faults unknown); none detected')
     elif not known:

@@ -20,13 +20,19 @@ def add_hil_report_parser(subparsers):
                     'tracking error per joint, commands outside the URDF limits, deadline '
                     'misses and jitter, faults injected against faults detected (with delays); '
                     'JSON and plots.')
-    parser.add_argument('recording', metavar='RECORDING', help='rosbag2 directory or file')
+    parser.add_argument('recording', metavar='RECORDING',
+                        help='rosbag2 directory, an .mcap/.db3 file, or a ROS 1 .bag')
     parser.add_argument('--output', required=True, metavar='DIR', help='where to write')
     parser.add_argument('--urdf', default='', metavar='PATH', help='the robot (default: built-in)')
     parser.add_argument('--config', default=None, metavar='FILE',
                         help='twin config for a replay when the recording has no '
                              '/twin/anomaly (checked in any case)')
-    parser.add_argument('--joint-states-topic', default='/joint_states', metavar='TOPIC')
+    parser.add_argument('--joint-states-topic', default='/joint_states', metavar='TOPIC',
+                        help="the robot's JointState topic in the recording (default "
+                             '/joint_states)')
+    parser.add_argument('--wrench-topic', default=None, metavar='TOPIC',
+                        help="the robot's WrenchStamped topic, for the replay ('' = ignore it; "
+                             "default: the config's)")
     parser.set_defaults(func=cmd_hil_report)
     return parser
 
@@ -58,7 +64,8 @@ def cmd_hil_report(args):
     from twin_bridge.ledger import to_json_value
     try:
         report, series = build_report(args.recording, urdf=args.urdf, config=args.config,
-                                      joint_states_topic=args.joint_states_topic)
+                                      joint_states_topic=args.joint_states_topic,
+                                      wrench_topic=args.wrench_topic)
     except ReplayError as exc:
         print(f'{_TAG}: {exc}', file=sys.stderr)
         return 2
@@ -103,8 +110,11 @@ def summary_lines(report):
     elif t and 'steps' in t:
         lines.append(f"timing: {t['mode']}, {t['steps']} steps, {t.get('resends')} resends")
     for f in report['faults']['injected']:
-        found = (f"detected on {f['detected_on']} after {f['delay_s']:.3f} s"
-                 if f['detected'] else 'NOT detected')
+        if f['detected'] is None:
+            found = 'detection unknown (no detections: see missing)'
+        else:
+            found = (f"detected on {f['detected_on']} after {f['delay_s']:.3f} s"
+                     if f['detected'] else 'NOT detected')
         entries = len(f.get('scenario_entries') or ())
         parts = f' ({entries} scenario entries)' if entries > 1 else ''
         lines.append(f"fault {f['type']} on {f['joint'] or 'robot'} at {f['start_s']:g} s"

@@ -1,8 +1,9 @@
 """
 ``robot-twin replay``: play a recording through the twin's cores in lock-step, as fast as it goes.
 
-The robot's /joint_states (and wrench topic) of a rosbag2 recording (MCAP or sqlite3, a
-directory or a single storage file; ``robot-twin record`` or any other recorder) go, message by
+The robot's /joint_states (and wrench topic) of a recording (what
+:func:`twin_sim.recording.open_recording` opens: a rosbag2 directory, MCAP or sqlite3, or one
+of its storage files, or a ROS 1 .bag; ``robot-twin record`` or any other recorder) go, message by
 message in log-time order, through the same cores in the same order as in the live one-process
 twin (:class:`TwinChain`): the bridge's intake (validation, mapping), the mirror, the anomaly
 monitor; reports are taken at the anomaly node's report rate in robot time. Nothing depends on
@@ -22,9 +23,11 @@ ignores them (the report says so).
 The report (JSON): the recording (name, SHA-256 of its files, topics), the intake's counters,
 residual statistics per joint and channel, commissioning, the anomalies found (joint, fault type,
 the robot time their exceedance began and when they cleared), the live twin's own first alarm
-when the recording has /twin/anomaly (to compare), the final state, the monitor's events.
-With a ledger the replay leaves the trace a live run would: a ``start`` entry, the monitor's
-events (commissioning, anomalies) and a closing ``replay`` entry with the report's digest.
+when the recording has /twin/anomaly (to compare), the final state, the monitor's events, and
+``notes``: what of the recording was not replayed (another message type on a topic, a wrench
+topic under another name, wrenches all refused). With a ledger the replay leaves the trace a
+live run would: a ``start`` entry, the monitor's events (commissioning, anomalies) and a
+closing ``replay`` entry with the report's digest.
 """
 from dataclasses import dataclass
 import hashlib
@@ -44,8 +47,11 @@ from twin_anomaly.monitor import MONITOR_FILE_KEY
 from twin_anomaly.pipeline import AnomalyPipeline
 from twin_bridge.intake import JOINTS, WRENCH
 from twin_bridge.ledger import Ledger, LedgerError
+from twin_bridge.validation import rejection_run
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
+from twin_sim.recording import open_recording as shared_open_recording, \
+    recording_root, RecordingError
 from twin_sim.resources import urdf_or_builtin
 from twin_sim.urdf_model import URDFError
 
@@ -244,29 +250,9 @@ class TwinChain:
 # Reading a recording
 # --------------------------------------------------------------------------------------------
 
-def _storage_path(path):
-    """Return what rosbags should open: a bag directory or one storage file; or raise."""
-    path = Path(path)
-    if not path.exists():
-        raise ReplayError(f'{path}: no such recording (file or directory)')
-    if path.is_dir():
-        if (path / 'metadata.yaml').is_file():
-            return path, None
-        storage = sorted(list(path.glob('*.mcap')) + list(path.glob('*.db3')))
-        if len(storage) == 1:
-            return storage[0], (f'{path} has no metadata.yaml (the recorder did not close it); '
-                                f'reading {storage[0].name} directly')
-        raise ReplayError(f'{path} is not a rosbag2 recording: no metadata.yaml and '
-                          f'{len(storage)} storage files (.mcap, .db3)')
-    if path.suffix not in ('.mcap', '.db3'):
-        raise ReplayError(f'{path} is not a recording: give a rosbag2 directory, an .mcap or a '
-                          '.db3 file')
-    return path, None
-
-
 def open_recording(path):
     """
-    Open a recording with rosbags; return ``(reader, note or None)``.
+    Open a recording (:func:`twin_sim.recording.open_recording`); return ``(reader, note)``.
 
     Raises
     ------
@@ -274,24 +260,15 @@ def open_recording(path):
         Missing, not a recording, unreadable metadata or storage (named).
 
     """
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import get_typestore, Stores
-    storage, note = _storage_path(path)
-    reader = AnyReader([storage], default_typestore=get_typestore(Stores.ROS2_KILTED))
     try:
-        reader.open()
-    except Exception as exc:  # noqa: BLE001 - rosbags raises many types for a damaged bag
-        hint = ('its MCAP file ends before its summary: the recorder was killed or the copy '
-                'cut short (`mcap recover` of the mcap CLI can rebuild the file)'
-                if 'end magic' in str(exc) else 'is it complete?')
-        raise ReplayError(f'{path}: cannot read the recording ({type(exc).__name__}: '
-                          f'{exc}); {hint}') from None
-    return reader, note
+        return shared_open_recording(path)
+    except RecordingError as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def recording_digest(path):
     """SHA-256 (hex) over the recording's files, in name order (the same for a copy)."""
-    path = Path(path)
+    path = recording_root(path)
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
     for f in files:
@@ -302,8 +279,13 @@ def recording_digest(path):
     return digest.hexdigest()
 
 
-def topic_connections(reader, topic, msgtype, required, hint):
-    """Return the connections of ``topic``; raise if absent (when required) or mistyped."""
+def topic_connections(reader, topic, msgtype, required, hint, notes=None):
+    """
+    Return the ``msgtype`` connections of ``topic``; raise if absent (when required) or mistyped.
+
+    A topic that also carries messages of another type (two publishers) gives its ``msgtype``
+    connections; the others are named in ``notes`` (a list, when given).
+    """
     conns = [c for c in reader.connections if c.topic == topic]
     if not conns:
         if required:
@@ -311,11 +293,22 @@ def topic_connections(reader, topic, msgtype, required, hint):
             raise ReplayError(f'the recording has no topic {topic} ({msgtype}); '
                               f'{msgtype} topics in it: {found or "none"}; {hint}')
         return []
+    wanted = [c for c in conns if c.msgtype == msgtype]
     other = sorted({c.msgtype for c in conns if c.msgtype != msgtype})
-    if other:
+    if other and not wanted:
         raise ReplayError(f'topic {topic} is {", ".join(other)} in the recording, not '
                           f'{msgtype}; replay reads {msgtype} there ({hint})')
-    return conns
+    if other and notes is not None:
+        count = sum(getattr(c, 'msgcount', 0) or 0 for c in conns if c.msgtype != msgtype)
+        plural = '' if count == 1 else 's'
+        notes.append(f'topic {topic} also carries {", ".join(other)} ({count} message{plural}): '
+                     f'only its {msgtype} messages are read')
+    return wanted
+
+
+def is_cdr(reader):
+    """Tell whether the recording's messages are CDR (ROS 2), which the fast readers read."""
+    return getattr(reader, 'is2', True)         # a ROS 1 bag's are ROS 1 serialized
 
 
 class _Decoder:
@@ -323,11 +316,12 @@ class _Decoder:
 
     def __init__(self, reader, ft_frame=None):
         self.reader = reader
+        self.cdr = is_cdr(reader)
         self.joints = JointStateReader()
         self.wrenches = WrenchReader(ft_frame)
 
     def joint_state(self, data):
-        parsed = self.joints.read(data)
+        parsed = self.joints.read(data) if self.cdr else None
         if parsed is None:
             msg = self.reader.deserialize(data, JOINT_STATE)
             parsed = (msg.header.stamp.sec, msg.header.stamp.nanosec, list(msg.name),
@@ -338,7 +332,7 @@ class _Decoder:
 
     def wrench(self, data):
         """Return ``(sec, nanosec, wrench, frame_id)`` (the intake judges the frame)."""
-        parsed = self.wrenches.read_framed(data)
+        parsed = self.wrenches.read_framed(data) if self.cdr else None
         if parsed is None:
             msg = self.reader.deserialize(data, WRENCH_STAMPED)
             f, t = msg.wrench.force, msg.wrench.torque
@@ -573,7 +567,7 @@ def live_start(reader, path, joint_conns):
     """
     conns = [c for c in reader.connections
              if c.topic == '/twin/residuals' and c.msgtype == JOINT_STATE]
-    if not conns or not joint_conns:
+    if not conns or not joint_conns or not is_cdr(reader):
         return None
     decode = JointStateReader()
     first = None
@@ -655,8 +649,10 @@ class _Replay:
         ``start`` ``(sec, nanosec)``: robot messages stamped before it are skipped (counted);
         payload declarations (``payload_conns``) are applied wherever they are.
         """
-        joint_ids = {c.id for c in joint_conns}
-        payload_ids = {c.id for c in payload_conns}
+        # a connection's id is unique within one storage file only (one recording may be
+        # several files read without metadata.yaml): its owner tells them apart
+        joint_ids = {(id(c.owner), c.id) for c in joint_conns}
+        payload_ids = {(id(c.owner), c.id) for c in payload_conns}
         chain, decoder, counts = self.chain, self.decoder, self.counts
         start = start or (-1, 0)
         k = 0
@@ -667,9 +663,10 @@ class _Replay:
             k += 1
             if progress is not None and k % 4096 == 0:
                 progress(4096)
-            if conn.id in payload_ids:
+            key = (id(conn.owner), conn.id)
+            if key in payload_ids:
                 self._payload(data, now)
-            elif conn.id in joint_ids:
+            elif key in joint_ids:
                 counts.joint_messages += 1
                 try:
                     sec, nanosec, names, pos, vel, eff = decoder.joint_state(data)
@@ -769,6 +766,11 @@ def _state_summary(state):
             'since': state.since}
 
 
+_ROBOT_CAUSES = ('unknown_joint', 'beyond_limits', 'implausible_velocity',
+                 'implausible_effort')
+"""Rejections (intake causes) that a URDF of another robot gives: joint names and limits."""
+
+
 def _check_fed(run, chain, topic, urdf):
     """Raise ReplayError when nothing of the recording reached the twin, saying why."""
     counts = run.counts
@@ -782,9 +784,29 @@ def _check_fed(run, chain, topic, urdf):
         raise ReplayError(f'{topic} never has every joint of the URDF ({urdf}): no message '
                           f'has {", ".join(missing)}; replay needs all of them (--urdf)')
     first = run.reasons[0] if run.reasons else 'no complete sample'
+    counters = chain.intake.counters()
+    robot = any(counters.get(f'joint_states.{cause}') for cause in _ROBOT_CAUSES)
+    hint = f'. Is the URDF ({urdf}) the recorded robot? (--urdf)' if robot else ''
     raise ReplayError(f'no {topic} message was usable ({counts.joint_messages} read, '
-                      f'{accepted} accepted); first reason: {first}. Is the URDF '
-                      f'({urdf}) the recorded robot? (--urdf)')
+                      f'{accepted} accepted); first reason: {first}{hint}')
+
+
+def _wrench_notes(reader, topic, conns, chain, run):
+    """Say why a recording with wrenches gives no wrench residuals (list of str)."""
+    if not conns:
+        found = sorted({c.topic for c in reader.connections if c.msgtype == WRENCH_STAMPED})
+        if not topic or not found:
+            return []
+        return [f'no wrench topic {topic} in the recording, so no wrench residuals; '
+                f'{WRENCH_STAMPED} topics in it: {found}; name the sensor one with '
+                '--wrench-topic']
+    n = run.counts.wrench_messages
+    if not chain.with_wrench or not n or chain.intake.counters().get('wrench.accepted'):
+        return []
+    refused = rejection_run(chain.intake.wrench)
+    why = f' (mostly {refused[1]}: {refused[2]})' if refused else ''
+    return [f'all {n} wrenches on {topic} were refused, so there are no wrench '
+            f'residuals{why}']
 
 
 def build_report(bag, digest, run, chain, params, recorded, note):
@@ -866,12 +888,13 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
     reader, note = open_recording(bag)
     log = None
     try:
+        notes = []          # what the recording holds that the user should know
         joint_conns = topic_connections(reader, topic, JOINT_STATE, True,
-                                        'name the robot topic with --joint-states-topic')
+                                        'name the robot topic with --joint-states-topic', notes)
         wrench_conns = topic_connections(reader, wtopic, WRENCH_STAMPED, False,
-                                         '--wrench-topic "" ignores it') if wtopic else []
+                                         '--wrench-topic "" ignores it', notes) if wtopic else []
         payload_conns = topic_connections(reader, PAYLOAD_TOPIC, INERTIA_STAMPED, False,
-                                          '--no-payload ignores it')
+                                          '--no-payload ignores it', notes)
         chain = _make_chain(params, bool(wrench_conns), thresholds)
         digest = recording_digest(bag)
         log = _open_ledger(ledger, params, bag, digest, thresholds)
@@ -884,6 +907,7 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
         _check_fed(run, chain, topic, chain.model.urdf_path)
         recorded = recorded_alarms(reader, bag)
         report = build_report(bag, digest, run, chain, params, recorded, note)
+        report['notes'] = notes + _wrench_notes(reader, wtopic, wrench_conns, chain, run)
         if not payload:
             report['payloads'].update(ignored=True, messages=sum(
                 getattr(c, 'msgcount', 0) or 0 for c in payload_conns))

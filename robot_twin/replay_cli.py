@@ -17,11 +17,13 @@ def add_replay_parser(subparsers):
     parser = subparsers.add_parser(
         'replay', help='play a recording through the twin (lock-step); write a report',
         description="Play the robot's /joint_states (and wrench) of a rosbag2 recording "
-                    '(MCAP or sqlite3) through the cores of the twin, in the order of the live '
+                    '(MCAP or sqlite3; or a ROS 1 bag) through the cores of the twin, in the '
+                    'order of the live '
                     'twin, as '
                     'fast as the computer allows. The report (residual statistics per joint, '
                     'anomalies with their robot times) is the same on every replay.')
-    parser.add_argument('bag', metavar='BAG', help='rosbag2 directory, or an .mcap/.db3 file')
+    parser.add_argument('bag', metavar='BAG',
+                        help='rosbag2 directory, an .mcap/.db3 file, or a ROS 1 .bag')
     parser.add_argument('--report', required=True, metavar='FILE', help='report JSON to write')
     parser.add_argument('--urdf', default='', metavar='PATH',
                         help='URDF of the recorded robot (default: that of the config)')
@@ -64,12 +66,22 @@ def summary_lines(report):
                      f"{report['start']['skipped_messages']} messages before it skipped)")
     if report['recording'].get('note'):
         lines.append(f"note: {report['recording']['note']}")
+    lines += [f'note: {text}' for text in report.get('notes', ())]
     if report['rejections']:
         lines.append(f"rejected (first reasons): {'; '.join(report['rejections'][:3])}")
     lines += _payload_lines(report.get('payloads'))
-    effort = [(j, v['rms']) for j, v in report['residuals'].items() if j.endswith('.effort')]
-    lines.append('effort residual RMS [N·m]: ' + ' '.join(
-        f'{j.split(".")[0]} {rms:.3g}' for j, rms in effort))
+    without = m.get('samples_without_effort', 0)
+    if without and without == m['samples']:
+        lines.append('the recording has no efforts (its JointState effort is empty), so there '
+                     'are no residuals: no commissioning, no anomaly detection')
+    elif without:
+        lines.append(f"{without} of {m['samples']} samples have no effort: no residuals for "
+                     'them')
+    if m['residuals']:
+        effort = [(j, v['rms']) for j, v in report['residuals'].items()
+                  if j.endswith('.effort')]
+        lines.append('effort residual RMS [N·m]: ' + ' '.join(
+            f'{j.split(".")[0]} {rms:.3g}' for j, rms in effort))
     if report['commissioning'] is None:
         lines.append('commissioning did not finish in this recording')
     for a in report['anomalies']:

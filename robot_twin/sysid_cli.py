@@ -78,7 +78,8 @@ def add_sysid_parser(subparsers):
                         'prior the fit must beat)')
     p.add_argument('--data', required=True,
                    help='CSV with header time,<joint>.position,<joint>.velocity,<joint>.effort '
-                        '(velocity optional), or a rosbag2 directory (sqlite3 or MCAP)')
+                        '(velocity optional), or a recording as robot-twin replay reads it: a '
+                        'rosbag2 directory (sqlite3 or MCAP), an .mcap/.db3 file, a ROS 1 .bag')
     p.add_argument('--validation-data', default=None, metavar='LOG2',
                    help='another recording of the same robot: fit on the whole of --data and '
                         'report the held-out RMSE on this one')

@@ -5,13 +5,14 @@ Recordings for the replay and HIL-report tests: the plant simulated offline, wri
 (a 100 Hz position stream, as the demo controller sends), with an optional fault scenario;
 :func:`write_bag` writes its samples as a rosbag2 recording (MCAP or sqlite3) the way a robot
 would publish them: JointState (any joint order, a subset, or split in two messages), the
-wrench, /joint_command, and optionally /clock and /twin/plant_status.
+wrench, /joint_command, and optionally /clock and /twin/plant_status; :func:`write_ros1_bag`
+writes the joint states and wrenches as a ROS 1 bag.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 from twin_sim.plant import Plant
 from twin_sim.resources import builtin_urdf
@@ -58,10 +59,12 @@ def _stamp(t):
 
 
 def _joint_state(stamp, names, idx, m):
+    """Return the JointState of sample ``m`` for joints ``idx`` (an empty effort stays empty)."""
     header = T['std_msgs/msg/Header'](stamp=stamp, frame_id='')
+    effort = np.asarray(m.effort)
     return T['sensor_msgs/msg/JointState'](
         header=header, name=[names[i] for i in idx], position=np.asarray(m.q)[idx],
-        velocity=np.asarray(m.qd)[idx], effort=np.asarray(m.effort)[idx])
+        velocity=np.asarray(m.qd)[idx], effort=effort[idx] if effort.size else effort)
 
 
 def _wrench(stamp, w, frame_id='ft_sensor'):
@@ -73,7 +76,8 @@ def _wrench(stamp, w, frame_id='ft_sensor'):
 
 def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True,
               joint_topic='/joint_states', wrench_topic='/ft_sensor/wrench', commands=True,
-              extra=None, wrench_frame='ft_sensor', more=()):
+              extra=None, wrench_frame='ft_sensor', more=(), zero_stamps=(),
+              compressed=False):
     """
     Write ``run`` as a rosbag2 recording at ``path`` (a new directory); return the path.
 
@@ -101,6 +105,12 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
     more : iterable of (t, topic, typename, msg)
         More messages (e.g. other commands: :func:`command`, :func:`trajectory`), logged at
         plant time ``t`` (log time = its stamp) among the others.
+    zero_stamps : iterable of int
+        Samples whose JointState messages have a zero header stamp (the log time keeps the
+        sample's time), as from a publisher that does not set it.
+    compressed : bool
+        Compress each message with zstd (rosbag2 message compression; only metadata.yaml
+        says so).
 
     """
     names = run.names
@@ -108,6 +118,8 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
     groups = [order[:4], order[4:]] if split else [order]
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     writer = Writer(Path(path), version=9, storage_plugin=plugin)
+    if compressed:
+        writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
     writer.open()
     js = writer.add_connection(joint_topic, 'sensor_msgs/msg/JointState', typestore=STORE)
     ws = writer.add_connection(wrench_topic, 'geometry_msgs/msg/WrenchStamped',
@@ -115,11 +127,13 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
     cmd = writer.add_connection('/joint_command', 'sensor_msgs/msg/JointState',
                                 typestore=STORE) if commands else None
     messages = []
-    for m in run.samples:
+    unstamped = set(zero_stamps)
+    zero = T['builtin_interfaces/msg/Time'](sec=0, nanosec=0)
+    for i, m in enumerate(run.samples):
         stamp, ns = _stamp(m.t)
         for k, idx in enumerate(groups):
-            messages.append((ns + LATENCY_NS + k, js, _joint_state(stamp, names, idx, m),
-                             'sensor_msgs/msg/JointState'))
+            messages.append((ns + LATENCY_NS + k, js, _joint_state(
+                zero if i in unstamped else stamp, names, idx, m), 'sensor_msgs/msg/JointState'))
         if ws is not None and m.wrench is not None:
             messages.append((ns + LATENCY_NS + 5, ws, _wrench(stamp, m.wrench, wrench_frame),
                              'geometry_msgs/msg/WrenchStamped'))
@@ -139,6 +153,35 @@ def write_bag(path, run, *, storage='mcap', order=None, split=False, wrench=True
     if extra is not None:
         extra(writer, STORE)
     writer.close()
+    return Path(path)
+
+
+def write_ros1_bag(path, run):
+    """Write the joint states and wrenches of ``run`` as a ROS 1 bag file; return its path."""
+    from rosbags.rosbag1 import Writer as Ros1Writer
+    store = get_typestore(Stores.ROS1_NOETIC)
+    types = store.types
+    with Ros1Writer(Path(path)) as writer:
+        js = writer.add_connection('/joint_states', 'sensor_msgs/msg/JointState', typestore=store)
+        ws = writer.add_connection('/ft_sensor/wrench', 'geometry_msgs/msg/WrenchStamped',
+                                   typestore=store)
+        v3, wr = types['geometry_msgs/msg/Vector3'], types['geometry_msgs/msg/Wrench']
+        for seq, m in enumerate(run.samples):
+            _, ns = _stamp(m.t)
+            stamp = types['builtin_interfaces/msg/Time'](sec=ns // 10 ** 9, nanosec=ns % 10 ** 9)
+            header = types['std_msgs/msg/Header'](seq=seq, stamp=stamp, frame_id='')
+            msg = types['sensor_msgs/msg/JointState'](
+                header=header, name=list(run.names), position=np.asarray(m.q),
+                velocity=np.asarray(m.qd), effort=np.asarray(m.effort))
+            writer.write(js, ns + LATENCY_NS, store.serialize_ros1(msg, msg.__msgtype__))
+            if m.wrench is not None:
+                w = m.wrench
+                msg = types['geometry_msgs/msg/WrenchStamped'](
+                    header=types['std_msgs/msg/Header'](seq=seq, stamp=header.stamp,
+                                                        frame_id='ft_sensor'),
+                    wrench=wr(force=v3(x=w[0], y=w[1], z=w[2]),
+                              torque=v3(x=w[3], y=w[4], z=w[5])))
+                writer.write(ws, ns + LATENCY_NS + 5, store.serialize_ros1(msg, msg.__msgtype__))
     return Path(path)
 
 

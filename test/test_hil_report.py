@@ -374,3 +374,45 @@ def test_joints_a_position_command_leaves_out_are_held_where_they_were_measured(
         assert stats['samples'] == t.size, (name, stats)
         assert stats['max_abs_rad'] == pytest.approx(np.max(np.abs(expected)), abs=1e-12)
         assert stats['rms_rad'] == pytest.approx(np.sqrt(np.mean(expected ** 2)), rel=1e-9)
+
+
+def test_the_replay_for_detections_reads_the_named_topics(tmp_path, capsys, monkeypatch):
+    # a namespaced robot: --joint-states-topic (and --wrench-topic) reach the replay too
+    import robot_twin.hil_report as hil_report
+    asked = []
+    original = hil_report.replay
+
+    def replay(bag, **kwargs):
+        asked.append(kwargs)
+        return original(bag, **kwargs)
+
+    monkeypatch.setattr(hil_report, 'replay', replay)
+    bag = write_bag(tmp_path / 'ns', simulate(1.0), joint_topic='/robot1/joint_states',
+                    wrench_topic='/robot1/ft_sensor/wrench')
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out), '--joint-states-topic',
+                     '/robot1/joint_states', '--wrench-topic', '/robot1/ft_sensor/wrench']) == 0
+    assert 'Traceback' not in capsys.readouterr().err
+    assert [(a['joint_states_topic'], a['wrench_topic']) for a in asked] == [
+        ('/robot1/joint_states', '/robot1/ft_sensor/wrench')]
+    report = json.loads((out / 'report.json').read_text())
+    assert report['faults']['detections_from'].startswith('a replay'), report['faults']
+    assert report['tracking']['joint1']['samples'] > 0
+
+
+def test_a_failed_replay_leaves_tracking_and_limits(tmp_path, capsys):
+    # a publisher that never sets header.stamp: the twin (and its replay) refuses every sample,
+    # but tracking and limits are measured by log time: the report keeps them
+    run = simulate(1.0)
+    bag = write_bag(tmp_path / 'unstamped', run, zero_stamps=range(len(run.samples)))
+    out = tmp_path / 'report'
+    assert cli_main(['hil-report', str(bag), '--output', str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / 'report.json').read_text())
+    assert report['tracking']['joint1']['samples'] > 0 and report['commands']['total'] > 0
+    assert report['faults']['detections_from'] is None
+    assert any(m.startswith('detections are unavailable: the replay of the recording failed: '
+                            'no /joint_states message was usable') and 'stamp is 0' in m
+               for m in report['missing']), report['missing']
+    assert 'missing: detections are unavailable' in printed and '--urdf' not in printed
+    assert 'faults.png' in report['plots']

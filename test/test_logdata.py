@@ -285,5 +285,93 @@ def test_rosbag_sim_time_from_zero(tmp_path):
 
 def test_rosbag_unreadable(tmp_path):
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(SysIdError, match='cannot open rosbag2'):
+    with pytest.raises(SysIdError, match='not a rosbag2 recording: no metadata.yaml and no '
+                                         'storage files'):
         read_log(tmp_path / 'empty')
+
+
+# ---------------------------------------------------- recordings, opened as replay opens them
+@pytest.fixture(scope='module')
+def arm_run():
+    from bag_testing import simulate
+    return simulate(0.3)
+
+
+def _arm_bag(path, run, **kwargs):
+    from bag_testing import write_bag as write_arm_bag
+    return write_arm_bag(path, run, commands=False, **kwargs)
+
+
+def _recording(kind, run, tmp_path):
+    """Return a recording of ``run`` as another recorder (or a killed one) leaves it."""
+    import shutil
+    from bag_testing import Run, write_ros1_bag
+    if kind == 'ROS 1 bag':
+        return write_ros1_bag(tmp_path / 'robot.bag', run)
+    if kind == 'compressed file beside its metadata.yaml':
+        return next(_arm_bag(tmp_path / 'zstd', run, compressed=True).glob('*.mcap'))
+    folder = tmp_path / 'no_metadata'
+    folder.mkdir()
+    if kind == 'split, no metadata.yaml':
+        cut = len(run.samples) // 2
+        for k, samples in enumerate((run.samples[:cut], run.samples[cut:])):
+            part = _arm_bag(tmp_path / f'part{k}', Run(run.names, samples, []))
+            shutil.copyfile(next(part.glob('*.mcap')), folder / f'split_{k}.mcap')
+        return folder
+    storage = 'sqlite3' if 'db3' in kind else 'mcap'
+    bag = _arm_bag(tmp_path / 'bag', run, storage=storage)
+    (bag / 'metadata.yaml').unlink()
+    if kind.startswith('lone'):
+        lone = folder / f'robot.{"db3" if storage == "sqlite3" else "mcap"}'
+        shutil.copyfile(next(p for p in bag.iterdir() if p.suffix in ('.mcap', '.db3')), lone)
+        return lone
+    return bag
+
+
+@pytest.mark.parametrize('kind', ['mcap, no metadata.yaml', 'db3, no metadata.yaml',
+                                  'lone .mcap', 'lone .db3', 'split, no metadata.yaml',
+                                  'ROS 1 bag', 'compressed file beside its metadata.yaml'])
+def test_sysid_reads_what_replay_reads(tmp_path, arm_run, kind):
+    reference = read_log(_arm_bag(tmp_path / 'reference', arm_run))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter('always')
+        log = read_log(_recording(kind, arm_run, tmp_path))
+    assert log.joint_names == reference.joint_names
+    assert np.array_equal(log.time, reference.time)
+    assert np.array_equal(log.effort, reference.effort)
+
+
+def test_a_compressed_storage_file_alone_is_named_as_such(tmp_path, arm_run):
+    import shutil
+    bag = _arm_bag(tmp_path / 'zstd', arm_run, compressed=True)
+    alone = tmp_path / 'alone.mcap'
+    shutil.copyfile(next(bag.glob('*.mcap')), alone)
+    with pytest.raises(SysIdError, match='zstd-compressed one by one .* put that metadata.yaml '
+                                         'beside the storage file'):
+        read_log(alone)
+
+
+def test_a_zero_stamp_among_stamped_messages_is_dropped(tmp_path, arm_run):
+    # a driver that sends its first message before its clock runs: stamp 0 among 1.8e9 s
+    bag = _arm_bag(tmp_path / 'first_zero', arm_run, zero_stamps=[0])
+    with pytest.warns(SysIdWarning, match='dropped 1 message with a zero header stamp'):
+        log = read_log(bag)
+    assert len(log.time) == len(arm_run.samples) - 1 and log.time.min() > 1e9
+
+
+def test_a_topic_with_a_second_type_gives_its_joint_states(tmp_path, arm_run):
+    from bag_testing import STORE
+    hello = (0.1, '/joint_states', 'std_msgs/msg/String',
+             STORE.types['std_msgs/msg/String'](data='hello'))
+    bag = _arm_bag(tmp_path / 'two_types', arm_run, more=[hello])
+    with pytest.warns(SysIdWarning, match='also carries std_msgs/msg/String'):
+        log = read_log(bag)
+    assert len(log.time) == len(arm_run.samples)
+
+
+def test_a_time_grid_far_too_long_is_refused():
+    # one stamp far from the others (0 among 1.8e9 s): a grid of 9e11 samples is never built
+    log, _ = sine_log(duration=1.0)
+    log.time[1:] += 1.8e9
+    with pytest.raises(SysIdError, match=r'the stamps span 1\.8e\+09 s, a grid of \d+ samples'):
+        quiet_prepare(log, JOINTS, min_duration_s=0.5)

@@ -454,3 +454,91 @@ def test_the_recorder_records_payload_declarations_latched():
     assert default_topics('', '/arm/joint_states')['/twin/payload'] == \
         'geometry_msgs/msg/InertiaStamped'
     assert EXPECTED_QOS['/twin/payload'] == (True, True)      # reliable, transient-local
+
+
+# ------------------------------------------------------------------ what real recordings hold
+
+def _halves(run, tmp_path):
+    """Write ``run`` as two storage files in one directory without metadata.yaml."""
+    from bag_testing import Run
+    cut = len(run.samples) // 2
+    split = tmp_path / 'killed_split'
+    split.mkdir()
+    for k, samples in enumerate((run.samples[:cut], run.samples[cut:])):
+        part = write_bag(tmp_path / f'part{k}', Run(run.names, samples, []), commands=False)
+        shutil.copyfile(next(part.glob('*.mcap')), split / f'killed_split_{k}.mcap')
+    return split
+
+
+def test_recordings_of_other_recorders_replay_alike(runs, config, tmp_path):
+    from bag_testing import write_ros1_bag
+    run = runs['short']
+    reference = _comparable(replay(write_bag(tmp_path / 'mcap', run), config=config))
+    # a ROS 1 bag: the same messages, ROS 1 serialized (the fast CDR readers must not read them)
+    assert _comparable(replay(write_ros1_bag(tmp_path / 'robot.bag', run),
+                              config=config)) == reference
+    # a split recording whose recorder was killed before it wrote metadata.yaml
+    assert _comparable(replay(_halves(run, tmp_path), config=config)) == reference
+    # rosbag2 message compression: only metadata.yaml says so; its storage file, named alone,
+    # is read with it
+    compressed = write_bag(tmp_path / 'zstd', run, compressed=True)
+    storage = next(compressed.glob('*.mcap'))
+    assert _comparable(replay(compressed, config=config)) == reference
+    alone = replay(storage, config=config)
+    assert 'one file of the recording' in alone['recording']['note'], alone['recording']
+    assert _comparable(alone) == reference
+    copy = tmp_path / 'copy.mcap'
+    shutil.copyfile(storage, copy)
+    with pytest.raises(ReplayError, match='zstd-compressed one by one'):
+        replay(copy, config=config)
+
+
+def test_a_topic_with_a_second_type_replays_its_joint_states(runs, config, tmp_path):
+    # a second publisher of another type on /joint_states: the JointState messages replay and
+    # a note names the other (it once stopped the replay: "is std_msgs/msg/String")
+    from bag_testing import STORE
+    run = runs['short']
+    hello = (0.5, '/joint_states', 'std_msgs/msg/String',
+             STORE.types['std_msgs/msg/String'](data='hello'))
+    report = replay(write_bag(tmp_path / 'two', run, more=[hello]), config=config)
+    assert report['messages']['samples'] == len(run.samples)
+    assert any('also carries std_msgs/msg/String (1 message)' in n for n in report['notes']), \
+        report['notes']
+
+
+def test_the_summary_says_why_residuals_are_missing(runs, config, tmp_path, capsys):
+    run = runs['short']
+
+    def summary(bag):
+        out = tmp_path / f'{bag.name}.json'
+        assert cli_main(['replay', str(bag), '--report', str(out), '--config', config,
+                         '--quiet']) == 0
+        return capsys.readouterr().out
+
+    # a JointState without effort: samples, but no residual
+    no_effort = dataclasses.replace(run, samples=[
+        dataclasses.replace(m, effort=m.effort[:0]) for m in run.samples])
+    printed = summary(write_bag(tmp_path / 'no_effort', no_effort))
+    assert 'the recording has no efforts' in printed and 'nan' not in printed, printed
+    # the wrench under ros2_control's name, not the config's
+    printed = summary(write_bag(tmp_path / 'other_name', run,
+                                wrench_topic='/force_torque_sensor_broadcaster/wrench'))
+    assert ('no wrench topic /ft_sensor/wrench in the recording, so no wrench residuals; '
+            'geometry_msgs/msg/WrenchStamped topics in it: '
+            "['/force_torque_sensor_broadcaster/wrench']") in printed, printed
+    # every wrench in another frame than the sensor's
+    printed = summary(write_bag(tmp_path / 'other_frame', run, wrench_frame='tool0'))
+    assert re.search(r'all \d+ wrenches on /ft_sensor/wrench were refused, so there are no '
+                     r"wrench residuals \(mostly wrong_frame: wrench frame_id 'tool0'",
+                     printed), printed
+
+
+def test_the_urdf_is_questioned_only_for_joint_names_and_limits(runs, config, tmp_path):
+    run = runs['short']
+    unstamped = write_bag(tmp_path / 'unstamped', run, zero_stamps=range(len(run.samples)))
+    with pytest.raises(ReplayError, match='stamp is 0') as caught:
+        replay(unstamped, config=config)
+    assert '--urdf' not in str(caught.value)
+    strangers = dataclasses.replace(run, names=[f'j{k}' for k in range(7)])
+    with pytest.raises(ReplayError, match=r'unknown joint .*Is the URDF .* the recorded robot'):
+        replay(write_bag(tmp_path / 'strangers', strangers), config=config)

@@ -1,5 +1,5 @@
 """
-Joint logs for system identification: read CSV and rosbag2 logs, clean, resample, filter.
+Joint logs for system identification: read CSV logs and recordings, clean, resample, filter.
 
 A log is read into a :class:`LogData` (the log's own joint order, raw time stamps, NaN where a
 value is absent), then :func:`prepare_log` maps it onto the model's joint order, drops NaN rows,
@@ -17,11 +17,14 @@ import warnings
 
 import numpy as np
 from scipy import signal
+from twin_sim.recording import is_recording_path, open_recording, RecordingError
 
 FIELDS = ('position', 'velocity', 'effort')
 DEFAULT_TOPIC = '/joint_states'
 DEFAULT_CUTOFF_HZ = 10.0
 JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
+MAX_GRID_SAMPLES = 5_000_000
+"""Most samples of the uniform grid (83 min at 1 kHz): more is a stamp far from the others."""
 
 
 class SysIdError(ValueError):
@@ -136,12 +139,14 @@ class ProcessedLog:
 # --------------------------------------------------------------------------------------------
 def read_log(path, topic=None):
     """
-    Read a CSV file or a rosbag2 directory (sqlite3 or MCAP) into a :class:`LogData`.
+    Read a CSV file or a recording into a :class:`LogData`.
 
     Parameters
     ----------
     path : str or Path
-        A ``.csv`` file, a rosbag2 directory, or a ``.db3``/``.mcap`` file inside one.
+        A ``.csv`` file, or a recording as :func:`twin_sim.recording.open_recording` opens it:
+        a rosbag2 directory (sqlite3 or MCAP, with or without ``metadata.yaml``), its
+        ``metadata.yaml``, an ``.mcap``/``.db3`` file, or a ROS 1 ``.bag`` file.
     topic : str, optional
         JointState topic of a bag. Default: ``/joint_states``, or the bag's only JointState
         topic if it has exactly one.
@@ -155,9 +160,8 @@ def read_log(path, topic=None):
     path = Path(path)
     if not path.exists():
         raise SysIdError(f'log {path} does not exist; pass a CSV file or a rosbag2 directory')
-    if path.is_dir() or path.suffix in ('.db3', '.mcap', '.yaml'):
-        bag = path if path.is_dir() else path.parent
-        return read_rosbag(bag, topic)
+    if is_recording_path(path):
+        return read_rosbag(path, topic)
     if topic not in (None, DEFAULT_TOPIC):
         warnings.warn(f'--topic {topic} ignored: {path} is a CSV file', SysIdWarning)
     return read_csv(path)
@@ -239,11 +243,14 @@ def read_csv(path):
 
 def read_rosbag(path, topic=None):
     """
-    Read the ``sensor_msgs/msg/JointState`` messages of a rosbag2 directory.
+    Read the ``sensor_msgs/msg/JointState`` messages of a recording.
 
-    Uses ``rosbags.highlevel.AnyReader`` (sqlite3 and MCAP storage). Time is the header stamp
-    (a zero stamp is valid: simulated time may start at 0); if the publisher leaves every stamp
-    at zero, the bag's receive time is used instead (with a warning).
+    Opened by :func:`twin_sim.recording.open_recording` (as ``robot-twin replay`` opens it).
+    Time is the header stamp; if the publisher leaves every stamp at zero, the bag's receive
+    time is used instead (with a warning). A zero stamp far from the others (a driver's
+    message sent before its clock runs) is dropped with a warning, as the twin refuses it; one
+    next to them is valid (a simulated clock that starts at 0). Messages of another type on
+    the topic (a second publisher) are left out with a warning.
     Messages may list joints in any order. If a robot publishes several joint groups on the
     topic (e.g. arm and gripper in separate messages), the group with the most messages sets
     the time base and the other groups are interpolated onto it.
@@ -251,7 +258,7 @@ def read_rosbag(path, topic=None):
     Parameters
     ----------
     path : str or Path
-        rosbag2 directory (with ``metadata.yaml``).
+        The recording (see :func:`read_log`).
     topic : str, optional
         Default ``/joint_states``, or the only JointState topic if the bag has exactly one.
 
@@ -265,16 +272,14 @@ def read_rosbag(path, topic=None):
         The bag cannot be opened, the topic is absent or not a JointState, or it is empty.
 
     """
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import get_typestore, Stores
-
     path = Path(path)
     notes = []
     try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-        reader.open()
-    except Exception as exc:  # rosbags raises several unrelated types for a bad bag
-        raise SysIdError(f'cannot open rosbag2 {path}: {exc}') from None
+        reader, note = open_recording(path)
+    except RecordingError as exc:
+        raise SysIdError(str(exc)) from None
+    if note:
+        _warn(notes, note)
     try:
         js_topics = sorted({c.topic for c in reader.connections if c.msgtype == JOINT_STATE_TYPE})
         all_topics = sorted({f'{c.topic} ({c.msgtype})' for c in reader.connections})
@@ -284,11 +289,17 @@ def read_rosbag(path, topic=None):
             else:
                 topic = js_topics[0]
         if topic not in js_topics:
-            raise SysIdError(f'rosbag2 {path} has no {JOINT_STATE_TYPE} topic {topic!r}; its '
-                             f'topics: {all_topics}; pick one with --topic')
+            raise SysIdError(f'the recording {path} has no {JOINT_STATE_TYPE} topic {topic!r}; '
+                             f'its topics: {all_topics}; pick one with --topic')
         groups = {}
         stamped = False
-        connections = [c for c in reader.connections if c.topic == topic]
+        connections = [c for c in reader.connections
+                       if c.topic == topic and c.msgtype == JOINT_STATE_TYPE]
+        others = sorted({c.msgtype for c in reader.connections
+                         if c.topic == topic and c.msgtype != JOINT_STATE_TYPE})
+        if others:
+            _warn(notes, f'{path}: topic {topic} also carries {", ".join(others)}; read only '
+                         f'its {JOINT_STATE_TYPE} messages')
         for conn, bag_ns, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, conn.msgtype)
             stamp = msg.header.stamp
@@ -304,14 +315,37 @@ def read_rosbag(path, topic=None):
     finally:
         reader.close()
     if not groups:
-        raise SysIdError(f'rosbag2 {path}: topic {topic} has no messages')
+        raise SysIdError(f'{path}: topic {topic} has no messages')
     if not stamped:
         _warn(notes, f'{path}: every JointState message on {topic} has a zero header stamp; '
                      'used the bag receive time instead')
         for group in groups.values():
             for m in group:
                 m[0] = m[3]
+    else:
+        groups = _drop_zero_stamps(groups, f'{path}:{topic}', notes)
     return _merge_groups(groups, f'{path}:{topic}', notes)
+
+
+def _drop_zero_stamps(groups, source, notes, steps=10):
+    """
+    Drop the messages stamped zero far from the other stamps (a warning counts them).
+
+    A publisher that sends a message before its clock runs stamps it zero; a simulated clock
+    that starts at 0 stamps its first sample zero too, but within ``steps`` median stamp
+    spacings of the next one: kept.
+    """
+    stamps = np.sort([m[0] for group in groups.values() for m in group if m[0] != 0.0])
+    zero = sum(1 for group in groups.values() for m in group if m[0] == 0.0)
+    if not zero:
+        return groups
+    spacing = float(np.median(np.diff(stamps))) if len(stamps) > 1 else 0.0
+    if float(np.min(np.abs(stamps))) <= steps * spacing:
+        return groups
+    _warn(notes, f'{source}: dropped {zero} message{"" if zero == 1 else "s"} with a zero '
+                 'header stamp among stamped ones (the publisher did not set header.stamp)')
+    kept = {key: [m for m in group if m[0] != 0.0] for key, group in groups.items()}
+    return {key: group for key, group in kept.items() if group}
 
 
 def _merge_groups(groups, source, notes):
@@ -476,6 +510,10 @@ def prepare_log(log, joint_names, *, cutoff_hz=DEFAULT_CUTOFF_HZ, rate_hz=None, 
         _warn(notes, f'filter cut-off {cutoff_hz:g} Hz is too close to the Nyquist frequency '
                      f'{nyquist:g} Hz of the {rate:g} Hz grid; using {cutoff:g} Hz')
     n_grid = int(math.floor(duration * rate)) + 1
+    if n_grid > MAX_GRID_SAMPLES:
+        raise SysIdError(f'{src}: the stamps span {duration:.4g} s, a grid of {n_grid} samples at '
+                         f'{rate:g} Hz (at most {MAX_GRID_SAMPLES}); check the time stamps '
+                         '(one far from the others?), cut the log, or pass a lower --rate')
     grid = t[0] + np.arange(n_grid) / rate
 
     def resample(x):

@@ -1716,7 +1716,8 @@ def identify_log(urdf, data, *, params=None, validation=None, topic=None,
     urdf : str or Path
         The URDF file.
     data : str or Path
-        CSV file or rosbag2 directory (see :func:`twin_sim.logdata.read_log`).
+        CSV file or recording (rosbag2 directory or storage file, ROS 1 bag; see
+        :func:`twin_sim.logdata.read_log`).
     params : str or Path, optional
         A params.yaml whose parameters are the prior (default: the URDF's).
     validation : str or Path, optional
