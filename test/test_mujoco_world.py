@@ -1,6 +1,7 @@
 """MuJoCo world (twin_sim/mujoco_world.py): physics checked against pinocchio and by hand."""
 from pathlib import Path
 
+from ft_testing import reading_from_kinematics
 import numpy as np
 import pybullet_data
 import pytest
@@ -39,6 +40,41 @@ def test_a_torque_step_moves_the_arm_as_the_model_says():
     assert np.allclose(model.inverse_dynamics(q0, qd0, qdd, payload=PAYLOAD), tau, atol=1e-6)
     assert np.allclose(run.wrench[0], model.ft_wrench(q0, qd0, qdd, payload=PAYLOAD), atol=1e-6)
     assert np.allclose(run.effort[0], tau)
+
+
+def test_the_sensor_reading_in_motion_is_what_the_moving_load_exerts():
+    """Velocity products and a push included: checked against the load's motion, no dynamics."""
+    model = RobotModel.from_urdf(ARM)
+    payload = Payload(2.0, [0.0, 0.0, 0.05], 0.4 * 2.0 * 0.05 ** 2 * np.eye(3))
+    loaded = model.with_payload(payload)
+    world = MujocoWorld(ARM, payload=payload, initial_q=POSE)
+    push = np.array([3.0, -2.0, 4.0])     # N, on the payload's centre from step 300 on
+    # shoulder, elbow and wrist at once: their velocities' products load the tool the most
+    amplitude = np.array([0.0, 0.2, 0.0, 0.3, 0.0, 0.4, 0.0])
+    force_err = torque_err = 0.0
+    before = world.measure()
+    for k in range(600):
+        phase = 2.0 * np.pi * world.time
+        q = POSE + amplitude * np.sin(phase) ** 2
+        qd = amplitude * 2.0 * np.pi * np.sin(2.0 * phase)
+        qdd = amplitude * 8.0 * np.pi ** 2 * np.cos(2.0 * phase)
+        world.set_control('position', q, qd, loaded.inverse_dynamics(q, qd, qdd))
+        if k == 300:
+            origin, rotation = world.link_pose('ft_sensor')
+            world.set_external_force('twin_payload', push, origin + rotation @ payload.com)
+        world.step()
+        after = world.measure()
+        if k >= 300:
+            rotation = model.frame_pose(before.q, 'ft_sensor')[:3, :3]
+            f = rotation.T @ push
+            truth = reading_from_kinematics(model, loaded.ft_distal_inertia, before.q,
+                                            before.qd, (after.qd - before.qd) / world.dt)
+            truth += np.concatenate([f, np.cross(payload.com, f)])
+            force_err = max(force_err, np.max(np.abs(after.wrench[:3] - truth[:3])))
+            torque_err = max(torque_err, np.max(np.abs(after.wrench[3:] - truth[3:])))
+        before = after
+    assert np.max(np.abs(before.qd)) > 1.0        # it moved briskly
+    assert force_err < 1e-4 and torque_err < 1e-5, (force_err, torque_err)
 
 
 def test_mimic_fingers_move_on_their_own_as_in_the_twin_s_model():

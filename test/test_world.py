@@ -3,6 +3,7 @@ from pathlib import Path
 import re
 from types import SimpleNamespace
 
+from ft_testing import reading_from_kinematics
 import numpy as np
 import pinocchio as pin
 import pytest
@@ -151,13 +152,69 @@ def test_dynamics_match_pinocchio_along_a_motion(model):
         tau = model.inverse_dynamics(q[k - 1], qd[k - 1], qdd)
         effort_err = max(effort_err, np.max(np.abs(out[k].effort - tau)))
         wrench = model.ft_wrench(q[k - 1], qd[k - 1], qdd)
-        wrench_err = max(wrench_err, np.max(np.abs(out[k].wrench[:3] - wrench[:3])))
+        wrench_err = max(wrench_err, np.max(np.abs(out[k].wrench - wrench)))
         peak = max(peak, np.linalg.norm(wrench[:3]))
     assert np.max(np.abs(qd)) > 0.3            # it did move
     assert effort_err < 1e-6
-    # PyBullet's joint force sensor deviates a little in fast transients (about 0.3 % of the
-    # inertial part when a wrist joint is accelerated at 2500 rad/s^2): within 3 % of the peak
-    assert wrench_err < 0.03 * peak
+    # the reading is Newton-Euler of this model over the step (module docstring), so it agrees
+    # to rounding; the next test checks it against the load's motion, without pinocchio
+    assert peak > 1.0 and wrench_err < 1e-9
+
+
+def test_the_ft_reading_in_motion_is_what_the_moving_load_exerts(model):
+    """
+    Each reading is what the load exerts as the step moved it, pushes included.
+
+    PyBullet's joint reaction, the reading before, was exact at rest but 0.6 N off here:
+    it missed part of the load's velocity-product forces.
+    """
+    payload = Payload(2.0, [0.0, 0.0, 0.05], 0.4 * 2.0 * 0.05 ** 2 * np.eye(3))
+    world = SimWorld(ARM)
+    world.set_payload(payload)
+    world.reset(POSE)
+    load = model.with_payload(payload).ft_distal_inertia
+    push = np.array([3.0, -2.0, 4.0])     # N, on the payload's centre every third step
+    # shoulder, elbow and wrist at once: their velocities' products load the tool the most
+    amplitude = np.array([0.0, 0.2, 0.0, 0.3, 0.0, 0.4, 0.0])
+    out, pushes = [world.measure()], [np.zeros(6)]
+    for k in range(600):
+        phase = 2.0 * np.pi * world.time
+        world.set_control('position', POSE + amplitude * np.sin(phase) ** 2,
+                          amplitude * 2.0 * np.pi * np.sin(2.0 * phase))
+        felt = np.zeros(6)
+        if k % 3 == 0:
+            position, rotation = world.link_pose('twin_payload')
+            origin, sensor = world.link_pose('ft_sensor')
+            world.apply_external_force('twin_payload', push, position)
+            felt = np.concatenate([sensor.T @ push, sensor.T @ np.cross(position - origin, push)])
+        world.step()
+        out.append(world.measure())
+        pushes.append(felt)
+    force_err = torque_err = 0.0
+    for before, after, felt in zip(out[300:-1], out[301:], pushes[301:]):
+        qdd = (after.qd - before.qd) / world.dt
+        truth = reading_from_kinematics(model, load, before.q, before.qd, qdd) + felt
+        force_err = max(force_err, np.max(np.abs(after.wrench[:3] - truth[:3])))
+        torque_err = max(torque_err, np.max(np.abs(after.wrench[3:] - truth[3:])))
+    assert np.max(np.abs(out[-1].qd)) > 1.0        # it moved briskly
+    assert force_err < 1e-4 and torque_err < 1e-5, (force_err, torque_err)
+
+
+@pytest.mark.parametrize('mode', ['position', 'torque'])
+def test_the_ft_reading_of_several_steps_is_that_of_the_last(mode):
+    """step(3) reads as three single steps do: a push before them acts in the first only."""
+    readings = []
+    for split in (False, True):
+        world = SimWorld(ARM)
+        world.reset(POSE, np.linspace(-0.5, 0.5, 7))
+        if mode == 'torque':
+            world.set_control('torque', world.measure().effort + 2.0)
+        position, _ = world.link_pose('tool')
+        world.apply_external_force('tool', [0.0, 30.0, 0.0], position)
+        for _ in range(3 if split else 1):
+            world.step(1 if split else 3)
+        readings.append(world.measure().wrench)
+    np.testing.assert_array_equal(readings[0], readings[1])
 
 
 def test_friction_is_accounted_for_exactly(model):

@@ -18,19 +18,14 @@ joint beyond its range is stopped at its end (a hard stop, :attr:`Plant.limit_st
 inside the limits is untouched by any of it. Without a command the arm holds its initial pose
 in position mode. The same inputs and seed give bit-identical outputs.
 
-The force-torque reading is what a real sensor measures: what the bodies below it (the tool,
-the payload, whatever hangs on them) exert on it as they move the way the step moved them
-(Newton-Euler at the step's start state with its change of velocity, by the plant's own
-pinocchio model of its URDF and payload), plus the external forces pushing on them. It is not
-PyBullet's joint reaction, which in motion misses part of the velocity-product (centripetal and
-Coriolis) forces of those bodies: exact at rest, off in motion by an amount that grows with
-the load, a wrench residual that no twin could explain.
+The force-torque reading is the world's (:mod:`twin_sim.world`): what the bodies below the
+sensor exert on it as the step moved them, the external pushes of the physical faults on them
+included.
 """
 from pathlib import Path
 import tempfile
 
 import numpy as np
-import pinocchio as pin
 from twin_sim.faults import Fault, fault_from_dict, FaultScenario, PhysicalEffects, \
     ScenarioError
 from twin_sim.plant_commands import trajectory_speed_problem
@@ -39,7 +34,7 @@ from twin_sim.randomization import load_randomization, RandomizationError, \
 from twin_sim.resources import randomization_file
 from twin_sim.trajectory import JointTrajectoryInterpolator, STREAM_HORIZON_S
 from twin_sim.urdf_model import Payload, URDFError
-from twin_sim.world import PAYLOAD_LINK, SimWorld, WorldError
+from twin_sim.world import SimWorld, WorldError
 
 __all__ = ['LockstepAnswers', 'Plant', 'PlantError', 'make_plant', 'STREAM_HORIZON_S']
 
@@ -104,15 +99,6 @@ class Plant:
             raise PlantError(f'payload must be a twin_sim.urdf_model.Payload, got '
                              f'{type(payload).__name__}')
         self.nominal_payload = payload
-        self._ft = None
-        if self.world.ft_link is not None:
-            model = self.model
-            self._ft = {
-                'order': np.array([self.joint_names.index(j) for j in model.joint_names]),
-                'links': _links_below_sensor(model),
-                'payload': None, 'model': None,           # the reading's model, for a payload
-                'pushes': np.zeros(6), 'moving_pushes': [],   # external forces of this step
-            }
         self.clipped_commands = 0     # commands beyond a limit (clipped), cumulative
         self.last_clipped = ''        # what the latest of them asked for
         self.rejected_trajectories = 0   # trajectories too fast for the velocity limits
@@ -259,58 +245,7 @@ class Plant:
             link = link or self.model.payload_frame
             position, rotation = world.link_pose(link)
             world.apply_external_force(link, force, position + rotation @ point)
-            if self._ft is not None:
-                self._note_push(link, np.asarray(force, dtype=float), position + rotation @ point)
         self._physical_active = bool(physical)
-
-    # ------------------------------------------------------------------ force-torque sensor
-    def _note_push(self, link, force, point):
-        """
-        Add an external force of this step to the sensor reading, if it goes through the sensor.
-
-        ``force`` (3,) N and ``point`` (3,) m are in the world frame. A force on a body rigidly
-        below the sensor is felt as it is (in the sensor frame, torque about its origin); one on
-        a body behind a movable joint below it (a finger) goes into the dynamics of that body.
-        """
-        rigid, moving = self._ft['links']
-        if link in rigid:
-            origin, rotation = self.world.link_pose(self.world.ft_link)
-            f = rotation.T @ force
-            self._ft['pushes'] += np.concatenate([f, np.cross(rotation.T @ (point - origin), f)])
-        elif link in moving:
-            self._ft['moving_pushes'].append((moving[link], force, point))
-
-    def _ft_reading(self, start, end):
-        """
-        Return the force-torque reading (6,) of the step from ``start`` to ``end`` (Measurements).
-
-        Newton-Euler on the bodies below the sensor, at the start state with the step's
-        acceleration ``(end.qd - start.qd) / dt`` (velocities before the drive's limiters),
-        plus this step's external forces on them (:meth:`_note_push`), which it then forgets.
-        """
-        ft = self._ft
-        if ft['model'] is None or ft['payload'] is not self._applied_payload:
-            model = self.model.with_payload(self._applied_payload)
-            model.pin_model.gravity.linear = self.world.gravity
-            ft['model'], ft['payload'] = model, self._applied_payload
-        model, order = ft['model'], ft['order']
-        pm, data = model.pin_model, model.pin_data
-        q, qd = start.q[order], start.qd[order]
-        qdd = (end.qd[order] - qd) / self.dt
-        if ft['moving_pushes']:
-            pin.forwardKinematics(pm, data, q)
-            fext = pin.StdVec_Force()
-            for _ in range(pm.njoints):
-                fext.append(pin.Force.Zero())
-            for joint, force, point in ft['moving_pushes']:
-                fext[joint] += data.oMi[joint].actInv(pin.Force(force, np.cross(point, force)))
-            pin.rnea(pm, data, q, qd, qdd, fext)
-            ft['moving_pushes'] = []
-        else:
-            pin.rnea(pm, data, q, qd, qdd)
-        wrench = model.ft_wrench_from_data(data) + ft['pushes']
-        ft['pushes'] = np.zeros(6)
-        return wrench
 
     def _combined_payload(self, extra):
         if not extra:
@@ -477,15 +412,11 @@ class Plant:
             self._follow_stream(t)
         if self.faults or self._physical_active:
             self._apply_physical(t)
-        start = world.measure() if self._ft is not None else None
         world.step()
-        moved = world.measure() if self._ft is not None else None
         # the drive's limits, in every mode: end stops, then the velocity limiter
         world.limit_position()
         world.limit_speed()
         m = world.measure()
-        if moved is not None:
-            m.wrench = self._ft_reading(start, moved)
         t_now = m.t
         for fault in self.faults:
             if fault.kind == 'sensor':
@@ -600,35 +531,6 @@ class LockstepAnswers:
             return self.STEP
         self.stale += 1
         return self.STALE
-
-
-def _links_below_sensor(model):
-    """
-    Return ``(rigid, moving)``: the links whose forces go through ``model``'s sensor.
-
-    ``rigid`` (a set) holds the sensor link, the links fixed below it and the world's payload
-    link; ``moving`` maps each link behind a movable joint below the sensor (a gripper's
-    finger) to the pinocchio joint that carries it.
-    """
-    children = {}
-    for joint in model.urdf_tree().iter('joint'):
-        parent, child = joint.find('parent'), joint.find('child')
-        if parent is not None and child is not None:
-            children.setdefault(parent.get('link'), []).append(
-                (joint.get('type') == 'fixed', child.get('link')))
-    rigid, moving = {model.ft_frame, PAYLOAD_LINK}, {}
-    pm = model.pin_model
-    stack = [(model.ft_frame, True)]
-    while stack:
-        link, fixed = stack.pop()
-        for joint_fixed, child in children.get(link, ()):
-            still = fixed and joint_fixed
-            if still:
-                rigid.add(child)
-            else:
-                moving[child] = pm.frames[pm.getFrameId(child, pin.BODY)].parentJoint
-            stack.append((child, still))
-    return rigid, moving
 
 
 def _same_payload(a, b):

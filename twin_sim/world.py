@@ -27,24 +27,22 @@ Physics set-up (what PyBullet does and does not do, checked by experiment with p
   is an extra fixed link ``twin_payload`` on the force-torque sensor link. PyBullet reads the
   inertias from the file (``URDF_USE_INERTIA_FROM_FILE``; it diagonalizes them itself).
 
-Force-torque sensor: PyBullet's ``enableJointForceTorqueSensor`` on the fixed joint whose child
-is ``ft_link``. PyBullet reports, after a step, the wrench that the *parent* exerts on the
-*child* across that joint, expressed in the child's *inertial* frame (origin at the child
-link's centre of mass, axes the principal axes PyBullet chose), torque about the centre of mass.
-docs/conventions.md wants the wrench that the distal bodies exert *on* the sensor, in the
-``ft_link`` frame, torque about its origin. With ``R`` the child's inertial orientation and
-``c`` its centre of mass in the link frame::
-
-    F = -R @ F_pybullet
-    T = -R @ T_pybullet + c x F
-
-(checked at rest against the weight of the distal links: a link above the sensor reads
-``+m g`` on ``fz`` in PyBullet and ``-m g`` here). The sensor link's own body is on the robot
-side of the sensing plane (as in :meth:`RobotModel.ft_wrench`), so its inertia is moved to a
-link ``twin_sensor_body`` fixed to the sensor joint's parent at the same place; the sensor link
-then has a negligible inertia at its origin (``R = I``, ``c = 0``). Along fast transients the
-PyBullet reading differs from pinocchio's by up to ~0.3 % of its inertial part; at rest and
-in steady motion it agrees to 1e-6 N.
+Force-torque sensor (``ft_link``, the child of a fixed joint): the reading is what a real sensor
+measures, the wrench that the bodies below it (the tool, the payload, whatever hangs on them)
+exert on it, in the ``ft_link`` frame, torque about its origin (docs/conventions.md). The world
+computes it by Newton-Euler on those bodies as the step moved them: pinocchio's RNEA on a model
+of the URDF with the current payload (:meth:`RobotModel.ft_wrench_from_data`, world gravity) at
+the state at the start of the step, with the step's change of velocity ``(qd_end - qd_start) /
+dt`` (PyBullet integrates semi-implicitly: that is the acceleration it applied; the velocity
+before :meth:`SimWorld.limit_speed` and :meth:`SimWorld.limit_position` act), plus the step's
+external forces on those bodies (:meth:`SimWorld.apply_external_force`). It is not PyBullet's
+joint reaction (``enableJointForceTorqueSensor``), which is exact at rest but in motion misses
+part of the velocity-product (centripetal and Coriolis) forces of the bodies below the sensor,
+an error that grows with the load and with the square of the speed (test/test_world.py checks
+the reading against finite differences of the sensor frame's motion). The sensor link's own
+body is on the robot side of the sensing plane (as in :meth:`RobotModel.ft_wrench`): the URDF
+rewrite moves its inertia to a link ``twin_sensor_body`` fixed to the sensor joint's parent at
+the same place, so the PyBullet links below the sensor are the ones the reading counts.
 
 Computed-torque controller (position and velocity modes)::
 
@@ -91,7 +89,7 @@ import pinocchio as pin
 
 from twin_sim import urdf_rewrite
 from twin_sim.quiet_pybullet import pybullet
-from twin_sim.urdf_model import DEFAULT_FT_LINK, RobotModel, URDFError
+from twin_sim.urdf_model import DEFAULT_FT_LINK, Payload, RobotModel, URDFError
 from twin_sim.urdf_rewrite import TINY_INERTIA, TINY_MASS
 
 __all__ = ['Measurement', 'SimWorld', 'WorldError', 'PAYLOAD_LINK', 'SENSOR_BODY_LINK']
@@ -104,6 +102,9 @@ _WIDE_LIMIT = 1e6  # rad, for continuous joints made revolute
 _CONTROL_MODES = ('position', 'velocity', 'torque')
 #: A joint that hit an end stop counts again only after it was this far back inside, rad.
 STOP_REARM_RAD = 1e-3
+#: The external forces in a sensor reading when there are none (read-only).
+_NO_PUSH = np.zeros(6)
+_NO_PUSH.flags.writeable = False
 
 
 class WorldError(ValueError):
@@ -303,6 +304,13 @@ class SimWorld:
         self._base_inertias = [pin.Inertia(m.inertias[i]) for i in range(m.njoints)]
         self.gravity = _as_vector(gravity, 3, 'gravity', ['x', 'y', 'z'])
         m.gravity.linear = self.gravity
+        if self.ft_link is not None:
+            self._ft_model = self._sensor_model(None)
+            self._ft_order = [joint_names.index(j) for j in model.joint_names]
+            if self._ft_order == list(range(self.n)):
+                self._ft_order = None
+            self._below_sensor = self._links_below_sensor()
+        self._pushes = _NO_PUSH
         frame_id = m.getFrameId(self._payload_parent, pin.BODY)
         self._payload_joint = m.frames[frame_id].parentJoint
         self._payload_parent_placement = pin.SE3(m.frames[frame_id].placement)
@@ -415,18 +423,6 @@ class SimWorld:
                                     jointDamping=0.0, physicsClientId=c)
         self._applied_damping = np.full(self.n, np.nan)
         self._applied_coulomb = np.full(self.n, np.nan)
-        self._ft_index = None
-        self._read_idx = list(self._idx)
-        if self.ft_link is not None:
-            self._ft_index = link_index[self.ft_link]
-            pybullet.enableJointForceTorqueSensor(body, self._ft_index, True, physicsClientId=c)
-            info = pybullet.getDynamicsInfo(body, self._ft_index, physicsClientId=c)
-            self._ft_com = np.array(info[3], dtype=float)
-            self._ft_rot = np.array(pybullet.getMatrixFromQuaternion(info[4]),
-                                    dtype=float).reshape(3, 3)
-            self._ft_identity = (np.array_equal(self._ft_com, np.zeros(3)) and
-                                 np.array_equal(self._ft_rot, np.eye(3)))
-            self._read_idx.append(self._ft_index)
         if self.payload is not None and self._payload_geometry is not None:
             self._apply_payload_dynamics()
         self._apply_joint_losses()
@@ -438,14 +434,11 @@ class SimWorld:
 
     # ------------------------------------------------------------------ state I/O
     def _read_states(self):
-        states = pybullet.getJointStates(self._body, self._read_idx,
-                                         physicsClientId=self._client)
-        n = self.n
-        q = np.array([s[0] for s in states[:n]])
-        qd = np.array([s[1] for s in states[:n]])
-        motor = [s[3] for s in states[:n]]
-        reaction = states[n][2] if self._ft_index is not None else None
-        return q, qd, motor, reaction
+        states = pybullet.getJointStates(self._body, self._idx, physicsClientId=self._client)
+        q = np.array([s[0] for s in states])
+        qd = np.array([s[1] for s in states])
+        motor = [s[3] for s in states]
+        return q, qd, motor
 
     def _state(self):
         if self._cached is None:
@@ -457,6 +450,48 @@ class SimWorld:
         for i, j in enumerate(self._idx):
             pybullet.resetJointState(b, j, float(q[i]), float(qd[i]), physicsClientId=c)
         self._cached = None
+
+    # ------------------------------------------------------------------ force-torque sensor
+    def _sensor_model(self, payload):
+        """Return the model the reading is computed with: the URDF, ``payload``, world gravity."""
+        model = self.model.with_payload(payload)
+        model.pin_model.gravity.linear = self.gravity
+        return model
+
+    def _links_below_sensor(self):
+        """Return the names of the PyBullet links whose forces go through the sensor (a set)."""
+        children = {}
+        for joint in self._root.iter('joint'):
+            parent, child = joint.find('parent'), joint.find('child')
+            if parent is not None and child is not None:
+                children.setdefault(parent.get('link'), []).append(child.get('link'))
+        below, stack = {self.ft_link, PAYLOAD_LINK}, [self.ft_link]
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                below.add(child)
+                stack.append(child)
+        return below
+
+    def _sensor_wrench(self):
+        """
+        Return the force-torque reading (6,) of the last step (module docstring).
+
+        Computed once per step, when first asked for (by :meth:`measure`, or before anything
+        changes the state or the payload the step ended with), from the step's start state
+        and pushes that :meth:`step` kept and the velocity it ended with; after
+        :meth:`reset`, the reading of the state at rest (no acceleration). The caller copies
+        it.
+        """
+        if self._wrench is None:
+            q, qd, pushes = self._step_start
+            qdd = (self._state()[1] - qd) / self.dt
+            order = self._ft_order
+            if order is not None:
+                q, qd, qdd = q[order], qd[order], qdd[order]
+            model = self._ft_model
+            pin.rnea(model.pin_model, model.pin_data, q, qd, qdd)
+            self._wrench = model.ft_wrench_from_data(model.pin_data) + pushes
+        return self._wrench
 
     # ------------------------------------------------------------------ public API
     @property
@@ -497,6 +532,9 @@ class SimWorld:
         self._tau = np.zeros(self.n)
         self._tau_list = [0.0] * self.n
         self._external = []
+        self._pushes = _NO_PUSH
+        self._step_start = (*self._state()[:2], _NO_PUSH)    # the reading at rest
+        self._wrench = None
         self._prev_qd = None
         self._integral = np.zeros(self.n)
         self._over_speed = np.zeros(self.n, dtype=bool)
@@ -667,10 +705,27 @@ class SimWorld:
         Advance ``n_steps`` fixed steps of ``dt``.
 
         External forces queued by :meth:`apply_external_force` act during the first of them.
+        With a sensor, the state at the start of the last step is kept for its reading (read
+        from PyBullet if the world does not know it yet: in torque mode, or on the steps
+        between the updates of a slower controller).
         """
         n_steps = int(n_steps)
         if n_steps <= 0:
             return
+        if self.ft_link is None:
+            self._advance(n_steps)
+            return
+        pushes, self._pushes = self._pushes, _NO_PUSH
+        if n_steps > 1:
+            self._advance(n_steps - 1)      # the pushes act in the first of them
+            pushes = _NO_PUSH
+        q, qd = self._state()[:2]
+        self._advance(1)
+        self._step_start = (q, qd, pushes)
+        self._wrench = None
+
+    def _advance(self, n_steps):
+        """Advance ``n_steps`` (>= 1) fixed steps of ``dt`` (:meth:`step` without the sensor)."""
         c, b, idx = self._client, self._body, self._idx
         send = pybullet.setJointMotorControlArray
         sim = pybullet.stepSimulation
@@ -742,6 +797,8 @@ class SimWorld:
         self._over_speed = over | held
         if not over.any():
             return
+        if self.ft_link is not None:
+            self._sensor_wrench()    # the step's reading, with the speed it reached
         for i in np.flatnonzero(over):
             pybullet.resetJointState(self._body, self._idx[i], float(q[i]),
                                      float(np.clip(qd[i], -cap[i], cap[i])),
@@ -770,6 +827,8 @@ class SimWorld:
         self._at_stop = out | held
         if not out.any():
             return
+        if self.ft_link is not None:
+            self._sensor_wrench()    # the step's reading, with the motion it made
         for i in np.flatnonzero(out):
             if below[i]:
                 q_i, qd_i = self.lower[i], max(float(qd[i]), 0.0)
@@ -780,18 +839,14 @@ class SimWorld:
         self._cached = None
 
     def measure(self):
-        """Return the sensor sample at the current time (:class:`Measurement`)."""
-        q, qd, _, reaction = self._state()
-        wrench = None
-        if reaction is not None:
-            wrench = -np.array(reaction)
-            if not self._ft_identity:
-                f = self._ft_rot @ wrench[:3]
-                c = self._ft_com
-                t = self._ft_rot @ wrench[3:] + (c[1] * f[2] - c[2] * f[1],
-                                                 c[2] * f[0] - c[0] * f[2],
-                                                 c[0] * f[1] - c[1] * f[0])
-                wrench = np.concatenate([f, t])
+        """
+        Return the sensor sample at the current time (:class:`Measurement`).
+
+        Its wrench is the force-torque reading of the last step (module docstring; after
+        :meth:`reset`, of the arm at rest).
+        """
+        q, qd = self._state()[:2]
+        wrench = None if self.ft_link is None else self._sensor_wrench().copy()
         return Measurement(self._k * self.dt, q.copy(), qd.copy(), self._tau.copy(), wrench)
 
     def friction_torque(self):
@@ -804,7 +859,7 @@ class SimWorld:
         sliding, less while stuck). Locked joints report the lock's holding torque instead of
         the Coulomb part.
         """
-        _, qd, motor, _ = self._state()
+        _, qd, motor = self._state()
         if self._prev_qd is not None:
             qd = self._prev_qd
         return np.array(motor) - self._applied_damping * qd
@@ -944,9 +999,13 @@ class SimWorld:
             of mass or new principal axes reload the PyBullet body (joint state kept).
 
         """
+        if self.ft_link is not None:
+            self._sensor_wrench()    # the last step's reading, with the load it moved
         if payload is None:
             if self.payload is not None:
                 self.payload = None
+                if self.ft_link is not None:
+                    self._ft_model = self._sensor_model(None)
                 if self._payload_geometry is not None:
                     self._set_pin_payload(None)
                     pybullet.changeDynamics(self._body, self._link_index[PAYLOAD_LINK],
@@ -966,6 +1025,10 @@ class SimWorld:
             self._parts = (mass, principal)
             self._apply_payload_dynamics()
         self._set_pin_payload((mass, com, principal, axes))
+        if self.ft_link is not None:
+            load = Payload(mass, com, axes @ np.diag(principal) @ axes.T)
+            if not load.same_as(self._ft_model.payload):
+                self._ft_model = self._sensor_model(load)
 
     def _apply_payload_dynamics(self):
         mass, principal = self._parts
@@ -987,6 +1050,9 @@ class SimWorld:
         """
         Apply a force to a link during the next step only (e.g. a collision).
 
+        A force on a link below the force-torque sensor (the sensor link, the tool, the
+        payload, a finger) goes into the next step's reading.
+
         Parameters
         ----------
         link : str
@@ -1002,6 +1068,11 @@ class SimWorld:
         force = _as_vector(force_world, 3, 'external force', ['x', 'y', 'z'])
         point = _as_vector(point_world, 3, 'external force point', ['x', 'y', 'z'])
         self._external.append((self._link_index[link], force.tolist(), point.tolist()))
+        if self.ft_link is not None and link in self._below_sensor:
+            origin, rotation = self.link_pose(self.ft_link)
+            f = rotation.T @ force
+            self._pushes = self._pushes + np.concatenate(
+                [f, np.cross(rotation.T @ (point - origin), f)])
 
     def link_pose(self, link):
         """Return ``(position (3,) m, rotation (3, 3))`` of a link frame in the world frame."""
