@@ -322,6 +322,23 @@ PARAMETERS = {
                   'state blocks corrective commands.', min=0.001, max=10.0, read_only=True),
         ParamSpec('status_rate_hz', float, 10.0, 'Rate of /twin/status (Hz).',
                   min=0.1, max=1000.0, read_only=True),
+        ParamSpec('stream_warn.window_s', float, 5.0,
+                  'Recent window (s) over which /twin/status gives the joint-state rate and '
+                  'judges missing and lost samples: a stream that recovers is OK again after it.',
+                  min=0.1, max=3600.0, read_only=True),
+        ParamSpec('stream_warn.missing_share', float, 0.01,
+                  "/twin/status is WARN while more than this share of the robot's samples in "
+                  'the window are missing from its stream (its stamp gaps; one-process twin).',
+                  min=0.0, max=1.0, read_only=True),
+        ParamSpec('stream_warn.lost_in_twin_share', float, 0.0,
+                  "/twin/status is WARN while more than this share of the robot's samples in "
+                  "the window were lost in the twin's own input queue (0: any; one-process "
+                  'twin).', min=0.0, max=1.0, read_only=True),
+        ParamSpec('stream_warn.latency_tail_s', float, 0.05,
+                  '/twin/status is WARN while the 99th percentile of the joint-state latency '
+                  '(robot stamp to receipt, last 1000 samples) is more than this above its '
+                  "median (s): late samples. A constant offset between the robot's and the "
+                  "twin's clocks does not count.", min=0.001, max=10.0, read_only=True),
         ParamSpec('corrective_actions.enabled', bool, False,
                   'Let the governor send corrective commands to the robot.'),
         ParamSpec('corrective_actions.interface', str, 'trajectory',

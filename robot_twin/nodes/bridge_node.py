@@ -5,8 +5,9 @@ In: the robot's /joint_states and wrench topic, read once (:class:`robot_twin.no
 RobotInput`: finite and possible values, stamps, joint names, any order); every accepted sample
 goes to its listeners (in the one-process twin: the mirror, then the detector, by function
 calls). /twin/joint_states republishes the accepted state at ``display_rate_hz``; /twin/status
-carries sync state, latency, drift, stale streams, every rejection counter and the governor's;
-the sync state also goes to /diagnostics (``twin/sync``, :mod:`robot_twin.nodes.status`).
+carries sync state, latency, drift, stale streams, the joint-state rate, every rejection counter
+and the governor's, and warns while the stream is degraded (``stream_warn.*``); the sync state
+also goes to /diagnostics (``twin/sync``, :mod:`robot_twin.nodes.status`).
 The controller's trajectory topic is observed (its last command is in /twin/status).
 
 Out: when ``corrective_actions.enabled`` is true, an anomaly report at ERROR makes
@@ -36,7 +37,7 @@ from robot_twin.nodes.mirror_node import DisplayRate
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput
 from robot_twin.nodes.runner import run_nodes
-from robot_twin.nodes.status import MirrorResultCheck, sync_diagnostic
+from robot_twin.nodes.status import MirrorResultCheck, StreamCheck, sync_diagnostic
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -86,6 +87,9 @@ class TwinBridgeNode(Node):
         self.sample_stamp = None    # (sec, nanosec) of the newest accepted sample: /twin/status
         self.status_sources = []
         self.mirror_check = MirrorResultCheck()    # not "in sync" while results are NaN
+        self.stream_check = StreamCheck(          # WARN while the robot's stream is degraded
+            p['stream_warn.window_s'], p['stream_warn.missing_share'],
+            p['stream_warn.lost_in_twin_share'], p['stream_warn.latency_tail_s'])
         self.display = DisplayRate(p['display_rate_hz'])
         self.pub_mirror = self.create_publisher(
             JointState, '/twin/joint_states', qos.STREAM_OUT, event_callbacks=qos.LEAN_PUBLISHER,
@@ -380,7 +384,7 @@ class TwinBridgeNode(Node):
     # ---------------------------------------------------------------- status
     def publish_status(self):
         """
-        Publish /twin/status: sync state, latency, drift, staleness and counters.
+        Publish /twin/status: sync state, latency, drift, staleness, rate and counters.
 
         Stamped with the newest robot sample's stamp (:meth:`report_stamp`).
 
@@ -405,7 +409,12 @@ class TwinBridgeNode(Node):
             values.update(source())
         values['missing_joints'] = ','.join(intake.joints.missing_joints(now))
         values['joints_without_effort'] = ','.join(intake.mapper.never_received('effort'))
-        level, message = self.mirror_check.judge(*intake.sync_status(now), values, now)
+        window = self.stream_check.observe(values, now)
+        values.update(window.values())
+        level, message = self.stream_check.judge(*intake.sync_status(now), window,
+                                                 values['latency_p50_s'],
+                                                 values['latency_p99_s'])
+        level, message = self.mirror_check.judge(level, message, values, now)
         self._warn_stamps_behind(now)
         stamp = self.report_stamp()
         self.pub_status.publish(diagnostics_bytes(

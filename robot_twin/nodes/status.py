@@ -8,18 +8,25 @@ the same level and message and a few key values. /twin/status's level ``STALE`` 
 aggregator sets it), while a stale robot stream is an error of the twin (it blocks corrective
 commands).
 
-:class:`MirrorResultCheck` keeps the level from saying ``OK`` (``in sync``) while the mirror's
-results are not finite (a URDF body without mass or inertia, bad identified parameters): the
-mirror drops such results, so the twin publishes no residuals and its checks see nothing.
+:class:`StreamCheck` gives the robot's joint-state rate over a recent window and raises the
+level to WARN while, over that window, the robot's stream misses samples, the twin's own input
+queue loses some, or the latency is high. :class:`MirrorResultCheck` keeps the level from saying
+``OK`` (``in sync``) while the mirror's results are not finite (a URDF body without mass or
+inertia, bad identified parameters): the mirror drops such results, so the twin publishes no
+residuals and its checks see nothing. Both are ROS-free and read only the counters of
+/twin/status, at the status rate: no work per robot sample.
 """
 from collections import deque
+from dataclasses import dataclass
+import math
 
 from twin_anomaly.report import StatusEntry
 
 SYNC_DIAGNOSTIC = 'twin/sync'
-KEY_VALUES = ('latency_p50_s', 'latency_p99_s', 'clock_offset_s', 'joint_states.accepted',
-              'joint_states.rejected', 'joint_states.dropped', 'wrench.accepted',
-              'wrench.rejected', 'mirror.restarts', 'missing_joints', 'commands_sent')
+KEY_VALUES = ('latency_p50_s', 'latency_p99_s', 'clock_offset_s', 'joint_states.rate_hz',
+              'joint_states.expected_rate_hz', 'joint_states.accepted', 'joint_states.rejected',
+              'joint_states.dropped', 'wrench.accepted', 'wrench.rejected', 'mirror.restarts',
+              'missing_joints', 'commands_sent')
 """Values of /twin/status repeated on /diagnostics (besides each stream's state, age and
 stamp lag)."""
 STREAM_SUFFIXES = ('.state', '.age_s', '.stamps_behind_s')
@@ -125,3 +132,190 @@ class MirrorResultCheck:
         if level == 'OK':
             return judged, reason
         return judged, f'{message}; {reason}'
+
+
+ACCEPTED = 'joint_states.accepted'
+MISSING = 'joint_states.missing'
+LOST_IN_TWIN = 'joint_states.lost_in_twin'
+
+
+@dataclass(frozen=True)
+class StreamWindow:
+    """
+    What the robot's joint-state stream gave over :class:`StreamCheck`'s recent window.
+
+    Attributes
+    ----------
+    span_s : float
+        Local time the window spans, s (0 at the first status).
+    accepted : int
+        Joint-state messages accepted in it (a robot that sends the joints of one stamp in
+        several messages counts each of them).
+    missing : int or None
+        Samples missing from the robot's own stream in it (its stamp gaps); None when not
+        counted in this process (the anomaly node runs in another).
+    lost : int or None
+        Samples lost in the twin's own input queue in it; None when not counted here.
+
+    """
+
+    span_s: float
+    accepted: int
+    missing: int = None
+    lost: int = None
+
+    @property
+    def expected(self):
+        """Return the samples the robot's stream should have given in it (None: unknown)."""
+        if self.missing is None or self.lost is None:
+            return None
+        return self.accepted + self.missing + self.lost
+
+    def rate_hz(self, count):
+        """Return ``count`` per second of the window, Hz (NaN before it spans any time)."""
+        return count / self.span_s if self.span_s > 0.0 else math.nan
+
+    def values(self):
+        """
+        Return the window's values for /twin/status.
+
+        ``joint_states.rate_hz``: accepted joint-state messages per second; with the anomaly
+        node's counters also ``joint_states.expected_rate_hz`` (accepted, missing and lost
+        samples per second: the robot's own rate as its stamps tell it),
+        ``joint_states.missing_share`` and ``joint_states.lost_in_twin_share`` (of those
+        expected samples).
+        """
+        out = {'joint_states.rate_hz': self.rate_hz(self.accepted)}
+        expected = self.expected
+        if expected is not None:
+            out['joint_states.expected_rate_hz'] = self.rate_hz(expected)
+            out['joint_states.missing_share'] = self.missing / expected if expected else 0.0
+            out['joint_states.lost_in_twin_share'] = self.lost / expected if expected else 0.0
+        return out
+
+
+def _count(values, key):
+    """Return the counter ``values[key]`` as an int, or None when absent or unreadable."""
+    try:
+        return int(values[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class StreamCheck:
+    """
+    Rate of the robot's joint-state stream, and WARN while it is degraded, over a recent window.
+
+    From the counters of /twin/status (``joint_states.accepted`` of the intake,
+    ``joint_states.missing`` and ``joint_states.lost_in_twin`` of the anomaly node's stream
+    checks) over the last ``window_s``, and the latency's tail, ``latency_p99_s`` above
+    ``latency_p50_s`` (over the intake's last 1000 samples; the latency itself includes any
+    offset between the robot's and the twin's clocks, its tail does not): a stream that
+    recovers is OK again once its bad stretch has left the window.
+    ROS-free; one per status publisher (it keeps the counters of the last window).
+
+    Parameters
+    ----------
+    window_s : float
+        Span of the window, s (> 0).
+    missing_share : float
+        Share of the robot's samples missing from its stream above which the level is WARN.
+    lost_in_twin_share : float
+        Share of them lost in the twin's own input queue above which the level is WARN (0: any).
+    latency_tail_s : float
+        How far the stream latency's 99th percentile (stamp to receipt) may be above its
+        median before the level is WARN, s.
+
+    """
+
+    def __init__(self, window_s, missing_share, lost_in_twin_share, latency_tail_s):
+        self.window_s = float(window_s)
+        self.missing_share = float(missing_share)
+        self.lost_in_twin_share = float(lost_in_twin_share)
+        self.latency_tail_s = float(latency_tail_s)
+        self._history = deque()        # (time, accepted, missing, lost), oldest first
+
+    def observe(self, values, now):
+        """
+        Take this status's counters; return the :class:`StreamWindow` of the last ``window_s``.
+
+        Parameters
+        ----------
+        values : dict
+            The status values (the counters of :data:`ACCEPTED`, :data:`MISSING` and
+            :data:`LOST_IN_TWIN`, as far as this process has them).
+        now : float, s
+            Local time of this status.
+
+        Returns
+        -------
+        StreamWindow
+            Counts since the newest earlier status at least ``window_s`` old (since the oldest
+            one kept, shortly after a start); counters or a clock that went back start the
+            window again.
+
+        """
+        entry = (now, _count(values, ACCEPTED) or 0, _count(values, MISSING),
+                 _count(values, LOST_IN_TWIN))
+        history = self._history
+        if history and (now < history[-1][0] or any(
+                new is not None and old is not None and new < old
+                for new, old in zip(entry[1:], history[-1][1:]))):
+            history.clear()            # the counters (or the clock) started again
+        history.append(entry)
+        while len(history) > 1 and history[1][0] <= now - self.window_s:
+            history.popleft()
+        first = history[0]
+        since = [None if new is None or old is None else new - old
+                 for new, old in zip(entry[1:], first[1:])]
+        return StreamWindow(now - first[0], *since)
+
+    def judge(self, level, message, window, latency_p50_s, latency_p99_s):
+        """
+        Return the ``(level, message)`` of ``twin/status/sync`` with the stream judged.
+
+        Parameters
+        ----------
+        level, message : str
+            The sync state without it (``OK`` and ``in sync``, ``WARN`` ...).
+        window : StreamWindow
+            This status's window (:meth:`observe`).
+        latency_p50_s, latency_p99_s : float
+            The status's ``latency_p50_s`` and ``latency_p99_s``, s (NaN before any sample).
+
+        Returns
+        -------
+        level, message : str
+            ``WARN`` when the window's share of missing samples, or of samples lost in the
+            twin, or the latency's tail is above its limit, with every such cause and its numbers
+            (after ``message`` when that was a WARN already); ``STALE`` and ``ERROR`` are kept
+            as they are.
+
+        """
+        if level not in ('OK', 'WARN'):
+            return level, message
+        causes = []
+        expected = window.expected
+        if expected:
+            share = window.missing / expected
+            if share > self.missing_share:
+                causes.append(f"{window.missing} of the robot's {expected} samples missing from "
+                              f'its stream ({share:.1%}, limit {self.missing_share:.1%})')
+            share = window.lost / expected
+            if share > self.lost_in_twin_share:
+                causes.append(f"{window.lost} samples lost in the twin's own input queue (the "
+                              f'twin was starved or busy; {share:.1%}, limit '
+                              f'{self.lost_in_twin_share:.1%})')
+        if latency_p99_s - latency_p50_s > self.latency_tail_s:
+            causes.append(f'latency p99 {latency_p99_s * 1e3:.0f} ms, '
+                          f'{(latency_p99_s - latency_p50_s) * 1e3:.0f} ms above its median '
+                          f'(limit {self.latency_tail_s * 1e3:.0f} ms)')
+        if not causes:
+            return level, message
+        rate = ''
+        if window.span_s > 0.0:
+            rate = f', {window.rate_hz(window.accepted):.0f} Hz received' + (
+                f' of {window.rate_hz(expected):.0f} Hz' if expected else '')
+        reason = (f'joint_states degraded in the last {window.span_s:.1f} s{rate}: '
+                  + '; '.join(causes))
+        return 'WARN', reason if level == 'OK' else f'{message}; {reason}'
