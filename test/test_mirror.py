@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from twin_sim.friction import FrictionModel
 from twin_sim.mirror import Mirror
 from twin_sim.predictor import Predictor
 from twin_sim.urdf_model import Payload, RobotModel
@@ -364,6 +365,70 @@ def test_a_wrench_that_comes_after_later_joint_samples_is_matched_by_its_stamp(m
     for (_t, _s, _r, pair), residual in list(zip(reference, residuals))[20:]:
         np.testing.assert_allclose(residual, pair[1], atol=2e-3)
     assert max(np.abs(r).max() for r in residuals[20:]) < 0.1
+
+
+@pytest.mark.parametrize('told', ['payload', 'calibration'])
+def test_a_new_model_takes_over_at_the_next_sample_without_a_restart_or_a_spike(model, told):
+    """
+    A model handed over mid-stream predicts from the next sample on, which gets a result.
+
+    The robot is ``model`` (its 1.2 kg payload, the URDF friction), with the noise of a real
+    one; the twin first predicts without the payload (then is told it: a payload declared),
+    or without the payload and friction (then gets the identified model: a calibration).
+    Before, the mirror restarted at the swap: no result for that sample, and the stream
+    checks counted it missing from the robot. The first residuals after the swap are the
+    new model's own: those of a mirror that had it all along, to a small part of their
+    normal size (no blend of both models, no restart whose unfiltered first residual carries
+    the acceleration noise: 20 N·m here).
+    """
+    motion = Sinusoids(model)
+    rng = np.random.default_rng(7)
+    samples = []
+    for k in range(400):
+        t = T0 + k * DT
+        q, qd, qdd = motion(t), motion(t, 1), motion(t, 2)
+        samples.append((t, q + 1e-5 * rng.standard_normal(model.n),
+                        qd + 1e-3 * rng.standard_normal(model.n),
+                        consistent_effort(model, q, qd, qdd) + 0.05 * rng.standard_normal(model.n),
+                        model.ft_wrench(q, qd, qdd) + 0.05 * rng.standard_normal(6)))
+    unloaded = model.with_payload(None)
+    friction = FrictionModel.zeros(model.joint_names) if told == 'calibration' else None
+    mirror = Mirror(Predictor(unloaded, friction=friction), accel_cutoff_hz=CUTOFF_HZ)
+    reference = Mirror(Predictor(model), accel_cutoff_hz=CUTOFF_HZ)
+    swap = 200
+    effort_error, wrench_error, normal = [], [], [np.zeros(model.n), np.zeros(6)]
+    for k, (t, q, qd, effort, wrench) in enumerate(samples):
+        if k == swap:
+            mirror.set_predictor(Predictor(model))
+        result, expected = mirror.update(t, q, qd, effort), reference.update(t, q, qd, effort)
+        pair, expected_pair = mirror.wrench_residual(wrench, t), reference.wrench_residual(
+            wrench, t)
+        if k == 0:
+            assert result is None
+            continue
+        assert result is not None and pair is not None     # every sample, the swap's too
+        effort_error.append(np.abs(result.effort_residual - expected.effort_residual))
+        wrench_error.append(np.abs(pair[1] - expected_pair[1]))
+        normal = [np.maximum(normal[0], np.abs(expected.effort_residual)),
+                  np.maximum(normal[1], np.abs(expected_pair[1]))]
+    assert mirror.restarts == 0
+    before, after = swap - 2, swap - 1           # (the errors' index: sample k at k - 1)
+    assert effort_error[before].max() > 1.0 and wrench_error[before].max() > 1.0  # the old model
+    for k in range(after, len(effort_error)):
+        np.testing.assert_array_less(effort_error[k], 0.05 * normal[0] + 1e-9)
+        np.testing.assert_array_less(wrench_error[k], 0.05 * normal[1] + 1e-9)
+
+
+def test_a_new_model_before_the_first_result_and_one_of_other_joints(model):
+    mirror = Mirror(Predictor(model.with_payload(None)))
+    zero = np.zeros(model.n)
+    assert mirror.update(T0, zero, zero, zero) is None
+    mirror.set_predictor(Predictor(model))       # nothing predicted yet: nothing to move over
+    result = mirror.update(T0 + DT, zero, zero, model.inverse_dynamics(zero, zero, zero))
+    np.testing.assert_allclose(result.effort_residual, 0.0, atol=1e-9)
+    six = RobotModel.from_urdf(ARM, locked={model.joint_names[-1]: 0.0})
+    with pytest.raises(ValueError, match='the new model has 6 joints'):
+        mirror.set_predictor(Predictor(six))
 
 
 def test_inputs_are_copied(model):

@@ -113,9 +113,11 @@ def test_a_gripper_streamed_elsewhere_is_locked_and_the_arm_is_mirrored(ros):
     assert bridge.names == mirror.names == anomaly.names == arm.joint_names   # 7 joints
     for msg in robot_messages(50, time.time() - 0.06, arm, center=0.5 * (arm.lower + arm.upper)):
         bridge.input.on_joint_state(serialize_message(msg))
-    assert len(results) == 49, (bridge.intake.counters(), mirror.status_values())
+    # every sample goes on; the first only starts the mirror (no result)
+    assert len(results) == 50, (bridge.intake.counters(), mirror.status_values())
+    assert results[0] is None and None not in results[1:]
     assert bridge.intake.state_ok(time.time())
-    assert max(np.abs(r.effort_residual).max() for r in results) < 0.5
+    assert max(np.abs(r.effort_residual).max() for r in results[1:]) < 0.5
 
 
 @pytest.mark.parametrize('fingers', ['in_the_arm_message', 'own_messages'])
@@ -147,11 +149,11 @@ def test_locked_fingers_on_the_robot_s_own_topic_are_left_out(ros, fingers):
             gripper.name, gripper.position = fingers_msg, [0.04, 0.04]
             bridge.input.on_joint_state(serialize_message(gripper))
     counters = bridge.intake.counters()
-    assert len(results) == 49, counters
+    assert len(results) == 50 and results[0] is None and None not in results[1:], counters
     assert counters['joint_states.rejected'] == 0 and counters['joint_states.accepted'] == 50
     assert counters['joint_states.other_joints_only'] == (10 if fingers == 'own_messages'
                                                           else 0)
-    assert max(np.abs(r.effort_residual).max() for r in results) < 0.5
+    assert max(np.abs(r.effort_residual).max() for r in results[1:]) < 0.5
 
 
 def test_a_home_pose_beyond_the_urdf_limits_and_an_arm_without_joints_stop_the_start(
@@ -282,7 +284,9 @@ def test_a_robot_without_efforts_is_told_not_silently_mirrored(ros):
     bridge.publish_status()
     [status] = statuses[-1].status
     assert status.level == b'\x00' and status.message == 'in sync'
-    assert len(results) == 9 and values['mirror.nonfinite_results'] == '0'
+    # the first sample with efforts starts the mirror: no result, but it goes on
+    assert len(results) == 10 and results[0] is None and None not in results[1:]
+    assert values['mirror.nonfinite_results'] == '0'
 
 
 def robot_messages(count, t0, model, center=0.0):
@@ -322,10 +326,11 @@ def test_one_process_passes_each_accepted_sample_down_the_chain_by_function_call
     assert counters['joint_states.accepted'] == 299 and counters['joint_states.nonfinite'] == 1
     stamps = [sample.stamp for sample, _result in results]
     assert (bad.header.stamp.sec, bad.header.stamp.nanosec) not in stamps
-    assert len(results) == 298                     # every accepted sample but the first
+    assert len(results) == 299                     # every accepted sample goes on ...
+    assert results[0][1] is None                   # ... the first only starts the mirror
     good_after = messages[151].header.stamp
     assert (good_after.sec, good_after.nanosec) in stamps    # the next good one has a residual
-    for _sample, result in results:
+    for _sample, result in results[1:]:
         assert np.abs(result.effort_residual).max() < 0.5
     assert anomaly.position is not None              # the detector was fed
     anomaly.publish()                                # and its report reaches the bridge
@@ -397,6 +402,80 @@ def test_a_mirror_node_of_its_own_takes_the_payload_itself(ros):
     mirror.on_payload(msg)
     assert mirror.payload_refused == 1
     np.testing.assert_array_equal(mirror.mirror.predictor.predict(bent, zero, zero).effort, after)
+
+
+def _nonfinite_once(mirror):
+    """Make the mirror's next result overflow (a prediction that is not finite), once."""
+    update = mirror.update
+
+    def overflowing(*args):
+        result = update(*args)
+        mirror.update = update
+        result.effort_residual = np.full_like(result.effort_residual, math.inf)
+        return result
+    mirror.update = overflowing
+
+
+@pytest.mark.parametrize('event', ['payload', 'calibrated model', 'non-finite result', 'gap'])
+def test_the_mirror_s_own_restarts_count_no_sample_missing_from_the_robot(ros, event):
+    """
+    Every sample the robot sent reaches the detectors; a new model costs no residual.
+
+    A payload declared or a calibrated model handed over mid-stream: the mirror predicts with
+    it from the next sample on, which gets a residual like every other (before, the mirror
+    restarted there: one sample without a residual, and the stream checks counted it missing
+    from the robot, in every run at the calibration). A result that is not finite and a gap
+    of the robot's restart the mirror, which then gives no residual for a sample or two, but
+    the detectors still take those samples: the robot's stream lacks only what it did not
+    send (30 samples in the gap).
+    """
+    from geometry_msgs.msg import InertiaStamped
+    ros('calibration:=false')                     # no background fit to wait for
+    bridge = TwinBridgeNode(anomaly_in_process=True)
+    mirror = TwinMirrorNode(source=bridge.input)
+    anomaly = TwinAnomalyNode(mirror=mirror)
+    residuals = []
+    mirror.pub_residuals.publish = residuals.append
+    model = RobotModel.from_urdf(builtin_urdf())
+    messages = robot_messages(5000, 1.8e9, model)
+    clock = [0.0]
+    bridge.input._now = bridge._now = lambda: clock[0]    # received 0.3 ms after the stamp
+
+    def feed(msg):
+        clock[0] = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 + 3e-4
+        bridge.input.on_joint_state(serialize_message(msg))
+
+    k = 0
+    while anomaly.monitor.step not in ('learn', 'monitor'):    # a payload needs that
+        feed(messages[k])
+        k += 1
+    before = len(residuals)
+    if event == 'payload':
+        load = InertiaStamped()
+        load.header.frame_id = model.payload_frame
+        load.inertia.m = 1.0
+        load.inertia.ixx = load.inertia.iyy = load.inertia.izz = 1e-3
+        anomaly.on_payload(load)
+        assert anomaly.monitor.payload is not None
+    elif event == 'calibrated model':
+        mirror.set_model(model.with_payload(None))        # what the anomaly node hands over
+    elif event == 'non-finite result':
+        _nonfinite_once(mirror.mirror)
+    else:
+        k += 30                                           # the robot sends nothing for 30 ms
+    for msg in messages[k:k + 300]:
+        feed(msg)
+    new_residuals = len(residuals) - before
+    if event in ('payload', 'calibrated model'):
+        assert new_residuals == 300 and mirror.mirror.restarts == 0
+    elif event == 'non-finite result':            # that sample, and the next one restarts
+        assert new_residuals == 298 and mirror.mirror.restarts == 0
+    else:                                         # the first sample after the gap restarts
+        assert new_residuals == 299 and mirror.mirror.restarts == 1
+    assert mirror.nonfinite_results == (event == 'non-finite result')
+    values = anomaly.status_values()
+    assert values['joint_states.missing'] == (30 if event == 'gap' else 0)
+    assert values['joint_states.lost_in_twin'] == 0
 
 
 @pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])

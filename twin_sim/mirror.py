@@ -27,7 +27,8 @@ in time) restarts the estimator, so a dropped stretch never produces a burst of 
 residuals: after a (re)start the
 low-passes start from the first sample's values (not from zero). A sample with the same stamp
 as the previous one (a robot that publishes its joints in several messages) replaces the stored
-sample and yields no result.
+sample and yields no result. A new model (a calibration, a payload;
+:meth:`Mirror.set_predictor`) restarts nothing: the next sample gets its result from it.
 
 The inputs are copied: a caller may pass buffers it overwrites in place for the next sample
 (as :class:`twin_bridge.mapping.JointMapper` does).
@@ -104,15 +105,45 @@ class Mirror:
 
     def set_predictor(self, predictor):
         """
-        Predict with another predictor (a calibrated model of the same joints) from now on.
+        Predict with another predictor (a calibrated model, a payload) from the next sample on.
 
-        The filters restart: the next sample starts a new stream (counted in ``restarts``).
+        The stream goes on, so the next sample gets a result like any other: what the mirror
+        keeps of the measured stream (the last sample, the velocity and the low-passed
+        acceleration, effort and wrench) does not depend on the model. The low-passed
+        predictions do: they are moved over to the new model by the difference between the
+        two models' predictions where the low-pass stands. A first-order low-pass of a
+        steadily changing input lags it by ``tau``, so that is at the last sample's state
+        ``tau`` earlier (``q - tau qd``, ``qd - tau qdd``, at the low-passed ``qdd``); the first
+        residual after the swap is then the new model's own, neither a blend of both models
+        that fades over a few samples nor a filter restart, whose first, unfiltered residual
+        carries the raw acceleration's noise. Predicted wrenches already matched to joint
+        samples stay as the old model made them.
+
+        Parameters
+        ----------
+        predictor : twin_sim.predictor.Predictor
+            A model of the same joints and force-torque sensor.
+
         """
-        if predictor.model.n != self.n:
-            raise ValueError(f'the new model has {predictor.model.n} joints, the mirror '
-                             f'{self.n}')
+        old, new = self.predictor.model, predictor.model
+        if new.n != self.n or new.ft_frame != old.ft_frame:
+            raise ValueError(f'the new model has {new.n} joints and force-torque frame '
+                             f'{new.ft_frame!r}, the mirror {self.n} and {old.ft_frame!r}')
+        if self._pred_f is not None:
+            self._move_predictions(self.predictor, predictor)
         self.predictor = predictor
-        self.reset()
+        self._friction = None          # the last sample's, for the next one-step prediction
+
+    def _move_predictions(self, old, new):
+        """Move the low-passed predictions from the ``old`` predictor to ``new``."""
+        tau = self._tau_filter
+        q = self._q - tau * self._qd
+        qd = self._qd - tau * self._qdd
+        before = old.predict(q, qd, self._qdd, checked=True)
+        after = new.predict(q, qd, self._qdd, checked=True)
+        self._pred_f = self._pred_f + (after.effort - before.effort)
+        if self._wpred_f is not None:
+            self._wpred_f = self._wpred_f + (after.wrench - before.wrench)
 
     def reset(self):
         """Forget the history (next sample starts a new stream)."""

@@ -73,8 +73,9 @@ class TwinMirrorNode(Node):
     Attributes
     ----------
     result_listeners : list of callable
-        ``f(sample, result)`` after each published result (:class:`~twin_sim.mirror.
-        MirrorResult`).
+        ``f(sample, result)`` for each sample with efforts, after its result (a
+        :class:`~twin_sim.mirror.MirrorResult`) is published; ``result`` is None when the
+        mirror gave none (a stream that starts or restarts, a result that was not finite).
     wrench_listeners : list of callable
         ``f(t, residual)`` after each published wrench residual (6,).
 
@@ -120,7 +121,11 @@ class TwinMirrorNode(Node):
                                f'from {model.urdf_path}')
 
     def set_model(self, model):
-        """Predict with ``model`` from the next sample on (the commissioned calibration)."""
+        """
+        Predict with ``model`` (the commissioned calibration, a payload) from the next sample on.
+
+        The mirror goes on without a restart: that sample gets its residual too.
+        """
         self.mirror.set_predictor(Predictor(model))
 
     def on_payload(self, msg):
@@ -138,18 +143,31 @@ class TwinMirrorNode(Node):
         self.get_logger().info(f'the mirror predicts with a payload of {model.payload.mass:g} kg')
 
     def take_sample(self, sample):
-        """Predict for one accepted robot sample; publish; hand the result on."""
+        """
+        Predict for one accepted robot sample; publish; hand the sample and result on.
+
+        The sample goes on to the listeners even when the mirror gave no result for it (a
+        stream that starts or restarts, a result that was not finite): the detectors judge
+        the robot's stream from its samples, and a sample withheld would read as one the
+        robot never sent (``joint_states.missing``).
+        """
         if not finite(sample.effort):
             self._without_effort()
             return
         result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
-        if result is None:
-            return
-        if not finite(result.position_residual, result.velocity_residual,
-                      result.effort_residual, result.predicted_effort):
+        if result is not None and not finite(
+                result.position_residual, result.velocity_residual, result.effort_residual,
+                result.predicted_effort):
             self.nonfinite_results += 1
             self.mirror.reset()        # never predict on from a state that overflowed
-            return
+            result = None
+        if result is not None:
+            self._publish(sample, result)
+        for listener in self.result_listeners:
+            listener(sample, result)
+
+    def _publish(self, sample, result):
+        """Publish the residuals (and, at the display rate, the prediction) of one sample."""
         sec, nanosec = sample.stamp
         self.pub_residuals.publish(self._residuals.write(
             sec, nanosec, result.position_residual, result.velocity_residual,
@@ -158,8 +176,6 @@ class TwinMirrorNode(Node):
             self.pub_predicted.publish(self._predicted.write(
                 sec, nanosec, result.predicted_position, result.predicted_velocity,
                 result.predicted_effort))
-        for listener in self.result_listeners:
-            listener(sample, result)
 
     def _without_effort(self):
         """Count a sample without measured effort; say which joints lack it (first time)."""
