@@ -198,16 +198,17 @@ class TwinChain:
             self.samples_without_effort += 1     # no effort from the robot yet: as live
             return sample
         result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
-        if result is None:
-            return sample                # the mirror (re)starts: nothing goes on, as live
-        if not _finite(result.position_residual, result.velocity_residual,
-                       result.effort_residual, result.predicted_effort):
+        if result is not None and not _finite(result.position_residual, result.velocity_residual,
+                                              result.effort_residual, result.predicted_effort):
             self.nonfinite_results += 1
             self.mirror.reset()          # never predict on from a state that overflowed
-            return sample
-        for listener in self.sample_listeners:
-            listener(sample, result)
-        self.pipeline.update(sample, result, now=now)   # as the live anomaly node calls it
+            result = None
+        if result is not None:
+            for listener in self.sample_listeners:
+                listener(sample, result)
+        # as the live anomaly node calls it: every sample, with no result where the mirror
+        # gave none (it (re)starts), so that the stream checks do not count it missing
+        self.pipeline.update(sample, result, now=now)
         return sample
 
     def wrench(self, stamp, wrench, now, frame_id=None):

@@ -107,17 +107,27 @@ class Mirror:
         """
         Predict with another predictor (a calibrated model, a payload) from the next sample on.
 
-        The stream goes on, so the next sample gets a result like any other: what the mirror
-        keeps of the measured stream (the last sample, the velocity and the low-passed
-        acceleration, effort and wrench) does not depend on the model. The low-passed
-        predictions do: they are moved over to the new model by the difference between the
-        two models' predictions where the low-pass stands. A first-order low-pass of a
+        The stream goes on, so the next sample gets a result like any other. A new model of the
+        same robot (a calibration: the same payload) changes what is predicted, not what is
+        measured: what the mirror keeps of the measured stream (the last sample, the velocity
+        and the low-passed acceleration, effort and wrench) does not depend on the model. The
+        low-passed predictions do: they are moved over to the new model by the difference
+        between the two models' predictions where the low-pass stands. A first-order low-pass of a
         steadily changing input lags it by ``tau``, so that is at the last sample's state
         ``tau`` earlier (``q - tau qd``, ``qd - tau qdd``, at the low-passed ``qdd``); the first
         residual after the swap is then the new model's own, neither a blend of both models
         that fades over a few samples nor a filter restart, whose first, unfiltered residual
         carries the raw acceleration's noise. Predicted wrenches already matched to joint
         samples stay as the old model made them.
+
+        Another payload comes with a change of the robot itself (it picks up or sets down a
+        load at about the time it says so): the measured low-passes lag that change as much as
+        the predicted ones would lag the new model, so moving only the predictions would leave
+        a residual of the load's size that fades with the filter (about 20 N on a wrench
+        sensor for a 2 kg pick-up). Then the low-passes of effort and wrench, measured and
+        predicted, start again at the next sample (from its measured values and the new
+        model's prediction at the low-passed acceleration, so neither lags the load nor
+        carries the raw acceleration's noise); that sample still gives its result.
 
         Parameters
         ----------
@@ -130,7 +140,12 @@ class Mirror:
             raise ValueError(f'the new model has {new.n} joints and force-torque frame '
                              f'{new.ft_frame!r}, the mirror {self.n} and {old.ft_frame!r}')
         if self._pred_f is not None:
-            self._move_predictions(self.predictor, predictor)
+            if _same_payload(old.payload, new.payload):
+                self._move_predictions(self.predictor, predictor)
+            else:
+                self._reload = True        # update() starts the low-passes again
+                self._wrench_f = self._wrench_t = None
+                self._recent_wrench.clear()    # (predicted for the old load)
         self.predictor = predictor
         self._friction = None          # the last sample's, for the next one-step prediction
 
@@ -163,6 +178,7 @@ class Mirror:
         self._wrench_f = None    # low-passed measured wrench
         self._wrench_t = None
         self._alpha = None       # low-pass gain of the last joint step
+        self._reload = False     # the next step starts the effort and wrench low-passes again
         self._recent_wrench = deque(maxlen=_RECENT_PREDICTIONS)   # (t, predicted wrench)
 
     def _restart(self, t, q, qd, effort):
@@ -243,10 +259,16 @@ class Mirror:
         else:
             a = self._alpha = self._gain(dt)
             self._qdd = self._qdd + a * (qdd_raw - self._qdd)
-            self._effort_f = self._effort_f + a * (effort - self._effort_f)
-            self._pred_f = self._pred_f + a * (prediction.effort - self._pred_f)
-            if wrench is not None:
-                self._wpred_f = self._wpred_f + a * (wrench - self._wpred_f)
+            if self._reload:
+                # another load (set_predictor): effort and wrench low-passes start again here
+                self._reload = False
+                start = self.predictor.predict(q, qd, self._qdd, friction, checked=True)
+                self._effort_f, self._pred_f, self._wpred_f = effort, start.effort, start.wrench
+            else:
+                self._effort_f = self._effort_f + a * (effort - self._effort_f)
+                self._pred_f = self._pred_f + a * (prediction.effort - self._pred_f)
+                if wrench is not None:
+                    self._wpred_f = self._wpred_f + a * (wrench - self._wpred_f)
         q_pred, qd_pred = self.predictor.next_state(self._q, self._qd, self._effort, dt,
                                                     self._friction, checked=True)
 
@@ -313,3 +335,8 @@ class Mirror:
             self._wrench_f = self._wrench_f + a * (w - self._wrench_f)
         self._wrench_t = t
         return predicted, self._wrench_f - predicted
+
+
+def _same_payload(a, b):
+    """Whether two models' payloads (a Payload or None each) are the same load."""
+    return a is b or (a is not None and a.same_as(b))
