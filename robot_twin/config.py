@@ -570,8 +570,13 @@ PARAMETERS = {
                   'Simulate the identified robot (params.yaml from robot-twin sysid); empty = '
                   'URDF inertias, no friction.', read_only=True),
         ParamSpec('publish_rate_hz', float, 1000.0,
-                  'Simulation step and publish rate (Hz).', min=1.0, max=10000.0,
-                  read_only=True),
+                  'Rate of /joint_states, the wrench and /clock (Hz): the plant publishes every '
+                  'k-th step, k = step_rate_hz / publish_rate_hz (a whole number).',
+                  min=1.0, max=10000.0, read_only=True),
+        ParamSpec('step_rate_hz', float, 0.0,
+                  'Physics and drive control step rate (Hz), a whole multiple of '
+                  'publish_rate_hz (real robots: 1000 or more); 0 = publish_rate_hz.',
+                  min=0.0, max=10000.0, read_only=True),
         ParamSpec('scenario', str, '',
                   'Fault scenario, a YAML file or a name in config/faults (e.g. demo); empty = '
                   'no faults.', read_only=True),
@@ -588,13 +593,14 @@ PARAMETERS = {
                   'Which variant of the randomization to simulate.', min=0,
                   max=2 ** 31 - 1, read_only=True),
         ParamSpec('step_mode', str, 'realtime',
-                  'realtime: step at publish_rate_hz on the wall clock (deadline misses and '
+                  'realtime: step at step_rate_hz on the wall clock (deadline misses and '
                   'jitter in /twin/plant_status); lockstep: advance only when the controller '
                   'command for the step has arrived, stamps and /clock in simulated time from 0 '
                   '(the same commands give bit-identical outputs).',
                   choices=('realtime', 'lockstep'), read_only=True),
         ParamSpec('lockstep_steps_per_command', int, 1,
-                  'lockstep: steps of 1/publish_rate_hz the plant advances per command.',
+                  'lockstep: sample periods of 1/publish_rate_hz the plant advances per '
+                  'command.',
                   min=1, max=100000, read_only=True),
         ParamSpec('realtime_priority', int, 0,
                   'realtime: SCHED_FIFO priority (1-99) of the stepping and executor threads, '

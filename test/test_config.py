@@ -95,6 +95,18 @@ def test_validate_value_other_nodes():
     assert 'out of range' in validate_value('twin_bridge', 'velocity_factor', 0.5)
 
 
+def test_the_plant_step_rate_is_a_parameter_of_its_own():
+    # physics at step_rate_hz, /joint_states every k-th step at publish_rate_hz; 0 (the
+    # default) steps at publish_rate_hz as before. That it divides: twin_sim.plant.step_schedule
+    assert cfg.defaults('twin_plant')['step_rate_hz'] == 0.0
+    assert validate_value('twin_plant', 'step_rate_hz', 1000.0) is None
+    assert validate_value('twin_plant', 'step_rate_hz', 0.0) is None
+    assert 'write 1000.0' in validate_value('twin_plant', 'step_rate_hz', 1000)
+    for bad in (-1.0, 20000.0):
+        assert 'step_rate_hz' in validate_value('twin_plant', 'step_rate_hz', bad)
+        assert 'out of range [0.0, 10000.0]' in validate_value('twin_plant', 'step_rate_hz', bad)
+
+
 # --- shipped configs ---------------------------------------------------------------------------
 
 def test_shipped_twin_config():
@@ -291,6 +303,8 @@ def test_shipped_configs_start_every_node_as_meant_through_rcl():
         assert plant['scenario'] == 'demo' and plant['publish_rate_hz'] == 1000.0
         assert out[f'{CONFIGS["demo"]}|{ns}|twin_anomaly']['commissioning_duration_s'] == 36.0
         assert out[f'{CONFIGS["hil"]}|{ns}|plant']['publish_rate_hz'] == 1000.0
+        assert out[f'{CONFIGS["hil"]}|{ns}|plant']['step_rate_hz'] == 1000.0
+        assert plant['step_rate_hz'] == 0.0                  # the demo: as publish_rate_hz
     assert "corrective_actions.interface = 'velocity'" in out['bad_start']
     # the nodes read these once at start-up: changing them at run time is refused (restart)
     for ok, reason in out['set']:

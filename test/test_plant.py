@@ -7,7 +7,7 @@ import pinocchio as pin
 import pytest
 
 from twin_sim.faults import FaultScenario, FrictionIncrease
-from twin_sim.plant import LockstepAnswers, make_plant, Plant, PlantError
+from twin_sim.plant import LockstepAnswers, make_plant, Plant, PlantError, step_schedule
 from twin_sim.trajectory import JointTrajectoryInterpolator
 from twin_sim.urdf_model import Payload, RobotModel
 
@@ -343,6 +343,90 @@ def test_advance_is_step_by_step_alike():
         (t, m), = a.advance(1)
         s = b.step()
         assert t == b.time and np.array_equal(m.q, s.q) and np.array_equal(m.effort, s.effort)
+
+
+# A robot steps its control loop at 1 kHz and publishes its joint states at 100 Hz: the plant
+# steps at step_rate_hz and sends every k-th step's sample (publish_rate_hz = step_rate_hz / k).
+_DECIMATION_SCENARIO = (
+    {'type': 'sensor_noise', 'signal': 'effort', 'joint': 'joint1', 'start_s': 0.1, 'size': 0.5},
+    {'type': 'collision_force', 'start_s': 0.2, 'end_s': 0.35, 'ramp_s': 0.0, 'size': 20.0,
+     'direction': [1.0, 0.0, 0.0]},
+    {'type': 'friction_increase', 'joint': 'joint3', 'start_s': 0.1, 'end_s': 0.4,
+     'ramp_s': 0.0, 'size': 5.0},
+    {'type': 'dropout', 'signal': 'all', 'start_s': 0.45, 'end_s': 0.55, 'ramp_s': 0.0,
+     'size': 0.3})
+
+
+def _stream_100hz(publish_every, steps=700):
+    """Stream a 100 Hz motion to a 1 kHz plant; return (sent?, sample) of every step."""
+    plant = Plant(ARM, scenario=_scenario(*_DECIMATION_SCENARIO), seed=9, initial_q=POSE,
+                  dt=0.001, publish_every=publish_every)
+    amplitude = np.array([0.3, 0.2, 0.4, 0.3, 0.2, 0.3, 0.4])
+    out = []
+    for k in range(steps):
+        if k % 10 == 0:            # the controller's set-point, every 10 ms
+            t = plant.time
+            plant.command_position(POSE + amplitude * np.sin(2.0 * t),
+                                   2.0 * amplitude * np.cos(2.0 * t), extrapolate_s=0.05)
+        sample = plant.step()
+        out.append((plant.publish_step, sample))
+    plant.close()
+    return out
+
+
+def test_a_100hz_plant_stepping_at_1khz_sends_every_10th_sample_of_the_1khz_run():
+    full = _stream_100hz(1)
+    decimated = _stream_100hz(10)
+    assert all(sent for sent, _m in full)
+    # the decimated plant sends steps 10, 20, ... (counted from 1), nothing in between
+    assert [sent for sent, _m in decimated] == [(k + 1) % 10 == 0 for k in range(700)]
+    sent = [m for is_sent, m in decimated if is_sent]
+    assert len(sent) == 70
+    assert any(m is None for m in sent) and sum(m is None for m in sent) < 10   # the dropout
+    for k, (m, (_, reference)) in enumerate(zip(sent, full[9::10])):
+        assert (m is None) == (reference is None), k
+        if m is None:
+            continue
+        assert m.t == reference.t and m.t == pytest.approx(0.01 * (k + 1), abs=1e-12)
+        for name in ('q', 'qd', 'effort', 'wrench'):       # the same physics, bit for bit
+            assert np.array_equal(getattr(m, name), getattr(reference, name)), (k, name)
+    times = np.array([m.t for m in sent if m is not None])
+    gaps = np.round(np.diff(times) / 0.01, 9)
+    assert set(gaps) <= {1.0, 2.0, 3.0} and np.mean(gaps == 1.0) > 0.9   # 10 ms apart
+    # run() returns what the robot sends
+    plant = Plant(ARM, initial_q=POSE, publish_every=10)
+    assert [round(m.t, 9) for m in plant.run(0.1)] == [round(0.01 * k, 9) for k in range(1, 11)]
+
+
+def test_lockstep_advance_ends_on_a_sample_the_robot_sends():
+    scenario = _scenario({'type': 'dropout', 'signal': 'all', 'start_s': 0.05,
+                          'end_s': 0.08, 'ramp_s': 0.0, 'size': 1.0})
+    plant = Plant(ARM, initial_q=POSE, scenario=scenario, publish_every=10)
+    (t, m), = plant.advance(10)
+    assert t == pytest.approx(0.01) and m is not None
+    out = plant.advance(25)        # 25 steps, on to the next sample period's end: 30 steps
+    assert [round(t, 9) for t, _m in out] == [0.02, 0.03, 0.04]
+    out = plant.advance(10)        # every sample is lost from 0.05 to 0.08 s
+    assert all(m is None for _t, m in out[:-1]) and out[-1][1] is not None
+    assert round(out[-1][0], 9) in (0.08, 0.09) and len(out) >= 3
+    assert all(round(t * 100.0, 6) == round(t * 100.0) for t, _m in out)   # on the 10 ms grid
+
+
+def test_step_schedule_checks_that_the_publish_rate_divides_the_step_rate():
+    assert step_schedule(100.0, 1000.0) == (0.001, 10)
+    assert step_schedule(125.0, 1000.0) == (0.001, 8)
+    assert step_schedule(1000.0, 1000.0) == (0.001, 1)
+    assert step_schedule(200.0) == (0.005, 1)            # 0: step at the publish rate
+    assert step_schedule(200.0, 0.0) == (0.005, 1)
+    with pytest.raises(PlantError, match=r'publish_rate_hz 300 does not divide step_rate_hz '
+                                         r'1000 .*333\.3333333 \(k = 3\) or 250 \(k = 4\)'):
+        step_schedule(300.0, 1000.0)
+    with pytest.raises(PlantError, match='step_rate_hz 100 is below publish_rate_hz 1000'):
+        step_schedule(1000.0, 100.0)
+    assert step_schedule(333.3333333, 1000.0)[1] == 3    # the rate the message suggests
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(PlantError, match='publish_every must be a whole number'):
+            Plant(ARM, publish_every=bad)
 
 
 def test_make_plant_builds_randomized_and_identified_robots(tmp_path):

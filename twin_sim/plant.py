@@ -4,7 +4,11 @@ The emulated robot: a simulated arm with fault injection and a ros2_control-like
 The arm is a :class:`~twin_sim.world.SimWorld`; faults come from :mod:`twin_sim.faults`.
 Each :meth:`Plant.step` advances one ``dt``: the active command becomes a control target, the
 physical faults act on the world, the world steps, and the sensor sample passes the sensor
-faults (it may come out changed, late, or not at all).
+faults (it may come out changed, late, or not at all). As a real robot steps its control loop
+at 1 kHz or more and publishes its joint states at a lower rate, the plant sends the sample of
+every ``publish_every``-th step only (:attr:`Plant.publish_step`; :func:`step_schedule` turns
+the two rates into ``dt`` and ``publish_every``): the samples it sends are those a run that
+sends every step would send at the same times, bit for bit.
 
 The plant keeps to the URDF limits whatever it is commanded, as a real arm's drives do, in
 every mode: commands beyond a limit are clipped and counted (:attr:`Plant.clipped_commands`);
@@ -36,7 +40,8 @@ from twin_sim.trajectory import JointTrajectoryInterpolator, STREAM_HORIZON_S
 from twin_sim.urdf_model import Payload, URDFError
 from twin_sim.world import SimWorld, WorldError
 
-__all__ = ['LockstepAnswers', 'Plant', 'PlantError', 'make_plant', 'STREAM_HORIZON_S']
+__all__ = ['LockstepAnswers', 'Plant', 'PlantError', 'make_plant', 'step_schedule',
+           'STREAM_HORIZON_S']
 
 
 class PlantError(ValueError):
@@ -55,7 +60,10 @@ class Plant:
         Faults to inject: a scenario, a scenario file, or the name of a packaged one
         (``'demo'``); checked against the robot's joints and links.
     dt : float
-        Control and sample period, s.
+        Step period of the physics and of the drives' control loop, s.
+    publish_every : int
+        The robot sends the sample of every ``publish_every``-th step (counted from
+        :meth:`reset`): its sample period is ``publish_every * dt``.
     seed : int
         Seeds the sensor faults' random generators (fault ``i`` draws from
         ``default_rng([seed, i])``).
@@ -74,8 +82,12 @@ class Plant:
 
     """
 
-    def __init__(self, urdf_path, *, scenario=None, dt=0.001, seed=0, initial_q=None,
-                 payload=None, **world_kwargs):
+    def __init__(self, urdf_path, *, scenario=None, dt=0.001, publish_every=1, seed=0,
+                 initial_q=None, payload=None, **world_kwargs):
+        if isinstance(publish_every, bool) or not isinstance(publish_every, (int, np.integer)) \
+                or publish_every < 1:
+            raise PlantError(f'publish_every must be a whole number of steps >= 1, got '
+                             f'{publish_every!r}')
         try:
             self.world = SimWorld(urdf_path, dt=dt, seed=seed, **world_kwargs)
         except WorldError as exc:
@@ -83,6 +95,7 @@ class Plant:
         self.urdf_path = Path(urdf_path)
         self.seed = int(seed)
         self.dt = self.world.dt
+        self.publish_every = int(publish_every)
         self.joint_names = self.world.joint_names
         self.n = self.world.n
         self.model = self.world.model
@@ -181,6 +194,16 @@ class Plant:
     def time(self):
         """Plant time, s (since :meth:`reset`)."""
         return self.world.time
+
+    @property
+    def steps(self):
+        """Count the steps taken since :meth:`reset` (int)."""
+        return int(round(self.world.time / self.dt))
+
+    @property
+    def publish_step(self):
+        """Whether the robot sends the sample of the step just taken (every ``publish_every``)."""
+        return self.steps % self.publish_every == 0
 
     # ------------------------------------------------------------------ faults
     def load_scenario(self, scenario):
@@ -396,7 +419,10 @@ class Plant:
     # ------------------------------------------------------------------ stepping
     def step(self):
         """
-        Advance one ``dt`` and return the sample the robot sends (or None).
+        Advance one ``dt`` and return the step's sample (or None).
+
+        The sensor faults see every step's sample, sent or not (their noise and delays are
+        those of the full-rate stream); the robot sends it only when :attr:`publish_step`.
 
         Returns
         -------
@@ -425,17 +451,19 @@ class Plant:
 
     def advance(self, steps=1, max_steps=None):
         """
-        Step ``steps`` times, then on until a sample comes out (lock-step stepping).
+        Step ``steps`` times, then on until a sample is sent (lock-step stepping).
 
         A lock-step controller answers each sample with the command for the next steps; a
         sample a sensor fault drops or holds back must not leave it waiting, so the plant keeps
-        stepping (with the command it has) until one comes out, for at most ``max_steps`` steps
-        in all (default: 1 s of plant time).
+        stepping (with the command it has) to the next step whose sample it sends
+        (:attr:`publish_step`) and that came out, for at most ``max_steps`` steps in all
+        (default: 1 s of plant time), ending on a step whose sample it sends.
 
         Returns
         -------
         list of (float, Measurement or None)
-            Plant time after each step and the sample that step produced.
+            Plant time after each step whose sample the robot sends (every ``publish_every``-th)
+            and that sample.
 
         """
         steps = int(steps)
@@ -443,18 +471,22 @@ class Plant:
             raise PlantError(f'advance needs steps >= 1, got {steps}')
         limit = max(steps, int(round(1.0 / self.dt)) if max_steps is None else int(max_steps))
         out = []
-        while len(out) < steps or (out[-1][1] is None and len(out) < limit):
+        taken = 0
+        while True:
             sample = self.step()
-            out.append((self.time, sample))
-        return out
+            taken += 1
+            if self.publish_step:
+                out.append((self.time, sample))
+                if taken >= steps and (sample is not None or taken >= limit):
+                    return out
 
     def run(self, duration_s):
-        """Step for ``duration_s`` and return the samples that came out (list)."""
+        """Step for ``duration_s`` and return the samples the robot sent (list)."""
         steps = int(round(float(duration_s) / self.dt))
         out = []
         for _ in range(steps):
             m = self.step()
-            if m is not None:
+            if m is not None and self.publish_step:
                 out.append(m)
         return out
 
@@ -540,9 +572,57 @@ def _same_payload(a, b):
             np.array_equal(a.inertia, b.inertia))
 
 
-def make_plant(urdf_path, *, scenario=None, dt=0.001, seed=0, payload_mass_kg=0.0,
-               dynamics_params_file='', randomization='', randomization_index=0,
-               ft_link=None):
+def step_schedule(publish_rate_hz, step_rate_hz=0.0):
+    """
+    Return the plant's step period and how many steps make a sample period, or raise.
+
+    Parameters
+    ----------
+    publish_rate_hz : float
+        Rate of the samples the robot sends (its joint states), Hz (> 0).
+    step_rate_hz : float
+        Rate of the physics and of the drives' control loop, Hz: a whole multiple of
+        ``publish_rate_hz``; 0 = ``publish_rate_hz`` (a sample every step).
+
+    Returns
+    -------
+    (float, int)
+        The step period ``dt``, s, and ``publish_every`` (steps per sample), as
+        :class:`Plant` takes them.
+
+    Raises
+    ------
+    PlantError
+        ``step_rate_hz`` is not a whole multiple of ``publish_rate_hz`` (the message names
+        both and the nearest rates that fit).
+
+    """
+    publish, step = float(publish_rate_hz), float(step_rate_hz)
+    if not publish > 0.0 or step < 0.0:
+        raise PlantError(f'publish_rate_hz must be > 0 and step_rate_hz >= 0, got '
+                         f'{publish_rate_hz!r} and {step_rate_hz!r}')
+    if step == 0.0:
+        return 1.0 / publish, 1
+    if step < publish:
+        raise PlantError(f'step_rate_hz {step:g} is below publish_rate_hz {publish:g}: the '
+                         f'plant sends the sample of every k-th step, so it cannot publish '
+                         f'faster than it steps; set step_rate_hz to a whole multiple of '
+                         f'publish_rate_hz (or 0.0: step at publish_rate_hz)')
+    ratio = step / publish
+    every = int(round(ratio))
+    if abs(ratio - every) > 1e-9 * ratio:
+        below, above = int(ratio), int(ratio) + 1
+        raise PlantError(f'publish_rate_hz {publish:g} does not divide step_rate_hz {step:g} '
+                         f'(ratio {ratio:.6g}): the plant sends the sample of every k-th step; '
+                         f'set publish_rate_hz to {step / below:.10g} (k = {below}) or '
+                         f'{step / above:.10g} (k = {above}), or step_rate_hz to a whole '
+                         f'multiple of {publish:g}')
+    return 1.0 / step, every
+
+
+def make_plant(urdf_path, *, scenario=None, dt=0.001, publish_every=1, seed=0,
+               payload_mass_kg=0.0, dynamics_params_file='', randomization='',
+               randomization_index=0, ft_link=None):
     """
     Build the plant a HIL bench or the demo runs: nominal, identified or randomized robot.
 
@@ -554,6 +634,8 @@ def make_plant(urdf_path, *, scenario=None, dt=0.001, seed=0, payload_mass_kg=0.
         Fault scenario file (resolved), or None.
     dt : float
         Step, s.
+    publish_every : int
+        Steps per sample sent (:func:`step_schedule`).
     seed : int
         Seeds sensor faults and picks the randomized variant.
     payload_mass_kg : float
@@ -605,8 +687,8 @@ def make_plant(urdf_path, *, scenario=None, dt=0.001, seed=0, payload_mass_kg=0.
                                               Path(tmpdir.name) / 'identified.urdf')
         try:
             world = {'ft_link': ft_link} if ft_link else {}
-            plant = Plant(str(urdf_path), scenario=scenario, dt=dt, seed=seed, payload=payload,
-                          **world)
+            plant = Plant(str(urdf_path), scenario=scenario, dt=dt, publish_every=publish_every,
+                          seed=seed, payload=payload, **world)
         except ScenarioError as exc:
             raise PlantError(str(exc)) from None
     except BaseException:

@@ -1,8 +1,11 @@
 """
 The ``twin_plant`` node: the simulated arm plays the robot (HIL bench and demo).
 
-Publishes, per step of :class:`twin_sim.plant.Plant`, /joint_states, the wrench topic and /clock,
-and obeys commands as ros2_control's interfaces do:
+Steps :class:`twin_sim.plant.Plant` at ``step_rate_hz`` (its physics and drive loop; 0 =
+``publish_rate_hz``) and publishes /joint_states, the wrench topic and /clock every
+``step_rate_hz / publish_rate_hz``-th step, at ``publish_rate_hz``, as a robot whose control
+loop runs at 1 kHz publishes its joint states at 100-500 Hz. It obeys commands as
+ros2_control's interfaces do:
 
 - /joint_command (JointState: position, else velocity, else effort; any joint subset),
 - /forward_position_controller/commands (Float64MultiArray, all joints in model order),
@@ -10,19 +13,21 @@ and obeys commands as ros2_control's interfaces do:
 
 ``step_mode`` chooses what drives the steps:
 
-- ``realtime``: a thread steps at ``publish_rate_hz`` against the wall clock; stamps and /clock
-  are the plant's time on the wall-clock epoch (like a real robot's). Deadline misses, jitter
-  and overruns (:class:`twin_sim.pacing.RealtimePacer`) go to /twin/plant_status. On a busy
-  machine give the stepping thread a real-time priority (``realtime_priority``, SCHED_FIFO).
+- ``realtime``: a thread takes every step at its own time on the wall clock (a command acts
+  from the next step, as on the robot); stamps and /clock are the plant's time on the
+  wall-clock epoch (like a real robot's). Deadline misses, jitter and overruns of the steps
+  (:class:`twin_sim.pacing.RealtimePacer`) go to /twin/plant_status. On a busy machine give
+  the stepping thread a real-time priority (``realtime_priority``, SCHED_FIFO).
 - ``lockstep``: simulated time advances only when the controller's answer to the sample it
   waits for has arrived (:class:`twin_sim.plant.LockstepAnswers`): the answer advances
-  ``lockstep_steps_per_command`` steps (and on until a sample comes out, should a fault drop
-  it), each with its /clock, and the plant publishes one sample, the last step's, and waits for
-  its answer. A command stamped for another sample is ignored (``stale_commands``). Stamps and
-  /clock are simulated time from 0, so the same commands give bit-identical joint states,
-  wrenches and clocks. The first sample goes out once a node that subscribes to the joint
-  states and publishes a command topic is seen; a sample left unanswered for
-  ``lockstep_timeout_s`` is sent again (counted as ``resends``).
+  ``lockstep_steps_per_command`` sample periods of 1/``publish_rate_hz`` (and on, a period at a
+  time, until a sample comes out, should a fault drop it), each with its /clock, and the plant
+  publishes one sample, the last period's, and waits for its answer. A command stamped for
+  another sample is ignored (``stale_commands``). Stamps and /clock are simulated time from 0,
+  so the same commands give bit-identical joint states, wrenches and clocks. The first sample
+  goes out once a node that subscribes to the joint states and publishes a command topic is
+  seen; a sample left unanswered for ``lockstep_timeout_s`` is sent again (counted as
+  ``resends``).
 
 Commands are checked by the rules of :mod:`twin_sim.plant_commands` (shared with
 ``robot-twin hil-report``); a bad one is rejected and counted (``rejected_commands``), and so is
@@ -56,7 +61,8 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from twin_sim.faults import FaultScenario, ScenarioError
 from twin_sim.pacing import LockstepGate, RealtimePacer
-from twin_sim.plant import LockstepAnswers, make_plant, PlantError, STREAM_HORIZON_S
+from twin_sim.plant import LockstepAnswers, make_plant, PlantError, step_schedule, \
+    STREAM_HORIZON_S
 from twin_sim.plant_commands import CommandRejected, forward_command, joint_command, \
     trajectory_command
 from twin_sim.resources import fault_scenario, urdf_or_builtin
@@ -104,9 +110,10 @@ class PlantNode(Node):
         self.plant = None
         self.scenario_path = fault_scenario(params['scenario']) if params['scenario'] else None
         try:
+            dt, publish_every = step_schedule(params['publish_rate_hz'], params['step_rate_hz'])
             self.plant, self.variant = make_plant(
                 urdf_or_builtin(params['urdf_path']), scenario=self.scenario_path,
-                dt=1.0 / params['publish_rate_hz'], seed=params['seed'],
+                dt=dt, publish_every=publish_every, seed=params['seed'],
                 payload_mass_kg=params['payload_mass_kg'],
                 dynamics_params_file=params['dynamics_params_file'],
                 randomization=params['randomization'],
@@ -185,8 +192,10 @@ class PlantNode(Node):
                 # the epoch with the step: a /twin/reset between here and the publication sets
                 # a new one, and this sample (old plant time) on it would be far in the future
                 sample = self.plant.step()
+                send = self.plant.publish_step
                 plant_time, epoch = self.plant.time, self.epoch
-            # publish a sample when the wall clock reaches its plant time, never before
+            # every step waits for the wall clock to reach its plant time (a command acts from
+            # the next step, as on the robot); every publish_every-th publishes its sample then
             delay = -pacer.lag(time.perf_counter())
             if delay > 0.0:
                 time.sleep(delay)
@@ -198,13 +207,15 @@ class PlantNode(Node):
                 with self.lock:
                     for _ in range(pacer.catch_up(time.perf_counter())):
                         sample = self.plant.step()
+                    send = self.plant.publish_step
                     plant_time, epoch = self.plant.time, self.epoch
                 if self.starved_status.due():
                     # at most one extra status per STATUS_PERIOD_S (a starved loop catches up
                     # many times a second; each is in the timing figures of the next status)
                     self.publish_status('samples dropped (starved of CPU)')
             try:
-                self._publish(sample, plant_time, epoch)
+                if send:
+                    self._publish(sample, plant_time, epoch)
                 pacer.done(time.perf_counter())
                 if pacer.steps % steps_per_status == 0:
                     self.publish_status('running')
@@ -227,7 +238,7 @@ class PlantNode(Node):
 
     def _publish(self, sample, plant_time, epoch):
         """
-        Publish /clock and the sample (if any) of one step; keep them for a resend.
+        Publish /clock and the sample (if any) of one sample period; keep them for a resend.
 
         ``epoch`` is the stamp of plant time 0 read together with the step (under the lock).
         """
@@ -255,10 +266,10 @@ class PlantNode(Node):
                       for i in self.get_publishers_info_by_topic(topic)}
         return bool(readers & commanders) and self.pub_joints.get_subscription_count() > 0
 
-    def _advance(self, steps):
-        """Step; publish /clock of every step and the last step's sample; await its answer."""
+    def _advance(self, periods):
+        """Step ``periods`` sample periods (or on); publish /clock of each, the last's sample."""
         with self.lock:
-            out = self.plant.advance(steps)
+            out = self.plant.advance(periods * self.plant.publish_every)
             epoch = self.epoch
         for plant_time, _sample in out[:-1]:
             self._publish(None, plant_time, epoch)
@@ -329,8 +340,10 @@ class PlantNode(Node):
         """Publish the latched /twin/plant_status."""
         faults = self.plant.faults   # what the plant holds now (set_fault adds, clear removes)
         # start_stamp: the stamp of plant time 0 (samples are stamped epoch + plant time)
+        # rate_hz: the step rate, which the timing figures (steps, deadlines) refer to
         values = {'mode': self.params['step_mode'], 'scenario': self.scenario_path or '',
                   'start_stamp': f'{self.epoch:.6f}', 'rate_hz': 1.0 / self.plant.dt,
+                  'publish_rate_hz': self.params['publish_rate_hz'],
                   'plant_time_s': f'{self.plant.time:.3f}', 'faults': len(faults),
                   'rejected_commands': self.rejected_commands,
                   'clipped_commands': self.plant.clipped_commands,
