@@ -33,6 +33,18 @@ class Run:
     commands: list           # (t, q (n,), qd (n,)) per command
 
 
+REPLAY_CONFIG = """
+robot_twin:
+  ros__parameters:
+    nodes: [twin_bridge, twin_sim, twin_anomaly]
+/**/twin_anomaly:
+  ros__parameters:
+    commissioning_duration_s: 2.5
+    model_path: rules                  # the rule classifier (no trained model needed)
+"""
+"""A replay configuration for short simulated runs: 2.5 s of commissioning, rule classifier."""
+
+
 def simulate(duration_s, scenario=None, rate_hz=1000.0, seed=0, command_hz=100.0):
     """Run the plant under the demo motion; return a :class:`Run`."""
     plant = Plant(builtin_urdf(), scenario=scenario, dt=1.0 / rate_hz, seed=seed)

@@ -11,8 +11,8 @@ from pathlib import Path
 import subprocess
 import sys
 
-from bag_testing import command, EPOCH_S, LATENCY_NS, Run, simulate, STORE, trajectory, \
-    write_bag
+from bag_testing import command, EPOCH_S, LATENCY_NS, REPLAY_CONFIG, Run, simulate, STORE, \
+    trajectory, write_bag
 import numpy as np
 import pytest
 from robot_twin.cli import main as cli_main
@@ -22,15 +22,6 @@ import yaml
 FAULT = {'name': 'hil_report_test', 'faults': [
     {'type': 'friction_increase', 'joint': 'joint5', 'start_s': 4.0, 'ramp_s': 0.0,
      'size': 3.0}]}
-CONFIG = """
-robot_twin:
-  ros__parameters:
-    nodes: [twin_bridge, twin_sim, twin_anomaly]
-/**/twin_anomaly:
-  ros__parameters:
-    commissioning_duration_s: 2.5
-    model_path: rules
-"""
 T = STORE.types
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +63,7 @@ def test_hil_report_of_a_recorded_run(tmp_path, capsys):
 
     bag = write_bag(tmp_path / 'hil', run, extra=extra)
     config = tmp_path / 'twin.yaml'
-    config.write_text(CONFIG)
+    config.write_text(REPLAY_CONFIG)
     out = tmp_path / 'report'
     assert cli_main(['hil-report', str(bag), '--output', str(out), '--config',
                      str(config)]) == 0

@@ -14,7 +14,7 @@ repeats the wrench alarm.
 """
 import dataclasses
 
-from bag_testing import payload_declaration, Run, simulate, write_bag
+from bag_testing import payload_declaration, REPLAY_CONFIG, Run, simulate, write_bag
 import numpy as np
 import pytest
 from robot_twin.fault_runs import NOISE
@@ -23,15 +23,6 @@ from robot_twin.replay import replay
 PICK_S = 4.0
 DURATION_S = 10.0            # the motion's period is 2 s: three cycles with the load
 COM = (0.0, 0.0, 0.05)
-CONFIG = """
-robot_twin:
-  ros__parameters:
-    nodes: [twin_bridge, twin_sim, twin_anomaly]
-/**/twin_anomaly:
-  ros__parameters:
-    commissioning_duration_s: 2.5
-    model_path: rules                  # the rule classifier (no trained model needed)
-"""
 
 
 def _pick(mass):
@@ -67,7 +58,7 @@ def heavy_noisy_pick():
 @pytest.fixture
 def config(tmp_path):
     path = tmp_path / 'replay.yaml'
-    path.write_text(CONFIG)
+    path.write_text(REPLAY_CONFIG)
     return str(path)
 
 

@@ -18,7 +18,7 @@ import stat
 import subprocess
 import sys
 
-from bag_testing import simulate, write_bag
+from bag_testing import REPLAY_CONFIG, simulate, write_bag
 import pytest
 from robot_twin.cli import main as cli_main
 from robot_twin.replay import replay, ReplayError, report_digest, report_json
@@ -26,16 +26,6 @@ from twin_bridge.ledger import read_ledger, verify_ledger
 
 FAULT_AT_S = 4.0
 DURATION_S = 6.0
-COMMISSIONING_S = 2.5
-CONFIG = f"""
-robot_twin:
-  ros__parameters:
-    nodes: [twin_bridge, twin_sim, twin_anomaly]
-/**/twin_anomaly:
-  ros__parameters:
-    commissioning_duration_s: {COMMISSIONING_S}
-    model_path: rules                  # the rule classifier (no trained model needed)
-"""
 FAULT = {'name': 'replay_test', 'faults': [
     {'type': 'friction_increase', 'joint': 'joint5', 'start_s': FAULT_AT_S, 'ramp_s': 0.0,
      'size': 3.0}]}
@@ -51,7 +41,7 @@ def runs():
 @pytest.fixture
 def config(tmp_path):
     path = tmp_path / 'replay.yaml'
-    path.write_text(CONFIG)
+    path.write_text(REPLAY_CONFIG)
     return str(path)
 
 
