@@ -7,7 +7,10 @@ shortly before each deadline, then spin to it), each pair stamped with the wall 
 publication (whole microseconds). The data come from the twin's own model (smooth sinusoids
 within the joint limits; efforts = inverse dynamics + friction; wrench = the model's
 force-torque wrench) at the stamp's time, so that a mirror does its full work on them and its
-residuals stay small. On
+residuals stay small. The readings are exact unless ``--noise SCALE`` adds white sensor noise,
+SCALE times that of the offline fault runs' robots (``robot_twin.fault_runs.NOISE``: 1e-4 rad,
+1e-3 rad/s, 0.05 N·m, wrench 0.2 N and 0.01 N·m; 1 = those levels), as a real robot's are
+noisy; ``--wrench-topic ''`` publishes no wrench (a robot without a force-torque sensor). On
 SIGTERM/SIGINT it writes the stamp of every published sample and its lateness against the
 schedule to ``--output`` (.npz).
 
@@ -113,16 +116,52 @@ class RobotMotion:
                 wrench)
 
 
+class NoisyMotion:
+    """
+    A :class:`RobotMotion` read through noisy sensors: white Gaussian noise (fixed seed).
+
+    The standard deviations are ``scale`` times ``robot_twin.fault_runs.NOISE`` (rad, rad/s,
+    N·m; wrench N and N·m), the noise of the offline fault runs' robots.
+    """
+
+    BLOCK = 200     # samples whose noise is drawn at once (a draw per sample costs 3x more)
+
+    def __init__(self, motion, scale, seed=0):
+        from robot_twin.fault_runs import NOISE
+        self.motion = motion
+        n = motion.centre.size
+        signals = ('position', 'velocity', 'effort', 'force', 'torque')
+        self.sd = scale * np.repeat([NOISE[key] for key in signals], [n, n, n, 3, 3])  # (3n+6,)
+        self.rng = np.random.default_rng(seed)
+        self.block, self.next = np.empty((0, self.sd.size)), 0
+
+    def sample(self, t):
+        """Return ``(q, qd, effort, wrench)`` at time ``t`` as :meth:`RobotMotion.sample`."""
+        q, qd, effort, wrench = self.motion.sample(t)
+        if self.next == len(self.block):
+            self.block = self.sd * self.rng.standard_normal((self.BLOCK, self.sd.size))
+            self.next = 0
+        noise = self.block[self.next]
+        self.next += 1
+        n = len(q)
+        values = np.frombuffer(q + qd + effort) + noise[:3 * n]
+        return (*(array.array('d', values[k * n:(k + 1) * n].tobytes()) for k in range(3)),
+                [w + e for w, e in zip(wrench, noise[3 * n:].tolist())])
+
+
 def publish(args):
     """Publish the synthetic robot at ``args.rate_hz`` until stopped; save the stamps."""
     model = RobotModel.from_urdf(urdf_or_builtin(args.urdf))
     motion = RobotMotion(model)
+    if args.noise > 0.0:
+        motion = NoisyMotion(motion, args.noise)
     _precise_timers()
     rclpy.init()
     _Stop.install()
     node = rclpy.create_node('robot_stream')
     pub_js = node.create_publisher(JointState, args.joint_states_topic, ROBOT_QOS)
-    pub_w = node.create_publisher(WrenchStamped, args.wrench_topic, ROBOT_QOS)
+    pub_w = (node.create_publisher(WrenchStamped, args.wrench_topic, ROBOT_QOS)
+             if args.wrench_topic else None)
     js = JointState()
     js.name = list(model.joint_names)
     ws = WrenchStamped()
@@ -150,9 +189,10 @@ def publish(args):
             js.header.stamp.sec, js.header.stamp.nanosec = divmod(now, 1_000_000_000)
             js.position, js.velocity, js.effort, wrench = data
             pub_js.publish(js)
-            ws.header.stamp = js.header.stamp
-            force.x, force.y, force.z, torque.x, torque.y, torque.z = wrench
-            pub_w.publish(ws)
+            if pub_w is not None:
+                ws.header.stamp = js.header.stamp
+                force.x, force.y, force.z, torque.x, torque.y, torque.z = wrench
+                pub_w.publish(ws)
             stamps.append(now)
             deadline += period_ns
             behind = time.monotonic_ns() - deadline
@@ -289,6 +329,14 @@ def receive(args):
     return 0
 
 
+def _scale(text):
+    """Parse ``--noise``: a finite number >= 0."""
+    value = float(text)
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {text}')
+    return value
+
+
 def main(argv=None):
     """Run the ``publish`` or ``receive`` role."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -296,6 +344,9 @@ def main(argv=None):
     pub = sub.add_parser('publish')
     pub.add_argument('--rate-hz', type=float, default=1000.0)
     pub.add_argument('--urdf', default='')
+    pub.add_argument('--noise', type=_scale, default=0.0, metavar='SCALE',
+                     help="white sensor noise, SCALE times the fault runs' "
+                          '(robot_twin.fault_runs.NOISE; default 0: exact readings)')
     rec = sub.add_parser('receive')
     rec.add_argument('--no-wrench', dest='wrench', action='store_false')
     rec.add_argument('--executor', choices=('events', 'single'), default='events',
@@ -304,7 +355,8 @@ def main(argv=None):
     for p in (pub, rec):
         p.add_argument('--output', required=True)
         p.add_argument('--joint-states-topic', default='/joint_states')
-    pub.add_argument('--wrench-topic', default='/ft_sensor/wrench')
+    pub.add_argument('--wrench-topic', default='/ft_sensor/wrench',
+                     help="the robot's WrenchStamped topic ('' = publish no wrench)")
     args = parser.parse_args(argv)
     return publish(args) if args.role == 'publish' else receive(args)
 

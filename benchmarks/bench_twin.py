@@ -6,7 +6,11 @@ Separate processes on one private, localhost-only DDS domain
 
 - a robot stand-in (benchmarks/_robot_stream.py ``publish``): 1 kHz sensor_msgs/JointState
   (7 joints) + 1 kHz geometry_msgs/WrenchStamped, paced precisely, stamped with the wall time at
-  publication, data from the model so that the twin does its real work;
+  publication, data from the model so that the twin does its real work; exact readings unless
+  ``--robot-noise SCALE`` adds white sensor noise, SCALE times the offline fault runs'
+  (``robot_twin.fault_runs.NOISE``; 1 = 1e-4 rad, 1e-3 rad/s, 0.05 N·m, wrench 0.2 N and
+  0.01 N·m; the figures in BENCHMARKS.md are of exact readings), and ``--robot-no-wrench``
+  makes it a robot without a force-torque sensor (no WrenchStamped);
 - the twin as ``robot-twin up`` starts it from config/twin.yaml: by default ONE process
   (``twin_container``: twin_bridge, twin_sim, twin_anomaly), or one process per node
   (``--config separate``), or the one process with reliable 1 kHz outputs (``reliable``,
@@ -48,7 +52,8 @@ twin's saved commissioning (``benchmarks/bench_stream_replay.py`` replays them).
 Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separate|reliable|
 single-executor|no-anomaly|rare-reports|
 relay|all] [--duration 20] [--warmup S] [--runs 1] [--wait-quiet CORES]
-[--receiver-executor events|single] [--commissioning-s 8] [--reuse-commissioning] [--keep DIR]``
+[--receiver-executor events|single] [--commissioning-s 8] [--reuse-commissioning] [--keep DIR]
+[--robot-noise SCALE] [--robot-no-wrench]``
 Exits 0 when the runs complete (goals met or not), 1 when a process failed.
 """
 import argparse
@@ -203,8 +208,11 @@ def run_once(config, args, domain_id, workdir, recommission=True):
     twin = [name for name, _argv in commands]
     commands.append(('receiver', [sys.executable, str(STREAM), 'receive', '--output', rec_out,
                                   '--executor', args.receiver_executor]))
-    commands.append(('robot', [sys.executable, str(STREAM), 'publish', '--output', pub_out,
-                               '--rate-hz', str(args.rate_hz), '--urdf', args.urdf]))
+    robot = [sys.executable, str(STREAM), 'publish', '--output', pub_out, '--rate-hz',
+             str(args.rate_hz), '--urdf', args.urdf, '--noise', str(args.robot_noise)]
+    if args.robot_no_wrench:
+        robot += ['--wrench-topic', '']          # '': the robot publishes no wrench
+    commands.append(('robot', robot))
     lines = _Lines(args.verbose)
     group = ProcessGroup(commands, env, on_line=lines, stop_timeout_s=5.0)
     try:
@@ -410,6 +418,11 @@ def main():
     parser.add_argument('--keep', default='', metavar='DIR',
                         help="copy each run's recordings (robot stamps and lateness, receive "
                              'times, reports) to DIR')
+    parser.add_argument('--robot-noise', type=float, default=0.0, metavar='SCALE',
+                        help="the robot stand-in's white sensor noise, SCALE times the fault "
+                             "runs' (robot_twin.fault_runs.NOISE; default 0: exact readings)")
+    parser.add_argument('--robot-no-wrench', action='store_true',
+                        help='the robot stand-in publishes no wrench (no force-torque sensor)')
     parser.add_argument('--verbose', action='store_true', help="show the nodes' output")
     args = parser.parse_args()
     if args.warmup is None:

@@ -99,7 +99,13 @@ class Case:
         Period of the motion, s, and the share of the joint and velocity limits it uses.
     sample_rate_hz : float
         Rate at which the robot sends its samples to the twin, Hz: the plant steps at 1 kHz
-        and every ``1000 / sample_rate_hz``-th step is sent (1000: every step).
+        and every ``1000 / sample_rate_hz``-th step is sent (1000: every step), the steps
+        :class:`twin_sim.plant.Plant` sends with ``publish_every`` (the same stamps, and the
+        same rule, :func:`twin_sim.plant.step_schedule`). Unlike the plant's sensor faults,
+        which see every step, the noise and sensor faults of these runs act on the sent
+        samples only, as they would on a real robot's messages: a dropout draws once per sent
+        sample, and a delay holds back whole sent samples, whose stamps stay on the sample
+        grid (the plant's delay sends the step sample from ``size`` ago, off that grid).
 
     """
 
@@ -113,16 +119,18 @@ class Case:
     sample_rate_hz: float = 1000.0
 
     def __post_init__(self):
-        rate = self.sample_rate_hz
-        stride = 1.0 / (rate * _DT) if rate > 0.0 else math.nan     # 0 Hz: no stride at all
-        if not (stride >= 1.0 and abs(stride - round(stride)) < 1e-9):
+        from twin_sim.plant import PlantError, step_schedule
+        try:
+            step_schedule(self.sample_rate_hz, 1.0 / _DT)
+        except PlantError:
             raise ValueError(f'sample_rate_hz must divide {1.0 / _DT:g} Hz (e.g. 1000, 500, '
-                             f'250, 125), got {self.sample_rate_hz}')
+                             f'250, 125), got {self.sample_rate_hz}') from None
 
     @property
     def stride(self):
-        """Plant steps per sample sent."""
-        return int(round(1.0 / (self.sample_rate_hz * _DT)))
+        """Plant steps per sample sent (the plant's ``publish_every``)."""
+        from twin_sim.plant import step_schedule
+        return step_schedule(self.sample_rate_hz, 1.0 / _DT)[1]
 
     @property
     def name(self):
@@ -336,7 +344,7 @@ class SimulatedRobot:
         stride = self.case.stride
         for k, m in enumerate(engine(steps, physical)):
             if (k + 1) % stride:
-                continue            # a robot that sends below the plant's 1 kHz
+                continue            # a step whose sample the robot does not send
             self._add_noise(m, rng)
             t = m.t
             for fault in sensor:

@@ -17,7 +17,9 @@ Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin
   from the recording and count as followed;
 - commands outside the URDF's position, velocity or effort limits, per joint;
 - the plant's timing from its last /twin/plant_status: deadline misses, jitter percentiles and
-  histogram (real-time mode), steps, resends, stale commands and rate (lock-step mode);
+  histogram (real-time mode), steps, resends, stale commands and rate (lock-step mode), all
+  counted per physics step (the status's ``rate_hz``), whether the step published its sample
+  or not (``publish_rate_hz``: the plant may publish every k-th step only);
 - faults injected (the plant's scenario, from /twin/plant_status) against faults detected (the
   live twin's /twin/anomaly in the recording, else a replay of the recording through the twin),
   with the detection delay of each. A replay that fails leaves the detections unknown, and the
@@ -265,10 +267,17 @@ def plant_status(reader, path):
 
 
 def timing(values):
-    """Return the timing part of the report from plant status values."""
+    """
+    Return the timing part of the report from plant status values.
+
+    The plant's steps, deadline misses and lateness (jitter) count its physics steps, at
+    ``rate_hz``, published or not; ``publish_rate_hz`` is the rate of the samples it sends
+    (the step rate for a plant status that does not give it: one from before the two rates).
+    """
     if not values:
         return None
-    out = {'mode': values.get('mode', 'realtime'), 'rate_hz': _number(values.get('rate_hz'))}
+    out = {'mode': values.get('mode', 'realtime'), 'rate_hz': _number(values.get('rate_hz')),
+           'publish_rate_hz': _number(values.get('publish_rate_hz', values.get('rate_hz')))}
     for key in ('steps', 'deadline_misses', 'overruns', 'commands', 'stale_commands',
                 'resends'):
         if key in values:
@@ -282,6 +291,23 @@ def timing(values):
             'lower_edges_us': [int(v) for v in values['jitter_hist_edges_us'].split(',')],
             'counts': [int(v) for v in values['jitter_hist_counts'].split(',')]}
     return out
+
+
+def counted_steps(timing):
+    """
+    Say what the plant's timing figures count, for the plot and the printed summary (str).
+
+    E.g. ``'per physics step (1000 Hz; samples published at 100 Hz, one per 10 steps)'``.
+    """
+    rate, publish = timing.get('rate_hz'), timing.get('publish_rate_hz')
+    if not rate:
+        return 'per physics step'
+    if not publish:
+        return f'per physics step ({rate:g} Hz)'
+    if abs(rate / publish - 1.0) < 1e-9:
+        return f'per physics step ({rate:g} Hz, each publishing its sample)'
+    return (f'per physics step ({rate:g} Hz; samples published at {publish:g} Hz, one per '
+            f'{rate / publish:.0f} steps)')
 
 
 def _number(text):
@@ -524,8 +550,9 @@ def write_plots(report, series, model_names, directory):
         empty(ax, 'no /twin/plant_status in the recording: no timing')
     else:
         empty(ax, f'no jitter histogram in the plant status (mode {report["timing"]["mode"]})')
-    ax.set(xlabel='lateness of the published sample [µs]', ylabel='steps',
-           title='Plant jitter (real-time mode)')
+    ax.set(xlabel='lateness of each physics step, its sample published or not [µs]',
+           ylabel='physics steps',
+           title='Plant jitter (real-time mode)\n' + counted_steps(report['timing'] or {}))
     save(fig, 'jitter_histogram.png')
     fig, ax = plt.subplots(figsize=(7, 3.5))
     outside = report['commands']['outside_limits']

@@ -103,12 +103,15 @@ def summary_lines(report):
                  'trajectory command (not tracked)')
     lines.append(line)
     t = report['timing']
-    if t and 'steps' in t and t['mode'] == 'realtime':
-        lines.append(f"timing: {t.get('deadline_misses')} deadline misses in {t['steps']} "
-                     f"steps ({100 * (t.get('miss_fraction') or 0):.3f} %), jitter p99 "
-                     f"{t.get('jitter_p99_us') or math.nan:.0f} µs")
-    elif t and 'steps' in t:
-        lines.append(f"timing: {t['mode']}, {t['steps']} steps, {t.get('resends')} resends")
+    if t and 'steps' in t:
+        from robot_twin.hil_report import counted_steps
+        if t['mode'] == 'realtime':
+            lines.append(f"timing: {t.get('deadline_misses')} deadline misses in {t['steps']} "
+                         f"steps ({100 * (t.get('miss_fraction') or 0):.3f} %), jitter p99 "
+                         f"{t.get('jitter_p99_us') or math.nan:.0f} µs, {counted_steps(t)}")
+        else:
+            lines.append(f"timing: {t['mode']}, {t['steps']} steps, {t.get('resends')} "
+                         f'resends, {counted_steps(t)}')
     for f in report['faults']['injected']:
         if f['detected'] is None:
             found = 'detection unknown (no detections: see missing)'

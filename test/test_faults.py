@@ -248,3 +248,25 @@ def test_readme_example_of_sensor_faults_names_their_signal():
     del without['signal']
     with pytest.raises(ScenarioError, match='signal'):
         FaultScenario.from_dict({'name': 'x', 'faults': [without]})
+
+
+def test_a_slower_robot_of_the_fault_runs_delays_its_sent_samples_not_the_steps(tmp_path):
+    # Both send every 8th 1 kHz step (125 Hz). The offline fault runs' sensor faults act on
+    # the sent samples: a 20 ms delay holds back whole samples, whose stamps stay on the 8 ms
+    # grid and come out at the next sent step (24 ms late). The plant's act on every step: it
+    # sends the step sample of 20 ms ago, off that grid.
+    from robot_twin.fault_runs import Case, SimulatedRobot
+    delay = {'type': 'delay', 'size': 0.02, 'start_s': 0.1}
+    robot = SimulatedRobot(Case(engine='pybullet', sample_rate_hz=125.0), tmp_path)
+    runs = [(now, m.t) for now, m in robot.samples(0.3, [delay], np.random.default_rng(0))]
+    plant = Plant(ARM, scenario=_scenario(delay), publish_every=8, initial_q=POSE)
+    sent = []
+    for _ in range(300):
+        m = plant.step()
+        if m is not None and plant.publish_step:
+            sent.append((plant.time, m.t))
+    plant.close()
+    for pairs, late_s, on_grid in ((runs, 0.024, True), (sent, 0.020, False)):
+        now, stamp = np.array(pairs[-10:]).T
+        np.testing.assert_allclose(now - stamp, late_s, atol=1e-9)
+        assert np.allclose(stamp / 0.008, np.round(stamp / 0.008), atol=1e-6) == on_grid

@@ -407,3 +407,41 @@ def test_a_failed_replay_leaves_tracking_and_limits(tmp_path, capsys):
                for m in report['missing']), report['missing']
     assert 'missing: detections are unavailable' in printed and '--urdf' not in printed
     assert 'faults.png' in report['plots']
+
+
+def test_the_timing_figures_say_they_count_physics_steps(tmp_path, monkeypatch):
+    # a plant stepping at 1 kHz that publishes every 10th step: its status's rate_hz, steps,
+    # deadline misses and lateness histogram count the 1 kHz steps, not the 100 Hz samples
+    from matplotlib.axes import Axes
+    from robot_twin.hil_report import timing, write_plots
+    from robot_twin.hil_report_cli import summary_lines
+    labels = []
+    original = Axes.set
+
+    def set_(self, **kwargs):
+        labels.append(kwargs)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Axes, 'set', set_)
+    values = {'mode': 'realtime', 'rate_hz': '1000.0', 'publish_rate_hz': '100.0',
+              'steps': '6000', 'deadline_misses': '3', 'miss_fraction': '0.0005',
+              'jitter_p99_us': '240.0', 'jitter_hist_edges_us': '0,10,20',
+              'jitter_hist_counts': '5000,990,10'}
+    report = {'tracking': {'joint1': {'rms_rad': 0.01}},
+              'commands': {'total': 0, 'position_commands': 0, 'outside_limits': {}},
+              'timing': timing(values),
+              'faults': {'injected': [], 'false_alarms': [], 'detected_not_injected': [],
+                         'injected_known': True, 'detections_from': 'the recording'}}
+    assert report['timing']['rate_hz'] == 1000.0 and report['timing']['publish_rate_hz'] == 100.0
+    counted = 'per physics step (1000 Hz; samples published at 100 Hz, one per 10 steps)'
+    assert counted in '\n'.join(summary_lines(report))
+    write_plots(report, (np.array([]), np.empty((0, 1)), [], []), ['joint1'], tmp_path)
+    (jitter,) = [kw for kw in labels if 'jitter' in kw.get('title', '')]
+    assert jitter['xlabel'] == 'lateness of each physics step, its sample published or not [µs]'
+    assert jitter['ylabel'] == 'physics steps' and jitter['title'].endswith(counted)
+    # a plant status from before the two rates: it published every step
+    del values['publish_rate_hz']
+    report['timing'] = timing(values)
+    assert report['timing']['publish_rate_hz'] == 1000.0
+    assert 'per physics step (1000 Hz, each publishing its sample)' in '\n'.join(
+        summary_lines(report))
