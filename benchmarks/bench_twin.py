@@ -343,7 +343,8 @@ def _print_table(config, runs, duration):
     for key, name in (('raw', 'raw /joint_states hop'), ('twin', '/twin/residuals'),
                       ('wrench', '/twin/wrench_residual')):
         if key == 'wrench' and not any(r['wrench']['received'] for r in runs):
-            print(f'  {name:<30s}  none (the model has no force-torque sensor)')
+            print(f'  {name:<30s}  none (no force-torque sensor in the model, or '
+                  '--robot-no-wrench)')
             continue
         print(f'  {name:<30s}{med(key, "received"):10.0f}{med(key, "dropped"):9.0f}'
               f'{med(key, "p50_ms"):9.3f}{med(key, "p99_ms"):9.3f}{med(key, "max_ms"):9.3f}')
@@ -429,7 +430,8 @@ def main():
         args.warmup = args.commissioning_s + 8.0
     domain_id = free_domain_id() if args.domain_id is None else args.domain_id
     configs = list(CONFIGS) if args.config == 'all' else [args.config]
-    print(f'bench_twin: {args.rate_hz:g} Hz JointState (7 joints) + WrenchStamped -> the twin '
+    wrench = '' if args.robot_no_wrench else ' + WrenchStamped'
+    print(f'bench_twin: {args.rate_hz:g} Hz JointState (7 joints){wrench} -> the twin '
           f'(config/twin.yaml); ROS_DOMAIN_ID={domain_id}, localhost only; '
           f'{args.commissioning_s:g} s commissioning, {args.warmup:g} s warm-up, '
           f'{args.duration:g} s window; load average '
