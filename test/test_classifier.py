@@ -10,8 +10,9 @@ import pytest
 
 from robot_twin import anomaly_train, fault_runs
 from twin_anomaly.classifier import CLASSES, ClassifierError, decide, default_model_path, \
-    EPISODE_AGE_CAP_S, Evidence, FAULT_TYPES, FEATURE_NAMES, feature_rows, JOINT_DETECTORS, \
-    load_classifier, OnnxClassifier, ROBOT_FEATURES, ROBOT_LEVEL, RuleClassifier
+    EPISODE_AGE_CAP_S, EpisodeVerdict, Evidence, FAULT_TYPES, FEATURE_NAMES, feature_rows, \
+    hypotheses, JOINT_DETECTORS, load_classifier, OnnxClassifier, ROBOT_FEATURES, \
+    ROBOT_LEVEL, RuleClassifier, scores_of, Verdict, VERDICT_DOMINANCE
 
 NAMES = ('j1', 'j2', 'j3', 'j4')
 D = len(JOINT_DETECTORS)
@@ -83,6 +84,85 @@ def test_a_joint_fault_is_placed_on_a_joint_whose_own_detectors_alarm():
     # no joint alarmed (a wrench or stream alarm): nothing is ruled out
     p = probabilities(stuck_sensor=([3], 0.8))
     assert decide(p, NAMES, alarmed=np.zeros(4, dtype=bool)).joint == 'j4'
+
+
+def test_the_hypotheses_score_each_joint_fault_on_its_joint_and_robot_faults_once():
+    p = probabilities(friction_increase=([2], 0.9), collision_force=([0], 0.6),
+                      dropout=([0, 1, 2, 3], 0.2))
+    scores = hypotheses(p, NAMES)
+    assert scores.shape == (len(NAMES) + 1, len(FAULT_TYPES))
+    assert scores[2, FAULT_TYPES.index('friction_increase')] == pytest.approx(0.9)
+    assert scores[4, FAULT_TYPES.index('dropout')] == pytest.approx(0.2)      # the robot row
+    assert scores[:4, FAULT_TYPES.index('dropout')].max() == 0.0
+    # joint3 alone alarmed: friction stays there, a collision may be placed elsewhere
+    alarmed = hypotheses(p, NAMES, alarmed=np.array([False, False, True, False]))
+    assert alarmed[0, FAULT_TYPES.index('collision_force')] == pytest.approx(0.6)
+    friction = FAULT_TYPES.index('friction_increase')
+    assert alarmed[:, friction].sum() == pytest.approx(0.9)
+    # a classifier that only names verdicts scores its verdict alone, with its confidence
+    ev = evidence({(2, 'stuck_q'): 9.0})
+    rules = scores_of(RuleClassifier(), ev)
+    assert rules[2, FAULT_TYPES.index('stuck_sensor')] == pytest.approx(0.7)
+    assert np.count_nonzero(rules) == 1
+
+
+def blocks(*runs):
+    """Yield the hypothesis scores of ``(count, ((joint row, type), score), ...)`` block runs."""
+    for count, *where in runs:
+        scores = np.zeros((len(NAMES) + 1, len(FAULT_TYPES)))
+        for (row, name), value in where:
+            scores[row, FAULT_TYPES.index(name)] = value
+        for _ in range(count):
+            yield scores
+
+
+def feed(verdict, runs, start=100.0, block_s=0.02):
+    """Add the blocks of ``runs`` one block apart from ``start``; return the verdicts."""
+    shown = []
+    for k, scores in enumerate(blocks(*runs)):
+        verdict.add(start + k * block_s, scores)
+        shown.append(verdict.verdict)
+    return shown
+
+
+def test_an_episode_verdict_holds_against_a_hypothesis_that_leads_part_of_the_time():
+    """
+    A steady fault named otherwise for 40 % of every motion period keeps its first name.
+
+    (A live audit: a position bias read as ``collision_force`` every half period, 6 s.)
+    """
+    bias, collision = ((1, 'sensor_bias'), 0.9), ((1, 'collision_force'), 0.95)
+    episode = EpisodeVerdict(NAMES, min_confidence=0.5)
+    shown = feed(episode, [(75, bias)] + [(40, collision), (60, bias)] * 5)
+    assert {(v.fault_type, v.joint) for v in shown} == {('sensor_bias', 'j2')}
+    assert 0.5 < shown[-1].confidence < 0.9
+    # another hypothesis that goes on for good takes over once its sum is twice the first's
+    # (it leads the sum after some 130 blocks more, and has twice it after some 460)
+    shown = feed(episode, [(600, collision)], start=100.0 + len(shown) * 0.02)
+    switch = next(k for k, v in enumerate(shown) if v.fault_type == 'collision_force')
+    assert 300 < switch < 600 and {v.fault_type for v in shown[switch:]} == {'collision_force'}
+    episode.reset()
+    assert episode.verdict is None
+    assert VERDICT_DOMINANCE > 1.0
+
+
+def test_an_episode_verdict_is_unknown_until_its_evidence_is_confident():
+    episode = EpisodeVerdict(NAMES, min_confidence=0.5)
+    weak, strong = ((2, 'friction_increase'), 0.3), ((2, 'friction_increase'), 0.9)
+    changed = []
+    for k, scores in enumerate(blocks((5, weak), (20, strong))):
+        changed.append(episode.add(100.0 + 0.02 * k, scores))
+        if k == 0:
+            assert episode.verdict == Verdict('unknown', '', pytest.approx(0.3))
+    assert (episode.verdict.fault_type, episode.verdict.joint) == ('friction_increase', 'j3')
+    assert changed.count(True) == 1 and not changed[0]     # named once, after 'unknown'
+    # the first blocks of an episode weigh less (its evidence still grows): a first verdict
+    # on their evidence gives way at once to the same number of later blocks saying otherwise
+    young = EpisodeVerdict(NAMES)
+    first = feed(young, [(5, ((0, 'payload_change'), 0.9)), (5, ((3, 'collision_force'), 0.9))])
+    assert first[0].fault_type == 'payload_change' and first[-1].fault_type == \
+        'collision_force'
+    assert young.start == 100.0 and EPISODE_AGE_CAP_S > 10 * young.block_s
 
 
 def test_the_rules_follow_the_dominant_detector():

@@ -11,11 +11,16 @@ the joints before and after it in the chain), so that one model serves any joint
 :class:`OnnxClassifier` runs a trained model (``robot-twin anomaly train`` writes one; a
 default ships in ``twin_anomaly/models/``) with onnxruntime: the model gives, per row, the
 probability of each class of :data:`CLASSES` (a fault type, or ``'none'``: this joint is not
-the faulty one). A joint fault is placed on the row where it is most probable; a robot-level
-fault (:data:`ROBOT_LEVEL`: payload, dropout, delay) takes its mean over the rows. Below
-``min_confidence`` the verdict is ``'unknown'``. :class:`RuleClassifier` is a transparent
-fallback (and the baseline the learned model is measured against) built on the dominant
-detector.
+the faulty one). These become one score per hypothesis (a joint fault type on a joint, or a
+robot-level fault, :data:`ROBOT_LEVEL`: payload, dropout, delay), :func:`hypotheses`; the best
+one is the verdict, ``'unknown'`` below ``min_confidence``. :class:`RuleClassifier` is a
+transparent fallback (and the baseline the learned model is measured against) built on the
+dominant detector.
+
+One block's evidence can name a steady fault differently from the next (a periodic motion, a
+joint-state rate the model was not trained at). :class:`EpisodeVerdict` sums the hypothesis
+scores of every block of an alarm episode and reports the hypothesis that leads the sum,
+replaced only by one that clearly dominates it.
 
 The model file carries the feature names and classes it was trained with (ONNX metadata); a
 model whose features differ from :data:`FEATURE_NAMES` is refused with a message to retrain.
@@ -28,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ['CLASSES', 'Evidence', 'FAULT_TYPES', 'FEATURE_NAMES', 'JOINT_DETECTORS',
-           'ClassifierError', 'OnnxClassifier', 'PLACED_FROM_OTHERS', 'ROBOT_FEATURES',
-           'ROBOT_LEVEL', 'RuleClassifier', 'Verdict', 'alarmed_joints', 'decide',
-           'default_model_path', 'feature_rows', 'load_classifier']
+__all__ = ['CLASSES', 'Evidence', 'EpisodeVerdict', 'FAULT_TYPES', 'FEATURE_NAMES',
+           'JOINT_DETECTORS', 'ClassifierError', 'OnnxClassifier', 'PLACED_FROM_OTHERS',
+           'ROBOT_FEATURES', 'ROBOT_LEVEL', 'RuleClassifier', 'VERDICT_DOMINANCE', 'Verdict',
+           'alarmed_joints', 'decide', 'default_model_path', 'feature_rows', 'hypotheses',
+           'load_classifier', 'scores_of']
 
 #: The plant's fault type names (twin_sim.faults), the vocabulary of every verdict.
 FAULT_TYPES = ('sensor_bias', 'sensor_noise', 'stuck_sensor', 'dropout', 'delay',
@@ -63,6 +69,9 @@ _PAYLOAD_MASS_SCALE = 5.0     # kg, scale of the implied payload mass feature
 #: that keeps growing) must not take the model into ages it never saw, where its verdict
 #: drifted (a growing friction read as ``sensor_noise`` after some 8 s).
 EPISODE_AGE_CAP_S = 1.0
+VERDICT_DOMINANCE = 2.0
+"""Within an alarm episode, another (fault type, joint) replaces the reported one only once its
+summed evidence is this many times the reported one's (:class:`EpisodeVerdict`)."""
 
 
 class ClassifierError(ValueError):
@@ -175,36 +184,166 @@ def alarmed_joints(evidence):
     return np.asarray(evidence.peak, dtype=float).max(axis=1) >= 1.0
 
 
+def hypotheses(probabilities, joint_names, classes=CLASSES, alarmed=None):
+    """
+    Return the score of every hypothesis, ``(n + 1, len(FAULT_TYPES))``, from class probabilities.
+
+    Row ``j < n``: each joint fault type on joint ``j``, its probability on that joint's row;
+    row ``n``: each robot-level fault type (:data:`ROBOT_LEVEL`, no joint), its mean over the
+    rows. Columns in :data:`FAULT_TYPES` order; a type the model lacks scores 0. With
+    ``alarmed`` ((n,) bool, :func:`alarmed_joints`) a joint fault other than
+    :data:`PLACED_FROM_OTHERS` scores 0 on a joint that did not alarm (when any did): a
+    sensor, friction or drive fault that the joint's own detectors do not see is not that
+    joint's.
+
+    Parameters
+    ----------
+    probabilities : (n, K) array
+        Per feature row (joint), the probability of each of ``classes``.
+    joint_names : sequence of str
+        The n joints.
+    classes : sequence of str
+        The model's classes (``'none'`` and fault types).
+    alarmed : (n,) bool array, optional
+        The joints whose own detectors alarmed in the episode.
+
+    """
+    p = np.asarray(probabilities, dtype=float)
+    n = len(joint_names)
+    scores = np.zeros((n + 1, len(FAULT_TYPES)))
+    mask = None if alarmed is None or not np.any(alarmed) else np.asarray(alarmed, dtype=bool)
+    for k, name in enumerate(classes):
+        if name not in FAULT_TYPES:
+            continue
+        f = FAULT_TYPES.index(name)
+        if name in ROBOT_LEVEL:
+            scores[n, f] = p[:, k].mean()
+        elif mask is not None and name not in PLACED_FROM_OTHERS:
+            scores[:n, f] = np.where(mask, p[:, k], 0.0)
+        else:
+            scores[:n, f] = p[:, k]
+    return scores
+
+
+def _hypothesis(index, joint_names):
+    """Return ``(fault type, joint)`` of a flat index into a :func:`hypotheses` array."""
+    row, f = divmod(int(index), len(FAULT_TYPES))
+    return FAULT_TYPES[f], (joint_names[row] if row < len(joint_names) else '')
+
+
 def decide(probabilities, joint_names, classes=CLASSES, min_confidence=0.5, alarmed=None):
     """
     Turn per-row class probabilities ``(n, K)`` into a :class:`Verdict`.
 
-    A joint fault type is scored on the row where it is most probable; a robot-level type by
-    its mean over the rows. The best-scoring (type, joint) wins; below ``min_confidence`` the
-    verdict is ``'unknown'``. With ``alarmed`` ((n,) bool, :func:`alarmed_joints`) a joint
-    fault other than :data:`PLACED_FROM_OTHERS` is only placed on an alarmed joint (when any
-    is): a sensor, friction or drive fault that the joint's own detectors do not see is not
-    that joint's.
+    The best-scoring hypothesis of :func:`hypotheses` (a joint fault type on the row where it
+    is most probable, a robot-level type by its mean over the rows) wins; below
+    ``min_confidence`` the verdict is ``'unknown'``.
     """
-    p = np.asarray(probabilities, dtype=float)
-    mask = None if alarmed is None or not np.any(alarmed) else np.asarray(alarmed, dtype=bool)
-    best = ('unknown', '', 0.0)
-    for k, name in enumerate(classes):
-        if name == 'none':
-            continue
-        if name in ROBOT_LEVEL:
-            score, joint = float(p[:, k].mean()), ''
+    scores = hypotheses(probabilities, joint_names, classes, alarmed).ravel()
+    best = int(np.argmax(scores))
+    if not scores[best] > 0.0 or scores[best] < min_confidence:
+        return Verdict('unknown', '', float(max(scores[best], 0.0)))
+    return Verdict(*_hypothesis(best, joint_names), float(scores[best]))
+
+
+def scores_of(classifier, evidence):
+    """
+    Return a classifier's hypothesis scores (:func:`hypotheses`) for an :class:`Evidence`.
+
+    Its ``scores(evidence)`` where it has one (the trained model); else its verdict
+    (``classify(evidence)``) as the only hypothesis, scored with its confidence (the rules,
+    or any object with ``classify``). An ``'unknown'`` verdict scores nothing.
+    """
+    if hasattr(classifier, 'scores'):
+        return classifier.scores(evidence)
+    names = evidence.joint_names
+    verdict = classifier.classify(evidence)
+    scores = np.zeros((len(names) + 1, len(FAULT_TYPES)))
+    if verdict.fault_type in FAULT_TYPES:
+        row = names.index(verdict.joint) if verdict.joint in names else len(names)
+        scores[row, FAULT_TYPES.index(verdict.fault_type)] = verdict.confidence
+    return scores
+
+
+class EpisodeVerdict:
+    """
+    The verdict of one alarm episode, from the hypothesis scores of all its blocks.
+
+    The classifier names a fault from the evidence of the moment, and a steady fault may look
+    different from block to block: seen through a periodic motion (a position bias read as a
+    collision for half of each motion period), or at a joint-state rate the model was not
+    trained at. The reported verdict comes from the sum of every block's scores
+    (:func:`hypotheses`) since the alarm was raised, each block weighted by the episode's age
+    up to :data:`EPISODE_AGE_CAP_S` (``min(1, (age + block_s) / EPISODE_AGE_CAP_S)``): the
+    classifier's evidence still grows in that first second, so its later blocks say more. The
+    verdict is ``'unknown'`` until the leading hypothesis' weighted mean score reaches
+    ``min_confidence``; that hypothesis is then reported until another one's sum is
+    :data:`VERDICT_DOMINANCE` times its own. Its confidence is its weighted mean score.
+
+    No clock of its own: the caller passes each block's stamp.
+
+    Parameters
+    ----------
+    joint_names : sequence of str
+        The joints of the score rows.
+    min_confidence : float
+        A first verdict needs this weighted mean score (else ``'unknown'``): the floor of the
+        classifier whose scores are added (0 for one that names verdicts, :func:`scores_of`).
+    block_s : float
+        The blocks' length, s (the weight of an episode's first block).
+
+    """
+
+    def __init__(self, joint_names, min_confidence=0.5, block_s=0.02):
+        self.joint_names = tuple(joint_names)
+        self.min_confidence = float(min_confidence)
+        self.block_s = float(block_s)
+        self.reset()
+
+    def reset(self):
+        """Forget the episode (its alarms have cleared)."""
+        self.start = None              # stamp of the episode's first block, s
+        self.blocks = 0
+        self._sum = None               # weighted score sum, flat (n + 1) * len(FAULT_TYPES)
+        self._weight = 0.0
+        self._shown = None             # flat index of the reported hypothesis, None: unknown
+        self._verdict = None
+
+    @property
+    def verdict(self):
+        """Return the reported :class:`Verdict` (None before the episode's first block)."""
+        return self._verdict
+
+    def add(self, t, scores):
+        """
+        Add one block's hypothesis scores at stamp ``t`` (s); return whether the verdict changed.
+
+        The first block of an episode sets the first verdict (no change); a change afterwards
+        is a new hypothesis, or the first one named after ``'unknown'``.
+        """
+        if self.start is None:
+            self.start = t
+        weight = min(1.0, (t - self.start + self.block_s) / EPISODE_AGE_CAP_S)
+        scores = np.asarray(scores, dtype=float).ravel()
+        self._sum = weight * scores if self._sum is None else self._sum + weight * scores
+        self._weight += weight
+        self.blocks += 1
+        lead = int(np.argmax(self._sum))
+        shown = self._shown
+        if shown is None:
+            if self._sum[lead] > 0.0 and self._sum[lead] >= self.min_confidence * self._weight:
+                shown = lead
+        elif lead != shown and self._sum[lead] >= VERDICT_DOMINANCE * self._sum[shown]:
+            shown = lead
+        before = self._verdict
+        if shown is None:
+            self._verdict = Verdict('unknown', '', float(self._sum[lead] / self._weight))
         else:
-            column = p[:, k]
-            if mask is not None and name not in PLACED_FROM_OTHERS:
-                column = np.where(mask, column, -1.0)
-            j = int(np.argmax(column))
-            score, joint = float(column[j]), joint_names[j]
-        if score > best[2]:
-            best = (name, joint, score)
-    if best[2] < min_confidence:
-        return Verdict('unknown', '', best[2])
-    return Verdict(*best)
+            self._verdict = Verdict(*_hypothesis(shown, self.joint_names),
+                                    float(self._sum[shown] / self._weight))
+        self._shown = shown
+        return before is not None and (before.fault_type, before.joint) != \
+            (self._verdict.fault_type, self._verdict.joint)
 
 
 class OnnxClassifier:
@@ -263,6 +402,11 @@ class OnnxClassifier:
         """Return the class probabilities ``(m, len(classes))`` of feature rows ``(m, F)``."""
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         return np.asarray(self._session.run([self._output], {self._input: rows})[0])
+
+    def scores(self, evidence):
+        """Return the score of every hypothesis (:func:`hypotheses`) for an :class:`Evidence`."""
+        p = self.probabilities(feature_rows(evidence))
+        return hypotheses(p, evidence.joint_names, self.classes, alarmed_joints(evidence))
 
     def classify(self, evidence):
         """Return the :class:`Verdict` for an :class:`Evidence`."""

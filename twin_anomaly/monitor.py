@@ -12,9 +12,12 @@ force-torque sensor, the mirror's wrench residual) and runs, per sample and chea
 
 Once per block (20 ms of stamp time) these become channels of one
 :class:`~twin_anomaly.fusion.FusedDetector`: one score per joint, per robot-level group
-(``wrench``, ``stream``) and for the robot, each with threshold 1. When an alarm is raised,
-a classifier (:mod:`twin_anomaly.classifier`; the trained ONNX model by default) names the
-fault type, in the plant's names, and the faulty joint, with a confidence.
+(``wrench``, ``stream``) and for the robot, each with threshold 1. While an alarm is raised,
+a classifier (:mod:`twin_anomaly.classifier`; the trained ONNX model by default) scores every
+(fault type, joint) hypothesis at each block, in the plant's fault type names; the episode's
+verdict is the hypothesis that leads their sum since the raise, replaced only by one that
+clearly dominates it (:class:`~twin_anomaly.classifier.EpisodeVerdict`; each change is an
+``anomaly_verdict`` event).
 
 Commissioning, in stamp time from the first sample (``commissioning_duration_s`` = D):
 
@@ -54,8 +57,8 @@ import threading
 import warnings
 
 import numpy as np
-from twin_anomaly.classifier import ClassifierError, EPISODE_AGE_CAP_S, Evidence, \
-    JOINT_DETECTORS, load_classifier, ROBOT_FEATURES, RuleClassifier
+from twin_anomaly.classifier import ClassifierError, EpisodeVerdict, Evidence, \
+    JOINT_DETECTORS, load_classifier, ROBOT_FEATURES, RuleClassifier, scores_of
 from twin_anomaly.detector import DetectorState, JointStatus, ThresholdsError
 from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
@@ -91,13 +94,6 @@ _OVERLOAD_HOLD_S = 1.0       # no judging until this long after the twin's own q
 _RATE_PROBE_STEPS = 20       # a loaded file's sample rate is checked on this many steps ...
 _RATE_PROBE_S = 0.2          # ... spanning at least this long, s (blocks are not judged before)
 _RATE_TOLERANCE = 1.25       # a median step this many times longer or shorter: another rate
-VERDICT_HOLD_S = 0.3
-"""Once an alarm episode is older than the classifier's evidence window (EPISODE_AGE_CAP_S), a
-verdict (fault type and joint) other than the one reported must come out of the classifier for
-this long, s, before it replaces it: a verdict that changes at every report tells an operator
-nothing (seen on a starved twin: five fault types and three joints within 5 s). Within the
-window, and when a group raises an alarm it did not have when the verdict was taken (a stall
-in the middle of a joint's alarm), the reported verdict follows the classifier at once."""
 _MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
 _SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
 
@@ -248,7 +244,9 @@ class AnomalyMonitor:
     log : callable, optional
         ``log(level, text)`` for what the node should log ('info', 'warning', 'error').
     classifier : object, optional
-        Anything with ``classify(Evidence) -> Verdict``; default from ``config.model_path``.
+        Anything with ``classify(Evidence) -> Verdict``, and ``scores(Evidence)`` where it
+        scores every hypothesis (:func:`~twin_anomaly.classifier.scores_of`); default from
+        ``config.model_path``.
 
     Raises
     ------
@@ -318,10 +316,10 @@ class AnomalyMonitor:
         self.dropped_samples = 0
         self._not_newer = 0                # samples not newer than the last one, since it
         self.alarm_changes = 0            # blocks at which a group's alarm was raised or cleared
-        self._verdict_cache = None
-        self._shown = None                # the verdict reported in the current episode
-        self._shown_alarm = None          # the groups alarmed when it was taken
-        self._pending = None              # (fault type, joint), since: a different one
+        # a first verdict needs the classifier's own confidence floor (the trained model's
+        # min_confidence; a classifier that names verdicts without one has decided already)
+        self.episode_verdict = EpisodeVerdict(
+            self.joint_names, getattr(self.classifier, 'min_confidence', 0.0), config.block_s)
         self._saved = True
         self._rate_probe = None           # steps of a loaded file's first samples (see update)
         self._start(recommission)
@@ -343,7 +341,7 @@ class AnomalyMonitor:
     def _begin_commissioning(self):
         cfg = self.config
         self._rate_probe = None
-        self._shown = self._pending = None
+        self.episode_verdict.reset()
         self.step = 'collect'
         self._t0 = None
         self._last_t = None
@@ -651,6 +649,7 @@ class AnomalyMonitor:
         if self.observer is not None:
             self.observer.reset()
         self.fused.reset()
+        self.episode_verdict.reset()
         self._latency_base = math.nan
         self._reset_block()
 
@@ -686,6 +685,7 @@ class AnomalyMonitor:
                 x[:] = center + (x - center) / self._load_factor
             before = self.fused.alarm.copy()
             self.fused.update(t, x)
+            self._judge_episode(t)
             if (self.fused.alarm != before).any():
                 self.alarm_changes += 1
                 self._alarm_events(t, before)
@@ -826,12 +826,16 @@ class AnomalyMonitor:
             result, self._fit_result = self._fit_result, None
             self._calibrated(result)
         elif self._future.done():
+            if self._fit_late:
+                self._log('warning', f'the calibration took over {t - self._fit_due:.3f} s of '
+                                     'stamp time after its window (a replay takes it over at '
+                                     "the window's end; replay with this run's saved file to "
+                                     'match it)')
             self._calibrated(self._future.result())
         elif not self._fit_late:
             self._fit_late = True
-            self._log('warning', f'the calibration is still fitting {t - self._fit_due:.3f} s '
-                                 'after its window: it takes over when done (a replay will '
-                                 'take it over earlier)')
+            self._log('warning', 'the calibration is still fitting at the end of its window: it '
+                                 'takes over when done')
 
     def _learn_signals(self):
         """
@@ -938,9 +942,42 @@ class AnomalyMonitor:
         self._saved = False
 
     # ------------------------------------------------------------------ alarms
+    def _judge_episode(self, t):
+        """
+        Add this block's hypothesis scores to the alarm episode's verdict (monitoring).
+
+        While any group's alarm is raised the classifier scores every block; the episode's
+        verdict (:class:`~twin_anomaly.classifier.EpisodeVerdict`) is the hypothesis leading
+        their sum, and each change of it is logged and becomes an ``anomaly_verdict`` event.
+        The episode ends when every alarm has cleared.
+        """
+        if not self.fused.alarm.any():
+            self.episode_verdict.reset()
+            return
+        try:
+            scores = scores_of(self.classifier, self.evidence())
+        except (ClassifierError, ValueError) as exc:
+            self._log('error', f'fault classifier failed ({exc}); using the rules')
+            self.classifier = RuleClassifier()
+            self.episode_verdict.min_confidence = 0.0
+            scores = scores_of(self.classifier, self.evidence())
+        before = self.episode_verdict.verdict
+        if not self.episode_verdict.add(t, scores):
+            return
+        verdict = self.episode_verdict.verdict
+        since = float(np.nanmin(np.where(self.fused.alarm, self.fused.since, np.nan)))
+        self._log('info', f'anomaly verdict {t - self.episode_verdict.start:.2f} s into the '
+                          f'alarm: {_named(verdict)} (confidence {verdict.confidence:.2f}), was '
+                          f'{_named(before)}')
+        self._events.append({
+            'kind': 'anomaly_verdict', 'stamp': t, 'since': since,
+            'fault_type': verdict.fault_type, 'joint': verdict.joint,
+            'confidence': float(verdict.confidence),
+            'previous_fault_type': before.fault_type, 'previous_joint': before.joint})
+
     def _alarm_events(self, t, before):
         now = self.fused.alarm
-        verdict = self._stable_verdict() if now.any() else None
+        verdict = self.episode_verdict.verdict if now.any() else None
         for g in np.flatnonzero(now != before):
             name = self.group_names[g]
             if now[g]:
@@ -1008,46 +1045,13 @@ class AnomalyMonitor:
 
     _pin_data = None
 
-    def _verdict(self):
-        stamp = self.fused.stamp
-        if self._verdict_cache is not None and self._verdict_cache[0] == stamp:
-            return self._verdict_cache[1]
-        try:
-            verdict = self.classifier.classify(self.evidence())
-        except (ClassifierError, ValueError) as exc:
-            self._log('error', f'fault classifier failed ({exc}); using the rules')
-            self.classifier = RuleClassifier()
-            verdict = self.classifier.classify(self.evidence())
-        self._verdict_cache = (stamp, verdict)
-        return verdict
-
-    def _stable_verdict(self):
-        """Return the verdict to report: the classifier's, held against flickers."""
-        verdict = self._verdict()
-        shown = self._shown
-        key = (verdict.fault_type, verdict.joint)
-        stamp = self.fused.stamp
-        young = not stamp - self.fused.episode_start >= EPISODE_AGE_CAP_S   # (NaN: young)
-        alarmed = self.fused.alarm
-        raised = shown is not None and bool((alarmed & ~self._shown_alarm).any())  # since
-        if shown is None or young or raised or key == (shown.fault_type, shown.joint):
-            self._shown, self._pending = verdict, None
-            self._shown_alarm = alarmed.copy()
-            return verdict
-        if self._pending is None or self._pending[0] != key:
-            self._pending = (key, stamp)
-        elif stamp - self._pending[1] >= VERDICT_HOLD_S - 1e-9:
-            self._shown, self._pending = verdict, None
-            self._shown_alarm = alarmed.copy()
-            return verdict
-        return shown
-
     # ------------------------------------------------------------------ report
     def report(self):
         """
         Return the state (:class:`~twin_anomaly.detector.DetectorState`) and save if due.
 
-        Call it at the report rate (it classifies while an alarm is raised: ~0.1 ms).
+        Call it at the report rate (cheap: the alarm episode's verdict is kept up to date per
+        block by :meth:`update`).
         """
         if not self._saved and self.commissioned:
             self._saved = True
@@ -1066,9 +1070,7 @@ class AnomalyMonitor:
 
     def _monitoring_state(self, stamp):
         fused = self.fused
-        verdict = self._stable_verdict() if fused.alarm.any() else None
-        if verdict is None:
-            self._shown = self._pending = None          # the episode is over
+        verdict = self.episode_verdict.verdict if fused.alarm.any() else None
         statuses = []
         for gs in fused.group_statuses():
             fault, conf = ('none', 0.0) if not gs.alarm else (verdict.fault_type,
@@ -1252,6 +1254,11 @@ def _carried(inertia):
     mass, lever = float(inertia.mass), np.asarray(inertia.lever, dtype=float)
     about = np.trace(inertia.inertia) + 2.0 * mass * float(lever @ lever)
     return np.array([mass, mass * float(np.linalg.norm(lever)), about])
+
+
+def _named(verdict):
+    """Return a verdict as text: ``'friction_increase on joint3'``, ``'dropout'``."""
+    return verdict.fault_type + (f' on {verdict.joint}' if verdict.joint else '')
 
 
 def _cosine(a, b):

@@ -70,6 +70,9 @@ KINDS = {
     'calibration_finished': 'the model calibration of commissioning: accepted or why not',
     'commissioning_finished': 'commissioning ended: what was learned, over which stamps',
     'anomaly_raised': 'an anomaly alarm was raised (joint, fault type, score, since)',
+    'anomaly_verdict': "an open alarm episode's verdict changed, once the new fault type or "
+                       'joint dominated the evidence since the raise (new and previous, '
+                       'confidence)',
     'anomaly_cleared': 'an anomaly alarm cleared',
     'payload_set': 'the twin was told of a new payload (mass, centre of mass, inertia)',
     'health_baseline': "the health monitor's baseline per joint",
