@@ -28,7 +28,8 @@ residuals: after a (re)start the
 low-passes start from the first sample's values (not from zero). A sample with the same stamp
 as the previous one (a robot that publishes its joints in several messages) replaces the stored
 sample and yields no result. A new model (a calibration, a payload;
-:meth:`Mirror.set_predictor`) restarts nothing: the next sample gets its result from it.
+:meth:`Mirror.set_predictor`) does not restart the stream: the next sample gets its result
+from it (a payload starts the effort and wrench low-passes again at that sample).
 
 The inputs are copied: a caller may pass buffers it overwrites in place for the next sample
 (as :class:`twin_bridge.mapping.JointMapper` does).
