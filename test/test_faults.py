@@ -250,11 +250,12 @@ def test_readme_example_of_sensor_faults_names_their_signal():
         FaultScenario.from_dict({'name': 'x', 'faults': [without]})
 
 
-def test_a_slower_robot_of_the_fault_runs_delays_its_sent_samples_not_the_steps(tmp_path):
-    # Both send every 8th 1 kHz step (125 Hz). The offline fault runs' sensor faults act on
-    # the sent samples: a 20 ms delay holds back whole samples, whose stamps stay on the 8 ms
-    # grid and come out at the next sent step (24 ms late). The plant's act on every step: it
-    # sends the step sample of 20 ms ago, off that grid.
+def test_a_slower_robot_delays_its_sent_samples_on_its_publish_grid(tmp_path):
+    # Both send every 8th 1 kHz step (125 Hz). A 20 ms delay holds back whole sent samples:
+    # each comes out at the first sent step at least 20 ms after its stamp (24 ms late, three
+    # sample periods), and its stamp stays on the 8 ms grid, as a late robot's message carries
+    # a stamp of its own sample grid. The plant and the offline fault runs agree, stamp for
+    # stamp (the plant sent the step sample of 20 ms ago before, off that grid).
     from robot_twin.fault_runs import Case, SimulatedRobot
     delay = {'type': 'delay', 'size': 0.02, 'start_s': 0.1}
     robot = SimulatedRobot(Case(engine='pybullet', sample_rate_hz=125.0), tmp_path)
@@ -266,7 +267,12 @@ def test_a_slower_robot_of_the_fault_runs_delays_its_sent_samples_not_the_steps(
         if m is not None and plant.publish_step:
             sent.append((plant.time, m.t))
     plant.close()
-    for pairs, late_s, on_grid in ((runs, 0.024, True), (sent, 0.020, False)):
-        now, stamp = np.array(pairs[-10:]).T
-        np.testing.assert_allclose(now - stamp, late_s, atol=1e-9)
-        assert np.allclose(stamp / 0.008, np.round(stamp / 0.008), atol=1e-6) == on_grid
+    np.testing.assert_allclose(sent, runs, atol=1e-9)
+    now, stamp = np.array(sent).T
+    assert np.allclose(now / 0.008, np.round(now / 0.008), atol=1e-6)      # sent on the grid
+    assert np.allclose(stamp / 0.008, np.round(stamp / 0.008), atol=1e-6)  # stamped on it
+    np.testing.assert_allclose((now - stamp)[stamp < 0.1 - 1e-9], 0.0, atol=1e-9)
+    np.testing.assert_allclose((now - stamp)[stamp > 0.1], 0.024, atol=1e-9)
+    # every sample is sent once, in order; nothing goes out while the delay builds up
+    np.testing.assert_allclose(np.diff(stamp), 0.008, atol=1e-9)
+    assert not any(0.1 - 1e-9 < t < 0.128 - 1e-9 for t in now)

@@ -137,11 +137,14 @@ def test_a_stamp_that_does_not_complete_before_the_next_gives_no_sample_counted(
     c = intake.counters()
     assert (c['joint_states.incomplete_stamps'], c['joint_states.late_parts']) == (1, 1)
     assert c['joint_states.accepted'] == 6 and c['joint_states.rejected'] == 0
+    assert c['joint_states.samples'] == 2       # messages accepted, samples given out
     # a message of the same stamp that adds nothing new: counted, no second sample
     assert feed(intake, WRIST, [2.0] * 3, [0.0] * 3, [1.0] * 3, t0 + 2 * dt) is None
-    assert intake.counters()['joint_states.repeated_stamps'] == 1
+    c = intake.counters()
+    assert (c['joint_states.repeated_stamps'], c['joint_states.samples']) == (1, 2)
     intake.reset(30.0)
-    assert intake.counters()['joint_states.incomplete_stamps'] == 0
+    c = intake.counters()
+    assert (c['joint_states.incomplete_stamps'], c['joint_states.samples']) == (0, 0)
 
 
 def test_joints_on_a_clock_of_their_own_are_held_and_named_in_the_status():

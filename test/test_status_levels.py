@@ -21,6 +21,7 @@ from robot_twin.nodes.mirror_node import TwinMirrorNode
 from robot_twin.nodes.status import StreamCheck, StreamWindow, sync_diagnostic
 from robot_twin.ros_env import localhost_env
 from ros_harness import DDS_KEYS, unique_domain_id
+from sensor_msgs.msg import JointState
 from test_nodes import robot_messages
 from twin_sim.resources import builtin_urdf
 from twin_sim.urdf_model import RobotModel
@@ -41,13 +42,13 @@ class Robot:
     The status counters of a robot stream, advanced one status period at a time.
 
     ``rate_hz`` samples per second, of which the shares ``missing`` (not sent by the robot)
-    and ``lost`` (lost in the twin's queue) never arrive; the rest are accepted.
+    and ``lost`` (lost in the twin's queue) never arrive; the twin takes the rest.
     """
 
     def __init__(self, rate_hz=500.0):
         self.rate_hz = rate_hz
         self.k = 0
-        self.counts = {'joint_states.accepted': 0, 'joint_states.missing': 0,
+        self.counts = {'joint_states.samples': 0, 'joint_states.missing': 0,
                        'joint_states.lost_in_twin': 0}
         self._due = [0.0, 0.0, 0.0]         # samples, missing, lost not counted yet
 
@@ -65,7 +66,7 @@ class Robot:
             n_missing, n_lost = self._take(1, n * missing), self._take(2, n * lost)
             self.counts['joint_states.missing'] += n_missing
             self.counts['joint_states.lost_in_twin'] += n_lost
-            self.counts['joint_states.accepted'] += n - n_missing - n_lost
+            self.counts['joint_states.samples'] += n - n_missing - n_lost
             window = check.observe(self.counts, self.k * PERIOD_S)
             judged = check.judge('OK', 'in sync', window, 0.001, latency_p99_s)
         return judged, window
@@ -82,7 +83,7 @@ def test_the_audit_s_degraded_stream_warns_and_names_its_causes():
     assert (w.span_s, w.expected) == (5.0, 2500)
     assert w.missing == pytest.approx(110, abs=1) and w.lost == pytest.approx(5, abs=1)
     assert message.startswith(f'joint_states degraded in the last 5.0 s, '
-                              f'{w.accepted / 5.0:.0f} Hz received of 500 Hz: ')
+                              f'{w.samples / 5.0:.0f} Hz received of 500 Hz: ')
     assert (f"{w.missing} of the robot's 2500 samples missing from its stream "
             f'({w.missing / 2500:.1%}, limit 1.0%)') in message
     assert f"{w.lost} samples lost in the twin's own input queue" in message
@@ -137,8 +138,8 @@ def test_the_rate_fields_count_the_window():
 def test_without_the_anomaly_node_s_counters_only_the_rate_and_latency_count():
     """Separate processes: the bridge has no missing or lost counters."""
     check = default_check()
-    check.observe({'joint_states.accepted': 0}, 0.0)
-    window = check.observe({'joint_states.accepted': 1000}, 1.0)
+    check.observe({'joint_states.samples': 0}, 0.0)
+    window = check.observe({'joint_states.samples': 1000}, 1.0)
     assert window == StreamWindow(1.0, 1000) and window.expected is None
     assert window.values() == {'joint_states.rate_hz': 1000.0}
     assert check.judge('OK', 'in sync', window, 0.001, 0.01) == ('OK', 'in sync')
@@ -238,3 +239,54 @@ def test_twin_status_gives_the_rate_and_warns_over_a_recent_gap(bridge):
     assert (level, message) == (b'\x00', 'in sync')
     assert values['joint_states.missing'] == '30' and values['joint_states.missing_share'] == '0'
     assert float(values['joint_states.rate_hz']) == pytest.approx(1000.0, rel=1e-3)
+
+
+def _split(msg, arm=5):
+    """Return ``msg`` as two JointState messages of its stamp: the arm's joints, the wrist's."""
+    parts = []
+    for joints in (slice(0, arm), slice(arm, None)):
+        part = JointState()
+        part.header.stamp = msg.header.stamp
+        part.name = list(msg.name)[joints]
+        for field in ('position', 'velocity', 'effort'):
+            setattr(part, field, list(getattr(msg, field))[joints])
+        parts.append(part)
+    return parts
+
+
+def test_twin_status_counts_samples_of_a_robot_that_splits_each_stamp(bridge):
+    """A 1 kHz robot that sends each stamp's joints in two messages: 1000 Hz, not 2000."""
+    statuses = []
+    bridge.pub_status.publish = lambda data: statuses.append(
+        deserialize_message(data, DiagnosticArray).status[0])
+    clock = [0.0]
+    bridge.input._now = bridge._now = lambda: clock[0]
+    messages = iter(robot_messages(2600, 1.8e9, RobotModel.from_urdf(builtin_urdf())))
+
+    def run(seconds, skip=0):
+        """Feed the robot's stamps, a status each 0.1 s; return the last status's values."""
+        for _ in range(skip):
+            next(messages)
+        for _ in range(round(seconds / 0.1)):
+            for _ in range(100):
+                msg = next(messages)
+                clock[0] = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 + 3e-4
+                for part in _split(msg):
+                    bridge.input.on_joint_state(serialize_message(part))
+            bridge.publish_status()
+        status = statuses[-1]
+        return status.level, status.message, {kv.key: kv.value for kv in status.values}
+
+    level, message, values = run(1.5)
+    assert (level, message) == (b'\x00', 'in sync')
+    assert values['joint_states.accepted'] == '3000'              # messages: two per stamp
+    assert values['joint_states.samples'] == '1500'
+    assert float(values['joint_states.rate_hz']) == pytest.approx(1000.0, rel=1e-3)
+    assert float(values['joint_states.expected_rate_hz']) == pytest.approx(1000.0, rel=1e-3)
+    assert values['joint_states.missing_share'] == '0'
+    level, message, values = run(0.5, skip=30)      # the robot sends nothing for 30 ms
+    assert level == b'\x01' and values['joint_states.missing'] == '30'
+    # the last 1.0 s spans 1030 stamps: 1000 samples taken, 30 missing (2000 messages)
+    assert "971 Hz received of 1000 Hz: 30 of the robot's 1030 samples missing" in message
+    assert float(values['joint_states.missing_share']) == pytest.approx(30 / 1030, rel=1e-3)
+    assert float(values['joint_states.expected_rate_hz']) == pytest.approx(1000.0, rel=1e-3)

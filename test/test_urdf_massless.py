@@ -117,7 +117,7 @@ def test_a_singular_configuration_within_the_limits_is_found(tmp_path):
 
 # ---------------------------------------------------------------- the sync status
 
-ACCEPTED, NONFINITE = 'joint_states.accepted', 'mirror.nonfinite_results'
+ACCEPTED, NONFINITE = 'joint_states.samples', 'mirror.nonfinite_results'
 
 
 def _run(check, rate_hz, bad_share, seconds, start=(0.0, 0, 0), level='OK',
@@ -139,7 +139,7 @@ def test_non_finite_mirror_results_are_an_error_not_in_sync():
     assert check.judge('OK', 'in sync', {ACCEPTED: 4462, NONFINITE: 2231}, 9.0)[0] == 'ERROR'
     (level, message), _ = _run(MirrorResultCheck(), 500, 0.5, 20)
     assert level == 'ERROR' and 'in sync' not in message
-    assert message.startswith('mirror results not finite: 2500 for 5000 accepted samples in '
+    assert message.startswith('mirror results not finite: 2500 for 5000 samples in '
                               'the last 10.0 s')
     entry = sync_diagnostic(level, message, {ACCEPTED: 10000, NONFINITE: 5000})
     assert (entry.level, entry.message) == ('ERROR', message)

@@ -171,6 +171,7 @@ class RobotIntake:
         self.latest_wrench = None
         self._refused_seen = 0          # the joint validator's rejections at the last sample
         self._taken = (-math.inf, math.nan)   # when the last sample was taken, and its stamp
+        self.samples = 0                # samples given out (joint_states.samples)
         names = list(joint_names)
         unknown = sorted(set(continuous_joints) - set(names))
         if unknown:
@@ -364,6 +365,8 @@ class RobotIntake:
         (the start of the subscription callback; a recording's log time). A message taken less
         than :data:`CATCH_UP_RATIO` of its stamp step after the previous one had been waiting
         (the twin was catching up on a backlog): it is marked ``queued``.
+
+        Each sample given out is counted (``joint_states.samples`` of :meth:`counters`).
         """
         m = self.mapper
         if self._skipped or not self._complete:
@@ -382,6 +385,7 @@ class RobotIntake:
         position = m.position.copy()
         if self._any_wrap:
             self._unwrap(position)
+        self.samples += 1
         return RobotSample(t, (int(sec), int(nanosec)), position, velocity,
                            m.effort.copy(), before, queued)
 
@@ -487,8 +491,14 @@ class RobotIntake:
         return ''
 
     def counters(self):
-        """Return every rejection/acceptance counter, prefixed by stream (dict of int)."""
+        """
+        Return every rejection/acceptance counter, prefixed by stream (dict of int).
+
+        ``joint_states.accepted`` counts messages, ``joint_states.samples`` the samples
+        :meth:`sample` gave out (one per stamp, however many messages brought its joints).
+        """
         out = self.joints.counters.as_dict('joint_states.')
+        out['joint_states.samples'] = self.samples
         out.update(self.assembly.as_dict('joint_states.'))
         out.update(self.wrench.counters.as_dict('wrench.'))
         return out
@@ -504,6 +514,7 @@ class RobotIntake:
         self.latest_wrench = None
         self._refused_seen = 0
         self._taken = (-math.inf, math.nan)
+        self.samples = 0
         self._skipped = False
         self.assembly.reset()
         self._reset_assembly()

@@ -26,8 +26,9 @@ sensor_bias            ``signal`` of ``joint`` (or wrench ``component``) reads
 sensor_noise           adds zero-mean Gaussian noise of standard deviation ``e * size``
 dropout                each sample is lost with probability ``e * size`` (0..1); ``signal``
                        ``all`` (default: the whole sample) or ``wrench`` (only the FT reading)
-delay                  samples come out ``e * size`` s late (whole samples, original stamps;
-                       a sample is never sent twice, so a growing delay leaves gaps)
+delay                  sent samples come out ``e * size`` s late, rounded up to whole sample
+                       periods (original stamps, so on the robot's publish grid; a sample is
+                       never sent twice, so a growing delay leaves gaps)
 stuck_sensor           from ``start_s`` the signal holds the value it had then (no ``size``,
                        ``ramp_s`` must be 0)
 friction_increase      ``mode: add`` (default): Coulomb friction of ``joint`` + ``e * size``
@@ -243,9 +244,17 @@ class Fault:
 
 
 class SensorFault(Fault):
-    """A fault of the sensor interface: it transforms measurements."""
+    """
+    A fault of the sensor interface: it transforms measurements.
+
+    ``sent_samples_only`` says which samples of a plant that sends every k-th step's sample
+    (:class:`~twin_sim.plant.Plant`'s ``publish_every``) it sees: False (a fault of the
+    sensor, on every step's sample) or True (a fault of the robot's messages, on the sent
+    samples only).
+    """
 
     kind = 'sensor'
+    sent_samples_only = False
 
     def apply(self, m, t):
         """
@@ -401,10 +410,19 @@ class Dropout(SensorFault):
 
 
 class Delay(SensorFault):
-    """Whole samples come out ``level * size`` seconds late, with their original stamps."""
+    """
+    Whole sent samples come out ``level * size`` seconds late, with their original stamps.
+
+    The robot's messages are late, not its sensor: the delay sees the samples the robot sends
+    only (``sent_samples_only``; a plant that publishes every k-th step gives it those steps'
+    samples), so a delayed sample keeps a stamp of the publish grid and comes out at the first
+    sent step at least ``level * size`` after its stamp: the delay rounded up to whole sample
+    periods (a 20 ms delay of a 125 Hz robot sends each sample 24 ms late).
+    """
 
     type = 'delay'  # noqa: A003 (the scenario format's 'type' key)
     FIELDS = {'size': _Field('float', required=True, low=0.0, help='s')}
+    sent_samples_only = True
 
     def reset(self, rng=None):
         super().reset(rng)

@@ -8,7 +8,8 @@ faults (it may come out changed, late, or not at all). As a real robot steps its
 at 1 kHz or more and publishes its joint states at a lower rate, the plant sends the sample of
 every ``publish_every``-th step only (:attr:`Plant.publish_step`; :func:`step_schedule` turns
 the two rates into ``dt`` and ``publish_every``): the samples it sends are those a run that
-sends every step would send at the same times, bit for bit.
+sends every step would send at the same times, bit for bit, but for a ``delay`` fault, which
+holds back the sent samples (a robot's late messages keep the stamps of its publish grid).
 
 The plant keeps to the URDF limits whatever it is commanded, as a real arm's drives do, in
 every mode: commands beyond a limit are clipped and counted (:attr:`Plant.clipped_commands`);
@@ -421,8 +422,11 @@ class Plant:
         """
         Advance one ``dt`` and return the step's sample (or None).
 
-        The sensor faults see every step's sample, sent or not (their noise and delays are
-        those of the full-rate stream); the robot sends it only when :attr:`publish_step`.
+        The sensor faults see every step's sample, sent or not (their noise is that of the
+        full-rate stream); the robot sends it only when :attr:`publish_step`. A ``delay``
+        fault (``sent_samples_only``) sees the sent steps' samples only: a delayed sample keeps
+        its stamp on the publish grid and comes out on a later sent step (the delay rounded up
+        to whole sample periods); a step that is not sent passes it by.
 
         Returns
         -------
@@ -444,8 +448,9 @@ class Plant:
         world.limit_speed()
         m = world.measure()
         t_now = m.t
+        sent = self.publish_step
         for fault in self.faults:
-            if fault.kind == 'sensor':
+            if fault.kind == 'sensor' and (sent or not fault.sent_samples_only):
                 m = fault.apply(m, t_now)
         return m
 

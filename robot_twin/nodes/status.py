@@ -8,9 +8,10 @@ the same level and message and a few key values. /twin/status's level ``STALE`` 
 aggregator sets it), while a stale robot stream is an error of the twin (it blocks corrective
 commands).
 
-:class:`StreamCheck` gives the robot's joint-state rate over a recent window and raises the
-level to WARN while, over that window, the robot's stream misses samples, the twin's own input
-queue loses some, or the latency is high. :class:`MirrorResultCheck` keeps the level from saying
+:class:`StreamCheck` gives the robot's joint-state rate (its samples, one per stamp, however
+many messages bring a stamp's joints) over a recent window and raises the level to WARN while,
+over that window, the robot's stream misses samples, the twin's own input queue loses some, or
+the latency is high. :class:`MirrorResultCheck` keeps the level from saying
 ``OK`` (``in sync``) while the mirror's results are not finite (a URDF body without mass or
 inertia, bad identified parameters): the mirror drops such results, so the twin publishes no
 residuals and its checks see nothing. Both are ROS-free and read only the counters of
@@ -61,7 +62,7 @@ def sync_diagnostic(level, message, values):
 NONFINITE_WINDOW_S = 10.0
 """Span of robot samples over which :class:`MirrorResultCheck` judges, s."""
 NONFINITE_WARN_SHARE = 0.01
-"""Share of non-finite mirror results (per accepted joint-state sample) that makes WARN."""
+"""Share of non-finite mirror results (per joint-state sample) that makes WARN."""
 NONFINITE_ERROR_SHARE = 0.1
 """Share that makes ERROR (a broken model gives one in two: every one restarts the mirror)."""
 
@@ -71,7 +72,8 @@ class MirrorResultCheck:
     Raise the sync level when a share of the recent mirror results were not finite.
 
     From the counters of /twin/status: ``mirror.nonfinite_results`` against
-    ``joint_states.accepted``, over the last :data:`NONFINITE_WINDOW_S` (or since the start).
+    ``joint_states.samples`` (samples, not messages: a robot may split a stamp over several
+    messages), over the last :data:`NONFINITE_WINDOW_S` (or since the start).
     ROS-free; one per status publisher (it keeps the counters of the last window).
     """
 
@@ -105,7 +107,7 @@ class MirrorResultCheck:
 
         """
         try:
-            accepted = int(values['joint_states.accepted'])
+            accepted = int(values['joint_states.samples'])
             bad = int(values['mirror.nonfinite_results'])
         except (KeyError, TypeError, ValueError):
             return level, message
@@ -125,7 +127,7 @@ class MirrorResultCheck:
         share = min(1.0, new_bad / max(new_accepted, 1))
         if share < self.warn_share:
             return level, message
-        reason = (f'mirror results not finite: {new_bad} for {new_accepted} accepted samples '
+        reason = (f'mirror results not finite: {new_bad} for {new_accepted} samples '
                   f'in the last {max(now - since, 0.0):.1f} s, no residuals for them (a body '
                   'without mass or inertia in the URDF, or bad identified parameters?)')
         judged = 'ERROR' if share >= self.error_share else 'WARN'
@@ -134,7 +136,7 @@ class MirrorResultCheck:
         return judged, f'{message}; {reason}'
 
 
-ACCEPTED = 'joint_states.accepted'
+SAMPLES = 'joint_states.samples'
 MISSING = 'joint_states.missing'
 LOST_IN_TWIN = 'joint_states.lost_in_twin'
 
@@ -148,9 +150,9 @@ class StreamWindow:
     ----------
     span_s : float
         Local time the window spans, s (0 at the first status).
-    accepted : int
-        Joint-state messages accepted in it (a robot that sends the joints of one stamp in
-        several messages counts each of them).
+    samples : int
+        Robot samples the twin took in it: one per stamp, however many messages brought its
+        joints (the intake's ``joint_states.samples``).
     missing : int or None
         Samples missing from the robot's own stream in it (its stamp gaps); None when not
         counted in this process (the anomaly node runs in another).
@@ -160,7 +162,7 @@ class StreamWindow:
     """
 
     span_s: float
-    accepted: int
+    samples: int
     missing: int = None
     lost: int = None
 
@@ -169,7 +171,7 @@ class StreamWindow:
         """Return the samples the robot's stream should have given in it (None: unknown)."""
         if self.missing is None or self.lost is None:
             return None
-        return self.accepted + self.missing + self.lost
+        return self.samples + self.missing + self.lost
 
     def rate_hz(self, count):
         """Return ``count`` per second of the window, Hz (NaN before it spans any time)."""
@@ -179,13 +181,14 @@ class StreamWindow:
         """
         Return the window's values for /twin/status.
 
-        ``joint_states.rate_hz``: accepted joint-state messages per second; with the anomaly
-        node's counters also ``joint_states.expected_rate_hz`` (accepted, missing and lost
-        samples per second: the robot's own rate as its stamps tell it),
+        ``joint_states.rate_hz``: the robot's samples the twin took per second (one per stamp,
+        however many messages brought it); with the anomaly node's counters also
+        ``joint_states.expected_rate_hz`` (samples taken, missing and lost per second: the
+        robot's own rate as its stamps tell it),
         ``joint_states.missing_share`` and ``joint_states.lost_in_twin_share`` (of those
         expected samples).
         """
-        out = {'joint_states.rate_hz': self.rate_hz(self.accepted)}
+        out = {'joint_states.rate_hz': self.rate_hz(self.samples)}
         expected = self.expected
         if expected is not None:
             out['joint_states.expected_rate_hz'] = self.rate_hz(expected)
@@ -206,7 +209,7 @@ class StreamCheck:
     """
     Rate of the robot's joint-state stream, and WARN while it is degraded, over a recent window.
 
-    From the counters of /twin/status (``joint_states.accepted`` of the intake,
+    From the counters of /twin/status (``joint_states.samples`` of the intake,
     ``joint_states.missing`` and ``joint_states.lost_in_twin`` of the anomaly node's stream
     checks) over the last ``window_s``, and the latency's tail, ``latency_p99_s`` above
     ``latency_p50_s`` (over the intake's last 1000 samples; the latency itself includes any
@@ -233,7 +236,7 @@ class StreamCheck:
         self.missing_share = float(missing_share)
         self.lost_in_twin_share = float(lost_in_twin_share)
         self.latency_tail_s = float(latency_tail_s)
-        self._history = deque()        # (time, accepted, missing, lost), oldest first
+        self._history = deque()        # (time, samples, missing, lost), oldest first
 
     def observe(self, values, now):
         """
@@ -242,7 +245,7 @@ class StreamCheck:
         Parameters
         ----------
         values : dict
-            The status values (the counters of :data:`ACCEPTED`, :data:`MISSING` and
+            The status values (the counters of :data:`SAMPLES`, :data:`MISSING` and
             :data:`LOST_IN_TWIN`, as far as this process has them).
         now : float, s
             Local time of this status.
@@ -255,7 +258,7 @@ class StreamCheck:
             window again.
 
         """
-        entry = (now, _count(values, ACCEPTED) or 0, _count(values, MISSING),
+        entry = (now, _count(values, SAMPLES) or 0, _count(values, MISSING),
                  _count(values, LOST_IN_TWIN))
         history = self._history
         if history and (now < history[-1][0] or any(
@@ -314,7 +317,7 @@ class StreamCheck:
             return level, message
         rate = ''
         if window.span_s > 0.0:
-            rate = f', {window.rate_hz(window.accepted):.0f} Hz received' + (
+            rate = f', {window.rate_hz(window.samples):.0f} Hz received' + (
                 f' of {window.rate_hz(expected):.0f} Hz' if expected else '')
         reason = (f'joint_states degraded in the last {window.span_s:.1f} s{rate}: '
                   + '; '.join(causes))
