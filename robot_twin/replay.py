@@ -126,10 +126,6 @@ def twin_parameters(config=None, urdf=''):
 # The twin's cores, chained as in the live one-process twin
 # --------------------------------------------------------------------------------------------
 
-def _finite(*arrays):
-    return all(a is None or np.isfinite(a).all() for a in arrays)
-
-
 class TwinChain:
     """
     The live twin's cores in the live twin's order, fed one robot message at a time.
@@ -174,8 +170,6 @@ class TwinChain:
         self.monitor = self.pipeline.monitor
         self.report_period_s = 1.0 / anomaly['publish_rate_hz']
         self.model = twin_model
-        self.nonfinite_results = 0
-        self.samples_without_effort = 0
         self.sample_listeners = []
         self.wrench_listeners = []
 
@@ -194,15 +188,11 @@ class TwinChain:
         sample = self.intake.sample((sec, nanosec), now)
         if sample is None:
             return None
-        if not _finite(sample.effort):
-            self.samples_without_effort += 1     # no effort from the robot yet: as live
-            return sample
-        result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
-        if result is not None and not _finite(result.position_residual, result.velocity_residual,
-                                              result.effort_residual, result.predicted_effort):
-            self.nonfinite_results += 1
-            self.mirror.reset()          # never predict on from a state that overflowed
-            result = None
+        # the live mirror node's guarded step: the same samples dropped and counted
+        mirrored, result = self.mirror.guarded_update(sample.t, sample.position,
+                                                      sample.velocity, sample.effort)
+        if not mirrored:
+            return sample                        # no effort from the robot (yet): as live
         if result is not None:
             for listener in self.sample_listeners:
                 listener(sample, result)
@@ -221,8 +211,8 @@ class TwinChain:
         reason = self.intake.wrench_sample(wrench, t, now, stamp[1], frame_id)
         if reason is not None:
             return reason
-        out = self.mirror.wrench_residual(wrench, t)
-        if out is not None and _finite(*out):
+        out = self.mirror.guarded_wrench_residual(wrench, t)
+        if out is not None:
             for listener in self.wrench_listeners:
                 listener(t, out[1])
             self.pipeline.wrench(t, out[1])
@@ -824,8 +814,10 @@ def build_report(bag, digest, run, chain, params, recorded, note):
         'messages': {'joint_states': run.counts.joint_messages,
                      'wrench': run.counts.wrench_messages,
                      'samples': run.counts.samples, 'residuals': run.counts.results,
-                     'nonfinite_results': chain.nonfinite_results,
-                     'samples_without_effort': chain.samples_without_effort},
+                     # the mirror's counters, as the live twin's /twin/status gives them
+                     'mirror_restarts': chain.mirror.restarts,
+                     'nonfinite_results': chain.mirror.nonfinite_results,
+                     'samples_without_effort': chain.mirror.samples_without_effort},
         'intake': dict(sorted(chain.intake.counters().items())),
         'rejections': run.reasons,
         'residuals': run.joint_stats.summary(),

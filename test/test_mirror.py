@@ -341,6 +341,43 @@ def test_wrench_residual_on_sinusoids_is_the_low_passed_raw_residual(model):
     assert 1e-6 < worst < 0.1    # the half-sample lag: visible, and small
 
 
+def test_the_guarded_steps_drop_and_count_what_the_live_twin_drops(model):
+    """
+    guarded_update / guarded_wrench_residual: what the mirror node and the replay both run.
+
+    A sample without effort for some joint is not mirrored; a result that overflows (a velocity
+    jump no robot makes: its Coriolis torques are beyond float range) is never given out and
+    the mirror starts anew; a wrench residual beyond float range is dropped. Each is counted,
+    under the names /twin/status gives them.
+    """
+    motion = Sinusoids(model)
+    mirror = Mirror(Predictor(model), accel_cutoff_hz=CUTOFF_HZ)
+
+    def sample(k, velocity_scale=1.0):
+        t = T0 + k * DT
+        q, qd, qdd = motion(t), motion(t, 1), motion(t, 2)
+        return t, q, velocity_scale * qd, consistent_effort(model, q, qd, qdd)
+
+    t, q, qd, effort = sample(0)
+    effort[2] = math.nan                             # the robot gave no effort for joint3
+    assert mirror.guarded_update(t, q, qd, effort) == (False, None)
+    assert mirror.guarded_update(*sample(1)) == (True, None)      # starts the stream
+    mirrored, result = mirror.guarded_update(*sample(2))
+    assert mirrored and result is not None
+    t, q, qd, _effort = sample(2)
+    _predicted, residual = mirror.guarded_wrench_residual(model.ft_wrench(q, qd, motion(t, 2)))
+    assert np.isfinite(residual).all()
+    assert mirror.guarded_update(*sample(3, velocity_scale=1e200)) == (True, None)
+    assert mirror.last is None                       # reset: the next sample starts anew
+    assert mirror.guarded_update(*sample(4)) == (True, None)
+    mirrored, result = mirror.guarded_update(*sample(5))
+    assert mirrored and result is not None
+    # each value finite, their sum not: too large for any real sensor
+    assert mirror.guarded_wrench_residual(np.full(6, 1e308)) is None
+    assert mirror.counters() == {'mirror.restarts': 0, 'mirror.nonfinite_results': 2,
+                                 'mirror.samples_without_effort': 1}
+
+
 def test_a_wrench_that_comes_after_later_joint_samples_is_matched_by_its_stamp(model):
     """
     A wrench stamped before the newest joint sample is compared with its own stamp's prediction.

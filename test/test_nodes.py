@@ -480,7 +480,7 @@ def test_the_mirror_s_own_restarts_count_no_sample_missing_from_the_robot(ros, e
 
 @pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
 def test_the_output_finiteness_check_catches_every_non_finite_value(bad):
-    from robot_twin.nodes.robot_input import finite
+    from twin_sim.mirror import finite
     good = np.array([0.1, -2.0, 1e3, 0.0, 5.0, -1e-9, 7.0])
     assert finite(good, None, good)
     for where in range(good.size):

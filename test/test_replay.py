@@ -11,6 +11,7 @@ payload declaration is applied where it was declared (a real pick-up then raises
 """
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -114,6 +115,36 @@ def test_wrenches_in_another_frame_are_refused_and_counted(runs, config, tmp_pat
     empty = replay(write_bag(tmp_path / 'empty', run, wrench_frame=''), config=config)
     assert empty['intake']['wrench.wrong_frame'] == 0
     assert empty['intake']['wrench.accepted'] == empty['messages']['wrench']
+
+
+def test_results_that_are_not_finite_are_counted_as_live(runs, config, tmp_path, monkeypatch):
+    """
+    The replay runs the live mirror node's guarded step, with its counters.
+
+    A wrench residual that is not finite (made so once here) is dropped and counted in
+    ``nonfinite_results``, as the live node counts it (the replay used to drop it uncounted).
+    """
+    from twin_sim.mirror import Mirror
+    bag = write_bag(tmp_path / 'bag', runs['short'])
+    reference = replay(bag, config=config)
+    wrench_residual = Mirror.wrench_residual
+    calls = []
+
+    def overflowing(self, measured_wrench, t=None):
+        out = wrench_residual(self, measured_wrench, t)
+        if out is not None:
+            calls.append(t)
+            if len(calls) == 100:
+                return out[0], out[1] + math.inf
+        return out
+    monkeypatch.setattr(Mirror, 'wrench_residual', overflowing)
+    report = replay(bag, config=config)
+    assert len(calls) > 100
+    assert {k: reference['messages'][k] for k in ('nonfinite_results', 'mirror_restarts',
+                                                  'samples_without_effort')} == {
+        'nonfinite_results': 0, 'mirror_restarts': 0, 'samples_without_effort': 0}
+    assert report['messages']['nonfinite_results'] == 1
+    assert report['wrench_residuals']['fx']['n'] == reference['wrench_residuals']['fx']['n'] - 1
 
 
 def _bad_recordings(run, tmp_path):

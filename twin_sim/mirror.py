@@ -33,6 +33,12 @@ from it (a payload starts the effort and wrench low-passes again at that sample)
 
 The inputs are copied: a caller may pass buffers it overwrites in place for the next sample
 (as :class:`twin_bridge.mapping.JointMapper` does).
+
+The live mirror node and the offline replay both go through the guarded steps
+:meth:`Mirror.guarded_update` and :meth:`Mirror.guarded_wrench_residual`: a sample without
+measured effort is not mirrored, a result that is not finite is never given out (and the mirror
+restarts), and both are counted (:meth:`Mirror.counters`, as /twin/status names them), so that
+a replay counts and drops exactly what the live twin did.
 """
 from collections import deque
 from dataclasses import dataclass
@@ -74,6 +80,21 @@ GAP_FACTOR = 20.0
 after them still gives a residual, predicted over the longer step."""
 
 
+def finite(*arrays):
+    """
+    Whether every value of the given (n,) arrays (None skipped) is finite.
+
+    One sum per array, of its values as Python floats (NaN and inf propagate; values so large
+    that their sum overflows fail too, and no residual of a real robot is that large). For
+    arrays of a few values this is several times cheaper than a NumPy reduction.
+    """
+    total = 0.0
+    for a in arrays:
+        if a is not None:
+            total += sum(a.tolist())
+    return math.isfinite(total)
+
+
 class Mirror:
     """
     Per-sample twin predictions for a live stream.
@@ -89,6 +110,15 @@ class Mirror:
         A larger time step between samples restarts the estimator, s (> 0). So does a step
         longer than ``GAP_FACTOR`` times the stream's typical period (a few dropped samples).
 
+    Attributes
+    ----------
+    restarts : int
+        Gaps and steps back in time that restarted the stream (:meth:`update`).
+    nonfinite_results : int
+        Joint and wrench results that were not finite, never given out (the guarded steps).
+    samples_without_effort : int
+        Samples not mirrored: the robot gave no effort for some joint (:meth:`guarded_update`).
+
     """
 
     def __init__(self, predictor, accel_cutoff_hz=40.0, max_gap_s=0.05):
@@ -101,6 +131,8 @@ class Mirror:
         self._tau_filter = 1.0 / (2.0 * math.pi * accel_cutoff_hz)
         self.max_gap_s = float(max_gap_s)
         self.restarts = 0
+        self.nonfinite_results = 0
+        self.samples_without_effort = 0
         self._period = None      # typical sample period, s (slow average of normal steps)
         self.reset()
 
@@ -287,6 +319,52 @@ class Mirror:
             self._recent_wrench.append((t, result.predicted_wrench))
         return result
 
+    def guarded_update(self, t, q, qd, effort):
+        """
+        Process one validated robot sample as the live twin does; return ``(mirrored, result)``.
+
+        ``mirrored`` is False for a sample whose effort is not finite for every joint (the robot
+        has given none for some joint: the twin compares predicted with measured efforts, so
+        there is nothing to mirror; counted in :attr:`samples_without_effort`); ``result`` is
+        then None. Otherwise the sample goes through :meth:`update`; a result whose residuals
+        or predicted effort are not finite is never given out (None instead, counted in
+        :attr:`nonfinite_results`) and the mirror starts anew from the next sample (never
+        predicting on from a state that overflowed). Arguments as :meth:`update`.
+        """
+        if not math.isfinite(sum(effort.tolist())):    # finite(effort) without its call
+            self.samples_without_effort += 1
+            return False, None
+        result = self.update(t, q, qd, effort)
+        if result is not None and not finite(
+                result.position_residual, result.velocity_residual, result.effort_residual,
+                result.predicted_effort):
+            self.nonfinite_results += 1
+            self.reset()
+            return True, None
+        return True, result
+
+    def guarded_wrench_residual(self, measured_wrench, t=None):
+        """
+        :meth:`wrench_residual` as the live twin takes it: ``(predicted, residual)`` or None.
+
+        A result that is not finite is None too (counted in :attr:`nonfinite_results`). The
+        mirror is not reset here: the measured wrench was validated, and the state the
+        predicted wrench comes from is that of the joint results, which :meth:`guarded_update`
+        checks.
+        """
+        out = self.wrench_residual(measured_wrench, t)
+        # finite(predicted, residual) without its call: the 1 kHz path
+        if out is not None and not math.isfinite(sum(out[0].tolist()) + sum(out[1].tolist())):
+            self.nonfinite_results += 1
+            return None
+        return out
+
+    def counters(self):
+        """Return the mirror's counters, named as /twin/status names them (dict of int)."""
+        return {'mirror.restarts': self.restarts,
+                'mirror.nonfinite_results': self.nonfinite_results,
+                'mirror.samples_without_effort': self.samples_without_effort}
+
     def wrench_residual(self, measured_wrench, t=None):
         """
         Return ``(predicted (6,), residual (6,))`` for a wrench sample, or None.
@@ -340,4 +418,6 @@ class Mirror:
 
 def _same_payload(a, b):
     """Whether two models' payloads (a Payload or None each) are the same load."""
+    # to 1e-9 (Payload.same_as), not bit for bit as the plant's: a load declared again, rounded
+    # on its way through a message, must not start the effort and wrench low-passes again
     return a is b or (a is not None and a.same_as(b))

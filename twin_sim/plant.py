@@ -571,6 +571,8 @@ class LockstepAnswers:
 
 
 def _same_payload(a, b):
+    # bit for bit, not Payload.same_as's 1e-9: the world simulates exactly the load the faults
+    # give now (a tolerance would keep an earlier load up to 1e-9 off, which depends on history)
     if a is None or b is None:
         return a is b
     return (a.mass == b.mass and np.array_equal(a.com, b.com) and

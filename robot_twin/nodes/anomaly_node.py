@@ -29,7 +29,7 @@ from robot_twin.nodes import qos
 from robot_twin.nodes.messages import diagnostics_bytes, maintenance_from_status, \
     MAINTENANCE_TOPIC, now_stamp, payload_from_msg, status_values
 from robot_twin.nodes.params import declare_node_parameters
-from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
+from robot_twin.nodes.robot_input import robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
 from std_msgs.msg import Float64
 from twin_anomaly.pipeline import AnomalyPipeline
@@ -313,13 +313,14 @@ class TwinAnomalyNode(Node):
         return self._robot_input.receive_time
 
     def _own_chain(self, sample):
-        if not finite(sample.effort):
-            return        # the robot has given no effort for some joint (the mirror node says so)
-        self.take_result(sample, self._mirror.update(sample.t, sample.position,
-                                                     sample.velocity, sample.effort))
+        # the mirror node's guarded step: the same samples dropped, no result not finite
+        mirrored, result = self._mirror.guarded_update(sample.t, sample.position,
+                                                       sample.velocity, sample.effort)
+        if mirrored:      # else the robot has given no effort for some joint (the mirror says so)
+            self.take_result(sample, result)
 
     def _own_wrench(self, t, _stamp, wrench):
-        out = self._mirror.wrench_residual(wrench, t)
+        out = self._mirror.guarded_wrench_residual(wrench, t)
         if out is not None:
             self.pipeline.wrench(t, out[1])
 

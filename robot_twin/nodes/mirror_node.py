@@ -16,7 +16,9 @@ results go on to ``twin_anomaly`` the same way; started on its own, the node rea
 topics itself (:class:`robot_twin.nodes.robot_input.RobotInput`). A result that is not finite is
 never published (counted as ``nonfinite_results``). The twin predicts efforts and compares them
 with the measured ones: while the robot has given no effort for some joint, its samples give no
-result (counted as ``samples_without_effort``, with a warning naming the joints).
+result (counted as ``samples_without_effort``, with a warning naming the joints). Both guards are
+the mirror's own (:meth:`twin_sim.mirror.Mirror.guarded_update`), which the offline replay runs
+too.
 """
 import math
 import sys
@@ -27,7 +29,7 @@ from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import JointStateWriter, WrenchWriter
 from robot_twin.nodes.messages import payload_from_msg
 from robot_twin.nodes.params import declare_node_parameters
-from robot_twin.nodes.robot_input import finite, robot_model, RobotInput, wrench_outputs
+from robot_twin.nodes.robot_input import robot_model, RobotInput, wrench_outputs
 from robot_twin.nodes.runner import run_nodes
 from sensor_msgs.msg import JointState
 from twin_sim.mirror import Mirror
@@ -89,8 +91,6 @@ class TwinMirrorNode(Node):
         self.mirror = Mirror(Predictor(model))
         self.result_listeners = []
         self.wrench_listeners = []
-        self.nonfinite_results = 0
-        self.samples_without_effort = 0
         self.payload_refused = 0
         if source is None:
             source = self.input = RobotInput(self, model, p)
@@ -119,6 +119,11 @@ class TwinMirrorNode(Node):
             self.wrench_display = DisplayRate(p['display_rate_hz'])
         self.get_logger().info(f'mirror of {len(self.names)} joints ({", ".join(self.names)}) '
                                f'from {model.urdf_path}')
+
+    @property
+    def nonfinite_results(self):
+        """Joint and wrench results that were not finite (never published; the mirror's)."""
+        return self.mirror.nonfinite_results
 
     def set_model(self, model):
         """
@@ -151,16 +156,11 @@ class TwinMirrorNode(Node):
         the robot's stream from its samples, and a sample withheld would read as one the
         robot never sent (``joint_states.missing``).
         """
-        if not finite(sample.effort):
+        mirrored, result = self.mirror.guarded_update(sample.t, sample.position,
+                                                      sample.velocity, sample.effort)
+        if not mirrored:
             self._without_effort()
             return
-        result = self.mirror.update(sample.t, sample.position, sample.velocity, sample.effort)
-        if result is not None and not finite(
-                result.position_residual, result.velocity_residual, result.effort_residual,
-                result.predicted_effort):
-            self.nonfinite_results += 1
-            self.mirror.reset()        # never predict on from a state that overflowed
-            result = None
         if result is not None:
             self._publish(sample, result)
         for listener in self.result_listeners:
@@ -178,24 +178,20 @@ class TwinMirrorNode(Node):
                 result.predicted_effort))
 
     def _without_effort(self):
-        """Count a sample without measured effort; say which joints lack it (first time)."""
-        if not self.samples_without_effort:
+        """Say which joints lack measured effort (at the first sample without it)."""
+        if self.mirror.samples_without_effort == 1:
             joints = self.source.intake.mapper.never_received('effort')
             self.get_logger().warning(
                 f'the robot gives no effort for {", ".join(joints) or "some joints"}: the twin '
                 'compares predicted with measured efforts, so there are no residuals until '
                 'its joint states carry them')
-        self.samples_without_effort += 1
 
     def take_wrench(self, t, stamp, wrench):
         """Publish the predicted wrench and the residual for one accepted wrench sample."""
-        out = self.mirror.wrench_residual(wrench, t)
+        out = self.mirror.guarded_wrench_residual(wrench, t)
         if out is None:
             return
         predicted, residual = out
-        if not finite(predicted, residual):
-            self.nonfinite_results += 1
-            return
         self.pub_wrench_residual.publish(self._wrench_residual.write(*stamp, residual))
         if self.wrench_display.due(t):
             self.pub_predicted_wrench.publish(self._predicted_wrench.write(*stamp, predicted))
@@ -204,9 +200,7 @@ class TwinMirrorNode(Node):
 
     def status_values(self):
         """Counters for /twin/status (the bridge adds them in the one-process twin)."""
-        return {'mirror.restarts': self.mirror.restarts,
-                'mirror.nonfinite_results': self.nonfinite_results,
-                'mirror.samples_without_effort': self.samples_without_effort}
+        return self.mirror.counters()
 
 
 def main(args=None):

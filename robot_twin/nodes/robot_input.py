@@ -158,18 +158,3 @@ class RobotInput:
             return
         for listener in self.wrench_listeners:
             listener(t, (sec, nanosec), wrench)
-
-
-def finite(*arrays):
-    """
-    Whether every value of the given (n,) arrays (None skipped) is finite.
-
-    One sum per array, of its values as Python floats (NaN and inf propagate; values so large
-    that their sum overflows fail too, and no residual of a real robot is that large). For
-    arrays of a few values this is several times cheaper than a NumPy reduction.
-    """
-    total = 0.0
-    for a in arrays:
-        if a is not None:
-            total += sum(a.tolist())
-    return math.isfinite(total)
