@@ -19,7 +19,8 @@ Reads a recording of a HIL run (``robot-twin record`` beside the plant; the twin
 - the plant's timing from its last /twin/plant_status: deadline misses, jitter percentiles and
   histogram (real-time mode), steps, resends, stale commands and rate (lock-step mode), all
   counted per physics step (the status's ``rate_hz``), whether the step published its sample
-  or not (``publish_rate_hz``: the plant may publish every k-th step only);
+  or not (``publish_rate_hz``: in real time the plant may publish every k-th step only; in
+  lock-step it publishes one sample per answered command, ``steps_per_sample`` steps apart);
 - faults injected (the plant's scenario, from /twin/plant_status) against faults detected (the
   live twin's /twin/anomaly in the recording, else a replay of the recording through the twin),
   with the detection delay of each. A replay that fails leaves the detections unknown, and the
@@ -272,7 +273,11 @@ def timing(values):
 
     The plant's steps, deadline misses and lateness (jitter) count its physics steps, at
     ``rate_hz``, published or not; ``publish_rate_hz`` is the rate of the samples it sends
-    (the step rate for a plant status that does not give it: one from before the two rates).
+    in real time (the step rate for a plant status that does not give it: one from before
+    the two rates). In lock-step the plant publishes one sample per command that answers one
+    (its ``lockstep_steps_per_command`` sample periods): ``steps_per_sample`` as the status
+    gives it, or, from a plant that did not give it, its steps over its commands less the
+    stale ones (an estimate: a command before the first sample steps nothing).
     """
     if not values:
         return None
@@ -286,6 +291,11 @@ def timing(values):
                 'steps_per_s'):
         if key in values:
             out[key] = _number(values[key])
+    answered = out.get('commands', 0) - out.get('stale_commands', 0)
+    if out['mode'] == 'lockstep' and 'steps_per_sample' in values:
+        out['steps_per_sample'] = _number(values['steps_per_sample'])
+    elif out['mode'] == 'lockstep' and out.get('steps') and answered > 0:
+        out['steps_per_sample'] = out['steps'] / answered
     if 'jitter_hist_edges_us' in values:
         out['jitter_histogram'] = {
             'lower_edges_us': [int(v) for v in values['jitter_hist_edges_us'].split(',')],
@@ -297,9 +307,18 @@ def counted_steps(timing):
     """
     Say what the plant's timing figures count, for the plot and the printed summary (str).
 
-    E.g. ``'per physics step (1000 Hz; samples published at 100 Hz, one per 10 steps)'``.
+    E.g. ``'per physics step (1000 Hz; samples published at 100 Hz, one per 10 steps)'``; in
+    lock-step ``'per physics step (1000 Hz of plant time; one sample published per answered
+    command, about 10 steps each: samples at 100 Hz of plant time)'``.
     """
     rate, publish = timing.get('rate_hz'), timing.get('publish_rate_hz')
+    if timing.get('mode') == 'lockstep':
+        per = timing.get('steps_per_sample')
+        each = f', about {round(per, 1):g} steps each' if per else ''
+        if per and rate:
+            each += f': samples at {round(rate / per, 1):g} Hz of plant time'
+        step = f'{rate:g} Hz of plant time; ' if rate else ''
+        return f'per physics step ({step}one sample published per answered command{each})'
     if not rate:
         return 'per physics step'
     if not publish:

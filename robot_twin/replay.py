@@ -172,6 +172,9 @@ class TwinChain:
         self.model = twin_model
         self.sample_listeners = []
         self.wrench_listeners = []
+        # files the monitor reads under another name ({its path: the user's}), named in events
+        # as the user gave them (a private copy's name changes from run to run)
+        self.file_names = {}
 
     def joint_state(self, stamp, names, position, velocity, effort, now):
         """
@@ -732,6 +735,8 @@ class _Replay:
         self.episodes.observe(state)
         for event in events:
             event = dict(event)
+            if event.get('file') in self.chain.file_names:
+                event['file'] = self.chain.file_names[event['file']]
             event.setdefault('robot_time', self.t)
             self.events.append(event)
             if self.ledger is not None:
@@ -931,6 +936,8 @@ def _make_chain(params, with_wrench, thresholds):
         chain = TwinChain(params, with_wrench, copy)
     except (URDFError, FileNotFoundError, ValueError) as exc:
         raise ReplayError(f'cannot build the twin: {exc}') from None
+    if copy is not None:
+        chain.file_names[copy] = str(thresholds)
     if thresholds and not chain.monitor.commissioned:
         # the monitor's reasons name the private copy: said of the user's file instead
         reasons = '; '.join(

@@ -56,8 +56,16 @@ def _fmt(t):
     return 'n/a' if t is None or not math.isfinite(t) else f'{t:.3f} s'
 
 
-def summary_lines(report):
-    """Return the lines printed after a replay (list of str)."""
+def summary_lines(report, thresholds=None):
+    """
+    Return the lines printed after a replay (list of str).
+
+    ``thresholds`` is the ``--thresholds`` file the replay loaded (the report's
+    ``thresholds_loaded`` event names the private copy the monitor read). An alarm whose fault
+    type is of the whole robot (:data:`twin_anomaly.classifier.ROBOT_LEVEL`: dropout, delay,
+    payload_change) is said of the robot, not of the group (joint) whose detectors raised it.
+    """
+    from twin_anomaly.classifier import ROBOT_LEVEL
     m = report['messages']
     lines = [f"{report['recording']['name']}: {m['joint_states']} joint states, "
              f"{m['wrench']} wrenches, {m['samples']} samples, {m['residuals']} residuals"]
@@ -82,12 +90,20 @@ def summary_lines(report):
                   if j.endswith('.effort')]
         lines.append('effort residual RMS [N·m]: ' + ' '.join(
             f'{j.split(".")[0]} {rms:.3g}' for j, rms in effort))
-    if report['commissioning'] is None:
+    loaded = next((e for e in report.get('events', ())
+                   if e.get('kind') == 'thresholds_loaded'), None)
+    if loaded is not None:
+        what = 'calibration and thresholds' if loaded.get('calibrated') else 'thresholds'
+        lines.append(f"{what} loaded from {thresholds or loaded.get('file')} (no commissioning "
+                     'on this recording)')
+    elif report['commissioning'] is None:
         lines.append('commissioning did not finish in this recording')
     for a in report['anomalies']:
-        lines.append(f"anomaly on {a['group']}: {a['fault_type']} since {_fmt(a['since'])} "
-                     f"(raised at {_fmt(a['raised_at'])}, cleared "
-                     f"{_fmt(a['cleared_at']) if a['cleared_at'] is not None else 'never'})")
+        robot = a['fault_type'] in ROBOT_LEVEL
+        lines.append(f"anomaly on {'robot' if robot else a['group']}: {a['fault_type']} since "
+                     f"{_fmt(a['since'])} (raised at {_fmt(a['raised_at'])}, cleared "
+                     f"{_fmt(a['cleared_at']) if a['cleared_at'] is not None else 'never'}"
+                     + (f"; alarmed group {a['group']})" if robot else ')'))
     if not report['anomalies']:
         lines.append('no anomaly')
     live = (report['live_twin'] or {}).get('groups')
@@ -141,7 +157,7 @@ def cmd_replay(args):
     except OSError as exc:
         print(f'{_TAG}: cannot write --report {args.report}: {exc}', file=sys.stderr)
         return 2
-    for line in summary_lines(report):
+    for line in summary_lines(report, args.thresholds):
         print(line)
     print(f'report: {args.report}')
     return 0

@@ -166,6 +166,7 @@ def run_sysid(args):
     try:
         if write:
             save_parameters(result, args.output)
+            _check_plant_urdf(urdf, args.output, result, args.quiet)
         report = write_report(result, args.report, data=args.data, plots=not args.no_plots,
                               forced=args.force and not result.accepted, written=write)
     except OSError as exc:
@@ -189,6 +190,32 @@ def run_sysid(args):
               f'{result.decision["reason"]}. {advice}', file=sys.stderr)
         return EXIT_REJECTED
     return 0
+
+
+def _check_plant_urdf(urdf, params, result, quiet):
+    """
+    Say how a simulated plant will carry the identified bodies (warning and report).
+
+    A plant, a what-if run and a commissioning simulate the URDF with the identified bodies
+    put in (:func:`twin_sim.randomization.write_identified_urdf`); when an identified body
+    does not split into physical links (less inertia than the URDF gives the tool below the
+    force-torque sensor), that changes the simulated inertia a little, or is refused. Each such
+    message goes to stderr and into ``result.warnings`` (the report).
+    """
+    from twin_sim.randomization import NominalDynamics, RandomizationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', RandomizationWarning)
+        try:
+            NominalDynamics.from_urdf(urdf, params)
+            texts = [f'simulated plant: {w.message}' for w in caught
+                     if issubclass(w.category, RandomizationWarning)]
+        except ValueError as exc:     # RandomizationError, or a URDF it cannot read
+            texts = [f'a simulated plant cannot carry these bodies: {exc}']
+    for text in texts:
+        result.warnings.append(text)
+        if not quiet:
+            print(f'{_SYSID}: warning: {text}', file=sys.stderr)
 
 
 def _replaced_output(args):

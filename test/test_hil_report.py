@@ -445,3 +445,33 @@ def test_the_timing_figures_say_they_count_physics_steps(tmp_path, monkeypatch):
     assert report['timing']['publish_rate_hz'] == 1000.0
     assert 'per physics step (1000 Hz, each publishing its sample)' in '\n'.join(
         summary_lines(report))
+
+
+def test_a_lock_step_run_says_it_published_one_sample_per_command():
+    # a lock-step plant at 1 kHz advancing 10 sample periods per command: its 14111 steps
+    # published 1411 samples (one per answered command), not one per step
+    from robot_twin.hil_report import timing
+    from robot_twin.hil_report_cli import summary_lines
+    values = {'mode': 'lockstep', 'rate_hz': '1000.0', 'publish_rate_hz': '1000.0',
+              'steps': '14111', 'commands': '1420', 'stale_commands': '9', 'resends': '9',
+              'steps_per_s': '2500.0'}
+    report = {'tracking': {'joint1': {'rms_rad': 0.01}},
+              'commands': {'total': 1420, 'position_commands': 1420, 'outside_limits': {}},
+              'timing': timing(values),
+              'faults': {'injected': [], 'false_alarms': [], 'detected_not_injected': [],
+                         'injected_known': True, 'detections_from': 'the recording'}}
+    assert report['timing']['steps_per_sample'] == 14111 / 1411
+    (line,) = [t for t in summary_lines(report) if t.startswith('timing:')]
+    assert 'each publishing its sample' not in line, line
+    assert line == ('timing: lockstep, 14111 steps, 9 resends, per physics step (1000 Hz of '
+                    'plant time; one sample published per answered command, about 10 steps '
+                    'each: samples at 100 Hz of plant time)')
+    # the plant's own figure (lockstep_steps_per_command x publish_every) wins over the estimate
+    exact = timing(dict(values, steps_per_sample='10'))
+    assert exact['steps_per_sample'] == 10.0
+    # a status without the command counters still says what was published
+    del values['commands']
+    report['timing'] = timing(values)
+    assert 'steps_per_sample' not in report['timing']
+    assert summary_lines(report)[-1].endswith(
+        '(1000 Hz of plant time; one sample published per answered command)')

@@ -165,6 +165,7 @@ def test_lockstep_with_10_steps_per_command_sends_one_sample_per_command(tmp_pat
     data_dir = request.path.parent / 'data'
     first, status = run_lockstep(tmp_path, 'first', data_dir, steps_per_command=10)
     assert status['resends'] == '0', status
+    assert status['steps_per_sample'] == '10', status     # what hil-report says it published
     second, _ = run_lockstep(tmp_path, 'second', data_dir, steps_per_command=10)
     samples = first['/joint_states']
     assert len(first['/joint_command']) == len(samples) - 1

@@ -71,6 +71,34 @@ def test_replay_finds_the_fault_and_repeats_itself(runs, config, tmp_path):
     assert entries[0].data['recording_sha256'] == first['recording']['sha256']
 
 
+def test_a_replay_on_given_thresholds_repeats_itself_and_names_the_file(
+        runs, config, tmp_path, monkeypatch):
+    # the monitor reads a private copy of --thresholds, whose name changes from run to run:
+    # it named that copy in the report, so two replays of one recording differed
+    import robot_twin.replay as replay_module
+    saved = tmp_path / 'arm_thresholds.yaml'
+    build = replay_module.TwinChain.__init__
+
+    def saving(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        self.monitor.thresholds_file = saved     # the commissioning below saves its file
+    bag = write_bag(tmp_path / 'fault', runs['fault'])
+    with monkeypatch.context() as patch:
+        patch.setattr(replay_module.TwinChain, '__init__', saving)
+        replay(bag, config=config)
+    assert saved.is_file()
+    first = replay(bag, config=config, thresholds=str(saved))
+    second = replay(bag, config=config, thresholds=str(saved))
+    assert report_json(first) == report_json(second)
+    (loaded,) = [e for e in first['events'] if e['kind'] == 'thresholds_loaded']
+    assert loaded['file'] == str(saved)
+    assert first['commissioning'] is None
+    # the fault is found on the loaded thresholds (the recording's start, which commissioning
+    # had only collected, is judged too: the simulated arm's first jerk to its path may alarm)
+    assert any(a['group'] == 'joint5' and a['since'] >= bag_testing_stamp(FAULT_AT_S) - 0.02
+               for a in first['anomalies']), first['anomalies']
+
+
 def bag_testing_stamp(t):
     from bag_testing import EPOCH_S
     return EPOCH_S + t

@@ -549,6 +549,11 @@ def test_an_unexpanded_xacro_file_is_named(tmp_path):
     expression = _two_link().replace('effort="10"', 'effort="${effort}"')
     with pytest.raises(URDFError, match='this is a xacro file'):
         RobotModel.from_urdf(_write(tmp_path, expression))
+    # a xacro file named .urdf: the suggested command must not write over its own input
+    named_urdf = tmp_path / 'arm.urdf'
+    named_urdf.write_text(macro)
+    with pytest.raises(URDFError, match=r'`xacro arm.urdf > arm.expanded.urdf`'):
+        RobotModel.from_urdf(named_urdf)
 
 
 def test_missing_limits_are_rejected(tmp_path):

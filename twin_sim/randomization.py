@@ -698,6 +698,9 @@ class NominalDynamics:
     velocity_limit : (n,) ndarray, rad/s
     params_path : Path or None
         The identified ``params.yaml`` applied, if any.
+    merged_links : tuple of str
+        Links fixed to a child link whose inertia is part of that child link's body here (their
+        ``<inertial>`` is left out of a variant URDF); see :func:`_split_identified`.
 
     """
 
@@ -710,6 +713,7 @@ class NominalDynamics:
     effort_limit: np.ndarray
     velocity_limit: np.ndarray
     params_path: Path = None
+    merged_links: tuple = ()
 
     @classmethod
     def from_urdf(cls, urdf_path, params_path=None, model=None):
@@ -723,17 +727,20 @@ class NominalDynamics:
         params_path : str or Path, optional
             A ``params.yaml`` from ``robot-twin sysid``. Identified body parameters are the
             composite of each joint's body (its child link plus fixed descendants, in the joint
-            frame); the difference to the URDF's composite is put on the child link, so the
-            variant URDF has the identified dynamics. Viscous-Coulomb friction replaces the
-            URDF's ``damping`` and ``friction``.
+            frame); the child link gets the identified body minus the URDF inertials of the
+            links fixed to it, so the variant URDF has the identified dynamics. When that
+            remainder is not a physical body, :func:`_split_identified` decides (and warns if
+            the dynamics change). Viscous-Coulomb friction replaces the URDF's ``damping`` and
+            ``friction``.
         model : RobotModel, optional
-            An already loaded model of ``urdf_path`` (saves a parse).
+            An already loaded model of ``urdf_path`` (saves a parse). Its force-torque sensor
+            link (``ft_frame``) decides which fixed links keep their URDF inertials.
 
         Raises
         ------
         RandomizationError
-            If the URDF cannot be read or the identified parameters give a child link that is
-            not physical (mass <= 0).
+            If the URDF cannot be read or an identified body is lighter than the links below
+            the force-torque sensor that hang on it.
 
         """
         from twin_sim.urdf_model import RobotModel
@@ -753,13 +760,16 @@ class NominalDynamics:
             bodies.append(_read_inertial(links[child]))
         viscous = np.array(model.damping, dtype=float).reshape(-1)
         coulomb = np.array(model.friction, dtype=float).reshape(-1)
+        merged = ()
         if params_path is not None:
-            bodies, viscous, coulomb = _apply_identified(
-                model, joint_names, child_links, bodies, viscous, coulomb, Path(params_path))
+            fixed = _FixedLinks(root, model.ft_frame)
+            bodies, merged, viscous, coulomb = _apply_identified(
+                model, joint_names, child_links, bodies, viscous, coulomb, Path(params_path),
+                fixed)
         return cls(urdf_path, joint_names, tuple(child_links), bodies, viscous, coulomb,
                    np.array(model.effort_limit, dtype=float).reshape(-1),
                    np.array(model.velocity_limit, dtype=float).reshape(-1),
-                   None if params_path is None else Path(params_path))
+                   None if params_path is None else Path(params_path), merged)
 
 
 def _parse_urdf(urdf_path):
@@ -777,13 +787,199 @@ def _dynamic_parameter_rows(model, joint_names):
                      for j in joint_names])
 
 
-def _apply_identified(model, joint_names, child_links, bodies, viscous, coulomb, params_path):
+class _FixedLinks:
+    """
+    The links fixed to each link of a URDF, and the ones below its force-torque sensor.
+
+    Parameters
+    ----------
+    root : Element
+        The URDF's ``<robot>``.
+    ft_link : str or None
+        The force-torque sensor link of the twin's model (``RobotModel.ft_frame``).
+
+    """
+
+    def __init__(self, root, ft_link):
+        self._links = {link.get('name'): link for link in root.findall('link')}
+        self._fixed = {}            # parent link -> [(child link, (R, p) of the joint origin)]
+        for joint in root.findall('joint'):
+            if joint.get('type') != 'fixed':
+                continue
+            origin = joint.find('origin')
+            xyz = _floats(origin.get('xyz') if origin is not None else None, 3,
+                          f'joint {joint.get("name")} origin xyz')
+            rpy = _floats(origin.get('rpy') if origin is not None else None, 3,
+                          f'joint {joint.get("name")} origin rpy')
+            self._fixed.setdefault(joint.find('parent').get('link'), []).append(
+                (joint.find('child').get('link'), (_rpy_matrix(rpy), np.array(xyz))))
+        self.ft_link = ft_link
+
+    def below(self, link):
+        """Return ``{link: (R, p)}``: every link fixed below ``link``, placed in its frame."""
+        out, stack = {}, [(link, (np.eye(3), np.zeros(3)))]
+        while stack:
+            parent, (rot, pos) = stack.pop()
+            for child, (r_j, p_j) in self._fixed.get(parent, ()):
+                placed = (rot @ r_j, rot @ p_j + pos)
+                out[child] = placed
+                stack.append((child, placed))
+        return out
+
+    def distal(self, link):
+        """
+        Return the links fixed below ``link`` that are distal to the force-torque sensor.
+
+        The twin's model predicts the sensor's wrench from their URDF inertials
+        (:meth:`twin_sim.urdf_model.RobotModel.ft_wrench`) and the simulated sensor measures
+        the bodies below it, so they keep those inertials. Returns ``{link: (R, p)}`` in the
+        frame of ``link`` (empty if the sensor is not fixed to ``link``).
+        """
+        placed = self.below(link)
+        if self.ft_link not in placed:
+            return {}
+        return {name: placed[name] for name in self.below(self.ft_link)}
+
+    def parameters(self, placed):
+        """Return the summed dynamic parameters ``(10,)`` of ``placed`` links' inertials."""
+        import pinocchio as pin
+        total = np.zeros(10)
+        for name, (rot, pos) in placed.items():
+            body = _read_inertial(self._links[name])
+            if body.mass > 0.0:
+                inertia = pin.Inertia(body.mass, rot @ body.com + pos,
+                                      rot @ body.inertia @ rot.T)
+                total += inertia.toDynamicParameters()
+        return total
+
+    def has_inertial(self, name):
+        """Tell whether link ``name`` has an ``<inertial>``."""
+        return self._links[name].find('inertial') is not None
+
+
+#: Relative tolerance on a body's second moments of mass (see :func:`_second_moments`).
+CONSISTENCY_RTOL = 1e-9
+
+#: Smallest second moment of mass of a body :func:`_nearest_consistent` makes, relative to
+#: its largest one (a body needs some thickness: PyBullet zeroes an inertia on the triangle
+#: inequality's edge).
+SECOND_MOMENT_FLOOR = 1e-6
+
+
+def _second_moments(inertia):
+    """
+    Principal second moments of mass about the CoM, from the rotational inertia there.
+
+    ``S = tr(I)/2 * 1 - I`` (kg m^2) is the body's ``sum m r r^T`` about its centre of mass. A
+    body is physical iff its mass is positive and ``S`` is positive semi-definite (the inertia
+    is then positive semi-definite and satisfies the triangle inequality). Returns
+    ``(eigenvalues, eigenvectors)`` of ``S``, ascending.
+    """
+    inertia = 0.5 * (np.asarray(inertia, float) + np.asarray(inertia, float).T)
+    return np.linalg.eigh(0.5 * np.trace(inertia) * np.eye(3) - inertia)
+
+
+def _is_consistent(pi):
+    """Tell whether dynamic parameters ``(10,)`` are a physical body (up to rounding)."""
+    if not pi[0] > 0.0:
+        return False
+    moments = _second_moments(BodyInertial.from_dynamic_parameters(pi).inertia)[0]
+    return moments[0] >= -CONSISTENCY_RTOL * max(moments[-1], 0.0)
+
+
+def _nearest_consistent(body):
+    """
+    Return the physical body nearest to ``body`` with its mass and centre of mass.
+
+    The second moments of mass about the CoM are raised to at least
+    ``SECOND_MOMENT_FLOOR`` times the largest (the nearest positive semi-definite ``S`` in
+    the Frobenius norm, floored); mass and first moment, hence gravity torques, are kept.
+    """
+    moments, axes = _second_moments(body.inertia)
+    floor = SECOND_MOMENT_FLOOR * max(moments[-1], 1e-12)
+    second = (axes * np.maximum(moments, floor)) @ axes.T
+    return BodyInertial(body.mass, np.asarray(body.com, float),
+                        np.trace(second) * np.eye(3) - second)
+
+
+def _moments(values):
+    """Format principal inertias (kg m^2) for a message."""
+    return '[' + ', '.join(f'{v:.3g}' for v in values) + ']'
+
+
+def _split_identified(lumped, children, fixed, child_link, joint, params_path):
+    """
+    Split an identified lumped body into its child link's part and the fixed links' parts.
+
+    ``lumped`` (10,) is the identified body of ``joint`` (its child link plus the links fixed
+    to it, in the joint frame); ``children`` (10,) the URDF inertials of those fixed links.
+
+    1. The child link gets ``lumped - children`` if that is a physical body: every link
+       keeps its URDF inertial (no change to the file beyond the child link).
+    2. Otherwise only the links below the force-torque sensor keep their URDF inertials (the
+       twin predicts the sensor's reading from them, the simulated sensor measures them); the
+       other fixed links' inertia (the sensor's own body, a flange) is merged into the child
+       link, which gets ``lumped - distal``. The lumped dynamics are unchanged.
+    3. If that is still not physical (the identified body has less inertia than the URDF
+       gives the links below the sensor), the child link's part becomes the nearest physical
+       body with the same mass and centre of mass (:func:`_nearest_consistent`), with a
+       :class:`RandomizationWarning` saying by how much the lumped body's inertia changed.
+
+    Returns ``(body, merged)``: the child link's :class:`BodyInertial` and the names of the
+    links merged into it.
+
+    Raises
+    ------
+    RandomizationError
+        The identified body is not heavier than the links below the sensor.
+
+    """
+    own = lumped - children
+    if _is_consistent(own):
+        return BodyInertial.from_dynamic_parameters(own), ()
+    distal = fixed.distal(child_link)
+    own = lumped - fixed.parameters(distal)
+    merged = tuple(name for name in fixed.below(child_link)
+                   if name not in distal and fixed.has_inertial(name))
+    if not own[0] > 0.0:
+        names = ', '.join(sorted(distal)) or 'none'
+        raise RandomizationError(
+            f'{params_path}: identified body of joint {joint} ({lumped[0]:.4g} kg) leaves link '
+            f'{child_link} with mass {own[0]:.4g} kg <= 0 once the links fixed to it below the '
+            f'force-torque sensor ({names}, whose URDF inertials the twin keeps) are '
+            'subtracted; re-run sysid or fix the file')
+    body = BodyInertial.from_dynamic_parameters(own)
+    if _is_consistent(own):
+        return body, merged
+    fixed_body = _nearest_consistent(body)
+    change = np.linalg.eigvalsh(fixed_body.inertia - body.inertia)
+    change = change[np.argmax(np.abs(change))]
+    identified = np.linalg.eigvalsh(BodyInertial.from_dynamic_parameters(lumped).inertia)
+    distal_names = ', '.join(sorted(distal)) or 'none'
+    warnings.warn(
+        f'{params_path}: the identified body of joint {joint} ({lumped[0]:.4g} kg, principal '
+        f'inertias {_moments(identified)} kg m^2 about its centre of mass) has too little '
+        f'inertia for the URDF inertials of the links below the force-torque sensor '
+        f'({distal_names}), which the twin keeps: link {child_link} would get principal '
+        f'inertias {_moments(np.linalg.eigvalsh(body.inertia))} kg m^2, not a physical body. '
+        f'It gets the nearest physical one (same mass {body.mass:.4g} kg and centre of mass, '
+        f'principal inertias {_moments(np.linalg.eigvalsh(fixed_body.inertia))} kg m^2): the '
+        f"simulated rotational inertia of joint {joint}'s body differs from the identified "
+        f'one by up to {abs(change):.3g} kg m^2 ({abs(change) / max(identified[-1], 1e-12):.1%} '
+        'of its largest principal inertia); mass and centre of mass, hence gravity torques, '
+        'are as identified', RandomizationWarning, stacklevel=2)
+    return fixed_body, merged
+
+
+def _apply_identified(model, joint_names, child_links, bodies, viscous, coulomb, params_path,
+                      fixed):
     """
     Move identified parameters from ``params_path`` onto the child links and friction.
 
-    Returns the child links' bodies and the viscous and Coulomb coefficients the plant gets.
-    A joint with the Gaz sigmoid gets ``coulomb + phi1 / 2`` (the mean of its two saturation
-    levels): the plant's joints have viscous-Coulomb friction only.
+    Returns the child links' bodies, the links merged into them (:func:`_split_identified`)
+    and the viscous and Coulomb coefficients the plant gets. A joint with the Gaz sigmoid gets
+    ``coulomb + phi1 / 2`` (the mean of its two saturation levels): the plant's joints have
+    viscous-Coulomb friction only.
     """
     identified = model.copy()
     try:
@@ -792,22 +988,20 @@ def _apply_identified(model, joint_names, child_links, bodies, viscous, coulomb,
         raise RandomizationError(f'cannot apply identified parameters: {exc}') from exc
     before = _dynamic_parameter_rows(model, joint_names)
     after = _dynamic_parameter_rows(identified, joint_names)
-    new_bodies = []
+    new_bodies, merged = [], []
     for j, body in enumerate(bodies):
         if np.array_equal(after[j], before[j]):
             new_bodies.append(body)
             continue
-        pi = body.dynamic_parameters() + (after[j] - before[j])
-        if not pi[0] > 0.0:
-            raise RandomizationError(
-                f'{params_path}: identified body of joint {joint_names[j]} leaves link '
-                f'{child_links[j]} with mass {pi[0]:.4g} kg <= 0 once the links fixed to it '
-                f'are subtracted; re-run sysid or fix the file')
-        new_bodies.append(BodyInertial.from_dynamic_parameters(pi))
+        children = before[j] - body.dynamic_parameters()
+        own, links = _split_identified(after[j], children, fixed, child_links[j],
+                                       joint_names[j], params_path)
+        new_bodies.append(own)
+        merged.extend(links)
     friction = identified.friction_model
     viscous = np.array(friction.viscous, dtype=float)
     coulomb = np.array(friction.coulomb, dtype=float) + 0.5 * np.abs(friction.phi1)
-    return new_bodies, viscous, coulomb
+    return new_bodies, tuple(merged), viscous, coulomb
 
 
 def _set_floats(element, key, values):
@@ -876,6 +1070,9 @@ def write_variant_urdf(nominal, variant, out_path):
                                            * variant.effort_limit_scale[j])))
             limit.set('velocity', repr(float(nominal.velocity_limit[j]
                                              * variant.velocity_limit_scale[j])))
+    for name in nominal.merged_links:       # their inertia is in their parent's body
+        link = links[name]
+        link.remove(link.find('inertial'))
     base_dir = nominal.urdf_path.parent
     for mesh in root.iter('mesh'):
         filename = mesh.get('filename', '')

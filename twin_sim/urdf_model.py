@@ -409,9 +409,12 @@ def _parse_urdf(path, package_dirs):
     if robot.tag != 'robot':
         raise URDFError(f'{path}: root element is <{robot.tag}>, expected <robot>')
     if _is_xacro(robot):
+        # never suggest writing over the input (`xacro z.urdf > z.urdf` empties it first)
+        out = path.name.removesuffix('.xacro').removesuffix('.urdf') + '.urdf'
+        if out == path.name:
+            out = out.removesuffix('.urdf') + '.expanded.urdf'
         raise URDFError(f'{path}: this is a xacro file (xacro elements or ${{...}} expressions), '
-                        f'not a URDF; expand it first, e.g. `xacro {path.name} > '
-                        f'{path.name.removesuffix(".xacro").removesuffix(".urdf")}.urdf` (with '
+                        f'not a URDF; expand it first, e.g. `xacro {path.name} > {out}` (with '
                         'the arguments your robot needs), and give the twin the result')
     links = {}
     for link in robot.findall('link'):

@@ -330,7 +330,10 @@ class PlantNode(Node):
             self._rate = (now, steps)
             return {'steps': int(round(steps)), 'commands': self.commands,
                     'stale_commands': self.answers.stale, 'resends': self.gate.resends,
-                    'steps_per_s': f'{rate:.1f}'}
+                    'steps_per_s': f'{rate:.1f}',
+                    # physics steps between two published samples (one per answered command)
+                    'steps_per_sample': (self.params['lockstep_steps_per_command']
+                                         * self.plant.publish_every)}
         stats = self.pacer.stats()
         for key in ('jitter_hist_edges_us', 'jitter_hist_counts'):
             stats[key] = ','.join(str(v) for v in stats[key])
