@@ -6,6 +6,7 @@ fixed to it). The built-in arm's joint7 carries ``ft_sensor`` (0.1 kg) and ``too
 ``link7``; an identified joint7 body with less inertia than those two made link7 a body with a
 negative principal inertia, which no consumer (plant, what-if, commissioning) could load.
 """
+from pathlib import Path
 from types import SimpleNamespace
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -81,6 +82,24 @@ def test_a_body_lighter_than_the_fixed_links_keeps_its_dynamics_and_the_sensor(t
         assert np.allclose(world.measure().wrench, mirror.ft_wrench(q, zero, zero), atol=1e-6)
     finally:
         world.close()
+
+
+def test_a_sensor_link_named_otherwise_keeps_the_links_below_it(tmp_path):
+    # a robot whose sensor link is not called ft_sensor: the plant names it (ft_link), and
+    # the links below it keep their URDF inertials as with the default name
+    text = Path(builtin_urdf()).read_text().replace('"ft_sensor"', '"wrist_ft"')
+    assert 'wrist_ft' in text
+    renamed = tmp_path / 'renamed.urdf'
+    renamed.write_text(text)
+    tool = pin.SE3(np.eye(3), np.array([0.0, 0.0, 0.075])).act(
+        pin.Inertia(0.3, np.array([0.01, 0.0, 0.05]), np.diag([2.9e-4, 3.4e-4, 1.3e-4])))
+    own = pin.Inertia(0.05, np.array([0.0, 0.0, 0.02]), np.diag([2e-5, 2e-5, 3e-5]))
+    params, _ = _params(tmp_path, own + tool)
+    urdf = write_identified_urdf(renamed, params, tmp_path / 'identified.urdf',
+                                 ft_link='wrist_ft')
+    assert _inertial(urdf, 'wrist_ft') is None
+    assert _inertial(urdf, 'tool').find('mass').get('value') == '0.3'
+    assert float(_inertial(urdf, 'link7').find('mass').get('value')) == pytest.approx(0.05)
 
 
 def test_a_body_too_thin_for_the_tool_becomes_the_nearest_physical_one(tmp_path):

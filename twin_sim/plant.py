@@ -680,7 +680,7 @@ def make_plant(urdf_path, *, scenario=None, dt=0.001, publish_every=1, seed=0,
                 spec = load_randomization(randomization_file(randomization))
                 urdf_path, variant = write_randomized_robot(
                     urdf_path, spec, seed, randomization_index,
-                    Path(tmpdir.name) / 'variant.urdf', dynamics_params_file or None)
+                    Path(tmpdir.name) / 'variant.urdf', dynamics_params_file or None, ft_link)
             except (FileNotFoundError, RandomizationError, URDFError) as exc:
                 raise PlantError(f'randomization: {exc}') from None
             if variant.payload is not None:
@@ -691,7 +691,7 @@ def make_plant(urdf_path, *, scenario=None, dt=0.001, publish_every=1, seed=0,
         elif dynamics_params_file:
             # simulate the identified robot: its URDF with the params.yaml dynamics put in
             urdf_path = write_identified_urdf(urdf_path, dynamics_params_file,
-                                              Path(tmpdir.name) / 'identified.urdf')
+                                              Path(tmpdir.name) / 'identified.urdf', ft_link)
         try:
             world = {'ft_link': ft_link} if ft_link else {}
             plant = Plant(str(urdf_path), scenario=scenario, dt=dt, publish_every=publish_every,

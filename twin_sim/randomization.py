@@ -1083,7 +1083,7 @@ def write_variant_urdf(nominal, variant, out_path):
     return out_path
 
 
-def write_identified_urdf(urdf_path, params_path, out_path):
+def write_identified_urdf(urdf_path, params_path, out_path, ft_link=None):
     """
     Write the robot's URDF with the identified dynamics of a ``params.yaml`` put in.
 
@@ -1093,6 +1093,9 @@ def write_identified_urdf(urdf_path, params_path, out_path):
     Parameters
     ----------
     urdf_path, params_path, out_path : str or Path
+    ft_link : str, optional
+        The force-torque sensor link (default ``ft_sensor``): the links below it keep their
+        URDF inertials (:func:`_split_identified`).
         The source URDF, the identified-parameters file and the URDF to write.
 
     Returns
@@ -1101,7 +1104,8 @@ def write_identified_urdf(urdf_path, params_path, out_path):
         ``out_path``.
 
     """
-    nominal = NominalDynamics.from_urdf(urdf_path, params_path)
+    nominal = NominalDynamics.from_urdf(urdf_path, params_path, model=_sensor_model(
+        urdf_path, ft_link))
     n = len(nominal.joint_names)
     ones = np.ones(n)
     identity = Variant(index=0, seed=0, joint_names=nominal.joint_names, mass_scale=ones,
@@ -1110,7 +1114,19 @@ def write_identified_urdf(urdf_path, params_path, out_path):
     return write_variant_urdf(nominal, identity, out_path)
 
 
-def write_randomized_robot(urdf_path, spec, seed, index, out_path, params_path=None):
+def _sensor_model(urdf_path, ft_link):
+    """Return the robot's model with its sensor link ``ft_link`` (None: the default model)."""
+    if not ft_link:
+        return None
+    from twin_sim.urdf_model import RobotModel, URDFError
+    try:
+        return RobotModel.from_urdf(urdf_path, ft_link=ft_link)
+    except URDFError as exc:
+        raise RandomizationError(f'cannot read URDF {urdf_path}: {exc}') from None
+
+
+def write_randomized_robot(urdf_path, spec, seed, index, out_path, params_path=None,
+                           ft_link=None):
     """
     Write variant ``index`` of ``seed`` of a robot as a URDF, for a plant to simulate.
 
@@ -1129,6 +1145,8 @@ def write_randomized_robot(urdf_path, spec, seed, index, out_path, params_path=N
         The URDF to write.
     params_path : str or Path, optional
         Identified dynamics (``params.yaml``) to centre the ranges on.
+    ft_link : str, optional
+        The force-torque sensor link, as for :func:`write_identified_urdf`.
 
     Returns
     -------
@@ -1143,7 +1161,8 @@ def write_randomized_robot(urdf_path, spec, seed, index, out_path, params_path=N
         Bad URDF or params, or ranges for joints the robot does not have.
 
     """
-    nominal = NominalDynamics.from_urdf(urdf_path, params_path)
+    nominal = NominalDynamics.from_urdf(urdf_path, params_path, model=_sensor_model(
+        urdf_path, ft_link))
     spec.check_joints(nominal.joint_names)
     variant = spec.sample(nominal.joint_names, seed, index)
     return write_variant_urdf(nominal, variant, out_path), variant
