@@ -572,7 +572,7 @@ class AnomalyMonitor:
         self._last_t = t
         self.checks.update(t, q, qd, tau, now,
                            getattr(sample, 'refused_before', 0) + self._not_newer,
-                           getattr(sample, 'queued', False))
+                           getattr(sample, 'queued', False), getattr(sample, 'fresh', None))
         self._not_newer = 0
         step = self.step
         if self.checks.last_was_repeat:          # a stale resend: no new reading

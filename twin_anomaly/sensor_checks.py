@@ -36,6 +36,13 @@ their own past instead, per joint, with no model:
   the one that repeats: a position run counts while the measured velocity is above
   ``min_velocity``, a velocity or effort run while the velocity is, or while the position
   moved faster than ``min_speed`` over the last block; at rest a run neither grows nor ends;
+- **joints on a clock of their own** (a gripper driver at a third of the arm's rate, carried
+  between its messages by the intake: ``fresh`` of :meth:`SensorChecks.update`): their
+  repeat runs and noise levels are taken over their own readings only. A carried value is
+  no reading: it neither extends nor ends a run, and the second differences are those of
+  consecutive readings, a whole number of periods apart (the rates' scaled to that step).
+  Over every sample, a held effort read a fifth of its noise level (equal values, then a
+  step), which commissioning learned as the effort's noise;
 - **flat effort while moving**: how long a joint's effort has stayed flat (each block's
   standard deviation within a small multiple of the noise, its mean within a narrow band of
   the run's first block) while the joint moves (a drive that clips its torque) at a level of
@@ -276,6 +283,7 @@ class SensorChecks:
         self._now_seen = None          # its receive time (None: not given)
         self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
         self._regular = False          # the last pair's step was a regular one (see _pair)
+        self._read_t = None            # per signal: stamp of its last own reading (_own_readings)
         self._lat_floor = math.inf     # smallest recent receive latency, s
         self._account_from = None
         self._bias.fill(0.0)
@@ -297,6 +305,9 @@ class SensorChecks:
         self._sum_d2 = np.zeros(3 * n)
         self._sum_r2 = np.zeros(3 * n)
         self._cnt_d2 = 0
+        self._cnt_read = np.zeros(3 * n)        # pairs of own readings per signal
+        self._reads = np.zeros(3 * n)           # own readings per signal
+        self._read_samples = 0                  # samples whose fresh joints were given
         self._run_max = np.zeros(3 * n)
         self._tau_sum = np.zeros(n)
         self._tau_sq = np.zeros(n)
@@ -307,7 +318,7 @@ class SensorChecks:
         self._lat_last = math.inf      # the last sample's (inf: none, or it waited)
 
     # ------------------------------------------------------------------ per sample
-    def update(self, t, q, qd, tau, now=None, refused=0, queued=False):
+    def update(self, t, q, qd, tau, now=None, refused=0, queued=False, fresh=None):
         """
         Add one sample (cheap: vectorized accumulation only).
 
@@ -326,6 +337,10 @@ class SensorChecks:
             The sample waited in the twin's queue behind earlier input (the twin was busy or
             starved when it arrived): its latency, and that of the sample before it (the head
             of the burst), are the twin's own backlog, not the stream's, and are left out.
+        fresh : (n,) bool array, optional
+            Which joints' values are new readings (:attr:`twin_bridge.intake.RobotSample.
+            fresh`); the others are carried between the messages of a clock of their own, and
+            their repeat runs and noise levels take their readings only. None: every joint's.
 
         Returns
         -------
@@ -338,6 +353,7 @@ class SensorChecks:
         x[:n] = q
         x[n:2 * n] = qd
         x[2 * n:] = tau
+        paired = False
         if self._t_seen is not None:
             step = t - self._t_seen
             if not step > 0.0:
@@ -368,9 +384,12 @@ class SensorChecks:
                     self._latency(now - t, queued)
                 return True
             if self._have:
-                self._pair(t - self._t)
+                paired = True
+                self._pair(t - self._t, fresh is None)
             elif not regular and self._t is not None and t - self._t <= _PV_GAP_S + 1e-9:
                 self._pv_across(t - self._t)
+        if fresh is not None:
+            self._own_readings(t, fresh, paired)
         self._t_seen = t
         self._now_seen = now
         if self._q_first is None:
@@ -591,8 +610,13 @@ class SensorChecks:
         self._sum_dqd += x[n:2 * n]
         self._sum_dqd -= prev[n:2 * n]
 
-    def _pair(self, dt):
-        """Differences between this sample (``_x``) and the previous one (``_prev``)."""
+    def _pair(self, dt, readings=True):
+        """
+        Differences between this sample (``_x``) and the previous one (``_prev``).
+
+        ``readings``: every value is a new reading; else the repeat runs and noise levels are
+        left to :meth:`_own_readings`.
+        """
         n = self.n
         x, prev, d1 = self._x, self._prev, self._d1
         np.subtract(x, prev, out=d1)
@@ -605,9 +629,10 @@ class SensorChecks:
         fast |= self._moving_block
         moving[n:2 * n] = fast
         moving[2 * n:] = fast
-        self._run += moving
-        self._run *= d1 == 0.0
-        np.maximum(self._run_max, self._run, out=self._run_max)
+        if readings:
+            self._run += moving
+            self._run *= d1 == 0.0
+            np.maximum(self._run_max, self._run, out=self._run_max)
         # position vs velocity (trapezoid)
         e = self._e
         np.add(x[n:2 * n], prev[n:2 * n], out=e)
@@ -628,7 +653,7 @@ class SensorChecks:
             # smaller level, and scales the rates' back to a typical period's change
             r1 = self._r1
             np.multiply(d1, 1.0 / dt, out=r1)
-            if self._have == 2 and self._regular:
+            if readings and self._have == 2 and self._regular:
                 d2 = self._d2
                 np.subtract(d1, self._d1_prev, out=d2)
                 d2 *= d2
@@ -640,6 +665,52 @@ class SensorChecks:
             self._r1, self._r1_prev = self._r1_prev, r1
         self._regular = regular
         self._d1, self._d1_prev = self._d1_prev, d1
+
+    def _own_readings(self, t, fresh, paired):
+        """
+        Take the repeat runs and noise levels over each joint's own readings (module docstring).
+
+        ``fresh`` (n,) bool: the joints whose values in ``_x`` are new readings; ``paired``:
+        :meth:`_pair` took this sample (else the readings start again here, as after a gap).
+        For a joint whose every value is fresh this is what :meth:`_pair` takes.
+        """
+        f = np.concatenate((fresh, fresh, fresh))
+        x = self._x
+        self._read_samples += 1
+        self._reads += f
+        if not paired or self._read_t is None:
+            self._read_x = x.copy()
+            self._read_t = np.where(f, t, np.nan)     # (NaN: no reading yet)
+            self._read_d1 = np.zeros_like(x)
+            self._read_r1 = np.zeros_like(x)
+            self._read_m = np.zeros_like(x)           # periods of the last regular step, or 0
+            return
+        d1 = x - self._read_x
+        self._run += self._moving * f
+        self._run *= (d1 == 0.0) | ~f
+        np.maximum(self._run_max, self._run, out=self._run_max)
+        period = self.period_s
+        m = np.zeros_like(x)
+        if period is not None:
+            step = t - self._read_t
+            with np.errstate(invalid='ignore'):
+                m = np.rint(step / period)
+                regular = f & (m >= 1.0) & (np.abs(step - m * period) <= 0.25 * period)
+                r1 = d1 / step
+            m = np.where(regular, m, 0.0)
+            pair = regular & (self._read_m > 0.0)
+            d2 = np.where(pair, d1 - self._read_d1, 0.0)
+            self._sum_d2 += d2 * d2
+            # (per typical period, as take_block scales the rates: over a step of m periods
+            # white noise reads m^2 times smaller)
+            d2 = np.where(pair, r1 - self._read_r1, 0.0)
+            self._sum_r2 += d2 * d2 * m * self._read_m
+            self._cnt_read += pair
+            np.copyto(self._read_r1, r1, where=f)
+        np.copyto(self._read_x, x, where=f)
+        np.copyto(self._read_t, t, where=f)
+        np.copyto(self._read_d1, d1, where=f)
+        np.copyto(self._read_m, m, where=f)
 
     # ------------------------------------------------------------------ per block
     def take_block(self):
@@ -681,9 +752,14 @@ class SensorChecks:
         # else the smaller of the two levels (module docstring). The rates' sum is per s^2:
         # times period^2, of a period's change (the period now, not each pair's: re-taken
         # every 64 steps, it would step the rates)
-        if self._cnt_d2 and 2 * self._cnt_d2 >= fresh:
+        # (per signal: a joint on a clock of its own has fewer readings, see _own_readings)
+        pairs = self._cnt_d2 + self._cnt_read
+        if pairs.any():
+            readings = fresh - self._read_samples + self._reads
             level = np.minimum(self._sum_d2, self._sum_r2 * self.period_s ** 2)
-            log_d2 = np.log(np.maximum(level / self._cnt_d2, _TINY_SQUARE))
+            log_d2 = np.where((pairs > 0) & (2 * pairs >= readings),
+                              np.log(np.maximum(level / np.maximum(pairs, 1), _TINY_SQUARE)),
+                              np.nan)
         else:
             log_d2 = np.full(3 * n, np.nan)
         out = BlockChecks(

@@ -25,15 +25,21 @@ arm's rate but stamped apart) would leave every stamp incomplete. The arm is the
 most joints among those whose stamps come at least ``ARM_RATE_SHARE`` as often as the most
 frequent ones (so a gripper driver faster than the arm does not take its place), of equal
 groups the more frequent;
-when ``OWN_CLOCK_RUN`` of its stamps in a row lacked the same joints, those are held at the
-values of their latest message for the samples of the arm (their messages counted as
+when ``OWN_CLOCK_RUN`` of its stamps in a row lacked the same joints, those are held between
+their messages for the samples of the arm (their messages counted as
 ``joint_states.own_clock_parts``, their names in the status), as long as their latest stamp is
-less than ``OWN_CLOCK_STALE_S`` older than the sample's. A sample's velocity
-and effort are those its stamp's
-messages gave: an empty ``velocity``/``effort`` array ("not provided") makes them NaN for its
-joints (the sample's ``velocity`` is then None: the mirror and the detector differentiate
-positions; an effort NaN makes it a sample without effort, counted by the mirror), never the
-values of an earlier message.
+less than ``OWN_CLOCK_STALE_S`` older than the sample's. Held is first-order: a held joint's
+position is carried forward from its latest message by that message's velocity times the
+message's age at the sample's stamp (held as it is without a velocity); its velocity and
+effort are the message's, one reading of one time (the mirror's friction and dynamics take
+them together). A position held as it came would step once per message and stand still in
+between, which the mirror read as motion residuals and the stream checks as noise. Such a
+sample's ``fresh`` says which joints are new readings (see :class:`RobotSample`).
+A sample's velocity and effort are those its stamp's messages gave: an empty
+``velocity``/``effort`` array ("not provided") makes them NaN for its joints (the sample's
+``velocity`` is then None: the mirror and the detector differentiate positions; an effort NaN
+makes it a sample without effort, counted by the mirror), never the values of an earlier
+message.
 """
 from dataclasses import dataclass
 import math
@@ -101,6 +107,12 @@ class RobotSample:
     queued : bool
         The message waited behind earlier input in the twin's own queue (the twin was busy or
         starved when it arrived), so its receive time includes the twin's backlog.
+    fresh : (n,) bool array or None
+        None when every joint's values came with this stamp (the usual case). With joints on
+        a clock of their own (held, see the module docstring): True for the joints that have
+        a new message since the previous sample (the arm's always), False for those carried
+        forward from a message an earlier sample already had: checks of a joint's own
+        readings (frozen or noisy sensors) take its values only where they are fresh.
 
     """
 
@@ -111,6 +123,7 @@ class RobotSample:
     effort: np.ndarray
     refused_before: int = 0
     queued: bool = False
+    fresh: np.ndarray = None
 
 
 class RobotIntake:
@@ -155,6 +168,9 @@ class RobotIntake:
                  force_range_n=math.inf, torque_range_nm=math.inf,
                  joint_states_topic='/joint_states', wrench_topic='/ft_sensor/wrench',
                  held_joints=(), continuous_joints=(), wrench_frame=None):
+        # a carried position stays within what the robot could report (the accepted range)
+        self._carry_bounds = None if plausibility is None else (plausibility.lower,
+                                                                plausibility.upper)
         self.joints = JointStateValidator(joint_names, plausibility=plausibility,
                                           unknown_joints=unknown_joints,
                                           max_future_s=max_future_s, topic=joint_states_topic,
@@ -204,6 +220,7 @@ class RobotIntake:
         self._sample_now = -math.inf    # when the last sample was complete (local clock), s
         self._own = list(self._no_joint)    # per joint: on a clock of its own, held
         self._n_own = 0
+        self._sampled_stamps = None     # per joint: its message's stamp at the last sample
 
     def joint_state(self, names, position, velocity, effort, stamp, now, nanosec=0):
         """
@@ -302,6 +319,7 @@ class RobotIntake:
                 > OWN_CLOCK_STALE_S:
             self._own = list(self._no_joint)        # they stopped: wait for them again
             self._n_own = 0
+            self._sampled_stamps = None
         self._got[:] = self._own
         self._stamp_before, self._stamp = self._stamp, stamp
         self._count = self._n_own
@@ -383,11 +401,33 @@ class RobotIntake:
         refused = self.joints.counters['rejected']
         before, self._refused_seen = refused - self._refused_seen, refused
         position = m.position.copy()
+        fresh = self._carry_forward(position, t) if self._n_own else None
         if self._any_wrap:
             self._unwrap(position)
         self.samples += 1
         return RobotSample(t, (int(sec), int(nanosec)), position, velocity,
-                           m.effort.copy(), before, queued)
+                           m.effort.copy(), before, queued, fresh)
+
+    def _carry_forward(self, position, t):
+        """
+        Carry the held joints' positions forward to stamp ``t``; return the fresh joints.
+
+        ``position`` (n,) rad is the sample's copy of the latest values, changed in place: a
+        joint on a clock of its own moves on by its message's velocity times that message's
+        age (a message without velocity: held), never beyond the range the validation accepts
+        (the URDF limits widened by their margin). Returns :attr:`RobotSample.fresh`.
+        """
+        m = self.mapper
+        own = np.array(self._own)
+        step = m.velocity[own] * (t - m.stamp[own])
+        position[own] += np.where(np.isfinite(step), step, 0.0)
+        if self._carry_bounds is not None:     # never carried beyond the accepted range
+            lo, hi = self._carry_bounds
+            position[own] = np.clip(position[own], lo[own], hi[own])
+        last = self._sampled_stamps
+        fresh = np.ones(self._n, dtype=bool) if last is None else m.stamp != last
+        self._sampled_stamps = m.stamp.copy()
+        return fresh
 
     def _unwrap(self, position):
         """Replace the continuous joints' angles in ``position`` by unwrapped ones."""
