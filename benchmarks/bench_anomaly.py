@@ -11,7 +11,9 @@ fault_catalog`: every fault type on ``--joints`` joints, two sizes, abrupt and i
 (``friction_increase`` incipient is the 4x rise over 10 s). ``--nominal-min`` minutes of
 fault-free motion per arm (commissioning included, in one run) give the false alarms.
 ``--sample-rate-hz`` (1000 and its divisors) makes the robots send every k-th of the plant's
-1 kHz steps, as a robot with a slower joint-state stream.
+1 kHz steps, as a robot with a slower joint-state stream; without ``--model`` the fault names
+come from the packaged model for that rate, as the monitor picks it (the low-rate model below
+:data:`twin_anomaly.classifier.RATE_BAND_BOUNDARY_HZ`).
 
 Printed and written to ``--output`` (summary.json, runs.csv, plots):
 
@@ -44,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from robot_twin import fault_runs  # noqa: E402
-from twin_anomaly.classifier import FAULT_TYPES, ROBOT_LEVEL  # noqa: E402
+from twin_anomaly.classifier import default_model_path, FAULT_TYPES, ROBOT_LEVEL  # noqa: E402
 
 SEED = 2000
 REPORT_RATE_HZ = 50.0
@@ -240,7 +242,8 @@ def main(argv=None):
     parser.add_argument('--joints', type=int, default=3, help='faulty joints per robot')
     parser.add_argument('--nominal-min', type=float, default=10.0,
                         help='minutes of fault-free monitoring per arm (default 10)')
-    parser.add_argument('--model', default='', help="classifier ('' packaged, rules, file)")
+    parser.add_argument('--model', default='',
+                        help="classifier ('' the packaged model for the rate, rules, file)")
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--sample-rate-hz', type=float, default=1000.0,
                         help='rate the robots send their samples at (1000 and its divisors)')
@@ -259,7 +262,8 @@ def main(argv=None):
     summary['setup'] = {'arms': args.arms, 'engine': args.engine, 'variants': args.variants,
                         'sample_rate_hz': args.sample_rate_hz,
                         'joints': args.joints, 'nominal_min': args.nominal_min,
-                        'model': args.model or 'packaged', 'seed': SEED,
+                        'model': args.model or default_model_path(args.sample_rate_hz).name,
+                        'seed': SEED,
                         'decision_s': args.decision_s, 'wall_s': round(time.time() - started),
                         'commissioning': commissioning,
                         'nominal': [{'case': r.case.name, 'alarms': r.alarms,

@@ -105,7 +105,7 @@ class Case:
         which see every step, the noise and sensor faults of these runs act on the sent
         samples only, as they would on a real robot's messages: a dropout draws once per sent
         sample, and a delay holds back whole sent samples, whose stamps stay on the sample
-        grid (the plant's delay sends the step sample from ``size`` ago, off that grid).
+        grid (as the plant's delay does).
 
     """
 
@@ -635,12 +635,18 @@ def _commissioning_summary(events):
 _CLASSIFIERS = {}
 
 
-def _classifier(model_path):
-    """One loaded classifier per process and path (loading an ONNX session costs ~10 ms)."""
-    from twin_anomaly.classifier import load_classifier
-    if model_path not in _CLASSIFIERS:
-        _CLASSIFIERS[model_path] = load_classifier(model_path)
-    return _CLASSIFIERS[model_path]
+def _classifier(model_path, sample_rate_hz=None):
+    """
+    One loaded classifier per process and file (loading an ONNX session costs ~10 ms).
+
+    ``model_path`` ``''`` is the packaged model for the robot's ``sample_rate_hz``
+    (:func:`twin_anomaly.classifier.default_model_path`), as the monitor picks it.
+    """
+    from twin_anomaly.classifier import default_model_path, load_classifier
+    key = model_path or str(default_model_path(sample_rate_hz))
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS[key] = load_classifier(key)
+    return _CLASSIFIERS[key]
 
 
 def run_fault(case, spec, thresholds_path, config=None, model_path='', keep_rows=False,
@@ -662,7 +668,8 @@ def run_fault(case, spec, thresholds_path, config=None, model_path='', keep_rows
     config : MonitorConfig, optional
         Must match the one used to commission.
     model_path : str
-        Classifier (``''`` packaged model, ``'rules'``, or a file).
+        Classifier (``''`` the packaged model for the case's sample rate, ``'rules'``, or a
+        file).
     keep_rows : bool
         Keep the monitor's evidence while alarmed (training data).
     decision_s : float
@@ -673,7 +680,7 @@ def run_fault(case, spec, thresholds_path, config=None, model_path='', keep_rows
     with tempfile.TemporaryDirectory(prefix='twin_faultrun_') as tmp:
         robot = SimulatedRobot(case, tmp)
         monitor = _monitor(robot.twin_model, config, thresholds_path, False,
-                           _classifier(model_path))
+                           _classifier(model_path, case.sample_rate_hz))
         if not monitor.commissioned:
             raise RuntimeError(f'{thresholds_path}: could not be loaded for {case.name}')
         twin = _TwinSide(monitor.calibrated_model or robot.twin_model, monitor)
@@ -706,7 +713,8 @@ def nominal_run(case, duration_s, config=None, model_path='', workdir=None):
     config = config or monitor_config()
     with tempfile.TemporaryDirectory(prefix='twin_faultrun_') as tmp:
         robot = SimulatedRobot(case, workdir or tmp)
-        monitor = _monitor(robot.twin_model, config, None, True, _classifier(model_path))
+        monitor = _monitor(robot.twin_model, config, None, True,
+                           _classifier(model_path, case.sample_rate_hz))
         twin = _TwinSide(robot.twin_model, monitor)
         recorder = _Recorder(monitor, None, 0.25, False, robot.joint_names)
         events = []

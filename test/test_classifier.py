@@ -3,6 +3,7 @@ The fault classifier: features, decisions, ONNX parity, the packaged model, held
 
 Held-out: simulated robots (seed, variant, motion) that no training run used.
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 from robot_twin import anomaly_train, fault_runs
 from twin_anomaly.classifier import CLASSES, ClassifierError, decide, default_model_path, \
     EPISODE_AGE_CAP_S, EpisodeVerdict, Evidence, FAULT_TYPES, FEATURE_NAMES, feature_rows, \
-    hypotheses, JOINT_DETECTORS, load_classifier, OnnxClassifier, ROBOT_FEATURES, \
-    ROBOT_LEVEL, RuleClassifier, scores_of, Verdict, VERDICT_DOMINANCE
+    hypotheses, JOINT_DETECTORS, load_classifier, OnnxClassifier, RATE_BAND_BOUNDARY_HZ, \
+    ROBOT_FEATURES, ROBOT_LEVEL, RuleClassifier, scores_of, Verdict, VERDICT_DOMINANCE
 
 NAMES = ('j1', 'j2', 'j3', 'j4')
 D = len(JOINT_DETECTORS)
@@ -219,11 +220,12 @@ def test_a_model_made_for_other_features_or_missing_is_refused(tmp_path):
     assert isinstance(load_classifier('rules'), RuleClassifier)
 
 
-def test_the_packaged_model_gives_the_probabilities_of_scikit_learn_that_made_it():
-    """Parity of the shipped file: scikit-learn's outputs on held-out rows, stored at export."""
-    model = load_classifier('')
+@pytest.mark.parametrize('rate_hz', [1000.0, 125.0])
+def test_the_packaged_model_gives_the_probabilities_of_scikit_learn_that_made_it(rate_hz):
+    """Parity of the shipped files: scikit-learn's outputs on held-out rows, stored at export."""
+    model = load_classifier('', sample_rate_hz=rate_hz)
     assert isinstance(model, OnnxClassifier)
-    assert str(default_model_path()) == model.path
+    assert str(default_model_path(rate_hz)) == model.path
     assert set(model.classes) == set(CLASSES)
     assert int(model.metadata['training_rows']) > 1000
     check = json.loads(model.metadata['parity_check'])
@@ -233,21 +235,54 @@ def test_the_packaged_model_gives_the_probabilities_of_scikit_learn_that_made_it
                                rtol=0.0)
 
 
+def test_the_packaged_model_is_the_one_trained_for_the_streams_rate():
+    """
+    A stream below about 707 Hz gets the low-rate model, a faster one the 1 kHz model.
+
+    The 1 kHz model named faults of 125 and 500 Hz streams worse (a friction step at 125 Hz
+    first read as ``torque_saturation``). A model file named by the user is used at any rate.
+    """
+    low, fast = 'fault_classifier_low_rate.onnx', 'fault_classifier.onnx'
+    names = [default_model_path(hz).name for hz in (100.0, 125.0, 250.0, 500.0, 700.0)]
+    assert names == [low] * 5
+    assert [default_model_path(hz).name for hz in (710.0, 1000.0, None)] == [fast] * 3
+    assert 700.0 < RATE_BAND_BOUNDARY_HZ < 710.0
+    slow = load_classifier('', sample_rate_hz=125.0)
+    assert slow.path == str(default_model_path(125.0)) and default_model_path(125.0).is_file()
+    rates = [float(r) for r in slow.metadata['sample_rates_hz'].split(',')]
+    assert rates and max(rates) < RATE_BAND_BOUNDARY_HZ      # trained in its own band
+    assert load_classifier('', sample_rate_hz=1000.0).path == str(default_model_path())
+    named = str(default_model_path(1000.0))
+    assert load_classifier(named, sample_rate_hz=125.0).path == named
+    # the fault runs (benchmark, training) pick as the monitor does, one session per file
+    assert fault_runs._classifier('', 125.0) is fault_runs._classifier('', 250.0)
+    assert fault_runs._classifier('', 125.0).path == slow.path
+    assert fault_runs._classifier('', 1000.0).path == named
+    assert fault_runs._classifier(named, 125.0).path == named
+
+
 HELD_OUT = fault_runs.Case(arm='builtin', engine='mujoco', seed=31337, index=0,
                            motion_seed=31337, period_s=5.0, fraction=0.3)
 CONFIG = fault_runs.monitor_config(commissioning_duration_s=20.0)
 
 
-def test_the_packaged_model_names_faults_on_a_robot_it_never_saw(tmp_path):
-    """Held-out: a seed, variant and motion no training run used."""
+@pytest.mark.parametrize('rate_hz', [1000.0, 125.0])
+def test_the_packaged_model_names_faults_on_a_robot_it_never_saw(tmp_path, rate_hz):
+    """
+    Held-out: a seed, variant and motion no training run used.
+
+    At 1 kHz the 1 kHz model, at 125 Hz the low-rate model names the faults (the packaged
+    model for the robot's rate, as the monitor picks it).
+    """
+    case = dataclasses.replace(HELD_OUT, sample_rate_hz=rate_hz)
     path = tmp_path / 'held_out.yaml'
-    fault_runs.commission(HELD_OUT, path, CONFIG)
-    robot = fault_runs.SimulatedRobot(HELD_OUT, tmp_path)
+    fault_runs.commission(case, path, CONFIG)
+    robot = fault_runs.SimulatedRobot(case, tmp_path)
     specs = fault_runs.fault_catalog(robot, ['joint2', 'joint5'], sizes=('large',),
                                      incipient=False)
     right_type, right_joint, detected = [], [], 0
     for spec in specs:
-        result = fault_runs.run_fault(HELD_OUT, spec, path, CONFIG)
+        result = fault_runs.run_fault(case, spec, path, CONFIG)
         first = result.first_alarm
         if first is None or first['t'] < spec.onset_s:
             continue

@@ -25,6 +25,7 @@ CHECK = textwrap.dedent("""
     from twin_sim.faults import FaultScenario
     from twin_sim.randomization import load_randomization
     from twin_sim.urdf_model import RobotModel
+    from twin_anomaly.classifier import default_model_path
     from robot_twin.whatif import load_scenario
     model = RobotModel.from_urdf(resources.builtin_urdf())
     print(json.dumps({
@@ -37,6 +38,7 @@ CHECK = textwrap.dedent("""
         'faults': len(FaultScenario.load(resources.fault_scenario('collision')).faults),
         'randomization': bool(load_randomization()),
         'whatif': load_scenario('payload_sweep').name,
+        'classifiers': [str(default_model_path(hz)) for hz in (1000.0, 125.0)],
     }))
 """)
 
@@ -64,7 +66,8 @@ def test_the_package_builds_without_setuptools_warnings(installed):
     assert 'Unknown distribution option' not in output, output[-3000:]
     for data in ('index.html', 'app.js', 'style.css'):
         assert (site / 'robot_twin' / 'hub' / 'dashboard' / data).is_file(), data
-    assert (site / 'twin_anomaly' / 'models' / 'fault_classifier.onnx').is_file()
+    for model in ('fault_classifier.onnx', 'fault_classifier_low_rate.onnx'):
+        assert (site / 'twin_anomaly' / 'models' / model).is_file(), model
 
 
 def test_a_non_editable_install_finds_every_data_file_from_elsewhere(installed, tmp_path):
@@ -80,6 +83,10 @@ def test_a_non_editable_install_finds_every_data_file_from_elsewhere(installed, 
         assert path.startswith(out['share']) and Path(path).is_file(), path
     assert out['joints'] == 7 and out['faults'] >= 1 and out['randomization']
     assert out['whatif'] == 'payload_sweep'
+    # the packaged fault classifiers, one per band of joint-state rates
+    names = [Path(p).name for p in out['classifiers']]
+    assert names == ['fault_classifier.onnx', 'fault_classifier_low_rate.onnx']
+    assert all(p.startswith(str(site)) and Path(p).is_file() for p in out['classifiers'])
 
 
 def test_the_installed_command_line_runs_from_elsewhere(installed, tmp_path):

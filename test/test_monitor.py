@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from robot_twin import fault_runs
-from twin_anomaly.classifier import Verdict
+from twin_anomaly.classifier import default_model_path, Verdict
 from twin_anomaly.detector import DetectorState
 from twin_anomaly.monitor import AnomalyMonitor, MONITOR_FILE_KEY, MonitorConfig
 from twin_anomaly.report import ROBOT_STATUS, status_entries
@@ -666,6 +666,50 @@ def test_a_file_learned_at_another_sample_rate_is_set_aside(builtin, tmp_path):
     old, kinds, logged = restart(every=1, seconds=1.0)
     assert kinds == ['thresholds_loaded'] and old.commissioned
     assert any('does not say the sample rate' in text for _, text in logged)
+
+
+def test_the_packaged_classifier_is_picked_by_the_streams_rate(builtin, tmp_path):
+    """
+    Name faults with the packaged model for the robot's joint-state rate, once it is known.
+
+    At the end of commissioning (the measured rate), or from the loaded file (its rate): 125 Hz
+    gets the low-rate model, 1 kHz the 1 kHz one; the choice is logged and in the lifecycle
+    events. An explicit ``model_path`` is kept at any rate.
+    """
+    config = MonitorConfig(commissioning_duration_s=4.0, calibration=False)
+
+    def commission(every, config=config, path=None):
+        logged = []
+        monitor = AnomalyMonitor(builtin, config, thresholds_file=path,
+                                 log=lambda level, text: logged.append((level, text)))
+        for k, sample in enumerate(synthetic_samples(builtin, 5.0)):
+            if k % every == 0:
+                monitor.update(sample, None, now=sample.t + 0.001)
+        monitor.report()
+        assert monitor.commissioned
+        return monitor, monitor.poll_events(), logged
+
+    low, fast = 'fault_classifier_low_rate.onnx', 'fault_classifier.onnx'
+    at_1khz, events, _ = commission(every=1)
+    assert Path(at_1khz.classifier.path).name == fast
+    path = tmp_path / 'thresholds.yaml'
+    at_125hz, events, logged = commission(every=8, path=path)
+    assert Path(at_125hz.classifier.path).name == low
+    assert at_125hz.classifier_name == str(default_model_path(125.0))
+    finished = [e for e in events if e['kind'] == 'commissioning_finished']
+    assert finished[0]['fault_classifier'] == at_125hz.classifier_name
+    assert any(level == 'info' and low in text and '125 Hz' in text for level, text in logged)
+    # restarted from its file: the low-rate model before the first sample
+    again = AnomalyMonitor(builtin, config, thresholds_file=path)
+    loaded = again.poll_events()[0]
+    assert loaded['kind'] == 'thresholds_loaded' and Path(loaded['fault_classifier']).name == low
+    assert Path(again.classifier.path).name == low
+    # a model named by the user wins
+    named = dataclasses.replace(config, model_path=str(default_model_path(1000.0)))
+    kept, events, _ = commission(every=8, config=named)
+    assert Path(kept.classifier.path).name == fast
+    assert [e['fault_classifier'] for e in events
+            if e['kind'] == 'commissioning_finished'] == [named.model_path]
 
 
 class ScriptedClassifier:

@@ -8,8 +8,9 @@ alignment with gravity). :func:`feature_rows` turns it into one row per joint th
 that joint *relative to the others* (its own detectors, the strongest of the other joints, of
 the joints before and after it in the chain), so that one model serves any joint of any arm.
 
-:class:`OnnxClassifier` runs a trained model (``robot-twin anomaly train`` writes one; a
-default ships in ``twin_anomaly/models/``) with onnxruntime: the model gives, per row, the
+:class:`OnnxClassifier` runs a trained model (``robot-twin anomaly train`` writes one; two
+ship in ``twin_anomaly/models/``, one per band of joint-state rates, :data:`PACKAGED_MODELS`)
+with onnxruntime: the model gives, per row, the
 probability of each class of :data:`CLASSES` (a fault type, or ``'none'``: this joint is not
 the faulty one). These become one score per hypothesis (a joint fault type on a joint, or a
 robot-level fault, :data:`ROBOT_LEVEL`: payload, dropout, delay), :func:`hypotheses`; the best
@@ -36,8 +37,8 @@ import numpy as np
 __all__ = ['CLASSES', 'Evidence', 'EpisodeVerdict', 'FAULT_TYPES', 'FEATURE_NAMES',
            'JOINT_DETECTORS', 'ClassifierError', 'OnnxClassifier', 'PLACED_FROM_OTHERS',
            'ROBOT_FEATURES', 'ROBOT_LEVEL', 'RuleClassifier', 'VERDICT_DOMINANCE', 'Verdict',
-           'alarmed_joints', 'decide', 'default_model_path', 'feature_rows', 'hypotheses',
-           'load_classifier', 'scores_of']
+           'PACKAGED_MODELS', 'RATE_BAND_BOUNDARY_HZ', 'alarmed_joints', 'decide',
+           'default_model_path', 'feature_rows', 'hypotheses', 'load_classifier', 'scores_of']
 
 #: The plant's fault type names (twin_sim.faults), the vocabulary of every verdict.
 FAULT_TYPES = ('sensor_bias', 'sensor_noise', 'stuck_sensor', 'dropout', 'delay',
@@ -72,6 +73,18 @@ EPISODE_AGE_CAP_S = 1.0
 VERDICT_DOMINANCE = 2.0
 """Within an alarm episode, another (fault type, joint) replaces the reported one only once its
 summed evidence is this many times the reported one's (:class:`EpisodeVerdict`)."""
+RATE_BAND_BOUNDARY_HZ = math.sqrt(500.0 * 1000.0)
+"""Joint-state rate, Hz (about 707), from which a stream gets the packaged 1 kHz model; slower
+streams get the low-rate one: the geometric mean of 1 kHz and the low-rate model's fastest
+training rate, 500 Hz."""
+PACKAGED_MODELS = (('fault_classifier.onnx', RATE_BAND_BOUNDARY_HZ),
+                   ('fault_classifier_low_rate.onnx', 0.0))
+"""The models in ``twin_anomaly/models/``, fastest band first: (file name, the slowest joint-state
+rate it serves, Hz). The first was trained on robots streaming at 1 kHz (``robot-twin anomaly
+train``), the second on robots streaming at 500, 250, 125 and 100 Hz (``--sample-rates 500 250
+125 100``): the evidence of a slower stream (noise levels, run lengths and delays per 20 ms
+block) looks different, and the 1 kHz model named a friction step at 125 Hz
+``torque_saturation`` at first. :func:`default_model_path` picks one by the stream's rate."""
 
 
 class ClassifierError(ValueError):
@@ -467,23 +480,34 @@ class RuleClassifier:
         return Verdict('sensor_bias', names[j], 0.4)
 
 
-def default_model_path():
-    """Return the path of the packaged default model (a Path; it may be absent)."""
-    return Path(str(importlib.resources.files('twin_anomaly') / 'models' /
-                    'fault_classifier.onnx'))
+def default_model_path(sample_rate_hz=None):
+    """
+    Return the path of the packaged model for a stream at ``sample_rate_hz``, Hz (a Path).
+
+    The first of :data:`PACKAGED_MODELS` whose band holds the rate: the 1 kHz model at or above
+    :data:`RATE_BAND_BOUNDARY_HZ`, the low-rate model below it. A rate not known yet (None)
+    gets the 1 kHz model. The file may be absent (a broken install).
+    """
+    name = PACKAGED_MODELS[0][0]
+    if sample_rate_hz is not None and math.isfinite(sample_rate_hz):
+        name = next((file for file, slowest in PACKAGED_MODELS if sample_rate_hz >= slowest),
+                    PACKAGED_MODELS[-1][0])
+    return Path(str(importlib.resources.files('twin_anomaly') / 'models' / name))
 
 
-def load_classifier(model_path='', min_confidence=0.5):
+def load_classifier(model_path='', min_confidence=0.5, sample_rate_hz=None):
     """
     Return the classifier a monitor should use.
 
     Parameters
     ----------
     model_path : str
-        ``''``: the packaged default model; ``'rules'``: :class:`RuleClassifier`; else an ONNX
-        file.
+        ``''``: the packaged model for ``sample_rate_hz`` (:func:`default_model_path`);
+        ``'rules'``: :class:`RuleClassifier`; else an ONNX file (whatever the rate).
     min_confidence : float
         For the ONNX model.
+    sample_rate_hz : float, optional
+        The robot's joint-state rate, Hz, when known (picks the packaged model).
 
     Raises
     ------
@@ -494,7 +518,7 @@ def load_classifier(model_path='', min_confidence=0.5):
     """
     if model_path == 'rules':
         return RuleClassifier()
-    path = Path(model_path) if model_path else default_model_path()
+    path = Path(model_path) if model_path else default_model_path(sample_rate_hz)
     if not path.is_file():
         raise ClassifierError(f'fault classifier model not found: {path}; pass another '
                               f'model_path, or rules')

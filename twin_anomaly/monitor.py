@@ -13,11 +13,13 @@ force-torque sensor, the mirror's wrench residual) and runs, per sample and chea
 Once per block (20 ms of stamp time) these become channels of one
 :class:`~twin_anomaly.fusion.FusedDetector`: one score per joint, per robot-level group
 (``wrench``, ``stream``) and for the robot, each with threshold 1. While an alarm is raised,
-a classifier (:mod:`twin_anomaly.classifier`; the trained ONNX model by default) scores every
-(fault type, joint) hypothesis at each block, in the plant's fault type names; the episode's
-verdict is the hypothesis that leads their sum since the raise, replaced only by one that
-clearly dominates it (:class:`~twin_anomaly.classifier.EpisodeVerdict`; each change is an
-``anomaly_verdict`` event).
+a classifier (:mod:`twin_anomaly.classifier`; by default the packaged ONNX model for the
+stream's joint-state rate, picked once the rate is known: at the end of commissioning, or from
+the loaded file) scores every (fault type, joint) hypothesis at each block, in the plant's
+fault type names; the episode's verdict is the hypothesis that leads their sum since the
+raise, replaced only by one that clearly dominates it
+(:class:`~twin_anomaly.classifier.EpisodeVerdict`; each change is an ``anomaly_verdict``
+event).
 
 Commissioning, in stamp time from the first sample (``commissioning_duration_s`` = D):
 
@@ -57,8 +59,9 @@ import threading
 import warnings
 
 import numpy as np
-from twin_anomaly.classifier import ClassifierError, EpisodeVerdict, Evidence, \
-    JOINT_DETECTORS, load_classifier, ROBOT_FEATURES, RuleClassifier, scores_of
+from twin_anomaly.classifier import ClassifierError, default_model_path, EpisodeVerdict, \
+    Evidence, JOINT_DETECTORS, load_classifier, PACKAGED_MODELS, RATE_BAND_BOUNDARY_HZ, \
+    ROBOT_FEATURES, RuleClassifier, scores_of
 from twin_anomaly.detector import DetectorState, JointStatus, ThresholdsError
 from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
@@ -124,7 +127,9 @@ class MonitorConfig:
     threshold_quantile, threshold_margin : float
         Thresholds are ``margin x quantile`` of each statistic over commissioning.
     model_path : str
-        Fault classifier: ``''`` the packaged model, ``'rules'`` the rule baseline, or a file.
+        Fault classifier: ``''`` the packaged model for the stream's rate (the 1 kHz model, or
+        below :data:`~twin_anomaly.classifier.RATE_BAND_BOUNDARY_HZ` the low-rate one),
+        ``'rules'`` the rule baseline, or a file (used at any rate).
     min_confidence : float
         A classifier verdict below this confidence is reported as ``unknown``.
     calibrate_in_background : bool
@@ -246,7 +251,8 @@ class AnomalyMonitor:
     classifier : object, optional
         Anything with ``classify(Evidence) -> Verdict``, and ``scores(Evidence)`` where it
         scores every hypothesis (:func:`~twin_anomaly.classifier.scores_of`); default from
-        ``config.model_path``.
+        ``config.model_path`` (``''``: both packaged models are loaded, and the stream's rate
+        picks one, :attr:`classifier_name`).
 
     Raises
     ------
@@ -270,6 +276,13 @@ class AnomalyMonitor:
         self.thresholds_file = Path(thresholds_file).expanduser() if thresholds_file else None
         self.urdf = urdf if urdf is not None else model.urdf_path
         self._log = log or (lambda level, text: None)
+        # the packaged models by file name (model_path ''), loaded now so that none is loaded
+        # on the sample path; the stream's rate picks one (_use_model_for_rate)
+        self._packaged = None
+        if classifier is None and config.model_path == '':
+            self._packaged = {name: load_classifier('', config.min_confidence, slowest)
+                              for name, slowest in PACKAGED_MODELS}
+            classifier = self._packaged[default_model_path().name]
         self.classifier = classifier if classifier is not None else \
             load_classifier(config.model_path, config.min_confidence)
         self._events = []
@@ -332,7 +345,8 @@ class AnomalyMonitor:
                 self._load(path)
                 self._log('info', f'loaded calibration and thresholds from {path}')
                 self._events.append({'kind': 'thresholds_loaded', 'file': str(path),
-                                     'calibrated': self.calibrated_model is not None})
+                                     'calibrated': self.calibrated_model is not None,
+                                     'fault_classifier': self.classifier_name})
                 return
             except ThresholdsError as exc:
                 self._log('warning', f'{exc}; commissioning again')
@@ -938,8 +952,35 @@ class AnomalyMonitor:
                       'blocks': int(summary['blocks'])}
         if self.checks.period_s:
             self._meta['sample_rate_hz'] = 1.0 / float(self.checks.period_s)
+            self._use_model_for_rate(self._meta['sample_rate_hz'])
         self.step = 'monitor'
         self._saved = False
+
+    @property
+    def classifier_name(self):
+        """Which classifier names the faults: its ONNX file, ``'rules'``, or its class name."""
+        path = getattr(self.classifier, 'path', None)
+        if path:
+            return str(path)
+        return 'rules' if isinstance(self.classifier, RuleClassifier) else \
+            type(self.classifier).__name__
+
+    def _use_model_for_rate(self, rate_hz):
+        """
+        With the packaged models (``model_path`` ``''``), classify with the one for ``rate_hz``.
+
+        The 1 kHz model at or above :data:`~twin_anomaly.classifier.RATE_BAND_BOUNDARY_HZ`,
+        the low-rate model below; logged. An explicit model or classifier stays as it is.
+        """
+        if self._packaged is None:
+            return
+        name = default_model_path(rate_hz).name
+        self.classifier = self._packaged[name]
+        self.episode_verdict.min_confidence = self.classifier.min_confidence
+        band = 'at or above' if rate_hz >= RATE_BAND_BOUNDARY_HZ else 'below'
+        self._log('info', f'fault classifier: {name}, the packaged model for joint states '
+                          f'{band} {RATE_BAND_BOUNDARY_HZ:.0f} Hz (this robot streams at '
+                          f'{rate_hz:.4g} Hz)')
 
     # ------------------------------------------------------------------ alarms
     def _judge_episode(self, t):
@@ -1056,7 +1097,8 @@ class AnomalyMonitor:
         if not self._saved and self.commissioned:
             self._saved = True
             self._events.append({'kind': 'commissioning_finished', 'summary': dict(self._meta),
-                                 'calibrated': self.calibrated_model is not None})
+                                 'calibrated': self.calibrated_model is not None,
+                                 'fault_classifier': self.classifier_name})
             self._save()
         stamp = self._last_t if self._last_t is not None else math.nan
         if not self.commissioned:
@@ -1219,6 +1261,8 @@ class AnomalyMonitor:
         learned_hz = self._meta.get('sample_rate_hz')
         if isinstance(learned_hz, (int, float)) and math.isfinite(learned_hz) and learned_hz > 0:
             self._rate_probe = {'learned_hz': float(learned_hz), 'steps': []}
+            # (a stream at another rate commissions again, and picks again at its end)
+            self._use_model_for_rate(float(learned_hz))
         else:
             self._log('warning', f'{path} does not say the sample rate it was learned at (an '
                                  "older file): after a change of the robot's rate, "
