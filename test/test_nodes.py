@@ -374,6 +374,7 @@ def test_a_payload_on_twin_payload_reaches_the_mirror_and_a_wrong_one_is_refused
     after = mirror.mirror.predictor.predict(*sample).effort
     assert np.abs(after - before).max() > 1.0        # 2 kg on the flange: N·m of gravity
     assert anomaly.status_values()['payload_kg'] == 2.0
+    assert anomaly.status_values()['fault_classifier'] == 'rules'     # model_path: rules
     predictor = mirror.mirror.predictor
     anomaly.on_payload(payload(2.0))                 # sent again (a program may repeat it)
     assert mirror.mirror.predictor is predictor and anomaly.payload_refused == 1

@@ -281,8 +281,8 @@ class TwinAnomalyNode(Node):
         ``dropped_samples``: ``joint_states.lost_in_twin`` (lost in its own input queue, found
         by the stream checks) plus samples whose stamp did not advance;
         ``joint_states.missing``: samples missing from the robot's own stream (its gaps, as the
-        stream checks count them). Read from the detector's counters at status time: no work
-        per sample.
+        stream checks count them); ``fault_classifier``: the classifier's file name (or
+        ``rules``). Read from the detector's counters at status time: no work per sample.
         """
         monitor = self.monitor
         lost = int(monitor.checks.lost_in_twin)
@@ -294,7 +294,9 @@ class TwinAnomalyNode(Node):
                   'maintenance.refused': self.maintenance_refused,
                   'joint_states.dropped': int(monitor.dropped_samples) + lost,
                   'joint_states.lost_in_twin': lost,
-                  'joint_states.missing': int(monitor.checks.missing_from_robot)}
+                  'joint_states.missing': int(monitor.checks.missing_from_robot),
+                  # which model names the faults (the packaged one for the stream's rate)
+                  'fault_classifier': Path(monitor.classifier_name).name}
         if self._ledger_error:
             values['lifecycle_log'] = self._ledger_error
         return values
