@@ -7,8 +7,10 @@ a process of its own, and the twin (twin_bridge, twin_sim (mirror), twin_anomaly
 process. It prints one line per second (sync
 state and latency, effort residuals, anomaly state), then a summary of what was detected and
 when. Every process it started is stopped at the end, on Ctrl-C too. The exit status is 0 only
-if the loop worked: residuals flowed, commissioning finished, and the scenario's fault was
-detected on the right joint (or, for a scenario without faults, nothing was).
+if the loop worked: residuals flowed, commissioning finished, the scenario's fault was
+detected on the right joint (or, for a scenario without faults, nothing was), and no joint
+without a fault ends at RUL ERROR (:func:`rul_verdict`: one that follows a transient of the
+emulated robot itself is named as its echo).
 """
 import argparse
 import dataclasses
