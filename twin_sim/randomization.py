@@ -1093,10 +1093,10 @@ def write_identified_urdf(urdf_path, params_path, out_path, ft_link=None):
     Parameters
     ----------
     urdf_path, params_path, out_path : str or Path
+        The source URDF, the identified-parameters file and the URDF to write.
     ft_link : str, optional
         The force-torque sensor link (default ``ft_sensor``): the links below it keep their
         URDF inertials (:func:`_split_identified`).
-        The source URDF, the identified-parameters file and the URDF to write.
 
     Returns
     -------
