@@ -204,28 +204,39 @@ def bridge(monkeypatch, tmp_path):
         rclpy.try_shutdown()
 
 
-def test_twin_status_gives_the_rate_and_warns_over_a_recent_gap(bridge):
-    """A 1 kHz robot, received 0.3 ms after its stamps; 30 samples it never sent."""
+def status_feeder(bridge, count, parts=lambda msg: [msg]):
+    """
+    Return ``run(seconds, skip=0)``: feed ``bridge`` a 1 kHz robot, a status each 0.1 s.
+
+    The robot's ``count`` samples are received 0.3 ms after their stamps, each stamp as the
+    messages ``parts(msg)``; ``skip`` samples are never sent. ``run`` returns the last status's
+    level, message and values.
+    """
     statuses = []
     bridge.pub_status.publish = lambda data: statuses.append(
         deserialize_message(data, DiagnosticArray).status[0])
     clock = [0.0]
     bridge.input._now = bridge._now = lambda: clock[0]
-    messages = iter(robot_messages(3100, 1.8e9, RobotModel.from_urdf(builtin_urdf())))
+    messages = iter(robot_messages(count, 1.8e9, RobotModel.from_urdf(builtin_urdf())))
 
     def run(seconds, skip=0):
-        """Feed the robot's samples, a status each 0.1 s; return the last one's parts."""
         for _ in range(skip):
             next(messages)
         for _ in range(round(seconds / 0.1)):
             for _ in range(100):
                 msg = next(messages)
                 clock[0] = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 + 3e-4
-                bridge.input.on_joint_state(serialize_message(msg))
+                for part in parts(msg):
+                    bridge.input.on_joint_state(serialize_message(part))
             bridge.publish_status()
         status = statuses[-1]
         return status.level, status.message, {kv.key: kv.value for kv in status.values}
+    return run
 
+
+def test_twin_status_gives_the_rate_and_warns_over_a_recent_gap(bridge):
+    """A 1 kHz robot, received 0.3 ms after its stamps; 30 samples it never sent."""
+    run = status_feeder(bridge, 3100)
     level, message, values = run(1.5)
     assert (level, message) == (b'\x00', 'in sync')
     assert float(values['joint_states.rate_hz']) == pytest.approx(1000.0, rel=1e-3)
@@ -256,27 +267,7 @@ def _split(msg, arm=5):
 
 def test_twin_status_counts_samples_of_a_robot_that_splits_each_stamp(bridge):
     """A 1 kHz robot that sends each stamp's joints in two messages: 1000 Hz, not 2000."""
-    statuses = []
-    bridge.pub_status.publish = lambda data: statuses.append(
-        deserialize_message(data, DiagnosticArray).status[0])
-    clock = [0.0]
-    bridge.input._now = bridge._now = lambda: clock[0]
-    messages = iter(robot_messages(2600, 1.8e9, RobotModel.from_urdf(builtin_urdf())))
-
-    def run(seconds, skip=0):
-        """Feed the robot's stamps, a status each 0.1 s; return the last status's values."""
-        for _ in range(skip):
-            next(messages)
-        for _ in range(round(seconds / 0.1)):
-            for _ in range(100):
-                msg = next(messages)
-                clock[0] = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 + 3e-4
-                for part in _split(msg):
-                    bridge.input.on_joint_state(serialize_message(part))
-            bridge.publish_status()
-        status = statuses[-1]
-        return status.level, status.message, {kv.key: kv.value for kv in status.values}
-
+    run = status_feeder(bridge, 2600, _split)
     level, message, values = run(1.5)
     assert (level, message) == (b'\x00', 'in sync')
     assert values['joint_states.accepted'] == '3000'              # messages: two per stamp
