@@ -615,6 +615,46 @@ def test_flat_effort_on_a_moving_joint_is_timed_and_standing_still_holds_it():
     assert held[-1].flat_run_s[0] == pytest.approx(run[-1], abs=0.03)
 
 
+def test_an_effort_held_by_friction_the_model_does_not_explain_is_no_clipping_drive():
+    """
+    +3 N·m Coulomb friction on a lightly loaded joint: its effort sits at the friction's level.
+
+    Joint 0 needs 0.5 N·m by the model and holds 3.5 N·m while it moves one way (a flat effort
+    well above the level a clipping drive must reach); the 3 N·m the model does not explain
+    (the observer's residual) is told to the check. Joint 1's drive clips at 5 N·m, a torque
+    consistent with its motion (nothing unexplained). On a first, model-free check both read
+    as clipping drives; told what the model explains, only joint 1 does. (Before, the monitor
+    called friction held for 20 s a clipping drive after 2-18 s at 125-500 Hz.)
+    """
+    def efforts(t):
+        friction = 3.0 * np.sign(motion(t)[1][0])
+        return np.array([0.5 + friction, min(5.0, 40.0 * t)])
+
+    def unexplained(t):
+        return np.array([3.0 * np.sign(motion(t)[1][0]), 0.0])
+
+    model_free, told = SensorChecks(2), SensorChecks(2)
+    for checks in (model_free, told):
+        checks.set_flat(tolerance=[0.09, 0.09], band=[0.06, 0.06], min_speed=[0.01, 0.01],
+                        min_level=[2.0, 2.0])
+    rng = np.random.default_rng(7)
+    runs = {'model-free': [], 'told': []}
+    for k in range(1, 1201):          # 1.2 s: joint 0 moves one way (its reversal at 0.785 s)
+        t = k * DT
+        q, qd = motion(t)
+        tau = efforts(t) + 0.02 * rng.standard_normal(2)
+        model_free.update(t, q, qd, tau)
+        told.update(t, q, qd, tau)
+        if k % BLOCK == 0:
+            runs['model-free'].append(model_free.take_block().flat_run_s)
+            # (the unexplained torque of the block, as the monitor passes it: its mean)
+            runs['told'].append(told.take_block(unexplained(t - 0.5 * BLOCK * DT)).flat_run_s)
+    model_free_runs, told_runs = np.array(runs['model-free']), np.array(runs['told'])
+    assert model_free_runs[:, 0].max() > 0.5 and model_free_runs[-1, 1] > 1.0
+    assert told_runs[:, 0].max() == 0.0
+    np.testing.assert_array_equal(told_runs[:, 1], model_free_runs[:, 1])
+
+
 def test_stamps_that_do_not_advance_are_ignored():
     checks = SensorChecks(2)
     q, qd = motion(0.0)

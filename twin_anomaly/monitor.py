@@ -679,7 +679,12 @@ class AnomalyMonitor:
         self._block_end += cfg.block_s
         if t >= self._block_end:                  # a gap: restart the block grid
             self._block_end = t + cfg.block_s
-        blk = self.checks.take_block()
+        # the effort the model does not explain (the observer's residual, negated): the
+        # flat-effort check judges a held effort's level without it, since a clipping drive's
+        # effort is consistent with the motion and more friction's is not (sensor_checks)
+        settling = self._last_t < self._settle_until
+        unexplained = -self._r_sum / self._r_cnt if self._r_cnt and not settling else None
+        blk = self.checks.take_block(unexplained)
         if blk is None:
             return
         x = self._assemble(blk)

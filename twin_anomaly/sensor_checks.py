@@ -48,7 +48,13 @@ their own past instead, per joint, with no model:
   the run's first block) while the joint moves (a drive that clips its torque) at a level of
   at least ``flat_min_level`` (a clipping drive is at a torque its motion needs; a slow move
   under a light load is flat too); blocks where the joint stands still, or is flat below that
-  level, neither extend nor end such a run;
+  level, neither extend nor end such a run. Where the caller gives the part of the effort
+  its dynamics model does not explain (the momentum observer's residual: ``take_block``),
+  the level is that of the rest: a clipping drive's effort is the torque that moves the
+  joint, consistent with the motion (the observer stays quiet), while more friction holds a
+  lightly loaded joint's effort at the friction's level, by torque the model does not
+  explain, for as long as the joint moves one way (a +3 N·m Coulomb step on a joint that
+  needed about 1 N·m read as a clipping drive for seconds);
 - **stream**: samples missing from the stream (stamp gaps against the typical period), samples
   that repeat the previous one exactly (a stale resend; left out of the other checks) and,
   when the caller passes receive times, the latency of each sample. A gap is the robot's (or
@@ -196,7 +202,8 @@ class SensorChecks:
     flat_band : (n,) float array
         Largest distance of a flat block's mean effort from the run's first block, N·m.
     flat_min_level : (n,) float array
-        Smallest ``|mean effort|`` of a flat block that extends a run, N·m (0 until
+        Smallest ``|mean effort|`` of a flat block that extends a run (less the part the model
+        does not explain, when :meth:`take_block` is told it), N·m (0 until
         :meth:`set_flat`): a drive clips at a torque its motion needs, not at the light load
         of a slow move.
     min_speed : (n,) float array
@@ -713,11 +720,20 @@ class SensorChecks:
         np.copyto(self._read_m, m, where=f)
 
     # ------------------------------------------------------------------ per block
-    def take_block(self):
+    def take_block(self, unexplained_effort=None):
         """
         Close the current block and return its :class:`BlockChecks`; None if it was empty.
 
         Also advances the leaky position-velocity sum and the flat-effort run (block level).
+
+        Parameters
+        ----------
+        unexplained_effort : (n,) array_like, optional
+            The part of each joint's effort over the block that the twin's dynamics model does
+            not explain, N·m (N): the momentum observer's residual, negated (NaN: not known).
+            A flat block's level is judged on the rest (see the module docstring); None
+            judges the whole effort.
+
         """
         if self._count == 0:
             self._new_block()
@@ -745,7 +761,9 @@ class SensorChecks:
             pace = speed / self.pace_speed          # NaN where no usual pace is known
         if fresh >= 3:                 # a block without new readings changes no run
             paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
-            self._advance_flat(mean, tau_std, moving, paced)
+            level = mean if unexplained_effort is None else \
+                mean - np.nan_to_num(np.asarray(unexplained_effort, dtype=float))
+            self._advance_flat(mean, tau_std, moving, paced, level)
             self._moving_block[:] = moving
         latency = min(self._lat_min, self._lat_last)
         # a block whose steps were mostly irregular (a stall made up) tells no noise level;
@@ -780,15 +798,16 @@ class SensorChecks:
         self._t_first = self._t
         return out
 
-    def _advance_flat(self, tau_mean, tau_std, moving, paced):
+    def _advance_flat(self, tau_mean, tau_std, moving, paced, level):
         """
         Extend flat-effort runs by a flat, moving block at the run's level; end them else.
 
-        ``paced`` (n,): the block's duration at each joint's usual pace, s.
+        ``paced`` (n,): the block's duration at each joint's usual pace, s; ``level`` (n,):
+        the block's mean effort that the model explains (see :meth:`take_block`), N·m.
         """
         flat = tau_std <= self.flat_tolerance
         same = np.abs(tau_mean - self._flat_ref) <= self.flat_band     # False while NaN
-        grow = np.where(moving & (np.abs(tau_mean) >= self.flat_min_level), paced, 0.0)
+        grow = np.where(moving & (np.abs(level) >= self.flat_min_level), paced, 0.0)
         self._flat_run = np.where(flat, np.where(same, self._flat_run, 0.0) + grow, 0.0)
         self._flat_ref = np.where(flat, np.where(same, self._flat_ref, tau_mean), np.nan)
 
