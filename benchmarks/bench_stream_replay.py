@@ -60,8 +60,8 @@ def replay(path, commissioning_s, modules, calibrate=False, thresholds=None):
     errors, alarms, missing = 0, [], 0.0
     take = monitor.checks.take_block
 
-    def counted():
-        block = take()
+    def counted(*args):
+        block = take(*args)
         nonlocal missing
         if block is not None:
             missing += block.missing

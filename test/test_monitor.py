@@ -326,8 +326,8 @@ def test_samples_with_a_repeated_stamp_are_not_a_gap_in_the_stream(builtin):
     monitor = AnomalyMonitor(builtin, config)
     missing, take = [], monitor.checks.take_block
 
-    def counted():
-        block = take()
+    def counted(*args):
+        block = take(*args)
         if block is not None:
             missing.append(block.missing)
         return block
