@@ -427,11 +427,7 @@ def test_the_timing_figures_say_they_count_physics_steps(tmp_path, monkeypatch):
               'steps': '6000', 'deadline_misses': '3', 'miss_fraction': '0.0005',
               'jitter_p99_us': '240.0', 'jitter_hist_edges_us': '0,10,20',
               'jitter_hist_counts': '5000,990,10'}
-    report = {'tracking': {'joint1': {'rms_rad': 0.01}},
-              'commands': {'total': 0, 'position_commands': 0, 'outside_limits': {}},
-              'timing': timing(values),
-              'faults': {'injected': [], 'false_alarms': [], 'detected_not_injected': [],
-                         'injected_known': True, 'detections_from': 'the recording'}}
+    report = _timing_report(timing(values), commands=0)
     assert report['timing']['rate_hz'] == 1000.0 and report['timing']['publish_rate_hz'] == 100.0
     counted = 'per physics step (1000 Hz; samples published at 100 Hz, one per 10 steps)'
     assert counted in '\n'.join(summary_lines(report))
@@ -447,6 +443,16 @@ def test_the_timing_figures_say_they_count_physics_steps(tmp_path, monkeypatch):
         summary_lines(report))
 
 
+def _timing_report(timing, commands):
+    """Return a report of one tracked joint, no faults, ``timing`` and ``commands`` sent."""
+    return {'tracking': {'joint1': {'rms_rad': 0.01}},
+            'commands': {'total': commands, 'position_commands': commands,
+                         'outside_limits': {}},
+            'timing': timing,
+            'faults': {'injected': [], 'false_alarms': [], 'detected_not_injected': [],
+                       'injected_known': True, 'detections_from': 'the recording'}}
+
+
 def test_a_lock_step_run_says_it_published_one_sample_per_command():
     # a lock-step plant at 1 kHz advancing 10 sample periods per command: its 14111 steps
     # published 1411 samples (one per answered command), not one per step
@@ -455,11 +461,7 @@ def test_a_lock_step_run_says_it_published_one_sample_per_command():
     values = {'mode': 'lockstep', 'rate_hz': '1000.0', 'publish_rate_hz': '1000.0',
               'steps': '14111', 'commands': '1420', 'stale_commands': '9', 'resends': '9',
               'steps_per_s': '2500.0'}
-    report = {'tracking': {'joint1': {'rms_rad': 0.01}},
-              'commands': {'total': 1420, 'position_commands': 1420, 'outside_limits': {}},
-              'timing': timing(values),
-              'faults': {'injected': [], 'false_alarms': [], 'detected_not_injected': [],
-                         'injected_known': True, 'detections_from': 'the recording'}}
+    report = _timing_report(timing(values), commands=1420)
     assert report['timing']['steps_per_sample'] == 14111 / 1411
     (line,) = [t for t in summary_lines(report) if t.startswith('timing:')]
     assert 'each publishing its sample' not in line, line
