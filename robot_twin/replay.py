@@ -25,9 +25,10 @@ residual statistics per joint and channel, commissioning, the anomalies found (j
 the robot time their exceedance began and when they cleared), the live twin's own first alarm
 when the recording has /twin/anomaly (to compare), the final state, the monitor's events, and
 ``notes``: what of the recording was not replayed (another message type on a topic, a wrench
-topic under another name, wrenches all refused). With a ledger the replay leaves the trace a
-live run would: a ``start`` entry, the monitor's events (commissioning, anomalies) and a
-closing ``replay`` entry with the report's digest.
+topic under another name, wrenches all refused) and a recording that begins after the live twin
+started (its commissioning then cannot be replayed: ``start``'s ``recording_late_s``). With a
+ledger the replay leaves the trace a live run would: a ``start`` entry, the monitor's events
+(commissioning, anomalies) and a closing ``replay`` entry with the report's digest.
 """
 from dataclasses import dataclass
 import hashlib
@@ -551,18 +552,22 @@ def recorded_alarms(reader, path):
 
 def live_start(reader, path, joint_conns):
     """
-    Return the stamp ``(sec, nanosec)`` of the first robot sample the live twin took, or None.
+    Return where the live twin of the recording started, ``(stamp, late_s)``.
 
-    That is the robot sample just before the first /twin/residuals message of the recording
-    (the mirror's first residual comes with its second sample). None when the recording has no
-    residuals of the live twin. A recorder and a twin that start together discover the robot
-    at slightly different moments; starting the replay where the twin started gives both the
-    same commissioning data.
+    ``stamp`` ``(sec, nanosec)``: the first robot sample the live twin took, that is the one
+    just before the first /twin/residuals message of the recording (the mirror's first residual
+    comes with its second sample); None when the recording does not hold it. A recorder and a
+    twin that start together discover the robot at slightly different moments; starting the
+    replay where the twin started gives both the same commissioning data. A recorder that
+    discovered the robot later than the twin holds no such sample: then ``late_s`` is how long
+    after the live twin's first residual the recording's robot stream begins, s (0: it lacks
+    the twin's first sample only), and the live twin commissioned on samples the replay cannot
+    have. ``(None, None)`` when the recording has no residuals of the live twin.
     """
     conns = [c for c in reader.connections
              if c.topic == '/twin/residuals' and c.msgtype == JOINT_STATE]
     if not conns or not joint_conns or not is_cdr(reader):
-        return None
+        return None, None
     decode = JointStateReader()
     first = None
     for _conn, _t, data in read_messages(reader, conns, path):
@@ -570,17 +575,28 @@ def live_start(reader, path, joint_conns):
         first = None if parsed is None else (parsed[0], parsed[1])
         break
     if first is None:
-        return None
+        return None, None
     before = None
     for _conn, _t, data in read_messages(reader, joint_conns, path):
         parsed = decode.read(data)
         if parsed is None:
-            return None
+            return None, None
         stamp = (parsed[0], parsed[1])
         if stamp >= first:
+            if before is None:
+                return None, (stamp[0] - first[0]) + (stamp[1] - first[1]) * 1e-9
             break
         before = stamp
-    return before
+    return before, None
+
+
+def _late_recording_note(late_s, topic):
+    """Say that the live twin commissioned on samples the recording lacks (a later recorder)."""
+    return (f'the live twin started before this recording: its first /twin/residuals message is '
+            f'stamped {late_s:.3f} s before the first {topic} sample of the recording, so it '
+            'commissioned on robot samples the recording lacks; this replay commissions on a '
+            'later stretch of the stream, and its thresholds and the times of its alarms can '
+            "differ from the live twin's")
 
 
 # --------------------------------------------------------------------------------------------
@@ -865,7 +881,10 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
         The robot's topics in the recording (default: the config's; ``''`` = no wrench).
     from_start : bool
         Replay every sample; by default a recording with the live twin's /twin/residuals is
-        replayed from the robot sample the live twin started with (:func:`live_start`).
+        replayed from the robot sample the live twin started with (:func:`live_start`); the
+        report's ``start`` says whether it was (``aligned_with_live_twin``) and, for a
+        recording that begins after the live twin started, how much later
+        (``recording_late_s``, with a note; else None).
     progress : bool
         Show a progress bar (tqdm, on stderr).
     payload : bool
@@ -899,19 +918,22 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
         run = _Replay(chain, reader, bag, log)
         applied = payload_conns if payload else []
         total = sum(c.msgcount for c in joint_conns + wrench_conns + applied)
-        start = None if from_start else live_start(reader, bag, joint_conns)
+        start, late_s = (None, None) if from_start else live_start(reader, bag, joint_conns)
         with _progress(progress, total) as bar:
             run.run(joint_conns, wrench_conns, bar, start, applied)
         _check_fed(run, chain, topic, chain.model.urdf_path)
         recorded = recorded_alarms(reader, bag)
         report = build_report(bag, digest, run, chain, params, recorded, note)
+        if late_s is not None and not thresholds:
+            notes.append(_late_recording_note(late_s, topic))
         report['notes'] = notes + _wrench_notes(reader, wtopic, wrench_conns, chain, run)
         if not payload:
             report['payloads'].update(ignored=True, messages=sum(
                 getattr(c, 'msgcount', 0) or 0 for c in payload_conns))
         report['start'] = {'aligned_with_live_twin': start is not None,
                            'stamp': None if start is None else start[0] + start[1] * 1e-9,
-                           'skipped_messages': run.counts.skipped}
+                           'skipped_messages': run.counts.skipped,
+                           'recording_late_s': late_s}
         if log is not None:
             _log_entry(log, 'replay', {'recording': Path(bag).name, 'recording_sha256': digest,
                                        'report_sha256': report_digest(report),
