@@ -66,7 +66,7 @@ from twin_anomaly.detector import DetectorState, JointStatus, ThresholdsError
 from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
 from twin_anomaly.residual_stats import alpha_from_time_constant
-from twin_anomaly.sensor_checks import SensorChecks
+from twin_anomaly.sensor_checks import FLAT_WINDOW_READINGS, SensorChecks
 from twin_sim.yaml_numbers import load_yaml
 import yaml
 
@@ -79,8 +79,8 @@ MONITOR_FILE_KEY = 'robot_twin_anomaly_monitor'
 """Top-level key of the monitor's saved calibration and thresholds file."""
 _WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 _SIGN_VELOCITY = 0.02        # rad/s: velocity giving a full sign in the friction-matched sum
-_FLAT_NOISE_FACTOR = 1.8     # flat effort: block std within this many noise stds
-_FLAT_BAND = 4.0             # ... and block mean within this many stds of a block-mean difference
+_FLAT_NOISE_FACTOR = 1.8     # flat effort: window std within this many noise stds
+_FLAT_BAND = 4.0             # ... and window mean within this many stds of a mean's difference
 _MIN_SPEED = 0.01            # rad/s: slowest speed that counts as moving
 _MOVING_SHARE = 0.2          # ... and this share of the joint's RMS speed in commissioning
 _MOVING_SIGMAS = 4.0         # ... and at least this many standard deviations of what the
@@ -355,6 +355,7 @@ class AnomalyMonitor:
     def _begin_commissioning(self):
         cfg = self.config
         self._rate_probe = None
+        self._flat_window_learned = None
         self.episode_verdict.reset()
         self.step = 'collect'
         self._t0 = None
@@ -876,7 +877,12 @@ class AnomalyMonitor:
         sensor_noise = np.nan_to_num(sensor_noise, nan=0.0)
         q_noise, qd_noise = sensor_noise[:n], sensor_noise[n:2 * n]
         noise = np.fmax(sensor_noise[2 * n:], 1e-9)
-        per_block = max(3.0, self.config.block_s / (self.checks.period_s or 1e-3))
+        # the effort readings of a flat-effort window: a block's, or at a low rate those of
+        # the windows that spanned blocks in the warm-up (sensor_checks), for the band of
+        # a window mean's difference
+        per_window = self.checks.flat_window_readings(
+            self.config.block_s / (self.checks.period_s or 1e-3))
+        self._flat_window_learned = float(per_window)     # (saved: see _load)
         # moving: faster than a floor, than a fifth of the commissioning motion's RMS speed
         # (a slow approach under a steady load has flat effort too), and than the position
         # noise makes a block's speed look (its two ends, a block apart) or the velocity
@@ -885,7 +891,7 @@ class AnomalyMonitor:
         min_speed = np.fmax(np.fmax(_MIN_SPEED, _MOVING_SHARE * np.nan_to_num(typical)),
                             _MOVING_SIGMAS * math.sqrt(2.0) * q_noise / self.config.block_s)
         self.checks.set_flat(_FLAT_NOISE_FACTOR * noise,
-                             _FLAT_BAND * noise * math.sqrt(2.0 / per_block), min_speed,
+                             _FLAT_BAND * noise * math.sqrt(2.0 / per_window), min_speed,
                              np.fmax(min_speed, _MOVING_SIGMAS * qd_noise),
                              _FLAT_LEVEL_SHARE * self._effort_peak,
                              np.where(typical > 0.0, typical, np.nan))   # (NaN: never moved)
@@ -955,6 +961,8 @@ class AnomalyMonitor:
         self._meta = {'start_stamp': float(self._t0), 'end_stamp': float(t),
                       'learn_start_stamp': float(self._learn_t0),
                       'blocks': int(summary['blocks'])}
+        if self._flat_window_learned is not None:
+            self._meta['flat_window_readings'] = self._flat_window_learned
         if self.checks.period_s:
             self._meta['sample_rate_hz'] = 1.0 / float(self.checks.period_s)
             self._use_model_for_rate(self._meta['sample_rate_hz'])
@@ -1232,6 +1240,7 @@ class AnomalyMonitor:
             if not same:
                 raise ThresholdsError(f'{path}: learned with {key}={saved}, this monitor has '
                                       f'{key}={here}; re-commission or set it back')
+        _check_flat_windows(path, doc.get('commissioning'), self.config.block_s)
         try:
             checks = doc['sensor_checks']
             lag = np.asarray(checks['lag_s'], dtype=float)
@@ -1277,6 +1286,26 @@ class AnomalyMonitor:
         self._t0 = self._last_t = self._learn_t0 = None
         self._calibrator = None
         self._reset_block()
+
+
+def _check_flat_windows(path, commissioning, block_s):
+    """
+    Refuse a file learned below about 150 Hz before flat-effort windows spanned blocks.
+
+    Such a file learned the flat-effort channel while the check could not run at its rate
+    (it needed three readings in one block): its threshold is that of a channel that read
+    zero, and the check, which runs now, would alarm on ordinary flat stretches. The files
+    that know the windows say ``flat_window_readings`` in ``commissioning``.
+    """
+    meta = commissioning if isinstance(commissioning, dict) else {}
+    rate = meta.get('sample_rate_hz')
+    if 'flat_window_readings' in meta or not isinstance(rate, (int, float)) \
+            or not math.isfinite(rate) or rate * block_s >= FLAT_WINDOW_READINGS:
+        return
+    raise ThresholdsError(f'{path}: learned at {rate:.0f} Hz by a version whose flat-effort '
+                          'check could not run at that rate (fewer than '
+                          f'{FLAT_WINDOW_READINGS} samples per {block_s * 1e3:.0f} ms block); '
+                          're-commission')
 
 
 def _fit_at_low_priority(calibrator):

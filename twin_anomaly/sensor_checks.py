@@ -43,18 +43,25 @@ their own past instead, per joint, with no model:
   consecutive readings, a whole number of periods apart (the rates' scaled to that step).
   Over every sample, a held effort read a fifth of its noise level (equal values, then a
   step), which commissioning learned as the effort's noise;
-- **flat effort while moving**: how long a joint's effort has stayed flat (each block's
+- **flat effort while moving**: how long a joint's effort has stayed flat (each window's
   standard deviation within a small multiple of the noise, its mean within a narrow band of
-  the run's first block) while the joint moves (a drive that clips its torque) at a level of
+  the run's first window) while the joint moves (a drive that clips its torque) at a level of
   at least ``flat_min_level`` (a clipping drive is at a torque its motion needs; a slow move
-  under a light load is flat too); blocks where the joint stands still, or is flat below that
-  level, neither extend nor end such a run. Where the caller gives the part of the effort
-  its dynamics model does not explain (the momentum observer's residual: ``take_block``),
-  the level is that of the rest: a clipping drive's effort is the torque that moves the
-  joint, consistent with the motion (the observer stays quiet), while more friction holds a
-  lightly loaded joint's effort at the friction's level, by torque the model does not
-  explain, for as long as the joint moves one way (a +3 N·m Coulomb step on a joint that
-  needed about 1 N·m read as a clipping drive for seconds);
+  under a light load is flat too); windows where the joint stands still, or is flat below
+  that level, neither extend nor end such a run. A window is a block when the block holds at
+  least ``FLAT_WINDOW_READINGS`` new effort readings (at 1 kHz a 20 ms block holds 20); at a
+  lower rate it spans consecutive blocks until it does (at 100 Hz two 20 ms blocks of two
+  readings each: the standard deviation of two readings tells little, and a check that waited
+  for three in one block never ran). A window that spanned the time of that many readings
+  without holding them (stale resends, lost samples) changes no run. The tolerance is a
+  multiple of the effort's noise (not of a window's spread), and the band is learned for the
+  readings of the windows judged (:meth:`SensorChecks.flat_window_readings`). Where the
+  caller gives the part of the effort its dynamics model does not explain (the momentum
+  observer's residual: ``take_block``), the level is that of the rest: a clipping drive's
+  effort is the torque that moves the joint, consistent with the motion (the observer stays
+  quiet), while more friction holds a lightly loaded joint's effort at the friction's level,
+  by torque the model does not explain, for as long as the joint moves one way (a +3 N·m
+  Coulomb step on a joint that needed about 1 N·m read as a clipping drive for seconds);
 - **stream**: samples missing from the stream (stamp gaps against the typical period), samples
   that repeat the previous one exactly (a stale resend; left out of the other checks) and,
   when the caller passes receive times, the latency of each sample. A gap is the robot's (or
@@ -78,7 +85,7 @@ import math
 import numpy as np
 from twin_bridge.intake import INPUT_QUEUE_DEPTH
 
-__all__ = ['BlockChecks', 'SensorChecks', 'SIGNALS']
+__all__ = ['BlockChecks', 'FLAT_WINDOW_READINGS', 'SensorChecks', 'SIGNALS']
 
 #: The per-joint signals, in the order of the ``(3 n,)`` arrays: position, velocity, effort.
 SIGNALS = ('position', 'velocity', 'effort')
@@ -101,6 +108,8 @@ _PV_GAP_S = 0.01           # the position-velocity sum spans gaps up to this lon
 _JUMP_PERIODS = 10         # a longer stamp gap received at once is the robot's clock jumping
 _TINY_SQUARE = 1e-24       # floor of a mean square second difference (a frozen signal)
 _FLOOR_RISE = 1e-3         # the latency floor follows a slower route by this much per s, s/s
+FLAT_WINDOW_READINGS = 3
+"""New effort readings a flat-effort window holds at least (see the module docstring)."""
 
 
 @dataclass
@@ -133,10 +142,12 @@ class BlockChecks:
         Longest run of exactly repeated values seen in the block, samples (a run that goes on
         across blocks keeps counting).
     flat_run_s : (n,) float array
-        Time the effort has been flat (block standard deviation <= ``flat_tolerance``) while
-        the joint moved, s, counted at the joint's usual pace: a block adds its duration times
-        the joint's speed over ``pace_speed``, so that a robot run at a lower speed override
-        (the same path, slower) builds flat runs no faster per path than in commissioning.
+        Time the effort has been flat (window standard deviation <= ``flat_tolerance``; a
+        window is one or more blocks, see the module docstring) while the joint moved, s,
+        counted at the joint's usual pace: a window adds its duration times the joint's speed
+        over ``pace_speed``, so that a robot run at a lower speed override (the same path,
+        slower) builds flat runs no faster per path than in commissioning. It changes when a
+        window closes (every block at 1 kHz, every other block at 100 Hz).
     speed : (n,) float array
         ``|net displacement| / block duration``, rad/s (m/s).
     effort_std : (n,) float array
@@ -197,12 +208,12 @@ class SensorChecks:
     lag_s : (n,) float array
         Learned velocity lag (``pv_sum ~ lag_s * pv_dqd``), s; 0 until :meth:`learn_lag`.
     flat_tolerance : (n,) float array
-        Largest block effort standard deviation counted as flat, N·m; 0 (nothing counts)
+        Largest window effort standard deviation counted as flat, N·m; 0 (nothing counts)
         until :meth:`set_flat`.
     flat_band : (n,) float array
-        Largest distance of a flat block's mean effort from the run's first block, N·m.
+        Largest distance of a flat window's mean effort from the run's first window, N·m.
     flat_min_level : (n,) float array
-        Smallest ``|mean effort|`` of a flat block that extends a run (less the part the model
+        Smallest ``|mean effort|`` of a flat window that extends a run (less the part the model
         does not explain, when :meth:`take_block` is told it), N·m (0 until
         :meth:`set_flat`): a drive clips at a torque its motion needs, not at the light load
         of a slow move.
@@ -297,7 +308,21 @@ class SensorChecks:
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
         self._moving_block.fill(False)
+        self._windows_judged = 0       # flat-effort windows judged, and their readings
+        self._window_readings = 0
+        self._new_window()
         self._new_block()
+
+    def _new_window(self):
+        """Start an empty flat-effort window (see :meth:`_flat_window`)."""
+        n = self.n
+        self._win_blocks = 0
+        self._win_fresh = 0
+        self._win_tau_sum = np.zeros(n)
+        self._win_tau_sq = np.zeros(n)
+        self._win_unexplained = np.zeros(n)     # summed over the window's blocks
+        self._win_q_first = None
+        self._win_t_first = None
 
     def _new_block(self):
         n = self.n
@@ -724,15 +749,16 @@ class SensorChecks:
         """
         Close the current block and return its :class:`BlockChecks`; None if it was empty.
 
-        Also advances the leaky position-velocity sum and the flat-effort run (block level).
+        Also advances the leaky position-velocity sum and, when the block closes a flat-effort
+        window (see the module docstring), the flat-effort run.
 
         Parameters
         ----------
         unexplained_effort : (n,) array_like, optional
             The part of each joint's effort over the block that the twin's dynamics model does
             not explain, N·m (N): the momentum observer's residual, negated (NaN: not known).
-            A flat block's level is judged on the rest (see the module docstring); None
-            judges the whole effort.
+            A flat window's level is judged on the rest (see the module docstring), the mean
+            over its blocks; None judges the whole effort.
 
         """
         if self._count == 0:
@@ -759,12 +785,9 @@ class SensorChecks:
         with np.errstate(invalid='ignore'):
             moving = speed > self.min_speed         # (False for a block without duration)
             pace = speed / self.pace_speed          # NaN where no usual pace is known
-        if fresh >= 3:                 # a block without new readings changes no run
-            paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
-            level = mean if unexplained_effort is None else \
-                mean - np.nan_to_num(np.asarray(unexplained_effort, dtype=float))
-            self._advance_flat(mean, tau_std, moving, paced, level)
+        if fresh >= FLAT_WINDOW_READINGS:   # (else the last such block's motion holds)
             self._moving_block[:] = moving
+        self._flat_window(fresh, last_q, unexplained_effort)
         latency = min(self._lat_min, self._lat_last)
         # a block whose steps were mostly irregular (a stall made up) tells no noise level;
         # else the smaller of the two levels (module docstring). The rates' sum is per s^2:
@@ -798,12 +821,68 @@ class SensorChecks:
         self._t_first = self._t
         return out
 
+    def _flat_window(self, fresh, last_q, unexplained_effort):
+        """
+        Add the closing block to the flat-effort window; judge the window once it is full.
+
+        ``fresh``: the block's new readings; ``last_q`` (n,): its newest positions, rad;
+        ``unexplained_effort``: as :meth:`take_block` was given it. The window is judged as
+        one block would be (its readings' standard deviation and mean, its speed and duration
+        from the newest sample before it): a window of one block gives that block's figures.
+        """
+        if self._win_blocks == 0:
+            self._win_q_first = self._q_first
+            self._win_t_first = self._t_first
+        self._win_blocks += 1
+        self._win_fresh += fresh
+        self._win_tau_sum += self._tau_sum
+        self._win_tau_sq += self._tau_sq
+        if unexplained_effort is not None:
+            self._win_unexplained += np.nan_to_num(np.asarray(unexplained_effort, dtype=float))
+        duration = self._t - self._win_t_first
+        readings = self._win_fresh
+        if readings < FLAT_WINDOW_READINGS:
+            period = self.period_s
+            if period is None or duration < FLAT_WINDOW_READINGS * period:
+                return                 # the next block adds its readings
+            # time enough for them, yet stale resends or lost samples: no run changes
+            self._new_window()
+            return
+        mean = self._win_tau_sum / readings
+        tau_std = np.sqrt(np.maximum(self._win_tau_sq / readings - mean * mean, 0.0))
+        with np.errstate(invalid='ignore'):
+            speed = (np.abs(last_q - self._win_q_first) / duration if duration > 0.0
+                     else np.full(self.n, np.nan))
+            moving = speed > self.min_speed
+            pace = speed / self.pace_speed
+        paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
+        level = mean - self._win_unexplained / self._win_blocks
+        self._advance_flat(mean, tau_std, moving, paced, level)
+        self._windows_judged += 1
+        self._window_readings += readings
+        self._new_window()
+
+    def flat_window_readings(self, block_readings):
+        """
+        Return the new effort readings a flat-effort window holds, for the band of its mean.
+
+        ``block_readings``: the readings of a block at the stream's rate (block duration over
+        the typical period). From ``FLAT_WINDOW_READINGS`` on a block is a window; below, the
+        mean over the windows judged since :meth:`reset` (those the band will be judged on),
+        or ``FLAT_WINDOW_READINGS`` before any.
+        """
+        if block_readings >= FLAT_WINDOW_READINGS:
+            return block_readings
+        if not self._windows_judged:
+            return float(FLAT_WINDOW_READINGS)
+        return self._window_readings / self._windows_judged
+
     def _advance_flat(self, tau_mean, tau_std, moving, paced, level):
         """
-        Extend flat-effort runs by a flat, moving block at the run's level; end them else.
+        Extend flat-effort runs by a flat, moving window at the run's level; end them else.
 
-        ``paced`` (n,): the block's duration at each joint's usual pace, s; ``level`` (n,):
-        the block's mean effort that the model explains (see :meth:`take_block`), N·m.
+        ``paced`` (n,): the window's duration at each joint's usual pace, s; ``level`` (n,):
+        the window's mean effort that the model explains (see :meth:`take_block`), N·m.
         """
         flat = tau_std <= self.flat_tolerance
         same = np.abs(tau_mean - self._flat_ref) <= self.flat_band     # False while NaN
