@@ -32,7 +32,8 @@ sample and yields no result. A new model (a calibration, a payload;
 from it (a payload starts the effort and wrench low-passes again at that sample).
 
 The inputs are copied: a caller may pass buffers it overwrites in place for the next sample
-(as :class:`twin_bridge.mapping.JointMapper` does).
+(as :class:`twin_bridge.mapping.JointMapper` does). A caller whose arrays are each sample's own
+(the samples of the bridge's intake) may have them kept as they are (``copy_inputs=False``).
 
 The live mirror node and the offline replay both go through the guarded steps
 :meth:`Mirror.guarded_update` and :meth:`Mirror.guarded_wrench_residual`: a sample without
@@ -109,6 +110,10 @@ class Mirror:
     max_gap_s : float
         A larger time step between samples restarts the estimator, s (> 0). So does a step
         longer than ``GAP_FACTOR`` times the stream's typical period (a few dropped samples).
+    copy_inputs : bool
+        Copy (and check) the arrays given to :meth:`update`. False for a caller that gives
+        (n,) float arrays in model order that are each sample's own and never changed
+        afterwards (the samples of ``twin_bridge.intake``): the mirror keeps them as they are.
 
     Attributes
     ----------
@@ -121,7 +126,7 @@ class Mirror:
 
     """
 
-    def __init__(self, predictor, accel_cutoff_hz=40.0, max_gap_s=0.05):
+    def __init__(self, predictor, accel_cutoff_hz=40.0, max_gap_s=0.05, copy_inputs=True):
         if not accel_cutoff_hz > 0.0:
             raise ValueError(f'accel_cutoff_hz must be > 0, got {accel_cutoff_hz}')
         if not max_gap_s > 0.0:
@@ -130,6 +135,7 @@ class Mirror:
         self.n = predictor.model.n
         self._tau_filter = 1.0 / (2.0 * math.pi * accel_cutoff_hz)
         self.max_gap_s = float(max_gap_s)
+        self.copy_inputs = bool(copy_inputs)
         self.restarts = 0
         self.nonfinite_results = 0
         self.samples_without_effort = 0
@@ -245,13 +251,15 @@ class Mirror:
         q, qd, effort : (n,) arrays
             Measured position (rad), velocity (rad/s) and effort (N·m), model order. ``qd`` may
             be None when the robot does not publish velocity: it is then differentiated from
-            ``q`` (backward difference). The arrays are copied.
+            ``q`` (backward difference). The arrays are copied (unless ``copy_inputs`` is
+            False).
 
         """
         t = float(t)
-        q = self._vector(q, 'q')
-        effort = self._vector(effort, 'effort')
-        qd = None if qd is None else self._vector(qd, 'qd')
+        if self.copy_inputs:
+            q = self._vector(q, 'q')
+            effort = self._vector(effort, 'effort')
+            qd = None if qd is None else self._vector(qd, 'qd')
         if self._t is None:
             self._restart(t, q, qd, effort)
             return None

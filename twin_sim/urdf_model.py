@@ -955,6 +955,7 @@ class RobotModel:
         model = self.pin_model
         self.ft_frame = ft_link
         self._ft_children = []
+        self._ft_entries = None          # (data, its entries that ft_wrench_from_data reads)
         if ft_link is None:
             link = urdf.tool[0] if urdf.tool else urdf.root_link
             frame = model.frames[model.getFrameId(link, pin.BODY)]
@@ -1079,6 +1080,7 @@ class RobotModel:
         other.joint_names = list(self.joint_names)
         other.joint_types = list(self.joint_types)
         other._ft_children = list(self._ft_children)
+        other._ft_entries = None
         if self._ft_inertia_nominal is not None:
             other._ft_inertia_nominal = self._ft_inertia_nominal.copy()
         other._apply_payload(other.payload)
@@ -1248,14 +1250,21 @@ class RobotModel:
         wrench : (6,) N, N·m, in the :attr:`ft_frame`
 
         """
+        entries = self._ft_entries
+        if entries is None or entries[0] is not data:
+            # pinocchio hands out references into ``data``: look its entries up once per Data
+            jid = self._ft_joint
+            entries = self._ft_entries = (
+                data, data.v[jid], data.a_gf[jid],
+                [(data.liMi[k], data.f[k]) for k in self._ft_children])
+        _, v_joint, a_joint, children = entries
         placement = self._ft_placement
-        jid = self._ft_joint
-        v = placement.actInv(data.v[jid])
-        a = placement.actInv(data.a_gf[jid])
+        v = placement.actInv(v_joint)
+        a = placement.actInv(a_joint)
         inertia = self._ft_inertia
         force = inertia * a + inertia.vxiv(v)
-        for k in self._ft_children:
-            force += placement.actInv(data.liMi[k].act(data.f[k]))
+        for joint_placement, joint_force in children:
+            force += placement.actInv(joint_placement.act(joint_force))
         return -force.vector
 
     @property

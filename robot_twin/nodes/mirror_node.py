@@ -88,7 +88,8 @@ class TwinMirrorNode(Node):
         p = self.params = declare_node_parameters(self, 'twin_sim')
         model = self.model = robot_model(p)
         self.names = list(model.joint_names)
-        self.mirror = Mirror(Predictor(model))
+        # (the samples' arrays are the intake's copies for that sample: kept without a copy)
+        self.mirror = Mirror(Predictor(model), copy_inputs=False)
         self.result_listeners = []
         self.wrench_listeners = []
         self.payload_refused = 0
