@@ -205,3 +205,78 @@ def test_a_file_learned_at_100_hz_before_the_windows_is_commissioned_again(
     meta['sample_rate_hz'] = 1000.0
     older.write_text(yaml.safe_dump(doc))
     assert AnomalyMonitor(monitor.model, MonitorConfig(), thresholds_file=older).commissioned
+
+
+# ------------------------------------------------------------------ review fixes
+def _blocks_at(checks, rate_hz, seconds, sample, unexplained=lambda k: None):
+    """Feed ``sample(t) -> (q, qd, tau)`` at ``rate_hz``; close 20 ms blocks; return them."""
+    period, block_end, blocks = 1.0 / rate_hz, None, []
+    for k in range(1, int(round(seconds * rate_hz)) + 1):
+        t = k * period
+        checks.update(t, *sample(t))
+        if block_end is None:
+            block_end = t + BLOCK_S
+        if t >= block_end - 1e-9:
+            block_end += BLOCK_S
+            blocks.append(checks.take_block(unexplained(len(blocks))))
+    return blocks
+
+
+def test_a_window_judges_the_unexplained_effort_of_the_blocks_that_knew_it():
+    """
+    At 100 Hz a window spans two blocks; here only every other block knows the residual.
+
+    The clipped joint holds 5 N·m, 4 N·m of it unexplained (more friction, not a clipping
+    drive): the level judged is 1 N·m, under the 2 N·m a run needs. Averaging in the block
+    that did not know it (as 0) read 3 N·m and grew a run.
+    """
+    checks = SensorChecks(2)
+    checks.set_flat(tolerance=[0.05, 0.05], band=[0.06, 0.06], min_speed=[0.01, 0.01],
+                    min_level=[2.0, 2.0])
+    blocks = _blocks_at(checks, 100.0, 1.5, lambda t: (*motion(t), np.array([5.0, 0.0])),
+                        lambda k: None if k % 2 else np.array([4.0, np.nan]))
+    assert max(b.flat_run_s[0] for b in blocks) == 0.0
+    # told nothing, the whole 5 N·m is judged: a run grows
+    checks = SensorChecks(2)
+    checks.set_flat(tolerance=[0.05, 0.05], band=[0.06, 0.06], min_speed=[0.01, 0.01],
+                    min_level=[2.0, 2.0])
+    blocks = _blocks_at(checks, 100.0, 1.5, lambda t: (*motion(t), np.array([5.0, 0.0])))
+    assert blocks[-1].flat_run_s[0] > 1.0
+
+
+def test_at_100_hz_a_joint_that_stopped_grows_no_repeat_runs():
+    """
+    The arm moves for 0.5 s, then rests: velocity exactly 0, the effort held by the brake.
+
+    Equal readings of a resting joint are no frozen sensor. Whether the joint moves was taken
+    from blocks of three readings only, so at 100 Hz it kept the stream's first block's
+    motion for good and the runs grew to 120 samples in 2.5 s at rest.
+    """
+    checks = SensorChecks(1)
+    checks.set_flat(tolerance=[0.05], band=[0.06], min_speed=[0.01])
+
+    def arm(t):
+        if t < 0.5:
+            return [0.5 * t], [0.5], [2.0 + 0.01 * np.sin(300.0 * t)]
+        return [0.25 + 1e-5 * (int(t * 1e3) % 3 - 1)], [0.0], [2.0]
+
+    blocks = _blocks_at(checks, 100.0, 3.0, arm)
+    # (the runs of the two windows until the stop is seen: 1 kHz has 11 samples of them)
+    runs = np.array([b.repeat_run[1:] for b in blocks])
+    assert runs[-1].max() <= 6 and (runs[-1] == runs[-50]).all(), runs[-1]
+
+
+def test_after_a_rate_change_the_band_is_learned_on_the_new_rate_s_windows():
+    """1 s at 1 kHz (windows of 20 readings), then 100 Hz: the band is for windows of four."""
+    checks = flat_checks()
+    feed(checks, 1000.0, 1.0)
+    feed(checks, 100.0, 2.0, t0=1.0)
+    assert checks.flat_window_readings(2.0) == pytest.approx(4.0, abs=0.1)
+
+
+def test_a_file_learned_at_150_hz_in_whole_ns_stamps_loads():
+    """1 / the median step of whole-ns stamps at 150 Hz is 149.99999 Hz: blocks of three."""
+    from twin_anomaly.monitor import _check_flat_windows, ThresholdsError
+    _check_flat_windows('f.yaml', {'sample_rate_hz': 1e9 / 6666667}, 0.02)
+    with pytest.raises(ThresholdsError, match='re-commission'):
+        _check_flat_windows('f.yaml', {'sample_rate_hz': 125.0}, 0.02)

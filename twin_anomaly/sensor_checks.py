@@ -320,7 +320,8 @@ class SensorChecks:
         self._win_fresh = 0
         self._win_tau_sum = np.zeros(n)
         self._win_tau_sq = np.zeros(n)
-        self._win_unexplained = np.zeros(n)     # summed over the window's blocks
+        self._win_unexplained = np.zeros(n)     # summed over the blocks that knew it
+        self._win_known = np.zeros(n)           # ... and their number, per joint
         self._win_q_first = None
         self._win_t_first = None
 
@@ -616,6 +617,7 @@ class SensorChecks:
             return False
         self.period_s = 0.5 * (self._run_lo + self._run_hi)
         self._steps.fill(self.period_s)            # the median starts again from the new rate
+        self._windows_judged = self._window_readings = 0    # (windows of the new rate)
         self._run_kind = 0
         self._account_from = None
         return True
@@ -757,8 +759,8 @@ class SensorChecks:
         unexplained_effort : (n,) array_like, optional
             The part of each joint's effort over the block that the twin's dynamics model does
             not explain, N·m (N): the momentum observer's residual, negated (NaN: not known).
-            A flat window's level is judged on the rest (see the module docstring), the mean
-            over its blocks; None judges the whole effort.
+            A flat window's level is judged on the rest (see the module docstring): the mean
+            over its blocks that knew it; None (or NaN) judges the whole effort.
 
         """
         if self._count == 0:
@@ -785,9 +787,7 @@ class SensorChecks:
         with np.errstate(invalid='ignore'):
             moving = speed > self.min_speed         # (False for a block without duration)
             pace = speed / self.pace_speed          # NaN where no usual pace is known
-        if fresh >= FLAT_WINDOW_READINGS:   # (else the last such block's motion holds)
-            self._moving_block[:] = moving
-        self._flat_window(fresh, last_q, unexplained_effort)
+        self._flat_window(fresh, last_q, unexplained_effort)    # (sets _moving_block)
         latency = min(self._lat_min, self._lat_last)
         # a block whose steps were mostly irregular (a stall made up) tells no noise level;
         # else the smaller of the two levels (module docstring). The rates' sum is per s^2:
@@ -838,7 +838,10 @@ class SensorChecks:
         self._win_tau_sum += self._tau_sum
         self._win_tau_sq += self._tau_sq
         if unexplained_effort is not None:
-            self._win_unexplained += np.nan_to_num(np.asarray(unexplained_effort, dtype=float))
+            unexplained = np.asarray(unexplained_effort, dtype=float)
+            known = np.isfinite(unexplained)
+            self._win_unexplained += np.where(known, unexplained, 0.0)
+            self._win_known += known
         duration = self._t - self._win_t_first
         readings = self._win_fresh
         if readings < FLAT_WINDOW_READINGS:
@@ -856,8 +859,12 @@ class SensorChecks:
             moving = speed > self.min_speed
             pace = speed / self.pace_speed
         paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
-        level = mean - self._win_unexplained / self._win_blocks
+        # the mean unexplained effort of the blocks that knew it (none: the whole effort)
+        level = mean - self._win_unexplained / np.maximum(self._win_known, 1.0)
         self._advance_flat(mean, tau_std, moving, paced, level)
+        # whether the joint moved, for the repeat runs of the next samples (see _pair): from
+        # a window, as a block of two readings at 100 Hz tells little
+        self._moving_block[:] = moving
         self._windows_judged += 1
         self._window_readings += readings
         self._new_window()
