@@ -884,7 +884,8 @@ def replay(bag, *, config=None, urdf='', thresholds=None, ledger=None,
         replayed from the robot sample the live twin started with (:func:`live_start`); the
         report's ``start`` says whether it was (``aligned_with_live_twin``) and, for a
         recording that begins after the live twin started, how much later
-        (``recording_late_s``, with a note; else None).
+        (``recording_late_s``, else None; with a note when the replay commissions, not
+        with ``thresholds``).
     progress : bool
         Show a progress bar (tqdm, on stderr).
     payload : bool
