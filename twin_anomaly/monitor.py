@@ -301,8 +301,9 @@ class AnomalyMonitor:
         channels += [Channel('stream.missing', stream, 'count', smoothing_s=0.1, floor=0.04),
                      Channel('stream.repeated', stream, 'count', smoothing_s=0.1, floor=0.2),
                      # smoothed over 0.3 s: a delayed stream stays late, while a busy twin
-                     # that keeps pace tens of ms behind for a moment (not caught as queued)
-                     # must not read as the robot's delay
+                     # that keeps pace tens of ms behind for a moment (not caught as queued
+                     # or starved: the intake's, twin_bridge/intake.py) must not read as the
+                     # robot's delay
                      Channel('stream.latency', stream, 'upper', smoothing_s=0.3, floor=5.0,
                              min_scale=0.003)]
         self.fused = FusedDetector(channels, self.group_names, config.fusion())

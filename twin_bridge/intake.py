@@ -57,6 +57,11 @@ WRENCH = 'wrench'
 CATCH_UP_RATIO = 0.7
 """See :meth:`RobotIntake.sample`: at 1 kHz, a joint sample taken less than 0.7 ms after the
 previous one was already waiting; its receive time measures the twin's own delay."""
+STARVED_WAIT_S = 0.001
+"""See :meth:`RobotIntake.sample`: a joint sample that the twin took more than this behind its
+arrival because its input threads waited for a CPU was taken late because the twin's computer
+starved it (marked ``queued``, counted as ``joint_states.starved``), s. An unstarved twin's
+threads wait microseconds per sample; a starvation that matters to the latency check, ms."""
 ASSEMBLY_COUNTERS = ('incomplete_stamps', 'late_parts', 'repeated_stamps', 'own_clock_parts')
 """How the messages of a robot that splits its joints over several messages per stamp were
 merged (see the module's docstring); reported as ``joint_states.<key>``."""
@@ -106,7 +111,8 @@ class RobotSample:
         (implausible or unreadable): a stamp gap they explain is not a dropout of the robot.
     queued : bool
         The message waited behind earlier input in the twin's own queue (the twin was busy or
-        starved when it arrived), so its receive time includes the twin's backlog.
+        starved when it arrived), or the twin took it late because its threads waited for a
+        CPU, so its receive time includes the twin's own delay.
     fresh : (n,) bool array or None
         None when every joint's values came with this stamp (the usual case). With joints on
         a clock of their own (held, see the module docstring): True for the joints that have
@@ -188,6 +194,8 @@ class RobotIntake:
         self._refused_seen = 0          # the joint validator's rejections at the last sample
         self._taken = (-math.inf, math.nan)   # when the last sample was taken, and its stamp
         self.samples = 0                # samples given out (joint_states.samples)
+        self.starved = 0                # of them taken late, the twin starved (.starved)
+        self._behind = 0.0              # how far the twin's starvation put it behind, s
         names = list(joint_names)
         unknown = sorted(set(continuous_joints) - set(names))
         if unknown:
@@ -369,7 +377,7 @@ class RobotIntake:
             self._incomplete_run = 0
             together[:] = 0
 
-    def sample(self, stamp_sec_nsec, taken=None):
+    def sample(self, stamp_sec_nsec, taken=None, waited=0.0):
         """
         Return the sample that the last message completed as a :class:`RobotSample`, or None.
 
@@ -384,7 +392,18 @@ class RobotIntake:
         than :data:`CATCH_UP_RATIO` of its stamp step after the previous one had been waiting
         (the twin was catching up on a backlog): it is marked ``queued``.
 
-        Each sample given out is counted (``joint_states.samples`` of :meth:`counters`).
+        ``waited`` is how long the twin's input threads (the executor's and the middleware's
+        receive threads) waited on a CPU run queue since the previous sample was taken, s
+        (:class:`robot_twin.nodes.run_queue.RunQueueWait`; 0 when unknown): the twin was
+        starved by its computer, not idle (a thread waiting for input is on no run queue, so a
+        late robot makes no such wait). Such a wait puts the twin behind the stream, and it
+        stays behind until it takes samples faster than their stamps step: while that lateness
+        (never more than the waits) is above :data:`STARVED_WAIT_S`, the samples are marked
+        ``queued`` too, the first after the wait and those behind it (the ``taken`` rule
+        misses those where a robot that sent late and caught up brought their stamps closer).
+
+        Each sample given out is counted (``joint_states.samples`` of :meth:`counters`), and
+        those taken late because the twin was starved (``joint_states.starved``).
         """
         m = self.mapper
         if self._skipped or not self._complete:
@@ -398,8 +417,16 @@ class RobotIntake:
         queued = False
         if taken is not None:
             last_taken, last_t = self._taken
-            queued = taken - last_taken < CATCH_UP_RATIO * (t - last_t)
+            stamp_step, taken_step = t - last_t, taken - last_taken
+            queued = taken_step < CATCH_UP_RATIO * stamp_step
             self._taken = (taken, t)
+            if stamp_step > 0.0:      # (not for the first sample, nor stamps that went back)
+                self._behind = max(0.0, self._behind + min(taken_step - stamp_step, waited))
+            else:
+                self._behind = waited
+            if self._behind > STARVED_WAIT_S:
+                queued = True
+                self.starved += 1
         refused = self.joints.counters['rejected']
         before, self._refused_seen = refused - self._refused_seen, refused
         position = m.position.copy()
@@ -537,10 +564,13 @@ class RobotIntake:
         Return every rejection/acceptance counter, prefixed by stream (dict of int).
 
         ``joint_states.accepted`` counts messages, ``joint_states.samples`` the samples
-        :meth:`sample` gave out (one per stamp, however many messages brought its joints).
+        :meth:`sample` gave out (one per stamp, however many messages brought its joints),
+        ``joint_states.starved`` those of them taken late because the twin's computer starved
+        it (see :meth:`sample`).
         """
         out = self.joints.counters.as_dict('joint_states.')
         out['joint_states.samples'] = self.samples
+        out['joint_states.starved'] = self.starved
         out.update(self.assembly.as_dict('joint_states.'))
         out.update(self.wrench.counters.as_dict('wrench.'))
         return out
@@ -557,6 +587,8 @@ class RobotIntake:
         self._refused_seen = 0
         self._taken = (-math.inf, math.nan)
         self.samples = 0
+        self.starved = 0
+        self._behind = 0.0
         self._skipped = False
         self.assembly.reset()
         self._reset_assembly()

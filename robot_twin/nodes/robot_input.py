@@ -21,6 +21,7 @@ import numpy as np
 from rclpy.serialization import deserialize_message
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
+from robot_twin.nodes.run_queue import RunQueueWait
 from robot_twin.twin_model import robot_intake, robot_model  # noqa: F401 (nodes import it)
 from sensor_msgs.msg import JointState
 from twin_bridge.intake import JOINTS, WRENCH
@@ -84,6 +85,9 @@ class RobotInput:
         # wrenches in another frame than the sensor's are refused (an empty frame is fine)
         self._wrench = WrenchReader(model.ft_frame)
         self._clock = node.get_clock()
+        # how long the twin's input threads waited for a CPU: its own starvation (see intake)
+        self._run_queue = RunQueueWait(log=node.get_logger().warning)
+        self._waited_ns = 0              # ... as of the last sample
         # The receive time of each sample: the node clock (sim time under use_sim_time, read at
         # start-up), else the system clock read directly (rclpy's Clock.now() costs more).
         if not node.get_parameter('use_sim_time').value:
@@ -114,6 +118,7 @@ class RobotInput:
     def on_joint_state(self, data):
         """Take one serialized JointState: check, map, hand over."""
         taken = time.perf_counter()      # when the executor handed it over (see intake)
+        waited_ns = self._run_queue.waited_ns(taken)
         try:
             parsed = self._joints.read(data)
             if parsed is None:        # another encoding: let rclpy read it
@@ -132,8 +137,9 @@ class RobotInput:
         if reason is not None:
             self._rejected(reason)
             return
-        sample = intake.sample((sec, nanosec), taken)
+        sample = intake.sample((sec, nanosec), taken, (waited_ns - self._waited_ns) * 1e-9)
         if sample is not None:
+            self._waited_ns = waited_ns
             self.receive_time = now
             for listener in self.sample_listeners:
                 listener(sample)
