@@ -686,6 +686,26 @@ def test_a_stale_resend_of_the_whole_sample_is_counted_and_left_out():
     assert all(b.repeat_run.max() == 0 for b in blocks)
 
 
+def test_a_run_of_stale_resends_is_counted_whole():
+    """
+    A driver that resends its last sample for 20 ms: every resend is a repeat.
+
+    After a repeat the next sample was not compared (no previous reading "behind" it), so a
+    run of resends counted every other one and fed the rest to the checks as readings.
+    """
+    checks = learned()
+    first, last = 2510, 2530             # stamps k in [first, last) resend sample first - 1
+
+    def held(t):
+        k = int(round(t / DT))
+        return (first - 1) * DT if first <= k < last else t
+
+    blocks = feed(checks, 1.0, q_of=lambda t: motion(held(t)),
+                  tau_of=lambda t: np.array([2.0 * np.sin(held(t)), 1.0 + 0.5 * np.cos(held(t))]),
+                  t0=2.0)
+    assert sum(b.repeated for b in blocks) == last - first
+
+
 def test_a_joint_at_rest_may_read_exactly_still_a_frozen_sensor_on_a_moving_one_counts():
     checks = SensorChecks(2)
     checks.set_flat(tolerance=[0.09, 0.09], band=[0.06, 0.06], min_speed=[0.03, 0.03],

@@ -290,7 +290,6 @@ class SensorChecks:
         self._run_lo = self._run_hi = 0.0   # shortest and longest step of that run, s
         self._run_ref = 0.0            # the typical period when that run began, s
         self._t = None
-        self.last_was_repeat = False
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
@@ -298,6 +297,7 @@ class SensorChecks:
         """Forget the stream and the current block; keep what was learned (lag, flatness)."""
         self._t = None                 # stamp of the last sample with a new reading
         self._t_seen = None            # stamp of the last sample at all
+        self.last_was_repeat = False
         self._now_seen = None          # its receive time (None: not given)
         self._have = 0                 # consecutive samples behind the current one (0, 1, 2)
         self._regular = False          # the last pair's step was a regular one (see _pair)
@@ -392,7 +392,9 @@ class SensorChecks:
             if not step > 0.0:
                 return False
             self._t_seen = t
-            self.last_was_repeat = False
+            # after a resend the previous reading is still in _prev: the next sample is
+            # compared with it too (a run of resends is counted whole, not every other one)
+            after_repeat, self.last_was_repeat = self.last_was_repeat, False
             backlog, received = 0.0, None
             if now is not None:
                 # the smallest recent latency (clock offset + fastest transport), rising
@@ -403,7 +405,8 @@ class SensorChecks:
                 if self._now_seen is not None and not queued:
                     received = now - self._now_seen
             regular = self._timing(t, step, refused, backlog, received)
-            if regular and self._have and x.tobytes() == self._prev.tobytes():
+            if regular and (self._have or after_repeat) \
+                    and x.tobytes() == self._prev.tobytes():
                 # a stale copy of the previous sample under a new stamp (a logger or driver
                 # that resends the same values, bit for bit: comparing the bytes tests that,
                 # several times faster than NumPy): it carries no new reading, so it is
