@@ -164,12 +164,21 @@ def test_injected_fault_is_reported_on_its_joint(fault_loop):
                TYPE_DECISION_S, f'{fault.type} on {fault.joint} named by /twin/anomaly',
                fault_loop.graph, seen=lambda: sorted({(h[4].get('joint'), h[4].get(
                    'fault_type')) for h in m.anomalies() if h[2] == 'ERROR'}))
-    assert float(values['score']) >= float(values['threshold'])
+    if float(values['score']) < float(values['threshold']):
+        # an alarm stays raised until its evidence has been low for a while: a report taken
+        # later in the episode (its first lost on a loaded machine) may show a low score
+        print(f'first ERROR report seen with score {values["score"]} under its threshold: '
+              f'{message} {values}')
 
+    # the faulty joint's own status reaches ERROR, on evidence above its threshold
     joint_status = f'twin/anomaly/{fault.joint}'
-    wait_until(lambda: any(h[2] == 'ERROR' for h in m.anomalies(joint_status)),
-               30.0, f'{joint_status} at level ERROR', fault_loop.graph,
-               seen=lambda: sorted({(h[1], h[2], h[4].get('fault_type'), h[4].get('detector'))
+    wait_until(lambda: any(h[2] == 'ERROR' and float(h[4].get('score', 0.0))
+                           >= float(h[4].get('threshold', math.inf))
+                           for h in m.anomalies(joint_status)),
+               30.0, f'{joint_status} at level ERROR with its score above its threshold',
+               fault_loop.graph,
+               seen=lambda: sorted({(h[1], h[2], h[4].get('fault_type'), h[4].get('detector'),
+                                     h[4].get('score'))
                                     for h in m.anomalies(None) if h[2] != 'OK'}))
 
 
