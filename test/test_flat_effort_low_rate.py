@@ -7,6 +7,7 @@ clipping drive there was found by other cues only. A flat-effort window now span
 blocks until it holds three readings; at 1 kHz a block is a window, as before.
 """
 import numpy as np
+from plant_testing import noisy_plant_samples
 import pytest
 
 from twin_anomaly.classifier import JOINT_DETECTORS
@@ -14,9 +15,6 @@ from twin_anomaly.monitor import AnomalyMonitor, MONITOR_FILE_KEY, MonitorConfig
 from twin_anomaly.sensor_checks import SensorChecks
 from twin_bridge.intake import RobotSample
 from twin_sim import resources
-from twin_sim.faults import FaultScenario
-from twin_sim.plant import Plant, step_schedule
-from twin_sim.trajectory import DemoMotion, STREAM_HORIZON_S
 from twin_sim.urdf_model import RobotModel
 import yaml
 
@@ -117,30 +115,15 @@ def test_stale_resends_at_100_hz_neither_grow_nor_end_a_flat_run():
 
 # ------------------------------------------------------------------ the monitor at 100 Hz
 ONSET_S, END_S = 40.0, 46.0
-NOISE = {'position': 1e-4, 'velocity': 1e-3, 'effort': 0.05}
 CLIPPED_JOINT, CLIP_NM = 'joint4', 1.5     # joint4 needs up to 3 N·m on the demo motion
 
 
 def plant_samples(model, rate_hz, seed):
     """Yield ``(t, q, qd, effort)`` of the built-in arm; joint4's drive clips from ONSET_S."""
-    faults = [{'type': 'sensor_noise', 'signal': signal, 'joint': joint, 'start_s': 0.0,
-               'ramp_s': 0.0, 'size': size}
-              for joint in model.joint_names for signal, size in NOISE.items()]
     limit = model.effort_limit[model.joint_names.index(CLIPPED_JOINT)]
-    faults.append({'type': 'torque_saturation', 'joint': CLIPPED_JOINT, 'start_s': ONSET_S,
-                   'ramp_s': 0.0, 'end_s': END_S, 'size': CLIP_NM / limit})
-    scenario = FaultScenario.from_dict({'name': 'clipping_drive', 'faults': faults})
-    motion = DemoMotion.from_model(model, fraction=0.3, period_s=6.0)
-    dt, every = step_schedule(rate_hz, 1000.0)
-    with Plant(resources.builtin_urdf(), scenario=scenario, dt=dt, publish_every=every,
-               seed=seed, initial_q=motion.center) as plant:
-        for k in range(int(END_S / dt)):
-            if k % 10 == 0:                   # the demo motion commanded at 100 Hz
-                q, qd, _ = motion.sample(plant.time + 0.37 * seed)
-                plant.command_position(q, qd, extrapolate_s=STREAM_HORIZON_S)
-            m = plant.step()
-            if m is not None and plant.publish_step:
-                yield m.t, m.q.copy(), m.qd.copy(), m.effort.copy()
+    return noisy_plant_samples(model, rate_hz, seed, {
+        'type': 'torque_saturation', 'joint': CLIPPED_JOINT, 'start_s': ONSET_S,
+        'ramp_s': 0.0, 'end_s': END_S, 'size': CLIP_NM / limit}, END_S)
 
 
 @pytest.fixture(scope='module')

@@ -11,38 +11,21 @@ the packaged classifier turned the friction into ``torque_saturation`` after 2-1
 momentum observer's residual left out), which a clipping drive's effort is and friction's is
 not.
 """
+from plant_testing import noisy_plant_samples
 from twin_anomaly.classifier import JOINT_DETECTORS
 from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
 from twin_bridge.intake import RobotSample
 from twin_sim import resources
-from twin_sim.faults import FaultScenario
-from twin_sim.plant import Plant, step_schedule
-from twin_sim.trajectory import DemoMotion, STREAM_HORIZON_S
 from twin_sim.urdf_model import RobotModel
 
 ONSET_S, END_S = 40.0, 60.0
-NOISE = {'position': 1e-4, 'velocity': 1e-3, 'effort': 0.05}
 
 
 def plant_samples(model, rate_hz, seed):
     """Yield ``(t, q, qd, effort)`` of the plant with the friction step, at ``rate_hz``."""
-    faults = [{'type': 'sensor_noise', 'signal': signal, 'joint': joint, 'start_s': 0.0,
-               'ramp_s': 0.0, 'size': size}
-              for joint in model.joint_names for signal, size in NOISE.items()]
-    faults.append({'type': 'friction_increase', 'joint': 'joint3', 'start_s': ONSET_S,
-                   'ramp_s': 0.0, 'end_s': END_S, 'size': 3.0})
-    scenario = FaultScenario.from_dict({'name': 'held_friction', 'faults': faults})
-    motion = DemoMotion.from_model(model, fraction=0.3, period_s=6.0)
-    dt, every = step_schedule(rate_hz, 1000.0)
-    with Plant(resources.builtin_urdf(), scenario=scenario, dt=dt, publish_every=every,
-               seed=seed, initial_q=motion.center) as plant:
-        for k in range(int(END_S / dt)):
-            if k % 10 == 0:                   # the demo motion commanded at 100 Hz
-                q, qd, _ = motion.sample(plant.time + 0.37 * seed)
-                plant.command_position(q, qd, extrapolate_s=STREAM_HORIZON_S)
-            m = plant.step()
-            if m is not None and plant.publish_step:
-                yield m.t, m.q.copy(), m.qd.copy(), m.effort.copy()
+    return noisy_plant_samples(model, rate_hz, seed, {
+        'type': 'friction_increase', 'joint': 'joint3', 'start_s': ONSET_S, 'ramp_s': 0.0,
+        'end_s': END_S, 'size': 3.0}, END_S)
 
 
 def test_held_friction_at_125_hz_stays_friction_and_never_reads_as_a_clipping_drive():
