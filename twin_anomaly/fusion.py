@@ -384,9 +384,21 @@ class FusedDetector:
         upper = self._standardized & ~kinds
         return np.where(kinds, np.abs(ewma), np.where(upper, np.maximum(ewma, 0.0), ewma))
 
-    def update(self, t, x):
+    def update(self, t, x, pace=None):
         """
         Judge one block vector ``x`` (C,) at stamp ``t`` (s); NaN entries mean "no data".
+
+        Parameters
+        ----------
+        t : float
+            Block stamp, s.
+        x : (C,) array_like
+            The block's channel values.
+        pace : (C,) array_like, optional
+            Per channel, the share of a commissioning block's worth of motion this block
+            covers, in (0, 1] (default 1): each level EWMA takes that share of its usual step,
+            so that a channel judged along the robot's path sees a slower run of the same
+            path as the commissioning one, not a longer one.
 
         Returns
         -------
@@ -401,7 +413,8 @@ class FusedDetector:
         self._last_data[valid] = t
         z = self._standardize(np.where(valid, x, 0.0), lt['center'], lt['scale'])
         ewma = self.ewma
-        ewma += np.where(valid, self._alpha * (z - ewma), 0.0)
+        alpha = self._alpha if pace is None else self._alpha * pace
+        ewma += np.where(valid, alpha * (z - ewma), 0.0)
         self._cusum.update(np.where(valid & self._drift, z / lt['long_run_factor'], np.nan))
         per_channel = self._judge(t)
         score = self.score

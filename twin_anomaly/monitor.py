@@ -88,6 +88,12 @@ _MOVING_SIGMAS = 4.0         # ... and at least this many standard deviations of
 _STATIC_FRICTION_FACTOR = 1.5  # breakaway torque at rest, x the Coulomb friction (Stribeck)
 _PACE_OF_MOTION = 0.5        # mean over the joints of block speed / commissioning RMS speed
 #                              from which the robot counts as moving on (not stopping)
+_OVERRIDE_S = 1.0            # the robot's speed override is judged on this long of motion, s
+_FULL_OVERRIDE = 0.5         # from this override down, a slow joint's observer residual is
+#                              judged against its commissioning spread at that pace in full
+_PACE_BANDS = (0.1, 0.25)    # block pace edges (x commissioning RMS speed) of those spreads
+_MIN_PROGRESS = 0.25         # the observer's smoothing steps at least this share of a block
+_PACE_EDGES = np.array(_PACE_BANDS)
 _FLAT_LEVEL_SHARE = 0.25     # flat effort counts from this share of the joint's largest
 #                              |effort| (20 ms means) during commissioning
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
@@ -313,6 +319,7 @@ class AnomalyMonitor:
         self._sign = np.zeros(n)
         self._rs = np.zeros(n)
         self._latency_alpha = alpha_from_time_constant(config.block_s, _LATENCY_BASELINE_S)
+        self._override_alpha = alpha_from_time_constant(config.block_s, _OVERRIDE_S)
         self.checks = SensorChecks(n, config.leak_s)
         self.calibration = None           # the CalibrationResult in use (or None)
         self.calibrated_model = None      # RobotModel to predict with, once calibrated
@@ -376,6 +383,8 @@ class AnomalyMonitor:
         self.payload = None               # the calibration identifies the robot as it is
         self._load_factor = None
         self.observer = None
+        self._pace_bands = np.zeros((3, len(_LOAD_DETECTORS), len(_PACE_BANDS) + 1, self.n))
+        self._band_spread = None
         self._calibrator = self._make_calibrator() if cfg.calibration else None
         self._fit_result, self._fit_due, self._fit_late = None, math.inf, False
         self._learn_span = (1.0 - cfg.calibration_fraction) * cfg.commissioning_duration_s
@@ -400,6 +409,7 @@ class AnomalyMonitor:
 
     def _reset_block(self):
         self._block_end = None
+        self._pace_sq = np.ones(self.n)      # EWMA of each joint's squared pace (override)
         self._r_sum = np.zeros(self.n)
         self._rs_sum = np.zeros(self.n)
         self._r_cnt = 0
@@ -689,6 +699,10 @@ class AnomalyMonitor:
         blk = self.checks.take_block(unexplained)
         if blk is None:
             return
+        if blk.pace is not None:
+            known = np.isfinite(blk.pace)
+            self._pace_sq[known] += self._override_alpha * (blk.pace[known] ** 2
+                                                            - self._pace_sq[known])
         x = self._assemble(blk)
         step = self.step
         if step != 'monitor':
@@ -696,6 +710,7 @@ class AnomalyMonitor:
         if step == 'collect':
             self._collect_block(t, blk, x)
         elif step in ('learn', 'fit'):
+            self._learn_pace_bands(blk, x)
             self.fused.learn(t, x)
             self._changed |= blk.repeat_run < blk.samples
             if step == 'learn' and t - self._learn_t0 >= self._learn_span:
@@ -705,7 +720,7 @@ class AnomalyMonitor:
                 center = self.fused.learned['center']
                 x[:] = center + (x - center) / self._load_factor
             before = self.fused.alarm.copy()
-            self.fused.update(t, x)
+            self.fused.update(t, x, self._judge_at_override(blk, x))
             self._judge_episode(t)
             if (self.fused.alarm != before).any():
                 self.alarm_changes += 1
@@ -783,6 +798,101 @@ class AnomalyMonitor:
         return x
 
     _latency_base = math.nan
+
+    # ------------------------------------------------------------------ speed override
+    #
+    # The observer's residual is largest where a joint reverses: near zero speed it sticks,
+    # and its static friction holds anything within the Coulomb band, which the friction
+    # model (zero at zero speed) cannot know. Run at a lower speed override than in
+    # commissioning, the same path dwells longer at each reversal, and the smoothed residual
+    # grew past thresholds learned on short dwells. A clipping drive looks alike (its joint
+    # hangs at the reversals, where the inertial torque peaks), but it slows its own joint
+    # only. So, for the observer channels of each joint: the override is estimated from the
+    # other joints' speeds against commissioning (their median RMS pace over 1 s), and the
+    # lower it is, the more (i) the residual is judged against its commissioning spread at
+    # the joint's present pace (wider near zero speed) and (ii) the smoothing follows the
+    # path rather than the clock. At the commissioning pace nothing changes.
+
+    def _learn_pace_bands(self, blk, x):
+        """Add a learned block's observer values to the sums of their joint's pace band."""
+        if blk.pace is None:
+            return
+        n, d = self.n, self._d
+        joint = x[:n * d].reshape(n, d)
+        band = np.searchsorted(_PACE_EDGES, blk.pace)     # (NaN: the top band, as inf)
+        for k, detector in enumerate(_LOAD_DETECTORS):
+            value = joint[:, JOINT_DETECTORS.index(detector)]
+            have = np.isfinite(value)
+            cols = np.flatnonzero(have)
+            for power in range(3):
+                np.add.at(self._pace_bands[power, k], (band[have], cols),
+                          value[have] ** power)
+
+    def _spread_by_pace(self):
+        """
+        Each observer channel's spread per pace band, x its learned scale (>= 1).
+
+        Returns
+        -------
+        (len(_LOAD_DETECTORS), bands, n) float array
+            The RMS deviation from the channel's centre of the learned blocks in each band of
+            the joint's pace, over the channel's learned scale; 1 where a band had fewer than
+            10 blocks.
+
+        """
+        n, d = self.n, self._d
+        learned = self.fused.learned
+        count, total, squares = self._pace_bands
+        factor = np.ones(count.shape)
+        for k, detector in enumerate(_LOAD_DETECTORS):
+            col = np.arange(n) * d + JOINT_DETECTORS.index(detector)
+            center, scale = learned['center'][col], learned['scale'][col]
+            with np.errstate(all='ignore'):
+                mean_sq = (squares[k] - 2.0 * center * total[k]) / count[k] + center ** 2
+                spread = np.sqrt(np.fmax(mean_sq, 0.0)) / scale
+            factor[k] = np.where(count[k] >= 10, np.fmax(spread, 1.0), 1.0)
+        return factor
+
+    def _speed_override(self):
+        """Per joint, the speed override the other joints show (n,), in (0, 1]."""
+        n = self.n
+        pace = np.where(np.isfinite(self.checks.pace_speed), np.sqrt(self._pace_sq), np.nan)
+        # row j: the other joints' paces (NaN: j itself, and joints never seen moving), sorted
+        # with the NaNs last; its median from the middle of its known ones (once per block,
+        # in one sort rather than a median per joint)
+        others = np.tile(pace, (n, 1))
+        rows = np.arange(n)
+        others[rows, rows] = np.nan
+        count = np.count_nonzero(~np.isnan(others), axis=1)
+        others.sort(axis=1)
+        lo, hi = np.maximum(count - 1, 0) // 2, count // 2
+        median = 0.5 * (others[rows, lo] + others[rows, hi])
+        return np.where(count >= 2, np.fmin(1.0, median), 1.0)
+
+    def _judge_at_override(self, blk, x):
+        """
+        Judge the observer channels at the robot's speed override; return the block's pace.
+
+        Rescales the observer values in ``x`` (C,) about their centres (see above) and returns
+        the share of a commissioning block's motion (C,) each channel's smoothing takes.
+        """
+        n, d = self.n, self._d
+        progress = np.ones(x.shape)
+        override = self._speed_override()
+        if blk.pace is None or not (override < 1.0).any():
+            return progress
+        joint = x[:n * d].reshape(n, d)
+        center = self.fused.learned['center'][:n * d].reshape(n, d)
+        weight = np.clip((1.0 - override) / (1.0 - _FULL_OVERRIDE), 0.0, 1.0)
+        band = np.searchsorted(_PACE_EDGES, blk.pace)     # (NaN: the top band, as inf)
+        steps = progress[:n * d].reshape(n, d)
+        for k, detector in enumerate(_LOAD_DETECTORS):
+            col = JOINT_DETECTORS.index(detector)
+            if self._band_spread is not None:
+                spread = self._band_spread[k, band, np.arange(n)] ** weight
+                joint[:, col] = center[:, col] + (joint[:, col] - center[:, col]) / spread
+            steps[:, col] = np.fmax(override, _MIN_PROGRESS)
+        return progress
 
     def _latency_step(self, latency):
         """
@@ -957,6 +1067,7 @@ class AnomalyMonitor:
         for s, col in enumerate(stuck):
             exclude[np.arange(self.n) * d + col] = ~self._changed[s * self.n:(s + 1) * self.n]
         summary = self.fused.finish_learning(exclude)
+        self._band_spread = self._spread_by_pace()
         # the whole commissioning motion's effort, not only the warm-up's
         self.checks.flat_min_level = _FLAT_LEVEL_SHARE * self._effort_peak
         self._meta = {'start_stamp': float(self._t0), 'end_stamp': float(t),
@@ -1199,6 +1310,9 @@ class AnomalyMonitor:
                               'typical_speed': np.nan_to_num(self.checks.pace_speed).tolist(),
                               'flat_min_level': self.checks.flat_min_level.tolist()},
             'detector': self.fused.to_dict(),
+            'observer_spread_by_pace': None if self._band_spread is None else {
+                'pace_bands': list(_PACE_BANDS),
+                **{det: self._band_spread[k].tolist() for k, det in enumerate(_LOAD_DETECTORS)}},
         }}
         if self.config.calibrate_in_background:
             # the live node: formatting and writing take tens of ms, off the 1 kHz thread
@@ -1255,6 +1369,7 @@ class AnomalyMonitor:
                                                   typical)):
                 raise ValueError('sensor_checks arrays must have one value per joint')
             self.fused.load_dict(doc['detector'])
+            band_spread = _load_spread_by_pace(doc.get('observer_spread_by_pace'), self.n)
             calibration = None
             if doc.get('calibration') is not None:
                 from twin_anomaly.calibration import CalibrationResult
@@ -1266,6 +1381,7 @@ class AnomalyMonitor:
         self.checks.set_flat(tol, band, speed, velocity, level,
                              np.where(typical > 0.0, typical, np.nan))
         self._lag_learned = True
+        self._band_spread = band_spread
         self.calibration = calibration
         self.calibrated_model = None
         if calibration is not None and calibration.accepted:
@@ -1287,6 +1403,24 @@ class AnomalyMonitor:
         self._t0 = self._last_t = self._learn_t0 = None
         self._calibrator = None
         self._reset_block()
+
+
+def _load_spread_by_pace(doc, n):
+    """
+    Return the saved observer spreads by pace (see ``AnomalyMonitor._spread_by_pace``).
+
+    None for a file saved before they were learned: its robot is judged without them (as
+    then) until it is commissioned again.
+    """
+    if doc is None:
+        return None
+    if list(doc.get('pace_bands', [])) != list(_PACE_BANDS):
+        raise ValueError('observer_spread_by_pace: other pace bands')
+    spread = np.array([doc[det] for det in _LOAD_DETECTORS], dtype=float)
+    if spread.shape != (len(_LOAD_DETECTORS), len(_PACE_BANDS) + 1, n) \
+            or not np.all(np.isfinite(spread) & (spread >= 1.0)):
+        raise ValueError('observer_spread_by_pace: one factor >= 1 per detector, band, joint')
+    return spread
 
 
 def _check_flat_windows(path, commissioning, block_s):
