@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from plant_testing import reported_levels, SpeedOverride
 import pytest
 
 from robot_twin import fault_runs
@@ -472,29 +473,6 @@ def test_a_continuous_wrist_reported_wrapped_raises_no_alarm(tmp_path):
     assert [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised'] == []
 
 
-class _Stopping:
-    """
-    A motion followed ever slower from ``stop_at`` s to a stop ``duration`` s later.
-
-    The speed along the path falls as ``1 - 3 x^2 + 2 x^3`` (``x`` from 0 to 1): the
-    acceleration stays continuous, as under a controller's planned stop.
-    """
-
-    def __init__(self, motion, stop_at, duration):
-        self.motion, self.stop_at, self.duration = motion, stop_at, duration
-        self.period_s = motion.period_s
-
-    def sample(self, t):
-        t = np.atleast_1d(np.asarray(t, dtype=float))
-        x = np.clip((t - self.stop_at) / self.duration, 0.0, 1.0)
-        rate = 1.0 - 3.0 * x ** 2 + 2.0 * x ** 3
-        rate_dot = (6.0 * x ** 2 - 6.0 * x) / self.duration
-        s = np.where(t > self.stop_at,
-                     self.stop_at + self.duration * (x - x ** 3 + 0.5 * x ** 4), t)
-        q, qd, qdd = self.motion.sample(s)
-        return q, qd * rate[:, None], qdd * rate[:, None] ** 2 + qd * rate_dot[:, None]
-
-
 def test_a_simulated_robot_with_stiction_stops_and_rests_without_alarm(tmp_path):
     """
     The iiwa of the other tests (MuJoCo, Coulomb friction the URDF lacks), stopping and resting.
@@ -505,18 +483,9 @@ def test_a_simulated_robot_with_stiction_stops_and_rests_without_alarm(tmp_path)
     """
     path = tmp_path / 'iiwa.yaml'
     fault_runs.commission(CASE, path, CONFIG)
-    robot = fault_runs.SimulatedRobot(CASE, tmp_path)
-    robot.motion = _Stopping(robot.motion, 5.0, 1.0)
-    monitor = AnomalyMonitor(robot.twin_model, CONFIG, thresholds_file=path)
-    twin = fault_runs._TwinSide(monitor.calibrated_model or robot.twin_model, monitor)
-    levels, next_report = [], 2.0
-    for now, m in robot.samples(12.0, [], np.random.default_rng(9)):
-        if m.t < fault_runs.PRE_ROLL_S:
-            continue
-        twin.feed(now, m)
-        if m.t >= next_report:
-            next_report += CONFIG.block_s
-            levels.append(monitor.report().level)
+    # a planned stop from 5 s on, 1 s long
+    monitor, levels = reported_levels(CASE, path, CONFIG,
+                                      lambda motion: SpeedOverride(motion, 0.0, 5.0, 1.0), 12.0)
     raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
     assert monitor.commissioned and len(levels) > 400
     assert raised == [] and set(levels) == {'OK'}

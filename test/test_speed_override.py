@@ -6,38 +6,14 @@ Its joints stick at each reversal, where the friction model (zero at zero speed)
 what static friction holds; run slower, the same path dwells longer there. A clipping drive
 also makes its joint hang at the reversals, but slows that joint only.
 """
-import numpy as np
+from plant_testing import reported_levels, SpeedOverride
 import pytest
 
 from robot_twin import fault_runs
-from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
+from twin_anomaly.monitor import MonitorConfig
 
 CONFIG = MonitorConfig(commissioning_duration_s=20.0, model_path='rules')
 CASE = fault_runs.Case(arm='builtin', engine='mujoco', seed=4242, index=0, motion_seed=4242)
-
-
-class _SpeedOverride:
-    """
-    A motion followed at ``factor`` of its speed from ``at`` s on, ramped in over ``ramp_s``.
-
-    The path rate goes from 1 to ``factor`` as ``3 x^2 - 2 x^3`` (``x`` from 0 to 1), as an
-    operator's override reaches a controller: the same path, slower, without a jerk.
-    """
-
-    def __init__(self, motion, factor, at=4.0, ramp_s=0.5):
-        self.motion, self.factor, self.at, self.ramp_s = motion, factor, at, ramp_s
-        self.period_s = motion.period_s
-
-    def sample(self, t):
-        t = np.atleast_1d(np.asarray(t, dtype=float))
-        f, ramp = self.factor, self.ramp_s
-        x = np.clip((t - self.at) / ramp, 0.0, 1.0)
-        rate = 1.0 + (f - 1.0) * (3.0 * x ** 2 - 2.0 * x ** 3)
-        rate_dot = (f - 1.0) * (6.0 * x - 6.0 * x ** 2) / ramp
-        path = self.at + ramp * (x + (f - 1.0) * (x ** 3 - 0.5 * x ** 4)) \
-            + f * np.fmax(t - self.at - ramp, 0.0)
-        q, qd, qdd = self.motion.sample(np.where(t > self.at, path, t))
-        return q, qd * rate[:, None], qdd * rate[:, None] ** 2 + qd * rate_dot[:, None]
 
 
 @pytest.fixture(scope='module')
@@ -53,18 +29,8 @@ def test_a_robot_run_at_half_its_commissioning_speed_raises_no_alarm(commissione
 
     (42 % of the blocks at ERROR, observer score up to 3: longer dwells at the reversals.)
     """
-    robot = fault_runs.SimulatedRobot(CASE, commissioned.parent)
-    robot.motion = _SpeedOverride(robot.motion, 0.5)
-    monitor = AnomalyMonitor(robot.twin_model, CONFIG, thresholds_file=commissioned)
-    twin = fault_runs._TwinSide(monitor.calibrated_model or robot.twin_model, monitor)
-    levels, next_report = [], 2.0
-    for now, m in robot.samples(20.0, [], np.random.default_rng(9)):
-        if m.t < fault_runs.PRE_ROLL_S:
-            continue
-        twin.feed(now, m)
-        if m.t >= next_report:
-            next_report += CONFIG.block_s
-            levels.append(monitor.report().level)
+    monitor, levels = reported_levels(CASE, commissioned, CONFIG,
+                                      lambda motion: SpeedOverride(motion, 0.5), 20.0)
     raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
     assert monitor.commissioned and len(levels) > 800
     assert raised == [] and 'ERROR' not in levels
