@@ -401,7 +401,10 @@ DRIVER = textwrap.dedent("""
 def start_up(tmp_path, *args, fails=None):
     (tmp_path / 'fake_node.py').write_text(FAKE_NODE)
     env = dict(os.environ, PYTHONPATH=f'{tmp_path}{os.pathsep}{ROOT}')
-    env.pop('ROS_DOMAIN_ID', None)
+    # what `up` itself sets is under test, not the session's localhost defaults (conftest.py);
+    # the fake nodes take part in no DDS traffic
+    for key in ('ROS_DOMAIN_ID', 'ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
+        env.pop(key, None)
     if fails:
         env['FAKE_NODE_FAILS'] = fails
         env['FAKE_NODE_COUNT'] = '3'      # the twin profile's nodes
