@@ -190,6 +190,36 @@ def test_a_file_learned_at_100_hz_before_the_windows_is_commissioned_again(
     assert AnomalyMonitor(monitor.model, MonitorConfig(), thresholds_file=older).commissioned
 
 
+def test_a_file_without_its_rate_nor_windows_is_commissioned_again_on_a_100_hz_stream(
+        run_at_100_hz, tmp_path):
+    """
+    A file of a version that saved neither its rate nor its windows: the stream's rate decides.
+
+    It loads (its rate is unknown until samples come); the first 0.2 s of a 100 Hz stream, a
+    rate at which that version's flat-effort check could not run, set it aside (before, it
+    judged the stream with a flat channel learned while it read zero).
+    """
+    monitor, _before, _after, path = run_at_100_hz
+    doc = yaml.safe_load(path.read_text())
+    meta = doc[MONITOR_FILE_KEY]['commissioning']
+    del meta['flat_window_readings'], meta['sample_rate_hz']
+    older = tmp_path / 'older.yaml'
+    older.write_text(yaml.safe_dump(doc))
+    logs = []
+    again = AnomalyMonitor(monitor.model, MonitorConfig(), thresholds_file=older,
+                           log=lambda level, text: logs.append((level, text)))
+    assert again.commissioned
+    for k, (t, q, qd, tau) in enumerate(plant_samples(monitor.model, 100.0, seed=5)):
+        again.update(RobotSample(t, (int(t), 0), q, qd, tau), None, now=t + 0.001)
+        if k == 40:
+            break
+    assert not again.commissioned
+    kinds = [e['kind'] for e in again.poll_events()]
+    assert kinds[:3] == ['thresholds_loaded', 'thresholds_refused', 'commissioning_started']
+    assert any(level == 'warning' and '100 Hz' in text and 'does not say its rate' in text
+               for level, text in logs), logs
+
+
 # ------------------------------------------------------------------ review fixes
 def _blocks_at(checks, rate_hz, seconds, sample, unexplained=lambda k: None):
     """Feed ``sample(t) -> (q, qd, tau)`` at ``rate_hz``; close 20 ms blocks; return them."""

@@ -644,13 +644,26 @@ class AnomalyMonitor:
         self._rate_probe = None
         learned = probe['learned_hz']
         rate = 1.0 / float(np.median(probe['steps']))
-        if 1.0 / _RATE_TOLERANCE <= rate / learned <= _RATE_TOLERANCE:
-            return False
-        self._log('warning', f'the robot streams at {rate:.4g} Hz; the calibration and '
-                             f'thresholds of {self.thresholds_file} were learned at '
-                             f'{learned:.4g} Hz: commissioning again for this rate')
+        if learned is None:
+            # an older file that says neither its rate nor its flat-effort windows: refused
+            # only where that version's flat-effort check could not have run
+            if _flat_check_ran(rate, self.config.block_s):
+                return False
+            self._log('warning', f'the robot streams at {rate:.4g} Hz; {self.thresholds_file} '
+                                 'does not say its rate and was saved by a version whose '
+                                 'flat-effort check could not run below '
+                                 f'{FLAT_WINDOW_READINGS / self.config.block_s:.0f} Hz: '
+                                 'commissioning again')
+            reason = f'sample rate {rate:.4g} Hz, file of an older version without its rate'
+        else:
+            if 1.0 / _RATE_TOLERANCE <= rate / learned <= _RATE_TOLERANCE:
+                return False
+            self._log('warning', f'the robot streams at {rate:.4g} Hz; the calibration and '
+                                 f'thresholds of {self.thresholds_file} were learned at '
+                                 f'{learned:.4g} Hz: commissioning again for this rate')
+            reason = f'sample rate {rate:.4g} Hz, learned at {learned:.4g} Hz'
         self._events.append({'kind': 'thresholds_refused', 'file': str(self.thresholds_file),
-                             'reason': f'sample rate {rate:.4g} Hz, learned at {learned:.4g} Hz'})
+                             'reason': reason})
         self._begin_commissioning()
         return True
 
@@ -1398,6 +1411,10 @@ class AnomalyMonitor:
             self._log('warning', f'{path} does not say the sample rate it was learned at (an '
                                  "older file): after a change of the robot's rate, "
                                  're-commission')
+            if 'flat_window_readings' not in self._meta:
+                # nor whether its flat-effort check could run: the stream's rate tells
+                # (see _check_flat_windows)
+                self._rate_probe = {'learned_hz': None, 'steps': []}
         self.step = 'monitor'
         self._saved = True
         self._t0 = self._last_t = self._learn_t0 = None
@@ -1434,14 +1451,20 @@ def _check_flat_windows(path, commissioning, block_s):
     """
     meta = commissioning if isinstance(commissioning, dict) else {}
     rate = meta.get('sample_rate_hz')
-    # (a rate of 1 / the median step: 150 Hz in whole-ns stamps reads 149.99999 Hz)
+    # (a file without its rate: the monitor checks the stream's rate instead, _probe_rate)
     if 'flat_window_readings' in meta or not isinstance(rate, (int, float)) \
-            or not math.isfinite(rate) or rate * block_s >= FLAT_WINDOW_READINGS - 1e-3:
+            or not math.isfinite(rate) or _flat_check_ran(rate, block_s):
         return
     raise ThresholdsError(f'{path}: learned at {rate:.0f} Hz by a version whose flat-effort '
                           'check could not run at that rate (fewer than '
                           f'{FLAT_WINDOW_READINGS} samples per {block_s * 1e3:.0f} ms block); '
                           're-commission')
+
+
+def _flat_check_ran(rate_hz, block_s):
+    """Whether the flat-effort check of the versions before its windows ran at ``rate_hz``."""
+    # (a rate of 1 / the median step: 150 Hz in whole-ns stamps reads 149.99999 Hz)
+    return rate_hz * block_s >= FLAT_WINDOW_READINGS - 1e-3
 
 
 def _fit_at_low_priority(calibrator):
