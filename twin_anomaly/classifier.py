@@ -21,7 +21,9 @@ dominant detector.
 One block's evidence can name a steady fault differently from the next (a periodic motion, a
 joint-state rate the model was not trained at). :class:`EpisodeVerdict` sums the hypothesis
 scores of every block of an alarm episode and reports the hypothesis that leads the sum,
-replaced only by one that clearly dominates it.
+replaced only by one that clearly dominates it; it keeps the same sum for each alarmed joint,
+over that joint's hypotheses since its own alarm, so that a second fault on another joint is
+named on that joint at once.
 
 The model file carries the feature names and classes it was trained with (ONNX metadata); a
 model whose features differ from :data:`FEATURE_NAMES` is refused with a message to retrain.
@@ -293,6 +295,13 @@ class EpisodeVerdict:
     ``min_confidence``; that hypothesis is then reported until another one's sum is
     :data:`VERDICT_DOMINANCE` times its own. Its confidence is its weighted mean score.
 
+    Each alarmed joint also gets a verdict of its own (:meth:`of_joint`), by the same rules
+    from the hypotheses about it: the joint fault types on that joint and the robot-level
+    types (a payload change explains any joint's alarm), summed from the first block at which
+    that joint's alarm is raised until it clears. A fault on a second joint within an open
+    episode is named there at once, while the episode's verdict still names the first one
+    until the second's sum dominates it.
+
     No clock of its own: the caller passes each block's stamp.
 
     Parameters
@@ -321,19 +330,33 @@ class EpisodeVerdict:
         self._weight = 0.0
         self._shown = None             # flat index of the reported hypothesis, None: unknown
         self._verdict = None
+        self._joints = {}              # joint name -> its own EpisodeVerdict, while alarmed
 
     @property
     def verdict(self):
         """Return the reported :class:`Verdict` (None before the episode's first block)."""
         return self._verdict
 
-    def add(self, t, scores):
+    def of_joint(self, name):
+        """
+        Return joint ``name``'s own :class:`Verdict`, None while its alarm is not raised.
+
+        Its ``joint`` is ``name`` for a joint fault type, ``''`` for a robot-level one.
+        """
+        own = self._joints.get(name)
+        return None if own is None else own.verdict
+
+    def add(self, t, scores, alarmed=None):
         """
         Add one block's hypothesis scores at stamp ``t`` (s); return whether the verdict changed.
 
         The first block of an episode sets the first verdict (no change); a change afterwards
-        is a new hypothesis, or the first one named after ``'unknown'``.
+        is a new hypothesis, or the first one named after ``'unknown'``. ``alarmed`` ((n,)
+        bool, the joints whose alarm is raised at this block) adds the scores to those joints'
+        own verdicts (:meth:`of_joint`) and forgets the others'.
         """
+        if alarmed is not None:
+            self._add_to_joints(t, scores, alarmed)
         if self.start is None:
             self.start = t
         weight = min(1.0, (t - self.start + self.block_s) / EPISODE_AGE_CAP_S)
@@ -357,6 +380,20 @@ class EpisodeVerdict:
         self._shown = shown
         return before is not None and (before.fault_type, before.joint) != \
             (self._verdict.fault_type, self._verdict.joint)
+
+    def _add_to_joints(self, t, scores, alarmed):
+        """Add rows ``j`` and ``n`` of the scores ``(n + 1, F)`` to each alarmed joint ``j``."""
+        rows = np.asarray(scores, dtype=float).reshape(len(self.joint_names) + 1, -1)
+        joints = {}
+        for j in np.flatnonzero(alarmed):
+            name = self.joint_names[j]
+            own = self._joints.get(name)
+            if own is None:
+                own = EpisodeVerdict((name,), self.min_confidence, self.block_s)
+            own.min_confidence = self.min_confidence
+            own.add(t, rows[[j, -1]])
+            joints[name] = own
+        self._joints = joints
 
 
 class OnnxClassifier:

@@ -1128,7 +1128,9 @@ class AnomalyMonitor:
         While any group's alarm is raised the classifier scores every block; the episode's
         verdict (:class:`~twin_anomaly.classifier.EpisodeVerdict`) is the hypothesis leading
         their sum, and each change of it is logged and becomes an ``anomaly_verdict`` event.
-        The episode ends when every alarm has cleared.
+        Each alarmed joint's own verdict (``EpisodeVerdict.of_joint``, for its status and its
+        ``anomaly_raised`` event) is summed the same way from its own raise. The episode ends
+        when every alarm has cleared.
         """
         if not self.fused.alarm.any():
             self.episode_verdict.reset()
@@ -1141,7 +1143,7 @@ class AnomalyMonitor:
             self.episode_verdict.min_confidence = 0.0
             scores = scores_of(self.classifier, self.evidence())
         before = self.episode_verdict.verdict
-        if not self.episode_verdict.add(t, scores):
+        if not self.episode_verdict.add(t, scores, self.fused.alarm[:self.n]):
             return
         verdict = self.episode_verdict.verdict
         since = float(np.nanmin(np.where(self.fused.alarm, self.fused.since, np.nan)))
@@ -1156,10 +1158,10 @@ class AnomalyMonitor:
 
     def _alarm_events(self, t, before):
         now = self.fused.alarm
-        verdict = self.episode_verdict.verdict if now.any() else None
         for g in np.flatnonzero(now != before):
             name = self.group_names[g]
             if now[g]:
+                verdict = self._verdict_of(name)
                 self._events.append({
                     'kind': 'anomaly_raised', 'stamp': t, 'group': name,
                     'since': float(self.fused.since[g]), 'score': float(self.fused.score[g]),
@@ -1167,6 +1169,15 @@ class AnomalyMonitor:
                     'confidence': float(verdict.confidence)})
             else:
                 self._events.append({'kind': 'anomaly_cleared', 'stamp': t, 'group': name})
+
+    def _verdict_of(self, group):
+        """
+        Return the verdict an alarmed group reports (its status, its ``anomaly_raised`` event).
+
+        A joint's own verdict (a second fault within an open episode is named on its own
+        joint); the episode's for the robot-level groups (``wrench``, ``stream``).
+        """
+        return self.episode_verdict.of_joint(group) or self.episode_verdict.verdict
 
     def evidence(self):
         """
@@ -1253,8 +1264,8 @@ class AnomalyMonitor:
         verdict = self.episode_verdict.verdict if fused.alarm.any() else None
         statuses = []
         for gs in fused.group_statuses():
-            fault, conf = ('none', 0.0) if not gs.alarm else (verdict.fault_type,
-                                                              verdict.confidence)
+            said = self._verdict_of(gs.name) if gs.alarm else None
+            fault, conf = ('none', 0.0) if said is None else (said.fault_type, said.confidence)
             statuses.append(JointStatus(gs.name, gs.score, 1.0, gs.alarm, fault, conf,
                                         gs.since, gs.channel, gs.detector))
         n = self.n

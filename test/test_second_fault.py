@@ -1,0 +1,118 @@
+"""
+A second fault inside an open alarm episode is named on its own joint.
+
+Each alarmed joint's status and ``anomaly_raised`` event carry that joint's own verdict, summed
+from its own raise, while the robot-level status keeps the episode's verdict. Before, every
+alarmed joint said the episode's fault type: with joint3's friction raised, a collision on
+joint6 read ``friction_increase`` on joint6 until its sum overtook joint3's.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from robot_twin import fault_runs
+from twin_anomaly.classifier import EpisodeVerdict, FAULT_TYPES, Verdict
+from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
+
+CONFIG = MonitorConfig(commissioning_duration_s=20.0, model_path='rules')
+CASE = fault_runs.Case(arm='builtin', engine='mujoco', seed=4242, index=0, motion_seed=4242)
+NAMES = ('j1', 'j2', 'j3')
+
+
+def scores(*where):
+    """Return the hypothesis scores ``(n + 1, F)`` of ``((row, type), score)`` pairs."""
+    out = np.zeros((len(NAMES) + 1, len(FAULT_TYPES)))
+    for (row, name), value in where:
+        out[row, FAULT_TYPES.index(name)] = value
+    return out
+
+
+def test_each_alarmed_joint_sums_its_own_hypotheses_from_its_own_raise():
+    episode = EpisodeVerdict(NAMES, min_confidence=0.5)
+    friction = ((1, 'friction_increase'), 0.9)
+    collision = ((2, 'collision_force'), 0.95)
+    t = 100.0
+    for _ in range(100):                              # j2's friction, 2 s
+        episode.add(t, scores(friction), np.array([False, True, False]))
+        t += 0.02
+    assert episode.of_joint('j2') == Verdict('friction_increase', 'j2', pytest.approx(0.9))
+    assert episode.of_joint('j3') is None
+    episode.add(t, scores(friction, collision), np.array([False, True, True]))
+    # j3 names its collision at its first block; the episode keeps j2's friction
+    assert episode.of_joint('j3') == Verdict('collision_force', 'j3', pytest.approx(0.95))
+    assert episode.verdict.fault_type == 'friction_increase'
+    assert episode.of_joint('j2').fault_type == 'friction_increase'
+    # a robot-level hypothesis is one of every joint's; a cleared joint is forgotten
+    payload = ((3, 'payload_change'), 0.8)
+    for _ in range(3):
+        t += 0.02
+        episode.add(t, scores(payload), np.array([True, False, True]))
+    assert episode.of_joint('j1') == Verdict('payload_change', '', pytest.approx(0.8))
+    assert episode.of_joint('j2') is None
+    assert episode.of_joint('j3') is not None
+    # below min_confidence a joint's own verdict is 'unknown', as the episode's is
+    episode.add(t + 0.02, scores(((1, 'sensor_bias'), 0.3)), np.array([False, True, False]))
+    assert episode.of_joint('j2') == Verdict('unknown', '', pytest.approx(0.3))
+    episode.reset()
+    assert episode.of_joint('j3') is None
+
+
+@pytest.fixture(scope='module')
+def commissioned(tmp_path_factory):
+    path = tmp_path_factory.mktemp('second_fault') / 'builtin.yaml'
+    fault_runs.commission(CASE, path, CONFIG)
+    return path
+
+
+def run_two_faults(path, first, second, seconds):
+    """Run CASE's robot with both faults past a monitor (packaged model) loaded from ``path``."""
+    robot = fault_runs.SimulatedRobot(CASE, path.parent)
+    monitor = AnomalyMonitor(robot.twin_model, dataclasses.replace(CONFIG, model_path=''),
+                             thresholds_file=path)
+    assert monitor.commissioned
+    twin = fault_runs._TwinSide(monitor.calibrated_model or robot.twin_model, monitor)
+    states, events, next_report = [], [], CONFIG.block_s
+    faults = [first.fault, second.fault]
+    for now, m in robot.samples(seconds, faults, np.random.default_rng(3)):
+        if m.t < fault_runs.PRE_ROLL_S:
+            continue
+        twin.feed(now, m)
+        if m.t >= next_report:
+            next_report = m.t + CONFIG.block_s
+            states.append(monitor.report())
+            events += monitor.poll_events()
+    return states, events
+
+
+@pytest.mark.parametrize('second_type', ['collision_force', 'stuck_sensor'])
+def test_a_second_fault_on_another_joint_is_named_there_at_once(commissioned, second_type):
+    """
+    Joint3's friction from 3 s, then a collision on joint6's link (or its frozen position).
+
+    Before, joint6's status and its ``anomaly_raised`` event said ``friction_increase``.
+    """
+    robot = fault_runs.SimulatedRobot(CASE, commissioned.parent)
+    first = fault_runs.fault_catalog(robot, ['joint3'], sizes=('large',), incipient=False,
+                                     types=['friction_increase'])[0]
+    second = fault_runs.fault_catalog(robot, ['joint6'], sizes=('large',), incipient=False,
+                                      types=[second_type], onset_s=4.5)[0]
+    states, events = run_two_faults(commissioned, first, second, 6.0)
+    raised = {e['group']: e for e in events if e['kind'] == 'anomaly_raised'}
+    assert raised['joint3']['fault_type'] == 'friction_increase'
+    assert 3.0 <= raised['joint3']['stamp'] < 3.5
+    assert raised['joint6']['fault_type'] == second_type
+    assert raised['joint6']['joint'] == 'joint6' and 4.5 <= raised['joint6']['stamp'] < 5.0
+
+    def status(state, joint):
+        return next(s for s in state.joints if s.name == joint)
+
+    alarmed = [s for s in states if s.level == 'ERROR' and s.stamp >= 3.5]
+    with_second = [s for s in alarmed if status(s, 'joint6').alarm]
+    assert len(alarmed) > 100 and len(with_second) > 10
+    # joint6 says its own fault from the first report that shows its alarm, for 0.2 s
+    early = [s for s in with_second if s.stamp < with_second[0].stamp + 0.2]
+    assert {status(s, 'joint6').fault_type for s in early} == {second_type}
+    # joint3's status is unchanged, and so is the episode's verdict as joint6 is raised
+    assert {status(s, 'joint3').fault_type for s in alarmed} == {'friction_increase'}
+    assert (early[0].fault_type, early[0].faulty_joint) == ('friction_increase', 'joint3')
