@@ -6,11 +6,12 @@ Its joints stick at each reversal, where the friction model (zero at zero speed)
 what static friction holds; run slower, the same path dwells longer there. A clipping drive
 also makes its joint hang at the reversals, but slows that joint only.
 """
+import numpy as np
 from plant_testing import reported_levels, SpeedOverride
 import pytest
 
 from robot_twin import fault_runs
-from twin_anomaly.monitor import MonitorConfig
+from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
 
 CONFIG = MonitorConfig(commissioning_duration_s=20.0, model_path='rules')
 CASE = fault_runs.Case(arm='builtin', engine='mujoco', seed=4242, index=0, motion_seed=4242)
@@ -34,6 +35,41 @@ def test_a_robot_run_at_half_its_commissioning_speed_raises_no_alarm(commissione
     raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
     assert monitor.commissioned and len(levels) > 800
     assert raised == [] and 'ERROR' not in levels
+
+
+def test_a_robot_run_at_a_quarter_of_its_commissioning_speed_raises_no_alarm(commissioned):
+    """
+    A quarter of the speed. Before, joint4's flat-effort run alarmed (69 blocks at ERROR).
+
+    Slowed, joint4 holds the arm against gravity near the top of its gravity torque, where
+    that torque hardly changes along the path, and its inertial torque is a sixteenth of the
+    commissioning's: its effort stayed flat within 0.06 N·m for 1.5 s of moving. It holds the
+    joint, no drive clips it: the torque beyond gravity and friction was under 0.15 N·m.
+    """
+    monitor, levels = reported_levels(CASE, commissioned, CONFIG,
+                                      lambda motion: SpeedOverride(motion, 0.25), 20.0)
+    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert monitor.commissioned and len(levels) > 800
+    assert raised == [] and 'ERROR' not in levels
+
+
+def test_a_clipping_drive_is_still_found_at_a_quarter_of_the_speed(commissioned):
+    """Slowed to 25 %, a drive clipped to 75 % of its peak cannot hold joint2's load up."""
+    robot = fault_runs.SimulatedRobot(CASE, commissioned.parent)
+    spec = fault_runs.fault_catalog(robot, ['joint2'], sizes=('small',), incipient=False,
+                                    types=['torque_saturation'])[0]
+    fault = dict(spec.fault, start_s=6.0)
+    robot.motion = SpeedOverride(robot.motion, 0.25)
+    monitor = AnomalyMonitor(robot.twin_model, CONFIG, thresholds_file=commissioned)
+    twin = fault_runs._TwinSide(monitor.calibrated_model or robot.twin_model, monitor)
+    raised = []
+    for now, m in robot.samples(12.0, [fault], np.random.default_rng(9)):
+        if m.t >= fault_runs.PRE_ROLL_S:
+            twin.feed(now, m)
+            raised += [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert raised and raised[0]['stamp'] >= fault['start_s']
+    assert (raised[0]['group'], raised[0]['joint'], raised[0]['fault_type']) \
+        == ('joint2', 'joint2', 'torque_saturation')
 
 
 @pytest.mark.parametrize('joint', ['joint5', 'joint7'])

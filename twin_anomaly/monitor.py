@@ -94,6 +94,10 @@ _FULL_OVERRIDE = 0.5         # from this override down, a slow joint's observer 
 _PACE_BANDS = (0.1, 0.25)    # block pace edges (x commissioning RMS speed) of those spreads
 _MIN_PROGRESS = 0.25         # the observer's smoothing steps at least this share of a block
 _PACE_EDGES = np.array(_PACE_BANDS)
+_FLAT_FREE_OVERRIDE = 0.85   # below this override a flat-effort window counts only where
+_FLAT_DRIVING_SHARE = 0.1    # this share of its level accelerates the joint (beyond the
+#                              holding effort), in full from _FULL_OVERRIDE down (the estimate
+#                              reads down to 0.92 at the commissioning speed)
 _FLAT_LEVEL_SHARE = 0.25     # flat effort counts from this share of the joint's largest
 #                              |effort| (20 ms means) during commissioning
 _WARMUP_FRACTION = 0.25      # share of the collect step that learns the signals' lag and noise
@@ -410,6 +414,7 @@ class AnomalyMonitor:
     def _reset_block(self):
         self._block_end = None
         self._pace_sq = np.ones(self.n)      # EWMA of each joint's squared pace (override)
+        self._override = np.ones(self.n)     # the speed override it tells, per joint
         self._r_sum = np.zeros(self.n)
         self._rs_sum = np.zeros(self.n)
         self._r_cnt = 0
@@ -582,7 +587,7 @@ class AnomalyMonitor:
             if qd is None:
                 return
         tau = sample.effort
-        self._q = q
+        self._q, self._qd = q, qd
         if self._t0 is None:
             self._t0 = t
         if self._block_end is None:
@@ -627,6 +632,7 @@ class AnomalyMonitor:
 
     _q_prev = None
     _q = None                                  # the last sample's positions (n,) rad
+    _qd = None                                 # ... and velocities (n,) rad/s
 
     def _probe_rate(self, t):
         """
@@ -709,13 +715,14 @@ class AnomalyMonitor:
         # effort is consistent with the motion and more friction's is not (sensor_checks)
         settling = self._last_t < self._settle_until
         unexplained = -self._r_sum / self._r_cnt if self._r_cnt and not settling else None
-        blk = self.checks.take_block(unexplained)
+        blk = self.checks.take_block(unexplained, *self._flat_driving())
         if blk is None:
             return
         if blk.pace is not None:
             known = np.isfinite(blk.pace)
             self._pace_sq[known] += self._override_alpha * (blk.pace[known] ** 2
                                                             - self._pace_sq[known])
+        self._override = self._speed_override()
         x = self._assemble(blk)
         step = self.step
         if step != 'monitor':
@@ -826,6 +833,28 @@ class AnomalyMonitor:
     # the joint's present pace (wider near zero speed) and (ii) the smoothing follows the
     # path rather than the clock. At the commissioning pace nothing changes.
 
+    def _flat_driving(self):
+        """
+        Return what the flat-effort check needs to judge a flat window at the speed override.
+
+        The effort that holds each joint at the last sample (n,) N·m (gravity and friction
+        at its velocity, as the observer's model has them; None when not asked) and the share
+        of a flat window's level (n,) that must go beyond it, accelerating the joint, for the
+        window to count (sensor_checks). Run slower than in commissioning, the inertial
+        torques are small and a joint's effort stays flat at the holding effort wherever
+        gravity hardly changes along the path; a drive clipped under such a load is short of
+        it and lets its joint fall behind. At about the commissioning speed nothing is asked:
+        a flat run there is one that commissioning did not see, whatever drives it.
+        """
+        override = self._override
+        if self.observer is None or self._q is None or not (override < _FLAT_FREE_OVERRIDE).any():
+            return None, 0.0
+        weight = np.clip((_FLAT_FREE_OVERRIDE - override) / (_FLAT_FREE_OVERRIDE - _FULL_OVERRIDE),
+                         0.0, 1.0)
+        model = self.observer.model
+        return (model.gravity(self._q) + model.friction_model.torque(self._qd),
+                _FLAT_DRIVING_SHARE * weight)
+
     def _learn_pace_bands(self, blk, x):
         """Add a learned block's observer values to the sums of their joint's pace band."""
         if blk.pace is None:
@@ -891,7 +920,7 @@ class AnomalyMonitor:
         """
         n, d = self.n, self._d
         progress = np.ones(x.shape)
-        override = self._speed_override()
+        override = self._override
         if blk.pace is None or not (override < 1.0).any():
             return progress
         joint = x[:n * d].reshape(n, d)

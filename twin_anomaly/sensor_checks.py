@@ -61,7 +61,18 @@ their own past instead, per joint, with no model:
   effort is the torque that moves the joint, consistent with the motion (the observer stays
   quiet), while more friction holds a lightly loaded joint's effort at the friction's level,
   by torque the model does not explain, for as long as the joint moves one way (a +3 N·m
-  Coulomb step on a joint that needed about 1 N·m read as a clipping drive for seconds);
+  Coulomb step on a joint that needed about 1 N·m read as a clipping drive for seconds).
+  Where the caller also gives the effort that holds each joint against gravity and friction
+  at its velocity and a share (``take_block``), a window counts only where at least that
+  share of the level goes beyond it, accelerating the joint: a robot run at a lower speed
+  override than in commissioning has small inertial torques, and where gravity hardly changes
+  along its path (or changes as much as the inertial torque, the other way) its joints'
+  efforts stay flat at the holding effort while they move, whereas a drive clipped under
+  such a load leaves its joint short of what it needs, which falls behind or sags. (Not
+  always: a clipped joint that friction mostly loads runs on at the speed where friction
+  takes the clipped torque, its effort flat at the holding effort. At the commissioning
+  speed such a flat run is still found: the caller asks for a share only from a lower
+  override on);
 - **stream**: samples missing from the stream (stamp gaps against the typical period), samples
   that repeat the previous one exactly (a stale resend; left out of the other checks) and,
   when the caller passes receive times, the latency of each sample. A gap is the robot's (or
@@ -322,6 +333,8 @@ class SensorChecks:
         self._win_tau_sq = np.zeros(n)
         self._win_unexplained = np.zeros(n)     # summed over the blocks that knew it
         self._win_known = np.zeros(n)           # ... and their number, per joint
+        self._win_holding = np.zeros(n)         # likewise the holding effort
+        self._win_held = np.zeros(n)
         self._win_q_first = None
         self._win_t_first = None
 
@@ -750,7 +763,7 @@ class SensorChecks:
         np.copyto(self._read_m, m, where=f)
 
     # ------------------------------------------------------------------ per block
-    def take_block(self, unexplained_effort=None):
+    def take_block(self, unexplained_effort=None, holding_effort=None, driving_share=0.0):
         """
         Close the current block and return its :class:`BlockChecks`; None if it was empty.
 
@@ -764,6 +777,14 @@ class SensorChecks:
             not explain, N·m (N): the momentum observer's residual, negated (NaN: not known).
             A flat window's level is judged on the rest (see the module docstring): the mean
             over its blocks that knew it; None (or NaN) judges the whole effort.
+        holding_effort : (n,) array_like, optional
+            The effort the dynamics model says holds each joint against gravity and friction
+            at its velocity over the block, N·m (N) (NaN: not known). What the explained effort
+            has beyond it accelerates the joint (see the module docstring). None (or NaN): the
+            window's level counts whole.
+        driving_share : float or (n,) array_like
+            Share of a flat window's level that must accelerate the joint (beyond the holding
+            effort) for the window to extend a run, per joint (0: any window counts).
 
         """
         if self._count == 0:
@@ -790,7 +811,8 @@ class SensorChecks:
         with np.errstate(invalid='ignore'):
             moving = speed > self.min_speed         # (False for a block without duration)
             pace = speed / self.pace_speed          # NaN where no usual pace is known
-        self._flat_window(fresh, last_q, unexplained_effort)    # (sets _moving_block)
+        self._flat_window(fresh, last_q, unexplained_effort, holding_effort,
+                          driving_share)                             # (sets _moving_block)
         latency = min(self._lat_min, self._lat_last)
         # a block whose steps were mostly irregular (a stall made up) tells no noise level;
         # else the smaller of the two levels (module docstring). The rates' sum is per s^2:
@@ -824,12 +846,13 @@ class SensorChecks:
         self._t_first = self._t
         return out
 
-    def _flat_window(self, fresh, last_q, unexplained_effort):
+    def _flat_window(self, fresh, last_q, unexplained_effort, holding_effort, driving_share):
         """
         Add the closing block to the flat-effort window; judge the window once it is full.
 
         ``fresh``: the block's new readings; ``last_q`` (n,): its newest positions, rad;
-        ``unexplained_effort``: as :meth:`take_block` was given it. The window is judged as
+        ``unexplained_effort``, ``holding_effort``, ``driving_share``: as :meth:`take_block`
+        was given them (the share of the window's last block). The window is judged as
         one block would be (its readings' standard deviation and mean, its speed and duration
         from the newest sample before it): a window of one block gives that block's figures.
         """
@@ -845,6 +868,11 @@ class SensorChecks:
             known = np.isfinite(unexplained)
             self._win_unexplained += np.where(known, unexplained, 0.0)
             self._win_known += known
+        if holding_effort is not None:
+            holding = np.asarray(holding_effort, dtype=float)
+            known = np.isfinite(holding)
+            self._win_holding += np.where(known, holding, 0.0)
+            self._win_held += known
         duration = self._t - self._win_t_first
         readings = self._win_fresh
         if readings < FLAT_WINDOW_READINGS:
@@ -864,7 +892,11 @@ class SensorChecks:
         paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
         # the mean unexplained effort of the blocks that knew it (none: the whole effort)
         level = mean - self._win_unexplained / np.maximum(self._win_known, 1.0)
-        self._advance_flat(mean, tau_std, moving, paced, level)
+        # the part of it that accelerates the joint (inf where the holding effort is unknown)
+        driving = np.where(self._win_held > 0.0,
+                           level - self._win_holding / np.maximum(self._win_held, 1.0), np.inf)
+        self._advance_flat(mean, tau_std, moving, paced, level,
+                           np.abs(driving) >= driving_share * np.abs(level))
         # whether the joint moved, for the repeat runs of the next samples (see _pair): from
         # a window, as a block of two readings at 100 Hz tells little
         self._moving_block[:] = moving
@@ -887,16 +919,17 @@ class SensorChecks:
             return float(FLAT_WINDOW_READINGS)
         return self._window_readings / self._windows_judged
 
-    def _advance_flat(self, tau_mean, tau_std, moving, paced, level):
+    def _advance_flat(self, tau_mean, tau_std, moving, paced, level, driven):
         """
         Extend flat-effort runs by a flat, moving window at the run's level; end them else.
 
         ``paced`` (n,): the window's duration at each joint's usual pace, s; ``level`` (n,):
-        the window's mean effort that the model explains (see :meth:`take_block`), N·m.
+        the window's mean effort that the model explains (see :meth:`take_block`), N·m;
+        ``driven`` (n,) bool: enough of it accelerates the joint (see :meth:`take_block`).
         """
         flat = tau_std <= self.flat_tolerance
         same = np.abs(tau_mean - self._flat_ref) <= self.flat_band     # False while NaN
-        grow = np.where(moving & (np.abs(level) >= self.flat_min_level), paced, 0.0)
+        grow = np.where(moving & driven & (np.abs(level) >= self.flat_min_level), paced, 0.0)
         self._flat_run = np.where(flat, np.where(same, self._flat_run, 0.0) + grow, 0.0)
         self._flat_ref = np.where(flat, np.where(same, self._flat_ref, tau_mean), np.nan)
 
