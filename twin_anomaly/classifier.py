@@ -300,7 +300,10 @@ class EpisodeVerdict:
     types (a payload change explains any joint's alarm), summed from the first block at which
     that joint's alarm is raised until it clears. A fault on a second joint within an open
     episode is named there at once, while the episode's verdict still names the first one
-    until the second's sum dominates it.
+    until the second's sum dominates it. A joint names a robot-level type only while the
+    episode does too: a joint that alarms as the echo of a fault elsewhere does not see that
+    fault among its own hypotheses, and the few blocks some classifier (the rules) reads as a
+    robot-level fault would otherwise name it for good; it says ``'unknown'`` instead.
 
     No clock of its own: the caller passes each block's stamp.
 
@@ -341,10 +344,17 @@ class EpisodeVerdict:
         """
         Return joint ``name``'s own :class:`Verdict`, None while its alarm is not raised.
 
-        Its ``joint`` is ``name`` for a joint fault type, ``''`` for a robot-level one.
+        Its ``joint`` is ``name`` for a joint fault type, ``''`` for a robot-level one, which
+        is named only while the episode's verdict names it too (else ``'unknown'``).
         """
         own = self._joints.get(name)
-        return None if own is None else own.verdict
+        if own is None:
+            return None
+        verdict = own.verdict
+        if verdict.joint or verdict.fault_type == 'unknown' or (
+                self._verdict is not None and self._verdict.fault_type == verdict.fault_type):
+            return verdict
+        return Verdict('unknown', '', verdict.confidence)
 
     def add(self, t, scores, alarmed=None):
         """
