@@ -65,12 +65,14 @@ def unique_domain_id():
     """
     Return a ROS_DOMAIN_ID in 10..99 for one test: from the pid and a per-test counter.
 
-    Skips domains some other process of this machine (another test run, a demo) is using.
+    Skips domains some other process of this machine (another test run, a demo) is using, and
+    the session's own default domain.
     """
     first = os.getpid() + next(_test_counter)
+    session = os.environ.get('ROS_DOMAIN_ID')     # the session's own default (conftest.py)
     for k in range(90):
         domain = free_domain_id(first + k)
-        if not _domain_busy(domain):
+        if str(domain) != session and not _domain_busy(domain):
             for _ in range(k):   # the next test starts after the domain taken here
                 next(_test_counter)
             return domain

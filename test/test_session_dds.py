@@ -22,3 +22,10 @@ def test_a_child_process_inherits_the_session_settings():
         [sys.executable, '-c', 'import os, sys; print([os.environ.get(k) for k in sys.argv[1:]])',
          *keys], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.strip() == str([os.environ[k] for k in keys])
+
+
+def test_a_test_graph_never_gets_the_session_domain():
+    from ros_harness import unique_domain_id
+    session = int(os.environ['ROS_DOMAIN_ID'])
+    # every domain a session may hand out, 90 in a row: none of them the session's own
+    assert session not in {unique_domain_id() for _ in range(90)}

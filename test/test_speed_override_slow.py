@@ -50,5 +50,5 @@ def flat_run(holding_effort, driving_share):
 def test_a_flat_effort_that_holds_the_joint_counts_only_where_no_share_is_asked():
     assert flat_run(np.array([9.5]), 0.0) > 0.9
     assert flat_run(np.array([9.5]), 0.1) == 0.0         # 5 % of it accelerates the joint
-    assert flat_run(np.array([8.5]), 0.1) > 0.9          # 15 %: a drive that falls short
+    assert flat_run(np.array([8.5]), 0.1) > 0.9          # 15 % of it accelerates the joint
     assert flat_run(None, 0.1) > 0.9                     # no model: the level counts whole

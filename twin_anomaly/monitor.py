@@ -421,6 +421,7 @@ class AnomalyMonitor:
         self._block_end = None
         self._pace_sq = np.ones(self.n)      # EWMA of each joint's squared pace (override)
         self._override = np.ones(self.n)     # the speed override it tells, per joint
+        self._block_start = None
         self._r_sum = np.zeros(self.n)
         self._rs_sum = np.zeros(self.n)
         self._r_cnt = 0
@@ -636,8 +637,9 @@ class AnomalyMonitor:
         if step == 'fit' and t >= self._fit_due:
             self._take_over_fit(t)
 
-    _q_prev = None
+    _q_prev = None                             # (t, q) before, for a robot without velocity
     _q = None                                  # the last sample's positions (n,) rad
+    _block_start = None                        # (t, q) at the end of the block before
     _qd = None                                 # ... and velocities (n,) rad/s
 
     def _probe_rate(self, t):
@@ -721,7 +723,8 @@ class AnomalyMonitor:
         # effort is consistent with the motion and more friction's is not (sensor_checks)
         settling = self._last_t < self._settle_until
         unexplained = -self._r_sum / self._r_cnt if self._r_cnt and not settling else None
-        blk = self.checks.take_block(unexplained, *self._flat_driving())
+        blk = self.checks.take_block(unexplained, *self._flat_driving(t))
+        self._block_start = (t, self._q.copy())
         if blk is None:
             return
         if blk.pace is not None:
@@ -860,12 +863,15 @@ class AnomalyMonitor:
     # the joint's present pace (wider near zero speed) and (ii) the smoothing follows the
     # path rather than the clock. At the commissioning pace nothing changes.
 
-    def _flat_driving(self):
+    def _flat_driving(self, t):
         """
         Return what the flat-effort check needs to judge a flat window at the speed override.
 
-        The effort that holds each joint at the last sample (n,) N·m (gravity and friction
-        at its velocity, as the observer's model has them; None when not asked) and the share
+        The effort that holds each joint at the block's last sample, stamp ``t`` (n,) N·m
+        (gravity and friction at its velocity, as the observer's model has them; None when not
+        asked; for a robot that reports no velocity, friction at the block's mean velocity: a
+        one-step difference of positions flips the sign of Coulomb friction at low speed on
+        the sensor noise alone) and the share
         of a flat window's level (n,) that must go beyond it, accelerating the joint, for the
         window to count (sensor_checks). Run slower than in commissioning, the inertial
         torques are small and a joint's effort stays flat at the holding effort wherever
@@ -879,7 +885,11 @@ class AnomalyMonitor:
         weight = np.clip((_FLAT_FREE_OVERRIDE - override) / (_FLAT_FREE_OVERRIDE - _FULL_OVERRIDE),
                          0.0, 1.0)
         model = self.observer.model
-        return (model.gravity(self._q) + model.friction_model.torque(self._qd),
+        qd = self._qd
+        if self._q_prev is not None and self._block_start is not None \
+                and t > self._block_start[0]:       # (a robot without velocity: see update)
+            qd = (self._q - self._block_start[1]) / (t - self._block_start[0])
+        return (model.gravity(self._q) + model.friction_model.torque(qd),
                 _FLAT_DRIVING_SHARE * weight)
 
     def _learn_pace_bands(self, blk, x):

@@ -779,7 +779,8 @@ class SensorChecks:
             over its blocks that knew it; None (or NaN) judges the whole effort.
         holding_effort : (n,) array_like, optional
             The effort the dynamics model says holds each joint against gravity and friction
-            at its velocity over the block, N·m (N) (NaN: not known). What the explained effort
+            at its velocity, taken once for the block (the monitor: at its last sample), N·m
+            (N) (NaN: not known). What the explained effort
             has beyond it accelerates the joint (see the module docstring). None (or NaN): the
             window's level counts whole.
         driving_share : float or (n,) array_like
