@@ -639,8 +639,8 @@ class AnomalyMonitor:
 
     _q_prev = None                             # (t, q) before, for a robot without velocity
     _q = None                                  # the last sample's positions (n,) rad
-    _block_start = None                        # (t, q) at the end of the block before
     _qd = None                                 # ... and velocities (n,) rad/s
+    _block_start = None                        # (t, q) at the end of the block before
 
     def _probe_rate(self, t):
         """
@@ -867,17 +867,17 @@ class AnomalyMonitor:
         """
         Return what the flat-effort check needs to judge a flat window at the speed override.
 
-        The effort that holds each joint at the block's last sample, stamp ``t`` (n,) N·m
-        (gravity and friction at its velocity, as the observer's model has them; None when not
-        asked; for a robot that reports no velocity, friction at the block's mean velocity: a
-        one-step difference of positions flips the sign of Coulomb friction at low speed on
-        the sensor noise alone) and the share
-        of a flat window's level (n,) that must go beyond it, accelerating the joint, for the
-        window to count (sensor_checks). Run slower than in commissioning, the inertial
-        torques are small and a joint's effort stays flat at the holding effort wherever
-        gravity hardly changes along the path; a drive clipped under such a load is short of
-        it and lets its joint fall behind. At about the commissioning speed nothing is asked:
-        a flat run there is one that commissioning did not see, whatever drives it.
+        Returns ``(holding, share)``: the effort that holds each joint at the block's last
+        sample, stamp ``t`` (n,) N·m (gravity and friction at its velocity, as the observer's
+        model has them; None when nothing is asked), and the share of a flat window's level
+        (n,) that must go beyond it, accelerating the joint, for the window to count
+        (sensor_checks). Run slower than in commissioning, the inertial torques are small
+        and a joint's effort stays flat at the holding effort wherever gravity hardly changes
+        along the path; a drive clipped under such a load is short of it and lets its joint
+        fall behind. At about the commissioning speed nothing is asked: a flat run there is
+        one that commissioning did not see, whatever drives it. For a robot that reports no
+        velocity, friction is taken at the block's mean velocity: a one-step difference of
+        positions flips the sign of Coulomb friction at low speed on the sensor noise alone.
         """
         override = self._override
         if self.observer is None or self._q is None or not (override < _FLAT_FREE_OVERRIDE).any():
