@@ -882,8 +882,7 @@ class AnomalyMonitor:
         override = self._override
         if self.observer is None or self._q is None or not (override < _FLAT_FREE_OVERRIDE).any():
             return None, 0.0
-        weight = np.clip((_FLAT_FREE_OVERRIDE - override) / (_FLAT_FREE_OVERRIDE - _FULL_OVERRIDE),
-                         0.0, 1.0)
+        weight = _override_weight(override, _FLAT_FREE_OVERRIDE)
         model = self.observer.model
         qd = self._qd
         if self._q_prev is not None and self._block_start is not None \
@@ -962,7 +961,7 @@ class AnomalyMonitor:
             return progress
         joint = x[:n * d].reshape(n, d)
         center = self.fused.learned['center'][:n * d].reshape(n, d)
-        weight = np.clip((1.0 - override) / (1.0 - _FULL_OVERRIDE), 0.0, 1.0)
+        weight = _override_weight(override, 1.0)
         band = np.searchsorted(_PACE_EDGES, blk.pace)     # (NaN: the top band, as inf)
         steps = progress[:n * d].reshape(n, d)
         for k, detector in enumerate(_LOAD_DETECTORS):
@@ -1536,6 +1535,11 @@ def _check_flat_windows(path, commissioning, block_s):
                           'check could not run at that rate (fewer than '
                           f'{FLAT_WINDOW_READINGS} samples per {block_s * 1e3:.0f} ms block); '
                           're-commission')
+
+
+def _override_weight(override, start):
+    """How far (n,) a speed override below ``start`` is toward ``_FULL_OVERRIDE``, in [0, 1]."""
+    return np.clip((start - override) / (start - _FULL_OVERRIDE), 0.0, 1.0)
 
 
 def _flat_check_ran(rate_hz, block_s):

@@ -780,9 +780,8 @@ class SensorChecks:
         holding_effort : (n,) array_like, optional
             The effort the dynamics model says holds each joint against gravity and friction
             at its velocity, taken once for the block (the monitor: at its last sample), N·m
-            (N) (NaN: not known). What the explained effort
-            has beyond it accelerates the joint (see the module docstring). None (or NaN): the
-            window's level counts whole.
+            (N) (NaN: not known). What the explained effort has beyond it accelerates the
+            joint (see the module docstring). None (or NaN): the window's level counts whole.
         driving_share : float or (n,) array_like
             Share of a flat window's level that must accelerate the joint (beyond the holding
             effort) for the window to extend a run, per joint (0: any window counts).
@@ -864,16 +863,8 @@ class SensorChecks:
         self._win_fresh += fresh
         self._win_tau_sum += self._tau_sum
         self._win_tau_sq += self._tau_sq
-        if unexplained_effort is not None:
-            unexplained = np.asarray(unexplained_effort, dtype=float)
-            known = np.isfinite(unexplained)
-            self._win_unexplained += np.where(known, unexplained, 0.0)
-            self._win_known += known
-        if holding_effort is not None:
-            holding = np.asarray(holding_effort, dtype=float)
-            known = np.isfinite(holding)
-            self._win_holding += np.where(known, holding, 0.0)
-            self._win_held += known
+        _add_known(self._win_unexplained, self._win_known, unexplained_effort)
+        _add_known(self._win_holding, self._win_held, holding_effort)
         duration = self._t - self._win_t_first
         readings = self._win_fresh
         if readings < FLAT_WINDOW_READINGS:
@@ -892,10 +883,10 @@ class SensorChecks:
             pace = speed / self.pace_speed
         paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
         # the mean unexplained effort of the blocks that knew it (none: the whole effort)
-        level = mean - self._win_unexplained / np.maximum(self._win_known, 1.0)
+        level = mean - _known_mean(self._win_unexplained, self._win_known)
         # the part of it that accelerates the joint (inf where the holding effort is unknown)
         driving = np.where(self._win_held > 0.0,
-                           level - self._win_holding / np.maximum(self._win_held, 1.0), np.inf)
+                           level - _known_mean(self._win_holding, self._win_held), np.inf)
         self._advance_flat(mean, tau_std, moving, paced, level,
                            np.abs(driving) >= driving_share * np.abs(level))
         # whether the joint moved, for the repeat runs of the next samples (see _pair): from
@@ -996,3 +987,18 @@ class SensorChecks:
         self.pace_speed = vector(np.nan if pace_speed is None else pace_speed)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
+
+
+def _add_known(total, count, values):
+    """Add a block's ``values`` (n,) where finite to a window's ``total`` and ``count``."""
+    if values is None:
+        return
+    values = np.asarray(values, dtype=float)
+    known = np.isfinite(values)
+    total += np.where(known, values, 0.0)
+    count += known
+
+
+def _known_mean(total, count):
+    """Mean of a window's blocks that knew a value (0 where none did)."""
+    return total / np.maximum(count, 1.0)
