@@ -337,6 +337,10 @@ def summarize(obs, faults, exited, say, scenario_time, lifecycle=None,
         lat = 1e3 * np.asarray(obs.latency_s)
         say(f'robot stamp -> residual latency: p50 {np.median(lat):.2f} ms, '
             f'p99 {np.percentile(lat, 99):.2f} ms')
+    status = getattr(obs, 'status', None) or {}
+    if 'reports.pieces_after_samples' in status:      # (robot_twin/nodes/idle_work.py)
+        say(f'twin reports: {status["reports.pieces_after_samples"]} pieces run after robot '
+            f'samples, {status.get("reports.run_whole")} reports run whole')
     if obs.residual_count == 0:
         problems.append('no residuals arrived: the loop did not run')
     if obs.commissioned_at is None:

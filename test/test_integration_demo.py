@@ -42,5 +42,9 @@ def test_demo_detects_its_fault_on_the_right_joint_and_stops_everything():
     # of the emulated robot, which the demo names)
     assert re.search(r'detected friction_increase [0-9.]+ s after its onset, on joint3 ', out), out
     assert 'demo OK' in out, out
+    # beside the 1 kHz emulated robot the twin's reports ran in pieces after its samples
+    # (robot_twin/nodes/idle_work.py), not whole wherever their timers fired
+    pieces = re.search(r'twin reports: ([0-9]+) pieces run after robot samples', out)
+    assert pieces and int(pieces[1]) > 0, out
     # every process it started is gone: nothing else is on its private domain
     assert not leftover, f'processes {leftover} left running on the demo domain'

@@ -97,6 +97,10 @@ def test_nominal_run_raises_no_anomaly(loop):
     assert values['missing_joints'] == ''
     last = m.statuses(start)[-1][3]
     assert last['commands_sent'] == '0' and last['governor.allowed'] == '0'
+    # the tests' robot streams at 100 Hz: its gaps leave room for whole reports, which run
+    # when their timers fire (beside a 1 kHz robot they run in pieces after the samples:
+    # robot_twin/nodes/idle_work.py, test_integration_demo.py)
+    assert last['reports.pieces_after_samples'] == '0' and int(last['reports.run_whole']) > 0
     assert not m.trajectories, 'a corrective command was sent to a healthy robot'
 
 
@@ -129,6 +133,7 @@ def test_stopped_robot_stream_is_reported_stale(loop):
     wait_until(lambda: _sync_ok(m, time.time() - 0.5), STATUS_TIMEOUT_S,
                '/twin/status OK before the robot stops', loop.graph,
                seen=lambda: _seen_status(m))
+    before = m.statuses(time.time() - 0.5)[-1][3]
     stopped = time.time()
     killed = loop.graph.stop('robot')
     assert not killed, f'{killed} did not exit on SIGINT'
@@ -148,4 +153,6 @@ def test_stopped_robot_stream_is_reported_stale(loop):
     time.sleep(1.0)
     later = m.statuses(time.time() - 0.5)
     assert later and all(s[1] == 'STALE' for s in later), [s[1] for s in later]
+    # with no sample to follow, the reports run whole when their timers fire
+    assert int(later[-1][3]['reports.run_whole']) > int(before['reports.run_whole'])
     loop.graph.check_alive()

@@ -7,7 +7,9 @@ publishes the anomaly report as /twin/anomaly (latched; also on /diagnostics),
 /twin/anomaly_score and /twin/markers, and at once when an alarm is raised or cleared (a report
 costs far more than a sample, so 10 Hz rather than 50 keeps the 1 kHz process leaner); at
 ``rul.publish_rate_hz`` /twin/rul (latched) and the
-derating the governor should apply (/twin/speed_scale, latched). An accepted calibration is
+derating the governor should apply (/twin/speed_scale, latched). Beside a fast robot the timers
+hand these reports to :mod:`robot_twin.nodes.idle_work`, which runs them in pieces right after
+the robot's samples rather than whole wherever a timer fires. An accepted calibration is
 handed to the mirror. Lifecycle events go to the ledger (``ledger_path``) from a writer thread.
 
 In the one-process twin the results come from the ``twin_sim`` node by a function call, and the
@@ -117,12 +119,14 @@ class TwinAnomalyNode(Node):
         self.marker_frame = TWIN_FRAME_PREFIX + model.root_link
         self._marker_array = MarkerArray()
         self._alarm_changes = 0
-        self.create_timer(1.0 / p['publish_rate_hz'], self.publish)
+        idle = self._robot_input.idle        # the reports run in pieces between samples
+        self.create_timer(1.0 / p['publish_rate_hz'], lambda: idle.submit(self._report()))
         if self.pipeline.rul is not None:
             self.pub_rul = self.create_publisher(DiagnosticArray, '/twin/rul', qos.LATCHED)
             self.pub_speed_scale = self.create_publisher(Float64, '/twin/speed_scale',
                                                          qos.LATCHED)
-            self.create_timer(1.0 / p['rul.publish_rate_hz'], self.publish_rul)
+            self.create_timer(1.0 / p['rul.publish_rate_hz'],
+                              lambda: idle.submit(self._rul_report()))
         self.payload_refused = 0
         self.create_subscription(InertiaStamped, '/twin/payload', self.on_payload, qos.LATCHED)
         self.get_logger().info(f'what the robot carries: /twin/payload, in frame '
@@ -339,25 +343,38 @@ class TwinAnomalyNode(Node):
         return stamp if stamp is not None else now_stamp(self.get_clock())
 
     def publish(self):
-        """Publish the monitor's report (/twin/anomaly, /diagnostics, score, markers)."""
+        """Publish the monitor's report (/twin/anomaly, /diagnostics, score, markers) now."""
+        for _ in self._report():
+            pass
+
+    def _report(self):
+        """Publish the report, yielding between its pieces (see ``idle_work``)."""
         state = self.pipeline.report()
+        yield
         entries = status_entries(state, self.monitor.warn_ratio)
         stamp = self.report_stamp()
         data = diagnostics_bytes(stamp, entries)     # once for both topics, no message objects
         self.pub_anomaly.publish(data)
         self.pub_diag.publish(data)
         self.pub_score.publish(Float64(data=float(state.score)))
-        markers = self._markers(state, stamp)
-        if markers is not None:
-            self.pub_markers.publish(markers)
         self._write_lifecycle()        # the anomaly is in the log before any command for it
         for listener in self.report_listeners:
             listener(entries)
+        yield
+        markers = self._markers(state, stamp)
+        if markers is not None:
+            yield
+            self.pub_markers.publish(markers)
 
     def publish_rul(self):
-        """Publish /twin/rul and the derating the governor should apply."""
+        """Publish /twin/rul and the derating the governor should apply, now."""
+        for _ in self._rul_report():
+            pass
+
+    def _rul_report(self):
         rep = self.pipeline.rul_report(time.time(),
                                        applied_speed_scale=self.pipeline.speed_scale)
+        yield
         self.pub_rul.publish(diagnostics_bytes(self.report_stamp(), rep.status_entries()))
         scale = self.pipeline.speed_scale
         if math.isfinite(scale) and scale != self._scale_sent:

@@ -109,7 +109,9 @@ class TwinBridgeNode(Node):
         self.controller = {'trajectories': 0, 'last_stamp': float('nan'), 'joints': 0}
         self.create_subscription(JointTrajectory, p['trajectory_topic'],
                                  self.on_controller_trajectory, qos.COMMAND)
-        self.create_timer(1.0 / p['status_rate_hz'], self.publish_status)
+        # (in pieces between the robot's samples: see robot_twin.nodes.idle_work)
+        self.create_timer(1.0 / p['status_rate_hz'], lambda: self.input.idle.submit(
+            self._status()))
 
     def _setup_corrective(self, model, p):
         self.governor = SafetyGovernor(
@@ -384,13 +386,18 @@ class TwinBridgeNode(Node):
     # ---------------------------------------------------------------- status
     def publish_status(self):
         """
-        Publish /twin/status: sync state, latency, drift, staleness, rate and counters.
+        Publish /twin/status: sync state, latency, drift, staleness, rate and counters, now.
 
         Stamped with the newest robot sample's stamp (:meth:`report_stamp`).
 
         Also the moment the governor watches the clock, and a corrective proposal refused for
         a passing reason is retried.
         """
+        for _ in self._status():
+            pass
+
+    def _status(self):
+        """Publish the status, yielding between its pieces (see ``idle_work``)."""
         now = self._now()
         self.governor.tick(now)
         self.act_on_anomaly()
@@ -400,15 +407,18 @@ class TwinBridgeNode(Node):
         values.update(intake.counters())
         values.update({f'governor.{k}': v for k, v in self.governor.counters.items()})
         values['commands_sent'] = self.commands_sent
+        values.update(self.input.idle.counters())
         values.update({f'stream_stops.{k}': v for k, v in self.stream_stops.items()})
         values['wrench_outputs'] = 'on' if self.input.with_wrench else (
             'off: ' + self.input.wrench_off_reason)
         values['controller.trajectories'] = self.controller['trajectories']
         values['controller.last_age_s'] = now - self.controller['last_stamp']
+        yield
         for source in self.status_sources:
             values.update(source())
         values['missing_joints'] = ','.join(intake.joints.missing_joints(now))
         values['joints_without_effort'] = ','.join(intake.mapper.never_received('effort'))
+        yield
         window = self.stream_check.observe(values, now)
         values.update(window.values())
         level, message = self.stream_check.judge(*intake.sync_status(now), window,
@@ -416,9 +426,11 @@ class TwinBridgeNode(Node):
                                                  values['latency_p99_s'])
         level, message = self.mirror_check.judge(level, message, values, now)
         self._warn_stamps_behind(now)
+        yield
         stamp = self.report_stamp()
         self.pub_status.publish(diagnostics_bytes(
             stamp, [StatusEntry('twin/status/sync', level, message, values)]))
+        yield
         self.pub_diag.publish(diagnostics_bytes(stamp, [sync_diagnostic(level, message,
                                                                         values)]))
 

@@ -21,6 +21,7 @@ import numpy as np
 from rclpy.serialization import deserialize_message
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
+from robot_twin.nodes.idle_work import IdleWork
 from robot_twin.nodes.run_queue import RunQueueWait
 from robot_twin.twin_model import robot_intake, robot_model  # noqa: F401 (nodes import it)
 from sensor_msgs.msg import JointState
@@ -70,6 +71,8 @@ class RobotInput:
         ``f(t, stamp, wrench)`` per accepted wrench: stamp s, ``(sec, nanosec)``, (6,) N, N·m.
     with_wrench : bool
         Whether the wrench stream is read.
+    idle : robot_twin.nodes.idle_work.IdleWork
+        Where the nodes' report timers put their reports, to run in pieces after the samples.
 
     """
 
@@ -80,6 +83,8 @@ class RobotInput:
         self.sample_listeners = []
         self.wrench_listeners = []
         self.receive_time = math.nan     # when the last accepted joint sample arrived, s
+        # the nodes' periodic reports, run in pieces after the samples (see idle_work)
+        self.idle = IdleWork()
         self._next_log, self._unlogged = -math.inf, 0
         self._joints = JointStateReader()
         # wrenches in another frame than the sensor's are refused (an empty frame is fine)
@@ -116,8 +121,14 @@ class RobotInput:
         self.node.get_logger().warning(f'{reason} (sample ignored{more})')
 
     def on_joint_state(self, data):
-        """Take one serialized JointState: check, map, hand over."""
+        """Take one serialized JointState: check, map, hand over; then a report's piece."""
         taken = time.perf_counter()      # when the executor handed it over (see intake)
+        if self._take_joint_state(data, taken):
+            # (after the message that completed a sample, not between the parts of one)
+            self.idle.after_sample(taken)
+
+    def _take_joint_state(self, data, taken):
+        """Check, map and hand over; return whether a whole sample went to the listeners."""
         waited_ns = self._run_queue.waited_ns(taken)
         try:
             parsed = self._joints.read(data)
@@ -128,7 +139,7 @@ class RobotInput:
                           np.asarray(msg.velocity), np.asarray(msg.effort))
         except (CdrError, RuntimeError, ValueError) as exc:
             self._rejected(self.intake.malformed(JOINTS, f'unreadable joint state: {exc}'))
-            return
+            return False
         sec, nanosec, names, position, velocity, effort = parsed
         intake = self.intake
         now = self._now()
@@ -136,13 +147,15 @@ class RobotInput:
                                     nanosec)
         if reason is not None:
             self._rejected(reason)
-            return
+            return False
         sample = intake.sample((sec, nanosec), taken, (waited_ns - self._waited_ns) * 1e-9)
-        if sample is not None:
-            self._waited_ns = waited_ns
-            self.receive_time = now
-            for listener in self.sample_listeners:
-                listener(sample)
+        if sample is None:
+            return False
+        self._waited_ns = waited_ns
+        self.receive_time = now
+        for listener in self.sample_listeners:
+            listener(sample)
+        return True
 
     def on_wrench(self, data):
         """Take one serialized WrenchStamped: check, hand over."""
