@@ -47,6 +47,14 @@ def test_a_report_runs_whole_while_no_sample_comes():
     clock.t += 0.5                            # the robot went silent
     work.submit(report(log, 'b', 2))
     assert log[-2:] == ['b:0', 'b:1'] and work.pending == 0
+    # a report left waiting when the robot stops runs whole, before the next one
+    sample(work, clock)
+    sample(work, clock)
+    work.submit(report(log, 'c', 2))
+    assert log[-2:] == ['b:0', 'b:1'] and work.pending == 1
+    clock.t += 0.1
+    work.submit(report(log, 'd', 2))
+    assert log[-4:] == ['c:0', 'c:1', 'd:0', 'd:1'] and work.pending == 0
 
 
 def test_one_piece_after_every_second_quiet_sample_in_order():
