@@ -268,6 +268,10 @@ def run_once(config, args, domain_id, workdir, recommission=True):
     ncpu = os.cpu_count() or 1
     figures['machine_busy_cores'] = ncpu * (busy1 - busy0) / max(total1 - total0, 1)
     figures['other_cores'] = max(0.0, figures['machine_busy_cores'] - sum(figures['cpu'].values()))
+    # /proc/stat of a virtual machine can miss time now and then: a machine that reads less busy
+    # than the measured processes alone says nothing about other processes in that run
+    figures['machine_read_low'] = (figures['machine_busy_cores']
+                                   < 0.9 * sum(figures['cpu'].values()))
     figures['loadavg'] = load
     return figures
 
@@ -388,6 +392,10 @@ def _print_table(config, runs, duration):
     print(f'  machine: busy {med("machine_busy_cores"):.2f} of {os.cpu_count()} cores over the '
           f'window, of which other processes {med("other_cores"):.2f}; load average at its end '
           + ' / '.join(f'{v:.2f}' for v in runs[-1]['loadavg']))
+    low = [k for k, r in enumerate(runs, start=1) if r.get('machine_read_low')]
+    if low:
+        print(f'  (run(s) {low}: the machine read less busy than the measured processes alone; '
+              '/proc/stat missed time there, so "other processes" is unknown for them)')
     print(f'  residual sanity: p99 of max |effort residual| {med("residual_p99_Nm"):.3f} N·m')
     if any(r['reports'] for r in runs):
         print('  detector on the nominal robot: reports at ERROR / WARN / all per run '
