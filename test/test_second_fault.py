@@ -149,3 +149,34 @@ def test_joints_that_echo_a_collision_name_no_robot_level_fault_the_episode_does
     said = {(j.name, j.fault_type) for s in alarmed for j in s.joints if j.alarm}
     assert ('joint6', 'collision_force') in said
     assert not [(name, kind) for name, kind in said if kind in ROBOT_LEVEL], said
+
+
+def test_a_joint_named_otherwise_after_its_raise_is_logged_as_its_status_says(commissioned):
+    """
+    A small bias on joint7's effort: raised as ``torque_saturation``, then ``sensor_bias``.
+
+    Before, the lifecycle log kept only the joint's naming at its raise (``anomaly_raised``);
+    its later naming showed in its status alone, unless it was also the episode's verdict.
+    Now each later naming of a joint is an ``anomaly_joint_verdict`` event, and the log's
+    latest naming of the joint is what its status says.
+    """
+    robot = fault_runs.SimulatedRobot(CASE, commissioned.parent)
+    spec = next(s for s in fault_runs.fault_catalog(
+        robot, ['joint7'], sizes=('small',), incipient=False, types=['sensor_bias'], onset_s=3.0)
+        if s.fault.get('signal') == 'effort')
+    states, events = run_faults(commissioned, [spec.fault], 6.0, model_path='')
+    named = [e for e in events if e['kind'] in ('anomaly_raised', 'anomaly_joint_verdict')
+             and e['group'] == 'joint7']
+    assert [(e['kind'], e['fault_type']) for e in named[:2]] == [
+        ('anomaly_raised', 'torque_saturation'), ('anomaly_joint_verdict', 'sensor_bias')]
+    change = named[1]
+    assert (change['joint'], change['previous_fault_type'], change['previous_joint']) == (
+        'joint7', 'torque_saturation', 'joint7')
+    assert 0.0 < change['confidence'] <= 1.0
+    # every report of joint7's alarm says what the log says by then (its status is 'unknown'
+    # only while nothing is sure enough, which the log leaves out)
+    for state in states:
+        status = next(j for j in state.joints if j.name == 'joint7')
+        logged = [e for e in named if e['stamp'] <= state.stamp]
+        if status.alarm and logged and status.fault_type != 'unknown':
+            assert status.fault_type == logged[-1]['fault_type'], (state.stamp, logged[-1])

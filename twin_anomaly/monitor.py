@@ -19,7 +19,8 @@ the loaded file) scores every (fault type, joint) hypothesis at each block, in t
 fault type names; the episode's verdict is the hypothesis that leads their sum since the
 raise, replaced only by one that clearly dominates it
 (:class:`~twin_anomaly.classifier.EpisodeVerdict`; each change is an ``anomaly_verdict``
-event).
+event). Each alarmed joint also has a verdict of its own, summed from its raise; a later naming
+of it as another fault type or joint is an ``anomaly_joint_verdict`` event.
 
 Commissioning, in stamp time from the first sample (``commissioning_duration_s`` = D):
 
@@ -302,6 +303,9 @@ class AnomalyMonitor:
         self.classifier = classifier if classifier is not None else \
             load_classifier(config.model_path, config.min_confidence)
         self._events = []
+        # {joint: (fault_type, joint)} an alarmed joint's own verdict as last logged (raise or
+        # a later naming: _joint_verdict_events)
+        self._joint_logged = {}
         self._has_wrench = model.ft_frame is not None
         self.group_names = self.joint_names + (('wrench',) if self._has_wrench else ()) + \
             ('stream',)
@@ -1199,6 +1203,7 @@ class AnomalyMonitor:
         """
         if not self.fused.alarm.any():
             self.episode_verdict.reset()
+            self._joint_logged.clear()
             return
         try:
             scores = scores_of(self.classifier, self.evidence())
@@ -1208,7 +1213,9 @@ class AnomalyMonitor:
             self.episode_verdict.min_confidence = 0.0
             scores = scores_of(self.classifier, self.evidence())
         before = self.episode_verdict.verdict
-        if not self.episode_verdict.add(t, scores, self.fused.alarm[:self.n]):
+        changed = self.episode_verdict.add(t, scores, self.fused.alarm[:self.n])
+        self._joint_verdict_events(t)
+        if not changed:
             return
         verdict = self.episode_verdict.verdict
         since = float(np.nanmin(np.where(self.fused.alarm, self.fused.since, np.nan)))
@@ -1221,18 +1228,53 @@ class AnomalyMonitor:
             'confidence': float(verdict.confidence),
             'previous_fault_type': before.fault_type, 'previous_joint': before.joint})
 
+    def _joint_verdict_events(self, t):
+        """
+        Log an alarmed joint's later naming: an ``anomaly_joint_verdict`` event.
+
+        A joint's own verdict at its raise is in its ``anomaly_raised`` event. When it later
+        names another fault type or joint (a surer naming, or a second fault on that joint;
+        never ``unknown``), the change is an event too, so that the lifecycle log says what the
+        joint's status said.
+        """
+        logged = self._joint_logged
+        for j, name in enumerate(self.joint_names):
+            if name not in logged:
+                continue
+            if not self.fused.alarm[j]:          # cleared (or reset) without an event here
+                del logged[name]
+                continue
+            verdict = self.episode_verdict.of_joint(name)
+            if verdict is None or verdict.fault_type == 'unknown':
+                continue
+            previous = logged[name]
+            if (verdict.fault_type, verdict.joint) == previous:
+                continue
+            logged[name] = (verdict.fault_type, verdict.joint)
+            self._log('info', f'{name}: now {_named(verdict)} (confidence '
+                              f'{verdict.confidence:.2f}), was {previous[0]}'
+                              + (f' on {previous[1]}' if previous[1] else ''))
+            self._events.append({
+                'kind': 'anomaly_joint_verdict', 'stamp': t, 'group': name,
+                'fault_type': verdict.fault_type, 'joint': verdict.joint,
+                'confidence': float(verdict.confidence),
+                'previous_fault_type': previous[0], 'previous_joint': previous[1]})
+
     def _alarm_events(self, t, before):
         now = self.fused.alarm
         for g in np.flatnonzero(now != before):
             name = self.group_names[g]
             if now[g]:
                 verdict = self._verdict_of(name)
+                if g < self.n:
+                    self._joint_logged[name] = (verdict.fault_type, verdict.joint)
                 self._events.append({
                     'kind': 'anomaly_raised', 'stamp': t, 'group': name,
                     'since': float(self.fused.since[g]), 'score': float(self.fused.score[g]),
                     'fault_type': verdict.fault_type, 'joint': verdict.joint,
                     'confidence': float(verdict.confidence)})
             else:
+                self._joint_logged.pop(name, None)
                 self._events.append({'kind': 'anomaly_cleared', 'stamp': t, 'group': name})
 
     def _verdict_of(self, group):

@@ -73,6 +73,9 @@ KINDS = {
     'anomaly_verdict': "an open alarm episode's verdict changed, once the new fault type or "
                        'joint dominated the evidence since the raise (new and previous, '
                        'confidence)',
+    'anomaly_joint_verdict': "an alarmed joint's own verdict named another fault type or "
+                             'joint after its raise (a surer naming, or a second fault on '
+                             'that joint): group, new and previous, confidence',
     'anomaly_cleared': 'an anomaly alarm cleared',
     'payload_set': 'the twin was told of a new payload (mass, centre of mass, inertia)',
     'health_baseline': "the health monitor's baseline per joint",
