@@ -1238,17 +1238,10 @@ class AnomalyMonitor:
         joint's status said.
         """
         logged = self._joint_logged
-        for j, name in enumerate(self.joint_names):
-            if name not in logged:
-                continue
-            if not self.fused.alarm[j]:          # cleared (or reset) without an event here
-                del logged[name]
-                continue
-            verdict = self.episode_verdict.of_joint(name)
-            if verdict is None or verdict.fault_type == 'unknown':
-                continue
-            previous = logged[name]
-            if (verdict.fault_type, verdict.joint) == previous:
+        for name, previous in logged.items():
+            verdict = self.episode_verdict.of_joint(name)    # None: its alarm cleared
+            if verdict is None or verdict.fault_type == 'unknown' \
+                    or (verdict.fault_type, verdict.joint) == previous:
                 continue
             logged[name] = (verdict.fault_type, verdict.joint)
             self._log('info', f'{name}: now {_named(verdict)} (confidence '
