@@ -231,7 +231,10 @@ def test_a_100hz_plant_stepping_at_1khz_sends_the_1khz_plants_samples(tmp_path):
     for step in common:
         assert tenth[step] == full[step], step
     lost = [step for step in range(5510, 5700, 10) if step not in tenth]
-    assert lost and [step for step in lost if step in full] == []   # the same samples lost
+    # the same samples lost (a step missing here but seen in the 1 kHz run would be one this
+    # test's observer missed, best-effort, or one the decimated plant dropped on its own)
+    assert lost and [step for step in lost if step in full] == [], \
+        (lost, [step for step in range(5500, 5710) if step not in full])
 
 
 def test_a_lockstep_plant_stepping_at_1khz_answers_a_100hz_controller(tmp_path):
