@@ -339,6 +339,15 @@ PARAMETERS = {
                   '(robot stamp to receipt, last 1000 samples) is more than this above its '
                   "median (s): late samples. A constant offset between the robot's and the "
                   "twin's clocks does not count.", min=0.001, max=10.0, read_only=True),
+        ParamSpec('cpu_warn.window_s', float, 10.0,
+                  'Window (s, steady clock) over which /twin/status gives the CPU of the '
+                  "bridge's process (process.cpu_cores: the whole twin when it runs as one "
+                  'process) and twin/cpu on /diagnostics judges it.',
+                  min=1.0, max=3600.0, read_only=True),
+        ParamSpec('cpu_warn.limit_cores', float, 0.5,
+                  "twin/cpu on /diagnostics is WARN while the bridge's process takes more than "
+                  'this many cores over the window (judged once it is half full; 0: never).',
+                  min=0.0, max=1024.0, read_only=True),
         ParamSpec('corrective_actions.enabled', bool, False,
                   'Let the governor send corrective commands to the robot.'),
         ParamSpec('corrective_actions.interface', str, 'trajectory',

@@ -341,6 +341,14 @@ def summarize(obs, faults, exited, say, scenario_time, lifecycle=None,
     if 'reports.pieces_after_samples' in status:      # (robot_twin/nodes/idle_work.py)
         say(f'twin reports: {status["reports.pieces_after_samples"]} pieces run after robot '
             f'samples, {status.get("reports.run_whole")} reports run whole')
+    try:                                 # the twin's own figure (robot_twin/nodes/status.py)
+        cores = float(status['process.cpu_cores'])
+        window = float(status['process.cpu_window_s'])
+    except (KeyError, ValueError):
+        cores = math.nan
+    if math.isfinite(cores):
+        say(f'twin CPU, as the twin measures itself: {cores:.2f} of a core over its last '
+            f'{window:.0f} s')
     if obs.residual_count == 0:
         problems.append('no residuals arrived: the loop did not run')
     if obs.commissioned_at is None:

@@ -46,5 +46,9 @@ def test_demo_detects_its_fault_on_the_right_joint_and_stops_everything():
     # (robot_twin/nodes/idle_work.py), not whole wherever their timers fired
     pieces = re.search(r'twin reports: ([0-9]+) pieces run after robot samples', out)
     assert pieces and int(pieces[1]) > 0, out
+    # the twin's own CPU figure (twin/cpu on /diagnostics, process.cpu_cores on /twin/status):
+    # a real share of the cores, at most all of them
+    cpu = re.search(r'twin CPU, as the twin measures itself: ([0-9.]+) of a core', out)
+    assert cpu and 0.0 < float(cpu[1]) <= os.cpu_count(), out
     # every process it started is gone: nothing else is on its private domain
     assert not leftover, f'processes {leftover} left running on the demo domain'

@@ -18,7 +18,7 @@ from robot_twin.config import defaults, validate_value
 from robot_twin.nodes.anomaly_node import TwinAnomalyNode
 from robot_twin.nodes.bridge_node import TwinBridgeNode
 from robot_twin.nodes.mirror_node import TwinMirrorNode
-from robot_twin.nodes.status import StreamCheck, StreamWindow, sync_diagnostic
+from robot_twin.nodes.status import CpuCheck, StreamCheck, StreamWindow, sync_diagnostic
 from robot_twin.ros_env import localhost_env
 from ros_harness import DDS_KEYS, unique_domain_id
 from sensor_msgs.msg import JointState
@@ -163,7 +163,67 @@ def test_stale_and_error_stay_and_a_warning_keeps_its_message():
     assert sync_diagnostic(level, message, values).values['joint_states.rate_hz'] == 400.0
 
 
+class FakeCpu:
+    """A process CPU clock that the test advances."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self):
+        return self.seconds
+
+
+def test_the_cpu_check_warns_above_its_limit_once_its_window_is_half_full():
+    cpu = FakeCpu()
+    check = CpuCheck(10.0, 0.5, cpu_clock=cpu)
+    values = check.observe(100.0)
+    assert math.isnan(values['process.cpu_cores']) and values['process.cpu_window_s'] == 0.0
+    assert (check.judge().level, check.judge().message) == ('OK', 'measuring')
+    cpu.seconds += 3.2                   # start-up: a whole core for 4 s is not judged yet
+    check.observe(104.0)
+    entry = check.judge()
+    assert entry.name == 'twin/cpu' and entry.level == 'OK' and not check.over
+    assert entry.message == '0.80 of a core over the last 4.0 s (limit 0.5)'
+    for k in range(1, 21):               # then 0.3 of a core, a status a second
+        cpu.seconds += 0.3
+        values = check.observe(104.0 + k)
+    assert values['process.cpu_cores'] == pytest.approx(0.3)
+    assert values['process.cpu_window_s'] == pytest.approx(10.0)
+    assert check.judge().level == 'OK'
+    for k in range(21, 27):              # 0.9 of a core for 6 s: 0.66 over the last 10 s
+        cpu.seconds += 0.9
+        check.observe(104.0 + k)
+    entry = check.judge()
+    assert entry.level == 'WARN' and check.over
+    assert entry.message.startswith('the twin took 0.66 of a core over the last 10.0 s, above '
+                                    'its limit 0.5')
+    assert entry.values['process.cpu_cores'] == pytest.approx(0.66)
+    for k in range(27, 40):              # back to 0.3: OK once the burst has left the window
+        cpu.seconds += 0.3
+        check.observe(104.0 + k)
+    assert check.judge().level == 'OK' and not check.over
+
+
+def test_the_cpu_check_without_a_limit_and_after_a_clock_went_back():
+    cpu = FakeCpu()
+    check = CpuCheck(2.0, 0.0, cpu_clock=cpu)        # limit 0: figures only
+    check.observe(0.0)
+    cpu.seconds += 4.0
+    check.observe(2.0)
+    entry = check.judge()
+    assert entry.level == 'OK' and entry.message == '2.00 of a core over the last 2.0 s (no ' \
+        'limit set)'
+    check = CpuCheck(2.0, 0.5, cpu_clock=cpu)
+    check.observe(50.0)
+    values = check.observe(10.0)                     # the steady clock went back: start again
+    assert values['process.cpu_window_s'] == 0.0 and check.judge().message == 'measuring'
+
+
 @pytest.mark.parametrize('name, value, problem', [
+    ('cpu_warn.window_s', 0.5, 'out of range'),
+    ('cpu_warn.limit_cores', -0.1, 'out of range'),
+    ('cpu_warn.limit_cores', 1, 'write 1.0'),
+    ('cpu_warn.limit_cores', 0.0, None),
     ('stream_warn.window_s', 2.0, None),
     ('stream_warn.window_s', 0.0, 'out of range'),
     ('stream_warn.missing_share', 1.5, 'out of range [0.0, 1.0]'),
@@ -236,9 +296,17 @@ def status_feeder(bridge, count, parts=lambda msg: [msg]):
 
 def test_twin_status_gives_the_rate_and_warns_over_a_recent_gap(bridge):
     """A 1 kHz robot, received 0.3 ms after its stamps; 30 samples it never sent."""
+    diagnostics = []
+    bridge.pub_diag.publish = lambda data: diagnostics.append(
+        deserialize_message(data, DiagnosticArray).status)
     run = status_feeder(bridge, 3100)
     level, message, values = run(1.5)
     assert (level, message) == (b'\x00', 'in sync')
+    # the process's own CPU: on /twin/status, and as twin/cpu beside twin/sync on /diagnostics
+    assert float(values['process.cpu_cores']) > 0.0
+    assert [s.name for s in diagnostics[-1]] == ['twin/sync', 'twin/cpu']
+    cpu = {kv.key: kv.value for kv in diagnostics[-1][1].values}
+    assert cpu['process.cpu_cores'] == values['process.cpu_cores'] and cpu['limit_cores'] == '0.5'
     assert float(values['joint_states.rate_hz']) == pytest.approx(1000.0, rel=1e-3)
     assert float(values['joint_states.expected_rate_hz']) == pytest.approx(1000.0, rel=1e-3)
     level, message, values = run(0.5, skip=30)      # the robot sends nothing for 30 ms

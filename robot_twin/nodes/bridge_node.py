@@ -7,7 +7,8 @@ goes to its listeners (in the one-process twin: the mirror, then the detector, b
 calls). /twin/joint_states republishes the accepted state at ``display_rate_hz``; /twin/status
 carries sync state, latency, drift, stale streams, the joint-state rate, every rejection counter
 and the governor's, and warns while the stream is degraded (``stream_warn.*``); the sync state
-also goes to /diagnostics (``twin/sync``, :mod:`robot_twin.nodes.status`).
+also goes to /diagnostics (``twin/sync``, :mod:`robot_twin.nodes.status`), beside the CPU its
+process takes (``twin/cpu``, WARN above ``cpu_warn.limit_cores``).
 The controller's trajectory topic is observed (its last command is in /twin/status).
 
 Out: when ``corrective_actions.enabled`` is true, an anomaly report at ERROR makes
@@ -37,7 +38,7 @@ from robot_twin.nodes.mirror_node import DisplayRate
 from robot_twin.nodes.params import declare_node_parameters
 from robot_twin.nodes.robot_input import robot_model, RobotInput
 from robot_twin.nodes.runner import run_nodes
-from robot_twin.nodes.status import MirrorResultCheck, StreamCheck, sync_diagnostic
+from robot_twin.nodes.status import CpuCheck, MirrorResultCheck, StreamCheck, sync_diagnostic
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -90,6 +91,8 @@ class TwinBridgeNode(Node):
         self.stream_check = StreamCheck(          # WARN while the robot's stream is degraded
             p['stream_warn.window_s'], p['stream_warn.missing_share'],
             p['stream_warn.lost_in_twin_share'], p['stream_warn.latency_tail_s'])
+        # the process's own CPU, on /twin/status and as twin/cpu on /diagnostics
+        self.cpu_check = CpuCheck(p['cpu_warn.window_s'], p['cpu_warn.limit_cores'])
         self.display = DisplayRate(p['display_rate_hz'])
         self.pub_mirror = self.create_publisher(
             JointState, '/twin/joint_states', qos.STREAM_OUT, event_callbacks=qos.LEAN_PUBLISHER,
@@ -413,6 +416,7 @@ class TwinBridgeNode(Node):
             'off: ' + self.input.wrench_off_reason)
         values['controller.trajectories'] = self.controller['trajectories']
         values['controller.last_age_s'] = now - self.controller['last_stamp']
+        values.update(self.cpu_check.observe(time.monotonic()))
         yield
         for source in self.status_sources:
             values.update(source())
@@ -431,8 +435,14 @@ class TwinBridgeNode(Node):
         self.pub_status.publish(diagnostics_bytes(
             stamp, [StatusEntry('twin/status/sync', level, message, values)]))
         yield
-        self.pub_diag.publish(diagnostics_bytes(stamp, [sync_diagnostic(level, message,
-                                                                        values)]))
+        was_over, cpu = self.cpu_check.over, self.cpu_check.judge()
+        self.pub_diag.publish(diagnostics_bytes(stamp, [sync_diagnostic(level, message, values),
+                                                        cpu]))
+        if self.cpu_check.over != was_over:
+            if self.cpu_check.over:
+                self.get_logger().warning(cpu.message)
+            else:
+                self.get_logger().info(f'the twin takes {cpu.message}')
 
     def report_stamp(self):
         """

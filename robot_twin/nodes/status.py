@@ -1,5 +1,5 @@
 """
-The bridge's sync state for standard ROS tools: the ``twin/sync`` entry on /diagnostics.
+The bridge's sync state and CPU for ROS tools: ``twin/sync`` and ``twin/cpu`` on /diagnostics.
 
 /twin/status carries every figure; rqt_robot_monitor and diagnostic_aggregator look at
 /diagnostics, so the bridge also publishes there, at the status rate, one DiagnosticStatus with
@@ -15,11 +15,13 @@ the latency is high. :class:`MirrorResultCheck` keeps the level from saying
 ``OK`` (``in sync``) while the mirror's results are not finite (a URDF body without mass or
 inertia, bad identified parameters): the mirror drops such results, so the twin publishes no
 residuals and its checks see nothing. Both are ROS-free and read only the counters of
-/twin/status, at the status rate: no work per robot sample.
+/twin/status, at the status rate: no work per robot sample. :class:`CpuCheck` gives the CPU the
+twin's process takes (the ``twin/cpu`` entry on /diagnostics, WARN above a limit).
 """
 from collections import deque
 from dataclasses import dataclass
 import math
+import time
 
 from twin_anomaly.report import StatusEntry
 
@@ -322,3 +324,103 @@ class StreamCheck:
         reason = (f'joint_states degraded in the last {window.span_s:.1f} s{rate}: '
                   + '; '.join(causes))
         return 'WARN', reason if level == 'OK' else f'{message}; {reason}'
+
+
+CPU_DIAGNOSTIC = 'twin/cpu'
+CPU_CORES = 'process.cpu_cores'
+CPU_WINDOW = 'process.cpu_window_s'
+
+
+class CpuCheck:
+    """
+    The CPU the twin's process takes, over a recent window, and WARN above a limit.
+
+    The twin runs beside the robot's own stack, often on a computer of two cores: its budget
+    is a share of one core (0.3, never more than 0.5, for a 1 kHz arm), measured offline by
+    ``benchmarks/bench_twin.py``. On the robot the same figure comes from the process itself:
+    its CPU time (all threads, user and system: ``time.process_time``) over the last
+    ``window_s`` of a steady clock, never the ROS clock (simulated time is not CPU time). The
+    ``twin/cpu`` entry on /diagnostics is WARN while it is above ``limit_cores``, once the window
+    is at least half full (start-up is not judged). ROS-free; read once per status, no work per
+    robot sample.
+
+    Parameters
+    ----------
+    window_s : float
+        Span of the window, s (> 0).
+    limit_cores : float
+        Cores (1.0 = one core all the time) above which the level is WARN; 0 = never.
+    cpu_clock : callable
+        ``cpu_clock()``: the process's CPU time so far, s (a stand-in in tests).
+
+    Attributes
+    ----------
+    over : bool
+        Whether the last judgement was above the limit.
+
+    """
+
+    def __init__(self, window_s, limit_cores, cpu_clock=time.process_time):
+        self.window_s = float(window_s)
+        self.limit_cores = float(limit_cores)
+        self._cpu_clock = cpu_clock
+        self._history = deque()        # (steady time, CPU time), oldest first
+        self.cores = math.nan
+        self.span_s = 0.0
+        self.over = False
+
+    def observe(self, now):
+        """
+        Take the process's CPU time now; return the status values of the window.
+
+        Parameters
+        ----------
+        now : float
+            A steady clock's reading, s (``time.monotonic()``).
+
+        Returns
+        -------
+        dict
+            ``process.cpu_cores`` (CPU time / elapsed time since the newest earlier reading at
+            least ``window_s`` old, or the oldest one kept; NaN at the first) and
+            ``process.cpu_window_s`` (that span, s).
+
+        """
+        cpu = float(self._cpu_clock())
+        history = self._history
+        if history and (now < history[-1][0] or cpu < history[-1][1]):
+            history.clear()            # a clock went back: start again
+        history.append((now, cpu))
+        while len(history) > 1 and history[1][0] <= now - self.window_s:
+            history.popleft()
+        start, cpu0 = history[0]
+        self.span_s = now - start
+        self.cores = (cpu - cpu0) / self.span_s if self.span_s > 0.0 else math.nan
+        return {CPU_CORES: self.cores, CPU_WINDOW: self.span_s}
+
+    def judge(self):
+        """
+        Return the ``twin/cpu`` entry for /diagnostics of the last :meth:`observe`.
+
+        Returns
+        -------
+        twin_anomaly.report.StatusEntry
+            ``WARN`` while the window is at least half full and its CPU is above
+            ``limit_cores`` (never when that is 0), else ``OK``; the message gives the figure,
+            the window and the limit; the values are those of :meth:`observe`.
+
+        """
+        values = {CPU_CORES: self.cores, CPU_WINDOW: self.span_s,
+                  'limit_cores': self.limit_cores}
+        if not self.span_s > 0.0:
+            self.over = False
+            return StatusEntry(CPU_DIAGNOSTIC, 'OK', 'measuring', values)
+        limit = f'limit {self.limit_cores:g}' if self.limit_cores > 0.0 else 'no limit set'
+        figure = f'{self.cores:.2f} of a core over the last {self.span_s:.1f} s'
+        self.over = (self.limit_cores > 0.0 and self.span_s >= 0.5 * self.window_s
+                     and self.cores > self.limit_cores)
+        if self.over:
+            return StatusEntry(CPU_DIAGNOSTIC, 'WARN',
+                               f"the twin took {figure}, above its {limit}: the robot's own "
+                               'processes may be short of CPU', values)
+        return StatusEntry(CPU_DIAGNOSTIC, 'OK', f'{figure} ({limit})', values)
