@@ -23,6 +23,7 @@ from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import CdrError, JointStateReader, WrenchReader
 from robot_twin.nodes.idle_work import IdleWork
 from robot_twin.nodes.run_queue import RunQueueWait
+from robot_twin.nodes.runner import when_built
 from robot_twin.twin_model import robot_intake, robot_model  # noqa: F401 (nodes import it)
 from sensor_msgs.msg import JointState
 from twin_bridge.intake import JOINTS, WRENCH
@@ -97,14 +98,22 @@ class RobotInput:
         # start-up), else the system clock read directly (rclpy's Clock.now() costs more).
         if not node.get_parameter('use_sim_time').value:
             self._now = time.time
-        node.create_subscription(JointState, params['joint_states_topic'], self.on_joint_state,
-                                 qos.SENSOR_IN, raw=True, event_callbacks=qos.LEAN_SUBSCRIPTION)
-        if self.with_wrench:
-            node.create_subscription(WrenchStamped, params['wrench_topic'], self.on_wrench,
-                                     qos.SENSOR_IN, raw=True,
-                                     event_callbacks=qos.LEAN_SUBSCRIPTION)
-        elif params['wrench_topic']:
+        self._topics = (params['joint_states_topic'],
+                        params['wrench_topic'] if self.with_wrench else None)
+        if not self.with_wrench and params['wrench_topic']:
             node.get_logger().warning(f'{self.wrench_off_reason}: wrench outputs are off')
+        # the robot's streams are taken once every node of the process is built, so that no
+        # sample waits behind the start-up (robot_twin.nodes.runner)
+        when_built(self._subscribe)
+
+    def _subscribe(self):
+        """Subscribe to the robot's joint states (and wrench)."""
+        joints, wrench = self._topics
+        self.node.create_subscription(JointState, joints, self.on_joint_state, qos.SENSOR_IN,
+                                      raw=True, event_callbacks=qos.LEAN_SUBSCRIPTION)
+        if wrench is not None:
+            self.node.create_subscription(WrenchStamped, wrench, self.on_wrench, qos.SENSOR_IN,
+                                          raw=True, event_callbacks=qos.LEAN_SUBSCRIPTION)
 
     def _now(self):
         return self._clock.now().nanoseconds * 1e-9

@@ -20,6 +20,13 @@ could not stop its nodes): the spin loop checks, once a slice, that the process'
 still the one named in ``ROBOT_TWIN_PARENT_PID``, so no orphaned twin keeps running beside the
 robot (and beside the next ``up``).
 
+A node may put off part of its set-up until every node of the process is built
+(:func:`when_built`): the robot's 1 kHz streams are subscribed to only then. Subscribed while
+the other nodes were still being built (models, the classifier: up to a second), the samples
+queued beyond the subscription's depth, the oldest were lost, and the first ones taken, all
+late, made the stamp checks refuse the first on-time samples and the stream checks count the
+twin's own start-up loss as samples missing from the robot (BENCHMARKS.md, issue 13).
+
 Ctrl-C and SIGTERM end the spin loop rather than the ROS context: with rclpy's own signal
 handlers the context went invalid while a callback was running, so a timer publishing at that
 moment failed with a FATAL line and a traceback (often, on a busy machine). Here the signal
@@ -48,6 +55,49 @@ SPIN_SLICE_S = 0.5
 """Deadline of each EventsExecutor spin slice, s (how long a stop request may wait)."""
 
 _START_UP_ERRORS = (ConfigError, URDFError, FileNotFoundError, ValueError, ParameterException)
+
+
+_building = None
+"""While :func:`build_nodes` builds a process's nodes: the callbacks put off until it is done."""
+
+
+def when_built(callback):
+    """
+    Call ``callback()`` once every node of this process is built.
+
+    Within :func:`build_nodes` (every node executable, the one-process twin) that is after the
+    last node; a node built outside it (tests, benchmarks) has it called at once.
+    """
+    if _building is None:
+        callback()
+    else:
+        _building.append(callback)
+
+
+def build_nodes(factories):
+    """
+    Build the nodes in order, then run what they put off until all were built; return them.
+
+    ``factory(nodes)`` is called with the list of the nodes built before it. When a factory
+    raises, the nodes built so far are destroyed (when they can be) and nothing put off runs.
+    """
+    global _building
+    nodes, pending = [], []
+    _building = pending
+    try:
+        for factory in factories:
+            nodes.append(factory(list(nodes)))
+    except BaseException:
+        for node in reversed(nodes):
+            destroy = getattr(node, 'destroy_node', None)
+            if destroy is not None:
+                destroy()
+        raise
+    finally:
+        _building = None
+    for callback in pending:
+        callback()
+    return nodes
 
 
 def make_executor(context=None):
@@ -117,8 +167,7 @@ def run_nodes(factories, args=None):
     nodes = []
     try:
         try:
-            for factory in factories:
-                nodes.append(factory(list(nodes)))
+            nodes = build_nodes(factories)
         except _START_UP_ERRORS as exc:    # ParameterException: rclpy's type/range check
             print(f'[ERROR] {exc}', file=sys.stderr)
             return 2
