@@ -47,3 +47,20 @@ def test_a_node_that_cannot_be_built_stops_the_rest_and_nothing_put_off_runs():
     assert log == ['built bridge', 'destroyed bridge']
     Part('later', log)                      # the next build starts clean
     assert log[-1] == 'subscribed later'
+
+
+def test_what_was_put_off_that_fails_destroys_the_nodes():
+    log = []
+
+    class Refused(Part):
+
+        def __init__(self, name, log):
+            super().__init__(name, log)
+            when_built(self.fail)
+
+        def fail(self):
+            raise ValueError('invalid topic name')
+    with pytest.raises(ValueError, match='invalid topic'):
+        build_nodes([lambda built: Part('bridge', log), lambda built: Refused('mirror', log)])
+    assert log == ['built bridge', 'built mirror', 'subscribed bridge', 'subscribed mirror',
+                   'destroyed mirror', 'destroyed bridge']

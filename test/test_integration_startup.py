@@ -36,6 +36,9 @@ CASES = {
                              ['commissioning_duration_s']),
     'sim_bad_choice': ('twin_sim', {'unknown_joints': 'sideways'},
                        ['unknown_joints', 'sideways']),
+    # (the robot's streams are subscribed to once every node is built: still one clear line)
+    'bridge_bad_topic': ('twin_bridge', {'joint_states_topic': 'joint states!'},
+                         ['Invalid topic name', 'joint states!']),
 }
 
 

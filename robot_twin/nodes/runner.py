@@ -39,7 +39,7 @@ import signal
 import sys
 
 import rclpy
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
@@ -54,7 +54,8 @@ except ImportError:   # Humble, Jazzy
 SPIN_SLICE_S = 0.5
 """Deadline of each EventsExecutor spin slice, s (how long a stop request may wait)."""
 
-_START_UP_ERRORS = (ConfigError, URDFError, FileNotFoundError, ValueError, ParameterException)
+_START_UP_ERRORS = (ConfigError, URDFError, FileNotFoundError, ValueError, ParameterException,
+                    NameValidationException)     # a topic parameter that is no topic name
 
 
 _building = None
@@ -79,7 +80,8 @@ def build_nodes(factories):
     Build the nodes in order, then run what they put off until all were built; return them.
 
     ``factory(nodes)`` is called with the list of the nodes built before it. When a factory
-    raises, the nodes built so far are destroyed (when they can be) and nothing put off runs.
+    (or what was put off) raises, the nodes built so far are destroyed (when they can be) and
+    nothing more runs.
     """
     global _building
     nodes, pending = [], []
@@ -87,6 +89,9 @@ def build_nodes(factories):
     try:
         for factory in factories:
             nodes.append(factory(list(nodes)))
+        _building = None
+        for callback in pending:
+            callback()
     except BaseException:
         for node in reversed(nodes):
             destroy = getattr(node, 'destroy_node', None)
@@ -95,8 +100,6 @@ def build_nodes(factories):
         raise
     finally:
         _building = None
-    for callback in pending:
-        callback()
     return nodes
 
 
@@ -169,7 +172,12 @@ def run_nodes(factories, args=None):
         try:
             nodes = build_nodes(factories)
         except _START_UP_ERRORS as exc:    # ParameterException: rclpy's type/range check
-            print(f'[ERROR] {exc}', file=sys.stderr)
+            text = str(exc)
+            if isinstance(exc, NameValidationException):
+                # one line: rclpy points at the bad character on two more
+                text = ' '.join(line.strip() for line in text.splitlines()
+                                if line.strip() and set(line.strip()) != {'^'})
+            print(f'[ERROR] {text}', file=sys.stderr)
             return 2
         executor = make_executor()
         for node in nodes:

@@ -341,8 +341,9 @@ class CpuCheck:
     its CPU time (all threads, user and system: ``time.process_time``) over the last
     ``window_s`` of a steady clock, never the ROS clock (simulated time is not CPU time). The
     ``twin/cpu`` entry on /diagnostics is WARN while it is above ``limit_cores``, once the window
-    is at least half full (start-up is not judged). ROS-free; read once per status, no work per
-    robot sample.
+    is at least half full (not in the first half window after a start; commissioning, which
+    costs more than monitoring, is judged like the rest). ROS-free; read once per status, no
+    work per robot sample.
 
     Parameters
     ----------
