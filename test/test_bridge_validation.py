@@ -420,6 +420,43 @@ def test_a_startup_backlog_then_a_gap_costs_a_few_samples_not_resync_s(make_vali
     assert 'ahead of the clock' in feed(last + 0.03, last + 0.0012)
 
 
+@pytest.mark.parametrize('make_validator', [make, lambda **kw: WrenchValidator(**kw)])
+def test_a_backlog_worked_through_then_its_queue_s_gap_costs_no_sample(make_validator):
+    # seen starting the twin beside a robot already streaming at 1 kHz: its first 99 samples
+    # were taken back to back, 0.2 ms apart, as their lateness fell from 120 to 100 ms (a
+    # backlog worked through); meanwhile its queue had overflowed, so the next sample came
+    # 80 ms on, 0.2 ms after its stamp. 19 good samples were refused before AHEAD_RUN resynced.
+    v = make_validator(max_future_s=0.5)
+
+    def feed(t, now):
+        if isinstance(v, WrenchValidator):
+            return v.validate([0.0] * 6, t, now)
+        return v.validate(NAMES, P, [], [], t, now)
+
+    for k in range(99):
+        assert feed(100.0 + k * 0.001, 100.12 + k * 0.0002) is None
+    start = 100.098 + 0.080
+    reasons = [feed(start + k * 0.001, start + k * 0.001 + 0.0002) for k in range(50)]
+    assert reasons == [None] * 50
+    assert v.counters['clock_resync'] == 1
+    # the stream's clock is the true one again: a sample stamped 30 ms ahead is refused
+    last = start + 0.049
+    assert 'ahead of the clock' in feed(last + 0.03, last + 0.0012)
+
+
+def test_a_sample_ahead_after_a_batch_of_a_few_samples_is_still_refused():
+    # a robot that sends its samples in batches of 4 (20 us apart every 4 ms) is no backlog:
+    # one message stamped ahead of its clock is refused as before
+    v = make(max_future_s=0.5)
+    for k in range(200):
+        t = 100.0 + k * 0.001
+        now = 100.0005 + (k // 4) * 0.004 + 0.003 + (k % 4) * 2e-5
+        assert v.validate(NAMES, P, [], [], t, now) is None, v.last_reason
+    r = v.validate(NAMES, P, [], [], 100.199 + 0.05, now + 2e-5)
+    assert 'ahead of the clock of the other samples of the stream' in r
+    assert v.counters['clock_resync'] == 0
+
+
 def test_samples_ahead_among_other_bad_ones_never_make_a_run():
     # a publisher stamping ahead, in sequence, between other bad messages (a flood while the
     # robot's own stream is starved): the run needs AHEAD_RUN ahead samples and nothing else

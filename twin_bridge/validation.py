@@ -60,6 +60,7 @@ all disagree with the old clock, counted as ``clock_resync``.
 ``'ignore'``). A message may carry a subset of the joints; joints that no accepted message
 carried within ``missing_window_s`` are reported by :meth:`JointStateValidator.missing_joints`.
 """
+from collections import deque
 from dataclasses import dataclass
 import math
 
@@ -248,7 +249,12 @@ class StampGate:
     among them.
     That is the stream itself, on time, after an estimate made too high (a start-up backlog
     followed by a gap in the stream, so that the first on-time sample did not continue the
-    accepted ones); one message stamped ahead never makes such a run.
+    accepted ones); one message stamped ahead never makes such a run. And one case resyncs at
+    the first such sample: a newer stamp ahead of the estimate right after the twin worked
+    through a backlog, the last :data:`DRAIN_SAMPLES` accepted samples taken in less than
+    :data:`DRAIN_RATIO` of the time their stamps span. Their lateness made the estimate, and
+    the gap is the twin's own queue, which overflowed while it was behind (a twin started
+    beside a robot already streaming, whose first turn came late).
 
     Parameters
     ----------
@@ -277,6 +283,11 @@ class StampGate:
     """Weight of the latest stamp step in the stream's usual step (exponential average)."""
     AHEAD_RUN = 20
     """Samples in sequence, all ahead of the estimate and nothing else, that resync at once."""
+    DRAIN_SAMPLES = 10
+    """Accepted samples over which a backlog being worked through is recognized."""
+    DRAIN_RATIO = 0.5
+    """... taken in less than this share of the time their stamps span (a robot that sends its
+    samples in batches of a few does not look so over ten)."""
 
     def __init__(self, topic, max_future_s, *, tolerance_s=0.005, resync_s=0.5, window_s=5.0):
         self.topic = topic
@@ -298,6 +309,7 @@ class StampGate:
         self._failing_kind = None            # (cause, now - stamp) of that first failure
         self._ahead_run = (0, None)          # samples ahead in sequence so far, the last stamp
         self._ahead_pending = False          # the last check refused a sample as ahead
+        self._recent = deque(maxlen=self.DRAIN_SAMPLES)   # (stamp, now) of the last accepted
 
     @property
     def offset_s(self):
@@ -337,6 +349,8 @@ class StampGate:
         ahead = self.offset_s - (now - stamp)
         if self._accepted >= self.WARMUP and ahead > self.tolerance_s \
                 and not self._in_sequence(stamp):
+            if stamp > self._newest and self._drained():
+                return ('resync', None)        # after a backlog: the estimate was its lateness
             if self._ahead_in_sequence(stamp):
                 return ('resync', None)        # the stream itself: the estimate was too high
             self._ahead_pending = True
@@ -368,6 +382,14 @@ class StampGate:
         jump = stamp - after
         return 0.0 < jump <= max(self.tolerance_s, 2.0 * self._step)
 
+    def _drained(self):
+        """Whether the last accepted samples were taken as a backlog (much faster than stamped)."""
+        recent = self._recent
+        if len(recent) < self.DRAIN_SAMPLES:
+            return False
+        (stamp0, now0), (stamp1, now1) = recent[0], recent[-1]
+        return stamp1 > stamp0 and now1 - now0 < self.DRAIN_RATIO * (stamp1 - stamp0)
+
     def rejected(self):
         """Note that the sample just checked was refused (for any reason, by any check)."""
         if not self._ahead_pending:
@@ -396,6 +418,7 @@ class StampGate:
             self._newest = stamp
         self._failing_since = None
         self._ahead_run = (0, None)
+        self._recent.append((stamp, now))
         offset = now - stamp
         if now >= self._bin_end:
             self._bins = [self._bins[1], offset]
