@@ -198,6 +198,9 @@ def test_the_cpu_check_warns_above_its_limit_once_its_window_is_half_full():
     assert entry.message.startswith('the twin took 0.66 of a core over the last 10.0 s, above '
                                     'its limit 0.5')
     assert entry.values['process.cpu_cores'] == pytest.approx(0.66)
+    assert check.judge('commissioning').message.startswith(
+        'the twin took 0.66 of a core over the last 10.0 s while commissioning (learning the '
+        'robot costs more than monitoring it), above its limit 0.5')
     for k in range(27, 40):              # back to 0.3: OK once the burst has left the window
         cpu.seconds += 0.3
         check.observe(104.0 + k)
@@ -307,6 +310,7 @@ def test_twin_status_gives_the_rate_and_warns_over_a_recent_gap(bridge):
     assert [s.name for s in diagnostics[-1]] == ['twin/sync', 'twin/cpu']
     cpu = {kv.key: kv.value for kv in diagnostics[-1][1].values}
     assert cpu['process.cpu_cores'] == values['process.cpu_cores'] and cpu['limit_cores'] == '0.5'
+    assert values['anomaly.phase'] in ('commissioning', 'monitoring')
     assert float(values['joint_states.rate_hz']) == pytest.approx(1000.0, rel=1e-3)
     assert float(values['joint_states.expected_rate_hz']) == pytest.approx(1000.0, rel=1e-3)
     level, message, values = run(0.5, skip=30)      # the robot sends nothing for 30 ms

@@ -286,7 +286,8 @@ class TwinAnomalyNode(Node):
         by the stream checks) plus samples whose stamp did not advance;
         ``joint_states.missing``: samples missing from the robot's own stream (its gaps, as the
         stream checks count them); ``fault_classifier``: the classifier's file name (or
-        ``rules``). Read from the detector's counters at status time: no work per sample.
+        ``rules``); ``anomaly.phase``: ``commissioning`` or ``monitoring``. Read from the
+        detector's counters at status time: no work per sample.
         """
         monitor = self.monitor
         lost = int(monitor.checks.lost_in_twin)
@@ -300,7 +301,8 @@ class TwinAnomalyNode(Node):
                   'joint_states.lost_in_twin': lost,
                   'joint_states.missing': int(monitor.checks.missing_from_robot),
                   # which model names the faults (the packaged one for the stream's rate)
-                  'fault_classifier': Path(monitor.classifier_name).name}
+                  'fault_classifier': Path(monitor.classifier_name).name,
+                  'anomaly.phase': monitor.phase}
         if self._ledger_error:
             values['lifecycle_log'] = self._ledger_error
         return values

@@ -435,7 +435,7 @@ class TwinBridgeNode(Node):
         self.pub_status.publish(diagnostics_bytes(
             stamp, [StatusEntry('twin/status/sync', level, message, values)]))
         yield
-        was_over, cpu = self.cpu_check.over, self.cpu_check.judge()
+        was_over, cpu = self.cpu_check.over, self.cpu_check.judge(values.get('anomaly.phase'))
         self.pub_diag.publish(diagnostics_bytes(stamp, [sync_diagnostic(level, message, values),
                                                         cpu]))
         if self.cpu_check.over != was_over:

@@ -399,9 +399,16 @@ class CpuCheck:
         self.cores = (cpu - cpu0) / self.span_s if self.span_s > 0.0 else math.nan
         return {CPU_CORES: self.cores, CPU_WINDOW: self.span_s}
 
-    def judge(self):
+    def judge(self, phase=None):
         """
         Return the ``twin/cpu`` entry for /diagnostics of the last :meth:`observe`.
+
+        Parameters
+        ----------
+        phase : str, optional
+            The anomaly node's phase when it runs in this process (``anomaly.phase`` of
+            /twin/status): ``commissioning`` is named in a WARN (it costs more than monitoring
+            and ends by itself).
 
         Returns
         -------
@@ -421,7 +428,9 @@ class CpuCheck:
         self.over = (self.limit_cores > 0.0 and self.span_s >= 0.5 * self.window_s
                      and self.cores > self.limit_cores)
         if self.over:
+            during = (' while commissioning (learning the robot costs more than monitoring it)'
+                      if phase == 'commissioning' else '')
             return StatusEntry(CPU_DIAGNOSTIC, 'WARN',
-                               f"the twin took {figure}, above its {limit}: the robot's own "
-                               'processes may be short of CPU', values)
+                               f"the twin took {figure}{during}, above its {limit}: the robot's "
+                               'own processes may be short of CPU', values)
         return StatusEntry(CPU_DIAGNOSTIC, 'OK', f'{figure} ({limit})', values)
