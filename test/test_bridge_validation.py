@@ -394,6 +394,13 @@ def test_on_time_samples_after_a_startup_backlog_are_accepted(period):
     assert v.counters['future_stamp'] == 1
 
 
+def _feed(v, t, now):
+    """Validate one good sample stamped ``t`` received at ``now`` (joint state or wrench)."""
+    if isinstance(v, WrenchValidator):
+        return v.validate([0.0] * 6, t, now)
+    return v.validate(NAMES, P, [], [], t, now)
+
+
 @pytest.mark.parametrize('make_validator', [make, lambda **kw: WrenchValidator(**kw)])
 def test_a_startup_backlog_then_a_gap_costs_a_few_samples_not_resync_s(make_validator):
     # seen in `make demo`: the first samples reached the twin 12 ms late (a start-up backlog),
@@ -404,9 +411,7 @@ def test_a_startup_backlog_then_a_gap_costs_a_few_samples_not_resync_s(make_vali
     v = make_validator(max_future_s=0.1)
 
     def feed(t, now):
-        if isinstance(v, WrenchValidator):
-            return v.validate([0.0] * 6, t, now)
-        return v.validate(NAMES, P, [], [], t, now)
+        return _feed(v, t, now)
 
     for k in range(50):
         assert feed(100.0 + k * 0.001, 100.012 + k * 0.001) is None
@@ -429,9 +434,7 @@ def test_a_backlog_worked_through_then_its_queue_s_gap_costs_no_sample(make_vali
     v = make_validator(max_future_s=0.5)
 
     def feed(t, now):
-        if isinstance(v, WrenchValidator):
-            return v.validate([0.0] * 6, t, now)
-        return v.validate(NAMES, P, [], [], t, now)
+        return _feed(v, t, now)
 
     for k in range(99):
         assert feed(100.0 + k * 0.001, 100.12 + k * 0.0002) is None
