@@ -539,7 +539,7 @@ def test_anomaly_node_reports_a_failed_background_write(tmp_path, monkeypatch):
             self.params = {'payload_mass_kg': 0.0}
             checks = type('C', (), {'lost_in_twin': 0, 'missing_from_robot': 0})
             self.monitor = type('Monitor', (), {'payload': None, 'dropped_samples': 0,
-                                                'checks': checks,
+                                                'checks': checks, 'phase': 'monitoring',
                                                 'classifier_name': 'rules'})()
 
         def get_logger(self):
