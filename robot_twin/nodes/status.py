@@ -329,6 +329,8 @@ class StreamCheck:
 CPU_DIAGNOSTIC = 'twin/cpu'
 CPU_CORES = 'process.cpu_cores'
 CPU_WINDOW = 'process.cpu_window_s'
+CPU_CLEAR = 0.9
+"""Share of the limit the CPU must fall below before a WARN of :class:`CpuCheck` clears."""
 
 
 class CpuCheck:
@@ -340,10 +342,10 @@ class CpuCheck:
     ``benchmarks/bench_twin.py``. On the robot the same figure comes from the process itself:
     its CPU time (all threads, user and system: ``time.process_time``) over the last
     ``window_s`` of a steady clock, never the ROS clock (simulated time is not CPU time). The
-    ``twin/cpu`` entry on /diagnostics is WARN while it is above ``limit_cores``, once the window
-    is at least half full (not in the first half window after a start; commissioning, which
-    costs more than monitoring, is judged like the rest). ROS-free; read once per status, no
-    work per robot sample.
+    ``twin/cpu`` entry on /diagnostics is WARN once it is above ``limit_cores`` (and until it is
+    below :data:`CPU_CLEAR` of it), judged once the window is at least half full (not in the
+    first half window after a start; commissioning, which costs more than monitoring, is judged
+    like the rest). ROS-free; read once per status, no work per robot sample.
 
     Parameters
     ----------
@@ -414,7 +416,8 @@ class CpuCheck:
         -------
         twin_anomaly.report.StatusEntry
             ``WARN`` while the window is at least half full and its CPU is above
-            ``limit_cores`` (never when that is 0), else ``OK``; the message gives the figure,
+            ``limit_cores`` (after a WARN: above :data:`CPU_CLEAR` of it; never when the limit
+            is 0), else ``OK``; the message gives the figure,
             the window and the limit; the values are those of :meth:`observe`.
 
         """
@@ -425,8 +428,11 @@ class CpuCheck:
             return StatusEntry(CPU_DIAGNOSTIC, 'OK', 'measuring', values)
         limit = f'limit {self.limit_cores:g}' if self.limit_cores > 0.0 else 'no limit set'
         figure = f'{self.cores:.2f} of a core over the last {self.span_s:.1f} s'
+        # above the limit to go WARN, below CPU_CLEAR of it to be OK again: a twin that runs at
+        # about its limit does not flap (a log line each time)
+        bound = self.limit_cores * (CPU_CLEAR if self.over else 1.0)
         self.over = (self.limit_cores > 0.0 and self.span_s >= 0.5 * self.window_s
-                     and self.cores > self.limit_cores)
+                     and self.cores > bound)
         if self.over:
             during = (' while commissioning (learning the robot costs more than monitoring it)'
                       if phase == 'commissioning' else '')
