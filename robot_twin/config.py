@@ -345,8 +345,9 @@ PARAMETERS = {
                   'process) and twin/cpu on /diagnostics judges it.',
                   min=1.0, max=3600.0, read_only=True),
         ParamSpec('cpu_warn.limit_cores', float, 0.5,
-                  "twin/cpu on /diagnostics is WARN while the bridge's process takes more than "
-                  'this many cores over the window (judged once it is half full; 0: never).',
+                  "twin/cpu on /diagnostics is WARN once the bridge's process takes more than "
+                  'this many cores over the window, OK again below 90 % of it (judged once the '
+                  'window is half full; 0: never).',
                   min=0.0, max=1024.0, read_only=True),
         ParamSpec('corrective_actions.enabled', bool, False,
                   'Let the governor send corrective commands to the robot.'),
