@@ -410,19 +410,16 @@ def test_a_startup_backlog_then_a_gap_costs_a_few_samples_not_resync_s(make_vali
     # are taken as the stream itself.
     v = make_validator(max_future_s=0.1)
 
-    def feed(t, now):
-        return _feed(v, t, now)
-
     for k in range(50):
-        assert feed(100.0 + k * 0.001, 100.012 + k * 0.001) is None
+        assert _feed(v, 100.0 + k * 0.001, 100.012 + k * 0.001) is None
     start = 100.049 + 0.015
-    reasons = [feed(start + k * 0.001, start + k * 0.001 + 0.0002) for k in range(100)]
+    reasons = [_feed(v, start + k * 0.001, start + k * 0.001 + 0.0002) for k in range(100)]
     refused = [k for k, r in enumerate(reasons) if r is not None]
     assert refused == list(range(StampGate.AHEAD_RUN - 1)), reasons[:3]
     assert v.counters['clock_resync'] == 1
     # the stream's clock is the true one again: one sample stamped 30 ms ahead is refused
     last = start + 0.099
-    assert 'ahead of the clock' in feed(last + 0.03, last + 0.0012)
+    assert 'ahead of the clock' in _feed(v, last + 0.03, last + 0.0012)
 
 
 @pytest.mark.parametrize('make_validator', [make, lambda **kw: WrenchValidator(**kw)])
@@ -433,18 +430,15 @@ def test_a_backlog_worked_through_then_its_queue_s_gap_costs_no_sample(make_vali
     # 80 ms on, 0.2 ms after its stamp. 19 good samples were refused before AHEAD_RUN resynced.
     v = make_validator(max_future_s=0.5)
 
-    def feed(t, now):
-        return _feed(v, t, now)
-
     for k in range(99):
-        assert feed(100.0 + k * 0.001, 100.12 + k * 0.0002) is None
+        assert _feed(v, 100.0 + k * 0.001, 100.12 + k * 0.0002) is None
     start = 100.098 + 0.080
-    reasons = [feed(start + k * 0.001, start + k * 0.001 + 0.0002) for k in range(50)]
+    reasons = [_feed(v, start + k * 0.001, start + k * 0.001 + 0.0002) for k in range(50)]
     assert reasons == [None] * 50
     assert v.counters['clock_resync'] == 1
     # the stream's clock is the true one again: a sample stamped 30 ms ahead is refused
     last = start + 0.049
-    assert 'ahead of the clock' in feed(last + 0.03, last + 0.0012)
+    assert 'ahead of the clock' in _feed(v, last + 0.03, last + 0.0012)
 
 
 def test_a_sample_ahead_after_a_batch_of_a_few_samples_is_still_refused():
