@@ -439,6 +439,11 @@ def test_a_backlog_worked_through_then_its_queue_s_gap_costs_no_sample(make_vali
     # the stream's clock is the true one again: a sample stamped 30 ms ahead is refused
     last = start + 0.049
     assert 'ahead of the clock' in _feed(v, last + 0.03, last + 0.0012)
+    # a lead no backlog explains (a clock that jumps seconds on) is left to the resync rules
+    v = make_validator(max_future_s=10.0)
+    for k in range(99):
+        assert _feed(v, 100.0 + k * 0.001, 100.12 + k * 0.0002) is None
+    assert 'ahead of the clock' in _feed(v, 103.0, 100.15)
 
 
 def test_a_sample_ahead_after_a_batch_of_a_few_samples_is_still_refused():

@@ -252,7 +252,8 @@ class StampGate:
     accepted ones); one message stamped ahead never makes such a run. And one case resyncs at
     the first such sample: a newer stamp ahead of the estimate right after the twin worked
     through a backlog, the last :data:`DRAIN_SAMPLES` accepted samples taken in less than
-    :data:`DRAIN_RATIO` of the time their stamps span. Their lateness made the estimate, and
+    :data:`DRAIN_RATIO` of the time their stamps span, and a lead of at most
+    :data:`DRAIN_MAX_AHEAD_S`. Their lateness made the estimate, and
     the gap is the twin's own queue, which overflowed while it was behind (a twin started
     beside a robot already streaming, whose first turn came late).
 
@@ -288,6 +289,9 @@ class StampGate:
     DRAIN_RATIO = 0.5
     """... taken in less than this share of the time their stamps span (a robot that sends its
     samples in batches of a few does not look so over ten)."""
+    DRAIN_MAX_AHEAD_S = 1.0
+    """The most a backlog explains of a sample's lead, s: a clock that jumps further is left to
+    the resync rules above."""
 
     def __init__(self, topic, max_future_s, *, tolerance_s=0.005, resync_s=0.5, window_s=5.0):
         self.topic = topic
@@ -349,7 +353,7 @@ class StampGate:
         ahead = self.offset_s - (now - stamp)
         if self._accepted >= self.WARMUP and ahead > self.tolerance_s \
                 and not self._in_sequence(stamp):
-            if stamp > self._newest and self._drained():
+            if stamp > self._newest and ahead <= self.DRAIN_MAX_AHEAD_S and self._drained():
                 return ('resync', None)        # after a backlog: the estimate was its lateness
             if self._ahead_in_sequence(stamp):
                 return ('resync', None)        # the stream itself: the estimate was too high
