@@ -61,6 +61,28 @@ def sync_diagnostic(level, message, values):
                        {k: values[k] for k in keys})
 
 
+def _window_start(history, entry, window_s, seed=None):
+    """
+    Add ``entry`` to a check's ``history``; return the entry its window starts at.
+
+    ``entry`` is ``(time, counter, ...)``, ``history`` a deque of earlier entries, oldest
+    first. A time or a counter below the previous entry's (a counter given as None is not
+    compared) means the counters or the clock started again: the history starts anew, from
+    ``seed`` when given. The window starts at the newest entry at least ``window_s`` older than
+    ``entry``, or at the oldest kept.
+    """
+    if history and (entry[0] < history[-1][0] or any(
+            new is not None and old is not None and new < old
+            for new, old in zip(entry[1:], history[-1][1:]))):
+        history.clear()
+    if not history and seed is not None:
+        history.append(seed)
+    history.append(entry)
+    while len(history) > 1 and history[1][0] <= entry[0] - window_s:
+        history.popleft()
+    return history[0]
+
+
 NONFINITE_WINDOW_S = 10.0
 """Span of robot samples over which :class:`MirrorResultCheck` judges, s."""
 NONFINITE_WARN_SHARE = 0.01
@@ -113,16 +135,9 @@ class MirrorResultCheck:
             bad = int(values['mirror.nonfinite_results'])
         except (KeyError, TypeError, ValueError):
             return level, message
-        history = self._history
-        if history and (accepted < history[-1][1] or bad < history[-1][2]
-                        or now < history[-1][0]):
-            history.clear()            # the counters (or the clock) started again
-        if not history:
-            history.append((now, 0, 0))
-        history.append((now, accepted, bad))
-        while len(history) > 1 and history[1][0] <= now - self.window_s:
-            history.popleft()
-        since, accepted_before, bad_before = history[0]
+        # (from zero at the start: results since the twin started count)
+        since, accepted_before, bad_before = _window_start(
+            self._history, (now, accepted, bad), self.window_s, seed=(now, 0, 0))
         new_bad, new_accepted = bad - bad_before, accepted - accepted_before
         if new_bad <= 0 or level not in ('OK', 'WARN'):
             return level, message
@@ -262,15 +277,7 @@ class StreamCheck:
         """
         entry = (now, _count(values, SAMPLES) or 0, _count(values, MISSING),
                  _count(values, LOST_IN_TWIN))
-        history = self._history
-        if history and (now < history[-1][0] or any(
-                new is not None and old is not None and new < old
-                for new, old in zip(entry[1:], history[-1][1:]))):
-            history.clear()            # the counters (or the clock) started again
-        history.append(entry)
-        while len(history) > 1 and history[1][0] <= now - self.window_s:
-            history.popleft()
-        first = history[0]
+        first = _window_start(self._history, entry, self.window_s)
         since = [None if new is None or old is None else new - old
                  for new, old in zip(entry[1:], first[1:])]
         return StreamWindow(now - first[0], *since)
@@ -390,13 +397,7 @@ class CpuCheck:
 
         """
         cpu = float(self._cpu_clock())
-        history = self._history
-        if history and (now < history[-1][0] or cpu < history[-1][1]):
-            history.clear()            # a clock went back: start again
-        history.append((now, cpu))
-        while len(history) > 1 and history[1][0] <= now - self.window_s:
-            history.popleft()
-        start, cpu0 = history[0]
+        start, cpu0 = _window_start(self._history, (now, cpu), self.window_s)
         self.span_s = now - start
         self.cores = (cpu - cpu0) / self.span_s if self.span_s > 0.0 else math.nan
         return {CPU_CORES: self.cores, CPU_WINDOW: self.span_s}
