@@ -49,13 +49,19 @@ def home_pose(limits):
     return home
 
 
-def record_commands(observer, clock, depth):
-    """Record /joint_command as ``(clock(), msg)``; return the list and its lock."""
+def record_commands(observer, depth):
+    """
+    Record /joint_command as ``(sent, msg)``; return the list and its lock.
+
+    ``sent``: when the bridge published the set-point (the DDS source timestamp, wall clock,
+    s). Not when this test process got to it: a test process starved for a moment takes the
+    set-points queued meanwhile back to back, and they would look sent at once.
+    """
     commands, lock = [], threading.Lock()
 
-    def on_command(msg):
+    def on_command(msg, info):
         with lock:
-            commands.append((clock(), msg))
+            commands.append((info['source_timestamp'] * 1e-9, msg))
 
     observer.node.create_subscription(JointState, '/joint_command', on_command,
                                       QoSProfile(depth=depth,
@@ -69,7 +75,7 @@ def governed(tmp_path_factory):
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = Observer(domain)
-    commands, lock = record_commands(observer, time.time, 200)
+    commands, lock = record_commands(observer, 200)
     limits = model_limits()
     home = home_pose(limits)
     try:
@@ -181,9 +187,9 @@ def test_a_clock_step_during_a_streamed_move_stops_it_without_a_jump(tmp_path, j
 
     Whatever the clock does, no set-point moves a joint by more than its scaled velocity limit
     times the time since the previous one: the sim time between their stamps, or the wall time
-    between their arrival (plus 0.1 s for delivery jitter) when that is shorter or the stamps
-    went back. The stream stops, holds its last set-point, says why in /twin/status, and the
-    move is planned again from the measured state.
+    between their sending (plus 0.1 s for the jitter of /clock's delivery to the bridge) when
+    that is shorter or the stamps went back. The stream stops, holds its last set-point, says
+    why in /twin/status, and the move is planned again from the measured state.
     """
     limits = model_limits()
     names = list(limits.names)
@@ -193,7 +199,7 @@ def test_a_clock_step_during_a_streamed_move_stops_it_without_a_jump(tmp_path, j
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = Observer(domain)
-    commands, lock = record_commands(observer, time.monotonic, 500)
+    commands, lock = record_commands(observer, 500)
     robot = None
     try:
         graph.start('twin', node_specs(['twin_bridge'], {'twin_bridge': {
@@ -246,14 +252,15 @@ def _assert_no_set_point_jumps(commands, lock, limits):
     """Assert that each set-point moves at most the scaled limit x the time since the last."""
     names = list(limits.names)
     with lock:
-        received = np.array([t for t, _msg in commands])
+        sent = np.array([t for t, _msg in commands])
         stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
                            for _t, m in commands])
         positions = np.array([m.position for _t, m in commands])
+    assert sent[-1] - sent[0] > 0.5, 'no send times on the set-points (a stream takes seconds)'
     vmax = VELOCITY_SCALE * limits.velocity
     steps = np.abs(np.diff(positions, axis=0))
     sim_dt = np.diff(stamps)
-    wall_dt = np.diff(received) + 0.1
+    wall_dt = np.diff(sent) + 0.1
     dt = np.where(sim_dt >= 0.0, np.minimum(sim_dt, wall_dt), wall_dt)[:, None]
     ratio = steps / (vmax * (dt + 1e-6) + 1e-9)
     k, j = np.unravel_index(np.argmax(ratio), ratio.shape)
