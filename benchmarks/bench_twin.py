@@ -23,8 +23,9 @@ Separate processes on one private, localhost-only DDS domain
   the received bytes on the twin's two 1 kHz topics; the floor under the twin's figure on this
   machine);
 - a receiver (_robot_stream.py ``receive``): reads /twin/residuals and /twin/wrench_residual, and
-  the robot's own /joint_states (the raw hop of the same run, for comparison). It is the
-  measuring instrument, and it takes the three 1 kHz streams on the EventsExecutor (0.16 core;
+  the robot's own /joint_states (the raw hop of the same run, for comparison), the twin's
+  outputs 100 deep (after a stall the twin sends its backlog's residuals back to back). It is
+  the measuring instrument, and it takes the three 1 kHz streams on the EventsExecutor (0.16 core;
   ``--receiver-executor single``, the SingleThreadedExecutor of the figures before 2026-12-05,
   takes 0.5 core and slows the twin beside it: BENCHMARKS.md). It also keeps the level of every
   /twin/anomaly report: the robot is nominal, so every report above OK is a false alarm.
@@ -43,6 +44,11 @@ over the window (robot samples are identified by their stamps, which the twin pa
 - the detector's verdicts: reports at ERROR and WARN in the window, and over the whole run
   which groups and channels went above OK and when.
 
+``--stall-ms MS`` stops the twin's (first) process with SIGSTOP for MS milliseconds every
+``--stall-every-s`` seconds (default 2) once the receiver sees residuals, and lets it go on with
+SIGCONT: a twin starved for a moment (a loaded robot computer, a long page fault), to see what
+it and its readers lose across such stalls.
+
 Each run commissions afresh for ``--commissioning-s`` (default 8 s; config/twin.yaml has 30).
 With ``--reuse-commissioning`` the runs after the first start from the first run's saved
 calibration and thresholds, as a twin restarted beside the same robot does. ``--keep DIR``
@@ -53,7 +59,7 @@ Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separat
 single-executor|no-anomaly|rare-reports|
 relay|all] [--duration 20] [--warmup S] [--runs 1] [--wait-quiet CORES]
 [--receiver-executor events|single] [--commissioning-s 8] [--reuse-commissioning] [--keep DIR]
-[--robot-noise SCALE] [--robot-no-wrench]``
+[--robot-noise SCALE] [--robot-no-wrench] [--stall-ms MS [--stall-every-s 2]]``
 Exits 0 when the runs complete (goals met or not), 1 when a process failed.
 """
 import argparse
@@ -198,6 +204,21 @@ def _wait_ready(group, lines, timeout_s):
             raise RuntimeError(f'no /twin/residuals within {timeout_s:g} s')
 
 
+def _stall(group, pid, stall_ms, every_s):
+    """Stop ``pid`` (SIGSTOP) for ``stall_ms`` every ``every_s`` until the group ends."""
+    while group.poll() is None:
+        time.sleep(every_s)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except OSError:
+            return                           # the process is gone
+        time.sleep(stall_ms / 1000.0)
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except OSError:
+            return
+
+
 def run_once(config, args, domain_id, workdir, recommission=True):
     """Run one configuration once; return a dict of figures (raises RuntimeError on failure)."""
     env = localhost_env(domain_id)
@@ -218,6 +239,9 @@ def run_once(config, args, domain_id, workdir, recommission=True):
     try:
         group.start()
         _wait_ready(group, lines, args.startup_timeout)
+        if args.stall_ms:
+            threading.Thread(target=_stall, args=(group, group.pids[twin[0]], args.stall_ms,
+                                                  args.stall_every_s), daemon=True).start()
         time.sleep(args.warmup)
         if group.poll() is not None:
             raise RuntimeError('{} {}'.format(*group.poll()))
@@ -459,8 +483,14 @@ def main():
                              "runs' (robot_twin.fault_runs.NOISE; default 0: exact readings)")
     parser.add_argument('--robot-no-wrench', action='store_true',
                         help='the robot stand-in publishes no wrench (no force-torque sensor)')
+    parser.add_argument('--stall-ms', type=float, default=0.0, metavar='MS',
+                        help="stop the twin's process (SIGSTOP) for MS ms every "
+                             '--stall-every-s seconds (default 0: never)')
+    parser.add_argument('--stall-every-s', type=float, default=2.0, metavar='S')
     parser.add_argument('--verbose', action='store_true', help="show the nodes' output")
     args = parser.parse_args()
+    if args.stall_ms < 0 or args.stall_every_s <= 0:
+        parser.error('--stall-ms must be >= 0 and --stall-every-s > 0')
     if args.warmup is None:
         args.warmup = args.commissioning_s + 8.0
     domain_id = free_domain_id() if args.domain_id is None else args.domain_id
