@@ -5,12 +5,13 @@ Separate processes on one private, localhost-only DDS domain
 (``robot_twin.ros_env.localhost_env``), on this machine's two cores:
 
 - a robot stand-in (benchmarks/_robot_stream.py ``publish``): 1 kHz sensor_msgs/JointState
-  (7 joints) + 1 kHz geometry_msgs/WrenchStamped, paced precisely, stamped with the wall time at
-  publication, data from the model so that the twin does its real work; exact readings unless
-  ``--robot-noise SCALE`` adds white sensor noise, SCALE times the offline fault runs'
-  (``robot_twin.fault_runs.NOISE``; 1 = 1e-4 rad, 1e-3 rad/s, 0.05 N·m, wrench 0.2 N and
-  0.01 N·m; the figures in BENCHMARKS.md are of exact readings), and ``--robot-no-wrench``
-  makes it a robot without a force-torque sensor (no WrenchStamped);
+  (the built-in arm's 7 joints, or those of ``--urdf``) + 1 kHz geometry_msgs/WrenchStamped,
+  paced precisely, stamped with the wall time at publication, data from the model so that the
+  twin does its real work; exact readings unless ``--robot-noise SCALE`` adds white sensor
+  noise, SCALE times the offline fault runs' (``robot_twin.fault_runs.NOISE``; 1 = 1e-4 rad,
+  1e-3 rad/s, 0.05 N·m, wrench 0.2 N and 0.01 N·m; the figures in BENCHMARKS.md are of exact
+  readings), and ``--robot-no-wrench`` makes it a robot without a force-torque sensor (no
+  WrenchStamped);
 - the twin as ``robot-twin up`` starts it from config/twin.yaml: by default ONE process
   (``twin_container``: twin_bridge, twin_sim, twin_anomaly), or one process per node
   (``--config separate``), or the one process with reliable 1 kHz outputs (``reliable``,
@@ -73,6 +74,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 
 import numpy as np
 from robot_twin.bringup import node_command, ProcessGroup, with_override_files
@@ -496,7 +498,15 @@ def main():
     domain_id = free_domain_id() if args.domain_id is None else args.domain_id
     configs = list(CONFIGS) if args.config == 'all' else [args.config]
     wrench = '' if args.robot_no_wrench else ' + WrenchStamped'
-    print(f'bench_twin: {args.rate_hz:g} Hz JointState (7 joints){wrench} -> the twin '
+    from twin_sim.resources import urdf_or_builtin
+    from twin_sim.urdf_model import RobotModel
+    try:
+        with warnings.catch_warnings():          # (the twin says what it makes of the URDF)
+            warnings.simplefilter('ignore')
+            joints = RobotModel.from_urdf(urdf_or_builtin(args.urdf)).n   # what the robot sends
+    except (OSError, ValueError) as exc:              # URDFError is a ValueError
+        parser.error(f'--urdf: {exc}')
+    print(f'bench_twin: {args.rate_hz:g} Hz JointState ({joints} joints){wrench} -> the twin '
           f'(config/twin.yaml); ROS_DOMAIN_ID={domain_id}, localhost only; '
           f'{args.commissioning_s:g} s commissioning, {args.warmup:g} s warm-up, '
           f'{args.duration:g} s window; load average '
