@@ -56,14 +56,14 @@ except ImportError:   # Humble
 
 # The robot publishes like ros2_control's broadcasters (reliable, depth 10); the receiver reads
 # the raw stream and the twin's 1 kHz outputs best-effort (how the twin publishes them; a
-# best-effort reader also matches a reliable writer). The twin's outputs are read 100 deep, as
-# the twin reads its own inputs: after a stall the twin works off its backlog and sends the
-# residuals of up to 100 ms of samples back to back, and a 10-deep reader drops most of such a
-# burst before its thread gets to them (BENCHMARKS.md: 39 of 20,000 residuals lost over ten
-# 40 ms stalls when 10 deep, none when 100 deep).
+# best-effort reader also matches a reliable writer), 10 deep, the usual sensor-data depth.
+# ``--depth`` reads the twin's outputs deeper: after a stall the twin works off its backlog and
+# sends the residuals of up to 100 ms of samples back to back, and a 10-deep reader drops most
+# of such a burst before its thread gets to them (BENCHMARKS.md: 39 of 20,000 residuals lost
+# over ten 40 ms stalls when 10 deep, none when 100 deep; but the twin measured 0.006-0.025
+# core more beside the 100-deep reader in five alternated pairs).
 ROBOT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-OUTPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 PERIOD_S = 8.0     # the motion repeats after this many seconds (every frequency fits it)
 SPIN_NS = 150_000  # sleep until this long before a deadline, then busy-wait to it
@@ -292,9 +292,10 @@ def receive(args):
     lean = {'raw': True,
             'event_callbacks': SubscriptionEventCallbacks(use_default_callbacks=False)}
     node.create_subscription(JointState, args.joint_states_topic, raw, SENSOR_QOS, **lean)
-    node.create_subscription(JointState, '/twin/residuals', residuals, OUTPUT_QOS, **lean)
+    outputs = QoSProfile(depth=args.depth, reliability=ReliabilityPolicy.BEST_EFFORT)
+    node.create_subscription(JointState, '/twin/residuals', residuals, outputs, **lean)
     if args.wrench:
-        node.create_subscription(WrenchStamped, '/twin/wrench_residual', wrench, OUTPUT_QOS,
+        node.create_subscription(WrenchStamped, '/twin/wrench_residual', wrench, outputs,
                                  **lean)
     reports = _ReportRecorder()          # 10 Hz, deserialized: cheap at that rate
     node.create_subscription(DiagnosticArray, '/twin/anomaly', reports, qos.LATCHED)
@@ -353,6 +354,8 @@ def main(argv=None):
                           '(robot_twin.fault_runs.NOISE; default 0: exact readings)')
     rec = sub.add_parser('receive')
     rec.add_argument('--no-wrench', dest='wrench', action='store_false')
+    rec.add_argument('--depth', type=int, default=10,
+                     help="queue depth of the twin's outputs (default 10)")
     rec.add_argument('--executor', choices=('events', 'single'), default='events',
                      help="the receiver's rclpy executor (single: SingleThreadedExecutor, as "
                           'before 2026-12-05)')

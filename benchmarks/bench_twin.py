@@ -24,12 +24,13 @@ Separate processes on one private, localhost-only DDS domain
   the received bytes on the twin's two 1 kHz topics; the floor under the twin's figure on this
   machine);
 - a receiver (_robot_stream.py ``receive``): reads /twin/residuals and /twin/wrench_residual, and
-  the robot's own /joint_states (the raw hop of the same run, for comparison), the twin's
-  outputs 100 deep (after a stall the twin sends its backlog's residuals back to back). It is
-  the measuring instrument, and it takes the three 1 kHz streams on the EventsExecutor (0.16 core;
-  ``--receiver-executor single``, the SingleThreadedExecutor of the figures before 2026-12-05,
-  takes 0.5 core and slows the twin beside it: BENCHMARKS.md). It also keeps the level of every
-  /twin/anomaly report: the robot is nominal, so every report above OK is a false alarm.
+  the robot's own /joint_states (the raw hop of the same run, for comparison), all 10 deep
+  (``--receiver-depth N`` reads the twin's outputs N deep: after a stall the twin sends its
+  backlog's residuals back to back). It is the measuring instrument, and it takes the three
+  1 kHz streams on the EventsExecutor (0.16 core; ``--receiver-executor single``, the
+  SingleThreadedExecutor of the figures before 2026-12-05, takes 0.5 core and slows the twin
+  beside it: BENCHMARKS.md). It also keeps the level of every /twin/anomaly report: the robot
+  is nominal, so every report above OK is a false alarm.
 
 After the receiver sees residuals and a warm-up, a window of ``--duration`` seconds. Figures
 over the window (robot samples are identified by their stamps, which the twin passes through):
@@ -60,7 +61,8 @@ Usage: ``.venv/bin/python benchmarks/bench_twin.py [--config one-process|separat
 single-executor|no-anomaly|rare-reports|
 relay|all] [--duration 20] [--warmup S] [--runs 1] [--wait-quiet CORES]
 [--receiver-executor events|single] [--commissioning-s 8] [--reuse-commissioning] [--keep DIR]
-[--robot-noise SCALE] [--robot-no-wrench] [--stall-ms MS [--stall-every-s 2]]``
+[--robot-noise SCALE] [--robot-no-wrench] [--stall-ms MS [--stall-every-s 2]]
+[--receiver-depth 10]``
 Exits 0 when the runs complete (goals met or not), 1 when a process failed.
 """
 import argparse
@@ -230,7 +232,8 @@ def run_once(config, args, domain_id, workdir, recommission=True):
     commands = _twin_commands(config, args.urdf, workdir, args.commissioning_s, recommission)
     twin = [name for name, _argv in commands]
     commands.append(('receiver', [sys.executable, str(STREAM), 'receive', '--output', rec_out,
-                                  '--executor', args.receiver_executor]))
+                                  '--executor', args.receiver_executor,
+                                  '--depth', str(args.receiver_depth)]))
     robot = [sys.executable, str(STREAM), 'publish', '--output', pub_out, '--rate-hz',
              str(args.rate_hz), '--urdf', args.urdf, '--noise', str(args.robot_noise)]
     if args.robot_no_wrench:
@@ -485,6 +488,9 @@ def main():
                              "runs' (robot_twin.fault_runs.NOISE; default 0: exact readings)")
     parser.add_argument('--robot-no-wrench', action='store_true',
                         help='the robot stand-in publishes no wrench (no force-torque sensor)')
+    parser.add_argument('--receiver-depth', type=int, default=10, metavar='N',
+                        help="queue depth at which the receiver reads the twin's outputs "
+                             '(default 10)')
     parser.add_argument('--stall-ms', type=float, default=0.0, metavar='MS',
                         help="stop the twin's process (SIGSTOP) for MS ms every "
                              '--stall-every-s seconds (default 0: never)')
@@ -493,6 +499,8 @@ def main():
     args = parser.parse_args()
     if args.stall_ms < 0 or args.stall_every_s <= 0:
         parser.error('--stall-ms must be >= 0 and --stall-every-s > 0')
+    if args.receiver_depth < 1:
+        parser.error('--receiver-depth must be >= 1')
     if args.warmup is None:
         args.warmup = args.commissioning_s + 8.0
     domain_id = free_domain_id() if args.domain_id is None else args.domain_id

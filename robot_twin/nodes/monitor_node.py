@@ -78,11 +78,10 @@ class TwinMonitorNode(Node):
         self.create_subscription(DiagnosticArray, '/twin/plant_status', self.on_plant,
                                  qos.LATCHED)
         # 1 kHz: read serialized, with the twin's own numpy reader (a deserialized message per
-        # sample would take this listener a tenth of a core beside the twin it watches), 100
-        # deep (a twin that catches up after a stall sends a burst)
+        # sample would take this listener a tenth of a core beside the twin it watches)
         self._residual_reader = JointStateReader()
         self.create_subscription(JointState, '/twin/residuals', self.on_residuals,
-                                 qos.SENSOR_IN, raw=True)
+                                 qos.STREAM_OUT, raw=True)
         self.create_subscription(DiagnosticArray, '/twin/rul', self.on_rul, qos.LATCHED)
         self.create_subscription(Float64, '/twin/speed_scale', self.on_speed_scale,
                                  qos.LATCHED)

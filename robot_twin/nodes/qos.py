@@ -25,9 +25,7 @@ SENSOR_IN = QoSProfile(depth=INPUT_QUEUE_DEPTH, reliability=ReliabilityPolicy.BE
 """The robot's streams: best-effort like sensor data, but 100 deep (the contract says 10): at
 1 kHz a stall of the twin's thread of up to 100 ms (the end of commissioning, a slow report)
 loses no sample, where 10 would turn a 20 ms stall into a gap. A longer stall loses samples
-here, which the anomaly detector counts as the twin's (``dropped_samples``), not the robot's.
-Also how robot_twin's own readers take the twin's 1 kHz outputs (the demo's monitor, the hub):
-after a stall the twin sends its backlog's residuals back to back, more than 10 at once."""
+here, which the anomaly detector counts as the twin's (``dropped_samples``), not the robot's."""
 STREAM_OUT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 STATUS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 COMMAND = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
