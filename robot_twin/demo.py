@@ -305,7 +305,9 @@ def robot_transients(obs, scenario_time):
     stream, which the twin rightly sees. Starved less, it sends its samples late (tens of ms
     behind their stamps, counted in its lateness histogram): a late stream, which the twin
     rightly reports as a delay. A late set-point of its controller can turn into a move that
-    its speed limiter or a range stop cuts short at once (``over_speed``, ``limit_stops``).
+    its speed limiter or a range stop cuts short at once (``over_speed``, ``limit_stops``), and
+    set-points that pause longer than the plant extrapolates them leave the arm holding its
+    reference until they resume with a jump (``stream_holds``).
     Likewise samples the twin rejected as impossible (speeds beyond the limits): the robot's
     stamps are on the system clock, so their wall times map to scenario time like stamps.
     """

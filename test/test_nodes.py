@@ -538,11 +538,11 @@ def test_the_observer_notes_when_the_emulated_robot_sent_its_samples_late(ros):
     node = TwinMonitorNode('observer_test', watch_commands=False)
     try:
         def report(plant_time, late_10ms, late_20ms, start='100.0', over_speed=0,
-                   limit_stops=0):
+                   limit_stops=0, stream_holds=0):
             counts = [1000] + [0] * (len(JITTER_EDGES_US) - 3) + [late_10ms, late_20ms]
             values = {'start_stamp': start, 'plant_time_s': f'{plant_time:.3f}',
                       'rate_hz': 1000.0, 'overruns': 0, 'over_speed': over_speed,
-                      'limit_stops': limit_stops,
+                      'limit_stops': limit_stops, 'stream_holds': stream_holds,
                       'jitter_hist_edges_us': ','.join(map(str, JITTER_EDGES_US)),
                       'jitter_hist_counts': ','.join(map(str, counts))}
             array = DiagnosticArray()
@@ -562,6 +562,9 @@ def test_the_observer_notes_when_the_emulated_robot_sent_its_samples_late(ros):
         report(3.5, 100, 0, start='200.0', over_speed=2, limit_stops=1)
         report(4.5, 100, 0, start='200.0', over_speed=2, limit_stops=1)
         assert node.obs.limit_hits == [1.5, 2.5]            # noted at the report before
+        # its controller's set-points paused: it held its reference, then jumped on
+        report(5.5, 100, 0, start='200.0', over_speed=2, limit_stops=1, stream_holds=1)
+        assert node.obs.limit_hits == [1.5, 2.5, 4.5]
     finally:
         node.destroy_node()
 

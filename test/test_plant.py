@@ -61,6 +61,27 @@ def test_a_streamed_set_point_moves_on_from_its_stamp():
     np.testing.assert_allclose(stale.world._q_ref, POSE + qd * 0.05, atol=1e-12)
 
 
+def test_a_pause_in_the_set_points_holds_the_reference_and_is_counted():
+    # set-points every 10 ms keep the reference moving; a 120 ms pause runs past the 50 ms
+    # extrapolation: the reference holds where it ended (counted once), and moves on with the
+    # next set-point (not counted again)
+    qd = np.full(7, 0.2)
+    plant = Plant(ARM, initial_q=POSE)
+    for k in range(300):
+        if k % 10 == 0 and not 100 <= k < 220:
+            plant.command_position(POSE + qd * plant.time, qd, extrapolate_s=0.05)
+        plant.step()
+        if k == 99:
+            assert plant.stream_holds == 0
+        if k == 160:
+            held = plant.world._q_ref.copy()
+            np.testing.assert_allclose(held, POSE + qd * (0.09 + 0.05), atol=1e-12)
+        if k == 210:
+            np.testing.assert_array_equal(plant.world._q_ref, held)
+    assert plant.stream_holds == 1
+    np.testing.assert_allclose(plant.world._q_ref, POSE + qd * 0.299, atol=1e-12)   # moving
+
+
 def test_trajectory_following():
     plant = Plant(ARM, initial_q=POSE)
     goal1 = POSE + np.array([0.4, 0.2, -0.3, 0.3, 0.4, -0.3, 0.5])

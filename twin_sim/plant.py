@@ -116,6 +116,9 @@ class Plant:
         self.clipped_commands = 0     # commands beyond a limit (clipped), cumulative
         self.last_clipped = ''        # what the latest of them asked for
         self.rejected_trajectories = 0   # trajectories too fast for the velocity limits
+        # streamed set-points that stopped coming: the reference reached the end of its
+        # extrapolation (``extrapolate_s``) and held there before the next one arrived
+        self.stream_holds = 0
         self.last_rejected = ''          # why the latest of them was rejected
         self.scenario = None
         self.faults = []
@@ -332,8 +335,11 @@ class Plant:
         q, qd, qdd, t_cmd, horizon = self._stream
         age = min(t - t_cmd, horizon)
         if age >= horizon:
+            # the controller's next set-point is late: hold (counted: the arm stops, and moves
+            # on with a jump when the set-points resume, which the twin rightly sees)
             self._set_reference(q + qd * horizon)
             self._stream = None
+            self.stream_holds += 1
         else:
             self._set_reference(q + qd * age, qd, qdd)
 

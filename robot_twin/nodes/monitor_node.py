@@ -56,7 +56,7 @@ class Observation:
     epochs: list = field(default_factory=list)           # (start_stamp, plant_time_s) seen
     stalls: list = field(default_factory=list)           # plant times its overruns went up
     late_sends: list = field(default_factory=list)       # plant times before late samples
-    limit_hits: list = field(default_factory=list)       # plant times before it hit a limit
+    limit_hits: list = field(default_factory=list)       # ... before a limit or a held reference
     commands: list = field(default_factory=list)         # (kind, joint names, positions)
     rul: dict = field(default_factory=dict)              # status name -> (level, msg, values)
     speed_scale: float = None                            # latest /twin/speed_scale
@@ -185,9 +185,11 @@ class TwinMonitorNode(Node):
                     self.obs.late_sends.append(last_time)
             self._late = (late, plant_time)
             # it hit its speed limiter or a range stop (a late set-point turned into a fast
-            # move, say): its velocity was cut at once, which the twin sees. Noted at the time
-            # of the report before, when the hit had not happened yet
-            hits = sum(int(values.get(k, 0) or 0) for k in ('over_speed', 'limit_stops'))
+            # move, say): its velocity was cut at once, which the twin sees; or its controller's
+            # set-points paused so long that it held its reference, then moved on with a jump
+            # (stream_holds). Noted at the time of the report before, when it had not happened
+            hits = sum(int(values.get(k, 0) or 0)
+                       for k in ('over_speed', 'limit_stops', 'stream_holds'))
             last_hits, last_time = self._limits
             if hits > last_hits and math.isfinite(last_time) and last_time <= plant_time:
                 self.obs.limit_hits.append(last_time)

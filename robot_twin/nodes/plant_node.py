@@ -141,7 +141,7 @@ class PlantNode(Node):
         self._sent_ns = 0              # stamp of the last sample published, ns
         self._no_sample = False        # lockstep: the last advance let no sample out
         self._warned = {'clipped_commands': 0, 'over_speed': 0, 'limit_stops': 0,
-                        'rejected_trajectories': 0, 'stale_commands': 0}
+                        'stream_holds': 0, 'rejected_trajectories': 0, 'stale_commands': 0}
         self._last = []                # lockstep: messages of the last step, for a resend
         self._rate = (time.monotonic(), 0)   # lockstep: (wall time, steps) of the last status
         self.starved_status = Throttle(STATUS_PERIOD_S)   # real time: the "starved" statuses
@@ -352,6 +352,7 @@ class PlantNode(Node):
                   'clipped_commands': self.plant.clipped_commands,
                   'over_speed': self.plant.over_speed,
                   'limit_stops': self.plant.limit_stops,
+                  'stream_holds': self.plant.stream_holds,
                   'rejected_trajectories': self.plant.rejected_trajectories}
         values.update(self._timing_values())
         self._warn_counts(values)
@@ -370,6 +371,9 @@ class PlantNode(Node):
                                        "drive's velocity limiter"),
                 'limit_stops': lambda: ('reached the end of the URDF joint range; stopped '
                                         'there as by a hard stop'),
+                'stream_holds': lambda: ('streamed position set-points paused longer than '
+                                         f'{STREAM_HORIZON_S * 1e3:g} ms: the arm held its '
+                                         'last reference until the next one'),
                 'rejected_trajectories': lambda: ('trajectories rejected as too fast for the '
                                                   'URDF velocity limits (latest: '
                                                   f'{self.plant.last_rejected})'),
