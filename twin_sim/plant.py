@@ -116,10 +116,10 @@ class Plant:
         self.clipped_commands = 0     # commands beyond a limit (clipped), cumulative
         self.last_clipped = ''        # what the latest of them asked for
         self.rejected_trajectories = 0   # trajectories too fast for the velocity limits
+        self.last_rejected = ''          # why the latest of them was rejected
         # streamed set-points that stopped coming: the reference reached the end of its
         # extrapolation (``extrapolate_s``) and held there before the next one arrived
         self.stream_holds = 0
-        self.last_rejected = ''          # why the latest of them was rejected
         self.scenario = None
         self.faults = []
         self._added = 0
