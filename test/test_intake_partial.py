@@ -382,12 +382,18 @@ def test_split_messages_give_the_mirror_the_same_residuals_as_one_message():
         np.testing.assert_array_equal(r1, r2)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.permutations(range(7)), st.integers(1, 3), st.integers(0, 3),
-                          st.booleans()), min_size=1, max_size=40))
-def test_random_splits_delays_and_losses_never_mix_stamps(stamps):
-    # each stamp k: the joints in random order, cut into up to 3 messages; the last one may
-    # be delayed past the next stamps' messages, or lost. Joint j reads k + 0.01 j at stamp k
+def _lossy_stream(stamps):
+    """
+    Feed one driver's stamps split, delayed and lost as drawn; return what came out.
+
+    ``stamps``: per stamp k, ``(order, cuts, delay, lost)``: the seven joints in ``order``,
+    cut into two or three messages (``cuts`` 1-3); the last message comes after the first
+    messages of the next ``delay`` stamps, or never if ``lost``. Joint j reads ``k + 0.01 j``
+    at stamp k, without velocity. Returns ``(intake, samples, whole, n_messages)``: samples
+    as ``(k, position, held, latest)``, ``held`` (7,) bool the joints the intake held as on a
+    clock of their own at that sample, ``latest`` (7,) the values of each joint's latest
+    message by then; ``whole``: the stamps whose messages all came before the next stamp's.
+    """
     intake = RobotIntake(NAMES, with_wrench=False, max_future_s=None)
     messages, whole = [], set()
     for k, (order, cuts, delay, lost) in enumerate(stamps):
@@ -401,20 +407,74 @@ def test_random_splits_delays_and_losses_never_mix_stamps(stamps):
                 continue
             messages.append((k + (delay + 0.5 if last else 0.0), k, part))
     messages.sort(key=lambda m: m[0])
-    emitted = []
+    samples, latest = [], np.full(7, np.nan)
     for _order, k, part in messages:
         t = 100.0 + 0.001 * k
         sec, nanosec = sec_nsec(t)
-        if intake.joint_state([NAMES[j] for j in part], [k + 0.01 * j for j in part], [], [],
-                              t, t + 0.01, nanosec) is None:
+        values = [k + 0.01 * j for j in part]
+        if intake.joint_state([NAMES[j] for j in part], values, [], [], t, t + 0.01,
+                              nanosec) is None:
+            latest[list(part)] = values
             s = intake.sample((sec, nanosec))
             if s is not None:
-                emitted.append(k)
-                np.testing.assert_allclose(s.position, k + 0.01 * np.arange(7), atol=1e-12)
+                held = np.isin(NAMES, intake.own_clock_joints)
+                samples.append((k, s.position, held, latest.copy()))
+    return intake, samples, whole, len(messages)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.permutations(range(7)), st.integers(1, 3), st.integers(0, 3),
+                          st.booleans()), min_size=1, max_size=40))
+def test_random_splits_delays_and_losses_never_mix_stamps(stamps):
+    # each stamp k: the joints in random order, cut into up to 3 messages; the last one may
+    # be delayed past the next stamps' messages, or lost. Every sample holds its own stamp's
+    # values, but for joints the intake announced as on a clock of their own (named in the
+    # status, see the next test for how rarely a stream of one driver shows one): those
+    # hold their latest message's value
+    intake, samples, whole, n_messages = _lossy_stream(stamps)
+    emitted = [k for k, *_ in samples]
     assert emitted == sorted(set(emitted))              # one sample per stamp, in order
     assert whole <= set(emitted)                        # every complete stamp has its sample
+    for k, position, held, latest in samples:
+        expected = np.where(held, latest, k + 0.01 * np.arange(7))
+        np.testing.assert_allclose(position, expected, atol=1e-12)
     c = intake.counters()
-    assert c['joint_states.accepted'] + c['joint_states.rejected'] == len(messages)
+    assert c['joint_states.accepted'] + c['joint_states.rejected'] == n_messages
+
+
+LOST_LAST_PARTS = [
+    [[0, 6, 1, 2, 4, 5, 3], 3, 1, True], [[0, 2, 4, 1, 5, 3, 6], 3, 1, True],
+    [[5, 2, 4, 6, 1, 3, 0], 2, 3, True], [[1, 3, 5, 2, 4, 6, 0], 3, 0, True],
+    [[3, 5, 1, 0, 6, 4, 2], 3, 3, False], [[1, 0, 2, 4, 3, 5, 6], 2, 3, True],
+    [[3, 2, 5, 6, 0, 1, 4], 3, 3, False], [[3, 6, 2, 0, 4, 5, 1], 2, 0, True],
+    [[2, 0, 3, 4, 1, 5, 6], 1, 0, True], [[0, 2, 5, 4, 3, 6, 1], 3, 1, True],
+    [[5, 0, 6, 4, 1, 3, 2], 3, 1, True], [[4, 2, 1, 5, 6, 3, 0], 2, 2, True],
+    [[0, 5, 1, 6, 2, 3, 4], 3, 1, False], [[6, 4, 1, 5, 0, 2, 3], 1, 2, False]]
+"""A clean clone's draw of the property test above, shrunk: joint7 is in the lost or delayed
+last message of most stamps. It was taken for a joint on a clock of its own, held, and the
+sample of stamp 12 came out with joint7's value of stamp 13 (its message came before stamp
+12's delayed last part)."""
+
+
+def test_a_joint_lost_with_the_last_parts_is_not_taken_for_a_clock_of_its_own():
+    intake, samples, whole, _ = _lossy_stream(LOST_LAST_PARTS)
+    assert intake.own_clock_joints == []
+    # (12: its delayed last part came after stamp 13 had started, so 12 gives no sample; 13:
+    # the last stamp, its delayed part completes it)
+    assert not whole and [k for k, *_ in samples] == [13]
+    for k, position, _held, _latest in samples:
+        np.testing.assert_allclose(position, k + 0.01 * np.arange(7), atol=1e-12)
+    # and over many such streams (drawn as the property test draws them, fixed seed): a
+    # joint of a lossy driver's stamps is held in at most one stream in a thousand (11 % of
+    # them before, when lacking in most incomplete stamps was enough); a held joint must
+    # have come in stamps of its own, which a stream of one driver shows only when a joint
+    # came alone in stamps whose other messages were lost
+    rng, taken = np.random.default_rng(7), 0
+    for _ in range(2000):
+        draw = [(list(rng.permutation(7)), int(rng.integers(1, 4)), int(rng.integers(0, 4)),
+                 bool(rng.integers(0, 2))) for _ in range(int(rng.integers(1, 41)))]
+        taken += bool(_lossy_stream(draw)[0].own_clock_joints)
+    assert taken <= 2
 
 
 # ----------------------------------------------------------------- stamps and frames

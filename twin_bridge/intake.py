@@ -25,9 +25,11 @@ arm's rate but stamped apart) would leave every stamp incomplete. The arm is the
 most joints among those whose stamps come at least ``ARM_RATE_SHARE`` as often as the most
 frequent ones (so a gripper driver faster than the arm does not take its place), of equal
 groups the more frequent;
-when ``OWN_CLOCK_RUN`` of its stamps in a row lacked the same joints, those are held between
-their messages for the samples of the arm (their messages counted as
-``joint_states.own_clock_parts``, their names in the status), as long as their latest stamp is
+when ``OWN_CLOCK_RUN`` of its stamps in a row lacked the same joints, and those came in stamps
+of their own (without the arm's joints; a joint lost with the last part of the arm's stamps
+comes with the arm's other joints when it comes), those are held between their messages for
+the samples of the arm (their messages counted as ``joint_states.own_clock_parts``, their
+names in the status), as long as their latest stamp is
 less than ``OWN_CLOCK_STALE_S`` older than the sample's. Held is first-order: a held joint's
 position is carried forward from its latest message by that message's velocity times the
 message's age at the sample's stamp (held as it is without a velocity); its velocity and
@@ -357,7 +359,10 @@ class RobotIntake:
         the largest among joints whose stamps come at least ``ARM_RATE_SHARE`` as often as the
         most frequent joint's (a gripper faster than the arm is not the arm), then of the most
         frequent, then of the first. The joints lacking in most of its stamps are then held, if
-        ``recent`` ((n,) bool: received lately) and not all of them.
+        ``recent`` ((n,) bool: received lately), not all of them, and most of their own stamps
+        had none of the other joints (a lossy arm driver whose messages per stamp lose or
+        delay their last part leaves many stamps lacking the same joint, but that joint comes
+        with the arm's others whenever it comes: it is not taken for a driver of its own).
         """
         together, own = self._together, np.array(self._own)
         stamps = np.where(own, 0, together.diagonal())     # per joint: stamps that had it
@@ -369,7 +374,13 @@ class RobotIntake:
         # (group size first, then stamps; argmax takes the first of equals)
         arm = int(np.argmax(np.where(stamps >= ARM_RATE_SHARE * most,
                                      group * (most + 1) + stamps, -1)))
-        apart = (together[arm] <= (1.0 - OWN_CLOCK_SHARE) * stamps[arm]) & ~own & recent
+        lacking = (together[arm] <= (1.0 - OWN_CLOCK_SHARE) * stamps[arm]) & ~own & recent
+        # ... and that come in stamps of their own: a joint on a clock of its own comes
+        # without the others, while a joint of the arm that its stamps' lost or delayed last
+        # parts took away comes with some of the arm's other joints whenever it comes
+        # (``with_arm``: per joint, the most stamps it shared with any one joint not lacking)
+        with_arm = together[:, ~lacking & ~own].max(axis=1)
+        apart = lacking & (stamps > 0) & (with_arm <= (1.0 - OWN_CLOCK_SHARE) * stamps)
         n_apart = int(np.count_nonzero(apart))
         if n_apart and n_apart + self._n_own < self._n:
             self._own = (own | apart).tolist()
