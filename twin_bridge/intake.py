@@ -12,31 +12,32 @@ rejected).
 twin_bridge and twin_sim (mirror mode) both use it, so a residual is one DDS hop from the robot
 and both nodes judge a message the same way.
 
-A sample holds the values of one header stamp only. A robot that publishes its joints in
-several messages per stamp (an arm and its gripper) has them merged: the sample of a stamp comes
-out with the message that completes it (every model joint received with that stamp); a robot
-that publishes every joint in one message gets its sample at once, with no wait. A stamp whose
-joints are not all in before a newer stamp starts gives no sample (counted as
+A sample holds the values of one header stamp only. A robot that publishes its joints in several
+messages per stamp (an arm and its gripper) has them merged: the sample of a stamp comes out
+with the message that completes it (every model joint received with that stamp); a robot that
+publishes every joint in one message gets its sample at once, with no wait. A stamp whose joints
+are not all in before a newer stamp starts gives no sample (counted as
 ``joint_states.incomplete_stamps``; a message that arrives for it afterwards as
 ``joint_states.late_parts``), and a message that only repeats joints its stamp already had as
 ``joint_states.repeated_stamps``. Joints that come on a clock of their own (a gripper driver
 that publishes its joints on ``/joint_states`` with its own stamps, at its own rate or at the
-arm's rate but stamped apart) would leave every stamp incomplete. The arm is the group with the
-most joints among those whose stamps come at least ``ARM_RATE_SHARE`` as often as the most
-frequent ones (so a gripper driver faster than the arm does not take its place), of equal
-groups the more frequent;
-when ``OWN_CLOCK_RUN`` of its stamps in a row lacked the same joints, and those came in stamps
-of their own (without the arm's joints; a joint lost with the last part of the arm's stamps
-comes with the arm's other joints when it comes), those are held between their messages for
-the samples of the arm (their messages counted as ``joint_states.own_clock_parts``, their
-names in the status), as long as their latest stamp is
-less than ``OWN_CLOCK_STALE_S`` older than the sample's. Held is first-order: a held joint's
+arm's rate but stamped apart) would leave every stamp incomplete; on the arm's clock at a lower
+rate (two broadcasters of one controller manager), all but every n-th. The arm is the group with
+the most joints among those whose stamps come at least ``ARM_RATE_SHARE`` as often as the most
+frequent ones (so a gripper driver faster than the arm does not take its place), of equal groups
+the more frequent; when ``OWN_CLOCK_RUN`` of its incomplete stamps lacked the same joints
+(complete stamps among them in at most 1 in 5: a message lost now and then starts the count
+over), and those joints came in stamps of their own or not at all (without the arm's joints; a
+joint lost with the last part of the arm's stamps comes with the arm's other joints when it
+comes), those are held between their messages for the samples of the arm (their messages counted
+as ``joint_states.own_clock_parts``, their names in the status), as long as their latest stamp
+is less than ``OWN_CLOCK_STALE_S`` older than the sample's. Held is first-order: a held joint's
 position is carried forward from its latest message by that message's velocity times the
-message's age at the sample's stamp (held as it is without a velocity); its velocity and
-effort are the message's, one reading of one time (the mirror's friction and dynamics take
-them together). A position held as it came would step once per message and stand still in
-between, which the mirror read as motion residuals and the stream checks as noise. Such a
-sample's ``fresh`` says which joints are new readings (see :class:`RobotSample`).
+message's age at the sample's stamp (held as it is without a velocity); its velocity and effort
+are the message's, one reading of one time (the mirror's friction and dynamics take them
+together). A position held as it came would step once per message and stand still in between,
+which the mirror read as motion residuals and the stream checks as noise. Such a sample's
+``fresh`` says which joints are new readings (see :class:`RobotSample`).
 A sample's velocity and effort are those its stamp's messages gave: an empty
 ``velocity``/``effort`` array ("not provided") makes them NaN for its joints (the sample's
 ``velocity`` is then None: the mirror and the detector differentiate positions; an effort NaN
@@ -68,9 +69,9 @@ ASSEMBLY_COUNTERS = ('incomplete_stamps', 'late_parts', 'repeated_stamps', 'own_
 """How the messages of a robot that splits its joints over several messages per stamp were
 merged (see the module's docstring); reported as ``joint_states.<key>``."""
 OWN_CLOCK_RUN = 10
-"""Incomplete stamps of the arm in a row, lacking the same joints (in ``OWN_CLOCK_SHARE`` of
-them), after which those joints are taken to come on a clock of their own (see the module's
-docstring)."""
+"""Incomplete stamps of the arm lacking the same joints (in ``OWN_CLOCK_SHARE`` of them; complete
+stamps in at most ``1 - OWN_CLOCK_SHARE`` of the stamps counted), after which those joints are
+taken to come on a clock of their own (see the module's docstring)."""
 OWN_CLOCK_SHARE = 0.8
 """How the incomplete stamps are read into groups: joints that come in this share of a joint's
 stamps are its group; groups whose stamps come this share as often as the most frequent ones
@@ -224,7 +225,9 @@ class RobotIntake:
         self._got = list(self._no_joint)    # its joints received so far
         self._count = 0                 # how many of them
         self._done = False              # its sample has been given out
-        self._incomplete_run = 0        # incomplete stamps since the last sample
+        self._incomplete_run = 0        # incomplete stamps of the window (see _count_complete)
+        self._complete_run = 0          # complete ones among them
+        self._incomplete_since = 0      # incomplete stamps since the last sample
         self._together[:] = 0           # [i, j]: how many of those had both joints i and j
         self._resyncs = 0               # the validator's clock resyncs seen
         self._sample_now = -math.inf    # when the last sample was complete (local clock), s
@@ -267,10 +270,31 @@ class RobotIntake:
                 self._complete = self._done = True
             if self._complete:
                 self._sample_now = now
+                self._incomplete_since = 0
                 if self._incomplete_run:
-                    self._incomplete_run = 0
-                    self._together[:] = 0
+                    self._count_complete()
         return reason
+
+    def _count_complete(self):
+        """
+        Count a complete stamp among incomplete ones: start their window over, or keep it.
+
+        The incomplete stamps are read for joints on a clock of their own over a window that
+        a complete stamp ends only when complete stamps are more than ``1 - OWN_CLOCK_SHARE``
+        of it: a message lost now and then starts it over, while a group published on the
+        arm's clock at a fifth of its rate or less (two broadcasters of one controller
+        manager: the group's stamps are every n-th of the arm's, so they complete) lacks in
+        most stamps of a window that its complete ones do not end.
+        """
+        self._complete_run += 1
+        total = self._incomplete_run + self._complete_run
+        if self._complete_run > (1.0 - OWN_CLOCK_SHARE) * total + 1e-9:    # (1 in 5: kept)
+            self._start_window()
+
+    def _start_window(self):
+        """Forget the incomplete stamps counted so far."""
+        self._incomplete_run = self._complete_run = 0
+        self._together[:] = 0
 
     def _merge(self, idx, stamp):
         """Add one accepted message's joints to its stamp's sample; return whether complete."""
@@ -343,6 +367,7 @@ class RobotIntake:
         """Count an incomplete stamp that had the joints ``got`` (list of bool, model order)."""
         self.assembly.add('incomplete_stamps')
         self._incomplete_run += 1
+        self._incomplete_since += 1
         had = np.array(got)
         self._together += np.outer(had, had)
         if self._incomplete_run >= OWN_CLOCK_RUN:
@@ -380,13 +405,12 @@ class RobotIntake:
         # parts took away comes with some of the arm's other joints whenever it comes
         # (``with_arm``: per joint, the most stamps it shared with any one joint not lacking)
         with_arm = together[:, ~lacking & ~own].max(axis=1)
-        apart = lacking & (stamps > 0) & (with_arm <= (1.0 - OWN_CLOCK_SHARE) * stamps)
+        apart = lacking & (with_arm <= (1.0 - OWN_CLOCK_SHARE) * stamps)
         n_apart = int(np.count_nonzero(apart))
         if n_apart and n_apart + self._n_own < self._n:
             self._own = (own | apart).tolist()
             self._n_own += n_apart
-            self._incomplete_run = 0
-            together[:] = 0
+            self._start_window()
 
     def sample(self, stamp_sec_nsec, taken=None, waited=0.0):
         """
@@ -523,7 +547,7 @@ class RobotIntake:
         states = self.watchdog.check(now)
         m = self.mapper
         if m.all_received and all(state == OK for state in states.values()):
-            if self._incomplete_run and \
+            if self._incomplete_since and \
                     not now - self._sample_now <= self.watchdog.stale_timeout_s:
                 return 'WARN', self._incomplete_text(now)
             no_effort = m.never_received('effort')
@@ -553,7 +577,7 @@ class RobotIntake:
         lacking = [n for n, k in zip(self.mapper.joint_names, lacked) if k and k == most]
         since = ('since the start' if self._sample_now == -math.inf else
                  f'for {now - self._sample_now:.1f} s')
-        return (f'no complete joint sample {since}: the last {self._incomplete_run} stamps of '
+        return (f'no complete joint sample {since}: the last {self._incomplete_since} stamps of '
                 f'{self.joints.topic} lacked {", ".join(lacking) or "some joints"} (each '
                 'sample takes every joint with one stamp): publish them with the stamp of the '
                 'others, or hold them fixed with locked_joints')
