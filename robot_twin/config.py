@@ -328,7 +328,8 @@ PARAMETERS = {
                   min=0.1, max=3600.0, read_only=True),
         ParamSpec('stream_warn.missing_share', float, 0.01,
                   "/twin/status is WARN while more than this share of the robot's samples in "
-                  'the window are missing from its stream (its stamp gaps; one-process twin).',
+                  'the window are missing from its stream (its stamp gaps; one-process twin), '
+                  'or of its stamps gave no sample (their joints not all in with one stamp).',
                   min=0.0, max=1.0, read_only=True),
         ParamSpec('stream_warn.lost_in_twin_share', float, 0.0,
                   "/twin/status is WARN while more than this share of the robot's samples in "

@@ -23,6 +23,7 @@ from robot_twin.ros_env import localhost_env
 from ros_harness import DDS_KEYS, unique_domain_id
 from sensor_msgs.msg import JointState
 from test_nodes import robot_messages
+from twin_bridge.intake import RobotIntake
 from twin_sim.resources import builtin_urdf
 from twin_sim.urdf_model import RobotModel
 
@@ -149,6 +150,36 @@ def test_without_the_anomaly_node_s_counters_only_the_rate_and_latency_count():
         '199 ms above its median (limit 50 ms)')
     # robot and twin clocks 3 s apart: a latency of 3 s on every sample is not late samples
     assert check.judge('OK', 'in sync', window, 3.001, 3.01) == ('OK', 'in sync')
+
+
+def test_stamps_that_gave_no_sample_make_the_stream_degraded():
+    # a gripper on the arm's clock at half its rate (two broadcasters of one controller
+    # manager): the intake merges the stamps that have it and counts the others incomplete.
+    # Before, /twin/status said OK with half of the robot's stamps giving no sample
+    intake = RobotIntake([f'joint{i}' for i in range(1, 8)], with_wrench=False)
+    check = default_check()
+    check.observe(intake.counters(), 0.0)
+    arm, gripper = [f'joint{i}' for i in range(1, 6)], ['joint6', 'joint7']
+    for k in range(2000):
+        t = 100.0 + 0.001 * k
+        sec, nanosec = divmod(100_000_000_000 + 1_000_000 * k, 1_000_000_000)
+        for names in [arm] + ([gripper] if k % 2 == 0 else []):
+            assert intake.joint_state(names, [0.1] * len(names), [0.0] * len(names),
+                                      [1.0] * len(names), t, t + 0.0003, nanosec) is None
+            intake.sample((sec, nanosec))
+    window = check.observe(intake.counters(), 2.0)
+    assert (window.samples, window.incomplete) == (1000, 999)
+    assert window.values()['joint_states.incomplete_share'] == pytest.approx(0.4997, abs=1e-4)
+    level, message = check.judge(*intake.sync_status(102.0), window, 0.0003, 0.0004)
+    assert level == 'WARN' and message == (
+        "joint_states degraded in the last 2.0 s, 500 Hz received: 999 of the robot's 1999 "
+        'stamps gave no sample, their joints not all in with one stamp (50.0%, limit 1.0%; '
+        'publish every joint with each stamp, or the others on stamps of their own)')
+    # on the limit (1 in 100) it is not degraded
+    assert default_check().judge('OK', 'in sync', StreamWindow(5.0, 2475, incomplete=25),
+                                 0.0, 0.001) == ('OK', 'in sync')
+    assert default_check().judge('OK', 'in sync', StreamWindow(5.0, 2474, incomplete=26),
+                                 0.0, 0.001)[0] == 'WARN'
 
 
 def test_stale_and_error_stay_and_a_warning_keeps_its_message():

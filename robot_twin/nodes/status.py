@@ -156,6 +156,7 @@ class MirrorResultCheck:
 SAMPLES = 'joint_states.samples'
 MISSING = 'joint_states.missing'
 LOST_IN_TWIN = 'joint_states.lost_in_twin'
+INCOMPLETE = 'joint_states.incomplete_stamps'
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,11 @@ class StreamWindow:
         counted in this process (the anomaly node runs in another).
     lost : int or None
         Samples lost in the twin's own input queue in it; None when not counted here.
+    incomplete : int or None
+        The robot's stamps that gave no sample in it, their joints not all in with one stamp
+        (the intake's ``joint_states.incomplete_stamps``: a message of a split stamp lost or
+        late, or joints published on stamps of their own or at a lower rate and not held);
+        None when not counted.
 
     """
 
@@ -182,6 +188,7 @@ class StreamWindow:
     samples: int
     missing: int = None
     lost: int = None
+    incomplete: int = None
 
     @property
     def expected(self):
@@ -203,9 +210,13 @@ class StreamWindow:
         ``joint_states.expected_rate_hz`` (samples taken, missing and lost per second: the
         robot's own rate as its stamps tell it),
         ``joint_states.missing_share`` and ``joint_states.lost_in_twin_share`` (of those
-        expected samples).
+        expected samples); with the intake's counter ``joint_states.incomplete_share`` (of the
+        stamps that gave a sample or were counted incomplete).
         """
         out = {'joint_states.rate_hz': self.rate_hz(self.samples)}
+        if self.incomplete is not None:
+            stamps = self.samples + self.incomplete
+            out['joint_states.incomplete_share'] = self.incomplete / stamps if stamps else 0.0
         expected = self.expected
         if expected is not None:
             out['joint_states.expected_rate_hz'] = self.rate_hz(expected)
@@ -226,9 +237,10 @@ class StreamCheck:
     """
     Rate of the robot's joint-state stream, and WARN while it is degraded, over a recent window.
 
-    From the counters of /twin/status (``joint_states.samples`` of the intake,
-    ``joint_states.missing`` and ``joint_states.lost_in_twin`` of the anomaly node's stream
-    checks) over the last ``window_s``, and the latency's tail, ``latency_p99_s`` above
+    From the counters of /twin/status (``joint_states.samples`` and
+    ``joint_states.incomplete_stamps`` of the intake, ``joint_states.missing`` and
+    ``joint_states.lost_in_twin`` of the anomaly node's stream checks) over the last
+    ``window_s``, and the latency's tail, ``latency_p99_s`` above
     ``latency_p50_s`` (over the intake's last 1000 samples; the latency itself includes any
     offset between the robot's and the twin's clocks, its tail does not): a stream that
     recovers is OK again once its bad stretch has left the window.
@@ -239,7 +251,8 @@ class StreamCheck:
     window_s : float
         Span of the window, s (> 0).
     missing_share : float
-        Share of the robot's samples missing from its stream above which the level is WARN.
+        Share of the robot's samples missing from its stream above which the level is WARN;
+        also the share of its stamps that gave no sample (``joint_states.incomplete_stamps``).
     lost_in_twin_share : float
         Share of them lost in the twin's own input queue above which the level is WARN (0: any).
     latency_tail_s : float
@@ -262,8 +275,8 @@ class StreamCheck:
         Parameters
         ----------
         values : dict
-            The status values (the counters of :data:`SAMPLES`, :data:`MISSING` and
-            :data:`LOST_IN_TWIN`, as far as this process has them).
+            The status values (the counters of :data:`SAMPLES`, :data:`MISSING`,
+            :data:`LOST_IN_TWIN` and :data:`INCOMPLETE`, as far as this process has them).
         now : float, s
             Local time of this status.
 
@@ -276,7 +289,7 @@ class StreamCheck:
 
         """
         entry = (now, _count(values, SAMPLES) or 0, _count(values, MISSING),
-                 _count(values, LOST_IN_TWIN))
+                 _count(values, LOST_IN_TWIN), _count(values, INCOMPLETE))
         first = _window_start(self._history, entry, self.window_s)
         since = [None if new is None or old is None else new - old
                  for new, old in zip(entry[1:], first[1:])]
@@ -318,6 +331,14 @@ class StreamCheck:
                 causes.append(f"{window.lost} samples lost in the twin's own input queue (the "
                               f'twin was starved or busy; {share:.1%}, limit '
                               f'{self.lost_in_twin_share:.1%})')
+        if window.incomplete:
+            stamps = window.samples + window.incomplete
+            share = window.incomplete / stamps
+            if share > self.missing_share:
+                causes.append(f"{window.incomplete} of the robot's {stamps} stamps gave no "
+                              'sample, their joints not all in with one stamp ('
+                              f'{share:.1%}, limit {self.missing_share:.1%}; publish every '
+                              'joint with each stamp, or the others on stamps of their own)')
         if latency_p99_s - latency_p50_s > self.latency_tail_s:
             causes.append(f'latency p99 {latency_p99_s * 1e3:.0f} ms, '
                           f'{(latency_p99_s - latency_p50_s) * 1e3:.0f} ms above its median '
