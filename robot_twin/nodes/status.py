@@ -331,7 +331,9 @@ class StreamCheck:
                 causes.append(f"{window.lost} samples lost in the twin's own input queue (the "
                               f'twin was starved or busy; {share:.1%}, limit '
                               f'{self.lost_in_twin_share:.1%})')
-        if window.incomplete:
+        if window.incomplete is not None and window.incomplete > 1:
+            # (one is the start of a robot that splits its stamps, when the twin subscribed
+            # between two messages of one stamp)
             stamps = window.samples + window.incomplete
             share = window.incomplete / stamps
             if share > self.missing_share:
