@@ -197,6 +197,11 @@ class StreamWindow:
             return None
         return self.samples + self.missing + self.lost
 
+    @property
+    def stamps(self):
+        """Return the robot's stamps in it, with a sample or incomplete (None: not counted)."""
+        return None if self.incomplete is None else self.samples + self.incomplete
+
     def rate_hz(self, count):
         """Return ``count`` per second of the window, Hz (NaN before it spans any time)."""
         return count / self.span_s if self.span_s > 0.0 else math.nan
@@ -214,8 +219,8 @@ class StreamWindow:
         stamps that gave a sample or were counted incomplete).
         """
         out = {'joint_states.rate_hz': self.rate_hz(self.samples)}
-        if self.incomplete is not None:
-            stamps = self.samples + self.incomplete
+        stamps = self.stamps
+        if stamps is not None:
             out['joint_states.incomplete_share'] = self.incomplete / stamps if stamps else 0.0
         expected = self.expected
         if expected is not None:
@@ -334,7 +339,7 @@ class StreamCheck:
         if window.incomplete is not None and window.incomplete > 1:
             # (one is the start of a robot that splits its stamps, when the twin subscribed
             # between two messages of one stamp)
-            stamps = window.samples + window.incomplete
+            stamps = window.stamps
             share = window.incomplete / stamps
             if share > self.missing_share:
                 causes.append(f"{window.incomplete} of the robot's {stamps} stamps gave no "
