@@ -27,6 +27,9 @@ faults act on the engine. :func:`nominal_run` commissions and then monitors faul
 motion in one run (false alarms, including any at the end of commissioning).
 :func:`fault_catalog` lists the faults of every type the plant knows, on chosen joints, at
 two sizes, abrupt and incipient.
+:func:`override_run` runs a commissioned robot fault-free at a lower speed override
+(:class:`SpeedOverride`: the same path, slower), as ``benchmarks/bench_override.py`` does for
+several arms, motions and overrides (false alarms).
 :func:`run_many` runs tasks on worker processes with a tqdm progress bar.
 """
 from concurrent.futures import as_completed, ProcessPoolExecutor
@@ -41,8 +44,9 @@ import warnings
 import numpy as np
 from twin_anomaly.classifier import EPISODE_AGE_CAP_S
 
-__all__ = ['ARMS', 'Case', 'FaultSpec', 'RunResult', 'commission', 'fault_catalog',
-           'monitor_config', 'nominal_run', 'robot_variant', 'run_fault', 'run_many']
+__all__ = ['ARMS', 'Case', 'FaultSpec', 'RunResult', 'SpeedOverride', 'commission',
+           'fault_catalog', 'monitor_config', 'nominal_run', 'override_run', 'reported_levels',
+           'robot_variant', 'run_fault', 'run_many']
 
 #: Arms the runs know (arm_urdf resolves them); _CENTER holds their centre poses, rad.
 ARMS = ('builtin', 'iiwa')
@@ -97,6 +101,10 @@ class Case:
         Phases and harmonics of the motion.
     period_s, fraction : float
         Period of the motion, s, and the share of the joint and velocity limits it uses.
+    center : tuple of float, optional
+        The motion's centre pose, rad (m), model joint order; default the named arm's, or
+        zeros for a URDF path (an arm whose zero pose takes much of its effort limits
+        against gravity needs one).
     sample_rate_hz : float
         Rate at which the robot sends its samples to the twin, Hz: the plant steps at 1 kHz
         and every ``1000 / sample_rate_hz``-th step is sent (1000: every step), the steps
@@ -117,6 +125,7 @@ class Case:
     period_s: float = 4.0
     fraction: float = 0.35
     sample_rate_hz: float = 1000.0
+    center: tuple = None
 
     def __post_init__(self):
         from twin_sim.plant import PlantError, step_schedule
@@ -295,7 +304,10 @@ class SimulatedRobot:
         nominal = NominalDynamics.from_urdf(urdf, model=model)
         path = Path(workdir) / f'robot_{case.seed}_{case.index}_{Path(case.arm).stem}.urdf'
         self.urdf = write_variant_urdf(nominal, self.variant['links'], path)
-        center = np.clip(np.array(_CENTER.get(case.arm, np.zeros(self.n))[:self.n], float),
+        center = case.center
+        if center is None:
+            center = _CENTER.get(case.arm, np.zeros(self.n))
+        center = np.clip(np.array(center[:self.n], float),
                          model.lower + 0.05, model.upper - 0.05)
         self.motion = DemoMotion.from_model(model, center=center, fraction=case.fraction,
                                             period_s=case.period_s, fade_in_s=1.0,
@@ -589,9 +601,12 @@ def _monitor(model, config, path, recommission, classifier):
                           classifier=classifier)
 
 
-def commission(case, path, config=None, workdir=None):
+def commission(case, path, config=None, workdir=None, motion=None):
     """
     Run a case fault-free through commissioning and save the monitor's file to ``path``.
+
+    ``motion``, optional: ``motion(robot_motion)`` gives the motion to commission on (e.g.
+    the case's motion started slowly); default the case's own.
 
     Returns
     -------
@@ -602,6 +617,8 @@ def commission(case, path, config=None, workdir=None):
     config = config or monitor_config()
     with tempfile.TemporaryDirectory(prefix='twin_faultrun_') as tmp:
         robot = SimulatedRobot(case, workdir or tmp)
+        if motion is not None:
+            robot.motion = motion(robot.motion)
         monitor = _monitor(robot.twin_model, config, path, True, _classifier('rules'))
         twin = _TwinSide(robot.twin_model, monitor)
         rng = np.random.default_rng([case.seed, case.index, 1])
@@ -729,6 +746,80 @@ def nominal_run(case, duration_s, config=None, model_path='', workdir=None):
                 next_report += config.block_s
         events += twin.handle_events()
     return _result(case, None, recorder, twin, _commissioning_summary(events))
+
+
+# ---------------------------------------------------------------------------------------------
+# A lower speed override
+# ---------------------------------------------------------------------------------------------
+
+class SpeedOverride:
+    """
+    A motion followed at ``factor`` of its speed from ``at`` s on, ramped in over ``ramp_s``.
+
+    The path rate goes from ``initial`` (1: the motion's own speed) to ``factor`` as
+    ``3 x^2 - 2 x^3`` (``x`` from 0 to 1), as an operator's override reaches a controller:
+    the same path, slower, without a jerk. A ``factor`` of 0 is a planned stop ``ramp_s``
+    long (the acceleration stays continuous); an ``initial`` below 1 with a ``factor`` of 1
+    is a robot that starts its program slowly.
+    """
+
+    def __init__(self, motion, factor, at=4.0, ramp_s=0.5, initial=1.0):
+        self.motion, self.factor, self.at, self.ramp_s = motion, factor, at, ramp_s
+        self.initial = initial
+        self.period_s = motion.period_s
+
+    def sample(self, t):
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        f, r0, ramp = self.factor, self.initial, self.ramp_s
+        x = np.clip((t - self.at) / ramp, 0.0, 1.0)
+        rate = r0 + (f - r0) * (3.0 * x ** 2 - 2.0 * x ** 3)
+        rate_dot = (f - r0) * (6.0 * x - 6.0 * x ** 2) / ramp
+        path = r0 * np.fmin(t, self.at) \
+            + ramp * (r0 * x + (f - r0) * (x ** 3 - 0.5 * x ** 4)) \
+            + f * np.fmax(t - self.at - ramp, 0.0)
+        q, qd, qdd = self.motion.sample(path)
+        return q, qd * rate[:, None], qdd * rate[:, None] ** 2 + qd * rate_dot[:, None]
+
+
+def reported_levels(case, thresholds_file, config, motion, seconds):
+    """
+    Run ``case``'s simulated robot on ``motion`` past a monitor loaded from its commissioning.
+
+    ``thresholds_file`` (a Path) is the monitor's saved file (:func:`commission`);
+    ``motion(robot_motion)`` gives the motion to run (e.g. a :class:`SpeedOverride` of it),
+    fault-free, for ``seconds``. Returns the monitor and the level it reported every block
+    from 2 s on (after the pre-roll).
+    """
+    from twin_anomaly.monitor import AnomalyMonitor
+    robot = SimulatedRobot(case, thresholds_file.parent)
+    robot.motion = motion(robot.motion)
+    monitor = AnomalyMonitor(robot.twin_model, config, thresholds_file=thresholds_file)
+    twin = _TwinSide(monitor.calibrated_model or robot.twin_model, monitor)
+    levels, next_report = [], 2.0
+    for now, m in robot.samples(seconds, [], np.random.default_rng(9)):
+        if m.t < PRE_ROLL_S:
+            continue
+        twin.feed(now, m)
+        if m.t >= next_report:
+            next_report += config.block_s
+            levels.append(monitor.report().level)
+    return monitor, levels
+
+
+def override_run(case, thresholds_file, config, factor, seconds=20.0, at=4.0):
+    """
+    Run ``case``'s robot fault-free at ``factor`` of its speed from ``at`` s on (a task).
+
+    Past a monitor loaded from ``thresholds_file`` (commissioned at the full speed). Returns a
+    dict: ``factor``, ``blocks`` reported, ``error`` and ``warn`` (blocks at that level), and
+    ``raised`` (``(stamp, group, fault_type)`` of every alarm raised: all false alarms).
+    """
+    monitor, levels = reported_levels(case, Path(thresholds_file), config,
+                                      lambda motion: SpeedOverride(motion, factor, at), seconds)
+    raised = [(round(e['stamp'], 3), e['group'], e['fault_type'])
+              for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    return {'factor': factor, 'blocks': len(levels), 'error': levels.count('ERROR'),
+            'warn': levels.count('WARN'), 'raised': raised}
 
 
 # ---------------------------------------------------------------------------------------------

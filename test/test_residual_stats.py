@@ -91,6 +91,24 @@ def test_cusum_hand_computed_sequence():
                                        (3.5, 0)])
 
 
+def test_cusum_weighted_samples_count_for_their_share():
+    """A sample of weight w steps the statistics by w (z - k): two halves make one whole."""
+    halves, whole = Cusum(2, k=0.5), Cusum(2, k=0.5)
+    for z in ([2.0, -1.5], [3.0, -4.0], [np.nan, 0.1]):
+        halves.update(z, weight=np.array([0.5, 0.5]))
+        halves.update(z, weight=np.array([0.5, 0.5]))
+        whole.update(z)
+    np.testing.assert_allclose(halves.g_pos, whole.g_pos)
+    np.testing.assert_allclose(halves.g_neg, whole.g_neg)
+    # g+ of channel 0: 0.5 (2 - 0.5) = 0.75, then + 0.5 (3 - 0.5) = 2.0; g- of channel 1
+    # 0.5 (1.5 - 0.5) = 0.5, then + 0.5 (4 - 0.5) = 2.25, then + 0.5 (-0.1 - 0.5) -> 1.95
+    weighted = Cusum(2, k=0.5)
+    for z in ([2.0, -1.5], [3.0, -4.0], [np.nan, 0.1]):
+        weighted.update(z, weight=np.array([0.5, 0.5]))
+    np.testing.assert_allclose(weighted.g_pos, [2.0, 0.0])
+    np.testing.assert_allclose(weighted.g_neg, [0.0, 1.95])
+
+
 def test_cusum_detects_small_mean_shift_and_cap_bounds_recovery():
     rng = np.random.default_rng(6)
     cus = Cusum(1, k=0.5, cap=20.0)

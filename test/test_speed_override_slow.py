@@ -10,6 +10,7 @@ joint (its effort beyond gravity and friction) stayed under 6 % of it.
 """
 import numpy as np
 from plant_testing import reported_levels, SpeedOverride
+import pytest
 
 from robot_twin import fault_runs
 from twin_anomaly.monitor import MonitorConfig
@@ -30,7 +31,7 @@ def test_the_iiwa_run_at_half_its_commissioning_speed_raises_no_alarm(tmp_path):
     assert raised == [] and 'ERROR' not in levels
 
 
-def flat_run(holding_effort, driving_share):
+def flat_run(holding_effort, driving_share, flat_pace=None):
     """
     Return the flat run of one joint moving at 0.1 rad/s with an effort of exactly 10 N·m.
 
@@ -43,7 +44,7 @@ def flat_run(holding_effort, driving_share):
         t = k * 1e-3
         checks.update(t, np.array([0.1 * t]), np.array([0.1]), np.array([10.0]))
         if k and k % 20 == 0:
-            block = checks.take_block(np.zeros(1), holding_effort, driving_share)
+            block = checks.take_block(np.zeros(1), holding_effort, driving_share, flat_pace)
     return float(block.flat_run_s[0])
 
 
@@ -52,3 +53,10 @@ def test_a_flat_effort_that_holds_the_joint_counts_only_where_no_share_is_asked(
     assert flat_run(np.array([9.5]), 0.1) == 0.0         # 5 % of it accelerates the joint
     assert flat_run(np.array([8.5]), 0.1) > 0.9          # 15 % of it accelerates the joint
     assert flat_run(None, 0.1) > 0.9                     # no model: the level counts whole
+
+
+def test_a_flat_window_adds_the_share_of_its_duration_it_is_given():
+    """The monitor counts flat runs slower at a lower override: a share of each window."""
+    whole = flat_run(None, 0.0)
+    assert whole > 0.9
+    assert flat_run(None, 0.0, np.array([0.25])) == pytest.approx(0.25 * whole)

@@ -397,8 +397,9 @@ class FusedDetector:
         pace : (C,) array_like, optional
             Per channel, the share of a commissioning block's worth of motion this block
             covers, in (0, 1] (default 1): each level EWMA takes that share of its usual step,
-            so that a channel judged along the robot's path sees a slower run of the same
-            path as the commissioning one, not a longer one.
+            and each drift statistic that share of its usual increment, so that a channel
+            judged along the robot's path sees a slower run of the same path as the
+            commissioning one, not a longer one.
 
         Returns
         -------
@@ -415,7 +416,9 @@ class FusedDetector:
         ewma = self.ewma
         alpha = self._alpha if pace is None else self._alpha * pace
         ewma += np.where(valid, alpha * (z - ewma), 0.0)
-        self._cusum.update(np.where(valid & self._drift, z / lt['long_run_factor'], np.nan))
+        # (the drift statistics follow the path too: a steady offset adds as much per path)
+        self._cusum.update(np.where(valid & self._drift, z / lt['long_run_factor'], np.nan),
+                           pace)
         per_channel = self._judge(t)
         score = self.score
         was = self.alarm.copy()

@@ -385,6 +385,7 @@ class AnomalyMonitor:
         self._settle_until = self._overloaded_until = -math.inf
         self._learn_t0 = None
         self._phase1 = []                  # (log_d2, speed) of the collect blocks
+        self._speed_sq = np.zeros((2, self.n))  # sum of block speed^2, count: whole collect
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
         self._lag_learned = False
         self._saved = False
@@ -799,6 +800,7 @@ class AnomalyMonitor:
             # level, which read as a stuck velocity sensor after the twin lost samples
             noise[:] = np.nan
         rest = blk.resting
+        sticking = np.zeros(n)        # share of its static friction band a joint may hold
         if rest is not None and rest.any():
             # a joint at rest may read quieter than while it moves (an encoder that holds
             # still, a velocity of exactly zero): a drop of its noise says nothing about a
@@ -818,10 +820,22 @@ class AnomalyMonitor:
             known = np.isfinite(blk.pace)
             pace = float(blk.pace[known].mean()) if known.any() else 0.0
             if pace < _PACE_OF_MOTION:
-                band = self._static_friction[rest]
-                for column in (0, 1):
-                    r = joint[rest, column]
-                    joint[rest, column] = np.sign(r) * np.maximum(np.abs(r) - band, 0.0)
+                sticking[rest] = 1.0
+        # likewise a joint that stops, turns or creeps within the block (it hardly got
+        # anywhere) while the others show the robot run slower than in commissioning: there
+        # it dwells at each turn as long as the override is low, sticking, where commissioning
+        # saw it pass in a moment (a stick at a turn of the built-in arm's joint2 at 40 %
+        # read 27 times the residual's spread). In full from an override of _FULL_OVERRIDE
+        # down, nothing at the commissioning pace
+        with np.errstate(invalid='ignore'):
+            slow = ~(blk.speed > self.checks.min_speed)      # (NaN: a block without duration)
+        np.fmax(sticking, np.where(slow, _override_weight(self._override, 1.0), 0.0),
+                out=sticking)
+        if sticking.any():
+            band = sticking * self._static_friction
+            for column in (0, 1):
+                r = joint[:, column]
+                joint[:, column] = np.sign(r) * np.maximum(np.abs(r) - band, 0.0)
         settling = self._last_t is not None and self._last_t < self._settle_until
         if settling:       # a payload is being picked up or put down, or the stream just began
             joint[:, 0:2] = np.nan
@@ -864,19 +878,30 @@ class AnomalyMonitor:
     # only. So, for the observer channels of each joint: the override is estimated from the
     # other joints' speeds against commissioning (their median RMS pace over 1 s), and the
     # lower it is, the more (i) the residual is judged against its commissioning spread at
-    # the joint's present pace (wider near zero speed) and (ii) the smoothing follows the
-    # path rather than the clock. At the commissioning pace nothing changes.
+    # the joint's present pace (wider near zero speed), (ii) the smoothing and the drift
+    # sums follow the path rather than the clock, and (iii) a joint that stops or turns
+    # within a block may hold its static friction band unexplained (_assemble). The flat
+    # effort check is judged at the override too (_flat_driving). At the commissioning pace
+    # nothing changes. Checked on three arms and ten motions each, overrides from 80 to 20 %
+    # (benchmarks/bench_override.py).
 
     def _flat_driving(self, t):
         """
         Return what the flat-effort check needs to judge a flat window at the speed override.
 
-        Returns ``(holding, share)``: the effort that holds each joint at the block's last
-        sample, stamp ``t`` (n,) N·m (gravity and friction at its velocity, as the observer's
-        model has them; None when nothing is asked), and the share of a flat window's level
-        (n,) that must go beyond it, accelerating the joint, for the window to count
-        (sensor_checks). Run slower than in commissioning, the inertial torques are small
-        and a joint's effort stays flat at the holding effort wherever gravity hardly changes
+        Returns ``(holding, share, pace)``: the effort that holds each joint at the block's
+        last sample, stamp ``t`` (n,) N·m (gravity and friction at its velocity, as the
+        observer's model has them; None when nothing is asked), the share of a flat window's
+        level (n,) that must go beyond it, accelerating the joint, for the window to count,
+        and the share of its paced duration (n,) a flat window adds to a run (None: all;
+        sensor_checks). Paced runs are path lengths, but along the same path run slower the
+        efforts change slower still: their inertial part goes with the override squared, so
+        a joint's effort stays flat over more of its path (the built-in arm's joint1, its
+        effort friction and inertia, read 1.3 times its flat threshold at 60 %). Below
+        _FLAT_FREE_OVERRIDE a window adds ``(override / _FLAT_FREE_OVERRIDE)^2`` of it.
+
+        Run slower than in commissioning, the inertial torques are small and a joint's effort
+        stays flat at the holding effort wherever gravity hardly changes
         along the path; a drive clipped under such a load is short of it and lets its joint
         fall behind. At about the commissioning speed nothing is asked: a flat run there is
         one that commissioning did not see, whatever drives it. For a robot that reports no
@@ -884,8 +909,11 @@ class AnomalyMonitor:
         positions flips the sign of Coulomb friction at low speed on the sensor noise alone.
         """
         override = self._override
-        if self.observer is None or self._q is None or not (override < _FLAT_FREE_OVERRIDE).any():
-            return None, 0.0
+        if not (override < _FLAT_FREE_OVERRIDE).any():
+            return None, 0.0, None
+        pace = np.fmin(1.0, override / _FLAT_FREE_OVERRIDE) ** 2
+        if self.observer is None or self._q is None:
+            return None, 0.0, pace
         weight = _override_weight(override, _FLAT_FREE_OVERRIDE)
         model = self.observer.model
         qd = self._qd
@@ -893,7 +921,7 @@ class AnomalyMonitor:
                 and t > self._block_start[0]:       # (a robot without velocity: see update)
             qd = (self._q - self._block_start[1]) / (t - self._block_start[0])
         return (model.gravity(self._q) + model.friction_model.torque(qd),
-                _FLAT_DRIVING_SHARE * weight)
+                _FLAT_DRIVING_SHARE * weight, pace)
 
     def _learn_pace_bands(self, blk, x):
         """Add a learned block's observer values to the sums of their joint's pace band."""
@@ -1001,6 +1029,9 @@ class AnomalyMonitor:
     def _collect_block(self, t, blk, x):
         cfg = self.config
         collect_s = cfg.calibration_fraction * cfg.commissioning_duration_s
+        known = np.isfinite(blk.speed)
+        self._speed_sq[0, known] += blk.speed[known] ** 2
+        self._speed_sq[1, known] += 1.0
         if not self._lag_learned:
             self._phase1.append((blk.log_d2, blk.speed))
             if t - self._t0 >= _WARMUP_FRACTION * collect_s:
@@ -1013,6 +1044,14 @@ class AnomalyMonitor:
             return
         if not self._lag_learned:
             self._learn_signals()
+        # the joints' usual speeds (the pace of flat runs and of the speed override) over the
+        # whole collect step, not its warm-up only: a robot that starts from rest, or homes
+        # first, moves slower in its first seconds than in its program, and a usual speed
+        # taken there read the program itself as run at up to twice the commissioning pace
+        # (several times after a slow first cycle), so that a lower override was not seen
+        with np.errstate(all='ignore'):
+            typical = np.sqrt(self._speed_sq[0] / self._speed_sq[1])
+        self.checks.set_pace_speed(np.where(typical > 0.0, typical, np.nan))
         if self._calibrator is None:
             self._start_learning(t)
         elif not self._calibrator.ready:

@@ -305,14 +305,23 @@ class Cusum:
         self.g_neg = np.zeros(n)
         self._z = np.zeros(n)
 
-    def update(self, z):
-        """Fold one standardized sample per channel in (``z`` : (C,)); non-finite is skipped."""
+    def update(self, z, weight=None):
+        """
+        Fold one standardized sample per channel in (``z`` : (C,)); non-finite is skipped.
+
+        ``weight`` (C,), optional: how much of a sample each one counts for, in (0, 1] (the
+        statistics step ``weight (z - k)``): a monitor that follows the robot's path counts a
+        sample of a slower run as the share of a usual sample's path it covers.
+        """
         z = np.asarray(z, dtype=float)
         valid = np.isfinite(z)
         zc = self._z
         zc.fill(0.0)
         np.copyto(zc, z, where=valid)
         k = np.where(valid, self.k, 0.0)
+        if weight is not None:
+            zc *= weight
+            k = k * weight
         np.maximum(self.g_pos + zc - k, 0.0, out=self.g_pos)
         np.maximum(self.g_neg - zc - k, 0.0, out=self.g_neg)
         if self.cap is not None:

@@ -72,7 +72,9 @@ their own past instead, per joint, with no model:
   always: a clipped joint that friction mostly loads runs on at the speed where friction
   takes the clipped torque, its effort flat at the holding effort. At the commissioning
   speed such a flat run is still found: the caller asks for a share only from a lower
-  override on);
+  override on). The caller may also have a window add only a share of its paced duration
+  (``flat_pace``): along the same path run slower, efforts change slower still (their
+  inertial part goes with the override squared);
 - **stream**: samples missing from the stream (stamp gaps against the typical period), samples
   that repeat the previous one exactly (a stale resend; left out of the other checks) and,
   when the caller passes receive times, the latency of each sample. A gap is the robot's (or
@@ -763,7 +765,8 @@ class SensorChecks:
         np.copyto(self._read_m, m, where=f)
 
     # ------------------------------------------------------------------ per block
-    def take_block(self, unexplained_effort=None, holding_effort=None, driving_share=0.0):
+    def take_block(self, unexplained_effort=None, holding_effort=None, driving_share=0.0,
+                   flat_pace=None):
         """
         Close the current block and return its :class:`BlockChecks`; None if it was empty.
 
@@ -785,6 +788,10 @@ class SensorChecks:
         driving_share : float or (n,) array_like
             Share of a flat window's level that must accelerate the joint (beyond the holding
             effort) for the window to extend a run, per joint (0: any window counts).
+        flat_pace : (n,) array_like, optional
+            Share of its paced duration a flat window adds to a run, per joint, in (0, 1]
+            (None: all of it): the monitor counts flat runs slower at a lower speed override,
+            where efforts change more slowly along the path (see the module docstring).
 
         """
         if self._count == 0:
@@ -812,7 +819,7 @@ class SensorChecks:
             moving = speed > self.min_speed         # (False for a block without duration)
             pace = speed / self.pace_speed          # NaN where no usual pace is known
         self._flat_window(fresh, last_q, unexplained_effort, holding_effort,
-                          driving_share)                             # (sets _moving_block)
+                          driving_share, flat_pace)                  # (sets _moving_block)
         latency = min(self._lat_min, self._lat_last)
         # a block whose steps were mostly irregular (a stall made up) tells no noise level;
         # else the smaller of the two levels (module docstring). The rates' sum is per s^2:
@@ -846,15 +853,17 @@ class SensorChecks:
         self._t_first = self._t
         return out
 
-    def _flat_window(self, fresh, last_q, unexplained_effort, holding_effort, driving_share):
+    def _flat_window(self, fresh, last_q, unexplained_effort, holding_effort, driving_share,
+                     flat_pace=None):
         """
         Add the closing block to the flat-effort window; judge the window once it is full.
 
         ``fresh``: the block's new readings; ``last_q`` (n,): its newest positions, rad;
-        ``unexplained_effort``, ``holding_effort``, ``driving_share``: as :meth:`take_block`
-        was given them (the share of the window's last block). The window is judged as
-        one block would be (its readings' standard deviation and mean, its speed and duration
-        from the newest sample before it): a window of one block gives that block's figures.
+        ``unexplained_effort``, ``holding_effort``, ``driving_share``, ``flat_pace``: as
+        :meth:`take_block` was given them (the share and pace of the window's last block).
+        The window is judged as one block would be (its readings' standard deviation and mean,
+        its speed and duration from the newest sample before it): a window of one block gives
+        that block's figures.
         """
         if self._win_blocks == 0:
             self._win_q_first = self._q_first
@@ -882,6 +891,8 @@ class SensorChecks:
             moving = speed > self.min_speed
             pace = speed / self.pace_speed
         paced = duration * np.where(np.isfinite(self.pace_speed), pace, 1.0)
+        if flat_pace is not None:
+            paced = paced * flat_pace
         # the mean unexplained effort of the blocks that knew it (none: the whole effort)
         level = mean - _known_mean(self._win_unexplained, self._win_known)
         # the part of it that accelerates the joint (inf where the holding effort is unknown)
@@ -987,6 +998,16 @@ class SensorChecks:
         self.pace_speed = vector(np.nan if pace_speed is None else pace_speed)
         self._flat_run.fill(0.0)
         self._flat_ref.fill(np.nan)
+
+    def set_pace_speed(self, pace_speed):
+        """
+        Set the joints' usual speeds (n,), rad/s (m/s); NaN: count flat runs in plain seconds.
+
+        As ``pace_speed`` of :meth:`set_flat`, whose other settings and runs stay: the monitor
+        takes a first figure from the warm-up of commissioning and this one from more of it.
+        """
+        self.pace_speed = np.broadcast_to(np.asarray(pace_speed, dtype=float),
+                                          (self.n,)).copy()
 
 
 def _add_known(total, count, values):
