@@ -6,7 +6,8 @@ of ``bench_anomaly.py`` make them: MuJoCo, masses off by up to 8 %, Coulomb fric
 rotor inertia the URDF lacks, sensor noise), the monitor commissions at the motion's full
 speed; then the same robot, restarted, follows the same path at each ``--factors`` share of
 its speed from 4 s on (ramped in over 0.5 s, as an operator's override reaches a
-controller), fault-free, for ``--seconds``. Every alarm is a false one. Printed and written
+controller), fault-free, for ``--seconds``; the robots send every sample of the plant's 1 kHz
+steps, or at ``--sample-rate-hz``. Every alarm is a false one. Printed and written
 to ``--output``: the blocks (20 ms) at ERROR per arm, seed and override, the alarms raised,
 runs.csv, and a plot of the table.
 
@@ -51,6 +52,8 @@ def main(argv=None):
     parser.add_argument('--seconds', type=float, default=20.0, help='each run, s (default 20)')
     parser.add_argument('--commissioning-s', type=float, default=20.0,
                         help='commissioning at full speed, s (default 20)')
+    parser.add_argument('--sample-rate-hz', type=float, default=1000.0,
+                        help='rate the robots send their samples at (1000 and its divisors)')
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--output', default='out/bench_override')
     args = parser.parse_args(argv)
@@ -60,7 +63,7 @@ def main(argv=None):
     config = fault_runs.monitor_config(commissioning_duration_s=args.commissioning_s,
                                        model_path='rules')
     cases = [fault_runs.Case(arm=arm, engine='mujoco', seed=seed, index=0, motion_seed=seed,
-                             center=CENTERS.get(arm))
+                             sample_rate_hz=args.sample_rate_hz, center=CENTERS.get(arm))
              for arm in args.arms for seed in args.seeds]
     with tempfile.TemporaryDirectory(prefix='bench_override_') as tmp:
         paths = [str(Path(tmp) / f'case_{i}.yaml') for i in range(len(cases))]
@@ -102,6 +105,7 @@ def summarize(rows, args):
         arm['blocks'] += row['blocks']
     full = [row for row in rows if row['factor'] >= 1.0]
     return {'seeds': args.seeds, 'factors': args.factors, 'seconds': args.seconds,
+            'sample_rate_hz': args.sample_rate_hz,
             'slower': per_arm,
             'full_speed_runs_with_error': sum(row['error'] > 0 for row in full)}
 
