@@ -39,10 +39,6 @@ SEEDS = (4242, 7, 123, 11, 29, 57, 3, 19, 41, 88)
 FACTORS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
-def _label(arm):
-    return Path(arm).stem if arm not in fault_runs.ARMS else arm
-
-
 def main(argv=None):
     """Run the table; print it and write it to ``--output``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -76,7 +72,7 @@ def main(argv=None):
     rows = []
     for k, result in enumerate(results):
         case = cases[k // len(args.factors)]
-        rows.append({'arm': _label(case.arm), 'seed': case.seed, **result,
+        rows.append({'arm': Path(case.arm).stem, 'seed': case.seed, **result,
                      'raised': ' '.join(f'{t}s:{g}:{f}' for t, g, f in result['raised'])})
     with open(out / 'runs.csv', 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -384,8 +384,8 @@ class AnomalyMonitor:
         self._last_t = None
         self._settle_until = self._overloaded_until = -math.inf
         self._learn_t0 = None
-        self._phase1 = []                  # (log_d2, speed) of the collect blocks
-        self._speed_sq = np.zeros((2, self.n))  # sum of block speed^2, count: whole collect
+        self._phase1 = []                  # log_d2 of the warm-up's blocks
+        self._speed_sq = np.zeros((2, self.n))  # sum of block speed^2, count: collect so far
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
         self._lag_learned = False
         self._saved = False
@@ -1033,7 +1033,7 @@ class AnomalyMonitor:
         self._speed_sq[0, known] += blk.speed[known] ** 2
         self._speed_sq[1, known] += 1.0
         if not self._lag_learned:
-            self._phase1.append((blk.log_d2, blk.speed))
+            self._phase1.append(blk.log_d2)
             if t - self._t0 >= _WARMUP_FRACTION * collect_s:
                 self._learn_signals()
         else:
@@ -1049,8 +1049,7 @@ class AnomalyMonitor:
         # first, moves slower in its first seconds than in its program, and a usual speed
         # taken there read the program itself as run at up to twice the commissioning pace
         # (several times after a slow first cycle), so that a lower override was not seen
-        with np.errstate(all='ignore'):
-            typical = np.sqrt(self._speed_sq[0] / self._speed_sq[1])
+        typical = self._usual_speed()
         self.checks.set_pace_speed(np.where(typical > 0.0, typical, np.nan))
         if self._calibrator is None:
             self._start_learning(t)
@@ -1089,6 +1088,11 @@ class AnomalyMonitor:
             self._log('warning', 'the calibration is still fitting at the end of its window: it '
                                  'takes over when done')
 
+    def _usual_speed(self):
+        """Each joint's RMS block speed over the collect step so far (n,), rad/s (NaN: none)."""
+        with np.errstate(all='ignore'):
+            return np.sqrt(self._speed_sq[0] / self._speed_sq[1])
+
     def _learn_signals(self):
         """
         Learn the velocity lag, effort noise and moving speed; start recording the channels.
@@ -1099,13 +1103,12 @@ class AnomalyMonitor:
         self.checks.learn_lag()
         self._lag_learned = True
         n = self.n
-        log_d2 = np.array([row[0] for row in self._phase1])
-        speed = np.array([row[1] for row in self._phase1])
+        log_d2 = np.array(self._phase1)
         with np.errstate(all='ignore'), warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)     # a joint without any data
             # white noise of std s gives second differences of variance 6 s^2
             sensor_noise = np.sqrt(np.exp(np.nanmedian(log_d2, axis=0)) / 6.0)
-            typical = np.sqrt(np.nanmean(speed ** 2, axis=0))
+        typical = self._usual_speed()                           # (of the warm-up so far)
         sensor_noise = np.nan_to_num(sensor_noise, nan=0.0)
         q_noise, qd_noise = sensor_noise[:n], sensor_noise[n:2 * n]
         noise = np.fmax(sensor_noise[2 * n:], 1e-9)
