@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 
+from _arms import center
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,7 +287,8 @@ def run(args):
     """Commission the robots, run every fault and the nominal runs; return the results."""
     config = fault_runs.monitor_config(model_path=args.model)
     cases = [fault_runs.Case(arm=arm, engine=args.engine, seed=SEED, index=i,
-                             motion_seed=SEED + i, sample_rate_hz=args.sample_rate_hz)
+                             motion_seed=SEED + i, sample_rate_hz=args.sample_rate_hz,
+                             center=center(arm))
              for arm in args.arms for i in range(args.variants)]
     with tempfile.TemporaryDirectory(prefix='bench_anomaly_') as tmp:
         paths = [str(Path(tmp) / f'case_{i}.yaml') for i in range(len(cases))]
@@ -303,7 +305,7 @@ def run(args):
                               {'model_path': args.model, 'decision_s': args.decision_s}))
         nominal_tasks = [(fault_runs.nominal_run, (fault_runs.Case(
             arm=arm, engine=args.engine, seed=SEED, index=100 + i, motion_seed=SEED + 100 + i,
-            sample_rate_hz=args.sample_rate_hz),
+            sample_rate_hz=args.sample_rate_hz, center=center(arm)),
             60.0 * args.nominal_min, config), {'model_path': args.model})
             for i, arm in enumerate(args.arms)]
         everything = fault_runs.run_many(nominal_tasks + tasks, args.workers, desc='runs')

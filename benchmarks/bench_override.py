@@ -27,14 +27,13 @@ import sys
 import tempfile
 import time
 
+from _arms import center, UR5E_LIKE
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from robot_twin import fault_runs  # noqa: E402
 
-UR5E_LIKE = str(ROOT / 'test' / 'data' / 'ur5e_like.urdf')
-CENTERS = {UR5E_LIKE: (0.0, -1.2, 1.0, -1.4, -1.57, 0.0)}
-"""Centre poses (rad) of arms given by path, whose zero pose loads them too much."""
 SEEDS = (4242, 7, 123, 11, 29, 57, 3, 19, 41, 88)
 FACTORS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
 
@@ -59,7 +58,7 @@ def main(argv=None):
     config = fault_runs.monitor_config(commissioning_duration_s=args.commissioning_s,
                                        model_path='rules')
     cases = [fault_runs.Case(arm=arm, engine='mujoco', seed=seed, index=0, motion_seed=seed,
-                             sample_rate_hz=args.sample_rate_hz, center=CENTERS.get(arm))
+                             sample_rate_hz=args.sample_rate_hz, center=center(arm))
              for arm in args.arms for seed in args.seeds]
     with tempfile.TemporaryDirectory(prefix='bench_override_') as tmp:
         paths = [str(Path(tmp) / f'case_{i}.yaml') for i in range(len(cases))]

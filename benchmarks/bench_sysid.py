@@ -11,10 +11,11 @@ and prints its held-out RMSE next to what Gaz et al. (RA-L 2019) reached on the 
 Finally, issue 14's failure: poorly exciting logs (one point-to-point move, then rest with a
 sway) of robots whose URDF is already good (bodies within 3 %, friction within 10 %): the
 held-out RMSE of the URDF, of plain least squares (identification before issue 14) and of the
-fit toward the URDF (now), and which one is used.
+fit toward the URDF (now), and which one is used; on the built-in arm, the KUKA iiwa and the
+UR5e-like arm of the tests (``--poor-arms``).
 
 Usage: python benchmarks/bench_sysid.py [--samples 20000] [--rate 1000] [--skip-panda]
-       [--poor-logs 6]
+       [--poor-logs 6] [--poor-arms builtin iiwa test/data/ur5e_like.urdf]
 """
 import argparse
 from pathlib import Path
@@ -23,12 +24,14 @@ import tempfile
 import time
 import warnings
 
+from _arms import UR5E_LIKE
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'test'))
 
+from robot_twin import fault_runs  # noqa: E402
 from sysid_testing import (ARM_FRICTION, ARM_URDF, PANDA_FINGERS, PANDA_URDF,  # noqa: E402
                            perturbed_parameters, point_to_point_log)
 
@@ -77,7 +80,10 @@ def main(argv=None):
     parser.add_argument('--rate', type=float, default=1000.0)
     parser.add_argument('--skip-panda', action='store_true')
     parser.add_argument('--poor-logs', type=int, default=6,
-                        help='poorly exciting logs to identify (0: skip)')
+                        help='poorly exciting logs to identify per arm (0: skip)')
+    parser.add_argument('--poor-arms', nargs='+', default=['builtin', 'iiwa', UR5E_LIKE],
+                        help="arms of the poorly exciting logs: 'builtin', 'iiwa' or a URDF "
+                             "path (default: those two and the tests' UR5e-like arm)")
     parser.add_argument('--progress', action='store_true')
     args = parser.parse_args(argv)
     warnings.simplefilter('ignore')
@@ -108,17 +114,18 @@ def main(argv=None):
 
     if not args.skip_panda:
         bench_panda(args)
-    if args.poor_logs:
-        bench_poor(arm, args.poor_logs)
+    for name in args.poor_arms if args.poor_logs else ():
+        bench_poor(name, args.poor_logs)
     return 0
 
 
-def bench_poor(arm, count):
-    """Poorly exciting logs: URDF, plain least squares and the fit toward the URDF."""
+def bench_poor(name, count):
+    """Poorly exciting logs of an arm: URDF, plain least squares and the fit toward the URDF."""
+    arm = load_model(fault_runs.arm_urdf(name))
     names = model_joint_names(arm)
-    print(f'bench_sysid: {count} poorly exciting logs (10.5 s at 1 kHz, one move then rest), '
-          'robots within 3 % of the URDF; mean held-out torque RMSE, N·m (worst joint ratio '
-          'to the URDF)')
+    print(f'bench_sysid: {Path(name).stem}, {count} poorly exciting logs (10.5 s at 1 kHz, one '
+          'move then rest), robots within 3 % of the URDF; mean held-out torque RMSE, N·m '
+          '(worst joint ratio to the URDF)')
     print(f'  {"log":<5}{"URDF":>8}{"plain LS":>18}{"toward URDF":>21}{"fit s":>8}')
     for seed in range(count):
         processed = prepare_log(point_to_point_log(arm, seed), names)

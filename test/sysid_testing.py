@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ARM_URDF = ROOT / 'urdf' / 'robot_twin_arm.urdf'
 PANDA_URDF = Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf'
 PANDA_FINGERS = ['panda_finger_joint1', 'panda_finger_joint2']
+IIWA_URDF = Path(pybullet_data.getDataPath()) / 'kuka_iiwa' / 'model.urdf'
+UR5E_LIKE_URDF = ROOT / 'test' / 'data' / 'ur5e_like.urdf'
 
 # A continuous joint carrying a prismatic one: the general joint types beside revolute.
 MIXED_URDF = """<?xml version="1.0"?>
@@ -208,11 +210,13 @@ def point_to_point_log(arm, seed, truth=None, friction=None):
     lo, hi = position_limits(arm)
     traj = PointToPoint(names, rng.uniform(0.6 * lo, 0.6 * hi), rng.uniform(0.6 * lo, 0.6 * hi),
                         0.2, 7.3, 10.5, amplitude=5e-4)
-    changes = {j: (rng.uniform(-0.03, 0.03), rng.uniform(-0.003, 0.003, 3)) for j in range(1, 8)}
-    scales = rng.uniform(0.9, 1.1, (7, 3))
+    n = len(names)
+    changes = {j: (rng.uniform(-0.03, 0.03), rng.uniform(-0.003, 0.003, 3))
+               for j in range(1, n + 1)}
+    scales = rng.uniform(0.9, 1.1, (n, 3))
     if truth is None:
         truth = perturbed_parameters(arm, changes)
-        friction = np.column_stack([arm.damping, arm.friction, np.zeros(7)]) * scales
+        friction = np.column_stack([arm.damping, arm.friction, np.zeros(n)]) * scales
     return simulate_log(arm, traj, rate_hz=1000.0, theta=truth,
                         friction_model='viscous-coulomb', friction=friction, seed=seed,
                         position_noise=1e-4, velocity_noise=1e-3, torque_noise=0.05, jitter=0.3)
