@@ -100,7 +100,7 @@ def _not_params(path, kind):
     elif kind == 'a config':
         path.write_text('/**:\n  ros__parameters: {urdf_path: x.urdf}\n')
     else:
-        path.write_text(f'{kind}:\n  version: 3\n  joints: [joint1]\n')
+        path.write_text(f'{kind}:\n  version: 4\n  joints: [joint1]\n')
 
 
 @pytest.mark.parametrize('command', sorted(PARAMS_COMMANDS))

@@ -162,62 +162,27 @@ def test_a_monitor_fed_at_100_hz_sees_a_clipping_drive_as_flat_effort(run_at_100
     assert monitor.checks.flat_window_readings(2.0) == pytest.approx(4.0, abs=0.01)
 
 
-def test_a_file_learned_at_100_hz_before_the_windows_is_commissioned_again(
-        run_at_100_hz, tmp_path):
+def test_a_file_of_the_previous_version_is_commissioned_again(run_at_100_hz, tmp_path):
     """
-    A file saved at 100 Hz says its windows; one without them (an older version's) is refused.
+    A version 3 file is refused with a warning, and the monitor commissions again.
 
-    The older version learned the flat channel while it read zero at that rate: loaded now, its
-    threshold would meet a check that runs. The monitor commissions again instead.
+    Version 3 learned the position-velocity sums' thresholds from the blocks alone, up to
+    twice too narrow at 100 Hz (false position alarms about three times an hour); before
+    that, files of the same version learned the flat-effort channel at 100 Hz while it could
+    not run. The file that this version saves loads.
     """
     monitor, _before, _after, path = run_at_100_hz
-    doc = yaml.safe_load(path.read_text())
-    meta = doc[MONITOR_FILE_KEY]['commissioning']
-    assert meta['flat_window_readings'] == pytest.approx(4.0, abs=0.1)     # (warm-up's)
     assert AnomalyMonitor(monitor.model, MonitorConfig(), thresholds_file=path).commissioned
-    del meta['flat_window_readings']
-    older = tmp_path / 'older.yaml'
-    older.write_text(yaml.safe_dump(doc))
-    logs = []
-    again = AnomalyMonitor(monitor.model, MonitorConfig(), thresholds_file=older,
-                           log=lambda level, text: logs.append((level, text)))
-    assert not again.commissioned
-    assert any(level == 'warning' and 'flat-effort check could not run' in text
-               and 'commissioning again' in text for level, text in logs), logs
-    # at 1 kHz the old check ran: such a file still loads without the key
-    meta['sample_rate_hz'] = 1000.0
-    older.write_text(yaml.safe_dump(doc))
-    assert AnomalyMonitor(monitor.model, MonitorConfig(), thresholds_file=older).commissioned
-
-
-def test_a_file_without_its_rate_nor_windows_is_commissioned_again_on_a_100_hz_stream(
-        run_at_100_hz, tmp_path):
-    """
-    A file of a version that saved neither its rate nor its windows: the stream's rate decides.
-
-    It loads (its rate is unknown until samples come); the first 0.2 s of a 100 Hz stream, a
-    rate at which that version's flat-effort check could not run, set it aside (before, it
-    judged the stream with a flat channel learned while it read zero).
-    """
-    monitor, _before, _after, path = run_at_100_hz
     doc = yaml.safe_load(path.read_text())
-    meta = doc[MONITOR_FILE_KEY]['commissioning']
-    del meta['flat_window_readings'], meta['sample_rate_hz']
+    doc[MONITOR_FILE_KEY]['version'] = 3
     older = tmp_path / 'older.yaml'
     older.write_text(yaml.safe_dump(doc))
     logs = []
     again = AnomalyMonitor(monitor.model, MonitorConfig(), thresholds_file=older,
                            log=lambda level, text: logs.append((level, text)))
-    assert again.commissioned
-    for k, (t, q, qd, tau) in enumerate(plant_samples(monitor.model, 100.0, seed=5)):
-        again.update(RobotSample(t, (int(t), 0), q, qd, tau), None, now=t + 0.001)
-        if k == 40:
-            break
     assert not again.commissioned
-    kinds = [e['kind'] for e in again.poll_events()]
-    assert kinds[:3] == ['thresholds_loaded', 'thresholds_refused', 'commissioning_started']
-    assert any(level == 'warning' and '100 Hz' in text and 'does not say its rate' in text
-               for level, text in logs), logs
+    assert any(level == 'warning' and 'version 3, expected 4' in text
+               and 'commissioning again' in text for level, text in logs), logs
 
 
 # ------------------------------------------------------------------ review fixes
@@ -285,11 +250,3 @@ def test_after_a_rate_change_the_band_is_learned_on_the_new_rate_s_windows():
     feed(checks, 1000.0, 1.0)
     feed(checks, 100.0, 2.0, t0=1.0)
     assert checks.flat_window_readings(2.0) == pytest.approx(4.0, abs=0.1)
-
-
-def test_a_file_learned_at_150_hz_in_whole_ns_stamps_loads():
-    """1 / the median step of whole-ns stamps at 150 Hz is 149.99999 Hz: blocks of three."""
-    from twin_anomaly.monitor import _check_flat_windows, ThresholdsError
-    _check_flat_windows('f.yaml', {'sample_rate_hz': 1e9 / 6666667}, 0.02)
-    with pytest.raises(ThresholdsError, match='re-commission'):
-        _check_flat_windows('f.yaml', {'sample_rate_hz': 125.0}, 0.02)

@@ -212,7 +212,7 @@ def _bad_recordings(run, tmp_path):
                                     f'URDF {tmp_path} is a directory; give the .urdf file')
     # thresholds the monitor refuses: the line says why (no warning of the monitor is shown)
     other = tmp_path / 'other_robot.yaml'
-    other.write_text('robot_twin_anomaly_monitor:\n  version: 3\n  joints: [a, b]\n')
+    other.write_text('robot_twin_anomaly_monitor:\n  version: 4\n  joints: [a, b]\n')
     cases['thresholds of another robot'] = (good, ['--thresholds', str(other)],
                                             'other_robot.yaml cannot be used for this robot '
                                             "and these settings: learned for joints ['a', 'b']")

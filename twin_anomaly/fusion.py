@@ -11,7 +11,10 @@ Learning (the end of commissioning, on nominal data)
     StrideBuffer`). At :meth:`FusedDetector.finish_learning` each channel gets a robust centre
     and scale (median, MAD) where it is standardized, the recorded blocks are replayed through
     the monitoring statistics, and each statistic's threshold becomes
-    ``max(floor, margin x q-quantile)`` of its replayed values. Monitoring then continues from
+    ``max(floor, margin x q-quantile)`` of its replayed values. A channel whose spread its
+    producer knows better than a window of seconds can show (a slow statistic: too few
+    independent values in it) gets that spread as the least scale and the normal
+    distribution's q-quantile as the least. Monitoring then continues from
     the replayed state, so the first monitored block is judged exactly as the learned ones
     were (nothing is restarted or re-initialized when learning ends).
 Monitoring
@@ -32,6 +35,7 @@ EWMAs start from 0 (not from the first value): a (re)started stream never produc
 """
 from dataclasses import asdict, dataclass, fields
 import math
+from statistics import NormalDist
 import warnings
 
 import numpy as np
@@ -286,7 +290,7 @@ class FusedDetector:
         """int: blocks recorded since :meth:`start_learning`."""
         return 0 if self._buffer is None else self._buffer.appended
 
-    def finish_learning(self, exclude=None):
+    def finish_learning(self, exclude=None, spread=None):
         """
         Learn centre, scale and thresholds from the recorded blocks; start monitoring.
 
@@ -298,6 +302,14 @@ class FusedDetector:
         exclude : (C,) bool array, optional
             Channels the caller knows to be meaningless here (e.g. a signal that never
             changed).
+        spread : (C,) array_like, optional
+            Standard deviation a standardized channel is known to reach, in its own unit (NaN:
+            not known), where the recorded blocks cannot show it: a statistic with a memory of
+            seconds holds only a few independent values in a learning window of tens of
+            seconds, and their spread and 0.999 quantile fall short of where it goes over
+            hours. Such a channel's scale is at least ``spread``, and its level quantile at
+            least the normal distribution's at ``threshold_quantile`` (two-sided for a signed
+            channel) in units of ``spread``.
 
         Returns
         -------
@@ -314,14 +326,22 @@ class FusedDetector:
         center, scale = robust_center_scale(rows) if len(rows) else (
             np.full(len(self.channels), np.nan),) * 2
         center = np.where(self._standardized & monitored, center, 0.0)
-        scale = np.where(self._standardized, np.fmax(np.nan_to_num(scale), self._min_scale),
-                         1.0)
+        known = np.zeros(len(self.channels))
+        if spread is not None:
+            known = np.where(self._standardized, np.nan_to_num(
+                np.asarray(spread, dtype=float), nan=0.0, posinf=0.0), 0.0)
+        scale = np.where(self._standardized,
+                         np.fmax(np.fmax(np.nan_to_num(scale), self._min_scale), known), 1.0)
         z = self._standardize(rows, center, scale)
         lrf = np.ones(len(self.channels))
         if len(rows) >= 4:
             lrf = np.fmax(1.0, np.nan_to_num(long_run_std(
                 z, upper_confidence=_LONG_RUN_CONFIDENCE), nan=1.0))
         ewma, cusum, level_q, drift_q = self._replay(rows, z, lrf, stride)
+        q = self.config.threshold_quantile
+        normal = np.where(self._signed, NormalDist().inv_cdf(0.5 + 0.5 * q),
+                          NormalDist().inv_cdf(q))
+        level_q = np.fmax(level_q, normal * known / scale)
         self.learned = {
             'monitored': monitored, 'center': center, 'scale': scale, 'long_run_factor': lrf,
             'level_quantile': level_q, 'drift_quantile': drift_q,

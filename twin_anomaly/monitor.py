@@ -49,6 +49,7 @@ Contract (the live node and ``robot-twin replay`` call the same methods in the s
     at the report rate: state = monitor.report(); events = monitor.poll_events()
     after a 'calibration_finished' event with accepted=True: monitor.calibrated_model
 """
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import copy
 from dataclasses import dataclass, fields
@@ -60,6 +61,7 @@ import threading
 import warnings
 
 import numpy as np
+from scipy.signal import lfilter
 from twin_anomaly.classifier import ClassifierError, default_model_path, EpisodeVerdict, \
     Evidence, JOINT_DETECTORS, load_classifier, PACKAGED_MODELS, RATE_BAND_BOUNDARY_HZ, \
     ROBOT_FEATURES, RuleClassifier, scores_of
@@ -67,7 +69,7 @@ from twin_anomaly.detector import DetectorState, JointStatus, ThresholdsError
 from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
 from twin_anomaly.residual_stats import alpha_from_time_constant
-from twin_anomaly.sensor_checks import FLAT_WINDOW_READINGS, SensorChecks
+from twin_anomaly.sensor_checks import SensorChecks
 from twin_sim.yaml_numbers import load_yaml
 import yaml
 
@@ -75,7 +77,11 @@ __all__ = ['AnomalyMonitor', 'MonitorConfig', 'ThresholdsError', 'FILE_VERSION']
 
 CLOCK_JUMP_S = 1.0
 """Stamps this far back mean a restarted robot clock (sim reset), not a late sample, s."""
-FILE_VERSION = 3     # 3: frozen channels and flat effort counted while the joint moves only
+FILE_VERSION = 4
+"""Version of the saved file. 3: frozen channels and flat effort counted while the joint
+moves only; 4: the position-velocity sums' thresholds built on their long-run spread
+(:meth:`AnomalyMonitor._pv_bias_spread`; a version 3 file learned them too narrow, at
+100 Hz for false alarms about three times an hour, and is commissioned again)."""
 MONITOR_FILE_KEY = 'robot_twin_anomaly_monitor'
 """Top-level key of the monitor's saved calibration and thresholds file."""
 _WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
@@ -110,6 +116,8 @@ _RATE_PROBE_S = 0.2          # ... spanning at least this long, s (blocks are no
 _RATE_TOLERANCE = 1.25       # a median step this many times longer or shorter: another rate
 _MAX_FIT_SHARE = 0.25       # the fit window takes at most this share of the learning time
 _SETTINGS = ('block_s', 'observer_gain', 'leak_s', 'threshold_quantile')
+_PV_WINDOW_S = 1.0           # the pv_bias sums' spread is told from sums of this long, s ...
+_PV_STEPS_KEPT = 16384       # ... over at most this many of the learning's last blocks
 
 
 @dataclass(frozen=True)
@@ -388,6 +396,7 @@ class AnomalyMonitor:
         self._speed_sq = np.zeros((2, self.n))  # sum of block speed^2, count: collect so far
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
         self._lag_learned = False
+        self._pv_steps = deque(maxlen=_PV_STEPS_KEPT)   # what each block added to pv_bias
         self._saved = False
         self._meta = {}
         self.fused.learned = None
@@ -663,24 +672,12 @@ class AnomalyMonitor:
         self._rate_probe = None
         learned = probe['learned_hz']
         rate = 1.0 / float(np.median(probe['steps']))
-        if learned is None:
-            # an older file that says neither its rate nor its flat-effort windows: refused
-            # only where that version's flat-effort check could not have run
-            if _flat_check_ran(rate, self.config.block_s):
-                return False
-            self._log('warning', f'the robot streams at {rate:.4g} Hz; {self.thresholds_file} '
-                                 'does not say its rate and was saved by a version whose '
-                                 'flat-effort check could not run below '
-                                 f'{FLAT_WINDOW_READINGS / self.config.block_s:.0f} Hz: '
-                                 'commissioning again')
-            reason = f'sample rate {rate:.4g} Hz, file of an older version without its rate'
-        else:
-            if 1.0 / _RATE_TOLERANCE <= rate / learned <= _RATE_TOLERANCE:
-                return False
-            self._log('warning', f'the robot streams at {rate:.4g} Hz; the calibration and '
-                                 f'thresholds of {self.thresholds_file} were learned at '
-                                 f'{learned:.4g} Hz: commissioning again for this rate')
-            reason = f'sample rate {rate:.4g} Hz, learned at {learned:.4g} Hz'
+        if 1.0 / _RATE_TOLERANCE <= rate / learned <= _RATE_TOLERANCE:
+            return False
+        self._log('warning', f'the robot streams at {rate:.4g} Hz; the calibration and '
+                             f'thresholds of {self.thresholds_file} were learned at '
+                             f'{learned:.4g} Hz: commissioning again for this rate')
+        reason = f'sample rate {rate:.4g} Hz, learned at {learned:.4g} Hz'
         self._events.append({'kind': 'thresholds_refused', 'file': str(self.thresholds_file),
                              'reason': reason})
         self._begin_commissioning()
@@ -745,8 +742,7 @@ class AnomalyMonitor:
             self._collect_block(t, blk, x)
         elif step in ('learn', 'fit'):
             self._learn_pace_bands(blk, x)
-            self.fused.learn(t, x)
-            self._changed |= blk.repeat_run < blk.samples
+            self._learn_block(t, blk, x)
             if step == 'learn' and t - self._learn_t0 >= self._learn_span:
                 self._finish_commissioning(t)
         elif step == 'monitor' and self._rate_probe is None:
@@ -1038,8 +1034,7 @@ class AnomalyMonitor:
                 self._learn_signals()
         else:
             # the model-free channels learn from here on; the observer's once calibrated
-            self.fused.learn(t, x)
-            self._changed |= blk.repeat_run < blk.samples
+            self._learn_block(t, blk, x)
         if t - self._t0 < collect_s:
             return
         if not self._lag_learned:
@@ -1087,6 +1082,41 @@ class AnomalyMonitor:
             self._fit_late = True
             self._log('warning', 'the calibration is still fitting at the end of its window: it '
                                  'takes over when done')
+
+    def _learn_block(self, t, blk, x):
+        """Record one block for the thresholds (and what it added to the pv_bias sums)."""
+        self.fused.learn(t, x)
+        self._changed |= blk.repeat_run < blk.samples
+        if not blk.lost_in_twin:
+            self._pv_steps.append(blk.pv_sum - self.checks.lag_s * blk.pv_dqd)
+
+    def _pv_bias_spread(self):
+        """
+        Return how far the pv_bias sums reach over hours, estimated from their steps, (n,) rad.
+
+        The position-velocity sum is a leaky sum (``leak_s``, 5 s) of each block's step
+        ``c = sum(dq - dt (qd + qd_prev) / 2) - lag dqd``: 20 s of it hold a handful of
+        independent values, too few for its spread or its 0.999 quantile (at 100 Hz, where
+        the velocity noise integrates to a random walk that dominates the sum, the robots of
+        the benchmarks raised false position alarms about three times an hour). The steps
+        themselves are many. Two parts make them: readings whose noise telescopes (the
+        position's, and a velocity that is the position's difference: the sum holds only the
+        newest, variance ``v0``, which makes successive steps correlate by ``-v0``), and what
+        accumulates (velocity noise, a bias): the variance of 1 s sums of the steps, leak
+        weighted, less the telescoping part's, extrapolated to the leak's whole memory.
+        None while fewer than 4 s of steps were recorded.
+        """
+        steps = np.array(self._pv_steps, dtype=float)
+        m = int(round(_PV_WINDOW_S / self.config.block_s))
+        if len(steps) < 4 * m:
+            return None
+        steps = np.where(np.isfinite(steps), steps - np.nanmean(steps, axis=0), 0.0)
+        v0 = np.fmax(-np.mean(steps[1:] * steps[:-1], axis=0), 0.0)
+        decay = math.exp(-self.config.block_s / self.checks.leak_s)
+        windows = lfilter(decay ** np.arange(m), [1.0], steps, axis=0)[m - 1:]
+        kept = decay ** (2 * m)
+        walk = np.fmax(np.var(windows, axis=0) - (1.0 + kept) * v0, 0.0) / (1.0 - kept)
+        return np.sqrt(v0 + walk)
 
     def _usual_speed(self):
         """Each joint's RMS block speed over the collect step so far (n,), rad/s (NaN: none)."""
@@ -1190,7 +1220,12 @@ class AnomalyMonitor:
         stuck = [JOINT_DETECTORS.index(k) for k in ('stuck_q', 'stuck_qd', 'stuck_tau')]
         for s, col in enumerate(stuck):
             exclude[np.arange(self.n) * d + col] = ~self._changed[s * self.n:(s + 1) * self.n]
-        summary = self.fused.finish_learning(exclude)
+        spread, pv = None, self._pv_bias_spread()
+        self._pv_steps.clear()
+        if pv is not None:
+            spread = np.full(self._c, np.nan)
+            spread[np.arange(self.n) * d + JOINT_DETECTORS.index('pv_bias')] = pv
+        summary = self.fused.finish_learning(exclude, spread)
         self._band_spread = self._spread_by_pace()
         # the whole commissioning motion's effort, not only the warm-up's
         self.checks.flat_min_level = _FLAT_LEVEL_SHARE * self._effort_peak
@@ -1521,7 +1556,6 @@ class AnomalyMonitor:
             if not same:
                 raise ThresholdsError(f'{path}: learned with {key}={saved}, this monitor has '
                                       f'{key}={here}; re-commission or set it back')
-        _check_flat_windows(path, doc.get('commissioning'), self.config.block_s)
         try:
             checks = doc['sensor_checks']
             lag = np.asarray(checks['lag_s'], dtype=float)
@@ -1561,13 +1595,8 @@ class AnomalyMonitor:
             # (a stream at another rate commissions again, and picks again at its end)
             self._use_model_for_rate(float(learned_hz))
         else:
-            self._log('warning', f'{path} does not say the sample rate it was learned at (an '
-                                 "older file): after a change of the robot's rate, "
-                                 're-commission')
-            if 'flat_window_readings' not in self._meta:
-                # nor whether its flat-effort check could run: the stream's rate tells
-                # (see _check_flat_windows)
-                self._rate_probe = {'learned_hz': None, 'steps': []}
+            self._log('warning', f'{path} does not say the sample rate it was learned at: '
+                                 "after a change of the robot's rate, re-commission")
         self.step = 'monitor'
         self._saved = True
         self._t0 = self._last_t = self._learn_t0 = None
@@ -1593,36 +1622,9 @@ def _load_spread_by_pace(doc, n):
     return spread
 
 
-def _check_flat_windows(path, commissioning, block_s):
-    """
-    Refuse a file learned below about 150 Hz before flat-effort windows spanned blocks.
-
-    Such a file learned the flat-effort channel while the check could not run at its rate
-    (it needed three readings in one block): its threshold is that of a channel that read
-    zero, and the check, which runs now, would alarm on ordinary flat stretches. The files
-    that know the windows say ``flat_window_readings`` in ``commissioning``.
-    """
-    meta = commissioning if isinstance(commissioning, dict) else {}
-    rate = meta.get('sample_rate_hz')
-    # (a file without its rate: the monitor checks the stream's rate instead, _probe_rate)
-    if 'flat_window_readings' in meta or not isinstance(rate, (int, float)) \
-            or not math.isfinite(rate) or _flat_check_ran(rate, block_s):
-        return
-    raise ThresholdsError(f'{path}: learned at {rate:.0f} Hz by a version whose flat-effort '
-                          'check could not run at that rate (fewer than '
-                          f'{FLAT_WINDOW_READINGS} samples per {block_s * 1e3:.0f} ms block); '
-                          're-commission')
-
-
 def _override_weight(override, start):
     """How far (n,) a speed override below ``start`` is toward ``_FULL_OVERRIDE``, in [0, 1]."""
     return np.clip((start - override) / (start - _FULL_OVERRIDE), 0.0, 1.0)
-
-
-def _flat_check_ran(rate_hz, block_s):
-    """Whether the flat-effort check of the versions before its windows ran at ``rate_hz``."""
-    # (a rate of 1 / the median step: 150 Hz in whole-ns stamps reads 149.99999 Hz)
-    return rate_hz * block_s >= FLAT_WINDOW_READINGS - 1e-3
 
 
 def _fit_at_low_priority(calibrator):
