@@ -243,6 +243,9 @@ def main(argv=None):
     parser.add_argument('--joints', type=int, default=3, help='faulty joints per robot')
     parser.add_argument('--nominal-min', type=float, default=10.0,
                         help='minutes of fault-free monitoring per arm (default 10)')
+    parser.add_argument('--nominal-robots', type=int, default=1,
+                        help='robots per arm for the fault-free runs, each with --nominal-min '
+                             'minutes of its own motion (default 1)')
     parser.add_argument('--model', default='',
                         help="classifier ('' the packaged model for the rate, rules, file)")
     parser.add_argument('--workers', type=int, default=2)
@@ -254,6 +257,8 @@ def main(argv=None):
                         help='the verdict counted is the one reported this long after the '
                              'alarm (default 0.5 s; the status updates it all along)')
     args = parser.parse_args(argv)
+    if args.nominal_robots < 1:
+        parser.error('--nominal-robots must be at least 1')
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -263,6 +268,7 @@ def main(argv=None):
     summary['setup'] = {'arms': args.arms, 'engine': args.engine, 'variants': args.variants,
                         'sample_rate_hz': args.sample_rate_hz,
                         'joints': args.joints, 'nominal_min': args.nominal_min,
+                        'nominal_robots': args.nominal_robots,
                         'model': args.model or default_model_path(args.sample_rate_hz).name,
                         'seed': SEED,
                         'decision_s': args.decision_s, 'wall_s': round(time.time() - started),
@@ -304,12 +310,18 @@ def run(args):
                 tasks.append((fault_runs.run_fault, (case, spec, path, config),
                               {'model_path': args.model, 'decision_s': args.decision_s}))
         nominal_tasks = [(fault_runs.nominal_run, (fault_runs.Case(
-            arm=arm, engine=args.engine, seed=SEED, index=100 + i, motion_seed=SEED + 100 + i,
+            arm=arm, engine=args.engine, seed=SEED, index=index, motion_seed=SEED + index,
             sample_rate_hz=args.sample_rate_hz, center=center(arm)),
             60.0 * args.nominal_min, config), {'model_path': args.model})
-            for i, arm in enumerate(args.arms)]
+            for i, arm in enumerate(args.arms)
+            for index in _nominal_indices(i, len(args.arms), args.nominal_robots)]
         everything = fault_runs.run_many(nominal_tasks + tasks, args.workers, desc='runs')
     return commissioning, everything[len(nominal_tasks):], everything[:len(nominal_tasks)]
+
+
+def _nominal_indices(arm, arms, robots):
+    """Variant indices of an arm's fault-free robots: 100 + its position for the first."""
+    return [100 + arm] + [100 + arms + arm * (robots - 1) + k for k in range(robots - 1)]
 
 
 if __name__ == '__main__':
