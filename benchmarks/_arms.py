@@ -18,5 +18,9 @@ limits against gravity (the UR5e-like arm stretched out horizontally)."""
 
 
 def center(arm):
-    """Return the centre pose of ``arm`` for ``fault_runs.Case`` (None: the arm's default)."""
-    return CENTERS.get(arm)
+    """
+    Return the centre pose of ``arm`` for ``fault_runs.Case`` (None: the arm's default).
+
+    A path names its arm however it is written (relative to the working directory, or not).
+    """
+    return CENTERS.get(str(Path(arm).resolve()))

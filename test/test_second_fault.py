@@ -151,32 +151,49 @@ def test_joints_that_echo_a_collision_name_no_robot_level_fault_the_episode_does
     assert not [(name, kind) for name, kind in said if kind in ROBOT_LEVEL], said
 
 
+#: Small faults that a packaged model has named otherwise at the raise than a little later
+#: (joint, fault type, signal): the first of them that it does is the test's case, so the
+#: test keeps its case when the model is trained again and names one of them right at once.
+RENAMED_CANDIDATES = (('joint5', 'friction_increase', None), ('joint3', 'sensor_bias', 'effort'),
+                      ('joint7', 'sensor_bias', 'effort'), ('joint5', 'torque_saturation', None))
+
+
 def test_a_joint_named_otherwise_after_its_raise_is_logged_as_its_status_says(commissioned):
     """
-    A small bias on joint7's effort: raised as ``torque_saturation``, then ``sensor_bias``.
+    A small fault raised under one name, then named otherwise on its joint.
 
-    Before, the lifecycle log kept only the joint's naming at its raise (``anomaly_raised``);
-    its later naming showed in its status alone, unless it was also the episode's verdict.
-    Now each later naming of a joint is an ``anomaly_joint_verdict`` event, and the log's
-    latest naming of the joint is what its status says.
+    E.g. joint5's small friction increase, raised as ``sensor_bias``, then named
+    ``friction_increase`` (the models of 2026-12-07). Before, the lifecycle log kept only the
+    joint's naming at its raise (``anomaly_raised``); its later naming showed in its status
+    alone, unless it was also the episode's verdict. Now each later naming of a joint is an
+    ``anomaly_joint_verdict`` event, and the log's latest naming of the joint is what its
+    status says.
     """
     robot = fault_runs.SimulatedRobot(CASE, commissioned.parent)
-    spec = next(s for s in fault_runs.fault_catalog(
-        robot, ['joint7'], sizes=('small',), incipient=False, types=['sensor_bias'], onset_s=3.0)
-        if s.fault.get('signal') == 'effort')
-    states, events = run_faults(commissioned, [spec.fault], 6.0, model_path='')
-    named = [e for e in events if e['kind'] in ('anomaly_raised', 'anomaly_joint_verdict')
-             and e['group'] == 'joint7']
-    assert [(e['kind'], e['fault_type']) for e in named[:2]] == [
-        ('anomaly_raised', 'torque_saturation'), ('anomaly_joint_verdict', 'sensor_bias')]
+    tried = []
+    for joint, fault_type, signal in RENAMED_CANDIDATES:
+        spec = next(s for s in fault_runs.fault_catalog(
+            robot, [joint], sizes=('small',), incipient=False, types=[fault_type], onset_s=3.0)
+            if s.fault.get('signal') == signal)
+        states, events = run_faults(commissioned, [spec.fault], 6.0, model_path='')
+        named = [e for e in events if e['kind'] in ('anomaly_raised', 'anomaly_joint_verdict')
+                 and e['group'] == joint]
+        tried.append((joint, fault_type, [(e['kind'], e['fault_type']) for e in named[:3]]))
+        if any(e['kind'] == 'anomaly_joint_verdict' for e in named):
+            break
+    else:
+        pytest.fail(f'no candidate was named otherwise after its raise: {tried}')
+    assert named[0]['kind'] == 'anomaly_raised'
+    assert named[1]['kind'] == 'anomaly_joint_verdict', tried
+    assert named[1]['fault_type'] != named[0]['fault_type']
     change = named[1]
     assert (change['joint'], change['previous_fault_type'], change['previous_joint']) == (
-        'joint7', 'torque_saturation', 'joint7')
+        joint, named[0]['fault_type'], joint)
     assert 0.0 < change['confidence'] <= 1.0
-    # every report of joint7's alarm says what the log says by then (its status is 'unknown'
+    # every report of the joint's alarm says what the log says by then (its status is 'unknown'
     # only while nothing is sure enough, which the log leaves out)
     for state in states:
-        status = next(j for j in state.joints if j.name == 'joint7')
+        status = next(j for j in state.joints if j.name == joint)
         logged = [e for e in named if e['stamp'] <= state.stamp]
         if status.alarm and logged and status.fault_type != 'unknown':
             assert status.fault_type == logged[-1]['fault_type'], (state.stamp, logged[-1])
