@@ -311,7 +311,11 @@ def test_a_fault_that_goes_on_keeps_its_name(tmp_path):
 
     The classifier learns from the first second of each alarm; fed the age of a longer episode
     as it was, its verdict drifted (a growing friction in the demo read as ``sensor_noise``
-    after some 8 s).
+    after some 8 s). The first decision, 0.25 s after the raise, may name the friction or an
+    effort bias on joint3: both are a steady torque offset on one joint until the joint turns
+    (README, known limitations, "Verdict swaps"); the model of 2026-12-07 names this one an
+    effort bias first, the one before them friction (each right on 34 of 36 such early
+    decisions over four robots: BENCHMARKS.md, "False position alarms at 100 Hz").
     """
     path = tmp_path / 'held_out.yaml'
     fault_runs.commission(HELD_OUT, path, CONFIG)
@@ -324,6 +328,6 @@ def test_a_fault_that_goes_on_keeps_its_name(tmp_path):
     first = result.first_alarm
     assert first is not None and onset <= first['t'] < onset + 1.0
     assert len(result.alarms) == 1 and np.isnan(result.alarms[0][1])   # raised to the end
-    assert (first['decided']['fault_type'], first['decided']['joint']) == \
-        ('friction_increase', joint)
+    assert first['decided']['joint'] == joint
+    assert first['decided']['fault_type'] in ('friction_increase', 'sensor_bias')
     assert (first['last']['fault_type'], first['last']['joint']) == ('friction_increase', joint)
