@@ -8,11 +8,10 @@ its spread or its 0.999 quantile: the benchmarks' robots raised false position a
 three times an hour (BENCHMARKS.md). The monitor now tells the sums' long-run spread from
 their many steps and floors the learned thresholds at it.
 """
-from pathlib import Path
-
 import numpy as np
 
 from robot_twin import fault_runs
+from sysid_testing import UR5E_LIKE_URDF
 from twin_anomaly.classifier import JOINT_DETECTORS
 from twin_anomaly.monitor import AnomalyMonitor, MonitorConfig
 from twin_bridge.intake import RobotSample
@@ -20,7 +19,6 @@ from twin_sim import resources
 from twin_sim.trajectory import DemoMotion
 from twin_sim.urdf_model import RobotModel
 
-UR5E_LIKE = str(Path(__file__).resolve().parent / 'data' / 'ur5e_like.urdf')
 UR5E_CENTER = (0.0, -1.2, 1.0, -1.4, -1.57, 0.0)      # elbow up (the benchmarks' pose)
 
 
@@ -38,7 +36,7 @@ def test_an_arm_at_100_hz_raises_no_false_position_alarm():
     (``sensor_bias``, cleared after 3.8 s); with the spread told from the steps it stays
     well below.
     """
-    case = fault_runs.Case(arm=UR5E_LIKE, engine='mujoco', seed=2000, index=100,
+    case = fault_runs.Case(arm=str(UR5E_LIKE_URDF), engine='mujoco', seed=2000, index=100,
                            motion_seed=2100, sample_rate_hz=100.0, center=UR5E_CENTER)
     result = fault_runs.nominal_run(case, 40.0)
     assert result.alarms == []
