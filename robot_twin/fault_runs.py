@@ -307,8 +307,10 @@ class SimulatedRobot:
         center = case.center
         if center is None:
             center = _CENTER.get(case.arm, np.zeros(self.n))
+        # 0.05 rad (m) inside the limits, or a quarter of a short range (a gripper's fingers)
+        room = np.minimum(0.05, 0.25 * (model.upper - model.lower))
         center = np.clip(np.array(center[:self.n], float),
-                         model.lower + 0.05, model.upper - 0.05)
+                         model.lower + room, model.upper - room)
         self.motion = DemoMotion.from_model(model, center=center, fraction=case.fraction,
                                             period_s=case.period_s, fade_in_s=1.0,
                                             seed=case.motion_seed)

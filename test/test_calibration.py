@@ -144,6 +144,41 @@ def test_robot_at_rest_gives_a_reason_not_a_calibration():
     assert any('does not move' in w for w in result.details['warnings'])
 
 
+def test_a_joint_that_hardly_moves_stays_at_the_prior():
+    """
+    A joint that only slips a little in commissioning is held still, not fitted to the slips.
+
+    joint7 stays within 0.02 rad (a slow creep) while holding 0.4 N·m its model does not
+    predict (static friction); the other joints move. Fitted, such a joint's friction went
+    anywhere: a simulated wrist got 0.05 N·m of Coulomb friction for its 1.3, and its holding
+    torque as an offset.
+    """
+    twin = model_of(builtin_urdf())
+    motion = DemoMotion.from_model(twin, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
+                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
+    rng = np.random.default_rng(4)
+    t = np.arange(15000) * DT
+    q, qd, qdd = motion.sample(t)
+    q[:, 6] = 0.01 * np.sin(2 * np.pi * t / 15.0)
+    qd[:, 6] = 0.01 * 2 * np.pi / 15.0 * np.cos(2 * np.pi * t / 15.0)
+    qdd[:, 6] = 0.0
+    cal = Calibrator(twin)
+    for k in range(t.size):
+        effort = twin.inverse_dynamics(q[k], qd[k], qdd[k]) + twin.friction_model.torque(qd[k])
+        effort[6] += 0.4
+        cal.add(t[k], q[k] + 1e-4 * rng.standard_normal(twin.n),
+                qd[k] + 1e-3 * rng.standard_normal(twin.n),
+                effort + 0.05 * rng.standard_normal(twin.n))
+    result = cal.fit()
+    assert any(w.startswith('joint joint7 moves only') and 'held still' in w
+               for w in result.details['warnings'])
+    assert np.isnan(result.rmse_after[6]) and np.isfinite(result.rmse_after[:6]).all()
+    assert 'joint7' not in result.params['robot_twin_dynamics']['friction']
+    calibrated = apply(twin, result).friction_model
+    assert calibrated.coulomb[6] == twin.friction_model.coulomb[6]
+    assert calibrated.offset[6] == twin.friction_model.offset[6]
+
+
 # ------------------------------------------------------------------ the randomized plant
 def test_calibration_recovers_the_randomized_robot(plant_run):
     result, truth, twin = plant_run['result'], plant_run['truth'], plant_run['twin']

@@ -420,6 +420,64 @@ def test_a_robot_that_stops_and_rests_raises_no_alarm(builtin, held_still):
     assert raised == [] and set(levels) == {'OK'}
 
 
+def held_joint_samples(model, seconds, joint, holding):
+    """
+    Yield :func:`synthetic_samples`'s robot with ``joint`` held still by its program.
+
+    The held joint stays at its centre (noisy readings, no motion); its drive's effort is the
+    model's plus ``holding(t)``, N·m: what its static friction takes at rest, which the
+    friction model (zero at zero speed) cannot know.
+    """
+    from twin_sim.trajectory import DemoMotion
+    motion = DemoMotion.from_model(model, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
+                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
+    rng = np.random.default_rng(5)
+    t = np.arange(1, int(seconds * 1000) + 1) * 1e-3
+    q, qd, qdd = motion.sample(t)
+    q[:, joint] = motion.center[joint]
+    qd[:, joint] = qdd[:, joint] = 0.0
+    for k in range(t.size):
+        tau = model.inverse_dynamics(q[k], qd[k], qdd[k]) + model.friction_model.torque(qd[k])
+        tau += 0.05 * rng.standard_normal(model.n)
+        tau[joint] += holding(t[k])
+        yield RobotSample(t[k], (0, 0), q[k] + 1e-4 * rng.standard_normal(model.n),
+                          qd[k] + 1e-3 * rng.standard_normal(model.n), tau)
+
+
+@pytest.mark.parametrize('late, alarm', [(-0.5, False), (2.0, True)],
+                         ids=['within_static_friction', 'beyond_it'])
+def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builtin, late, alarm):
+    """
+    A joint that never moves in the program holds whatever its static friction takes.
+
+    joint4 (Coulomb friction 0.6 N·m) is held still while the others move; its holding torque
+    is 0.3 N·m through commissioning, then goes over 4 s to ``late``. Within the static
+    friction (-0.5 N·m) that is no evidence: before, the observer, which had learned the
+    one holding torque of commissioning, alarmed on it (a simulated xArm's wrist did so after
+    a minute of the same motion). Beyond what static friction can hold (2 N·m: something
+    pushes or pulls on the joint) it is still raised on joint4.
+    """
+    config = MonitorConfig(commissioning_duration_s=8.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(builtin, config)
+
+    def holding(t):
+        return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
+
+    levels = []
+    for k, sample in enumerate(held_joint_samples(builtin, 20.0, 3, holding)):
+        monitor.update(sample, None, now=sample.t + 0.001)
+        if k % 20 == 0 and monitor.commissioned:
+            levels.append(monitor.report().level)
+    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert monitor.commissioned and len(levels) > 400
+    assert np.isnan(monitor.checks.pace_speed[3])           # no usual speed: held still
+    assert np.isfinite(np.delete(monitor.checks.pace_speed, 3)).all()
+    if alarm:
+        assert raised and raised[0]['group'] == 'joint4' and raised[0]['stamp'] > 12.0
+    else:
+        assert raised == [] and 'ERROR' not in levels
+
+
 def test_a_continuous_wrist_reported_wrapped_raises_no_alarm(tmp_path):
     """
     A wrist that turns on and on, reported wrapped into [-pi, pi) as many robots do.

@@ -68,7 +68,7 @@ from twin_anomaly.classifier import ClassifierError, default_model_path, Episode
 from twin_anomaly.detector import DetectorState, JointStatus, ThresholdsError
 from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
-from twin_anomaly.residual_stats import alpha_from_time_constant
+from twin_anomaly.residual_stats import alpha_from_time_constant, robust_center_scale
 from twin_anomaly.sensor_checks import SensorChecks
 from twin_sim.yaml_numbers import load_yaml
 import yaml
@@ -397,6 +397,7 @@ class AnomalyMonitor:
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
         self._lag_learned = False
         self._pv_steps = deque(maxlen=_PV_STEPS_KEPT)   # what each block added to pv_bias
+        self._raw_observer = deque(maxlen=_PV_STEPS_KEPT)   # (n, 2) observer values, unbanded
         self._saved = False
         self._meta = {}
         self.fused.learned = None
@@ -827,6 +828,18 @@ class AnomalyMonitor:
             slow = ~(blk.speed > self.checks.min_speed)      # (NaN: a block without duration)
         np.fmax(sticking, np.where(slow, _override_weight(self._override, 1.0), 0.0),
                 out=sticking)
+        # and, in full, a joint that the program holds still: commissioning never saw it move
+        # (no usual speed). Its drive's holding torque wanders within the static friction as
+        # the other joints shake it and the position loop's integral winds (a wrist of high
+        # friction and little inertia went from +0.4 to -0.8 N·m over 3 minutes of the same
+        # motion, 60 times the spread it showed in commissioning). Not a stall: nothing
+        # expected it to move; nor is a slip or a nudge of it, whose friction was never seen
+        # in motion. Its channels' scales are at least the spread of its unbanded values in
+        # commissioning (_finish_commissioning), which a band taken off a held torque hides
+        if self._lag_learned:
+            if self.step in ('learn', 'fit'):
+                self._raw_observer.append(joint[:, 0:2].copy())
+            sticking[np.isnan(self.checks.pace_speed)] = 1.0
         if sticking.any():
             band = sticking * self._static_friction
             for column in (0, 1):
@@ -1044,8 +1057,7 @@ class AnomalyMonitor:
         # first, moves slower in its first seconds than in its program, and a usual speed
         # taken there read the program itself as run at up to twice the commissioning pace
         # (several times after a slow first cycle), so that a lower override was not seen
-        typical = self._usual_speed()
-        self.checks.set_pace_speed(np.where(typical > 0.0, typical, np.nan))
+        self.checks.set_pace_speed(_pace_speed(self._usual_speed(), self.checks.min_speed))
         if self._calibrator is None:
             self._start_learning(t)
         elif not self._calibrator.ready:
@@ -1159,7 +1171,7 @@ class AnomalyMonitor:
                              _FLAT_BAND * noise * math.sqrt(2.0 / per_window), min_speed,
                              np.fmax(min_speed, _MOVING_SIGMAS * qd_noise),
                              _FLAT_LEVEL_SHARE * self._effort_peak,
-                             np.where(typical > 0.0, typical, np.nan))   # (NaN: never moved)
+                             _pace_speed(typical, min_speed))
         self._phase1 = []
         self.fused.start_learning()
         self._changed = np.zeros(3 * self.n, dtype=bool)    # signals that ever changed
@@ -1220,11 +1232,19 @@ class AnomalyMonitor:
         stuck = [JOINT_DETECTORS.index(k) for k in ('stuck_q', 'stuck_qd', 'stuck_tau')]
         for s, col in enumerate(stuck):
             exclude[np.arange(self.n) * d + col] = ~self._changed[s * self.n:(s + 1) * self.n]
-        spread, pv = None, self._pv_bias_spread()
+        spread = np.full(self._c, np.nan)
+        pv = self._pv_bias_spread()
         self._pv_steps.clear()
         if pv is not None:
-            spread = np.full(self._c, np.nan)
             spread[np.arange(self.n) * d + JOINT_DETECTORS.index('pv_bias')] = pv
+        idle = np.flatnonzero(np.isnan(self.checks.pace_speed))
+        if idle.size and self._raw_observer:
+            # the observer's values of the joints held still, before their band (see _assemble)
+            raw = np.array(self._raw_observer)[:, idle].reshape(-1, 2 * idle.size)
+            raw_scale = robust_center_scale(raw)[1].reshape(idle.size, 2)
+            for k, detector in enumerate(('gmo', 'fric')):
+                spread[idle * d + JOINT_DETECTORS.index(detector)] = raw_scale[:, k]
+        self._raw_observer.clear()
         summary = self.fused.finish_learning(exclude, spread)
         self._band_spread = self._spread_by_pace()
         # the whole commissioning motion's effort, not only the warm-up's
@@ -1578,8 +1598,7 @@ class AnomalyMonitor:
             raise ThresholdsError(f'{path}: malformed ({exc}); re-commission') from None
         self.checks = SensorChecks(self.n, self.config.leak_s)
         self.checks.lag_s = lag
-        self.checks.set_flat(tol, band, speed, velocity, level,
-                             np.where(typical > 0.0, typical, np.nan))
+        self.checks.set_flat(tol, band, speed, velocity, level, _pace_speed(typical, speed))
         self._lag_learned = True
         self._band_spread = band_spread
         self.calibration = calibration
@@ -1620,6 +1639,19 @@ def _load_spread_by_pace(doc, n):
             or not np.all(np.isfinite(spread) & (spread >= 1.0)):
         raise ValueError('observer_spread_by_pace: one factor >= 1 per detector, band, joint')
     return spread
+
+
+def _pace_speed(typical, min_speed):
+    """
+    Return the usual speeds (n,) the checks pace by: ``typical`` where a joint moved, else NaN.
+
+    ``typical``: each joint's RMS block speed in commissioning; ``min_speed``: the slowest
+    block speed that counts as moving. A joint below it was held still by the program (its
+    RMS speed is its sensor noise): it has no pace, it does not tell the speed override, and
+    its observer allows its static friction (``AnomalyMonitor._assemble``).
+    """
+    with np.errstate(invalid='ignore'):
+        return np.where(np.asarray(typical) > np.asarray(min_speed), typical, np.nan)
 
 
 def _override_weight(override, start):

@@ -898,6 +898,15 @@ def _select_joints(names, log, train, lock_joints, min_range, lock_still, notes)
             locked[i] = float(np.median(log.q[:, i]))
             _warn(notes, f'joint {j} does not move (position range {span:.2g}); held still, '
                          'its parameters stay at the prior')
+        elif span < DEFAULT_SMALL_RANGE and lock_still:
+            # a joint the program hardly moves (slips, a nudge): a fit of its friction and
+            # bodies to those moments is not held near the prior by the regularization (a
+            # simulated wrist that slipped 0.02 rad got 0.05 N·m of Coulomb friction instead
+            # of its 1.3, and its holding torque as an offset)
+            active[i] = False
+            locked[i] = float(np.median(log.q[:, i]))
+            _warn(notes, f'joint {j} moves only {span:.3g} over the training part; held '
+                         'still, its parameters stay at the prior')
         elif span < min_range:
             raise SysIdError(
                 f'joint {j} does not move in the training part of the log (position range '
@@ -1257,7 +1266,8 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, vali
         Joints to treat as not moving (their effort is not used, their friction not fitted);
         joints the log lacks are locked anyway.
     lock_still_joints : bool
-        Lock joints that do not move instead of raising :class:`SysIdError`.
+        Lock joints that do not move instead of raising :class:`SysIdError`, and those that
+        move less than ``DEFAULT_SMALL_RANGE`` (rad, m) instead of fitting them to a few slips.
     consistency : {'auto', 'check'}
         See the module docstring.
     max_condition : float, optional
