@@ -446,7 +446,8 @@ def held_joint_samples(model, seconds, joint, holding):
 
 @pytest.mark.parametrize('late, alarm', [(-0.5, False), (2.0, True)],
                          ids=['within_static_friction', 'beyond_it'])
-def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builtin, late, alarm):
+def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builtin, late, alarm,
+                                                                          tmp_path):
     """
     A joint that never moves in the program holds whatever its static friction takes.
 
@@ -458,7 +459,7 @@ def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builti
     pushes or pulls on the joint) it is still raised on joint4.
     """
     config = MonitorConfig(commissioning_duration_s=8.0, calibration=False, model_path='rules')
-    monitor = AnomalyMonitor(builtin, config)
+    monitor = AnomalyMonitor(builtin, config, thresholds_file=tmp_path / 'held.yaml')
 
     def holding(t):
         return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
@@ -472,6 +473,9 @@ def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builti
     assert monitor.commissioned and len(levels) > 400
     assert np.isnan(monitor.checks.pace_speed[3])           # no usual speed: held still
     assert np.isfinite(np.delete(monitor.checks.pace_speed, 3)).all()
+    reloaded = AnomalyMonitor(builtin, config, thresholds_file=tmp_path / 'held.yaml')
+    assert reloaded.commissioned
+    assert np.array_equal(reloaded.checks.pace_speed, monitor.checks.pace_speed, equal_nan=True)
     if alarm:
         assert raised and raised[0]['group'] == 'joint4' and raised[0]['stamp'] > 12.0
     else:
