@@ -1,5 +1,6 @@
 """MuJoCo world (twin_sim/mujoco_world.py): physics checked against pinocchio and by hand."""
 from pathlib import Path
+import warnings
 
 from ft_testing import reading_from_kinematics
 import numpy as np
@@ -185,6 +186,15 @@ def test_bad_input_is_refused():
         world.run_position(np.zeros((5, 3)))
     with pytest.raises(MujocoWorldError, match='unknown link'):
         world.set_external_force('no_link', [1, 0, 0], [0, 0, 0])
+
+
+def test_an_impossible_inertia_is_named_with_what_to_do():
+    """pybullet_data's xArm 6: link2's inertia breaks the triangle inequality."""
+    urdf = Path(pybullet_data.getDataPath()) / 'xarm' / 'xarm6_robot.urdf'
+    with pytest.raises(MujocoWorldError, match=r'link2.*triangle inequality.*PyBullet engine'):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')       # the URDF loader's own warning about it
+            MujocoWorld(urdf)
 
 
 def test_scheduled_gains_follow_the_far_reaching_motion_explicitly():

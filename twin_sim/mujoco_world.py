@@ -335,7 +335,15 @@ class MujocoWorld:
         try:
             self.mj_model = spec.compile()
         except ValueError as exc:
-            raise MujocoWorldError(f'MuJoCo cannot compile {self.urdf_path}: {exc}') from exc
+            hint = ''
+            if 'A + B >= C' in str(exc):
+                # (not rebalanced here: the world would differ from the URDF without a word;
+                # PyBullet's zeroing is at least printed by PyBullet itself)
+                hint = ("; a body's inertia in the URDF breaks the triangle inequality (no "
+                        'rigid body has it): correct it there, or use the PyBullet engine, '
+                        'which sets such an inertia to zero')
+            raise MujocoWorldError(f'MuJoCo cannot compile {self.urdf_path}: '
+                                   f'{str(exc).strip()}{hint}') from exc
         self.mj_data = mujoco.MjData(self.mj_model)
         self._index(spec)
         q0 = np.clip(np.zeros(n), self.lower, self.upper) if initial_q is None else \
