@@ -459,7 +459,9 @@ def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builti
     pushes or pulls on the joint) it is still raised on joint4.
     """
     config = MonitorConfig(commissioning_duration_s=8.0, calibration=False, model_path='rules')
-    monitor = AnomalyMonitor(builtin, config, thresholds_file=tmp_path / 'held.yaml')
+    logged = []
+    monitor = AnomalyMonitor(builtin, config, thresholds_file=tmp_path / 'held.yaml',
+                             log=lambda level, text: logged.append((level, text)))
 
     def holding(t):
         return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
@@ -473,6 +475,9 @@ def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builti
     assert monitor.commissioned and len(levels) > 400
     assert np.isnan(monitor.checks.pace_speed[3])           # no usual speed: held still
     assert np.isfinite(np.delete(monitor.checks.pace_speed, 3)).all()
+    assert ('warning', 'commissioning: joint4 did not move (held still by the program): judged '
+            'by their static friction only; commission again if the program moves them') \
+        in logged
     reloaded = AnomalyMonitor(builtin, config, thresholds_file=tmp_path / 'held.yaml')
     assert reloaded.commissioned
     assert np.array_equal(reloaded.checks.pace_speed, monitor.checks.pace_speed, equal_nan=True)

@@ -1257,6 +1257,12 @@ class AnomalyMonitor:
         if self.checks.period_s:
             self._meta['sample_rate_hz'] = 1.0 / float(self.checks.period_s)
             self._use_model_for_rate(self._meta['sample_rate_hz'])
+        if idle.size:
+            held = [self.joint_names[j] for j in idle]
+            self._meta['held_still'] = held
+            self._log('warning', f'commissioning: {", ".join(held)} did not move (held still '
+                                 'by the program): judged by their static friction only; '
+                                 'commission again if the program moves them')
         self.step = 'monitor'
         self._saved = False
 
