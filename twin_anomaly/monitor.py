@@ -394,6 +394,7 @@ class AnomalyMonitor:
         self._learn_t0 = None
         self._phase1 = []                  # log_d2 of the warm-up's blocks
         self._speed_sq = np.zeros((2, self.n))  # sum of block speed^2, count: collect so far
+        self._q_range = np.array([[np.inf], [-np.inf]]) * np.ones(self.n)   # lowest, highest q
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
         self._lag_learned = False
         self._pv_steps = deque(maxlen=_PV_STEPS_KEPT)   # what each block added to pv_bias
@@ -1041,6 +1042,9 @@ class AnomalyMonitor:
         known = np.isfinite(blk.speed)
         self._speed_sq[0, known] += blk.speed[known] ** 2
         self._speed_sq[1, known] += 1.0
+        if self._q is not None:
+            np.fmin(self._q_range[0], self._q, out=self._q_range[0])
+            np.fmax(self._q_range[1], self._q, out=self._q_range[1])
         if not self._lag_learned:
             self._phase1.append(blk.log_d2)
             if t - self._t0 >= _WARMUP_FRACTION * collect_s:
@@ -1057,7 +1061,14 @@ class AnomalyMonitor:
         # first, moves slower in its first seconds than in its program, and a usual speed
         # taken there read the program itself as run at up to twice the commissioning pace
         # (several times after a slow first cycle), so that a lower override was not seen
-        self.checks.set_pace_speed(_pace_speed(self._usual_speed(), self.checks.min_speed))
+        # held still: no faster than sensor noise, or within the range the calibration holds
+        # still (slips and creeps whose RMS speed passes the floor: a wrist slipping 0.02 rad
+        # now and then read 0.024 rad/s against its 0.022 at 100 Hz)
+        from twin_sim.sysid import DEFAULT_SMALL_RANGE
+        with np.errstate(invalid='ignore'):
+            still = self._q_range[1] - self._q_range[0] < DEFAULT_SMALL_RANGE
+        self.checks.set_pace_speed(np.where(
+            still, np.nan, _pace_speed(self._usual_speed(), self.checks.min_speed)))
         if self._calibrator is None:
             self._start_learning(t)
         elif not self._calibrator.ready:
