@@ -104,19 +104,31 @@ def test_another_robots_or_an_old_file_is_refused_and_commissioning_starts(saved
     assert logged[0][0] == 'warning' and 'cannot read' in logged[0][1]
 
 
-def synthetic_samples(model, seconds, offset=None, start=0.0):
-    """Yield samples of a robot that is the model (dynamics + friction), plus noise."""
+def synthetic_samples(model, seconds, offset=None, start=0.0, held=None):
+    """
+    Yield samples of a robot that is the model (dynamics + friction), plus noise.
+
+    ``offset``: ``(from stamp, joint, N·m)`` added to that joint's effort. ``held``: ``(joint,
+    holding)``, that joint held still by the program at its centre, its drive's effort the
+    model's plus ``holding(t)`` N·m: what its static friction takes at rest, which the
+    friction model (zero at zero speed) cannot know.
+    """
     from twin_sim.trajectory import DemoMotion
     motion = DemoMotion.from_model(model, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
                                    fraction=0.3, period_s=3.0, fade_in_s=0.5)
     rng = np.random.default_rng(1)
     t = start + np.arange(1, int(seconds * 1000) + 1) * 1e-3
     q, qd, qdd = motion.sample(t)
+    if held is not None:
+        q[:, held[0]] = motion.center[held[0]]
+        qd[:, held[0]] = qdd[:, held[0]] = 0.0
     for k in range(t.size):
         tau = model.inverse_dynamics(q[k], qd[k], qdd[k]) + model.friction_model.torque(qd[k])
         tau = tau + 0.05 * rng.standard_normal(model.n)
         if offset is not None and t[k] >= offset[0]:
             tau[offset[1]] += offset[2]
+        if held is not None:
+            tau[held[0]] += held[1](t[k])
         yield RobotSample(t[k], (0, 0), q[k] + 1e-4 * rng.standard_normal(model.n),
                           qd[k] + 1e-3 * rng.standard_normal(model.n), tau)
 
@@ -420,30 +432,6 @@ def test_a_robot_that_stops_and_rests_raises_no_alarm(builtin, held_still):
     assert raised == [] and set(levels) == {'OK'}
 
 
-def held_joint_samples(model, seconds, joint, holding):
-    """
-    Yield :func:`synthetic_samples`'s robot with ``joint`` held still by its program.
-
-    The held joint stays at its centre (noisy readings, no motion); its drive's effort is the
-    model's plus ``holding(t)``, N·m: what its static friction takes at rest, which the
-    friction model (zero at zero speed) cannot know.
-    """
-    from twin_sim.trajectory import DemoMotion
-    motion = DemoMotion.from_model(model, center=[0.0, 0.5, 0.0, -1.0, 0.0, 0.6, 0.0],
-                                   fraction=0.3, period_s=3.0, fade_in_s=0.5)
-    rng = np.random.default_rng(5)
-    t = np.arange(1, int(seconds * 1000) + 1) * 1e-3
-    q, qd, qdd = motion.sample(t)
-    q[:, joint] = motion.center[joint]
-    qd[:, joint] = qdd[:, joint] = 0.0
-    for k in range(t.size):
-        tau = model.inverse_dynamics(q[k], qd[k], qdd[k]) + model.friction_model.torque(qd[k])
-        tau += 0.05 * rng.standard_normal(model.n)
-        tau[joint] += holding(t[k])
-        yield RobotSample(t[k], (0, 0), q[k] + 1e-4 * rng.standard_normal(model.n),
-                          qd[k] + 1e-3 * rng.standard_normal(model.n), tau)
-
-
 @pytest.mark.parametrize('late, alarm', [(-0.5, False), (2.0, True)],
                          ids=['within_static_friction', 'beyond_it'])
 def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builtin, late, alarm,
@@ -467,7 +455,7 @@ def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builti
         return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
 
     levels = []
-    for k, sample in enumerate(held_joint_samples(builtin, 20.0, 3, holding)):
+    for k, sample in enumerate(synthetic_samples(builtin, 20.0, held=(3, holding))):
         monitor.update(sample, None, now=sample.t + 0.001)
         if k % 20 == 0 and monitor.commissioned:
             levels.append(monitor.report().level)

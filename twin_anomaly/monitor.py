@@ -70,6 +70,9 @@ from twin_anomaly.fusion import Channel, FusedDetector, FusionConfig
 from twin_anomaly.momentum_observer import MomentumObserver
 from twin_anomaly.residual_stats import alpha_from_time_constant, robust_center_scale
 from twin_anomaly.sensor_checks import SensorChecks
+# (imported here, not at the end of commissioning: loading twin_sim.sysid takes about 50 ms,
+# which the 1 kHz thread would wait for there)
+from twin_sim.sysid import DEFAULT_SMALL_RANGE
 from twin_sim.yaml_numbers import load_yaml
 import yaml
 
@@ -838,9 +841,11 @@ class AnomalyMonitor:
         # in motion. Its channels' scales are at least the spread of its unbanded values in
         # commissioning (_finish_commissioning), which a band taken off a held torque hides
         if self._lag_learned:
-            if self.step in ('learn', 'fit'):
-                self._raw_observer.append(joint[:, 0:2].copy())
-            sticking[np.isnan(self.checks.pace_speed)] = 1.0
+            held = np.isnan(self.checks.pace_speed)
+            if held.any():
+                sticking[held] = 1.0
+                if self.step in ('learn', 'fit'):
+                    self._raw_observer.append(joint[:, 0:2].copy())
         if sticking.any():
             band = sticking * self._static_friction
             for column in (0, 1):
@@ -1064,7 +1069,6 @@ class AnomalyMonitor:
         # held still: no faster than sensor noise, or within the range the calibration holds
         # still (slips and creeps whose RMS speed passes the floor: a wrist slipping 0.02 rad
         # now and then read 0.024 rad/s against its 0.022 at 100 Hz)
-        from twin_sim.sysid import DEFAULT_SMALL_RANGE
         with np.errstate(invalid='ignore'):
             still = self._q_range[1] - self._q_range[0] < DEFAULT_SMALL_RANGE
         self.checks.set_pace_speed(np.where(
