@@ -316,6 +316,27 @@ def test_continuous_and_prismatic_joints(tmp_path):
     assert np.all(result.beta_std <= 0.02 * np.abs(truth_base) + 5e-3), result.beta_std
 
 
+def test_a_short_stroke_joint_working_over_its_range_is_fitted(tmp_path):
+    """
+    A joint whose whole range is short (a gripper finger's 4 cm) is not "hardly moving".
+
+    The slide travels 0.04 m at most; with the held-still rule at a fixed 0.05 it was held
+    at the prior however it moved (its friction, 3 N, stayed at the URDF's 0).
+    """
+    urdf = tmp_path / 'short_slide.urdf'
+    urdf.write_text(MIXED_URDF.replace('lower="0" upper="0.3"', 'lower="0" upper="0.04"'))
+    model = load_model(urdf)
+    traj = design_excitation(model, duration=20.0, iterations=0, restarts=2)
+    friction = np.array([[0.3, 0.5, 0.02], [2.0, 3.0, -0.5]])
+    log = simulate_log(model, traj, rate_hz=RATE, friction_model='viscous-coulomb',
+                       friction=friction, seed=6, **NOISE)
+    processed, _ = quiet(prepare_log, log, model_joint_names(model))
+    assert 0.01 < np.ptp(processed.q[:, 1]) < 0.04          # it works over its short range
+    result, notes = quiet(identify, model, processed, lock_still_joints=True, progress=False)
+    assert not [w for w in notes if 'slide' in w and 'held still' in w], notes
+    assert abs(result.friction[1, 1] - 3.0) < 0.3, result.friction
+
+
 def test_sigmoid_friction_recovered(arm, arm_traj):
     log = simulate_log(arm, arm_traj, rate_hz=RATE, friction_model='sigmoid',
                        friction=ARM_SIGMOID, seed=4, **NOISE)

@@ -72,7 +72,7 @@ from twin_anomaly.residual_stats import alpha_from_time_constant, robust_center_
 from twin_anomaly.sensor_checks import SensorChecks
 # (imported here, not at the end of commissioning: loading twin_sim.sysid takes about 50 ms,
 # which the 1 kHz thread would wait for there)
-from twin_sim.sysid import DEFAULT_SMALL_RANGE
+from twin_sim.sysid import small_ranges
 from twin_sim.yaml_numbers import load_yaml
 import yaml
 
@@ -398,6 +398,7 @@ class AnomalyMonitor:
         self._phase1 = []                  # log_d2 of the warm-up's blocks
         self._speed_sq = np.zeros((2, self.n))  # sum of block speed^2, count: collect so far
         self._q_range = np.array([[np.inf], [-np.inf]]) * np.ones(self.n)   # lowest, highest q
+        self._small_range = small_ranges(self.model.lower, self.model.upper)  # less: held still
         self._effort_peak = np.zeros(self.n)   # largest |block mean effort| seen, N·m
         self._lag_learned = False
         self._pv_steps = deque(maxlen=_PV_STEPS_KEPT)   # what each block added to pv_bias
@@ -1070,7 +1071,7 @@ class AnomalyMonitor:
         # still (slips and creeps whose RMS speed passes the floor: a wrist slipping 0.02 rad
         # now and then read 0.024 rad/s against its 0.022 at 100 Hz)
         with np.errstate(invalid='ignore'):
-            still = self._q_range[1] - self._q_range[0] < DEFAULT_SMALL_RANGE
+            still = self._q_range[1] - self._q_range[0] < self._small_range
         self.checks.set_pace_speed(np.where(
             still, np.nan, _pace_speed(self._usual_speed(), self.checks.min_speed)))
         if self._calibrator is None:

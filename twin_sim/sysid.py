@@ -68,7 +68,7 @@ __all__ = [
     'load_model', 'load_robot', 'model_joint_names', 'model_with_parameters',
     'nominal_parameters', 'parameter_names', 'parameter_scales', 'parameters_document',
     'position_limits', 'predict_torque', 'prior_from_model', 'prior_from_robot',
-    'ProcessedLog', 'regressor', 'save_parameters',
+    'ProcessedLog', 'regressor', 'save_parameters', 'small_ranges',
 ]
 
 PARAMETER_NAMES = ('m', 'mcx', 'mcy', 'mcz', 'Ixx', 'Ixy', 'Iyy', 'Ixz', 'Iyz', 'Izz')
@@ -78,6 +78,7 @@ FRICTION_KEYS = {'viscous-coulomb': ('viscous', 'coulomb', 'offset'),
 DEFAULT_WARN_CONDITION = 1e3
 DEFAULT_MIN_RANGE = 1e-3
 DEFAULT_SMALL_RANGE = 0.05
+SMALL_RANGE_SHARE = 0.1           # ... or this share of a shorter joint's range (see below)
 COULOMB_PRIOR_FRACTION = 0.02     # prior scale of Coulomb friction and offset: x effort limit
 REFERENCE_ACCELERATION = 2.0      # rad/s^2: rotor inertia prior scale = that torque / this
 
@@ -879,7 +880,21 @@ def _check_options(model, log, friction, consistency, fit_torque, train_fraction
     return names
 
 
-def _select_joints(names, log, train, lock_joints, min_range, lock_still, notes):
+def small_ranges(lower, upper):
+    """
+    Per joint (n,), rad or m: a joint that spans less than this over a log hardly moves.
+
+    ``DEFAULT_SMALL_RANGE``, or ``SMALL_RANGE_SHARE`` of the joint's range (``lower`` to
+    ``upper``, (n,) each) where that is smaller: a gripper finger's whole stroke (0.04 m on a
+    Panda) is below 0.05, so a finger working over all of it counted as hardly moving.
+    """
+    with np.errstate(invalid='ignore'):
+        span = np.asarray(upper, dtype=float) - np.asarray(lower, dtype=float)
+    span = np.where(np.isfinite(span) & (span > 0.0), span, np.inf)
+    return np.fmin(DEFAULT_SMALL_RANGE, SMALL_RANGE_SHARE * span)
+
+
+def _select_joints(names, log, train, lock_joints, min_range, small, lock_still, notes):
     """Return ``active`` (n,) bool and ``locked`` {joint index: held position}."""
     active = np.array(log.measured, dtype=bool)
     locked = {}
@@ -898,7 +913,7 @@ def _select_joints(names, log, train, lock_joints, min_range, lock_still, notes)
             locked[i] = float(np.median(log.q[:, i]))
             _warn(notes, f'joint {j} does not move (position range {span:.2g}); held still, '
                          'its parameters stay at the prior')
-        elif span < DEFAULT_SMALL_RANGE and lock_still:
+        elif span < small[i] and lock_still:
             # a joint the program hardly moves (slips, a nudge): a fit of its friction and
             # bodies to those moments is not held near the prior by the regularization (a
             # simulated wrist that slipped 0.02 rad got 0.05 N·m of Coulomb friction instead
@@ -913,7 +928,7 @@ def _select_joints(names, log, train, lock_joints, min_range, lock_still, notes)
                 f'{span:.2g} < {min_range:g}); its inertial and friction parameters are not '
                 f'excited. Record an excitation trajectory (robot-twin excite) or pass '
                 f'--lock-joints {j} to identify the rest with it held still')
-        elif span < DEFAULT_SMALL_RANGE:
+        elif span < small[i]:
             _warn(notes, f'joint {j} moves only {span:.3g} over the training part; its '
                          'parameters will stay close to the prior')
     return active, locked
@@ -1267,7 +1282,8 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, vali
         joints the log lacks are locked anyway.
     lock_still_joints : bool
         Lock joints that do not move instead of raising :class:`SysIdError`, and those that
-        move less than ``DEFAULT_SMALL_RANGE`` (rad, m) instead of fitting them to a few slips.
+        move less than :func:`small_ranges` (0.05 rad or m, less for a joint of a shorter
+        range) instead of fitting them to a few slips.
     consistency : {'auto', 'check'}
         See the module docstring.
     max_condition : float, optional
@@ -1318,7 +1334,8 @@ def identify(model, log, *, friction='viscous-coulomb', train_fraction=0.7, vali
         train, test = log, validation
         notes.extend(w for w in validation.warnings if w not in notes)
     active, locked = _select_joints(names, log, train, lock_joints, min_range,
-                                    lock_still_joints, notes)
+                                    small_ranges(*position_limits(model)), lock_still_joints,
+                                    notes)
     rows = np.flatnonzero(active)
     if not len(rows):
         raise SysIdError('no joint moves in the log (or every joint is locked): nothing to '
