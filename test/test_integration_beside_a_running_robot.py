@@ -29,6 +29,16 @@ def _status_after(monitor, samples):
     return None
 
 
+def _robot_dropped(monitor, values):
+    """Return ``(steps the robot dropped,)`` by its first status after ``values``, or None."""
+    published = monitor.statuses()
+    at = next((wall for wall, _, _, v in published if v is values), None)
+    for wall, plant in list(monitor.plant_history):
+        if at is not None and wall >= at and 'dropped' in plant:
+            return (int(plant['dropped']),)
+    return None
+
+
 def test_a_twin_started_beside_a_streaming_robot_loses_and_refuses_nothing(tmp_path):
     with graph_and_observer() as (graph, observer):
         monitor = observer.monitor
@@ -43,10 +53,17 @@ def test_a_twin_started_beside_a_streaming_robot_loses_and_refuses_nothing(tmp_p
         values = wait_until(lambda: _status_after(monitor, TAKEN), START_TIMEOUT_S,
                             f'/twin/status after {TAKEN} robot samples', graph)
         graph.check_alive()
-    assert values['joint_states.rejected'] == '0', values
-    assert values['wrench.rejected'] == '0', values
-    # nothing blamed on the robot's stream nor counted lost in the twin (a start whose first
-    # executor turn still comes late may lose samples in the queue; the stamp gate then follows
-    # the stream at once and the mirror starts again across the gap: mirror.restarts, by design)
-    assert values['joint_states.lost_in_twin'] == '0', values
-    assert values['joint_states.missing'] == '0', values
+        # the samples the robot itself did not send so far: a plant starved of CPU (a slow
+        # or busy machine) drops the steps it could not send in time, as an overloaded robot
+        # does, and the twin rightly counts those as missing from the robot's stream
+        dropped, = wait_until(lambda: _robot_dropped(monitor, values), START_TIMEOUT_S,
+                              'a /twin/plant_status after that /twin/status', graph)
+    counters = {k: v for k, v in values.items() if v not in ('0', '')}   # (for the messages)
+    assert values['joint_states.rejected'] == '0', counters
+    assert values['wrench.rejected'] == '0', counters
+    # nothing blamed on the robot's stream that the robot sent, nor counted lost in the twin
+    # (a start whose first executor turn still comes late may lose samples in the queue; the
+    # stamp gate then follows the stream at once and the mirror starts again across the gap:
+    # mirror.restarts, by design)
+    assert values['joint_states.lost_in_twin'] == '0', counters
+    assert int(values['joint_states.missing']) <= dropped, (dropped, counters)

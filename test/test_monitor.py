@@ -475,6 +475,44 @@ def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builti
         assert raised == [] and 'ERROR' not in levels
 
 
+@pytest.mark.parametrize('late, alarm', [(-0.5, False), (6.0, True)],
+                         ids=['within_a_share_of_its_effort_limit', 'beyond_it'])
+def test_a_joint_held_still_without_friction_in_its_urdf_gets_a_band(late, alarm, tmp_path):
+    """
+    A joint held still whose URDF gives it no friction (a gripper's) has some all the same.
+
+    The built-in arm with joint4's friction taken out of the URDF; its drive's holding torque
+    goes from 0.3 to -0.5 N·m as in the test above. Before, without a band, that was judged
+    against the noise of commissioning and raised; now a share of the effort limit (2 % of
+    110 N·m, x1.5 at rest) stands in for the friction the URDF lacks. 6 N·m is still raised.
+    """
+    text = Path(resources.builtin_urdf()).read_text()
+    joint4 = text.index('<joint name="joint4"')
+    dynamics = text.index('<dynamics damping="0.4" friction="0.6"/>', joint4)
+    text = text[:dynamics] + '<dynamics damping="0.4"/>' + text[dynamics + 40:]
+    urdf = tmp_path / 'joint4_without_friction.urdf'
+    urdf.write_text(text)
+    model = RobotModel.from_urdf(urdf)
+    assert model.friction_model.coulomb[3] == 0.0 and model.friction_model.coulomb[2] == 0.6
+    config = MonitorConfig(commissioning_duration_s=8.0, calibration=False, model_path='rules')
+    monitor = AnomalyMonitor(model, config)
+
+    def holding(t):
+        return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
+
+    levels = []
+    for k, sample in enumerate(synthetic_samples(model, 20.0, held=(3, holding))):
+        monitor.update(sample, None, now=sample.t + 0.001)
+        if k % 20 == 0 and monitor.commissioned:
+            levels.append(monitor.report().level)
+    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    assert monitor.commissioned and np.isnan(monitor.checks.pace_speed[3])
+    if alarm:
+        assert raised and raised[0]['group'] == 'joint4' and raised[0]['stamp'] > 12.0
+    else:
+        assert raised == [] and 'ERROR' not in levels
+
+
 def test_a_continuous_wrist_reported_wrapped_raises_no_alarm(tmp_path):
     """
     A wrist that turns on and on, reported wrapped into [-pi, pi) as many robots do.

@@ -72,7 +72,7 @@ from twin_anomaly.residual_stats import alpha_from_time_constant, robust_center_
 from twin_anomaly.sensor_checks import SensorChecks
 # (imported here, not at the end of commissioning: loading twin_sim.sysid takes about 50 ms,
 # which the 1 kHz thread would wait for there)
-from twin_sim.sysid import small_ranges
+from twin_sim.sysid import COULOMB_PRIOR_FRACTION, small_ranges
 from twin_sim.yaml_numbers import load_yaml
 import yaml
 
@@ -354,6 +354,7 @@ class AnomalyMonitor:
         self._overloaded_until = -math.inf  # stamp until which the robot is not judged
         self.observer = None
         self._static_friction = np.zeros(n)   # N·m a resting joint may hold (see _set_observer)
+        self._held_friction = np.zeros(n)     # ... and one held still by the program
         self._executor = None
         self._future = None
         self._fit_result = None
@@ -841,14 +842,16 @@ class AnomalyMonitor:
         # expected it to move; nor is a slip or a nudge of it, whose friction was never seen
         # in motion. Its channels' scales are at least the spread of its unbanded values in
         # commissioning (_finish_commissioning), which a band taken off a held torque hides
+        friction = self._static_friction
         if self._lag_learned:
             held = np.isnan(self.checks.pace_speed)
             if held.any():
                 sticking[held] = 1.0
+                friction = np.where(held, self._held_friction, friction)
                 if self.step in ('learn', 'fit'):
                     self._raw_observer.append(joint[:, 0:2].copy())
         if sticking.any():
-            band = sticking * self._static_friction
+            band = sticking * friction
             for column in (0, 1):
                 r = joint[:, column]
                 joint[:, column] = np.sign(r) * np.maximum(np.abs(r) - band, 0.0)
@@ -1237,8 +1240,18 @@ class AnomalyMonitor:
         """Observe with ``model``; its Coulomb friction bounds what a joint holds at rest."""
         self.observer = MomentumObserver(model, self.config.observer_gain)
         friction = model.friction_model
-        self._static_friction = _STATIC_FRICTION_FACTOR * (np.abs(friction.coulomb)
-                                                           + np.abs(friction.phi1))
+        static = _STATIC_FRICTION_FACTOR * (np.abs(friction.coulomb) + np.abs(friction.phi1))
+        self._static_friction = static
+        # A joint held still whose model knows no friction (a gripper's joints in many URDFs)
+        # has some all the same: the calibration's prior scale for unknown friction, a share
+        # of the effort limit, stands in for it there. Without it such a joint was judged at
+        # the observer's 3e-3 N·m floor, and a simulated xArm gripper standing still, whose
+        # holding torques crept by 0.008 N·m, raised observer alarms on its finger joints
+        # within seconds of monitoring.
+        limit = np.asarray(model.effort_limit, dtype=float)
+        unknown = np.where(np.isfinite(limit) & (limit > 0.0),
+                           _STATIC_FRICTION_FACTOR * COULOMB_PRIOR_FRACTION * limit, 0.0)
+        self._held_friction = np.where(static > 0.0, static, unknown)
 
     def _finish_commissioning(self, t):
         # a signal that never changed (a joint the robot does not report: held at 0) cannot
