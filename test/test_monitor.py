@@ -432,6 +432,25 @@ def test_a_robot_that_stops_and_rests_raises_no_alarm(builtin, held_still):
     assert raised == [] and set(levels) == {'OK'}
 
 
+def _hold_joint4(model, monitor, late):
+    """
+    Run ``monitor`` on 20 s of ``model`` with joint4 held still by the program.
+
+    Its drive's holding torque is 0.3 N·m through commissioning (8 s), then goes over 4 s
+    from 12 s to ``late``. Returns the levels reported (every 20 ms once commissioned) and
+    the ``anomaly_raised`` events.
+    """
+    def holding(t):
+        return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
+
+    levels = []
+    for k, sample in enumerate(synthetic_samples(model, 20.0, held=(3, holding))):
+        monitor.update(sample, None, now=sample.t + 0.001)
+        if k % 20 == 0 and monitor.commissioned:
+            levels.append(monitor.report().level)
+    return levels, [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+
+
 @pytest.mark.parametrize('late, alarm', [(-0.5, False), (2.0, True)],
                          ids=['within_static_friction', 'beyond_it'])
 def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builtin, late, alarm,
@@ -450,16 +469,7 @@ def test_a_joint_the_program_holds_still_is_judged_by_its_static_friction(builti
     logged = []
     monitor = AnomalyMonitor(builtin, config, thresholds_file=tmp_path / 'held.yaml',
                              log=lambda level, text: logged.append((level, text)))
-
-    def holding(t):
-        return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
-
-    levels = []
-    for k, sample in enumerate(synthetic_samples(builtin, 20.0, held=(3, holding))):
-        monitor.update(sample, None, now=sample.t + 0.001)
-        if k % 20 == 0 and monitor.commissioned:
-            levels.append(monitor.report().level)
-    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    levels, raised = _hold_joint4(builtin, monitor, late)
     assert monitor.commissioned and len(levels) > 400
     assert np.isnan(monitor.checks.pace_speed[3])           # no usual speed: held still
     assert np.isfinite(np.delete(monitor.checks.pace_speed, 3)).all()
@@ -496,16 +506,7 @@ def test_a_joint_held_still_without_friction_in_its_urdf_gets_a_band(late, alarm
     assert model.friction_model.coulomb[3] == 0.0 and model.friction_model.coulomb[2] == 0.6
     config = MonitorConfig(commissioning_duration_s=8.0, calibration=False, model_path='rules')
     monitor = AnomalyMonitor(model, config)
-
-    def holding(t):
-        return 0.3 + (late - 0.3) * min(1.0, max(0.0, t - 12.0) / 4.0)
-
-    levels = []
-    for k, sample in enumerate(synthetic_samples(model, 20.0, held=(3, holding))):
-        monitor.update(sample, None, now=sample.t + 0.001)
-        if k % 20 == 0 and monitor.commissioned:
-            levels.append(monitor.report().level)
-    raised = [e for e in monitor.poll_events() if e['kind'] == 'anomaly_raised']
+    levels, raised = _hold_joint4(model, monitor, late)
     assert monitor.commissioned and np.isnan(monitor.checks.pace_speed[3])
     if alarm:
         assert raised and raised[0]['group'] == 'joint4' and raised[0]['stamp'] > 12.0
