@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import pybullet_data
 import pytest
 
 from robot_twin.bringup import node_command
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.integration
 DATA = Path(__file__).resolve().parent / 'data'
 MISSING_URDF = '/nonexistent/robot_twin_test/arm.urdf'
 BAD_SCENARIO = str(DATA / 'scenario_unknown_joint.yaml')
+# a URDF with quirks the model warns about (impossible inertias, <mimic> joints)
+QUIRKY_URDF = str(Path(pybullet_data.getDataPath()) / 'xarm' / 'xarm6_with_gripper.urdf')
 
 CASES = {
     # name: (executable, parameters, words the error line must contain)
@@ -39,6 +42,10 @@ CASES = {
     # (the robot's streams are subscribed to once every node is built: still one clear line)
     'bridge_bad_topic': ('twin_bridge', {'joint_states_topic': 'joint states!'},
                          ['Invalid topic name', 'joint states!']),
+    # warned about first (test below), then refused
+    'sim_quirky_urdf_missing_sensor': ('twin_sim', {'urdf_path': QUIRKY_URDF,
+                                                    'ft_sensor_link': 'no_such_link'},
+                                       ['no_such_link']),
 }
 
 
@@ -67,6 +74,15 @@ def exits():
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+def test_warnings_while_building_are_one_line_each(exits):
+    """A URDF's quirks read as log lines: no Python file:line and source line after each."""
+    _code, out = exits['sim_quirky_urdf_missing_sensor']
+    warned = [line for line in out.splitlines() if 'URDFWarning' in line]
+    assert any('<mimic>' in line for line in warned), out
+    assert all(line.startswith('[WARN] URDFWarning: ') for line in warned), out
+    assert '.py:' not in out and 'RobotModel.from_urdf' not in out, out
 
 
 @pytest.mark.parametrize('case', sorted(CASES))

@@ -37,6 +37,7 @@ import gc
 import os
 import signal
 import sys
+import warnings
 
 import rclpy
 from rclpy.exceptions import NameValidationException, ParameterException
@@ -145,6 +146,11 @@ def stop_on_signals(stop):
         signal.signal(signum, handler)
 
 
+def _warning_line(message, category, filename, lineno, line=None):
+    """Format a Python warning of a node process as one log-like line (no source line)."""
+    return f'[WARN] {category.__name__}: {message}\n'
+
+
 def run_nodes(factories, args=None):
     """
     Init rclpy, build the nodes, spin them together, shut down cleanly; return the exit status.
@@ -164,6 +170,9 @@ def run_nodes(factories, args=None):
         the reason is printed as one ``[ERROR]`` line.
 
     """
+    # a warning while the nodes are built (a URDF's quirks) reads as one line of the node's
+    # output, as its log lines do, not as Python's file:line and the source line after it
+    warnings.formatwarning = _warning_line
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = Future()
     stop_on_signals(stop)
