@@ -22,10 +22,11 @@ except ImportError:   # Humble
 from twin_bridge.intake import INPUT_QUEUE_DEPTH
 
 SENSOR_IN = QoSProfile(depth=INPUT_QUEUE_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT)
-"""The robot's streams: best-effort like sensor data, but 100 deep (the contract says 10): at
-1 kHz a stall of the twin's thread of up to 100 ms (the end of commissioning, a slow report)
-loses no sample, where 10 would turn a 20 ms stall into a gap. A longer stall loses samples
-here, which the anomaly detector counts as the twin's (``dropped_samples``), not the robot's."""
+"""The robot's streams: best-effort like sensor data, but 1000 deep (the contract says 10): at
+1 kHz a stall of the twin of up to 1 s (the end of commissioning, a slow report, a starved
+computer) loses no sample, where 10 would turn a 20 ms stall into a gap
+(:data:`twin_bridge.intake.INPUT_QUEUE_DEPTH`). A longer stall loses samples here, which the
+anomaly detector counts as the twin's (``dropped_samples``), not the robot's."""
 STREAM_OUT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 STATUS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 COMMAND = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
