@@ -17,7 +17,7 @@ from twin_anomaly.classifier import default_model_path, Verdict
 from twin_anomaly.detector import DetectorState
 from twin_anomaly.monitor import AnomalyMonitor, MONITOR_FILE_KEY, MonitorConfig
 from twin_anomaly.report import ROBOT_STATUS, status_entries
-from twin_bridge.intake import RobotSample
+from twin_bridge.intake import INPUT_QUEUE_DEPTH, RobotSample
 from twin_sim import resources
 from twin_sim.urdf_model import RobotModel
 import yaml
@@ -291,8 +291,10 @@ def test_a_starved_twin_that_loses_samples_by_the_dozen_raises_no_alarm(builtin)
     100 ms behind and lost 20-45 samples at a time from its full input queue: the momentum
     observer ran across those gaps and its channels, and the wrench's, raised
     `collision_force` alarms on a nominal robot. Here the twin takes 60 samples, loses the next
-    20-45, and takes the samples after each loss 90 ms late (they waited in the queue).
+    20-45, and takes the samples after each loss late by 90 % of the input queue's length (they
+    waited in the full queue: 90 ms when it was 100 deep, 0.9 s at 1000).
     """
+    wait_s = 0.9 * INPUT_QUEUE_DEPTH * 1e-3                # the 1 kHz stream's queue, full
     config = MonitorConfig(commissioning_duration_s=4.0, calibration=False, model_path='rules')
     monitor = AnomalyMonitor(builtin, config)
     rng = np.random.default_rng(6)
@@ -310,7 +312,7 @@ def test_a_starved_twin_that_loses_samples_by_the_dozen_raises_no_alarm(builtin)
         queued = late > 0
         late = max(late - 1, 0)
         monitor.update(dataclasses.replace(sample, queued=queued), None,
-                       now=sample.t + (0.09 if queued else 3e-4))
+                       now=sample.t + (wait_s if queued else 3e-4))
         if k % 5 == 0:
             levels.append(monitor.report().level)
     assert monitor.commissioned and len(levels) > 100
