@@ -17,13 +17,15 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
+from rclpy.task import Future
 from robot_twin.nodes import qos
 from robot_twin.nodes.cdr import CdrError, JointStateReader
 from robot_twin.nodes.messages import level_name, status_values, \
     trajectory_points
+from robot_twin.nodes.runner import make_executor, spin
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
@@ -248,20 +250,26 @@ class BackgroundMonitor:
 
     The context reads the DDS environment (ROS_DOMAIN_ID, localhost-only discovery, the Fast
     DDS profile) when it starts: set it in ``os.environ`` first. :meth:`close` stops it.
+    Spun as the twin's own nodes are (:func:`robot_twin.nodes.runner.make_executor`, in slices):
+    the demo's monitor takes the twin's residuals at 1 kHz on the 2 cores that the emulated
+    robot and the twin share, and the EventsExecutor dispatches a callback for a fraction of
+    the SingleThreadedExecutor's cost (the measuring receiver of ``benchmarks/bench_twin.py``,
+    three 1 kHz streams: 0.16 core against 0.5; BENCHMARKS.md).
     """
 
     def __init__(self, name='twin_monitor', domain_id=None):
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = TwinMonitorNode(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor = make_executor(self.context)
         self.executor.add_node(self.node)
+        self._stop = Future()
         self._thread = threading.Thread(target=self._spin, name=f'{name}-spin', daemon=True)
         self._thread.start()
 
     def _spin(self):
         try:
-            self.executor.spin()
+            spin(self.executor, self.context, self._stop)
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
         except Exception:
@@ -275,7 +283,8 @@ class BackgroundMonitor:
 
     def close(self):
         """Stop spinning and shut the context down."""
+        self._stop.set_result(True)
+        self._thread.join(timeout=5.0)
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         self.context.try_shutdown()
-        self._thread.join(timeout=5.0)
