@@ -245,21 +245,32 @@ class Observer:
     what it saw), extended with the stamps of robot samples and residuals, every anomaly, status
     and plant report, and the JointTrajectory commands sent to the robot. ``node`` may create
     publishers and clients of its own. Spun by a background thread; :meth:`close` shuts it down.
+
+    ``lean``: spin on the twin's own executor (:func:`robot_twin.nodes.runner.make_executor`, the
+    EventsExecutor, in slices) instead of the SingleThreadedExecutor. The observer takes the
+    robot's joint states and the residuals at 1 kHz on the 2 cores the twin and the emulated
+    robot share, and the demo's monitor took a third of a core less so (BENCHMARKS.md). Not the
+    default: a subscription whose callback takes the message info stops rclpy 9.1.2's
+    EventsExecutor (``SystemError``), and test_integration_governor's does.
     """
 
-    def __init__(self, domain_id, name='integration_observer'):
+    def __init__(self, domain_id, name='integration_observer', lean=False):
         env = localhost_env(domain_id)
         self._saved_env = {k: os.environ.get(k) for k in DDS_KEYS}
         os.environ.update({k: env[k] for k in DDS_KEYS})   # rmw reads these at init
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.task import Future
+        from robot_twin.nodes.runner import make_executor
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         try:
             self.monitor = _make_monitor(name, self.context)
-            self.executor = SingleThreadedExecutor(context=self.context)
+            self.executor = make_executor(self.context) if lean else \
+                SingleThreadedExecutor(context=self.context)
             self.executor.add_node(self.monitor)
+            self._stop = Future()
         except Exception:
             self.context.try_shutdown()
             self._restore_env()
@@ -270,8 +281,9 @@ class Observer:
 
     def _spin(self):
         from rclpy.executors import ExternalShutdownException
+        from robot_twin.nodes.runner import spin
         try:
-            self.executor.spin()
+            spin(self.executor, self.context, self._stop)
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
         except Exception:
@@ -288,10 +300,11 @@ class Observer:
     def close(self):
         """Stop spinning, shut the context down and restore the environment."""
         try:
+            self._stop.set_result(True)
+            self._thread.join(timeout=5.0)
             self.executor.shutdown(timeout_sec=2.0)
             self.monitor.destroy_node()
             self.context.try_shutdown()
-            self._thread.join(timeout=5.0)
         finally:
             self._restore_env()
 
@@ -320,13 +333,17 @@ class Observer:
 
 
 @contextmanager
-def graph_and_observer():
-    """Yield a :class:`TwinGraph` and an :class:`Observer` on a domain of their own; stop both."""
+def graph_and_observer(lean=False):
+    """
+    Yield a :class:`TwinGraph` and an :class:`Observer` on a domain of their own; stop both.
+
+    ``lean``: the observer's executor (see :class:`Observer`).
+    """
     domain = unique_domain_id()
     graph = TwinGraph(domain)
     observer = None
     try:
-        observer = Observer(domain)
+        observer = Observer(domain, lean=lean)
         yield graph, observer
     finally:
         graph.stop()

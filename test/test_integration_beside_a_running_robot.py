@@ -40,7 +40,7 @@ def _robot_dropped(monitor, values):
 
 
 def test_a_twin_started_beside_a_streaming_robot_loses_and_refuses_nothing(tmp_path):
-    with graph_and_observer() as (graph, observer):
+    with graph_and_observer(lean=True) as (graph, observer):
         monitor = observer.monitor
         # the robot first: a 1 kHz plant (joint states and wrench), no fault, no controller
         graph.start('robot', node_specs(['plant'], {'plant': {
