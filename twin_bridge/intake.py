@@ -88,9 +88,9 @@ INPUT_QUEUE_DEPTH = 1000
 the twin of up to 1 s loses no sample (the detectors tell a loss in this queue from a gap of
 the robot's stream by how long the samples waited). 100 deep, a twin held up for 250 ms every
 2 s gave no residual for 1,369 of 20,000 samples (1000 deep: 238), and each loss in this queue
-stops its judging for 1 s (twin_anomaly.monitor); a computer that
-starves its processes in slices (a CPU quota, a busy neighbour) holds the twin up that long.
-The queue holds a few hundred kB; it is filled only while the twin is behind."""
+stops its judging for 1 s (twin_anomaly.monitor); a computer that starves its processes in
+slices (a CPU quota, a busy neighbour) holds the twin up that long. The queue holds up to 1000
+messages of a few hundred bytes; it fills only while the twin is behind."""
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,9 @@ class TwinHubNode(Node):
         self.get_client = self.create_client(GetParameters, f'{bridge}/get_parameters')
         self.set_client = self.create_client(SetParameters, f'{bridge}/set_parameters')
         self.create_subscription(JointState, settings.measured_topic, self.on_measured,
-                                 qos.SENSOR_IN, raw=True)
+                                 qos.DISPLAY_IN, raw=True)
         self.create_subscription(JointState, settings.predicted_topic, self.on_predicted,
-                                 qos.SENSOR_IN, raw=True)
+                                 qos.DISPLAY_IN, raw=True)
         self.create_subscription(DiagnosticArray, '/twin/status', self.on_status, qos.STATUS)
         self.create_subscription(DiagnosticArray, '/twin/anomaly', self.on_anomaly, qos.LATCHED)
         self.create_subscription(DiagnosticArray, '/twin/rul', self.on_rul, qos.LATCHED)

@@ -27,6 +27,10 @@ SENSOR_IN = QoSProfile(depth=INPUT_QUEUE_DEPTH, reliability=ReliabilityPolicy.BE
 computer) loses no sample, where 10 would turn a 20 ms stall into a gap
 (:data:`twin_bridge.intake.INPUT_QUEUE_DEPTH`). A longer stall loses samples here, which the
 anomaly detector counts as the twin's (``dropped_samples``), not the robot's."""
+DISPLAY_IN = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+"""The twin's display streams as the hub reads them (``/twin/joint_states`` and the predictions):
+100 deep, as the robot's streams were before, so that a hub held up for a moment records what
+came meanwhile, and one that fell far behind shows the present, not a second-old backlog."""
 STREAM_OUT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 STATUS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 COMMAND = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
