@@ -246,49 +246,26 @@ class Observer:
     and plant report, and the JointTrajectory commands sent to the robot. ``node`` may create
     publishers and clients of its own. Spun by a background thread; :meth:`close` shuts it down.
 
+    Spun as the demo's monitor is (:class:`robot_twin.nodes.monitor_node.BackgroundMonitor`).
     ``lean``: spin on the twin's own executor (:func:`robot_twin.nodes.runner.make_executor`, the
     EventsExecutor, in slices) instead of the SingleThreadedExecutor. The observer takes the
     robot's joint states and the residuals at 1 kHz on the 2 cores the twin and the emulated
     robot share, and the demo's monitor took a third of a core less so (BENCHMARKS.md). Not the
-    default: a subscription whose callback takes the message info stops rclpy 9.1.2's
-    EventsExecutor (``SystemError``), and test_integration_governor's does.
+    default: test_integration_governor's subscriber takes the message info (see
+    BackgroundMonitor).
     """
 
     def __init__(self, domain_id, name='integration_observer', lean=False):
         env = localhost_env(domain_id)
         self._saved_env = {k: os.environ.get(k) for k in DDS_KEYS}
         os.environ.update({k: env[k] for k in DDS_KEYS})   # rmw reads these at init
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.task import Future
-        from robot_twin.nodes.runner import make_executor
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
+        from robot_twin.nodes.monitor_node import BackgroundMonitor
         try:
-            self.monitor = _make_monitor(name, self.context)
-            self.executor = make_executor(self.context) if lean else \
-                SingleThreadedExecutor(context=self.context)
-            self.executor.add_node(self.monitor)
-            self._stop = Future()
+            self._spun = BackgroundMonitor(name, domain_id, _make_monitor, lean=lean)
         except Exception:
-            self.context.try_shutdown()
             self._restore_env()
             raise
-        self.node = self.monitor
-        self._thread = threading.Thread(target=self._spin, name='observer-spin', daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        from rclpy.executors import ExternalShutdownException
-        from robot_twin.nodes.runner import spin
-        try:
-            spin(self.executor, self.context, self._stop)
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
-        except Exception:
-            if self.context.ok():
-                raise
+        self.monitor = self.node = self._spun.node
 
     def _restore_env(self):
         for key, value in self._saved_env.items():
@@ -300,11 +277,7 @@ class Observer:
     def close(self):
         """Stop spinning, shut the context down and restore the environment."""
         try:
-            self._stop.set_result(True)
-            self._thread.join(timeout=5.0)
-            self.executor.shutdown(timeout_sec=2.0)
-            self.monitor.destroy_node()
-            self.context.try_shutdown()
+            self._spun.close()
         finally:
             self._restore_env()
 

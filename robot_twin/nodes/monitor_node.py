@@ -17,7 +17,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from rclpy.task import Future
@@ -255,14 +255,25 @@ class BackgroundMonitor:
     robot and the twin share, and the EventsExecutor dispatches a callback for a fraction of
     the SingleThreadedExecutor's cost (the measuring receiver of ``benchmarks/bench_twin.py``,
     three 1 kHz streams: 0.16 core against 0.5; BENCHMARKS.md).
+
+    ``node_factory(name, context=...)`` builds the node (a TwinMonitorNode or a subclass of it,
+    as the integration tests' observer); ``lean`` False spins it on the SingleThreadedExecutor
+    instead, for a node with a subscription whose callback takes the message info, which
+    stops rclpy 9.1.2's EventsExecutor (``SystemError``).
     """
 
-    def __init__(self, name='twin_monitor', domain_id=None):
+    def __init__(self, name='twin_monitor', domain_id=None, node_factory=TwinMonitorNode,
+                 lean=True):
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = TwinMonitorNode(name, context=self.context)
-        self.executor = make_executor(self.context)
-        self.executor.add_node(self.node)
+        try:
+            self.node = node_factory(name, context=self.context)
+            self.executor = make_executor(self.context) if lean else \
+                SingleThreadedExecutor(context=self.context)
+            self.executor.add_node(self.node)
+        except Exception:
+            self.context.try_shutdown()
+            raise
         self._stop = Future()
         self._thread = threading.Thread(target=self._spin, name=f'{name}-spin', daemon=True)
         self._thread.start()
