@@ -48,6 +48,12 @@ SAME_REQUEST_S = 0.5
 ``timeout`` and supervisors signal both ``up`` and its process group, so two arrive at once."""
 
 
+ROBOT_FIFO_PRIORITY = 10
+"""SCHED_FIFO priority :meth:`ProcessGroup.favour` gives an emulated robot (1-99)."""
+ROBOT_NICE = -5
+"""Nice value :meth:`ProcessGroup.favour` gives an emulated robot where SCHED_FIFO is refused."""
+
+
 def format_value(value):
     """Write a parameter value as rcl reads ``-p name:=value`` (YAML; strings stay strings)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=float('inf'))
@@ -179,6 +185,46 @@ class ProcessGroup:
     def pids(self):
         """``{name: pid}`` of the started children."""
         return {name: proc.pid for name, proc in self.processes.items()}
+
+    def favour(self, fifo_priority=ROBOT_FIFO_PRIORITY, nice=ROBOT_NICE):
+        """
+        Give every thread of the children real-time priority, as a robot's controller has.
+
+        An emulated robot (the demo's, the tests') stands in for a controller that runs at
+        real-time priority beside the twin; at normal priority on a busy 2-core machine it
+        sends its set-points late and its stiff loop jerks the arm, and the twin then rightly
+        reports the emulator's own transients. Each thread gets ``SCHED_FIFO`` at
+        ``fifo_priority``; where that is refused, the lower ``nice`` value; where that is
+        refused too (it needs root or CAP_SYS_NICE), nothing changes. Threads a child starts
+        later inherit its policy. The kernel's real-time throttling (by default 5 % of every
+        second left to other tasks) still bounds a thread that would never sleep.
+
+        Returns
+        -------
+        str or None
+            ``'fifo'`` or ``'nice'``: what the first thread got; None when neither was
+            permitted or no thread was found.
+
+        """
+        done = None
+        for proc in self.processes.values():
+            try:
+                tasks = [int(t) for t in os.listdir(f'/proc/{proc.pid}/task')]
+            except OSError:                  # exited, or not Linux
+                continue
+            for tid in tasks:
+                try:
+                    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(fifo_priority))
+                    done = done or 'fifo'
+                    continue
+                except (OSError, AttributeError):
+                    pass                     # not permitted (or no such call): try nice
+                try:
+                    os.setpriority(os.PRIO_PROCESS, tid, nice)
+                    done = done or 'nice'
+                except OSError:              # not permitted, or the thread is gone
+                    pass
+        return done
 
     @staticmethod
     def _status(proc):

@@ -38,6 +38,17 @@ RUL_ECHO_EPOCHS = 3           # a health verdict weighs this many epochs (runnin
 DASHBOARD_ADDRESS = '127.0.0.1:8080'   # --dashboard without an address
 
 
+PRIORITY_NOTE = {
+    'fifo': '  the emulated robot runs at real-time priority (SCHED_FIFO), as a robot controller '
+            'does',
+    'nice': '  the emulated robot runs at a raised priority (nice -5); real-time priority was '
+            'refused',
+    None: '  the emulated robot runs at normal priority (a raised one needs root or '
+          'CAP_SYS_NICE): on a busy machine it may jerk, and the twin will report that',
+}
+"""What the demo says of its emulated robot's priority (``ProcessGroup.favour``'s result)."""
+
+
 def scenario_faults(path):
     """
     Return the scenario's faults as dicts (type, joint, start_s), earliest first.
@@ -174,6 +185,8 @@ def run_demo(duration_s=78.0, scenario='demo', corrective=False, domain_id=None,
             if not exited:
                 say(f'twin up after {time.time() - start:.1f} s; starting the robot')
                 groups.append(start_graph(robot, env, on_line=on_line))
+                # the emulated robot runs as a real controller does, before the twin
+                say(PRIORITY_NOTE[groups[-1].favour()])
             next_print = time.time() + 1.0
             while time.time() - start < duration_s and not exited:
                 exited = next((e for e in (g.poll() for g in groups) if e), None)

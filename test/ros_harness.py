@@ -467,26 +467,17 @@ def start_loop(graph, observer, workdir, scenario, extra=None, controller=True,
     favour_robot(graph.groups['robot'])     # the threads started since (DDS, timers)
 
 
-ROBOT_NICE = -5
-"""Scheduling priority (nice) of the emulated robot's processes, when the tests may set it."""
-
-
 def favour_robot(group):
     """
-    Give the emulated robot's threads priority over the twin and the test's own processes.
+    Give the emulated robot's threads real-time priority (:meth:`ProcessGroup.favour`).
 
     A real robot's controller runs with a higher priority than anything beside it, and the
     twin is built to fit beside it; on this 2-core machine a starved emulated robot instead
     sends its set-points late, and its stiff loop then jerks the arm, so that a test would
-    judge the emulator, not the twin. Raising the priority needs root (CI
-    runs as root); elsewhere this does nothing.
+    judge the emulator, not the twin (BENCHMARKS.md, "The emulated robot at real-time
+    priority"). It needs root or CAP_SYS_NICE (CI runs as root); elsewhere nothing changes.
     """
-    for proc in group.processes.values():
-        for task in Path(f'/proc/{proc.pid}/task').glob('*'):
-            try:
-                os.setpriority(os.PRIO_PROCESS, int(task.name), ROBOT_NICE)
-            except OSError:               # not permitted, or the thread is gone
-                pass
+    group.favour()
 
 
 def wait_commissioned(graph, observer):

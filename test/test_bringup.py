@@ -518,3 +518,38 @@ def test_run_until_stopped_starts_the_group_and_reports_a_start_failure():
     assert run_until_stopped(group, log=messages.append) == 1
     assert any('cannot start b' in m for m in messages)
     assert gone(group.pids['a'])
+
+
+def test_favour_gives_every_thread_a_raised_priority_that_new_threads_inherit(lines):
+    """An emulated robot gets SCHED_FIFO where permitted (root here in CI), else nice -5."""
+    ready_loop = "print('ready', os.getpid(), flush=True)\nwhile True:"
+    code = CHILD.replace(ready_loop, textwrap.dedent("""
+        import threading
+        def report():
+            print('thread policy', os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS,
+                  threading.get_native_id()), flush=True)
+        signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=report).start())
+        print('ready', os.getpid(), flush=True)
+        while True:""").strip('\n'))
+    assert 'SIGUSR1' in code
+    with ProcessGroup([('robot', [PY, '-c', code])], on_line=lines) as group:
+        ready(lines, ['robot'])
+        got = group.favour()
+        pid = group.pids['robot']
+        tasks = [int(t) for t in os.listdir(f'/proc/{pid}/task')]
+        if got == 'fifo':
+            assert all(os.sched_getscheduler(t) == os.SCHED_FIFO for t in tasks)
+            assert all(os.sched_getparam(t).sched_priority == bringup.ROBOT_FIFO_PRIORITY
+                       for t in tasks)
+        elif got == 'nice':
+            assert all(os.getpriority(os.PRIO_PROCESS, t) == bringup.ROBOT_NICE for t in tasks)
+        else:
+            # neither permitted: only an unprivileged user gets here, and nothing changed
+            assert os.geteuid() != 0
+            assert all(os.sched_getscheduler(t) == os.SCHED_OTHER for t in tasks)
+            return
+        os.kill(pid, signal.SIGUSR1)               # a thread started after favour()
+        (_, line), = lines.wait_for(lambda n, line: line.startswith('thread policy'))
+        policy, nice = (int(x) for x in line.split()[2:])
+        assert (policy == os.SCHED_FIFO) if got == 'fifo' else (nice == bringup.ROBOT_NICE)
+        group.stop()

@@ -12,8 +12,8 @@ missing from the robot's stream (79 in a scratch run, a WARN on /twin/status for
 six such starts did so; none since. Each test here checks the counters, never a time.
 """
 import pytest
-from ros_harness import graph_and_observer, node_specs, START_TIMEOUT_S, TWIN_NODES, \
-    wait_until
+from ros_harness import favour_robot, graph_and_observer, node_specs, START_TIMEOUT_S, \
+    TWIN_NODES, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,9 @@ def test_a_twin_started_beside_a_streaming_robot_loses_and_refuses_nothing(tmp_p
     with graph_and_observer(lean=True) as (graph, observer):
         monitor = observer.monitor
         # the robot first: a 1 kHz plant (joint states and wrench), no fault, no controller
-        graph.start('robot', node_specs(['plant'], {'plant': {
-            'scenario': '', 'step_rate_hz': 1000.0, 'publish_rate_hz': 1000.0}}))
+        # (at real-time priority where permitted, as a robot's controller runs)
+        favour_robot(graph.start('robot', node_specs(['plant'], {'plant': {
+            'scenario': '', 'step_rate_hz': 1000.0, 'publish_rate_hz': 1000.0}})))
         wait_until(lambda: monitor.plant_history, START_TIMEOUT_S, 'the robot to stream', graph)
         graph.start('twin', node_specs(TWIN_NODES, {'twin_anomaly': {
             'commissioning_duration_s': 4.0, 'recommission': True, 'model_path': 'rules',
