@@ -6,7 +6,7 @@ import pytest
 
 from twin_bridge.corrective import AnomalyEvent, CorrectivePolicy, SetpointStream
 from twin_bridge.governor import JointLimits, SafetyGovernor, TrajectoryCommand
-from twin_bridge.intake import RobotIntake
+from twin_bridge.intake import JOINTS, RobotIntake
 
 NAMES = ['j1', 'j2', 'j3']
 
@@ -233,6 +233,76 @@ def test_sync_status_names_stamps_behind_the_local_clock():
     assert level == 'STALE' and 'sim time?: check use_sim_time' in message
     # a stream that stopped is plain STALE, without a guessed cause
     assert intake.sync_status(103.0) == ('STALE', 'STALE: joint_states')
+
+
+def test_stamps_behind_because_the_twin_is_starved_are_not_blamed_on_the_robots_clock():
+    """A twin whose computer starves it takes every sample late: its own lateness, named so."""
+    intake = RobotIntake(NAMES, with_wrench=False)
+    t0, step, behind = 100.0, 0.001, 0.0
+
+    def take(k, wait):
+        nonlocal behind
+        stamp = t0 + k * step
+        behind += wait                 # the input threads waited this long on a run queue
+        taken = stamp + behind
+        sec, frac = divmod(stamp, 1.0)
+        nanosec = int(round(frac * 1e9))
+        assert intake.joint_state(NAMES, [0.1] * 3, [], [1.0] * 3, stamp, taken,
+                                  nanosec=nanosec) is None
+        assert intake.sample((int(sec), nanosec), taken=taken, waited=wait) is not None
+        return taken
+
+    for k in range(100):               # in step with the robot
+        take(k, 0.0)
+    for k in range(100, 1100):         # starved: 0.3 ms later with each sample, 0.3 s in all
+        take(k, 0.0003)
+    for k in range(1100, 3100):        # then keeping pace, that far behind
+        last = take(k, 0.0)
+    assert intake.twin_behind_s() == pytest.approx(0.3, abs=1e-6)
+    level, message = intake.sync_status(last + 0.0005)
+    assert level == 'STALE'            # the state is 0.3 s old: no commands on it
+    assert message == ('STALE: joint_states (stamps 0.3 s behind the local clock, 0.3 s of it '
+                       "the twin's own lateness: its computer starves it of CPU (see "
+                       "joint_states.starved and process.cpu_cores), the robot's clock is not "
+                       'to blame)')
+    assert intake.lag_cause(JOINTS, last + 0.0005)[1] is True
+    assert intake.counters()['joint_states.starved'] >= 2900
+    # the same lag with no wait of the twin's threads, each sample taken as it came (the twin
+    # waited for it): the robot's clock
+    late_clock = RobotIntake(NAMES, with_wrench=False)
+    for k in range(3000):
+        stamp = 100.0 + k * step
+        sec, frac = divmod(stamp, 1.0)
+        nanosec = int(round(frac * 1e9))
+        assert late_clock.joint_state(NAMES, [0.1] * 3, [], [1.0] * 3, stamp, stamp + 0.3,
+                                      nanosec=nanosec) is None
+        late_clock.sample((int(sec), nanosec), taken=stamp + 0.3, waited=0.0)
+        if k % 100 == 0:                                   # the status reports' calls
+            late_clock.lag_cause(JOINTS, stamp + 0.3)
+    assert late_clock.lag_cause(JOINTS, stamp + 0.3005) == (
+        'stamps 0.3 s behind the local clock: synchronize the clocks (chrony/PTP) or check '
+        'use_sim_time', False)
+
+
+def test_a_twin_behind_its_overflowing_queue_names_its_own_lateness():
+    """Samples lost in a full queue: the waits no longer add up, the backlog still shows."""
+    intake = RobotIntake(NAMES, with_wrench=False)
+    # the twin takes every 3rd sample (the others were dropped from its full queue), 1 s
+    # after its stamp, in bursts: 10 samples 0.5 ms apart, then 15 ms waiting for a CPU
+    stamp, taken = 100.0, 101.0
+    for k in range(1200):
+        stamp += 0.003
+        taken += 0.0005 if k % 10 else 0.0255
+        sec, frac = divmod(stamp, 1.0)
+        nanosec = int(round(frac * 1e9))
+        assert intake.joint_state(NAMES, [0.1] * 3, [], [1.0] * 3, stamp, taken,
+                                  nanosec=nanosec) is None
+        intake.sample((int(sec), nanosec), taken=taken, waited=0.001 if k % 10 == 0 else 0.0)
+        if k % 30 == 0:
+            intake.lag_cause(JOINTS, taken)
+    text, own = intake.lag_cause(JOINTS, taken + 0.0005)
+    assert own and "the twin's own lateness (it takes its samples from a backlog)" in text
+    assert intake.twin_behind_s() < 0.5                    # its waits alone do not explain it
 
 
 def test_sync_status_says_when_every_message_is_rejected():

@@ -53,7 +53,7 @@ from twin_bridge.mapping import JointMapper
 from twin_bridge.timesync import TimeSync
 from twin_bridge.validation import count_unreadable, Counters, JointStateValidator, \
     rejection_run, SKIPPED, WrenchValidator
-from twin_bridge.watchdog import OK, StalenessWatchdog
+from twin_bridge.watchdog import LAG_WINDOW_S, OK, StalenessWatchdog
 
 JOINTS = 'joint_states'
 WRENCH = 'wrench'
@@ -65,6 +65,11 @@ STARVED_WAIT_S = 0.001
 arrival because its input threads waited for a CPU was taken late because the twin's computer
 starved it (marked ``queued``, counted as ``joint_states.starved``), s. An unstarved twin's
 threads wait microseconds per sample; a starvation that matters to the latency check, ms."""
+OWN_LATENESS_SHARE = 0.5
+"""A stream's stamps that lag the local clock are put down to the twin's own lateness, not to
+the robot's clock, when the twin's measured starvation explains at least this share of the lag,
+or when it took at least this share of the recent samples from a backlog (see
+:meth:`RobotIntake.lag_cause`)."""
 ASSEMBLY_COUNTERS = ('incomplete_stamps', 'late_parts', 'repeated_stamps', 'own_clock_parts')
 """How the messages of a robot that splits its joints over several messages per stamp were
 merged (see the module's docstring); reported as ``joint_states.<key>``."""
@@ -203,6 +208,8 @@ class RobotIntake:
         self.samples = 0                # samples given out (joint_states.samples)
         self.starved = 0                # of them taken late, the twin starved (.starved)
         self._behind = 0.0              # how far the twin's starvation put it behind, s
+        self.queued = 0                 # of them taken from a backlog (marked queued)
+        self._queued_marks = [(-math.inf, 0, 0)] * 2   # (time, samples, queued), see lag_cause
         names = list(joint_names)
         unknown = sorted(set(continuous_joints) - set(names))
         if unknown:
@@ -466,6 +473,8 @@ class RobotIntake:
             if self._behind > STARVED_WAIT_S:
                 queued = True
                 self.starved += 1
+            if queued:
+                self.queued += 1
         refused = self.joints.counters['rejected']
         before, self._refused_seen = refused - self._refused_seen, refused
         position = m.position.copy()
@@ -586,11 +595,56 @@ class RobotIntake:
                 'sample takes every joint with one stamp): publish them with the stamp of the '
                 'others, or hold them fixed with locked_joints')
 
+    def twin_behind_s(self):
+        """
+        How far the twin's own starvation has put it behind the robot's stream, s.
+
+        As of the last joint sample (see :meth:`sample`: run-queue waits of the twin's input
+        threads that it has not caught up on since); 0 when it keeps pace, or when the waits
+        are not known. The wrench comes through the same threads and is as far behind.
+        """
+        return self._behind
+
+    def lag_cause(self, stream, now):
+        """
+        Return why ``stream``'s stamps steadily lag the local clock, or None when they do not.
+
+        The text names either the twin's own lateness (its computer starves it: the samples
+        wait in its queue) or the robot's clock (samples arrive in time, stamped late); see
+        :func:`stamps_behind_text`. Returns ``(text, own)``, ``own`` True for the former.
+
+        Both lag the same way. The twin's own lateness is recognized when its measured
+        starvation (:meth:`twin_behind_s`) explains at least :data:`OWN_LATENESS_SHARE` of the
+        lag, or when it took that share of its samples of the last one to two
+        :data:`~twin_bridge.watchdog.LAG_WINDOW_S` from a backlog (marked ``queued`` by
+        :meth:`sample`: a twin that keeps pace waits for each sample, one that is behind finds
+        the next waiting; this also holds once its input queue has overflowed, where the waits
+        no longer add up to the lag). Call it regularly (each status report): the share counts
+        from the marks it sets.
+        """
+        marks = self._queued_marks
+        if now - marks[1][0] >= LAG_WINDOW_S:   # the share counts from one to two spans ago
+            self._queued_marks = marks = [marks[1], (now, self.samples, self.queued)]
+        lag = self.watchdog.stamp_lag(stream, now)
+        if lag is None or lag > 1.0e6:
+            return None if lag is None else (stamps_behind_text(lag), False)
+        _, samples, queued = marks[0]
+        taken = self.samples - samples
+        backlog = taken > 0 and self.queued - queued >= OWN_LATENESS_SHARE * taken
+        behind = self._behind
+        if behind >= OWN_LATENESS_SHARE * lag:
+            part = 'all' if behind >= lag else f'{behind:.1f} s'
+            return stamps_behind_text(lag, f"{part} of it the twin's own lateness"), True
+        if backlog:
+            return stamps_behind_text(lag, "the twin's own lateness (it takes its samples from "
+                                           'a backlog)'), True
+        return stamps_behind_text(lag), False
+
     def _stale_cause(self, stream, validator, now):
         """Return `` (why)`` for a stale stream when the cause is known, else ''."""
-        lag = self.watchdog.stamp_lag(stream, now)
+        lag = self.lag_cause(stream, now)
         if lag is not None:
-            return f' ({stamps_behind_text(lag)})'
+            return f' ({lag[0]})'
         run = rejection_run(validator)
         if run is not None:
             count, cause, reason = run
@@ -628,13 +682,24 @@ class RobotIntake:
         self.samples = 0
         self.starved = 0
         self._behind = 0.0
+        self.queued = 0
+        self._queued_marks = [(-math.inf, 0, 0)] * 2
         self._skipped = False
         self.assembly.reset()
         self._reset_assembly()
 
 
-def stamps_behind_text(lag_s):
-    """Say that a stream's stamps lag the local clock by ``lag_s`` s, and what to do."""
+def stamps_behind_text(lag_s, own=''):
+    """
+    Say that a stream's stamps lag the local clock by ``lag_s`` s, and what to do.
+
+    ``own``: what of the lag is the twin's own lateness (see :meth:`RobotIntake.lag_cause`),
+    '' when the robot's clock (or sim time) is to blame.
+    """
+    if own:
+        return (f'stamps {lag_s:.1f} s behind the local clock, {own}: its computer starves it '
+                "of CPU (see joint_states.starved and process.cpu_cores), the robot's clock is "
+                'not to blame')
     if lag_s > 1.0e6:        # over 11 days: stamps on another epoch (sim time from 0)
         return (f'stamps {lag_s:.0f} s behind the local clock, sim time?: check use_sim_time, '
                 'or synchronize the clocks (chrony/PTP)')

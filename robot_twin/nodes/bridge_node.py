@@ -48,7 +48,7 @@ from twin_bridge.corrective import AnomalyEvent, CLOCK_LEAD_S, CorrectivePolicy,
     SetpointStream, SIM_CLOCK_LEAD_S, STREAM_STOP_CAUSES
 from twin_bridge.governor import GovernorConfigError, JointLimits, load_joint_limits_yaml, \
     SafetyGovernor, TrajectoryCommand
-from twin_bridge.intake import JOINTS, stamps_behind_text, WRENCH
+from twin_bridge.intake import JOINTS, WRENCH
 from twin_bridge.ledger import LedgerError
 from twin_bridge.mapping import format_joint_names
 
@@ -460,14 +460,17 @@ class TwinBridgeNode(Node):
         """Log, at most every STAMP_WARNING_PERIOD_S, a stream whose stamps lag the clock."""
         topics = {JOINTS: self.intake.joints.topic, WRENCH: self.intake.wrench.topic}
         for stream in self.intake.watchdog.streams:
-            lag = self.intake.watchdog.stamp_lag(stream, now)
+            lag = self.intake.lag_cause(stream, now)
             wall = time.monotonic()
             if lag is None or wall < self._next_lag_warning.get(stream, -math.inf):
                 continue
             self._next_lag_warning[stream] = wall + STAMP_WARNING_PERIOD_S
+            text, own = lag
             self.get_logger().warning(
-                f'{topics[stream]}: samples arrive in time, {stamps_behind_text(lag)}; '
-                'the twin reports it STALE and refuses corrective commands until then')
+                f'{topics[stream]}: {text}; the twin reports it STALE and refuses corrective '
+                'commands until it has caught up' if own else
+                f'{topics[stream]}: samples arrive in time, {text}; the twin reports it STALE '
+                'and refuses corrective commands until then')
 
     def _audit_failed(self, exc):
         """
