@@ -155,3 +155,26 @@ def test_a_slower_stream_gets_its_reports_whole():
     clock.t += 0.7                            # a pause of 0.7 s barely moves the period
     sample(work, clock, period=0.01)
     assert work.period_s == pytest.approx(0.0103)
+
+
+def test_the_robots_stamp_period_keeps_a_twin_behind_a_100_hz_robot_from_cutting_reports():
+    """Samples taken back to back (a backlog) are no faster robot: the stamps say 100 Hz."""
+    for stamps_given in (True, False):
+        clock, log = Clock(), []
+        work = IdleWork(clock=clock)
+        for _ in range(5):                    # 100 Hz, each sample taken as it comes
+            started = clock.t
+            clock.t += 0.0002
+            work.after_sample(started, 0.01 if stamps_given else 0.0)
+            clock.t = started + 0.01
+        for _ in range(150):                  # then a backlog of 1.5 s, taken back to back
+            started = clock.t
+            clock.t += 0.0002
+            work.after_sample(started, 0.01 if stamps_given else 0.0)
+        work.submit(report(log, 'a', 2))
+        if stamps_given:
+            assert work.period_s == pytest.approx(0.01)
+            assert log == ['a:0', 'a:1'] and work.run_whole == 1     # whole, as at 100 Hz
+        else:
+            # learned from when the samples came, the period fell below 5 ms: pieces
+            assert work.period_s < 0.005 and log == [] and work.pending == 1

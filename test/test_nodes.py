@@ -139,8 +139,8 @@ def test_locked_fingers_on_the_robot_s_own_topic_are_left_out(ros, fingers):
     # message that completed it, never after the gripper's own messages
     after_samples = []
     after_sample = bridge.input.idle.after_sample
-    bridge.input.idle.after_sample = lambda started: (after_samples.append(started),
-                                                      after_sample(started))
+    bridge.input.idle.after_sample = lambda started, period_s: (
+        after_samples.append(started), after_sample(started, period_s))
     for k, msg in enumerate(robot_messages(50, time.time() - 0.06, arm,
                                            center=0.5 * (arm.lower + arm.upper))):
         if fingers == 'in_the_arm_message':

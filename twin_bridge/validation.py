@@ -316,6 +316,11 @@ class StampGate:
         self._recent = deque(maxlen=self.DRAIN_SAMPLES)   # (stamp, now) of the last accepted
 
     @property
+    def step_s(self):
+        """The stream's usual step between stamps (its period), s; 0.0 before two stamps."""
+        return self._step
+
+    @property
     def offset_s(self):
         """Smallest recent ``now - stamp`` (clock offset + fastest transport), s; inf if none."""
         return min(self._bins)
@@ -597,6 +602,11 @@ class JointStateValidator:
         self._model_desc = format_joint_names(self.joint_names)
         self._bounds = {}
         self.reset()
+
+    @property
+    def stamp_step_s(self):
+        """The robot's sample period as its stamps step (:class:`StampGate`), s; 0.0 at first."""
+        return self._gate.step_s
 
     def reset(self):
         """Forget the stream history (stamps, clock, last-seen times, counts)."""

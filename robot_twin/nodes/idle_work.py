@@ -66,7 +66,7 @@ class IdleWork:
         self._jobs = deque()          # [generator, submitted at]
         self._last_end = -math.inf    # when the last sample's work ended
         self._last_start = -math.inf
-        self.period_s = None          # the robot's typical sample period, learned
+        self.period_s = None          # the robot's typical sample period, s
         self._rest = False            # a piece ran after the last sample
         self.pieces_run = 0
         self.run_whole = 0
@@ -113,11 +113,16 @@ class IdleWork:
         self.run_whole += 1
         _run_to_end(job)
 
-    def after_sample(self, started):
+    def after_sample(self, started, period_s=0.0):
         """
         Run a piece, perhaps, now that a joint-state sample's work is done.
 
-        ``started``: when that sample's work began (the same clock).
+        ``started``: when that sample's work began (the same clock). ``period_s``: the robot's
+        sample period as its stamps step, s, when known (0 = learn it from when the samples
+        come). The stamps are the better measure: a twin that is behind (at its start, after
+        a stall) takes its samples back to back, and a period learned from those can read a
+        100 Hz robot as one faster than 200 Hz, whose reports then run in pieces (18 pieces
+        in a clean-clone run of test_integration_loop, whose robot streams at 100 Hz).
 
         Runs one piece of the oldest waiting report when the sample was quick and did not
         come in a backlog, or when that report has waited ``max_wait_s``.
@@ -127,7 +132,9 @@ class IdleWork:
         interval = started - self._last_start
         self._last_start, self._last_end = started, now
         period = self.period_s
-        if period is None:             # learn the period (a pause of a second is not one)
+        if period_s > 0.0:
+            self.period_s = period_s
+        elif period is None:           # learn the period (a pause of a second is not one)
             if 0.0 < interval < 1.0:
                 self.period_s = interval
         elif interval > 0.0:           # (a pause moves it a little; a new rate, in ~100 samples)

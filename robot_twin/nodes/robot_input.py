@@ -134,7 +134,7 @@ class RobotInput:
         taken = time.perf_counter()      # when the executor handed it over (see intake)
         if self._take_joint_state(data, taken):
             # (after the message that completed a sample, not between the parts of one)
-            self.idle.after_sample(taken)
+            self.idle.after_sample(taken, self.intake.joints.stamp_step_s)
 
     def _take_joint_state(self, data, taken):
         """Check, map and hand over; return whether a whole sample went to the listeners."""
