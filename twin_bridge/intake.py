@@ -597,7 +597,7 @@ class RobotIntake:
 
     def twin_behind_s(self):
         """
-        How far the twin's own starvation has put it behind the robot's stream, s.
+        Return how far the twin's own starvation has put it behind the robot's stream, s.
 
         As of the last joint sample (see :meth:`sample`: run-queue waits of the twin's input
         threads that it has not caught up on since); 0 when it keeps pace, or when the waits

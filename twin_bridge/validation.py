@@ -317,7 +317,7 @@ class StampGate:
 
     @property
     def step_s(self):
-        """The stream's usual step between stamps (its period), s; 0.0 before two stamps."""
+        """Return the stream's usual step between stamps (its period), s; 0.0 before two."""
         return self._step
 
     @property
@@ -605,7 +605,7 @@ class JointStateValidator:
 
     @property
     def stamp_step_s(self):
-        """The robot's sample period as its stamps step (:class:`StampGate`), s; 0.0 at first."""
+        """Return the robot's sample period as its stamps step (:class:`StampGate`), s."""
         return self._gate.step_s
 
     def reset(self):
