@@ -65,8 +65,7 @@ class IdleWork:
         self._clock = clock
         self._jobs = deque()          # [generator, submitted at]
         self._last_end = -math.inf    # when the last sample's work ended
-        self._last_start = -math.inf
-        self.period_s = None          # the robot's typical sample period, s
+        self.period_s = None          # the robot's sample period (from its stamps), s
         self._rest = False            # a piece ran after the last sample
         self.pieces_run = 0
         self.run_whole = 0
@@ -113,15 +112,15 @@ class IdleWork:
         self.run_whole += 1
         _run_to_end(job)
 
-    def after_sample(self, started, period_s=0.0):
+    def after_sample(self, started, period_s):
         """
         Run a piece, perhaps, now that a joint-state sample's work is done.
 
         ``started``: when that sample's work began (the same clock). ``period_s``: the robot's
-        sample period as its stamps step, s, when known (0 = learn it from when the samples
-        come). The stamps are the better measure: a twin that is behind (at its start, after
-        a stall) takes its samples back to back, and a period learned from those can read a
-        100 Hz robot as one faster than 200 Hz, whose reports then run in pieces (18 pieces
+        sample period as its stamps step, s (0 while not known yet: reports then run whole).
+        The stamps, not the times the samples are taken: a twin that is behind (at its start,
+        after a stall) takes its samples back to back, and a period learned from those read a
+        100 Hz robot as one faster than 200 Hz, whose reports then ran in pieces (18 pieces
         in a clean-clone run of test_integration_loop, whose robot streams at 100 Hz).
 
         Runs one piece of the oldest waiting report when the sample was quick and did not
@@ -129,20 +128,15 @@ class IdleWork:
         """
         now = self._clock()
         gap = started - self._last_end
-        interval = started - self._last_start
-        self._last_start, self._last_end = started, now
-        period = self.period_s
-        if period_s > 0.0:
-            self.period_s = period_s
-        elif period is None:           # learn the period (a pause of a second is not one)
-            if 0.0 < interval < 1.0:
-                self.period_s = interval
-        elif interval > 0.0:           # (a pause moves it a little; a new rate, in ~100 samples)
-            self.period_s = 0.99 * period + 0.01 * min(interval, 4.0 * period)
+        self._last_end = now
+        self.period_s = period_s if period_s > 0.0 else None
         if not self._jobs:
             return
-        job = self._jobs[0]
         period = self.period_s
+        if period is None:             # the stream's period was forgotten (it restarted)
+            self.flush()
+            return
+        job = self._jobs[0]
         quiet = now - started < BUSY_SHARE * period and gap >= GAP_SHARE * period
         rest, self._rest = self._rest, False
         if (rest or not quiet) and now - job[1] < self.max_wait_s:
