@@ -67,14 +67,22 @@ the velocity command into a position reference that may lag the measured positio
 
 Torque (effort) mode has no loop to cap, and even a capped loop overshoots its speed a little
 (an acceleration feed-forward, a reference pushed against a joint limit); nor are the joint
-ranges hard stops (PyBullet's joints, like the controller's model, are free).
+ranges hard stops: PyBullet holds a joint's URDF range only with a soft constraint of its own,
+which a torque pushes a joint into (1e-4 to 1e-3 rad under 1 % of the built-in arm's effort
+limits, up to 0.09 rad under all of them) and which pushes back. That constraint stays on: it
+gives the other joints the right dynamics while one is held against its end (opening the
+ranges in the loaded copy, tried on 2026-12-08, made two joints of the built-in arm run away
+from their ends in zero gravity where the constrained dynamics hold them there).
 :meth:`SimWorld.limit_speed`, called after a step, emulates a drive's velocity limiter: a joint
 faster than its URDF velocity limit is set back to that speed (counted in
 ``over_speed_events``); :meth:`SimWorld.limit_position` a hard stop at the end of the range: a
 joint beyond it is put back on it and its outward velocity taken out (an inelastic stop,
 counted in ``limit_stop_events``). The plant calls both after every step, in every mode; the
-bare world does not (its physics stays free), so a motion inside the limits is the same either
-way.
+bare world does not (only PyBullet's soft constraint holds its ranges), so a motion inside the
+limits is the same either way. A joint that a light torque holds against its end chatters
+there: put back on the end, PyBullet's constraint pushes it out again and it falls back, by
+about 1e-7 rad with velocities up to 6e-4 rad/s (a gripper finger closed at its lower limit;
+README, known limitations).
 """
 from dataclasses import dataclass
 import math
