@@ -603,6 +603,55 @@ def test_velocity_and_effort_far_beyond_the_limits_stay_inside_them(model):
     assert plant.limit_stops == stops                # leaving a stop is not a new hit
 
 
+def test_joints_pushed_against_their_end_stops_stay_there_as_beside_fixed_joints(model):
+    # Zero gravity, every joint 10 mrad from an end and pushed into it by a fifth of its effort
+    # limit. With the five others at their ends, the arm's inertia accelerates joints 3 and 4
+    # into theirs too (pinocchio below), so all seven rest at their ends. A stop that only put
+    # a joint back after each step let its free acceleration leak into the others: joints 3
+    # and 4 ran away from their ends at their speed limits.
+    lower, upper = np.asarray(model.lower), np.asarray(model.upper)
+    side = np.where(np.arange(7) % 2, 1.0, -1.0)              # odd joints to their upper end
+    end = np.where(side > 0, upper, lower)
+    push = 0.2 * np.asarray(model.effort_limit) * side
+    data = model.pin_model.createData()
+    inertia = pin.crba(model.pin_model, data, end)
+    inertia = np.triu(inertia) + np.triu(inertia, 1).T
+    assert np.all(np.linalg.solve(inertia[2:4, 2:4], push[2:4]) * side[2:4] > 0.0)
+    plant = Plant(ARM, initial_q=end - 0.01 * side, gravity=(0.0, 0.0, 0.0))
+    plant.command_effort(push)
+    plant.run(1.0)
+    out = plant.run(2.0)
+    q, qd = np.array([m.q for m in out]), np.array([m.qd for m in out])
+    assert np.abs(q - end).max() < 1e-7 and np.abs(qd).max() < 1e-7
+    assert plant.limit_stops == 7                              # each hit its end once
+    # pushed back, the joints that the arm's inertia accelerates inwards leave their ends
+    plant.command_effort(-push)
+    out = plant.run(0.2)
+    inwards = np.linalg.solve(inertia, -push) * side < 0.0
+    assert inwards.sum() >= 5 and np.all((out[-1].q - end)[inwards] * side[inwards] < -1e-3)
+
+
+def test_a_gripper_resting_on_its_end_stops_reads_velocities_that_match_its_positions():
+    # pybullet_data's xArm 6 with its gripper, standing still: the initial pose puts the five
+    # finger joints on their lower limit 0, where their holding torques push them. Their
+    # velocities, summed over time, must give their motion, as the twin's position-velocity
+    # check (pv_bias, floor 3e-5 rad) takes them: a plant whose fingers chattered on their
+    # stops (PyBullet's own soft range constraint against the plant's stop) read up to 6e-4
+    # rad/s at a standing position and summed 2.7e-4 rad beyond it in 20 s, and the twin
+    # beside it raised sensor_bias on a finger.
+    import pybullet_data
+    urdf = Path(pybullet_data.getDataPath()) / 'xarm' / 'xarm6_with_gripper.urdf'
+    with pytest.warns(UserWarning):                            # (its <mimic> joints)
+        plant = Plant(urdf)
+    out = plant.run(20.0)
+    t = np.array([m.t for m in out])
+    q, qd = np.array([m.q for m in out]), np.array([m.qd for m in out])
+    summed = np.cumsum(0.5 * (qd[1:] + qd[:-1]) * np.diff(t)[:, None], axis=0)
+    assert np.abs(summed - (q[1:] - q[0])).max() < 2e-5
+    fingers = [i for i, name in enumerate(plant.joint_names) if 'finger' in name]
+    assert fingers and np.all(np.abs(q[:, fingers]) < 1e-5)   # on their stops throughout
+
+
 def test_joint_command_rules_check_every_field():
     # the plant node's /joint_command rules (twin_sim.plant_commands, shared with hil-report):
     # every field given must have one finite value per name, also those the mode does not use

@@ -47,6 +47,22 @@ def test_geometry_continuous_joints_and_missing_inertials():
     assert float(tool.find('inertial/mass').get('value')) == urdf_rewrite.TINY_MASS
 
 
+def test_open_ranges_widens_every_movable_joint():
+    root = urdf_rewrite.parse(ARM)
+    _joint(root, 'joint1').set('type', 'continuous')
+    _joint(root, 'joint2').set('type', 'prismatic')
+    effort = _joint(root, 'joint3').find('limit').get('effort')
+    urdf_rewrite.open_ranges(root, 1e6)
+    for joint in root.findall('joint'):
+        if joint.get('type') == 'fixed':
+            continue
+        assert joint.get('type') in ('revolute', 'prismatic')
+        limit = joint.find('limit')
+        assert (float(limit.get('lower')), float(limit.get('upper'))) == (-1e6, 1e6)
+    assert _joint(root, 'joint1').get('type') == 'revolute'
+    assert _joint(root, 'joint3').find('limit').get('effort') == effort     # kept
+
+
 def test_bad_urdfs_and_sensor_links_are_named_errors(tmp_path):
     bad = tmp_path / 'bad.urdf'
     bad.write_text('<robot name="x"><link name="a">')

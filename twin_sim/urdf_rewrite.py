@@ -10,6 +10,8 @@ The steps they have in common live here, so that every engine sees the same robo
   path such as ``package://...`` may not resolve here);
 - :func:`continuous_as_revolute`: ``continuous`` joints become revolute joints with very wide
   limits, for engines that want limits on every joint;
+- :func:`open_ranges`: every movable joint gets that very wide range, for an engine whose own
+  range constraints are not wanted (the caller keeps the URDF's ranges and enforces them);
 - :func:`move_sensor_body`: the force-torque sensor link's own inertia moves to a new link
   ``twin_sensor_body``, fixed to the sensor joint's parent at the same place. A force-torque
   sensor measures what the bodies distal to its sensing plane exert; the sensor body itself is on
@@ -32,7 +34,7 @@ from transforms3d.euler import euler2mat, mat2euler
 
 __all__ = ['SENSOR_BODY', 'TINY_INERTIA', 'TINY_MASS', 'URDFRewriteError', 'add_tiny_inertials',
            'continuous_as_revolute', 'copy_element', 'drop_geometry', 'lock_joints',
-           'move_sensor_body', 'parse', 'sensor_joint', 'tiny_inertial']
+           'move_sensor_body', 'open_ranges', 'parse', 'sensor_joint', 'tiny_inertial']
 
 SENSOR_BODY = 'twin_sensor_body'
 """Link that carries the force-torque sensor link's own inertia (see :func:`move_sensor_body`)."""
@@ -70,6 +72,28 @@ def continuous_as_revolute(root, wide_limit):
     for joint in root.findall('joint'):
         if joint.get('type') == 'continuous':
             joint.set('type', 'revolute')
+            limit = joint.find('limit')
+            if limit is None:
+                limit = ElementTree.SubElement(joint, 'limit', effort='0', velocity='0')
+            limit.set('lower', repr(-wide_limit))
+            limit.set('upper', repr(wide_limit))
+
+
+def open_ranges(root, wide_limit):
+    """
+    Give every movable joint the range ``-wide_limit .. wide_limit`` (continuous: revolute).
+
+    For an engine that would otherwise constrain the joints to their URDF ranges itself.
+    PyBullet does, softly: a joint pushed against an end of its range is pushed back out with
+    a small velocity, falls back, and is pushed out again, so that a gripper finger held
+    closed at its lower limit chattered there by about 1e-7 rad and reported velocities of up
+    to 6e-4 rad/s whose sum no longer matched its position (see
+    :meth:`twin_sim.world.SimWorld.limit_position`, the end stop that the plant keeps instead).
+    Effort and velocity limits are left as they are.
+    """
+    continuous_as_revolute(root, wide_limit)
+    for joint in root.findall('joint'):
+        if joint.get('type') in ('revolute', 'prismatic'):
             limit = joint.find('limit')
             if limit is None:
                 limit = ElementTree.SubElement(joint, 'limit', effort='0', velocity='0')

@@ -23,8 +23,9 @@ Physics set-up (what PyBullet does and does not do, checked by experiment with p
 * The URDF is loaded from a rewritten copy: visual and collision geometry are dropped (the
   world has no contacts; collisions are external forces, :meth:`SimWorld.apply_external_force`),
   links without ``<inertial>`` get a negligible one (PyBullet would otherwise give them 1 kg),
-  ``continuous`` joints become revolute joints with very wide limits, and a payload, when set,
-  is an extra fixed link ``twin_payload`` on the force-torque sensor link. PyBullet reads the
+  every joint's range is opened (continuous joints become revolute; the ends of the ranges are
+  the plant's end stops, below), and a payload, when set, is an extra fixed link
+  ``twin_payload`` on the force-torque sensor link. PyBullet reads the
   inertias from the file (``URDF_USE_INERTIA_FROM_FILE``; it diagonalizes them itself).
 
 Force-torque sensor (``ft_link``, the child of a fixed joint): the reading is what a real sensor
@@ -67,22 +68,17 @@ the velocity command into a position reference that may lag the measured positio
 
 Torque (effort) mode has no loop to cap, and even a capped loop overshoots its speed a little
 (an acceleration feed-forward, a reference pushed against a joint limit); nor are the joint
-ranges hard stops: PyBullet holds a joint's URDF range only with a soft constraint of its own,
-which a torque pushes a joint into (1e-4 to 1e-3 rad under 1 % of the built-in arm's effort
-limits, up to 0.09 rad under all of them) and which pushes back. That constraint stays on: it
-gives the other joints the right dynamics while one is held against its end (opening the
-ranges in the loaded copy, tried on 2026-12-08, made two joints of the built-in arm run away
-from their ends in zero gravity where the constrained dynamics hold them there).
+ranges hard stops in the world's physics (the loaded copy's ranges are opened: PyBullet would
+otherwise hold them with a soft constraint of its own, which a push sinks into by up to 0.09
+rad and which pushes a joint back out).
 :meth:`SimWorld.limit_speed`, called after a step, emulates a drive's velocity limiter: a joint
 faster than its URDF velocity limit is set back to that speed (counted in
-``over_speed_events``); :meth:`SimWorld.limit_position` a hard stop at the end of the range: a
-joint beyond it is put back on it and its outward velocity taken out (an inelastic stop,
-counted in ``limit_stop_events``). The plant calls both after every step, in every mode; the
-bare world does not (only PyBullet's soft constraint holds its ranges), so a motion inside the
-limits is the same either way. A joint that a light torque holds against its end chatters
-there: put back on the end, PyBullet's constraint pushes it out again and it falls back, by
-about 1e-7 rad with velocities up to 6e-4 rad/s (a gripper finger closed at its lower limit;
-README, known limitations).
+``over_speed_events``); :meth:`SimWorld.limit_position` an end stop at each end of the range: a
+joint that reaches it is put back on it, and while something pushes it on, the stop holds it
+there as a constraint of the next steps (the other joints move as they do beside a joint that
+cannot move), until the push turns (counted in ``limit_stop_events``). The plant calls both
+after every step, in every mode; the bare world does not (its physics stays free), so a
+motion inside the limits is the same either way.
 """
 from dataclasses import dataclass
 import math
@@ -106,10 +102,13 @@ __all__ = ['Measurement', 'SimWorld', 'WorldError', 'PAYLOAD_LINK', 'SENSOR_BODY
 PAYLOAD_LINK = 'twin_payload'
 #: Name of the link that carries the sensor link's own inertia (on the robot side).
 SENSOR_BODY_LINK = urdf_rewrite.SENSOR_BODY
-_WIDE_LIMIT = 1e6  # rad, for continuous joints made revolute
+_WIDE_LIMIT = 1e6  # rad (or m): the range PyBullet is given for every joint (see above)
 _CONTROL_MODES = ('position', 'velocity', 'torque')
 #: A joint that hit an end stop counts again only after it was this far back inside, rad.
 STOP_REARM_RAD = 1e-3
+#: How hard an end stop holds a joint pushed against it, per N·m (or N) of the joint's effort
+#: limit: no drive, gravity or coupling pushes through it.
+STOP_FORCE_FACTOR = 1e3
 #: The external forces in a sensor reading when there are none (read-only).
 _NO_PUSH = np.zeros(6)
 _NO_PUSH.flags.writeable = False
@@ -345,6 +344,7 @@ class SimWorld:
         self._friction_add = np.zeros(self.n)
         self._torque_limit = self.effort_limit.copy()
         self._locked = {}
+        self._stop_side = None         # per joint: -1/+1 held at its lower/upper stop, 0
         self.payload = None
         self._payload_geometry = None
         self._external = []
@@ -373,7 +373,7 @@ class SimWorld:
         try:
             root = urdf_rewrite.parse(self.urdf_path)
             urdf_rewrite.drop_geometry(root)
-            urdf_rewrite.continuous_as_revolute(root, _WIDE_LIMIT)
+            urdf_rewrite.open_ranges(root, _WIDE_LIMIT)
             if self.ft_link is not None:
                 urdf_rewrite.move_sensor_body(root, self.ft_link, self.urdf_path)
         except urdf_rewrite.URDFRewriteError as exc:
@@ -431,6 +431,7 @@ class SimWorld:
                                     jointDamping=0.0, physicsClientId=c)
         self._applied_damping = np.full(self.n, np.nan)
         self._applied_coulomb = np.full(self.n, np.nan)
+        self._stop_side = np.zeros(self.n)   # (a new body's motors hold nothing)
         if self.payload is not None and self._payload_geometry is not None:
             self._apply_payload_dynamics()
         self._apply_joint_losses()
@@ -535,6 +536,7 @@ class SimWorld:
         q = self.q0 if q is None else _as_vector(q, self.n, 'reset q', self.joint_names)
         qd = np.zeros(self.n) if qd is None else _as_vector(qd, self.n, 'reset qd',
                                                             self.joint_names)
+        self._release_stops(np.flatnonzero(self._stop_side))
         self._write_states(q, qd)
         self._k = 0
         self._tau = np.zeros(self.n)
@@ -815,36 +817,79 @@ class SimWorld:
 
     def limit_position(self):
         """
-        Stop a joint at the end of its range (a hard stop, as a real arm's end stops).
+        Stop a joint at the end of its range (an end stop, as a real arm's).
 
         Called after a step (:class:`twin_sim.plant.Plant` does, in every mode; the bare
         world's physics stays free): a joint beyond its URDF position limit is put back on the
-        limit and its velocity away from the range is taken out (a perfectly inelastic stop;
-        the velocity back into the range is kept). Pushed on, the joint stays at the limit
-        while its torque (the measured effort) pushes into the stop. Each time a joint hits a
-        stop counts once in :attr:`limit_stop_events` (again only after it was back more than
-        :data:`STOP_REARM_RAD` inside its range).
+        limit. Moving on outwards (or at rest there), its velocity is taken out (a perfectly
+        inelastic stop) and the stop holds it at the limit from then on: its Coulomb friction
+        motor becomes a position constraint at the limit with the force of a stiff stop
+        (:data:`STOP_FORCE_FACTOR`), so that during the next steps the joint cannot move and
+        the others move as they do beside it, while its torque (the measured effort) pushes
+        into the stop. Once the stop no longer pushes it back (its own push turned, or the
+        other joints pull it inwards), the joint is let go with its friction as before. A
+        joint that comes back already moving inwards keeps that velocity. Each time a joint
+        hits a stop counts once in :attr:`limit_stop_events` (again only after it was back
+        more than :data:`STOP_REARM_RAD` inside its range).
+
+        (Put back after each step without the hold, a pushed joint's free acceleration leaked
+        into the others through the inertia coupling, and a joint that PyBullet's own soft
+        range constraint held chattered on it instead: BENCHMARKS.md, "A gripper chattering
+        on its end stops".)
         """
-        q, qd = self._state()[:2]
+        q, qd, motor = self._state()
+        side = self._stop_side
+        held = np.flatnonzero(side)
+        if held.size:
+            # the stop pushes inwards (+ at the lower end): let go where it does not
+            self._release_stops(held[np.asarray(motor)[held] * side[held] >= 0.0])
         below = q < self.lower
         above = q > self.upper
         out = below | above
         near = (q < self.lower + STOP_REARM_RAD) | (q > self.upper - STOP_REARM_RAD)
-        held = self._at_stop & near
-        self.limit_stop_events += int(np.count_nonzero(out & ~held))
-        self._at_stop = out | held
+        at_stop = self._at_stop & near
+        self.limit_stop_events += int(np.count_nonzero(out & ~at_stop))
+        self._at_stop = out | at_stop
         if not out.any():
             return
         if self.ft_link is not None:
             self._sensor_wrench()    # the step's reading, with the motion it made
+        hold = []
         for i in np.flatnonzero(out):
             if below[i]:
                 q_i, qd_i = self.lower[i], max(float(qd[i]), 0.0)
             else:
                 q_i, qd_i = self.upper[i], min(float(qd[i]), 0.0)
+            if qd_i == 0.0 and self.joint_names[i] not in self._locked:
+                hold.append(i)
+                side[i] = -1.0 if below[i] else 1.0
             pybullet.resetJointState(self._body, self._idx[i], float(q_i), qd_i,
                                      physicsClientId=self._client)
+        if hold:
+            limit = np.nan_to_num(self.effort_limit[hold], nan=1.0, posinf=1.0)
+            pybullet.setJointMotorControlArray(
+                self._body, [self._idx[i] for i in hold], pybullet.POSITION_CONTROL,
+                targetPositions=[float(self.lower[i] if side[i] < 0 else self.upper[i])
+                                 for i in hold],
+                targetVelocities=[0.0] * len(hold),
+                forces=(STOP_FORCE_FACTOR * np.maximum(limit, 1.0)).tolist(),
+                positionGains=[1.0] * len(hold), velocityGains=[1.0] * len(hold),
+                physicsClientId=self._client)
         self._cached = None
+
+    def _release_stops(self, joints):
+        """Let joints held at an end stop go: their Coulomb friction motor as before."""
+        joints = [int(i) for i in joints]
+        if not joints:
+            return
+        self._stop_side[joints] = 0.0
+        joints = [i for i in joints if self.joint_names[i] not in self._locked]
+        if joints:
+            pybullet.setJointMotorControlArray(
+                self._body, [self._idx[i] for i in joints], pybullet.VELOCITY_CONTROL,
+                targetVelocities=[0.0] * len(joints),
+                forces=[float(self._applied_coulomb[i]) for i in joints],
+                physicsClientId=self._client)
 
     def measure(self):
         """
@@ -865,7 +910,8 @@ class SimWorld:
         velocity is used when the world knows it, i.e. when the state was read before the
         step, else the current one) plus the Coulomb motor's reaction (``-fc sign(qd)`` while
         sliding, less while stuck). Locked joints report the lock's holding torque instead of
-        the Coulomb part.
+        the Coulomb part, and joints held at an end stop the stop's (see
+        :meth:`limit_position`).
         """
         _, qd, motor = self._state()
         if self._prev_qd is not None:
@@ -890,7 +936,7 @@ class SimWorld:
             pybullet.changeDynamics(b, self._idx[i], jointDamping=float(damping[i]),
                                     physicsClientId=c)
         changed = [i for i in np.flatnonzero(coulomb != self._applied_coulomb)
-                   if self.joint_names[i] not in self._locked]
+                   if self.joint_names[i] not in self._locked and not self._stop_side[i]]
         if changed:
             pybullet.setJointMotorControlArray(
                 b, [self._idx[i] for i in changed], pybullet.VELOCITY_CONTROL,
