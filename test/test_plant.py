@@ -606,9 +606,9 @@ def test_velocity_and_effort_far_beyond_the_limits_stay_inside_them(model):
 def test_joints_pushed_against_their_end_stops_stay_there_as_beside_fixed_joints(model):
     # Zero gravity, every joint 10 mrad from an end and pushed into it by a fifth of its effort
     # limit. With the five others at their ends, the arm's inertia accelerates joints 3 and 4
-    # into theirs too (pinocchio below), so all seven rest at their ends. A stop that only put
-    # a joint back after each step let its free acceleration leak into the others: joints 3
-    # and 4 ran away from their ends at their speed limits.
+    # into theirs too (checked with pinocchio first), so all seven rest at their ends. A stop
+    # that only put a joint back after each step let its free acceleration leak into the
+    # others: joints 3 and 4 ran away from their ends at their speed limits.
     lower, upper = np.asarray(model.lower), np.asarray(model.upper)
     side = np.where(np.arange(7) % 2, 1.0, -1.0)              # odd joints to their upper end
     end = np.where(side > 0, upper, lower)
@@ -632,8 +632,8 @@ def test_joints_pushed_against_their_end_stops_stay_there_as_beside_fixed_joints
 
 
 def test_a_gripper_resting_on_its_end_stops_reads_velocities_that_match_its_positions():
-    # pybullet_data's xArm 6 with its gripper, standing still: the initial pose puts the five
-    # finger joints on their lower limit 0, where their holding torques push them. Their
+    # pybullet_data's xArm 6 with its gripper, standing still: the initial pose puts the
+    # gripper's joints on their lower limit 0, where their holding torques push them. Their
     # velocities, summed over time, must give their motion, as the twin's position-velocity
     # check (pv_bias, floor 3e-5 rad) takes them: a plant whose fingers chattered on their
     # stops (PyBullet's own soft range constraint against the plant's stop) read up to 6e-4
