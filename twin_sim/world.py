@@ -345,6 +345,7 @@ class SimWorld:
         self._torque_limit = self.effort_limit.copy()
         self._locked = {}
         self._stop_side = None         # per joint: -1/+1 held at its lower/upper stop, 0
+        self._holding = False
         self.payload = None
         self._payload_geometry = None
         self._external = []
@@ -432,6 +433,7 @@ class SimWorld:
         self._applied_damping = np.full(self.n, np.nan)
         self._applied_coulomb = np.full(self.n, np.nan)
         self._stop_side = np.zeros(self.n)   # (a new body's motors hold nothing)
+        self._holding = False                # whether any joint is held at a stop
         if self.payload is not None and self._payload_geometry is not None:
             self._apply_payload_dynamics()
         self._apply_joint_losses()
@@ -839,9 +841,9 @@ class SimWorld:
         """
         q, qd, motor = self._state()
         side = self._stop_side
-        held = np.flatnonzero(side)
-        if held.size:
+        if self._holding:
             # the stop pushes inwards (+ at the lower end): let go where it does not
+            held = np.flatnonzero(side)
             self._release_stops(held[np.asarray(motor)[held] * side[held] >= 0.0])
         below = q < self.lower
         above = q > self.upper
@@ -866,6 +868,7 @@ class SimWorld:
             pybullet.resetJointState(self._body, self._idx[i], float(q_i), qd_i,
                                      physicsClientId=self._client)
         if hold:
+            self._holding = True
             limit = np.nan_to_num(self.effort_limit[hold], nan=1.0, posinf=1.0)
             pybullet.setJointMotorControlArray(
                 self._body, [self._idx[i] for i in hold], pybullet.POSITION_CONTROL,
@@ -883,6 +886,7 @@ class SimWorld:
         if not joints:
             return
         self._stop_side[joints] = 0.0
+        self._holding = bool(self._stop_side.any())
         joints = [i for i in joints if self.joint_names[i] not in self._locked]
         if joints:
             pybullet.setJointMotorControlArray(
