@@ -106,9 +106,9 @@ _WIDE_LIMIT = 1e6  # rad (or m): the range PyBullet is given for every joint (se
 _CONTROL_MODES = ('position', 'velocity', 'torque')
 #: A joint that hit an end stop counts again only after it was this far back inside, rad.
 STOP_REARM_RAD = 1e-3
-#: How hard an end stop holds a joint pushed against it, per N·m (or N) of the joint's effort
-#: limit: no drive, gravity or coupling pushes through it.
-STOP_FORCE_FACTOR = 1e3
+#: How hard a seized joint (a lock fault) or an end stop holds a joint, per N·m (or N) of its
+#: effort limit (1e3 N·m or N where it has none): no drive, gravity or coupling pushes through.
+HOLD_FORCE_FACTOR = 1e3
 #: The external forces in a sensor reading when there are none (read-only).
 _NO_PUSH = np.zeros(6)
 _NO_PUSH.flags.writeable = False
@@ -826,7 +826,7 @@ class SimWorld:
         limit. Moving on outwards (or at rest there), its velocity is taken out (a perfectly
         inelastic stop) and the stop holds it at the limit from then on: its Coulomb friction
         motor becomes a position constraint at the limit with the force of a stiff stop
-        (:data:`STOP_FORCE_FACTOR`), so that during the next steps the joint cannot move and
+        (:data:`HOLD_FORCE_FACTOR`), so that during the next steps the joint cannot move and
         the others move as they do beside it, while its torque (the measured effort) pushes
         into the stop. Once the stop no longer pushes it back (its own push turned, or the
         other joints pull it inwards), the joint is let go with its friction as before. A
@@ -869,15 +869,8 @@ class SimWorld:
                                      physicsClientId=self._client)
         if hold:
             self._holding = True
-            limit = np.nan_to_num(self.effort_limit[hold], nan=1.0, posinf=1.0)
-            pybullet.setJointMotorControlArray(
-                self._body, [self._idx[i] for i in hold], pybullet.POSITION_CONTROL,
-                targetPositions=[float(self.lower[i] if side[i] < 0 else self.upper[i])
-                                 for i in hold],
-                targetVelocities=[0.0] * len(hold),
-                forces=(STOP_FORCE_FACTOR * np.maximum(limit, 1.0)).tolist(),
-                positionGains=[1.0] * len(hold), velocityGains=[1.0] * len(hold),
-                physicsClientId=self._client)
+            self._hold_motors(hold, [self.lower[i] if side[i] < 0 else self.upper[i]
+                                     for i in hold])
         self._cached = None
 
     def _release_stops(self, joints):
@@ -887,7 +880,20 @@ class SimWorld:
             return
         self._stop_side[joints] = 0.0
         self._holding = bool(self._stop_side.any())
-        joints = [i for i in joints if self.joint_names[i] not in self._locked]
+        self._friction_motors([i for i in joints if self.joint_names[i] not in self._locked])
+
+    def _hold_motors(self, joints, positions):
+        """Hold ``joints`` at ``positions`` with stiff position motors (a lock, an end stop)."""
+        limit = np.nan_to_num(self.effort_limit[joints], posinf=1e3)
+        pybullet.setJointMotorControlArray(
+            self._body, [self._idx[i] for i in joints], pybullet.POSITION_CONTROL,
+            targetPositions=[float(x) for x in positions], targetVelocities=[0.0] * len(joints),
+            forces=(HOLD_FORCE_FACTOR * np.maximum(limit, 1.0)).tolist(),
+            positionGains=[1.0] * len(joints), velocityGains=[1.0] * len(joints),
+            physicsClientId=self._client)
+
+    def _friction_motors(self, joints):
+        """Give ``joints`` their Coulomb friction motor (at rest, :attr:`_applied_coulomb`)."""
         if joints:
             pybullet.setJointMotorControlArray(
                 self._body, [self._idx[i] for i in joints], pybullet.VELOCITY_CONTROL,
@@ -941,13 +947,9 @@ class SimWorld:
                                     physicsClientId=c)
         changed = [i for i in np.flatnonzero(coulomb != self._applied_coulomb)
                    if self.joint_names[i] not in self._locked and not self._stop_side[i]]
-        if changed:
-            pybullet.setJointMotorControlArray(
-                b, [self._idx[i] for i in changed], pybullet.VELOCITY_CONTROL,
-                targetVelocities=[0.0] * len(changed),
-                forces=[float(coulomb[i]) for i in changed], physicsClientId=c)
         self._applied_damping = damping
         self._applied_coulomb = coulomb
+        self._friction_motors(changed)
 
     def set_friction_scale(self, joint, factor):
         """Multiply a joint's nominal viscous and Coulomb friction by ``factor`` (>= 0)."""
@@ -997,13 +999,8 @@ class SimWorld:
         return self._torque_limit.copy()
 
     def _engage_lock(self, joint):
-        i = self.joint_names.index(joint)
-        # A stiff position motor: the joint holds its position against any motor torque.
-        pybullet.setJointMotorControl2(
-            self._body, self._idx[i], pybullet.POSITION_CONTROL,
-            targetPosition=self._locked[joint], targetVelocity=0.0,
-            force=1e3 * max(float(np.nan_to_num(self.effort_limit[i], posinf=1e3)), 1.0),
-            positionGain=1.0, velocityGain=1.0, physicsClientId=self._client)
+        # a stiff position motor: the joint holds its position against any motor torque
+        self._hold_motors([self.joint_names.index(joint)], [self._locked[joint]])
 
     def lock_joint(self, joint):
         """Seize a joint at its current position (a locked brake or jammed gear)."""
@@ -1020,9 +1017,7 @@ class SimWorld:
         name = self.joint_names[i]
         if self._locked.pop(name, None) is None:
             return
-        pybullet.setJointMotorControl2(
-            self._body, self._idx[i], pybullet.VELOCITY_CONTROL, targetVelocity=0.0,
-            force=float(self._applied_coulomb[i]), physicsClientId=self._client)
+        self._friction_motors([i])
 
     @property
     def locked_joints(self):
